@@ -1,0 +1,21 @@
+"""Library exceptions. The CLI turns each into one clear line (exit code 1)."""
+
+
+class CloakError(Exception):
+    """Base class of every error cloak raises on purpose."""
+
+
+class ConfigError(CloakError, ValueError):
+    """A setting is out of range or unknown."""
+
+
+class ModelError(CloakError):
+    """Weights are missing, corrupt or of the wrong layout."""
+
+
+class UnsupportedImageError(CloakError):
+    """The file is not an image cloak can read, or is too small/large/broken."""
+
+
+class OutputError(CloakError):
+    """The output can't be written where asked (exists, equals the input, unwritable)."""

@@ -1,0 +1,34 @@
+"""The tiny autoencoders: registry, architecture and weight loading."""
+
+from __future__ import annotations
+
+import threading
+
+import torch
+
+from .registry import ALL_MODEL_NAMES, MODELS, ModelSpec, get_spec
+from .taesd import TinyAutoencoder
+from .weights import DownloadProgress, load_part, resolve
+
+__all__ = ["ALL_MODEL_NAMES", "MODELS", "ModelSpec", "TinyAutoencoder", "get_spec",
+           "load_autoencoder"]
+
+_cache: dict[tuple, TinyAutoencoder] = {}
+_lock = threading.Lock()
+
+
+def load_autoencoder(name: str, model_dir=None, device: torch.device | str = "cpu",
+                     allow_download: bool = True,
+                     progress: DownloadProgress | None = None) -> TinyAutoencoder:
+    """A frozen, eval-mode autoencoder with verified pretrained weights, cached per process."""
+    spec = get_spec(name)
+    key = (name, str(model_dir), str(device))
+    with _lock:
+        if key not in _cache:
+            model = TinyAutoencoder(spec.latent_channels, spec.use_pool)
+            model.encoder = load_part(spec, "encoder",
+                                      resolve(spec, "encoder", model_dir, allow_download, progress))
+            model.decoder = load_part(spec, "decoder",
+                                      resolve(spec, "decoder", model_dir, allow_download, progress))
+            _cache[key] = model.to(device).eval().requires_grad_(False)
+        return _cache[key]

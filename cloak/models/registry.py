@@ -1,0 +1,60 @@
+"""Registry of the tiny autoencoders: name -> architecture, weight files, public address."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+UPSTREAM_URL = "https://github.com/madebyollin/taesd/raw/main"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One tiny autoencoder that stands in for an editor's VAE."""
+
+    name: str
+    stands_in_for: str
+    latent_channels: int
+    use_pool: bool = False
+
+    def file_stem(self, part: str) -> str:
+        """`taesd_encoder`, `taef2_decoder`, ..."""
+        return f"{self.name}_{part}"
+
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec("taesd", "Stable Diffusion 1.x/2.x VAE", 4),
+        ModelSpec("taesdxl", "SDXL VAE", 4),
+        ModelSpec("taef1", "FLUX.1 VAE", 16),
+        ModelSpec("taef2", "FLUX.2 VAE", 32, use_pool=True),
+    )
+}
+
+PARTS = ("encoder", "decoder")
+
+# sha256 of every weight file whose bytes we know. Files with other bytes (a re-export,
+# the diffusers layout) are accepted only if they load strictly into the architecture.
+KNOWN_SHA256: dict[str, str] = {
+    "taef1_decoder.safetensors": "bb41500b646d5b8b592b7f3ca5d20d888c3075e209d178d99af609cd7e02a1d4",
+    "taef1_encoder.safetensors": "19f5a854ce575fd0a1c0a52938410cf5fb4dc4b8ae71c8887533646d8fe47030",
+    "taef2_decoder.pth": "0a44a31e1ae59eb9dbf9359d24942fd3ef5928162c1800d97a28c61d51be0ab5",
+    "taef2_encoder.pth": "10a4e1021e89d7551eaf161352da8dbd0b1aa83872ae28b150c1df1ce2f147b6",
+    "taesd_decoder.safetensors": "d903e7cc3ae58f21d985a3498a841fa8b230edccff7ac5d27607b0c557945c6f",
+    "taesd_encoder.safetensors": "a6b8c0fda4aad50784e543389e0239c72c5e31e9775c9e612ea8333bf3a77dcb",
+    "taesdxl_decoder.safetensors": "ae5256b046b01d577279ed93a55bbb1fb2689e55aa14cfc0f7f841e0160202a5",
+    "taesdxl_encoder.safetensors": "3d78013286676a1a51074831230f90972e573698fe4b11416d6f28e0cd5bbe7e",
+}
+
+ALL_MODEL_NAMES: tuple[str, ...] = tuple(MODELS)
+
+
+def get_spec(name: str) -> ModelSpec:
+    from ..errors import ConfigError
+
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown model {name!r}; choose from {', '.join(ALL_MODEL_NAMES)}"
+        ) from None

@@ -1,0 +1,196 @@
+"""Find, download, verify and load the autoencoder weights.
+
+Lookup order for each file: an explicit model dir, then `$CLOAK_MODEL_DIR`, then the user
+cache dir, then a download from the public address into the cache (progress via callback).
+Weights load only through safetensors or `torch.load(weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from ..errors import ModelError
+from .registry import KNOWN_SHA256, PARTS, UPSTREAM_URL, ModelSpec
+
+log = logging.getLogger(__name__)
+
+WEIGHT_SUFFIXES = (".safetensors", ".pth")
+DownloadProgress = Callable[[str, int, int], None]  # (file name, bytes done, bytes total)
+
+
+def cache_dir() -> Path:
+    """The per-user cache folder for downloaded weights."""
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("cloak")) / "models"
+
+
+def search_dirs(model_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Folders searched for weights, in order."""
+    dirs = []
+    if model_dir:
+        dirs.append(Path(model_dir))
+    if os.environ.get("CLOAK_MODEL_DIR"):
+        dirs.append(Path(os.environ["CLOAK_MODEL_DIR"]))
+    dirs.append(cache_dir())
+    return dirs
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Read a `.safetensors` or `.pth` state dict safely, as fp32 tensors."""
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path), device="cpu")
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt or foreign file
+        raise ModelError(f"can't read weights {path}: {exc}") from exc
+    if not isinstance(state, dict):
+        raise ModelError(f"{path} does not hold a state dict")
+    return {k: v.float() for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+
+def normalise_keys(state: dict[str, torch.Tensor], part: str) -> dict[str, torch.Tensor]:
+    """Map the diffusers `AutoencoderTiny` layout onto the flat one.
+
+    diffusers keys look like `encoder.layers.3.conv.0.weight`. Its decoder has no weightless
+    Clamp module in front, so its indices are one lower than the flat layout's.
+    """
+    prefix = f"{part}.layers."
+    if not any(k.startswith(prefix) for k in state):
+        return state
+    out = {}
+    for key, value in state.items():
+        if not key.startswith(prefix):
+            continue
+        index, rest = key[len(prefix):].split(".", 1)
+        if part == "decoder":
+            index = str(int(index) + 1)
+        out[f"{index}.{rest}"] = value
+    return out
+
+
+def find_local(spec: ModelSpec, part: str, model_dir=None) -> Path | None:
+    """The first existing weight file for (model, part) in the search dirs."""
+    stem = spec.file_stem(part)
+    for folder in search_dirs(model_dir):
+        for suffix in WEIGHT_SUFFIXES:
+            candidate = folder / f"{stem}{suffix}"
+            if candidate.is_file():
+                return candidate
+        diffusers = folder / spec.name / "diffusion_pytorch_model.safetensors"
+        if diffusers.is_file():
+            return diffusers
+    return None
+
+
+def verify_file(path: Path) -> bool:
+    """Check a file against its pinned sha256. Returns True when pinned and matching,
+    False when no hash is pinned for it; raises ModelError on a mismatch."""
+    expected = KNOWN_SHA256.get(path.name)
+    if expected is None:
+        return False
+    actual = sha256_of(path)
+    if actual != expected:
+        raise ModelError(
+            f"{path} has sha256 {actual[:12]}..., expected {expected[:12]}...: the file is "
+            "corrupt or not the published weights; delete it and let cloak download it again"
+        )
+    return True
+
+
+def download_url(spec: ModelSpec, part: str) -> str:
+    base = os.environ.get("CLOAK_WEIGHTS_URL", UPSTREAM_URL).rstrip("/")
+    return f"{base}/{spec.file_stem(part)}.pth"
+
+
+def download(spec: ModelSpec, part: str, progress: DownloadProgress | None = None) -> Path:
+    """Download (model, part) into the cache, atomically, and return its path."""
+    url = download_url(spec, part)
+    target = cache_dir() / f"{spec.file_stem(part)}.pth"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    log.info("downloading %s", url)
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".download-", suffix=".pth")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+            total = int(response.headers.get("Content-Length") or 0)
+            done = 0
+            while chunk := response.read(1 << 16):
+                out.write(chunk)
+                done += len(chunk)
+                if progress:
+                    progress(target.name, done, total)
+        expected = KNOWN_SHA256.get(target.name)
+        if expected and sha256_of(tmp) != expected:
+            raise ModelError(f"download of {url} does not match its pinned sha256")
+        # No pinned hash: accept only what loads strictly into the architecture.
+        load_part(spec, part, tmp)
+        os.replace(tmp, target)
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        raise ModelError(missing_message(spec, part, f"download from {url} failed ({exc})")) \
+            from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def missing_message(spec: ModelSpec, part: str, why: str) -> str:
+    return (
+        f"weights for {spec.name} {part} not found and {why}. Put "
+        f"{spec.file_stem(part)}.safetensors or .pth in a folder and pass --model-dir DIR "
+        f"or set CLOAK_MODEL_DIR=DIR (files: {UPSTREAM_URL}/{spec.file_stem(part)}.pth)"
+    )
+
+
+def build_part(spec: ModelSpec, part: str) -> torch.nn.Module:
+    from .taesd import Decoder, Encoder
+
+    factory = Encoder if part == "encoder" else Decoder
+    return factory(spec.latent_channels, spec.use_pool)
+
+
+def load_part(spec: ModelSpec, part: str, path: Path) -> torch.nn.Module:
+    """Build (model, part) and load `path` into it strictly."""
+    if part not in PARTS:
+        raise ValueError(f"part must be one of {PARTS}, got {part!r}")
+    state = normalise_keys(read_state_dict(path), part)
+    module = build_part(spec, part)
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        short = re.sub(r"\s+", " ", str(exc))[:300]
+        raise ModelError(f"{path} is not {spec.name} {part} weights: {short}") from exc
+    return module.eval().requires_grad_(False)
+
+
+def resolve(spec: ModelSpec, part: str, model_dir=None, allow_download: bool = True,
+            progress: DownloadProgress | None = None) -> Path:
+    """Path to verified weights for (model, part), downloading them if needed."""
+    path = find_local(spec, part, model_dir)
+    if path is not None:
+        verify_file(path)
+        return path
+    if not allow_download or os.environ.get("CLOAK_OFFLINE"):
+        raise ModelError(missing_message(spec, part, "downloads are off"))
+    return download(spec, part, progress)
