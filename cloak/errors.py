@@ -19,3 +19,7 @@ class UnsupportedImageError(CloakError):
 
 class OutputError(CloakError):
     """The output can't be written where asked (exists, equals the input, unwritable)."""
+
+
+class Cancelled(CloakError):
+    """The user stopped the run; nothing was written for the photo in progress."""

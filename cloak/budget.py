@@ -1,0 +1,121 @@
+"""Where the perturbation may go: a per-pixel L-infinity budget.
+
+`visibility_map` follows a simple just-noticeable-difference model: the eye tolerates
+more change where local contrast is high (texture, edges) and little in flat areas
+(skin, sky, blurred backgrounds). `region_map` raises the budget on faces, heads and
+upper bodies (what nudify and face-swap tools edit) and on a user mask.
+
+All maps are (1, 1, H, W) in [0, 1]; multiply by eps to get the per-pixel bound.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .metrics import luma
+
+log = logging.getLogger(__name__)
+
+FLAT_FLOOR = 0.3      # budget fraction left in perfectly flat areas
+CONTRAST_REF = 0.05   # local std (on [0, 1]) that earns the full budget
+REGION_GAIN = 1.5     # faces/bodies/mask: budget multiplied by this (capped at 1)
+
+
+def local_contrast(x: torch.Tensor, radius: int = 3) -> torch.Tensor:
+    """(1, 3, H, W) in [0, 1] -> (1, 1, H, W) local standard deviation of luminance."""
+    y = luma(x)
+    k = 2 * radius + 1
+    mean = F.avg_pool2d(F.pad(y, [radius] * 4, mode="replicate"), k, stride=1)
+    mean_sq = F.avg_pool2d(F.pad(y * y, [radius] * 4, mode="replicate"), k, stride=1)
+    return (mean_sq - mean * mean).clamp_min(0).sqrt()
+
+
+def visibility_map(x: torch.Tensor, floor: float = FLAT_FLOOR,
+                   contrast_ref: float = CONTRAST_REF) -> torch.Tensor:
+    """(1, 3, H, W) -> (1, 1, H, W) in [floor, 1]: smooth, so no blocky budget edges."""
+    import kornia
+
+    v = floor + (1 - floor) * (local_contrast(x) / contrast_ref).clamp(0, 1)
+    # Spread texture budget a little into its neighbourhood, never into flat areas' core.
+    v = kornia.filters.gaussian_blur2d(v, (9, 9), (2.0, 2.0), border_type="replicate")
+    return v.clamp(floor, 1)
+
+
+def find_faces(rgb_uint8: np.ndarray, detector_path: Path | None) -> list[tuple[float, ...]]:
+    """Face boxes (x, y, w, h) in pixels of `rgb_uint8` (H, W, 3), via YuNet/OpenCV.
+    Returns [] when the detector or OpenCV is unavailable."""
+    if detector_path is None or not Path(detector_path).is_file():
+        return []
+    try:
+        import cv2
+    except ImportError:
+        log.warning("opencv is not installed; face priority is off")
+        return []
+    h, w = rgb_uint8.shape[:2]
+    detector = cv2.FaceDetectorYN.create(str(detector_path), "", (w, h), 0.7, 0.3, 5000)
+    _, faces = detector.detect(np.ascontiguousarray(rgb_uint8[..., ::-1]))
+    if faces is None:
+        return []
+    return [tuple(float(v) for v in f[:4]) for f in faces]
+
+
+def person_mask(boxes: list[tuple[float, ...]], height: int, width: int) -> torch.Tensor:
+    """(1, 1, H, W) in [0, 1]: each face box grown to the head and the upper body."""
+    mask = torch.zeros(1, 1, height, width)
+    for x0, y0, bw, bh in boxes:
+        cx = x0 + bw / 2
+        head = (cx - 0.9 * bw, y0 - 0.6 * bh, cx + 0.9 * bw, y0 + 1.3 * bh)
+        body = (cx - 1.8 * bw, y0 + 0.9 * bh, cx + 1.8 * bw, y0 + 4.0 * bh)
+        for left, top, right, bottom in (head, body):
+            t, b = max(0, int(top)), min(height, int(bottom))
+            lft, r = max(0, int(left)), min(width, int(right))
+            if b > t and r > lft:
+                mask[..., t:b, lft:r] = 1
+    return mask
+
+
+def load_user_mask(path: str | Path, height: int, width: int) -> torch.Tensor:
+    """Read a mask image (white = protect most) resized to (H, W) -> (1, 1, H, W) in [0, 1]."""
+    from PIL import Image
+
+    from .errors import UnsupportedImageError
+
+    try:
+        with Image.open(path) as img:
+            img = img.convert("L").resize((width, height), Image.BILINEAR)
+            arr = np.asarray(img, dtype=np.float32) / 255
+    except (OSError, ValueError) as exc:
+        raise UnsupportedImageError(f"can't read mask {path}: {exc}") from exc
+    return torch.from_numpy(arr.copy())[None, None]
+
+
+def budget_map(x: torch.Tensor, *, perceptual: bool = True,
+               face_boxes: list[tuple[float, ...]] | None = None,
+               user_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Combine visibility and priorities -> (1, 1, H, W) in [0, 1].
+
+    Without perceptual shaping the budget is uniform (1 everywhere). Priority regions
+    (faces, bodies, the white of a user mask) get REGION_GAIN times the visible budget;
+    with a user mask, the rest of the photo keeps a third of it."""
+    import kornia
+
+    _, _, h, w = x.shape
+    base = visibility_map(x) if perceptual else torch.ones(1, 1, h, w, device=x.device)
+    priority = torch.zeros(1, 1, h, w, device=x.device)
+    if face_boxes:
+        priority = torch.maximum(priority, person_mask(face_boxes, h, w).to(x.device))
+    if user_mask is not None:
+        priority = torch.maximum(priority, user_mask.to(x.device))
+    if float(priority.max()) > 0:
+        sigma = max(2.0, min(h, w) / 100)
+        k = 2 * int(3 * sigma) + 1
+        priority = kornia.filters.gaussian_blur2d(priority, (k, k), (sigma, sigma))
+    gain = 1 + (REGION_GAIN - 1) * priority
+    if user_mask is not None:
+        gain = gain * (1 / 3 + 2 / 3 * user_mask.to(x.device).clamp(0, 1))
+    return (base * gain).clamp(0, 1)

@@ -1,0 +1,110 @@
+"""A frozen `ProtectConfig` and the named strength presets. Validation happens here."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from .errors import ConfigError
+from .models.registry import ALL_MODEL_NAMES
+
+OBJECTIVES = ("e2e", "encoder")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Documented settings behind a `--strength` name. eps is in /255."""
+
+    eps255: float
+    steps: int
+    working_size: int
+    robust: bool
+    eot_samples: int
+
+
+# Numbers here are the product's promises; README's "Strength presets" table mirrors them.
+PRESETS: dict[str, Preset] = {
+    "fast": Preset(eps255=6, steps=8, working_size=384, robust=False, eot_samples=1),
+    "low": Preset(eps255=4, steps=16, working_size=512, robust=False, eot_samples=1),
+    "medium": Preset(eps255=8, steps=24, working_size=512, robust=True, eot_samples=1),
+    "high": Preset(eps255=12, steps=48, working_size=512, robust=True, eot_samples=1),
+}
+
+
+@dataclass(frozen=True)
+class ProtectConfig:
+    """Everything that decides a protection run. `eps` is on the [0, 1] scale.
+
+    Leave a field as None to take it from the strength preset.
+    """
+
+    strength: str = "medium"
+    eps: float | None = None
+    steps: int | None = None
+    working_size: int | None = None
+    robust: bool | None = None
+    eot_samples: int | None = None
+    models: tuple[str, ...] = ALL_MODEL_NAMES
+    objective: str = "e2e"
+    perceptual: bool = True
+    faces: bool = True
+    mask_path: str | None = None
+    seed: int = 0
+    model_dir: str | None = None
+    device: str | None = None
+    allow_download: bool = True
+    measure: bool = True
+    extra: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        if self.strength not in PRESETS:
+            raise ConfigError(
+                f"unknown strength {self.strength!r}; choose from {', '.join(PRESETS)}")
+        preset = PRESETS[self.strength]
+        defaults = {
+            "eps": preset.eps255 / 255, "steps": preset.steps,
+            "working_size": preset.working_size, "robust": preset.robust,
+            "eot_samples": preset.eot_samples,
+        }
+        for name, value in defaults.items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
+        if isinstance(self.models, str):
+            object.__setattr__(self, "models", tuple(
+                m.strip() for m in self.models.split(",") if m.strip()))
+        if not self.models:
+            raise ConfigError("at least one model is needed")
+        for name in self.models:
+            if name not in ALL_MODEL_NAMES:
+                raise ConfigError(
+                    f"unknown model {name!r}; choose from {', '.join(ALL_MODEL_NAMES)}")
+        if not 0 < self.eps <= 32 / 255:
+            raise ConfigError(
+                f"eps must be in (0, 32]/255, got {self.eps * 255:.3g}/255")
+        if self.steps < 0:
+            raise ConfigError(f"steps must be >= 0, got {self.steps}")
+        if not 128 <= self.working_size <= 2048 or self.working_size % 8:
+            raise ConfigError(
+                f"working size must be a multiple of 8 in [128, 2048], got {self.working_size}")
+        if self.eot_samples < 1:
+            raise ConfigError(f"eot samples must be >= 1, got {self.eot_samples}")
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(
+                f"unknown objective {self.objective!r}; choose from {', '.join(OBJECTIVES)}")
+
+    @property
+    def eps255(self) -> float:
+        return self.eps * 255
+
+    def replace(self, **changes) -> "ProtectConfig":
+        return dataclasses.replace(self, **changes)
+
+    def fingerprint(self) -> dict:
+        """The settings that change the output pixels (used for resume and reports)."""
+        return {
+            "strength": self.strength, "eps255": round(self.eps255, 4), "steps": self.steps,
+            "working_size": self.working_size, "robust": self.robust,
+            "eot_samples": self.eot_samples, "models": list(self.models),
+            "objective": self.objective, "perceptual": self.perceptual, "faces": self.faces,
+            "mask": self.mask_path, "seed": self.seed,
+        }

@@ -1,0 +1,31 @@
+"""Losses the attack maximises. Each takes an autoencoder, the perturbed image x_adv
+(B, 3, H, W) in [0, 1], and a per-image context, and returns a scalar to MAXIMISE."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def reconstruction_error(model, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """End-to-end: mean squared error of D(E(x_adv)) against the clean image x.
+
+    Maximising it makes the editor's autoencoder round trip - the first and last step
+    of every latent-diffusion edit - come out wrong."""
+    recon = model.decode(model.encode(x_adv)).float()
+    return F.mse_loss(recon, x.float())
+
+
+def latent_to_target(model, x_adv: torch.Tensor, z_target: torch.Tensor) -> torch.Tensor:
+    """PhotoGuard encoder attack (Salman et al. 2023): minus the distance of E(x_adv) to a
+    target latent (by default the latent of a mid-gray image)."""
+    z = model.encode(x_adv).float()
+    if z.shape != z_target.shape:
+        z_target = F.interpolate(z_target, size=z.shape[-2:], mode="nearest")
+    return -F.mse_loss(z, z_target)
+
+
+def gray_target_latent(model, x: torch.Tensor) -> torch.Tensor:
+    """Latent of a mid-gray image the size of x."""
+    with torch.no_grad():
+        return model.encode(torch.full_like(x, 0.5)).float()

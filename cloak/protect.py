@@ -1,0 +1,126 @@
+"""Glue: a photo + a config + the models -> a protected photo and a Report."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import budget, metrics
+from .attack import protect_pgd
+from .config import ProtectConfig
+from .device import autocast, pick_device
+from .models import load_autoencoder
+from .models.weights import search_dirs
+from .report import Report
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[float, str], None]  # (fraction done in [0, 1], what is happening)
+FACE_DETECTOR = "yunet_n_dynamic.onnx"
+
+
+@dataclass
+class ProtectedArray:
+    """Protected pixels (H, W, 3) float32 in [0, 1] plus the report."""
+
+    rgb: np.ndarray
+    report: Report
+    budget: np.ndarray | None = None  # (h, w) in [0, 1] at the working resolution
+
+
+def to_tensor(rgb: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) float in [0, 1] -> (1, 3, H, W) float32."""
+    return torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
+
+
+def to_array(x: torch.Tensor) -> np.ndarray:
+    """(1, 3, H, W) -> (H, W, 3) float32."""
+    return x[0].permute(1, 2, 0).contiguous().cpu().numpy()
+
+
+def working_image(x: torch.Tensor, working_size: int) -> torch.Tensor:
+    """Downscale (never upscale) so the long side is `working_size`, sides multiple of 8."""
+    long_side = min(working_size, max(x.shape[-2:]))
+    return metrics.resize_long(x, max(8, long_side // 8 * 8))
+
+
+def face_detector_path(model_dir: str | None) -> Path | None:
+    for folder in search_dirs(model_dir):
+        if (folder / FACE_DETECTOR).is_file():
+            return folder / FACE_DETECTOR
+    return None
+
+
+def upsample(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if tuple(t.shape[-2:]) == tuple(size):
+        return t
+    return F.interpolate(t, size=size, mode="bicubic", align_corners=False)
+
+
+def protect_array(rgb: np.ndarray, config: ProtectConfig, *, grayscale: bool = False,
+                  progress: Progress | None = None,
+                  should_stop: Callable[[], bool] | None = None) -> ProtectedArray:
+    """Protect upright RGB pixels (H, W, 3) float32 in [0, 1], at full resolution.
+
+    The perturbation is optimised at `config.working_size` (the size editors encode at),
+    upsampled to full size and bounded there, so every original pixel keeps its detail."""
+    start = time.perf_counter()
+    report_progress = progress or (lambda fraction, message: None)
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"rgb must be (H, W, 3), got {rgb.shape}")
+    device = pick_device(config.device)
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+    torch.manual_seed(config.seed)
+    report_progress(0.0, "loading models")
+    models = [load_autoencoder(n, config.model_dir, device, config.allow_download)
+              for n in config.models]
+
+    x_full = to_tensor(rgb)
+    height, width = x_full.shape[-2:]
+    x = working_image(x_full, config.working_size).to(device)
+    faces = []
+    if config.faces:
+        x_u8 = (to_array(x) * 255).round().astype(np.uint8)
+        faces = budget.find_faces(x_u8, face_detector_path(config.model_dir))
+    user_mask = (budget.load_user_mask(config.mask_path, *x.shape[-2:])
+                 if config.mask_path else None)
+    allowed = budget.budget_map(x, perceptual=config.perceptual, face_boxes=faces,
+                                user_mask=user_mask)
+    eps_map = config.eps * allowed
+
+    def on_step(done: int, total: int) -> None:
+        report_progress(0.05 + 0.85 * done / total, f"step {done}/{total}")
+
+    delta = protect_pgd(x, models, eps_map, config.steps, generator, config.objective,
+                        config.robust, config.eot_samples, on_step, should_stop)
+
+    report_progress(0.9, "applying at full resolution")
+    delta_full = upsample(delta.float().cpu(), (height, width))
+    eps_full = upsample(eps_map.float().cpu(), (height, width)).clamp(0, config.eps)
+    delta_full = torch.maximum(torch.minimum(delta_full, eps_full), -eps_full)
+    if grayscale:
+        delta_full = delta_full.mean(1, keepdim=True).expand_as(delta_full)
+    # Quantise to 8-bit steps here, so |saved - original| <= eps holds after saving.
+    x_adv = x_full + torch.round(delta_full * 255) / 255
+    x_adv = x_adv.clamp(0, 1)
+
+    report = Report(width=int(width), height=int(height), eps255=config.eps255,
+                    psnr=metrics.psnr(x_adv, x_full), ssim=metrics.ssim(x_adv, x_full),
+                    max_change255=float((x_adv - x_full).abs().max() * 255),
+                    faces=len(faces), device=str(device), settings=config.fingerprint())
+    if config.measure:
+        report_progress(0.95, "measuring protection")
+        with autocast(device):
+            report.damage_db = {
+                name: round(metrics.damage_db(m, x_full.to(device), x_adv.to(device)), 3)
+                for name, m in zip(config.models, models)}
+    report.seconds = time.perf_counter() - start
+    report_progress(1.0, "done")
+    return ProtectedArray(to_array(x_adv), report, allowed[0, 0].cpu().numpy())

@@ -1,0 +1,40 @@
+"""What a protection run reports: invisibility, protection and cost."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class Report:
+    """Figures for one protected photo. PSNR/SSIM are vs the original at full size;
+    damage_db is per autoencoder, as the photo is, at long side 512 (see metrics.damage_db)."""
+
+    width: int
+    height: int
+    eps255: float
+    psnr: float
+    ssim: float
+    max_change255: float
+    damage_db: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+    faces: int = 0
+    device: str = "cpu"
+    settings: dict = field(default_factory=dict)
+    src: str | None = None
+    dst: str | None = None
+
+    @property
+    def min_damage_db(self) -> float | None:
+        return min(self.damage_db.values()) if self.damage_db else None
+
+    def summary(self) -> str:
+        """One line for humans."""
+        damage = ", ".join(f"{k} {v:.1f}" for k, v in self.damage_db.items()) or "not measured"
+        return (f"PSNR {self.psnr:.1f} dB, SSIM {self.ssim:.3f}, max change "
+                f"{self.max_change255:.0f}/255 | damage dB: {damage} | {self.seconds:.1f} s")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["min_damage_db"] = self.min_damage_db
+        return d
