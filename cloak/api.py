@@ -1,0 +1,68 @@
+"""The public entry points: `protect` (an image in memory) and `protect_file`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .config import ProtectConfig
+from .errors import OutputError
+from .protect import Progress, protect_array
+from .report import Report
+
+
+@dataclass
+class ProtectResult:
+    """The protected image (same size and mode family as the input) and its report."""
+
+    image: Image.Image
+    report: Report
+
+
+def protect(image: Image.Image, config: ProtectConfig | None = None, *,
+            progress: Progress | None = None,
+            should_stop: Callable[[], bool] | None = None) -> ProtectResult:
+    """Protect a PIL image already upright in memory. Alpha is kept untouched; grayscale
+    stays grayscale. For files (EXIF, ICC, formats, atomic writes) use `protect_file`."""
+    config = config or ProtectConfig()
+    grayscale = image.mode in ("L", "LA", "I", "I;16", "1")
+    alpha = image.getchannel("A") if "A" in image.getbands() else None
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255
+    result = protect_array(rgb, config, grayscale=grayscale, progress=progress,
+                           should_stop=should_stop)
+    out = Image.fromarray(np.round(result.rgb * 255).astype(np.uint8), "RGB")
+    if grayscale:
+        out = out.convert("L")
+    if alpha is not None:
+        out = out.convert("LA" if grayscale else "RGBA")
+        out.putalpha(alpha)
+    return ProtectResult(out, result.report)
+
+
+def check_destination(src: Path, dst: Path, overwrite: bool) -> None:
+    """Refuse to write over the input, or over an existing file without `overwrite`."""
+    if dst.exists() and src.exists() and dst.resolve() == src.resolve():
+        raise OutputError(f"output {dst} is the input photo; choose another --out folder")
+    if dst.exists() and not overwrite:
+        raise OutputError(f"output {dst} already exists; pass --overwrite to replace it")
+
+
+def protect_file(src: str | Path, dst: str | Path, config: ProtectConfig | None = None, *,
+                 overwrite: bool = False, progress: Progress | None = None,
+                 should_stop: Callable[[], bool] | None = None, **save_options) -> Report:
+    """Protect the photo at `src` and write it to `dst` atomically; never touches `src`."""
+    from . import io
+
+    config = config or ProtectConfig()
+    src, dst = Path(src), Path(dst)
+    check_destination(src, dst, overwrite)
+    photo = io.load_photo(src)
+    result = protect_array(photo.rgb, config, grayscale=photo.is_grayscale,
+                           progress=progress, should_stop=should_stop)
+    io.save_photo(photo, result.rgb, dst, overwrite=overwrite, **save_options)
+    result.report.src, result.report.dst = str(src), str(dst)
+    return result.report
