@@ -1,0 +1,79 @@
+"""Display helpers (no Qt here): upright previews and the amplified difference image.
+
+This is display code only: it never writes a file and never feeds the protection."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+log = logging.getLogger(__name__)
+
+DIFF_GAIN = 10  # |protected - original| x 10: a change of 8/255 shows as 80/255
+
+try:  # HEIC/HEIF previews, when pillow-heif is installed (it is a cloak dependency)
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+except ImportError:  # pragma: no cover
+    pass
+
+
+def open_upright(path: Path, max_side: int | None = None) -> Image.Image:
+    """The photo at `path` as upright 8-bit RGB, at most `max_side` px on its long side."""
+    with Image.open(path) as image:
+        if max_side:
+            image.draft("RGB", (max_side, max_side))  # fast JPEG downscale on decode
+        upright = ImageOps.exif_transpose(image)
+        rgb = upright.convert("RGB")
+    if max_side:
+        rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return rgb
+
+
+def thumbnail(path: Path, size: int) -> Image.Image | None:
+    """A small upright preview, or None if the file is not a readable image."""
+    try:
+        return open_upright(path, size)
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        log.debug("no thumbnail for %s: %s", path, exc)
+        return None
+
+
+@dataclass
+class Comparison:
+    """Three display images of the same size: original, protected, amplified difference."""
+
+    original: Image.Image
+    protected: Image.Image
+    difference: Image.Image
+    max_change255: int
+
+
+def amplified_difference(original: Image.Image, protected: Image.Image,
+                         gain: float = DIFF_GAIN) -> tuple[Image.Image, int]:
+    """|protected - original| x gain, clipped to [0, 255], and the largest change in /255."""
+    if protected.size != original.size:
+        protected = protected.resize(original.size, Image.Resampling.LANCZOS)
+    a = np.asarray(original.convert("RGB"), dtype=np.int16)
+    b = np.asarray(protected.convert("RGB"), dtype=np.int16)
+    diff = np.abs(b - a)
+    shown = np.clip(diff.astype(np.float32) * gain, 0, 255).astype(np.uint8)
+    return Image.fromarray(shown, "RGB"), int(diff.max(initial=0))
+
+
+def compare(original_path: Path, protected_path: Path, max_side: int = 1024) -> Comparison:
+    """Load both photos upright; the difference is taken at full size, then downscaled."""
+    original = open_upright(original_path)
+    protected = open_upright(protected_path)
+    difference, max_change = amplified_difference(original, protected)
+    images = []
+    for image in (original, protected, difference):
+        image = image.copy()
+        image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+        images.append(image)
+    return Comparison(*images, max_change255=max_change)

@@ -1,0 +1,628 @@
+"""The main window: a drop zone, one row per photo, and a before/after comparison.
+
+The drop zone only turns dropped URLs into local photo paths and emits a signal; the
+window turns rows into `Job`s for a `ProtectWorker` running in a QThread, and shows what
+the worker reports. No protection logic lives here.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import ClassVar
+
+from PIL import Image
+from PySide6.QtCore import QMimeData, Qt, QThread, QThreadPool, QUrl, Signal, Slot
+from PySide6.QtGui import (
+    QCloseEvent,
+    QDesktopServices,
+    QDragEnterEvent,
+    QDragLeaveEvent,
+    QDropEvent,
+    QImage,
+    QKeyEvent,
+    QMouseEvent,
+    QPixmap,
+    QResizeEvent,
+)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QButtonGroup,
+    QComboBox,
+    QFileDialog,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QProgressBar,
+    QPushButton,
+    QSizePolicy,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from cloak import PRESETS, CloakError, ProtectConfig
+
+from .images import compare
+from .paths import IMAGE_SUFFIXES, default_output_dir, expand_paths
+from .worker import Job, Outcome, ProtectWorker, ThumbnailJob, ThumbnailSignals
+
+log = logging.getLogger(__name__)
+
+THUMB_SIZE = 56
+DEFAULT_STRENGTH = "medium"
+ERROR_COLOR = "#b3261e"
+OK_COLOR = "#1b6e3a"
+
+
+def to_qimage(image: Image.Image) -> QImage:
+    """A PIL image as a QImage that owns its pixels."""
+    rgba = image.convert("RGBA")
+    data = rgba.tobytes("raw", "RGBA")
+    return QImage(data, rgba.width, rgba.height, 4 * rgba.width,
+                  QImage.Format.Format_RGBA8888).copy()
+
+
+def open_folder(folder: Path) -> bool:
+    """Show `folder` in the system file manager."""
+    return QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
+
+
+def local_paths(mime: QMimeData) -> list[Path]:
+    """The local files and folders among the dragged URLs (web URLs are ignored)."""
+    if not mime.hasUrls():
+        return []
+    return [Path(url.toLocalFile()) for url in mime.urls() if url.isLocalFile()]
+
+
+class DropZone(QFrame):
+    """Accepts dropped photos and folders, or a click to pick photos; only emits signals."""
+
+    photos_dropped = Signal(list)  # list[Path]: photos, folders already expanded
+    nothing_usable = Signal(int)   # how many dropped items were not photos
+    clicked = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("dropZone")
+        self.setAcceptDrops(True)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.setMinimumHeight(110)
+        self.setProperty("hover", False)
+        label = QLabel("<b>Drop photos or folders here</b><br>or click to choose photos")
+        label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        hint = QLabel("Originals are never changed. " +
+                      " ".join(sorted(s.lstrip(".").upper() for s in IMAGE_SUFFIXES
+                                      if s not in (".jpeg", ".tif", ".heif"))))
+        hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        hint.setObjectName("hint")
+        layout = QVBoxLayout(self)
+        layout.addStretch()
+        layout.addWidget(label)
+        layout.addWidget(hint)
+        layout.addStretch()
+
+    def _set_hover(self, hover: bool) -> None:
+        self.setProperty("hover", hover)
+        self.style().unpolish(self)
+        self.style().polish(self)
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if local_paths(event.mimeData()):
+            event.acceptProposedAction()
+            self._set_hover(True)
+        else:
+            event.ignore()
+
+    def dragLeaveEvent(self, event: QDragLeaveEvent) -> None:
+        self._set_hover(False)
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        self._set_hover(False)
+        dropped = local_paths(event.mimeData())
+        if not dropped:
+            event.ignore()
+            return
+        event.acceptProposedAction()
+        photos = expand_paths(dropped)
+        if photos:
+            self.photos_dropped.emit(photos)
+        else:
+            self.nothing_usable.emit(len(dropped))
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:
+        if event.button() == Qt.MouseButton.LeftButton and self.rect().contains(
+                event.position().toPoint()):
+            self.clicked.emit()
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        if event.key() in (Qt.Key.Key_Space, Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            self.clicked.emit()
+        else:
+            super().keyPressEvent(event)
+
+
+class PhotoRow(QWidget):
+    """One photo: thumbnail, name, progress bar and a status line in plain words."""
+
+    WAITING, WORKING, PROTECTED, FAILED, CANCELLED = (
+        "waiting", "working", "protected", "failed", "cancelled")
+
+    def __init__(self, src: Path, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.src = src
+        self.outcome: Outcome | None = None
+        self.state = self.WAITING
+        self.thumb = QLabel()
+        self.thumb.setFixedSize(THUMB_SIZE, THUMB_SIZE)
+        self.thumb.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.thumb.setObjectName("thumb")
+        self.name = QLabel(src.name)
+        self.name.setObjectName("photoName")
+        self.name.setToolTip(str(src))
+        self.bar = QProgressBar()
+        self.bar.setRange(0, 1000)
+        self.bar.setTextVisible(False)
+        self.bar.setFixedHeight(6)
+        self.status = QLabel()
+        self.status.setObjectName("status")
+        self.status.setWordWrap(True)
+        text = QVBoxLayout()
+        text.setSpacing(3)
+        text.addWidget(self.name)
+        text.addWidget(self.bar)
+        text.addWidget(self.status)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(6, 4, 6, 4)
+        layout.addWidget(self.thumb)
+        layout.addLayout(text, 1)
+        self.set_waiting()
+
+    def set_thumbnail(self, image: Image.Image | None) -> None:
+        if image is None:
+            self.thumb.setText("?")
+            return
+        self.thumb.setPixmap(QPixmap.fromImage(to_qimage(image)))
+
+    def _show(self, state: str, status: str, fraction: float, color: str | None = None) -> None:
+        self.state = state
+        self.status.setText(status)
+        self.status.setStyleSheet(f"color: {color};" if color else "")
+        self.bar.setValue(round(1000 * fraction))
+
+    def set_waiting(self) -> None:
+        self._show(self.WAITING, "waiting", 0.0)
+
+    def set_working(self, fraction: float, message: str) -> None:
+        self._show(self.WORKING, message, fraction)
+
+    def set_protected(self, outcome: Outcome) -> None:
+        self.outcome = outcome
+        self._show(self.PROTECTED, f"{outcome.status}\n→ {outcome.dst}", 1.0, OK_COLOR)
+
+    def set_failed(self, message: str) -> None:
+        self._show(self.FAILED, f"failed: {message}", 0.0, ERROR_COLOR)
+
+    def set_cancelled(self) -> None:
+        self._show(self.CANCELLED, "cancelled — nothing saved", 0.0)
+
+
+class ImageView(QLabel):
+    """Shows a pixmap scaled to fit, keeping its aspect ratio as the widget resizes."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._pixmap: QPixmap | None = None
+        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
+        self.setMinimumSize(200, 160)
+
+    def set_image(self, image: Image.Image | None) -> None:
+        self._pixmap = None if image is None else QPixmap.fromImage(to_qimage(image))
+        self._rescale()
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._rescale()
+
+    def _rescale(self) -> None:
+        if self._pixmap is None:
+            self.clear()
+            return
+        self.setPixmap(self._pixmap.scaled(self.size(), Qt.AspectRatioMode.KeepAspectRatio,
+                                           Qt.TransformationMode.SmoothTransformation))
+
+
+class ComparePanel(QWidget):
+    """Before/after: toggle between the original, the protected copy and the amplified
+    difference (|protected − original| × 10), which shows where the perturbation is."""
+
+    MODES = ("original", "protected", "difference")
+    LABELS: ClassVar[dict[str, str]] = {
+        "original": "Original", "protected": "Protected", "difference": "Difference ×10"}
+    CAPTIONS: ClassVar[dict[str, str]] = {
+        "original": "The original photo, untouched.",
+        "protected": "The protected copy: it should look the same as the original.",
+        "difference": "Where the protection is: |protected − original| × 10. "
+                      "Brighter means a larger (still invisible) change.",
+    }
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.mode = "protected"
+        self.comparison = None
+        self.title = QLabel("Before / after")
+        self.title.setObjectName("panelTitle")
+        self.view = ImageView()
+        self.view.setObjectName("compareView")
+        self.view.setText("Protected photos appear here.\nSelect one in the list to compare.")
+        self.caption = QLabel()
+        self.caption.setWordWrap(True)
+        self.caption.setObjectName("hint")
+        self.buttons = QButtonGroup(self)
+        toggles = QHBoxLayout()
+        for mode in self.MODES:
+            button = QPushButton(self.LABELS[mode])
+            button.setCheckable(True)
+            button.setObjectName(f"show_{mode}")
+            button.setEnabled(False)
+            self.buttons.addButton(button)
+            button.clicked.connect(self._on_toggle)
+            toggles.addWidget(button)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.title)
+        layout.addWidget(self.view, 1)
+        layout.addLayout(toggles)
+        layout.addWidget(self.caption)
+
+    def button(self, mode: str) -> QPushButton:
+        return self.findChild(QPushButton, f"show_{mode}")
+
+    def show_outcome(self, outcome: Outcome) -> None:
+        """Load the original and the protected copy of `outcome` and show them."""
+        try:
+            self.comparison = compare(outcome.src, outcome.dst)
+        except (OSError, ValueError) as exc:
+            log.warning("cannot compare %s and %s: %s", outcome.src, outcome.dst, exc)
+            self.comparison = None
+            self.view.set_image(None)
+            self.view.setText(f"Cannot show this photo: {exc}")
+            return
+        self.title.setText(f"{outcome.src.name} — largest change "
+                           f"{self.comparison.max_change255}/255")
+        for mode in self.MODES:
+            self.button(mode).setEnabled(True)
+        self.set_mode(self.mode)
+
+    def set_mode(self, mode: str) -> None:
+        """Show the original, the protected copy, or the amplified difference."""
+        self.mode = mode
+        self.button(mode).setChecked(True)
+        self.caption.setText(self.CAPTIONS[mode])
+        if self.comparison is not None:
+            self.view.set_image(getattr(self.comparison, mode))
+
+    def _on_toggle(self) -> None:
+        checked = self.buttons.checkedButton()
+        self.set_mode(checked.objectName().removeprefix("show_"))
+
+
+class MainWindow(QMainWindow):
+    """The cloak desktop app. `settings` are extra `ProtectConfig` fields (tests, power
+    users); the strength preset always comes from the combo box."""
+
+    batch_finished = Signal()
+
+    def __init__(self, settings: dict | None = None) -> None:
+        super().__init__()
+        self.settings = dict(settings or {})
+        self.output_dir: Path | None = None  # None: a `protected` folder next to each photo
+        self.last_output_dir: Path | None = None
+        self.rows: dict[int, PhotoRow] = {}
+        self._next_id = 0
+        self._thread: QThread | None = None
+        self._worker: ProtectWorker | None = None
+        self._thumb_pool = QThreadPool(self)
+        self._thumb_pool.setMaxThreadCount(1)
+        self._thumb_signals = ThumbnailSignals(self)
+        self._thumb_signals.ready.connect(self._on_thumbnail)
+        self.setWindowTitle("cloak — protect photos before you post them")
+        self.setAcceptDrops(True)  # drops anywhere go through the drop zone's filter
+        self._build()
+        self._update_buttons()
+        self.resize(1120, 680)
+
+    # building -----------------------------------------------------------------------
+
+    def _build(self) -> None:
+        self.drop_zone = DropZone()
+        self.drop_zone.photos_dropped.connect(self.add_paths)
+        self.drop_zone.nothing_usable.connect(self._on_nothing_usable)
+        self.drop_zone.clicked.connect(self.pick_photos)
+
+        self.strength = QComboBox()
+        for name, preset in PRESETS.items():
+            self.strength.addItem(f"{name} — {preset.eps255:g}/255, {preset.steps} steps", name)
+        self.strength.setCurrentIndex(list(PRESETS).index(DEFAULT_STRENGTH))
+        self.strength.setToolTip("Stronger presets protect more, take longer, and change "
+                                 "more pixels (still meant to be invisible).")
+        self.output_label = QLabel()
+        self.output_label.setObjectName("hint")
+        change = QPushButton("Change…")
+        change.clicked.connect(self.pick_output_dir)
+        self.reset_output = QPushButton("Next to originals")
+        self.reset_output.clicked.connect(self.use_default_output_dir)
+        self.set_output_dir(None)
+        options = QHBoxLayout()
+        options.addWidget(QLabel("Strength"))
+        options.addWidget(self.strength)
+        options.addSpacing(16)
+        options.addWidget(QLabel("Save to"))
+        options.addWidget(self.output_label, 1)
+        options.addWidget(change)
+        options.addWidget(self.reset_output)
+
+        self.photo_list = QListWidget()
+        self.photo_list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.photo_list.currentItemChanged.connect(self._on_current_changed)
+
+        self.protect_button = QPushButton("Protect")
+        self.protect_button.setObjectName("primary")
+        self.protect_button.clicked.connect(self.start)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self.cancel)
+        self.open_button = QPushButton("Open output folder")
+        self.open_button.clicked.connect(self.open_output_folder)
+        self.add_folder_button = QPushButton("Add folder…")
+        self.add_folder_button.clicked.connect(self.pick_folder)
+        self.clear_button = QPushButton("Clear list")
+        self.clear_button.clicked.connect(self.clear)
+        self.summary = QLabel()
+        actions = QHBoxLayout()
+        for button in (self.protect_button, self.cancel_button, self.open_button):
+            actions.addWidget(button)
+        actions.addWidget(self.summary, 1)
+        actions.addWidget(self.add_folder_button)
+        actions.addWidget(self.clear_button)
+
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.addWidget(self.drop_zone)
+        left_layout.addLayout(options)
+        left_layout.addWidget(self.photo_list, 1)
+        left_layout.addLayout(actions)
+
+        self.compare_panel = ComparePanel()
+        splitter = QSplitter()
+        splitter.addWidget(left)
+        splitter.addWidget(self.compare_panel)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 2)
+        self.setCentralWidget(splitter)
+        self.setStyleSheet(STYLE_SHEET)
+
+    # photos -------------------------------------------------------------------------
+
+    @Slot(list)
+    def add_paths(self, paths: list) -> None:
+        """Add photos (folders are expanded) as waiting rows, skipping ones already listed."""
+        listed = {row.src for row in self.rows.values()}
+        added = 0
+        for src in expand_paths(paths):
+            if src in listed:
+                continue
+            row_id, self._next_id = self._next_id, self._next_id + 1
+            row = PhotoRow(src)
+            item = QListWidgetItem()
+            item.setData(Qt.ItemDataRole.UserRole, row_id)
+            item.setSizeHint(row.sizeHint())
+            self.photo_list.addItem(item)
+            self.photo_list.setItemWidget(item, row)
+            self.rows[row_id] = row
+            self._thumb_pool.start(ThumbnailJob(row_id, src, THUMB_SIZE, self._thumb_signals))
+            added += 1
+        self.statusBar().showMessage(f"added {added} photo(s)" if added else
+                                     "those photos are already in the list", 5000)
+        self._update_buttons()
+
+    def pick_photos(self) -> None:
+        patterns = " ".join(f"*{s}" for s in sorted(IMAGE_SUFFIXES))
+        files, _ = QFileDialog.getOpenFileNames(self, "Choose photos to protect", "",
+                                                f"Photos ({patterns});;All files (*)")
+        if files:
+            self.add_paths(files)
+
+    def pick_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Choose a folder of photos")
+        if folder:
+            self.add_paths([folder])
+
+    def pick_output_dir(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Save protected copies in")
+        if folder:
+            self.set_output_dir(Path(folder))
+
+    def set_output_dir(self, folder: Path | None) -> None:
+        """Where protected copies go; None means a `protected` folder next to each photo."""
+        self.output_dir = folder
+        self.output_label.setText(str(folder) if folder else
+                                  "a “protected” folder next to each photo")
+        self.reset_output.setEnabled(folder is not None)
+
+    def use_default_output_dir(self) -> None:
+        self.set_output_dir(None)
+
+    def clear(self) -> None:
+        """Remove every row (only while nothing is running)."""
+        if self.is_running():
+            return
+        self.photo_list.clear()
+        self.rows.clear()
+        self._update_buttons()
+
+    def _row_ids(self) -> list[int]:
+        items = (self.photo_list.item(i) for i in range(self.photo_list.count()))
+        return [item.data(Qt.ItemDataRole.UserRole) for item in items]
+
+    # running ------------------------------------------------------------------------
+
+    def config(self) -> ProtectConfig:
+        return ProtectConfig(strength=self.strength.currentData(), **self.settings)
+
+    def is_running(self) -> bool:
+        return self._thread is not None
+
+    def start(self) -> None:
+        """Protect every waiting (or previously cancelled) photo in a background thread."""
+        if self.is_running():
+            return
+        todo = [i for i in self._row_ids()
+                if self.rows[i].state in (PhotoRow.WAITING, PhotoRow.CANCELLED)]
+        if not todo:
+            self.statusBar().showMessage("drop some photos first", 5000)
+            return
+        try:
+            config = self.config()
+        except CloakError as exc:
+            self.statusBar().showMessage(f"settings problem: {exc}")
+            return
+        jobs = [Job(i, self.rows[i].src, self.output_dir or default_output_dir(self.rows[i].src))
+                for i in todo]
+        for i in todo:
+            self.rows[i].set_waiting()
+        self._todo = len(jobs)
+        self._done = 0
+        self._thread = QThread(self)
+        self._worker = ProtectWorker(jobs, config)
+        self._worker.moveToThread(self._thread)
+        self._thread.started.connect(self._worker.run)
+        self._worker.started.connect(self._on_started)
+        self._worker.progress.connect(self._on_progress)
+        self._worker.protected.connect(self._on_protected)
+        self._worker.failed.connect(self._on_failed)
+        self._worker.cancelled.connect(self._on_cancelled)
+        # quit() is thread-safe; a direct call lets closeEvent's wait() end the thread.
+        self._worker.finished.connect(self._thread.quit, Qt.ConnectionType.DirectConnection)
+        self._thread.finished.connect(self._on_thread_finished)
+        self._thread.start()
+        self.summary.setText(f"protecting {len(jobs)} photo(s)…")
+        self._update_buttons()
+
+    def cancel(self) -> None:
+        """Stop at the next attack step; nothing is written for unfinished photos."""
+        if self._worker is not None:
+            self._worker.cancel()
+            self.summary.setText("cancelling…")
+            self.cancel_button.setEnabled(False)
+
+    def open_output_folder(self) -> None:
+        folder = self.last_output_dir or self.output_dir
+        if folder is not None:
+            open_folder(folder)
+
+    # worker signals -----------------------------------------------------------------
+
+    @Slot(int)
+    def _on_started(self, row_id: int) -> None:
+        self.rows[row_id].set_working(0.0, "starting")
+        self.summary.setText(f"protecting {self._done + 1} of {self._todo}…")
+
+    @Slot(int, float, str)
+    def _on_progress(self, row_id: int, fraction: float, message: str) -> None:
+        self.rows[row_id].set_working(fraction, message)
+
+    @Slot(int, object)
+    def _on_protected(self, row_id: int, outcome: Outcome) -> None:
+        self._done += 1
+        self.rows[row_id].set_protected(outcome)
+        self.last_output_dir = outcome.dst.parent
+        if self.compare_panel.comparison is None or self._current_row_id() == row_id:
+            self.compare_panel.show_outcome(outcome)
+
+    @Slot(int, str)
+    def _on_failed(self, row_id: int, message: str) -> None:
+        self._done += 1
+        self.rows[row_id].set_failed(message)
+
+    @Slot(int)
+    def _on_cancelled(self, row_id: int) -> None:
+        self.rows[row_id].set_cancelled()
+
+    @Slot()
+    def _on_thread_finished(self) -> None:
+        self._worker.deleteLater()
+        self._thread.deleteLater()
+        self._worker = self._thread = None
+        states = [row.state for row in self.rows.values()]
+        counts = {s: states.count(s) for s in (PhotoRow.PROTECTED, PhotoRow.FAILED,
+                                               PhotoRow.CANCELLED) if states.count(s)}
+        self.summary.setText(", ".join(f"{n} {s}" for s, n in counts.items()))
+        self._update_buttons()
+        self.batch_finished.emit()
+
+    # the rest -----------------------------------------------------------------------
+
+    @Slot(int, object)
+    def _on_thumbnail(self, row_id: int, image: Image.Image | None) -> None:
+        if row_id in self.rows:
+            self.rows[row_id].set_thumbnail(image)
+
+    @Slot(int)
+    def _on_nothing_usable(self, count: int) -> None:
+        self.statusBar().showMessage(
+            f"no photos in what was dropped ({count} item(s)); cloak takes "
+            + ", ".join(sorted(s.lstrip('.') for s in IMAGE_SUFFIXES)), 8000)
+
+    def _current_row_id(self) -> int | None:
+        item = self.photo_list.currentItem()
+        return None if item is None else item.data(Qt.ItemDataRole.UserRole)
+
+    def _on_current_changed(self, current: QListWidgetItem | None, _previous: object) -> None:
+        row = None if current is None else self.rows.get(current.data(Qt.ItemDataRole.UserRole))
+        if row is not None and row.outcome is not None:
+            self.compare_panel.show_outcome(row.outcome)
+
+    def _update_buttons(self) -> None:
+        running = self.is_running()
+        pending = any(r.state in (PhotoRow.WAITING, PhotoRow.CANCELLED)
+                      for r in self.rows.values())
+        self.protect_button.setEnabled(pending and not running)
+        self.cancel_button.setEnabled(running)
+        self.open_button.setEnabled(self.last_output_dir is not None and not running)
+        self.clear_button.setEnabled(bool(self.rows) and not running)
+        self.strength.setEnabled(not running)
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        self.drop_zone.dragEnterEvent(event)
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        self.drop_zone.dropEvent(event)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        """Cancel a running batch and wait for it, so no thread outlives the window."""
+        if self._worker is not None:
+            self._worker.cancel()
+        if self._thread is not None:
+            self._thread.quit()
+            self._thread.wait()
+        self._thumb_pool.clear()
+        self._thumb_pool.waitForDone()
+        super().closeEvent(event)
+
+
+STYLE_SHEET = """
+#dropZone { border: 2px dashed #8a94a6; border-radius: 10px; background: #f4f6fa; }
+#dropZone[hover="true"] { border-color: #2f6fed; background: #e8f0ff; }
+#dropZone:focus { border-color: #2f6fed; }
+#hint { color: #5b6473; }
+#photoName { font-weight: bold; }
+#status { color: #3c4350; }
+#thumb { background: #eceff4; border-radius: 4px; }
+#panelTitle { font-weight: bold; }
+#compareView { background: #20232a; color: #c9ced8; border-radius: 6px; }
+QPushButton#primary { font-weight: bold; }
+"""

@@ -1,0 +1,147 @@
+"""The background worker: a QObject moved to a QThread that calls `cloak.protect_file`.
+
+It reports only through signals, so the window never blocks and never touches a tensor.
+Cancel with `cancel()` (thread-safe): the photo in progress stops at its next attack step,
+nothing is written for it, and the photos after it are reported as cancelled.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QRunnable, Signal, Slot
+
+from cloak import Cancelled, CloakError, ProtectConfig, Report
+
+from .images import thumbnail
+from .paths import unique_destination
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One photo to protect: its index in the window's list, source and output folder."""
+
+    index: int
+    src: Path
+    out_dir: Path
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the window shows for a protected photo."""
+
+    src: Path
+    dst: Path
+    report: Report
+    status: str
+
+
+def describe(report: Report) -> str:
+    """The one-line status of a protected photo. The one place to add a verdict
+    (e.g. from `cloak.verify`: "strong after Instagram-style posting")."""
+    weakest = report.min_damage_db
+    if weakest is None:
+        return f"protected — PSNR {report.psnr:.1f} dB ({report.seconds:.1f} s)"
+    return (f"protected — damage {weakest:.1f} dB on weakest model, "
+            f"PSNR {report.psnr:.1f} dB ({report.seconds:.1f} s)")
+
+
+def plain_message(exc: Exception) -> str:
+    """A short, plain-words reason for a failed photo."""
+    if isinstance(exc, CloakError):
+        return str(exc)
+    if isinstance(exc, MemoryError):
+        return "not enough memory for this photo; try a lower strength"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"could not read or write the file ({exc.strerror})"
+    return f"unexpected error ({type(exc).__name__}); see the log for details"
+
+
+class ProtectWorker(QObject):
+    """Protects `jobs` one after another with `config`; never overwrites a file."""
+
+    started = Signal(int)                # index: this photo is now being protected
+    progress = Signal(int, float, str)   # index, fraction in [0, 1], what is happening
+    protected = Signal(int, object)      # index, Outcome
+    failed = Signal(int, str)            # index, message in plain words
+    cancelled = Signal(int)              # index: not protected because of cancel
+    finished = Signal()                  # the whole batch is over (done or cancelled)
+
+    def __init__(self, jobs: list[Job], config: ProtectConfig) -> None:
+        super().__init__()
+        self.jobs = list(jobs)
+        self.config = config
+        self._stop = threading.Event()
+        self._current = -1
+
+    def cancel(self) -> None:
+        """Ask the run to stop at the next attack step. Safe from any thread."""
+        self._stop.set()
+
+    def is_cancelled(self) -> bool:
+        return self._stop.is_set()
+
+    @Slot()
+    def run(self) -> None:
+        """Protect every job (runs in the worker thread)."""
+        created: list[Path] = []
+        try:
+            for job in self.jobs:
+                if self._stop.is_set():
+                    self.cancelled.emit(job.index)
+                    continue
+                self._protect_one(job, created)
+        finally:
+            for folder in reversed(created):  # leave no empty output folder behind
+                try:
+                    folder.rmdir()
+                except OSError:
+                    pass
+            self.finished.emit()
+
+    def _protect_one(self, job: Job, created: list[Path]) -> None:
+        self._current = job.index
+        self.started.emit(job.index)
+        try:
+            if not job.out_dir.is_dir():
+                job.out_dir.mkdir(parents=True)
+                created.append(job.out_dir)
+            dst = unique_destination(job.out_dir, job.src.name)
+            from cloak.api import protect_file  # torch loads here, in the worker thread
+
+            report = protect_file(job.src, dst, self.config, overwrite=False,
+                                  progress=self._on_progress, should_stop=self._stop.is_set)
+            status = describe(report)
+        except Cancelled:
+            self.cancelled.emit(job.index)
+        except Exception as exc:  # every failure belongs on its photo's row
+            if not isinstance(exc, CloakError):
+                log.exception("protecting %s failed", job.src)
+            self.failed.emit(job.index, plain_message(exc))
+        else:
+            self.protected.emit(job.index, Outcome(job.src, dst, report, status))
+
+    def _on_progress(self, fraction: float, message: str) -> None:
+        self.progress.emit(self._current, float(fraction), message)
+
+
+class ThumbnailSignals(QObject):
+    """Carries thumbnails from the pool threads to the window."""
+
+    ready = Signal(int, object)  # row id, PIL image (or None when unreadable)
+
+
+class ThumbnailJob(QRunnable):
+    """Decodes one small preview off the main thread, so big folders never freeze it."""
+
+    def __init__(self, row_id: int, path: Path, size: int, signals: ThumbnailSignals) -> None:
+        super().__init__()
+        self.row_id, self.path, self.size, self.signals = row_id, path, size, signals
+
+    def run(self) -> None:
+        self.signals.ready.emit(self.row_id, thumbnail(self.path, self.size))

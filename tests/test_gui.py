@@ -1,0 +1,244 @@
+"""The desktop app: drop zone, worker thread, cancel, errors per row, responsiveness.
+
+Runs offscreen with real weights (taesd only) and a tiny config, on small real photos."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+pytest.importorskip("PySide6.QtWidgets")
+
+from PySide6.QtCore import QMimeData, QPointF, Qt, QTimer, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QApplication
+
+from cloak import Report
+from cloak.gui import window as window_module
+from cloak.gui.images import amplified_difference
+from cloak.gui.paths import expand_paths, unique_destination
+from cloak.gui.window import DropZone, MainWindow, PhotoRow
+from cloak.gui.worker import describe
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+MODEL_DIR = SHARED / "models"
+ASTRONAUT = SHARED / "photos" / "dev" / "d01_scikit-image_astronaut.png"
+TINY = {"steps": 2, "models": ("taesd",), "working_size": 128}
+
+needs_weights = pytest.mark.skipif(not (MODEL_DIR / "taesd_encoder.safetensors").is_file(),
+                                   reason="taesd weights not in ../shared/models")
+
+
+@pytest.fixture(scope="module")
+def qapp() -> QApplication:
+    return QApplication.instance() or QApplication([])
+
+
+@pytest.fixture(autouse=True)
+def model_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLOAK_MODEL_DIR", str(MODEL_DIR))
+    monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))
+
+
+@pytest.fixture
+def window(qapp: QApplication):
+    win = MainWindow(settings=TINY)
+    win.strength.setCurrentIndex(win.strength.findData("fast"))
+    yield win
+    win.close()  # cancels and joins a running batch
+    win.deleteLater()
+    QTest.qWait(10)
+
+
+def make_photo(path: Path, size: tuple[int, int] = (96, 64), shift: int = 0) -> Path:
+    """A small real photo (a crop of the astronaut), or smooth synthetic pixels."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if ASTRONAUT.is_file():
+        with Image.open(ASTRONAUT) as full:
+            box = (120 + shift, 40 + shift, 120 + shift + 3 * size[0], 40 + shift + 3 * size[1])
+            image = full.convert("RGB").crop(box).resize(size, Image.Resampling.LANCZOS)
+    else:
+        yy, xx = np.mgrid[0:size[1], 0:size[0]]
+        rgb = np.stack([xx * 2 + shift, yy * 3, (xx + yy + shift) % 255], -1) % 256
+        image = Image.fromarray(rgb.astype(np.uint8), "RGB")
+    image.save(path, quality=92) if path.suffix == ".jpg" else image.save(path)
+    return path
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
+    """Process Qt events until `condition()` holds or `timeout` seconds pass."""
+    for _ in range(int(timeout * 50)):
+        if condition():
+            return True
+        QTest.qWait(20)
+    return condition()
+
+
+def drop(widget, paths_or_urls: list) -> tuple[bool, QDropEvent]:
+    """Deliver a real drag-enter and drop of these URLs; returns (enter accepted, drop)."""
+    mime = QMimeData()
+    mime.setUrls([u if isinstance(u, QUrl) else QUrl.fromLocalFile(str(u))
+                  for u in paths_or_urls])
+    enter = QDragEnterEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime,
+                            Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(widget, enter)
+    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime,
+                       Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    if enter.isAccepted():
+        QApplication.sendEvent(widget, event)
+    return enter.isAccepted(), event
+
+
+class TestDropZone:
+    def test_drop_emits_local_photos_with_folders_expanded(self, qapp, tmp_path):
+        a = make_photo(tmp_path / "a.jpg")
+        b = make_photo(tmp_path / "album" / "b.png")
+        make_photo(tmp_path / "album" / "protected" / "b.png")  # an earlier output: skipped
+        (tmp_path / "album" / "notes.txt").write_text("not a photo")
+        zone = DropZone()
+        got = []
+        zone.photos_dropped.connect(got.append)
+        accepted, event = drop(zone, [a, tmp_path / "album", QUrl("https://example.com/c.jpg")])
+        assert accepted and event.isAccepted()
+        assert got == [[a, b]]
+
+    def test_web_urls_are_refused(self, qapp):
+        zone = DropZone()
+        got = []
+        zone.photos_dropped.connect(got.append)
+        accepted, _ = drop(zone, [QUrl("https://example.com/c.jpg")])
+        assert not accepted and got == []
+
+    def test_no_photos_emits_nothing_usable(self, qapp, tmp_path):
+        notes = tmp_path / "notes.txt"
+        notes.write_text("hello")
+        zone = DropZone()
+        got, skipped = [], []
+        zone.photos_dropped.connect(got.append)
+        zone.nothing_usable.connect(skipped.append)
+        drop(zone, [notes])
+        assert got == [] and skipped == [1]
+
+    def test_window_adds_rows_for_a_drop_anywhere(self, window, tmp_path):
+        photos = [make_photo(tmp_path / "x.jpg"), make_photo(tmp_path / "y.png")]
+        drop(window, photos)
+        drop(window, photos)  # the same photos again: no duplicate rows
+        assert [row.src for row in window.rows.values()] == photos
+        assert window.protect_button.isEnabled()
+        assert wait_until(lambda: all(r.thumb.pixmap() is not None and not r.thumb.pixmap()
+                                      .isNull() for r in window.rows.values()), 5)
+
+
+class TestHelpers:
+    def test_expand_paths_keeps_order_and_drops_duplicates(self, tmp_path):
+        a, b = make_photo(tmp_path / "a.jpg"), make_photo(tmp_path / "sub" / "B.PNG")
+        (tmp_path / ".hidden.jpg").write_bytes(a.read_bytes())
+        assert expand_paths([b, tmp_path, a]) == [b, a]
+
+    def test_unique_destination_never_clashes(self, tmp_path):
+        assert unique_destination(tmp_path, "me.jpg") == tmp_path / "me.jpg"
+        (tmp_path / "me.jpg").write_bytes(b"x")
+        (tmp_path / "me (1).jpg").write_bytes(b"x")
+        assert unique_destination(tmp_path, "me.jpg") == tmp_path / "me (2).jpg"
+
+    def test_amplified_difference(self):
+        a = Image.new("RGB", (4, 4), (100, 100, 100))
+        b = a.copy()
+        b.putpixel((1, 2), (103, 96, 100))
+        diff, max_change = amplified_difference(a, b, gain=10)
+        assert max_change == 4
+        assert diff.getpixel((1, 2)) == (30, 40, 0) and diff.getpixel((0, 0)) == (0, 0, 0)
+
+    def test_describe_names_the_weakest_model(self):
+        report = Report(width=8, height=8, eps255=6, psnr=41.2, ssim=0.99, max_change255=6,
+                        damage_db={"taesd": 7.5, "taef1": 3.25}, seconds=1.0)
+        assert describe(report).startswith("protected — damage 3.2 dB on weakest model")
+
+
+@needs_weights
+class TestProtecting:
+    def test_protects_keeps_originals_and_shows_errors_on_their_row(
+            self, window, tmp_path, monkeypatch):
+        one, two = make_photo(tmp_path / "one.jpg"), make_photo(tmp_path / "two.png", shift=9)
+        bad = tmp_path / "broken.jpg"
+        bad.write_text("this is a text file, not a photo")
+        earlier = tmp_path / "protected" / "one.jpg"  # must not be overwritten
+        earlier.parent.mkdir()
+        earlier.write_bytes(b"an earlier protected copy")
+        before = {p: sha256(p) for p in (one, two, bad, earlier)}
+        window.add_paths([one, bad, two])
+
+        ticks = []
+        timer = QTimer()
+        timer.setInterval(10)
+        timer.timeout.connect(lambda: ticks.append(window.is_running()))
+        timer.start()
+        window.start()
+        assert window.is_running() and not window.protect_button.isEnabled()
+        assert wait_until(lambda: not window.is_running(), 60)
+        timer.stop()
+
+        assert sum(ticks) >= 5, "the main thread must keep running while the worker works"
+        rows = {row.src: row for row in window.rows.values()}
+        assert rows[bad].state == PhotoRow.FAILED
+        assert "failed" in rows[bad].status.text() and "Traceback" not in rows[bad].status.text()
+        assert rows[one].state == rows[two].state == PhotoRow.PROTECTED
+        assert "protected" in rows[one].status.text()
+        assert rows[one].outcome.dst == tmp_path / "protected" / "one (1).jpg"
+        assert rows[two].outcome.dst == tmp_path / "protected" / "two.png"
+        for row in (rows[one], rows[two]):
+            with Image.open(row.outcome.dst) as out, Image.open(row.src) as src:
+                assert out.size == src.size
+        assert {p: sha256(p) for p in before} == before
+        assert sorted(p.name for p in (tmp_path / "protected").iterdir()) == [
+            "one (1).jpg", "one.jpg", "two.png"]
+
+        panel = window.compare_panel
+        assert panel.comparison is not None
+        for mode in panel.MODES:
+            panel.button(mode).click()
+            assert panel.mode == mode and not panel.view.pixmap().isNull()
+        assert np.asarray(panel.comparison.difference).max() > 0
+
+        opened = []
+        monkeypatch.setattr(window_module, "open_folder", opened.append)
+        assert window.open_button.isEnabled()
+        window.open_button.click()
+        assert opened == [tmp_path / "protected"]
+
+    def test_cancel_stops_and_leaves_no_files(self, window, tmp_path):
+        window.settings = {**TINY, "steps": 400}
+        photos = [make_photo(tmp_path / f"p{i}.jpg", (128, 96), shift=7 * i) for i in range(4)]
+        window.add_paths(photos)
+        window.start()
+        assert wait_until(lambda: any(r.status.text().startswith("step")
+                                      for r in window.rows.values()), 30)
+        window.cancel_button.click()
+        assert wait_until(lambda: not window.is_running(), 10)
+        assert all(row.state == PhotoRow.CANCELLED for row in window.rows.values())
+        assert sorted(p for p in tmp_path.rglob("*")) == sorted(photos)  # no output, no temp
+        assert window.protect_button.isEnabled()  # cancelled photos can be run again
+
+
+def test_main_returns_an_exit_code(qapp):
+    from cloak.gui.app import main
+
+    def close_all() -> None:
+        for widget in QApplication.topLevelWidgets():
+            widget.close()
+        qapp.quit()
+
+    QTimer.singleShot(50, close_all)
+    assert main() == 0
