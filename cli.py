@@ -6,12 +6,17 @@ Library errors (CloakError) become one clear line and exit code 1, with no trace
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import signal
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Optional
+from typing import Annotated
 
+import click
 import typer
 
 from cloak import PRESETS, CloakError, ProtectConfig
@@ -33,52 +38,197 @@ STRENGTH_HELP = "Preset: " + "; ".join(
 
 @app.command()
 def protect(
-    photos: list[Path] = typer.Argument(..., help="Photos (or folders) to protect."),
-    out: Path = typer.Option(..., "--out", "-o", help="Folder for the protected copies."),
-    strength: str = typer.Option("medium", help=STRENGTH_HELP),
-    eps: Optional[float] = typer.Option(None, help="Override the L-inf budget, in /255."),
-    steps: Optional[int] = typer.Option(None, help="Override the number of attack steps."),
-    models: str = typer.Option("taesd,taesdxl,taef1,taef2",
-                               help="Autoencoders to attack, comma-separated."),
-    objective: str = typer.Option("e2e", help="e2e (reconstruction error) or encoder "
-                                              "(PhotoGuard latent target)."),
-    seed: int = typer.Option(0, help="Random seed; the same seed gives identical output."),
-    mask: Optional[Path] = typer.Option(None, help="Mask image: white = protect most."),
-    model_dir: Optional[Path] = typer.Option(None, help="Folder with the weight files."),
-    overwrite: bool = typer.Option(False, help="Replace existing outputs."),
-    json_path: Optional[Path] = typer.Option(None, "--json", help="Write a JSON report."),
+    photos: Annotated[list[Path], typer.Argument(
+        help="Photos, or folders to walk for photos (non-photos are skipped).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the protected copies.")],
+    strength: Annotated[str, typer.Option(help=STRENGTH_HELP)] = "medium",
+    eps: Annotated[float | None, typer.Option(
+        help="Override the L-inf budget, in /255.")] = None,
+    steps: Annotated[int | None, typer.Option(
+        help="Override the number of attack steps.")] = None,
+    models: Annotated[str, typer.Option(
+        help="Autoencoders to attack, comma-separated.")] = "taesd,taesdxl,taef1,taef2",
+    objective: Annotated[str, typer.Option(
+        help="e2e (reconstruction error) or encoder (PhotoGuard latent target).")] = "e2e",
+    seed: Annotated[int, typer.Option(
+        help="Random seed; the same seed gives identical output.")] = 0,
+    mask: Annotated[Path | None, typer.Option(
+        help="Mask image: white = protect most.")] = None,
+    model_dir: Annotated[Path | None, typer.Option(
+        help="Folder with the weight files.")] = None,
+    overwrite: Annotated[bool, typer.Option(
+        help="Replace existing outputs that cloak did not make from these photos with these "
+             "settings (photos already done are still skipped).")] = False,
+    force: Annotated[bool, typer.Option(
+        help="Protect again photos already protected with these settings; "
+             "implies --overwrite.")] = False,
+    jobs: Annotated[int, typer.Option(
+        "--jobs", "-j", help="Photos protected in parallel, each in its own process with "
+                             "cores/N threads. 1 is usually fastest on CPU.")] = 1,
+    measure: Annotated[bool, typer.Option(
+        help="Measure each photo's protection (damage dB); --no-measure is faster.")] = True,
+    json_path: Annotated[Path | None, typer.Option(
+        "--json", help="Write a JSON summary with each file's status and report.")] = None,
 ) -> None:
     """Protect PHOTOS and write protected copies to --out, keeping size and format.
 
-    Example: cloak protect me.jpg beach/*.heic --out protected/ --strength medium
-    """
-    from cloak import protect_file
+    Folders are walked recursively and mirrored: holiday/x/a.jpg -> OUT/holiday/x/a.jpg.
+    Single files go straight into --out. Files that are not photos are skipped.
 
+    Run the same command again to resume: photos already protected with the same
+    settings are skipped (--force redoes them). Ctrl-C stops after the current step
+    and leaves no partial files.
+
+    Exit codes: 0 all photos protected or skipped; 1 bad usage, settings or missing
+    weights (nothing done); 2 some photos failed (the rest were done); 130 interrupted.
+
+    Example: cloak protect me.jpg holiday/ --out protected/ --strength medium
+    """
+    from cloak import batch
+
+    if jobs < 1:
+        fail(f"--jobs must be at least 1, got {jobs}")
+    if json_path and not json_path.parent.is_dir():
+        fail(f"folder for --json {json_path.parent} does not exist")
     try:
         config = ProtectConfig(
             strength=strength, eps=None if eps is None else eps / 255, steps=steps,
             models=tuple(m.strip() for m in models.split(",") if m.strip()),
             objective=objective, seed=seed, mask_path=str(mask) if mask else None,
-            model_dir=str(model_dir) if model_dir else None)
+            model_dir=str(model_dir) if model_dir else None, measure=measure)
     except CloakError as exc:
         fail(str(exc))
-    reports, failed = [], 0
-    for src in photos:
-        dst = out / src.name
+    view = BatchView()
+    with view, stop_on_ctrl_c(view.stopping) as should_stop:
         try:
-            out.mkdir(parents=True, exist_ok=True)
-            report = protect_file(src, dst, config, overwrite=overwrite)
+            items = batch.plan(photos, out)
+            result = batch.run(items, out, config, jobs=jobs, force=force,
+                               overwrite=overwrite, on_event=view.on_event,
+                               should_stop=should_stop)
         except CloakError as exc:
-            typer.secho(f"{src}: {exc}", fg=typer.colors.RED, err=True)
-            failed += 1
-            reports.append({"src": str(src), "status": "failed", "error": str(exc)})
-            continue
-        typer.echo(f"{src} -> {dst}: {report.summary()}")
-        reports.append({"status": "protected", **report.to_dict()})
+            view.close()
+            fail(str(exc))
+        except KeyboardInterrupt:  # before any photo was started
+            view.close()
+            typer.secho("Interrupted; nothing was written.", err=True)
+            raise typer.Exit(130) from None
     if json_path:
-        json_path.write_text(json.dumps({"files": reports}, indent=2))
-    if failed:
+        summary = {"out": str(out), "settings": config.fingerprint(), **result.to_dict()}
+        json_path.write_text(json.dumps(summary, indent=2))
+    typer.echo(view.totals(result), err=True)
+    if result.interrupted:
+        raise typer.Exit(130)
+    if result.counts[batch.FAILED]:
         raise typer.Exit(2)
+
+
+class BatchView:
+    """Renders batch events: a progress bar with count and ETA on stderr (terminals only),
+    one line per protected photo on stdout, one line per failure or notable skip on stderr."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        self.console = Console(stderr=True, highlight=False)
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeRemainingColumn(), console=self.console, transient=True,
+            redirect_stdout=False, redirect_stderr=False,
+            disable=not self.console.is_terminal)
+        self.task = None
+        self.finished = 0
+        self.running: dict[int, float] = {}  # id(item) -> fraction done
+
+    def __enter__(self) -> None:
+        self.progress.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.progress.stop()
+
+    def line(self, text: str, err: bool = False, color: str | None = None) -> None:
+        if self.progress.live.is_started and (err or sys.stdout.isatty()):
+            self.console.print(text, style=color, markup=False, soft_wrap=True)
+        else:
+            typer.secho(text, fg=color, err=err)
+
+    def stopping(self) -> None:
+        self.line("Stopping after the current step (Ctrl-C again to stop now)...", err=True)
+
+    def on_event(self, event) -> None:
+        from cloak import batch
+
+        item = event.item
+        if event.kind == "todo":
+            self.task = self.progress.add_task("protecting", total=event.total)
+        elif event.kind == "start":
+            self.running[id(item)] = 0.0
+            if self.task is not None:
+                self.progress.update(self.task, description=item.src.name)
+        elif event.kind == "progress":
+            self.running[id(item)] = event.fraction
+        elif event.kind == "done":
+            if self.running.pop(id(item), None) is not None:
+                self.finished += 1
+            if item.status == batch.PROTECTED:
+                self.line(f"{item.src} -> {item.dst}: {item.report.summary()}")
+            elif item.status == batch.FAILED:
+                self.line(f"{item.src}: {item.message}", err=True, color="red")
+            elif item.status == batch.SKIPPED and item.message != batch.ALREADY_DONE:
+                self.line(f"{item.src}: skipped, {item.message}", err=True, color="yellow")
+        if self.task is not None:
+            self.progress.update(self.task,
+                                 completed=self.finished + sum(self.running.values()))
+
+    @staticmethod
+    def totals(result) -> str:
+        from cloak import batch
+
+        counts = result.counts
+        parts = [f"{counts[batch.PROTECTED]} protected"]
+        resumed = sum(i.message == batch.ALREADY_DONE for i in result.items)
+        if counts[batch.SKIPPED]:
+            parts.append(f"{counts[batch.SKIPPED]} skipped"
+                         + (f" ({resumed} already done; --force redoes them)" if resumed else ""))
+        parts.append(f"{counts[batch.FAILED]} failed")
+        if result.interrupted:
+            return (f"Interrupted: {', '.join(parts)}, {counts[batch.CANCELLED]} not done. "
+                    "Run the same command again to finish.")
+        if not result.items:
+            return "No photos found."
+        return "Done: " + ", ".join(parts) + "."
+
+
+@contextlib.contextmanager
+def stop_on_ctrl_c(on_first: Callable[[], None]):
+    """The first Ctrl-C asks the run to stop cleanly (yields `should_stop`); the second
+    raises KeyboardInterrupt at once."""
+    stop = threading.Event()
+
+    def handler(signum, frame) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        on_first()
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: plain KeyboardInterrupt semantics
+        yield stop.is_set
+        return
+    try:
+        yield stop.is_set
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @app.command()
@@ -91,9 +241,20 @@ def gui() -> None:
     sys.exit(gui_main())
 
 
+# typer >= 0.22 vendors click; TyperException is its ClickException base.
+UsageErrors = getattr(typer, "TyperException", None) or click.ClickException
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    app()
+    try:
+        code = app(standalone_mode=False)
+    except UsageErrors as exc:
+        exc.show()
+        code = 1 if exc.exit_code == 2 else exc.exit_code  # 2 means "some photos failed"
+    except typer.Abort:
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

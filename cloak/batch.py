@@ -1,0 +1,576 @@
+"""Protect many photos: walk folders, mirror the tree, resume, run workers, report progress.
+
+    items = plan(["me.jpg", "holiday/"], "protected/")   # what to do, and what is wrong
+    result = run(items, "protected/", config, on_event=print)
+
+`plan` walks folders (symlinks followed, each real folder once), keeps files whose suffix is
+in `io.IMAGE_SUFFIXES`, and sends `holiday/a/b.jpg` to `protected/holiday/a/b.jpg` and
+`me.jpg` to `protected/me.jpg`. Problems it finds (missing paths, a photo named twice, an
+output that would replace its input, symlink loops) become items that are already
+`failed` or `skipped`, so one bad path never stops the rest.
+
+`run` keeps a manifest, `OUT/.cloak-manifest.json`, recording for each output the source's
+size, mtime and sha256 and the settings fingerprint. A photo whose output is already there,
+made from the same source with the same settings, is skipped; `force` redoes it. An output
+that exists for any other reason is left alone unless `overwrite` (or `force`) is given.
+Outputs are written atomically and the manifest is rewritten (atomically) after each photo,
+so a run killed at any moment resumes where it stopped. Progress goes to `on_event`; the
+library prints nothing.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import logging
+import multiprocessing
+import os
+import queue
+import signal
+import stat
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import ProtectConfig
+from .errors import Cancelled, CloakError, OutputError
+from .models.weights import sha256_of
+from .report import Report
+
+log = logging.getLogger(__name__)
+
+MANIFEST_NAME = ".cloak-manifest.json"
+ALREADY_DONE = "already protected with these settings"
+PROTECTED, SKIPPED, FAILED, CANCELLED = "protected", "skipped", "failed", "cancelled"
+
+
+@dataclass
+class Item:
+    """One input path and what happened to it. `dst` is None when there is no output."""
+
+    src: Path
+    dst: Path | None
+    status: str = "pending"  # pending | protected | skipped | failed | cancelled
+    message: str = ""  # why it was skipped, failed or not done
+    report: Report | None = None
+    replace: bool = False  # run decided the existing dst may be replaced
+
+    def to_dict(self) -> dict:
+        return {"src": str(self.src), "dst": None if self.dst is None else str(self.dst),
+                "status": self.status,
+                "error": self.message if self.status == FAILED else None,
+                "reason": self.message if self.status in (SKIPPED, CANCELLED) else None,
+                "report": self.report.to_dict() if self.report else None}
+
+
+@dataclass
+class Event:
+    """What `run` tells `on_event`: `todo` (total photos to protect) once, then per photo
+    `start`, `progress` (fraction in [0, 1]) and `done` (see item.status)."""
+
+    kind: str
+    item: Item | None = None
+    fraction: float = 0.0
+    total: int = 0
+
+
+@dataclass
+class BatchResult:
+    items: list[Item]
+    interrupted: bool = False
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.counts = {s: sum(i.status == s for i in self.items)
+                       for s in (PROTECTED, SKIPPED, FAILED, CANCELLED)}
+
+    def to_dict(self) -> dict:
+        return {"interrupted": self.interrupted, "counts": self.counts,
+                "files": [i.to_dict() for i in self.items]}
+
+
+# ---------------------------------------------------------------- planning
+
+
+def _stat_key(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_dev, st.st_ino
+
+
+def _is_photo_name(path: Path, suffixes: Iterable[str]) -> bool:
+    return path.suffix.lower() in suffixes
+
+
+def _walk(folder: Path, rel: Path, skip: set[str], suffixes: Sequence[str],
+          seen_dirs: set, found: list[tuple[Path, Path]], problems: list[Item]) -> None:
+    """Depth-first, sorted walk. Hidden entries (.*) are ignored; each real folder is
+    entered once, so symlink loops end; folders in `skip` (outputs) are never walked."""
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError as exc:
+        problems.append(Item(folder, None, FAILED, f"can't read folder: {exc.strerror or exc}"))
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        path = Path(entry.path)
+        try:
+            is_dir = entry.is_dir()  # follows symlinks
+        except OSError:
+            is_dir = False
+        if is_dir:
+            try:
+                key, real = _stat_key(path), os.path.realpath(path)
+            except OSError as exc:
+                problems.append(Item(path, None, FAILED, f"can't read folder: {exc}"))
+                continue
+            if real in skip:
+                continue
+            if key in seen_dirs:
+                if entry.is_symlink():
+                    problems.append(Item(path, None, SKIPPED,
+                                         f"symlink to a folder already walked ({real}); "
+                                         "not followed"))
+                continue
+            seen_dirs.add(key)
+            _walk(path, rel / entry.name, skip, suffixes, seen_dirs, found, problems)
+        elif _is_photo_name(path, suffixes):
+            found.append((path, rel))
+
+
+def _check_source(path: Path) -> str | None:
+    """Why `path` can't be read as a photo file, or None."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        if path.is_symlink():
+            return f"broken or looping symlink ({exc.strerror or exc})"
+        return f"can't read: {exc.strerror or exc}"
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file"
+    return None
+
+
+def plan(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike) -> list[Item]:
+    """Turn files and folders into items (see module docstring), in input order.
+
+    Items are `pending`, or already `failed`/`skipped` with a one-line message."""
+    from . import io
+
+    out_dir = Path(out_dir)
+    suffixes = tuple(s.lower() for s in io.IMAGE_SUFFIXES)
+    items: list[Item] = []
+    seen_dirs: set = set()
+    for raw in inputs:
+        src = Path(raw)
+        if src.is_dir():
+            if _stat_key(src) in seen_dirs:
+                items.append(Item(src, None, SKIPPED, "folder already included (named twice)"))
+                continue
+            seen_dirs.add(_stat_key(src))
+            name = Path(os.path.realpath(src)).name
+            # Never walk the outputs: OUT itself, or this folder's mirror inside it.
+            skip = {os.path.realpath(out_dir), os.path.realpath(out_dir / name)}
+            found: list[tuple[Path, Path]] = []
+            problems: list[Item] = []
+            _walk(src, Path(name), skip, suffixes, seen_dirs, found, problems)
+            items.extend(problems)
+            items.extend(Item(p, io.output_path_for(p, out_dir / rel)) for p, rel in found)
+        elif (why := _check_source(src)) is not None:
+            items.append(Item(src, None, FAILED, why if src.is_symlink() or src.exists()
+                              else "no such file or folder"))
+        elif not _is_photo_name(src, suffixes):
+            items.append(Item(src, None, FAILED,
+                              f"not a photo cloak reads (suffix {src.suffix or 'none'!r}); "
+                              f"supported: {' '.join(suffixes)}"))
+        else:
+            items.append(Item(src, io.output_path_for(src, out_dir)))
+    _mark_clashes(items)
+    return items
+
+
+def _mark_clashes(items: list[Item]) -> None:
+    """Fail or skip items that would read the same photo twice, write one output twice,
+    or write over their own input."""
+    sources: dict[tuple[int, int], Item] = {}
+    outputs: dict[str, Item] = {}
+    for item in items:
+        if item.status != "pending":
+            continue
+        why = _check_source(item.src)
+        if why is not None:
+            item.status, item.message = FAILED, why
+            continue
+        key = _stat_key(item.src)
+        if key in sources:
+            item.status = SKIPPED
+            item.message = f"same photo as {sources[key].src} (named twice); protected once"
+            continue
+        sources[key] = item
+        dst_real = os.path.realpath(item.dst)
+        if dst_real == os.path.realpath(item.src) or (
+                item.dst.exists() and _stat_key(item.dst) == key):
+            item.status = FAILED
+            item.message = (f"output {item.dst} would replace the original; "
+                            "choose another --out folder")
+            continue
+        if dst_real in outputs:
+            item.status = FAILED
+            item.message = (f"output {item.dst} is also the output of "
+                            f"{outputs[dst_real].src}; protect one of them in another run")
+            continue
+        outputs[dst_real] = item
+
+
+# ---------------------------------------------------------------- manifest
+
+
+def _identity(path: Path, with_hash: bool = True) -> dict:
+    st = path.stat()
+    ident = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    if with_hash:
+        ident["sha256"] = sha256_of(path)
+    return ident
+
+
+def _same_file(path: Path, ident: dict | None) -> bool:
+    """Is `path` the file `ident` describes? size+mtime, else sha256 (copies, touch)."""
+    if not ident:
+        return False
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    if st.st_size != ident.get("size"):
+        return False
+    if st.st_mtime_ns == ident.get("mtime_ns"):
+        return True
+    return sha256_of(path) == ident.get("sha256")
+
+
+class Manifest:
+    """`OUT/.cloak-manifest.json`: output path (relative to OUT) -> how it was made."""
+
+    VERSION = 1
+
+    def __init__(self, out_dir: Path):
+        self.out_dir = out_dir
+        self.path = out_dir / MANIFEST_NAME
+        self.entries: dict[str, dict] = {}
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            if data.get("version") == self.VERSION:
+                self.entries = dict(data.get("photos", {}))
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, AttributeError) as exc:
+            log.warning("ignoring unreadable %s (%s)", self.path, exc)
+
+    def key(self, dst: Path) -> str:
+        rel = os.path.relpath(os.path.abspath(dst), os.path.abspath(self.out_dir))
+        return Path(rel).as_posix()
+
+    def get(self, dst: Path) -> dict | None:
+        return self.entries.get(self.key(dst))
+
+    def set(self, dst: Path, entry: dict | None) -> None:
+        if entry is None:
+            self.entries.pop(self.key(dst), None)
+        else:
+            self.entries[self.key(dst)] = entry
+        self.save()
+
+    def save(self) -> None:
+        """Write atomically: a temp file in OUT, then rename."""
+        text = json.dumps({"version": self.VERSION, "photos": self.entries}, indent=1)
+        fd, tmp = tempfile.mkstemp(dir=self.out_dir, prefix=MANIFEST_NAME + ".",
+                                   suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+            os.replace(tmp, self.path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+
+def _settings_change(old: dict, new: dict) -> str:
+    changed = [f"{k} {old.get(k)} -> {new.get(k)}" for k in new if old.get(k) != new.get(k)]
+    return ", ".join(changed[:3]) or "other settings"
+
+
+def _decide(item: Item, entry: dict | None, settings: dict, force: bool,
+            overwrite: bool) -> None:
+    """Skip, refuse or clear an item for work, from its output and manifest entry."""
+    if not item.dst.exists():
+        return
+    ours = (entry is not None and entry.get("settings") == settings
+            and _same_file(item.src, entry.get("src")))
+    if ours and entry.get("state") == "pending":  # interrupted run: the file is ours
+        item.replace = True
+        return
+    if ours and _same_file(item.dst, entry.get("dst")) and not force:
+        item.status, item.message = SKIPPED, ALREADY_DONE
+        return
+    if force or overwrite:
+        item.replace = True
+        return
+    if entry is None:
+        why = "was not made by cloak"
+    elif entry.get("settings") != settings:
+        why = f"was made with other settings ({_settings_change(entry['settings'], settings)})"
+    elif not _same_file(item.src, entry.get("src")):
+        why = "was made from an earlier version of this photo"
+    else:
+        why = "was changed after cloak wrote it"
+    item.status = FAILED
+    item.message = f"output {item.dst} exists and {why}; pass --overwrite to replace it"
+
+
+# ---------------------------------------------------------------- running
+
+
+def _remove_temp_files(folder: Path) -> None:
+    """Remove temp files that a killed run left in `folder` (io's and the manifest's)."""
+    from . import io
+
+    stale = getattr(io, "stale_temp_files", None)
+    paths = list(stale(folder)) if stale else []
+    paths += folder.glob(MANIFEST_NAME + ".*.tmp")
+    for path in paths:
+        try:
+            Path(path).unlink()
+            log.info("removed stale temp file %s", path)
+        except OSError:
+            pass
+
+
+def preload_models(config: ProtectConfig) -> None:
+    """Load (and verify, or download) every model now: a ModelError here costs no work."""
+    from .device import pick_device
+    from .models import load_autoencoder
+
+    device = pick_device(config.device)
+    for name in config.models:
+        load_autoencoder(name, config.model_dir, device, config.allow_download)
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def run(items: list[Item], out_dir: str | os.PathLike, config: ProtectConfig, *,
+        jobs: int = 1, force: bool = False, overwrite: bool = False,
+        on_event: Callable[[Event], None] | None = None,
+        should_stop: Callable[[], bool] | None = None) -> BatchResult:
+    """Protect the pending items (see module docstring).
+
+    `jobs` > 1 runs photos in that many processes with `usable_cores() // jobs` torch
+    threads each. `should_stop` (or Ctrl-C) stops the run cleanly: the photo in progress is
+    dropped without leaving a file, and the rest are marked `cancelled`.
+    Raises CloakError only before any photo is processed (bad output folder, missing
+    weights)."""
+    out_dir = Path(out_dir)
+    emit = on_event or (lambda event: None)
+    stop = should_stop or (lambda: False)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        manifest = Manifest(out_dir)
+        manifest.save()  # fails now, not after the first photo, if OUT is not writable
+    except OSError as exc:
+        raise CloakError(f"can't write to output folder {out_dir}: "
+                         f"{exc.strerror or exc}") from exc
+    settings = config.fingerprint()
+    todo: list[Item] = []
+    interrupted = False
+    try:
+        for item in items:
+            if item.status == "pending":
+                if stop():
+                    raise KeyboardInterrupt
+                _decide(item, manifest.get(item.dst), settings, force, overwrite)
+            if item.status == "pending":
+                todo.append(item)
+            else:
+                emit(Event("done", item))
+        if todo:
+            preload_models(config)
+        emit(Event("todo", total=len(todo)))
+        for folder in {item.dst.parent for item in todo}:
+            if folder.is_dir():
+                _remove_temp_files(folder)
+        if jobs <= 1 or len(todo) <= 1:
+            _run_here(todo, manifest, config, emit, stop)
+        else:
+            _run_pool(todo, manifest, config, jobs, emit, stop)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        for item in todo:
+            if item.status == "pending":
+                item.status, item.message = CANCELLED, "not done (interrupted)"
+            if item.status != PROTECTED and item.dst.parent.is_dir():
+                _remove_temp_files(item.dst.parent)
+    interrupted = interrupted or any(i.status == CANCELLED for i in items)
+    return BatchResult(items, interrupted)
+
+
+def _begin(item: Item, manifest: Manifest, settings: dict) -> None:
+    """Create the output folder and mark the item pending in the manifest."""
+    try:
+        item.dst.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"can't create folder {item.dst.parent}: "
+                          f"{exc.strerror or exc}") from exc
+    manifest.set(item.dst, {"state": "pending", "src": _identity(item.src),
+                            "settings": settings})
+
+
+def _finish(item: Item, manifest: Manifest, previous: dict | None, outcome) -> None:
+    """Record an outcome: a Report, or an exception."""
+    if isinstance(outcome, Report):
+        item.status, item.report = PROTECTED, outcome
+        entry = manifest.get(item.dst)
+        entry.update(state="done", dst=_identity(item.dst))
+        manifest.set(item.dst, entry)
+        return
+    manifest.set(item.dst, previous)
+    if isinstance(outcome, Cancelled):
+        item.status, item.message = CANCELLED, "not done (interrupted)"
+    else:
+        item.status, item.message = FAILED, _describe(outcome)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, CloakError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        where = f" {exc.filename}" if exc.filename else ""
+        return f"can't read or write{where}: {exc.strerror or exc}"
+    return f"unexpected error ({type(exc).__name__}: {exc}); please report it"
+
+
+def _protect_one(item: Item, config: ProtectConfig, progress, should_stop) -> Report:
+    from .api import protect_file
+
+    return protect_file(item.src, item.dst, config, overwrite=item.replace,
+                        progress=progress, should_stop=should_stop)
+
+
+def _run_here(todo: list[Item], manifest: Manifest, config: ProtectConfig,
+              emit: Callable[[Event], None], stop: Callable[[], bool]) -> None:
+    settings = config.fingerprint()
+    for item in todo:
+        if stop():
+            return
+        emit(Event("start", item))
+        previous = manifest.get(item.dst)
+        try:
+            _begin(item, manifest, settings)
+            outcome = _protect_one(item, config,
+                                   lambda f, _m, item=item: emit(Event("progress", item, f)),
+                                   stop)
+        except KeyboardInterrupt:
+            manifest.set(item.dst, previous)
+            raise
+        except Exception as exc:  # one bad photo must not end the batch
+            log.debug("%s failed", item.src, exc_info=True)
+            outcome = exc
+        _finish(item, manifest, previous, outcome)
+        emit(Event("done", item))
+
+
+# Worker-process state, set by _init_worker.
+_worker_stop = None
+_worker_queue = None
+
+
+def _init_worker(threads: int, stop_event, progress_queue) -> None:
+    global _worker_stop, _worker_queue
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    import torch
+
+    torch.set_num_threads(threads)
+    _worker_stop, _worker_queue = stop_event, progress_queue
+
+
+def _work(index: int, item: Item, config: ProtectConfig):
+    """Runs in a worker: returns a Report or the exception (never raises)."""
+    last = [0.0]
+
+    def progress(fraction: float, _message: str) -> None:
+        if fraction - last[0] >= 0.02 or fraction >= 1:
+            last[0] = fraction
+            _worker_queue.put((index, fraction))
+
+    try:
+        return _protect_one(item, config, progress, _worker_stop.is_set)
+    except Exception as exc:
+        log.debug("%s failed", item.src, exc_info=True)
+        # Only our own exceptions are sure to pickle back to the parent.
+        return exc if isinstance(exc, (CloakError, OSError)) else CloakError(_describe(exc))
+
+
+def _run_pool(todo: list[Item], manifest: Manifest, config: ProtectConfig, jobs: int,
+              emit: Callable[[Event], None], stop: Callable[[], bool]) -> None:
+    ctx = multiprocessing.get_context("spawn")  # fork after torch has threads is unsafe
+    stop_event, progress_queue = ctx.Event(), ctx.Queue()
+    threads = max(1, usable_cores() // jobs)
+    settings = config.fingerprint()
+    pool = cf.ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker,
+                                  initargs=(threads, stop_event, progress_queue))
+    running: dict[cf.Future, tuple[Item, dict | None]] = {}
+    waiting = list(enumerate(todo))
+    try:
+        while waiting or running:
+            while waiting and len(running) < jobs and not stop():
+                index, item = waiting.pop(0)
+                emit(Event("start", item))
+                previous = manifest.get(item.dst)
+                try:
+                    _begin(item, manifest, settings)
+                except (CloakError, OSError) as exc:
+                    _finish(item, manifest, previous, exc)
+                    emit(Event("done", item))
+                    continue
+                running[pool.submit(_work, index, item, config)] = (item, previous)
+            if stop():
+                stop_event.set()
+                waiting.clear()
+            if not running:
+                break
+            finished, _ = cf.wait(running, timeout=0.1, return_when=cf.FIRST_COMPLETED)
+            _drain(progress_queue, todo, emit)
+            for future in finished:
+                item, previous = running.pop(future)
+                try:
+                    outcome = future.result()
+                except (cf.BrokenExecutor, cf.CancelledError) as exc:
+                    outcome = CloakError(f"worker process died ({exc})")
+                _finish(item, manifest, previous, outcome)
+                emit(Event("done", item))
+    except KeyboardInterrupt:
+        stop_event.set()
+        for future, (item, previous) in running.items():
+            try:
+                outcome = future.result()  # stops within one attack step
+            except (cf.BrokenExecutor, cf.CancelledError) as exc:
+                outcome = CloakError(f"worker process died ({exc})")
+            _finish(item, manifest, previous, outcome)
+        raise
+    finally:
+        stop_event.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _drain(progress_queue, todo: list[Item], emit: Callable[[Event], None]) -> None:
+    while True:
+        try:
+            index, fraction = progress_queue.get_nowait()
+        except queue.Empty:
+            return
+        emit(Event("progress", todo[index], fraction))
