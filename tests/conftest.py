@@ -1,0 +1,54 @@
+"""Shared fixtures: real weights from ../shared/models, a tiny config, small real photos."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+MODELS = SHARED / "models"
+PHOTOS = SHARED / "photos" / "dev"
+
+
+@pytest.fixture
+def model_dir(monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point cloak at the real weights (and never download); skip if they are missing."""
+    if not (MODELS / "taesd_encoder.safetensors").is_file():
+        pytest.skip(f"weights not found in {MODELS}")
+    monkeypatch.setenv("CLOAK_MODEL_DIR", str(MODELS))
+    monkeypatch.setenv("CLOAK_OFFLINE", "1")
+    return MODELS
+
+
+@pytest.fixture
+def tiny_config(model_dir: Path):
+    """The fastest real run: one step of taesd at 128 px, no face search, no measuring."""
+    from cloak import ProtectConfig
+
+    return ProtectConfig(strength="fast", steps=1, models=("taesd",), working_size=128,
+                         faces=False, measure=False)
+
+
+@pytest.fixture
+def small_photo() -> Callable[..., Path]:
+    """`small_photo(path, size=(64, 48), index=0)`: write a crop of a real dev photo, in the
+    format `path`'s suffix names, and return `path`. Skips when the photos are missing."""
+    sources = sorted(p for p in PHOTOS.glob("*") if p.suffix.lower() in (".png", ".jpg"))
+    if not sources:
+        pytest.skip(f"no dev photos in {PHOTOS}")
+
+    def make(path: Path, size: tuple[int, int] = (64, 48), index: int = 0) -> Path:
+        from PIL import Image
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with Image.open(sources[index % len(sources)]) as im:
+            im = im.convert("RGB")
+            side = min(im.size)
+            im = im.crop((0, 0, side, side)).resize(size)
+        im.save(path)
+        return path
+
+    return make

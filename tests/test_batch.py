@@ -1,0 +1,266 @@
+"""cloak.batch: planning (folders, duplicates, loops, clashes), resume, bad files, stopping."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from cloak import CloakError, ModelError, batch
+from cloak.batch import CANCELLED, FAILED, MANIFEST_NAME, PROTECTED, SKIPPED
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def by_src(items: list[batch.Item]) -> dict[str, batch.Item]:
+    return {Path(i.src).name: i for i in items}
+
+
+def leftovers(folder: Path) -> list[Path]:
+    """Files in `folder` that are neither photos nor the manifest: temp files."""
+    return [p for p in folder.rglob("*")
+            if p.is_file() and p.name != MANIFEST_NAME
+            and p.suffix.lower() not in (".png", ".jpg", ".jpeg")]
+
+
+def decodes(path: Path) -> bool:
+    with Image.open(path) as im:
+        im.load()
+    return True
+
+
+def huge_png(path: Path, width: int = 100_000, height: int = 100_000) -> Path:
+    """A few hundred bytes that claim 10^10 pixels: a decompression bomb."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+                     + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+    return path
+
+
+class TestPlan:
+    def test_folders_are_mirrored_and_files_go_straight_in(self, tmp_path, small_photo):
+        small_photo(tmp_path / "trip" / "a.png")
+        small_photo(tmp_path / "trip" / "day 2" / "b.jpg")
+        small_photo(tmp_path / "trip" / ".hidden" / "c.png")
+        (tmp_path / "trip" / "notes.txt").write_text("not a photo")
+        (tmp_path / "trip" / "._a.png").write_bytes(b"macOS resource fork")
+        single = small_photo(tmp_path / "me.png")
+        out = tmp_path / "out"
+        items = batch.plan([tmp_path / "trip", single], out)
+        assert [(i.status, i.dst) for i in items] == [
+            ("pending", out / "trip" / "a.png"),
+            ("pending", out / "trip" / "day 2" / "b.jpg"),
+            ("pending", out / "me.png"),
+        ]
+
+    def test_same_photo_twice_is_planned_once(self, tmp_path, small_photo):
+        photo = small_photo(tmp_path / "in" / "a.png")
+        os.symlink(photo, tmp_path / "in" / "link.png")
+        items = batch.plan([tmp_path / "in", photo], tmp_path / "out")
+        assert [i.status for i in items] == ["pending", SKIPPED, SKIPPED]
+        assert all("named twice" in i.message for i in items[1:])
+
+    def test_symlink_loop_ends_and_is_reported_once(self, tmp_path, small_photo):
+        small_photo(tmp_path / "in" / "sub" / "a.png")
+        os.symlink("..", tmp_path / "in" / "sub" / "up")
+        os.symlink("loop.jpg", tmp_path / "in" / "loop.jpg")  # a file symlink to itself
+        items = batch.plan([tmp_path / "in"], tmp_path / "out")
+        statuses = {Path(i.src).name: (i.status, i.message) for i in items}
+        assert statuses["a.png"][0] == "pending"
+        assert statuses["up"][0] == SKIPPED and "not followed" in statuses["up"][1]
+        assert statuses["loop.jpg"][0] == FAILED and "symlink" in statuses["loop.jpg"][1]
+        assert len(items) == 3
+
+    def test_output_equal_to_input_is_refused(self, tmp_path, small_photo):
+        photo = small_photo(tmp_path / "a.png")
+        [item] = batch.plan([photo], tmp_path)
+        assert item.status == FAILED and "would replace the original" in item.message
+
+    def test_output_folder_inside_the_input_is_not_walked(self, tmp_path, small_photo):
+        small_photo(tmp_path / "in" / "a.png")
+        small_photo(tmp_path / "in" / "out" / "in" / "a.png")  # an earlier run's output
+        items = batch.plan([tmp_path / "in"], tmp_path / "in" / "out")
+        assert [i.src for i in items] == [tmp_path / "in" / "a.png"]
+
+    def test_two_photos_for_one_output_clash(self, tmp_path, small_photo):
+        a = small_photo(tmp_path / "x" / "a.png")
+        b = small_photo(tmp_path / "y" / "a.png", index=1)
+        items = batch.plan([a, b], tmp_path / "out")
+        assert items[0].status == "pending"
+        assert items[1].status == FAILED and "also the output of" in items[1].message
+
+    def test_missing_unreadable_and_non_photo_paths(self, tmp_path):
+        (tmp_path / "notes.txt").write_text("hello")
+        os.mkfifo(tmp_path / "pipe.jpg")
+        os.symlink(tmp_path / "gone.jpg", tmp_path / "dangling.jpg")
+        items = by_src(batch.plan(
+            [tmp_path / "missing.jpg", tmp_path / "notes.txt", tmp_path / "pipe.jpg",
+             tmp_path / "dangling.jpg"], tmp_path / "out"))
+        assert items["missing.jpg"].message == "no such file or folder"
+        assert "not a photo" in items["notes.txt"].message
+        assert items["pipe.jpg"].message == "not a regular file"  # never opened: it would hang
+        assert "symlink" in items["dangling.jpg"].message
+        assert all(i.status == FAILED for i in items.values())
+
+
+class TestRun:
+    def test_protects_mirrors_and_records_a_manifest(self, tmp_path, small_photo,
+                                                     tiny_config):
+        src = [small_photo(tmp_path / "in" / "a.png"),
+               small_photo(tmp_path / "in" / "sub" / "b b é.jpg", index=1)]
+        before = [sha256(p) for p in src]
+        out = tmp_path / "out"
+        events = []
+        result = batch.run(batch.plan([tmp_path / "in"], out), out, tiny_config,
+                           on_event=events.append)
+        assert result.counts[PROTECTED] == 2 and not result.interrupted
+        assert [sha256(p) for p in src] == before
+        for item in result.items:
+            assert decodes(item.dst) and item.report.width == 64
+        manifest = json.loads((out / MANIFEST_NAME).read_text())
+        assert set(manifest["photos"]) == {"in/a.png", "in/sub/b b é.jpg"}
+        entry = manifest["photos"]["in/a.png"]
+        assert entry["state"] == "done" and entry["settings"] == tiny_config.fingerprint()
+        assert entry["src"]["sha256"] == before[0]
+        kinds = [e.kind for e in events]
+        assert kinds[0] == "todo" and kinds.count("start") == kinds.count("done") == 2
+        assert not leftovers(out)
+
+    def test_resume_skips_force_redoes_and_settings_matter(self, tmp_path, small_photo,
+                                                           tiny_config):
+        photo = small_photo(tmp_path / "a.png")
+        out = tmp_path / "out"
+
+        def again(config=tiny_config, **kw) -> batch.Item:
+            [item] = batch.run(batch.plan([photo], out), out, config, **kw).items
+            return item
+
+        assert again().status == PROTECTED
+        made = (out / "a.png").stat().st_mtime_ns
+        assert (again().status, again().message) == (SKIPPED, batch.ALREADY_DONE)
+        assert (out / "a.png").stat().st_mtime_ns == made
+        assert again(force=True).status == PROTECTED
+        other = tiny_config.replace(steps=2)
+        refused = again(other)
+        assert refused.status == FAILED and "other settings (steps 1 -> 2)" in refused.message
+        assert again(other, overwrite=True).status == PROTECTED
+        assert again(other).status == SKIPPED
+
+    def test_foreign_or_changed_outputs_need_overwrite(self, tmp_path, small_photo,
+                                                       tiny_config):
+        photo = small_photo(tmp_path / "a.png")
+        out = tmp_path / "out"
+        small_photo(out / "a.png", index=3)  # someone else's file
+        [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
+        assert item.status == FAILED and "not made by cloak" in item.message
+        assert "--overwrite" in item.message
+        [item] = batch.run(batch.plan([photo], out), out, tiny_config, overwrite=True).items
+        assert item.status == PROTECTED
+        small_photo(photo, index=2)  # the original was edited since
+        [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
+        assert item.status == FAILED and "earlier version" in item.message
+
+    def test_bad_files_fail_one_line_each_and_the_rest_is_done(self, tmp_path, small_photo,
+                                                               tiny_config):
+        folder = tmp_path / "in"
+        good = small_photo(folder / "good.jpg")
+        (folder / "empty.jpg").write_bytes(b"")
+        data = good.read_bytes()
+        (folder / "truncated.jpg").write_bytes(data[: len(data) // 2])
+        (folder / "text.jpg").write_text("this is not a JPEG\n")
+        huge_png(folder / "bomb.png")
+        Image.new("RGB", (1, 1)).save(folder / "dot.png")
+        Image.new("RGB", (30000, 20)).save(folder / "strip.png")
+        before = {p.name: sha256(p) for p in folder.iterdir()}
+        out = tmp_path / "out"
+        result = batch.run(batch.plan([folder], out), out, tiny_config)
+        items = by_src(result.items)
+        assert items.pop("good.jpg").status == PROTECTED
+        for name, item in items.items():
+            assert item.status == FAILED, name
+            assert item.message and "\n" not in item.message, name
+            assert not item.dst.exists(), name
+        assert {p.name: sha256(p) for p in folder.iterdir()} == before
+        assert not leftovers(out)
+
+    def test_unwritable_output_folder_fails_that_photo_only(self, tmp_path, small_photo,
+                                                            tiny_config):
+        small_photo(tmp_path / "in" / "sub" / "a.png")
+        small_photo(tmp_path / "in" / "b.png", index=1)
+        out = tmp_path / "out"
+        (out / "in").mkdir(parents=True)
+        (out / "in" / "sub").write_text("a file where a folder must go")
+        items = by_src(batch.run(batch.plan([tmp_path / "in"], out), out, tiny_config).items)
+        assert items["a.png"].status == FAILED and "can't create folder" in items["a.png"].message
+        assert items["b.png"].status == PROTECTED
+
+    def test_unwritable_out_raises_before_any_work(self, tmp_path, small_photo, tiny_config):
+        photo = small_photo(tmp_path / "a.png")
+        (tmp_path / "out").write_text("a file, not a folder")
+        with pytest.raises(CloakError, match="can't write to output folder"):
+            batch.run(batch.plan([photo], tmp_path / "out"), tmp_path / "out", tiny_config)
+
+    def test_missing_weights_raise_before_any_work(self, tmp_path, small_photo, tiny_config,
+                                                   monkeypatch):
+        photo = small_photo(tmp_path / "a.png")
+        monkeypatch.setenv("CLOAK_MODEL_DIR", str(tmp_path / "no-weights"))
+        monkeypatch.setattr("cloak.models.weights.cache_dir", lambda: tmp_path / "no-cache")
+        config = tiny_config.replace(models=("taef1",))  # not cached by earlier tests
+        with pytest.raises(ModelError):
+            batch.run(batch.plan([photo], tmp_path / "out"), tmp_path / "out", config)
+        assert not (tmp_path / "out" / "a.png").exists()
+
+    def test_should_stop_ends_cleanly_and_a_rerun_finishes(self, tmp_path, small_photo,
+                                                           tiny_config):
+        photos = [small_photo(tmp_path / "in" / f"{n}.png", index=n) for n in range(3)]
+        out = tmp_path / "out"
+        done = []
+
+        def on_event(event):
+            if event.kind == "done":
+                done.append(event.item)
+
+        result = batch.run(batch.plan(photos, out), out, tiny_config, on_event=on_event,
+                           should_stop=lambda: len(done) >= 1)
+        assert result.interrupted
+        assert [i.status for i in result.items] == [PROTECTED, CANCELLED, CANCELLED]
+        assert {p.name for p in out.iterdir()} == {"0.png", MANIFEST_NAME}
+        result = batch.run(batch.plan(photos, out), out, tiny_config)
+        assert [i.status for i in result.items] == [SKIPPED, PROTECTED, PROTECTED]
+
+    def test_ctrl_c_mid_photo_leaves_no_partial_file(self, tmp_path, small_photo,
+                                                     tiny_config):
+        photos = [small_photo(tmp_path / f"{n}.png", index=n) for n in range(2)]
+        out = tmp_path / "out"
+
+        def on_event(event):
+            if (event.kind == "progress" and event.item.src == photos[1]
+                    and event.fraction >= 0.9):  # the attack is done, nothing saved yet
+                raise KeyboardInterrupt
+
+        result = batch.run(batch.plan(photos, out), out, tiny_config, on_event=on_event)
+        assert result.interrupted
+        assert [i.status for i in result.items] == [PROTECTED, CANCELLED]
+        assert {p.name for p in out.iterdir()} == {"0.png", MANIFEST_NAME}
+        manifest = json.loads((out / MANIFEST_NAME).read_text())
+        assert list(manifest["photos"]) == ["0.png"]
+
+    def test_jobs_run_in_worker_processes(self, tmp_path, small_photo, tiny_config):
+        photos = [small_photo(tmp_path / "in" / f"{n}.png", index=n) for n in range(3)]
+        out = tmp_path / "out"
+        result = batch.run(batch.plan(photos, out), out, tiny_config, jobs=2)
+        assert [i.status for i in result.items] == [PROTECTED] * 3
+        assert all(decodes(i.dst) for i in result.items)
+        manifest = json.loads((out / MANIFEST_NAME).read_text())
+        assert {e["state"] for e in manifest["photos"].values()} == {"done"}
