@@ -7,8 +7,8 @@ Norm: L-infinity, with a per-pixel bound `eps_map` (<= eps) from the visibility 
     eps_map  (1, 1 or 3, H, W) per-pixel bound in [0, eps]
     returns  delta, same shape as x, with |delta| <= eps_map and x + delta in [0, 1]
 
-Each step uses one model of the ensemble in rotation (measured: as strong per model as
-running all of them each step, at 1/len(models) of the cost), sums the gradients over
+Each step uses one model of the ensemble in rotation (`rotation` lists model indices;
+measured cheaper than running all of them each step), sums the gradients over
 `eot_samples` random posting transforms, and takes a sign step whose size decays linearly.
 """
 
@@ -34,6 +34,10 @@ def _loss_fn(objective: str, models: Sequence, x: torch.Tensor):
         with autocast(x.device):
             targets = [objectives.gray_target_latent(m, x) for m in models]
         return lambda i, x_adv: objectives.latent_to_target(models[i], x_adv, targets[i])
+    if objective == "latent":
+        with torch.no_grad(), autocast(x.device):
+            clean = [m.encode(x).float() for m in models]
+        return lambda i, x_adv: objectives.latent_shift(models[i], x_adv, clean[i])
     raise ValueError(f"unknown objective {objective!r}")
 
 
@@ -46,8 +50,8 @@ def step_size(step: int, steps: int, start: float = 0.5, end: float = 0.05) -> f
 
 def protect_pgd(x: torch.Tensor, models: Sequence, eps_map: torch.Tensor, steps: int,
                 generator: torch.Generator, objective: str = "e2e", robust: bool = True,
-                eot_samples: int = 1, on_step: StepCallback | None = None,
-                should_stop: Callable[[], bool] | None = None) -> torch.Tensor:
+                eot_samples: int = 1, rotation: Sequence[int] | None = None,
+                on_step: StepCallback | None = None, should_stop: Callable[[], bool] | None = None) -> torch.Tensor:
     """Run the attack and return the perturbation delta (see module docstring)."""
     if x.ndim != 4 or x.shape[1] != 3:
         raise ValueError(f"x must be (1, 3, H, W), got {tuple(x.shape)}")
@@ -57,10 +61,11 @@ def protect_pgd(x: torch.Tensor, models: Sequence, eps_map: torch.Tensor, steps:
     if steps == 0 or not models:
         return delta
     loss_of = _loss_fn(objective, models, x)
+    schedule = list(rotation) if rotation else list(range(len(models)))
     for step in range(steps):
         if should_stop is not None and should_stop():
             raise Cancelled("cancelled")
-        index = step % len(models)
+        index = schedule[step % len(schedule)]
         delta.requires_grad_(True)
         grad = torch.zeros_like(x)
         for _ in range(eot_samples if robust else 1):

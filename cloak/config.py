@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from .errors import ConfigError
 from .models.registry import ALL_MODEL_NAMES
 
-OBJECTIVES = ("e2e", "encoder")
+OBJECTIVES = ("e2e", "latent", "encoder")
 
 
 @dataclass(frozen=True)
@@ -24,10 +24,10 @@ class Preset:
 
 # Numbers here are the product's promises; README's "Strength presets" table mirrors them.
 PRESETS: dict[str, Preset] = {
-    "fast": Preset(eps255=6, steps=8, working_size=384, robust=False, eot_samples=1),
-    "low": Preset(eps255=4, steps=16, working_size=512, robust=False, eot_samples=1),
-    "medium": Preset(eps255=8, steps=24, working_size=512, robust=True, eot_samples=1),
-    "high": Preset(eps255=12, steps=48, working_size=512, robust=True, eot_samples=1),
+    "fast": Preset(eps255=8, steps=8, working_size=384, robust=False, eot_samples=1),
+    "low": Preset(eps255=4, steps=24, working_size=512, robust=False, eot_samples=1),
+    "medium": Preset(eps255=8, steps=32, working_size=512, robust=True, eot_samples=1),
+    "high": Preset(eps255=12, steps=64, working_size=512, robust=True, eot_samples=1),
 }
 
 

@@ -64,6 +64,19 @@ def upsample(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(t, size=size, mode="bicubic", align_corners=False)
 
 
+# Share of attack steps per model, from measurement: taesdxl resists most, taef2 least.
+STEP_SHARE = {"taesdxl": 3, "taesd": 2, "taef1": 2, "taef2": 1}
+
+
+def rotation_for(names: tuple[str, ...]) -> list[int]:
+    """Interleaved model indices, each model appearing STEP_SHARE times per cycle."""
+    counts = [STEP_SHARE.get(n, 1) for n in names]
+    order = []
+    for round_ in range(max(counts)):
+        order += [i for i, c in enumerate(counts) if c > round_]
+    return order
+
+
 def protect_array(rgb: np.ndarray, config: ProtectConfig, *, grayscale: bool = False,
                   progress: Progress | None = None,
                   should_stop: Callable[[], bool] | None = None) -> ProtectedArray:
@@ -99,7 +112,8 @@ def protect_array(rgb: np.ndarray, config: ProtectConfig, *, grayscale: bool = F
         report_progress(0.05 + 0.85 * done / total, f"step {done}/{total}")
 
     delta = protect_pgd(x, models, eps_map, config.steps, generator, config.objective,
-                        config.robust, config.eot_samples, on_step, should_stop)
+                        config.robust, config.eot_samples, rotation_for(config.models),
+                        on_step, should_stop)
 
     report_progress(0.9, "applying at full resolution")
     delta_full = upsample(delta.float().cpu(), (height, width))
