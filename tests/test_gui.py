@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -78,12 +79,16 @@ def sha256(path: Path) -> str:
 
 
 def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
-    """Process Qt events until `condition()` holds or `timeout` seconds pass."""
-    for _ in range(int(timeout * 50)):
-        if condition():
-            return True
-        QTest.qWait(20)
-    return condition()
+    """Process Qt events until `condition()` holds or `timeout` seconds pass.
+
+    time.sleep releases the GIL (QTest.qWait holds it), so the worker runs at full speed."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        QApplication.processEvents()
+        time.sleep(0.005)
+    return True
 
 
 def drop(widget, paths_or_urls: list) -> tuple[bool, QDropEvent]:

@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
     QFrame,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QListWidget,
@@ -202,7 +203,9 @@ class PhotoRow(QWidget):
 
     def set_protected(self, outcome: Outcome) -> None:
         self.outcome = outcome
-        self._show(self.PROTECTED, f"{outcome.status}\n→ {outcome.dst}", 1.0, OK_COLOR)
+        shown = Path(outcome.dst.parent.name) / outcome.dst.name
+        self._show(self.PROTECTED, f"{outcome.status}\nsaved as {shown}", 1.0, OK_COLOR)
+        self.status.setToolTip(str(outcome.dst))
 
     def set_failed(self, message: str) -> None:
         self._show(self.FAILED, f"failed: {message}", 0.0, ERROR_COLOR)
@@ -292,7 +295,7 @@ class ComparePanel(QWidget):
             self.view.set_image(None)
             self.view.setText(f"Cannot show this photo: {exc}")
             return
-        self.title.setText(f"{outcome.src.name} — largest change "
+        self.title.setText(f"{outcome.src.name} — largest pixel change "
                            f"{self.comparison.max_change255}/255")
         for mode in self.MODES:
             self.button(mode).setEnabled(True)
@@ -334,7 +337,8 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)  # drops anywhere go through the drop zone's filter
         self._build()
         self._update_buttons()
-        self.resize(1120, 680)
+        self.resize(1160, 700)
+        self.photo_list.setFocus()
 
     # building -----------------------------------------------------------------------
 
@@ -357,14 +361,15 @@ class MainWindow(QMainWindow):
         self.reset_output = QPushButton("Next to originals")
         self.reset_output.clicked.connect(self.use_default_output_dir)
         self.set_output_dir(None)
-        options = QHBoxLayout()
-        options.addWidget(QLabel("Strength"))
-        options.addWidget(self.strength)
-        options.addSpacing(16)
-        options.addWidget(QLabel("Save to"))
-        options.addWidget(self.output_label, 1)
-        options.addWidget(change)
-        options.addWidget(self.reset_output)
+        self.output_label.setWordWrap(True)
+        options = QGridLayout()
+        options.addWidget(QLabel("Strength"), 0, 0)
+        options.addWidget(self.strength, 0, 1, 1, 3, Qt.AlignmentFlag.AlignLeft)
+        options.addWidget(QLabel("Save to"), 1, 0)
+        options.addWidget(self.output_label, 1, 1)
+        options.addWidget(change, 1, 2)
+        options.addWidget(self.reset_output, 1, 3)
+        options.setColumnStretch(1, 1)
 
         self.photo_list = QListWidget()
         self.photo_list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
@@ -400,8 +405,9 @@ class MainWindow(QMainWindow):
         splitter = QSplitter()
         splitter.addWidget(left)
         splitter.addWidget(self.compare_panel)
-        splitter.setStretchFactor(0, 3)
-        splitter.setStretchFactor(1, 2)
+        splitter.setStretchFactor(0, 1)
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([600, 560])
         self.setCentralWidget(splitter)
         self.setStyleSheet(STYLE_SHEET)
 
@@ -623,6 +629,7 @@ STYLE_SHEET = """
 #status { color: #3c4350; }
 #thumb { background: #eceff4; border-radius: 4px; }
 #panelTitle { font-weight: bold; }
+QListWidget::item:selected { background: #dde7fb; }
 #compareView { background: #20232a; color: #c9ced8; border-radius: 6px; }
 QPushButton#primary { font-weight: bold; }
 """
