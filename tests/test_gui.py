@@ -1,6 +1,7 @@
 """The desktop app: drop zone, worker thread, cancel, errors per row, responsiveness.
 
-Runs offscreen with real weights (taesd only) and a tiny config, on small real photos."""
+Runs offscreen with real weights (taesd only) and a tiny config, on small real photos
+(`model_dir` and `small_photo` come from conftest.py)."""
 
 from __future__ import annotations
 
@@ -29,24 +30,12 @@ from cloak.gui.paths import expand_paths, unique_destination
 from cloak.gui.window import DropZone, MainWindow, PhotoRow
 from cloak.gui.worker import describe
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-MODEL_DIR = SHARED / "models"
-ASTRONAUT = SHARED / "photos" / "dev" / "d01_scikit-image_astronaut.png"
 TINY = {"steps": 2, "models": ("taesd",), "working_size": 128}
-
-needs_weights = pytest.mark.skipif(not (MODEL_DIR / "taesd_encoder.safetensors").is_file(),
-                                   reason="taesd weights not in ../shared/models")
 
 
 @pytest.fixture(scope="module")
 def qapp() -> QApplication:
     return QApplication.instance() or QApplication([])
-
-
-@pytest.fixture(autouse=True)
-def model_dir(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CLOAK_MODEL_DIR", str(MODEL_DIR))
-    monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))
 
 
 @pytest.fixture
@@ -57,21 +46,6 @@ def window(qapp: QApplication):
     win.close()  # cancels and joins a running batch
     win.deleteLater()
     QTest.qWait(10)
-
-
-def make_photo(path: Path, size: tuple[int, int] = (96, 64), shift: int = 0) -> Path:
-    """A small real photo (a crop of the astronaut), or smooth synthetic pixels."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if ASTRONAUT.is_file():
-        with Image.open(ASTRONAUT) as full:
-            box = (120 + shift, 40 + shift, 120 + shift + 3 * size[0], 40 + shift + 3 * size[1])
-            image = full.convert("RGB").crop(box).resize(size, Image.Resampling.LANCZOS)
-    else:
-        yy, xx = np.mgrid[0:size[1], 0:size[0]]
-        rgb = np.stack([xx * 2 + shift, yy * 3, (xx + yy + shift) % 255], -1) % 256
-        image = Image.fromarray(rgb.astype(np.uint8), "RGB")
-    image.save(path, quality=92) if path.suffix == ".jpg" else image.save(path)
-    return path
 
 
 def sha256(path: Path) -> str:
@@ -107,10 +81,10 @@ def drop(widget, paths_or_urls: list) -> tuple[bool, QDropEvent]:
 
 
 class TestDropZone:
-    def test_drop_emits_local_photos_with_folders_expanded(self, qapp, tmp_path):
-        a = make_photo(tmp_path / "a.jpg")
-        b = make_photo(tmp_path / "album" / "b.png")
-        make_photo(tmp_path / "album" / "protected" / "b.png")  # an earlier output: skipped
+    def test_drop_emits_local_photos_with_folders_expanded(self, qapp, tmp_path, small_photo):
+        a = small_photo(tmp_path / "a.jpg")
+        b = small_photo(tmp_path / "album" / "b.png")
+        small_photo(tmp_path / "album" / "protected" / "b.png")  # an earlier output: skipped
         (tmp_path / "album" / "notes.txt").write_text("not a photo")
         zone = DropZone()
         got = []
@@ -136,8 +110,8 @@ class TestDropZone:
         drop(zone, [notes])
         assert got == [] and skipped == [1]
 
-    def test_window_adds_rows_for_a_drop_anywhere(self, window, tmp_path):
-        photos = [make_photo(tmp_path / "x.jpg"), make_photo(tmp_path / "y.png")]
+    def test_window_adds_rows_for_a_drop_anywhere(self, window, tmp_path, small_photo):
+        photos = [small_photo(tmp_path / "x.jpg"), small_photo(tmp_path / "y.png")]
         drop(window, photos)
         drop(window, photos)  # the same photos again: no duplicate rows
         assert [row.src for row in window.rows.values()] == photos
@@ -147,8 +121,8 @@ class TestDropZone:
 
 
 class TestHelpers:
-    def test_expand_paths_keeps_order_and_drops_duplicates(self, tmp_path):
-        a, b = make_photo(tmp_path / "a.jpg"), make_photo(tmp_path / "sub" / "B.PNG")
+    def test_expand_paths_keeps_order_and_drops_duplicates(self, tmp_path, small_photo):
+        a, b = small_photo(tmp_path / "a.jpg"), small_photo(tmp_path / "sub" / "B.PNG")
         (tmp_path / ".hidden.jpg").write_bytes(a.read_bytes())
         assert expand_paths([b, tmp_path, a]) == [b, a]
 
@@ -172,11 +146,11 @@ class TestHelpers:
         assert describe(report).startswith("protected — damage 3.2 dB on weakest model")
 
 
-@needs_weights
+@pytest.mark.usefixtures("model_dir")
 class TestProtecting:
     def test_protects_keeps_originals_and_shows_errors_on_their_row(
-            self, window, tmp_path, monkeypatch):
-        one, two = make_photo(tmp_path / "one.jpg"), make_photo(tmp_path / "two.png", shift=9)
+            self, window, tmp_path, small_photo, monkeypatch):
+        one, two = small_photo(tmp_path / "one.jpg"), small_photo(tmp_path / "two.png", index=1)
         bad = tmp_path / "broken.jpg"
         bad.write_text("this is a text file, not a photo")
         earlier = tmp_path / "protected" / "one.jpg"  # must not be overwritten
@@ -223,12 +197,12 @@ class TestProtecting:
         window.open_button.click()
         assert opened == [tmp_path / "protected"]
 
-    def test_cancel_stops_and_leaves_no_files(self, window, tmp_path):
+    def test_cancel_stops_and_leaves_no_files(self, window, tmp_path, small_photo):
         window.settings = {**TINY, "steps": 400}
-        photos = [make_photo(tmp_path / f"p{i}.jpg", (128, 96), shift=7 * i) for i in range(4)]
+        photos = [small_photo(tmp_path / f"p{i}.jpg", (128, 96), index=i) for i in range(4)]
         window.add_paths(photos)
         window.start()
-        assert wait_until(lambda: any(r.status.text().startswith("step")
+        assert wait_until(lambda: any(r.state == PhotoRow.WORKING
                                       for r in window.rows.values()), 30)
         window.cancel_button.click()
         assert wait_until(lambda: not window.is_running(), 10)
