@@ -262,7 +262,7 @@ class Manifest:
             data = json.loads(self.path.read_text(encoding="utf-8"))
             if data.get("version") == self.VERSION:
                 self.entries = dict(data.get("photos", {}))
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             pass
         except (OSError, ValueError, AttributeError) as exc:
             log.warning("ignoring unreadable %s (%s)", self.path, exc)
@@ -377,13 +377,7 @@ def run(items: list[Item], out_dir: str | os.PathLike, config: ProtectConfig, *,
     out_dir = Path(out_dir)
     emit = on_event or (lambda event: None)
     stop = should_stop or (lambda: False)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        manifest = Manifest(out_dir)
-        manifest.save()  # fails now, not after the first photo, if OUT is not writable
-    except OSError as exc:
-        raise CloakError(f"can't write to output folder {out_dir}: "
-                         f"{exc.strerror or exc}") from exc
+    manifest = Manifest(out_dir)
     settings = config.fingerprint()
     todo: list[Item] = []
     interrupted = False
@@ -399,8 +393,14 @@ def run(items: list[Item], out_dir: str | os.PathLike, config: ProtectConfig, *,
                 emit(Event("done", item))
         if todo:
             preload_models(config)
+            try:  # fail now, not after the first photo, if OUT is not writable
+                out_dir.mkdir(parents=True, exist_ok=True)
+                manifest.save()
+            except OSError as exc:
+                raise CloakError(f"can't write to output folder {out_dir}: "
+                                 f"{exc.strerror or exc}") from exc
         emit(Event("todo", total=len(todo)))
-        for folder in {item.dst.parent for item in todo}:
+        for folder in {out_dir} | {item.dst.parent for item in todo}:
             if folder.is_dir():
                 _remove_temp_files(folder)
         if jobs <= 1 or len(todo) <= 1:

@@ -1,0 +1,203 @@
+"""The `cloak` command line: help, `protect` on files and folders, exit codes, --json,
+resume, and stopping (Ctrl-C, SIGKILL) without partial files."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+import cli
+from cloak.batch import MANIFEST_NAME
+
+TINY = ["--strength", "fast", "--steps", "1", "--models", "taesd", "--no-measure"]
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli.app, [str(a) for a in args])
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def leftovers(folder: Path) -> list[Path]:
+    """Files under `folder` that are neither photos nor the manifest (temp files)."""
+    return [p for p in folder.rglob("*")
+            if p.is_file() and p.name != MANIFEST_NAME and p.suffix not in (".png", ".jpg")]
+
+
+def decodes(path: Path) -> bool:
+    with Image.open(path) as im:
+        im.load()
+    return True
+
+
+def test_help():
+    for args in ([], ["protect"]):
+        result = invoke(*args, "--help")
+        assert result.exit_code == 0 and "Usage" in result.stdout
+    text = invoke("protect", "--help").stdout
+    assert "Exit codes" in text and "130" in text
+    for option in ("--out", "--jobs", "--force", "--overwrite", "--json"):
+        assert option in text
+
+
+def test_folder_run_mirrors_reports_bad_files_and_writes_json(tmp_path, small_photo,
+                                                              model_dir):
+    folder = tmp_path / "my photos"
+    small_photo(folder / "a.png")
+    small_photo(folder / "sub" / "ü b.jpg", index=1)
+    (folder / "text.jpg").write_text("not a photo")
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "notes.txt").write_text("skipped quietly")
+    before = {p: sha256(p) for p in folder.rglob("*") if p.is_file()}
+    out = tmp_path / "out"
+    report = tmp_path / "report.json"
+    result = invoke("protect", folder, "--out", out, "--json", report, *TINY)
+    assert result.exit_code == 2, result.output
+    assert result.stdout.count(" -> ") == 2
+    errors = [line for line in result.stderr.splitlines() if "text.jpg" in line
+              or "empty.jpg" in line]
+    assert len(errors) == 2
+    assert "notes.txt" not in result.output and "Traceback" not in result.output
+    assert "2 protected" in result.stderr and "2 failed" in result.stderr
+    assert {p: sha256(p) for p in before} == before
+    assert decodes(out / "my photos" / "a.png") and decodes(out / "my photos" / "sub" / "ü b.jpg")
+
+    summary = json.loads(report.read_text())
+    assert summary["counts"] == {"protected": 2, "skipped": 0, "failed": 2, "cancelled": 0}
+    files = {Path(f["src"]).name: f for f in summary["files"]}
+    assert files["a.png"]["status"] == "protected"
+    assert files["a.png"]["report"]["width"] == 64
+    assert files["a.png"]["dst"] == str(out / "my photos" / "a.png")
+    assert files["text.jpg"]["status"] == "failed" and files["text.jpg"]["error"]
+    assert summary["settings"]["steps"] == 1
+
+
+def test_rerun_skips_done_photos_and_force_redoes_them(tmp_path, small_photo, model_dir):
+    photo = small_photo(tmp_path / "a.png")
+    out = tmp_path / "out"
+    assert invoke("protect", photo, "--out", out, *TINY).exit_code == 0
+    again = invoke("protect", photo, "--out", out, *TINY)
+    assert again.exit_code == 0 and " -> " not in again.stdout
+    assert "1 already done; --force redoes them" in again.stderr
+    forced = invoke("protect", photo, "--out", out, "--force", *TINY)
+    assert forced.exit_code == 0 and forced.stdout.count(" -> ") == 1
+    measured = invoke("protect", photo, "--out", out, *TINY[:-1])
+    assert measured.exit_code == 0 and " -> " not in measured.stdout  # same pixels: done
+    stronger = invoke("protect", photo, "--out", out, *TINY[:3], "2", *TINY[4:])
+    assert stronger.exit_code == 2 and "--overwrite" in stronger.stderr
+
+
+def test_out_equal_to_the_photos_folder_never_touches_originals(tmp_path, small_photo,
+                                                                model_dir):
+    photos = [small_photo(tmp_path / f"{n}.png", index=n) for n in range(2)]
+    before = [sha256(p) for p in photos]
+    result = invoke("protect", *photos, "--out", tmp_path, *TINY)
+    assert result.exit_code == 2
+    assert result.stderr.count("would replace the original") == 2
+    assert [sha256(p) for p in photos] == before
+
+
+def test_same_photo_named_twice_is_protected_once(tmp_path, small_photo, model_dir):
+    photo = small_photo(tmp_path / "a.png")
+    result = invoke("protect", photo, photo, "--out", tmp_path / "out", *TINY)
+    assert result.exit_code == 0
+    assert result.stdout.count(" -> ") == 1 and "named twice" in result.stderr
+
+
+def test_bad_settings_exit_1_with_one_line(tmp_path, small_photo, model_dir):
+    photo = small_photo(tmp_path / "a.png")
+    result = invoke("protect", photo, "--out", tmp_path / "out", "--strength", "extreme")
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: unknown strength 'extreme'; choose from fast, low, medium, high"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_weights_exit_1_before_any_work(tmp_path, small_photo, monkeypatch):
+    photo = small_photo(tmp_path / "a.png")
+    monkeypatch.setenv("CLOAK_MODEL_DIR", str(tmp_path / "empty"))
+    monkeypatch.setenv("CLOAK_OFFLINE", "1")
+    monkeypatch.setattr("cloak.models.weights.cache_dir", lambda: tmp_path / "no-cache")
+    result = invoke("protect", photo, "--out", tmp_path / "out", *TINY[:5], "taef2")
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith("error: weights for taef2") and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------- real processes
+
+
+def cloak_process(*args, cwd: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "cloak", *map(str, args)], cwd=cwd,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def first_line(proc: subprocess.Popen, timeout: float = 60) -> str:
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: lines.put(proc.stdout.readline()), daemon=True).start()
+    return lines.get(timeout=timeout)
+
+
+def test_usage_error_exits_1(tmp_path):
+    proc = cloak_process("protect", "a.png", cwd=tmp_path)  # no --out
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and "--out" in err
+
+
+@pytest.fixture
+def six_photos(tmp_path, small_photo, model_dir) -> list[Path]:
+    return [small_photo(tmp_path / "in" / f"photo {n}.png", index=n) for n in range(6)]
+
+
+SLOW = ["--strength", "fast", "--steps", "10", "--models", "taesd", "--no-measure"]
+
+
+def test_sigkill_then_rerun_finishes_with_no_temp_files(tmp_path, six_photos):
+    before = [sha256(p) for p in six_photos]
+    proc = cloak_process("protect", "in", "--out", "out", *SLOW, cwd=tmp_path)
+    assert " -> " in first_line(proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    out = tmp_path / "out" / "in"
+    killed_with = sorted(p.name for p in out.glob("*.png"))
+    assert 1 <= len(killed_with) < 6  # the kill landed mid-run
+
+    proc = cloak_process("protect", "in", "--out", "out", *SLOW, cwd=tmp_path)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    assert sorted(p.name for p in out.glob("*.png")) == [p.name for p in six_photos]
+    assert all(decodes(p) for p in out.glob("*.png"))
+    assert not leftovers(tmp_path / "out")
+    assert stdout.count(" -> ") <= 6 - len(killed_with) + 1  # at most one photo redone
+    assert [sha256(p) for p in six_photos] == before
+
+
+def test_ctrl_c_stops_cleanly_with_exit_130(tmp_path, six_photos):
+    proc = cloak_process("protect", "in", "--out", "out", "--json", "run.json", *SLOW,
+                         cwd=tmp_path)
+    assert " -> " in first_line(proc)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Interrupted:" in stderr and "not done" in stderr and "Traceback" not in stderr
+    out = tmp_path / "out" / "in"
+    assert all(decodes(p) for p in out.glob("*.png"))
+    assert not leftovers(tmp_path / "out")
+    summary = json.loads((tmp_path / "run.json").read_text())
+    assert summary["interrupted"] and summary["counts"]["cancelled"] >= 1
+    assert summary["counts"]["protected"] == len(list(out.glob("*.png")))
