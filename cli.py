@@ -181,8 +181,10 @@ class BatchView:
                 self.finished += 1
             if item.status == batch.PROTECTED:
                 self.line(f"{item.src} -> {item.dst}: {item.report.summary()}")
-            elif item.status == batch.FAILED:
-                self.line(f"{item.src}: {item.message}", err=True, color="red")
+            elif item.status == batch.FAILED:  # io's messages name the file already
+                text = item.message if str(item.src) in item.message else (
+                    f"{item.src}: {item.message}")
+                self.line(text, err=True, color="red")
             elif item.status == batch.SKIPPED and item.message != batch.ALREADY_DONE:
                 self.line(f"{item.src}: skipped, {item.message}", err=True, color="yellow")
         if self.task is not None:

@@ -28,7 +28,6 @@ import os
 import queue
 import signal
 import stat
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +40,7 @@ from .report import Report
 log = logging.getLogger(__name__)
 
 MANIFEST_NAME = ".cloak-manifest.json"
+TEMP_GLOB = ".*.cloak-tmp-*"  # the temp files of io.write_atomic
 ALREADY_DONE = "already protected with these settings"
 PROTECTED, SKIPPED, FAILED, CANCELLED = "protected", "skipped", "failed", "cancelled"
 
@@ -282,17 +282,11 @@ class Manifest:
         self.save()
 
     def save(self) -> None:
-        """Write atomically: a temp file in OUT, then rename."""
+        """Write atomically, as photos are written. OSError/OutputError if it can't."""
+        from .io import write_atomic
+
         text = json.dumps({"version": self.VERSION, "photos": self.entries}, indent=1)
-        fd, tmp = tempfile.mkstemp(dir=self.out_dir, prefix=MANIFEST_NAME + ".",
-                                   suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-            os.replace(tmp, self.path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        write_atomic(self.path, lambda fp: fp.write(text.encode("utf-8")), overwrite=True)
 
 
 def _settings_change(old: dict, new: dict) -> str:
@@ -332,15 +326,10 @@ def _decide(item: Item, entry: dict | None, settings: dict, force: bool,
 
 
 def _remove_temp_files(folder: Path) -> None:
-    """Remove temp files that a killed run left in `folder` (io's and the manifest's)."""
-    from . import io
-
-    stale = getattr(io, "stale_temp_files", None)
-    paths = list(stale(folder)) if stale else []
-    paths += folder.glob(MANIFEST_NAME + ".*.tmp")
-    for path in paths:
+    """Remove the temp files (photos and manifest) that a killed run left in `folder`."""
+    for path in folder.glob(TEMP_GLOB):
         try:
-            Path(path).unlink()
+            path.unlink()
             log.info("removed stale temp file %s", path)
         except OSError:
             pass
@@ -396,9 +385,9 @@ def run(items: list[Item], out_dir: str | os.PathLike, config: ProtectConfig, *,
             try:  # fail now, not after the first photo, if OUT is not writable
                 out_dir.mkdir(parents=True, exist_ok=True)
                 manifest.save()
-            except OSError as exc:
+            except (OSError, CloakError) as exc:
                 raise CloakError(f"can't write to output folder {out_dir}: "
-                                 f"{exc.strerror or exc}") from exc
+                                 f"{getattr(exc, 'strerror', None) or exc}") from exc
         emit(Event("todo", total=len(todo)))
         for folder in {out_dir} | {item.dst.parent for item in todo}:
             if folder.is_dir():
