@@ -11,16 +11,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from cloak import io  # also registers the HEIC/HEIF opener with Pillow
+
 log = logging.getLogger(__name__)
 
 DIFF_GAIN = 10  # |protected - original| x 10: a change of 8/255 shows as 80/255
-
-try:  # HEIC/HEIF previews, when pillow-heif is installed (it is a cloak dependency)
-    from pillow_heif import register_heif_opener
-
-    register_heif_opener()
-except ImportError:  # pragma: no cover
-    pass
 
 
 def open_upright(path: Path, max_side: int | None = None) -> Image.Image:
@@ -66,14 +61,19 @@ def amplified_difference(original: Image.Image, protected: Image.Image,
     return Image.fromarray(shown, "RGB"), int(diff.max(initial=0))
 
 
+def as_image(photo: io.Photo) -> Image.Image:
+    """The upright pixels cloak protects, as an 8-bit RGB image."""
+    return Image.fromarray(np.round(photo.rgb * 255).astype(np.uint8), "RGB")
+
+
 def compare(original_path: Path, protected_path: Path, max_side: int = 1024) -> Comparison:
-    """Load both photos upright; the difference is taken at full size, then downscaled."""
-    original = open_upright(original_path)
-    protected = open_upright(protected_path)
+    """Both photos as cloak reads them (upright, colour-managed); the difference is taken
+    at full size, then all three are downscaled for display."""
+    original = as_image(io.load_photo(original_path))
+    protected = as_image(io.load_photo(protected_path))
     difference, max_change = amplified_difference(original, protected)
     images = []
     for image in (original, protected, difference):
-        image = image.copy()
         image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
         images.append(image)
     return Comparison(*images, max_change255=max_change)

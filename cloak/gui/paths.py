@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-# Suffixes the drop zone and the file picker accept (case-insensitive).
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp",
-                            ".heic", ".heif"})
+from cloak.io import IMAGE_SUFFIXES, SUPPORTED  # what cloak reads, case-insensitive
+
+__all__ = ["IMAGE_SUFFIXES", "SUPPORTED", "default_output_dir", "expand_paths",
+           "is_image_file", "unique_destination"]
+
 OUTPUT_FOLDER_NAME = "protected"
 
 

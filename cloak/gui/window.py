@@ -48,7 +48,7 @@ from PySide6.QtWidgets import (
 from cloak import PRESETS, CloakError, ProtectConfig
 
 from .images import compare
-from .paths import IMAGE_SUFFIXES, default_output_dir, expand_paths
+from .paths import IMAGE_SUFFIXES, SUPPORTED, default_output_dir, expand_paths
 from .worker import Job, Outcome, ProtectWorker, ThumbnailJob, ThumbnailSignals
 
 log = logging.getLogger(__name__)
@@ -96,9 +96,7 @@ class DropZone(QFrame):
         self.setProperty("hover", False)
         label = QLabel("<b>Drop photos or folders here</b><br>or click to choose photos")
         label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        hint = QLabel("Originals are never changed. " +
-                      " ".join(sorted(s.lstrip(".").upper() for s in IMAGE_SUFFIXES
-                                      if s not in (".jpeg", ".tif", ".heif"))))
+        hint = QLabel(f"Originals are never changed. {SUPPORTED}")
         hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
         hint.setObjectName("hint")
         layout = QVBoxLayout(self)
@@ -289,7 +287,7 @@ class ComparePanel(QWidget):
         """Load the original and the protected copy of `outcome` and show them."""
         try:
             self.comparison = compare(outcome.src, outcome.dst)
-        except (OSError, ValueError) as exc:
+        except (CloakError, OSError, ValueError) as exc:
             log.warning("cannot compare %s and %s: %s", outcome.src, outcome.dst, exc)
             self.comparison = None
             self.view.set_image(None)
@@ -436,7 +434,7 @@ class MainWindow(QMainWindow):
         self._update_buttons()
 
     def pick_photos(self) -> None:
-        patterns = " ".join(f"*{s}" for s in sorted(IMAGE_SUFFIXES))
+        patterns = " ".join(f"*{s} *{s.upper()}" for s in sorted(IMAGE_SUFFIXES))
         files, _ = QFileDialog.getOpenFileNames(self, "Choose photos to protect", "",
                                                 f"Photos ({patterns});;All files (*)")
         if files:
@@ -580,8 +578,7 @@ class MainWindow(QMainWindow):
     @Slot(int)
     def _on_nothing_usable(self, count: int) -> None:
         self.statusBar().showMessage(
-            f"no photos in what was dropped ({count} item(s)); cloak takes "
-            + ", ".join(sorted(s.lstrip('.') for s in IMAGE_SUFFIXES)), 8000)
+            f"no photos in what was dropped ({count} item(s)); cloak reads {SUPPORTED}", 8000)
 
     def _current_row_id(self) -> int | None:
         item = self.photo_list.currentItem()
