@@ -1,0 +1,737 @@
+"""Load and save photos for the protect pipeline.
+
+`load_photo` gives upright RGB pixels, (H, W, 3) float32 in [0, 1], in the file's own
+colour space, plus everything needed to write the protected copy back the way the
+original was stored. `save_photo` writes that copy atomically and never touches the
+source.
+
+Formats (read -> written by default):
+
+- JPEG -> JPEG, quality 95, 4:4:4 chroma (no subsampling), progressive if the source was.
+- MPO (phone stereo / multi-picture JPEG) -> JPEG of the primary (first) image only.
+- CMYK JPEG/TIFF -> RGB in the same format. With an embedded profile the pixels are
+  converted to sRGB through it (perceptual intent) and an sRGB profile is embedded;
+  without one Pillow's plain CMYK->RGB formula is used. CMYK output would push the
+  perturbation through a second profile conversion, so it is not offered.
+- PNG -> PNG: 8 and 16 bit, grayscale stays grayscale, alpha kept bit for bit.
+  Palette PNGs are written as RGB (RGBA with transparency): a palette can't hold the
+  perturbation. 1-bit images are written as 8-bit grayscale for the same reason.
+- WebP -> lossless WebP (lossy WebP is always 4:2:0 and moved pixels by up to 99/255
+  under an 8/255 perturbation; lossless is exact and about 3x the size of lossy q95).
+- HEIC/HEIF -> HEIC, quality 95, 4:4:4 chroma (max error 6-7/255 on real photos), via
+  pillow-heif; pixels are stored upright (the source's rotation is already applied by
+  libheif). Without a HEVC encoder the copy is written as JPEG instead.
+- TIFF -> TIFF with the source's lossless compression (JPEG-compressed TIFF -> Deflate).
+  16-bit grayscale stays 16-bit; 16-bit colour TIFF is read and written as 8-bit
+  (Pillow cannot hold 16-bit colour TIFF). Compressed TIFFs keep the IFD0 metadata but
+  not the Exif sub-IFD (libtiff cannot write it through Pillow).
+- BMP -> BMP (it holds no metadata). GIF -> PNG: GIF's 256-colour palette would erase
+  the perturbation.
+
+Multi-frame input: animated GIF/PNG/WebP, multi-page TIFF and multi-image HEIF are
+refused with UnsupportedImageError; MPO is the one exception (primary image kept).
+
+EXIF orientation is applied for computation; on save the pixels are turned back to the
+stored orientation and the tag is kept, so stored dimensions and the displayed image
+match the original (HEIF and BMP are stored upright). Metadata follows
+`cloak.metadata.MetadataPolicy`. Bad input (empty, truncated, not an image, too small,
+too large, extreme aspect ratio, unreadable) raises UnsupportedImageError with one line
+naming the file; Pillow's LOAD_TRUNCATED_IMAGES is left False.
+"""
+
+from __future__ import annotations
+
+import io as _io
+import logging
+import os
+import re
+import secrets
+import struct
+import threading
+import warnings
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import pillow_heif
+from PIL import Image, ImageCms, ImageFile, UnidentifiedImageError
+from PIL.PngImagePlugin import PngInfo
+
+from . import __version__
+from . import metadata as md
+from .errors import CloakError, OutputError, UnsupportedImageError
+
+log = logging.getLogger(__name__)
+pillow_heif.register_heif_opener()
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".heic",
+                            ".heif", ".hif", ".tif", ".tiff", ".bmp", ".dib", ".gif", ".mpo"})
+READ_FORMATS = ("JPEG", "PNG", "WEBP", "HEIF", "TIFF", "BMP", "GIF")  # Pillow plugin ids
+SUPPORTED = "JPEG, PNG, WebP, HEIC/HEIF, TIFF, BMP, GIF"
+MAX_PIXELS = 200_000_000  # default; env CLOAK_MAX_PIXELS or max_pixels= raise it
+MIN_SIDE = 16
+MAX_ASPECT = 16
+JPEG_QUALITY = 95
+HEIF_QUALITY = 95
+
+HEIF_WRITABLE = bool(pillow_heif.libheif_info().get("HEIF"))
+DEFAULT_OUTPUT = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "WEBP": "WEBP",
+                  "HEIF": "HEIF" if HEIF_WRITABLE else "JPEG", "TIFF": "TIFF", "BMP": "BMP",
+                  "GIF": "PNG"}
+WRITABLE = frozenset({"JPEG", "PNG", "WEBP", "TIFF", "BMP"} | ({"HEIF"} if HEIF_WRITABLE
+                                                                else set()))
+FORMAT_NAMES = {"JPG": "JPEG", "JPEG": "JPEG", "PNG": "PNG", "WEBP": "WEBP", "HEIC": "HEIF",
+                "HEIF": "HEIF", "TIF": "TIFF", "TIFF": "TIFF", "BMP": "BMP", "GIF": "GIF",
+                "MPO": "MPO"}
+SUFFIX_FORMAT = {".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".jfif": "JPEG",
+                 ".png": "PNG", ".webp": "WEBP", ".heic": "HEIF", ".heif": "HEIF",
+                 ".hif": "HEIF", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP",
+                 ".dib": "BMP", ".gif": "GIF", ".mpo": "MPO"}
+FORMAT_SUFFIX = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "HEIF": ".heic",
+                 "TIFF": ".tif", "BMP": ".bmp"}
+EXIF_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "TIFF"})  # can keep the stored orientation
+LOSSLESS_TIFF = frozenset({"raw", "tiff_lzw", "tiff_adobe_deflate", "packbits"})
+PNG_TEXT_RIGHTS = frozenset({"Author", "Copyright"})
+PNG_TEXT_OTHER = frozenset({"Title", "Description", "Creation Time"})
+
+# What Pillow's and libheif's decoders raise on broken or truncated data.
+DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, RuntimeError, IndexError,
+                 TypeError, KeyError, struct.error, zlib.error)
+_open_lock = threading.Lock()  # guards the temporary change of Image.MAX_IMAGE_PIXELS
+
+
+@dataclass
+class Photo:
+    """A loaded photo. `rgb` is (H, W, 3) float32 in [0, 1], upright; the rest describes
+    how the source stored it, so `save_photo` can write the copy back the same way."""
+
+    rgb: np.ndarray
+    is_grayscale: bool = False
+    path: Path | None = None
+    format: str = "PNG"  # Pillow's name of the source format: JPEG, MPO, PNG, HEIF...
+    mode: str = "RGB"  # Pillow mode of the source: RGB, RGBA, L, LA, I;16, P, CMYK, 1...
+    bit_depth: int = 8  # per sample, 8 or 16; rgb values are multiples of 1/(2**depth-1)
+    alpha: np.ndarray | None = None  # (H, W) upright, uint8 or uint16 (bit_depth), as read
+    orientation: int = 1  # EXIF orientation of the stored pixels, 1..8
+    icc_profile: bytes | None = None  # profile of `rgb` (sRGB after a CMYK conversion)
+    exif: md.ExifSnapshot | None = None
+    xmp: bytes | None = None
+    info: dict[str, Any] = field(default_factory=dict)  # dpi, progressive, compression...
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """Displayed (upright) size, (width, height)."""
+        return self.rgb.shape[1], self.rgb.shape[0]
+
+    @property
+    def stored_size(self) -> tuple[int, int]:
+        """Size as stored in the file, before orientation, (width, height)."""
+        w, h = self.size
+        return (h, w) if self.orientation >= 5 else (w, h)
+
+
+# ----------------------------------------------------------------------------- load
+
+
+def pixel_limit(max_pixels: int | None = None) -> int:
+    """The decompression-bomb limit: `max_pixels`, else env CLOAK_MAX_PIXELS, else 200 MP."""
+    if max_pixels is not None:
+        return int(max_pixels)
+    env = os.environ.get("CLOAK_MAX_PIXELS", "").strip().replace("_", "")
+    if env:
+        try:
+            return int(float(env))
+        except ValueError:
+            log.warning("ignoring CLOAK_MAX_PIXELS=%r: not a number", env)
+    return MAX_PIXELS
+
+
+def _fail(path: Path, problem: str) -> UnsupportedImageError:
+    return UnsupportedImageError(f"{path}: {problem}")
+
+
+def _open_file(path: Path) -> IO[bytes]:
+    """Open `path` for reading, turning file-system errors into one clear line."""
+    if not path.exists():
+        raise _fail(path, "no such file")
+    if path.is_dir():
+        raise _fail(path, "is a folder, not a photo")
+    try:
+        fp = open(path, "rb")  # noqa: SIM115 - closed by load_photo
+        size = os.fstat(fp.fileno()).st_size
+    except PermissionError:
+        raise _fail(path, "permission denied (cannot read the file)") from None
+    except OSError as exc:
+        raise _fail(path, f"cannot read the file ({exc.strerror or exc})") from None
+    if size == 0:
+        fp.close()
+        raise _fail(path, "the file is empty (0 bytes)")
+    return fp
+
+
+def _too_many_pixels(path: Path, pixels: int, limit: int) -> UnsupportedImageError:
+    return _fail(path, f"{pixels / 1e6:.0f} megapixels is over the {limit / 1e6:.0f} MP "
+                       "safety limit against decompression bombs; if the photo is genuine, "
+                       f"raise it with CLOAK_MAX_PIXELS={pixels}")
+
+
+def _open_image(fp: IO[bytes], path: Path, limit: int) -> Image.Image:
+    """Image.open with our pixel limit in place of Pillow's (restored afterwards)."""
+    with _open_lock, warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = limit
+        try:
+            return Image.open(fp, formats=READ_FORMATS)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            found = re.search(r"\((\d+) pixels\)", str(exc))
+            raise _too_many_pixels(path, int(found[1]) if found else limit + 1,
+                                   limit) from None
+        except UnidentifiedImageError:
+            raise _fail(path, f"not an image cloak can read (supported: {SUPPORTED})") from None
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def load_photo(path: str | os.PathLike[str], max_pixels: int | None = None) -> Photo:
+    """Read a photo: upright RGB (H, W, 3) float32 in [0, 1] plus how it was stored.
+
+    Raises UnsupportedImageError (one line naming the file) for anything cloak can't
+    protect faithfully."""
+    path = Path(path)
+    limit = pixel_limit(max_pixels)
+    if ImageFile.LOAD_TRUNCATED_IMAGES:
+        log.warning("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is on: truncated files may load")
+    fp = _open_file(path)
+    try:
+        image = _open_image(fp, path, limit)
+        with image:
+            return _read(image, fp, path, limit)
+    except CloakError:
+        raise
+    except MemoryError:
+        raise _fail(path, "too large to load into memory") from None
+    except DECODE_ERRORS as exc:  # Pillow/libheif decoders raise many types on bad data
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise _fail(path, f"the image data is truncated or corrupt ({detail})") from None
+    finally:
+        fp.close()
+
+
+def _frame_count(image: Image.Image) -> int:
+    """Frames that are separate pictures (TIFF reduced-resolution previews don't count)."""
+    frames = getattr(image, "n_frames", 1)
+    if image.format != "TIFF" or frames == 1:
+        return frames
+    pages = 0
+    for index in range(frames):
+        image.seek(index)
+        if not int(image.tag_v2.get(254, 0)) & 1:  # NewSubfileType bit 0: reduced image
+            pages += 1
+    image.seek(0)
+    return pages
+
+
+def _check_geometry(path: Path, width: int, height: int, limit: int) -> None:
+    if width * height > limit:
+        raise _too_many_pixels(path, width * height, limit)
+    if min(width, height) < MIN_SIDE:
+        raise _fail(path, f"{width}x{height} px is too small to protect "
+                          f"(each side must be at least {MIN_SIDE} px)")
+    ratio = max(width, height) / min(width, height)
+    if ratio > MAX_ASPECT:
+        raise _fail(path, f"{width}x{height} px has an extreme aspect ratio ({ratio:.0f}:1); "
+                          f"cloak handles up to {MAX_ASPECT}:1, crop or split it first")
+
+
+def _read(image: Image.Image, fp: IO[bytes], path: Path, limit: int) -> Photo:
+    source_format = image.format or "?"
+    frames = _frame_count(image)
+    if frames > 1 and source_format != "MPO":
+        raise _fail(path, f"animated or multi-frame {source_format} ({frames} frames) is not "
+                          "supported; export the frame you want as a still image")
+    width, height = image.size
+    _check_geometry(path, width, height, limit)
+    exif = md.snapshot_exif(image)
+    orientation = 1 if source_format == "HEIF" or exif is None else exif.orientation
+    icc = image.info.get("icc_profile") or None
+    color, alpha, depth, icc = _pixels(image, fp, path, icc)
+    mode = image.mode
+    if depth == 16 and not mode.startswith("I"):  # Pillow reports 8-bit modes for these
+        mode = ("LA" if color.ndim == 2 else "RGBA" if alpha is not None else "RGB") + ";16"
+    color = to_upright(color, orientation)
+    alpha = None if alpha is None else to_upright(alpha, orientation)
+    gray = color.ndim == 2
+    rgb = color.astype(np.float32) / np.float32(2 ** depth - 1)
+    if gray:
+        rgb = np.repeat(rgb[:, :, None], 3, axis=2)
+    xmp = image.info.get("xmp")
+    if isinstance(xmp, str):
+        xmp = xmp.encode("utf-8")
+    photo = Photo(rgb=np.ascontiguousarray(rgb), is_grayscale=gray, path=path,
+                  format=source_format, mode=mode, bit_depth=depth, alpha=alpha,
+                  orientation=orientation, icc_profile=icc, exif=exif, xmp=xmp or None,
+                  info=_format_info(image))
+    log.debug("loaded %s: %s %s %dx%d, %d-bit, orientation %d", path, source_format,
+              mode, width, height, depth, orientation)
+    return photo
+
+
+def _format_info(image: Image.Image) -> dict[str, Any]:
+    info: dict[str, Any] = {}
+    if image.info.get("progressive") or image.info.get("progression"):
+        info["progressive"] = True
+    dpi = image.info.get("dpi")
+    if isinstance(dpi, tuple) and len(dpi) == 2 and all(0 < float(d) < 100000 for d in dpi):
+        info["dpi"] = (round(float(dpi[0]), 3), round(float(dpi[1]), 3))
+    if image.format == "TIFF":
+        info["compression"] = image.info.get("compression", "raw")
+    if image.format == "HEIF" and image.info.get("nclx_profile"):
+        info["nclx_profile"] = image.info["nclx_profile"]
+    if image.format == "PNG":
+        text = {k: v for k, v in image.info.items() if isinstance(v, str) and
+                k in PNG_TEXT_RIGHTS | PNG_TEXT_OTHER}
+        if text:
+            info["png_text"] = text
+    return info
+
+
+def _png_header(fp: IO[bytes]) -> tuple[int, int]:
+    """(bit depth, colour type) from a PNG's IHDR chunk."""
+    fp.seek(0)
+    head = fp.read(26)
+    return head[24], head[25]
+
+
+def _pixels(image: Image.Image, fp: IO[bytes], path: Path, icc: bytes | None
+            ) -> tuple[np.ndarray, np.ndarray | None, int, bytes | None]:
+    """Stored-orientation pixels: colour (H, W, 3) or gray (H, W), alpha (H, W) or None,
+    bit depth, and the ICC profile describing the colour array."""
+    mode = image.mode
+    if image.format == "PNG":
+        depth, colour_type = _png_header(fp)
+        if depth == 16 and colour_type in (2, 4, 6):
+            return (*_png16(fp, path, colour_type), 16, icc)
+    if image.format == "TIFF" and mode in ("RGB", "RGBA", "CMYK"):
+        bits = image.tag_v2.get(258, (8,))
+        if max(bits if isinstance(bits, tuple) else (bits,)) > 8:
+            log.warning("%s: 16-bit colour TIFF is read and saved as 8-bit", path)
+    if mode == "1":
+        return np.asarray(image.convert("L")), None, 8, icc
+    if mode == "L":
+        return np.asarray(image), None, 8, icc
+    if mode in ("LA", "La"):
+        data = np.asarray(image.convert("LA"))
+        return data[:, :, 0], data[:, :, 1], 8, icc
+    if mode.startswith("I;16"):
+        return np.asarray(image).astype(np.uint16), None, 16, icc
+    if mode == "I":
+        data = np.asarray(image)
+        if data.min() >= 0 and data.max() <= 65535:
+            return data.astype(np.uint16), None, 16, icc
+        raise _fail(path, "32-bit integer pixels are not supported; export an 8- or 16-bit copy")
+    if mode == "F":
+        raise _fail(path, "32-bit float pixels are not supported; export an 8- or 16-bit copy")
+    if mode == "CMYK":
+        return _from_cmyk(image, path, icc)
+    if mode in ("P", "PA"):
+        has_alpha = mode == "PA" or "transparency" in image.info
+        image = image.convert("RGBA" if has_alpha else "RGB")
+        mode = image.mode
+    if mode in ("RGBA", "RGBa"):
+        data = np.asarray(image.convert("RGBA"))
+        return data[:, :, :3], data[:, :, 3], 8, icc
+    if mode in ("RGB", "RGBX", "YCbCr"):
+        return np.asarray(image.convert("RGB")), None, 8, icc
+    raise _fail(path, f"pixel mode {mode} is not supported; export an RGB or grayscale copy")
+
+
+def _png16(fp: IO[bytes], path: Path, colour_type: int
+           ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Decode a 16-bit colour or gray+alpha PNG with OpenCV (Pillow keeps only 8 bits)."""
+    import cv2
+
+    fp.seek(0)
+    data = cv2.imdecode(np.frombuffer(fp.read(), np.uint8), cv2.IMREAD_UNCHANGED)
+    if data is None or data.dtype != np.uint16:
+        raise _fail(path, "the 16-bit PNG data is truncated or corrupt")
+    if data.ndim == 2:
+        data = data[:, :, None]
+    if colour_type == 4:  # gray + alpha: OpenCV expands gray to three equal channels
+        return data[:, :, 0].copy(), data[:, :, -1].copy() if data.shape[2] in (2, 4) else None
+    color = np.ascontiguousarray(data[:, :, 2::-1])
+    return color, (data[:, :, 3].copy() if data.shape[2] == 4 else None)
+
+
+def _from_cmyk(image: Image.Image, path: Path, icc: bytes | None
+               ) -> tuple[np.ndarray, None, int, bytes | None]:
+    """CMYK -> sRGB through the embedded profile, else Pillow's plain formula."""
+    if icc:
+        try:
+            source = ImageCms.ImageCmsProfile(_io.BytesIO(icc))
+            srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+            rgb = ImageCms.profileToProfile(image, source, srgb, outputMode="RGB",
+                                            renderingIntent=ImageCms.Intent.PERCEPTUAL)
+            return np.asarray(rgb), None, 8, srgb.tobytes()
+        except (ImageCms.PyCMSError, OSError, ValueError) as exc:
+            log.warning("%s: CMYK profile unusable (%s); converting without it", path, exc)
+    return np.asarray(image.convert("RGB")), None, 8, None
+
+
+# ----------------------------------------------------------------------- orientation
+
+
+def to_upright(a: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply EXIF `orientation` (1..8) to stored pixels (H, W, ...), like exif_transpose."""
+    if orientation == 2:
+        a = a[:, ::-1]
+    elif orientation == 3:
+        a = a[::-1, ::-1]
+    elif orientation == 4:
+        a = a[::-1]
+    elif orientation == 5:
+        a = a.swapaxes(0, 1)
+    elif orientation == 6:
+        a = np.rot90(a, -1)
+    elif orientation == 7:
+        a = a.swapaxes(0, 1)[::-1, ::-1]
+    elif orientation == 8:
+        a = np.rot90(a, 1)
+    return np.ascontiguousarray(a)
+
+
+def to_stored(a: np.ndarray, orientation: int) -> np.ndarray:
+    """Undo `to_upright`: upright pixels (H, W, ...) back to the stored orientation."""
+    return to_upright(a, {6: 8, 8: 6}.get(orientation, orientation))
+
+
+# ----------------------------------------------------------------------------- save
+
+
+def output_path_for(src: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> Path:
+    """Where the protected copy of `src` goes: the same name in `out_dir`, with the suffix
+    changed only where the format changes (GIF -> .png, MPO -> .jpg, HEIC without an
+    encoder -> .jpg)."""
+    src = Path(src)
+    source = SUFFIX_FORMAT.get(src.suffix.lower())
+    target = DEFAULT_OUTPUT.get(source or "")
+    name = src.name
+    if source and target and target != source:
+        name = src.stem + FORMAT_SUFFIX[target]
+    return Path(out_dir) / name
+
+
+def _output_format(photo: Photo, dst: Path, requested: str | None) -> str:
+    """The format to write: `requested`, else the one dst's suffix names, else the
+    default for the source format."""
+    if requested:
+        fmt = FORMAT_NAMES.get(requested.upper().lstrip("."))
+        if fmt == "MPO":
+            fmt = "JPEG"
+        if fmt not in WRITABLE:
+            why = (" (its 256-colour palette would erase the protection)" if fmt == "GIF"
+                   else "")
+            raise OutputError(f"cannot write {requested} output{why}; choose one of "
+                              + ", ".join(sorted(WRITABLE)))
+        return fmt
+    by_suffix = SUFFIX_FORMAT.get(dst.suffix.lower())
+    if by_suffix == "MPO":
+        by_suffix = "JPEG"
+    if by_suffix in WRITABLE:
+        return by_suffix
+    if by_suffix == "GIF":
+        raise OutputError(f"{dst}: cannot write GIF (its 256-colour palette would erase the "
+                          "protection); name the output .png (see cloak.io.output_path_for)")
+    return DEFAULT_OUTPUT.get(photo.format, "PNG")
+
+
+def _check_rgb(photo: Photo, rgb: np.ndarray) -> np.ndarray:
+    rgb = np.asarray(rgb, dtype=np.float32)
+    if rgb.shape != photo.rgb.shape:
+        raise ValueError(f"rgb must have the photo's shape {photo.rgb.shape}, got {rgb.shape}")
+    if not np.isfinite(rgb).all():
+        raise ValueError("rgb contains NaN or infinite values")
+    return rgb
+
+
+def _quantise(values: np.ndarray, depth: int) -> np.ndarray:
+    top = 2 ** depth - 1
+    dtype = np.uint16 if depth == 16 else np.uint8
+    return np.round(np.clip(values, 0.0, 1.0) * top).astype(dtype)
+
+
+def _alpha_at(alpha: np.ndarray | None, depth: int) -> np.ndarray | None:
+    if alpha is None or (alpha.dtype == np.uint16) == (depth == 16):
+        return alpha
+    if depth == 8:
+        return ((alpha.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    return alpha.astype(np.uint16) * 257
+
+
+@dataclass
+class _Encoded:
+    """Pixels ready to write: a PIL image, or raw 16-bit samples for our PNG writer."""
+
+    image: Image.Image | None
+    samples: np.ndarray | None  # (H, W, C) uint16 for 16-bit colour / gray+alpha PNG
+    orientation: int  # orientation tag matching the stored pixels
+
+
+def _encode_pixels(photo: Photo, rgb: np.ndarray, fmt: str) -> _Encoded:
+    """Upright float pixels -> stored-orientation pixels in the output's mode."""
+    gray = photo.is_grayscale and fmt != "WEBP"  # WebP has no grayscale mode
+    depth = photo.bit_depth if fmt == "PNG" or (fmt == "TIFF" and gray and
+                                                photo.alpha is None) else 8
+    values = rgb.mean(axis=2) if gray else rgb
+    pixels = _quantise(values, depth)
+    alpha = _alpha_at(photo.alpha, depth)
+    if alpha is not None and fmt == "JPEG":
+        raise OutputError("JPEG cannot store transparency; save this photo as PNG or WebP")
+    orientation = photo.orientation if fmt in EXIF_FORMATS else 1
+    if alpha is not None:
+        if gray and fmt == "BMP":  # BMP has no gray+alpha mode
+            pixels, gray = np.repeat(pixels[:, :, None], 3, axis=2), False
+        pixels = np.dstack([pixels, alpha]) if pixels.ndim == 3 else np.stack([pixels, alpha], 2)
+    pixels = to_stored(pixels, orientation)
+    if depth == 16 and pixels.ndim == 3:
+        return _Encoded(None, pixels, orientation)
+    if depth == 16:
+        return _Encoded(Image.fromarray(pixels, "I;16"), None, orientation)
+    mode = "L" if pixels.ndim == 2 else {2: "LA", 3: "RGB", 4: "RGBA"}[pixels.shape[2]]
+    return _Encoded(Image.fromarray(pixels, mode), None, orientation)
+
+
+def _save_options(photo: Photo, fmt: str, policy: md.MetadataPolicy, orientation: int,
+                  jpeg_quality: int | None) -> dict[str, Any]:
+    """Pillow save() keyword arguments for `fmt`, metadata included."""
+    icc = photo.icc_profile if policy.keep_icc else None
+    xmp = md.build_xmp(photo.xmp, photo.exif, policy, __version__)
+    options: dict[str, Any] = {}
+    if icc and fmt != "BMP":
+        options["icc_profile"] = icc
+    dpi = photo.info.get("dpi")
+    if dpi and fmt in ("JPEG", "PNG", "TIFF", "BMP"):
+        options["dpi"] = dpi
+    if fmt == "JPEG":
+        quality = JPEG_QUALITY if jpeg_quality is None else int(jpeg_quality)
+        if not 1 <= quality <= 100:
+            raise OutputError(f"JPEG quality must be in [1, 100], got {quality}")
+        options.update(quality=quality, subsampling=0, optimize=True,
+                       progressive=bool(photo.info.get("progressive")))
+    elif fmt == "WEBP":
+        options.update(lossless=True, quality=80, method=4, exact=True)
+    elif fmt == "HEIF":
+        options.update(quality=HEIF_QUALITY, chroma=444)
+        if photo.info.get("nclx_profile"):
+            options["nclx_profile"] = photo.info["nclx_profile"]
+    elif fmt == "TIFF":
+        compression = photo.info.get("compression", "tiff_adobe_deflate")
+        options["compression"] = (compression if compression in LOSSLESS_TIFF
+                                  else "tiff_adobe_deflate")
+    elif fmt == "PNG":
+        pnginfo = PngInfo()
+        for key, value in photo.info.get("png_text", {}).items():
+            if (key in PNG_TEXT_RIGHTS and policy.keep_copyright) or (
+                    key in PNG_TEXT_OTHER and policy.keep_exif):
+                pnginfo.add_itxt(key, value)
+        if xmp:
+            pnginfo.add_itxt("XML:com.adobe.xmp", xmp.decode("utf-8"))
+        options["pnginfo"] = pnginfo
+    if fmt == "TIFF":
+        exif = md.build_exif(photo.exif, policy, orientation, xmp_for_tiff=xmp,
+                             sub_ifds=options["compression"] == "raw")
+    else:
+        exif = md.build_exif(photo.exif, policy, orientation) if fmt != "BMP" else None
+    if exif:
+        options["exif"] = exif
+    if xmp and fmt in ("JPEG", "WEBP", "HEIF"):
+        options["xmp"] = xmp
+    return options
+
+
+def save_photo(photo: Photo, rgb: np.ndarray, dst: str | os.PathLike[str], *,
+               overwrite: bool = False, format: str | None = None,
+               jpeg_quality: int | None = None,
+               metadata: md.MetadataPolicy | None = None) -> Path:
+    """Write `rgb` ((H, W, 3) float32 in [0, 1], upright, photo.rgb's shape) to `dst`
+    atomically, in the source's format, orientation, bit depth and metadata policy.
+
+    Raises OutputError if dst exists (unless `overwrite`), is the source, or can't be
+    written. Returns the path written."""
+    dst = Path(dst)
+    rgb = _check_rgb(photo, rgb)
+    fmt = _output_format(photo, dst, format)
+    policy = metadata or md.MetadataPolicy()
+    if dst.is_dir():
+        raise OutputError(f"output {dst} is a folder; give a file name")
+    if photo.path is not None and dst.exists() and _same_file(dst, photo.path):
+        raise OutputError(f"output {dst} is the input photo; choose another output folder")
+    if dst.exists() and not overwrite:
+        raise OutputError(f"output {dst} already exists; pass --overwrite to replace it")
+    encoded = _encode_pixels(photo, rgb, fmt)
+    options = _save_options(photo, fmt, policy, encoded.orientation, jpeg_quality)
+
+    def write(fp: IO[bytes]) -> None:
+        if encoded.samples is not None:
+            write_png16(fp, encoded.samples, options)
+        else:
+            encoded.image.save(fp, fmt, **options)
+
+    write_atomic(dst, write, overwrite=overwrite)
+    log.info("wrote %s (%s)", dst, fmt)
+    return dst
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.samefile(b)
+    except OSError:
+        return False
+
+
+# ----------------------------------------------------------------------- atomic write
+
+
+def _temp_file(folder: Path, name: str) -> tuple[Path, int]:
+    """Create a hidden, unique temp file next to the output (umask applies as usual)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        temp = folder / f".{name[:200]}.cloak-tmp-{secrets.token_hex(4)}"
+        try:
+            return temp, os.open(temp, flags, 0o666)
+        except FileExistsError:
+            continue
+    raise OutputError(f"cannot create a temporary file in {folder}")
+
+
+def _publish(temp: Path, dst: Path, overwrite: bool) -> None:
+    """Move the finished temp file to dst; without `overwrite` never replace a file."""
+    if overwrite:
+        os.replace(temp, dst)
+        return
+    try:
+        os.link(temp, dst)  # atomic and fails if dst appeared meanwhile
+    except FileExistsError:
+        raise OutputError(f"output {dst} already exists; pass --overwrite to replace it"
+                          ) from None
+    except OSError:  # no hard links here (FAT, some network shares)
+        if dst.exists():
+            raise OutputError(f"output {dst} already exists; pass --overwrite to replace it"
+                              ) from None
+        os.replace(temp, dst)
+        return
+    os.unlink(temp)
+
+
+def write_atomic(dst: str | os.PathLike[str], write: Callable[[IO[bytes]], None], *,
+                 overwrite: bool = False) -> Path:
+    """Run `write(fp)` into a hidden temp file in dst's folder, fsync, then move it to
+    dst. On any error the temp file is removed and dst is left as it was."""
+    dst = Path(dst)
+    folder = dst.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create folder {folder}: {exc.strerror or exc}") from None
+    try:
+        temp, fd = _temp_file(folder, dst.name)
+    except OSError as exc:
+        raise OutputError(f"cannot write in {folder}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "wb") as fp:
+            write(fp)
+            fp.flush()
+            os.fsync(fp.fileno())
+        _publish(temp, dst, overwrite)
+    except CloakError:
+        temp.unlink(missing_ok=True)
+        raise
+    except OSError as exc:
+        temp.unlink(missing_ok=True)
+        raise OutputError(f"could not write {dst}: {exc.strerror or exc}") from None
+    except Exception as exc:  # noqa: BLE001 - encoders raise many types; report, clean up
+        temp.unlink(missing_ok=True)
+        raise OutputError(f"could not encode {dst.name}: {exc}") from None
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    _fsync_folder(folder)
+    return dst
+
+
+def _fsync_folder(folder: Path) -> None:
+    if os.name != "posix":
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# ------------------------------------------------------------------- 16-bit PNG writer
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return (struct.pack(">I", len(data)) + kind + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+
+def _paeth_rows(raw: np.ndarray, above: np.ndarray, bpp: int) -> np.ndarray:
+    """PNG Paeth filter of byte rows `raw` (n, stride) given the rows above them."""
+    raw = raw.astype(np.int16)
+    b = above.astype(np.int16)
+    a = np.zeros_like(raw)
+    a[:, bpp:] = raw[:, :-bpp]
+    c = np.zeros_like(raw)
+    c[:, bpp:] = b[:, :-bpp]
+    p = a + b - c
+    pa, pb, pc = np.abs(p - a), np.abs(p - b), np.abs(p - c)
+    pred = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
+    return ((raw - pred) & 0xFF).astype(np.uint8)
+
+
+def write_png16(fp: IO[bytes], samples: np.ndarray, options: dict[str, Any]) -> None:
+    """Write (H, W, C) uint16 samples (C = 2 gray+alpha, 3 RGB, 4 RGBA) as a 16-bit PNG
+    with the ICC profile, EXIF, XMP, text and dpi in `options` (Pillow keeps only 8 bits
+    of colour PNGs, so this one case is written here)."""
+    height, width, channels = samples.shape
+    colour_type = {2: 4, 3: 2, 4: 6}[channels]
+    out = [b"\x89PNG\r\n\x1a\n",
+           _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0))]
+    if options.get("icc_profile"):
+        out.append(_chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(options["icc_profile"])))
+    if options.get("dpi"):
+        ppm = [round(d / 0.0254) for d in options["dpi"]]
+        out.append(_chunk(b"pHYs", struct.pack(">IIB", ppm[0], ppm[1], 1)))
+    exif = options.get("exif")
+    if exif:
+        out.append(_chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif))
+    pnginfo = options.get("pnginfo")
+    for kind, data, _after_idat in (pnginfo.chunks if pnginfo else []):
+        out.append(_chunk(kind, data))
+    stride = width * channels * 2
+    rows = samples.astype(">u2").reshape(height, stride // 2).view(np.uint8)
+    compressor = zlib.compressobj(6)
+    idat = []
+    above = np.zeros((1, stride), np.uint8)
+    for start in range(0, height, 256):
+        block = rows[start:start + 256]
+        prev = np.concatenate([above, block[:-1]])
+        filtered = _paeth_rows(block, prev, channels * 2)
+        lines = np.concatenate([np.full((len(block), 1), 4, np.uint8), filtered], axis=1)
+        idat.append(compressor.compress(lines.tobytes()))
+        above = block[-1:]
+    idat.append(compressor.flush())
+    out.append(_chunk(b"IDAT", b"".join(idat)))
+    out.append(_chunk(b"IEND", b""))
+    for part in out:
+        fp.write(part)

@@ -1,0 +1,284 @@
+"""What metadata a protected copy carries: EXIF filtering and the XMP notice.
+
+Library choice: Pillow's own EXIF API (`Image.Exif`, `get_ifd`, `tobytes`) and the
+`xmp=` / iTXt / TIFF-tag routes it offers for XMP. Pillow is already a dependency and
+needs no native library; pyexiv2/exiv2 would write richer metadata but needs a compiled
+libexiv2 per platform, and piexif is unmaintained and JPEG-only.
+
+Default policy (`MetadataPolicy()`):
+
+- kept: capture date and time, camera make/model and exposure settings, orientation,
+  ICC profile, copyright and artist/author;
+- removed: GPS position, device serial numbers (body, lens), camera owner name, the
+  image unique ID, the maker note (it holds serials in vendor formats) and the EXIF
+  thumbnail (a small unprotected copy of the photo);
+- the source XMP packet is replaced by a fresh one (it can hold GPS, serials, edit
+  history and the ID of the unprotected original), carrying over only `dc:creator`
+  and `dc:rights`;
+- added: XMP `plus:DataMining = DMI-PROHIBITED` (PLUS/IPTC "no AI/ML training or data
+  mining") and a `cloak:` note saying the image is protected.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import struct
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from typing import Any
+
+from PIL import ExifTags, Image
+
+log = logging.getLogger(__name__)
+
+PLUS_NS = "http://ns.useplus.org/ldf/xmp/1.0/"
+DMI_PROHIBITED = "http://ns.useplus.org/ldf/vocab/DMI-PROHIBITED"
+CLOAK_NS = "urn:x-cloak:xmp:1.0#"  # a private name only: nothing is ever fetched from it
+CLOAK_NOTE = ("Protected with cloak: this image carries an adversarial perturbation "
+              "against latent-diffusion editing. AI training and data mining are prohibited.")
+RDF_NS = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
+DC_NS = "http://purl.org/dc/elements/1.1/"
+X_NS = "adobe:ns:meta/"
+XML_NS = "http://www.w3.org/XML/1998/namespace"
+
+ORIENTATION = ExifTags.Base.Orientation
+ARTIST = ExifTags.Base.Artist
+COPYRIGHT = ExifTags.Base.Copyright
+EXIF_IFD = ExifTags.IFD.Exif
+GPS_IFD = ExifTags.IFD.GPSInfo
+INTEROP_IFD = ExifTags.IFD.Interop
+XMP_TAG = 700  # TIFF tag holding an XMP packet
+
+# IFD0 tags worth carrying; everything else there (strip offsets, sub-IFD pointers of
+# other kinds, TIFF layout tags) describes the source file, not the photo.
+IFD0_KEEP = frozenset({
+    ExifTags.Base.ImageDescription, ExifTags.Base.Make, ExifTags.Base.Model, ORIENTATION,
+    ExifTags.Base.XResolution, ExifTags.Base.YResolution, ExifTags.Base.ResolutionUnit,
+    ExifTags.Base.Software, ExifTags.Base.DateTime, ARTIST, COPYRIGHT,
+    ExifTags.Base.XPTitle, ExifTags.Base.XPComment, ExifTags.Base.XPAuthor,
+    ExifTags.Base.XPKeywords, ExifTags.Base.XPSubject, ExifTags.Base.Rating,
+})
+IDENTIFYING = frozenset({
+    ExifTags.Base.BodySerialNumber, ExifTags.Base.LensSerialNumber,
+    ExifTags.Base.CameraOwnerName, ExifTags.Base.ImageUniqueID, ExifTags.Base.MakerNote,
+})
+# XMP properties (local names) dropped from a kept source packet.
+XMP_GPS = re.compile(r"^GPS")
+XMP_IDENTIFYING = frozenset({"SerialNumber", "LensSerialNumber", "BodySerialNumber",
+                             "OwnerName", "CameraOwnerName", "ImageUniqueID",
+                             "DocumentID", "OriginalDocumentID", "InstanceID",
+                             "DerivedFrom", "History", "Orientation", "DataMining"})
+NAMESPACES = {"x": X_NS, "rdf": RDF_NS, "dc": DC_NS, "plus": PLUS_NS, "cloak": CLOAK_NS,
+              "xmp": "http://ns.adobe.com/xap/1.0/", "tiff": "http://ns.adobe.com/tiff/1.0/",
+              "exif": "http://ns.adobe.com/exif/1.0/", "aux": "http://ns.adobe.com/exif/1.0/aux/",
+              "photoshop": "http://ns.adobe.com/photoshop/1.0/",
+              "xmpRights": "http://ns.adobe.com/xap/1.0/rights/",
+              "xmpMM": "http://ns.adobe.com/xap/1.0/mm/"}
+# What Pillow raises on malformed EXIF, reading it or writing it back.
+EXIF_ERRORS = (OSError, ValueError, TypeError, KeyError, IndexError, OverflowError,
+               SyntaxError, struct.error)
+MAX_JPEG_SEGMENT = 65533 - len(b"Exif\x00\x00")
+for _prefix, _uri in NAMESPACES.items():  # readable prefixes instead of ns0, ns1...
+    ET.register_namespace(_prefix, _uri)
+
+
+@dataclass(frozen=True)
+class MetadataPolicy:
+    """Which metadata the protected copy keeps. Orientation is always kept where the
+    format can hold it: it is part of how the stored pixels are displayed."""
+
+    keep_exif: bool = True  # date/time, camera, exposure; False keeps only what follows
+    keep_copyright: bool = True  # EXIF Artist/Copyright, XMP dc:creator/dc:rights
+    strip_gps: bool = True
+    strip_serials: bool = True  # serials, owner name, image unique ID, maker note
+    keep_icc: bool = True  # switching it off changes colours of non-sRGB photos
+    keep_xmp: bool = False  # merge the source packet (minus GPS/IDs) instead of a fresh one
+    data_mining_notice: bool = True  # plus:DataMining = DMI-PROHIBITED
+    cloak_note: bool = True  # cloak:Protected / cloak:Note
+
+    @classmethod
+    def minimal(cls) -> MetadataPolicy:
+        """Keep nothing but orientation, ICC and the protection notices."""
+        return cls(keep_exif=False, keep_copyright=False, keep_xmp=False)
+
+
+@dataclass
+class ExifSnapshot:
+    """A detached copy of a photo's EXIF: IFD0 tags and the Exif/GPS/Interop sub-IFDs."""
+
+    base: dict[int, Any]
+    exif: dict[int, Any]
+    gps: dict[int, Any]
+    interop: dict[int, Any]
+
+    @property
+    def orientation(self) -> int:
+        value = self.base.get(ORIENTATION, 1)
+        return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def snapshot_exif(image: Image.Image) -> ExifSnapshot | None:
+    """Read EXIF (including an XMP orientation fallback) while the file is still open."""
+    try:
+        exif = image.getexif()
+        if not exif:
+            return None
+        subs = {}
+        for tag in (EXIF_IFD, GPS_IFD):
+            subs[tag] = dict(exif.get_ifd(tag)) if tag in exif else {}
+        interop = dict(exif.get_ifd(INTEROP_IFD)) if INTEROP_IFD in subs[EXIF_IFD] else {}
+    except EXIF_ERRORS as exc:  # malformed EXIF must not stop the photo from loading
+        log.warning("ignoring unreadable EXIF: %s", exc)
+        return None
+    base = {tag: value for tag, value in exif.items() if tag not in (EXIF_IFD, GPS_IFD)}
+    return ExifSnapshot(base, subs[EXIF_IFD], subs[GPS_IFD], interop)
+
+
+def build_exif(snapshot: ExifSnapshot | None, policy: MetadataPolicy, orientation: int,
+               *, xmp_for_tiff: bytes | None = None, sub_ifds: bool = True) -> bytes | None:
+    """EXIF bytes ("Exif\\0\\0" + TIFF) for the copy, or None when there is nothing to write.
+
+    `orientation` is the tag value matching the stored pixels (1 = stored upright).
+    `xmp_for_tiff` puts the XMP packet in tag 700 (TIFF keeps XMP inside its IFD0);
+    `sub_ifds=False` leaves out the Exif/GPS sub-IFDs (libtiff cannot write them)."""
+    out = Image.Exif()
+    src = snapshot or ExifSnapshot({}, {}, {}, {})
+    for tag, value in src.base.items():
+        if tag in IFD0_KEEP and (policy.keep_exif or
+                                 (policy.keep_copyright and tag in (ARTIST, COPYRIGHT))):
+            out[tag] = value
+    out[ORIENTATION] = orientation
+    if orientation == 1 and ORIENTATION not in src.base:
+        del out[ORIENTATION]
+    if policy.keep_exif and sub_ifds:
+        drop = IDENTIFYING if policy.strip_serials else frozenset()
+        exif_ifd = {tag: value for tag, value in src.exif.items()
+                    if tag not in drop and tag != INTEROP_IFD}
+        if src.interop:
+            exif_ifd[INTEROP_IFD] = dict(src.interop)
+        if exif_ifd:
+            out[EXIF_IFD] = exif_ifd
+        if src.gps and not policy.strip_gps:
+            out[GPS_IFD] = dict(src.gps)
+    if xmp_for_tiff:
+        out[XMP_TAG] = xmp_for_tiff
+    if not len(out):
+        return None
+    try:
+        data = out.tobytes()
+    except EXIF_ERRORS as exc:  # odd source values Pillow cannot write back
+        log.warning("EXIF could not be rewritten (%s); keeping orientation and rights only", exc)
+        return build_exif(_essentials(src), policy, orientation, xmp_for_tiff=xmp_for_tiff,
+                          sub_ifds=False)
+    if len(data) > MAX_JPEG_SEGMENT and sub_ifds:
+        log.warning("EXIF is %d bytes, too long for one JPEG segment; dropping the Exif IFD",
+                    len(data))
+        return build_exif(src, policy, orientation, xmp_for_tiff=xmp_for_tiff, sub_ifds=False)
+    return data
+
+
+def _essentials(src: ExifSnapshot) -> ExifSnapshot:
+    keep = (ORIENTATION, ARTIST, COPYRIGHT, ExifTags.Base.DateTime)
+    return ExifSnapshot({t: v for t, v in src.base.items() if t in keep and
+                         isinstance(v, (int, str))}, {}, {}, {})
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if not isinstance(value, str):
+        return None
+    value = value.strip("\x00 ").strip()
+    return value or None
+
+
+def _parse_xmp(xmp: bytes | None) -> ET.Element | None:
+    if not xmp:
+        return None
+    try:
+        return ET.fromstring(xmp.strip(b"\x00 \r\n\t"))
+    except ET.ParseError as exc:
+        log.warning("ignoring unreadable XMP packet: %s", exc)
+        return None
+
+
+def _xmp_rights(root: ET.Element | None) -> tuple[list[str], str | None]:
+    """dc:creator entries and the x-default dc:rights text of a source packet."""
+    if root is None:
+        return [], None
+    creators = [li.text.strip() for li in root.iter(f"{{{DC_NS}}}creator")
+                for li in li.iter(f"{{{RDF_NS}}}li") if li.text and li.text.strip()]
+    rights = None
+    for node in root.iter(f"{{{DC_NS}}}rights"):
+        texts = [li.text.strip() for li in node.iter(f"{{{RDF_NS}}}li") if li.text]
+        rights = texts[0] if texts else None
+    return creators, rights
+
+
+def _description(policy: MetadataPolicy, creators: list[str], rights: str | None,
+                 version: str) -> ET.Element:
+    desc = ET.Element(f"{{{RDF_NS}}}Description", {f"{{{RDF_NS}}}about": ""})
+    if policy.data_mining_notice:
+        desc.set(f"{{{PLUS_NS}}}DataMining", DMI_PROHIBITED)
+    if policy.cloak_note:
+        desc.set(f"{{{CLOAK_NS}}}Protected", "True")
+        desc.set(f"{{{CLOAK_NS}}}Version", version)
+        desc.set(f"{{{CLOAK_NS}}}Note", CLOAK_NOTE)
+    if creators:
+        seq = ET.SubElement(ET.SubElement(desc, f"{{{DC_NS}}}creator"), f"{{{RDF_NS}}}Seq")
+        for name in creators:
+            ET.SubElement(seq, f"{{{RDF_NS}}}li").text = name
+    if rights:
+        alt = ET.SubElement(ET.SubElement(desc, f"{{{DC_NS}}}rights"), f"{{{RDF_NS}}}Alt")
+        li = ET.SubElement(alt, f"{{{RDF_NS}}}li", {f"{{{XML_NS}}}lang": "x-default"})
+        li.text = rights
+    return desc
+
+
+def _scrub(root: ET.Element, policy: MetadataPolicy) -> None:
+    """Drop GPS, identifying IDs, orientation, old notices and dc rights from a packet."""
+    def unwanted(name: str) -> bool:
+        ns, _, local = name[1:].partition("}") if name.startswith("{") else ("", "", name)
+        if ns == DC_NS and local in ("creator", "rights"):
+            return True  # re-added by _description according to the policy
+        if ns == CLOAK_NS:
+            return True
+        return bool((policy.strip_gps and XMP_GPS.match(local)) or
+                    (policy.strip_serials and local in XMP_IDENTIFYING) or
+                    local in ("Orientation", "DataMining"))
+
+    for parent in root.iter():
+        for key in [k for k in parent.attrib if unwanted(k)]:
+            del parent.attrib[key]
+        for child in [c for c in parent if unwanted(c.tag)]:
+            parent.remove(child)
+
+
+def build_xmp(source_xmp: bytes | None, snapshot: ExifSnapshot | None,
+              policy: MetadataPolicy, version: str) -> bytes | None:
+    """The XMP packet for the copy (UTF-8 bytes with xpacket wrapper), or None."""
+    root = _parse_xmp(source_xmp)
+    creators, rights = _xmp_rights(root) if policy.keep_copyright else ([], None)
+    if policy.keep_copyright and snapshot is not None:
+        artist = _text(snapshot.base.get(ARTIST))
+        copyright_ = _text(snapshot.base.get(COPYRIGHT))
+        if artist and not creators:
+            creators = [artist]
+        rights = rights or copyright_
+    desc = _description(policy, creators, rights, version)
+    if policy.keep_xmp and root is not None and root.find(f".//{{{RDF_NS}}}RDF") is not None:
+        _scrub(root, policy)
+        rdf = root if root.tag == f"{{{RDF_NS}}}RDF" else root.find(f".//{{{RDF_NS}}}RDF")
+        meta = root
+    else:
+        meta = ET.Element(f"{{{X_NS}}}xmpmeta")
+        rdf = ET.SubElement(meta, f"{{{RDF_NS}}}RDF")
+    if len(desc.attrib) > 1 or len(desc):
+        rdf.append(desc)
+    if not any(len(d.attrib) > 1 or len(d) for d in rdf):
+        return None
+    body = ET.tostring(meta, encoding="unicode", xml_declaration=False)
+    packet = ('<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
+              f"{body}\n<?xpacket end=\"w\"?>")
+    return packet.encode("utf-8")
