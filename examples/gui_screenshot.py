@@ -58,7 +58,7 @@ def save_small_png(image: QImage, path: Path) -> None:
     buffer.open(QIODevice.OpenModeFlag.WriteOnly)
     image.save(buffer, "PNG")
     with Image.open(io.BytesIO(bytes(buffer.data()))) as grabbed:
-        small = grabbed.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT)
+        small = grabbed.convert("RGB").quantize(256, method=Image.Quantize.FASTOCTREE)
     small.save(path, optimize=True)
 
 
@@ -78,7 +78,8 @@ def main() -> int:
     parser.add_argument("--models", default="taesd,taesdxl",
                         help="autoencoders to attack (all four is slower on a CPU)")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    log.setLevel(logging.INFO)
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     window = MainWindow(settings={"models": tuple(args.models.split(","))})

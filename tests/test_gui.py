@@ -18,17 +18,17 @@ from PIL import Image
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 pytest.importorskip("PySide6.QtWidgets")
 
-from PySide6.QtCore import QMimeData, QPointF, Qt, QTimer, QUrl
+from PySide6.QtCore import QMimeData, QPointF, Qt, QThread, QTimer, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
-from cloak import Report
+from cloak import ProtectConfig, Report
 from cloak.gui import window as window_module
 from cloak.gui.images import amplified_difference
 from cloak.gui.paths import expand_paths, unique_destination
 from cloak.gui.window import DropZone, MainWindow, PhotoRow
-from cloak.gui.worker import describe
+from cloak.gui.worker import Job, ProtectWorker, describe
 
 TINY = {"steps": 2, "models": ("taesd",), "working_size": 128}
 
@@ -185,7 +185,7 @@ class TestProtecting:
             "one (1).jpg", "one.jpg", "two.png"]
 
         panel = window.compare_panel
-        assert panel.comparison is not None
+        assert wait_until(lambda: panel.comparison is not None, 10)  # loads off the main thread
         for mode in panel.MODES:
             panel.button(mode).click()
             assert panel.mode == mode and not panel.view.pixmap().isNull()
@@ -196,6 +196,33 @@ class TestProtecting:
         assert window.open_button.isEnabled()
         window.open_button.click()
         assert opened == [tmp_path / "protected"]
+
+    def test_worker_reports_through_signals(self, qapp, tmp_path, small_photo):
+        good = small_photo(tmp_path / "good.png")
+        missing = tmp_path / "missing.jpg"
+        worker = ProtectWorker([Job(0, good, tmp_path / "out"), Job(1, missing, tmp_path / "out")],
+                               ProtectConfig(strength="fast", **TINY))
+        thread = QThread()
+        worker.moveToThread(thread)
+        thread.started.connect(worker.run)
+        worker.finished.connect(thread.quit, Qt.ConnectionType.DirectConnection)
+        events = []
+        worker.started.connect(lambda i: events.append(("started", i)))
+        worker.protected.connect(lambda i, outcome: events.append(("protected", i, outcome)))
+        worker.failed.connect(lambda i, message: events.append(("failed", i, message)))
+        worker.finished.connect(lambda: events.append(("finished",)))
+        fractions = []
+        worker.progress.connect(lambda i, fraction, _message: fractions.append(fraction))
+        thread.start()
+        assert wait_until(lambda: thread.isFinished(), 60)
+        wait_until(lambda: events and events[-1] == ("finished",), 5)
+        assert [e[:2] for e in events] == [("started", 0), ("protected", 0), ("started", 1),
+                                           ("failed", 1), ("finished",)]
+        outcome = events[1][2]
+        assert outcome.dst == tmp_path / "out" / "good.png" and outcome.dst.is_file()
+        assert outcome.status == describe(outcome.report)
+        assert "missing.jpg" in events[3][2]
+        assert fractions and fractions == sorted(fractions) and fractions[-1] == 1.0
 
     def test_cancel_stops_and_leaves_no_files(self, window, tmp_path, small_photo):
         window.settings = {**TINY, "steps": 400}

@@ -47,9 +47,9 @@ from PySide6.QtWidgets import (
 
 from cloak import PRESETS, CloakError, ProtectConfig
 
-from .images import compare
+from .images import Comparison, compare, thumbnail
 from .paths import IMAGE_SUFFIXES, SUPPORTED, default_output_dir, expand_paths
-from .worker import Job, Outcome, ProtectWorker, ThumbnailJob, ThumbnailSignals
+from .worker import BackgroundCall, CallSignals, Job, Outcome, ProtectWorker
 
 log = logging.getLogger(__name__)
 
@@ -255,12 +255,11 @@ class ComparePanel(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.mode = "protected"
-        self.comparison = None
-        self.title = QLabel("Before / after")
+        self.comparison: Comparison | None = None
+        self.title = QLabel()
         self.title.setObjectName("panelTitle")
         self.view = ImageView()
         self.view.setObjectName("compareView")
-        self.view.setText("Protected photos appear here.\nSelect one in the list to compare.")
         self.caption = QLabel()
         self.caption.setWordWrap(True)
         self.caption.setObjectName("hint")
@@ -279,25 +278,35 @@ class ComparePanel(QWidget):
         layout.addWidget(self.view, 1)
         layout.addLayout(toggles)
         layout.addWidget(self.caption)
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to the empty state: nothing to compare yet."""
+        self.show_error("Before / after", "")
+        self.view.setText("Protected photos appear here.\nSelect one in the list to compare.")
+        self.caption.setText(self.CAPTIONS[self.mode])
 
     def button(self, mode: str) -> QPushButton:
         return self.findChild(QPushButton, f"show_{mode}")
 
-    def show_outcome(self, outcome: Outcome) -> None:
-        """Load the original and the protected copy of `outcome` and show them."""
-        try:
-            self.comparison = compare(outcome.src, outcome.dst)
-        except (CloakError, OSError, ValueError) as exc:
-            log.warning("cannot compare %s and %s: %s", outcome.src, outcome.dst, exc)
-            self.comparison = None
-            self.view.set_image(None)
-            self.view.setText(f"Cannot show this photo: {exc}")
-            return
-        self.title.setText(f"{outcome.src.name} — largest pixel change "
-                           f"{self.comparison.max_change255}/255")
+    def show_loading(self, name: str) -> None:
+        self.title.setText(f"{name} — loading…")
+
+    def show_comparison(self, name: str, comparison: Comparison) -> None:
+        """Show `comparison` (original, protected, difference) in the current mode."""
+        self.comparison = comparison
+        self.title.setText(f"{name} — largest pixel change {comparison.max_change255}/255")
         for mode in self.MODES:
             self.button(mode).setEnabled(True)
         self.set_mode(self.mode)
+
+    def show_error(self, name: str, message: str) -> None:
+        self.comparison = None
+        self.title.setText(name)
+        self.view.set_image(None)
+        self.view.setText(f"Cannot show this photo: {message}")
+        for mode in self.MODES:
+            self.button(mode).setEnabled(False)
 
     def set_mode(self, mode: str) -> None:
         """Show the original, the protected copy, or the amplified difference."""
@@ -327,10 +336,13 @@ class MainWindow(QMainWindow):
         self._next_id = 0
         self._thread: QThread | None = None
         self._worker: ProtectWorker | None = None
-        self._thumb_pool = QThreadPool(self)
-        self._thumb_pool.setMaxThreadCount(1)
-        self._thumb_signals = ThumbnailSignals(self)
-        self._thumb_signals.ready.connect(self._on_thumbnail)
+        self._pool = QThreadPool(self)  # thumbnails and comparisons, off the main thread
+        self._pool.setMaxThreadCount(1)
+        self._thumbnails = CallSignals(self)
+        self._thumbnails.done.connect(self._on_thumbnail)
+        self._comparisons = CallSignals(self)
+        self._comparisons.done.connect(self._on_comparison)
+        self._compare_wanted: int | None = None
         self.setWindowTitle("cloak — protect photos before you post them")
         self.setAcceptDrops(True)  # drops anywhere go through the drop zone's filter
         self._build()
@@ -427,7 +439,8 @@ class MainWindow(QMainWindow):
             self.photo_list.addItem(item)
             self.photo_list.setItemWidget(item, row)
             self.rows[row_id] = row
-            self._thumb_pool.start(ThumbnailJob(row_id, src, THUMB_SIZE, self._thumb_signals))
+            self._pool.start(BackgroundCall(self._thumbnails, row_id, thumbnail, src,
+                                            THUMB_SIZE))
             added += 1
         self.statusBar().showMessage(f"added {added} photo(s)" if added else
                                      "those photos are already in the list", 5000)
@@ -466,6 +479,8 @@ class MainWindow(QMainWindow):
             return
         self.photo_list.clear()
         self.rows.clear()
+        self._compare_wanted = None
+        self.compare_panel.reset()
         self._update_buttons()
 
     def _row_ids(self) -> list[int]:
@@ -544,8 +559,8 @@ class MainWindow(QMainWindow):
         self._done += 1
         self.rows[row_id].set_protected(outcome)
         self.last_output_dir = outcome.dst.parent
-        if self.compare_panel.comparison is None or self._current_row_id() == row_id:
-            self.compare_panel.show_outcome(outcome)
+        if self._compare_wanted is None or self._current_row_id() == row_id:
+            self.show_comparison(row_id)
 
     @Slot(int, str)
     def _on_failed(self, row_id: int, message: str) -> None:
@@ -570,8 +585,28 @@ class MainWindow(QMainWindow):
 
     # the rest -----------------------------------------------------------------------
 
-    @Slot(int, object)
-    def _on_thumbnail(self, row_id: int, image: Image.Image | None) -> None:
+    def show_comparison(self, row_id: int) -> None:
+        """Load the before/after of a protected row in the background, then show it."""
+        row = self.rows.get(row_id)
+        if row is None or row.outcome is None:
+            return
+        self._compare_wanted = row_id
+        self.compare_panel.show_loading(row.src.name)
+        self._pool.start(BackgroundCall(self._comparisons, row_id, compare, row.outcome.src,
+                                        row.outcome.dst))
+
+    @Slot(object, object, str)
+    def _on_comparison(self, row_id: int, comparison: Comparison | None, error: str) -> None:
+        row = self.rows.get(row_id)
+        if row_id != self._compare_wanted or row is None:
+            return  # the user has moved on to another photo
+        if comparison is None:
+            self.compare_panel.show_error(row.src.name, error)
+        else:
+            self.compare_panel.show_comparison(row.src.name, comparison)
+
+    @Slot(object, object, str)
+    def _on_thumbnail(self, row_id: int, image: Image.Image | None, _error: str) -> None:
         if row_id in self.rows:
             self.rows[row_id].set_thumbnail(image)
 
@@ -585,9 +620,8 @@ class MainWindow(QMainWindow):
         return None if item is None else item.data(Qt.ItemDataRole.UserRole)
 
     def _on_current_changed(self, current: QListWidgetItem | None, _previous: object) -> None:
-        row = None if current is None else self.rows.get(current.data(Qt.ItemDataRole.UserRole))
-        if row is not None and row.outcome is not None:
-            self.compare_panel.show_outcome(row.outcome)
+        if current is not None:
+            self.show_comparison(current.data(Qt.ItemDataRole.UserRole))
 
     def _update_buttons(self) -> None:
         running = self.is_running()
@@ -612,8 +646,8 @@ class MainWindow(QMainWindow):
         if self._thread is not None:
             self._thread.quit()
             self._thread.wait()
-        self._thumb_pool.clear()
-        self._thumb_pool.waitForDone()
+        self._pool.clear()
+        self._pool.waitForDone()
         super().closeEvent(event)
 
 

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QObject, QRunnable, Signal, Slot
 
 from cloak import Cancelled, CloakError, ProtectConfig, Report
 
-from .images import thumbnail
 from .paths import unique_destination
 
 log = logging.getLogger(__name__)
@@ -130,18 +131,26 @@ class ProtectWorker(QObject):
         self.progress.emit(self._current, float(fraction), message)
 
 
-class ThumbnailSignals(QObject):
-    """Carries thumbnails from the pool threads to the window."""
+class CallSignals(QObject):
+    """Carries results from pool threads back to the window's thread."""
 
-    ready = Signal(int, object)  # row id, PIL image (or None when unreadable)
+    done = Signal(object, object, str)  # key, result, error ("" when the call worked)
 
 
-class ThumbnailJob(QRunnable):
-    """Decodes one small preview off the main thread, so big folders never freeze it."""
+class BackgroundCall(QRunnable):
+    """Runs `fn(*args)` on a pool thread (thumbnails, comparisons: display work too slow
+    for the main thread on big photos) and reports through `signals.done`."""
 
-    def __init__(self, row_id: int, path: Path, size: int, signals: ThumbnailSignals) -> None:
+    def __init__(self, signals: CallSignals, key: object, fn: Callable[..., Any],
+                 *args: Any) -> None:
         super().__init__()
-        self.row_id, self.path, self.size, self.signals = row_id, path, size, signals
+        self.signals, self.key, self.fn, self.args = signals, key, fn, args
 
     def run(self) -> None:
-        self.signals.ready.emit(self.row_id, thumbnail(self.path, self.size))
+        try:
+            result = self.fn(*self.args)
+        except Exception as exc:  # shown to the user, in plain words
+            log.debug("background call %s failed", self.fn.__name__, exc_info=True)
+            self.signals.done.emit(self.key, None, plain_message(exc))
+        else:
+            self.signals.done.emit(self.key, result, "")
