@@ -434,7 +434,7 @@ def _output_format(photo: Photo, dst: Path, requested: str | None) -> str:
         if fmt not in WRITABLE:
             why = (" (its 256-colour palette would erase the protection)" if fmt == "GIF"
                    else "")
-            raise OutputError(f"cannot write {requested} output{why}; choose one of "
+            raise OutputError(f"cannot write {fmt or requested} output{why}; choose one of "
                               + ", ".join(sorted(WRITABLE)))
         return fmt
     by_suffix = SUFFIX_FORMAT.get(dst.suffix.lower())
@@ -499,7 +499,7 @@ def _encode_pixels(photo: Photo, rgb: np.ndarray, fmt: str) -> _Encoded:
     if depth == 16 and pixels.ndim == 3:
         return _Encoded(None, pixels, orientation)
     if depth == 16:
-        return _Encoded(Image.fromarray(pixels, "I;16"), None, orientation)
+        return _Encoded(Image.fromarray(pixels.astype("<u2")), None, orientation)  # I;16
     mode = "L" if pixels.ndim == 2 else {2: "LA", 3: "RGB", 4: "RGBA"}[pixels.shape[2]]
     return _Encoded(Image.fromarray(pixels, mode), None, orientation)
 

@@ -1,0 +1,854 @@
+"""cloak.io and cloak.metadata: reading, writing and metadata policy, on files built here.
+
+Every test image is made in tmp_path with Pillow/numpy/pillow-heif (at most 64 px, except
+the aspect-ratio and bomb cases, which are never decoded). The real dev photos are used
+only by the `slow` class at the end, which skips when they are missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io as _io
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pillow_heif
+import pytest
+from PIL import ExifTags, Image, ImageCms, ImageFile, ImageOps, JpegImagePlugin
+
+from cloak import OutputError, UnsupportedImageError, io, metadata
+from cloak.metadata import DMI_PROHIBITED, MetadataPolicy
+
+PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "photos" / "dev"
+GPS, EXIF_IFD = ExifTags.IFD.GPSInfo, ExifTags.IFD.Exif
+T = ExifTags.Base
+
+
+# ------------------------------------------------------------------------ helpers
+
+
+def pixels(width: int = 40, height: int = 32, channels: int = 3, seed: int = 0,
+           dtype: type = np.uint8) -> np.ndarray:
+    """A smooth gradient plus noise, (H, W, C) or (H, W) when channels == 1."""
+    rng = np.random.default_rng(seed)
+    top = np.iinfo(dtype).max
+    y, x = np.mgrid[0:height, 0:width]
+    base = (x / width * 0.6 + y / height * 0.3)[..., None] * np.linspace(0.6, 1, channels)
+    noise = rng.uniform(0, 0.1, (height, width, channels))
+    data = np.round((base + noise).clip(0, 1) * top).astype(dtype)
+    return data[..., 0] if channels == 1 else data
+
+
+def save(image: Image.Image, path: Path, fmt: str | None = None, **options) -> Path:
+    image.save(path, fmt, **options)
+    return path
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def roundtrip(src: Path, rgb: np.ndarray | None = None, **options) -> tuple[io.Photo, Path]:
+    """Load src, save it (unchanged pixels unless `rgb`) next to it in out/, return both."""
+    photo = io.load_photo(src)
+    dst = io.output_path_for(src, src.parent / "out")
+    written = io.save_photo(photo, photo.rgb if rgb is None else rgb, dst, **options)
+    return photo, written
+
+
+def as_u8(photo: io.Photo) -> np.ndarray:
+    return np.round(photo.rgb * 255).astype(np.uint8)
+
+
+def exif_with(**tags) -> Image.Exif:
+    """EXIF with GPS, serials, a maker note, capture date, copyright and artist."""
+    exif = Image.Exif()
+    exif[T.Make], exif[T.Model] = "Cam", "X100"
+    exif[T.Copyright], exif[T.Artist] = "(c) 2024 Ada", "Ada Lovelace"
+    exif[EXIF_IFD] = {T.DateTimeOriginal: "2024:05:01 12:00:00", T.BodySerialNumber: "SN123",
+                      T.LensSerialNumber: "LN456", T.MakerNote: b"vendor serial SN123",
+                      T.ExposureTime: 0.01}
+    exif[GPS] = {1: "N", 2: (52.0, 22.0, 1.5), 3: "E", 4: (4.0, 53.0, 0.0)}
+    for name, value in tags.items():
+        exif[getattr(T, name)] = value
+    return exif
+
+
+def cmyk_icc_profile() -> bytes:
+    """A minimal ICC v2 CMYK printer profile: a 2-point lut16 A2B0 from CMYK to Lab."""
+    def tag_desc(text: str) -> bytes:
+        ascii_ = text.encode() + b"\0"
+        return (b"desc" + bytes(4) + struct.pack(">I", len(ascii_)) + ascii_
+                + bytes(8) + bytes(3) + bytes(67))
+
+    clut = []
+    for c in (0, 1):
+        for m in (0, 1):
+            for y in (0, 1):
+                for k in (0, 1):
+                    lightness = 100 * (1 - k) * (1 - 0.25 * (c + m + y))
+                    a, b = (70 * m - 40 * c) * (1 - k), (80 * y - 50 * c) * (1 - k)
+                    clut += [round(lightness * 652.8), round((a + 128) * 256),
+                             round((b + 128) * 256)]
+    identity = [1 << 16, 0, 0, 0, 1 << 16, 0, 0, 0, 1 << 16]
+    a2b0 = (b"mft2" + bytes(4) + bytes([4, 3, 2, 0]) + struct.pack(">9i", *identity)
+            + struct.pack(">HH", 2, 2) + struct.pack(">8H", *[0, 65535] * 4)
+            + struct.pack(f">{len(clut)}H", *clut) + struct.pack(">6H", *[0, 65535] * 3))
+    wtpt = b"XYZ " + bytes(4) + struct.pack(">3i", 63190, 65536, 54061)
+    cprt = b"text" + bytes(4) + b"no copyright\0"
+    tags = [(b"desc", tag_desc("test CMYK")), (b"wtpt", wtpt), (b"cprt", cprt),
+            (b"A2B0", a2b0)]
+    offset = 128 + 4 + 12 * len(tags)
+    table, body = b"", b""
+    for sig, data in tags:
+        data += bytes(-len(data) % 4)
+        table += sig + struct.pack(">II", offset + len(body), len(data))
+        body += data
+    size = offset + len(body)
+    header = (struct.pack(">I", size) + bytes(4) + struct.pack(">I", 0x02100000) + b"prtr"
+              + b"CMYKLab " + bytes(12) + b"acsp" + bytes(24) + struct.pack(">I", 0)
+              + struct.pack(">3i", 63190, 65536, 54061) + bytes(48))
+    return header + struct.pack(">I", len(tags)) + table + body
+
+
+SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def description(icc: bytes) -> str:
+    return ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(_io.BytesIO(icc)))
+
+
+# ------------------------------------------------------------------- reading formats
+
+
+def _jpeg(p: Path) -> Path:
+    return save(Image.fromarray(pixels()), p / "a.jpg", quality=95)
+
+
+def _jpeg_progressive(p: Path) -> Path:
+    return save(Image.fromarray(pixels()), p / "a.jpg", quality=95, progressive=True)
+
+
+def _png(p: Path) -> Path:
+    return save(Image.fromarray(pixels()), p / "a.png")
+
+
+def _png_gray(p: Path) -> Path:
+    return save(Image.fromarray(pixels(channels=1), "L"), p / "a.png")
+
+
+def _png_gray16(p: Path) -> Path:
+    return save(Image.fromarray(pixels(channels=1, dtype=np.uint16)), p / "a.png")
+
+
+def _png_rgb16(p: Path) -> Path:
+    with open(p / "a.png", "wb") as fp:
+        io.write_png16(fp, pixels(dtype=np.uint16), {})
+    return p / "a.png"
+
+
+def _png_la(p: Path) -> Path:
+    return save(Image.fromarray(pixels(channels=2), "LA"), p / "a.png")
+
+
+def _png_rgba(p: Path) -> Path:
+    return save(Image.fromarray(pixels(channels=4), "RGBA"), p / "a.png")
+
+
+def _png_palette(p: Path) -> Path:
+    return save(Image.fromarray(pixels()).quantize(64), p / "a.png")
+
+
+def _png_palette_transparent(p: Path) -> Path:
+    return save(Image.fromarray(pixels()).quantize(64), p / "a.png", transparency=0)
+
+
+def _png_1bit(p: Path) -> Path:
+    return save(Image.fromarray(pixels(channels=1) > 60), p / "a.png")
+
+
+def _webp(p: Path) -> Path:
+    return save(Image.fromarray(pixels()), p / "a.webp", quality=90)
+
+
+def _webp_rgba(p: Path) -> Path:
+    return save(Image.fromarray(pixels(channels=4), "RGBA"), p / "a.webp", lossless=True)
+
+
+def _heic(p: Path) -> Path:
+    return save(Image.fromarray(pixels()), p / "a.heic", quality=90)
+
+
+def _tiff(p: Path) -> Path:
+    return save(Image.fromarray(pixels()), p / "a.tif", compression="tiff_lzw")
+
+
+def _tiff_gray16(p: Path) -> Path:
+    return save(Image.fromarray(pixels(channels=1, dtype=np.uint16)), p / "a.tif")
+
+
+def _bmp(p: Path) -> Path:
+    return save(Image.fromarray(pixels()), p / "a.bmp")
+
+
+def _gif(p: Path) -> Path:
+    return save(Image.fromarray(pixels()).quantize(128), p / "a.gif")
+
+
+def _mpo(p: Path) -> Path:
+    first, second = Image.fromarray(pixels()), Image.fromarray(pixels(seed=1))
+    return save(first, p / "a.mpo", "MPO", save_all=True, append_images=[second])
+
+
+def _cmyk(p: Path) -> Path:
+    return save(Image.fromarray(pixels(channels=4), "CMYK"), p / "a.jpg", quality=95)
+
+
+def _cmyk_icc(p: Path) -> Path:
+    image = Image.fromarray(pixels(channels=4), "CMYK")
+    return save(image, p / "a.jpg", quality=95, icc_profile=cmyk_icc_profile())
+
+
+READERS = {  # builder -> (format, is_grayscale, bit depth, has alpha)
+    _jpeg: ("JPEG", False, 8, False), _jpeg_progressive: ("JPEG", False, 8, False),
+    _png: ("PNG", False, 8, False), _png_gray: ("PNG", True, 8, False),
+    _png_gray16: ("PNG", True, 16, False), _png_rgb16: ("PNG", False, 16, False),
+    _png_la: ("PNG", True, 8, True), _png_rgba: ("PNG", False, 8, True),
+    _png_palette: ("PNG", False, 8, False), _png_palette_transparent: ("PNG", False, 8, True),
+    _png_1bit: ("PNG", True, 8, False), _webp: ("WEBP", False, 8, False),
+    _webp_rgba: ("WEBP", False, 8, True), _heic: ("HEIF", False, 8, False),
+    _tiff: ("TIFF", False, 8, False), _tiff_gray16: ("TIFF", True, 16, False),
+    _bmp: ("BMP", False, 8, False), _gif: ("GIF", False, 8, False),
+    _mpo: ("MPO", False, 8, False), _cmyk: ("JPEG", False, 8, False),
+    _cmyk_icc: ("JPEG", False, 8, False),
+}
+OUTPUT_FORMAT = {"JPEG": "JPEG", "MPO": "JPEG", "GIF": "PNG"}
+
+
+class TestRead:
+    @pytest.mark.parametrize("build", READERS, ids=lambda b: b.__name__[1:])
+    def test_reads(self, tmp_path: Path, build) -> None:
+        fmt, gray, depth, alpha = READERS[build]
+        photo = io.load_photo(build(tmp_path))
+        assert photo.rgb.shape == (32, 40, 3) and photo.rgb.dtype == np.float32
+        assert 0 <= photo.rgb.min() and photo.rgb.max() <= 1
+        assert (photo.format, photo.is_grayscale, photo.bit_depth) == (fmt, gray, depth)
+        assert (photo.alpha is not None) == alpha
+        if gray:
+            assert np.array_equal(photo.rgb[..., 0], photo.rgb[..., 2])
+
+    @pytest.mark.parametrize("build", READERS, ids=lambda b: b.__name__[1:])
+    def test_save_keeps_size_and_format(self, tmp_path: Path, build) -> None:
+        src = build(tmp_path)
+        before = sha256(src)
+        photo, dst = roundtrip(src)
+        assert sha256(src) == before
+        with Image.open(dst) as out:
+            expected = OUTPUT_FORMAT.get(photo.format, photo.format)
+            assert out.format == expected and out.size == (40, 32)
+        assert io.load_photo(dst).is_grayscale == photo.is_grayscale
+
+    def test_pixels_match_pillow(self, tmp_path: Path) -> None:
+        src = _png(tmp_path)
+        assert np.array_equal(as_u8(io.load_photo(src)), np.asarray(Image.open(src)))
+
+    def test_mpo_takes_the_primary_frame(self, tmp_path: Path) -> None:
+        photo = io.load_photo(_mpo(tmp_path))
+        with Image.open(tmp_path / "a.mpo") as im:
+            assert im.n_frames == 2
+            first = np.asarray(im.convert("RGB"))
+        assert np.array_equal(as_u8(photo), first)
+
+    def test_cmyk_without_profile_uses_pillows_conversion(self, tmp_path: Path) -> None:
+        src = _cmyk(tmp_path)
+        photo = io.load_photo(src)
+        assert np.array_equal(as_u8(photo), np.asarray(Image.open(src).convert("RGB")))
+        assert photo.icc_profile is None
+
+    def test_cmyk_with_profile_converts_to_srgb(self, tmp_path: Path,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+        white = Image.new("CMYK", (32, 32), (0, 0, 0, 0))
+        white.paste((0, 0, 0, 255), (0, 16, 32, 32))
+        src = save(white, tmp_path / "w.jpg", quality=95, icc_profile=cmyk_icc_profile())
+        photo = io.load_photo(src)
+        assert "unusable" not in caplog.text
+        assert photo.rgb[:8].min() > 0.9 and photo.rgb[24:].max() < 0.1
+        assert "sRGB" in description(photo.icc_profile)
+        _, dst = roundtrip(src)
+        with Image.open(dst) as out:
+            assert out.mode == "RGB" and out.info["icc_profile"] == photo.icc_profile
+
+
+# --------------------------------------------------------------------- round trips
+
+
+class TestLosslessRoundTrip:
+    @pytest.mark.parametrize("build", [_png, _png_gray, _png_gray16, _png_rgb16, _png_la,
+                                       _png_rgba, _png_palette, _png_palette_transparent,
+                                       _webp_rgba, _tiff, _tiff_gray16, _bmp, _gif, _png_1bit],
+                             ids=lambda b: b.__name__[1:])
+    def test_unchanged_pixels_come_back_exactly(self, tmp_path: Path, build) -> None:
+        photo, dst = roundtrip(build(tmp_path))
+        back = io.load_photo(dst)
+        assert np.array_equal(back.rgb, photo.rgb)
+        assert back.bit_depth == photo.bit_depth
+        if photo.alpha is not None:
+            assert np.array_equal(back.alpha, photo.alpha)
+
+    def test_perturbed_pixels_are_saved_exactly(self, tmp_path: Path) -> None:
+        photo = io.load_photo(_png(tmp_path))
+        step = np.random.default_rng(1).integers(-8, 9, photo.rgb.shape) / 255
+        rgb = np.clip(photo.rgb + step, 0, 1).astype(np.float32)
+        dst = io.save_photo(photo, rgb, tmp_path / "out.png")
+        assert np.abs(io.load_photo(dst).rgb - rgb).max() < 1e-6
+
+    def test_webp_is_written_lossless(self, tmp_path: Path) -> None:
+        photo, dst = roundtrip(_webp(tmp_path))
+        assert np.array_equal(io.load_photo(dst).rgb, photo.rgb)
+
+
+class TestOrientation:
+    @pytest.mark.parametrize("orientation", range(1, 9))
+    def test_load_matches_exif_transpose_and_save_restores_storage(
+            self, tmp_path: Path, orientation: int) -> None:
+        stored = pixels(40, 24)
+        exif = Image.Exif()
+        exif[T.Orientation] = orientation
+        src = save(Image.fromarray(stored), tmp_path / "o.png", exif=exif.tobytes())
+        photo = io.load_photo(src)
+        with Image.open(src) as im:
+            upright = np.asarray(ImageOps.exif_transpose(im))
+        assert np.array_equal(as_u8(photo), upright)
+        _, dst = roundtrip(src)
+        with Image.open(dst) as out:
+            assert out.getexif()[T.Orientation] == orientation
+            assert np.array_equal(np.asarray(out), stored)
+
+    def test_jpeg_orientation_6(self, tmp_path: Path) -> None:
+        exif = Image.Exif()
+        exif[T.Orientation] = 6
+        src = save(Image.fromarray(pixels(48, 32)), tmp_path / "r.jpg", quality=95,
+                   exif=exif.tobytes())
+        photo, dst = roundtrip(src)
+        assert photo.size == (32, 48) and photo.stored_size == (48, 32)
+        with Image.open(src) as a, Image.open(dst) as b:
+            assert b.size == a.size == (48, 32)
+            assert b.getexif()[T.Orientation] == 6
+            shown_a = np.asarray(ImageOps.exif_transpose(a), dtype=np.int16)
+            shown_b = np.asarray(ImageOps.exif_transpose(b), dtype=np.int16)
+        assert shown_a.shape == shown_b.shape == (48, 32, 3)
+        assert np.abs(shown_a - shown_b).max() <= 8  # one more JPEG generation at q95
+
+    def test_heic_is_stored_upright(self, tmp_path: Path) -> None:
+        exif = Image.Exif()
+        exif[T.Orientation] = 6
+        src = save(Image.fromarray(pixels(48, 32)), tmp_path / "r.jpg", quality=95,
+                   exif=exif.tobytes())
+        photo = io.load_photo(src)
+        dst = io.save_photo(photo, photo.rgb, tmp_path / "r.heic")
+        with Image.open(dst) as out:
+            assert ImageOps.exif_transpose(out).size == (32, 48)
+
+
+class TestIcc:
+    @pytest.mark.parametrize("suffix", [".jpg", ".png", ".webp", ".tif", ".heic"])
+    def test_profile_bytes_are_kept(self, tmp_path: Path, suffix: str) -> None:
+        src = save(Image.fromarray(pixels()), tmp_path / f"a{suffix}", icc_profile=SRGB)
+        _, dst = roundtrip(src)
+        with Image.open(dst) as out:
+            assert out.info.get("icc_profile") == SRGB
+
+    def test_policy_can_drop_it(self, tmp_path: Path) -> None:
+        src = save(Image.fromarray(pixels()), tmp_path / "a.jpg", icc_profile=SRGB)
+        _, dst = roundtrip(src, metadata=MetadataPolicy(keep_icc=False))
+        with Image.open(dst) as out:
+            assert not out.info.get("icc_profile")
+
+    def test_16bit_png_keeps_profile(self, tmp_path: Path) -> None:
+        with open(tmp_path / "a.png", "wb") as fp:
+            io.write_png16(fp, pixels(dtype=np.uint16), {"icc_profile": SRGB})
+        _, dst = roundtrip(tmp_path / "a.png")
+        with Image.open(dst) as out:
+            assert out.info["icc_profile"] == SRGB
+
+
+class TestAlphaAndDepth:
+    @pytest.mark.parametrize("build", [_png_rgba, _png_la, _webp_rgba],
+                             ids=lambda b: b.__name__[1:])
+    def test_alpha_is_untouched_when_colour_changes(self, tmp_path: Path, build) -> None:
+        photo = io.load_photo(build(tmp_path))
+        rgb = np.clip(photo.rgb + 4 / 255, 0, 1)
+        dst = io.save_photo(photo, rgb, tmp_path / "out" / f"a{build(tmp_path).suffix}")
+        back = io.load_photo(dst)
+        assert np.array_equal(back.alpha, photo.alpha)
+        assert np.abs(back.rgb - rgb).max() < 1e-6
+
+    def test_16bit_png_stays_16bit_with_fine_steps(self, tmp_path: Path) -> None:
+        photo = io.load_photo(_png_rgb16(tmp_path))
+        rgb = np.clip(photo.rgb + 3 / 65535, 0, 1).astype(np.float32)
+        dst = io.save_photo(photo, rgb, tmp_path / "out.png")
+        assert dst.read_bytes()[24] == 16  # IHDR bit depth
+        back = io.load_photo(dst)
+        assert back.bit_depth == 16 and back.mode == "RGB;16"
+        assert np.array_equal(np.round(back.rgb * 65535), np.round(rgb * 65535))
+
+    def test_16bit_rgba_png_keeps_16bit_alpha(self, tmp_path: Path) -> None:
+        with open(tmp_path / "a.png", "wb") as fp:
+            io.write_png16(fp, pixels(channels=4, dtype=np.uint16), {})
+        photo, dst = roundtrip(tmp_path / "a.png")
+        back = io.load_photo(dst)
+        assert photo.alpha.dtype == np.uint16 and np.array_equal(back.alpha, photo.alpha)
+
+    def test_16bit_gray_png_stays_i16(self, tmp_path: Path) -> None:
+        _, dst = roundtrip(_png_gray16(tmp_path))
+        with Image.open(dst) as out:
+            assert out.mode == "I;16"
+
+    def test_16bit_to_jpeg_is_8bit(self, tmp_path: Path) -> None:
+        photo = io.load_photo(_png_rgb16(tmp_path))
+        dst = io.save_photo(photo, photo.rgb, tmp_path / "a.jpg")
+        with Image.open(dst) as out:
+            assert out.mode == "RGB"
+
+
+class TestGrayscale:
+    @pytest.mark.parametrize("suffix,mode", [(".jpg", "L"), (".png", "L"), (".tif", "L"),
+                                             (".bmp", "L")])
+    def test_gray_in_gray_out(self, tmp_path: Path, suffix: str, mode: str) -> None:
+        src = save(Image.fromarray(pixels(channels=1), "L"), tmp_path / f"g{suffix}")
+        photo, dst = roundtrip(src)
+        assert photo.is_grayscale
+        with Image.open(dst) as out:
+            assert out.mode == mode
+
+    def test_uses_the_channel_mean(self, tmp_path: Path) -> None:
+        photo = io.load_photo(_png_gray(tmp_path))
+        rgb = photo.rgb.copy()
+        rgb[..., 0] += 3 / 255
+        rgb[..., 1] -= 3 / 255  # mean unchanged
+        dst = io.save_photo(photo, np.clip(rgb, 0, 1), tmp_path / "out.png")
+        with Image.open(dst) as out:
+            assert out.mode == "L"
+        back = io.load_photo(dst).rgb
+        inside = (photo.rgb[..., 0] > 3 / 255) & (photo.rgb[..., 0] < 252 / 255)
+        assert np.array_equal(back[inside], photo.rgb[inside])
+
+    def test_one_bit_becomes_8bit_gray(self, tmp_path: Path) -> None:
+        _, dst = roundtrip(_png_1bit(tmp_path))
+        with Image.open(dst) as out:
+            assert out.mode == "L"
+
+
+# ------------------------------------------------------------------ output formats
+
+
+class TestOutputFormat:
+    def test_jpeg_is_q95_444(self, tmp_path: Path) -> None:
+        _, dst = roundtrip(_jpeg(tmp_path))
+        with Image.open(dst) as out:
+            assert JpegImagePlugin.get_sampling(out) == 0
+            reference = _io.BytesIO()
+            Image.fromarray(pixels()).save(reference, "JPEG", quality=95, subsampling=0)
+            assert out.quantization == Image.open(reference).quantization
+
+    def test_progressive_stays_progressive(self, tmp_path: Path) -> None:
+        _, dst = roundtrip(_jpeg_progressive(tmp_path))
+        with Image.open(dst) as out:
+            assert out.info.get("progressive")
+
+    def test_jpeg_quality_option(self, tmp_path: Path) -> None:
+        _, high = roundtrip(_jpeg(tmp_path))
+        photo = io.load_photo(tmp_path / "a.jpg")
+        low = io.save_photo(photo, photo.rgb, tmp_path / "low.jpg", jpeg_quality=60)
+        assert low.stat().st_size < high.stat().st_size
+        with pytest.raises(OutputError, match="quality"):
+            io.save_photo(photo, photo.rgb, tmp_path / "bad.jpg", jpeg_quality=0)
+
+    @pytest.mark.parametrize("name,expected", [("a.gif", "a.png"), ("b.MPO", "b.jpg"),
+                                               ("c.heic", "c.heic"), ("d.JPG", "d.JPG"),
+                                               ("e.tiff", "e.tiff"), ("f", "f")])
+    def test_output_path_for(self, tmp_path: Path, name: str, expected: str) -> None:
+        assert io.output_path_for(Path("in") / name, tmp_path) == tmp_path / expected
+
+    def test_gif_becomes_png(self, tmp_path: Path) -> None:
+        photo, dst = roundtrip(_gif(tmp_path))
+        assert dst.suffix == ".png"
+        with pytest.raises(OutputError, match="GIF"):
+            io.save_photo(photo, photo.rgb, tmp_path / "x.gif")
+        with pytest.raises(OutputError, match="GIF"):
+            io.save_photo(photo, photo.rgb, tmp_path / "x.png", format="gif")
+
+    def test_palette_becomes_rgba_png(self, tmp_path: Path) -> None:
+        _, dst = roundtrip(_png_palette_transparent(tmp_path))
+        with Image.open(dst) as out:
+            assert out.mode == "RGBA"
+
+    def test_suffix_or_format_chooses_conversion(self, tmp_path: Path) -> None:
+        photo = io.load_photo(_jpeg(tmp_path))
+        with Image.open(io.save_photo(photo, photo.rgb, tmp_path / "x.png")) as out:
+            assert out.format == "PNG"
+        with Image.open(io.save_photo(photo, photo.rgb, tmp_path / "y.bin",
+                                      format="webp")) as out:
+            assert out.format == "WEBP"
+        with Image.open(io.save_photo(photo, photo.rgb, tmp_path / "z")) as out:
+            assert out.format == "JPEG"
+
+    def test_jpeg_refuses_alpha(self, tmp_path: Path) -> None:
+        photo = io.load_photo(_png_rgba(tmp_path))
+        with pytest.raises(OutputError, match="transparency"):
+            io.save_photo(photo, photo.rgb, tmp_path / "x.jpg")
+        assert list(tmp_path.iterdir()) == [tmp_path / "a.png"]
+
+    def test_heic_round_trip_is_close(self, tmp_path: Path) -> None:
+        photo, dst = roundtrip(_heic(tmp_path))
+        with Image.open(dst) as out:
+            assert out.format == "HEIF"
+        assert np.abs(io.load_photo(dst).rgb - photo.rgb).max() * 255 <= 12
+
+    def test_shape_mismatch_is_a_value_error(self, tmp_path: Path) -> None:
+        photo = io.load_photo(_png(tmp_path))
+        with pytest.raises(ValueError, match="shape"):
+            io.save_photo(photo, photo.rgb[:-1], tmp_path / "x.png")
+
+
+# ------------------------------------------------------------------------ metadata
+
+
+def _tagged_jpeg(tmp_path: Path, **tags) -> Path:
+    return save(Image.fromarray(pixels()), tmp_path / "m.jpg", quality=95,
+                exif=exif_with(**tags).tobytes())
+
+
+class TestMetadata:
+    @pytest.mark.parametrize("suffix", [".jpg", ".png", ".webp", ".heic"])
+    def test_default_policy(self, tmp_path: Path, suffix: str) -> None:
+        photo = io.load_photo(_tagged_jpeg(tmp_path))
+        dst = io.save_photo(photo, photo.rgb, tmp_path / f"out{suffix}")
+        with Image.open(dst) as out:
+            exif = out.getexif()
+            sub = exif.get_ifd(EXIF_IFD)
+            assert GPS not in exif and not exif.get_ifd(GPS)
+            for tag in (T.BodySerialNumber, T.LensSerialNumber, T.MakerNote):
+                assert tag not in sub
+            assert sub[T.DateTimeOriginal] == "2024:05:01 12:00:00"
+            assert exif[T.Copyright] == "(c) 2024 Ada" and exif[T.Artist] == "Ada Lovelace"
+            assert exif[T.Make] == "Cam"
+            xmp = out.info["xmp"]
+        assert b"plus:DataMining" in xmp and DMI_PROHIBITED.encode() in xmp
+        assert metadata.PLUS_NS.encode() in xmp and b"cloak:Protected" in xmp
+        assert b"Ada Lovelace" in xmp and b"(c) 2024 Ada" in xmp
+        assert b"SN123" not in dst.read_bytes()
+
+    def test_tiff_keeps_ifd0_and_xmp(self, tmp_path: Path) -> None:
+        photo = io.load_photo(_tagged_jpeg(tmp_path, Orientation=3))
+        dst = io.save_photo(photo, photo.rgb, tmp_path / "out.tif")
+        with Image.open(dst) as out:
+            assert out.getexif()[T.Orientation] == 3
+            assert out.getexif()[T.Copyright] == "(c) 2024 Ada"
+            assert DMI_PROHIBITED.encode() in out.info["xmp"]
+        assert b"SN123" not in dst.read_bytes()
+
+    def test_xmp_is_valid_and_readable(self, tmp_path: Path) -> None:
+        import xml.etree.ElementTree as ET
+
+        photo = io.load_photo(_tagged_jpeg(tmp_path))
+        dst = io.save_photo(photo, photo.rgb, tmp_path / "out.png")
+        with Image.open(dst) as out:
+            packet = out.info["xmp"]
+        packet = packet.encode() if isinstance(packet, str) else packet
+        root = ET.fromstring(packet.split(b"?>", 1)[1].rsplit(b"<?", 1)[0])
+        found = [d.get(f"{{{metadata.PLUS_NS}}}DataMining") for d in root.iter()]
+        assert DMI_PROHIBITED in found
+
+    def test_switches(self, tmp_path: Path) -> None:
+        photo = io.load_photo(_tagged_jpeg(tmp_path, Orientation=6))
+        keep = MetadataPolicy(strip_gps=False, strip_serials=False)
+        dst = io.save_photo(photo, photo.rgb, tmp_path / "keep.jpg", metadata=keep)
+        with Image.open(dst) as out:
+            assert out.getexif().get_ifd(GPS)[1] == "N"
+            assert out.getexif().get_ifd(EXIF_IFD)[T.BodySerialNumber] == "SN123"
+        dst = io.save_photo(photo, photo.rgb, tmp_path / "min.jpg",
+                            metadata=MetadataPolicy.minimal())
+        with Image.open(dst) as out:
+            exif = out.getexif()
+            assert dict(exif) == {T.Orientation: 6}  # orientation always follows the pixels
+            assert b"Ada" not in out.info["xmp"] and DMI_PROHIBITED.encode() in out.info["xmp"]
+        quiet = MetadataPolicy(data_mining_notice=False, cloak_note=False, keep_copyright=False)
+        dst = io.save_photo(photo, photo.rgb, tmp_path / "quiet.jpg", metadata=quiet)
+        with Image.open(dst) as out:
+            assert "xmp" not in out.info
+
+    def test_source_xmp_is_replaced_or_scrubbed(self, tmp_path: Path) -> None:
+        source = (
+            b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf='
+            b'"http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
+            b'xmlns:exif="http://ns.adobe.com/exif/1.0/" xmlns:aux="http://ns.adobe.com/exif/1.0/aux/" '
+            b'xmlns:dc="http://purl.org/dc/elements/1.1/" exif:GPSLatitude="52,22.5N" '
+            b'aux:SerialNumber="SN999"><dc:title><rdf:Alt><rdf:li xml:lang="x-default">Beach'
+            b"</rdf:li></rdf:Alt></dc:title><dc:rights><rdf:Alt><rdf:li xml:lang=\"x-default\">"
+            b"(c) Bob</rdf:li></rdf:Alt></dc:rights></rdf:Description></rdf:RDF></x:xmpmeta>")
+        src = save(Image.fromarray(pixels()), tmp_path / "x.jpg", xmp=source)
+        photo = io.load_photo(src)
+        fresh = io.save_photo(photo, photo.rgb, tmp_path / "fresh.jpg")
+        merged = io.save_photo(photo, photo.rgb, tmp_path / "merged.jpg",
+                               metadata=MetadataPolicy(keep_xmp=True))
+        for dst, title in ((fresh, False), (merged, True)):
+            with Image.open(dst) as out:
+                xmp = out.info["xmp"]
+            assert b"GPSLatitude" not in xmp and b"SN999" not in xmp
+            assert b"(c) Bob" in xmp and DMI_PROHIBITED.encode() in xmp
+            assert (b"Beach" in xmp) == title
+
+    @pytest.mark.filterwarnings("ignore:Corrupt EXIF")
+    def test_broken_exif_does_not_block_loading(self, tmp_path: Path) -> None:
+        src = save(Image.fromarray(pixels()), tmp_path / "b.jpg",
+                   exif=b"Exif\x00\x00II*\x00\xff\xff\xff\x7f")
+        _, dst = roundtrip(src)
+        assert dst.exists()
+
+
+# ----------------------------------------------------------------------- bad input
+
+
+def _assert_one_line(exc: pytest.ExceptionInfo, path: Path, *words: str) -> None:
+    message = str(exc.value)
+    assert "\n" not in message and "Traceback" not in message
+    assert str(path) in message
+    for word in words:
+        assert word in message.lower(), message
+
+
+class TestBadInput:
+    def test_empty_file(self, tmp_path: Path) -> None:
+        (path := tmp_path / "e.jpg").write_bytes(b"")
+        with pytest.raises(UnsupportedImageError) as exc:
+            io.load_photo(path)
+        _assert_one_line(exc, path, "empty")
+
+    def test_truncated_jpeg(self, tmp_path: Path) -> None:
+        assert ImageFile.LOAD_TRUNCATED_IMAGES is False
+        data = _jpeg(tmp_path).read_bytes()
+        (path := tmp_path / "t.jpg").write_bytes(data[: len(data) // 2])
+        with pytest.raises(UnsupportedImageError) as exc:
+            io.load_photo(path)
+        _assert_one_line(exc, path, "truncated")
+
+    def test_truncated_png(self, tmp_path: Path) -> None:
+        data = _png(tmp_path).read_bytes()
+        (path := tmp_path / "t.png").write_bytes(data[: len(data) // 2])
+        with pytest.raises(UnsupportedImageError) as exc:
+            io.load_photo(path)
+        _assert_one_line(exc, path, "truncated")
+
+    def test_text_named_jpg(self, tmp_path: Path) -> None:
+        (path := tmp_path / "notes.jpg").write_text("hello, not a photo\n")
+        with pytest.raises(UnsupportedImageError) as exc:
+            io.load_photo(path)
+        _assert_one_line(exc, path, "not an image")
+
+    def test_unsupported_format(self, tmp_path: Path) -> None:
+        path = save(Image.fromarray(pixels()), tmp_path / "a.ppm")
+        with pytest.raises(UnsupportedImageError, match="not an image cloak can read"):
+            io.load_photo(path)
+
+    def test_pixel_limit(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        saved = Image.MAX_IMAGE_PIXELS
+        path = _png(tmp_path)  # 1280 pixels
+        with pytest.raises(UnsupportedImageError) as exc:
+            io.load_photo(path, max_pixels=1000)
+        _assert_one_line(exc, path, "cloak_max_pixels", "limit")
+        monkeypatch.setenv("CLOAK_MAX_PIXELS", "1000")
+        with pytest.raises(UnsupportedImageError, match="CLOAK_MAX_PIXELS"):
+            io.load_photo(path)
+        monkeypatch.setenv("CLOAK_MAX_PIXELS", "2000")
+        assert io.load_photo(path).size == (40, 32)
+        assert Image.MAX_IMAGE_PIXELS == saved  # Pillow's own limit is restored
+
+    def test_decompression_bomb_header(self, tmp_path: Path) -> None:
+        saved = Image.MAX_IMAGE_PIXELS
+        ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0)
+        idat = zlib.compress(bytes(1000))
+        data = b"\x89PNG\r\n\x1a\n" + b"".join(
+            struct.pack(">I", len(d)) + k + d + struct.pack(">I", zlib.crc32(k + d))
+            for k, d in ((b"IHDR", ihdr), (b"IDAT", idat), (b"IEND", b"")))
+        (path := tmp_path / "bomb.png").write_bytes(data)
+        with pytest.raises(UnsupportedImageError) as exc:
+            io.load_photo(path)
+        _assert_one_line(exc, path, "10000 megapixels", "cloak_max_pixels")
+        assert Image.MAX_IMAGE_PIXELS == saved
+
+    @pytest.mark.parametrize("size,word", [((1, 1), "too small"), ((15, 64), "too small"),
+                                           ((30000, 20), "aspect ratio"),
+                                           ((20, 400), "aspect ratio")])
+    def test_bad_geometry(self, tmp_path: Path, size: tuple[int, int], word: str) -> None:
+        path = save(Image.new("L", size), tmp_path / "g.png")
+        with pytest.raises(UnsupportedImageError) as exc:
+            io.load_photo(path)
+        _assert_one_line(exc, path, word)
+
+    def test_wide_panorama_is_fine(self, tmp_path: Path) -> None:
+        assert io.load_photo(save(Image.new("RGB", (256, 16)), tmp_path / "p.png"))
+
+    def test_missing_file(self, tmp_path: Path) -> None:
+        with pytest.raises(UnsupportedImageError) as exc:
+            io.load_photo(tmp_path / "nope.jpg")
+        _assert_one_line(exc, tmp_path / "nope.jpg", "no such file")
+
+    def test_directory(self, tmp_path: Path) -> None:
+        (path := tmp_path / "dir.jpg").mkdir()
+        with pytest.raises(UnsupportedImageError) as exc:
+            io.load_photo(path)
+        _assert_one_line(exc, path, "folder")
+
+    def test_permission_denied(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        path = _jpeg(tmp_path)
+
+        def refuse(*args, **kwargs):
+            raise PermissionError(13, "Permission denied")
+
+        monkeypatch.setattr(io, "open", refuse, raising=False)
+        with pytest.raises(UnsupportedImageError) as exc:
+            io.load_photo(path)
+        _assert_one_line(exc, path, "permission denied")
+
+    @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                        reason="root reads any file")
+    def test_permission_denied_for_real(self, tmp_path: Path) -> None:
+        path = _jpeg(tmp_path)
+        path.chmod(0)
+        with pytest.raises(UnsupportedImageError, match="permission denied"):
+            io.load_photo(path)
+
+    @pytest.mark.parametrize("suffix,options", [
+        (".gif", {"duration": 100, "loop": 0}), (".png", {}), (".webp", {}),
+        (".tif", {}), (".heic", {})])
+    def test_multi_frame_is_refused(self, tmp_path: Path, suffix: str, options: dict) -> None:
+        frames = [Image.fromarray(pixels(seed=s)) for s in range(3)]
+        path = save(frames[0], tmp_path / f"anim{suffix}", save_all=True,
+                    append_images=frames[1:], **options)
+        with pytest.raises(UnsupportedImageError) as exc:
+            io.load_photo(path)
+        _assert_one_line(exc, path, "multi-frame", "3 frames")
+
+
+# ------------------------------------------------------------------- atomic writes
+
+
+class TestAtomicWrite:
+    def test_source_untouched_and_nothing_else_written(self, tmp_path: Path) -> None:
+        src = _tagged_jpeg(tmp_path)
+        before = sha256(src)
+        photo = io.load_photo(src)
+        dst = io.save_photo(photo, np.clip(photo.rgb + 2 / 255, 0, 1), tmp_path / "a" / "b" /
+                            "m.jpg")
+        assert sha256(src) == before
+        assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")
+                      if p.is_file()) == ["a/b/m.jpg", "m.jpg"]
+        assert dst == tmp_path / "a" / "b" / "m.jpg"
+
+    def test_refuses_to_overwrite(self, tmp_path: Path) -> None:
+        photo = io.load_photo(_png(tmp_path))
+        (dst := tmp_path / "out.png").write_bytes(b"keep me")
+        with pytest.raises(OutputError, match="already exists.*overwrite"):
+            io.save_photo(photo, photo.rgb, dst)
+        assert dst.read_bytes() == b"keep me"
+        io.save_photo(photo, photo.rgb, dst, overwrite=True)
+        assert io.load_photo(dst).size == (40, 32)
+
+    def test_never_overwrites_the_source(self, tmp_path: Path) -> None:
+        src = _png(tmp_path)
+        before = sha256(src)
+        photo = io.load_photo(src)
+        with pytest.raises(OutputError, match="input"):
+            io.save_photo(photo, photo.rgb, src, overwrite=True)
+        assert sha256(src) == before
+
+    def test_link_race_is_caught(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A file that appears between the check and the move is not replaced."""
+        photo = io.load_photo(_png(tmp_path))
+        dst = tmp_path / "race.png"
+        real_link = os.link
+
+        def link_after_someone_else(a, b):
+            Path(b).write_bytes(b"theirs")
+            return real_link(a, b)
+
+        monkeypatch.setattr(io.os, "link", link_after_someone_else)
+        with pytest.raises(OutputError, match="already exists"):
+            io.save_photo(photo, photo.rgb, dst)
+        assert dst.read_bytes() == b"theirs"
+        assert not list(tmp_path.glob(".*cloak-tmp*"))
+
+    @pytest.mark.parametrize("error", [OSError(28, "No space left on device"),
+                                       ValueError("encoder broke"), KeyboardInterrupt()])
+    def test_failure_leaves_no_temp_file(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         error: BaseException) -> None:
+        photo = io.load_photo(_png(tmp_path))
+        out = tmp_path / "out"
+
+        def broken_save(self, fp, *args, **kwargs):
+            fp.write(b"half a file")
+            raise error
+
+        monkeypatch.setattr(Image.Image, "save", broken_save)
+        expected = KeyboardInterrupt if isinstance(error, KeyboardInterrupt) else OutputError
+        with pytest.raises(expected):
+            io.save_photo(photo, photo.rgb, out / "a.png")
+        assert list(out.iterdir()) == []
+
+    def test_temp_file_is_hidden_next_to_dst(self, tmp_path: Path) -> None:
+        seen = []
+
+        def write(fp) -> None:
+            seen.extend((tmp_path / "sub").iterdir())
+            fp.write(b"data")
+
+        io.write_atomic(tmp_path / "sub" / "f.bin", write)
+        assert seen[0].parent == tmp_path / "sub"
+        assert seen[0].name.startswith(".f.bin.cloak-tmp-")
+        assert (tmp_path / "sub" / "f.bin").read_bytes() == b"data"
+        assert not seen[0].exists()
+
+    def test_unwritable_folder(self, tmp_path: Path) -> None:
+        photo = io.load_photo(_png(tmp_path))
+        (blocker := tmp_path / "file").write_bytes(b"")
+        with pytest.raises(OutputError, match="cannot create folder"):
+            io.save_photo(photo, photo.rgb, blocker / "sub" / "a.png")
+
+
+class TestModule:
+    def test_suffixes_are_lower_case_and_readable(self) -> None:
+        assert all(s == s.lower() and s.startswith(".") for s in io.IMAGE_SUFFIXES)
+        assert {".jpg", ".png", ".heic", ".webp", ".tif", ".gif", ".bmp"} <= io.IMAGE_SUFFIXES
+
+    def test_heic_opener_is_registered(self) -> None:
+        assert "HEIF" in Image.OPEN and pillow_heif.libheif_info()["HEIF"]
+
+
+# ------------------------------------------------------------- real dev photos
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not PHOTOS.is_dir(), reason=f"no dev photos in {PHOTOS}")
+class TestDevPhotos:
+    @pytest.mark.parametrize("name", sorted(p.name for p in PHOTOS.glob("*"))
+                             if PHOTOS.is_dir() else [])
+    def test_round_trip_keeps_displayed_size_and_format(self, tmp_path: Path,
+                                                        name: str) -> None:
+        src = PHOTOS / name
+        before = sha256(src)
+        photo = io.load_photo(src)
+        dst = io.save_photo(photo, photo.rgb, io.output_path_for(src, tmp_path))
+        assert sha256(src) == before
+        with Image.open(src) as a, Image.open(dst) as b:
+            assert OUTPUT_FORMAT.get(a.format, a.format) == b.format
+            assert ImageOps.exif_transpose(a).size == ImageOps.exif_transpose(b).size
+            if b.format != "HEIF":
+                assert a.size == b.size
+        back = io.load_photo(dst)
+        assert back.size == photo.size and back.is_grayscale == photo.is_grayscale
+        tolerance = 0 if b.format in ("PNG", "WEBP") else 40
+        assert np.abs(back.rgb - photo.rgb).max() * 255 <= tolerance
