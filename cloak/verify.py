@@ -1,0 +1,203 @@
+"""Measure how much protection a photo carries, as it is and after simulated posting.
+
+With the original: per autoencoder, reconstruction damage (dB) and latent shift, for the
+photo as it is and after each channel (social-network presets and common clean-ups),
+plus PSNR/SSIM/max change. The verdict is taken on the worst channel.
+
+Without the original: a no-reference receipt. A clean photo survives the autoencoder round
+trip about as well whether or not it is lightly smoothed first; a protected one is
+reconstructed much worse as it is than after smoothing, because the perturbation (which
+smoothing weakens) is what breaks the round trip. The gap, averaged over the models, is
+compared with a threshold calibrated on the dev photos (benchmarks/efficacy.py).
+"""
+
+from __future__ import annotations
+
+import io as _io
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image, ImageFilter
+
+from . import metrics
+from .device import autocast, pick_device
+from .models import ALL_MODEL_NAMES, load_autoencoder
+from .protect import to_tensor
+
+# Approximations of what each platform does to an upload (long side cap, JPEG quality).
+# Platforms change these without notice; treat them as typical, not exact.
+SOCIAL_PRESETS: dict[str, tuple[int, int]] = {
+    "instagram": (1080, 80),
+    "facebook": (2048, 85),
+    "x": (4096, 85),
+    "whatsapp": (1600, 75),
+}
+CLEANUPS = ("jpeg95", "jpeg75", "jpeg50", "down-up", "blur")
+
+# Verdict thresholds on the weakest model's damage (dB), worst channel.
+VERDICTS = (("strong", 3.0), ("moderate", 1.5), ("weak", 0.5))
+# No-reference receipt: smoothing gap (dB) above which a photo is called protected.
+# Calibrated with `python benchmarks/efficacy.py` on ../shared/photos/dev (see README).
+RECEIPT_THRESHOLD_DB = 1.0
+
+
+def jpeg_bytes_roundtrip(img: Image.Image, quality: int) -> Image.Image:
+    """Re-encode as a platform would (4:2:0 JPEG) and decode."""
+    buf = _io.BytesIO()
+    img.convert("RGB").save(buf, "JPEG", quality=quality, subsampling=2)
+    buf.seek(0)
+    return Image.open(buf).convert("RGB")
+
+
+def cap_long_side(img: Image.Image, long_side: int) -> Image.Image:
+    """Downscale (never upscale) so the long side is at most `long_side`."""
+    w, h = img.size
+    if max(w, h) <= long_side:
+        return img
+    s = long_side / max(w, h)
+    return img.resize((max(1, round(w * s)), max(1, round(h * s))), Image.LANCZOS)
+
+
+def apply_channel(img: Image.Image, channel: str) -> Image.Image:
+    """Simulate a posting channel or clean-up on an RGB image."""
+    if channel == "as-is":
+        return img
+    if channel in SOCIAL_PRESETS:
+        long_side, quality = SOCIAL_PRESETS[channel]
+        return jpeg_bytes_roundtrip(cap_long_side(img, long_side), quality)
+    if channel.startswith("jpeg"):
+        return jpeg_bytes_roundtrip(img, int(channel[4:]))
+    if channel == "down-up":
+        w, h = img.size
+        small = img.resize((max(1, w // 2), max(1, h // 2)), Image.BICUBIC)
+        return small.resize((w, h), Image.BICUBIC)
+    if channel == "blur":
+        return img.filter(ImageFilter.GaussianBlur(radius=0.8))
+    raise ValueError(f"unknown channel {channel!r}")
+
+
+def verdict_for(damage_db: float) -> str:
+    for name, threshold in VERDICTS:
+        if damage_db >= threshold:
+            return name
+    return "none"
+
+
+@dataclass
+class ChannelResult:
+    channel: str
+    damage_db: dict[str, float]
+    latent_shift: dict[str, float]
+
+    @property
+    def min_damage_db(self) -> float:
+        return min(self.damage_db.values())
+
+
+@dataclass
+class Verification:
+    psnr: float
+    ssim: float
+    max_change255: float
+    channels: list[ChannelResult] = field(default_factory=list)
+
+    @property
+    def worst(self) -> ChannelResult:
+        return min(self.channels, key=lambda c: c.min_damage_db)
+
+    @property
+    def as_posted(self) -> ChannelResult:
+        return self.channels[0]
+
+    @property
+    def verdict(self) -> str:
+        """Verdict on the worst channel."""
+        return verdict_for(self.worst.min_damage_db)
+
+    @property
+    def verdict_as_posted(self) -> str:
+        return verdict_for(self.as_posted.min_damage_db)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.update(verdict=self.verdict, verdict_as_posted=self.verdict_as_posted,
+                 worst_channel=self.worst.channel)
+        return d
+
+
+@dataclass
+class Receipt:
+    """No-reference result: smoothing gap per model and the decision."""
+
+    gap_db: dict[str, float]
+    threshold_db: float
+
+    @property
+    def score_db(self) -> float:
+        return float(np.mean(list(self.gap_db.values())))
+
+    @property
+    def protected(self) -> bool:
+        return self.score_db >= self.threshold_db
+
+    def to_dict(self) -> dict:
+        return {"gap_db": self.gap_db, "score_db": self.score_db,
+                "threshold_db": self.threshold_db, "protected": self.protected}
+
+
+def _tensor(img: Image.Image) -> torch.Tensor:
+    return to_tensor(np.asarray(img.convert("RGB"), dtype=np.float32) / 255)
+
+
+def _models(names, model_dir, device):
+    return {n: load_autoencoder(n, model_dir, device) for n in names}
+
+
+def verify_images(original: Image.Image, protected: Image.Image,
+                  channels: Sequence[str] = ("as-is", *SOCIAL_PRESETS, *CLEANUPS),
+                  models: Sequence[str] = ALL_MODEL_NAMES, model_dir: str | None = None,
+                  device: str | None = None,
+                  progress: Callable[[float, str], None] | None = None) -> Verification:
+    """Compare an original and its protected copy (upright RGB, same size)."""
+    if original.size != protected.size:
+        from .errors import UnsupportedImageError
+
+        raise UnsupportedImageError(
+            f"original is {original.size[0]}x{original.size[1]} but protected is "
+            f"{protected.size[0]}x{protected.size[1]}; compare a photo with its own copy")
+    dev = pick_device(device)
+    nets = _models(models, model_dir, dev)
+    x, x_adv = _tensor(original), _tensor(protected)
+    result = Verification(psnr=metrics.psnr(x_adv, x), ssim=metrics.ssim(x_adv, x),
+                          max_change255=float((x_adv - x).abs().max() * 255))
+    for i, channel in enumerate(channels):
+        if progress:
+            progress(i / len(channels), channel)
+        xc = _tensor(apply_channel(original.convert("RGB"), channel)).to(dev)
+        xac = _tensor(apply_channel(protected.convert("RGB"), channel)).to(dev)
+        with autocast(dev):
+            damage = {n: round(metrics.damage_db(m, xc, xac), 3) for n, m in nets.items()}
+            shift = {n: round(metrics.latent_shift(m, xc, xac), 4) for n, m in nets.items()}
+        result.channels.append(ChannelResult(channel, damage, shift))
+    return result
+
+
+@torch.no_grad()
+def receipt_image(photo: Image.Image, models: Sequence[str] = ALL_MODEL_NAMES,
+                  model_dir: str | None = None, device: str | None = None,
+                  threshold_db: float = RECEIPT_THRESHOLD_DB) -> Receipt:
+    """No-reference check of one photo (see module docstring)."""
+    dev = pick_device(device)
+    nets = _models(models, model_dir, dev)
+    x = metrics.resize_long(_tensor(photo), 512).to(dev)
+    import kornia
+
+    smooth = kornia.filters.gaussian_blur2d(x, (5, 5), (1.0, 1.0))
+    gap = {}
+    with autocast(dev):
+        for n, m in nets.items():
+            gap[n] = round(metrics.reconstruction_psnr(m, smooth)
+                           - metrics.reconstruction_psnr(m, x), 3)
+    return Receipt(gap, threshold_db)
