@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -91,8 +92,11 @@ def main() -> int:
         window.add_paths(photos)
         window.start()
         run_until_done(window, timeout_s=600)
-        window.photo_list.setCurrentRow(0)
+        window.photo_list.set_current(window.photo_list.row_ids()[0])
         window.compare_panel.set_mode("difference")
+        while window.compare_panel.loading:  # the comparison loads on a pool thread
+            app.processEvents()
+            time.sleep(0.01)
         app.processEvents()
         args.out.parent.mkdir(parents=True, exist_ok=True)
         save_small_png(window.grab().toImage(), args.out)

@@ -190,6 +190,9 @@ class TestProtecting:
             panel.button(mode).click()
             assert panel.mode == mode and not panel.view.pixmap().isNull()
         assert np.asarray(panel.comparison.difference).max() > 0
+        QTest.mouseClick(rows[two], Qt.MouseButton.LeftButton)  # select another photo
+        assert wait_until(lambda: not panel.loading, 10)
+        assert panel.title.text().startswith("two.png") and panel.mode == "difference"
 
         opened = []
         monkeypatch.setattr(window_module, "open_folder", opened.append)

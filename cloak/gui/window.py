@@ -22,11 +22,12 @@ from PySide6.QtGui import (
     QImage,
     QKeyEvent,
     QMouseEvent,
+    QPainter,
+    QPaintEvent,
     QPixmap,
     QResizeEvent,
 )
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QButtonGroup,
     QComboBox,
     QFileDialog,
@@ -34,11 +35,10 @@ from PySide6.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
     QLabel,
-    QListWidget,
-    QListWidgetItem,
     QMainWindow,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSizePolicy,
     QSplitter,
     QVBoxLayout,
@@ -145,22 +145,41 @@ class DropZone(QFrame):
             super().keyPressEvent(event)
 
 
+class ElidedLabel(QLabel):
+    """A one-line label that shortens its text with "…" instead of widening its parent."""
+
+    def __init__(self, text: str, parent: QWidget | None = None) -> None:
+        super().__init__(text, parent)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        painter = QPainter(self)
+        text = self.fontMetrics().elidedText(self.text(), Qt.TextElideMode.ElideMiddle,
+                                             self.contentsRect().width())
+        painter.drawText(self.contentsRect(), int(self.alignment()), text)
+
+
 class PhotoRow(QWidget):
     """One photo: thumbnail, name, progress bar and a status line in plain words."""
 
     WAITING, WORKING, PROTECTED, FAILED, CANCELLED = (
         "waiting", "working", "protected", "failed", "cancelled")
+    clicked = Signal(int)  # row id
 
-    def __init__(self, src: Path, parent: QWidget | None = None) -> None:
+    def __init__(self, row_id: int, src: Path, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.row_id = row_id
         self.src = src
+        self.setObjectName("photoRow")
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground)
+        self.setProperty("selected", False)
         self.outcome: Outcome | None = None
         self.state = self.WAITING
         self.thumb = QLabel()
         self.thumb.setFixedSize(THUMB_SIZE, THUMB_SIZE)
         self.thumb.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.thumb.setObjectName("thumb")
-        self.name = QLabel(src.name)
+        self.name = ElidedLabel(src.name)
         self.name.setObjectName("photoName")
         self.name.setToolTip(str(src))
         self.bar = QProgressBar()
@@ -170,6 +189,7 @@ class PhotoRow(QWidget):
         self.status = QLabel()
         self.status.setObjectName("status")
         self.status.setWordWrap(True)
+        self.status.setMinimumWidth(120)
         text = QVBoxLayout()
         text.setSpacing(3)
         text.addWidget(self.name)
@@ -180,6 +200,16 @@ class PhotoRow(QWidget):
         layout.addWidget(self.thumb)
         layout.addLayout(text, 1)
         self.set_waiting()
+
+    def set_selected(self, selected: bool) -> None:
+        self.setProperty("selected", selected)
+        self.style().unpolish(self)
+        self.style().polish(self)
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:
+        if event.button() == Qt.MouseButton.LeftButton:
+            self.clicked.emit(self.row_id)
+        super().mousePressEvent(event)
 
     def set_thumbnail(self, image: Image.Image | None) -> None:
         if image is None:
@@ -206,10 +236,68 @@ class PhotoRow(QWidget):
         self.status.setToolTip(str(outcome.dst))
 
     def set_failed(self, message: str) -> None:
+        message = message.removeprefix(f"{self.src}: ")  # the row already names the photo
         self._show(self.FAILED, f"failed: {message}", 0.0, ERROR_COLOR)
 
     def set_cancelled(self) -> None:
         self._show(self.CANCELLED, "cancelled — nothing saved", 0.0)
+
+
+class PhotoList(QScrollArea):
+    """The photo rows, by id, in a scrolling column; click (or Up/Down) selects one."""
+
+    current_changed = Signal(int)  # the id of the newly selected row
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.rows: dict[int, PhotoRow] = {}
+        self._current: int | None = None
+        self.setWidgetResizable(True)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        column = QWidget()
+        column.setObjectName("photoColumn")
+        self._layout = QVBoxLayout(column)
+        self._layout.setContentsMargins(0, 0, 0, 0)
+        self._layout.setSpacing(0)
+        self._layout.addStretch()
+        self.setWidget(column)
+
+    def add_row(self, row: PhotoRow) -> None:
+        self.rows[row.row_id] = row
+        self._layout.insertWidget(self._layout.count() - 1, row)
+        row.clicked.connect(self.set_current)
+
+    def row_ids(self) -> list[int]:
+        """Row ids in display order."""
+        return list(self.rows)
+
+    def current_row_id(self) -> int | None:
+        return self._current
+
+    @Slot(int)
+    def set_current(self, row_id: int) -> None:
+        """Select a row (highlighted) and say so through `current_changed`."""
+        for rid, row in self.rows.items():
+            row.set_selected(rid == row_id)
+        self._current = row_id
+        self.ensureWidgetVisible(self.rows[row_id])
+        self.current_changed.emit(row_id)
+
+    def remove_all(self) -> None:
+        for row in self.rows.values():
+            row.deleteLater()
+        self.rows.clear()
+        self._current = None
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        ids = self.row_ids()
+        step = {Qt.Key.Key_Up: -1, Qt.Key.Key_Down: 1}.get(event.key())
+        if step is None or not ids:
+            super().keyPressEvent(event)
+            return
+        index = ids.index(self._current) + step if self._current in ids else 0
+        self.set_current(ids[max(0, min(index, len(ids) - 1))])
 
 
 class ImageView(QLabel):
@@ -224,6 +312,8 @@ class ImageView(QLabel):
 
     def set_image(self, image: Image.Image | None) -> None:
         self._pixmap = None if image is None else QPixmap.fromImage(to_qimage(image))
+        if self._pixmap is None:
+            self.clear()
         self._rescale()
 
     def resizeEvent(self, event: QResizeEvent) -> None:
@@ -232,8 +322,7 @@ class ImageView(QLabel):
 
     def _rescale(self) -> None:
         if self._pixmap is None:
-            self.clear()
-            return
+            return  # keep any text shown instead
         self.setPixmap(self._pixmap.scaled(self.size(), Qt.AspectRatioMode.KeepAspectRatio,
                                            Qt.TransformationMode.SmoothTransformation))
 
@@ -256,6 +345,7 @@ class ComparePanel(QWidget):
         super().__init__(parent)
         self.mode = "protected"
         self.comparison: Comparison | None = None
+        self.loading = False
         self.title = QLabel()
         self.title.setObjectName("panelTitle")
         self.view = ImageView()
@@ -290,18 +380,19 @@ class ComparePanel(QWidget):
         return self.findChild(QPushButton, f"show_{mode}")
 
     def show_loading(self, name: str) -> None:
+        self.loading = True
         self.title.setText(f"{name} — loading…")
 
     def show_comparison(self, name: str, comparison: Comparison) -> None:
         """Show `comparison` (original, protected, difference) in the current mode."""
-        self.comparison = comparison
+        self.comparison, self.loading = comparison, False
         self.title.setText(f"{name} — largest pixel change {comparison.max_change255}/255")
         for mode in self.MODES:
             self.button(mode).setEnabled(True)
         self.set_mode(self.mode)
 
     def show_error(self, name: str, message: str) -> None:
-        self.comparison = None
+        self.comparison, self.loading = None, False
         self.title.setText(name)
         self.view.set_image(None)
         self.view.setText(f"Cannot show this photo: {message}")
@@ -332,7 +423,6 @@ class MainWindow(QMainWindow):
         self.settings = dict(settings or {})
         self.output_dir: Path | None = None  # None: a `protected` folder next to each photo
         self.last_output_dir: Path | None = None
-        self.rows: dict[int, PhotoRow] = {}
         self._next_id = 0
         self._thread: QThread | None = None
         self._worker: ProtectWorker | None = None
@@ -381,9 +471,9 @@ class MainWindow(QMainWindow):
         options.addWidget(self.reset_output, 1, 3)
         options.setColumnStretch(1, 1)
 
-        self.photo_list = QListWidget()
-        self.photo_list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.photo_list.currentItemChanged.connect(self._on_current_changed)
+        self.photo_list = PhotoList()
+        self.rows = self.photo_list.rows  # row id -> PhotoRow
+        self.photo_list.current_changed.connect(self._on_current_changed)
 
         self.protect_button = QPushButton("Protect")
         self.protect_button.setObjectName("primary")
@@ -432,13 +522,7 @@ class MainWindow(QMainWindow):
             if src in listed:
                 continue
             row_id, self._next_id = self._next_id, self._next_id + 1
-            row = PhotoRow(src)
-            item = QListWidgetItem()
-            item.setData(Qt.ItemDataRole.UserRole, row_id)
-            item.setSizeHint(row.sizeHint())
-            self.photo_list.addItem(item)
-            self.photo_list.setItemWidget(item, row)
-            self.rows[row_id] = row
+            self.photo_list.add_row(PhotoRow(row_id, src))
             self._pool.start(BackgroundCall(self._thumbnails, row_id, thumbnail, src,
                                             THUMB_SIZE))
             added += 1
@@ -477,15 +561,10 @@ class MainWindow(QMainWindow):
         """Remove every row (only while nothing is running)."""
         if self.is_running():
             return
-        self.photo_list.clear()
-        self.rows.clear()
+        self.photo_list.remove_all()
         self._compare_wanted = None
         self.compare_panel.reset()
         self._update_buttons()
-
-    def _row_ids(self) -> list[int]:
-        items = (self.photo_list.item(i) for i in range(self.photo_list.count()))
-        return [item.data(Qt.ItemDataRole.UserRole) for item in items]
 
     # running ------------------------------------------------------------------------
 
@@ -499,7 +578,7 @@ class MainWindow(QMainWindow):
         """Protect every waiting (or previously cancelled) photo in a background thread."""
         if self.is_running():
             return
-        todo = [i for i in self._row_ids()
+        todo = [i for i in self.photo_list.row_ids()
                 if self.rows[i].state in (PhotoRow.WAITING, PhotoRow.CANCELLED)]
         if not todo:
             self.statusBar().showMessage("drop some photos first", 5000)
@@ -559,7 +638,7 @@ class MainWindow(QMainWindow):
         self._done += 1
         self.rows[row_id].set_protected(outcome)
         self.last_output_dir = outcome.dst.parent
-        if self._compare_wanted is None or self._current_row_id() == row_id:
+        if self._compare_wanted is None or self.photo_list.current_row_id() == row_id:
             self.show_comparison(row_id)
 
     @Slot(int, str)
@@ -615,13 +694,9 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(
             f"no photos in what was dropped ({count} item(s)); cloak reads {SUPPORTED}", 8000)
 
-    def _current_row_id(self) -> int | None:
-        item = self.photo_list.currentItem()
-        return None if item is None else item.data(Qt.ItemDataRole.UserRole)
-
-    def _on_current_changed(self, current: QListWidgetItem | None, _previous: object) -> None:
-        if current is not None:
-            self.show_comparison(current.data(Qt.ItemDataRole.UserRole))
+    @Slot(int)
+    def _on_current_changed(self, row_id: int) -> None:
+        self.show_comparison(row_id)
 
     def _update_buttons(self) -> None:
         running = self.is_running()
@@ -660,7 +735,9 @@ STYLE_SHEET = """
 #status { color: #3c4350; }
 #thumb { background: #eceff4; border-radius: 4px; }
 #panelTitle { font-weight: bold; }
-QListWidget::item:selected { background: #dde7fb; }
+#photoColumn { background: white; }
+#photoRow { border-bottom: 1px solid #e3e6ec; }
+#photoRow[selected="true"] { background: #dde7fb; }
 #compareView { background: #20232a; color: #c9ced8; border-radius: 6px; }
 QPushButton#primary { font-weight: bold; }
 """
