@@ -200,6 +200,19 @@ class TestProtecting:
         window.open_button.click()
         assert opened == [tmp_path / "protected"]
 
+    def test_output_folder_can_be_the_originals_folder(self, window, tmp_path, small_photo):
+        photo = small_photo(tmp_path / "me.jpg")
+        before = sha256(photo)
+        window.set_output_dir(tmp_path)
+        assert window.reset_output.isEnabled()
+        window.add_paths([photo])
+        window.start()
+        assert wait_until(lambda: not window.is_running(), 60)
+        (row,) = window.rows.values()
+        assert row.outcome.dst == tmp_path / "me (1).jpg" and row.outcome.dst.is_file()
+        assert sha256(photo) == before
+        assert window.last_output_dir == tmp_path
+
     def test_worker_reports_through_signals(self, qapp, tmp_path, small_photo):
         good = small_photo(tmp_path / "good.png")
         missing = tmp_path / "missing.jpg"
@@ -232,10 +245,12 @@ class TestProtecting:
         photos = [small_photo(tmp_path / f"p{i}.jpg", (128, 96), index=i) for i in range(4)]
         window.add_paths(photos)
         window.start()
-        assert wait_until(lambda: any(r.state == PhotoRow.WORKING
-                                      for r in window.rows.values()), 30)
+        # cancel well inside the attack loop (10% of the first photo done)
+        assert wait_until(lambda: any(r.bar.value() >= 100 for r in window.rows.values()), 30)
+        started = time.monotonic()
         window.cancel_button.click()
         assert wait_until(lambda: not window.is_running(), 10)
+        assert time.monotonic() - started < 5, "cancel must not wait for the photo to finish"
         assert all(row.state == PhotoRow.CANCELLED for row in window.rows.values())
         assert sorted(p for p in tmp_path.rglob("*")) == sorted(photos)  # no output, no temp
         assert window.protect_button.isEnabled()  # cancelled photos can be run again

@@ -54,7 +54,7 @@ from .worker import BackgroundCall, CallSignals, Job, Outcome, ProtectWorker
 log = logging.getLogger(__name__)
 
 THUMB_SIZE = 56
-DEFAULT_STRENGTH = "medium"
+DEFAULT_STRENGTH = ProtectConfig.strength  # the library's default preset
 ERROR_COLOR = "#b3261e"
 OK_COLOR = "#1b6e3a"
 
@@ -424,6 +424,7 @@ class MainWindow(QMainWindow):
         self.output_dir: Path | None = None  # None: a `protected` folder next to each photo
         self.last_output_dir: Path | None = None
         self._next_id = 0
+        self._todo = self._done = 0  # photos in the running batch, and finished so far
         self._thread: QThread | None = None
         self._worker: ProtectWorker | None = None
         self._pool = QThreadPool(self)  # thumbnails and comparisons, off the main thread
@@ -436,7 +437,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("cloak — protect photos before you post them")
         self.setAcceptDrops(True)  # drops anywhere go through the drop zone's filter
         self._build()
-        self._update_buttons()
+        self.set_output_dir(None)
         self.resize(1160, 700)
         self.photo_list.setFocus()
 
@@ -456,18 +457,17 @@ class MainWindow(QMainWindow):
                                  "more pixels (still meant to be invisible).")
         self.output_label = QLabel()
         self.output_label.setObjectName("hint")
-        change = QPushButton("Change…")
-        change.clicked.connect(self.pick_output_dir)
+        self.change_output = QPushButton("Change…")
+        self.change_output.clicked.connect(self.pick_output_dir)
         self.reset_output = QPushButton("Next to originals")
         self.reset_output.clicked.connect(self.use_default_output_dir)
-        self.set_output_dir(None)
         self.output_label.setWordWrap(True)
         options = QGridLayout()
         options.addWidget(QLabel("Strength"), 0, 0)
         options.addWidget(self.strength, 0, 1, 1, 3, Qt.AlignmentFlag.AlignLeft)
         options.addWidget(QLabel("Save to"), 1, 0)
         options.addWidget(self.output_label, 1, 1)
-        options.addWidget(change, 1, 2)
+        options.addWidget(self.change_output, 1, 2)
         options.addWidget(self.reset_output, 1, 3)
         options.setColumnStretch(1, 1)
 
@@ -552,7 +552,7 @@ class MainWindow(QMainWindow):
         self.output_dir = folder
         self.output_label.setText(str(folder) if folder else
                                   "a “protected” folder next to each photo")
-        self.reset_output.setEnabled(folder is not None)
+        self._update_buttons()
 
     def use_default_output_dir(self) -> None:
         self.set_output_dir(None)
@@ -707,9 +707,14 @@ class MainWindow(QMainWindow):
         self.open_button.setEnabled(self.last_output_dir is not None and not running)
         self.clear_button.setEnabled(bool(self.rows) and not running)
         self.strength.setEnabled(not running)
+        self.change_output.setEnabled(not running)
+        self.reset_output.setEnabled(self.output_dir is not None and not running)
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         self.drop_zone.dragEnterEvent(event)
+
+    def dragLeaveEvent(self, event: QDragLeaveEvent) -> None:
+        self.drop_zone.dragLeaveEvent(event)
 
     def dropEvent(self, event: QDropEvent) -> None:
         self.drop_zone.dropEvent(event)
