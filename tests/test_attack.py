@@ -1,0 +1,76 @@
+"""Ensemble PGD: bounds, zero steps, seeding, and that it really raises the loss."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cloak import objectives
+from cloak.attack import protect_pgd, step_size
+from cloak.models import load_autoencoder
+
+
+@pytest.fixture
+def setup(model_dir, small_photo, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    img = Image.open(small_photo(tmp_path / "p.png", size=(64, 64))).convert("RGB")
+    x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255).permute(2, 0, 1)[None]
+    return x, [load_autoencoder("taesd")]
+
+
+def run(x, models, steps=4, seed=0, eps=8 / 255, **kw):
+    eps_map = torch.full((1, 1, *x.shape[-2:]), eps)
+    eps_map[..., :16, :] = eps / 4  # a non-uniform budget
+    return protect_pgd(x, models, eps_map, steps, torch.Generator().manual_seed(seed), **kw), \
+        eps_map
+
+
+class TestProtectPGD:
+    def test_zero_steps_returns_input_unchanged(self, setup):
+        x, models = setup
+        delta, _ = run(x, models, steps=0)
+        assert torch.count_nonzero(delta) == 0
+
+    @pytest.mark.parametrize("robust", [False, True])
+    def test_respects_per_pixel_bound_and_range(self, setup, robust):
+        x, models = setup
+        delta, eps_map = run(x, models, robust=robust)
+        assert bool((delta.abs() <= eps_map + 1e-7).all())
+        assert float((x + delta).min()) >= 0 and float((x + delta).max()) <= 1
+        assert float(delta.abs().max()) > 0
+
+    def test_same_seed_same_delta(self, setup):
+        x, models = setup
+        a, _ = run(x, models, robust=True, seed=5)
+        b, _ = run(x, models, robust=True, seed=5)
+        assert torch.equal(a, b)
+
+    @pytest.mark.parametrize("objective", ["e2e", "latent", "encoder"])
+    def test_raises_its_loss(self, setup, objective):
+        x, models = setup
+        m = models[0]
+        if objective == "e2e":
+            loss = lambda xa: objectives.reconstruction_error(m, xa, x)  # noqa: E731
+        elif objective == "latent":
+            z = m.encode(x)
+            loss = lambda xa: objectives.latent_shift(m, xa, z)  # noqa: E731
+        else:
+            zt = objectives.gray_target_latent(m, x)
+            loss = lambda xa: objectives.latent_to_target(m, xa, zt)  # noqa: E731
+        delta, _ = run(x, models, steps=6, objective=objective, robust=False)
+        with torch.no_grad():
+            assert float(loss(x + delta)) > float(loss(x)) * 1.05 or (
+                objective == "encoder" and float(loss(x + delta)) > float(loss(x)))
+
+    def test_cancel_stops(self, setup):
+        from cloak.errors import Cancelled
+
+        x, models = setup
+        with pytest.raises(Cancelled):
+            run(x, models, steps=50, should_stop=lambda: True)
+
+    def test_step_size_decays(self):
+        sizes = [step_size(i, 10) for i in range(10)]
+        assert sizes == sorted(sizes, reverse=True) and sizes[0] > sizes[-1] > 0

@@ -1,0 +1,57 @@
+"""The visibility-aware budget map: flat < texture, faces >= non-faces, masks steer."""
+
+from __future__ import annotations
+
+import torch
+
+from cloak import budget
+
+
+def half_flat_half_texture(h=64, w=64) -> torch.Tensor:
+    torch.manual_seed(0)
+    x = torch.full((1, 3, h, w), 0.5)
+    x[..., :, w // 2:] = torch.rand(1, 1, h, w // 2).expand(1, 3, h, w // 2)
+    return x
+
+
+class TestVisibilityMap:
+    def test_flat_gets_less_than_texture(self):
+        v = budget.visibility_map(half_flat_half_texture())
+        flat, texture = v[..., 8:-8, 4:20].mean(), v[..., 8:-8, 44:60].mean()
+        assert float(flat) < 0.5 * float(texture)
+        assert float(v.min()) >= budget.FLAT_FLOOR - 1e-6 and float(v.max()) <= 1
+
+    def test_map_is_smooth(self):
+        v = budget.visibility_map(half_flat_half_texture())
+        # No cell-like jumps: neighbouring pixels differ by a small fraction of the range.
+        assert float((v[..., :, 1:] - v[..., :, :-1]).abs().max()) < 0.2
+
+
+class TestPriorities:
+    def test_face_region_gets_at_least_same_texture_budget(self):
+        torch.manual_seed(1)
+        x = torch.rand(1, 1, 96, 96).expand(1, 3, 96, 96).clone() * 0.2 + 0.4
+        plain = budget.budget_map(x)
+        with_face = budget.budget_map(x, face_boxes=[(36.0, 20.0, 24.0, 24.0)])
+        face = (slice(None), slice(None), slice(24, 40), slice(40, 56))
+        far = (slice(None), slice(None), slice(0, 8), slice(0, 8))
+        assert float(with_face[face].mean()) >= float(plain[face].mean())
+        assert float(with_face[face].mean()) > float(with_face[far].mean())
+
+    def test_user_mask_moves_the_budget(self):
+        x = half_flat_half_texture()
+        mask = torch.zeros(1, 1, 64, 64)
+        mask[..., :32, :] = 1
+        b = budget.budget_map(x, user_mask=mask)
+        top, bottom = b[..., 4:28, 40:60].mean(), b[..., 36:60, 40:60].mean()
+        assert float(top) > 2 * float(bottom)
+
+    def test_uniform_when_not_perceptual(self):
+        b = budget.budget_map(half_flat_half_texture(), perceptual=False)
+        assert torch.equal(b, torch.ones_like(b))
+
+    def test_person_mask_grows_face_to_body(self):
+        m = budget.person_mask([(40.0, 10.0, 20.0, 20.0)], 128, 100)
+        assert float(m[0, 0, 20, 50]) == 1  # face
+        assert float(m[0, 0, 70, 50]) == 1  # upper body below it
+        assert float(m[0, 0, 125, 2]) == 0  # far corner
