@@ -524,7 +524,8 @@ def _save_options(photo: Photo, fmt: str, policy: md.MetadataPolicy, orientation
     elif fmt == "WEBP":
         options.update(lossless=True, quality=80, method=4, exact=True)
     elif fmt == "HEIF":
-        options.update(quality=HEIF_QUALITY, chroma=444)
+        # x265 "medium" encodes twice as fast as libheif's default "slow" for +5% size.
+        options.update(quality=HEIF_QUALITY, chroma=444, enc_params={"preset": "medium"})
         if photo.info.get("nclx_profile"):
             options["nclx_profile"] = photo.info["nclx_profile"]
     elif fmt == "TIFF":
