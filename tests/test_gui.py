@@ -27,7 +27,8 @@ from cloak import ProtectConfig, Report
 from cloak.gui import window as window_module
 from cloak.gui.images import amplified_difference
 from cloak.gui.paths import expand_paths, unique_destination
-from cloak.gui.window import DropZone, MainWindow, PhotoRow
+from cloak.gui.widgets import PhotoRow
+from cloak.gui.window import DropZone, MainWindow
 from cloak.gui.worker import Job, ProtectWorker, describe
 
 TINY = {"steps": 2, "models": ("taesd",), "working_size": 128}

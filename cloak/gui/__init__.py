@@ -1,7 +1,8 @@
 """cloak's desktop app (PySide6): drop photos, get protected copies.
 
-`window.py` holds the widgets (the drop zone only emits a signal), `worker.py` the
-QThread worker that calls `cloak.protect_file`, `app.py` the entry point. `paths.py` and
-`images.py` are Qt-free helpers: which files to take, where to write, what to display.
+`window.py` holds the main window and the drop zone (which only emits a signal),
+`widgets.py` the photo rows and the before/after panel, `worker.py` the QThread worker
+that calls `cloak.protect_file`, and `app.py` the entry point. `paths.py` and `images.py`
+are Qt-free helpers: which files to take, where to write, what to display.
 Install with `pip install 'cloak[gui]'`; start with `cloak gui` or `cloak-gui`.
 """

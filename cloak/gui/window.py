@@ -2,14 +2,14 @@
 
 The drop zone only turns dropped URLs into local photo paths and emits a signal; the
 window turns rows into `Job`s for a `ProtectWorker` running in a QThread, and shows what
-the worker reports. No protection logic lives here.
+the worker reports (the rows and the comparison panel live in `widgets.py`). No
+protection logic lives here.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import ClassVar
 
 from PIL import Image
 from PySide6.QtCore import QMimeData, Qt, QThread, QThreadPool, QUrl, Signal, Slot
@@ -19,16 +19,10 @@ from PySide6.QtGui import (
     QDragEnterEvent,
     QDragLeaveEvent,
     QDropEvent,
-    QImage,
     QKeyEvent,
     QMouseEvent,
-    QPainter,
-    QPaintEvent,
-    QPixmap,
-    QResizeEvent,
 )
 from PySide6.QtWidgets import (
-    QButtonGroup,
     QComboBox,
     QFileDialog,
     QFrame,
@@ -36,10 +30,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QMainWindow,
-    QProgressBar,
     QPushButton,
-    QScrollArea,
-    QSizePolicy,
     QSplitter,
     QVBoxLayout,
     QWidget,
@@ -49,22 +40,12 @@ from cloak import PRESETS, CloakError, ProtectConfig
 
 from .images import Comparison, compare, thumbnail
 from .paths import IMAGE_SUFFIXES, SUPPORTED, default_output_dir, expand_paths
+from .widgets import THUMB_SIZE, ComparePanel, PhotoList, PhotoRow
 from .worker import BackgroundCall, CallSignals, Job, Outcome, ProtectWorker
 
 log = logging.getLogger(__name__)
 
-THUMB_SIZE = 56
 DEFAULT_STRENGTH = ProtectConfig.strength  # the library's default preset
-ERROR_COLOR = "#b3261e"
-OK_COLOR = "#1b6e3a"
-
-
-def to_qimage(image: Image.Image) -> QImage:
-    """A PIL image as a QImage that owns its pixels."""
-    rgba = image.convert("RGBA")
-    data = rgba.tobytes("raw", "RGBA")
-    return QImage(data, rgba.width, rgba.height, 4 * rgba.width,
-                  QImage.Format.Format_RGBA8888).copy()
 
 
 def open_folder(folder: Path) -> bool:
@@ -143,273 +124,6 @@ class DropZone(QFrame):
             self.clicked.emit()
         else:
             super().keyPressEvent(event)
-
-
-class ElidedLabel(QLabel):
-    """A one-line label that shortens its text with "…" instead of widening its parent."""
-
-    def __init__(self, text: str, parent: QWidget | None = None) -> None:
-        super().__init__(text, parent)
-        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-
-    def paintEvent(self, event: QPaintEvent) -> None:
-        painter = QPainter(self)
-        text = self.fontMetrics().elidedText(self.text(), Qt.TextElideMode.ElideMiddle,
-                                             self.contentsRect().width())
-        painter.drawText(self.contentsRect(), int(self.alignment()), text)
-
-
-class PhotoRow(QWidget):
-    """One photo: thumbnail, name, progress bar and a status line in plain words."""
-
-    WAITING, WORKING, PROTECTED, FAILED, CANCELLED = (
-        "waiting", "working", "protected", "failed", "cancelled")
-    clicked = Signal(int)  # row id
-
-    def __init__(self, row_id: int, src: Path, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.row_id = row_id
-        self.src = src
-        self.setObjectName("photoRow")
-        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground)
-        self.setProperty("selected", False)
-        self.outcome: Outcome | None = None
-        self.state = self.WAITING
-        self.thumb = QLabel()
-        self.thumb.setFixedSize(THUMB_SIZE, THUMB_SIZE)
-        self.thumb.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.thumb.setObjectName("thumb")
-        self.name = ElidedLabel(src.name)
-        self.name.setObjectName("photoName")
-        self.name.setToolTip(str(src))
-        self.bar = QProgressBar()
-        self.bar.setRange(0, 1000)
-        self.bar.setTextVisible(False)
-        self.bar.setFixedHeight(6)
-        self.status = QLabel()
-        self.status.setObjectName("status")
-        self.status.setWordWrap(True)
-        self.status.setMinimumWidth(120)
-        text = QVBoxLayout()
-        text.setSpacing(3)
-        text.addWidget(self.name)
-        text.addWidget(self.bar)
-        text.addWidget(self.status)
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(6, 4, 6, 4)
-        layout.addWidget(self.thumb)
-        layout.addLayout(text, 1)
-        self.set_waiting()
-
-    def set_selected(self, selected: bool) -> None:
-        self.setProperty("selected", selected)
-        self.style().unpolish(self)
-        self.style().polish(self)
-
-    def mousePressEvent(self, event: QMouseEvent) -> None:
-        if event.button() == Qt.MouseButton.LeftButton:
-            self.clicked.emit(self.row_id)
-        super().mousePressEvent(event)
-
-    def set_thumbnail(self, image: Image.Image | None) -> None:
-        if image is None:
-            self.thumb.setText("?")
-            return
-        self.thumb.setPixmap(QPixmap.fromImage(to_qimage(image)))
-
-    def _show(self, state: str, status: str, fraction: float, color: str | None = None) -> None:
-        self.state = state
-        self.status.setText(status)
-        self.status.setStyleSheet(f"color: {color};" if color else "")
-        self.bar.setValue(round(1000 * fraction))
-
-    def set_waiting(self) -> None:
-        self._show(self.WAITING, "waiting", 0.0)
-
-    def set_working(self, fraction: float, message: str) -> None:
-        self._show(self.WORKING, message, fraction)
-
-    def set_protected(self, outcome: Outcome) -> None:
-        self.outcome = outcome
-        shown = Path(outcome.dst.parent.name) / outcome.dst.name
-        self._show(self.PROTECTED, f"{outcome.status}\nsaved as {shown}", 1.0, OK_COLOR)
-        self.status.setToolTip(str(outcome.dst))
-
-    def set_failed(self, message: str) -> None:
-        message = message.removeprefix(f"{self.src}: ")  # the row already names the photo
-        self._show(self.FAILED, f"failed: {message}", 0.0, ERROR_COLOR)
-
-    def set_cancelled(self) -> None:
-        self._show(self.CANCELLED, "cancelled — nothing saved", 0.0)
-
-
-class PhotoList(QScrollArea):
-    """The photo rows, by id, in a scrolling column; click (or Up/Down) selects one."""
-
-    current_changed = Signal(int)  # the id of the newly selected row
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.rows: dict[int, PhotoRow] = {}
-        self._current: int | None = None
-        self.setWidgetResizable(True)
-        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
-        column = QWidget()
-        column.setObjectName("photoColumn")
-        self._layout = QVBoxLayout(column)
-        self._layout.setContentsMargins(0, 0, 0, 0)
-        self._layout.setSpacing(0)
-        self._layout.addStretch()
-        self.setWidget(column)
-
-    def add_row(self, row: PhotoRow) -> None:
-        self.rows[row.row_id] = row
-        self._layout.insertWidget(self._layout.count() - 1, row)
-        row.clicked.connect(self.set_current)
-
-    def row_ids(self) -> list[int]:
-        """Row ids in display order."""
-        return list(self.rows)
-
-    def current_row_id(self) -> int | None:
-        return self._current
-
-    @Slot(int)
-    def set_current(self, row_id: int) -> None:
-        """Select a row (highlighted) and say so through `current_changed`."""
-        for rid, row in self.rows.items():
-            row.set_selected(rid == row_id)
-        self._current = row_id
-        self.ensureWidgetVisible(self.rows[row_id])
-        self.current_changed.emit(row_id)
-
-    def remove_all(self) -> None:
-        for row in self.rows.values():
-            row.deleteLater()
-        self.rows.clear()
-        self._current = None
-
-    def keyPressEvent(self, event: QKeyEvent) -> None:
-        ids = self.row_ids()
-        step = {Qt.Key.Key_Up: -1, Qt.Key.Key_Down: 1}.get(event.key())
-        if step is None or not ids:
-            super().keyPressEvent(event)
-            return
-        index = ids.index(self._current) + step if self._current in ids else 0
-        self.set_current(ids[max(0, min(index, len(ids) - 1))])
-
-
-class ImageView(QLabel):
-    """Shows a pixmap scaled to fit, keeping its aspect ratio as the widget resizes."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self._pixmap: QPixmap | None = None
-        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
-        self.setMinimumSize(200, 160)
-
-    def set_image(self, image: Image.Image | None) -> None:
-        self._pixmap = None if image is None else QPixmap.fromImage(to_qimage(image))
-        if self._pixmap is None:
-            self.clear()
-        self._rescale()
-
-    def resizeEvent(self, event: QResizeEvent) -> None:
-        super().resizeEvent(event)
-        self._rescale()
-
-    def _rescale(self) -> None:
-        if self._pixmap is None:
-            return  # keep any text shown instead
-        self.setPixmap(self._pixmap.scaled(self.size(), Qt.AspectRatioMode.KeepAspectRatio,
-                                           Qt.TransformationMode.SmoothTransformation))
-
-
-class ComparePanel(QWidget):
-    """Before/after: toggle between the original, the protected copy and the amplified
-    difference (|protected − original| × 10), which shows where the perturbation is."""
-
-    MODES = ("original", "protected", "difference")
-    LABELS: ClassVar[dict[str, str]] = {
-        "original": "Original", "protected": "Protected", "difference": "Difference ×10"}
-    CAPTIONS: ClassVar[dict[str, str]] = {
-        "original": "The original photo, untouched.",
-        "protected": "The protected copy: it should look the same as the original.",
-        "difference": "Where the protection is: |protected − original| × 10. "
-                      "Brighter means a larger (still invisible) change.",
-    }
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.mode = "protected"
-        self.comparison: Comparison | None = None
-        self.loading = False
-        self.title = QLabel()
-        self.title.setObjectName("panelTitle")
-        self.view = ImageView()
-        self.view.setObjectName("compareView")
-        self.caption = QLabel()
-        self.caption.setWordWrap(True)
-        self.caption.setObjectName("hint")
-        self.buttons = QButtonGroup(self)
-        toggles = QHBoxLayout()
-        for mode in self.MODES:
-            button = QPushButton(self.LABELS[mode])
-            button.setCheckable(True)
-            button.setObjectName(f"show_{mode}")
-            button.setEnabled(False)
-            self.buttons.addButton(button)
-            button.clicked.connect(self._on_toggle)
-            toggles.addWidget(button)
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.title)
-        layout.addWidget(self.view, 1)
-        layout.addLayout(toggles)
-        layout.addWidget(self.caption)
-        self.reset()
-
-    def reset(self) -> None:
-        """Back to the empty state: nothing to compare yet."""
-        self.show_error("Before / after", "")
-        self.view.setText("Protected photos appear here.\nSelect one in the list to compare.")
-        self.caption.setText(self.CAPTIONS[self.mode])
-
-    def button(self, mode: str) -> QPushButton:
-        return self.findChild(QPushButton, f"show_{mode}")
-
-    def show_loading(self, name: str) -> None:
-        self.loading = True
-        self.title.setText(f"{name} — loading…")
-
-    def show_comparison(self, name: str, comparison: Comparison) -> None:
-        """Show `comparison` (original, protected, difference) in the current mode."""
-        self.comparison, self.loading = comparison, False
-        self.title.setText(f"{name} — largest pixel change {comparison.max_change255}/255")
-        for mode in self.MODES:
-            self.button(mode).setEnabled(True)
-        self.set_mode(self.mode)
-
-    def show_error(self, name: str, message: str) -> None:
-        self.comparison, self.loading = None, False
-        self.title.setText(name)
-        self.view.set_image(None)
-        self.view.setText(f"Cannot show this photo: {message}")
-        for mode in self.MODES:
-            self.button(mode).setEnabled(False)
-
-    def set_mode(self, mode: str) -> None:
-        """Show the original, the protected copy, or the amplified difference."""
-        self.mode = mode
-        self.button(mode).setChecked(True)
-        self.caption.setText(self.CAPTIONS[mode])
-        if self.comparison is not None:
-            self.view.set_image(getattr(self.comparison, mode))
-
-    def _on_toggle(self) -> None:
-        checked = self.buttons.checkedButton()
-        self.set_mode(checked.objectName().removeprefix("show_"))
 
 
 class MainWindow(QMainWindow):
