@@ -23,13 +23,12 @@ import torch
 from PIL import Image, ImageOps
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from photoguard import photoguard_encoder_attack  # noqa: E402
+from photoguard import photoguard_encoder_attack
 
-from cloak import ProtectConfig  # noqa: E402
-from cloak.models import ALL_MODEL_NAMES  # noqa: E402
-from cloak.protect import protect_array  # noqa: E402
-from cloak.verify import (CLEANUPS, SOCIAL_PRESETS, receipt_image,  # noqa: E402
-                          verify_images)
+from cloak import ProtectConfig
+from cloak.models import ALL_MODEL_NAMES
+from cloak.pipeline import protect_array
+from cloak.verify import CLEANUPS, SOCIAL_PRESETS, receipt_image, verify_images
 
 SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".tif", ".tiff", ".bmp"}
 CHANNELS = ("as-is", *SOCIAL_PRESETS, *CLEANUPS)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from cloak import metrics
 from cloak.device import autocast, pick_device
 from cloak.models import load_autoencoder
-from cloak.protect import to_array, to_tensor, working_image
+from cloak.pipeline import to_array, to_tensor, working_image
 
 
 def photoguard_encoder_attack(rgb: np.ndarray, eps: float = 8 / 255, steps: int = 200,
@@ -44,4 +44,4 @@ def photoguard_encoder_attack(rgb: np.ndarray, eps: float = 8 / 255, steps: int 
     return to_array(out)
 
 
-__all__ = ["photoguard_encoder_attack", "metrics"]
+__all__ = ["metrics", "photoguard_encoder_attack"]

@@ -11,7 +11,7 @@ from PIL import Image
 
 from .config import ProtectConfig
 from .errors import OutputError
-from .protect import Progress, protect_array
+from .pipeline import Progress, protect_array
 from .report import Report
 
 
@@ -63,6 +63,6 @@ def protect_file(src: str | Path, dst: str | Path, config: ProtectConfig | None 
     photo = io.load_photo(src)
     result = protect_array(photo.rgb, config, grayscale=photo.is_grayscale,
                            progress=progress, should_stop=should_stop)
-    io.save_photo(photo, result.rgb, dst, overwrite=overwrite, **save_options)
-    result.report.src, result.report.dst = str(src), str(dst)
+    written = io.save_photo(photo, result.rgb, dst, overwrite=overwrite, **save_options)
+    result.report.src, result.report.dst = str(src), str(written)
     return result.report

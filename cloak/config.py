@@ -96,7 +96,7 @@ class ProtectConfig:
     def eps255(self) -> float:
         return self.eps * 255
 
-    def replace(self, **changes) -> "ProtectConfig":
+    def replace(self, **changes) -> ProtectConfig:
         return dataclasses.replace(self, **changes)
 
     def fingerprint(self) -> dict:

@@ -24,7 +24,7 @@ from PIL import Image, ImageFilter
 from . import metrics
 from .device import autocast, pick_device
 from .models import ALL_MODEL_NAMES, load_autoencoder
-from .protect import to_tensor
+from .pipeline import to_tensor
 
 # Approximations of what each platform does to an upload (long side cap, JPEG quality).
 # Platforms change these without notice; treat them as typical, not exact.

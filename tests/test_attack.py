@@ -52,13 +52,13 @@ class TestProtectPGD:
         x, models = setup
         m = models[0]
         if objective == "e2e":
-            loss = lambda xa: objectives.reconstruction_error(m, xa, x)  # noqa: E731
+            loss = lambda xa: objectives.reconstruction_error(m, xa, x)
         elif objective == "latent":
             z = m.encode(x)
-            loss = lambda xa: objectives.latent_shift(m, xa, z)  # noqa: E731
+            loss = lambda xa: objectives.latent_shift(m, xa, z)
         else:
             zt = objectives.gray_target_latent(m, x)
-            loss = lambda xa: objectives.latent_to_target(m, xa, zt)  # noqa: E731
+            loss = lambda xa: objectives.latent_to_target(m, xa, zt)
         delta, _ = run(x, models, steps=6, objective=objective, robust=False)
         with torch.no_grad():
             assert float(loss(x + delta)) > float(loss(x)) * 1.05 or (

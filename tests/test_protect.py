@@ -1,0 +1,97 @@
+"""protect / protect_file end to end with real weights on small real photos."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from cloak import OutputError, ProtectConfig, protect, protect_file
+
+PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "photos" / "dev"
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def pixels(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(ImageOps.exif_transpose(im).convert("RGB"), dtype=np.int16)
+
+
+@pytest.fixture
+def config(model_dir):
+    return ProtectConfig(strength="low", steps=3, models=("taesd", "taef2"), working_size=128,
+                         faces=False)
+
+
+class TestProtectFile:
+    def test_linf_after_saving_and_original_untouched(self, config, small_photo, tmp_path):
+        src = small_photo(tmp_path / "in" / "a.png", size=(96, 80))
+        before = sha(src)
+        report = protect_file(src, tmp_path / "out" / "a.png", config)
+        assert sha(src) == before
+        diff = np.abs(pixels(tmp_path / "out" / "a.png") - pixels(src))
+        assert diff.max() <= round(config.eps255) and diff.max() > 0
+        assert report.max_change255 <= config.eps255 + 1e-6
+        assert set(report.damage_db) == {"taesd", "taef2"}
+
+    def test_same_seed_identical_bytes(self, config, small_photo, tmp_path):
+        src = small_photo(tmp_path / "a.jpg", size=(96, 64))
+        protect_file(src, tmp_path / "o1" / "a.jpg", config.replace(robust=True))
+        protect_file(src, tmp_path / "o2" / "a.jpg", config.replace(robust=True))
+        assert sha(tmp_path / "o1" / "a.jpg") == sha(tmp_path / "o2" / "a.jpg")
+
+    def test_never_overwrites_without_permission(self, config, small_photo, tmp_path):
+        src = small_photo(tmp_path / "a.png")
+        dst = tmp_path / "b.png"
+        dst.write_bytes(b"mine")
+        with pytest.raises(OutputError, match="already exists"):
+            protect_file(src, dst, config)
+        assert dst.read_bytes() == b"mine"
+        with pytest.raises(OutputError, match="is the input"):
+            protect_file(src, src, config, overwrite=True)
+
+    @pytest.mark.slow
+    def test_dev_photos_keep_size_and_orientation(self, model_dir, tmp_path):
+        """Every dev photo (HEIC and CMYK included) comes out with its displayed size."""
+        if not PHOTOS.is_dir():
+            pytest.skip("no dev photos")
+        config = ProtectConfig(strength="fast", steps=1, models=("taesd",), working_size=128,
+                               faces=False, measure=False)
+        for src in sorted(PHOTOS.iterdir()):
+            if src.suffix.lower() not in {".jpg", ".png", ".webp", ".heic"}:
+                continue
+            dst = tmp_path / src.name
+            before = sha(src)
+            protect_file(src, dst, config)
+            assert sha(src) == before
+            import pillow_heif
+
+            pillow_heif.register_heif_opener()
+            with Image.open(src) as a, Image.open(dst) as b:
+                assert a.size == b.size, src.name
+                assert a.getexif().get(0x0112, 1) == b.getexif().get(0x0112, 1), src.name
+                assert ImageOps.exif_transpose(a).size == ImageOps.exif_transpose(b).size
+
+
+class TestProtectImage:
+    def test_grayscale_stays_gray_and_alpha_is_kept(self, config):
+        rng = np.random.default_rng(0)
+        gray = Image.fromarray(rng.integers(0, 255, (64, 64), dtype=np.uint8), "L")
+        out = protect(gray, config).image
+        assert out.mode == "L" and out.size == gray.size
+        rgba = Image.fromarray(rng.integers(0, 255, (64, 64, 4), dtype=np.uint8), "RGBA")
+        out = protect(rgba, config).image
+        assert out.mode == "RGBA"
+        assert np.array_equal(np.asarray(out)[..., 3], np.asarray(rgba)[..., 3])
+
+    def test_zero_steps_changes_nothing(self, config):
+        img = Image.fromarray(np.random.default_rng(1).integers(0, 255, (48, 64, 3),
+                                                                  dtype=np.uint8))
+        out = protect(img, config.replace(steps=0)).image
+        assert np.array_equal(np.asarray(out), np.asarray(img))

@@ -1,0 +1,63 @@
+"""verify: the verdicts it must give, channels, and the no-reference receipt."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cloak import ProtectConfig
+from cloak.pipeline import protect_array
+from cloak.verify import SOCIAL_PRESETS, apply_channel, receipt_image, verdict_for, verify_images
+
+
+@pytest.fixture
+def photo(model_dir, small_photo, tmp_path) -> Image.Image:
+    return Image.open(small_photo(tmp_path / "p.png", size=(256, 256))).convert("RGB")
+
+
+def protected_copy(img: Image.Image, config: ProtectConfig) -> Image.Image:
+    rgb = protect_array(np.asarray(img, dtype=np.float32) / 255, config).rgb
+    return Image.fromarray(np.round(rgb * 255).astype(np.uint8))
+
+
+class TestVerdicts:
+    def test_clean_photo_is_none(self, photo):
+        v = verify_images(photo, photo, channels=("as-is", "instagram", "jpeg75"))
+        assert v.verdict == "none" and v.verdict_as_posted == "none"
+
+    def test_medium_is_at_least_moderate_as_posted(self, photo):
+        protected = protected_copy(photo, ProtectConfig(strength="medium", faces=False,
+                                                        measure=False))
+        v = verify_images(photo, protected, channels=("as-is", "instagram"))
+        assert v.verdict_as_posted in ("moderate", "strong"), v.to_dict()
+        assert v.psnr < 100 and v.max_change255 <= 8
+
+    def test_thresholds(self):
+        assert [verdict_for(d) for d in (5, 2, 0.7, 0.1)] == [
+            "strong", "moderate", "weak", "none"]
+
+    def test_size_mismatch_is_a_clear_error(self, photo):
+        from cloak import UnsupportedImageError
+
+        with pytest.raises(UnsupportedImageError, match="compare a photo with its own copy"):
+            verify_images(photo, photo.resize((100, 100)))
+
+
+class TestChannels:
+    @pytest.mark.parametrize("channel", ["as-is", *SOCIAL_PRESETS, "jpeg50", "down-up",
+                                         "blur"])
+    def test_keep_size_below_the_cap(self, channel):
+        img = Image.new("RGB", (300, 200), (120, 80, 40))
+        assert apply_channel(img, channel).size == (300, 200)
+
+    def test_instagram_caps_long_side(self):
+        img = Image.new("RGB", (3000, 2000))
+        assert max(apply_channel(img, "instagram").size) == 1080
+
+
+class TestReceipt:
+    def test_reports_a_gap_per_model(self, photo):
+        r = receipt_image(photo, models=("taesd", "taef2"))
+        assert set(r.gap_db) == {"taesd", "taef2"}
+        assert isinstance(r.protected, bool)
