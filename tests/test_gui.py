@@ -144,6 +144,7 @@ class TestHelpers:
     def test_describe_names_the_weakest_model(self):
         report = Report(width=8, height=8, eps255=6, psnr=41.2, ssim=0.99, max_change255=6,
                         damage_db={"taesd": 7.5, "taef1": 3.25}, seconds=1.0)
+        # No source/destination files: no verdict, just the measured figures.
         assert describe(report).startswith("protected — damage 3.2 dB on weakest model")
 
 
@@ -176,6 +177,7 @@ class TestProtecting:
         assert "failed" in rows[bad].status.text() and "Traceback" not in rows[bad].status.text()
         assert rows[one].state == rows[two].state == PhotoRow.PROTECTED
         assert "protected" in rows[one].status.text()
+        assert "after Instagram-style posting" in rows[one].status.text()  # verify's verdict
         assert rows[one].outcome.dst == tmp_path / "protected" / "one (1).jpg"
         assert rows[two].outcome.dst == tmp_path / "protected" / "two.png"
         for row in (rows[one], rows[two]):

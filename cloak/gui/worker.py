@@ -42,13 +42,34 @@ class Outcome:
     status: str
 
 
+def posting_verdict(report: Report) -> str | None:
+    """`cloak.verify`'s verdict for the protected copy after Instagram-style posting, or
+    None when protection was not measured (the run used `measure=False`)."""
+    if not report.damage_db or not report.src or not report.dst:
+        return None
+    import numpy as np
+    from PIL import Image
+
+    from .. import io
+    from ..verify import verify_images
+
+    def as_image(path: str) -> Image.Image:
+        return Image.fromarray(np.round(io.load_photo(path).rgb * 255).astype(np.uint8))
+
+    result = verify_images(as_image(report.src), as_image(report.dst),
+                           channels=("instagram",), models=tuple(report.damage_db))
+    return result.verdict
+
+
 def describe(report: Report) -> str:
-    """The one-line status of a protected photo. The one place to add a verdict
-    (e.g. from `cloak.verify`: "strong after Instagram-style posting")."""
+    """The one-line status of a protected photo, with the verify verdict after
+    Instagram-style posting when protection was measured."""
     weakest = report.min_damage_db
     if weakest is None:
         return f"protected — PSNR {report.psnr:.1f} dB ({report.seconds:.1f} s)"
-    return (f"protected — damage {weakest:.1f} dB on weakest model, "
+    verdict = posting_verdict(report)
+    head = f"protected, {verdict} after Instagram-style posting" if verdict else "protected"
+    return (f"{head} — damage {weakest:.1f} dB on weakest model, "
             f"PSNR {report.psnr:.1f} dB ({report.seconds:.1f} s)")
 
 
