@@ -183,7 +183,7 @@ def plan(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike) -> lis
         elif not _is_photo_name(src, suffixes):
             items.append(Item(src, None, FAILED,
                               f"not a photo cloak reads (suffix {src.suffix or 'none'!r}); "
-                              f"supported: {' '.join(suffixes)}"))
+                              f"supported: {io.SUPPORTED}"))
         else:
             items.append(Item(src, io.output_path_for(src, out_dir)))
     _mark_clashes(items)
@@ -226,12 +226,9 @@ def _mark_clashes(items: list[Item]) -> None:
 # ---------------------------------------------------------------- manifest
 
 
-def _identity(path: Path, with_hash: bool = True) -> dict:
+def _identity(path: Path) -> dict:
     st = path.stat()
-    ident = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
-    if with_hash:
-        ident["sha256"] = sha256_of(path)
-    return ident
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256_of(path)}
 
 
 def _same_file(path: Path, ident: dict | None) -> bool:
@@ -539,7 +536,7 @@ def _run_pool(todo: list[Item], manifest: Manifest, config: ProtectConfig, jobs:
                 try:
                     outcome = future.result()
                 except (cf.BrokenExecutor, cf.CancelledError) as exc:
-                    outcome = CloakError(f"worker process died ({exc})")
+                    outcome = _lost_worker(exc, stop_event)
                 _finish(item, manifest, previous, outcome)
                 emit(Event("done", item))
     except KeyboardInterrupt:
@@ -548,12 +545,20 @@ def _run_pool(todo: list[Item], manifest: Manifest, config: ProtectConfig, jobs:
             try:
                 outcome = future.result()  # stops within one attack step
             except (cf.BrokenExecutor, cf.CancelledError) as exc:
-                outcome = CloakError(f"worker process died ({exc})")
+                outcome = _lost_worker(exc, stop_event)
             _finish(item, manifest, previous, outcome)
         raise
     finally:
         stop_event.set()
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _lost_worker(exc: BaseException, stop_event) -> CloakError:
+    """A worker that died while stopping (e.g. Ctrl-C reached it while it started) only
+    cancelled its photo; otherwise the photo failed."""
+    if stop_event.is_set():
+        return Cancelled("cancelled")
+    return CloakError(f"worker process died ({exc})")
 
 
 def _drain(progress_queue, todo: list[Item], emit: Callable[[Event], None]) -> None:
