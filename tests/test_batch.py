@@ -221,6 +221,19 @@ class TestRun:
             batch.run(batch.plan([photo], tmp_path / "out"), tmp_path / "out", config)
         assert not (tmp_path / "out").exists()
 
+    def test_temp_files_left_by_a_killed_run_are_removed(self, tmp_path, small_photo,
+                                                         tiny_config):
+        photo = small_photo(tmp_path / "a.png")
+        out = tmp_path / "out"
+        out.mkdir()
+        stale = [out / ".a.png.cloak-tmp-0badf00d", out / ".cloak-manifest.json.cloak-tmp-1"]
+        for path in stale:
+            path.write_bytes(b"half a photo")
+        (out / ".keep").write_text("not ours")
+        [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
+        assert item.status == PROTECTED
+        assert not any(p.exists() for p in stale) and (out / ".keep").exists()
+
     def test_should_stop_ends_cleanly_and_a_rerun_finishes(self, tmp_path, small_photo,
                                                            tiny_config):
         photos = [small_photo(tmp_path / "in" / f"{n}.png", index=n) for n in range(3)]

@@ -124,6 +124,8 @@ def test_bad_settings_exit_1_with_one_line(tmp_path, small_photo, model_dir):
     assert result.stderr.strip().splitlines() == [
         "error: unknown strength 'extreme'; choose from fast, low, medium, high"]
     assert not (tmp_path / "out").exists()
+    result = invoke("protect", photo, "--out", tmp_path / "out", "--jobs", "0")
+    assert result.exit_code == 1 and "--jobs must be at least 1" in result.stderr
 
 
 def test_missing_weights_exit_1_before_any_work(tmp_path, small_photo, monkeypatch):
