@@ -16,7 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 
 from cloak import PRESETS, CloakError, ProtectConfig
@@ -114,7 +113,10 @@ def protect(
             raise typer.Exit(130) from None
     if json_path:
         summary = {"out": str(out), "settings": config.fingerprint(), **result.to_dict()}
-        json_path.write_text(json.dumps(summary, indent=2))
+        try:
+            json_path.write_text(json.dumps(summary, indent=2))
+        except OSError as exc:
+            fail(f"can't write --json {json_path}: {exc.strerror or exc}")
     typer.echo(view.totals(result), err=True)
     if result.interrupted:
         raise typer.Exit(130)
@@ -312,8 +314,10 @@ def gui() -> None:
     sys.exit(gui_main())
 
 
-# typer >= 0.22 vendors click; TyperException is its ClickException base.
-UsageErrors = getattr(typer, "TyperException", None) or click.ClickException
+try:  # newer typer vendors click; TyperException is the base of its ClickException
+    from typer import TyperException as UsageErrors
+except ImportError:
+    from click import ClickException as UsageErrors
 
 
 def main() -> None:
