@@ -258,7 +258,8 @@ class Manifest:
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
             if data.get("version") == self.VERSION:
-                self.entries = dict(data.get("photos", {}))
+                self.entries = {k: v for k, v in data.get("photos", {}).items()
+                                if isinstance(v, dict)}
         except (FileNotFoundError, NotADirectoryError):
             pass
         except (OSError, ValueError, AttributeError) as exc:
@@ -310,7 +311,8 @@ def _decide(item: Item, entry: dict | None, settings: dict, force: bool,
     if entry is None:
         why = "was not made by cloak"
     elif entry.get("settings") != settings:
-        why = f"was made with other settings ({_settings_change(entry['settings'], settings)})"
+        why = (f"was made with other settings "
+               f"({_settings_change(entry.get('settings') or {}, settings)})")
     elif not _same_file(item.src, entry.get("src")):
         why = "was made from an earlier version of this photo"
     else:
