@@ -82,7 +82,7 @@ def summarise(rows: list[dict], label: str) -> str:
     lines += ["", f"PSNR median {statistics.median(psnr):.1f} dB (min {min(psnr):.1f}); "
               f"SSIM median {statistics.median(ssim):.3f} (min {min(ssim):.3f}); "
               f"{statistics.median(spm):.1f} s/MP median; as-posted verdicts: "
-              + ", ".join(f"{v} {verdicts.count(v)}" for v in sorted(set(verdicts))), ""]
+              + (", ".join(f"{v} {verdicts.count(v)}" for v in sorted(set(verdicts)))), ""]
     return "\n".join(lines)
 
 
@@ -125,7 +125,7 @@ def main() -> None:
         config = ProtectConfig(strength=preset)
         label = f"cloak {preset}"
         for name, img in photos.items():
-            row = run_one(name, img, lambda rgb: protect_array(rgb, config).rgb)
+            row = run_one(name, img, lambda rgb, c=config: protect_array(rgb, c).rgb)
             results.setdefault(label, []).append(row)
             print(label, name, f"{row['psnr']:.1f} dB", row["channels"][0]["damage_db"],
                   f"{row['seconds']:.0f}s", flush=True)
