@@ -139,9 +139,9 @@ def main() -> None:
     from cloak.verify import RECEIPT_THRESHOLD_DB
 
     md = ["## Efficacy (median (worst) damage in dB per autoencoder)", "",
-          f"Command: `CLOAK_MODEL_DIR=../shared/models python benchmarks/efficacy.py "
-          f"--limit {args.limit} --presets {args.presets}`; torch threads "
-          f"{torch.get_num_threads()}.", ""]
+          (f"Command: `CLOAK_MODEL_DIR=../shared/models python benchmarks/efficacy.py "
+           f"--limit {args.limit} --presets {args.presets}`; torch threads "
+           f"{torch.get_num_threads()}."), ""]
     md += [summarise(rows, label) for label, rows in results.items()]
     md.append(receipt_table(clean_receipts, {k: v for k, v in results.items()
                                              if k.startswith("cloak")}, RECEIPT_THRESHOLD_DB))
