@@ -12,7 +12,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cloak import metrics
 from cloak.device import autocast, pick_device
 from cloak.models import load_autoencoder
 from cloak.pipeline import to_array, to_tensor, working_image
@@ -44,4 +43,4 @@ def photoguard_encoder_attack(rgb: np.ndarray, eps: float = 8 / 255, steps: int 
     return to_array(out)
 
 
-__all__ = ["metrics", "photoguard_encoder_attack"]
+__all__ = ["photoguard_encoder_attack"]

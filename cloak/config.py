@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .errors import ConfigError
 from .models.registry import ALL_MODEL_NAMES
@@ -54,7 +54,6 @@ class ProtectConfig:
     device: str | None = None
     allow_download: bool = True
     measure: bool = True
-    extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         if self.strength not in PRESETS:
