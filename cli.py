@@ -66,6 +66,10 @@ def protect(
                              "cores/N threads. 1 is usually fastest on CPU.")] = 1,
     measure: Annotated[bool, typer.Option(
         help="Measure each photo's protection (damage dB); --no-measure is faster.")] = True,
+    preview: Annotated[bool, typer.Option(
+        help="Also write NAME.preview.png beside each output: original, protected, the "
+             "difference amplified x10 and the budget map, so you can see where the noise "
+             "went.")] = False,
     json_path: Annotated[Path | None, typer.Option(
         "--json", help="Write a JSON summary with each file's status and report.")] = None,
 ) -> None:
@@ -94,7 +98,8 @@ def protect(
             strength=strength, eps=None if eps is None else eps / 255, steps=steps,
             models=tuple(m.strip() for m in models.split(",") if m.strip()),
             objective=objective, seed=seed, mask_path=str(mask) if mask else None,
-            model_dir=str(model_dir) if model_dir else None, measure=measure)
+            model_dir=str(model_dir) if model_dir else None, measure=measure,
+            preview=preview)
     except CloakError as exc:
         fail(str(exc))
     view = BatchView()

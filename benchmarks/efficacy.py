@@ -46,17 +46,20 @@ def to_image(rgb: np.ndarray) -> Image.Image:
     return Image.fromarray(np.round(rgb * 255).astype(np.uint8), "RGB")
 
 
-def run_one(name: str, original: Image.Image, protect_fn) -> dict:
+def run_one(name: str, original: Image.Image, protect_fn, save_dir: Path) -> dict:
     rgb = np.asarray(original, dtype=np.float32) / 255
     start = time.perf_counter()
     protected = to_image(protect_fn(rgb))
     seconds = time.perf_counter() - start
+    save_dir.mkdir(parents=True, exist_ok=True)
+    protected.save(save_dir / (Path(name).stem + ".png"))  # to re-analyse without re-running
     v = verify_images(original, protected, CHANNELS)
-    receipts = {ch: receipt_image(img).score_db for ch, img in
+    receipts = {ch: receipt_image(img) for ch, img in
                 (("as-is", protected),
                  ("instagram", _channel(protected, "instagram")))}
     return {"name": name, "seconds": seconds, "megapixels": original.width * original.height / 1e6,
-            **v.to_dict(), "receipt": receipts}
+            **v.to_dict(), "receipt": {ch: r.score_db for ch, r in receipts.items()},
+            "receipt_detail": {ch: r.to_dict() for ch, r in receipts.items()}}
 
 
 def _channel(img, ch):
@@ -86,6 +89,45 @@ def summarise(rows: list[dict], label: str) -> str:
     return "\n".join(lines)
 
 
+def _median_damage(rows: list[dict], channel: str, model: str) -> float:
+    i = CHANNELS.index(channel)
+    return statistics.median(r["channels"][i]["damage_db"][model] for r in rows)
+
+
+def retention_table(results: dict[str, list[dict]]) -> str:
+    """Median damage after each channel as a share of the median as-posted damage, per model
+    (issue 4's targets: >= 75% after each social preset, >= 50% after the worst clean-up),
+    and cloak's damage after `instagram` as a multiple of the reference's."""
+    lines = ["### Retention after posting (median damage / median as-posted damage)", "",
+             "| run | channel | " + " | ".join(ALL_MODEL_NAMES) + " |",
+             "|---|---|" + "---|" * len(ALL_MODEL_NAMES)]
+    for label, rows in results.items():
+        base = {m: _median_damage(rows, "as-is", m) for m in ALL_MODEL_NAMES}
+        for ch in (*SOCIAL_PRESETS, "worst clean-up"):
+            cells = []
+            for m in ALL_MODEL_NAMES:
+                if ch == "worst clean-up":
+                    after = min(_median_damage(rows, c, m) for c in CLEANUPS)
+                else:
+                    after = _median_damage(rows, ch, m)
+                cells.append(f"{100 * after / base[m]:.0f}%" if base[m] > 0 else "n/a")
+            lines.append(f"| {label} | {ch} | " + " | ".join(cells) + " |")
+    ref = results.get("PhotoGuard reference")
+    if ref:
+        lines += ["", "| run | instagram damage vs reference | " + " | ".join(ALL_MODEL_NAMES)
+                  + " |", "|---|---|" + "---|" * len(ALL_MODEL_NAMES)]
+        for label, rows in results.items():
+            if label == "PhotoGuard reference":
+                continue
+            cells = []
+            for m in ALL_MODEL_NAMES:
+                r = _median_damage(ref, "instagram", m)
+                c = _median_damage(rows, "instagram", m)
+                cells.append(f"{c / r:.1f}x" if r > 0 else f"{c:.1f} vs {r:.1f}")
+            lines.append(f"| {label} | median ratio | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def receipt_table(clean: dict, by_label: dict[str, list[dict]], threshold: float) -> str:
     lines = ["### No-reference receipt", "",
              f"Threshold {threshold:.2f} dB (cloak.verify.RECEIPT_THRESHOLD_DB).", "",
@@ -98,6 +140,12 @@ def receipt_table(clean: dict, by_label: dict[str, list[dict]], threshold: float
             lines.append(f"| {label} (detections) | {ch} | "
                          f"{sum(v >= threshold for v in s)}/{len(s)} |")
     return "\n".join(lines) + "\n"
+
+
+def dump(out: Path, results: dict, clean_receipts: dict) -> None:
+    """Raw figures so far (written after every photo, so a stopped run keeps them)."""
+    (out / "efficacy.json").write_text(json.dumps(
+        {"results": results, "clean_receipts": clean_receipts}, indent=1))
 
 
 def main() -> None:
@@ -118,22 +166,29 @@ def main() -> None:
     photos = {p.name: load_rgb(p) for p in paths}
     results: dict[str, list[dict]] = {}
     clean_receipts = {"as-is": [], "instagram": []}
+    clean_detail = {"as-is": [], "instagram": []}
     for name, img in photos.items():
-        clean_receipts["as-is"].append(receipt_image(img).score_db)
-        clean_receipts["instagram"].append(receipt_image(_channel(img, "instagram")).score_db)
+        for ch, shown in (("as-is", img), ("instagram", _channel(img, "instagram"))):
+            r = receipt_image(shown)
+            clean_receipts[ch].append(r.score_db)
+            clean_detail[ch].append({"name": name, **r.to_dict()})
+    clean_receipts["detail"] = clean_detail
     for preset in args.presets.split(","):
         config = ProtectConfig(strength=preset)
         label = f"cloak {preset}"
         for name, img in photos.items():
-            row = run_one(name, img, lambda rgb, c=config: protect_array(rgb, c).rgb)
+            row = run_one(name, img, lambda rgb, c=config: protect_array(rgb, c).rgb,
+                          out / preset)
             results.setdefault(label, []).append(row)
+            dump(out, results, clean_receipts)
             print(label, name, f"{row['psnr']:.1f} dB", row["channels"][0]["damage_db"],
                   f"{row['seconds']:.0f}s", flush=True)
     if not args.no_reference:
         label = "PhotoGuard reference"
         for name, img in photos.items():
-            row = run_one(name, img, photoguard_encoder_attack)
+            row = run_one(name, img, photoguard_encoder_attack, out / "photoguard")
             results.setdefault(label, []).append(row)
+            dump(out, results, clean_receipts)
             print(label, name, f"{row['psnr']:.1f} dB", row["channels"][0]["damage_db"],
                   f"{row['seconds']:.0f}s", flush=True)
     from cloak.verify import RECEIPT_THRESHOLD_DB
@@ -143,11 +198,11 @@ def main() -> None:
            f"--limit {args.limit} --presets {args.presets}`; torch threads "
            f"{torch.get_num_threads()}."), ""]
     md += [summarise(rows, label) for label, rows in results.items()]
+    md.append(retention_table(results))
     md.append(receipt_table(clean_receipts, {k: v for k, v in results.items()
                                              if k.startswith("cloak")}, RECEIPT_THRESHOLD_DB))
     Path(args.table).write_text("\n".join(md))
-    (out / "efficacy.json").write_text(json.dumps(
-        {"results": results, "clean_receipts": clean_receipts}, indent=1))
+    dump(out, results, clean_receipts)
     print("\n".join(md))
 
 

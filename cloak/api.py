@@ -65,4 +65,9 @@ def protect_file(src: str | Path, dst: str | Path, config: ProtectConfig | None 
                            progress=progress, should_stop=should_stop)
     written = io.save_photo(photo, result.rgb, dst, overwrite=overwrite, **save_options)
     result.report.src, result.report.dst = str(src), str(written)
+    if config.preview:
+        from .preview import preview_path, preview_sheet, save_preview
+
+        sheet = preview_sheet(photo.rgb, result.rgb, result.budget)
+        result.report.preview = str(save_preview(sheet, preview_path(written), overwrite))
     return result.report

@@ -23,6 +23,7 @@ class Report:
     settings: dict = field(default_factory=dict)
     src: str | None = None
     dst: str | None = None
+    preview: str | None = None
 
     @property
     def min_damage_db(self) -> float | None:

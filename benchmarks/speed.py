@@ -1,0 +1,228 @@
+"""Speed benchmark: seconds and peak memory for a 12 MP phone photo, per preset.
+
+    CLOAK_MODEL_DIR=../shared/models python benchmarks/speed.py \
+        [--photo ../shared/photos/dev/d25_exif-samples_jolla.jpg] [--repeats 3] \
+        [--presets fast,medium] [--batch 10] [--no-reference]
+
+What it does, all in one run on this machine:
+- makes a 4000x3000 JPEG (q92) from a real dev photo (resized; no synthetic pixels);
+- for each preset, runs `protect_file` on it in a fresh process `--repeats` times and
+  reports the median wall time (photo load + protection + save, models already loaded),
+  the phases, and the process's peak RSS; plus one cold `cloak protect` CLI run
+  (interpreter start, imports and model loading included);
+- runs the PhotoGuard reference (benchmarks/photoguard.py) once on the same photo;
+- measures damage after the `instagram` posting preset for cloak and the reference;
+- protects a batch of `--batch` phone-sized photos through the CLI and reports
+  seconds per photo (the 100-photo figure is that rate times 100, and says so).
+
+Writes benchmarks/speed.md (the table pasted into the README).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PHOTO = ROOT.parent / "shared" / "photos" / "dev" / "d25_exif-samples_jolla.jpg"
+
+
+def make_12mp(src: Path, dst: Path, size=(4000, 3000)) -> Path:
+    """Resize a real photo to 4000x3000 and save it as a camera-like JPEG."""
+    from PIL import Image, ImageOps
+
+    with Image.open(src) as img:
+        img = ImageOps.exif_transpose(img).convert("RGB")
+        img = ImageOps.fit(img, size, Image.LANCZOS)
+        img.save(dst, quality=92, subsampling=2)
+    return dst
+
+
+def child(preset: str, src: str, out: str) -> None:
+    """Run in a fresh process: protect one photo, print JSON with phases and peak RSS."""
+    from cloak import ProtectConfig, protect_file
+    from cloak.batch import preload_models
+
+    config = ProtectConfig(strength=preset, measure=False)
+    t0 = time.perf_counter()
+    preload_models(config)
+    load_s = time.perf_counter() - t0
+    marks: list[tuple[str, float]] = []
+
+    def progress(_fraction: float, message: str) -> None:
+        marks.append((message.split(" ")[0], time.perf_counter()))
+
+    start = time.perf_counter()
+    report = protect_file(src, out, config, progress=progress)
+    wall = time.perf_counter() - start
+    marks.append(("end", start + wall))
+    # Phase names: loading, step (the attack), applying (full-res), done (-> save).
+    phases: dict[str, float] = {"load": marks[0][1] - start if marks else 0.0}
+    for (name, t), (_, t_next) in itertools.pairwise(marks):
+        name = {"done": "save", "step": "attack", "applying": "full-res"}.get(name, name)
+        phases[name] = phases.get(name, 0.0) + t_next - t
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"wall_s": wall, "model_load_s": load_s, "peak_rss_mb": peak_mb,
+                      "phases": phases, "psnr": report.psnr, "ssim": report.ssim}))
+
+
+def run_child(preset: str, src: Path, out: Path) -> dict:
+    if out.exists():
+        out.unlink()
+    proc = subprocess.run([sys.executable, __file__, "--child", preset, str(src), str(out)],
+                          capture_output=True, text=True, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def cold_cli(preset: str, src: Path, out_dir: Path) -> float:
+    shutil.rmtree(out_dir, ignore_errors=True)
+    start = time.perf_counter()
+    subprocess.run(["cloak", "protect", str(src), "--out", str(out_dir), "--strength", preset,
+                    "--no-measure"], check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def instagram_damage(original: Path, protected: Path) -> dict[str, float]:
+    from PIL import Image
+
+    from cloak.io import load_photo
+    from cloak.verify import verify_images
+
+    def pil(path):
+        import numpy as np
+
+        return Image.fromarray(np.round(load_photo(path).rgb * 255).astype("uint8"))
+
+    v = verify_images(pil(original), pil(protected), ("instagram",))
+    return v.to_dict()["channels"][0]["damage_db"]
+
+
+def reference(src: Path, dst: Path) -> tuple[float, float]:
+    """PhotoGuard reference on the photo: (seconds incl. load and save, peak RSS MB)."""
+    code = (
+        "import sys, time, json, resource, numpy as np; sys.path.insert(0, 'benchmarks')\n"
+        "from PIL import Image\n"
+        "from photoguard import photoguard_encoder_attack\n"
+        "from cloak.io import load_photo\n"
+        "t = time.perf_counter(); p = load_photo(sys.argv[1])\n"
+        "rgb = photoguard_encoder_attack(p.rgb)\n"
+        "Image.fromarray(np.round(rgb * 255).astype('uint8')).save(sys.argv[2], quality=95,"
+        " subsampling=0)\n"
+        "print(json.dumps([time.perf_counter() - t,"
+        " resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024]))\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(src), str(dst)], cwd=ROOT,
+                          capture_output=True, text=True, check=True)
+    seconds, peak = json.loads(proc.stdout.strip().splitlines()[-1])
+    return seconds, peak
+
+
+def batch(preset: str, photo: Path, count: int, work: Path) -> float:
+    """Protect `count` phone-sized photos (4032x3024 JPEGs) via the CLI: seconds per photo."""
+    from PIL import Image
+
+    folder = work / "batch_in"
+    folder.mkdir(exist_ok=True)
+    with Image.open(photo) as img:
+        base = img.convert("RGB").resize((4032, 3024), Image.LANCZOS)
+    for i in range(count):  # distinct crops so no two files are the same photo
+        base.rotate(0, translate=(i * 7, i * 5)).save(folder / f"p{i:03d}.jpg", quality=90)
+    out = work / "batch_out"
+    start = time.perf_counter()
+    subprocess.run(["cloak", "protect", str(folder), "--out", str(out), "--strength", preset,
+                    "--no-measure"], check=True, capture_output=True)
+    return (time.perf_counter() - start) / count
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--photo", type=Path, default=DEFAULT_PHOTO)
+    ap.add_argument("--presets", default="fast,medium")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--batch", type=int, default=10, help="photos in the batch run (0: skip)")
+    ap.add_argument("--batch-preset", default="medium")
+    ap.add_argument("--no-reference", action="store_true")
+    ap.add_argument("--table", type=Path, default=ROOT / "benchmarks" / "speed.md")
+    ap.add_argument("--child", nargs=3, metavar=("PRESET", "SRC", "OUT"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(*args.child)
+        return
+
+    import torch
+
+    work = Path(tempfile.mkdtemp(prefix="cloak-speed-"))
+    try:
+        src = make_12mp(args.photo, work / "photo_12mp.jpg")
+        rows, damage = {}, {}
+        for preset in args.presets.split(","):
+            runs = [run_child(preset, src, work / f"{preset}.jpg") for _ in range(args.repeats)]
+            print(preset, [round(r["wall_s"], 1) for r in runs], flush=True)
+            rows[preset] = {
+                "wall_s": statistics.median(r["wall_s"] for r in runs),
+                "runs": [r["wall_s"] for r in runs],
+                "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+                "phases": {k: statistics.median(r["phases"].get(k, 0) for r in runs)
+                           for k in runs[0]["phases"]},
+                "psnr": runs[0]["psnr"], "ssim": runs[0]["ssim"],
+                "model_load_s": statistics.median(r["model_load_s"] for r in runs),
+                "cold_cli_s": cold_cli(preset, src, work / f"cli_{preset}"),
+            }
+            damage[f"cloak {preset}"] = instagram_damage(src, work / f"{preset}.jpg")
+        if not args.no_reference:
+            seconds, peak = reference(src, work / "reference.jpg")
+            rows["PhotoGuard reference"] = {"wall_s": seconds, "runs": [seconds],
+                                            "peak_rss_mb": peak, "phases": {}}
+            damage["PhotoGuard reference"] = instagram_damage(src, work / "reference.jpg")
+            print("reference", round(seconds, 1), flush=True)
+        per_photo = batch(args.batch_preset, args.photo, args.batch, work) if args.batch else None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+               f"torch {torch.__version__}, {torch.get_num_threads()} threads, device "
+               f"{'cuda' if torch.cuda.is_available() else 'cpu'}")
+    md = ["## Speed (12 MP = 4000x3000 JPEG)", "",
+          (f"Command: `CLOAK_MODEL_DIR=../shared/models python benchmarks/speed.py "
+           f"--repeats {args.repeats} --batch {args.batch}`. Machine: {machine}."), "",
+          ("| run | median wall s (runs) | peak RSS MB | instagram damage dB (worst model) "
+           "| PSNR | phases (median s) |"), "|---|---|---|---|---|---|"]
+    ref_s = rows.get("PhotoGuard reference", {}).get("wall_s")
+    for name, r in rows.items():
+        label = name if name.startswith("PhotoGuard") else f"cloak {name}"
+        d = damage[label]
+        phases = ", ".join(f"{k} {v:.1f}" for k, v in r["phases"].items())
+        runs = ", ".join(f"{s:.1f}" for s in r["runs"])
+        speedup = f" ({ref_s / r['wall_s']:.1f}x faster than reference)" if (
+            ref_s and not name.startswith("PhotoGuard")) else ""
+        psnr = f"{r['psnr']:.1f}" if "psnr" in r else ""
+        md.append(f"| {label} | {r['wall_s']:.1f} ({runs}){speedup} | {r['peak_rss_mb']:.0f} | "
+                  + ", ".join(f"{k} {v:.1f}" for k, v in d.items())
+                  + f" ({min(d.values()):.1f}) | {psnr} | {phases} |")
+    md.append("")
+    for name, r in rows.items():
+        if "cold_cli_s" in r:
+            md.append(f"- cold `cloak protect` CLI run, {name}: {r['cold_cli_s']:.1f} s "
+                      f"(interpreter, imports and model loading {r['model_load_s']:.1f} s "
+                      f"of it in-process)")
+    if per_photo is not None:
+        md.append(f"- batch of {args.batch} phone photos (4032x3024) at {args.batch_preset}: "
+                  f"{per_photo:.1f} s per photo; at that rate 100 photos take "
+                  f"{per_photo * 100 / 60:.1f} min (rate measured on {args.batch}, "
+                  f"not on 100)")
+    args.table.write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""A preview sheet that shows where the perturbation went.
+
+Four panels, each at most `panel` px on the long side, left to right:
+original | protected | difference x `gain` (mid-gray = unchanged) | budget map
+(white = the most noise allowed, black = none). Pure functions over arrays; the only
+file writing is `save_preview`, which is atomic and never replaces a file unasked.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+PREVIEW_SUFFIX = ".preview.png"
+LABEL_HEIGHT = 18
+
+
+def preview_path(dst: str | Path) -> Path:
+    """Where the preview of output `dst` goes: beside it, NAME.preview.png."""
+    dst = Path(dst)
+    return dst.with_name(dst.stem + PREVIEW_SUFFIX)
+
+
+def amplified_difference(original: np.ndarray, protected: np.ndarray,
+                         gain: float = 10.0) -> np.ndarray:
+    """(H, W, 3) float in [0, 1] each -> (H, W, 3) uint8: 128 + gain * 255 * (p - o)."""
+    if original.shape != protected.shape:
+        raise ValueError(f"shapes differ: {original.shape} vs {protected.shape}")
+    diff = 0.5 + gain * (protected.astype(np.float32) - original.astype(np.float32))
+    return np.round(np.clip(diff, 0, 1) * 255).astype(np.uint8)
+
+
+def _panel(img: Image.Image, size: tuple[int, int], label: str,
+           resample: int) -> Image.Image:
+    panel = Image.new("RGB", (size[0], size[1] + LABEL_HEIGHT), "white")
+    panel.paste(img.convert("RGB").resize(size, resample), (0, LABEL_HEIGHT))
+    ImageDraw.Draw(panel).text((4, 3), label, fill="black")
+    return panel
+
+
+def preview_sheet(original: np.ndarray, protected: np.ndarray, budget: np.ndarray | None,
+                  panel: int = 512, gain: float = 10.0) -> Image.Image:
+    """original, protected: (H, W, 3) float in [0, 1]; budget: (h, w) in [0, 1] or None.
+    Returns one RGB image with the panels side by side."""
+    h, w = original.shape[:2]
+    scale = min(1.0, panel / max(h, w))
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    to_img = lambda a: Image.fromarray(np.round(np.clip(a, 0, 1) * 255).astype(np.uint8))
+    panels = [
+        _panel(to_img(original), size, "original", Image.LANCZOS),
+        _panel(to_img(protected), size, "protected", Image.LANCZOS),
+        # NEAREST keeps the noise's texture visible instead of averaging it away.
+        _panel(Image.fromarray(amplified_difference(original, protected, gain)), size,
+               f"difference x{gain:g}", Image.NEAREST),
+    ]
+    if budget is not None:
+        gray = Image.fromarray(np.round(np.clip(budget, 0, 1) * 255).astype(np.uint8), "L")
+        panels.append(_panel(gray, size, "budget map (white = most)", Image.BILINEAR))
+    sheet = Image.new("RGB", (sum(p.width for p in panels), panels[0].height), "white")
+    x = 0
+    for p in panels:
+        sheet.paste(p, (x, 0))
+        x += p.width
+    return sheet
+
+
+def save_preview(sheet: Image.Image, dst: str | Path, overwrite: bool = False) -> Path:
+    """Write the sheet as PNG atomically (see cloak.io.write_atomic)."""
+    from .io import write_atomic
+
+    return write_atomic(dst, lambda fp: sheet.save(fp, "PNG"), overwrite=overwrite)

@@ -1,0 +1,51 @@
+"""`--preview`: a sheet beside each output showing original, protected, the amplified
+difference and the budget map."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+import cli
+from cloak.preview import amplified_difference, preview_path, preview_sheet
+
+
+def test_amplified_difference_is_mid_gray_where_nothing_changed():
+    original = np.full((4, 5, 3), 0.5, np.float32)
+    protected = original.copy()
+    protected[0, 0] += 4 / 255
+    diff = amplified_difference(original, protected, gain=10)
+    assert diff.dtype == np.uint8 and diff.shape == (4, 5, 3)
+    assert (diff[1:] == 128).all()
+    assert (diff[0, 0] == 168).all()  # 128 + 10 * 4
+    with pytest.raises(ValueError):
+        amplified_difference(original, protected[:2])
+
+
+def test_sheet_has_four_panels_at_most_panel_px_tall():
+    rng = np.random.default_rng(0)
+    original = rng.random((300, 200, 3), dtype=np.float32)
+    sheet = preview_sheet(original, original, np.ones((60, 40)), panel=150)
+    assert sheet.size == (4 * 100, 150 + 18)
+    assert preview_sheet(original, original, None, panel=150).width == 3 * 100
+
+
+def test_preview_path_sits_beside_the_output(tmp_path):
+    assert preview_path(tmp_path / "a b.jpg") == tmp_path / "a b.preview.png"
+
+
+def test_cli_preview_writes_a_sheet_showing_the_noise(tmp_path, small_photo, model_dir):
+    src = small_photo(tmp_path / "in" / "me.jpg", size=(96, 64))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli.app, [
+        "protect", str(src), "--out", str(out), "--strength", "fast", "--steps", "2",
+        "--models", "taesd", "--no-measure", "--preview"])
+    assert result.exit_code == 0, result.output
+    sheet_path = out / "me.preview.png"
+    assert (out / "me.jpg").is_file() and sheet_path.is_file()
+    with Image.open(sheet_path) as sheet:
+        assert sheet.size == (4 * 96, 64 + 18)
+        diff_panel = np.asarray(sheet.convert("RGB"))[18:, 2 * 96:3 * 96].astype(int)
+    assert np.abs(diff_panel - 128).max() > 20  # the perturbation is visible, amplified
