@@ -12,19 +12,29 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .jpeg import jpeg_round_trip
+
 
 def _check_image(x: torch.Tensor) -> None:
     if x.ndim != 4 or x.shape[1] != 3:
         raise ValueError(f"expected an image of shape (B, 3, H, W), got {tuple(x.shape)}")
 
 
-def jpeg(x: torch.Tensor, quality: float) -> torch.Tensor:
-    """Differentiable JPEG round trip (4:2:0, kornia) at `quality` in [1, 100]."""
-    import kornia
+def jpeg(x: torch.Tensor, quality: float, impl: str = "fast") -> torch.Tensor:
+    """Differentiable JPEG round trip (4:2:0) at `quality` in [1, 100].
 
+    `impl="fast"` is cloak.jpeg (the same codec model as kornia's, as batched matrix
+    products: about 7x faster, and closer to Pillow's real encoder); `"kornia"` is
+    kornia.enhance.jpeg_codec_differentiable."""
     _check_image(x)
     if not 1 <= quality <= 100:
         raise ValueError(f"JPEG quality must be in [1, 100], got {quality}")
+    if impl == "fast":
+        return jpeg_round_trip(x, quality)
+    if impl != "kornia":
+        raise ValueError(f"unknown JPEG implementation {impl!r}; use 'fast' or 'kornia'")
+    import kornia
+
     q = torch.tensor([float(quality)], device=x.device)
     return kornia.enhance.jpeg_codec_differentiable(x.float(), q).clamp(0, 1)
 
