@@ -284,8 +284,9 @@ def verify(
             ProtectConfig(models=(name,))  # validates the model name
         if protected is None:
             receipt = receipt_image(as_image(photo), names, md)
-            gaps = ", ".join(f"{k} {v:+.2f}" for k, v in receipt.gap_db.items())
-            typer.echo(f"{photo}: smoothing gap dB: {gaps}; score {receipt.score_db:.2f} "
+            gaps = ", ".join(f"{k} {v:+.2f}" for k, v in receipt.per_model_db.items())
+            label = receipt.score_name.replace("_", " ")
+            typer.echo(f"{photo}: {label} dB: {gaps}; score {receipt.score_db:.2f} "
                        f"(threshold {receipt.threshold_db:.2f})")
             typer.echo("receipt: " + ("PROTECTED" if receipt.protected
                                       else "no protection detected"))

@@ -28,7 +28,7 @@ from photoguard import photoguard_encoder_attack
 from cloak import ProtectConfig
 from cloak.models import ALL_MODEL_NAMES
 from cloak.pipeline import protect_array
-from cloak.verify import CLEANUPS, SOCIAL_PRESETS, receipt_image, verify_images
+from cloak.verify import CLEANUPS, SOCIAL_PRESETS, verify_images
 
 SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".tif", ".tiff", ".bmp"}
 CHANNELS = ("as-is", *SOCIAL_PRESETS, *CLEANUPS)
@@ -54,18 +54,8 @@ def run_one(name: str, original: Image.Image, protect_fn, save_dir: Path) -> dic
     save_dir.mkdir(parents=True, exist_ok=True)
     protected.save(save_dir / (Path(name).stem + ".png"))  # to re-analyse without re-running
     v = verify_images(original, protected, CHANNELS)
-    receipts = {ch: receipt_image(img) for ch, img in
-                (("as-is", protected),
-                 ("instagram", _channel(protected, "instagram")))}
     return {"name": name, "seconds": seconds, "megapixels": original.width * original.height / 1e6,
-            **v.to_dict(), "receipt": {ch: r.score_db for ch, r in receipts.items()},
-            "receipt_detail": {ch: r.to_dict() for ch, r in receipts.items()}}
-
-
-def _channel(img, ch):
-    from cloak.verify import apply_channel
-
-    return apply_channel(img, ch)
+            **v.to_dict()}
 
 
 def summarise(rows: list[dict], label: str) -> str:
@@ -128,24 +118,9 @@ def retention_table(results: dict[str, list[dict]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def receipt_table(clean: dict, by_label: dict[str, list[dict]], threshold: float) -> str:
-    lines = ["### No-reference receipt", "",
-             f"Threshold {threshold:.2f} dB (cloak.verify.RECEIPT_THRESHOLD_DB).", "",
-             "| photos | channel | called protected |", "|---|---|---|"]
-    for ch in ("as-is", "instagram"):
-        c = clean[ch]
-        lines.append(f"| clean (false alarms) | {ch} | {sum(s >= threshold for s in c)}/{len(c)} |")
-        for label, rows in by_label.items():
-            s = [r["receipt"][ch] for r in rows]
-            lines.append(f"| {label} (detections) | {ch} | "
-                         f"{sum(v >= threshold for v in s)}/{len(s)} |")
-    return "\n".join(lines) + "\n"
-
-
-def dump(out: Path, results: dict, clean_receipts: dict) -> None:
+def dump(out: Path, results: dict) -> None:
     """Raw figures so far (written after every photo, so a stopped run keeps them)."""
-    (out / "efficacy.json").write_text(json.dumps(
-        {"results": results, "clean_receipts": clean_receipts}, indent=1))
+    (out / "efficacy.json").write_text(json.dumps({"results": results}, indent=1))
 
 
 def main() -> None:
@@ -165,22 +140,14 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     photos = {p.name: load_rgb(p) for p in paths}
     results: dict[str, list[dict]] = {}
-    clean_receipts = {"as-is": [], "instagram": []}
-    clean_detail = {"as-is": [], "instagram": []}
-    for name, img in photos.items():
-        for ch, shown in (("as-is", img), ("instagram", _channel(img, "instagram"))):
-            r = receipt_image(shown)
-            clean_receipts[ch].append(r.score_db)
-            clean_detail[ch].append({"name": name, **r.to_dict()})
-    clean_receipts["detail"] = clean_detail
     for preset in args.presets.split(","):
-        config = ProtectConfig(strength=preset)
+        config = ProtectConfig(strength=preset, measure=False)
         label = f"cloak {preset}"
         for name, img in photos.items():
             row = run_one(name, img, lambda rgb, c=config: protect_array(rgb, c).rgb,
                           out / preset)
             results.setdefault(label, []).append(row)
-            dump(out, results, clean_receipts)
+            dump(out, results)
             print(label, name, f"{row['psnr']:.1f} dB", row["channels"][0]["damage_db"],
                   f"{row['seconds']:.0f}s", flush=True)
     if not args.no_reference:
@@ -188,21 +155,17 @@ def main() -> None:
         for name, img in photos.items():
             row = run_one(name, img, photoguard_encoder_attack, out / "photoguard")
             results.setdefault(label, []).append(row)
-            dump(out, results, clean_receipts)
+            dump(out, results)
             print(label, name, f"{row['psnr']:.1f} dB", row["channels"][0]["damage_db"],
                   f"{row['seconds']:.0f}s", flush=True)
-    from cloak.verify import RECEIPT_THRESHOLD_DB
-
     md = ["## Efficacy (median (worst) damage in dB per autoencoder)", "",
           (f"Command: `CLOAK_MODEL_DIR=../shared/models python benchmarks/efficacy.py "
            f"--limit {args.limit} --presets {args.presets}`; torch threads "
            f"{torch.get_num_threads()}."), ""]
     md += [summarise(rows, label) for label, rows in results.items()]
     md.append(retention_table(results))
-    md.append(receipt_table(clean_receipts, {k: v for k, v in results.items()
-                                             if k.startswith("cloak")}, RECEIPT_THRESHOLD_DB))
     Path(args.table).write_text("\n".join(md))
-    dump(out, results, clean_receipts)
+    dump(out, results)
     print("\n".join(md))
 
 

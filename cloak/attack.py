@@ -8,8 +8,10 @@ Norm: L-infinity, with a per-pixel bound `eps_map` (<= eps) from the visibility 
     returns  delta, same shape as x, with |delta| <= eps_map and x + delta in [0, 1]
 
 Each step uses one model of the ensemble in rotation (`rotation` lists model indices;
-measured cheaper than running all of them each step), sums the gradients over
-`eot_samples` random posting transforms, and takes a sign step whose size decays linearly.
+measured cheaper than running all of them each step). With `robust`, a share
+`eot_share` of the rotation cycles sums the gradients over `eot_samples` random posting
+transforms; the other cycles attack the photo as it is. Each step is a sign step whose
+size decays linearly.
 """
 
 from __future__ import annotations
@@ -48,11 +50,26 @@ def step_size(step: int, steps: int, start: float = 0.5, end: float = 0.05) -> f
     return start + (end - start) * step / (steps - 1)
 
 
+def uses_eot(step: int, cycle: int, share: float) -> bool:
+    """Whether `step` draws posting transforms: whole rotation cycles of length `cycle`
+    alternate so that a `share` in [0, 1] of them do (0.5: every other cycle, so each
+    model is attacked both as the photo is and as it will be posted)."""
+    k = step // max(1, cycle)
+    return int((k + 1) * share + 1e-9) > int(k * share + 1e-9)
+
+
 def protect_pgd(x: torch.Tensor, models: Sequence, eps_map: torch.Tensor, steps: int,
                 generator: torch.Generator, objective: str = "e2e", robust: bool = True,
                 eot_samples: int = 1, rotation: Sequence[int] | None = None,
-                on_step: StepCallback | None = None, should_stop: Callable[[], bool] | None = None) -> torch.Tensor:
-    """Run the attack and return the perturbation delta (see module docstring)."""
+                on_step: StepCallback | None = None,
+                should_stop: Callable[[], bool] | None = None,
+                eot_share: float = 1.0, perceptual_weight: float = 0.0) -> torch.Tensor:
+    """Run the attack and return the perturbation delta (see module docstring).
+
+    `perceptual_weight` > 0 adds the low-frequency colour-shift penalty
+    (objectives.low_frequency_energy) to the objective: each step follows
+    sign(g_attack / mean|g_attack| - perceptual_weight * g_penalty / mean|g_penalty|),
+    so the weight is the penalty's share relative to the attack, whatever the scales."""
     if x.ndim != 4 or x.shape[1] != 3:
         raise ValueError(f"x must be (1, 3, H, W), got {tuple(x.shape)}")
     if float(eps_map.min()) < 0:
@@ -66,15 +83,20 @@ def protect_pgd(x: torch.Tensor, models: Sequence, eps_map: torch.Tensor, steps:
         if should_stop is not None and should_stop():
             raise Cancelled("cancelled")
         index = schedule[step % len(schedule)]
+        eot = robust and uses_eot(step, len(schedule), eot_share)
         delta.requires_grad_(True)
         grad = torch.zeros_like(x)
-        for _ in range(eot_samples if robust else 1):
+        for _ in range(eot_samples if eot else 1):
             x_adv = (x + delta).clamp(0, 1)
-            if robust:
+            if eot:
                 x_adv = random_posting(x_adv, generator)
             with autocast(x.device):
                 loss = loss_of(index, x_adv)
             grad += torch.autograd.grad(loss, delta)[0]
+        if perceptual_weight > 0 and step > 0:
+            penalty = torch.autograd.grad(objectives.low_frequency_energy(delta), delta)[0]
+            grad = (grad / grad.abs().mean().clamp_min(1e-12)
+                    - perceptual_weight * penalty / penalty.abs().mean().clamp_min(1e-12))
         with torch.no_grad():
             delta = delta + step_size(step, steps) * eps_map * grad.sign()
             delta = torch.maximum(torch.minimum(delta, eps_map), -eps_map)

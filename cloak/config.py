@@ -20,6 +20,8 @@ class Preset:
     working_size: int
     robust: bool
     eot_samples: int
+    eot_share: float = 1.0  # share of rotation cycles drawn through posting transforms
+    perceptual_weight: float = 0.0  # low-frequency colour-shift penalty vs the attack
 
 
 # Numbers here are the product's promises; README's "Strength presets" table mirrors them.
@@ -44,6 +46,8 @@ class ProtectConfig:
     working_size: int | None = None
     robust: bool | None = None
     eot_samples: int | None = None
+    eot_share: float | None = None
+    perceptual_weight: float | None = None
     models: tuple[str, ...] = ALL_MODEL_NAMES
     objective: str = "e2e"
     perceptual: bool = True
@@ -64,7 +68,8 @@ class ProtectConfig:
         defaults = {
             "eps": preset.eps255 / 255, "steps": preset.steps,
             "working_size": preset.working_size, "robust": preset.robust,
-            "eot_samples": preset.eot_samples,
+            "eot_samples": preset.eot_samples, "eot_share": preset.eot_share,
+            "perceptual_weight": preset.perceptual_weight,
         }
         for name, value in defaults.items():
             if getattr(self, name) is None:
@@ -86,6 +91,11 @@ class ProtectConfig:
         if not 128 <= self.working_size <= 2048 or self.working_size % 8:
             raise ConfigError(
                 f"working size must be a multiple of 8 in [128, 2048], got {self.working_size}")
+        if not 0 <= self.perceptual_weight <= 10:
+            raise ConfigError(
+                f"perceptual weight must be in [0, 10], got {self.perceptual_weight}")
+        if not 0 <= self.eot_share <= 1:
+            raise ConfigError(f"eot share must be in [0, 1], got {self.eot_share}")
         if self.eot_samples < 1:
             raise ConfigError(f"eot samples must be >= 1, got {self.eot_samples}")
         if self.objective not in OBJECTIVES:
@@ -104,7 +114,8 @@ class ProtectConfig:
         return {
             "strength": self.strength, "eps255": round(self.eps255, 4), "steps": self.steps,
             "working_size": self.working_size, "robust": self.robust,
-            "eot_samples": self.eot_samples, "models": list(self.models),
+            "eot_samples": self.eot_samples, "eot_share": self.eot_share,
+            "perceptual_weight": self.perceptual_weight, "models": list(self.models),
             "objective": self.objective, "perceptual": self.perceptual, "faces": self.faces,
             "mask": self.mask_path, "seed": self.seed,
         }

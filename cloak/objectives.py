@@ -37,3 +37,14 @@ def latent_shift(model, x_adv: torch.Tensor, z_clean: torch.Tensor) -> torch.Ten
     the end-to-end objective."""
     z = model.encode(x_adv).float()
     return F.mse_loss(z, z_clean) / z_clean.pow(2).mean().clamp_min(1e-6)
+
+
+def low_frequency_energy(delta: torch.Tensor, window: int = 9) -> torch.Tensor:
+    """Perceptual penalty (to MINIMISE): energy of the perturbation's local mean over
+    `window`-px neighbourhoods, per colour channel. Smooth colour shifts are what the eye
+    sees first; zero-mean fine grain that averages out over a window is much less visible.
+
+    delta (B, 3, H, W) -> scalar >= 0."""
+    local_mean = F.avg_pool2d(delta, window, stride=1, padding=window // 2,
+                              count_include_pad=False)
+    return local_mean.pow(2).mean()

@@ -113,7 +113,8 @@ def protect_array(rgb: np.ndarray, config: ProtectConfig, *, grayscale: bool = F
 
     delta = protect_pgd(x, models, eps_map, config.steps, generator, config.objective,
                         config.robust, config.eot_samples, rotation_for(config.models),
-                        on_step, should_stop)
+                        on_step, should_stop, config.eot_share,
+                        config.perceptual_weight if config.perceptual else 0.0)
 
     report_progress(0.9, "applying at full resolution")
     delta_full = upsample(delta.float().cpu(), (height, width))

@@ -129,22 +129,24 @@ class Verification:
 
 @dataclass
 class Receipt:
-    """No-reference result: smoothing gap per model and the decision."""
+    """No-reference result: the receipt score per model (dB), their mean and the decision."""
 
-    gap_db: dict[str, float]
+    per_model_db: dict[str, float]
     threshold_db: float
+    score_name: str = "idempotence_gap"
 
     @property
     def score_db(self) -> float:
-        return float(np.mean(list(self.gap_db.values())))
+        return float(np.mean(list(self.per_model_db.values())))
 
     @property
     def protected(self) -> bool:
         return self.score_db >= self.threshold_db
 
     def to_dict(self) -> dict:
-        return {"gap_db": self.gap_db, "score_db": self.score_db,
-                "threshold_db": self.threshold_db, "protected": self.protected}
+        return {"score": self.score_name, "per_model_db": self.per_model_db,
+                "score_db": self.score_db, "threshold_db": self.threshold_db,
+                "protected": self.protected}
 
 
 def _tensor(img: Image.Image) -> torch.Tensor:
@@ -184,20 +186,48 @@ def verify_images(original: Image.Image, protected: Image.Image,
     return result
 
 
-@torch.no_grad()
-def receipt_image(photo: Image.Image, models: Sequence[str] = ALL_MODEL_NAMES,
-                  model_dir: str | None = None, device: str | None = None,
-                  threshold_db: float = RECEIPT_THRESHOLD_DB) -> Receipt:
-    """No-reference check of one photo (see module docstring)."""
-    dev = pick_device(device)
-    nets = _models(models, model_dir, dev)
-    x = metrics.resize_long(_tensor(photo), 512).to(dev)
+def _per_model_receipt(net, x: torch.Tensor) -> dict[str, float]:
+    """Candidate no-reference scores (dB) of one autoencoder on x (1, 3, h, w) in [0, 1]."""
     import kornia
 
+    recon = net(x).clamp(0, 1)
+    again = net(recon).clamp(0, 1)
     smooth = kornia.filters.gaussian_blur2d(x, (5, 5), (1.0, 1.0))
-    gap = {}
+    first, second = metrics.psnr(recon, x), metrics.psnr(again, recon)
+    return {"smoothing_gap": metrics.reconstruction_psnr(net, smooth) - first,
+            "idempotence_gap": second - first, "neg_recon_psnr": -first}
+
+
+# The candidates benchmarks/receipt_calibration.py compares (averaged over the models).
+RECEIPT_FEATURES = ("smoothing_gap", "idempotence_gap", "neg_recon_psnr")
+RECEIPT_SCORE = "idempotence_gap"
+
+
+@torch.no_grad()
+def receipt_per_model(photo: Image.Image, models: Sequence[str] = ALL_MODEL_NAMES,
+                      model_dir: str | None = None,
+                      device: str | None = None) -> dict[str, dict[str, float]]:
+    """{model: {feature: dB}} for one photo at long side 512."""
+    dev = pick_device(device)
+    x = metrics.resize_long(_tensor(photo), 512).to(dev).clamp(0, 1)
+    out = {}
     with autocast(dev):
-        for n, m in nets.items():
-            gap[n] = round(metrics.reconstruction_psnr(m, smooth)
-                           - metrics.reconstruction_psnr(m, x), 3)
-    return Receipt(gap, threshold_db)
+        for name, net in _models(models, model_dir, dev).items():
+            out[name] = {k: round(v, 3) for k, v in _per_model_receipt(net, x).items()}
+    return out
+
+
+def receipt_features(photo: Image.Image, **kw) -> dict[str, float]:
+    """Each candidate score averaged over the models."""
+    per_model = receipt_per_model(photo, **kw)
+    return {f: float(np.mean([m[f] for m in per_model.values()])) for f in RECEIPT_FEATURES}
+
+
+def receipt_image(photo: Image.Image, models: Sequence[str] = ALL_MODEL_NAMES,
+                  model_dir: str | None = None, device: str | None = None,
+                  threshold_db: float | None = None) -> Receipt:
+    """No-reference check of one photo (see module docstring)."""
+    per_model = receipt_per_model(photo, models, model_dir, device)
+    return Receipt({n: f[RECEIPT_SCORE] for n, f in per_model.items()},
+                   RECEIPT_THRESHOLD_DB if threshold_db is None else threshold_db,
+                   RECEIPT_SCORE)

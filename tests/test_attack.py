@@ -74,3 +74,18 @@ class TestProtectPGD:
     def test_step_size_decays(self):
         sizes = [step_size(i, 10) for i in range(10)]
         assert sizes == sorted(sizes, reverse=True) and sizes[0] > sizes[-1] > 0
+
+    def test_eot_share_alternates_whole_cycles(self):
+        from cloak.attack import uses_eot
+
+        assert [uses_eot(s, 4, 0.5) for s in range(16)] == [False] * 4 + [True] * 4 + \
+            [False] * 4 + [True] * 4
+        assert not any(uses_eot(s, 4, 0.0) for s in range(16))
+        assert all(uses_eot(s, 4, 1.0) for s in range(16))
+
+    def test_perceptual_weight_cuts_low_frequency_colour_shift(self, setup):
+        x, models = setup
+        plain, _ = run(x, models, steps=8, robust=False)
+        shaped, _ = run(x, models, steps=8, robust=False, perceptual_weight=1.0)
+        assert float(objectives.low_frequency_energy(shaped)) < \
+            0.8 * float(objectives.low_frequency_energy(plain))

@@ -64,5 +64,5 @@ class TestChannels:
 class TestReceipt:
     def test_reports_a_gap_per_model(self, photo):
         r = receipt_image(photo, models=("taesd", "taef2"))
-        assert set(r.gap_db) == {"taesd", "taef2"}
+        assert set(r.per_model_db) == {"taesd", "taef2"}
         assert isinstance(r.protected, bool)
