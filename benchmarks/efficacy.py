@@ -131,7 +131,13 @@ def main() -> None:
     ap.add_argument("--no-reference", action="store_true")
     ap.add_argument("--out", default="bench_out")
     ap.add_argument("--table", default="benchmarks/efficacy.md")
+    ap.add_argument("--from-json", action="store_true",
+                    help="Only rewrite the table from <out>/efficacy.json (e.g. a stopped run).")
     args = ap.parse_args()
+    if args.from_json:
+        results = json.loads((Path(args.out) / "efficacy.json").read_text())["results"]
+        write_table(args, results)
+        return
     torch.manual_seed(0)
     paths = sorted(p for p in Path(args.photos).iterdir() if p.suffix.lower() in SUFFIXES)
     if args.limit:
@@ -140,24 +146,23 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     photos = {p.name: load_rgb(p) for p in paths}
     results: dict[str, list[dict]] = {}
-    for preset in args.presets.split(","):
-        config = ProtectConfig(strength=preset, measure=False)
-        label = f"cloak {preset}"
-        for name, img in photos.items():
-            row = run_one(name, img, lambda rgb, c=config: protect_array(rgb, c).rgb,
-                          out / preset)
-            results.setdefault(label, []).append(row)
-            dump(out, results)
-            print(label, name, f"{row['psnr']:.1f} dB", row["channels"][0]["damage_db"],
-                  f"{row['seconds']:.0f}s", flush=True)
+    # Photo by photo, every run in turn, so a stopped run still compares like with like.
+    runs = [(f"cloak {p}", out / p, lambda rgb, c=ProtectConfig(strength=p, measure=False):
+             protect_array(rgb, c).rgb) for p in args.presets.split(",")]
     if not args.no_reference:
-        label = "PhotoGuard reference"
-        for name, img in photos.items():
-            row = run_one(name, img, photoguard_encoder_attack, out / "photoguard")
+        runs.append(("PhotoGuard reference", out / "photoguard", photoguard_encoder_attack))
+    for name, img in photos.items():
+        for label, save_dir, protect_fn in runs:
+            row = run_one(name, img, protect_fn, save_dir)
             results.setdefault(label, []).append(row)
             dump(out, results)
             print(label, name, f"{row['psnr']:.1f} dB", row["channels"][0]["damage_db"],
                   f"{row['seconds']:.0f}s", flush=True)
+    dump(out, results)
+    write_table(args, results)
+
+
+def write_table(args, results: dict[str, list[dict]]) -> None:
     md = ["## Efficacy (median (worst) damage in dB per autoencoder)", "",
           (f"Command: `CLOAK_MODEL_DIR=../shared/models python benchmarks/efficacy.py "
            f"--limit {args.limit} --presets {args.presets}`; torch threads "
@@ -165,7 +170,6 @@ def main() -> None:
     md += [summarise(rows, label) for label, rows in results.items()]
     md.append(retention_table(results))
     Path(args.table).write_text("\n".join(md))
-    dump(out, results)
     print("\n".join(md))
 
 

@@ -20,16 +20,17 @@ class Preset:
     working_size: int
     robust: bool
     eot_samples: int
-    eot_share: float = 1.0  # share of rotation cycles drawn through posting transforms
+    eot_share: float = 0.25  # share of rotation cycles drawn through posting transforms
     perceptual_weight: float = 0.0  # low-frequency colour-shift penalty vs the attack
 
 
 # Numbers here are the product's promises; README's "Strength presets" table mirrors them.
 PRESETS: dict[str, Preset] = {
     "fast": Preset(eps255=8, steps=8, working_size=384, robust=False, eot_samples=1),
-    "low": Preset(eps255=4, steps=24, working_size=512, robust=False, eot_samples=1),
-    "medium": Preset(eps255=8, steps=32, working_size=512, robust=True, eot_samples=1),
-    "high": Preset(eps255=12, steps=64, working_size=512, robust=True, eot_samples=1),
+    "low": Preset(eps255=4, steps=24, working_size=512, robust=False, eot_samples=1,
+                  perceptual_weight=0.3),
+    "medium": Preset(eps255=8, steps=32, working_size=512, robust=False, eot_samples=1),
+    "high": Preset(eps255=12, steps=64, working_size=512, robust=False, eot_samples=1),
 }
 
 
