@@ -118,6 +118,11 @@ def retention_table(results: dict[str, list[dict]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def cloak_protector(preset: str):
+    config = ProtectConfig(strength=preset, measure=False)
+    return lambda rgb: protect_array(rgb, config).rgb
+
+
 def dump(out: Path, results: dict) -> None:
     """Raw figures so far (written after every photo, so a stopped run keeps them)."""
     (out / "efficacy.json").write_text(json.dumps({"results": results}, indent=1))
@@ -147,8 +152,7 @@ def main() -> None:
     photos = {p.name: load_rgb(p) for p in paths}
     results: dict[str, list[dict]] = {}
     # Photo by photo, every run in turn, so a stopped run still compares like with like.
-    runs = [(f"cloak {p}", out / p, lambda rgb, c=ProtectConfig(strength=p, measure=False):
-             protect_array(rgb, c).rgb) for p in args.presets.split(",")]
+    runs = [(f"cloak {p}", out / p, cloak_protector(p)) for p in args.presets.split(",")]
     if not args.no_reference:
         runs.append(("PhotoGuard reference", out / "photoguard", photoguard_encoder_attack))
     for name, img in photos.items():
