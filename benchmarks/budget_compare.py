@@ -1,0 +1,135 @@
+"""Visibility-aware budget vs a uniform budget at the same PSNR: damage table and a sheet.
+
+    CLOAK_MODEL_DIR=../shared/models python benchmarks/budget_compare.py [--limit 6]
+
+For each photo, protects at `--strength medium` (visibility-aware budget), then with a
+uniform budget (`perceptual=False`) whose eps is tuned (up to two tries) to land on the
+same PSNR. Writes benchmarks/budget.md (PSNR, SSIM and as-is damage per model, medians)
+and benchmarks/budget_sheet.png: 100% crops of a face, a flat area and a texture from the
+first photo, as original | uniform | visibility-aware | both differences x10.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from efficacy import SUFFIXES, load_rgb
+
+from cloak import ProtectConfig
+from cloak.budget import find_faces, local_contrast
+from cloak.models import ALL_MODEL_NAMES
+from cloak.pipeline import face_detector_path, protect_array, to_tensor
+from cloak.preview import amplified_difference
+
+CROP = 128
+DEFAULT_PHOTOS = ("d01", "d08", "d09", "d12", "d14", "d24", "d04", "d17")
+
+
+def uniform_at_psnr(rgb: np.ndarray, target: float, base: ProtectConfig):
+    """Uniform-budget run whose PSNR lands within 0.3 dB of `target` (two tries at most)."""
+    eps = min(32, 255 * 10 ** (-target / 20) / 0.8 ** 0.5)
+    result = None
+    for _ in range(2):
+        result = protect_array(rgb, base.replace(perceptual=False, eps=eps / 255))
+        if abs(result.report.psnr - target) <= 0.3:
+            break
+        eps = min(32, eps * 10 ** ((result.report.psnr - target) / 20))
+    return result
+
+
+def window(score: np.ndarray, pick) -> tuple[int, int]:
+    """Top-left corner of the CROP x CROP window with the min or max mean `score`."""
+    h, w = score.shape
+    best, where = None, (0, 0)
+    for y in range(0, h - CROP + 1, CROP // 4):
+        for x in range(0, w - CROP + 1, CROP // 4):
+            value = float(score[y:y + CROP, x:x + CROP].mean())
+            if best is None or pick(value, best):
+                best, where = value, (y, x)
+    return where
+
+
+def sheet(original: np.ndarray, uniform: np.ndarray, aware: np.ndarray) -> Image.Image:
+    contrast = local_contrast(to_tensor(original))[0, 0].numpy()
+    u8 = np.round(original * 255).astype(np.uint8)
+    faces = find_faces(u8, face_detector_path(None))
+    rows = []
+    if faces:
+        fx, fy, fw, fh = faces[0]
+        cy, cx = int(fy + fh / 2), int(fx + fw / 2)
+        rows.append(("face", (max(0, cy - CROP // 2), max(0, cx - CROP // 2))))
+    # Flat but not clipped: ignore near-black and near-white windows.
+    level = original.mean(2)
+    flat_score = np.where((level > 0.08) & (level < 0.92), contrast, 1.0)
+    rows.append(("flat", window(flat_score, lambda v, b: v < b)))
+    rows.append(("texture", window(contrast, lambda v, b: v > b)))
+    cols = [("original", original), ("uniform", uniform), ("visibility-aware", aware)]
+    diffs = [("uniform diff x10", amplified_difference(original, uniform)),
+             ("aware diff x10", amplified_difference(original, aware))]
+    label_h = 16
+    out = Image.new("RGB", ((len(cols) + len(diffs)) * CROP, len(rows) * (CROP + label_h)),
+                    "white")
+    draw = ImageDraw.Draw(out)
+    for r, (name, (y, x)) in enumerate(rows):
+        top = r * (CROP + label_h)
+        for c, (title, img) in enumerate(cols + diffs):
+            crop = img[y:y + CROP, x:x + CROP]
+            if crop.dtype != np.uint8:
+                crop = np.round(crop * 255).astype(np.uint8)
+            out.paste(Image.fromarray(crop), (c * CROP, top + label_h))
+            draw.text((c * CROP + 3, top + 2), f"{name}: {title}", fill="black")
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--photos", type=Path, default=Path("../shared/photos/dev"))
+    ap.add_argument("--limit", type=int, default=6)
+    ap.add_argument("--table", type=Path, default=Path("benchmarks/budget.md"))
+    ap.add_argument("--sheet", type=Path, default=Path("benchmarks/budget_sheet.png"))
+    args = ap.parse_args()
+    chosen = [p for prefix in DEFAULT_PHOTOS for p in sorted(args.photos.iterdir())
+              if p.name.startswith(prefix) and p.suffix.lower() in SUFFIXES][: args.limit]
+    base = ProtectConfig(strength="medium")
+    rows = []
+    for i, path in enumerate(chosen):
+        rgb = np.asarray(load_rgb(path), dtype=np.float32) / 255
+        aware = protect_array(rgb, base)
+        uniform = uniform_at_psnr(rgb, aware.report.psnr, base)
+        rows.append((path.name, uniform.report, aware.report))
+        print(path.name, "uniform", round(uniform.report.psnr, 2), uniform.report.damage_db,
+              "aware", round(aware.report.psnr, 2), aware.report.damage_db, flush=True)
+        if i == 0:
+            sheet(rgb, uniform.rgb, aware.rgb).save(args.sheet, optimize=True)
+
+    def line(label, reports):
+        med = lambda f: statistics.median(f(r) for r in reports)
+        dmg = " | ".join(f"{med(lambda r, m=m: r.damage_db[m]):.1f}" for m in ALL_MODEL_NAMES)
+        return (f"| {label} | {med(lambda r: r.psnr):.1f} | {med(lambda r: r.ssim):.3f} | "
+                f"{med(lambda r: r.eps255):.1f} | {dmg} |")
+
+    md = ["## Visibility-aware vs uniform budget at the same PSNR (medians)", "",
+          (f"{len(rows)} dev photos ({', '.join(r[0] for r in rows)}). Command: "
+           f"`CLOAK_MODEL_DIR=../shared/models python benchmarks/budget_compare.py "
+           f"--limit {args.limit}`. Damage is dB as the photo is, at long side 512."), "",
+          "| budget | PSNR | SSIM | eps /255 | " + " | ".join(ALL_MODEL_NAMES) + " |",
+          "|---|---|---|---|" + "---|" * len(ALL_MODEL_NAMES),
+          line("uniform", [r[1] for r in rows]), line("visibility-aware", [r[2] for r in rows]),
+          "", "Per photo (PSNR; damage taesd / taesdxl / taef1 / taef2):", ""]
+    for name, u, a in rows:
+        fmt = lambda r: (f"{r.psnr:.1f} dB; "
+                         + " / ".join(f"{r.damage_db[m]:.1f}" for m in ALL_MODEL_NAMES))
+        md.append(f"- {name}: uniform {fmt(u)}; aware {fmt(a)}")
+    args.table.write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()
