@@ -46,14 +46,15 @@ def to_image(rgb: np.ndarray) -> Image.Image:
     return Image.fromarray(np.round(rgb * 255).astype(np.uint8), "RGB")
 
 
-def run_one(name: str, original: Image.Image, protect_fn, save_dir: Path) -> dict:
+def run_one(name: str, original: Image.Image, protect_fn, save_dir: Path,
+            clean_cache: dict | None = None) -> dict:
     rgb = np.asarray(original, dtype=np.float32) / 255
     start = time.perf_counter()
     protected = to_image(protect_fn(rgb))
     seconds = time.perf_counter() - start
     save_dir.mkdir(parents=True, exist_ok=True)
     protected.save(save_dir / (Path(name).stem + ".png"))  # to re-analyse without re-running
-    v = verify_images(original, protected, CHANNELS)
+    v = verify_images(original, protected, CHANNELS, clean_cache=clean_cache)
     return {"name": name, "seconds": seconds, "megapixels": original.width * original.height / 1e6,
             **v.to_dict()}
 
@@ -156,8 +157,9 @@ def main() -> None:
     if not args.no_reference:
         runs.append(("PhotoGuard reference", out / "photoguard", photoguard_encoder_attack))
     for name, img in photos.items():
+        clean_cache: dict = {}  # the original's side of each channel, shared by the runs
         for label, save_dir, protect_fn in runs:
-            row = run_one(name, img, protect_fn, save_dir)
+            row = run_one(name, img, protect_fn, save_dir, clean_cache)
             results.setdefault(label, []).append(row)
             dump(out, results)
             print(label, name, f"{row['psnr']:.1f} dB", row["channels"][0]["damage_db"],

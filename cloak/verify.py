@@ -157,12 +157,34 @@ def _models(names, model_dir, device):
     return {n: load_autoencoder(n, model_dir, device) for n in names}
 
 
+@torch.no_grad()
+def _clean_stats(net, xs: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """(E(xs), PSNR(D(E(xs)), xs)) of a clean image already at the measuring size."""
+    z = net.encode(xs)
+    return z, metrics.psnr(net.decode(z).float().clamp(0, 1), xs)
+
+
+@torch.no_grad()
+def _damage_and_shift(net, xs: torch.Tensor, clean: tuple[torch.Tensor, float],
+                      xas: torch.Tensor) -> tuple[float, float]:
+    """Same figures as metrics.damage_db and metrics.latent_shift, sharing the encodes."""
+    z, clean_psnr = clean
+    za = net.encode(xas)
+    damage = clean_psnr - metrics.psnr(net.decode(za).float().clamp(0, 1), xs)
+    shift = float((za.float() - z.float()).norm() / z.float().norm().clamp_min(1e-8))
+    return damage, shift
+
+
 def verify_images(original: Image.Image, protected: Image.Image,
                   channels: Sequence[str] = ("as-is", *SOCIAL_PRESETS, *CLEANUPS),
                   models: Sequence[str] = ALL_MODEL_NAMES, model_dir: str | None = None,
                   device: str | None = None,
-                  progress: Callable[[float, str], None] | None = None) -> Verification:
-    """Compare an original and its protected copy (upright RGB, same size)."""
+                  progress: Callable[[float, str], None] | None = None,
+                  clean_cache: dict | None = None) -> Verification:
+    """Compare an original and its protected copy (upright RGB, same size).
+
+    `clean_cache`: pass the same dict when verifying several copies of one original, so
+    the original's side of every channel is computed once."""
     if original.size != protected.size:
         from .errors import UnsupportedImageError
 
@@ -174,14 +196,22 @@ def verify_images(original: Image.Image, protected: Image.Image,
     x, x_adv = _tensor(original), _tensor(protected)
     result = Verification(psnr=metrics.psnr(x_adv, x), ssim=metrics.ssim(x_adv, x),
                           max_change255=float((x_adv - x).abs().max() * 255))
+    cache = {} if clean_cache is None else clean_cache
     for i, channel in enumerate(channels):
         if progress:
             progress(i / len(channels), channel)
-        xc = _tensor(apply_channel(original.convert("RGB"), channel)).to(dev)
         xac = _tensor(apply_channel(protected.convert("RGB"), channel)).to(dev)
+        xas = metrics.resize_long(xac, 512)
+        damage, shift = {}, {}
         with autocast(dev):
-            damage = {n: round(metrics.damage_db(m, xc, xac), 3) for n, m in nets.items()}
-            shift = {n: round(metrics.latent_shift(m, xc, xac), 4) for n, m in nets.items()}
+            if channel not in cache:
+                xc = _tensor(apply_channel(original.convert("RGB"), channel)).to(dev)
+                xs = metrics.resize_long(xc, 512)
+                cache[channel] = (xs, {n: _clean_stats(m, xs) for n, m in nets.items()})
+            xs, stats = cache[channel]
+            for n, m in nets.items():
+                d, sh = _damage_and_shift(m, xs, stats[n], xas)
+                damage[n], shift[n] = round(d, 3), round(sh, 4)
         result.channels.append(ChannelResult(channel, damage, shift))
     return result
 
