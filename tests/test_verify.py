@@ -38,6 +38,29 @@ class TestVerdicts:
             pytest.xfail(f"medium reaches only {v.verdict_as_posted!r} on the weakest model "
                          f"({v.as_posted.min_damage_db:.2f} dB); issue 3 stays open")
 
+    def test_damage_matches_metrics_and_the_clean_cache_changes_nothing(self, photo):
+        import torch
+
+        from cloak import metrics
+        from cloak.device import autocast
+        from cloak.models import load_autoencoder
+
+        rng = np.random.default_rng(0)
+        noisy = Image.fromarray(np.clip(np.asarray(photo, dtype=np.int16)
+                                        + rng.integers(-8, 9, (256, 256, 3)), 0, 255)
+                                .astype(np.uint8))
+        cache: dict = {}
+        channels = ("as-is", "jpeg75")
+        first = verify_images(photo, noisy, channels, models=("taesd",), clean_cache=cache)
+        again = verify_images(photo, noisy, channels, models=("taesd",), clean_cache=cache)
+        assert set(cache) == set(channels)
+        assert first.to_dict()["channels"] == again.to_dict()["channels"]
+        x, xa = (torch.from_numpy(np.asarray(i, dtype=np.float32) / 255).permute(2, 0, 1)[None]
+                 for i in (photo, noisy))
+        with autocast(torch.device("cpu")):
+            expected = metrics.damage_db(load_autoencoder("taesd"), x, xa)
+        assert first.channels[0].damage_db["taesd"] == pytest.approx(expected, abs=1e-3)
+
     def test_thresholds(self):
         assert [verdict_for(d) for d in (5, 2, 0.7, 0.1)] == [
             "strong", "moderate", "weak", "none"]
