@@ -12,7 +12,7 @@ loop) and a non-image that must be skipped quietly. Then:
 3. checks: every good photo has one output that decodes, with the source's upright size;
    every bad file got one line on stderr; the exit code is 2 (some files failed); no temp
    files are left; the sources are byte-identical; photos finished before the kill were
-   not redone.
+   not redone (at most the one written in the instant of the kill).
 
 Prints a report and exits non-zero if any check fails.
 """
@@ -139,8 +139,10 @@ def main() -> int:
         ".cloak-tmp-" in p.name or p.suffix.lower() not in PHOTO_SUFFIXES | {".json"})]
     checks.append((f"no temp or partial files ({len(leftovers)} found)", not leftovers))
     redone = [p for p, t in done_before_kill.items() if p.stat().st_mtime_ns != t]
-    checks.append((f"photos finished before the kill not redone ({len(redone)} redone)",
-                   not redone))
+    # A photo written in the instant between its rename and the manifest update may be
+    # redone once; anything more means resume is not working.
+    checks.append((f"photos finished before the kill not redone ({len(redone)} redone; "
+                   "at most 1 allowed)", len(redone) <= 1))
     checks.append(("sources byte-identical", all(sha(p) == h for p, h in before.items())))
 
     print(f"## Batch drill ({len(good)} dev photos + {len(bad)} bad files + symlink loop, "

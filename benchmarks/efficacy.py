@@ -107,15 +107,18 @@ def retention_table(results: dict[str, list[dict]]) -> str:
     if ref:
         lines += ["", "| run | instagram damage vs reference | " + " | ".join(ALL_MODEL_NAMES)
                   + " |", "|---|---|" + "---|" * len(ALL_MODEL_NAMES)]
+        ref_names = {r["name"] for r in ref}
         for label, rows in results.items():
             if label == "PhotoGuard reference":
                 continue
+            paired = [r for r in rows if r["name"] in ref_names]
             cells = []
             for m in ALL_MODEL_NAMES:
                 r = _median_damage(ref, "instagram", m)
-                c = _median_damage(rows, "instagram", m)
+                c = _median_damage(paired, "instagram", m)
                 cells.append(f"{c / r:.1f}x" if r > 0 else f"{c:.1f} vs {r:.1f}")
-            lines.append(f"| {label} | median ratio | " + " | ".join(cells) + " |")
+            lines.append(f"| {label} | median ratio on the {len(paired)} photos both ran | "
+                         + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -135,6 +138,11 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=0, help="Use only the first N photos.")
     ap.add_argument("--presets", default="medium")
     ap.add_argument("--no-reference", action="store_true")
+    ap.add_argument("--reference-limit", type=int, default=0,
+                    help="Run the reference on the first N photos only (it takes ~100 s "
+                         "each on 2 cores); ratios use the photos both runs share.")
+    ap.add_argument("--resume", action="store_true",
+                    help="Keep the rows already in <out>/efficacy.json; run only the rest.")
     ap.add_argument("--out", default="bench_out")
     ap.add_argument("--table", default="benchmarks/efficacy.md")
     ap.add_argument("--from-json", action="store_true",
@@ -152,13 +160,20 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     photos = {p.name: load_rgb(p) for p in paths}
     results: dict[str, list[dict]] = {}
+    if args.resume and (out / "efficacy.json").is_file():
+        results = json.loads((out / "efficacy.json").read_text())["results"]
+    done = {(label, row["name"]) for label, rows in results.items() for row in rows}
     # Photo by photo, every run in turn, so a stopped run still compares like with like.
     runs = [(f"cloak {p}", out / p, cloak_protector(p)) for p in args.presets.split(",")]
     if not args.no_reference:
         runs.append(("PhotoGuard reference", out / "photoguard", photoguard_encoder_attack))
-    for name, img in photos.items():
+    for index, name in enumerate(photos):
+        img = photos[name]
         clean_cache: dict = {}  # the original's side of each channel, shared by the runs
         for label, save_dir, protect_fn in runs:
+            if (label, name) in done or (label == "PhotoGuard reference" and
+                                         args.reference_limit and index >= args.reference_limit):
+                continue
             row = run_one(name, img, protect_fn, save_dir, clean_cache)
             results.setdefault(label, []).append(row)
             dump(out, results)
@@ -171,7 +186,7 @@ def main() -> None:
 def write_table(args, results: dict[str, list[dict]]) -> None:
     md = ["## Efficacy (median (worst) damage in dB per autoencoder)", "",
           (f"Command: `CLOAK_MODEL_DIR=../shared/models python benchmarks/efficacy.py "
-           f"--limit {args.limit} --presets {args.presets}`; torch threads "
+           f"--presets {args.presets} --reference-limit {args.reference_limit}`; torch threads "
            f"{torch.get_num_threads()}."), ""]
     md += [summarise(rows, label) for label, rows in results.items()]
     md.append(retention_table(results))
