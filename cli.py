@@ -290,7 +290,8 @@ def verify(
         if protected is None:
             receipt = receipt_image(as_image(photo), names, md)
             gaps = ", ".join(f"{k} {v:+.2f}" for k, v in receipt.per_model_db.items())
-            label = receipt.score_name.replace("_", " ")
+            label = {"recon_error_db": "reconstruction error"}.get(
+                receipt.score_name, receipt.score_name.replace("_", " "))
             typer.echo(f"{photo}: {label} dB: {gaps}; score {receipt.score_db:.2f} "
                        f"(threshold {receipt.threshold_db:.2f})")
             typer.echo("receipt: " + ("PROTECTED" if receipt.protected
