@@ -56,6 +56,10 @@ def find_faces(rgb_uint8: np.ndarray, detector_path: Path | None) -> list[tuple[
     except ImportError:
         log.warning("opencv is not installed; face priority is off")
         return []
+    try:  # OpenCV's DNN backend prints a harmless warning per photo otherwise
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    except AttributeError:
+        pass
     h, w = rgb_uint8.shape[:2]
     detector = cv2.FaceDetectorYN.create(str(detector_path), "", (w, h), 0.7, 0.3, 5000)
     _, faces = detector.detect(np.ascontiguousarray(rgb_uint8[..., ::-1]))
