@@ -22,11 +22,32 @@ def luma(x: torch.Tensor) -> torch.Tensor:
     return (x * w).sum(1, keepdim=True)
 
 
-def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11) -> float:
-    """Mean SSIM on luminance (Gaussian window, sigma 1.5), as in Wang et al. 2004."""
-    import kornia
+def _gaussian_blur_separable(x: torch.Tensor, window: int, sigma: float) -> torch.Tensor:
+    """(B, 1, H, W) -> same, Gaussian blur as two 1-D passes with reflected borders."""
+    r = window // 2
+    k = torch.arange(window, dtype=x.dtype, device=x.device) - r
+    g = torch.exp(-(k * k) / (2 * sigma * sigma))
+    g = g / g.sum()
+    mode = "reflect" if min(x.shape[-2:]) > r else "replicate"
+    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode=mode), g.view(1, 1, 1, -1))
+    return F.conv2d(F.pad(x, (0, 0, r, r), mode=mode), g.view(1, 1, -1, 1))
 
-    return float(kornia.metrics.ssim(luma(a.float()), luma(b.float()), window).mean())
+
+@torch.no_grad()
+def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5) -> float:
+    """Mean SSIM on luminance (Gaussian window 11, sigma 1.5), as in Wang et al. 2004.
+    a, b: (B, 3, H, W) in [0, 1]. Separable filtering: about 5x fewer operations than a
+    2-D window, which matters at 12 MP (matches kornia.metrics.ssim, see tests)."""
+    x, y = luma(a.float()), luma(b.float())
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    blur = lambda t: _gaussian_blur_separable(t, window, sigma)  # noqa: E731
+    mu_x, mu_y = blur(x), blur(y)
+    var_x = blur(x * x) - mu_x * mu_x
+    var_y = blur(y * y) - mu_y * mu_y
+    cov = blur(x * y) - mu_x * mu_y
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / (
+        (mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2))
+    return float(ssim_map.mean())
 
 
 def resize_long(x: torch.Tensor, long_side: int, multiple: int = 8) -> torch.Tensor:
