@@ -74,6 +74,7 @@ def protect_pgd(x: torch.Tensor, models: Sequence, eps_map: torch.Tensor, steps:
         raise ValueError(f"x must be (1, 3, H, W), got {tuple(x.shape)}")
     if float(eps_map.min()) < 0:
         raise ValueError("eps_map must be >= 0")
+    x = x.contiguous(memory_format=torch.channels_last)  # matches the models' layout
     delta = torch.zeros_like(x)
     if steps == 0 or not models:
         return delta

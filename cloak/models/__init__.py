@@ -30,5 +30,8 @@ def load_autoencoder(name: str, model_dir=None, device: torch.device | str = "cp
                                       resolve(spec, "encoder", model_dir, allow_download, progress))
             model.decoder = load_part(spec, "decoder",
                                       resolve(spec, "decoder", model_dir, allow_download, progress))
-            _cache[key] = model.to(device).eval().requires_grad_(False)
+            # channels_last: measured ~3x faster per attack step on CPU with bf16
+            # (benchmarks/levers.md); inputs keep their own layout and work either way.
+            _cache[key] = model.to(device, memory_format=torch.channels_last).eval(
+            ).requires_grad_(False)
         return _cache[key]
