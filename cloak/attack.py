@@ -79,6 +79,12 @@ def protect_pgd(x: torch.Tensor, models: Sequence, eps_map: torch.Tensor, steps:
     if steps == 0 or not models:
         return delta
     loss_of = _loss_fn(objective, models, x)
+    if objective == "latent":
+        # Its loss is a squared distance from the clean latent: zero gradient at delta = 0,
+        # so start from seeded noise inside a quarter of the budget (random-start PGD).
+        noise = torch.rand(x.shape, generator=generator, device=generator.device).to(x.device)
+        delta = ((noise * 2 - 1) * eps_map * 0.25).contiguous(memory_format=torch.channels_last)
+        delta = (x + delta).clamp(0, 1) - x
     schedule = list(rotation) if rotation else list(range(len(models)))
     for step in range(steps):
         if should_stop is not None and should_stop():

@@ -40,7 +40,7 @@ def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5)
     2-D window, which matters at 12 MP (matches kornia.metrics.ssim, see tests)."""
     x, y = luma(a.float()), luma(b.float())
     c1, c2 = 0.01 ** 2, 0.03 ** 2
-    blur = lambda t: _gaussian_blur_separable(t, window, sigma)  # noqa: E731
+    blur = lambda t: _gaussian_blur_separable(t, window, sigma)
     mu_x, mu_y = blur(x), blur(y)
     var_x = blur(x * x) - mu_x * mu_x
     var_y = blur(y * y) - mu_y * mu_y
