@@ -127,6 +127,11 @@ class TestHelpers:
         (tmp_path / ".hidden.jpg").write_bytes(a.read_bytes())
         assert expand_paths([b, tmp_path, a]) == [b, a]
 
+    def test_expand_paths_does_not_follow_a_symlink_loop(self, tmp_path, small_photo):
+        photo = small_photo(tmp_path / "a" / "x.png")
+        (tmp_path / "a" / "loop").symlink_to(tmp_path, target_is_directory=True)
+        assert expand_paths([tmp_path]) == [photo]
+
     def test_unique_destination_never_clashes(self, tmp_path):
         assert unique_destination(tmp_path, "me.jpg") == tmp_path / "me.jpg"
         (tmp_path / "me.jpg").write_bytes(b"x")
