@@ -290,9 +290,7 @@ def verify(
         if protected is None:
             receipt = receipt_image(as_image(photo), names, md)
             gaps = ", ".join(f"{k} {v:+.2f}" for k, v in receipt.per_model_db.items())
-            label = {"recon_error_db": "reconstruction error"}.get(
-                receipt.score_name, receipt.score_name.replace("_", " "))
-            typer.echo(f"{photo}: {label} dB: {gaps}; score {receipt.score_db:.2f} "
+            typer.echo(f"{photo}: {receipt.label} dB: {gaps}; score {receipt.score_db:.2f} "
                        f"(threshold {receipt.threshold_db:.2f})")
             typer.echo("receipt: " + ("PROTECTED" if receipt.protected
                                       else "no protection detected"))

@@ -60,6 +60,10 @@ def protect_file(src: str | Path, dst: str | Path, config: ProtectConfig | None 
     config = config or ProtectConfig()
     src, dst = Path(src), Path(dst)
     check_destination(src, dst, overwrite)
+    if config.preview:  # refuse before the work, not after the photo is written
+        from .preview import preview_path
+
+        check_destination(src, preview_path(dst), overwrite)
     photo = io.load_photo(src)
     result = protect_array(photo.rgb, config, grayscale=photo.is_grayscale,
                            progress=progress, should_stop=should_stop)

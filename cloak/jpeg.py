@@ -3,9 +3,9 @@ transformation.
 
 Same model of the codec as kornia's `jpeg_codec_differentiable` (YCbCr, 2x2 chroma
 averaging, 8x8 DCT, the IJG quantisation tables scaled by quality, the cubic rounding
-approximation of Shin & Song 2017), written as a few batched matrix products so that a
-512x512 round trip with its backward pass costs milliseconds instead of about a second
-(measured in benchmarks/README and tests/test_transforms.py).
+approximation of Shin & Song 2017), written as a few batched matrix products: a 512x512
+round trip with its backward pass measured 19 ms against kornia's 152 ms (one thread; see
+README "How it works"). tests/test_jpeg.py pins it against Pillow's real encoder.
 
     x        (B, 3, H, W) in [0, 1], any H and W
     quality  in [1, 100]

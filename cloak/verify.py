@@ -145,6 +145,10 @@ class Receipt:
     def protected(self) -> bool:
         return self.score_db >= self.threshold_db
 
+    @property
+    def label(self) -> str:
+        return RECEIPT_LABELS.get(self.score_name, self.score_name)
+
     def to_dict(self) -> dict:
         return {"score": self.score_name, "per_model_db": self.per_model_db,
                 "score_db": self.score_db, "threshold_db": self.threshold_db,
@@ -157,24 +161,6 @@ def _tensor(img: Image.Image) -> torch.Tensor:
 
 def _models(names, model_dir, device):
     return {n: load_autoencoder(n, model_dir, device) for n in names}
-
-
-@torch.no_grad()
-def _clean_stats(net, xs: torch.Tensor) -> tuple[torch.Tensor, float]:
-    """(E(xs), PSNR(D(E(xs)), xs)) of a clean image already at the measuring size."""
-    z = net.encode(xs)
-    return z, metrics.psnr(net.decode(z).float().clamp(0, 1), xs)
-
-
-@torch.no_grad()
-def _damage_and_shift(net, xs: torch.Tensor, clean: tuple[torch.Tensor, float],
-                      xas: torch.Tensor) -> tuple[float, float]:
-    """Same figures as metrics.damage_db and metrics.latent_shift, sharing the encodes."""
-    z, clean_psnr = clean
-    za = net.encode(xas)
-    damage = clean_psnr - metrics.psnr(net.decode(za).float().clamp(0, 1), xs)
-    shift = float((za.float() - z.float()).norm() / z.float().norm().clamp_min(1e-8))
-    return damage, shift
 
 
 def verify_images(original: Image.Image, protected: Image.Image,
@@ -209,25 +195,29 @@ def verify_images(original: Image.Image, protected: Image.Image,
             if channel not in cache:
                 xc = _tensor(apply_channel(original.convert("RGB"), channel)).to(dev)
                 xs = metrics.resize_long(xc, 512)
-                cache[channel] = (xs, {n: _clean_stats(m, xs) for n, m in nets.items()})
+                cache[channel] = (xs, {n: metrics.clean_reference(m, xs) for n, m in nets.items()})
             xs, stats = cache[channel]
             for n, m in nets.items():
-                d, sh = _damage_and_shift(m, xs, stats[n], xas)
+                d, sh = metrics.damage_and_shift(m, xs, stats[n], xas)
                 damage[n], shift[n] = round(d, 3), round(sh, 4)
         result.channels.append(ChannelResult(channel, damage, shift))
     return result
 
 
-def _per_model_receipt(net, x: torch.Tensor) -> dict[str, float]:
-    """Candidate no-reference scores (dB) of one autoencoder on x (1, 3, h, w) in [0, 1]."""
-    import kornia
-
+def _per_model_receipt(net, x: torch.Tensor, features: Sequence[str]) -> dict[str, float]:
+    """The requested no-reference scores (dB) of one autoencoder on x (1, 3, h, w) in [0, 1].
+    Each extra score costs one more round trip, so only what is asked is computed."""
     recon = net(x).clamp(0, 1)
-    again = net(recon).clamp(0, 1)
-    smooth = kornia.filters.gaussian_blur2d(x, (5, 5), (1.0, 1.0))
-    first, second = metrics.psnr(recon, x), metrics.psnr(again, recon)
-    return {"smoothing_gap": metrics.reconstruction_psnr(net, smooth) - first,
-            "idempotence_gap": second - first, "recon_error_db": -first}
+    first = metrics.psnr(recon, x)
+    out = {"recon_error_db": -first}
+    if "idempotence_gap" in features:
+        out["idempotence_gap"] = metrics.psnr(net(recon).clamp(0, 1), recon) - first
+    if "smoothing_gap" in features:
+        import kornia
+
+        smooth = kornia.filters.gaussian_blur2d(x, (5, 5), (1.0, 1.0))
+        out["smoothing_gap"] = metrics.reconstruction_psnr(net, smooth) - first
+    return {f: out[f] for f in features}
 
 
 # The candidates benchmarks/receipt_calibration.py compares (averaged over the models).
@@ -235,19 +225,22 @@ RECEIPT_FEATURES = ("smoothing_gap", "idempotence_gap", "recon_error_db")
 # The best single score in benchmarks/receipt.md: the autoencoders' reconstruction error,
 # 10*log10(MSE of D(E(x)) vs x), averaged over the models. Higher = rebuilt worse.
 RECEIPT_SCORE = "recon_error_db"
+RECEIPT_LABELS = {"recon_error_db": "reconstruction error", "smoothing_gap": "smoothing gap",
+                  "idempotence_gap": "idempotence gap"}
 
 
 @torch.no_grad()
 def receipt_per_model(photo: Image.Image, models: Sequence[str] = ALL_MODEL_NAMES,
-                      model_dir: str | None = None,
-                      device: str | None = None) -> dict[str, dict[str, float]]:
+                      model_dir: str | None = None, device: str | None = None,
+                      features: Sequence[str] = RECEIPT_FEATURES) -> dict[str, dict[str, float]]:
     """{model: {feature: dB}} for one photo at long side 512."""
     dev = pick_device(device)
     x = metrics.resize_long(_tensor(photo), 512).to(dev).clamp(0, 1)
     out = {}
     with autocast(dev):
         for name, net in _models(models, model_dir, dev).items():
-            out[name] = {k: round(v, 3) for k, v in _per_model_receipt(net, x).items()}
+            out[name] = {k: round(v, 3) for k, v in
+                         _per_model_receipt(net, x, features).items()}
     return out
 
 
@@ -261,7 +254,7 @@ def receipt_image(photo: Image.Image, models: Sequence[str] = ALL_MODEL_NAMES,
                   model_dir: str | None = None, device: str | None = None,
                   threshold_db: float | None = None) -> Receipt:
     """No-reference check of one photo (see module docstring)."""
-    per_model = receipt_per_model(photo, models, model_dir, device)
+    per_model = receipt_per_model(photo, models, model_dir, device, (RECEIPT_SCORE,))
     return Receipt({n: f[RECEIPT_SCORE] for n, f in per_model.items()},
                    RECEIPT_THRESHOLD_DB if threshold_db is None else threshold_db,
                    RECEIPT_SCORE)

@@ -49,3 +49,15 @@ def test_cli_preview_writes_a_sheet_showing_the_noise(tmp_path, small_photo, mod
         assert sheet.size == (4 * 96, 64 + 18)
         diff_panel = np.asarray(sheet.convert("RGB"))[18:, 2 * 96:3 * 96].astype(int)
     assert np.abs(diff_panel - 128).max() > 20  # the perturbation is visible, amplified
+
+
+def test_an_existing_preview_is_refused_before_any_work(tmp_path, small_photo, tiny_config):
+    from cloak import OutputError, protect_file
+
+    src = small_photo(tmp_path / "me.png")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "me.preview.png").write_bytes(b"mine")
+    with pytest.raises(OutputError, match="already exists"):
+        protect_file(src, tmp_path / "out" / "me.png", tiny_config.replace(preview=True))
+    assert not (tmp_path / "out" / "me.png").exists()
+    assert (tmp_path / "out" / "me.preview.png").read_bytes() == b"mine"
