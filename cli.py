@@ -267,7 +267,8 @@ def verify(
     model) is taken on the worst channel.
 
     With PROTECTED alone: a no-reference receipt (protected or not), which also works on a
-    copy downloaded back from a platform.
+    copy downloaded back from a platform. It always uses taesd, the calibrated detector
+    (--models is for the comparison with ORIGINAL).
 
     Example: cloak verify me.jpg protected/me.jpg
     """
@@ -288,10 +289,9 @@ def verify(
         for name in names:
             ProtectConfig(models=(name,))  # validates the model name
         if protected is None:
-            receipt = receipt_image(as_image(photo), names, md)
-            gaps = ", ".join(f"{k} {v:+.2f}" for k, v in receipt.per_model_db.items())
-            typer.echo(f"{photo}: {receipt.label} dB: {gaps}; score {receipt.score_db:.2f} "
-                       f"(threshold {receipt.threshold_db:.2f})")
+            receipt = receipt_image(as_image(photo), md)
+            typer.echo(f"{photo}: {receipt.label} {receipt.score_db:+.2f} dB "
+                       f"(threshold {receipt.threshold_db:+.2f}; above means protected)")
             typer.echo("receipt: " + ("PROTECTED" if receipt.protected
                                       else "no protection detected"))
             result = {"photo": str(photo), **receipt.to_dict()}

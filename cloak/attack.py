@@ -63,7 +63,8 @@ def protect_pgd(x: torch.Tensor, models: Sequence, eps_map: torch.Tensor, steps:
                 eot_samples: int = 1, rotation: Sequence[int] | None = None,
                 on_step: StepCallback | None = None,
                 should_stop: Callable[[], bool] | None = None,
-                eot_share: float = 1.0, perceptual_weight: float = 0.0) -> torch.Tensor:
+                eot_share: float = 1.0, perceptual_weight: float = 0.0,
+                momentum: float = 0.0) -> torch.Tensor:
     """Run the attack and return the perturbation delta (see module docstring).
 
     `perceptual_weight` > 0 adds the low-frequency colour-shift penalty
@@ -86,6 +87,7 @@ def protect_pgd(x: torch.Tensor, models: Sequence, eps_map: torch.Tensor, steps:
         delta = ((noise * 2 - 1) * eps_map * 0.25).contiguous(memory_format=torch.channels_last)
         delta = (x + delta).clamp(0, 1) - x
     schedule = list(rotation) if rotation else list(range(len(models)))
+    velocity = torch.zeros_like(x)
     for step in range(steps):
         if should_stop is not None and should_stop():
             raise Cancelled("cancelled")
@@ -105,6 +107,9 @@ def protect_pgd(x: torch.Tensor, models: Sequence, eps_map: torch.Tensor, steps:
             grad = (grad / grad.abs().mean().clamp_min(1e-12)
                     - perceptual_weight * penalty / penalty.abs().mean().clamp_min(1e-12))
         with torch.no_grad():
+            if momentum > 0:
+                velocity = momentum * velocity + grad / grad.abs().mean().clamp_min(1e-12)
+                grad = velocity
             delta = delta + step_size(step, steps) * eps_map * grad.sign()
             delta = torch.maximum(torch.minimum(delta, eps_map), -eps_map)
             delta = (x + delta).clamp(0, 1) - x

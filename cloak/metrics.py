@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -33,12 +34,40 @@ def _gaussian_blur_separable(x: torch.Tensor, window: int, sigma: float) -> torc
     return F.conv2d(F.pad(x, (0, 0, r, r), mode=mode), g.view(1, 1, -1, 1))
 
 
+def _ssim_cv2(x: torch.Tensor, y: torch.Tensor, window: int, sigma: float) -> float:
+    """Mean SSIM of two (1, 1, H, W) CPU luma images with OpenCV's SIMD Gaussian blur
+    (same kernel, same reflect-101 border as _gaussian_blur_separable; ~10x faster at
+    12 MP than torch's conv2d, which is memory-bound there)."""
+    import cv2
+
+    a, b = x[0, 0].numpy(), y[0, 0].numpy()
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+
+    def blur(t):
+        return cv2.GaussianBlur(t, (window, window), sigma, borderType=cv2.BORDER_REFLECT_101)
+
+    mu_a, mu_b = blur(a), blur(b)
+    mu_ab = mu_a * mu_b
+    num = (2 * mu_ab + c1) * (2 * (blur(a * b) - mu_ab) + c2)
+    mu_a *= mu_a
+    mu_b *= mu_b
+    den = (mu_a + mu_b + c1) * (blur(a * a) - mu_a + blur(b * b) - mu_b + c2)
+    return float((num / den).mean(dtype=np.float64))
+
+
 @torch.no_grad()
 def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5) -> float:
     """Mean SSIM on luminance (Gaussian window 11, sigma 1.5), as in Wang et al. 2004.
     a, b: (B, 3, H, W) in [0, 1]. Separable filtering (22 instead of 121 taps per pixel);
-    matches kornia.metrics.ssim within 2e-3 (tests/test_metrics.py)."""
+    matches kornia.metrics.ssim within 2e-3 (tests/test_metrics.py). One CPU image goes
+    through OpenCV (same figure, tested against the torch path)."""
     x, y = luma(a.float()), luma(b.float())
+    if x.device.type == "cpu" and x.shape[0] == 1 and min(x.shape[-2:]) > window // 2:
+        return _ssim_cv2(x, y, window, sigma)
+    return _ssim_torch(x, y, window, sigma)
+
+
+def _ssim_torch(x: torch.Tensor, y: torch.Tensor, window: int, sigma: float) -> float:
     c1, c2 = 0.01 ** 2, 0.03 ** 2
     blur = lambda t: _gaussian_blur_separable(t, window, sigma)
     mu_x, mu_y = blur(x), blur(y)

@@ -27,3 +27,12 @@ def test_psnr():
     x = torch.zeros(1, 3, 4, 4)
     assert metrics.psnr(x, x) == 100.0
     assert metrics.psnr(x, x + 0.1) == pytest.approx(20.0, abs=1e-4)
+
+
+def test_ssim_opencv_path_matches_torch_path():
+    torch.manual_seed(1)
+    x = torch.rand(1, 3, 70, 90)
+    y = (x + 0.05 * torch.randn_like(x)).clamp(0, 1)
+    lx, ly = metrics.luma(x), metrics.luma(y)
+    assert metrics._ssim_cv2(lx, ly, 11, 1.5) == pytest.approx(
+        metrics._ssim_torch(lx, ly, 11, 1.5), abs=1e-5)

@@ -85,7 +85,17 @@ class TestChannels:
 
 
 class TestReceipt:
-    def test_reports_a_gap_per_model(self, photo):
-        r = receipt_image(photo, models=("taesd", "taef2"))
-        assert set(r.per_model_db) == {"taesd", "taef2"}
-        assert isinstance(r.protected, bool)
+    def test_tells_a_protected_photo_from_its_clean_original(self, model_dir):
+        # The example photo (512 px, the receipt's measuring size), clean and at medium.
+        from pathlib import Path
+
+        example = Path(__file__).resolve().parent.parent / "examples" / "astronaut.jpg"
+        clean = Image.open(example).convert("RGB")
+        protected = protected_copy(clean, ProtectConfig(strength="medium", measure=False))
+        clean_receipt, protected_receipt = receipt_image(clean), receipt_image(protected)
+        assert clean_receipt.model == "taesd" and clean_receipt.score_name == "hf_gap"
+        assert not clean_receipt.protected, clean_receipt.to_dict()
+        assert protected_receipt.protected, protected_receipt.to_dict()
+        # ... and still after a simulated instagram upload
+        assert receipt_image(apply_channel(protected, "instagram")).protected
+        assert not receipt_image(apply_channel(clean, "instagram")).protected

@@ -1,0 +1,102 @@
+"""Attack update rules side by side: sign PGD vs momentum, and step-size schedules.
+
+    CLOAK_MODEL_DIR=../shared/models python benchmarks/optimizers.py [--photos d01,d08,d14,d24]
+
+Each variant protects the same photos at `--strength medium` (same seed, same steps) and
+is measured with `verify` as-is and after the instagram preset. Writes
+benchmarks/optimizers.md (medians over the photos).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from efficacy import SUFFIXES, load_rgb, to_image
+
+import cloak.attack
+import cloak.pipeline
+from cloak import ProtectConfig
+from cloak.models import ALL_MODEL_NAMES
+from cloak.verify import verify_images
+
+VARIANTS = {
+    "sign, step 0.5->0.05 (current)": dict(momentum=0.0, start=0.5, end=0.05),
+    "momentum 0.5": dict(momentum=0.5, start=0.5, end=0.05),
+    "momentum 0.9": dict(momentum=0.9, start=0.5, end=0.05),
+    "sign, step 0.25->0.05": dict(momentum=0.0, start=0.25, end=0.05),
+    "momentum 0.9, step 0.25->0.05": dict(momentum=0.9, start=0.25, end=0.05),
+}
+
+
+def run_variant(rgb: np.ndarray, config: ProtectConfig, momentum: float, start: float,
+                end: float):
+    original_pgd, original_step = cloak.pipeline.protect_pgd, cloak.attack.step_size
+    cloak.pipeline.protect_pgd = functools.partial(original_pgd, momentum=momentum)
+    cloak.attack.step_size = lambda s, n, start_=start, end_=end: original_step(s, n, start_, end_)
+    try:
+        return cloak.pipeline.protect_array(rgb, config)
+    finally:
+        cloak.pipeline.protect_pgd, cloak.attack.step_size = original_pgd, original_step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--folder", type=Path, default=Path("../shared/photos/dev"))
+    parser.add_argument("--photos", default="d01,d08,d14,d24")
+    parser.add_argument("--strength", default="medium")
+    parser.add_argument("--variants", default="", help="comma-separated indices; all by default")
+    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("optimizers.md"))
+    args = parser.parse_args()
+    prefixes = args.photos.split(",")
+    paths = [p for p in sorted(args.folder.iterdir())
+             if p.suffix.lower() in SUFFIXES and p.name.split("_")[0] in prefixes]
+    names = list(VARIANTS)
+    if args.variants:
+        names = [names[int(i)] for i in args.variants.split(",")]
+    config = ProtectConfig(strength=args.strength, measure=False)
+    clean_cache: dict = {}
+    rows = []
+    for label in names:
+        psnr, ssim, secs, asis, insta = [], [], [], {m: [] for m in ALL_MODEL_NAMES}, {
+            m: [] for m in ALL_MODEL_NAMES}
+        for path in paths:
+            original = load_rgb(path)
+            rgb = np.asarray(original, dtype=np.float32) / 255
+            t = time.perf_counter()
+            result = run_variant(rgb, config, **VARIANTS[label])
+            secs.append(time.perf_counter() - t)
+            v = verify_images(original, to_image(result.rgb), ("as-is", "instagram"),
+                              clean_cache=clean_cache.setdefault(path.name, {}))
+            psnr.append(v.psnr)
+            ssim.append(v.ssim)
+            for m in ALL_MODEL_NAMES:
+                asis[m].append(v.channels[0].damage_db[m])
+                insta[m].append(v.channels[1].damage_db[m])
+            print(label, path.name, f"psnr {v.psnr:.2f}",
+                  {m: round(asis[m][-1], 2) for m in ALL_MODEL_NAMES}, flush=True)
+        med = statistics.median
+        rows.append(f"| {label} | {med(psnr):.1f} | {med(ssim):.3f} | "
+                    + "/".join(f"{med(asis[m]):.1f}" for m in ALL_MODEL_NAMES) + " | "
+                    + "/".join(f"{med(insta[m]):.1f}" for m in ALL_MODEL_NAMES)
+                    + f" | {med(secs):.1f} |")
+        print(rows[-1], flush=True)
+    table = "\n".join([
+        f"# Update rules at --strength {args.strength}", "",
+        f"Photos: {', '.join(p.name for p in paths)}. Medians; damage in dB for "
+        + " / ".join(ALL_MODEL_NAMES) + ".", "",
+        "| variant | PSNR | SSIM | as-is damage | instagram damage | s/photo |",
+        "|---|---|---|---|---|---|", *rows, ""])
+    args.out.write_text(table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
