@@ -14,7 +14,8 @@ import torch.nn.functional as F
 
 from cloak.device import autocast, pick_device
 from cloak.models import load_autoencoder
-from cloak.pipeline import to_array, to_tensor, working_image
+from cloak import metrics
+from cloak.pipeline import to_array, to_tensor
 
 
 def photoguard_encoder_attack(rgb: np.ndarray, eps: float = 8 / 255, steps: int = 200,
@@ -24,7 +25,8 @@ def photoguard_encoder_attack(rgb: np.ndarray, eps: float = 8 / 255, steps: int 
     device = pick_device()
     net = load_autoencoder(model, device=device)
     x_full = to_tensor(rgb)
-    x = working_image(x_full, size).to(device)
+    long_side = max(8, min(size, max(x_full.shape[-2:])) // 8 * 8)  # never upscale
+    x = metrics.resize_long(x_full, long_side).to(device)
     with torch.no_grad(), autocast(device):
         z_target = net.encode(torch.full_like(x, 0.5)).float()
     x_adv = x.clone()

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from . import objectives
+from . import metrics, objectives
 from .device import autocast
 from .errors import Cancelled
 from .transforms import random_posting
@@ -28,8 +28,13 @@ from .transforms import random_posting
 StepCallback = Callable[[int, int], None]  # (steps done, steps total)
 
 
-def _loss_fn(objective: str, models: Sequence, x: torch.Tensor):
-    """Return loss(model_index, x_adv) -> scalar to maximise."""
+def _loss_fn(objective: str, models: Sequence, x: torch.Tensor, view_size: int | None = None):
+    """Return loss(model_index, x_adv) -> scalar to maximise. With `view_size` larger than
+    x's long side (or sides that are not multiples of 8), the models see x and x_adv
+    resized to it, as an editor feeds them a small photo."""
+    if view_size and metrics.resize_long(x, view_size) is not x:
+        inner = _loss_fn(objective, models, metrics.resize_long(x, view_size))
+        return lambda i, x_adv: inner(i, metrics.resize_long(x_adv, view_size))
     if objective == "e2e":
         return lambda i, x_adv: objectives.reconstruction_error(models[i], x_adv, x)
     if objective == "encoder":
@@ -64,7 +69,7 @@ def protect_pgd(x: torch.Tensor, models: Sequence, eps_map: torch.Tensor, steps:
                 on_step: StepCallback | None = None,
                 should_stop: Callable[[], bool] | None = None,
                 eot_share: float = 1.0, perceptual_weight: float = 0.0,
-                momentum: float = 0.0) -> torch.Tensor:
+                momentum: float = 0.0, view_size: int | None = None) -> torch.Tensor:
     """Run the attack and return the perturbation delta (see module docstring).
 
     `perceptual_weight` > 0 adds the low-frequency colour-shift penalty
@@ -79,7 +84,7 @@ def protect_pgd(x: torch.Tensor, models: Sequence, eps_map: torch.Tensor, steps:
     delta = torch.zeros_like(x)
     if steps == 0 or not models:
         return delta
-    loss_of = _loss_fn(objective, models, x)
+    loss_of = _loss_fn(objective, models, x, view_size)
     if objective == "latent":
         # Its loss is a squared distance from the clean latent: zero gradient at delta = 0,
         # so start from seeded noise inside a quarter of the budget (random-start PGD).

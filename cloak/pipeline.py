@@ -46,9 +46,12 @@ def to_array(x: torch.Tensor) -> np.ndarray:
 
 
 def working_image(x: torch.Tensor, working_size: int) -> torch.Tensor:
-    """Downscale (never upscale) so the long side is `working_size`, sides multiple of 8."""
-    long_side = min(working_size, max(x.shape[-2:]))
-    return metrics.resize_long(x, max(8, long_side // 8 * 8))
+    """Downscale so the long side is `working_size`, sides multiple of 8. A photo already
+    that small stays as it is: the attack optimises its own pixels and shows the models
+    the photo resized to `working_size`, as an editor would (protect_pgd's view_size)."""
+    if max(x.shape[-2:]) <= working_size:
+        return x
+    return metrics.resize_long(x, working_size)
 
 
 def face_detector_path(model_dir: str | None) -> Path | None:
@@ -114,7 +117,8 @@ def protect_array(rgb: np.ndarray, config: ProtectConfig, *, grayscale: bool = F
     delta = protect_pgd(x, models, eps_map, config.steps, generator, config.objective,
                         config.robust, config.eot_samples, rotation_for(config.models),
                         on_step, should_stop, config.eot_share,
-                        config.perceptual_weight if config.perceptual else 0.0)
+                        config.perceptual_weight if config.perceptual else 0.0,
+                        view_size=config.working_size)
 
     report_progress(0.9, "applying at full resolution")
     # In place where possible: at 12 MP each (1, 3, H, W) float32 copy is 144 MB.

@@ -89,3 +89,19 @@ class TestProtectPGD:
         shaped, _ = run(x, models, steps=8, robust=False, perceptual_weight=1.0)
         assert float(objectives.low_frequency_energy(shaped)) < \
             0.8 * float(objectives.low_frequency_energy(plain))
+
+    def test_small_photo_is_attacked_as_the_editor_sees_it(self, setup):
+        """A photo smaller than the view size (or with sides not multiples of 8) is shown
+        to the models resized to `view_size`; the perturbation keeps the photo's size."""
+        x, (net,) = setup
+        x = x[..., :60, :50]  # 60x50: smaller than 128, not multiples of 8
+        seen = []
+        hook = net.encoder.register_forward_pre_hook(
+            lambda _m, args: seen.append(tuple(args[0].shape[-2:])))
+        try:
+            delta, eps_map = run(x, [net], steps=2, view_size=128)
+        finally:
+            hook.remove()
+        assert delta.shape == x.shape
+        assert (delta.abs() <= eps_map + 1e-6).all() and delta.abs().max() > 0
+        assert seen and all(max(s) == 128 and s[0] % 8 == 0 == s[1] % 8 for s in seen)

@@ -32,11 +32,7 @@ class TestVerdicts:
         v = verify_images(photo, protected, channels=("as-is",))
         assert v.verdict_as_posted != "none", v.to_dict()
         assert v.max_change255 <= 8 + 1e-4
-        # The issue's bar is "at least moderate" (weakest model >= 1.5 dB). Measured on this
-        # 256 px crop: weakest model (taesdxl) ~1.0 dB -> "weak". Kept visible until fixed:
-        if v.verdict_as_posted not in ("moderate", "strong"):
-            pytest.xfail(f"medium reaches only {v.verdict_as_posted!r} on the weakest model "
-                         f"({v.as_posted.min_damage_db:.2f} dB); issue 3 stays open")
+        assert v.verdict_as_posted in ("moderate", "strong"), v.to_dict()
 
     def test_damage_matches_metrics_and_the_clean_cache_changes_nothing(self, photo):
         import torch
