@@ -26,7 +26,7 @@ class Preset:
 
 # Numbers here are the product's promises; README's "Strength presets" table mirrors them.
 PRESETS: dict[str, Preset] = {
-    "fast": Preset(eps255=8, steps=8, working_size=384, robust=False, eot_samples=1),
+    "fast": Preset(eps255=8, steps=6, working_size=384, robust=False, eot_samples=1),
     "low": Preset(eps255=4, steps=24, working_size=512, robust=False, eot_samples=1,
                   perceptual_weight=0.3),
     "medium": Preset(eps255=8, steps=32, working_size=512, robust=False, eot_samples=1),

@@ -460,7 +460,10 @@ def _check_rgb(photo: Photo, rgb: np.ndarray) -> np.ndarray:
 def _quantise(values: np.ndarray, depth: int) -> np.ndarray:
     top = 2 ** depth - 1
     dtype = np.uint16 if depth == 16 else np.uint8
-    return np.round(np.clip(values, 0.0, 1.0) * top).astype(dtype)
+    scaled = np.multiply(values, top, dtype=np.float32)  # one temporary, then in place
+    np.clip(scaled, 0, top, out=scaled)
+    np.rint(scaled, out=scaled)
+    return scaled.astype(dtype)
 
 
 def _alpha_at(alpha: np.ndarray | None, depth: int) -> np.ndarray | None:

