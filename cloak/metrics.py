@@ -11,10 +11,14 @@ LUMA = (0.299, 0.587, 0.114)
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     """PSNR in dB between two images in [0, 1]; 100 for identical images."""
-    mse = F.mse_loss(a.float(), b.float()).item()
+    return psnr_from_mse(F.mse_loss(a.float(), b.float()).item())
+
+
+def psnr_from_mse(mse: float) -> float:
+    """PSNR in dB for a mean squared error on the [0, 1] scale; 100 when it is ~0."""
     if mse <= 1e-12:
         return 100.0
-    return float(10 * torch.log10(torch.tensor(1.0 / mse)))
+    return float(10 * np.log10(1.0 / mse))
 
 
 def luma(x: torch.Tensor) -> torch.Tensor:

@@ -141,9 +141,13 @@ def protect_array(rgb: np.ndarray, config: ProtectConfig, *, grayscale: bool = F
     x_adv = (x_full + delta_full.mul(255).round_().div_(255)).clamp_(0, 1)
     del delta_full
 
+    change = x_adv - x_full  # the one full-size temporary for PSNR and max change
+    mse = float(torch.linalg.vector_norm(change).square() / change.numel())
+    low, high = torch.aminmax(change)
+    del change
     report = Report(width=int(width), height=int(height), eps255=config.eps255,
-                    psnr=metrics.psnr(x_adv, x_full), ssim=metrics.ssim(x_adv, x_full),
-                    max_change255=float((x_adv - x_full).abs().max() * 255),
+                    psnr=metrics.psnr_from_mse(mse), ssim=metrics.ssim(x_adv, x_full),
+                    max_change255=float(max(-low, high) * 255),
                     faces=len(faces), device=str(device), settings=config.fingerprint())
     if config.measure:
         report_progress(0.95, "measuring protection")
