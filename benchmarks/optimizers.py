@@ -33,13 +33,16 @@ VARIANTS = {
     "momentum 0.9": dict(momentum=0.9, start=0.5, end=0.05),
     "sign, step 0.25->0.05": dict(momentum=0.0, start=0.25, end=0.05),
     "momentum 0.9, step 0.25->0.05": dict(momentum=0.9, start=0.25, end=0.05),
+    "luma only (same delta on R, G, B)": dict(momentum=0.0, start=0.5, end=0.05,
+                                              luma_only=True),
 }
 
 
 def run_variant(rgb: np.ndarray, config: ProtectConfig, momentum: float, start: float,
-                end: float):
+                end: float, luma_only: bool = False):
     original_pgd, original_step = cloak.pipeline.protect_pgd, cloak.attack.step_size
-    cloak.pipeline.protect_pgd = functools.partial(original_pgd, momentum=momentum)
+    cloak.pipeline.protect_pgd = functools.partial(original_pgd, momentum=momentum,
+                                                    luma_only=luma_only)
     cloak.attack.step_size = lambda s, n, start_=start, end_=end: original_step(s, n, start_, end_)
     try:
         return cloak.pipeline.protect_array(rgb, config)
@@ -54,6 +57,8 @@ def main() -> None:
     parser.add_argument("--strength", default="medium")
     parser.add_argument("--variants", default="", help="comma-separated indices; all by default")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("optimizers.md"))
+    parser.add_argument("--append", action="store_true",
+                        help="add the rows to an existing table instead of rewriting it")
     args = parser.parse_args()
     prefixes = args.photos.split(",")
     paths = [p for p in sorted(args.folder.iterdir())
@@ -94,6 +99,8 @@ def main() -> None:
         + " / ".join(ALL_MODEL_NAMES) + ".", "",
         "| variant | PSNR | SSIM | as-is damage | instagram damage | s/photo |",
         "|---|---|---|---|---|---|", *rows, ""])
+    if args.append and args.out.is_file():
+        table = args.out.read_text().rstrip("\n") + "\n" + "\n".join(rows) + "\n"
     args.out.write_text(table)
     print(table)
 

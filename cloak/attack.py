@@ -69,13 +69,22 @@ def protect_pgd(x: torch.Tensor, models: Sequence, eps_map: torch.Tensor, steps:
                 on_step: StepCallback | None = None,
                 should_stop: Callable[[], bool] | None = None,
                 eot_share: float = 1.0, perceptual_weight: float = 0.0,
-                momentum: float = 0.0, view_size: int | None = None) -> torch.Tensor:
+                momentum: float = 0.0, view_size: int | Sequence[int] | None = None,
+                luma_only: bool = False) -> torch.Tensor:
     """Run the attack and return the perturbation delta (see module docstring).
 
     `perceptual_weight` > 0 adds the low-frequency colour-shift penalty
     (objectives.low_frequency_energy) to the objective: each step follows
     sign(g_attack / mean|g_attack| - perceptual_weight * g_penalty / mean|g_penalty|),
-    so the weight is the penalty's share relative to the attack, whatever the scales."""
+    so the weight is the penalty's share relative to the attack, whatever the scales.
+    `momentum` > 0 steps along a running sum of normalised gradients (MI-FGSM); measured
+    worse on taesdxl (benchmarks/optimizers.md), so the product leaves it at 0.
+    `view_size`: the long side the models see (see _loss_fn); the pipeline passes the
+    working size, so photos smaller than it are attacked as an editor upscales them.
+    A sequence of sizes takes them in turn, one whole rotation cycle each, so every model
+    is attacked at every editing size (SD edits at 512, SDXL and FLUX at 1024).
+    `luma_only` keeps delta equal on R, G and B (no colour), which JPEG's 4:2:0 chroma
+    subsampling cannot halve; compared in benchmarks/optimizers.md."""
     if x.ndim != 4 or x.shape[1] != 3:
         raise ValueError(f"x must be (1, 3, H, W), got {tuple(x.shape)}")
     if float(eps_map.min()) < 0:
@@ -84,7 +93,8 @@ def protect_pgd(x: torch.Tensor, models: Sequence, eps_map: torch.Tensor, steps:
     delta = torch.zeros_like(x)
     if steps == 0 or not models:
         return delta
-    loss_of = _loss_fn(objective, models, x, view_size)
+    views = [view_size] if view_size is None or isinstance(view_size, int) else list(view_size)
+    losses = [_loss_fn(objective, models, x, v) for v in views]
     if objective == "latent":
         # Its loss is a squared distance from the clean latent: zero gradient at delta = 0,
         # so start from seeded noise inside a quarter of the budget (random-start PGD).
@@ -105,7 +115,7 @@ def protect_pgd(x: torch.Tensor, models: Sequence, eps_map: torch.Tensor, steps:
             if eot:
                 x_adv = random_posting(x_adv, generator)
             with autocast(x.device):
-                loss = loss_of(index, x_adv)
+                loss = losses[(step // len(schedule)) % len(losses)](index, x_adv)
             grad += torch.autograd.grad(loss, delta)[0]
         if perceptual_weight > 0 and step > 0:
             penalty = torch.autograd.grad(objectives.low_frequency_energy(delta), delta)[0]
@@ -115,6 +125,8 @@ def protect_pgd(x: torch.Tensor, models: Sequence, eps_map: torch.Tensor, steps:
             if momentum > 0:
                 velocity = momentum * velocity + grad / grad.abs().mean().clamp_min(1e-12)
                 grad = velocity
+            if luma_only:
+                grad = grad.sum(1, keepdim=True).expand_as(grad)
             delta = delta + step_size(step, steps) * eps_map * grad.sign()
             delta = torch.maximum(torch.minimum(delta, eps_map), -eps_map)
             delta = (x + delta).clamp(0, 1) - x

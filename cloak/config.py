@@ -22,6 +22,7 @@ class Preset:
     eot_samples: int
     eot_share: float = 0.25  # share of rotation cycles drawn through posting transforms
     perceptual_weight: float = 0.0  # low-frequency colour-shift penalty vs the attack
+    view_sizes: tuple[int, ...] = ()  # editing sizes the models see, in turn; () = working
 
 
 # Numbers here are the product's promises; README's "Strength presets" table mirrors them.
@@ -30,7 +31,9 @@ PRESETS: dict[str, Preset] = {
     "low": Preset(eps255=4, steps=24, working_size=512, robust=False, eot_samples=1,
                   perceptual_weight=0.3),
     "medium": Preset(eps255=8, steps=32, working_size=512, robust=False, eot_samples=1),
-    "high": Preset(eps255=12, steps=64, working_size=512, robust=False, eot_samples=1),
+    # high also targets SDXL/FLUX's 1024 editing size: medium's damage there is ~1-2 dB.
+    "high": Preset(eps255=12, steps=64, working_size=512, robust=False, eot_samples=1,
+                   view_sizes=(512, 1024)),
 }
 
 
@@ -49,6 +52,7 @@ class ProtectConfig:
     eot_samples: int | None = None
     eot_share: float | None = None
     perceptual_weight: float | None = None
+    view_sizes: tuple[int, ...] | None = None
     models: tuple[str, ...] = ALL_MODEL_NAMES
     objective: str = "e2e"
     perceptual: bool = True
@@ -71,6 +75,7 @@ class ProtectConfig:
             "working_size": preset.working_size, "robust": preset.robust,
             "eot_samples": preset.eot_samples, "eot_share": preset.eot_share,
             "perceptual_weight": preset.perceptual_weight,
+            "view_sizes": preset.view_sizes,
         }
         for name, value in defaults.items():
             if getattr(self, name) is None:
@@ -92,6 +97,14 @@ class ProtectConfig:
         if not 128 <= self.working_size <= 2048 or self.working_size % 8:
             raise ConfigError(
                 f"working size must be a multiple of 8 in [128, 2048], got {self.working_size}")
+        object.__setattr__(self, "view_sizes",
+                           tuple(int(v) for v in self.view_sizes) or (self.working_size,))
+        # The perturbation needs the detail of the largest editing size it targets.
+        object.__setattr__(self, "working_size", max(self.working_size, *self.view_sizes))
+        for size in self.view_sizes:
+            if not 128 <= size <= 2048 or size % 8:
+                raise ConfigError(
+                    f"view sizes must be multiples of 8 in [128, 2048], got {size}")
         if not 0 <= self.perceptual_weight <= 10:
             raise ConfigError(
                 f"perceptual weight must be in [0, 10], got {self.perceptual_weight}")
@@ -116,7 +129,8 @@ class ProtectConfig:
             "strength": self.strength, "eps255": round(self.eps255, 4), "steps": self.steps,
             "working_size": self.working_size, "robust": self.robust,
             "eot_samples": self.eot_samples, "eot_share": self.eot_share,
-            "perceptual_weight": self.perceptual_weight, "models": list(self.models),
+            "perceptual_weight": self.perceptual_weight, "view_sizes": list(self.view_sizes),
+            "models": list(self.models),
             "objective": self.objective, "perceptual": self.perceptual, "faces": self.faces,
             "mask": self.mask_path, "seed": self.seed,
         }

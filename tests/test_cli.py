@@ -126,6 +126,11 @@ def test_bad_settings_exit_1_with_one_line(tmp_path, small_photo, model_dir):
     assert not (tmp_path / "out").exists()
     result = invoke("protect", photo, "--out", tmp_path / "out", "--jobs", "0")
     assert result.exit_code == 1 and "--jobs must be at least 1" in result.stderr
+    result = invoke("protect", photo, "--out", tmp_path / "out", "--editor-sizes", "512,big")
+    assert result.exit_code == 1 and "--editor-sizes takes whole numbers" in result.stderr
+    result = invoke("protect", photo, "--out", tmp_path / "out", "--editor-sizes", "500")
+    assert result.exit_code == 1 and "view sizes must be multiples of 8" in result.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_missing_weights_exit_1_before_any_work(tmp_path, small_photo, monkeypatch):
@@ -203,3 +208,34 @@ def test_ctrl_c_stops_cleanly_with_exit_130(tmp_path, six_photos):
     summary = json.loads((tmp_path / "run.json").read_text())
     assert summary["interrupted"] and summary["counts"]["cancelled"] >= 1
     assert summary["counts"]["protected"] == len(list(out.glob("*.png")))
+
+
+def test_verify_with_original_prints_channels_and_writes_json(tmp_path, small_photo,
+                                                              model_dir):
+    src = small_photo(tmp_path / "a.png", size=(96, 64))
+    out = tmp_path / "out"
+    assert invoke("protect", src, "--out", out, *TINY).exit_code == 0
+    report = tmp_path / "v.json"
+    result = invoke("verify", src, out / "a.png", "--models", "taesd", "--json", report)
+    assert result.exit_code == 0, result.output
+    assert "invisibility: PSNR" in result.stdout and "verdict:" in result.stdout
+    data = json.loads(report.read_text())
+    assert [c["channel"] for c in data["channels"]][:2] == ["as-is", "instagram"]
+    assert data["verdict"] in ("strong", "moderate", "weak", "none")
+
+
+def test_verify_receipt_on_a_clean_photo(tmp_path, model_dir):
+    example = Path(__file__).resolve().parent.parent / "examples" / "astronaut.jpg"
+    report = tmp_path / "r.json"
+    result = invoke("verify", example, "--json", report)
+    assert result.exit_code == 0, result.output
+    assert "taesd high-frequency gap" in result.stdout
+    assert "no protection detected" in result.stdout
+    data = json.loads(report.read_text())
+    assert data["score"] == "hf_gap" and data["protected"] is False
+
+
+def test_verify_missing_photo_is_one_clear_line(tmp_path, model_dir):
+    result = invoke("verify", tmp_path / "nope.jpg")
+    assert result.exit_code != 0
+    assert "Traceback" not in result.output and "nope.jpg" in result.output

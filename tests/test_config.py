@@ -1,0 +1,38 @@
+"""ProtectConfig: presets fill the blanks, validation, and the editing sizes."""
+
+from __future__ import annotations
+
+import pytest
+
+from cloak import ProtectConfig
+from cloak.config import PRESETS
+from cloak.errors import ConfigError
+
+
+def test_medium_is_the_default_and_attacks_at_its_working_size():
+    config = ProtectConfig()
+    assert config.strength == "medium" and config.eps255 == pytest.approx(8)
+    assert config.view_sizes == (config.working_size,) == (512,)
+
+
+def test_high_attacks_both_editing_sizes_at_1024():
+    config = ProtectConfig(strength="high")
+    assert config.view_sizes == PRESETS["high"].view_sizes == (512, 1024)
+    assert config.working_size == 1024  # the detail the largest size needs
+
+
+def test_editor_sizes_raise_the_working_size_never_lower_it():
+    assert ProtectConfig(view_sizes=(512, 1024)).working_size == 1024
+    assert ProtectConfig(view_sizes=(384,)).working_size == 512
+    assert ProtectConfig(view_sizes=[512, 1024]).fingerprint()["view_sizes"] == [512, 1024]
+
+
+@pytest.mark.parametrize("sizes", [(100,), (512, 1001), (4096,)])
+def test_bad_editor_sizes_are_a_config_error(sizes):
+    with pytest.raises(ConfigError, match="view sizes must be multiples of 8"):
+        ProtectConfig(view_sizes=sizes)
+
+
+def test_unknown_strength_lists_the_choices():
+    with pytest.raises(ConfigError, match="choose from fast, low, medium, high"):
+        ProtectConfig(strength="extreme")
