@@ -31,9 +31,9 @@ from cloak.pipeline import protect_array, to_tensor
 SIZES = (512, 1024)
 VARIANTS = {
     "medium": {},
-    "medium 512+1024": dict(view_sizes=(512, 1024)),  # working size becomes 1024
-    "high": dict(strength="high"),
-    "high 512 only": dict(strength="high", view_sizes=(512,)),
+    "medium 512+1024": {"view_sizes": (512, 1024)},  # working size becomes 1024
+    "high": {"strength": "high"},
+    "high 512 only": {"strength": "high", "view_sizes": (512,)},
 }
 
 

@@ -28,13 +28,13 @@ from cloak.models import ALL_MODEL_NAMES
 from cloak.verify import verify_images
 
 VARIANTS = {
-    "sign, step 0.5->0.05 (current)": dict(momentum=0.0, start=0.5, end=0.05),
-    "momentum 0.5": dict(momentum=0.5, start=0.5, end=0.05),
-    "momentum 0.9": dict(momentum=0.9, start=0.5, end=0.05),
-    "sign, step 0.25->0.05": dict(momentum=0.0, start=0.25, end=0.05),
-    "momentum 0.9, step 0.25->0.05": dict(momentum=0.9, start=0.25, end=0.05),
-    "luma only (same delta on R, G, B)": dict(momentum=0.0, start=0.5, end=0.05,
-                                              luma_only=True),
+    "sign, step 0.5->0.05 (current)": {"momentum": 0.0, "start": 0.5, "end": 0.05},
+    "momentum 0.5": {"momentum": 0.5, "start": 0.5, "end": 0.05},
+    "momentum 0.9": {"momentum": 0.9, "start": 0.5, "end": 0.05},
+    "sign, step 0.25->0.05": {"momentum": 0.0, "start": 0.25, "end": 0.05},
+    "momentum 0.9, step 0.25->0.05": {"momentum": 0.9, "start": 0.25, "end": 0.05},
+    "luma only (same delta on R, G, B)": {"momentum": 0.0, "start": 0.5, "end": 0.05,
+                                              "luma_only": True},
 }
 
 

@@ -12,9 +12,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cloak import metrics
 from cloak.device import autocast, pick_device
 from cloak.models import load_autoencoder
-from cloak import metrics
 from cloak.pipeline import to_array, to_tensor
 
 

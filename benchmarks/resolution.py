@@ -58,9 +58,9 @@ def main() -> None:
         print(path.name, {f"{s}/{m}": round(damage[s, m][-1], 2)
                           for s in SIZES for m in ALL_MODEL_NAMES}, flush=True)
     lines = ["## Damage at the SD size (512) and the SDXL/FLUX size (1024)", "",
-             f"Protected copies from `{args.protected}` of the {len(names)} dev photos with a "
+             (f"Protected copies from `{args.protected}` of the {len(names)} dev photos with a "
              "long side of at least 1024 px. Median (worst) damage in dB. Command: "
-             "`CLOAK_MODEL_DIR=../shared/models python benchmarks/resolution.py`.", "",
+             "`CLOAK_MODEL_DIR=../shared/models python benchmarks/resolution.py`."), "",
              "| long side | " + " | ".join(ALL_MODEL_NAMES) + " |",
              "|---|" + "---|" * len(ALL_MODEL_NAMES)]
     for s in SIZES:
