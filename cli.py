@@ -42,7 +42,9 @@ def fail(message: str, code: int = 1) -> None:
 
 
 STRENGTH_HELP = "Preset: " + "; ".join(
-    f"{name} (eps {p.eps255:g}/255, {p.steps} steps)" for name, p in PRESETS.items())
+    f"{name} (eps {p.eps255:g}/255, {p.steps} steps, editing size "
+    f"{'+'.join(str(v) for v in (p.view_sizes or (p.working_size,)))})"
+    for name, p in PRESETS.items())
 
 
 @app.command()
