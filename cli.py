@@ -87,7 +87,7 @@ def protect(
         help="Editing sizes (long side, px) to protect against, comma-separated and taken in "
              "turn, e.g. 512,1024: SD 1.x/2.x edits at 512, SDXL and FLUX at 1024. Medium "
              "targets 512 only (its damage at 1024 is ~1-2 dB); high targets both. Adding "
-             "1024 makes a run about 4x slower.")] = None,
+             "1024 makes a run 3-4x slower.")] = None,
     preview: Annotated[bool, typer.Option(
         help="Also write NAME.preview.png beside each output: original, protected, the "
              "difference amplified x10 and the budget map, so you can see where the noise "

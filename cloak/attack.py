@@ -33,8 +33,11 @@ def _loss_fn(objective: str, models: Sequence, x: torch.Tensor, view_size: int |
     x's long side (or sides that are not multiples of 8), the models see x and x_adv
     resized to it, as an editor feeds them a small photo."""
     if view_size and metrics.resize_long(x, view_size) is not x:
-        inner = _loss_fn(objective, models, metrics.resize_long(x, view_size))
-        return lambda i, x_adv: inner(i, metrics.resize_long(x_adv, view_size))
+        def view(t: torch.Tensor) -> torch.Tensor:  # channels_last: the models' fast layout
+            return metrics.resize_long(t, view_size).contiguous(memory_format=torch.channels_last)
+
+        inner = _loss_fn(objective, models, view(x))
+        return lambda i, x_adv: inner(i, view(x_adv))
     if objective == "e2e":
         return lambda i, x_adv: objectives.reconstruction_error(models[i], x_adv, x)
     if objective == "encoder":
