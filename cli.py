@@ -26,6 +26,11 @@ app = typer.Typer(
          "apps, face swaps) before you post them.")
 
 
+def fail(message: str, code: int = 1) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
 def parse_sizes(text: str | None) -> tuple[int, ...] | None:
     """'512,1024' -> (512, 1024); None -> None (the preset's)."""
     if text is None:
@@ -34,11 +39,6 @@ def parse_sizes(text: str | None) -> tuple[int, ...] | None:
         return tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
         fail(f"--editor-sizes takes whole numbers separated by commas, got {text!r}")
-
-
-def fail(message: str, code: int = 1) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
 
 
 STRENGTH_HELP = "Preset: " + "; ".join(

@@ -105,7 +105,7 @@ def protect_pgd(x: torch.Tensor, models: Sequence, eps_map: torch.Tensor, steps:
         delta = ((noise * 2 - 1) * eps_map * 0.25).contiguous(memory_format=torch.channels_last)
         delta = (x + delta).clamp(0, 1) - x
     schedule = list(rotation) if rotation else list(range(len(models)))
-    velocity = torch.zeros_like(x)
+    velocity = torch.zeros_like(x) if momentum > 0 else None
     for step in range(steps):
         if should_stop is not None and should_stop():
             raise Cancelled("cancelled")

@@ -97,10 +97,7 @@ class ProtectConfig:
         if not 128 <= self.working_size <= 2048 or self.working_size % 8:
             raise ConfigError(
                 f"working size must be a multiple of 8 in [128, 2048], got {self.working_size}")
-        object.__setattr__(self, "view_sizes",
-                           tuple(int(v) for v in self.view_sizes) or (self.working_size,))
-        # The perturbation needs the detail of the largest editing size it targets.
-        object.__setattr__(self, "working_size", max(self.working_size, *self.view_sizes))
+        object.__setattr__(self, "view_sizes", tuple(int(v) for v in self.view_sizes))
         for size in self.view_sizes:
             if not 128 <= size <= 2048 or size % 8:
                 raise ConfigError(
@@ -120,6 +117,17 @@ class ProtectConfig:
     def eps255(self) -> float:
         return self.eps * 255
 
+    @property
+    def editing_sizes(self) -> tuple[int, ...]:
+        """Long sides the models see the photo at, in turn (() means the working size)."""
+        return self.view_sizes or (self.working_size,)
+
+    @property
+    def attack_size(self) -> int:
+        """Long side the perturbation is optimised at: the working size, raised to the
+        largest editing size, whose detail the perturbation needs."""
+        return max(self.working_size, *self.editing_sizes)
+
     def replace(self, **changes) -> ProtectConfig:
         return dataclasses.replace(self, **changes)
 
@@ -127,9 +135,10 @@ class ProtectConfig:
         """The settings that change the output pixels (used for resume and reports)."""
         return {
             "strength": self.strength, "eps255": round(self.eps255, 4), "steps": self.steps,
-            "working_size": self.working_size, "robust": self.robust,
+            "working_size": self.attack_size, "robust": self.robust,
             "eot_samples": self.eot_samples, "eot_share": self.eot_share,
-            "perceptual_weight": self.perceptual_weight, "view_sizes": list(self.view_sizes),
+            "perceptual_weight": self.perceptual_weight,
+            "view_sizes": list(self.editing_sizes),
             "models": list(self.models),
             "objective": self.objective, "perceptual": self.perceptual, "faces": self.faces,
             "mask": self.mask_path, "seed": self.seed,

@@ -94,7 +94,7 @@ def protect_array(rgb: np.ndarray, config: ProtectConfig, *, grayscale: bool = F
                   should_stop: Callable[[], bool] | None = None) -> ProtectedArray:
     """Protect upright RGB pixels (H, W, 3) float32 in [0, 1], at full resolution.
 
-    The perturbation is optimised at `config.working_size` (the size editors encode at),
+    The perturbation is optimised at `config.attack_size` (the size editors encode at),
     upsampled to full size and bounded there, so every original pixel keeps its detail."""
     start = time.perf_counter()
     report_progress = progress or (lambda fraction, message: None)
@@ -109,7 +109,7 @@ def protect_array(rgb: np.ndarray, config: ProtectConfig, *, grayscale: bool = F
 
     x_full = to_tensor(rgb)
     height, width = x_full.shape[-2:]
-    x = working_image(x_full, config.working_size).to(device)
+    x = working_image(x_full, config.attack_size).to(device)
     faces = []
     if config.faces:
         x_u8 = (to_array(x) * 255).round().astype(np.uint8)
@@ -127,7 +127,7 @@ def protect_array(rgb: np.ndarray, config: ProtectConfig, *, grayscale: bool = F
                         config.robust, config.eot_samples, rotation_for(config.models),
                         on_step, should_stop, config.eot_share,
                         config.perceptual_weight if config.perceptual else 0.0,
-                        view_size=config.view_sizes)
+                        view_size=config.editing_sizes)
 
     report_progress(0.9, "applying at full resolution")
     # In place where possible: at 12 MP each (1, 3, H, W) float32 copy is 144 MB.

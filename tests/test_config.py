@@ -12,19 +12,27 @@ from cloak.errors import ConfigError
 def test_medium_is_the_default_and_attacks_at_its_working_size():
     config = ProtectConfig()
     assert config.strength == "medium" and config.eps255 == pytest.approx(8)
-    assert config.view_sizes == (config.working_size,) == (512,)
+    assert config.editing_sizes == (config.working_size,) == (512,)
+    assert config.attack_size == 512
 
 
 def test_high_attacks_both_editing_sizes_at_1024():
     config = ProtectConfig(strength="high")
-    assert config.view_sizes == PRESETS["high"].view_sizes == (512, 1024)
-    assert config.working_size == 1024  # the detail the largest size needs
+    assert config.editing_sizes == PRESETS["high"].view_sizes == (512, 1024)
+    assert config.attack_size == 1024  # the detail the largest size needs
 
 
 def test_editor_sizes_raise_the_working_size_never_lower_it():
-    assert ProtectConfig(view_sizes=(512, 1024)).working_size == 1024
-    assert ProtectConfig(view_sizes=(384,)).working_size == 512
+    assert ProtectConfig(view_sizes=(512, 1024)).attack_size == 1024
+    assert ProtectConfig(view_sizes=(384,)).attack_size == 512
     assert ProtectConfig(view_sizes=[512, 1024]).fingerprint()["view_sizes"] == [512, 1024]
+    assert ProtectConfig(view_sizes=[512, 1024]).fingerprint()["working_size"] == 1024
+
+
+def test_replace_recomputes_the_sizes_instead_of_keeping_stale_ones():
+    assert ProtectConfig().replace(working_size=384).attack_size == 384
+    assert ProtectConfig().replace(working_size=384).editing_sizes == (384,)
+    assert ProtectConfig(strength="high").replace(view_sizes=(512,)).attack_size == 512
 
 
 @pytest.mark.parametrize("sizes", [(100,), (512, 1001), (4096,)])
