@@ -41,6 +41,7 @@ naming the file; Pillow's LOAD_TRUNCATED_IMAGES is left False.
 
 from __future__ import annotations
 
+import functools
 import io as _io
 import logging
 import os
@@ -366,16 +367,33 @@ def _png16(fp: IO[bytes], path: Path, colour_type: int
     return color, (data[:, :, 3].copy() if data.shape[2] == 4 else None)
 
 
+_SRGB_DATE = struct.pack(">6H", 2026, 1, 1, 0, 0, 0)  # ICC header dateTime, bytes 24-35
+
+
+@functools.cache
+def _srgb_profile() -> bytes:
+    """lcms's built-in sRGB profile with a fixed creation date.
+
+    lcms stamps the current time into the header, so two conversions a second apart
+    would embed different bytes; fixing the date makes outputs reproducible. The
+    profile ID (bytes 84-99) is left zero by lcms, so no checksum needs updating.
+    """
+    raw = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    raw[24:36] = _SRGB_DATE
+    return bytes(raw)
+
+
 def _from_cmyk(image: Image.Image, path: Path, icc: bytes | None
                ) -> tuple[np.ndarray, None, int, bytes | None]:
     """CMYK -> sRGB through the embedded profile, else Pillow's plain formula."""
     if icc:
         try:
             source = ImageCms.ImageCmsProfile(_io.BytesIO(icc))
-            srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
-            rgb = ImageCms.profileToProfile(image, source, srgb, outputMode="RGB",
-                                            renderingIntent=ImageCms.Intent.PERCEPTUAL)
-            return np.asarray(rgb), None, 8, srgb.tobytes()
+            srgb = _srgb_profile()
+            rgb = ImageCms.profileToProfile(image, source, ImageCms.ImageCmsProfile(
+                _io.BytesIO(srgb)), outputMode="RGB",
+                renderingIntent=ImageCms.Intent.PERCEPTUAL)
+            return np.asarray(rgb), None, 8, srgb
         except (ImageCms.PyCMSError, OSError, ValueError) as exc:
             log.warning("%s: CMYK profile unusable (%s); converting without it", path, exc)
     return np.asarray(image.convert("RGB")), None, 8, None

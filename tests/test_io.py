@@ -12,6 +12,7 @@ import io as _io
 import os
 import struct
 import zlib
+import time
 from pathlib import Path
 
 import numpy as np
@@ -280,6 +281,14 @@ class TestRead:
         _, dst = roundtrip(src)
         with Image.open(dst) as out:
             assert out.mode == "RGB" and out.info["icc_profile"] == photo.icc_profile
+
+    def test_srgb_profile_bytes_do_not_depend_on_the_clock(self) -> None:
+        io._srgb_profile.cache_clear()
+        first = io._srgb_profile()
+        time.sleep(1.1)  # lcms stamps the time to the second
+        io._srgb_profile.cache_clear()
+        assert io._srgb_profile() == first
+        assert "sRGB" in description(first)
 
 
 # --------------------------------------------------------------------- round trips
