@@ -21,8 +21,8 @@ from .metrics import luma
 
 log = logging.getLogger(__name__)
 
-FLAT_FLOOR = 0.3      # budget fraction left in perfectly flat areas
-CONTRAST_REF = 0.05   # local std (on [0, 1]) that earns the full budget
+FLAT_FLOOR = 0.1      # budget fraction left in perfectly flat areas
+CONTRAST_REF = 0.1    # local std (on [0, 1]) that earns the full budget
 REGION_GAIN = 1.5     # faces/bodies/mask: budget multiplied by this (capped at 1)
 
 
