@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
+import pytest
 import torch
+from PIL import Image
 
 from cloak import budget
+
+PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "photos" / "dev"
 
 
 def half_flat_half_texture(h=64, w=64) -> torch.Tensor:
@@ -55,3 +62,48 @@ class TestPriorities:
         assert float(m[0, 0, 20, 50]) == 1  # face
         assert float(m[0, 0, 70, 50]) == 1  # upper body below it
         assert float(m[0, 0, 125, 2]) == 0  # far corner
+
+
+def _texture_crop(size: int = 128) -> np.ndarray:
+    """(size, size, 3) float32 crop of a real dev photo's textured centre."""
+    photos = sorted(p for p in PHOTOS.glob("*.png"))
+    if not photos:
+        pytest.skip(f"no dev photos in {PHOTOS}")
+    with Image.open(photos[0]) as im:
+        im = im.convert("RGB")
+        w, h = im.size
+        crop = im.crop((w // 2 - 96, h // 2 - 96, w // 2 + 96, h // 2 + 96)).resize((size, size))
+    return np.asarray(crop, dtype=np.float32) / 255
+
+
+def _perturbation(rgb: np.ndarray, config) -> np.ndarray:
+    """|protected - original| per pixel, (H, W), real weights."""
+    from cloak.pipeline import protect_array
+
+    return np.abs(protect_array(rgb, config).rgb - rgb).mean(axis=2)
+
+
+class TestWhereThePerturbationGoes:
+    """End to end with real weights: the map decides where the attack's noise lands."""
+
+    def test_flat_half_gets_less_noise_than_textured_half(self, tiny_config) -> None:
+        rgb = _texture_crop()
+        rgb[:, :64] = rgb[:, :64].mean(axis=(0, 1))  # left half: one flat colour
+        change = _perturbation(rgb, tiny_config.replace(steps=3))
+        flat, texture = change[8:-8, 8:52].mean(), change[8:-8, 76:120].mean()
+        assert texture > 0
+        assert flat < 0.5 * texture
+
+    def test_user_mask_moves_the_noise(self, tiny_config, tmp_path: Path) -> None:
+        rgb = _texture_crop()
+        mask = np.zeros((128, 128), np.uint8)
+        mask[:64] = 255  # protect the top half most
+        Image.fromarray(mask).save(tmp_path / "mask.png")
+        config = tiny_config.replace(steps=3)
+        plain = _perturbation(rgb, config)
+        masked = _perturbation(rgb, config.replace(mask_path=str(tmp_path / "mask.png")))
+
+        def top_over_bottom(change: np.ndarray) -> float:
+            return float(change[8:56].mean() / change[72:120].mean())
+
+        assert top_over_bottom(masked) > 1.5 * top_over_bottom(plain)
