@@ -11,8 +11,8 @@ import hashlib
 import io as _io
 import os
 import struct
-import zlib
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
