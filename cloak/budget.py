@@ -100,16 +100,20 @@ def load_user_mask(path: str | Path, height: int, width: int) -> torch.Tensor:
 
 def budget_map(x: torch.Tensor, *, perceptual: bool = True,
                face_boxes: list[tuple[float, ...]] | None = None,
-               user_mask: torch.Tensor | None = None) -> torch.Tensor:
+               user_mask: torch.Tensor | None = None, flat_floor: float = FLAT_FLOOR,
+               contrast_ref: float = CONTRAST_REF) -> torch.Tensor:
     """Combine visibility and priorities -> (1, 1, H, W) in [0, 1].
 
+    `flat_floor` and `contrast_ref` shape the visibility map (see visibility_map); the
+    presets set them (config.Preset).
     Without perceptual shaping the budget is uniform (1 everywhere). Priority regions
     (faces, bodies, the white of a user mask) get REGION_GAIN times the visible budget;
     with a user mask, the rest of the photo keeps a third of it."""
     import kornia
 
     _, _, h, w = x.shape
-    base = visibility_map(x) if perceptual else torch.ones(1, 1, h, w, device=x.device)
+    base = (visibility_map(x, flat_floor, contrast_ref) if perceptual
+            else torch.ones(1, 1, h, w, device=x.device))
     priority = torch.zeros(1, 1, h, w, device=x.device)
     if face_boxes:
         priority = torch.maximum(priority, person_mask(face_boxes, h, w).to(x.device))

@@ -23,11 +23,16 @@ class Preset:
     eot_share: float = 0.25  # share of rotation cycles drawn through posting transforms
     perceptual_weight: float = 0.0  # low-frequency colour-shift penalty vs the attack
     view_sizes: tuple[int, ...] = ()  # editing sizes the models see, in turn; () = working
+    flat_floor: float = 0.1  # visibility map: budget share left in flat areas
+    contrast_ref: float = 0.1  # visibility map: local luma std that earns the full budget
 
 
 # Numbers here are the product's promises; README's "Strength presets" table mirrors them.
 PRESETS: dict[str, Preset] = {
-    "fast": Preset(eps255=8, steps=6, working_size=384, robust=False, eot_samples=1),
+    # fast keeps more budget in flat areas: with 6 steps the map that medium uses cut
+    # taesdxl/taef1 damage by ~40% (benchmarks/budget_sweep.py --strength fast).
+    "fast": Preset(eps255=8, steps=6, working_size=384, robust=False, eot_samples=1,
+                   flat_floor=0.3, contrast_ref=0.05),
     "low": Preset(eps255=4, steps=24, working_size=512, robust=False, eot_samples=1,
                   perceptual_weight=0.3),
     "medium": Preset(eps255=8, steps=32, working_size=512, robust=False, eot_samples=1),
@@ -53,6 +58,8 @@ class ProtectConfig:
     eot_share: float | None = None
     perceptual_weight: float | None = None
     view_sizes: tuple[int, ...] | None = None
+    flat_floor: float | None = None
+    contrast_ref: float | None = None
     models: tuple[str, ...] = ALL_MODEL_NAMES
     objective: str = "e2e"
     perceptual: bool = True
@@ -76,6 +83,7 @@ class ProtectConfig:
             "eot_samples": preset.eot_samples, "eot_share": preset.eot_share,
             "perceptual_weight": preset.perceptual_weight,
             "view_sizes": preset.view_sizes,
+            "flat_floor": preset.flat_floor, "contrast_ref": preset.contrast_ref,
         }
         for name, value in defaults.items():
             if getattr(self, name) is None:
@@ -105,6 +113,10 @@ class ProtectConfig:
         if not 0 <= self.perceptual_weight <= 10:
             raise ConfigError(
                 f"perceptual weight must be in [0, 10], got {self.perceptual_weight}")
+        if not 0 <= self.flat_floor <= 1:
+            raise ConfigError(f"flat floor must be in [0, 1], got {self.flat_floor}")
+        if not self.contrast_ref > 0:
+            raise ConfigError(f"contrast reference must be > 0, got {self.contrast_ref}")
         if not 0 <= self.eot_share <= 1:
             raise ConfigError(f"eot share must be in [0, 1], got {self.eot_share}")
         if self.eot_samples < 1:
@@ -139,6 +151,7 @@ class ProtectConfig:
             "eot_samples": self.eot_samples, "eot_share": self.eot_share,
             "perceptual_weight": self.perceptual_weight,
             "view_sizes": list(self.editing_sizes),
+            "flat_floor": self.flat_floor, "contrast_ref": self.contrast_ref,
             "models": list(self.models),
             "objective": self.objective, "perceptual": self.perceptual, "faces": self.faces,
             "mask": self.mask_path, "seed": self.seed,

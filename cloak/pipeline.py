@@ -117,6 +117,7 @@ def protect_array(rgb: np.ndarray, config: ProtectConfig, *, grayscale: bool = F
     user_mask = (budget.load_user_mask(config.mask_path, *x.shape[-2:])
                  if config.mask_path else None)
     allowed = budget.budget_map(x, perceptual=config.perceptual, face_boxes=faces,
+                                flat_floor=config.flat_floor, contrast_ref=config.contrast_ref,
                                 user_mask=user_mask)
     eps_map = config.eps * allowed
 

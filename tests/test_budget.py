@@ -107,3 +107,12 @@ class TestWhereThePerturbationGoes:
             return float(change[8:56].mean() / change[72:120].mean())
 
         assert top_over_bottom(masked) > 1.5 * top_over_bottom(plain)
+
+
+def test_a_higher_flat_floor_leaves_more_budget_in_flat_areas():
+    x = half_flat_half_texture()
+    low = budget.budget_map(x, flat_floor=0.1, contrast_ref=0.1)
+    high = budget.budget_map(x, flat_floor=0.3, contrast_ref=0.05)
+    flat = (..., slice(8, -8), slice(4, 20))
+    assert float(low[flat].mean()) == pytest.approx(0.1, abs=0.02)
+    assert float(high[flat].mean()) == pytest.approx(0.3, abs=0.02)

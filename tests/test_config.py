@@ -44,3 +44,19 @@ def test_bad_editor_sizes_are_a_config_error(sizes):
 def test_unknown_strength_lists_the_choices():
     with pytest.raises(ConfigError, match="choose from fast, low, medium, high"):
         ProtectConfig(strength="extreme")
+
+
+def test_visibility_map_settings_come_from_the_preset_and_can_be_overridden():
+    medium, fast = ProtectConfig(), ProtectConfig(strength="fast")
+    assert (medium.flat_floor, medium.contrast_ref) == (0.1, 0.1)
+    assert (fast.flat_floor, fast.contrast_ref) == (0.3, 0.05)  # more budget in flat areas
+    custom = ProtectConfig(flat_floor=0.2)
+    assert custom.flat_floor == 0.2 and custom.fingerprint()["flat_floor"] == 0.2
+    assert ProtectConfig().fingerprint() != ProtectConfig(contrast_ref=0.05).fingerprint()
+
+
+@pytest.mark.parametrize("field, value", [("flat_floor", -0.1), ("flat_floor", 1.5),
+                                          ("contrast_ref", 0.0)])
+def test_bad_visibility_map_settings_are_a_config_error(field, value):
+    with pytest.raises(ConfigError):
+        ProtectConfig(**{field: value})
