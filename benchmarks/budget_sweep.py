@@ -1,12 +1,13 @@
 """Visibility map settings side by side: flat floor, contrast reference and eps.
 
     CLOAK_MODEL_DIR=../shared/models python benchmarks/budget_sweep.py \
-        [--photos d01,d08,d14,d24] 0.3:0.05:8 0.1:0.1:8 ...
+        [--strength medium] [--photos d01,d08,d14,d24] 0.3:0.05:8 0.1:0.1:8 ...
 
-Each FLOOR:CONTRAST_REF:EPS spec protects the photos at `--strength` (medium by default) with
-the visibility map's flat floor FLOOR and contrast reference CONTRAST_REF, and eps EPS/255, then
-prints PSNR, SSIM and as-is damage per photo and a median row (`ROW ...`). It is how the
-map's defaults (cloak/budget.py) were chosen; see the README's "Where the noise goes".
+Each FLOOR:CONTRAST_REF:EPS spec protects the photos at `--strength` with the visibility
+map's flat floor FLOOR, contrast reference CONTRAST_REF and eps EPS/255, then prints PSNR,
+SSIM and as-is damage per photo and a median row (`ROW ...`). It is how the presets' map
+settings (cloak/budget.py's defaults; fast's own in cloak/config.py) were chosen; see the
+README's "Where the noise goes".
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from .budget import CONTRAST_REF, FLAT_FLOOR
 from .errors import ConfigError
 from .models.registry import ALL_MODEL_NAMES
 
@@ -23,8 +24,8 @@ class Preset:
     eot_share: float = 0.25  # share of rotation cycles drawn through posting transforms
     perceptual_weight: float = 0.0  # low-frequency colour-shift penalty vs the attack
     view_sizes: tuple[int, ...] = ()  # editing sizes the models see, in turn; () = working
-    flat_floor: float = 0.1  # visibility map: budget share left in flat areas
-    contrast_ref: float = 0.1  # visibility map: local luma std that earns the full budget
+    flat_floor: float = FLAT_FLOOR  # visibility map: budget share left in flat areas
+    contrast_ref: float = CONTRAST_REF  # visibility map: local std that earns the full budget
 
 
 # Numbers here are the product's promises; README's "Strength presets" table mirrors them.
