@@ -19,6 +19,7 @@ from typing import Annotated
 import typer
 
 from cloak import PRESETS, CloakError, ProtectConfig
+from cloak.allocator import keep_freed_memory
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True,
@@ -349,6 +350,7 @@ except ImportError:
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    keep_freed_memory()  # glibc: reuse freed pages across attack steps (cloak/allocator.py)
     try:
         code = app(standalone_mode=False)
     except UsageErrors as exc:

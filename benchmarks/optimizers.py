@@ -21,33 +21,33 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from efficacy import SUFFIXES, load_rgb, to_image
 
-import cloak.attack
 import cloak.pipeline
 from cloak import ProtectConfig
 from cloak.models import ALL_MODEL_NAMES
 from cloak.verify import verify_images
 
 VARIANTS = {
-    "sign, step 0.5->0.05 (current)": {"momentum": 0.0, "start": 0.5, "end": 0.05},
-    "momentum 0.5": {"momentum": 0.5, "start": 0.5, "end": 0.05},
-    "momentum 0.9": {"momentum": 0.9, "start": 0.5, "end": 0.05},
-    "sign, step 0.25->0.05": {"momentum": 0.0, "start": 0.25, "end": 0.05},
-    "momentum 0.9, step 0.25->0.05": {"momentum": 0.9, "start": 0.25, "end": 0.05},
-    "luma only (same delta on R, G, B)": {"momentum": 0.0, "start": 0.5, "end": 0.05,
-                                              "luma_only": True},
+    "sign, step 0.5->0.05 (before)": {"start": 0.5},
+    "momentum 0.5": {"momentum": 0.5, "start": 0.5},
+    "momentum 0.9": {"momentum": 0.9, "start": 0.5},
+    "sign, step 0.25->0.05 (medium now)": {"start": 0.25},
+    "momentum 0.9, step 0.25->0.05": {"momentum": 0.9, "start": 0.25},
+    "luma only (same delta on R, G, B)": {"start": 0.5, "luma_only": True},
+    "sign, step 0.5->0.05, 24 steps": {"start": 0.5, "steps": 24},
+    "sign, step 0.25->0.05, 24 steps": {"start": 0.25, "steps": 24},
 }
 
 
-def run_variant(rgb: np.ndarray, config: ProtectConfig, momentum: float, start: float,
-                end: float, luma_only: bool = False):
-    original_pgd, original_step = cloak.pipeline.protect_pgd, cloak.attack.step_size
+def run_variant(rgb: np.ndarray, config: ProtectConfig, start: float, momentum: float = 0.0,
+                luma_only: bool = False, steps: int | None = None):
+    original_pgd = cloak.pipeline.protect_pgd
     cloak.pipeline.protect_pgd = functools.partial(original_pgd, momentum=momentum,
                                                     luma_only=luma_only)
-    cloak.attack.step_size = lambda s, n, start_=start, end_=end: original_step(s, n, start_, end_)
     try:
-        return cloak.pipeline.protect_array(rgb, config)
+        return cloak.pipeline.protect_array(
+            rgb, config.replace(step_start=start, steps=steps or config.steps))
     finally:
-        cloak.pipeline.protect_pgd, cloak.attack.step_size = original_pgd, original_step
+        cloak.pipeline.protect_pgd = original_pgd
 
 
 def main() -> None:

@@ -52,8 +52,10 @@ def make_12mp(src: Path, dst: Path, size=(4000, 3000)) -> Path:
 def child(preset: str, src: str, out: str) -> None:
     """Run in a fresh process: protect one photo, print JSON with phases and peak RSS."""
     from cloak import ProtectConfig, protect_file
+    from cloak.allocator import keep_freed_memory
     from cloak.batch import preload_models
 
+    keep_freed_memory()  # as the CLI does (CLOAK_KEEP_FREED_MEMORY=0 turns it off)
     config = ProtectConfig(strength=preset, measure=False)
     t0 = time.perf_counter()
     preload_models(config)
@@ -77,12 +79,26 @@ def child(preset: str, src: str, out: str) -> None:
                       "phases": phases, "psnr": report.psnr, "ssim": report.ssim}))
 
 
-def run_child(preset: str, src: Path, out: Path) -> dict:
+def run_child(preset: str, src: Path, out: Path, keep_freed: bool = True) -> dict:
     if out.exists():
         out.unlink()
+    env = dict(os.environ, CLOAK_KEEP_FREED_MEMORY="1" if keep_freed else "0")
     proc = subprocess.run([sys.executable, __file__, "--child", preset, str(src), str(out)],
-                          capture_output=True, text=True, check=True)
+                          capture_output=True, text=True, check=True, env=env)
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def summarise(runs: list[dict]) -> dict:
+    """Medians over a preset's child runs."""
+    return {
+        "wall_s": statistics.median(r["wall_s"] for r in runs),
+        "runs": [r["wall_s"] for r in runs],
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+        "phases": {k: statistics.median(r["phases"].get(k, 0) for r in runs)
+                   for k in runs[0]["phases"]},
+        "psnr": runs[0]["psnr"], "ssim": runs[0]["ssim"],
+        "model_load_s": statistics.median(r["model_load_s"] for r in runs),
+    }
 
 
 def cold_cli(preset: str, src: Path, out_dir: Path) -> float:
@@ -152,6 +168,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=10, help="photos in the batch run (0: skip)")
     ap.add_argument("--batch-preset", default="medium")
     ap.add_argument("--no-reference", action="store_true")
+    ap.add_argument("--untuned", action="store_true",
+                    help="also run each preset with glibc's default malloc thresholds "
+                         "(CLOAK_KEEP_FREED_MEMORY=0), interleaved with the tuned runs")
     ap.add_argument("--table", type=Path, default=ROOT / "benchmarks" / "speed.md")
     ap.add_argument("--child", nargs=3, metavar=("PRESET", "SRC", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -166,19 +185,23 @@ def main() -> None:
         src = make_12mp(args.photo, work / "photo_12mp.jpg")
         rows, damage = {}, {}
         for preset in args.presets.split(","):
-            runs = [run_child(preset, src, work / f"{preset}.jpg") for _ in range(args.repeats)]
+            runs, untuned = [], []
+            for _ in range(args.repeats):
+                runs.append(run_child(preset, src, work / f"{preset}.jpg"))
+                if args.untuned:
+                    untuned.append(run_child(preset, src, work / f"{preset}_untuned.jpg",
+                                             keep_freed=False))
             print(preset, [round(r["wall_s"], 1) for r in runs], flush=True)
-            rows[preset] = {
-                "wall_s": statistics.median(r["wall_s"] for r in runs),
-                "runs": [r["wall_s"] for r in runs],
-                "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
-                "phases": {k: statistics.median(r["phases"].get(k, 0) for r in runs)
-                           for k in runs[0]["phases"]},
-                "psnr": runs[0]["psnr"], "ssim": runs[0]["ssim"],
-                "model_load_s": statistics.median(r["model_load_s"] for r in runs),
-                "cold_cli_s": cold_cli(preset, src, work / f"cli_{preset}"),
-            }
+            rows[preset] = summarise(runs)
+            rows[preset]["cold_cli_s"] = cold_cli(preset, src, work / f"cli_{preset}")
             damage[f"cloak {preset}"] = instagram_damage(src, work / f"{preset}.jpg")
+            if untuned:
+                print(preset, "untuned", [round(r["wall_s"], 1) for r in untuned], flush=True)
+                name = f"{preset}, glibc malloc defaults"
+                rows[name] = summarise(untuned)
+                rows[name]["same_bytes"] = ((work / f"{preset}.jpg").read_bytes()
+                                            == (work / f"{preset}_untuned.jpg").read_bytes())
+                damage[f"cloak {name}"] = instagram_damage(src, work / f"{preset}_untuned.jpg")
         if not args.no_reference:
             seconds, peak = reference(src, work / "reference.jpg")
             rows["PhotoGuard reference"] = {"wall_s": seconds, "runs": [seconds],
@@ -194,7 +217,8 @@ def main() -> None:
                f"{'cuda' if torch.cuda.is_available() else 'cpu'}")
     md = ["## Speed (12 MP = 4000x3000 JPEG)", "",
           (f"Command: `CLOAK_MODEL_DIR=../shared/models python benchmarks/speed.py "
-           f"--repeats {args.repeats} --batch {args.batch}`. Machine: {machine}."), "",
+           f"--repeats {args.repeats} --batch {args.batch}"
+           f"{' --untuned' if args.untuned else ''}`. Machine: {machine}."), "",
           ("| run | median wall s (runs) | peak RSS MB | instagram damage dB (worst model) "
            "| PSNR | phases (median s) |"), "|---|---|---|---|---|---|"]
     ref_s = rows.get("PhotoGuard reference", {}).get("wall_s")
@@ -215,6 +239,14 @@ def main() -> None:
             md.append(f"- cold `cloak protect` CLI run, {name}: {r['cold_cli_s']:.1f} s "
                       f"(interpreter, imports and model loading {r['model_load_s']:.1f} s "
                       f"of it in-process)")
+    for name, r in rows.items():
+        if "same_bytes" in r:
+            preset = name.split(",")[0]
+            md.append(f"- keeping freed memory (cloak/allocator.py) at {preset}: "
+                      f"{r['wall_s']:.1f} s with glibc's defaults -> {rows[preset]['wall_s']:.1f}"
+                      f" s ({r['wall_s'] / rows[preset]['wall_s']:.2f}x), peak RSS "
+                      f"{r['peak_rss_mb']:.0f} -> {rows[preset]['peak_rss_mb']:.0f} MB; output "
+                      f"bytes {'identical' if r['same_bytes'] else 'DIFFER'}")
     if per_photo is not None:
         md.append(f"- batch of {args.batch} phone photos (4032x3024) at {args.batch_preset}: "
                   f"{per_photo:.1f} s per photo; at that rate 100 photos take "

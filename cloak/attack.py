@@ -73,7 +73,7 @@ def protect_pgd(x: torch.Tensor, models: Sequence, eps_map: torch.Tensor, steps:
                 should_stop: Callable[[], bool] | None = None,
                 eot_share: float = 1.0, perceptual_weight: float = 0.0,
                 momentum: float = 0.0, view_size: int | Sequence[int] | None = None,
-                luma_only: bool = False) -> torch.Tensor:
+                luma_only: bool = False, step_start: float = 0.5) -> torch.Tensor:
     """Run the attack and return the perturbation delta (see module docstring).
 
     `perceptual_weight` > 0 adds the low-frequency colour-shift penalty
@@ -87,7 +87,8 @@ def protect_pgd(x: torch.Tensor, models: Sequence, eps_map: torch.Tensor, steps:
     A sequence of sizes takes them in turn, one whole rotation cycle each, so every model
     is attacked at every editing size (SD edits at 512, SDXL and FLUX at 1024).
     `luma_only` keeps delta equal on R, G and B (no colour), which JPEG's 4:2:0 chroma
-    subsampling cannot halve; compared in benchmarks/optimizers.md."""
+    subsampling cannot halve; compared in benchmarks/optimizers.md.
+    `step_start`: the first step as a share of the bound; steps decay linearly to 0.05."""
     if x.ndim != 4 or x.shape[1] != 3:
         raise ValueError(f"x must be (1, 3, H, W), got {tuple(x.shape)}")
     if float(eps_map.min()) < 0:
@@ -130,7 +131,7 @@ def protect_pgd(x: torch.Tensor, models: Sequence, eps_map: torch.Tensor, steps:
                 grad = velocity
             if luma_only:
                 grad = grad.sum(1, keepdim=True).expand_as(grad)
-            delta = delta + step_size(step, steps) * eps_map * grad.sign()
+            delta = delta + step_size(step, steps, step_start) * eps_map * grad.sign()
             delta = torch.maximum(torch.minimum(delta, eps_map), -eps_map)
             delta = (x + delta).clamp(0, 1) - x
         if on_step is not None:

@@ -482,6 +482,9 @@ def _init_worker(threads: int, stop_event, progress_queue) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     import torch
 
+    from .allocator import keep_freed_memory
+
+    keep_freed_memory()
     torch.set_num_threads(threads)
     _worker_stop, _worker_queue = stop_event, progress_queue
 

@@ -26,6 +26,7 @@ class Preset:
     view_sizes: tuple[int, ...] = ()  # editing sizes the models see, in turn; () = working
     flat_floor: float = FLAT_FLOOR  # visibility map: budget share left in flat areas
     contrast_ref: float = CONTRAST_REF  # visibility map: local std that earns the full budget
+    step_start: float = 0.5  # first sign step, as a share of the per-pixel bound (decays to 0.05)
 
 
 # Numbers here are the product's promises; README's "Strength presets" table mirrors them.
@@ -36,7 +37,10 @@ PRESETS: dict[str, Preset] = {
                    flat_floor=0.3, contrast_ref=0.05),
     "low": Preset(eps255=4, steps=24, working_size=512, robust=False, eot_samples=1,
                   perceptual_weight=0.3),
-    "medium": Preset(eps255=8, steps=32, working_size=512, robust=False, eot_samples=1),
+    # medium starts at a quarter-bound step: on 4 dev photos every model but taef2 gained
+    # 0.2-0.25 dB over a half-bound start, at the same time (benchmarks/optimizers.md).
+    "medium": Preset(eps255=8, steps=32, working_size=512, robust=False, eot_samples=1,
+                     step_start=0.25),
     # high also targets SDXL/FLUX's 1024 editing size: medium's damage there is ~1-2 dB.
     "high": Preset(eps255=12, steps=64, working_size=512, robust=False, eot_samples=1,
                    view_sizes=(512, 1024)),
@@ -61,6 +65,7 @@ class ProtectConfig:
     view_sizes: tuple[int, ...] | None = None
     flat_floor: float | None = None
     contrast_ref: float | None = None
+    step_start: float | None = None
     models: tuple[str, ...] = ALL_MODEL_NAMES
     objective: str = "e2e"
     perceptual: bool = True
@@ -85,6 +90,7 @@ class ProtectConfig:
             "perceptual_weight": preset.perceptual_weight,
             "view_sizes": preset.view_sizes,
             "flat_floor": preset.flat_floor, "contrast_ref": preset.contrast_ref,
+            "step_start": preset.step_start,
         }
         for name, value in defaults.items():
             if getattr(self, name) is None:
@@ -118,6 +124,8 @@ class ProtectConfig:
             raise ConfigError(f"flat floor must be in [0, 1], got {self.flat_floor}")
         if not self.contrast_ref > 0:
             raise ConfigError(f"contrast reference must be > 0, got {self.contrast_ref}")
+        if not 0.05 <= self.step_start <= 1:
+            raise ConfigError(f"step start must be in [0.05, 1], got {self.step_start}")
         if not 0 <= self.eot_share <= 1:
             raise ConfigError(f"eot share must be in [0, 1], got {self.eot_share}")
         if self.eot_samples < 1:
@@ -153,7 +161,7 @@ class ProtectConfig:
             "perceptual_weight": self.perceptual_weight,
             "view_sizes": list(self.editing_sizes),
             "flat_floor": self.flat_floor, "contrast_ref": self.contrast_ref,
-            "models": list(self.models),
+            "step_start": self.step_start, "models": list(self.models),
             "objective": self.objective, "perceptual": self.perceptual, "faces": self.faces,
             "mask": self.mask_path, "seed": self.seed,
         }

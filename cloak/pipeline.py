@@ -128,7 +128,7 @@ def protect_array(rgb: np.ndarray, config: ProtectConfig, *, grayscale: bool = F
                         config.robust, config.eot_samples, rotation_for(config.models),
                         on_step, should_stop, config.eot_share,
                         config.perceptual_weight if config.perceptual else 0.0,
-                        view_size=config.editing_sizes)
+                        view_size=config.editing_sizes, step_start=config.step_start)
 
     report_progress(0.9, "applying at full resolution")
     # In place where possible: at 12 MP each (1, 3, H, W) float32 copy is 144 MB.

@@ -75,6 +75,16 @@ class TestProtectPGD:
         sizes = [step_size(i, 10) for i in range(10)]
         assert sizes == sorted(sizes, reverse=True) and sizes[0] > sizes[-1] > 0
 
+    @pytest.mark.parametrize("start", [0.25, 0.5])
+    def test_first_step_is_step_start_of_the_bound(self, setup, start):
+        x, models = setup
+        x = x * 0.8 + 0.1  # away from 0 and 1, so clamping cannot shorten the step
+        delta, eps_map = run(x, models, steps=1, step_start=start)
+        moved = delta != 0
+        assert moved.float().mean() > 0.9
+        assert torch.allclose(delta.abs()[moved], (start * eps_map).expand_as(delta)[moved],
+                              atol=1e-6)
+
     def test_eot_share_alternates_whole_cycles(self):
         from cloak.attack import uses_eot
 

@@ -55,8 +55,15 @@ def test_visibility_map_settings_come_from_the_preset_and_can_be_overridden():
     assert ProtectConfig().fingerprint() != ProtectConfig(contrast_ref=0.05).fingerprint()
 
 
+def test_step_start_comes_from_the_preset_and_changes_the_fingerprint():
+    assert ProtectConfig().step_start == 0.25  # medium: measured better than 0.5
+    assert ProtectConfig(strength="fast").step_start == 0.5  # 6 steps need big ones
+    assert ProtectConfig().fingerprint() != ProtectConfig(step_start=0.5).fingerprint()
+
+
 @pytest.mark.parametrize("field, value", [("flat_floor", -0.1), ("flat_floor", 1.5),
-                                          ("contrast_ref", 0.0)])
+                                          ("contrast_ref", 0.0), ("step_start", 0.0),
+                                          ("step_start", 2.0)])
 def test_bad_visibility_map_settings_are_a_config_error(field, value):
     with pytest.raises(ConfigError):
         ProtectConfig(**{field: value})

@@ -7,12 +7,14 @@ import sys
 
 from PySide6.QtWidgets import QApplication
 
+from ..allocator import keep_freed_memory
 from .window import MainWindow
 
 
 def main() -> int:
     """Open the cloak window and run until it is closed; returns the exit code."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    keep_freed_memory()
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("cloak")
     app.setApplicationDisplayName("cloak")

@@ -1,0 +1,47 @@
+"""Keep freed memory in the process for reuse, so each attack step stops page-faulting.
+
+Every attack step allocates and frees the same large activations (25-50 MB at 512 px).
+glibc serves blocks that large with fresh `mmap`s, or returns the top of the heap to the
+OS when they are freed, so the next step faults every page in again: on this 2-core CPU
+that was 14% of medium's and 30% of fast's wall time (benchmarks/allocator.md). Raising
+glibc's mmap and trim thresholds keeps those pages mapped and reused. The price is that the
+process holds on to its peak memory until it exits.
+
+This changes a process-wide setting, so the library never calls it on import: the CLI,
+the desktop app and batch workers call `keep_freed_memory()` at start. It does nothing
+(returns False) where the C library is not glibc (macOS, Windows, musl), or when
+CLOAK_KEEP_FREED_MEMORY=0.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import platform
+
+M_TRIM_THRESHOLD = -1  # mallopt parameter numbers, from glibc's <malloc.h>
+M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD = 1 << 30  # blocks up to 1 GiB come from the reusable heap
+TRIM_THRESHOLD = 2**31 - 1  # largest value mallopt takes: never shrink the heap
+
+_applied: bool | None = None
+
+
+def keep_freed_memory() -> bool:
+    """Set glibc's mmap and trim thresholds once per process. True when they are set."""
+    global _applied
+    if _applied is not None:
+        return _applied
+    _applied = False
+    if os.environ.get("CLOAK_KEEP_FREED_MEMORY", "1") == "0":
+        return False
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        _applied = bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+                        and libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    except (OSError, AttributeError):
+        _applied = False
+    return _applied

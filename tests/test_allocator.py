@@ -1,0 +1,63 @@
+"""cloak.allocator: big freed blocks stay in the process for the next attack step."""
+
+import platform
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+glibc_only = pytest.mark.skipif(
+    platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
+    reason="mallopt thresholds are a glibc feature")
+
+# Allocates and frees a 64 MiB block, then prints: whether the thresholds were set, the
+# bytes glibc served by mmap while the block was alive, and the heap bytes kept after free.
+PROBE = textwrap.dedent("""
+    import ctypes, sys
+    from cloak.allocator import keep_freed_memory
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(n, ctypes.c_size_t) for n in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+            "uordblks", "fordblks", "keepcost")]
+
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallinfo2.restype = MallInfo2
+    libc.malloc.restype = ctypes.c_void_p
+    libc.free.argtypes = [ctypes.c_void_p]
+    applied = keep_freed_memory()
+    block = libc.malloc(64 << 20)
+    ctypes.memset(block, 1, 64 << 20)
+    mapped = libc.mallinfo2().hblkhd
+    libc.free(block)
+    print(applied, mapped, libc.mallinfo2().arena)
+""")
+
+
+def probe(keep: str) -> tuple[bool, int, int]:
+    env_code = f"import os; os.environ['CLOAK_KEEP_FREED_MEMORY'] = {keep!r}\n"
+    out = subprocess.run([sys.executable, "-c", env_code + PROBE], capture_output=True,
+                         text=True, check=True).stdout.split()
+    return out[0] == "True", int(out[1]), int(out[2])
+
+
+@glibc_only
+def test_keep_freed_memory_serves_big_blocks_from_a_kept_heap():
+    applied, mapped, kept = probe("1")
+    assert applied
+    assert mapped < 64 << 20  # not a fresh mmap, so no page faults the next time
+    assert kept >= 64 << 20  # still in the process after free, ready for reuse
+
+
+@glibc_only
+def test_opt_out_leaves_glibc_defaults():
+    applied, mapped, _ = probe("0")
+    assert not applied
+    assert mapped >= 64 << 20  # glibc's default: a 64 MiB block is its own mmap
+
+
+def test_keep_freed_memory_is_idempotent():
+    from cloak.allocator import keep_freed_memory
+
+    assert keep_freed_memory() == keep_freed_memory()
