@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from photoguard import photoguard_encoder_attack
 
 from cloak import ProtectConfig
+from cloak.allocator import keep_freed_memory
 from cloak.models import ALL_MODEL_NAMES
 from cloak.pipeline import protect_array
 from cloak.verify import CLEANUPS, SOCIAL_PRESETS, verify_images
@@ -148,6 +149,7 @@ def main() -> None:
     ap.add_argument("--from-json", action="store_true",
                     help="Only rewrite the table from <out>/efficacy.json (e.g. a stopped run).")
     args = ap.parse_args()
+    keep_freed_memory()  # as the CLI does; cloak and the reference both run in this process
     if args.from_json:
         results = json.loads((Path(args.out) / "efficacy.json").read_text())["results"]
         write_table(args, results)

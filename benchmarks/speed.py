@@ -2,7 +2,7 @@
 
     CLOAK_MODEL_DIR=../shared/models python benchmarks/speed.py \
         [--photo ../shared/photos/dev/d25_exif-samples_jolla.jpg] [--repeats 3] \
-        [--presets fast,medium] [--batch 10] [--no-reference]
+        [--presets fast,medium] [--batch 10] [--no-reference] [--untuned]
 
 What it does, all in one run on this machine:
 - makes a 4000x3000 JPEG (q92) from a real dev photo (resized; no synthetic pixels);
@@ -12,6 +12,8 @@ What it does, all in one run on this machine:
   (interpreter start, imports and model loading included);
 - runs the PhotoGuard reference (benchmarks/photoguard.py) once on the same photo;
 - measures damage after the `instagram` posting preset for cloak and the reference;
+- with `--untuned`, runs each preset again with glibc's default malloc thresholds
+  (CLOAK_KEEP_FREED_MEMORY=0; cloak/allocator.py), interleaved, and checks the bytes match;
 - protects a batch of `--batch` phone-sized photos through the CLI and reports
   seconds per photo (the 100-photo figure is that rate times 100, and says so).
 
