@@ -21,6 +21,18 @@ def psnr_from_mse(mse: float) -> float:
     return float(10 * np.log10(1.0 / mse))
 
 
+@torch.no_grad()
+def change_stats(a: torch.Tensor, b: torch.Tensor, band_rows: int = 256) -> tuple[float, float]:
+    """(mean squared difference, max absolute difference) of two (B, C, H, W) images,
+    `band_rows` rows at a time, so no full-size temporary is made."""
+    total, largest = 0.0, 0.0
+    for top in range(0, a.shape[-2], max(1, band_rows)):
+        diff = a[..., top:top + band_rows, :].float() - b[..., top:top + band_rows, :].float()
+        total += float(torch.linalg.vector_norm(diff, dtype=torch.float64).square())
+        largest = max(largest, float(diff.abs().max()))
+    return total / max(1, a.numel()), largest
+
+
 def luma(x: torch.Tensor) -> torch.Tensor:
     """(B, 3, H, W) -> (B, 1, H, W) Rec.601 luminance (no 3-channel temporary: at 12 MP
     that one costs more than the sum)."""
@@ -40,20 +52,21 @@ def _gaussian_blur_separable(x: torch.Tensor, window: int, sigma: float) -> torc
     return F.conv2d(F.pad(x, (0, 0, r, r), mode=mode), g.view(1, 1, -1, 1))
 
 
-def _ssim_cv2(x: torch.Tensor, y: torch.Tensor, window: int, sigma: float) -> float:
-    """Mean SSIM of two (1, 1, H, W) CPU luma images with OpenCV's SIMD Gaussian blur
-    (same kernel, same reflect-101 border as _gaussian_blur_separable; ~10x faster at
-    12 MP than torch's conv2d, which is memory-bound there)."""
+def _ssim_sum_cv2(a: np.ndarray, b: np.ndarray, window: int, sigma: float,
+                  first: int, last: int) -> float:
+    """Sum of the SSIM map over rows [first, last) of two (h, W) float32 luma arrays, with
+    OpenCV's SIMD Gaussian blur (same kernel, same reflect-101 border as
+    _gaussian_blur_separable; ~10x faster than torch's conv2d, which is memory-bound)."""
     import cv2
 
-    a, b = x[0, 0].numpy(), y[0, 0].numpy()
     c1, c2 = 0.01 ** 2, 0.03 ** 2
 
     def blur(t):
-        return cv2.GaussianBlur(t, (window, window), sigma, borderType=cv2.BORDER_REFLECT_101)
+        return cv2.GaussianBlur(t, (window, window), sigma,
+                                borderType=cv2.BORDER_REFLECT_101)[first:last]
 
-    # In place wherever possible: at 12 MP a fresh float32 map costs more in page faults
-    # than the arithmetic on it.
+    # In place wherever possible: a fresh float32 map costs more in page faults than the
+    # arithmetic on it.
     mu_a, mu_b = blur(a), blur(b)
     t = np.multiply(a, a)
     var_sum = blur(t)
@@ -79,19 +92,40 @@ def _ssim_cv2(x: torch.Tensor, y: torch.Tensor, window: int, sigma: float) -> fl
     mu_a += c1
     mu_a *= var_sum  # denominator (mu_a^2 + mu_b^2 + c1)(var_a + var_b + c2)
     num /= mu_a
-    return float(num.mean(dtype=np.float64))
+    return float(num.sum(dtype=np.float64))
+
+
+def _ssim_banded_cv2(a: torch.Tensor, b: torch.Tensor, window: int, sigma: float,
+                     band_rows: int) -> float:
+    """Mean SSIM of two (1, 3, H, W) CPU images, `band_rows` rows at a time. Each band
+    carries window // 2 extra rows on either side, so every kept row is blurred exactly as
+    in one pass over the whole image; memory stays at a few band-sized maps."""
+    height, width = a.shape[-2:]
+    halo = window // 2
+    total = 0.0
+    for top in range(0, height, band_rows):
+        bottom = min(height, top + band_rows)
+        lo, hi = max(0, top - halo), min(height, bottom + halo)
+        x = np.ascontiguousarray(luma(a[:, :, lo:hi].float())[0, 0].numpy())
+        y = np.ascontiguousarray(luma(b[:, :, lo:hi].float())[0, 0].numpy())
+        total += _ssim_sum_cv2(x, y, window, sigma, top - lo, bottom - lo)
+    return total / (height * width)
+
+
+SSIM_BAND_ROWS = 256
 
 
 @torch.no_grad()
-def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5) -> float:
+def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5,
+         band_rows: int = SSIM_BAND_ROWS) -> float:
     """Mean SSIM on luminance (Gaussian window 11, sigma 1.5), as in Wang et al. 2004.
     a, b: (B, 3, H, W) in [0, 1]. Separable filtering (22 instead of 121 taps per pixel);
     matches kornia.metrics.ssim within 2e-3 (tests/test_metrics.py). One CPU image goes
-    through OpenCV (same figure, tested against the torch path)."""
-    x, y = luma(a.float()), luma(b.float())
-    if x.device.type == "cpu" and x.shape[0] == 1 and min(x.shape[-2:]) > window // 2:
-        return _ssim_cv2(x, y, window, sigma)
-    return _ssim_torch(x, y, window, sigma)
+    through OpenCV in bands of `band_rows` rows (same figure, tested against the torch
+    path), so a 48 MP photo needs no full-size luma maps."""
+    if a.device.type == "cpu" and a.shape[0] == 1 and min(a.shape[-2:]) > window // 2:
+        return _ssim_banded_cv2(a, b, window, sigma, max(1, band_rows))
+    return _ssim_torch(luma(a.float()), luma(b.float()), window, sigma)
 
 
 def _ssim_torch(x: torch.Tensor, y: torch.Tensor, window: int, sigma: float) -> float:

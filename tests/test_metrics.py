@@ -29,10 +29,24 @@ def test_psnr():
     assert metrics.psnr(x, x + 0.1) == pytest.approx(20.0, abs=1e-4)
 
 
-def test_ssim_opencv_path_matches_torch_path():
+@pytest.mark.parametrize("band_rows", [256, 70, 13, 5, 1])
+def test_ssim_opencv_bands_match_the_torch_path_over_the_whole_image(band_rows):
     torch.manual_seed(1)
     x = torch.rand(1, 3, 70, 90)
     y = (x + 0.05 * torch.randn_like(x)).clamp(0, 1)
-    lx, ly = metrics.luma(x), metrics.luma(y)
-    assert metrics._ssim_cv2(lx, ly, 11, 1.5) == pytest.approx(
-        metrics._ssim_torch(lx, ly, 11, 1.5), abs=1e-5)
+    whole = metrics._ssim_torch(metrics.luma(x), metrics.luma(y), 11, 1.5)
+    assert metrics.ssim(x, y, band_rows=band_rows) == pytest.approx(whole, abs=1e-5)
+    # and the same figure on a channels-last image, as the pipeline passes them
+    x_cl, y_cl = (t.contiguous(memory_format=torch.channels_last) for t in (x, y))
+    assert metrics.ssim(x_cl, y_cl, band_rows=band_rows) == pytest.approx(whole, abs=1e-5)
+
+
+@pytest.mark.parametrize("band_rows", [256, 7, 1])
+def test_change_stats_matches_float64_numpy(band_rows):
+    torch.manual_seed(2)
+    a = torch.rand(1, 3, 50, 40).contiguous(memory_format=torch.channels_last)
+    b = (a + 0.02 * torch.randn_like(a)).clamp(0, 1)
+    mse, largest = metrics.change_stats(a, b, band_rows=band_rows)
+    diff = a.double().numpy() - b.double().numpy()
+    assert mse == pytest.approx(float((diff ** 2).mean()), rel=1e-9)
+    assert largest == pytest.approx(float(abs(diff).max()), abs=1e-7)
