@@ -34,6 +34,7 @@ VARIANTS = {
     "medium 512+1024": {"view_sizes": (512, 1024)},  # working size becomes 1024
     "high": {"strength": "high"},
     "high 512 only": {"strength": "high", "view_sizes": (512,)},
+    "high, first step 0.25": {"strength": "high", "step_start": 0.25},
 }
 
 

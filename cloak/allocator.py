@@ -3,10 +3,10 @@
 Every attack step allocates and frees the same large activations (25-50 MB at 512 px).
 glibc serves blocks that large with fresh `mmap`s, or returns the top of the heap to the
 OS when they are freed, so the next step faults every page in again. Raising glibc's mmap
-and trim thresholds keeps those pages mapped and reused: on this 2-core CPU a 12 MP photo
-went from 15.6 to 12.6 s at medium and from 3.1 to 2.6 s at fast, with identical output
-(benchmarks/speed.py --untuned). The price is that the process holds on to its peak
-memory until it exits.
+and trim thresholds keeps those pages mapped and reused: in one run on this 2-core CPU a
+12 MP photo went from 15.6 to 12.6 s at medium and from 3.1 to 2.6 s at fast, with
+identical output (benchmarks/speed.py --untuned). The price is that the process holds on
+to its peak memory until it exits.
 
 This changes a process-wide setting, so the library never calls it on import: the CLI,
 the desktop app and batch workers call `keep_freed_memory()` at start. It does nothing

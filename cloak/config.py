@@ -38,7 +38,7 @@ PRESETS: dict[str, Preset] = {
     "low": Preset(eps255=4, steps=24, working_size=512, robust=False, eot_samples=1,
                   perceptual_weight=0.3),
     # medium starts at a quarter-bound step: on 4 dev photos every model but taef2 gained
-    # 0.2-0.25 dB over a half-bound start, at the same time (benchmarks/optimizers.md).
+    # 0.2-0.3 dB over a half-bound start, at the same time (benchmarks/step_schedule.md).
     "medium": Preset(eps255=8, steps=32, working_size=512, robust=False, eot_samples=1,
                      step_start=0.25),
     # high also targets SDXL/FLUX's 1024 editing size: medium's damage there is ~1-2 dB.
