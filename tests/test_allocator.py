@@ -1,5 +1,6 @@
 """cloak.allocator: big freed blocks stay in the process for the next attack step."""
 
+import os
 import platform
 import subprocess
 import sys
@@ -61,3 +62,15 @@ def test_keep_freed_memory_is_idempotent():
     from cloak.allocator import keep_freed_memory
 
     assert keep_freed_memory() == keep_freed_memory()
+
+
+@glibc_only
+def test_the_setting_is_taken_once_per_process():
+    code = ("import os; from cloak.allocator import keep_freed_memory\n"
+            "first = keep_freed_memory()\n"
+            "os.environ['CLOAK_KEEP_FREED_MEMORY'] = '0'\n"
+            "print(first, keep_freed_memory())")
+    env = {k: v for k, v in os.environ.items() if k != "CLOAK_KEEP_FREED_MEMORY"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env=env).stdout.split()
+    assert out == ["True", "True"]  # a later opt-out does not undo what was set
