@@ -27,6 +27,7 @@ from photoguard import photoguard_encoder_attack
 
 from cloak import ProtectConfig
 from cloak.allocator import keep_freed_memory
+from cloak.device import describe, pick_device
 from cloak.models import ALL_MODEL_NAMES
 from cloak.pipeline import protect_array
 from cloak.verify import CLEANUPS, SOCIAL_PRESETS, verify_images
@@ -188,8 +189,8 @@ def main() -> None:
 def write_table(args, results: dict[str, list[dict]]) -> None:
     md = ["## Efficacy (median (worst) damage in dB per autoencoder)", "",
           (f"Command: `CLOAK_MODEL_DIR=../shared/models python benchmarks/efficacy.py "
-           f"--presets {args.presets} --reference-limit {args.reference_limit}`; torch threads "
-           f"{torch.get_num_threads()}."), ""]
+           f"--presets {args.presets} --reference-limit {args.reference_limit}`; "
+           f"{describe(pick_device())}."), ""]
     md += [summarise(rows, label) for label, rows in results.items()]
     md.append(retention_table(results))
     Path(args.table).write_text("\n".join(md))

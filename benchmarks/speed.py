@@ -26,7 +26,6 @@ import argparse
 import itertools
 import json
 import os
-import platform
 import resource
 import shutil
 import statistics
@@ -182,6 +181,8 @@ def main() -> None:
 
     import torch
 
+    from cloak.device import describe, pick_device
+
     work = Path(tempfile.mkdtemp(prefix="cloak-speed-"))
     try:
         src = make_12mp(args.photo, work / "photo_12mp.jpg")
@@ -214,9 +215,7 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-               f"torch {torch.__version__}, {torch.get_num_threads()} threads, device "
-               f"{'cuda' if torch.cuda.is_available() else 'cpu'}")
+    machine = f"{describe(pick_device())}, torch {torch.__version__}"
     md = ["## Speed (12 MP = 4000x3000 JPEG)", "",
           (f"Command: `CLOAK_MODEL_DIR=../shared/models python benchmarks/speed.py "
            f"--repeats {args.repeats} --batch {args.batch}"

@@ -1,0 +1,81 @@
+"""Device choice and the autocast that goes with it: bf16 only where the hardware has it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cloak import device as device_mod
+from cloak.device import autocast, cpu_has_fast_bf16, describe, pick_device, uses_bf16
+from cloak.errors import ConfigError
+
+
+@pytest.fixture
+def bf16_env(monkeypatch: pytest.MonkeyPatch):
+    """Set CLOAK_CPU_BF16 and forget the cached hardware check before and after."""
+    def set_to(value: str | None) -> None:
+        if value is None:
+            monkeypatch.delenv("CLOAK_CPU_BF16", raising=False)
+        else:
+            monkeypatch.setenv("CLOAK_CPU_BF16", value)
+        cpu_has_fast_bf16.cache_clear()
+
+    yield set_to
+    cpu_has_fast_bf16.cache_clear()
+
+
+def conv_dtype_under(ctx) -> torch.dtype:
+    conv = torch.nn.Conv2d(3, 4, 3)
+    with ctx:
+        return conv(torch.rand(1, 3, 8, 8)).dtype
+
+
+class TestAutocast:
+    def test_cpu_without_native_bf16_runs_fp32(self, bf16_env):
+        bf16_env("0")
+        assert not uses_bf16(torch.device("cpu"))
+        assert conv_dtype_under(autocast(torch.device("cpu"))) == torch.float32
+
+    def test_cpu_with_native_bf16_runs_bf16(self, bf16_env):
+        bf16_env("1")
+        assert uses_bf16(torch.device("cpu"))
+        assert conv_dtype_under(autocast(torch.device("cpu"))) == torch.bfloat16
+
+    def test_hardware_check_follows_the_cpu_flags(self, bf16_env, monkeypatch):
+        bf16_env(None)
+        monkeypatch.setattr(device_mod.platform, "machine", lambda: "x86_64")
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False,
+                            raising=False)
+        assert not cpu_has_fast_bf16()
+        cpu_has_fast_bf16.cache_clear()
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True,
+                            raising=False)
+        assert cpu_has_fast_bf16()
+
+    def test_describe_names_the_precision_in_use(self, bf16_env):
+        bf16_env("0")
+        assert describe(torch.device("cpu")).endswith("fp32 (no native bf16)")
+        bf16_env("1")
+        assert describe(torch.device("cpu")).endswith("bf16 autocast")
+
+    def test_cuda_and_mps(self, bf16_env):
+        bf16_env("0")
+        assert uses_bf16(torch.device("cuda"))
+        assert not uses_bf16(torch.device("mps"))
+
+
+class TestPickDevice:
+    def test_auto_picks_an_available_device(self):
+        picked = pick_device("auto")
+        if torch.cuda.is_available():
+            assert picked.type == "cuda"
+        else:
+            assert picked.type in ("mps", "cpu")
+
+    def test_cpu_on_request(self):
+        assert pick_device("cpu") == torch.device("cpu")
+
+    def test_unknown_device_is_a_clear_error(self):
+        with pytest.raises(ConfigError, match="unknown device"):
+            pick_device("gpu9000")
