@@ -1,4 +1,5 @@
-"""Attack update rules side by side: sign PGD vs momentum, and step-size schedules.
+"""Attack update rules side by side: sign PGD vs momentum, step-size schedules, and
+encoder-only turns that reuse the decoder's latent gradient (`decoder_reuse`).
 
     CLOAK_MODEL_DIR=../shared/models python benchmarks/optimizers.py [--photos d01,d08,d14,d24]
 
@@ -35,14 +36,17 @@ VARIANTS = {
     "luma only (same delta on R, G, B)": {"start": 0.5, "luma_only": True},
     "sign, step 0.5->0.05, 24 steps": {"start": 0.5, "steps": 24},
     "sign, step 0.25->0.05, 24 steps": {"start": 0.25, "steps": 24},
+    "decoder reuse 1 (every other turn encoder-only)": {"start": 0.25, "decoder_reuse": 1},
+    "decoder reuse 1, 44 steps": {"start": 0.25, "decoder_reuse": 1, "steps": 44},
 }
 
 
 def run_variant(rgb: np.ndarray, config: ProtectConfig, start: float, momentum: float = 0.0,
-                luma_only: bool = False, steps: int | None = None):
+                luma_only: bool = False, steps: int | None = None, decoder_reuse: int = 0):
     original_pgd = cloak.pipeline.protect_pgd
     cloak.pipeline.protect_pgd = functools.partial(original_pgd, momentum=momentum,
-                                                    luma_only=luma_only)
+                                                    luma_only=luma_only,
+                                                    decoder_reuse=decoder_reuse)
     try:
         return cloak.pipeline.protect_array(
             rgb, config.replace(step_start=start, steps=steps or config.steps))

@@ -28,14 +28,21 @@ from .transforms import random_posting
 StepCallback = Callable[[int, int], None]  # (steps done, steps total)
 
 
-def _loss_fn(objective: str, models: Sequence, x: torch.Tensor, view_size: int | None = None):
-    """Return loss(model_index, x_adv) -> scalar to maximise. With `view_size` larger than
-    x's long side (or sides that are not multiples of 8), the models see x and x_adv
-    resized to it, as an editor feeds them a small photo."""
+def _view_fn(x: torch.Tensor, view_size: int | None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """What the models see of an image shaped like x: itself, or, with `view_size` larger
+    than x's long side (or sides that are not multiples of 8), the image resized to it, as
+    an editor feeds them a small photo (channels_last: the models' fast layout)."""
     if view_size and metrics.resize_long(x, view_size) is not x:
-        def view(t: torch.Tensor) -> torch.Tensor:  # channels_last: the models' fast layout
-            return metrics.resize_long(t, view_size).contiguous(memory_format=torch.channels_last)
+        return lambda t: metrics.resize_long(t, view_size).contiguous(
+            memory_format=torch.channels_last)
+    return lambda t: t
 
+
+def _loss_fn(objective: str, models: Sequence, x: torch.Tensor, view_size: int | None = None):
+    """Return loss(model_index, x_adv) -> scalar to maximise, on what the models see
+    (see _view_fn)."""
+    view = _view_fn(x, view_size)
+    if view(x) is not x:
         inner = _loss_fn(objective, models, view(x))
         return lambda i, x_adv: inner(i, view(x_adv))
     if objective == "e2e":
@@ -49,6 +56,25 @@ def _loss_fn(objective: str, models: Sequence, x: torch.Tensor, view_size: int |
             clean = [m.encode(x).float() for m in models]
         return lambda i, x_adv: objectives.latent_shift(models[i], x_adv, clean[i])
     raise ValueError(f"unknown objective {objective!r}")
+
+
+def _e2e_grad_reusing_decoder(model, view, x_seen: torch.Tensor, x_adv: torch.Tensor,
+                              delta: torch.Tensor, latent_grads: dict, key, full: bool
+                              ) -> torch.Tensor:
+    """Gradient of the end-to-end loss w.r.t. delta. A `full` step (or the first for `key`)
+    runs encoder and decoder and keeps the loss's gradient w.r.t. the latent in
+    `latent_grads[key]`; any other step runs the encoder only and follows that kept latent
+    gradient (objectives.latent_along), at under half the cost."""
+    full = full or key not in latent_grads
+    with autocast(x_adv.device):
+        z = model.encode(view(x_adv))
+        if full:
+            loss = objectives.reconstruction_error_of_latent(model, z, x_seen)
+    if not full:
+        return torch.autograd.grad(objectives.latent_along(z, latent_grads[key]), delta)[0]
+    grad, latent_grad = torch.autograd.grad(loss, [delta, z])
+    latent_grads[key] = latent_grad.detach().float()
+    return grad
 
 
 def step_size(step: int, steps: int, start: float = 0.5, end: float = 0.05) -> float:
@@ -73,7 +99,8 @@ def protect_pgd(x: torch.Tensor, models: Sequence, eps_map: torch.Tensor, steps:
                 should_stop: Callable[[], bool] | None = None,
                 eot_share: float = 1.0, perceptual_weight: float = 0.0,
                 momentum: float = 0.0, view_size: int | Sequence[int] | None = None,
-                luma_only: bool = False, step_start: float = 0.5) -> torch.Tensor:
+                luma_only: bool = False, step_start: float = 0.5,
+                decoder_reuse: int = 0) -> torch.Tensor:
     """Run the attack and return the perturbation delta (see module docstring).
 
     `perceptual_weight` > 0 adds the low-frequency colour-shift penalty
@@ -88,17 +115,27 @@ def protect_pgd(x: torch.Tensor, models: Sequence, eps_map: torch.Tensor, steps:
     is attacked at every editing size (SD edits at 512, SDXL and FLUX at 1024).
     `luma_only` keeps delta equal on R, G and B (no colour), which JPEG's 4:2:0 chroma
     subsampling cannot halve; compared in benchmarks/optimizers.md.
-    `step_start`: the first step as a share of the bound; steps decay linearly to 0.05."""
+    `step_start`: the first step as a share of the bound; steps decay linearly to 0.05.
+    `decoder_reuse` = k > 0 (objective "e2e" only): of each model's turns, one in k + 1
+    runs encoder and decoder, the k after it the encoder only, along the latent gradient
+    the full turn kept (_e2e_grad_reusing_decoder). Measured in
+    benchmarks/decoder_reuse.md; off in every preset."""
     if x.ndim != 4 or x.shape[1] != 3:
         raise ValueError(f"x must be (1, 3, H, W), got {tuple(x.shape)}")
     if float(eps_map.min()) < 0:
         raise ValueError("eps_map must be >= 0")
+    if decoder_reuse and objective != "e2e":
+        raise ValueError(f"decoder_reuse needs objective 'e2e', got {objective!r}")
     x = x.contiguous(memory_format=torch.channels_last)  # matches the models' layout
     delta = torch.zeros_like(x)
     if steps == 0 or not models:
         return delta
     views = [view_size] if view_size is None or isinstance(view_size, int) else list(view_size)
     losses = [_loss_fn(objective, models, x, v) for v in views]
+    view_fns = [_view_fn(x, v) for v in views]
+    x_seen = [view(x) for view in view_fns]
+    latent_grads: dict[tuple[int, int], torch.Tensor] = {}  # (view, model) -> dL/dz
+    turns = [0] * len(models)
     if objective == "latent":
         # Its loss is a squared distance from the clean latent: zero gradient at delta = 0,
         # so start from seeded noise inside a quarter of the budget (random-start PGD).
@@ -112,14 +149,22 @@ def protect_pgd(x: torch.Tensor, models: Sequence, eps_map: torch.Tensor, steps:
             raise Cancelled("cancelled")
         index = schedule[step % len(schedule)]
         eot = robust and uses_eot(step, len(schedule), eot_share)
+        view_index = (step // len(schedule)) % len(losses)
+        full_turn = turns[index] % (decoder_reuse + 1) == 0
+        turns[index] += 1
         delta.requires_grad_(True)
         grad = torch.zeros_like(x)
         for _ in range(eot_samples if eot else 1):
             x_adv = (x + delta).clamp(0, 1)
             if eot:
                 x_adv = random_posting(x_adv, generator)
+            if decoder_reuse:
+                grad += _e2e_grad_reusing_decoder(
+                    models[index], view_fns[view_index], x_seen[view_index], x_adv, delta,
+                    latent_grads, (view_index, index), full_turn)
+                continue
             with autocast(x.device):
-                loss = losses[(step // len(schedule)) % len(losses)](index, x_adv)
+                loss = losses[view_index](index, x_adv)
             grad += torch.autograd.grad(loss, delta)[0]
         if perceptual_weight > 0 and step > 0:
             penalty = torch.autograd.grad(objectives.low_frequency_energy(delta), delta)[0]

@@ -12,8 +12,19 @@ def reconstruction_error(model, x_adv: torch.Tensor, x: torch.Tensor) -> torch.T
 
     Maximising it makes the editor's autoencoder round trip - the first and last step
     of every latent-diffusion edit - come out wrong."""
-    recon = model.decode(model.encode(x_adv)).float()
-    return F.mse_loss(recon, x.float())
+    return reconstruction_error_of_latent(model, model.encode(x_adv), x)
+
+
+def reconstruction_error_of_latent(model, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The end-to-end loss from an already computed latent z = E(x_adv): mean squared
+    error of D(z) against the clean image x (B, 3, H, W) in [0, 1]."""
+    return F.mse_loss(model.decode(z).float(), x.float())
+
+
+def latent_along(z: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
+    """Encoder-only stand-in for a loss whose latent gradient was `direction`: <z, direction>,
+    its first-order change as the latent z = E(x_adv) moves (no decoder pass)."""
+    return (z.float() * direction).sum()
 
 
 def latent_to_target(model, x_adv: torch.Tensor, z_target: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cloak import objectives
+from cloak import metrics, objectives
 from cloak.attack import protect_pgd, step_size
 from cloak.models import load_autoencoder
 
@@ -115,3 +115,37 @@ class TestProtectPGD:
         assert delta.shape == x.shape
         assert (delta.abs() <= eps_map + 1e-6).all() and delta.abs().max() > 0
         assert seen and all(max(s) == 128 and s[0] % 8 == 0 == s[1] % 8 for s in seen)
+
+
+class TestDecoderReuse:
+    def test_decoder_runs_on_one_turn_in_k_plus_1(self, setup):
+        x, (net,) = setup
+        calls = {"encoder": 0, "decoder": 0}
+        hooks = [getattr(net, part).register_forward_pre_hook(
+            lambda _m, _a, part=part: calls.__setitem__(part, calls[part] + 1))
+            for part in calls]
+        try:
+            run(x, [net], steps=6, decoder_reuse=2)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        assert calls == {"encoder": 6, "decoder": 2}  # turns 0 and 3 run the decoder
+
+    def test_raises_the_end_to_end_loss_within_the_bound(self, setup):
+        x, (net,) = setup
+        delta, eps_map = run(x, [net], steps=6, decoder_reuse=1, view_size=128)
+        assert (delta.abs() <= eps_map + 1e-7).all()
+        with torch.no_grad():
+            def loss(xa):  # as the models saw it: resized to the 128 px view
+                return objectives.reconstruction_error(
+                    net, metrics.resize_long(xa, 128), metrics.resize_long(x, 128))
+
+            assert float(loss(x + delta)) > 1.05 * float(loss(x))
+
+    def test_off_by_default_and_e2e_only(self, setup):
+        x, models = setup
+        plain, _ = run(x, models, steps=3)
+        assert torch.equal(plain, run(x, models, steps=3, decoder_reuse=0)[0])
+        assert not torch.equal(plain, run(x, models, steps=3, decoder_reuse=1)[0])
+        with pytest.raises(ValueError, match="decoder_reuse needs objective 'e2e'"):
+            run(x, models, steps=3, objective="latent", decoder_reuse=1)
