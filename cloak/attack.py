@@ -42,8 +42,9 @@ def _loss_fn(objective: str, models: Sequence, x: torch.Tensor, view_size: int |
     """Return loss(model_index, x_adv) -> scalar to maximise, on what the models see
     (see _view_fn)."""
     view = _view_fn(x, view_size)
-    if view(x) is not x:
-        inner = _loss_fn(objective, models, view(x))
+    x_seen = view(x)
+    if x_seen is not x:
+        inner = _loss_fn(objective, models, x_seen)
         return lambda i, x_adv: inner(i, view(x_adv))
     if objective == "e2e":
         return lambda i, x_adv: objectives.reconstruction_error(models[i], x_adv, x)

@@ -33,8 +33,9 @@ def pick_device(preference: str | None = None) -> torch.device:
 def cpu_has_fast_bf16() -> bool:
     """Whether this CPU computes bf16 natively (x86: AMX or AVX512-BF16; Arm: the BF16
     extension). Without it oneDNN emulates bf16: on a 2-core AVX2 EPYC one taesdxl attack
-    step at 512x384 took 97 s under bf16 autocast against 2.5 s in fp32. The environment
-    variable CLOAK_CPU_BF16=1 or 0 overrides the check."""
+    step at 512x384 took 89.7 s under bf16 autocast against 2.9 s in fp32
+    (benchmarks/precision.md). The environment variable CLOAK_CPU_BF16=1 or 0 overrides
+    the check."""
     forced = os.environ.get("CLOAK_CPU_BF16", "").strip()
     if forced in ("0", "1"):
         return forced == "1"
@@ -54,7 +55,7 @@ def uses_bf16(device: torch.device) -> bool:
 
 def autocast(device: torch.device):
     """bf16 autocast on cuda, and on cpus that compute bf16 natively (~1.5x faster than
-    fp32 there, same damage); plain fp32 on other cpus, where emulated bf16 is ~40x
+    fp32 there, same damage); plain fp32 on other cpus, where emulated bf16 was 31x
     slower, and on mps."""
     if uses_bf16(device):
         return torch.autocast(device.type, dtype=torch.bfloat16)
@@ -74,7 +75,8 @@ def cpu_name() -> str:
 
 
 def describe(device: torch.device) -> str:
-    """One line for benchmark tables and logs, e.g. 'cpu: AMD EPYC, 2 threads, fp32'."""
+    """One line for benchmark tables and logs, e.g.
+    'cpu: AMD EPYC, 2 cores, 2 threads, fp32 (no native bf16)'."""
     precision = "bf16 autocast" if uses_bf16(device) else "fp32"
     if device.type == "cuda":
         return f"cuda: {torch.cuda.get_device_name(device)}, {precision}"
