@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from . import budget, metrics
 from .attack import protect_pgd
 from .config import ProtectConfig
-from .device import autocast, pick_device
+from .device import autocast, pick_device, uses_bf16
 from .models import load_autoencoder
 from .models.weights import search_dirs
 from .report import Report
@@ -148,7 +148,9 @@ def protect_array(rgb: np.ndarray, config: ProtectConfig, *, grayscale: bool = F
     report = Report(width=int(width), height=int(height), eps255=config.eps255,
                     psnr=metrics.psnr_from_mse(mse), ssim=metrics.ssim(x_adv, x_full),
                     max_change255=max_change * 255,
-                    faces=len(faces), device=str(device), settings=config.fingerprint())
+                    faces=len(faces), device=str(device),
+                    precision="bf16" if uses_bf16(device) else "fp32",
+                    settings=config.fingerprint())
     if config.measure:
         report_progress(0.95, "measuring protection")
         with autocast(device):

@@ -20,6 +20,7 @@ class Report:
     seconds: float = 0.0
     faces: int = 0
     device: str = "cpu"
+    precision: str = "fp32"  # "bf16" (autocast) or "fp32": see device.autocast
     settings: dict = field(default_factory=dict)
     src: str | None = None
     dst: str | None = None

@@ -90,6 +90,17 @@ class TestProtectImage:
         assert out.mode == "RGBA"
         assert np.array_equal(np.asarray(out)[..., 3], np.asarray(rgba)[..., 3])
 
+    def test_report_names_device_and_precision(self, config):
+        from cloak.device import pick_device, uses_bf16
+
+        img = Image.fromarray(np.random.default_rng(2).integers(0, 255, (48, 64, 3),
+                                                                  dtype=np.uint8))
+        report = protect(img, config.replace(steps=1)).report
+        device = pick_device()
+        assert report.device == str(device)
+        assert report.precision == ("bf16" if uses_bf16(device) else "fp32")
+        assert report.to_dict()["precision"] == report.precision
+
     def test_zero_steps_changes_nothing(self, config):
         img = Image.fromarray(np.random.default_rng(1).integers(0, 255, (48, 64, 3),
                                                                   dtype=np.uint8))
