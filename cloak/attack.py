@@ -133,7 +133,7 @@ def protect_pgd(x: torch.Tensor, models: Sequence, eps_map: torch.Tensor, steps:
         return delta
     views = [view_size] if view_size is None or isinstance(view_size, int) else list(view_size)
     losses = [_loss_fn(objective, models, x, v) for v in views]
-    view_fns = [_view_fn(x, v) for v in views]
+    view_fns = [_view_fn(x, v) for v in views] if decoder_reuse else []  # reuse path only
     x_seen = [view(x) for view in view_fns]
     latent_grads: dict[tuple[int, int], torch.Tensor] = {}  # (view, model) -> dL/dz
     turns = [0] * len(models)
