@@ -25,7 +25,7 @@ from efficacy import SUFFIXES, load_rgb, to_image
 import cloak.pipeline
 from cloak import ProtectConfig
 from cloak.models import ALL_MODEL_NAMES
-from cloak.verify import verify_images
+from cloak.verify import CLEANUPS, verify_images
 
 VARIANTS = {
     "sign, step 0.5->0.05 (before)": {"start": 0.5},
@@ -38,15 +38,18 @@ VARIANTS = {
     "sign, step 0.25->0.05, 24 steps": {"start": 0.25, "steps": 24},
     "decoder reuse 1 (every other turn encoder-only)": {"start": 0.25, "decoder_reuse": 1},
     "decoder reuse 1, 44 steps": {"start": 0.25, "decoder_reuse": 1, "steps": 44},
+    "balance (weakest model next)": {"start": 0.25, "balance": True},
+    "per-model momentum 0.5": {"start": 0.25, "model_momentum": 0.5},
+    "gradient blurred (sigma 1 px) before the sign": {"start": 0.25, "grad_blur": 1.0},
+    "gradient blurred (sigma 2 px) before the sign": {"start": 0.25, "grad_blur": 2.0},
 }
 
 
 def run_variant(rgb: np.ndarray, config: ProtectConfig, start: float, momentum: float = 0.0,
-                luma_only: bool = False, steps: int | None = None, decoder_reuse: int = 0):
+                luma_only: bool = False, steps: int | None = None, **attack_options):
     original_pgd = cloak.pipeline.protect_pgd
     cloak.pipeline.protect_pgd = functools.partial(original_pgd, momentum=momentum,
-                                                    luma_only=luma_only,
-                                                    decoder_reuse=decoder_reuse)
+                                                    luma_only=luma_only, **attack_options)
     try:
         return cloak.pipeline.protect_array(
             rgb, config.replace(step_start=start, steps=steps or config.steps))
@@ -63,6 +66,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("optimizers.md"))
     parser.add_argument("--append", action="store_true",
                         help="add the rows to an existing table instead of rewriting it")
+    parser.add_argument("--cleanups", action="store_true",
+                        help="also measure verify's clean-ups and report the worst per model")
     args = parser.parse_args()
     prefixes = args.photos.split(",")
     paths = [p for p in sorted(args.folder.iterdir())
@@ -76,33 +81,39 @@ def main() -> None:
     for label in names:
         psnr, ssim, secs, asis, insta = [], [], [], {m: [] for m in ALL_MODEL_NAMES}, {
             m: [] for m in ALL_MODEL_NAMES}
+        worst = {m: [] for m in ALL_MODEL_NAMES}
+        channels = ("as-is", "instagram", *(CLEANUPS if args.cleanups else ()))
         for path in paths:
             original = load_rgb(path)
             rgb = np.asarray(original, dtype=np.float32) / 255
             t = time.perf_counter()
             result = run_variant(rgb, config, **VARIANTS[label])
             secs.append(time.perf_counter() - t)
-            v = verify_images(original, to_image(result.rgb), ("as-is", "instagram"),
+            v = verify_images(original, to_image(result.rgb), channels,
                               clean_cache=clean_cache.setdefault(path.name, {}))
             psnr.append(v.psnr)
             ssim.append(v.ssim)
             for m in ALL_MODEL_NAMES:
                 asis[m].append(v.channels[0].damage_db[m])
                 insta[m].append(v.channels[1].damage_db[m])
+                worst[m].append(min(c.damage_db[m] for c in v.channels[2:] or v.channels))
             print(label, path.name, f"psnr {v.psnr:.2f}",
                   {m: round(asis[m][-1], 2) for m in ALL_MODEL_NAMES}, flush=True)
         med = statistics.median
         rows.append(f"| {label} | {med(psnr):.1f} | {med(ssim):.3f} | "
                     + "/".join(f"{med(asis[m]):.1f}" for m in ALL_MODEL_NAMES) + " | "
                     + "/".join(f"{med(insta[m]):.1f}" for m in ALL_MODEL_NAMES)
+                    + (" | " + "/".join(f"{med(worst[m]):.1f}" for m in ALL_MODEL_NAMES)
+                       if args.cleanups else "")
                     + f" | {med(secs):.1f} |")
         print(rows[-1], flush=True)
     table = "\n".join([
         f"# Update rules at --strength {args.strength}", "",
         f"Photos: {', '.join(p.name for p in paths)}. Medians; damage in dB for "
         + " / ".join(ALL_MODEL_NAMES) + ".", "",
-        "| variant | PSNR | SSIM | as-is damage | instagram damage | s/photo |",
-        "|---|---|---|---|---|---|", *rows, ""])
+        "| variant | PSNR | SSIM | as-is damage | instagram damage | "
+        + ("worst clean-up damage | " if args.cleanups else "") + "s/photo |",
+        "|---|---|---|---|---|---|" + ("---|" if args.cleanups else ""), *rows, ""])
     if args.append and args.out.is_file():
         table = args.out.read_text().rstrip("\n") + "\n" + "\n".join(rows) + "\n"
     args.out.write_text(table)
