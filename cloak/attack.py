@@ -16,7 +16,6 @@ size decays linearly.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -102,8 +101,7 @@ def protect_pgd(x: torch.Tensor, models: Sequence, eps_map: torch.Tensor, steps:
                 eot_share: float = 1.0, perceptual_weight: float = 0.0,
                 momentum: float = 0.0, view_size: int | Sequence[int] | None = None,
                 luma_only: bool = False, step_start: float = 0.5,
-                decoder_reuse: int = 0, balance: bool = False,
-                model_momentum: float = 0.0, grad_blur: float = 0.0) -> torch.Tensor:
+                decoder_reuse: int = 0) -> torch.Tensor:
     """Run the attack and return the perturbation delta (see module docstring).
 
     `perceptual_weight` > 0 adds the low-frequency colour-shift penalty
@@ -147,26 +145,10 @@ def protect_pgd(x: torch.Tensor, models: Sequence, eps_map: torch.Tensor, steps:
         delta = (x + delta).clamp(0, 1) - x
     schedule = list(rotation) if rotation else list(range(len(models)))
     velocity = torch.zeros_like(x) if momentum > 0 else None
-    model_velocity: dict[int, torch.Tensor] = {}
-    clean_loss: dict[tuple[int, int], float] = {}
-    damage_db: dict[int, float] = {}
-    last_turn: dict[int, int] = {}
-    if balance:
-        with torch.no_grad(), autocast(x.device):
-            for v, loss_of in enumerate(losses):
-                for i in range(len(models)):
-                    clean_loss[(v, i)] = float(loss_of(i, x))
     for step in range(steps):
         if should_stop is not None and should_stop():
             raise Cancelled("cancelled")
         index = schedule[step % len(schedule)]
-        if balance and step >= len(models):
-            stale = [i for i in range(len(models))
-                     if step - last_turn.get(i, -1) > 2 * len(models)]
-            index = stale[0] if stale else min(damage_db, key=damage_db.get)
-        elif balance:
-            index = step
-        last_turn[index] = step
         eot = robust and uses_eot(step, len(schedule), eot_share)
         view_index = (step // len(schedule)) % len(losses)
         full_turn = turns[index] % (decoder_reuse + 1) == 0
@@ -185,23 +167,11 @@ def protect_pgd(x: torch.Tensor, models: Sequence, eps_map: torch.Tensor, steps:
             with autocast(x.device):
                 loss = losses[view_index](index, x_adv)
             grad += torch.autograd.grad(loss, delta)[0]
-            if balance:
-                damage_db[index] = 10 * math.log10(
-                    max(float(loss.detach()), 1e-12) / max(clean_loss[(view_index, index)], 1e-12))
         if perceptual_weight > 0 and step > 0:
             penalty = torch.autograd.grad(objectives.low_frequency_energy(delta), delta)[0]
             grad = (grad / grad.abs().mean().clamp_min(1e-12)
                     - perceptual_weight * penalty / penalty.abs().mean().clamp_min(1e-12))
         with torch.no_grad():
-            if grad_blur > 0:
-                import kornia
-                k = 2 * math.ceil(2 * grad_blur) + 1
-                grad = kornia.filters.gaussian_blur2d(grad, (k, k), (grad_blur, grad_blur),
-                                                      border_type="replicate")
-            if model_momentum > 0:
-                previous = model_velocity.get(index, torch.zeros_like(grad))
-                grad = model_momentum * previous + grad / grad.abs().mean().clamp_min(1e-12)
-                model_velocity[index] = grad
             if momentum > 0:
                 velocity = momentum * velocity + grad / grad.abs().mean().clamp_min(1e-12)
                 grad = velocity
