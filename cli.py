@@ -20,6 +20,7 @@ import typer
 
 from cloak import PRESETS, CloakError, ProtectConfig
 from cloak.allocator import keep_freed_memory
+from cloak.device import fp32_cpu_note, pick_device
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True,
@@ -125,6 +126,12 @@ def protect(
             preview=preview, robust=robust, view_sizes=parse_sizes(editor_sizes))
     except CloakError as exc:
         fail(str(exc))
+    try:
+        note = fp32_cpu_note(pick_device(config.device), config.strength)
+    except CloakError as exc:
+        fail(str(exc))
+    if note:
+        typer.secho(note, fg=typer.colors.YELLOW, err=True)
     view = BatchView()
     with view, stop_on_ctrl_c(view.stopping) as should_stop:
         try:

@@ -85,3 +85,14 @@ def describe(device: torch.device) -> str:
         return (f"cpu: {cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} "
                 f"threads, {precision}{native}")
     return f"{device.type}, {precision}"
+
+
+def fp32_cpu_note(device: torch.device, strength: str) -> str | None:
+    """A one-line heads-up for a CPU without native bf16 (cloak computes fp32 there, so
+    every preset but `fast` takes minutes); None on other devices and at `fast`.
+    The seconds are from benchmarks/speed_avx2.md (2-core AVX2 EPYC, 12 MP photo)."""
+    if device.type != "cpu" or uses_bf16(device) or strength == "fast":
+        return None
+    return ("note: this CPU has no native bf16, so cloak computes in fp32. On a 2-core "
+            "AVX2 CPU a 12 MP photo took about 79 s at medium and 9 s at --strength fast, "
+            "which protects less (README, Speed).")

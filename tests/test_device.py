@@ -79,3 +79,16 @@ class TestPickDevice:
     def test_unknown_device_is_a_clear_error(self):
         with pytest.raises(ConfigError, match="unknown device"):
             pick_device("gpu9000")
+
+
+class TestFp32CpuNote:
+    def test_cpu_without_native_bf16_gets_a_note_except_at_fast(self, bf16_env):
+        bf16_env("0")
+        note = device_mod.fp32_cpu_note(torch.device("cpu"), "medium")
+        assert note and "fp32" in note and "--strength fast" in note
+        assert device_mod.fp32_cpu_note(torch.device("cpu"), "fast") is None
+
+    def test_no_note_where_bf16_runs(self, bf16_env):
+        bf16_env("1")
+        assert device_mod.fp32_cpu_note(torch.device("cpu"), "medium") is None
+        assert device_mod.fp32_cpu_note(torch.device("cuda"), "high") is None
