@@ -131,7 +131,7 @@ def test_cpu_without_native_bf16_is_told_about_fast(tmp_path, small_photo, model
     finally:
         cpu_has_fast_bf16.cache_clear()
     assert medium.exit_code == 0 and fast.exit_code == 0
-    assert "no native bf16" in medium.stderr and "--strength fast" in medium.stderr
+    assert "no native bf16" in medium.stderr and "fast preset" in medium.stderr
     assert "no native bf16" not in fast.stderr
     assert (tmp_path / "m" / "a.png").is_file()
 

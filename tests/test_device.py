@@ -85,7 +85,7 @@ class TestFp32CpuNote:
     def test_cpu_without_native_bf16_gets_a_note_except_at_fast(self, bf16_env):
         bf16_env("0")
         note = device_mod.fp32_cpu_note(torch.device("cpu"), "medium")
-        assert note and "fp32" in note and "--strength fast" in note
+        assert note and "fp32" in note and "fast preset" in note
         assert device_mod.fp32_cpu_note(torch.device("cpu"), "fast") is None
 
     def test_no_note_where_bf16_runs(self, bf16_env):

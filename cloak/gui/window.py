@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
 )
 
 from cloak import PRESETS, CloakError, ProtectConfig
+from cloak.device import fp32_cpu_note, pick_device
 
 from .images import Comparison, compare, thumbnail
 from .paths import IMAGE_SUFFIXES, SUPPORTED, default_output_dir, expand_paths
@@ -299,6 +300,7 @@ class MainWindow(QMainWindow):
             return
         try:
             config = self.config()
+            note = fp32_cpu_note(pick_device(config.device), config.strength)
         except CloakError as exc:
             self.statusBar().showMessage(f"settings problem: {exc}")
             return
@@ -322,6 +324,8 @@ class MainWindow(QMainWindow):
         self._thread.finished.connect(self._on_thread_finished)
         self._thread.start()
         self.summary.setText(f"protecting {len(jobs)} photo(s)…")
+        if note:
+            self.statusBar().showMessage(note)
         self._update_buttons()
 
     def cancel(self) -> None:
