@@ -38,19 +38,26 @@ VARIANTS = {
     "sign, step 0.25->0.05, 24 steps": {"start": 0.25, "steps": 24},
     "decoder reuse 1 (every other turn encoder-only)": {"start": 0.25, "decoder_reuse": 1},
     "decoder reuse 1, 44 steps": {"start": 0.25, "decoder_reuse": 1, "steps": 44},
+    "sign, step 0.25->0.05, no round-trip filter (before)": {"start": 0.25,
+                                                              "round_trip": False},
+    "medium at eps 7.7/255 (about the PSNR of no round-trip filter)": {"start": 0.25,
+                                                                        "eps255": 7.7},
 }
-# Variants 10-13 (weakest model next, per-model momentum, blurred gradient sigma 1 and 2)
+# Variants 10-13 there (weakest model next, per-model momentum, blurred gradient sigma 1, 2)
 # were measured at commit 6b763cb and removed with their attack code: attack_levers.md.
 
 
 def run_variant(rgb: np.ndarray, config: ProtectConfig, start: float, momentum: float = 0.0,
-                luma_only: bool = False, steps: int | None = None, **attack_options):
+                luma_only: bool = False, steps: int | None = None, round_trip: bool = True,
+                eps255: float | None = None, **attack_options):
     original_pgd = cloak.pipeline.protect_pgd
     cloak.pipeline.protect_pgd = functools.partial(original_pgd, momentum=momentum,
                                                     luma_only=luma_only, **attack_options)
     try:
         return cloak.pipeline.protect_array(
-            rgb, config.replace(step_start=start, steps=steps or config.steps))
+            rgb, config.replace(step_start=start, steps=steps or config.steps,
+                                eps=eps255 / 255 if eps255 else config.eps),
+            round_trip=round_trip)
     finally:
         cloak.pipeline.protect_pgd = original_pgd
 

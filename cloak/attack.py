@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 
 from . import metrics, objectives
 from .device import autocast
@@ -57,6 +58,18 @@ def _loss_fn(objective: str, models: Sequence, x: torch.Tensor, view_size: int |
             clean = [m.encode(x).float() for m in models]
         return lambda i, x_adv: objectives.latent_shift(models[i], x_adv, clean[i])
     raise ValueError(f"unknown objective {objective!r}")
+
+
+def _filter_fn(kernel: torch.Tensor | None, x: torch.Tensor
+               ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """delta -> delta filtered by `kernel` (1, 1, k, k), the same on each channel with
+    replicated borders; the identity when `kernel` is None."""
+    if kernel is None:
+        return lambda d: d
+    pad = kernel.shape[-1] // 2
+    weight = kernel.to(x.device, x.dtype).expand(x.shape[1], 1, *kernel.shape[-2:])
+    return lambda d: F.conv2d(F.pad(d, [pad] * 4, mode="replicate"), weight,
+                              groups=x.shape[1])
 
 
 def _e2e_grad_reusing_decoder(model, view, x_seen: torch.Tensor, x_adv: torch.Tensor,
@@ -101,7 +114,8 @@ def protect_pgd(x: torch.Tensor, models: Sequence, eps_map: torch.Tensor, steps:
                 eot_share: float = 1.0, perceptual_weight: float = 0.0,
                 momentum: float = 0.0, view_size: int | Sequence[int] | None = None,
                 luma_only: bool = False, step_start: float = 0.5,
-                decoder_reuse: int = 0) -> torch.Tensor:
+                decoder_reuse: int = 0, delta_kernel: torch.Tensor | None = None
+                ) -> torch.Tensor:
     """Run the attack and return the perturbation delta (see module docstring).
 
     `perceptual_weight` > 0 adds the low-frequency colour-shift penalty
@@ -143,6 +157,7 @@ def protect_pgd(x: torch.Tensor, models: Sequence, eps_map: torch.Tensor, steps:
         noise = torch.rand(x.shape, generator=generator, device=generator.device).to(x.device)
         delta = ((noise * 2 - 1) * eps_map * 0.25).contiguous(memory_format=torch.channels_last)
         delta = (x + delta).clamp(0, 1) - x
+    seen = _filter_fn(delta_kernel, x)
     schedule = list(rotation) if rotation else list(range(len(models)))
     velocity = torch.zeros_like(x) if momentum > 0 else None
     for step in range(steps):
@@ -156,7 +171,7 @@ def protect_pgd(x: torch.Tensor, models: Sequence, eps_map: torch.Tensor, steps:
         delta.requires_grad_(True)
         grad = torch.zeros_like(x)
         for _ in range(eot_samples if eot else 1):
-            x_adv = (x + delta).clamp(0, 1)
+            x_adv = (x + seen(delta)).clamp(0, 1)
             if eot:
                 x_adv = random_posting(x_adv, generator)
             if decoder_reuse:

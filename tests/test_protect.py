@@ -106,3 +106,48 @@ class TestProtectImage:
                                                                   dtype=np.uint8))
         out = protect(img, config.replace(steps=0)).image
         assert np.array_equal(np.asarray(out), np.asarray(img))
+
+
+class TestRoundTrip:
+    """A perturbation made at the attack size is upsampled to the photo's size, and an
+    editor downsizes it again: the attack models that round trip as a small blur."""
+
+    def test_kernel_predicts_upsampling_then_editor_downscale(self):
+        import torch
+        import torch.nn.functional as F
+
+        from cloak import metrics
+        from cloak.pipeline import round_trip_kernel, upsample
+
+        full, work = (480, 640), (192, 256)
+        kernel = round_trip_kernel(full, work)
+        assert kernel.shape == (1, 1, 7, 7) and abs(float(kernel.sum()) - 1) < 0.01
+        probe = torch.rand((1, 1, *work), generator=torch.Generator().manual_seed(1)) - 0.5
+        probe = probe * 0.2  # a fresh probe, not the one the kernel was fitted on
+        actual = metrics.resize_long(upsample(probe + 0.5, full), max(work)) - 0.5
+        predicted = F.conv2d(F.pad(probe, [3] * 4, mode="replicate"), kernel)
+        energy = actual.pow(2).mean()
+        assert float((predicted - actual).pow(2).mean() / energy) < 0.02
+        assert float((probe - actual).pow(2).mean() / energy) > 0.2  # the blur is real
+
+    def test_attack_through_the_round_trip_leaves_more_damage(self, model_dir, small_photo,
+                                                              tmp_path):
+        import torch
+
+        from cloak import metrics
+        from cloak.models import load_autoencoder
+        from cloak.pipeline import protect_array
+
+        with Image.open(small_photo(tmp_path / "p.png", size=(320, 256))) as im:
+            rgb = np.asarray(im.convert("RGB"), dtype=np.float32) / 255
+        config = ProtectConfig(strength="medium", steps=8, models=("taesd",),
+                               working_size=128, faces=False, measure=False)
+        x = torch.from_numpy(rgb).permute(2, 0, 1)[None]
+        net = load_autoencoder("taesd", model_dir)
+        damage = {}
+        for round_trip in (False, True):
+            out = protect_array(rgb, config, round_trip=round_trip).rgb
+            x_adv = torch.from_numpy(out).permute(2, 0, 1)[None]
+            with torch.no_grad():  # as an editor working at 128 px sees the photo
+                damage[round_trip] = metrics.damage_db(net, x, x_adv, size=128)
+        assert damage[True] > damage[False] + 0.1, damage
