@@ -134,7 +134,10 @@ def protect_pgd(x: torch.Tensor, models: Sequence, eps_map: torch.Tensor, steps:
     `decoder_reuse` = k > 0 (objective "e2e" only): of each model's turns, one in k + 1
     runs encoder and decoder, the k after it the encoder only, along the latent gradient
     the full turn kept (_e2e_grad_reusing_decoder). Measured in
-    benchmarks/decoder_reuse.md; off in every preset."""
+    benchmarks/decoder_reuse.md; off in every preset.
+    `delta_kernel` (1, 1, k, k): the models see x + delta filtered by it, as the
+    perturbation will reach them (the pipeline passes pipeline.round_trip_kernel); the
+    bound still holds on delta itself."""
     if x.ndim != 4 or x.shape[1] != 3:
         raise ValueError(f"x must be (1, 3, H, W), got {tuple(x.shape)}")
     if float(eps_map.min()) < 0:

@@ -146,14 +146,14 @@ def protect_array(rgb: np.ndarray, config: ProtectConfig, *, grayscale: bool = F
     def on_step(done: int, total: int) -> None:
         report_progress(0.05 + 0.85 * done / total, f"step {done}/{total}")
 
+    kernel = (round_trip_kernel((height, width), tuple(x.shape[-2:]))
+              if round_trip and x.shape[-2:] != x_full.shape[-2:] else None)
     delta = protect_pgd(x, models, eps_map, config.steps, generator, config.objective,
                         config.robust, config.eot_samples, rotation_for(config.models),
                         on_step, should_stop, config.eot_share,
                         config.perceptual_weight if config.perceptual else 0.0,
                         view_size=config.editing_sizes, step_start=config.step_start,
-                        delta_kernel=(round_trip_kernel((height, width), tuple(x.shape[-2:]))
-                                      if round_trip and x.shape[-2:] != x_full.shape[-2:]
-                                      else None))
+                        delta_kernel=kernel)
 
     report_progress(0.9, "applying at full resolution")
     delta_full = upsample(delta.float().cpu(), (height, width))

@@ -149,3 +149,20 @@ class TestDecoderReuse:
         assert not torch.equal(plain, run(x, models, steps=3, decoder_reuse=1)[0])
         with pytest.raises(ValueError, match="decoder_reuse needs objective 'e2e'"):
             run(x, models, steps=3, objective="latent", decoder_reuse=1)
+
+
+class TestDeltaKernel:
+    def test_models_see_the_filtered_delta_and_the_bound_holds_on_delta(self, setup):
+        from cloak.attack import _filter_fn
+
+        x, models = setup
+        identity = torch.zeros(1, 1, 3, 3)
+        identity[..., 1, 1] = 1
+        d = torch.rand_like(x) - 0.5
+        assert torch.allclose(_filter_fn(identity, x)(d), d, atol=1e-6)
+        assert _filter_fn(None, x)(d) is d
+        blur = torch.full((1, 1, 3, 3), 1 / 9)
+        plain, _ = run(x, models, steps=3)
+        blurred, eps_map = run(x, models, steps=3, delta_kernel=blur)
+        assert not torch.equal(plain, blurred)
+        assert bool((blurred.abs() <= eps_map + 1e-7).all())
