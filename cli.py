@@ -126,10 +126,7 @@ def protect(
             preview=preview, robust=robust, view_sizes=parse_sizes(editor_sizes))
     except CloakError as exc:
         fail(str(exc))
-    try:
-        note = fp32_cpu_note(pick_device(config.device), config.strength)
-    except CloakError as exc:
-        fail(str(exc))
+    note = fp32_cpu_note(pick_device(config.device), config.strength)  # device: auto
     if note:
         typer.secho(note, fg=typer.colors.YELLOW, err=True)
     view = BatchView()
