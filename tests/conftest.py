@@ -12,6 +12,14 @@ MODELS = SHARED / "models"
 PHOTOS = SHARED / "photos" / "dev"
 
 
+@pytest.fixture(scope="session")
+def weights_dir() -> Path:
+    """The real weights' folder, for fixtures wider than one test; skip if missing."""
+    if not (MODELS / "taesd_encoder.safetensors").is_file():
+        pytest.skip(f"weights not found in {MODELS}")
+    return MODELS
+
+
 @pytest.fixture
 def model_dir(monkeypatch: pytest.MonkeyPatch) -> Path:
     """Point cloak at the real weights (and never download); skip if they are missing."""

@@ -21,15 +21,26 @@ def protected_copy(img: Image.Image, config: ProtectConfig) -> Image.Image:
     return Image.fromarray(np.round(rgb * 255).astype(np.uint8))
 
 
+@pytest.fixture(scope="module")
+def example_at_medium(weights_dir) -> tuple[Image.Image, Image.Image]:
+    """The example photo (512 px, the size verify and the receipt measure at), clean and
+    protected at medium: one real medium run, shared by the tests that need one."""
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parent.parent / "examples" / "astronaut.jpg"
+    clean = Image.open(example).convert("RGB")
+    return clean, protected_copy(clean, ProtectConfig(
+        strength="medium", measure=False, model_dir=str(weights_dir), allow_download=False))
+
+
 class TestVerdicts:
     def test_clean_photo_is_none(self, photo):
         v = verify_images(photo, photo, channels=("as-is", "instagram", "jpeg75"))
         assert v.verdict == "none" and v.verdict_as_posted == "none"
 
-    def test_medium_is_detected_as_posted(self, photo):
-        protected = protected_copy(photo, ProtectConfig(strength="medium", faces=False,
-                                                        measure=False))
-        v = verify_images(photo, protected, channels=("as-is",))
+    def test_medium_is_detected_as_posted(self, model_dir, example_at_medium):
+        clean, protected = example_at_medium
+        v = verify_images(clean, protected, channels=("as-is",))
         assert v.verdict_as_posted != "none", v.to_dict()
         assert v.max_change255 <= 8 + 1e-4
         assert v.verdict_as_posted in ("moderate", "strong"), v.to_dict()
@@ -81,13 +92,9 @@ class TestChannels:
 
 
 class TestReceipt:
-    def test_tells_a_protected_photo_from_its_clean_original(self, model_dir):
-        # The example photo (512 px, the receipt's measuring size), clean and at medium.
-        from pathlib import Path
-
-        example = Path(__file__).resolve().parent.parent / "examples" / "astronaut.jpg"
-        clean = Image.open(example).convert("RGB")
-        protected = protected_copy(clean, ProtectConfig(strength="medium", measure=False))
+    def test_tells_a_protected_photo_from_its_clean_original(self, model_dir,
+                                                            example_at_medium):
+        clean, protected = example_at_medium
         clean_receipt, protected_receipt = receipt_image(clean), receipt_image(protected)
         assert clean_receipt.model == "taesd" and clean_receipt.score_name == "hf_gap"
         assert not clean_receipt.protected, clean_receipt.to_dict()
