@@ -62,9 +62,6 @@ def main() -> None:
             print(f"{path.name}: {label}: PSNR {out.report.psnr:.1f} damage "
                   + "/".join(f"{d:.1f}" for d in damage) + f" ({seconds:.0f} s)", flush=True)
 
-    def med(values):
-        return statistics.median(values)
-
     lines = [
         "# The damage ceiling on taesdxl at medium's budget", "",
         f"Photos: {', '.join(p.name for p in paths)}. Device: {describe(device)}.",
@@ -74,11 +71,11 @@ def main() -> None:
         "| variant | median PSNR | median SSIM | median damage | taesdxl per photo | s/photo |",
         "|---|---|---|---|---|---|"]
     for label, results in rows.items():
-        damage = "/".join(f"{med([r[2][i] for r in results]):.1f}" for i in range(4))
+        damage = "/".join(f"{statistics.median([r[2][i] for r in results]):.1f}" for i in range(4))
         per_photo = ", ".join(f"{r[2][1]:.1f}" for r in results)
-        lines.append(f"| {label} | {med([r[0] for r in results]):.1f} | "
-                     f"{med([r[1] for r in results]):.3f} | {damage} | {per_photo} | "
-                     f"{med([r[3] for r in results]):.0f} |")
+        lines.append(f"| {label} | {statistics.median([r[0] for r in results]):.1f} | "
+                     f"{statistics.median([r[1] for r in results]):.3f} | {damage} | {per_photo} | "
+                     f"{statistics.median([r[3] for r in results]):.0f} |")
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

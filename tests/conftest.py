@@ -21,13 +21,11 @@ def weights_dir() -> Path:
 
 
 @pytest.fixture
-def model_dir(monkeypatch: pytest.MonkeyPatch) -> Path:
+def model_dir(weights_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Point cloak at the real weights (and never download); skip if they are missing."""
-    if not (MODELS / "taesd_encoder.safetensors").is_file():
-        pytest.skip(f"weights not found in {MODELS}")
-    monkeypatch.setenv("CLOAK_MODEL_DIR", str(MODELS))
+    monkeypatch.setenv("CLOAK_MODEL_DIR", str(weights_dir))
     monkeypatch.setenv("CLOAK_OFFLINE", "1")
-    return MODELS
+    return weights_dir
 
 
 @pytest.fixture

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -25,8 +27,6 @@ def protected_copy(img: Image.Image, config: ProtectConfig) -> Image.Image:
 def example_at_medium(weights_dir) -> tuple[Image.Image, Image.Image]:
     """The example photo (512 px, the size verify and the receipt measure at), clean and
     protected at medium: one real medium run, shared by the tests that need one."""
-    from pathlib import Path
-
     example = Path(__file__).resolve().parent.parent / "examples" / "astronaut.jpg"
     clean = Image.open(example).convert("RGB")
     return clean, protected_copy(clean, ProtectConfig(
