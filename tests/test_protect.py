@@ -130,6 +130,15 @@ class TestRoundTrip:
         assert float((predicted - actual).pow(2).mean() / energy) < 0.02
         assert float((probe - actual).pow(2).mean() / energy) > 0.2  # the blur is real
 
+    def test_kernel_is_the_same_every_time(self):
+        """--seed promises identical outputs, and the kernel shapes every step."""
+        import torch
+
+        from cloak.pipeline import round_trip_kernel
+
+        kernels = [round_trip_kernel((1137, 910), (512, 408)) for _ in range(3)]
+        assert all(torch.equal(kernels[0], k) for k in kernels[1:])
+
     def test_attack_through_the_round_trip_leaves_more_damage(self, model_dir, small_photo,
                                                               tmp_path):
         import torch
