@@ -1,0 +1,203 @@
+"""Three more attack levers at --strength medium, each measured against cloak's own attack
+on the same photo, seed and visibility map (none kept; see attack_levers.md):
+
+- `l2-capK`: steps along the gradient normalised to unit RMS (steepest ascent per unit of
+  MSE, so per dB of PSNR) instead of its sign, bounded by K times medium's per-pixel map and
+  projected onto the RMS that medium's own perturbation reached on the photo.
+- `tileN`: start from a universal tiled perturbation (trained here on other dev photos with
+  `--train-tile`), then N sign steps; `-rotR` replaces medium's rotation (digits are model
+  indices taesd=0, taesdxl=1, taef1=2, taef2=3).
+- `truncS`: the loss is the squared change of the decoder's features at S px (128 or 256)
+  instead of the reconstruction error, skipping the decoder's costly full-size stages. Its
+  gradient is zero at delta = 0, so it starts from seeded noise in a quarter of the bound.
+
+    CLOAK_MODEL_DIR=../shared/models python benchmarks/step_levers.py --photos d08 \\
+        --variants medium,l2-cap1,l2-cap1.5,l2-cap2,trunc256,trunc128
+    CLOAK_MODEL_DIR=../shared/models python benchmarks/step_levers.py --train-tile tile.pt
+    CLOAK_MODEL_DIR=../shared/models python benchmarks/step_levers.py --photos d08,d14 \\
+        --tile tile.pt --variants tile0,tile32,tile16,tile32-rot1021013
+
+Damage is dB as the photo is (512 px long side) on taesd / taesdxl / taef1 / taef2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from efficacy import SUFFIXES, load_rgb
+
+import cloak.pipeline as pipeline
+from cloak import ProtectConfig, budget, metrics, objectives
+from cloak.attack import _filter_fn, _loss_fn, step_size
+from cloak.device import autocast
+from cloak.models import ALL_MODEL_NAMES, load_autoencoder
+
+DECODER_CUT = {256: 16, 128: 11}  # decoder[:cut] ends at that many px (of 512)
+TILE_HOLDOUT = {"d01", "d04", "d08", "d09", "d12", "d14", "d17", "d22", "d24"}
+PHOTOS = Path("../shared/photos/dev")
+
+
+def tiled(tile: torch.Tensor, height: int, width: int, top: int = 0, left: int = 0):
+    """(1, 3, P, P) -> (1, 3, height, width), repeated from image position (top, left)."""
+    p = tile.shape[-1]
+    reps = (math.ceil((height + top) / p), math.ceil((width + left) / p))
+    return tile.repeat(1, 1, *reps)[..., top:top + height, left:left + width]
+
+
+def lever_pgd(lever: dict):
+    """A stand-in for attack.protect_pgd (medium's settings: no EOT, no penalty)."""
+
+    def pgd(x, models, eps_map, steps, generator, objective="e2e", robust=False,
+            eot_samples=1, rotation=None, on_step=None, should_stop=None, eot_share=1.0,
+            perceptual_weight=0.0, view_size=None, step_start=0.25, delta_kernel=None):
+        x = x.contiguous(memory_format=torch.channels_last)
+        cap = eps_map * lever.get("cap", 1.0)
+        sizes = [view_size] if view_size is None or isinstance(view_size, int) else view_size
+        if len(sizes) != 1:
+            raise SystemExit("step_levers covers one editing size (medium's)")
+        loss_fn = _loss_fn(objective, models, x, sizes[0])
+        seen = _filter_fn(delta_kernel, x)
+        schedule = lever.get("rotation") or list(rotation)
+        delta = torch.zeros_like(x)
+        if lever.get("tile") is not None:
+            delta = eps_map * tiled(lever["tile"], *x.shape[-2:])
+        if lever.get("random_start"):
+            noise = torch.rand(x.shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
+            delta = noise * eps_map * lever["random_start"]
+        delta = ((x + delta).clamp(0, 1) - x).contiguous(memory_format=torch.channels_last)
+        for step in range(steps):
+            delta.requires_grad_(True)
+            with autocast(x.device):
+                loss = loss_fn(schedule[step % len(schedule)], (x + seen(delta)).clamp(0, 1))
+            grad = torch.autograd.grad(loss, delta)[0]
+            with torch.no_grad():
+                size = step_size(step, steps, step_start)
+                if lever.get("l2"):
+                    v = cap * grad
+                    delta = delta + size * cap.mean() * v / v.pow(2).mean().sqrt().clamp_min(1e-12)
+                else:
+                    delta = delta + size * cap * grad.sign()
+                delta = torch.maximum(torch.minimum(delta, cap), -cap)
+                if lever.get("rms") is not None:
+                    rms = delta.pow(2).mean().sqrt()
+                    delta = delta * min(1.0, lever["rms"] / float(rms))
+                delta = (x + delta).clamp(0, 1) - x
+        lever["last_rms"] = float(delta.pow(2).mean().sqrt())
+        return delta.detach()
+
+    return pgd
+
+
+def feature_loss(cut: int):
+    """objectives.reconstruction_error's stand-in: squared change of decoder[:cut]'s output."""
+    clean = {}
+
+    def loss(model, x_adv, x):
+        key = (id(model), tuple(x.shape))
+        if key not in clean:
+            with torch.no_grad():
+                clean[key] = model.decoder[:cut](model.encode(x)).float()
+        return F.mse_loss(model.decoder[:cut](model.encode(x_adv)).float(), clean[key])
+
+    return loss
+
+
+def train_tile(out: Path, names: list[str], size: int, iterations: int) -> None:
+    """Sign ascent on one (1, 3, size, size) tile in [-1, 1], scaled by eps and each photo's
+    visibility map, on random 256 px crops of the dev photos outside TILE_HOLDOUT; the loss
+    is the sum over models of log reconstruction error."""
+    torch.manual_seed(0)
+    random.seed(0)
+    models = [load_autoencoder(n, None, "cpu", False) for n in names]
+    photos = []
+    for path in sorted(PHOTOS.iterdir()):
+        if path.suffix.lower() in SUFFIXES and path.name[:3] not in TILE_HOLDOUT:
+            x = torch.from_numpy(np.asarray(load_rgb(path), dtype=np.float32) / 255)
+            x = metrics.resize_long(x.permute(2, 0, 1)[None], 512)
+            photos.append((x, budget.budget_map(x)))
+    tile = torch.zeros(1, 3, size, size)
+    for it in range(iterations):
+        x, allowed = random.choice(photos)
+        height, width = (min(256, s) for s in x.shape[-2:])
+        top = random.randrange(0, (x.shape[-2] - height) // 8 + 1) * 8
+        left = random.randrange(0, (x.shape[-1] - width) // 8 + 1) * 8
+        crop = (slice(None), slice(None), slice(top, top + height), slice(left, left + width))
+        xc = x[crop].contiguous(memory_format=torch.channels_last)
+        tile.requires_grad_(True)
+        delta = 8 / 255 * allowed[crop] * tiled(tile, height, width, top % size, left % size)
+        x_adv = (xc + delta).clamp(0, 1)
+        loss = sum(torch.log(objectives.reconstruction_error(m, x_adv, xc)) for m in models)
+        grad = torch.autograd.grad(loss, tile)[0]
+        with torch.no_grad():
+            tile = (tile + (0.2 * (1 - it / iterations) + 0.02) * grad.sign()).clamp(-1, 1)
+        if it % 10 == 0:
+            print(f"iteration {it}: loss {float(loss):.2f}", flush=True)
+    torch.save(tile.detach(), out)
+
+
+def parse(variant: str, tile: torch.Tensor | None) -> tuple[dict, int]:
+    """Variant name -> (lever settings, steps)."""
+    if variant == "medium":
+        return {}, 32
+    if variant.startswith("l2-cap"):
+        return {"l2": True, "cap": float(variant[6:]), "rms_from_medium": True}, 32
+    if variant.startswith("trunc"):
+        return {"cut": DECODER_CUT[int(variant[5:])], "random_start": 0.25}, 32
+    if variant.startswith("tile"):
+        steps, _, rotation = variant[4:].partition("-rot")
+        return {"tile": tile, "rotation": [int(c) for c in rotation] or None}, int(steps)
+    raise SystemExit(f"unknown variant {variant!r}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--photos", default="d08")
+    ap.add_argument("--variants", default="medium")
+    ap.add_argument("--tile", type=Path)
+    ap.add_argument("--train-tile", type=Path, help="train a tile, save it here and stop")
+    ap.add_argument("--tile-models", default=",".join(ALL_MODEL_NAMES))
+    ap.add_argument("--tile-size", type=int, default=64)
+    ap.add_argument("--iterations", type=int, default=150)
+    args = ap.parse_args()
+    if args.train_tile:
+        train_tile(args.train_tile, args.tile_models.split(","), args.tile_size, args.iterations)
+        return
+    tile = torch.load(args.tile, weights_only=True) if args.tile else None
+    reconstruction_error = objectives.reconstruction_error
+    for prefix in args.photos.split(","):
+        path = next(p for p in sorted(PHOTOS.glob(prefix + "_*")))
+        rgb = np.asarray(load_rgb(path), dtype=np.float32) / 255
+        medium_rms = None
+        for variant in args.variants.split(","):
+            lever, steps = parse(variant, tile)
+            if lever.pop("rms_from_medium", False):
+                if medium_rms is None:
+                    raise SystemExit("l2 variants need 'medium' listed before them")
+                lever["rms"] = medium_rms
+            cut = lever.pop("cut", None)
+            objectives.reconstruction_error = (feature_loss(cut) if cut
+                                               else reconstruction_error)
+            pipeline.protect_pgd = lever_pgd(lever)
+            start = time.perf_counter()
+            report = pipeline.protect_array(rgb, ProtectConfig(strength="medium",
+                                                               steps=steps)).report
+            if variant == "medium":
+                medium_rms = lever["last_rms"]
+            print(f"{prefix} {variant}: PSNR {report.psnr:.2f} SSIM {report.ssim:.3f} "
+                  f"rms {lever['last_rms'] * 255:.2f}/255 damage "
+                  + "/".join(f"{v:.2f}" for v in report.damage_db.values())
+                  + f" ({time.perf_counter() - start:.0f} s)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
