@@ -91,7 +91,7 @@ def round_trip_kernel(full_size: tuple[int, int], working_size: tuple[int, int],
     columns = F.unfold(F.pad(probe, [pad] * 4, mode="replicate"), taps)[0].T  # (h*w, taps²)
     # Normal equations in float64: float32 lstsq over ~200k rows came out different from
     # call to call (threaded BLAS), which broke `--seed`'s identical outputs for photos
-    # larger than the attack size; float64 rounded to float32 is the same every time.
+    # larger than the attack size; float64 rounded to float32 came out the same in every run.
     a, b = columns.double(), back.reshape(-1, 1).double()
     kernel = torch.linalg.solve(a.T @ a, a.T @ b).float()
     return kernel.reshape(1, 1, taps, taps)
