@@ -36,8 +36,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from efficacy import SUFFIXES, load_rgb
 
-import cloak.pipeline as pipeline
-from cloak import ProtectConfig, budget, metrics, objectives
+from cloak import ProtectConfig, budget, metrics, objectives, pipeline
 from cloak.attack import _filter_fn, _loss_fn, step_size
 from cloak.device import autocast
 from cloak.models import ALL_MODEL_NAMES, load_autoencoder
