@@ -153,6 +153,8 @@ def parse(variant: str, tile: torch.Tensor | None) -> tuple[dict, int]:
     if variant.startswith("trunc"):
         return {"cut": DECODER_CUT[int(variant[5:])], "random_start": 0.25}, 32
     if variant.startswith("tile"):
+        if tile is None:
+            raise SystemExit(f"{variant} needs --tile (make one with --train-tile)")
         steps, _, rotation = variant[4:].partition("-rot")
         return {"tile": tile, "rotation": [int(c) for c in rotation] or None}, int(steps)
     raise SystemExit(f"unknown variant {variant!r}")
