@@ -1,4 +1,4 @@
-"""Three more attack levers at --strength medium, each measured against cloak's own attack
+"""More attack levers at --strength medium, each measured against cloak's own attack
 on the same photo, seed and visibility map (none kept; see attack_levers.md):
 
 - `l2-capK`: steps along the gradient normalised to unit RMS (steepest ascent per unit of
@@ -10,12 +10,16 @@ on the same photo, seed and visibility map (none kept; see attack_levers.md):
 - `truncS`: the loss is the squared change of the decoder's features at S px (128 or 256)
   instead of the reconstruction error, skipping the decoder's costly full-size stages. Its
   gradient is zero at delta = 0, so it starts from seeded noise in a quarter of the bound.
+- `clamp`: the reconstruction is clamped to [0, 1] inside the loss, as the damage metric
+  clamps it, so no effort goes into pushing pixels past black or white.
 
     CLOAK_MODEL_DIR=../shared/models python benchmarks/step_levers.py --photos d08 \\
         --variants medium,l2-cap1,l2-cap1.5,l2-cap2,trunc256,trunc128
     CLOAK_MODEL_DIR=../shared/models python benchmarks/step_levers.py --train-tile tile.pt
     CLOAK_MODEL_DIR=../shared/models python benchmarks/step_levers.py --photos d08,d14 \\
         --tile tile.pt --variants tile0,tile32,tile16,tile32-rot1021013
+    CLOAK_MODEL_DIR=../shared/models python benchmarks/step_levers.py --photos d08,d14 \\
+        --variants medium,clamp
 
 Damage is dB as the photo is (512 px long side) on taesd / taesdxl / taef1 / taef2.
 """
@@ -111,6 +115,12 @@ def feature_loss(cut: int):
     return loss
 
 
+def clamped_reconstruction_error(model, x_adv, x):
+    """objectives.reconstruction_error's stand-in: the error of D(E(x_adv)) clamped to
+    [0, 1], as metrics.damage_db measures it (zero gradient where D overshoots)."""
+    return F.mse_loss(model.decode(model.encode(x_adv)).float().clamp(0, 1), x.float())
+
+
 def train_tile(out: Path, names: list[str], size: int, iterations: int) -> None:
     """Sign ascent on one (1, 3, size, size) tile in [-1, 1], scaled by eps and each photo's
     visibility map, on random 256 px crops of the dev photos outside TILE_HOLDOUT; the loss
@@ -148,6 +158,8 @@ def parse(variant: str, tile: torch.Tensor | None) -> tuple[dict, int]:
     """Variant name -> (lever settings, steps)."""
     if variant == "medium":
         return {}, 32
+    if variant == "clamp":
+        return {"clamp": True}, 32
     if variant.startswith("l2-cap"):
         return {"l2": True, "cap": float(variant[6:]), "rms_from_medium": True}, 32
     if variant.startswith("trunc"):
@@ -186,8 +198,9 @@ def main() -> None:
                     raise SystemExit("l2 variants need 'medium' listed before them")
                 lever["rms"] = medium_rms
             cut = lever.pop("cut", None)
-            objectives.reconstruction_error = (feature_loss(cut) if cut
-                                               else reconstruction_error)
+            objectives.reconstruction_error = (
+                feature_loss(cut) if cut else clamped_reconstruction_error
+                if lever.pop("clamp", False) else reconstruction_error)
             pipeline.protect_pgd = lever_pgd(lever)
             start = time.perf_counter()
             report = pipeline.protect_array(rgb, ProtectConfig(strength="medium",
