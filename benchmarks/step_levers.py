@@ -198,9 +198,12 @@ def main() -> None:
                     raise SystemExit("l2 variants need 'medium' listed before them")
                 lever["rms"] = medium_rms
             cut = lever.pop("cut", None)
-            objectives.reconstruction_error = (
-                feature_loss(cut) if cut else clamped_reconstruction_error
-                if lever.pop("clamp", False) else reconstruction_error)
+            if cut:
+                objectives.reconstruction_error = feature_loss(cut)
+            elif lever.pop("clamp", False):
+                objectives.reconstruction_error = clamped_reconstruction_error
+            else:
+                objectives.reconstruction_error = reconstruction_error
             pipeline.protect_pgd = lever_pgd(lever)
             start = time.perf_counter()
             report = pipeline.protect_array(rgb, ProtectConfig(strength="medium",
