@@ -23,7 +23,7 @@ from cloak.allocator import keep_freed_memory
 from cloak.device import fp32_cpu_note, pick_device
 
 app = typer.Typer(
-    add_completion=False, no_args_is_help=True,
+    add_completion=False, no_args_is_help=True, rich_markup_mode=None,
     help="Protect photos against latent-diffusion editing (img2img, inpainting, 'nudify' "
          "apps, face swaps) before you post them.")
 
@@ -49,7 +49,7 @@ STRENGTH_HELP = "Preset: " + "; ".join(
     for name, p in PRESETS.items())
 
 
-@app.command()
+@app.command(short_help="Protect photos; write protected copies to --out.")
 def protect(
     photos: Annotated[list[Path], typer.Argument(
         help="Photos, or folders to walk for photos (non-photos are skipped).")],
@@ -267,7 +267,7 @@ def stop_on_ctrl_c(on_first: Callable[[], None]):
         signal.signal(signal.SIGINT, previous)
 
 
-@app.command()
+@app.command(short_help="Measure the protection a photo carries, as is and after posting.")
 def verify(
     photo: Annotated[Path, typer.Argument(
         help="The original photo, or a protected photo alone.")],
@@ -336,7 +336,7 @@ def verify(
         json_path.write_text(json.dumps(result, indent=2))
 
 
-@app.command()
+@app.command(short_help="Open the desktop drag-and-drop app.")
 def gui() -> None:
     """Open the desktop drag-and-drop app (needs `pip install cloak[gui]`)."""
     try:

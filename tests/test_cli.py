@@ -47,10 +47,27 @@ def test_help():
     for args in ([], ["protect"]):
         result = invoke(*args, "--help")
         assert result.exit_code == 0 and "Usage" in result.stdout
+    for command in ("protect", "verify", "gui"):  # each listed with its whole summary
+        assert not any(command in line and "..." in line for line in invoke("--help").stdout
+                       .splitlines())
     text = invoke("protect", "--help").stdout
     assert "Exit codes" in text and "130" in text
     for option in ("--out", "--jobs", "--force", "--overwrite", "--json"):
         assert option in text
+
+
+@pytest.mark.parametrize("command", ["protect", "verify"])
+def test_help_reflows_paragraphs_to_the_terminal(command):
+    """The docstrings are wrapped at ~90 columns; in an 80-column terminal each paragraph
+    must be re-filled, not wrapped a second time (which leaves one-word lines)."""
+    result = CliRunner(env={"COLUMNS": "80"}).invoke(cli.app, [command, "--help"])
+    lines = [line.rstrip() for line in result.stdout.split("Arguments")[0].splitlines()]
+    paragraphs = "\n".join(lines).strip().split("\n\n")
+    assert len(paragraphs) >= 4  # usage line, summary, at least two paragraphs
+    for paragraph in paragraphs[1:]:
+        rows = paragraph.splitlines()
+        assert all(len(row) <= 80 for row in rows), paragraph
+        assert all(len(row) > 50 for row in rows[:-1]), paragraph
 
 
 def test_folder_run_mirrors_reports_bad_files_and_writes_json(tmp_path, small_photo,
