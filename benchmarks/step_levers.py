@@ -12,6 +12,10 @@ on the same photo, seed and visibility map (none kept; see attack_levers.md):
   gradient is zero at delta = 0, so it starts from seeded noise in a quarter of the bound.
 - `clamp`: the reconstruction is clamped to [0, 1] inside the loss, as the damage metric
   clamps it, so no effort goes into pushing pixels past black or white.
+- `shiftS`: a share S of the rotation cycles (1 = every step) crops photo and attacked copy
+  alike by a seeded 1-7 px from the top and left (8 px less in all) before the models see
+  them, so the perturbation is not tuned to one position of the models' 8 px latent grid,
+  which any crop by an editor or platform moves.
 
     CLOAK_MODEL_DIR=../shared/models python benchmarks/step_levers.py --photos d08 \\
         --variants medium,l2-cap1,l2-cap1.5,l2-cap2,trunc256,trunc128
@@ -20,6 +24,10 @@ on the same photo, seed and visibility map (none kept; see attack_levers.md):
         --tile tile.pt --variants tile0,tile32,tile16,tile32-rot1021013
     CLOAK_MODEL_DIR=../shared/models python benchmarks/step_levers.py --photos d08,d14 \\
         --variants medium,clamp
+    CLOAK_MODEL_DIR=../shared/models python benchmarks/step_levers.py --photos d08,d14 \\
+        --variants medium,shift1,shift0.5 --save bench_out/levers
+
+`--save DIR` keeps each output as DIR/<variant>/<photo>.png, for benchmarks/unseen_cleanups.py.
 
 Damage is dB as the photo is (512 px long side) on taesd / taesdxl / taef1 / taef2.
 """
@@ -38,10 +46,10 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from efficacy import SUFFIXES, load_rgb
+from efficacy import SUFFIXES, load_rgb, to_image
 
 from cloak import ProtectConfig, budget, metrics, objectives, pipeline
-from cloak.attack import _filter_fn, _loss_fn, step_size
+from cloak.attack import _filter_fn, _loss_fn, step_size, uses_eot
 from cloak.device import autocast
 from cloak.models import ALL_MODEL_NAMES, load_autoencoder
 
@@ -78,10 +86,23 @@ def lever_pgd(lever: dict):
             noise = torch.rand(x.shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
             delta = noise * eps_map * lever["random_start"]
         delta = ((x + delta).clamp(0, 1) - x).contiguous(memory_format=torch.channels_last)
+        shift_share = lever.get("shift_share", 0.0)
+        if shift_share and metrics.resize_long(x, sizes[0]) is not x:
+            raise SystemExit("shift variants take photos larger than the working size")
         for step in range(steps):
             delta.requires_grad_(True)
+            index = schedule[step % len(schedule)]
+            x_adv = (x + seen(delta)).clamp(0, 1)
             with autocast(x.device):
-                loss = loss_fn(schedule[step % len(schedule)], (x + seen(delta)).clamp(0, 1))
+                if shift_share and uses_eot(step, len(schedule), shift_share):
+                    draw = random.Random(step)
+                    dy, dx = draw.randrange(1, 8), draw.randrange(1, 8)
+                    h, w = x.shape[-2] - 8, x.shape[-1] - 8
+                    loss = objectives.reconstruction_error(
+                        models[index], x_adv[..., dy:dy + h, dx:dx + w],
+                        x[..., dy:dy + h, dx:dx + w])
+                else:
+                    loss = loss_fn(index, x_adv)
             grad = torch.autograd.grad(loss, delta)[0]
             with torch.no_grad():
                 size = step_size(step, steps, step_start)
@@ -160,6 +181,8 @@ def parse(variant: str, tile: torch.Tensor | None) -> tuple[dict, int]:
         return {}, 32
     if variant == "clamp":
         return {"clamp": True}, 32
+    if variant.startswith("shift"):
+        return {"shift_share": float(variant[5:])}, 32
     if variant.startswith("l2-cap"):
         return {"l2": True, "cap": float(variant[6:]), "rms_from_medium": True}, 32
     if variant.startswith("trunc"):
@@ -181,6 +204,7 @@ def main() -> None:
     ap.add_argument("--tile-models", default=",".join(ALL_MODEL_NAMES))
     ap.add_argument("--tile-size", type=int, default=64)
     ap.add_argument("--iterations", type=int, default=150)
+    ap.add_argument("--save", type=Path, help="keep outputs as SAVE/<variant>/<photo>.png")
     args = ap.parse_args()
     if args.train_tile:
         train_tile(args.train_tile, args.tile_models.split(","), args.tile_size, args.iterations)
@@ -206,8 +230,11 @@ def main() -> None:
                 objectives.reconstruction_error = reconstruction_error
             pipeline.protect_pgd = lever_pgd(lever)
             start = time.perf_counter()
-            report = pipeline.protect_array(rgb, ProtectConfig(strength="medium",
-                                                               steps=steps)).report
+            result = pipeline.protect_array(rgb, ProtectConfig(strength="medium", steps=steps))
+            report = result.report
+            if args.save:
+                (args.save / variant).mkdir(parents=True, exist_ok=True)
+                to_image(result.rgb).save(args.save / variant / (path.stem + ".png"))
             if variant == "medium":
                 medium_rms = lever["last_rms"]
             print(f"{prefix} {variant}: PSNR {report.psnr:.2f} SSIM {report.ssim:.3f} "
