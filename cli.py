@@ -284,7 +284,8 @@ def verify(
 
     With ORIGINAL and PROTECTED: invisibility (PSNR, SSIM, max change) and, per autoencoder,
     damage in dB and latent shift, as the photo is, after social-network presets
-    (instagram, facebook, x, whatsapp: approximations) and clean-ups (JPEG, down-up, blur).
+    (instagram, facebook, x, whatsapp: approximations) and clean-ups (JPEG, down-up, blur,
+    a crop of a few pixels).
     The verdict (strong >= 3 dB, moderate >= 1.5, weak >= 0.5, else none, on the weakest
     model) is taken on the worst channel.
 

@@ -34,6 +34,8 @@ from cloak.verify import CLEANUPS, SOCIAL_PRESETS, verify_images
 
 SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".tif", ".tiff", ".bmp"}
 CHANNELS = ("as-is", *SOCIAL_PRESETS, *CLEANUPS)
+# Issue 4's "worst clean-up" (JPEG, blur, down-up); the crop is reported on its own row.
+ISSUE4_CLEANUPS = tuple(c for c in CLEANUPS if c != "crop")
 
 
 def load_rgb(path: Path) -> Image.Image:
@@ -96,11 +98,11 @@ def retention_table(results: dict[str, list[dict]]) -> str:
              "|---|---|" + "---|" * len(ALL_MODEL_NAMES)]
     for label, rows in results.items():
         base = {m: _median_damage(rows, "as-is", m) for m in ALL_MODEL_NAMES}
-        for ch in (*SOCIAL_PRESETS, "worst clean-up"):
+        for ch in (*SOCIAL_PRESETS, "worst clean-up", "crop"):
             cells = []
             for m in ALL_MODEL_NAMES:
                 if ch == "worst clean-up":
-                    after = min(_median_damage(rows, c, m) for c in CLEANUPS)
+                    after = min(_median_damage(rows, c, m) for c in ISSUE4_CLEANUPS)
                 else:
                     after = _median_damage(rows, ch, m)
                 cells.append(f"{100 * after / base[m]:.0f}%" if base[m] > 0 else "n/a")
@@ -165,6 +167,9 @@ def main() -> None:
     results: dict[str, list[dict]] = {}
     if args.resume and (out / "efficacy.json").is_file():
         results = json.loads((out / "efficacy.json").read_text())["results"]
+        # Rows measured on another channel list (an older cloak.verify) are run again.
+        results = {label: [r for r in rows if [c["channel"] for c in r["channels"]]
+                           == list(CHANNELS)] for label, rows in results.items()}
     done = {(label, row["name"]) for label, rows in results.items() for row in rows}
     # Photo by photo, every run in turn, so a stopped run still compares like with like.
     runs = [(f"cloak {p}", out / p, cloak_protector(p)) for p in args.presets.split(",")]

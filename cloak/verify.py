@@ -36,7 +36,11 @@ SOCIAL_PRESETS: dict[str, tuple[int, int]] = {
     "x": (4096, 85),
     "whatsapp": (1600, 75),
 }
-CLEANUPS = ("jpeg95", "jpeg75", "jpeg50", "down-up", "blur")
+CLEANUPS = ("jpeg95", "jpeg75", "jpeg50", "down-up", "blur", "crop")
+# The `crop` clean-up: what is this many px at long side 512 off the top and left edges.
+# The autoencoders see the photo on an 8 px latent grid; 4 px moves it by half a cell, the
+# farthest from where the attack saw it (2 px left more damage: benchmarks/crop_as_is.md).
+CROP_AT_512 = 4
 
 # Verdict thresholds on the weakest model's damage (dB), worst channel.
 VERDICTS = (("strong", 3.0), ("moderate", 1.5), ("weak", 0.5))
@@ -63,6 +67,13 @@ def cap_long_side(img: Image.Image, long_side: int) -> Image.Image:
     return img.resize((max(1, round(w * s)), max(1, round(h * s))), Image.LANCZOS)
 
 
+def crop_at_512(img: Image.Image, px: int = CROP_AT_512) -> Image.Image:
+    """Crop what is `px` pixels at long side 512 (at least 1 px) off the top and left: an
+    editor or platform that crops moves the models' 8 px latent grid against the photo."""
+    k = max(1, round(px * max(img.size) / 512))
+    return img.crop((k, k, img.width, img.height))
+
+
 def apply_channel(img: Image.Image, channel: str) -> Image.Image:
     """Simulate a posting channel or clean-up on an RGB image."""
     if channel == "as-is":
@@ -78,6 +89,8 @@ def apply_channel(img: Image.Image, channel: str) -> Image.Image:
         return small.resize((w, h), Image.BICUBIC)
     if channel == "blur":
         return img.filter(ImageFilter.GaussianBlur(radius=0.8))
+    if channel == "crop":
+        return crop_at_512(img)
     raise ValueError(f"unknown channel {channel!r}")
 
 

@@ -90,6 +90,22 @@ class TestChannels:
         img = Image.new("RGB", (3000, 2000))
         assert max(apply_channel(img, "instagram").size) == 1080
 
+    @pytest.mark.parametrize("size, cut", [((1024, 768), 8), ((300, 200), 2), ((40, 30), 1)])
+    def test_crop_cuts_half_a_latent_cell_at_512_off_the_top_left(self, size, cut):
+        pixels = np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3), np.uint8)
+        cropped = apply_channel(Image.fromarray(pixels), "crop")
+        assert cropped.size == (size[0] - cut, size[1] - cut)
+        assert np.array_equal(np.asarray(cropped), pixels[cut:, cut:])
+
+    def test_crop_moves_the_grid_the_protection_was_made_on(self, model_dir,
+                                                            example_at_medium):
+        """A 4 px crop (at 512) costs a medium photo much of its damage, not all of it."""
+        clean, protected = example_at_medium
+        v = verify_images(clean, protected, channels=("as-is", "crop"))
+        as_is, crop = v.channels[0].damage_db, v.channels[1].damage_db
+        assert all(0.3 < crop[m] < 0.8 * as_is[m] for m in as_is), v.to_dict()
+        assert v.worst.channel == "crop"
+
 
 class TestReceipt:
     def test_tells_a_protected_photo_from_its_clean_original(self, model_dir,
