@@ -16,6 +16,8 @@ on the same photo, seed and visibility map (none kept; see attack_levers.md):
   alike by a seeded 1-7 px from the top and left (8 px less in all) before the models see
   them, so the perturbation is not tuned to one position of the models' 8 px latent grid,
   which any crop by an editor or platform moves.
+- `phaseP-S`: the same with one fixed shift of P px (both axes) instead of a seeded one, so
+  the perturbation is made for two grid positions: as posted and P px off.
 
     CLOAK_MODEL_DIR=../shared/models python benchmarks/step_levers.py --photos d08 \\
         --variants medium,l2-cap1,l2-cap1.5,l2-cap2,trunc256,trunc128
@@ -97,6 +99,8 @@ def lever_pgd(lever: dict):
                 if shift_share and uses_eot(step, len(schedule), shift_share):
                     draw = random.Random(step)
                     dy, dx = draw.randrange(1, 8), draw.randrange(1, 8)
+                    if lever.get("phase"):
+                        dy = dx = lever["phase"]
                     h, w = x.shape[-2] - 8, x.shape[-1] - 8
                     loss = objectives.reconstruction_error(
                         models[index], x_adv[..., dy:dy + h, dx:dx + w],
@@ -183,6 +187,9 @@ def parse(variant: str, tile: torch.Tensor | None) -> tuple[dict, int]:
         return {"clamp": True}, 32
     if variant.startswith("shift"):
         return {"shift_share": float(variant[5:])}, 32
+    if variant.startswith("phase"):
+        phase, _, share = variant[5:].partition("-")
+        return {"phase": int(phase), "shift_share": float(share)}, 32
     if variant.startswith("l2-cap"):
         return {"l2": True, "cap": float(variant[6:]), "rms_from_medium": True}, 32
     if variant.startswith("trunc"):

@@ -38,8 +38,10 @@ SOCIAL_PRESETS: dict[str, tuple[int, int]] = {
 }
 CLEANUPS = ("jpeg95", "jpeg75", "jpeg50", "down-up", "blur", "crop")
 # The `crop` clean-up: what is this many px at long side 512 off the top and left edges.
-# The autoencoders see the photo on an 8 px latent grid; 4 px moves it by half a cell, the
-# farthest from where the attack saw it (2 px left more damage: benchmarks/crop_as_is.md).
+# The autoencoders see the photo on an 8 px latent grid. Once the cropped photo is resized
+# back to 512, the grid falls 4 px (half a cell) off where the attack saw it at the cut
+# edges, and a little less towards the far edges (the resize stretches it by 4/512). A 2 px
+# crop left more damage (benchmarks/crop_as_is.md).
 CROP_AT_512 = 4
 
 # Verdict thresholds on the weakest model's damage (dB), worst channel.
@@ -69,7 +71,8 @@ def cap_long_side(img: Image.Image, long_side: int) -> Image.Image:
 
 def crop_at_512(img: Image.Image, px: int = CROP_AT_512) -> Image.Image:
     """Crop what is `px` pixels at long side 512 (at least 1 px) off the top and left: an
-    editor or platform that crops moves the models' 8 px latent grid against the photo."""
+    editor or platform that crops moves the models' 8 px latent grid against the photo (and
+    the editor's resize of the cropped photo stretches it slightly)."""
     k = max(1, round(px * max(img.size) / 512))
     return img.crop((k, k, img.width, img.height))
 
