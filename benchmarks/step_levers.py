@@ -18,6 +18,9 @@ on the same photo, seed and visibility map (none kept; see attack_levers.md):
   which any crop by an editor or platform moves.
 - `phaseP-S`: the same with one fixed shift of P px (both axes) instead of a seeded one, so
   the perturbation is made for two grid positions: as posted and P px off.
+- `stretchS`: like `shiftS`, but the seeded 1-7 px crop off the top and left is resized
+  back to the working size, as an editor resizes a cropped photo (a shift plus a stretch
+  of under 2%).
 
     CLOAK_MODEL_DIR=../shared/models python benchmarks/step_levers.py --photos d08 \\
         --variants medium,l2-cap1,l2-cap1.5,l2-cap2,trunc256,trunc128
@@ -102,9 +105,14 @@ def lever_pgd(lever: dict):
                     if lever.get("phase"):
                         dy = dx = lever["phase"]
                     h, w = x.shape[-2] - 8, x.shape[-1] - 8
-                    loss = objectives.reconstruction_error(
-                        models[index], x_adv[..., dy:dy + h, dx:dx + w],
-                        x[..., dy:dy + h, dx:dx + w])
+                    if lever.get("stretch"):  # crop dy px off the top and left, resize back
+                        def view(t, k=dy):
+                            return F.interpolate(t[..., k:, k:], size=tuple(t.shape[-2:]),
+                                                 mode="bicubic", align_corners=False)
+                    else:
+                        def view(t, dy=dy, dx=dx, h=h, w=w):
+                            return t[..., dy:dy + h, dx:dx + w]
+                    loss = objectives.reconstruction_error(models[index], view(x_adv), view(x))
                 else:
                     loss = loss_fn(index, x_adv)
             grad = torch.autograd.grad(loss, delta)[0]
@@ -187,6 +195,8 @@ def parse(variant: str, tile: torch.Tensor | None) -> tuple[dict, int]:
         return {"clamp": True}, 32
     if variant.startswith("shift"):
         return {"shift_share": float(variant[5:])}, 32
+    if variant.startswith("stretch"):
+        return {"stretch": True, "shift_share": float(variant[7:])}, 32
     if variant.startswith("phase"):
         phase, _, share = variant[5:].partition("-")
         return {"phase": int(phase), "shift_share": float(share)}, 32
