@@ -47,9 +47,10 @@ def test_help():
     for args in ([], ["protect"]):
         result = invoke(*args, "--help")
         assert result.exit_code == 0 and "Usage" in result.stdout
+    listing = invoke("--help").stdout.splitlines()
     for command in ("protect", "verify", "gui"):  # each listed with its whole summary
-        assert not any(command in line and "..." in line for line in invoke("--help").stdout
-                       .splitlines())
+        assert any(line.split()[:1] == [command] for line in listing), listing
+        assert not any(command in line and "..." in line for line in listing)
     text = invoke("protect", "--help").stdout
     assert "Exit codes" in text and "130" in text
     for option in ("--out", "--jobs", "--force", "--overwrite", "--json"):
