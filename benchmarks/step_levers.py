@@ -104,14 +104,13 @@ def lever_pgd(lever: dict):
                     dy, dx = draw.randrange(1, 8), draw.randrange(1, 8)
                     if lever.get("phase"):
                         dy = dx = lever["phase"]
-                    h, w = x.shape[-2] - 8, x.shape[-1] - 8
                     if lever.get("stretch"):  # crop dy px off the top and left, resize back
                         def view(t, k=dy):
                             return F.interpolate(t[..., k:, k:], size=tuple(t.shape[-2:]),
                                                  mode="bicubic", align_corners=False)
-                    else:
-                        def view(t, dy=dy, dx=dx, h=h, w=w):
-                            return t[..., dy:dy + h, dx:dx + w]
+                    else:  # crop to 8 px less, dy and dx off the top and left
+                        def view(t, dy=dy, dx=dx):
+                            return t[..., dy:dy + t.shape[-2] - 8, dx:dx + t.shape[-1] - 8]
                     loss = objectives.reconstruction_error(models[index], view(x_adv), view(x))
                 else:
                     loss = loss_fn(index, x_adv)

@@ -35,7 +35,7 @@ from efficacy import SUFFIXES, load_rgb
 from cloak import metrics
 from cloak.device import autocast, describe, pick_device
 from cloak.models import ALL_MODEL_NAMES, load_autoencoder
-from cloak.verify import _tensor, apply_channel, crop_at_512
+from cloak.verify import _tensor, apply_channel, crop_at_512, jpeg_bytes_roundtrip
 
 
 def _reencode(img: Image.Image, fmt: str, **options) -> Image.Image:
@@ -66,7 +66,7 @@ CLEANUPS: dict[str, tuple[str, Callable[[Image.Image], Image.Image]]] = {
     "webp75": ("WebP q75 re-encode (platform delivery)",
                lambda img: _reencode(img, "WEBP", quality=75)),
     "jpeg30": ("JPEG q30 re-encode (harsher than verify's q50)",
-               lambda img: _reencode(img, "JPEG", quality=30, subsampling=2)),
+               lambda img: jpeg_bytes_roundtrip(img, 30)),
     "median3": ("3x3 median filter", lambda img: img.filter(ImageFilter.MedianFilter(3))),
     "bilateral": ("bilateral filter d=5, sigma colour 25, space 5",
                   _cv2(lambda a: cv2.bilateralFilter(a, 5, 25, 5))),
