@@ -20,7 +20,9 @@ on the same photo, seed and visibility map (none kept; see attack_levers.md):
   the perturbation is made for two grid positions: as posted and P px off.
 - `stretchS`: like `shiftS`, but the seeded 1-7 px crop off the top and left is resized
   back to the working size, as an editor resizes a cropped photo (a shift plus a stretch
-  of under 2%).
+  of under 2%). `stretchfirstS` / `stretchlastS` stretch the first / last share S of
+  the steps instead of alternate cycles; `stretchmodelsIJ` stretches every step of the
+  models with indices I, J (taesd=0, taesdxl=1, taef1=2, taef2=3) and no other.
 
     CLOAK_MODEL_DIR=../shared/models python benchmarks/step_levers.py --photos d08 \\
         --variants medium,l2-cap1,l2-cap1.5,l2-cap2,trunc256,trunc128
@@ -70,6 +72,26 @@ def tiled(tile: torch.Tensor, height: int, width: int, top: int = 0, left: int =
     return tile.repeat(1, 1, *reps)[..., top:top + height, left:left + width]
 
 
+def default_when(step: int, steps: int, cycle: int, index: int, share: float) -> bool:
+    """A share of the rotation cycles, alternating (as attack.uses_eot)."""
+    return uses_eot(step, cycle, share)
+
+
+def first_when(step: int, steps: int, cycle: int, index: int, share: float) -> bool:
+    """The first `share` of the steps."""
+    return step < share * steps
+
+
+def last_when(step: int, steps: int, cycle: int, index: int, share: float) -> bool:
+    """The last `share` of the steps."""
+    return step >= (1 - share) * steps
+
+
+def models_when(indices: str):
+    """Every step of the models whose indices are listed (taesd=0 ... taef2=3)."""
+    return lambda step, steps, cycle, index, share: str(index) in indices
+
+
 def lever_pgd(lever: dict):
     """A stand-in for attack.protect_pgd (medium's settings: no EOT, no penalty)."""
 
@@ -99,7 +121,8 @@ def lever_pgd(lever: dict):
             index = schedule[step % len(schedule)]
             x_adv = (x + seen(delta)).clamp(0, 1)
             with autocast(x.device):
-                if shift_share and uses_eot(step, len(schedule), shift_share):
+                if shift_share and lever.get("when", default_when)(
+                        step, steps, len(schedule), index, shift_share):
                     draw = random.Random(step)
                     dy, dx = draw.randrange(1, 8), draw.randrange(1, 8)
                     if lever.get("phase"):
@@ -194,6 +217,12 @@ def parse(variant: str, tile: torch.Tensor | None) -> tuple[dict, int]:
         return {"clamp": True}, 32
     if variant.startswith("shift"):
         return {"shift_share": float(variant[5:])}, 32
+    if variant.startswith("stretchfirst"):
+        return {"stretch": True, "shift_share": float(variant[12:]), "when": first_when}, 32
+    if variant.startswith("stretchlast"):
+        return {"stretch": True, "shift_share": float(variant[11:]), "when": last_when}, 32
+    if variant.startswith("stretchmodels"):
+        return {"stretch": True, "shift_share": 1.0, "when": models_when(variant[13:])}, 32
     if variant.startswith("stretch"):
         return {"stretch": True, "shift_share": float(variant[7:])}, 32
     if variant.startswith("phase"):
