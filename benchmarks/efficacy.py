@@ -2,6 +2,7 @@
 
     CLOAK_MODEL_DIR=../shared/models python benchmarks/efficacy.py \
         [--photos ../shared/photos/dev] [--limit N] [--presets medium] [--out bench_out]
+    CLOAK_MODEL_DIR=../shared/models python benchmarks/efficacy.py --remeasure
 
 Writes a markdown table (one block per preset, plus the reference) to
 benchmarks/efficacy.md and the raw figures to <out>/efficacy.json. All numbers come from
@@ -61,6 +62,26 @@ def run_one(name: str, original: Image.Image, protect_fn, save_dir: Path,
     v = verify_images(original, protected, CHANNELS, clean_cache=clean_cache)
     return {"name": name, "seconds": seconds, "megapixels": original.width * original.height / 1e6,
             **v.to_dict()}
+
+
+def saved_dir(out: Path, label: str) -> Path:
+    """Where run_one saved a run's outputs: <out>/<preset> or <out>/photoguard."""
+    return out / ("photoguard" if label == "PhotoGuard reference" else label.split()[-1])
+
+
+def remeasure(out: Path, results: dict[str, list[dict]], photos: dict) -> None:
+    """Verify every saved output again on CHANNELS, in place; seconds stay as measured."""
+    for index, name in enumerate(photos):
+        clean_cache: dict = {}
+        for label, rows in results.items():
+            for i, row in enumerate(rows):
+                if row["name"] != name:
+                    continue
+                with Image.open(saved_dir(out, label) / (Path(name).stem + ".png")) as img:
+                    protected = img.convert("RGB")
+                v = verify_images(photos[name], protected, CHANNELS, clean_cache=clean_cache)
+                rows[i] = {**row, **v.to_dict()}
+                print(f"{index + 1}/{len(photos)}", label, name, flush=True)
 
 
 def summarise(rows: list[dict], label: str) -> str:
@@ -126,6 +147,36 @@ def retention_table(results: dict[str, list[dict]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def size_table(results: dict[str, list[dict]], split_mp: float = 0.5) -> str:
+    """The retention table's figures for photos under and over `split_mp` megapixels.
+
+    A photo larger than the working size carries a perturbation upsampled to full size, which
+    a platform's downscale and JPEG blocks see as smooth; a small one carries it at its own
+    pixels, on the JPEG block grid."""
+    lines = [f"### Retention by photo size (under / at least {split_mp} MP)", "",
+             "| run | photos | as-is median | " + " | ".join(
+                 f"{ch} retention" for ch in ("instagram", "worst clean-up", "crop")) + " |",
+             "|---|---|---|---|---|---|"]
+    for label, rows in results.items():
+        for name, group in (("under", [r for r in rows if r["megapixels"] < split_mp]),
+                            ("at least", [r for r in rows if r["megapixels"] >= split_mp])):
+            if not group:
+                continue
+            base = {m: _median_damage(group, "as-is", m) for m in ALL_MODEL_NAMES}
+            cells = []
+            for ch in ("instagram", "worst clean-up", "crop"):
+                shares = []
+                for m in ALL_MODEL_NAMES:
+                    after = (min(_median_damage(group, c, m) for c in ISSUE4_CLEANUPS)
+                             if ch == "worst clean-up" else _median_damage(group, ch, m))
+                    shares.append(f"{100 * after / base[m]:.0f}%" if base[m] > 0 else "n/a")
+                cells.append("/".join(shares))
+            lines.append(f"| {label} | {len(group)} {name} {split_mp} MP | "
+                         + "/".join(f"{base[m]:.1f}" for m in ALL_MODEL_NAMES) + " | "
+                         + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def cloak_protector(preset: str):
     config = ProtectConfig(strength=preset, measure=False)
     return lambda rgb: protect_array(rgb, config).rgb
@@ -151,6 +202,9 @@ def main() -> None:
     ap.add_argument("--table", default="benchmarks/efficacy.md")
     ap.add_argument("--from-json", action="store_true",
                     help="Only rewrite the table from <out>/efficacy.json (e.g. a stopped run).")
+    ap.add_argument("--remeasure", action="store_true",
+                    help="Verify the outputs saved under <out> again on the current channel "
+                         "list (no attack runs; each row keeps its measured seconds).")
     args = ap.parse_args()
     keep_freed_memory()  # as the CLI does; cloak and the reference both run in this process
     if args.from_json:
@@ -165,6 +219,12 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     photos = {p.name: load_rgb(p) for p in paths}
     results: dict[str, list[dict]] = {}
+    if args.remeasure:
+        results = json.loads((out / "efficacy.json").read_text())["results"]
+        remeasure(out, results, photos)
+        dump(out, results)
+        write_table(args, results)
+        return
     if args.resume and (out / "efficacy.json").is_file():
         results = json.loads((out / "efficacy.json").read_text())["results"]
         # Rows measured on another channel list (an older cloak.verify) are run again.
@@ -172,9 +232,11 @@ def main() -> None:
                            == list(CHANNELS)] for label, rows in results.items()}
     done = {(label, row["name"]) for label, rows in results.items() for row in rows}
     # Photo by photo, every run in turn, so a stopped run still compares like with like.
-    runs = [(f"cloak {p}", out / p, cloak_protector(p)) for p in args.presets.split(",")]
+    runs = [(f"cloak {p}", saved_dir(out, f"cloak {p}"), cloak_protector(p))
+            for p in args.presets.split(",")]
     if not args.no_reference:
-        runs.append(("PhotoGuard reference", out / "photoguard", photoguard_encoder_attack))
+        runs.append(("PhotoGuard reference", saved_dir(out, "PhotoGuard reference"),
+                     photoguard_encoder_attack))
     for index, name in enumerate(photos):
         img = photos[name]
         clean_cache: dict = {}  # the original's side of each channel, shared by the runs
@@ -198,6 +260,7 @@ def write_table(args, results: dict[str, list[dict]]) -> None:
            f"{describe(pick_device())}."), ""]
     md += [summarise(rows, label) for label, rows in results.items()]
     md.append(retention_table(results))
+    md.append(size_table(results))
     Path(args.table).write_text("\n".join(md))
     print("\n".join(md))
 

@@ -23,6 +23,9 @@ on the same photo, seed and visibility map (none kept; see attack_levers.md):
   of under 2%). `stretchfirstS` / `stretchlastS` stretch the first / last share S of
   the steps instead of alternate cycles; `stretchmodelsIJ` stretches every step of the
   models with indices I, J (taesd=0, taesdxl=1, taef1=2, taef2=3) and no other.
+- `jpegS`: a share S of the rotation cycles sees photo and attacked copy through cloak's
+  differentiable JPEG at a seeded quality 70-90, at the photo's own pixels (before the
+  models' view), as a platform re-compresses a photo it does not need to resize.
 
     CLOAK_MODEL_DIR=../shared/models python benchmarks/step_levers.py --photos d08 \\
         --variants medium,l2-cap1,l2-cap1.5,l2-cap2,trunc256,trunc128
@@ -56,8 +59,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from efficacy import SUFFIXES, load_rgb, to_image
 
 from cloak import ProtectConfig, budget, metrics, objectives, pipeline
-from cloak.attack import _filter_fn, _loss_fn, step_size, uses_eot
+from cloak.attack import _filter_fn, _loss_fn, _view_fn, step_size, uses_eot
 from cloak.device import autocast
+from cloak.jpeg import jpeg_round_trip
 from cloak.models import ALL_MODEL_NAMES, load_autoencoder
 
 DECODER_CUT = {256: 16, 128: 11}  # decoder[:cut] ends at that many px (of 512)
@@ -135,6 +139,13 @@ def lever_pgd(lever: dict):
                         def view(t, dy=dy, dx=dx):
                             return t[..., dy:dy + t.shape[-2] - 8, dx:dx + t.shape[-1] - 8]
                     loss = objectives.reconstruction_error(models[index], view(x_adv), view(x))
+                elif lever.get("jpeg_share") and uses_eot(step, len(schedule),
+                                                         lever["jpeg_share"]):
+                    quality = random.Random(step).uniform(70, 90)
+                    view = _view_fn(x, sizes[0])
+                    loss = objectives.reconstruction_error(
+                        models[index], view(jpeg_round_trip(x_adv, quality)),
+                        view(jpeg_round_trip(x, quality)))
                 else:
                     loss = loss_fn(index, x_adv)
             grad = torch.autograd.grad(loss, delta)[0]
@@ -217,6 +228,8 @@ def parse(variant: str, tile: torch.Tensor | None) -> tuple[dict, int]:
         return {"clamp": True}, 32
     if variant.startswith("shift"):
         return {"shift_share": float(variant[5:])}, 32
+    if variant.startswith("jpeg"):
+        return {"jpeg_share": float(variant[4:])}, 32
     if variant.startswith("stretchfirst"):
         return {"stretch": True, "shift_share": float(variant[12:]), "when": first_when}, 32
     if variant.startswith("stretchlast"):
