@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 import time
@@ -88,10 +89,12 @@ def summarise(rows: list[dict], label: str) -> str:
     lines = [f"### {label} ({len(rows)} photos)", "",
              "| channel | " + " | ".join(ALL_MODEL_NAMES) + " |",
              "|---|" + "---|" * len(ALL_MODEL_NAMES)]
-    for i, ch in enumerate(CHANNELS):
+    for ch in CHANNELS:
+        if not all(ch in _by_channel(r) for r in rows):
+            continue  # rows from a run with an older channel list (see --remeasure)
         cells = []
         for m in ALL_MODEL_NAMES:
-            vals = [r["channels"][i]["damage_db"][m] for r in rows]
+            vals = [_by_channel(r)[ch][m] for r in rows]
             cells.append(f"{statistics.median(vals):.1f} ({min(vals):.1f})")
         lines.append(f"| {ch} | " + " | ".join(cells) + " |")
     psnr = [r["psnr"] for r in rows]
@@ -105,9 +108,19 @@ def summarise(rows: list[dict], label: str) -> str:
     return "\n".join(lines)
 
 
+def _by_channel(row: dict) -> dict[str, dict[str, float]]:
+    """channel -> model -> damage (dB) of one verified photo."""
+    return {c["channel"]: c["damage_db"] for c in row["channels"]}
+
+
 def _median_damage(rows: list[dict], channel: str, model: str) -> float:
-    i = CHANNELS.index(channel)
-    return statistics.median(r["channels"][i]["damage_db"][model] for r in rows)
+    """Median over rows; NaN when a row was verified without `channel`."""
+    vals = [_by_channel(r).get(channel, {}).get(model, math.nan) for r in rows]
+    return statistics.median(vals) if not any(map(math.isnan, vals)) else math.nan
+
+
+def _share(after: float, base: float) -> str:
+    return f"{100 * after / base:.0f}%" if base > 0 and not math.isnan(after) else "n/a"
 
 
 def retention_table(results: dict[str, list[dict]]) -> str:
@@ -126,7 +139,7 @@ def retention_table(results: dict[str, list[dict]]) -> str:
                     after = min(_median_damage(rows, c, m) for c in ISSUE4_CLEANUPS)
                 else:
                     after = _median_damage(rows, ch, m)
-                cells.append(f"{100 * after / base[m]:.0f}%" if base[m] > 0 else "n/a")
+                cells.append(_share(after, base[m]))
             lines.append(f"| {label} | {ch} | " + " | ".join(cells) + " |")
     ref = results.get("PhotoGuard reference")
     if ref:
@@ -169,7 +182,7 @@ def size_table(results: dict[str, list[dict]], split_mp: float = 0.5) -> str:
                 for m in ALL_MODEL_NAMES:
                     after = (min(_median_damage(group, c, m) for c in ISSUE4_CLEANUPS)
                              if ch == "worst clean-up" else _median_damage(group, ch, m))
-                    shares.append(f"{100 * after / base[m]:.0f}%" if base[m] > 0 else "n/a")
+                    shares.append(_share(after, base[m]))
                 cells.append("/".join(shares))
             lines.append(f"| {label} | {len(group)} {name} {split_mp} MP | "
                          + "/".join(f"{base[m]:.1f}" for m in ALL_MODEL_NAMES) + " | "
