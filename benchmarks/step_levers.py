@@ -109,6 +109,7 @@ def lever_pgd(lever: dict):
             raise SystemExit("step_levers covers one editing size (medium's)")
         loss_fn = _loss_fn(objective, models, x, sizes[0])
         seen = _filter_fn(delta_kernel, x)
+        model_view = _view_fn(x, sizes[0])  # what the models see (jpegS variants)
         schedule = lever.get("rotation") or list(rotation)
         delta = torch.zeros_like(x)
         if lever.get("tile") is not None:
@@ -142,10 +143,9 @@ def lever_pgd(lever: dict):
                 elif lever.get("jpeg_share") and uses_eot(step, len(schedule),
                                                          lever["jpeg_share"]):
                     quality = random.Random(step).uniform(70, 90)
-                    view = _view_fn(x, sizes[0])
                     loss = objectives.reconstruction_error(
-                        models[index], view(jpeg_round_trip(x_adv, quality)),
-                        view(jpeg_round_trip(x, quality)))
+                        models[index], model_view(jpeg_round_trip(x_adv, quality)),
+                        model_view(jpeg_round_trip(x, quality)))
                 else:
                     loss = loss_fn(index, x_adv)
             grad = torch.autograd.grad(loss, delta)[0]
