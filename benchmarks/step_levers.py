@@ -26,6 +26,14 @@ on the same photo, seed and visibility map (none kept; see attack_levers.md):
 - `jpegS`: a share S of the rotation cycles sees photo and attacked copy through cloak's
   differentiable JPEG at a seeded quality 70-90, at the photo's own pixels (before the
   models' view), as a platform re-compresses a photo it does not need to resize.
+- `salG`: after the first rotation cycle (one step per model, the map as it is), the map
+  is reshaped by where the models answer: each model's |gradient| (summed over colour,
+  divided by its mean, so no model outweighs the others) is averaged over the cycle,
+  blurred (sigma 4 px), raised to the power G and multiplied into the map, which is then
+  scaled to the energy (sum of squares) the map had and capped at eps. Under the same
+  energy, a bound that follows |gradient| gains more per dB of PSNR than one that does
+  not (for a linear model the gain is sum |g| * bound). The reshaped bound is written
+  into the pipeline's map, so the full-resolution step is bounded by it too.
 
     CLOAK_MODEL_DIR=../shared/models python benchmarks/step_levers.py --photos d08 \\
         --variants medium,l2-cap1,l2-cap1.5,l2-cap2,trunc256,trunc128
@@ -118,6 +126,7 @@ def lever_pgd(lever: dict):
             noise = torch.rand(x.shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
             delta = noise * eps_map * lever["random_start"]
         delta = ((x + delta).clamp(0, 1) - x).contiguous(memory_format=torch.channels_last)
+        saliency = None  # salG: summed normalised |gradient| over the first cycle
         shift_share = lever.get("shift_share", 0.0)
         if shift_share and metrics.resize_long(x, sizes[0]) is not x:
             raise SystemExit("shift variants take photos larger than the working size")
@@ -149,6 +158,13 @@ def lever_pgd(lever: dict):
                 else:
                     loss = loss_fn(index, x_adv)
             grad = torch.autograd.grad(loss, delta)[0]
+            if lever.get("saliency_power") and step < len(schedule):
+                g = grad.detach().abs().sum(1, keepdim=True)
+                g = g / g.mean().clamp_min(1e-12)
+                saliency = g if saliency is None else saliency + g
+                if step == len(schedule) - 1:
+                    cap = reshaped_cap(eps_map, saliency, lever["saliency_power"])
+                    eps_map.copy_(cap)  # the pipeline bounds the full-size delta by it
             with torch.no_grad():
                 size = step_size(step, steps, step_start)
                 if lever.get("l2"):
@@ -165,6 +181,27 @@ def lever_pgd(lever: dict):
         return delta.detach()
 
     return pgd
+
+
+def reshaped_cap(eps_map: torch.Tensor, saliency: torch.Tensor, power: float
+                 ) -> torch.Tensor:
+    """eps_map (1, 1, H, W) times the blurred saliency (1, 1, H, W) to `power`, scaled to
+    eps_map's sum of squares and capped at eps_map's maximum (the preset's eps)."""
+    import kornia
+
+    eps = float(eps_map.max())
+    shape = kornia.filters.gaussian_blur2d(saliency, (25, 25), (4.0, 4.0),
+                                           border_type="replicate") ** power
+    raw = eps_map * shape
+    energy = float(eps_map.pow(2).sum())
+    low, high = 0.0, 100.0 / float(raw.max().clamp_min(1e-12)) * eps
+    for _ in range(40):  # bisect the scale k: sum(min(eps, k * raw)^2) = energy
+        k = (low + high) / 2
+        if float((k * raw).clamp(max=eps).pow(2).sum()) < energy:
+            low = k
+        else:
+            high = k
+    return (low * raw).clamp(max=eps)
 
 
 def feature_loss(cut: int):
@@ -228,6 +265,8 @@ def parse(variant: str, tile: torch.Tensor | None) -> tuple[dict, int]:
         return {"clamp": True}, 32
     if variant.startswith("shift"):
         return {"shift_share": float(variant[5:])}, 32
+    if variant.startswith("sal"):
+        return {"saliency_power": float(variant[3:])}, 32
     if variant.startswith("jpeg"):
         return {"jpeg_share": float(variant[4:])}, 32
     if variant.startswith("stretchfirst"):
