@@ -34,6 +34,11 @@ on the same photo, seed and visibility map (none kept; see attack_levers.md):
   energy, a bound that follows |gradient| gains more per dB of PSNR than one that does
   not (for a linear model the gain is sum |g| * bound). The reshaped bound is written
   into the pipeline's map, so the full-resolution step is bounded by it too.
+- `chromaF`: besides medium's perturbation, a colour-only one (no change of luma: steps
+  along YCbCr's Cb and Cr directions) that may take F x eps x (1 - map) where the map
+  leaves the budget unspent, that is in flat areas, where the eye sees changes of luma
+  far more than changes of colour at fine scale. The total stays within eps; the
+  pipeline's map is raised to the total bound so the full-resolution step keeps it.
 
     CLOAK_MODEL_DIR=../shared/models python benchmarks/step_levers.py --photos d08 \\
         --variants medium,l2-cap1,l2-cap1.5,l2-cap2,trunc256,trunc128
@@ -126,6 +131,17 @@ def lever_pgd(lever: dict):
             noise = torch.rand(x.shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
             delta = noise * eps_map * lever["random_start"]
         delta = ((x + delta).clamp(0, 1) - x).contiguous(memory_format=torch.channels_last)
+        chroma = lever.get("chroma")
+        if chroma:  # colour-only directions (unit max change per channel), shape (1, 3, 1, 1)
+            eps = float(eps_map.max())
+            basis = [torch.tensor([0.0, -0.344136 / 1.772, 1.0]).view(1, 3, 1, 1),
+                     torch.tensor([1.0, -0.714136 / 1.402, 0.0]).view(1, 3, 1, 1)]
+            chroma_cap = chroma * (eps - eps_map)  # (1, 1, H, W)
+            ab = torch.zeros(1, 2, *x.shape[-2:])
+            eps_map.copy_((eps_map + chroma_cap).clamp(max=eps))  # the full-size bound
+
+            def colour(t):
+                return t[:, :1] * basis[0] + t[:, 1:] * basis[1]
         saliency = None  # salG: summed normalised |gradient| over the first cycle
         shift_share = lever.get("shift_share", 0.0)
         if shift_share and metrics.resize_long(x, sizes[0]) is not x:
@@ -133,7 +149,11 @@ def lever_pgd(lever: dict):
         for step in range(steps):
             delta.requires_grad_(True)
             index = schedule[step % len(schedule)]
-            x_adv = (x + seen(delta)).clamp(0, 1)
+            if chroma:
+                ab.requires_grad_(True)
+                x_adv = (x + seen(delta + colour(ab))).clamp(0, 1)
+            else:
+                x_adv = (x + seen(delta)).clamp(0, 1)
             with autocast(x.device):
                 if shift_share and lever.get("when", default_when)(
                         step, steps, len(schedule), index, shift_share):
@@ -157,7 +177,14 @@ def lever_pgd(lever: dict):
                         model_view(jpeg_round_trip(x, quality)))
                 else:
                     loss = loss_fn(index, x_adv)
-            grad = torch.autograd.grad(loss, delta)[0]
+            if chroma:
+                grad, grad_ab = torch.autograd.grad(loss, [delta, ab])
+                with torch.no_grad():
+                    size = step_size(step, steps, step_start)
+                    ab = ab + size * chroma_cap * grad_ab.sign()
+                    ab = torch.maximum(torch.minimum(ab, chroma_cap), -chroma_cap)
+            else:
+                grad = torch.autograd.grad(loss, delta)[0]
             if lever.get("saliency_power") and step < len(schedule):
                 g = grad.detach().abs().sum(1, keepdim=True)
                 g = g / g.mean().clamp_min(1e-12)
@@ -177,6 +204,10 @@ def lever_pgd(lever: dict):
                     rms = delta.pow(2).mean().sqrt()
                     delta = delta * min(1.0, lever["rms"] / float(rms))
                 delta = (x + delta).clamp(0, 1) - x
+        if chroma:
+            lever["chroma_rms"] = float(colour(ab).pow(2).mean().sqrt())
+            delta = (delta + colour(ab)).clamp(-eps, eps)
+            delta = (x + delta).clamp(0, 1) - x
         lever["last_rms"] = float(delta.pow(2).mean().sqrt())
         return delta.detach()
 
@@ -265,6 +296,8 @@ def parse(variant: str, tile: torch.Tensor | None) -> tuple[dict, int]:
         return {"clamp": True}, 32
     if variant.startswith("shift"):
         return {"shift_share": float(variant[5:])}, 32
+    if variant.startswith("chroma"):
+        return {"chroma": float(variant[6:])}, 32
     if variant.startswith("sal"):
         return {"saliency_power": float(variant[3:])}, 32
     if variant.startswith("jpeg"):
@@ -335,7 +368,9 @@ def main() -> None:
             if variant == "medium":
                 medium_rms = lever["last_rms"]
             print(f"{prefix} {variant}: PSNR {report.psnr:.2f} SSIM {report.ssim:.3f} "
-                  f"rms {lever['last_rms'] * 255:.2f}/255 damage "
+                  f"rms {lever['last_rms'] * 255:.2f}/255 "
+                  + (f"(colour {lever['chroma_rms'] * 255:.2f}) " if "chroma_rms" in lever else "")
+                  + "damage "
                   + "/".join(f"{v:.2f}" for v in report.damage_db.values())
                   + f" ({time.perf_counter() - start:.0f} s)", flush=True)
 
