@@ -148,10 +148,11 @@ def protect_array(rgb: np.ndarray, config: ProtectConfig, *, grayscale: bool = F
     eps_map = config.eps * allowed
 
     def on_step(done: int, total: int) -> None:
-        report_progress(0.05 + 0.85 * done / total, f"step {done}/{total}")
+        report_progress(0.05 + 0.85 * done / max(1, total), f"step {done}/{total}")
 
     kernel = (round_trip_kernel((height, width), tuple(x.shape[-2:]))
               if round_trip and x.shape[-2:] != x_full.shape[-2:] else None)
+    on_step(0, config.steps)  # the attack starts: "loading models" is over
     delta = protect_pgd(x, models, eps_map, config.steps, generator, config.objective,
                         config.robust, config.eot_samples, rotation_for(config.models),
                         on_step, should_stop, config.eot_share,

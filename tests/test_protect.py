@@ -101,6 +101,20 @@ class TestProtectImage:
         assert report.precision == ("bf16" if uses_bf16(device) else "fp32")
         assert report.to_dict()["precision"] == report.precision
 
+    def test_progress_marks_the_attack_from_its_first_step(self, config):
+        from cloak.pipeline import protect_array
+
+        rgb = np.random.default_rng(3).random((48, 64, 3), dtype=np.float32)
+        marks: list[tuple[float, str]] = []
+        protect_array(rgb, config, progress=lambda f, m: marks.append((f, m)))
+        messages = [m for _, m in marks]
+        steps = [f"step {i}/{config.steps}" for i in range(config.steps + 1)]
+        assert messages[0] == "loading models"
+        assert messages[1:2 + config.steps] == steps  # "step 0/N" before the first step
+        assert messages[-1] == "done"
+        fractions = [f for f, _ in marks]
+        assert fractions == sorted(fractions) and fractions[-1] == 1.0
+
     def test_zero_steps_changes_nothing(self, config):
         img = Image.fromarray(np.random.default_rng(1).integers(0, 255, (48, 64, 3),
                                                                   dtype=np.uint8))
