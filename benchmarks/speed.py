@@ -70,10 +70,13 @@ def child(preset: str, src: str, out: str) -> None:
     report = protect_file(src, out, config, progress=progress)
     wall = time.perf_counter() - start
     marks.append(("end", start + wall))
-    # Phase names: loading, step (the attack), applying (full-res), done (-> save).
+    # Phase names: loading (-> prepare: working image, faces, budget map, round-trip
+    # filter; the models are preloaded above), step (the attack), applying (full-res),
+    # done (-> save).
     phases: dict[str, float] = {"load": marks[0][1] - start if marks else 0.0}
     for (name, t), (_, t_next) in itertools.pairwise(marks):
-        name = {"done": "save", "step": "attack", "applying": "full-res"}.get(name, name)
+        name = {"loading": "prepare", "done": "save", "step": "attack",
+                "applying": "full-res"}.get(name, name)
         phases[name] = phases.get(name, 0.0) + t_next - t
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"wall_s": wall, "model_load_s": load_s, "peak_rss_mb": peak_mb,
