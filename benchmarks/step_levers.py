@@ -179,10 +179,6 @@ def lever_pgd(lever: dict):
                     loss = loss_fn(index, x_adv)
             if chroma:
                 grad, grad_ab = torch.autograd.grad(loss, [delta, ab])
-                with torch.no_grad():
-                    size = step_size(step, steps, step_start)
-                    ab = ab + size * chroma_cap * grad_ab.sign()
-                    ab = torch.maximum(torch.minimum(ab, chroma_cap), -chroma_cap)
             else:
                 grad = torch.autograd.grad(loss, delta)[0]
             if lever.get("saliency_power") and step < len(schedule):
@@ -200,6 +196,9 @@ def lever_pgd(lever: dict):
                 else:
                     delta = delta + size * cap * grad.sign()
                 delta = torch.maximum(torch.minimum(delta, cap), -cap)
+                if chroma:
+                    ab = ab + size * chroma_cap * grad_ab.sign()
+                    ab = torch.maximum(torch.minimum(ab, chroma_cap), -chroma_cap)
                 if lever.get("rms") is not None:
                     rms = delta.pow(2).mean().sqrt()
                     delta = delta * min(1.0, lever["rms"] / float(rms))
@@ -217,7 +216,8 @@ def lever_pgd(lever: dict):
 def reshaped_cap(eps_map: torch.Tensor, saliency: torch.Tensor, power: float
                  ) -> torch.Tensor:
     """eps_map (1, 1, H, W) times the blurred saliency (1, 1, H, W) to `power`, scaled to
-    eps_map's sum of squares and capped at eps_map's maximum (the preset's eps)."""
+    eps_map's sum of squares and capped at eps_map's maximum (the preset's eps wherever
+    texture earns the full budget, as on the photos measured)."""
     import kornia
 
     eps = float(eps_map.max())
