@@ -39,6 +39,9 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PHOTO = ROOT.parent / "shared" / "photos" / "dev" / "d25_exif-samples_jolla.jpg"
 
 
+DEFAULT_TABLE = ROOT / "benchmarks" / "speed.md"
+
+
 def make_12mp(src: Path, dst: Path, size=(4000, 3000)) -> Path:
     """Resize a real photo to 4000x3000 and save it as a camera-like JPEG."""
     from PIL import Image, ImageOps
@@ -175,7 +178,7 @@ def main() -> None:
     ap.add_argument("--untuned", action="store_true",
                     help="also run each preset with glibc's default malloc thresholds "
                          "(CLOAK_KEEP_FREED_MEMORY=0), interleaved with the tuned runs")
-    ap.add_argument("--table", type=Path, default=ROOT / "benchmarks" / "speed.md")
+    ap.add_argument("--table", type=Path, default=DEFAULT_TABLE)
     ap.add_argument("--child", nargs=3, metavar=("PRESET", "SRC", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -222,7 +225,9 @@ def main() -> None:
     md = ["## Speed (12 MP = 4000x3000 JPEG)", "",
           (f"Command: `CLOAK_MODEL_DIR=../shared/models python benchmarks/speed.py "
            f"--repeats {args.repeats} --batch {args.batch}"
-           f"{' --untuned' if args.untuned else ''}`. Machine: {machine}."), "",
+           f"{' --untuned' if args.untuned else ''}"
+           f"{f' --table {args.table}' if args.table != DEFAULT_TABLE else ''}`. "
+           f"Machine: {machine}."), "",
           ("| run | median wall s (runs) | peak RSS MB | instagram damage dB (worst model) "
            "| PSNR | phases (median s) |"), "|---|---|---|---|---|---|"]
     ref_s = rows.get("PhotoGuard reference", {}).get("wall_s")
