@@ -175,7 +175,6 @@ def test_missing_weights_exit_1_before_any_work(tmp_path, small_photo, monkeypat
     monkeypatch.setenv("CLOAK_MODEL_DIR", str(tmp_path / "empty"))
     monkeypatch.setenv("CLOAK_OFFLINE", "1")
     monkeypatch.setattr("cloak.models.weights.cache_dir", lambda: tmp_path / "no-cache")
-    monkeypatch.setattr("cloak.models._cache", {})  # models loaded by earlier tests
     result = invoke("protect", photo, "--out", tmp_path / "out", *TINY[:5], "taef2")
     assert result.exit_code == 1, result.output
     assert result.stderr.startswith("error: weights for taef2") and "Traceback" not in result.output

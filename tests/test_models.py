@@ -152,3 +152,13 @@ class TestDownload:
         monkeypatch.setenv("CLOAK_WEIGHTS_URL", (tmp_path / "no-such-mirror").as_uri())
         with pytest.raises(ModelError, match="download from .* failed"):
             W.resolve(get_spec("taesd"), "encoder")
+
+
+def test_in_process_cache_follows_cloak_model_dir(model_dir, tmp_path, monkeypatch):
+    """A model loaded from $CLOAK_MODEL_DIR is not handed out after it points elsewhere."""
+    monkeypatch.setattr("cloak.models._cache", {})
+    assert load_autoencoder("taesd") is load_autoencoder("taesd")
+    monkeypatch.setenv("CLOAK_MODEL_DIR", str(tmp_path / "empty"))
+    monkeypatch.setenv("CLOAK_OFFLINE", "1")
+    with pytest.raises(ModelError, match="weights for taesd"):
+        load_autoencoder("taesd")

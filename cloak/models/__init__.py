@@ -8,7 +8,7 @@ import torch
 
 from .registry import ALL_MODEL_NAMES, MODELS, ModelSpec, get_spec
 from .taesd import TinyAutoencoder
-from .weights import DownloadProgress, load_part, resolve
+from .weights import DownloadProgress, load_part, resolve, search_dirs
 
 __all__ = ["ALL_MODEL_NAMES", "MODELS", "ModelSpec", "TinyAutoencoder", "get_spec",
            "load_autoencoder"]
@@ -20,9 +20,11 @@ _lock = threading.Lock()
 def load_autoencoder(name: str, model_dir=None, device: torch.device | str = "cpu",
                      allow_download: bool = True,
                      progress: DownloadProgress | None = None) -> TinyAutoencoder:
-    """A frozen, eval-mode autoencoder with verified pretrained weights, cached per process."""
+    """A frozen, eval-mode autoencoder with verified pretrained weights, cached per process
+    for the folders its weights are looked up in (`model_dir`, then $CLOAK_MODEL_DIR, then
+    the user cache), so changing $CLOAK_MODEL_DIR loads from the new folder."""
     spec = get_spec(name)
-    key = (name, str(model_dir), str(device))
+    key = (name, tuple(map(str, search_dirs(model_dir))), str(device))
     with _lock:
         if key not in _cache:
             model = TinyAutoencoder(spec.latent_channels, spec.use_pool)
