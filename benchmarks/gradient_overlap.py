@@ -97,10 +97,10 @@ def main() -> None:
     if args.photos != "d08,d14,d24":
         cmd += f" --photos {args.photos}"
     lines = ["## Gradient overlap between the four autoencoders", "",
-             f"Command: `{cmd}`. Photos: {', '.join(p.name for p in paths)}. "
-             f"Machine: {describe(device)}. Medians over photos; at 512 px on the long side.",
-             "", "| pair | cosine at clean | sign agreement at clean | cosine at medium's "
-             "end point | sign agreement at medium's end point |", "|---|---|---|---|---|"]
+             (f"Command: `{cmd}`. Photos: {', '.join(p.name for p in paths)}. "
+             f"Machine: {describe(device)}. Medians over photos; at 512 px on the long side."),
+             "", ("| pair | cosine at clean | sign agreement at clean | cosine at medium's "
+             "end point | sign agreement at medium's end point |"), "|---|---|---|---|---|"]
     for key in pair_rows["clean"]:
         cells = []
         for point in ("clean", "medium"):
@@ -108,8 +108,8 @@ def main() -> None:
             cells += [f"{statistics.median(v[0] for v in values):+.3f}",
                       f"{statistics.median(v[1] for v in values):.3f}"]
         lines.append(f"| {key[0]} / {key[1]} | " + " | ".join(cells) + " |")
-    lines += ["", "Share of each model's own best first-order gain kept by one sign step "
-              "along the sum of the four normalised gradients (1 = attacking it alone):", "",
+    lines += ["", ("Share of each model's own best first-order gain kept by one sign step "
+              "along the sum of the four normalised gradients (1 = attacking it alone):"), "",
               "| point | " + " | ".join(ALL_MODEL_NAMES) + " |",
               "|---|" + "---|" * len(ALL_MODEL_NAMES)]
     for point in ("clean", "medium"):
