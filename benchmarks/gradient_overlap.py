@@ -13,7 +13,9 @@ Printed per pair of models: the cosine between the two gradients and the share o
 where their signs agree (0.5 = no more than chance). And, per model, the share of its own
 best first-order gain that one L-inf sign step along the summed, normalised gradients of
 all four keeps: <sign(sum_k g_k / |g_k|_2), g_m> / |g_m|_1 (1 = as good as attacking that
-model alone). Writes benchmarks/gradient_overlap.md.
+model alone). Also per model, where its gradient's energy lies: the share along the grey
+axis (the same change on R, G and B, i.e. luma) and the share left in its 4x4-block means
+(coarser than 4 px). Writes benchmarks/gradient_overlap.md.
 """
 
 from __future__ import annotations
@@ -61,6 +63,16 @@ def overlap(grads: dict[str, torch.Tensor]) -> tuple[dict, dict]:
     return pairs, shares
 
 
+def energy_split(grad: torch.Tensor, height: int, width: int) -> tuple[float, float]:
+    """(share of the gradient's energy along the grey axis, share in its 4x4-block means)
+    for a flattened (3 * H * W) gradient."""
+    g = grad.reshape(1, 3, height, width)
+    grey = g.mean(1, keepdim=True).expand_as(g)
+    coarse = F.interpolate(F.avg_pool2d(g, 4), scale_factor=4, mode="nearest")
+    total = g.pow(2).sum()
+    return (grey.pow(2).sum() / total).item(), (coarse.pow(2).sum() / total).item()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", default="d08,d14,d24", help="dev photo prefixes")
@@ -75,6 +87,7 @@ def main() -> None:
              for prefix in args.photos.split(",")]
     pair_rows: dict[str, dict] = {"clean": {}, "medium": {}}
     share_rows: dict[str, dict] = {"clean": {}, "medium": {}}
+    split_rows: dict[str, list] = {}
     for path in paths:
         rgb = np.asarray(load_rgb(path), dtype=np.float32) / 255
         protected = protect_array(rgb, ProtectConfig(strength="medium", measure=False)).rgb
@@ -84,7 +97,11 @@ def main() -> None:
         deltas = {"clean": (torch.rand_like(x) * 2 - 1) / 255,
                   "medium": metrics.resize_long(adv_full, 512) - x}
         for point, delta in deltas.items():
-            pairs, shares = overlap(gradients(models, x, delta))
+            grads = gradients(models, x, delta)
+            pairs, shares = overlap(grads)
+            if point == "clean":
+                for name, grad in grads.items():
+                    split_rows.setdefault(name, []).append(energy_split(grad, *x.shape[-2:]))
             for key, value in pairs.items():
                 pair_rows[point].setdefault(key, []).append(value)
             for key, value in shares.items():
@@ -115,6 +132,13 @@ def main() -> None:
     for point in ("clean", "medium"):
         lines.append(f"| {point} | " + " | ".join(
             f"{statistics.median(share_rows[point][m]):.2f}" for m in ALL_MODEL_NAMES) + " |")
+    lines += ["", "Where each model's gradient energy lies, at clean (1 = all of it):", "",
+              "| model | along the grey axis (luma) | in 4x4-block means (coarser than 4 px) |",
+              "|---|---|---|"]
+    for name in ALL_MODEL_NAMES:
+        grey = statistics.median(v[0] for v in split_rows[name])
+        coarse = statistics.median(v[1] for v in split_rows[name])
+        lines.append(f"| {name} | {grey:.2f} | {coarse:.2f} |")
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -60,6 +60,14 @@ def _noisy_down_up(img: Image.Image) -> Image.Image:
     return _reencode(noisy.resize((w, h), Image.BICUBIC), "JPEG", quality=90)
 
 
+def _center_crop(img: Image.Image, keep_w: float, keep_h: float) -> Image.Image:
+    """The centred `keep_w` x `keep_h` share of the image (no resizing)."""
+    w, h = img.size
+    cw, ch = max(1, round(w * keep_w)), max(1, round(h * keep_h))
+    left, top = (w - cw) // 2, (h - ch) // 2
+    return img.crop((left, top, left + cw, top + ch))
+
+
 # name -> (what it stands for, function on the posted RGB image)
 CLEANUPS: dict[str, tuple[str, Callable[[Image.Image], Image.Image]]] = {
     "none": ("nothing more (the baseline)", lambda img: img),
@@ -76,6 +84,12 @@ CLEANUPS: dict[str, tuple[str, Callable[[Image.Image], Image.Image]]] = {
     "half-cell-crop": ("crop off the top and left what is 4 px at 512 (half a latent cell)",
                        lambda img: crop_at_512(img, 4)),
     "quarter-cell-crop": ("the same, 2 px at 512", lambda img: crop_at_512(img, 2)),
+    "center-crop-80": (("center crop to 80% of width and height (the editor then sees the "
+                       "perturbation 1.25x larger, on a shifted latent grid)"),
+                       lambda img: _center_crop(img, 0.8, 0.8)),
+    "square-crop": ("center crop to a square (profile pictures, grid thumbnails)",
+                    lambda img: _center_crop(img, min(img.size) / img.size[0],
+                                             min(img.size) / img.size[1])),
     "sharpen": ("unsharp mask radius 2, 80%",
                 lambda img: img.filter(ImageFilter.UnsharpMask(2, 80, 0))),
 }
