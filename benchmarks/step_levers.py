@@ -23,6 +23,10 @@ on the same photo, seed and visibility map (none kept; see attack_levers.md):
   of under 2%). `stretchfirstS` / `stretchlastS` stretch the first / last share S of
   the steps instead of alternate cycles; `stretchmodelsIJ` stretches every step of the
   models with indices I, J (taesd=0, taesdxl=1, taef1=2, taef2=3) and no other.
+- `zoomS`: like `stretchS`, but the window is a seeded 75-95% of each side at a seeded
+  place, resized back to the working size: what the models see after a crop (a platform's
+  aspect-ratio crop, a user's framing) and the editor's resize, so a shift of the latent
+  grid and a zoom of 1.05-1.33x.
 - `jpegS`: a share S of the rotation cycles sees photo and attacked copy through cloak's
   differentiable JPEG at a seeded quality 70-90, at the photo's own pixels (before the
   models' view), as a platform re-compresses a photo it does not need to resize.
@@ -161,7 +165,17 @@ def lever_pgd(lever: dict):
                     dy, dx = draw.randrange(1, 8), draw.randrange(1, 8)
                     if lever.get("phase"):
                         dy = dx = lever["phase"]
-                    if lever.get("stretch"):  # crop dy px off the top and left, resize back
+                    if lever.get("zoom"):  # a seeded window of 75-95%, resized back
+                        scale = draw.uniform(0.75, 0.95)
+                        h, w = x.shape[-2:]
+                        ch, cw = round(h * scale), round(w * scale)
+                        top, left = draw.randrange(h - ch + 1), draw.randrange(w - cw + 1)
+
+                        def view(t, top=top, left=left, ch=ch, cw=cw):
+                            return F.interpolate(t[..., top:top + ch, left:left + cw],
+                                                 size=tuple(t.shape[-2:]), mode="bicubic",
+                                                 align_corners=False)
+                    elif lever.get("stretch"):  # crop dy px off the top and left, resize back
                         def view(t, k=dy):
                             return F.interpolate(t[..., k:, k:], size=tuple(t.shape[-2:]),
                                                  mode="bicubic", align_corners=False)
@@ -302,6 +316,8 @@ def parse(variant: str, tile: torch.Tensor | None) -> tuple[dict, int]:
         return {"saliency_power": float(variant[3:])}, 32
     if variant.startswith("jpeg"):
         return {"jpeg_share": float(variant[4:])}, 32
+    if variant.startswith("zoom"):
+        return {"zoom": True, "shift_share": float(variant[4:])}, 32
     if variant.startswith("stretchfirst"):
         return {"stretch": True, "shift_share": float(variant[12:]), "when": first_when}, 32
     if variant.startswith("stretchlast"):

@@ -171,7 +171,8 @@ def main() -> None:
         args.base, f"the photo after `{args.base}`")
     command = "CLOAK_MODEL_DIR=../shared/models python benchmarks/unseen_cleanups.py" + "".join(
         f" --{k} {v}" for k, v in (("protected", args.protected), ("only", args.only),
-                                  ("base", args.base), ("cleanups", args.cleanups))
+                                  ("base", args.base), ("cleanups", args.cleanups),
+                                  ("table", args.table))
         if v and v != ap.get_default(k))
     lines = [
         f"# Clean-ups beyond cloak verify's first list, {after}", "",
