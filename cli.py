@@ -102,6 +102,9 @@ def protect(
     Folders are walked recursively and mirrored: holiday/x/a.jpg -> OUT/holiday/x/a.jpg.
     Single files go straight into --out. Files that are not photos are skipped.
 
+    Crop and edit photos before protecting them: a crop afterwards (even a few pixels,
+    or to a square) removes most of the protection.
+
     Run the same command again to resume: photos already protected with the same
     settings are skipped (--force redoes them). Ctrl-C stops after the current step
     and leaves no partial files.

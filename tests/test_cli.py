@@ -53,6 +53,7 @@ def test_help():
         assert not any(command in line and "..." in line for line in listing)
     text = invoke("protect", "--help").stdout
     assert "Exit codes" in text and "130" in text
+    assert "Crop and edit photos before protecting them" in text  # crops remove most of it
     for option in ("--out", "--jobs", "--force", "--overwrite", "--json"):
         assert option in text
 

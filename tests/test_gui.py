@@ -94,6 +94,14 @@ class TestDropZone:
         assert accepted and event.isAccepted()
         assert got == [[a, b]]
 
+    def test_hint_says_originals_are_kept_and_to_crop_first(self, qapp):
+        from PySide6.QtWidgets import QLabel
+
+        zone = DropZone()
+        texts = " ".join(label.text() for label in zone.findChildren(QLabel))
+        assert "Originals are never changed" in texts
+        assert "Crop photos first" in texts
+
     def test_web_urls_are_refused(self, qapp):
         zone = DropZone()
         got = []

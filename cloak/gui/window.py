@@ -78,7 +78,8 @@ class DropZone(QFrame):
         self.setProperty("hover", False)
         label = QLabel("<b>Drop photos or folders here</b><br>or click to choose photos")
         label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        hint = QLabel(f"Originals are never changed. {SUPPORTED}")
+        hint = QLabel(f"Originals are never changed. {SUPPORTED}<br>"
+                      "Crop photos first: cropping after protection removes most of it.")
         hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
         hint.setObjectName("hint")
         layout = QVBoxLayout(self)
