@@ -62,7 +62,8 @@ def protect(
     models: Annotated[str, typer.Option(
         help="Autoencoders to attack, comma-separated.")] = "taesd,taesdxl,taef1,taef2",
     objective: Annotated[str, typer.Option(
-        help="e2e (reconstruction error) or encoder (PhotoGuard latent target).")] = "e2e",
+        help="e2e (reconstruction error), latent (untargeted latent push) or encoder "
+             "(PhotoGuard latent target).")] = "e2e",
     seed: Annotated[int, typer.Option(
         help="Random seed; the same seed gives identical output.")] = 0,
     mask: Annotated[Path | None, typer.Option(
@@ -77,18 +78,18 @@ def protect(
              "implies --overwrite.")] = False,
     jobs: Annotated[int, typer.Option(
         "--jobs", "-j", help="Photos protected in parallel, each in its own process with "
-                             "cores/N threads. 1 is usually fastest on CPU.")] = 1,
+                             "cores/N threads. 1 was fastest on 2 cores.")] = 1,
     measure: Annotated[bool, typer.Option(
         help="Measure each photo's protection (damage dB); --no-measure is faster.")] = True,
     robust: Annotated[bool | None, typer.Option(
         "--robust/--no-robust",
         help="Also optimise through random posting transforms (JPEG, resizing, blur; EOT) "
-             "on a quarter of the steps. Off in every preset: on the dev photos it lowered "
+             "on a quarter of the rotation cycles. Off in every preset: on the dev photos it lowered "
              "the damage left after posting (see README).")] = None,
     editor_sizes: Annotated[str | None, typer.Option(
         help="Editing sizes (long side, px) to protect against, comma-separated and taken in "
              "turn, e.g. 512,1024: SD 1.x/2.x edits at 512, SDXL and FLUX at 1024. Medium "
-             "targets 512 only (its damage at 1024 is ~1-2 dB); high targets both. Adding "
+             "targets 512 only (its damage at 1024 is ~0.5-2 dB); high targets both. Adding "
              "1024 makes a run 3-4x slower.")] = None,
     preview: Annotated[bool, typer.Option(
         help="Also write NAME.preview.png beside each output: original, protected, the "

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
 import statistics
 import sys
 import time
@@ -100,12 +101,20 @@ def summarise(rows: list[dict], label: str) -> str:
     psnr = [r["psnr"] for r in rows]
     ssim = [r["ssim"] for r in rows]
     spm = [r["seconds"] / r["megapixels"] for r in rows]
-    verdicts = [r["verdict_as_posted"] for r in rows]
     lines += ["", f"PSNR median {statistics.median(psnr):.1f} dB (min {min(psnr):.1f}); "
               f"SSIM median {statistics.median(ssim):.3f} (min {min(ssim):.3f}); "
               f"{statistics.median(spm):.1f} s/MP median; as-posted verdicts: "
-              + (", ".join(f"{v} {verdicts.count(v)}" for v in sorted(set(verdicts)))), ""]
+              + _counts(r["verdict_as_posted"] for r in rows)
+              + "; verdicts on each photo's worst channel: " + _counts(r["verdict"] for r in rows)
+              + "; worst channel: " + _counts(r["worst_channel"] for r in rows), ""]
     return "\n".join(lines)
+
+
+def _counts(values) -> str:
+    """'a 3, b 1' for the values, most frequent first."""
+    values = list(values)
+    return ", ".join(f"{v} {values.count(v)}"
+                     for v in sorted(set(values), key=lambda v: (-values.count(v), v)))
 
 
 def _by_channel(row: dict) -> dict[str, dict[str, float]]:
@@ -207,8 +216,9 @@ def main() -> None:
     ap.add_argument("--presets", default="medium")
     ap.add_argument("--no-reference", action="store_true")
     ap.add_argument("--reference-limit", type=int, default=0,
-                    help="Run the reference on the first N photos only (it takes ~100 s "
-                         "each on 2 cores); ratios use the photos both runs share.")
+                    help="Run the reference on the first N photos only (it takes 3-5 min "
+                         "each on a 2-core AVX2 CPU in fp32); ratios use the photos both runs "
+                         "share.")
     ap.add_argument("--resume", action="store_true",
                     help="Keep the rows already in <out>/efficacy.json; run only the rest.")
     ap.add_argument("--out", default="bench_out")
@@ -269,7 +279,7 @@ def main() -> None:
 def write_table(args, results: dict[str, list[dict]]) -> None:
     md = ["## Efficacy (median (worst) damage in dB per autoencoder)", "",
           (f"Command: `CLOAK_MODEL_DIR=../shared/models python benchmarks/efficacy.py "
-           f"--presets {args.presets} --reference-limit {args.reference_limit}`; "
+           f"{shlex.join(sys.argv[1:])}`; "
            f"{describe(pick_device())}."), ""]
     md += [summarise(rows, label) for label, rows in results.items()]
     md.append(retention_table(results))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -102,11 +103,11 @@ def main() -> None:
         return entry[model][feature]
 
     lines = ["## No-reference receipt calibration", "",
-             (f"{len(raw)} dev photos, clean and protected at medium (`{args.protected}`), as "
+             (f"{len(raw)} dev photos, clean and protected (`{args.protected}`), as "
               "posted and after the `instagram` preset. Threshold picked for the best accuracy "
               "over all four groups; leave-one-out picks it without the photo tested. "
               "Command: `CLOAK_MODEL_DIR=../shared/models python "
-              "benchmarks/receipt_calibration.py`."), "",
+              f"benchmarks/receipt_calibration.py {shlex.join(sys.argv[1:])}`."), "",
              ("| score | model | threshold | accuracy | leave-one-out | false alarms as-is "
               "| false alarms instagram | detected as-is | detected instagram |"),
              "|---|---|---|---|---|---|---|---|---|"]

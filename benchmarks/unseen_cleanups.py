@@ -175,7 +175,7 @@ def main() -> None:
                                   ("table", args.table))
         if v and v != ap.get_default(k))
     lines = [
-        f"# Clean-ups beyond cloak verify's first list, {after}", "",
+        f"# Clean-ups beyond those of cloak verify's first efficacy run, {after}", "",
         f"Protected copies: `{protected_dir}` ({len(rows)} photos). Device: "
         + describe(device) + ".", f"Command: `{command}`", "",
         (f"Each clean-up runs on {chain}, the original going through the same chain. "

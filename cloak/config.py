@@ -29,7 +29,9 @@ class Preset:
     step_start: float = 0.5  # first sign step, as a share of the per-pixel bound (decays to 0.05)
 
 
-# Numbers here are the product's promises; README's "Strength presets" table mirrors them.
+# Numbers here are the product's promises; README's "Strength presets" table mirrors them
+# (its size column is the largest of working_size and view_sizes, where the
+# perturbation is optimised).
 PRESETS: dict[str, Preset] = {
     # fast keeps more budget in flat areas: with 6 steps the map that medium uses cut
     # taesdxl/taef1 damage by ~40% (benchmarks/budget_sweep.py --strength fast).

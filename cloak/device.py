@@ -94,5 +94,5 @@ def fp32_cpu_note(device: torch.device, strength: str) -> str | None:
     if device.type != "cpu" or uses_bf16(device) or strength == "fast":
         return None
     return ("note: this CPU has no native bf16, so cloak computes in fp32. On a 2-core "
-            "AVX2 CPU a 12 MP photo took about 79 s at medium and 9 s with the fast preset "
+            "AVX2 CPU a 12 MP photo took 79-90 s at medium and 9-15 s with the fast preset "
             "(--strength fast), which protects less (README, Speed).")
