@@ -512,8 +512,12 @@ def _run_pool(todo: list[Item], manifest: Manifest, config: ProtectConfig, jobs:
     stop_event, progress_queue = ctx.Event(), ctx.Queue()
     threads = max(1, usable_cores() // jobs)
     settings = config.fingerprint()
-    pool = cf.ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker,
-                                  initargs=(threads, stop_event, progress_queue))
+
+    def new_pool() -> cf.ProcessPoolExecutor:
+        return cf.ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker,
+                                      initargs=(threads, stop_event, progress_queue))
+
+    pool = new_pool()
     running: dict[cf.Future, tuple[Item, dict | None]] = {}
     waiting = list(enumerate(todo))
     try:
@@ -528,7 +532,15 @@ def _run_pool(todo: list[Item], manifest: Manifest, config: ProtectConfig, jobs:
                     _finish(item, manifest, previous, exc)
                     emit(Event("done", item))
                     continue
-                running[pool.submit(_work, index, item, config)] = (item, previous)
+                try:
+                    future = pool.submit(_work, index, item, config)
+                except cf.BrokenExecutor:
+                    # A worker died (out of memory, a crash in a decoder): the photos it
+                    # took down have failed; the rest go on in a fresh pool.
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    pool = new_pool()
+                    future = pool.submit(_work, index, item, config)
+                running[future] = (item, previous)
             if stop():
                 stop_event.set()
                 waiting.clear()

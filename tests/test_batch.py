@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
+import signal
 import struct
 import zlib
 from pathlib import Path
@@ -277,3 +279,23 @@ class TestRun:
         assert all(decodes(i.dst) for i in result.items)
         manifest = json.loads((out / MANIFEST_NAME).read_text())
         assert {e["state"] for e in manifest["photos"].values()} == {"done"}
+
+    def test_a_worker_that_dies_fails_its_photos_and_the_rest_go_on(self, tmp_path,
+                                                                   small_photo, tiny_config):
+        photos = [small_photo(tmp_path / "in" / f"{n}.png", index=n) for n in range(4)]
+        out = tmp_path / "out"
+        killed = []
+
+        def on_event(event):  # kill a real worker process, as the OOM killer would
+            if event.kind == "progress" and not killed:
+                killed.append(multiprocessing.active_children()[0])
+                os.kill(killed[0].pid, signal.SIGKILL)
+
+        result = batch.run(batch.plan(photos, out), out, tiny_config, jobs=2,
+                           on_event=on_event)
+        statuses = [i.status for i in result.items]
+        assert killed and FAILED in statuses and set(statuses) <= {PROTECTED, FAILED}
+        assert result.items[-1].status == PROTECTED  # started after the crash, in a new pool
+        assert all("worker process died" in i.message
+                   for i in result.items if i.status == FAILED)
+        assert not list(out.glob(batch.TEMP_GLOB))
