@@ -29,7 +29,7 @@ from cloak.gui.images import amplified_difference
 from cloak.gui.paths import expand_paths, unique_destination
 from cloak.gui.widgets import PhotoRow
 from cloak.gui.window import DropZone, MainWindow
-from cloak.gui.worker import Job, ProtectWorker, describe
+from cloak.gui.worker import Job, Outcome, ProtectWorker, describe, posting_verdict
 
 TINY = {"steps": 2, "models": ("taesd",), "working_size": 128}
 
@@ -272,9 +272,29 @@ class TestProtecting:
                                            ("failed", 1), ("finished",)]
         outcome = events[1][2]
         assert outcome.dst == tmp_path / "out" / "good.png" and outcome.dst.is_file()
-        assert outcome.status == describe(outcome.report)
+        assert outcome.status == describe(outcome.report, posting_verdict(outcome.report))
         assert "missing.jpg" in events[3][2]
         assert fractions and fractions == sorted(fractions) and fractions[-1] == 1.0
+
+    def test_gif_comes_out_as_png_checked_with_the_configs_weights(
+            self, qapp, tmp_path, small_photo, model_dir, monkeypatch):
+        gif = tmp_path / "still.gif"
+        with Image.open(small_photo(tmp_path / "still.png")) as im:
+            im.convert("RGB").save(gif)
+        monkeypatch.delenv("CLOAK_MODEL_DIR")  # the weights only reach cloak through config
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
+        worker = ProtectWorker([Job(0, gif, tmp_path / "out")],
+                               ProtectConfig(strength="fast", model_dir=str(model_dir), **TINY))
+        events = []
+        worker.protected.connect(lambda i, outcome: events.append(outcome))
+        worker.failed.connect(lambda i, message: events.append(message))
+        worker.run()  # in this thread: the signals arrive directly
+        (outcome,) = events
+        assert isinstance(outcome, Outcome), outcome
+        assert outcome.dst == tmp_path / "out" / "still.png"
+        with Image.open(outcome.dst) as out:
+            assert out.format == "PNG" and out.size == (64, 48)
+        assert "after Instagram-style posting" in outcome.status
 
     def test_cancel_stops_and_leaves_no_files(self, window, tmp_path, small_photo):
         window.settings = {**TINY, "steps": 400}

@@ -17,6 +17,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QRunnable, Signal, Slot
 
 from cloak import Cancelled, CloakError, ProtectConfig, Report
+from cloak.io import output_path_for
 
 from .paths import unique_destination
 
@@ -42,9 +43,10 @@ class Outcome:
     status: str
 
 
-def posting_verdict(report: Report) -> str | None:
+def posting_verdict(report: Report, config: ProtectConfig | None = None) -> str | None:
     """`cloak.verify`'s verdict for the protected copy after Instagram-style posting, or
-    None when protection was not measured (the run used `measure=False`)."""
+    None when protection was not measured (the run used `measure=False`). The models come
+    from `config`'s weights folder and device, as the protection's did."""
     if not report.damage_db or not report.src or not report.dst:
         return None
     import numpy as np
@@ -56,18 +58,19 @@ def posting_verdict(report: Report) -> str | None:
     def as_image(path: str) -> Image.Image:
         return Image.fromarray(np.round(io.load_photo(path).rgb * 255).astype(np.uint8))
 
+    config = config or ProtectConfig()
     result = verify_images(as_image(report.src), as_image(report.dst),
-                           channels=("instagram",), models=tuple(report.damage_db))
+                           channels=("instagram",), models=tuple(report.damage_db),
+                           model_dir=config.model_dir, device=config.device)
     return result.verdict
 
 
-def describe(report: Report) -> str:
-    """The one-line status of a protected photo, with the verify verdict after
-    Instagram-style posting when protection was measured."""
+def describe(report: Report, verdict: str | None = None) -> str:
+    """The one-line status of a protected photo, with `verdict` (posting_verdict's) when
+    there is one."""
     weakest = report.min_damage_db
     if weakest is None:
         return f"protected — PSNR {report.psnr:.1f} dB ({report.seconds:.1f} s)"
-    verdict = posting_verdict(report)
     head = f"protected, {verdict} after Instagram-style posting" if verdict else "protected"
     return (f"{head} — damage {weakest:.1f} dB on weakest model, "
             f"PSNR {report.psnr:.1f} dB ({report.seconds:.1f} s)")
@@ -133,12 +136,12 @@ class ProtectWorker(QObject):
             if not job.out_dir.is_dir():
                 job.out_dir.mkdir(parents=True)
                 created.append(job.out_dir)
-            dst = unique_destination(job.out_dir, job.src.name)
+            # GIF -> .png, MPO -> .jpg, ...: the suffix names the format written
+            dst = unique_destination(job.out_dir, output_path_for(job.src, job.out_dir).name)
             from cloak.api import protect_file  # torch loads here, in the worker thread
 
             report = protect_file(job.src, dst, self.config, overwrite=False,
                                   progress=self._on_progress, should_stop=self._stop.is_set)
-            status = describe(report)
         except Cancelled:
             self.cancelled.emit(job.index)
         except Exception as exc:  # every failure belongs on its photo's row
@@ -146,7 +149,17 @@ class ProtectWorker(QObject):
                 log.exception("protecting %s failed", job.src)
             self.failed.emit(job.index, plain_message(exc))
         else:
-            self.protected.emit(job.index, Outcome(job.src, dst, report, status))
+            self.protected.emit(job.index, Outcome(job.src, dst, report, self._status(report)))
+
+    def _status(self, report: Report) -> str:
+        """describe() with the after-posting verdict; the copy is written already, so a
+        failed check only leaves the verdict out."""
+        try:
+            verdict = posting_verdict(report, self.config)
+        except Exception:
+            log.exception("checking %s after posting failed", report.dst)
+            verdict = None
+        return describe(report, verdict)
 
     def _on_progress(self, fraction: float, message: str) -> None:
         self.progress.emit(self._current, float(fraction), message)
