@@ -320,6 +320,10 @@ def _pixels(image: Image.Image, fp: IO[bytes], path: Path, icc: bytes | None
         bits = image.tag_v2.get(258, (8,))
         if max(bits if isinstance(bits, tuple) else (bits,)) > 8:
             log.warning("%s: 16-bit colour TIFF is read and saved as 8-bit", path)
+    if mode in ("1", "L", "RGB") and "transparency" in image.info:
+        # A colour key (PNG tRNS, a gray GIF's transparent index): make it real alpha.
+        image = image.convert("RGBA" if mode == "RGB" else "LA")
+        mode = image.mode
     if mode == "1":
         return np.asarray(image.convert("L")), None, 8, icc
     if mode == "L":

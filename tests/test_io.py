@@ -495,6 +495,17 @@ class TestOutputFormat:
         with Image.open(dst) as out:
             assert out.mode == "RGBA"
 
+    @pytest.mark.parametrize("mode, key", [("RGB", (10, 20, 30)), ("L", 10)])
+    def test_colour_key_transparency_becomes_alpha(self, tmp_path: Path, mode, key) -> None:
+        data = pixels() if mode == "RGB" else pixels(channels=1)
+        data[:4, :4] = key  # the transparent corner
+        _, dst = roundtrip(save(Image.fromarray(data), tmp_path / "key.png", transparency=key))
+        with Image.open(dst) as out:
+            alpha = np.asarray(out.getchannel("A"))
+        assert out.mode == ("RGBA" if mode == "RGB" else "LA")
+        keyed = (data == key).all(-1) if mode == "RGB" else data == key
+        assert keyed[:4, :4].all() and ((alpha == 0) == keyed).all()
+
     def test_suffix_or_format_chooses_conversion(self, tmp_path: Path) -> None:
         photo = io.load_photo(_jpeg(tmp_path))
         with Image.open(io.save_photo(photo, photo.rgb, tmp_path / "x.png")) as out:
