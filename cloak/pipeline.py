@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -168,10 +169,12 @@ def protect_array(rgb: np.ndarray, config: ProtectConfig, *, grayscale: bool = F
     del eps_full
     if grayscale:
         delta_full = delta_full.mean(1, keepdim=True).expand_as(delta_full).contiguous()
-    # Quantise to 8-bit steps here, so |saved - original| <= eps holds after saving. The
-    # protected photo is built in the perturbation's memory (at 48 MP each float32 copy
-    # is 576 MB), and the change is measured a band of rows at a time.
-    delta_full.mul_(255).round_().div_(255)
+    # Quantise to whole 8-bit steps within eps (a fractional --eps 7.5 allows 7), so
+    # |saved - original| <= eps holds after saving. The protected photo is built in the
+    # perturbation's memory (at 48 MP each float32 copy is 576 MB), and the change is
+    # measured a band of rows at a time.
+    whole_steps = math.floor(config.eps255 + 1e-6) / 255
+    delta_full.mul_(255).round_().div_(255).clamp_(-whole_steps, whole_steps)
     x_adv = delta_full.add_(x_full).clamp_(0, 1)
     del delta_full
     mse, max_change = metrics.change_stats(x_adv, x_full)

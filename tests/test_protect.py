@@ -40,6 +40,14 @@ class TestProtectFile:
         assert report.max_change255 <= config.eps255 + 1e-6
         assert set(report.damage_db) == {"taesd", "taef2"}
 
+    def test_a_fractional_eps_keeps_whole_8bit_steps_within_it(self, config, small_photo,
+                                                               tmp_path):
+        src = small_photo(tmp_path / "a.png", size=(96, 80))
+        bound_reached = config.replace(eps=3.5 / 255, step_start=1.0)  # 3.5 rounds to 4
+        report = protect_file(src, tmp_path / "out" / "a.png", bound_reached)
+        diff = np.abs(pixels(tmp_path / "out" / "a.png") - pixels(src))
+        assert diff.max() == 3 and report.max_change255 <= 3 + 1e-4
+
     def test_same_seed_identical_bytes(self, config, small_photo, tmp_path):
         src = small_photo(tmp_path / "a.jpg", size=(96, 64))
         protect_file(src, tmp_path / "o1" / "a.jpg", config.replace(robust=True, eot_share=1.0))
