@@ -742,7 +742,7 @@ def write_png16(fp: IO[bytes], samples: np.ndarray, options: dict[str, Any]) -> 
     if exif:
         out.append(_chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif))
     pnginfo = options.get("pnginfo")
-    for kind, data, _after_idat in (pnginfo.chunks if pnginfo else []):
+    for kind, data, *_after_idat in (pnginfo.chunks if pnginfo else []):
         out.append(_chunk(kind, data))
     stride = width * channels * 2
     rows = samples.astype(">u2").reshape(height, stride // 2).view(np.uint8)
