@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from .config import ProtectConfig
-from .errors import OutputError
+from .errors import OutputError, UnsupportedImageError
 from .pipeline import Progress, protect_array
 from .report import Report
 
@@ -26,17 +26,34 @@ class ProtectResult:
 def protect(image: Image.Image, config: ProtectConfig | None = None, *,
             progress: Progress | None = None,
             should_stop: Callable[[], bool] | None = None) -> ProtectResult:
-    """Protect a PIL image already upright in memory. Alpha is kept untouched; grayscale
-    stays grayscale. For files (EXIF, ICC, formats, atomic writes) use `protect_file`."""
+    """Protect a PIL image already upright in memory. Alpha (an alpha band, a palette's or
+    a colour key's transparency) is kept untouched as an alpha band; grayscale stays
+    grayscale, 16-bit gray stays 16-bit (mode I;16), a palette image comes back RGB(A).
+    For files (EXIF, ICC, formats, atomic writes) use `protect_file`."""
     config = config or ProtectConfig()
-    grayscale = image.mode in ("L", "LA", "I", "I;16", "1")
+    if image.mode in ("P", "PA") or "transparency" in image.info:  # palette or colour key
+        has_alpha = image.mode == "PA" or "transparency" in image.info
+        gray = image.mode in ("1", "L")
+        image = image.convert(("LA" if gray else "RGBA") if has_alpha else "RGB")
+    deep = image.mode.startswith("I")  # 16-bit (or 32-bit integer) gray
+    grayscale = deep or image.mode in ("L", "LA", "1")
     alpha = image.getchannel("A") if "A" in image.getbands() else None
-    rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255
+    if deep:
+        gray = np.asarray(image)
+        if gray.min() < 0 or gray.max() > 65535:
+            raise UnsupportedImageError("32-bit integer pixels are not supported; "
+                                        "pass an 8- or 16-bit image")
+        rgb = np.repeat(gray[..., None].astype(np.float32) / 65535, 3, axis=2)
+    else:
+        rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255
     result = protect_array(rgb, config, grayscale=grayscale, progress=progress,
                            should_stop=should_stop)
-    out = Image.fromarray(np.round(result.rgb * 255).astype(np.uint8), "RGB")
-    if grayscale:
-        out = out.convert("L")
+    if deep:  # 16-bit in, 16-bit out (the change is whole 8-bit steps: 257 per step)
+        out = Image.fromarray(np.round(result.rgb[..., 0] * 65535).astype(np.uint16))
+    else:
+        out = Image.fromarray(np.round(result.rgb * 255).astype(np.uint8), "RGB")
+        if grayscale:
+            out = out.convert("L")
     if alpha is not None:
         out = out.convert("LA" if grayscale else "RGBA")
         out.putalpha(alpha)

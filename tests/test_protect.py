@@ -98,6 +98,25 @@ class TestProtectImage:
         assert out.mode == "RGBA"
         assert np.array_equal(np.asarray(out)[..., 3], np.asarray(rgba)[..., 3])
 
+    def test_16bit_gray_stays_16bit_and_close(self, config):
+        ramp = np.linspace(1000, 64000, 64 * 64).reshape(64, 64).astype(np.uint16)
+        out = protect(Image.fromarray(ramp), config.replace(steps=1)).image
+        assert out.mode == "I;16" and out.size == (64, 64)
+        change = np.abs(np.asarray(out).astype(np.int64) - ramp)
+        assert 0 < change.max() <= 257 * config.eps255 and change.max() % 257 == 0
+
+    def test_palette_and_colour_key_transparency_become_alpha(self, config):
+        rgb = np.random.default_rng(4).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+        rgb[:8, :8] = (1, 2, 3)
+        keyed = Image.fromarray(rgb)
+        keyed.info["transparency"] = (1, 2, 3)
+        palette = keyed.quantize(16)
+        palette.info["transparency"] = palette.getpixel((0, 0))
+        for image in (keyed, palette):
+            out = protect(image, config.replace(steps=1)).image
+            alpha = np.asarray(out.getchannel("A"))
+            assert out.mode == "RGBA" and (alpha[:8, :8] == 0).all() and alpha.max() == 255
+
     def test_report_names_device_and_precision(self, config):
         from cloak.device import pick_device, uses_bf16
 
