@@ -296,6 +296,7 @@ def _decide(item: Item, entry: dict | None, settings: dict, force: bool,
             overwrite: bool) -> None:
     """Skip, refuse or clear an item for work, from its output and manifest entry."""
     if not item.dst.exists():
+        item.replace = force or overwrite  # may still replace a file beside it (a preview)
         return
     ours = (entry is not None and entry.get("settings") == settings
             and _same_file(item.src, entry.get("src")))

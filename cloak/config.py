@@ -80,7 +80,7 @@ class ProtectConfig:
     device: str | None = None
     allow_download: bool = True
     measure: bool = True
-    preview: bool = False  # also write NAME.preview.png beside each output (no pixel change)
+    preview: bool = False  # also write NAME.EXT.preview.png beside each output (no pixel change)
 
     def __post_init__(self) -> None:
         if self.strength not in PRESETS:

@@ -18,9 +18,10 @@ LABEL_HEIGHT = 18
 
 
 def preview_path(dst: str | Path) -> Path:
-    """Where the preview of output `dst` goes: beside it, NAME.preview.png."""
+    """Where the preview of output `dst` goes: beside it, its full name + .preview.png
+    (me.jpg -> me.jpg.preview.png), so me.jpg and me.png never share one."""
     dst = Path(dst)
-    return dst.with_name(dst.stem + PREVIEW_SUFFIX)
+    return dst.with_name(dst.name + PREVIEW_SUFFIX)
 
 
 def amplified_difference(original: np.ndarray, protected: np.ndarray,

@@ -33,7 +33,7 @@ def test_sheet_has_four_panels_at_most_panel_px_tall():
 
 
 def test_preview_path_sits_beside_the_output(tmp_path):
-    assert preview_path(tmp_path / "a b.jpg") == tmp_path / "a b.preview.png"
+    assert preview_path(tmp_path / "a b.jpg") == tmp_path / "a b.jpg.preview.png"
 
 
 def test_cli_preview_writes_a_sheet_showing_the_noise(tmp_path, small_photo, model_dir):
@@ -43,7 +43,7 @@ def test_cli_preview_writes_a_sheet_showing_the_noise(tmp_path, small_photo, mod
         "protect", str(src), "--out", str(out), "--strength", "fast", "--steps", "2",
         "--models", "taesd", "--no-measure", "--preview"])
     assert result.exit_code == 0, result.output
-    sheet_path = out / "me.preview.png"
+    sheet_path = out / "me.jpg.preview.png"
     assert (out / "me.jpg").is_file() and sheet_path.is_file()
     with Image.open(sheet_path) as sheet:
         assert sheet.size == (4 * 96, 64 + 18)
@@ -56,8 +56,25 @@ def test_an_existing_preview_is_refused_before_any_work(tmp_path, small_photo, t
 
     src = small_photo(tmp_path / "me.png")
     (tmp_path / "out").mkdir()
-    (tmp_path / "out" / "me.preview.png").write_bytes(b"mine")
+    (tmp_path / "out" / "me.png.preview.png").write_bytes(b"mine")
     with pytest.raises(OutputError, match="already exists"):
         protect_file(src, tmp_path / "out" / "me.png", tiny_config.replace(preview=True))
     assert not (tmp_path / "out" / "me.png").exists()
-    assert (tmp_path / "out" / "me.preview.png").read_bytes() == b"mine"
+    assert (tmp_path / "out" / "me.png.preview.png").read_bytes() == b"mine"
+
+
+def test_same_stem_photos_get_their_own_previews_and_overwrite_reaches_them(
+        tmp_path, small_photo, model_dir):
+    photos = [small_photo(tmp_path / "in" / "me.jpg"), small_photo(tmp_path / "in" / "me.png")]
+    out = tmp_path / "out"
+    args = ["protect", *map(str, photos), "--out", str(out), "--strength", "fast",
+            "--steps", "1", "--models", "taesd", "--no-measure", "--preview"]
+    result = CliRunner().invoke(cli.app, args)
+    assert result.exit_code == 0, result.output
+    assert {p.name for p in out.iterdir() if not p.name.startswith(".")} == {
+        "me.jpg", "me.png", "me.jpg.preview.png", "me.png.preview.png"}
+    (out / "me.png").unlink()  # the preview of a removed output is left behind
+    assert CliRunner().invoke(cli.app, args).exit_code == 2  # refused: never replaced unasked
+    result = CliRunner().invoke(cli.app, [*args, "--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert (out / "me.png").is_file()
