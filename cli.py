@@ -338,7 +338,10 @@ def verify(
     except CloakError as exc:
         fail(str(exc))
     if json_path:
-        json_path.write_text(json.dumps(result, indent=2))
+        try:
+            json_path.write_text(json.dumps(result, indent=2))
+        except OSError as exc:
+            fail(f"can't write --json {json_path}: {exc.strerror or exc}")
 
 
 @app.command(short_help="Open the desktop drag-and-drop app.")

@@ -381,6 +381,10 @@ def run(items: list[Item], out_dir: str | os.PathLike, config: ProtectConfig, *,
             else:
                 emit(Event("done", item))
         if todo:
+            if config.mask_path:  # a bad mask fails now, not on every photo
+                from .budget import load_user_mask
+
+                load_user_mask(config.mask_path, 8, 8)
             preload_models(config)
             try:  # fail now, not after the first photo, if OUT is not writable
                 out_dir.mkdir(parents=True, exist_ok=True)
@@ -399,9 +403,10 @@ def run(items: list[Item], out_dir: str | os.PathLike, config: ProtectConfig, *,
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        for item in todo:
+        for item in items:  # Ctrl-C may come before an item was even looked at
             if item.status == "pending":
                 item.status, item.message = CANCELLED, "not done (interrupted)"
+        for item in todo:
             if item.status != PROTECTED and item.dst.parent.is_dir():
                 _remove_temp_files(item.dst.parent)
     interrupted = interrupted or any(i.status == CANCELLED for i in items)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 from .budget import CONTRAST_REF, FLAT_FLOOR
 from .errors import ConfigError
@@ -167,5 +169,17 @@ class ProtectConfig:
             "flat_floor": self.flat_floor, "contrast_ref": self.contrast_ref,
             "step_start": self.step_start, "models": list(self.models),
             "objective": self.objective, "perceptual": self.perceptual, "faces": self.faces,
-            "mask": self.mask_path, "seed": self.seed,
+            "mask": self.mask_path, "mask_sha256": _file_digest(self.mask_path),
+            "seed": self.seed,
         }
+
+
+def _file_digest(path: str | None) -> str | None:
+    """sha256 of a small file (the mask), so editing it counts as a change of settings;
+    None without a path or when it can't be read (the run reports that itself)."""
+    if not path:
+        return None
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None

@@ -625,7 +625,8 @@ def _temp_file(folder: Path, name: str) -> tuple[Path, int]:
     """Create a hidden, unique temp file next to the output (umask applies as usual)."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     for _ in range(100):
-        temp = folder / f".{name[:200]}.cloak-tmp-{secrets.token_hex(4)}"
+        short = name.encode("utf-8", "surrogateescape")[:200].decode("utf-8", "ignore")
+        temp = folder / f".{short}.cloak-tmp-{secrets.token_hex(4)}"  # <= 255 bytes
         try:
             return temp, os.open(temp, flags, 0o666)
         except FileExistsError:

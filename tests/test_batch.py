@@ -254,6 +254,15 @@ class TestRun:
         result = batch.run(batch.plan(photos, out), out, tiny_config)
         assert [i.status for i in result.items] == [SKIPPED, PROTECTED, PROTECTED]
 
+    def test_a_stop_before_any_photo_cancels_them_all(self, tmp_path, small_photo,
+                                                      tiny_config):
+        photos = [small_photo(tmp_path / "in" / f"{n}.png", index=n) for n in range(2)]
+        out = tmp_path / "out"
+        result = batch.run(batch.plan(photos, out), out, tiny_config, should_stop=lambda: True)
+        assert result.interrupted
+        assert [i.status for i in result.items] == [CANCELLED, CANCELLED]
+        assert not out.exists()
+
     def test_ctrl_c_mid_photo_leaves_no_partial_file(self, tmp_path, small_photo,
                                                      tiny_config):
         photos = [small_photo(tmp_path / f"{n}.png", index=n) for n in range(2)]

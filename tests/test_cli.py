@@ -168,6 +168,10 @@ def test_bad_settings_exit_1_with_one_line(tmp_path, small_photo, model_dir):
     assert result.exit_code == 1 and "--editor-sizes takes whole numbers" in result.stderr
     result = invoke("protect", photo, "--out", tmp_path / "out", "--editor-sizes", "500")
     assert result.exit_code == 1 and "view sizes must be multiples of 8" in result.stderr
+    result = invoke("protect", photo, "--out", tmp_path / "out", *TINY,
+                    "--mask", tmp_path / "no.png")
+    assert result.exit_code == 1 and "can't read mask" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
 
 
@@ -271,6 +275,9 @@ def test_verify_receipt_on_a_clean_photo(tmp_path, model_dir):
     assert result.exit_code == 0, result.output
     assert "taesd high-frequency gap" in result.stdout
     assert "no protection detected" in result.stdout
+    result = invoke("verify", example, "--json", tmp_path)  # a folder: can't be written
+    assert result.exit_code == 1 and "can't write --json" in result.stderr
+    assert "Traceback" not in result.output
     data = json.loads(report.read_text())
     assert data["score"] == "hf_gap" and data["protected"] is False
 

@@ -62,6 +62,15 @@ def test_step_start_comes_from_the_preset_and_changes_the_fingerprint():
     assert ProtectConfig().fingerprint() != ProtectConfig(step_start=0.5).fingerprint()
 
 
+def test_editing_the_mask_changes_the_fingerprint(tmp_path):
+    mask = tmp_path / "mask.png"
+    mask.write_bytes(b"first mask")
+    before = ProtectConfig(mask_path=str(mask)).fingerprint()
+    mask.write_bytes(b"edited mask")
+    assert ProtectConfig(mask_path=str(mask)).fingerprint() != before
+    assert ProtectConfig().fingerprint()["mask_sha256"] is None
+
+
 @pytest.mark.parametrize("field, value", [("flat_floor", -0.1), ("flat_floor", 1.5),
                                           ("contrast_ref", 0.0), ("step_start", 0.0),
                                           ("step_start", 2.0)])

@@ -819,6 +819,12 @@ class TestAtomicWrite:
             io.save_photo(photo, photo.rgb, out / "a.png")
         assert list(out.iterdir()) == []
 
+    def test_long_non_ascii_name_gets_a_temp_name_the_disk_accepts(self, tmp_path: Path
+                                                                    ) -> None:
+        dst = tmp_path / ("写真" * 40 + ".png")  # 244 bytes in UTF-8: a valid name
+        io.write_atomic(dst, lambda fp: fp.write(b"data"))
+        assert dst.read_bytes() == b"data" and [p.name for p in tmp_path.iterdir()] == [dst.name]
+
     def test_temp_file_is_hidden_next_to_dst(self, tmp_path: Path) -> None:
         seen = []
 

@@ -153,6 +153,22 @@ class TestDownload:
         with pytest.raises(ModelError, match="download from .* failed"):
             W.resolve(get_spec("taesd"), "encoder")
 
+    def test_address_that_is_not_a_url_gives_one_clear_line(self, tmp_path, monkeypatch):
+        monkeypatch.setenv("CLOAK_MODEL_DIR", str(tmp_path / "nothing-here"))
+        monkeypatch.delenv("CLOAK_OFFLINE", raising=False)
+        monkeypatch.setenv("CLOAK_WEIGHTS_URL", "mirror.example.org/taesd")  # no scheme
+        with pytest.raises(ModelError, match="download from .* failed"):
+            W.resolve(get_spec("taesd"), "encoder")
+
+    def test_unwritable_cache_gives_one_clear_line(self, tmp_path, monkeypatch):
+        blocker = tmp_path / "a-file"
+        blocker.write_text("not a folder")
+        monkeypatch.setattr(W, "cache_dir", lambda: blocker / "cache")
+        monkeypatch.setenv("CLOAK_MODEL_DIR", str(tmp_path / "nothing-here"))
+        monkeypatch.delenv("CLOAK_OFFLINE", raising=False)
+        with pytest.raises(ModelError, match="cache folder .* is not writable"):
+            W.resolve(get_spec("taesd"), "encoder")
+
 
 def test_in_process_cache_follows_cloak_model_dir(model_dir, tmp_path, monkeypatch):
     """A model loaded from $CLOAK_MODEL_DIR is not handed out after it points elsewhere."""

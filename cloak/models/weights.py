@@ -128,9 +128,14 @@ def download(spec: ModelSpec, part: str, progress: DownloadProgress | None = Non
     """Download (model, part) into the cache, atomically, and return its path."""
     url = download_url(spec, part)
     target = cache_dir() / f"{spec.file_stem(part)}.pth"
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".download-", suffix=".pth")
+    except OSError as exc:
+        raise ModelError(missing_message(
+            spec, part, f"the cache folder {target.parent} is not writable "
+            f"({exc.strerror or exc})")) from exc
     log.info("downloading %s", url)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".download-", suffix=".pth")
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
@@ -147,7 +152,8 @@ def download(spec: ModelSpec, part: str, progress: DownloadProgress | None = Non
         # No pinned hash: accept only what loads strictly into the architecture.
         load_part(spec, part, tmp)
         os.replace(tmp, target)
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+    except (urllib.error.URLError, OSError, TimeoutError, ValueError) as exc:
+        # ValueError: a CLOAK_WEIGHTS_URL that is not a URL
         raise ModelError(missing_message(spec, part, f"download from {url} failed ({exc})")) \
             from exc
     finally:
