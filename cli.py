@@ -65,7 +65,7 @@ def protect(
         help="e2e (reconstruction error), latent (untargeted latent push) or encoder "
              "(PhotoGuard latent target).")] = "e2e",
     seed: Annotated[int, typer.Option(
-        help="Random seed; the same seed gives identical output.")] = 0,
+        help="Random seed; the same seed gives identical output on the same machine (CPU).")] = 0,
     mask: Annotated[Path | None, typer.Option(
         help="Mask image: white = protect most.")] = None,
     model_dir: Annotated[Path | None, typer.Option(
