@@ -119,11 +119,15 @@ def budget_map(x: torch.Tensor, *, perceptual: bool = True,
         priority = torch.maximum(priority, person_mask(face_boxes, h, w).to(x.device))
     if user_mask is not None:
         priority = torch.maximum(priority, user_mask.to(x.device))
+    sigma = max(2.0, min(h, w) / 100)
+    k = 2 * int(3 * sigma) + 1
+
+    def soften(m: torch.Tensor) -> torch.Tensor:  # no hard budget edges, hence no seams
+        return kornia.filters.gaussian_blur2d(m, (k, k), (sigma, sigma))
+
     if float(priority.max()) > 0:
-        sigma = max(2.0, min(h, w) / 100)
-        k = 2 * int(3 * sigma) + 1
-        priority = kornia.filters.gaussian_blur2d(priority, (k, k), (sigma, sigma))
+        priority = soften(priority)
     gain = 1 + (REGION_GAIN - 1) * priority
     if user_mask is not None:
-        gain = gain * (1 / 3 + 2 / 3 * user_mask.to(x.device).clamp(0, 1))
+        gain = gain * (1 / 3 + 2 / 3 * soften(user_mask.to(x.device).clamp(0, 1)))
     return (base * gain).clamp(0, 1)

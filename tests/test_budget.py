@@ -53,6 +53,15 @@ class TestPriorities:
         top, bottom = b[..., 4:28, 40:60].mean(), b[..., 36:60, 40:60].mean()
         assert float(top) > 2 * float(bottom)
 
+    def test_a_mask_edge_leaves_no_budget_step(self):
+        x = torch.rand(1, 1, 96, 96).expand(1, 3, 96, 96).clone()  # texture everywhere
+        mask = torch.zeros(1, 1, 96, 96)
+        mask[..., :48, :] = 1
+        b = budget.budget_map(x, perceptual=False, user_mask=mask)
+        rows = b[0, 0, :, 48]  # across the mask's edge
+        assert float(rows[:10].mean()) > 2 * float(rows[-10:].mean())  # it still steers
+        assert float((rows[1:] / rows[:-1]).min()) > 0.6  # but never by a cliff
+
     def test_uniform_when_not_perceptual(self):
         b = budget.budget_map(half_flat_half_texture(), perceptual=False)
         assert torch.equal(b, torch.ones_like(b))
