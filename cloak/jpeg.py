@@ -43,7 +43,10 @@ YCBCR_TO_RGB = ((1.0, 0.0, 1.402),
 def quality_table(base: tuple[int, ...], quality: float) -> torch.Tensor:
     """IJG scaling of a base table for `quality` in [1, 100] -> (8, 8) float in [1, 255]."""
     q = min(max(float(quality), 1.0), 100.0)
-    scale = 5000 / q if q < 50 else 200 - 2 * q
+    if q < 50:  # IJG divides integers: 5000 // 30 = 166, not 166.7
+        scale = 5000 // q if q == int(q) else 5000 / q
+    else:
+        scale = 200 - 2 * q
     table = torch.tensor(base, dtype=torch.float32).view(8, 8)
     return torch.floor((table * scale + 50) / 100).clamp(1, 255)
 

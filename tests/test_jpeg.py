@@ -57,6 +57,7 @@ def test_ijg_tables():
     assert quality_table((16,) * 64, 50)[0, 0] == 16
     assert quality_table((16,) * 64, 100)[0, 0] == 1
     assert quality_table((16,) * 64, 25)[0, 0] == 32
+    assert quality_table((99,) * 64, 30)[0, 0] == (99 * (5000 // 30) + 50) // 100 == 164
 
 
 def test_gradient_and_input_checks():
