@@ -128,7 +128,8 @@ class Verification:
 
     @property
     def as_posted(self) -> ChannelResult:
-        return self.channels[0]
+        """The "as-is" channel (the first one when it was not measured)."""
+        return next((c for c in self.channels if c.channel == "as-is"), self.channels[0])
 
     @property
     def verdict(self) -> str:
@@ -204,12 +205,13 @@ def verify_images(original: Image.Image, protected: Image.Image,
         xac = _tensor(apply_channel(protected.convert("RGB"), channel)).to(dev)
         xas = metrics.resize_long(xac, 512)
         damage, shift = {}, {}
+        key = (channel, tuple(nets), str(dev))  # the original's side depends on all three
         with autocast(dev):
-            if channel not in cache:
+            if key not in cache:
                 xc = _tensor(apply_channel(original.convert("RGB"), channel)).to(dev)
                 xs = metrics.resize_long(xc, 512)
-                cache[channel] = (xs, {n: metrics.clean_reference(m, xs) for n, m in nets.items()})
-            xs, stats = cache[channel]
+                cache[key] = (xs, {n: metrics.clean_reference(m, xs) for n, m in nets.items()})
+            xs, stats = cache[key]
             for n, m in nets.items():
                 d, sh = metrics.damage_and_shift(m, xs, stats[n], xas)
                 damage[n], shift[n] = round(d, 3), round(sh, 4)
@@ -250,11 +252,11 @@ def receipt_per_model(photo: Image.Image, models: Sequence[str] = ALL_MODEL_NAME
     """{model: {feature: dB}} for one photo at long side 512."""
     dev = pick_device(device)
     x = metrics.resize_long(_tensor(photo), 512).to(dev).clamp(0, 1)
-    out = {}
-    with autocast(dev):
-        for name, net in _models(models, model_dir, dev).items():
-            out[name] = {k: round(v, 3) for k, v in _per_model_receipt(net, x).items()}
-    return out
+    # fp32 on every device: bf16's rounding of the decoder output adds high-frequency
+    # energy of its own, which would move hf_gap by a few tenths of a dB (the threshold's
+    # size) between machines. One forward pass per model, so fp32 costs little.
+    return {name: {k: round(v, 3) for k, v in _per_model_receipt(net, x).items()}
+            for name, net in _models(models, model_dir, dev).items()}
 
 
 def receipt_image(photo: Image.Image, model_dir: str | None = None,

@@ -60,8 +60,14 @@ class TestVerdicts:
         channels = ("as-is", "jpeg75")
         first = verify_images(photo, noisy, channels, models=("taesd",), clean_cache=cache)
         again = verify_images(photo, noisy, channels, models=("taesd",), clean_cache=cache)
-        assert set(cache) == set(channels)
+        assert {key[0] for key in cache} == set(channels)
         assert first.to_dict()["channels"] == again.to_dict()["channels"]
+        both = verify_images(photo, noisy, channels, models=("taesd", "taef2"),
+                             clean_cache=cache)  # more models on the same cache
+        assert both.channels[0].damage_db["taesd"] == first.channels[0].damage_db["taesd"]
+        assert "taef2" in both.channels[0].damage_db
+        ordered = verify_images(photo, noisy, ("jpeg75", "as-is"), models=("taesd",))
+        assert ordered.as_posted.channel == "as-is"
         x, xa = (torch.from_numpy(np.asarray(i, dtype=np.float32) / 255).permute(2, 0, 1)[None]
                  for i in (photo, noisy))
         with autocast(torch.device("cpu")):
