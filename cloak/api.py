@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,7 @@ from PIL import Image
 
 from .config import ProtectConfig
 from .errors import OutputError, UnsupportedImageError
-from .pipeline import Progress, protect_array
+from .pipeline import Progress, measure_saved, protect_array
 from .report import Report
 
 
@@ -82,9 +83,21 @@ def protect_file(src: str | Path, dst: str | Path, config: ProtectConfig | None 
 
         check_destination(src, preview_path(dst), overwrite)
     photo = io.load_photo(src)
-    result = protect_array(photo.rgb, config, grayscale=photo.is_grayscale,
-                           progress=progress, should_stop=should_stop)
+    # A lossy format (JPEG, HEIC) moves the pixels again when it encodes them, so its
+    # figures are measured on the file as written, not on the pixels before the save.
+    lossy = io.writes_lossy(photo, dst, save_options.get("format"))
+    report_progress = progress or (lambda fraction, message: None)
+    result = protect_array(
+        photo.rgb, config.replace(measure=False) if lossy else config,
+        grayscale=photo.is_grayscale, should_stop=should_stop,
+        progress=(lambda f, m: report_progress(0.9 * f, m)) if lossy else progress)
     written = io.save_photo(photo, result.rgb, dst, overwrite=overwrite, **save_options)
+    if lossy:
+        start = time.perf_counter()
+        report_progress(0.92, "measuring the saved photo")
+        measure_saved(result.report, photo.rgb, io.load_photo(written).rgb, config)
+        result.report.seconds += time.perf_counter() - start
+        report_progress(1.0, "done")
     result.report.src, result.report.dst = str(src), str(written)
     if config.preview:
         from .preview import preview_path, preview_sheet, save_preview

@@ -446,6 +446,16 @@ def output_path_for(src: str | os.PathLike[str], out_dir: str | os.PathLike[str]
     return Path(out_dir) / name
 
 
+LOSSY_OUTPUTS = frozenset({"JPEG", "HEIF"})  # WebP is written lossless
+
+
+def writes_lossy(photo: Photo, dst: str | os.PathLike[str], requested: str | None = None
+                 ) -> bool:
+    """Whether save_photo(photo, ..., dst, format=requested) writes a lossy format, whose
+    encoder moves the pixels again after the attack."""
+    return _output_format(photo, Path(dst), requested) in LOSSY_OUTPUTS
+
+
 def _output_format(photo: Photo, dst: Path, requested: str | None) -> str:
     """The format to write: `requested`, else the one dst's suffix names, else the
     default for the source format."""

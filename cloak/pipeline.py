@@ -62,6 +62,30 @@ def face_detector_path(model_dir: str | None) -> Path | None:
     return None
 
 
+def _measure(report: Report, x_full: torch.Tensor, x_adv: torch.Tensor,
+             config: ProtectConfig, models: list, device: torch.device) -> None:
+    """Fill the report's change figures (PSNR, SSIM, largest change) from x_adv against
+    x_full ((1, 3, H, W) in [0, 1], CPU), and damage_db for each of `models`."""
+    mse, max_change = metrics.change_stats(x_adv, x_full)
+    report.psnr, report.ssim = metrics.psnr_from_mse(mse), metrics.ssim(x_adv, x_full)
+    report.max_change255 = max_change * 255
+    if models:
+        with autocast(device):
+            report.damage_db = {
+                name: round(metrics.damage_db(m, x_full.to(device), x_adv.to(device)), 3)
+                for name, m in zip(config.models, models)}
+
+
+def measure_saved(report: Report, original: np.ndarray, saved: np.ndarray,
+                  config: ProtectConfig) -> None:
+    """Measure the report's figures again on the pixels as saved ((H, W, 3) float32 in
+    [0, 1] each, upright): a lossy format (JPEG, HEIC) moves them after the attack."""
+    device = pick_device(config.device)
+    models = ([load_autoencoder(n, config.model_dir, device, config.allow_download)
+               for n in config.models] if config.measure else [])
+    _measure(report, to_tensor(original), to_tensor(saved), config, models, device)
+
+
 def upsample(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Bicubic (a = -0.75, half-pixel centres) resize of (1, C, h, w) to `size` (H, W).
     On CPU through OpenCV (same kernel; ~4x faster than torch at 12 MP); the result is
@@ -177,19 +201,14 @@ def protect_array(rgb: np.ndarray, config: ProtectConfig, *, grayscale: bool = F
     delta_full.mul_(255).round_().div_(255).clamp_(-whole_steps, whole_steps)
     x_adv = delta_full.add_(x_full).clamp_(0, 1)
     del delta_full
-    mse, max_change = metrics.change_stats(x_adv, x_full)
     report = Report(width=int(width), height=int(height), eps255=config.eps255,
-                    psnr=metrics.psnr_from_mse(mse), ssim=metrics.ssim(x_adv, x_full),
-                    max_change255=max_change * 255,
+                    psnr=0.0, ssim=0.0, max_change255=0.0,
                     faces=len(faces), device=str(device),
                     precision="bf16" if uses_bf16(device) else "fp32",
                     settings=config.fingerprint())
     if config.measure:
         report_progress(0.95, "measuring protection")
-        with autocast(device):
-            report.damage_db = {
-                name: round(metrics.damage_db(m, x_full.to(device), x_adv.to(device)), 3)
-                for name, m in zip(config.models, models)}
+    _measure(report, x_full, x_adv, config, models if config.measure else [], device)
     report.seconds = time.perf_counter() - start
     report_progress(1.0, "done")
     return ProtectedArray(to_array(x_adv), report, allowed[0, 0].cpu().numpy())

@@ -48,6 +48,19 @@ class TestProtectFile:
         diff = np.abs(pixels(tmp_path / "out" / "a.png") - pixels(src))
         assert diff.max() == 3 and report.max_change255 <= 3 + 1e-4
 
+    def test_a_lossy_output_is_measured_as_saved(self, config, small_photo, tmp_path):
+        from cloak import io
+
+        src = small_photo(tmp_path / "a.jpg", size=(96, 64))
+        report = protect_file(src, tmp_path / "out" / "a.jpg", config)
+        original = io.load_photo(src).rgb.astype(np.float64)
+        saved = io.load_photo(tmp_path / "out" / "a.jpg").rgb.astype(np.float64)
+        assert report.max_change255 == pytest.approx(np.abs(saved - original).max() * 255,
+                                                     abs=1e-3)
+        mse = np.mean((saved - original) ** 2)
+        assert report.psnr == pytest.approx(10 * np.log10(1 / mse), abs=1e-3)
+        assert set(report.damage_db) == {"taesd", "taef2"}
+
     def test_same_seed_identical_bytes(self, config, small_photo, tmp_path):
         src = small_photo(tmp_path / "a.jpg", size=(96, 64))
         protect_file(src, tmp_path / "o1" / "a.jpg", config.replace(robust=True, eot_share=1.0))
