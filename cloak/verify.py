@@ -9,8 +9,9 @@ trip smoother than it went in; a protected one comes back with texture the decod
 up. The receipt scores that high-frequency gap (dB) against a threshold calibrated on the
 dev photos (benchmarks/receipt_calibration.py, which compares it with the reconstruction
 error and with every model). On the 25 dev photos, clean and protected at medium, as
-posted and after `instagram`, it was right 98% of the time (no false alarms; 25/25
-detected as posted, 23/25 after instagram): a strong hint, not proof (benchmarks/receipt.md).
+posted and after `instagram`, it was right every time (no false alarms; 25/25 detected
+as posted and after instagram; after whatsapp 21/25 and one false alarm): a strong hint,
+not proof (benchmarks/receipt.md).
 """
 
 from __future__ import annotations
