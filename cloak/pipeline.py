@@ -183,7 +183,7 @@ def protect_array(rgb: np.ndarray, config: ProtectConfig, *, grayscale: bool = F
                         on_step, should_stop, config.eot_share,
                         config.perceptual_weight if config.perceptual else 0.0,
                         view_size=config.editing_sizes, step_start=config.step_start,
-                        delta_kernel=kernel, luma_only=grayscale)
+                        delta_kernel=kernel)
 
     report_progress(0.9, "applying at full resolution")
     delta_full = upsample(delta.float().cpu(), (height, width))
