@@ -192,6 +192,9 @@ def protect_array(rgb: np.ndarray, config: ProtectConfig, *, grayscale: bool = F
     torch.maximum(delta_full, eps_full.neg_(), out=delta_full)
     del eps_full
     if grayscale:
+        # Attacked in colour, then averaged to gray. Attacking one gray value per pixel
+        # (luma_only) instead was measured on d03 and gave less damage as posted on three
+        # models (benchmarks/attack_levers.md, "Gray photos").
         delta_full = delta_full.mean(1, keepdim=True).expand_as(delta_full).contiguous()
     # Quantise to whole 8-bit steps within eps (a fractional --eps 7.5 allows 7), so
     # |saved - original| <= eps holds after saving. The protected photo is built in the
