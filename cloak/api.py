@@ -31,20 +31,19 @@ def protect(image: Image.Image, config: ProtectConfig | None = None, *,
     a colour key's transparency) is kept untouched as an alpha band; grayscale stays
     grayscale, 16-bit gray stays 16-bit (mode I;16), a palette image comes back RGB(A).
     For files (EXIF, ICC, formats, atomic writes) use `protect_file`."""
+    from .io import with_real_alpha
+
     config = config or ProtectConfig()
-    if image.mode in ("P", "PA") or "transparency" in image.info:  # palette or colour key
-        has_alpha = image.mode == "PA" or "transparency" in image.info
-        gray = image.mode in ("1", "L")
-        image = image.convert(("LA" if gray else "RGBA") if has_alpha else "RGB")
+    image = with_real_alpha(image)
     deep = image.mode.startswith("I")  # 16-bit (or 32-bit integer) gray
     grayscale = deep or image.mode in ("L", "LA", "1")
     alpha = image.getchannel("A") if "A" in image.getbands() else None
     if deep:
-        gray = np.asarray(image)
-        if gray.min() < 0 or gray.max() > 65535:
+        levels = np.asarray(image)
+        if levels.min() < 0 or levels.max() > 65535:
             raise UnsupportedImageError("32-bit integer pixels are not supported; "
                                         "pass an 8- or 16-bit image")
-        rgb = np.repeat(gray[..., None].astype(np.float32) / 65535, 3, axis=2)
+        rgb = np.repeat(levels[..., None].astype(np.float32) / 65535, 3, axis=2)
     else:
         rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255
     result = protect_array(rgb, config, grayscale=grayscale, progress=progress,
@@ -88,9 +87,9 @@ def protect_file(src: str | Path, dst: str | Path, config: ProtectConfig | None 
     lossy = io.writes_lossy(photo, dst, save_options.get("format"))
     report_progress = progress or (lambda fraction, message: None)
     result = protect_array(
-        photo.rgb, config.replace(measure=False) if lossy else config,
-        grayscale=photo.is_grayscale, should_stop=should_stop,
-        progress=(lambda f, m: report_progress(0.9 * f, m)) if lossy else progress)
+        photo.rgb, config, grayscale=photo.is_grayscale, should_stop=should_stop,
+        progress=(lambda f, m: report_progress(0.9 * f, m)) if lossy else progress,
+        figures=not lossy)
     written = io.save_photo(photo, result.rgb, dst, overwrite=overwrite, **save_options)
     if lossy:
         start = time.perf_counter()

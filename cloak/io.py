@@ -300,6 +300,17 @@ def _format_info(image: Image.Image) -> dict[str, Any]:
     return info
 
 
+def with_real_alpha(image: Image.Image) -> Image.Image:
+    """A palette image as RGB or RGBA, and a colour key (PNG tRNS on 1/L/RGB, a gray GIF's
+    transparent index) as a real alpha band (LA or RGBA); any other image unchanged."""
+    mode, keyed = image.mode, "transparency" in image.info
+    if mode in ("P", "PA"):
+        return image.convert("RGBA" if mode == "PA" or keyed else "RGB")
+    if keyed and mode in ("1", "L", "RGB"):
+        return image.convert("RGBA" if mode == "RGB" else "LA")
+    return image
+
+
 def _png_header(fp: IO[bytes]) -> tuple[int, int]:
     """(bit depth, colour type) from a PNG's IHDR chunk."""
     fp.seek(0)
@@ -320,10 +331,8 @@ def _pixels(image: Image.Image, fp: IO[bytes], path: Path, icc: bytes | None
         bits = image.tag_v2.get(258, (8,))
         if max(bits if isinstance(bits, tuple) else (bits,)) > 8:
             log.warning("%s: 16-bit colour TIFF is read and saved as 8-bit", path)
-    if mode in ("1", "L", "RGB") and "transparency" in image.info:
-        # A colour key (PNG tRNS, a gray GIF's transparent index): make it real alpha.
-        image = image.convert("RGBA" if mode == "RGB" else "LA")
-        mode = image.mode
+    image = with_real_alpha(image)
+    mode = image.mode
     if mode == "1":
         return np.asarray(image.convert("L")), None, 8, icc
     if mode == "L":
@@ -342,10 +351,6 @@ def _pixels(image: Image.Image, fp: IO[bytes], path: Path, icc: bytes | None
         raise _fail(path, "32-bit float pixels are not supported; export an 8- or 16-bit copy")
     if mode == "CMYK":
         return _from_cmyk(image, path, icc)
-    if mode in ("P", "PA"):
-        has_alpha = mode == "PA" or "transparency" in image.info
-        image = image.convert("RGBA" if has_alpha else "RGB")
-        mode = image.mode
     if mode in ("RGBA", "RGBa"):
         data = np.asarray(image.convert("RGBA"))
         return data[:, :, :3], data[:, :, 3], 8, icc

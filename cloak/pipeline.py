@@ -138,7 +138,7 @@ def rotation_for(names: tuple[str, ...]) -> list[int]:
 def protect_array(rgb: np.ndarray, config: ProtectConfig, *, grayscale: bool = False,
                   progress: Progress | None = None,
                   should_stop: Callable[[], bool] | None = None,
-                  round_trip: bool = True) -> ProtectedArray:
+                  round_trip: bool = True, figures: bool = True) -> ProtectedArray:
     """Protect upright RGB pixels (H, W, 3) float32 in [0, 1], at full resolution.
 
     With `round_trip` (always, but for benchmarks that compare), a photo larger than the
@@ -209,9 +209,10 @@ def protect_array(rgb: np.ndarray, config: ProtectConfig, *, grayscale: bool = F
                     faces=len(faces), device=str(device),
                     precision="bf16" if uses_bf16(device) else "fp32",
                     settings=config.fingerprint())
-    if config.measure:
-        report_progress(0.95, "measuring protection")
-    _measure(report, x_full, x_adv, config, models if config.measure else [], device)
+    if figures:  # False: the caller measures the saved file instead (measure_saved)
+        if config.measure:
+            report_progress(0.95, "measuring protection")
+        _measure(report, x_full, x_adv, config, models if config.measure else [], device)
     report.seconds = time.perf_counter() - start
     report_progress(1.0, "done")
     return ProtectedArray(to_array(x_adv), report, allowed[0, 0].cpu().numpy())
