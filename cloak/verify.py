@@ -29,7 +29,8 @@ from .device import autocast, pick_device
 from .models import ALL_MODEL_NAMES, load_autoencoder
 from .pipeline import to_tensor
 
-# Approximations of what each platform does to an upload (long side cap, JPEG quality).
+# Approximations of what each platform does to an upload (size cap, JPEG quality): the cap
+# is on the long side, except instagram's (below).
 # Platforms change these without notice; treat them as typical, not exact.
 SOCIAL_PRESETS: dict[str, tuple[int, int]] = {
     "instagram": (1080, 80),
@@ -37,6 +38,10 @@ SOCIAL_PRESETS: dict[str, tuple[int, int]] = {
     "x": (4096, 85),
     "whatsapp": (1600, 75),
 }
+# Instagram caps the *width* at 1080 px (a 3:4 portrait posts at 1080x1440) and takes
+# aspect ratios from 3:4 (tall) to 1.91:1 (wide); a photo outside that range is cropped to
+# it, centred unless the user moves the frame (Instagram's help centre, as of 2025).
+INSTAGRAM_ASPECT = (3 / 4, 1.91)
 CLEANUPS = ("jpeg95", "jpeg75", "jpeg50", "down-up", "blur", "crop")
 # The `crop` clean-up: what is this many px at long side 512 off the top and left edges.
 # The autoencoders see the photo on an 8 px latent grid. Once the cropped photo is resized
@@ -70,6 +75,37 @@ def cap_long_side(img: Image.Image, long_side: int) -> Image.Image:
     return img.resize((max(1, round(w * s)), max(1, round(h * s))), Image.LANCZOS)
 
 
+def crop_to_aspect(img: Image.Image, lo: float, hi: float) -> Image.Image:
+    """Centre-crop so width/height lies in [lo, hi]; an image inside the range is returned
+    as it is."""
+    w, h = img.size
+    if w / h < lo:  # too tall: keep the middle rows
+        new_h = max(1, round(w / lo))
+        top = (h - new_h) // 2
+        return img.crop((0, top, w, top + new_h))
+    if w / h > hi:  # too wide: keep the middle columns
+        new_w = max(1, round(h * hi))
+        left = (w - new_w) // 2
+        return img.crop((left, 0, left + new_w, h))
+    return img
+
+
+def cap_width(img: Image.Image, width: int) -> Image.Image:
+    """Downscale (never upscale) so the width is at most `width`."""
+    w, h = img.size
+    if w <= width:
+        return img
+    return img.resize((width, max(1, round(h * width / w))), Image.LANCZOS)
+
+
+def fit_for_posting(img: Image.Image, channel: str) -> Image.Image:
+    """The geometry a social preset gives an upload, before its JPEG re-encode."""
+    limit, _ = SOCIAL_PRESETS[channel]
+    if channel == "instagram":
+        return cap_width(crop_to_aspect(img, *INSTAGRAM_ASPECT), limit)
+    return cap_long_side(img, limit)
+
+
 def crop_at_512(img: Image.Image, px: int = CROP_AT_512) -> Image.Image:
     """Crop what is `px` pixels at long side 512 (at least 1 px) off the top and left: an
     editor or platform that crops moves the models' 8 px latent grid against the photo (and
@@ -83,8 +119,8 @@ def apply_channel(img: Image.Image, channel: str) -> Image.Image:
     if channel == "as-is":
         return img
     if channel in SOCIAL_PRESETS:
-        long_side, quality = SOCIAL_PRESETS[channel]
-        return jpeg_bytes_roundtrip(cap_long_side(img, long_side), quality)
+        _, quality = SOCIAL_PRESETS[channel]
+        return jpeg_bytes_roundtrip(fit_for_posting(img, channel), quality)
     if channel.startswith("jpeg"):
         return jpeg_bytes_roundtrip(img, int(channel[4:]))
     if channel == "down-up":

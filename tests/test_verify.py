@@ -10,7 +10,14 @@ from PIL import Image
 
 from cloak import ProtectConfig
 from cloak.pipeline import protect_array
-from cloak.verify import SOCIAL_PRESETS, apply_channel, receipt_image, verdict_for, verify_images
+from cloak.verify import (
+    SOCIAL_PRESETS,
+    apply_channel,
+    fit_for_posting,
+    receipt_image,
+    verdict_for,
+    verify_images,
+)
 
 
 @pytest.fixture
@@ -92,9 +99,27 @@ class TestChannels:
         img = Image.new("RGB", (300, 200), (120, 80, 40))
         assert apply_channel(img, channel).size == (300, 200)
 
-    def test_instagram_caps_long_side(self):
-        img = Image.new("RGB", (3000, 2000))
-        assert max(apply_channel(img, "instagram").size) == 1080
+    @pytest.mark.parametrize("size, posted", [
+        ((3000, 2000), (1080, 720)),    # landscape: width 1080
+        ((3024, 4032), (1080, 1440)),   # a phone's 3:4 portrait keeps its shape, width 1080
+        ((2000, 3000), (1080, 1440)),   # 2:3 is taller than 3:4: cropped to 3:4
+        ((4000, 1000), (1080, 565)),    # 4:1 is wider than 1.91:1: cropped to 1.91:1
+        ((800, 1200), (800, 1067)),     # under the width cap: cropped, not scaled
+    ])
+    def test_instagram_caps_the_width_and_crops_to_its_aspect_range(self, size, posted):
+        img = Image.new("RGB", size)
+        assert apply_channel(img, "instagram").size == posted
+
+    def test_instagram_crop_keeps_the_middle(self):
+        pixels = np.zeros((300, 100, 3), np.uint8)
+        pixels[:, :, 0] = np.arange(300)[:, None]   # each row tells its index
+        posted = fit_for_posting(Image.fromarray(pixels), "instagram")
+        rows = np.asarray(posted)[:, 0, 0]
+        assert posted.size == (100, 133) and rows[0] == 83 and rows[-1] == 215
+
+    def test_other_presets_cap_the_long_side(self):
+        img = Image.new("RGB", (3024, 4032))
+        assert apply_channel(img, "whatsapp").size == (1200, 1600)
 
     @pytest.mark.parametrize("size, cut", [((1024, 768), 8), ((300, 200), 2), ((40, 30), 1)])
     def test_crop_cuts_half_a_latent_cell_at_512_off_the_top_left(self, size, cut):
