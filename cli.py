@@ -7,8 +7,10 @@ Library errors (CloakError) become one clear line and exit code 1, with no trace
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -65,7 +67,10 @@ def protect(
         help="e2e (reconstruction error), latent (untargeted latent push) or encoder "
              "(PhotoGuard latent target).")] = "e2e",
     seed: Annotated[int, typer.Option(
-        help="Random seed; the same seed gives identical output on the same machine (CPU).")] = 0,
+        help="Seed for what is drawn at random (--robust's posting transforms, --objective "
+             "latent's start); runs with the same settings give identical output on the same "
+             "machine (CPU). The default attack draws nothing, so the seed changes nothing "
+             "there.")] = 0,
     mask: Annotated[Path | None, typer.Option(
         help="Mask image: white = protect most.")] = None,
     model_dir: Annotated[Path | None, typer.Option(
@@ -97,6 +102,25 @@ def protect(
              "went.")] = False,
     json_path: Annotated[Path | None, typer.Option(
         "--json", help="Write a JSON summary with each file's status and report.")] = None,
+    keep_gps: Annotated[bool, typer.Option(
+        "--keep-gps",
+        help="Keep the GPS position (dropped by default).",
+        rich_help_panel="Metadata")] = False,
+    keep_serials: Annotated[bool, typer.Option(
+        "--keep-serials",
+        help="Keep camera/lens serial numbers, owner name, image unique ID and maker note "
+             "(dropped by default).", rich_help_panel="Metadata")] = False,
+    strip_exif: Annotated[bool, typer.Option(
+        "--strip-exif",
+        help="Drop capture date, camera, exposure, copyright and author too (kept by "
+             "default); orientation and colour profile stay.",
+        rich_help_panel="Metadata")] = False,
+    icc: Annotated[bool, typer.Option(
+        help="Keep the colour profile. --no-icc changes the colours of photos that are not "
+             "sRGB.", rich_help_panel="Metadata")] = True,
+    ai_notice: Annotated[bool, typer.Option(
+        help="Write the XMP 'no AI training' notice (plus:DataMining = prohibited) and a "
+             "note that the photo is protected.", rich_help_panel="Metadata")] = True,
 ) -> None:
     """Protect PHOTOS and write protected copies to --out, keeping size and format.
 
@@ -119,15 +143,16 @@ def protect(
 
     if jobs < 1:
         fail(f"--jobs must be at least 1, got {jobs}")
-    if json_path and not json_path.parent.is_dir():
-        fail(f"folder for --json {json_path.parent} does not exist")
+    check_json_path(json_path)
+    check_model_dir(model_dir)
     try:
         config = ProtectConfig(
             strength=strength, eps=None if eps is None else eps / 255, steps=steps,
             models=tuple(m.strip() for m in models.split(",") if m.strip()),
             objective=objective, seed=seed, mask_path=str(mask) if mask else None,
             model_dir=str(model_dir) if model_dir else None, measure=measure,
-            preview=preview, robust=robust, view_sizes=parse_sizes(editor_sizes))
+            preview=preview, robust=robust, view_sizes=parse_sizes(editor_sizes),
+            metadata=metadata_policy(keep_gps, keep_serials, strip_exif, icc, ai_notice))
     except CloakError as exc:
         fail(str(exc))
     note = fp32_cpu_note(pick_device(config.device), config.strength)  # device: auto
@@ -148,11 +173,8 @@ def protect(
             typer.secho("Interrupted; nothing was written.", err=True)
             raise typer.Exit(130) from None
     if json_path:
-        summary = {"out": str(out), "settings": config.fingerprint(), **result.to_dict()}
-        try:
-            json_path.write_text(json.dumps(summary, indent=2))
-        except OSError as exc:
-            fail(f"can't write --json {json_path}: {exc.strerror or exc}")
+        write_json(json_path, {"out": str(out), "settings": config.fingerprint(),
+                               **result.to_dict()})
     typer.echo(view.totals(result), err=True)
     if result.interrupted:
         raise typer.Exit(130)
@@ -181,6 +203,7 @@ class BatchView:
             redirect_stdout=False, redirect_stderr=False,
             disable=not self.console.is_terminal)
         self.task = None
+        self.downloads: dict[str, int] = {}  # weight file -> its download's task
         self.finished = 0
         self.running: dict[int, float] = {}  # id(item) -> fraction done
 
@@ -199,6 +222,17 @@ class BatchView:
         else:
             typer.secho(text, fg=color, err=err)
 
+    def downloading(self, event) -> None:
+        """A bar per weight file fetched on first use; a line where there is no terminal."""
+        task = self.downloads.get(event.label)
+        if task is None:
+            size = f" ({event.total / 1e6:.1f} MB)" if event.total else ""
+            if not self.console.is_terminal:
+                self.line(f"downloading {event.label}{size} (first use only)", err=True)
+            task = self.downloads[event.label] = self.progress.add_task(
+                f"downloading {event.label}", total=event.total or None)
+        self.progress.update(task, completed=event.fraction * event.total)
+
     def stopping(self) -> None:
         self.line("Stopping after the current step (Ctrl-C again to stop now)...", err=True)
 
@@ -206,7 +240,9 @@ class BatchView:
         from cloak import batch
 
         item = event.item
-        if event.kind == "todo":
+        if event.kind == "download":
+            self.downloading(event)
+        elif event.kind == "todo":
             self.task = self.progress.add_task("protecting", total=event.total)
         elif event.kind == "start":
             self.running[id(item)] = 0.0
@@ -271,6 +307,55 @@ def stop_on_ctrl_c(on_first: Callable[[], None]):
         signal.signal(signal.SIGINT, previous)
 
 
+def metadata_policy(keep_gps: bool, keep_serials: bool, strip_exif: bool, icc: bool,
+                    ai_notice: bool):
+    """The Metadata flags as a MetadataPolicy (None when they are all at their defaults)."""
+    from cloak.metadata import MetadataPolicy
+
+    base = MetadataPolicy.minimal() if strip_exif else MetadataPolicy()
+    policy = dataclasses.replace(
+        base, strip_gps=not keep_gps, strip_serials=not keep_serials, keep_icc=icc,
+        data_mining_notice=ai_notice, cloak_note=ai_notice)
+    return None if policy == MetadataPolicy() else policy
+
+
+def check_json_path(json_path: Path | None) -> None:
+    """Fail before any work if --json can't be written where it points."""
+    if json_path and not json_path.parent.is_dir():
+        fail(f"folder for --json {json_path.parent} does not exist")
+
+
+def check_model_dir(model_dir: Path | None) -> None:
+    """A mistyped --model-dir fails now instead of falling back to other folders."""
+    if model_dir is not None and not model_dir.is_dir():
+        fail(f"--model-dir {model_dir} is not a folder")
+
+
+def write_json(json_path: Path, data: dict) -> None:
+    """Write --json atomically (a temp file beside it, then a rename)."""
+    tmp = json_path.with_name(f".{json_path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=2))
+        os.replace(tmp, json_path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        fail(f"can't write --json {json_path}: {exc.strerror or exc}")
+
+
+def fetch_weights(names: tuple[str, ...], model_dir: str | None) -> None:
+    """Load `names` now, so a first-use download shows its progress bar."""
+    from cloak.batch import Event
+    from cloak.models import load_autoencoder
+
+    view = BatchView()
+    with view:
+        for name in names:
+            load_autoencoder(name, model_dir, pick_device(None), True,
+                             lambda file, done, total: view.on_event(Event(
+                                 "download", label=file, total=total,
+                                 fraction=done / total if total else 0.0)))
+
+
 @app.command(short_help="Measure the protection a photo carries, as is and after posting.")
 def verify(
     photo: Annotated[Path, typer.Argument(
@@ -307,6 +392,8 @@ def verify(
 
     names = tuple(m.strip() for m in models.split(",") if m.strip())
     md = str(model_dir) if model_dir else None
+    check_json_path(json_path)
+    check_model_dir(model_dir)
 
     def as_image(path: Path) -> Image.Image:
         rgb = io.load_photo(path).rgb
@@ -315,6 +402,7 @@ def verify(
     try:
         for name in names:
             ProtectConfig(models=(name,))  # validates the model name
+        fetch_weights(names if protected is not None else ("taesd",), md)
         if protected is None:
             receipt = receipt_image(as_image(photo), md)
             typer.echo(f"{photo}: {receipt.label} {receipt.score_db:+.2f} dB "
@@ -338,19 +426,14 @@ def verify(
     except CloakError as exc:
         fail(str(exc))
     if json_path:
-        try:
-            json_path.write_text(json.dumps(result, indent=2))
-        except OSError as exc:
-            fail(f"can't write --json {json_path}: {exc.strerror or exc}")
+        write_json(json_path, result)
 
 
 @app.command(short_help="Open the desktop drag-and-drop app.")
 def gui() -> None:
     """Open the desktop drag-and-drop app (needs `pip install cloak[gui]`)."""
-    try:
-        from cloak.gui.app import main as gui_main
-    except ImportError as exc:
-        fail(f"the desktop app needs PySide6: pip install 'cloak[gui]' ({exc})")
+    from cloak.gui.app import main as gui_main  # says itself when PySide6 is missing
+
     sys.exit(gui_main())
 
 

@@ -71,10 +71,14 @@ def check_destination(src: Path, dst: Path, overwrite: bool) -> None:
 def protect_file(src: str | Path, dst: str | Path, config: ProtectConfig | None = None, *,
                  overwrite: bool = False, progress: Progress | None = None,
                  should_stop: Callable[[], bool] | None = None, **save_options) -> Report:
-    """Protect the photo at `src` and write it to `dst` atomically; never touches `src`."""
+    """Protect the photo at `src` and write it to `dst` atomically; never touches `src`.
+    The report's `seconds` covers the whole job: loading, protecting, saving, measuring."""
     from . import io
 
+    start = time.perf_counter()
     config = config or ProtectConfig()
+    if config.metadata is not None:
+        save_options.setdefault("metadata", config.metadata)
     src, dst = Path(src), Path(dst)
     check_destination(src, dst, overwrite)
     if config.preview:  # refuse before the work, not after the photo is written
@@ -92,10 +96,8 @@ def protect_file(src: str | Path, dst: str | Path, config: ProtectConfig | None 
         figures=not lossy)
     written = io.save_photo(photo, result.rgb, dst, overwrite=overwrite, **save_options)
     if lossy:
-        start = time.perf_counter()
         report_progress(0.92, "measuring the saved photo")
         measure_saved(result.report, photo.rgb, io.load_photo(written).rgb, config)
-        result.report.seconds += time.perf_counter() - start
         report_progress(1.0, "done")
     result.report.src, result.report.dst = str(src), str(written)
     if config.preview:
@@ -103,4 +105,5 @@ def protect_file(src: str | Path, dst: str | Path, config: ProtectConfig | None 
 
         sheet = preview_sheet(photo.rgb, result.rgb, result.budget)
         result.report.preview = str(save_preview(sheet, preview_path(written), overwrite))
+    result.report.seconds = time.perf_counter() - start
     return result.report

@@ -34,7 +34,8 @@ from pathlib import Path
 
 from .config import ProtectConfig
 from .errors import Cancelled, CloakError, OutputError
-from .models.weights import sha256_of
+from .models.weights import DownloadProgress, sha256_of
+from .preview import preview_path
 from .report import Report
 
 log = logging.getLogger(__name__)
@@ -66,13 +67,16 @@ class Item:
 
 @dataclass
 class Event:
-    """What `run` tells `on_event`: `todo` (total photos to protect) once, then per photo
-    `start`, `progress` (fraction in [0, 1]) and `done` (see item.status)."""
+    """What `run` tells `on_event`: `download` (weights fetched on first use: `label` the
+    file, `fraction` done, `total` bytes, 0 if unknown) while models load, `todo` (total
+    photos to protect) once, then per photo `start`, `progress` (fraction in [0, 1]) and
+    `done` (see item.status)."""
 
     kind: str
     item: Item | None = None
     fraction: float = 0.0
     total: int = 0
+    label: str = ""
 
 
 @dataclass
@@ -293,8 +297,9 @@ def _settings_change(old: dict, new: dict) -> str:
 
 
 def _decide(item: Item, entry: dict | None, settings: dict, force: bool,
-            overwrite: bool) -> None:
-    """Skip, refuse or clear an item for work, from its output and manifest entry."""
+            overwrite: bool, preview: bool = False) -> None:
+    """Skip, refuse or clear an item for work, from its output and manifest entry.
+    `preview`: previews are asked for, so a done photo without one is done again."""
     if not item.dst.exists():
         item.replace = force or overwrite  # may still replace a file beside it (a preview)
         return
@@ -304,6 +309,9 @@ def _decide(item: Item, entry: dict | None, settings: dict, force: bool,
         item.replace = True
         return
     if ours and _same_file(item.dst, entry.get("dst")) and not force:
+        if preview and not preview_path(item.dst).exists():
+            item.replace = True  # ours, same settings: redone to write the missing preview
+            return
         item.status, item.message = SKIPPED, ALREADY_DONE
         return
     if force or overwrite:
@@ -335,14 +343,19 @@ def _remove_temp_files(folder: Path) -> None:
             pass
 
 
-def preload_models(config: ProtectConfig) -> None:
-    """Load (and verify, or download) every model now: a ModelError here costs no work."""
+def preload_models(config: ProtectConfig, progress: DownloadProgress | None = None) -> None:
+    """Load (and verify, or download) every model, and the face detector when faces are
+    on, now: a ModelError here costs no work. `progress(file, bytes done, bytes total)`
+    follows each download."""
     from .device import pick_device
     from .models import load_autoencoder
+    from .models.weights import resolve_face_detector
 
     device = pick_device(config.device)
     for name in config.models:
-        load_autoencoder(name, config.model_dir, device, config.allow_download)
+        load_autoencoder(name, config.model_dir, device, config.allow_download, progress)
+    if config.faces:
+        resolve_face_detector(config.model_dir, config.allow_download, progress)
 
 
 def usable_cores() -> int:
@@ -375,7 +388,8 @@ def run(items: list[Item], out_dir: str | os.PathLike, config: ProtectConfig, *,
             if item.status == "pending":
                 if stop():
                     raise KeyboardInterrupt
-                _decide(item, manifest.get(item.dst), settings, force, overwrite)
+                _decide(item, manifest.get(item.dst), settings, force, overwrite,
+                        config.preview)
             if item.status == "pending":
                 todo.append(item)
             else:
@@ -385,7 +399,9 @@ def run(items: list[Item], out_dir: str | os.PathLike, config: ProtectConfig, *,
                 from .budget import load_user_mask
 
                 load_user_mask(config.mask_path, 8, 8)
-            preload_models(config)
+            preload_models(config, lambda name, done, total: emit(
+                Event("download", label=name, fraction=done / total if total else 0.0,
+                      total=total)))
             try:  # fail now, not after the first photo, if OUT is not writable
                 out_dir.mkdir(parents=True, exist_ok=True)
                 manifest.save()

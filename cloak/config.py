@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .budget import CONTRAST_REF, FLAT_FLOOR
 from .errors import ConfigError
+from .metadata import MetadataPolicy
 from .models.registry import ALL_MODEL_NAMES
 
 OBJECTIVES = ("e2e", "latent", "encoder")
@@ -83,6 +84,7 @@ class ProtectConfig:
     allow_download: bool = True
     measure: bool = True
     preview: bool = False  # also write NAME.EXT.preview.png beside each output (no pixel change)
+    metadata: MetadataPolicy | None = None  # what the saved copy keeps; None: the default
 
     def __post_init__(self) -> None:
         if self.strength not in PRESETS:
@@ -159,7 +161,7 @@ class ProtectConfig:
         return dataclasses.replace(self, **changes)
 
     def fingerprint(self) -> dict:
-        """The settings that change the output pixels (used for resume and reports)."""
+        """The settings that change the output file (used for resume and reports)."""
         return {
             "strength": self.strength, "eps255": round(self.eps255, 4), "steps": self.steps,
             "working_size": self.attack_size, "robust": self.robust,
@@ -171,6 +173,9 @@ class ProtectConfig:
             "objective": self.objective, "perceptual": self.perceptual, "faces": self.faces,
             "mask": self.mask_path, "mask_sha256": _file_digest(self.mask_path),
             "seed": self.seed,
+            # Only a non-default policy is named, so outputs of earlier runs still match.
+            **({"metadata": dataclasses.asdict(self.metadata)}
+               if self.metadata not in (None, MetadataPolicy()) else {}),
         }
 
 

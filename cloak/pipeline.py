@@ -18,13 +18,12 @@ from .attack import protect_pgd
 from .config import ProtectConfig
 from .device import autocast, pick_device, uses_bf16
 from .models import load_autoencoder
-from .models.weights import search_dirs
+from .models.weights import resolve_face_detector
 from .report import Report
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[float, str], None]  # (fraction done in [0, 1], what is happening)
-FACE_DETECTOR = "yunet_n_dynamic.onnx"
 
 
 @dataclass
@@ -55,11 +54,9 @@ def working_image(x: torch.Tensor, working_size: int) -> torch.Tensor:
     return metrics.resize_long(x, working_size)
 
 
-def face_detector_path(model_dir: str | None) -> Path | None:
-    for folder in search_dirs(model_dir):
-        if (folder / FACE_DETECTOR).is_file():
-            return folder / FACE_DETECTOR
-    return None
+def face_detector_path(model_dir: str | None, allow_download: bool = True) -> Path | None:
+    """The sha256-checked YuNet file (found, or downloaded into the cache), or None."""
+    return resolve_face_detector(model_dir, allow_download)
 
 
 def _measure(report: Report, x_full: torch.Tensor, x_adv: torch.Tensor,
@@ -164,7 +161,7 @@ def protect_array(rgb: np.ndarray, config: ProtectConfig, *, grayscale: bool = F
     faces = []
     if config.faces:
         x_u8 = (to_array(x) * 255).round().astype(np.uint8)
-        faces = budget.find_faces(x_u8, face_detector_path(config.model_dir))
+        faces = budget.find_faces(x_u8, face_detector_path(config.model_dir, config.allow_download))
     user_mask = (budget.load_user_mask(config.mask_path, *x.shape[-2:])
                  if config.mask_path else None)
     allowed = budget.budget_map(x, perceptual=config.perceptual, face_boxes=faces,

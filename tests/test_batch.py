@@ -308,3 +308,42 @@ class TestRun:
         assert all("worker process died" in i.message
                    for i in result.items if i.status == FAILED)
         assert not list(out.glob(batch.TEMP_GLOB))
+
+
+def test_first_use_downloads_report_progress_before_the_photos(tmp_path, small_photo,
+                                                               model_dir, monkeypatch):
+    """No weights anywhere but a mirror: the models and the face detector are fetched,
+    checked and cached, each with `download` events, before the `todo` event."""
+    import shutil
+
+    import torch
+
+    from cloak import ProtectConfig
+    from cloak.models import weights as W
+
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    for part in ("encoder", "decoder"):
+        torch.save(W.read_state_dict(model_dir / f"taesd_{part}.safetensors"),
+                   mirror / f"taesd_{part}.pth")
+    shutil.copy(model_dir / W.FACE_DETECTOR, mirror)
+    monkeypatch.setenv("CLOAK_MODEL_DIR", str(tmp_path / "nothing-here"))
+    monkeypatch.delenv("CLOAK_OFFLINE", raising=False)
+    monkeypatch.setenv("CLOAK_WEIGHTS_URL", mirror.as_uri())
+    monkeypatch.setattr(W, "cache_dir", lambda: tmp_path / "cache")
+    monkeypatch.setattr("cloak.models._cache", {})
+    events = []
+    items = batch.plan([small_photo(tmp_path / "a.png")], tmp_path / "out")
+    config = ProtectConfig(strength="fast", steps=1, models=("taesd",), working_size=128,
+                           measure=False)
+    batch.run(items, tmp_path / "out", config, on_event=events.append)
+    assert items[0].status == PROTECTED, items[0].message
+    downloads = [e for e in events if e.kind == "download"]
+    assert {e.label for e in downloads} == {"taesd_encoder.pth", "taesd_decoder.pth",
+                                            W.FACE_DETECTOR}
+    last = {e.label: e for e in downloads}  # each file's last event: all of it arrived
+    assert all(e.fraction == 1.0 and e.total > 0 for e in last.values())
+    kinds = [e.kind for e in events]
+    assert kinds.index("todo") > max(i for i, k in enumerate(kinds) if k == "download")
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted(
+        ["taesd_encoder.pth", "taesd_decoder.pth", W.FACE_DETECTOR])

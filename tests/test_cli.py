@@ -286,3 +286,78 @@ def test_verify_missing_photo_is_one_clear_line(tmp_path, model_dir):
     result = invoke("verify", tmp_path / "nope.jpg")
     assert result.exit_code != 0
     assert "Traceback" not in result.output and "nope.jpg" in result.output
+
+
+def test_metadata_flags_reach_the_saved_photo(tmp_path, small_photo, model_dir):
+    from PIL import ExifTags
+
+    gps, exif_ifd, tags = ExifTags.IFD.GPSInfo, ExifTags.IFD.Exif, ExifTags.Base
+    exif = Image.Exif()
+    exif[tags.Copyright] = "(c) Ada"
+    exif[exif_ifd] = {tags.BodySerialNumber: "SN123", tags.DateTimeOriginal: "2024:05:01 12:00:00"}
+    exif[gps] = {1: "N", 2: (52.0, 22.0, 1.5), 3: "E", 4: (4.0, 53.0, 0.0)}
+    with Image.open(small_photo(tmp_path / "plain.png")) as im:
+        im.convert("RGB").save(tmp_path / "a.jpg", quality=95, exif=exif.tobytes())
+    photo = tmp_path / "a.jpg"
+    assert invoke("protect", photo, "--out", tmp_path / "default", *TINY).exit_code == 0
+    kept = invoke("protect", photo, "--out", tmp_path / "kept", *TINY, "--keep-gps",
+                  "--keep-serials", "--no-ai-notice")
+    assert kept.exit_code == 0, kept.output
+    with Image.open(tmp_path / "default" / "a.jpg") as out:
+        assert not out.getexif().get_ifd(gps)
+        assert tags.BodySerialNumber not in out.getexif().get_ifd(exif_ifd)
+        assert b"DMI-PROHIBITED" in out.info["xmp"]
+    with Image.open(tmp_path / "kept" / "a.jpg") as out:
+        assert out.getexif().get_ifd(gps)[1] == "N"
+        assert out.getexif().get_ifd(exif_ifd)[tags.BodySerialNumber] == "SN123"
+        assert b"DMI-PROHIBITED" not in out.info.get("xmp", b"")
+    stripped = invoke("protect", photo, "--out", tmp_path / "stripped", *TINY, "--strip-exif")
+    assert stripped.exit_code == 0
+    with Image.open(tmp_path / "stripped" / "a.jpg") as out:
+        assert tags.Copyright not in out.getexif()
+        assert tags.DateTimeOriginal not in out.getexif().get_ifd(exif_ifd)
+    # Another metadata policy is another setting: a rerun does not pass it off as done.
+    again = invoke("protect", photo, "--out", tmp_path / "default", *TINY, "--keep-gps")
+    assert again.exit_code == 2 and "--overwrite" in again.stderr
+
+
+def test_preview_asked_for_on_a_rerun_is_written(tmp_path, small_photo, model_dir):
+    photo = small_photo(tmp_path / "a.png")
+    out = tmp_path / "out"
+    assert invoke("protect", photo, "--out", out, *TINY).exit_code == 0
+    again = invoke("protect", photo, "--out", out, *TINY, "--preview")
+    assert again.exit_code == 0, again.output
+    assert (out / "a.png.preview.png").is_file()
+    third = invoke("protect", photo, "--out", out, *TINY, "--preview")
+    assert third.exit_code == 0 and "1 already done" in third.stderr
+
+
+def test_mistyped_model_dir_fails_before_any_work(tmp_path, small_photo, model_dir):
+    photo = small_photo(tmp_path / "a.png")
+    result = invoke("protect", photo, "--out", tmp_path / "out", *TINY,
+                    "--model-dir", tmp_path / "modles")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"error: --model-dir {tmp_path / 'modles'} is not a folder"
+    assert not (tmp_path / "out").exists()
+    result = invoke("verify", photo, "--model-dir", tmp_path / "modles")
+    assert result.exit_code == 1 and "is not a folder" in result.stderr
+
+
+def test_verify_json_into_a_missing_folder_fails_before_measuring(tmp_path, small_photo,
+                                                                   model_dir):
+    photo = small_photo(tmp_path / "a.png")
+    result = invoke("verify", photo, photo, "--json", tmp_path / "no" / "v.json")
+    assert result.exit_code == 1 and "does not exist" in result.stderr
+    assert "invisibility" not in result.stdout
+
+
+def test_gui_entry_point_without_pyside6_is_one_line(tmp_path):
+    """`cloak-gui` and `cloak gui` where PySide6 is not installed (hidden from import)."""
+    hide = "import sys; sys.modules['PySide6'] = None; "
+    for code in (hide + "from cloak.gui.app import main; sys.exit(main())",
+                 hide + "sys.argv = ['cloak', 'gui']; import cli; cli.main()"):
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              cwd=Path(cli.__file__).parent, timeout=120, check=False)
+        assert done.returncode == 1, done.stderr
+        assert done.stderr.startswith("error: the desktop app needs PySide6")
+        assert "Traceback" not in done.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -178,3 +179,66 @@ def test_in_process_cache_follows_cloak_model_dir(model_dir, tmp_path, monkeypat
     monkeypatch.setenv("CLOAK_OFFLINE", "1")
     with pytest.raises(ModelError, match="weights for taesd"):
         load_autoencoder("taesd")
+
+
+class TestFaceDetector:
+    """YuNet steers the budget to faces; real installs fetch it like the weights."""
+
+    @pytest.fixture
+    def no_local_copy(self, tmp_path, monkeypatch):
+        monkeypatch.setenv("CLOAK_MODEL_DIR", str(tmp_path / "nothing-here"))
+        monkeypatch.delenv("CLOAK_OFFLINE", raising=False)
+        monkeypatch.setattr(W, "cache_dir", lambda: tmp_path / "cache")
+        monkeypatch.setattr(W, "_face_detector_failed", set())
+
+    def test_download_is_checked_and_cached(self, model_dir, tmp_path, no_local_copy,
+                                            monkeypatch):
+        mirror = tmp_path / "mirror"
+        mirror.mkdir()
+        shutil.copy(model_dir / W.FACE_DETECTOR, mirror)
+        monkeypatch.setenv("CLOAK_WEIGHTS_URL", mirror.as_uri())
+        seen = []
+        path = W.resolve_face_detector(progress=lambda name, done, total: seen.append(name))
+        assert path == tmp_path / "cache" / W.FACE_DETECTOR
+        assert W.sha256_of(path) == W.KNOWN_SHA256[W.FACE_DETECTOR] and seen
+        shutil.rmtree(mirror)
+        assert W.resolve_face_detector() == path  # from the cache now
+
+    def test_a_bad_or_missing_download_turns_faces_off_with_a_warning(
+            self, tmp_path, no_local_copy, monkeypatch, caplog):
+        mirror = tmp_path / "mirror"
+        mirror.mkdir()
+        (mirror / W.FACE_DETECTOR).write_bytes(b"not a detector")
+        monkeypatch.setenv("CLOAK_WEIGHTS_URL", mirror.as_uri())
+        assert W.resolve_face_detector() is None
+        assert "face priority is off" in caplog.text
+        assert not list((tmp_path / "cache").glob("*"))  # nothing half-written is kept
+        monkeypatch.setenv("CLOAK_WEIGHTS_URL", (tmp_path / "gone").as_uri())
+        assert W.resolve_face_detector() is None
+
+    def test_offline_or_no_downloads_finds_none(self, tmp_path, no_local_copy, monkeypatch):
+        monkeypatch.setenv("CLOAK_WEIGHTS_URL", (tmp_path / "never-read").as_uri())
+        assert W.resolve_face_detector(allow_download=False) is None
+        monkeypatch.setenv("CLOAK_OFFLINE", "1")
+        assert W.resolve_face_detector() is None
+        monkeypatch.setenv("CLOAK_OFFLINE", "0")  # 0 means downloads stay on
+        assert not W.downloads_off()
+
+    def test_a_local_copy_with_other_bytes_is_not_used(self, tmp_path, monkeypatch, caplog):
+        folder = tmp_path / "models"
+        folder.mkdir()
+        (folder / W.FACE_DETECTOR).write_bytes(b"something else")
+        assert W.resolve_face_detector(folder, allow_download=False) is None
+        assert "sha256 differs" in caplog.text
+
+    def test_the_real_detector_finds_the_astronaut(self, model_dir):
+        from cloak.budget import find_faces
+        from cloak.io import load_photo
+
+        example = Path(__file__).resolve().parent.parent / "examples" / "astronaut.jpg"
+        rgb = np.round(load_photo(example).rgb * 255).astype(np.uint8)
+        boxes = find_faces(rgb, W.resolve_face_detector(allow_download=False))
+        assert len(boxes) == 1
+        left, _, width, _ = boxes[0]
+        assert 0.25 < (left + width / 2) / rgb.shape[1] < 0.75
+        assert width > 0.1 * rgb.shape[1]

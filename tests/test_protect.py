@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +69,42 @@ class TestProtectFile:
         protect_file(src, tmp_path / "o1" / "a.jpg", config.replace(robust=True, eot_share=1.0))
         protect_file(src, tmp_path / "o2" / "a.jpg", config.replace(robust=True, eot_share=1.0))
         assert sha(tmp_path / "o1" / "a.jpg") == sha(tmp_path / "o2" / "a.jpg")
+
+    def test_same_seed_identical_bytes_across_processes_on_a_photo_above_attack_size(
+            self, config, small_photo, tmp_path):
+        """The path a real photo takes: the round-trip filter is fitted (the photo is larger
+        than the attack size), the face detector runs, the perturbation is upsampled. A run
+        in another process gives the same bytes. The default attack draws nothing at random,
+        so the seed only matters where something is drawn (--robust): there another seed
+        gives other bytes."""
+        src = small_photo(tmp_path / "a.png", size=(320, 256))
+        seeded = config.replace(faces=True)
+        protect_file(src, tmp_path / "here" / "a.png", seeded)
+        script = (
+            "import sys; from cloak import ProtectConfig, protect_file\n"
+            "cfg = ProtectConfig(strength='low', steps=3, models=('taesd', 'taef2'), "
+            "working_size=128, faces=True)\n"
+            "protect_file(sys.argv[1], sys.argv[2], cfg)\n")
+        subprocess.run([sys.executable, "-c", script, str(src), str(tmp_path / "there.png")],
+                       check=True, env=os.environ.copy())
+        assert sha(tmp_path / "here" / "a.png") == sha(tmp_path / "there.png")
+        protect_file(src, tmp_path / "other" / "a.png", seeded.replace(seed=1))
+        assert sha(tmp_path / "other" / "a.png") == sha(tmp_path / "here" / "a.png")
+        robust = seeded.replace(robust=True, eot_share=1.0)
+        protect_file(src, tmp_path / "r0" / "a.png", robust)
+        protect_file(src, tmp_path / "r1" / "a.png", robust.replace(seed=1))
+        assert sha(tmp_path / "r0" / "a.png") != sha(tmp_path / "r1" / "a.png")
+
+    def test_linf_after_saving_on_a_photo_above_attack_size(self, config, small_photo,
+                                                            tmp_path):
+        """Upsampled perturbation, bounded at full size and rounded to 8 bits: the saved
+        change never passes eps and reaches it where the bound is full."""
+        src = small_photo(tmp_path / "a.png", size=(320, 256))
+        report = protect_file(src, tmp_path / "out" / "a.png",
+                              config.replace(step_start=1.0))
+        diff = np.abs(pixels(tmp_path / "out" / "a.png") - pixels(src))
+        assert diff.max() == 4 == config.eps255
+        assert report.max_change255 == pytest.approx(4, abs=1e-4)
 
     def test_never_overwrites_without_permission(self, config, small_photo, tmp_path):
         src = small_photo(tmp_path / "a.png")

@@ -5,15 +5,22 @@ from __future__ import annotations
 import logging
 import sys
 
-from PySide6.QtWidgets import QApplication
-
 from ..allocator import keep_freed_memory
-from .window import MainWindow
+
+NEEDS_PYSIDE6 = "the desktop app needs PySide6: pip install 'cloak[gui]'"
 
 
 def main() -> int:
-    """Open the cloak window and run until it is closed; returns the exit code."""
+    """Open the cloak window and run until it is closed; returns the exit code (1, with
+    one line on stderr, when PySide6 is not installed)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    try:
+        from PySide6.QtWidgets import QApplication
+
+        from .window import MainWindow
+    except ImportError as exc:
+        print(f"error: {NEEDS_PYSIDE6} ({exc})", file=sys.stderr)
+        return 1
     keep_freed_memory()
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("cloak")

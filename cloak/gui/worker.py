@@ -139,7 +139,10 @@ class ProtectWorker(QObject):
             # GIF -> .png, MPO -> .jpg, ...: the suffix names the format written
             dst = unique_destination(job.out_dir, output_path_for(job.src, job.out_dir).name)
             from cloak.api import protect_file  # torch loads here, in the worker thread
+            from cloak.batch import preload_models
 
+            # First use: the weights download here, with their progress on this row.
+            preload_models(self.config, self._on_download)
             report = protect_file(job.src, dst, self.config, overwrite=False,
                                   progress=self._on_progress, should_stop=self._stop.is_set)
         except Cancelled:
@@ -160,6 +163,10 @@ class ProtectWorker(QObject):
             log.exception("checking %s after posting failed", report.dst)
             verdict = None
         return describe(report, verdict)
+
+    def _on_download(self, name: str, done: int, total: int) -> None:
+        share = f" {100 * done / total:.0f}%" if total else f" {done / 1e6:.1f} MB"
+        self.progress.emit(self._current, 0.0, f"downloading {name}{share}")
 
     def _on_progress(self, fraction: float, message: str) -> None:
         self.progress.emit(self._current, float(fraction), message)

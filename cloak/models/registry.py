@@ -6,6 +6,11 @@ from dataclasses import dataclass
 
 UPSTREAM_URL = "https://github.com/madebyollin/taesd/raw/main"
 
+# YuNet (Apache-2.0), the face detector that steers the budget toward faces and bodies.
+FACE_DETECTOR = "yunet_n_dynamic.onnx"
+FACE_DETECTOR_URL = ("https://raw.githubusercontent.com/ShiqiYu/libfacedetection.train/"
+                     "master/onnx/yunet_n_dynamic.onnx")
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -44,6 +49,7 @@ KNOWN_SHA256: dict[str, str] = {
     "taesd_encoder.safetensors": "a6b8c0fda4aad50784e543389e0239c72c5e31e9775c9e612ea8333bf3a77dcb",
     "taesdxl_decoder.safetensors": "ae5256b046b01d577279ed93a55bbb1fb2689e55aa14cfc0f7f841e0160202a5",
     "taesdxl_encoder.safetensors": "3d78013286676a1a51074831230f90972e573698fe4b11416d6f28e0cd5bbe7e",
+    FACE_DETECTOR: "104ee26c71d5c270ce79a6b3dced91c91013260d29a6bf18f9296c5b8c4c2b12",
 }
 
 ALL_MODEL_NAMES: tuple[str, ...] = tuple(MODELS)

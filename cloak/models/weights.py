@@ -20,7 +20,14 @@ from pathlib import Path
 import torch
 
 from ..errors import ModelError
-from .registry import KNOWN_SHA256, PARTS, UPSTREAM_URL, ModelSpec
+from .registry import (
+    FACE_DETECTOR,
+    FACE_DETECTOR_URL,
+    KNOWN_SHA256,
+    PARTS,
+    UPSTREAM_URL,
+    ModelSpec,
+)
 
 log = logging.getLogger(__name__)
 
@@ -124,41 +131,105 @@ def download_url(spec: ModelSpec, part: str) -> str:
     return f"{base}/{spec.file_stem(part)}.pth"
 
 
-def download(spec: ModelSpec, part: str, progress: DownloadProgress | None = None) -> Path:
-    """Download (model, part) into the cache, atomically, and return its path."""
-    url = download_url(spec, part)
-    target = cache_dir() / f"{spec.file_stem(part)}.pth"
+class CacheNotWritable(OSError):
+    """The cache folder can't be created or written."""
+
+
+def fetch(url: str, target: Path, check: Callable[[Path], None],
+          progress: DownloadProgress | None = None) -> Path:
+    """Download `url` to `target` atomically: into a temp file beside it, `check`ed (raises
+    on a bad file), then renamed. Raises OSError/URLError/ValueError/ModelError."""
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".download-", suffix=".pth")
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".download-",
+                                        suffix=target.suffix)
     except OSError as exc:
-        raise ModelError(missing_message(
-            spec, part, f"the cache folder {target.parent} is not writable "
-            f"({exc.strerror or exc})")) from exc
+        raise CacheNotWritable(f"the cache folder {target.parent} is not writable "
+                               f"({exc.strerror or exc})") from exc
     log.info("downloading %s", url)
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
             total = int(response.headers.get("Content-Length") or 0)
             done = 0
+            if progress:
+                progress(target.name, 0, total)
             while chunk := response.read(1 << 16):
                 out.write(chunk)
                 done += len(chunk)
                 if progress:
                     progress(target.name, done, total)
+        check(tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def download(spec: ModelSpec, part: str, progress: DownloadProgress | None = None) -> Path:
+    """Download (model, part) into the cache, atomically, and return its path."""
+    url = download_url(spec, part)
+    target = cache_dir() / f"{spec.file_stem(part)}.pth"
+
+    def check(tmp: Path) -> None:
         expected = KNOWN_SHA256.get(target.name)
         if expected and sha256_of(tmp) != expected:
             raise ModelError(f"download of {url} does not match its pinned sha256")
         # No pinned hash: accept only what loads strictly into the architecture.
         load_part(spec, part, tmp)
-        os.replace(tmp, target)
+
+    try:
+        return fetch(url, target, check, progress)
+    except CacheNotWritable as exc:
+        raise ModelError(missing_message(spec, part, str(exc))) from exc
     except (urllib.error.URLError, OSError, TimeoutError, ValueError) as exc:
         # ValueError: a CLOAK_WEIGHTS_URL that is not a URL
         raise ModelError(missing_message(spec, part, f"download from {url} failed ({exc})")) \
             from exc
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
+
+
+def downloads_off() -> bool:
+    """CLOAK_OFFLINE=1 (or true/yes) turns every download off."""
+    return os.environ.get("CLOAK_OFFLINE", "").strip().lower() in ("1", "true", "yes")
+
+
+def face_detector_url() -> str:
+    base = os.environ.get("CLOAK_WEIGHTS_URL")
+    return f"{base.rstrip('/')}/{FACE_DETECTOR}" if base else FACE_DETECTOR_URL
+
+
+_face_detector_failed: set[str] = set()  # addresses that failed in this process
+
+
+def resolve_face_detector(model_dir=None, allow_download: bool = True,
+                          progress: DownloadProgress | None = None) -> Path | None:
+    """Path to the YuNet face detector (sha256-checked), downloading it into the cache if
+    allowed. Faces only steer the budget, so any failure is a warning and None (face
+    priority off), not an error; a failed download is not retried in this process."""
+    expected = KNOWN_SHA256[FACE_DETECTOR]
+    for folder in search_dirs(model_dir):
+        path = folder / FACE_DETECTOR
+        if path.is_file():
+            if sha256_of(path) == expected:
+                return path
+            log.warning("%s is not the published YuNet detector (sha256 differs); "
+                        "face priority is off", path)
+            return None
+    url = face_detector_url()
+    if not allow_download or downloads_off() or url in _face_detector_failed:
+        return None
+
+    def check(tmp: Path) -> None:
+        if sha256_of(tmp) != expected:
+            raise ModelError(f"download of {url} does not match its pinned sha256")
+
+    try:
+        return fetch(url, cache_dir() / FACE_DETECTOR, check, progress)
+    except (urllib.error.URLError, OSError, TimeoutError, ValueError, ModelError) as exc:
+        _face_detector_failed.add(url)
+        log.warning("face detector not available (%s); face priority is off. Put %s in "
+                    "--model-dir or CLOAK_MODEL_DIR to turn it on", exc, FACE_DETECTOR)
+        return None
 
 
 def missing_message(spec: ModelSpec, part: str, why: str) -> str:
@@ -197,6 +268,6 @@ def resolve(spec: ModelSpec, part: str, model_dir=None, allow_download: bool = T
     if path is not None:
         verify_file(path)
         return path
-    if not allow_download or os.environ.get("CLOAK_OFFLINE"):
+    if not allow_download or downloads_off():
         raise ModelError(missing_message(spec, part, "downloads are off"))
     return download(spec, part, progress)
