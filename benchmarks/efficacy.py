@@ -33,7 +33,7 @@ from cloak.allocator import keep_freed_memory
 from cloak.device import describe, pick_device
 from cloak.models import ALL_MODEL_NAMES
 from cloak.pipeline import protect_array
-from cloak.verify import CLEANUPS, SOCIAL_PRESETS, verify_images
+from cloak.verify import CLEANUPS, SOCIAL_PRESETS, ChannelResult, verify_images
 
 SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".tif", ".tiff", ".bmp"}
 CHANNELS = ("as-is", *SOCIAL_PRESETS, *CLEANUPS)
@@ -71,8 +71,11 @@ def saved_dir(out: Path, label: str) -> Path:
     return out / ("photoguard" if label == "PhotoGuard reference" else label.split()[-1])
 
 
-def remeasure(out: Path, results: dict[str, list[dict]], photos: dict) -> None:
-    """Verify every saved output again on CHANNELS, in place; seconds stay as measured."""
+def remeasure(out: Path, results: dict[str, list[dict]], photos: dict,
+              only: tuple[str, ...] = ()) -> None:
+    """Verify every saved output again on CHANNELS, in place; seconds stay as measured.
+    `only`: measure just these channels and put them in place of the row's old entries
+    (the verdicts are taken again over the row's whole channel list)."""
     for index, name in enumerate(photos):
         clean_cache: dict = {}
         for label, rows in results.items():
@@ -81,7 +84,12 @@ def remeasure(out: Path, results: dict[str, list[dict]], photos: dict) -> None:
                     continue
                 with Image.open(saved_dir(out, label) / (Path(name).stem + ".png")) as img:
                     protected = img.convert("RGB")
-                v = verify_images(photos[name], protected, CHANNELS, clean_cache=clean_cache)
+                v = verify_images(photos[name], protected, only or CHANNELS,
+                                  clean_cache=clean_cache)
+                if only:
+                    fresh = {c.channel: c for c in v.channels}
+                    v.channels = [fresh.get(c["channel"]) or ChannelResult(**c)
+                                  for c in row["channels"]]
                 rows[i] = {**row, **v.to_dict()}
                 print(f"{index + 1}/{len(photos)}", label, name, flush=True)
 
@@ -228,6 +236,10 @@ def main() -> None:
     ap.add_argument("--remeasure", action="store_true",
                     help="Verify the outputs saved under <out> again on the current channel "
                          "list (no attack runs; each row keeps its measured seconds).")
+    ap.add_argument("--channels", default="",
+                    help="With --remeasure: only these channels, comma-separated (the "
+                         "others keep their figures), e.g. instagram after its preset "
+                         "changed.")
     args = ap.parse_args()
     keep_freed_memory()  # as the CLI does; cloak and the reference both run in this process
     if args.from_json:
@@ -244,7 +256,8 @@ def main() -> None:
     results: dict[str, list[dict]] = {}
     if args.remeasure:
         results = json.loads((out / "efficacy.json").read_text())["results"]
-        remeasure(out, results, photos)
+        remeasure(out, results, photos,
+                  tuple(c.strip() for c in args.channels.split(",") if c.strip()))
         dump(out, results)
         write_table(args, results)
         return

@@ -58,12 +58,6 @@ def test_opt_out_leaves_glibc_defaults():
     assert mapped >= 64 << 20  # glibc's default: a 64 MiB block is its own mmap
 
 
-def test_keep_freed_memory_is_idempotent():
-    from cloak.allocator import keep_freed_memory
-
-    assert keep_freed_memory() == keep_freed_memory()
-
-
 @glibc_only
 def test_the_setting_is_taken_once_per_process():
     code = ("import os; from cloak.allocator import keep_freed_memory\n"

@@ -59,10 +59,17 @@ class TestProtectPGD:
         else:
             zt = objectives.gray_target_latent(m, x)
             loss = lambda xa: objectives.latent_to_target(m, xa, zt)
-        delta, _ = run(x, models, steps=6, objective=objective, robust=False)
+        delta, eps_map = run(x, models, steps=6, objective=objective, robust=False)
         with torch.no_grad():
-            assert float(loss(x + delta)) > float(loss(x)) * 1.05 or (
-                objective == "encoder" and float(loss(x + delta)) > float(loss(x)))
+            if objective == "latent":
+                # Zero at x; the attack starts from seeded noise inside a quarter of the
+                # budget, so the steps must do much better than that start.
+                noise = torch.rand(x.shape, generator=torch.Generator().manual_seed(0))
+                start = (x + (noise * 2 - 1) * eps_map * 0.25).clamp(0, 1)
+                assert float(loss(x + delta)) > 2 * float(loss(start))
+            else:  # the encoder loss is negative: compare the gain with its size
+                gain = float(loss(x + delta)) - float(loss(x))
+                assert gain > 0.05 * abs(float(loss(x)))
 
     def test_cancel_stops(self, setup):
         from cloak.errors import Cancelled
@@ -166,3 +173,7 @@ class TestDeltaKernel:
         blurred, eps_map = run(x, models, steps=3, delta_kernel=blur)
         assert not torch.equal(plain, blurred)
         assert bool((blurred.abs() <= eps_map + 1e-7).all())
+        # The models see only the filtered delta: through a zero filter they see none, the
+        # gradient is zero and the sign step leaves delta at exactly zero.
+        blind, _ = run(x, models, steps=3, delta_kernel=torch.zeros(1, 1, 3, 3))
+        assert torch.count_nonzero(blind) == 0

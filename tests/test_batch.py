@@ -173,6 +173,24 @@ class TestRun:
         [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
         assert item.status == FAILED and "earlier version" in item.message
 
+    def test_a_crash_between_rename_and_manifest_is_redone_not_refused(self, tmp_path,
+                                                                       small_photo,
+                                                                       tiny_config):
+        """Killed after the output's rename but before the manifest said "done": the file
+        is ours (the entry names this photo and these settings), so a rerun redoes it."""
+        photo = small_photo(tmp_path / "a.png")
+        out = tmp_path / "out"
+        [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
+        assert item.status == PROTECTED
+        manifest = json.loads((out / MANIFEST_NAME).read_text())
+        [entry] = manifest["photos"].values()
+        entry["state"] = "pending"
+        (out / MANIFEST_NAME).write_text(json.dumps(manifest))
+        [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
+        assert item.status == PROTECTED, item.message
+        manifest = json.loads((out / MANIFEST_NAME).read_text())
+        assert [e["state"] for e in manifest["photos"].values()] == ["done"]
+
     def test_bad_files_fail_one_line_each_and_the_rest_is_done(self, tmp_path, small_photo,
                                                                tiny_config):
         folder = tmp_path / "in"
@@ -189,6 +207,8 @@ class TestRun:
         result = batch.run(batch.plan([folder], out), out, tiny_config)
         items = by_src(result.items)
         assert items.pop("good.jpg").status == PROTECTED
+        assert set(items) == {"empty.jpg", "truncated.jpg", "text.jpg", "bomb.png",
+                              "dot.png", "strip.png"}
         for name, item in items.items():
             assert item.status == FAILED, name
             assert item.message and "\n" not in item.message, name
@@ -288,6 +308,10 @@ class TestRun:
         assert all(decodes(i.dst) for i in result.items)
         manifest = json.loads((out / MANIFEST_NAME).read_text())
         assert {e["state"] for e in manifest["photos"].values()} == {"done"}
+        # The workers ran the same attack as this process does: the same bytes.
+        here = batch.run(batch.plan(photos, tmp_path / "here"), tmp_path / "here",
+                         tiny_config, jobs=1)
+        assert [sha256(i.dst) for i in here.items] == [sha256(i.dst) for i in result.items]
 
     def test_a_worker_that_dies_fails_its_photos_and_the_rest_go_on(self, tmp_path,
                                                                    small_photo, tiny_config):

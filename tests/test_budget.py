@@ -42,7 +42,8 @@ class TestPriorities:
         with_face = budget.budget_map(x, face_boxes=[(36.0, 20.0, 24.0, 24.0)])
         face = (slice(None), slice(None), slice(24, 40), slice(40, 56))
         far = (slice(None), slice(None), slice(0, 8), slice(0, 8))
-        assert float(with_face[face].mean()) >= float(plain[face].mean())
+        # The face gets REGION_GAIN (1.5x, capped at the full budget) over the same texture.
+        assert float(with_face[face].mean()) >= 1.3 * float(plain[face].mean())
         assert float(with_face[face].mean()) > float(with_face[far].mean())
 
     def test_user_mask_moves_the_budget(self):

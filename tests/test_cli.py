@@ -264,8 +264,15 @@ def test_verify_with_original_prints_channels_and_writes_json(tmp_path, small_ph
     assert result.exit_code == 0, result.output
     assert "invisibility: PSNR" in result.stdout and "verdict:" in result.stdout
     data = json.loads(report.read_text())
-    assert [c["channel"] for c in data["channels"]][:2] == ["as-is", "instagram"]
-    assert data["verdict"] in ("strong", "moderate", "weak", "none")
+    assert [c["channel"] for c in data["channels"]] == [
+        "as-is", "instagram", "facebook", "x", "whatsapp", "jpeg95", "jpeg75", "jpeg50",
+        "down-up", "blur", "crop"]
+    assert 0 < data["max_change255"] <= 8
+    as_is = data["channels"][0]["damage_db"]
+    assert set(as_is) == {"taesd"} and as_is["taesd"] > 0.1
+    worst = min(data["channels"], key=lambda c: c["damage_db"]["taesd"])
+    assert data["worst_channel"] == worst["channel"]
+    assert f"verdict: {data['verdict']} (worst channel: {worst['channel']})" in result.stdout
 
 
 def test_verify_receipt_on_a_clean_photo(tmp_path, model_dir):
@@ -284,7 +291,7 @@ def test_verify_receipt_on_a_clean_photo(tmp_path, model_dir):
 
 def test_verify_missing_photo_is_one_clear_line(tmp_path, model_dir):
     result = invoke("verify", tmp_path / "nope.jpg")
-    assert result.exit_code != 0
+    assert result.exit_code == 1
     assert "Traceback" not in result.output and "nope.jpg" in result.output
 
 

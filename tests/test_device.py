@@ -53,6 +53,19 @@ class TestAutocast:
                             raising=False)
         assert cpu_has_fast_bf16()
 
+    def test_hardware_check_matches_the_kernels_cpu_flags(self, bf16_env):
+        """Unpatched: torch's answer on this machine agrees with the flags Linux reports."""
+        import platform
+        import re
+        from pathlib import Path
+
+        cpuinfo = Path("/proc/cpuinfo")
+        if platform.machine() != "x86_64" or not cpuinfo.is_file():
+            pytest.skip("needs x86_64 Linux")
+        bf16_env(None)
+        flags = set(re.search(r"^flags\s*:(.*)$", cpuinfo.read_text(), re.M).group(1).split())
+        assert cpu_has_fast_bf16() == bool({"avx512_bf16", "amx_tile"} & flags)
+
     def test_describe_names_the_precision_in_use(self, bf16_env):
         bf16_env("0")
         assert describe(torch.device("cpu")).endswith("fp32 (no native bf16)")
@@ -70,8 +83,10 @@ class TestPickDevice:
         picked = pick_device("auto")
         if torch.cuda.is_available():
             assert picked.type == "cuda"
+        elif torch.backends.mps.is_available():
+            assert picked.type == "mps"
         else:
-            assert picked.type in ("mps", "cpu")
+            assert picked.type == "cpu"
 
     def test_cpu_on_request(self):
         assert pick_device("cpu") == torch.device("cpu")

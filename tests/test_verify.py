@@ -84,6 +84,9 @@ class TestVerdicts:
     def test_thresholds(self):
         assert [verdict_for(d) for d in (5, 2, 0.7, 0.1)] == [
             "strong", "moderate", "weak", "none"]
+        # At each threshold the higher verdict (>=), just under it the lower one.
+        assert [verdict_for(d) for d in (3.0, 2.999, 1.5, 1.499, 0.5, 0.499)] == [
+            "strong", "moderate", "moderate", "weak", "weak", "none"]
 
     def test_size_mismatch_is_a_clear_error(self, photo):
         from cloak import UnsupportedImageError
