@@ -368,3 +368,11 @@ def test_gui_entry_point_without_pyside6_is_one_line(tmp_path):
         assert done.returncode == 1, done.stderr
         assert done.stderr.startswith("error: the desktop app needs PySide6")
         assert "Traceback" not in done.stderr
+
+
+def test_python_m_cloak_runs_cloaks_app_even_beside_another_cli_py(tmp_path):
+    (tmp_path / "cli.py").write_text('raise SystemExit("another project\'s cli.py")\n')
+    done = subprocess.run([sys.executable, "-m", "cloak", "--help"], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "protect" in done.stdout and "verify" in done.stdout

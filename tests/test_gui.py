@@ -82,17 +82,31 @@ def drop(widget, paths_or_urls: list) -> tuple[bool, QDropEvent]:
 
 
 class TestDropZone:
-    def test_drop_emits_local_photos_with_folders_expanded(self, qapp, tmp_path, small_photo):
+    def test_drop_emits_local_photos_and_folders(self, qapp, tmp_path, small_photo):
+        a = small_photo(tmp_path / "a.jpg")
+        small_photo(tmp_path / "album" / "b.png")
+        notes = tmp_path / "notes.txt"
+        notes.write_text("not a photo")
+        zone = DropZone()
+        got = []
+        zone.photos_dropped.connect(got.append)
+        accepted, event = drop(zone, [a, notes, tmp_path / "album",
+                                      QUrl("https://example.com/c.jpg")])
+        assert accepted and event.isAccepted()
+        assert got == [[a, tmp_path / "album"]]  # the window walks the folder, off-thread
+
+    def test_window_walks_a_dropped_folder_off_the_main_thread(self, window, tmp_path,
+                                                               small_photo):
         a = small_photo(tmp_path / "a.jpg")
         b = small_photo(tmp_path / "album" / "b.png")
         small_photo(tmp_path / "album" / "protected" / "b.png")  # an earlier output: skipped
         (tmp_path / "album" / "notes.txt").write_text("not a photo")
-        zone = DropZone()
-        got = []
-        zone.photos_dropped.connect(got.append)
-        accepted, event = drop(zone, [a, tmp_path / "album", QUrl("https://example.com/c.jpg")])
-        assert accepted and event.isAccepted()
-        assert got == [[a, b]]
+        (tmp_path / "empty").mkdir()
+        drop(window, [a, tmp_path / "album"])
+        assert wait_until(lambda: [r.src for r in window.rows.values()] == [a, b], 10)
+        drop(window, [tmp_path / "empty"])
+        assert wait_until(lambda: "no photos" in window.statusBar().currentMessage(), 10)
+        assert [r.src for r in window.rows.values()] == [a, b]
 
     def test_hint_says_originals_are_kept_and_to_crop_first(self, qapp):
         from PySide6.QtWidgets import QLabel

@@ -40,7 +40,13 @@ from cloak import PRESETS, CloakError, ProtectConfig
 from cloak.device import fp32_cpu_note, pick_device
 
 from .images import Comparison, compare, thumbnail
-from .paths import IMAGE_SUFFIXES, SUPPORTED, default_output_dir, expand_paths
+from .paths import (
+    IMAGE_SUFFIXES,
+    SUPPORTED,
+    default_output_dir,
+    expand_paths,
+    is_image_file,
+)
 from .widgets import THUMB_SIZE, ComparePanel, PhotoList, PhotoRow
 from .worker import BackgroundCall, CallSignals, Job, Outcome, ProtectWorker
 
@@ -64,7 +70,7 @@ def local_paths(mime: QMimeData) -> list[Path]:
 class DropZone(QFrame):
     """Accepts dropped photos and folders, or a click to pick photos; only emits signals."""
 
-    photos_dropped = Signal(list)  # list[Path]: photos, folders already expanded
+    photos_dropped = Signal(list)  # list[Path]: photos and folders (the window walks them)
     nothing_usable = Signal(int)   # how many dropped items were not photos
     clicked = Signal()
 
@@ -110,9 +116,9 @@ class DropZone(QFrame):
             event.ignore()
             return
         event.acceptProposedAction()
-        photos = expand_paths(dropped)
-        if photos:
-            self.photos_dropped.emit(photos)
+        usable = [p for p in dropped if p.is_dir() or is_image_file(p)]  # no walk here
+        if usable:
+            self.photos_dropped.emit(usable)
         else:
             self.nothing_usable.emit(len(dropped))
 
@@ -149,6 +155,8 @@ class MainWindow(QMainWindow):
         self._thumbnails.done.connect(self._on_thumbnail)
         self._comparisons = CallSignals(self)
         self._comparisons.done.connect(self._on_comparison)
+        self._walks = CallSignals(self)
+        self._walks.done.connect(self._on_walked)
         self._compare_wanted: int | None = None
         self.setWindowTitle("cloak — protect photos before you post them")
         self.setAcceptDrops(True)  # drops anywhere go through the drop zone's filter
@@ -231,10 +239,28 @@ class MainWindow(QMainWindow):
 
     @Slot(list)
     def add_paths(self, paths: list) -> None:
-        """Add photos (folders are expanded) as waiting rows, skipping ones already listed."""
+        """Add photos as waiting rows, skipping ones already listed. Folders are walked on
+        the pool thread (a large folder would freeze the window); their photos are added
+        when the walk is done, in the order given."""
+        if any(Path(p).is_dir() for p in paths):
+            self.statusBar().showMessage("looking for photos…")
+            self._pool.start(BackgroundCall(self._walks, len(paths), expand_paths, list(paths)))
+            return
+        self._add_photos(expand_paths(paths))
+
+    @Slot(object, object, str)
+    def _on_walked(self, count: int, photos: list[Path] | None, error: str) -> None:
+        if error:
+            self.statusBar().showMessage(f"could not read the folder: {error}", 8000)
+        elif not photos:
+            self._on_nothing_usable(count)
+        else:
+            self._add_photos(photos)
+
+    def _add_photos(self, photos: list[Path]) -> None:
         listed = {row.src for row in self.rows.values()}
         added = 0
-        for src in expand_paths(paths):
+        for src in photos:
             if src in listed:
                 continue
             row_id, self._next_id = self._next_id, self._next_id + 1
