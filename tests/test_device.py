@@ -63,7 +63,7 @@ class TestAutocast:
         if platform.machine() != "x86_64" or not cpuinfo.is_file():
             pytest.skip("needs x86_64 Linux")
         bf16_env(None)
-        flags = set(re.search(r"^flags\s*:(.*)$", cpuinfo.read_text(), re.M).group(1).split())
+        flags = set(re.search(r"^flags\s*:(.*)$", cpuinfo.read_text(), re.MULTILINE).group(1).split())
         assert cpu_has_fast_bf16() == bool({"avx512_bf16", "amx_tile"} & flags)
 
     def test_describe_names_the_precision_in_use(self, bf16_env):
