@@ -230,7 +230,7 @@ class BatchView:
             if not self.console.is_terminal:
                 self.line(f"downloading {event.label}{size} (first use only)", err=True)
             task = self.downloads[event.label] = self.progress.add_task(
-                f"downloading {event.label}", total=event.total or None)
+                f"downloading {event.label}{size}", total=event.total or None)
         self.progress.update(task, completed=event.fraction * event.total)
 
     def stopping(self) -> None:
