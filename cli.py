@@ -231,7 +231,7 @@ class BatchView:
                 self.line(f"downloading {event.label}{size} (first use only)", err=True)
             task = self.downloads[event.label] = self.progress.add_task(
                 f"downloading {event.label}{size}", total=event.total or None)
-        self.progress.update(task, completed=event.fraction * event.total)
+        self.progress.update(task, completed=event.done)
 
     def stopping(self) -> None:
         self.line("Stopping after the current step (Ctrl-C again to stop now)...", err=True)
@@ -352,7 +352,7 @@ def fetch_weights(names: tuple[str, ...], model_dir: str | None) -> None:
         for name in names:
             load_autoencoder(name, model_dir, pick_device(None), True,
                              lambda file, done, total: view.on_event(Event(
-                                 "download", label=file, total=total,
+                                 "download", label=file, total=total, done=done,
                                  fraction=done / total if total else 0.0)))
 
 
@@ -402,16 +402,17 @@ def verify(
     try:
         for name in names:
             ProtectConfig(models=(name,))  # validates the model name
+        images = [as_image(p) for p in (photo, protected) if p is not None]  # bad paths first
         fetch_weights(names if protected is not None else ("taesd",), md)
         if protected is None:
-            receipt = receipt_image(as_image(photo), md)
+            receipt = receipt_image(images[0], md)
             typer.echo(f"{photo}: {receipt.label} {receipt.score_db:+.2f} dB "
                        f"(threshold {receipt.threshold_db:+.2f}; above means protected)")
             typer.echo("receipt: " + ("PROTECTED" if receipt.protected
                                       else "no protection detected"))
             result = {"photo": str(photo), **receipt.to_dict()}
         else:
-            v = verify_images(as_image(photo), as_image(protected), models=names, model_dir=md)
+            v = verify_images(*images, models=names, model_dir=md)
             typer.echo(f"invisibility: PSNR {v.psnr:.1f} dB, SSIM {v.ssim:.3f}, "
                        f"max change {v.max_change255:.0f}/255")
             typer.echo(f"{'channel':<10} " + " ".join(f"{n:>8}" for n in names)

@@ -241,6 +241,12 @@ def main() -> None:
                          "others keep their figures), e.g. instagram after its preset "
                          "changed.")
     args = ap.parse_args()
+    if args.channels and not args.remeasure:
+        ap.error("--channels goes with --remeasure")
+    unknown = set(filter(None, map(str.strip, args.channels.split(",")))) - set(CHANNELS)
+    if unknown:
+        ap.error(f"unknown channel(s) {', '.join(sorted(unknown))}; choose from "
+                 f"{', '.join(CHANNELS)}")
     keep_freed_memory()  # as the CLI does; cloak and the reference both run in this process
     if args.from_json:
         results = json.loads((Path(args.out) / "efficacy.json").read_text())["results"]

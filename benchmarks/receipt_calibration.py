@@ -77,10 +77,29 @@ def main() -> None:
     ap.add_argument("--table", type=Path, default=Path("benchmarks/receipt.md"))
     ap.add_argument("--from-json", action="store_true",
                     help="re-read <protected>/receipt_scores.json instead of recomputing")
+    ap.add_argument("--channels", default="",
+                    help="recompute only these channels (comma-separated) and keep the rest "
+                         "of <protected>/receipt_scores.json, e.g. instagram after its "
+                         "preset changed")
     args = ap.parse_args()
     raw_path = args.protected / "receipt_scores.json"
+    only = [c.strip() for c in args.channels.split(",") if c.strip()]
+    if only and args.from_json:
+        ap.error("--channels recomputes; it does not go with --from-json")
+    if set(only) - set(REPORT_CHANNELS):
+        ap.error(f"--channels takes channels from {', '.join(REPORT_CHANNELS)}")
     if args.from_json:
         raw = json.loads(raw_path.read_text())
+    elif only:
+        raw = json.loads(raw_path.read_text())
+        for name, kinds in raw.items():
+            with Image.open(args.protected / (Path(name).stem + ".png")) as im:
+                protected = im.convert("RGB")
+            for kind, img in (("clean", load_rgb(args.clean / name)), ("protected", protected)):
+                kinds[kind].update({ch: receipt_per_model(apply_channel(img, ch))
+                                    for ch in only})
+            print(name, flush=True)
+        raw_path.write_text(json.dumps(raw, indent=1))
     else:
         raw = {}  # photo -> kind -> channel -> model -> feature -> dB
         for path in sorted(args.clean.iterdir()):

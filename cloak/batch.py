@@ -21,6 +21,7 @@ library prints nothing.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import dataclasses
 import json
 import logging
 import multiprocessing
@@ -77,6 +78,7 @@ class Event:
     fraction: float = 0.0
     total: int = 0
     label: str = ""
+    done: int = 0  # `download`: bytes received so far
 
 
 @dataclass
@@ -401,7 +403,10 @@ def run(items: list[Item], out_dir: str | os.PathLike, config: ProtectConfig, *,
                 load_user_mask(config.mask_path, 8, 8)
             preload_models(config, lambda name, done, total: emit(
                 Event("download", label=name, fraction=done / total if total else 0.0,
-                      total=total)))
+                      total=total, done=done)))
+            # Everything is fetched, or known missing and reported: the photos (and the
+            # --jobs workers, new processes) only look, so nothing is retried per photo.
+            config = dataclasses.replace(config, allow_download=False)
             try:  # fail now, not after the first photo, if OUT is not writable
                 out_dir.mkdir(parents=True, exist_ok=True)
                 manifest.save()

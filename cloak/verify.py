@@ -8,10 +8,11 @@ Without the original: a no-reference receipt. A clean photo comes back from taes
 trip smoother than it went in; a protected one comes back with texture the decoder made
 up. The receipt scores that high-frequency gap (dB) against a threshold calibrated on the
 dev photos (benchmarks/receipt_calibration.py, which compares it with the reconstruction
-error and with every model). On the 25 dev photos, clean and protected at medium, as
-posted and after `instagram`, it was right every time (no false alarms; 25/25 detected
-as posted and after instagram; after whatsapp 21/25 and one false alarm): a strong hint,
-not proof (benchmarks/receipt.md).
+error and with every model). On the 25 dev photos, clean and protected at medium, it
+had no false alarms as posted and after `instagram` and detected 25/25 as posted, 24/25
+after instagram (the miss: a 2:3 portrait that Instagram's crop left with little damage)
+and 21/25 after whatsapp with one false alarm: a strong hint, not proof
+(benchmarks/receipt.md).
 """
 
 from __future__ import annotations

@@ -190,6 +190,7 @@ class TestFaceDetector:
         monkeypatch.delenv("CLOAK_OFFLINE", raising=False)
         monkeypatch.setattr(W, "cache_dir", lambda: tmp_path / "cache")
         monkeypatch.setattr(W, "_face_detector_failed", set())
+        monkeypatch.setattr(W, "_warned", set())
 
     def test_download_is_checked_and_cached(self, model_dir, tmp_path, no_local_copy,
                                             monkeypatch):
@@ -221,15 +222,27 @@ class TestFaceDetector:
         assert W.resolve_face_detector(allow_download=False) is None
         monkeypatch.setenv("CLOAK_OFFLINE", "1")
         assert W.resolve_face_detector() is None
-        monkeypatch.setenv("CLOAK_OFFLINE", "0")  # 0 means downloads stay on
-        assert not W.downloads_off()
+        for off in ("1", "true", "yes", "on", "offline"):
+            monkeypatch.setenv("CLOAK_OFFLINE", off)
+            assert W.downloads_off(), off
+        for on in ("", "0", "false", "no", "off"):
+            monkeypatch.setenv("CLOAK_OFFLINE", on)
+            assert not W.downloads_off(), on
 
-    def test_a_local_copy_with_other_bytes_is_not_used(self, tmp_path, monkeypatch, caplog):
+    def test_a_local_copy_with_other_bytes_is_skipped_with_one_warning(
+            self, model_dir, tmp_path, monkeypatch, caplog):
+        monkeypatch.setattr(W, "_warned", set())
         folder = tmp_path / "models"
         folder.mkdir()
         (folder / W.FACE_DETECTOR).write_bytes(b"something else")
+        # The next folder (CLOAK_MODEL_DIR) has the published file: that one is used.
+        assert W.resolve_face_detector(folder, allow_download=False) == \
+            model_dir / W.FACE_DETECTOR
+        monkeypatch.setenv("CLOAK_MODEL_DIR", str(tmp_path / "nothing-here"))
+        monkeypatch.setattr(W, "cache_dir", lambda: tmp_path / "cache")
         assert W.resolve_face_detector(folder, allow_download=False) is None
-        assert "sha256 differs" in caplog.text
+        assert W.resolve_face_detector(folder, allow_download=False) is None
+        assert caplog.text.count("sha256 differs") == 1  # once per process, not per photo
 
     def test_the_real_detector_finds_the_astronaut(self, model_dir):
         from cloak.budget import find_faces

@@ -137,6 +137,10 @@ class TestProtectFile:
                 assert a.size == b.size, src.name
                 assert a.getexif().get(0x0112, 1) == b.getexif().get(0x0112, 1), src.name
                 assert ImageOps.exif_transpose(a).size == ImageOps.exif_transpose(b).size
+            # Shown the same way up: a turned or flipped copy (even of a square photo)
+            # would differ by far more than the perturbation and one lossy re-save.
+            shown_a, shown_b = pixels(src), pixels(dst)
+            assert np.abs(shown_a - shown_b).mean() < 4, src.name
 
 
 class TestProtectImage:

@@ -19,6 +19,8 @@ def main() -> int:
 
         from .window import MainWindow
     except ImportError as exc:
+        if not (exc.name or "").startswith("PySide6"):
+            raise  # something else is broken: show it as it is
         print(f"error: {NEEDS_PYSIDE6} ({exc})", file=sys.stderr)
         return 1
     keep_freed_memory()

@@ -156,6 +156,7 @@ class MainWindow(QMainWindow):
         self._comparisons = CallSignals(self)
         self._comparisons.done.connect(self._on_comparison)
         self._walks = CallSignals(self)
+        self._walks_pending = 0  # folder walks queued or running on the pool
         self._walks.done.connect(self._on_walked)
         self._compare_wanted: int | None = None
         self.setWindowTitle("cloak — protect photos before you post them")
@@ -242,7 +243,10 @@ class MainWindow(QMainWindow):
         """Add photos as waiting rows, skipping ones already listed. Folders are walked on
         the pool thread (a large folder would freeze the window); their photos are added
         when the walk is done, in the order given."""
-        if any(Path(p).is_dir() for p in paths):
+        if self._walks_pending or any(Path(p).is_dir() for p in paths):
+            # Through the pool's one thread, behind any walk still running: rows keep the
+            # order the photos were given in.
+            self._walks_pending += 1
             self.statusBar().showMessage("looking for photos…")
             self._pool.start(BackgroundCall(self._walks, len(paths), expand_paths, list(paths)))
             return
@@ -250,6 +254,7 @@ class MainWindow(QMainWindow):
 
     @Slot(object, object, str)
     def _on_walked(self, count: int, photos: list[Path] | None, error: str) -> None:
+        self._walks_pending -= 1
         if error:
             self.statusBar().showMessage(f"could not read the folder: {error}", 8000)
         elif not photos:

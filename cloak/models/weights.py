@@ -8,6 +8,7 @@ Weights load only through safetensors or `torch.load(weights_only=True)`.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import logging
 import os
 import re
@@ -136,7 +137,7 @@ class CacheNotWritable(OSError):
 
 
 def fetch(url: str, target: Path, check: Callable[[Path], None],
-          progress: DownloadProgress | None = None) -> Path:
+          progress: DownloadProgress | None = None, timeout: float = 60) -> Path:
     """Download `url` to `target` atomically: into a temp file beside it, `check`ed (raises
     on a bad file), then renamed. Raises OSError/URLError/ValueError/ModelError."""
     try:
@@ -149,7 +150,7 @@ def fetch(url: str, target: Path, check: Callable[[Path], None],
     log.info("downloading %s", url)
     tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
             total = int(response.headers.get("Content-Length") or 0)
             done = 0
             if progress:
@@ -182,15 +183,17 @@ def download(spec: ModelSpec, part: str, progress: DownloadProgress | None = Non
         return fetch(url, target, check, progress)
     except CacheNotWritable as exc:
         raise ModelError(missing_message(spec, part, str(exc))) from exc
-    except (urllib.error.URLError, OSError, TimeoutError, ValueError) as exc:
+    except (urllib.error.URLError, OSError, TimeoutError, ValueError,
+            http.client.HTTPException) as exc:
         # ValueError: a CLOAK_WEIGHTS_URL that is not a URL
         raise ModelError(missing_message(spec, part, f"download from {url} failed ({exc})")) \
             from exc
 
 
 def downloads_off() -> bool:
-    """CLOAK_OFFLINE=1 (or true/yes) turns every download off."""
-    return os.environ.get("CLOAK_OFFLINE", "").strip().lower() in ("1", "true", "yes")
+    """CLOAK_OFFLINE set to anything but 0/false/no/off turns every download off."""
+    value = os.environ.get("CLOAK_OFFLINE", "").strip().lower()
+    return value not in ("", "0", "false", "no", "off")
 
 
 def face_detector_url() -> str:
@@ -198,25 +201,42 @@ def face_detector_url() -> str:
     return f"{base.rstrip('/')}/{FACE_DETECTOR}" if base else FACE_DETECTOR_URL
 
 
+FACE_DETECTOR_TIMEOUT_S = 10  # optional: a slow network should not hold a batch up
 _face_detector_failed: set[str] = set()  # addresses that failed in this process
+_warned: set[str] = set()  # face-detector warnings already given in this process
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        log.warning(message)
 
 
 def resolve_face_detector(model_dir=None, allow_download: bool = True,
                           progress: DownloadProgress | None = None) -> Path | None:
     """Path to the YuNet face detector (sha256-checked), downloading it into the cache if
-    allowed. Faces only steer the budget, so any failure is a warning and None (face
-    priority off), not an error; a failed download is not retried in this process."""
+    allowed. Faces only steer the budget, so any failure is one warning per process and
+    None (face priority off), not an error; a failed download is not retried. With
+    `allow_download` False it only looks (batch workers, after the parent fetched)."""
     expected = KNOWN_SHA256[FACE_DETECTOR]
     for folder in search_dirs(model_dir):
         path = folder / FACE_DETECTOR
-        if path.is_file():
+        try:
+            if not path.is_file():
+                continue
             if sha256_of(path) == expected:
                 return path
-            log.warning("%s is not the published YuNet detector (sha256 differs); "
-                        "face priority is off", path)
-            return None
+            _warn_once(f"{path} is not the published YuNet detector (sha256 differs); "
+                       "ignoring it")
+        except OSError as exc:
+            _warn_once(f"can't read {path} ({exc.strerror or exc}); ignoring it")
     url = face_detector_url()
-    if not allow_download or downloads_off() or url in _face_detector_failed:
+    if not allow_download or url in _face_detector_failed:
+        return None  # the caller fetches nothing, or the failure was reported already
+    if downloads_off():
+        _warn_once(f"face detector {FACE_DETECTOR} not found and downloads are off "
+                   "(CLOAK_OFFLINE); face priority is off. Put it in --model-dir or "
+                   "CLOAK_MODEL_DIR to turn it on")
         return None
 
     def check(tmp: Path) -> None:
@@ -224,11 +244,13 @@ def resolve_face_detector(model_dir=None, allow_download: bool = True,
             raise ModelError(f"download of {url} does not match its pinned sha256")
 
     try:
-        return fetch(url, cache_dir() / FACE_DETECTOR, check, progress)
-    except (urllib.error.URLError, OSError, TimeoutError, ValueError, ModelError) as exc:
+        return fetch(url, cache_dir() / FACE_DETECTOR, check, progress,
+                     timeout=FACE_DETECTOR_TIMEOUT_S)
+    except (urllib.error.URLError, OSError, TimeoutError, ValueError, ModelError,
+            http.client.HTTPException) as exc:
         _face_detector_failed.add(url)
-        log.warning("face detector not available (%s); face priority is off. Put %s in "
-                    "--model-dir or CLOAK_MODEL_DIR to turn it on", exc, FACE_DETECTOR)
+        _warn_once(f"face detector not available ({exc}); face priority is off. Put "
+                   f"{FACE_DETECTOR} in --model-dir or CLOAK_MODEL_DIR to turn it on")
         return None
 
 
