@@ -344,16 +344,12 @@ def write_json(json_path: Path, data: dict) -> None:
 
 def fetch_weights(names: tuple[str, ...], model_dir: str | None) -> None:
     """Load `names` now, so a first-use download shows its progress bar."""
-    from cloak.batch import Event
-    from cloak.models import load_autoencoder
+    from cloak.batch import download_event, preload_models
 
     view = BatchView()
     with view:
-        for name in names:
-            load_autoencoder(name, model_dir, pick_device(None), True,
-                             lambda file, done, total: view.on_event(Event(
-                                 "download", label=file, total=total, done=done,
-                                 fraction=done / total if total else 0.0)))
+        preload_models(ProtectConfig(models=names, model_dir=model_dir, faces=False),
+                       lambda *download: view.on_event(download_event(*download)))
 
 
 @app.command(short_help="Measure the protection a photo carries, as is and after posting.")

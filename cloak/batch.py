@@ -81,6 +81,12 @@ class Event:
     done: int = 0  # `download`: bytes received so far
 
 
+def download_event(name: str, done: int, total: int) -> Event:
+    """The `download` event for a DownloadProgress callback's (file, bytes done, total)."""
+    return Event("download", label=name, fraction=done / total if total else 0.0,
+                 total=total, done=done)
+
+
 @dataclass
 class BatchResult:
     items: list[Item]
@@ -401,9 +407,7 @@ def run(items: list[Item], out_dir: str | os.PathLike, config: ProtectConfig, *,
                 from .budget import load_user_mask
 
                 load_user_mask(config.mask_path, 8, 8)
-            preload_models(config, lambda name, done, total: emit(
-                Event("download", label=name, fraction=done / total if total else 0.0,
-                      total=total, done=done)))
+            preload_models(config, lambda *download: emit(download_event(*download)))
             # Everything is fetched, or known missing and reported: the photos (and the
             # --jobs workers, new processes) only look, so nothing is retried per photo.
             config = dataclasses.replace(config, allow_download=False)
