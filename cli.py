@@ -176,6 +176,9 @@ def protect(
         write_json(json_path, {"out": str(out), "settings": config.fingerprint(),
                                **result.to_dict()})
     typer.echo(view.totals(result), err=True)
+    note = instagram_crop_note(result)
+    if note:
+        typer.secho(note, fg=typer.colors.YELLOW, err=True)
     if result.interrupted:
         raise typer.Exit(130)
     if result.counts[batch.FAILED]:
@@ -282,6 +285,22 @@ class BatchView:
         if not result.items:
             return "No photos found."
         return "Done: " + ", ".join(parts) + "."
+
+
+def instagram_crop_note(result) -> str | None:
+    """A note when protected photos have a shape Instagram crops (taller than 3:4 or wider
+    than 1.91:1): the crop moves the models' grid and takes most of the protection."""
+    from cloak import batch
+    from cloak.verify import INSTAGRAM_ASPECT
+
+    lo, hi = INSTAGRAM_ASPECT
+    cropped = [i for i in result.items if i.status == batch.PROTECTED and i.report
+               and not lo <= i.report.width / i.report.height <= hi]
+    if not cropped:
+        return None
+    return (f"note: {len(cropped)} photo(s) are taller than 3:4 or wider than 1.91:1 (e.g. "
+            f"{cropped[0].src.name}). Instagram crops such photos, which removes most of the "
+            "protection: to post them there, crop them to 3:4 or 4:5 first, then protect them.")
 
 
 @contextlib.contextmanager

@@ -376,3 +376,13 @@ def test_python_m_cloak_runs_cloaks_app_even_beside_another_cli_py(tmp_path):
                           text=True, cwd=tmp_path, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert "protect" in done.stdout and "verify" in done.stdout
+
+
+def test_a_shape_instagram_crops_gets_a_note(tmp_path, small_photo, model_dir):
+    tall = small_photo(tmp_path / "tall.png", size=(64, 96))  # 2:3, taller than 3:4
+    square = small_photo(tmp_path / "square.png", size=(64, 64))
+    result = invoke("protect", tall, square, "--out", tmp_path / "out", *TINY)
+    assert result.exit_code == 0
+    assert "note: 1 photo(s) are taller than 3:4" in result.stderr and "tall.png" in result.stderr
+    result = invoke("protect", square, "--out", tmp_path / "out2", *TINY)
+    assert result.exit_code == 0 and "Instagram crops" not in result.stderr
