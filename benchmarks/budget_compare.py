@@ -2,9 +2,9 @@
 
     CLOAK_MODEL_DIR=../shared/models python benchmarks/budget_compare.py [--limit 6]
 
-For each photo, protects at `--strength medium` (visibility-aware budget), then with a
-uniform budget (`perceptual=False`) whose eps is tuned (up to two tries) to land on the
-same PSNR. Writes benchmarks/budget.md (PSNR, SSIM and as-is damage per model, medians)
+For each photo, protects at `--strength medium` (visibility-aware budget), then with
+uniform budgets (`perceptual=False`) of whole 8-bit steps on either side of the same PSNR,
+interpolated to it (uniform_at_psnr). Writes benchmarks/budget.md (PSNR, SSIM and as-is damage per model, medians)
 and benchmarks/budget_sheet.png: 100% crops of a face, a flat area and a texture from the
 first photo, as original | uniform | visibility-aware | both differences x10.
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,16 +33,42 @@ CROP = 128
 DEFAULT_PHOTOS = ("d01", "d08", "d09", "d12", "d14", "d24", "d04", "d17")
 
 
+@dataclass
+class Interpolated:
+    """A uniform budget's figures at a PSNR between two whole-step runs (see below)."""
+
+    psnr: float
+    ssim: float
+    eps255: float
+    damage_db: dict[str, float]
+
+
 def uniform_at_psnr(rgb: np.ndarray, target: float, base: ProtectConfig):
-    """Uniform-budget run whose PSNR lands within 0.3 dB of `target` (two tries at most)."""
-    eps = min(32, 255 * 10 ** (-target / 20) / 0.8 ** 0.5)
-    result = None
-    for _ in range(2):
-        result = protect_array(rgb, base.replace(perceptual=False, eps=eps / 255))
-        if abs(result.report.psnr - target) <= 0.3:
-            break
-        eps = min(32, eps * 10 ** ((result.report.psnr - target) / 20))
-    return result
+    """A uniform budget's figures at exactly `target` PSNR, and the nearer run's pixels.
+
+    Outputs change in whole 8-bit steps, so a uniform bound is a whole number of steps
+    and its PSNR moves ~1.5-2 dB per step: no single run lands on an arbitrary PSNR. This
+    runs the two whole-step bounds whose PSNRs bracket `target` (three runs at most) and
+    interpolates PSNR, SSIM and each model's damage linearly between them."""
+    guess = 255 * 10 ** (-target / 20) / 0.8 ** 0.5
+    runs: dict[int, object] = {}
+
+    def run(eps: int):
+        if eps not in runs:
+            runs[eps] = protect_array(rgb, base.replace(perceptual=False, eps=eps / 255))
+        return runs[eps].report
+
+    lo = max(1, min(31, int(guess)))
+    if run(lo).psnr < target and lo > 1:  # even `lo` changes too much: one step less
+        lo -= 1
+    elif run(lo + 1).psnr > target and lo < 30:  # `lo + 1` changes too little: one more
+        lo += 1
+    a, b = run(lo), run(lo + 1)  # a: the smaller change (higher PSNR)
+    t = min(1.0, max(0.0, (a.psnr - target) / max(1e-9, a.psnr - b.psnr)))
+    mix = lambda u, v: u + t * (v - u)
+    figures = Interpolated(mix(a.psnr, b.psnr), mix(a.ssim, b.ssim), lo + t,
+                           {m: mix(a.damage_db[m], b.damage_db[m]) for m in a.damage_db})
+    return figures, runs[lo + 1 if t >= 0.5 else lo].rgb
 
 
 def window(score: np.ndarray, pick) -> tuple[int, int]:
@@ -102,12 +129,13 @@ def main() -> None:
     for i, path in enumerate(chosen):
         rgb = np.asarray(load_rgb(path), dtype=np.float32) / 255
         aware = protect_array(rgb, base)
-        uniform = uniform_at_psnr(rgb, aware.report.psnr, base)
-        rows.append((path.name, uniform.report, aware.report))
-        print(path.name, "uniform", round(uniform.report.psnr, 2), uniform.report.damage_db,
+        uniform, uniform_rgb = uniform_at_psnr(rgb, aware.report.psnr, base)
+        rows.append((path.name, uniform, aware.report))
+        print(path.name, "uniform", round(uniform.psnr, 2), round(uniform.eps255, 2),
+              {m: round(v, 3) for m, v in uniform.damage_db.items()},
               "aware", round(aware.report.psnr, 2), aware.report.damage_db, flush=True)
         if i == 0:
-            sheet(rgb, uniform.rgb, aware.rgb).save(args.sheet, optimize=True)
+            sheet(rgb, uniform_rgb, aware.rgb).save(args.sheet, optimize=True)
 
     def line(label, reports):
         med = lambda f: statistics.median(f(r) for r in reports)
@@ -118,7 +146,10 @@ def main() -> None:
     md = ["## Visibility-aware vs uniform budget at the same PSNR (medians)", "",
           (f"{len(rows)} dev photos ({', '.join(r[0] for r in rows)}). Command: "
            f"`CLOAK_MODEL_DIR=../shared/models python benchmarks/budget_compare.py "
-           f"--limit {args.limit}`. Damage is dB as the photo is, at long side 512."), "",
+           f"--limit {args.limit}`. Damage is dB as the photo is, at long side 512. The "
+           "uniform row is interpolated at each photo's aware PSNR between the two "
+           "whole-step uniform bounds that bracket it (its eps is fractional for that "
+           "reason)."), "",
           "| budget | PSNR | SSIM | eps /255 | " + " | ".join(ALL_MODEL_NAMES) + " |",
           "|---|---|---|---|" + "---|" * len(ALL_MODEL_NAMES),
           line("uniform", [r[1] for r in rows]), line("visibility-aware", [r[2] for r in rows]),
