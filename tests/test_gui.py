@@ -26,7 +26,7 @@ from PySide6.QtWidgets import QApplication
 from cloak import ProtectConfig, Report
 from cloak.gui import window as window_module
 from cloak.gui.images import amplified_difference
-from cloak.gui.paths import expand_paths, unique_destination
+from cloak.gui.paths import common_folder, expand_paths, unique_destination
 from cloak.gui.widgets import PhotoRow
 from cloak.gui.window import DropZone, MainWindow
 from cloak.gui.worker import Job, Outcome, ProtectWorker, describe, posting_verdict
@@ -144,6 +144,14 @@ class TestDropZone:
 
 
 class TestHelpers:
+    def test_open_output_folder_opens_where_the_whole_batch_went(self):
+        one = Path("/photos/2024/protected")
+        assert common_folder({one}, one) == one
+        two = Path("/photos/2025/trip/protected")
+        assert common_folder({one, two}, two) == Path("/photos")
+        other = Path("/elsewhere/protected")  # only the root in common: the latest folder
+        assert common_folder({one, other}, other) == other
+
     def test_expand_paths_keeps_order_and_drops_duplicates(self, tmp_path, small_photo):
         a, b = small_photo(tmp_path / "a.jpg"), small_photo(tmp_path / "sub" / "B.PNG")
         (tmp_path / ".hidden.jpg").write_bytes(a.read_bytes())

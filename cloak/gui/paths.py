@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
 from cloak.io import IMAGE_SUFFIXES, SUPPORTED  # what cloak reads, case-insensitive
 
-__all__ = ["IMAGE_SUFFIXES", "SUPPORTED", "default_output_dir", "expand_paths",
-           "is_image_file", "unique_destination"]
+__all__ = ["IMAGE_SUFFIXES", "SUPPORTED", "common_folder", "default_output_dir",
+           "expand_paths", "is_image_file", "unique_destination"]
 
 OUTPUT_FOLDER_NAME = "protected"
 
@@ -54,3 +55,18 @@ def unique_destination(folder: Path, name: str) -> Path:
         candidate = folder / f"{stem} ({n}){suffix}"
         n += 1
     return candidate
+
+
+def common_folder(folders: Iterable[Path], latest: Path) -> Path:
+    """The folder to open after a batch: the one folder every output went to, or the
+    deepest folder holding them all; `latest` where they share only the filesystem root
+    (or a drive)."""
+    folders = {Path(f) for f in folders} or {latest}
+    if len(folders) == 1:
+        return next(iter(folders))
+    try:
+        shared = Path(os.path.commonpath([str(f) for f in folders]))
+    except ValueError:  # different drives
+        return latest
+    return latest if shared == Path(shared.anchor) else shared
+

@@ -43,6 +43,7 @@ from .images import Comparison, compare, thumbnail
 from .paths import (
     IMAGE_SUFFIXES,
     SUPPORTED,
+    common_folder,
     default_output_dir,
     expand_paths,
     is_image_file,
@@ -144,7 +145,8 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.settings = dict(settings or {})
         self.output_dir: Path | None = None  # None: a `protected` folder next to each photo
-        self.last_output_dir: Path | None = None
+        self.last_output_dir: Path | None = None  # what "Open output folder" opens
+        self._run_output_dirs: set[Path] = set()  # where the last batch wrote
         self._next_id = 0
         self._todo = self._done = 0  # photos in the running batch, and finished so far
         self._thread: QThread | None = None
@@ -342,6 +344,7 @@ class MainWindow(QMainWindow):
             self.rows[i].set_waiting()
         self._todo = len(jobs)
         self._done = 0
+        self._run_output_dirs = set()
         self._thread = QThread(self)
         self._worker = ProtectWorker(jobs, config)
         self._worker.moveToThread(self._thread)
@@ -387,7 +390,8 @@ class MainWindow(QMainWindow):
     def _on_protected(self, row_id: int, outcome: Outcome) -> None:
         self._done += 1
         self.rows[row_id].set_protected(outcome)
-        self.last_output_dir = outcome.dst.parent
+        self._run_output_dirs.add(outcome.dst.parent)
+        self.last_output_dir = common_folder(self._run_output_dirs, outcome.dst.parent)
         if self._compare_wanted is None or self.photo_list.current_row_id() == row_id:
             self.show_comparison(row_id)
 
