@@ -26,7 +26,8 @@ from efficacy import SUFFIXES, load_rgb
 from cloak import ProtectConfig
 from cloak.budget import find_faces, local_contrast
 from cloak.models import ALL_MODEL_NAMES
-from cloak.pipeline import face_detector_path, protect_array, to_tensor
+from cloak.models.weights import resolve_face_detector
+from cloak.pipeline import protect_array, to_tensor
 from cloak.preview import amplified_difference
 
 CROP = 128
@@ -86,7 +87,7 @@ def window(score: np.ndarray, pick) -> tuple[int, int]:
 def sheet(original: np.ndarray, uniform: np.ndarray, aware: np.ndarray) -> Image.Image:
     contrast = local_contrast(to_tensor(original))[0, 0].numpy()
     u8 = np.round(original * 255).astype(np.uint8)
-    faces = find_faces(u8, face_detector_path(None))
+    faces = find_faces(u8, resolve_face_detector())
     rows = []
     if faces:
         fx, fy, fw, fh = faces[0]

@@ -7,7 +7,6 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -52,11 +51,6 @@ def working_image(x: torch.Tensor, working_size: int) -> torch.Tensor:
     if max(x.shape[-2:]) <= working_size:
         return x
     return metrics.resize_long(x, working_size)
-
-
-def face_detector_path(model_dir: str | None, allow_download: bool = True) -> Path | None:
-    """The sha256-checked YuNet file (found, or downloaded into the cache), or None."""
-    return resolve_face_detector(model_dir, allow_download)
 
 
 def _measure(report: Report, x_full: torch.Tensor, x_adv: torch.Tensor,
@@ -161,7 +155,8 @@ def protect_array(rgb: np.ndarray, config: ProtectConfig, *, grayscale: bool = F
     faces = []
     if config.faces:
         x_u8 = (to_array(x) * 255).round().astype(np.uint8)
-        faces = budget.find_faces(x_u8, face_detector_path(config.model_dir, config.allow_download))
+        detector = resolve_face_detector(config.model_dir, config.allow_download)
+        faces = budget.find_faces(x_u8, detector)
     user_mask = (budget.load_user_mask(config.mask_path, *x.shape[-2:])
                  if config.mask_path else None)
     allowed = budget.budget_map(x, perceptual=config.perceptual, face_boxes=faces,
