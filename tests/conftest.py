@@ -66,3 +66,20 @@ def small_photo() -> Callable[..., Path]:
         return path
 
     return make
+
+
+@pytest.fixture
+def bf16_env(monkeypatch: pytest.MonkeyPatch):
+    """`bf16_env("0" | "1" | None)`: set CLOAK_CPU_BF16 (None: unset) and forget the
+    cached hardware check, before and after the test."""
+    from cloak.device import cpu_has_fast_bf16
+
+    def set_to(value: str | None) -> None:
+        if value is None:
+            monkeypatch.delenv("CLOAK_CPU_BF16", raising=False)
+        else:
+            monkeypatch.setenv("CLOAK_CPU_BF16", value)
+        cpu_has_fast_bf16.cache_clear()
+
+    yield set_to
+    cpu_has_fast_bf16.cache_clear()

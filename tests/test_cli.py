@@ -137,18 +137,12 @@ def test_same_photo_named_twice_is_protected_once(tmp_path, small_photo, model_d
 
 
 def test_cpu_without_native_bf16_is_told_about_fast(tmp_path, small_photo, model_dir,
-                                                   monkeypatch):
-    from cloak.device import cpu_has_fast_bf16
-
-    monkeypatch.setenv("CLOAK_CPU_BF16", "0")
-    cpu_has_fast_bf16.cache_clear()
-    try:
-        photo = small_photo(tmp_path / "a.png")
-        slow = ["--models", "taesd", "--steps", "1", "--no-measure"]
-        medium = invoke("protect", photo, "--out", tmp_path / "m", *slow)
-        fast = invoke("protect", photo, "--out", tmp_path / "f", *TINY)
-    finally:
-        cpu_has_fast_bf16.cache_clear()
+                                                   bf16_env):
+    bf16_env("0")
+    photo = small_photo(tmp_path / "a.png")
+    slow = ["--models", "taesd", "--steps", "1", "--no-measure"]
+    medium = invoke("protect", photo, "--out", tmp_path / "m", *slow)
+    fast = invoke("protect", photo, "--out", tmp_path / "f", *TINY)
     assert medium.exit_code == 0 and fast.exit_code == 0
     assert "no native bf16" in medium.stderr and "fast preset" in medium.stderr
     assert "no native bf16" not in fast.stderr

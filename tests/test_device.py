@@ -10,20 +10,6 @@ from cloak.device import autocast, cpu_has_fast_bf16, describe, pick_device, use
 from cloak.errors import ConfigError
 
 
-@pytest.fixture
-def bf16_env(monkeypatch: pytest.MonkeyPatch):
-    """Set CLOAK_CPU_BF16 and forget the cached hardware check before and after."""
-    def set_to(value: str | None) -> None:
-        if value is None:
-            monkeypatch.delenv("CLOAK_CPU_BF16", raising=False)
-        else:
-            monkeypatch.setenv("CLOAK_CPU_BF16", value)
-        cpu_has_fast_bf16.cache_clear()
-
-    yield set_to
-    cpu_has_fast_bf16.cache_clear()
-
-
 def conv_dtype_under(ctx) -> torch.dtype:
     conv = torch.nn.Conv2d(3, 4, 3)
     with ctx:

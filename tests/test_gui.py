@@ -252,22 +252,16 @@ class TestProtecting:
         assert window.last_output_dir == tmp_path
 
     def test_cpu_without_native_bf16_is_told_about_fast(self, window, tmp_path, small_photo,
-                                                        monkeypatch):
-        from cloak.device import cpu_has_fast_bf16
-
-        monkeypatch.setenv("CLOAK_CPU_BF16", "0")
-        cpu_has_fast_bf16.cache_clear()
-        try:
-            notes = {}
-            for strength in ("medium", "fast"):
-                window.statusBar().clearMessage()
-                window.strength.setCurrentIndex(window.strength.findData(strength))
-                window.add_paths([small_photo(tmp_path / f"{strength}.png")])
-                window.start()
-                notes[strength] = window.statusBar().currentMessage()
-                assert wait_until(lambda: not window.is_running(), 60)
-        finally:
-            cpu_has_fast_bf16.cache_clear()
+                                                        bf16_env):
+        bf16_env("0")
+        notes = {}
+        for strength in ("medium", "fast"):
+            window.statusBar().clearMessage()
+            window.strength.setCurrentIndex(window.strength.findData(strength))
+            window.add_paths([small_photo(tmp_path / f"{strength}.png")])
+            window.start()
+            notes[strength] = window.statusBar().currentMessage()
+            assert wait_until(lambda: not window.is_running(), 60)
         assert "no native bf16" in notes["medium"] and "fast preset" in notes["medium"]
         assert "no native bf16" not in notes["fast"]
 

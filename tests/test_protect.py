@@ -237,12 +237,16 @@ class TestRoundTrip:
         assert all(torch.equal(kernels[0], k) for k in kernels[1:])
 
     def test_attack_through_the_round_trip_leaves_more_damage(self, model_dir, small_photo,
-                                                              tmp_path):
+                                                              tmp_path, bf16_env):
+        """In fp32 on every machine: on a CPU with native bf16 the gain on this small photo
+        was half as large (+0.10 vs +0.21 dB at 8 steps), too close to the margin."""
         import torch
 
         from cloak import metrics
         from cloak.models import load_autoencoder
         from cloak.pipeline import protect_array
+
+        bf16_env("0")
 
         with Image.open(small_photo(tmp_path / "p.png", size=(320, 256))) as im:
             rgb = np.asarray(im.convert("RGB"), dtype=np.float32) / 255
