@@ -7,7 +7,6 @@ Library errors (CloakError) become one clear line and exit code 1, with no trace
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
 import os
@@ -331,10 +330,8 @@ def metadata_policy(keep_gps: bool, keep_serials: bool, strip_exif: bool, icc: b
     """The Metadata flags as a MetadataPolicy (None when they are all at their defaults)."""
     from cloak.metadata import MetadataPolicy
 
-    base = MetadataPolicy.minimal() if strip_exif else MetadataPolicy()
-    policy = dataclasses.replace(
-        base, strip_gps=not keep_gps, strip_serials=not keep_serials, keep_icc=icc,
-        data_mining_notice=ai_notice, cloak_note=ai_notice)
+    policy = MetadataPolicy.choose(keep_gps=keep_gps, keep_serials=keep_serials,
+                                   strip_exif=strip_exif, keep_icc=icc, notices=ai_notice)
     return None if policy == MetadataPolicy() else policy
 
 

@@ -21,6 +21,7 @@ Default policy (`MetadataPolicy()`):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import struct
@@ -101,6 +102,17 @@ class MetadataPolicy:
     def minimal(cls) -> MetadataPolicy:
         """Keep nothing but orientation, ICC and the protection notices."""
         return cls(keep_exif=False, keep_copyright=False, keep_xmp=False)
+
+    @classmethod
+    def choose(cls, *, keep_gps: bool = False, keep_serials: bool = False,
+               strip_exif: bool = False, keep_icc: bool = True,
+               notices: bool = True) -> MetadataPolicy:
+        """The policy behind the user-facing switches (CLI flags, the app's check boxes);
+        all at their defaults gives MetadataPolicy()."""
+        base = cls.minimal() if strip_exif else cls()
+        return dataclasses.replace(
+            base, strip_gps=not keep_gps, strip_serials=not keep_serials, keep_icc=keep_icc,
+            data_mining_notice=notices, cloak_note=notices)
 
 
 @dataclass

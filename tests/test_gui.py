@@ -238,6 +238,37 @@ class TestProtecting:
         window.open_button.click()
         assert opened == [tmp_path / "protected"]
 
+    def test_metadata_boxes_reach_the_saved_photo(self, window, tmp_path, small_photo):
+        from PIL import ExifTags
+
+        gps, exif_ifd, tags = ExifTags.IFD.GPSInfo, ExifTags.IFD.Exif, ExifTags.Base
+        exif = Image.Exif()
+        exif[tags.Copyright] = "(c) Ada"
+        exif[exif_ifd] = {tags.DateTimeOriginal: "2024:05:01 12:00:00"}
+        exif[gps] = {1: "N", 2: (52.0, 22.0, 1.5), 3: "E", 4: (4.0, 53.0, 0.0)}
+        saved = {}
+        for name, keep_gps, strip_exif in (("default", False, False), ("gps", True, False),
+                                           ("stripped", False, True)):
+            with Image.open(small_photo(tmp_path / "plain.png")) as im:
+                photo = tmp_path / name / "a.jpg"
+                photo.parent.mkdir()
+                im.convert("RGB").save(photo, quality=95, exif=exif.tobytes())
+            window.keep_gps.setChecked(keep_gps)
+            window.strip_exif.setChecked(strip_exif)
+            window.add_paths([photo])
+            window.start()
+            assert not window.keep_gps.isEnabled() and not window.strip_exif.isEnabled()
+            assert wait_until(lambda: not window.is_running(), 60)
+            assert window.keep_gps.isEnabled() and window.strip_exif.isEnabled()
+            with Image.open(tmp_path / name / "protected" / "a.jpg") as out:
+                saved[name] = out.getexif()
+        assert not saved["default"].get_ifd(gps)
+        assert saved["default"][tags.Copyright] == "(c) Ada"
+        assert saved["gps"].get_ifd(gps)[1] == "N"
+        assert tags.Copyright not in saved["stripped"]
+        assert tags.DateTimeOriginal not in saved["stripped"].get_ifd(exif_ifd)
+        assert not saved["stripped"].get_ifd(gps)
+
     def test_output_folder_can_be_the_originals_folder(self, window, tmp_path, small_photo):
         photo = small_photo(tmp_path / "me.jpg")
         before = sha256(photo)

@@ -23,6 +23,7 @@ from PySide6.QtGui import (
     QMouseEvent,
 )
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QFileDialog,
     QFrame,
@@ -38,6 +39,7 @@ from PySide6.QtWidgets import (
 
 from cloak import PRESETS, CloakError, ProtectConfig
 from cloak.device import fp32_cpu_note, pick_device
+from cloak.metadata import MetadataPolicy
 
 from .images import Comparison, compare, thumbnail
 from .paths import (
@@ -137,7 +139,8 @@ class DropZone(QFrame):
 
 class MainWindow(QMainWindow):
     """The cloak desktop app. `settings` are extra `ProtectConfig` fields (tests, power
-    users); the strength preset always comes from the combo box."""
+    users); the strength preset and the metadata policy always come from the window's
+    controls."""
 
     batch_finished = Signal()
 
@@ -189,6 +192,17 @@ class MainWindow(QMainWindow):
         self.reset_output = QPushButton("Next to originals")
         self.reset_output.clicked.connect(self.use_default_output_dir)
         self.output_label.setWordWrap(True)
+        # The same switches as the CLI's --keep-gps and --strip-exif (MetadataPolicy.choose).
+        self.keep_gps = QCheckBox("Keep location (GPS)")
+        self.keep_gps.setToolTip("Off: the protected copy carries no GPS position, so it "
+                                 "does not tell where the photo was taken.")
+        self.strip_exif = QCheckBox("Remove camera details")
+        self.strip_exif.setToolTip("Also drop the capture date, camera, exposure, copyright "
+                                   "and author. Orientation and colour profile stay.")
+        metadata = QHBoxLayout()
+        metadata.addWidget(self.keep_gps)
+        metadata.addWidget(self.strip_exif)
+        metadata.addStretch(1)
         options = QGridLayout()
         options.addWidget(QLabel("Strength"), 0, 0)
         options.addWidget(self.strength, 0, 1, 1, 3, Qt.AlignmentFlag.AlignLeft)
@@ -196,6 +210,8 @@ class MainWindow(QMainWindow):
         options.addWidget(self.output_label, 1, 1)
         options.addWidget(self.change_output, 1, 2)
         options.addWidget(self.reset_output, 1, 3)
+        options.addWidget(QLabel("Metadata"), 2, 0)
+        options.addLayout(metadata, 2, 1, 1, 3)
         options.setColumnStretch(1, 1)
 
         self.photo_list = PhotoList()
@@ -318,7 +334,10 @@ class MainWindow(QMainWindow):
     # running ------------------------------------------------------------------------
 
     def config(self) -> ProtectConfig:
-        return ProtectConfig(strength=self.strength.currentData(), **self.settings)
+        policy = MetadataPolicy.choose(keep_gps=self.keep_gps.isChecked(),
+                                       strip_exif=self.strip_exif.isChecked())
+        return ProtectConfig(strength=self.strength.currentData(), **{
+            **self.settings, "metadata": policy})
 
     def is_running(self) -> bool:
         return self._thread is not None
@@ -460,7 +479,8 @@ class MainWindow(QMainWindow):
         self.cancel_button.setEnabled(running)
         self.open_button.setEnabled(self.last_output_dir is not None and not running)
         self.clear_button.setEnabled(bool(self.rows) and not running)
-        self.strength.setEnabled(not running)
+        for control in (self.strength, self.keep_gps, self.strip_exif):
+            control.setEnabled(not running)
         self.change_output.setEnabled(not running)
         self.reset_output.setEnabled(self.output_dir is not None and not running)
 
