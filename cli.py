@@ -22,6 +22,7 @@ import typer
 from cloak import PRESETS, CloakError, ProtectConfig
 from cloak.allocator import keep_freed_memory
 from cloak.device import fp32_cpu_note, pick_device
+from cloak.metadata import MetadataPolicy
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, rich_markup_mode=None,
@@ -151,7 +152,9 @@ def protect(
             objective=objective, seed=seed, mask_path=str(mask) if mask else None,
             model_dir=str(model_dir) if model_dir else None, measure=measure,
             preview=preview, robust=robust, view_sizes=parse_sizes(editor_sizes),
-            metadata=metadata_policy(keep_gps, keep_serials, strip_exif, icc, ai_notice))
+            metadata=MetadataPolicy.choose(
+                keep_gps=keep_gps, keep_serials=keep_serials, strip_exif=strip_exif,
+                keep_icc=icc, notices=ai_notice))
     except CloakError as exc:
         fail(str(exc))
     note = fp32_cpu_note(pick_device(config.device), config.strength)  # device: auto
@@ -323,16 +326,6 @@ def stop_on_ctrl_c(on_first: Callable[[], None]):
         yield stop.is_set
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-def metadata_policy(keep_gps: bool, keep_serials: bool, strip_exif: bool, icc: bool,
-                    ai_notice: bool):
-    """The Metadata flags as a MetadataPolicy (None when they are all at their defaults)."""
-    from cloak.metadata import MetadataPolicy
-
-    policy = MetadataPolicy.choose(keep_gps=keep_gps, keep_serials=keep_serials,
-                                   strip_exif=strip_exif, keep_icc=icc, notices=ai_notice)
-    return None if policy == MetadataPolicy() else policy
 
 
 def check_json_path(json_path: Path | None) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import statistics
 import time
 from pathlib import Path
@@ -28,6 +29,8 @@ import torch.nn.functional as F
 
 from cloak.device import cpu_has_fast_bf16, describe, uses_bf16
 from cloak.models import load_autoencoder
+
+DEFAULT_OUT = Path("benchmarks/precision.md")
 
 
 def step_seconds(net, x: torch.Tensor, bf16: bool) -> float:
@@ -41,25 +44,20 @@ def step_seconds(net, x: torch.Tensor, bf16: bool) -> float:
     return time.perf_counter() - start
 
 
+@contextlib.contextmanager
 def forced_precision(bf16: bool):
-    """Context: cloak's autocast computes in bf16 (True) or fp32 (False) inside it."""
-    import os
-
-    @contextlib.contextmanager
-    def ctx():
-        before = os.environ.get("CLOAK_CPU_BF16")
-        os.environ["CLOAK_CPU_BF16"] = "1" if bf16 else "0"
+    """Inside it, cloak's autocast computes in bf16 (True) or fp32 (False)."""
+    before = os.environ.get("CLOAK_CPU_BF16")
+    os.environ["CLOAK_CPU_BF16"] = "1" if bf16 else "0"
+    cpu_has_fast_bf16.cache_clear()
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("CLOAK_CPU_BF16")
+        else:
+            os.environ["CLOAK_CPU_BF16"] = before
         cpu_has_fast_bf16.cache_clear()
-        try:
-            yield
-        finally:
-            if before is None:
-                os.environ.pop("CLOAK_CPU_BF16")
-            else:
-                os.environ["CLOAK_CPU_BF16"] = before
-            cpu_has_fast_bf16.cache_clear()
-
-    return ctx()
 
 
 def damage_rows(prefixes: list[str], folder: Path) -> list[str]:
@@ -109,7 +107,7 @@ def main() -> None:
     ap.add_argument("--model", default="taesdxl")
     ap.add_argument("--size", default="512x384", help="WIDTHxHEIGHT of the working image")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--out", type=Path, default=Path(__file__).with_name("precision.md"))
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--damage", default="",
                     help="dev photo prefixes (d01,d08) to protect in both precisions")
     ap.add_argument("--folder", type=Path, default=Path("../shared/photos/dev"))
@@ -125,18 +123,20 @@ def main() -> None:
         print(label, [round(t, 2) for t in runs[label]], flush=True)
     fp32, bf16 = (statistics.median(runs[k]) for k in ("fp32", "bf16 autocast"))
     picked = "bf16 autocast" if uses_bf16(torch.device("cpu")) else "fp32"
+    command = (f"CLOAK_MODEL_DIR=../shared/models python benchmarks/precision.py "
+               f"--model {args.model} --size {args.size} --repeats {args.repeats}"
+               + (f" --damage {args.damage}" if args.damage else "")
+               + (f" --out {args.out}" if args.out != DEFAULT_OUT else ""))
     lines = [
         f"## One attack step: bf16 autocast vs fp32 ({args.model}, {width}x{height})", "",
-        (f"Command: `CLOAK_MODEL_DIR=../shared/models python benchmarks/precision.py "
-        f"--model {args.model} --size {args.size} --repeats {args.repeats}`. "
-        f"Machine: {describe(torch.device('cpu'))}, torch {torch.__version__}."), "",
+        (f"Command: `{command}`. Machine: {describe(torch.device('cpu'))}, "
+        f"torch {torch.__version__}."), "",
         "| precision | median s/step | runs |", "|---|---|---|",
         *(f"| {k} | {statistics.median(v):.2f} | {', '.join(f'{t:.2f}' for t in v)} |"
           for k, v in runs.items()),
         "",
         f"bf16 / fp32 time: {bf16 / fp32:.2f}x. cloak picks **{picked}** on this machine.", ""]
     if args.damage:
-        lines[2] = lines[2].replace("--repeats", f"--damage {args.damage} --repeats")
         lines += [*damage_rows(args.damage.split(","), args.folder), ""]
     args.out.write_text("\n".join(lines))
     print("\n".join(lines))

@@ -36,11 +36,12 @@ class Preset:
 # (its size column is the largest of working_size and view_sizes, where the
 # perturbation is optimised).
 PRESETS: dict[str, Preset] = {
-    # fast keeps more budget in flat areas: with 6 steps the map that medium uses cut
-    # taesdxl/taef1 damage by ~40% (benchmarks/budget_sweep.py --strength fast).
-    # It attacks at the 512 editing size: 4 steps there beat 6 at 384 on every model, as
-    # the photo is and after instagram, on 8 dev photos, for 10-20% more time (a
-    # perturbation made at 384 transfers poorly to 512; benchmarks/fast_preset.md).
+    # fast keeps more budget in flat areas: with its earlier 6 steps at 384 the map that
+    # medium uses cut taesdxl/taef1 damage by ~40% (benchmarks/budget_sweep.py --strength
+    # fast). It attacks at the 512 editing size: 4 steps there gave a higher median damage
+    # than 6 at 384 on every model on 6 dev photos (taef2 after instagram tied in one run of
+    # 4), for 10-20% more time: a perturbation made at 384 transfers poorly to 512
+    # (benchmarks/fast_preset.md).
     "fast": Preset(eps255=8, steps=4, working_size=512, robust=False, eot_samples=1,
                    flat_floor=0.3, contrast_ref=0.05),
     "low": Preset(eps255=4, steps=24, working_size=512, robust=False, eot_samples=1,

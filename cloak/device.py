@@ -96,4 +96,4 @@ def fp32_cpu_note(device: torch.device, strength: str) -> str | None:
         return None
     return ("note: this CPU has no native bf16, so cloak computes in fp32. On a 2-core "
             "AVX2 CPU a 12 MP photo took 79-90 s at medium. The fast preset (--strength "
-            "fast) runs 4 attack steps instead of 32 and protects less (README, Speed).")
+            "fast) runs far fewer attack steps and protects less (README, Speed).")

@@ -171,8 +171,8 @@ def build_exif(snapshot: ExifSnapshot | None, policy: MetadataPolicy, orientatio
             exif_ifd[INTEROP_IFD] = dict(src.interop)
         if exif_ifd:
             out[EXIF_IFD] = exif_ifd
-        if src.gps and not policy.strip_gps:
-            out[GPS_IFD] = dict(src.gps)
+    if sub_ifds and src.gps and not policy.strip_gps:  # its own switch, with or without EXIF
+        out[GPS_IFD] = dict(src.gps)
     if xmp_for_tiff:
         out[XMP_TAG] = xmp_for_tiff
     if not len(out):

@@ -58,7 +58,7 @@ def test_visibility_map_settings_come_from_the_preset_and_can_be_overridden():
 def test_step_start_comes_from_the_preset_and_changes_the_fingerprint():
     assert ProtectConfig().step_start == 0.25  # medium: measured better than 0.5
     assert ProtectConfig(strength="high").step_start == 0.25  # measured at 512 and 1024
-    assert ProtectConfig(strength="fast").step_start == 0.5  # 4 steps need big ones
+    assert ProtectConfig(strength="fast").step_start == 0.5  # few steps, big ones
     assert ProtectConfig().fingerprint() != ProtectConfig(step_start=0.5).fingerprint()
 
 

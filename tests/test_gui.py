@@ -248,7 +248,7 @@ class TestProtecting:
         exif[gps] = {1: "N", 2: (52.0, 22.0, 1.5), 3: "E", 4: (4.0, 53.0, 0.0)}
         saved = {}
         for name, keep_gps, strip_exif in (("default", False, False), ("gps", True, False),
-                                           ("stripped", False, True)):
+                                           ("stripped", False, True), ("both", True, True)):
             with Image.open(small_photo(tmp_path / "plain.png")) as im:
                 photo = tmp_path / name / "a.jpg"
                 photo.parent.mkdir()
@@ -268,6 +268,8 @@ class TestProtecting:
         assert tags.Copyright not in saved["stripped"]
         assert tags.DateTimeOriginal not in saved["stripped"].get_ifd(exif_ifd)
         assert not saved["stripped"].get_ifd(gps)
+        assert saved["both"].get_ifd(gps)[1] == "N"  # the location box holds on its own
+        assert tags.Copyright not in saved["both"]
 
     def test_output_folder_can_be_the_originals_folder(self, window, tmp_path, small_photo):
         photo = small_photo(tmp_path / "me.jpg")

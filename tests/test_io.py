@@ -606,6 +606,18 @@ class TestMetadata:
         with Image.open(dst) as out:
             assert "xmp" not in out.info
 
+    def test_user_switches(self, tmp_path: Path) -> None:
+        """MetadataPolicy.choose: the CLI flags and the app's boxes. All at their defaults
+        is the default policy; the location switch holds with camera details removed."""
+        assert MetadataPolicy.choose() == MetadataPolicy()
+        photo = io.load_photo(_tagged_jpeg(tmp_path, Orientation=6))
+        policy = MetadataPolicy.choose(keep_gps=True, strip_exif=True)
+        dst = io.save_photo(photo, photo.rgb, tmp_path / "gps.jpg", metadata=policy)
+        with Image.open(dst) as out:
+            exif = out.getexif()
+            assert exif.get_ifd(GPS)[1] == "N"
+            assert not exif.get_ifd(EXIF_IFD) and T.Copyright not in exif
+
     def test_source_xmp_is_replaced_or_scrubbed(self, tmp_path: Path) -> None:
         source = (
             b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf='
