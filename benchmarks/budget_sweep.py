@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from efficacy import SUFFIXES, load_rgb, to_image
+from efficacy import dev_photos, load_rgb, to_image
 
 import cloak.pipeline
 from cloak import ProtectConfig
@@ -35,8 +35,7 @@ def main() -> None:
     parser.add_argument("--strength", default="medium")
     args = parser.parse_args()
     prefixes = args.photos.split(",")
-    paths = [p for p in sorted(args.folder.iterdir())
-             if p.suffix.lower() in SUFFIXES and p.name.split("_")[0] in prefixes]
+    paths = dev_photos(args.folder, prefixes)
     for spec in args.specs:
         floor, contrast_ref, eps255 = (float(v) for v in spec.split(":"))
         config = ProtectConfig(strength=args.strength, measure=False, eps=eps255 / 255,

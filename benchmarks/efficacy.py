@@ -41,6 +41,12 @@ CHANNELS = ("as-is", *SOCIAL_PRESETS, *CLEANUPS)
 ISSUE4_CLEANUPS = tuple(c for c in CLEANUPS if c != "crop")
 
 
+def dev_photos(folder: Path, prefixes: list[str]) -> list[Path]:
+    """The photos in `folder` whose name starts with one of `prefixes` ("d01", ...), sorted."""
+    return [p for p in sorted(Path(folder).iterdir())
+            if p.suffix.lower() in SUFFIXES and p.name.split("_")[0] in prefixes]
+
+
 def load_rgb(path: Path) -> Image.Image:
     import pillow_heif
 

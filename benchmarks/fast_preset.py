@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from efficacy import SUFFIXES, load_rgb, to_image
+from efficacy import dev_photos, load_rgb, to_image
 
 from cloak import ProtectConfig
 from cloak.device import describe, pick_device
@@ -49,8 +49,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("fast_preset.md"))
     args = parser.parse_args()
     prefixes = args.photos.split(",")
-    paths = [p for p in sorted(args.folder.iterdir())
-             if p.suffix.lower() in SUFFIXES and p.name.split("_")[0] in prefixes]
+    paths = dev_photos(args.folder, prefixes)
     names = list(VARIANTS)
     if args.variants:
         names = [names[int(i)] for i in args.variants.split(",")]

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from efficacy import SUFFIXES, load_rgb, to_image
+from efficacy import dev_photos, load_rgb, to_image
 
 import cloak.pipeline
 from cloak import ProtectConfig
@@ -75,8 +75,7 @@ def main() -> None:
                         help="also measure verify's clean-ups and report the worst per model")
     args = parser.parse_args()
     prefixes = args.photos.split(",")
-    paths = [p for p in sorted(args.folder.iterdir())
-             if p.suffix.lower() in SUFFIXES and p.name.split("_")[0] in prefixes]
+    paths = dev_photos(args.folder, prefixes)
     names = list(VARIANTS)
     if args.variants:
         names = [names[int(i)] for i in args.variants.split(",")]

@@ -63,15 +63,14 @@ def forced_precision(bf16: bool):
 def damage_rows(prefixes: list[str], folder: Path) -> list[str]:
     """Protect each photo at medium in fp32 and in bf16; measure both in fp32."""
     import numpy as np
-    from efficacy import SUFFIXES, load_rgb, to_image
+    from efficacy import dev_photos, load_rgb, to_image
 
     from cloak import ProtectConfig
     from cloak.models import ALL_MODEL_NAMES
     from cloak.pipeline import protect_array
     from cloak.verify import verify_images
 
-    paths = [p for p in sorted(folder.iterdir())
-             if p.suffix.lower() in SUFFIXES and p.name.split("_")[0] in prefixes]
+    paths = dev_photos(folder, prefixes)
     config = ProtectConfig(strength="medium", measure=False)
     rows, totals = [], {"fp32": [], "bf16 autocast": []}
     clean_cache: dict = {}
