@@ -69,4 +69,3 @@ def common_folder(folders: Iterable[Path], latest: Path) -> Path:
     except ValueError:  # different drives
         return latest
     return latest if shared == Path(shared.anchor) else shared
-
