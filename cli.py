@@ -58,9 +58,10 @@ def protect(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the protected copies.")],
     strength: Annotated[str, typer.Option(help=STRENGTH_HELP)] = "medium",
     eps: Annotated[float | None, typer.Option(
-        help="Override the L-inf budget, in /255.")] = None,
+        min=1, max=32, help="Override the L-inf budget, in /255 (1 to 32; an 8-bit photo "
+        "can't change by less than 1).")] = None,
     steps: Annotated[int | None, typer.Option(
-        help="Override the number of attack steps.")] = None,
+        min=1, help="Override the number of attack steps.")] = None,
     models: Annotated[str, typer.Option(
         help="Autoencoders to attack, comma-separated.")] = "taesd,taesdxl,taef1,taef2",
     objective: Annotated[str, typer.Option(

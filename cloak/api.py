@@ -86,6 +86,7 @@ def protect_file(src: str | Path, dst: str | Path, config: ProtectConfig | None 
 
         check_destination(src, preview_path(dst), overwrite)
     photo = io.load_photo(src)
+    io.check_writable(photo, dst, save_options.get("format"))  # before the attack
     # A lossy format (JPEG, HEIC) moves the pixels again when it encodes them, so its
     # figures are measured on the file as written, not on the pixels before the save.
     lossy = io.writes_lossy(photo, dst, save_options.get("format"))

@@ -57,6 +57,7 @@ class Item:
     message: str = ""  # why it was skipped, failed or not done
     report: Report | None = None
     replace: bool = False  # run decided the existing dst may be replaced
+    dst_before: tuple | None = None  # _stamp(dst) when its work began
 
     def to_dict(self) -> dict:
         return {"src": str(self.src), "dst": None if self.dst is None else str(self.dst),
@@ -164,6 +165,18 @@ def _check_source(path: Path) -> str | None:
     return None
 
 
+def _mirror_name(name: str, used: set[str]) -> str:
+    """The folder name under OUT for an input folder called `name`: `name`, or, when an
+    earlier input folder already took it (2023/Camera and 2024/Camera), `name (2)`, ...
+    Case-folded, so two folders never share a mirror on a case-insensitive disk."""
+    candidate, n = name, 1
+    while candidate.casefold() in used:
+        n += 1
+        candidate = f"{name} ({n})"
+    used.add(candidate.casefold())
+    return candidate
+
+
 def plan(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike) -> list[Item]:
     """Turn files and folders into items (see module docstring), in input order.
 
@@ -174,6 +187,7 @@ def plan(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike) -> lis
     suffixes = tuple(s.lower() for s in io.IMAGE_SUFFIXES)
     items: list[Item] = []
     seen_dirs: set = set()
+    mirrors: set[str] = set()  # folder names used under OUT, case-folded
     for raw in inputs:
         src = Path(raw)
         if src.is_dir():
@@ -181,7 +195,7 @@ def plan(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike) -> lis
                 items.append(Item(src, None, SKIPPED, "folder already included (named twice)"))
                 continue
             seen_dirs.add(_stat_key(src))
-            name = Path(os.path.realpath(src)).name
+            name = _mirror_name(Path(os.path.realpath(src)).name, mirrors)
             # Never walk the outputs: OUT itself, or this folder's mirror inside it.
             skip = {os.path.realpath(out_dir), os.path.realpath(out_dir / name)}
             found: list[tuple[Path, Path]] = []
@@ -192,8 +206,8 @@ def plan(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike) -> lis
         elif (why := _check_source(src)) is not None:
             items.append(Item(src, None, FAILED, why if src.is_symlink() or src.exists()
                               else "no such file or folder"))
-        elif not _is_photo_name(src, suffixes):
-            items.append(Item(src, None, FAILED,
+        elif not _is_photo_name(src, suffixes):  # a phone export's .MOV or .AAE beside
+            items.append(Item(src, None, SKIPPED,
                               f"not a photo cloak reads (suffix {src.suffix or 'none'!r}); "
                               f"supported: {io.SUPPORTED}"))
         else:
@@ -204,7 +218,11 @@ def plan(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike) -> lis
 
 def _mark_clashes(items: list[Item]) -> None:
     """Fail or skip items that would read the same photo twice, write one output twice,
-    or write over their own input."""
+    or write over their own input or another one (a.gif's output a.png beside a.png)."""
+    inputs: dict[str, Path] = {}  # realpath and (dev, inode) of every input file -> it
+    for item in items:
+        if _check_source(item.src) is None:
+            inputs[os.path.realpath(item.src)] = inputs[str(_stat_key(item.src))] = item.src
     sources: dict[tuple[int, int], Item] = {}
     outputs: dict[str, Item] = {}
     for item in items:
@@ -227,10 +245,17 @@ def _mark_clashes(items: list[Item]) -> None:
             item.message = (f"output {item.dst} would replace the original; "
                             "choose another --out folder")
             continue
+        other = inputs.get(dst_real) or (
+            inputs.get(str(_stat_key(item.dst))) if item.dst.exists() else None)
+        if other is not None:
+            item.status = FAILED
+            item.message = (f"output {item.dst} would replace the original {other}; "
+                            "choose another --out folder")
+            continue
         if dst_real in outputs:
             item.status = FAILED
             item.message = (f"output {item.dst} is also the output of "
-                            f"{outputs[dst_real].src}; protect one of them in another run")
+                            f"{outputs[dst_real].src}; protect it into another --out folder")
             continue
         outputs[dst_real] = item
 
@@ -438,8 +463,18 @@ def run(items: list[Item], out_dir: str | os.PathLike, config: ProtectConfig, *,
     return BatchResult(items, interrupted)
 
 
+def _stamp(path: Path) -> tuple | None:
+    """(inode, size, mtime) of the file at `path`, or None: tells whether it was written."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
 def _begin(item: Item, manifest: Manifest, settings: dict) -> None:
     """Create the output folder and mark the item pending in the manifest."""
+    item.dst_before = _stamp(item.dst)
     try:
         item.dst.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -457,11 +492,21 @@ def _finish(item: Item, manifest: Manifest, previous: dict | None, outcome) -> N
         entry.update(state="done", dst=_identity(item.dst))
         manifest.set(item.dst, entry)
         return
-    manifest.set(item.dst, previous)
+    _abandon(item, manifest, previous)
     if isinstance(outcome, Cancelled):
         item.status, item.message = CANCELLED, "not done (interrupted)"
     else:
         item.status, item.message = FAILED, _describe(outcome)
+
+
+def _abandon(item: Item, manifest: Manifest, previous: dict | None) -> None:
+    """Undo `_begin` for an item whose work failed or was interrupted. If the photo was
+    already written (a failure or a second Ctrl-C while its saved copy was measured or
+    previewed), its `pending` entry stays, so the next run knows the file is cloak's and
+    redoes it, rather than refusing it as "not made by cloak"."""
+    now = _stamp(item.dst)
+    if now is None or now == item.dst_before:
+        manifest.set(item.dst, previous)
 
 
 def _describe(exc: BaseException) -> str:
@@ -494,7 +539,7 @@ def _run_here(todo: list[Item], manifest: Manifest, config: ProtectConfig,
                                    lambda f, _m, item=item: emit(Event("progress", item, f)),
                                    stop)
         except KeyboardInterrupt:
-            manifest.set(item.dst, previous)
+            _abandon(item, manifest, previous)
             raise
         except Exception as exc:  # one bad photo must not end the batch
             log.debug("%s failed", item.src, exc_info=True)

@@ -461,6 +461,17 @@ def writes_lossy(photo: Photo, dst: str | os.PathLike[str], requested: str | Non
     return _output_format(photo, Path(dst), requested) in LOSSY_OUTPUTS
 
 
+def check_writable(photo: Photo, dst: str | os.PathLike[str], requested: str | None = None
+                   ) -> None:
+    """Raise OutputError now, before any work, if save_photo(photo, ..., dst,
+    format=requested) would refuse to write it (transparency into a JPEG)."""
+    fmt = _output_format(photo, Path(dst), requested)
+    if fmt == "JPEG" and photo.alpha is not None:
+        raise OutputError(f"this photo has transparency, which JPEG cannot store (a "
+                          f"{photo.format} file, to be written as {Path(dst).name}); "
+                          "rename it to .png or .webp and protect that")
+
+
 def _output_format(photo: Photo, dst: Path, requested: str | None) -> str:
     """The format to write: `requested`, else the one dst's suffix names, else the
     default for the source format."""

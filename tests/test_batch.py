@@ -95,6 +95,27 @@ class TestPlan:
         items = batch.plan([tmp_path / "in"], tmp_path / "in" / "out")
         assert [i.src for i in items] == [tmp_path / "in" / "a.png"]
 
+    def test_output_over_another_input_is_refused(self, tmp_path, small_photo):
+        """a.gif's output is a.png: beside an input a.png, it would replace that original
+        (and with --overwrite it would have)."""
+        folder = tmp_path / "in"
+        gif, png = folder / "a.gif", small_photo(folder / "a.png")
+        with Image.open(png) as im:
+            im.save(gif)
+        for inputs, out in (([gif, png], folder), ([png, gif], folder), ([folder], tmp_path)):
+            items = by_src(batch.plan(inputs, out))
+            assert items["a.gif"].status == FAILED
+            assert f"would replace the original {png}" in items["a.gif"].message
+
+    def test_folders_with_one_name_get_their_own_mirrors(self, tmp_path, small_photo):
+        a = small_photo(tmp_path / "2023" / "Camera" / "IMG_1.jpg")
+        b = small_photo(tmp_path / "2024" / "camera" / "IMG_1.jpg", index=1)
+        out = tmp_path / "out"
+        items = batch.plan([a.parent, b.parent], out)
+        assert [(i.status, i.dst) for i in items] == [
+            ("pending", out / "Camera" / "IMG_1.jpg"),
+            ("pending", out / "camera (2)" / "IMG_1.jpg")]
+
     def test_two_photos_for_one_output_clash(self, tmp_path, small_photo):
         a = small_photo(tmp_path / "x" / "a.png")
         b = small_photo(tmp_path / "y" / "a.png", index=1)
@@ -111,8 +132,10 @@ class TestPlan:
              tmp_path / "dangling.jpg"], tmp_path / "out"))
         assert items["missing.jpg"].message == "no such file or folder"
         assert "not a photo" in items["notes.txt"].message
+        assert items["notes.txt"].status == SKIPPED  # as in folders: a phone export's .AAE
         assert items["pipe.jpg"].message == "not a regular file"  # never opened: it would hang
         assert "symlink" in items["dangling.jpg"].message
+        del items["notes.txt"]
         assert all(i.status == FAILED for i in items.values())
 
 
@@ -299,6 +322,25 @@ class TestRun:
         assert {p.name for p in out.iterdir()} == {"0.png", MANIFEST_NAME}
         manifest = json.loads((out / MANIFEST_NAME).read_text())
         assert list(manifest["photos"]) == ["0.png"]
+
+    def test_ctrl_c_after_the_save_leaves_a_file_the_rerun_redoes(self, tmp_path,
+                                                                   small_photo, tiny_config):
+        """A second Ctrl-C while a saved JPEG is measured: the file stays, and the manifest
+        still says it is cloak's, so the rerun redoes it instead of refusing it."""
+        photo = small_photo(tmp_path / "a.jpg")
+        out = tmp_path / "out"
+
+        def on_event(event):
+            if event.kind == "progress" and event.fraction >= 0.92:  # saved, now measuring
+                raise KeyboardInterrupt
+
+        result = batch.run(batch.plan([photo], out), out, tiny_config, on_event=on_event)
+        assert result.interrupted and result.items[0].status == CANCELLED
+        assert (out / "a.jpg").exists()
+        manifest = json.loads((out / MANIFEST_NAME).read_text())
+        assert manifest["photos"]["a.jpg"]["state"] == "pending"
+        [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
+        assert item.status == PROTECTED, item.message
 
     def test_jobs_run_in_worker_processes(self, tmp_path, small_photo, tiny_config):
         photos = [small_photo(tmp_path / "in" / f"{n}.png", index=n) for n in range(3)]

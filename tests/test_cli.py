@@ -158,6 +158,11 @@ def test_bad_settings_exit_1_with_one_line(tmp_path, small_photo, model_dir):
     assert not (tmp_path / "out").exists()
     result = invoke("protect", photo, "--out", tmp_path / "out", "--jobs", "0")
     assert result.exit_code == 1 and "--jobs must be at least 1" in result.stderr
+    for option, value in (("--eps", "0.5"), ("--eps", "40"), ("--steps", "0")):
+        result = invoke("protect", photo, "--out", tmp_path / "out", option, value)
+        # A usage error: click's code 2 here, which cli.main turns into 1 (see
+        # test_usage_error_exits_1).
+        assert result.exit_code == 2 and f"Invalid value for '{option}'" in result.stderr
     result = invoke("protect", photo, "--out", tmp_path / "out", "--editor-sizes", "512,big")
     assert result.exit_code == 1 and "--editor-sizes takes whole numbers" in result.stderr
     result = invoke("protect", photo, "--out", tmp_path / "out", "--editor-sizes", "500")

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import QApplication
 
 from cloak import ProtectConfig, Report
 from cloak.gui import window as window_module
-from cloak.gui.images import amplified_difference
+from cloak.gui.images import amplified_difference, thumbnail
 from cloak.gui.paths import common_folder, expand_paths, unique_destination
 from cloak.gui.widgets import PhotoRow
 from cloak.gui.window import DropZone, MainWindow
@@ -175,6 +175,14 @@ class TestHelpers:
         diff, max_change = amplified_difference(a, b, gain=10)
         assert max_change == 4
         assert diff.getpixel((1, 2)) == (30, 40, 0) and diff.getpixel((0, 0)) == (0, 0, 0)
+
+    def test_thumbnail_of_16bit_gray_keeps_its_tones(self, tmp_path):
+        """Pillow's RGB conversion clips 16-bit gray at 255 (a white thumbnail)."""
+        ramp = np.linspace(0, 65535, 64 * 32).reshape(32, 64).astype(np.uint16)
+        Image.fromarray(ramp).save(tmp_path / "ramp.png")
+        shown = np.asarray(thumbnail(tmp_path / "ramp.png", 32), dtype=np.int16)
+        assert shown.shape == (16, 32, 3)
+        assert shown[0, 0, 0] < 10 and 100 < shown[8, 16, 0] < 160 and shown[-1, -1, 0] > 245
 
     def test_describe_names_the_weakest_model(self):
         report = Report(width=8, height=8, eps255=6, psnr=41.2, ssim=0.99, max_change255=6,

@@ -116,6 +116,19 @@ class TestProtectFile:
         with pytest.raises(OutputError, match="is the input"):
             protect_file(src, src, config, overwrite=True)
 
+    def test_transparency_into_a_jpeg_is_refused_before_the_attack(self, config,
+                                                                     small_photo, tmp_path):
+        """A transparent PNG saved under a .jpg name (browsers do it): its output would be
+        a JPEG, which can't hold the alpha, so it fails at once, not after the attack."""
+        src = small_photo(tmp_path / "a.png")
+        with Image.open(src) as im:
+            im.convert("RGBA").save(tmp_path / "b.jpg", format="PNG")
+        steps = []
+        with pytest.raises(OutputError, match="transparency.*a PNG file.*rename it to .png"):
+            protect_file(tmp_path / "b.jpg", tmp_path / "out" / "b.jpg", config,
+                         progress=lambda fraction, message: steps.append(fraction))
+        assert steps == [] and not (tmp_path / "out").exists()
+
     def test_dev_photos_keep_size_and_orientation(self, model_dir, tmp_path):
         """Every dev photo (HEIC and CMYK included) comes out with its size, orientation
         and way up (about 25 s: one attack step at 128 px, the rest is load and save)."""

@@ -24,6 +24,8 @@ def open_upright(path: Path, max_side: int | None = None) -> Image.Image:
         if max_side:
             image.draft("RGB", (max_side, max_side))  # fast JPEG downscale on decode
         upright = ImageOps.exif_transpose(image)
+        if upright.mode.startswith("I"):  # 16/32-bit gray: RGB conversion clips, so scale
+            upright = upright.convert("I").point(lambda v: v * (1 / 257))
         rgb = upright.convert("RGB")
     if max_side:
         rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
