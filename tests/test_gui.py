@@ -157,6 +157,12 @@ class TestHelpers:
         (tmp_path / ".hidden.jpg").write_bytes(a.read_bytes())
         assert expand_paths([b, tmp_path, a]) == [b, a]
 
+    def test_expand_paths_skips_the_chosen_output_folder(self, tmp_path, small_photo):
+        photo = small_photo(tmp_path / "trip" / "a.jpg")
+        small_photo(tmp_path / "trip" / "cloaked" / "a.jpg")  # an earlier run's output
+        assert expand_paths([tmp_path / "trip"], tmp_path / "trip" / "cloaked") == [photo]
+        assert len(expand_paths([tmp_path / "trip"])) == 2
+
     def test_expand_paths_does_not_follow_a_symlink_loop(self, tmp_path, small_photo):
         photo = small_photo(tmp_path / "a" / "x.png")
         (tmp_path / "a" / "loop").symlink_to(tmp_path, target_is_directory=True)

@@ -20,17 +20,21 @@ def is_image_file(path: Path) -> bool:
         path.suffix.lower() in IMAGE_SUFFIXES
 
 
-def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
+def expand_paths(paths: Iterable[str | Path], output_dir: Path | None = None) -> list[Path]:
     """Photos among `paths`, folders expanded recursively, in order, without duplicates.
 
-    Hidden files and earlier outputs (folders named `protected`) are skipped, so dropping
-    the same folder twice never protects a protected copy."""
+    Hidden files and earlier outputs (folders named `protected`, and `output_dir`, the
+    chosen "Save to" folder) are skipped, so dropping the same folder twice never
+    protects a protected copy."""
     found: dict[Path, None] = {}
+    outputs = Path(os.path.realpath(output_dir)) if output_dir else None
     for path in map(Path, paths):
         if path.is_dir():
             for child in sorted(path.rglob("*")):
                 parts = child.relative_to(path).parts
                 if OUTPUT_FOLDER_NAME in parts[:-1] or any(p.startswith(".") for p in parts):
+                    continue
+                if outputs and outputs in Path(os.path.realpath(child)).parents:
                     continue
                 if is_image_file(child):
                     found.setdefault(child.absolute(), None)

@@ -266,9 +266,10 @@ class MainWindow(QMainWindow):
             # order the photos were given in.
             self._walks_pending += 1
             self.statusBar().showMessage("looking for photos…")
-            self._pool.start(BackgroundCall(self._walks, len(paths), expand_paths, list(paths)))
+            self._pool.start(BackgroundCall(self._walks, len(paths), expand_paths, list(paths),
+                                            self.output_dir))
             return
-        self._add_photos(expand_paths(paths))
+        self._add_photos(expand_paths(paths, self.output_dir))
 
     @Slot(object, object, str)
     def _on_walked(self, count: int, photos: list[Path] | None, error: str) -> None:
