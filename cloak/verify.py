@@ -18,6 +18,7 @@ and 21/25 after whatsapp with one false alarm: a strong hint, not proof
 from __future__ import annotations
 
 import io as _io
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -272,7 +273,13 @@ def _per_model_receipt(net, x: torch.Tensor) -> dict[str, float]:
     (hf_gap < 0); the perturbation makes the decoder paint texture that is not there."""
     recon = net(x).float().clamp(0, 1)
     return {"recon_error_db": -metrics.psnr(recon, x),
-            "hf_gap": laplacian_energy_db(recon) - laplacian_energy_db(x)}
+            "hf_gap": laplacian_energy_db(recon)
+            - max(laplacian_energy_db(x), QUANTISATION_FLOOR_DB)}
+
+
+# The Laplacian energy of 8-bit rounding noise alone: 20 * (1/255)^2 / 12, in dB. A photo
+# smoother than that (a flat colour) would give any texture the decoder paints a huge gap.
+QUANTISATION_FLOOR_DB = 10 * math.log10(20 / 12 / 255**2)
 
 
 # The candidate scores benchmarks/receipt_calibration.py compares.

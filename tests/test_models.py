@@ -143,9 +143,51 @@ class TestDownload:
         monkeypatch.setenv("CLOAK_MODEL_DIR", str(tmp_path / "nothing-here"))
         monkeypatch.delenv("CLOAK_OFFLINE", raising=False)
         monkeypatch.setenv("CLOAK_WEIGHTS_URL", mirror.as_uri())
-        with pytest.raises(ModelError):
+        with pytest.raises(ModelError, match="download from .* failed: the file it sent "
+                                             "does not match its pinned sha256.*--model-dir"):
             W.resolve(get_spec("taef2"), "encoder")
+        # Unpinned: a proxy's HTML page fails the strict load, with the same advice, and
+        # names no temp file.
+        (mirror / "taesd_encoder.pth").write_bytes(b"<html>sign in to the wifi</html>")
+        with pytest.raises(ModelError, match="the file it sent is not these weights.*"
+                                             "--model-dir") as info:
+            W.resolve(get_spec("taesd"), "encoder")
+        assert ".download-" not in str(info.value)
         assert not list((tmp_path / "cache").glob("*"))
+
+    def test_a_download_cut_short_is_refused(self, model_dir, tmp_path, monkeypatch):
+        """The server promised more bytes than it sent (a dropped connection)."""
+        import http.server
+        import threading
+
+        body = (model_dir / "taef2_encoder.pth").read_bytes()
+
+        class CutShort(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body[:1000])
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), CutShort)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            monkeypatch.setenv("CLOAK_MODEL_DIR", str(tmp_path / "nothing-here"))
+            monkeypatch.delenv("CLOAK_OFFLINE", raising=False)
+            monkeypatch.setenv("CLOAK_WEIGHTS_URL", f"http://127.0.0.1:{server.server_port}")
+            with pytest.raises(ModelError, match=f"ended early \\(1000 of {len(body)} bytes"):
+                W.resolve(get_spec("taef2"), "encoder")
+        finally:
+            server.shutdown()
+        assert not list((tmp_path / "cache").glob("*"))
+
+    def test_an_empty_mirror_variable_means_upstream(self, monkeypatch):
+        monkeypatch.setenv("CLOAK_WEIGHTS_URL", "")
+        assert W.download_url(get_spec("taesd"), "encoder") == (
+            f"{W.UPSTREAM_URL}/taesd_encoder.pth")
 
     def test_unreachable_address_gives_one_clear_line(self, tmp_path, monkeypatch):
         monkeypatch.setenv("CLOAK_MODEL_DIR", str(tmp_path / "nothing-here"))

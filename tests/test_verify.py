@@ -156,3 +156,10 @@ class TestReceipt:
         protected_posted = receipt_image(apply_channel(protected, "instagram"))
         assert not clean_posted.protected
         assert protected_posted.score_db > clean_posted.score_db + 1.0
+
+    def test_a_flat_colour_is_not_called_protected(self, model_dir):
+        """A uniform image has no texture at all: whatever faint texture the decoder paints
+        must not read as a huge high-frequency gap."""
+        for colour in ((128, 128, 128), (30, 90, 200)):
+            receipt = receipt_image(Image.new("RGB", (96, 64), colour))
+            assert not receipt.protected, receipt.to_dict()

@@ -71,8 +71,13 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             state = load_file(str(path), device="cpu")
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt or foreign file
-        raise ModelError(f"can't read weights {path}: {exc}") from exc
+    except Exception as exc:  # corrupt or foreign file; torch's message runs to many lines
+        log.debug("can't read %s", path, exc_info=True)
+        if "Weights only load failed" in str(exc):  # torch's advice to drop it is unsafe
+            why = "not a plain weights file (refused by torch.load(weights_only=True))"
+        else:
+            why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ModelError(f"can't read weights {path}: {why}") from exc
     if not isinstance(state, dict):
         raise ModelError(f"{path} does not hold a state dict")
     return {k: v.float() for k, v in state.items() if isinstance(v, torch.Tensor)}
@@ -102,13 +107,15 @@ def find_local(spec: ModelSpec, part: str, model_dir=None) -> Path | None:
     """The first existing weight file for (model, part) in the search dirs."""
     stem = spec.file_stem(part)
     for folder in search_dirs(model_dir):
-        for suffix in WEIGHT_SUFFIXES:
-            candidate = folder / f"{stem}{suffix}"
-            if candidate.is_file():
-                return candidate
-        diffusers = folder / spec.name / "diffusion_pytorch_model.safetensors"
-        if diffusers.is_file():
-            return diffusers
+        candidates = [folder / f"{stem}{suffix}" for suffix in WEIGHT_SUFFIXES]
+        candidates.append(folder / spec.name / "diffusion_pytorch_model.safetensors")
+        for candidate in candidates:
+            try:
+                if candidate.is_file():
+                    return candidate
+            except OSError as exc:  # a folder we may not search (EACCES)
+                raise ModelError(f"can't look for weights in {folder}: "
+                                 f"{exc.strerror or exc}") from exc
     return None
 
 
@@ -118,7 +125,10 @@ def verify_file(path: Path) -> bool:
     expected = KNOWN_SHA256.get(path.name)
     if expected is None:
         return False
-    actual = sha256_of(path)
+    try:
+        actual = sha256_of(path)
+    except OSError as exc:
+        raise ModelError(f"can't read weights {path}: {exc.strerror or exc}") from exc
     if actual != expected:
         raise ModelError(
             f"{path} has sha256 {actual[:12]}..., expected {expected[:12]}...: the file is "
@@ -128,7 +138,7 @@ def verify_file(path: Path) -> bool:
 
 
 def download_url(spec: ModelSpec, part: str) -> str:
-    base = os.environ.get("CLOAK_WEIGHTS_URL", UPSTREAM_URL).rstrip("/")
+    base = (os.environ.get("CLOAK_WEIGHTS_URL") or UPSTREAM_URL).rstrip("/")
     return f"{base}/{spec.file_stem(part)}.pth"
 
 
@@ -160,6 +170,8 @@ def fetch(url: str, target: Path, check: Callable[[Path], None],
                 done += len(chunk)
                 if progress:
                     progress(target.name, done, total)
+        if total and done != total:
+            raise OSError(f"the download ended early ({done} of {total} bytes)")
         check(tmp)
         os.replace(tmp, target)
     finally:
@@ -175,14 +187,22 @@ def download(spec: ModelSpec, part: str, progress: DownloadProgress | None = Non
     def check(tmp: Path) -> None:
         expected = KNOWN_SHA256.get(target.name)
         if expected and sha256_of(tmp) != expected:
-            raise ModelError(f"download of {url} does not match its pinned sha256")
+            raise ModelError("the file it sent does not match its pinned sha256")
         # No pinned hash: accept only what loads strictly into the architecture.
-        load_part(spec, part, tmp)
+        try:
+            load_part(spec, part, tmp)
+        except ModelError as exc:  # an HTML page from a proxy, a cut-off file
+            log.debug("download of %s refused: %s", url, exc)
+            raise ModelError("the file it sent is not these weights (an error page, or a "
+                             "cut-off or foreign file)") from exc
 
     try:
         return fetch(url, target, check, progress)
     except CacheNotWritable as exc:
         raise ModelError(missing_message(spec, part, str(exc))) from exc
+    except ModelError as exc:
+        raise ModelError(missing_message(spec, part, f"download from {url} failed: {exc}")) \
+            from exc
     except (urllib.error.URLError, OSError, TimeoutError, ValueError,
             http.client.HTTPException) as exc:
         # ValueError: a CLOAK_WEIGHTS_URL that is not a URL
