@@ -54,7 +54,7 @@ STRENGTH_HELP = "Preset: " + "; ".join(
 @app.command(short_help="Protect photos; write protected copies to --out.")
 def protect(
     photos: Annotated[list[Path], typer.Argument(
-        help="Photos, or folders to walk for photos (non-photos are skipped).")],
+        metavar="PHOTOS", help="Photos, or folders to walk for photos (non-photos are skipped).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the protected copies.")],
     strength: Annotated[str, typer.Option(help=STRENGTH_HELP)] = "medium",
     eps: Annotated[float | None, typer.Option(
@@ -365,9 +365,9 @@ def fetch_weights(names: tuple[str, ...], model_dir: str | None) -> None:
 @app.command(short_help="Measure the protection a photo carries, as is and after posting.")
 def verify(
     photo: Annotated[Path, typer.Argument(
-        help="The original photo, or a protected photo alone.")],
+        metavar="PHOTO", help="The original photo, or a protected photo alone.")],
     protected: Annotated[Path | None, typer.Argument(
-        help="The protected copy of PHOTO.")] = None,
+        metavar="PROTECTED", help="The protected copy of PHOTO.")] = None,
     models: Annotated[str, typer.Option(
         help="Autoencoders to measure, comma-separated.")] = "taesd,taesdxl,taef1,taef2",
     model_dir: Annotated[Path | None, typer.Option(
