@@ -73,7 +73,8 @@ def protect(
              "machine (CPU). The default attack draws nothing, so the seed changes nothing "
              "there.")] = 0,
     mask: Annotated[Path | None, typer.Option(
-        help="Mask image: white = protect most.")] = None,
+        help="Mask image: white = protect most. Draw it on the photo as shown (same "
+             "shape; any size): a mask of another shape is refused.")] = None,
     model_dir: Annotated[Path | None, typer.Option(
         help="Folder with the weight files.")] = None,
     overwrite: Annotated[bool, typer.Option(

@@ -29,17 +29,24 @@ from .transforms import random_posting
 StepCallback = Callable[[int, int], None]  # (steps done, steps total)
 
 
-def _view_fn(x: torch.Tensor, view_size: int | None) -> Callable[[torch.Tensor], torch.Tensor]:
-    """What the models see of an image shaped like x: itself, or, with `view_size` larger
-    than x's long side (or sides that are not multiples of 8), the image resized to it, as
-    an editor feeds them a small photo (channels_last: the models' fast layout)."""
-    if view_size and metrics.resize_long(x, view_size) is not x:
-        return lambda t: metrics.resize_long(t, view_size).contiguous(
-            memory_format=torch.channels_last)
-    return lambda t: t
+View = int | tuple[int, int] | None  # a long side, or the (h, w) the models see
 
 
-def _loss_fn(objective: str, models: Sequence, x: torch.Tensor, view_size: int | None = None):
+def _view_fn(x: torch.Tensor, view_size: View) -> Callable[[torch.Tensor], torch.Tensor]:
+    """What the models see of an image shaped like x: itself, or x resized to `view_size`
+    (h, w), or to that long side (sides multiples of 8), as an editor resizes a photo for
+    them (channels_last: the models' fast layout). The pipeline passes (h, w) taken from
+    the full-size photo, which x's own rounding can miss by a row of latents."""
+    if not view_size:
+        return lambda t: t
+    size = (metrics.long_side_dims(*x.shape[-2:], view_size) if isinstance(view_size, int)
+            else tuple(view_size))
+    if size == tuple(x.shape[-2:]):
+        return lambda t: t
+    return lambda t: metrics.resize_to(t, size).contiguous(memory_format=torch.channels_last)
+
+
+def _loss_fn(objective: str, models: Sequence, x: torch.Tensor, view_size: View = None):
     """Return loss(model_index, x_adv) -> scalar to maximise, on what the models see
     (see _view_fn)."""
     view = _view_fn(x, view_size)
@@ -112,7 +119,7 @@ def protect_pgd(x: torch.Tensor, models: Sequence, eps_map: torch.Tensor, steps:
                 on_step: StepCallback | None = None,
                 should_stop: Callable[[], bool] | None = None,
                 eot_share: float = 1.0, perceptual_weight: float = 0.0,
-                momentum: float = 0.0, view_size: int | Sequence[int] | None = None,
+                momentum: float = 0.0, view_size: View | Sequence[View] = None,
                 luma_only: bool = False, step_start: float = 0.5,
                 decoder_reuse: int = 0, delta_kernel: torch.Tensor | None = None
                 ) -> torch.Tensor:
@@ -124,10 +131,11 @@ def protect_pgd(x: torch.Tensor, models: Sequence, eps_map: torch.Tensor, steps:
     so the weight is the penalty's share relative to the attack, whatever the scales.
     `momentum` > 0 steps along a running sum of normalised gradients (MI-FGSM); measured
     worse on taesdxl (benchmarks/optimizers.md), so the product leaves it at 0.
-    `view_size`: the long side the models see (see _loss_fn); the pipeline passes the
-    working size, so photos smaller than it are attacked as an editor upscales them.
-    A sequence of sizes takes them in turn, one whole rotation cycle each, so every model
-    is attacked at every editing size (SD edits at 512, SDXL and FLUX at 1024).
+    `view_size`: what the models see (see _view_fn): a long side, or an (h, w); the
+    pipeline passes the editing sizes as (h, w) of the full photo, so a photo smaller than
+    the attack size is attacked as an editor upscales it. A list or tuple of them (an
+    (h, w) view always inside one) takes them in turn, one whole rotation cycle each, so every model is attacked at every editing size
+    (SD edits at 512, SDXL and FLUX at 1024).
     `luma_only` keeps delta equal on R, G and B (no colour), which JPEG's 4:2:0 chroma
     subsampling cannot halve; compared in benchmarks/optimizers.md.
     `step_start`: the first step as a share of the bound; steps decay linearly to 0.05.
@@ -148,7 +156,7 @@ def protect_pgd(x: torch.Tensor, models: Sequence, eps_map: torch.Tensor, steps:
     delta = torch.zeros_like(x)
     if steps == 0 or not models:
         return delta
-    views = [view_size] if view_size is None or isinstance(view_size, int) else list(view_size)
+    views = list(view_size) if isinstance(view_size, (list, tuple)) else [view_size]
     losses = [_loss_fn(objective, models, x, v) for v in views]
     view_fns = [_view_fn(x, v) for v in views] if decoder_reuse else []  # reuse path only
     x_seen = [view(x) for view in view_fns]

@@ -431,7 +431,7 @@ def run(items: list[Item], out_dir: str | os.PathLike, config: ProtectConfig, *,
             if config.mask_path:  # a bad mask fails now, not on every photo
                 from .budget import load_user_mask
 
-                load_user_mask(config.mask_path, 8, 8)
+                load_user_mask(config.mask_path, 8, 8, check_aspect=False)
             preload_models(config, lambda *download: emit(download_event(*download)))
             # Everything is fetched, or known missing and reported: the photos (and the
             # --jobs workers, new processes) only look, so nothing is retried per photo.

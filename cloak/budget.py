@@ -83,18 +83,30 @@ def person_mask(boxes: list[tuple[float, ...]], height: int, width: int) -> torc
     return mask
 
 
-def load_user_mask(path: str | Path, height: int, width: int) -> torch.Tensor:
-    """Read a mask image (white = protect most) resized to (H, W) -> (1, 1, H, W) in [0, 1]."""
-    from PIL import Image
+MASK_ASPECT_TOLERANCE = 0.05  # working sizes round to 8 px: up to ~1.5% off at 512
+
+
+def load_user_mask(path: str | Path, height: int, width: int, check_aspect: bool = True
+                   ) -> torch.Tensor:
+    """Read a mask image (white = protect most), upright by its EXIF orientation, resized
+    to (H, W) -> (1, 1, H, W) in [0, 1]. A mask whose shape is not the photo's (more than
+    5% off in aspect ratio: drawn for another photo, or turned) is refused, not stretched;
+    `check_aspect` False only checks that it reads."""
+    from PIL import Image, ImageOps
 
     from .errors import UnsupportedImageError
 
     try:
         with Image.open(path) as img:
-            img = img.convert("L").resize((width, height), Image.BILINEAR)
-            arr = np.asarray(img, dtype=np.float32) / 255
+            img = ImageOps.exif_transpose(img).convert("L")
     except (OSError, ValueError) as exc:
         raise UnsupportedImageError(f"can't read mask {path}: {exc}") from exc
+    if check_aspect and abs((img.width / img.height) / (width / height) - 1) > \
+            MASK_ASPECT_TOLERANCE:
+        raise UnsupportedImageError(
+            f"mask {path} is {img.width}x{img.height}, not the shape of this photo "
+            f"(aspect {width / height:.2f}); draw the mask on the photo as shown, at its size")
+    arr = np.asarray(img.resize((width, height), Image.BILINEAR), dtype=np.float32) / 255
     return torch.from_numpy(arr.copy())[None, None]
 
 

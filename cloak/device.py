@@ -26,6 +26,9 @@ def pick_device(preference: str | None = None) -> torch.device:
         raise ConfigError(f"unknown device {preference!r}; use auto, cpu, cuda or mps") from exc
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device cuda was asked for, but no CUDA GPU is available")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None)
+                                     and torch.backends.mps.is_available()):
+        raise ConfigError("device mps was asked for, but this machine has no Apple GPU")
     return device
 
 
@@ -48,15 +51,29 @@ def cpu_has_fast_bf16() -> bool:
         return False
 
 
+@functools.cache
+def cuda_has_fast_bf16(index: int | None = None) -> bool:
+    """Whether the GPU computes bf16 natively: compute capability 8.0 (Ampere) or newer.
+    Older cards (T4, V100, GTX/RTX 20xx) run bf16 convolutions through slow fallbacks, as
+    CPUs without native bf16 do."""
+    try:
+        return torch.cuda.get_device_capability(index) >= (8, 0)
+    except (RuntimeError, AssertionError, ValueError):  # no CUDA here
+        return False
+
+
 def uses_bf16(device: torch.device) -> bool:
-    """Whether `autocast(device)` computes in bf16: on cuda, and on a cpu with native bf16."""
-    return device.type == "cuda" or (device.type == "cpu" and cpu_has_fast_bf16())
+    """Whether `autocast(device)` computes in bf16: on an Ampere or newer GPU, and on a cpu
+    with native bf16."""
+    if device.type == "cuda":
+        return cuda_has_fast_bf16(device.index)
+    return device.type == "cpu" and cpu_has_fast_bf16()
 
 
 def autocast(device: torch.device):
-    """bf16 autocast on cuda, and on cpus that compute bf16 natively (~1.5x faster than
-    fp32 there, same damage); plain fp32 on other cpus, where emulated bf16 was 31x
-    slower, and on mps."""
+    """bf16 autocast on Ampere or newer GPUs, and on cpus that compute bf16 natively
+    (~1.5-3x faster than fp32 there, same damage); plain fp32 on other cpus, where
+    emulated bf16 was 31x slower, on older GPUs, and on mps."""
     if uses_bf16(device):
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()

@@ -140,16 +140,27 @@ def _ssim_torch(x: torch.Tensor, y: torch.Tensor, window: int, sigma: float) -> 
     return float(ssim_map.mean())
 
 
+def long_side_dims(height: int, width: int, long_side: int, multiple: int = 8
+                   ) -> tuple[int, int]:
+    """(h, w) of a photo of `height` x `width` resized so its long side is `long_side`,
+    each side rounded to `multiple` (as an editor feeds a latent-diffusion VAE)."""
+    scale = long_side / max(height, width)
+    return (max(multiple, round(height * scale / multiple) * multiple),
+            max(multiple, round(width * scale / multiple) * multiple))
+
+
+def resize_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Antialiased bicubic resize of (N, C, h, w) to `size` (H, W), clamped to [0, 1];
+    x itself when it already has that size."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=tuple(size), mode="bicubic", antialias=True,
+                         align_corners=False).clamp(0, 1)
+
+
 def resize_long(x: torch.Tensor, long_side: int, multiple: int = 8) -> torch.Tensor:
     """Antialiased resize so the long side is `long_side`, sides rounded to `multiple`."""
-    h, w = x.shape[-2:]
-    scale = long_side / max(h, w)
-    nh = max(multiple, round(h * scale / multiple) * multiple)
-    nw = max(multiple, round(w * scale / multiple) * multiple)
-    if (nh, nw) == (h, w):
-        return x
-    return F.interpolate(x, size=(nh, nw), mode="bicubic", antialias=True,
-                         align_corners=False).clamp(0, 1)
+    return resize_to(x, long_side_dims(*x.shape[-2:], long_side, multiple))
 
 
 @torch.no_grad()

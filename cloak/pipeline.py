@@ -61,9 +61,12 @@ def _measure(report: Report, x_full: torch.Tensor, x_adv: torch.Tensor,
     report.psnr, report.ssim = metrics.psnr_from_mse(mse), metrics.ssim(x_adv, x_full)
     report.max_change255 = max_change * 255
     if models:
-        with autocast(device):
+        with autocast(device):  # each photo resized to 512 once, not once per model
+            xs = metrics.resize_long(x_full.to(device), 512)
+            xas = metrics.resize_long(x_adv.to(device), 512)
             report.damage_db = {
-                name: round(metrics.damage_db(m, x_full.to(device), x_adv.to(device)), 3)
+                name: round(metrics.damage_and_shift(
+                    m, xs, metrics.clean_reference(m, xs), xas)[0], 3)
                 for name, m in zip(config.models, models)}
 
 
@@ -111,6 +114,15 @@ def round_trip_kernel(full_size: tuple[int, int], working_size: tuple[int, int],
     a, b = columns.double(), back.reshape(-1, 1).double()
     kernel = torch.linalg.solve(a.T @ a, a.T @ b).float()
     return kernel.reshape(1, 1, taps, taps)
+
+
+def editing_views(full_size: tuple[int, int], editing_sizes: tuple[int, ...]
+                  ) -> list[tuple[int, int]]:
+    """The (h, w) an editor resizes a photo of `full_size` (H, W) to for each editing
+    size (long side): taken from the full photo, as editors and the measuring do, not from
+    the working image, whose own rounding to 8 px can give a 3:2 photo one latent row
+    more or less (6000x4000 at 512: 512x344, where 1024x680 halved gives 512x336)."""
+    return [metrics.long_side_dims(*full_size, size) for size in editing_sizes]
 
 
 # Share of attack steps per model, from measurement: taesdxl resists most, taef2 least.
@@ -174,7 +186,8 @@ def protect_array(rgb: np.ndarray, config: ProtectConfig, *, grayscale: bool = F
                         config.robust, config.eot_samples, rotation_for(config.models),
                         on_step, should_stop, config.eot_share,
                         config.perceptual_weight if config.perceptual else 0.0,
-                        view_size=config.editing_sizes, step_start=config.step_start,
+                        view_size=editing_views((height, width), config.editing_sizes),
+                        step_start=config.step_start,
                         delta_kernel=kernel)
 
     report_progress(0.9, "applying at full resolution")

@@ -126,3 +126,27 @@ def test_a_higher_flat_floor_leaves_more_budget_in_flat_areas():
     flat = (..., slice(8, -8), slice(4, 20))
     assert float(low[flat].mean()) == pytest.approx(0.1, abs=0.02)
     assert float(high[flat].mean()) == pytest.approx(0.3, abs=0.02)
+
+
+class TestUserMaskFile:
+    def test_read_upright_and_resized(self, tmp_path):
+        """A phone JPEG mask stored sideways with an EXIF turn is read as it is shown."""
+        stored = Image.new("L", (40, 60), 0)  # stored 40 wide, 60 tall
+        stored.paste(255, (0, 0, 40, 20))  # white along the stored top
+        exif = Image.Exif()
+        exif[0x0112] = 6  # shown turned 90 degrees clockwise: 60 wide, 40 tall
+        stored.save(tmp_path / "mask.jpg", exif=exif, quality=100)
+        mask = budget.load_user_mask(tmp_path / "mask.jpg", 20, 30)
+        assert mask.shape == (1, 1, 20, 30)
+        assert float(mask[..., :, -8:].mean()) > 0.9  # the stored top is now the right
+        assert float(mask[..., :, :16].mean()) < 0.1
+
+    def test_another_shape_is_refused_not_stretched(self, tmp_path):
+        from cloak.errors import UnsupportedImageError
+
+        Image.new("L", (60, 40), 255).save(tmp_path / "wide.png")
+        with pytest.raises(UnsupportedImageError, match="not the shape of this photo"):
+            budget.load_user_mask(tmp_path / "wide.png", 60, 40)  # a portrait photo
+        assert budget.load_user_mask(tmp_path / "wide.png", 8, 8, check_aspect=False).shape \
+            == (1, 1, 8, 8)
+        assert budget.load_user_mask(tmp_path / "wide.png", 344, 512).shape == (1, 1, 344, 512)

@@ -58,9 +58,16 @@ class TestAutocast:
         bf16_env("1")
         assert describe(torch.device("cpu")).endswith("bf16 autocast")
 
-    def test_cuda_and_mps(self, bf16_env):
+    def test_cuda_and_mps(self, bf16_env, monkeypatch):
+        """bf16 on a GPU only from compute capability 8.0 (the capability is faked: this
+        machine may have no GPU)."""
         bf16_env("0")
-        assert uses_bf16(torch.device("cuda"))
+        for capability, expected in (((8, 0), True), ((9, 0), True), ((7, 5), False)):
+            device_mod.cuda_has_fast_bf16.cache_clear()
+            monkeypatch.setattr(torch.cuda, "get_device_capability",
+                                lambda index=None, c=capability: c)
+            assert uses_bf16(torch.device("cuda")) is expected
+        device_mod.cuda_has_fast_bf16.cache_clear()
         assert not uses_bf16(torch.device("mps"))
 
 
@@ -80,6 +87,14 @@ class TestPickDevice:
     def test_unknown_device_is_a_clear_error(self):
         with pytest.raises(ConfigError, match="unknown device"):
             pick_device("gpu9000")
+
+    def test_a_missing_gpu_is_a_clear_error(self):
+        if not torch.cuda.is_available():
+            with pytest.raises(ConfigError, match="no CUDA GPU"):
+                pick_device("cuda")
+        if not torch.backends.mps.is_available():
+            with pytest.raises(ConfigError, match="no Apple GPU"):
+                pick_device("mps")
 
 
 class TestFp32CpuNote:

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageOps
 
-from cloak import OutputError, ProtectConfig, protect, protect_file
+from cloak import OutputError, ProtectConfig, metrics, protect, protect_file
+from cloak.pipeline import editing_views
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "photos" / "dev"
 
@@ -216,6 +218,35 @@ class TestProtectImage:
                                                                   dtype=np.uint8))
         out = protect(img, config.replace(steps=0)).image
         assert np.array_equal(np.asarray(out), np.asarray(img))
+
+
+class TestEditingViews:
+    def test_taken_from_the_full_photo_not_the_working_image(self):
+        # 6000x4000 at high (attack at 1024, edits at 512 and 1024): the working image is
+        # 1024x680, which halved rounds to 336 rows, where an editor gets 344.
+        assert editing_views((4000, 6000), (512, 1024)) == [(344, 512), (680, 1024)]
+        working = torch.zeros(1, 3, 680, 1024)
+        assert tuple(metrics.resize_long(working, 512).shape[-2:]) == (336, 512)
+
+    def test_the_models_see_the_editors_size(self, model_dir, small_photo, tmp_path):
+        """Through protect: a 300x200 photo attacked at 256 px (256x168) for a 128 px
+        editing size is shown to the models at 128x88, as an editor and the measuring
+        resize it, not at the 128x80 that halving the working image would give."""
+        from cloak.device import pick_device
+        from cloak.models import load_autoencoder
+
+        config = ProtectConfig(strength="fast", steps=3, models=("taesd",), working_size=256,
+                               view_sizes=(128,), faces=False, measure=False)
+        net = load_autoencoder("taesd", None, pick_device(config.device))
+        seen = []
+        hook = net.encoder.register_forward_pre_hook(
+            lambda _m, args: seen.append(tuple(args[0].shape[-2:])))
+        try:
+            with Image.open(small_photo(tmp_path / "a.png", size=(300, 200))) as im:
+                protect(im, config)
+        finally:
+            hook.remove()
+        assert seen == [(88, 128)] * 3
 
 
 class TestRoundTrip:
