@@ -12,6 +12,7 @@ and a median line per variant, and writes benchmarks/editing_size.md.
 from __future__ import annotations
 
 import argparse
+import shlex
 import statistics
 import sys
 import time
@@ -76,7 +77,8 @@ def main() -> None:
     lines = ["## Damage at both editing sizes", "",
              f"Photos: {', '.join(p.name for p in paths)}. Medians; damage in dB for "
              + " / ".join(ALL_MODEL_NAMES) + ". Command: `CLOAK_MODEL_DIR=../shared/models "
-             "python benchmarks/editing_size.py`.", "",
+             f"python benchmarks/editing_size.py {shlex.join(sys.argv[1:])}`.".replace(
+                 " `.", "`."), "",
              "| variant | PSNR | damage at 512 | damage at 1024 | s/photo |",
              "|---|---|---|---|---|", *rows, ""]
     args.table.write_text("\n".join(lines))
