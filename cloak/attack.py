@@ -134,8 +134,8 @@ def protect_pgd(x: torch.Tensor, models: Sequence, eps_map: torch.Tensor, steps:
     `view_size`: what the models see (see _view_fn): a long side, or an (h, w); the
     pipeline passes the editing sizes as (h, w) of the full photo, so a photo smaller than
     the attack size is attacked as an editor upscales it. A list or tuple of them (an
-    (h, w) view always inside one) takes them in turn, one whole rotation cycle each, so every model is attacked at every editing size
-    (SD edits at 512, SDXL and FLUX at 1024).
+    (h, w) view always inside one) takes them in turn, one whole rotation cycle each, so
+    every model is attacked at every editing size (SD edits at 512, SDXL and FLUX at 1024).
     `luma_only` keeps delta equal on R, G and B (no colour), which JPEG's 4:2:0 chroma
     subsampling cannot halve; compared in benchmarks/optimizers.md.
     `step_start`: the first step as a share of the bound; steps decay linearly to 0.05.

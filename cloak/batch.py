@@ -219,10 +219,12 @@ def plan(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike) -> lis
 def _mark_clashes(items: list[Item]) -> None:
     """Fail or skip items that would read the same photo twice, write one output twice,
     or write over their own input or another one (a.gif's output a.png beside a.png)."""
-    inputs: dict[str, Path] = {}  # realpath and (dev, inode) of every input file -> it
+    inputs_by_path: dict[str, Path] = {}  # every readable input file, by real path
+    inputs_by_key: dict[tuple[int, int], Path] = {}  # and by (device, inode): hard links
     for item in items:
         if _check_source(item.src) is None:
-            inputs[os.path.realpath(item.src)] = inputs[str(_stat_key(item.src))] = item.src
+            inputs_by_path[os.path.realpath(item.src)] = item.src
+            inputs_by_key[_stat_key(item.src)] = item.src
     sources: dict[tuple[int, int], Item] = {}
     outputs: dict[str, Item] = {}
     for item in items:
@@ -245,8 +247,8 @@ def _mark_clashes(items: list[Item]) -> None:
             item.message = (f"output {item.dst} would replace the original; "
                             "choose another --out folder")
             continue
-        other = inputs.get(dst_real) or (
-            inputs.get(str(_stat_key(item.dst))) if item.dst.exists() else None)
+        other = inputs_by_path.get(dst_real) or (
+            inputs_by_key.get(_stat_key(item.dst)) if item.dst.exists() else None)
         if other is not None:
             item.status = FAILED
             item.message = (f"output {item.dst} would replace the original {other}; "

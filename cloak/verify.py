@@ -266,6 +266,11 @@ def laplacian_energy_db(x: torch.Tensor) -> float:
     return float(10 * torch.log10(lap.pow(2).mean().clamp_min(1e-12)))
 
 
+# The Laplacian energy of 8-bit rounding noise alone: 20 * (1/255)^2 / 12, in dB. A photo
+# smoother than that (a flat colour) would give any texture the decoder paints a huge gap.
+QUANTISATION_FLOOR_DB = 10 * math.log10(20 / 12 / 255**2)
+
+
 def _per_model_receipt(net, x: torch.Tensor) -> dict[str, float]:
     """No-reference scores (dB) of one autoencoder on x (1, 3, h, w) in [0, 1]:
     recon_error_db = 10*log10(MSE of D(E(x)) vs x); hf_gap = high-frequency (Laplacian)
@@ -275,11 +280,6 @@ def _per_model_receipt(net, x: torch.Tensor) -> dict[str, float]:
     return {"recon_error_db": -metrics.psnr(recon, x),
             "hf_gap": laplacian_energy_db(recon)
             - max(laplacian_energy_db(x), QUANTISATION_FLOOR_DB)}
-
-
-# The Laplacian energy of 8-bit rounding noise alone: 20 * (1/255)^2 / 12, in dB. A photo
-# smoother than that (a flat colour) would give any texture the decoder paints a huge gap.
-QUANTISATION_FLOOR_DB = 10 * math.log10(20 / 12 / 255**2)
 
 
 # The candidate scores benchmarks/receipt_calibration.py compares.
