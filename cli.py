@@ -389,6 +389,8 @@ def verify(
     copy downloaded back from a platform. It always uses taesd, the calibrated detector
     (--models is for the comparison with ORIGINAL).
 
+    Exit codes: 0 measured (whatever the verdict); 1 bad input or missing weights.
+
     Example: cloak verify me.jpg protected/me.jpg
     """
     import numpy as np
