@@ -47,6 +47,11 @@ def dev_photos(folder: Path, prefixes: list[str]) -> list[Path]:
             if p.suffix.lower() in SUFFIXES and p.name.split("_")[0] in prefixes]
 
 
+def pick_variants(names: list[str], indices: str) -> list[str]:
+    """The variant names at the comma-separated `indices` ("0,3"); all of them for ""."""
+    return [names[int(i)] for i in indices.split(",")] if indices else list(names)
+
+
 def load_rgb(path: Path) -> Image.Image:
     import pillow_heif
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from efficacy import dev_photos, load_rgb, to_image
+from efficacy import dev_photos, load_rgb, pick_variants, to_image
 
 import cloak.pipeline
 from cloak import ProtectConfig
@@ -76,9 +76,7 @@ def main() -> None:
     args = parser.parse_args()
     prefixes = args.photos.split(",")
     paths = dev_photos(args.folder, prefixes)
-    names = list(VARIANTS)
-    if args.variants:
-        names = [names[int(i)] for i in args.variants.split(",")]
+    names = pick_variants(list(VARIANTS), args.variants)
     config = ProtectConfig(strength=args.strength, measure=False)
     clean_cache: dict = {}
     rows = []
