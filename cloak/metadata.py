@@ -215,6 +215,20 @@ def _parse_xmp(xmp: bytes | None) -> ET.Element | None:
         return None
 
 
+def says_protected(xmp: bytes | str | None) -> bool:
+    """Whether an XMP packet carries cloak's own note (`cloak:Protected="True"`): the file
+    is a protected copy cloak wrote, unless the user turned the notices off."""
+    if isinstance(xmp, str):
+        xmp = xmp.encode("utf-8")
+    if not xmp or CLOAK_NS.encode() not in xmp:
+        return False
+    root = _parse_xmp(xmp)
+    key = f"{{{CLOAK_NS}}}Protected"
+    return root is not None and any(
+        element.get(key) == "True" or (element.tag == key and element.text == "True")
+        for element in root.iter())
+
+
 def _xmp_rights(root: ET.Element | None) -> tuple[list[str], str | None]:
     """dc:creator entries and the x-default dc:rights text of a source packet."""
     if root is None:

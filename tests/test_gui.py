@@ -27,7 +27,7 @@ from cloak import ProtectConfig, Report
 from cloak.gui import window as window_module
 from cloak.gui.images import amplified_difference, thumbnail
 from cloak.gui.paths import common_folder, expand_paths, unique_destination
-from cloak.gui.widgets import PhotoRow
+from cloak.gui.widgets import THUMB_SIZE, PhotoRow
 from cloak.gui.window import DropZone, MainWindow
 from cloak.gui.worker import Job, Outcome, ProtectWorker, describe, posting_verdict
 
@@ -375,8 +375,15 @@ class TestProtecting:
         assert window.protect_button.isEnabled()  # cancelled photos can be run again
 
 
-def test_main_returns_an_exit_code(qapp):
+def test_main_returns_an_exit_code(qapp, tmp_path, monkeypatch):
+    import logging
+
     from cloak.gui.app import main
+
+    # the app's settings and log go to the user's folders: keep this run's in tmp_path
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("HOME", str(tmp_path))
 
     def close_all() -> None:
         for widget in QApplication.topLevelWidgets():
@@ -385,3 +392,193 @@ def test_main_returns_an_exit_code(qapp):
 
     QTimer.singleShot(50, close_all)
     assert main() == 0
+    assert (tmp_path / "state" / "cloak" / "log" / "cloak-gui.log").is_file()
+    from cloak.gui.app import LOG_HANDLER_NAME
+
+    assert not any(h.get_name() == LOG_HANDLER_NAME for h in logging.getLogger().handlers)
+
+
+class TestReviewFixes:
+    """What a user hit in the app: cancel while weights download, retrying a failed photo,
+    clearing during a folder walk, protected copies dropped again, CLI wording, sharp and
+    transparent thumbnails, remembered choices, a stale comparison."""
+
+    def test_cancel_while_the_weights_download_stops_at_once(self, window, tmp_path,
+                                                             small_photo, monkeypatch):
+        import http.server
+        import threading
+
+        from cloak.models import weights
+
+        class Trickle(http.server.BaseHTTPRequestHandler):
+            """Promises 100 MB and sends 64 KB every 50 ms (about 80 s in all)."""
+
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Length", str(100 << 20))
+                self.end_headers()
+                try:
+                    for _ in range(1600):
+                        self.wfile.write(bytes(1 << 16))
+                        time.sleep(0.05)
+                except OSError:
+                    pass  # the app hung up: what a cancel should do
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        cache = tmp_path / "cache"
+        monkeypatch.setattr(weights, "cache_dir", lambda: cache)
+        monkeypatch.setenv("CLOAK_MODEL_DIR", str(tmp_path / "no-weights-here"))
+        monkeypatch.delenv("CLOAK_OFFLINE", raising=False)
+        monkeypatch.setenv("CLOAK_WEIGHTS_URL", f"http://127.0.0.1:{server.server_port}")
+        try:
+            window.add_paths([small_photo(tmp_path / "a.png")])
+            window.start()
+            (row,) = window.rows.values()
+            assert wait_until(lambda: "downloading" in row.status.text(), 20)
+            started = time.monotonic()
+            window.cancel()
+            assert wait_until(lambda: not window.is_running(), 5)
+            assert time.monotonic() - started < 3, "cancel must not wait for the download"
+            assert row.state == PhotoRow.CANCELLED
+            assert not list(cache.glob("*")), "the download's temp file must be removed"
+            assert not (tmp_path / "protected").exists()
+        finally:
+            server.shutdown()
+
+    @pytest.mark.usefixtures("model_dir")
+    def test_a_failed_photo_can_be_retried(self, window, tmp_path, small_photo):
+        photo = tmp_path / "a.png"
+        photo.write_text("not a photo yet")
+        window.add_paths([photo])
+        window.start()
+        assert wait_until(lambda: not window.is_running(), 60)
+        (row,) = window.rows.values()
+        assert row.state == PhotoRow.FAILED
+        assert window.protect_button.isEnabled(), "a failed photo can run again"
+        small_photo(photo)  # the user fixes the file and drops it again
+        window.add_paths([photo])
+        assert row.state == PhotoRow.WAITING and len(window.rows) == 1
+        window.start()
+        assert wait_until(lambda: not window.is_running(), 60)
+        assert row.state == PhotoRow.PROTECTED
+
+    def test_clear_drops_a_folder_walk_still_pending(self, window, tmp_path, small_photo):
+        small_photo(tmp_path / "album" / "a.png")
+        window.add_paths([tmp_path / "album"])
+        window.clear()  # before the walk's result reaches the window
+        assert wait_until(lambda: window._walks_pending == 0, 10)
+        QApplication.processEvents()
+        assert not window.rows
+
+    def test_protected_copies_are_not_added_again(self, window, tmp_path, small_photo,
+                                                  tiny_config):
+        from cloak import protect_file
+
+        original = small_photo(tmp_path / "a.png")
+        copy = tmp_path / "elsewhere" / "a.png"  # a CLI run's output, in any folder
+        copy.parent.mkdir()
+        protect_file(original, copy, tiny_config)
+        small_photo(tmp_path / "protected" / "b.png")
+        window.set_output_dir(tmp_path / "out")
+        small_photo(tmp_path / "out" / "c.png")
+        for item in (copy, tmp_path / "protected", tmp_path / "out", tmp_path / "elsewhere"):
+            window.add_paths([item])
+            assert wait_until(lambda: window._walks_pending == 0, 10)
+            QApplication.processEvents()
+            assert not window.rows, item
+            assert "protected copies" in window.statusBar().currentMessage()
+        # chosen one by one, photos are taken wherever they are (a Save-to folder that
+        # holds originals, a folder of one's own called "protected")
+        window.add_paths([tmp_path / "out" / "c.png", tmp_path / "protected" / "b.png"])
+        assert len(window.rows) == 2
+
+    def test_a_chosen_non_photo_says_no_photos(self, window, tmp_path):
+        notes = tmp_path / "notes.txt"
+        notes.write_text("hello")
+        window.add_paths([notes])
+        assert "no photos to add" in window.statusBar().currentMessage()
+
+    def test_library_advice_is_put_in_the_apps_terms(self):
+        import torch
+
+        from cloak.device import fp32_cpu_note
+        from cloak.gui.worker import for_the_app, plain_message
+        from cloak.models import get_spec
+        from cloak.models.weights import missing_message
+
+        messages = [
+            missing_message(get_spec("taesd"), "encoder", "downloads are off"),
+            fp32_cpu_note(torch.device("cpu"), "medium") or "(--strength fast)",
+            "output /x/a.jpg already exists; pass --overwrite to replace it",
+            "output /x/a.jpg is the input photo; choose another --out folder",
+        ]
+        for message in messages:
+            shown = for_the_app(message)
+            assert "--" not in shown, shown
+        assert "CLOAK_MODEL_DIR" in for_the_app(messages[0])
+        assert "Strength: fast" in for_the_app("(--strength fast)")
+        assert "lower strength" in plain_message(RuntimeError("CUDA out of memory."))
+
+    @pytest.mark.usefixtures("model_dir")
+    def test_an_output_folder_that_cant_be_made_is_named(self, window, tmp_path,
+                                                          small_photo):
+        (tmp_path / "protected").write_text("a file where the folder would go")
+        window.add_paths([small_photo(tmp_path / "a.png")])
+        window.start()
+        assert wait_until(lambda: not window.is_running(), 60)
+        (row,) = window.rows.values()
+        assert row.state == PhotoRow.FAILED
+        text = row.status.text()
+        assert "protected" in text and "Save-to" in text and "Traceback" not in text
+
+    def test_transparent_thumbnail_is_light_and_sharp_on_hidpi(self, qapp, tmp_path):
+        path = tmp_path / "clear.png"
+        Image.new("RGBA", (200, 100), (0, 0, 0, 0)).save(path)
+        image = thumbnail(path, 112)  # THUMB_SIZE at device pixel ratio 2
+        assert image.size == (112, 56)
+        assert min(image.getpixel((50, 25))) > 200, "transparent shows light, not black"
+        row = PhotoRow(0, path)
+        row.set_thumbnail(image)
+        # 112 device pixels fill the 56 px frame (at ratio 2 on a HiDPI screen), not spill
+        assert row.thumb.pixmap().deviceIndependentSize().width() == THUMB_SIZE
+
+    def test_choices_are_remembered_between_launches(self, qapp, tmp_path):
+        from PySide6.QtCore import QSettings
+
+        store = tmp_path / "settings.ini"
+        first = MainWindow(settings=TINY, store=QSettings(str(store), QSettings.Format.IniFormat))
+        first.strength.setCurrentIndex(first.strength.findData("low"))
+        first.set_output_dir(tmp_path)
+        first.strip_exif.setChecked(True)
+        first.close()
+        again = MainWindow(settings=TINY, store=QSettings(str(store), QSettings.Format.IniFormat))
+        try:
+            assert again.strength.currentData() == "low"
+            assert again.output_dir == tmp_path
+            assert again.strip_exif.isChecked() and not again.keep_gps.isChecked()
+        finally:
+            again.close()
+        fresh = MainWindow(settings=TINY)  # no store: the defaults, nothing written
+        assert fresh.strength.currentData() == window_module.DEFAULT_STRENGTH
+        assert fresh.output_dir is None
+        fresh.close()
+        for window in (first, again, fresh):
+            window.deleteLater()
+        QTest.qWait(10)
+
+    @pytest.mark.usefixtures("model_dir")
+    def test_selecting_an_unprotected_photo_clears_the_comparison(self, window, tmp_path,
+                                                                   small_photo):
+        window.add_paths([small_photo(tmp_path / "a.png")])
+        window.start()
+        assert wait_until(lambda: not window.is_running(), 60)
+        panel = window.compare_panel
+        assert wait_until(lambda: panel.comparison is not None, 10)
+        window.add_paths([small_photo(tmp_path / "b.png", index=1)])
+        waiting = window.photo_list.row_ids()[-1]
+        window.photo_list.set_current(waiting)
+        assert panel.comparison is None

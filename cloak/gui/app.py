@@ -4,10 +4,41 @@ from __future__ import annotations
 
 import logging
 import sys
+from logging.handlers import RotatingFileHandler
+from pathlib import Path
 
 from ..allocator import keep_freed_memory
 
+LOG_HANDLER_NAME = "cloak-gui-log"  # worker.log_file finds the file by this name
 NEEDS_PYSIDE6 = "the desktop app needs PySide6: pip install 'cloak[gui]'"
+
+
+def log_to_file() -> Path | None:
+    """Also write warnings and errors to the user's log folder (a desktop user sees no
+    terminal; failed rows name this file). None, and nothing changed, if it can't be
+    written."""
+    from platformdirs import user_log_path
+
+    path = user_log_path("cloak") / "cloak-gui.log"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = RotatingFileHandler(path, maxBytes=1 << 20, backupCount=1,
+                                      encoding="utf-8")
+    except OSError:
+        return None
+    handler.set_name(LOG_HANDLER_NAME)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+    return path
+
+
+def stop_logging_to_file() -> None:
+    """Close and remove log_to_file's handler."""
+    for handler in list(logging.getLogger().handlers):
+        if handler.get_name() == LOG_HANDLER_NAME:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
 
 
 def main() -> int:
@@ -15,6 +46,7 @@ def main() -> int:
     one line on stderr, when PySide6 is not installed)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     try:
+        from PySide6.QtCore import QSettings
         from PySide6.QtWidgets import QApplication
 
         from .window import MainWindow
@@ -23,13 +55,18 @@ def main() -> int:
             raise  # something else is broken: show it as it is
         print(f"error: {NEEDS_PYSIDE6} ({exc})", file=sys.stderr)
         return 1
+    log_to_file()
     keep_freed_memory()
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("cloak")
     app.setApplicationDisplayName("cloak")
-    window = MainWindow()
+    # Strength, Save-to folder and metadata switches are kept between launches.
+    window = MainWindow(store=QSettings("cloak", "cloak"))
     window.show()
-    return app.exec()
+    try:
+        return app.exec()
+    finally:
+        stop_logging_to_file()
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from cloak import io  # also registers the HEIC/HEIF opener with Pillow
 
 log = logging.getLogger(__name__)
 
+TRANSPARENT_SHOWN_AS = (236, 239, 244)  # the thumbnail frame's colour (#eceff4)
 DIFF_GAIN = 10  # |protected - original| x 10: a change of 8/255 shows as 80/255
 
 
@@ -26,10 +27,21 @@ def open_upright(path: Path, max_side: int | None = None) -> Image.Image:
         upright = ImageOps.exif_transpose(image)
         if upright.mode.startswith("I"):  # 16/32-bit gray: RGB conversion clips, so scale
             upright = upright.convert("I").point(lambda v: v * (1 / 257))
-        rgb = upright.convert("RGB")
+        rgb = on_light_background(upright)
     if max_side:
         rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     return rgb
+
+
+def on_light_background(image: Image.Image) -> Image.Image:
+    """8-bit RGB, with any transparency shown over the app's light gray (dropping alpha
+    would show what the transparent pixels hide, usually black)."""
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and
+                                              "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, TRANSPARENT_SHOWN_AS + (255,))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
 
 
 def thumbnail(path: Path, size: int) -> Image.Image | None:

@@ -23,24 +23,48 @@ def is_image_file(path: Path) -> bool:
 def expand_paths(paths: Iterable[str | Path], output_dir: Path | None = None) -> list[Path]:
     """Photos among `paths`, folders expanded recursively, in order, without duplicates.
 
-    Hidden files and earlier outputs (folders named `protected`, and `output_dir`, the
-    chosen "Save to" folder) are skipped, so dropping the same folder twice never
-    protects a protected copy."""
+    Hidden files and earlier outputs are skipped: inside folders, anything in a folder
+    named `protected` (the default Save-to folder) or in `output_dir` (the chosen one);
+    a dropped folder that is one of those; any file that says it is a protected copy
+    (is_protected_copy, which reads its header: call this off the main thread for many
+    files). So protected copies are not protected again,
+    while a Save-to folder that holds originals still takes photos chosen from it."""
     found: dict[Path, None] = {}
     outputs = Path(os.path.realpath(output_dir)) if output_dir else None
+
+    def is_output(path: Path, parts: tuple[str, ...]) -> bool:
+        real = Path(os.path.realpath(path))
+        return OUTPUT_FOLDER_NAME in parts or bool(
+            outputs and (real == outputs or outputs in real.parents))
+
     for path in map(Path, paths):
+        if path.is_dir() and is_output(path, (path.name,)):
+            continue  # a dropped `protected` folder, or the Save-to folder itself
         if path.is_dir():
             for child in sorted(path.rglob("*")):
                 parts = child.relative_to(path).parts
-                if OUTPUT_FOLDER_NAME in parts[:-1] or any(p.startswith(".") for p in parts):
+                if is_output(child, parts[:-1]) or any(p.startswith(".") for p in parts):
                     continue
-                if outputs and outputs in Path(os.path.realpath(child)).parents:
-                    continue
-                if is_image_file(child):
+                if is_image_file(child) and not is_protected_copy(child):
                     found.setdefault(child.absolute(), None)
-        elif is_image_file(path):
+        elif is_image_file(path) and not is_protected_copy(path):
             found.setdefault(path.absolute(), None)
     return list(found)
+
+
+def is_protected_copy(path: Path) -> bool:
+    """True for a file cloak wrote (its XMP carries cloak's note): picking one from the
+    Save-to folder would protect a protected copy. Unreadable files are not (they fail on
+    their own row, with the reason)."""
+    from PIL import Image
+
+    from cloak.metadata import says_protected
+
+    try:
+        with Image.open(path) as image:
+            return says_protected(image.info.get("xmp"))
+    except (OSError, ValueError, SyntaxError):  # not readable: the protect step says why
+        return False
 
 
 def default_output_dir(src: Path) -> Path:

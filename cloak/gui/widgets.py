@@ -116,7 +116,11 @@ class PhotoRow(QWidget):
         if image is None:
             self.thumb.setText("?")
             return
-        self.thumb.setPixmap(QPixmap.fromImage(to_qimage(image)))
+        pixmap = QPixmap.fromImage(to_qimage(image))
+        # made at THUMB_SIZE device pixels (more on a high-DPI screen): shown in THUMB_SIZE
+        # logical pixels, at most
+        pixmap.setDevicePixelRatio(max(1.0, max(image.size) / THUMB_SIZE))
+        self.thumb.setPixmap(pixmap)
 
     def _show(self, state: str, status: str, fraction: float, color: str | None = None) -> None:
         self.state = state
@@ -224,8 +228,11 @@ class ImageView(QLabel):
     def _rescale(self) -> None:
         if self._pixmap is None:
             return  # keep any text shown instead
-        self.setPixmap(self._pixmap.scaled(self.size(), Qt.AspectRatioMode.KeepAspectRatio,
-                                           Qt.TransformationMode.SmoothTransformation))
+        ratio = max(1.0, self.devicePixelRatioF())  # scale in device pixels: sharp on HiDPI
+        scaled = self._pixmap.scaled(self.size() * ratio, Qt.AspectRatioMode.KeepAspectRatio,
+                                     Qt.TransformationMode.SmoothTransformation)
+        scaled.setDevicePixelRatio(ratio)
+        self.setPixmap(scaled)
 
 
 class ComparePanel(QWidget):

@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 from PIL import Image
-from PySide6.QtCore import QMimeData, Qt, QThread, QThreadPool, QUrl, Signal, Slot
+from PySide6.QtCore import QMimeData, QSettings, Qt, QThread, QThreadPool, QUrl, Signal, Slot
 from PySide6.QtGui import (
     QCloseEvent,
     QDesktopServices,
@@ -51,11 +51,15 @@ from .paths import (
     is_image_file,
 )
 from .widgets import THUMB_SIZE, ComparePanel, PhotoList, PhotoRow
-from .worker import BackgroundCall, CallSignals, Job, Outcome, ProtectWorker
+from .worker import BackgroundCall, CallSignals, Job, Outcome, ProtectWorker, for_the_app
 
 log = logging.getLogger(__name__)
 
 DEFAULT_STRENGTH = ProtectConfig.strength  # the library's default preset
+PENDING_STATES = (PhotoRow.WAITING, PhotoRow.CANCELLED, PhotoRow.FAILED)  # Protect runs these
+# The pool runs one call at a time; what the user waits on jumps the queue of thumbnails.
+COMPARE_PRIORITY, WALK_PRIORITY = 2, 1
+SYNC_ADD_LIMIT = 20  # more files than this are checked on the pool (each header is read)
 
 
 def open_folder(folder: Path) -> bool:
@@ -144,9 +148,13 @@ class MainWindow(QMainWindow):
 
     batch_finished = Signal()
 
-    def __init__(self, settings: dict | None = None) -> None:
+    def __init__(self, settings: dict | None = None, store: QSettings | None = None) -> None:
         super().__init__()
         self.settings = dict(settings or {})
+        self.store = store  # remembers the controls between launches (None: nothing kept)
+        if store is not None and store.parent() is None:
+            store.setParent(self)  # lives and dies with the window
+        self._restoring = True  # until _restore_choices: building sets no remembered value
         self.output_dir: Path | None = None  # None: a `protected` folder next to each photo
         self.last_output_dir: Path | None = None  # what "Open output folder" opens
         self._run_output_dirs: set[Path] = set()  # where the last batch wrote
@@ -162,12 +170,14 @@ class MainWindow(QMainWindow):
         self._comparisons.done.connect(self._on_comparison)
         self._walks = CallSignals(self)
         self._walks_pending = 0  # folder walks queued or running on the pool
+        self._list_generation = 0  # bumped by clear(): walks from before it are dropped
         self._walks.done.connect(self._on_walked)
         self._compare_wanted: int | None = None
         self.setWindowTitle("cloak — protect photos before you post them")
         self.setAcceptDrops(True)  # drops anywhere go through the drop zone's filter
         self._build()
         self.set_output_dir(None)
+        self._restore_choices()
         self.resize(1160, 700)
         self.photo_list.setFocus()
 
@@ -261,40 +271,55 @@ class MainWindow(QMainWindow):
         """Add photos as waiting rows, skipping ones already listed. Folders are walked on
         the pool thread (a large folder would freeze the window); their photos are added
         when the walk is done, in the order given."""
-        if self._walks_pending or any(Path(p).is_dir() for p in paths):
+        if self._walks_pending or len(paths) > SYNC_ADD_LIMIT or any(
+                Path(p).is_dir() for p in paths):
             # Through the pool's one thread, behind any walk still running: rows keep the
             # order the photos were given in.
             self._walks_pending += 1
             self.statusBar().showMessage("looking for photos…")
-            self._pool.start(BackgroundCall(self._walks, len(paths), expand_paths, list(paths),
-                                            self.output_dir))
+            key = (self._list_generation, len(paths))
+            self._pool.start(BackgroundCall(self._walks, key, expand_paths, list(paths),
+                                            self.output_dir), WALK_PRIORITY)
             return
-        self._add_photos(expand_paths(paths, self.output_dir))
+        self._add_photos(expand_paths(paths, self.output_dir), len(paths))
 
     @Slot(object, object, str)
-    def _on_walked(self, count: int, photos: list[Path] | None, error: str) -> None:
+    def _on_walked(self, key: tuple[int, int], photos: list[Path] | None, error: str) -> None:
         self._walks_pending -= 1
+        generation, count = key
+        if generation != self._list_generation:
+            return  # the list was cleared while this folder was walked
         if error:
             self.statusBar().showMessage(f"could not read the folder: {error}", 8000)
-        elif not photos:
-            self._on_nothing_usable(count)
         else:
-            self._add_photos(photos)
+            self._add_photos(photos or [], count)
 
-    def _add_photos(self, photos: list[Path]) -> None:
-        listed = {row.src for row in self.rows.values()}
+    def _add_photos(self, photos: list[Path], given: int) -> None:
+        """Add `photos` (found among `given` dropped or chosen items) as waiting rows; a
+        photo listed already stays as it is, except a failed one, which waits again."""
+        if not photos:
+            self._on_nothing_usable(given)
+            return
+        listed = {row.src: row for row in self.rows.values()}
         added = 0
         for src in photos:
             if src in listed:
+                if listed[src].state == PhotoRow.FAILED and not self.is_running():
+                    listed[src].set_waiting()
+                    added += 1
                 continue
             row_id, self._next_id = self._next_id, self._next_id + 1
             self.photo_list.add_row(PhotoRow(row_id, src))
             self._pool.start(BackgroundCall(self._thumbnails, row_id, thumbnail, src,
-                                            THUMB_SIZE))
+                                            self._thumb_pixels()))
             added += 1
         self.statusBar().showMessage(f"added {added} photo(s)" if added else
                                      "those photos are already in the list", 5000)
         self._update_buttons()
+
+    def _thumb_pixels(self) -> int:
+        """Thumbnail size in device pixels (sharp on high-DPI screens)."""
+        return round(THUMB_SIZE * max(1.0, self.devicePixelRatioF()))
 
     def pick_photos(self) -> None:
         patterns = " ".join(f"*{s} *{s.upper()}" for s in sorted(IMAGE_SUFFIXES))
@@ -318,6 +343,7 @@ class MainWindow(QMainWindow):
         self.output_dir = folder
         self.output_label.setText(str(folder) if folder else
                                   "a “protected” folder next to each photo")
+        self._remember("output_dir", str(folder) if folder else "")
         self._update_buttons()
 
     def use_default_output_dir(self) -> None:
@@ -327,6 +353,7 @@ class MainWindow(QMainWindow):
         """Remove every row (only while nothing is running)."""
         if self.is_running():
             return
+        self._list_generation += 1
         self.photo_list.remove_all()
         self._compare_wanted = None
         self.compare_panel.reset()
@@ -344,11 +371,12 @@ class MainWindow(QMainWindow):
         return self._thread is not None
 
     def start(self) -> None:
-        """Protect every waiting (or previously cancelled) photo in a background thread."""
+        """Protect every waiting (or previously cancelled or failed) photo in a background
+        thread."""
         if self.is_running():
             return
         todo = [i for i in self.photo_list.row_ids()
-                if self.rows[i].state in (PhotoRow.WAITING, PhotoRow.CANCELLED)]
+                if self.rows[i].state in PENDING_STATES]
         if not todo:
             self.statusBar().showMessage("drop some photos first", 5000)
             return
@@ -356,7 +384,7 @@ class MainWindow(QMainWindow):
             config = self.config()
             note = fp32_cpu_note(pick_device(config.device), config.strength)
         except CloakError as exc:
-            self.statusBar().showMessage(f"settings problem: {exc}")
+            self.statusBar().showMessage(f"settings problem: {for_the_app(str(exc))}")
             return
         jobs = [Job(i, self.rows[i].src, self.output_dir or default_output_dir(self.rows[i].src))
                 for i in todo]
@@ -380,7 +408,7 @@ class MainWindow(QMainWindow):
         self._thread.start()
         self.summary.setText(f"protecting {len(jobs)} photo(s)…")
         if note:
-            self.statusBar().showMessage(note)
+            self.statusBar().showMessage(for_the_app(note))
         self._update_buttons()
 
     def cancel(self) -> None:
@@ -441,12 +469,15 @@ class MainWindow(QMainWindow):
     def show_comparison(self, row_id: int) -> None:
         """Load the before/after of a protected row in the background, then show it."""
         row = self.rows.get(row_id)
-        if row is None or row.outcome is None:
+        if row is None:
             return
         self._compare_wanted = row_id
+        if row.outcome is None:  # not protected (yet): no earlier photo's comparison
+            self.compare_panel.reset()
+            return
         self.compare_panel.show_loading(row.src.name)
         self._pool.start(BackgroundCall(self._comparisons, row_id, compare, row.outcome.src,
-                                        row.outcome.dst))
+                                        row.outcome.dst), COMPARE_PRIORITY)
 
     @Slot(object, object, str)
     def _on_comparison(self, row_id: int, comparison: Comparison | None, error: str) -> None:
@@ -466,7 +497,8 @@ class MainWindow(QMainWindow):
     @Slot(int)
     def _on_nothing_usable(self, count: int) -> None:
         self.statusBar().showMessage(
-            f"no photos in what was dropped ({count} item(s)); cloak reads {SUPPORTED}", 8000)
+            f"no photos to add among {count} item(s); cloak reads {SUPPORTED} (hidden "
+            "files, protected copies and the Save-to folder are skipped)", 8000)
 
     @Slot(int)
     def _on_current_changed(self, row_id: int) -> None:
@@ -474,8 +506,7 @@ class MainWindow(QMainWindow):
 
     def _update_buttons(self) -> None:
         running = self.is_running()
-        pending = any(r.state in (PhotoRow.WAITING, PhotoRow.CANCELLED)
-                      for r in self.rows.values())
+        pending = any(r.state in PENDING_STATES for r in self.rows.values())
         self.protect_button.setEnabled(pending and not running)
         self.cancel_button.setEnabled(running)
         self.open_button.setEnabled(self.last_output_dir is not None and not running)
@@ -494,6 +525,33 @@ class MainWindow(QMainWindow):
     def dropEvent(self, event: QDropEvent) -> None:
         self.drop_zone.dropEvent(event)
 
+    # remembered choices ---------------------------------------------------------------
+
+    def _remember(self, key: str, value: object) -> None:
+        if self.store is not None and not self._restoring:
+            self.store.setValue(key, value)
+
+    def _restore_choices(self) -> None:
+        """Put back the strength, Save-to folder and metadata switches of the last launch
+        (a Save-to folder that is gone falls back to next-to-originals)."""
+        self._restoring = True
+        try:
+            if self.store is not None:
+                index = self.strength.findData(self.store.value("strength", DEFAULT_STRENGTH))
+                if index >= 0:
+                    self.strength.setCurrentIndex(index)
+                folder = str(self.store.value("output_dir", "") or "")
+                if folder and Path(folder).is_dir():
+                    self.set_output_dir(Path(folder))
+                for box, key in ((self.keep_gps, "keep_gps"), (self.strip_exif, "strip_exif")):
+                    box.setChecked(str(self.store.value(key, "false")).lower() == "true")
+        finally:
+            self._restoring = False
+        self.strength.currentIndexChanged.connect(
+            lambda _: self._remember("strength", self.strength.currentData()))
+        self.keep_gps.toggled.connect(lambda on: self._remember("keep_gps", on))
+        self.strip_exif.toggled.connect(lambda on: self._remember("strip_exif", on))
+
     def closeEvent(self, event: QCloseEvent) -> None:
         """Cancel a running batch and wait for it, so no thread outlives the window."""
         if self._worker is not None:
@@ -503,6 +561,8 @@ class MainWindow(QMainWindow):
             self._thread.wait()
         self._pool.clear()
         self._pool.waitForDone()
+        if self.store is not None:
+            self.store.sync()
         super().closeEvent(event)
 
 

@@ -8,6 +8,7 @@ nothing is written for it, and the photos after it are reported as cancelled.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QRunnable, Signal, Slot
 
-from cloak import Cancelled, CloakError, ProtectConfig, Report
+from cloak import Cancelled, CloakError, OutputError, ProtectConfig, Report
 from cloak.io import output_path_for
 
 from .paths import unique_destination
@@ -76,15 +77,53 @@ def describe(report: Report, verdict: str | None = None) -> str:
             f"PSNR {report.psnr:.1f} dB ({report.seconds:.1f} s)")
 
 
+# Library messages are written for the command line; the app has no flags. Each pair is
+# (CLI wording, what the app's user can do instead).
+APP_WORDING: tuple[tuple[str, str], ...] = (
+    (r"pass --model-dir DIR or set CLOAK_MODEL_DIR=DIR",
+     "set CLOAK_MODEL_DIR=DIR before starting the app"),
+    (r"in --model-dir or CLOAK_MODEL_DIR", "in the folder CLOAK_MODEL_DIR names"),
+    (r"pass --overwrite to replace it", "the app never replaces a file"),
+    (r"choose another --out folder", "choose another Save-to folder"),
+    (r"into another --out folder", "into another Save-to folder"),
+    (r"\(--strength fast\)", "(Strength: fast)"),
+)
+
+
+def for_the_app(message: str) -> str:
+    """`message` with its command-line advice (flags) put in the app's terms."""
+    for cli, app in APP_WORDING:
+        message = re.sub(cli, app, message)
+    return message
+
+
+def _out_of_memory(exc: Exception) -> bool:
+    """MemoryError, or torch's OutOfMemoryError (a RuntimeError) on a GPU."""
+    return isinstance(exc, MemoryError) or (
+        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
+
+
 def plain_message(exc: Exception) -> str:
     """A short, plain-words reason for a failed photo."""
     if isinstance(exc, CloakError):
-        return str(exc)
-    if isinstance(exc, MemoryError):
+        return for_the_app(str(exc))
+    if _out_of_memory(exc):
         return "not enough memory for this photo; try a lower strength"
     if isinstance(exc, OSError) and exc.strerror:
         return f"could not read or write the file ({exc.strerror})"
-    return f"unexpected error ({type(exc).__name__}); see the log for details"
+    where = log_file()
+    return (f"unexpected error ({type(exc).__name__}); details are in "
+            f"{where or 'the log (run cloak gui from a terminal to see it)'}")
+
+
+def log_file() -> str | None:
+    """The file the app logs to (app.log_to_file), if any."""
+    from .app import LOG_HANDLER_NAME
+
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler) and handler.get_name() == LOG_HANDLER_NAME:
+            return handler.baseFilename
+    return None
 
 
 class ProtectWorker(QObject):
@@ -133,9 +172,7 @@ class ProtectWorker(QObject):
         self._current = job.index
         self.started.emit(job.index)
         try:
-            if not job.out_dir.is_dir():
-                job.out_dir.mkdir(parents=True)
-                created.append(job.out_dir)
+            self._make_folder(job.out_dir, created)
             # GIF -> .png, MPO -> .jpg, ...: the suffix names the format written
             dst = unique_destination(job.out_dir, output_path_for(job.src, job.out_dir).name)
             from cloak.api import protect_file  # torch loads here, in the worker thread
@@ -154,9 +191,25 @@ class ProtectWorker(QObject):
         else:
             self.protected.emit(job.index, Outcome(job.src, dst, report, self._status(report)))
 
+    @staticmethod
+    def _make_folder(folder: Path, created: list[Path]) -> None:
+        """Create the output folder (recorded in `created`), or fail naming it."""
+        if folder.is_dir():
+            return
+        try:
+            folder.mkdir(parents=True)
+        except OSError as exc:
+            raise OutputError(f"can't create the folder {folder} "
+                              f"({exc.strerror or exc}); choose a Save-to folder you "
+                              "can write to") from exc
+        created.append(folder)
+
     def _status(self, report: Report) -> str:
         """describe() with the after-posting verdict; the copy is written already, so a
-        failed check only leaves the verdict out."""
+        failed check only leaves the verdict out, and so does a cancel (the check takes
+        seconds and can't stop half-way)."""
+        if self._stop.is_set():
+            return describe(report)
         try:
             verdict = posting_verdict(report, self.config)
         except Exception:
@@ -165,6 +218,8 @@ class ProtectWorker(QObject):
         return describe(report, verdict)
 
     def _on_download(self, name: str, done: int, total: int) -> None:
+        if self._stop.is_set():  # the download's temp file is removed on the way out
+            raise Cancelled("cancelled")
         share = f" {100 * done / total:.0f}%" if total else f" {done / 1e6:.1f} MB"
         self.progress.emit(self._current, 0.0, f"downloading {name}{share}")
 
