@@ -22,6 +22,7 @@ import typer
 from cloak import PRESETS, CloakError, ProtectConfig
 from cloak.allocator import keep_freed_memory
 from cloak.device import fp32_cpu_note, pick_device
+from cloak.io import IMAGE_SUFFIXES
 from cloak.metadata import MetadataPolicy
 
 app = typer.Typer(
@@ -30,8 +31,17 @@ app = typer.Typer(
          "apps, face swaps) before you post them.")
 
 
+def printable(text: str) -> str:
+    """`text` safe to print: a file name that is not valid UTF-8 (its bytes held as lone
+    surrogates) shows them as \\xNN escapes instead of stopping the run."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def fail(message: str, code: int = 1) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    typer.secho(f"error: {printable(message)}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
 
 
@@ -172,6 +182,10 @@ def protect(
         except CloakError as exc:
             view.close()
             fail(str(exc))
+        except OSError as exc:  # a path the library did not expect to be unreadable
+            view.close()
+            where = f" {exc.filename}" if exc.filename else ""
+            fail(f"can't read or write{where}: {exc.strerror or exc}")
         except KeyboardInterrupt:  # before any photo was started
             view.close()
             typer.secho("Interrupted; nothing was written.", err=True)
@@ -224,6 +238,7 @@ class BatchView:
         self.progress.stop()
 
     def line(self, text: str, err: bool = False, color: str | None = None) -> None:
+        text = printable(text)
         if self.progress.live.is_started and (err or sys.stdout.isatty()):
             self.console.print(text, style=color, markup=False, soft_wrap=True)
         else:
@@ -334,6 +349,8 @@ def check_json_path(json_path: Path | None) -> None:
     """Fail before any work if --json can't be written where it points."""
     if json_path and not json_path.parent.is_dir():
         fail(f"folder for --json {json_path.parent} does not exist")
+    if json_path and json_path.suffix.lower() in IMAGE_SUFFIXES:  # `--json me.jpg`
+        fail(f"--json {json_path} names a photo file; give a .json file name")
 
 
 def check_model_dir(model_dir: Path | None) -> None:
@@ -415,7 +432,7 @@ def verify(
         fetch_weights(names if protected is not None else ("taesd",), md)
         if protected is None:
             receipt = receipt_image(images[0], md)
-            typer.echo(f"{photo}: {receipt.label} {receipt.score_db:+.2f} dB "
+            typer.echo(f"{printable(str(photo))}: {receipt.label} {receipt.score_db:+.2f} dB "
                        f"(threshold {receipt.threshold_db:+.2f}; above means protected)")
             typer.echo("receipt: " + ("PROTECTED" if receipt.protected
                                       else "no protection detected"))

@@ -21,6 +21,7 @@ library prints nothing.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import dataclasses
 import json
 import logging
@@ -29,6 +30,7 @@ import os
 import queue
 import signal
 import stat
+import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,12 +38,15 @@ from pathlib import Path
 from .config import ProtectConfig
 from .errors import Cancelled, CloakError, OutputError
 from .models.weights import DownloadProgress, sha256_of
-from .preview import preview_path
+from .preview import PREVIEW_SUFFIX, preview_path
 from .report import Report
 
 log = logging.getLogger(__name__)
 
 MANIFEST_NAME = ".cloak-manifest.json"
+LOCK_NAME = ".cloak-lock"  # held (flock) by the run writing to OUT
+OUTPUT_FOLDER_SKIPPED = (f"a cloak output folder (it holds {MANIFEST_NAME}); protected "
+                         "copies are not protected again")
 TEMP_GLOB = ".*.cloak-tmp-*"  # the temp files of io.write_atomic
 ALREADY_DONE = "already protected with these settings"
 PROTECTED, SKIPPED, FAILED, CANCELLED = "protected", "skipped", "failed", "cancelled"
@@ -140,6 +145,9 @@ def _walk(folder: Path, rel: Path, skip: set[str], suffixes: Sequence[str],
                 continue
             if real in skip:
                 continue
+            if (path / MANIFEST_NAME).is_file():  # an earlier run's output folder
+                problems.append(Item(path, None, SKIPPED, OUTPUT_FOLDER_SKIPPED))
+                continue
             if key in seen_dirs:
                 if entry.is_symlink():
                     problems.append(Item(path, None, SKIPPED,
@@ -148,7 +156,7 @@ def _walk(folder: Path, rel: Path, skip: set[str], suffixes: Sequence[str],
                 continue
             seen_dirs.add(key)
             _walk(path, rel / entry.name, skip, suffixes, seen_dirs, found, problems)
-        elif _is_photo_name(path, suffixes):
+        elif _is_photo_name(path, suffixes) and not path.name.endswith(PREVIEW_SUFFIX):
             found.append((path, rel))
 
 
@@ -163,6 +171,18 @@ def _check_source(path: Path) -> str | None:
     if not stat.S_ISREG(st.st_mode):
         return "not a regular file"
     return None
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and _stat_key(a) == _stat_key(b)
+    except OSError:
+        return False
+
+
+def _fold(path: str) -> str:
+    """A path as a case-insensitive, normalising disk (macOS, Windows, exFAT) compares it."""
+    return unicodedata.normalize("NFC", path).casefold()
 
 
 def _mirror_name(name: str, used: set[str]) -> str:
@@ -190,30 +210,44 @@ def plan(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike) -> lis
     mirrors: set[str] = set()  # folder names used under OUT, case-folded
     for raw in inputs:
         src = Path(raw)
-        if src.is_dir():
-            if _stat_key(src) in seen_dirs:
-                items.append(Item(src, None, SKIPPED, "folder already included (named twice)"))
-                continue
-            seen_dirs.add(_stat_key(src))
-            name = _mirror_name(Path(os.path.realpath(src)).name, mirrors)
-            # Never walk the outputs: OUT itself, or this folder's mirror inside it.
-            skip = {os.path.realpath(out_dir), os.path.realpath(out_dir / name)}
-            found: list[tuple[Path, Path]] = []
-            problems: list[Item] = []
-            _walk(src, Path(name), skip, suffixes, seen_dirs, found, problems)
-            items.extend(problems)
-            items.extend(Item(p, io.output_path_for(p, out_dir / rel)) for p, rel in found)
-        elif (why := _check_source(src)) is not None:
-            items.append(Item(src, None, FAILED, why if src.is_symlink() or src.exists()
-                              else "no such file or folder"))
-        elif not _is_photo_name(src, suffixes):  # a phone export's .MOV or .AAE beside
-            items.append(Item(src, None, SKIPPED,
-                              f"not a photo cloak reads (suffix {src.suffix or 'none'!r}); "
-                              f"supported: {io.SUPPORTED}"))
-        else:
-            items.append(Item(src, io.output_path_for(src, out_dir)))
+        try:
+            _plan_one(src, out_dir, suffixes, seen_dirs, mirrors, items)
+        except OSError as exc:  # e.g. a folder on the way that may not be searched
+            items.append(Item(src, None, FAILED, f"can't read: {exc.strerror or exc}"))
     _mark_clashes(items)
     return items
+
+
+def _plan_one(src: Path, out_dir: Path, suffixes: Sequence[str], seen_dirs: set,
+              mirrors: set[str], items: list[Item]) -> None:
+    """plan() for one input path: append its items."""
+    from . import io
+
+    if src.is_dir():
+        if (src / MANIFEST_NAME).is_file() and not _same_folder(src, out_dir):
+            items.append(Item(src, None, SKIPPED, OUTPUT_FOLDER_SKIPPED))
+            return
+        if _stat_key(src) in seen_dirs:
+            items.append(Item(src, None, SKIPPED, "folder already included (named twice)"))
+            return
+        seen_dirs.add(_stat_key(src))
+        name = _mirror_name(Path(os.path.realpath(src)).name, mirrors)
+        # Never walk the outputs: OUT itself, or this folder's mirror inside it.
+        skip = {os.path.realpath(out_dir), os.path.realpath(out_dir / name)}
+        found: list[tuple[Path, Path]] = []
+        problems: list[Item] = []
+        _walk(src, Path(name), skip, suffixes, seen_dirs, found, problems)
+        items.extend(problems)
+        items.extend(Item(p, io.output_path_for(p, out_dir / rel)) for p, rel in found)
+    elif (why := _check_source(src)) is not None:
+        items.append(Item(src, None, FAILED, why if src.is_symlink() or src.exists()
+                          else "no such file or folder"))
+    elif not _is_photo_name(src, suffixes):  # a phone export's .MOV or .AAE beside
+        items.append(Item(src, None, SKIPPED,
+                          f"not a photo cloak reads (suffix {src.suffix or 'none'!r}); "
+                          f"supported: {io.SUPPORTED}"))
+    else:
+        items.append(Item(src, io.output_path_for(src, out_dir)))
 
 
 def _mark_clashes(items: list[Item]) -> None:
@@ -224,42 +258,54 @@ def _mark_clashes(items: list[Item]) -> None:
     for item in items:
         if _check_source(item.src) is None:
             inputs_by_path[os.path.realpath(item.src)] = item.src
-            inputs_by_key[_stat_key(item.src)] = item.src
+            with contextlib.suppress(OSError):
+                inputs_by_key[_stat_key(item.src)] = item.src
     sources: dict[tuple[int, int], Item] = {}
-    outputs: dict[str, Item] = {}
+    outputs: dict[str, Item] = {}  # by folded real path
     for item in items:
         if item.status != "pending":
             continue
-        why = _check_source(item.src)
-        if why is not None:
-            item.status, item.message = FAILED, why
-            continue
-        key = _stat_key(item.src)
-        if key in sources:
-            item.status = SKIPPED
-            item.message = f"same photo as {sources[key].src} (named twice); protected once"
-            continue
-        sources[key] = item
-        dst_real = os.path.realpath(item.dst)
-        if dst_real == os.path.realpath(item.src) or (
-                item.dst.exists() and _stat_key(item.dst) == key):
+        try:
+            _check_clash(item, inputs_by_path, inputs_by_key, sources, outputs)
+        except OSError as exc:  # the output folder may not be searched (EACCES)
             item.status = FAILED
-            item.message = (f"output {item.dst} would replace the original; "
-                            "choose another --out folder")
-            continue
-        other = inputs_by_path.get(dst_real) or (
-            inputs_by_key.get(_stat_key(item.dst)) if item.dst.exists() else None)
-        if other is not None:
-            item.status = FAILED
-            item.message = (f"output {item.dst} would replace the original {other}; "
-                            "choose another --out folder")
-            continue
-        if dst_real in outputs:
-            item.status = FAILED
-            item.message = (f"output {item.dst} is also the output of "
-                            f"{outputs[dst_real].src}; protect it into another --out folder")
-            continue
-        outputs[dst_real] = item
+            item.message = f"can't check output {item.dst}: {exc.strerror or exc}"
+
+
+def _check_clash(item: Item, inputs_by_path: dict, inputs_by_key: dict, sources: dict,
+                 outputs: dict) -> None:
+    """_mark_clashes for one pending item."""
+    why = _check_source(item.src)
+    if why is not None:
+        item.status, item.message = FAILED, why
+        return
+    key = _stat_key(item.src)
+    if key in sources:
+        item.status = SKIPPED
+        item.message = f"same photo as {sources[key].src} (named twice); protected once"
+        return
+    sources[key] = item
+    dst_real = os.path.realpath(item.dst)
+    if dst_real == os.path.realpath(item.src) or (
+            item.dst.exists() and _stat_key(item.dst) == key):
+        item.status = FAILED
+        item.message = (f"output {item.dst} would replace the original; "
+                        "choose another --out folder")
+        return
+    other = inputs_by_path.get(dst_real) or (
+        inputs_by_key.get(_stat_key(item.dst)) if item.dst.exists() else None)
+    if other is not None:
+        item.status = FAILED
+        item.message = (f"output {item.dst} would replace the original {other}; "
+                        "choose another --out folder")
+        return
+    if _fold(dst_real) in outputs:  # also IMG_1.JPG against img_1.jpg
+        item.status = FAILED
+        item.message = (f"output {item.dst} is also the output of "
+                        f"{outputs[_fold(dst_real)].src}; protect it into another --out "
+                        "folder")
+        return
+    outputs[_fold(dst_real)] = item
 
 
 # ---------------------------------------------------------------- manifest
@@ -326,8 +372,20 @@ class Manifest:
         write_atomic(self.path, lambda fp: fp.write(text.encode("utf-8")), overwrite=True)
 
 
+# Fingerprint keys that name a setting without changing it: the mask's path as typed
+# (`m.png`, `./m.png`, from another folder); its sha256 is what counts.
+NOT_COMPARED = frozenset({"mask"})
+
+
+def _same_settings(old: dict | None, new: dict) -> bool:
+    return old is not None and (
+        {k: v for k, v in old.items() if k not in NOT_COMPARED}
+        == {k: v for k, v in new.items() if k not in NOT_COMPARED})
+
+
 def _settings_change(old: dict, new: dict) -> str:
-    changed = [f"{k} {old.get(k)} -> {new.get(k)}" for k in new if old.get(k) != new.get(k)]
+    changed = [f"{k} {old.get(k)} -> {new.get(k)}" for k in new
+               if k not in NOT_COMPARED and old.get(k) != new.get(k)]
     return ", ".join(changed[:3]) or "other settings"
 
 
@@ -338,7 +396,7 @@ def _decide(item: Item, entry: dict | None, settings: dict, force: bool,
     if not item.dst.exists():
         item.replace = force or overwrite  # may still replace a file beside it (a preview)
         return
-    ours = (entry is not None and entry.get("settings") == settings
+    ours = (entry is not None and _same_settings(entry.get("settings"), settings)
             and _same_file(item.src, entry.get("src")))
     if ours and entry.get("state") == "pending":  # interrupted run: the file is ours
         item.replace = True
@@ -354,7 +412,7 @@ def _decide(item: Item, entry: dict | None, settings: dict, force: bool,
         return
     if entry is None:
         why = "was not made by cloak"
-    elif entry.get("settings") != settings:
+    elif not _same_settings(entry.get("settings"), settings):
         why = (f"was made with other settings "
                f"({_settings_change(entry.get('settings') or {}, settings)})")
     elif not _same_file(item.src, entry.get("src")):
@@ -414,6 +472,16 @@ def run(items: list[Item], out_dir: str | os.PathLike, config: ProtectConfig, *,
     out_dir = Path(out_dir)
     emit = on_event or (lambda event: None)
     stop = should_stop or (lambda: False)
+    with contextlib.ExitStack() as held:
+        if out_dir.is_dir():  # before the manifest is read: no other run may change it
+            held.enter_context(output_folder_lock(out_dir))
+        return _run_locked(items, out_dir, config, held, jobs, force, overwrite, emit, stop)
+
+
+def _run_locked(items: list[Item], out_dir: Path, config: ProtectConfig,
+                held: contextlib.ExitStack, jobs: int, force: bool, overwrite: bool,
+                emit: Callable[[Event], None], stop: Callable[[], bool]) -> BatchResult:
+    """run() once OUT is locked, or does not exist yet (`held` takes its lock then)."""
     manifest = Manifest(out_dir)
     settings = config.fingerprint()
     todo: list[Item] = []
@@ -439,14 +507,18 @@ def run(items: list[Item], out_dir: str | os.PathLike, config: ProtectConfig, *,
             # --jobs workers, new processes) only look, so nothing is retried per photo.
             config = dataclasses.replace(config, allow_download=False)
             try:  # fail now, not after the first photo, if OUT is not writable
-                out_dir.mkdir(parents=True, exist_ok=True)
+                if not out_dir.is_dir():
+                    out_dir.mkdir(parents=True, exist_ok=True)
+                    held.enter_context(output_folder_lock(out_dir))
                 manifest.save()
-            except (OSError, CloakError) as exc:
+            except OSError as exc:
                 raise CloakError(f"can't write to output folder {out_dir}: "
-                                 f"{getattr(exc, 'strerror', None) or exc}") from exc
+                                 f"{exc.strerror or exc}") from exc
+            except OutputError as exc:
+                raise CloakError(f"can't write to output folder {out_dir}: {exc}") from exc
         emit(Event("todo", total=len(todo)))
         for folder in {out_dir} | {item.dst.parent for item in todo}:
-            if folder.is_dir():
+            if todo and folder.is_dir():  # under OUT's lock: no other run's temp files
                 _remove_temp_files(folder)
         if jobs <= 1 or len(todo) <= 1:
             _run_here(todo, manifest, config, emit, stop)
@@ -463,6 +535,62 @@ def run(items: list[Item], out_dir: str | os.PathLike, config: ProtectConfig, *,
                 _remove_temp_files(item.dst.parent)
     interrupted = interrupted or any(i.status == CANCELLED for i in items)
     return BatchResult(items, interrupted)
+
+
+@contextlib.contextmanager
+def output_folder_lock(out_dir: Path):
+    """Hold `OUT/.cloak-lock` for a run: a second `cloak protect` writing to the same
+    folder at the same time would delete the first one's temp files and lose its manifest
+    entries, so it is refused (OutputError). The lock goes with the process, even when
+    it is killed; the lock file is removed when the run ends (a killed run leaves it,
+    empty, for the next one to reuse)."""
+    path = out_dir / LOCK_NAME
+    for _ in range(3):  # the file may be removed by the run that held it, between steps
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise OutputError(f"can't write to output folder {out_dir}: "
+                              f"{exc.strerror or exc}") from exc
+        if not _try_lock(fd):
+            os.close(fd)
+            raise OutputError(f"another cloak protect is writing to {out_dir}; wait for "
+                              "it to finish, or choose another --out folder")
+        try:  # locked the file that is still there, not one its holder just removed
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    else:
+        raise OutputError(f"another cloak protect is writing to {out_dir}; wait for it "
+                          "to finish, or choose another --out folder")
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()  # while still locked: a run that opened it retries (above)
+        os.close(fd)
+
+
+def _try_lock(fd: int) -> bool:
+    """Take an exclusive lock on the open file `fd` without waiting; False if held."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError as exc:  # a filesystem without locks (some network shares): go on
+        log.debug("can't lock %s: %s", fd, exc)
+    return True
 
 
 def _stamp(path: Path) -> tuple | None:
@@ -501,6 +629,29 @@ def _finish(item: Item, manifest: Manifest, previous: dict | None, outcome) -> N
         item.status, item.message = FAILED, _describe(outcome)
 
 
+def _record(item: Item, manifest: Manifest, previous: dict | None, outcome) -> bool:
+    """_finish; False if the manifest can't be written (a full disk, OUT made read-only):
+    the item then fails saying so, and the run starts no more photos. A photo written
+    before that keeps its file and its `pending` entry, so the next run redoes it."""
+    try:
+        _finish(item, manifest, previous, outcome)
+        return True
+    except (OSError, CloakError) as exc:
+        why = getattr(exc, "strerror", None) or exc
+        done = "protected, but " if isinstance(outcome, Report) else ""
+        item.status, item.message = FAILED, (
+            f"{done}can't update {manifest.path} ({why}); the run stopped here")
+        return False
+
+
+def _not_started(items: Iterable[Item], manifest: Manifest,
+                 emit: Callable[[Event], None]) -> None:
+    for item in items:
+        item.status = FAILED
+        item.message = f"not started: {manifest.path} can't be updated"
+        emit(Event("done", item))
+
+
 def _abandon(item: Item, manifest: Manifest, previous: dict | None) -> None:
     """Undo `_begin` for an item whose work failed or was interrupted. If the photo was
     already written (a failure or a second Ctrl-C while its saved copy was measured or
@@ -530,7 +681,7 @@ def _protect_one(item: Item, config: ProtectConfig, progress, should_stop) -> Re
 def _run_here(todo: list[Item], manifest: Manifest, config: ProtectConfig,
               emit: Callable[[Event], None], stop: Callable[[], bool]) -> None:
     settings = config.fingerprint()
-    for item in todo:
+    for position, item in enumerate(todo):
         if stop():
             return
         emit(Event("start", item))
@@ -546,8 +697,11 @@ def _run_here(todo: list[Item], manifest: Manifest, config: ProtectConfig,
         except Exception as exc:  # one bad photo must not end the batch
             log.debug("%s failed", item.src, exc_info=True)
             outcome = exc
-        _finish(item, manifest, previous, outcome)
+        recorded = _record(item, manifest, previous, outcome)
         emit(Event("done", item))
+        if not recorded:
+            _not_started(todo[position + 1:], manifest, emit)
+            return
 
 
 # Worker-process state, set by _init_worker.
@@ -598,6 +752,12 @@ def _run_pool(todo: list[Item], manifest: Manifest, config: ProtectConfig, jobs:
     pool = new_pool()
     running: dict[cf.Future, tuple[Item, dict | None]] = {}
     waiting = list(enumerate(todo))
+
+    def record(item: Item, previous: dict | None, outcome) -> None:
+        if not _record(item, manifest, previous, outcome):
+            _not_started([item for _, item in waiting], manifest, emit)
+            waiting.clear()  # the photos running now still finish (and are recorded)
+
     try:
         while waiting or running:
             while waiting and len(running) < jobs and not stop():
@@ -607,7 +767,7 @@ def _run_pool(todo: list[Item], manifest: Manifest, config: ProtectConfig, jobs:
                 try:
                     _begin(item, manifest, settings)
                 except (CloakError, OSError) as exc:
-                    _finish(item, manifest, previous, exc)
+                    record(item, previous, exc)
                     emit(Event("done", item))
                     continue
                 try:
@@ -632,7 +792,7 @@ def _run_pool(todo: list[Item], manifest: Manifest, config: ProtectConfig, jobs:
                     outcome = future.result()
                 except (cf.BrokenExecutor, cf.CancelledError) as exc:
                     outcome = _lost_worker(exc, stop_event)
-                _finish(item, manifest, previous, outcome)
+                record(item, previous, outcome)
                 emit(Event("done", item))
     except KeyboardInterrupt:
         stop_event.set()
@@ -641,7 +801,7 @@ def _run_pool(todo: list[Item], manifest: Manifest, config: ProtectConfig, jobs:
                 outcome = future.result()  # stops within one attack step
             except (cf.BrokenExecutor, cf.CancelledError) as exc:
                 outcome = _lost_worker(exc, stop_event)
-            _finish(item, manifest, previous, outcome)
+            _record(item, manifest, previous, outcome)
         raise
     finally:
         stop_event.set()

@@ -413,3 +413,97 @@ def test_first_use_downloads_report_progress_before_the_photos(tmp_path, small_p
     assert kinds.index("todo") > max(i for i, k in enumerate(kinds) if k == "download")
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted(
         ["taesd_encoder.pth", "taesd_decoder.pth", W.FACE_DETECTOR])
+
+
+class TestReviewFixes:
+    def test_a_held_output_folder_is_refused_and_its_temp_files_kept(
+            self, tmp_path, small_photo, tiny_config):
+        photo = small_photo(tmp_path / "a.png")
+        out = tmp_path / "out"
+        out.mkdir()
+        live = out / ".b.png.cloak-tmp-1234"  # another run's photo, being written
+        live.write_bytes(b"half a photo")
+        with batch.output_folder_lock(out):
+            with pytest.raises(CloakError, match="another cloak protect is writing"):
+                batch.run(batch.plan([photo], out), out, tiny_config)
+            assert live.exists()
+        [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
+        assert item.status == PROTECTED
+        assert not (out / batch.LOCK_NAME).exists()
+
+    def test_outputs_that_differ_only_in_case_clash(self, tmp_path, small_photo):
+        one = small_photo(tmp_path / "cam1" / "IMG_1.png")
+        two = small_photo(tmp_path / "cam2" / "img_1.png", index=1)
+        items = by_src(batch.plan([one, two], tmp_path / "out"))
+        assert items["IMG_1.png"].status == "pending"
+        assert items["img_1.png"].status == FAILED
+        assert "also the output of" in items["img_1.png"].message
+
+    def test_earlier_output_folders_and_previews_are_not_walked(self, tmp_path, small_photo,
+                                                                 tiny_config):
+        small_photo(tmp_path / "photos" / "a.png")
+        first = batch.run(batch.plan([tmp_path / "photos"], tmp_path / "photos" / "cloaked"),
+                          tmp_path / "photos" / "cloaked", tiny_config.replace(preview=True))
+        assert first.counts[PROTECTED] == 1
+        assert (tmp_path / "photos" / "cloaked" / "photos" / "a.png.preview.png").is_file()
+        small_photo(tmp_path / "photos" / "b.png.preview.png", index=1)  # a stray sheet
+        items = batch.plan([tmp_path / "photos"], tmp_path / "elsewhere")
+        names = {i.src.name: i for i in items}
+        assert set(names) == {"a.png", "cloaked"}
+        assert names["cloaked"].status == SKIPPED
+        assert "cloak output folder" in names["cloaked"].message
+        [item] = batch.plan([tmp_path / "photos" / "cloaked"], tmp_path / "elsewhere")
+        assert item.status == SKIPPED
+
+    def test_a_folder_that_may_not_be_searched_is_one_failed_item(
+            self, tmp_path, small_photo, monkeypatch):
+        # As root (CI) permissions don't stop anything; Python 3.10-3.12 raise from
+        # Path.is_dir() on EACCES, so that is what is raised here.
+        good = small_photo(tmp_path / "good.png")
+        locked = tmp_path / "locked" / "a.png"
+        real_is_dir = Path.is_dir
+
+        def is_dir(self):
+            if self == locked:
+                raise PermissionError(13, "Permission denied", str(self))
+            return real_is_dir(self)
+
+        monkeypatch.setattr(Path, "is_dir", is_dir)
+        items = by_src(batch.plan([locked, good], tmp_path / "out"))
+        assert items["a.png"].status == FAILED
+        assert "Permission denied" in items["a.png"].message
+        assert items["good.png"].status == "pending"
+
+    def test_a_manifest_that_cant_be_written_mid_run_ends_with_a_result(
+            self, tmp_path, small_photo, tiny_config):
+        photos = [small_photo(tmp_path / "in" / f"{n}.png", index=n) for n in range(3)]
+        out = tmp_path / "out"
+        manifest = out / MANIFEST_NAME
+
+        def on_event(event):
+            if event.kind == "done" and event.item.src == photos[0]:
+                manifest.unlink()  # a folder where the manifest goes: every save fails
+                (manifest / "x").mkdir(parents=True)
+
+        result = batch.run(batch.plan(photos, out), out, tiny_config, on_event=on_event)
+        assert [i.status for i in result.items] == [PROTECTED, FAILED, FAILED]
+        assert "can't update" in result.items[1].message
+        assert "not started" in result.items[2].message
+        assert not result.interrupted
+        assert not (out / "1.png").exists() and not (out / "2.png").exists()
+
+    def test_the_mask_path_as_typed_does_not_count_as_a_setting(
+            self, tmp_path, small_photo, tiny_config, monkeypatch):
+        photo = small_photo(tmp_path / "a.png")
+        Image.new("L", (64, 48), 255).save(tmp_path / "m.png")
+        monkeypatch.chdir(tmp_path)
+        out = tmp_path / "out"
+        first = batch.run(batch.plan([photo], out), out, tiny_config.replace(mask_path="m.png"))
+        assert first.counts[PROTECTED] == 1
+        again = batch.run(batch.plan([photo], out), out,
+                          tiny_config.replace(mask_path=str(tmp_path / "m.png")))
+        assert again.items[0].message == batch.ALREADY_DONE
+        Image.new("L", (64, 48), 0).save(tmp_path / "m.png")  # a changed mask still counts
+        changed = batch.run(batch.plan([photo], out), out,
+                            tiny_config.replace(mask_path="m.png"))
+        assert changed.items[0].status == FAILED and "other settings" in changed.items[0].message

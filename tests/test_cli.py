@@ -393,3 +393,44 @@ def test_a_shape_instagram_crops_gets_a_note(tmp_path, small_photo, model_dir):
     assert "note: 1 photo(s) are taller than 3:4" in result.stderr and "tall.png" in result.stderr
     result = invoke("protect", square, "--out", tmp_path / "out2", *TINY)
     assert result.exit_code == 0 and "Instagram crops" not in result.stderr
+
+
+def test_a_second_run_into_the_same_out_is_refused_while_the_first_works(tmp_path,
+                                                                          six_photos):
+    proc = cloak_process("protect", "in", "--out", "out", *SLOW, cwd=tmp_path)
+    try:
+        assert " -> " in first_line(proc)
+        other = tmp_path / "other.png"
+        other.write_bytes(six_photos[0].read_bytes())
+        result = invoke("protect", other, "--out", tmp_path / "out", *TINY)
+        assert result.exit_code == 1
+        assert "another cloak protect is writing to" in result.output
+        assert not (tmp_path / "out" / "other.png").exists()
+    finally:
+        stdout, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stderr  # the first run lost nothing to the second
+    assert stdout.count(" -> ") == 5  # and the first line, read above
+    assert len(list((tmp_path / "out" / "in").glob("*.png"))) == 6
+    assert not (tmp_path / "out" / ".cloak-lock").exists()
+    result = invoke("protect", tmp_path / "other.png", "--out", tmp_path / "out", *TINY)
+    assert result.exit_code == 0, result.output
+
+
+def test_json_that_names_a_photo_is_refused(tmp_path, small_photo):
+    photo = small_photo(tmp_path / "me.jpg")
+    before = sha256(photo)
+    result = invoke("protect", photo, "--out", tmp_path / "out", "--json", photo, *TINY)
+    assert result.exit_code == 1 and "names a photo file" in result.output
+    assert sha256(photo) == before
+
+
+def test_a_file_name_that_is_not_utf8_is_printed_escaped(tmp_path, small_photo, model_dir):
+    name = os.fsdecode(b"caf\xe9.png")  # Latin-1 bytes, as old cameras and zips leave
+    photo = small_photo(tmp_path / "in" / name)
+    proc = subprocess.run([sys.executable, "-m", "cloak", "protect", "in", "--out", "out",
+                           *TINY], check=False, cwd=tmp_path, capture_output=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONIOENCODING":
+                               "utf-8"}, timeout=300)
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    assert b"caf\\xe9.png" in proc.stdout and b"Traceback" not in proc.stderr
+    assert (tmp_path / "out" / "in" / name).is_file() and photo.is_file()
