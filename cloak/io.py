@@ -41,6 +41,7 @@ naming the file; Pillow's LOAD_TRUNCATED_IMAGES is left False.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io as _io
 import logging
@@ -101,6 +102,9 @@ PNG_TEXT_OTHER = frozenset({"Title", "Description", "Creation Time"})
 # What Pillow's and libheif's decoders raise on broken or truncated data.
 DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, RuntimeError, IndexError,
                  TypeError, KeyError, struct.error, zlib.error)
+# Formats cloak writes without an alpha channel: Pillow writes a 32-bit BMP that neither it
+# nor most viewers read back as transparent (a plain BI_RGB header).
+NO_ALPHA = frozenset({"JPEG", "BMP"})
 _open_lock = threading.Lock()  # guards the temporary change of Image.MAX_IMAGE_PIXELS
 
 
@@ -179,22 +183,30 @@ def _too_many_pixels(path: Path, pixels: int, limit: int) -> UnsupportedImageErr
                        f"raise it with CLOAK_MAX_PIXELS={pixels}")
 
 
-def _open_image(fp: IO[bytes], path: Path, limit: int) -> Image.Image:
-    """Image.open with our pixel limit in place of Pillow's (restored afterwards)."""
+@contextlib.contextmanager
+def _pixel_limit(path: Path, limit: int):
+    """Pillow's decompression-bomb limit set to ours (restored afterwards) while a photo
+    is opened and decoded: TIFF checks it again when it loads, so it must hold for both."""
     with _open_lock, warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         saved = Image.MAX_IMAGE_PIXELS
         Image.MAX_IMAGE_PIXELS = limit
         try:
-            return Image.open(fp, formats=READ_FORMATS)
+            yield
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             found = re.search(r"\((\d+) pixels\)", str(exc))
             raise _too_many_pixels(path, int(found[1]) if found else limit + 1,
                                    limit) from None
-        except UnidentifiedImageError:
-            raise _fail(path, f"not an image cloak can read (supported: {SUPPORTED})") from None
         finally:
             Image.MAX_IMAGE_PIXELS = saved
+
+
+def _open_image(fp: IO[bytes], path: Path) -> Image.Image:
+    """Image.open (inside _pixel_limit)."""
+    try:
+        return Image.open(fp, formats=READ_FORMATS)
+    except UnidentifiedImageError:
+        raise _fail(path, f"not an image cloak can read (supported: {SUPPORTED})") from None
 
 
 def load_photo(path: str | os.PathLike[str], max_pixels: int | None = None) -> Photo:
@@ -208,9 +220,10 @@ def load_photo(path: str | os.PathLike[str], max_pixels: int | None = None) -> P
         log.warning("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is on: truncated files may load")
     fp = _open_file(path)
     try:
-        image = _open_image(fp, path, limit)
-        with image:
-            return _read(image, fp, path, limit)
+        with _pixel_limit(path, limit):
+            image = _open_image(fp, path)
+            with image:
+                return _read(image, fp, path, limit)
     except CloakError:
         raise
     except MemoryError:
@@ -260,11 +273,16 @@ def _read(image: Image.Image, fp: IO[bytes], path: Path, limit: int) -> Photo:
     orientation = 1 if source_format == "HEIF" or exif is None else exif.orientation
     icc = image.info.get("icc_profile") or None
     color, alpha, depth, icc = _pixels(image, fp, path, icc)
+    # Pillow turns a TIFF upright itself while loading it (and drops its tag); the file's
+    # orientation is still kept, so the copy is stored as the original was.
+    upright_already = (source_format == "TIFF" and orientation != 1
+                       and md.ORIENTATION not in image.tag_v2)
     mode = image.mode
     if depth == 16 and not mode.startswith("I"):  # Pillow reports 8-bit modes for these
         mode = ("LA" if color.ndim == 2 else "RGBA" if alpha is not None else "RGB") + ";16"
-    color = to_upright(color, orientation)
-    alpha = None if alpha is None else to_upright(alpha, orientation)
+    if not upright_already:
+        color = to_upright(color, orientation)
+        alpha = None if alpha is None else to_upright(alpha, orientation)
     gray = color.ndim == 2
     rgb = color.astype(np.float32) / np.float32(2 ** depth - 1)
     if gray:
@@ -327,6 +345,10 @@ def _pixels(image: Image.Image, fp: IO[bytes], path: Path, icc: bytes | None
         depth, colour_type = _png_header(fp)
         if depth == 16 and colour_type in (2, 4, 6):
             return (*_png16(fp, path, colour_type), 16, icc)
+        key = image.info.get("transparency")
+        if colour_type == 0 and depth in (2, 4) and isinstance(key, int):
+            # Pillow scales 2- and 4-bit gray samples to 0-255 but not their tRNS key
+            image.info["transparency"] = key * 255 // (2 ** depth - 1)
     if image.format == "TIFF" and mode in ("RGB", "RGBA", "CMYK"):
         bits = image.tag_v2.get(258, (8,))
         if max(bits if isinstance(bits, tuple) else (bits,)) > 8:
@@ -365,7 +387,11 @@ def _png16(fp: IO[bytes], path: Path, colour_type: int
     import cv2
 
     fp.seek(0)
-    data = cv2.imdecode(np.frombuffer(fp.read(), np.uint8), cv2.IMREAD_UNCHANGED)
+    try:
+        data = cv2.imdecode(np.frombuffer(fp.read(), np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:  # OpenCV's own size limit (2^30 px), or a decoder failure
+        detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else "cv2.error"
+        raise _fail(path, f"OpenCV can't decode this 16-bit PNG ({detail})") from None
     if data is None or data.dtype != np.uint16:
         raise _fail(path, "the 16-bit PNG data is truncated or corrupt")
     if data.ndim == 2:
@@ -466,8 +492,8 @@ def check_writable(photo: Photo, dst: str | os.PathLike[str], requested: str | N
     """Raise OutputError now, before any work, if save_photo(photo, ..., dst,
     format=requested) would refuse to write it (transparency into a JPEG)."""
     fmt = _output_format(photo, Path(dst), requested)
-    if fmt == "JPEG" and photo.alpha is not None:
-        raise OutputError(f"this photo has transparency, which JPEG cannot store (a "
+    if fmt in NO_ALPHA and photo.alpha is not None:
+        raise OutputError(f"this photo has transparency, which {fmt} cannot store (a "
                           f"{photo.format} file, to be written as {Path(dst).name}); "
                           "rename it to .png or .webp and protect that")
 
@@ -539,12 +565,10 @@ def _encode_pixels(photo: Photo, rgb: np.ndarray, fmt: str) -> _Encoded:
     values = rgb.mean(axis=2) if gray else rgb
     pixels = _quantise(values, depth)
     alpha = _alpha_at(photo.alpha, depth)
-    if alpha is not None and fmt == "JPEG":
-        raise OutputError("JPEG cannot store transparency; save this photo as PNG or WebP")
+    if alpha is not None and fmt in NO_ALPHA:
+        raise OutputError(f"{fmt} cannot store transparency; save this photo as PNG or WebP")
     orientation = photo.orientation if fmt in EXIF_FORMATS else 1
     if alpha is not None:
-        if gray and fmt == "BMP":  # BMP has no gray+alpha mode
-            pixels, gray = np.repeat(pixels[:, :, None], 3, axis=2), False
         pixels = np.dstack([pixels, alpha]) if pixels.ndim == 3 else np.stack([pixels, alpha], 2)
     pixels = to_stored(pixels, orientation)
     if depth == 16 and pixels.ndim == 3:

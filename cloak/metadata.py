@@ -44,6 +44,8 @@ X_NS = "adobe:ns:meta/"
 XML_NS = "http://www.w3.org/XML/1998/namespace"
 
 ORIENTATION = ExifTags.Base.Orientation
+COLOR_SPACE = ExifTags.Base.ColorSpace  # in the Exif IFD: 1 sRGB, 0xFFFF uncalibrated
+INTEROP_INDEX = 0x0001  # in the Interop IFD: "R98" sRGB, "R03" Adobe RGB
 ARTIST = ExifTags.Base.Artist
 COPYRIGHT = ExifTags.Base.Copyright
 EXIF_IFD = ExifTags.IFD.Exif
@@ -70,6 +72,12 @@ XMP_IDENTIFYING = frozenset({"SerialNumber", "LensSerialNumber", "BodySerialNumb
                              "OwnerName", "CameraOwnerName", "ImageUniqueID",
                              "DocumentID", "OriginalDocumentID", "InstanceID",
                              "DerivedFrom", "History", "Orientation", "DataMining"})
+# Dropped from every kept packet: orientation follows the pixels, the notices are re-added,
+# and an embedded preview (xmp:Thumbnails, xmpGImg) would carry the unprotected photo.
+XMP_ALWAYS_DROPPED = frozenset({"Orientation", "DataMining", "Thumbnails", "PageInfo"})
+# Place names that locate the photo as precisely as GPS does; dropped with GPS.
+XMP_PLACE = frozenset({"City", "State", "Country", "CountryCode", "Location", "Sublocation",
+                       "LocationCreated", "LocationShown", "ProvinceState", "CountryName"})
 NAMESPACES = {"x": X_NS, "rdf": RDF_NS, "dc": DC_NS, "plus": PLUS_NS, "cloak": CLOAK_NS,
               "xmp": "http://ns.adobe.com/xap/1.0/", "tiff": "http://ns.adobe.com/tiff/1.0/",
               "exif": "http://ns.adobe.com/exif/1.0/", "aux": "http://ns.adobe.com/exif/1.0/aux/",
@@ -171,6 +179,14 @@ def build_exif(snapshot: ExifSnapshot | None, policy: MetadataPolicy, orientatio
             exif_ifd[INTEROP_IFD] = dict(src.interop)
         if exif_ifd:
             out[EXIF_IFD] = exif_ifd
+    elif sub_ifds and COLOR_SPACE in src.exif:
+        # Not personal, and the only colour signal of a camera's Adobe RGB JPEG without an
+        # ICC profile (ColorSpace 0xFFFF + Interop "R03"): without it viewers show the
+        # copy washed out. Kept even when the camera details are removed.
+        colour: dict[int, Any] = {COLOR_SPACE: src.exif[COLOR_SPACE]}
+        if INTEROP_INDEX in src.interop:
+            colour[INTEROP_IFD] = {INTEROP_INDEX: src.interop[INTEROP_INDEX]}
+        out[EXIF_IFD] = colour
     if sub_ifds and src.gps and not policy.strip_gps:  # its own switch, with or without EXIF
         out[GPS_IFD] = dict(src.gps)
     if xmp_for_tiff:
@@ -272,7 +288,8 @@ def _scrub(root: ET.Element, policy: MetadataPolicy) -> None:
             return True
         return bool((policy.strip_gps and XMP_GPS.match(local)) or
                     (policy.strip_serials and local in XMP_IDENTIFYING) or
-                    local in ("Orientation", "DataMining"))
+                    (policy.strip_gps and local in XMP_PLACE) or
+                    local in XMP_ALWAYS_DROPPED)
 
     for parent in root.iter():
         for key in [k for k in parent.attrib if unwanted(k)]:

@@ -336,6 +336,26 @@ class TestOrientation:
             assert out.getexif()[T.Orientation] == orientation
             assert np.array_equal(np.asarray(out), stored)
 
+    @pytest.mark.parametrize("orientation", [3, 6, 8])
+    def test_tiff_is_turned_upright_once(self, tmp_path: Path, orientation: int) -> None:
+        """Pillow turns a TIFF upright while loading it; cloak must not turn it again."""
+        exif = Image.Exif()
+        exif[T.Orientation] = orientation
+        src = save(Image.fromarray(pixels(40, 24)), tmp_path / "o.tif", exif=exif.tobytes())
+        photo = io.load_photo(src)
+        with Image.open(src) as im:
+            upright = np.asarray(ImageOps.exif_transpose(im))
+        assert np.array_equal(as_u8(photo), upright)
+        _, dst = roundtrip(src)
+        with Image.open(dst) as out:
+            assert out.getexif()[T.Orientation] == orientation
+            assert np.array_equal(np.asarray(ImageOps.exif_transpose(out)), upright)
+        jpeg = save(Image.fromarray(pixels(40, 24)), tmp_path / "o.jpg", quality=95,
+                    exif=exif.tobytes())
+        from_jpeg = io.load_photo(jpeg)
+        as_tiff = io.load_photo(io.save_photo(from_jpeg, from_jpeg.rgb, tmp_path / "j.tif"))
+        assert as_tiff.size == from_jpeg.size
+
     def test_jpeg_orientation_6(self, tmp_path: Path) -> None:
         exif = Image.Exif()
         exif[T.Orientation] = 6
@@ -511,6 +531,16 @@ class TestOutputFormat:
         keyed = (data == key).all(-1) if mode == "RGB" else data == key
         assert keyed[:4, :4].all() and ((alpha == 0) == keyed).all()
 
+    @pytest.mark.parametrize("bits", [2, 4])
+    def test_low_bit_gray_colour_key_becomes_alpha(self, tmp_path: Path, bits: int) -> None:
+        data = np.zeros((32, 48), np.uint8)
+        data[:, 24:] = 255  # white half: the top level, the transparent key
+        src = tmp_path / "sticker.png"
+        Image.fromarray(data, "L").save(src, bits=bits, transparency=2 ** bits - 1)
+        photo = io.load_photo(src)
+        assert photo.alpha is not None
+        assert (photo.alpha[:, 24:] == 0).all() and (photo.alpha[:, :24] == 255).all()
+
     def test_suffix_or_format_chooses_conversion(self, tmp_path: Path) -> None:
         photo = io.load_photo(_jpeg(tmp_path))
         with Image.open(io.save_photo(photo, photo.rgb, tmp_path / "x.png")) as out:
@@ -521,10 +551,14 @@ class TestOutputFormat:
         with Image.open(io.save_photo(photo, photo.rgb, tmp_path / "z")) as out:
             assert out.format == "JPEG"
 
-    def test_jpeg_refuses_alpha(self, tmp_path: Path) -> None:
+    @pytest.mark.parametrize("suffix", [".jpg", ".bmp"])
+    def test_formats_without_alpha_refuse_it(self, tmp_path: Path, suffix: str) -> None:
+        # Pillow writes RGBA BMP with a plain header: read back (by Pillow too) as opaque
         photo = io.load_photo(_png_rgba(tmp_path))
         with pytest.raises(OutputError, match="transparency"):
-            io.save_photo(photo, photo.rgb, tmp_path / "x.jpg")
+            io.check_writable(photo, tmp_path / f"x{suffix}")
+        with pytest.raises(OutputError, match="transparency"):
+            io.save_photo(photo, photo.rgb, tmp_path / f"x{suffix}")
         assert list(tmp_path.iterdir()) == [tmp_path / "a.png"]
 
     def test_heic_round_trip_is_close(self, tmp_path: Path) -> None:
@@ -606,6 +640,25 @@ class TestMetadata:
         with Image.open(dst) as out:
             assert "xmp" not in out.info
 
+    def test_adobe_rgb_signal_survives_removed_camera_details(self, tmp_path: Path) -> None:
+        """A camera's Adobe RGB JPEG without an ICC profile says so only with ColorSpace
+        0xFFFF and Interop "R03"; dropping them would show the copy washed out."""
+        exif = exif_with()
+        exif[EXIF_IFD] = {T.ColorSpace: 0xFFFF, T.DateTimeOriginal: "2024:05:01 12:00:00",
+                          T.BodySerialNumber: "SN123"}
+        exif[EXIF_IFD][ExifTags.IFD.Interop] = {1: "R03"}
+        src = save(Image.fromarray(pixels()), tmp_path / "adobe.jpg", quality=95,
+                   exif=exif.tobytes())
+        photo = io.load_photo(src)
+        assert photo.icc_profile is None
+        dst = io.save_photo(photo, photo.rgb, tmp_path / "out.jpg",
+                            metadata=MetadataPolicy.choose(strip_exif=True))
+        with Image.open(dst) as out:
+            sub = out.getexif().get_ifd(EXIF_IFD)
+            interop = out.getexif().get_ifd(ExifTags.IFD.Interop)
+        assert sub[T.ColorSpace] == 0xFFFF and interop[1] == "R03"
+        assert T.DateTimeOriginal not in sub and T.BodySerialNumber not in sub
+
     def test_user_switches(self, tmp_path: Path) -> None:
         """MetadataPolicy.choose: the CLI flags and the app's boxes. All at their defaults
         is the default policy; the location switch holds with camera details removed."""
@@ -624,7 +677,9 @@ class TestMetadata:
             b'"http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
             b'xmlns:exif="http://ns.adobe.com/exif/1.0/" xmlns:aux="http://ns.adobe.com/exif/1.0/aux/" '
             b'xmlns:dc="http://purl.org/dc/elements/1.1/" exif:GPSLatitude="52,22.5N" '
-            b'aux:SerialNumber="SN999"><dc:title><rdf:Alt><rdf:li xml:lang="x-default">Beach'
+            b'xmlns:photoshop="http://ns.adobe.com/photoshop/1.0/" photoshop:City="Leiden" '
+            b'aux:SerialNumber="SN999"><xmp:Thumbnails xmlns:xmp="http://ns.adobe.com/xap/1.0/">'
+            b'<rdf:Alt><rdf:li>CLEANPREVIEWBASE64</rdf:li></rdf:Alt></xmp:Thumbnails><dc:title><rdf:Alt><rdf:li xml:lang="x-default">Beach'
             b"</rdf:li></rdf:Alt></dc:title><dc:rights><rdf:Alt><rdf:li xml:lang=\"x-default\">"
             b"(c) Bob</rdf:li></rdf:Alt></dc:rights></rdf:Description></rdf:RDF></x:xmpmeta>")
         src = save(Image.fromarray(pixels()), tmp_path / "x.jpg", xmp=source)
@@ -636,6 +691,8 @@ class TestMetadata:
             with Image.open(dst) as out:
                 xmp = out.info["xmp"]
             assert b"GPSLatitude" not in xmp and b"SN999" not in xmp
+            assert b"Leiden" not in xmp  # a place name locates the photo as GPS does
+            assert b"CLEANPREVIEWBASE64" not in xmp  # a preview of the unprotected photo
             assert b"(c) Bob" in xmp and DMI_PROHIBITED.encode() in xmp
             assert (b"Beach" in xmp) == title
 
@@ -902,3 +959,14 @@ class TestDevPhotos:
             assert change.max() == 0, name
         else:  # one q95 generation: measured at most 24/255, mean 1.5/255, on these photos
             assert change.max() <= 30 and change.mean() < 2, name
+
+
+def test_cloaks_pixel_limit_holds_while_a_tiff_decodes(tmp_path: Path, monkeypatch) -> None:
+    """TIFF checks Pillow's limit again when it loads: cloak's own limit must be the one in
+    force then (a photo under it loads; one over it is one clear line)."""
+    src = save(Image.fromarray(pixels(64, 64)), tmp_path / "a.tif")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow's, far below the photo
+    assert io.load_photo(src, max_pixels=10**6).size == (64, 64)
+    assert Image.MAX_IMAGE_PIXELS == 1000  # put back
+    with pytest.raises(UnsupportedImageError, match="pixels"):
+        io.load_photo(src, max_pixels=2000)
