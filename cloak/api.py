@@ -18,7 +18,9 @@ from .report import Report
 
 @dataclass
 class ProtectResult:
-    """The protected image (same size and mode family as the input) and its report."""
+    """The protected image and its report. Same size as the input; gray stays gray
+    (16-bit gray as I;16), alpha is kept, anything else (CMYK, palette, YCbCr, ...) comes
+    back RGB or RGBA."""
 
     image: Image.Image
     report: Report

@@ -1,4 +1,6 @@
-"""Library exceptions. The CLI turns each into one clear line (exit code 1)."""
+"""Library exceptions. The CLI turns each into one clear line: exit code 1 when raised
+before any photo is processed (settings, weights, the output folder); an error on one
+photo fails that photo only, with its own line, and the run exits 2."""
 
 
 class CloakError(Exception):
