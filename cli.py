@@ -439,6 +439,8 @@ def verify(
             result = {"photo": str(photo), **receipt.to_dict()}
         else:
             v = verify_images(*images, models=names, model_dir=md)
+            if v.note:
+                typer.secho(f"note: {v.note}", fg=typer.colors.YELLOW, err=True)
             typer.echo(f"invisibility: PSNR {v.psnr:.1f} dB, SSIM {v.ssim:.3f}, "
                        f"max change {v.max_change255:.0f}/255")
             typer.echo(f"{'channel':<10} " + " ".join(f"{n:>8}" for n in names)

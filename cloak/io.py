@@ -201,6 +201,22 @@ def _pixel_limit(path: Path, limit: int):
             Image.MAX_IMAGE_PIXELS = saved
 
 
+def decode_own_bytes(data: IO[bytes]) -> Image.Image:
+    """Decode (fully) an image cloak itself has just encoded in memory, such as a simulated
+    platform re-encode of a photo already loaded: its size is that photo's, so Pillow's
+    decompression-bomb limit (89.5 MP, below cloak's) must not apply."""
+    with _open_lock, warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            image = Image.open(data)
+            image.load()
+            return image
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
 def _open_image(fp: IO[bytes], path: Path) -> Image.Image:
     """Image.open (inside _pixel_limit)."""
     try:

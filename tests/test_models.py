@@ -297,3 +297,23 @@ class TestFaceDetector:
         left, _, width, _ = boxes[0]
         assert 0.25 < (left + width / 2) / rgb.shape[1] < 0.75
         assert width > 0.1 * rgb.shape[1]
+
+
+def test_a_file_swapped_after_its_check_is_not_loaded(model_dir, tmp_path, monkeypatch):
+    """The pinned sha256 is checked on the bytes that are loaded: a file replaced in a
+    shared folder between the check and the load (taesdxl's weights have taesd's shapes)
+    is refused, not loaded as taesd."""
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    for part in ("encoder", "decoder"):
+        shutil.copy(model_dir / f"taesd_{part}.safetensors", folder)
+    real_verify = W.verify_file
+
+    def verify_then_swap(path):
+        checked = real_verify(path)
+        shutil.copy(model_dir / path.name.replace("taesd_", "taesdxl_"), path)
+        return checked
+
+    monkeypatch.setattr(W, "verify_file", verify_then_swap)
+    with pytest.raises(ModelError, match="sha256"):
+        load_autoencoder("taesd", folder)

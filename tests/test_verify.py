@@ -88,11 +88,36 @@ class TestVerdicts:
         assert [verdict_for(d) for d in (3.0, 2.999, 1.5, 1.499, 0.5, 0.499)] == [
             "strong", "moderate", "moderate", "weak", "weak", "none"]
 
-    def test_size_mismatch_is_a_clear_error(self, photo):
+    def test_a_copy_of_another_shape_or_turned_is_a_clear_error(self, photo):
         from cloak import UnsupportedImageError
 
-        with pytest.raises(UnsupportedImageError, match="compare a photo with its own copy"):
-            verify_images(photo, photo.resize((100, 100)))
+        wide = photo.resize((256, 128))
+        with pytest.raises(UnsupportedImageError, match="another shape"):
+            verify_images(wide, wide.crop((0, 0, 128, 128)))
+        with pytest.raises(UnsupportedImageError, match="turned by a quarter"):
+            verify_images(wide, wide.transpose(Image.Transpose.ROTATE_90))
+
+    def test_a_smaller_copy_downloaded_back_is_measured(self, model_dir, example_at_medium):
+        clean, protected = example_at_medium
+        full = verify_images(clean, protected, channels=("as-is",), models=("taesd",))
+        half = protected.resize((clean.width // 2, clean.height // 2), Image.LANCZOS)
+        v = verify_images(clean, half, channels=("as-is",), models=("taesd",))
+        assert full.note is None
+        assert "resized to the copy's size" in v.note and "256x256" in v.note
+        assert v.as_posted.damage_db["taesd"] > 0.5  # the copy still carries protection
+        assert v.as_posted.damage_db["taesd"] < full.as_posted.damage_db["taesd"]
+
+    def test_an_edited_or_other_photo_is_not_called_damage(self, photo, small_photo,
+                                                           tmp_path):
+        from PIL import ImageEnhance
+
+        from cloak import UnsupportedImageError
+
+        brighter = ImageEnhance.Brightness(photo).enhance(1.2)
+        other = Image.open(small_photo(tmp_path / "q.png", size=(256, 256), index=3))
+        for copy in (brighter, other.convert("RGB")):
+            with pytest.raises(UnsupportedImageError, match="differ far more"):
+                verify_images(photo, copy, channels=("as-is",), models=("taesd",))
 
 
 class TestChannels:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import io
 import logging
 import os
 import re
@@ -63,14 +64,21 @@ def sha256_of(path: Path) -> str:
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Read a `.safetensors` or `.pth` state dict safely, as fp32 tensors."""
+    """Read a `.safetensors` or `.pth` state dict safely, as fp32 tensors. The bytes are
+    read once: a pinned file's sha256 is checked on the very bytes that are loaded (a
+    file swapped in a shared folder between a check and a load can't slip through)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"can't read weights {path}: {exc.strerror or exc}") from exc
+    check_pinned(path, hashlib.sha256(data).hexdigest())
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+            from safetensors.torch import load as load_safetensors
 
-            state = load_file(str(path), device="cpu")
+            state = load_safetensors(data)
         else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt or foreign file; torch's message runs to many lines
         log.debug("can't read %s", path, exc_info=True)
         if "Weights only load failed" in str(exc):  # torch's advice to drop it is unsafe
@@ -122,19 +130,24 @@ def find_local(spec: ModelSpec, part: str, model_dir=None) -> Path | None:
 def verify_file(path: Path) -> bool:
     """Check a file against its pinned sha256. Returns True when pinned and matching,
     False when no hash is pinned for it; raises ModelError on a mismatch."""
-    expected = KNOWN_SHA256.get(path.name)
-    if expected is None:
+    if path.name not in KNOWN_SHA256:
         return False
     try:
         actual = sha256_of(path)
     except OSError as exc:
         raise ModelError(f"can't read weights {path}: {exc.strerror or exc}") from exc
-    if actual != expected:
+    check_pinned(path, actual)
+    return True
+
+
+def check_pinned(path: Path, actual: str) -> None:
+    """Raise ModelError if `path`'s name has a pinned sha256 other than `actual`."""
+    expected = KNOWN_SHA256.get(path.name)
+    if expected is not None and actual != expected:
         raise ModelError(
             f"{path} has sha256 {actual[:12]}..., expected {expected[:12]}...: the file is "
             "corrupt or not the published weights; delete it and let cloak download it again"
         )
-    return True
 
 
 def download_url(spec: ModelSpec, part: str) -> str:
