@@ -349,6 +349,8 @@ def check_json_path(json_path: Path | None) -> None:
     """Fail before any work if --json can't be written where it points."""
     if json_path and not json_path.parent.is_dir():
         fail(f"folder for --json {json_path.parent} does not exist")
+    if json_path and json_path.is_dir():
+        fail(f"--json {json_path} is a folder; give a file name, such as report.json")
     if json_path and json_path.suffix.lower() in IMAGE_SUFFIXES:  # `--json me.jpg`
         fail(f"--json {json_path} names a photo file; give a .json file name")
 

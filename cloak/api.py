@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from .config import ProtectConfig
-from .errors import OutputError, UnsupportedImageError
+from .errors import Cancelled, OutputError, UnsupportedImageError
 from .pipeline import Progress, measure_saved, protect_array
 from .report import Report
 
@@ -93,20 +93,28 @@ def protect_file(src: str | Path, dst: str | Path, config: ProtectConfig | None 
     # figures are measured on the file as written, not on the pixels before the save.
     lossy = io.writes_lossy(photo, dst, save_options.get("format"))
     report_progress = progress or (lambda fraction, message: None)
-    result = protect_array(
-        photo.rgb, config, grayscale=photo.is_grayscale, should_stop=should_stop,
-        progress=(lambda f, m: report_progress(0.9 * f, m)) if lossy else progress,
-        figures=not lossy)
+    # "done" (1.0) only once the file is written: the attack and its figures take 90%
+    share = 0.9
+
+    def attack_progress(fraction: float, message: str) -> None:
+        report_progress(share * fraction, "saving" if message == "done" else message)
+
+    result = protect_array(photo.rgb, config, grayscale=photo.is_grayscale,
+                           should_stop=should_stop, progress=attack_progress,
+                           figures=not lossy)
+    if should_stop is not None and should_stop():  # a cancel while figures were measured
+        raise Cancelled("cancelled")
     written = io.save_photo(photo, result.rgb, dst, overwrite=overwrite, **save_options)
     if lossy:
         report_progress(0.92, "measuring the saved photo")
         measure_saved(result.report, photo.rgb, io.load_photo(written).rgb, config)
-        report_progress(1.0, "done")
     result.report.src, result.report.dst = str(src), str(written)
     if config.preview:
         from .preview import preview_path, preview_sheet, save_preview
 
+        report_progress(0.97, "writing the preview")
         sheet = preview_sheet(photo.rgb, result.rgb, result.budget)
         result.report.preview = str(save_preview(sheet, preview_path(written), overwrite))
     result.report.seconds = time.perf_counter() - start
+    report_progress(1.0, "done")
     return result.report

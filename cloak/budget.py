@@ -86,12 +86,18 @@ def person_mask(boxes: list[tuple[float, ...]], height: int, width: int) -> torc
 MASK_ASPECT_TOLERANCE = 0.05  # working sizes round to 8 px: up to ~1.5% off at 512
 
 
-def load_user_mask(path: str | Path, height: int, width: int, check_aspect: bool = True
-                   ) -> torch.Tensor:
+def load_user_mask(path: str | Path, height: int, width: int, check_aspect: bool = True,
+                   shape_of: tuple[int, int] | None = None) -> torch.Tensor:
     """Read a mask image (white = protect most), upright by its EXIF orientation, resized
     to (H, W) -> (1, 1, H, W) in [0, 1]. A mask whose shape is not the photo's (more than
     5% off in aspect ratio: drawn for another photo, or turned) is refused, not stretched;
-    `check_aspect` False only checks that it reads."""
+    `shape_of` (h, w) is the photo's size when (H, W) is a working size rounded to 8 px
+    (a 2000x200 photo works at 512x48, 6.7% off its shape); `check_aspect` False only
+    checks that it reads."""
+    if shape_of is not None:
+        aspect_height, aspect_width = shape_of
+    else:
+        aspect_height, aspect_width = height, width
     from PIL import Image, ImageOps
 
     from .errors import UnsupportedImageError
@@ -101,11 +107,12 @@ def load_user_mask(path: str | Path, height: int, width: int, check_aspect: bool
             img = ImageOps.exif_transpose(img).convert("L")
     except (OSError, ValueError) as exc:
         raise UnsupportedImageError(f"can't read mask {path}: {exc}") from exc
-    if check_aspect and abs((img.width / img.height) / (width / height) - 1) > \
+    if check_aspect and abs((img.width / img.height) / (aspect_width / aspect_height) - 1) > \
             MASK_ASPECT_TOLERANCE:
         raise UnsupportedImageError(
             f"mask {path} is {img.width}x{img.height}, not the shape of this photo "
-            f"(aspect {width / height:.2f}); draw the mask on the photo as shown, at its size")
+            f"(aspect {aspect_width / aspect_height:.2f}); draw the mask on the photo as "
+            "shown, at its size")
     arr = np.asarray(img.resize((width, height), Image.BILINEAR), dtype=np.float32) / 255
     return torch.from_numpy(arr.copy())[None, None]
 

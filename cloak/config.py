@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,11 +117,17 @@ class ProtectConfig:
             if name not in ALL_MODEL_NAMES:
                 raise ConfigError(
                     f"unknown model {name!r}; choose from {', '.join(ALL_MODEL_NAMES)}")
-        if not 0 < self.eps <= 32 / 255:
+        # eps below 1/255 rounds to no change at all in an 8-bit photo (whole steps only)
+        if not 1 / 255 - 1e-9 <= self.eps <= 32 / 255:
             raise ConfigError(
-                f"eps must be in (0, 32]/255, got {self.eps * 255:.3g}/255")
+                f"eps must be in [1, 32]/255, got {self.eps * 255:.3g}/255")
+        for name in ("steps", "eot_samples", "working_size"):
+            if not _whole(getattr(self, name)):
+                raise ConfigError(f"{name} must be a whole number, got {getattr(self, name)!r}")
         if self.steps < 0:
             raise ConfigError(f"steps must be >= 0, got {self.steps}")
+        if self.seed is not None and not (_whole(self.seed) and 0 <= self.seed < 2 ** 63):
+            raise ConfigError(f"seed must be a whole number in [0, 2^63), got {self.seed!r}")
         if not 128 <= self.working_size <= 2048 or self.working_size % 8:
             raise ConfigError(
                 f"working size must be a multiple of 8 in [128, 2048], got {self.working_size}")
@@ -181,6 +188,11 @@ class ProtectConfig:
             **({"metadata": dataclasses.asdict(self.metadata)}
                if self.metadata not in (None, MetadataPolicy()) else {}),
         }
+
+
+def _whole(value) -> bool:
+    """An integer, numpy's included (not a bool, not a float such as 2.5 or nan)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _file_digest(path: str | None) -> str | None:

@@ -26,6 +26,9 @@ def pick_device(preference: str | None = None) -> torch.device:
         raise ConfigError(f"unknown device {preference!r}; use auto, cpu, cuda or mps") from exc
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device cuda was asked for, but no CUDA GPU is available")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(f"device {preference} was asked for, but this machine has "
+                          f"{torch.cuda.device_count()} CUDA GPU(s), numbered from 0")
     if device.type == "mps" and not (getattr(torch.backends, "mps", None)
                                      and torch.backends.mps.is_available()):
         raise ConfigError("device mps was asked for, but this machine has no Apple GPU")

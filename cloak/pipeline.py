@@ -16,6 +16,7 @@ from . import budget, metrics
 from .attack import protect_pgd
 from .config import ProtectConfig
 from .device import autocast, pick_device, uses_bf16
+from .errors import Cancelled
 from .models import load_autoencoder
 from .models.weights import resolve_face_detector
 from .report import Report
@@ -169,7 +170,8 @@ def protect_array(rgb: np.ndarray, config: ProtectConfig, *, grayscale: bool = F
         x_u8 = (to_array(x) * 255).round().astype(np.uint8)
         detector = resolve_face_detector(config.model_dir, config.allow_download)
         faces = budget.find_faces(x_u8, detector)
-    user_mask = (budget.load_user_mask(config.mask_path, *x.shape[-2:])
+    user_mask = (budget.load_user_mask(config.mask_path, *x.shape[-2:],
+                                       shape_of=(height, width))
                  if config.mask_path else None)
     allowed = budget.budget_map(x, perceptual=config.perceptual, face_boxes=faces,
                                 flat_floor=config.flat_floor, contrast_ref=config.contrast_ref,
@@ -190,6 +192,8 @@ def protect_array(rgb: np.ndarray, config: ProtectConfig, *, grayscale: bool = F
                         step_start=config.step_start,
                         delta_kernel=kernel)
 
+    if should_stop is not None and should_stop():  # after the last step: nothing applied
+        raise Cancelled("cancelled")
     report_progress(0.9, "applying at full resolution")
     delta_full = upsample(delta.float().cpu(), (height, width))
     eps_full = upsample(eps_map.float().cpu(), (height, width)).clamp_(0, config.eps)

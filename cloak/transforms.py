@@ -44,7 +44,7 @@ def resize_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     _check_image(x)
     if tuple(x.shape[-2:]) == tuple(size):
         return x
-    shrink = size[0] < x.shape[-2]
+    shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]  # either side
     return F.interpolate(x, size=size, mode="bilinear", antialias=shrink, align_corners=False)
 
 

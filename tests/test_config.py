@@ -77,3 +77,35 @@ def test_editing_the_mask_changes_the_fingerprint(tmp_path):
 def test_bad_visibility_map_settings_are_a_config_error(field, value):
     with pytest.raises(ConfigError):
         ProtectConfig(**{field: value})
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("eps", 0.5 / 255, "eps must be in"),  # rounds to no change in an 8-bit photo
+    ("steps", 2.5, "whole number"),
+    ("steps", float("nan"), "whole number"),
+    ("eot_samples", 1.5, "whole number"),
+    ("seed", 2 ** 64, "seed must be"),
+    ("seed", -1, "seed must be"),
+])
+def test_values_that_would_fail_later_are_refused_now(field, value, message):
+    with pytest.raises(ConfigError, match=message):
+        ProtectConfig(**{field: value})
+
+
+def test_numpy_integers_are_whole_numbers():
+    import numpy as np
+
+    assert ProtectConfig(steps=np.int64(3), seed=np.int64(7)).steps == 3
+
+
+def test_a_gpu_index_this_machine_lacks_is_refused():
+    import torch
+
+    from cloak.device import pick_device
+
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA GPU"):
+            pick_device("cuda:7")
+    else:
+        with pytest.raises(ConfigError, match="numbered from 0"):
+            pick_device(f"cuda:{torch.cuda.device_count()}")

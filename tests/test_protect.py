@@ -306,3 +306,42 @@ class TestRoundTrip:
             with torch.no_grad():  # as an editor working at 128 px sees the photo
                 damage[round_trip] = metrics.damage_db(net, x, x_adv, size=128)
         assert damage[True] > damage[False] + 0.1, damage
+
+
+class TestReviewFixes:
+    def test_done_comes_after_the_file_is_written(self, config, tmp_path, small_photo):
+        src = small_photo(tmp_path / "a.png")
+        for name in ("out.png", "out.jpg"):  # lossless, and lossy (measured after saving)
+            dst = tmp_path / name
+            seen: list[tuple[float, str, bool]] = []
+            protect_file(src, dst, config.replace(steps=1),
+                         progress=lambda f, m, dst=dst, seen=seen: seen.append(
+                             (f, m, dst.exists())))
+            fractions = [f for f, _, _ in seen]
+            assert fractions == sorted(fractions)
+            assert [m for f, m, _ in seen if f >= 1.0] == ["done"], seen
+            assert seen[-1][2], "1.0 must come only once the file exists"
+            assert all(not exists for f, _, exists in seen if f < 0.9)
+
+    def test_a_cancel_after_the_last_step_writes_nothing(self, config, tmp_path,
+                                                        small_photo):
+        from cloak import Cancelled
+
+        src = small_photo(tmp_path / "a.png")
+        fractions: list[float] = []
+        with pytest.raises(Cancelled):
+            protect_file(src, tmp_path / "out.png", config.replace(steps=1),
+                         progress=lambda f, m: fractions.append(f),
+                         should_stop=lambda: bool(fractions) and fractions[-1] >= 0.85)
+        assert not (tmp_path / "out.png").exists()
+        assert list(tmp_path.iterdir()) == [src]
+
+    def test_a_mask_drawn_on_a_wide_photo_is_its_shape(self, config, tmp_path):
+        from cloak.pipeline import protect_array
+
+        rgb = np.random.default_rng(0).random((200, 2000, 3), dtype=np.float32)
+        mask = tmp_path / "mask.png"
+        Image.new("L", (2000, 200), 255).save(mask)  # works at 512x48: 6.7% off its shape
+        out = protect_array(rgb, config.replace(steps=0, mask_path=str(mask), faces=False,
+                                                measure=False))
+        assert out.rgb.shape == rgb.shape

@@ -62,3 +62,14 @@ class TestRandomPosting:
         ranges = T.PostingRanges(p_jpeg=1, p_resize=1, p_blur=1, p_shift=1, p_noise=1)
         T.random_posting(x, torch.Generator().manual_seed(0), ranges).sum().backward()
         assert float(x.grad.abs().sum()) > 0
+
+
+def test_resize_antialiases_when_only_the_width_shrinks():
+    import torch.nn.functional as F
+
+    from cloak.transforms import resize_to
+
+    x = torch.rand(1, 3, 8, 512, generator=torch.Generator().manual_seed(0))
+    expected = F.interpolate(x, size=(8, 384), mode="bilinear", antialias=True,
+                             align_corners=False)
+    assert torch.allclose(resize_to(x, (8, 384)), expected)
