@@ -63,6 +63,7 @@ class Item:
     report: Report | None = None
     replace: bool = False  # run decided the existing dst may be replaced
     dst_before: tuple | None = None  # _stamp(dst) when its work began
+    folder: tuple[str, str] | None = None  # (mirror name under OUT, input folder's real path)
 
     def to_dict(self) -> dict:
         return {"src": str(self.src), "dst": None if self.dst is None else str(self.dst),
@@ -185,16 +186,41 @@ def _fold(path: str) -> str:
     return unicodedata.normalize("NFC", path).casefold()
 
 
-def _mirror_name(name: str, used: set[str]) -> str:
-    """The folder name under OUT for an input folder called `name`: `name`, or, when an
-    earlier input folder already took it (2023/Camera and 2024/Camera), `name (2)`, ...
-    Case-folded, so two folders never share a mirror on a case-insensitive disk."""
-    candidate, n = name, 1
-    while candidate.casefold() in used:
-        n += 1
-        candidate = f"{name} ({n})"
-    used.add(candidate.casefold())
-    return candidate
+class Mirrors:
+    """Which input folder each folder name under OUT mirrors. Recorded in OUT's manifest,
+    so a later run keeps each folder in its own mirror whatever else it is given:
+    `2023/Camera 2024/Camera` -> `Camera`, `Camera (2)`, and a later run of 2024/Camera
+    alone goes to `Camera (2)` again, not into 2023's copies."""
+
+    def __init__(self, recorded: dict[str, str]):
+        self.owner = {name.casefold(): real for name, real in recorded.items()}
+        self.names = {real: name for name, real in recorded.items()}
+        self.used: set[str] = set()  # taken in this run, case-folded
+
+    def name_for(self, real: str) -> str:
+        """The mirror name for the input folder at real path `real`: the one recorded for
+        it, else its own name, or `name (2)`, ... when that is taken by another folder
+        (case-folded, so two folders never share a mirror on a case-insensitive disk)."""
+        if real in self.names and self.names[real].casefold() not in self.used:
+            candidate = self.names[real]
+        else:
+            name, candidate, n = Path(real).name, Path(real).name, 1
+            while candidate.casefold() in self.used or \
+                    self.owner.get(candidate.casefold(), real) != real:
+                n += 1
+                candidate = f"{name} ({n})"
+        self.used.add(candidate.casefold())
+        return candidate
+
+
+def _recorded_mirrors(out_dir: Path) -> dict[str, str]:
+    """The mirror names OUT's manifest records (none if it has no manifest yet)."""
+    try:
+        data = json.loads((out_dir / MANIFEST_NAME).read_text(encoding="utf-8"))
+        folders = data.get("folders", {}) if isinstance(data, dict) else {}
+        return {k: v for k, v in folders.items() if isinstance(v, str)}
+    except (OSError, ValueError):
+        return {}
 
 
 def plan(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike) -> list[Item]:
@@ -207,7 +233,7 @@ def plan(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike) -> lis
     suffixes = tuple(s.lower() for s in io.IMAGE_SUFFIXES)
     items: list[Item] = []
     seen_dirs: set = set()
-    mirrors: set[str] = set()  # folder names used under OUT, case-folded
+    mirrors = Mirrors(_recorded_mirrors(out_dir))
     for raw in inputs:
         src = Path(raw)
         try:
@@ -219,7 +245,7 @@ def plan(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike) -> lis
 
 
 def _plan_one(src: Path, out_dir: Path, suffixes: Sequence[str], seen_dirs: set,
-              mirrors: set[str], items: list[Item]) -> None:
+              mirrors: Mirrors, items: list[Item]) -> None:
     """plan() for one input path: append its items."""
     from . import io
 
@@ -231,14 +257,16 @@ def _plan_one(src: Path, out_dir: Path, suffixes: Sequence[str], seen_dirs: set,
             items.append(Item(src, None, SKIPPED, "folder already included (named twice)"))
             return
         seen_dirs.add(_stat_key(src))
-        name = _mirror_name(Path(os.path.realpath(src)).name, mirrors)
+        real = os.path.realpath(src)
+        name = mirrors.name_for(real)
         # Never walk the outputs: OUT itself, or this folder's mirror inside it.
         skip = {os.path.realpath(out_dir), os.path.realpath(out_dir / name)}
         found: list[tuple[Path, Path]] = []
         problems: list[Item] = []
         _walk(src, Path(name), skip, suffixes, seen_dirs, found, problems)
         items.extend(problems)
-        items.extend(Item(p, io.output_path_for(p, out_dir / rel)) for p, rel in found)
+        items.extend(Item(p, io.output_path_for(p, out_dir / rel), folder=(name, real))
+                     for p, rel in found)
     elif (why := _check_source(src)) is not None:
         items.append(Item(src, None, FAILED, why if src.is_symlink() or src.exists()
                           else "no such file or folder"))
@@ -340,11 +368,14 @@ class Manifest:
         self.out_dir = out_dir
         self.path = out_dir / MANIFEST_NAME
         self.entries: dict[str, dict] = {}
+        self.folders: dict[str, str] = {}  # mirror name -> input folder (Mirrors)
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
             if data.get("version") == self.VERSION:
                 self.entries = {k: v for k, v in data.get("photos", {}).items()
                                 if isinstance(v, dict)}
+                self.folders = {k: v for k, v in data.get("folders", {}).items()
+                                if isinstance(v, str)}
         except (FileNotFoundError, NotADirectoryError):
             pass
         except (OSError, ValueError, AttributeError) as exc:
@@ -368,7 +399,10 @@ class Manifest:
         """Write atomically, as photos are written. OSError/OutputError if it can't."""
         from .io import write_atomic
 
-        text = json.dumps({"version": self.VERSION, "photos": self.entries}, indent=1)
+        data = {"version": self.VERSION, "photos": self.entries}
+        if self.folders:
+            data["folders"] = self.folders
+        text = json.dumps(data, indent=1)
         write_atomic(self.path, lambda fp: fp.write(text.encode("utf-8")), overwrite=True)
 
 
@@ -483,6 +517,9 @@ def _run_locked(items: list[Item], out_dir: Path, config: ProtectConfig,
                 emit: Callable[[Event], None], stop: Callable[[], bool]) -> BatchResult:
     """run() once OUT is locked, or does not exist yet (`held` takes its lock then)."""
     manifest = Manifest(out_dir)
+    for item in items:  # saved with the manifest: later runs keep these mirrors
+        if item.folder is not None:
+            manifest.folders.setdefault(*item.folder)
     settings = config.fingerprint()
     todo: list[Item] = []
     interrupted = False

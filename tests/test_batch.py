@@ -507,3 +507,24 @@ class TestReviewFixes:
         changed = batch.run(batch.plan([photo], out), out,
                             tiny_config.replace(mask_path="m.png"))
         assert changed.items[0].status == FAILED and "other settings" in changed.items[0].message
+
+
+def test_a_folder_keeps_its_mirror_in_later_runs(tmp_path, small_photo, tiny_config):
+    a = small_photo(tmp_path / "2023" / "Camera" / "IMG_1.png")
+    b = small_photo(tmp_path / "2024" / "Camera" / "IMG_1.png", index=1)
+    out = tmp_path / "out"
+    first = batch.run(batch.plan([a.parent, b.parent], out), out, tiny_config)
+    assert first.counts[PROTECTED] == 2
+    assert (out / "Camera (2)" / "IMG_1.png").is_file()
+    # 2024 alone, or the two the other way round: each folder into its own mirror
+    [later] = batch.plan([b.parent], out)
+    assert later.dst == out / "Camera (2)" / "IMG_1.png"
+    swapped = batch.plan([b.parent, a.parent], out)
+    assert [i.dst for i in swapped] == [out / "Camera (2)" / "IMG_1.png",
+                                        out / "Camera" / "IMG_1.png"]
+    again = batch.run(swapped, out, tiny_config)
+    assert [i.message for i in again.items] == [batch.ALREADY_DONE] * 2
+    # a third folder of that name takes the next free one
+    c = small_photo(tmp_path / "2025" / "Camera" / "IMG_1.png", index=2)
+    [third] = batch.plan([c.parent], out)
+    assert third.dst == out / "Camera (3)" / "IMG_1.png"
