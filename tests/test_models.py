@@ -317,3 +317,25 @@ def test_a_file_swapped_after_its_check_is_not_loaded(model_dir, tmp_path, monke
     monkeypatch.setattr(W, "verify_file", verify_then_swap)
     with pytest.raises(ModelError, match="sha256"):
         load_autoencoder("taesd", folder)
+
+
+def test_a_killed_downloads_temp_file_is_swept_and_a_live_one_kept(model_dir, tmp_path,
+                                                                   monkeypatch):
+    import os
+    import time
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    stale, live = cache / ".download-old.pth", cache / ".download-new.pth"
+    for path in (stale, live):
+        path.write_bytes(b"half a file")
+    hours_ago = time.time() - 2 * W.STALE_DOWNLOAD_S
+    os.utime(stale, (hours_ago, hours_ago))
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    shutil.copy(model_dir / "taef2_encoder.pth", mirror)
+    monkeypatch.setenv("CLOAK_MODEL_DIR", str(tmp_path / "nothing-here"))
+    monkeypatch.delenv("CLOAK_OFFLINE", raising=False)
+    monkeypatch.setenv("CLOAK_WEIGHTS_URL", mirror.as_uri())
+    assert W.resolve(get_spec("taef2"), "encoder") == cache / "taef2_encoder.pth"
+    assert not stale.exists() and live.exists()

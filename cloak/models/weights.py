@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -165,6 +166,7 @@ def fetch(url: str, target: Path, check: Callable[[Path], None],
     on a bad file), then renamed. Raises OSError/URLError/ValueError/ModelError."""
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_downloads(target.parent)
         fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".download-",
                                         suffix=target.suffix)
     except OSError as exc:
@@ -190,6 +192,21 @@ def fetch(url: str, target: Path, check: Callable[[Path], None],
     finally:
         tmp.unlink(missing_ok=True)
     return target
+
+
+STALE_DOWNLOAD_S = 3600  # a temp file this old belongs to a download that was killed
+
+
+def _remove_stale_downloads(folder: Path) -> None:
+    """Remove `.download-*` temp files a killed download left (not ones a download in
+    another process may be writing now: those are younger than STALE_DOWNLOAD_S)."""
+    now = time.time()
+    for path in folder.glob(".download-*"):
+        try:
+            if now - path.stat().st_mtime > STALE_DOWNLOAD_S:
+                path.unlink()
+        except OSError:
+            pass
 
 
 def download(spec: ModelSpec, part: str, progress: DownloadProgress | None = None) -> Path:
