@@ -282,8 +282,9 @@ def test_verify_receipt_on_a_clean_photo(tmp_path, model_dir):
     assert result.exit_code == 0, result.output
     assert "taesd high-frequency gap" in result.stdout
     assert "no protection detected" in result.stdout
-    result = invoke("verify", example, "--json", tmp_path)  # a folder: can't be written
-    assert result.exit_code == 1 and "can't write --json" in result.stderr
+    result = invoke("verify", example, "--json", tmp_path)  # a folder: refused up front
+    assert result.exit_code == 1 and "is a folder" in result.stderr
+    assert "gap" not in result.stdout  # before any measuring
     assert "Traceback" not in result.output
     data = json.loads(report.read_text())
     assert data["score"] == "hf_gap" and data["protected"] is False
