@@ -37,8 +37,13 @@ from cloak.verify import CLEANUPS, SOCIAL_PRESETS, ChannelResult, verify_images
 
 SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".tif", ".tiff", ".bmp"}
 CHANNELS = ("as-is", *SOCIAL_PRESETS, *CLEANUPS)
-# Issue 4's "worst clean-up" (JPEG, blur, down-up); the crop is reported on its own row.
-ISSUE4_CLEANUPS = tuple(c for c in CLEANUPS if c != "crop")
+# Issue 4's "worst clean-up" (JPEG, blur, down-up); the crop and the editor's grid (no
+# clean-up, another rounding of the 512 px resize) are reported on rows of their own.
+OWN_ROWS = ("crop", "grid")
+ISSUE4_CLEANUPS = tuple(c for c in CLEANUPS if c not in OWN_ROWS)
+# `--presets medium-nearest`: the preset attacking cloak's own (nearest) rounding of the
+# 512 px grid only, as every preset did before both_roundings.
+NEAREST_ONLY = "-nearest"
 
 
 def dev_photos(folder: Path, prefixes: list[str]) -> list[Path]:
@@ -160,7 +165,7 @@ def retention_table(results: dict[str, list[dict]]) -> str:
              "|---|---|" + "---|" * len(ALL_MODEL_NAMES)]
     for label, rows in results.items():
         base = {m: _median_damage(rows, "as-is", m) for m in ALL_MODEL_NAMES}
-        for ch in (*SOCIAL_PRESETS, "worst clean-up", "crop"):
+        for ch in (*SOCIAL_PRESETS, "worst clean-up", *OWN_ROWS):
             cells = []
             for m in ALL_MODEL_NAMES:
                 if ch == "worst clean-up":
@@ -196,8 +201,8 @@ def size_table(results: dict[str, list[dict]], split_mp: float = 0.5) -> str:
     pixels, on the JPEG block grid."""
     lines = [f"### Retention by photo size (under / at least {split_mp} MP)", "",
              "| run | photos | as-is median | " + " | ".join(
-                 f"{ch} retention" for ch in ("instagram", "worst clean-up", "crop")) + " |",
-             "|---|---|---|---|---|---|"]
+                 f"{ch} retention" for ch in ("instagram", "worst clean-up", *OWN_ROWS)) + " |",
+             "|---|---|---|---|---|---|---|"]
     for label, rows in results.items():
         for name, group in (("under", [r for r in rows if r["megapixels"] < split_mp]),
                             ("at least", [r for r in rows if r["megapixels"] >= split_mp])):
@@ -205,7 +210,7 @@ def size_table(results: dict[str, list[dict]], split_mp: float = 0.5) -> str:
                 continue
             base = {m: _median_damage(group, "as-is", m) for m in ALL_MODEL_NAMES}
             cells = []
-            for ch in ("instagram", "worst clean-up", "crop"):
+            for ch in ("instagram", "worst clean-up", *OWN_ROWS):
                 shares = []
                 for m in ALL_MODEL_NAMES:
                     after = (min(_median_damage(group, c, m) for c in ISSUE4_CLEANUPS)
@@ -218,9 +223,34 @@ def size_table(results: dict[str, list[dict]], split_mp: float = 0.5) -> str:
     return "\n".join(lines) + "\n"
 
 
+def preset_config(preset: str) -> ProtectConfig:
+    """The config of a `--presets` entry: a preset name, or name + NEAREST_ONLY."""
+    if preset.endswith(NEAREST_ONLY):
+        return ProtectConfig(strength=preset.removesuffix(NEAREST_ONLY), measure=False,
+                             both_roundings=False)
+    return ProtectConfig(strength=preset, measure=False)
+
+
 def cloak_protector(preset: str):
-    config = ProtectConfig(strength=preset, measure=False)
+    config = preset_config(preset)
     return lambda rgb: protect_array(rgb, config).rgb
+
+
+def same_attack_as(preset: str, others: list[str], img: Image.Image) -> str | None:
+    """Another `--presets` entry whose attack on `img` is this one's, step for step (a
+    NEAREST_ONLY entry on a photo whose sides round the same way both ways): its row can be
+    reused, as the attack is deterministic on one machine."""
+    from cloak.pipeline import editing_views
+
+    config = preset_config(preset)
+    size = (img.height, img.width)
+    for other in others:
+        other_config = preset_config(other)
+        if other != preset and other_config.replace(both_roundings=config.both_roundings) \
+                == config and editing_views(size, config.editing_sizes, config.both_roundings) \
+                == editing_views(size, other_config.editing_sizes, other_config.both_roundings):
+            return other
+    return None
 
 
 def dump(out: Path, results: dict) -> None:
@@ -285,8 +315,8 @@ def main() -> None:
                            == list(CHANNELS)] for label, rows in results.items()}
     done = {(label, row["name"]) for label, rows in results.items() for row in rows}
     # Photo by photo, every run in turn, so a stopped run still compares like with like.
-    runs = [(f"cloak {p}", saved_dir(out, f"cloak {p}"), cloak_protector(p))
-            for p in args.presets.split(",")]
+    presets = args.presets.split(",")
+    runs = [(f"cloak {p}", saved_dir(out, f"cloak {p}"), cloak_protector(p)) for p in presets]
     if not args.no_reference:
         runs.append(("PhotoGuard reference", saved_dir(out, "PhotoGuard reference"),
                      photoguard_encoder_attack))
@@ -297,7 +327,13 @@ def main() -> None:
             if (label, name) in done or (label == "PhotoGuard reference" and
                                          args.reference_limit and index >= args.reference_limit):
                 continue
-            row = run_one(name, img, protect_fn, save_dir, clean_cache)
+            twin = (same_attack_as(label.split()[-1], presets, img)
+                    if label.startswith("cloak ") else None)
+            earlier = [r for r in results.get(f"cloak {twin}", []) if r["name"] == name]
+            if earlier:  # the same attack on this photo: its outputs are the same bytes
+                row = {**earlier[0], "same_as": f"cloak {twin}"}
+            else:
+                row = run_one(name, img, protect_fn, save_dir, clean_cache)
             results.setdefault(label, []).append(row)
             dump(out, results)
             print(label, name, f"{row['psnr']:.1f} dB", row["channels"][0]["damage_db"],

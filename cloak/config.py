@@ -31,6 +31,11 @@ class Preset:
     flat_floor: float = FLAT_FLOOR  # visibility map: budget share left in flat areas
     contrast_ref: float = CONTRAST_REF  # visibility map: local std that earns the full budget
     step_start: float = 0.5  # first sign step, as a share of the per-pixel bound (decays to 0.05)
+    # Also attack the grid of editors that round their resize *down* to a multiple of 8
+    # (diffusers; 512x336 for a 3:2 photo, where cloak's own rounding gives 512x344), in
+    # turn with the nearest one. Medium made for 512x344 alone kept 40-50% of its damage
+    # at 512x336 on three 3:2 dev photos (benchmarks/grid_rounding.md).
+    both_roundings: bool = True
 
 
 # Numbers here are the product's promises; README's "Strength presets" table mirrors them
@@ -78,6 +83,7 @@ class ProtectConfig:
     flat_floor: float | None = None
     contrast_ref: float | None = None
     step_start: float | None = None
+    both_roundings: bool | None = None
     models: tuple[str, ...] = ALL_MODEL_NAMES
     objective: str = "e2e"
     perceptual: bool = True
@@ -103,7 +109,7 @@ class ProtectConfig:
             "perceptual_weight": preset.perceptual_weight,
             "view_sizes": preset.view_sizes,
             "flat_floor": preset.flat_floor, "contrast_ref": preset.contrast_ref,
-            "step_start": preset.step_start,
+            "step_start": preset.step_start, "both_roundings": preset.both_roundings,
         }
         for name, value in defaults.items():
             if getattr(self, name) is None:
@@ -180,7 +186,8 @@ class ProtectConfig:
             "perceptual_weight": self.perceptual_weight,
             "view_sizes": list(self.editing_sizes),
             "flat_floor": self.flat_floor, "contrast_ref": self.contrast_ref,
-            "step_start": self.step_start, "models": list(self.models),
+            "step_start": self.step_start, "both_roundings": self.both_roundings,
+            "models": list(self.models),
             "objective": self.objective, "perceptual": self.perceptual, "faces": self.faces,
             "mask": self.mask_path, "mask_sha256": _file_digest(self.mask_path),
             "seed": self.seed,

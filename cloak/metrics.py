@@ -149,6 +149,15 @@ def long_side_dims(height: int, width: int, long_side: int, multiple: int = 8
             max(multiple, round(width * scale / multiple) * multiple))
 
 
+def long_side_dims_down(height: int, width: int, long_side: int, multiple: int = 8
+                        ) -> tuple[int, int]:
+    """long_side_dims, each side rounded *down* to `multiple`, as diffusers does
+    (get_default_height_width): a 3:2 photo at 512 gives 512x336, not 512x344."""
+    scale = long_side / max(height, width)
+    return (max(multiple, int(height * scale + 1e-6) // multiple * multiple),
+            max(multiple, int(width * scale + 1e-6) // multiple * multiple))
+
+
 def resize_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Antialiased bicubic resize of (N, C, h, w) to `size` (H, W), clamped to [0, 1];
     x itself when it already has that size."""

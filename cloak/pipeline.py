@@ -117,13 +117,25 @@ def round_trip_kernel(full_size: tuple[int, int], working_size: tuple[int, int],
     return kernel.reshape(1, 1, taps, taps)
 
 
-def editing_views(full_size: tuple[int, int], editing_sizes: tuple[int, ...]
-                  ) -> list[tuple[int, int]]:
+def editing_views(full_size: tuple[int, int], editing_sizes: tuple[int, ...],
+                  both_roundings: bool = False) -> list[tuple[int, int]]:
     """The (h, w) an editor resizes a photo of `full_size` (H, W) to for each editing
     size (long side): taken from the full photo, as editors and the measuring do, not from
     the working image, whose own rounding to 8 px can give a 3:2 photo one latent row
-    more or less (6000x4000 at 512: 512x344, where 1024x680 halved gives 512x336)."""
-    return [metrics.long_side_dims(*full_size, size) for size in editing_sizes]
+    more or less (6000x4000 at 512: 512x344, where 1024x680 halved gives 512x336).
+
+    Sides are rounded to the nearest multiple of 8; with `both_roundings`, each size whose
+    sides an editor that rounds down (diffusers) would make smaller follows as a view of
+    its own: a 3:2 photo at 512 is attacked at 512x344 and 512x336 in turn. The stretch
+    between the two moves the models' latent grid by up to a cell (see config.Preset)."""
+    views = []
+    for size in editing_sizes:
+        nearest = metrics.long_side_dims(*full_size, size)
+        views.append(nearest)
+        down = metrics.long_side_dims_down(*full_size, size)
+        if both_roundings and down != nearest:
+            views.append(down)
+    return views
 
 
 # Share of attack steps per model, from measurement: taesdxl resists most, taef2 least.
@@ -188,7 +200,8 @@ def protect_array(rgb: np.ndarray, config: ProtectConfig, *, grayscale: bool = F
                         config.robust, config.eot_samples, rotation_for(config.models),
                         on_step, should_stop, config.eot_share,
                         config.perceptual_weight if config.perceptual else 0.0,
-                        view_size=editing_views((height, width), config.editing_sizes),
+                        view_size=editing_views((height, width), config.editing_sizes,
+                                                config.both_roundings),
                         step_start=config.step_start,
                         delta_kernel=kernel)
 

@@ -45,7 +45,11 @@ SOCIAL_PRESETS: dict[str, tuple[int, int]] = {
 # aspect ratios from 3:4 (tall) to 1.91:1 (wide); a photo outside that range is cropped to
 # it, centred unless the user moves the frame (Instagram's help centre, as of 2025).
 INSTAGRAM_ASPECT = (3 / 4, 1.91)
-CLEANUPS = ("jpeg95", "jpeg75", "jpeg50", "down-up", "blur", "crop")
+CLEANUPS = ("jpeg95", "jpeg75", "jpeg50", "down-up", "blur", "crop", "grid")
+# The `grid` clean-up is no edit at all: an editor that rounds its 512 px resize down to a
+# multiple of 8 (diffusers), where cloak measures at the nearest one. For a 3:2 photo
+# that is 512x336 against 512x344, a stretch that moves the latent grid by up to a cell;
+# for a photo whose sides round the same way both ways (4:3, 16:9) it is the photo as is.
 # The `crop` clean-up: what is this many px at long side 512 off the top and left edges.
 # The autoencoders see the photo on an 8 px latent grid. Once the cropped photo is resized
 # back to 512, the grid falls 4 px (half a cell) off where the attack saw it at the cut
@@ -117,6 +121,16 @@ def crop_at_512(img: Image.Image, px: int = CROP_AT_512) -> Image.Image:
     return img.crop((k, k, img.width, img.height))
 
 
+def resize_rounding_down(img: Image.Image, long_side: int = 512) -> Image.Image:
+    """The photo as an editor that rounds its `long_side` resize down to a multiple of 8
+    feeds it to the models; the photo itself where that equals cloak's own rounding."""
+    w, h = img.size
+    down = metrics.long_side_dims_down(h, w, long_side)
+    if down == metrics.long_side_dims(h, w, long_side):
+        return img
+    return img.resize((down[1], down[0]), Image.LANCZOS)
+
+
 def apply_channel(img: Image.Image, channel: str) -> Image.Image:
     """Simulate a posting channel or clean-up on an RGB image."""
     if channel == "as-is":
@@ -134,6 +148,8 @@ def apply_channel(img: Image.Image, channel: str) -> Image.Image:
         return img.filter(ImageFilter.GaussianBlur(radius=0.8))
     if channel == "crop":
         return crop_at_512(img)
+    if channel == "grid":
+        return resize_rounding_down(img)
     raise ValueError(f"unknown channel {channel!r}")
 
 
