@@ -225,6 +225,11 @@ class TestEditingViews:
         # 6000x4000 at high (attack at 1024, edits at 512 and 1024): the working image is
         # 1024x680, which halved rounds to 336 rows, where an editor gets 344.
         assert editing_views((4000, 6000), (512, 1024)) == [(344, 512), (680, 1024)]
+        # and, with both roundings, the grid of an editor that rounds down follows each
+        # size whose sides it changes (512x336 here; 1024x680 is 1024x680 both ways)
+        assert editing_views((4000, 6000), (512, 1024), both_roundings=True) == [
+            (344, 512), (336, 512), (680, 1024)]
+        assert editing_views((3000, 4000), (512,), both_roundings=True) == [(384, 512)]
         working = torch.zeros(1, 3, 680, 1024)
         assert tuple(metrics.resize_long(working, 512).shape[-2:]) == (336, 512)
 
@@ -235,7 +240,7 @@ class TestEditingViews:
         from cloak.device import pick_device
         from cloak.models import load_autoencoder
 
-        config = ProtectConfig(strength="fast", steps=3, models=("taesd",), working_size=256,
+        config = ProtectConfig(strength="fast", steps=5, models=("taesd",), working_size=256,
                                view_sizes=(128,), faces=False, measure=False)
         net = load_autoencoder("taesd", None, pick_device(config.device))
         seen = []
@@ -246,7 +251,18 @@ class TestEditingViews:
                 protect(im, config)
         finally:
             hook.remove()
-        assert seen == [(88, 128)] * 3
+        # taesd's turns come two to a rotation cycle; the cycles take the views in turn:
+        # cloak's rounding (88 rows), then an editor's that rounds down (85.3 -> 80 rows)
+        assert seen == [(88, 128)] * 2 + [(80, 128)] * 2 + [(88, 128)]
+        seen.clear()
+        hook = net.encoder.register_forward_pre_hook(
+            lambda _m, args: seen.append(tuple(args[0].shape[-2:])))
+        try:
+            with Image.open(small_photo(tmp_path / "a.png", size=(300, 200))) as im:
+                protect(im, config.replace(both_roundings=False))
+        finally:
+            hook.remove()
+        assert seen == [(88, 128)] * 5
 
 
 class TestRoundTrip:

@@ -188,3 +188,13 @@ class TestReceipt:
         for colour in ((128, 128, 128), (30, 90, 200)):
             receipt = receipt_image(Image.new("RGB", (96, 64), colour))
             assert not receipt.protected, receipt.to_dict()
+
+
+def test_the_grid_clean_up_is_an_editor_that_rounds_down():
+    from cloak.verify import resize_rounding_down
+
+    three_two = Image.new("RGB", (768, 512))
+    assert apply_channel(three_two, "grid").size == (512, 336)  # cloak measures 512x344
+    four_three = Image.new("RGB", (800, 600))
+    assert apply_channel(four_three, "grid") is four_three  # 512x384 both ways
+    assert resize_rounding_down(Image.new("RGB", (600, 604))).size == (504, 512)
