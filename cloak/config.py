@@ -33,8 +33,10 @@ class Preset:
     step_start: float = 0.5  # first sign step, as a share of the per-pixel bound (decays to 0.05)
     # Also attack the grid of editors that round their resize *down* to a multiple of 8
     # (diffusers; 512x336 for a 3:2 photo, where cloak's own rounding gives 512x344), in
-    # turn with the nearest one. Medium made for 512x344 alone kept 40-50% of its damage
-    # at 512x336 on three 3:2 dev photos (benchmarks/grid_rounding.md).
+    # turn with the nearest one. On the 14 dev photos whose grids differ, medium made for
+    # the nearest grid alone kept 1.9/0.9/0.9/1.4 dB (median) on the other; both in turn
+    # keep 3.3/1.1/1.4/2.0 on either, for 20-40% less on the nearest alone, at the same
+    # time and PSNR (benchmarks/efficacy_grid.md; README "The editor's grid").
     both_roundings: bool = True
 
 
