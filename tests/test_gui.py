@@ -550,12 +550,15 @@ class TestReviewFixes:
         from PySide6.QtCore import QSettings
 
         store = tmp_path / "settings.ini"
-        first = MainWindow(settings=TINY, store=QSettings(str(store), QSettings.Format.IniFormat))
+        def settings() -> QSettings:
+            return QSettings(str(store), QSettings.Format.IniFormat)
+
+        first = MainWindow(settings=TINY, store=settings)
         first.strength.setCurrentIndex(first.strength.findData("low"))
         first.set_output_dir(tmp_path)
         first.strip_exif.setChecked(True)
         first.close()
-        again = MainWindow(settings=TINY, store=QSettings(str(store), QSettings.Format.IniFormat))
+        again = MainWindow(settings=TINY, store=settings)
         try:
             assert again.strength.currentData() == "low"
             assert again.output_dir == tmp_path

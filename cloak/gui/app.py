@@ -61,7 +61,7 @@ def main() -> int:
     app.setApplicationName("cloak")
     app.setApplicationDisplayName("cloak")
     # Strength, Save-to folder and metadata switches are kept between launches.
-    window = MainWindow(store=QSettings("cloak", "cloak"))
+    window = MainWindow(store=lambda: QSettings("cloak", "cloak"))
     window.show()
     try:
         return app.exec()

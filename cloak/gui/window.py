@@ -9,6 +9,7 @@ protection logic lives here.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from PIL import Image
@@ -148,12 +149,14 @@ class MainWindow(QMainWindow):
 
     batch_finished = Signal()
 
-    def __init__(self, settings: dict | None = None, store: QSettings | None = None) -> None:
+    def __init__(self, settings: dict | None = None,
+                 store: Callable[[], QSettings] | None = None) -> None:
         super().__init__()
         self.settings = dict(settings or {})
-        self.store = store  # remembers the controls between launches (None: nothing kept)
-        if store is not None and store.parent() is None:
-            store.setParent(self)  # lives and dies with the window
+        # Remembers the controls between launches (None: nothing kept). A factory, so each
+        # read or write uses a short-lived QSettings: one kept on the window outlived
+        # Qt's teardown at exit and crashed the interpreter.
+        self.store = store
         self._restoring = True  # until _restore_choices: building sets no remembered value
         self.output_dir: Path | None = None  # None: a `protected` folder next to each photo
         self.last_output_dir: Path | None = None  # what "Open output folder" opens
@@ -529,7 +532,9 @@ class MainWindow(QMainWindow):
 
     def _remember(self, key: str, value: object) -> None:
         if self.store is not None and not self._restoring:
-            self.store.setValue(key, value)
+            store = self.store()
+            store.setValue(key, value)
+            store.sync()
 
     def _restore_choices(self) -> None:
         """Put back the strength, Save-to folder and metadata switches of the last launch
@@ -537,14 +542,15 @@ class MainWindow(QMainWindow):
         self._restoring = True
         try:
             if self.store is not None:
-                index = self.strength.findData(self.store.value("strength", DEFAULT_STRENGTH))
+                store = self.store()
+                index = self.strength.findData(store.value("strength", DEFAULT_STRENGTH))
                 if index >= 0:
                     self.strength.setCurrentIndex(index)
-                folder = str(self.store.value("output_dir", "") or "")
+                folder = str(store.value("output_dir", "") or "")
                 if folder and Path(folder).is_dir():
                     self.set_output_dir(Path(folder))
                 for box, key in ((self.keep_gps, "keep_gps"), (self.strip_exif, "strip_exif")):
-                    box.setChecked(str(self.store.value(key, "false")).lower() == "true")
+                    box.setChecked(str(store.value(key, "false")).lower() == "true")
         finally:
             self._restoring = False
         self.strength.currentIndexChanged.connect(
@@ -561,8 +567,6 @@ class MainWindow(QMainWindow):
             self._thread.wait()
         self._pool.clear()
         self._pool.waitForDone()
-        if self.store is not None:
-            self.store.sync()
         super().closeEvent(event)
 
 
