@@ -319,6 +319,14 @@ class TestLosslessRoundTrip:
         assert np.array_equal(io.load_photo(dst).rgb, photo.rgb)
 
 
+def _turned_jpeg(path: Path, width: int, height: int) -> Path:
+    """A q95 JPEG stored `width` x `height` with EXIF orientation 6 (shown turned a
+    quarter: `height` wide)."""
+    exif = Image.Exif()
+    exif[T.Orientation] = 6
+    return save(Image.fromarray(pixels(width, height)), path, quality=95, exif=exif.tobytes())
+
+
 class TestOrientation:
     @pytest.mark.parametrize("suffix", [".png", ".tif"])
     @pytest.mark.parametrize("orientation", range(1, 9))
@@ -342,19 +350,12 @@ class TestOrientation:
             assert np.array_equal(np.asarray(ImageOps.exif_transpose(out)), upright)
 
     def test_jpeg_to_tiff_keeps_the_upright_size(self, tmp_path: Path) -> None:
-        exif = Image.Exif()
-        exif[T.Orientation] = 6
-        jpeg = save(Image.fromarray(pixels(40, 24)), tmp_path / "o.jpg", quality=95,
-                    exif=exif.tobytes())
-        from_jpeg = io.load_photo(jpeg)
+        from_jpeg = io.load_photo(_turned_jpeg(tmp_path / "o.jpg", 40, 24))
         as_tiff = io.load_photo(io.save_photo(from_jpeg, from_jpeg.rgb, tmp_path / "j.tif"))
         assert as_tiff.size == from_jpeg.size == (24, 40)
 
     def test_jpeg_orientation_6(self, tmp_path: Path) -> None:
-        exif = Image.Exif()
-        exif[T.Orientation] = 6
-        src = save(Image.fromarray(pixels(48, 32)), tmp_path / "r.jpg", quality=95,
-                   exif=exif.tobytes())
+        src = _turned_jpeg(tmp_path / "r.jpg", 48, 32)
         photo, dst = roundtrip(src)
         assert photo.size == (32, 48) and photo.stored_size == (48, 32)
         with Image.open(src) as a, Image.open(dst) as b:
@@ -366,10 +367,7 @@ class TestOrientation:
         assert np.abs(shown_a - shown_b).max() <= 8  # one more JPEG generation at q95
 
     def test_heic_is_stored_upright(self, tmp_path: Path) -> None:
-        exif = Image.Exif()
-        exif[T.Orientation] = 6
-        src = save(Image.fromarray(pixels(48, 32)), tmp_path / "r.jpg", quality=95,
-                   exif=exif.tobytes())
+        src = _turned_jpeg(tmp_path / "r.jpg", 48, 32)
         photo = io.load_photo(src)
         dst = io.save_photo(photo, photo.rgb, tmp_path / "r.heic")
         with Image.open(dst) as out:
