@@ -400,7 +400,7 @@ def verify(
     With ORIGINAL and PROTECTED: invisibility (PSNR, SSIM, max change) and, per autoencoder,
     damage in dB and latent shift, as the photo is, after social-network presets
     (instagram, facebook, x, whatsapp: approximations) and clean-ups (JPEG, down-up, blur,
-    a crop of a few pixels).
+    a crop of a few pixels, and grid: an editor that rounds its 512 px resize down).
     The verdict (strong >= 3 dB, moderate >= 1.5, weak >= 0.5, else none, on the weakest
     model) is taken on the worst channel.
 

@@ -223,6 +223,34 @@ def size_table(results: dict[str, list[dict]], split_mp: float = 0.5) -> str:
     return "\n".join(lines) + "\n"
 
 
+def grid_table(results: dict[str, list[dict]]) -> str:
+    """Medians on the photos whose two roundings of the 512 px grid differ, and the worse
+    of the two grids per photo on all photos. A photo's roundings differ exactly when its
+    `grid` row is not its as-is row: where they agree, verify's grid clean-up is the photo
+    itself."""
+    def worse(row: dict, model: str) -> float:
+        ch = _by_channel(row)
+        return min(ch["as-is"][model], ch["grid"][model])
+
+    lines = ["### The editor's grid (median damage, " + " / ".join(ALL_MODEL_NAMES) + ")",
+             "", "| run | photos | as-is | grid | instagram | worse grid per photo | PSNR |",
+             "|---|---|---|---|---|---|---|"]
+    for label, rows in results.items():
+        rows = [r for r in rows if "grid" in _by_channel(r)]
+        differ = [r for r in rows if _by_channel(r)["grid"] != _by_channel(r)["as-is"]]
+        for name, group in ((f"{len(differ)} whose roundings differ", differ),
+                            (f"all {len(rows)}", rows)):
+            if not group:
+                continue
+            cells = ["/".join(f"{_median_damage(group, ch, m):.1f}" for m in ALL_MODEL_NAMES)
+                     for ch in ("as-is", "grid", "instagram")]
+            cells.append("/".join(f"{statistics.median(worse(r, m) for r in group):.1f}"
+                                  for m in ALL_MODEL_NAMES))
+            cells.append(f"{statistics.median(r['psnr'] for r in group):.1f}")
+            lines.append(f"| {label} | {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def preset_config(preset: str) -> ProtectConfig:
     """The config of a `--presets` entry: a preset name, or name + NEAREST_ONLY."""
     if preset.endswith(NEAREST_ONLY):
@@ -345,11 +373,15 @@ def main() -> None:
 def write_table(args, results: dict[str, list[dict]]) -> None:
     md = ["## Efficacy (median (worst) damage in dB per autoencoder)", "",
           (f"Command: `CLOAK_MODEL_DIR=../shared/models python benchmarks/efficacy.py "
-           f"{shlex.join(sys.argv[1:])}`; "
+           f"{shlex.join(a for a in sys.argv[1:] if a != '--from-json')}`; "
            f"{describe(pick_device())}."), ""]
+    if args.from_json:
+        md[-1:-1] = [f"(Tables rewritten from `{Path(args.out) / 'efficacy.json'}` with "
+                     "`--from-json`; the figures are that run's.)", ""]
     md += [summarise(rows, label) for label, rows in results.items()]
     md.append(retention_table(results))
     md.append(size_table(results))
+    md.append(grid_table(results))
     Path(args.table).write_text("\n".join(md))
     print("\n".join(md))
 
