@@ -376,8 +376,8 @@ def write_table(args, results: dict[str, list[dict]]) -> None:
            f"{shlex.join(a for a in sys.argv[1:] if a != '--from-json')}`; "
            f"{describe(pick_device())}."), ""]
     if args.from_json:
-        md[-1:-1] = [f"(Tables rewritten from `{Path(args.out) / 'efficacy.json'}` with "
-                     "`--from-json`; the figures are that run's.)", ""]
+        md[-1:-1] = [(f"(Tables rewritten from `{Path(args.out) / 'efficacy.json'}` with "
+                      "`--from-json`; the figures are that run's.)"), ""]
     md += [summarise(rows, label) for label, rows in results.items()]
     md.append(retention_table(results))
     md.append(size_table(results))

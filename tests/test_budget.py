@@ -119,6 +119,28 @@ class TestWhereThePerturbationGoes:
         assert top_over_bottom(masked) > 1.5 * top_over_bottom(plain)
 
 
+    def test_a_detected_face_gets_more_noise(self, model_dir) -> None:
+        """Real YuNet on the example astronaut: with face priority the face carries more of
+        the perturbation than without, and a corner outside head and body the same."""
+        from cloak import ProtectConfig
+        from cloak.io import load_photo
+        from cloak.models.weights import resolve_face_detector
+
+        example = Path(__file__).resolve().parent.parent / "examples" / "astronaut.jpg"
+        rgb = load_photo(example).rgb
+        u8 = np.round(rgb * 255).astype(np.uint8)
+        (left, top, width, height), = budget.find_faces(
+            u8, resolve_face_detector(allow_download=False))
+        face = (slice(int(top), int(top + height)), slice(int(left), int(left + width)))
+        corner = (slice(0, 48), slice(0, 48))  # top left: sky, outside head and body
+        config = ProtectConfig(strength="medium", steps=2, models=("taesd",),
+                               working_size=256, measure=False)
+        with_faces = _perturbation(rgb, config.replace(faces=True))
+        without = _perturbation(rgb, config.replace(faces=False))
+        assert with_faces[face].mean() > 1.1 * without[face].mean()
+        assert with_faces[corner].mean() == pytest.approx(without[corner].mean(), rel=0.05)
+
+
 def test_a_higher_flat_floor_leaves_more_budget_in_flat_areas():
     x = half_flat_half_texture()
     low = budget.budget_map(x, flat_floor=0.1, contrast_ref=0.1)

@@ -294,6 +294,7 @@ def test_verify_missing_photo_is_one_clear_line(tmp_path, model_dir):
     result = invoke("verify", tmp_path / "nope.jpg")
     assert result.exit_code == 1
     assert "Traceback" not in result.output and "nope.jpg" in result.output
+    assert result.stderr.startswith("error:") and len(result.stderr.strip().splitlines()) == 1
 
 
 def test_metadata_flags_reach_the_saved_photo(tmp_path, small_photo, model_dir):

@@ -144,7 +144,7 @@ class TestDropZone:
 
 
 class TestHelpers:
-    def test_open_output_folder_opens_where_the_whole_batch_went(self):
+    def test_common_folder_is_where_the_whole_batch_went(self):
         one = Path("/photos/2024/protected")
         assert common_folder({one}, one) == one
         two = Path("/photos/2025/trip/protected")
@@ -190,7 +190,7 @@ class TestHelpers:
         assert shown.shape == (16, 32, 3)
         assert shown[0, 0, 0] < 10 and 100 < shown[8, 16, 0] < 160 and shown[-1, -1, 0] > 245
 
-    def test_describe_names_the_weakest_model(self):
+    def test_describe_gives_the_weakest_models_damage(self):
         report = Report(width=8, height=8, eps255=6, psnr=41.2, ssim=0.99, max_change255=6,
                         damage_db={"taesd": 7.5, "taef1": 3.25}, seconds=1.0)
         # No source/destination files: no verdict, just the measured figures.

@@ -13,7 +13,8 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
-from cloak import OutputError, ProtectConfig, metrics, protect, protect_file
+from cloak import OutputError, ProtectConfig, budget, metrics, protect, protect_file
+from cloak.errors import UnsupportedImageError
 from cloak.pipeline import editing_views
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "photos" / "dev"
@@ -188,16 +189,17 @@ class TestProtectImage:
             alpha = np.asarray(out.getchannel("A"))
             assert out.mode == "RGBA" and (alpha[:8, :8] == 0).all() and alpha.max() == 255
 
-    def test_report_names_device_and_precision(self, config):
-        from cloak.device import pick_device, uses_bf16
-
+    def test_report_names_device_and_precision(self, config, bf16_env):
+        # fp32 forced: forcing bf16 would run emulated (and slow) on a CPU without it;
+        # test_device pins which CPUs report bf16.
+        bf16_env("0")
+        precision = "fp32"
         img = Image.fromarray(np.random.default_rng(2).integers(0, 255, (48, 64, 3),
                                                                   dtype=np.uint8))
-        report = protect(img, config.replace(steps=1)).report
-        device = pick_device()
-        assert report.device == str(device)
-        assert report.precision == ("bf16" if uses_bf16(device) else "fp32")
-        assert report.to_dict()["precision"] == report.precision
+        report = protect(img, config.replace(steps=1, device="cpu")).report
+        assert report.device == "cpu"
+        assert report.precision == precision
+        assert report.to_dict()["precision"] == precision
 
     def test_progress_marks_the_attack_from_its_first_step(self, config):
         from cloak.pipeline import protect_array
@@ -357,7 +359,13 @@ class TestReviewFixes:
 
         rgb = np.random.default_rng(0).random((200, 2000, 3), dtype=np.float32)
         mask = tmp_path / "mask.png"
-        Image.new("L", (2000, 200), 255).save(mask)  # works at 512x48: 6.7% off its shape
+        Image.new("L", (2000, 200), 255).save(mask)
+        # At 512 the photo works at 512x48 (6.7% off its shape), here at 128x16 (20% off):
+        # refused if measured against the working size alone, accepted against the photo's.
+        with pytest.raises(UnsupportedImageError, match="not the shape of this photo"):
+            budget.load_user_mask(mask, 48, 512)
+        assert budget.load_user_mask(mask, 48, 512, shape_of=(200, 2000)).shape == \
+            (1, 1, 48, 512)
         out = protect_array(rgb, config.replace(steps=0, mask_path=str(mask), faces=False,
-                                                measure=False))
-        assert out.rgb.shape == rgb.shape
+                                                measure=False))  # the pipeline passes shape_of
+        assert out.budget.shape == (16, 128)
