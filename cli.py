@@ -7,6 +7,7 @@ Library errors (CloakError) become one clear line and exit code 1, with no trace
 from __future__ import annotations
 
 import contextlib
+import re
 import json
 import logging
 import os
@@ -25,6 +26,8 @@ from cloak.device import fp32_cpu_note, pick_device
 from cloak.io import IMAGE_SUFFIXES
 from cloak.metadata import MetadataPolicy
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, rich_markup_mode=None,
     help="Protect photos against latent-diffusion editing (img2img, inpainting, 'nudify' "
@@ -33,11 +36,14 @@ app = typer.Typer(
 
 def printable(text: str) -> str:
     """`text` safe to print: a file name that is not valid UTF-8 (its bytes held as lone
-    surrogates) shows them as \\xNN escapes instead of stopping the run."""
+    surrogates) shows them as \\xNN escapes instead of stopping the run, and control
+    characters in it (a newline, a terminal escape) as escapes too, so a name can't fake
+    a line of output or drive the terminal. Every caller prints one line."""
     try:
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     except UnicodeEncodeError:
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return _CONTROL.sub(lambda m: m[0].encode("unicode_escape").decode("ascii"), text)
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -207,7 +213,8 @@ class BatchView:
     """Renders batch events: a progress bar with count and ETA on stderr (terminals only),
     one line per protected photo on stdout, one line per failure or notable skip on stderr."""
 
-    def __init__(self) -> None:
+    def __init__(self, console=None) -> None:
+        """`console`: where the bar and lines go (a rich Console); stderr by default."""
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -217,9 +224,10 @@ class BatchView:
             TimeRemainingColumn,
         )
 
-        self.console = Console(stderr=True, highlight=False)
+        self.console = console or Console(stderr=True, highlight=False)
         self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            # markup off: a photo named "a[/x].jpg" is a name, not a closing tag
+            TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
             TimeRemainingColumn(), console=self.console, transient=True,
             redirect_stdout=False, redirect_stderr=False,
             disable=not self.console.is_terminal)
@@ -269,7 +277,7 @@ class BatchView:
         elif event.kind == "start":
             self.running[id(item)] = 0.0
             if self.task is not None:
-                self.progress.update(self.task, description=item.src.name)
+                self.progress.update(self.task, description=printable(item.src.name))
         elif event.kind == "progress":
             self.running[id(item)] = event.fraction
         elif event.kind == "done":

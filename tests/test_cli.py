@@ -436,3 +436,28 @@ def test_a_file_name_that_is_not_utf8_is_printed_escaped(tmp_path, small_photo, 
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")
     assert b"caf\\xe9.png" in proc.stdout and b"Traceback" not in proc.stderr
     assert (tmp_path / "out" / "in" / name).is_file() and photo.is_file()
+
+
+def test_a_file_name_with_control_characters_prints_on_one_line(tmp_path, small_photo,
+                                                                 model_dir):
+    name = "two\nlines \x1b[31mred [/x].png"  # a newline, a terminal escape, rich markup
+    small_photo(tmp_path / "in" / name)
+    result = invoke("protect", tmp_path / "in", "--out", tmp_path / "out", *TINY)
+    assert result.exit_code == 0, result.output
+    (line,) = result.stdout.strip().splitlines()
+    assert "two\\nlines \\x1b[31mred [/x].png" in line and "\x1b" not in line
+    assert (tmp_path / "out" / "in" / name).is_file()
+
+
+def test_the_progress_bar_shows_a_name_that_looks_like_markup():
+    import io
+
+    from rich.console import Console
+
+    terminal = io.StringIO()
+    view = cli.BatchView(Console(file=terminal, force_terminal=True, width=120))
+    task = view.progress.add_task("protecting", total=1)
+    view.progress.update(task, description=cli.printable("a[/x] [bold]b.png"))
+    with view.progress:  # drawing raised MarkupError ("closing tag '[/x]'") before
+        view.progress.refresh()
+    assert "a[/x] [bold]b.png" in terminal.getvalue()
