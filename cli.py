@@ -7,10 +7,9 @@ Library errors (CloakError) become one clear line and exit code 1, with no trace
 from __future__ import annotations
 
 import contextlib
-import re
 import json
 import logging
-import os
+import re
 import signal
 import sys
 import threading
@@ -370,14 +369,16 @@ def check_model_dir(model_dir: Path | None) -> None:
 
 
 def write_json(json_path: Path, data: dict) -> None:
-    """Write --json atomically (a temp file beside it, then a rename)."""
-    tmp = json_path.with_name(f".{json_path.name}.{os.getpid()}.tmp")
+    """Write --json atomically (a new hidden temp file beside it, then a rename), replacing
+    the report a run before left there. A link at the temp file's name is never written
+    through."""
+    from cloak.io import write_atomic
+
+    text = json.dumps(data, indent=2).encode("utf-8")
     try:
-        tmp.write_text(json.dumps(data, indent=2))
-        os.replace(tmp, json_path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        fail(f"can't write --json {json_path}: {exc.strerror or exc}")
+        write_atomic(json_path, lambda fp: fp.write(text), overwrite=True)
+    except CloakError as exc:
+        fail(f"--json: {exc}")
 
 
 def fetch_weights(names: tuple[str, ...], model_dir: str | None) -> None:

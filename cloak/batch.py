@@ -214,13 +214,23 @@ class Mirrors:
 
 
 def _recorded_mirrors(out_dir: Path) -> dict[str, str]:
-    """The mirror names OUT's manifest records (none if it has no manifest yet)."""
+    """The mirror names OUT's manifest records (none if it has no manifest yet). Only
+    names of one folder directly inside OUT count: a manifest edited or brought from
+    elsewhere ("../backup", "/home/u") can't send outputs outside OUT."""
     try:
         data = json.loads((out_dir / MANIFEST_NAME).read_text(encoding="utf-8"))
         folders = data.get("folders", {}) if isinstance(data, dict) else {}
-        return {k: v for k, v in folders.items() if isinstance(v, str)}
-    except (OSError, ValueError):
+        return {k: v for k, v in folders.items()
+                if isinstance(k, str) and isinstance(v, str) and _is_plain_name(k)}
+    except (OSError, ValueError, AttributeError):
         return {}
+
+
+def _is_plain_name(name: str) -> bool:
+    """Whether `name` is one path component of its own: not empty, ".", ".." or absolute,
+    and without a separator."""
+    return name not in ("", ".", "..") and Path(name).name == name and \
+        not any(sep in name for sep in ("/", "\\", os.sep)) and "\0" not in name
 
 
 def plan(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike) -> list[Item]:
@@ -584,7 +594,8 @@ def output_folder_lock(out_dir: Path):
     path = out_dir / LOCK_NAME
     for _ in range(3):  # the file may be removed by the run that held it, between steps
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            # O_NOFOLLOW: a lock "file" that is a link pointing elsewhere is not followed
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
         except OSError as exc:
             raise OutputError(f"can't write to output folder {out_dir}: "
                               f"{exc.strerror or exc}") from exc

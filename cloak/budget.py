@@ -101,9 +101,10 @@ def load_user_mask(path: str | Path, height: int, width: int, check_aspect: bool
     from PIL import Image, ImageOps
 
     from .errors import UnsupportedImageError
+    from .io import READ_FORMATS
 
     try:
-        with Image.open(path) as img:
+        with Image.open(path, formats=READ_FORMATS) as img:
             img = ImageOps.exif_transpose(img).convert("L")
     except (OSError, ValueError) as exc:
         raise UnsupportedImageError(f"can't read mask {path}: {exc}") from exc

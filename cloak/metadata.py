@@ -224,6 +224,9 @@ def _text(value: Any) -> str | None:
 def _parse_xmp(xmp: bytes | None) -> ET.Element | None:
     if not xmp:
         return None
+    if b"<!DOCTYPE" in xmp or b"<!ENTITY" in xmp:  # XMP has no use for either (XXE, bombs)
+        log.warning("ignoring an XMP packet that declares a DTD or entities")
+        return None
     try:
         return ET.fromstring(xmp.strip(b"\x00 \r\n\t"))
     except ET.ParseError as exc:

@@ -431,6 +431,15 @@ class TestReviewFixes:
         assert item.status == PROTECTED
         assert not (out / batch.LOCK_NAME).exists()
 
+    def test_a_lock_file_that_is_a_link_is_not_followed(self, tmp_path):
+        out = tmp_path / "out"
+        out.mkdir()
+        (out / batch.LOCK_NAME).symlink_to(tmp_path / "elsewhere.lock")  # dangling
+        with pytest.raises(CloakError, match="can't write to output folder"), \
+                batch.output_folder_lock(out):
+            pass
+        assert not (tmp_path / "elsewhere.lock").exists()
+
     def test_outputs_that_differ_only_in_case_clash(self, tmp_path, small_photo):
         one = small_photo(tmp_path / "cam1" / "IMG_1.png")
         two = small_photo(tmp_path / "cam2" / "img_1.png", index=1)
@@ -528,3 +537,16 @@ def test_a_folder_keeps_its_mirror_in_later_runs(tmp_path, small_photo, tiny_con
     c = small_photo(tmp_path / "2025" / "Camera" / "IMG_1.png", index=2)
     [third] = batch.plan([c.parent], out)
     assert third.dst == out / "Camera (3)" / "IMG_1.png"
+
+
+@pytest.mark.parametrize("recorded", ["../backup", "/tmp/elsewhere", "a/b", "..", ""])
+def test_a_manifest_can_not_send_a_mirror_outside_out(tmp_path, small_photo, recorded):
+    """A manifest edited, or brought along with a copied output folder, names a folder's
+    mirror outside OUT: that record is ignored and the folder mirrors inside OUT."""
+    photo = small_photo(tmp_path / "Camera" / "IMG_1.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    real = os.path.realpath(photo.parent)
+    (out / batch.MANIFEST_NAME).write_text(json.dumps({"folders": {recorded: real}}))
+    [item] = batch.plan([photo.parent], out)
+    assert item.dst == out / "Camera" / "IMG_1.png"

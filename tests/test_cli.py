@@ -102,6 +102,10 @@ def test_folder_run_mirrors_reports_bad_files_and_writes_json(tmp_path, small_ph
     assert files["a.png"]["dst"] == str(out / "my photos" / "a.png")
     assert files["text.jpg"]["status"] == "failed" and files["text.jpg"]["error"]
     assert summary["settings"]["steps"] == 1
+    # A rerun replaces the report (it skips what is done), leaving no temp file beside it.
+    again = invoke("protect", folder, "--out", out, "--json", report, *TINY)
+    assert json.loads(report.read_text())["counts"]["skipped"] == 2, again.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["my photos", "out", "report.json"]
 
 
 def test_rerun_skips_done_photos_and_force_redoes_them(tmp_path, small_photo, model_dir):

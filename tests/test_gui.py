@@ -585,3 +585,16 @@ class TestReviewFixes:
         waiting = window.photo_list.row_ids()[-1]
         window.photo_list.set_current(waiting)
         assert panel.comparison is None
+
+
+def test_a_thumbnail_never_decodes_a_format_cloak_does_not_read(tmp_path):
+    """A file named .jpg is decoded only as a format cloak reads, whatever its content says
+    (PostScript content would reach Ghostscript): a PPM here, which Pillow would decode.
+    The app shows no thumbnail (and the protect step says why)."""
+    from cloak.gui.images import thumbnail
+
+    fake = tmp_path / "photo.jpg"
+    Image.new("RGB", (16, 16), "red").save(fake, "PPM")
+    with Image.open(fake) as anything_goes:
+        assert anything_goes.format == "PPM"
+    assert thumbnail(fake, 32) is None

@@ -962,3 +962,17 @@ def test_cloaks_pixel_limit_holds_while_a_tiff_decodes(tmp_path: Path, monkeypat
     assert Image.MAX_IMAGE_PIXELS == 1000  # put back
     with pytest.raises(UnsupportedImageError, match="pixels"):
         io.load_photo(src, max_pixels=2000)
+
+
+class TestHostileMetadata:
+    def test_an_xmp_packet_with_a_dtd_is_ignored(self):
+        bomb = (b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaaaaaaaa">'
+                b'<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>'
+                b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf='
+                b'"http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description '
+                b'xmlns:cloak="' + metadata.CLOAK_NS.encode() + b'" cloak:Protected="True">'
+                b'&b;</rdf:Description></rdf:RDF></x:xmpmeta>')
+        assert not metadata.says_protected(bomb)
+        assert metadata.says_protected(bomb.replace(b"&b;", b"").split(b"]>", 1)[1])
+        packet = metadata.build_xmp(bomb, None, MetadataPolicy(), "test")
+        assert packet is None or b"ENTITY" not in packet

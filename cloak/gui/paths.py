@@ -58,10 +58,11 @@ def is_protected_copy(path: Path) -> bool:
     their own row, with the reason)."""
     from PIL import Image
 
+    from cloak.io import READ_FORMATS
     from cloak.metadata import says_protected
 
     try:
-        with Image.open(path) as image:
+        with Image.open(path, formats=READ_FORMATS) as image:
             return says_protected(image.info.get("xmp"))
     except (OSError, ValueError, SyntaxError):  # not readable: the protect step says why
         return False
