@@ -598,3 +598,14 @@ def test_a_thumbnail_never_decodes_a_format_cloak_does_not_read(tmp_path):
     with Image.open(fake) as anything_goes:
         assert anything_goes.format == "PPM"
     assert thumbnail(fake, 32) is None
+
+
+def test_a_thumbnail_keeps_the_pixel_limit(tmp_path, monkeypatch):
+    from cloak.gui.images import thumbnail
+
+    photo = tmp_path / "big.png"
+    Image.new("RGB", (300, 200)).save(photo)
+    assert thumbnail(photo, 32) is not None
+    monkeypatch.setenv("CLOAK_MAX_PIXELS", "50000")  # the 60,000-pixel photo is over it
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)  # as while io decodes its own bytes
+    assert thumbnail(photo, 32) is None

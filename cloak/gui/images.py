@@ -22,6 +22,10 @@ DIFF_GAIN = 10  # |protected - original| x 10: a change of 8/255 shows as 80/255
 def open_upright(path: Path, max_side: int | None = None) -> Image.Image:
     """The photo at `path` as upright 8-bit RGB, at most `max_side` px on its long side."""
     with Image.open(path, formats=io.READ_FORMATS) as image:  # never EPS, PSD... by content
+        # Checked here, not left to Pillow's global limit, which io lifts for a moment
+        # while it decodes its own in-memory re-encodes (on another thread, in the app).
+        if image.width * image.height > io.pixel_limit():
+            raise ValueError(f"{image.width}x{image.height} is over the pixel limit")
         if max_side:
             image.draft("RGB", (max_side, max_side))  # fast JPEG downscale on decode
         upright = ImageOps.exif_transpose(image)
