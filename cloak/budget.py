@@ -60,8 +60,25 @@ def find_faces(rgb_uint8: np.ndarray, detector_path: Path | None) -> list[tuple[
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     except AttributeError:
         pass
+    import hashlib
+
+    from .models.registry import FACE_DETECTOR, KNOWN_SHA256
+
+    # OpenCV parses the bytes checked here, not the file again by name: a file swapped
+    # after resolve_face_detector's check never reaches its ONNX parser.
+    try:
+        model = Path(detector_path).read_bytes()
+    except OSError as exc:
+        log.warning("can't read the face detector %s (%s); face priority is off",
+                    detector_path, exc.strerror or exc)
+        return []
+    if hashlib.sha256(model).hexdigest() != KNOWN_SHA256[FACE_DETECTOR]:
+        log.warning("%s is not the published YuNet detector (sha256 differs); face "
+                    "priority is off", detector_path)
+        return []
     h, w = rgb_uint8.shape[:2]
-    detector = cv2.FaceDetectorYN.create(str(detector_path), "", (w, h), 0.7, 0.3, 5000)
+    detector = cv2.FaceDetectorYN.create("onnx", np.frombuffer(model, np.uint8),
+                                         np.zeros(0, np.uint8), (w, h), 0.7, 0.3, 5000)
     _, faces = detector.detect(np.ascontiguousarray(rgb_uint8[..., ::-1]))
     if faces is None:
         return []

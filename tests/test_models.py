@@ -296,6 +296,22 @@ class TestFaceDetector:
         assert 0.25 < (left + width / 2) / rgb.shape[1] < 0.75
         assert width > 0.1 * rgb.shape[1]
 
+    def test_a_detector_swapped_after_its_check_is_not_parsed(self, model_dir, tmp_path,
+                                                              caplog):
+        from cloak.budget import find_faces
+        from cloak.io import load_photo
+
+        example = Path(__file__).resolve().parent.parent / "examples" / "astronaut.jpg"
+        rgb = np.round(load_photo(example).rgb * 255).astype(np.uint8)
+        checked = tmp_path / W.FACE_DETECTOR
+        checked.write_bytes((model_dir / W.FACE_DETECTOR).read_bytes())
+        assert len(find_faces(rgb, checked)) == 1
+        data = bytearray(checked.read_bytes())
+        data[-100] ^= 0xFF  # another file under the checked name
+        checked.write_bytes(bytes(data))
+        assert find_faces(rgb, checked) == []
+        assert "sha256 differs" in caplog.text
+
 
 def test_a_file_swapped_after_its_check_is_not_loaded(model_dir, tmp_path, monkeypatch):
     """The pinned sha256 is checked on the bytes that are loaded: a file replaced in a
