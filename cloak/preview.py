@@ -1,8 +1,10 @@
 """A preview sheet that shows where the perturbation went.
 
-Four panels, each at most `panel` px on the long side, left to right:
-original | protected | difference x `gain` (mid-gray = unchanged) | budget map
-(white = the most noise allowed, black = none). Pure functions over arrays; the only
+Three panels, each at most `panel` px on the long side, left to right:
+protected | difference x `gain` (mid-gray = unchanged) | budget map
+(white = the most noise allowed, black = none). No panel shows the original: the sheet
+sits in the output folder, and a 512 px unprotected copy there is just what an editor
+needs, should the whole folder be uploaded. Pure functions over arrays; the only
 file writing is `save_preview`, which is atomic and never replaces a file unasked.
 """
 
@@ -44,13 +46,13 @@ def _panel(img: Image.Image, size: tuple[int, int], label: str,
 def preview_sheet(original: np.ndarray, protected: np.ndarray, budget: np.ndarray | None,
                   panel: int = 512, gain: float = 10.0) -> Image.Image:
     """original, protected: (H, W, 3) float in [0, 1]; budget: (h, w) in [0, 1] or None.
-    Returns one RGB image with the panels side by side."""
+    Returns one RGB image with the panels side by side (the original only through the
+    difference)."""
     h, w = original.shape[:2]
     scale = min(1.0, panel / max(h, w))
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     to_img = lambda a: Image.fromarray(np.round(np.clip(a, 0, 1) * 255).astype(np.uint8))
     panels = [
-        _panel(to_img(original), size, "original", Image.LANCZOS),
         _panel(to_img(protected), size, "protected", Image.LANCZOS),
         # NEAREST keeps the noise's texture visible instead of averaging it away.
         _panel(Image.fromarray(amplified_difference(original, protected, gain)), size,

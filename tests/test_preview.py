@@ -24,12 +24,18 @@ def test_amplified_difference_is_mid_gray_where_nothing_changed():
         amplified_difference(original, protected[:2])
 
 
-def test_sheet_has_four_panels_at_most_panel_px_tall():
+def test_sheet_has_three_panels_at_most_panel_px_tall_and_no_original():
     rng = np.random.default_rng(0)
-    original = rng.random((300, 200, 3), dtype=np.float32)
+    original = rng.random((300, 200, 3), dtype=np.float32) * 0.9
     sheet = preview_sheet(original, original, np.ones((60, 40)), panel=150)
-    assert sheet.size == (4 * 100, 150 + 18)
-    assert preview_sheet(original, original, None, panel=150).width == 3 * 100
+    assert sheet.size == (3 * 100, 150 + 18)
+    assert preview_sheet(original, original, None, panel=150).width == 2 * 100
+    # The first panel is the protected photo: an unprotected copy never sits in OUT.
+    protected = original + 0.1
+    first = np.asarray(preview_sheet(original, protected, None, panel=150))[18:, :100]
+    expected = np.asarray(Image.fromarray(np.round(protected * 255).astype(np.uint8))
+                          .resize((100, 150), Image.LANCZOS))
+    assert np.abs(first.astype(int) - expected).max() <= 1
 
 
 def test_preview_path_sits_beside_the_output(tmp_path):
@@ -46,8 +52,8 @@ def test_cli_preview_writes_a_sheet_showing_the_noise(tmp_path, small_photo, mod
     sheet_path = out / "me.jpg.preview.png"
     assert (out / "me.jpg").is_file() and sheet_path.is_file()
     with Image.open(sheet_path) as sheet:
-        assert sheet.size == (4 * 96, 64 + 18)
-        diff_panel = np.asarray(sheet.convert("RGB"))[18:, 2 * 96:3 * 96].astype(int)
+        assert sheet.size == (3 * 96, 64 + 18)
+        diff_panel = np.asarray(sheet.convert("RGB"))[18:, 96:2 * 96].astype(int)
     assert np.abs(diff_panel - 128).max() > 20  # the perturbation is visible, amplified
 
 
