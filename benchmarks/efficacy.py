@@ -39,7 +39,7 @@ SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".tif", ".tiff",
 CHANNELS = ("as-is", *SOCIAL_PRESETS, *CLEANUPS)
 # Issue 4's "worst clean-up" (JPEG, blur, down-up); the crop and the editor's grid (no
 # clean-up, another rounding of the 512 px resize) are reported on rows of their own.
-OWN_ROWS = ("crop", "grid")
+OWN_ROWS = ("crop", "grid", "naive")
 ISSUE4_CLEANUPS = tuple(c for c in CLEANUPS if c not in OWN_ROWS)
 # `--presets medium-nearest`: the preset attacking cloak's own (nearest) rounding of the
 # 512 px grid only, as every preset did before both_roundings.

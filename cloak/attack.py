@@ -121,7 +121,8 @@ def protect_pgd(x: torch.Tensor, models: Sequence, eps_map: torch.Tensor, steps:
                 eot_share: float = 1.0, perceptual_weight: float = 0.0,
                 momentum: float = 0.0, view_size: View | Sequence[View] = None,
                 luma_only: bool = False, step_start: float = 0.5,
-                decoder_reuse: int = 0, delta_kernel: torch.Tensor | None = None
+                decoder_reuse: int = 0, delta_kernel: torch.Tensor | None = None,
+                also_from: Sequence[tuple[torch.Tensor, torch.Tensor | None]] = ()
                 ) -> torch.Tensor:
     """Run the attack and return the perturbation delta (see module docstring).
 
@@ -145,19 +146,33 @@ def protect_pgd(x: torch.Tensor, models: Sequence, eps_map: torch.Tensor, steps:
     benchmarks/decoder_reuse.md; off in every preset.
     `delta_kernel` (1, 1, k, k): the models see x + delta filtered by it, as the
     perturbation will reach them (the pipeline passes pipeline.round_trip_kernel); the
-    bound still holds on delta itself."""
+    bound still holds on delta itself.
+    `also_from`: (image, kernel) pairs, other renderings of the photo at x's size (the
+    full photo downscaled by another filter) with the filter delta reaches them through
+    (None: as it is). After the views, whole rotation cycles go to each in turn: the
+    models see image + filtered delta at the first view size."""
     if x.ndim != 4 or x.shape[1] != 3:
         raise ValueError(f"x must be (1, 3, H, W), got {tuple(x.shape)}")
     if float(eps_map.min()) < 0:
         raise ValueError("eps_map must be >= 0")
     if decoder_reuse and objective != "e2e":
         raise ValueError(f"decoder_reuse needs objective 'e2e', got {objective!r}")
+    if decoder_reuse and also_from:
+        raise ValueError("decoder_reuse does not take also_from")
+    if any(image.shape != x.shape for image, _ in also_from):
+        raise ValueError(f"also_from images must be shaped like x, {tuple(x.shape)}")
     x = x.contiguous(memory_format=torch.channels_last)  # matches the models' layout
     delta = torch.zeros_like(x)
     if steps == 0 or not models:
         return delta
     views = list(view_size) if isinstance(view_size, (list, tuple)) else [view_size]
-    losses = [_loss_fn(objective, models, x, v) for v in views]
+    # What each view adds delta to (x, or an also_from image) and the filter on the way.
+    cleans = [x] * len(views) + [image.to(x.device).contiguous(
+        memory_format=torch.channels_last) for image, _ in also_from]
+    seens = [_filter_fn(delta_kernel, x)] * len(views) + [_filter_fn(kernel, x)
+                                                          for _, kernel in also_from]
+    losses = ([_loss_fn(objective, models, x, v) for v in views]
+              + [_loss_fn(objective, models, clean, views[0]) for clean in cleans[len(views):]])
     view_fns = [_view_fn(x, v) for v in views] if decoder_reuse else []  # reuse path only
     x_seen = [view(x) for view in view_fns]
     latent_grads: dict[tuple[int, int], torch.Tensor] = {}  # (view, model) -> dL/dz
@@ -168,7 +183,6 @@ def protect_pgd(x: torch.Tensor, models: Sequence, eps_map: torch.Tensor, steps:
         noise = torch.rand(x.shape, generator=generator, device=generator.device).to(x.device)
         delta = ((noise * 2 - 1) * eps_map * 0.25).contiguous(memory_format=torch.channels_last)
         delta = (x + delta).clamp(0, 1) - x
-    seen = _filter_fn(delta_kernel, x)
     schedule = list(rotation) if rotation else list(range(len(models)))
     velocity = torch.zeros_like(x) if momentum > 0 else None
     for step in range(steps):
@@ -182,7 +196,7 @@ def protect_pgd(x: torch.Tensor, models: Sequence, eps_map: torch.Tensor, steps:
         delta.requires_grad_(True)
         grad = torch.zeros_like(x)
         for _ in range(eot_samples if eot else 1):
-            x_adv = (x + seen(delta)).clamp(0, 1)
+            x_adv = (cleans[view_index] + seens[view_index](delta)).clamp(0, 1)
             if eot:
                 x_adv = random_posting(x_adv, generator)
             if decoder_reuse:

@@ -38,6 +38,9 @@ class Preset:
     # keep 3.3/1.1/1.4/2.0 on either, for 20-40% less on the nearest alone, at the same
     # time and PSNR (benchmarks/efficacy_grid.md; README "The editor's grid").
     both_roundings: bool = True
+    # Also attack the photo as an editor that downscales it without antialiasing sees it
+    # (cv2.resize's and torch's default bilinear), in turn with the views above.
+    naive_downscale: bool = False
 
 
 # Numbers here are the product's promises; README's "Strength presets" table mirrors them
@@ -86,6 +89,7 @@ class ProtectConfig:
     contrast_ref: float | None = None
     step_start: float | None = None
     both_roundings: bool | None = None
+    naive_downscale: bool | None = None
     models: tuple[str, ...] = ALL_MODEL_NAMES
     objective: str = "e2e"
     perceptual: bool = True
@@ -112,6 +116,7 @@ class ProtectConfig:
             "view_sizes": preset.view_sizes,
             "flat_floor": preset.flat_floor, "contrast_ref": preset.contrast_ref,
             "step_start": preset.step_start, "both_roundings": preset.both_roundings,
+            "naive_downscale": preset.naive_downscale,
         }
         for name, value in defaults.items():
             if getattr(self, name) is None:
@@ -189,6 +194,8 @@ class ProtectConfig:
             "view_sizes": list(self.editing_sizes),
             "flat_floor": self.flat_floor, "contrast_ref": self.contrast_ref,
             "step_start": self.step_start, "both_roundings": self.both_roundings,
+            # Named only when on, so outputs of earlier runs still match.
+            **({"naive_downscale": True} if self.naive_downscale else {}),
             "models": list(self.models),
             "objective": self.objective, "perceptual": self.perceptual, "faces": self.faces,
             "mask": self.mask_path, "mask_sha256": _file_digest(self.mask_path),

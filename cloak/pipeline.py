@@ -96,16 +96,27 @@ def upsample(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return torch.from_numpy(out.reshape(size[0], size[1], -1)).permute(2, 0, 1)[None]
 
 
+def naive_downscale(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of (1, C, H, W) to `size` (h, w) without antialiasing, as
+    cv2.resize and torch's F.interpolate do by default: each output pixel blends the 2x2
+    input pixels nearest its centre, whatever the scale."""
+    return F.interpolate(t, size=size, mode="bilinear", align_corners=False,
+                         antialias=False).clamp(0, 1)
+
+
 def round_trip_kernel(full_size: tuple[int, int], working_size: tuple[int, int],
-                      taps: int = 7) -> torch.Tensor:
+                      taps: int = 7, down: Callable | None = None) -> torch.Tensor:
     """The (1, 1, taps, taps) filter that best matches, in least squares, what a
     perturbation made at `working_size` (h, w) becomes at that size again after `upsample`
     to the photo's `full_size` (H, W) and an editor's downscale (metrics.resize_long): a
-    blur that takes away about 30% of its energy. Fitted on one seeded noise probe."""
+    blur that takes away about 30% of its energy. Fitted on one seeded noise probe.
+    `down` (tensor, (h, w)) -> tensor: the editor's downscale, metrics.resize_to (bicubic,
+    antialiased) unless given."""
+    down = down or metrics.resize_to
     # Noise around mid-gray, small enough that resize_long's clamp to [0, 1] never bites.
     probe = torch.rand((1, 1, *working_size), generator=torch.Generator().manual_seed(0))
     probe = (probe - 0.5) * 0.2
-    back = metrics.resize_long(upsample(probe + 0.5, full_size), max(working_size)) - 0.5
+    back = down(upsample(probe + 0.5, full_size), working_size) - 0.5
     back = back.reshape(1, 1, *working_size)  # upsample's channels-last view of 1 channel
     pad = taps // 2
     columns = F.unfold(F.pad(probe, [pad] * 4, mode="replicate"), taps)[0].T  # (h*w, taps²)
@@ -193,8 +204,14 @@ def protect_array(rgb: np.ndarray, config: ProtectConfig, *, grayscale: bool = F
     def on_step(done: int, total: int) -> None:
         report_progress(0.05 + 0.85 * done / max(1, total), f"step {done}/{total}")
 
+    larger = x.shape[-2:] != x_full.shape[-2:]
     kernel = (round_trip_kernel((height, width), tuple(x.shape[-2:]))
-              if round_trip and x.shape[-2:] != x_full.shape[-2:] else None)
+              if round_trip and larger else None)
+    also_from = []
+    if config.naive_downscale and larger:
+        size = tuple(x.shape[-2:])
+        also_from.append((naive_downscale(x_full, size),
+                          round_trip_kernel((height, width), size, down=naive_downscale)))
     on_step(0, config.steps)  # the attack starts: "loading models" is over
     delta = protect_pgd(x, models, eps_map, config.steps, generator, config.objective,
                         config.robust, config.eot_samples, rotation_for(config.models),
@@ -203,7 +220,7 @@ def protect_array(rgb: np.ndarray, config: ProtectConfig, *, grayscale: bool = F
                         view_size=editing_views((height, width), config.editing_sizes,
                                                 config.both_roundings),
                         step_start=config.step_start,
-                        delta_kernel=kernel)
+                        delta_kernel=kernel, also_from=also_from)
 
     if should_stop is not None and should_stop():  # after the last step: nothing applied
         raise Cancelled("cancelled")

@@ -45,7 +45,11 @@ SOCIAL_PRESETS: dict[str, tuple[int, int]] = {
 # aspect ratios from 3:4 (tall) to 1.91:1 (wide); a photo outside that range is cropped to
 # it, centred unless the user moves the frame (Instagram's help centre, as of 2025).
 INSTAGRAM_ASPECT = (3 / 4, 1.91)
-CLEANUPS = ("jpeg95", "jpeg75", "jpeg50", "down-up", "blur", "crop", "grid")
+CLEANUPS = ("jpeg95", "jpeg75", "jpeg50", "down-up", "blur", "crop", "grid", "naive")
+# The `naive` clean-up is no edit either: an editor that downscales the photo to 512
+# without antialiasing (bilinear, what cv2.resize and torch's F.interpolate do by
+# default), so each pixel it keeps blends only the 2x2 photo pixels nearest it: it sees
+# the photo's fine detail aliased, not averaged. The photo as is when it is no larger.
 # The `grid` clean-up is no edit at all: an editor that rounds its 512 px resize down to a
 # multiple of 8 (diffusers), where cloak measures at the nearest one. For a 3:2 photo
 # that is 512x336 against 512x344, a stretch that moves the latent grid by up to a cell;
@@ -131,6 +135,19 @@ def resize_rounding_down(img: Image.Image, long_side: int = 512) -> Image.Image:
     return img.resize((down[1], down[0]), Image.LANCZOS)
 
 
+def resize_without_antialiasing(img: Image.Image, long_side: int = 512) -> Image.Image:
+    """The photo as an editor that downscales it to `long_side` (cloak's rounding of the
+    sides) without antialiasing feeds it to the models; the photo itself if no larger."""
+    from .pipeline import naive_downscale
+
+    w, h = img.size
+    size = metrics.long_side_dims(h, w, long_side)
+    if max(w, h) <= long_side or size == (h, w):
+        return img
+    small = naive_downscale(_tensor(img), size)[0].permute(1, 2, 0).numpy()
+    return Image.fromarray(np.round(small * 255).astype(np.uint8), "RGB")
+
+
 def apply_channel(img: Image.Image, channel: str) -> Image.Image:
     """Simulate a posting channel or clean-up on an RGB image."""
     if channel == "as-is":
@@ -150,6 +167,8 @@ def apply_channel(img: Image.Image, channel: str) -> Image.Image:
         return crop_at_512(img)
     if channel == "grid":
         return resize_rounding_down(img)
+    if channel == "naive":
+        return resize_without_antialiasing(img)
     raise ValueError(f"unknown channel {channel!r}")
 
 

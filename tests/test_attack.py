@@ -177,3 +177,26 @@ class TestDeltaKernel:
         # gradient is zero and the sign step leaves delta at exactly zero.
         blind, _ = run(x, models, steps=3, delta_kernel=torch.zeros(1, 1, 3, 3))
         assert torch.count_nonzero(blind) == 0
+
+
+class TestAlsoFrom:
+    def test_whole_cycles_go_to_the_other_rendering(self, setup):
+        """With one model a cycle is one step: steps 1 and 3 of 4 see x, steps 2 and 4 the
+        other rendering (here a darker one), through its own filter."""
+        x, models = setup
+        darker = x * 0.5
+        plain, _ = run(x, models, steps=4)
+        mixed, eps_map = run(x, models, steps=4, also_from=[(darker, None)])
+        first_only, _ = run(x, models, steps=1, also_from=[(darker, None)])
+        assert torch.equal(first_only, run(x, models, steps=1)[0])  # step 1 on x
+        assert not torch.equal(plain, mixed)  # later steps saw the other one
+        assert bool((mixed.abs() <= eps_map + 1e-7).all())
+        # Through a zero filter the other rendering's cycle gives no gradient: after steps
+        # 1 and 2, delta is step 1's alone (both runs' first step is half the bound).
+        blind, _ = run(x, models, steps=2, also_from=[(darker, torch.zeros(1, 1, 3, 3))])
+        assert torch.equal(blind, first_only)
+
+    def test_other_shapes_are_refused(self, setup):
+        x, models = setup
+        with pytest.raises(ValueError, match="shaped like x"):
+            run(x, models, also_from=[(x[..., :32, :], None)])

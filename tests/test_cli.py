@@ -270,7 +270,7 @@ def test_verify_with_original_prints_channels_and_writes_json(tmp_path, small_ph
     data = json.loads(report.read_text())
     assert [c["channel"] for c in data["channels"]] == [
         "as-is", "instagram", "facebook", "x", "whatsapp", "jpeg95", "jpeg75", "jpeg50",
-        "down-up", "blur", "crop", "grid"]
+        "down-up", "blur", "crop", "grid", "naive"]
     assert 0 < data["max_change255"] <= 8
     as_is = data["channels"][0]["damage_db"]
     assert set(as_is) == {"taesd"} and as_is["taesd"] > 0.1

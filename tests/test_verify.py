@@ -198,3 +198,19 @@ def test_the_grid_clean_up_is_an_editor_that_rounds_down():
     four_three = Image.new("RGB", (800, 600))
     assert apply_channel(four_three, "grid") is four_three  # 512x384 both ways
     assert resize_rounding_down(Image.new("RGB", (600, 604))).size == (504, 512)
+
+
+def test_the_naive_clean_up_downscales_without_antialiasing():
+    # Rows 1 and 2 of every 4 white: a 4x downscale with antialiasing averages them to
+    # gray; one without blends only the two rows nearest each output row, rows 4i+1 and
+    # 4i+2, and sees white.
+    stripes = np.zeros((2048, 1536, 3), np.uint8)
+    stripes[1::4] = stripes[2::4] = 255
+    photo = Image.fromarray(stripes)
+    naive = np.asarray(apply_channel(photo, "naive"), dtype=np.float32)
+    assert naive.shape == (512, 384, 3)  # cloak's own 512 px grid
+    averaged = np.asarray(photo.resize((384, 512), Image.LANCZOS), dtype=np.float32)
+    assert abs(np.median(averaged) - 127.5) < 3
+    assert np.median(naive) == 255
+    small = Image.new("RGB", (500, 375))
+    assert apply_channel(small, "naive") is small  # no downscale: the photo as it is
