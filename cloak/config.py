@@ -39,8 +39,13 @@ class Preset:
     # time and PSNR (benchmarks/efficacy_grid.md; README "The editor's grid").
     both_roundings: bool = True
     # Also attack the photo as an editor that downscales it without antialiasing sees it
-    # (cv2.resize's and torch's default bilinear), in turn with the views above.
-    naive_downscale: bool = False
+    # (cv2.resize's and torch's default bilinear; fine detail aliased, not averaged), one
+    # rotation cycle in turn with the views above. Medium made without it kept 3.7/1.3/
+    # 1.6/3.0 dB (median, 25 dev photos) through such a resize against 4.6/1.8/1.9/3.6
+    # through cloak's (benchmarks/resize_filters.md); with it, on d09, d10, d12, d18 and
+    # d25 (scratch run), the worse of the two per photo rose on every model (medians
+    # 3.3/1.3/1.3/2.9 -> 4.0/1.5/1.6/3.2) at 0.1 dB more PSNR.
+    naive_downscale: bool = True
 
 
 # Numbers here are the product's promises; README's "Strength presets" table mirrors them
