@@ -98,7 +98,9 @@ def remeasure(out: Path, results: dict[str, list[dict]], photos: dict,
             for i, row in enumerate(rows):
                 if row["name"] != name:
                     continue
-                with Image.open(saved_dir(out, label) / (Path(name).stem + ".png")) as img:
+                # a reused row's output is saved under the run it was reused from
+                folder = saved_dir(out, row.get("same_as", label))
+                with Image.open(folder / (Path(name).stem + ".png")) as img:
                     protected = img.convert("RGB")
                 v = verify_images(photos[name], protected, only or CHANNELS,
                                   clean_cache=clean_cache)
