@@ -199,7 +199,8 @@ class ProtectConfig:
             "view_sizes": list(self.editing_sizes),
             "flat_floor": self.flat_floor, "contrast_ref": self.contrast_ref,
             "step_start": self.step_start, "both_roundings": self.both_roundings,
-            # Named only when on, so outputs of earlier runs still match.
+            # Named only when on: a run with it off keeps the fingerprint of the runs made
+            # before it existed, so their outputs still count as done.
             **({"naive_downscale": True} if self.naive_downscale else {}),
             "models": list(self.models),
             "objective": self.objective, "perceptual": self.perceptual, "faces": self.faces,

@@ -108,8 +108,9 @@ def round_trip_kernel(full_size: tuple[int, int], working_size: tuple[int, int],
                       taps: int = 7, down: Callable | None = None) -> torch.Tensor:
     """The (1, 1, taps, taps) filter that best matches, in least squares, what a
     perturbation made at `working_size` (h, w) becomes at that size again after `upsample`
-    to the photo's `full_size` (H, W) and an editor's downscale (metrics.resize_long): a
-    blur that takes away about 30% of its energy. Fitted on one seeded noise probe.
+    to the photo's `full_size` (H, W) and an editor's downscale back to `working_size`: for
+    cloak's own resize a blur that takes away about 30% of its energy. Fitted on one
+    seeded noise probe.
     `down` (tensor, (h, w)) -> tensor: the editor's downscale, metrics.resize_to (bicubic,
     antialiased) unless given."""
     down = down or metrics.resize_to
