@@ -369,3 +369,21 @@ class TestReviewFixes:
         out = protect_array(rgb, config.replace(steps=0, mask_path=str(mask), faces=False,
                                                 measure=False))  # the pipeline passes shape_of
         assert out.budget.shape == (16, 128)
+
+
+def test_naive_downscale_view_only_for_photos_larger_than_the_attack(model_dir):
+    """The view of an editor that downscales without antialiasing takes rotation cycles
+    of its own (one model: a cycle is 2 steps), for photos it would downscale only."""
+    from cloak.pipeline import protect_array
+
+    rng = np.random.default_rng(0)
+    config = ProtectConfig(strength="fast", steps=4, models=("taesd",), working_size=128,
+                           faces=False, measure=False)
+    large = rng.random((192, 256, 3), dtype=np.float32)
+    on = protect_array(large, config).rgb
+    assert config.naive_downscale  # the default
+    off = protect_array(large, config.replace(naive_downscale=False)).rgb
+    assert not np.array_equal(on, off)
+    small = rng.random((96, 128, 3), dtype=np.float32)  # the attack size already
+    assert np.array_equal(protect_array(small, config).rgb,
+                          protect_array(small, config.replace(naive_downscale=False)).rgb)
