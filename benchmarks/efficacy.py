@@ -104,10 +104,12 @@ def remeasure(out: Path, results: dict[str, list[dict]], photos: dict,
                     protected = img.convert("RGB")
                 v = verify_images(photos[name], protected, only or CHANNELS,
                                   clean_cache=clean_cache)
-                if only:
+                if only:  # in place of the row's own entries; a channel it lacks is added
                     fresh = {c.channel: c for c in v.channels}
+                    had = [c["channel"] for c in row["channels"]]
                     v.channels = [fresh.get(c["channel"]) or ChannelResult(**c)
-                                  for c in row["channels"]]
+                                  for c in row["channels"]] + [
+                        fresh[c] for c in only if c not in had]
                 rows[i] = {**row, **v.to_dict()}
                 print(f"{index + 1}/{len(photos)}", label, name, flush=True)
 
