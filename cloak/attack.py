@@ -150,8 +150,9 @@ def protect_pgd(x: torch.Tensor, models: Sequence, eps_map: torch.Tensor, steps:
     `also_from`: (image, kernel) pairs, other renderings of the photo at x's size (the
     full photo downscaled by another filter) with the filter delta reaches them through
     (None: as it is). After the views, whole rotation cycles go to each in turn: the
-    models see image + filtered delta at x's own size (the attack size: 1024 for `high`,
-    whose rendering is then what an editor working at 1024 is fed)."""
+    models see image + filtered delta at the view that is x's own size where there is one
+    (medium's 512; high's 1024, whose rendering is then what an editor working at 1024 is
+    fed), else at the first view."""
     if x.ndim != 4 or x.shape[1] != 3:
         raise ValueError(f"x must be (1, 3, H, W), got {tuple(x.shape)}")
     if float(eps_map.min()) < 0:
@@ -172,8 +173,9 @@ def protect_pgd(x: torch.Tensor, models: Sequence, eps_map: torch.Tensor, steps:
         memory_format=torch.channels_last) for image, _ in also_from]
     seens = [_filter_fn(delta_kernel, x)] * len(views) + [_filter_fn(kernel, x)
                                                           for _, kernel in also_from]
+    own_size = next((v for v in views if _view_fn(x, v)(x) is x), views[0])
     losses = ([_loss_fn(objective, models, x, v) for v in views]
-              + [_loss_fn(objective, models, clean) for clean in cleans[len(views):]])
+              + [_loss_fn(objective, models, clean, own_size) for clean in cleans[len(views):]])
     view_fns = [_view_fn(x, v) for v in views] if decoder_reuse else []  # reuse path only
     x_seen = [view(x) for view in view_fns]
     latent_grads: dict[tuple[int, int], torch.Tensor] = {}  # (view, model) -> dL/dz

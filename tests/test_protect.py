@@ -254,7 +254,9 @@ class TestEditingViews:
         finally:
             hook.remove()
         # taesd's turns come two to a rotation cycle; the cycles take the views in turn:
-        # cloak's rounding (88 rows), then an editor's that rounds down (85.3 -> 80 rows)
+        # cloak's rounding (88 rows), then an editor's that rounds down (85.3 -> 80 rows),
+        # then the photo downscaled without antialiasing, seen at the first view (no view
+        # is the 256 px attack size)
         assert seen == [(88, 128)] * 2 + [(80, 128)] * 2 + [(88, 128)]
         seen.clear()
         hook = net.encoder.register_forward_pre_hook(
