@@ -142,7 +142,7 @@ def resize_without_antialiasing(img: Image.Image, long_side: int = 512) -> Image
 
     w, h = img.size
     size = metrics.long_side_dims(h, w, long_side)
-    if max(w, h) <= long_side or size == (h, w):
+    if max(w, h) <= long_side:
         return img
     small = naive_downscale(_tensor(img), size)[0].permute(1, 2, 0).numpy()
     return Image.fromarray(np.round(small * 255).astype(np.uint8), "RGB")
