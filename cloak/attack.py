@@ -122,8 +122,9 @@ def protect_pgd(x: torch.Tensor, models: Sequence, eps_map: torch.Tensor, steps:
                 momentum: float = 0.0, view_size: View | Sequence[View] = None,
                 luma_only: bool = False, step_start: float = 0.5,
                 decoder_reuse: int = 0, delta_kernel: torch.Tensor | None = None,
-                also_from: Sequence[tuple[torch.Tensor, torch.Tensor | None]] = ()
-                ) -> torch.Tensor:
+                also_from: Sequence[tuple[torch.Tensor, torch.Tensor | None]] = (),
+                view_plan: Callable[[int, int, int], int] | None = None,
+                also_view: View = None) -> torch.Tensor:
     """Run the attack and return the perturbation delta (see module docstring).
 
     `perceptual_weight` > 0 adds the low-frequency colour-shift penalty
@@ -152,7 +153,10 @@ def protect_pgd(x: torch.Tensor, models: Sequence, eps_map: torch.Tensor, steps:
     (None: as it is). After the views, whole rotation cycles go to each in turn: the
     models see image + filtered delta at the view that is x's own size where there is one
     (medium's 512; high's 1024, whose rendering is then what an editor working at 1024 is
-    fed), else at the first view."""
+    fed), else at the first view; `also_view` overrides that view.
+    `view_plan(step, cycle_length, renderings)` -> index into the views, then the also_from
+    renderings: which one `step` attacks. None (the product): whole rotation cycles in
+    turn. Other plans are compared in benchmarks/view_plans.md."""
     if x.ndim != 4 or x.shape[1] != 3:
         raise ValueError(f"x must be (1, 3, H, W), got {tuple(x.shape)}")
     if float(eps_map.min()) < 0:
@@ -173,7 +177,7 @@ def protect_pgd(x: torch.Tensor, models: Sequence, eps_map: torch.Tensor, steps:
         memory_format=torch.channels_last) for image, _ in also_from]
     seens = [_filter_fn(delta_kernel, x)] * len(views) + [_filter_fn(kernel, x)
                                                           for _, kernel in also_from]
-    own_size = next((v for v in views if _view_fn(x, v)(x) is x), views[0])
+    own_size = also_view or next((v for v in views if _view_fn(x, v)(x) is x), views[0])
     losses = ([_loss_fn(objective, models, x, v) for v in views]
               + [_loss_fn(objective, models, clean, own_size) for clean in cleans[len(views):]])
     view_fns = [_view_fn(x, v) for v in views] if decoder_reuse else []  # reuse path only
@@ -193,7 +197,8 @@ def protect_pgd(x: torch.Tensor, models: Sequence, eps_map: torch.Tensor, steps:
             raise Cancelled("cancelled")
         index = schedule[step % len(schedule)]
         eot = robust and uses_eot(step, len(schedule), eot_share)
-        view_index = (step // len(schedule)) % len(losses)
+        view_index = (view_plan(step, len(schedule), len(losses)) if view_plan
+                      else (step // len(schedule)) % len(losses))
         full_turn = turns[index] % (decoder_reuse + 1) == 0
         turns[index] += 1
         delta.requires_grad_(True)

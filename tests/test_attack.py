@@ -196,6 +196,19 @@ class TestAlsoFrom:
         blind, _ = run(x, models, steps=2, also_from=[(darker, torch.zeros(1, 1, 3, 3))])
         assert torch.equal(blind, first_only)
 
+    def test_a_view_plan_picks_the_rendering_of_each_step(self, setup):
+        """A plan that never names the other rendering leaves delta as without it; one
+        that names it from step 1 starts there, which the default plan does not."""
+        x, models = setup
+        darker = x * 0.5
+        plain, _ = run(x, models, steps=3)
+        never = run(x, models, steps=3, also_from=[(darker, None)],
+                    view_plan=lambda step, cycle, n: 0)[0]
+        assert torch.equal(never, plain)
+        other_first = run(x, models, steps=1, also_from=[(darker, None)],
+                          view_plan=lambda step, cycle, n: n - 1)[0]
+        assert not torch.equal(other_first, run(x, models, steps=1)[0])
+
     def test_other_shapes_are_refused(self, setup):
         x, models = setup
         with pytest.raises(ValueError, match="shaped like x"):
