@@ -75,10 +75,11 @@ def child(preset: str, src: str, out: str) -> None:
     marks.append(("end", start + wall))
     # Phase names: loading (-> prepare: working image, faces, budget map, round-trip
     # filter; the models are preloaded above), step (the attack), applying (full-res),
-    # done (-> save).
+    # saving (-> save; the file is written), measuring (the saved photo's figures, for a
+    # lossy format), done (-> save: the moment the call returns).
     phases: dict[str, float] = {"load": marks[0][1] - start if marks else 0.0}
     for (name, t), (_, t_next) in itertools.pairwise(marks):
-        name = {"loading": "prepare", "done": "save", "step": "attack",
+        name = {"loading": "prepare", "saving": "save", "done": "save", "step": "attack",
                 "applying": "full-res"}.get(name, name)
         phases[name] = phases.get(name, 0.0) + t_next - t
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
