@@ -11,7 +11,7 @@ filter it really meets (the round trip) raised damage both as-is and after clean
 more rendering, the photo with delta seen through a linear filter, which takes whole
 rotation cycles in turn with the others (protect_pgd's also_from):
 
-- downup: a 7x7 filter fitted (least squares, as pipeline.round_trip_kernel) to verify's
+- downup: a 7x7 filter fitted (pipeline.fit_filter, least squares) to verify's
   down-up clean-up (half size and back, antialiased bicubic);
 - gaussS: a Gaussian of sigma S px (verify's blur is radius 0.8).
 
@@ -42,18 +42,6 @@ from cloak.verify import verify_images
 CH = ("as-is", "instagram", "jpeg50", "blur", "down-up")
 
 
-def fit_kernel(op, size: tuple[int, int], taps: int = 7) -> torch.Tensor:
-    """The (1, 1, taps, taps) filter closest in least squares to the linear-ish `op`
-    (tensor -> tensor of the same size) on one seeded noise probe of `size` (h, w)."""
-    probe = torch.rand((1, 1, *size), generator=torch.Generator().manual_seed(0))
-    probe = (probe - 0.5) * 0.2
-    back = (op(probe + 0.5) - 0.5).reshape(1, 1, *size)
-    pad = taps // 2
-    columns = F.unfold(F.pad(probe, [pad] * 4, mode="replicate"), taps)[0].T
-    a, b = columns.double(), back.reshape(-1, 1).double()
-    return torch.linalg.solve(a.T @ a, a.T @ b).float().reshape(1, 1, taps, taps)
-
-
 def down_up(t: torch.Tensor) -> torch.Tensor:
     """verify's down-up clean-up on a tensor: half size and back, antialiased bicubic."""
     h, w = t.shape[-2:]
@@ -69,7 +57,7 @@ def gauss(sigma: float, taps: int = 7) -> torch.Tensor:
 
 def kernel_for(name: str, size: tuple[int, int]) -> torch.Tensor:
     if name == "downup":
-        return fit_kernel(down_up, size)
+        return pipeline.fit_filter(down_up, size)
     if name.startswith("gauss"):
         return gauss(float(name[5:]))
     raise ValueError(f"unknown variant {name!r}")

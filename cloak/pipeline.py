@@ -104,21 +104,16 @@ def naive_downscale(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
                          antialias=False).clamp(0, 1)
 
 
-def round_trip_kernel(full_size: tuple[int, int], working_size: tuple[int, int],
-                      taps: int = 7, down: Callable | None = None) -> torch.Tensor:
-    """The (1, 1, taps, taps) filter that best matches, in least squares, what a
-    perturbation made at `working_size` (h, w) becomes at that size again after `upsample`
-    to the photo's `full_size` (H, W) and an editor's downscale back to `working_size`: for
-    cloak's own resize a blur that takes away about 30% of its energy. Fitted on one
-    seeded noise probe.
-    `down` (tensor, (h, w)) -> tensor: the editor's downscale, metrics.resize_to (bicubic,
-    antialiased) unless given."""
-    down = down or metrics.resize_to
-    # Noise around mid-gray, small enough that resize_long's clamp to [0, 1] never bites.
-    probe = torch.rand((1, 1, *working_size), generator=torch.Generator().manual_seed(0))
+def fit_filter(op: Callable[[torch.Tensor], torch.Tensor], size: tuple[int, int],
+               taps: int = 7) -> torch.Tensor:
+    """The (1, 1, taps, taps) filter that best matches, in least squares, what `op`
+    ((1, 1, h, w) in [0, 1] -> the same shape) does to a small perturbation of an image of
+    `size` (h, w). Fitted on one seeded noise probe around mid-gray."""
+    # Noise around mid-gray, small enough that a resize's clamp to [0, 1] never bites.
+    probe = torch.rand((1, 1, *size), generator=torch.Generator().manual_seed(0))
     probe = (probe - 0.5) * 0.2
-    back = down(upsample(probe + 0.5, full_size), working_size) - 0.5
-    back = back.reshape(1, 1, *working_size)  # upsample's channels-last view of 1 channel
+    back = op(probe + 0.5) - 0.5
+    back = back.reshape(1, 1, *size)  # upsample's channels-last view of 1 channel
     pad = taps // 2
     columns = F.unfold(F.pad(probe, [pad] * 4, mode="replicate"), taps)[0].T  # (h*w, taps²)
     # Normal equations in float64: float32 lstsq over ~200k rows came out different from
@@ -127,6 +122,18 @@ def round_trip_kernel(full_size: tuple[int, int], working_size: tuple[int, int],
     a, b = columns.double(), back.reshape(-1, 1).double()
     kernel = torch.linalg.solve(a.T @ a, a.T @ b).float()
     return kernel.reshape(1, 1, taps, taps)
+
+
+def round_trip_kernel(full_size: tuple[int, int], working_size: tuple[int, int],
+                      taps: int = 7, down: Callable | None = None) -> torch.Tensor:
+    """The (1, 1, taps, taps) filter (fit_filter) that best matches what a perturbation
+    made at `working_size` (h, w) becomes at that size again after `upsample` to the
+    photo's `full_size` (H, W) and an editor's downscale back to `working_size`: for
+    cloak's own resize a blur that takes away about 30% of its energy.
+    `down` (tensor, (h, w)) -> tensor: the editor's downscale, metrics.resize_to (bicubic,
+    antialiased) unless given."""
+    down = down or metrics.resize_to
+    return fit_filter(lambda t: down(upsample(t, full_size), working_size), working_size, taps)
 
 
 def editing_views(full_size: tuple[int, int], editing_sizes: tuple[int, ...],
