@@ -72,8 +72,10 @@ def run(rgb: np.ndarray, variant: str) -> np.ndarray:
     def with_filter_view(x, *args, also_from=(), **kwargs):
         kernel = kernel_for(variant, tuple(x.shape[-2:])).to(x.device)
         if kwargs.get("delta_kernel") is not None:  # compose with the round-trip filter
+            # the two filters in a row: one filter, their convolution (conv2d correlates,
+            # so the second is flipped)
             kernel = F.conv2d(F.pad(kwargs["delta_kernel"].to(x.device),
-                                    [kernel.shape[-1] - 1] * 4), kernel)
+                                    [kernel.shape[-1] - 1] * 4), kernel.flip(-2, -1))
         return attack.protect_pgd(x, *args, also_from=[*also_from, (x, kernel)], **kwargs)
 
     pipeline.protect_pgd = with_filter_view

@@ -207,7 +207,9 @@ class TestAlsoFrom:
         assert torch.equal(never, plain)
         other_first = run(x, models, steps=1, also_from=[(darker, None)],
                           view_plan=lambda step, cycle, n: n - 1)[0]
-        assert not torch.equal(other_first, run(x, models, steps=1)[0])
+        default_first = run(x, models, steps=1, also_from=[(darker, None)])[0]
+        assert torch.equal(default_first, run(x, models, steps=1)[0])
+        assert not torch.equal(other_first, default_first)
 
     def test_other_shapes_are_refused(self, setup):
         x, models = setup
