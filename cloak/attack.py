@@ -199,6 +199,8 @@ def protect_pgd(x: torch.Tensor, models: Sequence, eps_map: torch.Tensor, steps:
         eot = robust and uses_eot(step, len(schedule), eot_share)
         view_index = (view_plan(step, len(schedule), len(losses)) if view_plan
                       else (step // len(schedule)) % len(losses))
+        if not 0 <= view_index < len(losses):
+            raise ValueError(f"view_plan gave {view_index} for {len(losses)} renderings")
         full_turn = turns[index] % (decoder_reuse + 1) == 0
         turns[index] += 1
         delta.requires_grad_(True)

@@ -211,6 +211,12 @@ class TestAlsoFrom:
         assert torch.equal(default_first, run(x, models, steps=1)[0])
         assert not torch.equal(other_first, default_first)
 
+    def test_a_view_plan_out_of_range_is_refused(self, setup):
+        x, models = setup
+        with pytest.raises(ValueError, match="view_plan gave -1 for 2 renderings"):
+            run(x, models, steps=1, also_from=[(x * 0.5, None)],
+                view_plan=lambda step, cycle, n: -1)
+
     def test_other_shapes_are_refused(self, setup):
         x, models = setup
         with pytest.raises(ValueError, match="shaped like x"):
