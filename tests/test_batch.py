@@ -262,7 +262,7 @@ class TestRun:
         monkeypatch.setenv("CLOAK_MODEL_DIR", str(tmp_path / "no-weights"))
         monkeypatch.setattr("cloak.models.weights.cache_dir", lambda: tmp_path / "no-cache")
         config = tiny_config.replace(models=("taef1",))  # not cached by earlier tests
-        with pytest.raises(ModelError):
+        with pytest.raises(ModelError, match="taef1"):
             batch.run(batch.plan([photo], tmp_path / "out"), tmp_path / "out", config)
         assert not (tmp_path / "out").exists()
 
@@ -345,7 +345,14 @@ class TestRun:
     def test_jobs_run_in_worker_processes(self, tmp_path, small_photo, tiny_config):
         photos = [small_photo(tmp_path / "in" / f"{n}.png", index=n) for n in range(3)]
         out = tmp_path / "out"
-        result = batch.run(batch.plan(photos, out), out, tiny_config, jobs=2)
+        children: list[int] = []  # worker processes alive while events arrive
+
+        def on_event(event):
+            children.extend(p.pid for p in multiprocessing.active_children())
+
+        result = batch.run(batch.plan(photos, out), out, tiny_config, jobs=2,
+                           on_event=on_event)
+        assert children and os.getpid() not in children
         assert [i.status for i in result.items] == [PROTECTED] * 3
         assert all(decodes(i.dst) for i in result.items)
         manifest = json.loads((out / MANIFEST_NAME).read_text())

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import missing
 from PIL import Image
 
 from cloak import budget
@@ -78,7 +79,7 @@ def _texture_crop(size: int = 128) -> np.ndarray:
     """(size, size, 3) float32 crop of a real dev photo's textured centre."""
     photos = sorted(p for p in PHOTOS.glob("*.png"))
     if not photos:
-        pytest.skip(f"no dev photos in {PHOTOS}")
+        missing(f"no dev photos in {PHOTOS}")
     with Image.open(photos[0]) as im:
         im = im.convert("RGB")
         w, h = im.size

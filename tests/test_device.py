@@ -70,16 +70,31 @@ class TestAutocast:
         device_mod.cuda_has_fast_bf16.cache_clear()
         assert not uses_bf16(torch.device("mps"))
 
+    @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")
+    def test_a_real_gpu_uses_bf16_from_ampere(self):
+        device_mod.cuda_has_fast_bf16.cache_clear()
+        ampere = torch.cuda.get_device_capability() >= (8, 0)
+        assert uses_bf16(torch.device("cuda")) is ampere
+
 
 class TestPickDevice:
     def test_auto_picks_an_available_device(self):
-        picked = pick_device("auto")
         if torch.cuda.is_available():
-            assert picked.type == "cuda"
+            expected = "cuda"
         elif torch.backends.mps.is_available():
-            assert picked.type == "mps"
+            expected = "mps"
         else:
-            assert picked.type == "cpu"
+            expected = "cpu"
+        for preference in ("auto", None, ""):
+            assert pick_device(preference).type == expected
+
+    def test_auto_prefers_cuda_then_mps_then_cpu(self, monkeypatch):
+        """The order, with availability faked (this machine may have neither GPU)."""
+        for cuda, mps, expected in ((True, True, "cuda"), (False, True, "mps"),
+                                    (False, False, "cpu")):
+            monkeypatch.setattr(torch.cuda, "is_available", lambda c=cuda: c)
+            monkeypatch.setattr(torch.backends.mps, "is_available", lambda m=mps: m)
+            assert pick_device("auto").type == expected
 
     def test_cpu_on_request(self):
         assert pick_device("cpu") == torch.device("cpu")

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import missing
 from PIL import Image
 
 from cloak import transforms as T
@@ -21,7 +22,7 @@ PHOTO = Path(__file__).resolve().parents[2] / "shared" / "photos" / "dev" / \
 @pytest.fixture
 def photo() -> Image.Image:
     if not PHOTO.is_file():
-        pytest.skip(f"{PHOTO} missing")
+        missing(f"{PHOTO} missing")
     with Image.open(PHOTO) as im:  # odd size on purpose: exercises the padding
         return im.convert("RGB").crop((0, 0, 203, 150))
 

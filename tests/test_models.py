@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from cloak.errors import ModelError
+from cloak.errors import ConfigError, ModelError
 from cloak.models import load_autoencoder
 from cloak.models import weights as W
 from cloak.models.registry import MODELS, get_spec
@@ -44,7 +44,7 @@ class TestRealWeights:
         assert metrics.reconstruction_psnr(ae, x) > metrics.reconstruction_psnr(untrained, x) + 5
 
     def test_unknown_model_is_a_clear_error(self):
-        with pytest.raises(Exception, match="unknown model 'nope'"):
+        with pytest.raises(ConfigError, match="unknown model 'nope'"):
             get_spec("nope")
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import missing
 from PIL import Image, ImageOps
 
 from cloak import OutputError, ProtectConfig, budget, metrics, protect, protect_file
@@ -136,7 +137,7 @@ class TestProtectFile:
         """Every dev photo (HEIC and CMYK included) comes out with its size, orientation
         and way up (about 25 s: one attack step at 128 px, the rest is load and save)."""
         if not PHOTOS.is_dir():
-            pytest.skip("no dev photos")
+            missing(f"no dev photos in {PHOTOS}")
         config = ProtectConfig(strength="fast", steps=1, models=("taesd",), working_size=128,
                                faces=False, measure=False)
         for src in sorted(PHOTOS.iterdir()):
@@ -190,8 +191,8 @@ class TestProtectImage:
             assert out.mode == "RGBA" and (alpha[:8, :8] == 0).all() and alpha.max() == 255
 
     def test_report_names_device_and_precision(self, config, bf16_env):
-        # fp32 forced: forcing bf16 would run emulated (and slow) on a CPU without it;
-        # test_device pins which CPUs report bf16.
+        # fp32 forced for the attack step: forced bf16 would run emulated (and slow) on a
+        # CPU without it; test_device pins which CPUs report bf16.
         bf16_env("0")
         precision = "fp32"
         img = Image.fromarray(np.random.default_rng(2).integers(0, 255, (48, 64, 3),
@@ -200,6 +201,10 @@ class TestProtectImage:
         assert report.device == "cpu"
         assert report.precision == precision
         assert report.to_dict()["precision"] == precision
+        # bf16 forced: no attack step and no measuring, so nothing slow runs emulated
+        bf16_env("1")
+        report = protect(img, config.replace(steps=0, device="cpu", measure=False)).report
+        assert report.precision == "bf16" and report.to_dict()["precision"] == "bf16"
 
     def test_progress_marks_the_attack_from_its_first_step(self, config):
         from cloak.pipeline import protect_array

@@ -24,26 +24,33 @@ def expand_paths(paths: Iterable[str | Path], output_dir: Path | None = None) ->
     """Photos among `paths`, folders expanded recursively, in order, without duplicates.
 
     Hidden files and earlier outputs are skipped: inside folders, anything in a folder
-    named `protected` (the default Save-to folder) or in `output_dir` (the chosen one);
-    a dropped folder that is one of those; any file that says it is a protected copy
-    (is_protected_copy, which reads its header: call this off the main thread for many
-    files). So protected copies are not protected again,
-    while a Save-to folder that holds originals still takes photos chosen from it."""
+    named `protected` (the default Save-to folder) or in `output_dir` (the chosen one,
+    where it lies inside the dropped folder); a dropped folder that is one of those; any
+    file that says it is a protected copy (is_protected_copy, which reads its header: call
+    this off the main thread for many files). So protected copies are not protected again,
+    while a Save-to folder that holds originals still takes photos chosen from it, and a
+    folder dropped from inside the Save-to folder still gives its photos."""
     found: dict[Path, None] = {}
     outputs = Path(os.path.realpath(output_dir)) if output_dir else None
 
-    def is_output(path: Path, parts: tuple[str, ...]) -> bool:
+    def inside_outputs(path: Path) -> bool:
         real = Path(os.path.realpath(path))
-        return OUTPUT_FOLDER_NAME in parts or bool(
-            outputs and (real == outputs or outputs in real.parents))
+        return bool(outputs and (real == outputs or outputs in real.parents))
 
     for path in map(Path, paths):
-        if path.is_dir() and is_output(path, (path.name,)):
+        real = Path(os.path.realpath(path))
+        if path.is_dir() and (path.name == OUTPUT_FOLDER_NAME or real == outputs):
             continue  # a dropped `protected` folder, or the Save-to folder itself
         if path.is_dir():
+            # The Save-to folder's copies are skipped where it lies inside the dropped
+            # folder. A dropped folder inside the Save-to folder (Save-to ~/Pictures, drop
+            # ~/Pictures/Holiday) holds originals: the app writes flat into Save-to.
+            skip_outputs = bool(outputs) and real in outputs.parents
             for child in sorted(path.rglob("*")):
                 parts = child.relative_to(path).parts
-                if is_output(child, parts[:-1]) or any(p.startswith(".") for p in parts):
+                if OUTPUT_FOLDER_NAME in parts[:-1] or any(p.startswith(".") for p in parts):
+                    continue
+                if skip_outputs and inside_outputs(child):
                     continue
                 if is_image_file(child) and not is_protected_copy(child):
                     found.setdefault(child.absolute(), None)
@@ -64,8 +71,8 @@ def is_protected_copy(path: Path) -> bool:
     try:
         with Image.open(path, formats=READ_FORMATS) as image:
             return says_protected(image.info.get("xmp"))
-    except (OSError, ValueError, SyntaxError):  # not readable: the protect step says why
-        return False
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return False  # not readable, or too many pixels: its own row says why
 
 
 def default_output_dir(src: Path) -> Path:
