@@ -30,7 +30,7 @@ from PySide6.QtWidgets import QApplication
 
 from cloak import ProtectConfig, Report
 from cloak.gui import window as window_module
-from cloak.gui.images import amplified_difference, thumbnail
+from cloak.gui.images import amplified_difference, shown_in_srgb, thumbnail
 from cloak.gui.paths import common_folder, expand_paths, unique_destination
 from cloak.gui.widgets import THUMB_SIZE, PhotoRow
 from cloak.gui.window import DropZone, MainWindow
@@ -197,6 +197,28 @@ class TestHelpers:
         (tmp_path / "me.jpg").write_bytes(b"x")
         (tmp_path / "me (1).jpg").write_bytes(b"x")
         assert unique_destination(tmp_path, "me.jpg") == tmp_path / "me (2).jpg"
+
+    def test_a_display_p3_photo_is_shown_in_srgb(self):
+        """The iPhone HEIC (Display P3): its thumbnail is converted for the screen, so it
+        is more saturated than its raw values; an sRGB or unusable profile changes nothing."""
+        from PIL import ImageCms
+
+        heic = Path(__file__).resolve().parents[2] / "shared" / "photos" / "dev" / \
+            "d19_exif-samples_IMG_5195.HEIC"
+        if not heic.is_file():
+            missing(f"{heic} missing")
+        with Image.open(heic) as im:
+            p3 = im.info["icc_profile"]
+            raw = im.convert("RGB").resize((96, 124))
+        shown = thumbnail(heic, 124)
+        assert shown.size == raw.size
+        spread = [np.ptp(np.asarray(i, dtype=np.int16), axis=2).mean() for i in (raw, shown)]
+        assert spread[1] > spread[0] + 2, spread  # P3 values are wider than their sRGB
+        converted = np.asarray(shown_in_srgb(raw, p3), dtype=np.int16)
+        assert np.abs(converted - np.asarray(raw, dtype=np.int16)).mean() > 1
+        srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+        assert np.array_equal(np.asarray(shown_in_srgb(raw, srgb)), np.asarray(raw))
+        assert shown_in_srgb(raw, b"not a profile") is raw
 
     def test_amplified_difference(self):
         a = Image.new("RGB", (4, 4), (100, 100, 100))
@@ -527,6 +549,29 @@ class TestReviewFixes:
         window.add_paths([tmp_path / "out" / "c.png", tmp_path / "protected" / "b.png"])
         assert len(window.rows) == 2
 
+    def test_photos_can_be_added_from_the_keyboard(self, window, tmp_path, small_photo,
+                                                   monkeypatch):
+        """Ctrl+O (the Add photos… button), and Space on the focused drop zone, open the
+        file chooser (its answer faked: a real dialog would wait for a person)."""
+        photos = [small_photo(tmp_path / f"{n}.png", index=n) for n in range(2)]
+        asked = []
+
+        def choose(*args, **kwargs):
+            asked.append(args[1])
+            return [str(photos[len(asked) - 1])], ""
+
+        monkeypatch.setattr(window_module.QFileDialog, "getOpenFileNames", choose)
+        window.show()
+        window.activateWindow()
+        assert QTest.qWaitForWindowActive(window, 2000)
+        QTest.keyClick(window.photo_list, Qt.Key.Key_O, Qt.KeyboardModifier.ControlModifier)
+        assert wait_until(lambda: asked, 2)  # a button's shortcut clicks it ~0.1 s later
+        assert asked == ["Choose photos to protect"] and len(window.rows) == 1
+        window.drop_zone.setFocus()
+        QTest.keyClick(window.drop_zone, Qt.Key.Key_Space)
+        assert len(asked) == 2 and len(window.rows) == 2
+        assert window.drop_zone.accessibleName().startswith("Drop photos")
+
     def test_a_chosen_non_photo_says_no_photos(self, window, tmp_path):
         notes = tmp_path / "notes.txt"
         notes.write_text("hello")
@@ -554,6 +599,45 @@ class TestReviewFixes:
         assert "CLOAK_MODEL_DIR" in for_the_app(messages[0])
         assert "(Strength: fast)" in for_the_app(messages[1])
         assert "lower strength" in plain_message(RuntimeError("CUDA out of memory."))
+
+    def test_missing_weights_are_looked_for_once_per_batch(self, qapp, tmp_path,
+                                                           small_photo, monkeypatch):
+        """Weights that can't be had fail every photo with the same reason, after one
+        download attempt, not one attempt (and timeout) per photo."""
+        import http.server
+        import threading
+
+        from cloak.models import weights
+
+        asked: list[str] = []
+
+        class NotHere(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                asked.append(self.path)
+                self.send_error(404)
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotHere)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        monkeypatch.setattr(weights, "cache_dir", lambda: tmp_path / "cache")
+        monkeypatch.setenv("CLOAK_MODEL_DIR", str(tmp_path / "no-weights-here"))
+        monkeypatch.delenv("CLOAK_OFFLINE", raising=False)
+        monkeypatch.setenv("CLOAK_WEIGHTS_URL", f"http://127.0.0.1:{server.server_port}")
+        photos = [small_photo(tmp_path / f"{n}.png", index=n) for n in range(3)]
+        worker = ProtectWorker([Job(n, p, tmp_path / "out") for n, p in enumerate(photos)],
+                               ProtectConfig(strength="fast", **TINY))
+        failed: list[tuple[int, str]] = []
+        worker.failed.connect(lambda i, message: failed.append((i, message)))
+        try:
+            worker.run()  # in this thread: the signals arrive directly
+        finally:
+            server.shutdown()
+        assert [i for i, _ in failed] == [0, 1, 2]
+        assert len({message for _, message in failed}) == 1 and "taesd" in failed[0][1]
+        assert asked and len(asked) == len(set(asked))  # each file asked for once, in all
+        assert not (tmp_path / "out").exists()
 
     @pytest.mark.usefixtures("model_dir")
     def test_an_output_folder_that_cant_be_made_is_named(self, window, tmp_path,
@@ -604,6 +688,34 @@ class TestReviewFixes:
         for window in (first, again, fresh):
             window.deleteLater()
         QTest.qWait(10)
+
+    @pytest.mark.usefixtures("model_dir")
+    def test_comparisons_no_longer_wanted_are_never_decoded(self, window, tmp_path,
+                                                            small_photo):
+        """Arrowing through photos while the pool is busy queues one comparison, the
+        last one asked for, not one per photo passed."""
+        import threading
+
+        from cloak.gui.worker import BackgroundCall, CallSignals
+
+        window.add_paths([small_photo(tmp_path / f"{n}.png", index=n) for n in range(3)])
+        window.start()
+        assert wait_until(lambda: not window.is_running(), 90)
+        panel = window.compare_panel
+        assert wait_until(lambda: panel.comparison is not None and not panel.loading, 10)
+        delivered: list[int] = []
+        window._comparisons.done.connect(lambda key, _result, _error: delivered.append(key))
+        release = threading.Event()
+        blocker = CallSignals()
+        window._pool.start(BackgroundCall(blocker, "block", release.wait, 10))
+        row_ids = window.photo_list.row_ids()
+        for row_id in row_ids:  # the pool's one thread is busy: all three wait in its queue
+            window.show_comparison(row_id)
+        release.set()
+        assert wait_until(lambda: not panel.loading, 10)
+        QTest.qWait(200)
+        assert delivered == [row_ids[-1]]
+        assert panel.title.text().startswith("2.png")
 
     @pytest.mark.usefixtures("model_dir")
     def test_selecting_an_unprotected_photo_clears_the_comparison(self, window, tmp_path,

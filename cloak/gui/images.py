@@ -4,6 +4,7 @@ This is display code only: it never writes a file and never feeds the protection
 
 from __future__ import annotations
 
+import io as _io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,10 +32,29 @@ def open_upright(path: Path, max_side: int | None = None) -> Image.Image:
         upright = ImageOps.exif_transpose(image)
         if upright.mode.startswith("I"):  # 16/32-bit gray: RGB conversion clips, so scale
             upright = upright.convert("I").point(lambda v: v * (1 / 257))
-        rgb = on_light_background(upright)
+        rgb = shown_in_srgb(on_light_background(upright), image.info.get("icc_profile"))
     if max_side:
         rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     return rgb
+
+
+def shown_in_srgb(image: Image.Image, icc_profile: bytes | None) -> Image.Image:
+    """8-bit RGB `image` whose values are in `icc_profile`'s colour space, converted to
+    sRGB for the screen (a Display P3 or Adobe RGB photo shown raw looks muted). Without a
+    profile, or with one lcms can't use, the image as it is."""
+    if not icc_profile or image.mode != "RGB":
+        return image
+    from PIL import ImageCms
+
+    try:
+        source = ImageCms.ImageCmsProfile(_io.BytesIO(icc_profile))
+        if source.profile.xcolor_space.strip() != "RGB":
+            return image
+        return ImageCms.profileToProfile(image, source, ImageCms.createProfile("sRGB"),
+                                         outputMode="RGB")
+    except (ImageCms.PyCMSError, OSError, ValueError) as exc:
+        log.debug("colour profile not used for display: %s", exc)
+        return image
 
 
 def on_light_background(image: Image.Image) -> Image.Image:
@@ -75,8 +95,12 @@ def amplified_difference(original: Image.Image, protected: Image.Image,
     a = np.asarray(original.convert("RGB"), dtype=np.int16)
     b = np.asarray(protected.convert("RGB"), dtype=np.int16)
     diff = np.abs(b - a)
-    shown = np.clip(diff.astype(np.float32) * gain, 0, 255).astype(np.uint8)
-    return Image.fromarray(shown, "RGB"), int(diff.max(initial=0))
+    del a, b
+    max_change = int(diff.max(initial=0))
+    # in place, in int16 (255 x 10 fits): no float copy of a full-size photo
+    np.multiply(diff, gain, out=diff, casting="unsafe")
+    np.minimum(diff, 255, out=diff)
+    return Image.fromarray(diff.astype(np.uint8), "RGB"), max_change
 
 
 def as_image(photo: io.Photo) -> Image.Image:
@@ -85,13 +109,19 @@ def as_image(photo: io.Photo) -> Image.Image:
 
 
 def compare(original_path: Path, protected_path: Path, max_side: int = 1024) -> Comparison:
-    """Both photos as cloak reads them (upright, colour-managed); the difference is taken
-    at full size, then all three are downscaled for display."""
-    original = as_image(io.load_photo(original_path))
-    protected = as_image(io.load_photo(protected_path))
+    """Both photos as cloak reads them (upright); the difference is taken at full size on
+    the stored values, then all three are downscaled for display, the photos converted to
+    sRGB from their colour profiles (shown_in_srgb)."""
+    original_photo = io.load_photo(original_path)
+    original = as_image(original_photo)
+    icc = original_photo.icc_profile
+    del original_photo
+    protected_photo = io.load_photo(protected_path)
+    protected, protected_icc = as_image(protected_photo), protected_photo.icc_profile
+    del protected_photo
     difference, max_change = amplified_difference(original, protected)
     images = []
-    for image in (original, protected, difference):
+    for image, profile in ((original, icc), (protected, protected_icc), (difference, None)):
         image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-        images.append(image)
+        images.append(shown_in_srgb(image, profile))
     return Comparison(*images, max_change255=max_change)

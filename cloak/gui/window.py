@@ -21,6 +21,7 @@ from PySide6.QtGui import (
     QDragLeaveEvent,
     QDropEvent,
     QKeyEvent,
+    QKeySequence,
     QMouseEvent,
 )
 from PySide6.QtWidgets import (
@@ -85,6 +86,7 @@ class DropZone(QFrame):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("dropZone")
+        self.setAccessibleName("Drop photos or folders here, or press Space to choose photos")
         self.setAcceptDrops(True)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setCursor(Qt.CursorShape.PointingHandCursor)
@@ -176,6 +178,7 @@ class MainWindow(QMainWindow):
         self._list_generation = 0  # bumped by clear(): walks from before it are dropped
         self._walks.done.connect(self._on_walked)
         self._compare_wanted: int | None = None
+        self._compare_call: BackgroundCall | None = None  # the latest comparison queued
         self.setWindowTitle("cloak — protect photos before you post them")
         self.setAcceptDrops(True)  # drops anywhere go through the drop zone's filter
         self._build()
@@ -238,6 +241,10 @@ class MainWindow(QMainWindow):
         self.cancel_button.clicked.connect(self.cancel)
         self.open_button = QPushButton("Open output folder")
         self.open_button.clicked.connect(self.open_output_folder)
+        self.add_photos_button = QPushButton("Add photos…")
+        self.add_photos_button.setShortcut(QKeySequence.StandardKey.Open)  # Ctrl+O / Cmd+O
+        self.add_photos_button.setToolTip("Choose photos to protect (Ctrl+O)")
+        self.add_photos_button.clicked.connect(self.pick_photos)
         self.add_folder_button = QPushButton("Add folder…")
         self.add_folder_button.clicked.connect(self.pick_folder)
         self.clear_button = QPushButton("Clear list")
@@ -247,6 +254,7 @@ class MainWindow(QMainWindow):
         for button in (self.protect_button, self.cancel_button, self.open_button):
             actions.addWidget(button)
         actions.addWidget(self.summary, 1)
+        actions.addWidget(self.add_photos_button)
         actions.addWidget(self.add_folder_button)
         actions.addWidget(self.clear_button)
 
@@ -479,8 +487,15 @@ class MainWindow(QMainWindow):
             self.compare_panel.reset()
             return
         self.compare_panel.show_loading(row.src.name)
-        self._pool.start(BackgroundCall(self._comparisons, row_id, compare, row.outcome.src,
-                                        row.outcome.dst), COMPARE_PRIORITY)
+        # A comparison asked for before and not started yet is no longer wanted: taken off
+        # the queue, so arrowing through 30 photos decodes 1 or 2 of them, not 30.
+        if self._compare_call is not None:
+            self._pool.tryTake(self._compare_call)
+        call = BackgroundCall(self._comparisons, row_id, compare, row.outcome.src,
+                              row.outcome.dst)
+        call.setAutoDelete(False)  # kept here, so tryTake never meets a deleted runnable
+        self._compare_call = call
+        self._pool.start(call, COMPARE_PRIORITY)
 
     @Slot(object, object, str)
     def _on_comparison(self, row_id: int, comparison: Comparison | None, error: str) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QRunnable, Signal, Slot
 
 from cloak import Cancelled, CloakError, OutputError, ProtectConfig, Report
+from cloak.errors import ModelError
 from cloak.io import output_path_for
 
 from .paths import unique_destination
@@ -142,6 +143,7 @@ class ProtectWorker(QObject):
         self.config = config
         self._stop = threading.Event()
         self._current = -1
+        self._weights_error: str | None = None  # weights missing: the same for every photo
 
     def cancel(self) -> None:
         """Ask the run to stop at the next attack step. Safe from any thread."""
@@ -171,6 +173,9 @@ class ProtectWorker(QObject):
     def _protect_one(self, job: Job, created: list[Path]) -> None:
         self._current = job.index
         self.started.emit(job.index)
+        if self._weights_error is not None:  # no download attempt (and wait) per photo
+            self.failed.emit(job.index, self._weights_error)
+            return
         try:
             self._make_folder(job.out_dir, created)
             # GIF -> .png, MPO -> .jpg, ...: the suffix names the format written
@@ -179,7 +184,11 @@ class ProtectWorker(QObject):
             from cloak.batch import preload_models
 
             # First use: the weights download here, with their progress on this row.
-            preload_models(self.config, self._on_download)
+            try:
+                preload_models(self.config, self._on_download)
+            except ModelError as exc:
+                self._weights_error = plain_message(exc)
+                raise
             report = protect_file(job.src, dst, self.config, overwrite=False,
                                   progress=self._on_progress, should_stop=self._stop.is_set)
         except Cancelled:
@@ -246,7 +255,7 @@ class BackgroundCall(QRunnable):
         try:
             result = self.fn(*self.args)
         except Exception as exc:  # shown to the user, in plain words
-            log.debug("background call %s failed", self.fn.__name__, exc_info=True)
+            log.warning("background call %s failed", self.fn.__name__, exc_info=True)
             self.signals.done.emit(self.key, None, plain_message(exc))
         else:
             self.signals.done.emit(self.key, result, "")
