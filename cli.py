@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import re
 import signal
 import sys
@@ -94,7 +95,9 @@ def protect(
         help="Folder with the weight files.")] = None,
     overwrite: Annotated[bool, typer.Option(
         help="Replace existing outputs that cloak did not make from these photos with these "
-             "settings (photos already done are still skipped).")] = False,
+             "settings (photos already done are still skipped). A file beside the original "
+             "that cloak never made (a.png when a.gif is protected into its own folder) is "
+             "never replaced.")] = False,
     force: Annotated[bool, typer.Option(
         help="Protect again photos already protected with these settings; "
              "implies --overwrite.")] = False,
@@ -160,7 +163,8 @@ def protect(
 
     if jobs < 1:
         fail(f"--jobs must be at least 1, got {jobs}")
-    check_json_path(json_path)
+    check_out(out)
+    check_json_path(json_path, out)
     check_model_dir(model_dir)
     try:
         config = ProtectConfig(
@@ -195,17 +199,16 @@ def protect(
             view.close()
             typer.secho("Interrupted; nothing was written.", err=True)
             raise typer.Exit(130) from None
-    if json_path:
-        write_json(json_path, {"out": str(out), "settings": config.fingerprint(),
-                               **result.to_dict()})
     typer.echo(view.totals(result), err=True)
     note = instagram_crop_note(result)
     if note:
         typer.secho(note, fg=typer.colors.YELLOW, err=True)
-    if result.interrupted:
-        raise typer.Exit(130)
-    if result.counts[batch.FAILED]:
-        raise typer.Exit(2)
+    code = 130 if result.interrupted else 2 if result.counts[batch.FAILED] else 0
+    if json_path:  # after the totals: a report that can't be written loses none of them
+        write_json(json_path, {"out": str(out), "settings": config.fingerprint(),
+                               **result.to_dict()}, code=code or 1)
+    if code:
+        raise typer.Exit(code)
 
 
 class BatchView:
@@ -352,33 +355,49 @@ def stop_on_ctrl_c(on_first: Callable[[], None]):
         signal.signal(signal.SIGINT, previous)
 
 
-def check_json_path(json_path: Path | None) -> None:
-    """Fail before any work if --json can't be written where it points."""
-    if json_path and not json_path.parent.is_dir():
-        fail(f"folder for --json {json_path.parent} does not exist")
-    if json_path and json_path.is_dir():
+def check_json_path(json_path: Path | None, out: Path | None = None) -> None:
+    """Fail before any work if --json can't be written where it points. Its folder may be
+    --out itself, which the run creates. (os.path checks: Path's raise PermissionError
+    where a folder can't be searched.)"""
+    if not json_path:
+        return
+    folder = json_path.parent
+    if out is not None and os.path.abspath(folder) == os.path.abspath(out) \
+            and not os.path.lexists(out):
+        return  # `--out protected/ --json protected/report.json` on a first run
+    if not os.path.isdir(folder):
+        fail(f"folder for --json {folder} does not exist (or can't be reached)")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        fail(f"can't write --json into {folder} (permission denied)")
+    if os.path.isdir(json_path):
         fail(f"--json {json_path} is a folder; give a file name, such as report.json")
-    if json_path and json_path.suffix.lower() in IMAGE_SUFFIXES:  # `--json me.jpg`
+    if json_path.suffix.lower() in IMAGE_SUFFIXES:  # `--json me.jpg`
         fail(f"--json {json_path} names a photo file; give a .json file name")
 
 
 def check_model_dir(model_dir: Path | None) -> None:
     """A mistyped --model-dir fails now instead of falling back to other folders."""
-    if model_dir is not None and not model_dir.is_dir():
-        fail(f"--model-dir {model_dir} is not a folder")
+    if model_dir is not None and not os.path.isdir(model_dir):
+        fail(f"--model-dir {model_dir} is not a folder (or can't be reached)")
 
 
-def write_json(json_path: Path, data: dict) -> None:
+def check_out(out: Path) -> None:
+    """--out must be a folder, or not exist yet (it is created)."""
+    if os.path.lexists(out) and not os.path.isdir(out):
+        fail(f"--out {out} is a file, not a folder; give a folder for the protected copies")
+
+
+def write_json(json_path: Path, data: dict, code: int = 1) -> None:
     """Write --json atomically (a new hidden temp file beside it, then a rename), replacing
     the report a run before left there. A link at the temp file's name is never written
-    through."""
+    through. A failure exits with `code`."""
     from cloak.io import write_atomic
 
     text = json.dumps(data, indent=2).encode("utf-8")
     try:
         write_atomic(json_path, lambda fp: fp.write(text), overwrite=True)
     except CloakError as exc:
-        fail(f"--json: {exc}")
+        fail(f"--json: {exc}", code)
 
 
 def fetch_weights(names: tuple[str, ...], model_dir: str | None) -> None:
@@ -406,7 +425,7 @@ def verify(
 ) -> None:
     """Measure how much protection a photo carries, as it is and after simulated posting.
 
-    With ORIGINAL and PROTECTED: invisibility (PSNR, SSIM, max change) and, per autoencoder,
+    With PHOTO (the original) and PROTECTED: invisibility (PSNR, SSIM, max change) and, per autoencoder,
     damage in dB and latent shift, as the photo is, after social-network presets
     (instagram, facebook, x, whatsapp: approximations) and clean-ups (JPEG, down-up, blur,
     a crop of a few pixels, and grid: an editor that rounds its 512 px resize down).
@@ -415,7 +434,7 @@ def verify(
 
     With PROTECTED alone: a no-reference receipt (protected or not), which also works on a
     copy downloaded back from a platform. It always uses taesd, the calibrated detector
-    (--models is for the comparison with ORIGINAL).
+    (--models is for the comparison with the original).
 
     Exit codes: 0 measured (whatever the verdict); 1 bad input or missing weights.
 
@@ -465,6 +484,9 @@ def verify(
             result = {"original": str(photo), "protected": str(protected), **v.to_dict()}
     except CloakError as exc:
         fail(str(exc))
+    except OSError as exc:  # a path the library did not expect to be unreadable
+        where = f" {exc.filename}" if exc.filename else ""
+        fail(f"can't read{where}: {exc.strerror or exc}")
     if json_path:
         write_json(json_path, result)
 

@@ -146,7 +146,9 @@ def _walk(folder: Path, rel: Path, skip: set[str], suffixes: Sequence[str],
                 continue
             if real in skip:
                 continue
-            if (path / MANIFEST_NAME).is_file():  # an earlier run's output folder
+            # os.path, not Path.is_file: that raises PermissionError in a folder that
+            # can't be searched, which would fail the whole input, not this folder
+            if os.path.isfile(path / MANIFEST_NAME):  # an earlier run's output folder
                 problems.append(Item(path, None, SKIPPED, OUTPUT_FOLDER_SKIPPED))
                 continue
             if key in seen_dirs:
@@ -166,8 +168,10 @@ def _check_source(path: Path) -> str | None:
     try:
         st = path.stat()
     except OSError as exc:
-        if path.is_symlink():
+        if os.path.islink(path):  # never raises (Path.is_symlink can, with EACCES)
             return f"broken or looping symlink ({exc.strerror or exc})"
+        if isinstance(exc, (FileNotFoundError, NotADirectoryError)):
+            return "no such file or folder"
         return f"can't read: {exc.strerror or exc}"
     if not stat.S_ISREG(st.st_mode):
         return "not a regular file"
@@ -278,8 +282,7 @@ def _plan_one(src: Path, out_dir: Path, suffixes: Sequence[str], seen_dirs: set,
         items.extend(Item(p, io.output_path_for(p, out_dir / rel), folder=(name, real))
                      for p, rel in found)
     elif (why := _check_source(src)) is not None:
-        items.append(Item(src, None, FAILED, why if src.is_symlink() or src.exists()
-                          else "no such file or folder"))
+        items.append(Item(src, None, FAILED, why))
     elif not _is_photo_name(src, suffixes):  # a phone export's .MOV or .AAE beside
         items.append(Item(src, None, SKIPPED,
                           f"not a photo cloak reads (suffix {src.suffix or 'none'!r}); "
@@ -450,6 +453,14 @@ def _decide(item: Item, entry: dict | None, settings: dict, force: bool,
             item.replace = True  # ours, same settings: redone to write the missing preview
             return
         item.status, item.message = SKIPPED, ALREADY_DONE
+        return
+    if (force or overwrite) and entry is None and _same_folder(item.dst.parent,
+                                                               item.src.parent):
+        # a.gif's output a.png beside an a.png cloak never made: another original
+        item.status = FAILED
+        item.message = (f"output {item.dst} exists beside the original and was not made "
+                        "by cloak (it may be another original), so it is not replaced even "
+                        "with --overwrite; choose another --out folder")
         return
     if force or overwrite:
         item.replace = True

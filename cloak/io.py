@@ -48,6 +48,7 @@ import logging
 import os
 import re
 import secrets
+import stat
 import struct
 import threading
 import warnings
@@ -160,9 +161,16 @@ def _fail(path: Path, problem: str) -> UnsupportedImageError:
 
 def _open_file(path: Path) -> IO[bytes]:
     """Open `path` for reading, turning file-system errors into one clear line."""
-    if not path.exists():
-        raise _fail(path, "no such file")
-    if path.is_dir():
+    try:  # not Path.exists(): it raises PermissionError where a folder can't be searched
+        is_folder = stat.S_ISDIR(os.stat(path).st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        raise _fail(path, "no such file") from None
+    except PermissionError:
+        raise _fail(path, "permission denied (a folder on its path can't be searched)") \
+            from None
+    except OSError as exc:  # a symlink loop, a name too long...
+        raise _fail(path, f"cannot read the file ({exc.strerror or exc})") from None
+    if is_folder:
         raise _fail(path, "is a folder, not a photo")
     try:
         fp = open(path, "rb")  # noqa: SIM115 - closed by load_photo

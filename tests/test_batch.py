@@ -182,6 +182,26 @@ class TestRun:
         assert again(other, overwrite=True).status == PROTECTED
         assert again(other).status == SKIPPED
 
+    def test_overwrite_never_replaces_an_original_beside_the_source(self, tmp_path,
+                                                                  small_photo, tiny_config):
+        """`cloak protect ~/Pictures/a.gif --out ~/Pictures --overwrite` with an a.png there
+        that is not an input: a.gif's output would be a.png, another original."""
+        folder = tmp_path / "Pictures"
+        png = small_photo(folder / "a.png")
+        gif = folder / "a.gif"
+        with Image.open(small_photo(tmp_path / "src.png", index=1)) as im:
+            im.save(gif)
+        before = sha256(png)
+        for flags in ({"overwrite": True}, {"force": True}):
+            [item] = batch.run(batch.plan([gif], folder), folder, tiny_config, **flags).items
+            assert item.status == FAILED and "not made by cloak" in item.message
+            assert sha256(png) == before
+        # elsewhere, --overwrite still replaces a file cloak did not make (the user said so)
+        other = tmp_path / "out"
+        small_photo(other / "a.png", index=2)
+        [item] = batch.run(batch.plan([gif], other), other, tiny_config, overwrite=True).items
+        assert item.status == PROTECTED
+
     def test_foreign_or_changed_outputs_need_overwrite(self, tmp_path, small_photo,
                                                        tiny_config):
         photo = small_photo(tmp_path / "a.png")
@@ -489,6 +509,48 @@ class TestReviewFixes:
         assert items["a.png"].status == FAILED
         assert "Permission denied" in items["a.png"].message
         assert items["good.png"].status == "pending"
+
+    @staticmethod
+    def lock(monkeypatch, folder: Path) -> None:
+        """Make `folder` behave as a folder of mode 000 does for a normal user (CI runs
+        as root, for whom permissions stop nothing): listing it, and reaching anything in
+        it, fail with EACCES; the folder itself can still be looked at."""
+        real = {name: getattr(os, name) for name in ("stat", "lstat", "scandir")}
+
+        def refusing(name):
+            def call(path, *args, **kwargs):
+                p = Path(os.fsdecode(path))
+                if folder in p.parents or (name == "scandir" and p == folder):
+                    raise PermissionError(13, "Permission denied", str(p))
+                return real[name](path, *args, **kwargs)
+            return call
+
+        for name in real:
+            monkeypatch.setattr(os, name, refusing(name))
+
+    def test_a_locked_subfolder_fails_alone(self, tmp_path, small_photo, monkeypatch):
+        """`cloak protect /media/usb` with a root-owned lost+found inside: that folder is
+        one failed item; the photos beside it are still planned."""
+        good = small_photo(tmp_path / "usb" / "a.png")
+        other = small_photo(tmp_path / "usb" / "trip" / "b.png", index=1)
+        (tmp_path / "usb" / "lost+found").mkdir()
+        self.lock(monkeypatch, tmp_path / "usb" / "lost+found")
+        items = by_src(batch.plan([tmp_path / "usb"], tmp_path / "out"))
+        assert items["a.png"].status == items["b.png"].status == "pending"
+        assert {items["a.png"].src, items["b.png"].src} == {good, other}
+        assert items["lost+found"].status == FAILED
+        assert "can't read folder" in items["lost+found"].message
+
+    def test_an_input_in_a_locked_folder_fails_alone(self, tmp_path, small_photo,
+                                                     monkeypatch):
+        """`cloak protect ok.png /root/x.png`: x.png fails, ok.png is still planned."""
+        good = small_photo(tmp_path / "ok.png")
+        (tmp_path / "root").mkdir()
+        self.lock(monkeypatch, tmp_path / "root")
+        items = by_src(batch.plan([good, tmp_path / "root" / "x.png"], tmp_path / "out"))
+        assert items["ok.png"].status == "pending"
+        assert items["x.png"].status == FAILED
+        assert "Permission denied" in items["x.png"].message
 
     def test_a_manifest_that_cant_be_written_mid_run_ends_with_a_result(
             self, tmp_path, small_photo, tiny_config):

@@ -357,7 +357,8 @@ def test_mistyped_model_dir_fails_before_any_work(tmp_path, small_photo, model_d
     result = invoke("protect", photo, "--out", tmp_path / "out", *TINY,
                     "--model-dir", tmp_path / "modles")
     assert result.exit_code == 1
-    assert result.stderr.strip() == f"error: --model-dir {tmp_path / 'modles'} is not a folder"
+    assert result.stderr.strip() == (f"error: --model-dir {tmp_path / 'modles'} is not a "
+                                     "folder (or can't be reached)")
     assert not (tmp_path / "out").exists()
     result = invoke("verify", photo, "--model-dir", tmp_path / "modles")
     assert result.exit_code == 1 and "is not a folder" in result.stderr
@@ -420,6 +421,69 @@ def test_a_second_run_into_the_same_out_is_refused_while_the_first_works(tmp_pat
     assert not (tmp_path / "out" / ".cloak-lock").exists()
     result = invoke("protect", tmp_path / "other.png", "--out", tmp_path / "out", *TINY)
     assert result.exit_code == 0, result.output
+
+
+def test_an_out_that_is_a_file_is_refused_before_any_work(tmp_path, small_photo):
+    photo = small_photo(tmp_path / "a.png")
+    (tmp_path / "notes.txt").write_text("mine")
+    result = invoke("protect", photo, "--out", tmp_path / "notes.txt", *TINY)
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (f"error: --out {tmp_path / 'notes.txt'} is a file, not a "
+                                     "folder; give a folder for the protected copies")
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_json_may_go_into_the_out_folder_the_run_creates(tmp_path, small_photo, model_dir):
+    photo = small_photo(tmp_path / "a.png")
+    report = tmp_path / "protected" / "report.json"
+    result = invoke("protect", photo, "--out", tmp_path / "protected", "--json", report, *TINY)
+    assert result.exit_code == 0, result.output
+    assert json.loads(report.read_text())["counts"]["protected"] == 1
+    result = invoke("protect", photo, "--out", tmp_path / "p2", "--json",
+                    tmp_path / "p2" / "sub" / "r.json", *TINY)  # only --out itself is made
+    assert result.exit_code == 1 and "does not exist" in result.stderr
+
+
+def test_a_report_that_cant_be_written_keeps_the_totals_and_exit_code(
+        tmp_path, small_photo, model_dir, monkeypatch):
+    """The --json write fails after the work (a full disk; simulated): the totals are
+    still printed, and a run with a failed photo still exits 2."""
+    from cloak import OutputError, io
+
+    real_write_atomic = io.write_atomic
+
+    def full_disk(path, *args, **kwargs):
+        if Path(path).name == "r.json":  # the report, not the run's manifest
+            raise OutputError(f"can't write {path}: No space left on device")
+        return real_write_atomic(path, *args, **kwargs)
+
+    monkeypatch.setattr(io, "write_atomic", full_disk)
+    good = small_photo(tmp_path / "a.png")
+    bad = tmp_path / "b.png"
+    bad.write_bytes(b"not a png")
+    result = invoke("protect", good, bad, "--out", tmp_path / "out", "--json",
+                    tmp_path / "r.json", *TINY)
+    assert result.exit_code == 2
+    assert "1 protected" in result.stderr and "1 failed" in result.stderr
+    assert "error: --json: can't write" in result.stderr
+    assert (tmp_path / "out" / "a.png").is_file()
+
+
+def test_verify_of_a_photo_that_cant_be_reached_is_one_line(tmp_path, monkeypatch):
+    """`cloak verify /root/a.jpg` as a user (EACCES simulated: CI runs as root)."""
+    locked = tmp_path / "locked" / "a.jpg"
+    real_stat = os.stat
+
+    def stat_refusing(path, *args, **kwargs):
+        if Path(os.fsdecode(path)) == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", stat_refusing)
+    result = invoke("verify", locked)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.stderr.strip() == (f"error: {locked}: permission denied (a folder on its "
+                                     "path can't be searched)")
 
 
 def test_json_that_names_a_photo_is_refused(tmp_path, small_photo):

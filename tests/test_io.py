@@ -785,6 +785,30 @@ class TestBadInput:
             io.load_photo(tmp_path / "nope.jpg")
         _assert_one_line(exc, tmp_path / "nope.jpg", "no such file")
 
+    def test_a_folder_on_the_way_that_cant_be_searched(self, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+        """`cloak verify /root/a.jpg` as a user: stat fails with EACCES (simulated here,
+        since root searches any folder); one line, not a traceback."""
+        path = tmp_path / "locked" / "a.jpg"
+        real_stat = os.stat
+
+        def stat_refusing(p, *args, **kwargs):
+            if Path(p) == path:
+                raise PermissionError(13, "Permission denied", str(p))
+            return real_stat(p, *args, **kwargs)
+
+        monkeypatch.setattr(os, "stat", stat_refusing)
+        with pytest.raises(UnsupportedImageError) as exc:
+            io.load_photo(path)
+        _assert_one_line(exc, path, "permission denied")
+
+    def test_a_symlink_loop_is_named(self, tmp_path: Path) -> None:
+        (tmp_path / "a.jpg").symlink_to(tmp_path / "b.jpg")
+        (tmp_path / "b.jpg").symlink_to(tmp_path / "a.jpg")
+        with pytest.raises(UnsupportedImageError) as exc:
+            io.load_photo(tmp_path / "a.jpg")
+        _assert_one_line(exc, tmp_path / "a.jpg", "symbolic links")
+
     def test_directory(self, tmp_path: Path) -> None:
         (path := tmp_path / "dir.jpg").mkdir()
         with pytest.raises(UnsupportedImageError) as exc:
