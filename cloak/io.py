@@ -387,7 +387,11 @@ def _pixels(image: Image.Image, fp: IO[bytes], path: Path, icc: bytes | None
         data = np.asarray(image.convert("LA"))
         return data[:, :, 0], data[:, :, 1], 8, icc
     if mode.startswith("I;16"):
-        return np.asarray(image).astype(np.uint16), None, 16, icc
+        data = np.asarray(image).astype(np.uint16)
+        key = image.info.get("transparency")  # 16-bit gray PNG's tRNS: one transparent value
+        alpha = (np.where(data == key, 0, 65535).astype(np.uint16)
+                 if isinstance(key, int) else None)
+        return data, alpha, 16, icc
     if mode == "I":
         data = np.asarray(image)
         if data.min() >= 0 and data.max() <= 65535:

@@ -533,6 +533,20 @@ class TestOutputFormat:
         assert photo.alpha is not None
         assert (photo.alpha[:, 24:] == 0).all() and (photo.alpha[:, :24] == 255).all()
 
+    def test_16bit_gray_colour_key_becomes_16bit_alpha(self, tmp_path: Path) -> None:
+        data = (np.arange(32 * 48, dtype=np.uint32).reshape(32, 48) * 40).astype(np.uint16)
+        data[:4, :4] = 1000  # the transparent corner (a 16-bit key, not a multiple of 257)
+        src = tmp_path / "gray16key.png"
+        Image.frombytes("I;16", (48, 32), data.astype("<u2").tobytes()).save(
+            src, transparency=1000)
+        photo, dst = roundtrip(src)
+        keyed = data == 1000
+        assert photo.bit_depth == 16 and photo.alpha.dtype == np.uint16
+        assert keyed[:4, :4].all() and ((photo.alpha == 0) == keyed).all()
+        back = io.load_photo(dst)
+        assert back.bit_depth == 16 and back.is_grayscale
+        assert np.array_equal(back.alpha, photo.alpha)
+
     def test_suffix_or_format_chooses_conversion(self, tmp_path: Path) -> None:
         photo = io.load_photo(_jpeg(tmp_path))
         with Image.open(io.save_photo(photo, photo.rgb, tmp_path / "x.png")) as out:
