@@ -199,6 +199,15 @@ def build_exif(snapshot: ExifSnapshot | None, policy: MetadataPolicy, orientatio
         log.warning("EXIF could not be rewritten (%s); keeping orientation and rights only", exc)
         return build_exif(_essentials(src), policy, orientation, xmp_for_tiff=xmp_for_tiff,
                           sub_ifds=False)
+    maker_note = ExifTags.Base.MakerNote
+    if len(data) > MAX_JPEG_SEGMENT and sub_ifds and maker_note in src.exif:
+        # the camera's private blob (kept with --keep-serials) goes first: date, exposure,
+        # colour space and GPS stay
+        log.warning("EXIF is %d bytes, too long for one JPEG segment; dropping the MakerNote",
+                    len(data))
+        lighter = ExifSnapshot(src.base, {t: v for t, v in src.exif.items() if t != maker_note},
+                               src.gps, src.interop)
+        return build_exif(lighter, policy, orientation, xmp_for_tiff=xmp_for_tiff)
     if len(data) > MAX_JPEG_SEGMENT and sub_ifds:
         log.warning("EXIF is %d bytes, too long for one JPEG segment; dropping the Exif IFD",
                     len(data))

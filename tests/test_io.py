@@ -1019,3 +1019,21 @@ class TestHostileMetadata:
             assert packet and metadata.DMI_PROHIBITED.encode() in packet
             assert metadata.says_protected(packet)
             assert b"ENTITY" not in packet and b"aaaaaaaaaa" not in packet
+
+
+def test_a_huge_maker_note_goes_before_the_rest_of_the_exif() -> None:
+    """With --keep-serials a camera's MakerNote can push EXIF past one JPEG segment (64 KB):
+    the MakerNote is dropped, the capture date, exposure and GPS stay."""
+    date, exposure = ExifTags.Base.DateTimeOriginal, ExifTags.Base.ExposureTime
+    snapshot = metadata.ExifSnapshot(
+        {ExifTags.Base.Make: "Cam"},
+        {date: "2026:01:02 03:04:05", exposure: 0.01, ExifTags.Base.MakerNote: bytes(70_000)},
+        {ExifTags.GPS.GPSLatitudeRef: "N"}, {})
+    policy = MetadataPolicy(strip_gps=False, strip_serials=False)
+    data = metadata.build_exif(snapshot, policy, 1)
+    assert data is not None and len(data) <= metadata.MAX_JPEG_SEGMENT
+    exif = Image.Exif()
+    exif.load(data)
+    sub = exif.get_ifd(ExifTags.IFD.Exif)
+    assert sub[date] == "2026:01:02 03:04:05" and ExifTags.Base.MakerNote not in sub
+    assert exif.get_ifd(ExifTags.IFD.GPSInfo)[ExifTags.GPS.GPSLatitudeRef] == "N"
