@@ -144,7 +144,7 @@ class ProtectConfig:
                 raise ConfigError(f"{name} must be a whole number, got {getattr(self, name)!r}")
         if self.steps < 0:
             raise ConfigError(f"steps must be >= 0, got {self.steps}")
-        if self.seed is not None and not (_whole(self.seed) and 0 <= self.seed < 2 ** 63):
+        if not (_whole(self.seed) and 0 <= self.seed < 2 ** 63):  # None too: runs repeat
             raise ConfigError(f"seed must be a whole number in [0, 2^63), got {self.seed!r}")
         if not 128 <= self.working_size <= 2048 or self.working_size % 8:
             raise ConfigError(

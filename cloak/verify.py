@@ -17,6 +17,7 @@ and 21/25 after whatsapp with one false alarm: a strong hint, not proof
 
 from __future__ import annotations
 
+import hashlib
 import io as _io
 import math
 from collections.abc import Callable, Sequence
@@ -28,6 +29,7 @@ from PIL import Image, ImageFilter
 
 from . import metrics
 from .device import autocast, pick_device
+from .errors import ConfigError
 from .io import decode_own_bytes
 from .models import ALL_MODEL_NAMES, load_autoencoder
 from .pipeline import to_tensor
@@ -266,6 +268,8 @@ def verify_images(original: Image.Image, protected: Image.Image,
 
     `clean_cache`: pass the same dict when verifying several copies of one original, so
     the original's side of every channel is computed once."""
+    if not models:
+        raise ConfigError("no autoencoder to measure with; name at least one, e.g. taesd")
     original, note = match_copy(original, protected)
     check_comparable(original, protected)
     dev = pick_device(device)
@@ -274,14 +278,17 @@ def verify_images(original: Image.Image, protected: Image.Image,
     result = Verification(psnr=metrics.psnr(x_adv, x), ssim=metrics.ssim(x_adv, x),
                           max_change255=float((x_adv - x).abs().max() * 255), note=note)
     cache = {} if clean_cache is None else clean_cache
+    fingerprint = (hashlib.blake2b(original.convert("RGB").tobytes(), digest_size=16).digest()
+                   if clean_cache is not None else None)
     for i, channel in enumerate(channels):
         if progress:
             progress(i / len(channels), channel)
         xac = _tensor(apply_channel(protected.convert("RGB"), channel)).to(dev)
         xas = metrics.resize_long(xac, 512)
         damage, shift = {}, {}
-        # the original's side depends on all four
-        key = (channel, tuple(nets), str(dev), original.size)
+        # the original's side depends on all five (the pixels: a dict shared across
+        # originals of one size must not hand one the other's reference)
+        key = (channel, tuple(nets), str(dev), original.size, fingerprint)
         with autocast(dev):
             if key not in cache:
                 xc = _tensor(apply_channel(original.convert("RGB"), channel)).to(dev)

@@ -86,6 +86,7 @@ def test_bad_visibility_map_settings_are_a_config_error(field, value):
     ("eot_samples", 1.5, "whole number"),
     ("seed", 2 ** 64, "seed must be"),
     ("seed", -1, "seed must be"),
+    ("seed", None, "seed must be"),  # Generator.manual_seed(None) would fail mid-run
 ])
 def test_values_that_would_fail_later_are_refused_now(field, value, message):
     with pytest.raises(ConfigError, match=message):

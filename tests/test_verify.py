@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cloak import ProtectConfig
+from cloak import ConfigError, ProtectConfig
 from cloak.pipeline import protect_array
 from cloak.verify import (
     SOCIAL_PRESETS,
@@ -89,6 +89,30 @@ class TestVerdicts:
         expected = 10 * np.log10(mse_adv / mse_clean)
         assert expected > 0.1  # random +-8/255 noise: about 0.3 dB on taesd
         assert first.channels[0].damage_db["taesd"] == pytest.approx(expected, abs=1e-3)
+
+    def test_a_shared_clean_cache_never_mixes_up_two_originals(self, photo):
+        """Two originals of one size through one cache dict: each is measured against its
+        own clean reference (the cache key holds the pixels)."""
+        rng = np.random.default_rng(1)
+        other = photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT)  # same size, other pixels
+        noise = rng.integers(-8, 9, (256, 256, 3))
+
+        def noisy(image):
+            return Image.fromarray(np.clip(np.asarray(image, dtype=np.int16) + noise, 0, 255)
+                                   .astype(np.uint8))
+
+        cache: dict = {}
+        shared = [verify_images(o, noisy(o), ("as-is",), models=("taesd",), clean_cache=cache)
+                  for o in (photo, other)]
+        alone = [verify_images(o, noisy(o), ("as-is",), models=("taesd",))
+                 for o in (photo, other)]
+        assert [v.to_dict()["channels"] for v in shared] == [
+            v.to_dict()["channels"] for v in alone]
+        assert len(cache) == 2
+
+    def test_no_model_is_a_clear_error(self, photo):
+        with pytest.raises(ConfigError, match="no autoencoder"):
+            verify_images(photo, photo, ("as-is",), models=())
 
     def test_thresholds(self):
         assert [verdict_for(d) for d in (5, 2, 0.7, 0.1)] == [
