@@ -45,8 +45,8 @@ log = logging.getLogger(__name__)
 
 MANIFEST_NAME = ".cloak-manifest.json"
 LOCK_NAME = ".cloak-lock"  # held (flock) by the run writing to OUT
-OUTPUT_FOLDER_SKIPPED = (f"a cloak output folder (it holds {MANIFEST_NAME}); protected "
-                         "copies are not protected again")
+OUTPUT_FOLDER_SKIPPED = (f"a cloak output folder (it holds {MANIFEST_NAME}): its {{n}} "
+                         "protected copies are not protected again; other photos in it are")
 TEMP_GLOB = ".*.cloak-tmp-*"  # the temp files of io.write_atomic
 ALREADY_DONE = "already protected with these settings"
 PROTECTED, SKIPPED, FAILED, CANCELLED = "protected", "skipped", "failed", "cancelled"
@@ -121,10 +121,24 @@ def _is_photo_name(path: Path, suffixes: Iterable[str]) -> bool:
     return path.suffix.lower() in suffixes
 
 
+def _skip_own_outputs(folder: Path, skip: set[str], problems: list[Item]) -> None:
+    """`folder` holds a cloak manifest (an earlier run's --out): add the outputs it lists,
+    and its mirror folders, to `skip` (real paths), so its protected copies are not
+    protected again while the user's own photos beside them still are; one SKIPPED item
+    says how many."""
+    manifest = Manifest(folder)
+    for rel in (*manifest.entries, *manifest.folders):
+        skip.add(os.path.realpath(folder / rel))
+    if manifest.entries:
+        problems.append(Item(folder, None, SKIPPED,
+                             OUTPUT_FOLDER_SKIPPED.format(n=len(manifest.entries))))
+
+
 def _walk(folder: Path, rel: Path, skip: set[str], suffixes: Sequence[str],
           seen_dirs: set, found: list[tuple[Path, Path]], problems: list[Item]) -> None:
     """Depth-first, sorted walk. Hidden entries (.*) are ignored; each real folder is
-    entered once, so symlink loops end; folders in `skip` (outputs) are never walked."""
+    entered once, so symlink loops end; paths in `skip` (outputs: folders, and the copies
+    an earlier run's manifest lists) are never taken."""
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError as exc:
@@ -146,11 +160,6 @@ def _walk(folder: Path, rel: Path, skip: set[str], suffixes: Sequence[str],
                 continue
             if real in skip:
                 continue
-            # os.path, not Path.is_file: that raises PermissionError in a folder that
-            # can't be searched, which would fail the whole input, not this folder
-            if os.path.isfile(path / MANIFEST_NAME):  # an earlier run's output folder
-                problems.append(Item(path, None, SKIPPED, OUTPUT_FOLDER_SKIPPED))
-                continue
             if key in seen_dirs:
                 if entry.is_symlink():
                     problems.append(Item(path, None, SKIPPED,
@@ -158,8 +167,13 @@ def _walk(folder: Path, rel: Path, skip: set[str], suffixes: Sequence[str],
                                          "not followed"))
                 continue
             seen_dirs.add(key)
+            # os.path, not Path.is_file: that raises PermissionError in a folder that
+            # can't be searched, which would fail the whole input, not this folder
+            if os.path.isfile(path / MANIFEST_NAME):  # an earlier run's output folder
+                _skip_own_outputs(path, skip, problems)
             _walk(path, rel / entry.name, skip, suffixes, seen_dirs, found, problems)
-        elif _is_photo_name(path, suffixes) and not path.name.endswith(PREVIEW_SUFFIX):
+        elif _is_photo_name(path, suffixes) and not path.name.endswith(PREVIEW_SUFFIX) \
+                and os.path.realpath(path) not in skip:
             found.append((path, rel))
 
 
@@ -264,9 +278,6 @@ def _plan_one(src: Path, out_dir: Path, suffixes: Sequence[str], seen_dirs: set,
     from . import io
 
     if src.is_dir():
-        if (src / MANIFEST_NAME).is_file() and not _same_folder(src, out_dir):
-            items.append(Item(src, None, SKIPPED, OUTPUT_FOLDER_SKIPPED))
-            return
         if _stat_key(src) in seen_dirs:
             items.append(Item(src, None, SKIPPED, "folder already included (named twice)"))
             return
@@ -277,6 +288,8 @@ def _plan_one(src: Path, out_dir: Path, suffixes: Sequence[str], seen_dirs: set,
         skip = {os.path.realpath(out_dir), os.path.realpath(out_dir / name)}
         found: list[tuple[Path, Path]] = []
         problems: list[Item] = []
+        if os.path.isfile(src / MANIFEST_NAME) and not _same_folder(src, out_dir):
+            _skip_own_outputs(src, skip, problems)  # an earlier run's output folder
         _walk(src, Path(name), skip, suffixes, seen_dirs, found, problems)
         items.extend(problems)
         items.extend(Item(p, io.output_path_for(p, out_dir / rel), folder=(name, real))

@@ -491,6 +491,27 @@ class TestReviewFixes:
         [item] = batch.plan([tmp_path / "photos" / "cloaked"], tmp_path / "elsewhere")
         assert item.status == SKIPPED
 
+    def test_a_folder_once_used_as_out_still_gives_its_own_photos(self, tmp_path,
+                                                                small_photo, tiny_config):
+        """`cloak protect new.png --out ~/Pictures`, later `cloak protect ~/Pictures --out p`:
+        the copy written there is skipped, the library's own photos are protected."""
+        pictures = tmp_path / "Pictures"
+        own = [small_photo(pictures / "mine.png"),
+               small_photo(pictures / "trip" / "beach.png", index=1)]
+        new = small_photo(tmp_path / "new.png", index=2)
+        holiday = small_photo(tmp_path / "holiday" / "h.png", index=3)
+        first = batch.run(batch.plan([new, holiday.parent], pictures), pictures, tiny_config)
+        assert first.counts[PROTECTED] == 2
+        assert (pictures / "new.png").is_file() and (pictures / "holiday" / "h.png").is_file()
+        for later in ([pictures], [pictures / "trip", pictures]):
+            items = batch.plan(later, tmp_path / "p")
+            planned = sorted(i.src for i in items if i.status == "pending")
+            assert planned == sorted(own)
+            [note] = [i for i in items if i.status == SKIPPED]
+            assert note.src == pictures and "its 2 protected copies" in note.message
+        result = batch.run(batch.plan([pictures], tmp_path / "p"), tmp_path / "p", tiny_config)
+        assert result.counts[PROTECTED] == 2 and result.counts[FAILED] == 0
+
     def test_a_folder_that_may_not_be_searched_is_one_failed_item(
             self, tmp_path, small_photo, monkeypatch):
         # As root (CI) permissions don't stop anything; Python 3.10-3.12 raise from
