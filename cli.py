@@ -425,10 +425,11 @@ def verify(
 ) -> None:
     """Measure how much protection a photo carries, as it is and after simulated posting.
 
-    With PHOTO (the original) and PROTECTED: invisibility (PSNR, SSIM, max change) and, per autoencoder,
-    damage in dB and latent shift, as the photo is, after social-network presets
-    (instagram, facebook, x, whatsapp: approximations) and clean-ups (JPEG, down-up, blur,
-    a crop of a few pixels, and grid: an editor that rounds its 512 px resize down).
+    With PHOTO (the original) and PROTECTED: invisibility (PSNR, SSIM, max change) and,
+    per autoencoder, damage in dB and latent shift, as the photo is, after social-network
+    presets (instagram, facebook, x, whatsapp: approximations) and clean-ups (JPEG,
+    down-up, blur, a crop of a few pixels; grid: an editor that rounds its 512 px resize
+    down; naive: an editor's downscale without antialiasing).
     The verdict (strong >= 3 dB, moderate >= 1.5, weak >= 0.5, else none, on the weakest
     model) is taken on the worst channel.
 
