@@ -600,6 +600,32 @@ class TestReviewFixes:
         assert "(Strength: fast)" in for_the_app(messages[1])
         assert "lower strength" in plain_message(RuntimeError("CUDA out of memory."))
 
+    @pytest.mark.usefixtures("model_dir")
+    def test_a_copy_saved_before_measuring_failed_shows_as_saved(self, qapp, tmp_path,
+                                                                  small_photo, monkeypatch):
+        """A JPEG's figures are measured on the written file; if that fails (out of memory
+        on a huge photo: simulated), the row says the copy was saved, not "failed", so a
+        retry does not write "a (1).jpg" beside it."""
+        import cloak.api
+
+        def out_of_memory(*args, **kwargs):
+            raise MemoryError
+
+        monkeypatch.setattr(cloak.api, "measure_saved", out_of_memory)
+        photo = small_photo(tmp_path / "a.jpg")
+        worker = ProtectWorker([Job(0, photo, tmp_path / "out")],
+                               ProtectConfig(strength="fast", **TINY))
+        protected, failed = [], []
+        worker.protected.connect(lambda i, outcome: protected.append(outcome))
+        worker.failed.connect(lambda i, message: failed.append(message))
+        worker.run()
+        assert failed == [] and len(protected) == 1
+        outcome = protected[0]
+        assert outcome.dst == tmp_path / "out" / "a.jpg" and outcome.dst.is_file()
+        assert outcome.report is None
+        assert outcome.status.startswith("protected, but measuring the saved copy failed")
+        assert "not enough memory" in outcome.status
+
     def test_missing_weights_are_looked_for_once_per_batch(self, qapp, tmp_path,
                                                            small_photo, monkeypatch):
         """Weights that can't be had fail every photo with the same reason, after one

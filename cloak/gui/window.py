@@ -178,7 +178,6 @@ class MainWindow(QMainWindow):
         self._list_generation = 0  # bumped by clear(): walks from before it are dropped
         self._walks.done.connect(self._on_walked)
         self._compare_wanted: int | None = None
-        self._compare_call: BackgroundCall | None = None  # the latest comparison queued
         self.setWindowTitle("cloak — protect photos before you post them")
         self.setAcceptDrops(True)  # drops anywhere go through the drop zone's filter
         self._build()
@@ -487,14 +486,12 @@ class MainWindow(QMainWindow):
             self.compare_panel.reset()
             return
         self.compare_panel.show_loading(row.src.name)
-        # A comparison asked for before and not started yet is no longer wanted: taken off
-        # the queue, so arrowing through 30 photos decodes 1 or 2 of them, not 30.
-        if self._compare_call is not None:
-            self._pool.tryTake(self._compare_call)
+        # A comparison that is no longer wanted when its turn comes is skipped, so arrowing
+        # through 30 photos decodes 1 or 2 of them, not 30. (The pool owns its runnables:
+        # one kept here could be freed by Python while the pool thread still runs it.)
         call = BackgroundCall(self._comparisons, row_id, compare, row.outcome.src,
                               row.outcome.dst)
-        call.setAutoDelete(False)  # kept here, so tryTake never meets a deleted runnable
-        self._compare_call = call
+        call.still_wanted = lambda: self._compare_wanted == row_id
         self._pool.start(call, COMPARE_PRIORITY)
 
     @Slot(object, object, str)
@@ -578,6 +575,9 @@ class MainWindow(QMainWindow):
         if self._worker is not None:
             self._worker.cancel()
         if self._thread is not None:
+            # the wait lasts until the current attack step (or a photo's load) ends
+            self.statusBar().showMessage("Stopping after the current step…")
+            self.repaint()
             self._thread.quit()
             self._thread.wait()
         self._pool.clear()

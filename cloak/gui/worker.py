@@ -41,7 +41,7 @@ class Outcome:
 
     src: Path
     dst: Path
-    report: Report
+    report: Report | None  # None: the copy was written, measuring it then failed
     status: str
 
 
@@ -176,6 +176,7 @@ class ProtectWorker(QObject):
         if self._weights_error is not None:  # no download attempt (and wait) per photo
             self.failed.emit(job.index, self._weights_error)
             return
+        dst: Path | None = None
         try:
             self._make_folder(job.out_dir, created)
             # GIF -> .png, MPO -> .jpg, ...: the suffix names the format written
@@ -196,6 +197,12 @@ class ProtectWorker(QObject):
         except Exception as exc:  # every failure belongs on its photo's row
             if not isinstance(exc, CloakError):
                 log.exception("protecting %s failed", job.src)
+            if dst is not None and dst.exists():  # a free name before: written, then the
+                # lossy copy's measuring failed (out of memory on a huge photo)
+                self.protected.emit(job.index, Outcome(
+                    job.src, dst, None, "protected, but measuring the saved copy failed: "
+                    + plain_message(exc)))
+                return
             self.failed.emit(job.index, plain_message(exc))
         else:
             self.protected.emit(job.index, Outcome(job.src, dst, report, self._status(report)))
@@ -250,8 +257,13 @@ class BackgroundCall(QRunnable):
                  *args: Any) -> None:
         super().__init__()
         self.signals, self.key, self.fn, self.args = signals, key, fn, args
+        # Asked (on the pool thread) when the call's turn comes: False skips it, and
+        # nothing is reported. It must only read plain attributes of the window.
+        self.still_wanted: Callable[[], bool] = lambda: True
 
     def run(self) -> None:
+        if not self.still_wanted():
+            return
         try:
             result = self.fn(*self.args)
         except Exception as exc:  # shown to the user, in plain words
