@@ -5,6 +5,7 @@ Runs offscreen with real weights (taesd only) and a tiny config, on small real p
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import re
@@ -23,7 +24,7 @@ try:
 except ImportError as exc:  # not installed, or a broken Qt (missing system libraries)
     missing(f"PySide6 does not import: {exc}", module_level=True)
 
-from PySide6.QtCore import QMimeData, QPointF, Qt, QThread, QTimer, QUrl
+from PySide6.QtCore import QEvent, QMimeData, QPointF, Qt, QThread, QTimer, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
@@ -40,8 +41,19 @@ TINY = {"steps": 2, "models": ("taesd",), "working_size": 128}
 
 
 @pytest.fixture(scope="module")
-def qapp() -> QApplication:
-    return QApplication.instance() or QApplication([])
+def qapp():
+    """The QApplication, shut down at the end of this module: left to Python's exit, the
+    order in which Qt objects were freed crashed the process after all tests had passed
+    (SIGSEGV or `malloc_consolidate()`, about one run in six), failing CI."""
+    app = QApplication.instance() or QApplication([])
+    yield app
+    for widget in QApplication.topLevelWidgets():
+        widget.close()
+        widget.deleteLater()
+    QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    QApplication.processEvents()
+    gc.collect()
+    app.shutdown()
 
 
 @pytest.fixture
@@ -449,6 +461,32 @@ def test_main_returns_an_exit_code(qapp, tmp_path, monkeypatch):
     from cloak.gui.app import LOG_HANDLER_NAME
 
     assert not any(h.get_name() == LOG_HANDLER_NAME for h in logging.getLogger().handlers)
+
+
+def test_the_app_in_its_own_process_exits_cleanly(tmp_path):
+    """`cloak-gui` opened and closed, three times: exit code 0, no Qt complaint. (Before
+    the app shut its QApplication down itself, Python's exit freed Qt objects in an order
+    that could crash.)"""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from PySide6.QtCore import QTimer\n"
+            "from PySide6.QtWidgets import QApplication\n"
+            "run = QApplication.exec\n"
+            "def soon(*_):\n"
+            "    QTimer.singleShot(300, QApplication.quit)\n"
+            "    return run()\n"
+            "QApplication.exec = soon\n"
+            "from cloak.gui.app import main\n"
+            "sys.exit(main())\n")
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "HOME": str(tmp_path),
+           "XDG_CONFIG_HOME": str(tmp_path / "config"), "XDG_STATE_HOME": str(tmp_path / "s")}
+    for _ in range(3):
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              env=env, timeout=120, check=False)
+        assert done.returncode == 0, done.stderr
+        assert "malformed" not in done.stderr and "Traceback" not in done.stderr
 
 
 class TestReviewFixes:

@@ -46,7 +46,7 @@ def main() -> int:
     one line on stderr, when PySide6 is not installed)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     try:
-        from PySide6.QtCore import QSettings
+        from PySide6.QtCore import QEvent, QSettings
         from PySide6.QtWidgets import QApplication
 
         from .window import MainWindow
@@ -57,6 +57,7 @@ def main() -> int:
         return 1
     log_to_file()
     keep_freed_memory()
+    created = QApplication.instance() is None
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("cloak")
     app.setApplicationDisplayName("cloak")
@@ -66,6 +67,12 @@ def main() -> int:
     try:
         return app.exec()
     finally:
+        window.close()  # cancels and joins a running batch (closeEvent)
+        window.deleteLater()
+        del window
+        if created:  # Qt's objects freed now, in order, not by Python's exit (it crashed)
+            app.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+            app.shutdown()
         stop_logging_to_file()
 
 
