@@ -23,7 +23,7 @@ from PIL import Image
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from PySide6.QtCore import QBuffer, QEventLoop, QIODevice, QTimer
+from PySide6.QtCore import QBuffer, QEvent, QEventLoop, QIODevice, QTimer
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QApplication
 
@@ -101,6 +101,11 @@ def main() -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         save_small_png(window.grab().toImage(), args.out)
         window.close()
+        window.deleteLater()
+    del window
+    # Qt's objects freed now, in order; left to Python's exit they could crash it
+    app.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    app.shutdown()
     log.info("wrote %s (%.0f KB)", args.out, args.out.stat().st_size / 1024)
     return 0
 
