@@ -117,9 +117,9 @@ def protect(
              "targets 512 only (its damage at 1024 is ~0.5-2 dB); high targets both. Adding "
              "1024 makes a run 3-4x slower.")] = None,
     preview: Annotated[bool, typer.Option(
-        help="Also write NAME.EXT.preview.png beside each output: protected, the "
-             "difference amplified x10 and the budget map, so you can see where the noise "
-             "went (no unprotected copy).")] = False,
+        help="Also write NAME.EXT.preview.png beside each output: protected, the size of "
+             "the change amplified x10 and the budget map, so you can see where the noise "
+             "went (no unprotected copy, nor a way to rebuild one).")] = False,
     json_path: Annotated[Path | None, typer.Option(
         "--json", help="Write a JSON summary with each file's status and report.")] = None,
     keep_gps: Annotated[bool, typer.Option(

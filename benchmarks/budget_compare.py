@@ -28,9 +28,17 @@ from cloak.budget import find_faces, local_contrast
 from cloak.models import ALL_MODEL_NAMES
 from cloak.models.weights import resolve_face_detector
 from cloak.pipeline import protect_array, to_tensor
-from cloak.preview import amplified_difference
 
 CROP = 128
+
+
+def amplified_difference(original: np.ndarray, protected: np.ndarray,
+                         gain: float = 10.0) -> np.ndarray:
+    """(H, W, 3) float in [0, 1] each -> (H, W, 3) uint8: 128 + gain * 255 * (p - o), the
+    signed difference this benchmark's sheet shows beside the original crops. (cloak's
+    own --preview shows only the size of the change: see cloak.preview.)"""
+    diff = 0.5 + gain * (protected.astype(np.float32) - original.astype(np.float32))
+    return np.round(np.clip(diff, 0, 1) * 255).astype(np.uint8)
 DEFAULT_PHOTOS = ("d01", "d08", "d09", "d12", "d14", "d24", "d04", "d17")
 
 

@@ -1,11 +1,14 @@
 """A preview sheet that shows where the perturbation went.
 
 Three panels, each at most `panel` px on the long side, left to right:
-protected | difference x `gain` (mid-gray = unchanged) | budget map
-(white = the most noise allowed, black = none). No panel shows the original: the sheet
-sits in the output folder, and a 512 px unprotected copy there is just what an editor
-needs, should the whole folder be uploaded. Pure functions over arrays; the only
-file writing is `save_preview`, which is atomic and never replaces a file unasked.
+protected | size of the change x `gain` (black = unchanged) | budget map
+(white = the most noise allowed, black = none). No panel shows the original, nor lets
+one rebuild it: the sheet sits in the output folder, and a 512 px unprotected copy there
+is just what an editor needs, should the whole folder be uploaded. A signed difference
+would be such a copy (protected minus difference is the original), so the middle panel
+shows only how large the change is, averaged over R, G and B. Pure functions over
+arrays; the only file writing is `save_preview`, which is atomic and never replaces a
+file unasked.
 """
 
 from __future__ import annotations
@@ -26,13 +29,15 @@ def preview_path(dst: str | Path) -> Path:
     return dst.with_name(dst.name + PREVIEW_SUFFIX)
 
 
-def amplified_difference(original: np.ndarray, protected: np.ndarray,
-                         gain: float = 10.0) -> np.ndarray:
-    """(H, W, 3) float in [0, 1] each -> (H, W, 3) uint8: 128 + gain * 255 * (p - o)."""
+def change_magnitude(original: np.ndarray, protected: np.ndarray,
+                     gain: float = 10.0) -> np.ndarray:
+    """(H, W, 3) float in [0, 1] each -> (H, W) uint8: gain * 255 * mean over R, G, B of
+    |p - o|, clipped to 255. Without the signs, protected and this panel do not give back
+    the original."""
     if original.shape != protected.shape:
         raise ValueError(f"shapes differ: {original.shape} vs {protected.shape}")
-    diff = 0.5 + gain * (protected.astype(np.float32) - original.astype(np.float32))
-    return np.round(np.clip(diff, 0, 1) * 255).astype(np.uint8)
+    size = np.abs(protected.astype(np.float32) - original.astype(np.float32)).mean(axis=2)
+    return np.round(np.clip(gain * size, 0, 1) * 255).astype(np.uint8)
 
 
 def _panel(img: Image.Image, size: tuple[int, int], label: str,
@@ -47,7 +52,7 @@ def preview_sheet(original: np.ndarray, protected: np.ndarray, budget: np.ndarra
                   panel: int = 512, gain: float = 10.0) -> Image.Image:
     """original, protected: (H, W, 3) float in [0, 1]; budget: (h, w) in [0, 1] or None.
     Returns one RGB image with the panels side by side (the original only through the
-    difference)."""
+    size of the change, which does not give it back)."""
     h, w = original.shape[:2]
     scale = min(1.0, panel / max(h, w))
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
@@ -55,8 +60,8 @@ def preview_sheet(original: np.ndarray, protected: np.ndarray, budget: np.ndarra
     panels = [
         _panel(to_img(protected), size, "protected", Image.LANCZOS),
         # NEAREST keeps the noise's texture visible instead of averaging it away.
-        _panel(Image.fromarray(amplified_difference(original, protected, gain)), size,
-               f"difference x{gain:g}", Image.NEAREST),
+        _panel(Image.fromarray(change_magnitude(original, protected, gain), "L"), size,
+               f"change x{gain:g} (black = none)", Image.NEAREST),
     ]
     if budget is not None:
         gray = Image.fromarray(np.round(np.clip(budget, 0, 1) * 255).astype(np.uint8), "L")

@@ -1,5 +1,5 @@
-"""`--preview`: a sheet beside each output showing original, protected, the amplified
-difference and the budget map."""
+"""`--preview`: a sheet beside each output showing the protected photo, the size of the
+change amplified, and the budget map (never the original, nor a way back to it)."""
 
 from __future__ import annotations
 
@@ -9,19 +9,32 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import cli
-from cloak.preview import amplified_difference, preview_path, preview_sheet
+from cloak.preview import change_magnitude, preview_path, preview_sheet
 
 
-def test_amplified_difference_is_mid_gray_where_nothing_changed():
+def test_change_magnitude_is_black_where_nothing_changed():
     original = np.full((4, 5, 3), 0.5, np.float32)
     protected = original.copy()
-    protected[0, 0] += 4 / 255
-    diff = amplified_difference(original, protected, gain=10)
-    assert diff.dtype == np.uint8 and diff.shape == (4, 5, 3)
-    assert (diff[1:] == 128).all()
-    assert (diff[0, 0] == 168).all()  # 128 + 10 * 4
+    protected[0, 0] += np.array([4, -4, 1], np.float32) / 255
+    size = change_magnitude(original, protected, gain=10)
+    assert size.dtype == np.uint8 and size.shape == (4, 5)
+    assert (size.ravel()[1:] == 0).all()
+    assert size[0, 0] == 30  # 10 * mean(4, 4, 1)
     with pytest.raises(ValueError):
-        amplified_difference(original, protected[:2])
+        change_magnitude(original, protected[:2])
+
+
+def test_the_sheet_does_not_give_back_the_original():
+    """Opposite perturbations of one photo give the same middle panel: protected plus the
+    sheet can't tell which way each pixel moved, so the original can't be rebuilt from an
+    uploaded output folder (a signed difference would give it back exactly)."""
+    rng = np.random.default_rng(3)
+    original = (0.1 + 0.8 * rng.random((40, 30, 3))).astype(np.float32)
+    delta = rng.choice([-8, 8], size=original.shape).astype(np.float32) / 255
+    sheets = [np.asarray(preview_sheet(original, original + d, None, panel=64))
+              for d in (delta, -delta)]
+    middle = [s[18:, 30:60] for s in sheets]
+    assert np.array_equal(middle[0], middle[1]) and middle[0].max() > 0
 
 
 def test_sheet_has_three_panels_at_most_panel_px_tall_and_no_original():
@@ -53,8 +66,8 @@ def test_cli_preview_writes_a_sheet_showing_the_noise(tmp_path, small_photo, mod
     assert (out / "me.jpg").is_file() and sheet_path.is_file()
     with Image.open(sheet_path) as sheet:
         assert sheet.size == (3 * 96, 64 + 18)
-        diff_panel = np.asarray(sheet.convert("RGB"))[18:, 96:2 * 96].astype(int)
-    assert np.abs(diff_panel - 128).max() > 20  # the perturbation is visible, amplified
+        change_panel = np.asarray(sheet.convert("RGB"))[18:, 96:2 * 96].astype(int)
+    assert change_panel.max() > 20  # the perturbation is visible, amplified
 
 
 def test_an_existing_preview_is_refused_before_any_work(tmp_path, small_photo, tiny_config):
