@@ -67,11 +67,13 @@ IDENTIFYING = frozenset({
     ExifTags.Base.CameraOwnerName, ExifTags.Base.ImageUniqueID, ExifTags.Base.MakerNote,
 })
 # XMP properties (local names) dropped from a kept source packet.
-XMP_GPS = re.compile(r"^GPS")
+# exif:GPSLatitude..., and drone makers' own (DJI: drone-dji:GpsLatitude, AbsoluteAltitude)
+XMP_GPS = re.compile(r"^(gps|absolutealtitude|relativealtitude)", re.IGNORECASE)
 XMP_IDENTIFYING = frozenset({"SerialNumber", "LensSerialNumber", "BodySerialNumber",
                              "OwnerName", "CameraOwnerName", "ImageUniqueID",
                              "DocumentID", "OriginalDocumentID", "InstanceID",
-                             "DerivedFrom", "History", "Orientation", "DataMining"})
+                             "DerivedFrom", "History", "Orientation", "DataMining",
+                             "DocumentAncestors"})
 # Dropped from every kept packet: orientation follows the pixels, the notices are re-added,
 # and an embedded preview (xmp:Thumbnails, xmpGImg) would carry the unprotected photo.
 XMP_ALWAYS_DROPPED = frozenset({"Orientation", "DataMining", "Thumbnails", "PageInfo"})

@@ -684,7 +684,9 @@ class TestMetadata:
             b'xmlns:exif="http://ns.adobe.com/exif/1.0/" xmlns:aux="http://ns.adobe.com/exif/1.0/aux/" '
             b'xmlns:dc="http://purl.org/dc/elements/1.1/" exif:GPSLatitude="52,22.5N" '
             b'xmlns:photoshop="http://ns.adobe.com/photoshop/1.0/" photoshop:City="Leiden" '
-            b'aux:SerialNumber="SN999"><xmp:Thumbnails xmlns:xmp="http://ns.adobe.com/xap/1.0/">'
+            b'aux:SerialNumber="SN999" xmlns:drone-dji="http://www.dji.com/drone-dji/1.0/" '
+            b'drone-dji:GpsLatitude="52.1601" drone-dji:AbsoluteAltitude="+61.2" '
+            b'><xmp:Thumbnails xmlns:xmp="http://ns.adobe.com/xap/1.0/">'
             b'<rdf:Alt><rdf:li>CLEANPREVIEWBASE64</rdf:li></rdf:Alt></xmp:Thumbnails><dc:title><rdf:Alt><rdf:li xml:lang="x-default">Beach'
             b"</rdf:li></rdf:Alt></dc:title><dc:rights><rdf:Alt><rdf:li xml:lang=\"x-default\">"
             b"(c) Bob</rdf:li></rdf:Alt></dc:rights></rdf:Description></rdf:RDF></x:xmpmeta>")
@@ -697,6 +699,7 @@ class TestMetadata:
             with Image.open(dst) as out:
                 xmp = out.info["xmp"]
             assert b"GPSLatitude" not in xmp and b"SN999" not in xmp
+            assert b"52.1601" not in xmp and b"+61.2" not in xmp  # a drone's own GPS
             assert b"Leiden" not in xmp  # a place name locates the photo as GPS does
             assert b"CLEANPREVIEWBASE64" not in xmp  # a preview of the unprotected photo
             assert b"(c) Bob" in xmp and DMI_PROHIBITED.encode() in xmp

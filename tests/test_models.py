@@ -71,6 +71,14 @@ class TestLayouts:
         z = torch.randn(1, 4, 4, 4)
         assert torch.equal(ours(z), flat(z))
 
+    def test_a_diffusers_file_with_odd_keys_is_one_clear_error(self, tmp_path):
+        from safetensors.torch import save_file
+
+        path = tmp_path / "diffusion_pytorch_model.safetensors"
+        save_file({"decoder.layers.x.weight": torch.zeros(1)}, str(path))
+        with pytest.raises(ModelError, match="is not taesd decoder weights: unexpected key"):
+            W.load_part(get_spec("taesd"), "decoder", path)
+
     def test_pth_layout_loads(self, model_dir):
         spec = get_spec("taef2")
         module = W.load_part(spec, "encoder", model_dir / "taef2_encoder.pth")

@@ -105,7 +105,10 @@ def normalise_keys(state: dict[str, torch.Tensor], part: str) -> dict[str, torch
     for key, value in state.items():
         if not key.startswith(prefix):
             continue
-        index, rest = key[len(prefix):].split(".", 1)
+        index, _, rest = key[len(prefix):].partition(".")
+        if not index.isdigit() or not rest:
+            raise ValueError(f"unexpected key {key!r} for the diffusers AutoencoderTiny "
+                             "layout")
         if part == "decoder":
             index = str(int(index) + 1)
         out[f"{index}.{rest}"] = value
@@ -185,6 +188,8 @@ def fetch(url: str, target: Path, check: Callable[[Path], None],
                 done += len(chunk)
                 if progress:
                     progress(target.name, done, total)
+            out.flush()
+            os.fsync(out.fileno())  # on disk before the rename: no empty cache file after a crash
         if total and done != total:
             raise OSError(f"the download ended early ({done} of {total} bytes)")
         check(tmp)
@@ -323,7 +328,11 @@ def load_part(spec: ModelSpec, part: str, path: Path) -> torch.nn.Module:
     """Build (model, part) and load `path` into it strictly."""
     if part not in PARTS:
         raise ValueError(f"part must be one of {PARTS}, got {part!r}")
-    state = normalise_keys(read_state_dict(path), part)
+    state = read_state_dict(path)
+    try:
+        state = normalise_keys(state, part)
+    except ValueError as exc:
+        raise ModelError(f"{path} is not {spec.name} {part} weights: {exc}") from exc
     module = build_part(spec, part)
     try:
         module.load_state_dict(state, strict=True)
