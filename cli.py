@@ -361,6 +361,8 @@ def check_json_path(json_path: Path | None, out: Path | None = None) -> None:
     where a folder can't be searched.)"""
     if not json_path:
         return
+    if json_path.suffix.lower() in IMAGE_SUFFIXES:  # `--json me.jpg`
+        fail(f"--json {json_path} names a photo file; give a .json file name")
     folder = json_path.parent
     if out is not None and os.path.abspath(folder) == os.path.abspath(out) \
             and not os.path.lexists(out):
@@ -371,8 +373,6 @@ def check_json_path(json_path: Path | None, out: Path | None = None) -> None:
         fail(f"can't write --json into {folder} (permission denied)")
     if os.path.isdir(json_path):
         fail(f"--json {json_path} is a folder; give a file name, such as report.json")
-    if json_path.suffix.lower() in IMAGE_SUFFIXES:  # `--json me.jpg`
-        fail(f"--json {json_path} names a photo file; give a .json file name")
 
 
 def check_model_dir(model_dir: Path | None) -> None:

@@ -442,6 +442,10 @@ def test_json_may_go_into_the_out_folder_the_run_creates(tmp_path, small_photo, 
     result = invoke("protect", photo, "--out", tmp_path / "p2", "--json",
                     tmp_path / "p2" / "sub" / "r.json", *TINY)  # only --out itself is made
     assert result.exit_code == 1 and "does not exist" in result.stderr
+    result = invoke("protect", photo, "--out", tmp_path / "p3", "--json",
+                    tmp_path / "p3" / "a.png", *TINY)  # still not a photo's name
+    assert result.exit_code == 1 and "names a photo file" in result.stderr
+    assert not (tmp_path / "p3").exists()
 
 
 def test_a_report_that_cant_be_written_keeps_the_totals_and_exit_code(
