@@ -457,7 +457,9 @@ def test_main_returns_an_exit_code(qapp, tmp_path, monkeypatch):
 
     QTimer.singleShot(50, close_all)
     assert main() == 0
-    assert (tmp_path / "state" / "cloak" / "log" / "cloak-gui.log").is_file()
+    log_path = tmp_path / "state" / "cloak" / "log" / "cloak-gui.log"
+    assert log_path.is_file()
+    assert log_path.stat().st_mode & 0o777 == 0o600  # it names the user's photos' paths
     from cloak.gui.app import LOG_HANDLER_NAME
 
     assert not any(h.get_name() == LOG_HANDLER_NAME for h in logging.getLogger().handlers)

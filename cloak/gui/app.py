@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
@@ -21,7 +22,10 @@ def log_to_file() -> Path | None:
 
     path = user_log_path("cloak") / "cloak-gui.log"
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # the user's own: it names their photos' paths (rotation keeps the mode)
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600))
+        os.chmod(path, 0o600)
         handler = RotatingFileHandler(path, maxBytes=1 << 20, backupCount=1,
                                       encoding="utf-8")
     except OSError:
