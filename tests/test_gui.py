@@ -199,6 +199,21 @@ class TestHelpers:
             Image.open(photos[0])
         assert expand_paths([tmp_path / "in"]) == photos
 
+    def test_a_folder_walk_stops_when_asked(self, tmp_path, small_photo):
+        """Closing the window (or clearing the list) ends a long walk early: the window
+        passes a should_stop that turns True, and the walk returns what it had."""
+        photos = [small_photo(tmp_path / "album" / f"{n}.png", size=(16, 16), index=n)
+                  for n in range(5)]
+        asked = []
+
+        def after_two() -> bool:
+            asked.append(1)
+            return len(asked) > 2
+
+        assert expand_paths([tmp_path / "album"], should_stop=after_two) == photos[:2]
+        assert len(asked) == 3
+        assert expand_paths([tmp_path / "album"], should_stop=lambda: False) == photos
+
     def test_expand_paths_does_not_follow_a_symlink_loop(self, tmp_path, small_photo):
         photo = small_photo(tmp_path / "a" / "x.png")
         (tmp_path / "a" / "loop").symlink_to(tmp_path, target_is_directory=True)

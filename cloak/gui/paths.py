@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from cloak.io import IMAGE_SUFFIXES, SUPPORTED  # what cloak reads, case-insensitive
@@ -20,7 +20,8 @@ def is_image_file(path: Path) -> bool:
         path.suffix.lower() in IMAGE_SUFFIXES
 
 
-def expand_paths(paths: Iterable[str | Path], output_dir: Path | None = None) -> list[Path]:
+def expand_paths(paths: Iterable[str | Path], output_dir: Path | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> list[Path]:
     """Photos among `paths`, folders expanded recursively, in order, without duplicates.
 
     Hidden files and earlier outputs are skipped: inside folders, anything in a folder
@@ -29,7 +30,8 @@ def expand_paths(paths: Iterable[str | Path], output_dir: Path | None = None) ->
     file that says it is a protected copy (is_protected_copy, which reads its header: call
     this off the main thread for many files). So protected copies are not protected again,
     while a Save-to folder that holds originals still takes photos chosen from it, and a
-    folder dropped from inside the Save-to folder still gives its photos."""
+    folder dropped from inside the Save-to folder still gives its photos. `should_stop`
+    (asked before each file) ends a long walk early, returning what it found so far."""
     found: dict[Path, None] = {}
     outputs = Path(os.path.realpath(output_dir)) if output_dir else None
 
@@ -47,6 +49,8 @@ def expand_paths(paths: Iterable[str | Path], output_dir: Path | None = None) ->
             # ~/Pictures/Holiday) holds originals: the app writes flat into Save-to.
             skip_outputs = bool(outputs) and real in outputs.parents
             for child in sorted(path.rglob("*")):
+                if should_stop is not None and should_stop():
+                    return list(found)
                 parts = child.relative_to(path).parts
                 if OUTPUT_FOLDER_NAME in parts[:-1] or any(p.startswith(".") for p in parts):
                     continue

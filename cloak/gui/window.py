@@ -176,6 +176,7 @@ class MainWindow(QMainWindow):
         self._walks = CallSignals(self)
         self._walks_pending = 0  # folder walks queued or running on the pool
         self._list_generation = 0  # bumped by clear(): walks from before it are dropped
+        self._closing = False  # set by closeEvent: folder walks stop early
         self._walks.done.connect(self._on_walked)
         self._compare_wanted: int | None = None
         self.setWindowTitle("cloak — protect photos before you post them")
@@ -288,8 +289,13 @@ class MainWindow(QMainWindow):
             self._walks_pending += 1
             self.statusBar().showMessage("looking for photos…")
             key = (self._list_generation, len(paths))
+            generation = self._list_generation
+
+            def stale() -> bool:  # the list was cleared, or the window is closing
+                return self._closing or self._list_generation != generation
+
             self._pool.start(BackgroundCall(self._walks, key, expand_paths, list(paths),
-                                            self.output_dir), WALK_PRIORITY)
+                                            self.output_dir, stale), WALK_PRIORITY)
             return
         self._add_photos(expand_paths(paths, self.output_dir), len(paths))
 
@@ -572,6 +578,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:
         """Cancel a running batch and wait for it, so no thread outlives the window."""
+        self._closing = True
         if self._worker is not None:
             self._worker.cancel()
         if self._thread is not None:
