@@ -81,6 +81,14 @@ def measure_saved(report: Report, original: np.ndarray, saved: np.ndarray,
     _measure(report, to_tensor(original), to_tensor(saved), config, models, device)
 
 
+def quantise_change(delta: torch.Tensor, eps255: float) -> torch.Tensor:
+    """Round a change (any shape, on the [0, 1] scale) in place to whole 8-bit steps, to
+    the nearest, within the whole steps of eps (a fractional eps 7.5/255 allows 7), so
+    |saved - original| <= eps holds after saving. Returns `delta`."""
+    whole_steps = math.floor(eps255 + 1e-6) / 255
+    return delta.mul_(255).round_().div_(255).clamp_(-whole_steps, whole_steps)
+
+
 def upsample(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Bicubic (a = -0.75, half-pixel centres) resize of (1, C, h, w) to `size` (H, W).
     On CPU through OpenCV (same kernel; ~4x faster than torch at 12 MP); the result is
@@ -247,8 +255,7 @@ def protect_array(rgb: np.ndarray, config: ProtectConfig, *, grayscale: bool = F
     # |saved - original| <= eps holds after saving. The protected photo is built in the
     # perturbation's memory (at 48 MP each float32 copy is 576 MB), and the change is
     # measured a band of rows at a time.
-    whole_steps = math.floor(config.eps255 + 1e-6) / 255
-    delta_full.mul_(255).round_().div_(255).clamp_(-whole_steps, whole_steps)
+    quantise_change(delta_full, config.eps255)
     x_adv = delta_full.add_(x_full).clamp_(0, 1)
     del delta_full
     report = Report(width=int(width), height=int(height), eps255=config.eps255,

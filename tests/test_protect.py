@@ -16,7 +16,7 @@ from PIL import Image, ImageOps
 
 from cloak import OutputError, ProtectConfig, budget, metrics, protect, protect_file
 from cloak.errors import UnsupportedImageError
-from cloak.pipeline import editing_views
+from cloak.pipeline import editing_views, quantise_change
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "photos" / "dev"
 
@@ -394,3 +394,12 @@ def test_naive_downscale_view_only_for_photos_larger_than_the_attack(model_dir):
     small = rng.random((96, 128, 3), dtype=np.float32)  # the attack size already
     assert np.array_equal(protect_array(small, config).rgb,
                           protect_array(small, config.replace(naive_downscale=False)).rgb)
+
+
+def test_the_saved_change_is_whole_steps_within_eps():
+    """To the nearest 8-bit step, then within eps's whole steps (7.5/255 allows 7)."""
+    change = torch.tensor([0.4, 0.6, -0.6, 7.4, 7.6, -9.0]) / 255
+    out = quantise_change(change, 7.5)
+    assert out is change  # in place: a 48 MP change is not copied
+    assert (out * 255).round().tolist() == [0, 1, -1, 7, 7, -7]
+    assert torch.allclose(out * 255, (out * 255).round(), atol=1e-4)
