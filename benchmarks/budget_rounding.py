@@ -17,6 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from efficacy import dev_photos
+
 from cloak import ProtectConfig, io
 from cloak.pipeline import protect_array, upsample
 
@@ -25,8 +28,7 @@ PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "photos" / "dev"
 
 def main(prefixes: list[str]) -> None:
     config = ProtectConfig(strength="medium", measure=False)
-    for prefix in prefixes:
-        [path] = sorted(PHOTOS.glob(f"{prefix}*"))
+    for path in dev_photos(PHOTOS, prefixes):
         photo = io.load_photo(path)
         result = protect_array(photo.rgb, config)
         change = np.abs(result.rgb - photo.rgb).max(axis=2) * 255

@@ -25,6 +25,9 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from efficacy import dev_photos
+
 import cloak.pipeline
 from cloak import ProtectConfig, io
 from cloak.models import ALL_MODEL_NAMES
@@ -54,8 +57,7 @@ VARIANTS = {"nearest": NEAREST, "sub-step zero": sub_step_zero, "stochastic": st
 def main(prefixes: list[str]) -> None:
     config = ProtectConfig(strength="medium")
     rows: dict[str, list[tuple[float, float, dict]]] = {name: [] for name in VARIANTS}
-    for prefix in prefixes:
-        [path] = sorted(PHOTOS.glob(f"{prefix}*"))
+    for path in dev_photos(PHOTOS, prefixes):
         photo = io.load_photo(path)
         for name, fn in VARIANTS.items():
             cloak.pipeline.quantise_change = fn
