@@ -94,3 +94,26 @@ def bf16_env(monkeypatch: pytest.MonkeyPatch):
 
     yield set_to
     cpu_has_fast_bf16.cache_clear()
+
+
+@pytest.fixture
+def lock_folder(monkeypatch: pytest.MonkeyPatch) -> Callable[[Path], None]:
+    """`lock_folder(folder)`: make `folder` behave as a folder of mode 000 does for a normal
+    user (CI runs as root, for whom permissions stop nothing): listing it, and reaching
+    anything in it, fail with EACCES; the folder itself can still be looked at."""
+
+    def lock(folder: Path) -> None:
+        real = {name: getattr(os, name) for name in ("stat", "lstat", "scandir")}
+
+        def refusing(name):
+            def call(path, *args, **kwargs):
+                p = Path(os.fsdecode(path))
+                if folder in p.parents or (name == "scandir" and p == folder):
+                    raise PermissionError(13, "Permission denied", str(p))
+                return real[name](path, *args, **kwargs)
+            return call
+
+        for name in real:
+            monkeypatch.setattr(os, name, refusing(name))
+
+    return lock

@@ -531,31 +531,13 @@ class TestReviewFixes:
         assert "Permission denied" in items["a.png"].message
         assert items["good.png"].status == "pending"
 
-    @staticmethod
-    def lock(monkeypatch, folder: Path) -> None:
-        """Make `folder` behave as a folder of mode 000 does for a normal user (CI runs
-        as root, for whom permissions stop nothing): listing it, and reaching anything in
-        it, fail with EACCES; the folder itself can still be looked at."""
-        real = {name: getattr(os, name) for name in ("stat", "lstat", "scandir")}
-
-        def refusing(name):
-            def call(path, *args, **kwargs):
-                p = Path(os.fsdecode(path))
-                if folder in p.parents or (name == "scandir" and p == folder):
-                    raise PermissionError(13, "Permission denied", str(p))
-                return real[name](path, *args, **kwargs)
-            return call
-
-        for name in real:
-            monkeypatch.setattr(os, name, refusing(name))
-
-    def test_a_locked_subfolder_fails_alone(self, tmp_path, small_photo, monkeypatch):
+    def test_a_locked_subfolder_fails_alone(self, tmp_path, small_photo, lock_folder):
         """`cloak protect /media/usb` with a root-owned lost+found inside: that folder is
         one failed item; the photos beside it are still planned."""
         good = small_photo(tmp_path / "usb" / "a.png")
         other = small_photo(tmp_path / "usb" / "trip" / "b.png", index=1)
         (tmp_path / "usb" / "lost+found").mkdir()
-        self.lock(monkeypatch, tmp_path / "usb" / "lost+found")
+        lock_folder(tmp_path / "usb" / "lost+found")
         items = by_src(batch.plan([tmp_path / "usb"], tmp_path / "out"))
         assert items["a.png"].status == items["b.png"].status == "pending"
         assert {items["a.png"].src, items["b.png"].src} == {good, other}
@@ -563,11 +545,11 @@ class TestReviewFixes:
         assert "can't read folder" in items["lost+found"].message
 
     def test_an_input_in_a_locked_folder_fails_alone(self, tmp_path, small_photo,
-                                                     monkeypatch):
+                                                     lock_folder):
         """`cloak protect ok.png /root/x.png`: x.png fails, ok.png is still planned."""
         good = small_photo(tmp_path / "ok.png")
         (tmp_path / "root").mkdir()
-        self.lock(monkeypatch, tmp_path / "root")
+        lock_folder(tmp_path / "root")
         items = by_src(batch.plan([good, tmp_path / "root" / "x.png"], tmp_path / "out"))
         assert items["ok.png"].status == "pending"
         assert items["x.png"].status == FAILED

@@ -473,17 +473,10 @@ def test_a_report_that_cant_be_written_keeps_the_totals_and_exit_code(
     assert (tmp_path / "out" / "a.png").is_file()
 
 
-def test_verify_of_a_photo_that_cant_be_reached_is_one_line(tmp_path, monkeypatch):
+def test_verify_of_a_photo_that_cant_be_reached_is_one_line(tmp_path, lock_folder):
     """`cloak verify /root/a.jpg` as a user (EACCES simulated: CI runs as root)."""
     locked = tmp_path / "locked" / "a.jpg"
-    real_stat = os.stat
-
-    def stat_refusing(path, *args, **kwargs):
-        if Path(os.fsdecode(path)) == locked:
-            raise PermissionError(13, "Permission denied", str(path))
-        return real_stat(path, *args, **kwargs)
-
-    monkeypatch.setattr(os, "stat", stat_refusing)
+    lock_folder(locked.parent)
     result = invoke("verify", locked)
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.stderr.strip() == (f"error: {locked}: permission denied (a folder on its "

@@ -803,18 +803,11 @@ class TestBadInput:
         _assert_one_line(exc, tmp_path / "nope.jpg", "no such file")
 
     def test_a_folder_on_the_way_that_cant_be_searched(self, tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+                                                       lock_folder) -> None:
         """`cloak verify /root/a.jpg` as a user: stat fails with EACCES (simulated here,
         since root searches any folder); one line, not a traceback."""
         path = tmp_path / "locked" / "a.jpg"
-        real_stat = os.stat
-
-        def stat_refusing(p, *args, **kwargs):
-            if Path(p) == path:
-                raise PermissionError(13, "Permission denied", str(p))
-            return real_stat(p, *args, **kwargs)
-
-        monkeypatch.setattr(os, "stat", stat_refusing)
+        lock_folder(path.parent)
         with pytest.raises(UnsupportedImageError) as exc:
             io.load_photo(path)
         _assert_one_line(exc, path, "permission denied")
