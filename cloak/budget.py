@@ -77,9 +77,14 @@ def find_faces(rgb_uint8: np.ndarray, detector_path: Path | None) -> list[tuple[
                     "priority is off", detector_path)
         return []
     h, w = rgb_uint8.shape[:2]
-    detector = cv2.FaceDetectorYN.create("onnx", np.frombuffer(model, np.uint8),
-                                         np.zeros(0, np.uint8), (w, h), 0.7, 0.3, 5000)
-    _, faces = detector.detect(np.ascontiguousarray(rgb_uint8[..., ::-1]))
+    try:
+        detector = cv2.FaceDetectorYN.create("onnx", np.frombuffer(model, np.uint8),
+                                             np.zeros(0, np.uint8), (w, h), 0.7, 0.3, 5000)
+        _, faces = detector.detect(np.ascontiguousarray(rgb_uint8[..., ::-1]))
+    except cv2.error as exc:  # an OpenCV build without this DNN path, or a size it refuses
+        log.warning("the face detector failed (%s); face priority is off for this photo",
+                    str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else exc)
+        return []
     if faces is None:
         return []
     return [tuple(float(v) for v in f[:4]) for f in faces]
@@ -122,7 +127,7 @@ def load_user_mask(path: str | Path, height: int, width: int, check_aspect: bool
 
     try:
         with Image.open(path, formats=READ_FORMATS) as img:
-            img = ImageOps.exif_transpose(img).convert("L")
+            img = mask_values(ImageOps.exif_transpose(img))
     except (OSError, ValueError) as exc:
         raise UnsupportedImageError(f"can't read mask {path}: {exc}") from exc
     if check_aspect and abs((img.width / img.height) / (aspect_width / aspect_height) - 1) > \
@@ -131,8 +136,29 @@ def load_user_mask(path: str | Path, height: int, width: int, check_aspect: bool
             f"mask {path} is {img.width}x{img.height}, not the shape of this photo "
             f"(aspect {aspect_width / aspect_height:.2f}); draw the mask on the photo as "
             "shown, at its size")
-    arr = np.asarray(img.resize((width, height), Image.BILINEAR), dtype=np.float32) / 255
-    return torch.from_numpy(arr.copy())[None, None]
+    arr = np.asarray(img.resize((width, height), Image.BILINEAR), dtype=np.float32)
+    return torch.from_numpy(arr.clip(0, 1))[None, None]
+
+
+def mask_values(img):
+    """A mask image of any mode -> mode "F" in [0, 1] (white = 1). 16-bit and 32-bit gray
+    are scaled from their full range (Pillow's own conversion to 8 bits clips them, so
+    a 16-bit 50% gray would read as white); float gray is taken as [0, 1]; transparency
+    counts as black (an eraser's see-through pixels: no extra protection)."""
+    from PIL import Image
+
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        values = np.asarray(img, dtype=np.float32) / 65535
+    elif img.mode == "F":
+        values = np.asarray(img, dtype=np.float32)
+    else:
+        has_alpha = img.mode in ("LA", "La", "PA", "RGBA", "RGBa") or (
+            img.mode == "P" and "transparency" in img.info)
+        gray = np.asarray(img.convert("L"), dtype=np.float32) / 255
+        if has_alpha:
+            gray *= np.asarray(img.convert("RGBA").getchannel("A"), dtype=np.float32) / 255
+        values = gray
+    return Image.fromarray(np.ascontiguousarray(values.clip(0, 1), dtype=np.float32), "F")
 
 
 def budget_map(x: torch.Tensor, *, perceptual: bool = True,

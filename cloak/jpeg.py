@@ -61,7 +61,7 @@ def _dct_2d(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
             d[k, n] = math.cos(math.pi * (2 * n + 1) * k / 16)
     d[0] *= math.sqrt(1 / 8)
     d[1:] *= math.sqrt(2 / 8)
-    return torch.kron(d, d).to(device=device, dtype=dtype)
+    return torch.kron(d, d).to(dtype=dtype).to(device)  # cast on the CPU: mps has no float64
 
 
 def soft_round(x: torch.Tensor) -> torch.Tensor:

@@ -40,6 +40,14 @@ def change_magnitude(original: np.ndarray, protected: np.ndarray,
     return np.round(np.clip(gain * size, 0, 1) * 255).astype(np.uint8)
 
 
+def _to_image(rgb: np.ndarray) -> Image.Image:
+    """(H, W, 3) float in [0, 1] -> 8-bit RGB image, with one float temporary."""
+    scaled = np.clip(rgb, 0, 1).astype(np.float32, copy=False)
+    scaled *= 255
+    np.rint(scaled, out=scaled)
+    return Image.fromarray(scaled.astype(np.uint8))
+
+
 def _panel(img: Image.Image, size: tuple[int, int], label: str,
            resample: int) -> Image.Image:
     panel = Image.new("RGB", (size[0], size[1] + LABEL_HEIGHT), "white")
@@ -56,12 +64,16 @@ def preview_sheet(original: np.ndarray, protected: np.ndarray, budget: np.ndarra
     h, w = original.shape[:2]
     scale = min(1.0, panel / max(h, w))
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    to_img = lambda a: Image.fromarray(np.round(np.clip(a, 0, 1) * 255).astype(np.uint8))
+    # NEAREST keeps the noise's texture visible instead of averaging it away; it only
+    # samples pixels, so the change is measured on every `stride`-th one (a 48 MP photo
+    # would need several full-size float copies otherwise).
+    stride = max(1, int(1 / scale))
+    change = change_magnitude(original[::stride, ::stride], protected[::stride, ::stride],
+                              gain)
     panels = [
-        _panel(to_img(protected), size, "protected", Image.LANCZOS),
-        # NEAREST keeps the noise's texture visible instead of averaging it away.
-        _panel(Image.fromarray(change_magnitude(original, protected, gain), "L"), size,
-               f"change x{gain:g} (black = none)", Image.NEAREST),
+        _panel(_to_image(protected), size, "protected", Image.LANCZOS),
+        _panel(Image.fromarray(change, "L"), size, f"change x{gain:g} (black = none)",
+               Image.NEAREST),
     ]
     if budget is not None:
         gray = Image.fromarray(np.round(np.clip(budget, 0, 1) * 255).astype(np.uint8), "L")

@@ -64,6 +64,35 @@ class TestPriorities:
         assert float(rows[:10].mean()) > 2 * float(rows[-10:].mean())  # it still steers
         assert float((rows[1:] / rows[:-1]).min()) > 0.6  # but never by a cliff
 
+    @pytest.mark.parametrize("kind", ["8-bit", "16-bit", "float"])
+    def test_a_mask_reads_its_gray_levels_at_any_bit_depth(self, tmp_path, kind):
+        """Half black, a quarter 50% gray, a quarter white, saved as 8-bit L, 16-bit
+        (Pillow's own conversion to 8 bits would clip the gray to white) and float TIFF."""
+        levels = np.zeros((64, 64), np.float32)
+        levels[:, 32:48], levels[:, 48:] = 0.5, 1.0
+        path = tmp_path / ("mask.tif" if kind == "float" else "mask.png")
+        if kind == "8-bit":
+            Image.fromarray(np.round(levels * 255).astype(np.uint8), "L").save(path)
+        elif kind == "16-bit":
+            Image.fromarray(np.round(levels * 65535).astype(np.uint16)).save(path)
+            assert Image.open(path).mode.startswith("I")
+        else:
+            Image.fromarray(levels, "F").save(path)
+        mask = budget.load_user_mask(path, 64, 64)[0, 0]
+        assert float(mask[:, :30].max()) == 0
+        assert float(mask[:, 34:46].mean()) == pytest.approx(0.5, abs=0.01)
+        assert float(mask[:, 50:].min()) == pytest.approx(1.0, abs=0.01)
+
+    def test_a_masks_see_through_pixels_count_as_black(self, tmp_path):
+        """An editor layer: white painted on the left half, erased (white, alpha 0) on
+        the right."""
+        rgba = np.full((64, 64, 4), 255, np.uint8)
+        rgba[:, 32:, 3] = 0
+        Image.fromarray(rgba, "RGBA").save(tmp_path / "mask.png")
+        mask = budget.load_user_mask(tmp_path / "mask.png", 64, 64)[0, 0]
+        assert float(mask[:, :30].min()) == pytest.approx(1.0)
+        assert float(mask[:, 34:].max()) == 0
+
     def test_uniform_when_not_perceptual(self):
         b = budget.budget_map(half_flat_half_texture(), perceptual=False)
         assert torch.equal(b, torch.ones_like(b))

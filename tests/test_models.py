@@ -361,3 +361,93 @@ def test_a_killed_downloads_temp_file_is_swept_and_a_live_one_kept(model_dir, tm
     monkeypatch.setenv("CLOAK_WEIGHTS_URL", mirror.as_uri())
     assert W.resolve(get_spec("taef2"), "encoder") == cache / "taef2_encoder.pth"
     assert not stale.exists() and live.exists()
+
+
+class TestDamagedCopies:
+    """A damaged copy of cloak's own download is fetched again; the user's files never are."""
+
+    def _mirror(self, model_dir: Path, tmp_path: Path, monkeypatch) -> Path:
+        mirror = TestDownload()._mirror(model_dir, tmp_path)
+        monkeypatch.setenv("CLOAK_MODEL_DIR", str(tmp_path / "nothing-here"))
+        monkeypatch.delenv("CLOAK_OFFLINE", raising=False)
+        monkeypatch.setenv("CLOAK_WEIGHTS_URL", mirror.as_uri())
+        return mirror
+
+    def test_a_damaged_cached_download_is_fetched_again(self, model_dir, tmp_path,
+                                                        monkeypatch, caplog):
+        self._mirror(model_dir, tmp_path, monkeypatch)
+        cache = tmp_path / "cache"
+        cache.mkdir()
+        pinned, unpinned = cache / "taef2_encoder.pth", cache / "taesd_decoder.pth"
+        data = bytearray((model_dir / "taef2_encoder.pth").read_bytes())
+        data[-10] ^= 0xFF  # a flipped bit: the pinned sha256 differs
+        pinned.write_bytes(bytes(data))
+        unpinned.write_bytes(b"\0" * 4096)  # a file that no longer loads
+        assert isinstance(W.load_verified(get_spec("taef2"), "encoder"), torch.nn.Module)
+        assert isinstance(W.load_verified(get_spec("taesd"), "decoder"), torch.nn.Module)
+        assert W.sha256_of(pinned) == W.KNOWN_SHA256["taef2_encoder.pth"]
+        W.load_part(get_spec("taesd"), "decoder", unpinned)  # loads strictly now
+        assert caplog.text.count("downloading it again") == 2
+
+    def test_offline_a_damaged_cached_download_is_reported_and_left(self, model_dir,
+                                                                    tmp_path, monkeypatch):
+        self._mirror(model_dir, tmp_path, monkeypatch)
+        monkeypatch.setenv("CLOAK_OFFLINE", "1")
+        cache = tmp_path / "cache"
+        cache.mkdir()
+        (cache / "taesd_decoder.pth").write_bytes(b"\0" * 4096)
+        with pytest.raises(ModelError, match="can't read weights"):
+            W.load_verified(get_spec("taesd"), "decoder")
+        assert (cache / "taesd_decoder.pth").read_bytes() == b"\0" * 4096
+
+    def test_a_bad_file_in_the_users_folder_is_never_replaced(self, model_dir, tmp_path,
+                                                              monkeypatch):
+        self._mirror(model_dir, tmp_path, monkeypatch)  # a download would work
+        mine = tmp_path / "mine"
+        mine.mkdir()
+        data = bytearray((model_dir / "taesd_encoder.safetensors").read_bytes())
+        data[-1] ^= 0xFF
+        (mine / "taesd_encoder.safetensors").write_bytes(bytes(data))
+        with pytest.raises(ModelError, match="sha256.*move it out of that folder"):
+            W.load_verified(get_spec("taesd"), "encoder", model_dir=mine)
+        assert (mine / "taesd_encoder.safetensors").read_bytes() == bytes(data)
+        assert not (tmp_path / "cache" / "taesd_encoder.pth").exists()
+
+
+class TestModelDirVariable:
+    def test_a_home_relative_cloak_model_dir_is_expanded(self, model_dir, tmp_path,
+                                                         monkeypatch):
+        monkeypatch.setenv("HOME", str(tmp_path))
+        (tmp_path / "weights").mkdir()
+        shutil.copy(model_dir / "taesd_encoder.safetensors", tmp_path / "weights")
+        monkeypatch.setenv("CLOAK_MODEL_DIR", "~/weights")
+        found = W.resolve(get_spec("taesd"), "encoder", allow_download=False)
+        assert found == tmp_path / "weights" / "taesd_encoder.safetensors"
+
+    def test_a_cloak_model_dir_that_is_no_folder_is_named(self, tmp_path, monkeypatch,
+                                                          caplog):
+        monkeypatch.setattr(W, "_warned", set())
+        monkeypatch.setenv("CLOAK_MODEL_DIR", str(tmp_path / "typo"))
+        for _ in range(2):
+            with pytest.raises(ModelError) as info:
+                W.resolve(get_spec("taesd"), "encoder", allow_download=False)
+        assert caplog.text.count(f"CLOAK_MODEL_DIR={tmp_path / 'typo'} is not a folder") == 1
+        # The one-line error lists where it looked.
+        assert f"looked in {tmp_path / 'typo'}, {tmp_path / 'cache'}" in str(info.value)
+
+
+def test_an_opencv_failure_turns_face_priority_off_for_the_photo(model_dir, monkeypatch,
+                                                                 caplog):
+    """cv2.error from the detector (an OpenCV build without this DNN path) costs the
+    photo its face priority, not the photo."""
+    import cv2
+
+    from cloak.budget import find_faces
+
+    def refuse(*args, **kwargs):
+        raise cv2.error("OpenCV(4.x) net_impl.cpp: unsupported layer")
+
+    monkeypatch.setattr(cv2.FaceDetectorYN, "create", refuse)
+    rgb = np.zeros((64, 64, 3), np.uint8)
+    assert find_faces(rgb, W.resolve_face_detector(allow_download=False)) == []
+    assert "face priority is off for this photo" in caplog.text

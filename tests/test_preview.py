@@ -51,6 +51,18 @@ def test_sheet_has_three_panels_at_most_panel_px_tall_and_no_original():
     assert np.abs(first.astype(int) - expected).max() <= 1
 
 
+def test_a_large_photos_change_panel_shows_where_it_changed():
+    """A photo 8x the panel: the change is sampled, not measured on full-size copies, and
+    still lands where it is (top half changed by 4/255 -> 10 * 4 = 40 gray)."""
+    original = np.full((1200, 1600, 3), 0.5, np.float32)
+    protected = original.copy()
+    protected[:600] += 4 / 255
+    sheet = np.asarray(preview_sheet(original, protected, None, panel=200))
+    change = sheet[18:, 200:400, 0].astype(int)
+    assert change.shape == (150, 200)
+    assert (np.abs(change[:70] - 40) <= 1).all() and (change[80:] == 0).all()
+
+
 def test_preview_path_sits_beside_the_output(tmp_path):
     assert preview_path(tmp_path / "a b.jpg") == tmp_path / "a b.jpg.preview.png"
 

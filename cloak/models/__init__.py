@@ -8,7 +8,7 @@ import torch
 
 from .registry import ALL_MODEL_NAMES, MODELS, ModelSpec, get_spec
 from .taesd import TinyAutoencoder
-from .weights import DownloadProgress, load_part, resolve, search_dirs
+from .weights import DownloadProgress, load_verified, search_dirs
 
 __all__ = ["ALL_MODEL_NAMES", "MODELS", "ModelSpec", "TinyAutoencoder", "get_spec",
            "load_autoencoder"]
@@ -24,14 +24,12 @@ def load_autoencoder(name: str, model_dir=None, device: torch.device | str = "cp
     for the folders its weights are looked up in (`model_dir`, then $CLOAK_MODEL_DIR, then
     the user cache), so changing $CLOAK_MODEL_DIR loads from the new folder."""
     spec = get_spec(name)
-    key = (name, tuple(map(str, search_dirs(model_dir))), str(device))
+    key = (name, tuple(str(d.absolute()) for d in search_dirs(model_dir)), str(device))
     with _lock:
         if key not in _cache:
             model = TinyAutoencoder(spec.latent_channels, spec.use_pool)
-            model.encoder = load_part(spec, "encoder",
-                                      resolve(spec, "encoder", model_dir, allow_download, progress))
-            model.decoder = load_part(spec, "decoder",
-                                      resolve(spec, "decoder", model_dir, allow_download, progress))
+            model.encoder = load_verified(spec, "encoder", model_dir, allow_download, progress)
+            model.decoder = load_verified(spec, "decoder", model_dir, allow_download, progress)
             # channels_last: measured ~3x faster per attack step on CPU with bf16
             # (benchmarks/levers.md); inputs keep their own layout and work either way.
             _cache[key] = model.to(device, memory_format=torch.channels_last).eval(

@@ -46,12 +46,17 @@ def cache_dir() -> Path:
 
 
 def search_dirs(model_dir: str | os.PathLike | None = None) -> list[Path]:
-    """Folders searched for weights, in order."""
+    """Folders searched for weights, in order (`~` expanded). A $CLOAK_MODEL_DIR that is
+    not a folder is still listed (it may be created later), with one warning per value."""
     dirs = []
     if model_dir:
-        dirs.append(Path(model_dir))
+        dirs.append(Path(model_dir).expanduser())
     if os.environ.get("CLOAK_MODEL_DIR"):
-        dirs.append(Path(os.environ["CLOAK_MODEL_DIR"]))
+        from_env = Path(os.environ["CLOAK_MODEL_DIR"]).expanduser()
+        if not from_env.is_dir():
+            _warn_once(f"CLOAK_MODEL_DIR={os.environ['CLOAK_MODEL_DIR']} is not a folder; "
+                       "no weights are found there")
+        dirs.append(from_env)
     dirs.append(cache_dir())
     return dirs
 
@@ -150,7 +155,8 @@ def check_pinned(path: Path, actual: str) -> None:
     if expected is not None and actual != expected:
         raise ModelError(
             f"{path} has sha256 {actual[:12]}..., expected {expected[:12]}...: the file is "
-            "corrupt or not the published weights; delete it and let cloak download it again"
+            "corrupt or not the published weights; replace it with the published file, or "
+            "move it out of that folder so cloak looks in the next one (or downloads it)"
         )
 
 
@@ -214,8 +220,10 @@ def _remove_stale_downloads(folder: Path) -> None:
             pass
 
 
-def download(spec: ModelSpec, part: str, progress: DownloadProgress | None = None) -> Path:
-    """Download (model, part) into the cache, atomically, and return its path."""
+def download(spec: ModelSpec, part: str, progress: DownloadProgress | None = None,
+             model_dir=None) -> Path:
+    """Download (model, part) into the cache, atomically, and return its path
+    (`model_dir` only names the folders searched in an error)."""
     url = download_url(spec, part)
     target = cache_dir() / f"{spec.file_stem(part)}.pth"
 
@@ -234,15 +242,15 @@ def download(spec: ModelSpec, part: str, progress: DownloadProgress | None = Non
     try:
         return fetch(url, target, check, progress)
     except CacheNotWritable as exc:
-        raise ModelError(missing_message(spec, part, str(exc))) from exc
+        raise ModelError(missing_message(spec, part, str(exc), model_dir)) from exc
     except ModelError as exc:
-        raise ModelError(missing_message(spec, part, f"download from {url} failed: {exc}")) \
-            from exc
+        raise ModelError(missing_message(spec, part, f"download from {url} failed: {exc}",
+                                         model_dir)) from exc
     except (urllib.error.URLError, OSError, TimeoutError, ValueError,
             http.client.HTTPException) as exc:
         # ValueError: a CLOAK_WEIGHTS_URL that is not a URL
-        raise ModelError(missing_message(spec, part, f"download from {url} failed ({exc})")) \
-            from exc
+        raise ModelError(missing_message(spec, part, f"download from {url} failed ({exc})",
+                                         model_dir)) from exc
 
 
 def downloads_off() -> bool:
@@ -258,7 +266,7 @@ def face_detector_url() -> str:
 
 FACE_DETECTOR_TIMEOUT_S = 10  # optional: a slow network should not hold a batch up
 _face_detector_failed: set[str] = set()  # addresses that failed in this process
-_warned: set[str] = set()  # face-detector warnings already given in this process
+_warned: set[str] = set()  # warnings already given in this process
 
 
 def _warn_once(message: str) -> None:
@@ -309,9 +317,10 @@ def resolve_face_detector(model_dir=None, allow_download: bool = True,
         return None
 
 
-def missing_message(spec: ModelSpec, part: str, why: str) -> str:
+def missing_message(spec: ModelSpec, part: str, why: str, model_dir=None) -> str:
+    looked_in = ", ".join(str(folder) for folder in search_dirs(model_dir))
     return (
-        f"weights for {spec.name} {part} not found and {why}. Put "
+        f"weights for {spec.name} {part} not found (looked in {looked_in}) and {why}. Put "
         f"{spec.file_stem(part)}.safetensors or .pth in a folder and pass --model-dir DIR "
         f"or set CLOAK_MODEL_DIR=DIR (files: {UPSTREAM_URL}/{spec.file_stem(part)}.pth)"
     )
@@ -350,5 +359,24 @@ def resolve(spec: ModelSpec, part: str, model_dir=None, allow_download: bool = T
         verify_file(path)
         return path
     if not allow_download or downloads_off():
-        raise ModelError(missing_message(spec, part, "downloads are off"))
-    return download(spec, part, progress)
+        raise ModelError(missing_message(spec, part, "downloads are off", model_dir))
+    return download(spec, part, progress, model_dir)
+
+
+def load_verified(spec: ModelSpec, part: str, model_dir=None, allow_download: bool = True,
+                  progress: DownloadProgress | None = None) -> torch.nn.Module:
+    """(model, part) built and loaded from verified weights (resolve, then load_part).
+
+    A damaged copy of cloak's own download in the cache (a pinned sha256 that differs, or
+    a file that no longer loads: a disk error, a half-restored backup) is downloaded again
+    once, where downloads are allowed. A bad file in a folder the user chose is reported,
+    never replaced."""
+    try:
+        return load_part(spec, part, resolve(spec, part, model_dir, allow_download, progress))
+    except ModelError as exc:
+        own_copy = cache_dir() / f"{spec.file_stem(part)}.pth"
+        if (find_local(spec, part, model_dir) != own_copy or not allow_download
+                or downloads_off()):
+            raise
+        log.warning("%s is damaged (%s); downloading it again", own_copy, exc)
+    return load_part(spec, part, download(spec, part, progress, model_dir))
