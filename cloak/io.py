@@ -334,6 +334,10 @@ def _format_info(image: Image.Image) -> dict[str, Any]:
         info["compression"] = image.info.get("compression", "raw")
     if image.format == "HEIF" and image.info.get("nclx_profile"):
         info["nclx_profile"] = image.info["nclx_profile"]
+    if image.format == "HEIF" and int(image.info.get("bit_depth") or 8) > 8:
+        # pillow-heif's Pillow plugin always decodes HDR HEIF to 8 bits per channel
+        log.warning("%d-bit HEIF is read as 8-bit; the protected copy is 8-bit",
+                    int(image.info["bit_depth"]))
     if image.format == "PNG":
         text = {k: v for k, v in image.info.items() if isinstance(v, str) and
                 k in PNG_TEXT_RIGHTS | PNG_TEXT_OTHER}
@@ -608,9 +612,13 @@ def _encode_pixels(photo: Photo, rgb: np.ndarray, fmt: str) -> _Encoded:
 
 
 def _save_options(photo: Photo, fmt: str, policy: md.MetadataPolicy, orientation: int,
-                  jpeg_quality: int | None) -> dict[str, Any]:
-    """Pillow save() keyword arguments for `fmt`, metadata included."""
+                  jpeg_quality: int | None, stored_size: tuple[int, int] | None = None
+                  ) -> dict[str, Any]:
+    """Pillow save() keyword arguments for `fmt`, metadata included. `stored_size`:
+    (width, height) of the pixels as stored."""
     icc = photo.icc_profile if policy.keep_icc else None
+    if icc and fmt == "WEBP" and photo.is_grayscale and icc[16:20] == b"GRAY":
+        icc = None  # gray is written as RGB there: a gray profile would not fit it
     xmp = md.build_xmp(photo.xmp, photo.exif, policy, __version__)
     options: dict[str, Any] = {}
     if icc and fmt != "BMP":
@@ -646,9 +654,10 @@ def _save_options(photo: Photo, fmt: str, policy: md.MetadataPolicy, orientation
         options["pnginfo"] = pnginfo
     if fmt == "TIFF":
         exif = md.build_exif(photo.exif, policy, orientation, xmp_for_tiff=xmp,
-                             sub_ifds=options["compression"] == "raw")
+                             sub_ifds=options["compression"] == "raw", stored_size=stored_size)
     else:
-        exif = md.build_exif(photo.exif, policy, orientation) if fmt != "BMP" else None
+        exif = (md.build_exif(photo.exif, policy, orientation, stored_size=stored_size)
+                if fmt != "BMP" else None)
     if exif:
         options["exif"] = exif
     if xmp and fmt in ("JPEG", "WEBP", "HEIF"):
@@ -676,7 +685,9 @@ def save_photo(photo: Photo, rgb: np.ndarray, dst: str | os.PathLike[str], *,
     if dst.exists() and not overwrite:
         raise OutputError(f"output {dst} already exists; pass --overwrite to replace it")
     encoded = _encode_pixels(photo, rgb, fmt)
-    options = _save_options(photo, fmt, policy, encoded.orientation, jpeg_quality)
+    stored = (encoded.image.size if encoded.image is not None
+              else (encoded.samples.shape[1], encoded.samples.shape[0]))
+    options = _save_options(photo, fmt, policy, encoded.orientation, jpeg_quality, stored)
 
     def write(fp: IO[bytes]) -> None:
         if encoded.samples is not None:

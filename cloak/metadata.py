@@ -66,6 +66,15 @@ IDENTIFYING = frozenset({
     ExifTags.Base.BodySerialNumber, ExifTags.Base.LensSerialNumber,
     ExifTags.Base.CameraOwnerName, ExifTags.Base.ImageUniqueID, ExifTags.Base.MakerNote,
 })
+# The Exif IFD's standard capture tags (EXIF 2.3x, up to Gamma 0xA500), kept unless
+# IDENTIFYING: software's private tags there (Adobe's owner and serial tags at 0xFDE8+,
+# Microsoft's padding) are dropped with the serials.
+SUBJECT_AREA = 0x9214  # standard, but not among Pillow's names
+EXIF_IFD_STANDARD = frozenset(
+    {int(tag) for tag in ExifTags.Base if 0x8000 <= tag <= 0xA500} | {SUBJECT_AREA})
+PIXEL_X, PIXEL_Y = ExifTags.Base.ExifImageWidth, ExifTags.Base.ExifImageHeight
+# Points in the stored frame of the source: wrong once the copy is stored turned.
+SUBJECT_POINTS = frozenset({SUBJECT_AREA, ExifTags.Base.SubjectLocation})
 # XMP properties (local names) dropped from a kept source packet.
 # exif:GPSLatitude..., and drone makers' own (DJI: drone-dji:GpsLatitude, AbsoluteAltitude)
 XMP_GPS = re.compile(r"^(gps|absolutealtitude|relativealtitude)", re.IGNORECASE)
@@ -90,6 +99,7 @@ NAMESPACES = {"x": X_NS, "rdf": RDF_NS, "dc": DC_NS, "plus": PLUS_NS, "cloak": C
 EXIF_ERRORS = (OSError, ValueError, TypeError, KeyError, IndexError, OverflowError,
                SyntaxError, struct.error)
 MAX_JPEG_SEGMENT = 65533 - len(b"Exif\x00\x00")
+CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 for _prefix, _uri in NAMESPACES.items():  # readable prefixes instead of ns0, ns1...
     ET.register_namespace(_prefix, _uri)
 
@@ -146,37 +156,51 @@ def snapshot_exif(image: Image.Image) -> ExifSnapshot | None:
         exif = image.getexif()
         if not exif:
             return None
+        base = {tag: value for tag, value in exif.items() if tag not in (EXIF_IFD, GPS_IFD)}
+    except EXIF_ERRORS as exc:  # malformed EXIF must not stop the photo from loading
+        log.warning("ignoring unreadable EXIF: %s", exc)
+        return None
+    try:
         subs = {}
         for tag in (EXIF_IFD, GPS_IFD):
             subs[tag] = dict(exif.get_ifd(tag)) if tag in exif else {}
         interop = dict(exif.get_ifd(INTEROP_IFD)) if INTEROP_IFD in subs[EXIF_IFD] else {}
-    except EXIF_ERRORS as exc:  # malformed EXIF must not stop the photo from loading
-        log.warning("ignoring unreadable EXIF: %s", exc)
-        return None
-    base = {tag: value for tag, value in exif.items() if tag not in (EXIF_IFD, GPS_IFD)}
+    except EXIF_ERRORS as exc:  # the main IFD (orientation, camera, date) is still good
+        log.warning("ignoring unreadable EXIF details: %s", exc)
+        return ExifSnapshot(base, {}, {}, {})
     return ExifSnapshot(base, subs[EXIF_IFD], subs[GPS_IFD], interop)
 
 
 def build_exif(snapshot: ExifSnapshot | None, policy: MetadataPolicy, orientation: int,
-               *, xmp_for_tiff: bytes | None = None, sub_ifds: bool = True) -> bytes | None:
+               *, xmp_for_tiff: bytes | None = None, sub_ifds: bool = True,
+               stored_size: tuple[int, int] | None = None) -> bytes | None:
     """EXIF bytes ("Exif\\0\\0" + TIFF) for the copy, or None when there is nothing to write.
 
     `orientation` is the tag value matching the stored pixels (1 = stored upright).
+    `stored_size` (width, height) of the stored pixels sets PixelX/YDimension (a portrait
+    HEIC is stored upright, turned from its source's frame); where the copy is stored
+    turned from the source, the subject's area (points in the old frame) is dropped.
     `xmp_for_tiff` puts the XMP packet in tag 700 (TIFF keeps XMP inside its IFD0);
     `sub_ifds=False` leaves out the Exif/GPS sub-IFDs (libtiff cannot write them)."""
     out = Image.Exif()
     src = snapshot or ExifSnapshot({}, {}, {}, {})
+    rights = (ARTIST, COPYRIGHT, ExifTags.Base.XPAuthor)
     for tag, value in src.base.items():
-        if tag in IFD0_KEEP and (policy.keep_exif or
-                                 (policy.keep_copyright and tag in (ARTIST, COPYRIGHT))):
+        if tag in IFD0_KEEP and (policy.keep_copyright if tag in rights else policy.keep_exif):
             out[tag] = value
     out[ORIENTATION] = orientation
     if orientation == 1 and ORIENTATION not in src.base:
         del out[ORIENTATION]
     if policy.keep_exif and sub_ifds:
-        drop = IDENTIFYING if policy.strip_serials else frozenset()
+        turned = orientation != src.orientation  # stored in another frame than the source
         exif_ifd = {tag: value for tag, value in src.exif.items()
-                    if tag not in drop and tag != INTEROP_IFD}
+                    if tag != INTEROP_IFD and not (turned and tag in SUBJECT_POINTS) and (
+                        not policy.strip_serials or
+                        (tag in EXIF_IFD_STANDARD and tag not in IDENTIFYING))}
+        if stored_size is not None:
+            for tag, value in zip((PIXEL_X, PIXEL_Y), stored_size, strict=True):
+                if tag in exif_ifd:
+                    exif_ifd[tag] = int(value)
         if src.interop:
             exif_ifd[INTEROP_IFD] = dict(src.interop)
         if exif_ifd:
@@ -200,7 +224,7 @@ def build_exif(snapshot: ExifSnapshot | None, policy: MetadataPolicy, orientatio
     except EXIF_ERRORS as exc:  # odd source values Pillow cannot write back
         log.warning("EXIF could not be rewritten (%s); keeping orientation and rights only", exc)
         return build_exif(_essentials(src), policy, orientation, xmp_for_tiff=xmp_for_tiff,
-                          sub_ifds=False)
+                          sub_ifds=False, stored_size=stored_size)
     maker_note = ExifTags.Base.MakerNote
     if len(data) > MAX_JPEG_SEGMENT and sub_ifds and maker_note in src.exif:
         # the camera's private blob (kept with --keep-serials) goes first: date, exposure,
@@ -209,11 +233,13 @@ def build_exif(snapshot: ExifSnapshot | None, policy: MetadataPolicy, orientatio
                     len(data))
         lighter = ExifSnapshot(src.base, {t: v for t, v in src.exif.items() if t != maker_note},
                                src.gps, src.interop)
-        return build_exif(lighter, policy, orientation, xmp_for_tiff=xmp_for_tiff)
+        return build_exif(lighter, policy, orientation, xmp_for_tiff=xmp_for_tiff,
+                          stored_size=stored_size)
     if len(data) > MAX_JPEG_SEGMENT and sub_ifds:
         log.warning("EXIF is %d bytes, too long for one JPEG segment; dropping the Exif IFD",
                     len(data))
-        return build_exif(src, policy, orientation, xmp_for_tiff=xmp_for_tiff, sub_ifds=False)
+        return build_exif(src, policy, orientation, xmp_for_tiff=xmp_for_tiff, sub_ifds=False,
+                          stored_size=stored_size)
     return data
 
 
@@ -228,7 +254,10 @@ def _text(value: Any) -> str | None:
         value = value.decode("utf-8", "replace")
     if not isinstance(value, str):
         return None
-    value = value.strip("\x00 ").strip()
+    # EXIF's two-part Copyright ("photographer\0editor") and stray control characters:
+    # XML 1.0 can't hold them, and one would make the whole XMP packet unreadable.
+    value = value.strip("\x00 ").replace("\x00", "; ")
+    value = CONTROL_CHARACTERS.sub("", value).strip()
     return value or None
 
 
@@ -240,7 +269,7 @@ def _parse_xmp(xmp: bytes | None) -> ET.Element | None:
         return None
     try:
         return ET.fromstring(xmp.strip(b"\x00 \r\n\t"))
-    except ET.ParseError as exc:
+    except (ET.ParseError, LookupError, ValueError) as exc:  # LookupError: unknown encoding
         log.warning("ignoring unreadable XMP packet: %s", exc)
         return None
 

@@ -705,6 +705,96 @@ class TestMetadata:
             assert b"(c) Bob" in xmp and DMI_PROHIBITED.encode() in xmp
             assert (b"Beach" in xmp) == title
 
+    def test_a_copy_stored_turned_says_its_own_size(self, tmp_path: Path) -> None:
+        """A sideways-stored camera JPEG (Orientation 6, 40x32 stored) written as HEIC is
+        stored upright (32x40): PixelX/YDimension follow, and the subject's area (a point
+        in the old frame) goes. A JPEG copy keeps the frame, and both."""
+        exif = exif_with(Orientation=6)
+        exif[EXIF_IFD] = {T.ExifImageWidth: 40, T.ExifImageHeight: 32,
+                          0x9214: (20, 16, 8, 8), T.ExposureTime: 0.01}
+        src = save(Image.fromarray(pixels()), tmp_path / "side.jpg", quality=95,
+                   exif=exif.tobytes())
+        photo = io.load_photo(src)
+        for suffix, stored, turned in ((".heic", (32, 40), True), (".jpg", (40, 32), False)):
+            if suffix == ".heic" and not io.HEIF_WRITABLE:
+                continue
+            dst = io.save_photo(photo, photo.rgb, tmp_path / f"out{suffix}")
+            with Image.open(dst) as out:
+                sub = out.getexif().get_ifd(EXIF_IFD)
+                assert out.size == stored
+            assert (sub[T.ExifImageWidth], sub[T.ExifImageHeight]) == stored
+            assert (0x9214 in sub) == (not turned) and T.ExposureTime in sub
+
+    def test_software_tags_in_the_exif_ifd_go_with_the_serials(self, tmp_path: Path) -> None:
+        """Adobe Camera Raw's owner name and serial (0xFDE8, 0xFDE9) in the Exif IFD are
+        not standard capture tags: dropped by default, kept with the serials."""
+        exif = exif_with()
+        exif[EXIF_IFD] = {T.ExposureTime: 0.01, 0xFDE8: "Owner's Name: Ada",
+                          0xFDE9: "Serial Number: 8812"}
+        src = save(Image.fromarray(pixels()), tmp_path / "acr.jpg", quality=95,
+                   exif=exif.tobytes())
+        photo = io.load_photo(src)
+        dst = io.save_photo(photo, photo.rgb, tmp_path / "out.jpg")
+        assert b"8812" not in dst.read_bytes() and b"Owner's Name" not in dst.read_bytes()
+        with Image.open(dst) as out:
+            assert out.getexif().get_ifd(EXIF_IFD)[T.ExposureTime] == 0.01
+        kept = io.save_photo(photo, photo.rgb, tmp_path / "kept.jpg",
+                             metadata=MetadataPolicy(strip_serials=False))
+        assert b"8812" in kept.read_bytes()
+
+    def test_without_copyright_the_exif_author_goes_too(self, tmp_path: Path) -> None:
+        photo = io.load_photo(_tagged_jpeg(tmp_path))
+        dst = io.save_photo(photo, photo.rgb, tmp_path / "out.jpg",
+                            metadata=MetadataPolicy(keep_copyright=False))
+        with Image.open(dst) as out:
+            exif = out.getexif()
+            assert T.Artist not in exif and T.Copyright not in exif
+            assert exif[T.Make] == "Cam"  # the camera details stay
+        assert b"Ada" not in dst.read_bytes()
+
+    def test_a_two_part_exif_copyright_gives_valid_xmp(self, tmp_path: Path) -> None:
+        """EXIF's "photographer NUL editor" Copyright: XML can't hold a NUL, and a packet
+        with one would lose the notices (and the app would protect the copy again)."""
+        import xml.etree.ElementTree as ET
+
+        src = _tagged_jpeg(tmp_path, Copyright="Jane Doe\x00Ed Itor\x00",
+                           Artist="Jane\x07 Doe")
+        photo = io.load_photo(src)
+        dst = io.save_photo(photo, photo.rgb, tmp_path / "out.jpg")
+        with Image.open(dst) as out:
+            packet = out.info["xmp"]
+        ET.fromstring(packet.split(b"?>", 1)[1].rsplit(b"<?", 1)[0])  # parses
+        assert b"Jane Doe; Ed Itor" in packet and b"\x07" not in packet
+        assert metadata.says_protected(packet)
+
+    def test_an_xmp_packet_in_an_unknown_encoding_is_ignored(self, tmp_path: Path) -> None:
+        source = (b'<?xml version="1.0" encoding="no-such-codec"?><x:xmpmeta '
+                  b'xmlns:x="adobe:ns:meta/"/>')
+        src = save(Image.fromarray(pixels()), tmp_path / "x.jpg", xmp=source)
+        photo = io.load_photo(src)
+        for policy in (MetadataPolicy(), MetadataPolicy(keep_xmp=True)):
+            dst = io.save_photo(photo, photo.rgb, tmp_path / "out.jpg", overwrite=True,
+                                metadata=policy)
+            with Image.open(dst) as out:
+                assert DMI_PROHIBITED.encode() in out.info["xmp"]
+        assert not metadata.says_protected(source)
+
+    def test_a_gray_profile_is_not_put_on_an_rgb_webp(self, tmp_path: Path) -> None:
+        """WebP has no gray mode: a gray photo is written as RGB there, where a gray ICC
+        profile would not fit (viewers ignore or misapply it). PNG keeps it."""
+        from PIL import ImageCms
+
+        srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+        gray_icc = srgb[:16] + b"GRAY" + srgb[20:]  # the header's colour space is what counts
+        src = save(Image.fromarray(pixels(channels=1), "L"), tmp_path / "g.png",
+                   icc_profile=gray_icc)
+        photo = io.load_photo(src)
+        assert photo.icc_profile == gray_icc
+        with Image.open(io.save_photo(photo, photo.rgb, tmp_path / "out.webp")) as out:
+            assert out.mode == "RGB" and "icc_profile" not in out.info
+        with Image.open(io.save_photo(photo, photo.rgb, tmp_path / "out.png")) as out:
+            assert out.info.get("icc_profile") == gray_icc
+
     @pytest.mark.filterwarnings("ignore:Corrupt EXIF")
     def test_broken_exif_does_not_block_loading(self, tmp_path: Path) -> None:
         src = save(Image.fromarray(pixels()), tmp_path / "b.jpg",
