@@ -445,7 +445,8 @@ def verify(
     from PIL import Image
 
     from cloak import io
-    from cloak.verify import receipt_image, verify_images
+    from cloak.errors import UnsupportedImageError
+    from cloak.verify import RECEIPT_SMALLEST, receipt_image, verify_images
 
     names = tuple(m.strip() for m in models.split(",") if m.strip())
     md = str(model_dir) if model_dir else None
@@ -459,19 +460,35 @@ def verify(
     try:
         for name in names:
             ProtectConfig(models=(name,))  # validates the model name
+        if protected is not None and same_file(photo, protected):
+            raise UnsupportedImageError(
+                f"{printable(str(photo))} was given twice: give the original first, then "
+                "its protected copy")
         images = [as_image(p) for p in (photo, protected) if p is not None]  # bad paths first
         fetch_weights(names if protected is not None else ("taesd",), md)
         if protected is None:
             receipt = receipt_image(images[0], md)
             typer.echo(f"{printable(str(photo))}: {receipt.label} {receipt.score_db:+.2f} dB "
                        f"(threshold {receipt.threshold_db:+.2f}; above means protected)")
+            if max(images[0].size) < RECEIPT_SMALLEST:
+                typer.secho(f"note: the photo is {images[0].width}x{images[0].height}; the "
+                            f"receipt was calibrated on photos of {RECEIPT_SMALLEST} px and "
+                            "larger, so this score is less reliable", fg=typer.colors.YELLOW,
+                            err=True)
             typer.echo("receipt: " + ("PROTECTED" if receipt.protected
-                                      else "no protection detected"))
+                                      else "no protection detected")
+                       + " (a hint, not proof: compare with the original for figures)")
             result = {"photo": str(photo), **receipt.to_dict()}
         else:
             v = verify_images(*images, models=names, model_dir=md)
             if v.note:
                 typer.secho(f"note: {v.note}", fg=typer.colors.YELLOW, err=True)
+            as_is = v.channels[0].damage_db if v.channels else {}
+            if as_is and max(as_is.values()) < -0.5:
+                typer.secho(
+                    "note: the second photo rebuilds better than the first on every model "
+                    "(negative damage): the order is ORIGINAL, then PROTECTED; were they "
+                    "swapped?", fg=typer.colors.YELLOW, err=True)
             typer.echo(f"invisibility: PSNR {v.psnr:.1f} dB, SSIM {v.ssim:.3f}, "
                        f"max change {v.max_change255:.0f}/255")
             typer.echo(f"{'channel':<10} " + " ".join(f"{n:>8}" for n in names)
@@ -481,15 +498,28 @@ def verify(
                     f"{ch.damage_db[n]:>8.2f}" for n in names) + "   " + " ".join(
                     f"{ch.latent_shift[n]:.2f}" for n in names))
             typer.echo(f"verdict: {v.verdict} (worst channel: {v.worst.channel}); "
-                       f"as posted: {v.verdict_as_posted}")
+                       f"as is (before posting): {v.verdict_as_posted}")
             result = {"original": str(photo), "protected": str(protected), **v.to_dict()}
     except CloakError as exc:
         fail(str(exc))
     except OSError as exc:  # a path the library did not expect to be unreadable
         where = f" {exc.filename}" if exc.filename else ""
         fail(f"can't read{where}: {exc.strerror or exc}")
+    except (MemoryError, RuntimeError) as exc:  # torch's OutOfMemoryError is a RuntimeError
+        if not isinstance(exc, MemoryError) and "out of memory" not in str(exc).lower():
+            raise
+        fail("not enough memory to compare these photos at full size; compare a smaller "
+             "copy of both (the same size)")
     if json_path:
         write_json(json_path, result)
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (False when either can't be looked at)."""
+    try:
+        return a.samefile(b)
+    except OSError:
+        return False
 
 
 @app.command(short_help="Open the desktop drag-and-drop app.")

@@ -710,6 +710,20 @@ def _same_file(a: Path, b: Path) -> bool:
 # ----------------------------------------------------------------------- atomic write
 
 
+def check_folder_writable(folder: str | os.PathLike[str]) -> None:
+    """Raise OutputError unless a file can be created in `folder`: a hidden probe file is
+    made and removed (a read-only card or share, or a full disk, fails here, before the
+    minutes an attack takes)."""
+    folder = Path(folder)
+    try:
+        temp, fd = _temp_file(folder, "write-check")
+    except OSError as exc:
+        raise OutputError(f"can't write in {folder} ({exc.strerror or exc})") from exc
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        temp.unlink()
+
+
 def _temp_file(folder: Path, name: str) -> tuple[Path, int]:
     """Create a hidden, unique temp file next to the output (umask applies as usual)."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)

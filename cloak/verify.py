@@ -28,7 +28,7 @@ import torch
 from PIL import Image, ImageFilter
 
 from . import metrics
-from .device import autocast, pick_device
+from .device import autocast, pick_device, uses_bf16
 from .errors import ConfigError
 from .io import decode_own_bytes
 from .models import ALL_MODEL_NAMES, load_autoencoder
@@ -283,16 +283,20 @@ def verify_images(original: Image.Image, protected: Image.Image,
     for i, channel in enumerate(channels):
         if progress:
             progress(i / len(channels), channel)
-        xac = _tensor(apply_channel(protected.convert("RGB"), channel)).to(dev)
-        xas = metrics.resize_long(xac, 512)
+        # resized to 512 on the CPU: only that goes to the device (a 48 MP photo would not
+        # fit a small GPU at full size)
+        xas = metrics.resize_long(_tensor(apply_channel(protected.convert("RGB"), channel)),
+                                  512).to(dev)
         damage, shift = {}, {}
-        # the original's side depends on all five (the pixels: a dict shared across
-        # originals of one size must not hand one the other's reference)
-        key = (channel, tuple(nets), str(dev), original.size, fingerprint)
+        # the original's side depends on all of these (the pixels: a dict shared across
+        # originals of one size must not hand one the other's reference; the weights'
+        # folder and the precision: the same names may be other weights or other maths)
+        key = (channel, tuple(nets), str(dev), uses_bf16(dev), model_dir, original.size,
+               fingerprint)
         with autocast(dev):
             if key not in cache:
-                xc = _tensor(apply_channel(original.convert("RGB"), channel)).to(dev)
-                xs = metrics.resize_long(xc, 512)
+                xs = metrics.resize_long(
+                    _tensor(apply_channel(original.convert("RGB"), channel)), 512).to(dev)
                 cache[key] = (xs, {n: metrics.clean_reference(m, xs) for n, m in nets.items()})
             xs, stats = cache[key]
             for n, m in nets.items():
@@ -380,6 +384,8 @@ def _per_model_receipt(net, x: torch.Tensor) -> dict[str, float]:
 
 # The candidate scores benchmarks/receipt_calibration.py compares.
 RECEIPT_FEATURES = ("recon_error_db", "hf_gap")
+# The smallest long side among the photos the receipt was calibrated on (d13, d16, d20).
+RECEIPT_SMALLEST = 500
 # The best score in benchmarks/receipt.md: taesd's high-frequency gap. One round trip.
 RECEIPT_MODEL = "taesd"
 RECEIPT_SCORE = "hf_gap"

@@ -279,6 +279,41 @@ def test_verify_with_original_prints_channels_and_writes_json(tmp_path, small_ph
     assert f"verdict: {data['verdict']} (worst channel: {worst['channel']})" in result.stdout
 
 
+def test_verify_says_when_the_photos_look_swapped(tmp_path, small_photo, model_dir):
+    """`cloak verify PROTECTED ORIGINAL`: every model rebuilds the second photo better than
+    the first, so every damage figure is negative and the verdict would read "none" for a
+    protected photo. It still measures (exit 0) and says the order is probably swapped;
+    the right order gets no such note."""
+    src = small_photo(tmp_path / "a.png", size=(128, 128))
+    out = tmp_path / "out"
+    assert invoke("protect", src, "--out", out, "--strength", "fast", "--models", "taesd",
+                  "--no-measure").exit_code == 0
+    swapped = invoke("verify", out / "a.png", src, "--models", "taesd")
+    assert swapped.exit_code == 0, swapped.output
+    assert "were they swapped?" in swapped.stderr
+    assert "as is (before posting): none" in swapped.stdout
+    right = invoke("verify", src, out / "a.png", "--models", "taesd")
+    assert right.exit_code == 0 and "swapped" not in right.stderr
+    assert "as is (before posting): none" not in right.stdout
+
+
+def test_verify_refuses_one_file_given_twice(tmp_path, small_photo, model_dir):
+    src = small_photo(tmp_path / "a.png", size=(64, 64))
+    result = invoke("verify", src, tmp_path / "." / "a.png")
+    assert result.exit_code == 1 and "was given twice" in result.stderr
+    assert "verdict" not in result.stdout and "Traceback" not in result.output
+
+
+def test_the_receipt_is_called_a_hint_and_small_photos_get_a_note(tmp_path, small_photo,
+                                                                   model_dir):
+    small = invoke("verify", small_photo(tmp_path / "thumb.png", size=(200, 150)))
+    assert small.exit_code == 0, small.output
+    assert "a hint, not proof" in small.stdout
+    assert "calibrated on photos of 500 px and larger" in small.stderr
+    large = invoke("verify", small_photo(tmp_path / "big.png", size=(640, 480)))
+    assert large.exit_code == 0 and "calibrated on" not in large.stderr
+
+
 def test_verify_receipt_on_a_clean_photo(tmp_path, model_dir):
     example = Path(__file__).resolve().parent.parent / "examples" / "astronaut.jpg"
     report = tmp_path / "r.json"

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import missing
-from PIL import Image
+from PIL import Image, ImageOps
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 try:
@@ -214,6 +214,31 @@ class TestHelpers:
         assert len(asked) == 3
         assert expand_paths([tmp_path / "album"], should_stop=lambda: False) == photos
 
+    def test_a_stopped_walk_lists_no_folder_it_did_not_reach(self, tmp_path, small_photo,
+                                                             monkeypatch):
+        """The tree is listed a folder at a time, so a walk stopped in the first of three
+        subfolders never lists the other two (a whole home folder or NAS share would be
+        listed before the first check otherwise), and the order is the sorted one."""
+        import os
+
+        import cloak.gui.paths as paths_module
+
+        photos = [small_photo(tmp_path / "tree" / name / "x.png", size=(16, 16))
+                  for name in ("a", "b", "c")]
+        top = small_photo(tmp_path / "tree" / "b.png", size=(16, 16))
+        listed = []
+        real_scandir = os.scandir
+
+        def spy(folder):
+            listed.append(Path(folder).name)
+            return real_scandir(folder)
+
+        monkeypatch.setattr(paths_module.os, "scandir", spy)
+        assert expand_paths([tmp_path / "tree"]) == [photos[0], photos[1], top, photos[2]]
+        listed.clear()
+        assert expand_paths([tmp_path / "tree"], should_stop=lambda: True) == []
+        assert listed == ["tree", "a"]
+
     def test_expand_paths_does_not_follow_a_symlink_loop(self, tmp_path, small_photo):
         photo = small_photo(tmp_path / "a" / "x.png")
         (tmp_path / "a" / "loop").symlink_to(tmp_path, target_is_directory=True)
@@ -254,6 +279,25 @@ class TestHelpers:
         diff, max_change = amplified_difference(a, b, gain=10)
         assert max_change == 4
         assert diff.getpixel((1, 2)) == (30, 40, 0) and diff.getpixel((0, 0)) == (0, 0, 0)
+
+    def test_a_large_turned_png_is_shrunk_first_and_still_shown_upright(self, tmp_path):
+        """A PNG (no JPEG draft) 8x the thumbnail, stored sideways (EXIF 6): shrunk before
+        it is turned, it comes out upright, at the thumbnail size, with the same look as
+        turning the full-size photo first."""
+        rng = np.random.default_rng(0)
+        stored = np.zeros((600, 1000, 3), np.uint8)
+        stored[:, :500] = (200, 40, 40)  # left half red as stored: the top once upright
+        stored += rng.integers(0, 20, stored.shape, dtype=np.uint8)
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        Image.fromarray(stored).save(tmp_path / "side.png", exif=exif.tobytes())
+        shown = thumbnail(tmp_path / "side.png", 100)
+        assert shown.size == (60, 100)  # portrait once upright
+        reference = ImageOps.exif_transpose(Image.open(tmp_path / "side.png")).convert("RGB")
+        reference.thumbnail((100, 100), Image.Resampling.LANCZOS)
+        difference = np.abs(np.asarray(shown, np.int16) - np.asarray(reference, np.int16))
+        assert difference.mean() < 3
+        assert np.asarray(shown)[:40, :, 0].mean() > 150  # red on top
 
     def test_thumbnail_of_16bit_gray_keeps_its_tones(self, tmp_path):
         """Pillow's RGB conversion clips 16-bit gray at 255 (a white thumbnail)."""
@@ -581,6 +625,7 @@ class TestReviewFixes:
         assert wait_until(lambda: window._walks_pending == 0, 10)
         QApplication.processEvents()
         assert not window.rows
+        assert window.statusBar().currentMessage() != "looking for photos…"
 
     def test_protected_copies_are_not_added_again(self, window, tmp_path, small_photo,
                                                   tiny_config):
@@ -680,6 +725,61 @@ class TestReviewFixes:
         assert outcome.report is None
         assert outcome.status.startswith("protected, but measuring the saved copy failed")
         assert "not enough memory" in outcome.status
+
+    def test_a_save_to_folder_that_cant_be_written_fails_before_any_attack(
+            self, qapp, tmp_path, small_photo, monkeypatch):
+        """An existing folder no file can be created in (a read-only card or share:
+        simulated, CI runs as root): every photo fails at once, naming it, and no attack
+        runs (no step is reported), instead of minutes each and then "cannot write"."""
+        import os
+
+        import cloak.io
+
+        locked = tmp_path / "card"
+        locked.mkdir()
+        real_open = os.open
+
+        def read_only(path, *args, **kwargs):
+            if Path(path).parent == locked:
+                raise PermissionError(13, "Permission denied", str(path))
+            return real_open(path, *args, **kwargs)
+
+        monkeypatch.setattr(cloak.io.os, "open", read_only)
+        photos = [small_photo(tmp_path / f"{n}.png", index=n) for n in range(2)]
+        worker = ProtectWorker([Job(n, p, locked) for n, p in enumerate(photos)],
+                               ProtectConfig(strength="fast", **TINY))
+        failed, steps = [], []
+        worker.failed.connect(lambda i, message: failed.append((i, message)))
+        worker.progress.connect(lambda i, fraction, message: steps.append(message))
+        worker.run()
+        assert [i for i, _ in failed] == [0, 1]
+        assert all(f"can't write in {locked} (Permission denied); choose a Save-to folder"
+                   in message for _, message in failed), failed
+        assert not any(message.startswith("step") for message in steps)
+        assert list(locked.iterdir()) == []
+
+    def test_a_name_taken_by_another_program_meanwhile_is_not_called_ours(
+            self, qapp, tmp_path, small_photo, monkeypatch):
+        """The free name is picked before the attack; if another program writes that name
+        meanwhile, the photo failed (its file is not ours), not "protected, but measuring
+        failed" pointing at someone else's file."""
+        import cloak.api
+
+        real_protect = cloak.api.protect_file
+
+        def someone_else_writes_first(src, dst, *args, **kwargs):
+            Path(dst).write_bytes(b"another program's file")
+            return real_protect(src, dst, *args, **kwargs)
+
+        monkeypatch.setattr(cloak.api, "protect_file", someone_else_writes_first)
+        worker = ProtectWorker([Job(0, small_photo(tmp_path / "a.png"), tmp_path / "out")],
+                               ProtectConfig(strength="fast", **TINY))
+        protected, failed = [], []
+        worker.protected.connect(lambda i, outcome: protected.append(outcome))
+        worker.failed.connect(lambda i, message: failed.append(message))
+        worker.run()
+        assert protected == [] and len(failed) == 1 and "already exists" in failed[0]
+        assert (tmp_path / "out" / "a.png").read_bytes() == b"another program's file"
 
     def test_missing_weights_are_looked_for_once_per_batch(self, qapp, tmp_path,
                                                            small_photo, monkeypatch):

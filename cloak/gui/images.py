@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 TRANSPARENT_SHOWN_AS = (236, 239, 244)  # the thumbnail frame's colour (#eceff4)
 DIFF_GAIN = 10  # |protected - original| x 10: a change of 8/255 shows as 80/255
+SHRINK_FIRST = ("RGB", "RGBA", "L", "LA", "CMYK")  # modes a box shrink handles as they are
 
 
 def open_upright(path: Path, max_side: int | None = None) -> Image.Image:
@@ -29,6 +30,11 @@ def open_upright(path: Path, max_side: int | None = None) -> Image.Image:
             raise ValueError(f"{image.width}x{image.height} is over the pixel limit")
         if max_side:
             image.draft("RGB", (max_side, max_side))  # fast JPEG downscale on decode
+            if image.mode in SHRINK_FIRST and max(image.size) > 2 * max_side:
+                # Other formats decode at full size: shrink before turning and colour
+                # conversion, which would each copy a 48 MP photo (done in place: the
+                # EXIF orientation and ICC profile stay in image.info).
+                image.thumbnail((2 * max_side, 2 * max_side), Image.Resampling.BOX)
         upright = ImageOps.exif_transpose(image)
         if upright.mode.startswith("I"):  # 16/32-bit gray: RGB conversion clips, so scale
             upright = upright.convert("I").point(lambda v: v * (1 / 257))

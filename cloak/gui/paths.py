@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from cloak.io import IMAGE_SUFFIXES, SUPPORTED  # what cloak reads, case-insensitive
@@ -48,12 +48,9 @@ def expand_paths(paths: Iterable[str | Path], output_dir: Path | None = None,
             # folder. A dropped folder inside the Save-to folder (Save-to ~/Pictures, drop
             # ~/Pictures/Holiday) holds originals: the app writes flat into Save-to.
             skip_outputs = bool(outputs) and real in outputs.parents
-            for child in sorted(path.rglob("*")):
+            for child in walk_files(path):
                 if should_stop is not None and should_stop():
                     return list(found)
-                parts = child.relative_to(path).parts
-                if OUTPUT_FOLDER_NAME in parts[:-1] or any(p.startswith(".") for p in parts):
-                    continue
                 if skip_outputs and inside_outputs(child):
                     continue
                 if is_image_file(child) and not is_protected_copy(child):
@@ -61,6 +58,31 @@ def expand_paths(paths: Iterable[str | Path], output_dir: Path | None = None,
         elif is_image_file(path) and not is_protected_copy(path):
             found.setdefault(path.absolute(), None)
     return list(found)
+
+
+def walk_files(folder: Path) -> Iterator[Path]:
+    """Files under `folder`, one folder at a time (nothing listed ahead, so a walk that is
+    stopped stops at once), in sorted order: each folder's entries by name, a subfolder's
+    files where its name falls. Hidden entries and folders named `protected` are not
+    entered; links to folders are not followed (a link can loop); unreadable folders give
+    nothing."""
+    try:
+        with os.scandir(folder) as listing:
+            entries = sorted(listing, key=lambda entry: entry.name)
+    except OSError:
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        try:
+            is_folder = entry.is_dir(follow_symlinks=False)
+        except OSError:
+            continue
+        if is_folder:
+            if entry.name != OUTPUT_FOLDER_NAME:
+                yield from walk_files(Path(entry.path))
+        else:
+            yield Path(entry.path)
 
 
 def is_protected_copy(path: Path) -> bool:
@@ -75,7 +97,9 @@ def is_protected_copy(path: Path) -> bool:
     try:
         with Image.open(path, formats=READ_FORMATS) as image:
             return says_protected(image.info.get("xmp"))
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning):  # the warning: raised where another thread
+        # made warnings errors for a moment (io's pixel limit check)
         return False  # not readable, or too many pixels: its own row says why
 
 

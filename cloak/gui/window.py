@@ -163,6 +163,7 @@ class MainWindow(QMainWindow):
         self.output_dir: Path | None = None  # None: a `protected` folder next to each photo
         self.last_output_dir: Path | None = None  # what "Open output folder" opens
         self._run_output_dirs: set[Path] = set()  # where the last batch wrote
+        self._run_ids: set[int] = set()  # the rows of the last batch
         self._next_id = 0
         self._todo = self._done = 0  # photos in the running batch, and finished so far
         self._thread: QThread | None = None
@@ -304,6 +305,8 @@ class MainWindow(QMainWindow):
         self._walks_pending -= 1
         generation, count = key
         if generation != self._list_generation:
+            if not self._walks_pending:  # no walk left to say "looking for photos…" for
+                self.statusBar().clearMessage()
             return  # the list was cleared while this folder was walked
         if error:
             self.statusBar().showMessage(f"could not read the folder: {error}", 8000)
@@ -318,6 +321,12 @@ class MainWindow(QMainWindow):
             return
         listed = {row.src: row for row in self.rows.values()}
         added = 0
+        generation = self._list_generation
+
+        def wanted() -> bool:  # a thumbnail cleared (or closing) before its turn is not
+            # decoded, so new photos' thumbnails don't wait behind a whole old list's
+            return not self._closing and self._list_generation == generation
+
         for src in photos:
             if src in listed:
                 if listed[src].state == PhotoRow.FAILED and not self.is_running():
@@ -326,8 +335,10 @@ class MainWindow(QMainWindow):
                 continue
             row_id, self._next_id = self._next_id, self._next_id + 1
             self.photo_list.add_row(PhotoRow(row_id, src))
-            self._pool.start(BackgroundCall(self._thumbnails, row_id, thumbnail, src,
-                                            self._thumb_pixels()))
+            call = BackgroundCall(self._thumbnails, row_id, thumbnail, src,
+                                  self._thumb_pixels())
+            call.still_wanted = wanted
+            self._pool.start(call)
             added += 1
         self.statusBar().showMessage(f"added {added} photo(s)" if added else
                                      "those photos are already in the list", 5000)
@@ -408,6 +419,7 @@ class MainWindow(QMainWindow):
             self.rows[i].set_waiting()
         self._todo = len(jobs)
         self._done = 0
+        self._run_ids = set(todo)  # the summary at the end counts this batch's photos
         self._run_output_dirs = set()
         self._thread = QThread(self)
         self._worker = ProtectWorker(jobs, config)
@@ -436,8 +448,10 @@ class MainWindow(QMainWindow):
 
     def open_output_folder(self) -> None:
         folder = self.last_output_dir or self.output_dir
-        if folder is not None:
-            open_folder(folder)
+        if folder is not None and not open_folder(folder):
+            self.statusBar().showMessage(
+                f"could not open {folder}" + ("" if folder.is_dir() else
+                                              " (it is no longer there)"), 8000)
 
     # worker signals -----------------------------------------------------------------
 
@@ -473,10 +487,13 @@ class MainWindow(QMainWindow):
         self._worker.deleteLater()
         self._thread.deleteLater()
         self._worker = self._thread = None
-        states = [row.state for row in self.rows.values()]
+        states = [row.state for i, row in self.rows.items() if i in self._run_ids]
         counts = {s: states.count(s) for s in (PhotoRow.PROTECTED, PhotoRow.FAILED,
                                                PhotoRow.CANCELLED) if states.count(s)}
-        self.summary.setText(", ".join(f"{n} {s}" for s, n in counts.items()))
+        waiting = sum(row.state == PhotoRow.WAITING for i, row in self.rows.items()
+                      if i not in self._run_ids)
+        self.summary.setText(", ".join(f"{n} {s}" for s, n in counts.items())
+                             + (f"; {waiting} added meanwhile, waiting" if waiting else ""))
         self._update_buttons()
         self.batch_finished.emit()
 

@@ -19,7 +19,7 @@ from PySide6.QtCore import QObject, QRunnable, Signal, Slot
 
 from cloak import Cancelled, CloakError, OutputError, ProtectConfig, Report
 from cloak.errors import ModelError
-from cloak.io import output_path_for
+from cloak.io import check_folder_writable, output_path_for
 
 from .paths import unique_destination
 
@@ -144,6 +144,7 @@ class ProtectWorker(QObject):
         self._stop = threading.Event()
         self._current = -1
         self._weights_error: str | None = None  # weights missing: the same for every photo
+        self._folder_errors: dict[Path, str] = {}  # output folders found not writable
 
     def cancel(self) -> None:
         """Ask the run to stop at the next attack step. Safe from any thread."""
@@ -197,8 +198,10 @@ class ProtectWorker(QObject):
         except Exception as exc:  # every failure belongs on its photo's row
             if not isinstance(exc, CloakError):
                 log.exception("protecting %s failed", job.src)
-            if dst is not None and dst.exists():  # a free name before: written, then the
-                # lossy copy's measuring failed (out of memory on a huge photo)
+            if dst is not None and dst.exists() and not isinstance(exc, OutputError):
+                # a free name before: written, then the lossy copy's measuring failed (out
+                # of memory on a huge photo). An OutputError is the write itself failing
+                # (another program took the name meanwhile): that file is not ours.
                 self.protected.emit(job.index, Outcome(
                     job.src, dst, None, "protected, but measuring the saved copy failed: "
                     + plain_message(exc)))
@@ -207,18 +210,25 @@ class ProtectWorker(QObject):
         else:
             self.protected.emit(job.index, Outcome(job.src, dst, report, self._status(report)))
 
-    @staticmethod
-    def _make_folder(folder: Path, created: list[Path]) -> None:
-        """Create the output folder (recorded in `created`), or fail naming it."""
-        if folder.is_dir():
-            return
+    def _make_folder(self, folder: Path, created: list[Path]) -> None:
+        """Create the output folder (recorded in `created`) and check once per run that
+        files can be written there, or fail naming it: before the attack, not after it,
+        and at once for the run's other photos going there."""
+        if folder in self._folder_errors:
+            raise OutputError(self._folder_errors[folder])
+        if not folder.is_dir():
+            try:
+                folder.mkdir(parents=True)
+            except OSError as exc:
+                raise OutputError(f"can't create the folder {folder} "
+                                  f"({exc.strerror or exc}); choose a Save-to folder you "
+                                  "can write to") from exc
+            created.append(folder)
         try:
-            folder.mkdir(parents=True)
-        except OSError as exc:
-            raise OutputError(f"can't create the folder {folder} "
-                              f"({exc.strerror or exc}); choose a Save-to folder you "
-                              "can write to") from exc
-        created.append(folder)
+            check_folder_writable(folder)
+        except OutputError as exc:
+            self._folder_errors[folder] = f"{exc}; choose a Save-to folder you can write to"
+            raise OutputError(self._folder_errors[folder]) from exc
 
     def _status(self, report: Report) -> str:
         """describe() with the after-posting verdict; the copy is written already, so a
