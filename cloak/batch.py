@@ -138,7 +138,10 @@ def _walk(folder: Path, rel: Path, skip: set[str], suffixes: Sequence[str],
           seen_dirs: set, found: list[tuple[Path, Path]], problems: list[Item]) -> None:
     """Depth-first, sorted walk. Hidden entries (.*) are ignored; each real folder is
     entered once, so symlink loops end; paths in `skip` (outputs: folders, and the copies
-    an earlier run's manifest lists) are never taken."""
+    an earlier run's manifest lists) are never taken; library and app packages are not
+    entered (io.PACKAGE_SUFFIXES)."""
+    from .io import PACKAGE_SUFFIXES
+
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError as exc:
@@ -152,6 +155,10 @@ def _walk(folder: Path, rel: Path, skip: set[str], suffixes: Sequence[str],
             is_dir = entry.is_dir()  # follows symlinks
         except OSError:
             is_dir = False
+        if is_dir and path.suffix.lower() in PACKAGE_SUFFIXES:
+            problems.append(Item(path, None, SKIPPED, "a library or app package, not walked "
+                                 "(export its photos first, or give the package itself)"))
+            continue
         if is_dir:
             try:
                 key, real = _stat_key(path), os.path.realpath(path)

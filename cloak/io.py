@@ -73,6 +73,11 @@ pillow_heif.register_heif_opener()
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".heic",
                             ".heif", ".hif", ".tif", ".tiff", ".bmp", ".dib", ".gif", ".mpo"})
 READ_FORMATS = ("JPEG", "PNG", "WEBP", "HEIF", "TIFF", "BMP", "GIF")  # Pillow plugin ids
+# Folders that are one document to the user (macOS packages): a Photos or Aperture library,
+# Lightroom's previews, an app. Walking in would take the library's internal originals,
+# derivatives and thumbnails as photos (and the app would write `protected/` inside it).
+PACKAGE_SUFFIXES = frozenset({".photoslibrary", ".migratedphotolibrary", ".aplibrary",
+                              ".lrdata", ".app", ".bundle", ".framework"})
 SUPPORTED = "JPEG, PNG, WebP, HEIC/HEIF, TIFF, BMP, GIF"
 MAX_PIXELS = 200_000_000  # default; env CLOAK_MAX_PIXELS or max_pixels= raise it
 MIN_SIDE = 16

@@ -84,6 +84,22 @@ class TestPlan:
         assert statuses["loop.jpg"][0] == FAILED and "symlink" in statuses["loop.jpg"][1]
         assert len(items) == 3
 
+    def test_a_photo_library_package_is_not_walked_unless_given(self, tmp_path, small_photo):
+        """~/Pictures holds a macOS Photos library (a folder that is one document): its
+        internal originals and thumbnails are not taken as photos; given by itself it is."""
+        mine = small_photo(tmp_path / "Pictures" / "mine.png")
+        library = tmp_path / "Pictures" / "Photos Library.photoslibrary"
+        small_photo(library / "originals" / "0" / "x.png")
+        small_photo(tmp_path / "Pictures" / "Catalog Previews.lrdata" / "p.jpg")
+        items = batch.plan([tmp_path / "Pictures"], tmp_path / "out")
+        pending = [i.src for i in items if i.status == "pending"]
+        assert pending == [mine]
+        skipped = {Path(i.src).name: i.message for i in items if i.status == SKIPPED}
+        assert set(skipped) == {library.name, "Catalog Previews.lrdata"}
+        assert all("package, not walked" in m for m in skipped.values())
+        given = batch.plan([library], tmp_path / "out2")
+        assert [i.status for i in given] == ["pending"]
+
     def test_output_equal_to_input_is_refused(self, tmp_path, small_photo):
         photo = small_photo(tmp_path / "a.png")
         [item] = batch.plan([photo], tmp_path)

@@ -239,6 +239,14 @@ class TestHelpers:
         assert expand_paths([tmp_path / "tree"], should_stop=lambda: True) == []
         assert listed == ["tree", "a"]
 
+    def test_a_photo_library_package_is_not_walked(self, tmp_path, small_photo):
+        """Dropping ~/Pictures must not list a Photos library's internals (the app writes
+        `protected/` beside each original: that would be inside the library)."""
+        mine = small_photo(tmp_path / "Pictures" / "mine.png")
+        small_photo(tmp_path / "Pictures" / "Photos Library.photoslibrary" / "originals"
+                    / "x.png")
+        assert expand_paths([tmp_path / "Pictures"]) == [mine]
+
     def test_expand_paths_does_not_follow_a_symlink_loop(self, tmp_path, small_photo):
         photo = small_photo(tmp_path / "a" / "x.png")
         (tmp_path / "a" / "loop").symlink_to(tmp_path, target_is_directory=True)

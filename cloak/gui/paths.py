@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from cloak.io import IMAGE_SUFFIXES, SUPPORTED  # what cloak reads, case-insensitive
+from cloak.io import IMAGE_SUFFIXES, PACKAGE_SUFFIXES, SUPPORTED  # case-insensitive
 
 __all__ = ["IMAGE_SUFFIXES", "SUPPORTED", "common_folder", "default_output_dir",
            "expand_paths", "is_image_file", "unique_destination"]
@@ -63,9 +63,9 @@ def expand_paths(paths: Iterable[str | Path], output_dir: Path | None = None,
 def walk_files(folder: Path) -> Iterator[Path]:
     """Files under `folder`, one folder at a time (nothing listed ahead, so a walk that is
     stopped stops at once), in sorted order: each folder's entries by name, a subfolder's
-    files where its name falls. Hidden entries and folders named `protected` are not
-    entered; links to folders are not followed (a link can loop); unreadable folders give
-    nothing."""
+    files where its name falls. Hidden entries, folders named `protected` and library or
+    app packages (io.PACKAGE_SUFFIXES) are not entered; links to folders are not followed
+    (a link can loop); unreadable folders give nothing."""
     try:
         with os.scandir(folder) as listing:
             entries = sorted(listing, key=lambda entry: entry.name)
@@ -79,7 +79,8 @@ def walk_files(folder: Path) -> Iterator[Path]:
         except OSError:
             continue
         if is_folder:
-            if entry.name != OUTPUT_FOLDER_NAME:
+            if entry.name != OUTPUT_FOLDER_NAME and \
+                    Path(entry.name).suffix.lower() not in PACKAGE_SUFFIXES:
                 yield from walk_files(Path(entry.path))
         else:
             yield Path(entry.path)

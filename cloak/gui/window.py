@@ -458,7 +458,8 @@ class MainWindow(QMainWindow):
     @Slot(int)
     def _on_started(self, row_id: int) -> None:
         self.rows[row_id].set_working(0.0, "starting")
-        self.summary.setText(f"protecting {self._done + 1} of {self._todo}…")
+        if self._worker is None or not self._worker.is_cancelled():  # keep "cancelling…"
+            self.summary.setText(f"protecting {self._done + 1} of {self._todo}…")
 
     @Slot(int, float, str)
     def _on_progress(self, row_id: int, fraction: float, message: str) -> None:
