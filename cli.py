@@ -446,16 +446,22 @@ def verify(
 
     from cloak import io
     from cloak.errors import UnsupportedImageError
-    from cloak.verify import RECEIPT_SMALLEST, receipt_image, verify_images
+    from cloak.verify import (
+        RECEIPT_SMALLEST,
+        in_one_colour_space,
+        receipt_image,
+        verify_images,
+    )
 
     names = tuple(m.strip() for m in models.split(",") if m.strip())
     md = str(model_dir) if model_dir else None
     check_json_path(json_path)
     check_model_dir(model_dir)
 
-    def as_image(path: Path) -> Image.Image:
-        rgb = io.load_photo(path).rgb
-        return Image.fromarray(np.round(rgb * 255).astype(np.uint8), "RGB")
+    def as_image(path: Path) -> tuple[Image.Image, bytes | None]:
+        photo = io.load_photo(path)
+        return (Image.fromarray(np.round(photo.rgb * 255).astype(np.uint8), "RGB"),
+                photo.icc_profile)
 
     try:
         for name in names:
@@ -464,7 +470,8 @@ def verify(
             raise UnsupportedImageError(
                 f"{printable(str(photo))} was given twice: give the original first, then "
                 "its protected copy")
-        images = [as_image(p) for p in (photo, protected) if p is not None]  # bad paths first
+        loaded = [as_image(p) for p in (photo, protected) if p is not None]  # bad paths first
+        images = [image for image, _ in loaded]
         fetch_weights(names if protected is not None else ("taesd",), md)
         if protected is None:
             receipt = receipt_image(images[0], md)
@@ -480,7 +487,11 @@ def verify(
                        + " (a hint, not proof: compare with the original for figures)")
             result = {"photo": str(photo), **receipt.to_dict()}
         else:
-            v = verify_images(*images, models=names, model_dir=md)
+            (original, original_icc), (copy, copy_icc) = loaded
+            original, copy, colour_note = in_one_colour_space(original, copy, original_icc,
+                                                              copy_icc)
+            v = verify_images(original, copy, models=names, model_dir=md)
+            v.note = "; ".join(n for n in (colour_note, v.note) if n) or None
             if v.note:
                 typer.secho(f"note: {v.note}", fg=typer.colors.YELLOW, err=True)
             as_is = v.channels[0].damage_db if v.channels else {}

@@ -28,6 +28,7 @@ import torch
 from PIL import Image, ImageFilter
 
 from . import metrics
+from .colour import profile_name, to_srgb
 from .device import autocast, pick_device, uses_bf16
 from .errors import ConfigError
 from .io import decode_own_bytes
@@ -304,6 +305,21 @@ def verify_images(original: Image.Image, protected: Image.Image,
                 damage[n], shift[n] = round(d, 3), round(sh, 4)
         result.channels.append(ChannelResult(channel, damage, shift))
     return result
+
+
+def in_one_colour_space(original: Image.Image, protected: Image.Image,
+                        original_icc: bytes | None, protected_icc: bytes | None
+                        ) -> tuple[Image.Image, Image.Image, str | None]:
+    """The two photos with values in one colour space: as they are when their ICC profiles
+    agree (cloak's copies keep the original's); both converted to sRGB when they differ
+    (a Display P3 original and the sRGB copy a platform sends back, whose colour shift
+    would otherwise count as damage), with a note saying so."""
+    if (original_icc or None) == (protected_icc or None):
+        return original, protected, None
+    note = (f"the two photos have different colour profiles ({profile_name(original_icc)} "
+            f"and {profile_name(protected_icc)}): both were compared in sRGB")
+    return (to_srgb(original.convert("RGB"), original_icc),
+            to_srgb(protected.convert("RGB"), protected_icc), note)
 
 
 # Two shapes (width / height) closer than this are the same shape, resized and rounded.

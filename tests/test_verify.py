@@ -247,3 +247,47 @@ def test_the_naive_clean_up_downscales_without_antialiasing():
     assert np.median(naive) == 255
     small = Image.new("RGB", (500, 375))
     assert apply_channel(small, "naive") is small  # no downscale: the photo as it is
+
+
+def test_a_display_p3_original_and_its_srgb_download_are_compared_in_srgb(model_dir,
+                                                                         tmp_path):
+    """An iPhone photo (Display P3) and the sRGB copy a platform sends back, with no
+    protection at all: compared as stored values the colour shift reads as damage; in
+    one colour space it reads as none, and the CLI says what it did."""
+    import json
+
+    from conftest import missing
+    from typer.testing import CliRunner
+
+    import cli
+    from cloak.colour import to_srgb
+    from cloak.io import load_photo
+    from cloak.verify import in_one_colour_space
+
+    heic = Path(__file__).resolve().parents[2] / "shared" / "photos" / "dev" / \
+        "d19_exif-samples_IMG_5195.HEIC"
+    if not heic.is_file():
+        missing(f"{heic} missing")
+    photo = load_photo(heic)
+    p3 = Image.fromarray(np.round(photo.rgb * 255).astype(np.uint8)).resize((496, 640))
+    p3.save(tmp_path / "iphone.png", icc_profile=photo.icc_profile)
+    to_srgb(p3, photo.icc_profile).save(tmp_path / "download.jpg", quality=95)
+
+    raw = verify_images(p3, Image.open(tmp_path / "download.jpg").convert("RGB"),
+                        ("as-is",), models=("taesd",))
+    assert raw.channels[0].damage_db["taesd"] > 0.2  # the colour shift, counted as damage
+    original, copy, note = in_one_colour_space(
+        p3, Image.open(tmp_path / "download.jpg").convert("RGB"), photo.icc_profile, None)
+    assert "Display P3 and none" in note
+
+    result = CliRunner().invoke(cli.app, [
+        "verify", str(tmp_path / "iphone.png"), str(tmp_path / "download.jpg"),
+        "--models", "taesd", "--json", str(tmp_path / "v.json")])
+    assert result.exit_code == 0, result.output
+    assert "compared in sRGB" in result.stderr
+    data = json.loads((tmp_path / "v.json").read_text())
+    assert abs(data["channels"][0]["damage_db"]["taesd"]) < 0.1
+    assert "compared in sRGB" in data["note"]
+    # a copy keeping the original's profile (cloak's own copies) is compared as stored
+    same = in_one_colour_space(p3, p3, photo.icc_profile, photo.icc_profile)
+    assert same == (p3, p3, None)

@@ -4,7 +4,6 @@ This is display code only: it never writes a file and never feeds the protection
 
 from __future__ import annotations
 
-import io as _io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cloak import io  # also registers the HEIC/HEIF opener with Pillow
+from cloak.colour import to_srgb
 
 log = logging.getLogger(__name__)
 
@@ -48,19 +48,7 @@ def shown_in_srgb(image: Image.Image, icc_profile: bytes | None) -> Image.Image:
     """8-bit RGB `image` whose values are in `icc_profile`'s colour space, converted to
     sRGB for the screen (a Display P3 or Adobe RGB photo shown raw looks muted). Without a
     profile, or with one lcms can't use, the image as it is."""
-    if not icc_profile or image.mode != "RGB":
-        return image
-    from PIL import ImageCms
-
-    try:
-        source = ImageCms.ImageCmsProfile(_io.BytesIO(icc_profile))
-        if source.profile.xcolor_space.strip() != "RGB":
-            return image
-        return ImageCms.profileToProfile(image, source, ImageCms.createProfile("sRGB"),
-                                         outputMode="RGB")
-    except (ImageCms.PyCMSError, OSError, ValueError) as exc:
-        log.debug("colour profile not used for display: %s", exc)
-        return image
+    return to_srgb(image, icc_profile)
 
 
 def on_light_background(image: Image.Image) -> Image.Image:

@@ -1,0 +1,45 @@
+"""Colour spaces: pixels brought to sRGB through their ICC profile, for the screen and for
+comparing two photos whose profiles differ (an iPhone's Display P3 original and the sRGB
+copy a platform sends back)."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+from PIL import Image
+
+log = logging.getLogger(__name__)
+
+
+def to_srgb(image: Image.Image, icc_profile: bytes | None) -> Image.Image:
+    """8-bit RGB `image` whose values are in `icc_profile`'s colour space, converted to
+    sRGB (relative colorimetric, lcms). Without a profile, with a non-RGB one or with one
+    lcms can't use, `image` itself."""
+    if not icc_profile or image.mode != "RGB":
+        return image
+    from PIL import ImageCms
+
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
+        if source.profile.xcolor_space.strip() != "RGB":
+            return image
+        return ImageCms.profileToProfile(image, source, ImageCms.createProfile("sRGB"),
+                                         outputMode="RGB")
+    except (ImageCms.PyCMSError, OSError, ValueError) as exc:
+        log.debug("colour profile not used: %s", exc)
+        return image
+
+
+def profile_name(icc_profile: bytes | None) -> str:
+    """A short name for a profile ("none" without one)."""
+    if not icc_profile:
+        return "none"
+    from PIL import ImageCms
+
+    try:
+        name = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(
+            io.BytesIO(icc_profile))).strip()
+    except (ImageCms.PyCMSError, OSError, ValueError):
+        return "an unreadable profile"
+    return name or "an unnamed profile"
