@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from .config import ProtectConfig
-from .errors import Cancelled, OutputError, UnsupportedImageError
+from .errors import Cancelled, ConfigError, OutputError, UnsupportedImageError
 from .pipeline import Progress, measure_saved, protect_array
 from .report import Report
 
@@ -33,9 +34,10 @@ def protect(image: Image.Image, config: ProtectConfig | None = None, *,
     a colour key's transparency) is kept untouched as an alpha band; grayscale stays
     grayscale, 16-bit gray stays 16-bit (mode I;16), a palette image comes back RGB(A).
     For files (EXIF, ICC, formats, atomic writes) use `protect_file`."""
-    from .io import with_real_alpha
+    from .io import check_size, with_real_alpha
 
     config = config or ProtectConfig()
+    check_size(*image.size)  # as protect_file's load: no huge, tiny or sliver images
     image = with_real_alpha(image)
     deep = image.mode.startswith("I")  # 16-bit (or 32-bit integer) gray
     grayscale = deep or image.mode in ("L", "LA", "1")
@@ -62,12 +64,37 @@ def protect(image: Image.Image, config: ProtectConfig | None = None, *,
     return ProtectResult(out, result.report)
 
 
+SAVE_OPTIONS = frozenset({"format", "jpeg_quality", "metadata"})  # io.save_photo's
+
+
 def check_destination(src: Path, dst: Path, overwrite: bool) -> None:
-    """Refuse to write over the input, or over an existing file without `overwrite`."""
-    if dst.exists() and src.exists() and dst.resolve() == src.resolve():
+    """Refuse to write over the input (by any name: a hard link, another case on a
+    case-insensitive disk), over a folder, or over an existing file without `overwrite`."""
+    if dst.is_dir():
+        raise OutputError(f"output {dst} is a folder; give a file name")
+    if dst.exists() and src.exists() and _same_file(dst, src):
         raise OutputError(f"output {dst} is the input photo; choose another --out folder")
     if dst.exists() and not overwrite:
         raise OutputError(f"output {dst} already exists; pass --overwrite to replace it")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.samefile(b)
+    except OSError:
+        return a.resolve() == b.resolve()
+
+
+def check_save_options(save_options: dict) -> None:
+    """Save options are checked before the attack, not after its minutes of work."""
+    unknown = set(save_options) - SAVE_OPTIONS
+    if unknown:
+        raise TypeError(f"protect_file() got unexpected save options {sorted(unknown)}; "
+                        f"it takes {', '.join(sorted(SAVE_OPTIONS))}")
+    quality = save_options.get("jpeg_quality")
+    if quality is not None and not (isinstance(quality, numbers.Integral) and
+                                    not isinstance(quality, bool) and 1 <= quality <= 100):
+        raise OutputError(f"JPEG quality must be a whole number in [1, 100], got {quality!r}")
 
 
 def protect_file(src: str | Path, dst: str | Path, config: ProtectConfig | None = None, *,
@@ -79,10 +106,16 @@ def protect_file(src: str | Path, dst: str | Path, config: ProtectConfig | None 
 
     start = time.perf_counter()
     config = config or ProtectConfig()
+    if config.steps == 0:  # protect() takes it (no change: for tests); a file would be
+        # marked protected without any protection
+        raise ConfigError("steps must be at least 1 to write a protected copy")
+    check_save_options(save_options)
     if config.metadata is not None:
         save_options.setdefault("metadata", config.metadata)
     src, dst = Path(src), Path(dst)
     check_destination(src, dst, overwrite)
+    if dst.parent.is_dir():  # a read-only folder or full disk fails now, not after the attack
+        io.check_folder_writable(dst.parent)
     if config.preview:  # refuse before the work, not after the photo is written
         from .preview import preview_path
 

@@ -136,12 +136,25 @@ class ProtectConfig:
                 raise ConfigError(
                     f"unknown model {name!r}; choose from {', '.join(ALL_MODEL_NAMES)}")
         # eps below 1/255 rounds to no change at all in an 8-bit photo (whole steps only)
+        if not isinstance(self.eps, numbers.Real) or isinstance(self.eps, bool):
+            raise ConfigError(f"eps must be a number on the [0, 1] scale, got {self.eps!r}")
         if not 1 / 255 - 1e-9 <= self.eps <= 32 / 255:
+            hint = (f" (on the [0, 1] scale: did you mean eps={self.eps:g}/255?)"
+                    if 1 <= self.eps <= 32 else "")
             raise ConfigError(
-                f"eps must be in [1, 32]/255, got {self.eps * 255:.3g}/255")
+                f"eps must be in [1, 32]/255, got {self.eps * 255:.3g}/255{hint}")
         for name in ("steps", "eot_samples", "working_size"):
             if not _whole(getattr(self, name)):
                 raise ConfigError(f"{name} must be a whole number, got {getattr(self, name)!r}")
+        # numpy numbers as plain Python ones: the report and the batch manifest are JSON
+        for name in ("steps", "eot_samples", "working_size", "seed"):
+            if _whole(getattr(self, name)):
+                object.__setattr__(self, name, int(getattr(self, name)))
+        for name in ("eps", "eot_share", "perceptual_weight", "flat_floor", "contrast_ref",
+                     "step_start"):
+            value = getattr(self, name)
+            if isinstance(value, numbers.Real) and not isinstance(value, bool):
+                object.__setattr__(self, name, float(value))
         if self.steps < 0:
             raise ConfigError(f"steps must be >= 0, got {self.steps}")
         if not (_whole(self.seed) and 0 <= self.seed < 2 ** 63):  # None too: runs repeat

@@ -278,6 +278,12 @@ def _frame_count(image: Image.Image) -> int:
     return pages
 
 
+def check_size(width: int, height: int, what: str = "the image") -> None:
+    """The size checks load_photo makes (pixel limit, smallest side, aspect), for an image
+    given in memory: UnsupportedImageError naming `what`."""
+    _check_geometry(Path(what), width, height, pixel_limit())
+
+
 def _check_geometry(path: Path, width: int, height: int, limit: int) -> None:
     if width * height > limit:
         raise _too_many_pixels(path, width * height, limit)

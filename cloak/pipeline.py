@@ -196,7 +196,6 @@ def protect_array(rgb: np.ndarray, config: ProtectConfig, *, grayscale: bool = F
         raise ValueError(f"rgb must be (H, W, 3), got {rgb.shape}")
     device = pick_device(config.device)
     generator = torch.Generator(device=device).manual_seed(config.seed)
-    torch.manual_seed(config.seed)
     report_progress(0.0, "loading models")
     models = [load_autoencoder(n, config.model_dir, device, config.allow_download)
               for n in config.models]

@@ -403,3 +403,71 @@ def test_the_saved_change_is_whole_steps_within_eps():
     assert out is change  # in place: a 48 MP change is not copied
     assert (out * 255).round().tolist() == [0, 1, -1, 7, 7, -7]
     assert torch.allclose(out * 255, (out * 255).round(), atol=1e-4)
+
+
+class TestLibraryChecksUpFront:
+    """Mistakes in a library call fail before the attack's minutes, with a clear error."""
+
+    def test_bad_save_options_or_destinations_fail_before_any_work(self, tiny_config,
+                                                                   small_photo, tmp_path):
+        from cloak import ConfigError, OutputError, protect_file
+
+        src = small_photo(tmp_path / "a.jpg")
+        calls = []
+
+        def attempt(dst, config=tiny_config, **options):
+            return protect_file(src, dst, config,
+                                progress=lambda *a: calls.append(a), **options)
+
+        with pytest.raises(TypeError, match=r"unexpected save options \['quality'\]"):
+            attempt(tmp_path / "out.jpg", quality=90)  # the name is jpeg_quality
+        with pytest.raises(OutputError, match="JPEG quality must be a whole number"):
+            attempt(tmp_path / "out.jpg", jpeg_quality=0)
+        (tmp_path / "folder.jpg").mkdir()
+        with pytest.raises(OutputError, match="is a folder"):
+            protect_file(src, tmp_path / "folder.jpg", tiny_config, overwrite=True,
+                         progress=lambda *a: calls.append(a))
+        with pytest.raises(ConfigError, match="steps must be at least 1"):
+            attempt(tmp_path / "out.jpg", config=tiny_config.replace(steps=0))
+        os.link(src, tmp_path / "hard-link.jpg")  # the original under another name
+        with pytest.raises(OutputError, match="is the input photo"):
+            protect_file(src, tmp_path / "hard-link.jpg", tiny_config, overwrite=True)
+        assert calls == [] and not (tmp_path / "out.jpg").exists()
+
+    def test_numpy_numbers_make_a_json_report(self, tiny_config, small_photo, tmp_path):
+        import json
+
+        from cloak import protect_file
+
+        config = tiny_config.replace(steps=np.int64(1), eps=np.float32(8 / 255),
+                                     seed=np.uint32(3))
+        assert type(config.steps) is int and type(config.eps) is float
+        report = protect_file(small_photo(tmp_path / "a.png"), tmp_path / "out.png", config)
+        json.dumps(report.to_dict())
+        json.dumps(config.fingerprint())
+
+    def test_the_callers_random_state_is_left_alone(self, tiny_config):
+        from cloak import protect
+
+        torch.manual_seed(1234)
+        before = torch.get_rng_state()
+        image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (48, 64, 3),
+                                                                  dtype=np.uint8))
+        protect(image, tiny_config)
+        assert torch.equal(torch.get_rng_state(), before)
+
+    def test_an_image_in_memory_gets_the_size_checks_of_a_file(self, tiny_config):
+        from cloak import UnsupportedImageError, protect
+
+        with pytest.raises(UnsupportedImageError, match="too small to protect"):
+            protect(Image.new("RGB", (8, 8)), tiny_config)
+        with pytest.raises(UnsupportedImageError, match="extreme aspect ratio"):
+            protect(Image.new("RGB", (2000, 20)), tiny_config)
+
+    def test_eps_given_in_255ths_gets_a_hint(self):
+        from cloak import ConfigError, ProtectConfig
+
+        with pytest.raises(ConfigError, match=r"did you mean eps=8/255\?"):
+            ProtectConfig(eps=8)
+        with pytest.raises(ConfigError, match="must be a number"):
+            ProtectConfig(eps="8")

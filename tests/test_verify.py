@@ -276,9 +276,11 @@ def test_a_display_p3_original_and_its_srgb_download_are_compared_in_srgb(model_
     raw = verify_images(p3, Image.open(tmp_path / "download.jpg").convert("RGB"),
                         ("as-is",), models=("taesd",))
     assert raw.channels[0].damage_db["taesd"] > 0.2  # the colour shift, counted as damage
-    original, copy, note = in_one_colour_space(
-        p3, Image.open(tmp_path / "download.jpg").convert("RGB"), photo.icc_profile, None)
+    download = Image.open(tmp_path / "download.jpg").convert("RGB")
+    original, copy, note = in_one_colour_space(p3, download, photo.icc_profile, None)
     assert "Display P3 and none" in note
+    assert np.abs(np.asarray(original, np.int16) - np.asarray(p3, np.int16)).mean() > 1
+    assert np.array_equal(np.asarray(copy), np.asarray(download))  # sRGB already
 
     result = CliRunner().invoke(cli.app, [
         "verify", str(tmp_path / "iphone.png"), str(tmp_path / "download.jpg"),
