@@ -26,10 +26,12 @@ import dataclasses
 import json
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import queue
 import signal
 import stat
+import threading
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -122,16 +124,20 @@ def _is_photo_name(path: Path, suffixes: Iterable[str]) -> bool:
 
 
 def _skip_own_outputs(folder: Path, skip: set[str], problems: list[Item]) -> None:
-    """`folder` holds a cloak manifest (an earlier run's --out): add the outputs it lists,
-    and its mirror folders, to `skip` (real paths), so its protected copies are not
-    protected again while the user's own photos beside them still are; one SKIPPED item
-    says how many."""
+    """`folder` holds a cloak manifest (an earlier run's --out): add the outputs it lists
+    that are still the files cloak wrote to `skip` (real paths), so its protected copies
+    are not protected again while the user's own photos beside them (and in its mirror
+    folders) still are; one SKIPPED item says how many."""
     manifest = Manifest(folder)
-    for rel in (*manifest.entries, *manifest.folders):
-        skip.add(os.path.realpath(folder / rel))
-    if manifest.entries:
-        problems.append(Item(folder, None, SKIPPED,
-                             OUTPUT_FOLDER_SKIPPED.format(n=len(manifest.entries))))
+    copies = 0
+    for rel, entry in manifest.entries.items():
+        # Only a file that is still the one cloak wrote: a new original that has since
+        # taken a listed name (another camera's IMG_0001.jpg) is the user's photo.
+        if _same_file(folder / rel, entry.get("dst")):
+            skip.add(os.path.realpath(folder / rel))
+            copies += 1
+    if copies:
+        problems.append(Item(folder, None, SKIPPED, OUTPUT_FOLDER_SKIPPED.format(n=copies)))
 
 
 def _walk(folder: Path, rel: Path, skip: set[str], suffixes: Sequence[str],
@@ -374,11 +380,14 @@ def _check_clash(item: Item, inputs_by_path: dict, inputs_by_key: dict, sources:
 
 def _identity(path: Path) -> dict:
     st = path.stat()
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256_of(path)}
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns,
+            "sha256": sha256_of(path)}
 
 
 def _same_file(path: Path, ident: dict | None) -> bool:
-    """Is `path` the file `ident` describes? size+mtime, else sha256 (copies, touch)."""
+    """Is `path` the file `ident` describes? size, mtime and ctime, else sha256 (copies,
+    touch; an in-place edit that keeps size and mtime, as `exiftool -P` does, still moves
+    the ctime). Entries written before ctime was recorded match on size and mtime."""
     if not ident:
         return False
     try:
@@ -387,9 +396,13 @@ def _same_file(path: Path, ident: dict | None) -> bool:
         return False
     if st.st_size != ident.get("size"):
         return False
-    if st.st_mtime_ns == ident.get("mtime_ns"):
+    if st.st_mtime_ns == ident.get("mtime_ns") and \
+            ident.get("ctime_ns", st.st_ctime_ns) == st.st_ctime_ns:
         return True
-    return sha256_of(path) == ident.get("sha256")
+    try:
+        return sha256_of(path) == ident.get("sha256")
+    except OSError:
+        return False
 
 
 class Manifest:
@@ -569,8 +582,12 @@ def _run_locked(items: list[Item], out_dir: Path, config: ProtectConfig,
             if item.status == "pending":
                 if stop():
                     raise KeyboardInterrupt
-                _decide(item, manifest.get(item.dst), settings, force, overwrite,
-                        config.preview)
+                try:
+                    _decide(item, manifest.get(item.dst), settings, force, overwrite,
+                            config.preview)
+                except OSError as exc:  # one odd output (a name too long for its preview)
+                    item.status = FAILED
+                    item.message = f"can't check its output {item.dst}: {exc.strerror or exc}"
             if item.status == "pending":
                 todo.append(item)
             else:
@@ -788,9 +805,25 @@ _worker_stop = None
 _worker_queue = None
 
 
+def _exit_with_parent() -> None:
+    """In a worker: end this process as soon as the parent is gone (killed with -9, or
+    by `timeout`), instead of finishing its photo into an output folder no run holds any
+    more and then waiting forever for work."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(1)  # its temp file, if any, is swept by the next run under the lock
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _init_worker(threads: int, stop_event, progress_queue) -> None:
     global _worker_stop, _worker_queue
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    _exit_with_parent()
     import torch
 
     from .allocator import keep_freed_memory

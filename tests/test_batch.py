@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import signal
 import struct
+import time
 import zlib
 from pathlib import Path
 
@@ -638,3 +639,108 @@ def test_a_manifest_can_not_send_a_mirror_outside_out(tmp_path, small_photo, rec
     (out / batch.MANIFEST_NAME).write_text(json.dumps({"folders": {recorded: real}}))
     [item] = batch.plan([photo.parent], out)
     assert item.dst == out / "Camera" / "IMG_1.png"
+
+
+class TestSecondReview:
+    def test_a_new_original_under_a_listed_name_is_protected(self, tmp_path, small_photo,
+                                                             tiny_config):
+        """A folder once used as --out: a file there that is no longer the copy cloak
+        wrote (another camera's IMG_0001 took its name), and a new photo in a mirror
+        folder, are the user's photos, not skipped as cloak's copies."""
+        pictures = tmp_path / "Pictures"
+        first = batch.run(batch.plan([small_photo(tmp_path / "IMG_0001.png"),
+                                      small_photo(tmp_path / "trip" / "a.png", index=1)],
+                                     pictures), pictures, tiny_config)
+        assert first.counts[PROTECTED] == 2
+        replaced = small_photo(pictures / "IMG_0001.png", index=2)  # a new original
+        added = small_photo(pictures / "trip" / "b.png", index=3)  # in a mirror folder
+        items = batch.plan([pictures], tmp_path / "p")
+        assert sorted(i.src for i in items if i.status == "pending") == sorted(
+            [replaced, added])
+        [note] = [i for i in items if i.status == SKIPPED]
+        assert "its 1 protected copies" in note.message  # trip/a.png, still cloak's
+
+    def test_a_source_edited_in_place_with_its_size_and_time_kept_is_not_done(
+            self, tmp_path, small_photo, tiny_config):
+        """`exiftool -P` edits a photo in place and keeps its size and mtime; the ctime
+        still moves, so the rerun does not call it already protected."""
+        with Image.open(small_photo(tmp_path / "a.png")) as im:
+            im.convert("RGB").save(tmp_path / "a.bmp")  # uncompressed: edit one byte
+        src, out = tmp_path / "a.bmp", tmp_path / "out"
+        assert batch.run(batch.plan([src], out), out, tiny_config).counts[PROTECTED] == 1
+        before = src.stat()
+        data = bytearray(src.read_bytes())
+        data[-1] ^= 0xFF
+        time.sleep(0.01)
+        src.write_bytes(bytes(data))
+        os.utime(src, ns=(before.st_atime_ns, before.st_mtime_ns))
+        assert src.stat().st_size == before.st_size and src.stat().st_ctime_ns != \
+            before.st_ctime_ns
+        [item] = batch.run(batch.plan([src], out), out, tiny_config).items
+        assert item.status == FAILED and "earlier version of this photo" in item.message
+
+    def test_an_output_that_cant_be_checked_fails_alone(self, tmp_path, small_photo,
+                                                        tiny_config):
+        """A name of 250 bytes: its preview's name is too long for the disk, and checking
+        it raises (ENAMETOOLONG); that photo fails, the others are still done."""
+        long_name = small_photo(tmp_path / "in" / ("a" * 246 + ".png"))
+        other = small_photo(tmp_path / "in" / "b.png", index=1)
+        out = tmp_path / "out"
+        batch.run(batch.plan([long_name], out), out, tiny_config)
+        result = batch.run(batch.plan([long_name, other], out), out,
+                           tiny_config.replace(preview=True))
+        statuses = {i.src.name: (i.status, i.message) for i in result.items}
+        assert statuses["b.png"][0] == PROTECTED
+        assert statuses[long_name.name][0] == FAILED
+        assert "can't check its output" in statuses[long_name.name][1]
+
+
+def test_workers_end_when_the_cli_is_killed(tmp_path, small_photo, model_dir):
+    """`kill -9` (or `timeout`) on `cloak protect --jobs 2`: its worker processes end too,
+    instead of finishing a photo into a folder no run holds and then waiting forever."""
+    import subprocess
+    import sys
+
+    photos = [small_photo(tmp_path / "in" / f"{n}.png", size=(128, 96), index=n)
+              for n in range(4)]
+    cli_run = subprocess.Popen(
+        [sys.executable, "-m", "cloak", "protect", *map(str, photos), "--out",
+         str(tmp_path / "out"), "--strength", "fast", "--steps", "400", "--models", "taesd",
+         "--no-measure", "--jobs", "2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def children() -> list[int]:
+        found = []
+        for stat_file in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat_file.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == cli_run.pid:  # the parent pid
+                found.append(int(stat_file.parent.name))
+        return found
+
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (tmp_path / "out").is_dir():
+            time.sleep(0.2)
+        time.sleep(3)  # the workers are up (the pool starts with the first photo)
+        workers = children()
+        assert len(workers) >= 2, workers  # the pool's workers (and its resource tracker)
+    finally:
+        cli_run.kill()
+        cli_run.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() and
+                                              "Z" not in _state(pid) for pid in workers):
+        time.sleep(0.2)
+    alive = [pid for pid in workers if Path(f"/proc/{pid}").exists() and "Z" not in _state(pid)]
+    # the resource tracker exits by itself once its pipe closes; workers by their watch
+    assert alive == [], alive
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"
