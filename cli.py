@@ -163,6 +163,11 @@ def protect(
 
     if jobs < 1:
         fail(f"--jobs must be at least 1, got {jobs}")
+    cores = batch.usable_cores()
+    if jobs > cores:  # each job is a process holding the models: more only costs memory
+        typer.secho(f"--jobs {jobs} is more than the {cores} cores this run may use; "
+                    f"using {cores}", fg=typer.colors.YELLOW, err=True)
+        jobs = cores
     check_out(out)
     check_json_path(json_path, out)
     check_model_dir(model_dir)
@@ -281,7 +286,8 @@ class BatchView:
             if self.task is not None:
                 self.progress.update(self.task, description=printable(item.src.name))
         elif event.kind == "progress":
-            self.running[id(item)] = event.fraction
+            if id(item) in self.running:  # a worker's last report can come after "done"
+                self.running[id(item)] = event.fraction
         elif event.kind == "done":
             if self.running.pop(id(item), None) is not None:
                 self.finished += 1

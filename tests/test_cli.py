@@ -561,3 +561,30 @@ def test_the_progress_bar_shows_a_name_that_looks_like_markup():
     with view.progress:  # drawing raised MarkupError ("closing tag '[/x]'") before
         view.progress.refresh()
     assert "a[/x] [bold]b.png" in terminal.getvalue()
+
+
+def test_a_late_progress_report_does_not_count_a_finished_photo_twice():
+    """With --jobs a worker's last progress message can arrive after its photo's "done":
+    the bar stays at 1 of 2, not 1.9 of 2 (it read "9/8" on long runs)."""
+    import io
+
+    from rich.console import Console
+
+    from cloak import batch
+
+    view = cli.BatchView(Console(file=io.StringIO(), width=120))
+    item = batch.Item(Path("a.png"), Path("out/a.png"), batch.SKIPPED, "already protected")
+    view.on_event(batch.Event("todo", total=2))
+    view.on_event(batch.Event("start", item))
+    view.on_event(batch.Event("done", item))
+    view.on_event(batch.Event("progress", item, fraction=0.9))
+    assert view.progress.tasks[0].completed == 1
+
+
+def test_more_jobs_than_cores_uses_the_cores(tmp_path, small_photo, model_dir):
+    from cloak import batch
+
+    photo = small_photo(tmp_path / "a.png")
+    result = invoke("protect", photo, "--out", tmp_path / "out", *TINY, "--jobs", "64")
+    assert result.exit_code == 0, result.output
+    assert f"using {batch.usable_cores()}" in result.stderr
