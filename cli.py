@@ -216,6 +216,22 @@ def protect(
         raise typer.Exit(code)
 
 
+class _LinesHandler(logging.Handler):
+    """Log records (warnings) as BatchView lines, so they print above a live progress bar
+    instead of through it."""
+
+    def __init__(self, view: BatchView) -> None:
+        super().__init__(logging.WARNING)
+        self.view = view
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.view.line(f"{record.levelname}: {record.getMessage()}", err=True,
+                           color="yellow")
+        except Exception:  # noqa: BLE001 - logging must never raise (handleError reports it)
+            self.handleError(record)
+
+
 class BatchView:
     """Renders batch events: a progress bar with count and ETA on stderr (terminals only),
     one line per protected photo on stdout, one line per failure or notable skip on stderr."""
@@ -245,12 +261,19 @@ class BatchView:
 
     def __enter__(self) -> None:
         self.progress.start()
+        if self.progress.live.is_started:  # a terminal: warnings print above the bar
+            root = logging.getLogger()
+            self._log_handlers = root.handlers[:]
+            root.handlers = [_LinesHandler(self)]
 
     def __exit__(self, *exc) -> None:
         self.close()
 
     def close(self) -> None:
         self.progress.stop()
+        if getattr(self, "_log_handlers", None) is not None:
+            logging.getLogger().handlers = self._log_handlers
+            self._log_handlers = None
 
     def line(self, text: str, err: bool = False, color: str | None = None) -> None:
         text = printable(text)
