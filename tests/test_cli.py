@@ -588,3 +588,18 @@ def test_more_jobs_than_cores_uses_the_cores(tmp_path, small_photo, model_dir):
     result = invoke("protect", photo, "--out", tmp_path / "out", *TINY, "--jobs", "64")
     assert result.exit_code == 0, result.output
     assert f"using {batch.usable_cores()}" in result.stderr
+
+
+def test_warnings_print_above_the_progress_bar_and_logging_is_restored():
+    import io
+    import logging
+
+    from rich.console import Console
+
+    terminal = io.StringIO()
+    view = cli.BatchView(Console(file=terminal, force_terminal=True, width=120))
+    before = logging.getLogger().handlers[:]
+    with view:
+        logging.getLogger("cloak.io").warning("ignoring unreadable EXIF: %s", "bad IFD")
+    assert "WARNING: ignoring unreadable EXIF: bad IFD" in terminal.getvalue()
+    assert logging.getLogger().handlers == before
