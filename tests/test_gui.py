@@ -942,3 +942,25 @@ def test_a_thumbnail_keeps_the_pixel_limit(tmp_path, monkeypatch):
     monkeypatch.setenv("CLOAK_MAX_PIXELS", "50000")  # the 60,000-pixel photo is over it
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)  # as while io decodes its own bytes
     assert thumbnail(photo, 32) is None
+
+
+def test_selecting_a_row_restyles_only_the_two_rows_that_change(qapp, monkeypatch):
+    """Arrowing through a long list: each move restyles the old and the new row, not all
+    of them; each row tells a screen reader its photo and status."""
+    from cloak.gui.widgets import PhotoList
+
+    photo_list = PhotoList()
+    rows = [PhotoRow(i, Path(f"/photos/{i}.jpg")) for i in range(50)]
+    for row in rows:
+        photo_list.add_row(row)
+    restyled = []
+    monkeypatch.setattr(PhotoRow, "set_selected",
+                        lambda self, selected: restyled.append((self.row_id, selected)))
+    photo_list.set_current(3)
+    photo_list.set_current(4)
+    assert restyled[0] == (3, True)  # nothing was selected before
+    assert sorted(restyled[1:]) == [(3, False), (4, True)]  # 2 of 50 rows, not 50
+    assert rows[7].accessibleName() == "7.jpg: waiting"
+    rows[7].set_working(0.5, "step 2/4")
+    assert rows[7].accessibleName() == "7.jpg: step 2/4"
+    photo_list.deleteLater()

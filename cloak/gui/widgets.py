@@ -125,6 +125,8 @@ class PhotoRow(QWidget):
     def _show(self, state: str, status: str, fraction: float, color: str | None = None) -> None:
         self.state = state
         self.status.setText(status)
+        # what a screen reader says for the row: the photo and where it stands
+        self.setAccessibleName(f"{self.src.name}: {status}")
         self.status.setStyleSheet(f"color: {color};" if color else "")
         self.bar.setValue(round(1000 * fraction))
 
@@ -183,8 +185,9 @@ class PhotoList(QScrollArea):
     @Slot(int)
     def set_current(self, row_id: int) -> None:
         """Select a row (highlighted) and say so through `current_changed`."""
-        for rid, row in self.rows.items():
-            row.set_selected(rid == row_id)
+        for rid in {self._current, row_id} - {None}:  # only the two rows that change:
+            if rid in self.rows:  # restyling every row made arrowing a long list lag
+                self.rows[rid].set_selected(rid == row_id)
         self._current = row_id
         self.ensureWidgetVisible(self.rows[row_id])
         self.current_changed.emit(row_id)
