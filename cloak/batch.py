@@ -427,6 +427,14 @@ class Manifest:
         except (OSError, ValueError, AttributeError) as exc:
             log.warning("ignoring unreadable %s (%s)", self.path, exc)
 
+    def merge(self, other: Manifest) -> None:
+        """Add `other`'s entries and mirror names that this one lacks (this run's own
+        stay as they are)."""
+        for key, entry in other.entries.items():
+            self.entries.setdefault(key, entry)
+        for name, folder in other.folders.items():
+            self.folders.setdefault(name, folder)
+
     def key(self, dst: Path) -> str:
         rel = os.path.relpath(os.path.abspath(dst), os.path.abspath(self.out_dir))
         return Path(rel).as_posix()
@@ -561,15 +569,19 @@ def run(items: list[Item], out_dir: str | os.PathLike, config: ProtectConfig, *,
     emit = on_event or (lambda event: None)
     stop = should_stop or (lambda: False)
     with contextlib.ExitStack() as held:
-        if out_dir.is_dir():  # before the manifest is read: no other run may change it
+        locked = out_dir.is_dir()
+        if locked:  # before the manifest is read: no other run may change it
             held.enter_context(output_folder_lock(out_dir))
-        return _run_locked(items, out_dir, config, held, jobs, force, overwrite, emit, stop)
+        return _run_locked(items, out_dir, config, held, jobs, force, overwrite, emit, stop,
+                           locked)
 
 
 def _run_locked(items: list[Item], out_dir: Path, config: ProtectConfig,
                 held: contextlib.ExitStack, jobs: int, force: bool, overwrite: bool,
-                emit: Callable[[Event], None], stop: Callable[[], bool]) -> BatchResult:
-    """run() once OUT is locked, or does not exist yet (`held` takes its lock then)."""
+                emit: Callable[[Event], None], stop: Callable[[], bool],
+                locked: bool = True) -> BatchResult:
+    """run() once OUT is locked, or does not exist yet (`locked` False: `held` takes its
+    lock before the first write, and what a run that got there first wrote is kept)."""
     manifest = Manifest(out_dir)
     for item in items:  # saved with the manifest: later runs keep these mirrors
         if item.folder is not None:
@@ -602,9 +614,12 @@ def _run_locked(items: list[Item], out_dir: Path, config: ProtectConfig,
             # --jobs workers, new processes) only look, so nothing is retried per photo.
             config = dataclasses.replace(config, allow_download=False)
             try:  # fail now, not after the first photo, if OUT is not writable
-                if not out_dir.is_dir():
+                if not locked:
+                    # OUT did not exist when this run began; another run may have made it
+                    # and written its manifest meanwhile: lock, then keep its entries.
                     out_dir.mkdir(parents=True, exist_ok=True)
                     held.enter_context(output_folder_lock(out_dir))
+                    manifest.merge(Manifest(out_dir))
                 manifest.save()
             except OSError as exc:
                 raise CloakError(f"can't write to output folder {out_dir}: "

@@ -744,3 +744,31 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "Z"
+
+
+def test_a_run_that_made_out_first_keeps_its_manifest(tmp_path, small_photo, tiny_config,
+                                                      monkeypatch):
+    """Two runs into one new --out: B starts before OUT exists; while B loads its models,
+    A makes OUT, protects its photo and writes the manifest. B then takes the lock and
+    keeps A's entry, instead of saving its own manifest over it (A's copy would then read
+    as "not made by cloak")."""
+    out = tmp_path / "out"
+    photo_a = small_photo(tmp_path / "a" / "a.png")
+    photo_b = small_photo(tmp_path / "b" / "b.png", index=1)
+    real_preload = batch.preload_models
+    ran_a = []
+
+    def preload_while_a_runs(config, progress=None):
+        real_preload(config, progress)
+        if not ran_a:  # run A, whole, between B's planning and B's first write
+            ran_a.append(None)  # A's own preload comes back here: only once
+            ran_a[0] = batch.run(batch.plan([photo_a], out), out, tiny_config)
+
+    monkeypatch.setattr(batch, "preload_models", preload_while_a_runs)
+    result_b = batch.run(batch.plan([photo_b], out), out, tiny_config)
+    assert ran_a[0].counts[PROTECTED] == 1 and result_b.counts[PROTECTED] == 1
+    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    assert set(manifest["photos"]) == {"a.png", "b.png"}
+    monkeypatch.setattr(batch, "preload_models", real_preload)
+    again = batch.run(batch.plan([photo_a, photo_b], out), out, tiny_config)
+    assert [i.status for i in again.items] == [SKIPPED, SKIPPED]  # both known as done
