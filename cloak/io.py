@@ -358,9 +358,12 @@ def _format_info(image: Image.Image) -> dict[str, Any]:
 
 
 def with_real_alpha(image: Image.Image) -> Image.Image:
-    """A palette image as RGB or RGBA, and a colour key (PNG tRNS on 1/L/RGB, a gray GIF's
-    transparent index) as a real alpha band (LA or RGBA); any other image unchanged."""
+    """A palette image as RGB or RGBA, a colour key (PNG tRNS on 1/L/RGB, a gray GIF's
+    transparent index) as a real alpha band (LA or RGBA), premultiplied RGBa/La as
+    straight RGBA/LA; any other image unchanged."""
     mode, keyed = image.mode, "transparency" in image.info
+    if mode in ("RGBa", "La"):  # premultiplied alpha: straight alpha, as files carry it
+        return image.convert(mode.upper())
     if mode in ("P", "PA"):
         return image.convert("RGBA" if mode == "PA" or keyed else "RGB")
     if keyed and mode in ("1", "L", "RGB"):

@@ -471,3 +471,18 @@ class TestLibraryChecksUpFront:
             ProtectConfig(eps=8)
         with pytest.raises(ConfigError, match="must be a number"):
             ProtectConfig(eps="8")
+
+
+def test_premultiplied_alpha_is_kept(tiny_config):
+    """Pillow's premultiplied modes (RGBa, La) name their alpha band "a": it was not seen,
+    and the result came back opaque."""
+    from cloak import protect
+
+    rgba = Image.new("RGBA", (64, 48), (200, 100, 50, 255))
+    rgba.putalpha(Image.linear_gradient("L").resize((64, 48)))
+    for premultiplied, straight in (("RGBa", "RGBA"), ("La", "LA")):
+        source = rgba.convert(straight).convert(premultiplied)
+        out = protect(source, tiny_config).image
+        assert out.mode == straight
+        expected = np.asarray(source.convert(straight).getchannel("A"))
+        assert np.array_equal(np.asarray(out.getchannel("A")), expected)
