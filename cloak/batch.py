@@ -384,10 +384,13 @@ def _identity(path: Path) -> dict:
             "sha256": sha256_of(path)}
 
 
-def _same_file(path: Path, ident: dict | None) -> bool:
+def _same_file(path: Path, ident: dict | None, refresh: bool = False) -> bool:
     """Is `path` the file `ident` describes? size, mtime and ctime, else sha256 (copies,
     touch; an in-place edit that keeps size and mtime, as `exiftool -P` does, still moves
-    the ctime). Entries written before ctime was recorded match on size and mtime."""
+    the ctime). Entries written before ctime was recorded match on size and mtime.
+
+    `refresh`: when the file matches, bring `ident`'s times up to date in place (a folder
+    restored from a backup, or chmod-ed, is hashed once, not on every later run)."""
     if not ident:
         return False
     try:
@@ -398,11 +401,15 @@ def _same_file(path: Path, ident: dict | None) -> bool:
         return False
     if st.st_mtime_ns == ident.get("mtime_ns") and \
             ident.get("ctime_ns", st.st_ctime_ns) == st.st_ctime_ns:
-        return True
-    try:
-        return sha256_of(path) == ident.get("sha256")
-    except OSError:
-        return False
+        same = True
+    else:
+        try:
+            same = sha256_of(path) == ident.get("sha256")
+        except OSError:
+            return False
+    if same and refresh:
+        ident.update(mtime_ns=st.st_mtime_ns, ctime_ns=st.st_ctime_ns)
+    return same
 
 
 class Manifest:
@@ -485,11 +492,11 @@ def _decide(item: Item, entry: dict | None, settings: dict, force: bool,
         item.replace = force or overwrite  # may still replace a file beside it (a preview)
         return
     ours = (entry is not None and _same_settings(entry.get("settings"), settings)
-            and _same_file(item.src, entry.get("src")))
+            and _same_file(item.src, entry.get("src"), refresh=True))
     if ours and entry.get("state") == "pending":  # interrupted run: the file is ours
         item.replace = True
         return
-    if ours and _same_file(item.dst, entry.get("dst")) and not force:
+    if ours and _same_file(item.dst, entry.get("dst"), refresh=True) and not force:
         if preview and not preview_path(item.dst).exists():
             item.replace = True  # ours, same settings: redone to write the missing preview
             return
@@ -589,6 +596,7 @@ def _run_locked(items: list[Item], out_dir: Path, config: ProtectConfig,
     settings = config.fingerprint()
     todo: list[Item] = []
     interrupted = False
+    identities = json.dumps(manifest.entries, sort_keys=True)
     try:
         for item in items:
             if item.status == "pending":
@@ -604,6 +612,9 @@ def _run_locked(items: list[Item], out_dir: Path, config: ProtectConfig,
                 todo.append(item)
             else:
                 emit(Event("done", item))
+        if locked and json.dumps(manifest.entries, sort_keys=True) != identities:
+            with contextlib.suppress(OSError, OutputError):  # times brought up to date
+                manifest.save()  # (_same_file refresh); a failure only costs a rehash
         if todo:
             if config.mask_path:  # a bad mask fails now, not on every photo
                 from .budget import load_user_mask

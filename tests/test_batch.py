@@ -772,3 +772,23 @@ def test_a_run_that_made_out_first_keeps_its_manifest(tmp_path, small_photo, tin
     monkeypatch.setattr(batch, "preload_models", real_preload)
     again = batch.run(batch.plan([photo_a, photo_b], out), out, tiny_config)
     assert [i.status for i in again.items] == [SKIPPED, SKIPPED]  # both known as done
+
+
+def test_a_chmod_or_restore_costs_one_hash_not_one_per_run(tmp_path, small_photo,
+                                                           tiny_config, monkeypatch):
+    """The ctime moves on chmod (or a restore from a backup) without the file changing:
+    the next run hashes it once, finds it unchanged, skips it, and records the new
+    times, so the run after that hashes nothing."""
+    src, out = small_photo(tmp_path / "a.png"), tmp_path / "out"
+    assert batch.run(batch.plan([src], out), out, tiny_config).counts[PROTECTED] == 1
+    time.sleep(0.01)
+    for path in (src, out / "a.png"):
+        os.chmod(path, 0o600)
+    hashed = []
+    real_sha = batch.sha256_of
+    monkeypatch.setattr(batch, "sha256_of", lambda path: hashed.append(path) or real_sha(path))
+    for expected in ({src, out / "a.png"}, set()):
+        hashed.clear()
+        [item] = batch.run(batch.plan([src], out), out, tiny_config).items
+        assert item.status == SKIPPED, item.message
+        assert set(hashed) == expected
