@@ -133,7 +133,9 @@ def _skip_own_outputs(folder: Path, skip: set[str], problems: list[Item]) -> Non
     for rel, entry in manifest.entries.items():
         # Only a file that is still the one cloak wrote: a new original that has since
         # taken a listed name (another camera's IMG_0001.jpg) is the user's photo.
-        if _same_file(folder / rel, entry.get("dst")):
+        written = entry.get("dst")  # None: a pending entry (its run was killed after
+        # writing, or could not save the manifest): a file there is still cloak's
+        if _same_file(folder / rel, written) if written else (folder / rel).is_file():
             skip.add(os.path.realpath(folder / rel))
             copies += 1
     if copies:

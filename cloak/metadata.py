@@ -157,6 +157,11 @@ def snapshot_exif(image: Image.Image) -> ExifSnapshot | None:
         if not exif:
             return None
         base = {tag: value for tag, value in exif.items() if tag not in (EXIF_IFD, GPS_IFD)}
+        # pillow-heif turns a HEIF upright on opening and sets its EXIF Orientation to 1;
+        # the frame the EXIF (SubjectArea) describes is the one the file stored
+        stored_as = image.info.get("original_orientation") if image.format == "HEIF" else None
+        if isinstance(stored_as, int) and 1 <= stored_as <= 8:
+            base[ORIENTATION] = stored_as
     except EXIF_ERRORS as exc:  # malformed EXIF must not stop the photo from loading
         log.warning("ignoring unreadable EXIF: %s", exc)
         return None

@@ -316,10 +316,21 @@ def in_one_colour_space(original: Image.Image, protected: Image.Image,
     would otherwise count as damage), with a note saying so."""
     if (original_icc or None) == (protected_icc or None):
         return original, protected, None
-    note = (f"the two photos have different colour profiles ({profile_name(original_icc)} "
-            f"and {profile_name(protected_icc)}): both were compared in sRGB")
-    return (to_srgb(original.convert("RGB"), original_icc),
-            to_srgb(protected.convert("RGB"), protected_icc), note)
+    names = f"{profile_name(original_icc)} and {profile_name(protected_icc)}"
+    converted = (to_srgb(original.convert("RGB"), original_icc),
+                 to_srgb(protected.convert("RGB"), protected_icc))
+    in_srgb = (f"the two photos have different colour profiles ({names}): both were "
+               "compared in sRGB")
+    if original_icc and protected_icc:
+        return (*converted, in_srgb)
+    # One has no profile: sRGB by convention (a platform's copy), or the original's own
+    # values with the profile left out (`protect --no-icc`). The copy is meant to be the
+    # original's, so the reading under which the two agree best is the right one.
+    if coarse_psnr(*converted) > coarse_psnr(original, protected):
+        return (*converted, in_srgb)
+    return original, protected, (f"the two photos have different colour profiles "
+                                 f"({names}); they match best as stored, so they were "
+                                 "compared as stored")
 
 
 # Two shapes (width / height) closer than this are the same shape, resized and rounded.
@@ -353,19 +364,26 @@ def match_copy(original: Image.Image, protected: Image.Image
                                 "its own protected copy, uncropped")
 
 
+def coarse_psnr(original: Image.Image, protected: Image.Image) -> float:
+    """PSNR (dB) of the two at the original's size scaled to long side 64 (a copy of
+    another size is scaled to it too)."""
+    w, h = original.size
+    scale = 64 / max(w, h)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+
+    def coarse(image: Image.Image) -> torch.Tensor:
+        return _tensor(image.convert("RGB").resize(size, Image.BOX))
+
+    return metrics.psnr(coarse(protected), coarse(original))
+
+
 def check_comparable(original: Image.Image, protected: Image.Image) -> float:
     """PSNR (dB) of the two at long side 64; UnsupportedImageError below COMPARABLE_DB,
     where `protected` is not a protected copy of `original` (an edit, another photo), so
     every difference would count as damage."""
     from .errors import UnsupportedImageError
 
-    def coarse(image: Image.Image) -> torch.Tensor:
-        w, h = image.size
-        s = 64 / max(w, h)
-        return _tensor(image.convert("RGB").resize(
-            (max(1, round(w * s)), max(1, round(h * s))), Image.BOX))
-
-    value = metrics.psnr(coarse(protected), coarse(original))
+    value = coarse_psnr(original, protected)
     if value < COMPARABLE_DB:
         raise UnsupportedImageError(
             f"the two photos differ far more than protection changes a photo (PSNR "

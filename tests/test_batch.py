@@ -792,3 +792,19 @@ def test_a_chmod_or_restore_costs_one_hash_not_one_per_run(tmp_path, small_photo
         [item] = batch.run(batch.plan([src], out), out, tiny_config).items
         assert item.status == SKIPPED, item.message
         assert set(hashed) == expected
+
+
+def test_a_pending_copy_in_a_folder_once_used_as_out_is_still_skipped(tmp_path, small_photo,
+                                                                      tiny_config):
+    """A run killed right after writing a copy leaves its entry pending, with no record
+    of the written file: the copy there is still cloak's, not an original."""
+    pictures = tmp_path / "Pictures"
+    batch.run(batch.plan([small_photo(tmp_path / "a.png")], pictures), pictures, tiny_config)
+    manifest = json.loads((pictures / MANIFEST_NAME).read_text())
+    entry = manifest["photos"]["a.png"]
+    entry["state"] = "pending"
+    entry.pop("dst")
+    (pictures / MANIFEST_NAME).write_text(json.dumps(manifest))
+    items = batch.plan([pictures], tmp_path / "p")
+    assert [i.status for i in items] == [SKIPPED]
+    assert "its 1 protected copies" in items[0].message

@@ -964,3 +964,15 @@ def test_selecting_a_row_restyles_only_the_two_rows_that_change(qapp, monkeypatc
     rows[7].set_working(0.5, "step 2/4")
     assert rows[7].accessibleName() == "7.jpg: step 2/4"
     photo_list.deleteLater()
+
+
+def test_a_large_turned_tiff_still_gets_its_thumbnail(tmp_path):
+    """Pillow turns a TIFF upright while loading it: shrinking it first with a box taken
+    from its stored size failed ("box can't exceed") and left no thumbnail."""
+    stored = np.zeros((600, 1000, 3), np.uint8)
+    stored[:, :500] = (200, 40, 40)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(stored).save(tmp_path / "side.tif", exif=exif.tobytes())
+    shown = thumbnail(tmp_path / "side.tif", 100)
+    assert shown is not None and shown.size == (60, 100)

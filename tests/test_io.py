@@ -1123,3 +1123,24 @@ def test_a_huge_maker_note_goes_before_the_rest_of_the_exif() -> None:
     sub = exif.get_ifd(ExifTags.IFD.Exif)
     assert sub[date] == "2026:01:02 03:04:05" and ExifTags.Base.MakerNote not in sub
     assert exif.get_ifd(ExifTags.IFD.GPSInfo)[ExifTags.GPS.GPSLatitudeRef] == "N"
+
+
+def test_a_turned_heif_drops_its_subject_area(tmp_path: Path) -> None:
+    """pillow-heif opens a HEIF upright and resets its EXIF Orientation; the frame its
+    SubjectArea describes is the one stored (here Orientation 6). Copies, stored upright,
+    say their own size and drop the old frame's subject area."""
+    if not io.HEIF_WRITABLE:
+        pytest.skip("no HEVC encoder to make the HEIF")
+    exif = Image.Exif()
+    exif[T.Orientation] = 6
+    exif[EXIF_IFD] = {T.ExifImageWidth: 40, T.ExifImageHeight: 32, 0x9214: (20, 16, 8, 8)}
+    src = tmp_path / "side.heic"
+    Image.fromarray(pixels()).save(src, exif=exif.tobytes(), quality=90)
+    photo = io.load_photo(src)
+    assert photo.rgb.shape[:2] == (40, 32)  # upright
+    for suffix in (".heic", ".jpg"):
+        dst = io.save_photo(photo, photo.rgb, tmp_path / f"out{suffix}")
+        with Image.open(dst) as out:
+            sub = out.getexif().get_ifd(EXIF_IFD)
+        assert (sub[T.ExifImageWidth], sub[T.ExifImageHeight]) == (32, 40), suffix
+        assert 0x9214 not in sub, suffix

@@ -389,6 +389,18 @@ class TestDamagedCopies:
         W.load_part(get_spec("taesd"), "decoder", unpinned)  # loads strictly now
         assert caplog.text.count("downloading it again") == 2
 
+    def test_a_failed_second_download_names_the_damaged_copy_too(self, tmp_path,
+                                                                  monkeypatch):
+        monkeypatch.setenv("CLOAK_MODEL_DIR", str(tmp_path / "nothing-here"))
+        monkeypatch.delenv("CLOAK_OFFLINE", raising=False)
+        monkeypatch.setenv("CLOAK_WEIGHTS_URL", (tmp_path / "no-mirror").as_uri())
+        cache = tmp_path / "cache"
+        cache.mkdir()
+        (cache / "taesd_decoder.pth").write_bytes(b"\0" * 4096)
+        with pytest.raises(ModelError, match=r"taesd_decoder.pth is damaged \(can't read "
+                                             r"weights.*getting it again failed"):
+            W.load_verified(get_spec("taesd"), "decoder")
+
     def test_offline_a_damaged_cached_download_is_reported_and_left(self, model_dir,
                                                                     tmp_path, monkeypatch):
         self._mirror(model_dir, tmp_path, monkeypatch)

@@ -293,3 +293,25 @@ def test_a_display_p3_original_and_its_srgb_download_are_compared_in_srgb(model_
     # a copy keeping the original's profile (cloak's own copies) is compared as stored
     same = in_one_colour_space(p3, p3, photo.icc_profile, photo.icc_profile)
     assert same == (p3, p3, None)
+
+
+def test_a_copy_saved_without_the_originals_profile_is_compared_as_stored(model_dir,
+                                                                         tmp_path):
+    """`cloak protect --no-icc` keeps the original's Display P3 values and leaves the
+    profile out: converting only the original to sRGB would add the very colour shift
+    the conversion is for. The two match best as stored, so they are compared so."""
+    from conftest import missing
+
+    from cloak.io import load_photo
+    from cloak.verify import in_one_colour_space
+
+    heic = Path(__file__).resolve().parents[2] / "shared" / "photos" / "dev" / \
+        "d19_exif-samples_IMG_5195.HEIC"
+    if not heic.is_file():
+        missing(f"{heic} missing")
+    photo = load_photo(heic)
+    p3 = Image.fromarray(np.round(photo.rgb * 255).astype(np.uint8)).resize((248, 320))
+    original, copy, note = in_one_colour_space(p3, p3.copy(), photo.icc_profile, None)
+    assert "compared as stored" in note
+    assert np.array_equal(np.asarray(original), np.asarray(p3))
+    assert np.array_equal(np.asarray(copy), np.asarray(p3))

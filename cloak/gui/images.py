@@ -30,7 +30,10 @@ def open_upright(path: Path, max_side: int | None = None) -> Image.Image:
             raise ValueError(f"{image.width}x{image.height} is over the pixel limit")
         if max_side:
             image.draft("RGB", (max_side, max_side))  # fast JPEG downscale on decode
-            if image.mode in SHRINK_FIRST and max(image.size) > 2 * max_side:
+            # (not TIFF: Pillow turns a TIFF upright while loading it, after the box
+            # for the shrink was taken from its stored size)
+            if image.mode in SHRINK_FIRST and image.format != "TIFF" and \
+                    max(image.size) > 2 * max_side:
                 # Other formats decode at full size: shrink before turning and colour
                 # conversion, which would each copy a 48 MP photo (done in place: the
                 # EXIF orientation and ICC profile stay in image.info).

@@ -379,4 +379,9 @@ def load_verified(spec: ModelSpec, part: str, model_dir=None, allow_download: bo
                 or downloads_off()):
             raise
         log.warning("%s is damaged (%s); downloading it again", own_copy, exc)
-    return load_part(spec, part, download(spec, part, progress, model_dir))
+        damaged = str(exc)
+    try:
+        return load_part(spec, part, download(spec, part, progress, model_dir))
+    except ModelError as exc:  # both reasons: the copy found, and the download
+        raise ModelError(f"{own_copy} is damaged ({damaged}), and getting it again "
+                         f"failed: {exc}") from exc
