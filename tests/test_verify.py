@@ -249,6 +249,21 @@ def test_the_naive_clean_up_downscales_without_antialiasing():
     assert apply_channel(small, "naive") is small  # no downscale: the photo as it is
 
 
+def iphone_photo(size: tuple[int, int]) -> tuple[Image.Image, bytes]:
+    """The dev iPhone HEIC (Display P3) at `size`, as stored values, and its profile."""
+    from conftest import missing
+
+    from cloak.io import load_photo
+
+    heic = Path(__file__).resolve().parents[2] / "shared" / "photos" / "dev" / \
+        "d19_exif-samples_IMG_5195.HEIC"
+    if not heic.is_file():
+        missing(f"{heic} missing")
+    photo = load_photo(heic)
+    return (Image.fromarray(np.round(photo.rgb * 255).astype(np.uint8)).resize(size),
+            photo.icc_profile)
+
+
 def test_a_display_p3_original_and_its_srgb_download_are_compared_in_srgb(model_dir,
                                                                          tmp_path):
     """An iPhone photo (Display P3) and the sRGB copy a platform sends back, with no
@@ -256,28 +271,21 @@ def test_a_display_p3_original_and_its_srgb_download_are_compared_in_srgb(model_
     one colour space it reads as none, and the CLI says what it did."""
     import json
 
-    from conftest import missing
     from typer.testing import CliRunner
 
     import cli
     from cloak.colour import to_srgb
-    from cloak.io import load_photo
     from cloak.verify import in_one_colour_space
 
-    heic = Path(__file__).resolve().parents[2] / "shared" / "photos" / "dev" / \
-        "d19_exif-samples_IMG_5195.HEIC"
-    if not heic.is_file():
-        missing(f"{heic} missing")
-    photo = load_photo(heic)
-    p3 = Image.fromarray(np.round(photo.rgb * 255).astype(np.uint8)).resize((496, 640))
-    p3.save(tmp_path / "iphone.png", icc_profile=photo.icc_profile)
-    to_srgb(p3, photo.icc_profile).save(tmp_path / "download.jpg", quality=95)
+    p3, icc = iphone_photo((496, 640))
+    p3.save(tmp_path / "iphone.png", icc_profile=icc)
+    to_srgb(p3, icc).save(tmp_path / "download.jpg", quality=95)
 
     raw = verify_images(p3, Image.open(tmp_path / "download.jpg").convert("RGB"),
                         ("as-is",), models=("taesd",))
     assert raw.channels[0].damage_db["taesd"] > 0.2  # the colour shift, counted as damage
     download = Image.open(tmp_path / "download.jpg").convert("RGB")
-    original, copy, note = in_one_colour_space(p3, download, photo.icc_profile, None)
+    original, copy, note = in_one_colour_space(p3, download, icc, None)
     assert "Display P3 and none" in note
     assert np.abs(np.asarray(original, np.int16) - np.asarray(p3, np.int16)).mean() > 1
     assert np.array_equal(np.asarray(copy), np.asarray(download))  # sRGB already
@@ -291,7 +299,7 @@ def test_a_display_p3_original_and_its_srgb_download_are_compared_in_srgb(model_
     assert abs(data["channels"][0]["damage_db"]["taesd"]) < 0.1
     assert "compared in sRGB" in data["note"]
     # a copy keeping the original's profile (cloak's own copies) is compared as stored
-    same = in_one_colour_space(p3, p3, photo.icc_profile, photo.icc_profile)
+    same = in_one_colour_space(p3, p3, icc, icc)
     assert same == (p3, p3, None)
 
 
@@ -300,18 +308,10 @@ def test_a_copy_saved_without_the_originals_profile_is_compared_as_stored(model_
     """`cloak protect --no-icc` keeps the original's Display P3 values and leaves the
     profile out: converting only the original to sRGB would add the very colour shift
     the conversion is for. The two match best as stored, so they are compared so."""
-    from conftest import missing
-
-    from cloak.io import load_photo
     from cloak.verify import in_one_colour_space
 
-    heic = Path(__file__).resolve().parents[2] / "shared" / "photos" / "dev" / \
-        "d19_exif-samples_IMG_5195.HEIC"
-    if not heic.is_file():
-        missing(f"{heic} missing")
-    photo = load_photo(heic)
-    p3 = Image.fromarray(np.round(photo.rgb * 255).astype(np.uint8)).resize((248, 320))
-    original, copy, note = in_one_colour_space(p3, p3.copy(), photo.icc_profile, None)
+    p3, icc = iphone_photo((248, 320))
+    original, copy, note = in_one_colour_space(p3, p3.copy(), icc, None)
     assert "compared as stored" in note
     assert np.array_equal(np.asarray(original), np.asarray(p3))
     assert np.array_equal(np.asarray(copy), np.asarray(p3))
