@@ -193,17 +193,24 @@ def protect(
             result = batch.run(items, out, config, jobs=jobs, force=force,
                                overwrite=overwrite, on_event=view.on_event,
                                should_stop=should_stop)
-        except CloakError as exc:
+        except (CloakError, OSError, KeyboardInterrupt) as exc:  # before any photo
             view.close()
-            fail(str(exc))
-        except OSError as exc:  # a path the library did not expect to be unreadable
-            view.close()
-            where = f" {exc.filename}" if exc.filename else ""
-            fail(f"can't read or write{where}: {exc.strerror or exc}")
-        except KeyboardInterrupt:  # before any photo was started
-            view.close()
-            typer.secho("Interrupted; nothing was written.", err=True)
-            raise typer.Exit(130) from None
+            if isinstance(exc, KeyboardInterrupt):
+                message = "interrupted; nothing was written"
+                typer.secho("Interrupted; nothing was written.", err=True)
+            elif isinstance(exc, CloakError):
+                message = str(exc)
+            else:  # a path the library did not expect to be unreadable
+                where = f" {exc.filename}" if exc.filename else ""
+                message = f"can't read or write{where}: {exc.strerror or exc}"
+            code = 130 if isinstance(exc, KeyboardInterrupt) else 1
+            if json_path:  # this run's report, not an earlier run's left in its place
+                write_json(json_path, {
+                    "out": str(out), "settings": config.fingerprint(), "error": message,
+                    "interrupted": code == 130, "counts": {}, "files": []}, code=code)
+            if code == 130:
+                raise typer.Exit(130) from None
+            fail(message)
     typer.echo(view.totals(result), err=True)
     note = instagram_crop_note(result)
     if note:

@@ -187,6 +187,15 @@ def test_missing_weights_exit_1_before_any_work(tmp_path, small_photo, monkeypat
     assert result.exit_code == 1, result.output
     assert result.stderr.startswith("error: weights for taef2") and "Traceback" not in result.output
     assert not (tmp_path / "out").exists()
+    # --json holds this run's report, not an earlier one's left in its place
+    report = tmp_path / "run.json"
+    report.write_text(json.dumps({"counts": {"protected": 3}, "files": ["earlier"]}))
+    result = invoke("protect", photo, "--out", tmp_path / "out", *TINY[:5], "taef2",
+                    "--json", report)
+    assert result.exit_code == 1
+    data = json.loads(report.read_text())
+    assert data["error"].startswith("weights for taef2") and data["files"] == []
+    assert not (tmp_path / "out").exists()
 
 
 # ---------------------------------------------------------------- real processes
