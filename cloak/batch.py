@@ -848,10 +848,26 @@ def _exit_with_parent() -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
+_worker_photo = ""  # in a worker: the photo it protects now, named in its log lines
+
+
+class _NamePhoto(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.photo = _worker_photo
+        return True
+
+
 def _init_worker(threads: int, stop_event, progress_queue) -> None:
     global _worker_stop, _worker_queue
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     _exit_with_parent()
+    # Warnings (EXIF, faces...) from several workers interleave: each names its photo.
+    handler = logging.StreamHandler()
+    handler.addFilter(_NamePhoto())
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(photo)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+    logging.getLogger().setLevel(logging.WARNING)
+    logging.captureWarnings(True)  # Pillow's "Corrupt EXIF data" too, with its photo
     import torch
 
     from .allocator import keep_freed_memory
@@ -863,6 +879,8 @@ def _init_worker(threads: int, stop_event, progress_queue) -> None:
 
 def _work(index: int, item: Item, config: ProtectConfig):
     """Runs in a worker: returns a Report or the exception (never raises)."""
+    global _worker_photo
+    _worker_photo = str(item.src)
     last = [0.0]
 
     def progress(fraction: float, _message: str) -> None:

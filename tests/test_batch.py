@@ -808,3 +808,18 @@ def test_a_pending_copy_in_a_folder_once_used_as_out_is_still_skipped(tmp_path, 
     items = batch.plan([pictures], tmp_path / "p")
     assert [i.status for i in items] == [SKIPPED]
     assert "its 1 protected copies" in items[0].message
+
+
+def test_a_workers_warning_names_its_photo(tmp_path, small_photo, tiny_config, capfd):
+    """With --jobs, warnings from several worker processes interleave on stderr: each
+    names the photo it is about (Pillow's warning on a malformed EXIF block here)."""
+    good = small_photo(tmp_path / "in" / "good.png")
+    odd = tmp_path / "in" / "odd.jpg"
+    with Image.open(small_photo(tmp_path / "odd.png", index=1)) as im:
+        im.convert("RGB").save(odd, exif=b"Exif\x00\x00II*\x00\xff\xff\xff\x7f")
+    out = tmp_path / "out"
+    result = batch.run(batch.plan([good, odd], out), out, tiny_config, jobs=2)
+    assert result.counts[PROTECTED] == 2
+    err = capfd.readouterr().err
+    [line] = [line for line in err.splitlines() if "Corrupt EXIF" in line]
+    assert line.startswith(f"WARNING: {odd}: "), err
