@@ -502,7 +502,7 @@ def verify(
     try:
         for name in names:
             ProtectConfig(models=(name,))  # validates the model name
-        if protected is not None and same_file(photo, protected):
+        if protected is not None and io.same_file(photo, protected):
             raise UnsupportedImageError(
                 f"{printable(str(photo))} was given twice: give the original first, then "
                 "its protected copy")
@@ -559,14 +559,6 @@ def verify(
              "copy of both (the same size)")
     if json_path:
         write_json(json_path, result)
-
-
-def same_file(a: Path, b: Path) -> bool:
-    """Whether two paths name one file (False when either can't be looked at)."""
-    try:
-        return a.samefile(b)
-    except OSError:
-        return False
 
 
 @app.command(short_help="Open the desktop drag-and-drop app.")

@@ -70,19 +70,13 @@ SAVE_OPTIONS = frozenset({"format", "jpeg_quality", "metadata"})  # io.save_phot
 def check_destination(src: Path, dst: Path, overwrite: bool) -> None:
     """Refuse to write over the input (by any name: a hard link, another case on a
     case-insensitive disk), over a folder, or over an existing file without `overwrite`."""
+    from .io import same_file
     if dst.is_dir():
         raise OutputError(f"output {dst} is a folder; give a file name")
-    if dst.exists() and src.exists() and _same_file(dst, src):
+    if dst.exists() and src.exists() and same_file(dst, src):
         raise OutputError(f"output {dst} is the input photo; choose another --out folder")
     if dst.exists() and not overwrite:
         raise OutputError(f"output {dst} already exists; pass --overwrite to replace it")
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.samefile(b)
-    except OSError:
-        return a.resolve() == b.resolve()
 
 
 def check_save_options(save_options: dict) -> None:

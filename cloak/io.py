@@ -694,7 +694,7 @@ def save_photo(photo: Photo, rgb: np.ndarray, dst: str | os.PathLike[str], *,
     policy = metadata or md.MetadataPolicy()
     if dst.is_dir():
         raise OutputError(f"output {dst} is a folder; give a file name")
-    if photo.path is not None and dst.exists() and _same_file(dst, photo.path):
+    if photo.path is not None and dst.exists() and same_file(dst, photo.path):
         raise OutputError(f"output {dst} is the input photo; choose another output folder")
     if dst.exists() and not overwrite:
         raise OutputError(f"output {dst} already exists; pass --overwrite to replace it")
@@ -714,9 +714,11 @@ def save_photo(photo: Photo, rgb: np.ndarray, dst: str | os.PathLike[str], *,
     return dst
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Whether two paths name one file (a hard link, another letter case on a
+    case-insensitive disk); False when either can't be looked at."""
     try:
-        return a.samefile(b)
+        return Path(a).samefile(b)
     except OSError:
         return False
 
