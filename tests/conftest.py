@@ -117,3 +117,21 @@ def lock_folder(monkeypatch: pytest.MonkeyPatch) -> Callable[[Path], None]:
             monkeypatch.setattr(os, name, refusing(name))
 
     return lock
+
+
+@pytest.fixture
+def read_only_folder(monkeypatch: pytest.MonkeyPatch) -> Callable[[Path], None]:
+    """`read_only_folder(folder)`: no file can be created in `folder` (a read-only card or
+    share; simulated, as CI runs as root): os.open there fails with EACCES."""
+
+    def make_read_only(folder: Path) -> None:
+        real_open = os.open
+
+        def refusing(path, *args, **kwargs):
+            if Path(os.fsdecode(path)).parent == folder:
+                raise PermissionError(13, "Permission denied", str(path))
+            return real_open(path, *args, **kwargs)
+
+        monkeypatch.setattr(os, "open", refusing)
+
+    return make_read_only

@@ -735,24 +735,13 @@ class TestReviewFixes:
         assert "not enough memory" in outcome.status
 
     def test_a_save_to_folder_that_cant_be_written_fails_before_any_attack(
-            self, qapp, tmp_path, small_photo, monkeypatch):
+            self, qapp, tmp_path, small_photo, read_only_folder):
         """An existing folder no file can be created in (a read-only card or share:
         simulated, CI runs as root): every photo fails at once, naming it, and no attack
         runs (no step is reported), instead of minutes each and then "cannot write"."""
-        import os
-
-        import cloak.io
-
         locked = tmp_path / "card"
         locked.mkdir()
-        real_open = os.open
-
-        def read_only(path, *args, **kwargs):
-            if Path(path).parent == locked:
-                raise PermissionError(13, "Permission denied", str(path))
-            return real_open(path, *args, **kwargs)
-
-        monkeypatch.setattr(cloak.io.os, "open", read_only)
+        read_only_folder(locked)
         photos = [small_photo(tmp_path / f"{n}.png", index=n) for n in range(2)]
         worker = ProtectWorker([Job(n, p, locked) for n, p in enumerate(photos)],
                                ProtectConfig(strength="fast", **TINY))

@@ -435,22 +435,14 @@ class TestLibraryChecksUpFront:
         assert calls == [] and not (tmp_path / "out.jpg").exists()
 
     def test_a_folder_no_file_can_be_written_in_fails_before_any_work(
-            self, tiny_config, small_photo, tmp_path, monkeypatch):
+            self, tiny_config, small_photo, tmp_path, read_only_folder):
         """A read-only folder (simulated: CI runs as root) fails before the attack, not
         after its minutes, with nothing left in it."""
-        import cloak.io
         from cloak import protect_file
 
         src, locked = small_photo(tmp_path / "a.png"), tmp_path / "card"
         locked.mkdir()
-        real_open = os.open
-
-        def read_only(path, *args, **kwargs):
-            if Path(path).parent == locked:
-                raise PermissionError(13, "Permission denied", str(path))
-            return real_open(path, *args, **kwargs)
-
-        monkeypatch.setattr(cloak.io.os, "open", read_only)
+        read_only_folder(locked)
         calls = []
         with pytest.raises(OutputError, match=f"can't write in {locked}"):
             protect_file(src, locked / "a.png", tiny_config,
