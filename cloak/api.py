@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from .config import ProtectConfig
-from .errors import Cancelled, ConfigError, OutputError, UnsupportedImageError
+from .errors import Cancelled, ConfigError, OutputError, OutputExistsError, UnsupportedImageError
 from .pipeline import Progress, measure_saved, protect_array
 from .report import Report
 
@@ -76,7 +76,7 @@ def check_destination(src: Path, dst: Path, overwrite: bool) -> None:
     if dst.exists() and src.exists() and same_file(dst, src):
         raise OutputError(f"output {dst} is the input photo; choose another --out folder")
     if dst.exists() and not overwrite:
-        raise OutputError(f"output {dst} already exists; pass --overwrite to replace it")
+        raise OutputExistsError(dst)
 
 
 def check_save_options(save_options: dict) -> None:

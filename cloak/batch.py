@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import ProtectConfig
-from .errors import Cancelled, CloakError, OutputError
+from .errors import Cancelled, CloakError, OutputError, OutputExistsError
 from .models.weights import DownloadProgress, sha256_of
 from .preview import PREVIEW_SUFFIX, preview_path
 from .report import Report
@@ -64,6 +64,9 @@ class Item:
     message: str = ""  # why it was skipped, failed or not done
     report: Report | None = None
     replace: bool = False  # run decided the existing dst may be replaced
+    # _stamp(dst) when the run itself judged that file its own to redo (not --overwrite):
+    # if the file changes before its turn comes, it is no longer that file.
+    ours_stamp: tuple | None = None
     dst_before: tuple | None = None  # _stamp(dst) when its work began
     folder: tuple[str, str] | None = None  # (mirror name under OUT, input folder's real path)
 
@@ -493,19 +496,26 @@ def _decide(item: Item, entry: dict | None, settings: dict, force: bool,
     if not item.dst.exists():
         item.replace = force or overwrite  # may still replace a file beside it (a preview)
         return
-    ours = (entry is not None and _same_settings(entry.get("settings"), settings)
+    pending = entry is not None and entry.get("state") == "pending"
+    # The file at dst is the one cloak wrote there (the entry alone does not say so: a
+    # user may have put their own file at a name a manifest lists).
+    made_here = entry is not None and (
+        _pending_is_ours(item.dst, entry) if pending
+        else _same_file(item.dst, entry.get("dst"), refresh=True))
+    ours = (made_here and _same_settings(entry.get("settings"), settings)
             and _same_file(item.src, entry.get("src"), refresh=True))
-    if ours and entry.get("state") == "pending":  # interrupted run: the file is ours
-        item.replace = True
+    if ours and pending:  # an interrupted run's file: redone
+        item.replace, item.ours_stamp = True, _stamp(item.dst)
         return
-    if ours and _same_file(item.dst, entry.get("dst"), refresh=True) and not force:
+    if ours and not force:
         if preview and not preview_path(item.dst).exists():
-            item.replace = True  # ours, same settings: redone to write the missing preview
+            # ours, same settings: redone to write the missing preview
+            item.replace, item.ours_stamp = True, _stamp(item.dst)
             return
         item.status, item.message = SKIPPED, ALREADY_DONE
         return
-    if (force or overwrite) and entry is None and _same_folder(item.dst.parent,
-                                                               item.src.parent):
+    if (force or overwrite) and not made_here and _same_folder(item.dst.parent,
+                                                                item.src.parent):
         # a.gif's output a.png beside an a.png cloak never made: another original
         item.status = FAILED
         item.message = (f"output {item.dst} exists beside the original and was not made "
@@ -517,18 +527,33 @@ def _decide(item: Item, entry: dict | None, settings: dict, force: bool,
         return
     if entry is None:
         why = "was not made by cloak"
+    elif pending and not made_here:
+        why = ("may not be cloak's: a run that was stopped before it finished left no "
+               "record of writing it")
+    elif not made_here:
+        why = "is not the file cloak wrote there (it was changed or replaced since)"
     elif not _same_settings(entry.get("settings"), settings):
         why = (f"was made with other settings "
                f"({_settings_change(entry.get('settings') or {}, settings)})")
-    elif not _same_file(item.src, entry.get("src")):
-        why = "was made from an earlier version of this photo"
     else:
-        why = "was changed after cloak wrote it"
+        why = "was made from an earlier version of this photo"
     item.status = FAILED
     item.message = f"output {item.dst} exists and {why}; pass --overwrite to replace it"
 
 
 # ---------------------------------------------------------------- running
+
+
+def _pending_is_ours(dst: Path, entry: dict) -> bool:
+    """Whether the file at `dst`, named by an unfinished (`pending`) entry, is the one the
+    stopped run wrote: the file it recorded when it stopped, or, for a run killed before
+    it could record one, a file that carries cloak's note. A file put there by someone
+    else after the run stopped is neither."""
+    if entry.get("dst"):
+        return _same_file(dst, entry["dst"], refresh=True)
+    from .io import says_protected_file
+
+    return says_protected_file(dst)
 
 
 def _remove_temp_files(folder: Path) -> None:
@@ -729,6 +754,9 @@ def _stamp(path: Path) -> tuple | None:
 def _begin(item: Item, manifest: Manifest, settings: dict) -> None:
     """Create the output folder and mark the item pending in the manifest."""
     item.dst_before = _stamp(item.dst)
+    if item.ours_stamp is not None and item.dst_before != item.ours_stamp:
+        raise OutputError(f"output {item.dst} was changed while this run was busy with "
+                          "other photos; pass --overwrite to replace it")
     try:
         item.dst.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -746,7 +774,7 @@ def _finish(item: Item, manifest: Manifest, previous: dict | None, outcome) -> N
         entry.update(state="done", dst=_identity(item.dst))
         manifest.set(item.dst, entry)
         return
-    _abandon(item, manifest, previous)
+    _abandon(item, manifest, previous, outcome)
     if isinstance(outcome, Cancelled):
         item.status, item.message = CANCELLED, "not done (interrupted)"
     else:
@@ -776,14 +804,27 @@ def _not_started(items: Iterable[Item], manifest: Manifest,
         emit(Event("done", item))
 
 
-def _abandon(item: Item, manifest: Manifest, previous: dict | None) -> None:
+def _abandon(item: Item, manifest: Manifest, previous: dict | None,
+             outcome: BaseException | None = None) -> None:
     """Undo `_begin` for an item whose work failed or was interrupted. If the photo was
     already written (a failure or a second Ctrl-C while its saved copy was measured or
-    previewed), its `pending` entry stays, so the next run knows the file is cloak's and
-    redoes it, rather than refusing it as "not made by cloak"."""
+    previewed), its `pending` entry stays, with the file's identity, so the next run
+    knows the file is cloak's and redoes it, rather than refusing it as "not made by
+    cloak". A file that appeared at dst during the work, so that the save was refused,
+    is not cloak's: the entry goes back to what it was."""
     now = _stamp(item.dst)
-    if now is None or now == item.dst_before:
+    refused = (isinstance(outcome, OutputExistsError)
+               and os.path.abspath(outcome.path) == os.path.abspath(item.dst))
+    if now is None or now == item.dst_before or refused:
         manifest.set(item.dst, previous)
+        return
+    entry = manifest.get(item.dst)
+    if entry is not None:
+        try:
+            entry["dst"] = _identity(item.dst)
+        except OSError:
+            return
+        manifest.set(item.dst, entry)
 
 
 def _describe(exc: BaseException) -> str:

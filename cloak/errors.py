@@ -23,5 +23,18 @@ class OutputError(CloakError):
     """The output can't be written where asked (exists, equals the input, unwritable)."""
 
 
+class OutputExistsError(OutputError):
+    """A file is already at the output's name and `overwrite` was not given; `path` is
+    that name. A batch run takes this to mean the file there is not its own."""
+
+    def __init__(self, path, message: str | None = None) -> None:
+        self.path = path
+        super().__init__(message or f"output {path} already exists; pass --overwrite to "
+                         "replace it")
+
+    def __reduce__(self):  # pickles back from a --jobs worker with its path
+        return type(self), (self.path, str(self))
+
+
 class Cancelled(CloakError):
     """The user stopped the run; nothing was written for the photo in progress."""

@@ -65,7 +65,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from . import __version__
 from . import metadata as md
-from .errors import CloakError, OutputError, UnsupportedImageError
+from .errors import CloakError, OutputError, OutputExistsError, UnsupportedImageError
 
 log = logging.getLogger(__name__)
 pillow_heif.register_heif_opener()
@@ -697,7 +697,7 @@ def save_photo(photo: Photo, rgb: np.ndarray, dst: str | os.PathLike[str], *,
     if photo.path is not None and dst.exists() and same_file(dst, photo.path):
         raise OutputError(f"output {dst} is the input photo; choose another output folder")
     if dst.exists() and not overwrite:
-        raise OutputError(f"output {dst} already exists; pass --overwrite to replace it")
+        raise OutputExistsError(dst)
     encoded = _encode_pixels(photo, rgb, fmt)
     stored = (encoded.image.size if encoded.image is not None
               else (encoded.samples.shape[1], encoded.samples.shape[0]))
@@ -712,6 +712,19 @@ def save_photo(photo: Photo, rgb: np.ndarray, dst: str | os.PathLike[str], *,
     write_atomic(dst, write, overwrite=overwrite)
     log.info("wrote %s (%s)", dst, fmt)
     return dst
+
+
+def says_protected_file(path: str | os.PathLike[str]) -> bool:
+    """Whether the image file at `path` carries cloak's note in its XMP (a copy cloak
+    wrote, unless its notices were turned off). False for a file that can't be read as
+    an image, or has too many pixels to open."""
+    try:
+        with Image.open(path, formats=READ_FORMATS) as image:
+            return md.says_protected(image.info.get("xmp"))
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning):  # the warning: raised where another thread
+        # made warnings errors for a moment (the pixel limit check)
+        return False
 
 
 def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
@@ -761,12 +774,10 @@ def _publish(temp: Path, dst: Path, overwrite: bool) -> None:
     try:
         os.link(temp, dst)  # atomic and fails if dst appeared meanwhile
     except FileExistsError:
-        raise OutputError(f"output {dst} already exists; pass --overwrite to replace it"
-                          ) from None
+        raise OutputExistsError(dst) from None
     except OSError:  # no hard links here (FAT, some network shares)
         if dst.exists():
-            raise OutputError(f"output {dst} already exists; pass --overwrite to replace it"
-                              ) from None
+            raise OutputExistsError(dst) from None
         os.replace(temp, dst)
         return
     os.unlink(temp)

@@ -233,6 +233,59 @@ class TestRun:
         [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
         assert item.status == FAILED and "earlier version" in item.message
 
+    def test_an_edited_output_is_refused_not_skipped_or_replaced(self, tmp_path, small_photo,
+                                                                  tiny_config):
+        photo = small_photo(tmp_path / "a.png")
+        out = tmp_path / "out"
+        [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
+        assert item.status == PROTECTED
+        small_photo(out / "a.png", index=3)  # the user edited (here: replaced) the copy
+        edited = sha256(out / "a.png")
+        [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
+        assert item.status == FAILED and "is not the file cloak wrote" in item.message
+        assert sha256(out / "a.png") == edited
+        [item] = batch.run(batch.plan([photo], out), out, tiny_config, overwrite=True).items
+        assert item.status == PROTECTED and sha256(out / "a.png") != edited
+
+    def test_a_file_that_appears_during_the_work_stays_and_is_never_taken_for_ours(
+            self, tmp_path, small_photo, tiny_config):
+        """Another program (a sync client) writes out/a.png while cloak works on a.png:
+        the save is refused, and a plain rerun must not take that file for cloak's."""
+        photo = small_photo(tmp_path / "a.png")
+        out = tmp_path / "out"
+
+        def drop_a_file(event: batch.Event) -> None:
+            if event.kind == "progress" and not (out / "a.png").exists():
+                small_photo(out / "a.png", index=3)
+
+        [item] = batch.run(batch.plan([photo], out), out, tiny_config,
+                           on_event=drop_a_file).items
+        assert item.status == FAILED and "already exists" in item.message
+        theirs = sha256(out / "a.png")
+        [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
+        assert item.status == FAILED and "not made by cloak" in item.message
+        assert sha256(out / "a.png") == theirs
+
+    def test_an_output_changed_before_its_turn_is_not_redone(self, tmp_path, small_photo,
+                                                             tiny_config):
+        """Redoing its own copies (here, to add the previews asked for) is decided when the
+        run starts; a copy the user edits while earlier photos run is left alone."""
+        a, b = small_photo(tmp_path / "a.png"), small_photo(tmp_path / "b.png", index=1)
+        out = tmp_path / "out"
+        result = batch.run(batch.plan([a, b], out), out, tiny_config)
+        assert [i.status for i in result.items] == [PROTECTED, PROTECTED]
+
+        def edit_b(event: batch.Event) -> None:
+            if event.kind == "start" and event.item.src == a:
+                small_photo(out / "b.png", index=3)
+
+        result = batch.run(batch.plan([a, b], out), out, tiny_config.replace(preview=True),
+                           on_event=edit_b)
+        items = by_src(result.items)
+        assert items["a.png"].status == PROTECTED
+        assert items["b.png"].status == FAILED and "was changed" in items["b.png"].message
+        assert sha256(out / "b.png") == sha256(small_photo(tmp_path / "c.png", index=3))
+
     def test_a_crash_between_rename_and_manifest_is_redone_not_refused(self, tmp_path,
                                                                        small_photo,
                                                                        tiny_config):
@@ -250,6 +303,33 @@ class TestRun:
         assert item.status == PROTECTED, item.message
         manifest = json.loads((out / MANIFEST_NAME).read_text())
         assert [e["state"] for e in manifest["photos"].values()] == ["done"]
+
+    def test_a_run_killed_before_recording_its_file_is_redone_only_for_cloaks_file(
+            self, tmp_path, small_photo, tiny_config):
+        """A `pending` entry with no record of the file (the run was killed): the file at
+        that name is redone if it carries cloak's note, and refused if it does not (it
+        was put there after the run died)."""
+        photo = small_photo(tmp_path / "a.png")
+        out = tmp_path / "out"
+        [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
+        assert item.status == PROTECTED
+
+        def killed_before_recording() -> None:
+            manifest = json.loads((out / MANIFEST_NAME).read_text())
+            [entry] = manifest["photos"].values()
+            entry["state"] = "pending"
+            del entry["dst"]
+            (out / MANIFEST_NAME).write_text(json.dumps(manifest))
+
+        killed_before_recording()
+        [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
+        assert item.status == PROTECTED, item.message
+        killed_before_recording()
+        small_photo(out / "a.png", index=3)
+        theirs = sha256(out / "a.png")
+        [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
+        assert item.status == FAILED and "may not be cloak's" in item.message
+        assert sha256(out / "a.png") == theirs
 
     def test_bad_files_fail_one_line_each_and_the_rest_is_done(self, tmp_path, small_photo,
                                                                tiny_config):

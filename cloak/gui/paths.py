@@ -90,18 +90,9 @@ def is_protected_copy(path: Path) -> bool:
     """True for a file cloak wrote (its XMP carries cloak's note): picking one from the
     Save-to folder would protect a protected copy. Unreadable files are not (they fail on
     their own row, with the reason)."""
-    from PIL import Image
+    from cloak.io import says_protected_file
 
-    from cloak.io import READ_FORMATS
-    from cloak.metadata import says_protected
-
-    try:
-        with Image.open(path, formats=READ_FORMATS) as image:
-            return says_protected(image.info.get("xmp"))
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning):  # the warning: raised where another thread
-        # made warnings errors for a moment (io's pixel limit check)
-        return False  # not readable, or too many pixels: its own row says why
+    return says_protected_file(path)
 
 
 def default_output_dir(src: Path) -> Path:
