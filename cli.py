@@ -121,7 +121,8 @@ def protect(
              "the change amplified x10 and the budget map, so you can see where the noise "
              "went (no unprotected copy, nor a way to rebuild one).")] = False,
     json_path: Annotated[Path | None, typer.Option(
-        "--json", help="Write a JSON summary with each file's status and report.")] = None,
+        "--json", help="Write a JSON summary with each file's status and report (an "
+        "existing file is replaced only if it is a cloak report).")] = None,
     keep_gps: Annotated[bool, typer.Option(
         "--keep-gps",
         help="Keep the GPS position (dropped by default).",
@@ -399,6 +400,11 @@ def check_json_path(json_path: Path | None, out: Path | None = None) -> None:
         return
     if json_path.suffix.lower() in IMAGE_SUFFIXES:  # `--json me.jpg`
         fail(f"--json {json_path} names a photo file; give a .json file name")
+    from cloak.batch import LOCK_NAME, MANIFEST_NAME
+
+    if json_path.name in (MANIFEST_NAME, LOCK_NAME):
+        fail(f"--json {json_path} is the name of cloak's own record in an output folder; "
+             "give another file name, such as report.json")
     folder = json_path.parent
     if out is not None and os.path.abspath(folder) == os.path.abspath(out) \
             and not os.path.lexists(out):
@@ -409,6 +415,24 @@ def check_json_path(json_path: Path | None, out: Path | None = None) -> None:
         fail(f"can't write --json into {folder} (permission denied)")
     if os.path.isdir(json_path):
         fail(f"--json {json_path} is a folder; give a file name, such as report.json")
+    if os.path.lexists(json_path) and not is_cloak_report(json_path):
+        fail(f"--json {json_path} exists and is not a cloak report, so it is not replaced; "
+             "give another file name")
+
+
+def is_cloak_report(path: Path) -> bool:
+    """Whether the file at `path` is a report a `cloak protect` or `cloak verify --json`
+    wrote (which a later run may replace); any other file is the user's."""
+    try:
+        if os.path.islink(path) or os.path.getsize(path) > 256 * 2 ** 20:
+            return False
+        data = json.loads(Path(path).read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and (
+        {"out", "settings", "files"} <= data.keys()
+        or {"original", "protected", "verdict"} <= data.keys()
+        or {"photo", "score_db"} <= data.keys())
 
 
 def check_model_dir(model_dir: Path | None) -> None:
@@ -457,7 +481,8 @@ def verify(
     model_dir: Annotated[Path | None, typer.Option(
         help="Folder with the weight files.")] = None,
     json_path: Annotated[Path | None, typer.Option(
-        "--json", help="Write the figures as JSON.")] = None,
+        "--json", help="Write the figures as JSON (an existing file is replaced only if it "
+        "is a cloak report).")] = None,
 ) -> None:
     """Measure how much protection a photo carries, as it is and after simulated posting.
 

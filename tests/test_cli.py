@@ -189,7 +189,8 @@ def test_missing_weights_exit_1_before_any_work(tmp_path, small_photo, monkeypat
     assert not (tmp_path / "out").exists()
     # --json holds this run's report, not an earlier one's left in its place
     report = tmp_path / "run.json"
-    report.write_text(json.dumps({"counts": {"protected": 3}, "files": ["earlier"]}))
+    report.write_text(json.dumps({"out": "earlier", "settings": {}, "counts": {"protected": 3},
+                                  "files": ["earlier"]}))
     result = invoke("protect", photo, "--out", tmp_path / "out", *TINY[:5], "taef2",
                     "--json", report)
     assert result.exit_code == 1
@@ -533,6 +534,26 @@ def test_json_that_names_a_photo_is_refused(tmp_path, small_photo):
     result = invoke("protect", photo, "--out", tmp_path / "out", "--json", photo, *TINY)
     assert result.exit_code == 1 and "names a photo file" in result.output
     assert sha256(photo) == before
+
+
+def test_json_never_replaces_a_file_that_is_not_a_cloak_report(tmp_path, small_photo):
+    """--json replaces only a report an earlier run wrote: a user's notes, a raw photo
+    with an unknown suffix, or an output folder's own record are refused before work."""
+    photo = small_photo(tmp_path / "me.png")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes")
+    raw = tmp_path / "IMG_0001.CR2"
+    raw.write_bytes(b"II*\x00 raw bytes")
+    for target in (notes, raw):
+        result = invoke("protect", photo, "--out", tmp_path / "out", "--json", target, *TINY)
+        assert result.exit_code == 1 and "is not a cloak report" in result.stderr
+    assert notes.read_text() == "my notes" and raw.read_bytes() == b"II*\x00 raw bytes"
+    result = invoke("verify", photo, "--json", notes)
+    assert result.exit_code == 1 and "is not a cloak report" in result.stderr
+    result = invoke("protect", photo, "--out", tmp_path / "out", "--json",
+                    tmp_path / "out" / ".cloak-manifest.json", *TINY)
+    assert result.exit_code == 1 and "cloak's own record" in result.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_file_name_that_is_not_utf8_is_printed_escaped(tmp_path, small_photo, model_dir):
