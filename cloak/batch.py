@@ -228,25 +228,42 @@ class Mirrors:
     `2023/Camera 2024/Camera` -> `Camera`, `Camera (2)`, and a later run of 2024/Camera
     alone goes to `Camera (2)` again, not into 2023's copies."""
 
-    def __init__(self, recorded: dict[str, str]):
+    def __init__(self, recorded: dict[str, str], out_dir: Path | None = None):
         self.owner = {name.casefold(): real for name, real in recorded.items()}
         self.names = {real: name for name, real in recorded.items()}
         self.used: set[str] = set()  # taken in this run, case-folded
+        self.out_dir = out_dir
 
     def name_for(self, real: str) -> str:
         """The mirror name for the input folder at real path `real`: the one recorded for
         it, else its own name, or `name (2)`, ... when that is taken by another folder
-        (case-folded, so two folders never share a mirror on a case-insensitive disk)."""
+        (case-folded, so two folders never share a mirror on a case-insensitive disk), or
+        by something already in OUT that no run recorded (the user's own `DCIM`, or a
+        subfolder of the very folder being protected: copies never mix with originals)."""
         if real in self.names and self.names[real].casefold() not in self.used:
             candidate = self.names[real]
         else:
             name, candidate, n = Path(real).name, Path(real).name, 1
             while candidate.casefold() in self.used or \
-                    self.owner.get(candidate.casefold(), real) != real:
+                    self.owner.get(candidate.casefold(), real) != real or \
+                    (candidate.casefold() not in self.owner and self._in_use(candidate)):
                 n += 1
                 candidate = f"{name} ({n})"
         self.used.add(candidate.casefold())
         return candidate
+
+    def _in_use(self, name: str) -> bool:
+        """Whether OUT/name is something other than nothing or an empty folder."""
+        if self.out_dir is None:
+            return False
+        path = self.out_dir / name
+        try:
+            with os.scandir(path) as entries:
+                return next(entries, None) is not None
+        except NotADirectoryError:
+            return True
+        except OSError:
+            return os.path.lexists(path)
 
 
 def _recorded_mirrors(out_dir: Path) -> dict[str, str]:
@@ -279,7 +296,7 @@ def plan(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike) -> lis
     suffixes = tuple(s.lower() for s in io.IMAGE_SUFFIXES)
     items: list[Item] = []
     seen_dirs: set = set()
-    mirrors = Mirrors(_recorded_mirrors(out_dir))
+    mirrors = Mirrors(_recorded_mirrors(out_dir), out_dir)
     for raw in inputs:
         src = Path(raw)
         try:
@@ -657,6 +674,7 @@ def _run_locked(items: list[Item], out_dir: Path, config: ProtectConfig,
                     # and written its manifest meanwhile: lock, then keep its entries.
                     out_dir.mkdir(parents=True, exist_ok=True)
                     held.enter_context(output_folder_lock(out_dir))
+                    locked = True
                     manifest.merge(Manifest(out_dir))
                 manifest.save()
             except OSError as exc:
@@ -678,7 +696,8 @@ def _run_locked(items: list[Item], out_dir: Path, config: ProtectConfig,
         for item in items:  # Ctrl-C may come before an item was even looked at
             if item.status == "pending":
                 item.status, item.message = CANCELLED, "not done (interrupted)"
-        for item in todo:
+        for item in todo if locked else ():  # a run refused by the lock (another run
+            # holds OUT) must not touch that run's temp files
             if item.status != PROTECTED and item.dst.parent.is_dir():
                 _remove_temp_files(item.dst.parent)
     interrupted = interrupted or any(i.status == CANCELLED for i in items)
@@ -762,6 +781,11 @@ def _begin(item: Item, manifest: Manifest, settings: dict) -> None:
     except OSError as exc:
         raise OutputError(f"can't create folder {item.dst.parent}: "
                           f"{exc.strerror or exc}") from exc
+    out = os.path.realpath(manifest.out_dir)
+    if os.path.commonpath([os.path.realpath(item.dst.parent), out]) != out:
+        # a folder under OUT that is a link to elsewhere: copies are written under OUT only
+        raise OutputError(f"folder {item.dst.parent} is a link to outside {manifest.out_dir}; "
+                          "cloak writes only inside the output folder")
     manifest.set(item.dst, {"state": "pending", "src": _identity(item.src),
                             "settings": settings})
 

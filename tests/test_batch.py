@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import multiprocessing
@@ -119,10 +120,41 @@ class TestPlan:
         gif, png = folder / "a.gif", small_photo(folder / "a.png")
         with Image.open(png) as im:
             im.save(gif)
-        for inputs, out in (([gif, png], folder), ([png, gif], folder), ([folder], tmp_path)):
+        for inputs, out in (([gif, png], folder), ([png, gif], folder)):
             items = by_src(batch.plan(inputs, out))
             assert items["a.gif"].status == FAILED
             assert f"would replace the original {png}" in items["a.gif"].message
+        # `cloak protect in --out .`: OUT/in is the input folder itself, not a mirror cloak
+        # made, so the copies get a mirror of their own
+        # (where a.gif and a.png still can't share one output name)
+        items = by_src(batch.plan([folder], tmp_path))
+        assert items["a.gif"].status == "pending" and items["a.png"].status == FAILED
+        assert items["a.gif"].dst == items["a.png"].dst == tmp_path / "in (2)" / "a.png"
+
+    def test_a_folder_already_in_out_that_no_run_made_is_not_merged_into(
+            self, tmp_path, small_photo, tiny_config):
+        """`cloak protect card/DCIM --out ~/Pictures` with the user's own ~/Pictures/DCIM
+        there, or `cloak protect holiday --out holiday` with originals in holiday/holiday:
+        the copies go to `DCIM (2)`, never among (or with --overwrite, over) originals,
+        and those originals are still walked as inputs."""
+        mine = small_photo(tmp_path / "Pictures" / "DCIM" / "IMG_0001.png", index=3)
+        before = sha256(mine)
+        small_photo(tmp_path / "card" / "DCIM" / "IMG_0001.png")
+        out = tmp_path / "Pictures"
+        [item] = batch.run(batch.plan([tmp_path / "card" / "DCIM"], out), out, tiny_config,
+                           overwrite=True).items
+        assert item.status == PROTECTED and item.dst == out / "DCIM (2)" / "IMG_0001.png"
+        assert sha256(mine) == before
+        # the next run keeps its own mirror (recorded), and the user's folder stays theirs
+        [item] = batch.run(batch.plan([tmp_path / "card" / "DCIM"], out), out,
+                           tiny_config).items
+        assert item.status == SKIPPED and item.dst == out / "DCIM (2)" / "IMG_0001.png"
+        holiday = tmp_path / "holiday"
+        small_photo(holiday / "a.png")
+        inner = small_photo(holiday / "holiday" / "b.png", index=1)
+        items = by_src(batch.plan([holiday], holiday))
+        assert items["b.png"].src == inner
+        assert items["b.png"].dst == holiday / "holiday (2)" / "holiday" / "b.png"
 
     def test_folders_with_one_name_get_their_own_mirrors(self, tmp_path, small_photo):
         a = small_photo(tmp_path / "2023" / "Camera" / "IMG_1.jpg")
@@ -363,6 +395,8 @@ class TestRun:
         out = tmp_path / "out"
         (out / "in").mkdir(parents=True)
         (out / "in" / "sub").write_text("a file where a folder must go")
+        (out / MANIFEST_NAME).write_text(json.dumps(  # OUT/in is an earlier run's mirror
+            {"version": 1, "photos": {}, "folders": {"in": os.path.realpath(tmp_path / "in")}}))
         items = by_src(batch.run(batch.plan([tmp_path / "in"], out), out, tiny_config).items)
         assert items["a.png"].status == FAILED and "can't create folder" in items["a.png"].message
         assert items["b.png"].status == PROTECTED
@@ -554,6 +588,41 @@ class TestReviewFixes:
         [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
         assert item.status == PROTECTED
         assert not (out / batch.LOCK_NAME).exists()
+
+    def test_a_run_that_loses_the_race_for_a_new_out_keeps_the_winners_temp_files(
+            self, tmp_path, small_photo, tiny_config, monkeypatch):
+        """Two runs start before OUT exists; the other one makes it and locks it while
+        this one loads its models. This one is refused, and must leave the other's
+        photo in progress (a temp file in OUT) alone."""
+        photo = small_photo(tmp_path / "a.png")
+        out = tmp_path / "out"
+        live = out / ".a.png.cloak-tmp-1234"
+        winner = contextlib.ExitStack()
+        load = batch.preload_models
+
+        def the_other_run_arrives(config, progress=None):
+            load(config, progress)
+            out.mkdir()
+            winner.enter_context(batch.output_folder_lock(out))
+            live.write_bytes(b"half a photo")
+
+        monkeypatch.setattr(batch, "preload_models", the_other_run_arrives)
+        with winner:
+            with pytest.raises(CloakError, match="another cloak protect is writing"):
+                batch.run(batch.plan([photo], out), out, tiny_config)
+            assert live.exists()
+
+    def test_a_folder_link_inside_out_is_not_written_through(self, tmp_path, small_photo,
+                                                             tiny_config):
+        small_photo(tmp_path / "trip" / "a.png")
+        elsewhere = tmp_path / "someone else's"
+        elsewhere.mkdir()
+        out = tmp_path / "out"
+        out.mkdir()
+        (out / "trip").symlink_to(elsewhere)
+        [item] = batch.run(batch.plan([tmp_path / "trip"], out), out, tiny_config).items
+        assert item.status == FAILED and "link to outside" in item.message
+        assert list(elsewhere.iterdir()) == []
 
     def test_a_lock_file_that_is_a_link_is_not_followed(self, tmp_path):
         out = tmp_path / "out"
