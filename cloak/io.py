@@ -775,12 +775,48 @@ def _publish(temp: Path, dst: Path, overwrite: bool) -> None:
         os.link(temp, dst)  # atomic and fails if dst appeared meanwhile
     except FileExistsError:
         raise OutputExistsError(dst) from None
-    except OSError:  # no hard links here (FAT, some network shares)
-        if dst.exists():
+    except OSError:  # no hard links here (FAT, exFAT, some network shares)
+        if _rename_no_replace(temp, dst):
+            return
+        if dst.exists():  # no atomic way here: check, then rename (a short window)
             raise OutputExistsError(dst) from None
         os.replace(temp, dst)
         return
     os.unlink(temp)
+
+
+def _rename_no_replace(temp: Path, dst: Path) -> bool:
+    """Rename temp to dst in one step that fails if dst exists (Linux renameat2 with
+    RENAME_NOREPLACE, macOS renamex_np with RENAME_EXCL, Windows' rename). Raises
+    OutputExistsError if dst exists; False where the system or file system has no such
+    rename (the caller falls back to check-then-rename)."""
+    if os.name == "nt":
+        try:
+            os.rename(temp, dst)  # never replaces on Windows
+        except FileExistsError:
+            raise OutputExistsError(dst) from None
+        return True
+    import ctypes
+    import errno
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    src_b, dst_b = os.fsencode(temp), os.fsencode(dst)
+    if hasattr(libc, "renameat2"):
+        at_fdcwd, rename_noreplace = -100, 1
+        result = libc.renameat2(at_fdcwd, src_b, at_fdcwd, dst_b, rename_noreplace)
+    elif hasattr(libc, "renamex_np"):
+        rename_excl = 0x4
+        result = libc.renamex_np(src_b, dst_b, rename_excl)
+    else:
+        return False
+    if result == 0:
+        return True
+    code = ctypes.get_errno()
+    if code == errno.EEXIST:
+        raise OutputExistsError(dst)
+    if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False  # this file system can't: fall back
+    raise OSError(code, os.strerror(code), str(dst))
 
 
 def write_atomic(dst: str | os.PathLike[str], write: Callable[[IO[bytes]], None], *,

@@ -7,6 +7,7 @@ only by the class at the end (load and save of each, about 13 s).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io as _io
 import os
@@ -993,6 +994,51 @@ class TestAtomicWrite:
             io.save_photo(photo, photo.rgb, dst)
         assert dst.read_bytes() == b"theirs"
         assert not list(tmp_path.glob(".*cloak-tmp*"))
+
+    @staticmethod
+    def _no_hard_links(monkeypatch: pytest.MonkeyPatch) -> None:
+        """As on a FAT or exFAT card, or some network shares: link() fails with EPERM."""
+        def refuse(a, b):
+            raise PermissionError(errno.EPERM, "Operation not permitted")
+
+        monkeypatch.setattr(io.os, "link", refuse)
+
+    def test_a_disk_without_hard_links_is_written_and_never_replaced(
+            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        photo = io.load_photo(_png(tmp_path))
+        self._no_hard_links(monkeypatch)
+        dst = io.save_photo(photo, photo.rgb, tmp_path / "out" / "a.png")
+        assert np.array_equal(io.load_photo(dst).rgb, photo.rgb)
+        theirs = tmp_path / "out" / "b.png"
+        theirs.write_bytes(b"theirs")
+        real_exists = Path.exists
+
+        def appears_after_the_check(path: Path) -> bool:  # the file lands after save_photo's
+            # own check: only the rename itself can refuse it now
+            return False if path == theirs else real_exists(path)
+
+        monkeypatch.setattr(Path, "exists", appears_after_the_check)
+        with pytest.raises(OutputError, match="already exists"):
+            io.save_photo(photo, photo.rgb, theirs)
+        assert theirs.read_bytes() == b"theirs"
+        assert not list((tmp_path / "out").glob(".*cloak-tmp*"))
+
+    def test_a_failed_overwrite_keeps_the_old_file(self, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+        photo = io.load_photo(_png(tmp_path))
+        dst = tmp_path / "out" / "a.png"
+        dst.parent.mkdir()
+        dst.write_bytes(b"the copy a run before wrote")
+
+        def broken_save(self, fp, *args, **kwargs):
+            fp.write(b"half a file")
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(Image.Image, "save", broken_save)
+        with pytest.raises(OutputError, match="No space left"):
+            io.save_photo(photo, photo.rgb, dst, overwrite=True)
+        assert dst.read_bytes() == b"the copy a run before wrote"
+        assert [p.name for p in dst.parent.iterdir()] == ["a.png"]
 
     @pytest.mark.parametrize("error", [OSError(28, "No space left on device"),
                                        ValueError("encoder broke"), KeyboardInterrupt()])
