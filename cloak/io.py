@@ -304,6 +304,11 @@ def _read(image: Image.Image, fp: IO[bytes], path: Path, limit: int) -> Photo:
                           "supported; export the frame you want as a still image")
     width, height = image.size
     _check_geometry(path, width, height, limit)
+    if source_format == "PNG":
+        # Reading a PNG's EXIF decodes every pixel first (eXIf may follow the image
+        # data); a decode error there must fail the photo, not pass as unreadable EXIF
+        # and leave a half-decoded image behind.
+        image.load()
     exif = md.snapshot_exif(image)
     orientation = 1 if source_format == "HEIF" or exif is None else exif.orientation
     icc = image.info.get("icc_profile") or None

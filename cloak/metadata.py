@@ -220,6 +220,8 @@ def build_exif(snapshot: ExifSnapshot | None, policy: MetadataPolicy, orientatio
         out[EXIF_IFD] = colour
     if sub_ifds and src.gps and not policy.strip_gps:  # its own switch, with or without EXIF
         out[GPS_IFD] = dict(src.gps)
+    for tag in list(out):
+        out[tag] = _writable(out[tag])
     if xmp_for_tiff:
         out[XMP_TAG] = xmp_for_tiff
     if not len(out):
@@ -254,9 +256,36 @@ def _essentials(src: ExifSnapshot) -> ExifSnapshot:
                          isinstance(v, (int, str))}, {}, {}, {})
 
 
+def exif_string(value: str) -> str:
+    """An EXIF text value as the camera or app meant it: Pillow decodes EXIF text as
+    latin-1, but Lightroom, exiftool and phones write UTF-8 ("JosÃ©" is "José")."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value
+
+
+def _writable(value: Any) -> Any:
+    """An EXIF value as Pillow must be given it to write it back unchanged: text that is
+    not plain ASCII as its original bytes (Pillow writes a str as ASCII, with "?" for
+    every other character), in nested IFDs and tuples too."""
+    if isinstance(value, str) and not value.isascii():
+        try:
+            return value.encode("latin-1")  # the bytes Pillow read (latin-1 decoded)
+        except UnicodeEncodeError:
+            return value.encode("utf-8")
+    if isinstance(value, dict):
+        return {tag: _writable(v) for tag, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(_writable(v) for v in value)
+    return value
+
+
 def _text(value: Any) -> str | None:
     if isinstance(value, bytes):
         value = value.decode("utf-8", "replace")
+    elif isinstance(value, str):
+        value = exif_string(value)
     if not isinstance(value, str):
         return None
     # EXIF's two-part Copyright ("photographer\0editor") and stray control characters:

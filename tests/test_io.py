@@ -768,6 +768,24 @@ class TestMetadata:
         assert b"Jane Doe; Ed Itor" in packet and b"\x07" not in packet
         assert metadata.says_protected(packet)
 
+    @pytest.mark.parametrize("suffix", [".jpg", ".png"])
+    def test_non_ascii_rights_survive_in_exif_and_xmp(self, tmp_path: Path,
+                                                      suffix: str) -> None:
+        """Lightroom, exiftool and phones write EXIF text as UTF-8: "© 2024 José Müller"
+        must not come out as "?? 2024 Jos?? M??ller" (EXIF) or "Â© 2024 JosÃ©" (XMP)."""
+        src = _tagged_jpeg(tmp_path, Copyright="© 2024 José Müller".encode(),
+                           Artist="José Müller".encode())
+        photo = io.load_photo(src)
+        dst = io.save_photo(photo, photo.rgb, tmp_path / f"out{suffix}")
+        raw = dst.read_bytes()
+        assert "© 2024 José Müller".encode() in raw and b"Jos?? M" not in raw
+        with Image.open(dst) as out:
+            exif, packet = out.getexif(), out.info["xmp"]
+        assert exif[T.Copyright].encode("latin-1").decode() == "© 2024 José Müller"
+        assert exif[T.Artist].encode("latin-1").decode() == "José Müller"
+        packet = packet if isinstance(packet, bytes) else packet.encode()
+        assert "José Müller".encode() in packet and "JosÃ©".encode() not in packet
+
     def test_an_xmp_packet_in_an_unknown_encoding_is_ignored(self, tmp_path: Path) -> None:
         source = (b'<?xml version="1.0" encoding="no-such-codec"?><x:xmpmeta '
                   b'xmlns:x="adobe:ns:meta/"/>')
@@ -837,6 +855,22 @@ class TestBadInput:
         with pytest.raises(UnsupportedImageError) as exc:
             io.load_photo(path)
         _assert_one_line(exc, path, "truncated")
+
+    def test_corrupt_png_data_is_refused_not_half_black(self, tmp_path: Path) -> None:
+        """Zeroed bytes in the middle of the image data (a bad sector, a broken copy):
+        Pillow's own load fails; cloak must not protect the half it could decode."""
+        rng = np.random.default_rng(0)
+        Image.fromarray(rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)).save(
+            tmp_path / "a.png")
+        data = bytearray((tmp_path / "a.png").read_bytes())
+        middle = len(data) // 2
+        data[middle:middle + 4096] = bytes(4096)
+        (path := tmp_path / "corrupt.png").write_bytes(bytes(data))
+        with Image.open(path) as im, pytest.raises(OSError):
+            im.load()
+        with pytest.raises(UnsupportedImageError) as exc:
+            io.load_photo(path)
+        _assert_one_line(exc, path, "truncated or corrupt")
 
     def test_text_named_jpg(self, tmp_path: Path) -> None:
         (path := tmp_path / "notes.jpg").write_text("hello, not a photo\n")
