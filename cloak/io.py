@@ -339,11 +339,25 @@ def _read(image: Image.Image, fp: IO[bytes], path: Path, limit: int) -> Photo:
     return photo
 
 
+def _stores_dpi(image: Image.Image) -> bool:
+    """Whether the file itself gives its resolution: Pillow makes one up for a TIFF
+    without resolution tags (1 dpi, which would place a copy at 6000 inches) and for a
+    JPEG whose EXIF has none (72 dpi)."""
+    if image.format == "TIFF":
+        return md.X_RESOLUTION in getattr(image, "tag_v2", {})
+    if image.format in ("JPEG", "MPO") and image.info.get("jfif_unit") not in (1, 2):
+        try:
+            return md.X_RESOLUTION in image.getexif()
+        except md.EXIF_ERRORS:
+            return False
+    return True
+
+
 def _format_info(image: Image.Image) -> dict[str, Any]:
     info: dict[str, Any] = {}
     if image.info.get("progressive") or image.info.get("progression"):
         info["progressive"] = True
-    dpi = image.info.get("dpi")
+    dpi = image.info.get("dpi") if _stores_dpi(image) else None
     if isinstance(dpi, tuple) and len(dpi) == 2 and all(0 < float(d) < 100000 for d in dpi):
         info["dpi"] = (round(float(dpi[0]), 3), round(float(dpi[1]), 3))
     if image.format == "TIFF":

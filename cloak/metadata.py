@@ -44,6 +44,7 @@ X_NS = "adobe:ns:meta/"
 XML_NS = "http://www.w3.org/XML/1998/namespace"
 
 ORIENTATION = ExifTags.Base.Orientation
+X_RESOLUTION = ExifTags.Base.XResolution
 COLOR_SPACE = ExifTags.Base.ColorSpace  # in the Exif IFD: 1 sRGB, 0xFFFF uncalibrated
 INTEROP_INDEX = 0x0001  # in the Interop IFD: "R98" sRGB, "R03" Adobe RGB
 ARTIST = ExifTags.Base.Artist
@@ -157,6 +158,10 @@ def snapshot_exif(image: Image.Image) -> ExifSnapshot | None:
         if not exif:
             return None
         base = {tag: value for tag, value in exif.items() if tag not in (EXIF_IFD, GPS_IFD)}
+        if ORIENTATION in base and not _orientation_in_exif(image):
+            # Pillow fills a missing EXIF Orientation from the XMP packet; viewers and
+            # browsers read only EXIF's, so the original shows as stored: so must the copy
+            del base[ORIENTATION]
         # pillow-heif turns a HEIF upright on opening and sets its EXIF Orientation to 1;
         # the frame the EXIF (SubjectArea) describes is the one the file stored
         stored_as = image.info.get("original_orientation") if image.format == "HEIF" else None
@@ -174,6 +179,21 @@ def snapshot_exif(image: Image.Image) -> ExifSnapshot | None:
         log.warning("ignoring unreadable EXIF details: %s", exc)
         return ExifSnapshot(base, {}, {}, {})
     return ExifSnapshot(base, subs[EXIF_IFD], subs[GPS_IFD], interop)
+
+
+def _orientation_in_exif(image: Image.Image) -> bool:
+    """Whether the file's own EXIF (or TIFF tags) has an Orientation, rather than one that
+    Pillow's getexif() took from XMP's tiff:Orientation."""
+    if image.format == "TIFF":
+        return ORIENTATION in getattr(image, "tag_v2", {})
+    raw = image.info.get("exif")
+    if raw is None and "Raw profile type exif" in image.info:  # PNG text chunk: trust it
+        return True
+    if not raw:
+        return False
+    own = Image.Exif()
+    own.load(raw)
+    return ORIENTATION in own
 
 
 def build_exif(snapshot: ExifSnapshot | None, policy: MetadataPolicy, orientation: int,

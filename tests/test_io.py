@@ -583,6 +583,11 @@ class TestOutputFormat:
 # ------------------------------------------------------------------------ metadata
 
 
+def tiff_x_resolution(image: Image.Image) -> object:
+    """A TIFF's own XResolution tag, or None."""
+    return image.tag_v2.get(T.XResolution)
+
+
 def _tagged_jpeg(tmp_path: Path, **tags) -> Path:
     return save(Image.fromarray(pixels()), tmp_path / "m.jpg", quality=95,
                 exif=exif_with(**tags).tobytes())
@@ -767,6 +772,42 @@ class TestMetadata:
         ET.fromstring(packet.split(b"?>", 1)[1].rsplit(b"<?", 1)[0])  # parses
         assert b"Jane Doe; Ed Itor" in packet and b"\x07" not in packet
         assert metadata.says_protected(packet)
+
+    def test_a_resolution_is_kept_only_where_the_file_gives_one(self, tmp_path: Path) -> None:
+        """Pillow makes up 1 dpi for a TIFF without resolution tags and 72 dpi for a JPEG
+        whose EXIF has none; written into the copy, 1 dpi places a photo at 64 inches."""
+        image = Image.fromarray(pixels())
+        for name, kwargs in (("none.tif", {}), ("none.jpg", {"exif": exif_with().tobytes()})):
+            photo = io.load_photo(save(image, tmp_path / name, **kwargs))
+            dst = io.save_photo(photo, photo.rgb, tmp_path / f"out-{name}")
+            with Image.open(dst) as out:
+                if out.format == "TIFF":
+                    assert tiff_x_resolution(out) is None
+                else:
+                    assert out.info.get("jfif_unit") == 0 and T.XResolution not in out.getexif()
+        for name in ("300.tif", "300.jpg"):
+            photo = io.load_photo(save(image, tmp_path / name, dpi=(300, 300)))
+            dst = io.save_photo(photo, photo.rgb, tmp_path / f"out-{name}")
+            with Image.open(dst) as out:
+                assert tuple(round(float(d)) for d in out.info["dpi"]) == (300, 300)
+
+    def test_an_orientation_only_in_xmp_is_not_made_an_exif_one(self, tmp_path: Path) -> None:
+        """Pillow fills a missing EXIF Orientation from XMP's tiff:Orientation; browsers
+        read only EXIF's, so the original shows as stored and so must the copy."""
+        xmp = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/'
+               b'1999/02/22-rdf-syntax-ns#"><rdf:Description xmlns:tiff="http://ns.adobe.com'
+               b'/tiff/1.0/" tiff:Orientation="6"/></rdf:RDF></x:xmpmeta>')
+        src = save(Image.fromarray(pixels()), tmp_path / "x.jpg", quality=95, xmp=xmp)
+        photo = io.load_photo(src)
+        assert photo.rgb.shape[:2] == pixels().shape[:2]  # as stored, not turned
+        dst = io.save_photo(photo, photo.rgb, tmp_path / "out.jpg")
+        with Image.open(dst) as out:
+            assert T.Orientation not in out.getexif()
+            assert out.size == (pixels().shape[1], pixels().shape[0])
+        ex = exif_with(Orientation=6)  # in EXIF as well: turned, as viewers show it
+        src = save(Image.fromarray(pixels()), tmp_path / "e.jpg", quality=95, xmp=xmp,
+                   exif=ex.tobytes())
+        assert io.load_photo(src).rgb.shape[:2] == pixels().shape[1::-1]
 
     @pytest.mark.parametrize("suffix", [".jpg", ".png"])
     def test_non_ascii_rights_survive_in_exif_and_xmp(self, tmp_path: Path,
