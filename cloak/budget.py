@@ -123,10 +123,11 @@ def load_user_mask(path: str | Path, height: int, width: int, check_aspect: bool
     from PIL import Image, ImageOps
 
     from .errors import UnsupportedImageError
-    from .io import READ_FORMATS
+    from .io import READ_FORMATS, decoding_limit, pixel_limit
 
-    try:
-        with Image.open(path, formats=READ_FORMATS) as img:
+    try:  # a mask over cloak's pixel limit fails as a photo would (no traceback)
+        with decoding_limit(Path(path), pixel_limit()), \
+                Image.open(path, formats=READ_FORMATS) as img:
             img = mask_values(ImageOps.exif_transpose(img))
     except (OSError, ValueError) as exc:
         raise UnsupportedImageError(f"can't read mask {path}: {exc}") from exc

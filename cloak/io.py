@@ -197,7 +197,7 @@ def _too_many_pixels(path: Path, pixels: int, limit: int) -> UnsupportedImageErr
 
 
 @contextlib.contextmanager
-def _pixel_limit(path: Path, limit: int):
+def decoding_limit(path: Path, limit: int):
     """Pillow's decompression-bomb limit set to ours (restored afterwards) while a photo
     is opened and decoded: TIFF checks it again when it loads, so it must hold for both."""
     with _open_lock, warnings.catch_warnings():
@@ -249,7 +249,7 @@ def load_photo(path: str | os.PathLike[str], max_pixels: int | None = None) -> P
         log.warning("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is on: truncated files may load")
     fp = _open_file(path)
     try:
-        with _pixel_limit(path, limit):
+        with decoding_limit(path, limit):
             image = _open_image(fp, path)
             with image:
                 return _read(image, fp, path, limit)
@@ -552,12 +552,17 @@ def writes_lossy(photo: Photo, dst: str | os.PathLike[str], requested: str | Non
     return _output_format(photo, Path(dst), requested) in LOSSY_OUTPUTS
 
 
+def _opaque(alpha: np.ndarray) -> bool:
+    """Whether an alpha band (uint8 or uint16) is fully opaque everywhere."""
+    return int(alpha.min()) == np.iinfo(alpha.dtype).max
+
+
 def check_writable(photo: Photo, dst: str | os.PathLike[str], requested: str | None = None
                    ) -> None:
     """Raise OutputError now, before any work, if save_photo(photo, ..., dst,
     format=requested) would refuse to write it (transparency into a JPEG)."""
     fmt = _output_format(photo, Path(dst), requested)
-    if fmt in NO_ALPHA and photo.alpha is not None:
+    if fmt in NO_ALPHA and photo.alpha is not None and not _opaque(photo.alpha):
         raise OutputError(f"this photo has transparency, which {fmt} cannot store (a "
                           f"{photo.format} file, to be written as {Path(dst).name}); "
                           "rename it to .png or .webp and protect that")
@@ -631,7 +636,10 @@ def _encode_pixels(photo: Photo, rgb: np.ndarray, fmt: str) -> _Encoded:
     pixels = _quantise(values, depth)
     alpha = _alpha_at(photo.alpha, depth)
     if alpha is not None and fmt in NO_ALPHA:
-        raise OutputError(f"{fmt} cannot store transparency; save this photo as PNG or WebP")
+        if not _opaque(photo.alpha):
+            raise OutputError(f"{fmt} cannot store transparency; save this photo as PNG or "
+                              "WebP")
+        alpha = None  # an alpha band that hides nothing (a 32-bit BMP's): nothing to keep
     orientation = photo.orientation if fmt in EXIF_FORMATS else 1
     if alpha is not None:
         pixels = np.dstack([pixels, alpha]) if pixels.ndim == 3 else np.stack([pixels, alpha], 2)

@@ -202,3 +202,25 @@ class TestUserMaskFile:
         assert budget.load_user_mask(tmp_path / "wide.png", 8, 8, check_aspect=False).shape \
             == (1, 1, 8, 8)
         assert budget.load_user_mask(tmp_path / "wide.png", 344, 512).shape == (1, 1, 344, 512)
+
+    @pytest.mark.parametrize("pixels", [150_000_000, 10_000_000_000])
+    def test_a_mask_over_the_pixel_limit_fails_in_one_line(self, tmp_path, monkeypatch, pixels):
+        """Over Pillow's own limits (a warning from 89.5 MP, an error from 179 MP) a mask
+        failed with a traceback; over cloak's it fails as a photo would."""
+        import struct
+        import zlib
+
+        from cloak.errors import UnsupportedImageError
+
+        def chunk(kind: bytes, data: bytes) -> bytes:
+            return (struct.pack(">I", len(data)) + kind + data
+                    + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+        side = int(pixels ** 0.5)
+        path = tmp_path / "mask.png"  # a header that claims the pixels; no data needed
+        path.write_bytes(b"\x89PNG\r\n\x1a\n"
+                         + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+                         + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+        monkeypatch.setenv("CLOAK_MAX_PIXELS", str(100_000_000))
+        with pytest.raises(UnsupportedImageError, match="megapixels is over the 100 MP"):
+            budget.load_user_mask(path, 64, 64)

@@ -568,6 +568,20 @@ class TestOutputFormat:
             io.save_photo(photo, photo.rgb, tmp_path / f"x{suffix}")
         assert list(tmp_path.iterdir()) == [tmp_path / "a.png"]
 
+    @pytest.mark.parametrize("suffix", [".jpg", ".bmp"])
+    def test_an_alpha_band_that_hides_nothing_is_not_refused(self, tmp_path: Path,
+                                                             suffix: str) -> None:
+        """GIMP and Photoshop export 32-bit files whose alpha is 255 everywhere: there is
+        no transparency to lose, so a JPEG or BMP copy is written (without the band)."""
+        rgba = np.dstack([pixels(), np.full(pixels().shape[:2], 255, np.uint8)])
+        photo = io.load_photo(save(Image.fromarray(rgba, "RGBA"), tmp_path / "o.png"))
+        assert photo.alpha is not None
+        io.check_writable(photo, tmp_path / f"x{suffix}")
+        with Image.open(io.save_photo(photo, photo.rgb, tmp_path / f"x{suffix}")) as out:
+            assert out.mode == "RGB"
+            error = np.abs(np.asarray(out, np.int16) - pixels())
+            assert (error.max() == 0) if suffix == ".bmp" else (error.mean() < 3)
+
     def test_heic_round_trip_is_close(self, tmp_path: Path) -> None:
         photo, dst = roundtrip(_heic(tmp_path))
         with Image.open(dst) as out:
