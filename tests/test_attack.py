@@ -99,6 +99,13 @@ class TestProtectPGD:
             [False] * 4 + [True] * 4
         assert not any(uses_eot(s, 4, 0.0) for s in range(16))
         assert all(uses_eot(s, 4, 1.0) for s in range(16))
+        # medium's share (a quarter) over 4 cycles: the fourth
+        assert [uses_eot(s, 8, 0.25, 32) for s in range(0, 32, 8)] == [False] * 3 + [True]
+        # runs too short for a quarter of their cycles still draw, on their last cycle:
+        # low's 24 steps (3 cycles of 8) and fast's 4 (half a cycle)
+        assert [uses_eot(s, 8, 0.25, 24) for s in range(0, 24, 8)] == [False, False, True]
+        assert all(uses_eot(s, 8, 0.25, 4) for s in range(4))
+        assert not any(uses_eot(s, 8, 0.0, 4) for s in range(4))
 
     def test_perceptual_weight_cuts_low_frequency_colour_shift(self, setup):
         x, models = setup

@@ -98,6 +98,11 @@ class TestProtectFile:
         protect_file(src, tmp_path / "r0" / "a.png", robust)
         protect_file(src, tmp_path / "r1" / "a.png", robust.replace(seed=1))
         assert sha(tmp_path / "r0" / "a.png") != sha(tmp_path / "r1" / "a.png")
+        # at the preset's own share too: 3 steps are less than a cycle, but --robust draws
+        robust = seeded.replace(robust=True)
+        protect_file(src, tmp_path / "r2" / "a.png", robust)
+        protect_file(src, tmp_path / "r3" / "a.png", robust.replace(seed=1))
+        assert sha(tmp_path / "r2" / "a.png") != sha(tmp_path / "r3" / "a.png")
 
     def test_linf_after_saving_on_a_photo_above_attack_size(self, config, small_photo,
                                                             tmp_path):
