@@ -494,7 +494,9 @@ class TestRun:
         assert item.status == PROTECTED, item.message
 
     def test_jobs_run_in_worker_processes(self, tmp_path, small_photo, tiny_config):
-        photos = [small_photo(tmp_path / "in" / f"{n}.png", index=n) for n in range(3)]
+        # larger than the attack size: the round-trip filter and upsampling run too
+        photos = [small_photo(tmp_path / "in" / f"{n}.png", size=(320, 256), index=n)
+                  for n in range(3)]
         out = tmp_path / "out"
         children: list[int] = []  # worker processes alive while events arrive
 
@@ -508,9 +510,17 @@ class TestRun:
         assert all(decodes(i.dst) for i in result.items)
         manifest = json.loads((out / MANIFEST_NAME).read_text())
         assert {e["state"] for e in manifest["photos"].values()} == {"done"}
-        # The workers ran the same attack as this process does: the same bytes.
-        here = batch.run(batch.plan(photos, tmp_path / "here"), tmp_path / "here",
-                         tiny_config, jobs=1)
+        # The workers ran the same attack as this process does: the same bytes, at the
+        # workers' thread count (the CPU's sums in a convolution's gradient depend on it).
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(max(1, batch.usable_cores() // 2))
+        try:
+            here = batch.run(batch.plan(photos, tmp_path / "here"), tmp_path / "here",
+                             tiny_config, jobs=1)
+        finally:
+            torch.set_num_threads(threads)
         assert [sha256(i.dst) for i in here.items] == [sha256(i.dst) for i in result.items]
 
     def test_a_worker_that_dies_fails_its_photos_and_the_rest_go_on(self, tmp_path,

@@ -358,13 +358,20 @@ class TestReviewFixes:
         from cloak import Cancelled
 
         src = small_photo(tmp_path / "a.png")
-        fractions: list[float] = []
-        with pytest.raises(Cancelled):
+        messages: list[str] = []
+        with pytest.raises(Cancelled):  # asked for once the only step is done
             protect_file(src, tmp_path / "out.png", config.replace(steps=1),
-                         progress=lambda f, m: fractions.append(f),
-                         should_stop=lambda: bool(fractions) and fractions[-1] >= 0.85)
+                         progress=lambda f, m: messages.append(m),
+                         should_stop=lambda: "step 1/1" in messages)
+        assert "applying at full resolution" not in messages  # stopped right there
         assert not (tmp_path / "out.png").exists()
         assert list(tmp_path.iterdir()) == [src]
+        messages.clear()
+        with pytest.raises(Cancelled):  # in memory too
+            protect(Image.open(src), config.replace(steps=1),
+                    progress=lambda f, m: messages.append(m),
+                    should_stop=lambda: "step 1/1" in messages)
+        assert "applying at full resolution" not in messages
 
     def test_a_mask_drawn_on_a_wide_photo_is_its_shape(self, config, tmp_path):
         from cloak.pipeline import protect_array
@@ -436,7 +443,11 @@ class TestLibraryChecksUpFront:
             attempt(tmp_path / "out.jpg", config=tiny_config.replace(steps=0))
         os.link(src, tmp_path / "hard-link.jpg")  # the original under another name
         with pytest.raises(OutputError, match="is the input photo"):
-            protect_file(src, tmp_path / "hard-link.jpg", tiny_config, overwrite=True)
+            protect_file(src, tmp_path / "hard-link.jpg", tiny_config, overwrite=True,
+                         progress=lambda *a: calls.append(a))
+        (tmp_path / "taken.jpg").write_bytes(b"someone's file")
+        with pytest.raises(OutputError, match="already exists"):
+            attempt(tmp_path / "taken.jpg")
         assert calls == [] and not (tmp_path / "out.jpg").exists()
 
     def test_a_folder_no_file_can_be_written_in_fails_before_any_work(
