@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pillow_heif
 import pytest
+from conftest import missing
 from PIL import ExifTags, Image, ImageCms, ImageFile, ImageOps, JpegImagePlugin
 
 from cloak import OutputError, UnsupportedImageError, io, metadata
@@ -308,12 +309,16 @@ class TestLosslessRoundTrip:
         if photo.alpha is not None:
             assert np.array_equal(back.alpha, photo.alpha)
 
-    def test_perturbed_pixels_are_saved_exactly(self, tmp_path: Path) -> None:
-        photo = io.load_photo(_png(tmp_path))
+    @pytest.mark.parametrize("build", [_png, _png_palette, _gif], ids=lambda b: b.__name__[1:])
+    def test_perturbed_pixels_are_saved_exactly(self, tmp_path: Path, build) -> None:
+        """A palette (PNG or GIF) can't hold the perturbation's colours: the copy is RGB."""
+        photo = io.load_photo(build(tmp_path))
         step = np.random.default_rng(1).integers(-8, 9, photo.rgb.shape) / 255
         rgb = np.clip(photo.rgb + step, 0, 1).astype(np.float32)
         dst = io.save_photo(photo, rgb, tmp_path / "out.png")
         assert np.abs(io.load_photo(dst).rgb - rgb).max() < 1e-6
+        with Image.open(dst) as out:
+            assert out.mode == "RGB"
 
     def test_webp_is_written_lossless(self, tmp_path: Path) -> None:
         photo, dst = roundtrip(_webp(tmp_path))
@@ -438,7 +443,8 @@ class TestAlphaAndDepth:
         photo = io.load_photo(_png_rgb16(tmp_path))
         dst = io.save_photo(photo, photo.rgb, tmp_path / "a.jpg")
         with Image.open(dst) as out:
-            assert out.mode == "RGB"
+            assert out.format == "JPEG" and out.mode == "RGB"
+        assert np.abs(io.load_photo(dst).rgb - photo.rgb).mean() * 255 < 5  # JPEG noise only
 
 
 class TestGrayscale:
@@ -455,12 +461,13 @@ class TestGrayscale:
         photo = io.load_photo(_png_gray(tmp_path))
         rgb = photo.rgb.copy()
         rgb[..., 0] += 3 / 255
-        rgb[..., 1] -= 3 / 255  # mean unchanged
+        rgb[..., 1] -= 6 / 255
+        rgb[..., 2] += 3 / 255  # mean unchanged; no single channel (nor luma) is
         dst = io.save_photo(photo, np.clip(rgb, 0, 1), tmp_path / "out.png")
         with Image.open(dst) as out:
             assert out.mode == "L"
         back = io.load_photo(dst).rgb
-        inside = (photo.rgb[..., 0] > 3 / 255) & (photo.rgb[..., 0] < 252 / 255)
+        inside = (photo.rgb[..., 0] > 6 / 255) & (photo.rgb[..., 0] < 249 / 255)
         assert np.array_equal(back[inside], photo.rgb[inside])
 
     def test_one_bit_becomes_8bit_gray(self, tmp_path: Path) -> None:
@@ -582,6 +589,19 @@ class TestOutputFormat:
                 Image.open(io.save_photo(plain, plain.rgb, tmp_path / f"p{suffix}")) as rgb:
             assert out.mode == "RGB"  # as the same photo without the band is written
             assert np.array_equal(np.asarray(out), np.asarray(rgb))
+
+    @pytest.mark.parametrize("suffix", [".heic", ".jpg"])
+    def test_lossy_copies_keep_full_colour_resolution(self, tmp_path: Path,
+                                                      suffix: str) -> None:
+        """HEIC and JPEG copies are written with 4:4:4 chroma: colour that changes from one
+        pixel to the next (as the perturbation's does) survives; 4:2:0 would average it
+        over 2x2 blocks."""
+        y, x = np.mgrid[0:64, 0:64]
+        sign = np.where((x + y) % 2, 1.0, -1.0)[..., None] * np.array([1.0, 0.0, -1.0])
+        colour = np.round(128 + 8 * sign).astype(np.uint8)  # red/blue checkerboard, +-8
+        photo = io.load_photo(save(Image.fromarray(colour), tmp_path / "c.png"))
+        dst = io.save_photo(photo, photo.rgb, tmp_path / f"out{suffix}")
+        assert np.abs(io.load_photo(dst).rgb - photo.rgb).max() * 255 <= 7
 
     def test_heic_round_trip_is_close(self, tmp_path: Path) -> None:
         photo, dst = roundtrip(_heic(tmp_path))
@@ -1185,14 +1205,18 @@ class TestModule:
 # ------------------------------------------------------------- real dev photos
 
 
-@pytest.mark.skipif(not PHOTOS.is_dir(), reason=f"no dev photos in {PHOTOS}")
+NO_PHOTOS = "(no dev photos)"
+
+
 class TestDevPhotos:
     """Every dev photo through load and save, no model (about 13 s for the 25)."""
 
     @pytest.mark.parametrize("name", sorted(p.name for p in PHOTOS.glob("*"))
-                             if PHOTOS.is_dir() else [])
+                             if PHOTOS.is_dir() else [NO_PHOTOS])
     def test_round_trip_keeps_displayed_size_and_format(self, tmp_path: Path,
                                                         name: str) -> None:
+        if name == NO_PHOTOS:  # fails in CI, skips elsewhere (see conftest.missing)
+            missing(f"no dev photos in {PHOTOS}")
         src = PHOTOS / name
         before = sha256(src)
         photo = io.load_photo(src)

@@ -171,6 +171,8 @@ class TestProtectImage:
         gray = Image.fromarray(rng.integers(0, 255, (64, 64), dtype=np.uint8), "L")
         out = protect(gray, config).image
         assert out.mode == "L" and out.size == gray.size
+        change = np.abs(np.asarray(out, np.int16) - np.asarray(gray, np.int16))
+        assert 0 < change.max() <= config.eps255  # protected, within the bound
         rgba = Image.fromarray(rng.integers(0, 255, (64, 64, 4), dtype=np.uint8), "RGBA")
         out = protect(rgba, config).image
         assert out.mode == "RGBA"
