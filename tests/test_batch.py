@@ -474,6 +474,23 @@ class TestRun:
         manifest = json.loads((out / MANIFEST_NAME).read_text())
         assert list(manifest["photos"]) == ["0.png"]
 
+    def test_ctrl_c_sweeps_the_temp_files_left_in_its_folders(self, tmp_path, small_photo,
+                                                              tiny_config):
+        """A temp file a write left behind (a worker killed mid-save) is swept when the
+        run ends, interrupted or not, not only by the next run."""
+        photo = small_photo(tmp_path / "in" / "a.png")
+        out = tmp_path / "out"
+        left = out / "in" / ".a.png.cloak-tmp-dead"
+
+        def on_event(event):
+            if event.kind == "progress" and event.fraction > 0.1:
+                left.write_bytes(b"half a photo")  # OUT/in exists by now (the item began)
+                raise KeyboardInterrupt
+
+        result = batch.run(batch.plan([tmp_path / "in"], out), out, tiny_config,
+                           on_event=on_event)
+        assert result.interrupted and not left.exists() and not leftovers(out)
+
     def test_ctrl_c_after_the_save_leaves_a_file_the_rerun_redoes(self, tmp_path,
                                                                    small_photo, tiny_config):
         """A second Ctrl-C while a saved JPEG is measured: the file stays, and the manifest
