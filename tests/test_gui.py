@@ -191,8 +191,10 @@ class TestHelpers:
 
     def test_a_photo_over_pillows_pixel_limit_does_not_stop_the_rest(self, tmp_path,
                                                                     small_photo, monkeypatch):
-        """Pillow refuses to open such a file (DecompressionBombError, not an OSError):
-        it is still listed, and its own row says why when it is protected."""
+        """Pillow's own limit (89.5 MP by default, below cloak's 200 MP) refuses to open
+        such a file (DecompressionBombError, not an OSError) while the folder is walked
+        and checked for protected copies: it is still listed; cloak's own limit decides
+        when it is protected (test_io pins that limit's one-line failure)."""
         photos = [small_photo(tmp_path / "in" / f"{n}.png", size=(64, 48)) for n in range(2)]
         monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 64x48 is over twice that
         with pytest.raises(Image.DecompressionBombError):
