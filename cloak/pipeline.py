@@ -178,6 +178,34 @@ def rotation_for(names: tuple[str, ...]) -> list[int]:
     return order
 
 
+def working_budget(x: torch.Tensor, full_size: tuple[int, int], config: ProtectConfig
+                   ) -> tuple[torch.Tensor, list]:
+    """The share of eps each pixel of the working image x ((1, 3, h, w) in [0, 1]) may
+    use, (1, 1, h, w) in [0, 1] (visibility map, faces and the user's mask, as `config`
+    asks), and the face boxes found. `full_size` (H, W): the photo's, for the mask's
+    shape check."""
+    faces = []
+    if config.faces:
+        x_u8 = (to_array(x) * 255).round().astype(np.uint8)
+        detector = resolve_face_detector(config.model_dir, config.allow_download)
+        faces = budget.find_faces(x_u8, detector)
+    user_mask = (budget.load_user_mask(config.mask_path, *x.shape[-2:], shape_of=full_size)
+                 if config.mask_path else None)
+    allowed = budget.budget_map(x, perceptual=config.perceptual, face_boxes=faces,
+                                flat_floor=config.flat_floor, contrast_ref=config.contrast_ref,
+                                user_mask=user_mask)
+    return allowed, faces
+
+
+def budget_of(rgb: np.ndarray, config: ProtectConfig) -> np.ndarray:
+    """The budget map protect_array uses for upright pixels `rgb` ((H, W, 3) in [0, 1]):
+    (h, w) in [0, 1] at the working size (white = most); for showing where the noise may
+    go (the app's before/after)."""
+    x = working_image(to_tensor(rgb), config.attack_size)
+    allowed, _ = working_budget(x, rgb.shape[:2], config)
+    return allowed[0, 0].cpu().numpy()
+
+
 def protect_array(rgb: np.ndarray, config: ProtectConfig, *, grayscale: bool = False,
                   progress: Progress | None = None,
                   should_stop: Callable[[], bool] | None = None,
@@ -203,17 +231,7 @@ def protect_array(rgb: np.ndarray, config: ProtectConfig, *, grayscale: bool = F
     x_full = to_tensor(rgb)
     height, width = x_full.shape[-2:]
     x = working_image(x_full, config.attack_size).to(device)
-    faces = []
-    if config.faces:
-        x_u8 = (to_array(x) * 255).round().astype(np.uint8)
-        detector = resolve_face_detector(config.model_dir, config.allow_download)
-        faces = budget.find_faces(x_u8, detector)
-    user_mask = (budget.load_user_mask(config.mask_path, *x.shape[-2:],
-                                       shape_of=(height, width))
-                 if config.mask_path else None)
-    allowed = budget.budget_map(x, perceptual=config.perceptual, face_boxes=faces,
-                                flat_floor=config.flat_floor, contrast_ref=config.contrast_ref,
-                                user_mask=user_mask)
+    allowed, faces = working_budget(x, (height, width), config)
     eps_map = config.eps * allowed
 
     def on_step(done: int, total: int) -> None:

@@ -478,7 +478,7 @@ class TestRun:
                                                               tiny_config):
         """A temp file a write left behind (a worker killed mid-save) is swept when the
         run ends, interrupted or not, not only by the next run."""
-        photo = small_photo(tmp_path / "in" / "a.png")
+        small_photo(tmp_path / "in" / "a.png")
         out = tmp_path / "out"
         left = out / "in" / ".a.png.cloak-tmp-dead"
 

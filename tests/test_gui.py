@@ -290,6 +290,21 @@ class TestHelpers:
         assert max_change == 4
         assert diff.getpixel((1, 2)) == (30, 40, 0) and diff.getpixel((0, 0)) == (0, 0, 0)
 
+    def test_the_budget_map_shown_is_dark_on_flat_areas(self, model_dir):
+        """The app's budget view is the map protection used: little on a flat (sky-like)
+        half, the full budget on a textured half; at the size shown."""
+        from cloak import ProtectConfig
+        from cloak.gui.images import budget_image
+
+        rng = np.random.default_rng(0)
+        rgb = np.full((300, 400, 3), 0.6, np.float32)
+        rgb[:, 200:] = rng.random((300, 200, 3), dtype=np.float32)
+        shown = budget_image(rgb, ProtectConfig(faces=False), (200, 150))
+        gray = np.asarray(shown.convert("L"), np.float32)
+        assert shown.size == (200, 150)
+        assert gray[:, :80].mean() < 0.5 * gray[:, 120:].mean()
+        assert gray[:, 120:].mean() > 200  # texture: (close to) the full budget
+
     def test_a_large_turned_png_is_shrunk_first_and_still_shown_upright(self, tmp_path):
         """A PNG (no JPEG draft) 8x the thumbnail, stored sideways (EXIF 6): shrunk before
         it is turned, it comes out upright, at the thumbnail size, with the same look as
@@ -369,9 +384,10 @@ class TestProtecting:
             panel.button(mode).click()
             assert panel.mode == mode and not panel.view.pixmap().isNull()
         assert np.asarray(panel.comparison.difference).max() > 0
+        assert panel.comparison.budget.size == panel.comparison.original.size
         QTest.mouseClick(rows[two], Qt.MouseButton.LeftButton)  # select another photo
         assert wait_until(lambda: not panel.loading, 10)
-        assert panel.title.text().startswith("two.png") and panel.mode == "difference"
+        assert panel.title.text().startswith("two.png") and panel.mode == "budget"
 
         opened = []
         monkeypatch.setattr(window_module, "open_folder", opened.append)

@@ -76,12 +76,14 @@ def thumbnail(path: Path, size: int) -> Image.Image | None:
 
 @dataclass
 class Comparison:
-    """Three display images of the same size: original, protected, amplified difference."""
+    """Display images of the same size: original, protected, amplified difference, and
+    the budget map (gray, white = most; None when it could not be made)."""
 
     original: Image.Image
     protected: Image.Image
     difference: Image.Image
     max_change255: int
+    budget: Image.Image | None = None
 
 
 def amplified_difference(original: Image.Image, protected: Image.Image,
@@ -105,13 +107,38 @@ def as_image(photo: io.Photo) -> Image.Image:
     return Image.fromarray(np.round(photo.rgb * 255).astype(np.uint8), "RGB")
 
 
-def compare(original_path: Path, protected_path: Path, max_side: int = 1024) -> Comparison:
+def budget_image(rgb: np.ndarray, config, size: tuple[int, int]) -> Image.Image | None:
+    """The budget map `config` gives the upright pixels `rgb` ((H, W, 3) in [0, 1]), as a
+    gray image of `size` (w, h), white = most; None if it can't be made (no face
+    detector here: the map is then left out, not shown without its faces)."""
+    import dataclasses
+
+    from cloak.errors import CloakError
+    from cloak.pipeline import budget_of
+
+    try:
+        budget = budget_of(rgb, dataclasses.replace(config, allow_download=False))
+    except CloakError as exc:
+        log.info("no budget map to show: %s", exc)
+        return None
+    gray = Image.fromarray(np.round(np.clip(budget, 0, 1) * 255).astype(np.uint8), "L")
+    return gray.resize(size, Image.Resampling.BILINEAR).convert("RGB")
+
+
+def compare(original_path: Path, protected_path: Path, max_side: int = 1024,
+            config=None) -> Comparison:
     """Both photos as cloak reads them (upright); the difference is taken at full size on
     the stored values, then all three are downscaled for display, the photos converted to
-    sRGB from their colour profiles (shown_in_srgb)."""
+    sRGB from their colour profiles (shown_in_srgb). With `config` (the ProtectConfig the
+    copy was made with), also the budget map it gave the original."""
     original_photo = io.load_photo(original_path)
     original = as_image(original_photo)
     icc = original_photo.icc_profile
+    budget = None
+    if config is not None:
+        shown = original.copy()
+        shown.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+        budget = budget_image(original_photo.rgb, config, shown.size)
     del original_photo
     protected_photo = io.load_photo(protected_path)
     protected, protected_icc = as_image(protected_photo), protected_photo.icc_profile
@@ -121,4 +148,4 @@ def compare(original_path: Path, protected_path: Path, max_side: int = 1024) -> 
     for image, profile in ((original, icc), (protected, protected_icc), (difference, None)):
         image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
         images.append(shown_in_srgb(image, profile))
-    return Comparison(*images, max_change255=max_change)
+    return Comparison(*images, max_change255=max_change, budget=budget)

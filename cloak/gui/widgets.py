@@ -239,17 +239,22 @@ class ImageView(QLabel):
 
 
 class ComparePanel(QWidget):
-    """Before/after: toggle between the original, the protected copy and the amplified
-    difference (|protected − original| × 10), which shows where the perturbation is."""
+    """Before/after: toggle between the original, the protected copy, the amplified
+    difference (|protected − original| × 10), which shows where the perturbation is, and
+    the budget map, which shows where it was allowed to go."""
 
-    MODES = ("original", "protected", "difference")
+    MODES = ("original", "protected", "difference", "budget")
     LABELS: ClassVar[dict[str, str]] = {
-        "original": "Original", "protected": "Protected", "difference": "Difference ×10"}
+        "original": "Original", "protected": "Protected", "difference": "Difference ×10",
+        "budget": "Budget map"}
     CAPTIONS: ClassVar[dict[str, str]] = {
         "original": "The original photo, untouched.",
         "protected": "The protected copy: it should look the same as the original.",
         "difference": "Where the protection is: |protected − original| × 10. "
                       "Brighter means a larger (still invisible) change.",
+        "budget": "Where the protection may go: white = the full budget (texture, edges, "
+                  "faces and bodies, your mask), dark = little (flat areas such as skin "
+                  "and sky, where noise would show).",
     }
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -295,12 +300,14 @@ class ComparePanel(QWidget):
         self.title.setText(f"{name} — loading…")
 
     def show_comparison(self, name: str, comparison: Comparison) -> None:
-        """Show `comparison` (original, protected, difference) in the current mode."""
+        """Show `comparison` (original, protected, difference, budget) in the current
+        mode (the protected copy if that is the budget map and there is none)."""
         self.comparison, self.loading = comparison, False
         self.title.setText(f"{name} — largest pixel change {comparison.max_change255}/255")
         for mode in self.MODES:
-            self.button(mode).setEnabled(True)
-        self.set_mode(self.mode)
+            self.button(mode).setEnabled(getattr(comparison, mode) is not None)
+        self.set_mode(self.mode if getattr(comparison, self.mode) is not None
+                      else "protected")
 
     def show_error(self, name: str, message: str) -> None:
         self.comparison, self.loading = None, False
@@ -311,7 +318,8 @@ class ComparePanel(QWidget):
             self.button(mode).setEnabled(False)
 
     def set_mode(self, mode: str) -> None:
-        """Show the original, the protected copy, or the amplified difference."""
+        """Show the original, the protected copy, the amplified difference or the budget
+        map."""
         self.mode = mode
         self.button(mode).setChecked(True)
         self.caption.setText(self.CAPTIONS[mode])

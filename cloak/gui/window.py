@@ -61,6 +61,7 @@ DEFAULT_STRENGTH = ProtectConfig.strength  # the library's default preset
 PENDING_STATES = (PhotoRow.WAITING, PhotoRow.CANCELLED, PhotoRow.FAILED)  # Protect runs these
 # The pool runs one call at a time; what the user waits on jumps the queue of thumbnails.
 COMPARE_PRIORITY, WALK_PRIORITY = 2, 1
+COMPARE_SIDE = 1024  # long side of the before/after images shown
 SYNC_ADD_LIMIT = 20  # more files than this are checked on the pool (each header is read)
 
 
@@ -514,7 +515,7 @@ class MainWindow(QMainWindow):
         # through 30 photos decodes 1 or 2 of them, not 30. (The pool owns its runnables:
         # one kept here could be freed by Python while the pool thread still runs it.)
         call = BackgroundCall(self._comparisons, row_id, compare, row.outcome.src,
-                              row.outcome.dst)
+                              row.outcome.dst, COMPARE_SIDE, row.outcome.config)
         call.still_wanted = lambda: self._compare_wanted == row_id
         self._pool.start(call, COMPARE_PRIORITY)
 

@@ -43,6 +43,7 @@ class Outcome:
     dst: Path
     report: Report | None  # None: the copy was written, measuring it then failed
     status: str
+    config: ProtectConfig | None = None  # what it was protected with (its budget map)
 
 
 def posting_verdict(report: Report, config: ProtectConfig | None = None) -> str | None:
@@ -204,11 +205,12 @@ class ProtectWorker(QObject):
                 # (another program took the name meanwhile): that file is not ours.
                 self.protected.emit(job.index, Outcome(
                     job.src, dst, None, "protected, but measuring the saved copy failed: "
-                    + plain_message(exc)))
+                    + plain_message(exc), self.config))
                 return
             self.failed.emit(job.index, plain_message(exc))
         else:
-            self.protected.emit(job.index, Outcome(job.src, dst, report, self._status(report)))
+            self.protected.emit(job.index, Outcome(job.src, dst, report, self._status(report),
+                                                   self.config))
 
     def _make_folder(self, folder: Path, created: list[Path]) -> None:
         """Create the output folder (recorded in `created`) and check once per run that
