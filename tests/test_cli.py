@@ -13,6 +13,7 @@ import sys
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
@@ -633,3 +634,26 @@ def test_warnings_print_above_the_progress_bar_and_logging_is_restored():
         logging.getLogger("cloak.io").warning("ignoring unreadable EXIF: %s", "bad IFD")
     assert "WARNING: ignoring unreadable EXIF: bad IFD" in terminal.getvalue()
     assert logging.getLogger().handlers == before
+
+
+def test_protect_options_reach_the_settings_and_the_file(tmp_path, small_photo):
+    """Each attack option, as typed, is what the run used (its --json settings), and
+    --eps N is in /255 in the saved file."""
+    photo = small_photo(tmp_path / "a.png")
+    mask = tmp_path / "mask.png"
+    Image.new("L", (64, 48), 255).save(mask)
+    report = tmp_path / "r.json"
+    result = invoke("protect", photo, "--out", tmp_path / "out", "--json", report,
+                    "--strength", "fast", "--steps", "1", "--models", "taesd",
+                    "--no-measure", "--eps", "4", "--seed", "7", "--objective", "latent",
+                    "--robust", "--mask", mask, "--editor-sizes", "256")
+    assert result.exit_code == 0, result.output
+    settings = json.loads(report.read_text())["settings"]
+    assert {k: settings[k] for k in ("strength", "eps255", "steps", "models", "seed",
+                                     "objective", "robust", "view_sizes", "mask_sha256")} == {
+        "strength": "fast", "eps255": 4.0, "steps": 1, "models": ["taesd"], "seed": 7,
+        "objective": "latent", "robust": True, "view_sizes": [256],
+        "mask_sha256": sha256(mask)}
+    before = np.asarray(Image.open(photo), np.int16)
+    after = np.asarray(Image.open(tmp_path / "out" / "a.png"), np.int16)
+    assert 0 < np.abs(after - before).max() <= 4

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +97,30 @@ class TestLookupAndVerification:
         shutil.copy(model_dir / "taesd_encoder.safetensors", mine)
         found = W.resolve(get_spec("taesd"), "encoder", model_dir=mine, allow_download=False)
         assert found.parent == mine
+
+    def test_environment_beats_the_cache_and_the_cache_is_used_last(self, model_dir,
+                                                                    tmp_path, monkeypatch):
+        """The search order: --model-dir, $CLOAK_MODEL_DIR, then the user cache."""
+        env, cache = tmp_path / "env", tmp_path / "cache"
+        for folder in (env, cache):
+            folder.mkdir(exist_ok=True)
+            shutil.copy(model_dir / "taesd_encoder.safetensors", folder)
+        monkeypatch.setenv("CLOAK_MODEL_DIR", str(env))
+        found = W.resolve(get_spec("taesd"), "encoder", allow_download=False)
+        assert found.parent == env
+        monkeypatch.setenv("CLOAK_MODEL_DIR", str(tmp_path / "empty"))
+        found = W.resolve(get_spec("taesd"), "encoder", allow_download=False)
+        assert found.parent == cache
+
+    def test_the_real_cache_is_the_users_cache_folder(self, monkeypatch, tmp_path):
+        """platformdirs' per-user cache (XDG_CACHE_HOME on Linux), not the working folder."""
+        import platformdirs
+
+        monkeypatch.undo()  # the real cache_dir, not the private_cache fixture's
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+        assert W.cache_dir() == Path(platformdirs.user_cache_dir("cloak")) / "models"
+        if sys.platform.startswith("linux"):
+            assert W.cache_dir() == tmp_path / "xdg" / "cloak" / "models"
 
     def test_sha_mismatch_is_refused(self, model_dir, tmp_path, monkeypatch):
         bad = tmp_path / "bad"
