@@ -134,6 +134,17 @@ class TestWhereThePerturbationGoes:
         assert texture > 0
         assert flat < 0.5 * texture
 
+    def test_at_full_size_too_the_flat_half_gets_less(self, tiny_config) -> None:
+        """A photo larger than the attack size: the map and the noise are upsampled to
+        full size, where the flat half must still get less (and no more than eps)."""
+        rgb = _texture_crop(320)
+        rgb[:, :160] = rgb[:, :160].mean(axis=(0, 1))
+        change = _perturbation(rgb, tiny_config.replace(steps=3))
+        assert change.shape == (320, 320)
+        flat, texture = change[16:-16, 16:128].mean(), change[16:-16, 192:304].mean()
+        assert texture > 0 and flat < 0.5 * texture
+        assert change.max() <= tiny_config.eps + 1e-6
+
     def test_user_mask_moves_the_noise(self, tiny_config, tmp_path: Path) -> None:
         rgb = _texture_crop()
         mask = np.zeros((128, 128), np.uint8)
