@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import signal
+import stat
 import sys
 import threading
 from collections.abc import Callable
@@ -424,7 +425,8 @@ def is_cloak_report(path: Path) -> bool:
     """Whether the file at `path` is a report a `cloak protect` or `cloak verify --json`
     wrote (which a later run may replace); any other file is the user's."""
     try:
-        if os.path.islink(path) or os.path.getsize(path) > 256 * 2 ** 20:
+        info = os.lstat(path)  # a link, a FIFO (reading would block) or a device is not
+        if not stat.S_ISREG(info.st_mode) or info.st_size > 256 * 2 ** 20:
             return False
         data = json.loads(Path(path).read_bytes())
     except (OSError, ValueError):

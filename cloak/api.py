@@ -132,16 +132,23 @@ def protect_file(src: str | Path, dst: str | Path, config: ProtectConfig | None 
     if should_stop is not None and should_stop():  # a cancel while figures were measured
         raise Cancelled("cancelled")
     written = io.save_photo(photo, result.rgb, dst, overwrite=overwrite, **save_options)
-    if lossy:
-        report_progress(0.92, "measuring the saved photo")
-        measure_saved(result.report, photo.rgb, io.load_photo(written).rgb, config)
-    result.report.src, result.report.dst = str(src), str(written)
-    if config.preview:
-        from .preview import preview_path, preview_sheet, save_preview
+    try:
+        if lossy:
+            report_progress(0.92, "measuring the saved photo")
+            measure_saved(result.report, photo.rgb, io.load_photo(written).rgb, config)
+        result.report.src, result.report.dst = str(src), str(written)
+        if config.preview:
+            from .preview import preview_path, preview_sheet, save_preview
 
-        report_progress(0.97, "writing the preview")
-        sheet = preview_sheet(photo.rgb, result.rgb, result.budget)
-        result.report.preview = str(save_preview(sheet, preview_path(written), overwrite))
+            report_progress(0.97, "writing the preview")
+            sheet = preview_sheet(photo.rgb, result.rgb, result.budget)
+            result.report.preview = str(save_preview(sheet, preview_path(written),
+                                                     overwrite))
+    except BaseException as exc:
+        # The copy is written: say so to the caller (a batch run keeps it as its own,
+        # to redo; a file that appeared at dst without this is someone else's).
+        exc.written = str(written)
+        raise
     result.report.seconds = time.perf_counter() - start
     report_progress(1.0, "done")
     return result.report

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import ProtectConfig
-from .errors import Cancelled, CloakError, OutputError, OutputExistsError
+from .errors import Cancelled, CloakError, OutputError
 from .models.weights import DownloadProgress, sha256_of
 from .preview import PREVIEW_SUFFIX, preview_path
 from .report import Report
@@ -136,10 +136,10 @@ def _skip_own_outputs(folder: Path, skip: set[str], problems: list[Item]) -> Non
     for rel, entry in manifest.entries.items():
         # Only a file that is still the one cloak wrote: a new original that has since
         # taken a listed name (another camera's IMG_0001.jpg) is the user's photo.
-        written = entry.get("dst")  # None: a pending entry (its run was killed after
-        # writing, or could not save the manifest): a file there is still cloak's
-        if _same_file(folder / rel, written) if written else (folder / rel).is_file():
-            skip.add(os.path.realpath(folder / rel))
+        path = folder / rel
+        if (_pending_is_ours(path, entry) if entry.get("state") == "pending"
+                else _same_file(path, entry.get("dst"))):
+            skip.add(os.path.realpath(path))
             copies += 1
     if copies:
         problems.append(Item(folder, None, SKIPPED, OUTPUT_FOLDER_SKIPPED.format(n=copies)))
@@ -535,16 +535,17 @@ def _decide(item: Item, entry: dict | None, settings: dict, force: bool,
                                                                 item.src.parent):
         # a.gif's output a.png beside an a.png cloak never made: another original
         item.status = FAILED
-        item.message = (f"output {item.dst} exists beside the original and was not made "
-                        "by cloak (it may be another original), so it is not replaced even "
-                        "with --overwrite; choose another --out folder")
+        item.message = (f"output {item.dst} exists beside the original and is not a file "
+                        "cloak wrote there (it may be another original, or an edit of "
+                        "cloak's copy), so it is not replaced even with --overwrite; move "
+                        "it away or choose another --out folder")
         return
     if force or overwrite:
         item.replace = True
         return
     if entry is None:
         why = "was not made by cloak"
-    elif pending and not made_here:
+    elif pending and not made_here and not entry.get("dst"):
         why = ("may not be cloak's: a run that was stopped before it finished left no "
                "record of writing it")
     elif not made_here:
@@ -563,14 +564,21 @@ def _decide(item: Item, entry: dict | None, settings: dict, force: bool,
 
 def _pending_is_ours(dst: Path, entry: dict) -> bool:
     """Whether the file at `dst`, named by an unfinished (`pending`) entry, is the one the
-    stopped run wrote: the file it recorded when it stopped, or, for a run killed before
-    it could record one, a file that carries cloak's note. A file put there by someone
-    else after the run stopped is neither."""
+    stopped run wrote: the file it recorded (when it stopped, or an earlier run's copy a
+    redo was about to replace), or, for a run killed before it could record one, a file
+    that carries cloak's note. A file put there by someone else after the run stopped
+    is neither. Copies that carry no note (BMP, or notices turned off) can't be told
+    apart: there the entry is trusted, as before such checks."""
+    if not dst.is_file():
+        return False
     if entry.get("dst"):
         return _same_file(dst, entry["dst"], refresh=True)
     from .io import says_protected_file
 
-    return says_protected_file(dst)
+    if says_protected_file(dst):
+        return True
+    metadata = (entry.get("settings") or {}).get("metadata") or {}
+    return dst.suffix.lower() in (".bmp", ".dib") or metadata.get("cloak_note") is False
 
 
 def _remove_temp_files(folder: Path) -> None:
@@ -684,7 +692,8 @@ def _run_locked(items: list[Item], out_dir: Path, config: ProtectConfig,
                 raise CloakError(f"can't write to output folder {out_dir}: {exc}") from exc
         emit(Event("todo", total=len(todo)))
         for folder in {out_dir} | {item.dst.parent for item in todo}:
-            if todo and folder.is_dir():  # under OUT's lock: no other run's temp files
+            # under OUT's lock: no other run's temp files (and none outside OUT)
+            if todo and folder.is_dir() and _inside(folder, out_dir):
                 _remove_temp_files(folder)
         if jobs <= 1 or len(todo) <= 1:
             _run_here(todo, manifest, config, emit, stop)
@@ -698,7 +707,8 @@ def _run_locked(items: list[Item], out_dir: Path, config: ProtectConfig,
                 item.status, item.message = CANCELLED, "not done (interrupted)"
         for item in todo if locked else ():  # a run refused by the lock (another run
             # holds OUT) must not touch that run's temp files
-            if item.status != PROTECTED and item.dst.parent.is_dir():
+            if item.status != PROTECTED and item.dst.parent.is_dir() and \
+                    _inside(item.dst.parent, out_dir):
                 _remove_temp_files(item.dst.parent)
     interrupted = interrupted or any(i.status == CANCELLED for i in items)
     return BatchResult(items, interrupted)
@@ -761,6 +771,15 @@ def _try_lock(fd: int) -> bool:
     return True
 
 
+def _inside(folder: Path, out_dir: Path) -> bool:
+    """Whether `folder` (existing or not) lies inside OUT once links are followed."""
+    out = os.path.realpath(out_dir)
+    try:
+        return os.path.commonpath([os.path.realpath(folder), out]) == out
+    except ValueError:  # Windows: another drive
+        return False
+
+
 def _stamp(path: Path) -> tuple | None:
     """(inode, size, mtime) of the file at `path`, or None: tells whether it was written."""
     try:
@@ -776,18 +795,22 @@ def _begin(item: Item, manifest: Manifest, settings: dict) -> None:
     if item.ours_stamp is not None and item.dst_before != item.ours_stamp:
         raise OutputError(f"output {item.dst} was changed while this run was busy with "
                           "other photos; pass --overwrite to replace it")
+    if not _inside(item.dst.parent, manifest.out_dir):
+        # a folder under OUT that is a link to elsewhere: copies are written under OUT only
+        raise OutputError(f"folder {item.dst.parent} is a link to outside {manifest.out_dir}; "
+                          "cloak writes only inside the output folder")
     try:
         item.dst.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"can't create folder {item.dst.parent}: "
                           f"{exc.strerror or exc}") from exc
-    out = os.path.realpath(manifest.out_dir)
-    if os.path.commonpath([os.path.realpath(item.dst.parent), out]) != out:
-        # a folder under OUT that is a link to elsewhere: copies are written under OUT only
-        raise OutputError(f"folder {item.dst.parent} is a link to outside {manifest.out_dir}; "
-                          "cloak writes only inside the output folder")
-    manifest.set(item.dst, {"state": "pending", "src": _identity(item.src),
-                            "settings": settings})
+    entry = {"state": "pending", "src": _identity(item.src), "settings": settings}
+    previous = manifest.get(item.dst)
+    if previous and previous.get("dst") and _same_file(item.dst, previous["dst"]):
+        # a redo (--force, a missing preview): until it writes, the file there is still
+        # the copy cloak wrote before, and a killed redo must find it so
+        entry["dst"] = previous["dst"]
+    manifest.set(item.dst, entry)
 
 
 def _finish(item: Item, manifest: Manifest, previous: dict | None, outcome) -> None:
@@ -830,16 +853,16 @@ def _not_started(items: Iterable[Item], manifest: Manifest,
 
 def _abandon(item: Item, manifest: Manifest, previous: dict | None,
              outcome: BaseException | None = None) -> None:
-    """Undo `_begin` for an item whose work failed or was interrupted. If the photo was
-    already written (a failure or a second Ctrl-C while its saved copy was measured or
-    previewed), its `pending` entry stays, with the file's identity, so the next run
-    knows the file is cloak's and redoes it, rather than refusing it as "not made by
-    cloak". A file that appeared at dst during the work, so that the save was refused,
-    is not cloak's: the entry goes back to what it was."""
-    now = _stamp(item.dst)
-    refused = (isinstance(outcome, OutputExistsError)
-               and os.path.abspath(outcome.path) == os.path.abspath(item.dst))
-    if now is None or now == item.dst_before or refused:
+    """Undo `_begin` for an item whose work failed or was interrupted. If cloak had
+    already written the photo (a failure or a second Ctrl-C while its saved copy was
+    measured or previewed: the outcome carries `written`, see api.protect_file), its
+    `pending` entry stays, with the file's identity, so the next run knows the file is
+    cloak's and redoes it rather than refusing it as "not made by cloak". Any other file
+    at dst (one that appeared during the work) is not cloak's: the entry goes back to
+    what it was."""
+    written = getattr(outcome, "written", None)
+    if not (written and os.path.abspath(written) == os.path.abspath(item.dst)) or \
+            _stamp(item.dst) is None:
         manifest.set(item.dst, previous)
         return
     entry = manifest.get(item.dst)
@@ -880,8 +903,8 @@ def _run_here(todo: list[Item], manifest: Manifest, config: ProtectConfig,
             outcome = _protect_one(item, config,
                                    lambda f, _m, item=item: emit(Event("progress", item, f)),
                                    stop)
-        except KeyboardInterrupt:
-            _abandon(item, manifest, previous)
+        except KeyboardInterrupt as exc:
+            _abandon(item, manifest, previous, exc)
             raise
         except Exception as exc:  # one bad photo must not end the batch
             log.debug("%s failed", item.src, exc_info=True)
@@ -958,7 +981,11 @@ def _work(index: int, item: Item, config: ProtectConfig):
     except Exception as exc:
         log.debug("%s failed", item.src, exc_info=True)
         # Only our own exceptions are sure to pickle back to the parent.
-        return exc if isinstance(exc, (CloakError, OSError)) else CloakError(_describe(exc))
+        if isinstance(exc, (CloakError, OSError)):
+            return exc
+        plain = CloakError(_describe(exc))
+        plain.__dict__.update(exc.__dict__)  # `written` (api.protect_file), if it was
+        return plain
 
 
 def _run_pool(todo: list[Item], manifest: Manifest, config: ProtectConfig, jobs: int,

@@ -32,8 +32,8 @@ class OutputExistsError(OutputError):
         super().__init__(message or f"output {path} already exists; pass --overwrite to "
                          "replace it")
 
-    def __reduce__(self):  # pickles back from a --jobs worker with its path
-        return type(self), (self.path, str(self))
+    def __reduce__(self):  # pickles back from a --jobs worker with its path (and state)
+        return type(self), (self.path, str(self)), self.__dict__
 
 
 class Cancelled(CloakError):

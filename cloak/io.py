@@ -231,7 +231,7 @@ def decode_own_bytes(data: IO[bytes]) -> Image.Image:
 
 
 def _open_image(fp: IO[bytes], path: Path) -> Image.Image:
-    """Image.open (inside _pixel_limit)."""
+    """Image.open (inside decoding_limit)."""
     try:
         return Image.open(fp, formats=READ_FORMATS)
     except UnidentifiedImageError:
@@ -746,11 +746,11 @@ def says_protected_file(path: str | os.PathLike[str]) -> bool:
     wrote, unless its notices were turned off). False for a file that can't be read as
     an image, or has too many pixels to open."""
     try:
-        with Image.open(path, formats=READ_FORMATS) as image:
+        with decoding_limit(Path(path), pixel_limit()), \
+                Image.open(path, formats=READ_FORMATS) as image:
             return md.says_protected(image.info.get("xmp"))
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning):  # the warning: raised where another thread
-        # made warnings errors for a moment (the pixel limit check)
+    except Exception:  # noqa: BLE001 - any file the user may have put there (a TIFF with a
+        # compression Pillow does not know raises KeyError): it is simply not cloak's
         return False
 
 
@@ -823,10 +823,14 @@ def _rename_no_replace(temp: Path, dst: Path) -> bool:
         except FileExistsError:
             raise OutputExistsError(dst) from None
         return True
-    import ctypes
     import errno
 
-    libc = ctypes.CDLL(None, use_errno=True)
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+    except (ImportError, OSError):  # a Python built without ctypes: fall back
+        return False
     src_b, dst_b = os.fsencode(temp), os.fsencode(dst)
     if hasattr(libc, "renameat2"):
         at_fdcwd, rename_noreplace = -100, 1

@@ -240,8 +240,10 @@ def build_exif(snapshot: ExifSnapshot | None, policy: MetadataPolicy, orientatio
         out[EXIF_IFD] = colour
     if sub_ifds and src.gps and not policy.strip_gps:  # its own switch, with or without EXIF
         out[GPS_IFD] = dict(src.gps)
-    for tag in list(out):
-        out[tag] = _writable(out[tag])
+    for tag in list(out):  # IFD0's text tags (Artist, Copyright, Make...), which Pillow
+        # types as ASCII; in the sub-IFDs bytes would be typed BYTE, so those keep "?"
+        if isinstance(out[tag], str):
+            out[tag] = _writable(out[tag])
     if xmp_for_tiff:
         out[XMP_TAG] = xmp_for_tiff
     if not len(out):
@@ -285,20 +287,16 @@ def exif_string(value: str) -> str:
         return value
 
 
-def _writable(value: Any) -> Any:
-    """An EXIF value as Pillow must be given it to write it back unchanged: text that is
-    not plain ASCII as its original bytes (Pillow writes a str as ASCII, with "?" for
-    every other character), in nested IFDs and tuples too."""
-    if isinstance(value, str) and not value.isascii():
-        try:
-            return value.encode("latin-1")  # the bytes Pillow read (latin-1 decoded)
-        except UnicodeEncodeError:
-            return value.encode("utf-8")
-    if isinstance(value, dict):
-        return {tag: _writable(v) for tag, v in value.items()}
-    if isinstance(value, tuple):
-        return tuple(_writable(v) for v in value)
-    return value
+def _writable(value: str) -> str | bytes:
+    """EXIF text as Pillow must be given it to write it back unchanged: text that is not
+    plain ASCII as its original bytes (Pillow writes a str as ASCII, with "?" for every
+    other character)."""
+    if value.isascii():
+        return value
+    try:
+        return value.encode("latin-1")  # the bytes Pillow read (latin-1 decoded)
+    except UnicodeEncodeError:
+        return value.encode("utf-8")
 
 
 def _text(value: Any) -> str | None:

@@ -243,7 +243,7 @@ class TestRun:
         before = sha256(png)
         for flags in ({"overwrite": True}, {"force": True}):
             [item] = batch.run(batch.plan([gif], folder), folder, tiny_config, **flags).items
-            assert item.status == FAILED and "not made by cloak" in item.message
+            assert item.status == FAILED and "not a file cloak wrote there" in item.message
             assert sha256(png) == before
         # elsewhere, --overwrite still replaces a file cloak did not make (the user said so)
         other = tmp_path / "out"
@@ -330,6 +330,7 @@ class TestRun:
         manifest = json.loads((out / MANIFEST_NAME).read_text())
         [entry] = manifest["photos"].values()
         entry["state"] = "pending"
+        del entry["dst"]  # the crash came before any record of the file
         (out / MANIFEST_NAME).write_text(json.dumps(manifest))
         [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
         assert item.status == PROTECTED, item.message
@@ -362,6 +363,60 @@ class TestRun:
         [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
         assert item.status == FAILED and "may not be cloak's" in item.message
         assert sha256(out / "a.png") == theirs
+
+    def test_a_killed_run_of_a_format_without_the_note_is_still_redone(
+            self, tmp_path, small_photo, tiny_config):
+        """A BMP copy carries no note: its pending entry is trusted, as before."""
+        photo = small_photo(tmp_path / "a.bmp")
+        out = tmp_path / "out"
+        [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
+        assert item.status == PROTECTED
+        manifest = json.loads((out / MANIFEST_NAME).read_text())
+        [entry] = manifest["photos"].values()
+        entry["state"] = "pending"
+        del entry["dst"]
+        (out / MANIFEST_NAME).write_text(json.dumps(manifest))
+        [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
+        assert item.status == PROTECTED, item.message
+
+    def test_a_killed_redo_finds_the_copy_it_was_replacing(self, tmp_path, small_photo,
+                                                          tiny_config):
+        """--force begins by marking the photo pending; killed then, the copy there is
+        still the one cloak wrote before, and a plain rerun redoes it."""
+        photo = small_photo(tmp_path / "a.bmp")
+        out = tmp_path / "out"
+        [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
+        assert item.status == PROTECTED
+
+        def killed(event: batch.Event) -> None:
+            if event.kind == "progress":
+                raise SystemExit  # no clean-up runs for it, as with kill -9
+
+        with pytest.raises(SystemExit):
+            batch.run(batch.plan([photo], out), out, tiny_config, force=True,
+                      on_event=killed)
+        manifest = json.loads((out / MANIFEST_NAME).read_text())
+        [entry] = manifest["photos"].values()
+        assert entry["state"] == "pending" and entry["dst"]
+        [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
+        assert item.status == PROTECTED, item.message
+
+    def test_a_file_that_appears_before_a_cancel_is_not_taken_for_ours(
+            self, tmp_path, small_photo, tiny_config):
+        photo = small_photo(tmp_path / "a.png")
+        out = tmp_path / "out"
+
+        def drop_a_file_then_stop(event: batch.Event) -> None:
+            if event.kind == "progress" and not (out / "a.png").exists():
+                small_photo(out / "a.png", index=3)
+                raise KeyboardInterrupt
+
+        result = batch.run(batch.plan([photo], out), out, tiny_config,
+                           on_event=drop_a_file_then_stop)
+        assert result.interrupted
+        theirs = sha256(out / "a.png")
+        [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
+        assert item.status == FAILED and sha256(out / "a.png") == theirs
 
     def test_bad_files_fail_one_line_each_and_the_rest_is_done(self, tmp_path, small_photo,
                                                                tiny_config):
@@ -641,7 +696,7 @@ class TestReviewFixes:
 
     def test_a_folder_link_inside_out_is_not_written_through(self, tmp_path, small_photo,
                                                              tiny_config):
-        small_photo(tmp_path / "trip" / "a.png")
+        small_photo(tmp_path / "trip" / "day 1" / "a.png")
         elsewhere = tmp_path / "someone else's"
         elsewhere.mkdir()
         out = tmp_path / "out"

@@ -657,3 +657,17 @@ def test_protect_options_reach_the_settings_and_the_file(tmp_path, small_photo):
     before = np.asarray(Image.open(photo), np.int16)
     after = np.asarray(Image.open(tmp_path / "out" / "a.png"), np.int16)
     assert 0 < np.abs(after - before).max() <= 4
+
+
+def test_a_json_path_that_is_a_fifo_is_refused_without_blocking(tmp_path):
+    """Reading a FIFO to see whether it is a report would wait forever."""
+    import threading
+
+    fifo = tmp_path / "r.json"
+    os.mkfifo(fifo)
+    answer: list[bool] = []
+    reader = threading.Thread(target=lambda: answer.append(cli.is_cloak_report(fifo)),
+                              daemon=True)
+    reader.start()
+    reader.join(5)
+    assert answer == [False]

@@ -862,6 +862,21 @@ class TestMetadata:
         packet = packet if isinstance(packet, bytes) else packet.encode()
         assert "José Müller".encode() in packet and "JosÃ©".encode() not in packet
 
+    def test_a_tiff_pillow_cannot_open_is_simply_not_a_protected_copy(self, tmp_path: Path
+                                                                       ) -> None:
+        """A compression Pillow does not know (JPEG 2000, 34712) can't be opened: the
+        check answers False rather than failing the run; a copy cloak wrote answers True."""
+        data = bytearray(save(Image.fromarray(pixels()), tmp_path / "a.tif").read_bytes())
+        entry = struct.pack("<HHIH", 259, 3, 1, 1)  # Compression, SHORT, 1 value: none
+        at = bytes(data).index(entry)
+        data[at + 8:at + 10] = struct.pack("<H", 34712)
+        (path := tmp_path / "j2k.tif").write_bytes(bytes(data))
+        with pytest.raises(Exception):  # noqa: B017 - whatever Pillow raises for it
+            Image.open(path).load()
+        assert io.says_protected_file(path) is False
+        photo = io.load_photo(_png(tmp_path))
+        assert io.says_protected_file(io.save_photo(photo, photo.rgb, tmp_path / "c.png"))
+
     def test_an_xmp_packet_in_an_unknown_encoding_is_ignored(self, tmp_path: Path) -> None:
         source = (b'<?xml version="1.0" encoding="no-such-codec"?><x:xmpmeta '
                   b'xmlns:x="adobe:ns:meta/"/>')

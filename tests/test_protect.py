@@ -131,7 +131,9 @@ class TestProtectFile:
         a JPEG, which can't hold the alpha, so it fails at once, not after the attack."""
         src = small_photo(tmp_path / "a.png")
         with Image.open(src) as im:
-            im.convert("RGBA").save(tmp_path / "b.jpg", format="PNG")
+            rgba = im.convert("RGBA")
+        rgba.putpixel((0, 0), (0, 0, 0, 0))  # one see-through pixel (all opaque is fine)
+        rgba.save(tmp_path / "b.jpg", format="PNG")
         steps = []
         with pytest.raises(OutputError, match="transparency.*a PNG file.*rename it to .png"):
             protect_file(tmp_path / "b.jpg", tmp_path / "out" / "b.jpg", config,
