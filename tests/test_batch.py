@@ -41,6 +41,16 @@ def decodes(path: Path) -> bool:
     return True
 
 
+def killed_before_recording(out: Path) -> None:
+    """Leave OUT's manifest as a run killed after writing its one photo, before any record
+    of the file: the entry `pending`, with no identity of the file at its name."""
+    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    [entry] = manifest["photos"].values()
+    entry["state"] = "pending"
+    del entry["dst"]
+    (out / MANIFEST_NAME).write_text(json.dumps(manifest))
+
+
 def huge_png(path: Path, width: int = 100_000, height: int = 100_000) -> Path:
     """A few hundred bytes that claim 10^10 pixels: a decompression bomb."""
     def chunk(kind: bytes, data: bytes) -> bytes:
@@ -318,20 +328,18 @@ class TestRun:
         assert items["b.png"].status == FAILED and "was changed" in items["b.png"].message
         assert sha256(out / "b.png") == sha256(small_photo(tmp_path / "c.png", index=3))
 
+    @pytest.mark.parametrize("suffix", [".png", ".bmp"])
     def test_a_crash_between_rename_and_manifest_is_redone_not_refused(self, tmp_path,
                                                                        small_photo,
-                                                                       tiny_config):
+                                                                       tiny_config, suffix):
         """Killed after the output's rename but before the manifest said "done": the file
-        is ours (the entry names this photo and these settings), so a rerun redoes it."""
-        photo = small_photo(tmp_path / "a.png")
+        is ours (it carries cloak's note; a BMP, which carries none, is trusted as before),
+        so a rerun redoes it."""
+        photo = small_photo(tmp_path / f"a{suffix}")
         out = tmp_path / "out"
         [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
         assert item.status == PROTECTED
-        manifest = json.loads((out / MANIFEST_NAME).read_text())
-        [entry] = manifest["photos"].values()
-        entry["state"] = "pending"
-        del entry["dst"]  # the crash came before any record of the file
-        (out / MANIFEST_NAME).write_text(json.dumps(manifest))
+        killed_before_recording(out)
         [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
         assert item.status == PROTECTED, item.message
         manifest = json.loads((out / MANIFEST_NAME).read_text())
@@ -340,44 +348,18 @@ class TestRun:
     def test_a_run_killed_before_recording_its_file_is_redone_only_for_cloaks_file(
             self, tmp_path, small_photo, tiny_config):
         """A `pending` entry with no record of the file (the run was killed): the file at
-        that name is redone if it carries cloak's note, and refused if it does not (it
-        was put there after the run died)."""
+        that name is refused if it does not carry cloak's note (it was put there after
+        the run died; the test above has the case where it does)."""
         photo = small_photo(tmp_path / "a.png")
         out = tmp_path / "out"
         [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
         assert item.status == PROTECTED
-
-        def killed_before_recording() -> None:
-            manifest = json.loads((out / MANIFEST_NAME).read_text())
-            [entry] = manifest["photos"].values()
-            entry["state"] = "pending"
-            del entry["dst"]
-            (out / MANIFEST_NAME).write_text(json.dumps(manifest))
-
-        killed_before_recording()
-        [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
-        assert item.status == PROTECTED, item.message
-        killed_before_recording()
+        killed_before_recording(out)
         small_photo(out / "a.png", index=3)
         theirs = sha256(out / "a.png")
         [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
         assert item.status == FAILED and "may not be cloak's" in item.message
         assert sha256(out / "a.png") == theirs
-
-    def test_a_killed_run_of_a_format_without_the_note_is_still_redone(
-            self, tmp_path, small_photo, tiny_config):
-        """A BMP copy carries no note: its pending entry is trusted, as before."""
-        photo = small_photo(tmp_path / "a.bmp")
-        out = tmp_path / "out"
-        [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
-        assert item.status == PROTECTED
-        manifest = json.loads((out / MANIFEST_NAME).read_text())
-        [entry] = manifest["photos"].values()
-        entry["state"] = "pending"
-        del entry["dst"]
-        (out / MANIFEST_NAME).write_text(json.dumps(manifest))
-        [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
-        assert item.status == PROTECTED, item.message
 
     def test_a_killed_redo_finds_the_copy_it_was_replacing(self, tmp_path, small_photo,
                                                           tiny_config):
