@@ -32,6 +32,7 @@ import queue
 import signal
 import stat
 import threading
+import time
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -581,14 +582,25 @@ def _pending_is_ours(dst: Path, entry: dict) -> bool:
     return dst.suffix.lower() in (".bmp", ".dib") or metadata.get("cloak_note") is False
 
 
-def _remove_temp_files(folder: Path) -> None:
-    """Remove the temp files (photos and manifest) that a killed run left in `folder`."""
+def _remove_temp_files(folder: Path, older_than: float | None = None) -> None:
+    """Remove the temp files (photos and manifest) that a killed run left in `folder`;
+    with `older_than` (seconds), only those last written that long ago (where no lock
+    says that no other run is writing there: the desktop app's Save-to folder)."""
+    cutoff = None if older_than is None else time.time() - older_than
     for path in folder.glob(TEMP_GLOB):
         try:
+            if cutoff is not None and path.lstat().st_mtime > cutoff:
+                continue
             path.unlink()
             log.info("removed stale temp file %s", path)
         except OSError:
             pass
+
+
+def remove_stale_temp_files(folder: Path) -> None:
+    """Remove temp files a killed or force-quit run left in `folder` a day or more ago: no
+    write of one photo takes that long, so none of them belongs to a run still going."""
+    _remove_temp_files(folder, older_than=24 * 3600)
 
 
 def preload_models(config: ProtectConfig, progress: DownloadProgress | None = None) -> None:

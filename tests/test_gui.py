@@ -752,6 +752,23 @@ class TestReviewFixes:
         assert outcome.status.startswith("protected, but measuring the saved copy failed")
         assert "not enough memory" in outcome.status
 
+    @pytest.mark.usefixtures("model_dir")
+    def test_temp_files_a_force_quit_left_a_day_ago_are_removed(self, qapp, tmp_path,
+                                                                small_photo):
+        """The app takes no lock on its Save-to folder, so only temp files a day old go
+        (no photo's write takes that long); a fresh one may be another window's."""
+        out = tmp_path / "out"
+        out.mkdir()
+        stale, fresh = out / ".b.jpg.cloak-tmp-0001", out / ".c.jpg.cloak-tmp-0002"
+        for path in (stale, fresh):
+            path.write_bytes(b"half a photo")
+        day_and_a_bit = time.time() - 25 * 3600
+        os.utime(stale, (day_and_a_bit, day_and_a_bit))
+        worker = ProtectWorker([Job(0, small_photo(tmp_path / "a.jpg"), out)],
+                               ProtectConfig(strength="fast", **TINY))
+        worker.run()
+        assert not stale.exists() and fresh.exists() and (out / "a.jpg").is_file()
+
     def test_a_save_to_folder_that_cant_be_written_fails_before_any_attack(
             self, qapp, tmp_path, small_photo, read_only_folder):
         """An existing folder no file can be created in (a read-only card or share:

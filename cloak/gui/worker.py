@@ -146,6 +146,7 @@ class ProtectWorker(QObject):
         self._current = -1
         self._weights_error: str | None = None  # weights missing: the same for every photo
         self._folder_errors: dict[Path, str] = {}  # output folders found not writable
+        self._swept: set[Path] = set()  # Save-to folders cleared of stale temp files
 
     def cancel(self) -> None:
         """Ask the run to stop at the next attack step. Safe from any thread."""
@@ -231,6 +232,11 @@ class ProtectWorker(QObject):
         except OutputError as exc:
             self._folder_errors[folder] = f"{exc}; choose a Save-to folder you can write to"
             raise OutputError(self._folder_errors[folder]) from exc
+        if folder not in self._swept:  # temp files a force-quit app left there, once a run
+            from cloak.batch import remove_stale_temp_files
+
+            self._swept.add(folder)
+            remove_stale_temp_files(folder)
 
     def _status(self, report: Report) -> str:
         """describe() with the after-posting verdict; the copy is written already, so a
