@@ -511,6 +511,16 @@ def _decide(item: Item, entry: dict | None, settings: dict, force: bool,
             overwrite: bool, preview: bool = False) -> None:
     """Skip, refuse or clear an item for work, from its output and manifest entry.
     `preview`: previews are asked for, so a done photo without one is done again."""
+    sheet = preview_path(item.dst)
+    if (preview and (force or overwrite) and sheet.exists()
+            and _same_folder(item.dst.parent, item.src.parent)
+            and not _same_file(sheet, (entry or {}).get("preview"))):
+        # --out is the photo's own folder, and a file there has the preview's name
+        item.status = FAILED
+        item.message = (f"{sheet} exists beside the original and is not a preview cloak "
+                        "wrote there, so it is not replaced even with --overwrite; move it "
+                        "away or choose another --out folder")
+        return
     if not item.dst.exists():
         item.replace = force or overwrite  # may still replace a file beside it (a preview)
         return
@@ -831,6 +841,8 @@ def _finish(item: Item, manifest: Manifest, previous: dict | None, outcome) -> N
         item.status, item.report = PROTECTED, outcome
         entry = manifest.get(item.dst)
         entry.update(state="done", dst=_identity(item.dst))
+        if outcome.preview and os.path.isfile(outcome.preview):  # its sheet is cloak's too
+            entry["preview"] = _identity(Path(outcome.preview))
         manifest.set(item.dst, entry)
         return
     _abandon(item, manifest, previous, outcome)

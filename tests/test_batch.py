@@ -261,6 +261,28 @@ class TestRun:
         [item] = batch.run(batch.plan([gif], other), other, tiny_config, overwrite=True).items
         assert item.status == PROTECTED
 
+    def test_overwrite_never_replaces_a_preview_named_file_beside_the_original(
+            self, tmp_path, small_photo, tiny_config):
+        """`cloak protect ~/Pictures/a.gif --out ~/Pictures --preview --overwrite` with a
+        file named a.png.preview.png there that cloak did not write: it stays. A sheet
+        cloak wrote there is redone with --force."""
+        folder = tmp_path / "Pictures"
+        gif = folder / "a.gif"
+        gif.parent.mkdir()
+        with Image.open(small_photo(tmp_path / "src.png", index=1)) as im:
+            im.save(gif)
+        theirs = folder / "a.png.preview.png"
+        theirs.write_bytes(b"someone's file")
+        config = tiny_config.replace(preview=True)
+        [item] = batch.run(batch.plan([gif], folder), folder, config, overwrite=True).items
+        assert item.status == FAILED and "is not a preview cloak wrote" in item.message
+        assert theirs.read_bytes() == b"someone's file" and not (folder / "a.png").exists()
+        theirs.unlink()
+        [item] = batch.run(batch.plan([gif], folder), folder, config).items
+        assert item.status == PROTECTED and theirs.is_file()
+        [item] = batch.run(batch.plan([gif], folder), folder, config, force=True).items
+        assert item.status == PROTECTED, item.message
+
     def test_foreign_or_changed_outputs_need_overwrite(self, tmp_path, small_photo,
                                                        tiny_config):
         photo = small_photo(tmp_path / "a.png")
