@@ -536,7 +536,7 @@ def _decide(item: Item, entry: dict | None, settings: dict, force: bool,
         item.replace, item.ours_stamp = True, _stamp(item.dst)
         return
     if ours and not force:
-        if preview and not preview_path(item.dst).exists():
+        if preview and not sheet.exists():
             # ours, same settings: redone to write the missing preview
             item.replace, item.ours_stamp = True, _stamp(item.dst)
             return

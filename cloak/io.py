@@ -749,8 +749,8 @@ def says_protected_file(path: str | os.PathLike[str]) -> bool:
         with decoding_limit(Path(path), pixel_limit()), \
                 Image.open(path, formats=READ_FORMATS) as image:
             return md.says_protected(image.info.get("xmp"))
-    except Exception:  # noqa: BLE001 - any file the user may have put there (a TIFF with a
-        # compression Pillow does not know raises KeyError): it is simply not cloak's
+    except Exception:  # noqa: BLE001 - any file the user may have put there, whatever
+        # Pillow raises on it: it is simply not cloak's
         return False
 
 

@@ -107,10 +107,12 @@ def as_image(photo: io.Photo) -> Image.Image:
     return Image.fromarray(np.round(photo.rgb * 255).astype(np.uint8), "RGB")
 
 
-def budget_image(rgb: np.ndarray, config, size: tuple[int, int]) -> Image.Image | None:
+def budget_image(rgb: np.ndarray, config, size: tuple[int, int] | None = None
+                 ) -> Image.Image | None:
     """The budget map `config` gives the upright pixels `rgb` ((H, W, 3) in [0, 1]), as a
-    gray image of `size` (w, h), white = most; None if it can't be made (no face
-    detector here: the map is then left out, not shown without its faces)."""
+    gray image of `size` (w, h; None: the working size), white = most; None if it can't
+    be made (no face detector here: the map is then left out, not shown without its
+    faces)."""
     import dataclasses
 
     from cloak.errors import CloakError
@@ -122,7 +124,9 @@ def budget_image(rgb: np.ndarray, config, size: tuple[int, int]) -> Image.Image 
         log.info("no budget map to show: %s", exc)
         return None
     gray = Image.fromarray(np.round(np.clip(budget, 0, 1) * 255).astype(np.uint8), "L")
-    return gray.resize(size, Image.Resampling.BILINEAR).convert("RGB")
+    if size is not None:
+        gray = gray.resize(size, Image.Resampling.BILINEAR)
+    return gray.convert("RGB")
 
 
 def compare(original_path: Path, protected_path: Path, max_side: int = 1024,
@@ -134,11 +138,7 @@ def compare(original_path: Path, protected_path: Path, max_side: int = 1024,
     original_photo = io.load_photo(original_path)
     original = as_image(original_photo)
     icc = original_photo.icc_profile
-    budget = None
-    if config is not None:
-        shown = original.copy()
-        shown.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-        budget = budget_image(original_photo.rgb, config, shown.size)
+    budget = None if config is None else budget_image(original_photo.rgb, config)
     del original_photo
     protected_photo = io.load_photo(protected_path)
     protected, protected_icc = as_image(protected_photo), protected_photo.icc_profile
@@ -148,4 +148,6 @@ def compare(original_path: Path, protected_path: Path, max_side: int = 1024,
     for image, profile in ((original, icc), (protected, protected_icc), (difference, None)):
         image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
         images.append(shown_in_srgb(image, profile))
+    if budget is not None:  # from the working size to the size shown
+        budget = budget.resize(images[0].size, Image.Resampling.BILINEAR)
     return Comparison(*images, max_change255=max_change, budget=budget)
