@@ -6,6 +6,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import resample
+
 LUMA = (0.299, 0.587, 0.114)
 
 
@@ -163,8 +165,7 @@ def resize_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     x itself when it already has that size."""
     if tuple(x.shape[-2:]) == tuple(size):
         return x
-    return F.interpolate(x, size=tuple(size), mode="bicubic", antialias=True,
-                         align_corners=False).clamp(0, 1)
+    return resample.resize(x, size, "bicubic", antialias=True).clamp(0, 1)
 
 
 def resize_long(x: torch.Tensor, long_side: int, multiple: int = 8) -> torch.Tensor:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from . import resample
 from .jpeg import jpeg_round_trip
 
 
@@ -45,7 +46,7 @@ def resize_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(x.shape[-2:]) == tuple(size):
         return x
     shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]  # either side
-    return F.interpolate(x, size=size, mode="bilinear", antialias=shrink, align_corners=False)
+    return resample.resize(x, size, "bilinear", antialias=shrink)
 
 
 def resize_round_trip(x: torch.Tensor, long_side: int) -> torch.Tensor:
