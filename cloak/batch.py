@@ -613,10 +613,11 @@ def remove_stale_temp_files(folder: Path) -> None:
     _remove_temp_files(folder, older_than=24 * 3600)
 
 
-def preload_models(config: ProtectConfig, progress: DownloadProgress | None = None) -> None:
+def preload_models(config: ProtectConfig, progress: DownloadProgress | None = None) -> bool:
     """Load (and verify, or download) every model, and the face detector when faces are
     on, now: a ModelError here costs no work. `progress(file, bytes done, bytes total)`
-    follows each download."""
+    follows each download. Returns False when faces are on but the face detector could not
+    be found or fetched (face priority is off; a warning is logged), else True."""
     from .device import pick_device
     from .models import load_autoencoder
     from .models.weights import resolve_face_detector
@@ -625,7 +626,9 @@ def preload_models(config: ProtectConfig, progress: DownloadProgress | None = No
     for name in config.models:
         load_autoencoder(name, config.model_dir, device, config.allow_download, progress)
     if config.faces:
-        resolve_face_detector(config.model_dir, config.allow_download, progress)
+        return resolve_face_detector(config.model_dir, config.allow_download,
+                                     progress) is not None
+    return True
 
 
 def usable_cores() -> int:

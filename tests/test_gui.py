@@ -61,7 +61,7 @@ def window(qapp: QApplication):
     win = MainWindow(settings=TINY)
     win.strength.setCurrentIndex(win.strength.findData("fast"))
     yield win
-    win.close()  # cancels and joins a running batch
+    win.shutdown()  # cancels and joins a running batch
     win.deleteLater()
     QTest.qWait(10)
 
@@ -336,7 +336,18 @@ class TestHelpers:
         report = Report(width=8, height=8, eps255=6, psnr=41.2, ssim=0.99, max_change255=6,
                         damage_db={"taesd": 7.5, "taef1": 3.25}, seconds=1.0)
         # No source/destination files: no verdict, just the measured figures.
-        assert describe(report).startswith("protected — damage 3.2 dB on weakest model")
+        assert describe(report).startswith("protected — damage 3.2 dB on weakest model,")
+
+    def test_describe_gives_the_damage_after_posting_with_its_own_verdict(self):
+        """The verdict names the after-posting figure it was taken on, not the as-saved
+        one; under verify's "weak" threshold it says the protection is mostly lost."""
+        report = Report(width=8, height=8, eps255=6, psnr=41.2, ssim=0.99, max_change255=6,
+                        damage_db={"taesd": 7.5, "taef1": 3.25}, seconds=1.0)
+        assert describe(report, 2.04) == (
+            "protected — damage 3.2 dB on weakest model; after Instagram-style posting "
+            "2.0 dB, moderate, PSNR 41.2 dB (1.0 s)")
+        assert "after Instagram-style posting 0.3 dB, protection mostly lost" in describe(
+            report, 0.3)
 
 
 @pytest.mark.usefixtures("model_dir")
@@ -368,7 +379,7 @@ class TestProtecting:
         assert "failed" in rows[bad].status.text() and "Traceback" not in rows[bad].status.text()
         assert rows[one].state == rows[two].state == PhotoRow.PROTECTED
         assert "protected" in rows[one].status.text()
-        assert "after Instagram-style posting" in rows[one].status.text()  # verify's verdict
+        assert re.search(r"after Instagram-style posting -?\d+\.\d dB, ", rows[one].status.text())
         assert rows[one].outcome.dst == tmp_path / "protected" / "one (1).jpg"
         assert rows[two].outcome.dst == tmp_path / "protected" / "two.png"
         for row in (rows[one], rows[two]):
@@ -481,9 +492,10 @@ class TestProtecting:
         # measured, so the status carries the verdict after posting (the check ran and
         # did not fail) and the report's own figures
         status, report = outcome.status, outcome.report
-        assert re.fullmatch(r"protected, (none|weak|moderate|strong) after Instagram-style "
-                            r"posting — damage -?\d+\.\d dB on weakest model, PSNR \d+\.\d dB "
-                            r"\(\d+\.\d s\)", status), status
+        assert re.fullmatch(r"protected — damage -?\d+\.\d dB on weakest model; after "
+                            r"Instagram-style posting -?\d+\.\d dB, (protection mostly lost|"
+                            r"weak|moderate|strong), PSNR \d+\.\d dB \(\d+\.\d s\)",
+                            status), status
         assert f"damage {report.min_damage_db:.1f} dB" in status
         assert f"PSNR {report.psnr:.1f} dB" in status
         assert "missing.jpg" in events[3][2]
@@ -508,6 +520,114 @@ class TestProtecting:
         with Image.open(outcome.dst) as out:
             assert out.format == "PNG" and out.size == (64, 48)
         assert "after Instagram-style posting" in outcome.status
+
+    def test_closing_mid_batch_cancels_and_closes_once_the_worker_stops(self, window,
+                                                                        tmp_path,
+                                                                        small_photo):
+        """The close doesn't wait on the main thread (a frozen window): it cancels, the
+        window keeps answering, and it closes itself when the worker has stopped."""
+        window.settings = {**TINY, "steps": 400}
+        photos = [small_photo(tmp_path / f"p{i}.png", (128, 96), index=i) for i in range(2)]
+        window.add_paths(photos)
+        window.show()
+        window.start()
+        assert wait_until(lambda: any(r.bar.value() >= 50 for r in window.rows.values()), 30)
+        ticks = []
+        timer = QTimer()
+        timer.timeout.connect(lambda: ticks.append(time.monotonic()))
+        timer.start(10)
+        started = time.monotonic()
+        assert window.close() is False  # not yet: the worker is stopping
+        assert window.isVisible() and time.monotonic() - started < 0.5
+        assert wait_until(lambda: not window.isVisible(), 10)
+        timer.stop()
+        assert not window.is_running()
+        assert ticks and ticks[0] - started < 0.5, "the main thread waited for the worker"
+        assert all(row.state == PhotoRow.CANCELLED for row in window.rows.values())
+        assert sorted(p for p in tmp_path.rglob("*")) == sorted(photos)  # nothing written
+
+    def test_photos_added_during_a_batch_are_checked_off_the_main_thread(self, window,
+                                                                         tmp_path,
+                                                                         small_photo):
+        """Telling a protected copy from a photo reads its header, which waits for the
+        worker's decodes (io.decoding_limit's lock): during a batch even one added file
+        goes through the pool, and its row comes when the check is done."""
+        window.settings = {**TINY, "steps": 400}
+        window.add_paths([small_photo(tmp_path / "a.png", (128, 96))])
+        assert len(window.rows) == 1  # idle: added at once
+        window.start()
+        assert wait_until(lambda: any(r.bar.value() >= 50 for r in window.rows.values()), 30)
+        late = small_photo(tmp_path / "late.png", index=1)
+        window.add_paths([late])
+        assert window._walks_pending == 1 and len(window.rows) == 1
+        assert wait_until(lambda: len(window.rows) == 2, 10)
+        assert any(row.src == late and row.state == PhotoRow.WAITING
+                   for row in window.rows.values())
+        window.cancel()
+        assert wait_until(lambda: not window.is_running(), 10)
+
+    def test_the_window_says_when_face_priority_is_off(self, window, tmp_path, small_photo,
+                                                        model_dir, monkeypatch):
+        """Weights there but no face detector, and no downloads: the photo is protected
+        (faces only steer the budget), and the status bar says faces got no priority."""
+        from cloak.gui.worker import FACES_OFF_NOTICE
+
+        no_detector = tmp_path / "weights"
+        no_detector.mkdir()
+        for weights in model_dir.glob("taesd_*"):
+            (no_detector / weights.name).symlink_to(weights)
+        monkeypatch.setenv("CLOAK_MODEL_DIR", str(no_detector))
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
+        window.settings = {**TINY, "faces": True, "measure": False}
+        window.add_paths([small_photo(tmp_path / "a.png")])
+        window.start()
+        assert wait_until(lambda: not window.is_running(), 60)
+        assert window.statusBar().currentMessage() == FACES_OFF_NOTICE
+        (row,) = window.rows.values()
+        assert row.state == PhotoRow.PROTECTED
+
+    def test_a_name_taken_during_the_attack_goes_to_the_next_free_name(self, qapp, tmp_path,
+                                                                       small_photo):
+        """Another program writes `a.png` in the Save-to folder while the photo is being
+        protected (after the app chose that free name): its file is kept as it is, and the
+        copy goes to `a (1).png` instead of the photo failing after all its work."""
+        src = small_photo(tmp_path / "a.png")
+        out = tmp_path / "out"
+        worker = ProtectWorker([Job(0, src, out)],
+                               ProtectConfig(strength="fast", **{**TINY, "measure": False}))
+        events = []
+        worker.protected.connect(lambda i, outcome: events.append(outcome))
+        worker.failed.connect(lambda i, message: events.append(message))
+
+        def take_the_name(_index, _fraction, message) -> None:
+            if message.startswith("step") and not (out / "a.png").exists():
+                (out / "a.png").write_bytes(b"another program's file")
+
+        worker.progress.connect(take_the_name)
+        worker.run()  # in this thread: the signals arrive directly
+        (outcome,) = events
+        assert isinstance(outcome, Outcome), outcome
+        assert outcome.dst == out / "a (1).png"
+        assert (out / "a.png").read_bytes() == b"another program's file"
+        with Image.open(outcome.dst) as im:
+            assert im.size == (64, 48)
+
+    def test_a_broken_link_in_the_save_to_folder_keeps_its_name(self, qapp, tmp_path,
+                                                                small_photo):
+        src = small_photo(tmp_path / "a.png")
+        out = tmp_path / "out"
+        out.mkdir()
+        (out / "a.png").symlink_to(tmp_path / "gone.png")
+        worker = ProtectWorker([Job(0, src, out)],
+                               ProtectConfig(strength="fast", **{**TINY, "measure": False}))
+        events = []
+        worker.protected.connect(lambda i, outcome: events.append(outcome))
+        worker.failed.connect(lambda i, message: events.append(message))
+        worker.run()
+        (outcome,) = events
+        assert isinstance(outcome, Outcome), outcome
+        assert outcome.dst == out / "a (1).png"
+        assert (out / "a.png").is_symlink() and not (tmp_path / "gone.png").exists()
 
     def test_cancel_stops_and_leaves_no_files(self, window, tmp_path, small_photo):
         window.settings = {**TINY, "steps": 400}

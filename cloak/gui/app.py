@@ -71,7 +71,7 @@ def main() -> int:
     try:
         return app.exec()
     finally:
-        window.close()  # cancels and joins a running batch (closeEvent)
+        window.shutdown()  # cancels and joins a running batch
         window.deleteLater()
         del window
         if created:  # Qt's objects freed now, in order, not by Python's exit (it crashed)

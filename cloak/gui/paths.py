@@ -101,13 +101,14 @@ def default_output_dir(src: Path) -> Path:
 
 
 def unique_destination(folder: Path, name: str) -> Path:
-    """`folder/name`, or `name (1).ext`, `name (2).ext`, ... if that already exists.
+    """`folder/name`, or `name (1).ext`, `name (2).ext`, ... if that already exists (a link
+    counts, even one whose target is gone).
 
     The app never overwrites: neither originals nor earlier protected copies."""
     candidate = folder / name
     stem, suffix = Path(name).stem, Path(name).suffix
     n = 1
-    while candidate.exists():
+    while os.path.lexists(candidate):
         candidate = folder / f"{stem} ({n}){suffix}"
         n += 1
     return candidate

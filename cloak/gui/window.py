@@ -13,7 +13,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 from PIL import Image
-from PySide6.QtCore import QMimeData, QSettings, Qt, QThread, QThreadPool, QUrl, Signal, Slot
+from PySide6.QtCore import (
+    QMimeData,
+    QSettings,
+    Qt,
+    QThread,
+    QThreadPool,
+    QTimer,
+    QUrl,
+    Signal,
+    Slot,
+)
 from PySide6.QtGui import (
     QCloseEvent,
     QDesktopServices,
@@ -179,6 +189,8 @@ class MainWindow(QMainWindow):
         self._walks_pending = 0  # folder walks queued or running on the pool
         self._list_generation = 0  # bumped by clear(): walks from before it are dropped
         self._closing = False  # set by closeEvent: folder walks stop early
+        self._close_when_stopped = False  # closed mid-batch: close once the worker stops
+        self._joining = False  # shutdown(): close waits for the worker instead
         self._walks.done.connect(self._on_walked)
         self._compare_wanted: int | None = None
         self.setWindowTitle("cloak — protect photos before you post them")
@@ -283,9 +295,12 @@ class MainWindow(QMainWindow):
     def add_paths(self, paths: list) -> None:
         """Add photos as waiting rows, skipping ones already listed. Folders are walked on
         the pool thread (a large folder would freeze the window); their photos are added
-        when the walk is done, in the order given."""
-        if self._walks_pending or len(paths) > SYNC_ADD_LIMIT or any(
-                Path(p).is_dir() for p in paths):
+        when the walk is done, in the order given. So are files while photos are being
+        protected or decoded: telling a protected copy apart reads its header, which
+        waits for any decode in progress (io.decoding_limit's lock), seconds for a
+        48 MP photo."""
+        if (self._walks_pending or len(paths) > SYNC_ADD_LIMIT or self.is_running()
+                or self._pool.activeThreadCount() or any(Path(p).is_dir() for p in paths)):
             # Through the pool's one thread, behind any walk still running: rows keep the
             # order the photos were given in.
             self._walks_pending += 1
@@ -420,6 +435,7 @@ class MainWindow(QMainWindow):
             self.rows[i].set_waiting()
         self._todo = len(jobs)
         self._done = 0
+        self.last_output_dir = None  # until this batch writes a copy
         self._run_ids = set(todo)  # the summary at the end counts this batch's photos
         self._run_output_dirs = set()
         self._thread = QThread(self)
@@ -431,6 +447,7 @@ class MainWindow(QMainWindow):
         self._worker.protected.connect(self._on_protected)
         self._worker.failed.connect(self._on_failed)
         self._worker.cancelled.connect(self._on_cancelled)
+        self._worker.notice.connect(self.statusBar().showMessage)
         # quit() is thread-safe; a direct call lets closeEvent's wait() end the thread.
         self._worker.finished.connect(self._thread.quit, Qt.ConnectionType.DirectConnection)
         self._thread.finished.connect(self._on_thread_finished)
@@ -498,6 +515,8 @@ class MainWindow(QMainWindow):
                              + (f"; {waiting} added meanwhile, waiting" if waiting else ""))
         self._update_buttons()
         self.batch_finished.emit()
+        if self._close_when_stopped:  # closed mid-batch: the worker has stopped now
+            QTimer.singleShot(0, self.close)
 
     # the rest -----------------------------------------------------------------------
 
@@ -596,12 +615,21 @@ class MainWindow(QMainWindow):
         self.strip_exif.toggled.connect(lambda on: self._remember("strip_exif", on))
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        """Cancel a running batch and wait for it, so no thread outlives the window."""
+        """Closed while a batch runs, the window cancels it and stays open, responsive,
+        until the worker stops (the current attack step, a photo's load or its check
+        after posting can take seconds), then closes by itself: waiting here would freeze
+        it. shutdown() waits instead, so no thread outlives the window."""
         self._closing = True
         if self._worker is not None:
             self._worker.cancel()
+        if self._thread is not None and not self._joining:
+            self._close_when_stopped = True
+            self.cancel()
+            self.statusBar().showMessage("Stopping after the current step; the window "
+                                         "closes by itself")
+            event.ignore()
+            return
         if self._thread is not None:
-            # the wait lasts until the current attack step (or a photo's load) ends
             self.statusBar().showMessage("Stopping after the current step…")
             self.repaint()
             self._thread.quit()
@@ -609,6 +637,12 @@ class MainWindow(QMainWindow):
         self._pool.clear()
         self._pool.waitForDone()
         super().closeEvent(event)
+
+    def shutdown(self) -> None:
+        """Close now: cancel a running batch and wait for its worker to stop (the app's
+        exit, where nothing may outlive the window)."""
+        self._joining = True
+        self.close()
 
 
 STYLE_SHEET = """

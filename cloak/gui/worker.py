@@ -18,12 +18,16 @@ from typing import Any
 from PySide6.QtCore import QObject, QRunnable, Signal, Slot
 
 from cloak import Cancelled, CloakError, OutputError, ProtectConfig, Report
-from cloak.errors import ModelError
+from cloak.errors import ModelError, OutputExistsError
 from cloak.io import check_folder_writable, output_path_for
 
 from .paths import unique_destination
 
 log = logging.getLogger(__name__)
+
+NAME_ATTEMPTS = 3  # free names tried when another program takes each one meanwhile
+FACES_OFF_NOTICE = ("Face priority is off: the face detector could not be found or "
+                    "downloaded (see the log), so faces get no extra protection")
 
 
 @dataclass(frozen=True)
@@ -46,10 +50,11 @@ class Outcome:
     config: ProtectConfig | None = None  # what it was protected with (its budget map)
 
 
-def posting_verdict(report: Report, config: ProtectConfig | None = None) -> str | None:
-    """`cloak.verify`'s verdict for the protected copy after Instagram-style posting, or
-    None when protection was not measured (the run used `measure=False`). The models come
-    from `config`'s weights folder and device, as the protection's did."""
+def posting_damage(report: Report, config: ProtectConfig | None = None) -> float | None:
+    """The weakest model's damage (dB) on the protected copy after Instagram-style posting,
+    as `cloak.verify` measures it, or None when protection was not measured (the run used
+    `measure=False`). The models come from `config`'s weights folder and device, as the
+    protection's did."""
     if not report.damage_db or not report.src or not report.dst:
         return None
     import numpy as np
@@ -65,17 +70,24 @@ def posting_verdict(report: Report, config: ProtectConfig | None = None) -> str 
     result = verify_images(as_image(report.src), as_image(report.dst),
                            channels=("instagram",), models=tuple(report.damage_db),
                            model_dir=config.model_dir, device=config.device)
-    return result.verdict
+    return result.worst.min_damage_db
 
 
-def describe(report: Report, verdict: str | None = None) -> str:
-    """The one-line status of a protected photo, with `verdict` (posting_verdict's) when
-    there is one."""
+def describe(report: Report, posted_db: float | None = None) -> str:
+    """The one-line status of a protected photo: its weakest model's damage as saved and,
+    given `posted_db` (posting_damage's), after Instagram-style posting with verify's
+    verdict on it."""
+    from ..verify import verdict_for
+
     weakest = report.min_damage_db
     if weakest is None:
         return f"protected — PSNR {report.psnr:.1f} dB ({report.seconds:.1f} s)"
-    head = f"protected, {verdict} after Instagram-style posting" if verdict else "protected"
-    return (f"{head} — damage {weakest:.1f} dB on weakest model, "
+    posted = ""
+    if posted_db is not None:
+        verdict = verdict_for(posted_db)
+        posted = (f"; after Instagram-style posting {posted_db:.1f} dB, "
+                  + ("protection mostly lost" if verdict == "none" else verdict))
+    return (f"protected — damage {weakest:.1f} dB on weakest model{posted}, "
             f"PSNR {report.psnr:.1f} dB ({report.seconds:.1f} s)")
 
 
@@ -137,6 +149,7 @@ class ProtectWorker(QObject):
     failed = Signal(int, str)            # index, message in plain words
     cancelled = Signal(int)              # index: not protected because of cancel
     finished = Signal()                  # the whole batch is over (done or cancelled)
+    notice = Signal(str)                 # something the user should know about the run
 
     def __init__(self, jobs: list[Job], config: ProtectConfig) -> None:
         super().__init__()
@@ -145,6 +158,7 @@ class ProtectWorker(QObject):
         self._stop = threading.Event()
         self._current = -1
         self._weights_error: str | None = None  # weights missing: the same for every photo
+        self._faces_off_told = False  # the face-detector notice is given once a run
         self._folder_errors: dict[Path, str] = {}  # output folders found not writable
         self._swept: set[Path] = set()  # Save-to folders cleared of stale temp files
 
@@ -182,19 +196,33 @@ class ProtectWorker(QObject):
         dst: Path | None = None
         try:
             self._make_folder(job.out_dir, created)
-            # GIF -> .png, MPO -> .jpg, ...: the suffix names the format written
-            dst = unique_destination(job.out_dir, output_path_for(job.src, job.out_dir).name)
             from cloak.api import protect_file  # torch loads here, in the worker thread
             from cloak.batch import preload_models
 
             # First use: the weights download here, with their progress on this row.
             try:
-                preload_models(self.config, self._on_download)
+                faces_on = preload_models(self.config, self._on_download)
             except ModelError as exc:
                 self._weights_error = plain_message(exc)
                 raise
-            report = protect_file(job.src, dst, self.config, overwrite=False,
-                                  progress=self._on_progress, should_stop=self._stop.is_set)
+            if not faces_on and not self._faces_off_told:
+                self._faces_off_told = True
+                self.notice.emit(FACES_OFF_NOTICE)
+            for attempt in range(1, NAME_ATTEMPTS + 1):
+                # GIF -> .png, MPO -> .jpg, ...: the suffix names the format written
+                dst = unique_destination(job.out_dir,
+                                         output_path_for(job.src, job.out_dir).name)
+                try:
+                    report = protect_file(job.src, dst, self.config, overwrite=False,
+                                          progress=self._on_progress,
+                                          should_stop=self._stop.is_set)
+                    break
+                except OutputExistsError as exc:
+                    if attempt == NAME_ATTEMPTS or Path(exc.path) != dst:
+                        raise
+                    # Another program (a second window, a CLI run) took the free name
+                    # while this photo was protected: the next free one is used instead.
+                    log.info("%s was taken meanwhile; protecting again to the next name", dst)
         except Cancelled:
             self.cancelled.emit(job.index)
         except Exception as exc:  # every failure belongs on its photo's row
@@ -239,17 +267,17 @@ class ProtectWorker(QObject):
             remove_stale_temp_files(folder)
 
     def _status(self, report: Report) -> str:
-        """describe() with the after-posting verdict; the copy is written already, so a
-        failed check only leaves the verdict out, and so does a cancel (the check takes
-        seconds and can't stop half-way)."""
+        """describe() with the damage after posting; the copy is written already, so a
+        failed check only leaves that out, and so does a cancel (the check takes seconds
+        and can't stop half-way)."""
         if self._stop.is_set():
             return describe(report)
         try:
-            verdict = posting_verdict(report, self.config)
+            posted_db = posting_damage(report, self.config)
         except Exception:
             log.exception("checking %s after posting failed", report.dst)
-            verdict = None
-        return describe(report, verdict)
+            posted_db = None
+        return describe(report, posted_db)
 
     def _on_download(self, name: str, done: int, total: int) -> None:
         if self._stop.is_set():  # the download's temp file is removed on the way out
