@@ -569,19 +569,32 @@ class TestRun:
         [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
         assert item.status == PROTECTED, item.message
 
-    def test_jobs_run_in_worker_processes(self, tmp_path, small_photo, tiny_config):
+    def test_jobs_run_in_worker_processes(self, tmp_path, small_photo, tiny_config,
+                                          monkeypatch):
+        """No photo is protected in this process: protect_file, watched here, is never
+        called here (the workers, spawned, import their own), as it is with jobs=1."""
+        from cloak import api
+
         # larger than the attack size: the round-trip filter and upsampling run too
         photos = [small_photo(tmp_path / "in" / f"{n}.png", size=(320, 256), index=n)
                   for n in range(3)]
         out = tmp_path / "out"
         children: list[int] = []  # worker processes alive while events arrive
+        protected_here: list[int] = []  # the pid of each protect_file call in this process
+        real_protect_file = api.protect_file
+
+        def watched(*args, **kwargs):
+            protected_here.append(os.getpid())
+            return real_protect_file(*args, **kwargs)
+
+        monkeypatch.setattr(api, "protect_file", watched)
 
         def on_event(event):
             children.extend(p.pid for p in multiprocessing.active_children())
 
         result = batch.run(batch.plan(photos, out), out, tiny_config, jobs=2,
                            on_event=on_event)
-        assert children and os.getpid() not in children
+        assert children and protected_here == []
         assert [i.status for i in result.items] == [PROTECTED] * 3
         assert all(decodes(i.dst) for i in result.items)
         manifest = json.loads((out / MANIFEST_NAME).read_text())
@@ -597,6 +610,7 @@ class TestRun:
                              tiny_config, jobs=1)
         finally:
             torch.set_num_threads(threads)
+        assert protected_here == [os.getpid()] * 3  # work done here is seen
         assert [sha256(i.dst) for i in here.items] == [sha256(i.dst) for i in result.items]
 
     def test_a_worker_that_dies_fails_its_photos_and_the_rest_go_on(self, tmp_path,

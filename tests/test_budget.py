@@ -27,7 +27,10 @@ class TestVisibilityMap:
         v = budget.visibility_map(half_flat_half_texture())
         flat, texture = v[..., 8:-8, 4:20].mean(), v[..., 8:-8, 44:60].mean()
         assert float(flat) < 0.5 * float(texture)
-        assert float(v.min()) >= budget.FLAT_FLOOR - 1e-6 and float(v.max()) <= 1
+        # away from the edge: flat keeps the floor, texture (std ~0.29, over the 0.1
+        # contrast reference) earns the full budget
+        assert float(flat) == pytest.approx(budget.FLAT_FLOOR, abs=0.01)
+        assert float(texture) == pytest.approx(1.0, abs=0.01)
 
     def test_map_is_smooth(self):
         v = budget.visibility_map(half_flat_half_texture())
@@ -116,11 +119,16 @@ def _texture_crop(size: int = 128) -> np.ndarray:
     return np.asarray(crop, dtype=np.float32) / 255
 
 
-def _perturbation(rgb: np.ndarray, config) -> np.ndarray:
-    """|protected - original| per pixel, (H, W), real weights."""
+def _change(rgb: np.ndarray, config) -> np.ndarray:
+    """|protected - original| per pixel and channel, (H, W, 3), real weights."""
     from cloak.pipeline import protect_array
 
-    return np.abs(protect_array(rgb, config).rgb - rgb).mean(axis=2)
+    return np.abs(protect_array(rgb, config).rgb - rgb)
+
+
+def _perturbation(rgb: np.ndarray, config) -> np.ndarray:
+    """|protected - original| per pixel, (H, W), averaged over the channels."""
+    return _change(rgb, config).mean(axis=2)
 
 
 class TestWhereThePerturbationGoes:
@@ -139,11 +147,12 @@ class TestWhereThePerturbationGoes:
         full size, where the flat half must still get less (and no more than eps)."""
         rgb = _texture_crop(320)
         rgb[:, :160] = rgb[:, :160].mean(axis=(0, 1))
-        change = _perturbation(rgb, tiny_config.replace(steps=3))
+        per_channel = _change(rgb, tiny_config.replace(steps=3))
+        change = per_channel.mean(axis=2)
         assert change.shape == (320, 320)
         flat, texture = change[16:-16, 16:128].mean(), change[16:-16, 192:304].mean()
         assert texture > 0 and flat < 0.5 * texture
-        assert change.max() <= tiny_config.eps + 1e-6
+        assert per_channel.max() <= tiny_config.eps + 1e-6  # every channel, not their mean
 
     def test_user_mask_moves_the_noise(self, tiny_config, tmp_path: Path) -> None:
         rgb = _texture_crop()

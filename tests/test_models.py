@@ -488,3 +488,15 @@ def test_an_opencv_failure_turns_face_priority_off_for_the_photo(model_dir, monk
     rgb = np.zeros((64, 64, 3), np.uint8)
     assert find_faces(rgb, W.resolve_face_detector(allow_download=False)) == []
     assert "face priority is off for this photo" in caplog.text
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_loading_leaves_the_callers_random_state_alone(name, model_dir, monkeypatch):
+    """Building a model before its weights are loaded would draw its initial weights from
+    torch's global random state, the caller's (`protect()` from a fresh process moved it)."""
+    monkeypatch.setattr("cloak.models._cache", {})  # a real load, not the process's cache
+    torch.manual_seed(1234)
+    before = torch.get_rng_state()
+    model = load_autoencoder(name)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert not any(p.is_meta for p in model.parameters())

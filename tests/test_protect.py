@@ -47,6 +47,56 @@ class TestProtectFile:
         assert report.max_change255 <= config.eps255 + 1e-6
         assert set(report.damage_db) == {"taesd", "taef2"}
 
+    @pytest.mark.parametrize("kind", ["webp", "tif", "bmp", "png16"])
+    def test_linf_after_saving_in_each_lossless_format(self, tiny_config, small_photo,
+                                                       tmp_path, kind):
+        """WebP (written lossless), TIFF, BMP and 16-bit RGB PNG keep the change as made:
+        the saved copy is within eps of the input, and reaches it (a full first step). A
+        16-bit PNG stays 16-bit, its change whole 8-bit steps (multiples of 257)."""
+        import cv2
+
+        config = tiny_config.replace(step_start=1.0)
+        if kind != "png16":
+            src = small_photo(tmp_path / f"a.{kind}")
+            protect_file(src, tmp_path / "out" / src.name, config)
+            diff = np.abs(pixels(tmp_path / "out" / src.name) - pixels(src))
+            assert diff.max() == round(config.eps255), kind
+            return
+        with Image.open(small_photo(tmp_path / "8.png")) as im:
+            rgb8 = np.asarray(im, dtype=np.int64)
+        low_bits = np.random.default_rng(0).integers(0, 257, rgb8.shape)
+        rgb16 = ((20 + rgb8 * 215 // 255) * 257 + low_bits).astype(np.uint16)  # no clipping
+        src = tmp_path / "a.png"
+        assert cv2.imwrite(str(src), np.ascontiguousarray(rgb16[..., ::-1]))
+        protect_file(src, tmp_path / "out" / "a.png", config)
+        out = cv2.imread(str(tmp_path / "out" / "a.png"), cv2.IMREAD_UNCHANGED)
+        assert out.dtype == np.uint16 and out.shape == rgb16.shape
+        change = out[..., ::-1].astype(np.int64) - rgb16
+        assert (change % 257 == 0).all()
+        assert np.abs(change).max() == round(config.eps255) * 257 <= config.eps * 65535 + 1e-6
+
+    def test_colour_under_transparent_webp_pixels_is_kept(self, tiny_config, small_photo,
+                                                          tmp_path):
+        """A WebP's fully transparent pixels keep their colour within eps (an encoder may
+        replace it to save space; undoing the alpha in an editor would show that)."""
+        with Image.open(small_photo(tmp_path / "rgb.png")) as im:
+            rgba = im.convert("RGBA")
+        alpha = np.full((48, 64), 255, np.uint8)
+        alpha[:, :24] = 0  # the left part see-through, over the photo's own colours
+        rgba.putalpha(Image.fromarray(alpha))
+        src = tmp_path / "a.webp"
+        rgba.save(src, lossless=True, exact=True)
+        with Image.open(src) as im:
+            before = np.asarray(im.convert("RGBA"), dtype=np.int16)
+        hidden = before[:, :24, :3]
+        assert hidden.std() > 10 and (before[..., 3] == alpha).all()  # colour is there
+        protect_file(src, tmp_path / "out" / "a.webp", tiny_config)
+        with Image.open(tmp_path / "out" / "a.webp") as im:
+            after = np.asarray(im.convert("RGBA"), dtype=np.int16)
+        assert (after[..., 3] == before[..., 3]).all()
+        assert np.abs(after[:, :24, :3] - hidden).max() <= round(tiny_config.eps255)
+        assert np.abs(after[..., :3] - before[..., :3]).max() <= round(tiny_config.eps255)
+
     def test_a_fractional_eps_keeps_whole_8bit_steps_within_it(self, config, small_photo,
                                                                tmp_path):
         src = small_photo(tmp_path / "a.png", size=(96, 80))
@@ -141,10 +191,15 @@ class TestProtectFile:
         assert steps == [] and not (tmp_path / "out").exists()
 
     def test_dev_photos_keep_size_and_orientation(self, model_dir, tmp_path):
-        """Every dev photo (HEIC and CMYK included) comes out with its size, orientation
-        and way up (about 25 s: one attack step at 128 px, the rest is load and save)."""
+        """Every dev photo (HEIC and CMYK included) comes out in its format, with its size,
+        orientation and way up (about 25 s: one attack step at 128 px, the rest is load and
+        save). The HEIC is stored upright, so its orientation tags are 1 and 1: its format
+        and its pixels, shown, are what pin it."""
+        import pillow_heif
+
         if not PHOTOS.is_dir():
             missing(f"no dev photos in {PHOTOS}")
+        pillow_heif.register_heif_opener()
         config = ProtectConfig(strength="fast", steps=1, models=("taesd",), working_size=128,
                                faces=False, measure=False)
         for src in sorted(PHOTOS.iterdir()):
@@ -153,14 +208,13 @@ class TestProtectFile:
             dst = tmp_path / src.name
             before = sha(src)
             protect_file(src, dst, config)
-            assert sha(src) == before
-            import pillow_heif
-
-            pillow_heif.register_heif_opener()
+            assert sha(src) == before, src.name
             with Image.open(src) as a, Image.open(dst) as b:
+                assert b.format == a.format, f"{src.name}: {a.format} in, {b.format} out"
                 assert a.size == b.size, src.name
                 assert a.getexif().get(0x0112, 1) == b.getexif().get(0x0112, 1), src.name
-                assert ImageOps.exif_transpose(a).size == ImageOps.exif_transpose(b).size
+                assert ImageOps.exif_transpose(a).size == ImageOps.exif_transpose(b).size, \
+                    src.name
             # Shown the same way up: a turned or flipped copy (even of a square photo)
             # would differ by far more than the perturbation and one lossy re-save.
             shown_a, shown_b = pixels(src), pixels(dst)
@@ -281,6 +335,33 @@ class TestEditingViews:
         finally:
             hook.remove()
         assert seen == [(88, 128)] * 5
+
+
+    def test_two_editing_sizes_are_each_shown_to_the_models(self, model_dir, small_photo,
+                                                           tmp_path):
+        """As `high` works (512 and 1024 there): one perturbation, made at the larger
+        editing size, is shown to the models at each size in turn, a rotation cycle each
+        (taesd's is 2 steps), and stays within eps at full size."""
+        from cloak.device import pick_device
+        from cloak.models import load_autoencoder
+        from cloak.pipeline import protect_array
+
+        config = ProtectConfig(strength="high", steps=4, models=("taesd",), working_size=128,
+                               view_sizes=(128, 256), faces=False, measure=False)
+        assert config.attack_size == 256
+        with Image.open(small_photo(tmp_path / "a.png", size=(384, 288))) as im:
+            rgb = np.asarray(im.convert("RGB"), dtype=np.float32) / 255
+        net = load_autoencoder("taesd", None, pick_device(config.device))
+        seen = []
+        hook = net.encoder.register_forward_pre_hook(
+            lambda _m, args: seen.append(tuple(args[0].shape[-2:])))
+        try:
+            out = protect_array(rgb, config).rgb
+        finally:
+            hook.remove()
+        assert seen == [(96, 128)] * 2 + [(192, 256)] * 2
+        change = np.abs(out - rgb)
+        assert out.shape == rgb.shape and 0 < change.max() <= config.eps + 1e-6
 
 
 class TestRoundTrip:
@@ -481,15 +562,29 @@ class TestLibraryChecksUpFront:
         json.dumps(report.to_dict())
         json.dumps(config.fingerprint())
 
-    def test_the_callers_random_state_is_left_alone(self, tiny_config):
+    @pytest.mark.parametrize("draws", ["posting", "latent"])
+    def test_the_callers_random_state_is_left_alone(self, tiny_config, draws):
+        """Runs that draw at random (posting transforms on every step; the latent
+        objective's random start) draw from cloak's own seeded generator, never from
+        torch's global one, which the caller's state lives in."""
         from cloak import protect
+        from cloak.device import pick_device
+        from cloak.models import load_autoencoder
 
-        torch.manual_seed(1234)
-        before = torch.get_rng_state()
+        config = (tiny_config.replace(robust=True, eot_share=1.0, eot_samples=2)
+                  if draws == "posting" else tiny_config.replace(objective="latent"))
         image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (48, 64, 3),
                                                                   dtype=np.uint8))
-        protect(image, tiny_config)
+        # Loaded first, so only the attack's draws count here (loading is pinned by
+        # test_models.py's test_loading_leaves_the_callers_random_state_alone).
+        load_autoencoder("taesd", None, pick_device(config.device))
+        torch.manual_seed(1234)
+        before = torch.get_rng_state()
+        first = np.asarray(protect(image, config).image)
         assert torch.equal(torch.get_rng_state(), before)
+        # the draws are real: another seed gives another result
+        assert not np.array_equal(np.asarray(protect(image, config.replace(seed=1)).image),
+                                  first)
 
     def test_an_image_in_memory_gets_the_size_checks_of_a_file(self, tiny_config):
         from cloak import UnsupportedImageError, protect

@@ -327,10 +327,15 @@ def missing_message(spec: ModelSpec, part: str, why: str, model_dir=None) -> str
 
 
 def build_part(spec: ModelSpec, part: str) -> torch.nn.Module:
+    """(model, part) with uninitialised CPU parameters, for load_state_dict(strict=True)
+    to fill: built on the meta device, so no random initialisation runs (it would move
+    the caller's torch random state, and cost time)."""
     from .taesd import Decoder, Encoder
 
     factory = Encoder if part == "encoder" else Decoder
-    return factory(spec.latent_channels, spec.use_pool)
+    with torch.device("meta"):
+        module = factory(spec.latent_channels, spec.use_pool)
+    return module.to_empty(device="cpu")
 
 
 def load_part(spec: ModelSpec, part: str, path: Path) -> torch.nn.Module:
