@@ -402,6 +402,9 @@ def laplacian_energy_db(x: torch.Tensor) -> float:
 
 # The Laplacian energy of 8-bit rounding noise alone: 20 * (1/255)^2 / 12, in dB. A photo
 # smoother than that (a flat colour) would give any texture the decoder paints a huge gap.
+# That is one channel's noise; the luma of three independently rounded channels has about
+# 0.45 of it, so for colour photos the floor is on the high side: it can only lower the
+# gap of very smooth photos (fewer detections there, never more false alarms).
 QUANTISATION_FLOOR_DB = 10 * math.log10(20 / 12 / 255**2)
 
 
@@ -433,9 +436,11 @@ def receipt_per_model(photo: Image.Image, models: Sequence[str] = ALL_MODEL_NAME
     """{model: {feature: dB}} for one photo at long side 512."""
     dev = pick_device(device)
     x = metrics.resize_long(_tensor(photo), 512).to(dev).clamp(0, 1)
-    # fp32 on every device, so a photo scores the same on every machine (bf16 autocast
+    # fp32 on every device, so a photo scores alike on every machine (bf16 autocast
     # moved taesd's hf_gap by +0.01 to +0.03 dB on three clean dev photos). One forward
-    # pass per model, so fp32 costs little.
+    # pass per model, so fp32 costs little. On a CUDA GPU torch runs fp32 convolutions at
+    # TF32 precision by default (torch.backends.cudnn.conv.fp32_precision), which cloak
+    # leaves as it is: never measured here, as no GPU was available.
     return {name: {k: round(v, 3) for k, v in _per_model_receipt(net, x).items()}
             for name, net in _models(models, model_dir, dev).items()}
 

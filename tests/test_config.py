@@ -110,3 +110,30 @@ def test_a_gpu_index_this_machine_lacks_is_refused():
     else:
         with pytest.raises(ConfigError, match="numbered from 0"):
             pick_device(f"cuda:{torch.cuda.device_count()}")
+
+
+def test_the_readmes_preset_table_states_the_presets():
+    """README's "Strength presets" table is what users choose by; every figure in it is
+    read back and compared with PRESETS."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Strength presets", 1)[1]
+    rows = [line for line in section.splitlines()[2:]
+            if line.startswith("| ") and not line.startswith("|---")]
+    header, *rows = rows[:1 + len(PRESETS)]
+    assert header.startswith("| preset | eps")
+    stated = {}
+    for row in rows:
+        name, eps, steps, first, size, editing, perceptual, eot = (
+            cell.strip() for cell in row.strip("|").split("|"))
+        stated[name.split()[0]] = (float(eps), int(steps), float(first), int(size),
+                                   tuple(int(s) for s in re.findall(r"\d+", editing)),
+                                   float(perceptual), eot == "on")
+    assert list(stated) == list(PRESETS)
+    for name, preset in PRESETS.items():
+        config = ProtectConfig(strength=name)
+        assert stated[name] == (preset.eps255, preset.steps, preset.step_start,
+                                config.attack_size, config.editing_sizes,
+                                preset.perceptual_weight, preset.robust), name

@@ -24,8 +24,8 @@ try:
 except ImportError as exc:  # not installed, or a broken Qt (missing system libraries)
     missing(f"PySide6 does not import: {exc}", module_level=True)
 
-from PySide6.QtCore import QEvent, QMimeData, QPointF, Qt, QThread, QTimer, QUrl
-from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtCore import QEvent, QMimeData, QObject, QPointF, Qt, QThread, QTimer, QUrl, Slot
+from PySide6.QtGui import QDesktopServices, QDragEnterEvent, QDropEvent
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
@@ -81,6 +81,21 @@ def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
         QApplication.processEvents()
         time.sleep(0.005)
     return True
+
+
+MAX_TICK_GAP_S = 1.0  # longest the main thread may go unanswering during a batch
+
+
+class UrlRecorder(QObject):
+    """Takes the desktop's `file:` URLs instead of a file manager (setUrlHandler)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[QUrl] = []
+
+    @Slot(QUrl)
+    def record(self, url: QUrl) -> None:
+        self.urls.append(url)
 
 
 def drop(widget, paths_or_urls: list) -> tuple[bool, QDropEvent]:
@@ -361,19 +376,27 @@ class TestProtecting:
         earlier.parent.mkdir()
         earlier.write_bytes(b"an earlier protected copy")
         before = {p: sha256(p) for p in (one, two, bad, earlier)}
-        window.add_paths([one, bad, two])
+        accepted, dropped = drop(window.drop_zone, [one, bad, two])  # a real drop
+        assert accepted and dropped.isAccepted()
+        assert [row.src for row in window.rows.values()] == [one, bad, two]
 
         ticks = []
         timer = QTimer()
         timer.setInterval(10)
-        timer.timeout.connect(lambda: ticks.append(window.is_running()))
+        timer.timeout.connect(lambda: ticks.append(time.monotonic()))
         timer.start()
         window.start()
         assert window.is_running() and not window.protect_button.isEnabled()
+        started = time.monotonic()
         assert wait_until(lambda: not window.is_running(), 60)
         timer.stop()
 
-        assert sum(ticks) >= 5, "the main thread must keep running while the worker works"
+        # The main thread kept answering while the worker worked: no long gap between
+        # ticks (a wait on the worker, or protecting on the main thread, would leave one
+        # as long as a photo's attack).
+        assert len(ticks) >= 5, "the main thread must keep running while the worker works"
+        gaps = np.diff([started, *ticks])
+        assert gaps.max() < MAX_TICK_GAP_S, f"the main thread stalled {gaps.max():.2f} s"
         rows = {row.src: row for row in window.rows.values()}
         assert rows[bad].state == PhotoRow.FAILED
         assert "failed" in rows[bad].status.text() and "Traceback" not in rows[bad].status.text()
@@ -400,11 +423,14 @@ class TestProtecting:
         assert wait_until(lambda: not panel.loading, 10)
         assert panel.title.text().startswith("two.png") and panel.mode == "budget"
 
-        opened = []
-        monkeypatch.setattr(window_module, "open_folder", opened.append)
-        assert window.open_button.isEnabled()
-        window.open_button.click()
-        assert opened == [tmp_path / "protected"]
+        opened = UrlRecorder()  # the real open_folder, up to the desktop's file handler
+        QDesktopServices.setUrlHandler("file", opened, "record")
+        try:
+            assert window.open_button.isEnabled()
+            window.open_button.click()
+        finally:
+            QDesktopServices.unsetUrlHandler("file")
+        assert opened.urls == [QUrl.fromLocalFile(str(tmp_path / "protected"))]
 
     def test_metadata_boxes_reach_the_saved_photo(self, window, tmp_path, small_photo):
         from PIL import ExifTags
@@ -1098,8 +1124,13 @@ def test_selecting_a_row_restyles_only_the_two_rows_that_change(qapp, monkeypatc
     for row in rows:
         photo_list.add_row(row)
     restyled = []
-    monkeypatch.setattr(PhotoRow, "set_selected",
-                        lambda self, selected: restyled.append((self.row_id, selected)))
+    set_selected = PhotoRow.set_selected
+
+    def recorded(self, selected):  # and restyled for real
+        restyled.append((self.row_id, selected))
+        set_selected(self, selected)
+
+    monkeypatch.setattr(PhotoRow, "set_selected", recorded)
     photo_list.set_current(3)
     photo_list.set_current(4)
     assert restyled[0] == (3, True)  # nothing was selected before
