@@ -11,7 +11,9 @@ import errno
 import hashlib
 import io as _io
 import os
+import shutil
 import struct
+import tempfile
 import time
 import zlib
 from pathlib import Path
@@ -925,6 +927,35 @@ def _assert_one_line(exc: pytest.ExceptionInfo, path: Path, *words: str) -> None
         assert word in message.lower(), message
 
 
+def _load_as_nobody(path: Path) -> str:
+    """io.load_photo(path) in a forked child, as user `nobody` when this runs as root:
+    "refused: MESSAGE" (an UnsupportedImageError), "loaded", or "error: ..."."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report through the pipe, never return into pytest
+        outcome = "error: the child did not finish"
+        try:
+            if os.geteuid() == 0:
+                os.setgroups([])
+                os.setgid(65534)
+                os.setuid(65534)
+            try:
+                io.load_photo(path)
+                outcome = "loaded"
+            except UnsupportedImageError as exc:
+                outcome = f"refused: {exc}"
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent
+            outcome = f"error: {type(exc).__name__}: {exc}"
+        finally:
+            os.write(write_end, outcome.encode())
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        outcome = pipe.read().decode()
+    os.waitpid(pid, 0)
+    return outcome
+
+
 class TestBadInput:
     def test_empty_file(self, tmp_path: Path) -> None:
         (path := tmp_path / "e.jpg").write_bytes(b"")
@@ -1052,13 +1083,24 @@ class TestBadInput:
             io.load_photo(path)
         _assert_one_line(exc, path, "permission denied")
 
-    @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
-                        reason="root reads any file")
+    @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork (POSIX)")
     def test_permission_denied_for_real(self, tmp_path: Path) -> None:
-        path = _jpeg(tmp_path)
-        path.chmod(0)
-        with pytest.raises(UnsupportedImageError, match="permission denied"):
-            io.load_photo(path)
+        """A real EACCES from the OS, not a patched open. Root reads any file, and CI runs
+        as root, so there the load runs in a forked child that has dropped to `nobody`."""
+        folder = Path(tempfile.mkdtemp(prefix="cloak-perm-"))  # outside root's 0700 tmp
+        try:
+            folder.chmod(0o755)
+            readable = _jpeg(folder)
+            io.load_photo(readable)  # Pillow's plugins imported now, before dropping rights
+            path = readable.rename(folder / "locked.jpg")
+            path.chmod(0)
+            outcome = _load_as_nobody(path)
+            assert outcome.startswith("refused: "), outcome
+            message = outcome.removeprefix("refused: ")
+            assert "\n" not in message and str(path) in message
+            assert "permission denied" in message.lower(), message
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
     @pytest.mark.parametrize("suffix,options", [
         (".gif", {"duration": 100, "loop": 0}), (".png", {}), (".webp", {}),
