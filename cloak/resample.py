@@ -21,10 +21,13 @@ _WITHOUT_AA_BACKWARD = frozenset({"mps"})
 
 def resize(x: torch.Tensor, size: tuple[int, int], mode: str, antialias: bool) -> torch.Tensor:
     """F.interpolate(x, size, mode, antialias, align_corners=False) for (N, C, h, w) x,
-    `mode` "bilinear" or "bicubic"; through `resize_by_matrices` on devices that lack the
-    antialiased backward pass."""
+    `mode` "bilinear" or "bicubic"; through `resize_by_matrices` where a gradient will be
+    taken on a device that lacks the antialiased backward pass (the forward pass exists:
+    resizing a full-size photo to measure it keeps torch's own route, and no matrices as
+    large as the photo)."""
     size = (int(size[0]), int(size[1]))
-    if antialias and x.device.type in _WITHOUT_AA_BACKWARD:
+    if (antialias and x.device.type in _WITHOUT_AA_BACKWARD and x.requires_grad
+            and torch.is_grad_enabled()):
         return resize_by_matrices(x, size, mode, antialias)
     return F.interpolate(x, size=size, mode=mode, antialias=antialias, align_corners=False)
 

@@ -41,6 +41,24 @@ def test_resize_keeps_torchs_own_route_where_it_has_the_kernel():
     assert torch.equal(resample.resize(x, (45, 60), "bicubic", antialias=True), expected)
 
 
+def test_the_matrices_are_used_only_where_a_gradient_will_be_taken(monkeypatch):
+    """On a device without the backward kernel (mps; the CPU stands in here), a resize
+    with no gradient to take keeps torch's forward kernel: measuring a 48 MP photo builds
+    no matrices the size of the photo."""
+    monkeypatch.setattr(resample, "_WITHOUT_AA_BACKWARD", frozenset({"cpu"}))
+    x = torch.rand(1, 3, 60, 80, generator=torch.Generator().manual_seed(2))
+    torch_route = F.interpolate(x, size=(45, 60), mode="bicubic", antialias=True,
+                                align_corners=False)
+    assert torch.equal(resample.resize(x, (45, 60), "bicubic", antialias=True), torch_route)
+    with_grad = resample.resize(x.requires_grad_(), (45, 60), "bicubic", antialias=True)
+    assert "Upsample" not in with_grad.grad_fn.name()  # a matrix product's, not torch's
+    assert "Upsample" in F.interpolate(x, size=(45, 60), mode="bicubic", antialias=True,
+                                       align_corners=False).grad_fn.name()
+    with torch.no_grad():
+        assert torch.equal(resample.resize(x, (45, 60), "bicubic", antialias=True),
+                           torch_route)
+
+
 def test_refuses_what_it_cannot_resize():
     with pytest.raises(ValueError, match="floating"):
         resample.resize_by_matrices(torch.zeros(3, 8, 8), (4, 4), "bilinear", True)

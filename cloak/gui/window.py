@@ -175,6 +175,7 @@ class MainWindow(QMainWindow):
         self.last_output_dir: Path | None = None  # what "Open output folder" opens
         self._run_output_dirs: set[Path] = set()  # where the last batch wrote
         self._run_ids: set[int] = set()  # the rows of the last batch
+        self._run_notices: list[str] = []  # what the worker told the user in the last batch
         self._next_id = 0
         self._todo = self._done = 0  # photos in the running batch, and finished so far
         self._thread: QThread | None = None
@@ -436,6 +437,7 @@ class MainWindow(QMainWindow):
         self._todo = len(jobs)
         self._done = 0
         self.last_output_dir = None  # until this batch writes a copy
+        self._run_notices = []  # shown again when the batch ends
         self._run_ids = set(todo)  # the summary at the end counts this batch's photos
         self._run_output_dirs = set()
         self._thread = QThread(self)
@@ -447,7 +449,7 @@ class MainWindow(QMainWindow):
         self._worker.protected.connect(self._on_protected)
         self._worker.failed.connect(self._on_failed)
         self._worker.cancelled.connect(self._on_cancelled)
-        self._worker.notice.connect(self.statusBar().showMessage)
+        self._worker.notice.connect(self._on_notice)
         # quit() is thread-safe; a direct call lets closeEvent's wait() end the thread.
         self._worker.finished.connect(self._thread.quit, Qt.ConnectionType.DirectConnection)
         self._thread.finished.connect(self._on_thread_finished)
@@ -472,6 +474,11 @@ class MainWindow(QMainWindow):
                                               " (it is no longer there)"), 8000)
 
     # worker signals -----------------------------------------------------------------
+
+    @Slot(str)
+    def _on_notice(self, text: str) -> None:
+        self._run_notices.append(text)
+        self.statusBar().showMessage(text)
 
     @Slot(int)
     def _on_started(self, row_id: int) -> None:
@@ -514,9 +521,11 @@ class MainWindow(QMainWindow):
         self.summary.setText(", ".join(f"{n} {s}" for s, n in counts.items())
                              + (f"; {waiting} added meanwhile, waiting" if waiting else ""))
         self._update_buttons()
+        if self._run_notices:  # a message shown since may have replaced them
+            self.statusBar().showMessage(" ".join(self._run_notices))
         self.batch_finished.emit()
         if self._close_when_stopped:  # closed mid-batch: the worker has stopped now
-            QTimer.singleShot(0, self.close)
+            QTimer.singleShot(0, self, self.close)
 
     # the rest -----------------------------------------------------------------------
 
@@ -620,8 +629,6 @@ class MainWindow(QMainWindow):
         after posting can take seconds), then closes by itself: waiting here would freeze
         it. shutdown() waits instead, so no thread outlives the window."""
         self._closing = True
-        if self._worker is not None:
-            self._worker.cancel()
         if self._thread is not None and not self._joining:
             self._close_when_stopped = True
             self.cancel()
@@ -629,6 +636,8 @@ class MainWindow(QMainWindow):
                                          "closes by itself")
             event.ignore()
             return
+        if self._worker is not None:
+            self._worker.cancel()
         if self._thread is not None:
             self.statusBar().showMessage("Stopping after the current step…")
             self.repaint()
