@@ -674,6 +674,11 @@ def _run_locked(items: list[Item], out_dir: Path, config: ProtectConfig,
     todo: list[Item] = []
     interrupted = False
     identities = json.dumps(manifest.entries, sort_keys=True)
+    if config.mask_path:  # a bad mask fails now, before any photo, and before a missing
+        # one reads as a change of settings against the outputs made with it
+        from .budget import load_user_mask
+
+        load_user_mask(config.mask_path, 8, 8, check_aspect=False)
     try:
         for item in items:
             if item.status == "pending":
@@ -693,10 +698,6 @@ def _run_locked(items: list[Item], out_dir: Path, config: ProtectConfig,
             with contextlib.suppress(OSError, OutputError):  # times brought up to date
                 manifest.save()  # (_same_file refresh); a failure only costs a rehash
         if todo:
-            if config.mask_path:  # a bad mask fails now, not on every photo
-                from .budget import load_user_mask
-
-                load_user_mask(config.mask_path, 8, 8, check_aspect=False)
             preload_models(config, lambda *download: emit(download_event(*download)))
             # Everything is fetched, or known missing and reported: the photos (and the
             # --jobs workers, new processes) only look, so nothing is retried per photo.

@@ -4,6 +4,17 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+# Verdict thresholds on the weakest model's damage (dB): cloak verify's words.
+VERDICTS = (("strong", 3.0), ("moderate", 1.5), ("weak", 0.5))
+
+
+def verdict_for(damage_db: float) -> str:
+    """"strong", "moderate", "weak" or "none" for the weakest model's damage in dB."""
+    for name, threshold in VERDICTS:
+        if damage_db >= threshold:
+            return name
+    return "none"
+
 
 @dataclass
 class Report:
@@ -33,6 +44,8 @@ class Report:
     def summary(self) -> str:
         """One line for humans."""
         damage = ", ".join(f"{k} {v:.1f}" for k, v in self.damage_db.items()) or "not measured"
+        if self.damage_db:  # verify's word for the weakest model, as saved
+            damage += f" ({verdict_for(self.min_damage_db)} as saved)"
         return (f"PSNR {self.psnr:.1f} dB, SSIM {self.ssim:.3f}, max change "
                 f"{self.max_change255:.0f}/255 | damage dB: {damage} | {self.seconds:.1f} s")
 

@@ -34,6 +34,7 @@ from .errors import ConfigError
 from .io import decode_own_bytes
 from .models import ALL_MODEL_NAMES, load_autoencoder
 from .pipeline import to_tensor
+from .report import VERDICTS, verdict_for  # noqa: F401 - VERDICTS is part of verify's API
 
 # Approximations of what each platform does to an upload (size cap, JPEG quality): the cap
 # is on the long side, except instagram's (below).
@@ -64,8 +65,6 @@ CLEANUPS = ("jpeg95", "jpeg75", "jpeg50", "down-up", "blur", "crop", "grid", "na
 # crop left more damage (benchmarks/crop_as_is.md).
 CROP_AT_512 = 4
 
-# Verdict thresholds on the weakest model's damage (dB), worst channel.
-VERDICTS = (("strong", 3.0), ("moderate", 1.5), ("weak", 0.5))
 # No-reference receipt: taesd high-frequency gap (dB) at or above which a photo is called
 # protected. Calibrated with benchmarks/receipt_calibration.py on the 25 dev photos, clean
 # and protected at medium, as posted and after `instagram` (benchmarks/receipt.md).
@@ -175,13 +174,6 @@ def apply_channel(img: Image.Image, channel: str) -> Image.Image:
     raise ValueError(f"unknown channel {channel!r}")
 
 
-def verdict_for(damage_db: float) -> str:
-    for name, threshold in VERDICTS:
-        if damage_db >= threshold:
-            return name
-    return "none"
-
-
 @dataclass
 class ChannelResult:
     channel: str
@@ -217,12 +209,17 @@ class Verification:
 
     @property
     def verdict_as_posted(self) -> str:
+        """Verdict on the photo as it is, as the user posts it: before any platform's
+        processing (the "as-is" channel)."""
         return verdict_for(self.as_posted.min_damage_db)
 
     def to_dict(self) -> dict:
+        """Every figure, plus the verdicts: `verdict` on the worst channel and
+        `verdict_as_is` on the photo as it is (also under its first name,
+        `verdict_as_posted`, which read as "after posting" to some)."""
         d = asdict(self)
-        d.update(verdict=self.verdict, verdict_as_posted=self.verdict_as_posted,
-                 worst_channel=self.worst.channel)
+        d.update(verdict=self.verdict, verdict_as_is=self.verdict_as_posted,
+                 verdict_as_posted=self.verdict_as_posted, worst_channel=self.worst.channel)
         return d
 
 

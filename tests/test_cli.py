@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -288,6 +289,54 @@ def test_verify_with_original_prints_channels_and_writes_json(tmp_path, small_ph
     worst = min(data["channels"], key=lambda c: c["damage_db"]["taesd"])
     assert data["worst_channel"] == worst["channel"]
     assert f"verdict: {data['verdict']} (worst channel: {worst['channel']})" in result.stdout
+    # the verdict on the photo as it is, under a name that says so (and its first name)
+    assert data["verdict_as_is"] == data["verdict_as_posted"]
+    assert f"as is (before posting): {data['verdict_as_is']}" in result.stdout
+    # both groups of columns are named: damage, then latent shift, model by model
+    lines = result.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("channel"))
+    assert "damage dB" in lines[header - 1] and "latent shift" in lines[header - 1]
+    assert lines[header].split() == ["channel", "taesd", "taesd"]
+    assert len(lines[header + 1].split()) == 3  # as-is, its damage, its latent shift
+
+
+def test_each_protected_photo_gets_verifys_word_for_its_damage(tmp_path, small_photo,
+                                                               model_dir):
+    """The dB figures alone don't say whether they are much: each photo's line names
+    verify's verdict for its weakest model as saved."""
+    src = small_photo(tmp_path / "a.png", size=(96, 64))
+    result = invoke("protect", src, "--out", tmp_path / "out", "--strength", "fast",
+                    "--steps", "1", "--models", "taesd")
+    assert result.exit_code == 0, result.output
+    assert re.search(r"damage dB: taesd -?\d+\.\d \((strong|moderate|weak|none) as saved\)",
+                     result.stdout), result.stdout
+
+
+def test_a_folder_with_no_photos_exits_1(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("not a photo")
+    for folder in ("empty", "notes"):
+        result = invoke("protect", tmp_path / folder, "--out", tmp_path / "out", *TINY)
+        assert result.exit_code == 1, result.output
+        assert result.stderr.startswith("No photos found (cloak reads JPEG, PNG")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_missing_mask_is_said_before_the_outputs_made_with_it_are_judged(
+        tmp_path, small_photo, model_dir):
+    """A rerun whose mask is gone: "can't read mask", not "made with other settings"
+    against the copies protected with it."""
+    src = small_photo(tmp_path / "a.png")
+    mask = tmp_path / "mask.png"
+    Image.new("L", (64, 48), 255).save(mask)
+    assert invoke("protect", src, "--out", tmp_path / "out", *TINY,
+                  "--mask", mask).exit_code == 0
+    mask.unlink()
+    result = invoke("protect", src, "--out", tmp_path / "out", *TINY, "--mask", mask)
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: can't read mask {mask}: [Errno 2] No such file or directory: '{mask}'"]
 
 
 def test_verify_says_when_the_photos_look_swapped(tmp_path, small_photo, model_dir):
@@ -416,6 +465,21 @@ def test_verify_json_into_a_missing_folder_fails_before_measuring(tmp_path, smal
     result = invoke("verify", photo, photo, "--json", tmp_path / "no" / "v.json")
     assert result.exit_code == 1 and "does not exist" in result.stderr
     assert "invisibility" not in result.stdout
+
+
+def test_gui_without_a_display_is_one_line():
+    """Qt's default platform on Linux aborts the process with a core dump and advice to
+    reinstall when there is no display; cloak says what is missing instead."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the check is for Linux and the BSDs")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    code = "import sys; sys.argv = ['cloak', 'gui']; import cli; cli.main()"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=Path(cli.__file__).parent, env=env, timeout=120, check=False)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith("error: no display to open the window on")
+    assert len(done.stderr.strip().splitlines()) == 1
 
 
 def test_gui_entry_point_without_pyside6_is_one_line(tmp_path):

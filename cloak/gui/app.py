@@ -14,6 +14,20 @@ LOG_HANDLER_NAME = "cloak-gui-log"  # worker.log_file finds the file by this nam
 NEEDS_PYSIDE6 = "the desktop app needs PySide6: pip install 'cloak[gui]'"
 
 
+def missing_display() -> str | None:
+    """Why no window can open here, or None: on Linux and the BSDs, Qt's default platform
+    needs an X11 or Wayland display (without one Qt aborts the process, advising a
+    reinstall). QT_QPA_PLATFORM set by the user (offscreen, vnc, ...) is left to Qt."""
+    if not sys.platform.startswith(("linux", "freebsd", "openbsd", "netbsd")):
+        return None
+    if os.environ.get("QT_QPA_PLATFORM") or os.environ.get("DISPLAY") or os.environ.get(
+            "WAYLAND_DISPLAY"):
+        return None
+    return ("no display to open the window on (DISPLAY and WAYLAND_DISPLAY are unset); "
+            "run `cloak gui` inside a desktop session, or use the command line: "
+            "cloak protect PHOTOS --out DIR")
+
+
 def log_to_file() -> Path | None:
     """Also write warnings and errors to the user's log folder (a desktop user sees no
     terminal; failed rows name this file). None, and nothing changed, if it can't be
@@ -59,9 +73,12 @@ def main() -> int:
             raise  # something else is broken: show it as it is
         print(f"error: {NEEDS_PYSIDE6} ({exc})", file=sys.stderr)
         return 1
+    created = QApplication.instance() is None
+    if created and (reason := missing_display()):
+        print(f"error: {reason}", file=sys.stderr)
+        return 1
     log_to_file()
     keep_freed_memory()
-    created = QApplication.instance() is None
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("cloak")
     app.setApplicationDisplayName("cloak")

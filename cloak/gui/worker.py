@@ -77,7 +77,7 @@ def describe(report: Report, posted_db: float | None = None) -> str:
     """The one-line status of a protected photo: its weakest model's damage as saved and,
     given `posted_db` (posting_damage's), after Instagram-style posting with verify's
     verdict on it."""
-    from ..verify import verdict_for
+    from ..report import verdict_for
 
     weakest = report.min_damage_db
     if weakest is None:
