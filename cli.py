@@ -35,6 +35,22 @@ app = typer.Typer(
          "apps, face swaps) before you post them.")
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        import cloak
+
+        typer.echo(f"cloak {cloak.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True,
+        help="Print cloak's version and exit.")] = False) -> None:
+    """Protect photos against latent-diffusion editing (img2img, inpainting, 'nudify'
+    apps, face swaps) before you post them."""
+
+
 def printable(text: str) -> str:
     """`text` safe to print: a file name that is not valid UTF-8 (its bytes held as lone
     surrogates) shows them as \\xNN escapes instead of stopping the run, and control

@@ -312,6 +312,13 @@ def test_each_protected_photo_gets_verifys_word_for_its_damage(tmp_path, small_p
                      result.stdout), result.stdout
 
 
+def test_version():
+    import cloak
+
+    result = invoke("--version")
+    assert result.exit_code == 0 and result.stdout == f"cloak {cloak.__version__}\n"
+
+
 def test_a_folder_with_no_photos_exits_1(tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "notes").mkdir()
