@@ -490,6 +490,39 @@ class Manifest:
         write_atomic(self.path, lambda fp: fp.write(text.encode("utf-8")), overwrite=True)
 
 
+def earlier_copy(src: Path, out_dir: Path, settings: dict) -> Path | None:
+    """A copy of `src` that cloak wrote into `out_dir` (or a folder in it) before, with
+    `settings` (ProtectConfig.fingerprint), both files still as they were then, as the
+    folder's manifest records; None if there is none. The desktop app asks this, so a
+    photo it protected in an earlier session is not protected again."""
+    manifest = Manifest(out_dir)
+    for key, entry in manifest.entries.items():
+        if entry.get("state") != "done" or not _same_settings(entry.get("settings"),
+                                                               settings):
+            continue
+        dst = out_dir / key
+        if (_inside(dst.parent, out_dir) and _same_file(src, entry.get("src"))
+                and _same_file(dst, entry.get("dst"))):
+            return dst
+    return None
+
+
+def record_copy(src: Path, dst: Path, settings: dict) -> bool:
+    """Record in the manifest of `dst`'s folder that cloak wrote `dst` from `src` with
+    `settings` (the desktop app's copies, for earlier_copy). False, and nothing recorded,
+    when a `cloak protect` run holds the folder or the manifest can't be written: the
+    copy is then simply protected again next time."""
+    try:
+        with output_folder_lock(dst.parent):
+            manifest = Manifest(dst.parent)
+            manifest.set(dst, {"state": "done", "src": _identity(src), "settings": settings,
+                               "dst": _identity(dst)})
+        return True
+    except (OSError, CloakError) as exc:
+        log.info("did not record %s in its folder's manifest: %s", dst, exc)
+        return False
+
+
 # Fingerprint keys that name a setting without changing it: the mask's path as typed
 # (`m.png`, `./m.png`, from another folder); its sha256 is what counts.
 NOT_COMPARED = frozenset({"mask"})

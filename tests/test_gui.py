@@ -412,7 +412,7 @@ class TestProtecting:
                 assert out.size == src.size
         assert {p: sha256(p) for p in before} == before
         assert sorted(p.name for p in (tmp_path / "protected").iterdir()) == [
-            "one (1).jpg", "one.jpg", "two.png"]
+            ".cloak-manifest.json", "one (1).jpg", "one.jpg", "two.png"]
 
         panel = window.compare_panel
         assert wait_until(lambda: panel.comparison is not None, 10)  # loads off the main thread
@@ -639,6 +639,39 @@ class TestProtecting:
         assert (out / "a.png").read_bytes() == b"another program's file"
         with Image.open(outcome.dst) as im:
             assert im.size == (64, 48)
+
+    def test_a_photo_protected_in_an_earlier_session_is_not_protected_again(
+            self, qapp, tmp_path, small_photo):
+        """A second launch given the same photo and settings finds the copy the first one
+        recorded (in the Save-to folder's manifest, as the CLI keeps it) and shows it;
+        other settings, or a copy edited since, protect it again under a free name."""
+        from cloak.gui.worker import ALREADY_PROTECTED
+
+        src = small_photo(tmp_path / "a.png")
+        out = tmp_path / "out"
+
+        def run(**settings) -> Outcome:
+            worker = ProtectWorker([Job(0, src, out)], ProtectConfig(
+                strength="fast", **{**TINY, "measure": False, **settings}))
+            events = []
+            worker.protected.connect(lambda i, outcome: events.append(outcome))
+            worker.failed.connect(lambda i, message: events.append(message))
+            worker.run()  # in this thread: the signals arrive directly
+            (outcome,) = events
+            assert isinstance(outcome, Outcome), outcome
+            return outcome
+
+        first = run()
+        assert first.dst == out / "a.png" and first.report is not None
+        written = (out / "a.png").stat().st_mtime_ns
+        again = run()
+        assert again.dst == out / "a.png" and again.status == ALREADY_PROTECTED
+        assert again.report is None and (out / "a.png").stat().st_mtime_ns == written
+        assert sorted(p.name for p in out.iterdir()) == [".cloak-manifest.json", "a.png"]
+        assert run(steps=3).dst == out / "a (1).png"  # other settings: a new copy
+        with Image.open(out / "a.png") as im:  # an edit of the first copy
+            im.rotate(180).save(out / "a.png")
+        assert run().dst == out / "a (2).png"
 
     def test_a_broken_link_in_the_save_to_folder_keeps_its_name(self, qapp, tmp_path,
                                                                 small_photo):

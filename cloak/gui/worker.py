@@ -26,6 +26,7 @@ from .paths import unique_destination
 log = logging.getLogger(__name__)
 
 NAME_ATTEMPTS = 3  # free names tried when another program takes each one meanwhile
+ALREADY_PROTECTED = "already protected in an earlier session, with these settings"
 FACES_OFF_NOTICE = ("Face priority is off: the face detector could not be found or "
                     "downloaded (see the log), so faces get no extra protection")
 
@@ -195,6 +196,14 @@ class ProtectWorker(QObject):
             return
         dst: Path | None = None
         try:
+            from cloak.batch import earlier_copy, record_copy
+
+            settings = self.config.fingerprint()
+            earlier = earlier_copy(job.src, job.out_dir, settings)
+            if earlier is not None:  # protected in an earlier session, with these settings
+                self.protected.emit(job.index, Outcome(
+                    job.src, earlier, None, ALREADY_PROTECTED, self.config))
+                return
             self._make_folder(job.out_dir, created)
             from cloak.api import protect_file  # torch loads here, in the worker thread
             from cloak.batch import preload_models
@@ -238,6 +247,7 @@ class ProtectWorker(QObject):
                 return
             self.failed.emit(job.index, plain_message(exc))
         else:
+            record_copy(job.src, dst, settings)  # a later session skips this photo
             self.protected.emit(job.index, Outcome(job.src, dst, report, self._status(report),
                                                    self.config))
 
