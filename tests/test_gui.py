@@ -100,6 +100,16 @@ class UrlRecorder(QObject):
         self.urls.append(url)
 
 
+def run_here(worker: ProtectWorker) -> list:
+    """Run `worker` in this thread (its signals arrive directly) and return what it
+    reported, in order: an Outcome for each protected photo, a message for each failed."""
+    events = []
+    worker.protected.connect(lambda i, outcome: events.append(outcome))
+    worker.failed.connect(lambda i, message: events.append(message))
+    worker.run()
+    return events
+
+
 def drop(widget, paths_or_urls: list) -> tuple[bool, QDropEvent]:
     """Deliver a real drag-enter and drop of these URLs; returns (enter accepted, drop)."""
     mime = QMimeData()
@@ -538,11 +548,7 @@ class TestProtecting:
         monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
         worker = ProtectWorker([Job(0, gif, tmp_path / "out")],
                                ProtectConfig(strength="fast", model_dir=str(model_dir), **TINY))
-        events = []
-        worker.protected.connect(lambda i, outcome: events.append(outcome))
-        worker.failed.connect(lambda i, message: events.append(message))
-        worker.run()  # in this thread: the signals arrive directly
-        (outcome,) = events
+        (outcome,) = run_here(worker)
         assert isinstance(outcome, Outcome), outcome
         assert outcome.dst == tmp_path / "out" / "still.png"
         with Image.open(outcome.dst) as out:
@@ -623,17 +629,13 @@ class TestProtecting:
         out = tmp_path / "out"
         worker = ProtectWorker([Job(0, src, out)],
                                ProtectConfig(strength="fast", **{**TINY, "measure": False}))
-        events = []
-        worker.protected.connect(lambda i, outcome: events.append(outcome))
-        worker.failed.connect(lambda i, message: events.append(message))
 
         def take_the_name(_index, _fraction, message) -> None:
             if message.startswith("step") and not (out / "a.png").exists():
                 (out / "a.png").write_bytes(b"another program's file")
 
         worker.progress.connect(take_the_name)
-        worker.run()  # in this thread: the signals arrive directly
-        (outcome,) = events
+        (outcome,) = run_here(worker)
         assert isinstance(outcome, Outcome), outcome
         assert outcome.dst == out / "a (1).png"
         assert (out / "a.png").read_bytes() == b"another program's file"
@@ -653,11 +655,7 @@ class TestProtecting:
         def run(**settings) -> Outcome:
             worker = ProtectWorker([Job(0, src, out)], ProtectConfig(
                 strength="fast", **{**TINY, "measure": False, **settings}))
-            events = []
-            worker.protected.connect(lambda i, outcome: events.append(outcome))
-            worker.failed.connect(lambda i, message: events.append(message))
-            worker.run()  # in this thread: the signals arrive directly
-            (outcome,) = events
+            (outcome,) = run_here(worker)
             assert isinstance(outcome, Outcome), outcome
             return outcome
 
@@ -681,11 +679,7 @@ class TestProtecting:
         (out / "a.png").symlink_to(tmp_path / "gone.png")
         worker = ProtectWorker([Job(0, src, out)],
                                ProtectConfig(strength="fast", **{**TINY, "measure": False}))
-        events = []
-        worker.protected.connect(lambda i, outcome: events.append(outcome))
-        worker.failed.connect(lambda i, message: events.append(message))
-        worker.run()
-        (outcome,) = events
+        (outcome,) = run_here(worker)
         assert isinstance(outcome, Outcome), outcome
         assert outcome.dst == out / "a (1).png"
         assert (out / "a.png").is_symlink() and not (tmp_path / "gone.png").exists()
