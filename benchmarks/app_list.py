@@ -1,0 +1,76 @@
+"""How long the desktop app holds its window while a large drop is listed.
+
+    QT_QPA_PLATFORM=offscreen python benchmarks/app_list.py [--repeats 3]
+
+For 500, 1,000 and 2,000 photos: a fresh window, shown, is given that many photos at once
+(window._add_photos, what a drop or a folder walk ends in; the paths need not exist: their
+thumbnails fail on the pool thread, off the timer) and the time until the event loop is
+idle again is taken. Prints the median over the repeats per size, and each size's time
+per 1,000 photos, so growth faster than the count shows as a rising last column.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import statistics
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from PySide6.QtCore import QEvent
+from PySide6.QtWidgets import QApplication
+
+from cloak.gui.window import MainWindow
+
+SIZES = (500, 1000, 2000)
+
+
+def time_one_add(app: QApplication, count: int) -> float:
+    """Seconds from handing `count` photos to a shown window until its events are done."""
+    window = MainWindow(settings={})
+    window.resize(1000, 700)
+    window.show()
+    app.processEvents()
+    photos = [Path(f"/no/such/folder/photo {i}.jpg") for i in range(count)]
+    start = time.perf_counter()
+    window._add_photos(photos, count)
+    app.processEvents()
+    seconds = time.perf_counter() - start
+    assert len(window.rows) == count
+    window.shutdown()
+    window.close()
+    window.deleteLater()
+    app.processEvents()
+    gc.collect()
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    app = QApplication.instance() or QApplication([])
+    print("| photos added at once | median s (runs) | s per 1,000 |")
+    print("|---|---|---|")
+    for count in SIZES:
+        runs = [time_one_add(app, count) for _ in range(args.repeats)]
+        median = statistics.median(runs)
+        shown = ", ".join(f"{r:.2f}" for r in runs)
+        print(f"| {count} | {median:.2f} ({shown}) | {median * 1000 / count:.2f} |",
+              flush=True)
+    # Shut Qt down here: left to Python's exit, the order Qt objects are freed in can
+    # crash the process (as in tests/test_gui.py's qapp fixture).
+    for widget in QApplication.topLevelWidgets():
+        widget.close()
+        widget.deleteLater()
+    QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    app.processEvents()
+    gc.collect()
+    app.shutdown()
+
+
+if __name__ == "__main__":
+    main()
