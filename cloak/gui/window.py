@@ -189,7 +189,10 @@ class MainWindow(QMainWindow):
         self._walks = CallSignals(self)
         self._walks_pending = 0  # folder walks queued or running on the pool
         self._list_generation = 0  # bumped by clear(): walks from before it are dropped
-        self._closing = False  # set by closeEvent: folder walks stop early
+        # Set once the window really closes (not on a close refused mid-batch): folder
+        # walks stop early, and no pool work starts after the pool was drained (see
+        # _run_in_background).
+        self._closing = False
         self._close_when_stopped = False  # closed mid-batch: close once the worker stops
         self._joining = False  # shutdown(): close waits for the worker instead
         self._walks.done.connect(self._on_walked)
@@ -312,8 +315,9 @@ class MainWindow(QMainWindow):
             def stale() -> bool:  # the list was cleared, or the window is closing
                 return self._closing or self._list_generation != generation
 
-            self._pool.start(BackgroundCall(self._walks, key, expand_paths, list(paths),
-                                            self.output_dir, stale), WALK_PRIORITY)
+            self._run_in_background(BackgroundCall(
+                self._walks, key, expand_paths, list(paths), self.output_dir, stale),
+                WALK_PRIORITY)
             return
         self._add_photos(expand_paths(paths, self.output_dir), len(paths))
 
@@ -344,6 +348,7 @@ class MainWindow(QMainWindow):
             # decoded, so new photos' thumbnails don't wait behind a whole old list's
             return not self._closing and self._list_generation == generation
 
+        new_rows = []
         for src in photos:
             if src in listed:
                 if listed[src].state == PhotoRow.FAILED and not self.is_running():
@@ -351,12 +356,15 @@ class MainWindow(QMainWindow):
                     added += 1
                 continue
             row_id, self._next_id = self._next_id, self._next_id + 1
-            self.photo_list.add_row(PhotoRow(row_id, src))
-            call = BackgroundCall(self._thumbnails, row_id, thumbnail, src,
+            new_rows.append(PhotoRow(row_id, src))
+            listed[src] = new_rows[-1]  # a photo given twice in one add is listed once
+            added += 1
+        self.photo_list.add_rows(new_rows)
+        for row in new_rows:
+            call = BackgroundCall(self._thumbnails, row.row_id, thumbnail, row.src,
                                   self._thumb_pixels())
             call.still_wanted = wanted
-            self._pool.start(call)
-            added += 1
+            self._run_in_background(call)
         self.statusBar().showMessage(f"added {added} photo(s)" if added else
                                      "those photos are already in the list", 5000)
         self._update_buttons()
@@ -452,6 +460,10 @@ class MainWindow(QMainWindow):
         self._worker.notice.connect(self._on_notice)
         # quit() is thread-safe; a direct call lets closeEvent's wait() end the thread.
         self._worker.finished.connect(self._thread.quit, Qt.ConnectionType.DirectConnection)
+        # Deleted in its own thread as that ends (Qt's pattern): a deleteLater called
+        # later, from the main thread, went to a thread with no event loop left, and each
+        # batch's worker was never freed.
+        self._thread.finished.connect(self._worker.deleteLater)
         self._thread.finished.connect(self._on_thread_finished)
         self._thread.start()
         self.summary.setText(f"protecting {len(jobs)} photo(s)…")
@@ -510,7 +522,6 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def _on_thread_finished(self) -> None:
-        self._worker.deleteLater()
         self._thread.deleteLater()
         self._worker = self._thread = None
         states = [row.state for i, row in self.rows.items() if i in self._run_ids]
@@ -544,8 +555,18 @@ class MainWindow(QMainWindow):
         # one kept here could be freed by Python while the pool thread still runs it.)
         call = BackgroundCall(self._comparisons, row_id, compare, row.outcome.src,
                               row.outcome.dst, COMPARE_SIDE, row.outcome.config)
-        call.still_wanted = lambda: self._compare_wanted == row_id
-        self._pool.start(call, COMPARE_PRIORITY)
+        call.still_wanted = lambda: not self._closing and self._compare_wanted == row_id
+        self._run_in_background(call, COMPARE_PRIORITY)
+
+    def _run_in_background(self, call: BackgroundCall, priority: int = 0) -> None:
+        """Queue `call` on the pool, unless the window is closing. Once closeEvent has
+        drained the pool, nothing may start there: the pool, a child of the window, waits
+        for its work when the window is deleted, and a call started from a queued signal
+        after the drain (a walk's result listing photos, a last photo's comparison) could
+        deadlock that wait, which holds Python's lock where a test's event loop deletes
+        the window."""
+        if not self._closing:
+            self._pool.start(call, priority)
 
     @Slot(object, object, str)
     def _on_comparison(self, row_id: int, comparison: Comparison | None, error: str) -> None:
@@ -627,8 +648,8 @@ class MainWindow(QMainWindow):
         """Closed while a batch runs, the window cancels it and stays open, responsive,
         until the worker stops (the current attack step, a photo's load or its check
         after posting can take seconds), then closes by itself: waiting here would freeze
-        it. shutdown() waits instead, so no thread outlives the window."""
-        self._closing = True
+        it (photos can still be added meanwhile). shutdown() waits instead, so no thread
+        outlives the window."""
         if self._thread is not None and not self._joining:
             self._close_when_stopped = True
             self.cancel()
@@ -636,6 +657,13 @@ class MainWindow(QMainWindow):
                                          "closes by itself")
             event.ignore()
             return
+        self._stop_background_work()
+        super().closeEvent(event)
+
+    def _stop_background_work(self) -> None:
+        """Cancel a running batch, wait for its worker to stop, drop queued pool work and
+        wait for the running call; nothing new starts on the pool after this."""
+        self._closing = True
         if self._worker is not None:
             self._worker.cancel()
         if self._thread is not None:
@@ -645,12 +673,13 @@ class MainWindow(QMainWindow):
             self._thread.wait()
         self._pool.clear()
         self._pool.waitForDone()
-        super().closeEvent(event)
 
     def shutdown(self) -> None:
         """Close now: cancel a running batch and wait for its worker to stop (the app's
-        exit, where nothing may outlive the window)."""
+        exit, where nothing may outlive the window). The waiting is done here, not left
+        to closeEvent, which Qt skips for a window closed already."""
         self._joining = True
+        self._stop_background_work()
         self.close()
 
 
