@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from .images import Comparison
+from .signals import emit
 from .worker import Outcome
 
 THUMB_SIZE = 56
@@ -109,7 +110,7 @@ class PhotoRow(QWidget):
 
     def mousePressEvent(self, event: QMouseEvent) -> None:
         if event.button() == Qt.MouseButton.LeftButton:
-            self.clicked.emit(self.row_id)
+            emit(self.clicked, self.row_id)
         super().mousePressEvent(event)
 
     def set_thumbnail(self, image: Image.Image | None) -> None:
@@ -202,7 +203,7 @@ class PhotoList(QScrollArea):
                 self.rows[rid].set_selected(rid == row_id)
         self._current = row_id
         self.ensureWidgetVisible(self.rows[row_id])
-        self.current_changed.emit(row_id)
+        emit(self.current_changed, row_id)
 
     def remove_all(self) -> None:
         for row in self.rows.values():

@@ -62,6 +62,7 @@ from .paths import (
     expand_paths,
     is_image_file,
 )
+from .signals import emit
 from .widgets import THUMB_SIZE, ComparePanel, PhotoList, PhotoRow
 from .worker import BackgroundCall, CallSignals, Job, Outcome, ProtectWorker, for_the_app
 
@@ -139,18 +140,18 @@ class DropZone(QFrame):
         event.acceptProposedAction()
         usable = [p for p in dropped if p.is_dir() or is_image_file(p)]  # no walk here
         if usable:
-            self.photos_dropped.emit(usable)
+            emit(self.photos_dropped, usable)
         else:
-            self.nothing_usable.emit(len(dropped))
+            emit(self.nothing_usable, len(dropped))
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:
         if event.button() == Qt.MouseButton.LeftButton and self.rect().contains(
                 event.position().toPoint()):
-            self.clicked.emit()
+            emit(self.clicked)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
         if event.key() in (Qt.Key.Key_Space, Qt.Key.Key_Return, Qt.Key.Key_Enter):
-            self.clicked.emit()
+            emit(self.clicked)
         else:
             super().keyPressEvent(event)
 
@@ -534,7 +535,7 @@ class MainWindow(QMainWindow):
         self._update_buttons()
         if self._run_notices:  # a message shown since may have replaced them
             self.statusBar().showMessage(" ".join(self._run_notices))
-        self.batch_finished.emit()
+        emit(self.batch_finished)
         if self._close_when_stopped:  # closed mid-batch: the worker has stopped now
             QTimer.singleShot(0, self, self.close)
 

@@ -22,6 +22,7 @@ from cloak.errors import ModelError, OutputExistsError
 from cloak.io import check_folder_writable, output_path_for
 
 from .paths import unique_destination
+from .signals import emit
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +178,7 @@ class ProtectWorker(QObject):
         try:
             for job in self.jobs:
                 if self._stop.is_set():
-                    self.cancelled.emit(job.index)
+                    emit(self.cancelled, job.index)
                     continue
                 self._protect_one(job, created)
         finally:
@@ -186,13 +187,13 @@ class ProtectWorker(QObject):
                     folder.rmdir()
                 except OSError:
                     pass
-            self.finished.emit()
+            emit(self.finished)
 
     def _protect_one(self, job: Job, created: list[Path]) -> None:
         self._current = job.index
-        self.started.emit(job.index)
+        emit(self.started, job.index)
         if self._weights_error is not None:  # no download attempt (and wait) per photo
-            self.failed.emit(job.index, self._weights_error)
+            emit(self.failed, job.index, self._weights_error)
             return
         dst: Path | None = None
         try:
@@ -201,7 +202,7 @@ class ProtectWorker(QObject):
             settings = self.config.fingerprint()
             earlier = earlier_copy(job.src, job.out_dir, settings)
             if earlier is not None:  # protected in an earlier session, with these settings
-                self.protected.emit(job.index, Outcome(
+                emit(self.protected, job.index, Outcome(
                     job.src, earlier, None, ALREADY_PROTECTED, self.config))
                 return
             self._make_folder(job.out_dir, created)
@@ -216,7 +217,7 @@ class ProtectWorker(QObject):
                 raise
             if not faces_on and not self._faces_off_told:
                 self._faces_off_told = True
-                self.notice.emit(FACES_OFF_NOTICE)
+                emit(self.notice, FACES_OFF_NOTICE)
             for attempt in range(1, NAME_ATTEMPTS + 1):
                 # GIF -> .png, MPO -> .jpg, ...: the suffix names the format written
                 dst = unique_destination(job.out_dir,
@@ -233,7 +234,7 @@ class ProtectWorker(QObject):
                     # while this photo was protected: the next free one is used instead.
                     log.info("%s was taken meanwhile; protecting again to the next name", dst)
         except Cancelled:
-            self.cancelled.emit(job.index)
+            emit(self.cancelled, job.index)
         except Exception as exc:  # every failure belongs on its photo's row
             if not isinstance(exc, CloakError):
                 log.exception("protecting %s failed", job.src)
@@ -241,15 +242,15 @@ class ProtectWorker(QObject):
                 # a free name before: written, then the lossy copy's measuring failed (out
                 # of memory on a huge photo). An OutputError is the write itself failing
                 # (another program took the name meanwhile): that file is not ours.
-                self.protected.emit(job.index, Outcome(
+                emit(self.protected, job.index, Outcome(
                     job.src, dst, None, "protected, but measuring the saved copy failed: "
                     + plain_message(exc), self.config))
                 return
-            self.failed.emit(job.index, plain_message(exc))
+            emit(self.failed, job.index, plain_message(exc))
         else:
             record_copy(job.src, dst, settings)  # a later session skips this photo
-            self.protected.emit(job.index, Outcome(job.src, dst, report, self._status(report),
-                                                   self.config))
+            emit(self.protected, job.index,
+                 Outcome(job.src, dst, report, self._status(report), self.config))
 
     def _make_folder(self, folder: Path, created: list[Path]) -> None:
         """Create the output folder (recorded in `created`) and check once per run that
@@ -293,10 +294,10 @@ class ProtectWorker(QObject):
         if self._stop.is_set():  # the download's temp file is removed on the way out
             raise Cancelled("cancelled")
         share = f" {100 * done / total:.0f}%" if total else f" {done / 1e6:.1f} MB"
-        self.progress.emit(self._current, 0.0, f"downloading {name}{share}")
+        emit(self.progress, self._current, 0.0, f"downloading {name}{share}")
 
     def _on_progress(self, fraction: float, message: str) -> None:
-        self.progress.emit(self._current, float(fraction), message)
+        emit(self.progress, self._current, float(fraction), message)
 
 
 class CallSignals(QObject):
@@ -324,6 +325,6 @@ class BackgroundCall(QRunnable):
             result = self.fn(*self.args)
         except Exception as exc:  # shown to the user, in plain words
             log.warning("background call %s failed", self.fn.__name__, exc_info=True)
-            self.signals.done.emit(self.key, None, plain_message(exc))
+            emit(self.signals.done, self.key, None, plain_message(exc))
         else:
-            self.signals.done.emit(self.key, result, "")
+            emit(self.signals.done, self.key, result, "")
