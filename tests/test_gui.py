@@ -25,7 +25,18 @@ except ImportError as exc:  # not installed, or a broken Qt (missing system libr
     missing(f"PySide6 does not import: {exc}", module_level=True)
 
 import shiboken6
-from PySide6.QtCore import QEvent, QMimeData, QObject, QPointF, Qt, QThread, QTimer, QUrl, Slot
+from PySide6.QtCore import (
+    QEvent,
+    QMimeData,
+    QObject,
+    QPoint,
+    QPointF,
+    Qt,
+    QThread,
+    QTimer,
+    QUrl,
+    Slot,
+)
 from PySide6.QtGui import QDesktopServices, QDragEnterEvent, QDropEvent
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
@@ -121,7 +132,7 @@ def drop(widget, paths_or_urls: list) -> tuple[bool, QDropEvent]:
     mime = QMimeData()
     mime.setUrls([u if isinstance(u, QUrl) else QUrl.fromLocalFile(str(u))
                   for u in paths_or_urls])
-    enter = QDragEnterEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime,
+    enter = QDragEnterEvent(QPoint(10, 10), Qt.DropAction.CopyAction, mime,
                             Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
     QApplication.sendEvent(widget, enter)
     event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime,
@@ -1298,3 +1309,13 @@ def test_the_apps_signals_leave_pythons_true_alive(qapp):
         BackgroundCall(signals, i, str, i).run()
     assert received == list(range(3000))
     assert abs(sys.getrefcount(True) - before) < 300
+
+
+def test_the_app_emits_only_through_signals_emit():
+    """A plain `.emit(` in the app would bring the 6.12.0 leak back (see cloak/gui/signals.py)."""
+    gui = Path(window_module.__file__).parent
+    plain = [f"{path.name}:{number}" for path in sorted(gui.glob("*.py"))
+             if path.name != "signals.py"
+             for number, line in enumerate(path.read_text().splitlines(), 1)
+             if ".emit(" in line]
+    assert plain == []
