@@ -21,11 +21,15 @@ from typing import Annotated
 
 import typer
 
-from cloak import PRESETS, CloakError, ProtectConfig
-from cloak.allocator import keep_freed_memory
-from cloak.device import fp32_cpu_note, pick_device
-from cloak.io import IMAGE_SUFFIXES
-from cloak.metadata import MetadataPolicy
+try:  # torch loads here, for a second or two: a Ctrl-C meanwhile ends as one later does
+    from cloak import PRESETS, CloakError, ProtectConfig
+    from cloak.allocator import keep_freed_memory
+    from cloak.device import fp32_cpu_note, pick_device
+    from cloak.io import IMAGE_SUFFIXES
+    from cloak.metadata import MetadataPolicy
+except KeyboardInterrupt:
+    sys.stderr.write("Interrupted; nothing was written.\n")
+    sys.exit(130)
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
@@ -73,9 +77,14 @@ def parse_sizes(text: str | None) -> tuple[int, ...] | None:
     if text is None:
         return None
     try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
+        sizes = tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
         fail(f"--editor-sizes takes whole numbers separated by commas, got {text!r}")
+    for size in sizes:
+        if not 128 <= size <= 2048 or size % 8:
+            fail(f"--editor-sizes: each size must be a multiple of 8 from 128 to 2048 "
+                 f"(editors resize to multiples of 8), got {size}")
+    return sizes
 
 
 STRENGTH_HELP = "Preset: " + "; ".join(
@@ -90,7 +99,8 @@ STRENGTH_HELP = "Preset: " + "; ".join(
 def protect(
     photos: Annotated[list[Path], typer.Argument(
         metavar="PHOTOS", help="Photos, or folders to walk for photos (non-photos are skipped).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the protected copies.")],
+    out: Annotated[str, typer.Option(
+        "--out", "-o", metavar="DIR", help="Folder for the protected copies.")],
     strength: Annotated[str, typer.Option(help=STRENGTH_HELP)] = "medium",
     eps: Annotated[float | None, typer.Option(
         min=1, max=32, help="Override the L-inf budget, in /255 (1 to 32; an 8-bit photo "
@@ -183,6 +193,9 @@ def protect(
     """
     from cloak import batch
 
+    if not out.strip():  # an unset variable in a script: never the current folder
+        fail("--out is empty: give the folder for the protected copies")
+    out = Path(out)
     if jobs < 1:
         fail(f"--jobs must be at least 1, got {jobs}")
     cores = batch.usable_cores()
@@ -195,9 +208,10 @@ def protect(
     check_model_dir(model_dir)
     try:
         config = ProtectConfig(
-            strength=strength, eps=None if eps is None else eps / 255, steps=steps,
-            models=tuple(m.strip() for m in models.split(",") if m.strip()),
-            objective=objective, seed=seed, mask_path=str(mask) if mask else None,
+            strength=strength.strip().lower(), eps=None if eps is None else eps / 255,
+            steps=steps, models=tuple(m.strip().lower() for m in models.split(",")
+                                      if m.strip()),
+            objective=objective.strip().lower(), seed=seed, mask_path=str(mask) if mask else None,
             model_dir=str(model_dir) if model_dir else None, measure=measure,
             preview=preview, robust=robust, view_sizes=parse_sizes(editor_sizes),
             metadata=MetadataPolicy.choose(
@@ -238,7 +252,7 @@ def protect(
     if note:
         typer.secho(note, fg=typer.colors.YELLOW, err=True)
     code = (130 if result.interrupted else 2 if result.counts[batch.FAILED]
-            else 1 if not result.items else 0)  # no photos at all: nothing was done
+            else 1 if result.found_no_photos else 0)  # nothing was done
     if json_path:  # after the totals: a report that can't be written loses none of them
         write_json(json_path, {"out": str(out), "settings": config.fingerprint(),
                                **result.to_dict()}, code=code or 1)
@@ -386,7 +400,7 @@ class BatchView:
         if result.interrupted:
             return (f"Interrupted: {', '.join(parts)}, {counts[batch.CANCELLED]} not done. "
                     "Run the same command again to finish.")
-        if not result.items:
+        if result.found_no_photos:
             from cloak.io import SUPPORTED
 
             return f"No photos found (cloak reads {SUPPORTED})."
@@ -555,7 +569,7 @@ def verify(
         verify_images,
     )
 
-    names = tuple(m.strip() for m in models.split(",") if m.strip())
+    names = tuple(m.strip().lower() for m in models.split(",") if m.strip())
     md = str(model_dir) if model_dir else None
     check_json_path(json_path)
     check_model_dir(model_dir)
@@ -584,9 +598,10 @@ def verify(
                             f"receipt was calibrated on photos of {RECEIPT_SMALLEST} px and "
                             "larger, so this score is less reliable", fg=typer.colors.YELLOW,
                             err=True)
-            typer.echo("receipt: " + ("PROTECTED" if receipt.protected
+            typer.echo("receipt: " + ("protection detected" if receipt.protected
                                       else "no protection detected")
-                       + " (a hint, not proof: compare with the original for figures)")
+                       + " (a hint, not proof, and no measure of its strength: compare "
+                       "with the original for figures)")
             result = {"photo": str(photo), **receipt.to_dict()}
         else:
             (original, original_icc), (copy, copy_icc) = loaded
@@ -615,7 +630,9 @@ def verify(
                     f"{ch.latent_shift[n]:>8.2f}" for n in names))
             typer.echo(f"verdict: {v.verdict} (worst channel: {v.worst.channel}); "
                        f"as is (before posting): {v.verdict_as_posted}")
-            result = {"original": str(photo), "protected": str(protected), **v.to_dict()}
+            # not "protected": with one photo that key is the receipt's yes or no
+            result = {"original": str(photo), "protected_copy": str(protected),
+                      **v.to_dict()}
     except CloakError as exc:
         fail(str(exc))
     except OSError as exc:  # a path the library did not expect to be unreadable
@@ -626,6 +643,9 @@ def verify(
             raise
         fail("not enough memory to compare these photos at full size; compare a smaller "
              "copy of both (the same size)")
+    except KeyboardInterrupt:
+        typer.secho("Interrupted; nothing was written.", err=True)
+        raise typer.Exit(130) from None
     if json_path:
         write_json(json_path, result)
 

@@ -7,7 +7,8 @@
 in `io.IMAGE_SUFFIXES`, and sends `holiday/a/b.jpg` to `protected/holiday/a/b.jpg` and
 `me.jpg` to `protected/me.jpg`. Problems it finds (missing paths, a photo named twice, an
 output that would replace its input, symlink loops) become items that are already
-`failed` or `skipped`, so one bad path never stops the rest.
+`failed` or `skipped`, so one bad path never stops the rest. So do copies cloak protected
+already (named, or found in a folder): their XMP carries cloak's note.
 
 `run` keeps a manifest, `OUT/.cloak-manifest.json`, recording for each output the source's
 size, mtime and sha256 and the settings fingerprint. A photo whose output is already there,
@@ -52,6 +53,12 @@ OUTPUT_FOLDER_SKIPPED = (f"a cloak output folder (it holds {MANIFEST_NAME}): its
                          "protected copies are not protected again; other photos in it are")
 TEMP_GLOB = ".*.cloak-tmp-*"  # the temp files of io.write_atomic
 ALREADY_DONE = "already protected with these settings"
+NOT_A_PHOTO = "not a photo cloak reads"
+# A file whose XMP carries cloak's note: protecting it again adds a second layer of noise.
+A_PROTECTED_COPY = ("a copy cloak protected already (its metadata says so); protecting it "
+                    "again would add a second layer of noise: give the original")
+PROTECTED_COPIES_SKIPPED = ("{n} copies cloak protected already (their metadata says so) "
+                            "are not protected again")
 PROTECTED, SKIPPED, FAILED, CANCELLED = "protected", "skipped", "failed", "cancelled"
 
 
@@ -113,6 +120,12 @@ class BatchResult:
     def to_dict(self) -> dict:
         return {"interrupted": self.interrupted, "counts": self.counts,
                 "files": [i.to_dict() for i in self.items]}
+
+    @property
+    def found_no_photos(self) -> bool:
+        """Nothing given was a photo: no items, or only files skipped as non-photos."""
+        return all(i.status == SKIPPED and i.message.startswith(NOT_A_PHOTO)
+                   for i in self.items)
 
 
 # ---------------------------------------------------------------- planning
@@ -327,6 +340,11 @@ def _plan_one(src: Path, out_dir: Path, suffixes: Sequence[str], seen_dirs: set,
         if os.path.isfile(src / MANIFEST_NAME) and not _same_folder(src, out_dir):
             _skip_own_outputs(src, skip, problems)  # an earlier run's output folder
         _walk(src, Path(name), skip, suffixes, seen_dirs, found, problems)
+        copies = {p for p, _ in found if io.says_protected_file(p)}  # moved out of an OUT
+        if copies:
+            found = [(p, rel) for p, rel in found if p not in copies]
+            problems.append(Item(src, None, SKIPPED,
+                                 PROTECTED_COPIES_SKIPPED.format(n=len(copies))))
         items.extend(problems)
         items.extend(Item(p, io.output_path_for(p, out_dir / rel), folder=(name, real))
                      for p, rel in found)
@@ -334,8 +352,10 @@ def _plan_one(src: Path, out_dir: Path, suffixes: Sequence[str], seen_dirs: set,
         items.append(Item(src, None, FAILED, why))
     elif not _is_photo_name(src, suffixes):  # a phone export's .MOV or .AAE beside
         items.append(Item(src, None, SKIPPED,
-                          f"not a photo cloak reads (suffix {src.suffix or 'none'!r}); "
+                          f"{NOT_A_PHOTO} (suffix {src.suffix or 'none'!r}); "
                           f"supported: {io.SUPPORTED}"))
+    elif io.says_protected_file(src):
+        items.append(Item(src, None, SKIPPED, A_PROTECTED_COPY))
     else:
         items.append(Item(src, io.output_path_for(src, out_dir)))
 

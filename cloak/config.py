@@ -185,6 +185,12 @@ class ProtectConfig:
                 f"unknown objective {self.objective!r}; choose from {', '.join(OBJECTIVES)}")
 
     @property
+    def draws_at_random(self) -> bool:
+        """Whether the attack draws from the seeded generator: the posting transforms of
+        `robust`, or the `latent` objective's random start."""
+        return (bool(self.robust) and self.eot_share > 0) or self.objective == "latent"
+
+    @property
     def eps255(self) -> float:
         return self.eps * 255
 
@@ -218,7 +224,10 @@ class ProtectConfig:
             "models": list(self.models),
             "objective": self.objective, "perceptual": self.perceptual, "faces": self.faces,
             "mask": self.mask_path, "mask_sha256": _file_digest(self.mask_path),
-            "seed": self.seed,
+            # The seed only where something is drawn at random: other runs come out the
+            # same whatever it is, so they are all recorded as seed 0 (the default, as
+            # earlier runs recorded them) and another --seed does not count as a change.
+            "seed": self.seed if self.draws_at_random else 0,
             # Only a non-default policy is named, so outputs of earlier runs still match.
             **({"metadata": dataclasses.asdict(self.metadata)}
                if self.metadata not in (None, MetadataPolicy()) else {}),

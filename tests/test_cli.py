@@ -172,7 +172,7 @@ def test_bad_settings_exit_1_with_one_line(tmp_path, small_photo, model_dir):
     result = invoke("protect", photo, "--out", tmp_path / "out", "--editor-sizes", "512,big")
     assert result.exit_code == 1 and "--editor-sizes takes whole numbers" in result.stderr
     result = invoke("protect", photo, "--out", tmp_path / "out", "--editor-sizes", "500")
-    assert result.exit_code == 1 and "view sizes must be multiples of 8" in result.stderr
+    assert result.exit_code == 1 and "--editor-sizes: each size must be a multiple of 8" in result.stderr
     result = invoke("protect", photo, "--out", tmp_path / "out", *TINY,
                     "--mask", tmp_path / "no.png")
     assert result.exit_code == 1 and "can't read mask" in result.stderr
@@ -292,6 +292,9 @@ def test_verify_with_original_prints_channels_and_writes_json(tmp_path, small_ph
     # the verdict on the photo as it is, under a name that says so (and its first name)
     assert data["verdict_as_is"] == data["verdict_as_posted"]
     assert f"as is (before posting): {data['verdict_as_is']}" in result.stdout
+    # the files under their own keys: "protected" is the one-photo receipt's yes or no
+    assert data["original"] == str(src) and data["protected_copy"] == str(out / "a.png")
+    assert "protected" not in data
     # both groups of columns are named: damage, then latent shift, model by model
     lines = result.stdout.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("channel"))
@@ -323,11 +326,63 @@ def test_a_folder_with_no_photos_exits_1(tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "readme.txt").write_text("not a photo")
-    for folder in ("empty", "notes"):
-        result = invoke("protect", tmp_path / folder, "--out", tmp_path / "out", *TINY)
+    (tmp_path / "IMG_0001.CR2").write_bytes(b"raw")
+    for given in ("empty", "notes", "notes/readme.txt", "IMG_0001.CR2"):
+        result = invoke("protect", tmp_path / given, "--out", tmp_path / "out", *TINY)
         assert result.exit_code == 1, result.output
-        assert result.stderr.startswith("No photos found (cloak reads JPEG, PNG")
+        # a file named directly first says why it was skipped, as in any run
+        assert result.stderr.splitlines()[-1].startswith("No photos found (cloak reads JPEG")
     assert not (tmp_path / "out").exists()
+
+
+def test_an_empty_out_is_refused_not_taken_as_the_current_folder(tmp_path, small_photo,
+                                                                  monkeypatch):
+    """`--out "$DEST"` with DEST unset wrote into the current folder."""
+    src = small_photo(tmp_path / "in" / "a.png")
+    monkeypatch.chdir(tmp_path)
+    result = invoke("protect", src, "--out", "", *TINY)
+    assert result.exit_code == 1 and "--out is empty" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+
+
+def test_protected_copies_are_not_protected_again(tmp_path, small_photo, model_dir):
+    """Copies named as files (`cloak protect out/*`), or moved into a folder that is
+    walked, are skipped with the reason: their XMP carries cloak's note."""
+    src = small_photo(tmp_path / "a.png")
+    assert invoke("protect", src, "--out", tmp_path / "out", *TINY).exit_code == 0
+    copy = tmp_path / "out" / "a.png"
+    album = tmp_path / "album"
+    album.mkdir()
+    (album / "moved.png").write_bytes(copy.read_bytes())
+    small_photo(album / "new.png")
+    result = invoke("protect", copy, album, "--out", tmp_path / "again", *TINY)
+    assert result.exit_code == 0, result.output
+    assert f"{copy}: skipped, a copy cloak protected already" in result.stderr
+    assert "1 copies cloak protected already" in result.stderr
+    assert "Done: 1 protected, 2 skipped, 0 failed." in result.stderr
+    assert [p.name for p in (tmp_path / "again").rglob("*.png")] == ["new.png"]
+    # with the notes turned off nothing marks a copy: it is taken like any photo
+    bare = invoke("protect", src, "--out", tmp_path / "bare", *TINY, "--no-ai-notice")
+    assert bare.exit_code == 0
+    assert invoke("protect", tmp_path / "bare" / "a.png", "--out", tmp_path / "twice",
+                  *TINY).exit_code == 0
+    assert (tmp_path / "twice" / "a.png").is_file()
+
+
+def test_names_of_presets_and_models_are_taken_in_any_case(tmp_path, small_photo,
+                                                          model_dir):
+    src = small_photo(tmp_path / "a.png")
+    result = invoke("protect", src, "--out", tmp_path / "out", "--strength", "FAST",
+                    "--steps", "1", "--models", "TAESD", "--no-measure")
+    assert result.exit_code == 0, result.output
+
+
+def test_editor_sizes_are_checked_under_their_own_name(tmp_path, small_photo):
+    result = invoke("protect", small_photo(tmp_path / "a.png"), "--out", tmp_path / "out",
+                    "--editor-sizes", "512,300")
+    assert result.exit_code == 1
+    assert "--editor-sizes: each size must be a multiple of 8" in result.stderr
+    assert "got 300" in result.stderr and "view sizes" not in result.stderr
 
 
 def test_a_missing_mask_is_said_before_the_outputs_made_with_it_are_judged(
@@ -387,7 +442,7 @@ def test_verify_receipt_on_a_clean_photo(tmp_path, model_dir):
     result = invoke("verify", example, "--json", report)
     assert result.exit_code == 0, result.output
     assert "taesd high-frequency gap" in result.stdout
-    assert "no protection detected" in result.stdout
+    assert "receipt: no protection detected" in result.stdout
     result = invoke("verify", example, "--json", tmp_path)  # a folder: refused up front
     assert result.exit_code == 1 and "is a folder" in result.stderr
     assert "gap" not in result.stdout  # before any measuring

@@ -137,3 +137,16 @@ def test_the_readmes_preset_table_states_the_presets():
         assert stated[name] == (preset.eps255, preset.steps, preset.step_start,
                                 config.attack_size, config.editing_sizes,
                                 preset.perceptual_weight, preset.robust), name
+
+
+def test_the_seed_is_a_setting_only_where_something_is_drawn():
+    """The default attack draws nothing, so outputs are the same for every seed
+    (test_protect pins that): another --seed must not make a rerun refuse them as "made
+    with other settings". Where --robust or --objective latent draws, it does."""
+    assert ProtectConfig(seed=5).fingerprint() == ProtectConfig().fingerprint()
+    assert ProtectConfig(seed=5).fingerprint()["seed"] == 0
+    for drawing in ({"robust": True}, {"objective": "latent"}):
+        assert ProtectConfig(seed=5, **drawing).draws_at_random
+        assert (ProtectConfig(seed=5, **drawing).fingerprint()
+                != ProtectConfig(**drawing).fingerprint())
+    assert not ProtectConfig(robust=True, eot_share=0.0).draws_at_random
