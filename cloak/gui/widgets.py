@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from PIL import Image
-from PySide6.QtCore import QRect, QSize, Qt, Signal, Slot
+from PySide6.QtCore import QEvent, QRect, QSize, Qt, Signal, Slot
 from PySide6.QtGui import (
     QColor,
     QImage,
@@ -76,6 +76,7 @@ class StatusText(QWidget):
         super().__init__(parent)
         self._text = ""
         self._color: QColor | None = None  # None: the style sheet's text colour
+        self._heights: dict[int, int] = {}  # width -> height the text needs there
         policy = QSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
         policy.setHeightForWidth(True)
         self.setSizePolicy(policy)
@@ -90,6 +91,8 @@ class StatusText(QWidget):
         if text == self._text and new_color == self._color:
             return
         height = self.heightForWidth(self.width())
+        if text != self._text:
+            self._heights.clear()
         self._text, self._color = text, new_color
         if self.heightForWidth(self.width()) != height:  # more or fewer lines
             self.updateGeometry()
@@ -99,9 +102,24 @@ class StatusText(QWidget):
         return True
 
     def heightForWidth(self, width: int) -> int:
-        box = QRect(0, 0, max(1, width), 1 << 20)
-        return max(self.fontMetrics().height(),
-                   self.fontMetrics().boundingRect(box, self.FLAGS, self._text).height())
+        # Layouts ask many times per pass, at a few widths, from C++: measuring each time
+        # made adding 1,000 rows twice as slow. Kept per width until the text or font
+        # changes.
+        height = self._heights.get(width)
+        if height is None:
+            if len(self._heights) > 64:
+                self._heights.clear()
+            box = QRect(0, 0, max(1, width), 1 << 20)
+            metrics = self.fontMetrics()
+            height = max(metrics.height(),
+                         metrics.boundingRect(box, self.FLAGS, self._text).height())
+            self._heights[width] = height
+        return height
+
+    def changeEvent(self, event: QEvent) -> None:
+        if event.type() in (QEvent.Type.FontChange, QEvent.Type.StyleChange):
+            self._heights.clear()
+        super().changeEvent(event)
 
     def sizeHint(self) -> QSize:
         return QSize(240, self.heightForWidth(240))
