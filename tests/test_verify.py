@@ -90,6 +90,37 @@ class TestVerdicts:
         assert expected > 0.1  # random +-8/255 noise: about 0.3 dB on taesd
         assert first.channels[0].damage_db["taesd"] == pytest.approx(expected, abs=1e-3)
 
+    def test_channels_that_give_the_same_pixels_are_measured_once(self, photo,
+                                                                  monkeypatch):
+        """On a 256 px photo the grid and naive channels hand the models the photo as it
+        is: one measurement serves all three, with each channel's own figures."""
+        from cloak import metrics
+
+        rng = np.random.default_rng(1)
+        noisy = Image.fromarray(np.clip(np.asarray(photo, dtype=np.int16)
+                                        + rng.integers(-8, 9, (256, 256, 3)), 0, 255)
+                                .astype(np.uint8))
+        calls = {"damage": 0, "reference": 0}
+        damage_and_shift, clean_reference = metrics.damage_and_shift, metrics.clean_reference
+
+        def counted(name, fn):
+            def run(*args):
+                calls[name] += 1
+                return fn(*args)
+            return run
+
+        monkeypatch.setattr(metrics, "damage_and_shift", counted("damage", damage_and_shift))
+        monkeypatch.setattr(metrics, "clean_reference", counted("reference", clean_reference))
+        together = verify_images(photo, noisy, ("as-is", "grid", "naive", "jpeg75"),
+                                 models=("taesd",))
+        assert calls == {"damage": 2, "reference": 2}  # as-is (= grid = naive), jpeg75
+        alone = [verify_images(photo, noisy, (channel,), models=("taesd",)).channels[0]
+                 for channel in ("as-is", "grid", "naive", "jpeg75")]
+        assert [c.channel for c in together.channels] == ["as-is", "grid", "naive", "jpeg75"]
+        assert [(c.damage_db, c.latent_shift) for c in together.channels] == [
+            (c.damage_db, c.latent_shift) for c in alone]
+        assert together.channels[3].damage_db != together.channels[0].damage_db
+
     def test_a_shared_clean_cache_never_mixes_up_two_originals(self, photo):
         """Two originals of one size through one cache dict: each is measured against its
         own clean reference (the cache key holds the pixels)."""
