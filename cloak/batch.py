@@ -57,8 +57,8 @@ NOT_A_PHOTO = "not a photo cloak reads"
 # A file whose XMP carries cloak's note: protecting it again adds a second layer of noise.
 A_PROTECTED_COPY = ("a copy cloak protected already (its metadata says so); protecting it "
                     "again would add a second layer of noise: give the original")
-PROTECTED_COPIES_SKIPPED = ("{n} copies cloak protected already (their metadata says so) "
-                            "are not protected again")
+PROTECTED_COPIES_SKIPPED = ("copies cloak protected already (their metadata says so), not "
+                            "protected again: {n}")
 PROTECTED, SKIPPED, FAILED, CANCELLED = "protected", "skipped", "failed", "cancelled"
 
 
@@ -366,7 +366,9 @@ def _mark_clashes(items: list[Item]) -> None:
     inputs_by_path: dict[str, Path] = {}  # every readable input file, by real path
     inputs_by_key: dict[tuple[int, int], Path] = {}  # and by (device, inode): hard links
     for item in items:
-        if _check_source(item.src) is None:
+        # a protected copy named as a file is not read, so its own earlier photo's output
+        # may be it (`cloak protect shoot/* --out shoot`: a.gif, and a.png, its copy)
+        if item.message != A_PROTECTED_COPY and _check_source(item.src) is None:
             inputs_by_path[os.path.realpath(item.src)] = item.src
             with contextlib.suppress(OSError):
                 inputs_by_key[_stat_key(item.src)] = item.src
@@ -551,12 +553,26 @@ NOT_COMPARED = frozenset({"mask"})
 
 
 def _same_settings(old: dict | None, new: dict) -> bool:
-    return old is not None and (
-        {k: v for k, v in old.items() if k not in NOT_COMPARED}
-        == {k: v for k, v in new.items() if k not in NOT_COMPARED})
+    if old is None:
+        return False
+    old = _seed_as_recorded_now(old, new)
+    return ({k: v for k, v in old.items() if k not in NOT_COMPARED}
+            == {k: v for k, v in new.items() if k not in NOT_COMPARED})
+
+
+def _seed_as_recorded_now(old: dict, new: dict) -> dict:
+    """`old` with its seed as settings are recorded now: where `new` draws nothing at
+    random (its seed recorded as 0, ProtectConfig.fingerprint), a copy made by an earlier
+    version with another seed (`--seed 7`, which changed nothing) is the same copy."""
+    if "seed" in old and new.get("seed") == 0 and not (
+            (new.get("robust") and new.get("eot_share", 0) > 0)
+            or new.get("objective") == "latent"):
+        return {**old, "seed": 0}
+    return old
 
 
 def _settings_change(old: dict, new: dict) -> str:
+    old = _seed_as_recorded_now(old, new)
     changed = [f"{k} {old.get(k)} -> {new.get(k)}" for k in new
                if k not in NOT_COMPARED and old.get(k) != new.get(k)]
     return ", ".join(changed[:3]) or "other settings"

@@ -241,6 +241,43 @@ class TestRun:
         assert again(other, overwrite=True).status == PROTECTED
         assert again(other).status == SKIPPED
 
+    def test_a_copy_made_with_another_seed_by_an_earlier_version_is_done(
+            self, tmp_path, small_photo, tiny_config):
+        """Earlier versions recorded any --seed; now it is recorded as 0 where nothing is
+        drawn. A copy made then with `--seed 7` (no --robust) is the same copy, so the same
+        command run again skips it; with --robust the seed still counts."""
+        photo = small_photo(tmp_path / "a.png")
+        out = tmp_path / "out"
+        [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
+        assert item.status == PROTECTED
+        manifest = json.loads((out / MANIFEST_NAME).read_text())
+        manifest["photos"]["a.png"]["settings"]["seed"] = 7  # as an earlier version wrote
+        (out / MANIFEST_NAME).write_text(json.dumps(manifest))
+        for seed in (7, 0):
+            [item] = batch.run(batch.plan([photo], out), out,
+                               tiny_config.replace(seed=seed)).items
+            assert (item.status, item.message) == (SKIPPED, batch.ALREADY_DONE)
+        robust = tiny_config.replace(robust=True, seed=3)
+        [item] = batch.run(batch.plan([photo], out), out, robust).items
+        assert item.status == FAILED and "robust False -> True" in item.message
+
+    def test_a_protected_copy_named_beside_its_photo_does_not_block_it(
+            self, tmp_path, small_photo, tiny_config):
+        """`cloak protect shoot/* --out shoot` after a first run: a.png is a.gif's copy.
+        The copy is skipped (never read), so it is not an input a.gif's output would
+        replace: a.gif is already done."""
+        shoot = tmp_path / "shoot"
+        gif = shoot / "a.gif"
+        with Image.open(small_photo(tmp_path / "a.png")) as im:
+            shoot.mkdir()
+            im.convert("RGB").save(gif)
+        [item] = batch.run(batch.plan([gif], shoot), shoot, tiny_config).items
+        assert item.status == PROTECTED and item.dst == shoot / "a.png"
+        items = batch.run(batch.plan([gif, shoot / "a.png"], shoot), shoot, tiny_config).items
+        assert [(i.src.name, i.status, i.message) for i in items] == [
+            ("a.gif", SKIPPED, batch.ALREADY_DONE),
+            ("a.png", SKIPPED, batch.A_PROTECTED_COPY)]
+
     def test_overwrite_never_replaces_an_original_beside_the_source(self, tmp_path,
                                                                   small_photo, tiny_config):
         """`cloak protect ~/Pictures/a.gif --out ~/Pictures --overwrite` with an a.png there

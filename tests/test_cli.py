@@ -358,7 +358,8 @@ def test_protected_copies_are_not_protected_again(tmp_path, small_photo, model_d
     result = invoke("protect", copy, album, "--out", tmp_path / "again", *TINY)
     assert result.exit_code == 0, result.output
     assert f"{copy}: skipped, a copy cloak protected already" in result.stderr
-    assert "1 copies cloak protected already" in result.stderr
+    assert "copies cloak protected already (their metadata says so), not protected " \
+           "again: 1" in result.stderr
     assert "Done: 1 protected, 2 skipped, 0 failed." in result.stderr
     assert [p.name for p in (tmp_path / "again").rglob("*.png")] == ["new.png"]
     # with the notes turned off nothing marks a copy: it is taken like any photo

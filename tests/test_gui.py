@@ -1311,6 +1311,35 @@ def test_the_apps_signals_leave_pythons_true_alive(qapp):
     assert abs(sys.getrefcount(True) - before) < 300
 
 
+def test_a_leaking_emit_is_made_good(monkeypatch):
+    """Where the installed PySide leaks (6.12.0; CI installs another), signals.emit gives
+    back the reference each emit() took. A stand-in signal does what 6.12.0's does to
+    True; without the mending the same calls take 1,000 references (given back here)."""
+    import ctypes
+    import sys
+
+    from cloak.gui import signals
+
+    class LeakingSignal:
+        def emit(self, *args):
+            ctypes.pythonapi.Py_DecRef(ctypes.py_object(True))
+            return True
+
+    monkeypatch.setattr(signals, "LEAKS", True)
+    before = sys.getrefcount(True)
+    for i in range(1000):
+        signals.emit(LeakingSignal(), i)
+    assert abs(sys.getrefcount(True) - before) < 100
+    monkeypatch.setattr(signals, "LEAKS", False)
+    before = sys.getrefcount(True)
+    for i in range(1000):
+        signals.emit(LeakingSignal(), i)
+    lost = before - sys.getrefcount(True)
+    for _ in range(max(0, lost)):
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(True))
+    assert lost > 900
+
+
 def test_the_app_emits_only_through_signals_emit():
     """A plain `.emit(` in the app would bring the 6.12.0 leak back (see cloak/gui/signals.py)."""
     gui = Path(window_module.__file__).parent
@@ -1352,5 +1381,13 @@ def test_progress_reports_do_not_lay_the_whole_list_out_again(window, qapp):
     row.set_failed("can't read it")
     assert row.status.text() == "failed: can't read it"
     assert row.status._color.name() == ERROR_COLOR
+    # a text that needs more lines does ask for a new layout: the row grows to show it
+    # all (a QLabel's row stayed short, its text cut off), and shrinks back after
+    height = row.height()
+    row.set_failed(" ".join(["this photo could not be read at all"] * 12))
+    assert wait_until(lambda: row.height() > height + 20, 2)  # the row, then the list
+    assert row.status.height() >= row.status.heightForWidth(row.status.width())
+    row.set_waiting()
+    assert wait_until(lambda: row.height() == height, 2)
     row.set_waiting()
     assert row.status._color is None

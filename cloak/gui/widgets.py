@@ -247,6 +247,8 @@ class PhotoList(QScrollArea):
         """Append rows at the bottom. The column is hidden while they go in: shown, it
         laid itself out again as each row's own layout settled, so adding n rows cost
         n^2 (2,000 rows held the window 7.6 s; hidden, 2.4 s)."""
+        if not rows:  # every photo dropped was listed already
+            return
         column = self.widget()
         scrolled = self.verticalScrollBar().value()
         column.hide()
