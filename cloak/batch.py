@@ -145,18 +145,24 @@ def _skip_own_outputs(folder: Path, skip: set[str], problems: list[Item]) -> Non
     that are still the files cloak wrote to `skip` (real paths), so its protected copies
     are not protected again while the user's own photos beside them (and in its mirror
     folders) still are; one SKIPPED item says how many."""
-    manifest = Manifest(folder)
-    copies = 0
-    for rel, entry in manifest.entries.items():
-        # Only a file that is still the one cloak wrote: a new original that has since
-        # taken a listed name (another camera's IMG_0001.jpg) is the user's photo.
+    copies = recorded_copies(folder)
+    skip.update(copies)
+    if copies:
+        problems.append(Item(folder, None, SKIPPED,
+                             OUTPUT_FOLDER_SKIPPED.format(n=len(copies))))
+
+
+def recorded_copies(folder: Path) -> set[str]:
+    """Real paths of the copies `folder`'s manifest lists that are still the files cloak
+    wrote: a new original that has since taken a listed name (another camera's
+    IMG_0001.jpg) is the user's photo."""
+    copies = set()
+    for rel, entry in Manifest(folder).entries.items():
         path = folder / rel
         if (_pending_is_ours(path, entry) if entry.get("state") == "pending"
                 else _same_file(path, entry.get("dst"))):
-            skip.add(os.path.realpath(path))
-            copies += 1
-    if copies:
-        problems.append(Item(folder, None, SKIPPED, OUTPUT_FOLDER_SKIPPED.format(n=copies)))
+            copies.add(os.path.realpath(path))
+    return copies
 
 
 def _walk(folder: Path, rel: Path, skip: set[str], suffixes: Sequence[str],

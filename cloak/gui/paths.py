@@ -26,8 +26,9 @@ def expand_paths(paths: Iterable[str | Path], output_dir: Path | None = None,
 
     Hidden files and earlier outputs are skipped: inside folders, anything in a folder
     named `protected` (the default Save-to folder) or in `output_dir` (the chosen one,
-    where it lies inside the dropped folder); a dropped folder that is one of those; any
-    file that says it is a protected copy (is_protected_copy, which reads its header: call
+    where it lies inside the dropped folder); a dropped `protected` folder; in a dropped
+    `output_dir`, the copies its manifest records; any file that says it is a protected
+    copy (is_protected_copy, which reads its header: call
     this off the main thread for many files). So protected copies are not protected again,
     while a Save-to folder that holds originals still takes photos chosen from it, and a
     folder dropped from inside the Save-to folder still gives its photos. `should_stop`
@@ -41,17 +42,25 @@ def expand_paths(paths: Iterable[str | Path], output_dir: Path | None = None,
 
     for path in map(Path, paths):
         real = Path(os.path.realpath(path))
-        if path.is_dir() and (path.name == OUTPUT_FOLDER_NAME or real == outputs):
-            continue  # a dropped `protected` folder, or the Save-to folder itself
+        if path.is_dir() and path.name == OUTPUT_FOLDER_NAME:
+            continue  # a dropped `protected` folder
         if path.is_dir():
             # The Save-to folder's copies are skipped where it lies inside the dropped
             # folder. A dropped folder inside the Save-to folder (Save-to ~/Pictures, drop
-            # ~/Pictures/Holiday) holds originals: the app writes flat into Save-to.
+            # ~/Pictures/Holiday) holds originals: the app writes flat into Save-to. The
+            # Save-to folder dropped itself gives its originals, not the copies its
+            # manifest records (nor those whose header says so).
             skip_outputs = bool(outputs) and real in outputs.parents
+            copies = set()
+            if real == outputs:
+                from cloak.batch import recorded_copies
+
+                copies = recorded_copies(path)
             for child in walk_files(path):
                 if should_stop is not None and should_stop():
                     return list(found)
-                if skip_outputs and inside_outputs(child):
+                if skip_outputs and inside_outputs(child) or \
+                        copies and os.path.realpath(child) in copies:
                     continue
                 if is_image_file(child) and not is_protected_copy(child):
                     found.setdefault(child.absolute(), None)

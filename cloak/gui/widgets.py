@@ -33,11 +33,12 @@ from PySide6.QtWidgets import (
 
 from .images import Comparison
 from .signals import emit
-from .worker import Outcome
+from .worker import PROTECTION_LOST, Outcome
 
 THUMB_SIZE = 56
 ERROR_COLOR = "#b3261e"
 OK_COLOR = "#1b6e3a"
+WARN_COLOR = "#8a5a00"  # written, but the check says little protection is left
 
 
 def to_qimage(image: Image.Image) -> QImage:
@@ -209,7 +210,11 @@ class PhotoRow(QWidget):
     def set_protected(self, outcome: Outcome) -> None:
         self.outcome = outcome
         shown = Path(outcome.dst.parent.name) / outcome.dst.name
-        self._show(self.PROTECTED, f"{outcome.status}\nsaved as {shown}", 1.0, OK_COLOR)
+        weak = PROTECTION_LOST in outcome.status or (
+            outcome.report is not None and outcome.report.min_damage_db is not None
+            and outcome.report.min_damage_db < 0.5)  # verify's "none" as saved
+        self._show(self.PROTECTED, f"{outcome.status}\nsaved as {shown}", 1.0,
+                   WARN_COLOR if weak else OK_COLOR)
         self.status.setToolTip(str(outcome.dst))
 
     def set_failed(self, message: str) -> None:

@@ -64,7 +64,15 @@ from .paths import (
 )
 from .signals import emit
 from .widgets import THUMB_SIZE, ComparePanel, PhotoList, PhotoRow
-from .worker import BackgroundCall, CallSignals, Job, Outcome, ProtectWorker, for_the_app
+from .worker import (
+    ALREADY_PROTECTED,
+    BackgroundCall,
+    CallSignals,
+    Job,
+    Outcome,
+    ProtectWorker,
+    for_the_app,
+)
 
 log = logging.getLogger(__name__)
 
@@ -408,6 +416,7 @@ class MainWindow(QMainWindow):
             return
         self._list_generation += 1
         self.photo_list.remove_all()
+        self.summary.clear()  # the last batch's counts were for rows now gone
         self._compare_wanted = None
         self.compare_panel.reset()
         self._update_buttons()
@@ -525,9 +534,13 @@ class MainWindow(QMainWindow):
     def _on_thread_finished(self) -> None:
         self._thread.deleteLater()
         self._worker = self._thread = None
-        states = [row.state for i, row in self.rows.items() if i in self._run_ids]
-        counts = {s: states.count(s) for s in (PhotoRow.PROTECTED, PhotoRow.FAILED,
-                                               PhotoRow.CANCELLED) if states.count(s)}
+        # a photo found protected in an earlier session is counted as that, not as new
+        states = ["already protected" if row.outcome is not None
+                  and row.outcome.status == ALREADY_PROTECTED else row.state
+                  for i, row in self.rows.items() if i in self._run_ids]
+        counts = {s: states.count(s) for s in (PhotoRow.PROTECTED, "already protected",
+                                               PhotoRow.FAILED, PhotoRow.CANCELLED)
+                  if states.count(s)}
         waiting = sum(row.state == PhotoRow.WAITING for i, row in self.rows.items()
                       if i not in self._run_ids)
         self.summary.setText(", ".join(f"{n} {s}" for s, n in counts.items())

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 NAME_ATTEMPTS = 3  # free names tried when another program takes each one meanwhile
 ALREADY_PROTECTED = "already protected in an earlier session, with these settings"
+PROTECTION_LOST = "protection mostly lost"  # describe()'s words for a "none" verdict
 FACES_OFF_NOTICE = ("Face priority is off: the face detector could not be found or "
                     "downloaded (see the log), so faces get no extra protection")
 
@@ -88,7 +89,7 @@ def describe(report: Report, posted_db: float | None = None) -> str:
     if posted_db is not None:
         verdict = verdict_for(posted_db)
         posted = (f"; after Instagram-style posting {posted_db:.1f} dB, "
-                  + ("protection mostly lost" if verdict == "none" else verdict))
+                  + (PROTECTION_LOST if verdict == "none" else verdict))
     return (f"protected — damage {weakest:.1f} dB on weakest model{posted}, "
             f"PSNR {report.psnr:.1f} dB ({report.seconds:.1f} s)")
 
@@ -257,6 +258,10 @@ class ProtectWorker(QObject):
         files can be written there, or fail naming it: before the attack, not after it,
         and at once for the run's other photos going there."""
         if folder in self._folder_errors:
+            raise OutputError(self._folder_errors[folder])
+        if folder.exists() and not folder.is_dir():
+            self._folder_errors[folder] = (f"the Save-to folder {folder} is a file, not a "
+                                           "folder; choose a Save-to folder")
             raise OutputError(self._folder_errors[folder])
         if not folder.is_dir():
             try:
