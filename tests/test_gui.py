@@ -1292,18 +1292,24 @@ def test_a_large_turned_tiff_still_gets_its_thumbnail(tmp_path):
     assert shown is not None and shown.size == (60, 100)
 
 
+class EventCounter(QObject):
+    """Counts events of one type, on widgets of `kind` if given, as an event filter."""
+
+    def __init__(self, event_type: QEvent.Type, kind: type | None = None) -> None:
+        super().__init__()
+        self.event_type, self.kind, self.count = event_type, kind, 0
+
+    def eventFilter(self, watched, event) -> bool:
+        if event.type() == self.event_type and (self.kind is None
+                                                or isinstance(watched, self.kind)):
+            self.count += 1
+        return False
+
+
 def test_adding_many_photos_lays_the_list_out_once(window, qapp):
     """A large drop: rows go into the list in one pass. Added one by one into the shown
     column, every row moved again as each later row settled (55,464 moves for these 340
     rows: n^2 work, 7.6 s for 2,000 rows); the scroll position is kept."""
-
-    class MoveCounter(QObject):
-        moves = 0
-
-        def eventFilter(self, watched, event):
-            if isinstance(watched, PhotoRow) and event.type() == QEvent.Type.Move:
-                self.moves += 1
-            return False
 
     window.resize(900, 600)
     window.show()
@@ -1312,7 +1318,7 @@ def test_adding_many_photos_lays_the_list_out_once(window, qapp):
     bar = window.photo_list.verticalScrollBar()
     bar.setValue(bar.maximum() // 2)
     scrolled = bar.value()
-    counter = MoveCounter()
+    counter = EventCounter(QEvent.Type.Move, PhotoRow)
     qapp.installEventFilter(counter)
     try:
         window._add_photos([Path(f"/no/such/folder/more/{i}.jpg") for i in range(300)], 300)
@@ -1322,7 +1328,7 @@ def test_adding_many_photos_lays_the_list_out_once(window, qapp):
     assert len(window.rows) == 340
     assert [row.src.name for row in window.rows.values()][38:42] == [
         "38.jpg", "39.jpg", "0.jpg", "1.jpg"]
-    assert 0 < counter.moves <= 5 * 340, counter.moves
+    assert 0 < counter.count <= 5 * 340, counter.count
     assert scrolled > 0 and bar.value() == scrolled
 
 
@@ -1407,20 +1413,12 @@ def test_progress_reports_do_not_lay_the_whole_list_out_again(window, qapp):
     report with 2,000 photos listed. Now a text of the same height only repaints; the
     colours still follow the state."""
 
-    class LayoutRequests(QObject):
-        count = 0
-
-        def eventFilter(self, watched, event):
-            if event.type() == QEvent.Type.LayoutRequest:
-                self.count += 1
-            return False
-
     window.resize(900, 600)
     window.show()
     window._add_photos([Path(f"/no/such/folder/{i}.jpg") for i in range(300)], 300)
     qapp.processEvents()
     row = window.rows[150]
-    requests = LayoutRequests()
+    requests = EventCounter(QEvent.Type.LayoutRequest)
     window.photo_list.widget().installEventFilter(requests)
     for k in range(20):
         row.set_working(k / 20, f"step {k}/20")
