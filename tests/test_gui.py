@@ -912,14 +912,19 @@ class TestReviewFixes:
         small_photo(tmp_path / "protected" / "b.png")
         window.set_output_dir(tmp_path / "out")
         small_photo(tmp_path / "out" / "c.png")
-        for item in (copy, tmp_path / "protected", tmp_path / "out", tmp_path / "elsewhere"):
+        for item in (copy, tmp_path / "protected", tmp_path / "elsewhere"):
             window.add_paths([item])
             assert wait_until(lambda: window._walks_pending == 0, 10)
             QApplication.processEvents()
             assert not window.rows, item
             assert "protected copies" in window.statusBar().currentMessage()
-        # chosen one by one, photos are taken wherever they are (a Save-to folder that
-        # holds originals, a folder of one's own called "protected")
+        # the Save-to folder dropped by itself gives the photos kept there (c.png is no
+        # copy: the app recorded none there); chosen one by one, photos are taken wherever
+        # they are (a folder of one's own called "protected")
+        window.add_paths([tmp_path / "out"])
+        assert wait_until(lambda: window._walks_pending == 0, 10)
+        QApplication.processEvents()
+        assert [row.src for row in window.rows.values()] == [tmp_path / "out" / "c.png"]
         window.add_paths([tmp_path / "out" / "c.png", tmp_path / "protected" / "b.png"])
         assert len(window.rows) == 2
 
