@@ -46,8 +46,11 @@ class Report:
         damage = ", ".join(f"{k} {v:.1f}" for k, v in self.damage_db.items()) or "not measured"
         if self.damage_db:  # verify's word for the weakest model, as saved
             damage += f" ({verdict_for(self.min_damage_db)} as saved)"
-        return (f"PSNR {self.psnr:.1f} dB, SSIM {self.ssim:.3f}, max change "
-                f"{self.max_change255:.0f}/255 | damage dB: {damage} | {self.seconds:.1f} s")
+        change = f"max change {self.max_change255:.0f}/255"
+        if self.max_change255 > self.eps255 + 0.5:  # only a lossy save goes past eps
+            change += f" (eps {self.eps255:g}; the rest is the lossy format's own rounding)"
+        return (f"PSNR {self.psnr:.1f} dB, SSIM {self.ssim:.3f}, {change} | damage dB: "
+                f"{damage} | {self.seconds:.1f} s")
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -1234,6 +1234,23 @@ class TestReviewFixes:
         assert panel.comparison is None
 
 
+def test_the_comparison_title_says_when_the_format_added_to_the_change(qapp):
+    """A JPEG copy's largest change can pass cloak's bound: the title says the rest is the
+    format's rounding. Within the bound, or with the bound unknown, it says nothing."""
+    from cloak.gui.images import Comparison
+    from cloak.gui.widgets import ComparePanel
+
+    panel = ComparePanel()
+    tile = Image.new("RGB", (8, 8))
+    panel.show_comparison("a.jpg", Comparison(tile, tile, tile, 16, eps255=8))
+    assert panel.title.text() == ("a.jpg — largest pixel change 16/255 (cloak's bound 8; "
+                                  "the rest is the format's own rounding)")
+    for change, eps in ((8, 8), (16, None)):
+        panel.show_comparison("a.png", Comparison(tile, tile, tile, change, eps255=eps))
+        assert panel.title.text() == f"a.png — largest pixel change {change}/255"
+    panel.deleteLater()
+
+
 def test_a_thumbnail_never_decodes_a_format_cloak_does_not_read(tmp_path):
     """A file named .jpg is decoded only as a format cloak reads, whatever its content says
     (PostScript content would reach Ghostscript): a PPM here, which Pillow would decode.

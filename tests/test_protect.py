@@ -616,3 +616,15 @@ def test_premultiplied_alpha_is_kept(tiny_config):
         assert out.mode == straight
         expected = np.asarray(source.convert(straight).getchannel("A"))
         assert np.array_equal(np.asarray(out.getchannel("A")), expected)
+
+
+def test_a_max_change_past_eps_is_said_to_be_the_formats_rounding():
+    """A JPEG copy at medium can show "max change 24/255": the line says that past eps it
+    is the lossy save's rounding, not cloak's perturbation. Within eps it says nothing."""
+    from cloak import Report
+
+    jpeg = Report(width=8, height=8, eps255=8, psnr=36.3, ssim=0.97, max_change255=24)
+    assert ("max change 24/255 (eps 8; the rest is the lossy format's own rounding)"
+            in jpeg.summary())
+    png = Report(width=8, height=8, eps255=8, psnr=40.1, ssim=0.99, max_change255=8)
+    assert "max change 8/255 |" in png.summary()

@@ -84,6 +84,7 @@ class Comparison:
     difference: Image.Image
     max_change255: int
     budget: Image.Image | None = None
+    eps255: float | None = None  # the bound the copy was made with, when known
 
 
 def amplified_difference(original: Image.Image, protected: Image.Image,
@@ -150,4 +151,5 @@ def compare(original_path: Path, protected_path: Path, max_side: int = 1024,
         images.append(shown_in_srgb(image, profile))
     if budget is not None:  # from the working size to the size shown
         budget = budget.resize(images[0].size, Image.Resampling.BILINEAR)
-    return Comparison(*images, max_change255=max_change, budget=budget)
+    return Comparison(*images, max_change255=max_change, budget=budget,
+                      eps255=None if config is None else config.eps255)

@@ -392,7 +392,11 @@ class ComparePanel(QWidget):
         """Show `comparison` (original, protected, difference, budget) in the current
         mode (the protected copy if that is the budget map and there is none)."""
         self.comparison, self.loading = comparison, False
-        self.title.setText(f"{name} — largest pixel change {comparison.max_change255}/255")
+        title = f"{name} — largest pixel change {comparison.max_change255}/255"
+        eps = comparison.eps255
+        if eps is not None and comparison.max_change255 > eps + 0.5:  # a lossy save's
+            title += f" (cloak's bound {eps:g}; the rest is the format's own rounding)"
+        self.title.setText(title)
         for mode in self.MODES:
             self.button(mode).setEnabled(getattr(comparison, mode) is not None)
         self.set_mode(self.mode if getattr(comparison, self.mode) is not None
