@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import ProtectConfig
+from .config import ProtectConfig, draws_at_random
 from .errors import Cancelled, CloakError, OutputError
 from .models.weights import DownloadProgress, sha256_of
 from .preview import PREVIEW_SUFFIX, preview_path
@@ -570,9 +570,8 @@ def _seed_as_recorded_now(old: dict, new: dict) -> dict:
     """`old` with its seed as settings are recorded now: where `new` draws nothing at
     random (its seed recorded as 0, ProtectConfig.fingerprint), a copy made by an earlier
     version with another seed (`--seed 7`, which changed nothing) is the same copy."""
-    if "seed" in old and new.get("seed") == 0 and not (
-            (new.get("robust") and new.get("eot_share", 0) > 0)
-            or new.get("objective") == "latent"):
+    if "seed" in old and not draws_at_random(new.get("robust"), new.get("eot_share"),
+                                             new.get("objective")):
         return {**old, "seed": 0}
     return old
 

@@ -186,9 +186,8 @@ class ProtectConfig:
 
     @property
     def draws_at_random(self) -> bool:
-        """Whether the attack draws from the seeded generator: the posting transforms of
-        `robust`, or the `latent` objective's random start."""
-        return (bool(self.robust) and self.eot_share > 0) or self.objective == "latent"
+        """Whether the attack draws from the seeded generator (see draws_at_random)."""
+        return draws_at_random(self.robust, self.eot_share, self.objective)
 
     @property
     def eps255(self) -> float:
@@ -232,6 +231,14 @@ class ProtectConfig:
             **({"metadata": dataclasses.asdict(self.metadata)}
                if self.metadata not in (None, MetadataPolicy()) else {}),
         }
+
+
+def draws_at_random(robust: bool | None, eot_share: float | None, objective: str | None
+                    ) -> bool:
+    """Whether an attack with these settings draws from the seeded generator: the posting
+    transforms of `robust` (on a share of its cycles), or the `latent` objective's random
+    start. Otherwise the seed changes nothing."""
+    return (bool(robust) and (eot_share or 0) > 0) or objective == "latent"
 
 
 def _whole(value) -> bool:

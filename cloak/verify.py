@@ -303,9 +303,9 @@ def verify_images(original: Image.Image, protected: Image.Image,
                 if pixels not in references:
                     references[pixels] = {n: metrics.clean_reference(m, xs)
                                           for n, m in nets.items()}
-                cache[key] = (xs, references[pixels])
-            xs, stats = cache[key]
-            both = (_digest(xs), _digest(xas))
+                cache[key] = (xs, references[pixels], pixels)
+            xs, stats, pixels = cache[key]
+            both = (pixels, _digest(xas))
             if both not in measured:
                 damage, shift = {}, {}
                 for n, m in nets.items():
