@@ -80,6 +80,8 @@ def parse_sizes(text: str | None) -> tuple[int, ...] | None:
         sizes = tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
         fail(f"--editor-sizes takes whole numbers separated by commas, got {text!r}")
+    if not sizes:  # an unset shell variable: not "no sizes", which would drop the preset's
+        fail(f"--editor-sizes needs at least one size, such as 512 or 512,1024; got {text!r}")
     for size in sizes:
         if not 128 <= size <= 2048 or size % 8:
             fail(f"--editor-sizes: each size must be a multiple of 8 from 128 to 2048 "
@@ -315,12 +317,15 @@ class BatchView:
             redirect_stdout=False, redirect_stderr=False,
             disable=not self.console.is_terminal)
         self.task = None
+        self.preparing = None  # "looking for photos": finding and checking them, until todo
         self.downloads: dict[str, int] = {}  # weight file -> its download's task
         self.finished = 0
         self.running: dict[int, float] = {}  # id(item) -> fraction done
 
     def __enter__(self) -> None:
         self.progress.start()
+        # a big folder (or a rerun that hashes what a restore touched) takes a while
+        self.preparing = self.progress.add_task("looking for photos", total=None)
         if self.progress.live.is_started:  # a terminal: warnings print above the bar
             root = logging.getLogger()
             self._log_handlers = root.handlers[:]
@@ -336,11 +341,16 @@ class BatchView:
             self._log_handlers = None
 
     def line(self, text: str, err: bool = False, color: str | None = None) -> None:
+        """One line to stderr or stdout. A reader that left (`| head`) doesn't stop the
+        batch: the rest of its lines go nowhere, and the photos are still protected."""
         text = printable(text)
-        if self.progress.live.is_started and (err or sys.stdout.isatty()):
-            self.console.print(text, style=color, markup=False, soft_wrap=True)
-        else:
-            typer.secho(text, fg=color, err=err)
+        try:
+            if self.progress.live.is_started and (err or sys.stdout.isatty()):
+                self.console.print(text, style=color, markup=False, soft_wrap=True)
+            else:
+                typer.secho(text, fg=color, err=err)
+        except BrokenPipeError:
+            mute(sys.stderr if err else sys.stdout)
 
     def downloading(self, event) -> None:
         """A bar per weight file fetched on first use; a line where there is no terminal."""
@@ -363,6 +373,9 @@ class BatchView:
         if event.kind == "download":
             self.downloading(event)
         elif event.kind == "todo":
+            if self.preparing is not None:
+                self.progress.remove_task(self.preparing)
+                self.preparing = None
             self.task = self.progress.add_task("protecting", total=event.total)
         elif event.kind == "start":
             self.running[id(item)] = 0.0
@@ -377,7 +390,7 @@ class BatchView:
             if item.status == batch.PROTECTED:
                 self.line(f"{item.src} -> {item.dst}: {item.report.summary()}")
             elif item.status == batch.FAILED:  # io's messages name the file already
-                text = item.message if str(item.src) in item.message else (
+                text = item.message if names(item.message, item.src) else (
                     f"{item.src}: {item.message}")
                 self.line(text, err=True, color="red")
             elif item.status == batch.SKIPPED and item.message != batch.ALREADY_DONE:
@@ -497,9 +510,15 @@ def check_model_dir(model_dir: Path | None) -> None:
 
 
 def check_out(out: Path) -> None:
-    """--out must be a folder, or not exist yet (it is created)."""
+    """--out must be a folder, or not exist yet (it is created): then the nearest part of
+    its path that exists must be a folder too."""
     if os.path.lexists(out) and not os.path.isdir(out):
         fail(f"--out {out} is a file, not a folder; give a folder for the protected copies")
+    above = Path(os.path.abspath(out)).parent
+    while not os.path.lexists(above) and above != above.parent:
+        above = above.parent
+    if not os.path.isdir(above):
+        fail(f"--out {out} can't be made: {above} is a file, not a folder")
 
 
 def write_json(json_path: Path, data: dict, code: int = 1) -> None:
@@ -664,6 +683,24 @@ except ImportError:
     from click import ClickException as UsageErrors
 
 
+def names(message: str, path: Path) -> bool:
+    """Whether `message` names `path` itself, not just a longer path ending in it
+    (`../x/IMG_1.jpg` does not name `IMG_1.jpg`)."""
+    return re.search(rf"(?<![\w/\\.-]){re.escape(str(path))}(?![\w/\\-])", message) is not None
+
+
+def mute(stream) -> None:
+    """Send what is left for `stream` (whose reader has gone) to the null device, so that
+    neither later lines nor Python's flush at exit raise BrokenPipeError again (as the
+    Python docs advise for SIGPIPE)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # not a real file (a test's capture)
+        pass
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     keep_freed_memory()  # glibc: reuse freed pages across attack steps (cloak/allocator.py)
@@ -674,6 +711,9 @@ def main() -> None:
         code = 1 if exc.exit_code == 2 else exc.exit_code  # 2 means "some photos failed"
     except typer.Abort:
         code = 130
+    except BrokenPipeError:  # `cloak verify ... | head -1`: the reader has what it wanted
+        mute(sys.stdout)
+        code = 1
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -71,11 +71,15 @@ def check_destination(src: Path, dst: Path, overwrite: bool) -> None:
     """Refuse to write over the input (by any name: a hard link, another case on a
     case-insensitive disk), over a folder, or over an existing file without `overwrite`."""
     from .io import same_file
-    if dst.is_dir():
-        raise OutputError(f"output {dst} is a folder; give a file name")
-    if dst.exists() and src.exists() and same_file(dst, src):
-        raise OutputError(f"output {dst} is the input photo; choose another --out folder")
-    if dst.exists() and not overwrite:
+    try:
+        if dst.is_dir():
+            raise OutputError(f"output {dst} is a folder; give a file name")
+        if dst.exists() and src.exists() and same_file(dst, src):
+            raise OutputError(f"output {dst} is the input photo; choose another --out folder")
+        exists = dst.exists()
+    except OSError as exc:  # a name too long for the disk (a preview's adds 12 bytes)
+        raise OutputError(f"can't use the output name {dst}: {exc.strerror or exc}") from exc
+    if exists and not overwrite:
         raise OutputExistsError(dst)
 
 

@@ -280,9 +280,7 @@ class Mirrors:
         try:
             with os.scandir(path) as entries:
                 return next(entries, None) is not None
-        except NotADirectoryError:
-            return True
-        except OSError:
+        except OSError:  # a file at OUT/name is in use; a file above OUT is not (no loop)
             return os.path.lexists(path)
 
 
@@ -598,7 +596,10 @@ def _decide(item: Item, entry: dict | None, settings: dict, force: bool,
                         "away or choose another --out folder")
         return
     if not item.dst.exists():
-        item.replace = force or overwrite  # may still replace a file beside it (a preview)
+        # may still replace a file beside it: a preview, asked for with --overwrite, or
+        # the sheet cloak wrote for a copy since deleted
+        item.replace = force or overwrite or (
+            preview and sheet.exists() and _same_file(sheet, (entry or {}).get("preview")))
         return
     pending = entry is not None and entry.get("state") == "pending"
     # The file at dst is the one cloak wrote there (the entry alone does not say so: a
@@ -630,8 +631,12 @@ def _decide(item: Item, entry: dict | None, settings: dict, force: bool,
     if force or overwrite:
         item.replace = True
         return
-    if entry is None:
-        why = "was not made by cloak"
+    if entry is None:  # perhaps a photo of the user's own: another folder is the advice
+        item.status = FAILED
+        item.message = (f"output {item.dst} exists and was not made by cloak (it may be a "
+                        "photo of yours); choose another --out folder, or pass --overwrite "
+                        "to replace it")
+        return
     elif pending and not made_here and not entry.get("dst"):
         why = ("may not be cloak's: a run that was stopped before it finished left no "
                "record of writing it")
@@ -640,8 +645,8 @@ def _decide(item: Item, entry: dict | None, settings: dict, force: bool,
     elif not _same_settings(entry.get("settings"), settings):
         why = (f"was made with other settings "
                f"({_settings_change(entry.get('settings') or {}, settings)})")
-    else:
-        why = "was made from an earlier version of this photo"
+    else:  # the manifest keeps the photo's size, times and hash, not its path
+        why = "was made from another photo of that name, or an earlier version of this one"
     item.status = FAILED
     item.message = f"output {item.dst} exists and {why}; pass --overwrite to replace it"
 

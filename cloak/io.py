@@ -311,12 +311,19 @@ def _read(image: Image.Image, fp: IO[bytes], path: Path, limit: int) -> Photo:
         image.load()
     exif = md.snapshot_exif(image)
     orientation = 1 if source_format == "HEIF" or exif is None else exif.orientation
+    # Pillow also turns a TIFF whose only orientation is XMP's tiff:Orientation; viewers
+    # read the TIFF tag alone, so that copy is stored as the file was: the turn is undone.
+    xmp_turn = (image.getexif().get(md.ORIENTATION, 1)
+                if source_format == "TIFF" and md.ORIENTATION not in image.tag_v2 else 1)
     icc = image.info.get("icc_profile") or None
     color, alpha, depth, icc = _pixels(image, fp, path, icc)
     # Pillow turns a TIFF upright itself while loading it (and drops its tag); the file's
     # orientation is still kept, so the copy is stored as the original was.
     upright_already = (source_format == "TIFF" and orientation != 1
                        and md.ORIENTATION not in image.tag_v2)
+    if xmp_turn in range(2, 9) and md.ORIENTATION not in image.getexif():  # Pillow turned it
+        color = to_stored(color, xmp_turn)
+        alpha = None if alpha is None else to_stored(alpha, xmp_turn)
     mode = image.mode
     if depth == 16 and not mode.startswith("I"):  # Pillow reports 8-bit modes for these
         mode = ("LA" if color.ndim == 2 else "RGBA" if alpha is not None else "RGB") + ";16"

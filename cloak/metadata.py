@@ -264,11 +264,21 @@ def build_exif(snapshot: ExifSnapshot | None, policy: MetadataPolicy, orientatio
                                src.gps, src.interop)
         return build_exif(lighter, policy, orientation, xmp_for_tiff=xmp_for_tiff,
                           stored_size=stored_size)
-    if len(data) > MAX_JPEG_SEGMENT and sub_ifds:
+    if len(data) > MAX_JPEG_SEGMENT and sub_ifds and (src.exif or src.gps):
         log.warning("EXIF is %d bytes, too long for one JPEG segment; dropping the Exif IFD",
                     len(data))
         return build_exif(src, policy, orientation, xmp_for_tiff=xmp_for_tiff, sub_ifds=False,
                           stored_size=stored_size)
+    if len(data) > MAX_JPEG_SEGMENT and not xmp_for_tiff:
+        # the main IFD alone (a huge description or keywords): Pillow would refuse it when
+        # saving, after the attack. Orientation and rights, else orientation alone.
+        lighter = _essentials(src) if src.base != _essentials(src).base else \
+            ExifSnapshot({}, {}, {}, {})
+        if lighter != src:
+            log.warning("EXIF is %d bytes, too long for one JPEG segment; keeping "
+                        "orientation%s only", len(data), " and rights" if lighter.base else "")
+            return build_exif(lighter, policy, orientation, sub_ifds=False,
+                              stored_size=stored_size)
     return data
 
 

@@ -298,6 +298,22 @@ class TestRun:
         [item] = batch.run(batch.plan([gif], other), other, tiny_config, overwrite=True).items
         assert item.status == PROTECTED
 
+    def test_a_copy_deleted_by_hand_is_made_again_beside_its_old_preview(
+            self, tmp_path, small_photo, tiny_config):
+        """The sheet cloak wrote for a copy the user then deleted does not block making the
+        copy again with --preview; someone else's file at that name still does."""
+        photo = small_photo(tmp_path / "a.png")
+        out, config = tmp_path / "out", tiny_config.replace(preview=True)
+        assert batch.run(batch.plan([photo], out), out, config).counts[PROTECTED] == 1
+        (out / "a.png").unlink()
+        [item] = batch.run(batch.plan([photo], out), out, config).items
+        assert item.status == PROTECTED, item.message
+        (out / "a.png").unlink()
+        (out / "a.png.preview.png").write_bytes(b"someone's file")
+        [item] = batch.run(batch.plan([photo], out), out, config).items
+        assert item.status == FAILED and "already exists" in item.message
+        assert (out / "a.png.preview.png").read_bytes() == b"someone's file"
+
     def test_overwrite_never_replaces_a_preview_named_file_beside_the_original(
             self, tmp_path, small_photo, tiny_config):
         """`cloak protect ~/Pictures/a.gif --out ~/Pictures --preview --overwrite` with a
@@ -327,6 +343,8 @@ class TestRun:
         small_photo(out / "a.png", index=3)  # someone else's file
         [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
         assert item.status == FAILED and "not made by cloak" in item.message
+        # the safe way out comes first: the file may be the user's own photo
+        assert "choose another --out folder, or pass --overwrite" in item.message
         assert "--overwrite" in item.message
         [item] = batch.run(batch.plan([photo], out), out, tiny_config, overwrite=True).items
         assert item.status == PROTECTED
@@ -893,6 +911,16 @@ class TestReviewFixes:
         assert changed.items[0].status == FAILED and "other settings" in changed.items[0].message
 
 
+def test_a_file_above_out_takes_no_mirror_name_but_a_file_at_it_does(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "holiday").write_text("the user's own file")
+    assert not batch.Mirrors({}, tmp_path / "notes.txt" / "out")._in_use("holiday")
+    assert batch.Mirrors({}, tmp_path / "out")._in_use("holiday")
+    assert batch.Mirrors({}, tmp_path / "out").name_for(str(tmp_path / "holiday")) \
+        == "holiday (2)"
+
+
 def test_a_folder_keeps_its_mirror_in_later_runs(tmp_path, small_photo, tiny_config):
     a = small_photo(tmp_path / "2023" / "Camera" / "IMG_1.png")
     b = small_photo(tmp_path / "2024" / "Camera" / "IMG_1.png", index=1)
@@ -963,7 +991,7 @@ class TestSecondReview:
         assert src.stat().st_size == before.st_size and src.stat().st_ctime_ns != \
             before.st_ctime_ns
         [item] = batch.run(batch.plan([src], out), out, tiny_config).items
-        assert item.status == FAILED and "earlier version of this photo" in item.message
+        assert item.status == FAILED and "an earlier version of this one" in item.message
 
     def test_an_output_that_cant_be_checked_fails_alone(self, tmp_path, small_photo,
                                                         tiny_config):

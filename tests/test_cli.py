@@ -173,6 +173,9 @@ def test_bad_settings_exit_1_with_one_line(tmp_path, small_photo, model_dir):
     assert result.exit_code == 1 and "--editor-sizes takes whole numbers" in result.stderr
     result = invoke("protect", photo, "--out", tmp_path / "out", "--editor-sizes", "500")
     assert result.exit_code == 1 and "--editor-sizes: each size must be a multiple of 8" in result.stderr
+    for empty in ("", ",", " "):  # "$UNSET" would have dropped high's 1024
+        result = invoke("protect", photo, "--out", tmp_path / "out", "--editor-sizes", empty)
+        assert result.exit_code == 1 and "--editor-sizes needs at least one size" in result.stderr
     result = invoke("protect", photo, "--out", tmp_path / "out", *TINY,
                     "--mask", tmp_path / "no.png")
     assert result.exit_code == 1 and "can't read mask" in result.stderr
@@ -232,6 +235,21 @@ def six_photos(tmp_path, small_photo, model_dir) -> list[Path]:
 # enough on a CPU without native bf16 (fp32, one thread: about 2.4 s a step at 384 px).
 # Fast attacks at 512 px now: 2 steps there cost about what 3 did at 384 (pixel count).
 SLOW = ["--strength", "fast", "--steps", "2", "--models", "taesd", "--no-measure"]
+
+
+def test_a_reader_that_leaves_early_does_not_stop_the_batch(tmp_path, small_photo,
+                                                              model_dir):
+    # `cloak protect in --out out | head -1`: the later lines meet a closed pipe
+    for n in range(3):
+        small_photo(tmp_path / "in" / f"photo {n}.png", index=n)
+    proc = cloak_process("protect", "in", "--out", "out", *TINY, cwd=tmp_path)
+    assert " -> " in first_line(proc)
+    proc.stdout.close()
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=300) == 0, stderr
+    assert "Broken pipe" not in stderr and "BrokenPipeError" not in stderr
+    assert "3 protected" in stderr
+    assert len(list((tmp_path / "out" / "in").glob("*.png"))) == 3
 
 
 def test_sigkill_then_rerun_finishes_with_no_temp_files(tmp_path, six_photos):
@@ -606,6 +624,30 @@ def test_an_out_that_is_a_file_is_refused_before_any_work(tmp_path, small_photo)
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
+def test_a_failure_line_names_its_own_photo(tmp_path, small_photo, monkeypatch):
+    # the message names the other photo, whose path ends in this one's
+    small_photo(tmp_path / "x" / "IMG_1.png")
+    small_photo(tmp_path / "here" / "IMG_1.png", index=1)
+    monkeypatch.chdir(tmp_path / "here")
+    result = invoke("protect", "../x/IMG_1.png", "IMG_1.png", "--out", "out", *TINY)
+    assert result.exit_code == 2
+    assert "IMG_1.png: output out/IMG_1.png is also the output of ../x/IMG_1.png" \
+        in result.stderr
+
+
+def test_an_out_below_a_file_is_refused_before_any_work(tmp_path, small_photo):
+    # a folder input used to loop for ever looking for a free mirror name under it
+    folder = tmp_path / "holiday"
+    small_photo(folder / "a.png")
+    (tmp_path / "notes.txt").write_text("mine")
+    result = invoke("protect", folder, "--out", tmp_path / "notes.txt" / "protected", *TINY)
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (f"error: --out {tmp_path / 'notes.txt' / 'protected'} "
+                                     f"can't be made: {tmp_path / 'notes.txt'} is a file, "
+                                     "not a folder")
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
 def test_json_may_go_into_the_out_folder_the_run_creates(tmp_path, small_photo, model_dir):
     photo = small_photo(tmp_path / "a.png")
     report = tmp_path / "protected" / "report.json"
@@ -719,6 +761,23 @@ def test_the_progress_bar_shows_a_name_that_looks_like_markup():
     with view.progress:  # drawing raised MarkupError ("closing tag '[/x]'") before
         view.progress.refresh()
     assert "a[/x] [bold]b.png" in terminal.getvalue()
+
+
+def test_the_bar_says_photos_are_being_looked_for_until_the_work_starts():
+    import io
+
+    from rich.console import Console
+
+    from cloak import batch
+
+    terminal = io.StringIO()
+    view = cli.BatchView(Console(file=terminal, force_terminal=True, width=120))
+    with view:
+        view.progress.refresh()
+        assert [t.description for t in view.progress.tasks] == ["looking for photos"]
+        view.on_event(batch.Event("todo", total=3))
+        assert [t.description for t in view.progress.tasks] == ["protecting"]
+    assert "looking for photos" in terminal.getvalue()
 
 
 def test_a_late_progress_report_does_not_count_a_finished_photo_twice():

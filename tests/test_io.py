@@ -848,6 +848,27 @@ class TestMetadata:
                    exif=ex.tobytes())
         assert io.load_photo(src).rgb.shape[:2] == pixels().shape[1::-1]
 
+    def test_a_tiff_turned_by_pillow_for_its_xmp_orientation_is_stored_as_it_was(
+            self, tmp_path: Path) -> None:
+        """Pillow turns a TIFF upright while loading it by XMP's tiff:Orientation too, when
+        it has no Orientation tag; the copy keeps the stored pixels, as viewers show them."""
+        from PIL import TiffImagePlugin
+
+        xmp = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/'
+               b'1999/02/22-rdf-syntax-ns#"><rdf:Description xmlns:tiff="http://ns.adobe.com'
+               b'/tiff/1.0/" tiff:Orientation="6"/></rdf:RDF></x:xmpmeta>')
+        tags = TiffImagePlugin.ImageFileDirectory_v2()
+        tags[700], tags.tagtype[700] = xmp, 1
+        src = tmp_path / "x.tif"
+        Image.fromarray(pixels()).save(src, tiffinfo=tags)
+        photo = io.load_photo(src)
+        assert photo.orientation == 1
+        np.testing.assert_array_equal(np.round(photo.rgb * 255).astype(np.uint8), pixels())
+        dst = io.save_photo(photo, photo.rgb, tmp_path / "out.tif")
+        with Image.open(dst) as out:
+            assert T.Orientation not in out.tag_v2
+            assert out.size == (pixels().shape[1], pixels().shape[0])
+
     @pytest.mark.parametrize("suffix", [".jpg", ".png"])
     def test_non_ascii_rights_survive_in_exif_and_xmp(self, tmp_path: Path,
                                                       suffix: str) -> None:
@@ -1383,3 +1404,20 @@ def test_a_turned_heif_drops_its_subject_area(tmp_path: Path) -> None:
             sub = out.getexif().get_ifd(EXIF_IFD)
         assert (sub[T.ExifImageWidth], sub[T.ExifImageHeight]) == (32, 40), suffix
         assert 0x9214 not in sub, suffix
+
+
+def test_a_main_ifd_too_long_for_jpeg_keeps_orientation_and_rights() -> None:
+    """A 70 KB ImageDescription alone would make Pillow refuse the JPEG at save time,
+    after the attack: the copy keeps orientation and rights, and is written."""
+    snapshot = metadata.ExifSnapshot(
+        {ExifTags.Base.ImageDescription: "x" * 70_000, ExifTags.Base.Artist: "Me"}, {}, {}, {})
+    data = metadata.build_exif(snapshot, MetadataPolicy(), 6)
+    assert data is not None and len(data) <= metadata.MAX_JPEG_SEGMENT
+    exif = Image.Exif()
+    exif.load(data)
+    assert exif[ExifTags.Base.Orientation] == 6 and exif[ExifTags.Base.Artist] == "Me"
+    assert ExifTags.Base.ImageDescription not in exif
+    snapshot = metadata.ExifSnapshot({ExifTags.Base.Artist: "x" * 70_000}, {}, {}, {})
+    exif.load(metadata.build_exif(snapshot, MetadataPolicy(), 6))
+    assert dict(exif) == {ExifTags.Base.Orientation: 6}
+    Image.new("RGB", (8, 8)).save(_io.BytesIO(), "JPEG", exif=data)  # Pillow takes it

@@ -47,6 +47,14 @@ class TestProtectFile:
         assert report.max_change255 <= config.eps255 + 1e-6
         assert set(report.damage_db) == {"taesd", "taef2"}
 
+    def test_a_preview_name_too_long_for_the_disk_is_one_clear_error(
+            self, tiny_config, small_photo, tmp_path):
+        src = small_photo(tmp_path / "a.png")
+        dst = tmp_path / "out" / ("a" * 246 + ".png")  # its preview's name: 258 bytes
+        with pytest.raises(OutputError, match="can't use the output name .*preview"):
+            protect_file(src, dst, tiny_config.replace(preview=True))
+        assert not (tmp_path / "out").exists()
+
     @pytest.mark.parametrize("kind", ["webp", "tif", "bmp", "png16"])
     def test_linf_after_saving_in_each_lossless_format(self, tiny_config, small_photo,
                                                        tmp_path, kind):
