@@ -971,6 +971,15 @@ def _abandon(item: Item, manifest: Manifest, previous: dict | None,
     at dst (one that appeared during the work) is not cloak's: the entry goes back to
     what it was."""
     written = getattr(outcome, "written", None)
+    if isinstance(outcome, WorkerDied) and _stamp(item.dst) not in (None, item.dst_before):
+        # it may have died after writing its copy (the pool ends every worker when one
+        # dies): the entry stays pending, and the next run tells by cloak's note whether
+        # the file there is cloak's, as after a killed run
+        entry = manifest.get(item.dst)
+        if entry is not None:
+            entry.pop("dst", None)
+            manifest.set(item.dst, entry)
+        return
     if not (written and os.path.abspath(written) == os.path.abspath(item.dst)) or \
             _stamp(item.dst) is None:
         manifest.set(item.dst, previous)
@@ -1168,12 +1177,16 @@ def _run_pool(todo: list[Item], manifest: Manifest, config: ProtectConfig, jobs:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+class WorkerDied(CloakError):
+    """The worker process protecting a photo died (killed by the system, out of memory)."""
+
+
 def _lost_worker(exc: BaseException, stop_event) -> CloakError:
     """A worker that died while stopping (e.g. Ctrl-C reached it while it started) only
     cancelled its photo; otherwise the photo failed."""
     if stop_event.is_set():
         return Cancelled("cancelled")
-    return CloakError(f"worker process died ({exc})")
+    return WorkerDied(f"worker process died ({exc})")
 
 
 def _drain(progress_queue, todo: list[Item], emit: Callable[[Event], None]) -> None:

@@ -1009,6 +1009,36 @@ class TestSecondReview:
         assert "can't check its output" in statuses[long_name.name][1]
 
 
+def test_a_copy_written_by_a_worker_that_then_died_is_redone_not_refused(
+        tmp_path, small_photo, tiny_config):
+    """--jobs: the system kills one worker and the pool ends the others, one of them just
+    after it saved its copy. The next run redoes that photo (its copy carries cloak's
+    note) instead of refusing the file as not cloak's; a stranger's file is refused."""
+    import concurrent.futures.process as cfp
+    import threading
+
+    photo = small_photo(tmp_path / "a.png")
+    made = tmp_path / "made"
+    batch.run(batch.plan([photo], made), made, tiny_config)  # a copy as a worker writes it
+    out = tmp_path / "out"
+    for written, expected in ((made / "a.png", PROTECTED), (photo, FAILED)):
+        [item] = batch.plan([photo], out)
+        manifest = batch.Manifest(out)
+        batch._begin(item, manifest, tiny_config.fingerprint())
+        item.dst.write_bytes(written.read_bytes())
+        died = batch._lost_worker(cfp.BrokenProcessPool("a child process terminated"),
+                                  threading.Event())
+        batch._finish(item, manifest, None, died)
+        assert item.status == FAILED and "worker process died" in item.message
+        [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
+        assert item.status == expected, item.message
+        if expected == FAILED:
+            assert "may not be cloak's" in item.message
+            assert item.dst.read_bytes() == photo.read_bytes()
+        (out / "a.png").unlink()
+        (out / MANIFEST_NAME).unlink()
+
+
 def test_workers_end_when_the_cli_is_killed(tmp_path, small_photo, model_dir):
     """`kill -9` (or `timeout`) on `cloak protect --jobs 2`: its worker processes end too,
     instead of finishing a photo into a folder no run holds and then waiting forever."""

@@ -624,10 +624,11 @@ def test_an_out_that_is_a_file_is_refused_before_any_work(tmp_path, small_photo)
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
-def test_a_failure_line_names_its_own_photo(tmp_path, small_photo, monkeypatch):
+def test_a_failure_line_names_its_own_photo(tmp_path, small_photo, model_dir, monkeypatch):
     # the message names the other photo, whose path ends in this one's
     small_photo(tmp_path / "x" / "IMG_1.png")
     small_photo(tmp_path / "here" / "IMG_1.png", index=1)
+    monkeypatch.setenv("CLOAK_MODEL_DIR", str(model_dir.resolve()))
     monkeypatch.chdir(tmp_path / "here")
     result = invoke("protect", "../x/IMG_1.png", "IMG_1.png", "--out", "out", *TINY)
     assert result.exit_code == 2

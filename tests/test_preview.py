@@ -105,7 +105,13 @@ def test_same_stem_photos_get_their_own_previews_and_overwrite_reaches_them(
     assert {p.name for p in out.iterdir() if not p.name.startswith(".")} == {
         "me.jpg", "me.png", "me.jpg.preview.png", "me.png.preview.png"}
     (out / "me.png").unlink()  # the preview of a removed output is left behind
-    assert CliRunner().invoke(cli.app, args).exit_code == 2  # refused: never replaced unasked
+    result = CliRunner().invoke(cli.app, args)  # the sheet is cloak's: made again with it
+    assert result.exit_code == 0, result.output
+    assert (out / "me.png").is_file() and (out / "me.png.preview.png").is_file()
+    (out / "me.png").unlink()
+    (out / "me.png.preview.png").write_bytes(b"mine")  # not cloak's: never replaced unasked
+    assert CliRunner().invoke(cli.app, args).exit_code == 2
+    assert (out / "me.png.preview.png").read_bytes() == b"mine"
     result = CliRunner().invoke(cli.app, [*args, "--overwrite"])
     assert result.exit_code == 0, result.output
     assert (out / "me.png").is_file()
