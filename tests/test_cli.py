@@ -429,13 +429,36 @@ def test_verify_says_when_the_photos_look_swapped(tmp_path, small_photo, model_d
     out = tmp_path / "out"
     assert invoke("protect", src, "--out", out, "--strength", "fast", "--models", "taesd",
                   "--no-measure").exit_code == 0
-    swapped = invoke("verify", out / "a.png", src, "--models", "taesd")
+    swapped = invoke("verify", out / "a.png", src, "--models", "taesd", "--channels", "as-is")
     assert swapped.exit_code == 0, swapped.output
     assert "were they swapped?" in swapped.stderr
     assert "as is (before posting): none" in swapped.stdout
-    right = invoke("verify", src, out / "a.png", "--models", "taesd")
+    right = invoke("verify", src, out / "a.png", "--models", "taesd", "--channels", "as-is")
     assert right.exit_code == 0 and "swapped" not in right.stderr
     assert "as is (before posting): none" not in right.stdout
+
+
+def test_verify_measures_the_channels_asked_for_and_always_as_is(tmp_path, small_photo,
+                                                                  model_dir):
+    from cloak.verify import CLEANUPS, SOCIAL_PRESETS
+
+    assert cli.ALL_CHANNELS == ("as-is", *SOCIAL_PRESETS, *CLEANUPS)
+    src = small_photo(tmp_path / "a.png", size=(128, 128))
+    copy = tmp_path / "b.png"
+    with Image.open(src) as im:
+        noisy = np.asarray(im, dtype=np.int16) + np.random.default_rng(0).integers(-4, 5, (
+            128, 128, 3))
+    Image.fromarray(noisy.clip(0, 255).astype(np.uint8)).save(copy)
+    report = tmp_path / "r.json"
+    result = invoke("verify", src, copy, "--models", "taesd", "--channels", "JPEG50,blur",
+                    "--json", report)
+    assert result.exit_code == 0, result.output
+    assert [c["channel"] for c in json.loads(report.read_text())["channels"]] == [
+        "as-is", "jpeg50", "blur"]
+    for bad, said in (("jpeg40", "unknown channel 'jpeg40'"), (",", "needs at least one channel")):
+        result = invoke("verify", src, copy, "--channels", bad)
+        assert result.exit_code == 1 and f"--channels: {said}; choose from as-is" in \
+            result.stderr
 
 
 def test_verify_refuses_one_file_given_twice(tmp_path, small_photo, model_dir):

@@ -42,7 +42,7 @@ def example_at_medium(weights_dir) -> tuple[Image.Image, Image.Image]:
 
 class TestVerdicts:
     def test_clean_photo_is_none(self, photo):
-        v = verify_images(photo, photo, channels=("as-is", "instagram", "jpeg75"))
+        v = verify_images(photo, photo, channels=("as-is", "instagram"))
         assert v.verdict == "none" and v.verdict_as_posted == "none"
 
     def test_medium_is_detected_as_posted(self, model_dir, example_at_medium):
