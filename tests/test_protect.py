@@ -32,15 +32,17 @@ def pixels(path: Path) -> np.ndarray:
 
 @pytest.fixture
 def config(model_dir):
+    # no damage measuring (four round trips at 512 px per photo): the tests that check the
+    # figures turn it on
     return ProtectConfig(strength="low", steps=3, models=("taesd", "taef2"), working_size=128,
-                         faces=False)
+                         faces=False, measure=False)
 
 
 class TestProtectFile:
     def test_linf_after_saving_and_original_untouched(self, config, small_photo, tmp_path):
         src = small_photo(tmp_path / "in" / "a.png", size=(96, 80))
         before = sha(src)
-        report = protect_file(src, tmp_path / "out" / "a.png", config)
+        report = protect_file(src, tmp_path / "out" / "a.png", config.replace(measure=True))
         assert sha(src) == before
         diff = np.abs(pixels(tmp_path / "out" / "a.png") - pixels(src))
         assert diff.max() <= round(config.eps255) and diff.max() > 0
@@ -118,7 +120,7 @@ class TestProtectFile:
         from cloak import io
 
         src = small_photo(tmp_path / "a.jpg", size=(96, 64))
-        report = protect_file(src, tmp_path / "out" / "a.jpg", config)
+        report = protect_file(src, tmp_path / "out" / "a.jpg", config.replace(measure=True))
         original = io.load_photo(src).rgb.astype(np.float64)
         saved = io.load_photo(tmp_path / "out" / "a.jpg").rgb.astype(np.float64)
         assert report.max_change255 == pytest.approx(np.abs(saved - original).max() * 255,
@@ -141,12 +143,12 @@ class TestProtectFile:
         so the seed only matters where something is drawn (--robust): there another seed
         gives other bytes."""
         src = small_photo(tmp_path / "a.png", size=(320, 256))
-        seeded = config.replace(faces=True, measure=False)  # measuring changes no byte
+        seeded = config.replace(faces=True)
         protect_file(src, tmp_path / "here" / "a.png", seeded)
         script = (
             "import sys; from cloak import ProtectConfig, protect_file\n"
             "cfg = ProtectConfig(strength='low', steps=3, models=('taesd', 'taef2'), "
-            "working_size=128, faces=True, measure=False)\n"
+            "working_size=128, faces=True, measure=False)\n"  # measuring changes no byte
             "protect_file(sys.argv[1], sys.argv[2], cfg)\n")
         subprocess.run([sys.executable, "-c", script, str(src), str(tmp_path / "there.png")],
                        check=True, env=os.environ.copy())
