@@ -380,7 +380,30 @@ def _format_info(image: Image.Image) -> dict[str, Any]:
                 k in PNG_TEXT_RIGHTS | PNG_TEXT_OTHER}
         if text:
             info["png_text"] = text
+        colour = {k: image.info[k] for k in ("gamma", "chromaticity", "srgb")
+                  if k in image.info}
+        if colour:
+            info["png_colour"] = colour
     return info
+
+
+def png_colour_chunks(colour: dict[str, Any]) -> list[tuple[bytes, bytes]]:
+    """A PNG's colour chunks other than iCCP, from what Pillow read of them (gamma 0.45455,
+    chromaticity: eight values, srgb: a rendering intent), back as (type, data). Pillow
+    reads them but does not write them: without them a PNG tagged with another gamma or
+    wider primaries (and no ICC profile) would show with other tones."""
+    chunks = []
+    try:
+        if "srgb" in colour:
+            chunks.append((b"sRGB", bytes([int(colour["srgb"])])))
+        if "gamma" in colour:
+            chunks.append((b"gAMA", struct.pack(">I", round(float(colour["gamma"]) * 1e5))))
+        if "chromaticity" in colour and len(colour["chromaticity"]) == 8:
+            chunks.append((b"cHRM", struct.pack(">8I", *(round(float(v) * 1e5)
+                                                          for v in colour["chromaticity"]))))
+    except (ValueError, TypeError, OverflowError, struct.error):  # a value no PNG holds
+        return []
+    return chunks
 
 
 def with_real_alpha(image: Image.Image) -> Image.Image:
@@ -699,6 +722,9 @@ def _save_options(photo: Photo, fmt: str, policy: md.MetadataPolicy, orientation
                 pnginfo.add_itxt(key, value)
         if xmp:
             pnginfo.add_itxt("XML:com.adobe.xmp", xmp.decode("utf-8"))
+        if not options.get("icc_profile"):  # an ICC profile, when kept, says it all
+            for kind, data in png_colour_chunks(photo.info.get("png_colour", {})):
+                pnginfo.add(kind, data)
         options["pnginfo"] = pnginfo
     if fmt == "TIFF":
         exif = md.build_exif(photo.exif, policy, orientation, xmp_for_tiff=xmp,

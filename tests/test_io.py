@@ -1421,3 +1421,35 @@ def test_a_main_ifd_too_long_for_jpeg_keeps_orientation_and_rights() -> None:
     exif.load(metadata.build_exif(snapshot, MetadataPolicy(), 6))
     assert dict(exif) == {ExifTags.Base.Orientation: 6}
     Image.new("RGB", (8, 8)).save(_io.BytesIO(), "JPEG", exif=data)  # Pillow takes it
+
+
+@pytest.mark.parametrize("depth", [8, 16])
+def test_png_gamma_chromaticity_and_srgb_chunks_are_kept(tmp_path: Path, depth: int) -> None:
+    """Pillow reads gAMA, cHRM and sRGB but does not write them: a PNG tagged with gamma
+    1.0 (linear) and no ICC profile would show much brighter without them."""
+    import cv2
+
+    def with_chunks(path: Path, chunks: list[tuple[bytes, bytes]]) -> Path:
+        raw = path.read_bytes()  # signature and IHDR are the first 33 bytes
+        extra = b"".join(struct.pack(">I", len(d)) + k + d + struct.pack(">I", zlib.crc32(k + d))
+                         for k, d in chunks)
+        path.write_bytes(raw[:33] + extra + raw[33:])
+        return path
+
+    chroma = (0.3127, 0.329, 0.708, 0.292, 0.17, 0.797, 0.131, 0.046)  # BT.2020
+    src = tmp_path / "linear.png"
+    if depth == 16:
+        cv2.imwrite(str(src), np.ascontiguousarray(pixels(dtype=np.uint16)[:, :, ::-1]))
+    else:
+        Image.fromarray(pixels()).save(src)
+    with_chunks(src, [(b"gAMA", struct.pack(">I", 100000)),
+                      (b"cHRM", struct.pack(">8I", *(round(v * 1e5) for v in chroma)))])
+    photo = io.load_photo(src)
+    assert photo.bit_depth == depth
+    dst = io.save_photo(photo, photo.rgb, tmp_path / "out.png")
+    with Image.open(dst) as out:
+        assert out.info["gamma"] == 1.0 and out.info["chromaticity"] == chroma
+    src = with_chunks(save(Image.fromarray(pixels()), tmp_path / "s.png"), [(b"sRGB", b"\x01")])
+    photo = io.load_photo(src)
+    with Image.open(io.save_photo(photo, photo.rgb, tmp_path / "srgb.png")) as out:
+        assert out.info["srgb"] == 1
