@@ -637,7 +637,7 @@ def _decide(item: Item, entry: dict | None, settings: dict, force: bool,
                         "photo of yours); choose another --out folder, or pass --overwrite "
                         "to replace it")
         return
-    elif pending and not made_here and not entry.get("dst"):
+    if pending and not made_here and not entry.get("dst"):
         why = ("may not be cloak's: a run that was stopped before it finished left no "
                "record of writing it")
     elif not made_here:

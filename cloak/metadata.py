@@ -272,11 +272,12 @@ def build_exif(snapshot: ExifSnapshot | None, policy: MetadataPolicy, orientatio
     if len(data) > MAX_JPEG_SEGMENT and not xmp_for_tiff:
         # the main IFD alone (a huge description or keywords): Pillow would refuse it when
         # saving, after the attack. Orientation and rights, else orientation alone.
-        lighter = _essentials(src) if src.base != _essentials(src).base else \
-            ExifSnapshot({}, {}, {}, {})
+        essentials = _essentials(src)
+        lighter = essentials if essentials != src else ExifSnapshot({}, {}, {}, {})
         if lighter != src:
-            log.warning("EXIF is %d bytes, too long for one JPEG segment; keeping "
-                        "orientation%s only", len(data), " and rights" if lighter.base else "")
+            log.warning("EXIF is %d bytes, too long for one JPEG segment; keeping %s only",
+                        len(data), "orientation, rights and date" if lighter.base
+                        else "orientation")
             return build_exif(lighter, policy, orientation, sub_ifds=False,
                               stored_size=stored_size)
     return data
