@@ -242,6 +242,18 @@ def _fold(path: str) -> str:
     return unicodedata.normalize("NFC", path).casefold()
 
 
+def _same_folder_path(a: str, b: str) -> bool:
+    """Whether real paths `a` and `b` name one folder: the same string, or (on a disk that
+    ignores case or Unicode form, as macOS's does, where realpath keeps the case typed)
+    the same folder on disk."""
+    if a == b:
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 class Mirrors:
     """Which input folder each folder name under OUT mirrors. Recorded in OUT's manifest,
     so a later run keeps each folder in its own mirror whatever else it is given:
@@ -260,12 +272,14 @@ class Mirrors:
         (case-folded, so two folders never share a mirror on a case-insensitive disk), or
         by something already in OUT that no run recorded (the user's own `DCIM`, or a
         subfolder of the very folder being protected: copies never mix with originals)."""
-        if real in self.names and self.names[real].casefold() not in self.used:
-            candidate = self.names[real]
+        recorded = next((name for owner, name in self.names.items()
+                         if _same_folder_path(owner, real)), None)
+        if recorded is not None and recorded.casefold() not in self.used:
+            candidate = recorded
         else:
             name, candidate, n = Path(real).name, Path(real).name, 1
             while candidate.casefold() in self.used or \
-                    self.owner.get(candidate.casefold(), real) != real or \
+                    not _same_folder_path(self.owner.get(candidate.casefold(), real), real) or \
                     (candidate.casefold() not in self.owner and self._in_use(candidate)):
                 n += 1
                 candidate = f"{name} ({n})"

@@ -911,6 +911,20 @@ class TestReviewFixes:
         assert changed.items[0].status == FAILED and "other settings" in changed.items[0].message
 
 
+def test_a_folder_named_by_another_string_keeps_its_mirror(tmp_path):
+    """On macOS realpath keeps the case typed: `~/photos` after a run on `~/Photos` is the
+    same folder under another string, and must not be protected again into `Photos (2)`
+    (simulated here by another spelling of the same path)."""
+    (tmp_path / "Photos").mkdir()
+    (tmp_path / "Other").mkdir()
+    recorded = {"Photos": str(tmp_path / "Photos")}
+    again = str(tmp_path / "Other" / ".." / "Photos")
+    assert batch.Mirrors(recorded, tmp_path / "out").name_for(again) == "Photos"
+    other = tmp_path / "elsewhere" / "Photos"
+    other.mkdir(parents=True)
+    assert batch.Mirrors(recorded, tmp_path / "out").name_for(str(other)) == "Photos (2)"
+
+
 def test_a_file_above_out_takes_no_mirror_name_but_a_file_at_it_does(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     (tmp_path / "out").mkdir()
