@@ -237,10 +237,9 @@ def protect(
                 keep_icc=icc, notices=ai_notice))
     except CloakError as exc:
         fail(str(exc))
-    note = fp32_cpu_note(pick_device(config.device), config.strength)  # device: auto
-    if note:
-        typer.secho(note, fg=typer.colors.YELLOW, err=True)
     view = BatchView()
+    # said once there is work to do (not on a rerun that skips every photo)
+    view.slow_note = fp32_cpu_note(pick_device(config.device), config.strength)  # device: auto
     with view, stop_on_ctrl_c(view.stopping) as should_stop:
         try:
             items = batch.plan(photos, out)
@@ -333,6 +332,7 @@ class BatchView:
             redirect_stdout=False, redirect_stderr=False,
             disable=not self.console.is_terminal)
         self.task = None
+        self.slow_note: str | None = None  # said at "todo" when there are photos to protect
         self.preparing = None  # "looking for photos": finding and checking them, until todo
         self.downloads: dict[str, int] = {}  # weight file -> its download's task
         self.finished = 0
@@ -392,6 +392,8 @@ class BatchView:
             if self.preparing is not None:
                 self.progress.remove_task(self.preparing)
                 self.preparing = None
+            if self.slow_note and event.total:
+                self.line(self.slow_note, err=True, color="yellow")
             self.task = self.progress.add_task("protecting", total=event.total)
         elif event.kind == "start":
             self.running[id(item)] = 0.0
@@ -601,6 +603,7 @@ def verify(
 
     from cloak import io
     from cloak.errors import UnsupportedImageError
+    from cloak.models import ALL_MODEL_NAMES
     from cloak.verify import (
         RECEIPT_SMALLEST,
         in_one_colour_space,
@@ -642,6 +645,11 @@ def verify(
                                       else "no protection detected")
                        + " (a hint, not proof, and no measure of its strength: compare "
                        "with the original for figures)")
+            if not receipt.protected and io.says_protected_file(photo):
+                typer.secho("note: this file carries cloak's note, so cloak made it; the "
+                            "receipt often misses copies made at fast or low (README, cloak "
+                            "verify): compare it with the original to measure what it "
+                            "carries", fg=typer.colors.YELLOW, err=True)
             result = {"photo": str(photo), **receipt.to_dict()}
         else:
             (original, original_icc), (copy, copy_icc) = loaded
@@ -668,7 +676,9 @@ def verify(
                 typer.echo(f"{ch.channel:<10} " + " ".join(
                     f"{ch.damage_db[n]:>8.2f}" for n in names) + "   " + " ".join(
                     f"{ch.latent_shift[n]:>8.2f}" for n in names))
-            typer.echo(f"verdict: {v.verdict} (worst channel: {v.worst.channel}); "
+            only = (f"; on {', '.join(names)} only" if set(names) != set(ALL_MODEL_NAMES)
+                    else "")
+            typer.echo(f"verdict: {v.verdict} (worst channel: {v.worst.channel}{only}); "
                        f"as is (before posting): {v.verdict_as_posted}")
             # not "protected": with one photo that key is the receipt's yes or no
             result = {"original": str(photo), "protected_copy": str(protected),

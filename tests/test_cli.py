@@ -153,6 +153,8 @@ def test_cpu_without_native_bf16_is_told_about_fast(tmp_path, small_photo, model
     assert "no native bf16" in medium.stderr and "fast preset" in medium.stderr
     assert "no native bf16" not in fast.stderr
     assert (tmp_path / "m" / "a.png").is_file()
+    again = invoke("protect", photo, "--out", tmp_path / "m", *slow)  # nothing left to do
+    assert again.exit_code == 0 and "no native bf16" not in again.stderr
 
 
 def test_bad_settings_exit_1_with_one_line(tmp_path, small_photo, model_dir):
@@ -306,7 +308,8 @@ def test_verify_with_original_prints_channels_and_writes_json(tmp_path, small_ph
     assert set(as_is) == {"taesd"} and as_is["taesd"] > 0.1
     worst = min(data["channels"], key=lambda c: c["damage_db"]["taesd"])
     assert data["worst_channel"] == worst["channel"]
-    assert f"verdict: {data['verdict']} (worst channel: {worst['channel']})" in result.stdout
+    assert (f"verdict: {data['verdict']} (worst channel: {worst['channel']}; on taesd only)"
+            in result.stdout)  # the verdict says it weighed one model of four
     # the verdict on the photo as it is, under a name that says so (and its first name)
     assert data["verdict_as_is"] == data["verdict_as_posted"]
     assert f"as is (before posting): {data['verdict_as_is']}" in result.stdout
@@ -485,12 +488,26 @@ def test_verify_receipt_on_a_clean_photo(tmp_path, model_dir):
     assert result.exit_code == 0, result.output
     assert "taesd high-frequency gap" in result.stdout
     assert "receipt: no protection detected" in result.stdout
+    assert "carries cloak's note" not in result.stderr
     result = invoke("verify", example, "--json", tmp_path)  # a folder: refused up front
     assert result.exit_code == 1 and "is a folder" in result.stderr
     assert "gap" not in result.stdout  # before any measuring
     assert "Traceback" not in result.output
     data = json.loads(report.read_text())
     assert data["score"] == "hf_gap" and data["protected"] is False
+
+
+def test_a_copy_cloak_made_that_the_receipt_misses_is_said_to_be_cloaks(tmp_path, model_dir):
+    from cloak import io
+
+    # the clean example written the way cloak writes its copies (with its note): a copy
+    # whose pixels carry no protection the receipt can find, as some fast copies do
+    photo = io.load_photo(Path(__file__).resolve().parent.parent / "examples" / "astronaut.jpg")
+    copy = io.save_photo(photo, photo.rgb, tmp_path / "a.png")
+    assert io.says_protected_file(copy)
+    result = invoke("verify", copy)
+    assert result.exit_code == 0 and "receipt: no protection detected" in result.stdout
+    assert "note: this file carries cloak's note, so cloak made it" in result.stderr
 
 
 def test_verify_missing_photo_is_one_clear_line(tmp_path, model_dir):
