@@ -139,7 +139,8 @@ def protect_file(src: str | Path, dst: str | Path, config: ProtectConfig | None 
     try:
         if lossy:
             report_progress(0.92, "measuring the saved photo")
-            measure_saved(result.report, photo.rgb, io.load_photo(written).rgb, config)
+            measure_saved(result.report, photo.rgb, io.load_photo(written).rgb, config,
+                          should_stop)
         result.report.src, result.report.dst = str(src), str(written)
         if config.preview:
             from .preview import preview_path, preview_sheet, save_preview

@@ -55,30 +55,37 @@ def working_image(x: torch.Tensor, working_size: int) -> torch.Tensor:
 
 
 def _measure(report: Report, x_full: torch.Tensor, x_adv: torch.Tensor,
-             config: ProtectConfig, models: list, device: torch.device) -> None:
+             config: ProtectConfig, models: list, device: torch.device,
+             should_stop: Callable[[], bool] | None = None) -> None:
     """Fill the report's change figures (PSNR, SSIM, largest change) from x_adv against
-    x_full ((1, 3, H, W) in [0, 1], CPU), and damage_db for each of `models`."""
+    x_full ((1, 3, H, W) in [0, 1], CPU), and damage_db for each of `models`. A stop asked
+    for between models leaves damage_db empty, as with measuring off (a Ctrl-C need not
+    wait for every model's round trips: seconds each on a CPU without native bf16)."""
     mse, max_change = metrics.change_stats(x_adv, x_full)
     report.psnr, report.ssim = metrics.psnr_from_mse(mse), metrics.ssim(x_adv, x_full)
     report.max_change255 = max_change * 255
     if models:
+        damage = {}
         with autocast(device):  # each photo resized to 512 once, not once per model
             xs = metrics.resize_long(x_full.to(device), 512)
             xas = metrics.resize_long(x_adv.to(device), 512)
-            report.damage_db = {
-                name: round(metrics.damage_and_shift(
+            for name, m in zip(config.models, models):
+                if should_stop is not None and should_stop():
+                    return
+                damage[name] = round(metrics.damage_and_shift(
                     m, xs, metrics.clean_reference(m, xs), xas)[0], 3)
-                for name, m in zip(config.models, models)}
+        report.damage_db = damage
 
 
 def measure_saved(report: Report, original: np.ndarray, saved: np.ndarray,
-                  config: ProtectConfig) -> None:
+                  config: ProtectConfig, should_stop: Callable[[], bool] | None = None) -> None:
     """Measure the report's figures again on the pixels as saved ((H, W, 3) float32 in
     [0, 1] each, upright): a lossy format (JPEG, HEIC) moves them after the attack."""
     device = pick_device(config.device)
     models = ([load_autoencoder(n, config.model_dir, device, config.allow_download)
                for n in config.models] if config.measure else [])
-    _measure(report, to_tensor(original), to_tensor(saved), config, models, device)
+    _measure(report, to_tensor(original), to_tensor(saved), config, models, device,
+             should_stop)
 
 
 def quantise_change(delta: torch.Tensor, eps255: float) -> torch.Tensor:
@@ -283,7 +290,8 @@ def protect_array(rgb: np.ndarray, config: ProtectConfig, *, grayscale: bool = F
     if figures:  # False: the caller measures the saved file instead (measure_saved)
         if config.measure:
             report_progress(0.95, "measuring protection")
-        _measure(report, x_full, x_adv, config, models if config.measure else [], device)
+        _measure(report, x_full, x_adv, config, models if config.measure else [], device,
+                 should_stop)
     report.seconds = time.perf_counter() - start
     report_progress(1.0, "done")
     return ProtectedArray(to_array(x_adv), report, allowed[0, 0].cpu().numpy())

@@ -469,6 +469,35 @@ class TestReviewFixes:
                     should_stop=lambda: "step 1/1" in messages)
         assert "applying at full resolution" not in messages
 
+    def test_a_cancel_while_measuring_stops_before_the_next_model(self, config, tmp_path,
+                                                                 small_photo, monkeypatch):
+        """A Ctrl-C during the figures does not wait for every model's round trips: a
+        PNG is dropped, a JPEG (saved before it is measured) is kept without damage
+        figures."""
+        from cloak import Cancelled, pipeline
+
+        measured: list[str] = []
+        real = pipeline.metrics.damage_and_shift
+
+        def counting(*args, **kwargs):
+            measured.append("model")
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(pipeline.metrics, "damage_and_shift", counting)
+        for suffix in (".png", ".jpg"):
+            src = small_photo(tmp_path / f"a{suffix}")
+            measured.clear()
+            dst = tmp_path / "out" / src.name
+            args = (src, dst, config.replace(steps=1, measure=True))
+            if suffix == ".png":
+                with pytest.raises(Cancelled):
+                    protect_file(*args, should_stop=lambda: bool(measured))
+                assert not dst.exists()
+            else:
+                report = protect_file(*args, should_stop=lambda: bool(measured))
+                assert report.damage_db == {} and dst.is_file()
+            assert measured == ["model"]  # one of the two models, then it stopped
+
     def test_a_mask_drawn_on_a_wide_photo_is_its_shape(self, config, tmp_path):
         from cloak.pipeline import protect_array
 
