@@ -20,7 +20,10 @@ class UnsupportedImageError(CloakError):
 
 
 class OutputError(CloakError):
-    """The output can't be written where asked (exists, equals the input, unwritable)."""
+    """The output can't be written where asked (exists, equals the input, unwritable).
+    `errno`: the operating system's error code where one caused it (ENOSPC: disk full)."""
+
+    errno: int | None = None
 
 
 class OutputExistsError(OutputError):

@@ -801,8 +801,9 @@ def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
 
 def check_folder_writable(folder: str | os.PathLike[str]) -> None:
     """Raise OutputError unless a file can be created in `folder`: a hidden probe file is
-    made and removed (a read-only card or share, or a full disk, fails here, before the
-    minutes an attack takes)."""
+    made and removed (a read-only card or share fails here, before the minutes an attack
+    takes; a full disk usually still takes an empty file, and fails on the photo's write,
+    whose OutputError carries the errno)."""
     folder = Path(folder)
     try:
         temp, fd = _temp_file(folder, "write-check")
@@ -896,7 +897,9 @@ def write_atomic(dst: str | os.PathLike[str], write: Callable[[IO[bytes]], None]
     try:
         temp, fd = _temp_file(folder, dst.name)
     except OSError as exc:
-        raise OutputError(f"cannot write in {folder}: {exc.strerror or exc}") from None
+        error = OutputError(f"cannot write in {folder}: {exc.strerror or exc}")
+        error.errno = exc.errno
+        raise error from None
     try:
         with os.fdopen(fd, "wb") as fp:
             write(fp)
@@ -908,7 +911,9 @@ def write_atomic(dst: str | os.PathLike[str], write: Callable[[IO[bytes]], None]
         raise
     except OSError as exc:
         temp.unlink(missing_ok=True)
-        raise OutputError(f"could not write {dst}: {exc.strerror or exc}") from None
+        error = OutputError(f"could not write {dst}: {exc.strerror or exc}")
+        error.errno = exc.errno
+        raise error from None
     except Exception as exc:  # noqa: BLE001 - encoders raise many types; report, clean up
         temp.unlink(missing_ok=True)
         raise OutputError(f"could not encode {dst.name}: {exc}") from None

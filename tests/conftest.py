@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -135,3 +135,34 @@ def read_only_folder(monkeypatch: pytest.MonkeyPatch) -> Callable[[Path], None]:
         monkeypatch.setattr(os, "open", refusing)
 
     return make_read_only
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A folder on a real file system with no space left: a 64 KB tmpfs mounted at
+    tmp_path/full and filled to the last byte (an empty file still fits, as on a full
+    disk). Mounting needs root (CI runs as root); elsewhere the test is skipped."""
+    import subprocess
+
+    folder = tmp_path / "full"
+    folder.mkdir()
+    try:
+        mounted = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)],
+            capture_output=True, check=False)
+    except OSError as exc:  # no mount command
+        pytest.skip(f"can't mount a small tmpfs here: {exc}")
+    if mounted.returncode:
+        pytest.skip(f"can't mount a small tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        fd = os.open(folder / ".filler", os.O_WRONLY | os.O_CREAT)
+        try:
+            while os.write(fd, b"\0" * 4096):
+                pass
+        except OSError:
+            pass  # ENOSPC: full
+        finally:
+            os.close(fd)
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)

@@ -615,6 +615,26 @@ def test_gui_entry_point_without_pyside6_is_one_line(tmp_path):
         assert "Traceback" not in done.stderr
 
 
+def test_gui_with_a_pyside6_that_cant_load_says_so(tmp_path):
+    """PySide6 installed but missing a system library (libEGL on a bare Linux: loading
+    QtWidgets' extension fails with ImportError, not ModuleNotFoundError): the user, who installed
+    cloak[gui] already, is told what is missing rather than to install it again."""
+    broken = (
+        "import sys, importlib.abc\n"
+        "class Broken(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name == 'PySide6.QtWidgets':\n"
+        "            raise ImportError('libEGL.so.1: cannot open shared object file', name=name)\n"
+        "sys.meta_path.insert(0, Broken())\n"
+        "from cloak.gui.app import main; sys.exit(main())\n")
+    done = subprocess.run([sys.executable, "-c", broken], capture_output=True, text=True,
+                          cwd=Path(cli.__file__).parent, timeout=120, check=False)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith("error: PySide6 is installed but can't load"), done.stderr
+    assert "libEGL.so.1" in done.stderr and "pip install" not in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_python_m_cloak_runs_cloaks_app_even_beside_another_cli_py(tmp_path):
     (tmp_path / "cli.py").write_text('raise SystemExit("another project\'s cli.py")\n')
     done = subprocess.run([sys.executable, "-m", "cloak", "--help"], capture_output=True,

@@ -260,6 +260,26 @@ class TestHelpers:
             Image.open(photos[0])
         assert expand_paths([tmp_path / "in"]) == photos
 
+    def test_a_subfolder_that_cant_be_entered_does_not_lose_the_drop(
+            self, tmp_path, small_photo, monkeypatch):
+        """A subfolder listed but not searchable (chmod -R 644: simulated, as CI runs as
+        root, by os.stat failing with EACCES there): its files are left out, and the
+        rest of the drop still comes through (Path.is_file raised, ending the walk)."""
+        import os
+
+        kept = small_photo(tmp_path / "album" / "a.png", size=(16, 16))
+        locked = small_photo(tmp_path / "album" / "locked" / "b.png", size=(16, 16))
+        real_stat = os.stat
+
+        def refusing(path, *args, **kwargs):
+            if Path(os.fsdecode(path)).parent == locked.parent:
+                raise PermissionError(13, "Permission denied", str(path))
+            return real_stat(path, *args, **kwargs)
+
+        monkeypatch.setattr(os, "stat", refusing)
+        assert expand_paths([tmp_path / "album"]) == [kept]
+        assert expand_paths([locked, kept]) == [kept]
+
     def test_a_folder_walk_stops_when_asked(self, tmp_path, small_photo):
         """Closing the window (or clearing the list) ends a long walk early: the window
         passes a should_stop that turns True, and the walk returns what it had."""
@@ -762,6 +782,35 @@ def test_main_returns_an_exit_code(qapp, tmp_path, monkeypatch):
     assert not any(h.get_name() == LOG_HANDLER_NAME for h in logging.getLogger().handlers)
 
 
+def test_the_log_file_a_rollover_starts_is_private_too(tmp_path):
+    """The log names the user's photos' paths; the new file a rollover opens is 0600 as
+    well (Python's handler would open it under the umask: 0644, readable by others)."""
+    import logging
+
+    from cloak.gui.app import PrivateRotatingFileHandler
+
+    path = tmp_path / "cloak-gui.log"
+    old_umask = os.umask(0o022)
+    try:
+        handler = PrivateRotatingFileHandler(path, maxBytes=200, backupCount=1,
+                                             encoding="utf-8")
+        log = logging.getLogger("cloak.test-rollover")
+        log.addHandler(handler)
+        try:
+            for n in range(10):
+                log.warning("protecting /home/someone/photos/%d.jpg failed", n)
+        finally:
+            log.removeHandler(handler)
+            handler.close()
+    finally:
+        os.umask(old_umask)
+    rolled = tmp_path / "cloak-gui.log.1"
+    assert rolled.is_file() and path.is_file()
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert rolled.stat().st_mode & 0o777 == 0o600
+    assert "9.jpg" in path.read_text(encoding="utf-8")
+
+
 def test_the_app_in_its_own_process_exits_cleanly(tmp_path):
     """`cloak-gui` opened and closed, three times: exit code 0, no Qt complaint. (Before
     the app shut its QApplication down itself, Python's exit freed Qt objects in an order
@@ -892,10 +941,24 @@ class TestReviewFixes:
         assert [row.src for row in window.rows.values()] == [photo]  # it was delivered
         assert started == []
 
-    def test_clear_drops_a_folder_walk_still_pending(self, window, tmp_path, small_photo):
+    def test_clear_drops_a_folder_walk_still_pending(self, window, tmp_path, small_photo,
+                                                     monkeypatch):
+        """A walk that finds its photos after Clear (it had passed its last stop check:
+        here it waits for Clear, then walks without checking) adds no row."""
+        import threading
+
         small_photo(tmp_path / "album" / "a.png")
+        cleared = threading.Event()
+        real_expand = window_module.expand_paths
+
+        def walk_after_clear(paths, output_dir=None, should_stop=None):
+            assert cleared.wait(10)
+            return real_expand(paths, output_dir)  # finds a.png whatever Clear said
+
+        monkeypatch.setattr(window_module, "expand_paths", walk_after_clear)
         window.add_paths([tmp_path / "album"])
         window.clear()  # before the walk's result reaches the window
+        cleared.set()
         assert wait_until(lambda: window._walks_pending == 0, 10)
         QApplication.processEvents()
         assert not window.rows
@@ -1042,6 +1105,26 @@ class TestReviewFixes:
                    in message for _, message in failed), failed
         assert not any(message.startswith("step") for message in steps)
         assert list(locked.iterdir()) == []
+
+    @pytest.mark.usefixtures("model_dir")
+    def test_a_full_disk_fails_the_rest_of_the_folders_photos_at_once(
+            self, qapp, tmp_path, small_photo, full_disk):
+        """An empty probe file still fits on a full disk, so the first photo is protected
+        and fails on its write; the others going there fail at once, saying so, with no
+        attack run (no step reported for them), instead of minutes each."""
+        photos = [small_photo(tmp_path / f"{n}.png", index=n) for n in range(3)]
+        worker = ProtectWorker([Job(n, p, full_disk) for n, p in enumerate(photos)],
+                               ProtectConfig(strength="fast", **TINY))
+        failed, steps = [], []
+        worker.failed.connect(lambda i, message: failed.append((i, message)))
+        worker.progress.connect(lambda i, fraction, message: steps.append((i, message)))
+        worker.run()
+        assert [i for i, _ in failed] == [0, 1, 2]
+        assert all("No space left on device; free some space or choose another Save-to "
+                   "folder" in message for _, message in failed), failed
+        assert any(i == 0 and m.startswith("step") for i, m in steps)
+        assert not any(i > 0 and m.startswith("step") for i, m in steps)
+        assert [p.name for p in full_disk.iterdir()] == [".filler"]
 
     @pytest.mark.usefixtures("model_dir")
     def test_a_name_taken_by_another_program_meanwhile_is_not_called_ours(
@@ -1273,6 +1356,23 @@ def test_a_thumbnail_keeps_the_pixel_limit(tmp_path, monkeypatch):
     monkeypatch.setenv("CLOAK_MAX_PIXELS", "50000")  # the 60,000-pixel photo is over it
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)  # as while io decodes its own bytes
     assert thumbnail(photo, 32) is None
+
+
+def test_a_thumbnail_follows_cloaks_pixel_limit_not_pillows(tmp_path, monkeypatch):
+    """A photo Pillow's own limit refuses (a 180-200 MP photo: over twice its 89.5 MP) but
+    cloak's allows still gets its thumbnail: scaled down here, 60,000 pixels over twice a
+    20,000 limit, under CLOAK_MAX_PIXELS=100000."""
+    from cloak.gui.images import thumbnail
+
+    photo = tmp_path / "big.png"
+    Image.new("RGB", (300, 200), "teal").save(photo)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 20_000)
+    with pytest.raises(Image.DecompressionBombError):
+        Image.open(photo)
+    monkeypatch.setenv("CLOAK_MAX_PIXELS", "100000")
+    shown = thumbnail(photo, 32)
+    assert shown is not None and shown.size == (32, 22)
+    assert Image.MAX_IMAGE_PIXELS == 20_000  # put back
 
 
 def test_selecting_a_row_restyles_only_the_two_rows_that_change(qapp, monkeypatch):

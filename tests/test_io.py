@@ -1286,6 +1286,20 @@ class TestAtomicWrite:
         assert (tmp_path / "sub" / "f.bin").read_bytes() == b"data"
         assert not seen[0].exists()
 
+    def test_a_full_disk_is_an_output_error_carrying_enospc(self, tmp_path: Path,
+                                                              full_disk: Path) -> None:
+        """On a real full file system: the write fails with the disk's errno kept (the
+        app then fails the run's other photos for that folder at once), and no temp file
+        is left."""
+        import errno
+
+        photo = io.load_photo(_png(tmp_path))
+        before = sorted(full_disk.iterdir())
+        with pytest.raises(OutputError, match="No space left on device") as caught:
+            io.save_photo(photo, photo.rgb, full_disk / "a.png")
+        assert caught.value.errno == errno.ENOSPC
+        assert sorted(full_disk.iterdir()) == before
+
     def test_unwritable_folder(self, tmp_path: Path) -> None:
         photo = io.load_photo(_png(tmp_path))
         (blocker := tmp_path / "file").write_bytes(b"")

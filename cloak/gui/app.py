@@ -12,6 +12,9 @@ from ..allocator import keep_freed_memory
 
 LOG_HANDLER_NAME = "cloak-gui-log"  # worker.log_file finds the file by this name
 NEEDS_PYSIDE6 = "the desktop app needs PySide6: pip install 'cloak[gui]'"
+PYSIDE6_BROKEN = ("PySide6 is installed but can't load; on Linux, Qt needs system libraries "
+                  "such as libegl1, libgl1 and libxkbcommon0 (install them with the system's "
+                  "package manager)")
 
 
 def missing_display() -> str | None:
@@ -28,6 +31,15 @@ def missing_display() -> str | None:
             "cloak protect PHOTOS --out DIR")
 
 
+class PrivateRotatingFileHandler(RotatingFileHandler):
+    """A RotatingFileHandler whose files only their owner can read (mode 0600): the one a
+    rollover starts, too (RotatingFileHandler's own opens it under the umask, often 0644)."""
+
+    def _open(self):
+        fd = os.open(self.baseFilename, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
+        return open(fd, self.mode, encoding=self.encoding, errors=self.errors)
+
+
 def log_to_file() -> Path | None:
     """Also write warnings and errors to the user's log folder (a desktop user sees no
     terminal; failed rows name this file). None, and nothing changed, if it can't be
@@ -37,11 +49,11 @@ def log_to_file() -> Path | None:
     path = user_log_path("cloak") / "cloak-gui.log"
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        # the user's own: it names their photos' paths (rotation keeps the mode)
+        # the user's own: it names their photos' paths
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600))
         os.chmod(path, 0o600)
-        handler = RotatingFileHandler(path, maxBytes=1 << 20, backupCount=1,
-                                      encoding="utf-8")
+        handler = PrivateRotatingFileHandler(path, maxBytes=1 << 20, backupCount=1,
+                                             encoding="utf-8")
     except OSError:
         return None
     handler.set_name(LOG_HANDLER_NAME)
@@ -69,9 +81,15 @@ def main() -> int:
 
         from .window import MainWindow
     except ImportError as exc:
-        if not (exc.name or "").startswith("PySide6"):
+        # PySide6's own (a module of it that fails to load reaches QtWidgets' import as
+        # "libshiboken: could not import module 'PySide6.QtGui'", with no name)
+        if not ((exc.name or "").startswith(("PySide6", "shiboken6"))
+                or "PySide6" in str(exc) or "shiboken" in str(exc)):
             raise  # something else is broken: show it as it is
-        print(f"error: {NEEDS_PYSIDE6} ({exc})", file=sys.stderr)
+        if isinstance(exc, ModuleNotFoundError):
+            print(f"error: {NEEDS_PYSIDE6} ({exc})", file=sys.stderr)
+        else:  # installed, but a library it links to is missing (libEGL on a bare Linux)
+            print(f"error: {PYSIDE6_BROKEN} ({exc})", file=sys.stderr)
         return 1
     created = QApplication.instance() is None
     if created and (reason := missing_display()):

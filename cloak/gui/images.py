@@ -13,6 +13,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cloak import io  # also registers the HEIC/HEIF opener with Pillow
 from cloak.colour import to_srgb
+from cloak.errors import UnsupportedImageError
 
 log = logging.getLogger(__name__)
 
@@ -23,11 +24,10 @@ SHRINK_FIRST = ("RGB", "RGBA", "L", "LA", "CMYK")  # modes a box shrink handles 
 
 def open_upright(path: Path, max_side: int | None = None) -> Image.Image:
     """The photo at `path` as upright 8-bit RGB, at most `max_side` px on its long side."""
-    with Image.open(path, formats=io.READ_FORMATS) as image:  # never EPS, PSD... by content
-        # Checked here, not left to Pillow's global limit, which io lifts for a moment
-        # while it decodes its own in-memory re-encodes (on another thread, in the app).
-        if image.width * image.height > io.pixel_limit():
-            raise ValueError(f"{image.width}x{image.height} is over the pixel limit")
+    # Under cloak's decompression-bomb limit (200 MP), not Pillow's (179 MP refused), and
+    # its lock: io changes Pillow's global limit for a moment while it decodes.
+    with io.decoding_limit(Path(path), io.pixel_limit()), \
+            Image.open(path, formats=io.READ_FORMATS) as image:  # never EPS, PSD... by content
         if max_side:
             image.draft("RGB", (max_side, max_side))  # fast JPEG downscale on decode
             # (not TIFF: Pillow turns a TIFF upright while loading it, after the box
@@ -69,7 +69,7 @@ def thumbnail(path: Path, size: int) -> Image.Image | None:
     """A small upright preview, or None if the file is not a readable image."""
     try:
         return open_upright(path, size)
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
+    except (OSError, UnidentifiedImageError, ValueError, UnsupportedImageError) as exc:
         log.debug("no thumbnail for %s: %s", path, exc)
         return None
 

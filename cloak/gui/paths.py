@@ -15,8 +15,9 @@ OUTPUT_FOLDER_NAME = "protected"
 
 
 def is_image_file(path: Path) -> bool:
-    """True for a visible file whose suffix is a photo format cloak reads."""
-    return path.is_file() and not path.name.startswith(".") and \
+    """True for a visible file whose suffix is a photo format cloak reads (False for one
+    that can't be looked at: Path.is_file raises on a folder that can't be entered)."""
+    return os.path.isfile(path) and not path.name.startswith(".") and \
         path.suffix.lower() in IMAGE_SUFFIXES
 
 
@@ -42,9 +43,10 @@ def expand_paths(paths: Iterable[str | Path], output_dir: Path | None = None,
 
     for path in map(Path, paths):
         real = Path(os.path.realpath(path))
-        if path.is_dir() and path.name == OUTPUT_FOLDER_NAME:
+        is_folder = os.path.isdir(path)
+        if is_folder and path.name == OUTPUT_FOLDER_NAME:
             continue  # a dropped `protected` folder
-        if path.is_dir():
+        if is_folder:
             # The Save-to folder's copies are skipped where it lies inside the dropped
             # folder. A dropped folder inside the Save-to folder (Save-to ~/Pictures, drop
             # ~/Pictures/Holiday) holds originals: the app writes flat into Save-to. The

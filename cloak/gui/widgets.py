@@ -342,7 +342,7 @@ class ComparePanel(QWidget):
         "difference": "Where the protection is: |protected − original| × 10. "
                       "Brighter means a larger (still invisible) change.",
         "budget": "Where the protection may go: white = the full budget (texture, edges, "
-                  "faces and bodies, your mask), dark = little (flat areas such as skin "
+                  "faces and bodies), dark = little (flat areas such as skin "
                   "and sky, where noise would show).",
     }
 

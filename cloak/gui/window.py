@@ -9,6 +9,7 @@ protection logic lives here.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -146,7 +147,7 @@ class DropZone(QFrame):
             event.ignore()
             return
         event.acceptProposedAction()
-        usable = [p for p in dropped if p.is_dir() or is_image_file(p)]  # no walk here
+        usable = [p for p in dropped if os.path.isdir(p) or is_image_file(p)]  # no walk here
         if usable:
             emit(self.photos_dropped, usable)
         else:
@@ -309,11 +310,12 @@ class MainWindow(QMainWindow):
         """Add photos as waiting rows, skipping ones already listed. Folders are walked on
         the pool thread (a large folder would freeze the window); their photos are added
         when the walk is done, in the order given. So are files while photos are being
-        protected: telling a protected copy apart reads its header, which waits for the
-        worker's decode in progress (io.decoding_limit's lock), seconds for a 48 MP
-        photo."""
+        protected or the pool is busy (a comparison or thumbnail loading): telling a
+        protected copy apart reads its header, which waits for a decode in progress
+        (io.decoding_limit's lock), seconds for a 48 MP photo."""
         if (self._walks_pending or len(paths) > SYNC_ADD_LIMIT or self.is_running()
-                or any(Path(p).is_dir() for p in paths)):
+                or self._pool.activeThreadCount()
+                or any(os.path.isdir(p) for p in paths)):
             # Through the pool's one thread, behind any walk still running: rows keep the
             # order the photos were given in.
             self._walks_pending += 1

@@ -7,6 +7,7 @@ nothing is written for it, and the photos after it are reported as cancelled.
 
 from __future__ import annotations
 
+import errno
 import logging
 import re
 import threading
@@ -26,6 +27,8 @@ from .signals import emit
 
 log = logging.getLogger(__name__)
 
+# Write errors that will hit every photo going to the same folder: disk full, quota, read-only.
+FOLDER_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EROFS)
 NAME_ATTEMPTS = 3  # free names tried when another program takes each one meanwhile
 ALREADY_PROTECTED = "already protected in an earlier session, with these settings"
 PROTECTION_LOST = "protection mostly lost"  # describe()'s words for a "none" verdict
@@ -246,6 +249,14 @@ class ProtectWorker(QObject):
                 emit(self.protected, job.index, Outcome(
                     job.src, dst, None, "protected, but measuring the saved copy failed: "
                     + plain_message(exc), self.config))
+                return
+            if isinstance(exc, OutputError) and exc.errno in FOLDER_FULL:
+                # the probe's empty file fits on a full disk; the photo did not: the
+                # run's other photos going there fail at once, not after their attacks
+                self._folder_errors.setdefault(job.out_dir, (
+                    f"{plain_message(exc)}; free some space or choose another Save-to "
+                    "folder"))
+                emit(self.failed, job.index, self._folder_errors[job.out_dir])
                 return
             emit(self.failed, job.index, plain_message(exc))
         else:
