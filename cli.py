@@ -105,6 +105,27 @@ def parse_sizes(text: str | None) -> tuple[int, ...] | None:
     return sizes
 
 
+DEVICE_HELP = ("Where to compute: auto (a CUDA GPU, then an Apple GPU, then the CPU), cpu, "
+               "cuda, cuda:1 or mps.")
+DEVICE_ENV = "CLOAK_DEVICE"
+
+
+def check_device(device: str | None) -> str | None:
+    """The --device asked for, checked now (one line if this machine lacks it); None for
+    auto. Auto skipping a GPU this torch build can't run is said once."""
+    from cloak.device import cuda_unusable_reason, pick_device
+
+    device = (device or "").strip().lower() or None
+    try:
+        picked = pick_device(device)
+    except CloakError as exc:
+        fail(f"--device: {exc}")
+    if device in (None, "auto") and picked.type != "cuda" and (
+            reason := cuda_unusable_reason()):
+        typer.secho(f"note: {reason}", fg=typer.colors.YELLOW, err=True)
+    return None if device == "auto" else device
+
+
 STRENGTH_HELP = "Preset: " + "; ".join(
     f"{name} (eps {p.eps255:g}/255, {p.steps} steps, editing size "
     f"{'+'.join(str(v) for v in (p.view_sizes or (p.working_size,)))})"
@@ -141,6 +162,8 @@ def protect(
              "shape; any size): a mask of another shape is refused.")] = None,
     model_dir: Annotated[Path | None, typer.Option(
         help="Folder with the weight files.")] = None,
+    device: Annotated[str | None, typer.Option(
+        envvar=DEVICE_ENV, show_envvar=True, help=DEVICE_HELP)] = None,
     overwrite: Annotated[bool, typer.Option(
         help="Replace existing outputs that cloak did not make from these photos with these "
              "settings (photos already done are still skipped). A file beside the original "
@@ -224,13 +247,14 @@ def protect(
     check_out(out)
     check_json_path(json_path, out)
     check_model_dir(model_dir)
+    device = check_device(device)
     try:
         config = ProtectConfig(
             strength=strength.strip().lower(), eps=None if eps is None else eps / 255,
             steps=steps, models=tuple(m.strip().lower() for m in models.split(",")
                                       if m.strip()),
             objective=objective.strip().lower(), seed=seed, mask_path=str(mask) if mask else None,
-            model_dir=str(model_dir) if model_dir else None, measure=measure,
+            model_dir=str(model_dir) if model_dir else None, device=device, measure=measure,
             preview=preview, robust=robust, view_sizes=parse_sizes(editor_sizes),
             metadata=MetadataPolicy.choose(
                 keep_gps=keep_gps, keep_serials=keep_serials, strip_exif=strip_exif,
@@ -522,8 +546,10 @@ def is_cloak_report(path: Path) -> bool:
 
 
 def check_model_dir(model_dir: Path | None) -> None:
-    """A mistyped --model-dir fails now instead of falling back to other folders."""
-    if model_dir is not None and not os.path.isdir(model_dir):
+    """A mistyped --model-dir fails now instead of falling back to other folders
+    (`--model-dir=~/w`, where the shell leaves ~ as it is, is taken as the library takes
+    it: the home folder)."""
+    if model_dir is not None and not os.path.isdir(os.path.expanduser(model_dir)):
         fail(f"--model-dir {model_dir} is not a folder (or can't be reached)")
 
 
@@ -552,13 +578,15 @@ def write_json(json_path: Path, data: dict, code: int = 1) -> None:
         fail(f"--json: {exc}", code)
 
 
-def fetch_weights(names: tuple[str, ...], model_dir: str | None) -> None:
+def fetch_weights(names: tuple[str, ...], model_dir: str | None,
+                  device: str | None = None) -> None:
     """Load `names` now, so a first-use download shows its progress bar."""
     from cloak.batch import download_event, preload_models
 
     view = BatchView()
     with view:
-        preload_models(ProtectConfig(models=names, model_dir=model_dir, faces=False),
+        preload_models(ProtectConfig(models=names, model_dir=model_dir, faces=False,
+                                     device=device),
                        lambda *download: view.on_event(download_event(*download)))
 
 
@@ -572,6 +600,8 @@ def verify(
         help="Autoencoders to measure, comma-separated.")] = "taesd,taesdxl,taef1,taef2",
     model_dir: Annotated[Path | None, typer.Option(
         help="Folder with the weight files.")] = None,
+    device: Annotated[str | None, typer.Option(
+        envvar=DEVICE_ENV, show_envvar=True, help=DEVICE_HELP)] = None,
     json_path: Annotated[Path | None, typer.Option(
         "--json", help="Write the figures as JSON (an existing file is replaced only if it "
         "is a cloak report).")] = None,
@@ -616,6 +646,7 @@ def verify(
     measured = parse_channels(channels)
     check_json_path(json_path)
     check_model_dir(model_dir)
+    device = check_device(device)
 
     def as_image(path: Path) -> tuple[Image.Image, bytes | None]:
         photo = io.load_photo(path)
@@ -631,9 +662,9 @@ def verify(
                 "its protected copy")
         loaded = [as_image(p) for p in (photo, protected) if p is not None]  # bad paths first
         images = [image for image, _ in loaded]
-        fetch_weights(names if protected is not None else ("taesd",), md)
+        fetch_weights(names if protected is not None else ("taesd",), md, device)
         if protected is None:
-            receipt = receipt_image(images[0], md)
+            receipt = receipt_image(images[0], md, device)
             typer.echo(f"{printable(str(photo))}: {receipt.label} {receipt.score_db:+.2f} dB "
                        f"(threshold {receipt.threshold_db:+.2f}; above means protected)")
             if max(images[0].size) < RECEIPT_SMALLEST:
@@ -657,7 +688,7 @@ def verify(
                                                               copy_icc)
             with measuring_bar("measuring") as progress:
                 v = verify_images(original, copy, channels=measured, models=names,
-                                  model_dir=md, progress=progress)
+                                  model_dir=md, device=device, progress=progress)
             v.note = "; ".join(n for n in (colour_note, v.note) if n) or None
             if v.note:
                 typer.secho(f"note: {v.note}", fg=typer.colors.YELLOW, err=True)

@@ -135,7 +135,7 @@ def protect_pgd(x: torch.Tensor, models: Sequence, eps_map: torch.Tensor, steps:
                 decoder_reuse: int = 0, delta_kernel: torch.Tensor | None = None,
                 also_from: Sequence[tuple[torch.Tensor, torch.Tensor | None]] = (),
                 view_plan: Callable[[int, int, int], int] | None = None,
-                also_view: View = None) -> torch.Tensor:
+                also_view: View = None, init: torch.Tensor | None = None) -> torch.Tensor:
     """Run the attack and return the perturbation delta (see module docstring).
 
     `perceptual_weight` > 0 adds the low-frequency colour-shift penalty
@@ -167,7 +167,8 @@ def protect_pgd(x: torch.Tensor, models: Sequence, eps_map: torch.Tensor, steps:
     fed), else at the first view; `also_view` overrides that view.
     `view_plan(step, cycle_length, renderings)` -> index into the views, then the also_from
     renderings: which one `step` attacks. None (the product): whole rotation cycles in
-    turn. Other plans are compared in benchmarks/view_plans.md."""
+    turn. Other plans are compared in benchmarks/view_plans.md.
+    `init`: a starting delta shaped like x (bounded by eps_map here); zeros when None."""
     if x.ndim != 4 or x.shape[1] != 3:
         raise ValueError(f"x must be (1, 3, H, W), got {tuple(x.shape)}")
     if float(eps_map.min()) < 0:
@@ -201,6 +202,11 @@ def protect_pgd(x: torch.Tensor, models: Sequence, eps_map: torch.Tensor, steps:
         noise = torch.rand(x.shape, generator=generator, device=generator.device).to(x.device)
         delta = ((noise * 2 - 1) * eps_map * 0.25).contiguous(memory_format=torch.channels_last)
         delta = (x + delta).clamp(0, 1) - x
+    if init is not None:
+        if init.shape != x.shape:
+            raise ValueError(f"init must be shaped like x, {tuple(x.shape)}")
+        delta = torch.maximum(torch.minimum(init.to(x), eps_map), -eps_map)
+        delta = ((x + delta).clamp(0, 1) - x).contiguous(memory_format=torch.channels_last)
     schedule = list(rotation) if rotation else list(range(len(models)))
     velocity = torch.zeros_like(x) if momentum > 0 else None
     for step in range(steps):

@@ -12,10 +12,50 @@ import torch
 from .errors import ConfigError
 
 
+def arch_runs(capability: tuple[int, int], arch_list: list[str]) -> bool:
+    """Whether a torch build compiled for `arch_list` (torch.cuda.get_arch_list(): "sm_80",
+    "compute_90", ...) runs kernels on a GPU of compute `capability` (major, minor): a
+    binary for sm_XY runs on major X, minor >= Y; PTX for compute_XY is compiled for any
+    GPU at XY or newer. An empty list (not known) counts as runnable."""
+    if not arch_list:
+        return True
+    major, minor = capability
+    for arch in arch_list:
+        kind, _, number = arch.partition("_")
+        if not number.isdigit():
+            continue
+        built = (int(number) // 10, int(number) % 10)
+        if kind == "sm" and built[0] == major and built[1] <= minor:
+            return True
+        if kind == "compute" and built <= (major, minor):
+            return True
+    return False
+
+
+@functools.cache
+def cuda_unusable_reason() -> str | None:
+    """Why the CUDA GPU torch sees can't run this torch build's kernels (a card older
+    than the generations the build was compiled for), or None. Auto
+    device choice then skips it, rather than failing every photo with "no kernel image
+    is available"."""
+    try:
+        capability = torch.cuda.get_device_capability()
+        arch_list = torch.cuda.get_arch_list()
+        name = torch.cuda.get_device_name()
+    except (RuntimeError, AssertionError, ValueError):
+        return None
+    if arch_runs(tuple(capability), list(arch_list)):
+        return None
+    return (f"the GPU {name} (sm_{capability[0]}{capability[1]}) is older than this torch "
+            f"build supports ({', '.join(arch_list)}), so the CPU is used; install a torch "
+            "build for it (README: GPU install) or pass --device cpu to silence this")
+
+
 def pick_device(preference: str | None = None) -> torch.device:
-    """`None`/"auto" picks cuda, then mps, then cpu; anything else is taken as asked."""
+    """`None`/"auto" picks cuda (unless this torch build can't run on that GPU:
+    cuda_unusable_reason), then mps, then cpu; anything else is taken as asked."""
     if preference in (None, "", "auto"):
-        if torch.cuda.is_available():
+        if torch.cuda.is_available() and cuda_unusable_reason() is None:
             return torch.device("cuda")
         if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
             return torch.device("mps")

@@ -66,9 +66,11 @@ def _measure(report: Report, x_full: torch.Tensor, x_adv: torch.Tensor,
     report.max_change255 = max_change * 255
     if models:
         damage = {}
-        with autocast(device):  # each photo resized to 512 once, not once per model
-            xs = metrics.resize_long(x_full.to(device), 512)
-            xas = metrics.resize_long(x_adv.to(device), 512)
+        with autocast(device):  # each photo resized to 512 once, not once per model,
+            # where it is (the CPU): only that goes to the device (48 MP at full size
+            # would need over 1 GB of a GPU's memory)
+            xs = metrics.resize_long(x_full, 512).to(device)
+            xas = metrics.resize_long(x_adv, 512).to(device)
             for name, m in zip(config.models, models):
                 if should_stop is not None and should_stop():
                     return

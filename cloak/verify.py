@@ -30,7 +30,7 @@ from PIL import Image, ImageFilter
 from . import metrics
 from .colour import profile_name, to_srgb
 from .device import autocast, pick_device, uses_bf16
-from .errors import ConfigError
+from .errors import Cancelled, ConfigError
 from .io import decode_own_bytes
 from .models import ALL_MODEL_NAMES, load_autoencoder
 from .pipeline import to_tensor
@@ -258,23 +258,31 @@ def verify_images(original: Image.Image, protected: Image.Image,
                   models: Sequence[str] = ALL_MODEL_NAMES, model_dir: str | None = None,
                   device: str | None = None,
                   progress: Callable[[float, str], None] | None = None,
-                  clean_cache: dict | None = None) -> Verification:
+                  clean_cache: dict | None = None, figures: bool = True,
+                  should_stop: Callable[[], bool] | None = None) -> Verification:
     """Compare an original and its protected copy (upright RGB). A copy of another size
     but the same shape (one downloaded back from a platform) is compared with the
     original resized to it (match_copy); copies that can't be the original's protected
     copy (another shape, turned, edited) raise UnsupportedImageError.
 
     `clean_cache`: pass the same dict when verifying several copies of one original, so
-    the original's side of every channel is computed once."""
+    the original's side of every channel is computed once. `figures=False` skips the
+    full-size PSNR, SSIM and largest change (NaN then): heavy on a big photo, not needed
+    for the damage. `should_stop` (asked before each model's measurement) raises
+    Cancelled."""
     if not models:
         raise ConfigError("no autoencoder to measure with; name at least one, e.g. taesd")
     original, note = match_copy(original, protected)
     check_comparable(original, protected)
     dev = pick_device(device)
     nets = _models(models, model_dir, dev)
-    x, x_adv = _tensor(original), _tensor(protected)
-    result = Verification(psnr=metrics.psnr(x_adv, x), ssim=metrics.ssim(x_adv, x),
-                          max_change255=float((x_adv - x).abs().max() * 255), note=note)
+    if figures:
+        x, x_adv = _tensor(original), _tensor(protected)
+        result = Verification(psnr=metrics.psnr(x_adv, x), ssim=metrics.ssim(x_adv, x),
+                              max_change255=float((x_adv - x).abs().max() * 255), note=note)
+        del x, x_adv
+    else:
+        result = Verification(psnr=math.nan, ssim=math.nan, max_change255=math.nan, note=note)
     cache = {} if clean_cache is None else clean_cache
     fingerprint = (hashlib.blake2b(original.convert("RGB").tobytes(), digest_size=16).digest()
                    if clean_cache is not None else None)
@@ -309,6 +317,8 @@ def verify_images(original: Image.Image, protected: Image.Image,
             if both not in measured:
                 damage, shift = {}, {}
                 for n, m in nets.items():
+                    if should_stop is not None and should_stop():
+                        raise Cancelled("cancelled")
                     d, sh = metrics.damage_and_shift(m, xs, stats[n], xas)
                     damage[n], shift[n] = round(d, 3), round(sh, 4)
                 measured[both] = damage, shift

@@ -78,6 +78,20 @@ class TestProtectPGD:
         with pytest.raises(Cancelled):
             run(x, models, steps=50, should_stop=lambda: True)
 
+    def test_a_start_is_bounded_and_taken_up(self, setup):
+        """`init` (coarse_to_fine's upsampled start) is clipped to the bound and the range,
+        and the steps go on from it: one small last step moves each pixel by at most its
+        size from the clipped start."""
+        x, models = setup
+        init = torch.full_like(x, 0.5)  # far over the bound everywhere
+        delta, eps_map = run(x, models, steps=1, init=init, step_start=0.05)
+        assert bool((delta.abs() <= eps_map + 1e-7).all())
+        assert bool(((x + delta) >= 0).all() and ((x + delta) <= 1).all())
+        start = (x + eps_map).clamp(0, 1) - x
+        assert float((delta - start).abs().max()) <= 0.05 * 8 / 255 + 1e-6
+        with pytest.raises(ValueError, match="init must be shaped like x"):
+            run(x, models, steps=1, init=init[..., :32, :])
+
     def test_step_size_decays(self):
         sizes = [step_size(i, 10) for i in range(10)]
         assert sizes == sorted(sizes, reverse=True) and sizes[0] > sizes[-1] > 0

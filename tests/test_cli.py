@@ -580,6 +580,28 @@ def test_mistyped_model_dir_fails_before_any_work(tmp_path, small_photo, model_d
     assert result.exit_code == 1 and "is not a folder" in result.stderr
 
 
+def test_model_dir_with_a_tilde_the_shell_left_is_the_home_folder(
+        tmp_path, small_photo, model_dir, monkeypatch):
+    """`--model-dir=~/weights`: bash leaves that ~ as it is; the weights are found in the
+    home folder, as the library finds them, not refused as "not a folder"."""
+    import shutil
+
+    weights = tmp_path / "home" / "weights"
+    weights.mkdir(parents=True)
+    for part in ("encoder", "decoder"):
+        found = min(model_dir.glob(f"taesd_{part}.*"))
+        shutil.copy(found, weights / found.name)
+    shutil.copy(model_dir / "yunet_n_dynamic.onnx", weights)  # faces: nothing to download
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("CLOAK_MODEL_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
+    photo = small_photo(tmp_path / "a.png")
+    result = invoke("protect", photo, "--out", tmp_path / "out", *TINY,
+                    "--model-dir=~/weights")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "a.png").is_file()
+
+
 def test_verify_json_into_a_missing_folder_fails_before_measuring(tmp_path, small_photo,
                                                                    model_dir):
     photo = small_photo(tmp_path / "a.png")
@@ -633,6 +655,40 @@ def test_gui_with_a_pyside6_that_cant_load_says_so(tmp_path):
     assert done.stderr.startswith("error: PySide6 is installed but can't load"), done.stderr
     assert "libEGL.so.1" in done.stderr and "pip install" not in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_device_is_chosen_by_option_or_environment(tmp_path, small_photo, model_dir,
+                                                   monkeypatch):
+    """--device (or CLOAK_DEVICE) picks where to compute; one asked for that this machine
+    lacks, or a name that is no device, is one line before any work."""
+    import json
+
+    import torch
+
+    photo = small_photo(tmp_path / "a.png")
+    result = invoke("protect", photo, "--out", tmp_path / "bad", *TINY, "--device", "gpu9000")
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: --device: unknown device 'gpu9000'; use auto, cpu, cuda or mps"]
+    if not torch.cuda.is_available():
+        monkeypatch.setenv("CLOAK_DEVICE", "cuda")
+        for command in (("protect", photo, "--out", tmp_path / "bad", *TINY),
+                        ("verify", photo, photo, "--models", "taesd")):
+            result = invoke(*command)
+            assert result.exit_code == 1, result.output
+            assert result.stderr.strip().splitlines() == [
+                "error: --device: device cuda was asked for, but no CUDA GPU is available"]
+    assert not (tmp_path / "bad").exists()
+    monkeypatch.setenv("CLOAK_DEVICE", "cpu")
+    result = invoke("protect", photo, "--out", tmp_path / "out", *TINY,
+                    "--json", tmp_path / "r.json")
+    assert result.exit_code == 0, result.output
+    (entry,) = json.loads((tmp_path / "r.json").read_text())["files"]
+    assert entry["report"]["device"] == "cpu"
+    result = invoke("verify", photo, tmp_path / "out" / "a.png", "--models", "taesd",
+                    "--channels", "as-is", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert "--device" in invoke("protect", "--help").output
 
 
 def test_python_m_cloak_runs_cloaks_app_even_beside_another_cli_py(tmp_path):

@@ -96,6 +96,41 @@ class TestPickDevice:
             monkeypatch.setattr(torch.backends.mps, "is_available", lambda m=mps: m)
             assert pick_device("auto").type == expected
 
+    def test_auto_skips_a_gpu_older_than_the_torch_build(self, monkeypatch):
+        """A GTX 1080 (sm_61) under a build made for sm_75 and newer: torch says CUDA is
+        available, but no kernel would run; auto takes the CPU and says why (faked: this
+        machine has no GPU)."""
+        from cloak.device import cuda_unusable_reason
+
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (6, 1))
+        monkeypatch.setattr(torch.cuda, "get_arch_list", lambda: ["sm_75", "sm_80", "sm_90"])
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "GeForce GTX 1080")
+        cuda_unusable_reason.cache_clear()
+        try:
+            assert pick_device("auto").type == "cpu"
+            assert "GeForce GTX 1080 (sm_61) is older than this torch build" in \
+                cuda_unusable_reason()
+            monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (8, 6))
+            cuda_unusable_reason.cache_clear()
+            assert pick_device("auto").type == "cuda" and cuda_unusable_reason() is None
+        finally:
+            cuda_unusable_reason.cache_clear()
+
+    def test_which_builds_run_on_which_gpus(self):
+        from cloak.device import arch_runs
+
+        build = ["sm_75", "sm_80", "sm_86", "sm_90"]
+        assert arch_runs((8, 9), build)  # sm_86's binary runs on 8.9
+        assert arch_runs((7, 5), build)
+        assert not arch_runs((7, 0), build)  # V100: older than the build
+        assert not arch_runs((6, 1), build)
+        assert not arch_runs((12, 0), build)  # newer major, no PTX to compile
+        assert arch_runs((12, 0), [*build, "compute_90"])  # PTX compiled for it
+        assert not arch_runs((8, 0), ["sm_86"])  # a binary for 8.6 needs 8.6 or newer
+        assert arch_runs((6, 1), [])  # nothing known: trusted
+
     def test_cpu_on_request(self):
         assert pick_device("cpu") == torch.device("cpu")
 

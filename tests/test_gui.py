@@ -612,6 +612,28 @@ class TestProtecting:
             assert out.format == "PNG" and out.size == (64, 48)
         assert "after Instagram-style posting" in outcome.status
 
+    def test_the_check_after_posting_is_shown_and_stops_on_cancel(
+            self, qapp, tmp_path, small_photo, model_dir):
+        """The row says the check after posting is running (it is no longer "done" for
+        seconds); a cancel then stops it between models: the copy is kept, its status
+        without the posting figure."""
+        worker = ProtectWorker([Job(0, small_photo(tmp_path / "a.png"), tmp_path / "out")],
+                               ProtectConfig(strength="fast", **TINY))
+        messages = []
+
+        def on_progress(i, fraction, message):
+            messages.append(message)
+            if message.startswith("checking it after posting"):
+                worker.cancel()
+
+        worker.progress.connect(on_progress)
+        (outcome,) = run_here(worker)
+        assert isinstance(outcome, Outcome), outcome
+        assert messages.count("checking it after posting…") == 1
+        assert outcome.dst.is_file() and outcome.report is not None
+        assert outcome.status.startswith("protected — damage")
+        assert "after Instagram-style posting" not in outcome.status
+
     def test_closing_mid_batch_cancels_and_closes_once_the_worker_stops(self, window,
                                                                         tmp_path,
                                                                         small_photo):

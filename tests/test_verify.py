@@ -40,6 +40,34 @@ def example_at_medium(weights_dir) -> tuple[Image.Image, Image.Image]:
         strength="medium", measure=False, model_dir=str(weights_dir), allow_download=False))
 
 
+def test_damage_alone_skips_the_full_size_figures_and_stops_when_asked(photo):
+    """figures=False (the app's check after posting): the same damage, no full-size PSNR,
+    SSIM or largest change; should_stop ends it between models with Cancelled."""
+    import math
+
+    from cloak import Cancelled
+
+    rng = np.random.default_rng(1)
+    noisy = Image.fromarray(np.clip(np.asarray(photo, dtype=np.int16)
+                                    + rng.integers(-6, 7, (256, 256, 3)), 0, 255)
+                            .astype(np.uint8))
+    full = verify_images(photo, noisy, ("instagram",), models=("taesd",))
+    damage_only = verify_images(photo, noisy, ("instagram",), models=("taesd",),
+                                figures=False)
+    assert damage_only.channels == full.channels and full.psnr > 30
+    assert math.isnan(damage_only.psnr) and math.isnan(damage_only.ssim)
+    asked = []
+
+    def after_one() -> bool:
+        asked.append(1)
+        return len(asked) > 1
+
+    with pytest.raises(Cancelled):
+        verify_images(photo, noisy, ("instagram",), models=("taesd", "taef2"),
+                      should_stop=after_one)
+    assert len(asked) == 2  # taesd measured, stopped before taef2
+
+
 class TestVerdicts:
     def test_clean_photo_is_none(self, photo):
         v = verify_images(photo, photo, channels=("as-is", "instagram"))

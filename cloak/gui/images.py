@@ -23,11 +23,23 @@ SHRINK_FIRST = ("RGB", "RGBA", "L", "LA", "CMYK")  # modes a box shrink handles 
 
 
 def open_upright(path: Path, max_side: int | None = None) -> Image.Image:
-    """The photo at `path` as upright 8-bit RGB, at most `max_side` px on its long side."""
-    # Under cloak's decompression-bomb limit (200 MP), not Pillow's (179 MP refused), and
-    # its lock: io changes Pillow's global limit for a moment while it decodes.
-    with io.decoding_limit(Path(path), io.pixel_limit()), \
-            Image.open(path, formats=io.READ_FORMATS) as image:  # never EPS, PSD... by content
+    """The photo at `path` as upright 8-bit RGB, at most `max_side` px on its long side.
+    Pillow's decompression-bomb limit (twice 89.5 MP refused) is cloak's (200 MP) here: a
+    photo Pillow refuses is opened again under io.decoding_limit, whose lock the others
+    don't wait for (the worker holds it while it decodes a photo)."""
+    try:
+        return _open_upright(path, max_side)
+    except Image.DecompressionBombError:
+        with io.decoding_limit(Path(path), io.pixel_limit()):
+            return _open_upright(path, max_side)
+
+
+def _open_upright(path: Path, max_side: int | None) -> Image.Image:
+    with Image.open(path, formats=io.READ_FORMATS) as image:  # never EPS, PSD... by content
+        # Checked here too: io lifts Pillow's global limit for a moment while it decodes
+        # its own in-memory re-encodes (on another thread, in the app).
+        if image.width * image.height > io.pixel_limit():
+            raise ValueError(f"{image.width}x{image.height} is over the pixel limit")
         if max_side:
             image.draft("RGB", (max_side, max_side))  # fast JPEG downscale on decode
             # (not TIFF: Pillow turns a TIFF upright while loading it, after the box

@@ -310,11 +310,10 @@ class MainWindow(QMainWindow):
         """Add photos as waiting rows, skipping ones already listed. Folders are walked on
         the pool thread (a large folder would freeze the window); their photos are added
         when the walk is done, in the order given. So are files while photos are being
-        protected or the pool is busy (a comparison or thumbnail loading): telling a
-        protected copy apart reads its header, which waits for a decode in progress
-        (io.decoding_limit's lock), seconds for a 48 MP photo."""
+        protected: telling a protected copy apart reads its header, which waits for the
+        worker's decode in progress (io.decoding_limit's lock), seconds for a 48 MP
+        photo."""
         if (self._walks_pending or len(paths) > SYNC_ADD_LIMIT or self.is_running()
-                or self._pool.activeThreadCount()
                 or any(os.path.isdir(p) for p in paths)):
             # Through the pool's one thread, behind any walk still running: rows keep the
             # order the photos were given in.

@@ -56,11 +56,12 @@ class Outcome:
     config: ProtectConfig | None = None  # what it was protected with (its budget map)
 
 
-def posting_damage(report: Report, config: ProtectConfig | None = None) -> float | None:
+def posting_damage(report: Report, config: ProtectConfig | None = None,
+                   should_stop: Callable[[], bool] | None = None) -> float | None:
     """The weakest model's damage (dB) on the protected copy after Instagram-style posting,
     as `cloak.verify` measures it, or None when protection was not measured (the run used
     `measure=False`). The models come from `config`'s weights folder and device, as the
-    protection's did."""
+    protection's did. `should_stop` (asked between models) raises Cancelled."""
     if not report.damage_db or not report.src or not report.dst:
         return None
     import numpy as np
@@ -75,7 +76,8 @@ def posting_damage(report: Report, config: ProtectConfig | None = None) -> float
     config = config or ProtectConfig()
     result = verify_images(as_image(report.src), as_image(report.dst),
                            channels=("instagram",), models=tuple(report.damage_db),
-                           model_dir=config.model_dir, device=config.device)
+                           model_dir=config.model_dir, device=config.device,
+                           figures=False, should_stop=should_stop)
     return result.worst.min_damage_db
 
 
@@ -295,12 +297,16 @@ class ProtectWorker(QObject):
 
     def _status(self, report: Report) -> str:
         """describe() with the damage after posting; the copy is written already, so a
-        failed check only leaves that out, and so does a cancel (the check takes seconds
-        and can't stop half-way)."""
+        failed check only leaves that out, and so does a cancel (the check stops between
+        models)."""
         if self._stop.is_set():
             return describe(report)
+        if report.damage_db:
+            emit(self.progress, self._current, 1.0, "checking it after posting…")
         try:
-            posted_db = posting_damage(report, self.config)
+            posted_db = posting_damage(report, self.config, self._stop.is_set)
+        except Cancelled:
+            posted_db = None
         except Exception:
             log.exception("checking %s after posting failed", report.dst)
             posted_db = None
