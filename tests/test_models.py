@@ -132,6 +132,31 @@ class TestLookupAndVerification:
         with pytest.raises(ModelError, match="sha256"):
             W.resolve(get_spec("taesd"), "encoder", allow_download=False)
 
+    def test_an_unreadable_weights_file_is_named_for_what_it_is(self, model_dir, tmp_path):
+        """A web page saved under a weights name (GitHub's page for the file, not the raw
+        file), a cut-off download and a pickle that carries code each get their own
+        reason, not torch's."""
+        import torch
+
+        html = tmp_path / "page" / "taesd_encoder.pth"
+        html.parent.mkdir()
+        html.write_text("<!DOCTYPE html>\n<html><head><title>taesd</title></head></html>")
+        with pytest.raises(ModelError, match="a web page, not weights"):
+            W.read_state_dict(html)
+        whole = tmp_path / "whole.pth"
+        torch.save(W.read_state_dict(model_dir / "taesd_encoder.safetensors"), whole)
+        assert W.read_state_dict(whole)  # the whole file loads
+        cut = tmp_path / "cut" / "taesd_encoder.pth"
+        cut.parent.mkdir()
+        cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+        with pytest.raises(ModelError, match="damaged or cut off"):
+            W.read_state_dict(cut)
+        code = tmp_path / "code" / "taesd_encoder.pth"
+        code.parent.mkdir()
+        torch.save({"hook": print}, code)
+        with pytest.raises(ModelError, match=r"not a plain weights file \(refused"):
+            W.read_state_dict(code)
+
     def test_offline_without_weights_says_what_is_missing(self, tmp_path, monkeypatch):
         monkeypatch.setenv("CLOAK_MODEL_DIR", str(tmp_path / "empty"))
         with pytest.raises(ModelError) as info:

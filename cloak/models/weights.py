@@ -87,14 +87,24 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt or foreign file; torch's message runs to many lines
         log.debug("can't read %s", path, exc_info=True)
-        if "Weights only load failed" in str(exc):  # torch's advice to drop it is unsafe
-            why = "not a plain weights file (refused by torch.load(weights_only=True))"
-        else:
-            why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise ModelError(f"can't read weights {path}: {why}") from exc
+        raise ModelError(f"can't read weights {path}: {_why_unreadable(data, exc)}") from exc
     if not isinstance(state, dict):
         raise ModelError(f"{path} does not hold a state dict")
     return {k: v.float() for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+
+def _why_unreadable(data: bytes, exc: Exception) -> str:
+    """What a weights file that failed to load is, in a few words, from its first bytes:
+    a web page saved in its place, a cut-off download, or a file of another kind."""
+    head = data[:512].lstrip().lower()
+    if head.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head", b"<!--")):
+        return ("a web page, not weights (saved from the site's page? download the raw "
+                "file: MODELS.md lists the addresses)")
+    if data[:4] == b"PK\x03\x04" and "Weights only load failed" not in str(exc):
+        return "damaged or cut off (its download may have stopped early); get it again"
+    if "Weights only load failed" in str(exc):  # torch's advice to drop it is unsafe
+        return "not a plain weights file (refused by torch.load(weights_only=True))"
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
 def normalise_keys(state: dict[str, torch.Tensor], part: str) -> dict[str, torch.Tensor]:
