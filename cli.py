@@ -22,7 +22,7 @@ from typing import Annotated
 import typer
 
 try:  # torch loads here, for a second or two: a Ctrl-C meanwhile ends as one later does
-    from cloak import PRESETS, CloakError, ProtectConfig
+    from cloak import PRESETS, Cancelled, CloakError, ProtectConfig
     from cloak.allocator import keep_freed_memory
     from cloak.device import fp32_cpu_note, pick_device
     from cloak.io import IMAGE_SUFFIXES
@@ -266,13 +266,14 @@ def protect(
     view.slow_note = fp32_cpu_note(pick_device(config.device), config.strength)  # device: auto
     with view, stop_on_ctrl_c(view.stopping) as should_stop:
         try:
-            items = batch.plan(photos, out)
+            items = batch.plan(photos, out, should_stop)
             result = batch.run(items, out, config, jobs=jobs, force=force,
                                overwrite=overwrite, on_event=view.on_event,
                                should_stop=should_stop)
         except (CloakError, OSError, KeyboardInterrupt) as exc:  # before any photo
             view.close()
-            if isinstance(exc, KeyboardInterrupt):
+            interrupted = isinstance(exc, (KeyboardInterrupt, Cancelled))  # Cancelled: the
+            if interrupted:  # walk, stopped by a first Ctrl-C
                 message = "interrupted; nothing was written"
                 typer.secho("Interrupted; nothing was written.", err=True)
             elif isinstance(exc, CloakError):
@@ -280,7 +281,7 @@ def protect(
             else:  # a path the library did not expect to be unreadable
                 where = f" {exc.filename}" if exc.filename else ""
                 message = f"can't read or write{where}: {exc.strerror or exc}"
-            code = 130 if isinstance(exc, KeyboardInterrupt) else 1
+            code = 130 if interrupted else 1
             if json_path:  # this run's report, not an earlier run's left in its place
                 write_json(json_path, {
                     "out": str(out), "settings": config.fingerprint(), "error": message,

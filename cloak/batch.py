@@ -165,14 +165,21 @@ def recorded_copies(folder: Path) -> set[str]:
     return copies
 
 
+def _check_stop(should_stop: Callable[[], bool] | None) -> None:
+    if should_stop is not None and should_stop():
+        raise Cancelled("stopped while looking for photos")
+
+
 def _walk(folder: Path, rel: Path, skip: set[str], suffixes: Sequence[str],
-          seen_dirs: set, found: list[tuple[Path, Path]], problems: list[Item]) -> None:
+          seen_dirs: set, found: list[tuple[Path, Path]], problems: list[Item],
+          should_stop: Callable[[], bool] | None = None) -> None:
     """Depth-first, sorted walk. Hidden entries (.*) are ignored; each real folder is
     entered once, so symlink loops end; paths in `skip` (outputs: folders, and the copies
     an earlier run's manifest lists) are never taken; library and app packages are not
     entered (io.PACKAGE_SUFFIXES)."""
     from .io import PACKAGE_SUFFIXES
 
+    _check_stop(should_stop)
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError as exc:
@@ -209,7 +216,8 @@ def _walk(folder: Path, rel: Path, skip: set[str], suffixes: Sequence[str],
             # can't be searched, which would fail the whole input, not this folder
             if os.path.isfile(path / MANIFEST_NAME):  # an earlier run's output folder
                 _skip_own_outputs(path, skip, problems)
-            _walk(path, rel / entry.name, skip, suffixes, seen_dirs, found, problems)
+            _walk(path, rel / entry.name, skip, suffixes, seen_dirs, found, problems,
+                  should_stop)
         elif _is_photo_name(path, suffixes) and not path.name.endswith(PREVIEW_SUFFIX) \
                 and os.path.realpath(path) not in skip:
             found.append((path, rel))
@@ -318,10 +326,13 @@ def _is_plain_name(name: str) -> bool:
         not any(sep in name for sep in ("/", "\\", os.sep)) and "\0" not in name
 
 
-def plan(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike) -> list[Item]:
+def plan(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
+         should_stop: Callable[[], bool] | None = None) -> list[Item]:
     """Turn files and folders into items (see module docstring), in input order.
 
-    Items are `pending`, or already `failed`/`skipped` with a one-line message."""
+    Items are `pending`, or already `failed`/`skipped` with a one-line message.
+    `should_stop` (asked for each folder entered and each file's header read) raises
+    Cancelled: a Ctrl-C need not wait for the walk of a whole share."""
     from . import io
 
     out_dir = Path(out_dir)
@@ -332,7 +343,7 @@ def plan(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike) -> lis
     for raw in inputs:
         src = Path(raw)
         try:
-            _plan_one(src, out_dir, suffixes, seen_dirs, mirrors, items)
+            _plan_one(src, out_dir, suffixes, seen_dirs, mirrors, items, should_stop)
         except OSError as exc:  # e.g. a folder on the way that may not be searched
             items.append(Item(src, None, FAILED, f"can't read: {exc.strerror or exc}"))
     _mark_clashes(items)
@@ -340,9 +351,14 @@ def plan(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike) -> lis
 
 
 def _plan_one(src: Path, out_dir: Path, suffixes: Sequence[str], seen_dirs: set,
-              mirrors: Mirrors, items: list[Item]) -> None:
+              mirrors: Mirrors, items: list[Item],
+              should_stop: Callable[[], bool] | None = None) -> None:
     """plan() for one input path: append its items."""
     from . import io
+
+    def says_protected(path: Path) -> bool:
+        _check_stop(should_stop)
+        return io.says_protected_file(path)
 
     if src.is_dir():
         if _stat_key(src) in seen_dirs:
@@ -357,8 +373,8 @@ def _plan_one(src: Path, out_dir: Path, suffixes: Sequence[str], seen_dirs: set,
         problems: list[Item] = []
         if os.path.isfile(src / MANIFEST_NAME) and not _same_folder(src, out_dir):
             _skip_own_outputs(src, skip, problems)  # an earlier run's output folder
-        _walk(src, Path(name), skip, suffixes, seen_dirs, found, problems)
-        copies = {p for p, _ in found if io.says_protected_file(p)}  # moved out of an OUT
+        _walk(src, Path(name), skip, suffixes, seen_dirs, found, problems, should_stop)
+        copies = {p for p, _ in found if says_protected(p)}  # moved out of an OUT
         if copies:
             found = [(p, rel) for p, rel in found if p not in copies]
             problems.append(Item(src, None, SKIPPED,
@@ -372,7 +388,7 @@ def _plan_one(src: Path, out_dir: Path, suffixes: Sequence[str], seen_dirs: set,
         items.append(Item(src, None, SKIPPED,
                           f"{NOT_A_PHOTO} (suffix {src.suffix or 'none'!r}); "
                           f"supported: {io.SUPPORTED}"))
-    elif io.says_protected_file(src):
+    elif says_protected(src):
         items.append(Item(src, None, SKIPPED, A_PROTECTED_COPY))
     else:
         items.append(Item(src, io.output_path_for(src, out_dir)))

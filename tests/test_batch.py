@@ -78,6 +78,33 @@ class TestPlan:
             ("pending", out / "me.png"),
         ]
 
+    def test_a_stop_asked_for_ends_the_walk(self, tmp_path, small_photo):
+        """A first Ctrl-C while a big tree is walked ends the walk (Cancelled; the CLI
+        then exits 130 with nothing written) instead of waiting for every folder and
+        every photo's header."""
+        from cloak import Cancelled
+
+        for name in ("a", "b", "c"):
+            small_photo(tmp_path / "trip" / name / "x.png", size=(16, 16))
+        asked = []
+
+        def after(n):
+            def stop() -> bool:
+                asked.append(1)
+                return len(asked) > n
+            return stop
+
+        with pytest.raises(Cancelled, match="stopped while looking for photos"):
+            batch.plan([tmp_path / "trip"], tmp_path / "out", after(2))
+        assert len(asked) == 3  # the top folder and "a" walked, stopped before "b"
+        asked.clear()
+        with pytest.raises(Cancelled):  # walked, then stopped among the headers
+            batch.plan([tmp_path / "trip"], tmp_path / "out", after(5))
+        asked.clear()
+        items = batch.plan([tmp_path / "trip"], tmp_path / "out", lambda: False)
+        assert [i.status for i in items] == ["pending"] * 3
+        assert not (tmp_path / "out").exists()
+
     def test_same_photo_twice_is_planned_once(self, tmp_path, small_photo):
         photo = small_photo(tmp_path / "in" / "a.png")
         os.symlink(photo, tmp_path / "in" / "link.png")
