@@ -986,6 +986,38 @@ class TestReviewFixes:
         assert not window.rows
         assert window.statusBar().currentMessage() != "looking for photos…"
 
+    def test_clear_list_stops_a_walk_of_a_folder_dropped_by_mistake(
+            self, window, tmp_path, small_photo, monkeypatch):
+        """A home folder dropped by mistake: with the list still empty, Clear list is
+        enabled while the walk runs, and clicking it stops the walk (the real walk, asked
+        its stop check after Clear) with no row added."""
+        import threading
+
+        for name in ("a", "b"):
+            small_photo(tmp_path / "home" / name / "x.png", size=(16, 16))
+        clicked = threading.Event()
+        stopped = []
+        real_expand = window_module.expand_paths
+
+        def walk_held_until_clear(paths, output_dir=None, should_stop=None):
+            assert clicked.wait(10)
+            found = real_expand(paths, output_dir, should_stop)
+            stopped.append(should_stop())
+            return found
+
+        monkeypatch.setattr(window_module, "expand_paths", walk_held_until_clear)
+        assert not window.clear_button.isEnabled()
+        window.add_paths([tmp_path / "home"])
+        assert window.clear_button.isEnabled() and not window.rows
+        window.clear_button.click()
+        assert window.statusBar().currentMessage() == "stopping the search for photos…"
+        clicked.set()
+        assert wait_until(lambda: window._walks_pending == 0, 10)
+        QApplication.processEvents()
+        assert stopped == [True] and not window.rows
+        assert not window.clear_button.isEnabled()
+        assert window.statusBar().currentMessage() == ""
+
     def test_protected_copies_are_not_added_again(self, window, tmp_path, small_photo,
                                                   tiny_config):
         from cloak import protect_file

@@ -328,12 +328,14 @@ class MainWindow(QMainWindow):
             self._run_in_background(BackgroundCall(
                 self._walks, key, expand_paths, list(paths), self.output_dir, stale),
                 WALK_PRIORITY)
+            self._update_buttons()  # Clear list stops a walk (a home folder dropped)
             return
         self._add_photos(expand_paths(paths, self.output_dir), len(paths))
 
     @Slot(object, object, str)
     def _on_walked(self, key: tuple[int, int], photos: list[Path] | None, error: str) -> None:
         self._walks_pending -= 1
+        self._update_buttons()
         generation, count = key
         if generation != self._list_generation:
             if not self._walks_pending:  # no walk left to say "looking for photos…" for
@@ -412,10 +414,13 @@ class MainWindow(QMainWindow):
         self.set_output_dir(None)
 
     def clear(self) -> None:
-        """Remove every row (only while nothing is running)."""
+        """Remove every row, and stop the folder walks still looking for photos (only
+        while nothing is being protected)."""
         if self.is_running():
             return
-        self._list_generation += 1
+        self._list_generation += 1  # a folder walk still running stops at its next file
+        if self._walks_pending:
+            self.statusBar().showMessage("stopping the search for photos…")
         self.photo_list.remove_all()
         self.summary.clear()  # the last batch's counts were for rows now gone
         self._compare_wanted = None
@@ -614,7 +619,8 @@ class MainWindow(QMainWindow):
         self.protect_button.setEnabled(pending and not running)
         self.cancel_button.setEnabled(running)
         self.open_button.setEnabled(self.last_output_dir is not None and not running)
-        self.clear_button.setEnabled(bool(self.rows) and not running)
+        self.clear_button.setEnabled((bool(self.rows) or self._walks_pending > 0)
+                                     and not running)
         for control in (self.strength, self.keep_gps, self.strip_exif):
             control.setEnabled(not running)
         self.change_output.setEnabled(not running)
