@@ -809,7 +809,10 @@ def _run_locked(items: list[Item], out_dir: Path, config: ProtectConfig,
             with contextlib.suppress(OSError, OutputError):  # times brought up to date
                 manifest.save()  # (_same_file refresh); a failure only costs a rehash
         if todo:
-            preload_models(config, lambda *download: emit(download_event(*download)))
+            # With --jobs the workers load their own models: this process only checks
+            # and fetches, on the CPU (not a GPU's memory and context it would never use).
+            preload_models(config if jobs <= 1 else dataclasses.replace(config, device="cpu"),
+                           lambda *download: emit(download_event(*download)))
             # Everything is fetched, or known missing and reported: the photos (and the
             # --jobs workers, new processes) only look, so nothing is retried per photo.
             config = dataclasses.replace(config, allow_download=False)
