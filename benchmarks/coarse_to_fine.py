@@ -10,21 +10,17 @@ and after the instagram preset; medians go to benchmarks/coarse_to_fine.md.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from efficacy import dev_photos, load_rgb, pick_variants, to_image
+from efficacy import dev_photos, pick_variants
+from variant_rows import variant_row, write_table
 
 import cloak.pipeline
 from cloak import ProtectConfig, metrics
-from cloak.models import ALL_MODEL_NAMES
-from cloak.verify import verify_images
 
 # (coarse steps at half size, steps at the working size)
 VARIANTS = {
@@ -65,49 +61,24 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("coarse_to_fine.md"))
     args = parser.parse_args()
     paths = dev_photos(args.folder, args.photos.split(","))
-    names = pick_variants(list(VARIANTS), args.variants)
     config = ProtectConfig(strength="medium", measure=False)
     clean_cache: dict = {}
     original_pgd = cloak.pipeline.protect_pgd
-    med = statistics.median
     rows = []
-    for label in names:
+    for label in pick_variants(list(VARIANTS), args.variants):
         coarse, fine = VARIANTS[label]
-        psnr, secs = [], []
-        asis, insta = ({m: [] for m in ALL_MODEL_NAMES} for _ in range(2))
-        for path in paths:
-            original = load_rgb(path)
-            rgb = np.asarray(original, dtype=np.float32) / 255
+
+        def protect(rgb, coarse=coarse, fine=fine):
             cloak.pipeline.protect_pgd = coarse_then_fine(coarse)
             try:
-                t = time.perf_counter()
-                result = cloak.pipeline.protect_array(rgb, config.replace(steps=fine))
-                secs.append(time.perf_counter() - t)
+                return cloak.pipeline.protect_array(rgb, config.replace(steps=fine))
             finally:
                 cloak.pipeline.protect_pgd = original_pgd
-            v = verify_images(original, to_image(result.rgb), ("as-is", "instagram"),
-                              clean_cache=clean_cache.setdefault(path.name, {}))
-            psnr.append(v.psnr)
-            for m in ALL_MODEL_NAMES:
-                asis[m].append(v.channels[0].damage_db[m])
-                insta[m].append(v.channels[1].damage_db[m])
-            print(label, path.name, f"psnr {v.psnr:.2f} {secs[-1]:.1f}s",
-                  {m: round(asis[m][-1], 2) for m in ALL_MODEL_NAMES}, flush=True)
-        rows.append(f"| {label} | {med(psnr):.1f} | "
-                    + "/".join(f"{med(asis[m]):.1f}" for m in ALL_MODEL_NAMES) + " | "
-                    + "/".join(f"{med(insta[m]):.1f}" for m in ALL_MODEL_NAMES)
-                    + f" | {med(secs):.1f} |")
-        print(rows[-1], flush=True)
-    table = "\n".join([
-        "# Coarse to fine at --strength medium", "",
-        (f"Command: `CLOAK_MODEL_DIR=../shared/models python benchmarks/coarse_to_fine.py"
-         f" --photos {args.photos}`; {torch.get_num_threads()} threads."), "",
-        f"Photos: {', '.join(p.name for p in paths)}. Medians; damage in dB for "
-        + " / ".join(ALL_MODEL_NAMES) + ".", "",
-        "| variant | PSNR | as-is damage | instagram damage | s/photo |",
-        "|---|---|---|---|---|", *rows, ""])
-    args.out.write_text(table)
-    print(table)
+
+        rows.append(variant_row(label, paths, protect, clean_cache))
+    write_table(args.out, "Coarse to fine at --strength medium",
+                "CLOAK_MODEL_DIR=../shared/models python benchmarks/coarse_to_fine.py "
+                f"--photos {args.photos}", torch.get_num_threads(), paths, rows)
 
 
 if __name__ == "__main__":
