@@ -122,7 +122,8 @@ def check_device(device: str | None) -> str | None:
         fail(f"--device: {exc}")
     if device in (None, "auto") and picked.type != "cuda" and (
             reason := cuda_unusable_reason()):
-        typer.secho(f"note: {reason}", fg=typer.colors.YELLOW, err=True)
+        typer.secho(f"note: {reason} (--device cpu silences this)", fg=typer.colors.YELLOW,
+                    err=True)
     return None if device == "auto" else device
 
 

@@ -48,7 +48,7 @@ def cuda_unusable_reason() -> str | None:
         return None
     return (f"the GPU {name} (sm_{capability[0]}{capability[1]}) is older than this torch "
             f"build supports ({', '.join(arch_list)}), so the CPU is used; install a torch "
-            "build for it (README: GPU install) or pass --device cpu to silence this")
+            "build for it (README: GPU install)")
 
 
 def pick_device(preference: str | None = None) -> torch.device:

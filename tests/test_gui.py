@@ -699,6 +699,33 @@ class TestProtecting:
         (row,) = window.rows.values()
         assert row.state == PhotoRow.PROTECTED
 
+    def test_the_window_says_when_the_gpu_is_too_old_for_torch(self, window, tmp_path,
+                                                                small_photo, model_dir,
+                                                                monkeypatch):
+        """A GTX 1080 under a torch build for newer cards (faked: no GPU here): the photo
+        is protected on the CPU, and the status bar says why the GPU was not used."""
+        import torch
+
+        from cloak.device import cuda_unusable_reason
+
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (6, 1))
+        monkeypatch.setattr(torch.cuda, "get_arch_list", lambda: ["sm_75", "sm_80"])
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "GeForce GTX 1080")
+        cuda_unusable_reason.cache_clear()
+        try:
+            window.settings = {**TINY, "measure": False}
+            window.add_paths([small_photo(tmp_path / "a.png")])
+            window.start()
+            assert wait_until(lambda: not window.is_running(), 60)
+            assert window.statusBar().currentMessage().startswith(
+                "The GPU GeForce GTX 1080 (sm_61) is older than this torch build")
+            (row,) = window.rows.values()
+            assert row.state == PhotoRow.PROTECTED
+            assert row.outcome.dst.is_file()
+        finally:
+            cuda_unusable_reason.cache_clear()
+
     def test_a_name_taken_during_the_attack_goes_to_the_next_free_name(self, qapp, tmp_path,
                                                                        small_photo):
         """Another program writes `a.png` in the Save-to folder while the photo is being

@@ -167,6 +167,7 @@ class ProtectWorker(QObject):
         self._current = -1
         self._weights_error: str | None = None  # weights missing: the same for every photo
         self._faces_off_told = False  # the face-detector notice is given once a run
+        self._gpu_told = False  # and the one for a GPU this torch build can't run
         self._folder_errors: dict[Path, str] = {}  # output folders found not writable
         self._swept: set[Path] = set()  # Save-to folders cleared of stale temp files
 
@@ -224,6 +225,12 @@ class ProtectWorker(QObject):
             if not faces_on and not self._faces_off_told:
                 self._faces_off_told = True
                 emit(self.notice, FACES_OFF_NOTICE)
+            if not self._gpu_told:  # a GPU too old for this torch build: on the CPU
+                from cloak.device import cuda_unusable_reason
+
+                self._gpu_told = True
+                if self.config.device is None and (reason := cuda_unusable_reason()):
+                    emit(self.notice, reason[0].upper() + reason[1:] + ".")
             for attempt in range(1, NAME_ATTEMPTS + 1):
                 # GIF -> .png, MPO -> .jpg, ...: the suffix names the format written
                 dst = unique_destination(job.out_dir,
