@@ -100,10 +100,10 @@ def _why_unreadable(data: bytes, exc: Exception) -> str:
     if head.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head", b"<!--")):
         return ("a web page, not weights (saved from the site's page? download the raw "
                 "file: MODELS.md lists the addresses)")
-    if data[:4] == b"PK\x03\x04" and "Weights only load failed" not in str(exc):
-        return "damaged or cut off (its download may have stopped early); get it again"
     if "Weights only load failed" in str(exc):  # torch's advice to drop it is unsafe
         return "not a plain weights file (refused by torch.load(weights_only=True))"
+    if data[:4] == b"PK\x03\x04":  # torch's zip format, but it would not load
+        return "damaged or cut off (its download may have stopped early); get it again"
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
