@@ -67,9 +67,26 @@ def printable(text: str) -> str:
     return _CONTROL.sub(lambda m: m[0].encode("unicode_escape").decode("ascii"), text)
 
 
+_failure_hooks: list = []  # callables told each fail()'s message first (see reporting_failures)
+
+
 def fail(message: str, code: int = 1) -> None:
+    while _failure_hooks:  # each hook once: one that fails itself does not loop
+        _failure_hooks.pop()(message)
     typer.secho(f"error: {printable(message)}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
+
+
+@contextlib.contextmanager
+def reporting_failures(hook):
+    """Within this block, a fail() first calls hook(message): a refused setting still
+    leaves its --json report."""
+    _failure_hooks.append(hook)
+    try:
+        yield
+    finally:
+        if hook in _failure_hooks:
+            _failure_hooks.remove(hook)
 
 
 ALL_CHANNELS = ("as-is", "instagram", "facebook", "x", "whatsapp", "jpeg95", "jpeg75",
@@ -137,7 +154,7 @@ STRENGTH_HELP = "Preset: " + "; ".join(
 
 @app.command(short_help="Protect photos; write protected copies to --out.")
 def protect(
-    photos: Annotated[list[Path], typer.Argument(
+    photos: Annotated[list[str], typer.Argument(
         metavar="PHOTOS", help="Photos, or folders to walk for photos (non-photos are skipped).")],
     out: Annotated[str, typer.Option(
         "--out", "-o", metavar="DIR", help="Folder for the protected copies.")],
@@ -237,31 +254,47 @@ def protect(
 
     if not out.strip():  # an unset variable in a script: never the current folder
         fail("--out is empty: give the folder for the protected copies")
-    out = Path(out)
-    if jobs < 1:
-        fail(f"--jobs must be at least 1, got {jobs}")
-    cores = batch.usable_cores()
-    if jobs > cores:  # each job is a process holding the models: more only costs memory
-        typer.secho(f"--jobs {jobs} is more than the {cores} cores this run may use; "
-                    f"using {cores}", fg=typer.colors.YELLOW, err=True)
-        jobs = cores
-    check_out(out)
+    # `--out=~/protected`: the shell leaves a ~ after `=` as it is; a folder named "~"
+    # in the current folder is never what was meant (nor for --json and --mask)
+    out = Path(os.path.expanduser(out))
+    json_path = Path(os.path.expanduser(json_path)) if json_path else None
+    mask = Path(os.path.expanduser(mask)) if mask else None
     check_json_path(json_path, out)
-    check_model_dir(model_dir)
-    device = check_device(device)
-    try:
-        config = ProtectConfig(
-            strength=strength.strip().lower(), eps=None if eps is None else eps / 255,
-            steps=steps, models=tuple(m.strip().lower() for m in models.split(",")
-                                      if m.strip()),
-            objective=objective.strip().lower(), seed=seed, mask_path=str(mask) if mask else None,
-            model_dir=str(model_dir) if model_dir else None, device=device, measure=measure,
-            preview=preview, robust=robust, view_sizes=parse_sizes(editor_sizes),
-            metadata=MetadataPolicy.choose(
-                keep_gps=keep_gps, keep_serials=keep_serials, strip_exif=strip_exif,
-                keep_icc=icc, notices=ai_notice))
-    except CloakError as exc:
-        fail(str(exc))
+
+    def leave_report(message: str) -> None:  # a refused setting leaves this run's report
+        if json_path:  # at --json, not an earlier run's
+            write_json(json_path, {"out": str(out), "settings": {}, "error": message,
+                                   "interrupted": False, "counts": {}, "files": []})
+
+    with reporting_failures(leave_report):
+        if any(not p.strip() for p in photos):  # "$PHOTO" unset: not the current folder
+            fail("a PHOTOS argument is empty (an unset variable?): name the photos or folders")
+        photos = [Path(p) for p in photos]
+        if jobs < 1:
+            fail(f"--jobs must be at least 1, got {jobs}")
+        cores = batch.usable_cores()
+        if jobs > cores:  # each job is a process holding the models: more only costs memory
+            typer.secho(f"--jobs {jobs} is more than the {cores} cores this run may use; "
+                        f"using {cores}", fg=typer.colors.YELLOW, err=True)
+            jobs = cores
+        check_out(out)
+        check_model_dir(model_dir)
+        device = check_device(device)
+        try:
+            config = ProtectConfig(
+                strength=strength.strip().lower(), eps=None if eps is None else eps / 255,
+                steps=steps, models=tuple(m.strip().lower() for m in models.split(",")
+                                          if m.strip()),
+                objective=objective.strip().lower(), seed=seed,
+                mask_path=str(mask) if mask else None,
+                model_dir=str(model_dir) if model_dir else None, device=device,
+                measure=measure,
+                preview=preview, robust=robust, view_sizes=parse_sizes(editor_sizes),
+                metadata=MetadataPolicy.choose(
+                    keep_gps=keep_gps, keep_serials=keep_serials, strip_exif=strip_exif,
+                    keep_icc=icc, notices=ai_notice))
+        except CloakError as exc:
+            fail(str(exc))
     view = BatchView()
     # said once there is work to do (not on a rerun that skips every photo)
     view.slow_note = fp32_cpu_note(pick_device(config.device), config.strength)  # device: auto
@@ -386,13 +419,23 @@ class BatchView:
         """One line to stderr or stdout. A reader that left (`| head`) doesn't stop the
         batch: the rest of its lines go nowhere, and the photos are still protected."""
         text = printable(text)
+        stream = sys.stderr if err else sys.stdout
         try:
-            if self.progress.live.is_started and (err or sys.stdout.isatty()):
-                self.console.print(text, style=color, markup=False, soft_wrap=True)
-            else:
-                typer.secho(text, fg=color, err=err)
+            try:
+                self._print(text, err, color)
+            except UnicodeEncodeError:  # a name in a script the output's code page lacks
+                # (Windows, output redirected to a file: cp1252, strict): escaped instead
+                encoding = getattr(stream, "encoding", None) or "ascii"
+                self._print(text.encode(encoding, "backslashreplace").decode(encoding),
+                            err, color)
         except BrokenPipeError:
-            mute(sys.stderr if err else sys.stdout)
+            mute(stream)
+
+    def _print(self, text: str, err: bool, color: str | None) -> None:
+        if self.progress.live.is_started and (err or sys.stdout.isatty()):
+            self.console.print(text, style=color, markup=False, soft_wrap=True)
+        else:
+            typer.secho(text, fg=color, err=err)
 
     def downloading(self, event) -> None:
         """A bar per weight file fetched on first use; a line where there is no terminal."""

@@ -59,6 +59,8 @@ A_PROTECTED_COPY = ("a copy cloak protected already (its metadata says so); prot
                     "again would add a second layer of noise: give the original")
 PROTECTED_COPIES_SKIPPED = ("copies cloak protected already (their metadata says so), not "
                             "protected again: {n}")
+OUT_FOLDER_SKIPPED = ("the --out folder itself: the protected copies in it are not "
+                      "protected again")
 PROTECTED, SKIPPED, FAILED, CANCELLED = "protected", "skipped", "failed", "cancelled"
 
 
@@ -361,6 +363,9 @@ def _plan_one(src: Path, out_dir: Path, suffixes: Sequence[str], seen_dirs: set,
         return io.says_protected_file(path)
 
     if src.is_dir():
+        if _same_folder(src, out_dir):  # `cd trip && cloak protect * --out protected`, rerun
+            items.append(Item(src, None, SKIPPED, OUT_FOLDER_SKIPPED))
+            return
         if _stat_key(src) in seen_dirs:
             items.append(Item(src, None, SKIPPED, "folder already included (named twice)"))
             return

@@ -123,13 +123,13 @@ def load_user_mask(path: str | Path, height: int, width: int, check_aspect: bool
     from PIL import Image, ImageOps
 
     from .errors import UnsupportedImageError
-    from .io import READ_FORMATS, decoding_limit, pixel_limit
+    from .io import DECODE_ERRORS, READ_FORMATS, decoding_limit, pixel_limit
 
     try:  # a mask over cloak's pixel limit fails as a photo would (no traceback)
         with decoding_limit(Path(path), pixel_limit()), \
                 Image.open(path, formats=READ_FORMATS) as img:
             img = mask_values(ImageOps.exif_transpose(img))
-    except (OSError, ValueError) as exc:
+    except DECODE_ERRORS as exc:  # Pillow raises SyntaxError, struct.error... on damage
         raise UnsupportedImageError(f"can't read mask {path}: {exc}") from exc
     if check_aspect and abs((img.width / img.height) / (aspect_width / aspect_height) - 1) > \
             MASK_ASPECT_TOLERANCE:

@@ -619,6 +619,9 @@ def _output_format(photo: Photo, dst: Path, requested: str | None) -> str:
     if by_suffix == "GIF":
         raise OutputError(f"{dst}: cannot write GIF (its 256-colour palette would erase the "
                           "protection); name the output .png (see cloak.io.output_path_for)")
+    if by_suffix == "HEIF":  # pillow-heif without an HEVC encoder: never JPEG bytes in x.heic
+        raise OutputError(f"{dst}: cannot write HEIC here (pillow-heif has no HEVC encoder); "
+                          "name the output .jpg (see cloak.io.output_path_for)")
     return DEFAULT_OUTPUT.get(photo.format, "PNG")
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from cloak import CloakError, ModelError, batch
+from cloak import CloakError, ModelError, batch, io
 from cloak.batch import CANCELLED, FAILED, MANIFEST_NAME, PROTECTED, SKIPPED
 
 
@@ -143,6 +143,18 @@ class TestPlan:
         photo = small_photo(tmp_path / "a.png")
         [item] = batch.plan([photo], tmp_path)
         assert item.status == FAILED and "would replace the original" in item.message
+
+    def test_the_output_folder_given_as_an_input_is_not_walked(self, tmp_path, small_photo):
+        """`cd trip && cloak protect * --out protected`, run again: `*` now names
+        protected/ too. Its copies (here one without cloak's note, as a BMP or a
+        --no-ai-notice copy has none) are not protected a second time."""
+        photo = small_photo(tmp_path / "trip" / "a.png")
+        out = tmp_path / "trip" / "protected"
+        small_photo(out / "a.png")
+        assert not io.says_protected_file(out / "a.png")
+        items = batch.plan([photo, out], out)
+        assert [(i.src, i.status) for i in items] == [(photo, "pending"), (out, SKIPPED)]
+        assert items[1].message == batch.OUT_FOLDER_SKIPPED
 
     def test_output_folder_inside_the_input_is_not_walked(self, tmp_path, small_photo):
         small_photo(tmp_path / "in" / "a.png")

@@ -4,6 +4,7 @@ resume, and stopping (Ctrl-C, SIGKILL) without partial files."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import queue
@@ -21,6 +22,7 @@ from typer.testing import CliRunner
 
 import cli
 from cloak.batch import MANIFEST_NAME
+from cloak.report import verdict_for
 
 TINY = ["--strength", "fast", "--steps", "1", "--models", "taesd", "--no-measure"]
 
@@ -185,6 +187,101 @@ def test_bad_settings_exit_1_with_one_line(tmp_path, small_photo, model_dir):
     assert not (tmp_path / "out").exists()
 
 
+def test_an_empty_photos_argument_is_refused_not_the_current_folder(tmp_path, small_photo,
+                                                                    model_dir, monkeypatch):
+    """`cloak protect "$PHOTO" --out protected` with PHOTO unset passes "": Path("") is
+    the current folder, which must not be walked (it may be a whole home folder)."""
+    small_photo(tmp_path / "a.png")
+    monkeypatch.chdir(tmp_path)
+    for empty in ("", " "):
+        result = invoke("protect", empty, "--out", "protected", *TINY)
+        assert result.exit_code == 1, result.output
+        assert result.stderr == ("error: a PHOTOS argument is empty (an unset variable?): "
+                                 "name the photos or folders\n")
+        assert not (tmp_path / "protected").exists()
+
+
+def test_a_tilde_after_out_equals_is_the_home_folder(tmp_path, small_photo, model_dir,
+                                                     monkeypatch):
+    """`--out=~/protected`: the shell leaves that ~ alone; cloak expands it instead of
+    making a folder named "~" in the current folder (and so for --json)."""
+    photo = small_photo(tmp_path / "a.png")
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    result = invoke("protect", photo, "--out=~/protected", "--json=~/r.json", *TINY)
+    assert result.exit_code == 0, result.output
+    assert (home / "protected" / "a.png").is_file() and (home / "r.json").is_file()
+    assert not (tmp_path / "~").exists()
+
+
+def test_refused_settings_leave_this_runs_report_at_json(tmp_path, small_photo, model_dir):
+    """A run refused for its settings writes its --json report with the error, so an
+    earlier run's report is not left there to be read as this run's."""
+    photo = small_photo(tmp_path / "a.png")
+    report = tmp_path / "r.json"
+    earlier = {"out": "earlier", "settings": {}, "counts": {"protected": 3}, "files": ["x"]}
+    for bad, message in ((["--strength", "extreme"], "unknown strength 'extreme'"),
+                         (["--jobs", "0"], "--jobs must be at least 1"),
+                         (["--editor-sizes", "500"], "each size must be a multiple of 8"),
+                         (["--model-dir", tmp_path / "nowhere"], "is not a folder")):
+        report.write_text(json.dumps(earlier))
+        result = invoke("protect", photo, "--out", tmp_path / "out", "--json", report, *bad)
+        assert result.exit_code == 1 and message in result.stderr, result.output
+        data = json.loads(report.read_text())
+        assert message in data["error"] and data["counts"] == {} and data["files"] == []
+        assert data["out"] == str(tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def broken_png(path: Path) -> Path:
+    """A PNG whose second image-data chunk has a type that is not letters: Pillow opens
+    it, then raises SyntaxError ("broken PNG file") while decoding."""
+    import struct
+    import zlib
+
+    buffer = io.BytesIO()
+    Image.effect_noise((64, 48), 60).save(buffer, "PNG")
+    data, pos, out = buffer.getvalue(), 8, bytearray(buffer.getvalue()[:8])
+    while pos < len(data):
+        size = struct.unpack(">I", data[pos:pos + 4])[0]
+        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + size]
+        pos += 12 + size
+        parts = ([(b"IDAT", body[:size // 2]), (b"\x00\x01\x02\x03", body[size // 2:])]
+                 if kind == b"IDAT" else [(kind, body)])
+        for name, part in parts:
+            out += struct.pack(">I", len(part)) + name + part
+            out += struct.pack(">I", zlib.crc32(name + part))
+    path.write_bytes(bytes(out))
+    return path
+
+
+def test_a_damaged_mask_is_one_line_not_a_traceback(tmp_path, small_photo, model_dir):
+    photo = small_photo(tmp_path / "a.png")
+    mask = broken_png(tmp_path / "mask.png")
+    with pytest.raises(SyntaxError), Image.open(mask) as img:  # the damage tested here
+        img.load()
+    result = invoke("protect", photo, "--out", tmp_path / "out", *TINY, "--mask", mask)
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith("error: can't read mask") and "broken PNG" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert isinstance(result.exception, SystemExit)  # cloak's exit, not the SyntaxError
+
+
+def test_a_name_the_output_cant_encode_is_escaped_not_fatal(monkeypatch):
+    """Windows, output redirected to a file: stdout is cp1252 with strict errors, and a
+    photo named with an emoji would stop the batch while its line is printed."""
+    buffer = io.BytesIO()
+    stream = io.TextIOWrapper(buffer, encoding="cp1252", errors="strict")
+    with pytest.raises(UnicodeEncodeError):  # what the plain print does there
+        print("\U0001f642", file=stream)
+    monkeypatch.setattr(sys, "stdout", stream)
+    cli.BatchView().line("a \U0001f642 photo.jpg -> out/a \U0001f642 photo.jpg")
+    stream.flush()
+    assert buffer.getvalue() == b"a \\U0001f642 photo.jpg -> out/a \\U0001f642 photo.jpg\n"
+
+
 def test_missing_weights_exit_1_before_any_work(tmp_path, small_photo, monkeypatch):
     photo = small_photo(tmp_path / "a.png")
     monkeypatch.setenv("CLOAK_MODEL_DIR", str(tmp_path / "empty"))
@@ -226,6 +323,11 @@ def test_usage_error_exits_1(tmp_path):
     proc = cloak_process("protect", "a.png", cwd=tmp_path)  # no --out
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1 and "--out" in err
+    # an out-of-range setting is a usage error too: 1, as the help's exit codes say
+    proc = cloak_process("protect", "a.png", "--out", "o", "--eps", "40", cwd=tmp_path)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and "Invalid value for '--eps'" in err
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.fixture
@@ -310,8 +412,11 @@ def test_verify_with_original_prints_channels_and_writes_json(tmp_path, small_ph
     assert data["worst_channel"] == worst["channel"]
     assert (f"verdict: {data['verdict']} (worst channel: {worst['channel']}; on taesd only)"
             in result.stdout)  # the verdict says it weighed one model of four
-    # the verdict on the photo as it is, under a name that says so (and its first name)
-    assert data["verdict_as_is"] == data["verdict_as_posted"]
+    # the verdict is verify's word for the worst channel's weakest model; the one on the
+    # photo as it is, for the as-is channel's (also under its first name)
+    assert data["verdict"] == verdict_for(worst["damage_db"]["taesd"])
+    assert data["verdict_as_is"] == verdict_for(as_is["taesd"])
+    assert data["verdict_as_posted"] == data["verdict_as_is"]
     assert f"as is (before posting): {data['verdict_as_is']}" in result.stdout
     # the files under their own keys: "protected" is the one-photo receipt's yes or no
     assert data["original"] == str(src) and data["protected_copy"] == str(out / "a.png")
@@ -329,11 +434,15 @@ def test_each_protected_photo_gets_verifys_word_for_its_damage(tmp_path, small_p
     """The dB figures alone don't say whether they are much: each photo's line names
     verify's verdict for its weakest model as saved."""
     src = small_photo(tmp_path / "a.png", size=(96, 64))
+    report = tmp_path / "r.json"
     result = invoke("protect", src, "--out", tmp_path / "out", "--strength", "fast",
-                    "--steps", "1", "--models", "taesd")
+                    "--steps", "1", "--models", "taesd", "--json", report)
     assert result.exit_code == 0, result.output
-    assert re.search(r"damage dB: taesd -?\d+\.\d \((strong|moderate|weak|none) as saved\)",
-                     result.stdout), result.stdout
+    found = re.search(r"damage dB: taesd -?\d+\.\d \((strong|moderate|weak|none) as saved\)",
+                      result.stdout)
+    assert found, result.stdout
+    damage = json.loads(report.read_text())["files"][0]["report"]["damage_db"]["taesd"]
+    assert found.group(1) == verdict_for(damage)
 
 
 def test_version():

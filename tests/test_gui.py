@@ -1316,6 +1316,12 @@ class TestReviewFixes:
         row.set_protected(Outcome(Path("/photos/a.jpg"), Path("/photos/protected/a.jpg"),
                                   report, describe(report, 1.8), ProtectConfig()))
         assert row.status._color.name() == OK_COLOR
+        # no posting check, but under verify's "weak" as saved (its "none"): amber too
+        feeble = Report(width=8, height=8, eps255=8, psnr=38.0, ssim=0.98, max_change255=8,
+                        damage_db={"taesd": 0.4}, seconds=1.0)
+        row.set_protected(Outcome(Path("/photos/a.jpg"), Path("/photos/protected/a.jpg"),
+                                  feeble, describe(feeble, None), ProtectConfig()))
+        assert row.status._color.name() == WARN_COLOR
         row.deleteLater()
 
     def test_transparent_thumbnail_is_light_and_sharp_on_hidpi(self, qapp, tmp_path):
@@ -1346,8 +1352,16 @@ class TestReviewFixes:
             assert again.strength.currentData() == "low"
             assert again.output_dir == tmp_path
             assert again.strip_exif.isChecked() and not again.keep_gps.isChecked()
+            again.strip_exif.setChecked(False)  # and the other Metadata box, turned on
+            again.keep_gps.setChecked(True)
         finally:
             again.close()
+        third = MainWindow(settings=TINY, store=settings)
+        try:
+            assert third.keep_gps.isChecked() and not third.strip_exif.isChecked()
+        finally:
+            third.close()
+            third.deleteLater()
         fresh = MainWindow(settings=TINY)  # no store: the defaults, nothing written
         assert fresh.strength.currentData() == window_module.DEFAULT_STRENGTH
         assert fresh.output_dir is None

@@ -605,7 +605,18 @@ class TestOutputFormat:
         colour = np.round(128 + 8 * sign).astype(np.uint8)  # red/blue checkerboard, +-8
         photo = io.load_photo(save(Image.fromarray(colour), tmp_path / "c.png"))
         dst = io.save_photo(photo, photo.rgb, tmp_path / f"out{suffix}")
+        assert io.load_photo(dst).format == io.SUFFIX_FORMAT[suffix]  # HEIC is HEIC
         assert np.abs(io.load_photo(dst).rgb - photo.rgb).max() * 255 <= 7
+
+    def test_a_heic_name_without_an_encoder_is_refused(self, tmp_path: Path,
+                                                       monkeypatch) -> None:
+        """Where pillow-heif can't write HEIC, x.heic is refused, not filled with JPEG
+        bytes under a name that says HEIC."""
+        photo = io.load_photo(save(Image.fromarray(pixels()), tmp_path / "p.png"))
+        monkeypatch.setattr(io, "WRITABLE", io.WRITABLE - {"HEIF"})
+        with pytest.raises(OutputError, match="cannot write HEIC here"):
+            io.save_photo(photo, photo.rgb, tmp_path / "x.heic")
+        assert not (tmp_path / "x.heic").exists()
 
     def test_heic_round_trip_is_close(self, tmp_path: Path) -> None:
         photo, dst = roundtrip(_heic(tmp_path))
@@ -762,7 +773,7 @@ class TestMetadata:
         photo = io.load_photo(src)
         for suffix, stored, turned in ((".heic", (32, 40), True), (".jpg", (40, 32), False)):
             if suffix == ".heic" and not io.HEIF_WRITABLE:
-                continue
+                missing("pillow-heif has no HEVC encoder to write HEIC")
             dst = io.save_photo(photo, photo.rgb, tmp_path / f"out{suffix}")
             with Image.open(dst) as out:
                 sub = out.getexif().get_ifd(EXIF_IFD)
@@ -1404,7 +1415,7 @@ def test_a_turned_heif_drops_its_subject_area(tmp_path: Path) -> None:
     SubjectArea describes is the one stored (here Orientation 6). Copies, stored upright,
     say their own size and drop the old frame's subject area."""
     if not io.HEIF_WRITABLE:
-        pytest.skip("no HEVC encoder to make the HEIF")
+        missing("pillow-heif has no HEVC encoder to make the HEIF")
     exif = Image.Exif()
     exif[T.Orientation] = 6
     exif[EXIF_IFD] = {T.ExifImageWidth: 40, T.ExifImageHeight: 32, 0x9214: (20, 16, 8, 8)}

@@ -194,6 +194,21 @@ class TestDownload:
         shutil.rmtree(mirror)
         assert W.resolve(get_spec("taef2"), "encoder") == path
 
+    def test_cloak_offline_stops_a_download_that_would_work(self, model_dir, tmp_path,
+                                                           monkeypatch):
+        """CLOAK_OFFLINE=1 with a working mirror: nothing is fetched, and the message says
+        downloads are off (not that a download failed)."""
+        mirror = self._mirror(model_dir, tmp_path)
+        monkeypatch.setenv("CLOAK_MODEL_DIR", str(tmp_path / "nothing-here"))
+        monkeypatch.setenv("CLOAK_WEIGHTS_URL", mirror.as_uri())
+        for value in ("1", "yes"):
+            monkeypatch.setenv("CLOAK_OFFLINE", value)
+            with pytest.raises(ModelError, match="downloads are off"):
+                W.resolve(get_spec("taef2"), "encoder")
+            assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())
+        monkeypatch.setenv("CLOAK_OFFLINE", "0")  # and off means on again
+        assert W.resolve(get_spec("taef2"), "encoder").is_file()
+
     def test_corrupt_download_is_refused_and_not_cached(self, model_dir, tmp_path,
                                                         monkeypatch):
         mirror = self._mirror(model_dir, tmp_path)
@@ -509,8 +524,12 @@ def test_an_opencv_failure_turns_face_priority_off_for_the_photo(model_dir, monk
     def refuse(*args, **kwargs):
         raise cv2.error("OpenCV(4.x) net_impl.cpp: unsupported layer")
 
+    from cloak.io import load_photo
+
+    example = Path(__file__).resolve().parent.parent / "examples" / "astronaut.jpg"
+    rgb = np.round(load_photo(example).rgb * 255).astype(np.uint8)  # one face, found
+    # by the real detector (test_the_real_detector_finds_the_astronaut)
     monkeypatch.setattr(cv2.FaceDetectorYN, "create", refuse)
-    rgb = np.zeros((64, 64, 3), np.uint8)
     assert find_faces(rgb, W.resolve_face_detector(allow_download=False)) == []
     assert "face priority is off for this photo" in caplog.text
 

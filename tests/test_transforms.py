@@ -38,6 +38,33 @@ class TestEachTransform:
     def test_jpeg_changes_the_image(self, x):
         assert float((T.jpeg(x, 50) - x).abs().mean()) > 1e-3
 
+    def test_shift_moves_the_content(self, x):
+        """Shifting by (2, -3) moves every pixel 2 rows down and 3 columns left; the rows
+        and columns it uncovers are the reflected border."""
+        y = T.shift(x, 2, -3)
+        assert torch.equal(y[..., 2:, :-3], x[..., :-2, 3:])
+        assert torch.equal(y[..., :2, :-3], x[..., [2, 1], 3:])  # reflected, edge not repeated
+        assert torch.equal(T.shift(x, 0, 0), x)
+
+    def test_blur_is_a_gaussian_of_that_sigma(self, x):
+        import kornia
+
+        expected = kornia.filters.gaussian_blur2d(x, (5, 5), (0.8, 0.8), border_type="reflect")
+        assert torch.allclose(T.gaussian_blur(x, 0.8), expected)
+        # and it smooths: less energy in the differences between neighbours
+        energy = lambda t: float((t[..., 1:, :] - t[..., :-1, :]).pow(2).mean())
+        assert energy(T.gaussian_blur(x, 0.8)) < 0.5 * energy(x)
+
+    def test_resize_round_trip_goes_down_and_back(self, x):
+        import torch.nn.functional as F
+
+        small = F.interpolate(x, size=(12, 16), mode="bilinear", antialias=True,
+                              align_corners=False)
+        back = F.interpolate(small, size=(24, 32), mode="bilinear", align_corners=False)
+        y = T.resize_round_trip(x, 16)
+        assert torch.allclose(y, back, atol=1e-5)
+        assert float((y - x).abs().mean()) > 1e-2  # detail was lost on the way
+
     def test_bad_values_are_named(self, x):
         with pytest.raises(ValueError, match="quality must be in"):
             T.jpeg(x, 0)

@@ -219,6 +219,32 @@ class TestChannels:
         img = Image.new("RGB", (300, 200), (120, 80, 40))
         assert apply_channel(img, channel).size == (300, 200)
 
+    def test_each_channel_is_its_processing(self):
+        """On a textured photo under every cap, each posting preset is a 4:2:0 JPEG at its
+        quality, and each clean-up is what its name says."""
+        import io
+
+        from PIL import ImageFilter
+
+        img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (200, 300, 3),
+                                                                np.uint8))
+
+        def jpeg(quality: int) -> Image.Image:
+            buffer = io.BytesIO()
+            img.save(buffer, "JPEG", quality=quality, subsampling=2)
+            return Image.open(buffer).convert("RGB")
+
+        expected = {
+            "instagram": jpeg(80), "facebook": jpeg(85), "x": jpeg(85), "whatsapp": jpeg(75),
+            "jpeg95": jpeg(95), "jpeg75": jpeg(75), "jpeg50": jpeg(50),
+            "blur": img.filter(ImageFilter.GaussianBlur(radius=0.8)),
+            "down-up": img.resize((150, 100), Image.BICUBIC).resize((300, 200),
+                                                                     Image.BICUBIC)}
+        for channel, want in expected.items():
+            got = np.asarray(apply_channel(img, channel))
+            assert np.array_equal(got, np.asarray(want)), channel
+            assert not np.array_equal(got, np.asarray(img)), channel
+
     @pytest.mark.parametrize("size, posted", [
         ((3000, 2000), (1080, 720)),    # landscape: width 1080
         ((3024, 4032), (1080, 1440)),   # a phone's 3:4 portrait keeps its shape, width 1080
