@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from efficacy import SUFFIXES, load_rgb
 
 from cloak import ProtectConfig, metrics
-from cloak.device import describe, pick_device
+from cloak.device import autocast, describe, pick_device
 from cloak.models import ALL_MODEL_NAMES, load_autoencoder
 from cloak.pipeline import protect_array
 
@@ -56,7 +56,7 @@ def main() -> None:
             out = protect_array(rgb, ProtectConfig(strength="medium", measure=False, **changes))
             seconds = time.perf_counter() - start
             x_adv = torch.from_numpy(out.rgb).permute(2, 0, 1)[None].to(device)
-            with torch.no_grad():
+            with torch.no_grad(), autocast(device):  # as protect and verify measure
                 damage = [metrics.damage_db(judges[n], x, x_adv) for n in ALL_MODEL_NAMES]
             rows[label].append((out.report.psnr, out.report.ssim, damage, seconds))
             print(f"{path.name}: {label}: PSNR {out.report.psnr:.1f} damage "

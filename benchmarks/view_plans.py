@@ -74,7 +74,8 @@ def protect_with_plan(rgb: np.ndarray, plan: str, down_size: tuple[int, int]) ->
 def measure(models: dict, device, rgb: np.ndarray, protected: np.ndarray) -> dict:
     h, w = rgb.shape[:2]
     near, down = metrics.long_side_dims(h, w, 512), metrics.long_side_dims_down(h, w, 512)
-    x, x_adv = to_tensor(rgb), to_tensor(protected.astype(np.float32) / 255)
+    x = to_tensor(rgb).to(device)  # the models' device (a GPU's, where there is one)
+    x_adv = to_tensor(protected.astype(np.float32) / 255).to(device)
 
     def damage(clean: torch.Tensor, adv: torch.Tensor) -> list[float]:
         with torch.no_grad(), autocast(device):

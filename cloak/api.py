@@ -32,7 +32,8 @@ def protect(image: Image.Image, config: ProtectConfig | None = None, *,
             should_stop: Callable[[], bool] | None = None) -> ProtectResult:
     """Protect a PIL image already upright in memory. Alpha (an alpha band, a palette's or
     a colour key's transparency) is kept untouched as an alpha band; grayscale stays
-    grayscale, 16-bit gray stays 16-bit (mode I;16), a palette image comes back RGB(A).
+    grayscale, 16-bit gray stays 16-bit (mode I;16; one with a colour key is refused, as PIL
+    has no mode to return it in), a palette image comes back RGB(A).
     For files (EXIF, ICC, formats, atomic writes) use `protect_file`."""
     from .io import check_size, with_real_alpha
 
@@ -40,6 +41,10 @@ def protect(image: Image.Image, config: ProtectConfig | None = None, *,
     check_size(*image.size)  # as protect_file's load: no huge, tiny or sliver images
     image = with_real_alpha(image)
     deep = image.mode.startswith("I")  # 16-bit (or 32-bit integer) gray
+    if deep and "transparency" in image.info:  # PIL has no 16-bit gray + alpha mode
+        raise UnsupportedImageError(
+            "a 16-bit grayscale image with a transparent colour key can't be returned with "
+            "its transparency; use protect_file, which writes it as 16-bit gray + alpha")
     grayscale = deep or image.mode in ("L", "LA", "1")
     alpha = image.getchannel("A") if "A" in image.getbands() else None
     if deep:

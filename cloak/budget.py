@@ -10,6 +10,7 @@ All maps are (1, 1, H, W) in [0, 1]; multiply by eps to get the per-pixel bound.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 
@@ -46,6 +47,22 @@ def visibility_map(x: torch.Tensor, floor: float = FLAT_FLOOR,
     return v.clamp(floor, 1)
 
 
+@contextlib.contextmanager
+def _opencv_errors_only(cv2):
+    """OpenCV's log at errors only while cloak runs the detector (its DNN backend prints a
+    harmless warning per photo otherwise), then back to the level the process had."""
+    log_api = getattr(cv2.utils, "logging", None)
+    if log_api is None or not hasattr(log_api, "getLogLevel"):
+        yield
+        return
+    previous = log_api.getLogLevel()
+    log_api.setLogLevel(log_api.LOG_LEVEL_ERROR)
+    try:
+        yield
+    finally:
+        log_api.setLogLevel(previous)
+
+
 def find_faces(rgb_uint8: np.ndarray, detector_path: Path | None) -> list[tuple[float, ...]]:
     """Face boxes (x, y, w, h) in pixels of `rgb_uint8` (H, W, 3), via YuNet/OpenCV.
     Returns [] when the detector or OpenCV is unavailable."""
@@ -56,10 +73,6 @@ def find_faces(rgb_uint8: np.ndarray, detector_path: Path | None) -> list[tuple[
     except ImportError:
         log.warning("opencv is not installed; face priority is off")
         return []
-    try:  # OpenCV's DNN backend prints a harmless warning per photo otherwise
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-    except AttributeError:
-        pass
     import hashlib
 
     from .models.registry import FACE_DETECTOR, KNOWN_SHA256
@@ -78,9 +91,10 @@ def find_faces(rgb_uint8: np.ndarray, detector_path: Path | None) -> list[tuple[
         return []
     h, w = rgb_uint8.shape[:2]
     try:
-        detector = cv2.FaceDetectorYN.create("onnx", np.frombuffer(model, np.uint8),
-                                             np.zeros(0, np.uint8), (w, h), 0.7, 0.3, 5000)
-        _, faces = detector.detect(np.ascontiguousarray(rgb_uint8[..., ::-1]))
+        with _opencv_errors_only(cv2):
+            detector = cv2.FaceDetectorYN.create("onnx", np.frombuffer(model, np.uint8),
+                                                 np.zeros(0, np.uint8), (w, h), 0.7, 0.3, 5000)
+            _, faces = detector.detect(np.ascontiguousarray(rgb_uint8[..., ::-1]))
     except cv2.error as exc:  # an OpenCV build without this DNN path, or a size it refuses
         log.warning("the face detector failed (%s); face priority is off for this photo",
                     str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else exc)

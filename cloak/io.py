@@ -577,9 +577,19 @@ LOSSY_OUTPUTS = frozenset({"JPEG", "HEIF"})  # WebP is written lossless
 
 def writes_lossy(photo: Photo, dst: str | os.PathLike[str], requested: str | None = None
                  ) -> bool:
-    """Whether save_photo(photo, ..., dst, format=requested) writes a lossy format, whose
-    encoder moves the pixels again after the attack."""
-    return _output_format(photo, Path(dst), requested) in LOSSY_OUTPUTS
+    """Whether save_photo(photo, ..., dst, format=requested) moves the pixels again after
+    the attack: a lossy format's encoder, or fewer bits than the source's (a 16-bit PNG
+    written as WebP, BMP or colour TIFF is rounded to 8 bits)."""
+    fmt = _output_format(photo, Path(dst), requested)
+    return fmt in LOSSY_OUTPUTS or _output_depth(photo, fmt) < photo.bit_depth
+
+
+def _output_depth(photo: Photo, fmt: str) -> int:
+    """Bits per sample save_photo writes `photo` with in `fmt`: the source's in PNG and in
+    a grayscale TIFF without alpha, else 8."""
+    gray = photo.is_grayscale and fmt != "WEBP"  # WebP has no grayscale mode
+    return photo.bit_depth if fmt == "PNG" or (fmt == "TIFF" and gray and
+                                               photo.alpha is None) else 8
 
 
 def _opaque(alpha: np.ndarray) -> bool:
@@ -663,8 +673,7 @@ class _Encoded:
 def _encode_pixels(photo: Photo, rgb: np.ndarray, fmt: str) -> _Encoded:
     """Upright float pixels -> stored-orientation pixels in the output's mode."""
     gray = photo.is_grayscale and fmt != "WEBP"  # WebP has no grayscale mode
-    depth = photo.bit_depth if fmt == "PNG" or (fmt == "TIFF" and gray and
-                                                photo.alpha is None) else 8
+    depth = _output_depth(photo, fmt)
     values = rgb.mean(axis=2) if gray else rgb
     pixels = _quantise(values, depth)
     alpha = _alpha_at(photo.alpha, depth)

@@ -249,19 +249,22 @@ def protect_array(rgb: np.ndarray, config: ProtectConfig, *, grayscale: bool = F
     larger = x.shape[-2:] != x_full.shape[-2:]
     kernel = (round_trip_kernel((height, width), tuple(x.shape[-2:]))
               if round_trip and larger else None)
+    rotation = rotation_for(config.models)
+    views = editing_views((height, width), config.editing_sizes, config.both_roundings)
     also_from = []
-    if config.naive_downscale and larger:
+    # The renderings take whole rotation cycles after the views: a run with no cycle left
+    # for one (fast: 4 steps, a cycle of 8) never attacks it, so it is not made.
+    cycles = -(-config.steps // len(rotation))
+    if config.naive_downscale and larger and cycles > len(views):
         size = tuple(x.shape[-2:])
         also_from.append((naive_downscale(x_full, size),
                           round_trip_kernel((height, width), size, down=naive_downscale)))
     on_step(0, config.steps)  # the attack starts: "loading models" is over
     delta = protect_pgd(x, models, eps_map, config.steps, generator, config.objective,
-                        config.robust, config.eot_samples, rotation_for(config.models),
+                        config.robust, config.eot_samples, rotation,
                         on_step, should_stop, config.eot_share,
                         config.perceptual_weight if config.perceptual else 0.0,
-                        view_size=editing_views((height, width), config.editing_sizes,
-                                                config.both_roundings),
-                        step_start=config.step_start,
+                        view_size=views, step_start=config.step_start,
                         delta_kernel=kernel, also_from=also_from)
 
     if should_stop is not None and should_stop():  # after the last step: nothing applied

@@ -47,8 +47,9 @@ class Report:
         if self.damage_db:  # verify's word for the weakest model, as saved
             damage += f" ({verdict_for(self.min_damage_db)} as saved)"
         change = f"max change {self.max_change255:.0f}/255"
-        if self.max_change255 > self.eps255 + 0.5:  # only a lossy save goes past eps
-            change += f" (eps {self.eps255:g}; the rest is the lossy format's own rounding)"
+        if self.max_change255 > self.eps255 + 0.5:  # only a lossy (or fewer-bit) save
+            # goes past eps
+            change += f" (eps {self.eps255:g}; the rest is the format's own rounding)"
         return (f"PSNR {self.psnr:.1f} dB, SSIM {self.ssim:.3f}, {change} | damage dB: "
                 f"{damage} | {self.seconds:.1f} s")
 

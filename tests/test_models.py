@@ -513,6 +513,35 @@ class TestModelDirVariable:
         assert f"looked in {tmp_path / 'typo'}, {tmp_path / 'cache'}" in str(info.value)
 
 
+def test_opencv_is_quiet_while_detecting_and_as_it_was_after(model_dir, monkeypatch):
+    """The detector's per-photo DNN warning is muted while it runs; the process's own
+    OpenCV log level comes back afterwards (cloak does not keep it changed)."""
+    import cv2
+
+    from cloak.budget import find_faces
+    from cloak.io import load_photo
+
+    logging_api = cv2.utils.logging
+    seen = []
+    create = cv2.FaceDetectorYN.create
+
+    def spy(*args, **kwargs):
+        seen.append(logging_api.getLogLevel())
+        return create(*args, **kwargs)
+
+    monkeypatch.setattr(cv2.FaceDetectorYN, "create", spy)
+    previous = logging_api.getLogLevel()
+    logging_api.setLogLevel(logging_api.LOG_LEVEL_INFO)
+    try:
+        example = Path(__file__).resolve().parent.parent / "examples" / "astronaut.jpg"
+        rgb = np.round(load_photo(example).rgb * 255).astype(np.uint8)
+        assert len(find_faces(rgb, W.resolve_face_detector(allow_download=False))) == 1
+        assert seen == [logging_api.LOG_LEVEL_ERROR]
+        assert logging_api.getLogLevel() == logging_api.LOG_LEVEL_INFO
+    finally:
+        logging_api.setLogLevel(previous)
+
+
 def test_an_opencv_failure_turns_face_priority_off_for_the_photo(model_dir, monkeypatch,
                                                                  caplog):
     """cv2.error from the detector (an OpenCV build without this DNN path) costs the

@@ -86,6 +86,29 @@ class TestProtectFile:
         assert (change % 257 == 0).all()
         assert np.abs(change).max() == round(config.eps255) * 257 <= config.eps * 65535 + 1e-6
 
+    def test_a_16_bit_photo_written_at_8_bits_is_measured_as_written(
+            self, tiny_config, small_photo, tmp_path):
+        """A 16-bit PNG written as WebP is rounded to 8 bits on the way: the report's
+        largest change is the file's against the original, not the pixels before the
+        save (which were within eps of the 16-bit original)."""
+        import cv2
+
+        from cloak import io
+
+        with Image.open(small_photo(tmp_path / "8.png")) as im:
+            rgb8 = np.asarray(im, dtype=np.int64)
+        rgb16 = ((20 + rgb8 * 215 // 255) * 257 + 128).astype(np.uint16)  # half-way values
+        src = tmp_path / "a.png"
+        assert cv2.imwrite(str(src), np.ascontiguousarray(rgb16[..., ::-1]))
+        assert io.writes_lossy(io.load_photo(src), tmp_path / "a.webp")
+        assert not io.writes_lossy(io.load_photo(src), tmp_path / "a.png")
+        config = tiny_config.replace(step_start=1.0, measure=True)
+        report = protect_file(src, tmp_path / "out" / "a.webp", config)
+        saved = np.asarray(Image.open(tmp_path / "out" / "a.webp").convert("RGB"), np.float64)
+        change = np.abs(saved / 255 - rgb16 / 65535).max() * 255
+        assert change > config.eps255  # the rounding to 8 bits adds to the attack's change
+        assert report.max_change255 == pytest.approx(change, abs=1e-3)
+
     def test_colour_under_transparent_webp_pixels_is_kept(self, tiny_config, small_photo,
                                                           tmp_path):
         """A WebP's fully transparent pixels keep their colour within eps (an encoder may
@@ -251,6 +274,10 @@ class TestProtectImage:
         assert out.mode == "I;16" and out.size == (64, 64)
         change = np.abs(np.asarray(out).astype(np.int64) - ramp)
         assert 0 < change.max() <= 257 * config.eps255 and change.max() % 257 == 0
+        keyed = Image.fromarray(ramp)  # a 16-bit gray PNG's tRNS key: PIL has no mode
+        keyed.info["transparency"] = 1000  # to give it back in, so it is refused, not lost
+        with pytest.raises(UnsupportedImageError, match="use protect_file"):
+            protect(keyed, config.replace(steps=1))
 
     def test_palette_and_colour_key_transparency_become_alpha(self, config):
         rgb = np.random.default_rng(4).integers(0, 255, (48, 64, 3), dtype=np.uint8)
@@ -533,6 +560,27 @@ def test_naive_downscale_view_only_for_photos_larger_than_the_attack(model_dir):
                           protect_array(small, config.replace(naive_downscale=False)).rgb)
 
 
+def test_a_run_too_short_to_reach_the_naive_view_does_not_make_it(model_dir, monkeypatch):
+    """fast's 4 steps are half a rotation cycle of the four models: the naive rendering
+    (a full-size downscale and a fitted filter) would never be attacked, so it is not
+    made, and the output is the same."""
+    from cloak import pipeline
+
+    rng = np.random.default_rng(0)
+    large = rng.random((192, 256, 3), dtype=np.float32)
+    config = ProtectConfig(strength="fast", steps=2, models=("taesd",), working_size=128,
+                           faces=False, measure=False)  # one cycle: the one view only
+    off = pipeline.protect_array(large, config.replace(naive_downscale=False)).rgb
+
+    def never(*args, **kwargs):
+        raise AssertionError("the naive rendering was made")
+
+    monkeypatch.setattr(pipeline, "naive_downscale", never)
+    assert np.array_equal(pipeline.protect_array(large, config).rgb, off)
+    with pytest.raises(AssertionError, match="naive rendering was made"):
+        pipeline.protect_array(large, config.replace(steps=3))  # a second cycle: made
+
+
 def test_the_saved_change_is_whole_steps_within_eps():
     """To the nearest 8-bit step, then within eps's whole steps (7.5/255 allows 7)."""
     change = torch.tensor([0.4, 0.6, -0.6, 7.4, 7.6, -9.0]) / 255
@@ -664,7 +712,7 @@ def test_a_max_change_past_eps_is_said_to_be_the_formats_rounding():
     from cloak import Report
 
     jpeg = Report(width=8, height=8, eps255=8, psnr=36.3, ssim=0.97, max_change255=24)
-    assert ("max change 24/255 (eps 8; the rest is the lossy format's own rounding)"
+    assert ("max change 24/255 (eps 8; the rest is the format's own rounding)"
             in jpeg.summary())
     png = Report(width=8, height=8, eps255=8, psnr=40.1, ssim=0.99, max_change255=8)
     assert "max change 8/255 |" in png.summary()
