@@ -59,8 +59,6 @@ A_PROTECTED_COPY = ("a copy cloak protected already (its metadata says so); prot
                     "again would add a second layer of noise: give the original")
 PROTECTED_COPIES_SKIPPED = ("copies cloak protected already (their metadata says so), not "
                             "protected again: {n}")
-OUT_FOLDER_SKIPPED = ("the --out folder itself: the protected copies in it are not "
-                      "protected again")
 PROTECTED, SKIPPED, FAILED, CANCELLED = "protected", "skipped", "failed", "cancelled"
 
 
@@ -363,9 +361,6 @@ def _plan_one(src: Path, out_dir: Path, suffixes: Sequence[str], seen_dirs: set,
         return io.says_protected_file(path)
 
     if src.is_dir():
-        if _same_folder(src, out_dir):  # `cd trip && cloak protect * --out protected`, rerun
-            items.append(Item(src, None, SKIPPED, OUT_FOLDER_SKIPPED))
-            return
         if _stat_key(src) in seen_dirs:
             items.append(Item(src, None, SKIPPED, "folder already included (named twice)"))
             return
@@ -376,8 +371,10 @@ def _plan_one(src: Path, out_dir: Path, suffixes: Sequence[str], seen_dirs: set,
         skip = {os.path.realpath(out_dir), os.path.realpath(out_dir / name)}
         found: list[tuple[Path, Path]] = []
         problems: list[Item] = []
-        if os.path.isfile(src / MANIFEST_NAME) and not _same_folder(src, out_dir):
-            _skip_own_outputs(src, skip, problems)  # an earlier run's output folder
+        if os.path.isfile(src / MANIFEST_NAME):  # an earlier run's output folder, or OUT
+            # itself named as an input (`cloak protect * --out protected`, run again):
+            # the copies it lists are never protected again, with or without cloak's note
+            _skip_own_outputs(src, skip, problems)
         _walk(src, Path(name), skip, suffixes, seen_dirs, found, problems, should_stop)
         copies = {p for p, _ in found if says_protected(p)}  # moved out of an OUT
         if copies:

@@ -144,17 +144,25 @@ class TestPlan:
         [item] = batch.plan([photo], tmp_path)
         assert item.status == FAILED and "would replace the original" in item.message
 
-    def test_the_output_folder_given_as_an_input_is_not_walked(self, tmp_path, small_photo):
+    def test_the_output_folder_given_as_an_input_gives_only_the_users_photos(
+            self, tmp_path, small_photo, tiny_config):
         """`cd trip && cloak protect * --out protected`, run again: `*` now names
-        protected/ too. Its copies (here one without cloak's note, as a BMP or a
-        --no-ai-notice copy has none) are not protected a second time."""
+        protected/ too. The copies its manifest lists are not protected a second time,
+        even one without cloak's note (notices off, as a BMP has none); a photo of the
+        user's own put there is."""
+        from cloak.metadata import MetadataPolicy
+
         photo = small_photo(tmp_path / "trip" / "a.png")
         out = tmp_path / "trip" / "protected"
-        small_photo(out / "a.png")
-        assert not io.says_protected_file(out / "a.png")
+        config = tiny_config.replace(metadata=MetadataPolicy.choose(notices=False))
+        [done] = batch.run(batch.plan([photo], out), out, config).items
+        assert done.status == PROTECTED and not io.says_protected_file(out / "a.png")
+        mine = small_photo(out / "mine.png", index=1)
         items = batch.plan([photo, out], out)
-        assert [(i.src, i.status) for i in items] == [(photo, "pending"), (out, SKIPPED)]
-        assert items[1].message == batch.OUT_FOLDER_SKIPPED
+        pending = [i.src for i in items if i.status == "pending"]
+        assert pending == [photo, mine]
+        [skipped] = [i for i in items if i.status == SKIPPED]
+        assert skipped.src == out and "its 1 protected copies" in skipped.message
 
     def test_output_folder_inside_the_input_is_not_walked(self, tmp_path, small_photo):
         small_photo(tmp_path / "in" / "a.png")
