@@ -218,8 +218,9 @@ def protect(
         rich_help_panel="Metadata")] = False,
     keep_serials: Annotated[bool, typer.Option(
         "--keep-serials",
-        help="Keep camera/lens serial numbers, owner name, image unique ID and maker note "
-             "(dropped by default).", rich_help_panel="Metadata")] = False,
+        help="Keep camera/lens serial numbers, owner name, image unique ID, maker note "
+             "and free-text notes (description, comments, keywords; all dropped by "
+             "default).", rich_help_panel="Metadata")] = False,
     strip_exif: Annotated[bool, typer.Option(
         "--strip-exif",
         help="Drop capture date, camera, exposure, copyright and author too (kept by "

@@ -24,8 +24,10 @@ def to_srgb(image: Image.Image, icc_profile: bytes | None) -> Image.Image:
         source = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
         if source.profile.xcolor_space.strip() != "RGB":
             return image
-        return ImageCms.profileToProfile(image, source, ImageCms.createProfile("sRGB"),
-                                         outputMode="RGB")
+        return ImageCms.profileToProfile(
+            image, source, ImageCms.createProfile("sRGB"), outputMode="RGB",
+            renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC)  # Pillow's default is
+        # perceptual, which a table-based profile renders differently
     except (ImageCms.PyCMSError, OSError, ValueError) as exc:
         log.debug("colour profile not used: %s", exc)
         return image

@@ -104,6 +104,7 @@ EXIF_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "TIFF"})  # can keep the stored
 LOSSLESS_TIFF = frozenset({"raw", "tiff_lzw", "tiff_adobe_deflate", "packbits"})
 PNG_TEXT_RIGHTS = frozenset({"Author", "Copyright"})
 PNG_TEXT_OTHER = frozenset({"Title", "Description", "Creation Time"})
+PNG_TEXT_PERSONAL = frozenset({"Title", "Description"})  # free text: metadata.PERSONAL_TEXT
 
 # What Pillow's and libheif's decoders raise on broken or truncated data.
 DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, RuntimeError, IndexError,
@@ -730,7 +731,8 @@ def _save_options(photo: Photo, fmt: str, policy: md.MetadataPolicy, orientation
         pnginfo = PngInfo()
         for key, value in photo.info.get("png_text", {}).items():
             if (key in PNG_TEXT_RIGHTS and policy.keep_copyright) or (
-                    key in PNG_TEXT_OTHER and policy.keep_exif):
+                    key in PNG_TEXT_OTHER and policy.keep_exif
+                    and not (policy.strip_serials and key in PNG_TEXT_PERSONAL)):
                 pnginfo.add_itxt(key, value)
         if xmp:
             pnginfo.add_itxt("XML:com.adobe.xmp", xmp.decode("utf-8"))

@@ -67,6 +67,22 @@ IDENTIFYING = frozenset({
     ExifTags.Base.BodySerialNumber, ExifTags.Base.LensSerialNumber,
     ExifTags.Base.CameraOwnerName, ExifTags.Base.ImageUniqueID, ExifTags.Base.MakerNote,
 })
+# Free text a person typed or a tool filled in about the photo (a caption, Windows
+# Explorer's Tags / Subject / Comments, an original file name, an image number): not
+# capture settings, and often names people or places. Dropped with the serials.
+PERSONAL_TEXT = frozenset({
+    ExifTags.Base.ImageDescription, ExifTags.Base.XPTitle, ExifTags.Base.XPComment,
+    ExifTags.Base.XPKeywords, ExifTags.Base.XPSubject, ExifTags.Base.UserComment,
+    ExifTags.Base.ImageHistory, ExifTags.Base.ImageNumber, ExifTags.Base.RelatedSoundFile,
+    ExifTags.Base.ImageID,
+})
+# Blocks that belong elsewhere (IFD0, APP13) when met in the Exif IFD: IPTC, Photoshop's
+# image resources (which may hold a thumbnail of the unprotected photo), an ICC profile,
+# a second copyright. Never carried from there.
+EXIF_IFD_FOREIGN = frozenset({
+    ExifTags.Base.IPTCNAA, ExifTags.Base.ImageResources, ExifTags.Base.InterColorProfile,
+    ExifTags.Base.Copyright, ExifTags.Base.Artist,
+})
 # The Exif IFD's standard capture tags (EXIF 2.3x, up to Gamma 0xA500), kept unless
 # IDENTIFYING: software's private tags there (Adobe's owner and serial tags at 0xFDE8+,
 # Microsoft's padding) are dropped with the serials.
@@ -113,7 +129,8 @@ class MetadataPolicy:
     keep_exif: bool = True  # date/time, camera, exposure; False keeps only what follows
     keep_copyright: bool = True  # EXIF Artist/Copyright, XMP dc:creator/dc:rights
     strip_gps: bool = True
-    strip_serials: bool = True  # serials, owner name, image unique ID, maker note
+    strip_serials: bool = True  # serials, owner name, image unique ID, maker note, and
+    # free text (description, comments, keywords: PERSONAL_TEXT)
     keep_icc: bool = True  # switching it off changes colours of non-sRGB photos
     keep_xmp: bool = False  # merge the source packet (minus GPS/IDs) instead of a fresh one
     data_mining_notice: bool = True  # plus:DataMining = DMI-PROHIBITED
@@ -211,7 +228,8 @@ def build_exif(snapshot: ExifSnapshot | None, policy: MetadataPolicy, orientatio
     src = snapshot or ExifSnapshot({}, {}, {}, {})
     rights = (ARTIST, COPYRIGHT, ExifTags.Base.XPAuthor)
     for tag, value in src.base.items():
-        if tag in IFD0_KEEP and (policy.keep_copyright if tag in rights else policy.keep_exif):
+        if tag in IFD0_KEEP and (policy.keep_copyright if tag in rights else policy.keep_exif) \
+                and not (policy.strip_serials and tag in PERSONAL_TEXT):
             out[tag] = value
     out[ORIENTATION] = orientation
     if orientation == 1 and ORIENTATION not in src.base:
@@ -219,9 +237,11 @@ def build_exif(snapshot: ExifSnapshot | None, policy: MetadataPolicy, orientatio
     if policy.keep_exif and sub_ifds:
         turned = orientation != src.orientation  # stored in another frame than the source
         exif_ifd = {tag: value for tag, value in src.exif.items()
-                    if tag != INTEROP_IFD and not (turned and tag in SUBJECT_POINTS) and (
+                    if tag != INTEROP_IFD and not (turned and tag in SUBJECT_POINTS)
+                    and tag not in EXIF_IFD_FOREIGN and (
                         not policy.strip_serials or
-                        (tag in EXIF_IFD_STANDARD and tag not in IDENTIFYING))}
+                        (tag in EXIF_IFD_STANDARD and tag not in IDENTIFYING
+                         and tag not in PERSONAL_TEXT))}
         if stored_size is not None:
             for tag, value in zip((PIXEL_X, PIXEL_Y), stored_size, strict=True):
                 if tag in exif_ifd:
@@ -358,10 +378,38 @@ def _xmp_rights(root: ET.Element | None) -> tuple[list[str], str | None]:
     creators = [li.text.strip() for li in root.iter(f"{{{DC_NS}}}creator")
                 for li in li.iter(f"{{{RDF_NS}}}li") if li.text and li.text.strip()]
     rights = None
+    lang = f"{{{XML_NS}}}lang"
     for node in root.iter(f"{{{DC_NS}}}rights"):
-        texts = [li.text.strip() for li in node.iter(f"{{{RDF_NS}}}li") if li.text]
-        rights = texts[0] if texts else None
+        items = [li for li in node.iter(f"{{{RDF_NS}}}li") if li.text and li.text.strip()]
+        chosen = next((li for li in items if li.get(lang) == "x-default"),
+                      items[0] if items else None)  # the default language, else the first
+        rights = chosen.text.strip() if chosen is not None else None
     return creators, rights
+
+
+# Capture date and camera as XMP holds them (NAMESPACES prefix, local name): carried into
+# the fresh packet with the EXIF details (a PNG or WebP export may hold them only here).
+XMP_CAPTURE = (("xmp", "CreateDate"), ("exif", "DateTimeOriginal"),
+               ("photoshop", "DateCreated"), ("tiff", "Make"), ("tiff", "Model"))
+
+
+def _xmp_capture(root: ET.Element | None) -> dict[str, str]:
+    """{"{uri}Local": text} of the XMP_CAPTURE properties a source packet holds, as an
+    attribute of an rdf:Description or a simple element."""
+    found: dict[str, str] = {}
+    if root is None:
+        return found
+    for prefix, local in XMP_CAPTURE:
+        key = f"{{{NAMESPACES[prefix]}}}{local}"
+        for node in root.iter():
+            text = node.get(key) if node.tag == f"{{{RDF_NS}}}Description" else None
+            if text is None and node.tag == key and len(node) == 0:
+                text = node.text
+            text = _text(text) if text else None
+            if text and len(text) <= 64:
+                found[key] = text
+                break
+    return found
 
 
 def _description(policy: MetadataPolicy, creators: list[str], rights: str | None,
@@ -416,6 +464,9 @@ def build_xmp(source_xmp: bytes | None, snapshot: ExifSnapshot | None,
             creators = [artist]
         rights = rights or copyright_
     desc = _description(policy, creators, rights, version)
+    if policy.keep_exif and not policy.keep_xmp:
+        for key, text in _xmp_capture(root).items():
+            desc.set(key, text)
     if policy.keep_xmp and root is not None and root.find(f".//{{{RDF_NS}}}RDF") is not None:
         _scrub(root, policy)
         rdf = root if root.tag == f"{{{RDF_NS}}}RDF" else root.find(f".//{{{RDF_NS}}}RDF")

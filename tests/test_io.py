@@ -781,6 +781,75 @@ class TestMetadata:
             assert (sub[T.ExifImageWidth], sub[T.ExifImageHeight]) == stored
             assert (0x9214 in sub) == (not turned) and T.ExposureTime in sub
 
+    def test_capture_date_and_camera_held_only_in_xmp_are_kept(self, tmp_path: Path) -> None:
+        """A PNG export with its date and camera in XMP only (no EXIF): the fresh packet
+        carries them (not its GPS), and the rights in the default language."""
+        from PIL.PngImagePlugin import PngInfo
+
+        packet = (
+            '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf='
+            '"http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
+            'xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmlns:exif="http://ns.adobe.com/exif/1.0/" '
+            'xmlns:tiff="http://ns.adobe.com/tiff/1.0/" xmlns:dc="http://purl.org/dc/elements/1.1/" '
+            'xmp:CreateDate="2024-05-01T12:00:00" exif:GPSLatitude="52,22.5N" '
+            'tiff:Make="Cam"><exif:DateTimeOriginal>2024-05-01T12:00:00</exif:DateTimeOriginal>'
+            '<dc:rights><rdf:Alt><rdf:li xml:lang="de">(c) Ada, alle Rechte</rdf:li>'
+            '<rdf:li xml:lang="x-default">(c) Ada</rdf:li></rdf:Alt></dc:rights>'
+            '</rdf:Description></rdf:RDF></x:xmpmeta>')
+        info = PngInfo()
+        info.add_itxt("XML:com.adobe.xmp", packet)
+        photo = io.load_photo(save(Image.fromarray(pixels()), tmp_path / "src.png",
+                                   pnginfo=info))
+        dst = io.save_photo(photo, photo.rgb, tmp_path / "out.png")
+        with Image.open(dst) as out:
+            xmp = out.info["xmp"]
+        xmp = xmp.encode() if isinstance(xmp, str) else xmp
+        assert b'xmp:CreateDate="2024-05-01T12:00:00"' in xmp
+        assert b'exif:DateTimeOriginal="2024-05-01T12:00:00"' in xmp
+        assert b'tiff:Make="Cam"' in xmp and b"GPS" not in xmp and b"52,22" not in xmp
+        assert b">(c) Ada<" in xmp and b"alle Rechte" not in xmp
+        bare = io.save_photo(photo, photo.rgb, tmp_path / "bare.png",
+                             metadata=MetadataPolicy.choose(strip_exif=True))
+        assert b"2024-05-01" not in bare.read_bytes()
+
+    @pytest.mark.parametrize("suffix", [".jpg", ".png", ".webp"])
+    def test_free_text_and_foreign_blocks_are_not_posted(self, tmp_path: Path,
+                                                         suffix: str) -> None:
+        """A caption, Windows Explorer's Tags / Subject / Comments, a user comment and an
+        original file name name people and places: dropped by default (kept with the
+        serials switch). Blocks met in the Exif IFD that belong elsewhere (Photoshop's
+        image resources, which may hold a thumbnail of the unprotected photo; IPTC) are
+        never carried from there. PNG Title/Description text goes the same way."""
+        from PIL.PngImagePlugin import PngInfo
+
+        exif = exif_with(ImageDescription="Emma at Grandma's house",
+                         XPKeywords="Emma; Grandma".encode("utf-16-le"),
+                         XPComment="Emma".encode("utf-16-le"),
+                         XPSubject="Grandma".encode("utf-16-le"))
+        exif[EXIF_IFD] = {T.ExposureTime: 0.01, T.UserComment: b"ASCII\0\0\0Emma 2024",
+                          T.RelatedSoundFile: "IMG_0001.WAV",
+                          T.ImageResources: b"8BIM\x04\x0cTHUMBSECRET",
+                          T.IPTCNAA: b"\x1c\x02\x05IPTCSECRET"}
+        text = PngInfo()
+        text.add_itxt("Title", "Emma")
+        text.add_itxt("Description", "Grandma's house")
+        text.add_itxt("Copyright", "(c) Ada")
+        src = save(Image.fromarray(pixels()), tmp_path / "src.png", exif=exif.tobytes(),
+                   pnginfo=text)
+        photo = io.load_photo(src)
+        dst = io.save_photo(photo, photo.rgb, tmp_path / f"out{suffix}")
+        data = dst.read_bytes()
+        for secret in (b"Emma", b"Grandma", "Emma".encode("utf-16-le"), b"IMG_0001",
+                       b"THUMBSECRET", b"IPTCSECRET"):
+            assert secret not in data, (suffix, secret)
+        with Image.open(dst) as out:
+            assert out.getexif().get_ifd(EXIF_IFD)[T.ExposureTime] == 0.01  # capture kept
+            assert out.getexif()[T.Copyright] == "(c) 2024 Ada"
+        kept = io.save_photo(photo, photo.rgb, tmp_path / f"kept{suffix}",
+                             metadata=MetadataPolicy(strip_serials=False))
+        assert b"Emma at Grandma's house" in kept.read_bytes()
+        assert b"THUMBSECRET" not in kept.read_bytes()  # from the Exif IFD: never
+
     def test_software_tags_in_the_exif_ifd_go_with_the_serials(self, tmp_path: Path) -> None:
         """Adobe Camera Raw's owner name and serial (0xFDE8, 0xFDE9) in the Exif IFD are
         not standard capture tags: dropped by default, kept with the serials."""
