@@ -587,7 +587,8 @@ def is_cloak_report(path: Path) -> bool:
         return False
     return isinstance(data, dict) and (
         {"out", "settings", "files"} <= data.keys()
-        or {"original", "protected", "verdict"} <= data.keys()
+        or {"original", "protected_copy", "verdict"} <= data.keys()
+        or {"original", "protected", "verdict"} <= data.keys()  # verify's, until 9321a4c
         or {"photo", "score_db"} <= data.keys())
 
 
@@ -687,92 +688,107 @@ def verify(
         verify_images,
     )
 
-    names = tuple(m.strip().lower() for m in models.split(",") if m.strip())
+    # each model once (`--models taesd,taesd`), in the order given
+    names = tuple(dict.fromkeys(m.strip().lower() for m in models.split(",") if m.strip()))
     md = str(model_dir) if model_dir else None
-    measured = parse_channels(channels)
+    json_path = Path(os.path.expanduser(json_path)) if json_path else None  # `--json=~/r`
     check_json_path(json_path)
-    check_model_dir(model_dir)
-    device = check_device(device)
 
-    def as_image(path: Path) -> tuple[Image.Image, bytes | None]:
-        photo = io.load_photo(path)
-        return (Image.fromarray(np.round(photo.rgb * 255).astype(np.uint8), "RGB"),
-                photo.icc_profile)
+    def leave_report(message: str) -> None:  # a refused or failed verify leaves this
+        if json_path:  # run's report at --json, not an earlier pair's verdict
+            report = ({"photo": str(photo), "score_db": None} if protected is None else
+                      {"original": str(photo), "protected_copy": str(protected),
+                       "verdict": None})
+            write_json(json_path, {**report, "error": message})
 
-    try:
-        for name in names:
-            ProtectConfig(models=(name,))  # validates the model name
-        if protected is not None and io.same_file(photo, protected):
-            raise UnsupportedImageError(
-                f"{printable(str(photo))} was given twice: give the original first, then "
-                "its protected copy")
-        loaded = [as_image(p) for p in (photo, protected) if p is not None]  # bad paths first
-        images = [image for image, _ in loaded]
-        fetch_weights(names if protected is not None else ("taesd",), md, device)
-        if protected is None:
-            receipt = receipt_image(images[0], md, device)
-            typer.echo(f"{printable(str(photo))}: {receipt.label} {receipt.score_db:+.2f} dB "
-                       f"(threshold {receipt.threshold_db:+.2f}; above means protected)")
-            if max(images[0].size) < RECEIPT_SMALLEST:
-                typer.secho(f"note: the photo is {images[0].width}x{images[0].height}; the "
-                            f"receipt was calibrated on photos of {RECEIPT_SMALLEST} px and "
-                            "larger, so this score is less reliable", fg=typer.colors.YELLOW,
-                            err=True)
-            typer.echo("receipt: " + ("protection detected" if receipt.protected
-                                      else "no protection detected")
-                       + " (a hint, not proof, and no measure of its strength: compare "
-                       "with the original for figures)")
-            if not receipt.protected and io.says_protected_file(photo):
-                typer.secho("note: this file carries cloak's note, so cloak made it; the "
-                            "receipt often misses copies made at fast or low (README, cloak "
-                            "verify): compare it with the original to measure what it "
-                            "carries", fg=typer.colors.YELLOW, err=True)
-            result = {"photo": str(photo), **receipt.to_dict()}
-        else:
-            (original, original_icc), (copy, copy_icc) = loaded
-            original, copy, colour_note = in_one_colour_space(original, copy, original_icc,
-                                                              copy_icc)
-            with measuring_bar("measuring") as progress:
-                v = verify_images(original, copy, channels=measured, models=names,
-                                  model_dir=md, device=device, progress=progress)
-            v.note = "; ".join(n for n in (colour_note, v.note) if n) or None
-            if v.note:
-                typer.secho(f"note: {v.note}", fg=typer.colors.YELLOW, err=True)
-            as_is = v.channels[0].damage_db if v.channels else {}
-            if as_is and max(as_is.values()) < -0.5:
-                typer.secho(
-                    "note: the second photo rebuilds better than the first on every model "
-                    "(negative damage): the order is ORIGINAL, then PROTECTED; were they "
-                    "swapped?", fg=typer.colors.YELLOW, err=True)
-            typer.echo(f"invisibility: PSNR {v.psnr:.1f} dB, SSIM {v.ssim:.3f}, "
-                       f"max change {v.max_change255:.0f}/255")
-            typer.echo(f"{'':<10} {'damage dB':^{9 * len(names) - 1}}   latent shift")
-            typer.echo(f"{'channel':<10} " + " ".join(f"{n:>8}" for n in names) + "   "
-                       + " ".join(f"{n:>8}" for n in names))
-            for ch in v.channels:
-                typer.echo(f"{ch.channel:<10} " + " ".join(
-                    f"{ch.damage_db[n]:>8.2f}" for n in names) + "   " + " ".join(
-                    f"{ch.latent_shift[n]:>8.2f}" for n in names))
-            only = (f"; on {', '.join(names)} only" if set(names) != set(ALL_MODEL_NAMES)
-                    else "")
-            typer.echo(f"verdict: {v.verdict} (worst channel: {v.worst.channel}{only}); "
-                       f"as is (before posting): {v.verdict_as_posted}")
-            # not "protected": with one photo that key is the receipt's yes or no
-            result = {"original": str(photo), "protected_copy": str(protected),
-                      **v.to_dict()}
-    except CloakError as exc:
-        fail(str(exc))
-    except OSError as exc:  # a path the library did not expect to be unreadable
-        where = f" {exc.filename}" if exc.filename else ""
-        fail(f"can't read{where}: {exc.strerror or exc}")
-    except (MemoryError, RuntimeError) as exc:  # torch's OutOfMemoryError is a RuntimeError
-        if not isinstance(exc, MemoryError) and "out of memory" not in str(exc).lower():
-            raise
-        fail("not enough memory to compare these photos at full size; compare a smaller "
-             "copy of both (the same size)")
-    except KeyboardInterrupt:
-        typer.secho("Interrupted; nothing was written.", err=True)
-        raise typer.Exit(130) from None
+    with reporting_failures(leave_report):
+        measured = parse_channels(channels)
+        check_model_dir(model_dir)
+        device = check_device(device)
+
+        def as_image(path: Path) -> tuple[Image.Image, bytes | None]:
+            photo = io.load_photo(path)
+            return (Image.fromarray(np.round(photo.rgb * 255).astype(np.uint8), "RGB"),
+                    photo.icc_profile)
+
+        try:
+            for name in names:
+                ProtectConfig(models=(name,))  # validates the model name
+            if protected is not None and io.same_file(photo, protected):
+                raise UnsupportedImageError(
+                    f"{printable(str(photo))} was given twice: give the original first, then "
+                    "its protected copy")
+            loaded = [as_image(p) for p in (photo, protected) if p is not None]  # bad paths first
+            images = [image for image, _ in loaded]
+            fetch_weights(names if protected is not None else ("taesd",), md, device)
+            if protected is None:
+                receipt = receipt_image(images[0], md, device)
+                notes = []  # said on stderr, and kept in --json
+                typer.echo(f"{printable(str(photo))}: {receipt.label} {receipt.score_db:+.2f} dB "
+                           f"(threshold {receipt.threshold_db:+.2f}; above means protected)")
+                if max(images[0].size) < RECEIPT_SMALLEST:
+                    notes.append(f"the photo is {images[0].width}x{images[0].height}; the "
+                                 f"receipt was calibrated on photos of {RECEIPT_SMALLEST} px "
+                                 "and larger, so this score is less reliable")
+                    typer.secho(f"note: {notes[-1]}", fg=typer.colors.YELLOW, err=True)
+                typer.echo("receipt: " + ("protection detected" if receipt.protected
+                                          else "no protection detected")
+                           + " (a hint, not proof, and no measure of its strength: compare "
+                           "with the original for figures)")
+                if not receipt.protected and io.says_protected_file(photo):
+                    notes.append("this file carries cloak's note, so cloak made it; the "
+                                 "receipt often misses copies made at fast or low (README, "
+                                 "cloak verify): compare it with the original to measure "
+                                 "what it carries")
+                    typer.secho(f"note: {notes[-1]}", fg=typer.colors.YELLOW, err=True)
+                result = {"photo": str(photo), **receipt.to_dict(),
+                          "note": "; ".join(notes) or None}
+            else:
+                (original, original_icc), (copy, copy_icc) = loaded
+                original, copy, colour_note = in_one_colour_space(original, copy, original_icc,
+                                                                  copy_icc)
+                with measuring_bar("measuring") as progress:
+                    v = verify_images(original, copy, channels=measured, models=names,
+                                      model_dir=md, device=device, progress=progress)
+                v.note = "; ".join(n for n in (colour_note, v.note) if n) or None
+                if v.note:
+                    typer.secho(f"note: {v.note}", fg=typer.colors.YELLOW, err=True)
+                as_is = v.channels[0].damage_db if v.channels else {}
+                if as_is and max(as_is.values()) < -0.5:
+                    swapped = ("the second photo rebuilds better than the first on every "
+                               "model (negative damage): the order is ORIGINAL, then "
+                               "PROTECTED; were they swapped?")
+                    typer.secho(f"note: {swapped}", fg=typer.colors.YELLOW, err=True)
+                    v.note = "; ".join(n for n in (v.note, swapped) if n)  # and in --json
+                typer.echo(f"invisibility: PSNR {v.psnr:.1f} dB, SSIM {v.ssim:.3f}, "
+                           f"max change {v.max_change255:.0f}/255")
+                typer.echo(f"{'':<10} {'damage dB':^{9 * len(names) - 1}}   latent shift")
+                typer.echo(f"{'channel':<10} " + " ".join(f"{n:>8}" for n in names) + "   "
+                           + " ".join(f"{n:>8}" for n in names))
+                for ch in v.channels:
+                    typer.echo(f"{ch.channel:<10} " + " ".join(
+                        f"{ch.damage_db[n]:>8.2f}" for n in names) + "   " + " ".join(
+                        f"{ch.latent_shift[n]:>8.2f}" for n in names))
+                only = (f"; on {', '.join(names)} only" if set(names) != set(ALL_MODEL_NAMES)
+                        else "")
+                typer.echo(f"verdict: {v.verdict} (worst channel: {v.worst.channel}{only}); "
+                           f"as is (before posting): {v.verdict_as_posted}")
+                # not "protected": with one photo that key is the receipt's yes or no
+                result = {"original": str(photo), "protected_copy": str(protected),
+                          **v.to_dict()}
+        except CloakError as exc:
+            fail(str(exc))
+        except OSError as exc:  # a path the library did not expect to be unreadable
+            where = f" {exc.filename}" if exc.filename else ""
+            fail(f"can't read{where}: {exc.strerror or exc}")
+        except (MemoryError, RuntimeError) as exc:  # torch's OutOfMemoryError is a RuntimeError
+            if not isinstance(exc, MemoryError) and "out of memory" not in str(exc).lower():
+                raise
+            fail("not enough memory to compare these photos at full size; compare a smaller "
+                 "copy of both (the same size)")
+        except KeyboardInterrupt:
+            typer.secho("Interrupted; nothing was written.", err=True)
+            raise typer.Exit(130) from None
     if json_path:
         write_json(json_path, result)
 

@@ -582,10 +582,14 @@ def test_verify_refuses_one_file_given_twice(tmp_path, small_photo, model_dir):
 
 def test_the_receipt_is_called_a_hint_and_small_photos_get_a_note(tmp_path, small_photo,
                                                                    model_dir):
-    small = invoke("verify", small_photo(tmp_path / "thumb.png", size=(200, 150)))
+    report = tmp_path / "r.json"
+    small = invoke("verify", small_photo(tmp_path / "thumb.png", size=(200, 150)),
+                   "--json", report)
     assert small.exit_code == 0, small.output
     assert "a hint, not proof" in small.stdout
     assert "calibrated on photos of 500 px and larger" in small.stderr
+    # the caveat is in the report too, not only on the screen
+    assert "calibrated on photos of 500 px and larger" in json.loads(report.read_text())["note"]
     large = invoke("verify", small_photo(tmp_path / "big.png", size=(640, 480)))
     assert large.exit_code == 0 and "calibrated on" not in large.stderr
 
@@ -617,6 +621,38 @@ def test_a_copy_cloak_made_that_the_receipt_misses_is_said_to_be_cloaks(tmp_path
     result = invoke("verify", copy)
     assert result.exit_code == 0 and "receipt: no protection detected" in result.stdout
     assert "note: this file carries cloak's note, so cloak made it" in result.stderr
+
+
+def test_verify_json_is_replaced_by_the_next_run_even_a_refused_one(tmp_path, small_photo,
+                                                                     model_dir, monkeypatch):
+    """`cloak verify a b --json r.json` twice replaces its own report (it was refused as
+    "not a cloak report" once the key became protected_copy); a refused pair leaves this
+    run's error, not the earlier pair's verdict; `--json=~/r.json` is the home folder."""
+    src = small_photo(tmp_path / "a.png", size=(96, 64))
+    out = tmp_path / "out"
+    assert invoke("protect", src, "--out", out, *TINY).exit_code == 0
+    report = tmp_path / "r.json"
+    for _ in range(2):
+        result = invoke("verify", src, out / "a.png", "--models", "taesd,taesd",
+                        "--channels", "jpeg50", "--json", report)
+        assert result.exit_code == 0, result.output
+    data = json.loads(report.read_text())
+    assert data["verdict"] in ("strong", "moderate", "weak", "none")
+    assert list(data["channels"][0]["damage_db"]) == ["taesd"]  # named twice, once
+    assert result.stdout.splitlines()[2].split() == ["channel", "taesd", "taesd"]
+    other = small_photo(tmp_path / "b.png", size=(96, 64), index=3)
+    result = invoke("verify", src, other, "--models", "taesd", "--json", report)
+    assert result.exit_code == 1 and "differ far more" in result.stderr
+    data = json.loads(report.read_text())
+    assert data["verdict"] is None and "differ far more" in data["error"]
+    assert data["protected_copy"] == str(other)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    result = invoke("verify", src, out / "a.png", "--models", "taesd", "--channels", "jpeg50",
+                    "--json=~/r.json")
+    assert result.exit_code == 0, result.output
+    assert json.loads((home / "r.json").read_text())["verdict"] is not None
 
 
 def test_verify_missing_photo_is_one_clear_line(tmp_path, model_dir):
