@@ -6,7 +6,9 @@
 
 Writes a markdown table (one block per preset, plus the reference) to
 benchmarks/efficacy.md and the raw figures to <out>/efficacy.json. All numbers come from
-this one run. Damage is dB at long side 512 (see cloak.metrics.damage_db); "worst" is the
+this one run. Each protected copy is written as `cloak protect` writes it (the photo's
+own format: JPEG as q95 4:4:4, so the encoder's rounding is part of the figures), and
+that file is verified. Runs before 2026-12-01 verified the pixels before the save. Damage is dB at long side 512 (see cloak.metrics.damage_db); "worst" is the
 minimum over photos.
 """
 
@@ -70,16 +72,39 @@ def to_image(rgb: np.ndarray) -> Image.Image:
 
 
 def run_one(name: str, original: Image.Image, protect_fn, save_dir: Path,
-            clean_cache: dict | None = None) -> dict:
+            clean_cache: dict | None = None, source: Path | None = None) -> dict:
+    """Protect `original` with protect_fn and verify it. With `source` (the photo's file),
+    the protected pixels are written as `cloak protect` writes them (the photo's own format:
+    a JPEG source as a q95 4:4:4 JPEG, HEIC as HEIC) and the file is what is verified, as
+    a user posts it; without, a PNG of the pixels."""
+    from cloak import io as cloak_io
+
     rgb = np.asarray(original, dtype=np.float32) / 255
     start = time.perf_counter()
-    protected = to_image(protect_fn(rgb))
+    protected_rgb = protect_fn(rgb)
     seconds = time.perf_counter() - start
     save_dir.mkdir(parents=True, exist_ok=True)
-    protected.save(save_dir / (Path(name).stem + ".png"))  # to re-analyse without re-running
+    if source is not None:
+        photo = cloak_io.load_photo(source)
+        written = cloak_io.save_photo(photo, protected_rgb,
+                                      cloak_io.output_path_for(source, save_dir),
+                                      overwrite=True)
+        protected = load_rgb(written)
+    else:
+        protected = to_image(protected_rgb)
+        protected.save(save_dir / (Path(name).stem + ".png"))
     v = verify_images(original, protected, CHANNELS, clean_cache=clean_cache)
     return {"name": name, "seconds": seconds, "megapixels": original.width * original.height / 1e6,
             **v.to_dict()}
+
+
+def saved_output(folder: Path, name: str) -> Path:
+    """The file run_one left for photo `name` in `folder`: the copy as cloak writes it
+    (the photo's own format), or, from runs before that, a PNG of the pixels."""
+    from cloak import io as cloak_io
+
+    written = cloak_io.output_path_for(Path(name), folder)
+    return written if written.is_file() else folder / (Path(name).stem + ".png")
 
 
 def saved_dir(out: Path, label: str) -> Path:
@@ -100,8 +125,8 @@ def remeasure(out: Path, results: dict[str, list[dict]], photos: dict,
                     continue
                 # a reused row's output is saved under the run it was reused from
                 folder = saved_dir(out, row.get("same_as", label))
-                with Image.open(folder / (Path(name).stem + ".png")) as img:
-                    protected = img.convert("RGB")
+                saved = saved_output(folder, name)
+                protected = load_rgb(saved)
                 v = verify_images(photos[name], protected, only or CHANNELS,
                                   clean_cache=clean_cache)
                 if only:  # in place of the row's own entries; a channel it lacks is added
@@ -335,6 +360,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     photos = {p.name: load_rgb(p) for p in paths}
+    paths_by_name = {p.name: p for p in paths}
     results: dict[str, list[dict]] = {}
     if args.remeasure:
         results = json.loads((out / "efficacy.json").read_text())["results"]
@@ -368,7 +394,8 @@ def main() -> None:
             if earlier:  # the same attack on this photo: its outputs are the same bytes
                 row = {**earlier[0], "same_as": f"cloak {twin}"}
             else:
-                row = run_one(name, img, protect_fn, save_dir, clean_cache)
+                row = run_one(name, img, protect_fn, save_dir, clean_cache,
+                              source=paths_by_name[name])
             results.setdefault(label, []).append(row)
             dump(out, results)
             print(label, name, f"{row['psnr']:.1f} dB", row["channels"][0]["damage_db"],
