@@ -389,6 +389,68 @@ class TestOrientation:
         assert np.abs(stored - upright).mean() < 3  # one lossy HEIC generation
 
 
+class TestAvif:
+    """AVIF (Pillow's own plugin): read and written as AVIF, near-lossless, its rotation
+    kept as the flag it was stored with, alpha and gray kept."""
+
+    @pytest.fixture(autouse=True)
+    def _needs_avif(self) -> None:
+        if not io.AVIF_SUPPORTED:
+            missing("this Pillow has no AVIF support")
+
+    @pytest.mark.parametrize("orientation", range(1, 9))
+    def test_its_rotation_is_applied_and_kept(self, tmp_path: Path, orientation: int) -> None:
+        """Pillow stores an EXIF orientation as AVIF's irot/imir boxes and reads them back as
+        one: the photo is loaded upright, and the copy is stored as the original was."""
+        stored = pixels(40, 24)
+        exif = Image.Exif()
+        exif[T.Orientation] = orientation
+        src = save(Image.fromarray(stored), tmp_path / "o.avif", quality=100,
+                   subsampling="4:4:4", exif=exif.tobytes())
+        photo = io.load_photo(src)
+        with Image.open(src) as im:
+            assert im.getexif().get(T.Orientation, 1) == orientation  # read from irot/imir
+            upright = np.asarray(ImageOps.exif_transpose(im), dtype=np.int16)
+        assert np.array_equal(as_u8(photo), upright)
+        _, dst = roundtrip(src)
+        assert dst.suffix == ".avif"
+        with Image.open(dst) as out:
+            assert out.format == "AVIF" and out.size == (40, 24)
+            assert out.getexif().get(T.Orientation, 1) == orientation
+            shown = np.asarray(ImageOps.exif_transpose(out), dtype=np.int16)
+        assert np.abs(shown - upright).max() <= 2  # RGB -> YCbCr rounding at q100 4:4:4
+
+    def test_a_perturbation_survives_within_two_levels(self, tmp_path: Path) -> None:
+        src = save(Image.fromarray(pixels(64, 48)), tmp_path / "a.png")
+        photo = io.load_photo(src)
+        sign = np.where(np.indices((48, 64)).sum(0) % 2, 1.0, -1.0)[..., None]
+        rgb = np.clip(photo.rgb + sign * np.array([8, -8, 8]) / 255, 0, 1).astype(np.float32)
+        dst = io.save_photo(photo, rgb, tmp_path / "a.avif")
+        assert io.writes_lossy(photo, dst)  # so cloak measures the file as written
+        assert round(float(np.abs(io.load_photo(dst).rgb - rgb).max()) * 255, 3) <= 2
+
+    def test_gray_stays_gray_and_exact(self, tmp_path: Path) -> None:
+        src = save(Image.fromarray(pixels(40, 32, channels=1)), tmp_path / "g.png")
+        photo, dst = roundtrip(src, format="AVIF")
+        copy = io.load_photo(dst)
+        assert copy.format == "AVIF" and copy.is_grayscale
+        assert np.array_equal(as_u8(copy), as_u8(photo))  # monochrome 4:0:0: lossless
+
+    def test_alpha_is_kept(self, tmp_path: Path) -> None:
+        rgba = np.dstack([pixels(40, 32), np.tile(np.arange(40, dtype=np.uint8) * 6, (32, 1))])
+        src = save(Image.fromarray(rgba, "RGBA"), tmp_path / "a.avif", quality=100,
+                   subsampling="4:4:4")
+        photo, dst = roundtrip(src)
+        copy = io.load_photo(dst)
+        assert photo.alpha is not None and np.array_equal(copy.alpha, photo.alpha)
+
+    def test_an_avif_is_found_and_named_avif(self, tmp_path: Path) -> None:
+        assert ".avif" in io.IMAGE_SUFFIXES and "AVIF" in io.SUPPORTED
+        assert io.output_path_for("x/Shot.AVIF", tmp_path) == tmp_path / "Shot.AVIF"
+        photo = io.load_photo(save(Image.fromarray(pixels()), tmp_path / "a.avif"))
+        assert io.says_protected_file(io.save_photo(photo, photo.rgb, tmp_path / "b.avif"))
+
+
 class TestIcc:
     @pytest.mark.parametrize("suffix", [".jpg", ".png", ".webp", ".tif", ".heic"])
     def test_profile_bytes_are_kept(self, tmp_path: Path, suffix: str) -> None:
@@ -594,12 +656,14 @@ class TestOutputFormat:
             assert out.mode == "RGB"  # as the same photo without the band is written
             assert np.array_equal(np.asarray(out), np.asarray(rgb))
 
-    @pytest.mark.parametrize("suffix", [".heic", ".jpg"])
+    @pytest.mark.parametrize("suffix", [".heic", ".jpg", ".avif"])
     def test_lossy_copies_keep_full_colour_resolution(self, tmp_path: Path,
                                                       suffix: str) -> None:
-        """HEIC and JPEG copies are written with 4:4:4 chroma: colour that changes from one
-        pixel to the next (as the perturbation's does) survives; 4:2:0 would average it
-        over 2x2 blocks."""
+        """HEIC, JPEG and AVIF copies are written with 4:4:4 chroma: colour that changes
+        from one pixel to the next (as the perturbation's does) survives; 4:2:0 would
+        average it over 2x2 blocks."""
+        if suffix == ".avif" and not io.AVIF_SUPPORTED:
+            missing("this Pillow has no AVIF support")
         y, x = np.mgrid[0:64, 0:64]
         sign = np.where((x + y) % 2, 1.0, -1.0)[..., None] * np.array([1.0, 0.0, -1.0])
         colour = np.round(128 + 8 * sign).astype(np.uint8)  # red/blue checkerboard, +-8
@@ -644,8 +708,10 @@ def _tagged_jpeg(tmp_path: Path, **tags) -> Path:
 
 
 class TestMetadata:
-    @pytest.mark.parametrize("suffix", [".jpg", ".png", ".webp", ".heic"])
+    @pytest.mark.parametrize("suffix", [".jpg", ".png", ".webp", ".heic", ".avif"])
     def test_default_policy(self, tmp_path: Path, suffix: str) -> None:
+        if suffix == ".avif" and not io.AVIF_SUPPORTED:
+            missing("this Pillow has no AVIF support")
         photo = io.load_photo(_tagged_jpeg(tmp_path))
         dst = io.save_photo(photo, photo.rgb, tmp_path / f"out{suffix}")
         with Image.open(dst) as out:

@@ -86,6 +86,26 @@ class TestProtectFile:
         assert (change % 257 == 0).all()
         assert np.abs(change).max() == round(config.eps255) * 257 <= config.eps * 65535 + 1e-6
 
+    def test_an_avif_comes_out_avif_measured_as_written(self, tiny_config, small_photo,
+                                                        tmp_path):
+        """An AVIF (Pillow's plugin) is protected into an AVIF: near-lossless, so the file
+        is within eps + 2 levels of the original, and the report's largest change is the
+        file's own."""
+        from cloak import io
+
+        if not io.AVIF_SUPPORTED:
+            missing("this Pillow has no AVIF support")
+        src = small_photo(tmp_path / "a.avif")
+        before = sha(src)
+        config = tiny_config.replace(step_start=1.0, measure=True)
+        report = protect_file(src, tmp_path / "out" / "a.avif", config)
+        assert sha(src) == before
+        with Image.open(tmp_path / "out" / "a.avif") as out:
+            assert out.format == "AVIF" and out.size == (64, 48)
+        change = np.abs(pixels(tmp_path / "out" / "a.avif") - pixels(src)).max()
+        assert round(config.eps255) <= change <= round(config.eps255) + 2
+        assert report.max_change255 == pytest.approx(change, abs=0.01)
+
     def test_a_16_bit_photo_written_at_8_bits_is_measured_as_written(
             self, tiny_config, small_photo, tmp_path):
         """A 16-bit PNG written as WebP is rounded to 8 bits on the way: the report's
