@@ -124,7 +124,7 @@ def parse_sizes(text: str | None) -> tuple[int, ...] | None:
 
 DEVICE_HELP = ("Where to compute: auto (a CUDA GPU, then an Apple GPU, then the CPU), cpu, "
                "cuda, cuda:1 or mps.")
-DEVICE_ENV = "CLOAK_DEVICE"
+DEVICE_ENV = "CLOAK_DEVICE"  # cloak.device.DEVICE_ENV (not imported here: that loads torch)
 
 
 def check_device(device: str | None) -> str | None:

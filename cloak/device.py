@@ -11,6 +11,8 @@ import torch
 
 from .errors import ConfigError
 
+DEVICE_ENV = "CLOAK_DEVICE"  # the device the CLI's --device and the app take by default
+
 
 def arch_runs(capability: tuple[int, int], arch_list: list[str]) -> bool:
     """Whether a torch build compiled for `arch_list` (torch.cuda.get_arch_list(): "sm_80",

@@ -30,6 +30,7 @@ from PySide6.QtGui import (
     QDesktopServices,
     QDragEnterEvent,
     QDragLeaveEvent,
+    QDragMoveEvent,
     QDropEvent,
     QKeyEvent,
     QKeySequence,
@@ -51,7 +52,7 @@ from PySide6.QtWidgets import (
 )
 
 from cloak import PRESETS, CloakError, ProtectConfig
-from cloak.device import fp32_cpu_note, pick_device
+from cloak.device import DEVICE_ENV, fp32_cpu_note, pick_device
 from cloak.metadata import MetadataPolicy
 
 from .images import Comparison, compare, thumbnail
@@ -130,10 +131,23 @@ class DropZone(QFrame):
         self.style().unpolish(self)
         self.style().polish(self)
 
+    @staticmethod
+    def _accept_as_copy(event: QDragEnterEvent | QDragMoveEvent | QDropEvent) -> None:
+        """Take the drop as a copy, whatever the source proposed: Windows Explorer proposes
+        a move while Shift is held, and deletes the originals once a move is accepted."""
+        event.setDropAction(Qt.DropAction.CopyAction)
+        event.accept()
+
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if local_paths(event.mimeData()):
-            event.acceptProposedAction()
+            self._accept_as_copy(event)
             self._set_hover(True)
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event: QDragMoveEvent) -> None:
+        if local_paths(event.mimeData()):
+            self._accept_as_copy(event)
         else:
             event.ignore()
 
@@ -146,7 +160,7 @@ class DropZone(QFrame):
         if not dropped:
             event.ignore()
             return
-        event.acceptProposedAction()
+        self._accept_as_copy(event)
         usable = [p for p in dropped if os.path.isdir(p) or is_image_file(p)]  # no walk here
         if usable:
             emit(self.photos_dropped, usable)
@@ -310,10 +324,11 @@ class MainWindow(QMainWindow):
         """Add photos as waiting rows, skipping ones already listed. Folders are walked on
         the pool thread (a large folder would freeze the window); their photos are added
         when the walk is done, in the order given. So are files while photos are being
-        protected: telling a protected copy apart reads its header, which waits for the
-        worker's decode in progress (io.decoding_limit's lock), seconds for a 48 MP
-        photo."""
+        protected or the pool decodes one (a before/after view): telling a protected copy
+        apart reads its header, which waits for a decode in progress (io.decoding_limit's
+        lock), seconds for a 48 MP photo."""
         if (self._walks_pending or len(paths) > SYNC_ADD_LIMIT or self.is_running()
+                or self._pool.activeThreadCount()
                 or any(os.path.isdir(p) for p in paths)):
             # Through the pool's one thread, behind any walk still running: rows keep the
             # order the photos were given in.
@@ -430,10 +445,14 @@ class MainWindow(QMainWindow):
     # running ------------------------------------------------------------------------
 
     def config(self) -> ProtectConfig:
+        """The run's settings: the window's controls, `settings`, and the device that
+        CLOAK_DEVICE names (as for the CLI; auto when unset)."""
         policy = MetadataPolicy.choose(keep_gps=self.keep_gps.isChecked(),
                                        strip_exif=self.strip_exif.isChecked())
+        device = os.environ.get(DEVICE_ENV, "").strip().lower()
+        chosen = {"device": device} if device and device != "auto" else {}
         return ProtectConfig(strength=self.strength.currentData(), **{
-            **self.settings, "metadata": policy})
+            **chosen, **self.settings, "metadata": policy})
 
     def is_running(self) -> bool:
         return self._thread is not None
@@ -628,6 +647,9 @@ class MainWindow(QMainWindow):
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         self.drop_zone.dragEnterEvent(event)
+
+    def dragMoveEvent(self, event: QDragMoveEvent) -> None:
+        self.drop_zone.dragMoveEvent(event)
 
     def dragLeaveEvent(self, event: QDragLeaveEvent) -> None:
         self.drop_zone.dragLeaveEvent(event)
