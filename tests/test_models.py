@@ -123,14 +123,61 @@ class TestLookupAndVerification:
             assert W.cache_dir() == tmp_path / "xdg" / "cloak" / "models"
 
     def test_sha_mismatch_is_refused(self, model_dir, tmp_path, monkeypatch):
+        """A damaged copy under a pinned name is refused, though it still loads strictly
+        and keeps its fingerprint: its last byte, flipped, is a weight's sign and
+        exponent (406 where every published weight is under 5)."""
         bad = tmp_path / "bad"
         bad.mkdir()
         data = bytearray((model_dir / "taesd_encoder.safetensors").read_bytes())
         data[-1] ^= 0xFF
         (bad / "taesd_encoder.safetensors").write_bytes(bytes(data))
+        state = W.read_state_dict(bad / "taesd_encoder.safetensors", check_pin=False)
+        assert W.identify(state, "encoder") == "taesd"  # the fingerprint alone would pass
         monkeypatch.setenv("CLOAK_MODEL_DIR", str(bad))
         with pytest.raises(ModelError, match="sha256"):
-            W.resolve(get_spec("taesd"), "encoder", allow_download=False)
+            W.load_verified(get_spec("taesd"), "encoder", allow_download=False)
+
+    def test_another_export_of_the_published_weights_is_used(self, model_dir, tmp_path,
+                                                             monkeypatch, caplog):
+        """The same weights saved again (fp32 safetensors, as other tools ship them) under
+        the pinned name: other bytes, the published values; loaded, with a warning."""
+        from safetensors.torch import save_file
+
+        mine = tmp_path / "mine"
+        mine.mkdir()
+        state = W.read_state_dict(model_dir / "taesd_encoder.safetensors")
+        save_file({k: v.float().contiguous() for k, v in state.items()},
+                  str(mine / "taesd_encoder.safetensors"))
+        assert W.sha256_of(mine / "taesd_encoder.safetensors") != W.KNOWN_SHA256[
+            "taesd_encoder.safetensors"]
+        module = W.load_verified(get_spec("taesd"), "encoder", model_dir=mine,
+                                 allow_download=False)
+        x = torch.rand(1, 3, 32, 32)
+        reference = W.load_part(get_spec("taesd"), "encoder",
+                                model_dir / "taesd_encoder.safetensors")
+        assert torch.equal(module(x), reference(x))
+        assert "another export" in caplog.text
+
+    @pytest.mark.parametrize("name", ["taesdxl_encoder.safetensors", "taesdxl_encoder.pth"])
+    def test_another_models_weights_are_refused_whatever_the_name(self, model_dir, tmp_path,
+                                                                  name):
+        """taesd's and taesdxl's weights have the same shapes, so a strict load takes
+        either: their fingerprints tell them apart, under a pinned name or not."""
+        mine = tmp_path / "mine"
+        mine.mkdir()
+        state = W.read_state_dict(model_dir / "taesd_encoder.safetensors")
+        torch.save(state, mine / name) if name.endswith(".pth") else shutil.copy(
+            model_dir / "taesd_encoder.safetensors", mine / name)
+        with pytest.raises(ModelError, match="holds taesd's encoder weights .*not taesdxl's"):
+            W.load_verified(get_spec("taesdxl"), "encoder", model_dir=mine,
+                            allow_download=False)
+
+    @pytest.mark.parametrize("name", ["taesd", "taesdxl", "taef1", "taef2"])
+    def test_each_published_file_is_identified_as_itself(self, model_dir, name):
+        for part in ("encoder", "decoder"):
+            path = next(model_dir.glob(f"{name}_{part}.*"))
+            state = W.normalise_keys(W.read_state_dict(path), part)
+            assert W.identify(state, part) == name, path.name
 
     def test_an_unreadable_weights_file_is_named_for_what_it_is(self, model_dir, tmp_path):
         """A web page saved under a weights name (GitHub's page for the file, not the raw
@@ -187,6 +234,7 @@ class TestDownload:
                          progress=lambda name, done, total: seen.append(done))
         assert path == tmp_path / "cache" / "taef2_encoder.pth"
         assert W.sha256_of(path) == W.KNOWN_SHA256["taef2_encoder.pth"]  # pinned hash
+        assert path.stat().st_mode & 0o777 == 0o644  # readable by others sharing the cache
         assert seen and seen[-1] == path.stat().st_size
         # Unpinned bytes (our re-export of taesd) are accepted by a strict load.
         assert W.resolve(get_spec("taesd"), "decoder").is_file()
@@ -387,23 +435,30 @@ class TestFaceDetector:
 
 
 def test_a_file_swapped_after_its_check_is_not_loaded(model_dir, tmp_path, monkeypatch):
-    """The pinned sha256 is checked on the bytes that are loaded: a file replaced in a
-    shared folder between the check and the load (taesdxl's weights have taesd's shapes)
-    is refused, not loaded as taesd."""
-    folder = tmp_path / "shared"
-    folder.mkdir()
+    """The cache's copy is checked (verify_file) before it is loaded; what is loaded is
+    checked again, on its own bytes: a file replaced between the two (taesdxl's weights
+    have taesd's shapes) is refused, not loaded as taesd. (A folder the user chose is
+    checked only on the bytes loaded.)"""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    monkeypatch.setenv("CLOAK_MODEL_DIR", str(tmp_path / "nothing-here"))
     for part in ("encoder", "decoder"):
-        shutil.copy(model_dir / f"taesd_{part}.safetensors", folder)
+        torch.save(W.read_state_dict(model_dir / f"taesd_{part}.safetensors"),
+                   cache / f"taesd_{part}.pth")
     real_verify = W.verify_file
+    checked = []
 
     def verify_then_swap(path):
-        checked = real_verify(path)
-        shutil.copy(model_dir / path.name.replace("taesd_", "taesdxl_"), path)
-        return checked
+        checked.append(path)
+        result = real_verify(path)
+        torch.save(W.read_state_dict(model_dir / path.name.replace("taesd_", "taesdxl_")
+                                     .replace(".pth", ".safetensors")), path)
+        return result
 
     monkeypatch.setattr(W, "verify_file", verify_then_swap)
-    with pytest.raises(ModelError, match="sha256"):
-        load_autoencoder("taesd", folder)
+    with pytest.raises(ModelError, match="holds taesdxl's encoder weights"):
+        load_autoencoder("taesd", allow_download=False)
+    assert checked == [cache / "taesd_encoder.pth"]
 
 
 def test_a_killed_downloads_temp_file_is_swept_and_a_live_one_kept(model_dir, tmp_path,
@@ -463,8 +518,9 @@ class TestDamagedCopies:
         cache.mkdir()
         (cache / "taesd_decoder.pth").write_bytes(b"\0" * 4096)
         with pytest.raises(ModelError, match=r"taesd_decoder.pth is damaged \(can't read "
-                                             r"weights.*getting it again failed"):
+                                             r"weights.*getting it again failed") as caught:
             W.load_verified(get_spec("taesd"), "decoder")
+        assert "not found" not in str(caught.value)  # it was found: damaged
 
     def test_offline_a_damaged_cached_download_is_reported_and_left(self, model_dir,
                                                                     tmp_path, monkeypatch):

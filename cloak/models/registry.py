@@ -52,6 +52,20 @@ KNOWN_SHA256: dict[str, str] = {
     FACE_DETECTOR: "104ee26c71d5c270ce79a6b3dced91c91013260d29a6bf18f9296c5b8c4c2b12",
 }
 
+# weights.fingerprint of each published (model, part): tells taesd from taesdxl (same
+# shapes) whatever the file's name, format or precision. Pinned by tests/test_models.py
+# against the files in ../shared/models.
+FINGERPRINTS: dict[str, dict[str, str]] = {
+    "taesd": {"encoder": "193d2668dffa9c72d17f7a4c9149ad7a",
+              "decoder": "d0cf55504db16d65f89299b05c214a9e"},
+    "taesdxl": {"encoder": "2db547fa129692d057cb9e90e53a0e97",
+                "decoder": "0727bf3d41b332cb3882394a4b950cac"},
+    "taef1": {"encoder": "455f6422edb218951031bb1d5c685352",
+              "decoder": "ce6b66db8bf99cb4fac8b8a75698c737"},
+    "taef2": {"encoder": "280823c1d0cce10947f380034525dc5b",
+              "decoder": "f61c7de7cdd2a6149c48a3c5b75bb04e"},
+}
+
 ALL_MODEL_NAMES: tuple[str, ...] = tuple(MODELS)
 
 

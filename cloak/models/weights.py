@@ -26,7 +26,9 @@ from ..errors import ModelError
 from .registry import (
     FACE_DETECTOR,
     FACE_DETECTOR_URL,
+    FINGERPRINTS,
     KNOWN_SHA256,
+    MODELS,
     PARTS,
     UPSTREAM_URL,
     ModelSpec,
@@ -69,15 +71,17 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+def read_state_dict(path: Path, check_pin: bool = True) -> dict[str, torch.Tensor]:
     """Read a `.safetensors` or `.pth` state dict safely, as fp32 tensors. The bytes are
     read once: a pinned file's sha256 is checked on the very bytes that are loaded (a
-    file swapped in a shared folder between a check and a load can't slip through)."""
+    file swapped in a shared folder between a check and a load can't slip through);
+    PinMismatch where it differs, unless not `check_pin`."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise ModelError(f"can't read weights {path}: {exc.strerror or exc}") from exc
-    check_pinned(path, hashlib.sha256(data).hexdigest())
+    if check_pin:
+        check_pinned(path, hashlib.sha256(data).hexdigest())
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load as load_safetensors
@@ -130,6 +134,45 @@ def normalise_keys(state: dict[str, torch.Tensor], part: str) -> dict[str, torch
     return out
 
 
+# The tensor a fingerprint samples: a 64x64x3x3 convolution that every model of the family
+# has, in the same place (flat layout, after normalise_keys).
+FINGERPRINT_KEY = {"encoder": "10.weight", "decoder": "8.conv.4.weight"}
+FINGERPRINT_BITS = 128
+SAME_WEIGHTS = 0.85  # share of agreeing signs: same weights ~1.0 (bf16 keeps every sign),
+# unrelated ones 0.5 +- 0.04 (the four models' weights are independent: cosine ~0.0)
+
+
+def fingerprint(state: dict[str, torch.Tensor], part: str) -> str | None:
+    """A 128-bit code of (model, part) weights, as hex: the signs of 128 evenly spaced
+    values of FINGERPRINT_KEY's tensor. The same weights in bf16 or fp32 give the same
+    code; None where the state has no such tensor."""
+    tensor = state.get(FINGERPRINT_KEY[part])
+    if tensor is None or tensor.numel() < FINGERPRINT_BITS:
+        return None
+    values = tensor.detach().flatten()
+    picked = values[:: values.numel() // FINGERPRINT_BITS][:FINGERPRINT_BITS]
+    bits = "".join("1" if float(v) > 0 else "0" for v in picked)
+    return f"{int(bits, 2):032x}"
+
+
+MAX_PUBLISHED_WEIGHT = 32.0  # largest |value| in the published files: 4.1 (taesdxl encoder)
+
+
+def agreement(a: str, b: str) -> float:
+    """Share of equal bits between two fingerprints."""
+    return 1 - (int(a, 16) ^ int(b, 16)).bit_count() / FINGERPRINT_BITS
+
+
+def identify(state: dict[str, torch.Tensor], part: str) -> str | None:
+    """The model whose published `part` weights `state` holds (by fingerprint), or None
+    for weights cloak does not know (another release, or another model)."""
+    code = fingerprint(state, part)
+    if code is None:
+        return None
+    best = max(MODELS, key=lambda name: agreement(code, FINGERPRINTS[name][part]))
+    return best if agreement(code, FINGERPRINTS[best][part]) >= SAME_WEIGHTS else None
+
+
 def find_local(spec: ModelSpec, part: str, model_dir=None) -> Path | None:
     """The first existing weight file for (model, part) in the search dirs."""
     stem = spec.file_stem(part)
@@ -159,11 +202,15 @@ def verify_file(path: Path) -> bool:
     return True
 
 
+class PinMismatch(ModelError):
+    """A file whose name has a pinned sha256 holds other bytes."""
+
+
 def check_pinned(path: Path, actual: str) -> None:
-    """Raise ModelError if `path`'s name has a pinned sha256 other than `actual`."""
+    """Raise PinMismatch if `path`'s name has a pinned sha256 other than `actual`."""
     expected = KNOWN_SHA256.get(path.name)
     if expected is not None and actual != expected:
-        raise ModelError(
+        raise PinMismatch(
             f"{path} has sha256 {actual[:12]}..., expected {expected[:12]}...: the file is "
             "corrupt or not the published weights; replace it with the published file, or "
             "move it out of that folder so cloak looks in the next one (or downloads it)"
@@ -209,6 +256,7 @@ def fetch(url: str, target: Path, check: Callable[[Path], None],
         if total and done != total:
             raise OSError(f"the download ended early ({done} of {total} bytes)")
         check(tmp)
+        os.chmod(tmp, 0o644)  # public files: mkstemp's 0600 kept others sharing the cache out
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
@@ -231,10 +279,14 @@ def _remove_stale_downloads(folder: Path) -> None:
 
 
 def download(spec: ModelSpec, part: str, progress: DownloadProgress | None = None,
-             model_dir=None) -> Path:
+             model_dir=None, explain=None) -> Path:
     """Download (model, part) into the cache, atomically, and return its path
-    (`model_dir` only names the folders searched in an error)."""
+    (`model_dir` only names the folders searched in an error). A failure raises
+    ModelError(explain(why)); by default missing_message, which says where cloak looked."""
     url = download_url(spec, part)
+    if explain is None:
+        def explain(why: str) -> str:
+            return missing_message(spec, part, why, model_dir)
     target = cache_dir() / f"{spec.file_stem(part)}.pth"
 
     def check(tmp: Path) -> None:
@@ -252,15 +304,13 @@ def download(spec: ModelSpec, part: str, progress: DownloadProgress | None = Non
     try:
         return fetch(url, target, check, progress)
     except CacheNotWritable as exc:
-        raise ModelError(missing_message(spec, part, str(exc), model_dir)) from exc
+        raise ModelError(explain(str(exc))) from exc
     except ModelError as exc:
-        raise ModelError(missing_message(spec, part, f"download from {url} failed: {exc}",
-                                         model_dir)) from exc
+        raise ModelError(explain(f"download from {url} failed: {exc}")) from exc
     except (urllib.error.URLError, OSError, TimeoutError, ValueError,
             http.client.HTTPException) as exc:
         # ValueError: a CLOAK_WEIGHTS_URL that is not a URL
-        raise ModelError(missing_message(spec, part, f"download from {url} failed ({exc})",
-                                         model_dir)) from exc
+        raise ModelError(explain(f"download from {url} failed ({exc})")) from exc
 
 
 def downloads_off() -> bool:
@@ -348,11 +398,24 @@ def build_part(spec: ModelSpec, part: str) -> torch.nn.Module:
     return module.to_empty(device="cpu")
 
 
-def load_part(spec: ModelSpec, part: str, path: Path) -> torch.nn.Module:
-    """Build (model, part) and load `path` into it strictly."""
+def load_part(spec: ModelSpec, part: str, path: Path, other_exports: bool = False
+              ) -> torch.nn.Module:
+    """Build (model, part) and load `path` into it strictly.
+
+    Weights of another model are refused, whatever the file's name (taesd's and taesdxl's
+    have the same shapes; identify tells them apart). `other_exports`: a file whose name
+    has a pinned sha256 but other bytes (the same weights exported again: fp32, another
+    tool) is loaded, with a warning, when its weights are this (model, part)'s; else (and
+    always for cloak's own downloads) it is refused as damaged."""
     if part not in PARTS:
         raise ValueError(f"part must be one of {PARTS}, got {part!r}")
-    state = read_state_dict(path)
+    mismatch = None
+    try:
+        state = read_state_dict(path)
+    except PinMismatch as exc:
+        if not other_exports:
+            raise
+        mismatch, state = exc, read_state_dict(path, check_pin=False)
     try:
         state = normalise_keys(state, part)
     except ValueError as exc:
@@ -363,6 +426,27 @@ def load_part(spec: ModelSpec, part: str, path: Path) -> torch.nn.Module:
     except RuntimeError as exc:
         short = re.sub(r"\s+", " ", str(exc))[:300]
         raise ModelError(f"{path} is not {spec.name} {part} weights: {short}") from exc
+    holds = identify(state, part)
+    if holds is not None and holds != spec.name:
+        raise ModelError(
+            f"{path} holds {holds}'s {part} weights ({MODELS[holds].stands_in_for}), not "
+            f"{spec.name}'s ({spec.stands_in_for}); put {spec.name}'s file there "
+            f"({UPSTREAM_URL}/{spec.file_stem(part)}.pth)")
+    if mismatch is not None:
+        # Another export holds the published values (bf16 or finer). A damaged copy can
+        # keep the fingerprint: a flipped exponent bit makes a weight of at most ~4
+        # (every published file) into hundreds or more, or not a number.
+        if holds != spec.name or not all(
+                torch.isfinite(v).all() and float(v.abs().max()) <= MAX_PUBLISHED_WEIGHT
+                for v in state.values() if v.numel()):
+            raise mismatch
+        _warn_once(f"{path} is not the file cloak pinned under that name (sha256 differs) "
+                   f"but holds {spec.name}'s published {part} weights (another export of "
+                   "them): using it")
+    elif holds is None:
+        _warn_once(f"{path} loads as {spec.name} {part}, but its weights are not a release "
+                   "cloak knows (another version?): protection is made and measured "
+                   "against them as they are")
     return module.eval().requires_grad_(False)
 
 
@@ -371,6 +455,8 @@ def resolve(spec: ModelSpec, part: str, model_dir=None, allow_download: bool = T
     """Path to verified weights for (model, part), downloading them if needed."""
     path = find_local(spec, part, model_dir)
     if path is not None:
+        if path.parent != cache_dir():  # a folder the user chose may hold another export
+            return path  # (load_part checks its pin, and its weights, on the bytes it loads)
         verify_file(path)
         return path
     if not allow_download or downloads_off():
@@ -387,7 +473,8 @@ def load_verified(spec: ModelSpec, part: str, model_dir=None, allow_download: bo
     once, where downloads are allowed. A bad file in a folder the user chose is reported,
     never replaced."""
     try:
-        return load_part(spec, part, resolve(spec, part, model_dir, allow_download, progress))
+        path = resolve(spec, part, model_dir, allow_download, progress)
+        return load_part(spec, part, path, other_exports=path.parent != cache_dir())
     except ModelError as exc:
         own_copy = cache_dir() / f"{spec.file_stem(part)}.pth"
         if (find_local(spec, part, model_dir) != own_copy or not allow_download
@@ -396,7 +483,10 @@ def load_verified(spec: ModelSpec, part: str, model_dir=None, allow_download: bo
         log.warning("%s is damaged (%s); downloading it again", own_copy, exc)
         damaged = str(exc)
     try:
-        return load_part(spec, part, download(spec, part, progress, model_dir))
+        return load_part(spec, part, download(spec, part, progress, model_dir,
+                                              explain=lambda why: why))
     except ModelError as exc:  # both reasons: the copy found, and the download
-        raise ModelError(f"{own_copy} is damaged ({damaged}), and getting it again "
-                         f"failed: {exc}") from exc
+        raise ModelError(
+            f"{own_copy} is damaged ({damaged}), and getting it again failed ({exc}); "
+            f"delete it to try again later, or put {spec.file_stem(part)}.safetensors or "
+            ".pth in a folder and pass --model-dir DIR or set CLOAK_MODEL_DIR=DIR") from exc
