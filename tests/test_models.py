@@ -44,6 +44,12 @@ class TestRealWeights:
         assert metrics.reconstruction_psnr(ae, x) > 17
         assert metrics.reconstruction_psnr(ae, x) > metrics.reconstruction_psnr(untrained, x) + 5
 
+    def test_a_loaded_model_is_frozen_fp32_and_in_eval_mode(self, model_dir):
+        model = load_autoencoder("taesd", model_dir)
+        assert not model.training and all(not m.training for m in model.modules())
+        assert all(p.dtype == torch.float32 and not p.requires_grad
+                   for p in model.parameters())
+
     def test_unknown_model_is_a_clear_error(self):
         with pytest.raises(ConfigError, match="unknown model 'nope'"):
             get_spec("nope")
@@ -61,6 +67,13 @@ class TestLayouts:
         for k, v in dec.items():
             index, rest = k.split(".", 1)
             combined[f"decoder.layers.{int(index) - 1}.{rest}"] = v
+        # Known names and shapes of diffusers' AutoencoderTiny (its DecoderTiny clamps in
+        # forward(), then layers.0 is the conv from the latent, layers.18 the conv to RGB):
+        # the file built here has them, so the shift above is diffusers', not ours.
+        assert combined["encoder.layers.0.weight"].shape == (64, 3, 3, 3)
+        assert combined["decoder.layers.0.weight"].shape == (64, 4, 3, 3)
+        assert combined["decoder.layers.18.weight"].shape == (3, 64, 3, 3)
+        assert not any(k.startswith("decoder.layers.19.") for k in combined)
         folder = tmp_path / "hf" / "taesd"
         folder.mkdir(parents=True)
         save_file(combined, str(folder / "diffusion_pytorch_model.safetensors"))
@@ -121,6 +134,29 @@ class TestLookupAndVerification:
         assert W.cache_dir() == Path(platformdirs.user_cache_dir("cloak")) / "models"
         if sys.platform.startswith("linux"):
             assert W.cache_dir() == tmp_path / "xdg" / "cloak" / "models"
+
+    def test_a_broken_link_is_named_not_skipped(self, model_dir, tmp_path):
+        """A link into a drive that is not mounted: one line naming it, not a silent
+        fall-back to the cache or a download."""
+        mine = tmp_path / "mine"
+        mine.mkdir()
+        (mine / "taesd_encoder.safetensors").symlink_to(tmp_path / "unmounted" / "x")
+        with pytest.raises(ModelError, match="is a link to .*unmounted.*can't be found"):
+            W.resolve(get_spec("taesd"), "encoder", model_dir=mine, allow_download=False)
+
+    def test_a_model_dir_without_a_file_says_where_it_came_from(self, model_dir, tmp_path,
+                                                                monkeypatch, caplog):
+        """--model-dir holding only the encoder: the decoder comes from
+        $CLOAK_MODEL_DIR, and a warning says so (the folder given may be the wrong one)."""
+        mine = tmp_path / "mine"
+        mine.mkdir()
+        shutil.copy(model_dir / "taesd_encoder.safetensors", mine)
+        monkeypatch.setenv("CLOAK_MODEL_DIR", str(model_dir))
+        assert W.resolve(get_spec("taesd"), "encoder", model_dir=mine).parent == mine
+        assert "not in" not in caplog.text
+        found = W.resolve(get_spec("taesd"), "decoder", model_dir=mine)
+        assert found.parent == model_dir
+        assert f"taesd_decoder is not in {mine} (--model-dir); using {found}" in caplog.text
 
     def test_sha_mismatch_is_refused(self, model_dir, tmp_path, monkeypatch):
         """A damaged copy under a pinned name is refused, though it still loads strictly
@@ -241,6 +277,20 @@ class TestDownload:
         # Second lookup comes from the cache, with the mirror gone.
         shutil.rmtree(mirror)
         assert W.resolve(get_spec("taef2"), "encoder") == path
+
+    def test_a_mirror_serving_another_models_weights_is_refused(self, model_dir, tmp_path,
+                                                                monkeypatch):
+        """taesd's weights served as taesdxl's load strictly (same shapes): the download
+        is refused by their fingerprint, and nothing is cached."""
+        mirror = self._mirror(model_dir, tmp_path)
+        shutil.copy(mirror / "taesd_encoder.pth", mirror / "taesdxl_encoder.pth")
+        monkeypatch.setenv("CLOAK_MODEL_DIR", str(tmp_path / "nothing-here"))
+        monkeypatch.delenv("CLOAK_OFFLINE", raising=False)
+        monkeypatch.setenv("CLOAK_WEIGHTS_URL", mirror.as_uri())
+        with pytest.raises(ModelError, match="download from .*taesdxl_encoder.pth failed: "
+                                             "the file it sent is not these weights"):
+            W.resolve(get_spec("taesdxl"), "encoder")
+        assert not (tmp_path / "cache" / "taesdxl_encoder.pth").exists()
 
     def test_cloak_offline_stops_a_download_that_would_work(self, model_dir, tmp_path,
                                                            monkeypatch):

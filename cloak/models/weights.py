@@ -183,6 +183,10 @@ def find_local(spec: ModelSpec, part: str, model_dir=None) -> Path | None:
             try:
                 if candidate.is_file():
                     return candidate
+                if candidate.is_symlink():  # a link whose target is gone (a drive not mounted)
+                    raise ModelError(f"{candidate} is a link to {os.readlink(candidate)}, "
+                                     "which can't be found; mount or restore it, or remove "
+                                     "the link so cloak looks in the next place")
             except OSError as exc:  # a folder we may not search (EACCES)
                 raise ModelError(f"can't look for weights in {folder}: "
                                  f"{exc.strerror or exc}") from exc
@@ -454,6 +458,10 @@ def resolve(spec: ModelSpec, part: str, model_dir=None, allow_download: bool = T
             progress: DownloadProgress | None = None) -> Path:
     """Path to verified weights for (model, part), downloading them if needed."""
     path = find_local(spec, part, model_dir)
+    chosen = Path(model_dir).expanduser() if model_dir else None
+    if chosen is not None and (path is None or chosen not in path.parents):
+        _warn_once(f"{spec.file_stem(part)} is not in {chosen} (--model-dir); "
+                   + (f"using {path}" if path else "looking for it further"))
     if path is not None:
         if path.parent != cache_dir():  # a folder the user chose may hold another export
             return path  # (load_part checks its pin, and its weights, on the bytes it loads)
