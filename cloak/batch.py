@@ -54,6 +54,11 @@ OUTPUT_FOLDER_SKIPPED = (f"a cloak output folder (it holds {MANIFEST_NAME}): its
 TEMP_GLOB = ".*.cloak-tmp-*"  # the temp files of io.write_atomic
 ALREADY_DONE = "already protected with these settings"
 NOT_A_PHOTO = "not a photo cloak reads"
+# Camera RAW files (a phone's ProRAW / Expert RAW DNG, a camera's own): named in the skip
+# line, since the photo is there but needs developing (Pillow would read only a DNG's
+# small preview)
+RAW_SUFFIXES = frozenset({".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf",
+                          ".pef", ".srw"})
 # A file whose XMP carries cloak's note: protecting it again adds a second layer of noise.
 A_PROTECTED_COPY = ("a copy cloak protected already (its metadata says so); protecting it "
                     "again would add a second layer of noise: give the original")
@@ -387,9 +392,12 @@ def _plan_one(src: Path, out_dir: Path, suffixes: Sequence[str], seen_dirs: set,
     elif (why := _check_source(src)) is not None:
         items.append(Item(src, None, FAILED, why))
     elif not _is_photo_name(src, suffixes):  # a phone export's .MOV or .AAE beside
+        raw = (f"; a camera RAW ({src.suffix[1:].upper()}) must be developed first: export "
+               "it as JPEG, HEIC or TIFF and protect that"
+               if src.suffix.lower() in RAW_SUFFIXES else "")
         items.append(Item(src, None, SKIPPED,
                           f"{NOT_A_PHOTO} (suffix {src.suffix or 'none'!r}); "
-                          f"supported: {io.SUPPORTED}"))
+                          f"supported: {io.SUPPORTED}{raw}"))
     elif says_protected(src):
         items.append(Item(src, None, SKIPPED, A_PROTECTED_COPY))
     else:

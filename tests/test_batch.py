@@ -231,13 +231,17 @@ class TestPlan:
 
     def test_missing_unreadable_and_non_photo_paths(self, tmp_path):
         (tmp_path / "notes.txt").write_text("hello")
+        (tmp_path / "IMG_1.DNG").write_bytes(b"II*\0")  # a phone's ProRAW: needs developing
         os.mkfifo(tmp_path / "pipe.jpg")
         os.symlink(tmp_path / "gone.jpg", tmp_path / "dangling.jpg")
         items = by_src(batch.plan(
             [tmp_path / "missing.jpg", tmp_path / "notes.txt", tmp_path / "pipe.jpg",
-             tmp_path / "dangling.jpg"], tmp_path / "out"))
+             tmp_path / "dangling.jpg", tmp_path / "IMG_1.DNG"], tmp_path / "out"))
         assert items["missing.jpg"].message == "no such file or folder"
         assert "not a photo" in items["notes.txt"].message
+        assert "RAW" not in items["notes.txt"].message
+        raw = items.pop("IMG_1.DNG")
+        assert raw.status == SKIPPED and "camera RAW (DNG) must be developed" in raw.message
         assert items["notes.txt"].status == SKIPPED  # as in folders: a phone export's .AAE
         assert items["pipe.jpg"].message == "not a regular file"  # never opened: it would hang
         assert "symlink" in items["dangling.jpg"].message
