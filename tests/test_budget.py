@@ -96,6 +96,22 @@ class TestPriorities:
         assert float(mask[:, :30].min()) == pytest.approx(1.0)
         assert float(mask[:, 34:].max()) == 0
 
+    @pytest.mark.parametrize("kind", ["black", "see-through"])
+    def test_a_mask_without_white_is_refused(self, tmp_path, kind):
+        """An all-black (or wholly erased) mask marks nothing to protect most and would
+        leave the whole photo a third of its budget: refused in one line."""
+        from cloak.errors import UnsupportedImageError
+
+        rgba = np.zeros((64, 64, 4), np.uint8) if kind == "black" else np.full(
+            (64, 64, 4), (255, 255, 255, 0), np.uint8)
+        rgba[..., 3] = 255 if kind == "black" else 0
+        Image.fromarray(rgba, "RGBA").save(tmp_path / "mask.png")
+        with pytest.raises(UnsupportedImageError, match="has no white"):
+            budget.load_user_mask(tmp_path / "mask.png", 64, 64)
+        rgba[20:30, 20:30] = 255  # one white patch: a mask
+        Image.fromarray(rgba, "RGBA").save(tmp_path / "mask.png")
+        assert float(budget.load_user_mask(tmp_path / "mask.png", 64, 64).max()) == 1
+
     def test_uniform_when_not_perceptual(self):
         b = budget.budget_map(half_flat_half_texture(), perceptual=False)
         assert torch.equal(b, torch.ones_like(b))
