@@ -795,7 +795,7 @@ def verify(
 
 @app.command(short_help="Open the desktop drag-and-drop app.")
 def gui() -> None:
-    """Open the desktop drag-and-drop app (needs `pip install cloak[gui]`)."""
+    """Open the desktop drag-and-drop app (needs the gui extra: `pip install -e '.[gui]'`)."""
     from cloak.gui.app import main as gui_main  # says itself when PySide6 is missing
 
     sys.exit(gui_main())

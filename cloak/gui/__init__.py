@@ -4,5 +4,5 @@
 `widgets.py` the photo rows and the before/after panel, `worker.py` the QThread worker
 that calls `cloak.protect_file`, and `app.py` the entry point. `paths.py` and `images.py`
 are Qt-free helpers: which files to take, where to write, what to display.
-Install with `pip install 'cloak[gui]'`; start with `cloak gui` or `cloak-gui`.
+Install with `pip install -e '.[gui]'` in the project (the `gui` extra); start with `cloak gui` or `cloak-gui`.
 """

@@ -11,7 +11,8 @@ from pathlib import Path
 from ..allocator import keep_freed_memory
 
 LOG_HANDLER_NAME = "cloak-gui-log"  # worker.log_file finds the file by this name
-NEEDS_PYSIDE6 = "the desktop app needs PySide6: pip install 'cloak[gui]'"
+NEEDS_PYSIDE6 = ("the desktop app needs PySide6: pip install -e '.[gui]' in the cloak "
+                 "project (its gui extra)")
 PYSIDE6_BROKEN = ("PySide6 is installed but can't load; on Linux, Qt needs system libraries "
                   "such as libegl1, libgl1 and libxkbcommon0 (install them with the system's "
                   "package manager)")
