@@ -24,6 +24,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import dataclasses
+import errno
 import json
 import logging
 import multiprocessing
@@ -981,26 +982,36 @@ def _finish(item: Item, manifest: Manifest, previous: dict | None, outcome) -> N
         item.status, item.message = FAILED, _describe(outcome)
 
 
-def _record(item: Item, manifest: Manifest, previous: dict | None, outcome) -> bool:
-    """_finish; False if the manifest can't be written (a full disk, OUT made read-only):
-    the item then fails saying so, and the run starts no more photos. A photo written
-    before that keeps its file and its `pending` entry, so the next run redoes it."""
+# A copy that could not be written for these reasons stops the run: every later photo
+# would run its whole attack only to fail the same way at its save.
+FOLDER_STOPS = {errno.ENOSPC: "is full", getattr(errno, "EDQUOT", errno.ENOSPC): "is full",
+                errno.EROFS: "is read-only"}
+
+
+def _record(item: Item, manifest: Manifest, previous: dict | None, outcome) -> str | None:
+    """_finish; then why the run must start no more photos, or None. The manifest can't
+    be written (a full disk, OUT made read-only): the item then fails saying so. Or the
+    copy itself could not be written for lack of space (or a read-only disk). A photo
+    written before that keeps its file and its `pending` entry, so the next run redoes
+    it."""
     try:
         _finish(item, manifest, previous, outcome)
-        return True
     except (OSError, CloakError) as exc:
         why = getattr(exc, "strerror", None) or exc
         done = "protected, but " if isinstance(outcome, Report) else ""
         item.status, item.message = FAILED, (
             f"{done}can't update {manifest.path} ({why}); the run stopped here")
-        return False
+        return f"{manifest.path} can't be updated"
+    if isinstance(outcome, BaseException) and getattr(outcome, "errno", None) in FOLDER_STOPS:
+        return (f"the disk holding {item.dst.parent} {FOLDER_STOPS[outcome.errno]} (free "
+                "some space, or choose another --out, and run again to do the rest)")
+    return None
 
 
-def _not_started(items: Iterable[Item], manifest: Manifest,
-                 emit: Callable[[Event], None]) -> None:
+def _not_started(items: Iterable[Item], why: str, emit: Callable[[Event], None]) -> None:
     for item in items:
         item.status = FAILED
-        item.message = f"not started: {manifest.path} can't be updated"
+        item.message = f"not started: {why}"
         emit(Event("done", item))
 
 
@@ -1071,10 +1082,10 @@ def _run_here(todo: list[Item], manifest: Manifest, config: ProtectConfig,
         except Exception as exc:  # one bad photo must not end the batch
             log.debug("%s failed", item.src, exc_info=True)
             outcome = exc
-        recorded = _record(item, manifest, previous, outcome)
+        stop_here = _record(item, manifest, previous, outcome)
         emit(Event("done", item))
-        if not recorded:
-            _not_started(todo[position + 1:], manifest, emit)
+        if stop_here:
+            _not_started(todo[position + 1:], stop_here, emit)
             return
 
 
@@ -1166,8 +1177,10 @@ def _run_pool(todo: list[Item], manifest: Manifest, config: ProtectConfig, jobs:
     waiting = list(enumerate(todo))
 
     def record(item: Item, previous: dict | None, outcome) -> None:
-        if not _record(item, manifest, previous, outcome):
-            _not_started([item for _, item in waiting], manifest, emit)
+        stop_here = _record(item, manifest, previous, outcome)
+        emit(Event("done", item))
+        if stop_here:
+            _not_started([item for _, item in waiting], stop_here, emit)
             waiting.clear()  # the photos running now still finish (and are recorded)
 
     try:
@@ -1180,7 +1193,6 @@ def _run_pool(todo: list[Item], manifest: Manifest, config: ProtectConfig, jobs:
                     _begin(item, manifest, settings)
                 except (CloakError, OSError) as exc:
                     record(item, previous, exc)
-                    emit(Event("done", item))
                     continue
                 try:
                     future = pool.submit(_work, index, item, config)
@@ -1205,7 +1217,6 @@ def _run_pool(todo: list[Item], manifest: Manifest, config: ProtectConfig, jobs:
                 except (cf.BrokenExecutor, cf.CancelledError) as exc:
                     outcome = _lost_worker(exc, stop_event)
                 record(item, previous, outcome)
-                emit(Event("done", item))
     except KeyboardInterrupt:
         stop_event.set()
         for future, (item, previous) in running.items():

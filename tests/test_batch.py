@@ -945,6 +945,31 @@ class TestReviewFixes:
         assert not result.interrupted
         assert not (out / "1.png").exists() and not (out / "2.png").exists()
 
+    def test_a_full_disk_stops_the_run_instead_of_failing_each_photo_after_its_attack(
+            self, tmp_path, small_photo, tiny_config, full_disk):
+        """Space for the manifest but not for a copy (a real tmpfs with two free pages):
+        the first photo fails on its save (its temp file is removed, so the manifest
+        still fits), and the rest are not started, saying why: each would have run its
+        whole attack only to fail the same way."""
+        photos = [small_photo(tmp_path / "in" / f"{n}.png", (96, 72), index=n)
+                  for n in range(3)]
+        filler = full_disk / ".filler"
+        os.truncate(filler, os.path.getsize(filler) - 8192)  # the manifest and its next copy fit
+        started = []
+
+        def on_event(event):
+            if event.kind == "start":
+                started.append(event.item.src)
+
+        result = batch.run(batch.plan(photos, full_disk), full_disk, tiny_config,
+                           on_event=on_event)
+        assert started == photos[:1]
+        assert [i.status for i in result.items] == [FAILED] * 3
+        assert "No space left on device" in result.items[0].message
+        for item in result.items[1:]:
+            assert item.message.startswith("not started: the disk holding")
+            assert "is full" in item.message
+
     def test_the_mask_path_as_typed_does_not_count_as_a_setting(
             self, tmp_path, small_photo, tiny_config, monkeypatch):
         photo = small_photo(tmp_path / "a.png")
