@@ -524,9 +524,15 @@ def instagram_crop_note(result) -> str | None:
             "protection: to post them there, crop them to 3:4 or 4:5 first, then protect them.")
 
 
+# Ctrl-C, and the polite stop of `kill`, a service manager or a scheduler's time limit
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM")
+                     if hasattr(signal, name))
+
+
 @contextlib.contextmanager
 def stop_on_ctrl_c(on_first: Callable[[], None]):
-    """The first Ctrl-C asks the run to stop cleanly (yields `should_stop`); the second
+    """The first Ctrl-C (or SIGTERM) asks the run to stop cleanly (yields `should_stop`):
+    the photo under way is cancelled, the summary and --json report written; the second
     raises KeyboardInterrupt at once."""
     stop = threading.Event()
 
@@ -537,14 +543,15 @@ def stop_on_ctrl_c(on_first: Callable[[], None]):
         on_first()
 
     try:
-        previous = signal.signal(signal.SIGINT, handler)
+        previous = [(number, signal.signal(number, handler)) for number in STOP_SIGNALS]
     except ValueError:  # not the main thread: plain KeyboardInterrupt semantics
         yield stop.is_set
         return
     try:
         yield stop.is_set
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for number, handler_before in previous:
+            signal.signal(number, handler_before)
 
 
 def check_json_path(json_path: Path | None, out: Path | None = None) -> None:

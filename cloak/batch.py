@@ -1121,6 +1121,8 @@ class _NamePhoto(logging.Filter):
 def _init_worker(threads: int, stop_event, progress_queue) -> None:
     global _worker_stop, _worker_queue
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    if hasattr(signal, "SIGTERM"):  # a service manager's stop reaches the whole group:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the parent stops the workers
     _exit_with_parent()
     # Warnings (EXIF, faces...) from several workers interleave: each names its photo.
     handler = logging.StreamHandler()

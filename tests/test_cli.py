@@ -376,11 +376,14 @@ def test_sigkill_then_rerun_finishes_with_no_temp_files(tmp_path, six_photos):
     assert [sha256(p) for p in six_photos] == before
 
 
-def test_ctrl_c_stops_cleanly_with_exit_130(tmp_path, six_photos):
+@pytest.mark.parametrize("stop_signal", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_stops_cleanly_with_exit_130(tmp_path, six_photos, stop_signal):
+    """Ctrl-C, and SIGTERM (`kill`, a service manager's or a scheduler's stop), stop after
+    the photo under way with the summary and the --json report."""
     proc = cloak_process("protect", "in", "--out", "out", "--json", "run.json", *SLOW,
                          cwd=tmp_path)
     assert " -> " in first_line(proc)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(getattr(signal, stop_signal))
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert "Interrupted:" in stderr and "not done" in stderr and "Traceback" not in stderr
