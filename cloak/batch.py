@@ -512,17 +512,26 @@ class Manifest:
         self.path = out_dir / MANIFEST_NAME
         self.entries: dict[str, dict] = {}
         self.folders: dict[str, str] = {}  # mirror name -> input folder (Mirrors)
+        # What was there, if save() must not simply replace it: ("newer", version) for a
+        # newer cloak's record (refused), ("unreadable", why) for a damaged one (set aside)
+        self.found: tuple[str, object] | None = None
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
-            if data.get("version") == self.VERSION:
+            version = data.get("version")
+            if version == self.VERSION:
                 self.entries = {k: v for k, v in data.get("photos", {}).items()
                                 if isinstance(v, dict)}
                 self.folders = {k: v for k, v in data.get("folders", {}).items()
                                 if isinstance(v, str)}
+            elif isinstance(version, int) and version > self.VERSION:
+                self.found = ("newer", version)
+            else:
+                self.found = ("unreadable", f"record version {version!r}")
         except (FileNotFoundError, NotADirectoryError):
             pass
         except (OSError, ValueError, AttributeError) as exc:
             log.warning("ignoring unreadable %s (%s)", self.path, exc)
+            self.found = ("unreadable", str(exc))
 
     def merge(self, other: Manifest) -> None:
         """Add `other`'s entries and mirror names that this one lacks (this run's own
@@ -547,9 +556,28 @@ class Manifest:
         self.save()
 
     def save(self) -> None:
-        """Write atomically, as photos are written. OSError/OutputError if it can't."""
+        """Write atomically, as photos are written. OSError/OutputError if it can't, or if
+        the record there is a newer cloak's. A damaged record is first set aside (kept as
+        `.cloak-manifest.json.unreadable-TIME`), not replaced."""
         from .io import write_atomic
 
+        if self.found is not None:
+            kind, detail = self.found
+            if kind == "newer":
+                raise OutputError(
+                    f"{self.path} was written by a newer cloak (record version {detail}); "
+                    "use that cloak for this folder, or choose another --out")
+            stamp, n = time.strftime("%Y%m%d-%H%M%S"), 1
+            aside = self.path.with_name(f"{MANIFEST_NAME}.unreadable-{stamp}")
+            while aside.exists():
+                n += 1
+                aside = self.path.with_name(f"{MANIFEST_NAME}.unreadable-{stamp}-{n}")
+            if self.path.exists():
+                os.replace(self.path, aside)
+                log.warning("%s could not be read (%s); kept as %s, and a new record "
+                            "started (copies made before it count as not made by cloak)",
+                            self.path, detail, aside.name)
+            self.found = None
         data = {"version": self.VERSION, "photos": self.entries}
         if self.folders:
             data["folders"] = self.folders

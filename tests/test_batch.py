@@ -970,6 +970,31 @@ class TestReviewFixes:
             assert item.message.startswith("not started: the disk holding")
             assert "is full" in item.message
 
+    def test_a_damaged_record_is_set_aside_and_a_newer_ones_refused(
+            self, tmp_path, small_photo, tiny_config, caplog):
+        """A record a sync client damaged is kept beside the new one, not replaced; one a
+        newer cloak wrote is left alone and the run refused (an older cloak would drop
+        what it can't read)."""
+        photo = small_photo(tmp_path / "a.png")
+        out = tmp_path / "out"
+        out.mkdir()
+        (out / MANIFEST_NAME).write_text('{"version": 1, "photos": {"x.png": ')  # cut off
+        result = batch.run(batch.plan([photo], out), out, tiny_config)
+        assert [i.status for i in result.items] == [PROTECTED]
+        (aside,) = out.glob(f"{MANIFEST_NAME}.unreadable-*")
+        assert aside.read_text() == '{"version": 1, "photos": {"x.png": '
+        assert "a.png" in json.loads((out / MANIFEST_NAME).read_text())["photos"]
+        assert f"kept as {aside.name}" in caplog.text
+
+        newer = tmp_path / "newer"
+        newer.mkdir()
+        record = '{"version": 2, "photos": {}, "journal": "a.jsonl"}'
+        (newer / MANIFEST_NAME).write_text(record)
+        with pytest.raises(CloakError, match="written by a newer cloak .*version 2"):
+            batch.run(batch.plan([photo], newer), newer, tiny_config)
+        assert (newer / MANIFEST_NAME).read_text() == record
+        assert not (newer / "a.png").exists()
+
     def test_the_mask_path_as_typed_does_not_count_as_a_setting(
             self, tmp_path, small_photo, tiny_config, monkeypatch):
         photo = small_photo(tmp_path / "a.png")
