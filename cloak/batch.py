@@ -1225,13 +1225,15 @@ def _run_pool(todo: list[Item], manifest: Manifest, config: ProtectConfig, jobs:
                     record(item, previous, exc)
                     continue
                 try:
-                    future = pool.submit(_work, index, item, config)
+                    with _children_ignore_stop_signals():  # workers start in submit
+                        future = pool.submit(_work, index, item, config)
                 except cf.BrokenExecutor:
                     # A worker died (out of memory, a crash in a decoder): the photos it
                     # took down have failed; the rest go on in a fresh pool.
                     pool.shutdown(wait=True, cancel_futures=True)
                     pool = new_pool()
-                    future = pool.submit(_work, index, item, config)
+                    with _children_ignore_stop_signals():
+                        future = pool.submit(_work, index, item, config)
                 running[future] = (item, previous)
             if stop():
                 stop_event.set()
@@ -1245,7 +1247,7 @@ def _run_pool(todo: list[Item], manifest: Manifest, config: ProtectConfig, jobs:
                 try:
                     outcome = future.result()
                 except (cf.BrokenExecutor, cf.CancelledError) as exc:
-                    outcome = _lost_worker(exc, stop_event)
+                    outcome = _lost_worker(exc, stop_event, stop)
                 record(item, previous, outcome)
     except KeyboardInterrupt:
         stop_event.set()
@@ -1265,12 +1267,34 @@ class WorkerDied(CloakError):
     """The worker process protecting a photo died (killed by the system, out of memory)."""
 
 
-def _lost_worker(exc: BaseException, stop_event) -> CloakError:
+def _lost_worker(exc: BaseException, stop_event, stop: Callable[[], bool] = lambda: False
+                 ) -> CloakError:
     """A worker that died while stopping (e.g. Ctrl-C reached it while it started) only
-    cancelled its photo; otherwise the photo failed."""
-    if stop_event.is_set():
+    cancelled its photo; otherwise the photo failed. `stop`: the run's own flag, which a
+    Ctrl-C sets before the loop passes it on to `stop_event`."""
+    if stop_event.is_set() or stop():
         return Cancelled("cancelled")
     return WorkerDied(f"worker process died ({exc})")
+
+
+@contextlib.contextmanager
+def _children_ignore_stop_signals():
+    """While worker processes are started: Ctrl-C and SIGTERM ignored, which a spawned
+    child inherits through exec, so it is never interrupted while it imports torch, before
+    _init_worker ignores them itself (it printed "Interrupted" and died, breaking the
+    pool). Outside the main thread, where handlers can't change, as it is."""
+    names = [n for n in ("SIGINT", "SIGTERM") if hasattr(signal, n)]
+    try:
+        saved = [(getattr(signal, n), signal.signal(getattr(signal, n), signal.SIG_IGN))
+                 for n in names]
+    except ValueError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        for number, handler in saved:
+            signal.signal(number, handler)
 
 
 def _drain(progress_queue, todo: list[Item], emit: Callable[[Event], None]) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from cloak import CloakError, ModelError, batch, io
+from cloak import Cancelled, CloakError, ModelError, batch, io
 from cloak.batch import CANCELLED, FAILED, MANIFEST_NAME, PROTECTED, SKIPPED
 
 
@@ -1143,6 +1143,9 @@ def test_a_copy_written_by_a_worker_that_then_died_is_redone_not_refused(
         item.dst.write_bytes(written.read_bytes())
         died = batch._lost_worker(cfp.BrokenProcessPool("a child process terminated"),
                                   threading.Event())
+        # a Ctrl-C the run saw before passing it on: the photo is cancelled, not failed
+        assert isinstance(batch._lost_worker(cfp.BrokenProcessPool("x"), threading.Event(),
+                                             lambda: True), Cancelled)
         batch._finish(item, manifest, None, died)
         assert item.status == FAILED and "worker process died" in item.message
         [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
@@ -1251,6 +1254,26 @@ def test_a_chmod_or_restore_costs_one_hash_not_one_per_run(tmp_path, small_photo
         [item] = batch.run(batch.plan([src], out), out, tiny_config).items
         assert item.status == SKIPPED, item.message
         assert set(hashed) == expected
+
+
+def test_workers_start_with_stop_signals_ignored():
+    """A process started inside the guard (as --jobs workers are, by spawn) begins with
+    Ctrl-C and SIGTERM ignored, inherited through exec; afterwards the run's own handlers
+    are back."""
+    import signal
+    import subprocess
+    import sys
+
+    before = signal.getsignal(signal.SIGINT)
+    probe = ("import signal; print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN, "
+             "signal.getsignal(signal.SIGTERM) is signal.SIG_IGN)")
+    with batch._children_ignore_stop_signals():
+        inside = subprocess.run([sys.executable, "-c", probe], capture_output=True,
+                                text=True, check=True).stdout.split()
+    outside = subprocess.run([sys.executable, "-c", probe], capture_output=True,
+                             text=True, check=True).stdout.split()
+    assert inside == ["True", "True"] and outside == ["False", "False"]
+    assert signal.getsignal(signal.SIGINT) is before
 
 
 def test_a_pending_copy_in_a_folder_once_used_as_out_is_still_skipped(tmp_path, small_photo,
