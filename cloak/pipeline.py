@@ -279,7 +279,7 @@ def protect_array(rgb: np.ndarray, config: ProtectConfig, *, grayscale: bool = F
         # Attacked in colour, then averaged to gray. Attacking one gray value per pixel
         # (luma_only) instead was measured on d03 and gave less damage as posted on three
         # models (benchmarks/attack_levers.md, "Gray photos").
-        delta_full = delta_full.mean(1, keepdim=True).expand_as(delta_full).contiguous()
+        delta_full.copy_(delta_full.mean(1, keepdim=True))  # in place: its own layout
     # Quantise to whole 8-bit steps within eps (a fractional --eps 7.5 allows 7), so
     # |saved - original| <= eps holds after saving. The protected photo is built in the
     # perturbation's memory (at 48 MP each float32 copy is 576 MB), and the change is
