@@ -213,22 +213,33 @@ def _too_many_pixels(path: Path, pixels: int, limit: int) -> UnsupportedImageErr
                        f"raise it with CLOAK_MAX_PIXELS={pixels}")
 
 
+class DecoderBusy(Exception):
+    """decoding_limit(wait=False) found another thread decoding (holding its lock)."""
+
+
 @contextlib.contextmanager
-def decoding_limit(path: Path, limit: int):
+def decoding_limit(path: Path, limit: int, wait: bool = True):
     """Pillow's decompression-bomb limit set to ours (restored afterwards) while a photo
-    is opened and decoded: TIFF checks it again when it loads, so it must hold for both."""
-    with _open_lock, warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        saved = Image.MAX_IMAGE_PIXELS
-        Image.MAX_IMAGE_PIXELS = limit
-        try:
-            yield
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            found = re.search(r"\((\d+) pixels\)", str(exc))
-            raise _too_many_pixels(path, int(found[1]) if found else limit + 1,
-                                   limit) from None
-        finally:
-            Image.MAX_IMAGE_PIXELS = saved
+    is opened and decoded: TIFF checks it again when it loads, so it must hold for both.
+    One thread at a time (a lock: the limit is Pillow's global); `wait` False raises
+    DecoderBusy instead of waiting for another thread's decode (seconds for a big photo)."""
+    if not _open_lock.acquire(blocking=wait):
+        raise DecoderBusy(str(path))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            saved = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = limit
+            try:
+                yield
+            except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+                found = re.search(r"\((\d+) pixels\)", str(exc))
+                raise _too_many_pixels(path, int(found[1]) if found else limit + 1,
+                                       limit) from None
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved
+    finally:
+        _open_lock.release()
 
 
 def decode_own_bytes(data: IO[bytes]) -> Image.Image:
@@ -811,14 +822,17 @@ def save_photo(photo: Photo, rgb: np.ndarray, dst: str | os.PathLike[str], *,
     return dst
 
 
-def says_protected_file(path: str | os.PathLike[str]) -> bool:
+def says_protected_file(path: str | os.PathLike[str], wait: bool = True) -> bool:
     """Whether the image file at `path` carries cloak's note in its XMP (a copy cloak
     wrote, unless its notices were turned off). False for a file that can't be read as
-    an image, or has too many pixels to open."""
+    an image, or has too many pixels to open. `wait` False: DecoderBusy while another
+    thread decodes a photo (see decoding_limit), instead of waiting for it."""
     try:
-        with decoding_limit(Path(path), pixel_limit()), \
+        with decoding_limit(Path(path), pixel_limit(), wait), \
                 Image.open(path, formats=READ_FORMATS) as image:
             return md.says_protected(image.info.get("xmp"))
+    except DecoderBusy:
+        raise
     except Exception:  # noqa: BLE001 - any file the user may have put there, whatever
         # Pillow raises on it: it is simply not cloak's
         return False

@@ -698,29 +698,35 @@ class TestProtecting:
         assert all(row.state == PhotoRow.CANCELLED for row in window.rows.values())
         assert sorted(p for p in tmp_path.rglob("*")) == sorted(photos)  # nothing written
 
-    def test_photos_added_while_the_pool_decodes_are_checked_there_too(self, window,
-                                                                       tmp_path,
-                                                                       small_photo):
+    def test_photos_added_while_a_photo_decodes_are_checked_off_the_main_thread(
+            self, window, tmp_path, small_photo):
         """A before/after view decodes two full-size photos on the pool, holding the
-        decoders' lock the header check waits for: while the pool works, even one added
-        file goes through it, behind that work, and the window does not wait."""
+        decoders' lock that the header check takes: an add meanwhile does not wait for it
+        on the main thread; its files go through the pool, and the rows come after."""
         import threading
 
-        from cloak.gui.worker import BackgroundCall
+        from cloak import io
 
-        release, started = threading.Event(), threading.Event()
-
-        def busy() -> None:  # stands in for a comparison's decode
-            started.set()
-            release.wait(10)
-
-        window._run_in_background(BackgroundCall(CallSignals(), "busy", busy))
-        assert started.wait(5)
         photo = small_photo(tmp_path / "a.png")
+        holding, release = threading.Event(), threading.Event()
+
+        def decode_elsewhere() -> None:  # stands in for a comparison's decode
+            with io.decoding_limit(photo, io.pixel_limit()):
+                holding.set()
+                release.wait(10)
+
+        other = threading.Thread(target=decode_elsewhere)
+        other.start()
+        assert holding.wait(5)
+        started = time.monotonic()
         window.add_paths([photo])
+        assert time.monotonic() - started < 1  # the main thread did not wait
         assert window._walks_pending == 1 and not window.rows
         release.set()
+        other.join(5)
         assert wait_until(lambda: [r.src for r in window.rows.values()] == [photo], 10)
+        window.add_paths([small_photo(tmp_path / "b.png", index=1)])  # idle: at once
+        assert len(window.rows) == 2
 
     def test_photos_added_during_a_batch_are_checked_off_the_main_thread(self, window,
                                                                          tmp_path,

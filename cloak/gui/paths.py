@@ -22,7 +22,8 @@ def is_image_file(path: Path) -> bool:
 
 
 def expand_paths(paths: Iterable[str | Path], output_dir: Path | None = None,
-                 should_stop: Callable[[], bool] | None = None) -> list[Path]:
+                 should_stop: Callable[[], bool] | None = None, wait: bool = True
+                 ) -> list[Path]:
     """Photos among `paths`, folders expanded recursively, in order, without duplicates.
 
     Hidden files and earlier outputs are skipped: inside folders, anything in a folder
@@ -33,7 +34,9 @@ def expand_paths(paths: Iterable[str | Path], output_dir: Path | None = None,
     this off the main thread for many files). So protected copies are not protected again,
     while a Save-to folder that holds originals still takes photos chosen from it, and a
     folder dropped from inside the Save-to folder still gives its photos. `should_stop`
-    (asked before each file) ends a long walk early, returning what it found so far."""
+    (asked before each file) ends a long walk early, returning what it found so far.
+    `wait` False: io.DecoderBusy where a header check would wait for another thread's
+    decode (the main thread then walks on the pool instead)."""
     found: dict[Path, None] = {}
     outputs = Path(os.path.realpath(output_dir)) if output_dir else None
 
@@ -64,9 +67,9 @@ def expand_paths(paths: Iterable[str | Path], output_dir: Path | None = None,
                 if skip_outputs and inside_outputs(child) or \
                         copies and os.path.realpath(child) in copies:
                     continue
-                if is_image_file(child) and not is_protected_copy(child):
+                if is_image_file(child) and not is_protected_copy(child, wait):
                     found.setdefault(child.absolute(), None)
-        elif is_image_file(path) and not is_protected_copy(path):
+        elif is_image_file(path) and not is_protected_copy(path, wait):
             found.setdefault(path.absolute(), None)
     return list(found)
 
@@ -97,13 +100,13 @@ def walk_files(folder: Path) -> Iterator[Path]:
             yield Path(entry.path)
 
 
-def is_protected_copy(path: Path) -> bool:
+def is_protected_copy(path: Path, wait: bool = True) -> bool:
     """True for a file cloak wrote (its XMP carries cloak's note): picking one from the
     Save-to folder would protect a protected copy. Unreadable files are not (they fail on
-    their own row, with the reason)."""
+    their own row, with the reason). `wait`: see io.says_protected_file."""
     from cloak.io import says_protected_file
 
-    return says_protected_file(path)
+    return says_protected_file(path, wait)
 
 
 def default_output_dir(src: Path) -> Path:

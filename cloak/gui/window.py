@@ -53,6 +53,7 @@ from PySide6.QtWidgets import (
 
 from cloak import PRESETS, CloakError, ProtectConfig
 from cloak.device import DEVICE_ENV, fp32_cpu_note, pick_device
+from cloak.io import DecoderBusy
 from cloak.metadata import MetadataPolicy
 
 from .images import Comparison, compare, thumbnail
@@ -324,28 +325,32 @@ class MainWindow(QMainWindow):
         """Add photos as waiting rows, skipping ones already listed. Folders are walked on
         the pool thread (a large folder would freeze the window); their photos are added
         when the walk is done, in the order given. So are files while photos are being
-        protected or the pool decodes one (a before/after view): telling a protected copy
-        apart reads its header, which waits for a decode in progress (io.decoding_limit's
-        lock), seconds for a 48 MP photo."""
-        if (self._walks_pending or len(paths) > SYNC_ADD_LIMIT or self.is_running()
-                or self._pool.activeThreadCount()
+        protected, or while the pool decodes one (a before/after view): telling a
+        protected copy apart reads its header, which waits for a decode in progress
+        (io.decoding_limit's lock), seconds for a 48 MP photo."""
+        if not (self._walks_pending or len(paths) > SYNC_ADD_LIMIT or self.is_running()
                 or any(os.path.isdir(p) for p in paths)):
-            # Through the pool's one thread, behind any walk still running: rows keep the
-            # order the photos were given in.
-            self._walks_pending += 1
-            self.statusBar().showMessage("looking for photos…")
-            key = (self._list_generation, len(paths))
-            generation = self._list_generation
+            try:
+                photos = expand_paths(paths, self.output_dir, wait=False)
+            except DecoderBusy:
+                pass  # a decode holds the lock: walk on the pool instead
+            else:
+                self._add_photos(photos, len(paths))
+                return
+        # Through the pool's one thread, behind any walk still running: rows keep the
+        # order the photos were given in.
+        self._walks_pending += 1
+        self.statusBar().showMessage("looking for photos…")
+        key = (self._list_generation, len(paths))
+        generation = self._list_generation
 
-            def stale() -> bool:  # the list was cleared, or the window is closing
-                return self._closing or self._list_generation != generation
+        def stale() -> bool:  # the list was cleared, or the window is closing
+            return self._closing or self._list_generation != generation
 
-            self._run_in_background(BackgroundCall(
-                self._walks, key, expand_paths, list(paths), self.output_dir, stale),
-                WALK_PRIORITY)
-            self._update_buttons()  # Clear list stops a walk (a home folder dropped)
-            return
-        self._add_photos(expand_paths(paths, self.output_dir), len(paths))
+        self._run_in_background(BackgroundCall(
+            self._walks, key, expand_paths, list(paths), self.output_dir, stale),
+            WALK_PRIORITY)
+        self._update_buttons()  # Clear list stops a walk (a home folder dropped)
 
     @Slot(object, object, str)
     def _on_walked(self, key: tuple[int, int], photos: list[Path] | None, error: str) -> None:
