@@ -540,6 +540,8 @@ class Manifest:
             self.entries.setdefault(key, entry)
         for name, folder in other.folders.items():
             self.folders.setdefault(name, folder)
+        if other.found is not None and other.found[0] == "newer":  # never replaced
+            self.found = other.found
 
     def key(self, dst: Path) -> str:
         rel = os.path.relpath(os.path.abspath(dst), os.path.abspath(self.out_dir))
@@ -1030,7 +1032,7 @@ def _record(item: Item, manifest: Manifest, previous: dict | None, outcome) -> s
         item.status, item.message = FAILED, (
             f"{done}can't update {manifest.path} ({why}); the run stopped here")
         return f"{manifest.path} can't be updated"
-    if isinstance(outcome, BaseException) and getattr(outcome, "errno", None) in FOLDER_STOPS:
+    if isinstance(outcome, OutputError) and outcome.errno in FOLDER_STOPS:  # a write
         return (f"the disk holding {item.dst.parent} {FOLDER_STOPS[outcome.errno]} (free "
                 "some space, or choose another --out, and run again to do the rest)")
     return None
@@ -1148,9 +1150,10 @@ class _NamePhoto(logging.Filter):
 
 def _init_worker(threads: int, stop_event, progress_queue) -> None:
     global _worker_stop, _worker_queue
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
-    if hasattr(signal, "SIGTERM"):  # a service manager's stop reaches the whole group:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the parent stops the workers
+    # The parent decides when to stop. (SIGTERM keeps its default: the pool ends a
+    # broken pool's other workers with it, and a service manager's stop of the whole
+    # group ends them while the parent stops the run.)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _exit_with_parent()
     # Warnings (EXIF, faces...) from several workers interleave: each names its photo.
     handler = logging.StreamHandler()
@@ -1225,14 +1228,14 @@ def _run_pool(todo: list[Item], manifest: Manifest, config: ProtectConfig, jobs:
                     record(item, previous, exc)
                     continue
                 try:
-                    with _children_ignore_stop_signals():  # workers start in submit
+                    with _children_ignore_ctrl_c():  # workers start in submit
                         future = pool.submit(_work, index, item, config)
                 except cf.BrokenExecutor:
                     # A worker died (out of memory, a crash in a decoder): the photos it
                     # took down have failed; the rest go on in a fresh pool.
                     pool.shutdown(wait=True, cancel_futures=True)
                     pool = new_pool()
-                    with _children_ignore_stop_signals():
+                    with _children_ignore_ctrl_c():
                         future = pool.submit(_work, index, item, config)
                 running[future] = (item, previous)
             if stop():
@@ -1278,23 +1281,21 @@ def _lost_worker(exc: BaseException, stop_event, stop: Callable[[], bool] = lamb
 
 
 @contextlib.contextmanager
-def _children_ignore_stop_signals():
-    """While worker processes are started: Ctrl-C and SIGTERM ignored, which a spawned
-    child inherits through exec, so it is never interrupted while it imports torch, before
-    _init_worker ignores them itself (it printed "Interrupted" and died, breaking the
-    pool). Outside the main thread, where handlers can't change, as it is."""
-    names = [n for n in ("SIGINT", "SIGTERM") if hasattr(signal, n)]
+def _children_ignore_ctrl_c():
+    """While worker processes are started: Ctrl-C ignored, which a spawned child inherits
+    through exec, so it is never interrupted while it imports torch, before _init_worker
+    ignores it itself (it printed "Interrupted" and died, breaking the pool). A Ctrl-C
+    in these milliseconds is lost; the next one stops the run. Outside the main thread,
+    where handlers can't change, as it is."""
     try:
-        saved = [(getattr(signal, n), signal.signal(getattr(signal, n), signal.SIG_IGN))
-                 for n in names]
+        saved = signal.signal(signal.SIGINT, signal.SIG_IGN)
     except ValueError:
         yield
         return
     try:
         yield
     finally:
-        for number, handler in saved:
-            signal.signal(number, handler)
+        signal.signal(signal.SIGINT, saved)
 
 
 def _drain(progress_queue, todo: list[Item], emit: Callable[[Event], None]) -> None:

@@ -122,7 +122,7 @@ def person_mask(boxes: list[tuple[float, ...]], height: int, width: int) -> torc
 MASK_ASPECT_TOLERANCE = 0.05  # working sizes round to 8 px: up to ~1.5% off at 512
 
 
-BLACK_MASK = 0.02  # a mask no brighter than this anywhere is black: refused
+BLACK_MASK = 0.1  # a mask no brighter than this anywhere, at the working size: refused
 
 
 def load_user_mask(path: str | Path, height: int, width: int, check_aspect: bool = True,
@@ -154,13 +154,16 @@ def load_user_mask(path: str | Path, height: int, width: int, check_aspect: bool
             f"mask {path} is {img.width}x{img.height}, not the shape of this photo "
             f"(aspect {aspect_width / aspect_height:.2f}); draw the mask on the photo as "
             "shown, at its size")
-    if float(np.asarray(img).max()) <= BLACK_MASK:
-        raise UnsupportedImageError(
-            f"mask {path} has no white: white marks what to protect most, and the rest of "
-            "the photo keeps a third of the protection, so an all-black (or fully "
-            "see-through) mask would weaken the whole photo; paint the region white, or "
-            "leave --mask out")
     arr = np.asarray(img.resize((width, height), Image.BILINEAR), dtype=np.float32)
+    # None at all, or (at the size cloak works at; `check_aspect` False only checks that
+    # the file reads) too thin to last there
+    if float(np.asarray(img).max()) <= BLACK_MASK or (check_aspect
+                                                      and float(arr.max()) <= BLACK_MASK):
+        raise UnsupportedImageError(
+            f"mask {path} has no white region (none, or only lines or specks too thin to "
+            f"last at the {width}x{height} px cloak works at): white marks what to protect "
+            "most, and the rest of the photo keeps a third of the protection, so it "
+            "would weaken the whole photo; paint the region white, or leave --mask out")
     return torch.from_numpy(arr.clip(0, 1))[None, None]
 
 

@@ -75,7 +75,7 @@ pillow_heif.register_heif_opener()
 
 # AVIF needs a Pillow built with libavif (13.0's wheels are); without one, .avif files
 # are skipped like any other format cloak does not read.
-AVIF_SUPPORTED = bool(features.check("avif"))
+AVIF_SUPPORTED = "avif" in features.modules and bool(features.check_module("avif"))
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".heic",
                             ".heif", ".hif", ".tif", ".tiff", ".bmp", ".dib", ".gif", ".mpo"}
                            | ({".avif"} if AVIF_SUPPORTED else set()))
@@ -258,9 +258,25 @@ def decode_own_bytes(data: IO[bytes]) -> Image.Image:
             Image.MAX_IMAGE_PIXELS = saved
 
 
+def _is_avif(fp: IO[bytes]) -> bool:
+    """Whether the file's ISO-BMFF `ftyp` box names AVIF and no HEVC brand: pillow-heif
+    also claims AVIF files branded "mif1", and can't decode them without an AV1 decoder."""
+    fp.seek(0)
+    head = fp.read(64)
+    fp.seek(0)
+    if head[4:8] != b"ftyp":
+        return False
+    size = int.from_bytes(head[:4], "big")
+    brands = {head[i:i + 4] for i in range(8, min(size, len(head)) - 3, 4)}
+    return bool(brands & {b"avif", b"avis"}) and not brands & {
+        b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis"}
+
+
 def _open_image(fp: IO[bytes], path: Path) -> Image.Image:
     """Image.open (inside decoding_limit)."""
     try:
+        if AVIF_SUPPORTED and _is_avif(fp):
+            return Image.open(fp, formats=("AVIF",))
         return Image.open(fp, formats=READ_FORMATS)
     except UnidentifiedImageError:
         raise _fail(path, f"not an image cloak can read (supported: {SUPPORTED})") from None

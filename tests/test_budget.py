@@ -112,6 +112,21 @@ class TestPriorities:
         Image.fromarray(rgba, "RGBA").save(tmp_path / "mask.png")
         assert float(budget.load_user_mask(tmp_path / "mask.png", 64, 64).max()) == 1
 
+    def test_a_mask_whose_white_vanishes_at_the_working_size_is_refused(self, tmp_path):
+        """A speck of white on a big mask averages away at the size cloak works at: as
+        good as black there. The batch's early check (8x8, readability only) takes it."""
+        from cloak.errors import UnsupportedImageError
+
+        speck = np.zeros((800, 800), np.uint8)
+        speck[400:402, 400:402] = 255
+        Image.fromarray(speck, "L").save(tmp_path / "mask.png")
+        with pytest.raises(UnsupportedImageError, match="too thin to last at the 64x64"):
+            budget.load_user_mask(tmp_path / "mask.png", 64, 64)
+        budget.load_user_mask(tmp_path / "mask.png", 8, 8, check_aspect=False)
+        speck[300:500, 300:500] = 255  # a real region
+        Image.fromarray(speck, "L").save(tmp_path / "mask.png")
+        assert float(budget.load_user_mask(tmp_path / "mask.png", 64, 64).max()) == 1
+
     def test_uniform_when_not_perceptual(self):
         b = budget.budget_map(half_flat_half_texture(), perceptual=False)
         assert torch.equal(b, torch.ones_like(b))

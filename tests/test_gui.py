@@ -160,6 +160,9 @@ class TestDropZone:
             assert entered and accepted
             assert proposed == "MoveAction"  # what Shift asks for
             assert taken == "CopyAction"
+        # a source that only allows a move (Qt would move whatever the target asks)
+        entered, event = drop(window.drop_zone, [a], Qt.DropAction.MoveAction)
+        assert not entered and a.exists()
 
     def test_drop_emits_local_photos_and_folders(self, qapp, tmp_path, small_photo):
         a = small_photo(tmp_path / "a.jpg")

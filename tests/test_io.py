@@ -444,6 +444,21 @@ class TestAvif:
         copy = io.load_photo(dst)
         assert photo.alpha is not None and np.array_equal(copy.alpha, photo.alpha)
 
+    def test_an_avif_branded_mif1_is_read_as_avif(self, tmp_path: Path) -> None:
+        """pillow-heif claims files whose major brand is "mif1" and, with no AV1 decoder,
+        fails on an AVIF: the compatible brands send it to Pillow's AVIF reader."""
+        src = save(Image.fromarray(pixels()), tmp_path / "a.avif", quality=100,
+                   subsampling="4:4:4")
+        data = bytearray(src.read_bytes())
+        assert data[4:12] == b"ftypavif"
+        data[8:12] = b"mif1"
+        (tmp_path / "b.avif").write_bytes(bytes(data))
+        photo = io.load_photo(tmp_path / "b.avif")
+        assert photo.format == "AVIF"
+        assert np.abs(as_u8(photo).astype(int) - pixels()).max() <= 2
+        heic = _heic(tmp_path)  # HEIC still goes to pillow-heif
+        assert io.load_photo(heic).format == "HEIF"
+
     def test_an_avif_is_found_and_named_avif(self, tmp_path: Path) -> None:
         assert ".avif" in io.IMAGE_SUFFIXES and "AVIF" in io.SUPPORTED
         assert io.output_path_for("x/Shot.AVIF", tmp_path) == tmp_path / "Shot.AVIF"

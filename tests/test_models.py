@@ -161,7 +161,7 @@ class TestLookupAndVerification:
     def test_sha_mismatch_is_refused(self, model_dir, tmp_path, monkeypatch):
         """A damaged copy under a pinned name is refused, though it still loads strictly
         and keeps its fingerprint: its last byte, flipped, is a weight's sign and
-        exponent (406 where every published weight is under 5)."""
+        exponent."""
         bad = tmp_path / "bad"
         bad.mkdir()
         data = bytearray((model_dir / "taesd_encoder.safetensors").read_bytes())
@@ -169,6 +169,7 @@ class TestLookupAndVerification:
         (bad / "taesd_encoder.safetensors").write_bytes(bytes(data))
         state = W.read_state_dict(bad / "taesd_encoder.safetensors", check_pin=False)
         assert W.identify(state, "encoder") == "taesd"  # the fingerprint alone would pass
+        assert W.values_digest(state) != W.KNOWN_VALUES["taesd"]["encoder"]
         monkeypatch.setenv("CLOAK_MODEL_DIR", str(bad))
         with pytest.raises(ModelError, match="sha256"):
             W.load_verified(get_spec("taesd"), "encoder", allow_download=False)
@@ -214,6 +215,27 @@ class TestLookupAndVerification:
             path = next(model_dir.glob(f"{name}_{part}.*"))
             state = W.normalise_keys(W.read_state_dict(path), part)
             assert W.identify(state, part) == name, path.name
+            assert W.values_digest(state) == W.KNOWN_VALUES[name][part], path.name
+
+    def test_a_damaged_copy_that_keeps_its_fingerprint_and_range_is_refused(
+            self, model_dir, tmp_path):
+        """Damage no range check sees (low bits of one weight, far from the layer the
+        fingerprint samples): the bf16 values' digest differs, so the copy under the pinned
+        name is refused, not taken for another export."""
+        from safetensors.torch import save_file
+
+        state = W.read_state_dict(model_dir / "taesd_encoder.safetensors")
+        key = next(k for k in sorted(state) if k != W.FINGERPRINT_KEY["encoder"]
+                   and state[k].numel() > 100)
+        state[key].view(-1)[7] *= 1.5  # still a plausible weight
+        mine = tmp_path / "mine"
+        mine.mkdir()
+        save_file({k: v.to(torch.bfloat16).contiguous() for k, v in state.items()},
+                  str(mine / "taesd_encoder.safetensors"))
+        assert W.identify(state, "encoder") == "taesd"
+        with pytest.raises(ModelError, match="sha256"):
+            W.load_verified(get_spec("taesd"), "encoder", model_dir=mine,
+                            allow_download=False)
 
     def test_an_unreadable_weights_file_is_named_for_what_it_is(self, model_dir, tmp_path):
         """A web page saved under a weights name (GitHub's page for the file, not the raw

@@ -139,15 +139,22 @@ class DropZone(QFrame):
         event.setDropAction(Qt.DropAction.CopyAction)
         event.accept()
 
+    @staticmethod
+    def _copyable(event: QDragEnterEvent | QDragMoveEvent | QDropEvent) -> bool:
+        """Local files from a source that lets them be copied (Qt takes a move-only
+        source's drop as a move, whatever the target asks)."""
+        return bool(event.possibleActions() & Qt.DropAction.CopyAction) and bool(
+            local_paths(event.mimeData()))
+
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
-        if local_paths(event.mimeData()):
+        if self._copyable(event):
             self._accept_as_copy(event)
             self._set_hover(True)
         else:
             event.ignore()
 
     def dragMoveEvent(self, event: QDragMoveEvent) -> None:
-        if local_paths(event.mimeData()):
+        if self._copyable(event):
             self._accept_as_copy(event)
         else:
             event.ignore()
@@ -158,7 +165,7 @@ class DropZone(QFrame):
     def dropEvent(self, event: QDropEvent) -> None:
         self._set_hover(False)
         dropped = local_paths(event.mimeData())
-        if not dropped:
+        if not dropped or not self._copyable(event):
             event.ignore()
             return
         self._accept_as_copy(event)

@@ -66,6 +66,24 @@ FINGERPRINTS: dict[str, dict[str, str]] = {
               "decoder": "f61c7de7cdd2a6149c48a3c5b75bb04e"},
 }
 
+# weights.values_digest of each published (model, part): another export of the same
+# weights (fp32, another tool's file) under a pinned name is recognised by it. Pinned by
+# tests/test_models.py against the files in ../shared/models.
+KNOWN_VALUES: dict[str, dict[str, str]] = {
+    "taesd": {
+        "encoder": "36f5615d5a81204d62f1911d5f4bfd9518b9855649872be6f35beb5d7beadb39",
+        "decoder": "2c7175c381560328cb97428e572fdd84c61e9e4401f2c1d759873e432dce0dc1"},
+    "taesdxl": {
+        "encoder": "f79e663e85cd2c402576dad8f476fc973150d4a97cc452d601f28e66e41fc98e",
+        "decoder": "da181205b96edfc4fe6c4edabc23812c664c02d00d68af86e57965d3c325b086"},
+    "taef1": {
+        "encoder": "8f7ed7345a3368abc04d63f6f42e6ed4c44db340827fa0805139100449d8f3af",
+        "decoder": "3daa3629892eb8ea3ed827f5f1fd04ebf46d3f17fe5257459ed634f38bc7a0ac"},
+    "taef2": {
+        "encoder": "8df005c32fed8786de09905fe9d7e8f121ea4f9f6035a5f3ac651152b03e8824",
+        "decoder": "68d65988d90cc297f637f3093efb3a6418d9d4ba4b5de97c4d02b8d60200f237"},
+}
+
 ALL_MODEL_NAMES: tuple[str, ...] = tuple(MODELS)
 
 

@@ -7,6 +7,7 @@ Weights load only through safetensors or `torch.load(weights_only=True)`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import io
@@ -28,6 +29,7 @@ from .registry import (
     FACE_DETECTOR_URL,
     FINGERPRINTS,
     KNOWN_SHA256,
+    KNOWN_VALUES,
     MODELS,
     PARTS,
     UPSTREAM_URL,
@@ -76,12 +78,28 @@ def read_state_dict(path: Path, check_pin: bool = True) -> dict[str, torch.Tenso
     read once: a pinned file's sha256 is checked on the very bytes that are loaded (a
     file swapped in a shared folder between a check and a load can't slip through);
     PinMismatch where it differs, unless not `check_pin`."""
+    state, mismatch = _read_checked(path)
+    if mismatch is not None and check_pin:
+        raise mismatch
+    return state
+
+
+def _read_checked(path: Path) -> tuple[dict[str, torch.Tensor], PinMismatch | None]:
+    """read_state_dict's work, from one read: the state and, where the name's pinned
+    sha256 differs from the bytes, the PinMismatch to raise."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise ModelError(f"can't read weights {path}: {exc.strerror or exc}") from exc
-    if check_pin:
+    try:
         check_pinned(path, hashlib.sha256(data).hexdigest())
+        mismatch = None
+    except PinMismatch as exc:
+        mismatch = exc
+    return _parse_state(path, data), mismatch
+
+
+def _parse_state(path: Path, data: bytes) -> dict[str, torch.Tensor]:
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load as load_safetensors
@@ -95,6 +113,18 @@ def read_state_dict(path: Path, check_pin: bool = True) -> dict[str, torch.Tenso
     if not isinstance(state, dict):
         raise ModelError(f"{path} does not hold a state dict")
     return {k: v.float() for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+
+def values_digest(state: dict[str, torch.Tensor]) -> str:
+    """sha256 of a (flat-layout) state dict's values rounded to bf16, keys in order: the
+    same for the published bf16 files and for any export of the same weights at bf16 or
+    finer precision; any damage to a value that bf16 can see changes it."""
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        digest.update(key.encode())
+        bits = state[key].detach().to(torch.bfloat16).contiguous().view(torch.int16)
+        digest.update(bits.numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _why_unreadable(data: bytes, exc: Exception) -> str:
@@ -153,9 +183,6 @@ def fingerprint(state: dict[str, torch.Tensor], part: str) -> str | None:
     picked = values[:: values.numel() // FINGERPRINT_BITS][:FINGERPRINT_BITS]
     bits = "".join("1" if float(v) > 0 else "0" for v in picked)
     return f"{int(bits, 2):032x}"
-
-
-MAX_PUBLISHED_WEIGHT = 32.0  # largest |value| in the published files: 4.1 (taesdxl encoder)
 
 
 def agreement(a: str, b: str) -> float:
@@ -260,7 +287,8 @@ def fetch(url: str, target: Path, check: Callable[[Path], None],
         if total and done != total:
             raise OSError(f"the download ended early ({done} of {total} bytes)")
         check(tmp)
-        os.chmod(tmp, 0o644)  # public files: mkstemp's 0600 kept others sharing the cache out
+        with contextlib.suppress(OSError):  # some mounts (exFAT, CIFS) refuse a chmod
+            os.chmod(tmp, 0o644)  # public files: mkstemp's 0600 kept others out of the cache
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
@@ -413,13 +441,9 @@ def load_part(spec: ModelSpec, part: str, path: Path, other_exports: bool = Fals
     always for cloak's own downloads) it is refused as damaged."""
     if part not in PARTS:
         raise ValueError(f"part must be one of {PARTS}, got {part!r}")
-    mismatch = None
-    try:
-        state = read_state_dict(path)
-    except PinMismatch as exc:
-        if not other_exports:
-            raise
-        mismatch, state = exc, read_state_dict(path, check_pin=False)
+    state, mismatch = _read_checked(path)
+    if mismatch is not None and not other_exports:
+        raise mismatch
     try:
         state = normalise_keys(state, part)
     except ValueError as exc:
@@ -437,12 +461,9 @@ def load_part(spec: ModelSpec, part: str, path: Path, other_exports: bool = Fals
             f"{spec.name}'s ({spec.stands_in_for}); put {spec.name}'s file there "
             f"({UPSTREAM_URL}/{spec.file_stem(part)}.pth)")
     if mismatch is not None:
-        # Another export holds the published values (bf16 or finer). A damaged copy can
-        # keep the fingerprint: a flipped exponent bit makes a weight of at most ~4
-        # (every published file) into hundreds or more, or not a number.
-        if holds != spec.name or not all(
-                torch.isfinite(v).all() and float(v.abs().max()) <= MAX_PUBLISHED_WEIGHT
-                for v in state.values() if v.numel()):
+        # Another export holds the published values, at bf16 or finer: their bf16 digest
+        # is the pinned file's. A damaged copy (which can keep the fingerprint) is not.
+        if values_digest(state) != KNOWN_VALUES[spec.name][part]:
             raise mismatch
         _warn_once(f"{path} is not the file cloak pinned under that name (sha256 differs) "
                    f"but holds {spec.name}'s published {part} weights (another export of "
