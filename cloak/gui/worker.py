@@ -275,8 +275,10 @@ class ProtectWorker(QObject):
             emit(self.failed, job.index, plain_message(exc))
         else:
             record_copy(job.src, dst, settings)  # a later session skips this photo
-            emit(self.protected, job.index,
-                 Outcome(job.src, dst, report, self._status(report), self.config))
+            status = self._status(report)
+            emit(self.progress, job.index, 1.0, "done")  # the posting check too
+            emit(self.protected, job.index, Outcome(job.src, dst, report, status,
+                                                    self.config))
 
     def _make_folder(self, folder: Path, created: list[Path]) -> None:
         """Create the output folder (recorded in `created`) and check once per run that
