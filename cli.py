@@ -672,7 +672,8 @@ def verify(
     down-up, blur, a crop of a few pixels; grid: an editor that rounds its 512 px resize
     down; naive: an editor's downscale without antialiasing).
     The verdict (strong >= 3 dB, moderate >= 1.5, weak >= 0.5, else none, on the weakest
-    model) is taken on the worst channel.
+    model) is taken on the worst channel. All of that is at 512 px (SD 1.x/2.x's editing
+    size); the SDXL and FLUX stand-ins are also measured at 1024 px, as the photo is.
 
     With PROTECTED alone: a no-reference receipt (protected or not), which also works on a
     copy downloaded back from a platform. It always uses taesd, the calibrated detector
@@ -756,7 +757,8 @@ def verify(
                                                                   copy_icc)
                 with measuring_bar("measuring") as progress:
                     v = verify_images(original, copy, channels=measured, models=names,
-                                      model_dir=md, device=device, progress=progress)
+                                      model_dir=md, device=device, progress=progress,
+                                      at_1024=True)
                 v.note = "; ".join(n for n in (colour_note, v.note) if n) or None
                 if v.note:
                     typer.secho(f"note: {v.note}", fg=typer.colors.YELLOW, err=True)
@@ -780,6 +782,12 @@ def verify(
                         else "")
                 typer.echo(f"verdict: {v.verdict} (worst channel: {v.worst.channel}{only}); "
                            f"as is (before posting): {v.verdict_as_posted}")
+                if v.damage_at_1024:
+                    typer.echo(
+                        "at 1024 px, SDXL and FLUX's editing size (as it is): "
+                        + ", ".join(f"{n} {d:.2f}" for n, d in v.damage_at_1024.items())
+                        + f" dB: {v.verdict_at_1024} (the table and verdict above are at "
+                        "512 px, SD 1.x/2.x's)")
                 # not "protected": with one photo that key is the receipt's yes or no
                 result = {"original": str(photo), "protected_copy": str(protected),
                           **v.to_dict()}

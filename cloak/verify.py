@@ -185,6 +185,12 @@ class ChannelResult:
         return min(self.damage_db.values())
 
 
+# SDXL and FLUX edit at 1024 px, where a perturbation made for SD's 512 keeps much less
+# (README "Editing size"): verify measures their stand-ins there too, as the photo is.
+LARGE_EDITORS = ("taesdxl", "taef1", "taef2")
+LARGE_EDIT_SIZE = 1024
+
+
 @dataclass
 class Verification:
     psnr: float
@@ -192,6 +198,15 @@ class Verification:
     max_change255: float
     channels: list[ChannelResult] = field(default_factory=list)
     note: str | None = None  # how the two were matched, when not as given (match_copy)
+    # damage (dB) as the photo is at long side 1024, for the LARGE_EDITORS measured
+    damage_at_1024: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def verdict_at_1024(self) -> str | None:
+        """Verdict on the weakest of the SDXL/FLUX stand-ins at 1024 px, as the photo is;
+        None when they were not measured there."""
+        return verdict_for(min(self.damage_at_1024.values())) if self.damage_at_1024 \
+            else None
 
     @property
     def worst(self) -> ChannelResult:
@@ -219,7 +234,8 @@ class Verification:
         `verdict_as_posted`, which read as "after posting" to some)."""
         d = asdict(self)
         d.update(verdict=self.verdict, verdict_as_is=self.verdict_as_posted,
-                 verdict_as_posted=self.verdict_as_posted, worst_channel=self.worst.channel)
+                 verdict_as_posted=self.verdict_as_posted, worst_channel=self.worst.channel,
+                 verdict_at_1024=self.verdict_at_1024)
         return d
 
 
@@ -259,7 +275,8 @@ def verify_images(original: Image.Image, protected: Image.Image,
                   device: str | None = None,
                   progress: Callable[[float, str], None] | None = None,
                   clean_cache: dict | None = None, figures: bool = True,
-                  should_stop: Callable[[], bool] | None = None) -> Verification:
+                  should_stop: Callable[[], bool] | None = None,
+                  at_1024: bool = False) -> Verification:
     """Compare an original and its protected copy (upright RGB). A copy of another size
     but the same shape (one downloaded back from a platform) is compared with the
     original resized to it (match_copy); copies that can't be the original's protected
@@ -269,7 +286,9 @@ def verify_images(original: Image.Image, protected: Image.Image,
     the original's side of every channel is computed once. `figures=False` skips the
     full-size PSNR, SSIM and largest change (NaN then): heavy on a big photo, not needed
     for the damage. `should_stop` (asked before each model's measurement) raises
-    Cancelled."""
+    Cancelled. `at_1024`: also the damage as the photo is at long side 1024 for the SDXL
+    and FLUX stand-ins measured (LARGE_EDITORS; `damage_at_1024`), each round trip about
+    4x one at 512."""
     if not models:
         raise ConfigError("no autoencoder to measure with; name at least one, e.g. taesd")
     original, note = match_copy(original, protected)
@@ -324,6 +343,19 @@ def verify_images(original: Image.Image, protected: Image.Image,
                 measured[both] = damage, shift
         damage, shift = measured[both]
         result.channels.append(ChannelResult(channel, dict(damage), dict(shift)))
+    large = [n for n in nets if n in LARGE_EDITORS] if at_1024 else []
+    if large:
+        if progress:
+            progress(1.0, f"as-is at {LARGE_EDIT_SIZE} px")
+        xs = metrics.resize_long(_tensor(original), LARGE_EDIT_SIZE).to(dev)
+        xas = metrics.resize_long(_tensor(protected), LARGE_EDIT_SIZE).to(dev)
+        with autocast(dev):
+            for n in large:
+                if should_stop is not None and should_stop():
+                    raise Cancelled("cancelled")
+                d, _ = metrics.damage_and_shift(nets[n], xs, metrics.clean_reference(
+                    nets[n], xs), xas)
+                result.damage_at_1024[n] = round(d, 3)
     return result
 
 

@@ -430,6 +430,24 @@ def test_verify_with_original_prints_channels_and_writes_json(tmp_path, small_ph
     assert "damage dB" in lines[header - 1] and "latent shift" in lines[header - 1]
     assert lines[header].split() == ["channel", "taesd", "taesd"]
     assert len(lines[header + 1].split()) == 3  # as-is, its damage, its latent shift
+    # taesd stands for SD, which edits at 512: nothing is measured at 1024
+    assert "at 1024 px" not in result.stdout
+    assert data["damage_at_1024"] == {} and data["verdict_at_1024"] is None
+
+
+def test_verify_measures_the_sdxl_stand_in_at_1024_too(tmp_path, small_photo, model_dir):
+    src = small_photo(tmp_path / "a.png", size=(96, 64))
+    out = tmp_path / "out"
+    assert invoke("protect", src, "--out", out, *TINY).exit_code == 0
+    report = tmp_path / "v.json"
+    result = invoke("verify", src, out / "a.png", "--models", "taesdxl", "--channels",
+                    "jpeg50", "--json", report)
+    assert result.exit_code == 0, result.output
+    data = json.loads(report.read_text())
+    assert set(data["damage_at_1024"]) == {"taesdxl"}
+    line = next(s for s in result.stdout.splitlines() if s.startswith("at 1024 px"))
+    assert f"taesdxl {data['damage_at_1024']['taesdxl']:.2f} dB: {data['verdict_at_1024']}" \
+        in line and "above are at 512 px" in line
 
 
 def test_each_protected_photo_gets_verifys_word_for_its_damage(tmp_path, small_photo,

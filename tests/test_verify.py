@@ -400,3 +400,30 @@ def test_a_copy_saved_without_the_originals_profile_is_compared_as_stored(model_
     assert "compared as stored" in note
     assert np.array_equal(np.asarray(original), np.asarray(p3))
     assert np.array_equal(np.asarray(copy), np.asarray(p3))
+
+
+def test_the_sdxl_and_flux_stand_ins_are_measured_at_1024_too(photo):
+    """SDXL and FLUX edit at 1024 px, where a perturbation made at 512 keeps much less:
+    with at_1024, verify also measures their stand-ins there (as the photo is), and only
+    theirs, against metrics.damage_db at 1024; its verdict is the weakest's there."""
+    import torch
+
+    from cloak import metrics
+    from cloak.device import autocast
+    from cloak.models import load_autoencoder
+
+    rng = np.random.default_rng(1)
+    noisy = Image.fromarray(np.clip(np.asarray(photo, dtype=np.int16)
+                                    + rng.integers(-8, 9, (256, 256, 3)), 0, 255)
+                            .astype(np.uint8))
+    v = verify_images(photo, noisy, ("as-is",), models=("taesd", "taesdxl"), at_1024=True)
+    assert set(v.damage_at_1024) == {"taesdxl"}
+    x, xa = (torch.from_numpy(np.asarray(i, dtype=np.float32) / 255).permute(2, 0, 1)[None]
+             for i in (photo, noisy))
+    with autocast(torch.device("cpu")):
+        expected = metrics.damage_db(load_autoencoder("taesdxl"), x, xa, size=1024)
+    assert v.damage_at_1024["taesdxl"] == pytest.approx(expected, abs=1e-3)
+    assert v.verdict_at_1024 == verdict_for(expected)
+    assert v.to_dict()["verdict_at_1024"] == v.verdict_at_1024
+    plain = verify_images(photo, noisy, ("as-is",), models=("taesd", "taesdxl"))
+    assert plain.damage_at_1024 == {} and plain.verdict_at_1024 is None
