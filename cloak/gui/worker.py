@@ -7,7 +7,6 @@ nothing is written for it, and the photos after it are reported as cancelled.
 
 from __future__ import annotations
 
-import errno
 import logging
 import re
 import threading
@@ -19,6 +18,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QRunnable, Signal, Slot
 
 from cloak import Cancelled, CloakError, OutputError, ProtectConfig, Report
+from cloak.batch import FOLDER_STOPS  # a full or read-only disk: the folder fails
 from cloak.errors import ModelError, OutputExistsError
 from cloak.io import check_folder_writable, output_path_for
 
@@ -27,8 +27,6 @@ from .signals import emit
 
 log = logging.getLogger(__name__)
 
-# Write errors that will hit every photo going to the same folder: disk full, quota, read-only.
-FOLDER_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EROFS)
 NAME_ATTEMPTS = 3  # free names tried when another program takes each one meanwhile
 ALREADY_PROTECTED = "already protected in an earlier session, with these settings"
 PROTECTION_LOST = "protection mostly lost"  # describe()'s words for a "none" verdict
@@ -264,7 +262,7 @@ class ProtectWorker(QObject):
                     job.src, dst, None, "protected, but measuring the saved copy failed: "
                     + plain_message(exc), self.config))
                 return
-            if isinstance(exc, OutputError) and exc.errno in FOLDER_FULL:
+            if isinstance(exc, OutputError) and exc.errno in FOLDER_STOPS:
                 # the probe's empty file fits on a full disk; the photo did not: the
                 # run's other photos going there fail at once, not after their attacks
                 self._folder_errors.setdefault(job.out_dir, (
