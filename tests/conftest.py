@@ -141,7 +141,8 @@ def read_only_folder(monkeypatch: pytest.MonkeyPatch) -> Callable[[Path], None]:
 def full_disk(tmp_path: Path) -> Iterator[Path]:
     """A folder on a real file system with no space left: a 64 KB tmpfs mounted at
     tmp_path/full and filled to the last byte (an empty file still fits, as on a full
-    disk). Mounting needs root (CI runs as root); elsewhere the test is skipped."""
+    disk). Mounting needs root (CI runs as root); where it can't mount, the test is
+    skipped, or fails where CI's full set-up is expected (`missing`)."""
     import subprocess
 
     folder = tmp_path / "full"
@@ -151,9 +152,9 @@ def full_disk(tmp_path: Path) -> Iterator[Path]:
             ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)],
             capture_output=True, check=False)
     except OSError as exc:  # no mount command
-        pytest.skip(f"can't mount a small tmpfs here: {exc}")
+        missing(f"can't mount a small tmpfs here: {exc}")
     if mounted.returncode:
-        pytest.skip(f"can't mount a small tmpfs here: {mounted.stderr.decode().strip()}")
+        missing(f"can't mount a small tmpfs here: {mounted.stderr.decode().strip()}")
     try:
         fd = os.open(folder / ".filler", os.O_WRONLY | os.O_CREAT)
         try:

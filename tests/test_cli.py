@@ -1105,7 +1105,8 @@ def test_warnings_print_above_the_progress_bar_and_logging_is_restored():
     assert logging.getLogger().handlers == before
 
 
-def test_protect_options_reach_the_settings_and_the_file(tmp_path, small_photo):
+def test_protect_options_reach_the_settings_and_the_file(tmp_path, small_photo,
+                                                        model_dir):
     """Each attack option, as typed, is what the run used (its --json settings), and
     --eps N is in /255 in the saved file."""
     photo = small_photo(tmp_path / "a.png")

@@ -99,17 +99,20 @@ def test_numpy_integers_are_whole_numbers():
     assert ProtectConfig(steps=np.int64(3), seed=np.int64(7)).steps == 3
 
 
-def test_a_gpu_index_this_machine_lacks_is_refused():
+def test_a_gpu_index_this_machine_lacks_is_refused(monkeypatch):
+    """No GPU at all, and (one GPU faked, as CI has none) an index past the last one."""
     import torch
 
     from cloak.device import pick_device
 
-    if not torch.cuda.is_available():
-        with pytest.raises(ConfigError, match="no CUDA GPU"):
-            pick_device("cuda:7")
-    else:
-        with pytest.raises(ConfigError, match="numbered from 0"):
-            pick_device(f"cuda:{torch.cuda.device_count()}")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="no CUDA GPU"):
+        pick_device("cuda:7")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ConfigError, match=r"has 1 CUDA GPU\(s\), numbered from 0"):
+        pick_device("cuda:1")
+    assert pick_device("cuda:0") == torch.device("cuda:0")
 
 
 def test_the_readmes_preset_table_states_the_presets():

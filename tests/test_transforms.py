@@ -47,10 +47,18 @@ class TestEachTransform:
         assert torch.equal(T.shift(x, 0, 0), x)
 
     def test_blur_is_a_gaussian_of_that_sigma(self, x):
-        import kornia
-
-        expected = kornia.filters.gaussian_blur2d(x, (5, 5), (0.8, 0.8), border_type="reflect")
-        assert torch.allclose(T.gaussian_blur(x, 0.8), expected)
+        """An impulse comes out as a normalised, symmetric bump whose variance is sigma^2
+        along each axis (kernel 2*round(3 sigma)+1 wide, so a little under sigma^2)."""
+        for sigma in (0.8, 1.5):
+            impulse = torch.zeros(1, 3, 41, 41)
+            impulse[..., 20, 20] = 1
+            response = T.gaussian_blur(impulse, sigma)[0, 0].double()
+            assert float(response.sum()) == pytest.approx(1, abs=1e-5)
+            assert torch.allclose(response, response.flip(0)) and \
+                torch.allclose(response, response.T)
+            offsets = torch.arange(41, dtype=torch.float64) - 20
+            variance = float((response.sum(1) * offsets ** 2).sum())
+            assert variance == pytest.approx(sigma ** 2, rel=0.05)
         # and it smooths: less energy in the differences between neighbours
         energy = lambda t: float((t[..., 1:, :] - t[..., :-1, :]).pow(2).mean())
         assert energy(T.gaussian_blur(x, 0.8)) < 0.5 * energy(x)
