@@ -512,7 +512,7 @@ def _pixels(image: Image.Image, fp: IO[bytes], path: Path, icc: bytes | None
     if mode == "F":
         raise _fail(path, "32-bit float pixels are not supported; export an 8- or 16-bit copy")
     if mode == "CMYK":
-        return _from_cmyk(image, path, icc)
+        return from_cmyk(image, path, icc)
     if mode in ("RGBA", "RGBa"):
         data = np.asarray(image.convert("RGBA"))
         return data[:, :, :3], data[:, :, 3], 8, icc
@@ -558,8 +558,8 @@ def _srgb_profile() -> bytes:
     return bytes(raw)
 
 
-def _from_cmyk(image: Image.Image, path: Path, icc: bytes | None
-               ) -> tuple[np.ndarray, None, int, bytes | None]:
+def from_cmyk(image: Image.Image, path: Path, icc: bytes | None
+              ) -> tuple[np.ndarray, None, int, bytes | None]:
     """CMYK -> sRGB through the embedded profile, else Pillow's plain formula."""
     if icc:
         try:

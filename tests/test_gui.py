@@ -1519,6 +1519,27 @@ def test_a_thumbnail_never_decodes_a_format_cloak_does_not_read(tmp_path):
     assert thumbnail(fake, 32) is None
 
 
+def test_a_cmyk_photo_is_shown_through_its_profile_as_cloak_reads_it(tmp_path):
+    """The before/after view shows a CMYK photo in the colours the protection reads (its
+    CMYK profile to sRGB), not Pillow's plain CMYK formula, which shifts them: otherwise
+    the view would show a colour change cloak did not make."""
+    from test_io import cmyk_icc_profile
+
+    from cloak import io
+    from cloak.gui.images import open_upright
+
+    rng = np.random.default_rng(3)
+    photo = tmp_path / "print.jpg"
+    Image.fromarray(rng.integers(0, 256, (24, 32, 4), dtype=np.uint8), "CMYK").save(
+        photo, quality=95, icc_profile=cmyk_icc_profile())
+    read = np.round(io.load_photo(photo).rgb * 255).astype(np.int16)
+    shown = np.asarray(open_upright(photo), np.int16)
+    with Image.open(photo) as image:
+        plain = np.asarray(image.convert("RGB"), np.int16)
+    assert np.abs(shown - read).max() <= 1
+    assert np.abs(plain - read).mean() > 10  # the plain formula is far off here
+
+
 def test_a_thumbnail_keeps_the_pixel_limit(tmp_path, monkeypatch):
     from cloak.gui.images import thumbnail
 

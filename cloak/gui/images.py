@@ -53,7 +53,11 @@ def _open_upright(path: Path, max_side: int | None) -> Image.Image:
         upright = ImageOps.exif_transpose(image)
         if upright.mode.startswith("I"):  # 16/32-bit gray: RGB conversion clips, so scale
             upright = upright.convert("I").point(lambda v: v * (1 / 257))
-        rgb = shown_in_srgb(on_light_background(upright), image.info.get("icc_profile"))
+        if upright.mode == "CMYK":  # through its profile, as the protection reads it (a
+            # CMYK profile is no use to shown_in_srgb, and the plain formula shifts colours)
+            rgb = Image.fromarray(io.from_cmyk(upright, path, image.info.get("icc_profile"))[0])
+        else:
+            rgb = shown_in_srgb(on_light_background(upright), image.info.get("icc_profile"))
     if max_side:
         rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     return rgb
