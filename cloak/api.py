@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +28,11 @@ class ProtectResult:
     report: Report
 
 
+# 32-bit float gray (values in [0, 1] would come out black or white), and colour
+# spaces PIL can't turn into RGB by itself
+NOT_TAKEN_MODES = ("F", "LAB", "HSV")
+
+
 def protect(image: Image.Image, config: ProtectConfig | None = None, *,
             progress: Progress | None = None,
             should_stop: Callable[[], bool] | None = None) -> ProtectResult:
@@ -38,6 +44,10 @@ def protect(image: Image.Image, config: ProtectConfig | None = None, *,
     from .io import check_size, with_real_alpha
 
     config = config or ProtectConfig()
+    if image.mode in NOT_TAKEN_MODES:  # F would go to RGB through 8-bit gray: 0 or 1
+        raise UnsupportedImageError(
+            f"images in PIL mode {image.mode} are not supported; pass an 8- or 16-bit RGB "
+            "or grayscale image")
     check_size(*image.size)  # as protect_file's load: no huge, tiny or sliver images
     image = with_real_alpha(image)
     deep = image.mode.startswith("I")  # 16-bit (or 32-bit integer) gray
@@ -81,7 +91,8 @@ def check_destination(src: Path, dst: Path, overwrite: bool) -> None:
             raise OutputError(f"output {dst} is a folder; give a file name")
         if dst.exists() and src.exists() and same_file(dst, src):
             raise OutputError(f"output {dst} is the input photo; choose another --out folder")
-        exists = dst.exists()
+        exists = os.path.lexists(dst)  # a broken link there too: it is refused
+        # now, not by the save after the attack's minutes
     except OSError as exc:  # a name too long for the disk (a preview's adds 12 bytes)
         raise OutputError(f"can't use the output name {dst}: {exc.strerror or exc}") from exc
     if exists and not overwrite:

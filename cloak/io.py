@@ -820,7 +820,7 @@ def save_photo(photo: Photo, rgb: np.ndarray, dst: str | os.PathLike[str], *,
         raise OutputError(f"output {dst} is a folder; give a file name")
     if photo.path is not None and dst.exists() and same_file(dst, photo.path):
         raise OutputError(f"output {dst} is the input photo; choose another output folder")
-    if dst.exists() and not overwrite:
+    if os.path.lexists(dst) and not overwrite:  # a broken link too
         raise OutputExistsError(dst)
     encoded = _encode_pixels(photo, rgb, fmt)
     stored = (encoded.image.size if encoded.image is not None

@@ -1341,6 +1341,10 @@ class TestAtomicWrite:
         assert dst.read_bytes() == b"keep me"
         io.save_photo(photo, photo.rgb, dst, overwrite=True)
         assert io.load_photo(dst).size == (40, 32)
+        (link := tmp_path / "link.png").symlink_to(tmp_path / "nowhere.png")
+        with pytest.raises(OutputError, match="already exists.*overwrite"):
+            io.save_photo(photo, photo.rgb, link)  # a broken link is a name in use
+        assert link.is_symlink() and not (tmp_path / "nowhere.png").exists()
 
     def test_never_overwrites_the_source(self, tmp_path: Path) -> None:
         src = _png(tmp_path)

@@ -229,6 +229,22 @@ class TestProtectFile:
         with pytest.raises(OutputError, match="is the input"):
             protect_file(src, src, config, overwrite=True)
 
+    def test_a_broken_link_at_the_output_is_refused_before_the_attack(self, config,
+                                                                       small_photo, tmp_path):
+        """A link to nothing under the output's name exists as a name: refused at once, as
+        the save would refuse it after the attack's minutes; --overwrite replaces the link
+        itself, never a file it could point to."""
+        src = small_photo(tmp_path / "a.png")
+        dst = tmp_path / "b.png"
+        dst.symlink_to(tmp_path / "nowhere.png")
+        steps = []
+        with pytest.raises(OutputError, match="already exists"):
+            protect_file(src, dst, config, progress=lambda f, m: steps.append(f))
+        assert steps == [] and dst.is_symlink()
+        protect_file(src, dst, config, overwrite=True)
+        assert not dst.is_symlink() and dst.is_file()
+        assert not (tmp_path / "nowhere.png").exists()
+
     def test_transparency_into_a_jpeg_is_refused_before_the_attack(self, config,
                                                                      small_photo, tmp_path):
         """A transparent PNG saved under a .jpg name (browsers do it): its output would be
@@ -298,6 +314,15 @@ class TestProtectImage:
         keyed.info["transparency"] = 1000  # to give it back in, so it is refused, not lost
         with pytest.raises(UnsupportedImageError, match="use protect_file"):
             protect(keyed, config.replace(steps=1))
+
+    def test_float_and_non_rgb_colour_modes_are_refused(self, config):
+        """A 32-bit float image (values in [0, 1]) would reach RGB through 8-bit gray as
+        0s and 1s, a black picture protected as if it were the photo: refused instead."""
+        ramp = np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64)
+        for image in (Image.fromarray(ramp, "F"),
+                      Image.new("RGB", (64, 64), "teal").convert("HSV")):
+            with pytest.raises(UnsupportedImageError, match=f"mode {image.mode}"):
+                protect(image, config.replace(steps=1))
 
     def test_palette_and_colour_key_transparency_become_alpha(self, config):
         rgb = np.random.default_rng(4).integers(0, 255, (48, 64, 3), dtype=np.uint8)
