@@ -41,7 +41,7 @@ def protect(image: Image.Image, config: ProtectConfig | None = None, *,
     grayscale, 16-bit gray stays 16-bit (mode I;16; one with a colour key is refused, as PIL
     has no mode to return it in), a palette image comes back RGB(A).
     For files (EXIF, ICC, formats, atomic writes) use `protect_file`."""
-    from .io import check_size, with_real_alpha
+    from .io import check_size, looks_gray, with_real_alpha
 
     config = config or ProtectConfig()
     if image.mode in NOT_TAKEN_MODES:  # F would go to RGB through 8-bit gray: 0 or 1
@@ -65,7 +65,8 @@ def protect(image: Image.Image, config: ProtectConfig | None = None, *,
         rgb = np.repeat(levels[..., None].astype(np.float32) / 65535, 3, axis=2)
     else:
         rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255
-    result = protect_array(rgb, config, grayscale=grayscale, progress=progress,
+    result = protect_array(rgb, config, grayscale=grayscale or looks_gray(rgb),
+                           progress=progress,
                            should_stop=should_stop)
     if deep:  # 16-bit in, 16-bit out (the change is whole 8-bit steps: 257 per step)
         out = Image.fromarray(np.round(result.rgb[..., 0] * 65535).astype(np.uint16))
@@ -146,7 +147,9 @@ def protect_file(src: str | Path, dst: str | Path, config: ProtectConfig | None 
     def attack_progress(fraction: float, message: str) -> None:
         report_progress(share * fraction, "saving" if message == "done" else message)
 
-    result = protect_array(photo.rgb, config, grayscale=photo.is_grayscale,
+    # a black-and-white photo stored in colour gets a gray change too (colour speckle
+    # would show on it), and stays a colour file
+    result = protect_array(photo.rgb, config, grayscale=photo.looks_gray,
                            should_stop=should_stop, progress=attack_progress,
                            figures=not lossy)
     if should_stop is not None and should_stop():  # a cancel while figures were measured

@@ -131,6 +131,23 @@ NO_ALPHA = frozenset({"JPEG", "BMP"})
 _open_lock = threading.Lock()  # guards the temporary change of Image.MAX_IMAGE_PIXELS
 
 
+# A black-and-white picture stored as colour: all but this share of its pixels have R, G
+# and B within GRAY_SPREAD of each other. Such JPEGs decode with no spread at all (their
+# chroma is exactly neutral); the 25 colour dev photos have 50-250/255 at the 99.5th
+# percentile, a sepia tone about 60.
+GRAY_SPREAD = 2 / 255
+GRAY_EXCEPTIONS = 0.005
+
+
+def looks_gray(rgb: np.ndarray) -> bool:
+    """Whether (H, W, 3) pixels in [0, 1] are a black-and-white picture (phones' mono
+    filters and most B&W exports store one as RGB): judged on every other pixel of every
+    other row, which is plenty for a whole-picture property."""
+    sample = rgb[::2, ::2]
+    spread = sample.max(axis=2) - sample.min(axis=2)
+    return float((spread > GRAY_SPREAD + 1e-6).mean()) <= GRAY_EXCEPTIONS
+
+
 @dataclass
 class Photo:
     """A loaded photo. `rgb` is (H, W, 3) float32 in [0, 1], upright; the rest describes
@@ -148,6 +165,11 @@ class Photo:
     exif: md.ExifSnapshot | None = None
     xmp: bytes | None = None
     info: dict[str, Any] = field(default_factory=dict)  # dpi, progressive, compression...
+
+    @property
+    def looks_gray(self) -> bool:
+        """Gray by mode, or a black-and-white picture stored in colour (see looks_gray)."""
+        return self.is_grayscale or looks_gray(self.rgb)
 
     @property
     def size(self) -> tuple[int, int]:

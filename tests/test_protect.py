@@ -315,6 +315,27 @@ class TestProtectImage:
         with pytest.raises(UnsupportedImageError, match="use protect_file"):
             protect(keyed, config.replace(steps=1))
 
+    def test_a_black_and_white_picture_in_colour_gets_a_gray_change(self, config,
+                                                                    tmp_path):
+        """A B&W photo stored as RGB (a phone's mono filter, most B&W exports) gets the
+        gray change a gray file gets, not colour speckle, and stays an RGB file; a
+        colour photo keeps its colour change."""
+        rng = np.random.default_rng(5)
+        gray = rng.integers(0, 256, (64, 80), dtype=np.uint8)
+        bw = Image.fromarray(np.repeat(gray[..., None], 3, axis=2), "RGB")
+        bw.save(tmp_path / "bw.png")
+        steps = config.replace(steps=2)
+        for out in (protect(bw, steps).image,
+                    Image.open(protect_file(tmp_path / "bw.png", tmp_path / "out.png",
+                                            steps).dst)):
+            a = np.asarray(out, np.int16)
+            assert out.mode == "RGB" and a.shape == (64, 80, 3)
+            assert np.abs(a[..., 0] - gray).max() > 0  # protected
+            assert np.array_equal(a[..., 0], a[..., 1]) and np.array_equal(a[..., 1], a[..., 2])
+        colour = Image.fromarray(rng.integers(0, 256, (64, 80, 3), dtype=np.uint8), "RGB")
+        a = np.asarray(protect(colour, steps).image, np.int16) - np.asarray(colour, np.int16)
+        assert (a[..., 0] != a[..., 1]).mean() > 0.1
+
     def test_float_and_non_rgb_colour_modes_are_refused(self, config):
         """A 32-bit float image (values in [0, 1]) would reach RGB through 8-bit gray as
         0s and 1s, a black picture protected as if it were the photo: refused instead."""
