@@ -192,7 +192,8 @@ def protect(
              "implies --overwrite.")] = False,
     jobs: Annotated[int, typer.Option(
         "--jobs", "-j", help="Photos protected in parallel, each in its own process with "
-                             "cores/N threads. 1 was fastest on 2 cores.")] = 1,
+                             "cores/N threads. On an idle 2-core machine 1 is fastest "
+                             "(README, '--jobs').")] = 1,
     measure: Annotated[bool, typer.Option(
         help="Measure each photo's protection (damage dB); --no-measure is faster.")] = True,
     robust: Annotated[bool | None, typer.Option(
@@ -203,8 +204,9 @@ def protect(
     editor_sizes: Annotated[str | None, typer.Option(
         help="Editing sizes (long side, px) to protect against, comma-separated and taken in "
              "turn, e.g. 512,1024: SD 1.x/2.x edits at 512, SDXL and FLUX at 1024. Medium "
-             "targets 512 only (its damage at 1024 is ~0.5-2 dB); high targets both. Adding "
-             "1024 makes a run 3-4x slower.")] = None,
+             "targets 512 only (its damage at 1024 was 0.7-1.6 dB on three photos); high "
+             "targets both. Adding 1024 made medium about 3x slower (README, 'Editing "
+             "size').")] = None,
     preview: Annotated[bool, typer.Option(
         help="Also write NAME.EXT.preview.png beside each output: protected, the size of "
              "the change amplified x10 and the budget map, so you can see where the noise "

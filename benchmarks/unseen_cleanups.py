@@ -35,7 +35,14 @@ from efficacy import SUFFIXES, load_rgb
 from cloak import metrics
 from cloak.device import autocast, describe, pick_device
 from cloak.models import ALL_MODEL_NAMES, load_autoencoder
-from cloak.verify import _tensor, apply_channel, crop_at_512, jpeg_bytes_roundtrip
+from cloak.verify import (
+    INSTAGRAM_ASPECT,
+    SOCIAL_PRESETS,
+    _tensor,
+    apply_channel,
+    crop_at_512,
+    jpeg_bytes_roundtrip,
+)
 
 
 def _reencode(img: Image.Image, fmt: str, **options) -> Image.Image:
@@ -166,7 +173,10 @@ def main() -> None:
     base = {m: median("none", m) for m in ALL_MODEL_NAMES}
     after = {"instagram": "after the instagram preset", "as-is": "on the photo as it is"}.get(
         args.base, f"after {args.base}")
-    chain = {"instagram": "the instagram-posted photo (long side 1080, JPEG q80)",
+    width, quality = SOCIAL_PRESETS["instagram"]
+    tall, wide = INSTAGRAM_ASPECT
+    chain = {"instagram": (f"the instagram-posted photo (cropped to {tall:.2f}:1-{wide}:1, "
+                           f"width at most {width}, JPEG q{quality})"),
              "as-is": "the protected photo as it is"}.get(
         args.base, f"the photo after `{args.base}`")
     command = "CLOAK_MODEL_DIR=../shared/models python benchmarks/unseen_cleanups.py" + "".join(

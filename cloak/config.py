@@ -35,8 +35,9 @@ class Preset:
     # (diffusers; 512x336 for a 3:2 photo, where cloak's own rounding gives 512x344), in
     # turn with the nearest one. On the 14 dev photos whose grids differ, medium made for
     # the nearest grid alone kept 1.9/0.9/0.9/1.4 dB (median) on the other; both in turn
-    # keep 3.3/1.1/1.4/2.0 on either, for 20-40% less on the nearest alone, at the same
-    # time and PSNR (benchmarks/efficacy_grid.md; README "The editor's grid").
+    # keep 3.3/1.1/1.4/2.0 on either, for 23-42% less on the nearest alone, at the same
+    # time and PSNR (benchmarks/efficacy_grid.md, before the naive view below; README
+    # "The editor's grid").
     both_roundings: bool = True
     # Also attack the photo as an editor that downscales it without antialiasing sees it
     # (cv2.resize's and torch's default bilinear; fine detail aliased, not averaged), one

@@ -155,10 +155,12 @@ def fp32_cpu_note(device: torch.device, strength: str) -> str | None:
     The seconds are from benchmarks/speed_avx2.md (2-core AVX2 EPYC, 12 MP photo: medium
     89.9 s median of 3 runs, without the damage check; fast was 15.1 s there with its
     earlier 6 steps at 384 px, not measured since it changed) and from a user trial on
-    that CPU (a square 1.4 MP photo, 155 s at medium with its damage measured, one run)."""
+    that CPU (a square 1.4 MP photo, 155 s at medium with its damage measured, one run),
+    and the README's example on a busier day (`cloak protect examples/astronaut.jpg`,
+    512 px, 165 s with its damage measured, one run)."""
     if device.type != "cpu" or uses_bf16(device) or strength == "fast":
         return None
     return ("note: this CPU has no native bf16, so cloak computes in fp32. On a 2-core "
-            "AVX2 CPU medium took 1.5 to 2.5 minutes a photo (90 s for a 12 MP photo "
-            "without the damage check, 155 s for a square one with it). The fast preset "
+            "AVX2 CPU medium took 1.5 to 3 minutes a photo (90 s for a 12 MP photo "
+            "without the damage check, 155-165 s for smaller ones with it). The fast preset "
             "(--strength fast) runs far fewer attack steps and protects less (README, Speed).")
