@@ -294,6 +294,44 @@ def _is_avif(fp: IO[bytes]) -> bool:
         b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis"}
 
 
+# CICP (ITU-T H.273) code points that mean sRGB's colours to a viewer: BT.709 primaries
+# (1) or unspecified (2); the sRGB curve (13), BT.709's, BT.601's and BT.2020's SDR curves
+# (1, 6, 14, 15) or unspecified (2).
+SRGB_PRIMARIES = frozenset({1, 2})
+SDR_TRANSFERS = frozenset({1, 2, 6, 13, 14, 15})
+CICP_NAMES = {9: "BT.2020", 11: "DCI-P3", 12: "Display P3", 16: "PQ (HDR)", 18: "HLG (HDR)"}
+
+
+def avif_cicp(fp: IO[bytes], span: int = 1 << 16) -> tuple[int, int] | None:
+    """(colour primaries, transfer characteristics) of an AVIF's `colr` box of type nclx,
+    found in the file's first `span` bytes (the meta box comes before the image data in
+    the files cloak meets); None without one."""
+    fp.seek(0)
+    head = fp.read(span)
+    fp.seek(0)
+    at = head.find(b"colrnclx")
+    if at < 4 or at + 12 > len(head):
+        return None
+    return (int.from_bytes(head[at + 8:at + 10], "big"),
+            int.from_bytes(head[at + 10:at + 12], "big"))
+
+
+def _warn_uncarried_avif_colour(fp: IO[bytes], path: Path) -> None:
+    """Pillow reads an AVIF's pixels in its own colour space but not the CICP (nclx) tag
+    that names it, and writes sRGB's: say so where the tag names another space."""
+    cicp = avif_cicp(fp)
+    if cicp is None or (cicp[0] in SRGB_PRIMARIES and cicp[1] in SDR_TRANSFERS):
+        return
+    primaries, transfer = cicp
+    named = ", ".join(CICP_NAMES.get(code, f"{kind} {code}") for kind, code in
+                      (("primaries", primaries), ("transfer", transfer))
+                      if code not in (SRGB_PRIMARIES if kind == "primaries" else SDR_TRANSFERS))
+    log.warning("%s: its colours are tagged %s (a CICP tag, no ICC profile), which the "
+                "protected copy can't carry: the copy is tagged sRGB, so its colours will "
+                "look duller (an HDR photo flat); export the photo with an ICC profile, or "
+                "as sRGB, to keep them", path, named)
+
+
 def _open_image(fp: IO[bytes], path: Path) -> Image.Image:
     """Image.open (inside decoding_limit)."""
     try:
@@ -382,6 +420,8 @@ def _read(image: Image.Image, fp: IO[bytes], path: Path, limit: int) -> Photo:
     xmp_turn = (image.getexif().get(md.ORIENTATION, 1)
                 if source_format == "TIFF" and md.ORIENTATION not in image.tag_v2 else 1)
     icc = image.info.get("icc_profile") or None
+    if source_format == "AVIF" and icc is None:
+        _warn_uncarried_avif_colour(fp, path)
     color, alpha, depth, icc = _pixels(image, fp, path, icc)
     # Pillow turns a TIFF upright itself while loading it (and drops its tag); the file's
     # orientation is still kept, so the copy is stored as the original was.

@@ -459,6 +459,29 @@ class TestAvif:
         heic = _heic(tmp_path)  # HEIC still goes to pillow-heif
         assert io.load_photo(heic).format == "HEIF"
 
+    def test_colour_tagged_only_as_display_p3_or_hdr_is_warned_about(
+            self, tmp_path: Path, caplog) -> None:
+        """Pillow reads an AVIF's pixels but not its CICP (nclx) colour tag, and writes the
+        copy tagged sRGB: a photo tagged Display P3 or HDR (with no ICC profile) gets a
+        warning naming the tag; sRGB's own tag (what Pillow writes) gets none."""
+        src = save(Image.fromarray(pixels()), tmp_path / "a.avif", quality=100)
+        data = bytearray(src.read_bytes())
+        at = data.find(b"colrnclx")
+        with src.open("rb") as fp:
+            assert io.avif_cicp(fp) == (1, 13)  # BT.709 primaries, sRGB curve
+        with caplog.at_level("WARNING", logger="cloak.io"):
+            io.load_photo(src)
+        assert "CICP" not in caplog.text
+        for primaries, transfer, named in ((12, 13, "Display P3"), (9, 16, "BT.2020, PQ (HDR)")):
+            data[at + 8:at + 12] = primaries.to_bytes(2, "big") + transfer.to_bytes(2, "big")
+            tagged = tmp_path / f"p{primaries}.avif"
+            tagged.write_bytes(bytes(data))
+            caplog.clear()
+            with caplog.at_level("WARNING", logger="cloak.io"):
+                photo = io.load_photo(tagged)
+            assert photo.format == "AVIF"
+            assert f"tagged {named} (a CICP tag" in caplog.text and tagged.name in caplog.text
+
     def test_an_avif_is_found_and_named_avif(self, tmp_path: Path) -> None:
         assert ".avif" in io.IMAGE_SUFFIXES and "AVIF" in io.SUPPORTED
         assert io.output_path_for("x/Shot.AVIF", tmp_path) == tmp_path / "Shot.AVIF"
