@@ -156,16 +156,17 @@ def protect_file(src: str | Path, dst: str | Path, config: ProtectConfig | None 
         raise Cancelled("cancelled")
     written = io.save_photo(photo, result.rgb, dst, overwrite=overwrite, **save_options)
     try:
+        saved = result.rgb  # the pixels written: a lossy format's as it encoded them
         if lossy:
             report_progress(0.92, "measuring the saved photo")
-            measure_saved(result.report, photo.rgb, io.load_photo(written).rgb, config,
-                          should_stop)
+            saved = io.load_photo(written).rgb
+            measure_saved(result.report, photo.rgb, saved, config, should_stop)
         result.report.src, result.report.dst = str(src), str(written)
         if config.preview:
             from .preview import preview_path, preview_sheet, save_preview
 
             report_progress(0.97, "writing the preview")
-            sheet = preview_sheet(photo.rgb, result.rgb, result.budget)
+            sheet = preview_sheet(photo.rgb, saved, result.budget)
             result.report.preview = str(save_preview(sheet, preview_path(written),
                                                      overwrite))
     except BaseException as exc:

@@ -80,6 +80,12 @@ def test_cli_preview_writes_a_sheet_showing_the_noise(tmp_path, small_photo, mod
         assert sheet.size == (3 * 96, 64 + 18)
         change_panel = np.asarray(sheet.convert("RGB"))[18:, 96:2 * 96].astype(int)
     assert change_panel.max() > 20  # the perturbation is visible, amplified
+    # the change shown is the saved JPEG's, encoder included, not the pixels before it
+    from cloak import io
+
+    shown = change_magnitude(io.load_photo(src).rgb, io.load_photo(out / "me.jpg").rgb,
+                             gain=10)
+    assert np.abs(change_panel[..., 0] - shown.astype(int)).max() <= 1
 
 
 def test_an_existing_preview_is_refused_before_any_work(tmp_path, small_photo, tiny_config):
