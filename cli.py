@@ -614,6 +614,9 @@ def check_out(out: Path) -> None:
     its path that exists must be a folder too."""
     if os.path.lexists(out) and not os.path.isdir(out):
         fail(f"--out {out} is a file, not a folder; give a folder for the protected copies")
+    if not os.path.lexists(out) and out.suffix.lower() in IMAGE_SUFFIXES:  # --out me_p.jpg
+        fail(f"--out {out} looks like a photo's file name; --out names a folder for the "
+             "protected copies (they keep their names), e.g. --out protected/")
     above = Path(os.path.abspath(out)).parent
     while not os.path.lexists(above) and above != above.parent:
         above = above.parent

@@ -130,6 +130,9 @@ class ProtectConfig:
         if isinstance(self.models, str):
             object.__setattr__(self, "models", tuple(
                 m.strip() for m in self.models.split(",") if m.strip()))
+        # each model once, in the order given: `taesd,taesd` would double its share of the
+        # steps and record settings a later `--models taesd` takes for other ones
+        object.__setattr__(self, "models", tuple(dict.fromkeys(self.models)))
         if not self.models:
             raise ConfigError("at least one model is needed")
         for name in self.models:

@@ -35,22 +35,29 @@ def arch_runs(capability: tuple[int, int], arch_list: list[str]) -> bool:
 
 
 @functools.cache
-def cuda_unusable_reason() -> str | None:
-    """Why the CUDA GPU torch sees can't run this torch build's kernels (a card older
-    than the generations the build was compiled for), or None. Auto
-    device choice then skips it, rather than failing every photo with "no kernel image
-    is available"."""
+def older_than_build(index: int | None = None) -> str | None:
+    """'the GPU NAME (sm_XY) is older than this torch build supports (...)' where CUDA GPU
+    `index` (None: the current one) can't run this build's kernels, else None."""
     try:
-        capability = torch.cuda.get_device_capability()
+        capability = torch.cuda.get_device_capability(index)
         arch_list = torch.cuda.get_arch_list()
-        name = torch.cuda.get_device_name()
+        name = torch.cuda.get_device_name(index)
     except (RuntimeError, AssertionError, ValueError):
         return None
     if arch_runs(tuple(capability), list(arch_list)):
         return None
     return (f"the GPU {name} (sm_{capability[0]}{capability[1]}) is older than this torch "
-            f"build supports ({', '.join(arch_list)}), so the CPU is used; install a torch "
-            "build for it (README: GPU install)")
+            f"build supports ({', '.join(arch_list)})")
+
+
+def cuda_unusable_reason() -> str | None:
+    """Why the CUDA GPU torch sees can't run this torch build's kernels (a card older
+    than the generations the build was compiled for), or None. Auto
+    device choice then skips it, rather than failing every photo with "no kernel image
+    is available"."""
+    older = older_than_build()
+    return older and (f"{older}, so the CPU is used; install a torch build for it "
+                      "(README: GPU install)")
 
 
 def pick_device(preference: str | None = None) -> torch.device:
@@ -71,6 +78,9 @@ def pick_device(preference: str | None = None) -> torch.device:
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
         raise ConfigError(f"device {preference} was asked for, but this machine has "
                           f"{torch.cuda.device_count()} CUDA GPU(s), numbered from 0")
+    if device.type == "cuda" and (older := older_than_build(device.index or 0)):
+        raise ConfigError(f"device {preference} was asked for, but {older}; use --device "
+                          "cpu, or install a torch build for it (README: GPU install)")
     if device.type == "mps" and not (getattr(torch.backends, "mps", None)
                                      and torch.backends.mps.is_available()):
         raise ConfigError("device mps was asked for, but this machine has no Apple GPU")

@@ -906,6 +906,20 @@ def test_an_out_that_is_a_file_is_refused_before_any_work(tmp_path, small_photo)
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
+def test_an_out_named_like_a_photo_is_refused_before_any_work(tmp_path, small_photo):
+    """`--out me_protected.jpg` would make a folder of that name holding me.jpg; an
+    existing folder of such a name is still taken."""
+    photo = small_photo(tmp_path / "me.png")
+    result = invoke("protect", photo, "--out", tmp_path / "me_protected.PNG", *TINY)
+    assert result.exit_code == 1
+    assert "looks like a photo's file name; --out names a folder" in result.stderr
+    assert not (tmp_path / "me_protected.PNG").exists()
+    (tmp_path / "shots.jpg").mkdir()
+    result = invoke("protect", photo, "--out", tmp_path / "shots.jpg", *TINY)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "shots.jpg" / "me.png").is_file()
+
+
 def test_a_failure_line_names_its_own_photo(tmp_path, small_photo, model_dir, monkeypatch):
     # the message names the other photo, whose path ends in this one's
     small_photo(tmp_path / "x" / "IMG_1.png")

@@ -153,3 +153,13 @@ def test_the_seed_is_a_setting_only_where_something_is_drawn():
         assert (ProtectConfig(seed=5, **drawing).fingerprint()
                 != ProtectConfig(**drawing).fingerprint())
     assert not ProtectConfig(robust=True, eot_share=0.0).draws_at_random
+
+
+def test_each_model_is_attacked_once_in_the_order_given():
+    """`--models taesd,taesd` would double taesd's share of the steps, and record settings
+    that a later `--models taesd` counts as other ones."""
+    assert ProtectConfig(models=("taef2", "taesd", "taef2")).models == ("taef2", "taesd")
+    assert ProtectConfig(models="taesd, taesd").fingerprint() == \
+        ProtectConfig(models=("taesd",)).fingerprint()
+    with pytest.raises(ConfigError, match="unknown model 'sd'"):
+        ProtectConfig(models=("taesd", "sd"))

@@ -98,25 +98,32 @@ class TestPickDevice:
 
     def test_auto_skips_a_gpu_older_than_the_torch_build(self, monkeypatch):
         """A GTX 1080 (sm_61) under a build made for sm_75 and newer: torch says CUDA is
-        available, but no kernel would run; auto takes the CPU and says why (faked: this
-        machine has no GPU)."""
-        from cloak.device import cuda_unusable_reason
+        available, but no kernel would run; auto takes the CPU and says why, and a device
+        named (`--device cuda`, CLOAK_DEVICE) is refused with the reason instead of
+        failing in the model load (faked: this machine has no GPU)."""
+        from cloak.device import cuda_unusable_reason, older_than_build
 
         monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
         monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
         monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (6, 1))
         monkeypatch.setattr(torch.cuda, "get_arch_list", lambda: ["sm_75", "sm_80", "sm_90"])
         monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "GeForce GTX 1080")
-        cuda_unusable_reason.cache_clear()
+        older_than_build.cache_clear()
         try:
             assert pick_device("auto").type == "cpu"
             assert "GeForce GTX 1080 (sm_61) is older than this torch build" in \
                 cuda_unusable_reason()
+            for named in ("cuda", "cuda:0"):
+                with pytest.raises(ConfigError, match=r"GTX 1080 \(sm_61\) is older.*"
+                                                      r"--device cpu"):
+                    pick_device(named)
             monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (8, 6))
-            cuda_unusable_reason.cache_clear()
+            older_than_build.cache_clear()
             assert pick_device("auto").type == "cuda" and cuda_unusable_reason() is None
+            assert pick_device("cuda") == torch.device("cuda")
         finally:
-            cuda_unusable_reason.cache_clear()
+            older_than_build.cache_clear()
 
     def test_which_builds_run_on_which_gpus(self):
         from cloak.device import arch_runs
