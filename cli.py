@@ -692,7 +692,7 @@ def verify(
     from PIL import Image
 
     from cloak import io
-    from cloak.errors import UnsupportedImageError
+    from cloak.errors import UnsupportedImageError, is_out_of_memory
     from cloak.models import ALL_MODEL_NAMES
     from cloak.verify import (
         RECEIPT_SMALLEST,
@@ -802,7 +802,7 @@ def verify(
             where = f" {exc.filename}" if exc.filename else ""
             fail(f"can't read{where}: {exc.strerror or exc}")
         except (MemoryError, RuntimeError) as exc:  # torch's OutOfMemoryError is a RuntimeError
-            if not isinstance(exc, MemoryError) and "out of memory" not in str(exc).lower():
+            if not is_out_of_memory(exc):
                 raise
             fail("not enough memory to compare these photos at full size; compare a smaller "
                  "copy of both (the same size)")

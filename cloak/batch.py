@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import ProtectConfig, draws_at_random
-from .errors import Cancelled, CloakError, OutputError
+from .errors import Cancelled, CloakError, OutputError, is_out_of_memory
 from .models.weights import DownloadProgress, sha256_of
 from .preview import PREVIEW_SUFFIX, preview_path
 from .report import Report
@@ -1083,6 +1083,9 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, OSError):
         where = f" {exc.filename}" if exc.filename else ""
         return f"can't read or write{where}: {exc.strerror or exc}"
+    if is_out_of_memory(exc):
+        return ("not enough memory to protect this photo; close other programs, or try "
+                "--strength fast or a smaller copy")
     return f"unexpected error ({type(exc).__name__}: {exc}); please report it"
 
 

@@ -41,3 +41,13 @@ class OutputExistsError(OutputError):
 
 class Cancelled(CloakError):
     """The user stopped the run; nothing was written for the photo in progress."""
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """MemoryError, torch's OutOfMemoryError on a GPU (a RuntimeError, "out of memory"), or
+    torch's CPU allocator failing ("DefaultCPUAllocator: can't allocate memory")."""
+    if isinstance(exc, MemoryError):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in text
+                                              or "can't allocate memory" in text)

@@ -1307,3 +1307,20 @@ def test_a_workers_warning_names_its_photo(tmp_path, small_photo, tiny_config, c
     err = capfd.readouterr().err
     [line] = [line for line in err.splitlines() if "Corrupt EXIF" in line]
     assert line.startswith(f"WARNING: {odd}: "), err
+
+
+def test_running_out_of_memory_is_said_in_plain_words():
+    """torch's CPU allocator failing (a real one: 400 TB asked for) is a RuntimeError
+    without "out of memory" in it: the photo's line says what happened and what to try,
+    not "unexpected error ... please report it"."""
+    import torch
+
+    from cloak.batch import _describe
+    from cloak.errors import is_out_of_memory
+
+    with pytest.raises(RuntimeError) as caught:
+        torch.empty(10 ** 14)
+    assert is_out_of_memory(caught.value) and is_out_of_memory(MemoryError())
+    assert _describe(caught.value).startswith("not enough memory to protect this photo")
+    assert not is_out_of_memory(RuntimeError("shape mismatch"))
+    assert "please report it" in _describe(RuntimeError("shape mismatch"))

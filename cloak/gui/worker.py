@@ -19,7 +19,7 @@ from PySide6.QtCore import QObject, QRunnable, Signal, Slot
 
 from cloak import Cancelled, CloakError, OutputError, ProtectConfig, Report
 from cloak.batch import FOLDER_STOPS  # a full or read-only disk: the folder fails
-from cloak.errors import ModelError, OutputExistsError
+from cloak.errors import ModelError, OutputExistsError, is_out_of_memory
 from cloak.io import check_folder_writable, output_path_for
 
 from .paths import unique_destination
@@ -122,17 +122,11 @@ def for_the_app(message: str) -> str:
     return message
 
 
-def _out_of_memory(exc: Exception) -> bool:
-    """MemoryError, or torch's OutOfMemoryError (a RuntimeError) on a GPU."""
-    return isinstance(exc, MemoryError) or (
-        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
-
-
 def plain_message(exc: Exception) -> str:
     """A short, plain-words reason for a failed photo."""
     if isinstance(exc, CloakError):
         return for_the_app(str(exc))
-    if _out_of_memory(exc):
+    if is_out_of_memory(exc):
         return "not enough memory for this photo; try a lower strength"
     if isinstance(exc, OSError) and exc.strerror:
         return f"could not read or write the file ({exc.strerror})"
