@@ -55,6 +55,9 @@ OUTPUT_FOLDER_SKIPPED = (f"a cloak output folder (it holds {MANIFEST_NAME}): its
 TEMP_GLOB = ".*.cloak-tmp-*"  # the temp files of io.write_atomic
 ALREADY_DONE = "already protected with these settings"
 NOT_A_PHOTO = "not a photo cloak reads"
+PACKAGE_SKIPPED = ("a library or app package, not walked (export its photos first, or give "
+                   "the package itself)")
+FOLDER_TWICE = "folder already included (named twice)"
 # Camera RAW files (a phone's ProRAW / Expert RAW DNG, a camera's own): named in the skip
 # line, since the photo is there but needs developing (Pillow would read only a DNG's
 # small preview)
@@ -129,8 +132,11 @@ class BatchResult:
 
     @property
     def found_no_photos(self) -> bool:
-        """Nothing given was a photo: no items, or only files skipped as non-photos."""
-        return all(i.status == SKIPPED and i.message.startswith(NOT_A_PHOTO)
+        """Nothing given was a photo: no items, or only files skipped as non-photos, app
+        packages not walked (a Mac's Pictures holding only its Photos library) and
+        folders named twice."""
+        return all(i.status == SKIPPED and (i.message.startswith(NOT_A_PHOTO)
+                                            or i.message in (PACKAGE_SKIPPED, FOLDER_TWICE))
                    for i in self.items)
 
 
@@ -200,8 +206,7 @@ def _walk(folder: Path, rel: Path, skip: set[str], suffixes: Sequence[str],
         except OSError:
             is_dir = False
         if is_dir and path.suffix.lower() in PACKAGE_SUFFIXES:
-            problems.append(Item(path, None, SKIPPED, "a library or app package, not walked "
-                                 "(export its photos first, or give the package itself)"))
+            problems.append(Item(path, None, SKIPPED, PACKAGE_SKIPPED))
             continue
         if is_dir:
             try:
@@ -368,7 +373,7 @@ def _plan_one(src: Path, out_dir: Path, suffixes: Sequence[str], seen_dirs: set,
 
     if src.is_dir():
         if _stat_key(src) in seen_dirs:
-            items.append(Item(src, None, SKIPPED, "folder already included (named twice)"))
+            items.append(Item(src, None, SKIPPED, FOLDER_TWICE))
             return
         seen_dirs.add(_stat_key(src))
         real = os.path.realpath(src)

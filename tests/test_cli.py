@@ -478,8 +478,13 @@ def test_a_folder_with_no_photos_exits_1(tmp_path):
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "readme.txt").write_text("not a photo")
     (tmp_path / "IMG_0001.CR2").write_bytes(b"raw")
-    for given in ("empty", "notes", "notes/readme.txt", "IMG_0001.CR2"):
-        result = invoke("protect", tmp_path / given, "--out", tmp_path / "out", *TINY)
+    # a Mac's Pictures folder holding only its Photos library, which is not walked
+    (tmp_path / "Pictures" / "Photos Library.photoslibrary" / "originals").mkdir(parents=True)
+    for given in ("empty", "notes", "notes/readme.txt", "IMG_0001.CR2", "Pictures",
+                  ("empty", "empty")):
+        given = [tmp_path / name for name in
+                 (given if isinstance(given, tuple) else (given,))]
+        result = invoke("protect", *given, "--out", tmp_path / "out", *TINY)
         assert result.exit_code == 1, result.output
         # a file named directly first says why it was skipped, as in any run
         assert result.stderr.splitlines()[-1].startswith("No photos found (cloak reads JPEG")
