@@ -737,14 +737,14 @@ def verify(
             if protected is None:
                 receipt = receipt_image(images[0], md, device)
                 notes = []  # said on stderr, and kept in --json
-                typer.echo(f"{printable(str(photo))}: {receipt.label} {receipt.score_db:+.2f} dB "
+                say(f"{printable(str(photo))}: {receipt.label} {receipt.score_db:+.2f} dB "
                            f"(threshold {receipt.threshold_db:+.2f}; above means protected)")
                 if max(images[0].size) < RECEIPT_SMALLEST:
                     notes.append(f"the photo is {images[0].width}x{images[0].height}; the "
                                  f"receipt was calibrated on photos of {RECEIPT_SMALLEST} px "
                                  "and larger, so this score is less reliable")
                     typer.secho(f"note: {notes[-1]}", fg=typer.colors.YELLOW, err=True)
-                typer.echo("receipt: " + ("protection detected" if receipt.protected
+                say("receipt: " + ("protection detected" if receipt.protected
                                           else "no protection detected")
                            + " (a hint, not proof, and no measure of its strength: compare "
                            "with the original for figures)")
@@ -774,21 +774,21 @@ def verify(
                                "PROTECTED; were they swapped?")
                     typer.secho(f"note: {swapped}", fg=typer.colors.YELLOW, err=True)
                     v.note = "; ".join(n for n in (v.note, swapped) if n)  # and in --json
-                typer.echo(f"invisibility: PSNR {v.psnr:.1f} dB, SSIM {v.ssim:.3f}, "
+                say(f"invisibility: PSNR {v.psnr:.1f} dB, SSIM {v.ssim:.3f}, "
                            f"max change {v.max_change255:.0f}/255")
-                typer.echo(f"{'':<10} {'damage dB':^{9 * len(names) - 1}}   latent shift")
-                typer.echo(f"{'channel':<10} " + " ".join(f"{n:>8}" for n in names) + "   "
+                say(f"{'':<10} {'damage dB':^{9 * len(names) - 1}}   latent shift")
+                say(f"{'channel':<10} " + " ".join(f"{n:>8}" for n in names) + "   "
                            + " ".join(f"{n:>8}" for n in names))
                 for ch in v.channels:
-                    typer.echo(f"{ch.channel:<10} " + " ".join(
+                    say(f"{ch.channel:<10} " + " ".join(
                         f"{ch.damage_db[n]:>8.2f}" for n in names) + "   " + " ".join(
                         f"{ch.latent_shift[n]:>8.2f}" for n in names))
                 only = (f"; on {', '.join(names)} only" if set(names) != set(ALL_MODEL_NAMES)
                         else "")
-                typer.echo(f"verdict: {v.verdict} (worst channel: {v.worst.channel}{only}); "
+                say(f"verdict: {v.verdict} (worst channel: {v.worst.channel}{only}); "
                            f"as is (before posting): {v.verdict_as_posted}")
                 if v.damage_at_1024:
-                    typer.echo(
+                    say(
                         "at 1024 px, SDXL and FLUX's editing size (as it is): "
                         + ", ".join(f"{n} {d:.2f}" for n, d in v.damage_at_1024.items())
                         + f" dB: {v.verdict_at_1024} (the table and verdict above are at "
@@ -807,7 +807,8 @@ def verify(
             fail("not enough memory to compare these photos at full size; compare a smaller "
                  "copy of both (the same size)")
         except KeyboardInterrupt:
-            typer.secho("Interrupted; nothing was written.", err=True)
+            leave_report("interrupted")  # not an earlier pair's verdict in its place
+            typer.secho("Interrupted; no figures were written.", err=True)
             raise typer.Exit(130) from None
     if json_path:
         write_json(json_path, result)
@@ -843,6 +844,20 @@ def mute(stream) -> None:
         os.close(devnull)
     except (OSError, ValueError, AttributeError):  # not a real file (a test's capture)
         pass
+
+
+def say(text: str) -> None:
+    """One line of a result on stdout (verify's): a reader that has gone (`| head`) costs
+    the lines, not the result or its --json report, and a name in a script the output's
+    code page lacks (Windows, redirected to a file) is escaped instead of failing."""
+    try:
+        try:
+            typer.echo(text)
+        except UnicodeEncodeError:
+            encoding = getattr(sys.stdout, "encoding", None) or "ascii"
+            typer.echo(text.encode(encoding, "backslashreplace").decode(encoding))
+    except BrokenPipeError:
+        mute(sys.stdout)
 
 
 def main() -> None:

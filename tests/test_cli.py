@@ -773,6 +773,43 @@ def test_model_dir_with_a_tilde_the_shell_left_is_the_home_folder(
     assert (tmp_path / "out" / "a.png").is_file()
 
 
+def test_verify_keeps_its_result_when_the_reader_leaves_or_is_stopped(
+        tmp_path, small_photo, model_dir, monkeypatch):
+    """`cloak verify a b --json r.json | less`, quit early: the lines are lost, not the
+    measurement (no "can't read: Broken pipe", the report written, exit 0). A Ctrl-C
+    while it measures leaves this run's "interrupted", not the earlier pair's verdict."""
+    import cloak.verify
+
+    src = small_photo(tmp_path / "a.png", size=(96, 64))
+    out = tmp_path / "out"
+    assert invoke("protect", src, "--out", out, *TINY).exit_code == 0
+    report = tmp_path / "r.json"
+    echo, lines = cli.typer.echo, []
+
+    def reader_leaves_after_two(*args, **kwargs):
+        if len(lines) >= 2:
+            raise BrokenPipeError(32, "Broken pipe")
+        lines.append(args[0])
+        return echo(*args, **kwargs)
+
+    monkeypatch.setattr(cli.typer, "echo", reader_leaves_after_two)
+    result = invoke("verify", src, out / "a.png", "--models", "taesd", "--channels",
+                    "jpeg50", "--json", report)
+    assert result.exit_code == 0, result.output
+    assert "Broken pipe" not in result.output and len(lines) == 2
+    assert json.loads(report.read_text())["verdict"] in ("strong", "moderate", "weak", "none")
+    monkeypatch.setattr(cli.typer, "echo", echo)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cloak.verify, "verify_images", interrupted)
+    result = invoke("verify", src, out / "a.png", "--models", "taesd", "--json", report)
+    assert result.exit_code == 130
+    data = json.loads(report.read_text())
+    assert data["verdict"] is None and data["error"] == "interrupted"
+
+
 def test_verify_json_into_a_missing_folder_fails_before_measuring(tmp_path, small_photo,
                                                                    model_dir):
     photo = small_photo(tmp_path / "a.png")
