@@ -375,8 +375,9 @@ class BatchView:
     """Renders batch events: a progress bar with count and ETA on stderr (terminals only),
     one line per protected photo on stdout, one line per failure or notable skip on stderr."""
 
-    def __init__(self, console=None) -> None:
-        """`console`: where the bar and lines go (a rich Console); stderr by default."""
+    def __init__(self, console=None, preparing: str = "looking for photos") -> None:
+        """`console`: where the bar and lines go (a rich Console); stderr by default.
+        `preparing`: what the spinner says until there is work to count."""
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -395,6 +396,7 @@ class BatchView:
             disable=not self.console.is_terminal)
         self.task = None
         self.slow_note: str | None = None  # said at "todo" when there are photos to protect
+        self.preparing_label = preparing
         self.preparing = None  # "looking for photos": finding and checking them, until todo
         self.downloads: dict[str, int] = {}  # weight file -> its download's task
         self.finished = 0
@@ -403,7 +405,7 @@ class BatchView:
     def __enter__(self) -> None:
         self.progress.start()
         # a big folder (or a rerun that hashes what a restore touched) takes a while
-        self.preparing = self.progress.add_task("looking for photos", total=None)
+        self.preparing = self.progress.add_task(self.preparing_label, total=None)
         if self.progress.live.is_started:  # a terminal: warnings print above the bar
             root = logging.getLogger()
             self._log_handlers = root.handlers[:]
@@ -522,7 +524,7 @@ def instagram_crop_note(result) -> str | None:
     if not cropped:
         return None
     return (f"note: {len(cropped)} photo(s) are taller than 3:4 or wider than 1.91:1 (e.g. "
-            f"{cropped[0].src.name}). Instagram crops such photos, which removes most of the "
+            f"{printable(cropped[0].src.name)}). Instagram crops such photos, which removes most of the "
             "protection: to post them there, crop them to 3:4 or 4:5 first, then protect them.")
 
 
@@ -642,7 +644,7 @@ def fetch_weights(names: tuple[str, ...], model_dir: str | None,
     """Load `names` now, so a first-use download shows its progress bar."""
     from cloak.batch import download_event, preload_models
 
-    view = BatchView()
+    view = BatchView(preparing="loading the models")
     with view:
         preload_models(ProtectConfig(models=names, model_dir=model_dir, faces=False,
                                      device=device),

@@ -1119,6 +1119,22 @@ def test_the_bar_says_photos_are_being_looked_for_until_the_work_starts():
     assert "looking for photos" in terminal.getvalue()
 
 
+def test_verify_says_it_loads_the_models_not_that_it_looks_for_photos(model_dir,
+                                                                        monkeypatch):
+    """verify (and the receipt) load their models through a BatchView, whose spinner said
+    "looking for photos" while it did."""
+    labels = []
+
+    class Recording(cli.BatchView):
+        def __enter__(self):
+            super().__enter__()
+            labels.append([t.description for t in self.progress.tasks])
+
+    monkeypatch.setattr(cli, "BatchView", Recording)
+    cli.fetch_weights(("taesd",), str(model_dir))
+    assert labels == [["loading the models"]]
+
+
 def test_a_late_progress_report_does_not_count_a_finished_photo_twice():
     """With --jobs a worker's last progress message can arrive after its photo's "done":
     the bar stays at 1 of 2, not 1.9 of 2 (it read "9/8" on long runs)."""
