@@ -651,9 +651,21 @@ def _seed_as_recorded_now(old: dict, new: dict) -> dict:
 
 
 def _settings_change(old: dict, new: dict) -> str:
+    """What differs between the settings a copy was made with and this run's, in a few
+    words: "strength medium -> high", "the mask changed", "metadata options changed"
+    (named only when not the default, so a key may be on one side only)."""
     old = _seed_as_recorded_now(old, new)
-    changed = [f"{k} {old.get(k)} -> {new.get(k)}" for k in new
-               if k not in NOT_COMPARED and old.get(k) != new.get(k)]
+    changed = []
+    for key in [*new, *(k for k in old if k not in new)]:
+        if key in NOT_COMPARED or old.get(key) == new.get(key):
+            continue
+        if key == "mask_sha256":
+            changed.append("the mask changed" if old.get(key) and new.get(key)
+                           else "a mask added" if new.get(key) else "the mask left out")
+        elif key == "metadata":  # a policy of many options: which ones is --json's to say
+            changed.append("metadata options (--keep-gps, --strip-exif...) changed")
+        else:
+            changed.append(f"{key} {old.get(key)} -> {new.get(key)}")
     return ", ".join(changed[:3]) or "other settings"
 
 

@@ -291,6 +291,15 @@ class TestRun:
         assert refused.status == FAILED and "other settings (steps 1 -> 2)" in refused.message
         assert again(other, overwrite=True).status == PROTECTED
         assert again(other).status == SKIPPED
+        # a setting recorded on one side only (a non-default metadata policy) is named
+        from cloak.metadata import MetadataPolicy
+
+        keep_gps = other.replace(metadata=MetadataPolicy.choose(keep_gps=True))
+        assert again(keep_gps, overwrite=True).status == PROTECTED
+        refused = again(other)  # --keep-gps left out
+        assert refused.status == FAILED and \
+            "other settings (metadata options (--keep-gps, --strip-exif...) changed)" \
+            in refused.message
 
     def test_a_copy_made_with_another_seed_by_an_earlier_version_is_done(
             self, tmp_path, small_photo, tiny_config):
