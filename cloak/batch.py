@@ -63,6 +63,8 @@ FOLDER_TWICE = "folder already included (named twice)"
 # small preview)
 RAW_SUFFIXES = frozenset({".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf",
                           ".pef", ".srw"})
+RAW_SKIPPED = ("{n} camera RAW file(s) ({kinds}) not protected: a RAW must be developed "
+               "first; export it as JPEG, HEIC or TIFF and protect that")
 # A file whose XMP carries cloak's note: protecting it again adds a second layer of noise.
 A_PROTECTED_COPY = ("a copy cloak protected already (its metadata says so); protecting it "
                     "again would add a second layer of noise: give the original")
@@ -133,10 +135,11 @@ class BatchResult:
     @property
     def found_no_photos(self) -> bool:
         """Nothing given was a photo: no items, or only files skipped as non-photos, app
-        packages not walked (a Mac's Pictures holding only its Photos library) and
-        folders named twice."""
+        packages not walked (a Mac's Pictures holding only its Photos library), folders
+        named twice and camera RAW files."""
         return all(i.status == SKIPPED and (i.message.startswith(NOT_A_PHOTO)
-                                            or i.message in (PACKAGE_SKIPPED, FOLDER_TWICE))
+                                            or i.message in (PACKAGE_SKIPPED, FOLDER_TWICE)
+                                            or i.message.endswith(RAW_SKIPPED[-60:]))
                    for i in self.items)
 
 
@@ -197,6 +200,7 @@ def _walk(folder: Path, rel: Path, skip: set[str], suffixes: Sequence[str],
     except OSError as exc:
         problems.append(Item(folder, None, FAILED, f"can't read folder: {exc.strerror or exc}"))
         return
+    raws: list[str] = []  # suffixes of the camera RAW files here
     for entry in entries:
         if entry.name.startswith("."):
             continue
@@ -232,6 +236,11 @@ def _walk(folder: Path, rel: Path, skip: set[str], suffixes: Sequence[str],
         elif _is_photo_name(path, suffixes) and not path.name.endswith(PREVIEW_SUFFIX) \
                 and os.path.realpath(path) not in skip:
             found.append((path, rel))
+        elif path.suffix.lower() in RAW_SUFFIXES:
+            raws.append(path.suffix[1:].upper())
+    if raws:  # one line for the folder: the photos are there, but need developing
+        problems.append(Item(folder, None, SKIPPED, RAW_SKIPPED.format(
+            n=len(raws), kinds=", ".join(sorted(set(raws))))))
 
 
 def _check_source(path: Path) -> str | None:

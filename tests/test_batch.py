@@ -139,6 +139,19 @@ class TestPlan:
         given = batch.plan([library], tmp_path / "out2")
         assert [i.status for i in given] == ["pending"]
 
+    def test_camera_raw_files_in_a_folder_are_named_in_one_line(self, tmp_path,
+                                                                 small_photo):
+        """A card shot RAW+JPEG: the JPEGs are protected, and one line for the folder says
+        its RAW files were not (they need developing), not one line each or nothing."""
+        photo = small_photo(tmp_path / "card" / "IMG_1.png")
+        for name in ("IMG_1.CR3", "IMG_2.CR3"):
+            (tmp_path / "card" / name).write_bytes(b"raw")
+        items = batch.plan([tmp_path / "card"], tmp_path / "out")
+        assert [i.src for i in items if i.status == "pending"] == [photo]
+        [raw] = [i for i in items if i.status == SKIPPED]
+        assert raw.src == tmp_path / "card" and raw.message.startswith(
+            "2 camera RAW file(s) (CR3) not protected: a RAW must be developed first")
+
     def test_output_equal_to_input_is_refused(self, tmp_path, small_photo):
         photo = small_photo(tmp_path / "a.png")
         [item] = batch.plan([photo], tmp_path)

@@ -480,14 +480,19 @@ def test_a_folder_with_no_photos_exits_1(tmp_path):
     (tmp_path / "IMG_0001.CR2").write_bytes(b"raw")
     # a Mac's Pictures folder holding only its Photos library, which is not walked
     (tmp_path / "Pictures" / "Photos Library.photoslibrary" / "originals").mkdir(parents=True)
+    (tmp_path / "raw").mkdir()  # a camera card's RAW-only folder
+    for name in ("A.NEF", "B.NEF", "C.dng"):
+        (tmp_path / "raw" / name).write_bytes(b"II*\0")
     for given in ("empty", "notes", "notes/readme.txt", "IMG_0001.CR2", "Pictures",
-                  ("empty", "empty")):
+                  ("empty", "empty"), "raw"):
         given = [tmp_path / name for name in
                  (given if isinstance(given, tuple) else (given,))]
         result = invoke("protect", *given, "--out", tmp_path / "out", *TINY)
         assert result.exit_code == 1, result.output
         # a file named directly first says why it was skipped, as in any run
         assert result.stderr.splitlines()[-1].startswith("No photos found (cloak reads JPEG")
+    assert "3 camera RAW file(s) (DNG, NEF) not protected: a RAW must be developed first" \
+        in result.stderr  # the RAW-only folder says why its photos were not taken
     assert not (tmp_path / "out").exists()
 
 
