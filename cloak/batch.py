@@ -1177,6 +1177,17 @@ class _NamePhoto(logging.Filter):
         return True
 
 
+class _ToParent(logging.Handler):
+    """In a worker: a log record goes to the parent through the progress queue, as
+    (None, level, "PHOTO: message"); _drain logs it there."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            _worker_queue.put((None, record.levelno, f"{record.photo}: {record.getMessage()}"))
+        except Exception:  # noqa: BLE001 - logging must never raise (handleError reports it)
+            self.handleError(record)
+
+
 def _init_worker(threads: int, stop_event, progress_queue) -> None:
     global _worker_stop, _worker_queue
     # The parent decides when to stop. (SIGTERM keeps its default: the pool ends a
@@ -1184,10 +1195,11 @@ def _init_worker(threads: int, stop_event, progress_queue) -> None:
     # group ends them while the parent stops the run.)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _exit_with_parent()
-    # Warnings (EXIF, faces...) from several workers interleave: each names its photo.
-    handler = logging.StreamHandler()
+    _worker_stop, _worker_queue = stop_event, progress_queue
+    # Warnings (EXIF, faces...) go to the parent, which prints them as its own (above its
+    # progress bar, names escaped); each names its photo, as several workers interleave.
+    handler = _ToParent()
     handler.addFilter(_NamePhoto())
-    handler.setFormatter(logging.Formatter("%(levelname)s: %(photo)s: %(message)s"))
     logging.getLogger().addHandler(handler)
     logging.getLogger().setLevel(logging.WARNING)
     logging.captureWarnings(True)  # Pillow's "Corrupt EXIF data" too, with its photo
@@ -1197,7 +1209,6 @@ def _init_worker(threads: int, stop_event, progress_queue) -> None:
 
     keep_freed_memory()
     torch.set_num_threads(threads)
-    _worker_stop, _worker_queue = stop_event, progress_queue
 
 
 def _work(index: int, item: Item, config: ProtectConfig):
@@ -1293,6 +1304,7 @@ def _run_pool(todo: list[Item], manifest: Manifest, config: ProtectConfig, jobs:
     finally:
         stop_event.set()
         pool.shutdown(wait=True, cancel_futures=True)
+        _drain(progress_queue, todo, emit, logs_only=True)  # the last photos' warnings
 
 
 class WorkerDied(CloakError):
@@ -1327,10 +1339,17 @@ def _children_ignore_ctrl_c():
         signal.signal(signal.SIGINT, saved)
 
 
-def _drain(progress_queue, todo: list[Item], emit: Callable[[Event], None]) -> None:
+def _drain(progress_queue, todo: list[Item], emit: Callable[[Event], None],
+           logs_only: bool = False) -> None:
+    """What the workers sent: progress reports (index, fraction) become `progress`
+    events (not with `logs_only`: the run is over), and their log records (None, level,
+    message) are logged here, where the CLI prints them."""
     while True:
         try:
-            index, fraction = progress_queue.get_nowait()
-        except queue.Empty:
+            message = progress_queue.get_nowait()
+        except (queue.Empty, OSError, ValueError):  # empty, or closed with the pool
             return
-        emit(Event("progress", todo[index], fraction))
+        if message[0] is None:
+            log.log(message[1], "%s", message[2])
+        elif not logs_only:
+            emit(Event("progress", todo[message[0]], message[1]))

@@ -1316,19 +1316,24 @@ def test_a_pending_copy_in_a_folder_once_used_as_out_is_still_skipped(tmp_path, 
     assert "its 1 protected copies" in items[0].message
 
 
-def test_a_workers_warning_names_its_photo(tmp_path, small_photo, tiny_config, capfd):
-    """With --jobs, warnings from several worker processes interleave on stderr: each
-    names the photo it is about (Pillow's warning on a malformed EXIF block here)."""
+def test_a_workers_warning_names_its_photo(tmp_path, small_photo, tiny_config, capfd,
+                                           caplog):
+    """With --jobs, warnings from several worker processes interleave: each names the
+    photo it is about (Pillow's warning on a malformed EXIF block here), and goes to the
+    parent, which prints it as its own (above the progress bar, names escaped), not
+    straight onto the terminal from the worker."""
     good = small_photo(tmp_path / "in" / "good.png")
     odd = tmp_path / "in" / "odd.jpg"
     with Image.open(small_photo(tmp_path / "odd.png", index=1)) as im:
         im.convert("RGB").save(odd, exif=b"Exif\x00\x00II*\x00\xff\xff\xff\x7f")
     out = tmp_path / "out"
-    result = batch.run(batch.plan([good, odd], out), out, tiny_config, jobs=2)
+    with caplog.at_level("WARNING"):
+        result = batch.run(batch.plan([good, odd], out), out, tiny_config, jobs=2)
     assert result.counts[PROTECTED] == 2
-    err = capfd.readouterr().err
-    [line] = [line for line in err.splitlines() if "Corrupt EXIF" in line]
-    assert line.startswith(f"WARNING: {odd}: "), err
+    [record] = [r for r in caplog.records if "Corrupt EXIF" in r.getMessage()]
+    assert record.levelname == "WARNING" and record.name == "cloak.batch"
+    assert record.getMessage().startswith(f"{odd}: "), record.getMessage()
+    assert "Corrupt EXIF" not in capfd.readouterr().err  # not from the worker itself
 
 
 def test_running_out_of_memory_is_said_in_plain_words():
