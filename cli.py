@@ -618,7 +618,8 @@ def check_out(out: Path) -> None:
         fail(f"--out {out} is a file, not a folder; give a folder for the protected copies")
     if not os.path.lexists(out) and out.suffix.lower() in IMAGE_SUFFIXES:  # --out me_p.jpg
         fail(f"--out {out} looks like a photo's file name; --out names a folder for the "
-             "protected copies (they keep their names), e.g. --out protected/")
+             "protected copies (they keep their names), e.g. --out protected/ (to use a "
+             "folder with such a name, create it first)")
     above = Path(os.path.abspath(out)).parent
     while not os.path.lexists(above) and above != above.parent:
         above = above.parent

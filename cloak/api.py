@@ -65,7 +65,8 @@ def protect(image: Image.Image, config: ProtectConfig | None = None, *,
         rgb = np.repeat(levels[..., None].astype(np.float32) / 65535, 3, axis=2)
     else:
         rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255
-    result = protect_array(rgb, config, grayscale=grayscale or looks_gray(rgb),
+    gray_change = grayscale or looks_gray(rgb, None if alpha is None else np.asarray(alpha))
+    result = protect_array(rgb, config, grayscale=gray_change,
                            progress=progress,
                            should_stop=should_stop)
     if deep:  # 16-bit in, 16-bit out (the change is whole 8-bit steps: 257 per step)

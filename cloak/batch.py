@@ -1183,7 +1183,9 @@ class _ToParent(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            _worker_queue.put((None, record.levelno, f"{record.photo}: {record.getMessage()}"))
+            # one line, as the parent prints it (a captured warning adds its source line)
+            text = (record.getMessage().strip().splitlines() or [""])[0]
+            _worker_queue.put((None, record.levelno, f"{record.photo}: {text}"))
         except Exception:  # noqa: BLE001 - logging must never raise (handleError reports it)
             self.handleError(record)
 

@@ -6,6 +6,7 @@ import contextlib
 import functools
 import os
 import platform
+import re
 
 import torch
 
@@ -14,19 +15,30 @@ from .errors import ConfigError
 DEVICE_ENV = "CLOAK_DEVICE"  # the device the CLI's --device and the app take by default
 
 
+def _cuda_archs(arch_list: list[str]) -> list[tuple[str, tuple[int, int]]]:
+    """("sm" or "compute", (major, minor)) for each NVIDIA entry of `arch_list` ("sm_90a",
+    an arch-specific build, counts as sm_90); ROCm's "gfx90a" and the like are left out."""
+    parsed = []
+    for arch in arch_list:
+        kind, _, number = arch.partition("_")
+        digits = re.match(r"\d+", number)
+        if kind in ("sm", "compute") and digits:
+            value = int(digits.group())
+            parsed.append((kind, (value // 10, value % 10)))
+    return parsed
+
+
 def arch_runs(capability: tuple[int, int], arch_list: list[str]) -> bool:
     """Whether a torch build compiled for `arch_list` (torch.cuda.get_arch_list(): "sm_80",
     "compute_90", ...) runs kernels on a GPU of compute `capability` (major, minor): a
     binary for sm_XY runs on major X, minor >= Y; PTX for compute_XY is compiled for any
-    GPU at XY or newer. An empty list (not known) counts as runnable."""
-    if not arch_list:
+    GPU at XY or newer. A list with no NVIDIA entry (not known, or a ROCm build's gfx
+    names) counts as runnable."""
+    archs = _cuda_archs(arch_list)
+    if not archs:
         return True
     major, minor = capability
-    for arch in arch_list:
-        kind, _, number = arch.partition("_")
-        if not number.isdigit():
-            continue
-        built = (int(number) // 10, int(number) % 10)
+    for kind, built in archs:
         if kind == "sm" and built[0] == major and built[1] <= minor:
             return True
         if kind == "compute" and built <= (major, minor):
@@ -46,7 +58,9 @@ def older_than_build(index: int | None = None) -> str | None:
         return None
     if arch_runs(tuple(capability), list(arch_list)):
         return None
-    return (f"the GPU {name} (sm_{capability[0]}{capability[1]}) is older than this torch "
+    oldest = min(built for _, built in _cuda_archs(list(arch_list)))
+    age = "older than" if tuple(capability) < oldest else "not among the GPUs"
+    return (f"the GPU {name} (sm_{capability[0]}{capability[1]}) is {age} this torch "
             f"build supports ({', '.join(arch_list)})")
 
 

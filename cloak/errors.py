@@ -45,9 +45,11 @@ class Cancelled(CloakError):
 
 def is_out_of_memory(exc: BaseException) -> bool:
     """MemoryError, torch's OutOfMemoryError on a GPU (a RuntimeError, "out of memory"), or
-    torch's CPU allocator failing ("DefaultCPUAllocator: can't allocate memory")."""
+    torch's CPU allocator failing ("DefaultCPUAllocator: can't allocate memory" on Linux,
+    "...: not enough memory" on Windows)."""
     if isinstance(exc, MemoryError):
         return True
     text = str(exc).lower()
-    return isinstance(exc, RuntimeError) and ("out of memory" in text
-                                              or "can't allocate memory" in text)
+    return isinstance(exc, RuntimeError) and any(
+        words in text for words in ("out of memory", "can't allocate memory",
+                                    "not enough memory"))

@@ -137,6 +137,25 @@ class TestPickDevice:
         assert arch_runs((12, 0), [*build, "compute_90"])  # PTX compiled for it
         assert not arch_runs((8, 0), ["sm_86"])  # a binary for 8.6 needs 8.6 or newer
         assert arch_runs((6, 1), [])  # nothing known: trusted
+        # a ROCm build names gfx targets, which say nothing about NVIDIA's: trusted (a
+        # named --device cuda was refused there, as if the GPU were too old)
+        assert arch_runs((9, 0), ["gfx900", "gfx90a", "gfx942"])
+        assert arch_runs((9, 0), ["sm_80", "sm_90a"])  # an arch-specific 9.0 binary
+        assert not arch_runs((8, 6), ["sm_90a", "sm_100a"])
+
+    def test_a_gpu_newer_than_the_build_is_not_called_older(self, monkeypatch):
+        from cloak.device import older_than_build
+
+        monkeypatch.setattr(torch.cuda, "get_arch_list", lambda: ["sm_80", "sm_90"])
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Next GPU")
+        for capability, said in (((12, 0), "is not among the GPUs this torch build"),
+                                 ((7, 0), "is older than this torch build")):
+            monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a, c=capability: c)
+            older_than_build.cache_clear()
+            try:
+                assert said in older_than_build(0)
+            finally:
+                older_than_build.cache_clear()
 
     def test_cpu_on_request(self):
         assert pick_device("cpu") == torch.device("cpu")

@@ -783,13 +783,13 @@ class TestProtecting:
         is protected on the CPU, and the status bar says why the GPU was not used."""
         import torch
 
-        from cloak.device import cuda_unusable_reason
+        from cloak.device import older_than_build
 
         monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
         monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (6, 1))
         monkeypatch.setattr(torch.cuda, "get_arch_list", lambda: ["sm_75", "sm_80"])
         monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "GeForce GTX 1080")
-        cuda_unusable_reason.cache_clear()
+        older_than_build.cache_clear()
         try:
             window.settings = {**TINY, "measure": False}
             window.add_paths([small_photo(tmp_path / "a.png")])
@@ -801,7 +801,7 @@ class TestProtecting:
             assert row.state == PhotoRow.PROTECTED
             assert row.outcome.dst.is_file()
         finally:
-            cuda_unusable_reason.cache_clear()
+            older_than_build.cache_clear()
 
     def test_a_name_taken_during_the_attack_goes_to_the_next_free_name(self, qapp, tmp_path,
                                                                        small_photo):

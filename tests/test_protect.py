@@ -336,6 +336,21 @@ class TestProtectImage:
         a = np.asarray(protect(colour, steps).image, np.int16) - np.asarray(colour, np.int16)
         assert (a[..., 0] != a[..., 1]).mean() > 0.1
 
+    def test_black_and_white_is_judged_on_the_pixels_that_show(self):
+        """Colour hidden under full transparency does not make a B&W picture colour; a
+        colour area in the last band of rows of a tall picture is still seen."""
+        from cloak.io import looks_gray
+
+        rng = np.random.default_rng(6)
+        rgb = np.repeat(rng.random((1200, 40, 1), dtype=np.float32), 3, axis=2)
+        assert looks_gray(rgb)
+        rgb[-100:, :, 0] = 1.0  # a red strip at the bottom: 8% of the picture
+        assert not looks_gray(rgb)
+        alpha = np.full((1200, 40), 255, np.uint8)
+        alpha[-100:] = 0  # hidden
+        assert looks_gray(rgb, alpha) and not looks_gray(rgb, np.ones_like(alpha))
+        assert not looks_gray(rgb, np.zeros_like(alpha))  # nothing shows: not judged gray
+
     def test_float_and_non_rgb_colour_modes_are_refused(self, config):
         """A 32-bit float image (values in [0, 1]) would reach RGB through 8-bit gray as
         0s and 1s, a black picture protected as if it were the photo: refused instead."""

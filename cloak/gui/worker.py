@@ -112,6 +112,7 @@ APP_WORDING: tuple[tuple[str, str], ...] = (
     (r"choose another --out folder", "choose another Save-to folder"),
     (r"into another --out folder", "into another Save-to folder"),
     (r"\(--strength fast\)", "(Strength: fast)"),
+    (r"use --device cpu", "set CLOAK_DEVICE=cpu before starting the app"),
 )
 
 
