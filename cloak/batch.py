@@ -63,8 +63,9 @@ FOLDER_TWICE = "folder already included (named twice)"
 # small preview)
 RAW_SUFFIXES = frozenset({".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf",
                           ".pef", ".srw"})
-RAW_SKIPPED = ("{n} camera RAW file(s) ({kinds}) not protected: a RAW must be developed "
-               "first; export it as JPEG, HEIC or TIFF and protect that")
+RAW_WHY = ("not protected: a RAW must be developed first; export it as JPEG, HEIC or TIFF "
+           "and protect that")
+RAW_SKIPPED = "{n} camera RAW file(s) ({kinds}) " + RAW_WHY
 # A file whose XMP carries cloak's note: protecting it again adds a second layer of noise.
 A_PROTECTED_COPY = ("a copy cloak protected already (its metadata says so); protecting it "
                     "again would add a second layer of noise: give the original")
@@ -139,7 +140,7 @@ class BatchResult:
         named twice and camera RAW files."""
         return all(i.status == SKIPPED and (i.message.startswith(NOT_A_PHOTO)
                                             or i.message in (PACKAGE_SKIPPED, FOLDER_TWICE)
-                                            or i.message.endswith(RAW_SKIPPED[-60:]))
+                                            or i.message.endswith(RAW_WHY))
                    for i in self.items)
 
 

@@ -30,6 +30,28 @@ def protected_copy(img: Image.Image, config: ProtectConfig) -> Image.Image:
     return Image.fromarray(np.round(rgb * 255).astype(np.uint8))
 
 
+def damage_by_hand(model_name: str, clean: Image.Image, copy: Image.Image, size: int
+                   ) -> float:
+    """Damage computed here, not through cloak.metrics (which verify itself uses): both
+    square photos resized to `size` px (bicubic, as verify measures), then
+    PSNR(D(E(x)), x) - PSNR(D(E(x_adv)), x) = 10 log10(mse_adv / mse_clean)."""
+    import torch
+    import torch.nn.functional as F
+
+    from cloak.device import autocast
+    from cloak.models import load_autoencoder
+
+    model = load_autoencoder(model_name)
+    x, xa = (torch.from_numpy(np.asarray(i, dtype=np.float32) / 255).permute(2, 0, 1)[None]
+             for i in (clean, copy))
+    xs, xas = (F.interpolate(i, size=(size, size), mode="bicubic", antialias=True,
+                             align_corners=False).clamp(0, 1) for i in (x, xa))
+    with torch.no_grad(), autocast(torch.device("cpu")):
+        recs = [model.decode(model.encode(i)).float().clamp(0, 1) for i in (xs, xas)]
+    mse_clean, mse_adv = (float(((r.double() - xs.double()) ** 2).mean()) for r in recs)
+    return float(10 * np.log10(mse_adv / mse_clean))
+
+
 @pytest.fixture(scope="module")
 def example_at_medium(weights_dir) -> tuple[Image.Image, Image.Image]:
     """The example photo (512 px, the size verify and the receipt measure at), clean and
@@ -88,11 +110,6 @@ class TestVerdicts:
         assert verdict_for(min(instagram.damage_db.values())) != "none", v.to_dict()
 
     def test_damage_matches_a_hand_computation_and_the_clean_cache_changes_nothing(self, photo):
-        import torch
-
-        from cloak.device import autocast
-        from cloak.models import load_autoencoder
-
         rng = np.random.default_rng(0)
         noisy = Image.fromarray(np.clip(np.asarray(photo, dtype=np.int16)
                                         + rng.integers(-8, 9, (256, 256, 3)), 0, 255)
@@ -109,19 +126,7 @@ class TestVerdicts:
         assert "taef2" in both.channels[0].damage_db
         ordered = verify_images(photo, noisy, ("jpeg75", "as-is"), models=("taesd",))
         assert ordered.as_posted.channel == "as-is"
-        x, xa = (torch.from_numpy(np.asarray(i, dtype=np.float32) / 255).permute(2, 0, 1)[None]
-                 for i in (photo, noisy))
-        # By hand, not through cloak.metrics: both at 512 px (bicubic, as verify measures),
-        # damage = PSNR(D(E(x)), x) - PSNR(D(E(x_adv)), x) = 10 log10(mse_adv / mse_clean).
-        import torch.nn.functional as F
-
-        model = load_autoencoder("taesd")
-        xs, xas = (F.interpolate(i, size=(512, 512), mode="bicubic", antialias=True,
-                                 align_corners=False).clamp(0, 1) for i in (x, xa))
-        with torch.no_grad(), autocast(torch.device("cpu")):
-            recs = [model.decode(model.encode(i)).float().clamp(0, 1) for i in (xs, xas)]
-        mse_clean, mse_adv = (float(((r.double() - xs.double()) ** 2).mean()) for r in recs)
-        expected = 10 * np.log10(mse_adv / mse_clean)
+        expected = damage_by_hand("taesd", photo, noisy, 512)
         assert expected > 0.1  # random +-8/255 noise: about 0.3 dB on taesd
         assert first.channels[0].damage_db["taesd"] == pytest.approx(expected, abs=1e-3)
 
@@ -413,29 +418,13 @@ def test_the_sdxl_and_flux_stand_ins_are_measured_at_1024_too(photo):
     """SDXL and FLUX edit at 1024 px, where a perturbation made at 512 keeps much less:
     with at_1024, verify also measures their stand-ins there (as the photo is), and only
     theirs, against a hand computation at 1024; its verdict is the weakest's there."""
-    import torch
-    import torch.nn.functional as F
-
-    from cloak.device import autocast
-    from cloak.models import load_autoencoder
-
     rng = np.random.default_rng(1)
     noisy = Image.fromarray(np.clip(np.asarray(photo, dtype=np.int16)
                                     + rng.integers(-8, 9, (256, 256, 3)), 0, 255)
                             .astype(np.uint8))
     v = verify_images(photo, noisy, ("as-is",), models=("taesd", "taesdxl"), at_1024=True)
     assert set(v.damage_at_1024) == {"taesdxl"}
-    x, xa = (torch.from_numpy(np.asarray(i, dtype=np.float32) / 255).permute(2, 0, 1)[None]
-             for i in (photo, noisy))
-    # By hand, not through cloak.metrics (which verify itself uses): both at 1024 px
-    # (bicubic, as verify measures), 10 log10(mse_adv / mse_clean) as in the 512 test.
-    model = load_autoencoder("taesdxl")
-    xs, xas = (F.interpolate(i, size=(1024, 1024), mode="bicubic", antialias=True,
-                             align_corners=False).clamp(0, 1) for i in (x, xa))
-    with torch.no_grad(), autocast(torch.device("cpu")):
-        recs = [model.decode(model.encode(i)).float().clamp(0, 1) for i in (xs, xas)]
-    mse_clean, mse_adv = (float(((r.double() - xs.double()) ** 2).mean()) for r in recs)
-    expected = 10 * np.log10(mse_adv / mse_clean)
+    expected = damage_by_hand("taesdxl", photo, noisy, 1024)
     assert v.damage_at_1024["taesdxl"] == pytest.approx(expected, abs=1e-3)
     # not the 512 figure under another name
     assert abs(v.damage_at_1024["taesdxl"] - v.channels[0].damage_db["taesdxl"]) > 1e-3
