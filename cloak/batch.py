@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import ProtectConfig, draws_at_random
-from .errors import Cancelled, CloakError, OutputError, is_out_of_memory
+from .errors import Cancelled, CloakError, ModelError, OutputError, is_out_of_memory
 from .models.weights import DownloadProgress, sha256_of
 from .preview import PREVIEW_SUFFIX, preview_path
 from .report import Report
@@ -798,12 +798,24 @@ def preload_models(config: ProtectConfig, progress: DownloadProgress | None = No
     follows each download. Returns False when faces are on but the face detector could not
     be found or fetched (face priority is off; a warning is logged), else True."""
     from .device import pick_device
-    from .models import load_autoencoder
-    from .models.weights import resolve_face_detector
+    from .models import MODELS, load_autoencoder
+    from .models.weights import (
+        WeightsMissing,
+        missing_message,
+        missing_stems,
+        resolve_face_detector,
+    )
 
     device = pick_device(config.device)
     for name in config.models:
-        load_autoencoder(name, config.model_dir, device, config.allow_download, progress)
+        try:
+            load_autoencoder(name, config.model_dir, device, config.allow_download, progress)
+        except WeightsMissing as exc:  # name every missing file at once, not one a run
+            stems = missing_stems(config.models, config.model_dir)
+            if len(stems) < 2:
+                raise
+            raise ModelError(missing_message(MODELS[name], "encoder", exc.why,
+                                             config.model_dir, stems)) from exc
     if config.faces:
         return resolve_face_detector(config.model_dir, config.allow_download,
                                      progress) is not None

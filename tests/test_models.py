@@ -269,6 +269,57 @@ class TestLookupAndVerification:
         message = str(info.value)
         assert "taesdxl_decoder" in message and "CLOAK_MODEL_DIR" in message
 
+    def test_offline_every_missing_file_is_named_at_once(self, model_dir, tmp_path,
+                                                         monkeypatch):
+        """A user supplying the weights by hand learns every missing file from one run,
+        not one file a run; files that are there are not listed."""
+        from cloak.batch import preload_models
+        from cloak.config import ProtectConfig
+
+        mine = tmp_path / "mine"
+        mine.mkdir()
+        shutil.copy(model_dir / "taesd_encoder.safetensors", mine)
+        monkeypatch.setenv("CLOAK_MODEL_DIR", str(mine))
+        monkeypatch.setenv("CLOAK_OFFLINE", "1")
+        monkeypatch.setattr("cloak.models._cache", {})
+        with pytest.raises(ModelError) as info:
+            preload_models(ProtectConfig(models=("taesd", "taef2"), faces=False))
+        message = str(info.value)
+        assert "3 files: taesd_decoder, taef2_encoder, taef2_decoder" in message
+        assert "taesd_encoder" not in message.split("(looked in")[0]
+        assert "downloads are off" in message and "CLOAK_MODEL_DIR" in message
+        # one file missing keeps the one-file wording
+        for name in ("taesd_decoder.safetensors", "taef2_encoder.pth"):
+            shutil.copy(model_dir / name, mine)
+        with pytest.raises(ModelError, match="weights for taef2 decoder not found"):
+            preload_models(ProtectConfig(models=("taesd", "taef2"), faces=False))
+
+    def test_a_damaged_unpinned_copy_loads_with_a_warning(self, model_dir, tmp_path,
+                                                          caplog):
+        """Damage that keeps the fingerprint, in a file with no pinned sha256 (the
+        upstream .pth name): the values' digest tells it from the published weights, so
+        it is used (as another release would be) but not in silence. The same weights
+        exported whole are used without a word."""
+        state = W.read_state_dict(model_dir / "taesd_encoder.safetensors")
+        whole = tmp_path / "whole" / "taesd_encoder.pth"
+        whole.parent.mkdir()
+        torch.save(state, whole)
+        key = next(k for k in sorted(state) if k != W.FINGERPRINT_KEY["encoder"]
+                   and state[k].numel() > 100)
+        state[key].view(-1)[7] *= 1.5
+        damaged = tmp_path / "damaged" / "taesd_encoder.pth"
+        damaged.parent.mkdir()
+        torch.save(state, damaged)
+        W._warned.clear()
+        with caplog.at_level("WARNING", logger="cloak.models.weights"):
+            W.load_part(get_spec("taesd"), "encoder", whole)
+            assert not caplog.records
+            W.load_part(get_spec("taesd"), "encoder", damaged)
+        assert [r.getMessage() for r in caplog.records] == [(
+            f"{damaged} loads as taesd encoder, but its weights are not the release cloak "
+            "knows (another version, or a damaged copy): protection is made and measured "
+            "against them as they are")]
+
 
 class TestDownload:
     def _mirror(self, model_dir: Path, tmp_path: Path) -> Path:
@@ -282,7 +333,7 @@ class TestDownload:
         return mirror
 
     def test_download_from_file_url_is_verified_and_cached(self, model_dir, tmp_path,
-                                                           monkeypatch):
+                                                           monkeypatch, caplog):
         mirror = self._mirror(model_dir, tmp_path)
         monkeypatch.setenv("CLOAK_MODEL_DIR", str(tmp_path / "nothing-here"))
         monkeypatch.delenv("CLOAK_OFFLINE", raising=False)
@@ -296,6 +347,17 @@ class TestDownload:
         assert seen and seen[-1] == path.stat().st_size
         # Unpinned bytes (our re-export of taesd) are accepted by a strict load.
         assert W.resolve(get_spec("taesd"), "decoder").is_file()
+        # An unknown release downloaded is warned about under its cached name, not the
+        # temp file's that its check loaded.
+        state = W.read_state_dict(mirror / "taesd_encoder.pth")
+        state["0.weight"] = state["0.weight"] * 1.01
+        torch.save(state, mirror / "taesd_encoder.pth")
+        W._warned.clear()
+        with caplog.at_level("WARNING", logger="cloak.models.weights"):
+            W.load_verified(get_spec("taesd"), "encoder")
+        warned = [r.getMessage() for r in caplog.records if "loads as" in r.getMessage()]
+        assert len(warned) == 1 and warned[0].startswith(
+            f"{tmp_path / 'cache' / 'taesd_encoder.pth'} loads as taesd encoder"), warned
         # Second lookup comes from the cache, with the mirror gone.
         shutil.rmtree(mirror)
         assert W.resolve(get_spec("taef2"), "encoder") == path
@@ -393,6 +455,21 @@ class TestDownload:
         with pytest.raises(ModelError, match="download from .* failed") as info:
             W.resolve(get_spec("taesd"), "encoder")
         assert "\n" not in str(info.value)
+        assert "<urlopen" not in str(info.value)  # urllib's wrapper, not words
+
+    def test_network_failures_are_said_in_words(self):
+        import socket
+        import urllib.error
+
+        no_dns = urllib.error.URLError(socket.gaierror(-3, "Temporary failure in name "
+                                                          "resolution"))
+        assert W.network_reason(no_dns) == ("no network, or an unknown host: Temporary "
+                                            "failure in name resolution")
+        refused = urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))
+        assert W.network_reason(refused) == "Connection refused"
+        gone = urllib.error.HTTPError("http://x/a.pth", 404, "Not Found", {}, None)
+        assert W.network_reason(gone) == "HTTP 404 Not Found"
+        assert W.network_reason(TimeoutError("timed out")) == "timed out"
 
     def test_unwritable_cache_gives_one_clear_line(self, tmp_path, monkeypatch):
         blocker = tmp_path / "a-file"

@@ -14,6 +14,7 @@ import io
 import logging
 import os
 import re
+import socket
 import tempfile
 import time
 import urllib.error
@@ -316,9 +317,12 @@ def download(spec: ModelSpec, part: str, progress: DownloadProgress | None = Non
     (`model_dir` only names the folders searched in an error). A failure raises
     ModelError(explain(why)); by default missing_message, which says where cloak looked."""
     url = download_url(spec, part)
-    if explain is None:
-        def explain(why: str) -> str:
-            return missing_message(spec, part, why, model_dir)
+
+    def fail(why: str) -> ModelError:
+        if explain is None:
+            return WeightsMissing(spec, part, why, model_dir)
+        return ModelError(explain(why))
+
     target = cache_dir() / f"{spec.file_stem(part)}.pth"
 
     def check(tmp: Path) -> None:
@@ -327,7 +331,7 @@ def download(spec: ModelSpec, part: str, progress: DownloadProgress | None = Non
             raise ModelError("the file it sent does not match its pinned sha256")
         # No pinned hash: accept only what loads strictly into the architecture.
         try:
-            load_part(spec, part, tmp)
+            load_part(spec, part, tmp, warn=False)
         except ModelError as exc:  # an HTML page from a proxy, a cut-off file
             log.debug("download of %s refused: %s", url, exc)
             raise ModelError("the file it sent is not these weights (an error page, or a "
@@ -336,13 +340,31 @@ def download(spec: ModelSpec, part: str, progress: DownloadProgress | None = Non
     try:
         return fetch(url, target, check, progress)
     except CacheNotWritable as exc:
-        raise ModelError(explain(str(exc))) from exc
+        raise fail(str(exc)) from exc
     except ModelError as exc:
-        raise ModelError(explain(f"download from {url} failed: {exc}")) from exc
+        raise fail(f"download from {url} failed: {exc}") from exc
     except (urllib.error.URLError, OSError, TimeoutError, ValueError,
             http.client.HTTPException) as exc:
         # ValueError: a CLOAK_WEIGHTS_URL that is not a URL
-        raise ModelError(explain(f"download from {url} failed ({exc})")) from exc
+        raise fail(f"download from {url} failed ({network_reason(exc)})") from exc
+
+
+def network_reason(exc: BaseException) -> str:
+    """Why a download failed, in words: urllib's `<urlopen error [Errno -3] Temporary
+    failure in name resolution>` as `no network, or an unknown host: Temporary failure in name
+    resolution`, an HTTP error as `HTTP 404 Not Found`."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code} {exc.reason}".strip()
+    if isinstance(exc, urllib.error.URLError):
+        reason = exc.reason
+        if isinstance(reason, OSError) and reason.strerror:
+            if isinstance(reason, socket.gaierror):
+                return f"no network, or an unknown host: {reason.strerror}"
+            return reason.strerror
+        return str(reason)
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
 
 
 def downloads_off() -> bool:
@@ -404,18 +426,42 @@ def resolve_face_detector(model_dir=None, allow_download: bool = True,
     except (urllib.error.URLError, OSError, TimeoutError, ValueError, ModelError,
             http.client.HTTPException) as exc:
         _face_detector_failed.add(url)
-        _warn_once(f"face detector not available ({exc}); face priority is off. Put "
+        why = exc if isinstance(exc, ModelError) else network_reason(exc)
+        _warn_once(f"face detector not available ({why}); face priority is off. Put "
                    f"{FACE_DETECTOR} in --model-dir or CLOAK_MODEL_DIR to turn it on")
         return None
 
 
-def missing_message(spec: ModelSpec, part: str, why: str, model_dir=None) -> str:
+class WeightsMissing(ModelError):
+    """No weights for a (model, part) were found, and none could be downloaded (`why`)."""
+
+    def __init__(self, spec: ModelSpec, part: str, why: str, model_dir=None):
+        super().__init__(missing_message(spec, part, why, model_dir))
+        self.why = why
+        self.model_dir = model_dir
+
+
+def missing_message(spec: ModelSpec, part: str, why: str, model_dir=None,
+                    stems: list[str] | None = None) -> str:
+    """One line: which weights are missing (`stems`, default this (model, part)'s file),
+    where cloak looked, `why` none was downloaded, and how to supply them."""
     looked_in = ", ".join(str(folder) for folder in search_dirs(model_dir))
+    stems = stems or [spec.file_stem(part)]
+    if len(stems) == 1:
+        return (
+            f"weights for {spec.name} {part} not found (looked in {looked_in}) and {why}. "
+            f"Put {stems[0]}.safetensors or .pth in a folder and pass --model-dir DIR "
+            f"or set CLOAK_MODEL_DIR=DIR (files: {UPSTREAM_URL}/{stems[0]}.pth)")
     return (
-        f"weights for {spec.name} {part} not found (looked in {looked_in}) and {why}. Put "
-        f"{spec.file_stem(part)}.safetensors or .pth in a folder and pass --model-dir DIR "
-        f"or set CLOAK_MODEL_DIR=DIR (files: {UPSTREAM_URL}/{spec.file_stem(part)}.pth)"
-    )
+        f"weights not found for {len(stems)} files: {', '.join(stems)} (looked in "
+        f"{looked_in}) and {why}. Put each as NAME.safetensors or NAME.pth in a folder and "
+        f"pass --model-dir DIR or set CLOAK_MODEL_DIR=DIR (files: {UPSTREAM_URL}/NAME.pth)")
+
+
+def missing_stems(names: list[str] | tuple[str, ...], model_dir=None) -> list[str]:
+    """The weight files (`taesd_encoder`, ...) of models `names` found in no search dir."""
+    return [MODELS[name].file_stem(part) for name in names for part in PARTS
+            if find_local(MODELS[name], part, model_dir) is None]
 
 
 def build_part(spec: ModelSpec, part: str) -> torch.nn.Module:
@@ -430,15 +476,18 @@ def build_part(spec: ModelSpec, part: str) -> torch.nn.Module:
     return module.to_empty(device="cpu")
 
 
-def load_part(spec: ModelSpec, part: str, path: Path, other_exports: bool = False
-              ) -> torch.nn.Module:
+def load_part(spec: ModelSpec, part: str, path: Path, other_exports: bool = False,
+              warn: bool = True) -> torch.nn.Module:
     """Build (model, part) and load `path` into it strictly.
 
     Weights of another model are refused, whatever the file's name (taesd's and taesdxl's
     have the same shapes; identify tells them apart). `other_exports`: a file whose name
     has a pinned sha256 but other bytes (the same weights exported again: fp32, another
     tool) is loaded, with a warning, when its weights are this (model, part)'s; else (and
-    always for cloak's own downloads) it is refused as damaged."""
+    always for cloak's own downloads) it is refused as damaged. A file with no pinned
+    sha256 whose values are not the published ones (another release, or damage that
+    keeps the fingerprint) loads with a warning, unless not `warn` (a download's check
+    of its temp file: the file is loaded, and warned about, under its own name next)."""
     if part not in PARTS:
         raise ValueError(f"part must be one of {PARTS}, got {part!r}")
     state, mismatch = _read_checked(path)
@@ -465,13 +514,16 @@ def load_part(spec: ModelSpec, part: str, path: Path, other_exports: bool = Fals
         # is the pinned file's. A damaged copy (which can keep the fingerprint) is not.
         if values_digest(state) != KNOWN_VALUES[spec.name][part]:
             raise mismatch
-        _warn_once(f"{path} is not the file cloak pinned under that name (sha256 differs) "
-                   f"but holds {spec.name}'s published {part} weights (another export of "
-                   "them): using it")
-    elif holds is None:
-        _warn_once(f"{path} loads as {spec.name} {part}, but its weights are not a release "
-                   "cloak knows (another version?): protection is made and measured "
-                   "against them as they are")
+        if warn:
+            _warn_once(f"{path} is not the file cloak pinned under that name (sha256 "
+                       f"differs) but holds {spec.name}'s published {part} weights "
+                       "(another export of them): using it")
+    elif path.name not in KNOWN_SHA256 and warn and (
+            holds is None or values_digest(state) != KNOWN_VALUES[spec.name][part]):
+        # holds: the fingerprint's 128 signs match, which damage elsewhere keeps
+        _warn_once(f"{path} loads as {spec.name} {part}, but its weights are not the "
+                   "release cloak knows (another version, or a damaged copy): protection "
+                   "is made and measured against them as they are")
     return module.eval().requires_grad_(False)
 
 
@@ -489,7 +541,7 @@ def resolve(spec: ModelSpec, part: str, model_dir=None, allow_download: bool = T
         verify_file(path)
         return path
     if not allow_download or downloads_off():
-        raise ModelError(missing_message(spec, part, "downloads are off", model_dir))
+        raise WeightsMissing(spec, part, "downloads are off", model_dir)
     return download(spec, part, progress, model_dir)
 
 
