@@ -674,6 +674,9 @@ def _settings_change(old: dict, new: dict) -> str:
                            else "a mask added" if new.get(key) else "the mask left out")
         elif key == "metadata":  # a policy of many options: which ones is --json's to say
             changed.append("metadata options (--keep-gps, --strip-exif...) changed")
+        elif key == "faces":  # off only where the face detector could not be found
+            changed.append("face priority on" if new.get(key) else
+                           "face priority off (no face detector)")
         else:
             changed.append(f"{key} {old.get(key)} -> {new.get(key)}")
     return ", ".join(changed[:3]) or "other settings"
@@ -822,6 +825,20 @@ def preload_models(config: ProtectConfig, progress: DownloadProgress | None = No
     return True
 
 
+def faces_as_found(config: ProtectConfig, progress: DownloadProgress | None = None
+                   ) -> ProtectConfig:
+    """`config` as it will run: with faces off where they are on but the face detector
+    can't be found or fetched (a warning is logged). Copies are recorded with the settings
+    that made them, so a copy made without face priority is not taken, once the detector
+    is there, for one made with it."""
+    from .models.weights import resolve_face_detector
+
+    if config.faces and resolve_face_detector(config.model_dir, config.allow_download,
+                                              progress) is None:
+        return dataclasses.replace(config, faces=False)
+    return config
+
+
 def usable_cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -861,6 +878,8 @@ def _run_locked(items: list[Item], out_dir: Path, config: ProtectConfig,
     for item in items:  # saved with the manifest: later runs keep these mirrors
         if item.folder is not None:
             manifest.folders.setdefault(*item.folder)
+    if any(item.status == "pending" for item in items):
+        config = faces_as_found(config, lambda *download: emit(download_event(*download)))
     settings = config.fingerprint()
     todo: list[Item] = []
     interrupted = False

@@ -48,7 +48,15 @@ from cloak.gui.images import amplified_difference, shown_in_srgb, thumbnail
 from cloak.gui.paths import common_folder, expand_paths, unique_destination
 from cloak.gui.widgets import ERROR_COLOR, THUMB_SIZE, PhotoRow
 from cloak.gui.window import DropZone, MainWindow
-from cloak.gui.worker import CallSignals, Job, Outcome, ProtectWorker, describe
+from cloak.gui.worker import (
+    ALREADY_PROTECTED,
+    FACES_OFF_NOTICE,
+    CallSignals,
+    Job,
+    Outcome,
+    ProtectWorker,
+    describe,
+)
 
 TINY = {"steps": 2, "models": ("taesd",), "working_size": 128}
 
@@ -1198,7 +1206,19 @@ class TestReviewFixes:
             assert "--" not in shown, shown
         assert "CLOAK_MODEL_DIR" in for_the_app(messages[0])
         assert "(Strength: fast)" in for_the_app(messages[1])
-        assert "lower strength" in plain_message(RuntimeError("CUDA out of memory."))
+        # out of memory: advice that can help (every strength but High attacks at 512)
+        on_gpu = plain_message(RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"))
+        assert "GPU memory" in on_gpu and "CLOAK_DEVICE=cpu" in on_gpu
+        on_cpu = plain_message(RuntimeError("DefaultCPUAllocator: can't allocate memory"))
+        assert "close other programs" in on_cpu and "GPU" not in on_cpu
+        # the pixel limit's advice, in the app's terms
+        from cloak.errors import UnsupportedImageError
+        from cloak.io import _too_many_pixels
+
+        too_big = _too_many_pixels(Path("huge.png"), 300_000_000, 200_000_000)
+        assert isinstance(too_big, UnsupportedImageError)
+        assert "set CLOAK_MAX_PIXELS=300000000 before starting the app" in \
+            plain_message(too_big)
 
     @pytest.mark.usefixtures("model_dir")
     def test_a_copy_saved_before_measuring_failed_shows_as_saved(self, qapp, tmp_path,
@@ -1225,6 +1245,62 @@ class TestReviewFixes:
         assert outcome.report is None
         assert outcome.status.startswith("protected, but measuring the saved copy failed")
         assert "not enough memory" in outcome.status
+        # the copy is whole: recorded, so a later session does not protect it again
+        from cloak.batch import earlier_copy
+
+        assert earlier_copy(photo, tmp_path / "out", worker.config.fingerprint()) == \
+            outcome.dst
+
+    @pytest.mark.usefixtures("model_dir")
+    def test_a_photo_whose_copy_name_cant_be_made_fails_and_the_rest_go_on(
+            self, qapp, tmp_path, small_photo):
+        """A 255-byte name whose copy exists: the next free name ("name (1).png") is too
+        long for the disk. That photo fails with a reason; the next one is protected."""
+        long_name = tmp_path / ("p" * 251 + ".png")
+        photo = small_photo(long_name)
+        out = tmp_path / "out"
+        out.mkdir()
+        (out / long_name.name).write_bytes(b"an earlier copy")
+        other = small_photo(tmp_path / "b.png", index=1)
+        worker = ProtectWorker([Job(0, photo, out), Job(1, other, out)],
+                               ProtectConfig(strength="fast", **TINY))
+        protected, failed = [], []
+        worker.protected.connect(lambda i, outcome: protected.append(i))
+        worker.failed.connect(lambda i, message: failed.append((i, message)))
+        worker.run()
+        assert [i for i, _ in failed] == [0] and protected == [1], failed
+        assert (out / long_name.name).read_bytes() == b"an earlier copy"
+
+    @pytest.mark.usefixtures("model_dir")
+    def test_copies_made_without_face_priority_are_redone_once_it_is_there(
+            self, qapp, tmp_path, small_photo, model_dir, monkeypatch):
+        """No face detector: the copy is recorded as made without face priority, so a
+        later session with the detector does not take it for a copy made with it."""
+        from cloak.batch import earlier_copy
+        from cloak.models import weights
+
+        no_detector = tmp_path / "weights"
+        no_detector.mkdir()
+        for part in model_dir.glob("taesd_*"):
+            (no_detector / part.name).symlink_to(part)
+        monkeypatch.setenv("CLOAK_MODEL_DIR", str(no_detector))
+        monkeypatch.setattr(weights, "cache_dir", lambda: tmp_path / "cache")
+        monkeypatch.setenv("CLOAK_OFFLINE", "1")
+        photo, out = small_photo(tmp_path / "a.png"), tmp_path / "out"
+        config = ProtectConfig(strength="fast", faces=True, **TINY)
+        worker = ProtectWorker([Job(0, photo, out)], config)
+        notices = []
+        worker.notice.connect(notices.append)
+        worker.run()
+        assert worker.config.faces is False and FACES_OFF_NOTICE in notices
+        assert earlier_copy(photo, out, config.fingerprint()) is None
+        (no_detector / "yunet_n_dynamic.onnx").symlink_to(model_dir / "yunet_n_dynamic.onnx")
+        again = ProtectWorker([Job(0, photo, out)], config)
+        protected = []
+        again.protected.connect(lambda i, outcome: protected.append(outcome))
+        again.run()
+        assert again.config.faces is True
+        assert protected[0].status != ALREADY_PROTECTED and protected[0].dst.name == "a (1).png"
 
     @pytest.mark.usefixtures("model_dir")
     def test_temp_files_a_force_quit_left_a_day_ago_are_removed(self, qapp, tmp_path,

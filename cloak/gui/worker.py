@@ -113,6 +113,7 @@ APP_WORDING: tuple[tuple[str, str], ...] = (
     (r"into another --out folder", "into another Save-to folder"),
     (r"\(--strength fast\)", "(Strength: fast)"),
     (r"use --device cpu", "set CLOAK_DEVICE=cpu before starting the app"),
+    (r"raise it with (CLOAK_MAX_PIXELS=\d+)", r"set \1 before starting the app"),
 )
 
 
@@ -128,7 +129,11 @@ def plain_message(exc: Exception) -> str:
     if isinstance(exc, CloakError):
         return for_the_app(str(exc))
     if is_out_of_memory(exc):
-        return "not enough memory for this photo; try a lower strength"
+        if "cuda" in str(exc).lower() or "mps" in str(exc).lower():  # the GPU's memory
+            return ("not enough GPU memory for this photo; close other programs using "
+                    "the GPU, or set CLOAK_DEVICE=cpu before starting the app")
+        return ("not enough memory for this photo; close other programs, or protect a "
+                "smaller copy (strength High needs the most)")
     if isinstance(exc, OSError) and exc.strerror:
         return f"could not read or write the file ({exc.strerror})"
     where = log_file()
@@ -164,7 +169,7 @@ class ProtectWorker(QObject):
         self._stop = threading.Event()
         self._current = -1
         self._weights_error: str | None = None  # weights missing: the same for every photo
-        self._faces_off_told = False  # the face-detector notice is given once a run
+        self._faces_checked = False  # faces off where the face detector is missing
         self._gpu_told = False  # and the one for a GPU this torch build can't run
         self._folder_errors: dict[Path, str] = {}  # output folders found not writable
         self._swept: set[Path] = set()  # Save-to folders cleared of stale temp files
@@ -185,7 +190,12 @@ class ProtectWorker(QObject):
                 if self._stop.is_set():
                     emit(self.cancelled, job.index)
                     continue
-                self._protect_one(job, created)
+                try:
+                    self._protect_one(job, created)
+                except Exception as exc:  # a failure in its own error handling (an odd
+                    # path that can't even be checked): that photo fails, the rest go on
+                    log.exception("protecting %s failed", job.src)
+                    emit(self.failed, job.index, plain_message(exc))
         finally:
             for folder in reversed(created):  # leave no empty output folder behind
                 try:
@@ -202,8 +212,14 @@ class ProtectWorker(QObject):
             return
         dst: Path | None = None
         try:
-            from cloak.batch import earlier_copy, record_copy
+            from cloak.batch import earlier_copy, faces_as_found, record_copy
 
+            if not self._faces_checked:  # once a run: copies record what made them
+                self._faces_checked = True
+                found = faces_as_found(self.config, self._on_download)
+                if found.faces != self.config.faces:
+                    emit(self.notice, FACES_OFF_NOTICE)
+                self.config = found
             settings = self.config.fingerprint()
             earlier = earlier_copy(job.src, job.out_dir, settings)
             if earlier is not None:  # protected in an earlier session, with these settings
@@ -216,13 +232,10 @@ class ProtectWorker(QObject):
 
             # First use: the weights download here, with their progress on this row.
             try:
-                faces_on = preload_models(self.config, self._on_download)
+                preload_models(self.config, self._on_download)
             except ModelError as exc:
                 self._weights_error = plain_message(exc)
                 raise
-            if not faces_on and not self._faces_off_told:
-                self._faces_off_told = True
-                emit(self.notice, FACES_OFF_NOTICE)
             if not self._gpu_told:  # a GPU too old for this torch build: on the CPU
                 from cloak.device import cuda_unusable_reason
 
@@ -249,13 +262,15 @@ class ProtectWorker(QObject):
         except Exception as exc:  # every failure belongs on its photo's row
             if not isinstance(exc, CloakError):
                 log.exception("protecting %s failed", job.src)
-            if dst is not None and dst.exists() and not isinstance(exc, OutputError):
-                # a free name before: written, then the lossy copy's measuring failed (out
-                # of memory on a huge photo). An OutputError is the write itself failing
-                # (another program took the name meanwhile): that file is not ours.
+            written = getattr(exc, "written", None)
+            if written is not None:
+                # protect_file wrote the copy, then the lossy copy's measuring failed (out
+                # of memory on a huge photo): the copy is whole, and recorded as made with
+                # these settings, so a later session does not protect it again.
+                record_copy(job.src, Path(written), settings)
                 emit(self.protected, job.index, Outcome(
-                    job.src, dst, None, "protected, but measuring the saved copy failed: "
-                    + plain_message(exc), self.config))
+                    job.src, Path(written), None, "protected, but measuring the saved copy "
+                    "failed: " + plain_message(exc), self.config))
                 return
             if isinstance(exc, OutputError) and exc.errno in FOLDER_STOPS:
                 # the probe's empty file fits on a full disk; the photo did not: the
