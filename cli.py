@@ -22,7 +22,7 @@ from typing import Annotated
 import typer
 
 try:  # torch loads here, for a second or two: a Ctrl-C meanwhile ends as one later does
-    from cloak import PRESETS, Cancelled, CloakError, ProtectConfig
+    from cloak import PRESETS, Cancelled, CloakError, ProtectConfig, __version__
     from cloak.allocator import keep_freed_memory
     from cloak.device import fp32_cpu_note, pick_device
     from cloak.io import IMAGE_SUFFIXES
@@ -89,6 +89,7 @@ def reporting_failures(hook):
             _failure_hooks.remove(hook)
 
 
+DEFAULT_VERIFY_MODELS = ("taesd", "taesdxl", "taef1", "taef2")
 ALL_CHANNELS = ("as-is", "instagram", "facebook", "x", "whatsapp", "jpeg95", "jpeg75",
                 "jpeg50", "down-up", "blur", "crop", "grid", "naive")  # verify's, in order
 
@@ -659,7 +660,8 @@ def verify(
     protected: Annotated[Path | None, typer.Argument(
         metavar="PROTECTED", help="The protected copy of PHOTO.")] = None,
     models: Annotated[str, typer.Option(
-        help="Autoencoders to measure, comma-separated.")] = "taesd,taesdxl,taef1,taef2",
+        help="Autoencoders to measure, comma-separated (with the original; a photo alone "
+        "gets the receipt, which uses taesd).")] = ",".join(DEFAULT_VERIFY_MODELS),
     model_dir: Annotated[Path | None, typer.Option(
         help="Folder with the weight files.")] = None,
     device: Annotated[str | None, typer.Option(
@@ -740,6 +742,11 @@ def verify(
             if protected is None:
                 receipt = receipt_image(images[0], md, device)
                 notes = []  # said on stderr, and kept in --json
+                if channels is not None or names != DEFAULT_VERIFY_MODELS:
+                    notes.append("--channels and --models are for the comparison with the "
+                                 "original (cloak verify ORIGINAL PROTECTED); a photo alone "
+                                 "gets the receipt, which always uses taesd")
+                    typer.secho(f"note: {notes[-1]}", fg=typer.colors.YELLOW, err=True)
                 say(f"{printable(str(photo))}: {receipt.label} {receipt.score_db:+.2f} dB "
                            f"(threshold {receipt.threshold_db:+.2f}; above means protected)")
                 if max(images[0].size) < RECEIPT_SMALLEST:
@@ -757,8 +764,8 @@ def verify(
                                  "cloak verify): compare it with the original to measure "
                                  "what it carries")
                     typer.secho(f"note: {notes[-1]}", fg=typer.colors.YELLOW, err=True)
-                result = {"photo": str(photo), **receipt.to_dict(),
-                          "note": "; ".join(notes) or None}
+                result = {"kind": "receipt", "photo": str(photo), **receipt.to_dict(),
+                          "note": "; ".join(notes) or None, "cloak_version": __version__}
             else:
                 (original, original_icc), (copy, copy_icc) = loaded
                 original, copy, colour_note = in_one_colour_space(original, copy, original_icc,
@@ -771,10 +778,17 @@ def verify(
                 if v.note:
                     typer.secho(f"note: {v.note}", fg=typer.colors.YELLOW, err=True)
                 as_is = v.channels[0].damage_db if v.channels else {}
+                swapped = None
                 if as_is and max(as_is.values()) < -0.5:
                     swapped = ("the second photo rebuilds better than the first on every "
                                "model (negative damage): the order is ORIGINAL, then "
                                "PROTECTED; were they swapped?")
+                elif io.says_protected_file(photo) and not io.says_protected_file(protected):
+                    # a copy made at fast or low may carry too little for the sign to show
+                    swapped = ("the first photo carries cloak's note and the second does "
+                               "not: the order is ORIGINAL, then PROTECTED; were they "
+                               "swapped?")
+                if swapped:
                     typer.secho(f"note: {swapped}", fg=typer.colors.YELLOW, err=True)
                     v.note = "; ".join(n for n in (v.note, swapped) if n)  # and in --json
                 say(f"invisibility: PSNR {v.psnr:.1f} dB, SSIM {v.ssim:.3f}, "
@@ -797,8 +811,9 @@ def verify(
                         + f" dB: {v.verdict_at_1024} (the table and verdict above are at "
                         "512 px, SD 1.x/2.x's)")
                 # not "protected": with one photo that key is the receipt's yes or no
-                result = {"original": str(photo), "protected_copy": str(protected),
-                          **v.to_dict()}
+                result = {"kind": "comparison", "original": str(photo),
+                          "protected_copy": str(protected), "models": list(names),
+                          **v.to_dict(), "cloak_version": __version__}
         except CloakError as exc:
             fail(str(exc))
         except OSError as exc:  # a path the library did not expect to be unreadable
@@ -813,6 +828,9 @@ def verify(
             leave_report("interrupted")  # not an earlier pair's verdict in its place
             typer.secho("Interrupted; no figures were written.", err=True)
             raise typer.Exit(130) from None
+        except Exception as exc:  # a bug: its traceback follows, and --json says so too
+            leave_report(f"unexpected error ({type(exc).__name__}: {exc})")
+            raise
     if json_path:
         write_json(json_path, result)
 

@@ -1142,8 +1142,12 @@ def _describe(exc: BaseException) -> str:
         where = f" {exc.filename}" if exc.filename else ""
         return f"can't read or write{where}: {exc.strerror or exc}"
     if is_out_of_memory(exc):
-        return ("not enough memory to protect this photo; close other programs, or try "
-                "--strength fast or a smaller copy")
+        # every preset but high attacks at 512 px: a lower one needs no less memory
+        if "cuda" in str(exc).lower() or "mps" in str(exc).lower():
+            return ("not enough GPU memory to protect this photo; close other programs "
+                    "using the GPU, or use --device cpu")
+        return ("not enough memory to protect this photo; close other programs, or protect "
+                "a smaller copy (--strength high needs the most)")
     return f"unexpected error ({type(exc).__name__}: {exc}); please report it"
 
 

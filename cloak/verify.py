@@ -200,6 +200,9 @@ class Verification:
     note: str | None = None  # how the two were matched, when not as given (match_copy)
     # damage (dB) as the photo is at long side 1024, for the LARGE_EDITORS measured
     damage_at_1024: dict[str, float] = field(default_factory=dict)
+    # what measured it: a verdict near a threshold may differ by precision or machine
+    device: str = ""
+    precision: str = ""  # "bf16" (autocast) or "fp32"
 
     @property
     def verdict_at_1024(self) -> str | None:
@@ -302,6 +305,7 @@ def verify_images(original: Image.Image, protected: Image.Image,
         del x, x_adv
     else:
         result = Verification(psnr=math.nan, ssim=math.nan, max_change255=math.nan, note=note)
+    result.device, result.precision = str(dev), "bf16" if uses_bf16(dev) else "fp32"
     cache = {} if clean_cache is None else clean_cache
     fingerprint = (hashlib.blake2b(original.convert("RGB").tobytes(), digest_size=16).digest()
                    if clean_cache is not None else None)
@@ -392,35 +396,51 @@ def in_one_colour_space(original: Image.Image, protected: Image.Image,
                                  "compared as stored")
 
 
-# Two shapes (width / height) closer than this are the same shape, resized and rounded.
-SAME_SHAPE = 0.01
+# A copy resized from the original has each side within this many px of the original's
+# side scaled by the other side's ratio (rounding, or an encoder's even sizes); a copy
+# cropped by more is not lined up with a resized original, and is not taken for one.
+RESIZE_SLACK_PX = 2
 # A protected copy differs from its original only in fine detail: at long side 64 the two
 # stay above this PSNR (44.3 dB at the least over the 25 dev photos at `fast`, eps 8/255,
 # its flattest map), while a brightness edit or another photo falls far below it.
 COMPARABLE_DB = 35.0
 
 
+def is_resized(size: tuple[int, int], copy: tuple[int, int]) -> bool:
+    """Whether `copy` (w, h) is `size` resized, its sides rounded: one side scaled by the
+    other's ratio lands within RESIZE_SLACK_PX of the copy's."""
+    (w, h), (cw, ch) = size, copy
+    return abs(h * cw / w - ch) <= RESIZE_SLACK_PX or abs(w * ch / h - cw) <= RESIZE_SLACK_PX
+
+
 def match_copy(original: Image.Image, protected: Image.Image
                ) -> tuple[Image.Image, str | None]:
     """The original as it can be compared with `protected`: itself when the sizes agree;
-    resized to the copy's size when the copy has the same shape at another size (a copy
-    downloaded back from a platform), with a note saying so. UnsupportedImageError for a
-    copy turned by a quarter or of another shape (cropped)."""
+    resized to the copy's size when the copy is the original resized (a copy downloaded
+    back from a platform), or Instagram's centre crop of it resized, with a note saying
+    so. UnsupportedImageError for a copy turned by a quarter or cropped otherwise."""
     from .errors import UnsupportedImageError
 
     (ow, oh), (pw, ph) = original.size, protected.size
     if (ow, oh) == (pw, ph):
         return original, None
     sizes = f"the original is {ow}x{oh} and the copy {pw}x{ph}"
-    if abs(ow / oh - pw / ph) <= SAME_SHAPE * ow / oh:
+    if is_resized((ow, oh), (pw, ph)):
         note = (f"{sizes}: the original was resized to the copy's size to compare them "
                 "(a copy downloaded back from a platform is smaller)")
         return original.convert("RGB").resize((pw, ph), Image.LANCZOS), note
-    if abs(ow / oh - ph / pw) <= SAME_SHAPE * ow / oh:
+    cropped = crop_to_aspect(original, *INSTAGRAM_ASPECT)
+    if cropped.size != original.size and is_resized(cropped.size, (pw, ph)):
+        note = (f"{sizes}: the original was cropped to its middle {cropped.width}x"
+                f"{cropped.height}, as Instagram crops a photo this shape, and resized to "
+                "the copy's size to compare them")
+        return cropped.convert("RGB").resize((pw, ph), Image.LANCZOS), note
+    if is_resized((oh, ow), (pw, ph)):
         raise UnsupportedImageError(f"{sizes}: the copy is turned by a quarter; turn it back "
                                     "(or save it upright) and compare again")
     raise UnsupportedImageError(f"{sizes}, another shape (cropped?); compare a photo with "
-                                "its own protected copy, uncropped")
+                                "its own protected copy, uncropped (or only resized, or "
+                                "cropped to its middle as Instagram does)")
 
 
 def coarse_psnr(original: Image.Image, protected: Image.Image) -> float:

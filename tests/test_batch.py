@@ -1384,5 +1384,8 @@ def test_running_out_of_memory_is_said_in_plain_words():
         "[enforce fail at alloc_cpu.cpp:114] data. DefaultCPUAllocator: not enough memory: "
         "you tried to allocate 1073741824 bytes."))
     assert _describe(caught.value).startswith("not enough memory to protect this photo")
+    assert "--strength fast" not in _describe(caught.value)  # it needs as much as medium
+    on_gpu = _describe(RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert on_gpu.startswith("not enough GPU memory") and "--device cpu" in on_gpu
     assert not is_out_of_memory(RuntimeError("shape mismatch"))
     assert "please report it" in _describe(RuntimeError("shape mismatch"))

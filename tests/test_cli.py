@@ -581,6 +581,43 @@ def test_verify_says_when_the_photos_look_swapped(tmp_path, small_photo, model_d
     assert "as is (before posting): none" not in right.stdout
 
 
+def test_verify_says_swapped_by_cloaks_note_when_the_damage_is_too_small_to(
+        tmp_path, small_photo, model_dir):
+    """A copy made at eps 1/255 in one step carries too little for negative damage to
+    show the order; the note cloak writes in its copies still does."""
+    src = small_photo(tmp_path / "a.png", size=(128, 128))
+    out = tmp_path / "out"
+    assert invoke("protect", src, "--out", out, "--eps", "1", "--steps", "1", "--models",
+                  "taesd", "--no-measure").exit_code == 0
+    report = tmp_path / "r.json"
+    swapped = invoke("verify", out / "a.png", src, "--models", "taesd", "--channels",
+                     "as-is", "--json", report)
+    assert swapped.exit_code == 0, swapped.output
+    assert "the first photo carries cloak's note and the second does not" in swapped.stderr
+    data = json.loads(report.read_text())
+    assert "were they swapped?" in data["note"]
+    assert data["kind"] == "comparison" and data["models"] == ["taesd"]
+    assert data["device"] == "cpu" and data["precision"] in ("bf16", "fp32")
+    assert data["cloak_version"] == cli.__version__
+    right = invoke("verify", src, out / "a.png", "--models", "taesd", "--channels", "as-is")
+    assert right.exit_code == 0 and "swapped" not in right.stderr
+
+
+def test_verify_a_photo_alone_says_channels_and_models_are_not_used(tmp_path, small_photo,
+                                                                    model_dir):
+    src = small_photo(tmp_path / "a.png", size=(128, 128))
+    report = tmp_path / "r.json"
+    result = invoke("verify", src, "--channels", "instagram", "--json", report)
+    assert result.exit_code == 0, result.output
+    assert "--channels and --models are for the comparison with the original" in \
+        result.stderr
+    data = json.loads(report.read_text())
+    assert data["kind"] == "receipt" and data["model"] == "taesd"
+    assert "--channels and --models" in data["note"]
+    plain = invoke("verify", src)
+    assert plain.exit_code == 0 and "--channels" not in plain.stderr
+
+
 def test_verify_measures_the_channels_asked_for_and_always_as_is(tmp_path, small_photo,
                                                                   model_dir):
     from cloak.verify import CLEANUPS, SOCIAL_PRESETS
@@ -813,6 +850,16 @@ def test_verify_keeps_its_result_when_the_reader_leaves_or_is_stopped(
     assert result.exit_code == 130
     data = json.loads(report.read_text())
     assert data["verdict"] is None and data["error"] == "interrupted"
+
+    def a_bug(*args, **kwargs):
+        raise ValueError("something cloak did not expect")
+
+    monkeypatch.setattr(cloak.verify, "verify_images", a_bug)
+    result = invoke("verify", src, out / "a.png", "--models", "taesd", "--json", report)
+    assert result.exit_code != 0 and isinstance(result.exception, ValueError)
+    data = json.loads(report.read_text())  # not the pair's verdict of the run before
+    assert data["verdict"] is None and data["error"] == (
+        "unexpected error (ValueError: something cloak did not expect)")
 
 
 def test_verify_json_into_a_missing_folder_fails_before_measuring(tmp_path, small_photo,

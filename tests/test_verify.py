@@ -201,6 +201,29 @@ class TestVerdicts:
         with pytest.raises(UnsupportedImageError, match="turned by a quarter"):
             verify_images(wide, wide.transpose(Image.Transpose.ROTATE_90))
 
+    def test_a_copy_cropped_a_little_is_not_taken_for_a_resized_one(self, photo):
+        """Cropped by 0.8% of its height, then halved: its shape is within 1% of the
+        original's, but stretching the original over it would misalign them by 4 px at
+        the edges, and the misalignment would count as damage."""
+        from cloak import UnsupportedImageError
+
+        wide = photo.resize((2048, 1024))
+        copy = wide.crop((0, 8, 2048, 1016)).resize((1024, 504), Image.LANCZOS)
+        with pytest.raises(UnsupportedImageError, match="another shape"):
+            verify_images(wide, copy, channels=("as-is",), models=("taesd",))
+
+    def test_an_instagram_copy_cropped_to_its_middle_is_measured(self, model_dir, photo):
+        """A 2:3 photo posted to Instagram comes back cropped to 3:4 and resized: the
+        original is cropped the same way, and a clean photo's copy scores about 0 on the
+        posting's own loss only (no misalignment counted as damage)."""
+        tall = photo.resize((400, 600))
+        posted = apply_channel(tall, "instagram")
+        assert posted.size == (400, 533)
+        copy = posted.resize((300, 400), Image.LANCZOS)
+        v = verify_images(tall, copy, channels=("as-is",), models=("taesd",))
+        assert "cropped to its middle 400x533, as Instagram crops" in v.note
+        assert abs(v.as_posted.damage_db["taesd"]) < 0.5
+
     def test_a_smaller_copy_downloaded_back_is_measured(self, model_dir, example_at_medium):
         clean, protected = example_at_medium
         full = verify_images(clean, protected, channels=("as-is",), models=("taesd",))
