@@ -183,7 +183,8 @@ class TestDropZone:
         accepted, event = drop(zone, [a, notes, tmp_path / "album",
                                       QUrl("https://example.com/c.jpg")])
         assert accepted and event.isAccepted()
-        assert got == [[a, tmp_path / "album"]]  # the window walks the folder, off-thread
+        # local files and folders (the window sorts them, and walks the folder off-thread)
+        assert got == [[a, notes, tmp_path / "album"]]
 
     def test_window_walks_a_dropped_folder_off_the_main_thread(self, window, tmp_path,
                                                                small_photo):
@@ -215,15 +216,26 @@ class TestDropZone:
         accepted, _ = drop(zone, [QUrl("https://example.com/c.jpg")])
         assert not accepted and got == []
 
-    def test_no_photos_emits_nothing_usable(self, qapp, tmp_path):
+    def test_a_mixed_drop_adds_the_photos_and_names_what_it_did_not_add(
+            self, window, tmp_path, small_photo):
+        """JPEG + RAW pairs from a camera, and a stray text file: the photos are added,
+        and the status bar says what was not (RAW files as such: develop them first)."""
+        photo = small_photo(tmp_path / "IMG_1.jpg")
+        raw = tmp_path / "IMG_1.CR2"
+        raw.write_bytes(b"raw sensor data")
         notes = tmp_path / "notes.txt"
         notes.write_text("hello")
-        zone = DropZone()
-        got, skipped = [], []
-        zone.photos_dropped.connect(got.append)
-        zone.nothing_usable.connect(skipped.append)
-        drop(zone, [notes])
-        assert got == [] and skipped == [1]
+        drop(window, [photo, raw, notes])
+        assert [row.src for row in window.rows.values()] == [photo]
+        message = window.statusBar().currentMessage()
+        assert message.startswith("added 1 photo(s); not added: 1 camera RAW file(s) (CR2): "
+                                  "develop them first"), message
+        assert "1 file(s) that are not photos cloak reads (notes.txt)" in message
+        drop(window, [raw])  # RAW alone: the RAW advice, not the list of formats
+        assert window.statusBar().currentMessage().startswith(
+            "no photos to add; not added: 1 camera RAW file(s) (CR2)")
+        drop(window, [notes])
+        assert "no photos to add among 1 item(s)" in window.statusBar().currentMessage()
 
     def test_window_adds_rows_for_a_drop_anywhere(self, window, tmp_path, small_photo):
         photos = [small_photo(tmp_path / "x.jpg"), small_photo(tmp_path / "y.png")]

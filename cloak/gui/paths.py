@@ -9,9 +9,29 @@ from pathlib import Path
 from cloak.io import IMAGE_SUFFIXES, PACKAGE_SUFFIXES, SUPPORTED  # case-insensitive
 
 __all__ = ["IMAGE_SUFFIXES", "SUPPORTED", "common_folder", "default_output_dir",
-           "expand_paths", "is_image_file", "unique_destination"]
+           "expand_paths", "is_image_file", "not_added_note", "unique_destination"]
 
 OUTPUT_FOLDER_NAME = "protected"
+
+
+def not_added_note(paths: Iterable[str | Path]) -> str:
+    """What among `paths` (given files; folders are walked, not counted) is not a photo
+    cloak reads, in a few words: camera RAW files named as such, since they need
+    developing first; '' when every file is one."""
+    from cloak.batch import RAW_SUFFIXES
+
+    files = [Path(p) for p in paths if not os.path.isdir(p) and not is_image_file(Path(p))]
+    raw = [p for p in files if p.suffix.lower() in RAW_SUFFIXES]
+    other = [p for p in files if p not in raw]
+    parts = []
+    if raw:
+        kinds = ", ".join(sorted({p.suffix.upper().lstrip(".") for p in raw}))
+        parts.append(f"{len(raw)} camera RAW file(s) ({kinds}): develop them first, export "
+                     "as JPEG, HEIC or TIFF and add that")
+    if other:
+        names = ", ".join(p.name for p in other[:2]) + (", ..." if len(other) > 2 else "")
+        parts.append(f"{len(other)} file(s) that are not photos cloak reads ({names})")
+    return "not added: " + "; ".join(parts) if parts else ""
 
 
 def is_image_file(path: Path) -> bool:

@@ -64,6 +64,7 @@ from .paths import (
     default_output_dir,
     expand_paths,
     is_image_file,
+    not_added_note,
 )
 from .signals import emit
 from .widgets import THUMB_SIZE, ComparePanel, PhotoList, PhotoRow
@@ -102,8 +103,7 @@ def local_paths(mime: QMimeData) -> list[Path]:
 class DropZone(QFrame):
     """Accepts dropped photos and folders, or a click to pick photos; only emits signals."""
 
-    photos_dropped = Signal(list)  # list[Path]: photos and folders (the window walks them)
-    nothing_usable = Signal(int)   # how many dropped items were not photos
+    photos_dropped = Signal(list)  # list[Path]: files and folders (the window sorts them)
     clicked = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -169,11 +169,7 @@ class DropZone(QFrame):
             event.ignore()
             return
         self._accept_as_copy(event)
-        usable = [p for p in dropped if os.path.isdir(p) or is_image_file(p)]  # no walk here
-        if usable:
-            emit(self.photos_dropped, usable)
-        else:
-            emit(self.nothing_usable, len(dropped))
+        emit(self.photos_dropped, dropped)  # the window says what is not a photo
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:
         if event.button() == Qt.MouseButton.LeftButton and self.rect().contains(
@@ -242,7 +238,6 @@ class MainWindow(QMainWindow):
     def _build(self) -> None:
         self.drop_zone = DropZone()
         self.drop_zone.photos_dropped.connect(self.add_paths)
-        self.drop_zone.nothing_usable.connect(self._on_nothing_usable)
         self.drop_zone.clicked.connect(self.pick_photos)
 
         self.strength = QComboBox()
@@ -334,7 +329,14 @@ class MainWindow(QMainWindow):
         when the walk is done, in the order given. So are files while photos are being
         protected, or while the pool decodes one (a before/after view): telling a
         protected copy apart reads its header, which waits for a decode in progress
-        (io.decoding_limit's lock), seconds for a 48 MP photo."""
+        (io.decoding_limit's lock), seconds for a 48 MP photo. Files that are not photos
+        cloak reads are named in the status bar (camera RAW files as such)."""
+        not_added = not_added_note(paths)
+        given = len(paths)
+        paths = [p for p in paths if os.path.isdir(p) or is_image_file(Path(p))]
+        if not paths:
+            self._on_nothing_usable(given, not_added)
+            return
         if not (self._walks_pending or len(paths) > SYNC_ADD_LIMIT or self.is_running()
                 or any(os.path.isdir(p) for p in paths)):
             try:
@@ -342,13 +344,13 @@ class MainWindow(QMainWindow):
             except DecoderBusy:
                 pass  # a decode holds the lock: walk on the pool instead
             else:
-                self._add_photos(photos, len(paths))
+                self._add_photos(photos, given, not_added)
                 return
         # Through the pool's one thread, behind any walk still running: rows keep the
         # order the photos were given in.
         self._walks_pending += 1
         self.statusBar().showMessage("looking for photos…")
-        key = (self._list_generation, len(paths))
+        key = (self._list_generation, given, not_added)
         generation = self._list_generation
 
         def stale() -> bool:  # the list was cleared, or the window is closing
@@ -360,10 +362,11 @@ class MainWindow(QMainWindow):
         self._update_buttons()  # Clear list stops a walk (a home folder dropped)
 
     @Slot(object, object, str)
-    def _on_walked(self, key: tuple[int, int], photos: list[Path] | None, error: str) -> None:
+    def _on_walked(self, key: tuple[int, int, str], photos: list[Path] | None, error: str
+                   ) -> None:
         self._walks_pending -= 1
         self._update_buttons()
-        generation, count = key
+        generation, count, not_added = key
         if generation != self._list_generation:
             if not self._walks_pending:  # no walk left to say "looking for photos…" for
                 self.statusBar().clearMessage()
@@ -371,13 +374,14 @@ class MainWindow(QMainWindow):
         if error:
             self.statusBar().showMessage(f"could not read the folder: {error}", 8000)
         else:
-            self._add_photos(photos or [], count)
+            self._add_photos(photos or [], count, not_added)
 
-    def _add_photos(self, photos: list[Path], given: int) -> None:
+    def _add_photos(self, photos: list[Path], given: int, not_added: str = "") -> None:
         """Add `photos` (found among `given` dropped or chosen items) as waiting rows; a
-        photo listed already stays as it is, except a failed one, which waits again."""
+        photo listed already stays as it is, except a failed one, which waits again.
+        `not_added`: the given files that are not photos, said after the count."""
         if not photos:
-            self._on_nothing_usable(given)
+            self._on_nothing_usable(given, not_added)
             return
         listed = {row.src: row for row in self.rows.values()}
         added = 0
@@ -404,8 +408,10 @@ class MainWindow(QMainWindow):
                                   self._thumb_pixels())
             call.still_wanted = wanted
             self._run_in_background(call)
-        self.statusBar().showMessage(f"added {added} photo(s)" if added else
-                                     "those photos are already in the list", 5000)
+        said = (f"added {added} photo(s)" if added else "those photos are already in the "
+                "list")
+        self.statusBar().showMessage(f"{said}; {not_added}" if not_added else said,
+                                     8000 if not_added else 5000)
         self._update_buttons()
 
     def _thumb_pixels(self) -> int:
@@ -635,7 +641,10 @@ class MainWindow(QMainWindow):
             self.rows[row_id].set_thumbnail(image)
 
     @Slot(int)
-    def _on_nothing_usable(self, count: int) -> None:
+    def _on_nothing_usable(self, count: int, not_added: str = "") -> None:
+        if not_added and "RAW" in not_added:  # the RAW advice says more than the list
+            self.statusBar().showMessage(f"no photos to add; {not_added}", 8000)
+            return
         self.statusBar().showMessage(
             f"no photos to add among {count} item(s); cloak reads {SUPPORTED} (hidden "
             "files, protected copies and the Save-to folder are skipped)", 8000)
