@@ -216,6 +216,25 @@ class TestDropZone:
         accepted, _ = drop(zone, [QUrl("https://example.com/c.jpg")])
         assert not accepted and got == []
 
+    def test_a_protected_photo_added_again_can_be_protected_at_another_strength(
+            self, window, tmp_path, small_photo):
+        """Protected at fast, then added again and protected at low: the row waits again,
+        and the new strength gives a new copy beside the first."""
+        photo = small_photo(tmp_path / "a.png")
+        window.add_paths([photo])
+        window.start()
+        assert wait_until(lambda: not window.is_running(), 60)
+        (row,) = window.rows.values()
+        assert row.state == PhotoRow.PROTECTED and not window.protect_button.isEnabled()
+        window.strength.setCurrentIndex(window.strength.findData("low"))
+        window.add_paths([photo])
+        assert row.state == PhotoRow.WAITING and row.outcome is None
+        assert window.protect_button.isEnabled()
+        window.start()
+        assert wait_until(lambda: not window.is_running(), 60)
+        assert row.state == PhotoRow.PROTECTED and row.outcome.dst.name == "a (1).png"
+        assert row.outcome.config.strength == "low"
+
     def test_a_mixed_drop_adds_the_photos_and_names_what_it_did_not_add(
             self, window, tmp_path, small_photo):
         """JPEG + RAW pairs from a camera, and a stray text file: the photos are added,

@@ -202,6 +202,7 @@ class PhotoRow(QWidget):
         self.bar.setValue(round(1000 * fraction))
 
     def set_waiting(self) -> None:
+        self.outcome = None  # added again: its earlier copy is no longer what it shows
         self._show(self.WAITING, "waiting", 0.0)
 
     def set_working(self, fraction: float, message: str) -> None:

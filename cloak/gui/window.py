@@ -52,6 +52,7 @@ from PySide6.QtWidgets import (
 )
 
 from cloak import PRESETS, CloakError, ProtectConfig
+from cloak.allocator import release_freed_memory
 from cloak.device import DEVICE_ENV, fp32_cpu_note, pick_device
 from cloak.io import DecoderBusy
 from cloak.metadata import MetadataPolicy
@@ -394,7 +395,9 @@ class MainWindow(QMainWindow):
         new_rows = []
         for src in photos:
             if src in listed:
-                if listed[src].state == PhotoRow.FAILED and not self.is_running():
+                # added again once done: protected again (at another strength, say)
+                if listed[src].state in (PhotoRow.FAILED, PhotoRow.PROTECTED) and \
+                        not self.is_running():
                     listed[src].set_waiting()
                     added += 1
                 continue
@@ -577,6 +580,7 @@ class MainWindow(QMainWindow):
     def _on_thread_finished(self) -> None:
         self._thread.deleteLater()
         self._worker = self._thread = None
+        release_freed_memory()  # the app stays open: not its peak memory until it quits
         # a photo found protected in an earlier session is counted as that, not as new
         states = ["already protected" if row.outcome is not None
                   and row.outcome.status == ALREADY_PROTECTED else row.state
