@@ -294,6 +294,24 @@ class TestLookupAndVerification:
         with pytest.raises(ModelError, match="weights for taef2 decoder not found"):
             preload_models(ProtectConfig(models=("taesd", "taef2"), faces=False))
 
+    def test_a_file_that_fails_its_pin_is_not_parsed(self, model_dir, tmp_path,
+                                                     monkeypatch):
+        """Bytes that are not the pinned file's are refused before torch's unpickler
+        (restricted as it is) ever reads them, where other exports are not taken."""
+        copy = tmp_path / "taef2_encoder.pth"
+        data = bytearray((model_dir / "taef2_encoder.pth").read_bytes())
+        data[-100] ^= 0xFF
+        copy.write_bytes(bytes(data))
+
+        def not_to_be_called(*args, **kwargs):
+            raise AssertionError("parsed")
+
+        monkeypatch.setattr(torch, "load", not_to_be_called)
+        with pytest.raises(W.PinMismatch):
+            W.load_part(get_spec("taef2"), "encoder", copy)
+        with pytest.raises(W.PinMismatch):
+            W.read_state_dict(copy)
+
     def test_a_damaged_unpinned_copy_loads_with_a_warning(self, model_dir, tmp_path,
                                                           caplog):
         """Damage that keeps the fingerprint, in a file with no pinned sha256 (the

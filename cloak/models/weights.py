@@ -79,15 +79,14 @@ def read_state_dict(path: Path, check_pin: bool = True) -> dict[str, torch.Tenso
     read once: a pinned file's sha256 is checked on the very bytes that are loaded (a
     file swapped in a shared folder between a check and a load can't slip through);
     PinMismatch where it differs, unless not `check_pin`."""
-    state, mismatch = _read_checked(path)
-    if mismatch is not None and check_pin:
-        raise mismatch
-    return state
+    return _read_checked(path, other_bytes_ok=not check_pin)[0]
 
 
-def _read_checked(path: Path) -> tuple[dict[str, torch.Tensor], PinMismatch | None]:
+def _read_checked(path: Path, other_bytes_ok: bool
+                  ) -> tuple[dict[str, torch.Tensor], PinMismatch | None]:
     """read_state_dict's work, from one read: the state and, where the name's pinned
-    sha256 differs from the bytes, the PinMismatch to raise."""
+    sha256 differs from the bytes, the PinMismatch (raised at once, before the bytes are
+    parsed, unless `other_bytes_ok`)."""
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -96,6 +95,8 @@ def _read_checked(path: Path) -> tuple[dict[str, torch.Tensor], PinMismatch | No
         check_pinned(path, hashlib.sha256(data).hexdigest())
         mismatch = None
     except PinMismatch as exc:
+        if not other_bytes_ok:
+            raise
         mismatch = exc
     return _parse_state(path, data), mismatch
 
@@ -490,9 +491,7 @@ def load_part(spec: ModelSpec, part: str, path: Path, other_exports: bool = Fals
     of its temp file: the file is loaded, and warned about, under its own name next)."""
     if part not in PARTS:
         raise ValueError(f"part must be one of {PARTS}, got {part!r}")
-    state, mismatch = _read_checked(path)
-    if mismatch is not None and not other_exports:
-        raise mismatch
+    state, mismatch = _read_checked(path, other_bytes_ok=other_exports)
     try:
         state = normalise_keys(state, part)
     except ValueError as exc:
