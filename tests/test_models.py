@@ -796,3 +796,36 @@ def test_loading_leaves_the_callers_random_state_alone(name, model_dir, monkeypa
     model = load_autoencoder(name)
     assert torch.equal(torch.get_rng_state(), before)
     assert not any(p.is_meta for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", ["taesd", "taef2"])  # taef2: the blocks' pool branch
+def test_in_place_activations_give_the_out_of_place_values_and_gradients(name, model_dir):
+    """The blocks' ReLUs and skip add work in place (less memory traffic per step): the
+    reconstruction and the gradient an attack step follows are bit for bit those of the
+    plain out-of-place formula, ReLU(conv(ReLU(conv(ReLU(conv(x))))) + x)."""
+    from torch import nn
+
+    from cloak.models.taesd import Block
+
+    def out_of_place(seq: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+        for layer in seq:
+            if isinstance(layer, Block):
+                if layer.pool is not None:
+                    x = x + layer.pool(x)
+                c = layer.conv
+                x = torch.relu(c[4](torch.relu(c[2](torch.relu(c[0](x))))) + x)
+            elif isinstance(layer, nn.ReLU):
+                x = torch.relu(x)
+            else:
+                x = layer(x)
+        return x
+
+    model = load_autoencoder(name)
+    photo = torch.rand(1, 3, 64, 96, generator=torch.Generator().manual_seed(0))
+    grads = []
+    for forward in (model, lambda x: out_of_place(model.decoder, out_of_place(model.encoder, x))):
+        x = photo.clone().requires_grad_(True)
+        out = forward(x)
+        (out - photo).pow(2).mean().backward()
+        grads.append((out.detach(), x.grad))
+    assert torch.equal(grads[0][0], grads[1][0]) and torch.equal(grads[0][1], grads[1][1])
