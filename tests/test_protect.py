@@ -509,10 +509,18 @@ class TestRoundTrip:
         """--seed promises identical outputs, and the kernel shapes every step."""
         import torch
 
-        from cloak.pipeline import round_trip_kernel
+        from cloak import metrics
+        from cloak.pipeline import _round_trip_kernel, round_trip_kernel
 
-        kernels = [round_trip_kernel((1137, 910), (512, 408)) for _ in range(3)]
+        # the fit itself, not its cache: float64 normal equations, the same every time
+        fit = _round_trip_kernel.__wrapped__
+        kernels = [fit((1137, 910), (512, 408), 7, metrics.resize_to) for _ in range(3)]
         assert all(torch.equal(kernels[0], k) for k in kernels[1:])
+        # the cached kernel is that one, and a caller changing its copy changes no other
+        mine = round_trip_kernel((1137, 910), (512, 408))
+        assert torch.equal(mine, kernels[0])
+        mine.zero_()
+        assert torch.equal(round_trip_kernel((1137, 910), (512, 408)), kernels[0])
 
     def test_attack_through_the_round_trip_leaves_more_damage(self, model_dir, small_photo,
                                                               tmp_path, bf16_env):
