@@ -41,7 +41,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import ProtectConfig, draws_at_random
-from .errors import Cancelled, CloakError, ModelError, OutputError, is_out_of_memory
+from .errors import (
+    Cancelled,
+    CloakError,
+    ModelError,
+    OutputError,
+    is_gpu_out_of_memory,
+    is_out_of_memory,
+)
 from .models.weights import DownloadProgress, sha256_of
 from .preview import PREVIEW_SUFFIX, preview_path
 from .report import Report
@@ -1143,7 +1150,7 @@ def _describe(exc: BaseException) -> str:
         return f"can't read or write{where}: {exc.strerror or exc}"
     if is_out_of_memory(exc):
         # every preset but high attacks at 512 px: a lower one needs no less memory
-        if "cuda" in str(exc).lower() or "mps" in str(exc).lower():
+        if is_gpu_out_of_memory(exc):
             return ("not enough GPU memory to protect this photo; close other programs "
                     "using the GPU, or use --device cpu")
         return ("not enough memory to protect this photo; close other programs, or protect "

@@ -53,3 +53,11 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and any(
         words in text for words in ("out of memory", "can't allocate memory",
                                     "not enough memory"))
+
+
+def is_gpu_out_of_memory(exc: BaseException) -> bool:
+    """is_out_of_memory, on a GPU's memory (CUDA, ROCm's HIP, Apple's MPS): the advice
+    there is the CPU, not closing other programs."""
+    text = str(exc).lower()
+    return is_out_of_memory(exc) and any(
+        words in text for words in ("cuda", "hip", "mps backend", "gpu"))

@@ -48,6 +48,23 @@ def model_dir(weights_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
+def no_face_detector(model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                     ) -> Path:
+    """Point cloak at a folder with taesd's real weights but no face detector, an empty
+    user cache and no downloads: faces asked for can't be found. Returns the folder (link
+    the detector in to make it found)."""
+    from cloak.models import weights
+
+    folder = tmp_path / "weights-without-faces"
+    folder.mkdir()
+    for part in model_dir.glob("taesd_*"):
+        (folder / part.name).symlink_to(part)
+    monkeypatch.setenv("CLOAK_MODEL_DIR", str(folder))
+    monkeypatch.setattr(weights, "cache_dir", lambda: tmp_path / "empty-cache")
+    return folder
+
+
+@pytest.fixture
 def tiny_config(model_dir: Path):
     """The fastest real run: one step of taesd at 128 px, no face search, no measuring."""
     from cloak import ProtectConfig

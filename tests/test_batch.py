@@ -315,19 +315,10 @@ class TestRun:
             in refused.message
 
     def test_copies_record_face_priority_as_it_ran(self, tmp_path, small_photo,
-                                                   tiny_config, model_dir, monkeypatch):
+                                                   tiny_config, model_dir, no_face_detector):
         """Faces asked for but no face detector (offline): the copy is made without face
         priority and recorded so. A rerun still without it skips the copy; once the
         detector is there, the rerun names the change instead of calling the copy done."""
-        from cloak.models import weights
-
-        no_detector = tmp_path / "weights"
-        no_detector.mkdir()
-        for part in model_dir.glob("taesd_*"):
-            (no_detector / part.name).symlink_to(part)
-        monkeypatch.setenv("CLOAK_MODEL_DIR", str(no_detector))
-        monkeypatch.setattr(weights, "cache_dir", lambda: tmp_path / "cache")
-        monkeypatch.setenv("CLOAK_OFFLINE", "1")
         photo, out = small_photo(tmp_path / "a.png"), tmp_path / "out"
         faces = tiny_config.replace(faces=True)
 
@@ -339,7 +330,8 @@ class TestRun:
         entry = json.loads((out / MANIFEST_NAME).read_text())["photos"]["a.png"]
         assert entry["settings"]["faces"] is False
         assert (again().status, again().message) == (SKIPPED, batch.ALREADY_DONE)
-        (no_detector / "yunet_n_dynamic.onnx").symlink_to(model_dir / "yunet_n_dynamic.onnx")
+        (no_face_detector / "yunet_n_dynamic.onnx").symlink_to(
+            model_dir / "yunet_n_dynamic.onnx")
         refused = again()
         assert refused.status == FAILED and \
             "other settings (face priority on)" in refused.message

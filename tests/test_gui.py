@@ -796,17 +796,9 @@ class TestProtecting:
         assert wait_until(lambda: not window.is_running(), 10)
 
     def test_the_window_says_when_face_priority_is_off(self, window, tmp_path, small_photo,
-                                                        model_dir, monkeypatch):
+                                                        no_face_detector):
         """Weights there but no face detector, and no downloads: the photo is protected
         (faces only steer the budget), and the status bar says faces got no priority."""
-        from cloak.gui.worker import FACES_OFF_NOTICE
-
-        no_detector = tmp_path / "weights"
-        no_detector.mkdir()
-        for weights in model_dir.glob("taesd_*"):
-            (no_detector / weights.name).symlink_to(weights)
-        monkeypatch.setenv("CLOAK_MODEL_DIR", str(no_detector))
-        monkeypatch.setattr("cloak.models.weights.cache_dir", lambda: tmp_path / "cache")
         window.settings = {**TINY, "faces": True, "measure": False}
         window.add_paths([small_photo(tmp_path / "a.png")])
         window.start()
@@ -1304,19 +1296,11 @@ class TestReviewFixes:
 
     @pytest.mark.usefixtures("model_dir")
     def test_copies_made_without_face_priority_are_redone_once_it_is_there(
-            self, qapp, tmp_path, small_photo, model_dir, monkeypatch):
+            self, qapp, tmp_path, small_photo, model_dir, no_face_detector):
         """No face detector: the copy is recorded as made without face priority, so a
         later session with the detector does not take it for a copy made with it."""
         from cloak.batch import earlier_copy
-        from cloak.models import weights
 
-        no_detector = tmp_path / "weights"
-        no_detector.mkdir()
-        for part in model_dir.glob("taesd_*"):
-            (no_detector / part.name).symlink_to(part)
-        monkeypatch.setenv("CLOAK_MODEL_DIR", str(no_detector))
-        monkeypatch.setattr(weights, "cache_dir", lambda: tmp_path / "cache")
-        monkeypatch.setenv("CLOAK_OFFLINE", "1")
         photo, out = small_photo(tmp_path / "a.png"), tmp_path / "out"
         config = ProtectConfig(strength="fast", faces=True, **TINY)
         worker = ProtectWorker([Job(0, photo, out)], config)
@@ -1325,7 +1309,8 @@ class TestReviewFixes:
         worker.run()
         assert worker.config.faces is False and FACES_OFF_NOTICE in notices
         assert earlier_copy(photo, out, config.fingerprint()) is None
-        (no_detector / "yunet_n_dynamic.onnx").symlink_to(model_dir / "yunet_n_dynamic.onnx")
+        (no_face_detector / "yunet_n_dynamic.onnx").symlink_to(
+            model_dir / "yunet_n_dynamic.onnx")
         again = ProtectWorker([Job(0, photo, out)], config)
         protected = []
         again.protected.connect(lambda i, outcome: protected.append(outcome))

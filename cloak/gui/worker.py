@@ -19,7 +19,12 @@ from PySide6.QtCore import QObject, QRunnable, Signal, Slot
 
 from cloak import Cancelled, CloakError, OutputError, ProtectConfig, Report
 from cloak.batch import FOLDER_STOPS  # a full or read-only disk: the folder fails
-from cloak.errors import ModelError, OutputExistsError, is_out_of_memory
+from cloak.errors import (
+    ModelError,
+    OutputExistsError,
+    is_gpu_out_of_memory,
+    is_out_of_memory,
+)
 from cloak.io import check_folder_writable, output_path_for
 
 from .paths import unique_destination
@@ -129,7 +134,7 @@ def plain_message(exc: Exception) -> str:
     if isinstance(exc, CloakError):
         return for_the_app(str(exc))
     if is_out_of_memory(exc):
-        if "cuda" in str(exc).lower() or "mps" in str(exc).lower():  # the GPU's memory
+        if is_gpu_out_of_memory(exc):
             return ("not enough GPU memory for this photo; close other programs using "
                     "the GPU, or set CLOAK_DEVICE=cpu before starting the app")
         return ("not enough memory for this photo; close other programs, or protect a "
