@@ -714,10 +714,11 @@ def verify(
 
     def leave_report(message: str) -> None:  # a refused or failed verify leaves this
         if json_path:  # run's report at --json, not an earlier pair's verdict
-            report = ({"photo": str(photo), "score_db": None} if protected is None else
-                      {"original": str(photo), "protected_copy": str(protected),
-                       "verdict": None})
-            write_json(json_path, {**report, "error": message})
+            report = ({"kind": "receipt", "photo": str(photo), "score_db": None}
+                      if protected is None else
+                      {"kind": "comparison", "original": str(photo),
+                       "protected_copy": str(protected), "verdict": None})
+            write_json(json_path, {**report, "error": message, "cloak_version": __version__})
 
     with reporting_failures(leave_report):
         measured = parse_channels(channels)
@@ -821,6 +822,7 @@ def verify(
             fail(f"can't read{where}: {exc.strerror or exc}")
         except (MemoryError, RuntimeError) as exc:  # torch's OutOfMemoryError is a RuntimeError
             if not is_out_of_memory(exc):
+                leave_report(f"unexpected error ({type(exc).__name__}: {exc})")
                 raise
             fail("not enough memory to compare these photos at full size; compare a smaller "
                  "copy of both (the same size)")

@@ -56,8 +56,11 @@ def step(model: nn.Module, x: torch.Tensor, device: torch.device) -> torch.Tenso
 
 
 def timed(fn, *args) -> float:
+    """Seconds `fn(*args)` takes, to the end of its GPU work where there is any."""
     start = time.perf_counter()
     fn(*args)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
     return time.perf_counter() - start
 
 

@@ -611,15 +611,17 @@ class Manifest:
         write_atomic(self.path, lambda fp: fp.write(text.encode("utf-8")), overwrite=True)
 
 
-def earlier_copy(src: Path, out_dir: Path, settings: dict) -> Path | None:
+def earlier_copy(src: Path, out_dir: Path, settings: dict, also: dict | None = None
+                 ) -> Path | None:
     """A copy of `src` that cloak wrote into `out_dir` (or a folder in it) before, with
-    `settings` (ProtectConfig.fingerprint), both files still as they were then, as the
-    folder's manifest records; None if there is none. The desktop app asks this, so a
-    photo it protected in an earlier session is not protected again."""
+    `settings` (ProtectConfig.fingerprint) or `also` (settings_to_accept), both files
+    still as they were then, as the folder's manifest records; None if there is none. The
+    desktop app asks this, so a photo it protected in an earlier session is not protected
+    again."""
     manifest = Manifest(out_dir)
     for key, entry in manifest.entries.items():
         if entry.get("state") != "done" or not _same_settings(entry.get("settings"),
-                                                               settings):
+                                                               settings, also):
             continue
         dst = out_dir / key
         if (_inside(dst.parent, out_dir) and _same_file(src, entry.get("src"))
@@ -649,9 +651,12 @@ def record_copy(src: Path, dst: Path, settings: dict) -> bool:
 NOT_COMPARED = frozenset({"mask"})
 
 
-def _same_settings(old: dict | None, new: dict) -> bool:
+def _same_settings(old: dict | None, new: dict, also: dict | None = None) -> bool:
+    """Whether a copy made with `old` settings counts as made with `new` (or `also`)."""
     if old is None:
         return False
+    if also is not None and _same_settings(old, also):
+        return True
     old = _seed_as_recorded_now(old, new)
     return ({k: v for k, v in old.items() if k not in NOT_COMPARED}
             == {k: v for k, v in new.items() if k not in NOT_COMPARED})
@@ -690,9 +695,10 @@ def _settings_change(old: dict, new: dict) -> str:
 
 
 def _decide(item: Item, entry: dict | None, settings: dict, force: bool,
-            overwrite: bool, preview: bool = False) -> None:
+            overwrite: bool, preview: bool = False, also: dict | None = None) -> None:
     """Skip, refuse or clear an item for work, from its output and manifest entry.
-    `preview`: previews are asked for, so a done photo without one is done again."""
+    `preview`: previews are asked for, so a done photo without one is done again. A copy
+    made with `also` (settings_to_accept) counts as made with `settings`."""
     sheet = preview_path(item.dst)
     if (preview and (force or overwrite) and sheet.exists()
             and _same_folder(item.dst.parent, item.src.parent)
@@ -715,7 +721,7 @@ def _decide(item: Item, entry: dict | None, settings: dict, force: bool,
     made_here = entry is not None and (
         _pending_is_ours(item.dst, entry) if pending
         else _same_file(item.dst, entry.get("dst"), refresh=True))
-    ours = (made_here and _same_settings(entry.get("settings"), settings)
+    ours = (made_here and _same_settings(entry.get("settings"), settings, also)
             and _same_file(item.src, entry.get("src"), refresh=True))
     if ours and pending:  # an interrupted run's file: redone
         item.replace, item.ours_stamp = True, _stamp(item.dst)
@@ -750,7 +756,7 @@ def _decide(item: Item, entry: dict | None, settings: dict, force: bool,
                "record of writing it")
     elif not made_here:
         why = "is not the file cloak wrote there (it was changed or replaced since)"
-    elif not _same_settings(entry.get("settings"), settings):
+    elif not _same_settings(entry.get("settings"), settings, also):
         why = (f"was made with other settings "
                f"({_settings_change(entry.get('settings') or {}, settings)})")
     else:  # the manifest keeps the photo's size, times and hash, not its path
@@ -820,8 +826,8 @@ def preload_models(config: ProtectConfig, progress: DownloadProgress | None = No
     for name in config.models:
         try:
             load_autoencoder(name, config.model_dir, device, config.allow_download, progress)
-        except WeightsMissing as exc:  # name every missing file at once, not one a run
-            stems = missing_stems(config.models, config.model_dir)
+        except WeightsMissing as exc:  # offline: every missing file at once, not one a run
+            stems = missing_stems(config.models, config.model_dir) if exc.offline else []
             if len(stems) < 2:
                 raise
             raise ModelError(missing_message(MODELS[name], "encoder", exc.why,
@@ -832,18 +838,28 @@ def preload_models(config: ProtectConfig, progress: DownloadProgress | None = No
     return True
 
 
-def faces_as_found(config: ProtectConfig, progress: DownloadProgress | None = None
-                   ) -> ProtectConfig:
+def faces_as_found(config: ProtectConfig, progress: DownloadProgress | None = None,
+                   allow_download: bool = True) -> ProtectConfig:
     """`config` as it will run: with faces off where they are on but the face detector
-    can't be found or fetched (a warning is logged). Copies are recorded with the settings
-    that made them, so a copy made without face priority is not taken, once the detector
-    is there, for one made with it."""
+    can't be found (or, where allowed, fetched; a failure is logged). Copies are recorded
+    with the settings that made them, so a copy made without face priority is not taken,
+    once the detector is there, for one made with it."""
     from .models.weights import resolve_face_detector
 
-    if config.faces and resolve_face_detector(config.model_dir, config.allow_download,
-                                              progress) is None:
+    if config.faces and resolve_face_detector(
+            config.model_dir, config.allow_download and allow_download, progress) is None:
         return dataclasses.replace(config, faces=False)
     return config
+
+
+def settings_to_accept(config: ProtectConfig) -> tuple[ProtectConfig, dict | None]:
+    """The config a rerun decides with (faces off where the face detector is not on disk:
+    nothing is downloaded, or warned about, just to decide), and the settings asked for
+    when that turned faces off. A copy recorded with those (made with face priority, or by
+    a version that recorded what was asked) is as good as what this run would make, so it
+    counts as done."""
+    local = faces_as_found(config, allow_download=False)
+    return local, (config.fingerprint() if local is not config else None)
 
 
 def usable_cores() -> int:
@@ -885,8 +901,11 @@ def _run_locked(items: list[Item], out_dir: Path, config: ProtectConfig,
     for item in items:  # saved with the manifest: later runs keep these mirrors
         if item.folder is not None:
             manifest.folders.setdefault(*item.folder)
+    asked = config
     if any(item.status == "pending" for item in items):
-        config = faces_as_found(config, lambda *download: emit(download_event(*download)))
+        config, also_done = settings_to_accept(config)
+    else:
+        also_done = None
     settings = config.fingerprint()
     todo: list[Item] = []
     interrupted = False
@@ -903,7 +922,7 @@ def _run_locked(items: list[Item], out_dir: Path, config: ProtectConfig,
                     raise KeyboardInterrupt
                 try:
                     _decide(item, manifest.get(item.dst), settings, force, overwrite,
-                            config.preview)
+                            config.preview, also_done)
                 except OSError as exc:  # one odd output (a name too long for its preview)
                     item.status = FAILED
                     item.message = f"can't check its output {item.dst}: {exc.strerror or exc}"
@@ -915,6 +934,11 @@ def _run_locked(items: list[Item], out_dir: Path, config: ProtectConfig,
             with contextlib.suppress(OSError, OutputError):  # times brought up to date
                 manifest.save()  # (_same_file refresh); a failure only costs a rehash
         if todo:
+            if also_done is not None:  # the face detector is not on disk: fetched now,
+                # where allowed, as the models are, since there is work to do
+                config = faces_as_found(asked, lambda *download: emit(download_event(
+                    *download)))
+                settings = config.fingerprint()
             # With --jobs the workers load their own models: this process only checks
             # and fetches, on the CPU (not a GPU's memory and context it would never use).
             preload_models(config if jobs <= 1 else dataclasses.replace(config, device="cpu"),

@@ -335,6 +335,12 @@ class TestRun:
         refused = again()
         assert refused.status == FAILED and \
             "other settings (face priority on)" in refused.message
+        # made with face priority, then the detector gone (offline, a new cache): the copy
+        # is as good as what this run would make, so it is done, and nothing is fetched
+        [item] = batch.run(batch.plan([photo], out), out, faces, overwrite=True).items
+        assert item.status == PROTECTED
+        (no_face_detector / "yunet_n_dynamic.onnx").unlink()
+        assert (again().status, again().message) == (SKIPPED, batch.ALREADY_DONE)
 
     def test_a_copy_made_with_another_seed_by_an_earlier_version_is_done(
             self, tmp_path, small_photo, tiny_config):

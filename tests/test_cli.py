@@ -827,6 +827,7 @@ def test_verify_keeps_its_result_when_the_reader_leaves_or_is_stopped(
     assert invoke("protect", src, "--out", out, *TINY).exit_code == 0
     report = tmp_path / "r.json"
     echo, lines = cli.typer.echo, []
+    real_verify_images = cloak.verify.verify_images
 
     def reader_leaves_after_two(*args, **kwargs):
         if len(lines) >= 2:
@@ -854,12 +855,21 @@ def test_verify_keeps_its_result_when_the_reader_leaves_or_is_stopped(
     def a_bug(*args, **kwargs):
         raise ValueError("something cloak did not expect")
 
-    monkeypatch.setattr(cloak.verify, "verify_images", a_bug)
-    result = invoke("verify", src, out / "a.png", "--models", "taesd", "--json", report)
-    assert result.exit_code != 0 and isinstance(result.exception, ValueError)
-    data = json.loads(report.read_text())  # not the pair's verdict of the run before
-    assert data["verdict"] is None and data["error"] == (
-        "unexpected error (ValueError: something cloak did not expect)")
+    def a_torch_bug(*args, **kwargs):  # a RuntimeError that is not out of memory
+        raise RuntimeError("shape mismatch")
+
+    for bug, kind, words in ((a_bug, ValueError, "something cloak did not expect"),
+                             (a_torch_bug, RuntimeError, "shape mismatch")):
+        monkeypatch.setattr(cloak.verify, "verify_images", real_verify_images)
+        assert invoke("verify", src, out / "a.png", "--models", "taesd", "--channels",
+                      "as-is", "--json", report).exit_code == 0
+        monkeypatch.setattr(cloak.verify, "verify_images", bug)
+        result = invoke("verify", src, out / "a.png", "--models", "taesd", "--json", report)
+        assert result.exit_code != 0 and isinstance(result.exception, kind)
+        data = json.loads(report.read_text())  # not the pair's verdict of the run before
+        assert data["verdict"] is None and data["error"] == (
+            f"unexpected error ({kind.__name__}: {words})")
+        assert data["kind"] == "comparison" and data["cloak_version"] == cli.__version__
 
 
 def test_verify_json_into_a_missing_folder_fails_before_measuring(tmp_path, small_photo,

@@ -219,13 +219,17 @@ class TestDropZone:
     def test_a_protected_photo_added_again_can_be_protected_at_another_strength(
             self, window, tmp_path, small_photo):
         """Protected at fast, then added again and protected at low: the row waits again,
-        and the new strength gives a new copy beside the first."""
+        and the new strength gives a new copy beside the first. Added again with the same
+        settings, it stays as it is."""
         photo = small_photo(tmp_path / "a.png")
         window.add_paths([photo])
         window.start()
         assert wait_until(lambda: not window.is_running(), 60)
         (row,) = window.rows.values()
         assert row.state == PhotoRow.PROTECTED and not window.protect_button.isEnabled()
+        window.add_paths([photo])  # the same settings (its folder dropped again): as it is
+        assert row.state == PhotoRow.PROTECTED and row.outcome is not None
+        assert window.statusBar().currentMessage() == "those photos are already in the list"
         window.strength.setCurrentIndex(window.strength.findData("low"))
         window.add_paths([photo])
         assert row.state == PhotoRow.WAITING and row.outcome is None

@@ -312,6 +312,29 @@ class TestLookupAndVerification:
         with pytest.raises(W.PinMismatch):
             W.read_state_dict(copy)
 
+    def test_with_a_network_one_failed_file_is_named_alone(self, model_dir, tmp_path,
+                                                           monkeypatch):
+        """A mirror without one file: the others download, and the error names that one
+        file, not every file (they were not tried, and would have come). With no network
+        at all (a port that refuses), every missing file is named at once."""
+        from cloak.batch import preload_models
+        from cloak.config import ProtectConfig
+
+        mirror = TestDownload._mirror(None, model_dir, tmp_path)
+        (mirror / "taesd_decoder.pth").unlink()
+        monkeypatch.setenv("CLOAK_MODEL_DIR", str(tmp_path / "nothing-here"))
+        monkeypatch.delenv("CLOAK_OFFLINE", raising=False)
+        monkeypatch.setenv("CLOAK_WEIGHTS_URL", mirror.as_uri())
+        monkeypatch.setattr("cloak.models._cache", {})
+        with pytest.raises(ModelError) as info:
+            preload_models(ProtectConfig(models=("taesd", "taef2"), faces=False))
+        assert str(info.value).startswith("weights for taesd decoder not found")
+        assert (tmp_path / "cache" / "taesd_encoder.pth").is_file()
+        monkeypatch.setenv("CLOAK_WEIGHTS_URL", "http://127.0.0.1:9")  # refused
+        with pytest.raises(ModelError) as info:
+            preload_models(ProtectConfig(models=("taesd", "taef2"), faces=False))
+        assert "3 files: taesd_decoder, taef2_encoder, taef2_decoder" in str(info.value)
+
     def test_a_damaged_unpinned_copy_loads_with_a_warning(self, model_dir, tmp_path,
                                                           caplog):
         """Damage that keeps the fingerprint, in a file with no pinned sha256 (the

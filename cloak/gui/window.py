@@ -395,10 +395,15 @@ class MainWindow(QMainWindow):
         new_rows = []
         for src in photos:
             if src in listed:
-                # added again once done: protected again (at another strength, say)
-                if listed[src].state in (PhotoRow.FAILED, PhotoRow.PROTECTED) and \
-                        not self.is_running():
-                    listed[src].set_waiting()
+                # added again once failed, or protected with other settings (another
+                # strength, say): it waits again (a folder dropped again to add its new
+                # photos leaves the ones protected as now asked alone)
+                row = listed[src]
+                if not self.is_running() and (row.state == PhotoRow.FAILED or (
+                        row.state == PhotoRow.PROTECTED and self._asks_other(row))):
+                    row.set_waiting()
+                    if self._compare_wanted == row.row_id:  # not its old before/after
+                        self.compare_panel.reset()
                     added += 1
                 continue
             row_id, self._next_id = self._next_id, self._next_id + 1
@@ -416,6 +421,16 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"{said}; {not_added}" if not_added else said,
                                      8000 if not_added else 5000)
         self._update_buttons()
+
+    def _asks_other(self, row: PhotoRow) -> bool:
+        """Whether the window's settings now differ from those `row` was protected with
+        (face priority aside: on or off as the face detector allowed)."""
+        if row.outcome is None or row.outcome.config is None:
+            return True
+        then, now = row.outcome.config.fingerprint(), self.config().fingerprint()
+        then.pop("faces", None)
+        now.pop("faces", None)
+        return then != now
 
     def _thumb_pixels(self) -> int:
         """Thumbnail size in device pixels (sharp on high-DPI screens)."""

@@ -174,7 +174,9 @@ class ProtectWorker(QObject):
         self._stop = threading.Event()
         self._current = -1
         self._weights_error: str | None = None  # weights missing: the same for every photo
-        self._faces_checked = False  # faces off where the face detector is missing
+        self._asked: ProtectConfig | None = None  # config as asked (faces on or off)
+        self._also_done: dict | None = None  # settings_to_accept: copies made as asked
+        self._faces_fetched = False  # the face detector fetched (or tried) this run
         self._gpu_told = False  # and the one for a GPU this torch build can't run
         self._folder_errors: dict[Path, str] = {}  # output folders found not writable
         self._swept: set[Path] = set()  # Save-to folders cleared of stale temp files
@@ -217,16 +219,18 @@ class ProtectWorker(QObject):
             return
         dst: Path | None = None
         try:
-            from cloak.batch import earlier_copy, faces_as_found, record_copy
+            from cloak.batch import (
+                earlier_copy,
+                faces_as_found,
+                record_copy,
+                settings_to_accept,
+            )
 
-            if not self._faces_checked:  # once a run: copies record what made them
-                self._faces_checked = True
-                found = faces_as_found(self.config, self._on_download)
-                if found.faces != self.config.faces:
-                    emit(self.notice, FACES_OFF_NOTICE)
-                self.config = found
+            if self._asked is None:  # once a run: faces as the face detector on disk allows
+                self._asked = self.config
+                self.config, self._also_done = settings_to_accept(self.config)
             settings = self.config.fingerprint()
-            earlier = earlier_copy(job.src, job.out_dir, settings)
+            earlier = earlier_copy(job.src, job.out_dir, settings, self._also_done)
             if earlier is not None:  # protected in an earlier session, with these settings
                 emit(self.protected, job.index, Outcome(
                     job.src, earlier, None, ALREADY_PROTECTED, self.config))
@@ -234,6 +238,15 @@ class ProtectWorker(QObject):
             self._make_folder(job.out_dir, created)
             from cloak.api import protect_file  # torch loads here, in the worker thread
             from cloak.batch import preload_models
+
+            if self._also_done is not None and not self._faces_fetched:
+                # not on disk: fetched now, where allowed, as there is a photo to protect;
+                # copies record whether face priority ran
+                self._faces_fetched = True
+                self.config = faces_as_found(self._asked, self._on_download)
+                settings = self.config.fingerprint()
+                if not self.config.faces:
+                    emit(self.notice, FACES_OFF_NOTICE)
 
             # First use: the weights download here, with their progress on this row.
             try:
@@ -269,10 +282,12 @@ class ProtectWorker(QObject):
                 log.exception("protecting %s failed", job.src)
             written = getattr(exc, "written", None)
             if written is not None:
-                # protect_file wrote the copy, then the lossy copy's measuring failed (out
-                # of memory on a huge photo): the copy is whole, and recorded as made with
-                # these settings, so a later session does not protect it again.
-                record_copy(job.src, Path(written), settings)
+                # protect_file wrote the copy, then a later step failed. After out of
+                # memory in the lossy copy's measuring the copy is whole, and recorded, so
+                # a later session does not protect it again; after another failure (the
+                # copy could not be read back) it is shown but not recorded: redone later.
+                if is_out_of_memory(exc):
+                    record_copy(job.src, Path(written), settings)
                 emit(self.protected, job.index, Outcome(
                     job.src, Path(written), None, "protected, but measuring the saved copy "
                     "failed: " + plain_message(exc), self.config))

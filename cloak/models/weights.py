@@ -8,6 +8,7 @@ Weights load only through safetensors or `torch.load(weights_only=True)`.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import http.client
 import io
@@ -319,9 +320,9 @@ def download(spec: ModelSpec, part: str, progress: DownloadProgress | None = Non
     ModelError(explain(why)); by default missing_message, which says where cloak looked."""
     url = download_url(spec, part)
 
-    def fail(why: str) -> ModelError:
+    def fail(why: str, offline: bool = False) -> ModelError:
         if explain is None:
-            return WeightsMissing(spec, part, why, model_dir)
+            return WeightsMissing(spec, part, why, model_dir, offline)
         return ModelError(explain(why))
 
     target = cache_dir() / f"{spec.file_stem(part)}.pth"
@@ -347,7 +348,19 @@ def download(spec: ModelSpec, part: str, progress: DownloadProgress | None = Non
     except (urllib.error.URLError, OSError, TimeoutError, ValueError,
             http.client.HTTPException) as exc:
         # ValueError: a CLOAK_WEIGHTS_URL that is not a URL
-        raise fail(f"download from {url} failed ({network_reason(exc)})") from exc
+        raise fail(f"download from {url} failed ({network_reason(exc)})",
+                   no_network(exc)) from exc
+
+
+def no_network(exc: BaseException) -> bool:
+    """Whether a download failed for want of a network (no DNS, no route, refused, timed
+    out), not on an answer about this one file (an HTTP 404, a mirror folder without it)."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return False
+    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    return isinstance(reason, (socket.gaierror, TimeoutError, ConnectionError)) or (
+        isinstance(reason, OSError) and reason.errno in (errno.ENETUNREACH,
+                                                         errno.EHOSTUNREACH))
 
 
 def network_reason(exc: BaseException) -> str:
@@ -434,12 +447,16 @@ def resolve_face_detector(model_dir=None, allow_download: bool = True,
 
 
 class WeightsMissing(ModelError):
-    """No weights for a (model, part) were found, and none could be downloaded (`why`)."""
+    """No weights for a (model, part) were found, and none could be downloaded (`why`).
+    `offline`: downloads are off or the network can't be reached, so no other missing
+    file would download either (a mirror's 404 or a bad file is this file's own)."""
 
-    def __init__(self, spec: ModelSpec, part: str, why: str, model_dir=None):
+    def __init__(self, spec: ModelSpec, part: str, why: str, model_dir=None,
+                 offline: bool = False):
         super().__init__(missing_message(spec, part, why, model_dir))
         self.why = why
         self.model_dir = model_dir
+        self.offline = offline
 
 
 def missing_message(spec: ModelSpec, part: str, why: str, model_dir=None,
@@ -540,7 +557,7 @@ def resolve(spec: ModelSpec, part: str, model_dir=None, allow_download: bool = T
         verify_file(path)
         return path
     if not allow_download or downloads_off():
-        raise WeightsMissing(spec, part, "downloads are off", model_dir)
+        raise WeightsMissing(spec, part, "downloads are off", model_dir, offline=True)
     return download(spec, part, progress, model_dir)
 
 
