@@ -289,7 +289,9 @@ def test_missing_weights_exit_1_before_any_work(tmp_path, small_photo, monkeypat
     monkeypatch.setattr("cloak.models.weights.cache_dir", lambda: tmp_path / "no-cache")
     result = invoke("protect", photo, "--out", tmp_path / "out", *TINY[:5], "taef2")
     assert result.exit_code == 1, result.output
-    assert result.stderr.startswith("error: weights for taef2") and "Traceback" not in result.output
+    # offline: both of taef2's missing files named in one line
+    assert result.stderr.startswith("error: weights not found for 2 files: taef2_encoder, "
+                                    "taef2_decoder") and "Traceback" not in result.output
     assert not (tmp_path / "out").exists()
     # --json holds this run's report, not an earlier one's left in its place
     report = tmp_path / "run.json"
@@ -299,7 +301,8 @@ def test_missing_weights_exit_1_before_any_work(tmp_path, small_photo, monkeypat
                     "--json", report)
     assert result.exit_code == 1
     data = json.loads(report.read_text())
-    assert data["error"].startswith("weights for taef2") and data["files"] == []
+    assert data["error"].startswith("weights not found for 2 files: taef2_encoder") and \
+        data["files"] == []
     assert not (tmp_path / "out").exists()
 
 
