@@ -322,7 +322,8 @@ def protect(
             code = 130 if interrupted else 1
             if json_path:  # this run's report, not an earlier run's left in its place
                 write_json(json_path, {
-                    "out": str(out), "settings": config.fingerprint(), "error": message,
+                    "out": str(out), "settings": config.fingerprint(),
+                    "faces_asked": config.faces, "error": message,
                     "interrupted": code == 130, "counts": {}, "files": []}, code=code)
             if code == 130:
                 raise typer.Exit(130) from None
@@ -334,8 +335,12 @@ def protect(
     code = (130 if result.interrupted else 2 if result.counts[batch.FAILED]
             else 1 if result.found_no_photos else 0)  # nothing was done
     if json_path:  # after the totals: a report that can't be written loses none of them
-        write_json(json_path, {"out": str(out), "settings": config.fingerprint(),
-                               **result.to_dict()}, code=code or 1)
+        # `settings` as run, as each copy's report and the manifest record them (face
+        # priority off where the face detector was missing); `faces_asked`: as asked
+        write_json(json_path, {"out": str(out),
+                               "settings": result.settings or config.fingerprint(),
+                               "faces_asked": config.faces, **result.to_dict()},
+                   code=code or 1)
     if code:
         raise typer.Exit(code)
 
@@ -693,7 +698,6 @@ def verify(
 
     Example: cloak verify me.jpg protected/me.jpg
     """
-    import numpy as np
     from PIL import Image
 
     from cloak import io
@@ -702,6 +706,7 @@ def verify(
     from cloak.verify import (
         RECEIPT_SMALLEST,
         in_one_colour_space,
+        photo_image,
         receipt_image,
         verify_images,
     )
@@ -727,8 +732,7 @@ def verify(
 
         def as_image(path: Path) -> tuple[Image.Image, bytes | None]:
             photo = io.load_photo(path)
-            return (Image.fromarray(np.round(photo.rgb * 255).astype(np.uint8), "RGB"),
-                    photo.icc_profile)
+            return photo_image(photo), photo.icc_profile  # RGBA when it has alpha
 
         try:
             for name in names:

@@ -131,6 +131,10 @@ class BatchResult:
     items: list[Item]
     interrupted: bool = False
     counts: dict[str, int] = field(default_factory=dict)
+    # The settings (ProtectConfig.fingerprint) the run protected with, and recorded its
+    # copies with: as run, so faces off where they were asked for but the face detector
+    # could not be found (faces_as_found); the config as given when no photo was looked at
+    settings: dict | None = None
 
     def __post_init__(self) -> None:
         self.counts = {s: sum(i.status == s for i in self.items)
@@ -982,7 +986,7 @@ def _run_locked(items: list[Item], out_dir: Path, config: ProtectConfig,
             if folder.is_dir() and _inside(folder, out_dir):
                 _remove_temp_files(folder)
     interrupted = interrupted or any(i.status == CANCELLED for i in items)
-    return BatchResult(items, interrupted)
+    return BatchResult(items, interrupted, settings=settings)
 
 
 @contextlib.contextmanager

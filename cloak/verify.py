@@ -31,7 +31,7 @@ from . import metrics
 from .colour import profile_name, to_srgb
 from .device import autocast, pick_device, uses_bf16
 from .errors import Cancelled, ConfigError
-from .io import decode_own_bytes
+from .io import Photo, decode_own_bytes
 from .models import ALL_MODEL_NAMES, load_autoencoder
 from .pipeline import to_tensor
 from .report import VERDICTS, verdict_for  # noqa: F401 - VERDICTS is part of verify's API
@@ -150,13 +150,64 @@ def resize_without_antialiasing(img: Image.Image, long_side: int = 512) -> Image
     return Image.fromarray(np.round(small * 255).astype(np.uint8), "RGB")
 
 
-def apply_channel(img: Image.Image, channel: str) -> Image.Image:
-    """Simulate a posting channel or clean-up on an RGB image."""
-    if channel == "as-is":
+# What a posting preset flattens a transparent photo onto: the platforms re-encode an
+# upload as JPEG, which has no alpha, and show what was transparent as white (the usual
+# choice; some apps have shown black). A choice, not a measurement of any platform.
+POSTING_BACKGROUND = (255, 255, 255)
+
+
+def rgb_or_rgba(img: Image.Image) -> Image.Image:
+    """`img` as 8-bit RGB, or RGBA when it carries transparency (an alpha band, a palette's
+    or a colour key's); `img` itself when it is already either."""
+    if img.mode in ("RGB", "RGBA"):
         return img
+    bands = img.getbands()
+    if "A" in bands or "a" in bands or "transparency" in img.info:
+        return img.convert("RGBA")
+    return img.convert("RGB")
+
+
+def flatten(img: Image.Image, background: tuple[int, int, int] = POSTING_BACKGROUND
+            ) -> Image.Image:
+    """`img` as RGB with any transparency composited onto `background` (what a platform's
+    JPEG re-encode makes of it); an image without transparency as RGB (itself if RGB)."""
+    img = rgb_or_rgba(img)
+    if img.mode == "RGB":
+        return img
+    under = Image.new("RGBA", img.size, (*background, 255))
+    return Image.alpha_composite(under, img).convert("RGB")
+
+
+def photo_image(photo: Photo) -> Image.Image:
+    """The 8-bit image verify compares for a loaded `cloak.io.Photo`: its upright colour
+    as RGB, or RGBA with its alpha band (16-bit alpha rounded to 8 bits) when it has one,
+    so the posting presets can flatten it (apply_channel)."""
+    rgb = np.round(photo.rgb * 255).astype(np.uint8)
+    if photo.alpha is None:
+        return Image.fromarray(rgb, "RGB")
+    alpha = photo.alpha
+    if alpha.dtype != np.uint8:  # 16-bit: as cloak.io writes it at 8 bits
+        alpha = ((alpha.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    return Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
+
+
+def apply_channel(img: Image.Image, channel: str) -> Image.Image:
+    """Simulate a posting channel or clean-up on an image (RGB, or RGBA), returning RGB.
+
+    Transparency: a posting preset (SOCIAL_PRESETS) sees the image flattened onto
+    POSTING_BACKGROUND (white) first, as a platform's JPEG re-encode stores it: what was
+    transparent is white in both the original and its copy, and carries no damage. Every
+    other channel, `as-is` included, sees the stored colour with the alpha dropped: what
+    an editor that opens the file as RGB (PIL's convert("RGB"), diffusers' load_image)
+    hands the models, and what protection changed (cloak perturbs the colour and keeps the
+    alpha bit for bit). Both photos of a pair always get the same treatment."""
     if channel in SOCIAL_PRESETS:
         _, quality = SOCIAL_PRESETS[channel]
-        return jpeg_bytes_roundtrip(fit_for_posting(img, channel), quality)
+        return jpeg_bytes_roundtrip(fit_for_posting(flatten(img), channel), quality)
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    if channel == "as-is":
+        return img
     if channel.startswith("jpeg"):
         return jpeg_bytes_roundtrip(img, int(channel[4:]))
     if channel == "down-up":
@@ -280,10 +331,12 @@ def verify_images(original: Image.Image, protected: Image.Image,
                   clean_cache: dict | None = None, figures: bool = True,
                   should_stop: Callable[[], bool] | None = None,
                   at_1024: bool = False) -> Verification:
-    """Compare an original and its protected copy (upright RGB). A copy of another size
-    but the same shape (one downloaded back from a platform) is compared with the
-    original resized to it (match_copy); copies that can't be the original's protected
-    copy (another shape, turned, edited) raise UnsupportedImageError.
+    """Compare an original and its protected copy (upright RGB, or RGBA: a transparent
+    photo is flattened onto white for the posting presets only, see apply_channel). A
+    copy of another size but the same shape (one downloaded back from a platform) is
+    compared with the original resized to it (match_copy); copies that can't be the
+    original's protected copy (another shape, turned or mirrored, edited) raise
+    UnsupportedImageError.
 
     `clean_cache`: pass the same dict when verifying several copies of one original, so
     the original's side of every channel is computed once. `figures=False` skips the
@@ -294,6 +347,7 @@ def verify_images(original: Image.Image, protected: Image.Image,
     4x one at 512."""
     if not models:
         raise ConfigError("no autoencoder to measure with; name at least one, e.g. taesd")
+    original, protected = rgb_or_rgba(original), rgb_or_rgba(protected)
     original, note = match_copy(original, protected)
     check_comparable(original, protected)
     dev = pick_device(device)
@@ -307,7 +361,9 @@ def verify_images(original: Image.Image, protected: Image.Image,
         result = Verification(psnr=math.nan, ssim=math.nan, max_change255=math.nan, note=note)
     result.device, result.precision = str(dev), "bf16" if uses_bf16(dev) else "fp32"
     cache = {} if clean_cache is None else clean_cache
-    fingerprint = (hashlib.blake2b(original.convert("RGB").tobytes(), digest_size=16).digest()
+    # the alpha too: the posting presets' side of a transparent original depends on it
+    fingerprint = (hashlib.blake2b(original.mode.encode() + original.tobytes(),
+                                   digest_size=16).digest()
                    if clean_cache is not None else None)
     # Channels that hand the models the same pixels (on a photo under 512 px, the grid
     # and naive channels are the photo as it is) are measured once: each measurement is
@@ -319,8 +375,7 @@ def verify_images(original: Image.Image, protected: Image.Image,
             progress(i / len(channels), channel)
         # resized to 512 on the CPU: only that goes to the device (a 48 MP photo would not
         # fit a small GPU at full size)
-        xas = metrics.resize_long(_tensor(apply_channel(protected.convert("RGB"), channel)),
-                                  512).to(dev)
+        xas = metrics.resize_long(_tensor(apply_channel(protected, channel)), 512).to(dev)
         # the original's side depends on all of these (the pixels: a dict shared across
         # originals of one size must not hand one the other's reference; the weights'
         # folder and the precision: the same names may be other weights or other maths)
@@ -328,8 +383,8 @@ def verify_images(original: Image.Image, protected: Image.Image,
                fingerprint)
         with autocast(dev):
             if key not in cache:
-                xs = metrics.resize_long(
-                    _tensor(apply_channel(original.convert("RGB"), channel)), 512).to(dev)
+                xs = metrics.resize_long(_tensor(apply_channel(original, channel)),
+                                         512).to(dev)
                 pixels = _digest(xs)
                 if pixels not in references:
                     references[pixels] = {n: metrics.clean_reference(m, xs)
@@ -370,6 +425,15 @@ def _digest(t: torch.Tensor) -> bytes:
                            digest_size=16).digest()
 
 
+def _in_srgb(image: Image.Image, icc_profile: bytes | None) -> Image.Image:
+    """`image`'s colour converted to sRGB (to_srgb), its alpha band, if any, kept."""
+    image = rgb_or_rgba(image)
+    converted = to_srgb(image.convert("RGB"), icc_profile)  # a new image: ours to change
+    if image.mode == "RGBA":
+        converted.putalpha(image.getchannel("A"))
+    return converted
+
+
 def in_one_colour_space(original: Image.Image, protected: Image.Image,
                         original_icc: bytes | None, protected_icc: bytes | None
                         ) -> tuple[Image.Image, Image.Image, str | None]:
@@ -380,8 +444,7 @@ def in_one_colour_space(original: Image.Image, protected: Image.Image,
     if (original_icc or None) == (protected_icc or None):
         return original, protected, None
     names = f"{profile_name(original_icc)} and {profile_name(protected_icc)}"
-    converted = (to_srgb(original.convert("RGB"), original_icc),
-                 to_srgb(protected.convert("RGB"), protected_icc))
+    converted = (_in_srgb(original, original_icc), _in_srgb(protected, protected_icc))
     in_srgb = (f"the two photos have different colour profiles ({names}): both were "
                "compared in sRGB")
     if original_icc and protected_icc:
@@ -428,13 +491,13 @@ def match_copy(original: Image.Image, protected: Image.Image
     if is_resized((ow, oh), (pw, ph)):
         note = (f"{sizes}: the original was resized to the copy's size to compare them "
                 "(a copy downloaded back from a platform is smaller)")
-        return original.convert("RGB").resize((pw, ph), Image.LANCZOS), note
+        return rgb_or_rgba(original).resize((pw, ph), Image.LANCZOS), note
     cropped = crop_to_aspect(original, *INSTAGRAM_ASPECT)
     if cropped.size != original.size and is_resized(cropped.size, (pw, ph)):
         note = (f"{sizes}: the original was cropped to its middle {cropped.width}x"
                 f"{cropped.height}, as Instagram crops a photo this shape, and resized to "
                 "the copy's size to compare them")
-        return cropped.convert("RGB").resize((pw, ph), Image.LANCZOS), note
+        return rgb_or_rgba(cropped).resize((pw, ph), Image.LANCZOS), note
     if is_resized((oh, ow), (pw, ph)):
         raise UnsupportedImageError(f"{sizes}: the copy is turned by a quarter; turn it back "
                                     "(or save it upright) and compare again")
@@ -456,14 +519,52 @@ def coarse_psnr(original: Image.Image, protected: Image.Image) -> float:
     return metrics.psnr(coarse(protected), coarse(original))
 
 
+# Turns and mirrors that keep a photo's size, tried on a copy that does not pair with its
+# original as it is: (what undoes it on the copy, what was done, what to do). A quarter
+# turn of a photo that is not square changes its size, and match_copy says so.
+SIZE_KEEPING_TURNS = (
+    (Image.Transpose.ROTATE_180, "turned 180 degrees", "turn it back"),
+    (Image.Transpose.FLIP_LEFT_RIGHT, "mirrored left to right", "flip it back"),
+    (Image.Transpose.FLIP_TOP_BOTTOM, "mirrored top to bottom", "flip it back"),
+)
+# ...and on a square photo, the quarter turns and the mirrors across a diagonal too
+SQUARE_TURNS = (
+    (Image.Transpose.ROTATE_90, "turned by a quarter", "turn it back"),
+    (Image.Transpose.ROTATE_270, "turned by a quarter", "turn it back"),
+    (Image.Transpose.TRANSPOSE, "turned by a quarter and mirrored", "turn and flip it back"),
+    (Image.Transpose.TRANSVERSE, "turned by a quarter and mirrored", "turn and flip it back"),
+)
+
+
+def turned(original: Image.Image, protected: Image.Image) -> tuple[str, str] | None:
+    """(what was done, what to do) when `protected` (the original's size) pairs with
+    `original` once turned or flipped back, by check_comparable's own measure (coarse
+    PSNR at or above COMPARABLE_DB); None when no such turn makes them pair. Meant for
+    copies that do not pair as they are: each try turns the full-size copy."""
+    square = protected.width == protected.height
+    for undo, how, advice in SIZE_KEEPING_TURNS + (SQUARE_TURNS if square else ()):
+        if coarse_psnr(original, protected.transpose(undo)) >= COMPARABLE_DB:
+            return how, advice
+    return None
+
+
 def check_comparable(original: Image.Image, protected: Image.Image) -> float:
     """PSNR (dB) of the two at long side 64; UnsupportedImageError below COMPARABLE_DB,
-    where `protected` is not a protected copy of `original` (an edit, another photo), so
-    every difference would count as damage."""
+    where `protected` is not a protected copy of `original` as it is, so every difference
+    would count as damage: one saying so for a copy turned 180 degrees or mirrored (or,
+    when square, turned by a quarter; see turned), else one for an edit or another
+    photo."""
     from .errors import UnsupportedImageError
 
     value = coarse_psnr(original, protected)
     if value < COMPARABLE_DB:
+        found = turned(original, protected)
+        if found is not None:
+            how, advice = found
+            raise UnsupportedImageError(
+                f"the copy looks like the original {how}: {advice} and compare again, or "
+                "verify the copy alone, as posted (cloak verify PROTECTED: the "
+                "no-reference receipt)")
         raise UnsupportedImageError(
             f"the two photos differ far more than protection changes a photo (PSNR "
             f"{value:.1f} dB at 64 px; a protected copy stays above {COMPARABLE_DB:g}): "

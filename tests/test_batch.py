@@ -342,6 +342,20 @@ class TestRun:
         (no_face_detector / "yunet_n_dynamic.onnx").unlink()
         assert (again().status, again().message) == (SKIPPED, batch.ALREADY_DONE)
 
+    def test_the_result_carries_the_settings_as_run(self, tmp_path, small_photo,
+                                                    tiny_config, no_face_detector):
+        """Faces asked for, no face detector: the result's settings are those the copy
+        was made and recorded with (faces off), on the run that made it and on a rerun
+        that skips it, for the --json report to show."""
+        photo, out = small_photo(tmp_path / "a.png"), tmp_path / "out"
+        faces = tiny_config.replace(faces=True)
+        for status in (PROTECTED, SKIPPED):
+            result = batch.run(batch.plan([photo], out), out, faces)
+            assert [i.status for i in result.items] == [status]
+            assert result.settings == tiny_config.fingerprint()  # faces off
+        entry = json.loads((out / MANIFEST_NAME).read_text())["photos"]["a.png"]
+        assert entry["settings"] == result.settings
+
     def test_a_copy_made_with_another_seed_by_an_earlier_version_is_done(
             self, tmp_path, small_photo, tiny_config):
         """Earlier versions recorded any --seed; now it is recorded as 0 where nothing is

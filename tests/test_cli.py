@@ -1266,6 +1266,26 @@ def test_protect_options_reach_the_settings_and_the_file(tmp_path, small_photo,
     assert 0 < np.abs(after - before).max() <= 4
 
 
+def test_json_settings_record_face_priority_as_it_ran(tmp_path, small_photo, model_dir,
+                                                     no_face_detector):
+    """Face priority asked for (the default) but no face detector: the copy is made
+    without it, and the --json settings say so, as the copy's own report and the manifest
+    do; `faces_asked` keeps what was asked. With the detector there, both say on."""
+    photo, out, report = small_photo(tmp_path / "a.png"), tmp_path / "out", tmp_path / "r.json"
+    result = invoke("protect", photo, "--out", out, "--json", report, *TINY)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(report.read_text())
+    assert summary["settings"]["faces"] is False and summary["faces_asked"] is True
+    [made] = summary["files"]
+    entry = json.loads((out / MANIFEST_NAME).read_text())["photos"]["a.png"]
+    assert summary["settings"] == made["report"]["settings"] == entry["settings"]
+    (no_face_detector / "yunet_n_dynamic.onnx").symlink_to(model_dir / "yunet_n_dynamic.onnx")
+    result = invoke("protect", photo, "--out", out, "--json", report, "--force", *TINY)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(report.read_text())
+    assert summary["settings"]["faces"] is True and summary["faces_asked"] is True
+
+
 def test_a_json_path_that_is_a_fifo_is_refused_without_blocking(tmp_path):
     """Reading a FIFO to see whether it is a report would wait forever."""
     import threading

@@ -72,14 +72,11 @@ def posting_damage(report: Report, config: ProtectConfig | None = None,
     protection's did. `should_stop` (asked between models) raises Cancelled."""
     if not report.damage_db or not report.src or not report.dst:
         return None
-    import numpy as np
-    from PIL import Image
-
     from .. import io
-    from ..verify import verify_images
+    from ..verify import photo_image, verify_images
 
-    def as_image(path: str) -> Image.Image:
-        return Image.fromarray(np.round(io.load_photo(path).rgb * 255).astype(np.uint8))
+    def as_image(path: str):  # a PIL image, RGBA when it has alpha: see apply_channel
+        return photo_image(io.load_photo(path))
 
     config = config or ProtectConfig()
     result = verify_images(as_image(report.src), as_image(report.dst),

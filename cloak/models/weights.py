@@ -1,7 +1,9 @@
 """Find, download, verify and load the autoencoder weights.
 
 Lookup order for each file: an explicit model dir, then `$CLOAK_MODEL_DIR`, then the user
-cache dir, then a download from the public address into the cache (progress via callback).
+cache dir, then the per-user temporary folder that downloads go to while the cache dir is
+not writable (fallback_dir), then a download from the public address into the cache (or,
+where it is not writable, into that temporary folder; progress via callback).
 Weights load only through safetensors or `torch.load(weights_only=True)`.
 """
 
@@ -9,13 +11,16 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import getpass
 import hashlib
 import http.client
 import io
 import logging
+import math
 import os
 import re
 import socket
+import stat
 import tempfile
 import time
 import urllib.error
@@ -51,9 +56,66 @@ def cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("cloak")) / "models"
 
 
+def fallback_dir() -> Path:
+    """The per-user temporary folder downloads go to where the cache folder can't be
+    created or written (a read-only home, a locked-down account): `cloak-<uid>-weights`
+    in the system's temporary folder (on Windows, where there is no uid, the user's name;
+    its temporary folder is the user's own)."""
+    if hasattr(os, "getuid"):
+        who = str(os.getuid())
+    else:
+        try:
+            who = getpass.getuser()
+        except (OSError, KeyError, ImportError):  # no user name at all
+            who = ""
+        who = re.sub(r"[^A-Za-z0-9_.-]", "_", who) or "user"
+    return Path(tempfile.gettempdir()) / f"cloak-{who}-weights"
+
+
+def _unsafe_folder(folder: Path) -> str | None:
+    """Why `folder` may not hold cloak's downloads, or None where it may: it must be a
+    folder, not a link, owned by this user and writable by no one else. (Anyone may
+    create a folder of that name in a shared /tmp first, to feed us their files.)"""
+    try:
+        info = os.lstat(folder)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if stat.S_ISLNK(info.st_mode):
+        return "it is a link"
+    if not stat.S_ISDIR(info.st_mode):
+        return "it is not a folder"
+    if hasattr(os, "getuid"):  # (Windows: a per-user temporary folder, no such modes)
+        if info.st_uid != os.getuid():
+            return "it belongs to another user"
+        if info.st_mode & 0o022:
+            return "others may write to it"
+    return None
+
+
+def _fallback_found() -> Path | None:
+    """fallback_dir() where it exists and is safe to read weights from (else None,
+    silently: a folder of that name someone else made is only named when cloak would
+    write to it)."""
+    folder = fallback_dir()
+    if not os.path.lexists(folder):
+        return None
+    problem = _unsafe_folder(folder)
+    if problem is not None:
+        log.debug("not looking for weights in %s: %s", folder, problem)
+        return None
+    return folder
+
+
+def _own_folders() -> tuple[Path, Path]:
+    """The folders that hold cloak's own downloads (checked against their pins, fetched
+    again when damaged): the cache, and the temporary folder used while it's unwritable."""
+    return cache_dir(), fallback_dir()
+
+
 def search_dirs(model_dir: str | os.PathLike | None = None) -> list[Path]:
     """Folders searched for weights, in order (`~` expanded). A $CLOAK_MODEL_DIR that is
-    not a folder is still listed (it may be created later), with one warning per value."""
+    not a folder is still listed (it may be created later), with one warning per value.
+    fallback_dir() comes last, and only where it exists (and is safe: _unsafe_folder)."""
     dirs = []
     if model_dir:
         dirs.append(Path(model_dir).expanduser())
@@ -64,6 +126,9 @@ def search_dirs(model_dir: str | os.PathLike | None = None) -> list[Path]:
                        "no weights are found there")
         dirs.append(from_env)
     dirs.append(cache_dir())
+    fallback = _fallback_found()
+    if fallback is not None and fallback not in dirs:
+        dirs.append(fallback)
     return dirs
 
 
@@ -260,10 +325,40 @@ class CacheNotWritable(OSError):
     """The cache folder can't be created or written."""
 
 
+class DownloadTooSlow(TimeoutError):
+    """A download went on past its deadline (download_deadline)."""
+
+
+DOWNLOAD_DEADLINE_S = 600  # the least time a download is given in all, however small
+DOWNLOAD_MIN_RATE = 10_000  # bytes/s: a bigger file gets the time to come at this rate,
+DOWNLOAD_DEADLINE_MAX_S = 6 * 3600  # up to this (a server's Content-Length is its word)
+
+
+def download_deadline(total: int = 0) -> float:
+    """Seconds one download of `total` bytes (0: size not said) may take in all:
+    $CLOAK_DOWNLOAD_DEADLINE where set, else DOWNLOAD_DEADLINE_S, or the time the file
+    takes at DOWNLOAD_MIN_RATE where that is longer. urlopen's timeout bounds each read
+    only, so a server that drips bytes would otherwise hold a download for ever."""
+    value = os.environ.get("CLOAK_DOWNLOAD_DEADLINE", "").strip()
+    if value:
+        try:
+            seconds = float(value)
+        except ValueError:
+            seconds = math.nan
+        if 0 < seconds < math.inf:
+            return seconds
+        _warn_once(f"ignoring CLOAK_DOWNLOAD_DEADLINE={value!r}: not a number of seconds "
+                   "above 0")
+    return float(min(max(DOWNLOAD_DEADLINE_S, math.ceil(total / DOWNLOAD_MIN_RATE)),
+                     DOWNLOAD_DEADLINE_MAX_S))
+
+
 def fetch(url: str, target: Path, check: Callable[[Path], None],
           progress: DownloadProgress | None = None, timeout: float = 60) -> Path:
     """Download `url` to `target` atomically: into a temp file beside it, `check`ed (raises
-    on a bad file), then renamed. Raises OSError/URLError/ValueError/ModelError."""
+    on a bad file), then renamed. Raises OSError/URLError/ValueError/ModelError
+    (CacheNotWritable where the temp file can't be made; DownloadTooSlow past
+    download_deadline)."""
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale_downloads(target.parent)
@@ -274,17 +369,26 @@ def fetch(url: str, target: Path, check: Callable[[Path], None],
                                f"({exc.strerror or exc})") from exc
     log.info("downloading %s", url)
     tmp = Path(tmp_name)
+    started = time.monotonic()
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
             total = int(response.headers.get("Content-Length") or 0)
+            allowed = download_deadline(total)
+            # read1: what one read of the socket brings (read() waits for a whole 64 KiB,
+            # which a server dripping bytes can make last for hours).
+            read = getattr(response, "read1", response.read)
             done = 0
             if progress:
                 progress(target.name, 0, total)
-            while chunk := response.read(1 << 16):
+            while chunk := read(1 << 16):
                 out.write(chunk)
                 done += len(chunk)
                 if progress:
                     progress(target.name, done, total)
+                if time.monotonic() - started > allowed:
+                    raise DownloadTooSlow(
+                        f"the download of {target.name} took longer than {allowed:g} s; "
+                        f"try again or fetch it by hand: {url}")
             out.flush()
             os.fsync(out.fileno())  # on disk before the rename: no empty cache file after a crash
         if total and done != total:
@@ -313,9 +417,57 @@ def _remove_stale_downloads(folder: Path) -> None:
             pass
 
 
+def _not_permitted(exc: BaseException | None) -> bool:
+    """Whether `exc` says a folder may not be written (no permission, a read-only file
+    system), not that it is a wrong path (a file in the way: that stays an error)."""
+    return isinstance(exc, PermissionError) or (
+        isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS))
+
+
+def _private_fallback_dir() -> Path:
+    """fallback_dir(), made (mode 0700) where it does not exist; OSError where it can't
+    be made, or is not safe to write to (_unsafe_folder)."""
+    folder = fallback_dir()
+    try:
+        os.mkdir(folder, 0o700)
+    except FileExistsError:  # ours from an earlier run, or someone else's: checked next
+        pass
+    problem = _unsafe_folder(folder)
+    if problem is not None:
+        raise OSError(problem)
+    return folder
+
+
+def fetch_to_cache(url: str, name: str, check: Callable[[Path], None],
+                   progress: DownloadProgress | None = None, timeout: float = 60) -> Path:
+    """fetch `url` into the cache folder as `name`. Where that folder can't be created or
+    written for want of permission, into fallback_dir() instead (searched on later runs,
+    after the cache), saying so once per process; CacheNotWritable where neither can."""
+    cache = cache_dir()
+    try:
+        return fetch(url, cache / name, check, progress, timeout)
+    except CacheNotWritable as exc:
+        if not _not_permitted(exc.__cause__):
+            raise
+        refused = exc
+    try:
+        folder = _private_fallback_dir()
+    except OSError as exc:
+        raise CacheNotWritable(f"{refused}, and the temporary folder for downloads "
+                               f"{fallback_dir()} can't be used either "
+                               f"({exc.strerror or exc})") from exc
+    path = fetch(url, folder / name, check, progress, timeout)
+    _warn_once(f"{refused}: downloads are kept in {folder} instead (found there "
+               "on later runs, until the system empties its temporary folder); make the "
+               "cache folder writable, or keep them in a folder of your own with "
+               "--model-dir DIR or CLOAK_MODEL_DIR=DIR")
+    return path
+
+
 def download(spec: ModelSpec, part: str, progress: DownloadProgress | None = None,
              model_dir=None, explain=None) -> Path:
-    """Download (model, part) into the cache, atomically, and return its path
+    """Download (model, part) into the cache (fetch_to_cache: or the temporary folder for
+    downloads, where the cache is not writable), atomically, and return its path
     (`model_dir` only names the folders searched in an error). A failure raises
     ModelError(explain(why)); by default missing_message, which says where cloak looked."""
     url = download_url(spec, part)
@@ -340,7 +492,7 @@ def download(spec: ModelSpec, part: str, progress: DownloadProgress | None = Non
                              "cut-off or foreign file)") from exc
 
     try:
-        return fetch(url, target, check, progress)
+        return fetch_to_cache(url, target.name, check, progress)
     except CacheNotWritable as exc:
         raise fail(str(exc)) from exc
     except ModelError as exc:
@@ -435,8 +587,8 @@ def resolve_face_detector(model_dir=None, allow_download: bool = True,
             raise ModelError(f"download of {url} does not match its pinned sha256")
 
     try:
-        return fetch(url, cache_dir() / FACE_DETECTOR, check, progress,
-                     timeout=FACE_DETECTOR_TIMEOUT_S)
+        return fetch_to_cache(url, FACE_DETECTOR, check, progress,
+                              timeout=FACE_DETECTOR_TIMEOUT_S)
     except (urllib.error.URLError, OSError, TimeoutError, ValueError, ModelError,
             http.client.HTTPException) as exc:
         _face_detector_failed.add(url)
@@ -552,8 +704,10 @@ def resolve(spec: ModelSpec, part: str, model_dir=None, allow_download: bool = T
         _warn_once(f"{spec.file_stem(part)} is not in {chosen} (--model-dir); "
                    + (f"using {path}" if path else "looking for it further"))
     if path is not None:
-        if path.parent != cache_dir():  # a folder the user chose may hold another export
-            return path  # (load_part checks its pin, and its weights, on the bytes it loads)
+        # A folder the user chose may hold another export (load_part checks its pin, and
+        # its weights, on the bytes it loads); cloak's own downloads are checked now.
+        if path.parent not in _own_folders():
+            return path
         verify_file(path)
         return path
     if not allow_download or downloads_off():
@@ -565,17 +719,17 @@ def load_verified(spec: ModelSpec, part: str, model_dir=None, allow_download: bo
                   progress: DownloadProgress | None = None) -> torch.nn.Module:
     """(model, part) built and loaded from verified weights (resolve, then load_part).
 
-    A damaged copy of cloak's own download in the cache (a pinned sha256 that differs, or
-    a file that no longer loads: a disk error, a half-restored backup) is downloaded again
-    once, where downloads are allowed. A bad file in a folder the user chose is reported,
-    never replaced."""
+    A damaged copy of cloak's own download in the cache, or in the temporary folder for
+    downloads (a pinned sha256 that differs, or a file that no longer loads: a disk error,
+    a half-restored backup) is downloaded again once, where downloads are allowed. A bad
+    file in a folder the user chose is reported, never replaced."""
     try:
         path = resolve(spec, part, model_dir, allow_download, progress)
-        return load_part(spec, part, path, other_exports=path.parent != cache_dir())
+        return load_part(spec, part, path, other_exports=path.parent not in _own_folders())
     except ModelError as exc:
-        own_copy = cache_dir() / f"{spec.file_stem(part)}.pth"
-        if (find_local(spec, part, model_dir) != own_copy or not allow_download
-                or downloads_off()):
+        own_copy = find_local(spec, part, model_dir)
+        own_copies = [folder / f"{spec.file_stem(part)}.pth" for folder in _own_folders()]
+        if own_copy not in own_copies or not allow_download or downloads_off():
             raise
         log.warning("%s is damaged (%s); downloading it again", own_copy, exc)
         damaged = str(exc)

@@ -1,0 +1,138 @@
+"""verify: a transparent photo as the posting presets see it (flattened onto white), and
+a copy turned 180 degrees or mirrored against its original (an error saying so)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cloak import UnsupportedImageError
+from cloak.verify import (
+    SOCIAL_PRESETS,
+    apply_channel,
+    check_comparable,
+    flatten,
+    photo_image,
+    verify_images,
+)
+
+T = Image.Transpose
+
+
+def transparent(rgb: np.ndarray) -> Image.Image:
+    """RGBA: the left half fully transparent, a band along the top of the right half half
+    transparent (128), the rest opaque; the colour under all of it kept as given."""
+    h, w = rgb.shape[:2]
+    alpha = np.full((h, w), 255, np.uint8)
+    alpha[:, : w // 2] = 0
+    alpha[:8, w // 2:] = 128
+    return Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
+
+
+def test_posting_presets_see_transparency_flattened_onto_white_other_channels_drop_it():
+    rgb = np.random.default_rng(0).integers(0, 256, (64, 96, 3), np.uint8)
+    image = transparent(rgb)
+    flat = np.asarray(flatten(image), dtype=np.int16)
+    assert (flat[:, :48] == 255).all()  # fully transparent: white, whatever lay under it
+    assert np.array_equal(flat[8:, 48:], rgb[8:, 48:])  # opaque: as it is
+    half = (rgb[:8, 48:].astype(np.float64) * 128 + 255 * 127) / 255
+    assert np.abs(flat[:8, 48:] - half).max() <= 1
+    opaque = Image.fromarray(rgb)
+    assert flatten(opaque) is opaque
+    for preset in SOCIAL_PRESETS:  # a platform's JPEG of the flattened photo
+        posted = apply_channel(image, preset)
+        assert posted.mode == "RGB"
+        assert np.array_equal(np.asarray(posted), np.asarray(apply_channel(flatten(image),
+                                                                           preset))), preset
+        assert np.asarray(posted)[:, :40].mean() > 250, preset
+    # every other channel: the stored colour, alpha dropped (what an RGB editor sees)
+    assert np.array_equal(np.asarray(apply_channel(image, "as-is")), rgb)
+    for channel in ("jpeg75", "blur", "crop"):
+        assert np.array_equal(np.asarray(apply_channel(image, channel)),
+                              np.asarray(apply_channel(opaque, channel))), channel
+
+
+def test_photo_image_keeps_a_loaded_photos_alpha(tmp_path):
+    from cloak.io import Photo, load_photo
+
+    rgba = np.random.default_rng(1).integers(0, 256, (40, 48, 4), np.uint8)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "t.png")
+    image = photo_image(load_photo(tmp_path / "t.png"))
+    assert image.mode == "RGBA" and np.array_equal(np.asarray(image), rgba)
+    deep = Photo(rgb=np.full((1, 3, 3), 0.5, np.float32),
+                 alpha=np.array([[0, 32896, 65535]], np.uint16), bit_depth=16)
+    assert np.asarray(photo_image(deep))[0, :, 3].tolist() == [0, 128, 255]
+    assert photo_image(Photo(rgb=np.zeros((2, 2, 3), np.float32))).mode == "RGB"
+
+
+def test_verify_flattens_a_transparent_pair_for_the_posting_presets_only(model_dir,
+                                                                         small_photo,
+                                                                         tmp_path):
+    """An original with transparency and its copy (noise everywhere, the alpha kept, as
+    cloak's copies are): as it is, the stored colour of both is compared, hidden pixels
+    included; after instagram, the two flattened onto white, where the hidden half is
+    white in both."""
+    base = np.asarray(Image.open(small_photo(tmp_path / "p.png", size=(128, 96)))
+                      .convert("RGB"))
+    noise = np.random.default_rng(2).integers(-8, 9, base.shape)
+    noisy = np.clip(base.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+    original, copy = transparent(base), transparent(noisy)
+    channels = ("as-is", "instagram")
+    v = verify_images(original, copy, channels, models=("taesd",))
+    stored = verify_images(Image.fromarray(base), Image.fromarray(noisy), channels,
+                           models=("taesd",))
+    flat = verify_images(flatten(original), flatten(copy), ("instagram",), models=("taesd",))
+    assert v.channels[0] == stored.channels[0] and v.psnr == stored.psnr
+    assert v.channels[1].damage_db == flat.channels[0].damage_db
+    assert v.channels[1].damage_db != stored.channels[1].damage_db
+
+
+def pattern(size: tuple[int, int]) -> Image.Image:
+    """A smooth random picture with no symmetry."""
+    blobs = np.random.default_rng(3).integers(0, 256, (6, 9, 3), np.uint8)
+    return Image.fromarray(blobs).resize(size, Image.BICUBIC)
+
+
+def protected_like(image: Image.Image) -> Image.Image:
+    """`image` with +-3/255 noise, standing in for its protected copy."""
+    pixels = np.asarray(image, dtype=np.int16)
+    noise = np.random.default_rng(4).integers(-3, 4, pixels.shape)
+    return Image.fromarray(np.clip(pixels + noise, 0, 255).astype(np.uint8))
+
+
+@pytest.mark.parametrize("size, turn, said", [
+    ((96, 64), T.ROTATE_180, "turned 180 degrees: turn it back"),
+    ((96, 64), T.FLIP_LEFT_RIGHT, "mirrored left to right: flip it back"),
+    ((96, 64), T.FLIP_TOP_BOTTOM, "mirrored top to bottom: flip it back"),
+    ((64, 64), T.ROTATE_90, "turned by a quarter: turn it back"),  # square: same size
+    ((64, 64), T.TRANSPOSE, "turned by a quarter and mirrored: turn and flip it back"),
+])
+def test_a_copy_turned_or_mirrored_is_told_to_turn_it_back(size, turn, said):
+    """Found before any model loads: no weights needed."""
+    original = pattern(size)
+    protected = protected_like(original)
+    assert check_comparable(original, protected) > 35  # as it is, the two pair
+    with pytest.raises(UnsupportedImageError, match="verify the copy alone") as caught:
+        verify_images(original, protected.transpose(turn), ("as-is",), models=("taesd",))
+    assert f"the copy looks like the original {said} and compare again" in str(caught.value)
+
+
+def test_a_smaller_copy_turned_180_degrees_is_told_too():
+    """Downloaded back at half size and turned: resized to pair (match_copy), then found
+    turned."""
+    original = pattern((192, 128))
+    copy = protected_like(original).transpose(T.ROTATE_180).resize((96, 64), Image.LANCZOS)
+    with pytest.raises(UnsupportedImageError, match="turned 180 degrees: turn it back"):
+        verify_images(original, copy, ("as-is",), models=("taesd",))
+
+
+def test_an_edited_copy_is_still_not_called_turned():
+    """A copy that pairs no way round keeps the edit-or-another-photo error."""
+    from PIL import ImageEnhance
+
+    original = pattern((96, 64))
+    brighter = ImageEnhance.Brightness(protected_like(original)).enhance(1.3)
+    with pytest.raises(UnsupportedImageError, match="differ far more"):
+        verify_images(original, brighter.transpose(T.ROTATE_180), ("as-is",),
+                      models=("taesd",))

@@ -1,0 +1,266 @@
+"""Downloads where the user cache can't be written (a private temporary folder instead,
+looked in last on later runs), and the overall deadline of one download (a server that
+drips bytes never trips urlopen's per-read timeout)."""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import os
+import shutil
+import stat
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from cloak.errors import ModelError
+from cloak.models import weights as W
+from cloak.models.registry import get_spec
+
+LOGGER = "cloak.models.weights"
+POSIX_ONLY = pytest.mark.skipif(not hasattr(os, "getuid"), reason="POSIX owners and modes")
+
+
+@pytest.fixture(autouse=True)
+def private_folders(tmp_path, monkeypatch):
+    """Each test gets its own empty user cache and its own system temporary folder (where
+    the fallback folder is made, never the real /tmp), no weights anywhere else, downloads
+    on, and no warnings given yet."""
+    monkeypatch.setattr(W, "cache_dir", lambda: tmp_path / "cache")
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    monkeypatch.setattr(W, "_warned", set())
+    monkeypatch.setattr(W, "_face_detector_failed", set())
+    monkeypatch.setenv("CLOAK_MODEL_DIR", str(tmp_path / "nothing-here"))
+    monkeypatch.delenv("CLOAK_OFFLINE", raising=False)
+    monkeypatch.delenv("CLOAK_DOWNLOAD_DEADLINE", raising=False)
+    monkeypatch.setenv("CLOAK_WEIGHTS_URL", (tmp_path / "no-mirror").as_uri())
+
+
+@pytest.fixture
+def mirror(weights_dir, tmp_path, monkeypatch) -> Path:
+    """A local 'upstream' (a file:// URL) with taef2's files (pinned sha256) and the face
+    detector, as the public addresses serve them."""
+    folder = tmp_path / "mirror"
+    folder.mkdir()
+    for name in ("taef2_encoder.pth", "taef2_decoder.pth", W.FACE_DETECTOR):
+        shutil.copy(weights_dir / name, folder)
+    monkeypatch.setenv("CLOAK_WEIGHTS_URL", folder.as_uri())
+    return folder
+
+
+@contextlib.contextmanager
+def serving(do_get: Callable[[http.server.BaseHTTPRequestHandler], None]) -> Iterator[str]:
+    """A local HTTP server answering every GET with `do_get(handler)`; yields its URL."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            do_get(self)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+
+
+class TestUnwritableCache:
+    def test_an_unwritable_cache_downloads_into_a_private_temporary_folder(
+            self, mirror, tmp_path, read_only_folder, caplog):
+        """A read-only cache (simulated: CI runs as root): the files go to
+        <temp>/cloak-<uid>-weights, made 0700, with one warning naming both folders;
+        the next run finds them there and downloads nothing."""
+        cache = tmp_path / "cache"
+        read_only_folder(cache)
+        fallback = W.fallback_dir()
+        assert fallback.parent == tmp_path / "tmp"
+        if hasattr(os, "getuid"):
+            assert fallback.name == f"cloak-{os.getuid()}-weights"
+        with caplog.at_level("WARNING", logger=LOGGER):
+            encoder = W.resolve(get_spec("taef2"), "encoder")
+            decoder = W.resolve(get_spec("taef2"), "decoder")
+        assert (encoder, decoder) == (fallback / "taef2_encoder.pth",
+                                      fallback / "taef2_decoder.pth")
+        assert W.sha256_of(encoder) == W.KNOWN_SHA256["taef2_encoder.pth"]
+        if hasattr(os, "getuid"):
+            assert stat.S_IMODE(fallback.lstat().st_mode) == 0o700
+        assert not list(cache.glob("*"))  # nothing half-written left in the cache
+        warned = [r.getMessage() for r in caplog.records if "not writable" in r.getMessage()]
+        assert len(warned) == 1, warned  # once, not once a file
+        assert f"the cache folder {cache} is not writable" in warned[0]
+        assert f"kept in {fallback} instead" in warned[0]
+        # The next run: looked in last, after the cache, and used with the mirror gone.
+        shutil.rmtree(mirror)
+        assert W.search_dirs()[-2:] == [cache, fallback]
+        assert W.resolve(get_spec("taef2"), "encoder") == encoder
+        assert isinstance(W.load_verified(get_spec("taef2"), "decoder"), torch.nn.Module)
+
+    @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                        reason="root writes whatever the modes say (read_only_folder "
+                               "simulates a read-only cache for it)")
+    def test_a_cache_in_a_folder_of_mode_0500_falls_back(self, mirror, tmp_path,
+                                                          monkeypatch):
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        monkeypatch.setattr(W, "cache_dir", lambda: locked / "cache")
+        locked.chmod(0o500)
+        try:
+            path = W.resolve(get_spec("taef2"), "encoder")
+        finally:
+            locked.chmod(0o700)
+        assert path == W.fallback_dir() / "taef2_encoder.pth"
+        assert not (locked / "cache").exists()
+
+    def test_the_face_detector_falls_back_too(self, mirror, tmp_path, read_only_folder):
+        read_only_folder(tmp_path / "cache")
+        path = W.resolve_face_detector()
+        assert path == W.fallback_dir() / W.FACE_DETECTOR
+        shutil.rmtree(mirror)
+        assert W.resolve_face_detector() == path  # found there next time
+
+    def test_the_temporary_folder_is_looked_in_last_and_checked_as_the_cache_is(
+            self, weights_dir, mirror, tmp_path, monkeypatch, read_only_folder):
+        """After --model-dir/$CLOAK_MODEL_DIR and the cache; and its files are cloak's own
+        downloads: a damaged one is refused at once (not taken for another export) and,
+        with downloads on, fetched again in its place."""
+        spec = get_spec("taef2")
+        fallback = W.fallback_dir()
+        fallback.mkdir(mode=0o700)
+        shutil.copy(weights_dir / "taef2_encoder.pth", fallback)
+        found = W.resolve(spec, "encoder", allow_download=False)
+        assert found == fallback / "taef2_encoder.pth"
+        for folder in (tmp_path / "cache", tmp_path / "mine"):
+            folder.mkdir()
+            shutil.copy(weights_dir / "taef2_encoder.pth", folder)
+        found = W.resolve(spec, "encoder", allow_download=False)
+        assert found == tmp_path / "cache" / "taef2_encoder.pth"
+        monkeypatch.setenv("CLOAK_MODEL_DIR", str(tmp_path / "mine"))
+        found = W.resolve(spec, "encoder", allow_download=False)
+        assert found == tmp_path / "mine" / "taef2_encoder.pth"
+        data = bytearray((weights_dir / "taef2_decoder.pth").read_bytes())
+        data[-10] ^= 0xFF  # a flipped bit: the pinned sha256 differs
+        (fallback / "taef2_decoder.pth").write_bytes(bytes(data))
+        with pytest.raises(W.PinMismatch):
+            W.resolve(spec, "decoder", allow_download=False)
+        read_only_folder(tmp_path / "cache")  # so the new copy goes where the bad one was
+        assert isinstance(W.load_verified(spec, "decoder"), torch.nn.Module)
+        assert W.sha256_of(fallback / "taef2_decoder.pth") == W.KNOWN_SHA256[
+            "taef2_decoder.pth"]
+
+    @POSIX_ONLY
+    @pytest.mark.parametrize("how", ["a link", "another user's", "writable by others"])
+    def test_an_unsafe_temporary_folder_is_neither_read_nor_written(
+            self, how, weights_dir, mirror, tmp_path, monkeypatch, read_only_folder):
+        """Anyone can make a folder of that name in a shared /tmp first: a link (to a
+        folder of theirs), a folder another user owns, or one others may write to is not
+        looked in, and a download that would need it fails with one line naming both
+        folders."""
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        if how == "another user's":
+            real_uid = os.getuid()
+            monkeypatch.setattr(os, "getuid", lambda: real_uid + 1)
+        fallback = W.fallback_dir()
+        if how == "a link":
+            fallback.symlink_to(elsewhere, target_is_directory=True)
+            holds = elsewhere
+        else:
+            fallback.mkdir(mode=0o700)
+            if how == "writable by others":
+                fallback.chmod(0o777)
+            holds = fallback
+        shutil.copy(weights_dir / "taef2_encoder.pth", holds)  # planted there
+        assert fallback not in W.search_dirs()
+        with pytest.raises(ModelError, match="weights for taef2 encoder not found"):
+            W.resolve(get_spec("taef2"), "encoder", allow_download=False)
+        read_only_folder(tmp_path / "cache")
+        refused = "is not writable .*can't be used either"
+        with pytest.raises(ModelError, match=refused) as info:
+            W.resolve(get_spec("taef2"), "decoder")
+        assert str(tmp_path / "cache") in str(info.value)
+        assert str(fallback) in str(info.value)
+        assert [p.name for p in holds.iterdir()] == ["taef2_encoder.pth"]  # nothing written
+
+    def test_a_file_in_the_caches_way_is_still_an_error_not_a_fallback(self, tmp_path,
+                                                                        monkeypatch):
+        """A cache path under a file is a wrong setting, not a permission: the one-line
+        error as before, and no temporary folder made."""
+        blocker = tmp_path / "a-file"
+        blocker.write_text("not a folder")
+        monkeypatch.setattr(W, "cache_dir", lambda: blocker / "cache")
+        with pytest.raises(ModelError, match="cache folder .* is not writable"):
+            W.resolve(get_spec("taef2"), "encoder")
+        assert not os.path.lexists(W.fallback_dir())
+
+
+class TestDeadline:
+    def test_a_server_that_drips_bytes_is_given_up_on_at_the_deadline(self, tmp_path,
+                                                                      monkeypatch):
+        """1 KiB every 20 ms keeps every read under urlopen's timeout (a whole MiB would
+        take 20 s): the deadline stops it, with one clear line, and the partial file is
+        removed."""
+
+        def drip(handler):
+            handler.send_response(200)
+            handler.send_header("Content-Length", str(1 << 20))
+            handler.end_headers()
+            try:
+                for _ in range(1 << 10):
+                    handler.wfile.write(bytes(1 << 10))
+                    handler.wfile.flush()
+                    time.sleep(0.02)
+            except OSError:
+                pass  # the client hung up
+
+        monkeypatch.setenv("CLOAK_DOWNLOAD_DEADLINE", "0.5")
+        with serving(drip) as base:
+            monkeypatch.setenv("CLOAK_WEIGHTS_URL", base)
+            started = time.monotonic()
+            with pytest.raises(ModelError) as info:
+                W.resolve(get_spec("taef2"), "encoder")
+            elapsed = time.monotonic() - started
+        assert ("the download of taef2_encoder.pth took longer than 0.5 s; try again or "
+                f"fetch it by hand: {base}/taef2_encoder.pth") in str(info.value)
+        assert "\n" not in str(info.value)
+        assert elapsed < 10, elapsed
+        assert not list((tmp_path / "cache").glob("*"))
+
+    def test_a_download_over_http_within_its_deadline_is_kept(self, weights_dir, tmp_path,
+                                                              monkeypatch):
+        body = (weights_dir / "taef2_encoder.pth").read_bytes()
+
+        def send(handler):
+            handler.send_response(200)
+            handler.send_header("Content-Length", str(len(body)))
+            handler.end_headers()
+            handler.wfile.write(body)
+
+        monkeypatch.setenv("CLOAK_DOWNLOAD_DEADLINE", "60")
+        with serving(send) as base:
+            monkeypatch.setenv("CLOAK_WEIGHTS_URL", base)
+            path = W.resolve(get_spec("taef2"), "encoder")
+        assert path == tmp_path / "cache" / "taef2_encoder.pth"
+        assert W.sha256_of(path) == W.KNOWN_SHA256["taef2_encoder.pth"]
+
+    def test_the_deadline_is_generous_and_can_be_set(self, monkeypatch, caplog):
+        assert W.download_deadline() == W.download_deadline(5_000_000) == 600
+        assert W.download_deadline(100_000_000) == 10_000  # 10 kB/s for a big file
+        assert W.download_deadline(10 ** 15) == W.DOWNLOAD_DEADLINE_MAX_S
+        monkeypatch.setenv("CLOAK_DOWNLOAD_DEADLINE", " 90 ")
+        assert W.download_deadline(100_000_000) == 90
+        bad = ("soon", "0", "-5", "inf", "nan")
+        with caplog.at_level("WARNING", logger=LOGGER):
+            for value in bad:
+                monkeypatch.setenv("CLOAK_DOWNLOAD_DEADLINE", value)
+                assert W.download_deadline() == 600, value
+        for value in bad:
+            assert f"ignoring CLOAK_DOWNLOAD_DEADLINE={value!r}" in caplog.text
