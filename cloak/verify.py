@@ -159,12 +159,23 @@ POSTING_BACKGROUND = (255, 255, 255)
 def rgb_or_rgba(img: Image.Image) -> Image.Image:
     """`img` as 8-bit RGB, or RGBA when it carries transparency (an alpha band, a palette's
     or a colour key's); `img` itself when it is already either."""
-    if img.mode in ("RGB", "RGBA"):
+    if img.mode == "RGBA" or (img.mode == "RGB" and "transparency" not in img.info):
         return img
     bands = img.getbands()
     if "A" in bands or "a" in bands or "transparency" in img.info:
         return img.convert("RGBA")
     return img.convert("RGB")
+
+
+def resize_keeping_colour(img: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """`img` (RGB or RGBA) resized to `size` (w, h) with Lanczos; an RGBA image's colour and
+    alpha each on their own (Pillow premultiplies RGBA, which blackens the colour stored
+    under transparent pixels: the colour an editor that drops the alpha sees)."""
+    if img.mode != "RGBA":
+        return img.resize(size, Image.LANCZOS)
+    out = img.convert("RGB").resize(size, Image.LANCZOS)
+    out.putalpha(img.getchannel("A").resize(size, Image.LANCZOS))
+    return out
 
 
 def flatten(img: Image.Image, background: tuple[int, int, int] = POSTING_BACKGROUND
@@ -491,13 +502,13 @@ def match_copy(original: Image.Image, protected: Image.Image
     if is_resized((ow, oh), (pw, ph)):
         note = (f"{sizes}: the original was resized to the copy's size to compare them "
                 "(a copy downloaded back from a platform is smaller)")
-        return rgb_or_rgba(original).resize((pw, ph), Image.LANCZOS), note
+        return resize_keeping_colour(rgb_or_rgba(original), (pw, ph)), note
     cropped = crop_to_aspect(original, *INSTAGRAM_ASPECT)
     if cropped.size != original.size and is_resized(cropped.size, (pw, ph)):
         note = (f"{sizes}: the original was cropped to its middle {cropped.width}x"
                 f"{cropped.height}, as Instagram crops a photo this shape, and resized to "
                 "the copy's size to compare them")
-        return rgb_or_rgba(cropped).resize((pw, ph), Image.LANCZOS), note
+        return resize_keeping_colour(rgb_or_rgba(cropped), (pw, ph)), note
     if is_resized((oh, ow), (pw, ph)):
         raise UnsupportedImageError(f"{sizes}: the copy is turned by a quarter; turn it back "
                                     "(or save it upright) and compare again")

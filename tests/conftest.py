@@ -24,6 +24,25 @@ def missing(reason: str, module_level: bool = False) -> None:
     pytest.skip(reason, allow_module_level=module_level)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_system_temp(tmp_path_factory) -> Iterator[Path]:
+    """The system's temporary folder, for this run alone (tempfile's, and $TMPDIR for the
+    processes tests start): cloak looks for weights last in `cloak-<uid>-weights` there
+    (weights.fallback_dir), which a real cloak run with an unwritable cache may have left
+    in /tmp; tests that expect weights to be missing must not find them."""
+    import tempfile
+
+    folder = tmp_path_factory.mktemp("system-temp")
+    before, before_env = tempfile.tempdir, os.environ.get("TMPDIR")
+    tempfile.tempdir, os.environ["TMPDIR"] = str(folder), str(folder)
+    yield folder
+    tempfile.tempdir = before
+    if before_env is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = before_env
+
+
 @pytest.fixture(scope="session")
 def weights_dir() -> Path:
     """The real weights' folder, for fixtures wider than one test: `$CLOAK_MODEL_DIR` (as

@@ -136,3 +136,31 @@ def test_an_edited_copy_is_still_not_called_turned():
     with pytest.raises(UnsupportedImageError, match="differ far more"):
         verify_images(original, brighter.transpose(T.ROTATE_180), ("as-is",),
                       models=("taesd",))
+
+
+def test_a_transparent_original_resized_to_its_copy_keeps_the_colour_under_its_alpha():
+    """Pillow resizes RGBA premultiplied, which would blacken the colour stored under
+    transparent pixels; the original resized to a smaller copy (match_copy) keeps it, as
+    the alpha-dropping channels compare it."""
+    from cloak.verify import match_copy
+
+    rgb = np.asarray(pattern((192, 128)))
+    original = transparent(rgb)
+    copy = transparent(np.asarray(pattern((96, 64))))
+    resized, note = match_copy(original, copy)
+    assert resized.mode == "RGBA" and resized.size == (96, 64) and "resized" in note
+    under = np.asarray(resized.convert("RGB"), dtype=np.int16)
+    expected = np.asarray(Image.fromarray(rgb).resize((96, 64), Image.LANCZOS), dtype=np.int16)
+    assert np.array_equal(under, expected)  # the hidden half too, not black
+    assert np.asarray(resized.getchannel("A"))[:, :40].max() == 0
+
+
+def test_an_rgb_image_with_a_colour_key_counts_as_transparent():
+    from cloak.verify import rgb_or_rgba
+
+    keyed = Image.new("RGB", (4, 4), (10, 20, 30))
+    keyed.info["transparency"] = (10, 20, 30)
+    assert rgb_or_rgba(keyed).mode == "RGBA"
+    assert np.asarray(flatten(keyed)).min() == 255  # all of it the key: all white
+    plain = Image.new("RGB", (4, 4))
+    assert rgb_or_rgba(plain) is plain

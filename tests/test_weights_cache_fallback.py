@@ -71,6 +71,7 @@ def serving(do_get: Callable[[http.server.BaseHTTPRequestHandler], None]) -> Ite
         yield f"http://127.0.0.1:{server.server_port}"
     finally:
         server.shutdown()
+        server.server_close()
 
 
 class TestUnwritableCache:
@@ -189,6 +190,19 @@ class TestUnwritableCache:
         assert str(tmp_path / "cache") in str(info.value)
         assert str(fallback) in str(info.value)
         assert [p.name for p in holds.iterdir()] == ["taef2_encoder.pth"]  # nothing written
+
+    @POSIX_ONLY
+    def test_a_temporary_folder_anyone_may_write_without_the_sticky_bit_is_not_used(
+            self, mirror, tmp_path, read_only_folder):
+        """In such a folder another user may rename ours away and put theirs in its place
+        after the checks: the download fails with one line instead (/tmp is sticky)."""
+        (tmp_path / "tmp").chmod(0o777)
+        read_only_folder(tmp_path / "cache")
+        with pytest.raises(ModelError, match="not sticky"):
+            W.resolve(get_spec("taef2"), "encoder")
+        assert not os.path.lexists(W.fallback_dir())
+        (tmp_path / "tmp").chmod(0o1777)
+        assert W.resolve(get_spec("taef2"), "encoder").parent == W.fallback_dir()
 
     def test_a_file_in_the_caches_way_is_still_an_error_not_a_fallback(self, tmp_path,
                                                                         monkeypatch):

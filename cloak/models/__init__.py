@@ -8,7 +8,7 @@ import torch
 
 from .registry import ALL_MODEL_NAMES, MODELS, ModelSpec, get_spec
 from .taesd import TinyAutoencoder
-from .weights import DownloadProgress, load_verified, search_dirs
+from .weights import DownloadProgress, fallback_dir, load_verified, search_dirs
 
 __all__ = ["ALL_MODEL_NAMES", "MODELS", "ModelSpec", "TinyAutoencoder", "get_spec",
            "load_autoencoder"]
@@ -24,7 +24,10 @@ def load_autoencoder(name: str, model_dir=None, device: torch.device | str = "cp
     for the folders its weights are looked up in (`model_dir`, then $CLOAK_MODEL_DIR, then
     the user cache), so changing $CLOAK_MODEL_DIR loads from the new folder."""
     spec = get_spec(name)
-    key = (name, tuple(str(d.absolute()) for d in search_dirs(model_dir)), str(device))
+    # the temporary folder for downloads always in the key: it is searched only once it
+    # exists, and a first download made it, which must not read the weights in again
+    folders = [*search_dirs(model_dir), fallback_dir()]
+    key = (name, tuple(dict.fromkeys(str(d.absolute()) for d in folders)), str(device))
     with _lock:
         if key not in _cache:
             with torch.device("meta"):  # no random initialisation (the caller's random

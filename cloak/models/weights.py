@@ -428,6 +428,10 @@ def _private_fallback_dir() -> Path:
     """fallback_dir(), made (mode 0700) where it does not exist; OSError where it can't
     be made, or is not safe to write to (_unsafe_folder)."""
     folder = fallback_dir()
+    parent = os.stat(folder.parent)
+    if hasattr(os, "getuid") and parent.st_mode & 0o002 and not parent.st_mode & stat.S_ISVTX:
+        # anyone may rename our folder away and put theirs in its place after the check
+        raise OSError(f"{folder.parent} may be written by anyone and is not sticky")
     try:
         os.mkdir(folder, 0o700)
     except FileExistsError:  # ours from an earlier run, or someone else's: checked next
@@ -457,6 +461,10 @@ def fetch_to_cache(url: str, name: str, check: Callable[[Path], None],
                                f"{fallback_dir()} can't be used either "
                                f"({exc.strerror or exc})") from exc
     path = fetch(url, folder / name, check, progress, timeout)
+    problem = _unsafe_folder(folder)  # again: fetch makes the folder if it went meanwhile
+    if problem is not None:
+        raise CacheNotWritable(f"{refused}, and the temporary folder for downloads "
+                               f"{folder} can't be used either ({problem})")
     _warn_once(f"{refused}: downloads are kept in {folder} instead (found there "
                "on later runs, until the system empties its temporary folder); make the "
                "cache folder writable, or keep them in a folder of your own with "
