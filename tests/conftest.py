@@ -25,15 +25,19 @@ def missing(reason: str, module_level: bool = False) -> None:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def private_system_temp(tmp_path_factory) -> Iterator[Path]:
+def private_system_temp() -> Iterator[Path]:
     """The system's temporary folder, for this run alone (tempfile's, and $TMPDIR for the
     processes tests start): cloak looks for weights last in `cloak-<uid>-weights` there
     (weights.fallback_dir), which a real cloak run with an unwritable cache may have left
-    in /tmp; tests that expect weights to be missing must not find them."""
+    in /tmp; tests that expect weights to be missing must not find them. A new folder in
+    the real one, open to all for reading (a test drops to `nobody` to meet a real EACCES:
+    pytest's own folders are root's 0700 in CI), removed at the end."""
+    import shutil
     import tempfile
 
-    folder = tmp_path_factory.mktemp("system-temp")
     before, before_env = tempfile.tempdir, os.environ.get("TMPDIR")
+    folder = Path(tempfile.mkdtemp(prefix="cloak-tests-"))
+    folder.chmod(0o755)
     tempfile.tempdir, os.environ["TMPDIR"] = str(folder), str(folder)
     yield folder
     tempfile.tempdir = before
@@ -41,6 +45,7 @@ def private_system_temp(tmp_path_factory) -> Iterator[Path]:
         os.environ.pop("TMPDIR", None)
     else:
         os.environ["TMPDIR"] = before_env
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
