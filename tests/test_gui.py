@@ -477,6 +477,22 @@ class TestHelpers:
         assert shown.shape == (16, 32, 3)
         assert shown[0, 0, 0] < 10 and 100 < shown[8, 16, 0] < 160 and shown[-1, -1, 0] > 245
 
+    def test_thumbnail_shows_transparency_over_the_frames_gray(self, tmp_path):
+        """What transparent pixels hide (here black) is not shown: they take the frame's
+        colour, for an alpha band and for a gray PNG's colour key alike."""
+        from cloak.gui.images import TRANSPARENT_SHOWN_AS
+
+        rgba = np.zeros((32, 64, 4), np.uint8)
+        rgba[:, 32:] = (200, 30, 30, 255)  # the right half opaque red, the left hidden
+        Image.fromarray(rgba, "RGBA").save(tmp_path / "cut.png")
+        keyed = Image.new("L", (64, 32), 0)
+        keyed.save(tmp_path / "keyed.png", transparency=0)
+        for name in ("cut.png", "keyed.png"):
+            shown = np.asarray(thumbnail(tmp_path / name, 32))
+            assert shown[:, :12].reshape(-1, 3).tolist() == [list(TRANSPARENT_SHOWN_AS)] * (
+                16 * 12), name
+        assert np.asarray(thumbnail(tmp_path / "cut.png", 32))[8, 28:].mean(0)[0] > 150
+
     def test_describe_gives_the_weakest_models_damage(self):
         report = Report(width=8, height=8, eps255=6, psnr=41.2, ssim=0.99, max_change255=6,
                         damage_db={"taesd": 7.5, "taef1": 3.25}, seconds=1.0)

@@ -73,12 +73,9 @@ def shown_in_srgb(image: Image.Image, icc_profile: bytes | None) -> Image.Image:
 def on_light_background(image: Image.Image) -> Image.Image:
     """8-bit RGB, with any transparency shown over the app's light gray (dropping alpha
     would show what the transparent pixels hide, usually black)."""
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and
-                                              "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, TRANSPARENT_SHOWN_AS + (255,))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")
+    from ..verify import flatten  # the posting presets' flattening, onto the app's gray
+
+    return flatten(image, TRANSPARENT_SHOWN_AS)
 
 
 def thumbnail(path: Path, size: int) -> Image.Image | None:
