@@ -189,6 +189,43 @@ def flatten(img: Image.Image, background: tuple[int, int, int] = POSTING_BACKGRO
     return Image.alpha_composite(under, img).convert("RGB")
 
 
+def is_transparent(img: Image.Image) -> bool:
+    """Whether `img` (as rgb_or_rgba makes it) has a pixel that is not fully opaque."""
+    return img.mode == "RGBA" and img.getchannel("A").getextrema()[0] < 255
+
+
+# What a transparent original may have become in an opaque copy: flattened onto white (the
+# usual platform) or black (some apps), or its alpha dropped (an editor's convert("RGB")).
+FLATTENINGS = (("onto white", (255, 255, 255)), ("onto black", (0, 0, 0)),
+               ("by dropping its transparency", None))
+
+
+def pair_transparency(original: Image.Image, protected: Image.Image
+                      ) -> tuple[Image.Image, Image.Image, str | None]:
+    """The two photos (rgb_or_rgba) as verify compares them, and a note saying what was
+    done with transparency, or None when neither is transparent.
+
+    - Both transparent (cloak's copy keeps the alpha bit for bit): unchanged; the posting
+      presets flatten both onto white (apply_channel), which the note says.
+    - A transparent original and an opaque copy (a platform's flattened copy): the original
+      is flattened the way that pairs best with the copy (coarse PSNR at 64 px): onto
+      white, onto black, or with its alpha dropped.
+    - An opaque original: unchanged; a transparent copy's alpha is dropped (channels do)."""
+    if not is_transparent(original):
+        return original, protected, None
+    if is_transparent(protected):
+        return original, protected, (
+            "the photos are transparent: the posting presets compare them flattened onto "
+            "white, as a platform shows them; every other channel compares the colour "
+            "stored under the transparency, which an editor that drops it sees")
+    tries = [(how, flatten(original, bg) if bg else original.convert("RGB"))
+             for how, bg in FLATTENINGS]
+    how, flat = max(tries, key=lambda t: coarse_psnr(t[1], protected))
+    return flat, protected, (f"the original is transparent and the copy is not: the "
+                             f"original was flattened {how} to compare them, as the copy "
+                             "seems to be")
+
+
 def photo_image(photo: Photo) -> Image.Image:
     """The 8-bit image verify compares for a loaded `cloak.io.Photo`: its upright colour
     as RGB, or RGBA with its alpha band (16-bit alpha rounded to 8 bits) when it has one,
@@ -359,7 +396,9 @@ def verify_images(original: Image.Image, protected: Image.Image,
     if not models:
         raise ConfigError("no autoencoder to measure with; name at least one, e.g. taesd")
     original, protected = rgb_or_rgba(original), rgb_or_rgba(protected)
+    original, protected, alpha_note = pair_transparency(original, protected)
     original, note = match_copy(original, protected)
+    note = "; ".join(n for n in (alpha_note, note) if n) or None
     check_comparable(original, protected)
     dev = pick_device(device)
     nets = _models(models, model_dir, dev)
@@ -547,12 +586,22 @@ SQUARE_TURNS = (
 )
 
 
+# turned() compares at this long side (then coarse_psnr's 64): four times its measure's
+TURN_CHECK_SIDE = 256
+
+
 def turned(original: Image.Image, protected: Image.Image) -> tuple[str, str] | None:
     """(what was done, what to do) when `protected` (the original's size) pairs with
     `original` once turned or flipped back, by check_comparable's own measure (coarse
     PSNR at or above COMPARABLE_DB); None when no such turn makes them pair. Meant for
-    copies that do not pair as they are: each try turns the full-size copy."""
+    copies that do not pair as they are. Both are first scaled to long side TURN_CHECK_SIDE
+    (box filter), so each try turns a small image, not the full-size copy."""
     square = protected.width == protected.height
+    scale = min(1.0, TURN_CHECK_SIDE / max(original.size))
+    if scale < 1:
+        size = (max(1, round(original.width * scale)), max(1, round(original.height * scale)))
+        original = original.convert("RGB").resize(size, Image.BOX)
+        protected = protected.convert("RGB").resize(size, Image.BOX)
     for undo, how, advice in SIZE_KEEPING_TURNS + (SQUARE_TURNS if square else ()):
         if coarse_psnr(original, protected.transpose(undo)) >= COMPARABLE_DB:
             return how, advice

@@ -164,3 +164,60 @@ def test_an_rgb_image_with_a_colour_key_counts_as_transparent():
     assert np.asarray(flatten(keyed)).min() == 255  # all of it the key: all white
     plain = Image.new("RGB", (4, 4))
     assert rgb_or_rgba(plain) is plain
+
+
+def test_a_large_copy_turned_180_degrees_is_found_at_the_reduced_size():
+    """Above TURN_CHECK_SIDE both are scaled down before the turns are tried."""
+    from cloak.verify import TURN_CHECK_SIDE
+
+    original = pattern((1200, 800))
+    assert max(original.size) > TURN_CHECK_SIDE
+    with pytest.raises(UnsupportedImageError, match="turned 180 degrees: turn it back"):
+        check_comparable(original, protected_like(original).transpose(T.ROTATE_180))
+    with pytest.raises(UnsupportedImageError, match="differ far more"):
+        check_comparable(original, protected_like(original).transpose(T.ROTATE_180)
+                         .point(lambda v: min(255, v + 60)))  # turned and edited
+
+
+def hidden_black(size: tuple[int, int]) -> tuple[Image.Image, Image.Image]:
+    """A transparent original whose hidden pixels store black (as many apps save them), and
+    its protected-like copy with the alpha kept."""
+    rgb = np.asarray(pattern(size)).copy()
+    rgb[:, : size[0] // 2] = 0
+    original = transparent(rgb)
+    copy = transparent(np.asarray(protected_like(Image.fromarray(rgb))))
+    return original, copy
+
+
+@pytest.mark.parametrize("background, said", [
+    ((255, 255, 255), "flattened onto white"), ((0, 0, 0), "flattened onto black")])
+def test_a_transparent_original_pairs_with_a_platforms_flattened_copy(model_dir, background,
+                                                                      said):
+    """Before, the stored colour under the transparency was compared with the copy's
+    white: "differ far more". Now the original is flattened as the copy was."""
+    original, copy = hidden_black((128, 96))
+    flat_copy = flatten(copy, background)
+    if background == (255, 255, 255):  # what the old comparison made of this pair
+        with pytest.raises(UnsupportedImageError, match="differ far more"):
+            check_comparable(original.convert("RGB"), flat_copy)
+    v = verify_images(original, flat_copy, ("as-is",), models=("taesd",))
+    assert said in v.note and "the original is transparent and the copy is not" in v.note
+    as_flat = verify_images(flatten(original, background), flat_copy, ("as-is",),
+                            models=("taesd",))
+    assert v.channels[0].damage_db == as_flat.channels[0].damage_db
+    assert v.psnr == as_flat.psnr
+
+
+def test_a_transparent_pair_and_an_opaque_pair_get_the_right_notes(model_dir):
+    original, copy = hidden_black((96, 64))
+    both = verify_images(original, copy, ("as-is",), models=("taesd",))
+    assert "the photos are transparent" in both.note
+    assert "flattened onto white" in both.note
+    opaque = verify_images(original.convert("RGB"), copy.convert("RGB"), ("as-is",),
+                           models=("taesd",))
+    assert opaque.note is None
+    alpha = np.asarray(original).copy()
+    alpha[..., 3] = 255  # an alpha band that hides nothing: no transparency to speak of
+    solid = verify_images(Image.fromarray(alpha, "RGBA"), copy.convert("RGB"), ("as-is",),
+                          models=("taesd",))
+    assert solid.note is None
