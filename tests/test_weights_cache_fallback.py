@@ -278,3 +278,65 @@ class TestDeadline:
                 assert W.download_deadline() == 600, value
         for value in bad:
             assert f"ignoring CLOAK_DOWNLOAD_DEADLINE={value!r}" in caplog.text
+
+
+class TestDamagedCacheCopy:
+    def test_a_damaged_copy_in_a_read_only_cache_uses_the_good_spare_not_a_download(
+            self, weights_dir, mirror, tmp_path, read_only_folder, caplog):
+        """The cache is searched first: a damaged copy there that can't be replaced sent
+        every run to download it again into the temporary folder. Now the good copy
+        already there is used, with a warning naming both."""
+        spec = get_spec("taef2")
+        cache = tmp_path / "cache"
+        cache.mkdir()
+        data = bytearray((weights_dir / "taef2_decoder.pth").read_bytes())
+        data[-10] ^= 0xFF
+        (cache / "taef2_decoder.pth").write_bytes(bytes(data))
+        read_only_folder(cache)
+        assert isinstance(W.load_verified(spec, "decoder"), torch.nn.Module)  # downloads
+        spare = W.fallback_dir() / "taef2_decoder.pth"
+        assert W.sha256_of(spare) == W.KNOWN_SHA256["taef2_decoder.pth"]
+        shutil.rmtree(mirror)  # the next run can't download: the spare must do
+        caplog.clear()
+        with caplog.at_level("WARNING", logger=LOGGER):
+            assert isinstance(W.load_verified(spec, "decoder"), torch.nn.Module)
+            assert isinstance(W.load_verified(spec, "decoder", allow_download=False),
+                              torch.nn.Module)
+        said = [r.getMessage() for r in caplog.records]
+        assert any(f"using {spare}" in m and "is damaged" in m for m in said), said
+        assert not any("downloading it again" in m for m in said), said
+
+    def test_a_damaged_spare_is_not_used(self, weights_dir, tmp_path, read_only_folder):
+        spec = get_spec("taef2")
+        data = bytearray((weights_dir / "taef2_decoder.pth").read_bytes())
+        data[-10] ^= 0xFF
+        for folder in (tmp_path / "cache", W.fallback_dir()):
+            folder.mkdir(mode=0o700)
+            (folder / "taef2_decoder.pth").write_bytes(bytes(data))
+        read_only_folder(tmp_path / "cache")
+        with pytest.raises(ModelError, match="is damaged"):
+            W.load_verified(spec, "decoder")  # no mirror: the download fails too
+
+
+@POSIX_ONLY
+def test_a_temporary_folder_that_cannot_be_written_is_named_as_such(
+        mirror, tmp_path, read_only_folder, monkeypatch):
+    """Both folders refused: the message names the cache and the temporary folder each
+    for what it is (it called the temporary folder "the cache folder")."""
+    read_only_folder(tmp_path / "cache")
+    fallback = W.fallback_dir()
+    fallback.mkdir(mode=0o700)
+    real_mkstemp = tempfile.mkstemp
+
+    def refusing(*args, dir=None, **kwargs):
+        if dir is not None and Path(dir) == fallback:
+            raise OSError(28, "No space left on device")
+        return real_mkstemp(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", refusing)
+    with pytest.raises(ModelError) as info:
+        W.resolve(get_spec("taef2"), "encoder")
+    said = str(info.value)
+    assert f"the cache folder {tmp_path / 'cache'} is not writable" in said
+    assert f"the temporary folder for downloads {fallback} is not writable" in said
+    assert f"the cache folder {fallback}" not in said

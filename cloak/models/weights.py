@@ -365,7 +365,9 @@ def fetch(url: str, target: Path, check: Callable[[Path], None],
         fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".download-",
                                         suffix=target.suffix)
     except OSError as exc:
-        raise CacheNotWritable(f"the cache folder {target.parent} is not writable "
+        what = ("the temporary folder for downloads" if target.parent == fallback_dir()
+                else "the cache folder")
+        raise CacheNotWritable(f"{what} {target.parent} is not writable "
                                f"({exc.strerror or exc})") from exc
     log.info("downloading %s", url)
     tmp = Path(tmp_name)
@@ -460,7 +462,10 @@ def fetch_to_cache(url: str, name: str, check: Callable[[Path], None],
         raise CacheNotWritable(f"{refused}, and the temporary folder for downloads "
                                f"{fallback_dir()} can't be used either "
                                f"({exc.strerror or exc})") from exc
-    path = fetch(url, folder / name, check, progress, timeout)
+    try:
+        path = fetch(url, folder / name, check, progress, timeout)
+    except CacheNotWritable as exc:  # a full or read-only temporary folder: both named
+        raise CacheNotWritable(f"{refused}, and {exc}") from exc
     problem = _unsafe_folder(folder)  # again: fetch makes the folder if it went meanwhile
     if problem is not None:
         raise CacheNotWritable(f"{refused}, and the temporary folder for downloads "
@@ -723,6 +728,23 @@ def resolve(spec: ModelSpec, part: str, model_dir=None, allow_download: bool = T
     return download(spec, part, progress, model_dir)
 
 
+def _good_spare(spec: ModelSpec, part: str, damaged: Path) -> Path | None:
+    """A good copy of (model, part) in the temporary folder for downloads, for a damaged
+    copy in the cache (`damaged`): the cache is searched first, so without this a cache
+    that can't be written would send every run to download it again. None where there is
+    no such copy, or it is damaged too."""
+    folder = _fallback_found()
+    if folder is None or damaged.parent == folder:
+        return None
+    spare = folder / f"{spec.file_stem(part)}.pth"
+    try:
+        if spare.is_file() and verify_file(spare):
+            return spare
+    except ModelError as exc:
+        log.debug("the spare copy %s is not usable either: %s", spare, exc)
+    return None
+
+
 def load_verified(spec: ModelSpec, part: str, model_dir=None, allow_download: bool = True,
                   progress: DownloadProgress | None = None) -> torch.nn.Module:
     """(model, part) built and loaded from verified weights (resolve, then load_part).
@@ -737,7 +759,15 @@ def load_verified(spec: ModelSpec, part: str, model_dir=None, allow_download: bo
     except ModelError as exc:
         own_copy = find_local(spec, part, model_dir)
         own_copies = [folder / f"{spec.file_stem(part)}.pth" for folder in _own_folders()]
-        if own_copy not in own_copies or not allow_download or downloads_off():
+        if own_copy not in own_copies:
+            raise
+        spare = _good_spare(spec, part, own_copy)
+        if spare is not None:  # a damaged cache copy the cache can't replace (read-only)
+            log.warning("%s is damaged (%s); using %s, downloaded when the cache could not "
+                        "be written (delete the damaged copy, or make the cache writable)",
+                        own_copy, exc, spare)
+            return load_part(spec, part, spare)
+        if not allow_download or downloads_off():
             raise
         log.warning("%s is damaged (%s); downloading it again", own_copy, exc)
         damaged = str(exc)
