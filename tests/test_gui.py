@@ -260,6 +260,30 @@ class TestDropZone:
         drop(window, [notes])
         assert "no photos to add among 1 item(s)" in window.statusBar().currentMessage()
 
+    def test_raw_files_inside_a_dropped_folder_are_named_too(self, window, tmp_path,
+                                                             small_photo):
+        """A camera's folder of JPEG + RAW pairs: the JPEGs are added and the RAW files
+        named (they were passed over in silence); a folder of RAW files alone says why
+        nothing was added, not just "no photos"."""
+        card = tmp_path / "DCIM" / "100CANON"
+        photo = small_photo(card / "IMG_1.jpg")
+        for name in ("IMG_1.CR2", "IMG_2.CR2", "IMG_3.NEF", ".IMG_4.CR2"):
+            (card / name).write_bytes(b"raw sensor data")
+        drop(window, [tmp_path / "DCIM"])
+        assert wait_until(lambda: window.rows and not window._walks_pending, 10)
+        assert [row.src for row in window.rows.values()] == [photo]
+        message = window.statusBar().currentMessage()
+        assert message.startswith("added 1 photo(s); not added: 3 camera RAW file(s) "
+                                  "(CR2, NEF): develop them first"), message
+        only_raw = tmp_path / "raw-only"
+        only_raw.mkdir()
+        (only_raw / "a.ARW").write_bytes(b"raw")
+        drop(window, [only_raw])
+        assert wait_until(lambda: "a.ARW" not in message and "ARW" in
+                          window.statusBar().currentMessage(), 10)
+        assert window.statusBar().currentMessage().startswith(
+            "no photos to add; not added: 1 camera RAW file(s) (ARW)")
+
     def test_window_adds_rows_for_a_drop_anywhere(self, window, tmp_path, small_photo):
         photos = [small_photo(tmp_path / "x.jpg"), small_photo(tmp_path / "y.png")]
         drop(window, photos)
@@ -1104,9 +1128,9 @@ class TestReviewFixes:
             walking.set()
             while not should_stop():  # until the window closes
                 time.sleep(0.01)
-            return [photo]
+            return [photo], []
 
-        monkeypatch.setattr(window_module, "expand_paths", slow_walk)
+        monkeypatch.setattr(window_module, "find_photos", slow_walk)
         window.add_paths([tmp_path / "album"])
         assert walking.wait(10)
         window.shutdown()
@@ -1126,13 +1150,13 @@ class TestReviewFixes:
 
         small_photo(tmp_path / "album" / "a.png")
         cleared = threading.Event()
-        real_expand = window_module.expand_paths
+        real_find = window_module.find_photos
 
         def walk_after_clear(paths, output_dir=None, should_stop=None):
             assert cleared.wait(10)
-            return real_expand(paths, output_dir)  # finds a.png whatever Clear said
+            return real_find(paths, output_dir)  # finds a.png whatever Clear said
 
-        monkeypatch.setattr(window_module, "expand_paths", walk_after_clear)
+        monkeypatch.setattr(window_module, "find_photos", walk_after_clear)
         window.add_paths([tmp_path / "album"])
         window.clear()  # before the walk's result reaches the window
         cleared.set()
@@ -1152,15 +1176,15 @@ class TestReviewFixes:
             small_photo(tmp_path / "home" / name / "x.png", size=(16, 16))
         clicked = threading.Event()
         stopped = []
-        real_expand = window_module.expand_paths
+        real_find = window_module.find_photos
 
         def walk_held_until_clear(paths, output_dir=None, should_stop=None):
             assert clicked.wait(10)
-            found = real_expand(paths, output_dir, should_stop)
+            found = real_find(paths, output_dir, should_stop)
             stopped.append(should_stop())
             return found
 
-        monkeypatch.setattr(window_module, "expand_paths", walk_held_until_clear)
+        monkeypatch.setattr(window_module, "find_photos", walk_held_until_clear)
         assert not window.clear_button.isEnabled()
         window.add_paths([tmp_path / "home"])
         assert window.clear_button.isEnabled() and not window.rows

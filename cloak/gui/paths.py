@@ -9,20 +9,28 @@ from pathlib import Path
 from cloak.io import IMAGE_SUFFIXES, PACKAGE_SUFFIXES, SUPPORTED  # case-insensitive
 
 __all__ = ["IMAGE_SUFFIXES", "SUPPORTED", "common_folder", "default_output_dir",
-           "expand_paths", "is_image_file", "not_added_note", "unique_destination"]
+           "expand_paths", "find_photos", "is_image_file", "is_raw_file", "not_added_note", "unique_destination"]
 
 OUTPUT_FOLDER_NAME = "protected"
 
 
-def not_added_note(paths: Iterable[str | Path]) -> str:
-    """What among `paths` (given files; folders are walked, not counted) is not a photo
-    cloak reads, in a few words: camera RAW files named as such, since they need
-    developing first; '' when every file is one."""
+def is_raw_file(path: Path) -> bool:
+    """True for a camera RAW file by its suffix (cloak.batch.RAW_SUFFIXES): not a photo
+    cloak reads, but one the user meant to add."""
     from cloak.batch import RAW_SUFFIXES
 
+    return path.suffix.lower() in RAW_SUFFIXES
+
+
+def not_added_note(paths: Iterable[str | Path], raw_in_folders: Iterable[Path] = ()) -> str:
+    """What among `paths` (given files; folders are walked, not counted) is not a photo
+    cloak reads, in a few words: camera RAW files named as such, since they need
+    developing first, `raw_in_folders` (found inside the walked folders) with them; ''
+    when every file is one."""
     files = [Path(p) for p in paths if not os.path.isdir(p) and not is_image_file(Path(p))]
-    raw = [p for p in files if p.suffix.lower() in RAW_SUFFIXES]
+    raw = [p for p in files if is_raw_file(p)]
     other = [p for p in files if p not in raw]
+    raw += list(raw_in_folders)
     parts = []
     if raw:
         kinds = ", ".join(sorted({p.suffix.upper().lstrip(".") for p in raw}))
@@ -41,9 +49,19 @@ def is_image_file(path: Path) -> bool:
         path.suffix.lower() in IMAGE_SUFFIXES
 
 
+def find_photos(paths: Iterable[str | Path], output_dir: Path | None = None,
+                should_stop: Callable[[], bool] | None = None
+                ) -> tuple[list[Path], list[Path]]:
+    """expand_paths' photos, and the camera RAW files it passed over inside the folders
+    it walked (not_added_note names them: a folder of RAW files otherwise adds nothing
+    and says only that)."""
+    raw: list[Path] = []
+    return expand_paths(paths, output_dir, should_stop, raw_found=raw), raw
+
+
 def expand_paths(paths: Iterable[str | Path], output_dir: Path | None = None,
-                 should_stop: Callable[[], bool] | None = None, wait: bool = True
-                 ) -> list[Path]:
+                 should_stop: Callable[[], bool] | None = None, wait: bool = True,
+                 raw_found: list[Path] | None = None) -> list[Path]:
     """Photos among `paths`, folders expanded recursively, in order, without duplicates.
 
     Hidden files and earlier outputs are skipped: inside folders, anything in a folder
@@ -56,7 +74,8 @@ def expand_paths(paths: Iterable[str | Path], output_dir: Path | None = None,
     folder dropped from inside the Save-to folder still gives its photos. `should_stop`
     (asked before each file) ends a long walk early, returning what it found so far.
     `wait` False: io.DecoderBusy where a header check would wait for another thread's
-    decode (the main thread then walks on the pool instead)."""
+    decode (the main thread then walks on the pool instead). `raw_found`: a list that
+    gets the camera RAW files met inside the walked folders (not skipped outputs)."""
     found: dict[Path, None] = {}
     outputs = Path(os.path.realpath(output_dir)) if output_dir else None
 
@@ -89,6 +108,9 @@ def expand_paths(paths: Iterable[str | Path], output_dir: Path | None = None,
                     continue
                 if is_image_file(child) and not is_protected_copy(child, wait):
                     found.setdefault(child.absolute(), None)
+                elif raw_found is not None and is_raw_file(child) and \
+                        not child.name.startswith("."):
+                    raw_found.append(child)
         elif is_image_file(path) and not is_protected_copy(path, wait):
             found.setdefault(path.absolute(), None)
     return list(found)

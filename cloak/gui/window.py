@@ -64,6 +64,7 @@ from .paths import (
     common_folder,
     default_output_dir,
     expand_paths,
+    find_photos,
     is_image_file,
     not_added_note,
 )
@@ -333,7 +334,7 @@ class MainWindow(QMainWindow):
         (io.decoding_limit's lock), seconds for a 48 MP photo. Files that are not photos
         cloak reads are named in the status bar (camera RAW files as such)."""
         not_added = not_added_note(paths)
-        given = len(paths)
+        given, paths_given = len(paths), list(paths)
         paths = [p for p in paths if os.path.isdir(p) or is_image_file(Path(p))]
         if not paths:
             self._on_nothing_usable(given, not_added)
@@ -351,23 +352,26 @@ class MainWindow(QMainWindow):
         # order the photos were given in.
         self._walks_pending += 1
         self.statusBar().showMessage("looking for photos…")
-        key = (self._list_generation, given, not_added)
+        key = (self._list_generation, given, tuple(map(str, paths_given)))
         generation = self._list_generation
 
         def stale() -> bool:  # the list was cleared, or the window is closing
             return self._closing or self._list_generation != generation
 
         self._run_in_background(BackgroundCall(
-            self._walks, key, expand_paths, list(paths), self.output_dir, stale),
+            self._walks, key, find_photos, list(paths), self.output_dir, stale),
             WALK_PRIORITY)
         self._update_buttons()  # Clear list stops a walk (a home folder dropped)
 
     @Slot(object, object, str)
-    def _on_walked(self, key: tuple[int, int, str], photos: list[Path] | None, error: str
-                   ) -> None:
+    def _on_walked(self, key: tuple[int, int, tuple[str, ...]],
+                   found: tuple[list[Path], list[Path]] | None, error: str) -> None:
+        """A walk's (photos, camera RAW files in the folders) from find_photos."""
         self._walks_pending -= 1
         self._update_buttons()
-        generation, count, not_added = key
+        generation, count, given = key
+        photos, raw = found or ([], [])
+        not_added = not_added_note(given, raw)
         if generation != self._list_generation:
             if not self._walks_pending:  # no walk left to say "looking for photos…" for
                 self.statusBar().clearMessage()
@@ -375,7 +379,7 @@ class MainWindow(QMainWindow):
         if error:
             self.statusBar().showMessage(f"could not read the folder: {error}", 8000)
         else:
-            self._add_photos(photos or [], count, not_added)
+            self._add_photos(photos, count, not_added)
 
     def _add_photos(self, photos: list[Path], given: int, not_added: str = "") -> None:
         """Add `photos` (found among `given` dropped or chosen items) as waiting rows; a
