@@ -661,9 +661,11 @@ def fetch_weights(names: tuple[str, ...], model_dir: str | None,
 @app.command(short_help="Measure the protection a photo carries, as is and after posting.")
 def verify(
     photo: Annotated[Path, typer.Argument(
-        metavar="PHOTO", help="The original photo, or a protected photo alone.")],
+        metavar="PHOTO", help="The original photo (or a folder of originals), or a "
+        "protected photo alone.")],
     protected: Annotated[Path | None, typer.Argument(
-        metavar="PROTECTED", help="The protected copy of PHOTO.")] = None,
+        metavar="PROTECTED", help="The protected copy of PHOTO (or the folder cloak "
+        "protect wrote the copies of the folder PHOTO to).")] = None,
     models: Annotated[str, typer.Option(
         help="Autoencoders to measure, comma-separated (with the original; a photo alone "
         "gets the receipt, which uses taesd).")] = ",".join(DEFAULT_VERIFY_MODELS),
@@ -694,9 +696,16 @@ def verify(
     copy downloaded back from a platform. It always uses taesd, the calibrated detector
     (--models is for the comparison with the original).
 
-    Exit codes: 0 measured (whatever the verdict); 1 bad input or missing weights.
+    With two folders, the originals and the folder cloak protect wrote to: every copy in
+    it measured against its original (found by the same path, or, for a folder that was
+    given to cloak protect, by the path below its name), one line each and a count of the
+    verdicts; --json keeps every pair's figures. The 1024 px measurement is left out.
 
-    Example: cloak verify me.jpg protected/me.jpg
+    Exit codes: 0 measured (whatever the verdict); 1 bad input or missing weights; 2 (two
+    folders) some pairs could not be measured.
+
+    Examples: cloak verify me.jpg protected/me.jpg;
+    cloak verify holiday/ protected/ --channels instagram
     """
     from PIL import Image
 
@@ -721,10 +730,14 @@ def verify(
         if json_path:  # run's report at --json, not an earlier pair's verdict
             report = ({"kind": "receipt", "photo": str(photo), "score_db": None}
                       if protected is None else
+                      {"kind": "folders", "originals": str(photo),
+                       "protected_folder": str(protected), "pairs": None}
+                      if photo.is_dir() and protected.is_dir() else
                       {"kind": "comparison", "original": str(photo),
                        "protected_copy": str(protected), "verdict": None})
             write_json(json_path, {**report, "error": message, "cloak_version": __version__})
 
+    folder_exit = None  # verify_folders' exit code, when two folders were given
     with reporting_failures(leave_report):
         measured = parse_channels(channels)
         check_model_dir(model_dir)
@@ -737,88 +750,103 @@ def verify(
         try:
             for name in names:
                 ProtectConfig(models=(name,))  # validates the model name
-            if protected is not None and io.same_file(photo, protected):
+            folders = [p for p in (photo, protected) if p is not None and p.is_dir()]
+            if folders and protected is None:
                 raise UnsupportedImageError(
-                    f"{printable(str(photo))} was given twice: give the original first, then "
-                    "its protected copy")
-            loaded = [as_image(p) for p in (photo, protected) if p is not None]  # bad paths first
-            images = [image for image, _ in loaded]
-            fetch_weights(names if protected is not None else ("taesd",), md, device)
-            if protected is None:
-                receipt = receipt_image(images[0], md, device)
-                notes = []  # said on stderr, and kept in --json
-                if channels is not None or names != DEFAULT_VERIFY_MODELS:
-                    notes.append("--channels and --models are for the comparison with the "
-                                 "original (cloak verify ORIGINAL PROTECTED); a photo alone "
-                                 "gets the receipt, which always uses taesd")
-                    typer.secho(f"note: {notes[-1]}", fg=typer.colors.YELLOW, err=True)
-                say(f"{printable(str(photo))}: {receipt.label} {receipt.score_db:+.2f} dB "
-                           f"(threshold {receipt.threshold_db:+.2f}; above means protected)")
-                if max(images[0].size) < RECEIPT_SMALLEST:
-                    notes.append(f"the photo is {images[0].width}x{images[0].height}; the "
-                                 f"receipt was calibrated on photos of {RECEIPT_SMALLEST} px "
-                                 "and larger, so this score is less reliable")
-                    typer.secho(f"note: {notes[-1]}", fg=typer.colors.YELLOW, err=True)
-                say("receipt: " + ("protection detected" if receipt.protected
-                                          else "no protection detected")
-                           + " (a hint, not proof, and no measure of its strength: compare "
-                           "with the original for figures)")
-                if not receipt.protected and io.says_protected_file(photo):
-                    notes.append("this file carries cloak's note, so cloak made it; the "
-                                 "receipt often misses copies made at fast or low (README, "
-                                 "cloak verify): compare it with the original to measure "
-                                 "what it carries")
-                    typer.secho(f"note: {notes[-1]}", fg=typer.colors.YELLOW, err=True)
-                result = {"kind": "receipt", "photo": str(photo), **receipt.to_dict(),
-                          "note": "; ".join(notes) or None, "cloak_version": __version__}
+                    f"{printable(str(photo))} is a folder: to measure a folder of protected "
+                    "copies, give the folder of originals first (cloak verify ORIGINALS/ "
+                    "PROTECTED/), or give one photo for its receipt")
+            if len(folders) == 1:
+                raise UnsupportedImageError(
+                    f"{printable(str(folders[0]))} is a folder and the other a file: give two "
+                    "photos (the original, then its protected copy), or two folders (the "
+                    "originals, then the folder cloak protect wrote to)")
+            if folders:
+                folder_exit = verify_folders(photo, protected, measured, names, md, device,
+                                             json_path)
             else:
-                (original, original_icc), (copy, copy_icc) = loaded
-                original, copy, colour_note = in_one_colour_space(original, copy, original_icc,
-                                                                  copy_icc)
-                with measuring_bar("measuring") as progress:
-                    v = verify_images(original, copy, channels=measured, models=names,
-                                      model_dir=md, device=device, progress=progress,
-                                      at_1024=True)
-                v.note = "; ".join(n for n in (colour_note, v.note) if n) or None
-                if v.note:
-                    typer.secho(f"note: {v.note}", fg=typer.colors.YELLOW, err=True)
-                as_is = v.channels[0].damage_db if v.channels else {}
-                swapped = None
-                if as_is and max(as_is.values()) < -0.5:
-                    swapped = ("the second photo rebuilds better than the first on every "
-                               "model (negative damage): the order is ORIGINAL, then "
-                               "PROTECTED; were they swapped?")
-                elif io.says_protected_file(photo) and not io.says_protected_file(protected):
-                    # a copy made at fast or low may carry too little for the sign to show
-                    swapped = ("the first photo carries cloak's note and the second does "
-                               "not: the order is ORIGINAL, then PROTECTED; were they "
-                               "swapped?")
-                if swapped:
-                    typer.secho(f"note: {swapped}", fg=typer.colors.YELLOW, err=True)
-                    v.note = "; ".join(n for n in (v.note, swapped) if n)  # and in --json
-                say(f"invisibility: PSNR {v.psnr:.1f} dB, SSIM {v.ssim:.3f}, "
-                           f"max change {v.max_change255:.0f}/255")
-                say(f"{'':<10} {'damage dB':^{9 * len(names) - 1}}   latent shift")
-                say(f"{'channel':<10} " + " ".join(f"{n:>8}" for n in names) + "   "
-                           + " ".join(f"{n:>8}" for n in names))
-                for ch in v.channels:
-                    say(f"{ch.channel:<10} " + " ".join(
-                        f"{ch.damage_db[n]:>8.2f}" for n in names) + "   " + " ".join(
-                        f"{ch.latent_shift[n]:>8.2f}" for n in names))
-                only = (f"; on {', '.join(names)} only" if set(names) != set(ALL_MODEL_NAMES)
-                        else "")
-                say(f"verdict: {v.verdict} (worst channel: {v.worst.channel}{only}); "
-                           f"as is (before posting): {v.verdict_as_posted}")
-                if v.damage_at_1024:
-                    say(
-                        "at 1024 px, SDXL and FLUX's editing size (as it is): "
-                        + ", ".join(f"{n} {d:.2f}" for n, d in v.damage_at_1024.items())
-                        + f" dB: {v.verdict_at_1024} (the table and verdict above are at "
-                        "512 px, SD 1.x/2.x's)")
-                # not "protected": with one photo that key is the receipt's yes or no
-                result = {"kind": "comparison", "original": str(photo),
-                          "protected_copy": str(protected), "models": list(names),
-                          **v.to_dict(), "cloak_version": __version__}
+                if protected is not None and io.same_file(photo, protected):
+                    raise UnsupportedImageError(
+                        f"{printable(str(photo))} was given twice: give the original first, then "
+                        "its protected copy")
+                loaded = [as_image(p) for p in (photo, protected) if p is not None]  # bad paths first
+                images = [image for image, _ in loaded]
+                fetch_weights(names if protected is not None else ("taesd",), md, device)
+                if protected is None:
+                    receipt = receipt_image(images[0], md, device)
+                    notes = []  # said on stderr, and kept in --json
+                    if channels is not None or names != DEFAULT_VERIFY_MODELS:
+                        notes.append("--channels and --models are for the comparison with the "
+                                     "original (cloak verify ORIGINAL PROTECTED); a photo alone "
+                                     "gets the receipt, which always uses taesd")
+                        typer.secho(f"note: {notes[-1]}", fg=typer.colors.YELLOW, err=True)
+                    say(f"{printable(str(photo))}: {receipt.label} {receipt.score_db:+.2f} dB "
+                               f"(threshold {receipt.threshold_db:+.2f}; above means protected)")
+                    if max(images[0].size) < RECEIPT_SMALLEST:
+                        notes.append(f"the photo is {images[0].width}x{images[0].height}; the "
+                                     f"receipt was calibrated on photos of {RECEIPT_SMALLEST} px "
+                                     "and larger, so this score is less reliable")
+                        typer.secho(f"note: {notes[-1]}", fg=typer.colors.YELLOW, err=True)
+                    say("receipt: " + ("protection detected" if receipt.protected
+                                              else "no protection detected")
+                               + " (a hint, not proof, and no measure of its strength: compare "
+                               "with the original for figures)")
+                    if not receipt.protected and io.says_protected_file(photo):
+                        notes.append("this file carries cloak's note, so cloak made it; the "
+                                     "receipt often misses copies made at fast or low (README, "
+                                     "cloak verify): compare it with the original to measure "
+                                     "what it carries")
+                        typer.secho(f"note: {notes[-1]}", fg=typer.colors.YELLOW, err=True)
+                    result = {"kind": "receipt", "photo": str(photo), **receipt.to_dict(),
+                              "note": "; ".join(notes) or None, "cloak_version": __version__}
+                else:
+                    (original, original_icc), (copy, copy_icc) = loaded
+                    original, copy, colour_note = in_one_colour_space(original, copy, original_icc,
+                                                                      copy_icc)
+                    with measuring_bar("measuring") as progress:
+                        v = verify_images(original, copy, channels=measured, models=names,
+                                          model_dir=md, device=device, progress=progress,
+                                          at_1024=True)
+                    v.note = "; ".join(n for n in (colour_note, v.note) if n) or None
+                    if v.note:
+                        typer.secho(f"note: {v.note}", fg=typer.colors.YELLOW, err=True)
+                    as_is = v.channels[0].damage_db if v.channels else {}
+                    swapped = None
+                    if as_is and max(as_is.values()) < -0.5:
+                        swapped = ("the second photo rebuilds better than the first on every "
+                                   "model (negative damage): the order is ORIGINAL, then "
+                                   "PROTECTED; were they swapped?")
+                    elif io.says_protected_file(photo) and not io.says_protected_file(protected):
+                        # a copy made at fast or low may carry too little for the sign to show
+                        swapped = ("the first photo carries cloak's note and the second does "
+                                   "not: the order is ORIGINAL, then PROTECTED; were they "
+                                   "swapped?")
+                    if swapped:
+                        typer.secho(f"note: {swapped}", fg=typer.colors.YELLOW, err=True)
+                        v.note = "; ".join(n for n in (v.note, swapped) if n)  # and in --json
+                    say(f"invisibility: PSNR {v.psnr:.1f} dB, SSIM {v.ssim:.3f}, "
+                               f"max change {v.max_change255:.0f}/255")
+                    say(f"{'':<10} {'damage dB':^{9 * len(names) - 1}}   latent shift")
+                    say(f"{'channel':<10} " + " ".join(f"{n:>8}" for n in names) + "   "
+                               + " ".join(f"{n:>8}" for n in names))
+                    for ch in v.channels:
+                        say(f"{ch.channel:<10} " + " ".join(
+                            f"{ch.damage_db[n]:>8.2f}" for n in names) + "   " + " ".join(
+                            f"{ch.latent_shift[n]:>8.2f}" for n in names))
+                    only = (f"; on {', '.join(names)} only" if set(names) != set(ALL_MODEL_NAMES)
+                            else "")
+                    say(f"verdict: {v.verdict} (worst channel: {v.worst.channel}{only}); "
+                               f"as is (before posting): {v.verdict_as_posted}")
+                    if v.damage_at_1024:
+                        say(
+                            "at 1024 px, SDXL and FLUX's editing size (as it is): "
+                            + ", ".join(f"{n} {d:.2f}" for n, d in v.damage_at_1024.items())
+                            + f" dB: {v.verdict_at_1024} (the table and verdict above are at "
+                            "512 px, SD 1.x/2.x's)")
+                    # not "protected": with one photo that key is the receipt's yes or no
+                    result = {"kind": "comparison", "original": str(photo),
+                              "protected_copy": str(protected), "models": list(names),
+                              **v.to_dict(), "cloak_version": __version__}
         except CloakError as exc:
             fail(str(exc))
         except OSError as exc:  # a path the library did not expect to be unreadable
@@ -837,8 +865,88 @@ def verify(
         except Exception as exc:  # a bug: its traceback follows, and --json says so too
             leave_report(f"unexpected error ({type(exc).__name__}: {exc})")
             raise
+    if folder_exit is not None:  # verify_folders wrote its own report
+        if folder_exit:
+            raise typer.Exit(folder_exit)
+        return
     if json_path:
         write_json(json_path, result)
+
+
+def verify_folders(originals: Path, protected: Path, channels: tuple[str, ...],
+                   names: tuple[str, ...], model_dir: str | None, device: str | None,
+                   json_path: Path | None) -> int:
+    """`cloak verify ORIGINALS/ PROTECTED/`: each copy under PROTECTED measured against its
+    original (cloak.pairs), one line each, then the count of each verdict. Returns the
+    exit code: 0 when every pair was measured (copies without an original are listed, not
+    measured), 2 when some could not be; CloakError when none had its original."""
+    from cloak import io
+    from cloak.errors import is_out_of_memory
+    from cloak.pairs import pair_folders
+    from cloak.verify import in_one_colour_space, photo_image, verify_images
+
+    pairs = pair_folders(originals, protected)
+    if not any(pair.original for pair in pairs):
+        raise CloakError(
+            f"none of the {len(pairs)} photo(s) in {printable(str(protected))} has its "
+            f"original in {printable(str(originals))} (by the same path, or by the path "
+            "below the folder's own name): give the folder you protected, then cloak's")
+    fetch_weights(names, model_dir, device)
+    rows, counts, failed, alone = [], {}, 0, 0
+    for i, pair in enumerate(pairs, 1):
+        row = {"name": pair.name, "original": str(pair.original) if pair.original else None,
+               "protected_copy": str(pair.copy)}
+        if pair.original is None:
+            alone += 1
+            row["error"] = "no original found"
+            say(f"{printable(pair.name)}: not measured, no original of it in "
+                f"{printable(str(originals))}")
+            rows.append(row)
+            continue
+        try:
+            loaded = [io.load_photo(path) for path in (pair.original, pair.copy)]
+            original, copy, colour_note = in_one_colour_space(
+                photo_image(loaded[0]), photo_image(loaded[1]), loaded[0].icc_profile,
+                loaded[1].icc_profile)
+            with measuring_bar(f"{i}/{len(pairs)} {printable(pair.name)}") as progress:
+                v = verify_images(original, copy, channels=channels, models=names,
+                                  model_dir=model_dir, device=device, progress=progress)
+            v.note = "; ".join(n for n in (colour_note, v.note) if n) or None
+        except (CloakError, OSError, MemoryError, RuntimeError) as exc:
+            if isinstance(exc, (MemoryError, RuntimeError)) and not is_out_of_memory(exc):
+                raise
+            why = (f"can't read {exc.filename}: {exc.strerror or exc}"
+                   if isinstance(exc, OSError) and exc.filename else
+                   "not enough memory to compare them" if not isinstance(
+                       exc, (CloakError, OSError)) else str(exc))
+            failed += 1
+            row["error"] = why
+            typer.secho(f"{printable(pair.name)}: not measured: {printable(why)}",
+                        fg=typer.colors.RED, err=True)
+            rows.append(row)
+            continue
+        counts[v.verdict] = counts.get(v.verdict, 0) + 1
+        weakest = min(v.worst.damage_db, key=v.worst.damage_db.get)
+        say(f"{printable(pair.name)}: {v.verdict} (worst channel {v.worst.channel}: "
+            f"{weakest} {v.worst.damage_db[weakest]:.2f} dB); as is: "
+            f"{v.verdict_as_posted}; PSNR {v.psnr:.1f} dB")
+        if v.note:
+            typer.secho(f"  note: {printable(v.note)}", fg=typer.colors.YELLOW, err=True)
+        rows.append({**row, **v.to_dict()})
+    measured = sum(counts.values())
+    summary = ", ".join(f"{verdict} {counts[verdict]}" for verdict in
+                        ("strong", "moderate", "weak", "none") if verdict in counts)
+    say(f"{measured} pair(s) measured" + (f": {summary}" if summary else "")
+        + " (verdicts on each pair's worst channel)"
+        + (f"; {alone} copy(ies) without an original" if alone else "")
+        + (f"; {failed} not measured" if failed else ""))
+    if json_path:
+        write_json(json_path, {"kind": "folders", "originals": str(originals),
+                               "protected_folder": str(protected), "models": list(names),
+                               "channels": list(channels), "pairs": rows,
+                               "verdicts": counts, "without_original": alone,
+                               "failed": failed, "cloak_version": __version__})
+    return 2 if failed else 0
 
 
 @app.command(short_help="Open the desktop drag-and-drop app.")

@@ -1,0 +1,107 @@
+"""Pairing a folder of originals with the folder `cloak protect` wrote their copies to, for
+`cloak verify ORIGINALS PROTECTED` on two folders. No pixels are read here.
+
+`cloak protect holiday/ --out protected/` writes holiday/beach/a.jpg to
+protected/holiday/beach/a.jpg (a folder given is mirrored under its own name), and a photo
+given alone to protected/a.jpg. So a copy at PROTECTED/REL is paired with ORIGINALS/REL,
+or, where REL starts with the originals folder's own name, with ORIGINALS/REST: the copy
+of a photo in the folder that was given. A copy whose format changed (a format cloak can't
+write back) is paired with the one photo of its name stem there.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from .errors import UnsupportedImageError
+from .io import IMAGE_SUFFIXES, PACKAGE_SUFFIXES
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A protected copy and its original (None where none was found); `name` is the
+    copy's path relative to the protected folder, with `/` between folders."""
+
+    name: str
+    copy: Path
+    original: Path | None
+
+
+def is_photo_name(name: str) -> bool:
+    """A visible file name with a suffix cloak reads."""
+    return not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES
+
+
+def photos_under(folder: Path) -> list[Path]:
+    """Photos under `folder`, in sorted order (each folder's entries by name); hidden
+    entries and library packages are not entered, links to folders are not followed."""
+    found = []
+    for top, dirs, files in os.walk(folder):  # os.walk does not follow folder links
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")
+                         and Path(d).suffix.lower() not in PACKAGE_SUFFIXES)
+        found += [Path(top) / f for f in sorted(files) if is_photo_name(f)]
+    return sorted(found, key=lambda p: p.relative_to(folder).parts)
+
+
+def find_original(originals: Path, name: PurePosixPath, own_name_first: bool = True
+                  ) -> Path | None:
+    """The original of the copy at PROTECTED/`name` in the folder `originals`, or None.
+    `own_name_first`: a `name` that starts with the originals folder's own name is first
+    looked for without it (the folder given to cloak protect, mirrored under its name)."""
+    tries = [name]
+    if own_name_first and len(name.parts) > 1 and name.parts[0] == originals.name:
+        tries.insert(0, PurePosixPath(*name.parts[1:]))
+    for rel in tries:
+        path = originals.joinpath(*rel.parts)
+        if path.is_file():
+            return path
+    for rel in tries:  # the same photo in another format
+        folder = originals.joinpath(*rel.parent.parts)
+        try:
+            same_stem = [p for p in folder.iterdir() if p.stem == rel.stem and p.is_file()
+                         and is_photo_name(p.name)]
+        except OSError:
+            continue
+        if len(same_stem) == 1:
+            return same_stem[0]
+    return None
+
+
+def recorded_mirror(originals: Path, protected: Path) -> str | None:
+    """The folder inside `protected` that its cloak record (batch.Manifest) names as the
+    mirror of `originals`, or None (no record, or `originals` was not given as a folder:
+    `cloak protect 2023/Camera 2024/Camera` mirrors them as `Camera` and `Camera (2)`)."""
+    from .batch import Manifest
+
+    real = os.path.realpath(originals)
+    for name, folder in Manifest(protected).folders.items():
+        if os.path.realpath(folder) == real and (protected / name).is_dir():
+            return name
+    return None
+
+
+def pair_folders(originals: Path, protected: Path) -> list[Pair]:
+    """Every photo under `protected` with its original under `originals` (see the module
+    docstring); only the photos in the mirror of `originals` where `protected`'s record
+    names one (recorded_mirror). UnsupportedImageError where the two are one folder, or
+    there is no photo to pair."""
+    if os.path.realpath(originals) == os.path.realpath(protected):
+        raise UnsupportedImageError(
+            f"{originals} was given twice: give the folder of originals first, then the "
+            "folder cloak protect wrote their copies to")
+    mirror = recorded_mirror(originals, protected)
+    root = protected / mirror if mirror else protected
+    copies = photos_under(root)
+    if not copies:
+        raise UnsupportedImageError(f"no photos in {root} (looked in its subfolders too): "
+                                    "give the folder cloak protect wrote to")
+    pairs = []
+    for copy in copies:
+        within = PurePosixPath(*copy.relative_to(root).parts)
+        name = PurePosixPath(mirror, within) if mirror else within
+        original = find_original(originals, within, own_name_first=False) if mirror \
+            else find_original(originals, name)
+        pairs.append(Pair(str(name), copy, original))
+    return pairs

@@ -1,0 +1,149 @@
+"""`cloak verify ORIGINALS/ PROTECTED/`: pairing a folder of originals with the folder
+cloak protect wrote to (cloak.pairs, no pixels read), and the command on real weights."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import cli
+from cloak import UnsupportedImageError
+from cloak.pairs import pair_folders, photos_under
+
+TINY = ["--strength", "fast", "--steps", "1", "--models", "taesd", "--no-measure"]
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli.app, [str(a) for a in args])
+
+
+def touch(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"not read here")
+    return path
+
+
+def test_a_folder_given_to_protect_is_paired_below_its_own_name(tmp_path):
+    """protect holiday/ --out protected/ writes protected/holiday/...: the copies pair
+    with holiday/..., a photo in another format by its stem; a copy with no original is
+    listed with None; hidden files and non-photos are not copies."""
+    holiday = tmp_path / "holiday"
+    a, b, c = (touch(holiday / "a.jpg"), touch(holiday / "beach" / "b.png"),
+               touch(holiday / "c.tif"))
+    out = tmp_path / "protected"
+    for name in ("holiday/a.jpg", "holiday/beach/b.png", "holiday/c.png", "holiday/z.jpg",
+                 "holiday/.hidden.jpg", "holiday/notes.txt"):
+        touch(out / name)
+    pairs = pair_folders(holiday, out)
+    assert [(p.name, p.original) for p in pairs] == [
+        ("holiday/a.jpg", a), ("holiday/beach/b.png", b), ("holiday/c.png", c),
+        ("holiday/z.jpg", None)]
+    assert pairs[0].copy == out / "holiday" / "a.jpg"
+
+
+def test_copies_of_loose_photos_pair_by_their_own_path(tmp_path):
+    """protect *.jpg --out protected/ writes protected/a.jpg: paired with ORIGINALS/a.jpg."""
+    src = tmp_path / "photos"
+    a = touch(src / "a.jpg")
+    touch(tmp_path / "protected" / "a.jpg")
+    assert [(p.name, p.original) for p in pair_folders(src, tmp_path / "protected")] == [
+        ("a.jpg", a)]
+
+
+def test_the_record_s_mirror_picks_the_folder_s_copies_only(tmp_path):
+    """protect 2023/Camera 2024/Camera mirrors them as Camera and Camera (2), as the
+    output folder's record says: 2024/Camera pairs with Camera (2)'s copies only."""
+    old, new = tmp_path / "2023" / "Camera", tmp_path / "2024" / "Camera"
+    touch(old / "IMG_1.jpg")
+    mine = touch(new / "IMG_1.jpg")
+    out = tmp_path / "protected"
+    touch(out / "Camera" / "IMG_1.jpg")
+    touch(out / "Camera (2)" / "IMG_1.jpg")
+    (out / ".cloak-manifest.json").write_text(json.dumps({
+        "version": 1, "photos": {},
+        "folders": {"Camera": str(old), "Camera (2)": str(new)}}))
+    pairs = pair_folders(new, out)
+    assert [(p.name, p.original) for p in pairs] == [("Camera (2)/IMG_1.jpg", mine)]
+
+
+def test_one_folder_twice_or_no_photos_is_refused(tmp_path):
+    folder = tmp_path / "f"
+    touch(folder / "a.jpg")
+    with pytest.raises(UnsupportedImageError, match="given twice"):
+        pair_folders(folder, folder)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UnsupportedImageError, match="no photos in"):
+        pair_folders(folder, tmp_path / "empty")
+
+
+def test_photos_under_does_not_follow_a_folder_link(tmp_path):
+    touch(tmp_path / "f" / "a.jpg")
+    (tmp_path / "f" / "loop").symlink_to(tmp_path / "f", target_is_directory=True)
+    assert photos_under(tmp_path / "f") == [tmp_path / "f" / "a.jpg"]
+
+
+def test_verify_two_folders_measures_every_pair(tmp_path, small_photo, model_dir):
+    """The command on real weights: one line per pair, a count of the verdicts, every
+    pair's figures in --json; a copy with no original is listed, not measured, and the
+    run still exits 0."""
+    holiday = tmp_path / "holiday"
+    small_photo(holiday / "a.png", size=(96, 64))
+    small_photo(holiday / "beach" / "b.jpg", size=(64, 96), index=1)
+    out = tmp_path / "protected"
+    assert invoke("protect", holiday, "--out", out, *TINY).exit_code == 0
+    shutil.copy(holiday / "a.png", out / "holiday" / "stray.png")  # no original of that name
+    report = tmp_path / "v.json"
+    result = invoke("verify", holiday, out, "--models", "taesd", "--channels", "instagram",
+                    "--json", report)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("holiday/a.png: ") and "worst channel" in lines[0]
+    assert lines[1].startswith("holiday/beach/b.jpg: ")
+    assert lines[2].startswith("holiday/stray.png: not measured, no original")
+    data = json.loads(report.read_text())
+    assert data["kind"] == "folders" and data["without_original"] == 1
+    measured = [p for p in data["pairs"] if "verdict" in p]
+    assert [p["name"] for p in measured] == ["holiday/a.png", "holiday/beach/b.jpg"]
+    for pair in measured:
+        assert [c["channel"] for c in pair["channels"]] == ["as-is", "instagram"]
+        assert pair["channels"][0]["damage_db"]["taesd"] > 0.1  # protected, at one step
+        assert pair["original"] == str(holiday / pair["name"].removeprefix("holiday/"))
+    counts = {}
+    for pair in measured:
+        counts[pair["verdict"]] = counts.get(pair["verdict"], 0) + 1
+    assert data["verdicts"] == counts
+    assert lines[3].startswith("2 pair(s) measured: ") and "1 copy(ies) without" in lines[3]
+
+
+def test_verify_folders_fails_a_pair_it_cannot_read_and_goes_on(tmp_path, small_photo,
+                                                                model_dir):
+    holiday = tmp_path / "holiday"
+    small_photo(holiday / "a.png", size=(64, 48))
+    out = tmp_path / "protected"
+    assert invoke("protect", holiday, "--out", out, *TINY).exit_code == 0
+    (holiday / "z.png").write_bytes(b"not a png")  # its copy pairs, but can't be read
+    shutil.copy(out / "holiday" / "a.png", out / "holiday" / "z.png")
+    result = invoke("verify", holiday, out, "--models", "taesd", "--channels", "as-is")
+    assert result.exit_code == 2, result.output
+    assert "holiday/z.png: not measured: " in result.output
+    assert "1 pair(s) measured" in result.stdout and "1 not measured" in result.stdout
+
+
+@pytest.mark.parametrize("which", ["folder alone", "folder and file", "no originals"])
+def test_verify_folder_mistakes_get_one_line(tmp_path, small_photo, which):
+    folder = tmp_path / "holiday"
+    photo = small_photo(folder / "a.png")
+    other = tmp_path / "elsewhere"
+    small_photo(other / "x.png")
+    args = {"folder alone": [folder], "folder and file": [folder, photo],
+            "no originals": [other, folder]}[which]
+    said = {"folder alone": "is a folder: to measure a folder of protected copies",
+            "folder and file": "is a folder and the other a file",
+            "no originals": "none of the 1 photo(s) in"}[which]
+    result = invoke("verify", *args)
+    assert result.exit_code == 1 and said in result.output, result.output
+    assert "Traceback" not in result.output
