@@ -1197,6 +1197,41 @@ class TestReviewFixes:
         assert not window.clear_button.isEnabled()
         assert window.statusBar().currentMessage() == ""
 
+    def test_cancel_during_a_batch_stops_a_folder_walk_too(self, window, tmp_path,
+                                                           small_photo, monkeypatch):
+        """Clear list is off while photos are protected, so a home folder dropped by
+        mistake then could not be stopped: Cancel stops the walk too (the real walk, asked
+        its stop check after Cancel), and no row is added from it."""
+        import threading
+
+        photo = small_photo(tmp_path / "one.png", size=(32, 32))
+        for name in ("a", "b"):
+            small_photo(tmp_path / "home" / name / "x.png", size=(16, 16))
+        window.add_paths([photo])
+        walking, cancelled, stopped = threading.Event(), threading.Event(), []
+        real_find = window_module.find_photos
+
+        def walk_held_until_cancel(paths, output_dir=None, should_stop=None):
+            walking.set()
+            assert cancelled.wait(30)
+            found = real_find(paths, output_dir, should_stop)
+            stopped.append(should_stop())
+            return found
+
+        monkeypatch.setattr(window_module, "find_photos", walk_held_until_cancel)
+        window.start()
+        assert window.is_running()
+        window.add_paths([tmp_path / "home"])
+        assert not window.clear_button.isEnabled()  # as before: no Clear list mid-batch
+        assert wait_until(walking.is_set, 10)
+        window.cancel()
+        cancelled.set()
+        assert wait_until(lambda: not window.is_running() and not window._walks_pending, 60)
+        QApplication.processEvents()
+        assert stopped == [True]
+        assert [row.src for row in window.rows.values()] == [photo]
+        assert window.statusBar().currentMessage().startswith("stopped the search for photos")
+
     def test_protected_copies_are_not_added_again(self, window, tmp_path, small_photo,
                                                   tiny_config):
         from cloak import protect_file

@@ -219,6 +219,7 @@ class MainWindow(QMainWindow):
         self._walks = CallSignals(self)
         self._walks_pending = 0  # folder walks queued or running on the pool
         self._list_generation = 0  # bumped by clear(): walks from before it are dropped
+        self._walk_generation = 0  # bumped by cancel(): it stops folder walks too
         # Set once the window really closes (not on a close refused mid-batch): folder
         # walks stop early, and no pool work starts after the pool was drained (see
         # _run_in_background).
@@ -352,11 +353,13 @@ class MainWindow(QMainWindow):
         # order the photos were given in.
         self._walks_pending += 1
         self.statusBar().showMessage("looking for photos…")
-        key = (self._list_generation, given, tuple(map(str, paths_given)))
-        generation = self._list_generation
+        key = (self._list_generation, self._walk_generation, given,
+               tuple(map(str, paths_given)))
+        generation, walks = self._list_generation, self._walk_generation
 
         def stale() -> bool:  # the list was cleared, or the window is closing
-            return self._closing or self._list_generation != generation
+            return (self._closing or self._list_generation != generation
+                    or self._walk_generation != walks)
 
         self._run_in_background(BackgroundCall(
             self._walks, key, find_photos, list(paths), self.output_dir, stale),
@@ -364,18 +367,22 @@ class MainWindow(QMainWindow):
         self._update_buttons()  # Clear list stops a walk (a home folder dropped)
 
     @Slot(object, object, str)
-    def _on_walked(self, key: tuple[int, int, tuple[str, ...]],
+    def _on_walked(self, key: tuple[int, int, int, tuple[str, ...]],
                    found: tuple[list[Path], list[Path]] | None, error: str) -> None:
         """A walk's (photos, camera RAW files in the folders) from find_photos."""
         self._walks_pending -= 1
         self._update_buttons()
-        generation, count, given = key
+        generation, walks, count, given = key
         photos, raw = found or ([], [])
         not_added = not_added_note(given, raw)
-        if generation != self._list_generation:
+        if generation != self._list_generation or walks != self._walk_generation:
             if not self._walks_pending:  # no walk left to say "looking for photos…" for
-                self.statusBar().clearMessage()
-            return  # the list was cleared while this folder was walked
+                if generation == self._list_generation:  # Cancel: say what it did
+                    self.statusBar().showMessage("stopped the search for photos; none "
+                                                 "added from it", 5000)
+                else:
+                    self.statusBar().clearMessage()
+            return  # the list was cleared (or Cancel pressed) while this folder was walked
         if error:
             self.statusBar().showMessage(f"could not read the folder: {error}", 8000)
         else:
@@ -547,7 +554,12 @@ class MainWindow(QMainWindow):
         self._update_buttons()
 
     def cancel(self) -> None:
-        """Stop at the next attack step; nothing is written for unfinished photos."""
+        """Stop at the next attack step; nothing is written for unfinished photos. A
+        folder walk still looking for photos stops too, adding none (a home folder dropped
+        by mistake during a batch: Clear list is off while photos are protected)."""
+        if self._walks_pending:
+            self._walk_generation += 1  # each walk stops at its next file
+            self.statusBar().showMessage("stopped the search for photos", 5000)
         if self._worker is not None:
             self._worker.cancel()
             self.summary.setText("cancelling…")
