@@ -732,7 +732,7 @@ def verify(
                       if protected is None else
                       {"kind": "folders", "originals": str(photo),
                        "protected_folder": str(protected), "pairs": None}
-                      if photo.is_dir() and protected.is_dir() else
+                      if os.path.isdir(photo) and os.path.isdir(protected) else
                       {"kind": "comparison", "original": str(photo),
                        "protected_copy": str(protected), "verdict": None})
             write_json(json_path, {**report, "error": message, "cloak_version": __version__})
@@ -750,13 +750,18 @@ def verify(
         try:
             for name in names:
                 ProtectConfig(models=(name,))  # validates the model name
-            folders = [p for p in (photo, protected) if p is not None and p.is_dir()]
+            # os.path.isdir: False (not an error) for a path that can't be reached; the
+            # photo's own load then says why
+            folders = [p for p in (photo, protected) if p is not None and os.path.isdir(p)]
             if folders and protected is None:
                 raise UnsupportedImageError(
                     f"{printable(str(photo))} is a folder: to measure a folder of protected "
                     "copies, give the folder of originals first (cloak verify ORIGINALS/ "
                     "PROTECTED/), or give one photo for its receipt")
             if len(folders) == 1:
+                other = protected if folders[0] == photo else photo
+                if not os.path.lexists(other):  # a typo: says it is missing (or unreachable)
+                    io.load_photo(other)
                 raise UnsupportedImageError(
                     f"{printable(str(folders[0]))} is a folder and the other a file: give two "
                     "photos (the original, then its protected copy), or two folders (the "
@@ -847,6 +852,8 @@ def verify(
                     result = {"kind": "comparison", "original": str(photo),
                               "protected_copy": str(protected), "models": list(names),
                               **v.to_dict(), "cloak_version": __version__}
+        except typer.Exit:  # a fail() within (click's Exit is a RuntimeError): said already
+            raise
         except CloakError as exc:
             fail(str(exc))
         except OSError as exc:  # a path the library did not expect to be unreadable
@@ -879,11 +886,9 @@ def verify_folders(originals: Path, protected: Path, channels: tuple[str, ...],
     """`cloak verify ORIGINALS/ PROTECTED/`: each copy under PROTECTED measured against its
     original (cloak.pairs), one line each, then the count of each verdict. Returns the
     exit code: 0 when every pair was measured (copies without an original are listed, not
-    measured), 2 when some could not be; CloakError when none had its original."""
-    from cloak import io
-    from cloak.errors import is_out_of_memory
+    measured), 2 when some could not be, 130 on Ctrl-C (the pairs done are said and kept
+    in --json); CloakError when none had its original."""
     from cloak.pairs import pair_folders
-    from cloak.verify import in_one_colour_space, photo_image, verify_images
 
     pairs = pair_folders(originals, protected)
     if not any(pair.original for pair in pairs):
@@ -892,12 +897,46 @@ def verify_folders(originals: Path, protected: Path, channels: tuple[str, ...],
             f"original in {printable(str(originals))} (by the same path, or by the path "
             "below the folder's own name): give the folder you protected, then cloak's")
     fetch_weights(names, model_dir, device)
-    rows, counts, failed, alone = [], {}, 0, 0
+    rows: list[dict] = []
+    counts: dict[str, int] = {}
+    try:
+        measure_pairs(pairs, originals, channels, names, model_dir, device, rows, counts)
+        interrupted = False
+    except KeyboardInterrupt:  # the pairs measured so far are kept, and said so
+        interrupted = True
+    failed = sum(1 for row in rows if row.get("error") not in (None, "no original found"))
+    alone = sum(1 for row in rows if row.get("error") == "no original found")
+    measured = sum(counts.values())
+    summary = ", ".join(f"{verdict} {counts[verdict]}" for verdict in
+                        ("strong", "moderate", "weak", "none") if verdict in counts)
+    say(f"{measured} pair(s) measured" + (f": {summary}" if summary else "")
+        + " (verdicts on each pair's worst channel)"
+        + (f"; {alone} copy(ies) without an original" if alone else "")
+        + (f"; {failed} not measured" if failed else "")
+        + (f"; interrupted, {len(pairs) - len(rows)} not reached" if interrupted else ""))
+    if json_path:
+        write_json(json_path, {"kind": "folders", "originals": str(originals),
+                               "protected_folder": str(protected), "models": list(names),
+                               "channels": list(channels), "pairs": rows,
+                               "verdicts": counts, "without_original": alone,
+                               "failed": failed, "interrupted": interrupted,
+                               "cloak_version": __version__})
+    return 130 if interrupted else 2 if failed else 0
+
+
+def measure_pairs(pairs, originals: Path, channels: tuple[str, ...], names: tuple[str, ...],
+                  model_dir: str | None, device: str | None, rows: list[dict],
+                  counts: dict[str, int]) -> None:
+    """verify_folders' loop: each pair measured and said, its row appended to `rows` and
+    its verdict counted in `counts` as it is done (so a Ctrl-C keeps the pairs done)."""
+    from cloak import io
+    from cloak.errors import is_out_of_memory
+    from cloak.verify import in_one_colour_space, photo_image, verify_images
+
     for i, pair in enumerate(pairs, 1):
         row = {"name": pair.name, "original": str(pair.original) if pair.original else None,
                "protected_copy": str(pair.copy)}
         if pair.original is None:
-            alone += 1
             row["error"] = "no original found"
             say(f"{printable(pair.name)}: not measured, no original of it in "
                 f"{printable(str(originals))}")
@@ -919,7 +958,6 @@ def verify_folders(originals: Path, protected: Path, channels: tuple[str, ...],
                    if isinstance(exc, OSError) and exc.filename else
                    "not enough memory to compare them" if not isinstance(
                        exc, (CloakError, OSError)) else str(exc))
-            failed += 1
             row["error"] = why
             typer.secho(f"{printable(pair.name)}: not measured: {printable(why)}",
                         fg=typer.colors.RED, err=True)
@@ -933,20 +971,6 @@ def verify_folders(originals: Path, protected: Path, channels: tuple[str, ...],
         if v.note:
             typer.secho(f"  note: {printable(v.note)}", fg=typer.colors.YELLOW, err=True)
         rows.append({**row, **v.to_dict()})
-    measured = sum(counts.values())
-    summary = ", ".join(f"{verdict} {counts[verdict]}" for verdict in
-                        ("strong", "moderate", "weak", "none") if verdict in counts)
-    say(f"{measured} pair(s) measured" + (f": {summary}" if summary else "")
-        + " (verdicts on each pair's worst channel)"
-        + (f"; {alone} copy(ies) without an original" if alone else "")
-        + (f"; {failed} not measured" if failed else ""))
-    if json_path:
-        write_json(json_path, {"kind": "folders", "originals": str(originals),
-                               "protected_folder": str(protected), "models": list(names),
-                               "channels": list(channels), "pairs": rows,
-                               "verdicts": counts, "without_original": alone,
-                               "failed": failed, "cloak_version": __version__})
-    return 2 if failed else 0
 
 
 @app.command(short_help="Open the desktop drag-and-drop app.")

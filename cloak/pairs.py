@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from .errors import UnsupportedImageError
-from .io import IMAGE_SUFFIXES, PACKAGE_SUFFIXES
+from .io import IMAGE_SUFFIXES, PACKAGE_SUFFIXES, same_file
+from .preview import PREVIEW_SUFFIX
 
 
 @dataclass(frozen=True)
@@ -30,8 +31,9 @@ class Pair:
 
 
 def is_photo_name(name: str) -> bool:
-    """A visible file name with a suffix cloak reads."""
-    return not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES
+    """A visible file name with a suffix cloak reads (not a `--preview` sheet)."""
+    return (not name.startswith(".") and not name.lower().endswith(PREVIEW_SUFFIX)
+            and Path(name).suffix.lower() in IMAGE_SUFFIXES)
 
 
 def photos_under(folder: Path) -> list[Path]:
@@ -48,10 +50,12 @@ def photos_under(folder: Path) -> list[Path]:
 def find_original(originals: Path, name: PurePosixPath, own_name_first: bool = True
                   ) -> Path | None:
     """The original of the copy at PROTECTED/`name` in the folder `originals`, or None.
-    `own_name_first`: a `name` that starts with the originals folder's own name is first
-    looked for without it (the folder given to cloak protect, mirrored under its name)."""
+    `own_name_first`: a `name` that starts with the originals folder's own name (its real
+    one: `.` or a link names another) is first looked for without it (the folder given to
+    cloak protect, mirrored under its name)."""
     tries = [name]
-    if own_name_first and len(name.parts) > 1 and name.parts[0] == originals.name:
+    own = Path(os.path.realpath(originals)).name
+    if own_name_first and len(name.parts) > 1 and name.parts[0] == own:
         tries.insert(0, PurePosixPath(*name.parts[1:]))
     for rel in tries:
         path = originals.joinpath(*rel.parts)
@@ -69,29 +73,33 @@ def find_original(originals: Path, name: PurePosixPath, own_name_first: bool = T
     return None
 
 
-def recorded_mirror(originals: Path, protected: Path) -> str | None:
-    """The folder inside `protected` that its cloak record (batch.Manifest) names as the
-    mirror of `originals`, or None (no record, or `originals` was not given as a folder:
-    `cloak protect 2023/Camera 2024/Camera` mirrors them as `Camera` and `Camera (2)`)."""
+def recorded_mirrors(originals: Path, protected: Path) -> tuple[str | None, set[str]]:
+    """(the folder inside `protected` that its cloak record (batch.Manifest) names as the
+    mirror of `originals`, or None; the mirrors it records for other folders that are
+    still there). `cloak protect 2023/Camera 2024/Camera` mirrors them as `Camera` and
+    `Camera (2)`: with 2024/Camera moved, `Camera`'s copies are 2023's, not its."""
     from .batch import Manifest
 
     real = os.path.realpath(originals)
+    mine, others = None, set()
     for name, folder in Manifest(protected).folders.items():
         if os.path.realpath(folder) == real and (protected / name).is_dir():
-            return name
-    return None
+            mine = mine or name
+        elif os.path.isdir(folder):
+            others.add(name)
+    return mine, others
 
 
 def pair_folders(originals: Path, protected: Path) -> list[Pair]:
     """Every photo under `protected` with its original under `originals` (see the module
     docstring); only the photos in the mirror of `originals` where `protected`'s record
-    names one (recorded_mirror). UnsupportedImageError where the two are one folder, or
+    names one (recorded_mirrors). A copy that is its own original pairs with none. UnsupportedImageError where the two are one folder, or
     there is no photo to pair."""
     if os.path.realpath(originals) == os.path.realpath(protected):
         raise UnsupportedImageError(
             f"{originals} was given twice: give the folder of originals first, then the "
             "folder cloak protect wrote their copies to")
-    mirror = recorded_mirror(originals, protected)
+    mirror, others = recorded_mirrors(originals, protected)
     root = protected / mirror if mirror else protected
     copies = photos_under(root)
     if not copies:
@@ -101,7 +109,12 @@ def pair_folders(originals: Path, protected: Path) -> list[Pair]:
     for copy in copies:
         within = PurePosixPath(*copy.relative_to(root).parts)
         name = PurePosixPath(mirror, within) if mirror else within
-        original = find_original(originals, within, own_name_first=False) if mirror \
-            else find_original(originals, name)
+        if mirror:
+            original = find_original(originals, within, own_name_first=False)
+        else:  # not below a mirror the record gives to another folder that is still there
+            original = find_original(originals, name, own_name_first=name.parts[0] not in
+                                     others)
+        if original is not None and same_file(original, copy):  # PROTECTED holds ORIGINALS
+            original = None
         pairs.append(Pair(str(name), copy, original))
     return pairs

@@ -208,8 +208,9 @@ def pair_transparency(original: Image.Image, protected: Image.Image
     - Both transparent (cloak's copy keeps the alpha bit for bit): unchanged; the posting
       presets flatten both onto white (apply_channel), which the note says.
     - A transparent original and an opaque copy (a platform's flattened copy): the original
-      is flattened the way that pairs best with the copy (coarse PSNR at 64 px): onto
-      white, onto black, or with its alpha dropped.
+      is flattened the way that pairs best with the copy (coarse PSNR at 64 px, scored on
+      thumbnails, so only the choice is flattened at full size): onto white, onto black,
+      or with its alpha dropped. Call it after match_copy: the two are one size then.
     - An opaque original: unchanged; a transparent copy's alpha is dropped (channels do)."""
     if not is_transparent(original):
         return original, protected, None
@@ -218,10 +219,16 @@ def pair_transparency(original: Image.Image, protected: Image.Image
             "the photos are transparent: the posting presets compare them flattened onto "
             "white, as a platform shows them; every other channel compares the colour "
             "stored under the transparency, which an editor that drops it sees")
-    tries = [(how, flatten(original, bg) if bg else original.convert("RGB"))
-             for how, bg in FLATTENINGS]
-    how, flat = max(tries, key=lambda t: coarse_psnr(t[1], protected))
-    return flat, protected, (f"the original is transparent and the copy is not: the "
+    scale = min(1.0, TURN_CHECK_SIDE / max(original.size))
+    size = (max(1, round(original.width * scale)), max(1, round(original.height * scale)))
+    small, small_copy = resize_keeping_colour(original, size), protected.resize(size, Image.BOX)
+
+    def flattened(img: Image.Image, background: tuple[int, int, int] | None) -> Image.Image:
+        return flatten(img, background) if background else img.convert("RGB")
+
+    how, background = max(FLATTENINGS, key=lambda t: coarse_psnr(
+        flattened(small, t[1]), small_copy))
+    return flattened(original, background), protected, (f"the original is transparent and the copy is not: the "
                              f"original was flattened {how} to compare them, as the copy "
                              "seems to be")
 
@@ -396,8 +403,8 @@ def verify_images(original: Image.Image, protected: Image.Image,
     if not models:
         raise ConfigError("no autoencoder to measure with; name at least one, e.g. taesd")
     original, protected = rgb_or_rgba(original), rgb_or_rgba(protected)
-    original, protected, alpha_note = pair_transparency(original, protected)
     original, note = match_copy(original, protected)
+    original, protected, alpha_note = pair_transparency(original, protected)
     note = "; ".join(n for n in (alpha_note, note) if n) or None
     check_comparable(original, protected)
     dev = pick_device(device)

@@ -241,18 +241,20 @@ class TestDropZone:
 
     def test_a_mixed_drop_adds_the_photos_and_names_what_it_did_not_add(
             self, window, tmp_path, small_photo):
-        """JPEG + RAW pairs from a camera, and a stray text file: the photos are added,
-        and the status bar says what was not (RAW files as such: develop them first)."""
+        """JPEG + RAW pairs from a camera, a RAW file alone, and a stray text file: the
+        photos are added, and the status bar says what was not (RAW files as such: develop
+        them first), except a RAW file whose JPEG twin was added."""
         photo = small_photo(tmp_path / "IMG_1.jpg")
-        raw = tmp_path / "IMG_1.CR2"
+        raw, lone = tmp_path / "IMG_1.CR2", tmp_path / "IMG_2.CR2"
         raw.write_bytes(b"raw sensor data")
+        lone.write_bytes(b"raw sensor data")
         notes = tmp_path / "notes.txt"
         notes.write_text("hello")
-        drop(window, [photo, raw, notes])
+        drop(window, [photo, raw, lone, notes])
         assert [row.src for row in window.rows.values()] == [photo]
         message = window.statusBar().currentMessage()
         assert message.startswith("added 1 photo(s); not added: 1 camera RAW file(s) (CR2): "
-                                  "develop them first"), message
+                                  "develop them first"), message  # IMG_2's, not IMG_1's
         assert "1 file(s) that are not photos cloak reads (notes.txt)" in message
         drop(window, [raw])  # RAW alone: the RAW advice, not the list of formats
         assert window.statusBar().currentMessage().startswith(
@@ -269,18 +271,18 @@ class TestDropZone:
         photo = small_photo(card / "IMG_1.jpg")
         for name in ("IMG_1.CR2", "IMG_2.CR2", "IMG_3.NEF", ".IMG_4.CR2"):
             (card / name).write_bytes(b"raw sensor data")
-        drop(window, [tmp_path / "DCIM"])
+        # the folder and its subfolder: each RAW file counted once; IMG_1's has its JPEG
+        drop(window, [tmp_path / "DCIM", card])
         assert wait_until(lambda: window.rows and not window._walks_pending, 10)
         assert [row.src for row in window.rows.values()] == [photo]
         message = window.statusBar().currentMessage()
-        assert message.startswith("added 1 photo(s); not added: 3 camera RAW file(s) "
+        assert message.startswith("added 1 photo(s); not added: 2 camera RAW file(s) "
                                   "(CR2, NEF): develop them first"), message
         only_raw = tmp_path / "raw-only"
         only_raw.mkdir()
         (only_raw / "a.ARW").write_bytes(b"raw")
         drop(window, [only_raw])
-        assert wait_until(lambda: "a.ARW" not in message and "ARW" in
-                          window.statusBar().currentMessage(), 10)
+        assert wait_until(lambda: "ARW" in window.statusBar().currentMessage(), 10)
         assert window.statusBar().currentMessage().startswith(
             "no photos to add; not added: 1 camera RAW file(s) (ARW)")
 

@@ -147,3 +147,42 @@ def test_verify_folder_mistakes_get_one_line(tmp_path, small_photo, which):
     result = invoke("verify", *args)
     assert result.exit_code == 1 and said in result.output, result.output
     assert "Traceback" not in result.output
+
+
+def test_preview_sheets_and_the_copy_itself_are_not_pairs(tmp_path):
+    """`protect --preview` writes NAME.EXT.preview.png beside each copy: not a copy. A
+    protected folder that holds the originals (`cloak verify holiday .`) pairs no copy
+    with itself."""
+    holiday = tmp_path / "holiday"
+    a = touch(holiday / "a.jpg")
+    out = tmp_path / "out"
+    touch(out / "holiday" / "a.jpg")
+    touch(out / "holiday" / "a.jpg.preview.png")
+    assert [(p.name, p.original) for p in pair_folders(holiday, out)] == [("holiday/a.jpg", a)]
+    assert [(p.name, p.original) for p in pair_folders(holiday, tmp_path)] == [
+        ("holiday/a.jpg", None), ("out/holiday/a.jpg", None)]
+
+
+def test_a_moved_folder_is_not_paired_with_another_folders_copies(tmp_path):
+    """2023/Camera and 2024/Camera protected together (mirrors Camera, Camera (2)); then
+    2024/Camera moved to /new/Camera: Camera/'s copies are 2023's (still there), so
+    /new/Camera pairs with none of them."""
+    old = tmp_path / "2023" / "Camera"
+    touch(old / "IMG_1.jpg")
+    moved = tmp_path / "new" / "Camera"
+    touch(moved / "IMG_1.jpg")
+    out = tmp_path / "protected"
+    touch(out / "Camera" / "IMG_1.jpg")
+    touch(out / "Camera (2)" / "IMG_1.jpg")
+    (out / ".cloak-manifest.json").write_text(json.dumps({
+        "version": 1, "photos": {},
+        "folders": {"Camera": str(old), "Camera (2)": str(tmp_path / "2024" / "Camera")}}))
+    assert all(p.original is None for p in pair_folders(moved, out))
+    assert [p.original for p in pair_folders(old, out)] == [old / "IMG_1.jpg"]
+
+
+def test_a_protected_folder_that_does_not_exist_is_named(tmp_path, small_photo):
+    folder = tmp_path / "holiday"
+    small_photo(folder / "a.png")
+    result = invoke("verify", folder, tmp_path / "protcted")
+    assert result.exit_code == 1 and "protcted: no such file" in result.output

@@ -166,12 +166,27 @@ def test_an_rgb_image_with_a_colour_key_counts_as_transparent():
     assert rgb_or_rgba(plain) is plain
 
 
-def test_a_large_copy_turned_180_degrees_is_found_at_the_reduced_size():
-    """Above TURN_CHECK_SIDE both are scaled down before the turns are tried."""
+def test_a_large_copy_turned_180_degrees_is_found_at_the_reduced_size(monkeypatch):
+    """Above TURN_CHECK_SIDE both are scaled down before the turns are tried: no turn
+    is tried on the full-size copy."""
+    from cloak import verify
     from cloak.verify import TURN_CHECK_SIDE
 
     original = pattern((1200, 800))
     assert max(original.size) > TURN_CHECK_SIDE
+    turned_sizes = []
+    real_transpose = Image.Image.transpose
+
+    def spying(image, method):
+        turned_sizes.append(image.size)
+        return real_transpose(image, method)
+
+    monkeypatch.setattr(Image.Image, "transpose", spying)
+    copy = protected_like(original).transpose(T.ROTATE_180)
+    turned_sizes.clear()
+    assert verify.turned(original, copy) == ("turned 180 degrees", "turn it back")
+    assert turned_sizes and max(max(size) for size in turned_sizes) <= TURN_CHECK_SIDE
+    monkeypatch.undo()
     with pytest.raises(UnsupportedImageError, match="turned 180 degrees: turn it back"):
         check_comparable(original, protected_like(original).transpose(T.ROTATE_180))
     with pytest.raises(UnsupportedImageError, match="differ far more"):
@@ -221,3 +236,23 @@ def test_a_transparent_pair_and_an_opaque_pair_get_the_right_notes(model_dir):
     solid = verify_images(Image.fromarray(alpha, "RGBA"), copy.convert("RGB"), ("as-is",),
                           models=("taesd",))
     assert solid.note is None
+
+
+def test_an_original_whose_copy_dropped_its_transparency_pairs_that_way(model_dir):
+    """An editor's convert("RGB") keeps the colour stored under the transparency: the
+    original is compared with its alpha dropped, and the note says so."""
+    original, copy = hidden_black((128, 96))
+    v = verify_images(original, copy.convert("RGB"), ("as-is",), models=("taesd",))
+    assert "flattened by dropping its transparency" in v.note
+    plain = verify_images(original.convert("RGB"), copy.convert("RGB"), ("as-is",),
+                          models=("taesd",))
+    assert v.channels[0].damage_db == plain.channels[0].damage_db
+
+
+def test_a_smaller_flattened_copy_of_a_transparent_original_pairs(model_dir):
+    """Downloaded back at half size from a platform that flattened it onto white: resized
+    first (match_copy), then flattened to match."""
+    original, copy = hidden_black((192, 128))
+    small = flatten(copy).resize((96, 64), Image.LANCZOS)
+    v = verify_images(original, small, ("as-is",), models=("taesd",))
+    assert "resized to the copy's size" in v.note and "flattened onto white" in v.note

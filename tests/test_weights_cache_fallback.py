@@ -306,6 +306,23 @@ class TestDamagedCacheCopy:
         assert any(f"using {spare}" in m and "is damaged" in m for m in said), said
         assert not any("downloading it again" in m for m in said), said
 
+    def test_a_damaged_copy_in_a_writable_cache_is_downloaded_again_spare_or_not(
+            self, weights_dir, mirror, tmp_path, caplog):
+        """A spare left in the temporary folder from a read-only spell does not stand in
+        for a cache that can be written again: the cache's copy is replaced."""
+        spec = get_spec("taef2")
+        cache = tmp_path / "cache"
+        cache.mkdir()
+        data = bytearray((weights_dir / "taef2_decoder.pth").read_bytes())
+        data[-10] ^= 0xFF
+        (cache / "taef2_decoder.pth").write_bytes(bytes(data))
+        W.fallback_dir().mkdir(mode=0o700)
+        shutil.copy(weights_dir / "taef2_decoder.pth", W.fallback_dir())
+        with caplog.at_level("WARNING", logger=LOGGER):
+            assert isinstance(W.load_verified(spec, "decoder"), torch.nn.Module)
+        assert W.sha256_of(cache / "taef2_decoder.pth") == W.KNOWN_SHA256["taef2_decoder.pth"]
+        assert any("downloading it again" in r.getMessage() for r in caplog.records)
+
     def test_a_damaged_spare_is_not_used(self, weights_dir, tmp_path, read_only_folder):
         spec = get_spec("taef2")
         data = bytearray((weights_dir / "taef2_decoder.pth").read_bytes())

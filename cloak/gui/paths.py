@@ -22,15 +22,22 @@ def is_raw_file(path: Path) -> bool:
     return path.suffix.lower() in RAW_SUFFIXES
 
 
-def not_added_note(paths: Iterable[str | Path], raw_in_folders: Iterable[Path] = ()) -> str:
+def not_added_note(paths: Iterable[str | Path], raw_in_folders: Iterable[Path] = (),
+                   photos: Iterable[Path] = ()) -> str:
     """What among `paths` (given files; folders are walked, not counted) is not a photo
     cloak reads, in a few words: camera RAW files named as such, since they need
     developing first, `raw_in_folders` (found inside the walked folders) with them; ''
-    when every file is one."""
-    files = [Path(p) for p in paths if not os.path.isdir(p) and not is_image_file(Path(p))]
+    when every file is one. A RAW file whose twin (the camera's JPEG or HEIC of the same
+    name beside it) is among the given files or `photos` (those found) is not named: its
+    photo is in the list."""
+    paths = [Path(p) for p in paths]
+    files = [p for p in paths if not os.path.isdir(p) and not is_image_file(p)]
+    twins = {(os.path.abspath(p.parent), p.stem.casefold())
+             for p in [*paths, *photos] if is_image_file(p)}
     raw = [p for p in files if is_raw_file(p)]
     other = [p for p in files if p not in raw]
-    raw += list(raw_in_folders)
+    raw = [p for p in dict.fromkeys([*raw, *raw_in_folders])  # a folder dropped twice
+           if (os.path.abspath(p.parent), p.stem.casefold()) not in twins]
     parts = []
     if raw:
         kinds = ", ".join(sorted({p.suffix.upper().lstrip(".") for p in raw}))

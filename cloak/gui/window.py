@@ -374,7 +374,7 @@ class MainWindow(QMainWindow):
         self._update_buttons()
         generation, walks, count, given = key
         photos, raw = found or ([], [])
-        not_added = not_added_note(given, raw)
+        not_added = not_added_note(given, raw, photos)
         if generation != self._list_generation or walks != self._walk_generation:
             if not self._walks_pending:  # no walk left to say "looking for photos…" for
                 if generation == self._list_generation:  # Cancel: say what it did

@@ -728,10 +728,23 @@ def resolve(spec: ModelSpec, part: str, model_dir=None, allow_download: bool = T
     return download(spec, part, progress, model_dir)
 
 
+def _can_write(folder: Path) -> bool:
+    """Whether a file can be made in `folder` now (tried: modes say nothing on a read-only
+    mount, or to root)."""
+    try:
+        fd, name = tempfile.mkstemp(dir=folder, prefix=".write-test-")
+    except OSError:
+        return False
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(name)
+    return True
+
+
 def _good_spare(spec: ModelSpec, part: str, damaged: Path) -> Path | None:
     """A good copy of (model, part) in the temporary folder for downloads, for a damaged
-    copy in the cache (`damaged`): the cache is searched first, so without this a cache
-    that can't be written would send every run to download it again. None where there is
+    copy in the cache (`damaged`) that can't be replaced there (no write, or no download):
+    the cache is searched first, so without this every run would download it again. None where there is
     no such copy, or it is damaged too."""
     folder = _fallback_found()
     if folder is None or damaged.parent == folder:
@@ -761,13 +774,15 @@ def load_verified(spec: ModelSpec, part: str, model_dir=None, allow_download: bo
         own_copies = [folder / f"{spec.file_stem(part)}.pth" for folder in _own_folders()]
         if own_copy not in own_copies:
             raise
-        spare = _good_spare(spec, part, own_copy)
+        can_fetch = allow_download and not downloads_off()
+        spare = (None if can_fetch and _can_write(own_copy.parent)
+                 else _good_spare(spec, part, own_copy))
         if spare is not None:  # a damaged cache copy the cache can't replace (read-only)
             log.warning("%s is damaged (%s); using %s, downloaded when the cache could not "
                         "be written (delete the damaged copy, or make the cache writable)",
                         own_copy, exc, spare)
             return load_part(spec, part, spare)
-        if not allow_download or downloads_off():
+        if not can_fetch:
             raise
         log.warning("%s is damaged (%s); downloading it again", own_copy, exc)
         damaged = str(exc)
