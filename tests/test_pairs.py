@@ -186,3 +186,35 @@ def test_a_protected_folder_that_does_not_exist_is_named(tmp_path, small_photo):
     small_photo(folder / "a.png")
     result = invoke("verify", folder, tmp_path / "protcted")
     assert result.exit_code == 1 and "protcted: no such file" in result.output
+
+
+def test_ctrl_c_keeps_the_pairs_measured_so_far(tmp_path, small_photo, model_dir,
+                                                monkeypatch):
+    """Ctrl-C on the second pair: the first pair's line and --json row are kept, the
+    summary says it was interrupted, and the exit code is 130."""
+    from cloak import verify
+
+    holiday = tmp_path / "holiday"
+    small_photo(holiday / "a.png", size=(64, 48))
+    small_photo(holiday / "b.png", size=(64, 48), index=1)
+    out = tmp_path / "protected"
+    assert invoke("protect", holiday, "--out", out, *TINY).exit_code == 0
+    real, calls = verify.verify_images, []
+
+    def interrupted_second_time(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(verify, "verify_images", interrupted_second_time)
+    report = tmp_path / "v.json"
+    result = invoke("verify", holiday, out, "--models", "taesd", "--channels", "as-is",
+                    "--json", report)
+    assert result.exit_code == 130, result.output
+    assert result.stdout.startswith("holiday/a.png: ")
+    assert "1 pair(s) measured" in result.stdout
+    assert "interrupted, 1 not reached" in result.stdout
+    data = json.loads(report.read_text())
+    assert data["interrupted"] is True and [p["name"] for p in data["pairs"]] == [
+        "holiday/a.png"]
