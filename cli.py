@@ -662,7 +662,7 @@ def fetch_weights(names: tuple[str, ...], model_dir: str | None,
 def verify(
     photo: Annotated[Path, typer.Argument(
         metavar="PHOTO", help="The original photo (or a folder of originals), or a "
-        "protected photo alone.")],
+        "protected photo (or a folder of them) alone.")],
     protected: Annotated[Path | None, typer.Argument(
         metavar="PROTECTED", help="The protected copy of PHOTO (or the folder cloak "
         "protect wrote the copies of the folder PHOTO to).")] = None,
@@ -696,13 +696,16 @@ def verify(
     copy downloaded back from a platform. It always uses taesd, the calibrated detector
     (--models is for the comparison with the original).
 
+    With a folder alone: the receipt of every photo in it (copies downloaded back
+    from a platform, say), one line each and how many were called protected.
+
     With two folders, the originals and the folder cloak protect wrote to: every copy in
     it measured against its original (found by the same path, or, for a folder that was
     given to cloak protect, by the path below its name), one line each and a count of the
     verdicts; --json keeps every pair's figures. The 1024 px measurement is left out.
 
-    Exit codes: 0 measured (whatever the verdict); 1 bad input or missing weights; 2 (two
-    folders) some pairs could not be measured.
+    Exit codes: 0 measured (whatever the verdict); 1 bad input or missing weights; 2
+    (folders) some photos or pairs could not be measured; 130 interrupted.
 
     Examples: cloak verify me.jpg protected/me.jpg;
     cloak verify holiday/ protected/ --channels instagram
@@ -728,7 +731,9 @@ def verify(
 
     def leave_report(message: str) -> None:  # a refused or failed verify leaves this
         if json_path:  # run's report at --json, not an earlier pair's verdict
-            report = ({"kind": "receipt", "photo": str(photo), "score_db": None}
+            report = ({"kind": "receipts", "folder": str(photo), "photos": None}
+                      if protected is None and os.path.isdir(photo) else
+                      {"kind": "receipt", "photo": str(photo), "score_db": None}
                       if protected is None else
                       {"kind": "folders", "originals": str(photo),
                        "protected_folder": str(protected), "pairs": None}
@@ -754,11 +759,10 @@ def verify(
             # photo's own load then says why
             folders = [p for p in (photo, protected) if p is not None and os.path.isdir(p)]
             if folders and protected is None:
-                raise UnsupportedImageError(
-                    f"{printable(str(photo))} is a folder: to measure a folder of protected "
-                    "copies, give the folder of originals first (cloak verify ORIGINALS/ "
-                    "PROTECTED/), or give one photo for its receipt")
-            if len(folders) == 1:
+                folder_exit = receipt_folder(photo, md, device, json_path,
+                                             channels is not None
+                                             or names != DEFAULT_VERIFY_MODELS)
+            elif len(folders) == 1:
                 other = protected if folders[0] == photo else photo
                 if not os.path.lexists(other):  # a typo: says it is missing (or unreachable)
                     io.load_photo(other)
@@ -766,7 +770,7 @@ def verify(
                     f"{printable(str(folders[0]))} is a folder and the other a file: give two "
                     "photos (the original, then its protected copy), or two folders (the "
                     "originals, then the folder cloak protect wrote to)")
-            if folders:
+            elif folders:
                 folder_exit = verify_folders(photo, protected, measured, names, md, device,
                                              json_path)
             else:
@@ -878,6 +882,63 @@ def verify(
         return
     if json_path:
         write_json(json_path, result)
+
+
+def receipt_folder(folder: Path, model_dir: str | None, device: str | None,
+                   json_path: Path | None, options_given: bool) -> int:
+    """`cloak verify FOLDER/`: the no-reference receipt of every photo under FOLDER (copies
+    downloaded back from a platform, say), one line each, then how many were called
+    protected. Returns the exit code: 0 when every photo was read, 2 when some could
+    not be, 130 on Ctrl-C (the photos done are said and kept in --json)."""
+    from cloak import io
+    from cloak.pairs import photos_under
+    from cloak.verify import RECEIPT_SMALLEST, photo_image, receipt_image
+
+    photos = photos_under(folder)
+    if not photos:
+        raise CloakError(f"no photos in {printable(str(folder))} (looked in its subfolders "
+                         "too)")
+    if options_given:
+        typer.secho("note: --channels and --models are for the comparison with the "
+                    "originals (cloak verify ORIGINALS/ PROTECTED/); photos alone get the "
+                    "receipt, which always uses taesd", fg=typer.colors.YELLOW, err=True)
+    fetch_weights(("taesd",), model_dir, device)
+    rows: list[dict] = []
+    interrupted = False
+    try:
+        for path in photos:
+            name = "/".join(path.relative_to(folder).parts)
+            try:
+                image = photo_image(io.load_photo(path))
+                receipt = receipt_image(image, model_dir, device)
+            except (CloakError, OSError) as exc:
+                why = (f"can't read {exc.filename}: {exc.strerror or exc}"
+                       if isinstance(exc, OSError) and exc.filename else str(exc))
+                typer.secho(f"{printable(name)}: not read: {printable(why)}",
+                            fg=typer.colors.RED, err=True)
+                rows.append({"name": name, "photo": str(path), "error": why})
+                continue
+            small = max(image.size) < RECEIPT_SMALLEST
+            say(f"{printable(name)}: " + ("protection detected" if receipt.protected else
+                                          "no protection detected")
+                + f" ({receipt.score_db:+.2f} dB; threshold {receipt.threshold_db:+.2f})"
+                + (f" (under {RECEIPT_SMALLEST} px: less reliable)" if small else ""))
+            rows.append({"name": name, "photo": str(path), **receipt.to_dict(),
+                         "below_calibrated_size": small})
+    except KeyboardInterrupt:
+        interrupted = True
+    found = sum(1 for row in rows if row.get("protected"))
+    read = sum(1 for row in rows if "error" not in row)
+    failed = len(rows) - read
+    say(f"protection detected in {found} of {read} photo(s) (a hint, not proof, and no "
+        "measure of its strength: compare with the originals for figures)"
+        + (f"; {failed} not read" if failed else "")
+        + (f"; interrupted, {len(photos) - len(rows)} not reached" if interrupted else ""))
+    if json_path:
+        write_json(json_path, {"kind": "receipts", "folder": str(folder), "photos": rows,
+                               "detected": found, "read": read, "failed": failed,
+                               "interrupted": interrupted, "cloak_version": __version__})
+    return 130 if interrupted else 2 if failed else 0
 
 
 def verify_folders(originals: Path, protected: Path, channels: tuple[str, ...],

@@ -133,15 +133,16 @@ def test_verify_folders_fails_a_pair_it_cannot_read_and_goes_on(tmp_path, small_
     assert "1 pair(s) measured" in result.stdout and "1 not measured" in result.stdout
 
 
-@pytest.mark.parametrize("which", ["folder alone", "folder and file", "no originals"])
+@pytest.mark.parametrize("which", ["empty folder alone", "folder and file", "no originals"])
 def test_verify_folder_mistakes_get_one_line(tmp_path, small_photo, which):
     folder = tmp_path / "holiday"
     photo = small_photo(folder / "a.png")
     other = tmp_path / "elsewhere"
     small_photo(other / "x.png")
-    args = {"folder alone": [folder], "folder and file": [folder, photo],
+    (tmp_path / "empty").mkdir()
+    args = {"empty folder alone": [tmp_path / "empty"], "folder and file": [folder, photo],
             "no originals": [other, folder]}[which]
-    said = {"folder alone": "is a folder: to measure a folder of protected copies",
+    said = {"empty folder alone": "no photos in",
             "folder and file": "is a folder and the other a file",
             "no originals": "none of the 1 photo(s) in"}[which]
     result = invoke("verify", *args)
@@ -218,3 +219,31 @@ def test_ctrl_c_keeps_the_pairs_measured_so_far(tmp_path, small_photo, model_dir
     data = json.loads(report.read_text())
     assert data["interrupted"] is True and [p["name"] for p in data["pairs"]] == [
         "holiday/a.png"]
+
+
+def test_verify_a_folder_alone_gives_each_photo_its_receipt(tmp_path, small_photo,
+                                                            model_dir):
+    """Copies downloaded back, no originals: each photo's receipt on its own line, the
+    same as `cloak verify PHOTO` gives it; a file that can't be read is said and the
+    run exits 2; --json keeps every photo's row."""
+    folder = tmp_path / "downloaded"
+    small_photo(folder / "a.png", size=(96, 64))
+    small_photo(folder / "sub" / "b.jpg", size=(96, 64), index=1)
+    (folder / "c.png").write_bytes(b"not a png")
+    report = tmp_path / "r.json"
+    result = invoke("verify", folder, "--json", report)
+    assert result.exit_code == 2, result.output
+    lines = result.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines[:2]] == ["a.png", "sub/b.jpg"]
+    assert "c.png: not read" in result.output
+    assert lines[-1].startswith("protection detected in ") and "of 2 photo(s)" in lines[-1]
+    data = json.loads(report.read_text())
+    assert data["kind"] == "receipts" and data["read"] == 2 and data["failed"] == 1
+    assert [row["name"] for row in data["photos"]] == ["a.png", "c.png", "sub/b.jpg"]
+    for row in (data["photos"][0], data["photos"][2]):
+        alone = tmp_path / f"{row['name'].replace('/', '_')}.json"
+        assert invoke("verify", row["photo"], "--json", alone).exit_code == 0
+        single = json.loads(alone.read_text())
+        assert (row["score_db"], row["protected"]) == (single["score_db"],
+                                                       single["protected"])
+        assert row["below_calibrated_size"] is True
