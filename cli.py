@@ -606,7 +606,9 @@ def is_cloak_report(path: Path) -> bool:
         {"out", "settings", "files"} <= data.keys()
         or {"original", "protected_copy", "verdict"} <= data.keys()
         or {"original", "protected", "verdict"} <= data.keys()  # verify's, until 9321a4c
-        or {"photo", "score_db"} <= data.keys())
+        or {"photo", "score_db"} <= data.keys()
+        or {"kind", "folder", "photos"} <= data.keys()  # verify FOLDER/'s receipts
+        or {"kind", "originals", "protected_folder", "pairs"} <= data.keys())  # two folders
 
 
 def check_model_dir(model_dir: Path | None) -> None:
@@ -891,13 +893,16 @@ def receipt_folder(folder: Path, model_dir: str | None, device: str | None,
     protected. Returns the exit code: 0 when every photo was read, 2 when some could
     not be, 130 on Ctrl-C (the photos done are said and kept in --json)."""
     from cloak import io
+    from cloak.errors import is_out_of_memory
     from cloak.pairs import photos_under
     from cloak.verify import RECEIPT_SMALLEST, photo_image, receipt_image
 
-    photos = photos_under(folder)
+    unreadable: list[OSError] = []
+    photos = photos_under(folder, unreadable)
     if not photos:
+        why = f" ({unreadable[0].strerror or unreadable[0]})" if unreadable else ""
         raise CloakError(f"no photos in {printable(str(folder))} (looked in its subfolders "
-                         "too)")
+                         f"too){why}")
     if options_given:
         typer.secho("note: --channels and --models are for the comparison with the "
                     "originals (cloak verify ORIGINALS/ PROTECTED/); photos alone get the "
@@ -911,29 +916,47 @@ def receipt_folder(folder: Path, model_dir: str | None, device: str | None,
             try:
                 image = photo_image(io.load_photo(path))
                 receipt = receipt_image(image, model_dir, device)
-            except (CloakError, OSError) as exc:
+            except (CloakError, OSError, MemoryError, RuntimeError) as exc:
+                if isinstance(exc, (MemoryError, RuntimeError)) and not is_out_of_memory(exc):
+                    raise
                 why = (f"can't read {exc.filename}: {exc.strerror or exc}"
-                       if isinstance(exc, OSError) and exc.filename else str(exc))
+                       if isinstance(exc, OSError) and exc.filename else
+                       "not enough memory to read it" if not isinstance(
+                           exc, (CloakError, OSError)) else str(exc))
                 typer.secho(f"{printable(name)}: not read: {printable(why)}",
                             fg=typer.colors.RED, err=True)
                 rows.append({"name": name, "photo": str(path), "error": why})
                 continue
             small = max(image.size) < RECEIPT_SMALLEST
+            notes = []
+            if small:
+                notes.append(f"{image.width}x{image.height}, under the {RECEIPT_SMALLEST} px "
+                             "the receipt was calibrated on: less reliable")
+            if not receipt.protected and io.says_protected_file(path):
+                notes.append("it carries cloak's note, so cloak made it: the receipt often "
+                             "misses copies made at fast or low")
             say(f"{printable(name)}: " + ("protection detected" if receipt.protected else
                                           "no protection detected")
-                + f" ({receipt.score_db:+.2f} dB; threshold {receipt.threshold_db:+.2f})"
-                + (f" (under {RECEIPT_SMALLEST} px: less reliable)" if small else ""))
+                + f" ({receipt.label} {receipt.score_db:+.2f} dB; threshold "
+                  f"{receipt.threshold_db:+.2f})" + "".join(f"; {n}" for n in notes))
             rows.append({"name": name, "photo": str(path), **receipt.to_dict(),
-                         "below_calibrated_size": small})
+                         "below_calibrated_size": small, "note": "; ".join(notes) or None})
     except KeyboardInterrupt:
         interrupted = True
+    for exc in unreadable:  # a subfolder that can't be listed: said, and counted as failed
+        where = exc.filename or folder
+        typer.secho(f"{printable(str(where))}: not searched: {exc.strerror or exc}",
+                    fg=typer.colors.RED, err=True)
+        rows.append({"name": str(where), "photo": None,
+                     "error": f"folder not searched: {exc.strerror or exc}"})
     found = sum(1 for row in rows if row.get("protected"))
     read = sum(1 for row in rows if "error" not in row)
     failed = len(rows) - read
     say(f"protection detected in {found} of {read} photo(s) (a hint, not proof, and no "
         "measure of its strength: compare with the originals for figures)"
         + (f"; {failed} not read" if failed else "")
-        + (f"; interrupted, {len(photos) - len(rows)} not reached" if interrupted else ""))
+        + (f"; interrupted, {len(photos) + len(unreadable) - len(rows)} not reached"
+           if interrupted else ""))
     if json_path:
         write_json(json_path, {"kind": "receipts", "folder": str(folder), "photos": rows,
                                "detected": found, "read": read, "failed": failed,
@@ -951,7 +974,8 @@ def verify_folders(originals: Path, protected: Path, channels: tuple[str, ...],
     in --json); CloakError when none had its original."""
     from cloak.pairs import pair_folders
 
-    pairs = pair_folders(originals, protected)
+    unreadable: list[OSError] = []
+    pairs = pair_folders(originals, protected, unreadable)
     if not any(pair.original for pair in pairs):
         raise CloakError(
             f"none of the {len(pairs)} photo(s) in {printable(str(protected))} has its "
@@ -965,6 +989,12 @@ def verify_folders(originals: Path, protected: Path, channels: tuple[str, ...],
         interrupted = False
     except KeyboardInterrupt:  # the pairs measured so far are kept, and said so
         interrupted = True
+    for exc in unreadable:  # a subfolder of copies that can't be listed: a failure
+        where = exc.filename or protected
+        typer.secho(f"{printable(str(where))}: not searched: {exc.strerror or exc}",
+                    fg=typer.colors.RED, err=True)
+        rows.append({"name": str(where), "original": None, "protected_copy": None,
+                     "error": f"folder not searched: {exc.strerror or exc}"})
     failed = sum(1 for row in rows if row.get("error") not in (None, "no original found"))
     alone = sum(1 for row in rows if row.get("error") == "no original found")
     measured = sum(counts.values())
@@ -974,7 +1004,8 @@ def verify_folders(originals: Path, protected: Path, channels: tuple[str, ...],
         + " (verdicts on each pair's worst channel)"
         + (f"; {alone} copy(ies) without an original" if alone else "")
         + (f"; {failed} not measured" if failed else "")
-        + (f"; interrupted, {len(pairs) - len(rows)} not reached" if interrupted else ""))
+        + (f"; interrupted, {len(pairs) + len(unreadable) - len(rows)} not reached"
+           if interrupted else ""))
     if json_path:
         write_json(json_path, {"kind": "folders", "originals": str(originals),
                                "protected_folder": str(protected), "models": list(names),

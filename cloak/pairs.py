@@ -36,14 +36,19 @@ def is_photo_name(name: str) -> bool:
             and Path(name).suffix.lower() in IMAGE_SUFFIXES)
 
 
-def photos_under(folder: Path) -> list[Path]:
+def photos_under(folder: Path, unreadable: list[OSError] | None = None) -> list[Path]:
     """Photos under `folder`, in sorted order (each folder's entries by name); hidden
-    entries and library packages are not entered, links to folders are not followed."""
+    entries and library packages are not entered, links to folders are not followed,
+    and only files (or links, a broken one then fails on its own) are photos: not a FIFO,
+    which would block its reader. `unreadable` gets the OSError of each folder that can't
+    be listed (otherwise passed over in silence)."""
     found = []
-    for top, dirs, files in os.walk(folder):  # os.walk does not follow folder links
+    on_error = unreadable.append if unreadable is not None else None
+    for top, dirs, files in os.walk(folder, onerror=on_error):  # folder links not followed
         dirs[:] = sorted(d for d in dirs if not d.startswith(".")
                          and Path(d).suffix.lower() not in PACKAGE_SUFFIXES)
-        found += [Path(top) / f for f in sorted(files) if is_photo_name(f)]
+        found += [Path(top) / f for f in sorted(files) if is_photo_name(f) and (
+            os.path.isfile(os.path.join(top, f)) or os.path.islink(os.path.join(top, f)))]
     return sorted(found, key=lambda p: p.relative_to(folder).parts)
 
 
@@ -90,10 +95,12 @@ def recorded_mirrors(originals: Path, protected: Path) -> tuple[str | None, set[
     return mine, others
 
 
-def pair_folders(originals: Path, protected: Path) -> list[Pair]:
+def pair_folders(originals: Path, protected: Path,
+                 unreadable: list[OSError] | None = None) -> list[Pair]:
     """Every photo under `protected` with its original under `originals` (see the module
     docstring); only the photos in the mirror of `originals` where `protected`'s record
-    names one (recorded_mirrors). A copy that is its own original pairs with none. UnsupportedImageError where the two are one folder, or
+    names one (recorded_mirrors). A copy that is its own original pairs with none.
+    `unreadable`: see photos_under. UnsupportedImageError where the two are one folder, or
     there is no photo to pair."""
     if os.path.realpath(originals) == os.path.realpath(protected):
         raise UnsupportedImageError(
@@ -101,7 +108,7 @@ def pair_folders(originals: Path, protected: Path) -> list[Pair]:
             "folder cloak protect wrote their copies to")
     mirror, others = recorded_mirrors(originals, protected)
     root = protected / mirror if mirror else protected
-    copies = photos_under(root)
+    copies = photos_under(root, unreadable)
     if not copies:
         raise UnsupportedImageError(f"no photos in {root} (looked in its subfolders too): "
                                     "give the folder cloak protect wrote to")

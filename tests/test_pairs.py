@@ -247,3 +247,55 @@ def test_verify_a_folder_alone_gives_each_photo_its_receipt(tmp_path, small_phot
         assert (row["score_db"], row["protected"]) == (single["score_db"],
                                                        single["protected"])
         assert row["below_calibrated_size"] is True
+
+
+def test_a_folder_receipt_run_again_replaces_its_report_and_keeps_done_on_ctrl_c(
+        tmp_path, small_photo, model_dir, monkeypatch):
+    """The same --json twice: the first run's report is cloak's, so it is replaced (it was
+    refused as "not a cloak report"). Ctrl-C on the second photo keeps the first."""
+    from cloak import verify
+
+    folder = tmp_path / "downloaded"
+    small_photo(folder / "a.png", size=(640, 480))  # at the calibrated size: no note
+    small_photo(folder / "b.png", size=(96, 64), index=1)
+    report = tmp_path / "r.json"
+    assert invoke("verify", folder, "--json", report).exit_code == 0
+    first = json.loads(report.read_text())
+    assert [row["below_calibrated_size"] for row in first["photos"]] == [False, True]
+    assert first["photos"][0]["note"] is None and "96x64" in first["photos"][1]["note"]
+    real, calls = verify.receipt_image, []
+
+    def interrupted_second_time(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(verify, "receipt_image", interrupted_second_time)
+    result = invoke("verify", folder, "--json", report)
+    assert result.exit_code == 130, result.output
+    assert "interrupted, 1 not reached" in result.stdout
+    data = json.loads(report.read_text())
+    assert data["interrupted"] is True and [r["name"] for r in data["photos"]] == ["a.png"]
+
+
+def test_a_folder_of_copies_that_cant_be_listed_is_a_failure_not_silence(
+        tmp_path, small_photo, model_dir, lock_folder):
+    """A subfolder that can't be listed (EACCES simulated: CI runs as root) is named and
+    the run exits 2, where it was passed over in silence."""
+    folder = tmp_path / "downloaded"
+    small_photo(folder / "a.png", size=(96, 64))
+    small_photo(folder / "locked" / "b.png", size=(96, 64))
+    lock_folder(folder / "locked")
+    result = invoke("verify", folder)
+    assert result.exit_code == 2, result.output
+    assert "locked: not searched: Permission denied" in result.output
+    assert "protection detected in" in result.stdout and "1 not read" in result.stdout
+
+
+def test_a_fifo_named_like_a_photo_is_not_a_photo(tmp_path):
+    import os
+
+    touch(tmp_path / "f" / "a.jpg")
+    os.mkfifo(tmp_path / "f" / "pipe.jpg")
+    assert photos_under(tmp_path / "f") == [tmp_path / "f" / "a.jpg"]
