@@ -886,6 +886,32 @@ def verify(
         write_json(json_path, result)
 
 
+def item_failure(exc: BaseException, out_of_memory: str) -> str:
+    """The one-line reason one photo (or pair) of a folder run failed with `exc`, a
+    CloakError, OSError or out-of-memory error (said as `out_of_memory`); any other
+    RuntimeError is a bug and is raised again."""
+    from cloak.errors import is_out_of_memory
+
+    if isinstance(exc, (MemoryError, RuntimeError)) and not is_out_of_memory(exc):
+        raise exc
+    if isinstance(exc, OSError) and exc.filename:
+        return f"can't read {exc.filename}: {exc.strerror or exc}"
+    return str(exc) if isinstance(exc, (CloakError, OSError)) else out_of_memory
+
+
+def unsearched_rows(unreadable: list[OSError], folder: Path, **blank) -> list[dict]:
+    """Each folder that could not be listed (cloak.pairs.photos_under's `unreadable`),
+    said on stderr, as a failed --json row (`blank`: the row's other keys)."""
+    rows = []
+    for exc in unreadable:
+        where = exc.filename or folder
+        typer.secho(f"{printable(str(where))}: not searched: {exc.strerror or exc}",
+                    fg=typer.colors.RED, err=True)
+        rows.append({"name": str(where), **blank,
+                     "error": f"folder not searched: {exc.strerror or exc}"})
+    return rows
+
+
 def receipt_folder(folder: Path, model_dir: str | None, device: str | None,
                    json_path: Path | None, options_given: bool) -> int:
     """`cloak verify FOLDER/`: the no-reference receipt of every photo under FOLDER (copies
@@ -893,7 +919,6 @@ def receipt_folder(folder: Path, model_dir: str | None, device: str | None,
     protected. Returns the exit code: 0 when every photo was read, 2 when some could
     not be, 130 on Ctrl-C (the photos done are said and kept in --json)."""
     from cloak import io
-    from cloak.errors import is_out_of_memory
     from cloak.pairs import photos_under
     from cloak.verify import RECEIPT_SMALLEST, photo_image, receipt_image
 
@@ -917,12 +942,7 @@ def receipt_folder(folder: Path, model_dir: str | None, device: str | None,
                 image = photo_image(io.load_photo(path))
                 receipt = receipt_image(image, model_dir, device)
             except (CloakError, OSError, MemoryError, RuntimeError) as exc:
-                if isinstance(exc, (MemoryError, RuntimeError)) and not is_out_of_memory(exc):
-                    raise
-                why = (f"can't read {exc.filename}: {exc.strerror or exc}"
-                       if isinstance(exc, OSError) and exc.filename else
-                       "not enough memory to read it" if not isinstance(
-                           exc, (CloakError, OSError)) else str(exc))
+                why = item_failure(exc, "not enough memory to read it")
                 typer.secho(f"{printable(name)}: not read: {printable(why)}",
                             fg=typer.colors.RED, err=True)
                 rows.append({"name": name, "photo": str(path), "error": why})
@@ -943,12 +963,7 @@ def receipt_folder(folder: Path, model_dir: str | None, device: str | None,
                          "below_calibrated_size": small, "note": "; ".join(notes) or None})
     except KeyboardInterrupt:
         interrupted = True
-    for exc in unreadable:  # a subfolder that can't be listed: said, and counted as failed
-        where = exc.filename or folder
-        typer.secho(f"{printable(str(where))}: not searched: {exc.strerror or exc}",
-                    fg=typer.colors.RED, err=True)
-        rows.append({"name": str(where), "photo": None,
-                     "error": f"folder not searched: {exc.strerror or exc}"})
+    rows += unsearched_rows(unreadable, folder, photo=None)
     found = sum(1 for row in rows if row.get("protected"))
     read = sum(1 for row in rows if "error" not in row)
     failed = len(rows) - read
@@ -989,12 +1004,7 @@ def verify_folders(originals: Path, protected: Path, channels: tuple[str, ...],
         interrupted = False
     except KeyboardInterrupt:  # the pairs measured so far are kept, and said so
         interrupted = True
-    for exc in unreadable:  # a subfolder of copies that can't be listed: a failure
-        where = exc.filename or protected
-        typer.secho(f"{printable(str(where))}: not searched: {exc.strerror or exc}",
-                    fg=typer.colors.RED, err=True)
-        rows.append({"name": str(where), "original": None, "protected_copy": None,
-                     "error": f"folder not searched: {exc.strerror or exc}"})
+    rows += unsearched_rows(unreadable, protected, original=None, protected_copy=None)
     failed = sum(1 for row in rows if row.get("error") not in (None, "no original found"))
     alone = sum(1 for row in rows if row.get("error") == "no original found")
     measured = sum(counts.values())
@@ -1022,7 +1032,6 @@ def measure_pairs(pairs, originals: Path, channels: tuple[str, ...], names: tupl
     """verify_folders' loop: each pair measured and said, its row appended to `rows` and
     its verdict counted in `counts` as it is done (so a Ctrl-C keeps the pairs done)."""
     from cloak import io
-    from cloak.errors import is_out_of_memory
     from cloak.verify import in_one_colour_space, photo_image, verify_images
 
     for i, pair in enumerate(pairs, 1):
@@ -1044,12 +1053,7 @@ def measure_pairs(pairs, originals: Path, channels: tuple[str, ...], names: tupl
                                   model_dir=model_dir, device=device, progress=progress)
             v.note = "; ".join(n for n in (colour_note, v.note) if n) or None
         except (CloakError, OSError, MemoryError, RuntimeError) as exc:
-            if isinstance(exc, (MemoryError, RuntimeError)) and not is_out_of_memory(exc):
-                raise
-            why = (f"can't read {exc.filename}: {exc.strerror or exc}"
-                   if isinstance(exc, OSError) and exc.filename else
-                   "not enough memory to compare them" if not isinstance(
-                       exc, (CloakError, OSError)) else str(exc))
+            why = item_failure(exc, "not enough memory to compare them")
             row["error"] = why
             typer.secho(f"{printable(pair.name)}: not measured: {printable(why)}",
                         fg=typer.colors.RED, err=True)

@@ -280,6 +280,15 @@ class TestDeadline:
             assert f"ignoring CLOAK_DOWNLOAD_DEADLINE={value!r}" in caplog.text
 
 
+def damaged_decoder_in(folder: Path, weights_dir: Path) -> Path:
+    """`folder` (made) holding taef2's decoder with one flipped byte (its pin differs)."""
+    folder.mkdir(mode=0o700, exist_ok=True)
+    data = bytearray((weights_dir / "taef2_decoder.pth").read_bytes())
+    data[-10] ^= 0xFF
+    (folder / "taef2_decoder.pth").write_bytes(bytes(data))
+    return folder
+
+
 class TestDamagedCacheCopy:
     def test_a_damaged_copy_in_a_read_only_cache_uses_the_good_spare_not_a_download(
             self, weights_dir, mirror, tmp_path, read_only_folder, caplog):
@@ -287,11 +296,7 @@ class TestDamagedCacheCopy:
         every run to download it again into the temporary folder. Now the good copy
         already there is used, with a warning naming both."""
         spec = get_spec("taef2")
-        cache = tmp_path / "cache"
-        cache.mkdir()
-        data = bytearray((weights_dir / "taef2_decoder.pth").read_bytes())
-        data[-10] ^= 0xFF
-        (cache / "taef2_decoder.pth").write_bytes(bytes(data))
+        cache = damaged_decoder_in(tmp_path / "cache", weights_dir)
         read_only_folder(cache)
         assert isinstance(W.load_verified(spec, "decoder"), torch.nn.Module)  # downloads
         spare = W.fallback_dir() / "taef2_decoder.pth"
@@ -311,11 +316,7 @@ class TestDamagedCacheCopy:
         """A spare left in the temporary folder from a read-only spell does not stand in
         for a cache that can be written again: the cache's copy is replaced."""
         spec = get_spec("taef2")
-        cache = tmp_path / "cache"
-        cache.mkdir()
-        data = bytearray((weights_dir / "taef2_decoder.pth").read_bytes())
-        data[-10] ^= 0xFF
-        (cache / "taef2_decoder.pth").write_bytes(bytes(data))
+        cache = damaged_decoder_in(tmp_path / "cache", weights_dir)
         W.fallback_dir().mkdir(mode=0o700)
         shutil.copy(weights_dir / "taef2_decoder.pth", W.fallback_dir())
         with caplog.at_level("WARNING", logger=LOGGER):
@@ -325,11 +326,8 @@ class TestDamagedCacheCopy:
 
     def test_a_damaged_spare_is_not_used(self, weights_dir, tmp_path, read_only_folder):
         spec = get_spec("taef2")
-        data = bytearray((weights_dir / "taef2_decoder.pth").read_bytes())
-        data[-10] ^= 0xFF
         for folder in (tmp_path / "cache", W.fallback_dir()):
-            folder.mkdir(mode=0o700)
-            (folder / "taef2_decoder.pth").write_bytes(bytes(data))
+            damaged_decoder_in(folder, weights_dir)
         read_only_folder(tmp_path / "cache")
         with pytest.raises(ModelError, match="is damaged"):
             W.load_verified(spec, "decoder")  # no mirror: the download fails too
