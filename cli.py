@@ -780,7 +780,8 @@ def verify(
                     raise UnsupportedImageError(
                         f"{printable(str(photo))} was given twice: give the original first, then "
                         "its protected copy")
-                loaded = [as_image(p) for p in (photo, protected) if p is not None]  # bad paths first
+                # bad paths first
+                loaded = [as_image(p) for p in (photo, protected) if p is not None]
                 images = [image for image, _ in loaded]
                 fetch_weights(names if protected is not None else ("taesd",), md, device)
                 if protected is None:

@@ -228,9 +228,9 @@ def pair_transparency(original: Image.Image, protected: Image.Image
 
     how, background = max(FLATTENINGS, key=lambda t: coarse_psnr(
         flattened(small, t[1]), small_copy))
-    return flattened(original, background), protected, (f"the original is transparent and the copy is not: the "
-                             f"original was flattened {how} to compare them, as the copy "
-                             "seems to be")
+    return flattened(original, background), protected, (
+        f"the original is transparent and the copy is not: the original was flattened "
+        f"{how} to compare them, as the copy seems to be")
 
 
 def photo_image(photo: Photo) -> Image.Image:

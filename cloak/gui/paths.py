@@ -9,7 +9,8 @@ from pathlib import Path
 from cloak.io import IMAGE_SUFFIXES, PACKAGE_SUFFIXES, SUPPORTED  # case-insensitive
 
 __all__ = ["IMAGE_SUFFIXES", "SUPPORTED", "common_folder", "default_output_dir",
-           "expand_paths", "find_photos", "is_image_file", "is_raw_file", "not_added_note", "unique_destination"]
+           "expand_paths", "find_photos", "is_image_file", "is_raw_file", "not_added_note",
+           "unique_destination"]
 
 OUTPUT_FOLDER_NAME = "protected"
 

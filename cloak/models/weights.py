@@ -744,8 +744,8 @@ def _can_write(folder: Path) -> bool:
 def _good_spare(spec: ModelSpec, part: str, damaged: Path) -> Path | None:
     """A good copy of (model, part) in the temporary folder for downloads, for a damaged
     copy in the cache (`damaged`) that can't be replaced there (no write, or no download):
-    the cache is searched first, so without this every run would download it again. None where there is
-    no such copy, or it is damaged too."""
+    the cache is searched first, so without this every run would download it again. None
+    where there is no such copy, or it is damaged too."""
     folder = _fallback_found()
     if folder is None or damaged.parent == folder:
         return None
