@@ -968,8 +968,9 @@ def receipt_folder(folder: Path, model_dir: str | None, device: str | None,
     found = sum(1 for row in rows if row.get("protected"))
     read = sum(1 for row in rows if "error" not in row)
     failed = len(rows) - read
-    say(f"protection detected in {found} of {read} photo(s) (a hint, not proof, and no "
-        "measure of its strength: compare with the originals for figures)"
+    say((f"protection detected in {found} of {read} photo(s) (a hint, not proof, and no "
+         "measure of its strength: compare with the originals for figures)" if read else
+         "no photo could be read")
         + (f"; {failed} not read" if failed else "")
         + (f"; interrupted, {len(photos) + len(unreadable) - len(rows)} not reached"
            if interrupted else ""))

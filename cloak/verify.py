@@ -200,6 +200,13 @@ FLATTENINGS = (("onto white", (255, 255, 255)), ("onto black", (0, 0, 0)),
                ("by dropping its transparency", None))
 
 
+# pair_transparency's note for a pair that both keep their transparency (cloak's copies do)
+TRANSPARENT_PAIR_NOTE = (
+    "the photos are transparent: the posting presets compare them flattened onto white, as "
+    "a platform shows them; every other channel compares the colour stored under the "
+    "transparency, which an editor that drops it sees")
+
+
 def pair_transparency(original: Image.Image, protected: Image.Image
                       ) -> tuple[Image.Image, Image.Image, str | None]:
     """The two photos (rgb_or_rgba) as verify compares them, and a note saying what was
@@ -215,10 +222,7 @@ def pair_transparency(original: Image.Image, protected: Image.Image
     if not is_transparent(original):
         return original, protected, None
     if is_transparent(protected):
-        return original, protected, (
-            "the photos are transparent: the posting presets compare them flattened onto "
-            "white, as a platform shows them; every other channel compares the colour "
-            "stored under the transparency, which an editor that drops it sees")
+        return original, protected, TRANSPARENT_PAIR_NOTE
     scale = min(1.0, TURN_CHECK_SIDE / max(original.size))
     size = (max(1, round(original.width * scale)), max(1, round(original.height * scale)))
     small, small_copy = resize_keeping_colour(original, size), protected.resize(size, Image.BOX)
@@ -405,6 +409,8 @@ def verify_images(original: Image.Image, protected: Image.Image,
     original, protected = rgb_or_rgba(original), rgb_or_rgba(protected)
     original, note = match_copy(original, protected)
     original, protected, alpha_note = pair_transparency(original, protected)
+    if alpha_note == TRANSPARENT_PAIR_NOTE and not any(c in SOCIAL_PRESETS for c in channels):
+        alpha_note = None  # it is about the posting presets, and none is measured
     note = "; ".join(n for n in (alpha_note, note) if n) or None
     check_comparable(original, protected)
     dev = pick_device(device)

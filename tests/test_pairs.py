@@ -299,3 +299,12 @@ def test_a_fifo_named_like_a_photo_is_not_a_photo(tmp_path):
     touch(tmp_path / "f" / "a.jpg")
     os.mkfifo(tmp_path / "f" / "pipe.jpg")
     assert photos_under(tmp_path / "f") == [tmp_path / "f" / "a.jpg"]
+
+
+def test_a_folder_of_unreadable_photos_says_none_could_be_read(tmp_path, model_dir):
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "c.png").write_bytes(b"not a png")
+    result = invoke("verify", folder)
+    assert result.exit_code == 2, result.output
+    assert result.stdout.splitlines()[-1] == "no photo could be read; 1 not read"

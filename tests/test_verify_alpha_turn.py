@@ -225,9 +225,11 @@ def test_a_transparent_original_pairs_with_a_platforms_flattened_copy(model_dir,
 
 def test_a_transparent_pair_and_an_opaque_pair_get_the_right_notes(model_dir):
     original, copy = hidden_black((96, 64))
-    both = verify_images(original, copy, ("as-is",), models=("taesd",))
+    both = verify_images(original, copy, ("as-is", "instagram"), models=("taesd",))
     assert "the photos are transparent" in both.note
     assert "flattened onto white" in both.note
+    # the note is about the posting presets: none measured, no note
+    assert verify_images(original, copy, ("as-is",), models=("taesd",)).note is None
     opaque = verify_images(original.convert("RGB"), copy.convert("RGB"), ("as-is",),
                            models=("taesd",))
     assert opaque.note is None
