@@ -21,6 +21,19 @@ def invoke(*args):
     return CliRunner().invoke(cli.app, [str(a) for a in args])
 
 
+def ctrl_c_on_second_call(monkeypatch, module, name: str) -> None:
+    """Make `module.name` raise KeyboardInterrupt on its second call (Ctrl-C mid-run)."""
+    real, calls = getattr(module, name), []
+
+    def interrupted_second_time(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, interrupted_second_time)
+
+
 def touch(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"not read here")
@@ -200,15 +213,7 @@ def test_ctrl_c_keeps_the_pairs_measured_so_far(tmp_path, small_photo, model_dir
     small_photo(holiday / "b.png", size=(64, 48), index=1)
     out = tmp_path / "protected"
     assert invoke("protect", holiday, "--out", out, *TINY).exit_code == 0
-    real, calls = verify.verify_images, []
-
-    def interrupted_second_time(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(verify, "verify_images", interrupted_second_time)
+    ctrl_c_on_second_call(monkeypatch, verify, "verify_images")
     report = tmp_path / "v.json"
     result = invoke("verify", holiday, out, "--models", "taesd", "--channels", "as-is",
                     "--json", report)
@@ -263,15 +268,7 @@ def test_a_folder_receipt_run_again_replaces_its_report_and_keeps_done_on_ctrl_c
     first = json.loads(report.read_text())
     assert [row["below_calibrated_size"] for row in first["photos"]] == [False, True]
     assert first["photos"][0]["note"] is None and "96x64" in first["photos"][1]["note"]
-    real, calls = verify.receipt_image, []
-
-    def interrupted_second_time(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(verify, "receipt_image", interrupted_second_time)
+    ctrl_c_on_second_call(monkeypatch, verify, "receipt_image")
     result = invoke("verify", folder, "--json", report)
     assert result.exit_code == 130, result.output
     assert "interrupted, 1 not reached" in result.stdout
