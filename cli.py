@@ -996,8 +996,9 @@ def verify_folders(originals: Path, protected: Path, channels: tuple[str, ...],
     if not any(pair.original for pair in pairs):
         raise CloakError(
             f"none of the {len(pairs)} photo(s) in {printable(str(protected))} has its "
-            f"original in {printable(str(originals))} (by the same path, or by the path "
-            "below the folder's own name): give the folder you protected, then cloak's")
+            f"original in {printable(str(originals))} (by the same path, the path below the "
+            "folder's own name, or the contents cloak's record keeps): give the folder "
+            "you protected, then cloak's")
     fetch_weights(names, model_dir, device)
     rows: list[dict] = []
     counts: dict[str, int] = {}

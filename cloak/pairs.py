@@ -6,7 +6,9 @@ protected/holiday/beach/a.jpg (a folder given is mirrored under its own name), a
 given alone to protected/a.jpg. So a copy at PROTECTED/REL is paired with ORIGINALS/REL,
 or, where REL starts with the originals folder's own name, with ORIGINALS/REST: the copy
 of a photo in the folder that was given. A copy whose format changed (a format cloak can't
-write back) is paired with the one photo of its name stem there.
+write back) is paired with the one photo of its name stem there. A copy still without an
+original (its original renamed or moved within ORIGINALS since) is paired by the record
+cloak protect keeps in PROTECTED (batch.Manifest): the original's size and sha256.
 """
 
 from __future__ import annotations
@@ -78,16 +80,19 @@ def find_original(originals: Path, name: PurePosixPath, own_name_first: bool = T
     return None
 
 
-def recorded_mirrors(originals: Path, protected: Path) -> tuple[str | None, set[str]]:
-    """(the folder inside `protected` that its cloak record (batch.Manifest) names as the
-    mirror of `originals`, or None; the mirrors it records for other folders that are
-    still there). `cloak protect 2023/Camera 2024/Camera` mirrors them as `Camera` and
-    `Camera (2)`: with 2024/Camera moved, `Camera`'s copies are 2023's, not its."""
+def recorded_mirrors(originals: Path, protected: Path, record=None
+                     ) -> tuple[str | None, set[str]]:
+    """(the folder inside `protected` that its cloak record (batch.Manifest; `record`, or
+    read here) names as the mirror of `originals`, or None; the mirrors it records for
+    other folders that are still there). `cloak protect 2023/Camera 2024/Camera` mirrors
+    them as `Camera` and `Camera (2)`: with 2024/Camera moved, `Camera`'s copies are
+    2023's, not its."""
     from .batch import Manifest
 
+    record = record if record is not None else Manifest(protected)
     real = os.path.realpath(originals)
     mine, others = None, set()
-    for name, folder in Manifest(protected).folders.items():
+    for name, folder in record.folders.items():
         if os.path.realpath(folder) == real and (protected / name).is_dir():
             mine = mine or name
         elif os.path.isdir(folder):
@@ -106,7 +111,10 @@ def pair_folders(originals: Path, protected: Path,
         raise UnsupportedImageError(
             f"{originals} was given twice: give the folder of originals first, then the "
             "folder cloak protect wrote their copies to")
-    mirror, others = recorded_mirrors(originals, protected)
+    from .batch import Manifest
+
+    record = Manifest(protected)
+    mirror, others = recorded_mirrors(originals, protected, record)
     root = protected / mirror if mirror else protected
     copies = photos_under(root, unreadable)
     if not copies:
@@ -124,4 +132,51 @@ def pair_folders(originals: Path, protected: Path,
         if original is not None and same_file(original, copy):  # PROTECTED holds ORIGINALS
             original = None
         pairs.append(Pair(str(name), copy, original))
-    return pairs
+    return pair_by_record(pairs, originals, record.entries)
+
+
+def pair_by_record(pairs: list[Pair], originals: Path, entries: dict[str, dict]
+                   ) -> list[Pair]:
+    """`pairs` with each copy that has no original paired, where cloak's record
+    (`entries`: copy name -> batch.Manifest entry) gives its original's size and sha256,
+    with the photo under `originals` of that content not already paired (renamed or moved
+    there since). Only photos of a recorded size are hashed, each once; none when every
+    copy is paired."""
+    from .models.weights import sha256_of
+
+    wanted = {pair.name: entries[pair.name]["src"] for pair in pairs if pair.original is None
+              and isinstance(entries.get(pair.name, {}).get("src"), dict)}
+    if not wanted:
+        return pairs
+    taken = {os.path.realpath(pair.original) for pair in pairs if pair.original}
+    sizes = {ident.get("size") for ident in wanted.values()}
+    candidates: list[tuple[Path, int]] = []  # (photo, its size)
+    for path in photos_under(originals):
+        try:
+            size = path.stat().st_size
+        except OSError:
+            continue
+        if size in sizes and os.path.realpath(path) not in taken:
+            candidates.append((path, size))
+    hashes: dict[Path, str | None] = {}
+
+    def content(path: Path) -> str | None:
+        if path not in hashes:
+            try:
+                hashes[path] = sha256_of(path)
+            except OSError:
+                hashes[path] = None
+        return hashes[path]
+
+    paired = []
+    for pair in pairs:
+        if pair.name in wanted:
+            ident = wanted[pair.name]
+            match = next((c for c in candidates if c[1] == ident.get("size")
+                          and content(c[0]) == ident.get("sha256")
+                          and not same_file(c[0], pair.copy)), None)
+            if match is not None:
+                candidates.remove(match)
+                pair = Pair(pair.name, pair.copy, match[0])
+        paired.append(pair)
+    return paired

@@ -195,6 +195,29 @@ def test_a_moved_folder_is_not_paired_with_another_folders_copies(tmp_path):
     assert [p.original for p in pair_folders(old, out)] == [old / "IMG_1.jpg"]
 
 
+def test_a_renamed_or_moved_original_pairs_by_cloak_s_record(tmp_path, small_photo,
+                                                            model_dir):
+    """cloak protect records each original's size and sha256: an original renamed or
+    moved within ORIGINALS since still finds its copy; a photo of the same size but other
+    content does not, and an original paired by its path is not taken twice."""
+    holiday = tmp_path / "holiday"
+    small_photo(holiday / "a.png")
+    small_photo(holiday / "b.png", index=1)
+    out = tmp_path / "protected"
+    result = invoke("protect", holiday, "--out", out, "--model-dir", model_dir, *TINY)
+    assert result.exit_code == 0, result.output
+    moved = holiday / "kept" / "renamed.png"
+    moved.parent.mkdir()
+    (holiday / "a.png").rename(moved)
+    same_size = holiday / "other.png"
+    same_size.write_bytes(bytes(reversed((holiday / "b.png").read_bytes())))
+    assert [(p.name, p.original) for p in pair_folders(holiday, out)] == [
+        ("holiday/a.png", moved), ("holiday/b.png", holiday / "b.png")]
+    (holiday / "b.png").rename(holiday / "b2.png")
+    (holiday / "b2.png").write_bytes(b"edited" + (holiday / "b2.png").read_bytes())
+    assert [p.original for p in pair_folders(holiday, out)] == [moved, None]
+
+
 def test_a_protected_folder_that_does_not_exist_is_named(tmp_path, small_photo):
     folder = tmp_path / "holiday"
     small_photo(folder / "a.png")
