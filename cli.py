@@ -1054,7 +1054,7 @@ def measure_pairs(pairs, originals: Path, channels: tuple[str, ...], names: tupl
             with measuring_bar(f"{i}/{len(pairs)} {printable(pair.name)}") as progress:
                 v = verify_images(original, copy, channels=channels, models=names,
                                   model_dir=model_dir, device=device, progress=progress)
-            v.note = "; ".join(n for n in (colour_note, v.note) if n) or None
+            v.note = "; ".join(n for n in (pair.note, colour_note, v.note) if n) or None
         except (CloakError, OSError, MemoryError, RuntimeError) as exc:
             why = item_failure(exc, "not enough memory to compare them")
             row["error"] = why

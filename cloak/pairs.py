@@ -30,6 +30,7 @@ class Pair:
     name: str
     copy: Path
     original: Path | None
+    note: str | None = None  # where the original is not the content cloak's record gives
 
 
 def is_photo_name(name: str) -> bool:
@@ -137,18 +138,23 @@ def pair_folders(originals: Path, protected: Path,
 
 def pair_by_record(pairs: list[Pair], originals: Path, entries: dict[str, dict]
                    ) -> list[Pair]:
-    """`pairs` with each copy that has no original paired, where cloak's record
-    (`entries`: copy name -> batch.Manifest entry) gives its original's size and sha256,
-    with the photo under `originals` of that content not already paired (renamed or moved
-    there since). Only photos of a recorded size are hashed, each once; none when every
-    copy is paired."""
+    """`pairs` checked against cloak's record (`entries`: copy name -> batch.Manifest
+    entry, which gives each original's size and sha256). A copy with no original, or whose
+    original by path is not the recorded content (edited since, or another photo of that
+    name), is paired with the photo under `originals` of the recorded content that is not
+    already paired (renamed or moved there since). Where there is none, a changed original
+    stays, with a note. Only photos of a recorded size are hashed, each once."""
+    from .batch import _same_file
     from .models.weights import sha256_of
 
-    wanted = {pair.name: entries[pair.name]["src"] for pair in pairs if pair.original is None
-              and isinstance(entries.get(pair.name, {}).get("src"), dict)}
+    recorded = {pair.name: entries[pair.name]["src"] for pair in pairs
+                if isinstance(entries.get(pair.name, {}).get("src"), dict)}
+    wanted = {pair.name: recorded[pair.name] for pair in pairs if pair.name in recorded and (
+        pair.original is None or not _same_file(pair.original, recorded[pair.name]))}
     if not wanted:
         return pairs
-    taken = {os.path.realpath(pair.original) for pair in pairs if pair.original}
+    taken = {os.path.realpath(pair.original) for pair in pairs
+             if pair.original and pair.name not in wanted}
     sizes = {ident.get("size") for ident in wanted.values()}
     candidates: list[tuple[Path, int]] = []  # (photo, its size)
     for path in photos_under(originals):
@@ -178,5 +184,10 @@ def pair_by_record(pairs: list[Pair], originals: Path, entries: dict[str, dict]
             if match is not None:
                 candidates.remove(match)
                 pair = Pair(pair.name, pair.copy, match[0])
+            elif pair.original is not None:
+                pair = Pair(pair.name, pair.copy, pair.original, note=(
+                    f"{pair.original} is not the file this copy was made from (its size or "
+                    "sha256 differs from cloak's record): edited since, or another photo "
+                    "of that name, so the figures compare two different files"))
         paired.append(pair)
     return paired

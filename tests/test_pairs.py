@@ -8,6 +8,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 from typer.testing import CliRunner
 
 import cli
@@ -109,6 +111,11 @@ def test_verify_two_folders_measures_every_pair(tmp_path, small_photo, model_dir
     out = tmp_path / "protected"
     assert invoke("protect", holiday, "--out", out, *TINY).exit_code == 0
     shutil.copy(holiday / "a.png", out / "holiday" / "stray.png")  # no original of that name
+    (holiday / "beach" / "b.jpg").rename(holiday / "beach" / "renamed.jpg")  # by the record
+    with Image.open(holiday / "a.png") as im:  # the same pixels, with a tag added since
+        info = PngInfo()
+        info.add_text("Title", "tagged after protecting")
+        im.save(holiday / "a.png", pnginfo=info)
     report = tmp_path / "v.json"
     result = invoke("verify", holiday, out, "--models", "taesd", "--channels", "instagram",
                     "--json", report)
@@ -124,7 +131,11 @@ def test_verify_two_folders_measures_every_pair(tmp_path, small_photo, model_dir
     for pair in measured:
         assert [c["channel"] for c in pair["channels"]] == ["as-is", "instagram"]
         assert pair["channels"][0]["damage_db"]["taesd"] > 0.1  # protected, at one step
-        assert pair["original"] == str(holiday / pair["name"].removeprefix("holiday/"))
+    assert [p["original"] for p in measured] == [
+        str(holiday / "a.png"), str(holiday / "beach" / "renamed.jpg")]
+    assert "is not the file this copy was made from" in measured[0]["note"]
+    assert "is not the file this copy was made from" in result.stderr
+    assert "made from" not in (measured[1]["note"] or "")
     counts = {}
     for pair in measured:
         counts[pair["verdict"]] = counts.get(pair["verdict"], 0) + 1
@@ -216,6 +227,26 @@ def test_a_renamed_or_moved_original_pairs_by_cloak_s_record(tmp_path, small_pho
     (holiday / "b.png").rename(holiday / "b2.png")
     (holiday / "b2.png").write_bytes(b"edited" + (holiday / "b2.png").read_bytes())
     assert [p.original for p in pair_folders(holiday, out)] == [moved, None]
+    # edited where it was: still paired by its path, with a note that it changed
+    (holiday / "b2.png").rename(holiday / "b.png")
+    pairs = pair_folders(holiday, out)
+    assert (pairs[0].original, pairs[0].note) == (moved, None)
+    assert pairs[1].original == holiday / "b.png"
+    assert "is not the file this copy was made from" in pairs[1].note
+
+
+def test_originals_whose_names_were_swapped_pair_by_content(tmp_path, small_photo, model_dir):
+    holiday = tmp_path / "holiday"
+    small_photo(holiday / "a.png")
+    small_photo(holiday / "b.png", index=1)
+    out = tmp_path / "protected"
+    result = invoke("protect", holiday, "--out", out, "--model-dir", model_dir, *TINY)
+    assert result.exit_code == 0, result.output
+    (holiday / "a.png").rename(holiday / "t.png")
+    (holiday / "b.png").rename(holiday / "a.png")
+    (holiday / "t.png").rename(holiday / "b.png")
+    assert [(p.name, p.original, p.note) for p in pair_folders(holiday, out)] == [
+        ("holiday/a.png", holiday / "b.png", None), ("holiday/b.png", holiday / "a.png", None)]
 
 
 def test_a_protected_folder_that_does_not_exist_is_named(tmp_path, small_photo):
