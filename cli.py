@@ -1060,6 +1060,10 @@ def measure_pairs(pairs, originals: Path, channels: tuple[str, ...], names: tupl
             row["error"] = why
             typer.secho(f"{printable(pair.name)}: not measured: {printable(why)}",
                         fg=typer.colors.RED, err=True)
+            if pair.note:  # most likely why the two differ
+                row["note"] = pair.note
+                typer.secho(f"  note: {printable(pair.note)}", fg=typer.colors.YELLOW,
+                            err=True)
             rows.append(row)
             continue
         counts[v.verdict] = counts.get(v.verdict, 0) + 1

@@ -144,13 +144,35 @@ def pair_by_record(pairs: list[Pair], originals: Path, entries: dict[str, dict]
     name), is paired with the photo under `originals` of the recorded content that is not
     already paired (renamed or moved there since). Where there is none, a changed original
     stays, with a note. Only photos of a recorded size are hashed, each once."""
-    from .batch import _same_file
     from .models.weights import sha256_of
 
+    hashes: dict[Path, str | None] = {}
+
+    def content(path: Path) -> str | None:
+        if path not in hashes:
+            try:
+                hashes[path] = sha256_of(path)
+            except OSError:
+                hashes[path] = None
+        return hashes[path]
+
+    def is_recorded(path: Path, ident: dict) -> bool:
+        """Size, then unchanged times (as batch's check), else sha256."""
+        try:
+            st = path.stat()
+        except OSError:
+            return False
+        if st.st_size != ident.get("size"):
+            return False
+        if (st.st_mtime_ns, st.st_ctime_ns) == (ident.get("mtime_ns"), ident.get("ctime_ns")):
+            return True
+        return content(path) == ident.get("sha256")
+
     recorded = {pair.name: entries[pair.name]["src"] for pair in pairs
-                if isinstance(entries.get(pair.name, {}).get("src"), dict)}
+                if entries.get(pair.name, {}).get("state") == "done"  # not a redo cut short
+                and isinstance(entries[pair.name].get("src"), dict)}
     wanted = {pair.name: recorded[pair.name] for pair in pairs if pair.name in recorded and (
-        pair.original is None or not _same_file(pair.original, recorded[pair.name]))}
+        pair.original is None or not is_recorded(pair.original, recorded[pair.name]))}
     if not wanted:
         return pairs
     taken = {os.path.realpath(pair.original) for pair in pairs
@@ -164,17 +186,7 @@ def pair_by_record(pairs: list[Pair], originals: Path, entries: dict[str, dict]
             continue
         if size in sizes and os.path.realpath(path) not in taken:
             candidates.append((path, size))
-    hashes: dict[Path, str | None] = {}
-
-    def content(path: Path) -> str | None:
-        if path not in hashes:
-            try:
-                hashes[path] = sha256_of(path)
-            except OSError:
-                hashes[path] = None
-        return hashes[path]
-
-    paired = []
+    paired, claimed = [], set()
     for pair in pairs:
         if pair.name in wanted:
             ident = wanted[pair.name]
@@ -183,6 +195,7 @@ def pair_by_record(pairs: list[Pair], originals: Path, entries: dict[str, dict]
                           and not same_file(c[0], pair.copy)), None)
             if match is not None:
                 candidates.remove(match)
+                claimed.add(os.path.realpath(match[0]))
                 pair = Pair(pair.name, pair.copy, match[0])
             elif pair.original is not None:
                 pair = Pair(pair.name, pair.copy, pair.original, note=(
@@ -190,4 +203,6 @@ def pair_by_record(pairs: list[Pair], originals: Path, entries: dict[str, dict]
                     "sha256 differs from cloak's record): edited since, or another photo "
                     "of that name, so the figures compare two different files"))
         paired.append(pair)
-    return paired
+    # a changed original that the record shows is another copy's (moved onto this name)
+    return [Pair(p.name, p.copy, None) if p.note and os.path.realpath(p.original) in claimed
+            else p for p in paired]

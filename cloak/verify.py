@@ -218,9 +218,11 @@ def pair_transparency(original: Image.Image, protected: Image.Image
       is flattened the way that pairs best with the copy (coarse PSNR at 64 px, scored on
       thumbnails, so only the choice is flattened at full size): onto white, onto black,
       or with its alpha dropped. Call it after match_copy: the two are one size then.
-    - An opaque original: unchanged; a transparent copy's alpha is dropped (channels do)."""
+    - An opaque original: unchanged; a transparent copy's alpha is dropped here, so that
+      the posting presets do not flatten the copy alone onto white."""
     if not is_transparent(original):
-        return original, protected, None
+        return original, (protected.convert("RGB") if is_transparent(protected)
+                          else protected), None
     if is_transparent(protected):
         return original, protected, TRANSPARENT_PAIR_NOTE
     scale = min(1.0, TURN_CHECK_SIDE / max(original.size))

@@ -359,3 +359,35 @@ def test_a_folder_of_unreadable_photos_says_none_could_be_read(tmp_path, model_d
     result = invoke("verify", folder)
     assert result.exit_code == 2, result.output
     assert result.stdout.splitlines()[-1] == "no photo could be read; 1 not read"
+
+
+def test_an_original_moved_onto_another_s_name_is_not_given_to_both(tmp_path, small_photo,
+                                                                    model_dir):
+    """a.png moved onto b.png: b.png is a's original now (by the record), and b's copy,
+    whose original is gone, has none, rather than being compared with another photo."""
+    holiday = tmp_path / "holiday"
+    small_photo(holiday / "a.png")
+    small_photo(holiday / "b.png", index=1)
+    out = tmp_path / "protected"
+    result = invoke("protect", holiday, "--out", out, "--model-dir", model_dir, *TINY)
+    assert result.exit_code == 0, result.output
+    (holiday / "a.png").replace(holiday / "b.png")
+    assert [(p.name, p.original) for p in pair_folders(holiday, out)] == [
+        ("holiday/a.png", holiday / "b.png"), ("holiday/b.png", None)]
+
+
+def test_a_pair_refused_as_too_different_still_says_the_original_changed(
+        tmp_path, small_photo, model_dir):
+    holiday = tmp_path / "holiday"
+    small_photo(holiday / "a.png")
+    out = tmp_path / "protected"
+    assert invoke("protect", holiday, "--out", out, "--model-dir", model_dir,
+                  *TINY).exit_code == 0
+    small_photo(holiday / "a.png", index=3)  # another photo saved under its name
+    report = tmp_path / "v.json"
+    result = invoke("verify", holiday, out, "--models", "taesd", "--channels", "instagram",
+                    "--json", report)
+    assert result.exit_code == 2, result.output
+    assert "not measured" in result.stderr and "made from" in result.stderr
+    row = json.loads(report.read_text())["pairs"][0]
+    assert row["error"] and "is not the file this copy was made from" in row["note"]

@@ -258,3 +258,18 @@ def test_a_smaller_flattened_copy_of_a_transparent_original_pairs(model_dir):
     small = flatten(copy).resize((96, 64), Image.LANCZOS)
     v = verify_images(original, small, ("as-is",), models=("taesd",))
     assert "resized to the copy's size" in v.note and "flattened onto white" in v.note
+
+
+def test_an_opaque_original_s_transparent_copy_is_compared_by_its_colour_everywhere():
+    """The posting presets flatten a transparent image onto white: a copy alone flattened
+    would count the white as damage, so its alpha is dropped, as the other channels do."""
+    from cloak.verify import pair_transparency
+
+    rgb = np.random.default_rng(2).integers(0, 256, (64, 96, 3), np.uint8)
+    original = Image.fromarray(rgb)
+    original_out, copy_out, note = pair_transparency(original, transparent(rgb))
+    assert original_out is original and note is None
+    assert copy_out.mode == "RGB" and np.array_equal(np.asarray(copy_out), rgb)
+    for preset in SOCIAL_PRESETS:
+        assert np.array_equal(np.asarray(apply_channel(copy_out, preset)),
+                              np.asarray(apply_channel(original_out, preset))), preset
