@@ -1199,6 +1199,37 @@ class TestReviewFixes:
         assert not window.clear_button.isEnabled()
         assert window.statusBar().currentMessage() == ""
 
+    def test_cancel_stops_a_folder_walk_with_no_batch_and_keeps_the_list(
+            self, window, tmp_path, small_photo, monkeypatch):
+        """With rows in the list and no batch, Clear list would remove them all: Cancel is
+        enabled while a folder is searched, and stops that search alone."""
+        import threading
+
+        photo = small_photo(tmp_path / "one.png", size=(32, 32))
+        small_photo(tmp_path / "home" / "a" / "x.png", size=(16, 16))
+        window.add_paths([photo])
+        assert not window.cancel_button.isEnabled()
+        clicked, stopped = threading.Event(), []
+        real_find = window_module.find_photos
+
+        def walk_held_until_cancel(paths, output_dir=None, should_stop=None):
+            assert clicked.wait(10)
+            found = real_find(paths, output_dir, should_stop)
+            stopped.append(should_stop())
+            return found
+
+        monkeypatch.setattr(window_module, "find_photos", walk_held_until_cancel)
+        window.add_paths([tmp_path / "home"])
+        assert window.cancel_button.isEnabled()
+        window.cancel_button.click()
+        clicked.set()
+        assert wait_until(lambda: window._walks_pending == 0, 10)
+        QApplication.processEvents()
+        assert stopped == [True]
+        assert [row.src for row in window.rows.values()] == [photo]
+        assert not window.cancel_button.isEnabled()
+        assert window.statusBar().currentMessage().startswith("stopped the search for photos")
+
     def test_cancel_during_a_batch_stops_a_folder_walk_too(self, window, tmp_path,
                                                            small_photo, monkeypatch):
         """Clear list is off while photos are protected, so a home folder dropped by
@@ -1221,18 +1252,20 @@ class TestReviewFixes:
             return found
 
         monkeypatch.setattr(window_module, "find_photos", walk_held_until_cancel)
+        picked = small_photo(tmp_path / "picked.png", size=(16, 16))
         window.start()
         assert window.is_running()
         window.add_paths([tmp_path / "home"])
+        window.add_paths([picked])  # a file picked alone: queued behind the folder's walk
         assert not window.clear_button.isEnabled()  # as before: no Clear list mid-batch
         assert wait_until(walking.is_set, 10)
         window.cancel()
         cancelled.set()
         assert wait_until(lambda: not window.is_running() and not window._walks_pending, 60)
         QApplication.processEvents()
-        assert stopped == [True]
-        assert [row.src for row in window.rows.values()] == [photo]
-        assert window.statusBar().currentMessage().startswith("stopped the search for photos")
+        assert sorted(stopped) == [False, True]  # the folder's walk stopped; the file's not
+        assert [row.src for row in window.rows.values()] == [photo, picked]
+        assert window.statusBar().currentMessage() == "added 1 photo(s)"  # the picked one
 
     def test_protected_copies_are_not_added_again(self, window, tmp_path, small_photo,
                                                   tiny_config):
@@ -1635,13 +1668,14 @@ class TestReviewFixes:
         panel = window.compare_panel
         assert wait_until(lambda: panel.comparison is not None and not panel.loading, 10)
         delivered: list[int] = []
-        window._comparisons.done.connect(lambda key, _result, _error: delivered.append(key))
+        window._comparisons.done.connect(lambda key, _result, _error: delivered.append(key[0]))
         release = threading.Event()
         blocker = CallSignals()
         window._pool.start(BackgroundCall(blocker, "block", release.wait, 10))
         row_ids = window.photo_list.row_ids()
         for row_id in row_ids:  # the pool's one thread is busy: all three wait in its queue
             window.show_comparison(row_id)
+        window.show_comparison(row_ids[-1])  # clicked again while loading: not decoded twice
         release.set()
         assert wait_until(lambda: not panel.loading, 10)
         QTest.qWait(200)

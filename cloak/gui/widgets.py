@@ -196,6 +196,7 @@ class PhotoRow(QWidget):
 
     def _show(self, state: str, status: str, fraction: float, color: str | None = None) -> None:
         self.state = state
+        self.status.setToolTip("")  # set_protected names its copy; no other state has one
         self.status.set_text(status, color)
         # what a screen reader says for the row: the photo and where it stands
         self.setAccessibleName(f"{self.src.name}: {status}")

@@ -218,6 +218,7 @@ class MainWindow(QMainWindow):
         self._comparisons.done.connect(self._on_comparison)
         self._walks = CallSignals(self)
         self._walks_pending = 0  # folder walks queued or running on the pool
+        self._folder_walks = 0  # those of them with a folder to search (Cancel stops them)
         self._list_generation = 0  # bumped by clear(): walks from before it are dropped
         self._walk_generation = 0  # bumped by cancel(): it stops folder walks too
         # Set once the window really closes (not on a close refused mid-batch): folder
@@ -228,6 +229,7 @@ class MainWindow(QMainWindow):
         self._joining = False  # shutdown(): close waits for the worker instead
         self._walks.done.connect(self._on_walked)
         self._compare_wanted: int | None = None
+        self._compare_loading: Outcome | None = None  # the row's outcome asked for
         self.setWindowTitle("cloak — protect photos before you post them")
         self.setAcceptDrops(True)  # drops anywhere go through the drop zone's filter
         self._build()
@@ -340,8 +342,9 @@ class MainWindow(QMainWindow):
         if not paths:
             self._on_nothing_usable(given, not_added)
             return
+        has_folder = any(os.path.isdir(p) for p in paths)
         if not (self._walks_pending or len(paths) > SYNC_ADD_LIMIT or self.is_running()
-                or any(os.path.isdir(p) for p in paths)):
+                or has_folder):
             try:
                 photos = expand_paths(paths, self.output_dir, wait=False)
             except DecoderBusy:
@@ -352,14 +355,16 @@ class MainWindow(QMainWindow):
         # Through the pool's one thread, behind any walk still running: rows keep the
         # order the photos were given in.
         self._walks_pending += 1
+        # Cancel stops a search of folders only: files the user picked are always added
+        walks = self._walk_generation if has_folder else None
+        self._folder_walks += has_folder
         self.statusBar().showMessage("looking for photos…")
-        key = (self._list_generation, self._walk_generation, given,
-               tuple(map(str, paths_given)))
-        generation, walks = self._list_generation, self._walk_generation
+        key = (self._list_generation, walks, given, tuple(map(str, paths_given)))
+        generation = self._list_generation
 
-        def stale() -> bool:  # the list was cleared, or the window is closing
+        def stale() -> bool:  # the list was cleared, Cancel pressed, or the window closing
             return (self._closing or self._list_generation != generation
-                    or self._walk_generation != walks)
+                    or walks not in (None, self._walk_generation))
 
         self._run_in_background(BackgroundCall(
             self._walks, key, find_photos, list(paths), self.output_dir, stale),
@@ -370,12 +375,13 @@ class MainWindow(QMainWindow):
     def _on_walked(self, key: tuple[int, int, int, tuple[str, ...]],
                    found: tuple[list[Path], list[Path]] | None, error: str) -> None:
         """A walk's (photos, camera RAW files in the folders) from find_photos."""
-        self._walks_pending -= 1
-        self._update_buttons()
         generation, walks, count, given = key
+        self._walks_pending -= 1
+        self._folder_walks -= walks is not None
+        self._update_buttons()
         photos, raw = found or ([], [])
         not_added = not_added_note(given, raw, photos)
-        if generation != self._list_generation or walks != self._walk_generation:
+        if generation != self._list_generation or walks not in (None, self._walk_generation):
             if not self._walks_pending:  # no walk left to say "looking for photos…" for
                 if generation == self._list_generation:  # Cancel: say what it did
                     self.statusBar().showMessage("stopped the search for photos; none "
@@ -556,9 +562,10 @@ class MainWindow(QMainWindow):
     def cancel(self) -> None:
         """Stop at the next attack step; nothing is written for unfinished photos. A
         folder walk still looking for photos stops too, adding none (a home folder dropped
-        by mistake during a batch: Clear list is off while photos are protected)."""
-        if self._walks_pending:
-            self._walk_generation += 1  # each walk stops at its next file
+        by mistake: Clear list is off during a batch, and would remove every row); photo
+        files picked alone are still added."""
+        if self._folder_walks:
+            self._walk_generation += 1  # each folder walk stops at its next file
             self.statusBar().showMessage("stopped the search for photos", 5000)
         if self._worker is not None:
             self._worker.cancel()
@@ -569,7 +576,7 @@ class MainWindow(QMainWindow):
         folder = self.last_output_dir or self.output_dir
         if folder is not None and not open_folder(folder):
             self.statusBar().showMessage(
-                f"could not open {folder}" + ("" if folder.is_dir() else
+                f"could not open {folder}" + ("" if os.path.isdir(folder) else
                                               " (it is no longer there)"), 8000)
 
     # worker signals -----------------------------------------------------------------
@@ -637,7 +644,10 @@ class MainWindow(QMainWindow):
         row = self.rows.get(row_id)
         if row is None:
             return
-        self._compare_wanted = row_id
+        if (row_id == self._compare_wanted and self.compare_panel.loading
+                and row.outcome is not None and row.outcome is self._compare_loading):
+            return  # already on its way (a second click on the same photo)
+        self._compare_wanted, self._compare_loading = row_id, row.outcome
         if row.outcome is None:  # not protected (yet): no earlier photo's comparison
             self.compare_panel.reset()
             return
@@ -645,9 +655,11 @@ class MainWindow(QMainWindow):
         # A comparison that is no longer wanted when its turn comes is skipped, so arrowing
         # through 30 photos decodes 1 or 2 of them, not 30. (The pool owns its runnables:
         # one kept here could be freed by Python while the pool thread still runs it.)
-        call = BackgroundCall(self._comparisons, row_id, compare, row.outcome.src,
-                              row.outcome.dst, COMPARE_SIDE, row.outcome.config)
-        call.still_wanted = lambda: not self._closing and self._compare_wanted == row_id
+        outcome = row.outcome
+        call = BackgroundCall(self._comparisons, (row_id, outcome), compare, outcome.src,
+                              outcome.dst, COMPARE_SIDE, outcome.config)
+        call.still_wanted = lambda: (not self._closing and self._compare_wanted == row_id
+                                     and self._compare_loading is outcome)
         self._run_in_background(call, COMPARE_PRIORITY)
 
     def _run_in_background(self, call: BackgroundCall, priority: int = 0) -> None:
@@ -661,10 +673,12 @@ class MainWindow(QMainWindow):
             self._pool.start(call, priority)
 
     @Slot(object, object, str)
-    def _on_comparison(self, row_id: int, comparison: Comparison | None, error: str) -> None:
+    def _on_comparison(self, key: tuple[int, Outcome], comparison: Comparison | None,
+                       error: str) -> None:
+        row_id, outcome = key
         row = self.rows.get(row_id)
-        if row_id != self._compare_wanted or row is None:
-            return  # the user has moved on to another photo
+        if row_id != self._compare_wanted or row is None or row.outcome is not outcome:
+            return  # the user has moved on to another photo, or it was added again since
         if comparison is None:
             self.compare_panel.show_error(row.src.name, error)
         else:
@@ -692,7 +706,8 @@ class MainWindow(QMainWindow):
         running = self.is_running()
         pending = any(r.state in PENDING_STATES for r in self.rows.values())
         self.protect_button.setEnabled(pending and not running)
-        self.cancel_button.setEnabled(running)
+        # a folder dropped by mistake can be stopped without clearing the list
+        self.cancel_button.setEnabled(running or self._folder_walks > 0)
         self.open_button.setEnabled(self.last_output_dir is not None and not running)
         self.clear_button.setEnabled((bool(self.rows) or self._walks_pending > 0)
                                      and not running)
@@ -732,7 +747,7 @@ class MainWindow(QMainWindow):
                 if index >= 0:
                     self.strength.setCurrentIndex(index)
                 folder = str(store.value("output_dir", "") or "")
-                if folder and Path(folder).is_dir():
+                if folder and os.path.isdir(folder):  # never raises (a share that is down)
                     self.set_output_dir(Path(folder))
                 for box, key in ((self.keep_gps, "keep_gps"), (self.strip_exif, "strip_exif")):
                     box.setChecked(str(store.value(key, "false")).lower() == "true")

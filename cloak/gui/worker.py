@@ -211,9 +211,6 @@ class ProtectWorker(QObject):
     def _protect_one(self, job: Job, created: list[Path]) -> None:
         self._current = job.index
         emit(self.started, job.index)
-        if self._weights_error is not None:  # no download attempt (and wait) per photo
-            emit(self.failed, job.index, self._weights_error)
-            return
         dst: Path | None = None
         try:
             from cloak.batch import (
@@ -231,6 +228,9 @@ class ProtectWorker(QObject):
             if earlier is not None:  # protected in an earlier session, with these settings
                 emit(self.protected, job.index, Outcome(
                     job.src, earlier, None, ALREADY_PROTECTED, self.config))
+                return
+            if self._weights_error is not None:  # no download attempt (and wait) per photo
+                emit(self.failed, job.index, self._weights_error)
                 return
             self._make_folder(job.out_dir, created)
             from cloak.api import protect_file  # torch loads here, in the worker thread
