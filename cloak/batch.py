@@ -36,6 +36,7 @@ import stat
 import threading
 import time
 import unicodedata
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -749,11 +750,15 @@ def _decide(item: Item, entry: dict | None, settings: dict, force: bool,
     if force or overwrite:
         item.replace = True
         return
+    # --overwrite would not replace it either (above): it is no advice there
+    beside = not made_here and _same_folder(item.dst.parent, item.src.parent)
+    remedy = ("move it away or choose another --out folder" if beside
+              else "pass --overwrite to replace it")
     if entry is None:  # perhaps a photo of the user's own: another folder is the advice
         item.status = FAILED
         item.message = (f"output {item.dst} exists and was not made by cloak (it may be a "
-                        "photo of yours); choose another --out folder, or pass --overwrite "
-                        "to replace it")
+                        "photo of yours); choose another --out folder"
+                        + ("" if beside else ", or pass --overwrite to replace it"))
         return
     if pending and not made_here and not entry.get("dst"):
         why = ("may not be cloak's: a run that was stopped before it finished left no "
@@ -766,7 +771,7 @@ def _decide(item: Item, entry: dict | None, settings: dict, force: bool,
     else:  # the manifest keeps the photo's size, times and hash, not its path
         why = "was made from another photo of that name, or an earlier version of this one"
     item.status = FAILED
-    item.message = f"output {item.dst} exists and {why}; pass --overwrite to replace it"
+    item.message = f"output {item.dst} exists and {why}; {remedy}"
 
 
 # ---------------------------------------------------------------- running
@@ -1193,6 +1198,23 @@ def _protect_one(item: Item, config: ProtectConfig, progress, should_stop) -> Re
                         progress=progress, should_stop=should_stop)
 
 
+@contextlib.contextmanager
+def _warnings_naming(photo: Path):
+    """Python warnings raised while `photo` is protected here (Pillow's "Corrupt EXIF
+    data"), logged as one line naming the photo, as a --jobs worker's are (its
+    logging.captureWarnings), not as Python's two lines naming Pillow's source file. A
+    filter that turns a warning into an error (decoding_limit's) still does."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        try:
+            yield
+        finally:
+            for warning in caught:
+                text = str(warning.message).strip()
+                log.warning("%s: %s", photo,
+                            text.splitlines()[0] if text else warning.category.__name__)
+
+
 def _run_here(todo: list[Item], manifest: Manifest, config: ProtectConfig,
               emit: Callable[[Event], None], stop: Callable[[], bool]) -> None:
     settings = config.fingerprint()
@@ -1203,9 +1225,10 @@ def _run_here(todo: list[Item], manifest: Manifest, config: ProtectConfig,
         previous = manifest.get(item.dst)
         try:
             _begin(item, manifest, settings)
-            outcome = _protect_one(item, config,
-                                   lambda f, _m, item=item: emit(Event("progress", item, f)),
-                                   stop)
+            with _warnings_naming(item.src):
+                outcome = _protect_one(
+                    item, config, lambda f, _m, item=item: emit(Event("progress", item, f)),
+                    stop)
         except KeyboardInterrupt as exc:
             _abandon(item, manifest, previous, exc)
             raise

@@ -922,9 +922,13 @@ def says_protected_file(path: str | os.PathLike[str], wait: bool = True) -> bool
     an image, or has too many pixels to open. `wait` False: DecoderBusy while another
     thread decodes a photo (see decoding_limit), instead of waiting for it."""
     try:
-        with decoding_limit(Path(path), pixel_limit(), wait), \
-                Image.open(path, formats=READ_FORMATS) as image:
-            return md.says_protected(image.info.get("xmp"))
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO's open() would block
+            return False
+        with decoding_limit(Path(path), pixel_limit(), wait), warnings.catch_warnings():
+            # only the XMP is read: Pillow's EXIF warnings come when the photo is loaded
+            warnings.simplefilter("ignore", UserWarning)
+            with Image.open(path, formats=READ_FORMATS) as image:
+                return md.says_protected(image.info.get("xmp"))
     except DecoderBusy:
         raise
     except Exception:  # noqa: BLE001 - any file the user may have put there, whatever
@@ -1065,7 +1069,11 @@ def write_atomic(dst: str | os.PathLike[str], write: Callable[[IO[bytes]], None]
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
-    _fsync_folder(folder)
+    try:
+        _fsync_folder(folder)
+    except BaseException as exc:  # a second Ctrl-C here: dst is written, and said so
+        exc.written = str(dst)  # (batch keeps its record of it as cloak's own)
+        raise
     return dst
 
 

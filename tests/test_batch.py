@@ -261,6 +261,25 @@ class TestPlan:
         del items["notes.txt"]
         assert all(i.status == FAILED for i in items.values())
 
+    def test_a_fifo_named_like_a_photo_in_a_folder_fails_without_blocking(self, tmp_path,
+                                                                          small_photo):
+        """Opening a FIFO waits for a writer forever: one found inside a folder fails as
+        one given by name does, and the folder's photos are still planned."""
+        import threading
+
+        small_photo(tmp_path / "shoot" / "a.png")
+        os.mkfifo(tmp_path / "shoot" / "pipe.jpg")
+        planned: list = []
+        planner = threading.Thread(daemon=True, target=lambda: planned.append(
+            batch.plan([tmp_path / "shoot"], tmp_path / "out")))
+        planner.start()
+        planner.join(20)
+        assert planned, "planning blocked on the FIFO"
+        items = by_src(planned[0])
+        assert items["a.png"].status == "pending"
+        assert items["pipe.jpg"].status == FAILED
+        assert items["pipe.jpg"].message == "not a regular file"
+
 
 class TestRun:
     def test_protects_mirrors_and_records_a_manifest(self, tmp_path, small_photo,
@@ -403,6 +422,11 @@ class TestRun:
         with Image.open(small_photo(tmp_path / "src.png", index=1)) as im:
             im.save(gif)
         before = sha256(png)
+        # without the flag: the advice is to move it or choose another folder, not the
+        # --overwrite that would refuse it just the same
+        [item] = batch.run(batch.plan([gif], folder), folder, tiny_config).items
+        assert item.status == FAILED and "choose another --out folder" in item.message
+        assert "--overwrite" not in item.message
         for flags in ({"overwrite": True}, {"force": True}):
             [item] = batch.run(batch.plan([gif], folder), folder, tiny_config, **flags).items
             assert item.status == FAILED and "not a file cloak wrote there" in item.message
@@ -1358,19 +1382,21 @@ def test_a_pending_copy_in_a_folder_once_used_as_out_is_still_skipped(tmp_path, 
     assert "its 1 protected copies" in items[0].message
 
 
+@pytest.mark.parametrize("jobs", [2, 1])
 def test_a_workers_warning_names_its_photo(tmp_path, small_photo, tiny_config, capfd,
-                                           caplog):
+                                           caplog, jobs):
     """With --jobs, warnings from several worker processes interleave: each names the
     photo it is about (Pillow's warning on a malformed EXIF block here), and goes to the
     parent, which prints it as its own (above the progress bar, names escaped), not
-    straight onto the terminal from the worker."""
+    straight onto the terminal from the worker. With one job (the default) too: one line
+    naming the photo, not Python's two naming Pillow's source file."""
     good = small_photo(tmp_path / "in" / "good.png")
     odd = tmp_path / "in" / "odd.jpg"
     with Image.open(small_photo(tmp_path / "odd.png", index=1)) as im:
         im.convert("RGB").save(odd, exif=b"Exif\x00\x00II*\x00\xff\xff\xff\x7f")
     out = tmp_path / "out"
     with caplog.at_level("WARNING"):
-        result = batch.run(batch.plan([good, odd], out), out, tiny_config, jobs=2)
+        result = batch.run(batch.plan([good, odd], out), out, tiny_config, jobs=jobs)
     assert result.counts[PROTECTED] == 2
     [record] = [r for r in caplog.records if "Corrupt EXIF" in r.getMessage()]
     assert record.levelname == "WARNING" and record.name == "cloak.batch"
@@ -1401,3 +1427,32 @@ def test_running_out_of_memory_is_said_in_plain_words():
     assert on_gpu.startswith("not enough GPU memory") and "--device cpu" in on_gpu
     assert not is_out_of_memory(RuntimeError("shape mismatch"))
     assert "please report it" in _describe(RuntimeError("shape mismatch"))
+
+
+def test_a_ctrl_c_while_a_written_copy_is_synced_keeps_it_as_cloak_s(
+        tmp_path, small_photo, tiny_config, monkeypatch):
+    """A second Ctrl-C in the folder sync just after the copy is renamed into place: the
+    copy is cloak's, and the next run redoes it instead of refusing it as "not made by
+    cloak"."""
+    from cloak import io
+
+    photo, out = small_photo(tmp_path / "a.png"), tmp_path / "out"
+    real_publish, real_sync, published = io._publish, io._fsync_folder, []
+
+    def publish(temp, dst, overwrite):
+        real_publish(temp, dst, overwrite)
+        published.append(Path(dst).name)
+
+    def sync(folder):
+        if published[-1:] == ["a.png"]:  # the photo's own sync, not the record's
+            published.append("interrupted")
+            raise KeyboardInterrupt
+        real_sync(folder)
+
+    monkeypatch.setattr(io, "_publish", publish)
+    monkeypatch.setattr(io, "_fsync_folder", sync)
+    assert batch.run(batch.plan([photo], out), out, tiny_config).interrupted
+    assert "interrupted" in published and (out / "a.png").exists()
+    monkeypatch.undo()
+    [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
+    assert item.status == PROTECTED, item.message
