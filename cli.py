@@ -27,6 +27,7 @@ try:  # torch loads here, for a second or two: a Ctrl-C meanwhile ends as one la
     from cloak.device import fp32_cpu_note, pick_device
     from cloak.io import IMAGE_SUFFIXES
     from cloak.metadata import MetadataPolicy
+    from cloak.report import shown_db
 except KeyboardInterrupt:
     sys.stderr.write("Interrupted; nothing was written.\n")
     sys.exit(130)
@@ -792,8 +793,10 @@ def verify(
                                      "original (cloak verify ORIGINAL PROTECTED); a photo alone "
                                      "gets the receipt, which always uses taesd")
                         typer.secho(f"note: {notes[-1]}", fg=typer.colors.YELLOW, err=True)
-                    say(f"{printable(str(photo))}: {receipt.label} {receipt.score_db:+.2f} dB "
-                               f"(threshold {receipt.threshold_db:+.2f}; above means protected)")
+                    score = shown_db(receipt.score_db, sign="+")
+                    threshold = shown_db(receipt.threshold_db, sign="+")
+                    say(f"{printable(str(photo))}: {receipt.label} {score} dB "
+                        f"(threshold {threshold}; above means protected)")
                     if max(images[0].size) < RECEIPT_SMALLEST:
                         notes.append(f"the photo is {images[0].width}x{images[0].height}; the "
                                      f"receipt was calibrated on photos of {RECEIPT_SMALLEST} px "
@@ -843,7 +846,7 @@ def verify(
                                + " ".join(f"{n:>8}" for n in names))
                     for ch in v.channels:
                         say(f"{ch.channel:<10} " + " ".join(
-                            f"{ch.damage_db[n]:>8.2f}" for n in names) + "   " + " ".join(
+                            shown_db(ch.damage_db[n], ">8") for n in names) + "   " + " ".join(
                             f"{ch.latent_shift[n]:>8.2f}" for n in names))
                     only = (f"; on {', '.join(names)} only" if set(names) != set(ALL_MODEL_NAMES)
                             else "")
@@ -852,7 +855,8 @@ def verify(
                     if v.damage_at_1024:
                         say(
                             "at 1024 px, SDXL and FLUX's editing size (as it is): "
-                            + ", ".join(f"{n} {d:.2f}" for n, d in v.damage_at_1024.items())
+                            + ", ".join(f"{n} {shown_db(d)}"
+                                        for n, d in v.damage_at_1024.items())
                             + f" dB: {v.verdict_at_1024} (the table and verdict above are at "
                             "512 px, SD 1.x/2.x's)")
                     # not "protected": with one photo that key is the receipt's yes or no
@@ -958,8 +962,9 @@ def receipt_folder(folder: Path, model_dir: str | None, device: str | None,
                              "misses copies made at fast or low")
             say(f"{printable(name)}: " + ("protection detected" if receipt.protected else
                                           "no protection detected")
-                + f" ({receipt.label} {receipt.score_db:+.2f} dB; threshold "
-                  f"{receipt.threshold_db:+.2f})" + "".join(f"; {n}" for n in notes))
+                + f" ({receipt.label} {shown_db(receipt.score_db, sign='+')} dB; threshold "
+                  f"{shown_db(receipt.threshold_db, sign='+')})"
+                + "".join(f"; {n}" for n in notes))
             rows.append({"name": name, "photo": str(path), **receipt.to_dict(),
                          "below_calibrated_size": small, "note": "; ".join(notes) or None})
     except KeyboardInterrupt:
@@ -1069,7 +1074,7 @@ def measure_pairs(pairs, originals: Path, channels: tuple[str, ...], names: tupl
         counts[v.verdict] = counts.get(v.verdict, 0) + 1
         weakest = min(v.worst.damage_db, key=v.worst.damage_db.get)
         say(f"{printable(pair.name)}: {v.verdict} (worst channel {v.worst.channel}: "
-            f"{weakest} {v.worst.damage_db[weakest]:.2f} dB); as is: "
+            f"{weakest} {shown_db(v.worst.damage_db[weakest])} dB); as is: "
             f"{v.verdict_as_posted}; PSNR {v.psnr:.1f} dB")
         if v.note:
             typer.secho(f"  note: {printable(v.note)}", fg=typer.colors.YELLOW, err=True)

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 # Verdict thresholds on the weakest model's damage (dB): cloak verify's words.
 VERDICTS = (("strong", 3.0), ("moderate", 1.5), ("weak", 0.5))
+
+
+def shown_db(value: float, width: str = "", sign: str = "", places: int = 2) -> str:
+    """A figure in dB to `places` decimals, rounded down, as it is judged against the
+    verdict's and the receipt's thresholds (2.996 dB is "moderate", so it shows as 2.99,
+    not 3.00). Rounded to 6 places first: 0.29 * 100 is 28.999..., which shows 0.29."""
+    scale = 10 ** places
+    return format(math.floor(round(value * scale, 6)) / scale, f"{sign}{width}.{places}f")
 
 
 def verdict_for(damage_db: float) -> str:
@@ -43,7 +52,8 @@ class Report:
 
     def summary(self) -> str:
         """One line for humans."""
-        damage = ", ".join(f"{k} {v:.1f}" for k, v in self.damage_db.items()) or "not measured"
+        damage = ", ".join(f"{k} {shown_db(v, places=1)}" for k, v in self.damage_db.items()
+                           ) or "not measured"
         if self.damage_db:  # verify's word for the weakest model, as saved
             damage += f" ({verdict_for(self.min_damage_db)} as saved)"
         change = f"max change {self.max_change255:.0f}/255"

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 import cli
 from cloak.batch import MANIFEST_NAME
-from cloak.report import verdict_for
+from cloak.report import shown_db, verdict_for
 
 TINY = ["--strength", "fast", "--steps", "1", "--models", "taesd", "--no-measure"]
 
@@ -449,7 +449,7 @@ def test_verify_measures_the_sdxl_stand_in_at_1024_too(tmp_path, small_photo, mo
     data = json.loads(report.read_text())
     assert set(data["damage_at_1024"]) == {"taesdxl"}
     line = next(s for s in result.stdout.splitlines() if s.startswith("at 1024 px"))
-    assert f"taesdxl {data['damage_at_1024']['taesdxl']:.2f} dB: {data['verdict_at_1024']}" \
+    assert f"taesdxl {shown_db(data['damage_at_1024']['taesdxl'])} dB: {data['verdict_at_1024']}" \
         in line and "above are at 512 px" in line
 
 
@@ -1298,3 +1298,14 @@ def test_a_json_path_that_is_a_fifo_is_refused_without_blocking(tmp_path):
     reader.start()
     reader.join(5)
     assert answer == [False]
+
+
+def test_figures_show_rounded_down_as_their_thresholds_judge_them():
+    """2.996 dB is "moderate" (strong is >= 3): shown as 3.00 it would contradict its
+    verdict on the same line; a receipt score of 0.357 is below the 0.36 threshold."""
+    assert (shown_db(2.996), verdict_for(2.996)) == ("2.99", "moderate")
+    assert (shown_db(3.0), verdict_for(3.0)) == ("3.00", "strong")
+    assert shown_db(0.357, sign="+") == "+0.35" and shown_db(0.36, sign="+") == "+0.36"
+    assert [shown_db(v) for v in (0.29, 4.57, -1.23, 1.5)] == ["0.29", "4.57", "-1.23", "1.50"]
+    assert shown_db(-0.004, sign="+") == "-0.01" and shown_db(1.5, ">8") == "    1.50"
+    assert (shown_db(2.96, places=1), verdict_for(2.96)) == ("2.9", "moderate")

@@ -57,6 +57,7 @@ from cloak.gui.worker import (
     ProtectWorker,
     describe,
 )
+from cloak.report import shown_db
 
 TINY = {"steps": 2, "models": ("taesd",), "working_size": 128}
 
@@ -719,7 +720,7 @@ class TestProtecting:
                             r"Instagram-style posting -?\d+\.\d dB, (protection mostly lost|"
                             r"weak|moderate|strong), PSNR \d+\.\d dB \(\d+\.\d s\)",
                             status), status
-        assert f"damage {report.min_damage_db:.1f} dB" in status
+        assert f"damage {shown_db(report.min_damage_db, places=1)} dB" in status
         assert f"PSNR {report.psnr:.1f} dB" in status
         assert "missing.jpg" in events[3][2]
         assert fractions and fractions == sorted(fractions) and fractions[-1] == 1.0

@@ -90,7 +90,7 @@ def describe(report: Report, posted_db: float | None = None) -> str:
     """The one-line status of a protected photo: its weakest model's damage as saved and,
     given `posted_db` (posting_damage's), after Instagram-style posting with verify's
     verdict on it."""
-    from ..report import verdict_for
+    from ..report import shown_db, verdict_for
 
     weakest = report.min_damage_db
     if weakest is None:
@@ -98,9 +98,9 @@ def describe(report: Report, posted_db: float | None = None) -> str:
     posted = ""
     if posted_db is not None:
         verdict = verdict_for(posted_db)
-        posted = (f"; after Instagram-style posting {posted_db:.1f} dB, "
+        posted = (f"; after Instagram-style posting {shown_db(posted_db, places=1)} dB, "
                   + (PROTECTION_LOST if verdict == "none" else verdict))
-    return (f"protected — damage {weakest:.1f} dB on weakest model{posted}, "
+    return (f"protected — damage {shown_db(weakest, places=1)} dB on weakest model{posted}, "
             f"PSNR {report.psnr:.1f} dB ({report.seconds:.1f} s)")
 
 
