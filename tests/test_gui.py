@@ -670,6 +670,10 @@ class TestProtecting:
             assert window.statusBar().currentMessage().startswith("settings problem")
             assert named in window.statusBar().currentMessage()
             assert not window.is_running() and not (tmp_path / "protected").exists()
+        monkeypatch.setenv("CLOAK_DEVICE", "cpu")  # mended: the problem's line goes
+        window.start()
+        assert not window.statusBar().currentMessage().startswith("settings problem")
+        assert wait_until(lambda: not window.is_running(), 60)
 
     def test_cpu_without_native_bf16_is_told_about_fast(self, window, tmp_path, small_photo,
                                                         bf16_env):

@@ -557,6 +557,8 @@ class MainWindow(QMainWindow):
         self.summary.setText(f"protecting {len(jobs)} photo(s)…")
         if note:
             self.statusBar().showMessage(for_the_app(note))
+        elif not self._walks_pending:  # not a last batch's notice or settings problem
+            self.statusBar().clearMessage()
         self._update_buttons()
 
     def cancel(self) -> None:
