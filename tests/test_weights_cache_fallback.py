@@ -324,6 +324,28 @@ class TestDamagedCacheCopy:
         assert W.sha256_of(cache / "taef2_decoder.pth") == W.KNOWN_SHA256["taef2_decoder.pth"]
         assert any("downloading it again" in r.getMessage() for r in caplog.records)
 
+    def test_an_unpinned_models_spare_is_used_too(self, weights_dir, tmp_path,
+                                                   read_only_folder, caplog):
+        """taesd's .pth (as upstream serves it) has no pinned sha256: its spare is checked
+        as a download is (a strict load of taesd's weights), not refused for the lack of a
+        pin, so an offline run in a read-only cache still works."""
+        from safetensors.torch import load_file
+
+        spec = get_spec("taesd")
+        state = load_file(str(weights_dir / "taesd_encoder.safetensors"))
+        cache = tmp_path / "cache"
+        cache.mkdir(mode=0o700)
+        (cache / "taesd_encoder.pth").write_bytes(b"half a file")  # damaged: won't load
+        W.fallback_dir().mkdir(mode=0o700)
+        torch.save({k: v.float() for k, v in state.items()},
+                   W.fallback_dir() / "taesd_encoder.pth")
+        read_only_folder(cache)
+        with caplog.at_level("WARNING", logger=LOGGER):
+            assert isinstance(W.load_verified(spec, "encoder", allow_download=False),
+                              torch.nn.Module)
+        assert any(f"using {W.fallback_dir() / 'taesd_encoder.pth'}" in r.getMessage()
+                   for r in caplog.records)
+
     def test_a_damaged_spare_is_not_used(self, weights_dir, tmp_path, read_only_folder):
         spec = get_spec("taef2")
         for folder in (tmp_path / "cache", W.fallback_dir()):

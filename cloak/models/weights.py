@@ -741,18 +741,21 @@ def _can_write(folder: Path) -> bool:
     return True
 
 
-def _good_spare(spec: ModelSpec, part: str, damaged: Path) -> Path | None:
-    """A good copy of (model, part) in the temporary folder for downloads, for a damaged
-    copy in the cache (`damaged`) that can't be replaced there (no write, or no download):
-    the cache is searched first, so without this every run would download it again. None
-    where there is no such copy, or it is damaged too."""
+def _good_spare(spec: ModelSpec, part: str, damaged: Path
+                ) -> tuple[Path, torch.nn.Module] | None:
+    """A good copy of (model, part) in the temporary folder for downloads, and the part
+    loaded from it, for a damaged copy in the cache (`damaged`) that can't be replaced
+    there (no write, or no download): the cache is searched first, so without this every
+    run would download it again. "Good" is what a download is checked for (load_part: the
+    pinned sha256 where one is pinned, a strict load, this model's weights). None where
+    there is no such copy, or it is damaged too."""
     folder = _fallback_found()
     if folder is None or damaged.parent == folder:
         return None
     spare = folder / f"{spec.file_stem(part)}.pth"
     try:
-        if spare.is_file() and verify_file(spare):
-            return spare
+        if spare.is_file():
+            return spare, load_part(spec, part, spare)
     except ModelError as exc:
         log.debug("the spare copy %s is not usable either: %s", spare, exc)
     return None
@@ -780,8 +783,8 @@ def load_verified(spec: ModelSpec, part: str, model_dir=None, allow_download: bo
         if spare is not None:  # a damaged cache copy the cache can't replace (read-only)
             log.warning("%s is damaged (%s); using %s, downloaded when the cache could not "
                         "be written (delete the damaged copy, or make the cache writable)",
-                        own_copy, exc, spare)
-            return load_part(spec, part, spare)
+                        own_copy, exc, spare[0])
+            return spare[1]
         if not can_fetch:
             raise
         log.warning("%s is damaged (%s); downloading it again", own_copy, exc)
