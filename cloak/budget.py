@@ -179,8 +179,10 @@ def mask_values(img):
     elif img.mode == "F":
         values = np.asarray(img, dtype=np.float32)
     else:
-        has_alpha = img.mode in ("LA", "La", "PA", "RGBA", "RGBa") or (
-            img.mode == "P" and "transparency" in img.info)
+        from .io import with_real_alpha
+
+        img = with_real_alpha(img)  # a colour key (PNG tRNS on 1/L/RGB) as an alpha band
+        has_alpha = img.mode in ("LA", "RGBA")
         gray = np.asarray(img.convert("L"), dtype=np.float32) / 255
         if has_alpha:
             gray *= np.asarray(img.convert("RGBA").getchannel("A"), dtype=np.float32) / 255

@@ -96,6 +96,26 @@ class TestPriorities:
         assert float(mask[:, :30].min()) == pytest.approx(1.0)
         assert float(mask[:, 34:].max()) == 0
 
+    @pytest.mark.parametrize("mode", ["1", "L", "RGB"])
+    def test_a_masks_colour_key_counts_as_black_too(self, tmp_path, mode):
+        """A PNG optimiser may store on/off alpha as a colour key (tRNS): a mask whose
+        white is the see-through colour has no white left and is refused, as a wholly
+        erased one is; with the key on black, the white half reads white."""
+        from cloak.errors import UnsupportedImageError
+
+        gray = np.zeros((64, 64), np.uint8)
+        gray[:, 32:] = 255
+        image = Image.fromarray(gray, "L").convert(mode)
+        white = 1 if mode == "1" else (255, 255, 255) if mode == "RGB" else 255
+        image.save(tmp_path / "keyed_white.png", transparency=white)
+        with pytest.raises(UnsupportedImageError, match="has no white"):
+            budget.load_user_mask(tmp_path / "keyed_white.png", 64, 64)
+        black = 0 if mode != "RGB" else (0, 0, 0)
+        image.save(tmp_path / "keyed_black.png", transparency=black)
+        mask = budget.load_user_mask(tmp_path / "keyed_black.png", 64, 64)[0, 0]
+        assert float(mask[:, 34:].min()) == pytest.approx(1.0)
+        assert float(mask[:, :30].max()) == 0
+
     @pytest.mark.parametrize("kind", ["black", "see-through"])
     def test_a_mask_without_white_is_refused(self, tmp_path, kind):
         """An all-black (or wholly erased) mask marks nothing to protect most and would
