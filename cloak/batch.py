@@ -188,7 +188,7 @@ def recorded_copies(folder: Path) -> set[str]:
     for rel, entry in Manifest(folder).entries.items():
         path = folder / rel
         if (_pending_is_ours(path, entry) if entry.get("state") == "pending"
-                else _same_file(path, entry.get("dst"))):
+                else matches_record(path, entry.get("dst"))):
             copies.add(os.path.realpath(path))
     return copies
 
@@ -501,10 +501,13 @@ def _identity(path: Path) -> dict:
             "sha256": sha256_of(path)}
 
 
-def _same_file(path: Path, ident: dict | None, refresh: bool = False) -> bool:
-    """Is `path` the file `ident` describes? size, mtime and ctime, else sha256 (copies,
-    touch; an in-place edit that keeps size and mtime, as `exiftool -P` does, still moves
-    the ctime). Entries written before ctime was recorded match on size and mtime.
+def matches_record(path: Path, ident: dict | None, refresh: bool = False,
+                   sha256: Callable[[Path], str | None] | None = None) -> bool:
+    """Is `path` the file `ident` (a Manifest entry's record of a file) describes? size,
+    mtime and ctime, else sha256 (copies, touch; an in-place edit that keeps size and
+    mtime, as `exiftool -P` does, still moves the ctime). Entries written before ctime was
+    recorded match on size and mtime. `sha256`: how a file is hashed (a caller's cache;
+    None: sha256_of).
 
     `refresh`: when the file matches, bring `ident`'s times up to date in place (a folder
     restored from a backup, or chmod-ed, is hashed once, not on every later run)."""
@@ -521,7 +524,7 @@ def _same_file(path: Path, ident: dict | None, refresh: bool = False) -> bool:
         same = True
     else:
         try:
-            same = sha256_of(path) == ident.get("sha256")
+            same = (sha256 or sha256_of)(path) == ident.get("sha256")
         except OSError:
             return False
     if same and refresh:
@@ -629,8 +632,8 @@ def earlier_copy(src: Path, out_dir: Path, settings: dict, also: dict | None = N
                                                                settings, also):
             continue
         dst = out_dir / key
-        if (_inside(dst.parent, out_dir) and _same_file(src, entry.get("src"))
-                and _same_file(dst, entry.get("dst"))):
+        if (_inside(dst.parent, out_dir) and matches_record(src, entry.get("src"))
+                and matches_record(dst, entry.get("dst"))):
             return dst
     return None
 
@@ -707,7 +710,7 @@ def _decide(item: Item, entry: dict | None, settings: dict, force: bool,
     sheet = preview_path(item.dst)
     if (preview and (force or overwrite) and sheet.exists()
             and _same_folder(item.dst.parent, item.src.parent)
-            and not _same_file(sheet, (entry or {}).get("preview"))):
+            and not matches_record(sheet, (entry or {}).get("preview"))):
         # --out is the photo's own folder, and a file there has the preview's name
         item.status = FAILED
         item.message = (f"{sheet} exists beside the original and is not a preview cloak "
@@ -718,16 +721,16 @@ def _decide(item: Item, entry: dict | None, settings: dict, force: bool,
         # may still replace a file beside it: a preview, asked for with --overwrite, or
         # the sheet cloak wrote for a copy since deleted
         item.replace = force or overwrite or (
-            preview and sheet.exists() and _same_file(sheet, (entry or {}).get("preview")))
+            preview and sheet.exists() and matches_record(sheet, (entry or {}).get("preview")))
         return
     pending = entry is not None and entry.get("state") == "pending"
     # The file at dst is the one cloak wrote there (the entry alone does not say so: a
     # user may have put their own file at a name a manifest lists).
     made_here = entry is not None and (
         _pending_is_ours(item.dst, entry) if pending
-        else _same_file(item.dst, entry.get("dst"), refresh=True))
+        else matches_record(item.dst, entry.get("dst"), refresh=True))
     ours = (made_here and _same_settings(entry.get("settings"), settings, also)
-            and _same_file(item.src, entry.get("src"), refresh=True))
+            and matches_record(item.src, entry.get("src"), refresh=True))
     if ours and pending:  # an interrupted run's file: redone
         item.replace, item.ours_stamp = True, _stamp(item.dst)
         return
@@ -787,7 +790,7 @@ def _pending_is_ours(dst: Path, entry: dict) -> bool:
     if not dst.is_file():
         return False
     if entry.get("dst"):
-        return _same_file(dst, entry["dst"], refresh=True)
+        return matches_record(dst, entry["dst"], refresh=True)
     from .io import says_protected_file
 
     if says_protected_file(dst):
@@ -941,7 +944,7 @@ def _run_locked(items: list[Item], out_dir: Path, config: ProtectConfig,
                 emit(Event("done", item))
         if locked and json.dumps(manifest.entries, sort_keys=True) != identities:
             with contextlib.suppress(OSError, OutputError):  # times brought up to date
-                manifest.save()  # (_same_file refresh); a failure only costs a rehash
+                manifest.save()  # (matches_record refresh); a failure only costs a rehash
         if todo:
             if also_done is not None:  # the face detector is not on disk: fetched now,
                 # where allowed, as the models are, since there is work to do
@@ -1086,7 +1089,7 @@ def _begin(item: Item, manifest: Manifest, settings: dict) -> None:
                           f"{exc.strerror or exc}") from exc
     entry = {"state": "pending", "src": _identity(item.src), "settings": settings}
     previous = manifest.get(item.dst)
-    if previous and previous.get("dst") and _same_file(item.dst, previous["dst"]):
+    if previous and previous.get("dst") and matches_record(item.dst, previous["dst"]):
         # a redo (--force, a missing preview): until it writes, the file there is still
         # the copy cloak wrote before, and a killed redo must find it so
         entry["dst"] = previous["dst"]

@@ -144,6 +144,7 @@ def pair_by_record(pairs: list[Pair], originals: Path, entries: dict[str, dict]
     name), is paired with the photo under `originals` of the recorded content that is not
     already paired (renamed or moved there since). Where there is none, a changed original
     stays, with a note. Only photos of a recorded size are hashed, each once."""
+    from .batch import matches_record
     from .models.weights import sha256_of
 
     hashes: dict[Path, str | None] = {}
@@ -156,23 +157,13 @@ def pair_by_record(pairs: list[Pair], originals: Path, entries: dict[str, dict]
                 hashes[path] = None
         return hashes[path]
 
-    def is_recorded(path: Path, ident: dict) -> bool:
-        """Size, then unchanged times (as batch's check), else sha256."""
-        try:
-            st = path.stat()
-        except OSError:
-            return False
-        if st.st_size != ident.get("size"):
-            return False
-        if (st.st_mtime_ns, st.st_ctime_ns) == (ident.get("mtime_ns"), ident.get("ctime_ns")):
-            return True
-        return content(path) == ident.get("sha256")
-
+    originals_by_name = {pair.name: pair.original for pair in pairs}
     recorded = {pair.name: entries[pair.name]["src"] for pair in pairs
                 if entries.get(pair.name, {}).get("state") == "done"  # not a redo cut short
                 and isinstance(entries[pair.name].get("src"), dict)}
-    wanted = {pair.name: recorded[pair.name] for pair in pairs if pair.name in recorded and (
-        pair.original is None or not is_recorded(pair.original, recorded[pair.name]))}
+    wanted = {name: ident for name, ident in recorded.items()
+              if (original := originals_by_name[name]) is None
+              or not matches_record(original, ident, sha256=content)}
     if not wanted:
         return pairs
     taken = {os.path.realpath(pair.original) for pair in pairs

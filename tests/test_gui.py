@@ -62,6 +62,25 @@ from cloak.report import shown_db
 TINY = {"steps": 2, "models": ("taesd",), "working_size": 128}
 
 
+def hold_walks(monkeypatch, released, started=None) -> list[bool]:
+    """Make the window's walks for photos (find_photos, on its pool) set `started`, wait
+    for the threading.Event `released` (a click in the test), then walk for real. Returns
+    the list each walk appends its stop check to, asked once it is done."""
+    stopped: list[bool] = []
+    real_find = window_module.find_photos
+
+    def held_walk(paths, output_dir=None, should_stop=None):
+        if started is not None:
+            started.set()
+        assert released.wait(30)
+        found = real_find(paths, output_dir, should_stop)
+        stopped.append(should_stop())
+        return found
+
+    monkeypatch.setattr(window_module, "find_photos", held_walk)
+    return stopped
+
+
 @pytest.fixture(scope="module")
 def qapp():
     """The QApplication, shut down at the end of this module: left to Python's exit, the
@@ -1182,16 +1201,7 @@ class TestReviewFixes:
         for name in ("a", "b"):
             small_photo(tmp_path / "home" / name / "x.png", size=(16, 16))
         clicked = threading.Event()
-        stopped = []
-        real_find = window_module.find_photos
-
-        def walk_held_until_clear(paths, output_dir=None, should_stop=None):
-            assert clicked.wait(10)
-            found = real_find(paths, output_dir, should_stop)
-            stopped.append(should_stop())
-            return found
-
-        monkeypatch.setattr(window_module, "find_photos", walk_held_until_clear)
+        stopped = hold_walks(monkeypatch, clicked)
         assert not window.clear_button.isEnabled()
         window.add_paths([tmp_path / "home"])
         assert window.clear_button.isEnabled() and not window.rows
@@ -1214,16 +1224,8 @@ class TestReviewFixes:
         small_photo(tmp_path / "home" / "a" / "x.png", size=(16, 16))
         window.add_paths([photo])
         assert not window.cancel_button.isEnabled()
-        clicked, stopped = threading.Event(), []
-        real_find = window_module.find_photos
-
-        def walk_held_until_cancel(paths, output_dir=None, should_stop=None):
-            assert clicked.wait(10)
-            found = real_find(paths, output_dir, should_stop)
-            stopped.append(should_stop())
-            return found
-
-        monkeypatch.setattr(window_module, "find_photos", walk_held_until_cancel)
+        clicked = threading.Event()
+        stopped = hold_walks(monkeypatch, clicked)
         window.add_paths([tmp_path / "home"])
         assert window.cancel_button.isEnabled()
         window.cancel_button.click()
@@ -1246,17 +1248,8 @@ class TestReviewFixes:
         for name in ("a", "b"):
             small_photo(tmp_path / "home" / name / "x.png", size=(16, 16))
         window.add_paths([photo])
-        walking, cancelled, stopped = threading.Event(), threading.Event(), []
-        real_find = window_module.find_photos
-
-        def walk_held_until_cancel(paths, output_dir=None, should_stop=None):
-            walking.set()
-            assert cancelled.wait(30)
-            found = real_find(paths, output_dir, should_stop)
-            stopped.append(should_stop())
-            return found
-
-        monkeypatch.setattr(window_module, "find_photos", walk_held_until_cancel)
+        walking, cancelled = threading.Event(), threading.Event()
+        stopped = hold_walks(monkeypatch, cancelled, walking)
         picked = small_photo(tmp_path / "picked.png", size=(16, 16))
         window.start()
         assert window.is_running()

@@ -36,6 +36,18 @@ def ctrl_c_on_second_call(monkeypatch, module, name: str) -> None:
     monkeypatch.setattr(module, name, interrupted_second_time)
 
 
+def protected_pair_of_photos(tmp_path: Path, small_photo, model_dir) -> tuple[Path, Path]:
+    """holiday/a.png and holiday/b.png (two real photos) protected by a real `cloak
+    protect holiday --out protected` (its record keeps their sizes and sha256)."""
+    holiday = tmp_path / "holiday"
+    small_photo(holiday / "a.png")
+    small_photo(holiday / "b.png", index=1)
+    out = tmp_path / "protected"
+    result = invoke("protect", holiday, "--out", out, "--model-dir", model_dir, *TINY)
+    assert result.exit_code == 0, result.output
+    return holiday, out
+
+
 def touch(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"not read here")
@@ -211,12 +223,7 @@ def test_a_renamed_or_moved_original_pairs_by_cloak_s_record(tmp_path, small_pho
     """cloak protect records each original's size and sha256: an original renamed or
     moved within ORIGINALS since still finds its copy; a photo of the same size but other
     content does not, and an original paired by its path is not taken twice."""
-    holiday = tmp_path / "holiday"
-    small_photo(holiday / "a.png")
-    small_photo(holiday / "b.png", index=1)
-    out = tmp_path / "protected"
-    result = invoke("protect", holiday, "--out", out, "--model-dir", model_dir, *TINY)
-    assert result.exit_code == 0, result.output
+    holiday, out = protected_pair_of_photos(tmp_path, small_photo, model_dir)
     moved = holiday / "kept" / "renamed.png"
     moved.parent.mkdir()
     (holiday / "a.png").rename(moved)
@@ -236,12 +243,7 @@ def test_a_renamed_or_moved_original_pairs_by_cloak_s_record(tmp_path, small_pho
 
 
 def test_originals_whose_names_were_swapped_pair_by_content(tmp_path, small_photo, model_dir):
-    holiday = tmp_path / "holiday"
-    small_photo(holiday / "a.png")
-    small_photo(holiday / "b.png", index=1)
-    out = tmp_path / "protected"
-    result = invoke("protect", holiday, "--out", out, "--model-dir", model_dir, *TINY)
-    assert result.exit_code == 0, result.output
+    holiday, out = protected_pair_of_photos(tmp_path, small_photo, model_dir)
     (holiday / "a.png").rename(holiday / "t.png")
     (holiday / "b.png").rename(holiday / "a.png")
     (holiday / "t.png").rename(holiday / "b.png")
@@ -365,12 +367,7 @@ def test_an_original_moved_onto_another_s_name_is_not_given_to_both(tmp_path, sm
                                                                     model_dir):
     """a.png moved onto b.png: b.png is a's original now (by the record), and b's copy,
     whose original is gone, has none, rather than being compared with another photo."""
-    holiday = tmp_path / "holiday"
-    small_photo(holiday / "a.png")
-    small_photo(holiday / "b.png", index=1)
-    out = tmp_path / "protected"
-    result = invoke("protect", holiday, "--out", out, "--model-dir", model_dir, *TINY)
-    assert result.exit_code == 0, result.output
+    holiday, out = protected_pair_of_photos(tmp_path, small_photo, model_dir)
     (holiday / "a.png").replace(holiday / "b.png")
     assert [(p.name, p.original) for p in pair_folders(holiday, out)] == [
         ("holiday/a.png", holiday / "b.png"), ("holiday/b.png", None)]
