@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .filters import gaussian_blur2d
 from .metrics import luma
 
 log = logging.getLogger(__name__)
@@ -39,11 +40,9 @@ def local_contrast(x: torch.Tensor, radius: int = 3) -> torch.Tensor:
 def visibility_map(x: torch.Tensor, floor: float = FLAT_FLOOR,
                    contrast_ref: float = CONTRAST_REF) -> torch.Tensor:
     """(1, 3, H, W) -> (1, 1, H, W) in [floor, 1]: smooth, so no blocky budget edges."""
-    import kornia
-
     v = floor + (1 - floor) * (local_contrast(x) / contrast_ref).clamp(0, 1)
     # Spread texture budget a little into its neighbourhood, never into flat areas' core.
-    v = kornia.filters.gaussian_blur2d(v, (9, 9), (2.0, 2.0), border_type="replicate")
+    v = gaussian_blur2d(v, 9, 2.0, border="replicate")
     return v.clamp(floor, 1)
 
 
@@ -201,8 +200,6 @@ def budget_map(x: torch.Tensor, *, perceptual: bool = True,
     Without perceptual shaping the budget is uniform (1 everywhere). Priority regions
     (faces, bodies, the white of a user mask) get REGION_GAIN times the visible budget;
     with a user mask, the rest of the photo keeps a third of it."""
-    import kornia
-
     _, _, h, w = x.shape
     base = (visibility_map(x, flat_floor, contrast_ref) if perceptual
             else torch.ones(1, 1, h, w, device=x.device))
@@ -215,7 +212,7 @@ def budget_map(x: torch.Tensor, *, perceptual: bool = True,
     k = 2 * int(3 * sigma) + 1
 
     def soften(m: torch.Tensor) -> torch.Tensor:  # no hard budget edges, hence no seams
-        return kornia.filters.gaussian_blur2d(m, (k, k), (sigma, sigma))
+        return gaussian_blur2d(m, k, sigma)
 
     if float(priority.max()) > 0:
         priority = soften(priority)
