@@ -1,4 +1,5 @@
-"""A separable Gaussian blur in plain torch, for the budget map and the blur transform.
+"""A separable Gaussian blur in plain torch, for the budget map, the blur transform and
+the SSIM of images off the CPU path (metrics).
 
 kornia's gaussian_blur2d does the same; importing kornia costs about 0.25 s in every
 process that protects a photo (a fresh `cloak protect` run included), for two

@@ -44,14 +44,12 @@ def luma(x: torch.Tensor) -> torch.Tensor:
 
 
 def _gaussian_blur_separable(x: torch.Tensor, window: int, sigma: float) -> torch.Tensor:
-    """(B, 1, H, W) -> same, Gaussian blur as two 1-D passes with reflected borders."""
-    r = window // 2
-    k = torch.arange(window, dtype=x.dtype, device=x.device) - r
-    g = torch.exp(-(k * k) / (2 * sigma * sigma))
-    g = g / g.sum()
-    mode = "reflect" if min(x.shape[-2:]) > r else "replicate"
-    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode=mode), g.view(1, 1, 1, -1))
-    return F.conv2d(F.pad(x, (0, 0, r, r), mode=mode), g.view(1, 1, -1, 1))
+    """(B, 1, H, W) -> same, Gaussian blur as two 1-D passes with reflected borders
+    (replicated where the image is too small to reflect)."""
+    from .filters import gaussian_blur2d
+
+    mode = "reflect" if min(x.shape[-2:]) > window // 2 else "replicate"
+    return gaussian_blur2d(x, window, sigma, border=mode)
 
 
 def _ssim_sum_cv2(a: np.ndarray, b: np.ndarray, window: int, sigma: float,
