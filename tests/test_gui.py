@@ -240,7 +240,7 @@ class TestDropZone:
             self, window, tmp_path, small_photo):
         """Protected at fast, then added again and protected at low: the row waits again,
         and the new strength gives a new copy beside the first. Added again with the same
-        settings, it stays as it is."""
+        settings, it stays as it is; after Save to changes, it waits again."""
         photo = small_photo(tmp_path / "a.png")
         window.add_paths([photo])
         window.start()
@@ -258,6 +258,13 @@ class TestDropZone:
         assert wait_until(lambda: not window.is_running(), 60)
         assert row.state == PhotoRow.PROTECTED and row.outcome.dst.name == "a (1).png"
         assert row.outcome.config.strength == "low"
+        # the same settings, another Save-to folder: it waits again, for a copy there
+        window.set_output_dir(tmp_path / "elsewhere")
+        window.add_paths([photo])
+        assert row.state == PhotoRow.WAITING
+        window.start()
+        assert wait_until(lambda: not window.is_running(), 60)
+        assert row.outcome.dst == tmp_path / "elsewhere" / "a.png" and row.outcome.dst.is_file()
 
     def test_a_mixed_drop_adds_the_photos_and_names_what_it_did_not_add(
             self, window, tmp_path, small_photo):

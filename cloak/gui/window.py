@@ -441,8 +441,12 @@ class MainWindow(QMainWindow):
 
     def _asks_other(self, row: PhotoRow) -> bool:
         """Whether the window's settings now differ from those `row` was protected with
-        (face priority aside: on or off as the face detector allowed)."""
+        (face priority aside: on or off as the face detector allowed), or its copy would
+        now go to another folder (Save to changed since)."""
         if row.outcome is None or row.outcome.config is None:
+            return True
+        folder = self.output_dir or default_output_dir(row.src)
+        if os.path.abspath(row.outcome.dst.parent) != os.path.abspath(folder):
             return True
         then, now = row.outcome.config.fingerprint(), self.config().fingerprint()
         then.pop("faces", None)
