@@ -1156,10 +1156,12 @@ def _abandon(item: Item, manifest: Manifest, previous: dict | None,
     at dst (one that appeared during the work) is not cloak's: the entry goes back to
     what it was."""
     written = getattr(outcome, "written", None)
-    if isinstance(outcome, WorkerDied) and _stamp(item.dst) not in (None, item.dst_before):
+    if isinstance(outcome, (WorkerDied, WorkerStopped)) and \
+            _stamp(item.dst) not in (None, item.dst_before):
         # it may have died after writing its copy (the pool ends every worker when one
-        # dies): the entry stays pending, and the next run tells by cloak's note whether
-        # the file there is cloak's, as after a killed run
+        # dies; a stop sent to the whole process group ends them all): the entry stays
+        # pending, and the next run tells by cloak's note whether the file there is
+        # cloak's, as after a killed run
         entry = manifest.get(item.dst)
         if entry is not None:
             entry.pop("dst", None)
@@ -1410,13 +1412,18 @@ class WorkerDied(CloakError):
     """The worker process protecting a photo died (killed by the system, out of memory)."""
 
 
+class WorkerStopped(Cancelled):
+    """A worker process that died while the run was stopping (Ctrl-C, or a stop sent to
+    the whole process group): its photo is cancelled, and may have been written."""
+
+
 def _lost_worker(exc: BaseException, stop_event, stop: Callable[[], bool] = lambda: False
                  ) -> CloakError:
     """A worker that died while stopping (e.g. Ctrl-C reached it while it started) only
     cancelled its photo; otherwise the photo failed. `stop`: the run's own flag, which a
     Ctrl-C sets before the loop passes it on to `stop_event`."""
     if stop_event.is_set() or stop():
-        return Cancelled("cancelled")
+        return WorkerStopped("cancelled")
     return WorkerDied(f"worker process died ({exc})")
 
 

@@ -1218,7 +1218,8 @@ def test_a_copy_written_by_a_worker_that_then_died_is_redone_not_refused(
         tmp_path, small_photo, tiny_config):
     """--jobs: the system kills one worker and the pool ends the others, one of them just
     after it saved its copy. The next run redoes that photo (its copy carries cloak's
-    note) instead of refusing the file as not cloak's; a stranger's file is refused."""
+    note) instead of refusing the file as not cloak's; a stranger's file is refused. The
+    same when a stop sent to the whole process group ends the workers."""
     import concurrent.futures.process as cfp
     import threading
 
@@ -1245,6 +1246,19 @@ def test_a_copy_written_by_a_worker_that_then_died_is_redone_not_refused(
             assert item.dst.read_bytes() == photo.read_bytes()
         (out / "a.png").unlink()
         (out / MANIFEST_NAME).unlink()
+    # a stop sent to the whole process group (systemd, Slurm) ends the workers as the run
+    # stops: the photo is cancelled, and the copy one had written is still cloak's
+    [item] = batch.plan([photo], out)
+    manifest = batch.Manifest(out)
+    batch._begin(item, manifest, tiny_config.fingerprint())
+    item.dst.write_bytes((made / "a.png").read_bytes())
+    stopped = threading.Event()
+    stopped.set()
+    batch._finish(item, manifest, None, batch._lost_worker(
+        cfp.BrokenProcessPool("a child process terminated"), stopped))
+    assert item.status == CANCELLED
+    [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
+    assert item.status == PROTECTED, item.message
 
 
 def test_workers_end_when_the_cli_is_killed(tmp_path, small_photo, model_dir):
