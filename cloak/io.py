@@ -580,6 +580,14 @@ def _pixels(image: Image.Image, fp: IO[bytes], path: Path, icc: bytes | None
         data = np.asarray(image.convert("LA"))
         return data[:, :, 0], data[:, :, 1], 8, icc
     if mode.startswith("I;16"):
+        if image.format == "TIFF":  # Pillow reads these as plain 16-bit black-is-zero
+            if image.tag_v2.get(262) == 0:
+                raise _fail(path, "16-bit gray TIFF stored white-is-zero is not "
+                            "supported; export a standard (black-is-zero) copy")
+            bits = image.tag_v2.get(258, (16,))
+            if max(bits if isinstance(bits, tuple) else (bits,)) < 16:
+                raise _fail(path, f"{max(bits if isinstance(bits, tuple) else (bits,))}"
+                            "-bit gray TIFF is not supported; export an 8- or 16-bit copy")
         data = np.asarray(image).astype(np.uint16)
         key = image.info.get("transparency")  # 16-bit gray PNG's tRNS: one transparent value
         alpha = (np.where(data == key, 0, 65535).astype(np.uint16)
@@ -833,8 +841,11 @@ def _save_options(photo: Photo, fmt: str, policy: md.MetadataPolicy, orientation
     """Pillow save() keyword arguments for `fmt`, metadata included. `stored_size`:
     (width, height) of the pixels as stored."""
     icc = photo.icc_profile if policy.keep_icc else None
-    if icc and fmt in NO_GRAY and photo.is_grayscale and icc[16:20] == b"GRAY":
-        icc = None  # gray is written as RGB there: a gray profile would not fit it
+    # gray is written as RGB(A) there (WebP has no gray mode; Pillow's AVIF writer and
+    # pillow-heif write gray with alpha as RGBA): a gray profile would not fit it
+    rgb_written = fmt in NO_GRAY or (fmt in ("AVIF", "HEIF") and photo.alpha is not None)
+    if icc and rgb_written and photo.is_grayscale and icc[16:20] == b"GRAY":
+        icc = None
     xmp = md.build_xmp(photo.xmp, photo.exif, policy, __version__)
     options: dict[str, Any] = {}
     if icc and fmt != "BMP":

@@ -1114,6 +1114,30 @@ class TestMetadata:
         with Image.open(io.save_photo(photo, photo.rgb, tmp_path / "out.png")) as out:
             assert out.info.get("icc_profile") == gray_icc
 
+    @pytest.mark.parametrize("suffix", [".avif", ".heic"])
+    def test_a_gray_profile_is_not_put_on_gray_with_alpha_written_as_rgba(
+            self, tmp_path: Path, suffix: str) -> None:
+        """Pillow's AVIF writer and pillow-heif write gray with alpha as RGBA: the gray
+        profile is left off there too. Gray without alpha stays gray, with its profile."""
+        from PIL import ImageCms
+
+        if suffix == ".avif" and not io.AVIF_SUPPORTED:
+            missing("this Pillow has no AVIF support")
+        srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+        gray_icc = srgb[:16] + b"GRAY" + srgb[20:]
+        gray = pixels(channels=1)
+        alpha = np.full_like(gray, 255)
+        alpha[:4] = 0
+        src = save(Image.fromarray(np.dstack([gray, alpha]), "LA"), tmp_path / "la.png",
+                   icc_profile=gray_icc)
+        photo = io.load_photo(src)
+        with Image.open(io.save_photo(photo, photo.rgb, tmp_path / f"out{suffix}")) as out:
+            assert out.mode == "RGBA" and not out.info.get("icc_profile")
+        plain = io.load_photo(save(Image.fromarray(gray, "L"), tmp_path / "g.png",
+                                   icc_profile=gray_icc))
+        with Image.open(io.save_photo(plain, plain.rgb, tmp_path / f"g{suffix}")) as out:
+            assert out.mode == "L" and out.info.get("icc_profile") == gray_icc
+
     @pytest.mark.filterwarnings("ignore:Corrupt EXIF")
     def test_broken_exif_does_not_block_loading(self, tmp_path: Path) -> None:
         src = save(Image.fromarray(pixels()), tmp_path / "b.jpg",
@@ -1182,6 +1206,42 @@ def _load_as_nobody(*paths: Path) -> list[str]:
 
 
 class TestBadInput:
+    def test_gray_tiffs_pillow_misreads_are_refused(self, tmp_path: Path) -> None:
+        """Pillow reads a 16-bit white-is-zero gray TIFF without inverting it, and a
+        12-bit one as 16-bit values in 0..4095: protected as read, the copy came out a
+        negative, or nearly black. Both are refused in one line; a standard one loads."""
+        import struct
+
+        from PIL import TiffImagePlugin
+
+        ramp = (np.arange(48 * 64).reshape(48, 64) * 20).astype(np.uint16)
+        tags = TiffImagePlugin.ImageFileDirectory_v2()
+        tags[262] = 0  # white is zero
+        Image.fromarray(ramp).save(tmp_path / "wiz.tif", tiffinfo=tags)
+        with pytest.raises(UnsupportedImageError) as exc:
+            io.load_photo(tmp_path / "wiz.tif")
+        _assert_one_line(exc, tmp_path / "wiz.tif", "white-is-zero")
+        # 12 bits a sample, two samples in three bytes, as a scanner writes it
+        h, w = 16, 32
+        rows = np.tile(np.linspace(0, 4095, w).astype(int), (h, 1))
+        data = b"".join(bytes([a >> 4, ((a & 15) << 4) | (c >> 8), c & 255])
+                        for row in rows for a, c in zip(row[0::2], row[1::2]))
+        head = b"II*\x00" + struct.pack("<I", 8 + len(data))
+        entries = [(256, 4, w), (257, 4, h), (258, 3, 12), (259, 3, 1), (262, 3, 1),
+                   (273, 4, len(head)), (277, 3, 1), (278, 4, h), (279, 4, len(data))]
+        ifd = struct.pack("<H", len(entries)) + b"".join(
+            struct.pack("<HHI", tag, kind, 1) + (struct.pack("<HH", value, 0) if kind == 3
+                                                 else struct.pack("<I", value))
+            for tag, kind, value in entries) + struct.pack("<I", 0)
+        (tmp_path / "g12.tif").write_bytes(head + data + ifd)
+        with Image.open(tmp_path / "g12.tif") as im:
+            assert im.mode.startswith("I;16")  # what Pillow makes of it
+        with pytest.raises(UnsupportedImageError) as exc:
+            io.load_photo(tmp_path / "g12.tif")
+        _assert_one_line(exc, tmp_path / "g12.tif", "12-bit")
+        Image.fromarray(ramp).save(tmp_path / "std.tif")
+        assert io.load_photo(tmp_path / "std.tif").bit_depth == 16
+
     def test_empty_file(self, tmp_path: Path) -> None:
         (path := tmp_path / "e.jpg").write_bytes(b"")
         with pytest.raises(UnsupportedImageError) as exc:
