@@ -425,6 +425,13 @@ def _read(image: Image.Image, fp: IO[bytes], path: Path, limit: int) -> Photo:
     if frames > 1 and source_format != "MPO":
         raise _fail(path, f"animated or multi-frame {source_format} ({frames} frames) is not "
                           "supported; export the frame you want as a still image")
+    if source_format == "TIFF":  # what Pillow shows first would be all that is protected
+        if 50706 in image.tag_v2:  # DNGVersion: a RAW's small preview, its data unseen
+            raise _fail(path, "is a camera RAW (DNG) file: develop it first, and export it "
+                              "as JPEG, HEIC or TIFF")
+        if int(image.tag_v2.get(254, 0)) & 1:  # NewSubfileType: a reduced-size image
+            raise _fail(path, "its first image is a reduced-size preview, not the picture; "
+                              "export the picture as a single-image TIFF")
     width, height = image.size
     _check_geometry(path, width, height, limit)
     if source_format == "PNG":

@@ -1242,6 +1242,26 @@ class TestBadInput:
         Image.fromarray(ramp).save(tmp_path / "std.tif")
         assert io.load_photo(tmp_path / "std.tif").bit_depth == 16
 
+    def test_a_tiff_that_opens_on_a_preview_is_refused(self, tmp_path: Path) -> None:
+        """Only the first image would be protected: a reduced-size preview stored before
+        the picture, or a DNG's preview (its RAW data is not an image Pillow shows)."""
+        from PIL import TiffImagePlugin
+
+        preview = TiffImagePlugin.ImageFileDirectory_v2()
+        preview[254] = 1  # NewSubfileType: reduced-resolution image
+        Image.fromarray(pixels(40, 30)).save(
+            tmp_path / "p.tif", save_all=True, tiffinfo=preview,
+            append_images=[Image.fromarray(pixels(400, 300))])
+        with pytest.raises(UnsupportedImageError) as exc:
+            io.load_photo(tmp_path / "p.tif")
+        _assert_one_line(exc, tmp_path / "p.tif", "reduced-size preview")
+        dng = TiffImagePlugin.ImageFileDirectory_v2()
+        dng[50706] = b"\x01\x04\x00\x00"  # DNGVersion 1.4
+        Image.fromarray(pixels(256, 171)).save(tmp_path / "x.tif", tiffinfo=dng)
+        with pytest.raises(UnsupportedImageError) as exc:
+            io.load_photo(tmp_path / "x.tif")
+        _assert_one_line(exc, tmp_path / "x.tif", "camera raw (dng)")
+
     def test_empty_file(self, tmp_path: Path) -> None:
         (path := tmp_path / "e.jpg").write_bytes(b"")
         with pytest.raises(UnsupportedImageError) as exc:
