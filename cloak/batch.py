@@ -910,6 +910,9 @@ def _run_locked(items: list[Item], out_dir: Path, config: ProtectConfig,
     """run() once OUT is locked, or does not exist yet (`locked` False: `held` takes its
     lock before the first write, and what a run that got there first wrote is kept)."""
     manifest = Manifest(out_dir)
+    if manifest.found is not None and manifest.found[0] == "newer":
+        manifest.save()  # refused, naming the version, before any photo's own verdict
+        # (each existing copy would read "not made by cloak ... pass --overwrite")
     for item in items:  # saved with the manifest: later runs keep these mirrors
         if item.folder is not None:
             manifest.folders.setdefault(*item.folder)

@@ -1082,6 +1082,11 @@ class TestReviewFixes:
             batch.run(batch.plan([photo], newer), newer, tiny_config)
         assert (newer / MANIFEST_NAME).read_text() == record
         assert not (newer / "a.png").exists()
+        # its copies already there: still that one line, not "not made by cloak" per photo
+        # (whose --overwrite advice would only reach the same refusal)
+        (newer / "a.png").write_bytes(photo.read_bytes())
+        with pytest.raises(CloakError, match="written by a newer cloak .*version 2"):
+            batch.run(batch.plan([photo], newer), newer, tiny_config)
 
     def test_the_mask_path_as_typed_does_not_count_as_a_setting(
             self, tmp_path, small_photo, tiny_config, monkeypatch):
