@@ -783,16 +783,16 @@ def _decide(item: Item, entry: dict | None, settings: dict, force: bool,
 def _pending_is_ours(dst: Path, entry: dict) -> bool:
     """Whether the file at `dst`, named by an unfinished (`pending`) entry, is the one the
     stopped run wrote: the file it recorded (when it stopped, or an earlier run's copy a
-    redo was about to replace), or, for a run killed before it could record one, a file
-    that carries cloak's note. A file put there by someone else after the run stopped
+    redo was about to replace), or, for a run killed before it could record one (or a
+    redo killed once it had replaced that copy), a file that carries cloak's note. A file put there by someone else after the run stopped
     is neither. Copies that carry no note (BMP, or notices turned off) can't be told
     apart: there the entry is trusted, as before such checks."""
     if not dst.is_file():
         return False
-    if entry.get("dst"):
-        return matches_record(dst, entry["dst"], refresh=True)
     from .io import says_protected_file
 
+    if entry.get("dst"):  # or a redo killed after it replaced that copy with its own
+        return matches_record(dst, entry["dst"], refresh=True) or says_protected_file(dst)
     if says_protected_file(dst):
         return True
     metadata = (entry.get("settings") or {}).get("metadata") or {}

@@ -599,6 +599,30 @@ class TestRun:
         [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
         assert item.status == PROTECTED, item.message
 
+    def test_a_redo_killed_after_replacing_the_copy_is_redone_not_refused(
+            self, tmp_path, small_photo, tiny_config):
+        """--force (or --preview) redoes a done photo; killed once it had written its new
+        copy (other bytes: another GPU or thread count) but before recording it, the
+        record still names the old copy. The new one carries cloak's note: redone."""
+        photo = small_photo(tmp_path / "a.png")
+        out = tmp_path / "out"
+        assert batch.run(batch.plan([photo], out), out, tiny_config).counts[PROTECTED] == 1
+        other = tmp_path / "other"  # cloak's copy with other bytes (more steps)
+        batch.run(batch.plan([photo], other), other, tiny_config.replace(steps=2))
+
+        def killed_after_writing(event: batch.Event) -> None:
+            if event.kind == "progress":
+                (out / "a.png").write_bytes((other / "a.png").read_bytes())
+                raise SystemExit  # no clean-up runs for it, as with kill -9
+
+        with pytest.raises(SystemExit):
+            batch.run(batch.plan([photo], out), out, tiny_config, force=True,
+                      on_event=killed_after_writing)
+        [entry] = json.loads((out / MANIFEST_NAME).read_text())["photos"].values()
+        assert entry["state"] == "pending" and entry["dst"]
+        [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
+        assert item.status == PROTECTED, item.message
+
     def test_a_file_that_appears_before_a_cancel_is_not_taken_for_ours(
             self, tmp_path, small_photo, tiny_config):
         photo = small_photo(tmp_path / "a.png")
