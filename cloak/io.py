@@ -334,9 +334,27 @@ def avif_cicp(fp: IO[bytes], span: int = 1 << 16) -> tuple[int, int] | None:
             int.from_bytes(head[at + 10:at + 12], "big"))
 
 
+def avif_depth(fp: IO[bytes], span: int = 1 << 16) -> int | None:
+    """Bits per channel an AVIF stores, from its `pixi` box in the file's first `span`
+    bytes (a full box: version and flags, the channel count, one depth a channel); None
+    without one."""
+    fp.seek(0)
+    head = fp.read(span)
+    fp.seek(0)
+    at = head.find(b"pixi")
+    if at < 4 or at + 10 > len(head) or head[at + 8] == 0:
+        return None
+    return max(head[at + 9:at + 9 + head[at + 8]])
+
+
 def _warn_uncarried_avif_colour(fp: IO[bytes], path: Path) -> None:
     """Pillow reads an AVIF's pixels in its own colour space but not the CICP (nclx) tag
-    that names it, and writes sRGB's: say so where the tag names another space."""
+    that names it, and writes sRGB's: say so where the tag names another space. Say so
+    too where the file stores more than 8 bits a channel (Pillow reads 8)."""
+    depth = avif_depth(fp)
+    if depth is not None and depth > 8:  # Pillow decodes AVIF to 8 bits, as HEIF
+        log.warning("%s: %d-bit AVIF is read as 8-bit; the protected copy is 8-bit",
+                    path, depth)
     cicp = avif_cicp(fp)
     if cicp is None or (cicp[0] in SRGB_PRIMARIES and cicp[1] in SDR_TRANSFERS):
         return

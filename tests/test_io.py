@@ -459,6 +459,26 @@ class TestAvif:
         heic = _heic(tmp_path)  # HEIC still goes to pillow-heif
         assert io.load_photo(heic).format == "HEIF"
 
+    def test_more_than_8_bits_a_channel_is_warned_about(self, tmp_path: Path,
+                                                         caplog) -> None:
+        """Pillow decodes AVIF to 8 bits a channel, as pillow-heif does HEIF (which is
+        warned about): a 10-bit AVIF's copy is 8-bit, and the run says so. (libavif
+        refuses to decode a file whose pixi box is edited to 10 bits, so the warning is
+        checked on the file's header, as load_photo reads it first.)"""
+        src = save(Image.fromarray(pixels()), tmp_path / "a.avif", quality=100)
+        with src.open("rb") as fp:
+            assert io.avif_depth(fp) == 8
+        with caplog.at_level("WARNING", logger="cloak.io"):
+            io.load_photo(src)
+        assert "8-bit" not in caplog.text
+        data = bytearray(src.read_bytes())
+        at = data.find(b"pixi")
+        data[at + 9:at + 9 + data[at + 8]] = bytes([10] * data[at + 8])
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="cloak.io"):
+            io._warn_uncarried_avif_colour(_io.BytesIO(bytes(data)), src)
+        assert f"{src}: 10-bit AVIF is read as 8-bit" in caplog.text
+
     def test_colour_tagged_only_as_display_p3_or_hdr_is_warned_about(
             self, tmp_path: Path, caplog) -> None:
         """Pillow reads an AVIF's pixels but not its CICP (nclx) colour tag, and writes the
