@@ -347,7 +347,7 @@ def avif_depth(fp: IO[bytes], span: int = 1 << 16) -> int | None:
     return max(head[at + 9:at + 9 + head[at + 8]])
 
 
-def _warn_uncarried_avif_colour(fp: IO[bytes], path: Path) -> None:
+def _warn_avif_losses(fp: IO[bytes], path: Path) -> None:
     """Pillow reads an AVIF's pixels in its own colour space but not the CICP (nclx) tag
     that names it, and writes sRGB's: say so where the tag names another space. Say so
     too where the file stores more than 8 bits a channel (Pillow reads 8)."""
@@ -465,7 +465,7 @@ def _read(image: Image.Image, fp: IO[bytes], path: Path, limit: int) -> Photo:
                 if source_format == "TIFF" and md.ORIENTATION not in image.tag_v2 else 1)
     icc = image.info.get("icc_profile") or None
     if source_format == "AVIF" and icc is None:
-        _warn_uncarried_avif_colour(fp, path)
+        _warn_avif_losses(fp, path)
     color, alpha, depth, icc = _pixels(image, fp, path, icc)
     # Pillow turns a TIFF upright itself while loading it (and drops its tag); the file's
     # orientation is still kept, so the copy is stored as the original was.
@@ -610,9 +610,10 @@ def _pixels(image: Image.Image, fp: IO[bytes], path: Path, icc: bytes | None
                 raise _fail(path, "16-bit gray TIFF stored white-is-zero is not "
                             "supported; export a standard (black-is-zero) copy")
             bits = image.tag_v2.get(258, (16,))
-            if max(bits if isinstance(bits, tuple) else (bits,)) < 16:
-                raise _fail(path, f"{max(bits if isinstance(bits, tuple) else (bits,))}"
-                            "-bit gray TIFF is not supported; export an 8- or 16-bit copy")
+            bits = max(bits) if isinstance(bits, tuple) else bits
+            if bits < 16:
+                raise _fail(path, f"{bits}-bit gray TIFF is not supported; export an 8- or "
+                            "16-bit copy")
         data = np.asarray(image).astype(np.uint16)
         key = image.info.get("transparency")  # 16-bit gray PNG's tRNS: one transparent value
         alpha = (np.where(data == key, 0, 65535).astype(np.uint16)

@@ -476,7 +476,7 @@ class TestAvif:
         data[at + 9:at + 9 + data[at + 8]] = bytes([10] * data[at + 8])
         caplog.clear()
         with caplog.at_level("WARNING", logger="cloak.io"):
-            io._warn_uncarried_avif_colour(_io.BytesIO(bytes(data)), src)
+            io._warn_avif_losses(_io.BytesIO(bytes(data)), src)
         assert f"{src}: 10-bit AVIF is read as 8-bit" in caplog.text
 
     def test_colour_tagged_only_as_display_p3_or_hdr_is_warned_about(
