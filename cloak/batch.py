@@ -784,9 +784,10 @@ def _pending_is_ours(dst: Path, entry: dict) -> bool:
     """Whether the file at `dst`, named by an unfinished (`pending`) entry, is the one the
     stopped run wrote: the file it recorded (when it stopped, or an earlier run's copy a
     redo was about to replace), or, for a run killed before it could record one (or a
-    redo killed once it had replaced that copy), a file that carries cloak's note. A file put there by someone else after the run stopped
-    is neither. Copies that carry no note (BMP, or notices turned off) can't be told
-    apart: there the entry is trusted, as before such checks."""
+    redo killed once it had replaced that copy), a file that carries cloak's note. A file
+    put there by someone else after the run stopped is neither. Copies that carry no note
+    (BMP, or notices turned off) can't be told apart: there the entry is trusted, as
+    before such checks."""
     if not dst.is_file():
         return False
     from .io import says_protected_file
