@@ -149,17 +149,18 @@ def looks_gray(rgb: np.ndarray, alpha: np.ndarray | None = None) -> bool:
     seen = None if alpha is None else alpha[::2, ::2] > 0
     colourful = counted = 0
     most = GRAY_EXCEPTIONS * sample.shape[0] * sample.shape[1]  # counted can't be more
-    for top in range(0, sample.shape[0], 512):
+    for top in range(0, sample.shape[0], 128):
         if colourful > most:  # a colour photo: settled by its first band or two
             return False
-        band = sample[top:top + 512]
-        spread = band.max(axis=2) - band.min(axis=2)
+        r, g, b = (sample[top:top + 128, :, c] for c in range(3))
+        # Channel by channel: numpy's max over a 3-long last axis is ~6x slower.
+        spread = np.maximum(np.maximum(r, g), b) - np.minimum(np.minimum(r, g), b)
         over = spread > GRAY_SPREAD + 1e-6
         if seen is None:
             colourful += int(over.sum())
             counted += over.size
         else:
-            visible = seen[top:top + 512]
+            visible = seen[top:top + 128]
             colourful += int((over & visible).sum())
             counted += int(visible.sum())
     return counted > 0 and colourful <= GRAY_EXCEPTIONS * counted
@@ -631,7 +632,9 @@ def _pixels(image: Image.Image, fp: IO[bytes], path: Path, icc: bytes | None
     if mode in ("RGBA", "RGBa"):
         data = np.asarray(image.convert("RGBA"))
         return data[:, :, :3], data[:, :, 3], 8, icc
-    if mode in ("RGB", "RGBX", "YCbCr"):
+    if mode == "RGB":
+        return np.asarray(image), None, 8, icc  # no convert: a 12 MP copy is 0.05 s
+    if mode in ("RGBX", "YCbCr"):
         return np.asarray(image.convert("RGB")), None, 8, icc
     raise _fail(path, f"pixel mode {mode} is not supported; export an RGB or grayscale copy")
 

@@ -133,12 +133,12 @@ def fit_filter(op: Callable[[torch.Tensor], torch.Tensor], size: tuple[int, int]
     back = op(probe + 0.5) - 0.5
     back = back.reshape(1, 1, *size)  # upsample's channels-last view of 1 channel
     pad = taps // 2
-    columns = F.unfold(F.pad(probe, [pad] * 4, mode="replicate"), taps)[0].T  # (h*w, taps²)
     # Normal equations in float64: float32 lstsq over ~200k rows came out different from
     # call to call (threaded BLAS), which broke `--seed`'s identical outputs for photos
     # larger than the attack size; float64 rounded to float32 came out the same in every run.
-    a, b = columns.double(), back.reshape(-1, 1).double()
-    kernel = torch.linalg.solve(a.T @ a, a.T @ b).float()
+    rows = F.unfold(F.pad(probe.double(), [pad] * 4, mode="replicate"), taps)[0]  # (taps², h*w)
+    b = back.reshape(-1, 1).double()
+    kernel = torch.linalg.solve(rows @ rows.T, rows @ b).float()
     return kernel.reshape(1, 1, taps, taps)
 
 
