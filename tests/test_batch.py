@@ -472,8 +472,10 @@ class TestRun:
         theirs.unlink()
         [item] = batch.run(batch.plan([gif], folder), folder, config).items
         assert item.status == PROTECTED and theirs.is_file()
+        before = theirs.stat().st_ino
         [item] = batch.run(batch.plan([gif], folder), folder, config, force=True).items
         assert item.status == PROTECTED, item.message
+        assert theirs.stat().st_ino != before  # the sheet was written again
 
     def test_foreign_or_changed_outputs_need_overwrite(self, tmp_path, small_photo,
                                                        tiny_config):

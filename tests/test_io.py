@@ -1509,18 +1509,19 @@ class TestAtomicWrite:
         dst = io.save_photo(photo, photo.rgb, tmp_path / "out" / "a.png")
         assert np.array_equal(io.load_photo(dst).rgb, photo.rgb)
         theirs = tmp_path / "out" / "b.png"
-        theirs.write_bytes(b"theirs")
-        real_exists = Path.exists
 
-        def appears_after_the_check(path: Path) -> bool:  # the file lands after save_photo's
-            # own check: only the rename itself can refuse it now
-            return False if path == theirs else real_exists(path)
+        def lands_during_the_write(fp) -> None:  # after any check, before the move:
+            theirs.write_bytes(b"theirs")  # only the move itself can refuse it now
+            fp.write(b"ours")
 
-        monkeypatch.setattr(Path, "exists", appears_after_the_check)
-        with pytest.raises(OutputError, match="already exists"):
-            io.save_photo(photo, photo.rgb, theirs)
-        assert theirs.read_bytes() == b"theirs"
-        assert not list((tmp_path / "out").glob(".*cloak-tmp*"))
+        for atomic in (True, False):  # renameat2's no-replace, then check-then-rename
+            if not atomic:
+                monkeypatch.setattr(io, "_rename_no_replace", lambda temp, dst: False)
+            theirs.unlink(missing_ok=True)
+            with pytest.raises(OutputError, match="already exists"):
+                io.write_atomic(theirs, lands_during_the_write)
+            assert theirs.read_bytes() == b"theirs"
+            assert not list((tmp_path / "out").glob(".*cloak-tmp*"))
 
     def test_a_failed_overwrite_keeps_the_old_file(self, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:

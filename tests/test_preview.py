@@ -111,9 +111,11 @@ def test_same_stem_photos_get_their_own_previews_and_overwrite_reaches_them(
     assert {p.name for p in out.iterdir() if not p.name.startswith(".")} == {
         "me.jpg", "me.png", "me.jpg.preview.png", "me.png.preview.png"}
     (out / "me.png").unlink()  # the preview of a removed output is left behind
+    before = (out / "me.png.preview.png").stat().st_ino
     result = CliRunner().invoke(cli.app, args)  # the sheet is cloak's: made again with it
     assert result.exit_code == 0, result.output
-    assert (out / "me.png").is_file() and (out / "me.png.preview.png").is_file()
+    assert (out / "me.png").is_file()
+    assert (out / "me.png.preview.png").stat().st_ino != before  # a new file moved in
     (out / "me.png").unlink()
     (out / "me.png.preview.png").write_bytes(b"mine")  # not cloak's: never replaced unasked
     assert CliRunner().invoke(cli.app, args).exit_code == 2
@@ -121,3 +123,5 @@ def test_same_stem_photos_get_their_own_previews_and_overwrite_reaches_them(
     result = CliRunner().invoke(cli.app, [*args, "--overwrite"])
     assert result.exit_code == 0, result.output
     assert (out / "me.png").is_file()
+    with Image.open(out / "me.png.preview.png") as sheet:  # made again: a sheet, not ours
+        sheet.load()
