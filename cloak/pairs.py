@@ -6,7 +6,9 @@ protected/holiday/beach/a.jpg (a folder given is mirrored under its own name), a
 given alone to protected/a.jpg. So a copy at PROTECTED/REL is paired with ORIGINALS/REL,
 or, where REL starts with the originals folder's own name, with ORIGINALS/REST: the copy
 of a photo in the folder that was given. A copy whose format changed (a format cloak can't
-write back) is paired with the one photo of its name stem there. A copy still without an
+write back: GIF -> PNG, MPO or HEIC -> JPEG) is paired with the one photo there that cloak
+writes under the copy's name. A folder inside one that was given pairs with its part of
+the mirror (`cloak verify holiday/beach protected/`). A copy still without an
 original (its original renamed or moved within ORIGINALS since) is paired by the record
 cloak protect keeps in PROTECTED (batch.Manifest): the original's size and sha256.
 """
@@ -14,11 +16,12 @@ cloak protect keeps in PROTECTED (batch.Manifest): the original's size and sha25
 from __future__ import annotations
 
 import os
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from .errors import UnsupportedImageError
-from .io import IMAGE_SUFFIXES, PACKAGE_SUFFIXES, same_file
+from .io import IMAGE_SUFFIXES, PACKAGE_SUFFIXES, SUFFIX_FORMAT, output_path_for, same_file
 from .preview import PREVIEW_SUFFIX
 
 
@@ -55,50 +58,77 @@ def photos_under(folder: Path, unreadable: list[OSError] | None = None) -> list[
     return sorted(found, key=lambda p: p.relative_to(folder).parts)
 
 
-def find_original(originals: Path, name: PurePosixPath, own_name_first: bool = True
-                  ) -> Path | None:
+def find_original(originals: Path, name: PurePosixPath, own_name_first: bool = True,
+                  listings: dict[Path, dict[str, list[Path]]] | None = None) -> Path | None:
     """The original of the copy at PROTECTED/`name` in the folder `originals`, or None.
     `own_name_first`: a `name` that starts with the originals folder's own name (its real
-    one: `.` or a link names another) is first looked for without it (the folder given to
-    cloak protect, mirrored under its name)."""
+    one: `.` or a link names another; in any letter case a disk that ignores case takes)
+    is first looked for without it (the folder given to cloak protect, mirrored under its
+    name). `listings`: a cache of each folder's photos by name stem, kept by the caller so
+    a folder of renamed photos is listed once, not once per copy."""
     tries = [name]
-    own = Path(os.path.realpath(originals)).name
-    if own_name_first and len(name.parts) > 1 and name.parts[0] == own:
+    real = Path(os.path.realpath(originals))
+    if own_name_first and len(name.parts) > 1 and (
+            name.parts[0] == real.name or (name.parts[0].casefold() == real.name.casefold()
+                                           and same_file(real.parent / name.parts[0], real))):
         tries.insert(0, PurePosixPath(*name.parts[1:]))
     for rel in tries:
         path = originals.joinpath(*rel.parts)
-        if path.is_file():
+        if os.path.isfile(path):  # Path.is_file raises on EACCES/EPERM before Python 3.13
             return path
-    for rel in tries:  # the same photo in another format
+    listings = {} if listings is None else listings
+    for rel in tries:  # the same photo in a format cloak writes as another
         folder = originals.joinpath(*rel.parent.parts)
-        try:
-            same_stem = [p for p in folder.iterdir() if p.stem == rel.stem and p.is_file()
-                         and is_photo_name(p.name)]
-        except OSError:
-            continue
+        if folder not in listings:
+            listings[folder] = defaultdict(list)
+            try:
+                for entry in os.scandir(folder):
+                    if is_photo_name(entry.name):
+                        listings[folder][Path(entry.name).stem].append(Path(entry.path))
+            except OSError:
+                pass
+        same_stem = [p for p in listings[folder].get(rel.stem, ())
+                     if writes_as(p, rel.name) and os.path.isfile(p)]
         if len(same_stem) == 1:
             return same_stem[0]
     return None
 
 
+def writes_as(original: Path, copy_name: str) -> bool:
+    """Whether cloak protect writes `original`'s copy under `copy_name` (its own name, or
+    the suffix of the format it writes instead; an HEIC as .jpg where no HEVC encoder is)."""
+    return (output_path_for(original, ".").name == copy_name
+            or (SUFFIX_FORMAT.get(original.suffix.lower()) == "HEIF"
+                and copy_name == original.stem + ".jpg"))
+
+
 def recorded_mirrors(originals: Path, protected: Path, record=None
                      ) -> tuple[str | None, set[str]]:
     """(the folder inside `protected` that its cloak record (batch.Manifest; `record`, or
-    read here) names as the mirror of `originals`, or None; the mirrors it records for
-    other folders that are still there). `cloak protect 2023/Camera 2024/Camera` mirrors
-    them as `Camera` and `Camera (2)`: with 2024/Camera moved, `Camera`'s copies are
-    2023's, not its."""
-    from .batch import Manifest
+    read here) names as the mirror of `originals`, or of a folder `originals` is inside
+    (then that mirror's matching subfolder, as "holiday/beach"), or None; the mirrors it
+    records for other folders that are still there). `cloak protect 2023/Camera
+    2024/Camera` mirrors them as `Camera` and `Camera (2)`: with 2024/Camera moved,
+    `Camera`'s copies are 2023's, not its. Names a hand-edited record gives that are not
+    one plain folder name are passed over (they could point outside `protected`)."""
+    from .batch import Manifest, _is_plain_name, _same_folder_path
 
     record = record if record is not None else Manifest(protected)
     real = os.path.realpath(originals)
-    mine, others = None, set()
+    mine, around, others = None, None, set()  # its own mirror, a mirror's subfolder
     for name, folder in record.folders.items():
-        if os.path.realpath(folder) == real and (protected / name).is_dir():
+        if not _is_plain_name(name) or "\0" in folder:
+            continue
+        recorded = os.path.realpath(folder)
+        inside = os.path.relpath(real, recorded) if real.startswith(
+            recorded.rstrip(os.sep) + os.sep) else None
+        if _same_folder_path(recorded, real) and (protected / name).is_dir():
             mine = mine or name
+        elif inside and (protected / name / inside).is_dir():
+            around = around or PurePosixPath(name, *Path(inside).parts).as_posix()
         elif os.path.isdir(folder):
             others.add(name)
-    return mine, others
+    return mine or around, others
 
 
 def pair_folders(originals: Path, protected: Path,
@@ -108,42 +138,46 @@ def pair_folders(originals: Path, protected: Path,
     names one (recorded_mirrors). A copy that is its own original pairs with none.
     `unreadable`: see photos_under. UnsupportedImageError where the two are one folder, or
     there is no photo to pair."""
-    if os.path.realpath(originals) == os.path.realpath(protected):
+    from .batch import Manifest, _same_folder_path
+
+    if _same_folder_path(os.path.realpath(originals), os.path.realpath(protected)):
         raise UnsupportedImageError(
             f"{originals} was given twice: give the folder of originals first, then the "
             "folder cloak protect wrote their copies to")
-    from .batch import Manifest
 
     record = Manifest(protected)
     mirror, others = recorded_mirrors(originals, protected, record)
     root = protected / mirror if mirror else protected
+    unreadable = [] if unreadable is None else unreadable
     copies = photos_under(root, unreadable)
     if not copies:
-        raise UnsupportedImageError(f"no photos in {root} (looked in its subfolders too): "
-                                    "give the folder cloak protect wrote to")
-    pairs = []
+        why = f" ({unreadable[0].strerror or unreadable[0]})" if unreadable else ""
+        raise UnsupportedImageError(f"no photos in {root} (looked in its subfolders "
+                                    f"too){why}: give the folder cloak protect wrote to")
+    pairs, listings = [], {}
     for copy in copies:
         within = PurePosixPath(*copy.relative_to(root).parts)
         name = PurePosixPath(mirror, within) if mirror else within
         if mirror:
-            original = find_original(originals, within, own_name_first=False)
+            original = find_original(originals, within, False, listings)
         else:  # not below a mirror the record gives to another folder that is still there
-            original = find_original(originals, name, own_name_first=name.parts[0] not in
-                                     others)
+            original = find_original(originals, name, name.parts[0] not in others, listings)
         if original is not None and same_file(original, copy):  # PROTECTED holds ORIGINALS
             original = None
         pairs.append(Pair(str(name), copy, original))
-    return pair_by_record(pairs, originals, record.entries)
+    return pair_by_record(pairs, originals, record.entries, unreadable)
 
 
-def pair_by_record(pairs: list[Pair], originals: Path, entries: dict[str, dict]
-                   ) -> list[Pair]:
+def pair_by_record(pairs: list[Pair], originals: Path, entries: dict[str, dict],
+                   unreadable: list[OSError] | None = None) -> list[Pair]:
     """`pairs` checked against cloak's record (`entries`: copy name -> batch.Manifest
     entry, which gives each original's size and sha256). A copy with no original, or whose
     original by path is not the recorded content (edited since, or another photo of that
     name), is paired with the photo under `originals` of the recorded content that is not
     already paired (renamed or moved there since). Where there is none, a changed original
-    stays, with a note. Only photos of a recorded size are hashed, each once."""
+    stays, with a note. Only photos of a recorded size are hashed, each once. A record
+    that no longer describes the copy (another size than cloak wrote: replaced since) or
+    that is not well formed is not used. `unreadable`: see photos_under."""
     from .batch import matches_record
     from .models.weights import sha256_of
 
@@ -158,9 +192,8 @@ def pair_by_record(pairs: list[Pair], originals: Path, entries: dict[str, dict]
         return hashes[path]
 
     originals_by_name = {pair.name: pair.original for pair in pairs}
-    recorded = {pair.name: entries[pair.name]["src"] for pair in pairs
-                if entries.get(pair.name, {}).get("state") == "done"  # not a redo cut short
-                and isinstance(entries[pair.name].get("src"), dict)}
+    recorded = {pair.name: entry["src"] for pair in pairs
+                if _describes(entry := entries.get(pair.name) or {}, pair.copy)}
     wanted = {name: ident for name, ident in recorded.items()
               if (original := originals_by_name[name]) is None
               or not matches_record(original, ident, sha256=content)}
@@ -168,26 +201,26 @@ def pair_by_record(pairs: list[Pair], originals: Path, entries: dict[str, dict]
         return pairs
     taken = {os.path.realpath(pair.original) for pair in pairs
              if pair.original and pair.name not in wanted}
-    sizes = {ident.get("size") for ident in wanted.values()}
-    candidates: list[tuple[Path, int]] = []  # (photo, its size)
-    for path in photos_under(originals):
+    sizes = {ident["size"] for ident in wanted.values()}
+    candidates: dict[int, list[Path]] = defaultdict(list)  # by size, in walk order
+    for path in photos_under(originals, unreadable):
         try:
             size = path.stat().st_size
         except OSError:
             continue
         if size in sizes and os.path.realpath(path) not in taken:
-            candidates.append((path, size))
+            candidates[size].append(path)
     paired, claimed = [], set()
     for pair in pairs:
         if pair.name in wanted:
             ident = wanted[pair.name]
-            match = next((c for c in candidates if c[1] == ident.get("size")
-                          and content(c[0]) == ident.get("sha256")
-                          and not same_file(c[0], pair.copy)), None)
+            same_size = candidates[ident["size"]]
+            match = next((c for c in same_size if content(c) == ident["sha256"]
+                          and not same_file(c, pair.copy)), None)
             if match is not None:
-                candidates.remove(match)
-                claimed.add(os.path.realpath(match[0]))
-                pair = Pair(pair.name, pair.copy, match[0])
+                same_size.remove(match)
+                claimed.add(os.path.realpath(match))
+                pair = Pair(pair.name, pair.copy, match)
             elif pair.original is not None:
                 pair = Pair(pair.name, pair.copy, pair.original, note=(
                     f"{pair.original} is not the file this copy was made from (its size or "
@@ -197,3 +230,16 @@ def pair_by_record(pairs: list[Pair], originals: Path, entries: dict[str, dict]
     # a changed original that the record shows is another copy's (moved onto this name)
     return [Pair(p.name, p.copy, None) if p.note and os.path.realpath(p.original) in claimed
             else p for p in paired]
+
+
+def _describes(entry: dict, copy: Path) -> bool:
+    """Whether a Manifest `entry` is a finished record (not a redo cut short) of the file
+    now at `copy`, with a well-formed record of its source (size and sha256)."""
+    src, dst = entry.get("src"), entry.get("dst")
+    if (entry.get("state") != "done" or not isinstance(src, dict) or not isinstance(dst, dict)
+            or not isinstance(src.get("size"), int) or not isinstance(src.get("sha256"), str)):
+        return False
+    try:
+        return os.stat(copy).st_size == dst.get("size")
+    except OSError:
+        return False

@@ -56,11 +56,13 @@ def touch(path: Path) -> Path:
 
 def test_a_folder_given_to_protect_is_paired_below_its_own_name(tmp_path):
     """protect holiday/ --out protected/ writes protected/holiday/...: the copies pair
-    with holiday/..., a photo in another format by its stem; a copy with no original is
-    listed with None; hidden files and non-photos are not copies."""
+    with holiday/..., a GIF with its copy written as PNG; a copy with no original is
+    listed with None, not paired with a photo of its stem cloak would not write under its
+    name (a TIFF is written as TIFF); hidden files and non-photos are not copies."""
     holiday = tmp_path / "holiday"
     a, b, c = (touch(holiday / "a.jpg"), touch(holiday / "beach" / "b.png"),
-               touch(holiday / "c.tif"))
+               touch(holiday / "c.gif"))
+    touch(holiday / "z.tif")
     out = tmp_path / "protected"
     for name in ("holiday/a.jpg", "holiday/beach/b.png", "holiday/c.png", "holiday/z.jpg",
                  "holiday/.hidden.jpg", "holiday/notes.txt"):
@@ -388,3 +390,90 @@ def test_a_pair_refused_as_too_different_still_says_the_original_changed(
     assert "not measured" in result.stderr and "made from" in result.stderr
     row = json.loads(report.read_text())["pairs"][0]
     assert row["error"] and "is not the file this copy was made from" in row["note"]
+
+
+def record(out: Path, folders: dict[str, str], photos: dict[str, tuple[Path, Path]]) -> None:
+    """Write `out`'s cloak record by hand: each copy name -> (its source, the copy), as
+    finished entries giving the source's size and sha256 and the copy's size."""
+    from cloak.models.weights import sha256_of
+
+    (out / ".cloak-manifest.json").write_text(json.dumps({
+        "version": 1, "folders": folders, "photos": {
+            name: {"state": "done",
+                   "src": {"size": src.stat().st_size, "sha256": sha256_of(src)},
+                   "dst": {"size": copy.stat().st_size}}
+            for name, (src, copy) in photos.items()}}))
+
+
+def test_an_originals_folder_that_cant_be_searched_fails_its_pairs_only(tmp_path, lock_folder):
+    """A subfolder of ORIGINALS that can't be searched (EACCES or macOS's EPERM; simulated,
+    as CI runs as root) costs only the pairs in it: no error for the run, and the search
+    by content names it."""
+    holiday, out = tmp_path / "holiday", tmp_path / "protected"
+    a, b = touch(holiday / "a.jpg"), touch(holiday / "private" / "b.jpg")
+    copy_a, copy_b = touch(out / "holiday" / "a.jpg"), touch(out / "holiday" / "private" / "b.jpg")
+    record(out, {"holiday": str(holiday)}, {"holiday/a.jpg": (a, copy_a),
+                                           "holiday/private/b.jpg": (b, copy_b)})
+    lock_folder(holiday / "private")
+    unreadable: list[OSError] = []
+    pairs = pair_folders(holiday, out, unreadable)
+    assert [(p.name, p.original) for p in pairs] == [
+        ("holiday/a.jpg", a), ("holiday/private/b.jpg", None)]
+    assert [e.filename for e in unreadable] == [str(holiday / "private")]
+
+
+def test_a_folder_inside_a_protected_one_pairs_with_its_part_of_the_mirror(tmp_path):
+    """protect holiday --out protected, then verify holiday/beach protected: the beach
+    copies pair by path, and no other copy is listed."""
+    holiday, out = tmp_path / "holiday", tmp_path / "protected"
+    touch(holiday / "a.jpg")
+    b = touch(holiday / "beach" / "b.jpg")
+    touch(out / "holiday" / "a.jpg")
+    touch(out / "holiday" / "beach" / "b.jpg")
+    (out / ".cloak-manifest.json").write_text(json.dumps({
+        "version": 1, "photos": {}, "folders": {"holiday": str(holiday)}}))
+    assert [(p.name, p.original) for p in pair_folders(holiday / "beach", out)] == [
+        ("holiday/beach/b.jpg", b)]
+
+
+def test_a_record_of_a_copy_replaced_since_is_not_used(tmp_path):
+    """The record names what cloak wrote: a copy of another size than recorded (replaced
+    since, by a later run into another folder or by hand) pairs by its path, without the
+    record's search by content or its 'not the file' note."""
+    holiday, out = tmp_path / "holiday", tmp_path / "protected"
+    a = touch(holiday / "a.jpg")
+    old = holiday / "old" / "a.jpg"
+    old.parent.mkdir()
+    old.write_bytes(b"the photo as it was protected")
+    copy = touch(out / "holiday" / "a.jpg")
+    record(out, {"holiday": str(holiday)}, {"holiday/a.jpg": (old, copy)})
+    [pair] = pair_folders(holiday, out)
+    assert (pair.original, pair.note) == (old, None)  # the record still describes the copy
+    copy.write_bytes(b"another copy, written since")
+    [pair] = pair_folders(holiday, out)
+    assert (pair.original, pair.note) == (a, None)
+
+
+def test_a_hand_edited_record_cannot_crash_or_lead_outside(tmp_path):
+    """Mirror names that are not one folder name, a NUL in a folder, a size that is not a
+    number: passed over, as batch does, and pairing goes on by path."""
+    holiday, out = tmp_path / "holiday", tmp_path / "protected"
+    a = touch(holiday / "a.jpg")
+    touch(out / "holiday" / "a.jpg")
+    touch(tmp_path / "elsewhere" / "holiday" / "a.jpg")
+    (out / ".cloak-manifest.json").write_text(json.dumps({
+        "version": 1,
+        "folders": {"../elsewhere": str(holiday), "/": str(holiday), "x": "a\u0000b"},
+        "photos": {"holiday/a.jpg": {"state": "done", "src": {"size": [1], "sha256": "0"},
+                                     "dst": {"size": 13}}}}))
+    pairs = pair_folders(holiday, out)
+    assert [(p.name, p.copy, p.original) for p in pairs] == [
+        ("holiday/a.jpg", out / "holiday" / "a.jpg", a)]
+
+
+def test_a_protected_folder_that_cant_be_listed_says_why(tmp_path, lock_folder):
+    touch(tmp_path / "holiday" / "a.jpg")
+    touch(tmp_path / "protected" / "holiday" / "a.jpg")
+    lock_folder(tmp_path / "protected")
+    with pytest.raises(UnsupportedImageError, match=r"\(Permission denied\)"):
+        pair_folders(tmp_path / "holiday", tmp_path / "protected")
