@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import inspect
 import os
 import re
 import sys
@@ -43,6 +44,7 @@ from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
 from cloak import ProtectConfig, Report
+from cloak import pipeline as pipeline_module
 from cloak.gui import window as window_module
 from cloak.gui.images import amplified_difference, shown_in_srgb, thumbnail
 from cloak.gui.paths import common_folder, expand_paths, unique_destination
@@ -259,6 +261,7 @@ class TestDropZone:
         assert row.state == PhotoRow.PROTECTED and row.outcome.dst.name == "a (1).png"
         assert row.outcome.config.strength == "low"
         # the same settings, another Save-to folder: it waits again, for a copy there
+        (tmp_path / "elsewhere").mkdir()  # chosen in the folder dialog: it exists
         window.set_output_dir(tmp_path / "elsewhere")
         window.add_paths([photo])
         assert row.state == PhotoRow.WAITING
@@ -336,6 +339,18 @@ class TestHelpers:
         a, b = small_photo(tmp_path / "a.jpg"), small_photo(tmp_path / "sub" / "B.PNG")
         (tmp_path / ".hidden.jpg").write_bytes(a.read_bytes())
         assert expand_paths([b, tmp_path, a]) == [b, a]
+
+    def test_expand_paths_stops_on_a_drop_of_files_too(self, tmp_path, small_photo):
+        """A drop of thousands of files (checked on the pool) stops at the next file when
+        the list is cleared or the window closes, as a folder's walk does."""
+        photos = [small_photo(tmp_path / f"{n}.png", size=(16, 16)) for n in range(3)]
+        asked = []
+
+        def after_two() -> bool:
+            asked.append(1)
+            return len(asked) > 2
+
+        assert expand_paths(photos, should_stop=after_two) == photos[:2]
 
     def test_expand_paths_skips_the_chosen_output_folder(self, tmp_path, small_photo):
         photo = small_photo(tmp_path / "trip" / "a.jpg")
@@ -1244,6 +1259,102 @@ class TestReviewFixes:
         assert not window.cancel_button.isEnabled()
         assert window.statusBar().currentMessage().startswith("stopped the search for photos")
 
+    def test_a_failure_is_not_reset_by_a_search_that_began_before_its_batch(
+            self, window, tmp_path, small_photo, monkeypatch):
+        """A folder dropped (still searched) before Protect holds a photo that then fails:
+        the search's result, back after the batch, leaves the failure shown, and the
+        Cancel button stays off once the batch is cancelling even as a search reports."""
+        import threading
+
+        bad = tmp_path / "home" / "bad.png"
+        bad.parent.mkdir()
+        bad.write_bytes(b"not a png")
+        window.add_paths([bad])
+        released = threading.Event()
+        hold_walks(monkeypatch, released)
+        window.add_paths([tmp_path / "home"])  # the same photo, found again later
+        window.start()
+        assert wait_until(lambda: not window.is_running(), 60)
+        QApplication.processEvents()
+        [row] = window.rows.values()
+        assert row.state == PhotoRow.FAILED
+        released.set()
+        assert wait_until(lambda: window._walks_pending == 0, 10)
+        QApplication.processEvents()
+        assert row.state == PhotoRow.FAILED and "failed" in row.status.text()
+        window.add_paths([bad])  # given again after the failure: it waits again
+        assert row.state == PhotoRow.WAITING
+
+    def test_cancel_stays_off_while_the_batch_is_cancelling(self, window, tmp_path,
+                                                            small_photo, monkeypatch):
+        import threading
+
+        window.add_paths([small_photo(tmp_path / "one.png", size=(64, 64))])
+        small_photo(tmp_path / "home" / "x.png", size=(16, 16))
+        release_step, steps = threading.Event(), []
+        real_protect_pgd = pipeline_module.protect_pgd
+
+        def slow_steps(*args, **kwargs):  # each step takes until the test lets it end
+            call = inspect.signature(real_protect_pgd).bind(*args, **kwargs)
+            should_stop = call.arguments["should_stop"]
+
+            def held() -> bool:
+                steps.append(1)
+                assert release_step.wait(30)
+                return should_stop()
+            call.arguments["should_stop"] = held
+            return real_protect_pgd(*call.args, **call.kwargs)
+
+        monkeypatch.setattr(pipeline_module, "protect_pgd", slow_steps)
+        window.start()
+        assert wait_until(lambda: bool(steps), 60)
+        window.cancel()
+        assert window.summary.text() == "cancelling…" and not window.cancel_button.isEnabled()
+        window.add_paths([tmp_path / "home"])  # a folder search: Cancel may stop it
+        assert window.cancel_button.isEnabled()
+        assert wait_until(lambda: window._walks_pending == 0, 10)
+        QApplication.processEvents()
+        assert window.is_running() and not window.cancel_button.isEnabled()
+        release_step.set()
+        assert wait_until(lambda: not window.is_running(), 60)
+
+    def test_a_search_still_running_is_still_said_after_another_one_s_result(
+            self, window, tmp_path, small_photo, monkeypatch):
+        import threading
+
+        for name in ("a", "b"):
+            small_photo(tmp_path / name / "x.png", size=(16, 16))
+        gates = [threading.Event(), threading.Event()]
+        real_find = window_module.find_photos
+
+        def gated(paths, output_dir=None, should_stop=None):
+            assert gates[0 if Path(paths[0]).name == "a" else 1].wait(30)
+            return real_find(paths, output_dir, should_stop)
+
+        monkeypatch.setattr(window_module, "find_photos", gated)
+        window.add_paths([tmp_path / "a"])
+        window.add_paths([tmp_path / "b"])
+        gates[0].set()
+        assert wait_until(lambda: len(window.rows) == 1, 10)
+        assert window.statusBar().currentMessage() == (
+            "added 1 photo(s); still looking for photos…")
+        gates[1].set()
+        assert wait_until(lambda: len(window.rows) == 2, 10)
+        assert window.statusBar().currentMessage() == "added 1 photo(s)"
+
+    def test_a_save_to_folder_gone_since_it_was_chosen_is_not_made_again(
+            self, window, tmp_path, small_photo):
+        """A Save-to folder on a share that is no longer mounted (or deleted): Protect
+        says so, and nothing is written on the disk below the mount point."""
+        share = tmp_path / "share" / "photos"
+        share.mkdir(parents=True)
+        window.set_output_dir(share)
+        window.add_paths([small_photo(tmp_path / "a.png", size=(32, 32))])
+        share.rmdir()
+        window.start()
+        assert not window.is_running() and not share.exists()
+        assert "is no longer there; choose it again" in window.statusBar().currentMessage()
+
     def test_cancel_during_a_batch_stops_a_folder_walk_too(self, window, tmp_path,
                                                            small_photo, monkeypatch):
         """Clear list is off while photos are protected, so a home folder dropped by
@@ -1590,6 +1701,22 @@ class TestReviewFixes:
         window.start()
         assert wait_until(lambda: not window.is_running(), 60)
         assert window.summary.text() == "1 protected, 1 already protected"
+
+    def test_an_earlier_copy_found_in_a_subfolder_of_save_to_is_as_asked(
+            self, window, tmp_path):
+        """`cloak protect trip --out Out` wrote Out/trip/a.jpg: the app, saving to Out,
+        finds it done (earlier_copy looks in Out's folders), and a folder dropped again
+        leaves it alone; one found outside Out is not taken as what is now asked."""
+        out, src = tmp_path / "Out", tmp_path / "trip" / "a.jpg"
+        window.set_output_dir(out)
+        row = PhotoRow(0, src)
+        row.set_protected(Outcome(src, out / "trip" / "a.jpg", None, ALREADY_PROTECTED,
+                                  window.config()))
+        assert not window._asks_other(row)
+        row.outcome = Outcome(src, tmp_path / "elsewhere" / "a.jpg", None, ALREADY_PROTECTED,
+                              window.config())
+        assert window._asks_other(row)
+        row.deleteLater()
 
     def test_a_copy_with_protection_lost_is_not_shown_in_green(self, qapp):
         """Written, but the check after posting found it gone: the row says so in amber,

@@ -92,8 +92,10 @@ def expand_paths(paths: Iterable[str | Path], output_dir: Path | None = None,
         return bool(outputs and (real == outputs or outputs in real.parents))
 
     for path in map(Path, paths):
-        real = Path(os.path.realpath(path))
         is_folder = os.path.isdir(path)
+        if not is_folder and should_stop is not None and should_stop():  # thousands of
+            return list(found)  # files dropped (a folder asks before each of its files)
+        real = Path(os.path.realpath(path))
         if is_folder and path.name == OUTPUT_FOLDER_NAME:
             continue  # a dropped `protected` folder
         if is_folder:

@@ -221,6 +221,7 @@ class MainWindow(QMainWindow):
         self._folder_walks = 0  # those of them with a folder to search (Cancel stops them)
         self._list_generation = 0  # bumped by clear(): walks from before it are dropped
         self._walk_generation = 0  # bumped by cancel(): it stops folder walks too
+        self._batches = 0  # batches started: a failure after a drop is not reset by it
         # Set once the window really closes (not on a close refused mid-batch): folder
         # walks stop early, and no pool work starts after the pool was drained (see
         # _run_in_background).
@@ -336,6 +337,10 @@ class MainWindow(QMainWindow):
         protected copy apart reads its header, which waits for a decode in progress
         (io.decoding_limit's lock), seconds for a 48 MP photo. Files that are not photos
         cloak reads are named in the status bar (camera RAW files as such)."""
+        if self._close_when_stopped:  # the window closes once the batch stops
+            self.statusBar().showMessage("the window closes once the batch stops; photos "
+                                         "are not added now", 5000)
+            return
         not_added = not_added_note(paths)
         given, paths_given = len(paths), list(paths)
         paths = [p for p in paths if os.path.isdir(p) or is_image_file(Path(p))]
@@ -359,7 +364,8 @@ class MainWindow(QMainWindow):
         walks = self._walk_generation if has_folder else None
         self._folder_walks += has_folder
         self.statusBar().showMessage("looking for photos…")
-        key = (self._list_generation, walks, given, tuple(map(str, paths_given)))
+        key = (self._list_generation, walks, given, tuple(map(str, paths_given)),
+               self._batches)
         generation = self._list_generation
 
         def stale() -> bool:  # the list was cleared, Cancel pressed, or the window closing
@@ -372,10 +378,10 @@ class MainWindow(QMainWindow):
         self._update_buttons()  # Clear list stops a walk (a home folder dropped)
 
     @Slot(object, object, str)
-    def _on_walked(self, key: tuple[int, int, int, tuple[str, ...]],
+    def _on_walked(self, key: tuple[int, int, int, tuple[str, ...], int],
                    found: tuple[list[Path], list[Path]] | None, error: str) -> None:
         """A walk's (photos, camera RAW files in the folders) from find_photos."""
-        generation, walks, count, given = key
+        generation, walks, count, given, batches = key
         self._walks_pending -= 1
         self._folder_walks -= walks is not None
         self._update_buttons()
@@ -390,14 +396,26 @@ class MainWindow(QMainWindow):
                     self.statusBar().clearMessage()
             return  # the list was cleared (or Cancel pressed) while this folder was walked
         if error:
-            self.statusBar().showMessage(f"could not read the folder: {error}", 8000)
-        else:
-            self._add_photos(photos, count, not_added)
+            self._say(f"could not read the folder: {error}", 8000)
+        else:  # a failure from a batch that started after the drop is not the drop's
+            self._add_photos(photos, count, not_added, retry=batches == self._batches)
 
-    def _add_photos(self, photos: list[Path], given: int, not_added: str = "") -> None:
-        """Add `photos` (found among `given` dropped or chosen items) as waiting rows; a
-        photo listed already stays as it is, except a failed one, which waits again.
-        `not_added`: the given files that are not photos, said after the count."""
+    def _say(self, text: str, timeout: int) -> None:
+        """`text` in the status bar for `timeout` ms; while another folder search is still
+        running, with that said after it, until its own result replaces it."""
+        if self._walks_pending:
+            self.statusBar().showMessage(f"{text}; still looking for photos…")
+        else:
+            self.statusBar().showMessage(text, timeout)
+
+    def _add_photos(self, photos: list[Path], given: int, not_added: str = "",
+                    retry: bool = True) -> None:
+        """Add `photos` (found among `given` dropped or chosen items) as waiting rows. A
+        photo listed already stays as it is, except, with no batch running, a failed one
+        (`retry`: not one that failed in a batch started after these photos were given)
+        and one protected with other settings or into another folder (_asks_other), which
+        wait again. `not_added`: the given files that are not photos, said after the
+        count."""
         if not photos:
             self._on_nothing_usable(given, not_added)
             return
@@ -416,7 +434,7 @@ class MainWindow(QMainWindow):
                 # strength, say): it waits again (a folder dropped again to add its new
                 # photos leaves the ones protected as now asked alone)
                 row = listed[src]
-                if not self.is_running() and (row.state == PhotoRow.FAILED or (
+                if not self.is_running() and ((retry and row.state == PhotoRow.FAILED) or (
                         row.state == PhotoRow.PROTECTED and self._asks_other(row))):
                     row.set_waiting()
                     if self._compare_wanted == row.row_id:  # not its old before/after
@@ -435,8 +453,7 @@ class MainWindow(QMainWindow):
             self._run_in_background(call)
         said = (f"added {added} photo(s)" if added else "those photos are already in the "
                 "list")
-        self.statusBar().showMessage(f"{said}; {not_added}" if not_added else said,
-                                     8000 if not_added else 5000)
+        self._say(f"{said}; {not_added}" if not_added else said, 8000 if not_added else 5000)
         self._update_buttons()
 
     def _asks_other(self, row: PhotoRow) -> bool:
@@ -445,8 +462,10 @@ class MainWindow(QMainWindow):
         now go to another folder (Save to changed since)."""
         if row.outcome is None or row.outcome.config is None:
             return True
-        folder = self.output_dir or default_output_dir(row.src)
-        if os.path.abspath(row.outcome.dst.parent) != os.path.abspath(folder):
+        folder = os.path.abspath(self.output_dir or default_output_dir(row.src))
+        parent = os.path.abspath(row.outcome.dst.parent)
+        if parent != folder and not (row.outcome.status == ALREADY_PROTECTED  # found in a
+                                     and parent.startswith(folder + os.sep)):  # subfolder
             return True
         then, now = row.outcome.config.fingerprint(), self.config().fingerprint()
         then.pop("faces", None)
@@ -524,6 +543,12 @@ class MainWindow(QMainWindow):
         if not todo:
             self.statusBar().showMessage("drop some photos first", 5000)
             return
+        if self.output_dir is not None and not os.path.isdir(self.output_dir):
+            # gone since it was chosen (deleted, or a share no longer mounted: its copies
+            # would land hidden on the disk below the mount point)
+            self.statusBar().showMessage(f"the Save-to folder {self.output_dir} is no "
+                                         "longer there; choose it again", 8000)
+            return
         try:
             config = self.config()
             note = fp32_cpu_note(pick_device(config.device), config.strength)
@@ -536,6 +561,7 @@ class MainWindow(QMainWindow):
             self.rows[i].set_waiting()
         self._todo = len(jobs)
         self._done = 0
+        self._batches += 1
         self.last_output_dir = None  # until this batch writes a copy
         self._run_notices = []  # shown again when the batch ends
         self._run_ids = set(todo)  # the summary at the end counts this batch's photos
@@ -698,11 +724,10 @@ class MainWindow(QMainWindow):
     @Slot(int)
     def _on_nothing_usable(self, count: int, not_added: str = "") -> None:
         if not_added and "RAW" in not_added:  # the RAW advice says more than the list
-            self.statusBar().showMessage(f"no photos to add; {not_added}", 8000)
+            self._say(f"no photos to add; {not_added}", 8000)
             return
-        self.statusBar().showMessage(
-            f"no photos to add among {count} item(s); cloak reads {SUPPORTED} (hidden "
-            "files, protected copies and the Save-to folder are skipped)", 8000)
+        self._say(f"no photos to add among {count} item(s); cloak reads {SUPPORTED} (hidden "
+                  "files, protected copies and the Save-to folder are skipped)", 8000)
 
     @Slot(int)
     def _on_current_changed(self, row_id: int) -> None:
@@ -713,7 +738,8 @@ class MainWindow(QMainWindow):
         pending = any(r.state in PENDING_STATES for r in self.rows.values())
         self.protect_button.setEnabled(pending and not running)
         # a folder dropped by mistake can be stopped without clearing the list
-        self.cancel_button.setEnabled(running or self._folder_walks > 0)
+        cancelling = running and self._worker is not None and self._worker.is_cancelled()
+        self.cancel_button.setEnabled((running and not cancelling) or self._folder_walks > 0)
         self.open_button.setEnabled(self.last_output_dir is not None and not running)
         self.clear_button.setEnabled((bool(self.rows) or self._walks_pending > 0)
                                      and not running)
@@ -768,8 +794,8 @@ class MainWindow(QMainWindow):
         """Closed while a batch runs, the window cancels it and stays open, responsive,
         until the worker stops (the current attack step, a photo's load or its check
         after posting can take seconds), then closes by itself: waiting here would freeze
-        it (photos can still be added meanwhile). shutdown() waits instead, so no thread
-        outlives the window."""
+        it (photos dropped meanwhile are not added). shutdown() waits instead, so no
+        thread outlives the window."""
         if self._thread is not None and not self._joining:
             self._close_when_stopped = True
             self.cancel()

@@ -233,7 +233,7 @@ class ProtectWorker(QObject):
                 emit(self.failed, job.index, self._weights_error)
                 return
             self._make_folder(job.out_dir, created)
-            from cloak.api import protect_file  # torch loads here, in the worker thread
+            from cloak.api import protect_file
             from cloak.batch import preload_models
 
             if self._also_done is not None and not self._faces_fetched:
@@ -306,9 +306,11 @@ class ProtectWorker(QObject):
                                                     self.config))
 
     def _make_folder(self, folder: Path, created: list[Path]) -> None:
-        """Create the output folder (recorded in `created`) and check once per run that
-        files can be written there, or fail naming it: before the attack, not after it,
-        and at once for the run's other photos going there."""
+        """Create the output folder (recorded in `created`; its parent must be there: a
+        chosen Save-to folder on a share that is not mounted is not made on the disk
+        below) and check that files can be written there, or fail naming it: before the
+        attack, not after it, and at once (remembered) for the run's other photos going
+        there."""
         if folder in self._folder_errors:
             raise OutputError(self._folder_errors[folder])
         if folder.exists() and not folder.is_dir():
@@ -317,7 +319,11 @@ class ProtectWorker(QObject):
             raise OutputError(self._folder_errors[folder])
         if not folder.is_dir():
             try:
-                folder.mkdir(parents=True)
+                folder.mkdir()
+            except FileNotFoundError as exc:
+                self._folder_errors[folder] = (f"the Save-to folder {folder} is no longer "
+                                               "there; choose it again")
+                raise OutputError(self._folder_errors[folder]) from exc
             except OSError as exc:
                 raise OutputError(f"can't create the folder {folder} "
                                   f"({exc.strerror or exc}); choose a Save-to folder you "
