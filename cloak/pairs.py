@@ -120,8 +120,11 @@ def recorded_mirrors(originals: Path, protected: Path, record=None
         if not _is_plain_name(name) or "\0" in folder:
             continue
         recorded = os.path.realpath(folder)
-        inside = os.path.relpath(real, recorded) if real.startswith(
-            recorded.rstrip(os.sep) + os.sep) else None
+        prefix = recorded.rstrip(os.sep) + os.sep  # in the letter case typed (macOS)
+        inside = os.path.relpath(real, real[:len(prefix)]) if (
+            real.casefold().startswith(prefix.casefold())
+            and _same_folder_path(recorded, real[:len(prefix)].rstrip(os.sep) or os.sep)
+        ) else None
         if _same_folder_path(recorded, real) and (protected / name).is_dir():
             mine = mine or name
         elif inside and (protected / name / inside).is_dir():
@@ -177,7 +180,9 @@ def pair_by_record(pairs: list[Pair], originals: Path, entries: dict[str, dict],
     already paired (renamed or moved there since). Where there is none, a changed original
     stays, with a note. Only photos of a recorded size are hashed, each once. A record
     that no longer describes the copy (another size than cloak wrote: replaced since) or
-    that is not well formed is not used. `unreadable`: see photos_under."""
+    that is not well formed is not used. `unreadable` (see photos_under) gets the folders
+    under `originals` that could not be searched, where a copy is left without its
+    original (once each)."""
     from .batch import matches_record
     from .models.weights import sha256_of
 
@@ -203,7 +208,8 @@ def pair_by_record(pairs: list[Pair], originals: Path, entries: dict[str, dict],
              if pair.original and pair.name not in wanted}
     sizes = {ident["size"] for ident in wanted.values()}
     candidates: dict[int, list[Path]] = defaultdict(list)  # by size, in walk order
-    for path in photos_under(originals, unreadable):
+    searched: list[OSError] = []  # folders it could not look in
+    for path in photos_under(originals, searched):
         try:
             size = path.stat().st_size
         except OSError:
@@ -228,8 +234,13 @@ def pair_by_record(pairs: list[Pair], originals: Path, entries: dict[str, dict],
                     "of that name, so the figures compare two different files"))
         paired.append(pair)
     # a changed original that the record shows is another copy's (moved onto this name)
-    return [Pair(p.name, p.copy, None) if p.note and os.path.realpath(p.original) in claimed
-            else p for p in paired]
+    paired = [Pair(p.name, p.copy, None) if p.note and os.path.realpath(p.original) in claimed
+              else p for p in paired]
+    if unreadable is not None and any(p.name in wanted and p.original is None
+                                      for p in paired):  # where it could have been
+        known = {e.filename for e in unreadable}
+        unreadable += [e for e in searched if e.filename not in known]
+    return paired
 
 
 def _describes(entry: dict, copy: Path) -> bool:

@@ -1259,11 +1259,11 @@ class TestReviewFixes:
         assert not window.cancel_button.isEnabled()
         assert window.statusBar().currentMessage().startswith("stopped the search for photos")
 
+    @pytest.mark.usefixtures("model_dir")
     def test_a_failure_is_not_reset_by_a_search_that_began_before_its_batch(
             self, window, tmp_path, small_photo, monkeypatch):
-        """A folder dropped (still searched) before Protect holds a photo that then fails:
-        the search's result, back after the batch, leaves the failure shown, and the
-        Cancel button stays off once the batch is cancelling even as a search reports."""
+        """A folder dropped (still searched) before a photo in it fails: the search's
+        result, back after the batch, leaves the failure shown."""
         import threading
 
         bad = tmp_path / "home" / "bad.png"
@@ -1285,6 +1285,43 @@ class TestReviewFixes:
         window.add_paths([bad])  # given again after the failure: it waits again
         assert row.state == PhotoRow.WAITING
 
+    @pytest.mark.usefixtures("model_dir")
+    def test_a_failure_is_not_reset_by_a_search_begun_during_its_batch(
+            self, window, tmp_path, small_photo, monkeypatch):
+        """The folder is dropped while the batch runs, and the photo in it fails after
+        that: the search's result, back after the batch, leaves the failure shown."""
+        import threading
+
+        good = small_photo(tmp_path / "one.png", size=(64, 64))
+        bad = tmp_path / "home" / "bad.png"
+        bad.parent.mkdir()
+        bad.write_bytes(b"not a png")
+        window.add_paths([good, bad])
+        release_step, steps = threading.Event(), []
+        real_protect_pgd = pipeline_module.protect_pgd
+
+        def held(*args, **kwargs):  # the good photo's attack waits for the test
+            steps.append(1)
+            assert release_step.wait(30)
+            return real_protect_pgd(*args, **kwargs)
+
+        monkeypatch.setattr(pipeline_module, "protect_pgd", held)
+        released = threading.Event()
+        hold_walks(monkeypatch, released)
+        window.start()
+        assert wait_until(lambda: bool(steps), 60)
+        window.add_paths([tmp_path / "home"])  # during the batch, before bad.png fails
+        release_step.set()
+        assert wait_until(lambda: not window.is_running(), 60)
+        QApplication.processEvents()
+        row = next(r for r in window.rows.values() if r.src == bad)
+        assert row.state == PhotoRow.FAILED
+        released.set()
+        assert wait_until(lambda: window._walks_pending == 0, 10)
+        QApplication.processEvents()
+        assert row.state == PhotoRow.FAILED and "failed" in row.status.text()
+
+    @pytest.mark.usefixtures("model_dir")
     def test_cancel_stays_off_while_the_batch_is_cancelling(self, window, tmp_path,
                                                             small_photo, monkeypatch):
         import threading
@@ -1341,6 +1378,22 @@ class TestReviewFixes:
         gates[1].set()
         assert wait_until(lambda: len(window.rows) == 2, 10)
         assert window.statusBar().currentMessage() == "added 1 photo(s)"
+
+    @pytest.mark.usefixtures("model_dir")
+    def test_a_photo_whose_folder_went_away_fails_as_such(self, window, tmp_path,
+                                                           small_photo):
+        """Added, then its folder moved or its card unplugged: the row says the photo is
+        no longer there (not a Save-to problem), and no folder is made where it was."""
+        import shutil
+
+        photo = small_photo(tmp_path / "card" / "DCIM" / "a.png", size=(32, 32))
+        window.add_paths([photo])
+        shutil.rmtree(tmp_path / "card")
+        window.start()
+        assert wait_until(lambda: not window.is_running(), 60)
+        [row] = window.rows.values()
+        assert row.state == PhotoRow.FAILED and "is no longer there" in row.status.text()
+        assert "Save-to" not in row.status.text() and not (tmp_path / "card").exists()
 
     def test_a_save_to_folder_gone_since_it_was_chosen_is_not_made_again(
             self, window, tmp_path, small_photo):

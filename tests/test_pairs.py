@@ -477,3 +477,21 @@ def test_a_protected_folder_that_cant_be_listed_says_why(tmp_path, lock_folder):
     lock_folder(tmp_path / "protected")
     with pytest.raises(UnsupportedImageError, match=r"\(Permission denied\)"):
         pair_folders(tmp_path / "holiday", tmp_path / "protected")
+
+
+def test_a_folder_it_could_not_search_is_named_only_where_a_copy_lacks_its_original(
+        tmp_path, lock_folder):
+    """An original edited where it was is looked for by content, and found elsewhere: a
+    locked folder the search passed (a lost+found at a disk's root) fails nothing."""
+    holiday, out = tmp_path / "holiday", tmp_path / "protected"
+    touch(holiday / "a.jpg").write_bytes(b"edited since")
+    kept = holiday / "kept" / "a.jpg"
+    kept.parent.mkdir()
+    kept.write_bytes(b"the photo as it was protected")
+    touch(holiday / "lost+found" / "x.jpg")
+    copy = touch(out / "holiday" / "a.jpg")
+    record(out, {"holiday": str(holiday)}, {"holiday/a.jpg": (kept, copy)})
+    lock_folder(holiday / "lost+found")
+    unreadable: list[OSError] = []
+    [pair] = pair_folders(holiday, out, unreadable)
+    assert (pair.original, unreadable) == (kept, [])

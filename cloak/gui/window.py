@@ -221,7 +221,10 @@ class MainWindow(QMainWindow):
         self._folder_walks = 0  # those of them with a folder to search (Cancel stops them)
         self._list_generation = 0  # bumped by clear(): walks from before it are dropped
         self._walk_generation = 0  # bumped by cancel(): it stops folder walks too
-        self._batches = 0  # batches started: a failure after a drop is not reset by it
+        # Failures so far, and the count at each row's failure: a folder dropped (and
+        # searched) before a photo failed does not make it wait again with its result.
+        self._failures = 0
+        self._failed_at: dict[int, int] = {}
         # Set once the window really closes (not on a close refused mid-batch): folder
         # walks stop early, and no pool work starts after the pool was drained (see
         # _run_in_background).
@@ -365,7 +368,7 @@ class MainWindow(QMainWindow):
         self._folder_walks += has_folder
         self.statusBar().showMessage("looking for photos…")
         key = (self._list_generation, walks, given, tuple(map(str, paths_given)),
-               self._batches)
+               self._failures)
         generation = self._list_generation
 
         def stale() -> bool:  # the list was cleared, Cancel pressed, or the window closing
@@ -381,7 +384,7 @@ class MainWindow(QMainWindow):
     def _on_walked(self, key: tuple[int, int, int, tuple[str, ...], int],
                    found: tuple[list[Path], list[Path]] | None, error: str) -> None:
         """A walk's (photos, camera RAW files in the folders) from find_photos."""
-        generation, walks, count, given, batches = key
+        generation, walks, count, given, failures = key
         self._walks_pending -= 1
         self._folder_walks -= walks is not None
         self._update_buttons()
@@ -397,8 +400,8 @@ class MainWindow(QMainWindow):
             return  # the list was cleared (or Cancel pressed) while this folder was walked
         if error:
             self._say(f"could not read the folder: {error}", 8000)
-        else:  # a failure from a batch that started after the drop is not the drop's
-            self._add_photos(photos, count, not_added, retry=batches == self._batches)
+        else:
+            self._add_photos(photos, count, not_added, failed_before=failures)
 
     def _say(self, text: str, timeout: int) -> None:
         """`text` in the status bar for `timeout` ms; while another folder search is still
@@ -409,13 +412,13 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(text, timeout)
 
     def _add_photos(self, photos: list[Path], given: int, not_added: str = "",
-                    retry: bool = True) -> None:
+                    failed_before: int | None = None) -> None:
         """Add `photos` (found among `given` dropped or chosen items) as waiting rows. A
         photo listed already stays as it is, except, with no batch running, a failed one
-        (`retry`: not one that failed in a batch started after these photos were given)
-        and one protected with other settings or into another folder (_asks_other), which
-        wait again. `not_added`: the given files that are not photos, said after the
-        count."""
+        (with `failed_before`, the failure count when the photos were given: only one
+        that had failed by then) and one protected with other settings or into another
+        folder (_asks_other), which wait again. `not_added`: the given files that are not
+        photos, said after the count."""
         if not photos:
             self._on_nothing_usable(given, not_added)
             return
@@ -434,6 +437,8 @@ class MainWindow(QMainWindow):
                 # strength, say): it waits again (a folder dropped again to add its new
                 # photos leaves the ones protected as now asked alone)
                 row = listed[src]
+                retry = (failed_before is None
+                         or self._failed_at.get(row.row_id, 0) <= failed_before)
                 if not self.is_running() and ((retry and row.state == PhotoRow.FAILED) or (
                         row.state == PhotoRow.PROTECTED and self._asks_other(row))):
                     row.set_waiting()
@@ -513,6 +518,7 @@ class MainWindow(QMainWindow):
         if self._walks_pending:
             self.statusBar().showMessage("stopping the search for photos…")
         self.photo_list.remove_all()
+        self._failed_at.clear()
         self.summary.clear()  # the last batch's counts were for rows now gone
         self._compare_wanted = None
         self.compare_panel.reset()
@@ -561,7 +567,6 @@ class MainWindow(QMainWindow):
             self.rows[i].set_waiting()
         self._todo = len(jobs)
         self._done = 0
-        self._batches += 1
         self.last_output_dir = None  # until this batch writes a copy
         self._run_notices = []  # shown again when the batch ends
         self._run_ids = set(todo)  # the summary at the end counts this batch's photos
@@ -640,6 +645,8 @@ class MainWindow(QMainWindow):
     @Slot(int, str)
     def _on_failed(self, row_id: int, message: str) -> None:
         self._done += 1
+        self._failures += 1
+        self._failed_at[row_id] = self._failures
         self.rows[row_id].set_failed(message)
 
     @Slot(int)

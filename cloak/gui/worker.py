@@ -8,6 +8,7 @@ nothing is written for it, and the photos after it are reported as cancelled.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 from collections.abc import Callable
@@ -231,6 +232,10 @@ class ProtectWorker(QObject):
                 return
             if self._weights_error is not None:  # no download attempt (and wait) per photo
                 emit(self.failed, job.index, self._weights_error)
+                return
+            if not os.path.lexists(job.src):  # not its protected/ folder made for nothing
+                emit(self.failed, job.index, f"{job.src} is no longer there (moved, renamed "
+                                             "or its disk unplugged); add it again")
                 return
             self._make_folder(job.out_dir, created)
             from cloak.api import protect_file
