@@ -813,6 +813,7 @@ def verify(
                                      "what it carries")
                         typer.secho(f"note: {notes[-1]}", fg=typer.colors.YELLOW, err=True)
                     result = {"kind": "receipt", "photo": str(photo), **receipt.to_dict(),
+                              "below_calibrated_size": max(images[0].size) < RECEIPT_SMALLEST,
                               "note": "; ".join(notes) or None, "cloak_version": __version__}
                 else:
                     (original, original_icc), (copy, copy_icc) = loaded
@@ -824,18 +825,9 @@ def verify(
                                           at_1024=True)
                     v.note = "; ".join(n for n in (colour_note, v.note) if n) or None
                     if v.note:
-                        typer.secho(f"note: {v.note}", fg=typer.colors.YELLOW, err=True)
-                    as_is = v.channels[0].damage_db if v.channels else {}
-                    swapped = None
-                    if as_is and max(as_is.values()) < -0.5:
-                        swapped = ("the second photo rebuilds better than the first on every "
-                                   "model (negative damage): the order is ORIGINAL, then "
-                                   "PROTECTED; were they swapped?")
-                    elif io.says_protected_file(photo) and not io.says_protected_file(protected):
-                        # a copy made at fast or low may carry too little for the sign to show
-                        swapped = ("the first photo carries cloak's note and the second does "
-                                   "not: the order is ORIGINAL, then PROTECTED; were they "
-                                   "swapped?")
+                        typer.secho(f"note: {printable(v.note)}", fg=typer.colors.YELLOW,
+                                    err=True)
+                    swapped = swapped_note(v, photo, protected)
                     if swapped:
                         typer.secho(f"note: {swapped}", fg=typer.colors.YELLOW, err=True)
                         v.note = "; ".join(n for n in (v.note, swapped) if n)  # and in --json
@@ -950,7 +942,8 @@ def receipt_folder(folder: Path, model_dir: str | None, device: str | None,
                 why = item_failure(exc, "not enough memory to read it")
                 typer.secho(f"{printable(name)}: not read: {printable(why)}",
                             fg=typer.colors.RED, err=True)
-                rows.append({"name": name, "photo": str(path), "error": why})
+                rows.append({"name": name, "photo": str(path), "protected": None,
+                             "score_db": None, "error": why})
                 continue
             small = max(image.size) < RECEIPT_SMALLEST
             notes = []
@@ -1034,6 +1027,23 @@ def verify_folders(originals: Path, protected: Path, channels: tuple[str, ...],
     return 130 if interrupted else 2 if failed else 0
 
 
+def swapped_note(v, first: Path, second: Path, order: str = "ORIGINAL, then PROTECTED"
+                 ) -> str | None:
+    """A note where the verify result `v` of `first` against `second` looks like the two
+    given the wrong way round (`order`: how they should be given), else None."""
+    from cloak import io
+
+    as_is = v.channels[0].damage_db if v.channels else {}
+    if as_is and max(as_is.values()) < -0.5:
+        return ("the second photo rebuilds better than the first on every model (negative "
+                f"damage): the order is {order}; were they swapped?")
+    if io.says_protected_file(first) and not io.says_protected_file(second):
+        # a copy made at fast or low may carry too little for the sign to show
+        return (f"the first photo carries cloak's note and the second does not: the order "
+                f"is {order}; were they swapped?")
+    return None
+
+
 def measure_pairs(pairs, originals: Path, channels: tuple[str, ...], names: tuple[str, ...],
                   model_dir: str | None, device: str | None, rows: list[dict],
                   counts: dict[str, int]) -> None:
@@ -1044,7 +1054,7 @@ def measure_pairs(pairs, originals: Path, channels: tuple[str, ...], names: tupl
 
     for i, pair in enumerate(pairs, 1):
         row = {"name": pair.name, "original": str(pair.original) if pair.original else None,
-               "protected_copy": str(pair.copy)}
+               "protected_copy": str(pair.copy), "verdict": None}  # as one pair's --json
         if pair.original is None:
             row["error"] = "no original found"
             say(f"{printable(pair.name)}: not measured, no original of it in "
@@ -1059,7 +1069,10 @@ def measure_pairs(pairs, originals: Path, channels: tuple[str, ...], names: tupl
             with measuring_bar(f"{i}/{len(pairs)} {printable(pair.name)}") as progress:
                 v = verify_images(original, copy, channels=channels, models=names,
                                   model_dir=model_dir, device=device, progress=progress)
-            v.note = "; ".join(n for n in (pair.note, colour_note, v.note) if n) or None
+            swapped = swapped_note(v, pair.original, pair.copy,
+                                   "the folder of ORIGINALS, then PROTECTED")
+            v.note = "; ".join(n for n in (pair.note, colour_note, v.note, swapped) if n
+                               ) or None
         except (CloakError, OSError, MemoryError, RuntimeError) as exc:
             why = item_failure(exc, "not enough memory to compare them")
             row["error"] = why

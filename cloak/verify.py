@@ -524,10 +524,11 @@ def in_one_colour_space(original: Image.Image, protected: Image.Image,
                                  "compared as stored")
 
 
-# A copy resized from the original has each side within this many px of the original's
-# side scaled by the other side's ratio (rounding, or an encoder's even sizes); a copy
-# cropped by more is not lined up with a resized original, and is not taken for one.
-RESIZE_SLACK_PX = 2
+# A copy resized from the original has each side within this many of its px of the
+# original's side at one common scale (rounding, or an encoder's even sizes); a copy
+# cropped by more, along either side, is not lined up with a resized original, and is not
+# taken for one.
+RESIZE_SLACK_PX = 1
 # A protected copy differs from its original only in fine detail: at long side 64 the two
 # stay above this PSNR (44.3 dB at the least over the 25 dev photos at `fast`, eps 8/255,
 # its flattest map), while a brightness edit or another photo falls far below it.
@@ -535,10 +536,11 @@ COMPARABLE_DB = 35.0
 
 
 def is_resized(size: tuple[int, int], copy: tuple[int, int]) -> bool:
-    """Whether `copy` (w, h) is `size` resized, its sides rounded: one side scaled by the
-    other's ratio lands within RESIZE_SLACK_PX of the copy's."""
+    """Whether `copy` (w, h) is `size` resized, its sides rounded: there is one scale s
+    with each side of the copy within RESIZE_SLACK_PX of the original's times s (the two
+    sides' own scales differ by at most slack/w + slack/h)."""
     (w, h), (cw, ch) = size, copy
-    return abs(h * cw / w - ch) <= RESIZE_SLACK_PX or abs(w * ch / h - cw) <= RESIZE_SLACK_PX
+    return abs(cw / w - ch / h) <= RESIZE_SLACK_PX * (1 / w + 1 / h) + 1e-12
 
 
 def match_copy(original: Image.Image, protected: Image.Image

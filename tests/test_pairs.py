@@ -140,7 +140,8 @@ def test_verify_two_folders_measures_every_pair(tmp_path, small_photo, model_dir
     assert lines[2].startswith("holiday/stray.png: not measured, no original")
     data = json.loads(report.read_text())
     assert data["kind"] == "folders" and data["without_original"] == 1
-    measured = [p for p in data["pairs"] if "verdict" in p]
+    measured = [p for p in data["pairs"] if p["verdict"] is not None]
+    assert [p["verdict"] for p in data["pairs"] if "error" in p] == [None]  # as one pair's
     assert [p["name"] for p in measured] == ["holiday/a.png", "holiday/beach/b.jpg"]
     for pair in measured:
         assert [c["channel"] for c in pair["channels"]] == ["as-is", "instagram"]
@@ -309,7 +310,9 @@ def test_verify_a_folder_alone_gives_each_photo_its_receipt(tmp_path, small_phot
         single = json.loads(alone.read_text())
         assert (row["score_db"], row["protected"]) == (single["score_db"],
                                                        single["protected"])
-        assert row["below_calibrated_size"] is True
+        assert row["below_calibrated_size"] is single["below_calibrated_size"] is True
+    failed = data["photos"][1]  # the same keys, empty, as a read photo's row
+    assert (failed["protected"], failed["score_db"]) == (None, None) and failed["error"]
 
 
 def test_a_folder_receipt_run_again_replaces_its_report_and_keeps_done_on_ctrl_c(
@@ -495,3 +498,14 @@ def test_a_folder_it_could_not_search_is_named_only_where_a_copy_lacks_its_origi
     unreadable: list[OSError] = []
     [pair] = pair_folders(holiday, out, unreadable)
     assert (pair.original, unreadable) == (kept, [])
+
+
+def test_folders_given_the_wrong_way_round_get_a_note(tmp_path, small_photo, model_dir):
+    """`cloak verify protected/ holiday/`: each pair says it looks swapped, as one pair
+    does."""
+    holiday, out = protected_pair_of_photos(tmp_path, small_photo, model_dir)
+    result = invoke("verify", out / "holiday", holiday, "--models", "taesd", "--channels",
+                    "as-is")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("the order is the folder of ORIGINALS, then PROTECTED; were "
+                               "they swapped?") == 2

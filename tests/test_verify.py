@@ -221,6 +221,19 @@ class TestVerdicts:
         copy = wide.crop((0, 4, 2048, 1020)).resize((1024, 508), Image.LANCZOS)
         with pytest.raises(UnsupportedImageError, match="another shape"):
             verify_images(wide, copy, channels=("as-is",), models=("taesd",))
+        # along the long side too: 4 px off each end of the width, then halved
+        copy = wide.crop((4, 0, 2044, 1024)).resize((1020, 512), Image.LANCZOS)
+        with pytest.raises(UnsupportedImageError, match="another shape"):
+            verify_images(wide, copy, channels=("as-is",), models=("taesd",))
+
+    def test_is_resized_takes_rounded_sides_and_refuses_crops(self):
+        from cloak.verify import is_resized
+
+        assert is_resized((4032, 3024), (1080, 810))  # exact
+        assert is_resized((4000, 2252), (1080, 608))  # 608.04, rounded
+        assert is_resized((1001, 667), (500, 334))  # an encoder's even side: 333.2 -> 334
+        assert not is_resized((2048, 1024), (1020, 512))  # 8 px cropped off the width
+        assert not is_resized((2048, 1024), (1024, 508))  # 8 px cropped off the height
 
     def test_an_instagram_copy_cropped_to_its_middle_is_measured(self, model_dir, photo):
         """A 2:3 photo posted to Instagram comes back cropped to 3:4 and resized: the
