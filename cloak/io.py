@@ -348,15 +348,16 @@ def avif_depth(fp: IO[bytes], span: int = 1 << 16) -> int | None:
     return max(head[at + 9:at + 9 + head[at + 8]])
 
 
-def _warn_avif_losses(fp: IO[bytes], path: Path) -> None:
+def _warn_avif_losses(fp: IO[bytes], path: Path, cicp_matters: bool = True) -> None:
     """Pillow reads an AVIF's pixels in its own colour space but not the CICP (nclx) tag
-    that names it, and writes sRGB's: say so where the tag names another space. Say so
-    too where the file stores more than 8 bits a channel (Pillow reads 8)."""
+    that names it, and writes sRGB's: say so where the tag names another space (with
+    `cicp_matters`: no ICC profile says it instead). Say so too where the file stores more
+    than 8 bits a channel (Pillow reads 8)."""
     depth = avif_depth(fp)
     if depth is not None and depth > 8:  # Pillow decodes AVIF to 8 bits, as HEIF
         log.warning("%s: %d-bit AVIF is read as 8-bit; the protected copy is 8-bit",
                     path, depth)
-    cicp = avif_cicp(fp)
+    cicp = avif_cicp(fp) if cicp_matters else None
     if cicp is None or (cicp[0] in SRGB_PRIMARIES and cicp[1] in SDR_TRANSFERS):
         return
     primaries, transfer = cicp
@@ -465,8 +466,8 @@ def _read(image: Image.Image, fp: IO[bytes], path: Path, limit: int) -> Photo:
     xmp_turn = (image.getexif().get(md.ORIENTATION, 1)
                 if source_format == "TIFF" and md.ORIENTATION not in image.tag_v2 else 1)
     icc = image.info.get("icc_profile") or None
-    if source_format == "AVIF" and icc is None:
-        _warn_avif_losses(fp, path)
+    if source_format == "AVIF":
+        _warn_avif_losses(fp, path, cicp_matters=icc is None)
     color, alpha, depth, icc = _pixels(image, fp, path, icc)
     # Pillow turns a TIFF upright itself while loading it (and drops its tag); the file's
     # orientation is still kept, so the copy is stored as the original was.
@@ -919,10 +920,20 @@ def _save_options(photo: Photo, fmt: str, policy: md.MetadataPolicy, orientation
                 pnginfo.add(kind, data)
         options["pnginfo"] = pnginfo
     if fmt == "TIFF":
+        sub_ifds = options["compression"] == "raw"
+        src = photo.exif
+        if not sub_ifds and src and ((policy.keep_exif and src.exif)
+                                     or (not policy.strip_gps and src.gps)):
+            log.warning("%s: a compressed TIFF copy can't hold the EXIF %s (libtiff writes "
+                        "no Exif or GPS blocks there); they are left out", photo.path,
+                        " and ".join(what for what, kept in (
+                            ("capture details", policy.keep_exif and src.exif),
+                            ("GPS position", not policy.strip_gps and src.gps)) if kept))
         exif = md.build_exif(photo.exif, policy, orientation, xmp_for_tiff=xmp,
-                             sub_ifds=options["compression"] == "raw", stored_size=stored_size)
+                             sub_ifds=sub_ifds, stored_size=stored_size, max_bytes=None)
     else:
-        exif = (md.build_exif(photo.exif, policy, orientation, stored_size=stored_size)
+        exif = (md.build_exif(photo.exif, policy, orientation, stored_size=stored_size,
+                              max_bytes=md.MAX_JPEG_SEGMENT if fmt == "JPEG" else None)
                 if fmt != "BMP" else None)
     if exif:
         options["exif"] = exif

@@ -215,7 +215,8 @@ def _orientation_in_exif(image: Image.Image) -> bool:
 
 def build_exif(snapshot: ExifSnapshot | None, policy: MetadataPolicy, orientation: int,
                *, xmp_for_tiff: bytes | None = None, sub_ifds: bool = True,
-               stored_size: tuple[int, int] | None = None) -> bytes | None:
+               stored_size: tuple[int, int] | None = None,
+               max_bytes: int | None = MAX_JPEG_SEGMENT) -> bytes | None:
     """EXIF bytes ("Exif\\0\\0" + TIFF) for the copy, or None when there is nothing to write.
 
     `orientation` is the tag value matching the stored pixels (1 = stored upright).
@@ -223,7 +224,10 @@ def build_exif(snapshot: ExifSnapshot | None, policy: MetadataPolicy, orientatio
     HEIC is stored upright, turned from its source's frame); where the copy is stored
     turned from the source, the subject's area (points in the old frame) is dropped.
     `xmp_for_tiff` puts the XMP packet in tag 700 (TIFF keeps XMP inside its IFD0);
-    `sub_ifds=False` leaves out the Exif/GPS sub-IFDs (libtiff cannot write them)."""
+    `sub_ifds=False` leaves out the Exif/GPS sub-IFDs (libtiff cannot write them).
+    `max_bytes`: the most the copy's format holds (one JPEG APP1 segment; None: no limit,
+    as in PNG, WebP, HEIF, AVIF and TIFF): the MakerNote, then the Exif IFD, then all but
+    orientation and rights are dropped, in that order, to fit."""
     out = Image.Exif()
     src = snapshot or ExifSnapshot({}, {}, {}, {})
     rights = (ARTIST, COPYRIGHT, ExifTags.Base.XPAuthor)
@@ -273,9 +277,10 @@ def build_exif(snapshot: ExifSnapshot | None, policy: MetadataPolicy, orientatio
     except EXIF_ERRORS as exc:  # odd source values Pillow cannot write back
         log.warning("EXIF could not be rewritten (%s); keeping orientation and rights only", exc)
         return build_exif(_essentials(src), policy, orientation, xmp_for_tiff=xmp_for_tiff,
-                          sub_ifds=False, stored_size=stored_size)
+                          sub_ifds=False, stored_size=stored_size, max_bytes=max_bytes)
     maker_note = ExifTags.Base.MakerNote
-    if len(data) > MAX_JPEG_SEGMENT and sub_ifds and maker_note in src.exif:
+    too_long = max_bytes is not None and len(data) > max_bytes
+    if too_long and sub_ifds and maker_note in src.exif:
         # the camera's private blob (kept with --keep-serials) goes first: date, exposure,
         # colour space and GPS stay
         log.warning("EXIF is %d bytes, too long for one JPEG segment; dropping the MakerNote",
@@ -283,13 +288,13 @@ def build_exif(snapshot: ExifSnapshot | None, policy: MetadataPolicy, orientatio
         lighter = ExifSnapshot(src.base, {t: v for t, v in src.exif.items() if t != maker_note},
                                src.gps, src.interop)
         return build_exif(lighter, policy, orientation, xmp_for_tiff=xmp_for_tiff,
-                          stored_size=stored_size)
-    if len(data) > MAX_JPEG_SEGMENT and sub_ifds and (src.exif or src.gps):
+                          stored_size=stored_size, max_bytes=max_bytes)
+    if too_long and sub_ifds and (src.exif or src.gps):
         log.warning("EXIF is %d bytes, too long for one JPEG segment; dropping the Exif IFD",
                     len(data))
         return build_exif(src, policy, orientation, xmp_for_tiff=xmp_for_tiff, sub_ifds=False,
-                          stored_size=stored_size)
-    if len(data) > MAX_JPEG_SEGMENT and not xmp_for_tiff:
+                          stored_size=stored_size, max_bytes=max_bytes)
+    if too_long and not xmp_for_tiff:
         # the main IFD alone (a huge description or keywords): Pillow would refuse it when
         # saving, after the attack. Orientation and rights, else orientation alone.
         essentials = _essentials(src)
@@ -299,7 +304,7 @@ def build_exif(snapshot: ExifSnapshot | None, policy: MetadataPolicy, orientatio
                         len(data), "orientation, rights and date" if lighter.base
                         else "orientation")
             return build_exif(lighter, policy, orientation, sub_ifds=False,
-                              stored_size=stored_size)
+                              stored_size=stored_size, max_bytes=max_bytes)
     return data
 
 

@@ -478,6 +478,10 @@ class TestAvif:
         with caplog.at_level("WARNING", logger="cloak.io"):
             io._warn_avif_losses(_io.BytesIO(bytes(data)), src)
         assert f"{src}: 10-bit AVIF is read as 8-bit" in caplog.text
+        caplog.clear()  # with an ICC profile (a Display P3 export) too: only CICP is moot
+        with caplog.at_level("WARNING", logger="cloak.io"):
+            io._warn_avif_losses(_io.BytesIO(bytes(data)), src, cicp_matters=False)
+        assert f"{src}: 10-bit AVIF is read as 8-bit" in caplog.text
 
     def test_colour_tagged_only_as_display_p3_or_hdr_is_warned_about(
             self, tmp_path: Path, caplog) -> None:
@@ -1757,3 +1761,44 @@ def test_png_gamma_chromaticity_and_srgb_chunks_are_kept(tmp_path: Path, depth: 
     photo = io.load_photo(src)
     with Image.open(io.save_photo(photo, photo.rgb, tmp_path / "srgb.png")) as out:
         assert out.info["srgb"] == 1
+
+
+def test_only_a_jpeg_copy_is_held_to_one_segment_of_exif(tmp_path: Path) -> None:
+    """The 64 KB limit is JPEG's: a PNG (or WebP, HEIF, AVIF, TIFF) copy keeps a large
+    MakerNote with --keep-serials, the date and exposure with it."""
+    maker_note = ExifTags.Base.MakerNote
+    exif = Image.Exif()
+    exif[ExifTags.IFD.Exif] = {ExifTags.Base.DateTimeOriginal: "2026:01:02 03:04:05",
+                               maker_note: bytes(70_000)}
+    src = save(Image.fromarray(pixels()), tmp_path / "a.png", exif=exif.tobytes())
+    photo = io.load_photo(src)
+    policy = MetadataPolicy(strip_gps=False, strip_serials=False)
+    for suffix, kept in ((".png", True), (".jpg", False)):
+        dst = io.save_photo(photo, photo.rgb, tmp_path / f"out{suffix}", metadata=policy)
+        with Image.open(dst) as out:
+            sub = out.getexif().get_ifd(ExifTags.IFD.Exif)
+        assert sub[ExifTags.Base.DateTimeOriginal] == "2026:01:02 03:04:05", suffix
+        assert (maker_note in sub) is kept, suffix
+
+
+def test_a_compressed_tiff_copy_says_the_exif_it_cannot_hold(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """libtiff writes no Exif or GPS blocks in a compressed TIFF: the copy leaves them out
+    and says so (it kept them in silence before), naming the GPS with --keep-gps."""
+    exif = Image.Exif()
+    exif[ExifTags.IFD.Exif] = {ExifTags.Base.DateTimeOriginal: "2026:01:02 03:04:05"}
+    exif[ExifTags.IFD.GPSInfo] = {ExifTags.GPS.GPSLatitudeRef: "N"}
+    # Pillow's libtiff can't write such a source either: an uncompressed one, read as
+    # an LZW one (a Lightroom export) would be
+    src = save(Image.fromarray(pixels()), tmp_path / "a.tif", exif=exif.tobytes())
+    photo = io.load_photo(src)
+    assert photo.exif.gps and photo.exif.exif
+    photo.info["compression"] = "tiff_lzw"
+    with caplog.at_level("WARNING", logger="cloak.io"):
+        io.save_photo(photo, photo.rgb, tmp_path / "out" / "a.tif",
+                      metadata=MetadataPolicy(strip_gps=False))
+    assert "can't hold the EXIF capture details and GPS position" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="cloak.io"):  # GPS removed as asked: not named
+        io.save_photo(photo, photo.rgb, tmp_path / "out" / "b.tif")
+    assert "can't hold the EXIF capture details (" in caplog.text
