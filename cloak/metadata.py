@@ -204,8 +204,12 @@ def _orientation_in_exif(image: Image.Image) -> bool:
     if image.format == "TIFF":
         return ORIENTATION in getattr(image, "tag_v2", {})
     raw = image.info.get("exif")
-    if raw is None and "Raw profile type exif" in image.info:  # PNG text chunk: trust it
-        return True
+    profile = image.info.get("Raw profile type exif")
+    if raw is None and isinstance(profile, str):  # ImageMagick's PNG text chunk: its hex
+        try:  # lines after a 3-line header, as Pillow reads it
+            raw = bytes.fromhex("".join(profile.split("\n")[3:]))
+        except ValueError:
+            return False
     if not raw:
         return False
     own = Image.Exif()

@@ -1802,3 +1802,37 @@ def test_a_compressed_tiff_copy_says_the_exif_it_cannot_hold(
     with caplog.at_level("WARNING", logger="cloak.io"):  # GPS removed as asked: not named
         io.save_photo(photo, photo.rgb, tmp_path / "out" / "b.tif")
     assert "can't hold the EXIF capture details (" in caplog.text
+
+
+def _legacy_exif_png(path: Path, exif: Image.Exif, xmp_orientation: int | None) -> Path:
+    """A PNG with ImageMagick's legacy EXIF text chunk ("Raw profile type exif", hex) and,
+    optionally, an XMP packet giving tiff:Orientation."""
+    from PIL.PngImagePlugin import PngInfo
+
+    data = exif.tobytes()
+    text = "\nexif\n" + f"{len(data):8d}\n" + data.hex()
+    info = PngInfo()
+    info.add_text("Raw profile type exif", text, zip=True)
+    if xmp_orientation:
+        info.add_itxt("XML:com.adobe.xmp", (
+            '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/'
+            '02/22-rdf-syntax-ns#"><rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/"'
+            f' tiff:Orientation="{xmp_orientation}"/></rdf:RDF></x:xmpmeta>'))
+    return save(Image.fromarray(pixels()), path, pnginfo=info)
+
+
+def test_an_orientation_only_in_a_png_s_xmp_is_not_made_real_through_its_text_exif(
+        tmp_path: Path) -> None:
+    """A PNG whose legacy EXIF text chunk has no Orientation, and whose XMP says 6: viewers
+    show it as stored, so the copy is stored and tagged as it was (no eXIf Orientation
+    that would turn it). An Orientation inside the chunk itself still counts."""
+    exif = Image.Exif()
+    exif[ExifTags.Base.Make] = "Cam"
+    src = _legacy_exif_png(tmp_path / "a.png", exif, xmp_orientation=6)
+    photo = io.load_photo(src)
+    assert photo.rgb.shape[:2] == (32, 40) and photo.orientation == 1
+    with Image.open(io.save_photo(photo, photo.rgb, tmp_path / "out.png")) as out:
+        assert out.getexif().get(ExifTags.Base.Orientation, 1) == 1
+    exif[ExifTags.Base.Orientation] = 6
+    photo = io.load_photo(_legacy_exif_png(tmp_path / "b.png", exif, xmp_orientation=None))
+    assert photo.orientation == 6
