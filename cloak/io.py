@@ -358,17 +358,22 @@ def _warn_avif_losses(fp: IO[bytes], path: Path, cicp_matters: bool = True) -> N
         log.warning("%s: %d-bit AVIF is read as 8-bit; the protected copy is 8-bit",
                     path, depth)
     cicp = avif_cicp(fp) if cicp_matters else None
-    if cicp is None or (cicp[0] in SRGB_PRIMARIES and cicp[1] in SDR_TRANSFERS):
-        return
-    primaries, transfer = cicp
-    named = ", ".join(
-        [PRIMARIES_NAMES.get(primaries, f"primaries {primaries}")]
-        * (primaries not in SRGB_PRIMARIES)
-        + [TRANSFER_NAMES.get(transfer, f"transfer {transfer}")] * (transfer not in SDR_TRANSFERS))
-    log.warning("%s: its colours are tagged %s (a CICP tag, no ICC profile), which the "
-                "protected copy can't carry: the copy is tagged sRGB, so its colours will "
-                "look duller (an HDR photo flat); export the photo with an ICC profile, or "
-                "as sRGB, to keep them", path, named)
+    named = cicp_beyond_srgb(*cicp) if cicp else None
+    if named:
+        log.warning("%s: its colours are tagged %s (a CICP tag, no ICC profile), which the "
+                    "protected copy can't carry: the copy is tagged sRGB, so its colours will "
+                    "look duller (an HDR photo flat); export the photo with an ICC profile, "
+                    "or as sRGB, to keep them", path, named)
+
+
+def cicp_beyond_srgb(primaries: Any, transfer: Any) -> str | None:
+    """What a CICP (nclx) tag names beyond sRGB's colours and SDR ("Display P3",
+    "BT.2020, PQ (HDR)"), or None where it names sRGB's (or nothing)."""
+    parts = ([PRIMARIES_NAMES.get(primaries, f"primaries {primaries}")]
+             * (primaries is not None and primaries not in SRGB_PRIMARIES)
+             + [TRANSFER_NAMES.get(transfer, f"transfer {transfer}")]
+             * (transfer is not None and transfer not in SDR_TRANSFERS))
+    return ", ".join(parts) or None
 
 
 def _open_image(fp: IO[bytes], path: Path) -> Image.Image:
@@ -894,7 +899,7 @@ def _save_options(photo: Photo, fmt: str, policy: md.MetadataPolicy, orientation
     elif fmt == "HEIF":
         # x265 "medium" encodes twice as fast as libheif's default "slow" for +5% size.
         options.update(quality=HEIF_QUALITY, chroma=444, enc_params={"preset": "medium"})
-        if photo.info.get("nclx_profile"):
+        if photo.info.get("nclx_profile") and policy.keep_icc:  # --no-icc: its tag too
             options["nclx_profile"] = photo.info["nclx_profile"]
     elif fmt == "AVIF":
         # gray without alpha as monochrome 4:0:0 (lossless on an 8-bit gray photo); Pillow
@@ -965,6 +970,12 @@ def save_photo(photo: Photo, rgb: np.ndarray, dst: str | os.PathLike[str], *,
     stored = (encoded.image.size if encoded.image is not None
               else (encoded.samples.shape[1], encoded.samples.shape[0]))
     options = _save_options(photo, fmt, policy, encoded.orientation, jpeg_quality, stored)
+    nclx = photo.info.get("nclx_profile") or {}
+    named = cicp_beyond_srgb(nclx.get("color_primaries"), nclx.get("transfer_characteristics"))
+    if named and fmt != "HEIF" and not photo.icc_profile and policy.keep_icc:
+        log.warning("%s: its colours are tagged %s (a HEIF's CICP tag, no ICC profile), "
+                    "which a %s copy can't carry: the copy's colours will look duller (an "
+                    "HDR photo flat)", photo.path, named, fmt)
 
     def write(fp: IO[bytes]) -> None:
         if encoded.samples is not None:

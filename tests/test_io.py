@@ -1836,3 +1836,27 @@ def test_an_orientation_only_in_a_png_s_xmp_is_not_made_real_through_its_text_ex
     exif[ExifTags.Base.Orientation] = 6
     photo = io.load_photo(_legacy_exif_png(tmp_path / "b.png", exif, xmp_orientation=None))
     assert photo.orientation == 6
+
+
+def test_a_heif_tagged_hdr_by_cicp_alone_warns_where_its_copy_cannot_carry_it(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A camera's HDR HEIF (BT.2020 PQ in its nclx tag, no ICC profile): its HEIF copy
+    keeps the tag (not with --no-icc); a PNG copy can't, and says so."""
+    if not io.HEIF_WRITABLE:
+        missing("pillow-heif has no HEVC encoder to make the HEIF")
+    nclx = {"color_primaries": 9, "transfer_characteristics": 16, "matrix_coefficients": 9,
+            "full_range_flag": 1}
+    src = save(Image.fromarray(pixels()), tmp_path / "hdr.heic", quality=90, nclx_profile=nclx)
+    photo = io.load_photo(src)
+    with caplog.at_level("WARNING", logger="cloak.io"):
+        kept = io.save_photo(photo, photo.rgb, tmp_path / "out.heic")
+        dropped = io.save_photo(photo, photo.rgb, tmp_path / "out2.heic",
+                                metadata=MetadataPolicy(keep_icc=False))
+    assert "CICP" not in caplog.text
+    with Image.open(kept) as out:
+        assert out.info["nclx_profile"]["color_primaries"] == 9
+    with Image.open(dropped) as out:
+        assert (out.info.get("nclx_profile") or {}).get("color_primaries") != 9
+    with caplog.at_level("WARNING", logger="cloak.io"):
+        io.save_photo(photo, photo.rgb, tmp_path / "out.png")
+    assert "tagged BT.2020, PQ (HDR) (a HEIF's CICP tag, no ICC profile)" in caplog.text
