@@ -330,9 +330,9 @@ def protect(
                 raise typer.Exit(130) from None
             fail(message)
     typer.echo(view.totals(result), err=True)
-    note = instagram_crop_note(result)
-    if note:
-        typer.secho(note, fg=typer.colors.YELLOW, err=True)
+    for note in (instagram_crop_note(result), little_protection_note(result, config.strength)):
+        if note:
+            typer.secho(note, fg=typer.colors.YELLOW, err=True)
     code = (130 if result.interrupted else 2 if result.counts[batch.FAILED]
             else 1 if result.found_no_photos else 0)  # nothing was done
     if json_path:  # after the totals: a report that can't be written loses none of them
@@ -517,6 +517,27 @@ class BatchView:
 
             return f"No photos found (cloak reads {SUPPORTED})."
         return "Done: " + ", ".join(parts) + "."
+
+
+STRONGER = {"fast": "medium (the default)", "low": "medium (the default)", "medium": "high"}
+
+
+def little_protection_note(result, strength: str) -> str | None:
+    """A note when copies written in this run measured under verify's "weak" on their
+    weakest model as saved ("none as saved" on their own lines), with what to try."""
+    from cloak import batch
+    from cloak.report import VERDICTS, verdict_for
+
+    written = [i for i in result.items if i.status == batch.PROTECTED and i.report
+               and i.report.min_damage_db is not None]
+    feeble = [i for i in written if verdict_for(i.report.min_damage_db) == "none"]
+    if not feeble:
+        return None
+    advice = (f"--strength {STRONGER[strength]} protects more, at more time" if strength
+              in STRONGER else "small or very flat photos hold less protection")
+    return (f"note: {len(feeble)} of {len(written)} copies carry little measurable "
+            f"protection as saved (under {VERDICTS[-1][1]} dB on their weakest model, e.g. "
+            f"{printable(feeble[0].src.name)}): {advice}.")
 
 
 def instagram_crop_note(result) -> str | None:

@@ -680,16 +680,26 @@ def _seed_as_recorded_now(old: dict, new: dict) -> dict:
     return old
 
 
+# Settings a preset decides that no option sets: named in a change only as the preset's
+# own ("strength fast -> medium" says it; the same strength: a cloak version that tuned it)
+PRESET_TUNING = frozenset({"working_size", "eot_share", "perceptual_weight", "flat_floor",
+                           "contrast_ref", "step_start", "both_roundings", "naive_downscale"})
+
+
 def _settings_change(old: dict, new: dict) -> str:
     """What differs between the settings a copy was made with and this run's, in a few
     words: "strength medium -> high", "the mask changed", "metadata options changed"
-    (named only when not the default, so a key may be on one side only)."""
+    (named only when not the default, so a key may be on one side only), in terms of the
+    options (a preset's inner tuning is not named key by key)."""
     old = _seed_as_recorded_now(old, new)
     changed = []
+    tuned = False
     for key in [*new, *(k for k in old if k not in new)]:
         if key in NOT_COMPARED or old.get(key) == new.get(key):
             continue
-        if key == "mask_sha256":
+        if key in PRESET_TUNING:
+            tuned = True
+        elif key == "mask_sha256":
             changed.append("the mask changed" if old.get(key) and new.get(key)
                            else "a mask added" if new.get(key) else "the mask left out")
         elif key == "metadata":  # a policy of many options: which ones is --json's to say
@@ -699,6 +709,8 @@ def _settings_change(old: dict, new: dict) -> str:
                            "face priority off (no face detector)")
         else:
             changed.append(f"{key} {old.get(key)} -> {new.get(key)}")
+    if tuned and old.get("strength") == new.get("strength"):
+        changed.append(f"the {new.get('strength')} preset as another cloak version tuned it")
     return ", ".join(changed[:3]) or "other settings"
 
 

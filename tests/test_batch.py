@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from cloak import Cancelled, CloakError, ModelError, batch, io
+from cloak import Cancelled, CloakError, ModelError, ProtectConfig, batch, io
 from cloak.batch import CANCELLED, FAILED, MANIFEST_NAME, PROTECTED, SKIPPED
 
 
@@ -321,6 +321,12 @@ class TestRun:
         other = tiny_config.replace(steps=2)
         refused = again(other)
         assert refused.status == FAILED and "other settings (steps 1 -> 2)" in refused.message
+        # another strength is named in the options' terms, not its preset's inner tuning
+        fast, medium = (ProtectConfig(strength=s).fingerprint() for s in ("fast", "medium"))
+        assert batch._settings_change(fast, medium) == "strength fast -> medium, steps 4 -> 32"
+        retuned = {**medium, "flat_floor": 0.3}  # the same strength, as another cloak made it
+        assert batch._settings_change(retuned, medium) == (
+            "the medium preset as another cloak version tuned it")
         assert again(other, overwrite=True).status == PROTECTED
         assert again(other).status == SKIPPED
         # a setting recorded on one side only (a non-default metadata policy) is named

@@ -982,6 +982,23 @@ def test_a_shape_instagram_crops_gets_a_note(tmp_path, small_photo, model_dir):
     assert result.exit_code == 0 and "Instagram crops" not in result.stderr
 
 
+def test_copies_with_little_protection_get_a_closing_note(tmp_path, small_photo, model_dir):
+    """Copies measured under verify's "weak" as saved (each line says "none as saved")
+    are counted once more at the end, with the stronger preset to try."""
+    photos = [small_photo(tmp_path / f"{n}.png", size=(64, 64), index=n) for n in range(2)]
+    measured = ["--strength", "fast", "--steps", "1", "--models", "taesd"]
+    result = invoke("protect", *photos, "--out", tmp_path / "out", *measured, "--eps", "1")
+    assert result.exit_code == 0, result.output
+    feeble = [line for line in result.stdout.splitlines() if "(none as saved)" in line]
+    assert feeble, result.stdout  # at eps 1/255 and one step
+    name = Path(feeble[0].split(" -> ")[0]).name
+    assert (f"note: {len(feeble)} of 2 copies carry little measurable protection as saved "
+            f"(under 0.5 dB on their weakest model, e.g. {name}): --strength medium (the "
+            "default) protects more") in " ".join(result.stderr.split())
+    result = invoke("protect", *photos, "--out", tmp_path / "out2", *TINY)  # not measured
+    assert result.exit_code == 0 and "little measurable" not in result.stderr
+
+
 def test_a_second_run_into_the_same_out_is_refused_while_the_first_works(tmp_path,
                                                                           six_photos):
     proc = cloak_process("protect", "in", "--out", "out", *SLOW, cwd=tmp_path)
