@@ -446,7 +446,10 @@ def _mark_clashes(items: list[Item]) -> None:
                 inputs_by_key[_stat_key(item.src)] = item.src
     sources: dict[tuple[int, int], Item] = {}
     outputs: dict[str, Item] = {}  # by folded real path
-    for item in items:
+    # A photo that keeps its name claims it before one whose format change lands on it
+    # (a.png's copy is a.png; a.gif's would be too): else a.png failed in every --out.
+    for item in sorted(items, key=lambda i: i.dst is not None
+                       and i.dst.name.lower() != i.src.name.lower()):
         if item.status != "pending":
             continue
         try:
@@ -486,8 +489,8 @@ def _check_clash(item: Item, inputs_by_path: dict, inputs_by_key: dict, sources:
     if _fold(dst_real) in outputs:  # also IMG_1.JPG against img_1.jpg
         item.status = FAILED
         item.message = (f"output {item.dst} is also the output of "
-                        f"{outputs[_fold(dst_real)].src}; protect it into another --out "
-                        "folder")
+                        f"{outputs[_fold(dst_real)].src}; protect this one alone into "
+                        "another --out folder")
         return
     outputs[_fold(dst_real)] = item
 
@@ -694,8 +697,11 @@ def _settings_change(old: dict, new: dict) -> str:
     old = _seed_as_recorded_now(old, new)
     changed = []
     tuned = False
+    sized = old.get("view_sizes") != new.get("view_sizes")  # --editor-sizes, named itself
     for key in [*new, *(k for k in old if k not in new)]:
         if key in NOT_COMPARED or old.get(key) == new.get(key):
+            continue
+        if key == "working_size" and sized:  # the largest editing size: follows from them
             continue
         if key in PRESET_TUNING:
             tuned = True
@@ -804,9 +810,9 @@ def _pending_is_ours(dst: Path, entry: dict) -> bool:
         return False
     from .io import says_protected_file
 
-    if entry.get("dst"):  # or a redo killed after it replaced that copy with its own
-        return matches_record(dst, entry["dst"], refresh=True) or says_protected_file(dst)
-    if says_protected_file(dst):
+    if entry.get("dst") and matches_record(dst, entry["dst"], refresh=True):
+        return True
+    if says_protected_file(dst):  # also a redo killed once it replaced that copy
         return True
     metadata = (entry.get("settings") or {}).get("metadata") or {}
     return dst.suffix.lower() in (".bmp", ".dib") or metadata.get("cloak_note") is False

@@ -196,9 +196,9 @@ class TestPlan:
             assert f"would replace the original {png}" in items["a.gif"].message
         # `cloak protect in --out .`: OUT/in is the input folder itself, not a mirror cloak
         # made, so the copies get a mirror of their own
-        # (where a.gif and a.png still can't share one output name)
+        # (where a.gif and a.png still can't share one output name: a.png keeps its own)
         items = by_src(batch.plan([folder], tmp_path))
-        assert items["a.gif"].status == "pending" and items["a.png"].status == FAILED
+        assert items["a.png"].status == "pending" and items["a.gif"].status == FAILED
         assert items["a.gif"].dst == items["a.png"].dst == tmp_path / "in (2)" / "a.png"
 
     def test_a_folder_already_in_out_that_no_run_made_is_not_merged_into(
@@ -241,6 +241,20 @@ class TestPlan:
         items = batch.plan([a, b], tmp_path / "out")
         assert items[0].status == "pending"
         assert items[1].status == FAILED and "also the output of" in items[1].message
+
+    def test_a_photo_keeping_its_name_wins_over_a_format_change_onto_it(self, tmp_path,
+                                                                          small_photo):
+        """a.gif's copy is a.png, as is a.png's: a.png keeps its name (else it failed in
+        every --out), and a.gif is told to go alone into another folder."""
+        shoot = tmp_path / "shoot"
+        shoot.mkdir()
+        with Image.open(small_photo(tmp_path / "src.png")) as im:
+            im.save(shoot / "a.gif")
+        small_photo(shoot / "a.png", index=1)
+        items = by_src(batch.plan([shoot], tmp_path / "out"))
+        assert items["a.png"].status == "pending"
+        assert items["a.gif"].status == FAILED
+        assert "protect this one alone into another --out folder" in items["a.gif"].message
 
     def test_missing_unreadable_and_non_photo_paths(self, tmp_path):
         (tmp_path / "notes.txt").write_text("hello")
@@ -327,6 +341,8 @@ class TestRun:
         retuned = {**medium, "flat_floor": 0.3}  # the same strength, as another cloak made it
         assert batch._settings_change(retuned, medium) == (
             "the medium preset as another cloak version tuned it")
+        wider = ProtectConfig(strength="medium", view_sizes=(512, 1024)).fingerprint()
+        assert batch._settings_change(medium, wider) == "view_sizes [512] -> [512, 1024]"
         assert again(other, overwrite=True).status == PROTECTED
         assert again(other).status == SKIPPED
         # a setting recorded on one side only (a non-default metadata policy) is named
@@ -1507,3 +1523,15 @@ def test_a_ctrl_c_while_a_written_copy_is_synced_keeps_it_as_cloak_s(
     monkeypatch.undo()
     [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
     assert item.status == PROTECTED, item.message
+
+
+def test_a_redo_killed_after_writing_a_copy_without_a_note_is_trusted(tmp_path, small_photo):
+    """A --force redo of a copy made without cloak's note (--no-ai-notice), killed once it
+    replaced the copy: the record names the old copy, the new one carries no note; the
+    entry is trusted, as the docstring says. A file with no note where notes were on is
+    still not taken for cloak's."""
+    dst = small_photo(tmp_path / "out" / "a.png")
+    old_copy = {"size": 1, "mtime_ns": 1, "ctime_ns": 1, "sha256": "0" * 64}
+    no_notes = {"dst": old_copy, "settings": {"metadata": {"cloak_note": False}}}
+    assert batch._pending_is_ours(dst, no_notes)
+    assert not batch._pending_is_ours(dst, {"dst": old_copy, "settings": {}})

@@ -852,3 +852,18 @@ def test_in_place_activations_give_the_out_of_place_values_and_gradients(name, m
         (out - photo).pow(2).mean().backward()
         grads.append((out.detach(), x.grad))
     assert torch.equal(grads[0][0], grads[1][0]) and torch.equal(grads[0][1], grads[1][1])
+
+
+def test_weights_missing_comes_back_whole_from_a_jobs_worker(tmp_path):
+    """A --jobs worker sends its error back pickled: WeightsMissing's __init__ takes a
+    model spec, and unpickling it by that broke the parent's pool ("worker process
+    died"). It comes back with its message and attributes."""
+    import pickle
+
+    from cloak.models.registry import MODELS
+
+    exc = W.WeightsMissing(MODELS["taesd"], "encoder", "downloads are off", tmp_path,
+                           offline=True)
+    back = pickle.loads(pickle.dumps(exc))
+    assert type(back) is W.WeightsMissing and str(back) == str(exc)
+    assert (back.why, back.model_dir, back.offline) == ("downloads are off", tmp_path, True)

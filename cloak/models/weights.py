@@ -623,6 +623,18 @@ class WeightsMissing(ModelError):
         self.model_dir = model_dir
         self.offline = offline
 
+    def __reduce__(self):  # pickles back from a --jobs worker (its __init__ takes a spec:
+        # unpickled by it, the parent's pool broke, "worker process died")
+        return _rebuilt, (type(self), str(self), self.__dict__)
+
+
+def _rebuilt(cls: type, message: str, state: dict) -> Exception:
+    """An exception of `cls` with `message` and attributes `state`, its __init__ skipped."""
+    exc = cls.__new__(cls)
+    Exception.__init__(exc, message)
+    exc.__dict__.update(state)
+    return exc
+
 
 def missing_message(spec: ModelSpec, part: str, why: str, model_dir=None,
                     stems: list[str] | None = None) -> str:
