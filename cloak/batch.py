@@ -31,6 +31,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import queue
+import re
 import signal
 import stat
 import threading
@@ -39,7 +40,7 @@ import unicodedata
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from .config import ProtectConfig, draws_at_random
 from .errors import (
@@ -318,7 +319,8 @@ class Mirrors:
         if recorded is not None and recorded.casefold() not in self.used:
             candidate = recorded
         else:
-            name, candidate, n = Path(real).name, Path(real).name, 1
+            name = root_mirror_name(real)
+            candidate, n = name, 1
             while candidate.casefold() in self.used or \
                     not _same_folder_path(self.owner.get(candidate.casefold(), real), real) or \
                     (candidate.casefold() not in self.owner and self._in_use(candidate)):
@@ -337,6 +339,17 @@ class Mirrors:
                 return next(entries, None) is not None
         except OSError:  # a file at OUT/name is in use; a file above OUT is not (no loop)
             return os.path.lexists(path)
+
+
+def root_mirror_name(real: str | PurePath) -> str:
+    """A folder's own name, or, for a drive or share root that has none (E:\\,
+    \\\\server\\share, /), one from its drive letter or share ("E", "server-share"), else
+    "root": a mirror name of one plain component, so the next run finds it recorded."""
+    path = real if isinstance(real, PurePath) else PurePath(real)
+    if path.name:
+        return path.name
+    drive = "-".join(part for part in re.split(r"[\\/:]+", path.drive) if part)
+    return drive or "root"
 
 
 def _recorded_mirrors(out_dir: Path) -> dict[str, str]:
@@ -917,7 +930,15 @@ def run(items: list[Item], out_dir: str | os.PathLike, config: ProtectConfig, *,
     with contextlib.ExitStack() as held:
         locked = out_dir.is_dir()
         if locked:  # before the manifest is read: no other run may change it
-            held.enter_context(output_folder_lock(out_dir))
+            try:
+                held.enter_context(output_folder_lock(out_dir))
+            except OutputError as exc:  # a read-only OUT (a backup drive): nothing can
+                # write there, so a rerun with nothing to do says so; with work, the
+                # lock taken before the first write refuses it
+                if getattr(exc.__cause__, "errno", None) not in (errno.EACCES, errno.EPERM,
+                                                                 errno.EROFS):
+                    raise
+                locked = False
         return _run_locked(items, out_dir, config, held, jobs, force, overwrite, emit, stop,
                            locked)
 
@@ -992,8 +1013,10 @@ def _run_locked(items: list[Item], out_dir: Path, config: ProtectConfig,
             except OSError as exc:
                 raise CloakError(f"can't write to output folder {out_dir}: "
                                  f"{exc.strerror or exc}") from exc
-            except OutputError as exc:
-                raise CloakError(f"can't write to output folder {out_dir}: {exc}") from exc
+            except OutputError as exc:  # the lock's own words say the folder already
+                raise CloakError(str(exc) if str(exc).startswith("can't write to output")
+                                 else f"can't write to output folder {out_dir}: {exc}"
+                                 ) from exc
         emit(Event("todo", total=len(todo)))
         for folder in {out_dir} | {item.dst.parent for item in todo}:
             # under OUT's lock: no other run's temp files (and none outside OUT)

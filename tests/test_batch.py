@@ -1535,3 +1535,35 @@ def test_a_redo_killed_after_writing_a_copy_without_a_note_is_trusted(tmp_path, 
     no_notes = {"dst": old_copy, "settings": {"metadata": {"cloak_note": False}}}
     assert batch._pending_is_ours(dst, no_notes)
     assert not batch._pending_is_ours(dst, {"dst": old_copy, "settings": {}})
+
+
+def test_a_drive_or_share_root_gets_a_mirror_name_of_its_own(tmp_path):
+    """`cloak protect E:\\ --out C:\\protected` (an SD card): the root has no name, and ""
+    was recorded and then refused as no plain name, so the next run redid every photo into
+    " (2)". A root is named from its drive or share."""
+    from pathlib import PurePosixPath, PureWindowsPath
+
+    assert batch.root_mirror_name(PureWindowsPath("E:\\")) == "E"
+    assert batch.root_mirror_name(PureWindowsPath("\\\\server\\share\\")) == "server-share"
+    assert batch.root_mirror_name(PurePosixPath("/")) == "root"
+    assert batch.root_mirror_name(PurePosixPath("/home/u/Pictures")) == "Pictures"
+    out = tmp_path / "out"
+    assert batch.Mirrors({}, out).name_for("/") == "root"
+    assert batch.Mirrors({"root": "/"}, out).name_for("/") == "root"  # the next run
+
+
+def test_a_read_only_out_is_checked_by_a_rerun_and_refused_only_with_work(
+        tmp_path, small_photo, tiny_config, read_only_folder):
+    """A finished OUT on a drive remounted read-only: the same command again says the
+    photos are done (it failed before on the lock file, exit 1); asked to redo them, it
+    is refused once, naming the folder."""
+    photo = small_photo(tmp_path / "a.png")
+    out = tmp_path / "out"
+    [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
+    assert item.status == PROTECTED
+    read_only_folder(out)
+    [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
+    assert (item.status, item.message) == (SKIPPED, batch.ALREADY_DONE)
+    with pytest.raises(CloakError) as refused:
+        batch.run(batch.plan([photo], out), out, tiny_config, force=True)
+    assert str(refused.value) == f"can't write to output folder {out}: Permission denied"
