@@ -766,8 +766,8 @@ def _decide(item: Item, entry: dict | None, settings: dict, force: bool,
         item.replace, item.ours_stamp = True, _stamp(item.dst)
         return
     if ours and not force:
-        if preview and not sheet.exists():
-            # ours, same settings: redone to write the missing preview
+        if preview and (not sheet.exists() or _older_sheet(sheet, item.dst, entry)):
+            # ours, same settings: redone to write the missing (or a stale) preview
             item.replace, item.ours_stamp = True, _stamp(item.dst)
             return
         item.status, item.message = SKIPPED, ALREADY_DONE
@@ -809,6 +809,18 @@ def _decide(item: Item, entry: dict | None, settings: dict, force: bool,
 
 
 # ---------------------------------------------------------------- running
+
+
+def _older_sheet(sheet: Path, dst: Path, entry: dict) -> bool:
+    """Whether the preview `sheet` beside the copy `dst` is an earlier copy's: the entry
+    records no sheet (the copy was redone without --preview since) and the sheet is older
+    than the copy (a sheet is written after its copy)."""
+    if entry.get("preview"):
+        return False
+    try:
+        return sheet.stat().st_mtime_ns < dst.stat().st_mtime_ns
+    except OSError:
+        return False
 
 
 def _pending_is_ours(dst: Path, entry: dict) -> bool:

@@ -475,6 +475,24 @@ class TestRun:
         assert item.status == FAILED and "already exists" in item.message
         assert (out / "a.png.preview.png").read_bytes() == b"someone's file"
 
+    def test_a_sheet_left_from_before_a_redo_without_preview_is_made_again(
+            self, tmp_path, small_photo, tiny_config):
+        """--preview, then --force without it (the copy is new, its old sheet stays), then
+        --preview again: the photo is not "already done" beside a sheet of another copy;
+        the sheet is made again."""
+        photo = small_photo(tmp_path / "a.png")
+        out, with_sheet = tmp_path / "out", tiny_config.replace(preview=True)
+        sheet = out / "a.png.preview.png"
+        assert batch.run(batch.plan([photo], out), out, with_sheet).counts[PROTECTED] == 1
+        old = sheet.stat().st_ino
+        [item] = batch.run(batch.plan([photo], out), out, tiny_config, force=True).items
+        assert item.status == PROTECTED and sheet.stat().st_ino == old  # left as it was
+        [item] = batch.run(batch.plan([photo], out), out, with_sheet).items
+        assert item.status == PROTECTED, item.message
+        assert sheet.stat().st_ino != old
+        [item] = batch.run(batch.plan([photo], out), out, with_sheet).items
+        assert (item.status, item.message) == (SKIPPED, batch.ALREADY_DONE)
+
     def test_overwrite_never_replaces_a_preview_named_file_beside_the_original(
             self, tmp_path, small_photo, tiny_config):
         """`cloak protect ~/Pictures/a.gif --out ~/Pictures --preview --overwrite` with a
