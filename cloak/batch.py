@@ -811,6 +811,34 @@ def _decide(item: Item, entry: dict | None, settings: dict, force: bool,
 # ---------------------------------------------------------------- running
 
 
+def _after_another_run(manifest: Manifest, theirs: Manifest, todo: list[Item],
+                       settings: dict, force: bool, overwrite: bool, preview: bool,
+                       also: dict | None, emit: Callable[[Event], None]) -> list[Item]:
+    """This run's `todo`, decided again once OUT is locked, where another run made OUT
+    and wrote into it after this one planned (`theirs`: OUT's manifest now; merged into
+    `manifest`): a copy the other run made as asked is done, not "already exists".
+    CloakError where the other run mirrors another folder under a name this run uses."""
+    for name, folder in theirs.folders.items():
+        mine = manifest.folders.get(name)
+        if mine is not None and not _same_folder_path(os.path.realpath(mine),
+                                                      os.path.realpath(folder)):
+            raise CloakError(f"another cloak protect run wrote to {manifest.out_dir} as this "
+                             f"one started, mirroring {folder} there as {name}; run this "
+                             "command again")
+    manifest.merge(theirs)  # (a newer cloak's manifest: saving it is refused next)
+    if not theirs.entries:
+        return todo
+    left = []
+    for item in todo:
+        item.replace, item.ours_stamp = False, None
+        _decide(item, manifest.get(item.dst), settings, force, overwrite, preview, also)
+        if item.status == "pending":
+            left.append(item)
+        else:
+            emit(Event("done", item))
+    return left
+
+
 def _older_sheet(sheet: Path, dst: Path, entry: dict) -> bool:
     """Whether the preview `sheet` beside the copy `dst` is an earlier copy's: the entry
     records no sheet (the copy was redone without --preview since) and the sheet is older
@@ -1020,7 +1048,9 @@ def _run_locked(items: list[Item], out_dir: Path, config: ProtectConfig,
                     out_dir.mkdir(parents=True, exist_ok=True)
                     held.enter_context(output_folder_lock(out_dir))
                     locked = True
-                    manifest.merge(Manifest(out_dir))
+                    todo = _after_another_run(manifest, Manifest(out_dir), todo, settings,
+                                              force, overwrite, config.preview, also_done,
+                                              emit)
                 manifest.save()
             except OSError as exc:
                 raise CloakError(f"can't write to output folder {out_dir}: "

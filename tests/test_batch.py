@@ -1585,3 +1585,35 @@ def test_a_read_only_out_is_checked_by_a_rerun_and_refused_only_with_work(
     with pytest.raises(CloakError) as refused:
         batch.run(batch.plan([photo], out), out, tiny_config, force=True)
     assert str(refused.value) == f"can't write to output folder {out}: Permission denied"
+
+
+def test_a_run_that_started_before_another_made_out_takes_its_copies_as_done(
+        tmp_path, small_photo, tiny_config, monkeypatch):
+    """Two runs into a new --out started together: B began while OUT did not exist, and A
+    made it and protected the photos while B loaded its models. B, once it holds the
+    lock, finds them done (they failed as "already exists"), and refuses where A mirrors
+    another folder under a name B uses."""
+    camera = tmp_path / "a" / "Camera"
+    small_photo(camera / "IMG_1.png")
+    real_preload = batch.preload_models
+
+    def other_run_meanwhile(out: Path, photos: Path):
+        def preload(*args, **kwargs):
+            monkeypatch.setattr(batch, "preload_models", real_preload)  # A's own: real
+            assert batch.run(batch.plan([photos], out), out, tiny_config).counts[
+                PROTECTED] == 1
+            return real_preload(*args, **kwargs)
+        monkeypatch.setattr(batch, "preload_models", preload)
+
+    out = tmp_path / "out"
+    other_run_meanwhile(out, camera)
+    [item] = batch.run(batch.plan([camera], out), out, tiny_config).items  # B
+    assert (item.status, item.message) == (SKIPPED, batch.ALREADY_DONE)
+    other = tmp_path / "b" / "Camera"  # another folder of the same name
+    small_photo(other / "IMG_1.png", index=1)
+    out2 = tmp_path / "out2"
+    other_run_meanwhile(out2, camera)
+    with pytest.raises(CloakError, match=r"mirroring .*a/Camera there as Camera; run this"):
+        batch.run(batch.plan([other], out2), out2, tiny_config)
+    assert json.loads((out2 / ".cloak-manifest.json").read_text())["folders"] == {
+        "Camera": str(camera)}
