@@ -348,7 +348,8 @@ def root_mirror_name(real: str | PurePath) -> str:
     path = real if isinstance(real, PurePath) else PurePath(real)
     if path.name:
         return path.name
-    drive = "-".join(part for part in re.split(r"[\\/:]+", path.drive) if part)
+    drive = "-".join(part for part in re.split(r"[\\/:?]+", path.drive)
+                     if part and part.upper() not in ("UNC", "GLOBALROOT"))
     return drive or "root"
 
 
@@ -392,7 +393,7 @@ def plan(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
             _plan_one(src, out_dir, suffixes, seen_dirs, mirrors, items, should_stop)
         except OSError as exc:  # e.g. a folder on the way that may not be searched
             items.append(Item(src, None, FAILED, f"can't read: {exc.strerror or exc}"))
-    _mark_clashes(items)
+    _mark_clashes(items, out_dir)
     return items
 
 
@@ -445,9 +446,11 @@ def _plan_one(src: Path, out_dir: Path, suffixes: Sequence[str], seen_dirs: set,
         items.append(Item(src, io.output_path_for(src, out_dir)))
 
 
-def _mark_clashes(items: list[Item]) -> None:
+def _mark_clashes(items: list[Item], out_dir: Path | None = None) -> None:
     """Fail or skip items that would read the same photo twice, write one output twice,
-    or write over their own input or another one (a.gif's output a.png beside a.png)."""
+    or write over their own input or another one (a.gif's output a.png beside a.png).
+    Of two photos for one output, the one `out_dir`'s record gives it to keeps it, else
+    the one that keeps its name (a.png over a.gif)."""
     inputs_by_path: dict[str, Path] = {}  # every readable input file, by real path
     inputs_by_key: dict[tuple[int, int], Path] = {}  # and by (device, inode): hard links
     for item in items:
@@ -461,8 +464,25 @@ def _mark_clashes(items: list[Item]) -> None:
     outputs: dict[str, Item] = {}  # by folded real path
     # A photo that keeps its name claims it before one whose format change lands on it
     # (a.png's copy is a.png; a.gif's would be too): else a.png failed in every --out.
-    for item in sorted(items, key=lambda i: i.dst is not None
-                       and i.dst.name.lower() != i.src.name.lower()):
+    # Where OUT's record already gives that output to one of them, that one keeps it (an
+    # OUT made by a cloak that let a.gif claim it: its copy is not redone for a.png).
+    claims: dict[str, int] = {}
+    for item in items:
+        if item.status == "pending" and item.dst is not None:
+            key = _fold(os.path.realpath(item.dst))
+            claims[key] = claims.get(key, 0) + 1
+    record = Manifest(out_dir) if out_dir is not None and any(
+        n > 1 for n in claims.values()) else None
+
+    def order(item: Item) -> tuple[bool, bool]:
+        if item.dst is None:
+            return True, True
+        entry = (record.get(item.dst) if record is not None
+                 and claims.get(_fold(os.path.realpath(item.dst)), 0) > 1 else None)
+        recorded = bool(entry) and matches_record(item.src, entry.get("src"))
+        return not recorded, item.dst.name.lower() != item.src.name.lower()
+
+    for item in sorted(items, key=order):
         if item.status != "pending":
             continue
         try:
@@ -766,7 +786,7 @@ def _decide(item: Item, entry: dict | None, settings: dict, force: bool,
         item.replace, item.ours_stamp = True, _stamp(item.dst)
         return
     if ours and not force:
-        if preview and (not sheet.exists() or _older_sheet(sheet, item.dst, entry)):
+        if preview and (not sheet.exists() or _older_sheet(sheet, entry)):
             # ours, same settings: redone to write the missing (or a stale) preview
             item.replace, item.ours_stamp = True, _stamp(item.dst)
             return
@@ -818,8 +838,9 @@ def _after_another_run(manifest: Manifest, theirs: Manifest, todo: list[Item],
     and wrote into it after this one planned (`theirs`: OUT's manifest now; merged into
     `manifest`): a copy the other run made as asked is done, not "already exists".
     CloakError where the other run mirrors another folder under a name this run uses."""
-    for name, folder in theirs.folders.items():
-        mine = manifest.folders.get(name)
+    mine_by_fold = {name.casefold(): folder for name, folder in manifest.folders.items()}
+    for name, folder in theirs.folders.items():  # (one mirror on a disk that ignores case)
+        mine = mine_by_fold.get(name.casefold())
         if mine is not None and not _same_folder_path(os.path.realpath(mine),
                                                       os.path.realpath(folder)):
             raise CloakError(f"another cloak protect run wrote to {manifest.out_dir} as this "
@@ -831,7 +852,11 @@ def _after_another_run(manifest: Manifest, theirs: Manifest, todo: list[Item],
     left = []
     for item in todo:
         item.replace, item.ours_stamp = False, None
-        _decide(item, manifest.get(item.dst), settings, force, overwrite, preview, also)
+        try:
+            _decide(item, manifest.get(item.dst), settings, force, overwrite, preview, also)
+        except OSError as exc:  # as in the first pass: one odd output fails alone
+            item.status = FAILED
+            item.message = f"can't check its output {item.dst}: {exc.strerror or exc}"
         if item.status == "pending":
             left.append(item)
         else:
@@ -839,16 +864,11 @@ def _after_another_run(manifest: Manifest, theirs: Manifest, todo: list[Item],
     return left
 
 
-def _older_sheet(sheet: Path, dst: Path, entry: dict) -> bool:
-    """Whether the preview `sheet` beside the copy `dst` is an earlier copy's: the entry
-    records no sheet (the copy was redone without --preview since) and the sheet is older
-    than the copy (a sheet is written after its copy)."""
-    if entry.get("preview"):
-        return False
-    try:
-        return sheet.stat().st_mtime_ns < dst.stat().st_mtime_ns
-    except OSError:
-        return False
+def _older_sheet(sheet: Path, entry: dict) -> bool:
+    """Whether the preview `sheet` is cloak's sheet of an earlier copy: the entry records
+    none of its own (the copy was redone without --preview since) but the one it left,
+    and that is the file there (not the user's own file of that name)."""
+    return not entry.get("preview") and matches_record(sheet, entry.get("earlier_preview"))
 
 
 def _pending_is_ours(dst: Path, entry: dict) -> bool:
@@ -968,7 +988,7 @@ def run(items: list[Item], out_dir: str | os.PathLike, config: ProtectConfig, *,
     emit = on_event or (lambda event: None)
     stop = should_stop or (lambda: False)
     with contextlib.ExitStack() as held:
-        locked = out_dir.is_dir()
+        locked, unwritable = out_dir.is_dir(), None
         if locked:  # before the manifest is read: no other run may change it
             try:
                 held.enter_context(output_folder_lock(out_dir))
@@ -978,17 +998,19 @@ def run(items: list[Item], out_dir: str | os.PathLike, config: ProtectConfig, *,
                 if getattr(exc.__cause__, "errno", None) not in (errno.EACCES, errno.EPERM,
                                                                  errno.EROFS):
                     raise
-                locked = False
+                locked, unwritable = False, exc
         return _run_locked(items, out_dir, config, held, jobs, force, overwrite, emit, stop,
-                           locked)
+                           locked, unwritable)
 
 
 def _run_locked(items: list[Item], out_dir: Path, config: ProtectConfig,
                 held: contextlib.ExitStack, jobs: int, force: bool, overwrite: bool,
                 emit: Callable[[Event], None], stop: Callable[[], bool],
-                locked: bool = True) -> BatchResult:
+                locked: bool = True, unwritable: OutputError | None = None) -> BatchResult:
     """run() once OUT is locked, or does not exist yet (`locked` False: `held` takes its
-    lock before the first write, and what a run that got there first wrote is kept)."""
+    lock before the first write, and what a run that got there first wrote is kept).
+    `unwritable`: OUT can't be written (read-only): refused where there is work, before
+    any model is loaded or fetched."""
     manifest = Manifest(out_dir)
     if manifest.found is not None and manifest.found[0] == "newer":
         manifest.save()  # refused, naming the version, before any photo's own verdict
@@ -1028,6 +1050,8 @@ def _run_locked(items: list[Item], out_dir: Path, config: ProtectConfig,
         if locked and json.dumps(manifest.entries, sort_keys=True) != identities:
             with contextlib.suppress(OSError, OutputError):  # times brought up to date
                 manifest.save()  # (matches_record refresh); a failure only costs a rehash
+        if todo and unwritable is not None:
+            raise CloakError(str(unwritable)) from unwritable
         if todo:
             if also_done is not None:  # the face detector is not on disk: fetched now,
                 # where allowed, as the models are, since there is work to do
@@ -1180,6 +1204,9 @@ def _begin(item: Item, manifest: Manifest, settings: dict) -> None:
         # a redo (--force, a missing preview): until it writes, the file there is still
         # the copy cloak wrote before, and a killed redo must find it so
         entry["dst"] = previous["dst"]
+    earlier_sheet = (previous or {}).get("preview") or (previous or {}).get("earlier_preview")
+    if earlier_sheet:  # a redo without --preview leaves cloak's sheet of the earlier copy
+        entry["earlier_preview"] = earlier_sheet
     manifest.set(item.dst, entry)
 
 
@@ -1191,6 +1218,7 @@ def _finish(item: Item, manifest: Manifest, previous: dict | None, outcome) -> N
         entry.update(state="done", dst=_identity(item.dst))
         if outcome.preview and os.path.isfile(outcome.preview):  # its sheet is cloak's too
             entry["preview"] = _identity(Path(outcome.preview))
+            entry.pop("earlier_preview", None)
         manifest.set(item.dst, entry)
         return
     _abandon(item, manifest, previous, outcome)

@@ -256,6 +256,21 @@ class TestPlan:
         assert items["a.gif"].status == FAILED
         assert "protect this one alone into another --out folder" in items["a.gif"].message
 
+    def test_an_output_recorded_as_one_photo_s_stays_its_own(self, tmp_path, small_photo,
+                                                             tiny_config):
+        """An OUT where a.gif's copy a.png was made (by itself, or by a cloak that let the
+        GIF claim the name): a.png added beside it later does not take that output, so
+        the GIF's copy is not redone for it."""
+        shoot, out = tmp_path / "shoot", tmp_path / "out"
+        shoot.mkdir()
+        with Image.open(small_photo(tmp_path / "src.png")) as im:
+            im.save(shoot / "a.gif")
+        assert batch.run(batch.plan([shoot], out), out, tiny_config).counts[PROTECTED] == 1
+        small_photo(shoot / "a.png", index=1)
+        items = by_src(batch.plan([shoot], out))
+        assert items["a.gif"].status == "pending" and items["a.png"].status == FAILED
+        assert "also the output of" in items["a.png"].message
+
     def test_missing_unreadable_and_non_photo_paths(self, tmp_path):
         (tmp_path / "notes.txt").write_text("hello")
         (tmp_path / "IMG_1.DNG").write_bytes(b"II*\0")  # a phone's ProRAW: needs developing
@@ -492,6 +507,12 @@ class TestRun:
         assert sheet.stat().st_ino != old
         [item] = batch.run(batch.plan([photo], out), out, with_sheet).items
         assert (item.status, item.message) == (SKIPPED, batch.ALREADY_DONE)
+        # a file of that name cloak did not write is the user's: never replaced unasked
+        other = small_photo(tmp_path / "b.png", index=1)
+        assert batch.run(batch.plan([other], out), out, tiny_config).counts[PROTECTED] == 1
+        (out / "b.png.preview.png").write_bytes(b"mine")
+        [item] = batch.run(batch.plan([other], out), out, with_sheet).items
+        assert item.status != PROTECTED and (out / "b.png.preview.png").read_bytes() == b"mine"
 
     def test_overwrite_never_replaces_a_preview_named_file_beside_the_original(
             self, tmp_path, small_photo, tiny_config):
@@ -1571,7 +1592,7 @@ def test_a_drive_or_share_root_gets_a_mirror_name_of_its_own(tmp_path):
 
 
 def test_a_read_only_out_is_checked_by_a_rerun_and_refused_only_with_work(
-        tmp_path, small_photo, tiny_config, read_only_folder):
+        tmp_path, small_photo, tiny_config, read_only_folder, monkeypatch):
     """A finished OUT on a drive remounted read-only: the same command again says the
     photos are done (it failed before on the lock file, exit 1); asked to redo them, it
     is refused once, naming the folder."""
@@ -1582,6 +1603,11 @@ def test_a_read_only_out_is_checked_by_a_rerun_and_refused_only_with_work(
     read_only_folder(out)
     [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
     assert (item.status, item.message) == (SKIPPED, batch.ALREADY_DONE)
+
+    def no_models(*args, **kwargs):  # refused before any model is loaded or fetched
+        raise AssertionError("models loaded for a run that can't write")
+
+    monkeypatch.setattr(batch, "preload_models", no_models)
     with pytest.raises(CloakError) as refused:
         batch.run(batch.plan([photo], out), out, tiny_config, force=True)
     assert str(refused.value) == f"can't write to output folder {out}: Permission denied"
