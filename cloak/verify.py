@@ -217,7 +217,8 @@ def pair_transparency(original: Image.Image, protected: Image.Image
     - A transparent original and an opaque copy (a platform's flattened copy): the original
       is flattened the way that pairs best with the copy (coarse PSNR at 64 px, scored on
       thumbnails, so only the choice is flattened at full size): onto white, onto black,
-      or with its alpha dropped. Call it after match_copy: the two are one size then.
+      or with its alpha dropped (chosen on thumbnails, so the two may differ in size: a
+      copy downloaded back smaller is paired after this, as the platform flattened first).
     - An opaque original: unchanged; a transparent copy's alpha is dropped here, so that
       the posting presets do not flatten the copy alone onto white."""
     if not is_transparent(original):
@@ -409,8 +410,16 @@ def verify_images(original: Image.Image, protected: Image.Image,
     if not models:
         raise ConfigError("no autoencoder to measure with; name at least one, e.g. taesd")
     original, protected = rgb_or_rgba(original), rgb_or_rgba(protected)
+    flat_note = None
+    if (is_transparent(original) and not is_transparent(protected)
+            and original.size != protected.size and is_resized(original.size, protected.size)):
+        # a platform flattened it, then resized it: so is the original, in that order (a
+        # transparent edge resized first, then flattened, comes out darker: 49 dB on a
+        # clean copy, where this order gives the copy's own pixels)
+        original, protected, flat_note = pair_transparency(original, protected)
     original, note = match_copy(original, protected)
     original, protected, alpha_note = pair_transparency(original, protected)
+    alpha_note = alpha_note or flat_note
     if alpha_note == TRANSPARENT_PAIR_NOTE and not any(c in SOCIAL_PRESETS for c in channels):
         alpha_note = None  # it is about the posting presets, and none is measured
     note = "; ".join(n for n in (alpha_note, note) if n) or None
