@@ -14,15 +14,19 @@ log = logging.getLogger(__name__)
 
 def to_srgb(image: Image.Image, icc_profile: bytes | None) -> Image.Image:
     """8-bit RGB `image` whose values are in `icc_profile`'s colour space, converted to
-    sRGB (relative colorimetric, lcms). Without a profile, with a non-RGB one or with one
-    lcms can't use, `image` itself."""
+    sRGB (relative colorimetric, lcms). A gray profile's image (R = G = B, as a gray photo
+    is read) goes through its gray tone curve. Without a profile, with another kind (CMYK
+    pixels are converted when read) or with one lcms can't use, `image` itself."""
     if not icc_profile or image.mode != "RGB":
         return image
     from PIL import ImageCms
 
     try:
         source = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
-        if source.profile.xcolor_space.strip() != "RGB":
+        space = source.profile.xcolor_space.strip()
+        if space == "GRAY":
+            image = image.convert("L")  # its one channel (the three are equal)
+        elif space != "RGB":
             return image
         return ImageCms.profileToProfile(
             image, source, ImageCms.createProfile("sRGB"), outputMode="RGB",

@@ -477,3 +477,47 @@ def test_the_sdxl_and_flux_stand_ins_are_measured_at_1024_too(photo):
     assert v.to_dict()["verdict_at_1024"] == v.verdict_at_1024
     plain = verify_images(photo, noisy, ("as-is",), models=("taesd", "taesdxl"))
     assert plain.damage_at_1024 == {} and plain.verdict_at_1024 is None
+
+
+def gray_icc(gamma: float) -> bytes:
+    """A minimal ICC v2 gray display profile (header, description, white point, one gamma
+    tone curve): Pillow's lcms makes none, and Photoshop's "Dot Gain" ones are not here."""
+    import struct
+
+    def fixed(v: float) -> bytes:
+        return struct.pack(">i", round(v * 65536))
+
+    d50 = fixed(0.9642) + fixed(1.0) + fixed(0.8249)
+    name = f"Gray gamma {gamma}".encode() + b"\0"
+    tags = [(b"desc", b"desc" + bytes(4) + struct.pack(">I", len(name)) + name
+             + bytes(8) + bytes(3) + bytes(67)),
+            (b"wtpt", b"XYZ " + bytes(4) + d50),
+            (b"kTRC", b"curv" + bytes(4) + struct.pack(">IH", 1, round(gamma * 256)) + bytes(2)),
+            (b"cprt", b"text" + bytes(4) + b"none\0")]
+    start = 128 + 4 + 12 * len(tags)
+    table, data = b"", b""
+    for sig, body in tags:
+        data += bytes(-(start + len(data)) % 4)
+        table += sig + struct.pack(">II", start + len(data), len(body))
+        data += body
+    data += bytes(-len(data) % 4)
+    header = (struct.pack(">I", start + len(data)) + bytes(4) + struct.pack(">I", 0x02100000)
+              + b"mntrGRAYXYZ " + bytes(12) + b"acsp" + bytes(28) + d50 + bytes(48))
+    return header + struct.pack(">I", len(tags)) + table + data
+
+
+def test_a_gray_photo_s_gray_profile_is_applied_when_compared_in_srgb():
+    """A grayscale original with a gray ICC profile (gamma 1.0 here) against a platform's
+    sRGB copy: the original goes through its gray tone curve into sRGB (it was compared as
+    stored, while the note said both were in sRGB)."""
+    from cloak.colour import to_srgb
+    from cloak.verify import in_one_colour_space
+
+    icc = gray_icc(1.0)
+    original = Image.new("L", (64, 48), 128).convert("RGB")  # as a gray photo is read
+    assert to_srgb(original, icc).getpixel((0, 0)) == (188, 188, 188)  # linear 0.5 in sRGB
+    download = to_srgb(original, icc)
+    converted, copy, note = in_one_colour_space(original, download, icc, None)
+    assert converted.getpixel((0, 0)) == (188, 188, 188)
+    assert np.array_equal(np.asarray(copy), np.asarray(download))  # sRGB already
+    assert "compared in sRGB" in note
