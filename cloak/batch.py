@@ -831,6 +831,17 @@ def _decide(item: Item, entry: dict | None, settings: dict, force: bool,
 # ---------------------------------------------------------------- running
 
 
+def _decide_or_fail(item: Item, entry: dict | None, settings: dict, force: bool,
+                    overwrite: bool, preview: bool, also: dict | None) -> None:
+    """_decide, where an output that can't be looked at (a name too long for its
+    preview) fails its own photo alone."""
+    try:
+        _decide(item, entry, settings, force, overwrite, preview, also)
+    except OSError as exc:
+        item.status = FAILED
+        item.message = f"can't check its output {item.dst}: {exc.strerror or exc}"
+
+
 def _after_another_run(manifest: Manifest, theirs: Manifest, todo: list[Item],
                        settings: dict, force: bool, overwrite: bool, preview: bool,
                        also: dict | None, emit: Callable[[Event], None]) -> list[Item]:
@@ -852,11 +863,8 @@ def _after_another_run(manifest: Manifest, theirs: Manifest, todo: list[Item],
     left = []
     for item in todo:
         item.replace, item.ours_stamp = False, None
-        try:
-            _decide(item, manifest.get(item.dst), settings, force, overwrite, preview, also)
-        except OSError as exc:  # as in the first pass: one odd output fails alone
-            item.status = FAILED
-            item.message = f"can't check its output {item.dst}: {exc.strerror or exc}"
+        _decide_or_fail(item, manifest.get(item.dst), settings, force, overwrite, preview,
+                        also)
         if item.status == "pending":
             left.append(item)
         else:
@@ -1037,12 +1045,8 @@ def _run_locked(items: list[Item], out_dir: Path, config: ProtectConfig,
             if item.status == "pending":
                 if stop():
                     raise KeyboardInterrupt
-                try:
-                    _decide(item, manifest.get(item.dst), settings, force, overwrite,
-                            config.preview, also_done)
-                except OSError as exc:  # one odd output (a name too long for its preview)
-                    item.status = FAILED
-                    item.message = f"can't check its output {item.dst}: {exc.strerror or exc}"
+                _decide_or_fail(item, manifest.get(item.dst), settings, force, overwrite,
+                                config.preview, also_done)
             if item.status == "pending":
                 todo.append(item)
             else:
