@@ -348,6 +348,39 @@ def avif_depth(fp: IO[bytes], span: int = 1 << 16) -> int | None:
     return max(head[at + 9:at + 9 + head[at + 8]])
 
 
+def png_cicp(fp: IO[bytes], max_chunks: int = 4096) -> bytes | None:
+    """The 4 data bytes of a PNG's cICP chunk (PNG 3rd edition: colour primaries, transfer
+    characteristics, matrix coefficients (0 for RGB), full-range flag), which comes before
+    the image data; None without one. Pillow 13 neither reads nor keeps it, and a viewer
+    takes it before the ICC profile: an HDR or Display P3 PNG is tagged this way."""
+    try:
+        fp.seek(8)
+        for _ in range(max_chunks):
+            head = fp.read(8)
+            if len(head) < 8:
+                return None
+            length, kind = struct.unpack(">I4s", head)
+            if kind in (b"IDAT", b"IEND"):
+                return None
+            if kind == b"cICP":
+                data = fp.read(length) if length == 4 else b""
+                return data if len(data) == 4 else None
+            fp.seek(length + 4, os.SEEK_CUR)  # the data and its CRC
+        return None
+    finally:
+        fp.seek(0)
+
+
+def cicp_of(photo: Photo) -> tuple[int, int] | None:
+    """(colour primaries, transfer characteristics) of the CICP tag a photo was read with:
+    a HEIF's nclx or a PNG's cICP; None without one."""
+    nclx = photo.info.get("nclx_profile") or {}
+    if nclx:
+        return nclx.get("color_primaries"), nclx.get("transfer_characteristics")
+    cicp = photo.info.get("png_cicp")
+    return (cicp[0], cicp[1]) if cicp else None
+
+
 def _warn_avif_losses(fp: IO[bytes], path: Path, cicp_matters: bool = True) -> None:
     """Pillow reads an AVIF's pixels in its own colour space but not the CICP (nclx) tag
     that names it, and writes sRGB's: say so where the tag names another space (with
@@ -495,10 +528,13 @@ def _read(image: Image.Image, fp: IO[bytes], path: Path, limit: int) -> Photo:
     xmp = image.info.get("xmp")
     if isinstance(xmp, str):
         xmp = xmp.encode("utf-8")
+    info = _format_info(image)
+    if source_format == "PNG" and (cicp := png_cicp(fp)):
+        info["png_cicp"] = cicp
     photo = Photo(rgb=np.ascontiguousarray(rgb), is_grayscale=gray, path=path,
                   format=source_format, mode=mode, bit_depth=depth, alpha=alpha,
                   orientation=orientation, icc_profile=icc, exif=exif, xmp=xmp or None,
-                  info=_format_info(image))
+                  info=info)
     log.debug("loaded %s: %s %s %dx%d, %d-bit, orientation %d", path, source_format,
               mode, width, height, depth, orientation)
     return photo
@@ -923,6 +959,8 @@ def _save_options(photo: Photo, fmt: str, policy: md.MetadataPolicy, orientation
         if not options.get("icc_profile"):  # an ICC profile, when kept, says it all
             for kind, data in png_colour_chunks(photo.info.get("png_colour", {})):
                 pnginfo.add(kind, data)
+        if cicp := _png_cicp_to_write(photo, policy, bool(options.get("icc_profile"))):
+            pnginfo.add(b"cICP", cicp)
         options["pnginfo"] = pnginfo
     if fmt == "TIFF":
         sub_ifds = options["compression"] == "raw"
@@ -945,6 +983,23 @@ def _save_options(photo: Photo, fmt: str, policy: md.MetadataPolicy, orientation
     if xmp and fmt in ("JPEG", "WEBP", "HEIF", "AVIF"):
         options["xmp"] = xmp
     return options
+
+
+def _png_cicp_to_write(photo: Photo, policy: md.MetadataPolicy, icc_kept: bool
+                       ) -> bytes | None:
+    """The cICP chunk a PNG copy carries (not with --no-icc): a PNG's own, as read; a HEIF's
+    nclx tag where no ICC profile says the colours instead (as RGB: matrix 0, full range)."""
+    if not policy.keep_icc:
+        return None
+    if photo.info.get("png_cicp"):
+        return photo.info["png_cicp"]
+    cicp = cicp_of(photo)
+    if icc_kept or not cicp or not cicp_beyond_srgb(*cicp):
+        return None
+    try:
+        return bytes([int(cicp[0]), int(cicp[1]), 0, 1])
+    except (TypeError, ValueError):  # not a code point a byte holds
+        return None
 
 
 def save_photo(photo: Photo, rgb: np.ndarray, dst: str | os.PathLike[str], *,
@@ -970,12 +1025,13 @@ def save_photo(photo: Photo, rgb: np.ndarray, dst: str | os.PathLike[str], *,
     stored = (encoded.image.size if encoded.image is not None
               else (encoded.samples.shape[1], encoded.samples.shape[0]))
     options = _save_options(photo, fmt, policy, encoded.orientation, jpeg_quality, stored)
-    nclx = photo.info.get("nclx_profile") or {}
-    named = cicp_beyond_srgb(nclx.get("color_primaries"), nclx.get("transfer_characteristics"))
-    if named and fmt != "HEIF" and not photo.icc_profile and policy.keep_icc:
-        log.warning("%s: its colours are tagged %s (a HEIF's CICP tag, no ICC profile), "
+    cicp = cicp_of(photo)
+    named = cicp_beyond_srgb(*cicp) if cicp else None
+    carried = fmt == "PNG" or (fmt == "HEIF" and photo.info.get("nclx_profile"))
+    if named and not carried and not photo.icc_profile and policy.keep_icc:
+        log.warning("%s: its colours are tagged %s (a %s's CICP tag, no ICC profile), "
                     "which a %s copy can't carry: the copy's colours will look duller (an "
-                    "HDR photo flat)", photo.path, named, fmt)
+                    "HDR photo flat)", photo.path, named, photo.format, fmt)
 
     def write(fp: IO[bytes]) -> None:
         if encoded.samples is not None:

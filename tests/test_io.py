@@ -1858,5 +1858,54 @@ def test_a_heif_tagged_hdr_by_cicp_alone_warns_where_its_copy_cannot_carry_it(
     with Image.open(dropped) as out:
         assert (out.info.get("nclx_profile") or {}).get("color_primaries") != 9
     with caplog.at_level("WARNING", logger="cloak.io"):
-        io.save_photo(photo, photo.rgb, tmp_path / "out.png")
+        as_png = io.save_photo(photo, photo.rgb, tmp_path / "out.png")
+    assert "CICP" not in caplog.text  # a PNG copy carries it in its cICP chunk
+    with open(as_png, "rb") as fp:
+        assert io.png_cicp(fp) == bytes([9, 16, 0, 1])  # as RGB: matrix 0, full range
+    with caplog.at_level("WARNING", logger="cloak.io"):
+        io.save_photo(photo, photo.rgb, tmp_path / "out.jpg")
     assert "tagged BT.2020, PQ (HDR) (a HEIF's CICP tag, no ICC profile)" in caplog.text
+
+
+def _with_chunks_after_ihdr(path: Path, chunks: list[tuple[bytes, bytes]]) -> Path:
+    raw = path.read_bytes()  # signature and IHDR are the first 33 bytes
+    extra = b"".join(struct.pack(">I", len(d)) + k + d + struct.pack(">I", zlib.crc32(k + d))
+                     for k, d in chunks)
+    path.write_bytes(raw[:33] + extra + raw[33:])
+    return path
+
+
+@pytest.mark.parametrize("depth", [8, 16])
+def test_a_png_tagged_by_its_cicp_chunk_keeps_it(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, depth: int) -> None:
+    """A PNG tagged Display P3 with the PQ curve by its cICP chunk (an HDR screenshot or
+    export, no ICC profile): Pillow drops the chunk, so its copy looked duller (an HDR one
+    flat) without a word. The PNG copy keeps it (not with --no-icc); a JPEG copy says it
+    can't."""
+    import cv2
+
+    src = tmp_path / "hdr.png"
+    if depth == 16:
+        cv2.imwrite(str(src), np.ascontiguousarray(pixels(dtype=np.uint16)[:, :, ::-1]))
+    else:
+        Image.fromarray(pixels()).save(src)
+    cicp = bytes([12, 16, 0, 1])
+    _with_chunks_after_ihdr(src, [(b"cICP", cicp)])
+    photo = io.load_photo(src)
+    assert photo.bit_depth == depth
+    with caplog.at_level("WARNING", logger="cloak.io"):
+        kept = io.save_photo(photo, photo.rgb, tmp_path / "out.png")
+        dropped = io.save_photo(photo, photo.rgb, tmp_path / "plain.png",
+                                metadata=MetadataPolicy(keep_icc=False))
+    assert "CICP" not in caplog.text
+    for path, expected in ((kept, cicp), (dropped, None)):
+        with open(path, "rb") as fp:
+            assert io.png_cicp(fp) == expected
+        with Image.open(path) as out:  # a valid PNG, its pixels as written
+            out.load()
+    with caplog.at_level("WARNING", logger="cloak.io"):
+        io.save_photo(photo, photo.rgb, tmp_path / "out.jpg")
+    assert "tagged Display P3, PQ (HDR) (a PNG's CICP tag, no ICC profile)" in caplog.text
+    plain = save(Image.fromarray(pixels()), tmp_path / "plain-src.png")
+    with open(plain, "rb") as fp:
+        assert io.png_cicp(fp) is None
