@@ -35,7 +35,7 @@ from cloak.allocator import keep_freed_memory
 from cloak.device import describe, pick_device
 from cloak.models import ALL_MODEL_NAMES
 from cloak.pipeline import protect_array
-from cloak.verify import CLEANUPS, SOCIAL_PRESETS, ChannelResult, verify_images
+from cloak.verify import CLEANUPS, SOCIAL_PRESETS, ChannelResult, photo_image, verify_images
 
 SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".tif", ".tiff", ".bmp"}
 CHANNELS = ("as-is", *SOCIAL_PRESETS, *CLEANUPS)
@@ -67,6 +67,15 @@ def load_rgb(path: Path) -> Image.Image:
         return ImageOps.exif_transpose(img).convert("RGB")
 
 
+def load_as_verify(path: Path) -> Image.Image:
+    """What `cloak verify` compares for the photo at `path`: cloak.io's upright pixels,
+    RGBA where it has transparency (the posting presets then flatten it onto white, as
+    verify does; load_rgb's convert("RGB") kept what lies under the transparency)."""
+    from cloak import io as cloak_io
+
+    return photo_image(cloak_io.load_photo(path))
+
+
 def to_image(rgb: np.ndarray) -> Image.Image:
     return Image.fromarray(np.round(rgb * 255).astype(np.uint8), "RGB")
 
@@ -79,17 +88,20 @@ def run_one(name: str, original: Image.Image, protect_fn, save_dir: Path,
     a user posts it; without, a PNG of the pixels."""
     from cloak import io as cloak_io
 
-    rgb = np.asarray(original, dtype=np.float32) / 255
+    # As `cloak protect` does: the photo's own pixels, and a black-and-white photo (gray,
+    # or stored in colour) gets a gray change.
+    photo = cloak_io.load_photo(source) if source is not None else None
+    rgb = (photo.rgb if photo is not None
+           else np.asarray(original.convert("RGB"), dtype=np.float32) / 255)
     start = time.perf_counter()
-    protected_rgb = protect_fn(rgb)
+    protected_rgb = protect_fn(rgb, grayscale=bool(photo is not None and photo.looks_gray))
     seconds = time.perf_counter() - start
     save_dir.mkdir(parents=True, exist_ok=True)
     if source is not None:
-        photo = cloak_io.load_photo(source)
         written = cloak_io.save_photo(photo, protected_rgb,
                                       cloak_io.output_path_for(source, save_dir),
                                       overwrite=True)
-        protected = load_rgb(written)
+        protected = load_as_verify(written)
     else:
         protected = to_image(protected_rgb)
         protected.save(save_dir / (Path(name).stem + ".png"))
@@ -126,7 +138,7 @@ def remeasure(out: Path, results: dict[str, list[dict]], photos: dict,
                 # a reused row's output is saved under the run it was reused from
                 folder = saved_dir(out, row.get("same_as", label))
                 saved = saved_output(folder, name)
-                protected = load_rgb(saved)
+                protected = load_as_verify(saved)
                 v = verify_images(photos[name], protected, only or CHANNELS,
                                   clean_cache=clean_cache)
                 if only:  # in place of the row's own entries; a channel it lacks is added
@@ -181,6 +193,13 @@ def _median_damage(rows: list[dict], channel: str, model: str) -> float:
     return statistics.median(vals) if not any(map(math.isnan, vals)) else math.nan
 
 
+def _worst_cleanup(rows: list[dict], model: str) -> float:
+    """The lowest median damage over ISSUE4_CLEANUPS; NaN when any of them is unmeasured
+    (min() kept a NaN only when it came first, so a missing clean-up could hide the worst)."""
+    values = [_median_damage(rows, channel, model) for channel in ISSUE4_CLEANUPS]
+    return math.nan if any(map(math.isnan, values)) else min(values)
+
+
 def _share(after: float, base: float) -> str:
     return f"{100 * after / base:.0f}%" if base > 0 and not math.isnan(after) else "n/a"
 
@@ -198,7 +217,7 @@ def retention_table(results: dict[str, list[dict]]) -> str:
             cells = []
             for m in ALL_MODEL_NAMES:
                 if ch == "worst clean-up":
-                    after = min(_median_damage(rows, c, m) for c in ISSUE4_CLEANUPS)
+                    after = _worst_cleanup(rows, m)
                 else:
                     after = _median_damage(rows, ch, m)
                 cells.append(_share(after, base[m]))
@@ -245,7 +264,7 @@ def size_table(results: dict[str, list[dict]], split_mp: float = 0.5) -> str:
             for ch in ("instagram", "worst clean-up", *OWN_ROWS):
                 shares = []
                 for m in ALL_MODEL_NAMES:
-                    after = (min(_median_damage(group, c, m) for c in ISSUE4_CLEANUPS)
+                    after = (_worst_cleanup(group, m)
                              if ch == "worst clean-up" else _median_damage(group, ch, m))
                     shares.append(_share(after, base[m]))
                 cells.append("/".join(shares))
@@ -293,7 +312,12 @@ def preset_config(preset: str) -> ProtectConfig:
 
 def cloak_protector(preset: str):
     config = preset_config(preset)
-    return lambda rgb: protect_array(rgb, config).rgb
+    return lambda rgb, grayscale=False: protect_array(rgb, config, grayscale=grayscale).rgb
+
+
+def reference_protector(rgb: np.ndarray, grayscale: bool = False) -> np.ndarray:
+    """The PhotoGuard reference, which knows nothing of black-and-white photos."""
+    return photoguard_encoder_attack(rgb)
 
 
 def same_attack_as(preset: str, others: list[str], img: Image.Image) -> str | None:
@@ -359,7 +383,7 @@ def main() -> None:
         paths = paths[: args.limit]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    photos = {p.name: load_rgb(p) for p in paths}
+    photos = {p.name: load_as_verify(p) for p in paths}
     paths_by_name = {p.name: p for p in paths}
     results: dict[str, list[dict]] = {}
     if args.remeasure:
@@ -380,7 +404,7 @@ def main() -> None:
     runs = [(f"cloak {p}", saved_dir(out, f"cloak {p}"), cloak_protector(p)) for p in presets]
     if not args.no_reference:
         runs.append(("PhotoGuard reference", saved_dir(out, "PhotoGuard reference"),
-                     photoguard_encoder_attack))
+                     reference_protector))
     for index, name in enumerate(photos):
         img = photos[name]
         clean_cache: dict = {}  # the original's side of each channel, shared by the runs

@@ -410,14 +410,20 @@ def verify_images(original: Image.Image, protected: Image.Image,
     if not models:
         raise ConfigError("no autoencoder to measure with; name at least one, e.g. taesd")
     original, protected = rgb_or_rgba(original), rgb_or_rgba(protected)
-    flat_note = None
+    flat_note = crop_note = None
     if (is_transparent(original) and not is_transparent(protected)
-            and original.size != protected.size and is_resized(original.size, protected.size)):
-        # a platform flattened it, then resized it: so is the original, in that order (a
-        # transparent edge resized first, then flattened, comes out darker: 49 dB on a
-        # clean copy, where this order gives the copy's own pixels)
-        original, protected, flat_note = pair_transparency(original, protected)
+            and original.size != protected.size):
+        # a platform flattened it (after Instagram's crop, where it cropped), then resized
+        # it: so is the original, in that order (a transparent edge resized first, then
+        # flattened, comes out darker: 49 dB on a clean copy, where this order gives the
+        # copy's own pixels)
+        if not is_resized(original.size, protected.size):
+            original, crop_note = instagram_crop_of(original, protected.size)
+        if is_resized(original.size, protected.size):
+            original, protected, flat_note = pair_transparency(original, protected)
     original, note = match_copy(original, protected)
+    if crop_note and note:  # cropped here, then resized by match_copy: one note says both
+        note = f"{crop_note}, and resized to the copy's size to compare them"
     original, protected, alpha_note = pair_transparency(original, protected)
     alpha_note = alpha_note or flat_note
     if alpha_note == TRANSPARENT_PAIR_NOTE and not any(c in SOCIAL_PRESETS for c in channels):
@@ -552,6 +558,19 @@ def is_resized(size: tuple[int, int], copy: tuple[int, int]) -> bool:
     return abs(cw / w - ch / h) <= RESIZE_SLACK_PX * (1 / w + 1 / h) + 1e-12
 
 
+def instagram_crop_of(original: Image.Image, size: tuple[int, int]
+                      ) -> tuple[Image.Image, str | None]:
+    """Instagram's centre crop of `original` and match_copy's note for it, where a copy
+    of `size` (width, height) is that crop resized; else `original` and None."""
+    (ow, oh), (pw, ph) = original.size, size
+    cropped = crop_to_aspect(original, *INSTAGRAM_ASPECT)
+    if cropped.size == original.size or not is_resized(cropped.size, size):
+        return original, None
+    return cropped, (f"the original is {ow}x{oh} and the copy {pw}x{ph}: the original was "
+                     f"cropped to its middle {cropped.width}x{cropped.height}, as Instagram "
+                     "crops a photo this shape")
+
+
 def match_copy(original: Image.Image, protected: Image.Image
                ) -> tuple[Image.Image, str | None]:
     """The original as it can be compared with `protected`: itself when the sizes agree;
@@ -568,11 +587,9 @@ def match_copy(original: Image.Image, protected: Image.Image
         note = (f"{sizes}: the original was resized to the copy's size to compare them "
                 "(a copy downloaded back from a platform is smaller)")
         return resize_keeping_colour(rgb_or_rgba(original), (pw, ph)), note
-    cropped = crop_to_aspect(original, *INSTAGRAM_ASPECT)
-    if cropped.size != original.size and is_resized(cropped.size, (pw, ph)):
-        note = (f"{sizes}: the original was cropped to its middle {cropped.width}x"
-                f"{cropped.height}, as Instagram crops a photo this shape, and resized to "
-                "the copy's size to compare them")
+    cropped, crop_note = instagram_crop_of(original, (pw, ph))
+    if crop_note:
+        note = f"{crop_note}, and resized to the copy's size to compare them"
         return resize_keeping_colour(rgb_or_rgba(cropped), (pw, ph)), note
     if is_resized((oh, ow), (pw, ph)):
         raise UnsupportedImageError(f"{sizes}: the copy is turned by a quarter; turn it back "

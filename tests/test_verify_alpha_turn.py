@@ -264,6 +264,22 @@ def test_a_smaller_flattened_copy_of_a_transparent_original_pairs(model_dir):
     assert verify_images(original, clean, ("as-is",), models=("taesd",)).psnr > 60
 
 
+def test_an_instagram_cropped_flattened_copy_of_a_transparent_original_pairs(model_dir):
+    """Instagram crops a photo taller than 3:4 to its middle, flattens it, then resizes
+    it: the original is cropped and flattened before it is resized, so a clean copy made
+    so is the original's own pixels (resized first, its transparent edges came out
+    darker and counted as damage)."""
+    from cloak.verify import INSTAGRAM_ASPECT, crop_to_aspect
+
+    original, _ = hidden_black((96, 160))  # 0.6: taller than Instagram's 3:4
+    clean = crop_to_aspect(flatten(original), *INSTAGRAM_ASPECT).resize((72, 96),
+                                                                          Image.LANCZOS)
+    v = verify_images(original, clean, ("as-is",), models=("taesd",))
+    assert "cropped to its middle 96x128" in v.note and "resized to the copy's size" in v.note
+    assert "flattened onto white" in v.note
+    assert v.psnr > 60
+
+
 def test_an_opaque_original_s_transparent_copy_is_compared_by_its_colour_everywhere():
     """The posting presets flatten a transparent image onto white: a copy alone flattened
     would count the white as damage, so its alpha is dropped, as the other channels do."""
