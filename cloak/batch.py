@@ -662,13 +662,21 @@ def earlier_copy(src: Path, out_dir: Path, settings: dict, also: dict | None = N
     still as they were then, as the folder's manifest records; None if there is none. The
     desktop app asks this, so a photo it protected in an earlier session is not protected
     again."""
+    try:
+        size = os.stat(src).st_size
+    except OSError:
+        return None  # no record matches a photo that can't be read
     manifest = Manifest(out_dir)
     for key, entry in manifest.entries.items():
-        if entry.get("state") != "done" or not _same_settings(entry.get("settings"),
-                                                               settings, also):
+        # the size first: a record of thousands of copies is read for every photo of a
+        # dropped folder, and only the records of a photo this size can be its copy's
+        recorded = entry.get("src")
+        if (not isinstance(recorded, dict) or recorded.get("size") != size
+                or entry.get("state") != "done"
+                or not _same_settings(entry.get("settings"), settings, also)):
             continue
         dst = out_dir / key
-        if (_inside(dst.parent, out_dir) and matches_record(src, entry.get("src"))
+        if (matches_record(src, entry.get("src")) and _inside(dst.parent, out_dir)
                 and matches_record(dst, entry.get("dst"))):
             return dst
     return None

@@ -10,6 +10,7 @@ import hashlib
 import inspect
 import os
 import re
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -1408,6 +1409,95 @@ class TestReviewFixes:
         assert not window.is_running() and not share.exists()
         assert "is no longer there; choose it again" in window.statusBar().currentMessage()
 
+    @pytest.mark.usefixtures("model_dir")
+    def test_a_remembered_save_to_folder_that_cant_be_reached_is_kept_not_swapped(
+            self, qapp, tmp_path, small_photo):
+        """Save-to on a disk not plugged in at launch: it stays the Save-to folder, the
+        status bar says it can't be reached, and Protect refuses it. Before, it became
+        "next to each photo" without a word, and Protect wrote protected/ folders there."""
+        from PySide6.QtCore import QSettings
+
+        store = tmp_path / "settings.ini"
+        usb = tmp_path / "usb" / "Cloaked"
+
+        def settings() -> QSettings:
+            return QSettings(str(store), QSettings.Format.IniFormat)
+
+        written = settings()
+        written.setValue("output_dir", str(usb))
+        written.sync()
+        win = MainWindow(settings=TINY, store=settings)
+        try:
+            assert win.output_dir == usb
+            assert "can't be reached" in win.statusBar().currentMessage()
+            win.add_paths([small_photo(tmp_path / "a.png")])
+            win.start()
+            assert not win.is_running()
+            assert not (tmp_path / "protected").exists() and not usb.exists()
+        finally:
+            win.shutdown()
+            win.deleteLater()
+            QTest.qWait(10)
+
+    @pytest.mark.usefixtures("model_dir")
+    def test_a_save_to_folder_that_goes_during_a_batch_is_not_made_again(
+            self, qapp, tmp_path, small_photo):
+        """Renamed, deleted or unmounted while photos are protected: the photos after it
+        fail, and the folder is not made again (the copies split across two folders, or
+        hidden below a mount point). A default protected/ folder is still made."""
+        out = tmp_path / "Cloaked"
+        out.mkdir()
+        photos = [small_photo(tmp_path / f"{n}.png", index=n) for n in range(2)]
+        worker = ProtectWorker([Job(n, p, out, chosen=True) for n, p in enumerate(photos)],
+                               ProtectConfig(strength="fast", measure=False, **TINY))
+        protected, failed = [], []
+        worker.protected.connect(lambda i, outcome: (protected.append(i),
+                                                     shutil.rmtree(out)))
+        worker.failed.connect(lambda i, message: failed.append((i, message)))
+        worker.run()  # in this thread: the folder goes as the first photo is reported
+        assert protected == [0] and [i for i, _ in failed] == [1]
+        assert "is no longer there; choose it again" in failed[0][1]
+        assert not out.exists()
+        default = tmp_path / "protected"
+        ProtectWorker([Job(0, photos[0], default)],
+                      ProtectConfig(strength="fast", measure=False, **TINY)).run()
+        assert (default / "0.png").is_file()
+
+    def test_looking_for_an_earlier_copy_reads_only_records_of_its_size(
+            self, tmp_path, small_photo, monkeypatch):
+        """A dropped folder asks, for each photo, whether Save-to's record holds its copy.
+        Before, each of the record's entries cost two realpath calls (and a stat) however
+        little it could match: thousands of copies made a re-drop crawl."""
+        import json
+
+        from cloak.batch import MANIFEST_NAME, earlier_copy, record_copy
+
+        out = tmp_path / "out"
+        done, copy = small_photo(tmp_path / "a.png"), small_photo(out / "a.png")
+        assert record_copy(done, copy, {"strength": "fast"})
+        record = json.loads((out / MANIFEST_NAME).read_text())
+        entry = record["photos"]["a.png"]
+        for n in range(2000):  # other photos' copies, recorded with the same settings
+            record["photos"][f"o{n}.png"] = {**entry, "src": {**entry["src"], "size": 1}}
+        (out / MANIFEST_NAME).write_text(json.dumps(record))
+        calls = []
+        real = os.path.realpath
+        monkeypatch.setattr(os.path, "realpath", lambda *a, **k: calls.append(a) or real(*a, **k))
+        other = small_photo(tmp_path / "b.png", size=(70, 50))
+        assert earlier_copy(other, out, {"strength": "fast"}) is None
+        assert earlier_copy(done, out, {"strength": "fast"}) == copy
+        assert len(calls) < 10, len(calls)
+
+    def test_preview_sheets_in_a_dropped_folder_are_not_taken_for_photos(
+            self, tmp_path, small_photo):
+        """`cloak protect --preview` leaves a.jpg.preview.png beside each copy: a folder
+        of them dropped (or the Save-to folder itself) lists the photos, not the sheets,
+        as the CLI's own folder walk does."""
+        photo = small_photo(tmp_path / "out" / "a.jpg")
+        small_photo(tmp_path / "out" / "a.jpg.preview.png")
+        assert expand_paths([tmp_path / "out"]) == [photo.absolute()]
+        assert expand_paths([tmp_path / "out"], tmp_path / "out") == [photo.absolute()]
+
     def test_cancel_during_a_batch_stops_a_folder_walk_too(self, window, tmp_path,
                                                            small_photo, monkeypatch):
         """Clear list is off while photos are protected, so a home folder dropped by
@@ -1602,6 +1692,49 @@ class TestReviewFixes:
         again.run()
         assert again.config.faces is True
         assert protected[0].status != ALREADY_PROTECTED and protected[0].dst.name == "a (1).png"
+
+    @pytest.mark.usefixtures("model_dir")
+    def test_a_failed_face_detector_download_is_tried_again_next_batch(
+            self, qapp, tmp_path, small_photo, model_dir, no_face_detector, monkeypatch):
+        """The app outlives a failed download (offline then, or a slow network): the next
+        batch tries again, as each CLI run does. Before, face priority stayed off until
+        the app was restarted."""
+        import http.server
+        import threading
+
+        asked: list[str] = []
+        detector = (model_dir / "yunet_n_dynamic.onnx").read_bytes()
+
+        class DownThenUp(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                asked.append(self.path)
+                if len(asked) == 1:  # the first batch: the network is down
+                    self.send_error(503)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(detector)))
+                self.end_headers()
+                self.wfile.write(detector)
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), DownThenUp)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        monkeypatch.delenv("CLOAK_OFFLINE", raising=False)
+        monkeypatch.setenv("CLOAK_WEIGHTS_URL", f"http://127.0.0.1:{server.server_port}")
+        config = ProtectConfig(strength="fast", faces=True, measure=False, **TINY)
+        try:
+            first = ProtectWorker([Job(0, small_photo(tmp_path / "a.png"), tmp_path / "out")],
+                                  config)
+            first.run()
+            second = ProtectWorker([Job(0, small_photo(tmp_path / "b.png", index=1),
+                                        tmp_path / "out")], config)
+            second.run()
+        finally:
+            server.shutdown()
+        assert asked == ["/yunet_n_dynamic.onnx"] * 2
+        assert first.config.faces is False and second.config.faces is True
 
     @pytest.mark.usefixtures("model_dir")
     def test_temp_files_a_force_quit_left_a_day_ago_are_removed(self, qapp, tmp_path,

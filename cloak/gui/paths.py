@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from cloak.io import IMAGE_SUFFIXES, PACKAGE_SUFFIXES, SUPPORTED  # case-insensitive
+from cloak.preview import PREVIEW_SUFFIX  # `cloak protect --preview`'s sheets
 
 __all__ = ["IMAGE_SUFFIXES", "SUPPORTED", "common_folder", "default_output_dir",
            "expand_paths", "find_photos", "is_image_file", "is_raw_file", "not_added_note",
@@ -114,7 +115,8 @@ def expand_paths(paths: Iterable[str | Path], output_dir: Path | None = None,
                 if should_stop is not None and should_stop():
                     return list(found)
                 if skip_outputs and inside_outputs(child) or \
-                        copies and os.path.realpath(child) in copies:
+                        copies and os.path.realpath(child) in copies or \
+                        child.name.lower().endswith(PREVIEW_SUFFIX):  # --preview's sheets
                     continue
                 if is_image_file(child) and not is_protected_copy(child, wait):
                     found.setdefault(child.absolute(), None)

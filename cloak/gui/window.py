@@ -561,7 +561,8 @@ class MainWindow(QMainWindow):
         except CloakError as exc:
             self.statusBar().showMessage(f"settings problem: {for_the_app(str(exc))}")
             return
-        jobs = [Job(i, self.rows[i].src, self.output_dir or default_output_dir(self.rows[i].src))
+        jobs = [Job(i, self.rows[i].src, self.output_dir or default_output_dir(self.rows[i].src),
+                    chosen=self.output_dir is not None)
                 for i in todo]
         for i in todo:
             self.rows[i].set_waiting()
@@ -776,8 +777,10 @@ class MainWindow(QMainWindow):
             store.sync()
 
     def _restore_choices(self) -> None:
-        """Put back the strength, Save-to folder and metadata switches of the last launch
-        (a Save-to folder that is gone falls back to next-to-originals)."""
+        """Put back the strength, Save-to folder and metadata switches of the last launch.
+        A Save-to folder that can't be reached now (a disk or share not connected) is kept,
+        with a word in the status bar: Protect refuses it until it is there again, so
+        copies never go next to the originals unasked."""
         self._restoring = True
         try:
             if self.store is not None:
@@ -786,8 +789,13 @@ class MainWindow(QMainWindow):
                 if index >= 0:
                     self.strength.setCurrentIndex(index)
                 folder = str(store.value("output_dir", "") or "")
-                if folder and os.path.isdir(folder):  # never raises (a share that is down)
+                if folder:
                     self.set_output_dir(Path(folder))
+                    if not os.path.isdir(folder):  # never raises (a share that is down)
+                        self.statusBar().showMessage(
+                            f"the Save-to folder {folder} can't be reached (a disk or share "
+                            "not connected?): connect it, or choose another (Change…, or "
+                            "Next to originals)")
                 for box, key in ((self.keep_gps, "keep_gps"), (self.strip_exif, "strip_exif")):
                     box.setChecked(str(store.value(key, "false")).lower() == "true")
         finally:

@@ -47,6 +47,7 @@ class Job:
     index: int
     src: Path
     out_dir: Path
+    chosen: bool = False  # out_dir is the user's Save-to folder: it must be there, never made
 
 
 @dataclass(frozen=True)
@@ -237,14 +238,17 @@ class ProtectWorker(QObject):
                 emit(self.failed, job.index, f"{job.src} is no longer there (moved, renamed "
                                              "or its disk unplugged); add it again")
                 return
-            self._make_folder(job.out_dir, created)
+            self._make_folder(job.out_dir, created, make=not job.chosen)
             from cloak.api import protect_file
             from cloak.batch import preload_models
 
             if self._also_done is not None and not self._faces_fetched:
                 # not on disk: fetched now, where allowed, as there is a photo to protect;
                 # copies record whether face priority ran
+                from cloak.models.weights import retry_face_detector_download
+
                 self._faces_fetched = True
+                retry_face_detector_download()  # once a batch: the network may be back
                 self.config = faces_as_found(self._asked, self._on_download)
                 settings = self.config.fingerprint()
                 if not self.config.faces:
@@ -310,17 +314,23 @@ class ProtectWorker(QObject):
             emit(self.protected, job.index, Outcome(job.src, dst, report, status,
                                                     self.config))
 
-    def _make_folder(self, folder: Path, created: list[Path]) -> None:
+    def _make_folder(self, folder: Path, created: list[Path], make: bool = True) -> None:
         """Create the output folder (recorded in `created`; its parent must be there: a
         chosen Save-to folder on a share that is not mounted is not made on the disk
         below) and check that files can be written there, or fail naming it: before the
         attack, not after it, and at once (remembered) for the run's other photos going
-        there."""
+        there. `make=False` (the user's Save-to folder) never creates it: one renamed,
+        deleted or unmounted during the batch fails its photos rather than being made
+        again (the copies split across two folders, or hidden below a mount point)."""
         if folder in self._folder_errors:
             raise OutputError(self._folder_errors[folder])
         if folder.exists() and not folder.is_dir():
             self._folder_errors[folder] = (f"the Save-to folder {folder} is a file, not a "
                                            "folder; choose a Save-to folder")
+            raise OutputError(self._folder_errors[folder])
+        if not folder.is_dir() and not make:  # renamed, deleted or unmounted since Protect
+            self._folder_errors[folder] = (f"the Save-to folder {folder} is no longer "
+                                           "there; choose it again")
             raise OutputError(self._folder_errors[folder])
         if not folder.is_dir():
             try:

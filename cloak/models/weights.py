@@ -562,6 +562,13 @@ _face_detector_failed: set[str] = set()  # addresses that failed in this process
 _warned: set[str] = set()  # warnings already given in this process
 
 
+def retry_face_detector_download() -> None:
+    """Let the face detector's download be tried again in this process: the desktop app
+    outlives a failed one (offline then, or past the 10 s limit on a slow network) and
+    tries once a batch, as each CLI run does."""
+    _face_detector_failed.clear()
+
+
 def _warn_once(message: str) -> None:
     if message not in _warned:
         _warned.add(message)
