@@ -270,6 +270,34 @@ class TestDropZone:
         assert wait_until(lambda: not window.is_running(), 60)
         assert row.outcome.dst == tmp_path / "elsewhere" / "a.png" and row.outcome.dst.is_file()
 
+    def test_a_protected_photo_edited_and_added_again_waits_again(
+            self, window, tmp_path, small_photo):
+        """The drop zone says "crop photos first": a photo protected, then cropped in
+        place and added again, waits again and gets a new copy. Before, the status bar
+        said "already in the list", the row kept its old copy and Protect stayed off."""
+        from PIL import Image
+
+        window.settings["measure"] = False
+        photo = small_photo(tmp_path / "a.png")
+        window.add_paths([photo])
+        window.start()
+        assert wait_until(lambda: not window.is_running(), 60)
+        (row,) = window.rows.values()
+        assert row.state == PhotoRow.PROTECTED
+        with Image.open(photo) as im:
+            cropped = im.crop((0, 0, 48, 40))
+        cropped.save(photo)
+        window.add_paths([photo])
+        assert row.state == PhotoRow.WAITING and window.protect_button.isEnabled()
+        assert window.statusBar().currentMessage() == "added 1 photo(s)"
+        window.start()
+        assert wait_until(lambda: not window.is_running(), 60)
+        assert row.state == PhotoRow.PROTECTED and row.outcome.dst.name == "a (1).png"
+        with Image.open(row.outcome.dst) as copy:
+            assert copy.size == (48, 40)
+        window.add_paths([photo])  # unchanged since: as it is
+        assert row.state == PhotoRow.PROTECTED
+
     def test_a_mixed_drop_adds_the_photos_and_names_what_it_did_not_add(
             self, window, tmp_path, small_photo):
         """JPEG + RAW pairs from a camera, a RAW file alone, and a stray text file: the

@@ -78,6 +78,7 @@ from .worker import (
     Outcome,
     ProtectWorker,
     for_the_app,
+    source_stamp,
 )
 
 log = logging.getLogger(__name__)
@@ -430,7 +431,7 @@ class MainWindow(QMainWindow):
             # decoded, so new photos' thumbnails don't wait behind a whole old list's
             return not self._closing and self._list_generation == generation
 
-        new_rows = []
+        new_rows, refresh = [], []
         for src in photos:
             if src in listed:
                 # added again once failed, or protected with other settings (another
@@ -441,6 +442,8 @@ class MainWindow(QMainWindow):
                          or self._failed_at.get(row.row_id, 0) <= failed_before)
                 if not self.is_running() and ((retry and row.state == PhotoRow.FAILED) or (
                         row.state == PhotoRow.PROTECTED and self._asks_other(row))):
+                    if self._edited_since(row):  # its thumbnail shows the photo as it was
+                        refresh.append(row)
                     row.set_waiting()
                     if self._compare_wanted == row.row_id:  # not its old before/after
                         self.compare_panel.reset()
@@ -451,7 +454,7 @@ class MainWindow(QMainWindow):
             listed[src] = new_rows[-1]  # a photo given twice in one add is listed once
             added += 1
         self.photo_list.add_rows(new_rows)
-        for row in new_rows:
+        for row in new_rows + refresh:
             call = BackgroundCall(self._thumbnails, row.row_id, thumbnail, row.src,
                                   self._thumb_pixels())
             call.still_wanted = wanted
@@ -463,9 +466,12 @@ class MainWindow(QMainWindow):
 
     def _asks_other(self, row: PhotoRow) -> bool:
         """Whether the window's settings now differ from those `row` was protected with
-        (face priority aside: on or off as the face detector allowed), or its copy would
-        now go to another folder (Save to changed since)."""
+        (face priority aside: on or off as the face detector allowed), its copy would
+        now go to another folder (Save to changed since), or the photo was edited since
+        (cropped in place, as the drop zone advises, and added again)."""
         if row.outcome is None or row.outcome.config is None:
+            return True
+        if self._edited_since(row):
             return True
         folder = os.path.abspath(self.output_dir or default_output_dir(row.src))
         parent = os.path.abspath(row.outcome.dst.parent)
@@ -476,6 +482,12 @@ class MainWindow(QMainWindow):
         then.pop("faces", None)
         now.pop("faces", None)
         return then != now
+
+    @staticmethod
+    def _edited_since(row: PhotoRow) -> bool:
+        """Whether `row`'s photo changed on disk since its copy was made."""
+        return (row.outcome is not None and row.outcome.src_stamp is not None
+                and source_stamp(row.src) != row.outcome.src_stamp)
 
     def _thumb_pixels(self) -> int:
         """Thumbnail size in device pixels (sharp on high-DPI screens)."""

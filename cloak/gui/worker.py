@@ -59,6 +59,17 @@ class Outcome:
     report: Report | None  # None: the copy was written, measuring it then failed
     status: str
     config: ProtectConfig | None = None  # what it was protected with (its budget map)
+    src_stamp: tuple[int, int] | None = None  # source_stamp of the photo it was made from
+
+
+def source_stamp(path: Path) -> tuple[int, int] | None:
+    """(size, modification time in ns) of the photo at `path`, or None where it can't be
+    read: whether it was edited (cropped, say) since its copy was made."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
 
 
 # Share of a photo's progress bar at which its posting check starts (seconds of work on a
@@ -213,6 +224,7 @@ class ProtectWorker(QObject):
     def _protect_one(self, job: Job, created: list[Path]) -> None:
         self._current = job.index
         emit(self.started, job.index)
+        stamp = source_stamp(job.src)  # the photo as this copy is made from it
         dst: Path | None = None
         try:
             from cloak.batch import (
@@ -229,7 +241,7 @@ class ProtectWorker(QObject):
             earlier = earlier_copy(job.src, job.out_dir, settings, self._also_done)
             if earlier is not None:  # protected in an earlier session, with these settings
                 emit(self.protected, job.index, Outcome(
-                    job.src, earlier, None, ALREADY_PROTECTED, self.config))
+                    job.src, earlier, None, ALREADY_PROTECTED, self.config, stamp))
                 return
             if self._weights_error is not None:  # no download attempt (and wait) per photo
                 emit(self.failed, job.index, self._weights_error)
@@ -296,7 +308,7 @@ class ProtectWorker(QObject):
                     record_copy(job.src, Path(written), settings)
                 emit(self.protected, job.index, Outcome(
                     job.src, Path(written), None, "protected, but measuring the saved copy "
-                    "failed: " + plain_message(exc), self.config))
+                    "failed: " + plain_message(exc), self.config, stamp))
                 return
             if isinstance(exc, OutputError) and exc.errno in FOLDER_STOPS:
                 # the probe's empty file fits on a full disk; the photo did not: the
@@ -312,7 +324,7 @@ class ProtectWorker(QObject):
             status = self._status(report)
             emit(self.progress, job.index, 1.0, "done")  # the posting check too
             emit(self.protected, job.index, Outcome(job.src, dst, report, status,
-                                                    self.config))
+                                                    self.config, stamp))
 
     def _make_folder(self, folder: Path, created: list[Path], make: bool = True) -> None:
         """Create the output folder (recorded in `created`; its parent must be there: a
