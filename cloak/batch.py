@@ -1072,7 +1072,9 @@ def _run_locked(items: list[Item], out_dir: Path, config: ProtectConfig,
                 settings = config.fingerprint()
             # With --jobs the workers load their own models: this process only checks
             # and fetches, on the CPU (not a GPU's memory and context it would never use).
-            preload_models(config if jobs <= 1 else dataclasses.replace(config, device="cpu"),
+            # One photo to do runs here, on the device (pooled as decided below).
+            pooled = jobs > 1 and len(todo) > 1
+            preload_models(dataclasses.replace(config, device="cpu") if pooled else config,
                            lambda *download: emit(download_event(*download)))
             # Everything is fetched, or known missing and reported: the photos (and the
             # --jobs workers, new processes) only look, so nothing is retried per photo.
@@ -1100,7 +1102,7 @@ def _run_locked(items: list[Item], out_dir: Path, config: ProtectConfig,
             # under OUT's lock: no other run's temp files (and none outside OUT)
             if todo and folder.is_dir() and _inside(folder, out_dir):
                 _remove_temp_files(folder)
-        if jobs <= 1 or len(todo) <= 1:
+        if not (jobs > 1 and len(todo) > 1):  # as `pooled` above
             _run_here(todo, manifest, config, emit, stop)
         else:
             _run_pool(todo, manifest, config, jobs, emit, stop)

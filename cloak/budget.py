@@ -118,7 +118,10 @@ def person_mask(boxes: list[tuple[float, ...]], height: int, width: int) -> torc
     return mask
 
 
-MASK_ASPECT_TOLERANCE = 0.05  # working sizes round to 8 px: up to ~1.5% off at 512
+# A mask's aspect ratio may differ from its photo's by this much, plus a pixel of rounding
+# on the mask's short side (a mask exported at half size, or a small one): a mask drawn
+# for another photo (3.4% off, in a user trial) is refused, not stretched.
+MASK_ASPECT_TOLERANCE = 0.01
 
 
 BLACK_MASK = 0.1  # a mask no brighter than this anywhere, at the working size: refused
@@ -136,7 +139,7 @@ def load_user_mask(path: str | Path, height: int, width: int, check_aspect: bool
         aspect_height, aspect_width = shape_of
     else:
         aspect_height, aspect_width = height, width
-    from PIL import Image, ImageOps
+    from PIL import Image
 
     from .errors import UnsupportedImageError
     from .io import DECODE_ERRORS, READ_FORMATS, decoding_limit, pixel_limit
@@ -144,26 +147,54 @@ def load_user_mask(path: str | Path, height: int, width: int, check_aspect: bool
     try:  # a mask over cloak's pixel limit fails as a photo would (no traceback)
         with decoding_limit(Path(path), pixel_limit()), \
                 Image.open(path, formats=READ_FORMATS) as img:
-            img = mask_values(ImageOps.exif_transpose(img))
+            img = _upright_values(img, Path(path))
     except DECODE_ERRORS as exc:  # Pillow raises SyntaxError, struct.error... on damage
         raise UnsupportedImageError(f"can't read mask {path}: {exc}") from exc
+    slack = MASK_ASPECT_TOLERANCE + 1 / min(img.width, img.height)
     if check_aspect and abs((img.width / img.height) / (aspect_width / aspect_height) - 1) > \
-            MASK_ASPECT_TOLERANCE:
+            slack:
         raise UnsupportedImageError(
-            f"mask {path} is {img.width}x{img.height}, not the shape of this photo "
-            f"(aspect {aspect_width / aspect_height:.2f}); draw the mask on the photo as "
-            "shown, at its size")
+            f"mask {path} is {img.width}x{img.height} (aspect {img.width / img.height:.3f}), "
+            f"not the shape of this photo, {aspect_width}x{aspect_height} (aspect "
+            f"{aspect_width / aspect_height:.3f}): draw the mask over this photo as it is "
+            "shown, and save it at the photo's size or any size of the same shape")
     arr = np.asarray(img.resize((width, height), Image.BILINEAR), dtype=np.float32)
-    # None at all, or (at the size cloak works at; `check_aspect` False only checks that
-    # the file reads) too thin to last there
-    if float(np.asarray(img).max()) <= BLACK_MASK or (check_aspect
-                                                      and float(arr.max()) <= BLACK_MASK):
+    why = ("white marks what to protect most, and the rest of the photo keeps a third of "
+           "the protection, so it would weaken the whole photo; paint the region white, or "
+           "leave --mask out")
+    if float(np.asarray(img).max()) <= BLACK_MASK:
+        raise UnsupportedImageError(f"mask {path} has no white region: {why}")
+    # `check_aspect` False only checks that the file reads: no size to work at yet
+    if check_aspect and float(arr.max()) <= BLACK_MASK:
         raise UnsupportedImageError(
-            f"mask {path} has no white region (none, or only lines or specks too thin to "
-            f"last at the {width}x{height} px cloak works at): white marks what to protect "
-            "most, and the rest of the photo keeps a third of the protection, so it "
-            "would weaken the whole photo; paint the region white, or leave --mask out")
+            f"mask {path} has no white region that lasts at the {width}x{height} px cloak "
+            f"works at for this photo (only lines or specks too thin): {why}")
     return torch.from_numpy(arr.clip(0, 1))[None, None]
+
+
+def _upright_values(img, path: Path):
+    """mask_values(img) turned upright as cloak.io turns a photo: by its EXIF Orientation,
+    not by an XMP tiff:Orientation alone (Pillow's exif_transpose follows that one; viewers,
+    and cloak's photos, do not). A TIFF is turned as Pillow turns it (as before)."""
+    from PIL import Image, ImageOps
+
+    from . import metadata as md
+    from .io import _png_header, to_upright
+
+    if img.format == "TIFF":
+        return mask_values(ImageOps.exif_transpose(img))
+    if img.format == "PNG":
+        img.load()  # eXIf may follow the pixels
+        key = img.info.get("transparency")
+        if isinstance(key, int):  # as io._pixels: Pillow scales 2- and 4-bit gray samples
+            with open(path, "rb") as header:  # to 0-255, but not their tRNS key
+                depth, colour_type = _png_header(header)
+            if colour_type == 0 and depth in (2, 4):
+                img.info["transparency"] = key * 255 // (2 ** depth - 1)
+    exif = md.snapshot_exif(img)
+    orientation = 1 if img.format == "HEIF" or exif is None else exif.orientation
+    values = np.asarray(mask_values(img))
+    return Image.fromarray(to_upright(values, orientation), "F")
 
 
 def mask_values(img):
@@ -174,7 +205,11 @@ def mask_values(img):
     from PIL import Image
 
     if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
-        values = np.asarray(img, dtype=np.float32) / 65535
+        levels = np.asarray(img)
+        values = levels.astype(np.float32) / 65535
+        key = img.info.get("transparency")
+        if isinstance(key, int):  # a 16-bit gray colour key: see-through, so black
+            values[levels == key] = 0
     elif img.mode == "F":
         values = np.asarray(img, dtype=np.float32)
     else:

@@ -140,7 +140,8 @@ class TestPriorities:
         speck = np.zeros((800, 800), np.uint8)
         speck[400:402, 400:402] = 255
         Image.fromarray(speck, "L").save(tmp_path / "mask.png")
-        with pytest.raises(UnsupportedImageError, match="too thin to last at the 64x64"):
+        with pytest.raises(UnsupportedImageError, match="lasts at the 64x64 px cloak works at "
+                                                        "for this photo .only lines or specks"):
             budget.load_user_mask(tmp_path / "mask.png", 64, 64)
         budget.load_user_mask(tmp_path / "mask.png", 8, 8, check_aspect=False)
         speck[300:500, 300:500] = 255  # a real region
@@ -295,3 +296,70 @@ class TestUserMaskFile:
         monkeypatch.setenv("CLOAK_MAX_PIXELS", str(100_000_000))
         with pytest.raises(UnsupportedImageError, match="megapixels is over the 100 MP"):
             budget.load_user_mask(path, 64, 64)
+
+
+class TestMaskFiles:
+    """Mask files as editors and optimisers save them."""
+
+    @pytest.mark.parametrize("kind", ["2-bit", "4-bit", "16-bit"])
+    def test_a_low_or_high_bit_gray_masks_colour_key_counts_as_black(self, tmp_path, kind):
+        """White made see-through by a colour key (a PNG optimiser's tRNS): Pillow scales
+        2- and 4-bit samples but not their key, and the 16-bit key was not read, so the
+        see-through half read as white and the mask was taken."""
+        from cloak.errors import UnsupportedImageError
+
+        path = tmp_path / "m.png"
+        if kind == "16-bit":
+            levels = np.zeros((64, 64), np.uint16)
+            levels[:, 32:] = 65535
+            Image.fromarray(levels).save(path, transparency=65535)
+        else:
+            bits = int(kind[0])
+            levels = np.zeros((64, 64), np.uint8)
+            levels[:, 32:] = 255
+            Image.fromarray(levels, "L").save(path, bits=bits, transparency=2 ** bits - 1)
+        with pytest.raises(UnsupportedImageError, match="has no white region"):
+            budget.load_user_mask(path, 64, 64)
+
+    def test_an_xmp_only_orientation_does_not_turn_a_mask(self, tmp_path):
+        """A mask painted over a copy of the photo keeps the photo's XMP tiff:Orientation
+        (no EXIF one): cloak shows and protects the photo as stored, so the mask is read
+        as stored too. Pillow's exif_transpose turned it, so it was refused."""
+        from cloak import io
+
+        xmp = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/'
+               b'1999/02/22-rdf-syntax-ns#"><rdf:Description xmlns:tiff="http://ns.adobe.com/'
+               b'tiff/1.0/" tiff:Orientation="6"/></rdf:RDF></x:xmpmeta>')
+        gray = np.zeros((48, 64), np.uint8)
+        gray[:, :32] = 255
+        Image.fromarray(gray, "L").save(tmp_path / "m.jpg", quality=95, xmp=xmp)
+        Image.fromarray(np.dstack([gray] * 3)).save(tmp_path / "p.jpg", xmp=xmp)
+        assert io.load_photo(tmp_path / "p.jpg").rgb.shape[:2] == (48, 64)
+        mask = budget.load_user_mask(tmp_path / "m.jpg", 48, 64)[0, 0]
+        assert float(mask[:, :28].min()) > 0.9 and float(mask[:, 36:].max()) < 0.1
+
+    def test_a_mask_drawn_for_a_slightly_other_shape_is_refused(self, tmp_path):
+        """A mask drawn for another photo 3.4% off this one's shape was stretched over it
+        (the tolerance was 5%); one saved at half the photo's size still fits."""
+        from cloak.errors import UnsupportedImageError
+
+        Image.new("L", (455, 568), 255).save(tmp_path / "half.png")  # for a 910x1137 photo
+        assert budget.load_user_mask(tmp_path / "half.png", 64, 51,
+                                     shape_of=(1137, 910)).shape == (1, 1, 64, 51)
+        with pytest.raises(UnsupportedImageError,
+                           match=r"is 455x568 \(aspect 0.801\), not the shape of this photo, "
+                                 r"2566x3313 \(aspect 0.775\)"):
+            budget.load_user_mask(tmp_path / "half.png", 64, 50, shape_of=(3313, 2566))
+        Image.new("L", (24, 31), 255).save(tmp_path / "small.png")  # 1 px of rounding
+        assert budget.load_user_mask(tmp_path / "small.png", 64, 48, shape_of=(3000, 2250)
+                                     ).shape == (1, 1, 64, 48)
+
+    def test_an_all_black_mask_names_no_working_size_when_read_ahead(self, tmp_path):
+        """The CLI reads the mask once before any photo (no size to work at yet): the
+        message named an 8x8 px working size."""
+        from cloak.errors import UnsupportedImageError
+
+        Image.new("L", (64, 48), 0).save(tmp_path / "black.png")
+        with pytest.raises(UnsupportedImageError) as caught:
+            budget.load_user_mask(tmp_path / "black.png", 8, 8, check_aspect=False)
+        assert "has no white region:" in str(caught.value) and "8x8" not in str(caught.value)

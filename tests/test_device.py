@@ -164,6 +164,13 @@ class TestPickDevice:
         with pytest.raises(ConfigError, match="unknown device"):
             pick_device("gpu9000")
 
+    @pytest.mark.parametrize("name", ["meta", "xpu", "hpu", "vulkan"])
+    def test_a_device_torch_knows_but_cloak_does_not_is_refused(self, name):
+        """torch.device takes these; a model moved there crashed with a traceback (xpu on
+        a build without it) or "ran" without weights (meta)."""
+        with pytest.raises(ConfigError, match="use auto, cpu, cuda or mps"):
+            pick_device(name)
+
     def test_a_missing_gpu_is_a_clear_error(self):
         if not torch.cuda.is_available():
             with pytest.raises(ConfigError, match="no CUDA GPU"):
