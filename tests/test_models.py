@@ -237,6 +237,38 @@ class TestLookupAndVerification:
             W.load_verified(get_spec("taesd"), "encoder", model_dir=mine,
                             allow_download=False)
 
+    def test_weights_saved_under_the_other_formats_name_load(self, model_dir, tmp_path):
+        """A .pth saved as NAME.safetensors was called "damaged or cut off; get it again"
+        (getting it again changed nothing); a safetensors file saved as NAME.pth was
+        "refused by torch.load". The bytes say which it is; both loaders are safe."""
+        import shutil
+
+        import torch
+
+        state = W.read_state_dict(model_dir / "taesd_encoder.safetensors")
+        torch_saved = tmp_path / "a" / "taesd_encoder.safetensors"
+        torch_saved.parent.mkdir()
+        torch.save(state, torch_saved)
+        renamed = tmp_path / "b" / "taesd_encoder.pth"
+        renamed.parent.mkdir()
+        shutil.copy(model_dir / "taesd_encoder.safetensors", renamed)
+        W.load_verified(get_spec("taesd"), "encoder", model_dir=renamed.parent,
+                        allow_download=False)
+        # (under the pinned file's own name it must still be those bytes: the pin is
+        # checked first, as for any file of that name)
+        loaded = W.read_state_dict(torch_saved, check_pin=False)
+        assert loaded.keys() == state.keys()
+        assert all(torch.equal(loaded[k], state[k]) for k in state)
+
+    def test_a_git_lfs_pointer_is_named_as_such(self, tmp_path):
+        """A Hugging Face clone made without git-lfs holds ~130-byte text stubs."""
+        stub = tmp_path / "taesd" / "diffusion_pytorch_model.safetensors"
+        stub.parent.mkdir()
+        stub.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:" + "0" * 64
+                        + "\nsize 9800000\n")
+        with pytest.raises(ModelError, match="a Git LFS pointer, not the weights"):
+            W.read_state_dict(stub)
+
     def test_an_unreadable_weights_file_is_named_for_what_it_is(self, model_dir, tmp_path):
         """A web page saved under a weights name (GitHub's page for the file, not the raw
         file), a cut-off download and a pickle that carries code each get their own

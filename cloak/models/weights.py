@@ -167,9 +167,23 @@ def _read_checked(path: Path, other_bytes_ok: bool
     return _parse_state(path, data), mismatch
 
 
+def _looks_like_safetensors(data: bytes) -> bool:
+    """safetensors' layout: an 8-byte little-endian header length, then that much JSON."""
+    size = int.from_bytes(data[:8], "little")
+    return len(data) > 8 and 2 <= size <= len(data) - 8 and data[8:9] == b"{"
+
+
+def _looks_like_torch_save(data: bytes) -> bool:
+    """torch.save's zip format, or its older pickle (protocol 2)."""
+    return data[:4] == b"PK\x03\x04" or data[:2] == b"\x80\x02"
+
+
 def _parse_state(path: Path, data: bytes) -> dict[str, torch.Tensor]:
     try:
-        if path.suffix == ".safetensors":
+        # By the bytes, where they say: a .pth saved as NAME.safetensors (or the reverse)
+        # is good weights under the other name, not a damaged file. Both loaders are safe.
+        if _looks_like_safetensors(data) or (path.suffix == ".safetensors"
+                                             and not _looks_like_torch_save(data)):
             from safetensors.torch import load as load_safetensors
 
             state = load_safetensors(data)
@@ -202,6 +216,9 @@ def _why_unreadable(data: bytes, exc: Exception) -> str:
     if head.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head", b"<!--")):
         return ("a web page, not weights (saved from the site's page? download the raw "
                 "file: MODELS.md lists the addresses)")
+    if head.startswith(b"version https://git-lfs"):
+        return ("a Git LFS pointer, not the weights (a clone made without git-lfs): run "
+                "`git lfs pull` in that clone, or download the file itself")
     if "Weights only load failed" in str(exc):  # torch's advice to drop it is unsafe
         return "not a plain weights file (refused by torch.load(weights_only=True))"
     if data[:4] == b"PK\x03\x04":  # torch's zip format, but it would not load
