@@ -30,7 +30,12 @@ from PySide6.QtWidgets import QApplication
 from cloak.gui.window import MainWindow
 
 ROOT = Path(__file__).resolve().parents[1]
-DEV_PHOTOS = ROOT.parent / "shared" / "photos" / "dev"
+# the shared folder beside the project root, or the one holding $CLOAK_MODEL_DIR
+DEV_PHOTOS = next((folder / "photos" / "dev" for folder in (
+    ROOT.parent / "shared",
+    *([Path(os.environ["CLOAK_MODEL_DIR"]).expanduser().resolve().parent]
+      if os.environ.get("CLOAK_MODEL_DIR") else []))
+    if (folder / "photos" / "dev").is_dir()), ROOT.parent / "shared" / "photos" / "dev")
 NAMES = ("d01_scikit-image_astronaut.png", "d02_scikit-image_coffee.png",
          "d06_kodak_kodim23.png")
 log = logging.getLogger("gui_screenshot")
@@ -42,12 +47,14 @@ def make_photos(folder: Path, long_side: int) -> list[Path]:
     for i, name in enumerate(NAMES):
         if (DEV_PHOTOS / name).is_file():
             image = Image.open(DEV_PHOTOS / name).convert("RGB")
-        else:
+            path = folder / f"{name.split('_')[-1].split('.')[0]}.jpg"
+        else:  # named for what it is, not for the photo it stands in for
+            log.warning("no dev photo %s in %s: a synthetic gradient instead", name, DEV_PHOTOS)
             yy, xx = np.mgrid[0:384, 0:512]
             rgb = np.stack([xx // 2, yy // 2, (xx + yy + 80 * i) // 4], -1) % 256
             image = Image.fromarray(rgb.astype(np.uint8), "RGB")
+            path = folder / f"gradient-{i + 1}.jpg"
         image.thumbnail((long_side, long_side), Image.Resampling.LANCZOS)
-        path = folder / f"{name.split('_')[-1].split('.')[0]}.jpg"
         image.save(path, quality=93)
         photos.append(path)
     return photos

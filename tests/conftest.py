@@ -8,7 +8,19 @@ from pathlib import Path
 
 import pytest
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+def _shared_folder() -> Path:
+    """The shared folder (weights in models/, dev photos in photos/dev/): beside the
+    project root, as CI has it; for a clone elsewhere, the folder that holds
+    $CLOAK_MODEL_DIR (the README's commands name it)."""
+    beside = Path(__file__).resolve().parents[2] / "shared"
+    named = os.environ.get("CLOAK_MODEL_DIR")
+    if not beside.is_dir() and named:
+        return Path(named).expanduser().resolve().parent
+    return beside
+
+
+SHARED = _shared_folder()
 MODELS = SHARED / "models"
 PHOTOS = SHARED / "photos" / "dev"
 
