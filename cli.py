@@ -708,7 +708,9 @@ def verify(
     """Measure how much protection a photo carries, as it is and after simulated posting.
 
     With PHOTO (the original) and PROTECTED: invisibility (PSNR, SSIM, max change) and,
-    per autoencoder, damage in dB and latent shift, as the photo is, after social-network
+    per autoencoder, damage in dB (how much worse its round trip of the copy is than the
+    original's; graded) and latent shift (how far the copy's latent moved, as a share of
+    the original's: 0.35 = 35%; a diagnostic), as the photo is, after social-network
     presets (instagram, facebook, x, whatsapp: approximations) and clean-ups (JPEG,
     down-up, blur, a crop of a few pixels; grid: an editor that rounds its 512 px resize
     down; naive: an editor's downscale without antialiasing).
@@ -840,6 +842,11 @@ def verify(
                     (original, original_icc), (copy, copy_icc) = loaded
                     original, copy, colour_note = in_one_colour_space(original, copy, original_icc,
                                                                       copy_icc)
+                    if original.size == copy.size and original.convert("RGB").tobytes() == \
+                            copy.convert("RGB").tobytes():
+                        same = ("the copy has the same pixels as the original: it carries no "
+                                "protection (protect the photo first: cloak protect)")
+                        colour_note = "; ".join(n for n in (colour_note, same) if n)
                     with measuring_bar("measuring") as progress:
                         v = verify_images(original, copy, channels=measured, models=names,
                                           model_dir=md, device=device, progress=progress,

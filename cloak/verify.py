@@ -671,7 +671,9 @@ def check_comparable(original: Image.Image, protected: Image.Image) -> float:
         raise UnsupportedImageError(
             f"the two photos differ far more than protection changes a photo (PSNR "
             f"{value:.1f} dB at 64 px; a protected copy stays above {COMPARABLE_DB:g}): "
-            "compare a photo with its own protected copy, before any edit")
+            "compare a photo with its own protected copy, before any edit (a copy cropped "
+            "or edited since: verify it alone, cloak verify PROTECTED, the no-reference "
+            "receipt)")
     return value
 
 

@@ -651,6 +651,24 @@ def test_verify_refuses_one_file_given_twice(tmp_path, small_photo, model_dir):
     assert "verdict" not in result.stdout and "Traceback" not in result.output
 
 
+def test_verify_says_an_untouched_copy_carries_no_protection(tmp_path, small_photo,
+                                                             model_dir):
+    """A plain copy of the photo (never protected) printed a table of 0.00 and "verdict:
+    none" with no word of why; now a note says so, in --json too."""
+    import shutil
+
+    src = small_photo(tmp_path / "a.png", size=(64, 64))
+    copy = tmp_path / "copy.png"
+    shutil.copy(src, copy)
+    report = tmp_path / "r.json"
+    result = invoke("verify", src, copy, "--models", "taesd", "--channels", "as-is",
+                    "--json", report)
+    assert result.exit_code == 0, result.output
+    said = "the copy has the same pixels as the original: it carries no protection"
+    assert said in result.stderr and said in json.loads(report.read_text())["note"]
+    assert "verdict: none" in result.stdout
+
+
 def test_the_receipt_is_called_a_hint_and_small_photos_get_a_note(tmp_path, small_photo,
                                                                    model_dir):
     report = tmp_path / "r.json"
