@@ -493,7 +493,9 @@ class BatchView:
                     f"{item.src}: {item.message}")
                 self.line(text, err=True, color="red")
             elif item.status == batch.SKIPPED and item.message != batch.ALREADY_DONE:
-                self.line(f"{item.src}: skipped, {item.message}", err=True, color="yellow")
+                says_itself = item.message.startswith("its ")  # OUTPUT_FOLDER_SKIPPED
+                self.line(f"{item.src}: {'' if says_itself else 'skipped, '}{item.message}",
+                          err=True, color="yellow")
         if self.task is not None:
             self.progress.update(self.task,
                                  completed=self.finished + sum(self.running.values()))

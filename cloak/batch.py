@@ -59,8 +59,10 @@ log = logging.getLogger(__name__)
 
 MANIFEST_NAME = ".cloak-manifest.json"
 LOCK_NAME = ".cloak-lock"  # held (flock) by the run writing to OUT
-OUTPUT_FOLDER_SKIPPED = (f"a cloak output folder (it holds {MANIFEST_NAME}): its {{n}} "
-                         "protected copies are not protected again; other photos in it are")
+# said as "FOLDER: its 2 protected copies are skipped ...": the folder's other photos are
+# still protected, so the line does not begin "skipped" as a skipped photo's does
+OUTPUT_FOLDER_SKIPPED = (f"its {{n}} protected copies are skipped (a cloak output folder: it "
+                         f"holds {MANIFEST_NAME}); the other photos in it are protected")
 TEMP_GLOB = ".*.cloak-tmp-*"  # the temp files of io.write_atomic
 ALREADY_DONE = "already protected with these settings"
 NOT_A_PHOTO = "not a photo cloak reads"

@@ -1336,3 +1336,19 @@ def test_figures_show_rounded_down_as_their_thresholds_judge_them():
     assert [shown_db(v) for v in (0.29, 4.57, -1.23, 1.5)] == ["0.29", "4.57", "-1.23", "1.50"]
     assert shown_db(-0.004, sign="+") == "-0.01" and shown_db(1.5, ">8") == "    1.50"
     assert (shown_db(2.96, places=1), verdict_for(2.96)) == ("2.9", "moderate")
+
+
+def test_an_output_folder_inside_the_input_is_not_said_to_be_skipped_whole(
+        tmp_path, small_photo, model_dir):
+    """`--out` the input folder itself: a rerun leaves the copies out and protects the
+    other photos, and its line said "photos: skipped, ... other photos in it are"."""
+    folder = tmp_path / "photos"
+    small_photo(folder / "a.png")
+    assert invoke("protect", folder, "--out", folder, *TINY).exit_code == 0
+    small_photo(folder / "b.png", index=1)
+    again = invoke("protect", folder, "--out", folder, *TINY)
+    assert again.exit_code == 0, again.output
+    assert f"{folder}: its 1 protected copies are skipped (a cloak output folder" in \
+        again.stderr
+    assert "skipped, its" not in again.stderr
+    assert (folder / "photos" / "b.png").is_file()
