@@ -66,4 +66,7 @@ class Report:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["min_damage_db"] = self.min_damage_db
+        # the word the summary line gives, as saved (None: damage not measured)
+        d["verdict"] = (verdict_for(self.min_damage_db) if self.min_damage_db is not None
+                        else None)
         return d

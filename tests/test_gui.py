@@ -2058,6 +2058,12 @@ def test_the_comparison_title_says_when_the_format_added_to_the_change(qapp):
     for change, eps in ((8, 8), (16, None)):
         panel.show_comparison("a.png", Comparison(tile, tile, tile, change, eps255=eps))
         assert panel.title.text() == f"a.png — largest pixel change {change}/255"
+    # A long title wraps at the panel's width (the trial's screenshot cut it mid-word)
+    panel.resize(360, 400)
+    panel.show_comparison("a.jpg", Comparison(tile, tile, tile, 16, eps255=8))
+    line = panel.title.fontMetrics().lineSpacing()
+    assert panel.title.fontMetrics().horizontalAdvance(panel.title.text()) > 360
+    assert panel.title.heightForWidth(360) >= 2 * line
     panel.deleteLater()
 
 

@@ -805,3 +805,15 @@ def test_a_max_change_past_eps_is_said_to_be_the_formats_rounding():
             in jpeg.summary())
     png = Report(width=8, height=8, eps255=8, psnr=40.1, ssim=0.99, max_change255=8)
     assert "max change 8/255 |" in png.summary()
+
+
+def test_the_json_report_gives_the_word_the_line_gives():
+    """--json had the damage figures but not the word ("weak as saved") each photo's
+    line prints."""
+    from cloak import Report
+
+    report = Report(width=8, height=8, eps255=8, psnr=38.0, ssim=0.98, max_change255=8,
+                    damage_db={"taesd": 2.0, "taef2": 0.7})
+    assert "(weak as saved)" in report.summary() and report.to_dict()["verdict"] == "weak"
+    unmeasured = Report(width=8, height=8, eps255=8, psnr=38.0, ssim=0.98, max_change255=8)
+    assert unmeasured.to_dict()["verdict"] is None

@@ -355,6 +355,7 @@ class ComparePanel(QWidget):
         self.loading = False
         self.title = QLabel()
         self.title.setObjectName("panelTitle")
+        self.title.setWordWrap(True)  # a long name and the bound's note: not cut mid-word
         self.view = ImageView()
         self.view.setObjectName("compareView")
         self.caption = QLabel()
