@@ -20,6 +20,7 @@ from PIL import Image, ImageDraw
 
 PREVIEW_SUFFIX = ".preview.png"
 LABEL_HEIGHT = 18
+ZOOM_TO = 128  # a photo smaller than this on its short side is zoomed by whole pixels
 
 
 def preview_path(dst: str | Path) -> Path:
@@ -50,8 +51,13 @@ def _to_image(rgb: np.ndarray) -> Image.Image:
 
 def _panel(img: Image.Image, size: tuple[int, int], label: str,
            resample: int) -> Image.Image:
-    panel = Image.new("RGB", (size[0], size[1] + LABEL_HEIGHT), "white")
-    panel.paste(img.convert("RGB").resize(size, resample), (0, LABEL_HEIGHT))
+    """The image at `size` under its label; as wide as the label at least (a tall or
+    small photo's panel would cut it), the image centred."""
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    width = max(size[0], int(np.ceil(draw.textlength(label))) + 8)
+    panel = Image.new("RGB", (width, size[1] + LABEL_HEIGHT), "white")
+    panel.paste(img.convert("RGB").resize(size, resample),
+                ((width - size[0]) // 2, LABEL_HEIGHT))
     ImageDraw.Draw(panel).text((4, 3), label, fill="black")
     return panel
 
@@ -62,7 +68,10 @@ def preview_sheet(original: np.ndarray, protected: np.ndarray, budget: np.ndarra
     Returns one RGB image with the panels side by side (the original only through the
     size of the change, which does not give it back)."""
     h, w = original.shape[:2]
-    scale = min(1.0, panel / max(h, w))
+    # larger photos shrink to `panel`; a small one is zoomed by whole pixels (NEAREST)
+    # until its short side reaches ZOOM_TO, so its noise can be seen at all
+    zoom = max(1, min(panel // max(h, w), ZOOM_TO // min(h, w)))
+    scale = panel / max(h, w) if max(h, w) > panel else float(zoom)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     # NEAREST keeps the noise's texture visible instead of averaging it away; it only
     # samples pixels, so the change is measured on every `stride`-th one (a 48 MP photo
@@ -71,13 +80,15 @@ def preview_sheet(original: np.ndarray, protected: np.ndarray, budget: np.ndarra
     change = change_magnitude(original[::stride, ::stride], protected[::stride, ::stride],
                               gain)
     panels = [
-        _panel(_to_image(protected), size, "protected", Image.LANCZOS),
+        _panel(_to_image(protected), size, "protected",
+               Image.NEAREST if scale > 1 else Image.LANCZOS),
         _panel(Image.fromarray(change, "L"), size, f"change x{gain:g} (black = none)",
                Image.NEAREST),
     ]
     if budget is not None:
         gray = Image.fromarray(np.round(np.clip(budget, 0, 1) * 255).astype(np.uint8), "L")
-        panels.append(_panel(gray, size, "budget map (white = most)", Image.BILINEAR))
+        panels.append(_panel(gray, size, "budget map (white = most)",
+                             Image.NEAREST if scale > 1 else Image.BILINEAR))
     sheet = Image.new("RGB", (sum(p.width for p in panels), panels[0].height), "white")
     x = 0
     for p in panels:

@@ -9,7 +9,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import cli
-from cloak.preview import change_magnitude, preview_path, preview_sheet
+from cloak.preview import LABEL_HEIGHT, change_magnitude, preview_path, preview_sheet
 
 
 def test_change_magnitude_is_black_where_nothing_changed():
@@ -29,11 +29,11 @@ def test_the_sheet_does_not_give_back_the_original():
     sheet can't tell which way each pixel moved, so the original can't be rebuilt from an
     uploaded output folder (a signed difference would give it back exactly)."""
     rng = np.random.default_rng(3)
-    original = (0.1 + 0.8 * rng.random((40, 30, 3))).astype(np.float32)
+    original = (0.1 + 0.8 * rng.random((40, 140, 3))).astype(np.float32)
     delta = rng.choice([-8, 8], size=original.shape).astype(np.float32) / 255
-    sheets = [np.asarray(preview_sheet(original, original + d, None, panel=64))
+    sheets = [np.asarray(preview_sheet(original, original + d, None, panel=256))
               for d in (delta, -delta)]
-    middle = [s[18:, 30:60] for s in sheets]
+    middle = [s[18:, 140:280] for s in sheets]  # panels as wide as the photo's 140 px
     assert np.array_equal(middle[0], middle[1]) and middle[0].max() > 0
 
 
@@ -41,8 +41,10 @@ def test_sheet_has_three_panels_at_most_panel_px_tall_and_no_original():
     rng = np.random.default_rng(0)
     original = rng.random((300, 200, 3), dtype=np.float32) * 0.9
     sheet = preview_sheet(original, original, np.ones((60, 40)), panel=150)
-    assert sheet.size == (3 * 100, 150 + 18)
-    assert preview_sheet(original, original, None, panel=150).width == 2 * 100
+    assert sheet.height == 150 + 18
+    # 100 px panels, the two with longer labels widened to them (124 and 123 px + 8)
+    assert sheet.width == 100 + 132 + 131
+    assert preview_sheet(original, original, None, panel=150).width == 100 + 132
     # The first panel is the protected photo: an unprotected copy never sits in OUT.
     protected = original + 0.1
     first = np.asarray(preview_sheet(original, protected, None, panel=150))[18:, :100]
@@ -77,8 +79,9 @@ def test_cli_preview_writes_a_sheet_showing_the_noise(tmp_path, small_photo, mod
     sheet_path = out / "me.jpg.preview.png"
     assert (out / "me.jpg").is_file() and sheet_path.is_file()
     with Image.open(sheet_path) as sheet:
-        assert sheet.size == (3 * 96, 64 + 18)
-        change_panel = np.asarray(sheet.convert("RGB"))[18:, 96:2 * 96].astype(int)
+        # under 128 px on its short side: zoomed 2x, by whole pixels
+        assert sheet.size == (3 * 192, 128 + 18)
+        change_panel = np.asarray(sheet.convert("RGB"))[18:, 192:2 * 192:2, :][::2].astype(int)
     assert change_panel.max() > 20  # the perturbation is visible, amplified
     # the change shown is the saved JPEG's, encoder included, not the pixels before it
     from cloak import io
@@ -125,3 +128,24 @@ def test_same_stem_photos_get_their_own_previews_and_overwrite_reaches_them(
     assert (out / "me.png").is_file()
     with Image.open(out / "me.png.preview.png") as sheet:  # made again: a sheet, not ours
         sheet.load()
+
+
+def test_labels_fit_on_a_tall_photo_and_a_tiny_one_is_zoomed():
+    """A 1:16 photo's panels were 32 px wide and a 16x16 photo's 16 px: every label cut
+    off, and the tiny photo's noise too small to see. Panels are now as wide as their
+    labels (the image centred), and a photo under 128 px is zoomed by whole pixels."""
+    from PIL import ImageDraw
+
+    labels = ("protected", "change x10 (black = none)", "budget map (white = most)")
+    for shape in ((1024, 64, 3), (16, 16, 3)):
+        rng = np.random.default_rng(0)
+        original = rng.random(shape, dtype=np.float32)
+        protected = np.clip(original + rng.choice([-8, 8], shape) / 255, 0, 1)
+        sheet = preview_sheet(original, protected, np.ones(shape[:2], np.float32))
+        draw = ImageDraw.Draw(sheet)
+        assert sheet.width >= sum(draw.textlength(label) for label in labels), shape
+    tiny = preview_sheet(original, protected, np.ones((16, 16), np.float32))
+    assert tiny.height == 128 + LABEL_HEIGHT  # zoomed 8x, as whole pixels
+    panel = np.asarray(tiny)[LABEL_HEIGHT:, :128]  # the first panel: the photo, 128 px
+    block = panel[:8, :8]
+    assert (block == block[0, 0]).all()  # one photo pixel, 8x8 screen pixels
