@@ -131,7 +131,8 @@ def load_user_mask(path: str | Path, height: int, width: int, check_aspect: bool
                    shape_of: tuple[int, int] | None = None) -> torch.Tensor:
     """Read a mask image (white = protect most), upright by its EXIF orientation, resized
     to (H, W) -> (1, 1, H, W) in [0, 1]. A mask whose shape is not the photo's (more than
-    5% off in aspect ratio: drawn for another photo, or turned) is refused, not stretched;
+    1% off in aspect ratio, plus a pixel of rounding on its short side: drawn for another
+    photo, or turned) is refused, not stretched;
     `shape_of` (h, w) is the photo's size when (H, W) is a working size rounded to 8 px
     (a 2000x200 photo works at 512x48, 6.7% off its shape); `check_aspect` False only
     checks that it reads."""
@@ -139,7 +140,7 @@ def load_user_mask(path: str | Path, height: int, width: int, check_aspect: bool
         aspect_height, aspect_width = shape_of
     else:
         aspect_height, aspect_width = height, width
-    from PIL import Image
+    from PIL import Image, ImageOps
 
     from .errors import UnsupportedImageError
     from .io import DECODE_ERRORS, READ_FORMATS, decoding_limit, pixel_limit
@@ -147,7 +148,14 @@ def load_user_mask(path: str | Path, height: int, width: int, check_aspect: bool
     try:  # a mask over cloak's pixel limit fails as a photo would (no traceback)
         with decoding_limit(Path(path), pixel_limit()), \
                 Image.open(path, formats=READ_FORMATS) as img:
-            img = _upright_values(img, Path(path))
+            # a float TIFF (which cloak reads as a mask only) keeps Pillow's turn
+            tiff = img.format == "TIFF" and img.mode != "F"
+            if img.format == "TIFF" and not tiff:
+                img = mask_values(ImageOps.exif_transpose(img))
+            elif not tiff:
+                img = _upright_values(img, Path(path))
+        if tiff:  # outside the lock: read as a photo is (load_photo takes it itself)
+            img = _tiff_values(Path(path))
     except DECODE_ERRORS as exc:  # Pillow raises SyntaxError, struct.error... on damage
         raise UnsupportedImageError(f"can't read mask {path}: {exc}") from exc
     slack = MASK_ASPECT_TOLERANCE + 1 / min(img.width, img.height)
@@ -172,17 +180,31 @@ def load_user_mask(path: str | Path, height: int, width: int, check_aspect: bool
     return torch.from_numpy(arr.clip(0, 1))[None, None]
 
 
+def _tiff_values(path: Path):
+    """A TIFF mask as mode "F" in [0, 1], read as cloak.io reads a photo: Pillow turns a
+    TIFF while it loads (by its tag, or else by XMP's), and exif_transpose then turned an
+    EXIF-tagged one back; io keeps the turn a viewer makes. See-through counts as black,
+    as in mask_values."""
+    from PIL import Image
+
+    from .io import load_photo
+
+    photo = load_photo(path)
+    values = photo.rgb.mean(axis=2)
+    if photo.alpha is not None:
+        values *= photo.alpha.astype(np.float32) / np.iinfo(photo.alpha.dtype).max
+    return Image.fromarray(np.ascontiguousarray(values, dtype=np.float32), "F")
+
+
 def _upright_values(img, path: Path):
     """mask_values(img) turned upright as cloak.io turns a photo: by its EXIF Orientation,
     not by an XMP tiff:Orientation alone (Pillow's exif_transpose follows that one; viewers,
-    and cloak's photos, do not). A TIFF is turned as Pillow turns it (as before)."""
-    from PIL import Image, ImageOps
+    and cloak's photos, do not). Not for a TIFF (_tiff_values)."""
+    from PIL import Image
 
     from . import metadata as md
     from .io import _png_header, to_upright
 
-    if img.format == "TIFF":
-        return mask_values(ImageOps.exif_transpose(img))
     if img.format == "PNG":
         img.load()  # eXIf may follow the pixels
         key = img.info.get("transparency")

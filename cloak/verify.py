@@ -422,8 +422,9 @@ def verify_images(original: Image.Image, protected: Image.Image,
         if is_resized(original.size, protected.size):
             original, protected, flat_note = pair_transparency(original, protected)
     original, note = match_copy(original, protected)
-    if crop_note and note:  # cropped here, then resized by match_copy: one note says both
-        note = f"{crop_note}, and resized to the copy's size to compare them"
+    if crop_note:  # cropped here; resized by match_copy too where the sizes still differed
+        note = f"{crop_note}, and resized to the copy's size to compare them" if note \
+            else crop_note
     original, protected, alpha_note = pair_transparency(original, protected)
     alpha_note = alpha_note or flat_note
     if alpha_note == TRANSPARENT_PAIR_NOTE and not any(c in SOCIAL_PRESETS for c in channels):

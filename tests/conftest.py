@@ -67,7 +67,7 @@ def weights_dir() -> Path:
     names the folder (CI), so a suite that skips everything cannot pass as green; without
     it the weight-dependent tests skip."""
     named = os.environ.get("CLOAK_MODEL_DIR")
-    folder = Path(named).resolve() if named else MODELS
+    folder = Path(named).expanduser().resolve() if named else MODELS
     if not (folder / "taesd_encoder.safetensors").is_file():
         if named:
             pytest.fail(f"CLOAK_MODEL_DIR={named}: no weights there (taesd_encoder.safetensors)")

@@ -7,12 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import missing
+from conftest import PHOTOS, missing
 from PIL import Image
 
 from cloak import budget
-
-PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "photos" / "dev"
 
 
 def half_flat_half_texture(h=64, w=64) -> torch.Tensor:
@@ -337,6 +335,31 @@ class TestMaskFiles:
         assert io.load_photo(tmp_path / "p.jpg").rgb.shape[:2] == (48, 64)
         mask = budget.load_user_mask(tmp_path / "m.jpg", 48, 64)[0, 0]
         assert float(mask[:, :28].min()) > 0.9 and float(mask[:, 36:].max()) < 0.1
+
+    @pytest.mark.parametrize("tag", ["exif", "xmp"])
+    def test_a_tiff_mask_is_turned_as_its_photo_is(self, tmp_path, tag):
+        """A TIFF mask and its TIFF photo, both turned by an EXIF Orientation (Pillow
+        turns a TIFF as it loads, and exif_transpose turned it back: refused as another
+        shape) or by an XMP one alone (a photo is not turned by it, the mask was)."""
+        from cloak import io
+
+        gray = np.zeros((48, 64), np.uint8)
+        gray[:, :32] = 255
+        if tag == "exif":
+            exif = Image.Exif()
+            exif[0x0112] = 6
+            options = {"exif": exif}
+        else:
+            options = {"tiffinfo": {700: (
+                b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/'
+                b'1999/02/22-rdf-syntax-ns#"><rdf:Description xmlns:tiff="http://ns.adobe.'
+                b'com/tiff/1.0/" tiff:Orientation="6"/></rdf:RDF></x:xmpmeta>')}}
+        Image.fromarray(gray, "L").save(tmp_path / "m.tif", **options)
+        Image.fromarray(np.dstack([gray] * 3)).save(tmp_path / "p.tif", **options)
+        photo = io.load_photo(tmp_path / "p.tif").rgb.mean(axis=2)
+        mask = budget.load_user_mask(tmp_path / "m.tif", *photo.shape)[0, 0].numpy()
+        assert photo.shape == ((64, 48) if tag == "exif" else (48, 64))
+        assert np.abs(mask - photo).max() < 0.05
 
     def test_a_mask_drawn_for_a_slightly_other_shape_is_refused(self, tmp_path):
         """A mask drawn for another photo 3.4% off this one's shape was stretched over it

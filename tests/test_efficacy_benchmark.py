@@ -45,3 +45,37 @@ def test_the_worst_clean_up_is_unmeasured_when_one_clean_up_is() -> None:
     rows = [_row({**measured, "blur": 0.5})] * 3
     assert efficacy._worst_cleanup(rows, "taesd") == 0.5
     assert "| worst clean-up | 12% |" in efficacy.retention_table({"cloak medium": rows})
+
+
+def test_run_one_protects_and_compares_as_the_product_does(tmp_path, monkeypatch, model_dir):
+    """run_one hands the protector cloak.io's pixels with the gray flag `cloak protect`
+    passes, writes the copy as the product does, and verifies that file with its
+    transparency (verify's note on transparent photos is in the row)."""
+    import functools
+
+    from cloak.verify import verify_images
+
+    monkeypatch.setattr(efficacy, "CHANNELS", ("as-is", "instagram"))
+    monkeypatch.setattr(efficacy, "verify_images",
+                        functools.partial(verify_images, models=("taesd",)))
+    asked: list[bool] = []
+
+    def protect_fn(rgb, grayscale=False):  # a seeded +-4/255 change, gray where asked
+        asked.append(grayscale)
+        noise = np.random.default_rng(0).choice([-4, 4], rgb.shape[:2] + (1,)) / 255
+        return np.clip(rgb + noise, 0, 1).astype(np.float32)
+
+    gray = tmp_path / "g.png"
+    Image.fromarray(np.tile(np.arange(64, dtype=np.uint8) * 4, (48, 1)), "L").save(gray)
+    rgba = np.zeros((48, 64, 4), np.uint8)
+    rgba[..., :3] = np.random.default_rng(1).integers(0, 256, (48, 64, 3))
+    rgba[:, 32:, 3] = 255  # the left half hidden, black under it
+    rgba[:, :32, :3] = 0
+    clear = tmp_path / "t.png"
+    Image.fromarray(rgba, "RGBA").save(clear)
+    rows = [efficacy.run_one(src.name, efficacy.load_as_verify(src), protect_fn,
+                             tmp_path / "out", source=src) for src in (gray, clear)]
+    assert asked == [True, False]
+    assert "transparent" in (rows[1]["note"] or "")
+    with Image.open(tmp_path / "out" / "t.png") as written:
+        assert written.mode == "RGBA"

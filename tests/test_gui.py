@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import missing
+from conftest import PHOTOS, missing
 from PIL import Image, ImageOps
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -507,8 +507,7 @@ class TestHelpers:
         is more saturated than its raw values; an sRGB or unusable profile changes nothing."""
         from PIL import ImageCms
 
-        heic = Path(__file__).resolve().parents[2] / "shared" / "photos" / "dev" / \
-            "d19_exif-samples_IMG_5195.HEIC"
+        heic = PHOTOS / "d19_exif-samples_IMG_5195.HEIC"
         if not heic.is_file():
             missing(f"{heic} missing")
         with Image.open(heic) as im:

@@ -23,13 +23,12 @@ from pathlib import Path
 import numpy as np
 import pillow_heif
 import pytest
-from conftest import missing
+from conftest import PHOTOS, missing
 from PIL import ExifTags, Image, ImageCms, ImageFile, ImageOps, JpegImagePlugin
 
 from cloak import OutputError, UnsupportedImageError, io, metadata
 from cloak.metadata import DMI_PROHIBITED, MetadataPolicy
 
-PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "photos" / "dev"
 GPS, EXIF_IFD = ExifTags.IFD.GPSInfo, ExifTags.IFD.Exif
 T = ExifTags.Base
 

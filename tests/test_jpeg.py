@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import missing
+from conftest import PHOTOS, missing
 from PIL import Image
 
 from cloak import transforms as T
 from cloak.jpeg import jpeg_round_trip, quality_table
 from cloak.metrics import psnr
 
-PHOTO = Path(__file__).resolve().parents[2] / "shared" / "photos" / "dev" / \
-    "d01_scikit-image_astronaut.png"
+PHOTO = PHOTOS / "d01_scikit-image_astronaut.png"
 
 
 @pytest.fixture

@@ -11,14 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import missing
+from conftest import PHOTOS, missing
 from PIL import Image, ImageOps
 
 from cloak import OutputError, ProtectConfig, budget, metrics, protect, protect_file
 from cloak.errors import UnsupportedImageError
 from cloak.pipeline import editing_views, quantise_change
-
-PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "photos" / "dev"
 
 
 def sha(path: Path) -> str:

@@ -393,12 +393,11 @@ def test_the_naive_clean_up_downscales_without_antialiasing():
 
 def iphone_photo(size: tuple[int, int]) -> tuple[Image.Image, bytes]:
     """The dev iPhone HEIC (Display P3) at `size`, as stored values, and its profile."""
-    from conftest import missing
+    from conftest import PHOTOS, missing
 
     from cloak.io import load_photo
 
-    heic = Path(__file__).resolve().parents[2] / "shared" / "photos" / "dev" / \
-        "d19_exif-samples_IMG_5195.HEIC"
+    heic = PHOTOS / "d19_exif-samples_IMG_5195.HEIC"
     if not heic.is_file():
         missing(f"{heic} missing")
     photo = load_photo(heic)

@@ -278,6 +278,11 @@ def test_an_instagram_cropped_flattened_copy_of_a_transparent_original_pairs(mod
     assert "cropped to its middle 96x128" in v.note and "resized to the copy's size" in v.note
     assert "flattened onto white" in v.note
     assert v.psnr > 60
+    # a tall photo already 1080 wide: cropped, not resized; the note still says the crop
+    unresized = crop_to_aspect(flatten(original), *INSTAGRAM_ASPECT)
+    v = verify_images(original, unresized, ("as-is",), models=("taesd",))
+    assert "cropped to its middle 96x128" in v.note and "flattened onto white" in v.note
+    assert "resized" not in v.note
 
 
 def test_an_opaque_original_s_transparent_copy_is_compared_by_its_colour_everywhere():
