@@ -659,6 +659,13 @@ def check_out(out: Path) -> None:
         fail(f"--out {out} can't be made: {above} is a file, not a folder")
 
 
+def as_is_means(original, copy) -> str:
+    """What "as is" is for this pair: a copy of the original's size has not been posted
+    (or was posted unchanged); a smaller one is as it came back from where it was posted."""
+    return ("before posting" if original.size == copy.size
+            else "the copy as given, already resized")
+
+
 def write_json(json_path: Path, data: dict, code: int = 1) -> None:
     """Write --json atomically (a new hidden temp file beside it, then a rename), replacing
     the report a run before left there. A link at the temp file's name is never written
@@ -873,7 +880,8 @@ def verify(
                     only = (f"; on {', '.join(names)} only" if set(names) != set(ALL_MODEL_NAMES)
                             else "")
                     say(f"verdict: {v.verdict} (worst channel: {v.worst.channel}{only}); "
-                               f"as is (before posting): {v.verdict_as_posted}")
+                               f"as is ({as_is_means(original, copy)}): "
+                               f"{v.verdict_as_posted}")
                     if v.damage_at_1024:
                         say(
                             "at 1024 px, SDXL and FLUX's editing size (as it is): "

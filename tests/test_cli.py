@@ -1352,3 +1352,17 @@ def test_an_output_folder_inside_the_input_is_not_said_to_be_skipped_whole(
         again.stderr
     assert "skipped, its" not in again.stderr
     assert (folder / "photos" / "b.png").is_file()
+
+
+def test_verify_says_what_as_is_means_for_a_copy_that_came_back_smaller(
+        tmp_path, small_photo, model_dir):
+    """A copy downloaded back from a platform (resized) was labelled "as is (before
+    posting)", which it is not."""
+    src = small_photo(tmp_path / "a.png", size=(128, 96))
+    with Image.open(src) as im:
+        im.resize((64, 48), Image.LANCZOS).save(tmp_path / "back.png")
+    result = invoke("verify", src, tmp_path / "back.png", "--models", "taesd",
+                    "--channels", "as-is")
+    assert result.exit_code == 0, result.output
+    assert "as is (the copy as given, already resized): " in result.stdout
+    assert "before posting" not in result.stdout
