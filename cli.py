@@ -1028,7 +1028,8 @@ def verify_folders(originals: Path, protected: Path, channels: tuple[str, ...],
     from cloak.pairs import pair_folders
 
     unreadable: list[OSError] = []
-    pairs = pair_folders(originals, protected, unreadable)
+    left_out: list[Path] = []  # photos in PROTECTED outside the copies of ORIGINALS
+    pairs = pair_folders(originals, protected, unreadable, left_out)
     if not any(pair.original for pair in pairs):
         raise CloakError(
             f"none of the {len(pairs)} photo(s) in {printable(str(protected))} has its "
@@ -1055,12 +1056,20 @@ def verify_folders(originals: Path, protected: Path, channels: tuple[str, ...],
         + (f"; {failed} not measured" if failed else "")
         + (f"; interrupted, {len(pairs) + len(unreadable) - len(rows)} not reached"
            if interrupted else ""))
+    if left_out:  # the folder's copies are in its mirror; these came from other runs
+        mirror = os.path.commonpath([str(pair.copy.parent) for pair in pairs])
+        typer.secho(f"note: {len(left_out)} other photo(s) in {printable(str(protected))}, "
+                    f"outside {printable(mirror)} where this folder's copies are, were not "
+                    f"measured (such as {printable(str(left_out[0]))}: another run's copy?); "
+                    "verify such a copy with its original: cloak verify ORIGINAL COPY",
+                    fg=typer.colors.YELLOW, err=True)
     if json_path:
         write_json(json_path, {"kind": "folders", "originals": str(originals),
                                "protected_folder": str(protected), "models": list(names),
                                "channels": list(channels), "pairs": rows,
                                "verdicts": counts, "without_original": alone,
                                "failed": failed, "interrupted": interrupted,
+                               "left_out": [str(photo) for photo in left_out],
                                "cloak_version": __version__})
     return 130 if interrupted else 2 if failed else 0
 

@@ -135,12 +135,14 @@ def recorded_mirrors(originals: Path, protected: Path, record=None
 
 
 def pair_folders(originals: Path, protected: Path,
-                 unreadable: list[OSError] | None = None) -> list[Pair]:
+                 unreadable: list[OSError] | None = None,
+                 left_out: list[Path] | None = None) -> list[Pair]:
     """Every photo under `protected` with its original under `originals` (see the module
     docstring); only the photos in the mirror of `originals` where `protected`'s record
-    names one (recorded_mirrors). A copy that is its own original pairs with none.
-    `unreadable`: see photos_under. UnsupportedImageError where the two are one folder, or
-    there is no photo to pair."""
+    names one (recorded_mirrors): the others are appended to `left_out` (a copy made by
+    another run, such as one photo protected alone into the same folder). A copy that is
+    its own original pairs with none. `unreadable`: see photos_under.
+    UnsupportedImageError where the two are one folder, or there is no photo to pair."""
     from .batch import Manifest, _same_folder_path
 
     if _same_folder_path(os.path.realpath(originals), os.path.realpath(protected)):
@@ -168,6 +170,10 @@ def pair_folders(originals: Path, protected: Path,
         if original is not None and same_file(original, copy):  # PROTECTED holds ORIGINALS
             original = None
         pairs.append(Pair(str(name), copy, original))
+    if mirror and left_out is not None:
+        inside = {os.path.normcase(str(copy)) for copy in copies}
+        left_out.extend(photo for photo in photos_under(protected, [])
+                        if os.path.normcase(str(photo)) not in inside)
     return pair_by_record(pairs, originals, record.entries, unreadable)
 
 

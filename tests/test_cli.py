@@ -1366,3 +1366,22 @@ def test_verify_says_what_as_is_means_for_a_copy_that_came_back_smaller(
     assert result.exit_code == 0, result.output
     assert "as is (the copy as given, already resized): " in result.stdout
     assert "before posting" not in result.stdout
+
+
+def test_verify_folders_names_the_copies_it_leaves_out(tmp_path, small_photo, model_dir):
+    """A folder's copies are in its mirror (OUT/photos); a photo protected alone into the
+    same OUT lands beside it and was left out in silence (a trial counted 6 pairs for 7
+    copies)."""
+    folder = tmp_path / "photos"
+    a = small_photo(folder / "a.png")
+    small_photo(folder / "b.png", index=1)
+    out = tmp_path / "out"
+    assert invoke("protect", folder, "--out", out, *TINY).exit_code == 0
+    assert invoke("protect", a, "--out", out, *TINY).exit_code == 0  # out/a.png
+    report = tmp_path / "r.json"
+    result = invoke("verify", folder, out, "--models", "taesd", "--channels", "as-is",
+                    "--json", report)
+    assert result.exit_code == 0, result.output
+    assert "2 pair(s) measured" in result.stdout
+    assert f"note: 1 other photo(s) in {out}, outside {out / 'photos'}" in result.stderr
+    assert json.loads(report.read_text())["left_out"] == [str(out / "a.png")]
