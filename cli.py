@@ -218,13 +218,19 @@ def protect(
         "existing file is replaced only if it is a cloak report).")] = None,
     keep_gps: Annotated[bool, typer.Option(
         "--keep-gps",
-        help="Keep the GPS position (dropped by default).",
+        help="Keep the GPS position, and the time zone, air pressure and water depth that "
+             "also hint where the photo was (all dropped by default).",
         rich_help_panel="Metadata")] = False,
     keep_serials: Annotated[bool, typer.Option(
         "--keep-serials",
-        help="Keep camera/lens serial numbers, owner name, image unique ID, maker note "
-             "and free-text notes (description, comments, keywords; all dropped by "
-             "default).", rich_help_panel="Metadata")] = False,
+        help="Keep camera/lens serial numbers, owner name, image unique ID and free-text "
+             "notes (description, comments, keywords; all dropped by default). The maker "
+             "note is never kept.", rich_help_panel="Metadata")] = False,
+    strip_names: Annotated[bool, typer.Option(
+        "--strip-names",
+        help="Drop the artist, author, creator and copyright names (kept by default: a "
+             "camera set up with its owner's name writes it into every photo); the date "
+             "and camera stay.", rich_help_panel="Metadata")] = False,
     strip_exif: Annotated[bool, typer.Option(
         "--strip-exif",
         help="Drop capture date, camera, exposure, copyright and author too (kept by "
@@ -297,7 +303,7 @@ def protect(
                 preview=preview, robust=robust, view_sizes=parse_sizes(editor_sizes),
                 metadata=MetadataPolicy.choose(
                     keep_gps=keep_gps, keep_serials=keep_serials, strip_exif=strip_exif,
-                    keep_icc=icc, notices=ai_notice))
+                    keep_icc=icc, notices=ai_notice, strip_names=strip_names))
         except CloakError as exc:
             fail(str(exc))
     view = BatchView()

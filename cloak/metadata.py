@@ -81,8 +81,22 @@ PERSONAL_TEXT = frozenset({
 # a second copyright. Never carried from there.
 EXIF_IFD_FOREIGN = frozenset({
     ExifTags.Base.IPTCNAA, ExifTags.Base.ImageResources, ExifTags.Base.InterColorProfile,
-    ExifTags.Base.Copyright, ExifTags.Base.Artist,
+    ExifTags.Base.Copyright, ExifTags.Base.Artist, ExifTags.Base.XPAuthor,
+    # The maker note is a vendor container, not a serial: it can also hold place names
+    # (Nikon's LocationInfo; Panasonic's city, country and landmark), the names of people
+    # the camera recognised (Panasonic's face recognition, baby names) and a preview of the
+    # unprotected photo (Olympus, Pentax); its offsets break when it moves anyway. Never
+    # carried, --keep-serials or not.
+    ExifTags.Base.MakerNote,
 })
+BULKY_VALUE = 4096  # bytes: an Exif value this long goes first when EXIF overflows a JPEG
+# Where the photo was, short of GPS: the time zone (a region of the world), air pressure
+# (altitude) and water depth. Dropped with the GPS (kept with --keep-gps).
+PLACE_HINTS = frozenset({
+    ExifTags.Base.TimeZoneOffset, ExifTags.Base.OffsetTime, ExifTags.Base.OffsetTimeOriginal,
+    ExifTags.Base.OffsetTimeDigitized, ExifTags.Base.Pressure, ExifTags.Base.WaterDepth,
+})
+XMP_TIME_ZONE = re.compile(r"(T[\d:.]+)(Z|[+-]\d{2}:?\d{2})$")
 # The Exif IFD's standard capture tags (EXIF 2.3x, up to Gamma 0xA500), kept unless
 # IDENTIFYING: software's private tags there (Adobe's owner and serial tags at 0xFDE8+,
 # Microsoft's padding) are dropped with the serials.
@@ -144,13 +158,15 @@ class MetadataPolicy:
     @classmethod
     def choose(cls, *, keep_gps: bool = False, keep_serials: bool = False,
                strip_exif: bool = False, keep_icc: bool = True,
-               notices: bool = True) -> MetadataPolicy:
+               notices: bool = True, strip_names: bool = False) -> MetadataPolicy:
         """The policy behind the user-facing switches (CLI flags, the app's check boxes);
-        all at their defaults gives MetadataPolicy()."""
+        all at their defaults gives MetadataPolicy(). `strip_names` drops the artist,
+        author, creator and copyright names alone (the date and camera stay)."""
         base = cls.minimal() if strip_exif else cls()
         return dataclasses.replace(
             base, strip_gps=not keep_gps, strip_serials=not keep_serials, keep_icc=keep_icc,
-            data_mining_notice=notices, cloak_note=notices)
+            data_mining_notice=notices, cloak_note=notices,
+            keep_copyright=base.keep_copyright and not strip_names)
 
 
 @dataclass
@@ -246,7 +262,8 @@ def build_exif(snapshot: ExifSnapshot | None, policy: MetadataPolicy, orientatio
         turned = orientation != src.orientation  # stored in another frame than the source
         exif_ifd = {tag: value for tag, value in src.exif.items()
                     if tag != INTEROP_IFD and not (turned and tag in SUBJECT_POINTS)
-                    and tag not in EXIF_IFD_FOREIGN and (
+                    and tag not in EXIF_IFD_FOREIGN
+                    and not (policy.strip_gps and tag in PLACE_HINTS) and (
                         not policy.strip_serials or
                         (tag in EXIF_IFD_STANDARD and tag not in IDENTIFYING
                          and tag not in PERSONAL_TEXT))}
@@ -282,14 +299,15 @@ def build_exif(snapshot: ExifSnapshot | None, policy: MetadataPolicy, orientatio
         log.warning("EXIF could not be rewritten (%s); keeping orientation and rights only", exc)
         return build_exif(_essentials(src), policy, orientation, xmp_for_tiff=xmp_for_tiff,
                           sub_ifds=False, stored_size=stored_size, max_bytes=max_bytes)
-    maker_note = ExifTags.Base.MakerNote
     too_long = max_bytes is not None and len(data) > max_bytes
-    if too_long and sub_ifds and maker_note in src.exif:
-        # the camera's private blob (kept with --keep-serials) goes first: date, exposure,
-        # colour space and GPS stay
-        log.warning("EXIF is %d bytes, too long for one JPEG segment; dropping the MakerNote",
-                    len(data))
-        lighter = ExifSnapshot(src.base, {t: v for t, v in src.exif.items() if t != maker_note},
+    bulky = {tag for tag, value in src.exif.items()
+             if isinstance(value, (bytes, str)) and len(value) > BULKY_VALUE}
+    if too_long and sub_ifds and bulky:
+        # a long value kept with --keep-serials (a user comment, a vendor's private tag)
+        # goes first: date, exposure, colour space and GPS stay
+        log.warning("EXIF is %d bytes, too long for one JPEG segment; dropping its long "
+                    "values (tags %s)", len(data), ", ".join(f"0x{t:04X}" for t in sorted(bulky)))
+        lighter = ExifSnapshot(src.base, {t: v for t, v in src.exif.items() if t not in bulky},
                                src.gps, src.interop)
         return build_exif(lighter, policy, orientation, xmp_for_tiff=xmp_for_tiff,
                           stored_size=stored_size, max_bytes=max_bytes)
@@ -475,6 +493,8 @@ def build_xmp(source_xmp: bytes | None, snapshot: ExifSnapshot | None,
     desc = _description(policy, creators, rights, version)
     if policy.keep_exif and not policy.keep_xmp:
         for key, text in _xmp_capture(root).items():
+            if policy.strip_gps:  # the time zone says a region of the world (PLACE_HINTS)
+                text = XMP_TIME_ZONE.sub(r"\1", text)
             desc.set(key, text)
     if policy.keep_xmp and root is not None and root.find(f".//{{{RDF_NS}}}RDF") is not None:
         _scrub(root, policy)

@@ -1385,3 +1385,23 @@ def test_verify_folders_names_the_copies_it_leaves_out(tmp_path, small_photo, mo
     assert "2 pair(s) measured" in result.stdout
     assert f"note: 1 other photo(s) in {out}, outside {out / 'photos'}" in result.stderr
     assert json.loads(report.read_text())["left_out"] == [str(out / "a.png")]
+
+
+def test_strip_names_reaches_the_copy(tmp_path, small_photo, model_dir):
+    """--strip-names drops the owner's name a camera writes into every photo; the date
+    stays."""
+    from PIL import ExifTags
+
+    src = small_photo(tmp_path / "a.jpg")
+    exif = Image.Exif()
+    exif[ExifTags.Base.Artist] = "Jane Doe"
+    exif[ExifTags.IFD.Exif] = {ExifTags.Base.DateTimeOriginal: "2024:05:01 12:00:00"}
+    with Image.open(src) as im:
+        im.save(src, quality=95, exif=exif.tobytes())
+    result = invoke("protect", src, "--out", tmp_path / "out", "--strip-names", *TINY)
+    assert result.exit_code == 0, result.output
+    copy = tmp_path / "out" / "a.jpg"
+    assert b"Jane Doe" not in copy.read_bytes()
+    with Image.open(copy) as out:
+        assert out.getexif().get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.DateTimeOriginal] == \
+            "2024:05:01 12:00:00"

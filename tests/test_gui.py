@@ -1987,8 +1987,8 @@ class TestReviewFixes:
         finally:
             again.close()
         third = MainWindow(settings=TINY, store=settings)
-        try:
-            assert third.keep_gps.isChecked() and not third.strip_exif.isChecked()
+        try:  # "Keep location" starts off at every launch (a privacy default)
+            assert not third.keep_gps.isChecked() and not third.strip_exif.isChecked()
         finally:
             third.close()
             third.deleteLater()

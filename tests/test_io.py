@@ -790,6 +790,27 @@ class TestMetadata:
         assert b"Ada Lovelace" in xmp and b"(c) 2024 Ada" in xmp
         assert b"SN123" not in dst.read_bytes()
 
+    @pytest.mark.parametrize("suffix", [".jpg", ".png"])
+    def test_names_can_go_without_the_camera_details(self, tmp_path: Path,
+                                                      suffix: str) -> None:
+        """A camera set up with its owner's name writes it into every photo: --strip-names
+        drops the artist, author and copyright (EXIF, an XPAuthor misplaced in the Exif
+        block, XMP) and keeps the date and camera. Before, only --strip-exif dropped them,
+        with everything else."""
+        exif = exif_with()
+        exif[EXIF_IFD][T.XPAuthor] = "Ada Byron".encode("utf-16-le")
+        src = save(Image.fromarray(pixels()), tmp_path / "n.jpg", quality=95,
+                   exif=exif.tobytes())
+        photo = io.load_photo(src)
+        dst = io.save_photo(photo, photo.rgb, tmp_path / f"out{suffix}",
+                            metadata=MetadataPolicy.choose(strip_names=True))
+        data = dst.read_bytes()
+        for name in (b"Ada Lovelace", b"(c) 2024 Ada", "Ada Byron".encode("utf-16-le")):
+            assert name not in data, name
+        with Image.open(dst) as out:
+            assert out.getexif().get_ifd(EXIF_IFD)[T.DateTimeOriginal] == "2024:05:01 12:00:00"
+            assert out.getexif()[T.Make] == "Cam"
+
     def test_tiff_keeps_ifd0_and_xmp(self, tmp_path: Path) -> None:
         photo = io.load_photo(_tagged_jpeg(tmp_path, Orientation=3))
         dst = io.save_photo(photo, photo.rgb, tmp_path / "out.tif")
@@ -1674,22 +1695,50 @@ class TestHostileMetadata:
             assert b"ENTITY" not in packet and b"aaaaaaaaaa" not in packet
 
 
-def test_a_huge_maker_note_goes_before_the_rest_of_the_exif() -> None:
-    """With --keep-serials a camera's MakerNote can push EXIF past one JPEG segment (64 KB):
-    the MakerNote is dropped, the capture date, exposure and GPS stay."""
-    date, exposure = ExifTags.Base.DateTimeOriginal, ExifTags.Base.ExposureTime
-    snapshot = metadata.ExifSnapshot(
-        {ExifTags.Base.Make: "Cam"},
-        {date: "2026:01:02 03:04:05", exposure: 0.01, ExifTags.Base.MakerNote: bytes(70_000)},
-        {ExifTags.GPS.GPSLatitudeRef: "N"}, {})
-    policy = MetadataPolicy(strip_gps=False, strip_serials=False)
-    data = metadata.build_exif(snapshot, policy, 1)
-    assert data is not None and len(data) <= metadata.MAX_JPEG_SEGMENT
+def _png_xmp(xmp: bytes):
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_itxt("XML:com.adobe.xmp", xmp.decode())
+    return info
+
+
+def test_the_maker_note_is_never_carried_and_place_hints_go_with_the_gps(
+        tmp_path: Path) -> None:
+    """A maker note is a vendor container: besides serials it can hold place names, the
+    names of people the camera recognised and a preview of the unprotected photo. It was
+    kept with --keep-serials (byte for byte, and whole in a PNG copy). The time zone, air
+    pressure and water depth say where the photo was short of GPS: they go with it."""
+    from io import BytesIO
+
+    preview = BytesIO()
+    Image.fromarray(pixels(seed=3)).save(preview, "JPEG", quality=50)
     exif = Image.Exif()
-    exif.load(data)
-    sub = exif.get_ifd(ExifTags.IFD.Exif)
-    assert sub[date] == "2026:01:02 03:04:05" and ExifTags.Base.MakerNote not in sub
-    assert exif.get_ifd(ExifTags.IFD.GPSInfo)[ExifTags.GPS.GPSLatitudeRef] == "N"
+    exif[ExifTags.IFD.Exif] = {
+        T.DateTimeOriginal: "2024:05:01 12:00:00", T.BodySerialNumber: "SN123",
+        T.OffsetTimeOriginal: "+05:30", T.Pressure: 1013.25,
+        T.MakerNote: b"Panasonic\0\0\0LANDMARK=Leiden;BABY=Emma" + preview.getvalue()}
+    xmp = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/'
+           b'02/22-rdf-syntax-ns#"><rdf:Description xmlns:xmp="http://ns.adobe.com/xap/1.0/" '
+           b'xmp:CreateDate="2024-05-01T12:00:00+05:30"/></rdf:RDF></x:xmpmeta>')
+    photo = io.load_photo(save(Image.fromarray(pixels()), tmp_path / "m.png",
+                               exif=exif.tobytes(), pnginfo=_png_xmp(xmp)))
+    for suffix in (".jpg", ".png", ".webp"):
+        dst = io.save_photo(photo, photo.rgb, tmp_path / f"out{suffix}",
+                            metadata=MetadataPolicy.choose(keep_serials=True))
+        data = dst.read_bytes()
+        assert b"Leiden" not in data and b"Emma" not in data, suffix
+        assert preview.getvalue()[2:400] not in data, suffix  # the unprotected preview
+        assert b"SN123" in data, suffix  # the serial itself is kept, as asked
+        assert b"+05:30" not in data, suffix
+        with Image.open(dst) as out:
+            sub = out.getexif().get_ifd(ExifTags.IFD.Exif)
+        assert sub[T.DateTimeOriginal] == "2024:05:01 12:00:00" and T.Pressure not in sub
+    kept = io.save_photo(photo, photo.rgb, tmp_path / "gps.jpg",
+                         metadata=MetadataPolicy.choose(keep_gps=True))
+    with Image.open(kept) as out:
+        assert out.getexif().get_ifd(ExifTags.IFD.Exif)[T.OffsetTimeOriginal] == "+05:30"
+        assert b"2024-05-01T12:00:00+05:30" in out.info["xmp"]
 
 
 def test_a_turned_heif_drops_its_subject_area(tmp_path: Path) -> None:
@@ -1764,11 +1813,12 @@ def test_png_gamma_chromaticity_and_srgb_chunks_are_kept(tmp_path: Path, depth: 
 
 def test_only_a_jpeg_copy_is_held_to_one_segment_of_exif(tmp_path: Path) -> None:
     """The 64 KB limit is JPEG's: a PNG (or WebP, HEIF, AVIF, TIFF) copy keeps a large
-    MakerNote with --keep-serials, the date and exposure with it."""
-    maker_note = ExifTags.Base.MakerNote
+    user comment with --keep-serials, the date and exposure with it; a JPEG copy drops
+    the long comment first and keeps the date."""
+    maker_note = ExifTags.Base.UserComment  # (the maker note itself is never carried)
     exif = Image.Exif()
     exif[ExifTags.IFD.Exif] = {ExifTags.Base.DateTimeOriginal: "2026:01:02 03:04:05",
-                               maker_note: bytes(70_000)}
+                               maker_note: b"ASCII\0\0\0" + b"x" * 70_000}
     src = save(Image.fromarray(pixels()), tmp_path / "a.png", exif=exif.tobytes())
     photo = io.load_photo(src)
     policy = MetadataPolicy(strip_gps=False, strip_serials=False)

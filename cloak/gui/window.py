@@ -789,7 +789,8 @@ class MainWindow(QMainWindow):
             store.sync()
 
     def _restore_choices(self) -> None:
-        """Put back the strength, Save-to folder and metadata switches of the last launch.
+        """Put back the strength, Save-to folder and "Remove camera details" of the last
+        launch ("Keep location" starts off).
         A Save-to folder that can't be reached now (a disk or share not connected) is kept,
         with a word in the status bar: Protect refuses it until it is there again, so
         copies never go next to the originals unasked."""
@@ -808,13 +809,15 @@ class MainWindow(QMainWindow):
                             f"the Save-to folder {folder} can't be reached (a disk or share "
                             "not connected?): connect it, or choose another (Change…, or "
                             "Next to originals)")
-                for box, key in ((self.keep_gps, "keep_gps"), (self.strip_exif, "strip_exif")):
-                    box.setChecked(str(store.value(key, "false")).lower() == "true")
+                # "Keep location" starts off at every launch: ticked once for one trip's
+                # photos, it must not put the next session's home photos' position in
+                # their copies. "Remove camera details" only removes more: remembered.
+                self.strip_exif.setChecked(
+                    str(store.value("strip_exif", "false")).lower() == "true")
         finally:
             self._restoring = False
         self.strength.currentIndexChanged.connect(
             lambda _: self._remember("strength", self.strength.currentData()))
-        self.keep_gps.toggled.connect(lambda on: self._remember("keep_gps", on))
         self.strip_exif.toggled.connect(lambda on: self._remember("strip_exif", on))
 
     def closeEvent(self, event: QCloseEvent) -> None:
