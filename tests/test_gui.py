@@ -319,7 +319,29 @@ class TestDropZone:
         assert window.statusBar().currentMessage().startswith(
             "no photos to add; not added: 1 camera RAW file(s) (CR2)")
         drop(window, [notes])
-        assert "no photos to add among 1 item(s)" in window.statusBar().currentMessage()
+        message = window.statusBar().currentMessage()
+        assert "no photos to add among 1 item(s); not added: 1 file(s) that are not photos " \
+            "cloak reads (notes.txt)" in message, message  # the file named (a trial)
+
+    def test_the_same_photo_by_another_path_is_listed_once(self, window, tmp_path,
+                                                          small_photo):
+        """"photos/../photos/a.jpg" and a link to the folder reach one file: it was listed
+        three times, and the batch counted "1 protected, 1 already protected" (a trial)."""
+        photo = small_photo(tmp_path / "photos" / "a.jpg")
+        (tmp_path / "link").symlink_to(tmp_path / "photos")
+        window.add_paths([photo])
+        window.add_paths([tmp_path / "photos" / ".." / "photos" / "a.jpg"])
+        window.add_paths([tmp_path / "link" / "a.jpg"])
+        assert len(window.rows) == 1
+        assert window.statusBar().currentMessage() == "those photos are already in the list"
+
+    def test_the_summary_wraps_instead_of_widening_the_window(self, window):
+        """A long count widened the window past a laptop's screen (1498 px, a trial)."""
+        window.resize(900, 600)
+        before = window.minimumSizeHint().width()
+        window.summary.setText("2 protected, 1 already protected, 1 failed, 1 cancelled; "
+                               "3 added meanwhile, waiting")
+        assert window.minimumSizeHint().width() == before
 
     def test_raw_files_inside_a_dropped_folder_are_named_too(self, window, tmp_path,
                                                              small_photo):
@@ -588,6 +610,41 @@ class TestHelpers:
             assert shown[:, :12].reshape(-1, 3).tolist() == [list(TRANSPARENT_SHOWN_AS)] * (
                 16 * 12), name
         assert np.asarray(thumbnail(tmp_path / "cut.png", 32))[8, 28:].mean(0)[0] > 150
+
+    @pytest.mark.usefixtures("model_dir")
+    def test_copies_with_little_protection_are_counted_and_advised(self, window, tmp_path,
+                                                                    small_photo):
+        """At fast, copies whose rows said "protection mostly lost" were counted "4
+        protected" with no word: the summary now counts them and the status bar says
+        what protects more, as the CLI's closing note does."""
+        window.settings.update(steps=1, eps=1 / 255, measure=True)  # little damage
+        window.add_paths([small_photo(tmp_path / "a.png")])
+        window.start()
+        assert wait_until(lambda: not window.is_running(), 120)
+        (row,) = window.rows.values()
+        assert row.state == PhotoRow.PROTECTED and "mostly lost" in row.status.text()
+        assert window.summary.text() == "1 protected (1 with protection mostly lost)"
+        message = window.statusBar().currentMessage()
+        assert "1 of 1 new copies carry little protection" in message
+        assert "Strength medium (the default) protects more" in message
+
+    def test_the_before_after_shows_transparency_as_the_thumbnail_does(self, tmp_path):
+        """The compare views dropped the alpha, so a transparent photo's background showed
+        as the black stored under it, and its copy looked flattened (a trial)."""
+        from cloak.gui.images import TRANSPARENT_SHOWN_AS, compare
+
+        rgba = np.zeros((32, 64, 4), np.uint8)
+        rgba[:, 32:] = (200, 30, 30, 255)  # the right half opaque red, the left hidden
+        Image.fromarray(rgba, "RGBA").save(tmp_path / "cut.png")
+        rgba[:, 32:, 1] = 34  # a protected-like copy: a change where it shows
+        Image.fromarray(rgba, "RGBA").save(tmp_path / "copy.png")
+        shown = compare(tmp_path / "cut.png", tmp_path / "copy.png")
+        for image in (shown.original, shown.protected):
+            pixels = np.asarray(image)
+            assert pixels[:, :28].reshape(-1, 3).tolist() == [list(TRANSPARENT_SHOWN_AS)] * (
+                32 * 28)
+            assert pixels[:, 36:, 0].min() > 190  # the opaque half as it is
+        assert np.asarray(shown.difference)[:, 36:].max() > 0
 
     def test_describe_gives_the_weakest_models_damage(self):
         report = Report(width=8, height=8, eps255=6, psnr=41.2, ssim=0.99, max_change255=6,

@@ -121,6 +121,16 @@ def as_image(photo: io.Photo) -> Image.Image:
     return Image.fromarray(np.round(photo.rgb * 255).astype(np.uint8), "RGB")
 
 
+def alpha_image(photo: io.Photo) -> Image.Image | None:
+    """The photo's upright alpha as an 8-bit "L" image, or None when it is opaque."""
+    if photo.alpha is None:
+        return None
+    alpha = photo.alpha
+    if alpha.dtype != np.uint8:  # 16-bit, as cloak.io writes it at 8 bits
+        alpha = ((alpha.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    return Image.fromarray(alpha, "L")
+
+
 def budget_image(rgb: np.ndarray, config, size: tuple[int, int] | None = None
                  ) -> Image.Image | None:
     """The budget map `config` gives the upright pixels `rgb` ((H, W, 3) in [0, 1]), as a
@@ -150,18 +160,27 @@ def compare(original_path: Path, protected_path: Path, max_side: int = 1024,
     sRGB from their colour profiles (shown_in_srgb). With `config` (the ProtectConfig the
     copy was made with), also the budget map it gave the original."""
     original_photo = io.load_photo(original_path)
-    original = as_image(original_photo)
+    original, original_alpha = as_image(original_photo), alpha_image(original_photo)
     icc = original_photo.icc_profile
     budget = None if config is None else budget_image(original_photo.rgb, config)
     del original_photo
     protected_photo = io.load_photo(protected_path)
     protected, protected_icc = as_image(protected_photo), protected_photo.icc_profile
+    protected_alpha = alpha_image(protected_photo)
     del protected_photo
     difference, max_change = amplified_difference(original, protected)
     images = []
-    for image, profile in ((original, icc), (protected, protected_icc), (difference, None)):
+    for image, profile, alpha in ((original, icc, original_alpha),
+                                  (protected, protected_icc, protected_alpha),
+                                  (difference, None, None)):
         image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-        images.append(shown_in_srgb(image, profile))
+        shown = shown_in_srgb(image, profile)
+        if alpha is not None:  # over the app's light gray, as the thumbnail shows it (the
+            # colour under the transparency is usually black: the copy looked flattened)
+            alpha = alpha.resize(shown.size, Image.Resampling.LANCZOS)
+            shown = on_light_background(Image.merge("RGBA", (*shown.convert("RGB").split(),
+                                                             alpha)))
+        images.append(shown)
     if budget is not None:  # from the working size to the size shown
         budget = budget.resize(images[0].size, Image.Resampling.BILINEAR)
     return Comparison(*images, max_change255=max_change, budget=budget,

@@ -46,6 +46,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QPushButton,
+    QSizePolicy,
     QSplitter,
     QVBoxLayout,
     QWidget,
@@ -72,6 +73,7 @@ from .signals import emit
 from .widgets import THUMB_SIZE, ComparePanel, PhotoList, PhotoRow
 from .worker import (
     ALREADY_PROTECTED,
+    PROTECTION_LOST,
     BackgroundCall,
     CallSignals,
     Job,
@@ -80,6 +82,16 @@ from .worker import (
     for_the_app,
     source_stamp,
 )
+
+
+def same_photo_key(path: Path) -> str:
+    """What tells two listed paths apart: the file they reach (links and ".." resolved,
+    the letter case folded where the file system folds it)."""
+    return os.path.normcase(os.path.realpath(path))
+
+
+# the strength that protects more than each, named as the app's Strength box names it
+STRONGER = {"fast": "medium (the default)", "low": "medium (the default)", "medium": "high"}
 
 log = logging.getLogger(__name__)
 
@@ -305,6 +317,10 @@ class MainWindow(QMainWindow):
         self.clear_button = QPushButton("Clear list")
         self.clear_button.clicked.connect(self.clear)
         self.summary = QLabel()
+        # a long count ("2 protected, 1 already protected, 1 failed; 3 added meanwhile")
+        # wraps in the space there is, not widen the window past a laptop's screen
+        self.summary.setWordWrap(True)
+        self.summary.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         actions = QHBoxLayout()
         for button in (self.protect_button, self.cancel_button, self.open_button):
             actions.addWidget(button)
@@ -423,7 +439,9 @@ class MainWindow(QMainWindow):
         if not photos:
             self._on_nothing_usable(given, not_added)
             return
-        listed = {row.src: row for row in self.rows.values()}
+        # by the file itself: the same photo reached by another path (a link to its
+        # folder, "photos/../photos/a.jpg") is listed once, not protected twice
+        listed = {same_photo_key(row.src): row for row in self.rows.values()}
         added = 0
         generation = self._list_generation
 
@@ -433,11 +451,12 @@ class MainWindow(QMainWindow):
 
         new_rows, refresh = [], []
         for src in photos:
-            if src in listed:
+            key = same_photo_key(src)
+            if key in listed:
                 # added again once failed, or protected with other settings (another
                 # strength, say): it waits again (a folder dropped again to add its new
                 # photos leaves the ones protected as now asked alone)
-                row = listed[src]
+                row = listed[key]
                 retry = (failed_before is None
                          or self._failed_at.get(row.row_id, 0) <= failed_before)
                 if not self.is_running() and ((retry and row.state == PhotoRow.FAILED) or (
@@ -451,7 +470,7 @@ class MainWindow(QMainWindow):
                 continue
             row_id, self._next_id = self._next_id, self._next_id + 1
             new_rows.append(PhotoRow(row_id, src))
-            listed[src] = new_rows[-1]  # a photo given twice in one add is listed once
+            listed[key] = new_rows[-1]  # a photo given twice in one add is listed once
             added += 1
         self.photo_list.add_rows(new_rows)
         for row in new_rows + refresh:
@@ -680,14 +699,44 @@ class MainWindow(QMainWindow):
                   if states.count(s)}
         waiting = sum(row.state == PhotoRow.WAITING for i, row in self.rows.items()
                       if i not in self._run_ids)
+        weak = self._weak_copies()
         self.summary.setText(", ".join(f"{n} {s}" for s, n in counts.items())
+                             + (f" ({weak} with protection mostly lost)" if weak else "")
                              + (f"; {waiting} added meanwhile, waiting" if waiting else ""))
         self._update_buttons()
+        if weak:  # as the CLI's closing note: the count alone read as "all protected"
+            stronger = STRONGER.get(self.strength.currentData())
+            self._run_notices.append(
+                f"{weak} of {counts.get(PhotoRow.PROTECTED, 0)} new copies carry little "
+                "protection (under 0.5 dB on the weakest model, as saved or after "
+                "Instagram-style posting): " + (f"Strength {stronger} protects more, at "
+                                                "more time." if stronger else
+                                                "small or very flat photos hold less."))
         if self._run_notices:  # a message shown since may have replaced them
             self.statusBar().showMessage(" ".join(self._run_notices))
         emit(self.batch_finished)
         if self._close_when_stopped:  # closed mid-batch: the worker has stopped now
             QTimer.singleShot(0, self, self.close)
+
+    def _weak_copies(self) -> int:
+        """This batch's new copies whose weakest model keeps under verify's "weak" (0.5 dB),
+        as saved or after Instagram-style posting (their rows say "protection mostly
+        lost")."""
+        from cloak.report import verdict_for
+
+        weak = 0
+        for i in self._run_ids:
+            row = self.rows.get(i)
+            outcome = row.outcome if row is not None else None
+            if (row is None or row.state != PhotoRow.PROTECTED or outcome is None
+                    or outcome.status == ALREADY_PROTECTED):
+                continue
+            report = outcome.report
+            if PROTECTION_LOST in outcome.status or (
+                    report is not None and report.min_damage_db is not None
+                    and verdict_for(report.min_damage_db) == "none"):
+                weak += 1
+        return weak
 
     # the rest -----------------------------------------------------------------------
 
@@ -746,8 +795,9 @@ class MainWindow(QMainWindow):
         if not_added and "RAW" in not_added:  # the RAW advice says more than the list
             self._say(f"no photos to add; {not_added}", 8000)
             return
-        self._say(f"no photos to add among {count} item(s); cloak reads {SUPPORTED} (hidden "
-                  "files, protected copies and the Save-to folder are skipped)", 8000)
+        named = f"; {not_added}" if not_added else ""  # the files, by name
+        self._say(f"no photos to add among {count} item(s){named}; cloak reads {SUPPORTED} "
+                  "(hidden files, protected copies and the Save-to folder are skipped)", 8000)
 
     @Slot(int)
     def _on_current_changed(self, row_id: int) -> None:
