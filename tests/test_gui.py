@@ -1965,8 +1965,13 @@ class TestReviewFixes:
         window.add_paths([done])
         window.start()
         assert wait_until(lambda: not window.is_running(), 60)
+        window.compare_panel.set_mode("budget")
         window.clear()
         assert window.summary.text() == ""
+        # no message about rows now gone, and no view left pressed (a trial)
+        assert window.statusBar().currentMessage() == "list cleared"
+        assert window.compare_panel.mode == "protected"
+        assert window.compare_panel.button("protected").isChecked()
         window.add_paths([done, small_photo(tmp_path / "b.png", size=(70, 50))])
         window.start()
         assert wait_until(lambda: not window.is_running(), 60)

@@ -381,6 +381,8 @@ class ComparePanel(QWidget):
     def reset(self) -> None:
         """Back to the empty state: nothing to compare yet."""
         self.show_error("Before / after", "")
+        self.mode = "protected"  # no view left pressed (greyed) from the last comparison
+        self.button(self.mode).setChecked(True)
         self.view.setText("Protected photos appear here.\nSelect one in the list to compare.")
         self.caption.setText(self.CAPTIONS[self.mode])
 

@@ -548,6 +548,8 @@ class MainWindow(QMainWindow):
         self._list_generation += 1  # a folder walk still running stops at its next file
         if self._walks_pending:
             self.statusBar().showMessage("stopping the search for photos…")
+        else:  # the last message was about rows now gone
+            self.statusBar().showMessage("list cleared", 3000)
         self.photo_list.remove_all()
         self._failed_at.clear()
         self.summary.clear()  # the last batch's counts were for rows now gone
