@@ -416,6 +416,10 @@ def _open_image(fp: IO[bytes], path: Path) -> Image.Image:
             return Image.open(fp, formats=("AVIF",))
         return Image.open(fp, formats=READ_FORMATS)
     except UnidentifiedImageError:
+        if path.suffix.lower() in IMAGE_SUFFIXES:  # named as a photo cloak reads: the name
+            # is right and the content is not (a damaged file, or another kind of file)
+            raise _fail(path, f"is named {path.suffix} but is not an image cloak can read "
+                              "(damaged, or another kind of file renamed)") from None
         raise _fail(path, f"not an image cloak can read (supported: {SUPPORTED})") from None
 
 

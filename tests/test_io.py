@@ -1348,6 +1348,8 @@ class TestBadInput:
         with pytest.raises(UnsupportedImageError) as exc:
             io.load_photo(path)
         _assert_one_line(exc, path, "not an image")
+        # not "(supported: JPEG, ...)", which read as if JPEG were not (a trial)
+        assert "is named .jpg but is not an image cloak can read (damaged" in str(exc.value)
 
     def test_unsupported_format(self, tmp_path: Path) -> None:
         path = save(Image.fromarray(pixels()), tmp_path / "a.ppm")
