@@ -2051,9 +2051,19 @@ class TestReviewFixes:
         third = MainWindow(settings=TINY, store=settings)
         try:  # "Keep location" starts off at every launch (a privacy default)
             assert not third.keep_gps.isChecked() and not third.strip_exif.isChecked()
+            assert not third.strip_names.isChecked()
+            third.strip_names.setChecked(True)  # "Remove my name": only removes more
+            policy = third.config().metadata
+            assert not policy.keep_copyright and policy.keep_exif  # names alone go
         finally:
             third.close()
             third.deleteLater()
+        fourth = MainWindow(settings=TINY, store=settings)
+        try:
+            assert fourth.strip_names.isChecked()
+        finally:
+            fourth.close()
+            fourth.deleteLater()
         fresh = MainWindow(settings=TINY)  # no store: the defaults, nothing written
         assert fresh.strength.currentData() == window_module.DEFAULT_STRENGTH
         assert fresh.output_dir is None

@@ -275,15 +275,21 @@ class MainWindow(QMainWindow):
         self.reset_output = QPushButton("Next to originals")
         self.reset_output.clicked.connect(self.use_default_output_dir)
         self.output_label.setWordWrap(True)
-        # The same switches as the CLI's --keep-gps and --strip-exif (MetadataPolicy.choose).
+        # The same switches as the CLI's --keep-gps, --strip-names and --strip-exif
+        # (MetadataPolicy.choose).
         self.keep_gps = QCheckBox("Keep location (GPS)")
         self.keep_gps.setToolTip("Off: the protected copy carries no GPS position, so it "
                                  "does not tell where the photo was taken.")
         self.strip_exif = QCheckBox("Remove camera details")
         self.strip_exif.setToolTip("Also drop the capture date, camera, exposure, copyright "
                                    "and author. Orientation and colour profile stay.")
+        self.strip_names = QCheckBox("Remove my name")
+        self.strip_names.setToolTip("Drop the artist, author and copyright names (a camera "
+                                    "set up with its owner's name writes it into every "
+                                    "photo). The date and camera stay.")
         metadata = QHBoxLayout()
         metadata.addWidget(self.keep_gps)
+        metadata.addWidget(self.strip_names)
         metadata.addWidget(self.strip_exif)
         metadata.addStretch(1)
         options = QGridLayout()
@@ -563,7 +569,8 @@ class MainWindow(QMainWindow):
         """The run's settings: the window's controls, `settings`, and the device that
         CLOAK_DEVICE names (as for the CLI; auto when unset)."""
         policy = MetadataPolicy.choose(keep_gps=self.keep_gps.isChecked(),
-                                       strip_exif=self.strip_exif.isChecked())
+                                       strip_exif=self.strip_exif.isChecked(),
+                                       strip_names=self.strip_names.isChecked())
         device = os.environ.get(DEVICE_ENV, "").strip().lower()
         chosen = {"device": device} if device and device != "auto" else {}
         return ProtectConfig(strength=self.strength.currentData(), **{
@@ -815,7 +822,7 @@ class MainWindow(QMainWindow):
         self.open_button.setEnabled(self.last_output_dir is not None and not running)
         self.clear_button.setEnabled((bool(self.rows) or self._walks_pending > 0)
                                      and not running)
-        for control in (self.strength, self.keep_gps, self.strip_exif):
+        for control in (self.strength, self.keep_gps, self.strip_names, self.strip_exif):
             control.setEnabled(not running)
         self.change_output.setEnabled(not running)
         self.reset_output.setEnabled(self.output_dir is not None and not running)
@@ -864,13 +871,15 @@ class MainWindow(QMainWindow):
                 # "Keep location" starts off at every launch: ticked once for one trip's
                 # photos, it must not put the next session's home photos' position in
                 # their copies. "Remove camera details" only removes more: remembered.
-                self.strip_exif.setChecked(
-                    str(store.value("strip_exif", "false")).lower() == "true")
+                for box, key in ((self.strip_exif, "strip_exif"),
+                                 (self.strip_names, "strip_names")):  # only remove more
+                    box.setChecked(str(store.value(key, "false")).lower() == "true")
         finally:
             self._restoring = False
         self.strength.currentIndexChanged.connect(
             lambda _: self._remember("strength", self.strength.currentData()))
         self.strip_exif.toggled.connect(lambda on: self._remember("strip_exif", on))
+        self.strip_names.toggled.connect(lambda on: self._remember("strip_names", on))
 
     def closeEvent(self, event: QCloseEvent) -> None:
         """Closed while a batch runs, the window cancels it and stays open, responsive,
