@@ -323,14 +323,15 @@ class MainWindow(QMainWindow):
         self.clear_button = QPushButton("Clear list")
         self.clear_button.clicked.connect(self.clear)
         self.summary = QLabel()
-        # a long count ("2 protected, 1 already protected, 1 failed; 3 added meanwhile")
-        # wraps in the space there is, not widen the window past a laptop's screen
+        # on its own line under the buttons: a long count ("2 protected, 1 already
+        # protected, 1 failed; 3 added meanwhile, waiting") wraps in the list's width
+        # instead of widening the window past a laptop's screen (it sat between the buttons)
         self.summary.setWordWrap(True)
         self.summary.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         actions = QHBoxLayout()
         for button in (self.protect_button, self.cancel_button, self.open_button):
             actions.addWidget(button)
-        actions.addWidget(self.summary, 1)
+        actions.addStretch(1)
         actions.addWidget(self.add_photos_button)
         actions.addWidget(self.add_folder_button)
         actions.addWidget(self.clear_button)
@@ -341,6 +342,7 @@ class MainWindow(QMainWindow):
         left_layout.addLayout(options)
         left_layout.addWidget(self.photo_list, 1)
         left_layout.addLayout(actions)
+        left_layout.addWidget(self.summary)
 
         self.compare_panel = ComparePanel()
         splitter = QSplitter()
