@@ -1781,19 +1781,22 @@ def test_a_main_ifd_too_long_for_jpeg_keeps_orientation_and_rights() -> None:
     Image.new("RGB", (8, 8)).save(_io.BytesIO(), "JPEG", exif=data)  # Pillow takes it
 
 
+def _with_chunks_after_ihdr(path: Path, chunks: list[tuple[bytes, bytes]]) -> Path:
+    """`path`'s PNG with `chunks` (type, data) put right after its IHDR."""
+    raw = path.read_bytes()  # signature and IHDR are the first 33 bytes
+    extra = b"".join(struct.pack(">I", len(d)) + k + d + struct.pack(">I", zlib.crc32(k + d))
+                     for k, d in chunks)
+    path.write_bytes(raw[:33] + extra + raw[33:])
+    return path
+
+
 @pytest.mark.parametrize("depth", [8, 16])
 def test_png_gamma_chromaticity_and_srgb_chunks_are_kept(tmp_path: Path, depth: int) -> None:
     """Pillow reads gAMA, cHRM and sRGB but does not write them: a PNG tagged with gamma
     1.0 (linear) and no ICC profile would show much brighter without them."""
     import cv2
 
-    def with_chunks(path: Path, chunks: list[tuple[bytes, bytes]]) -> Path:
-        raw = path.read_bytes()  # signature and IHDR are the first 33 bytes
-        extra = b"".join(struct.pack(">I", len(d)) + k + d + struct.pack(">I", zlib.crc32(k + d))
-                         for k, d in chunks)
-        path.write_bytes(raw[:33] + extra + raw[33:])
-        return path
-
+    with_chunks = _with_chunks_after_ihdr
     chroma = (0.3127, 0.329, 0.708, 0.292, 0.17, 0.797, 0.131, 0.046)  # BT.2020
     src = tmp_path / "linear.png"
     if depth == 16:
@@ -1916,14 +1919,6 @@ def test_a_heif_tagged_hdr_by_cicp_alone_warns_where_its_copy_cannot_carry_it(
     with caplog.at_level("WARNING", logger="cloak.io"):
         io.save_photo(photo, photo.rgb, tmp_path / "out.jpg")
     assert "tagged BT.2020, PQ (HDR) (a HEIF's CICP tag, no ICC profile)" in caplog.text
-
-
-def _with_chunks_after_ihdr(path: Path, chunks: list[tuple[bytes, bytes]]) -> Path:
-    raw = path.read_bytes()  # signature and IHDR are the first 33 bytes
-    extra = b"".join(struct.pack(">I", len(d)) + k + d + struct.pack(">I", zlib.crc32(k + d))
-                     for k, d in chunks)
-    path.write_bytes(raw[:33] + extra + raw[33:])
-    return path
 
 
 @pytest.mark.parametrize("depth", [8, 16])

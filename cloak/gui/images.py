@@ -123,12 +123,9 @@ def as_image(photo: io.Photo) -> Image.Image:
 
 def alpha_image(photo: io.Photo) -> Image.Image | None:
     """The photo's upright alpha as an 8-bit "L" image, or None when it is opaque."""
-    if photo.alpha is None:
-        return None
-    alpha = photo.alpha
-    if alpha.dtype != np.uint8:  # 16-bit, as cloak.io writes it at 8 bits
-        alpha = ((alpha.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
-    return Image.fromarray(alpha, "L")
+    from ..verify import photo_image  # its alpha as verify compares it (16-bit rounded)
+
+    return None if photo.alpha is None else photo_image(photo).getchannel("A")
 
 
 def budget_image(rgb: np.ndarray, config, size: tuple[int, int] | None = None
