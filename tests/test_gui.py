@@ -323,6 +323,15 @@ class TestDropZone:
         assert "no photos to add among 1 item(s); not added: 1 file(s) that are not photos " \
             "cloak reads (notes.txt)" in message, message  # the file named (a trial)
 
+    def test_an_empty_folder_is_named_when_nothing_is_added(self, window, tmp_path):
+        """An empty folder, or one of notes only, gave the same line as a lone text file,
+        naming nothing (a trial)."""
+        (tmp_path / "empty").mkdir()
+        window.add_paths([tmp_path / "empty"])
+        assert wait_until(lambda: window.statusBar().currentMessage().startswith(
+            "no photos to add"), 10)
+        assert "none in empty;" in window.statusBar().currentMessage()
+
     def test_the_same_photo_by_another_path_is_listed_once(self, window, tmp_path,
                                                           small_photo):
         """"photos/../photos/a.jpg" and a link to the folder reach one file: it was listed

@@ -425,8 +425,13 @@ class MainWindow(QMainWindow):
             return  # the list was cleared (or Cancel pressed) while this folder was walked
         if error:
             self._say(f"could not read the folder: {error}", 8000)
-        else:
-            self._add_photos(photos, count, not_added, failed_before=failures)
+            return
+        folders = [Path(g).name or g for g in given if os.path.isdir(g)]
+        if not photos and folders:  # say which folders held none (an empty one, say)
+            inside = (f"none in {', '.join(folders[:2])}"
+                      + (f" and {len(folders) - 2} other folder(s)" if len(folders) > 2 else ""))
+            not_added = f"{not_added}; {inside}" if not_added else inside
+        self._add_photos(photos, count, not_added, failed_before=failures)
 
     def _say(self, text: str, timeout: int) -> None:
         """`text` in the status bar for `timeout` ms; while another folder search is still
