@@ -2124,6 +2124,17 @@ class TestReviewFixes:
         assert panel.comparison is None
 
 
+def test_loading_a_comparison_does_not_say_to_select_a_photo(qapp):
+    """While the first comparison loads, the view said "Protected photos appear here.
+    Select one in the list" under "NAME — loading…" (a trial)."""
+    from cloak.gui.widgets import ComparePanel
+
+    panel = ComparePanel()
+    panel.show_loading("a.jpg")
+    assert panel.title.text() == "a.jpg — loading…" and panel.view.text() == "loading…"
+    panel.deleteLater()
+
+
 def test_the_comparison_title_says_when_the_format_added_to_the_change(qapp):
     """A JPEG copy's largest change can pass cloak's bound: the title says the rest is the
     format's rounding. Within the bound, or with the bound unknown, it says nothing."""

@@ -392,6 +392,8 @@ class ComparePanel(QWidget):
     def show_loading(self, name: str) -> None:
         self.loading = True
         self.title.setText(f"{name} — loading…")
+        if self.comparison is None:  # not "Protected photos appear here" under its name
+            self.view.setText("loading…")
 
     def show_comparison(self, name: str, comparison: Comparison) -> None:
         """Show `comparison` (original, protected, difference, budget) in the current
