@@ -263,7 +263,9 @@ def build_exif(snapshot: ExifSnapshot | None, policy: MetadataPolicy, orientatio
         exif_ifd = {tag: value for tag, value in src.exif.items()
                     if tag != INTEROP_IFD and not (turned and tag in SUBJECT_POINTS)
                     and tag not in EXIF_IFD_FOREIGN
-                    and not (policy.strip_gps and tag in PLACE_HINTS) and (
+                    and not (policy.strip_gps and tag in PLACE_HINTS)
+                    and not (not policy.keep_copyright
+                             and tag == ExifTags.Base.CameraOwnerName) and (
                         not policy.strip_serials or
                         (tag in EXIF_IFD_STANDARD and tag not in IDENTIFYING
                          and tag not in PERSONAL_TEXT))}

@@ -171,9 +171,22 @@ def pair_folders(originals: Path, protected: Path,
             original = None
         pairs.append(Pair(str(name), copy, original))
     if mirror and left_out is not None:
-        inside = {os.path.normcase(str(copy)) for copy in copies}
-        left_out.extend(photo for photo in photos_under(protected, [])
-                        if os.path.normcase(str(photo)) not in inside)
+        # strays only: photos outside every mirror the record names (a photo protected
+        # alone lands at the top); the rest of a mirror verified in part, and other
+        # folders' mirrors, are copies of their own originals, and are not walked again
+        mirrors = {os.path.normcase(PurePosixPath(name).parts[0])
+                   for name in record.folders if PurePosixPath(name).parts}
+        try:
+            entries = sorted(os.scandir(protected), key=lambda e: e.name)
+        except OSError:
+            entries = []
+        for entry in entries:
+            if entry.name.startswith(".") or os.path.normcase(entry.name) in mirrors:
+                continue
+            if entry.is_dir():
+                left_out.extend(photos_under(Path(entry.path), []))
+            elif is_photo_name(entry.name):
+                left_out.append(Path(entry.path))
     return pair_by_record(pairs, originals, record.entries, unreadable)
 
 

@@ -790,6 +790,18 @@ class TestMetadata:
         assert b"Ada Lovelace" in xmp and b"(c) 2024 Ada" in xmp
         assert b"SN123" not in dst.read_bytes()
 
+    def test_strip_names_drops_the_owner_name_even_with_keep_serials(
+            self, tmp_path: Path) -> None:
+        """CameraOwnerName went only with the serials: --keep-serials --strip-names (or
+        the app's remembered "Remove my name") still wrote it."""
+        exif = exif_with()
+        exif[EXIF_IFD][T.CameraOwnerName] = "Jane Roe"
+        photo = io.load_photo(save(Image.fromarray(pixels()), tmp_path / "o.jpg",
+                                   quality=95, exif=exif.tobytes()))
+        dst = io.save_photo(photo, photo.rgb, tmp_path / "out.jpg", metadata=MetadataPolicy
+                            .choose(keep_serials=True, strip_names=True))
+        assert b"Jane Roe" not in dst.read_bytes()
+
     @pytest.mark.parametrize("suffix", [".jpg", ".png"])
     def test_names_can_go_without_the_camera_details(self, tmp_path: Path,
                                                       suffix: str) -> None:

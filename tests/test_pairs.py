@@ -95,8 +95,14 @@ def test_the_record_s_mirror_picks_the_folder_s_copies_only(tmp_path):
     (out / ".cloak-manifest.json").write_text(json.dumps({
         "version": 1, "photos": {},
         "folders": {"Camera": str(old), "Camera (2)": str(new)}}))
-    pairs = pair_folders(new, out)
+    left_out: list[Path] = []
+    pairs = pair_folders(new, out, left_out=left_out)
     assert [(p.name, p.original) for p in pairs] == [("Camera (2)/IMG_1.jpg", mine)]
+    # the other folder's mirror holds its own copies, not strays of another run
+    assert left_out == []
+    stray = touch(out / "alone.jpg")  # a photo protected alone into the same folder
+    pair_folders(new, out, left_out=left_out)
+    assert left_out == [stray]
 
 
 def test_one_folder_twice_or_no_photos_is_refused(tmp_path):

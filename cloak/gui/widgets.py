@@ -378,11 +378,13 @@ class ComparePanel(QWidget):
         layout.addWidget(self.caption)
         self.reset()
 
-    def reset(self) -> None:
-        """Back to the empty state: nothing to compare yet."""
+    def reset(self, mode: str | None = None) -> None:
+        """Back to the empty state: nothing to compare yet. `mode` (Clear list gives
+        "protected"): the view to show next; None keeps the one the user chose."""
         self.show_error("Before / after", "")
-        self.mode = "protected"  # no view left pressed (greyed) from the last comparison
-        self.button(self.mode).setChecked(True)
+        if mode is not None:  # no view left pressed (greyed) from the last comparison
+            self.mode = mode
+            self.button(mode).setChecked(True)
         self.view.setText("Protected photos appear here.\nSelect one in the list to compare.")
         self.caption.setText(self.CAPTIONS[self.mode])
 

@@ -567,7 +567,7 @@ class MainWindow(QMainWindow):
         self._failed_at.clear()
         self.summary.clear()  # the last batch's counts were for rows now gone
         self._compare_wanted = None
-        self.compare_panel.reset()
+        self.compare_panel.reset("protected")
         self._update_buttons()
 
     # running ------------------------------------------------------------------------
@@ -716,9 +716,11 @@ class MainWindow(QMainWindow):
         waiting = sum(row.state == PhotoRow.WAITING for i, row in self.rows.items()
                       if i not in self._run_ids)
         weak = self._weak_copies()
-        self.summary.setText(", ".join(f"{n} {s}" for s, n in counts.items())
-                             + (f" ({weak} with protection mostly lost)" if weak else "")
-                             + (f"; {waiting} added meanwhile, waiting" if waiting else ""))
+        self.summary.setText(", ".join(
+            f"{n} {s}" + (f" ({weak} with protection mostly lost)"
+                          if weak and s == PhotoRow.PROTECTED else "")
+            for s, n in counts.items())
+            + (f"; {waiting} added meanwhile, waiting" if waiting else ""))
         self._update_buttons()
         if weak:  # as the CLI's closing note: the count alone read as "all protected"
             stronger = STRONGER.get(self.strength.currentData())
