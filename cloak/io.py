@@ -954,6 +954,12 @@ def _save_options(photo: Photo, fmt: str, policy: md.MetadataPolicy, orientation
     elif fmt == "PNG":
         pnginfo = PngInfo()
         for key, value in photo.info.get("png_text", {}).items():
+            if key == "Creation Time" and policy.strip_gps:  # its zone says a region
+                value = md.without_time_zone(
+                    value, pattern=md.TEXT_TIME_ZONE, local_time_carried=md.local_time_carried(
+                        photo.exif, policy, photo.xmp))
+                if value is None:
+                    continue
             if (key in PNG_TEXT_RIGHTS and policy.keep_copyright) or (
                     key in PNG_TEXT_OTHER and policy.keep_exif
                     and not (policy.strip_serials and key in PNG_TEXT_PERSONAL)):

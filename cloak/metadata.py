@@ -97,6 +97,12 @@ PLACE_HINTS = frozenset({
     ExifTags.Base.OffsetTimeDigitized, ExifTags.Base.Pressure, ExifTags.Base.WaterDepth,
 })
 XMP_TIME_ZONE = re.compile(r"(T[\d:.]+)(Z|[+-]\d{2}:?\d{2})$")
+# A clock time's zone in free text (PNG "Creation Time": RFC 1123 or ISO 8601)
+TEXT_TIME_ZONE = re.compile(r"(\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)\s*"
+                            r"(Z|UTC|GMT|UT|[+-]\d{2}:?\d{2})$", re.IGNORECASE)
+UTC_NAMES = frozenset({"Z", "UTC", "GMT", "UT"})
+# The capture and edit times EXIF holds as local clock time (no zone of their own)
+EXIF_LOCAL_DATES = (ExifTags.Base.DateTimeOriginal, ExifTags.Base.DateTimeDigitized)
 # The Exif IFD's standard capture tags (EXIF 2.3x, up to Gamma 0xA500), kept unless
 # IDENTIFYING: software's private tags there (Adobe's owner and serial tags at 0xFDE8+,
 # Microsoft's padding) are dropped with the serials.
@@ -441,6 +447,49 @@ def _xmp_capture(root: ET.Element | None) -> dict[str, str]:
     return found
 
 
+XMP_DATE_TIME = re.compile(r"^\d{4}-\d{2}(?:-\d{2})?T[\d:.]+(?:Z|[+-]\d{2}:?\d{2})?$")
+
+
+def without_time_zone(text: str, *, local_time_carried: bool,
+                      pattern: re.Pattern[str] = XMP_TIME_ZONE) -> str | None:
+    """`text`, a date and time, without its zone, which says a region of the world.
+
+    A numeric offset goes and leaves the local clock time, like EXIF's dates. A UTC stamp
+    ("Z", "GMT") beside a local time would give the offset away as their difference: it is
+    dropped (None) when `local_time_carried`, else kept without its zone. `pattern` finds
+    the clock time (group 1) and the zone (group 2); text without a zone comes back as is."""
+    match = pattern.search(text)
+    if match is None:
+        return text
+    if match.group(2).upper() in UTC_NAMES and local_time_carried:
+        return None
+    return text[:match.end(1)]
+
+
+def is_local_time(text: str, pattern: re.Pattern[str] = XMP_TIME_ZONE) -> bool:
+    """True when `text` holds a clock time that is not stamped UTC."""
+    match = pattern.search(text)
+    if match is not None:
+        return match.group(2).upper() not in UTC_NAMES
+    return bool(XMP_DATE_TIME.match(text)) or bool(re.search(r"\d{1,2}:\d{2}", text))
+
+
+def local_time_carried(snapshot: ExifSnapshot | None, policy: MetadataPolicy,
+                       source_xmp: bytes | None = None) -> bool:
+    """True when the copy keeps a local clock time: EXIF's dates (with the camera details)
+    or a date in the XMP packet that is not stamped UTC."""
+    if not policy.keep_exif:
+        return False
+    if snapshot is not None and (any(snapshot.exif.get(tag) for tag in EXIF_LOCAL_DATES)
+                                 or snapshot.base.get(ExifTags.Base.DateTime)):
+        return True
+    root = _parse_xmp(source_xmp)
+    if root is None:
+        return False
+    values = [v for node in root.iter() for v in (*node.attrib.values(), node.text or "")]
+    return any(XMP_DATE_TIME.match(v.strip()) and is_local_time(v.strip()) for v in values)
+
+
 def _description(policy: MetadataPolicy, creators: list[str], rights: str | None,
                  version: str) -> ET.Element:
     desc = ET.Element(f"{{{RDF_NS}}}Description", {f"{{{RDF_NS}}}about": ""})
@@ -461,8 +510,9 @@ def _description(policy: MetadataPolicy, creators: list[str], rights: str | None
     return desc
 
 
-def _scrub(root: ET.Element, policy: MetadataPolicy) -> None:
-    """Drop GPS, identifying IDs, orientation, old notices and dc rights from a packet."""
+def _scrub(root: ET.Element, policy: MetadataPolicy, *, local_time: bool = False) -> None:
+    """Drop GPS, identifying IDs, orientation, old notices and dc rights from a packet,
+    and, with the GPS, the time zones of its dates (`local_time`: see without_time_zone)."""
     def unwanted(name: str) -> bool:
         ns, _, local = name[1:].partition("}") if name.startswith("{") else ("", "", name)
         if ns == DC_NS and local in ("creator", "rights"):
@@ -474,11 +524,28 @@ def _scrub(root: ET.Element, policy: MetadataPolicy) -> None:
                     (policy.strip_gps and local in XMP_PLACE) or
                     local in XMP_ALWAYS_DROPPED)
 
+    def zoneless(text: str | None) -> str | None:
+        if not policy.strip_gps or not text or not XMP_DATE_TIME.match(text.strip()):
+            return text
+        return without_time_zone(text.strip(), local_time_carried=local_time)
+
     for parent in root.iter():
         for key in [k for k in parent.attrib if unwanted(k)]:
             del parent.attrib[key]
+        for key, value in list(parent.attrib.items()):
+            if (changed := zoneless(value)) != value:
+                if changed is None:
+                    del parent.attrib[key]
+                else:
+                    parent.attrib[key] = changed
         for child in [c for c in parent if unwanted(c.tag)]:
             parent.remove(child)
+        for child in [c for c in parent if len(c) == 0]:
+            if (changed := zoneless(child.text)) != child.text:
+                if changed is None:
+                    parent.remove(child)
+                else:
+                    child.text = changed
 
 
 def build_xmp(source_xmp: bytes | None, snapshot: ExifSnapshot | None,
@@ -493,13 +560,15 @@ def build_xmp(source_xmp: bytes | None, snapshot: ExifSnapshot | None,
             creators = [artist]
         rights = rights or copyright_
     desc = _description(policy, creators, rights, version)
+    local = local_time_carried(snapshot, policy, source_xmp)
     if policy.keep_exif and not policy.keep_xmp:
         for key, text in _xmp_capture(root).items():
             if policy.strip_gps:  # the time zone says a region of the world (PLACE_HINTS)
-                text = XMP_TIME_ZONE.sub(r"\1", text)
-            desc.set(key, text)
+                text = without_time_zone(text, local_time_carried=local)
+            if text is not None:
+                desc.set(key, text)
     if policy.keep_xmp and root is not None and root.find(f".//{{{RDF_NS}}}RDF") is not None:
-        _scrub(root, policy)
+        _scrub(root, policy, local_time=local)
         rdf = root if root.tag == f"{{{RDF_NS}}}RDF" else root.find(f".//{{{RDF_NS}}}RDF")
         meta = root
     else:

@@ -1755,6 +1755,59 @@ def test_the_maker_note_is_never_carried_and_place_hints_go_with_the_gps(
         assert b"2024-05-01T12:00:00+05:30" in out.info["xmp"]
 
 
+def _xmp_dates(**dates: str) -> bytes:
+    attrs = " ".join(f'{k.replace("_", ":")}="{v}"' for k, v in dates.items())
+    return (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/'
+            b'02/22-rdf-syntax-ns#"><rdf:Description xmlns:xmp="http://ns.adobe.com/xap/1.0/" '
+            b'xmlns:photoshop="http://ns.adobe.com/photoshop/1.0/" '
+            + attrs.encode() + b'/></rdf:RDF></x:xmpmeta>')
+
+
+def _as_bytes(text: str | bytes) -> bytes:
+    return text.encode() if isinstance(text, str) else text
+
+
+def test_a_utc_date_beside_a_local_one_goes_with_the_gps(tmp_path: Path) -> None:
+    """A UTC stamp (XMP "…Z", a PNG "Creation Time" in GMT) next to the local time EXIF
+    keeps gives the time zone away as their difference: with the GPS dropped, it goes too.
+    A numeric offset leaves its local time; a UTC stamp alone keeps its time, zoneless."""
+
+    exif = Image.Exif()
+    exif[ExifTags.IFD.Exif] = {T.DateTimeOriginal: "2024:05:01 12:00:00"}
+
+    def png(name: str, creation: str, xmp: bytes, with_exif: bool) -> io.Photo:
+        info = _png_xmp(xmp)
+        info.add_itxt("Creation Time", creation)
+        extra = {"exif": exif.tobytes()} if with_exif else {}
+        return io.load_photo(save(Image.fromarray(pixels()), tmp_path / name, pnginfo=info,
+                                  **extra))
+
+    both = png("both.png", "Wed, 01 May 2024 06:30:00 GMT",
+               _xmp_dates(xmp_CreateDate="2024-05-01T06:30:00Z",
+                          photoshop_DateCreated="2024-05-01T12:00:00+05:30"), True)
+    for suffix in (".png", ".jpg", ".webp"):
+        data = io.save_photo(both, both.rgb, tmp_path / f"out-both{suffix}").read_bytes()
+        assert b"06:30" not in data and b"+05:30" not in data, suffix
+        assert b"2024-05-01T12:00:00" in data, suffix  # the local time stays
+    alone = png("alone.png", "Wed, 01 May 2024 12:00:00 +0530",
+                _xmp_dates(xmp_CreateDate="2024-05-01T06:30:00Z"), False)
+    with Image.open(io.save_photo(alone, alone.rgb, tmp_path / "out-alone.png")) as out:
+        assert out.text["Creation Time"] == "Wed, 01 May 2024 12:00:00"
+        assert b'CreateDate="2024-05-01T06:30:00"' in _as_bytes(out.info["xmp"])
+    utc = png("utc.png", "2024-05-01T06:30:00Z", _xmp_dates(), True)
+    with Image.open(io.save_photo(utc, utc.rgb, tmp_path / "out-utc.png")) as out:
+        assert "Creation Time" not in out.text
+    with Image.open(io.save_photo(both, both.rgb, tmp_path / "gps.png",
+                                  metadata=MetadataPolicy.choose(keep_gps=True))) as out:
+        assert out.text["Creation Time"] == "Wed, 01 May 2024 06:30:00 GMT"
+        assert b"2024-05-01T06:30:00Z" in _as_bytes(out.info["xmp"])
+    merged = metadata.build_xmp(_xmp_dates(xmp_CreateDate="2024-05-01T06:30:00Z",
+                                           xmp_ModifyDate="2024-05-02T09:00:00-04:00"),
+                                None, MetadataPolicy(keep_xmp=True), "test")
+    assert merged is not None and b"06:30" not in merged and b"-04:00" not in merged
+    assert b'ModifyDate="2024-05-02T09:00:00"' in merged
+
+
 def test_a_turned_heif_drops_its_subject_area(tmp_path: Path) -> None:
     """pillow-heif opens a HEIF upright and resets its EXIF Orientation; the frame its
     SubjectArea describes is the one stored (here Orientation 6). Copies, stored upright,
