@@ -373,30 +373,35 @@ def png_cicp(fp: IO[bytes], max_chunks: int = 4096) -> bytes | None:
 
 def cicp_of(photo: Photo) -> tuple[int, int] | None:
     """(colour primaries, transfer characteristics) of the CICP tag a photo was read with:
-    a HEIF's nclx or a PNG's cICP; None without one."""
+    a HEIF's or an AVIF's nclx or a PNG's cICP; None without one."""
     nclx = photo.info.get("nclx_profile") or {}
     if nclx:
         return nclx.get("color_primaries"), nclx.get("transfer_characteristics")
+    if photo.info.get("avif_cicp"):
+        return photo.info["avif_cicp"]
     cicp = photo.info.get("png_cicp")
     return (cicp[0], cicp[1]) if cicp else None
 
 
-def _warn_avif_losses(fp: IO[bytes], path: Path, cicp_matters: bool = True) -> None:
-    """Pillow reads an AVIF's pixels in its own colour space but not the CICP (nclx) tag
-    that names it, and writes sRGB's: say so where the tag names another space (with
-    `cicp_matters`: no ICC profile says it instead). Say so too where the file stores more
-    than 8 bits a channel (Pillow reads 8)."""
+def _warn_avif_depth(fp: IO[bytes], path: Path) -> None:
+    """Say so where an AVIF stores more than 8 bits a channel (Pillow reads 8)."""
     depth = avif_depth(fp)
     if depth is not None and depth > 8:  # Pillow decodes AVIF to 8 bits, as HEIF
         log.warning("%s: %d-bit AVIF is read as 8-bit; the protected copy is 8-bit",
                     path, depth)
-    cicp = avif_cicp(fp) if cicp_matters else None
-    named = cicp_beyond_srgb(*cicp) if cicp else None
-    if named:
-        log.warning("%s: its colours are tagged %s (a CICP tag, no ICC profile), which the "
-                    "protected copy can't carry: the copy is tagged sRGB, so its colours will "
-                    "look duller (an HDR photo flat); export the photo with an ICC profile, "
-                    "or as sRGB, to keep them", path, named)
+
+
+def with_avif_cicp(data: bytes, primaries: int, transfer: int) -> bytes | None:
+    """`data`, an AVIF as Pillow writes it (its `colr` box of type nclx says sRGB), with
+    that box's colour primaries and transfer characteristics set: the same length, its
+    matrix and range as encoded. None where no such box is in the first 64 KiB or the
+    values are not 16-bit code points."""
+    at = data.find(b"colrnclx", 0, 1 << 16)
+    if at < 4 or at + 12 > len(data) or not all(
+            isinstance(v, int) and 0 <= v < 1 << 16 for v in (primaries, transfer)):
+        return None
+    return (data[:at + 8] + primaries.to_bytes(2, "big") + transfer.to_bytes(2, "big")
+            + data[at + 12:])
 
 
 def cicp_beyond_srgb(primaries: Any, transfer: Any) -> str | None:
@@ -508,8 +513,12 @@ def _read(image: Image.Image, fp: IO[bytes], path: Path, limit: int) -> Photo:
     xmp_turn = (image.getexif().get(md.ORIENTATION, 1)
                 if source_format == "TIFF" and md.ORIENTATION not in image.tag_v2 else 1)
     icc = image.info.get("icc_profile") or None
+    avif_colour = None
     if source_format == "AVIF":
-        _warn_avif_losses(fp, path, cicp_matters=icc is None)
+        _warn_avif_depth(fp, path)
+        # Pillow reads the pixels in their own colour space but not the CICP (nclx) tag
+        # that names it; where no ICC profile says it instead, the copy is tagged from it
+        avif_colour = avif_cicp(fp) if icc is None else None
     color, alpha, depth, icc = _pixels(image, fp, path, icc)
     # Pillow turns a TIFF upright itself while loading it (and drops its tag); the file's
     # orientation is still kept, so the copy is stored as the original was.
@@ -535,6 +544,8 @@ def _read(image: Image.Image, fp: IO[bytes], path: Path, limit: int) -> Photo:
     info = _format_info(image)
     if source_format == "PNG" and (cicp := png_cicp(fp)):
         info["png_cicp"] = cicp
+    if avif_colour and cicp_beyond_srgb(*avif_colour):
+        info["avif_cicp"] = avif_colour
     photo = Photo(rgb=np.ascontiguousarray(rgb), is_grayscale=gray, path=path,
                   format=source_format, mode=mode, bit_depth=depth, alpha=alpha,
                   orientation=orientation, icc_profile=icc, exif=exif, xmp=xmp or None,
@@ -1037,21 +1048,34 @@ def save_photo(photo: Photo, rgb: np.ndarray, dst: str | os.PathLike[str], *,
     options = _save_options(photo, fmt, policy, encoded.orientation, jpeg_quality, stored)
     cicp = cicp_of(photo)
     named = cicp_beyond_srgb(*cicp) if cicp else None
-    carried = fmt == "PNG" or (fmt == "HEIF" and photo.info.get("nclx_profile"))
-    if named and not carried and not photo.icc_profile and policy.keep_icc:
-        log.warning("%s: its colours are tagged %s (a %s's CICP tag, no ICC profile), "
-                    "which a %s copy can't carry: the copy's colours will look duller (an "
-                    "HDR photo flat)", photo.path, named, photo.format, fmt)
+    carried = fmt in ("PNG", "AVIF") or (fmt == "HEIF" and photo.info.get("nclx_profile"))
+    to_carry = named and not photo.icc_profile and policy.keep_icc
+    if to_carry and not carried:
+        _warn_colour_lost(photo, named, fmt)
 
     def write(fp: IO[bytes]) -> None:
         if encoded.samples is not None:
             write_png16(fp, encoded.samples, options)
+        elif fmt == "AVIF" and to_carry:  # Pillow writes sRGB's nclx tag: set the photo's
+            buffer = _io.BytesIO()
+            encoded.image.save(buffer, fmt, **options)
+            tagged = with_avif_cicp(buffer.getvalue(), *cicp)
+            if tagged is None:
+                _warn_colour_lost(photo, named, fmt)
+            fp.write(tagged or buffer.getvalue())
         else:
             encoded.image.save(fp, fmt, **options)
 
     write_atomic(dst, write, overwrite=overwrite)
     log.info("wrote %s (%s)", dst, fmt)
     return dst
+
+
+def _warn_colour_lost(photo: Photo, named: str, fmt: str) -> None:
+    article = "an" if photo.format == "AVIF" else "a"
+    log.warning("%s: its colours are tagged %s (%s %s's CICP tag, no ICC profile), "
+                "which a %s copy can't carry: the copy's colours will look duller (an "
+                "HDR photo flat)", photo.path, named, article, photo.format, fmt)
 
 
 def says_protected_file(path: str | os.PathLike[str], wait: bool = True) -> bool:

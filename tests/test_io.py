@@ -475,25 +475,23 @@ class TestAvif:
         data[at + 9:at + 9 + data[at + 8]] = bytes([10] * data[at + 8])
         caplog.clear()
         with caplog.at_level("WARNING", logger="cloak.io"):
-            io._warn_avif_losses(_io.BytesIO(bytes(data)), src)
-        assert f"{src}: 10-bit AVIF is read as 8-bit" in caplog.text
-        caplog.clear()  # with an ICC profile (a Display P3 export) too: only CICP is moot
-        with caplog.at_level("WARNING", logger="cloak.io"):
-            io._warn_avif_losses(_io.BytesIO(bytes(data)), src, cicp_matters=False)
+            io._warn_avif_depth(_io.BytesIO(bytes(data)), src)
         assert f"{src}: 10-bit AVIF is read as 8-bit" in caplog.text
 
-    def test_colour_tagged_only_as_display_p3_or_hdr_is_warned_about(
+    def test_colour_tagged_only_as_display_p3_or_hdr_is_carried_or_warned_about(
             self, tmp_path: Path, caplog) -> None:
-        """Pillow reads an AVIF's pixels but not its CICP (nclx) colour tag, and writes the
-        copy tagged sRGB: a photo tagged Display P3 or HDR (with no ICC profile) gets a
-        warning naming the tag; sRGB's own tag (what Pillow writes) gets none."""
+        """Pillow reads an AVIF's pixels but not its CICP (nclx) colour tag, and writes
+        sRGB's: a photo tagged Display P3 or HDR (with no ICC profile) looked duller in its
+        copy. The AVIF copy now carries the tag (not with --no-icc), a PNG copy as its cICP
+        chunk, and a JPEG copy, which can't, says so; sRGB's own tag gets no warning."""
         src = save(Image.fromarray(pixels()), tmp_path / "a.avif", quality=100)
         data = bytearray(src.read_bytes())
         at = data.find(b"colrnclx")
         with src.open("rb") as fp:
             assert io.avif_cicp(fp) == (1, 13)  # BT.709 primaries, sRGB curve
         with caplog.at_level("WARNING", logger="cloak.io"):
-            io.load_photo(src)
+            plain = io.load_photo(src)
+            io.save_photo(plain, plain.rgb, tmp_path / "plain.jpg")
         assert "CICP" not in caplog.text
         for primaries, transfer, named in ((12, 13, "Display P3"), (9, 16, "BT.2020, PQ (HDR)")):
             data[at + 8:at + 12] = primaries.to_bytes(2, "big") + transfer.to_bytes(2, "big")
@@ -502,8 +500,23 @@ class TestAvif:
             caplog.clear()
             with caplog.at_level("WARNING", logger="cloak.io"):
                 photo = io.load_photo(tagged)
-            assert photo.format == "AVIF"
-            assert f"tagged {named} (a CICP tag" in caplog.text and tagged.name in caplog.text
+                kept = io.save_photo(photo, photo.rgb, tmp_path / f"out{primaries}.avif")
+                as_png = io.save_photo(photo, photo.rgb, tmp_path / f"out{primaries}.png")
+                dropped = io.save_photo(photo, photo.rgb, tmp_path / f"srgb{primaries}.avif",
+                                        metadata=MetadataPolicy(keep_icc=False))
+            assert photo.format == "AVIF" and "CICP" not in caplog.text
+            for path, expected in ((kept, (primaries, transfer)), (dropped, (1, 13))):
+                with path.open("rb") as fp:
+                    assert io.avif_cicp(fp) == expected
+                with Image.open(path) as out:  # still a valid AVIF, its pixels as written
+                    assert np.array_equal(np.asarray(out.convert("RGB")),
+                                          np.asarray(Image.open(dropped).convert("RGB")))
+            with as_png.open("rb") as fp:
+                assert io.png_cicp(fp) == bytes([primaries, transfer, 0, 1])
+            with caplog.at_level("WARNING", logger="cloak.io"):
+                io.save_photo(photo, photo.rgb, tmp_path / f"out{primaries}.jpg")
+            assert f"tagged {named} (an AVIF's CICP tag" in caplog.text
+            assert tagged.name in caplog.text
 
     def test_an_avif_is_found_and_named_avif(self, tmp_path: Path) -> None:
         assert ".avif" in io.IMAGE_SUFFIXES and "AVIF" in io.SUPPORTED
