@@ -286,6 +286,13 @@ def _fold(path: str) -> str:
     return unicodedata.normalize("NFC", path).casefold()
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def _same_folder_path(a: str, b: str) -> bool:
     """Whether real paths `a` and `b` name one folder: the same string, or (on a disk that
     ignores case or Unicode form, as macOS's does, where realpath keeps the case typed)
@@ -583,6 +590,7 @@ class Manifest:
         # What was there, if save() must not simply replace it: ("newer", version) for a
         # newer cloak's record (refused), ("unreadable", why) for a damaged one (set aside)
         self.found: tuple[str, object] | None = None
+        self._by_fold: dict[str, str] | None = None  # _fold(key) -> key, built when needed
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
             version = data.get("version")
@@ -606,23 +614,39 @@ class Manifest:
         stay as they are)."""
         for key, entry in other.entries.items():
             self.entries.setdefault(key, entry)
+        self._by_fold = None
         for name, folder in other.folders.items():
             self.folders.setdefault(name, folder)
         if other.found is not None and other.found[0] == "newer":  # never replaced
             self.found = other.found
 
     def key(self, dst: Path) -> str:
-        rel = os.path.relpath(os.path.abspath(dst), os.path.abspath(self.out_dir))
-        return Path(rel).as_posix()
+        """`dst`'s name in the record: its path relative to OUT, or the name it was
+        recorded under where that is the same file named in another letter case or
+        Unicode form (`img_1.jpg` typed for `IMG_1.JPG` on a macOS or Windows disk)."""
+        rel = Path(os.path.relpath(os.path.abspath(dst), os.path.abspath(self.out_dir)))
+        rel = rel.as_posix()
+        if rel in self.entries:
+            return rel
+        if self._by_fold is None:
+            self._by_fold = {_fold(key): key for key in self.entries}
+        recorded = self._by_fold.get(_fold(rel))
+        if recorded is not None and recorded in self.entries and os.path.lexists(dst) \
+                and _same_file(self.out_dir / recorded, dst):
+            return recorded
+        return rel
 
     def get(self, dst: Path) -> dict | None:
         return self.entries.get(self.key(dst))
 
     def set(self, dst: Path, entry: dict | None) -> None:
+        key = self.key(dst)
         if entry is None:
-            self.entries.pop(self.key(dst), None)
+            self.entries.pop(key, None)
         else:
-            self.entries[self.key(dst)] = entry
+            self.entries[key] = entry
+            if self._by_fold is not None:
+                self._by_fold[_fold(key)] = key
         self.save()
 
     def save(self) -> None:

@@ -1208,6 +1208,30 @@ def test_a_folder_named_by_another_string_keeps_its_mirror(tmp_path):
     assert batch.Mirrors(recorded, tmp_path / "out").name_for(str(other)) == "Photos (2)"
 
 
+def test_a_copy_named_in_another_case_is_found_in_its_record(tmp_path, small_photo,
+                                                              tiny_config):
+    """On macOS, Windows and exFAT disks `img_1.png` typed for `IMG_1.png` names the same
+    file, but the record keys each copy by the name first written: a rerun typing the
+    other case found no record and refused its own copy as not cloak's. Simulated with a
+    hard link (one file, two names); where the names are two files, nothing changes."""
+    photo = small_photo(tmp_path / "IMG_1.png")
+    out = tmp_path / "out"
+    assert batch.run(batch.plan([photo], out), out, tiny_config).counts[PROTECTED] == 1
+    typed = tmp_path / "typed" / "img_1.png"
+    typed.parent.mkdir()
+    os.link(photo, typed)
+    os.link(out / "IMG_1.png", out / "img_1.png")  # what such a disk answers
+    again = batch.run(batch.plan([typed], out), out, tiny_config)
+    assert [i.message for i in again.items] == [batch.ALREADY_DONE]
+    assert set(batch.Manifest(out).entries) == {"IMG_1.png"}
+    (out / "img_1.png").unlink()
+    (out / "img_1.png").write_bytes(b"the user's own file")
+    other = batch.run(batch.plan([typed], out), out, tiny_config)
+    assert other.items[0].status == FAILED
+    assert (out / "img_1.png").read_bytes() == b"the user's own file"
+    assert set(batch.Manifest(out).entries) == {"IMG_1.png"}
+
+
 def test_a_file_above_out_takes_no_mirror_name_but_a_file_at_it_does(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     (tmp_path / "out").mkdir()
