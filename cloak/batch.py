@@ -708,16 +708,18 @@ def earlier_copy(src: Path, out_dir: Path, settings: dict, also: dict | None = N
     return None
 
 
-def record_copy(src: Path, dst: Path, settings: dict) -> bool:
+def record_copy(src: Path, dst: Path, settings: dict, verdict: str | None = None) -> bool:
     """Record in the manifest of `dst`'s folder that cloak wrote `dst` from `src` with
-    `settings` (the desktop app's copies, for earlier_copy). False, and nothing recorded,
-    when a `cloak protect` run holds the folder or the manifest can't be written: the
-    copy is then simply protected again next time."""
+    `settings` (the desktop app's copies, for earlier_copy), and the `verdict` (verify's
+    word) its protection was given, where known. False, and nothing recorded, when a
+    `cloak protect` run holds the folder or the manifest can't be written: the copy is
+    then simply protected again next time."""
     try:
+        entry = {"state": "done", "src": _identity(src), "settings": settings,
+                 "dst": _identity(dst)} | ({"verdict": verdict} if verdict else {})
         with output_folder_lock(dst.parent):
             manifest = Manifest(dst.parent)
-            manifest.set(dst, {"state": "done", "src": _identity(src), "settings": settings,
-                               "dst": _identity(dst)})
+            manifest.set(dst, entry)
         return True
     except (OSError, CloakError) as exc:
         log.info("did not record %s in its folder's manifest: %s", dst, exc)
@@ -1256,6 +1258,8 @@ def _finish(item: Item, manifest: Manifest, previous: dict | None, outcome) -> N
         item.status, item.report = PROTECTED, outcome
         entry = manifest.get(item.dst)
         entry.update(state="done", dst=_identity(item.dst))
+        if (verdict := outcome.to_dict()["verdict"]) is not None:  # as saved
+            entry["verdict"] = verdict
         if outcome.preview and os.path.isfile(outcome.preview):  # its sheet is cloak's too
             entry["preview"] = _identity(Path(outcome.preview))
             entry.pop("earlier_preview", None)

@@ -329,9 +329,20 @@ class TestRun:
         entry = manifest["photos"]["in/a.png"]
         assert entry["state"] == "done" and entry["settings"] == tiny_config.fingerprint()
         assert entry["src"]["sha256"] == before[0]
+        assert "verdict" not in entry  # not measured
         kinds = [e.kind for e in events]
         assert kinds[0] == "todo" and kinds.count("start") == kinds.count("done") == 2
         assert not leftovers(out)
+
+    def test_a_measured_copy_s_verdict_is_recorded(self, tmp_path, small_photo, tiny_config):
+        """The record keeps the verdict a measured copy got as saved (the desktop app
+        shows it when it meets that copy again in a later session)."""
+        out = tmp_path / "out"
+        [item] = batch.run(batch.plan([small_photo(tmp_path / "a.png")], out), out,
+                           tiny_config.replace(measure=True)).items
+        (entry,) = json.loads((out / MANIFEST_NAME).read_text())["photos"].values()
+        assert entry["verdict"] == item.report.to_dict()["verdict"]
+        assert entry["verdict"] in ("strong", "moderate", "weak", "none")
 
     def test_resume_skips_force_redoes_and_settings_matter(self, tmp_path, small_photo,
                                                            tiny_config):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import inspect
+import json
 import os
 import re
 import shutil
@@ -344,6 +345,34 @@ class TestDropZone:
         assert len(window.rows) == 1
         assert window.statusBar().currentMessage() == "those photos are already in the list"
 
+    def test_an_add_keys_only_its_new_photos(self, window, tmp_path, small_photo,
+                                             monkeypatch):
+        """Each add took the real path of every row already listed (thousands of rows made
+        adding quadratic): only the new photos are keyed now, the same photo by another
+        path is still listed once, and after Clear list it can be added again."""
+        photos = [small_photo(tmp_path / "photos" / f"{i}.png") for i in range(4)]
+        (tmp_path / "link").symlink_to(tmp_path / "photos")
+        keyed: list[Path] = []
+        real_key = window_module.same_photo_key
+
+        def counted_key(path: Path) -> str:
+            keyed.append(Path(path))
+            return real_key(path)
+
+        monkeypatch.setattr(window_module, "same_photo_key", counted_key)
+        window.add_paths(photos[:3])
+        assert len(window.rows) == 3 and len(keyed) == 3
+        keyed.clear()
+        window.add_paths([tmp_path / "link" / "0.png", photos[3]])
+        assert keyed == [tmp_path / "link" / "0.png", photos[3]]  # not the 3 listed rows'
+        assert len(window.rows) == 4 and \
+            window.statusBar().currentMessage() == "added 1 photo(s)"
+        window.clear()
+        window.add_paths([tmp_path / "link" / "0.png"])  # listed again once cleared
+        assert [row.src for row in window.rows.values()] == [tmp_path / "link" / "0.png"]
+        window.add_paths([photos[0]])
+        assert len(window.rows) == 1
+
     def test_the_summary_wraps_instead_of_widening_the_window(self, window):
         """A long count widened the window past a laptop's screen (1498 px, a trial)."""
         window.resize(900, 600)
@@ -627,7 +656,8 @@ class TestHelpers:
         protected" with no word: the summary now counts them and the status bar says
         what protects more, as the CLI's closing note does."""
         window.settings.update(steps=1, eps=1 / 255, measure=True)  # little damage
-        window.add_paths([small_photo(tmp_path / "a.png")])
+        photo = small_photo(tmp_path / "a.png")
+        window.add_paths([photo])
         window.start()
         assert wait_until(lambda: not window.is_running(), 120)
         (row,) = window.rows.values()
@@ -636,6 +666,18 @@ class TestHelpers:
         message = window.statusBar().currentMessage()
         assert "1 of 1 new copies carry little protection" in message
         assert "Strength medium (the default) protects more" in message
+        # its record keeps the weaker verdict, so a later session says it again
+        record = json.loads((tmp_path / "protected" / ".cloak-manifest.json").read_text())
+        (entry,) = record["photos"].values()
+        assert entry["verdict"] == "none"
+        window.clear()
+        window.add_paths([photo])
+        window.start()
+        assert wait_until(lambda: not window.is_running(), 60)
+        (row,) = window.rows.values()
+        assert row.outcome.status == ALREADY_PROTECTED
+        assert "that copy: protection mostly lost" in row.status.text()
+        assert window.summary.text() == "1 already protected (1 with protection mostly lost)"
 
     def test_the_before_after_shows_transparency_as_the_thumbnail_does(self, tmp_path):
         """The compare views dropped the alpha, so a transparent photo's background showed
@@ -654,6 +696,25 @@ class TestHelpers:
                 32 * 28)
             assert pixels[:, 36:, 0].min() > 190  # the opaque half as it is
         assert np.asarray(shown.difference)[:, 36:].max() > 0
+
+    def test_the_before_after_leaves_no_dark_fringe_at_transparent_edges(self, tmp_path):
+        """Colour and alpha were shrunk apart: the black hidden under the transparent half
+        bled into the colour at its edge, drawn darker than both the white and the gray
+        behind it. Shrunk as one RGBA image (premultiplied), the edge is a white/gray
+        blend."""
+        from cloak.gui.images import TRANSPARENT_SHOWN_AS, compare
+
+        rgba = np.zeros((40, 90, 4), np.uint8)  # 90 -> 32 px: the edge falls mid-pixel
+        rgba[:, :45] = (255, 255, 255, 255)  # the left half opaque white, the right hidden
+        Image.fromarray(rgba, "RGBA").save(tmp_path / "cut.png")
+        Image.fromarray(rgba, "RGBA").save(tmp_path / "copy.png")
+        shown = compare(tmp_path / "cut.png", tmp_path / "copy.png", max_side=32)
+        for image in (shown.original, shown.protected):
+            pixels = np.asarray(image)
+            assert pixels.shape == (14, 32, 3)
+            assert (pixels >= np.array(TRANSPARENT_SHOWN_AS)).all(), pixels.min((0, 2))
+            assert pixels[:, :12].min() == 255 and pixels[:, -12:].reshape(-1, 3).tolist() \
+                == [list(TRANSPARENT_SHOWN_AS)] * (14 * 12)
 
     def test_describe_gives_the_weakest_models_damage(self):
         report = Report(width=8, height=8, eps255=6, psnr=41.2, ssim=0.99, max_change255=6,
@@ -2001,6 +2062,50 @@ class TestReviewFixes:
                               window.config())
         assert window._asks_other(row)
         row.deleteLater()
+
+    @pytest.mark.usefixtures("model_dir")
+    def test_an_earlier_copy_recorded_as_weak_is_shown_and_counted_so(
+            self, window, tmp_path, small_photo):
+        """A photo found protected in an earlier session was shown and counted as fine,
+        whatever its copy's protection: where the folder's record keeps that copy's
+        verdict, a "none" is said on its row (amber) and counted with the weak copies, with
+        the advice to protect at a stronger setting; without one, nothing new is said."""
+        from cloak.gui.widgets import OK_COLOR, WARN_COLOR
+
+        window.settings["measure"] = False
+        done = small_photo(tmp_path / "a.png")
+
+        def protect_again() -> PhotoRow:
+            window.clear()
+            window.add_paths([done])
+            window.start()
+            assert wait_until(lambda: not window.is_running(), 60)
+            (row,) = window.rows.values()
+            return row
+
+        protect_again()
+        row = protect_again()  # found done; its record keeps no verdict
+        assert row.outcome.status == ALREADY_PROTECTED
+        assert "mostly lost" not in row.status.text() and row.status._color.name() == OK_COLOR
+        assert window.summary.text() == "1 already protected"
+        manifest = tmp_path / "protected" / ".cloak-manifest.json"
+        data = json.loads(manifest.read_text())
+        (entry,) = data["photos"].values()
+        entry["verdict"] = "none"  # under 0.5 dB on the weakest model, as recorded
+        manifest.write_text(json.dumps(data))
+        row = protect_again()
+        assert row.outcome.status == ALREADY_PROTECTED
+        assert "that copy: protection mostly lost" in row.status.text()
+        assert row.status._color.name() == WARN_COLOR
+        assert window.summary.text() == "1 already protected (1 with protection mostly lost)"
+        message = window.statusBar().currentMessage()
+        assert "1 of 1 copies from an earlier session carry little protection" in message
+        assert "Strength medium (the default) protects more" in message
+        entry["verdict"] = "moderate"
+        manifest.write_text(json.dumps(data))
+        row = protect_again()
+        assert row.status._color.name() == OK_COLOR
+        assert window.summary.text() == "1 already protected"
 
     def test_a_copy_with_protection_lost_is_not_shown_in_green(self, qapp):
         """Written, but the check after posting found it gone: the row says so in amber,

@@ -117,15 +117,11 @@ def amplified_difference(original: Image.Image, protected: Image.Image,
 
 
 def as_image(photo: io.Photo) -> Image.Image:
-    """The upright pixels cloak protects, as an 8-bit RGB image."""
-    return Image.fromarray(np.round(photo.rgb * 255).astype(np.uint8), "RGB")
+    """The upright pixels cloak protects, as an 8-bit RGB image; RGBA when the photo has
+    alpha (as verify compares it: 16-bit alpha rounded)."""
+    from ..verify import photo_image
 
-
-def alpha_image(photo: io.Photo) -> Image.Image | None:
-    """The photo's upright alpha as an 8-bit "L" image, or None when it is opaque."""
-    from ..verify import photo_image  # its alpha as verify compares it (16-bit rounded)
-
-    return None if photo.alpha is None else photo_image(photo).getchannel("A")
+    return photo_image(photo)
 
 
 def budget_image(rgb: np.ndarray, config, size: tuple[int, int] | None = None
@@ -157,26 +153,23 @@ def compare(original_path: Path, protected_path: Path, max_side: int = 1024,
     sRGB from their colour profiles (shown_in_srgb). With `config` (the ProtectConfig the
     copy was made with), also the budget map it gave the original."""
     original_photo = io.load_photo(original_path)
-    original, original_alpha = as_image(original_photo), alpha_image(original_photo)
-    icc = original_photo.icc_profile
+    original, icc = as_image(original_photo), original_photo.icc_profile
     budget = None if config is None else budget_image(original_photo.rgb, config)
     del original_photo
     protected_photo = io.load_photo(protected_path)
     protected, protected_icc = as_image(protected_photo), protected_photo.icc_profile
-    protected_alpha = alpha_image(protected_photo)
     del protected_photo
     difference, max_change = amplified_difference(original, protected)
     images = []
-    for image, profile, alpha in ((original, icc, original_alpha),
-                                  (protected, protected_icc, protected_alpha),
-                                  (difference, None, None)):
+    for image, profile in ((original, icc), (protected, protected_icc), (difference, None)):
+        # colour and alpha shrunk together: Pillow premultiplies RGBA, so the colour under
+        # transparent pixels leaves no dark fringe at their edges (as alpha shrunk apart did)
         image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-        shown = shown_in_srgb(image, profile)
-        if alpha is not None:  # over the app's light gray, as the thumbnail shows it (the
-            # colour under the transparency is usually black: the copy looked flattened)
-            alpha = alpha.resize(shown.size, Image.Resampling.LANCZOS)
+        shown = shown_in_srgb(image.convert("RGB"), profile)
+        if image.mode == "RGBA":  # over the app's light gray, as the thumbnail shows it
+            # (the colour under the transparency is usually black: the copy looked flattened)
             shown = on_light_background(Image.merge("RGBA", (*shown.convert("RGB").split(),
-                                                             alpha)))
+                                                             image.getchannel("A"))))
         images.append(shown)
     if budget is not None:  # from the working size to the size shown
         budget = budget.resize(images[0].size, Image.Resampling.BILINEAR)

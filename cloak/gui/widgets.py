@@ -212,11 +212,11 @@ class PhotoRow(QWidget):
     def set_protected(self, outcome: Outcome) -> None:
         self.outcome = outcome
         shown = Path(outcome.dst.parent.name) / outcome.dst.name
-        weak = PROTECTION_LOST in outcome.status or (
-            outcome.report is not None and outcome.report.min_damage_db is not None
-            and outcome.report.min_damage_db < 0.5)  # verify's "none" as saved
-        self._show(self.PROTECTED, f"{outcome.status}\nsaved as {shown}", 1.0,
-                   WARN_COLOR if weak else OK_COLOR)
+        status = outcome.status
+        if outcome.recorded_verdict == "none":  # an earlier copy's record says so
+            status += f"; that copy: {PROTECTION_LOST}"
+        self._show(self.PROTECTED, f"{status}\nsaved as {shown}", 1.0,
+                   WARN_COLOR if outcome.protection_lost else OK_COLOR)
         self.status.setToolTip(str(outcome.dst))
 
     def set_failed(self, message: str) -> None:

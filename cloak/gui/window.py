@@ -73,7 +73,6 @@ from .signals import emit
 from .widgets import THUMB_SIZE, ComparePanel, PhotoList, PhotoRow
 from .worker import (
     ALREADY_PROTECTED,
-    PROTECTION_LOST,
     BackgroundCall,
     CallSignals,
     Job,
@@ -97,6 +96,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_STRENGTH = ProtectConfig.strength  # the library's default preset
 PENDING_STATES = (PhotoRow.WAITING, PhotoRow.CANCELLED, PhotoRow.FAILED)  # Protect runs these
+EARLIER = "already protected"  # the summary's count of copies found from an earlier session
 # The pool runs one call at a time; what the user waits on jumps the queue of thumbnails.
 COMPARE_PRIORITY, WALK_PRIORITY = 2, 1
 COMPARE_SIDE = 1024  # long side of the before/after images shown
@@ -220,6 +220,9 @@ class MainWindow(QMainWindow):
         self._run_ids: set[int] = set()  # the rows of the last batch
         self._run_notices: list[str] = []  # what the worker told the user in the last batch
         self._next_id = 0
+        # same_photo_key -> row, for every listed row: an add keys only its new photos (a
+        # realpath of each of thousands of rows on every add made adding quadratic)
+        self._listed: dict[str, PhotoRow] = {}
         self._todo = self._done = 0  # photos in the running batch, and finished so far
         self._thread: QThread | None = None
         self._worker: ProtectWorker | None = None
@@ -454,7 +457,7 @@ class MainWindow(QMainWindow):
             return
         # by the file itself: the same photo reached by another path (a link to its
         # folder, "photos/../photos/a.jpg") is listed once, not protected twice
-        listed = {same_photo_key(row.src): row for row in self.rows.values()}
+        listed = self._listed
         added = 0
         generation = self._list_generation
 
@@ -564,6 +567,7 @@ class MainWindow(QMainWindow):
         else:  # the last message was about rows now gone
             self.statusBar().showMessage("list cleared", 3000)
         self.photo_list.remove_all()
+        self._listed.clear()
         self._failed_at.clear()
         self.summary.clear()  # the last batch's counts were for rows now gone
         self._compare_wanted = None
@@ -707,53 +711,50 @@ class MainWindow(QMainWindow):
         self._worker = self._thread = None
         release_freed_memory()  # the app stays open: not its peak memory until it quits
         # a photo found protected in an earlier session is counted as that, not as new
-        states = ["already protected" if row.outcome is not None
+        states = [EARLIER if row.outcome is not None
                   and row.outcome.status == ALREADY_PROTECTED else row.state
                   for i, row in self.rows.items() if i in self._run_ids]
-        counts = {s: states.count(s) for s in (PhotoRow.PROTECTED, "already protected",
+        counts = {s: states.count(s) for s in (PhotoRow.PROTECTED, EARLIER,
                                                PhotoRow.FAILED, PhotoRow.CANCELLED)
                   if states.count(s)}
         waiting = sum(row.state == PhotoRow.WAITING for i, row in self.rows.items()
                       if i not in self._run_ids)
         weak = self._weak_copies()
         self.summary.setText(", ".join(
-            f"{n} {s}" + (f" ({weak} with protection mostly lost)"
-                          if weak and s == PhotoRow.PROTECTED else "")
+            f"{n} {s}" + (f" ({weak[s]} with protection mostly lost)" if weak.get(s) else "")
             for s, n in counts.items())
             + (f"; {waiting} added meanwhile, waiting" if waiting else ""))
         self._update_buttons()
         if weak:  # as the CLI's closing note: the count alone read as "all protected"
             stronger = STRONGER.get(self.strength.currentData())
+            which = " and ".join(f"{weak[s]} of {counts[s]} {name}" for s, name in (
+                (PhotoRow.PROTECTED, "new copies"),
+                (EARLIER, "copies from an earlier session")) if weak.get(s))
             self._run_notices.append(
-                f"{weak} of {counts.get(PhotoRow.PROTECTED, 0)} new copies carry little "
-                "protection (under 0.5 dB on the weakest model, as saved or after "
-                "Instagram-style posting): " + (f"Strength {stronger} protects more, at "
-                                                "more time." if stronger else
-                                                "small or very flat photos hold less."))
+                f"{which} carry little protection (under 0.5 dB on the weakest model, as "
+                "saved or after Instagram-style posting): " + (
+                    f"Strength {stronger} protects more, at more time." if stronger else
+                    "small or very flat photos hold less."))
         if self._run_notices:  # a message shown since may have replaced them
             self.statusBar().showMessage(" ".join(self._run_notices))
         emit(self.batch_finished)
         if self._close_when_stopped:  # closed mid-batch: the worker has stopped now
             QTimer.singleShot(0, self, self.close)
 
-    def _weak_copies(self) -> int:
-        """This batch's new copies whose weakest model keeps under verify's "weak" (0.5 dB),
-        as saved or after Instagram-style posting (their rows say "protection mostly
-        lost")."""
-        from cloak.report import verdict_for
-
-        weak = 0
+    def _weak_copies(self) -> dict[str, int]:
+        """This batch's copies whose weakest model keeps under verify's "weak" (0.5 dB),
+        as saved or after Instagram-style posting, or as an earlier copy's record says
+        (their rows say "protection mostly lost"), counted as the summary counts them: new
+        (PhotoRow.PROTECTED) or EARLIER. Empty when there are none."""
+        weak: dict[str, int] = {}
         for i in self._run_ids:
             row = self.rows.get(i)
             outcome = row.outcome if row is not None else None
             if (row is None or row.state != PhotoRow.PROTECTED or outcome is None
-                    or outcome.status == ALREADY_PROTECTED):
+                    or not outcome.protection_lost):
                 continue
-            report = outcome.report
-            if PROTECTION_LOST in outcome.status or (
-                    report is not None and report.min_damage_db is not None
-                    and verdict_for(report.min_damage_db) == "none"):
-                weak += 1
+            kind = EARLIER if outcome.status == ALREADY_PROTECTED else PhotoRow.PROTECTED
+            weak[kind] = weak.get(kind, 0) + 1
         return weak
 
     # the rest -----------------------------------------------------------------------

@@ -27,6 +27,7 @@ from cloak.errors import (
     is_out_of_memory,
 )
 from cloak.io import check_folder_writable, output_path_for
+from cloak.report import VERDICTS, verdict_for
 
 from .paths import unique_destination
 from .signals import emit
@@ -60,6 +61,25 @@ class Outcome:
     status: str
     config: ProtectConfig | None = None  # what it was protected with (its budget map)
     src_stamp: tuple[int, int] | None = None  # source_stamp of the photo it was made from
+    # an earlier session's copy: the verdict its folder's record keeps (None: none kept)
+    recorded_verdict: str | None = None
+
+    @property
+    def protection_lost(self) -> bool:
+        """Whether the copy carries little protection: verify's "none" (under 0.5 dB on
+        the weakest model) as saved, after Instagram-style posting, or as recorded."""
+        weakest = self.report.min_damage_db if self.report is not None else None
+        return (PROTECTION_LOST in self.status or self.recorded_verdict == "none"
+                or (weakest is not None and verdict_for(weakest) == "none"))
+
+
+def recorded_verdict(copy: Path, out_dir: Path) -> str | None:
+    """The verdict (verify's word) that `out_dir`'s manifest keeps for the earlier copy
+    `copy` (earlier_copy's), or None where it keeps none."""
+    from cloak.batch import Manifest
+
+    verdict = (Manifest(out_dir).get(copy) or {}).get("verdict")
+    return verdict if verdict in (*(name for name, _ in VERDICTS), "none") else None
 
 
 def source_stamp(path: Path) -> tuple[int, int] | None:
@@ -97,6 +117,13 @@ def posting_damage(report: Report, config: ProtectConfig | None = None,
                            model_dir=config.model_dir, device=config.device,
                            figures=False, should_stop=should_stop)
     return result.worst.min_damage_db
+
+
+def copy_verdict(report: Report, posted_db: float | None) -> str | None:
+    """verify's word for the copy's weakest model, as saved or after Instagram-style
+    posting (`posted_db`), whichever is lower; None when protection was not measured."""
+    measured = [db for db in (report.min_damage_db, posted_db) if db is not None]
+    return verdict_for(min(measured)) if measured else None
 
 
 def describe(report: Report, posted_db: float | None = None) -> str:
@@ -241,7 +268,8 @@ class ProtectWorker(QObject):
             earlier = earlier_copy(job.src, job.out_dir, settings, self._also_done)
             if earlier is not None:  # protected in an earlier session, with these settings
                 emit(self.protected, job.index, Outcome(
-                    job.src, earlier, None, ALREADY_PROTECTED, self.config, stamp))
+                    job.src, earlier, None, ALREADY_PROTECTED, self.config, stamp,
+                    recorded_verdict(earlier, job.out_dir)))
                 return
             if self._weights_error is not None:  # no download attempt (and wait) per photo
                 emit(self.failed, job.index, self._weights_error)
@@ -321,7 +349,10 @@ class ProtectWorker(QObject):
             emit(self.failed, job.index, plain_message(exc))
         else:
             record_copy(job.src, dst, settings)  # a later session skips this photo
-            status = self._status(report)
+            posted_db = self._posted_damage(report)
+            if (verdict := copy_verdict(report, posted_db)) is not None:
+                record_copy(job.src, dst, settings, verdict)  # shown if it is met again
+            status = describe(report, posted_db)
             emit(self.progress, job.index, 1.0, "done")  # the posting check too
             emit(self.protected, job.index, Outcome(job.src, dst, report, status,
                                                     self.config, stamp))
@@ -367,22 +398,20 @@ class ProtectWorker(QObject):
             self._swept.add(folder)
             remove_stale_temp_files(folder)
 
-    def _status(self, report: Report) -> str:
-        """describe() with the damage after posting; the copy is written already, so a
-        failed check only leaves that out, and so does a cancel (the check stops between
-        models)."""
+    def _posted_damage(self, report: Report) -> float | None:
+        """posting_damage(); the copy is written already, so a failed check only leaves
+        it out (None), and so does a cancel (the check stops between models)."""
         if self._stop.is_set():
-            return describe(report)
+            return None
         if report.damage_db:
             emit(self.progress, self._current, POSTING_CHECK_FROM, "checking it after posting…")
         try:
-            posted_db = posting_damage(report, self.config, self._stop.is_set)
+            return posting_damage(report, self.config, self._stop.is_set)
         except Cancelled:
-            posted_db = None
+            return None
         except Exception:
             log.exception("checking %s after posting failed", report.dst)
-            posted_db = None
-        return describe(report, posted_db)
+            return None
 
     def _on_download(self, name: str, done: int, total: int) -> None:
         if self._stop.is_set():  # the download's temp file is removed on the way out
