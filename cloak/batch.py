@@ -708,22 +708,26 @@ def earlier_copy(src: Path, out_dir: Path, settings: dict, also: dict | None = N
     return None
 
 
-def record_copy(src: Path, dst: Path, settings: dict, verdict: str | None = None) -> bool:
+def record_copy(src: Path, dst: Path, settings: dict, verdict: str | None = None,
+                entry: dict | None = None) -> dict | None:
     """Record in the manifest of `dst`'s folder that cloak wrote `dst` from `src` with
     `settings` (the desktop app's copies, for earlier_copy), and the `verdict` (verify's
-    word) its protection was given, where known. False, and nothing recorded, when a
-    `cloak protect` run holds the folder or the manifest can't be written: the copy is
-    then simply protected again next time."""
+    word) its protection was given, where known. `entry`: what an earlier call returned,
+    recorded again with the verdict (neither file is read again). Returns the entry
+    recorded; None, and nothing recorded, when a `cloak protect` run holds the folder or
+    the manifest can't be written: the copy is then simply protected again next time."""
     try:
-        entry = {"state": "done", "src": _identity(src), "settings": settings,
-                 "dst": _identity(dst)} | ({"verdict": verdict} if verdict else {})
+        entry = dict(entry) if entry else {"state": "done", "src": _identity(src),
+                                           "settings": settings, "dst": _identity(dst)}
+        if verdict:
+            entry["verdict"] = verdict
         with output_folder_lock(dst.parent):
             manifest = Manifest(dst.parent)
             manifest.set(dst, entry)
-        return True
+        return entry
     except (OSError, CloakError) as exc:
         log.info("did not record %s in its folder's manifest: %s", dst, exc)
-        return False
+        return None
 
 
 # Fingerprint keys that name a setting without changing it: the mask's path as typed

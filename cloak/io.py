@@ -932,7 +932,10 @@ def _save_options(photo: Photo, fmt: str, policy: md.MetadataPolicy, orientation
     rgb_written = fmt in NO_GRAY or (fmt in ("AVIF", "HEIF") and photo.alpha is not None)
     if icc and rgb_written and photo.is_grayscale and icc[16:20] == b"GRAY":
         icc = None
-    xmp = md.build_xmp(photo.xmp, photo.exif, policy, __version__)
+    # a PNG copy's Creation Time is a date it keeps too (see md.local_time_carried)
+    texts = ((photo.info.get("png_text") or {}).get("Creation Time", ""),) \
+        if fmt == "PNG" else ()
+    xmp = md.build_xmp(photo.xmp, photo.exif, policy, __version__, texts=texts)
     options: dict[str, Any] = {}
     if icc and fmt != "BMP":
         options["icc_profile"] = icc
@@ -966,9 +969,8 @@ def _save_options(photo: Photo, fmt: str, policy: md.MetadataPolicy, orientation
         pnginfo = PngInfo()
         for key, value in photo.info.get("png_text", {}).items():
             if key == "Creation Time" and policy.strip_gps:  # its zone says a region
-                value = md.without_time_zone(
-                    value, pattern=md.TEXT_TIME_ZONE, local_time_carried=md.local_time_carried(
-                        photo.exif, policy, photo.xmp))
+                value = md.date_without_zone(value, local_time_carried=md.local_time_carried(
+                    photo.exif, policy, photo.xmp, texts))
                 if value is None:
                     continue
             if (key in PNG_TEXT_RIGHTS and policy.keep_copyright) or (

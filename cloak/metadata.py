@@ -26,6 +26,7 @@ import logging
 import re
 import struct
 import xml.etree.ElementTree as ET
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,11 +97,18 @@ PLACE_HINTS = frozenset({
     ExifTags.Base.TimeZoneOffset, ExifTags.Base.OffsetTime, ExifTags.Base.OffsetTimeOriginal,
     ExifTags.Base.OffsetTimeDigitized, ExifTags.Base.Pressure, ExifTags.Base.WaterDepth,
 })
-XMP_TIME_ZONE = re.compile(r"(T[\d:.]+)(Z|[+-]\d{2}:?\d{2})$")
-# A clock time's zone in free text (PNG "Creation Time": RFC 1123 or ISO 8601)
-TEXT_TIME_ZONE = re.compile(r"(\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)\s*"
-                            r"(Z|UTC|GMT|UT|[+-]\d{2}:?\d{2})$", re.IGNORECASE)
+# A date's clock time (group 1) and its zone at the end (group 2): ISO 8601 (XMP's
+# "…T12:00:00+05:30", "…Z"), RFC 1123 (a PNG "Creation Time": "… 12:00:00 GMT", "+0530")
+TIME_ZONE = re.compile(r"((?<![\d:])\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)\s*"
+                       r"(Z|UTC|GMT|UT|[+-]\d{2}(?::?\d{2})?)\s*(?:\([^)]*\))?$", re.IGNORECASE)
 UTC_NAMES = frozenset({"Z", "UTC", "GMT", "UT"})
+ZERO_OFFSET = re.compile(r"[+-]00(?::?00)?")  # UTC too (RFC 2822's "-0000": zone unknown)
+# Something after a clock time that is not AM/PM: a zone TIME_ZONE can't read ("PDT",
+# "GMT+05:30", Unix date's "… UTC 2024")
+AFTER_CLOCK = re.compile(r"(?<![\d:])\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?![\d:.])\s*"
+                         r"(?![AaPp]\.?[Mm]\.?\s*$)\S")
+# A value that starts with a date and a clock time (XMP's form, or EXIF's "2024:05:01 …")
+DATE_TIME = re.compile(r"^\s*\d{4}[-:]\d{2}(?:[-:]\d{2})?[T ]\d{1,2}:\d{2}")
 # The capture and edit times EXIF holds as local clock time (no zone of their own)
 EXIF_LOCAL_DATES = (ExifTags.Base.DateTimeOriginal, ExifTags.Base.DateTimeDigitized)
 # The Exif IFD's standard capture tags (EXIF 2.3x, up to Gamma 0xA500), kept unless
@@ -123,9 +131,12 @@ XMP_IDENTIFYING = frozenset({"SerialNumber", "LensSerialNumber", "BodySerialNumb
 # Dropped from every kept packet: orientation follows the pixels, the notices are re-added,
 # and an embedded preview (xmp:Thumbnails, xmpGImg) would carry the unprotected photo.
 XMP_ALWAYS_DROPPED = frozenset({"Orientation", "DataMining", "Thumbnails", "PageInfo"})
-# Place names that locate the photo as precisely as GPS does; dropped with GPS.
+# Place names that locate the photo as precisely as GPS does, and the time zone (a region
+# of the world); dropped with GPS.
 XMP_PLACE = frozenset({"City", "State", "Country", "CountryCode", "Location", "Sublocation",
-                       "LocationCreated", "LocationShown", "ProvinceState", "CountryName"})
+                       "LocationCreated", "LocationShown", "ProvinceState", "CountryName",
+                       "OffsetTime", "OffsetTimeOriginal", "OffsetTimeDigitized",
+                       "TimeZoneOffset"})
 NAMESPACES = {"x": X_NS, "rdf": RDF_NS, "dc": DC_NS, "plus": PLUS_NS, "cloak": CLOAK_NS,
               "xmp": "http://ns.adobe.com/xap/1.0/", "tiff": "http://ns.adobe.com/tiff/1.0/",
               "exif": "http://ns.adobe.com/exif/1.0/", "aux": "http://ns.adobe.com/exif/1.0/aux/",
@@ -447,47 +458,53 @@ def _xmp_capture(root: ET.Element | None) -> dict[str, str]:
     return found
 
 
-XMP_DATE_TIME = re.compile(r"^\d{4}-\d{2}(?:-\d{2})?T[\d:.]+(?:Z|[+-]\d{2}:?\d{2})?$")
+def _is_utc(zone: str) -> bool:
+    return zone.upper() in UTC_NAMES or ZERO_OFFSET.fullmatch(zone) is not None
 
 
-def without_time_zone(text: str, *, local_time_carried: bool,
-                      pattern: re.Pattern[str] = XMP_TIME_ZONE) -> str | None:
+def date_without_zone(text: str, *, local_time_carried: bool) -> str | None:
     """`text`, a date and time, without its zone, which says a region of the world.
 
     A numeric offset goes and leaves the local clock time, like EXIF's dates. A UTC stamp
-    ("Z", "GMT") beside a local time would give the offset away as their difference: it is
-    dropped (None) when `local_time_carried`, else kept without its zone. `pattern` finds
-    the clock time (group 1) and the zone (group 2); text without a zone comes back as is."""
-    match = pattern.search(text)
-    if match is None:
-        return text
-    if match.group(2).upper() in UTC_NAMES and local_time_carried:
-        return None
-    return text[:match.end(1)]
-
-
-def is_local_time(text: str, pattern: re.Pattern[str] = XMP_TIME_ZONE) -> bool:
-    """True when `text` holds a clock time that is not stamped UTC."""
-    match = pattern.search(text)
+    ("Z", "GMT", "+00:00") beside a local time would give the offset away as their
+    difference: it is dropped (None) when `local_time_carried`, else kept without its zone.
+    A zone that can't be read (named, "GMT+05:30") drops the text. Text without a clock
+    time comes back as is."""
+    text = text.strip()
+    match = TIME_ZONE.search(text)
     if match is not None:
-        return match.group(2).upper() not in UTC_NAMES
-    return bool(XMP_DATE_TIME.match(text)) or bool(re.search(r"\d{1,2}:\d{2}", text))
+        if _is_utc(match.group(2)) and local_time_carried:
+            return None
+        text = text[:match.end(1)]
+    return None if AFTER_CLOCK.search(text) else text
+
+
+def is_local_time(text: str) -> bool:
+    """True when `text` holds a clock time that is not stamped UTC (nor unreadably)."""
+    match = TIME_ZONE.search(text.strip())
+    if match is not None:
+        return not _is_utc(match.group(2))
+    return bool(re.search(r"\d{1,2}:\d{2}", text)) and not AFTER_CLOCK.search(text)
 
 
 def local_time_carried(snapshot: ExifSnapshot | None, policy: MetadataPolicy,
-                       source_xmp: bytes | None = None) -> bool:
-    """True when the copy keeps a local clock time: EXIF's dates (with the camera details)
-    or a date in the XMP packet that is not stamped UTC."""
-    if not policy.keep_exif:
+                       source_xmp: bytes | None = None, texts: Iterable[str] = ()) -> bool:
+    """True when the copy keeps a local clock time: EXIF's dates (with the camera
+    details), a date in the XMP packet (kept with them, or whole) or one of `texts` (a PNG
+    copy's "Creation Time") that is not stamped UTC."""
+    if not (policy.keep_exif or policy.keep_xmp):
         return False
-    if snapshot is not None and (any(snapshot.exif.get(tag) for tag in EXIF_LOCAL_DATES)
-                                 or snapshot.base.get(ExifTags.Base.DateTime)):
+    if any(is_local_time(text) for text in texts if text):
+        return True
+    if policy.keep_exif and snapshot is not None and (
+            any(snapshot.exif.get(tag) for tag in EXIF_LOCAL_DATES)
+            or snapshot.base.get(ExifTags.Base.DateTime)):
         return True
     root = _parse_xmp(source_xmp)
     if root is None:
         return False
     values = [v for node in root.iter() for v in (*node.attrib.values(), node.text or "")]
-    return any(XMP_DATE_TIME.match(v.strip()) and is_local_time(v.strip()) for v in values)
+    return any(DATE_TIME.match(v) and is_local_time(v) for v in values)
 
 
 def _description(policy: MetadataPolicy, creators: list[str], rights: str | None,
@@ -525,9 +542,9 @@ def _scrub(root: ET.Element, policy: MetadataPolicy, *, local_time: bool = False
                     local in XMP_ALWAYS_DROPPED)
 
     def zoneless(text: str | None) -> str | None:
-        if not policy.strip_gps or not text or not XMP_DATE_TIME.match(text.strip()):
+        if not policy.strip_gps or not text or not DATE_TIME.match(text):
             return text
-        return without_time_zone(text.strip(), local_time_carried=local_time)
+        return date_without_zone(text, local_time_carried=local_time)
 
     for parent in root.iter():
         for key in [k for k in parent.attrib if unwanted(k)]:
@@ -549,8 +566,10 @@ def _scrub(root: ET.Element, policy: MetadataPolicy, *, local_time: bool = False
 
 
 def build_xmp(source_xmp: bytes | None, snapshot: ExifSnapshot | None,
-              policy: MetadataPolicy, version: str) -> bytes | None:
-    """The XMP packet for the copy (UTF-8 bytes with xpacket wrapper), or None."""
+              policy: MetadataPolicy, version: str, *, texts: Iterable[str] = ()
+              ) -> bytes | None:
+    """The XMP packet for the copy (UTF-8 bytes with xpacket wrapper), or None. `texts`:
+    the dates the copy also keeps elsewhere (a PNG's "Creation Time")."""
     root = _parse_xmp(source_xmp)
     creators, rights = _xmp_rights(root) if policy.keep_copyright else ([], None)
     if policy.keep_copyright and snapshot is not None:
@@ -560,11 +579,12 @@ def build_xmp(source_xmp: bytes | None, snapshot: ExifSnapshot | None,
             creators = [artist]
         rights = rights or copyright_
     desc = _description(policy, creators, rights, version)
-    local = local_time_carried(snapshot, policy, source_xmp)
+    local = local_time_carried(snapshot, policy, source_xmp, texts)
     if policy.keep_exif and not policy.keep_xmp:
         for key, text in _xmp_capture(root).items():
-            if policy.strip_gps:  # the time zone says a region of the world (PLACE_HINTS)
-                text = without_time_zone(text, local_time_carried=local)
+            if policy.strip_gps and DATE_TIME.match(text):  # the time zone says a region
+                # of the world (PLACE_HINTS)
+                text = date_without_zone(text, local_time_carried=local)
             if text is not None:
                 desc.set(key, text)
     if policy.keep_xmp and root is not None and root.find(f".//{{{RDF_NS}}}RDF") is not None:

@@ -508,9 +508,10 @@ class TestAvif:
             for path, expected in ((kept, (primaries, transfer)), (dropped, (1, 13))):
                 with path.open("rb") as fp:
                     assert io.avif_cicp(fp) == expected
-                with Image.open(path) as out:  # still a valid AVIF, its pixels as written
-                    assert np.array_equal(np.asarray(out.convert("RGB")),
-                                          np.asarray(Image.open(dropped).convert("RGB")))
+            with Image.open(kept) as out, Image.open(dropped) as plain_copy:
+                # still a valid AVIF, its pixels as written
+                assert np.array_equal(np.asarray(out.convert("RGB")),
+                                      np.asarray(plain_copy.convert("RGB")))
             with as_png.open("rb") as fp:
                 assert io.png_cicp(fp) == bytes([primaries, transfer, 0, 1])
             with caplog.at_level("WARNING", logger="cloak.io"):
@@ -1802,10 +1803,16 @@ def test_a_utc_date_beside_a_local_one_goes_with_the_gps(tmp_path: Path) -> None
         data = io.save_photo(both, both.rgb, tmp_path / f"out-both{suffix}").read_bytes()
         assert b"06:30" not in data and b"+05:30" not in data, suffix
         assert b"2024-05-01T12:00:00" in data, suffix  # the local time stays
-    alone = png("alone.png", "Wed, 01 May 2024 12:00:00 +0530",
+    # no EXIF: the PNG's own Creation Time is the local time the UTC one gives away
+    beside = png("beside.png", "Wed, 01 May 2024 12:00:00 +0530",
+                 _xmp_dates(xmp_CreateDate="2024-05-01T06:30:00+00:00"), False)
+    with Image.open(io.save_photo(beside, beside.rgb, tmp_path / "out-beside.png")) as out:
+        assert out.text["Creation Time"] == "Wed, 01 May 2024 12:00:00"
+        assert b"06:30" not in _as_bytes(out.info["xmp"])
+    alone = png("alone.png", "Wed, 01 May 2024 06:30:00 +0000",
                 _xmp_dates(xmp_CreateDate="2024-05-01T06:30:00Z"), False)
     with Image.open(io.save_photo(alone, alone.rgb, tmp_path / "out-alone.png")) as out:
-        assert out.text["Creation Time"] == "Wed, 01 May 2024 12:00:00"
+        assert out.text["Creation Time"] == "Wed, 01 May 2024 06:30:00"
         assert b'CreateDate="2024-05-01T06:30:00"' in _as_bytes(out.info["xmp"])
     utc = png("utc.png", "2024-05-01T06:30:00Z", _xmp_dates(), True)
     with Image.open(io.save_photo(utc, utc.rgb, tmp_path / "out-utc.png")) as out:
@@ -1814,11 +1821,33 @@ def test_a_utc_date_beside_a_local_one_goes_with_the_gps(tmp_path: Path) -> None
                                   metadata=MetadataPolicy.choose(keep_gps=True))) as out:
         assert out.text["Creation Time"] == "Wed, 01 May 2024 06:30:00 GMT"
         assert b"2024-05-01T06:30:00Z" in _as_bytes(out.info["xmp"])
-    merged = metadata.build_xmp(_xmp_dates(xmp_CreateDate="2024-05-01T06:30:00Z",
-                                           xmp_ModifyDate="2024-05-02T09:00:00-04:00"),
-                                None, MetadataPolicy(keep_xmp=True), "test")
-    assert merged is not None and b"06:30" not in merged and b"-04:00" not in merged
-    assert b'ModifyDate="2024-05-02T09:00:00"' in merged
+    for policy in (MetadataPolicy(keep_xmp=True), MetadataPolicy(keep_xmp=True,
+                                                                  keep_exif=False)):
+        merged = metadata.build_xmp(_xmp_dates(xmp_CreateDate="2024-05-01T06:30:00Z",
+                                               xmp_ModifyDate="2024-05-02T09:00:00-04:00"),
+                                    None, policy, "test")
+        assert merged is not None and b"06:30" not in merged and b"-04:00" not in merged
+        assert b'ModifyDate="2024-05-02T09:00:00"' in merged
+
+
+@pytest.mark.parametrize(("text", "beside_local", "kept"), [
+    ("2024-05-01T12:00:00+05:30", True, "2024-05-01T12:00:00"),
+    ("2024-05-01T12:00:00.25-04", True, "2024-05-01T12:00:00.25"),
+    ("2024-05-01T06:30:00Z", True, None),
+    ("2024-05-01T06:30:00Z", False, "2024-05-01T06:30:00"),
+    ("2024-05-01T06:30:00-00:00", True, None),
+    ("Wed, 01 May 2024 06:30:00 +0000", True, None),
+    ("Wed, 01 May 2024 06:30:00 +0000 (UTC)", False, "Wed, 01 May 2024 06:30:00"),
+    ("Wed, 01 May 2024 12:00:00 PDT", False, None),  # a named zone can't be told apart
+    ("Wed, 01 May 2024 12:00:00 GMT+05:30", False, None),
+    ("Wed May  1 06:30:00 UTC 2024", False, None),
+    ("2024:05:01 12:00:00", True, "2024:05:01 12:00:00"),
+    ("2024:05:01 12:00:00+05:30", True, "2024:05:01 12:00:00"),
+    ("1 May 2024, 12:00 PM", True, "1 May 2024, 12:00 PM"),
+    ("2024-05-01", True, "2024-05-01"),
+])
+def test_a_date_loses_its_zone(text: str, beside_local: bool, kept: str | None) -> None:
+    assert metadata.date_without_zone(text, local_time_carried=beside_local) == kept
 
 
 def test_a_turned_heif_drops_its_subject_area(tmp_path: Path) -> None:

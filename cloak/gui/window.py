@@ -221,7 +221,8 @@ class MainWindow(QMainWindow):
         self._run_notices: list[str] = []  # what the worker told the user in the last batch
         self._next_id = 0
         # same_photo_key -> row, for every listed row: an add keys only its new photos (a
-        # realpath of each of thousands of rows on every add made adding quadratic)
+        # realpath of each of thousands of rows on every add made adding quadratic). A
+        # row's key is taken when it is listed: a link re-pointed since is not followed.
         self._listed: dict[str, PhotoRow] = {}
         self._todo = self._done = 0  # photos in the running batch, and finished so far
         self._thread: QThread | None = None

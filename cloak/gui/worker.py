@@ -348,10 +348,11 @@ class ProtectWorker(QObject):
                 return
             emit(self.failed, job.index, plain_message(exc))
         else:
-            record_copy(job.src, dst, settings)  # a later session skips this photo
+            recorded = record_copy(job.src, dst, settings)  # a later session skips it
             posted_db = self._posted_damage(report)
-            if (verdict := copy_verdict(report, posted_db)) is not None:
-                record_copy(job.src, dst, settings, verdict)  # shown if it is met again
+            if recorded and (verdict := copy_verdict(report, posted_db)) is not None:
+                # shown when a later session meets the copy again
+                record_copy(job.src, dst, settings, verdict, entry=recorded)
             status = describe(report, posted_db)
             emit(self.progress, job.index, 1.0, "done")  # the posting check too
             emit(self.protected, job.index, Outcome(job.src, dst, report, status,
