@@ -1197,6 +1197,22 @@ def _rename_no_replace(temp: Path, dst: Path) -> bool:
     raise OSError(code, os.strerror(code), str(dst))
 
 
+class _WritesChecked:
+    """A file whose bytes all go through its write(): it has no fileno(). Pillow's C
+    encoders write a file descriptor directly and take a short write as success, so a
+    full disk left a truncated JPEG that looked written; Python's buffered write() goes on
+    after a short write and raises when the disk is full."""
+
+    def __init__(self, fp: IO[bytes]):
+        self._fp = fp
+
+    def fileno(self) -> int:
+        raise _io.UnsupportedOperation("fileno")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fp, name)
+
+
 def write_atomic(dst: str | os.PathLike[str], write: Callable[[IO[bytes]], None], *,
                  overwrite: bool = False) -> Path:
     """Run `write(fp)` into a hidden temp file in dst's folder, fsync, then move it to
@@ -1215,7 +1231,7 @@ def write_atomic(dst: str | os.PathLike[str], write: Callable[[IO[bytes]], None]
         raise error from None
     try:
         with os.fdopen(fd, "wb") as fp:
-            write(fp)
+            write(_WritesChecked(fp))
             fp.flush()
             os.fsync(fp.fileno())
         _publish(temp, dst, overwrite)

@@ -196,9 +196,19 @@ def full_disk(tmp_path: Path) -> Iterator[Path]:
     tmp_path/full and filled to the last byte (an empty file still fits, as on a full
     disk). Mounting needs root (CI runs as root); where it can't mount, the test is
     skipped, or fails where CI's full set-up is expected (`missing`)."""
+    yield from _small_disk(tmp_path / "full", fill=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A folder on a real 64 KB tmpfs, empty: a larger file's write stops part-way
+    (a short write, then ENOSPC). Mounting as for `full_disk`."""
+    yield from _small_disk(tmp_path / "small", fill=False)
+
+
+def _small_disk(folder: Path, fill: bool) -> Iterator[Path]:
     import subprocess
 
-    folder = tmp_path / "full"
     folder.mkdir()
     try:
         mounted = subprocess.run(
@@ -209,14 +219,15 @@ def full_disk(tmp_path: Path) -> Iterator[Path]:
     if mounted.returncode:
         missing(f"can't mount a small tmpfs here: {mounted.stderr.decode().strip()}")
     try:
-        fd = os.open(folder / ".filler", os.O_WRONLY | os.O_CREAT)
-        try:
-            while os.write(fd, b"\0" * 4096):
-                pass
-        except OSError:
-            pass  # ENOSPC: full
-        finally:
-            os.close(fd)
+        if fill:
+            fd = os.open(folder / ".filler", os.O_WRONLY | os.O_CREAT)
+            try:
+                while os.write(fd, b"\0" * 4096):
+                    pass
+            except OSError:
+                pass  # ENOSPC: full
+            finally:
+                os.close(fd)
         yield folder
     finally:
         subprocess.run(["umount", "-l", str(folder)], check=False)

@@ -1642,6 +1642,32 @@ class TestAtomicWrite:
         assert caught.value.errno == errno.ENOSPC
         assert sorted(full_disk.iterdir()) == before
 
+    @pytest.mark.parametrize("suffix", [".jpg", ".png", ".webp", ".tif", ".bmp", ".heic",
+                                        ".avif", ".png16"])
+    def test_a_disk_that_fills_mid_write_leaves_no_copy(self, tmp_path: Path,
+                                                        small_disk: Path, suffix: str) -> None:
+        """Pillow's C encoders write the file descriptor directly and take a short write
+        as success: a JPEG q95 is written in one call, so a disk that filled part-way
+        left a truncated copy under its final name (a user trial). Every format's
+        write is checked: it fails with the disk's errno and leaves nothing."""
+        import errno
+
+        if suffix == ".heic" and not io.HEIF_WRITABLE:
+            missing("pillow-heif has no HEVC encoder to make the HEIF")
+        if suffix == ".avif" and not io.AVIF_SUPPORTED:
+            missing("Pillow has no AVIF support")
+        noise = np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8)
+        if suffix == ".png16":
+            src, suffix = tmp_path / "deep.png", ".png"
+            Image.fromarray(noise[:, :, 0].astype(np.uint16) * 257).save(src)
+        else:
+            src = save(Image.fromarray(noise), tmp_path / f"noise{suffix}")
+        photo = io.load_photo(src)
+        with pytest.raises(OutputError, match="No space left on device") as caught:
+            io.save_photo(photo, photo.rgb, small_disk / f"copy{suffix}")
+        assert caught.value.errno == errno.ENOSPC
+        assert list(small_disk.iterdir()) == []
+
     def test_unwritable_folder(self, tmp_path: Path) -> None:
         photo = io.load_photo(_png(tmp_path))
         (blocker := tmp_path / "file").write_bytes(b"")
