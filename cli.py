@@ -887,7 +887,7 @@ def verify(
                             else "")
                     say(f"verdict: {v.verdict} (worst channel: {v.worst.channel}{only}); "
                                f"as is ({as_is_means(original, copy)}): "
-                               f"{v.verdict_as_posted}")
+                               f"{v.verdict_as_is}")
                     if v.damage_at_1024:
                         say(
                             "at 1024 px, SDXL and FLUX's editing size (as it is): "
@@ -1141,7 +1141,7 @@ def measure_pairs(pairs, originals: Path, channels: tuple[str, ...], names: tupl
         weakest = min(v.worst.damage_db, key=v.worst.damage_db.get)
         say(f"{printable(pair.name)}: {v.verdict} (worst channel {v.worst.channel}: "
             f"{weakest} {shown_db(v.worst.damage_db[weakest])} dB); as is: "
-            f"{v.verdict_as_posted}; PSNR {v.psnr:.1f} dB")
+            f"{v.verdict_as_is}; PSNR {v.psnr:.1f} dB")
         if v.note:
             typer.secho(f"  note: {printable(v.note)}", fg=typer.colors.YELLOW, err=True)
         rows.append({**row, **v.to_dict()})

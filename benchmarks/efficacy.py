@@ -168,8 +168,8 @@ def summarise(rows: list[dict], label: str) -> str:
     spm = [r["seconds"] / r["megapixels"] for r in rows]
     lines += ["", f"PSNR median {statistics.median(psnr):.1f} dB (min {min(psnr):.1f}); "
               f"SSIM median {statistics.median(ssim):.3f} (min {min(ssim):.3f}); "
-              f"{statistics.median(spm):.1f} s/MP median; as-posted verdicts: "
-              + _counts(r["verdict_as_posted"] for r in rows)
+              f"{statistics.median(spm):.1f} s/MP median; verdicts as is (before posting): "
+              + _counts(r["verdict_as_is"] for r in rows)
               + "; verdicts on each photo's worst channel: " + _counts(r["verdict"] for r in rows)
               + "; worst channel: " + _counts(r["worst_channel"] for r in rows), ""]
     return "\n".join(lines)

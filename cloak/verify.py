@@ -329,9 +329,11 @@ class Verification:
         return min(self.channels, key=lambda c: c.min_damage_db)
 
     @property
-    def as_posted(self) -> ChannelResult:
+    def as_is(self) -> ChannelResult:
         """The "as-is" channel (the first one when it was not measured)."""
         return next((c for c in self.channels if c.channel == "as-is"), self.channels[0])
+
+    as_posted = as_is  # its first name: the photo as the user posts it, before posting
 
     @property
     def verdict(self) -> str:
@@ -339,18 +341,20 @@ class Verification:
         return verdict_for(self.worst.min_damage_db)
 
     @property
-    def verdict_as_posted(self) -> str:
+    def verdict_as_is(self) -> str:
         """Verdict on the photo as it is, as the user posts it: before any platform's
         processing (the "as-is" channel)."""
-        return verdict_for(self.as_posted.min_damage_db)
+        return verdict_for(self.as_is.min_damage_db)
+
+    verdict_as_posted = verdict_as_is  # its first name, which read as "after posting"
 
     def to_dict(self) -> dict:
         """Every figure, plus the verdicts: `verdict` on the worst channel and
         `verdict_as_is` on the photo as it is (also under its first name,
         `verdict_as_posted`, which read as "after posting" to some)."""
         d = asdict(self)
-        d.update(verdict=self.verdict, verdict_as_is=self.verdict_as_posted,
-                 verdict_as_posted=self.verdict_as_posted, worst_channel=self.worst.channel,
+        d.update(verdict=self.verdict, verdict_as_is=self.verdict_as_is,
+                 verdict_as_posted=self.verdict_as_is, worst_channel=self.worst.channel,
                  verdict_at_1024=self.verdict_at_1024)
         return d
 
