@@ -124,6 +124,8 @@ def parse_sizes(text: str | None) -> tuple[int, ...] | None:
     return sizes
 
 
+MODEL_DIR_HELP = ("Folder with the weight files (searched first; then $CLOAK_MODEL_DIR, then "
+                  "the user cache, then a download on first use).")
 DEVICE_HELP = ("Where to compute: auto (a CUDA GPU, then an Apple GPU, then the CPU), cpu, "
                "cuda, cuda:1 or mps.")
 DEVICE_ENV = "CLOAK_DEVICE"  # cloak.device.DEVICE_ENV (not imported here: that loads torch)
@@ -160,30 +162,30 @@ def protect(
         metavar="PHOTOS", help="Photos, or folders to walk for photos (non-photos are skipped).")],
     out: Annotated[str, typer.Option(
         "--out", "-o", metavar="DIR", help="Folder for the protected copies.")],
-    strength: Annotated[str, typer.Option(help=STRENGTH_HELP)] = "medium",
+    strength: Annotated[str, typer.Option(metavar="PRESET", help=STRENGTH_HELP)] = "medium",
     eps: Annotated[float | None, typer.Option(
-        min=1, max=32, help="Override the L-inf budget, in /255 (1 to 32; an 8-bit photo "
+        min=1, max=32, metavar="N", help="Override the L-inf budget, in /255 (1 to 32; an 8-bit photo "
         "can't change by less than 1).")] = None,
     steps: Annotated[int | None, typer.Option(
-        min=1, help="Override the number of attack steps.")] = None,
+        min=1, metavar="N", help="Override the number of attack steps.")] = None,
     models: Annotated[str, typer.Option(
-        help="Autoencoders to attack, comma-separated.")] = "taesd,taesdxl,taef1,taef2",
+        metavar="NAMES", help="Autoencoders to attack, comma-separated.")] = "taesd,taesdxl,taef1,taef2",
     objective: Annotated[str, typer.Option(
-        help="e2e (reconstruction error), latent (untargeted latent push) or encoder "
+        metavar="NAME", help="e2e (reconstruction error), latent (untargeted latent push) or encoder "
              "(PhotoGuard latent target).")] = "e2e",
     seed: Annotated[int, typer.Option(
-        help="Seed for what is drawn at random (--robust's posting transforms, --objective "
+        metavar="N", help="Seed for what is drawn at random (--robust's posting transforms, --objective "
              "latent's start); runs with the same settings give identical output on the same "
              "machine (CPU) at the same thread count (--jobs 2 can differ from --jobs 1 on a "
              "few pixels). The default attack draws nothing, so the seed changes nothing "
              "there.")] = 0,
     mask: Annotated[Path | None, typer.Option(
-        help="Mask image: white = protect most. Draw it on the photo as shown (same "
+        metavar="MASK", help="Mask image: white = protect most. Draw it on the photo as shown (same "
              "shape; any size): a mask of another shape is refused.")] = None,
     model_dir: Annotated[Path | None, typer.Option(
-        help="Folder with the weight files.")] = None,
+        metavar="DIR", help=MODEL_DIR_HELP)] = None,
     device: Annotated[str | None, typer.Option(
-        envvar=DEVICE_ENV, show_envvar=True, help=DEVICE_HELP)] = None,
+        envvar=DEVICE_ENV, show_envvar=True, metavar="NAME", help=DEVICE_HELP)] = None,
     overwrite: Annotated[bool, typer.Option(
         help="Replace existing outputs that cloak did not make from these photos with these "
              "settings (photos already done are still skipped). A file beside the original "
@@ -193,7 +195,7 @@ def protect(
         help="Protect again photos already protected with these settings; "
              "implies --overwrite.")] = False,
     jobs: Annotated[int, typer.Option(
-        "--jobs", "-j", help="Photos protected in parallel, each in its own process with "
+        "--jobs", "-j", metavar="N", help="Photos protected in parallel, each in its own process with "
                              "cores/N threads. On an idle 2-core machine 1 is fastest "
                              "(README, '--jobs').")] = 1,
     measure: Annotated[bool, typer.Option(
@@ -204,7 +206,7 @@ def protect(
              "on a quarter of the rotation cycles. Off in every preset: on the dev photos it lowered "
              "the damage left after posting (see README).")] = None,
     editor_sizes: Annotated[str | None, typer.Option(
-        help="Editing sizes (long side, px) to protect against, comma-separated and taken in "
+        metavar="SIZES", help="Editing sizes (long side, px) to protect against, comma-separated and taken in "
              "turn, e.g. 512,1024: SD 1.x/2.x edits at 512, SDXL and FLUX at 1024. Medium "
              "targets 512 only (its damage at 1024 was 0.7-1.6 dB on three photos); high "
              "targets both. Adding 1024 made medium about 3x slower (README, 'Editing "
@@ -214,7 +216,7 @@ def protect(
              "the change amplified x10 and the budget map, so you can see where the noise "
              "went (no unprotected copy, nor a way to rebuild one).")] = False,
     json_path: Annotated[Path | None, typer.Option(
-        "--json", help="Write a JSON summary with each file's status and report (an "
+        "--json", metavar="PATH", help="Write a JSON summary with each file's status and report (an "
         "existing file is replaced only if it is a cloak report).")] = None,
     keep_gps: Annotated[bool, typer.Option(
         "--keep-gps",
@@ -706,17 +708,17 @@ def verify(
         metavar="PROTECTED", help="The protected copy of PHOTO (or the folder cloak "
         "protect wrote the copies of the folder PHOTO to).")] = None,
     models: Annotated[str, typer.Option(
-        help="Autoencoders to measure, comma-separated (with the original; a photo alone "
+        metavar="NAMES", help="Autoencoders to measure, comma-separated (with the original; a photo alone "
         "gets the receipt, which uses taesd).")] = ",".join(DEFAULT_VERIFY_MODELS),
     model_dir: Annotated[Path | None, typer.Option(
-        help="Folder with the weight files.")] = None,
+        metavar="DIR", help=MODEL_DIR_HELP)] = None,
     device: Annotated[str | None, typer.Option(
-        envvar=DEVICE_ENV, show_envvar=True, help=DEVICE_HELP)] = None,
+        envvar=DEVICE_ENV, show_envvar=True, metavar="NAME", help=DEVICE_HELP)] = None,
     json_path: Annotated[Path | None, typer.Option(
-        "--json", help="Write the figures as JSON (an existing file is replaced only if it "
+        "--json", metavar="PATH", help="Write the figures as JSON (an existing file is replaced only if it "
         "is a cloak report).")] = None,
     channels: Annotated[str | None, typer.Option(
-        help="Channels to measure with the original, comma-separated (default: all of "
+        metavar="NAMES", help="Channels to measure with the original, comma-separated (default: all of "
         "them): " + ", ".join(ALL_CHANNELS) + ". as-is is always measured. Fewer is "
         "quicker: each costs two autoencoder passes per model.")] = None,
 ) -> None:
@@ -1131,10 +1133,11 @@ def measure_pairs(pairs, originals: Path, channels: tuple[str, ...], names: tupl
             row["error"] = why
             typer.secho(f"{printable(pair.name)}: not measured: {printable(why)}",
                         fg=typer.colors.RED, err=True)
-            if pair.note:  # most likely why the two differ
+            if pair.note:  # most likely why the two differ (named: stderr may not
+                # interleave with a redirected stdout line by line)
                 row["note"] = pair.note
-                typer.secho(f"  note: {printable(pair.note)}", fg=typer.colors.YELLOW,
-                            err=True)
+                typer.secho(f"  note on {printable(pair.name)}: {printable(pair.note)}",
+                            fg=typer.colors.YELLOW, err=True)
             rows.append(row)
             continue
         counts[v.verdict] = counts.get(v.verdict, 0) + 1
@@ -1142,8 +1145,9 @@ def measure_pairs(pairs, originals: Path, channels: tuple[str, ...], names: tupl
         say(f"{printable(pair.name)}: {v.verdict} (worst channel {v.worst.channel}: "
             f"{weakest} {shown_db(v.worst.damage_db[weakest])} dB); as is: "
             f"{v.verdict_as_is}; PSNR {v.psnr:.1f} dB")
-        if v.note:
-            typer.secho(f"  note: {printable(v.note)}", fg=typer.colors.YELLOW, err=True)
+        if v.note:  # named: see above
+            typer.secho(f"  note on {printable(pair.name)}: {printable(v.note)}",
+                        fg=typer.colors.YELLOW, err=True)
         rows.append({**row, **v.to_dict()})
 
 

@@ -1387,6 +1387,24 @@ def test_verify_folders_names_the_copies_it_leaves_out(tmp_path, small_photo, mo
     assert json.loads(report.read_text())["left_out"] == [str(out / "a.png")]
 
 
+def test_verify_folders_names_the_pair_a_note_is_about(tmp_path, small_photo, model_dir):
+    """Notes go to stderr, pair lines to stdout: redirected to one file they no longer
+    interleave line by line, and a trial read "the photos are transparent" at the end of
+    a folder with one transparent photo of six. Each note names its pair."""
+    folder = tmp_path / "photos"
+    small_photo(folder / "a.png")
+    with Image.open(small_photo(folder / "cut.png", index=1)) as im:
+        cut = im.convert("RGBA")
+    cut.putalpha(128)
+    cut.save(folder / "cut.png")
+    out = tmp_path / "out"
+    assert invoke("protect", folder, "--out", out, *TINY).exit_code == 0
+    result = invoke("verify", folder, out, "--models", "taesd", "--channels", "instagram")
+    assert result.exit_code == 0, result.output
+    assert "note on photos/cut.png: the photos are transparent" in result.stderr
+    assert "note on photos/a.png" not in result.stderr
+
+
 def test_strip_names_reaches_the_copy(tmp_path, small_photo, model_dir):
     """--strip-names drops the owner's name a camera writes into every photo; the date
     stays."""
