@@ -1203,7 +1203,13 @@ def main() -> None:
     try:
         code = app(standalone_mode=False)
     except UsageErrors as exc:
-        exc.show()
+        ctx = getattr(exc, "ctx", None)
+        if ctx is not None and hasattr(exc, "format_message"):  # a usage error: one line,
+            # as cloak's own errors (click's usage block made it four)
+            typer.echo(f"error: {exc.format_message()} (see: {ctx.command_path} --help)",
+                       err=True)
+        else:
+            exc.show()
         code = 1 if exc.exit_code == 2 else exc.exit_code  # 2 means "some photos failed"
     except typer.Abort:
         code = 130

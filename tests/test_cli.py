@@ -331,6 +331,10 @@ def test_usage_error_exits_1(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1 and "Invalid value for '--eps'" in err
     assert not (tmp_path / "o").exists()
+    # one line, as cloak's own errors (click's usage block made it four)
+    (line,) = err.strip().splitlines()
+    assert line.startswith("error: Invalid value for '--eps': ")
+    assert line.endswith("cloak protect --help)")  # "python -m cloak protect" here
 
 
 @pytest.fixture
