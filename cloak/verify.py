@@ -576,9 +576,56 @@ def instagram_crop_of(original: Image.Image, size: tuple[int, int]
                      "crops a photo this shape")
 
 
+# A copy this many px or fewer smaller along each side is searched for as a crop of the
+# original (its edges trimmed) before it is taken for a resized one.
+CROP_SEARCH_PX = 32
+# ...and taken for the crop where it lines up with it this much better (PSNR, dB) than
+# with the original resized: a crop lines up exactly, a resize nowhere
+CROP_BETTER_DB = 3.0
+
+
+def _luma(image: Image.Image) -> np.ndarray:
+    return np.asarray(image.convert("L"), dtype=np.float32)
+
+
+def _psnr_luma(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a - b) ** 2))
+    return 99.0 if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
+
+
+def crop_offset(original: Image.Image, protected: Image.Image) -> tuple[int, int] | None:
+    """(left, top) of the box of `original` that `protected` is, where the copy is the
+    original with up to CROP_SEARCH_PX px trimmed along each side (a crop after
+    protecting) and lines up with that box CROP_BETTER_DB better than with the original
+    resized to it; else None. Found by matching five patches of the copy's luma at every
+    offset, then checked on the whole photo."""
+    (ow, oh), (pw, ph) = original.size, protected.size
+    if (ow, oh) == (pw, ph) or not (0 <= ow - pw <= CROP_SEARCH_PX
+                                    and 0 <= oh - ph <= CROP_SEARCH_PX) or min(pw, ph) < 32:
+        return None
+    big, small = _luma(original), _luma(protected)
+    side = min(64, pw // 4, ph // 4)
+    centres = [(pw // 2, ph // 2), (pw // 4, ph // 4), (3 * pw // 4, ph // 4),
+               (pw // 4, 3 * ph // 4), (3 * pw // 4, 3 * ph // 4)]
+    patches = [(x - side // 2, y - side // 2) for x, y in centres]
+    best, best_cost = None, math.inf
+    for top in range(oh - ph + 1):
+        for left in range(ow - pw + 1):
+            cost = sum(float(np.sum((big[y + top:y + top + side, x + left:x + left + side]
+                                     - small[y:y + side, x:x + side]) ** 2))
+                       for x, y in patches)
+            if cost < best_cost:
+                best, best_cost = (left, top), cost
+    left, top = best
+    as_crop = _psnr_luma(big[top:top + ph, left:left + pw], small)
+    as_resize = _psnr_luma(_luma(original.resize((pw, ph), Image.Resampling.LANCZOS)), small)
+    return best if as_crop >= as_resize + CROP_BETTER_DB else None
+
+
 def match_copy(original: Image.Image, protected: Image.Image
                ) -> tuple[Image.Image, str | None]:
     """The original as it can be compared with `protected`: itself when the sizes agree;
+    the same box of it when the copy is the original with its edges trimmed (crop_offset);
     resized to the copy's size when the copy is the original resized (a copy downloaded
     back from a platform), or Instagram's centre crop of it resized, with a note saying
     so. UnsupportedImageError for a copy turned by a quarter or cropped otherwise."""
@@ -588,6 +635,15 @@ def match_copy(original: Image.Image, protected: Image.Image
     if (ow, oh) == (pw, ph):
         return original, None
     sizes = f"the original is {ow}x{oh} and the copy {pw}x{ph}"
+    if (found := crop_offset(original, protected)) is not None:
+        left, top = found
+        cut = ", ".join(f"{n} px {where}" for n, where in (
+            (left, "on the left"), (top, "at the top"), (ow - pw - left, "on the right"),
+            (oh - ph - top, "at the bottom")) if n)
+        return original.crop((left, top, left + pw, top + ph)), (
+            f"{sizes}: the copy is the original cropped ({cut} cut off), so it is compared "
+            "with the same crop of the original; a crop after protecting removes much of "
+            "the protection (the crop channel measures it)")
     if is_resized((ow, oh), (pw, ph)):
         note = (f"{sizes}: the original was resized to the copy's size to compare them "
                 "(a copy downloaded back from a platform is smaller)")

@@ -26,6 +26,13 @@ def photo(model_dir, small_photo, tmp_path) -> Image.Image:
     return Image.open(small_photo(tmp_path / "p.png", size=(256, 256))).convert("RGB")
 
 
+def _jpeg(img: Image.Image, quality: int) -> io.BytesIO:
+    buffer = io.BytesIO()
+    img.save(buffer, "JPEG", quality=quality)
+    buffer.seek(0)
+    return buffer
+
+
 def protected_copy(img: Image.Image, config: ProtectConfig) -> Image.Image:
     rgb = protect_array(np.asarray(img, dtype=np.float32) / 255, config).rgb
     return Image.fromarray(np.round(rgb * 255).astype(np.uint8))
@@ -225,6 +232,21 @@ class TestVerdicts:
         copy = wide.crop((4, 0, 2044, 1024)).resize((1020, 512), Image.LANCZOS)
         with pytest.raises(UnsupportedImageError, match="another shape"):
             verify_images(wide, copy, channels=("as-is",), models=("taesd",))
+
+    def test_a_copy_with_its_edges_trimmed_is_measured_against_the_same_crop(self, photo):
+        """A copy cropped by a few px after protecting (a user trial: 4 px off the top and
+        left) was taken for a resized one, misaligned, and refused as "differ far more".
+        It is compared with the same crop of the original: a clean copy scores about 0,
+        and the note says what was cut. A copy resized by a few px is still a resize."""
+        cropped = photo.crop((3, 5, 256, 250))  # 3 px off the left, 5 top, 6 bottom
+        for copy in (cropped, Image.open(_jpeg(cropped, 90))):
+            result = verify_images(photo, copy, channels=("as-is",), models=("taesd",))
+            assert "3 px on the left, 5 px at the top, 6 px at the bottom cut off" in \
+                result.note
+            assert abs(result.channels[0].damage_db["taesd"]) < 0.5
+        resized = photo.resize((252, 252), Image.LANCZOS)
+        result = verify_images(photo, resized, channels=("as-is",), models=("taesd",))
+        assert "resized to the copy's size" in result.note and "cropped" not in result.note
 
     def test_is_resized_takes_rounded_sides_and_refuses_crops(self):
         from cloak.verify import is_resized
