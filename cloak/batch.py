@@ -1097,17 +1097,21 @@ def _run_locked(items: list[Item], out_dir: Path, config: ProtectConfig,
         if todo and unwritable is not None:
             raise CloakError(str(unwritable)) from unwritable
         if todo:
-            if also_done is not None:  # the face detector is not on disk: fetched now,
-                # where allowed, as the models are, since there is work to do
-                config = faces_as_found(asked, lambda *download: emit(download_event(
-                    *download)))
-                settings = config.fingerprint()
+            def fetched(*download) -> None:
+                emit(download_event(*download))
+
             # With --jobs the workers load their own models: this process only checks
             # and fetches, on the CPU (not a GPU's memory and context it would never use).
-            # One photo to do runs here, on the device (pooled as decided below).
+            # One photo to do runs here, on the device (pooled as decided below). The
+            # autoencoders first: one missing ends the run before a word on faces.
             pooled = jobs > 1 and len(todo) > 1
-            preload_models(dataclasses.replace(config, device="cpu") if pooled else config,
-                           lambda *download: emit(download_event(*download)))
+            preload_models(dataclasses.replace(config, faces=False,
+                                               device="cpu" if pooled else config.device),
+                           fetched)
+            if also_done is not None:  # the face detector is not on disk: fetched now,
+                # where allowed, as the models are, since there is work to do
+                config = faces_as_found(asked, fetched)
+                settings = config.fingerprint()
             # Everything is fetched, or known missing and reported: the photos (and the
             # --jobs workers, new processes) only look, so nothing is retried per photo.
             config = dataclasses.replace(config, allow_download=False)

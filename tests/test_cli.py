@@ -316,6 +316,23 @@ def cloak_process(*args, cwd: Path) -> subprocess.Popen:
                             text=True)
 
 
+def test_missing_weights_are_the_only_word_when_the_face_detector_is_missing_too(
+        tmp_path, small_photo, monkeypatch):
+    """Offline with nothing on disk: a trial read a face-detector warning, telling it to
+    put the file in CLOAK_MODEL_DIR, before the run's fatal line on the missing weights.
+    The autoencoders are checked first; the run ends on them alone."""
+    photo = small_photo(tmp_path / "a.png")
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("CLOAK_MODEL_DIR", str(tmp_path / "empty"))
+    monkeypatch.setenv("CLOAK_OFFLINE", "1")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "no-cache"))
+    proc = cloak_process("protect", photo, "--out", tmp_path / "out", *TINY, cwd=tmp_path)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    assert err.startswith("error: weights not found"), err
+    assert "face" not in err.lower(), err
+
+
 def first_line(proc: subprocess.Popen, timeout: float = 300) -> str:
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: lines.put(proc.stdout.readline()), daemon=True).start()
