@@ -1048,6 +1048,8 @@ def save_photo(photo: Photo, rgb: np.ndarray, dst: str | os.PathLike[str], *,
     stored = (encoded.image.size if encoded.image is not None
               else (encoded.samples.shape[1], encoded.samples.shape[0]))
     options = _save_options(photo, fmt, policy, encoded.orientation, jpeg_quality, stored)
+    if format is None:
+        _warn_misnamed(photo, fmt)
     cicp = cicp_of(photo)
     named = cicp_beyond_srgb(*cicp) if cicp else None
     carried = fmt in ("PNG", "AVIF") or (fmt == "HEIF" and photo.info.get("nclx_profile"))
@@ -1071,6 +1073,29 @@ def save_photo(photo: Photo, rgb: np.ndarray, dst: str | os.PathLike[str], *,
     write_atomic(dst, write, overwrite=overwrite)
     log.info("wrote %s (%s)", dst, fmt)
     return dst
+
+
+LOSSY_FORMATS = frozenset({"JPEG", "MPO", "WEBP", "HEIF", "AVIF"})
+
+
+def _warn_misnamed(photo: Photo, fmt: str) -> None:
+    """Say so where the photo's name and its content disagree (a JPEG named .png) and
+    the copy, named as the photo, is written in the format its name says."""
+    if photo.path is None:
+        return
+    by_name = SUFFIX_FORMAT.get(photo.path.suffix.lower())
+    same = {photo.format, "JPEG" if photo.format == "MPO" else photo.format}
+    if (by_name is None or by_name in same or fmt in same
+            or fmt != DEFAULT_OUTPUT.get(by_name, by_name)):
+        return
+    size = ("lossless, so several times larger" if photo.format in LOSSY_FORMATS
+            and fmt not in LOSSY_FORMATS else "lossy" if fmt in LOSSY_FORMATS
+            and photo.format not in LOSSY_FORMATS else None)
+    log.warning("%s is named %s but holds a %s image: its copy is written as %s, as the "
+                "name says%s; rename the photo %s for a %s copy", photo.path,
+                photo.path.suffix, photo.format, fmt, f" ({size})" if size else "",
+                FORMAT_SUFFIX.get(DEFAULT_OUTPUT.get(photo.format, ""), ".png"),
+                photo.format)
 
 
 def _warn_colour_lost(photo: Photo, named: str, fmt: str) -> None:

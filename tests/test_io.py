@@ -1795,6 +1795,26 @@ def test_the_maker_note_is_never_carried_and_place_hints_go_with_the_gps(
         assert b"2024-05-01T12:00:00+05:30" in out.info["xmp"]
 
 
+def test_a_photo_whose_name_and_content_disagree_is_said_so(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A JPEG named .png gets a PNG copy, as its name says: lossless, four times the size
+    in a trial, without a word. Now one line says why and what to rename; a photo named
+    as it is, or a GIF (whose copy is a PNG by design), gets none."""
+    jpeg_named_png = save(Image.fromarray(pixels()), tmp_path / "a.png", "JPEG")
+    png_named_jpg = save(Image.fromarray(pixels()), tmp_path / "b.jpg", "PNG")
+    gif = save(Image.fromarray(pixels()).convert("P"), tmp_path / "c.gif")
+    with caplog.at_level("WARNING", logger="cloak.io"):
+        for src in (jpeg_named_png, png_named_jpg, gif):
+            photo = io.load_photo(src)
+            io.save_photo(photo, photo.rgb, io.output_path_for(src, tmp_path / "out"))
+    assert (f"{jpeg_named_png} is named .png but holds a JPEG image: its copy is written as "
+            "PNG, as the name says (lossless, so several times larger); rename the photo "
+            ".jpg for a JPEG copy") in caplog.text
+    assert f"{png_named_jpg} is named .jpg but holds a PNG image" in caplog.text
+    assert "(lossy); rename the photo .png for a PNG copy" in caplog.text
+    assert "c.gif" not in caplog.text
+
+
 def _xmp_dates(**dates: str) -> bytes:
     attrs = " ".join(f'{k.replace("_", ":")}="{v}"' for k, v in dates.items())
     return (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/'
