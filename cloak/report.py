@@ -17,6 +17,11 @@ def shown_db(value: float, width: str = "", sign: str = "", places: int = 2) -> 
     return format(math.floor(round(value * scale, 6)) / scale, f"{sign}{width}.{places}f")
 
 
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """"1 photo", "2 photos" ("copy", "copies" with `nouns`)."""
+    return f"{count} {noun if count == 1 else nouns or noun + 's'}"
+
+
 def verdict_for(damage_db: float) -> str:
     """"strong", "moderate", "weak" or "none" for the weakest model's damage in dB."""
     for name, threshold in VERDICTS:

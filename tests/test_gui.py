@@ -290,7 +290,7 @@ class TestDropZone:
         cropped.save(photo)
         window.add_paths([photo])
         assert row.state == PhotoRow.WAITING and window.protect_button.isEnabled()
-        assert window.statusBar().currentMessage() == "added 1 photo(s)"
+        assert window.statusBar().currentMessage() == "added 1 photo"
         window.start()
         assert wait_until(lambda: not window.is_running(), 60)
         assert row.state == PhotoRow.PROTECTED and row.outcome.dst.name == "a (1).png"
@@ -313,15 +313,15 @@ class TestDropZone:
         drop(window, [photo, raw, lone, notes])
         assert [row.src for row in window.rows.values()] == [photo]
         message = window.statusBar().currentMessage()
-        assert message.startswith("added 1 photo(s); not added: 1 camera RAW file(s) (CR2): "
-                                  "develop them first"), message  # IMG_2's, not IMG_1's
-        assert "1 file(s) that are not photos cloak reads (notes.txt)" in message
+        assert message.startswith("added 1 photo; not added: 1 camera RAW file (CR2): "
+                                  "develop it first"), message  # IMG_2's, not IMG_1's
+        assert "1 file that is not a photo cloak reads (notes.txt)" in message
         drop(window, [raw])  # RAW alone: the RAW advice, not the list of formats
         assert window.statusBar().currentMessage().startswith(
-            "no photos to add; not added: 1 camera RAW file(s) (CR2)")
+            "no photos to add; not added: 1 camera RAW file (CR2)")
         drop(window, [notes])
         message = window.statusBar().currentMessage()
-        assert "no photos to add among 1 item(s); not added: 1 file(s) that are not photos " \
+        assert "no photos to add among 1 item; not added: 1 file that is not a photo " \
             "cloak reads (notes.txt)" in message, message  # the file named (a trial)
 
     def test_an_empty_folder_is_named_when_nothing_is_added(self, window, tmp_path):
@@ -366,7 +366,7 @@ class TestDropZone:
         window.add_paths([tmp_path / "link" / "0.png", photos[3]])
         assert keyed == [tmp_path / "link" / "0.png", photos[3]]  # not the 3 listed rows'
         assert len(window.rows) == 4 and \
-            window.statusBar().currentMessage() == "added 1 photo(s)"
+            window.statusBar().currentMessage() == "added 1 photo"
         window.clear()
         window.add_paths([tmp_path / "link" / "0.png"])  # listed again once cleared
         assert [row.src for row in window.rows.values()] == [tmp_path / "link" / "0.png"]
@@ -395,7 +395,7 @@ class TestDropZone:
         assert wait_until(lambda: window.rows and not window._walks_pending, 10)
         assert [row.src for row in window.rows.values()] == [photo]
         message = window.statusBar().currentMessage()
-        assert message.startswith("added 1 photo(s); not added: 2 camera RAW file(s) "
+        assert message.startswith("added 1 photo; not added: 2 camera RAW files "
                                   "(CR2, NEF): develop them first"), message
         only_raw = tmp_path / "raw-only"
         only_raw.mkdir()
@@ -403,7 +403,7 @@ class TestDropZone:
         drop(window, [only_raw])
         assert wait_until(lambda: "ARW" in window.statusBar().currentMessage(), 10)
         assert window.statusBar().currentMessage().startswith(
-            "no photos to add; not added: 1 camera RAW file(s) (ARW)")
+            "no photos to add; not added: 1 camera RAW file (ARW)")
 
     def test_window_adds_rows_for_a_drop_anywhere(self, window, tmp_path, small_photo):
         photos = [small_photo(tmp_path / "x.jpg"), small_photo(tmp_path / "y.png")]
@@ -664,7 +664,7 @@ class TestHelpers:
         assert row.state == PhotoRow.PROTECTED and "mostly lost" in row.status.text()
         assert window.summary.text() == "1 protected (1 with protection mostly lost)"
         message = window.statusBar().currentMessage()
-        assert "1 of 1 new copies carry little protection" in message
+        assert "1 of 1 new copy carries little protection" in message
         assert "Strength medium (the default) protects more" in message
         # its record keeps the weaker verdict, so a later session says it again
         record = json.loads((tmp_path / "protected" / ".cloak-manifest.json").read_text())
@@ -732,6 +732,13 @@ class TestHelpers:
             "2.0 dB, moderate, PSNR 41.2 dB (1.0 s)")
         assert "after Instagram-style posting 0.3 dB, protection mostly lost" in describe(
             report, 0.3)
+        # under "weak" as saved: said there too, so the amber row and the summary's count
+        # of copies with protection mostly lost agree with its words (a trial)
+        feeble = Report(width=8, height=8, eps255=8, psnr=38.0, ssim=0.98, max_change255=8,
+                        damage_db={"taesd": 0.2}, seconds=1.0)
+        assert describe(feeble, 0.6) == (
+            "protected — damage 0.2 dB on weakest model (protection mostly lost as saved); "
+            "after Instagram-style posting 0.6 dB, weak, PSNR 38.0 dB (1.0 s)")
 
 
 @pytest.mark.usefixtures("model_dir")
@@ -916,7 +923,8 @@ class TestProtecting:
         # measured, so the status carries the verdict after posting (the check ran and
         # did not fail) and the report's own figures
         status, report = outcome.status, outcome.report
-        assert re.fullmatch(r"protected — damage -?\d+\.\d dB on weakest model; after "
+        assert re.fullmatch(r"protected — damage -?\d+\.\d dB on weakest model"
+                            r"( \(protection mostly lost as saved\))?; after "
                             r"Instagram-style posting -?\d+\.\d dB, (protection mostly lost|"
                             r"weak|moderate|strong), PSNR \d+\.\d dB \(\d+\.\d s\)",
                             status), status
@@ -1529,10 +1537,10 @@ class TestReviewFixes:
         gates[0].set()
         assert wait_until(lambda: len(window.rows) == 1, 10)
         assert window.statusBar().currentMessage() == (
-            "added 1 photo(s); still looking for photos…")
+            "added 1 photo; still looking for photos…")
         gates[1].set()
         assert wait_until(lambda: len(window.rows) == 2, 10)
-        assert window.statusBar().currentMessage() == "added 1 photo(s)"
+        assert window.statusBar().currentMessage() == "added 1 photo"
 
     @pytest.mark.usefixtures("model_dir")
     def test_a_photo_whose_folder_went_away_fails_as_such(self, window, tmp_path,
@@ -1561,7 +1569,14 @@ class TestReviewFixes:
         share.rmdir()
         window.start()
         assert not window.is_running() and not share.exists()
-        assert "is no longer there; choose it again" in window.statusBar().currentMessage()
+        assert (f"the Save-to folder {share} can't be found (deleted, or on a disk or share "
+                "not connected?): choose it again") in window.statusBar().currentMessage()
+        share.parent.joinpath("photos").write_text("a file now")  # a trial's wrong path
+        window.start()
+        assert not window.is_running()
+        assert (f"the Save-to folder {share} is a file, not a folder: choose it again"
+                in window.statusBar().currentMessage())
+        assert share.read_text() == "a file now"
 
     @pytest.mark.usefixtures("model_dir")
     def test_a_remembered_save_to_folder_that_cant_be_reached_is_kept_not_swapped(
@@ -1680,7 +1695,7 @@ class TestReviewFixes:
         assert [row.src for row in window.rows.values()] == [photo, picked]
         # the last walk back speaks: the picked file's, or the stopped folder's
         assert window.statusBar().currentMessage() in (
-            "added 1 photo(s)", "stopped the search for photos; none added from it")
+            "added 1 photo", "stopped the search for photos; none added from it")
 
     def test_protected_copies_are_not_added_again(self, window, tmp_path, small_photo,
                                                   tiny_config):
@@ -2064,6 +2079,39 @@ class TestReviewFixes:
         row.deleteLater()
 
     @pytest.mark.usefixtures("model_dir")
+    def test_changing_strength_after_a_batch_lets_protect_make_new_copies(
+            self, window, tmp_path, small_photo):
+        """The advice said to protect at a stronger Strength; choosing it left Protect
+        greyed out, with the rows still "protected" (a trial's dead end). Photos protected
+        with other settings can be protected again with the new ones, to a new name; the
+        earlier copy stays."""
+        from PySide6.QtCore import Qt
+
+        medium = window.strength.findData("medium")  # words in the menu, figures as a tip
+        assert window.strength.itemText(medium) == "medium — recommended"
+        assert window.strength.itemData(medium, Qt.ItemDataRole.ToolTipRole) == \
+            "8/255, 32 steps"
+        window.settings["measure"] = False
+        photo = small_photo(tmp_path / "a.png")
+        window.add_paths([photo])
+        window.start()
+        assert wait_until(lambda: not window.is_running(), 60)
+        (row,) = window.rows.values()
+        first = row.outcome.dst
+        assert row.state == PhotoRow.PROTECTED and not window.protect_button.isEnabled()
+        window.strength.setCurrentIndex(window.strength.findData("low"))
+        assert window.protect_button.isEnabled()
+        assert window.statusBar().currentMessage() == (
+            "1 photo protected with other settings: Protect makes new copies with these "
+            "(the earlier ones stay)")
+        window.start()
+        assert wait_until(lambda: not window.is_running(), 60)
+        assert row.state == PhotoRow.PROTECTED and row.outcome.config.strength == "low"
+        assert row.outcome.dst != first and first.is_file()
+        assert not window.protect_button.isEnabled()
+        window.strength.setCurrentIndex(window.strength.findData("fast"))  # as the first
+        assert window.protect_button.isEnabled()  # this row's copy now is low's
+
     def test_an_earlier_copy_recorded_as_weak_is_shown_and_counted_so(
             self, window, tmp_path, small_photo):
         """A photo found protected in an earlier session was shown and counted as fine,
@@ -2086,6 +2134,9 @@ class TestReviewFixes:
         protect_again()
         row = protect_again()  # found done; its record keeps no verdict
         assert row.outcome.status == ALREADY_PROTECTED
+        # nothing was saved this time: the row names the copy, not "saved as" (a trial)
+        assert "its copy: protected/a.png" in row.status.text()
+        assert "saved as" not in row.status.text()
         assert "mostly lost" not in row.status.text() and row.status._color.name() == OK_COLOR
         assert window.summary.text() == "1 already protected"
         manifest = tmp_path / "protected" / ".cloak-manifest.json"
@@ -2099,7 +2150,7 @@ class TestReviewFixes:
         assert row.status._color.name() == WARN_COLOR
         assert window.summary.text() == "1 already protected (1 with protection mostly lost)"
         message = window.statusBar().currentMessage()
-        assert "1 of 1 copies from an earlier session carry little protection" in message
+        assert "1 of 1 copy from an earlier session carries little protection" in message
         assert "Strength medium (the default) protects more" in message
         entry["verdict"] = "moderate"
         manifest.write_text(json.dumps(data))

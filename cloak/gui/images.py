@@ -98,6 +98,7 @@ class Comparison:
     max_change255: int
     budget: Image.Image | None = None
     eps255: float | None = None  # the bound the copy was made with, when known
+    transparent: bool = False  # the photo has transparency (shown over the app's gray)
 
 
 def amplified_difference(original: Image.Image, protected: Image.Image,
@@ -174,4 +175,5 @@ def compare(original_path: Path, protected_path: Path, max_side: int = 1024,
     if budget is not None:  # from the working size to the size shown
         budget = budget.resize(images[0].size, Image.Resampling.BILINEAR)
     return Comparison(*images, max_change255=max_change, budget=budget,
-                      eps255=None if config is None else config.eps255)
+                      eps255=None if config is None else config.eps255,
+                      transparent=original.mode == "RGBA")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from cloak.io import IMAGE_SUFFIXES, PACKAGE_SUFFIXES, SUPPORTED  # case-insensitive
 from cloak.preview import PREVIEW_SUFFIX  # `cloak protect --preview`'s sheets
+from cloak.report import plural
 
 __all__ = ["IMAGE_SUFFIXES", "SUPPORTED", "common_folder", "default_output_dir",
            "expand_paths", "find_photos", "is_image_file", "is_raw_file", "not_added_note",
@@ -43,11 +44,14 @@ def not_added_note(paths: Iterable[str | Path], raw_in_folders: Iterable[Path] =
     parts = []
     if raw:
         kinds = ", ".join(sorted({p.suffix.upper().lstrip(".") for p in raw}))
-        parts.append(f"{len(raw)} camera RAW file(s) ({kinds}): develop them first, export "
-                     "as JPEG, HEIC or TIFF and add that")
+        parts.append(f"{plural(len(raw), 'camera RAW file')} ({kinds}): develop "
+                     f"{'it' if len(raw) == 1 else 'them'} first, export as JPEG, HEIC or "
+                     "TIFF and add that")
     if other:
         names = ", ".join(p.name for p in other[:2]) + (", ..." if len(other) > 2 else "")
-        parts.append(f"{len(other)} file(s) that are not photos cloak reads ({names})")
+        parts.append(f"{plural(len(other), 'file')} that "
+                     f"{'is not a photo' if len(other) == 1 else 'are not photos'} cloak "
+                     f"reads ({names})")
     return "not added: " + "; ".join(parts) if parts else ""
 
 

@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
 
 from .images import Comparison
 from .signals import emit
-from .worker import PROTECTION_LOST, Outcome
+from .worker import ALREADY_PROTECTED, PROTECTION_LOST, Outcome
 
 THUMB_SIZE = 56
 ERROR_COLOR = "#b3261e"
@@ -215,7 +215,8 @@ class PhotoRow(QWidget):
         status = outcome.status
         if outcome.recorded_verdict == "none":  # an earlier copy's record says so
             status += f"; that copy: {PROTECTION_LOST}"
-        self._show(self.PROTECTED, f"{status}\nsaved as {shown}", 1.0,
+        where = "its copy:" if outcome.status == ALREADY_PROTECTED else "saved as"  # then
+        self._show(self.PROTECTED, f"{status}\n{where} {shown}", 1.0,
                    WARN_COLOR if outcome.protection_lost else OK_COLOR)
         self.status.setToolTip(str(outcome.dst))
 
@@ -405,6 +406,9 @@ class ComparePanel(QWidget):
         eps = comparison.eps255
         if eps is not None and comparison.max_change255 > eps + 0.5:  # a lossy save's
             title += f" (cloak's bound {eps:g}; the rest is the format's own rounding)"
+        if comparison.transparent:  # the gray is not the photo's (a trial took it for so)
+            title += ("; transparent areas are shown gray (the colour stored under them, "
+                      "which an editor may reveal, is protected too)")
         self.title.setText(title)
         for mode in self.MODES:
             self.button(mode).setEnabled(getattr(comparison, mode) is not None)

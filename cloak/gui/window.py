@@ -57,6 +57,7 @@ from cloak.allocator import release_freed_memory
 from cloak.device import DEVICE_ENV, fp32_cpu_note, pick_device
 from cloak.io import DecoderBusy
 from cloak.metadata import MetadataPolicy
+from cloak.report import plural
 
 from .images import Comparison, compare, thumbnail
 from .paths import (
@@ -91,6 +92,11 @@ def same_photo_key(path: Path) -> str:
 
 # the strength that protects more than each, named as the app's Strength box names it
 STRONGER = {"fast": "medium (the default)", "low": "medium (the default)", "medium": "high"}
+# What each preset is for, in the Strength menu (its budget and steps in a tooltip)
+STRENGTH_WORDS = {"fast": "quickest, light protection",
+                  "low": "least visible, light protection",
+                  "medium": "recommended",
+                  "high": "strongest, slowest, also for SDXL and FLUX editors"}
 
 log = logging.getLogger(__name__)
 
@@ -268,7 +274,11 @@ class MainWindow(QMainWindow):
 
         self.strength = QComboBox()
         for name, preset in PRESETS.items():
-            self.strength.addItem(f"{name} — {preset.eps255:g}/255, {preset.steps} steps", name)
+            self.strength.addItem(f"{name} — {STRENGTH_WORDS.get(name, '')}".rstrip(" —"),
+                                  name)
+            self.strength.setItemData(  # the figures, for those who want them
+                self.strength.count() - 1, f"{preset.eps255:g}/255, {preset.steps} steps",
+                Qt.ItemDataRole.ToolTipRole)
         self.strength.setCurrentIndex(list(PRESETS).index(DEFAULT_STRENGTH))
         self.strength.setToolTip("Stronger presets protect more, take longer, and change "
                                  "more pixels (still meant to be invisible).")
@@ -495,7 +505,7 @@ class MainWindow(QMainWindow):
                                   self._thumb_pixels())
             call.still_wanted = wanted
             self._run_in_background(call)
-        said = (f"added {added} photo(s)" if added else "those photos are already in the "
+        said = (f"added {plural(added, 'photo')}" if added else "those photos are already in the "
                 "list")
         self._say(f"{said}; {not_added}" if not_added else said, 8000 if not_added else 5000)
         self._update_buttons()
@@ -596,16 +606,20 @@ class MainWindow(QMainWindow):
         thread."""
         if self.is_running():
             return
+        redo = self._protected_otherwise()
         todo = [i for i in self.photo_list.row_ids()
-                if self.rows[i].state in PENDING_STATES]
+                if self.rows[i].state in PENDING_STATES or i in redo]
         if not todo:
             self.statusBar().showMessage("drop some photos first", 5000)
             return
         if self.output_dir is not None and not os.path.isdir(self.output_dir):
             # gone since it was chosen (deleted, or a share no longer mounted: its copies
             # would land hidden on the disk below the mount point)
-            self.statusBar().showMessage(f"the Save-to folder {self.output_dir} is no "
-                                         "longer there; choose it again", 8000)
+            what = ("is a file, not a folder" if os.path.exists(self.output_dir) else
+                    "can't be found (deleted, or on a disk or share not connected?)")
+            self.statusBar().showMessage(f"the Save-to folder {self.output_dir} {what}: "
+                                         "choose it again (Change…, or Next to originals)",
+                                         8000)
             return
         try:
             config = self.config()
@@ -642,7 +656,7 @@ class MainWindow(QMainWindow):
         self._thread.finished.connect(self._worker.deleteLater)
         self._thread.finished.connect(self._on_thread_finished)
         self._thread.start()
-        self.summary.setText(f"protecting {len(jobs)} photo(s)…")
+        self.summary.setText(f"protecting {plural(len(jobs), 'photo')}…")
         if note:
             self.statusBar().showMessage(for_the_app(note))
         elif not self._walks_pending:  # not a last batch's notice or settings problem
@@ -728,14 +742,18 @@ class MainWindow(QMainWindow):
         self._update_buttons()
         if weak:  # as the CLI's closing note: the count alone read as "all protected"
             stronger = STRONGER.get(self.strength.currentData())
-            which = " and ".join(f"{weak[s]} of {counts[s]} {name}" for s, name in (
-                (PhotoRow.PROTECTED, "new copies"),
-                (EARLIER, "copies from an earlier session")) if weak.get(s))
+            which = " and ".join(
+                f"{weak[s]} of {counts[s]} {many if counts[s] > 1 else one}"
+                for s, one, many in ((PhotoRow.PROTECTED, "new copy", "new copies"),
+                                     (EARLIER, "copy from an earlier session",
+                                      "copies from an earlier session")) if weak.get(s))
+            verb = "carries" if sum(weak.values()) == 1 else "carry"
+            # the advice first: a narrow window's status bar cuts the end off
             self._run_notices.append(
-                f"{which} carry little protection (under 0.5 dB on the weakest model, as "
-                "saved or after Instagram-style posting): " + (
-                    f"Strength {stronger} protects more, at more time." if stronger else
-                    "small or very flat photos hold less."))
+                (f"Strength {stronger} protects more: choose it and click Protect. "
+                 if stronger else "") + f"{which} {verb} little protection (under 0.5 dB on "
+                "the weakest model, as saved or after Instagram-style posting)"
+                + ("" if stronger else "; small or very flat photos hold less") + ".")
         if self._run_notices:  # a message shown since may have replaced them
             self.statusBar().showMessage(" ".join(self._run_notices))
         emit(self.batch_finished)
@@ -816,16 +834,42 @@ class MainWindow(QMainWindow):
             self._say(f"no photos to add; {not_added}", 8000)
             return
         named = f"; {not_added}" if not_added else ""  # the files, by name
-        self._say(f"no photos to add among {count} item(s){named}; cloak reads {SUPPORTED} "
-                  "(hidden files, protected copies and the Save-to folder are skipped)", 8000)
+        self._say(f"no photos to add among {plural(count, 'item')}{named}; cloak reads "
+                  f"{SUPPORTED} (hidden files, protected copies and the Save-to folder are "
+                  "skipped)", 8000)
 
     @Slot(int)
     def _on_current_changed(self, row_id: int) -> None:
         self.show_comparison(row_id)
 
+    def _protected_otherwise(self) -> set[int]:
+        """The rows protected (now or in an earlier session) with other settings than the
+        window's now: after the advice to protect at a stronger preset, Protect makes
+        new copies of them with these."""
+        try:
+            config = self.config()
+        except CloakError:  # a settings problem: start() says so
+            return set()
+        return {i for i, row in self.rows.items()
+                if row.state == PhotoRow.PROTECTED and row.outcome is not None
+                and row.outcome.config is not None and row.outcome.config != config}
+
+    @Slot()
+    def _settings_changed(self) -> None:
+        """A setting that changes the copies: say what Protect will do with the photos
+        protected with other ones."""
+        if self.is_running() or self._restoring:
+            return
+        self._update_buttons()
+        if redo := self._protected_otherwise():
+            self.statusBar().showMessage(
+                f"{plural(len(redo), 'photo')} protected with other settings: Protect "
+                "makes new copies with these (the earlier ones stay)")
+
     def _update_buttons(self) -> None:
         running = self.is_running()
-        pending = any(r.state in PENDING_STATES for r in self.rows.values())
+        pending = (any(r.state in PENDING_STATES for r in self.rows.values())
+                   or bool(self._protected_otherwise()))
         self.protect_button.setEnabled(pending and not running)
         # a folder dropped by mistake can be stopped without clearing the list
         cancelling = running and self._worker is not None and self._worker.is_cancelled()
@@ -889,6 +933,9 @@ class MainWindow(QMainWindow):
             self._restoring = False
         self.strength.currentIndexChanged.connect(
             lambda _: self._remember("strength", self.strength.currentData()))
+        self.strength.currentIndexChanged.connect(self._settings_changed)
+        for box in (self.keep_gps, self.strip_exif, self.strip_names):
+            box.toggled.connect(self._settings_changed)
         self.strip_exif.toggled.connect(lambda on: self._remember("strip_exif", on))
         self.strip_names.toggled.connect(lambda on: self._remember("strip_names", on))
 

@@ -140,6 +140,8 @@ def describe(report: Report, posted_db: float | None = None) -> str:
         verdict = verdict_for(posted_db)
         posted = (f"; after Instagram-style posting {shown_db(posted_db, places=1)} dB, "
                   + (PROTECTION_LOST if verdict == "none" else verdict))
+    if verdict_for(weakest) == "none":  # as saved: why the row is amber (a trial)
+        posted = f" ({PROTECTION_LOST} as saved)" + posted
     return (f"protected — damage {shown_db(weakest, places=1)} dB on weakest model{posted}, "
             f"PSNR {report.psnr:.1f} dB ({report.seconds:.1f} s)")
 
