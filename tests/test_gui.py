@@ -2099,6 +2099,16 @@ class TestReviewFixes:
         (row,) = window.rows.values()
         first = row.outcome.dst
         assert row.state == PhotoRow.PROTECTED and not window.protect_button.isEnabled()
+        # a run without the face detector turns face priority off by itself: that is not
+        # another setting (Protect would stay lit after every such batch)
+        import dataclasses
+
+        as_run = row.outcome
+        row.outcome = dataclasses.replace(as_run, config=dataclasses.replace(
+            as_run.config, faces=False, allow_download=False))
+        window._update_buttons()
+        assert not window.protect_button.isEnabled()
+        row.outcome = as_run
         window.strength.setCurrentIndex(window.strength.findData("low"))
         assert window.protect_button.isEnabled()
         assert window.statusBar().currentMessage() == (

@@ -8,6 +8,7 @@ protection logic lives here.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Callable
@@ -850,9 +851,16 @@ class MainWindow(QMainWindow):
             config = self.config()
         except CloakError:  # a settings problem: start() says so
             return set()
+
+        def chosen_otherwise(made: ProtectConfig) -> bool:
+            # as the user chose it: a run turns face priority off where the detector is
+            # missing, and downloads off once the weights are fetched
+            return dataclasses.replace(made, faces=config.faces,
+                                       allow_download=config.allow_download) != config
+
         return {i for i, row in self.rows.items()
                 if row.state == PhotoRow.PROTECTED and row.outcome is not None
-                and row.outcome.config is not None and row.outcome.config != config}
+                and row.outcome.config is not None and chosen_otherwise(row.outcome.config)}
 
     @Slot()
     def _settings_changed(self) -> None:
