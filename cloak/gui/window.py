@@ -876,9 +876,9 @@ class MainWindow(QMainWindow):
 
     def _update_buttons(self) -> None:
         running = self.is_running()
-        pending = (any(r.state in PENDING_STATES for r in self.rows.values())
-                   or bool(self._protected_otherwise()))
-        self.protect_button.setEnabled(pending and not running)
+        pending = not running and (any(r.state in PENDING_STATES for r in self.rows.values())
+                                   or bool(self._protected_otherwise()))
+        self.protect_button.setEnabled(pending)
         # a folder dropped by mistake can be stopped without clearing the list
         cancelling = running and self._worker is not None and self._worker.is_cancelled()
         self.cancel_button.setEnabled((running and not cancelling) or self._folder_walks > 0)
