@@ -1161,8 +1161,10 @@ def gui() -> None:
 
 try:  # newer typer vendors click; TyperException is the base of its ClickException
     from typer import TyperException as UsageErrors
+    from typer._click.exceptions import NoArgsIsHelpError
 except ImportError:
     from click import ClickException as UsageErrors
+    from click.exceptions import NoArgsIsHelpError
 
 
 def names(message: str, path: Path) -> bool:
@@ -1204,8 +1206,9 @@ def main() -> None:
         code = app(standalone_mode=False)
     except UsageErrors as exc:
         ctx = getattr(exc, "ctx", None)
-        if ctx is not None and hasattr(exc, "format_message"):  # a usage error: one line,
-            # as cloak's own errors (click's usage block made it four)
+        if (ctx is not None and hasattr(exc, "format_message")
+                and not isinstance(exc, NoArgsIsHelpError)):  # a usage error: one line,
+            # as cloak's own errors (click's usage block made it four); bare `cloak`: help
             typer.echo(f"error: {exc.format_message()} (see: {ctx.command_path} --help)",
                        err=True)
         else:

@@ -1084,18 +1084,18 @@ def _warn_misnamed(photo: Photo, fmt: str) -> None:
     if photo.path is None:
         return
     by_name = SUFFIX_FORMAT.get(photo.path.suffix.lower())
+    target = DEFAULT_OUTPUT.get(photo.format, "PNG")  # what its content would give
     same = {photo.format, "JPEG" if photo.format == "MPO" else photo.format}
-    if (by_name is None or by_name in same or fmt in same
+    if (by_name is None or by_name in same or fmt in same or fmt == target
             or fmt != DEFAULT_OUTPUT.get(by_name, by_name)):
         return
     size = ("lossless, so several times larger" if photo.format in LOSSY_FORMATS
-            and fmt not in LOSSY_FORMATS else "lossy" if fmt in LOSSY_FORMATS
+            and fmt not in LOSSY_OUTPUTS else "lossy" if fmt in LOSSY_OUTPUTS
             and photo.format not in LOSSY_FORMATS else None)
     log.warning("%s is named %s but holds a %s image: its copy is written as %s, as the "
                 "name says%s; rename the photo %s for a %s copy", photo.path,
                 photo.path.suffix, photo.format, fmt, f" ({size})" if size else "",
-                FORMAT_SUFFIX.get(DEFAULT_OUTPUT.get(photo.format, ""), ".png"),
-                photo.format)
+                FORMAT_SUFFIX.get(target, ".png"), target)
 
 
 def _warn_colour_lost(photo: Photo, named: str, fmt: str) -> None:

@@ -351,6 +351,9 @@ def test_usage_error_exits_1(tmp_path):
     # one line, as cloak's own errors (click's usage block made it four)
     (line,) = err.strip().splitlines()
     assert line.startswith("error: Invalid value for '--eps': ")
+    bare = cloak_process(cwd=tmp_path)  # no command: the help, not an "error: Usage…"
+    out, err = bare.communicate(timeout=60)
+    assert "Usage:" in out + err and "error:" not in out + err
     assert line.endswith("cloak protect --help)")  # "python -m cloak protect" here
 
 

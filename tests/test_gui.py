@@ -2109,11 +2109,18 @@ class TestReviewFixes:
         window._update_buttons()
         assert not window.protect_button.isEnabled()
         row.outcome = as_run
+        window.keep_gps.setChecked(True)  # copies made without the GPS: not made with it
+        assert not window.protect_button.isEnabled()
+        window.keep_gps.setChecked(False)
         window.strength.setCurrentIndex(window.strength.findData("low"))
         assert window.protect_button.isEnabled()
         assert window.statusBar().currentMessage() == (
             "1 photo protected with other settings: Protect makes new copies with these "
             "(the earlier ones stay)")
+        window.strength.setCurrentIndex(window.strength.findData("fast"))  # changed back
+        assert not window.protect_button.isEnabled()
+        assert window.statusBar().currentMessage() == ""
+        window.strength.setCurrentIndex(window.strength.findData("low"))
         window.start()
         assert wait_until(lambda: not window.is_running(), 60)
         assert row.state == PhotoRow.PROTECTED and row.outcome.config.strength == "low"
@@ -2121,6 +2128,13 @@ class TestReviewFixes:
         assert not window.protect_button.isEnabled()
         window.strength.setCurrentIndex(window.strength.findData("fast"))  # as the first
         assert window.protect_button.isEnabled()  # this row's copy now is low's
+        # a new photo waiting: Protect does that one, not the earlier row again
+        window.add_paths([small_photo(tmp_path / "b.png", index=1)])
+        assert wait_until(lambda: len(window.rows) == 2, 10)
+        second = row.outcome.dst
+        window.start()
+        assert wait_until(lambda: not window.is_running(), 60)
+        assert row.outcome.dst == second and row.outcome.config.strength == "low"
 
     def test_an_earlier_copy_recorded_as_weak_is_shown_and_counted_so(
             self, window, tmp_path, small_photo):

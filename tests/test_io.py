@@ -1803,8 +1803,10 @@ def test_a_photo_whose_name_and_content_disagree_is_said_so(
     jpeg_named_png = save(Image.fromarray(pixels()), tmp_path / "a.png", "JPEG")
     png_named_jpg = save(Image.fromarray(pixels()), tmp_path / "b.jpg", "PNG")
     gif = save(Image.fromarray(pixels()).convert("P"), tmp_path / "c.gif")
+    gif_named_png = save(Image.fromarray(pixels()).convert("P"), tmp_path / "d.png", "GIF")
+    jpeg_named_webp = save(Image.fromarray(pixels()), tmp_path / "e.webp", "JPEG")
     with caplog.at_level("WARNING", logger="cloak.io"):
-        for src in (jpeg_named_png, png_named_jpg, gif):
+        for src in (jpeg_named_png, png_named_jpg, gif, gif_named_png, jpeg_named_webp):
             photo = io.load_photo(src)
             io.save_photo(photo, photo.rgb, io.output_path_for(src, tmp_path / "out"))
     assert (f"{jpeg_named_png} is named .png but holds a JPEG image: its copy is written as "
@@ -1813,6 +1815,9 @@ def test_a_photo_whose_name_and_content_disagree_is_said_so(
     assert f"{png_named_jpg} is named .jpg but holds a PNG image" in caplog.text
     assert "(lossy); rename the photo .png for a PNG copy" in caplog.text
     assert "c.gif" not in caplog.text
+    assert "d.png" not in caplog.text  # a GIF's copy is a PNG whatever its name
+    assert (f"{jpeg_named_webp} is named .webp but holds a JPEG image: its copy is written "
+            "as WEBP, as the name says (lossless, so several times larger)") in caplog.text
 
 
 def _xmp_dates(**dates: str) -> bytes:

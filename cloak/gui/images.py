@@ -176,4 +176,5 @@ def compare(original_path: Path, protected_path: Path, max_side: int = 1024,
         budget = budget.resize(images[0].size, Image.Resampling.BILINEAR)
     return Comparison(*images, max_change255=max_change, budget=budget,
                       eps255=None if config is None else config.eps255,
-                      transparent=original.mode == "RGBA")
+                      transparent=original.mode == "RGBA"
+                      and original.getchannel("A").getextrema()[0] < 255)

@@ -104,6 +104,8 @@ log = logging.getLogger(__name__)
 DEFAULT_STRENGTH = ProtectConfig.strength  # the library's default preset
 PENDING_STATES = (PhotoRow.WAITING, PhotoRow.CANCELLED, PhotoRow.FAILED)  # Protect runs these
 EARLIER = "already protected"  # the summary's count of copies found from an earlier session
+REDO_NOTE = ("protected with other settings: Protect makes new copies with these (the "
+             "earlier ones stay)")
 # The pool runs one call at a time; what the user waits on jumps the queue of thumbnails.
 COMPARE_PRIORITY, WALK_PRIORITY = 2, 1
 COMPARE_SIDE = 1024  # long side of the before/after images shown
@@ -846,17 +848,28 @@ class MainWindow(QMainWindow):
     def _protected_otherwise(self) -> set[int]:
         """The rows protected (now or in an earlier session) with other settings than the
         window's now: after the advice to protect at a stronger preset, Protect makes
-        new copies of them with these."""
+        new copies of them with these. None while photos wait (Protect does those, with
+        the new settings, and not the earlier ones again), and never for "Keep location"
+        alone: copies made without the GPS are not made again with it."""
+        if any(row.state in PENDING_STATES for row in self.rows.values()):
+            return set()
         try:
             config = self.config()
         except CloakError:  # a settings problem: start() says so
             return set()
+        judged: dict[int, bool] = {}  # rows of one batch share one config
 
         def chosen_otherwise(made: ProtectConfig) -> bool:
-            # as the user chose it: a run turns face priority off where the detector is
-            # missing, and downloads off once the weights are fetched
-            return dataclasses.replace(made, faces=config.faces,
-                                       allow_download=config.allow_download) != config
+            if id(made) not in judged:
+                # as the user chose it: a run turns face priority off where the detector
+                # is missing, and downloads off once the weights are fetched; "Keep
+                # location" is not a reason to make copies again
+                judged[id(made)] = dataclasses.replace(
+                    made, faces=config.faces, allow_download=config.allow_download,
+                    metadata=dataclasses.replace(made.metadata or MetadataPolicy(),
+                                                 strip_gps=config.metadata.strip_gps)
+                ) != config
+            return judged[id(made)]
 
         return {i for i, row in self.rows.items()
                 if row.state == PhotoRow.PROTECTED and row.outcome is not None
@@ -871,8 +884,9 @@ class MainWindow(QMainWindow):
         self._update_buttons()
         if redo := self._protected_otherwise():
             self.statusBar().showMessage(
-                f"{plural(len(redo), 'photo')} protected with other settings: Protect "
-                "makes new copies with these (the earlier ones stay)")
+                f"{plural(len(redo), 'photo')} {REDO_NOTE}")
+        elif self.statusBar().currentMessage().endswith(REDO_NOTE):  # changed back
+            self.statusBar().clearMessage()
 
     def _update_buttons(self) -> None:
         running = self.is_running()
