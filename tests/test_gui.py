@@ -2099,6 +2099,8 @@ class TestReviewFixes:
         (row,) = window.rows.values()
         first = row.outcome.dst
         assert row.state == PhotoRow.PROTECTED and not window.protect_button.isEnabled()
+        # the before/after shows the first copy, and its row is highlighted (a trial)
+        assert window.photo_list.current_row_id() == row.row_id
         # a run without the face detector turns face priority off by itself: that is not
         # another setting (Protect would stay lit after every such batch)
         import dataclasses

@@ -709,7 +709,9 @@ class MainWindow(QMainWindow):
         self.rows[row_id].set_protected(outcome)
         self._run_output_dirs.add(outcome.dst.parent)
         self.last_output_dir = common_folder(self._run_output_dirs, outcome.dst.parent)
-        if self._compare_wanted is None or self.photo_list.current_row_id() == row_id:
+        if self._compare_wanted is None and self.photo_list.current_row_id() is None:
+            self.photo_list.set_current(row_id)  # shown, and highlighted as such (a trial)
+        elif self._compare_wanted is None or self.photo_list.current_row_id() == row_id:
             self.show_comparison(row_id)
 
     @Slot(int, str)
