@@ -2337,6 +2337,12 @@ def test_the_comparison_title_says_when_the_format_added_to_the_change(qapp):
     line = panel.title.fontMetrics().lineSpacing()
     assert panel.title.fontMetrics().horizontalAdvance(panel.title.text()) > 360
     assert panel.title.heightForWidth(360) >= 2 * line
+    # a messenger's long file name is shortened in the middle, in full as a tooltip
+    long = "IMG-20240501-WA0012_edited_final_version_for_instagram_story_2.jpg"
+    panel.show_comparison(long, Comparison(tile, tile, tile, 8, eps255=8))
+    assert panel.title.text() == ("IMG-20240501-WA0012_edi…or_instagram_story_2.jpg — "
+                                  "largest pixel change 8/255")
+    assert panel.title.toolTip() == long
     panel.deleteLater()
 
 

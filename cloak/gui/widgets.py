@@ -35,6 +35,8 @@ from .images import Comparison
 from .signals import emit
 from .worker import ALREADY_PROTECTED, PROTECTION_LOST, Outcome
 
+TITLE_NAME_CHARS = 48  # a longer file name is shortened in the comparison's title
+
 THUMB_SIZE = 56
 ERROR_COLOR = "#b3261e"
 OK_COLOR = "#1b6e3a"
@@ -392,9 +394,17 @@ class ComparePanel(QWidget):
     def button(self, mode: str) -> QPushButton:
         return self.findChild(QPushButton, f"show_{mode}")
 
+    def _name(self, name: str) -> str:
+        """`name` as the title shows it: a long one shortened in the middle (a camera's
+        or a messenger's long file name wrapped the title to five lines and squeezed the
+        photo), in full as the title's tooltip."""
+        self.title.setToolTip(name)
+        return name if len(name) <= TITLE_NAME_CHARS else (
+            name[:TITLE_NAME_CHARS // 2 - 1] + "…" + name[-(TITLE_NAME_CHARS // 2):])
+
     def show_loading(self, name: str) -> None:
         self.loading = True
-        self.title.setText(f"{name} — loading…")
+        self.title.setText(f"{self._name(name)} — loading…")
         if self.comparison is None:  # not "Protected photos appear here" under its name
             self.view.setText("loading…")
 
@@ -402,7 +412,7 @@ class ComparePanel(QWidget):
         """Show `comparison` (original, protected, difference, budget) in the current
         mode (the protected copy if that is the budget map and there is none)."""
         self.comparison, self.loading = comparison, False
-        title = f"{name} — largest pixel change {comparison.max_change255}/255"
+        title = f"{self._name(name)} — largest pixel change {comparison.max_change255}/255"
         eps = comparison.eps255
         if eps is not None and comparison.max_change255 > eps + 0.5:  # a lossy save's
             title += f" (cloak's bound {eps:g}; the rest is the format's own rounding)"
@@ -417,7 +427,7 @@ class ComparePanel(QWidget):
 
     def show_error(self, name: str, message: str) -> None:
         self.comparison, self.loading = None, False
-        self.title.setText(name)
+        self.title.setText(self._name(name))
         self.view.set_image(None)
         self.view.setText(f"Cannot show this photo: {message}")
         for mode in self.MODES:
