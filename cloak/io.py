@@ -449,6 +449,10 @@ def load_photo(path: str | os.PathLike[str], max_pixels: int | None = None) -> P
         raise _fail(path, "too large to load into memory") from None
     except DECODE_ERRORS as exc:  # Pillow/libheif decoders raise many types on bad data
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "truncated" in detail.lower():  # Pillow's "image file is truncated (40 bytes
+            # not processed)" says again what the line says: the file ends too soon
+            raise _fail(path, "the image data is truncated (the file ends too soon: a "
+                        "copy or download that did not finish?)") from None
         raise _fail(path, f"the image data is truncated or corrupt ({detail})") from None
     finally:
         fp.close()
