@@ -22,6 +22,8 @@ Default policy (`MetadataPolicy()`):
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import email.utils
 import logging
 import re
 import struct
@@ -48,6 +50,7 @@ ORIENTATION = ExifTags.Base.Orientation
 X_RESOLUTION = ExifTags.Base.XResolution
 COLOR_SPACE = ExifTags.Base.ColorSpace  # in the Exif IFD: 1 sRGB, 0xFFFF uncalibrated
 INTEROP_INDEX = 0x0001  # in the Interop IFD: "R98" sRGB, "R03" Adobe RGB
+INTEROP_VERSION = 0x0002
 ARTIST = ExifTags.Base.Artist
 COPYRIGHT = ExifTags.Base.Copyright
 EXIF_IFD = ExifTags.IFD.Exif
@@ -75,8 +78,12 @@ PERSONAL_TEXT = frozenset({
     ExifTags.Base.ImageDescription, ExifTags.Base.XPTitle, ExifTags.Base.XPComment,
     ExifTags.Base.XPKeywords, ExifTags.Base.XPSubject, ExifTags.Base.UserComment,
     ExifTags.Base.ImageHistory, ExifTags.Base.ImageNumber, ExifTags.Base.RelatedSoundFile,
-    ExifTags.Base.ImageID,
+    ExifTags.Base.ImageID, ExifTags.Base.SpectralSensitivity,  # ASCII, free in practice
+    0xA436,  # EXIF 3.0 ImageTitle
 })
+# People's names in the Exif IFD, dropped with the artist and copyright (--strip-names):
+# the camera's owner, EXIF 3.0's Photographer and ImageEditor, Adobe's owner name
+EXIF_NAMES = frozenset({ExifTags.Base.CameraOwnerName, 0xA437, 0xA438, 0xFDE8})
 # Blocks that belong elsewhere (IFD0, APP13) when met in the Exif IFD: IPTC, Photoshop's
 # image resources (which may hold a thumbnail of the unprotected photo), an ICC profile,
 # a second copyright. Never carried from there.
@@ -97,18 +104,20 @@ PLACE_HINTS = frozenset({
     ExifTags.Base.TimeZoneOffset, ExifTags.Base.OffsetTime, ExifTags.Base.OffsetTimeOriginal,
     ExifTags.Base.OffsetTimeDigitized, ExifTags.Base.Pressure, ExifTags.Base.WaterDepth,
 })
-# A date's clock time (group 1) and its zone at the end (group 2): ISO 8601 (XMP's
-# "…T12:00:00+05:30", "…Z"), RFC 1123 (a PNG "Creation Time": "… 12:00:00 GMT", "+0530")
+# A date's clock time (group 1) and its zone at the end (group 2), RFC 1123's way (a PNG
+# "Creation Time": "… 12:00:00 GMT", "+0530", "+0000 (UTC)")
 TIME_ZONE = re.compile(r"((?<![\d:])\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)\s*"
                        r"(Z|UTC|GMT|UT|[+-]\d{2}(?::?\d{2})?)\s*(?:\([^)]*\))?$", re.IGNORECASE)
+ISO_ZONE = re.compile(r"(Z|[+-]\d{2}(?::?\d{2})?)$", re.IGNORECASE)  # ISO 8601's, at the end
+EXIF_DATE = re.compile(r"^(\d{4}):(\d{2}):(\d{2})")  # EXIF's "2024:05:01 12:00:00"
 UTC_NAMES = frozenset({"Z", "UTC", "GMT", "UT"})
 ZERO_OFFSET = re.compile(r"[+-]00(?::?00)?")  # UTC too (RFC 2822's "-0000": zone unknown)
 # Something after a clock time that is not AM/PM: a zone TIME_ZONE can't read ("PDT",
 # "GMT+05:30", Unix date's "… UTC 2024")
 AFTER_CLOCK = re.compile(r"(?<![\d:])\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?![\d:.])\s*"
                          r"(?![AaPp]\.?[Mm]\.?\s*$)\S")
-# A value that starts with a date and a clock time (XMP's form, or EXIF's "2024:05:01 …")
-DATE_TIME = re.compile(r"^\s*\d{4}[-:]\d{2}(?:[-:]\d{2})?[T ]\d{1,2}:\d{2}")
+# A value that starts with a date (XMP's form, its basic form, EXIF's, or with slashes)
+DATE_TIME = re.compile(r"^\s*\d{4}[-:/]?\d{2}[-:/]?\d{2}(?:[T ]|$)")
 # The capture and edit times EXIF holds as local clock time (no zone of their own)
 EXIF_LOCAL_DATES = (ExifTags.Base.DateTimeOriginal, ExifTags.Base.DateTimeDigitized)
 # The Exif IFD's standard capture tags (EXIF 2.3x, up to Gamma 0xA500), kept unless
@@ -281,8 +290,8 @@ def build_exif(snapshot: ExifSnapshot | None, policy: MetadataPolicy, orientatio
                     if tag != INTEROP_IFD and not (turned and tag in SUBJECT_POINTS)
                     and tag not in EXIF_IFD_FOREIGN
                     and not (policy.strip_gps and tag in PLACE_HINTS)
-                    and not (not policy.keep_copyright
-                             and tag == ExifTags.Base.CameraOwnerName) and (
+                    and tag >= 0x8000  # below: GPS or IFD0 tags put here by mistake
+                    and not (not policy.keep_copyright and tag in EXIF_NAMES) and (
                         not policy.strip_serials or
                         (tag in EXIF_IFD_STANDARD and tag not in IDENTIFYING
                          and tag not in PERSONAL_TEXT))}
@@ -291,7 +300,10 @@ def build_exif(snapshot: ExifSnapshot | None, policy: MetadataPolicy, orientatio
                 if tag in exif_ifd:
                     exif_ifd[tag] = int(value)
         if src.interop:
-            exif_ifd[INTEROP_IFD] = dict(src.interop)
+            # its index and version only (what viewers read); the rest is free to hold
+            # anything a tool put there
+            exif_ifd[INTEROP_IFD] = {tag: value for tag, value in src.interop.items()
+                                     if tag in (INTEROP_INDEX, INTEROP_VERSION)}
         if exif_ifd:
             out[EXIF_IFD] = exif_ifd
     elif sub_ifds and COLOR_SPACE in src.exif:
@@ -462,29 +474,57 @@ def _is_utc(zone: str) -> bool:
     return zone.upper() in UTC_NAMES or ZERO_OFFSET.fullmatch(zone) is not None
 
 
+def _date_and_zone(text: str) -> tuple[str, str | None] | None:
+    """(`text` without its zone, the zone or None) for a date cloak can read: ISO 8601
+    (XMP's, its basic form, EXIF's colons) or RFC 2822 (a PNG's Creation Time). None for
+    anything else, which may hold a zone in a form no rule here knows (a Unix time is
+    UTC's count)."""
+    text = text.strip()
+    iso = EXIF_DATE.sub(r"\1-\2-\3", text, count=1)
+    if iso[-1:] in ("Z", "z"):  # Python 3.10's fromisoformat has no "Z"
+        iso = iso[:-1] + "+00:00"
+    try:
+        parsed = datetime.datetime.fromisoformat(iso)
+    except ValueError:
+        parsed = None
+    if parsed is not None:
+        if parsed.tzinfo is None:
+            return text, None
+        zone = ISO_ZONE.search(text)
+        return (text[:zone.start()], zone.group(1)) if zone else None
+    if email.utils.parsedate_tz(text) is None:
+        return None
+    match = TIME_ZONE.search(text)
+    zoneless, zone = (text[:match.end(1)], match.group(2)) if match else (text, None)
+    return None if AFTER_CLOCK.search(zoneless) else (zoneless, zone)
+
+
 def date_without_zone(text: str, *, local_time_carried: bool) -> str | None:
     """`text`, a date and time, without its zone, which says a region of the world.
 
     A numeric offset goes and leaves the local clock time, like EXIF's dates. A UTC stamp
     ("Z", "GMT", "+00:00") beside a local time would give the offset away as their
     difference: it is dropped (None) when `local_time_carried`, else kept without its zone.
-    A zone that can't be read (named, "GMT+05:30") drops the text. Text without a clock
-    time comes back as is."""
+    A date in a form cloak can't read (a named zone such as "PDT", a Unix time, "GMT+05:30")
+    is dropped; text without a digit comes back as is."""
     text = text.strip()
-    match = TIME_ZONE.search(text)
-    if match is not None:
-        if _is_utc(match.group(2)) and local_time_carried:
-            return None
-        text = text[:match.end(1)]
-    return None if AFTER_CLOCK.search(text) else text
+    if not any(c.isdigit() for c in text):
+        return text
+    found = _date_and_zone(text)
+    if found is None:
+        return None
+    zoneless, zone = found
+    if zone is not None and _is_utc(zone) and local_time_carried:
+        return None
+    return zoneless
 
 
 def is_local_time(text: str) -> bool:
-    """True when `text` holds a clock time that is not stamped UTC (nor unreadably)."""
-    match = TIME_ZONE.search(text.strip())
-    if match is not None:
-        return not _is_utc(match.group(2))
-    return bool(re.search(r"\d{1,2}:\d{2}", text)) and not AFTER_CLOCK.search(text)
+    """True when `text` is a date with a clock time that is not stamped UTC."""
+    found = _date_and_zone(text)
+    if found is None or not re.search(r"\d{1,2}:\d{2}|T\d{4}", found[0]):
+        return False
+    return found[1] is None or not _is_utc(found[1])
 
 
 def local_time_carried(snapshot: ExifSnapshot | None, policy: MetadataPolicy,
@@ -582,8 +622,8 @@ def build_xmp(source_xmp: bytes | None, snapshot: ExifSnapshot | None,
     local = local_time_carried(snapshot, policy, source_xmp, texts)
     if policy.keep_exif and not policy.keep_xmp:
         for key, text in _xmp_capture(root).items():
-            if policy.strip_gps and DATE_TIME.match(text):  # the time zone says a region
-                # of the world (PLACE_HINTS)
+            if policy.strip_gps and "Date" in key:  # the time zone says a region of the
+                # world (PLACE_HINTS)
                 text = date_without_zone(text, local_time_carried=local)
             if text is not None:
                 desc.set(key, text)

@@ -1897,11 +1897,48 @@ def test_a_utc_date_beside_a_local_one_goes_with_the_gps(tmp_path: Path) -> None
     ("Wed May  1 06:30:00 UTC 2024", False, None),
     ("2024:05:01 12:00:00", True, "2024:05:01 12:00:00"),
     ("2024:05:01 12:00:00+05:30", True, "2024:05:01 12:00:00"),
-    ("1 May 2024, 12:00 PM", True, "1 May 2024, 12:00 PM"),
     ("2024-05-01", True, "2024-05-01"),
+    # forms an exiftool audit found kept whole: ISO's basic form, a Unix time (UTC's
+    # count), slashes, a zone before the date; what can't be read is dropped
+    ("20240501T070456Z", True, None),
+    ("20240501T123456+0530", True, "20240501T123456"),
+    ("2024-05-01T12+05:30", True, "2024-05-01T12"),
+    ("1714547096", True, None),
+    ("2024/05/01 12:34:56+05:30", True, None),
+    ("+0530 2024-05-01 12:34:56", True, None),
+    ("2024-05-01 +0530", True, None),
+    ("1 May 2024, 12:00 PM", True, "1 May 2024, 12:00 PM"),
+    ("no date", True, "no date"),
 ])
 def test_a_date_loses_its_zone(text: str, beside_local: bool, kept: str | None) -> None:
     assert metadata.date_without_zone(text, local_time_carried=beside_local) == kept
+
+
+def test_names_misplaced_gps_and_the_interop_block_are_filtered(tmp_path: Path) -> None:
+    """From an exiftool audit: --strip-names left EXIF 3.0's Photographer and ImageEditor
+    and Adobe's owner name with --keep-serials; a GPS tag put in the Exif block by mistake
+    passed with --keep-serials; the Interop block was copied whole; SpectralSensitivity's
+    free text was kept."""
+    exif = Image.Exif()
+    exif[ExifTags.IFD.Exif] = {
+        T.DateTimeOriginal: "2024:05:01 12:00:00", 0xA437: "Alice Photographer",
+        0xA438: "Bob Editor", 0xFDE8: "Alice Owner", 0x0002: "48.8584 N misplaced",
+        T.SpectralSensitivity: "Alice at home",
+        ExifTags.IFD.Interop: {0x0001: "R98", 0x1002: "Interop secret Paris"}}
+    photo = io.load_photo(save(Image.fromarray(pixels()), tmp_path / "n.jpg",
+                               exif=exif.tobytes()))
+    for name, policy, kept in (
+            ("default", MetadataPolicy(), set()),  # EXIF 3.0's names: not Pillow's tags
+            ("serials", MetadataPolicy.choose(keep_serials=True),
+             {b"Alice Photographer", b"Bob Editor", b"Alice Owner", b"Alice at home"}),
+            ("names", MetadataPolicy.choose(keep_serials=True, strip_names=True),
+             {b"Alice at home"})):
+        data = io.save_photo(photo, photo.rgb, tmp_path / f"out-{name}.jpg",
+                             metadata=policy).read_bytes()
+        for value in (b"Alice Photographer", b"Bob Editor", b"Alice Owner",
+                      b"misplaced", b"Interop secret", b"Alice at home"):
+            assert (value in data) == (value in kept), (name, value)
+        assert b"R98" in data and b"2024:05:01 12:00:00" in data, name
 
 
 def test_a_turned_heif_drops_its_subject_area(tmp_path: Path) -> None:
