@@ -569,7 +569,7 @@ def _description(policy: MetadataPolicy, creators: list[str], rights: str | None
 
 def _scrub(root: ET.Element, policy: MetadataPolicy, *, local_time: bool = False) -> None:
     """Drop GPS, identifying IDs, orientation, old notices and dc rights from a packet,
-    and, with the GPS, the time zones of its dates (`local_time`: see without_time_zone)."""
+    and, with the GPS, the time zones of its dates (`local_time`: see date_without_zone)."""
     def unwanted(name: str) -> bool:
         ns, _, local = name[1:].partition("}") if name.startswith("{") else ("", "", name)
         if ns == DC_NS and local in ("creator", "rights"):
