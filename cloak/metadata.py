@@ -22,7 +22,6 @@ Default policy (`MetadataPolicy()`):
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import email.utils
 import logging
 import re
@@ -104,20 +103,27 @@ PLACE_HINTS = frozenset({
     ExifTags.Base.TimeZoneOffset, ExifTags.Base.OffsetTime, ExifTags.Base.OffsetTimeOriginal,
     ExifTags.Base.OffsetTimeDigitized, ExifTags.Base.Pressure, ExifTags.Base.WaterDepth,
 })
-# A date's clock time (group 1) and its zone at the end (group 2), RFC 1123's way (a PNG
-# "Creation Time": "… 12:00:00 GMT", "+0530", "+0000 (UTC)")
-TIME_ZONE = re.compile(r"((?<![\d:])\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)\s*"
-                       r"(Z|UTC|GMT|UT|[+-]\d{2}(?::?\d{2})?)\s*(?:\([^)]*\))?$", re.IGNORECASE)
-ISO_ZONE = re.compile(r"(Z|[+-]\d{2}(?::?\d{2})?)$", re.IGNORECASE)  # ISO 8601's, at the end
-EXIF_DATE = re.compile(r"^(\d{4}):(\d{2}):(\d{2})")  # EXIF's "2024:05:01 12:00:00"
+# Dates as cloak reads them, whole strings only (a loose parser kept "12.00.00 +0530"):
+# ISO 8601 (XMP's, its basic form, EXIF's colons, week and ordinal dates) with its zone
+# last, and RFC 2822 (a PNG's Creation Time) with its zone and an optional comment
+MAX_DATE = 64  # a longer "date" is not one (and no regex runs over a 1 MB text chunk)
+ISO_DATE = re.compile(
+    r"\d{4}[-:]?(?:\d{2}[-:]?\d{2}|W\d{2}(?:-?\d)?|\d{3})"
+    r"(?:[T ]\d{2}(?::?\d{2}(?::?\d{2})?)?(?:[.,]\d+)?"
+    r"(?:\s*(?P<zone>Z|[+-]\d{2}(?::?\d{2})?))?)?", re.IGNORECASE | re.ASCII)
+YEAR_MONTH = re.compile(r"\d{4}(?:-\d{2})?", re.ASCII)  # XMP allows "2024" and "2024-05"
+_DAY = r"(?:mon|tue|wed|thu|fri|sat|sun)[a-z]*\.?,?\s*"
+_MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?"
+RFC_DATE = re.compile(
+    rf"(?:{_DAY})?(?:\d{{1,2}}[\s-]+{_MONTH}|{_MONTH}\s+\d{{1,2}},?)[\s-]+\d{{2,4}},?\s+"
+    r"(\d{1,2}:\d{2}(?::\d{2})?(?:\s*[ap]\.?m\.?)?)"
+    r"(?:\s*(Z|UTC|GMT|UT|[+-]\d{2}(?::?\d{2})?)(?:\s*\([^()]*\))?)?",
+    re.IGNORECASE | re.ASCII)
 UTC_NAMES = frozenset({"Z", "UTC", "GMT", "UT"})
 ZERO_OFFSET = re.compile(r"[+-]00(?::?00)?")  # UTC too (RFC 2822's "-0000": zone unknown)
-# Something after a clock time that is not AM/PM: a zone TIME_ZONE can't read ("PDT",
-# "GMT+05:30", Unix date's "… UTC 2024")
-AFTER_CLOCK = re.compile(r"(?<![\d:])\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?![\d:.])\s*"
-                         r"(?![AaPp]\.?[Mm]\.?\s*$)\S")
 # A value that starts with a date (XMP's form, its basic form, EXIF's, or with slashes)
-DATE_TIME = re.compile(r"^\s*\d{4}[-:/]?\d{2}[-:/]?\d{2}(?:[T ]|$)")
+DATE_START = re.compile(r"\s*(?:\d{4}[-:/]?\d{2}[-:/]?\d{2}(?:[T ]|$)|"
+                        r"\d{1,2}[-:/]\d{1,2}[-:/]\d{1,4})")
 # The capture and edit times EXIF holds as local clock time (no zone of their own)
 EXIF_LOCAL_DATES = (ExifTags.Base.DateTimeOriginal, ExifTags.Base.DateTimeDigitized)
 # The Exif IFD's standard capture tags (EXIF 2.3x, up to Gamma 0xA500), kept unless
@@ -475,28 +481,21 @@ def _is_utc(zone: str) -> bool:
 
 
 def _date_and_zone(text: str) -> tuple[str, str | None] | None:
-    """(`text` without its zone, the zone or None) for a date cloak can read: ISO 8601
-    (XMP's, its basic form, EXIF's colons) or RFC 2822 (a PNG's Creation Time). None for
-    anything else, which may hold a zone in a form no rule here knows (a Unix time is
-    UTC's count)."""
+    """(`text` without its zone, the zone or None) for a date cloak can read whole (ISO
+    8601 or RFC 2822, ASCII, at most MAX_DATE characters); None for anything else, which
+    may hold a zone in a form no rule here knows (a Unix time is UTC's count)."""
     text = text.strip()
-    iso = EXIF_DATE.sub(r"\1-\2-\3", text, count=1)
-    if iso[-1:] in ("Z", "z"):  # Python 3.10's fromisoformat has no "Z"
-        iso = iso[:-1] + "+00:00"
-    try:
-        parsed = datetime.datetime.fromisoformat(iso)
-    except ValueError:
-        parsed = None
-    if parsed is not None:
-        if parsed.tzinfo is None:
-            return text, None
-        zone = ISO_ZONE.search(text)
-        return (text[:zone.start()], zone.group(1)) if zone else None
-    if email.utils.parsedate_tz(text) is None:
+    if len(text) > MAX_DATE or not text.isascii():
         return None
-    match = TIME_ZONE.search(text)
-    zoneless, zone = (text[:match.end(1)], match.group(2)) if match else (text, None)
-    return None if AFTER_CLOCK.search(zoneless) else (zoneless, zone)
+    if YEAR_MONTH.fullmatch(text):
+        return text, None
+    if iso := ISO_DATE.fullmatch(text):
+        zone = iso.group("zone")
+        return (text[:iso.start("zone")].rstrip(), zone) if zone else (text, None)
+    match = RFC_DATE.fullmatch(text)
+    if match is None or email.utils.parsedate_tz(text) is None:
+        return None
+    return text[:match.end(1)], match.group(2)
 
 
 def date_without_zone(text: str, *, local_time_carried: bool) -> str | None:
@@ -522,7 +521,7 @@ def date_without_zone(text: str, *, local_time_carried: bool) -> str | None:
 def is_local_time(text: str) -> bool:
     """True when `text` is a date with a clock time that is not stamped UTC."""
     found = _date_and_zone(text)
-    if found is None or not re.search(r"\d{1,2}:\d{2}|T\d{4}", found[0]):
+    if found is None or not re.search(r"\d{1,2}:\d{2}|T\d{2}", found[0]):
         return False
     return found[1] is None or not _is_utc(found[1])
 
@@ -544,7 +543,7 @@ def local_time_carried(snapshot: ExifSnapshot | None, policy: MetadataPolicy,
     if root is None:
         return False
     values = [v for node in root.iter() for v in (*node.attrib.values(), node.text or "")]
-    return any(DATE_TIME.match(v) and is_local_time(v) for v in values)
+    return any(is_local_time(v) for v in values if v)
 
 
 def _description(policy: MetadataPolicy, creators: list[str], rights: str | None,
@@ -582,7 +581,8 @@ def _scrub(root: ET.Element, policy: MetadataPolicy, *, local_time: bool = False
                     local in XMP_ALWAYS_DROPPED)
 
     def zoneless(text: str | None) -> str | None:
-        if not policy.strip_gps or not text or not DATE_TIME.match(text):
+        if not policy.strip_gps or not text or not (
+                DATE_START.match(text) or email.utils.parsedate_tz(text) is not None):
             return text
         return date_without_zone(text, local_time_carried=local_time)
 

@@ -1875,6 +1875,14 @@ def test_a_utc_date_beside_a_local_one_goes_with_the_gps(tmp_path: Path) -> None
                                   metadata=MetadataPolicy.choose(keep_gps=True))) as out:
         assert out.text["Creation Time"] == "Wed, 01 May 2024 06:30:00 GMT"
         assert b"2024-05-01T06:30:00Z" in _as_bytes(out.info["xmp"])
+    # an RFC-form local date in XMP counts as the local time a UTC one would give away
+    packet = metadata.build_xmp(_xmp_dates(photoshop_DateCreated="Wed, 01 May 2024 12:00:00",
+                                           xmp_CreateDate="2024-05-01T06:30:00Z"),
+                                None, MetadataPolicy(), "test")
+    assert packet is not None and b"06:30" not in packet
+    merged = metadata.build_xmp(_xmp_dates(xmp_CreateDate="Wed, 01 May 2024 12:00:00 +0530"),
+                                None, MetadataPolicy(keep_xmp=True), "test")
+    assert merged is not None and b"+0530" not in merged
     for policy in (MetadataPolicy(keep_xmp=True), MetadataPolicy(keep_xmp=True,
                                                                   keep_exif=False)):
         merged = metadata.build_xmp(_xmp_dates(xmp_CreateDate="2024-05-01T06:30:00Z",
@@ -1909,6 +1917,14 @@ def test_a_utc_date_beside_a_local_one_goes_with_the_gps(tmp_path: Path) -> None
     ("2024-05-01 +0530", True, None),
     ("1 May 2024, 12:00 PM", True, "1 May 2024, 12:00 PM"),
     ("no date", True, "no date"),
+    # a review's leaks: forms a loose parser took whole, zone and all
+    ("Wed, 01 May 2024 12.00.00 +0530", True, None),
+    ("+0530, 01 May 2024 12:00:00", True, None),
+    ("GMT, 01 May 2024 06:30:00", True, None),
+    ("2024-05-01T06:30:00z-07:00", True, None),
+    ("01 May 2024 12:00 +05 " + "1:11+05 (" * 1000, True, None),  # too long to be one
+    ("2024", True, "2024"),
+    ("2024-05", True, "2024-05"),
 ])
 def test_a_date_loses_its_zone(text: str, beside_local: bool, kept: str | None) -> None:
     assert metadata.date_without_zone(text, local_time_carried=beside_local) == kept
