@@ -633,21 +633,25 @@ class TestHelpers:
         assert shown.shape == (16, 32, 3)
         assert shown[0, 0, 0] < 10 and 100 < shown[8, 16, 0] < 160 and shown[-1, -1, 0] > 245
 
-    def test_thumbnail_shows_transparency_over_the_frames_gray(self, tmp_path):
-        """What transparent pixels hide (here black) is not shown: they take the frame's
-        colour, for an alpha band and for a gray PNG's colour key alike."""
-        from cloak.gui.images import TRANSPARENT_SHOWN_AS
+    def test_thumbnail_shows_transparency_over_a_checkerboard(self, tmp_path):
+        """What transparent pixels hide (here black) is not shown: they show the
+        checkerboard, in squares of its size on screen (drawn after the shrink), for an
+        alpha band and for a gray PNG's colour key alike."""
+        from cloak.gui.images import CHECKER_SQUARE, checkerboard
 
-        rgba = np.zeros((32, 64, 4), np.uint8)
-        rgba[:, 32:] = (200, 30, 30, 255)  # the right half opaque red, the left hidden
+        rgba = np.zeros((64, 128, 4), np.uint8)
+        rgba[:, 64:] = (200, 30, 30, 255)  # the right half opaque red, the left hidden
         Image.fromarray(rgba, "RGBA").save(tmp_path / "cut.png")
-        keyed = Image.new("L", (64, 32), 0)
+        keyed = Image.new("L", (128, 64), 0)
         keyed.save(tmp_path / "keyed.png", transparency=0)
+        board = np.asarray(checkerboard((64, 32)))
+        assert len(np.unique(board[:, :24].reshape(-1, 3), axis=0)) == 2  # both colours
+        assert (board[0, 0] != board[0, CHECKER_SQUARE]).any()
         for name in ("cut.png", "keyed.png"):
-            shown = np.asarray(thumbnail(tmp_path / name, 32))
-            assert shown[:, :12].reshape(-1, 3).tolist() == [list(TRANSPARENT_SHOWN_AS)] * (
-                16 * 12), name
-        assert np.asarray(thumbnail(tmp_path / "cut.png", 32))[8, 28:].mean(0)[0] > 150
+            shown = np.asarray(thumbnail(tmp_path / name, 64))
+            assert shown.shape == (32, 64, 3)
+            assert np.array_equal(shown[:, :24], board[:, :24]), name
+        assert np.asarray(thumbnail(tmp_path / "cut.png", 64))[8, 36:].mean(0)[0] > 150
 
     @pytest.mark.usefixtures("model_dir")
     def test_copies_with_little_protection_are_counted_and_advised(self, window, tmp_path,
@@ -681,8 +685,9 @@ class TestHelpers:
 
     def test_the_before_after_shows_transparency_as_the_thumbnail_does(self, tmp_path):
         """The compare views dropped the alpha, so a transparent photo's background showed
-        as the black stored under it, and its copy looked flattened (a trial)."""
-        from cloak.gui.images import TRANSPARENT_SHOWN_AS, compare
+        as the black stored under it, and its copy looked flattened (a trial). Now it
+        shows the checkerboard, as the thumbnail does."""
+        from cloak.gui.images import checkerboard, compare
 
         rgba = np.zeros((32, 64, 4), np.uint8)
         rgba[:, 32:] = (200, 30, 30, 255)  # the right half opaque red, the left hidden
@@ -690,31 +695,33 @@ class TestHelpers:
         rgba[:, 32:, 1] = 34  # a protected-like copy: a change where it shows
         Image.fromarray(rgba, "RGBA").save(tmp_path / "copy.png")
         shown = compare(tmp_path / "cut.png", tmp_path / "copy.png")
+        board = np.asarray(checkerboard((64, 32)))
         for image in (shown.original, shown.protected):
             pixels = np.asarray(image)
-            assert pixels[:, :28].reshape(-1, 3).tolist() == [list(TRANSPARENT_SHOWN_AS)] * (
-                32 * 28)
+            assert np.array_equal(pixels[:, :28], board[:, :28])
             assert pixels[:, 36:, 0].min() > 190  # the opaque half as it is
+        assert shown.transparent
         assert np.asarray(shown.difference)[:, 36:].max() > 0
 
     def test_the_before_after_leaves_no_dark_fringe_at_transparent_edges(self, tmp_path):
         """Colour and alpha were shrunk apart: the black hidden under the transparent half
-        bled into the colour at its edge, drawn darker than both the white and the gray
-        behind it. Shrunk as one RGBA image (premultiplied), the edge is a white/gray
-        blend."""
-        from cloak.gui.images import TRANSPARENT_SHOWN_AS, compare
+        bled into the colour at its edge, drawn darker than both the white and the
+        background behind it. Shrunk as one RGBA image (premultiplied), the edge is a
+        blend of white and the checkerboard."""
+        from cloak.gui.images import CHECKER_COLOURS, checkerboard, compare
 
         rgba = np.zeros((40, 90, 4), np.uint8)  # 90 -> 32 px: the edge falls mid-pixel
         rgba[:, :45] = (255, 255, 255, 255)  # the left half opaque white, the right hidden
         Image.fromarray(rgba, "RGBA").save(tmp_path / "cut.png")
         Image.fromarray(rgba, "RGBA").save(tmp_path / "copy.png")
         shown = compare(tmp_path / "cut.png", tmp_path / "copy.png", max_side=32)
+        darkest = np.minimum(*map(np.array, CHECKER_COLOURS))
         for image in (shown.original, shown.protected):
             pixels = np.asarray(image)
             assert pixels.shape == (14, 32, 3)
-            assert (pixels >= np.array(TRANSPARENT_SHOWN_AS)).all(), pixels.min((0, 2))
-            assert pixels[:, :12].min() == 255 and pixels[:, -12:].reshape(-1, 3).tolist() \
-                == [list(TRANSPARENT_SHOWN_AS)] * (14 * 12)
+            assert (pixels >= darkest).all(), pixels.min((0, 2))
+            assert pixels[:, :12].min() == 255
+            assert np.array_equal(pixels[:, -12:], np.asarray(checkerboard((32, 14)))[:, -12:])
 
     def test_describe_gives_the_weakest_models_damage(self):
         report = Report(width=8, height=8, eps255=6, psnr=41.2, ssim=0.99, max_change255=6,

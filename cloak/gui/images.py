@@ -17,7 +17,11 @@ from cloak.errors import UnsupportedImageError
 
 log = logging.getLogger(__name__)
 
-TRANSPARENT_SHOWN_AS = (236, 239, 244)  # the thumbnail frame's colour (#eceff4)
+# Transparency is shown over a checkerboard of these two colours, in squares of
+# CHECKER_SQUARE display pixels (an image editor's convention: a flat colour was taken
+# for the photo's own background in a trial).
+CHECKER_COLOURS = ((255, 255, 255), (214, 219, 226))
+CHECKER_SQUARE = 8
 DIFF_GAIN = 10  # |protected - original| x 10: a change of 8/255 shows as 80/255
 SHRINK_FIRST = ("RGB", "RGBA", "L", "LA", "CMYK")  # modes a box shrink handles as they are
 
@@ -57,10 +61,26 @@ def _open_upright(path: Path, max_side: int | None) -> Image.Image:
             # CMYK profile is no use to shown_in_srgb, and the plain formula shifts colours)
             rgb = Image.fromarray(io.from_cmyk(upright, path, image.info.get("icc_profile"))[0])
         else:
-            rgb = shown_in_srgb(on_light_background(upright), image.info.get("icc_profile"))
+            from ..verify import rgb_or_rgba
+
+            return _shown(rgb_or_rgba(upright), image.info.get("icc_profile"), max_side)
     if max_side:
         rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     return rgb
+
+
+def _shown(image: Image.Image, icc_profile: bytes | None, max_side: int | None
+           ) -> Image.Image:
+    """RGB or RGBA `image`, shrunk to `max_side` (in place), as shown: in sRGB, and any
+    transparency over the checkerboard, drawn after the shrink so its squares keep their
+    size on screen."""
+    if max_side:  # colour and alpha together: Pillow premultiplies RGBA, so the colour
+        # under transparent pixels leaves no dark fringe at their edges
+        image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    if image.mode != "RGBA":
+        return shown_in_srgb(image, icc_profile)
+    colour = shown_in_srgb(image.convert("RGB"), icc_profile)
+    return on_checkerboard(Image.merge("RGBA", (*colour.split(), image.getchannel("A"))))
 
 
 def shown_in_srgb(image: Image.Image, icc_profile: bytes | None) -> Image.Image:
@@ -70,12 +90,27 @@ def shown_in_srgb(image: Image.Image, icc_profile: bytes | None) -> Image.Image:
     return to_srgb(image, icc_profile)
 
 
-def on_light_background(image: Image.Image) -> Image.Image:
-    """8-bit RGB, with any transparency shown over the app's light gray (dropping alpha
-    would show what the transparent pixels hide, usually black)."""
-    from ..verify import flatten  # the posting presets' flattening, onto the app's gray
+def checkerboard(size: tuple[int, int]) -> Image.Image:
+    """An RGB checkerboard of `size` (w, h) in CHECKER_COLOURS, squares of CHECKER_SQUARE
+    px, the top-left one light."""
+    width, height = size
+    rows, cols = np.indices((height, width)) // CHECKER_SQUARE
+    board = np.empty((height, width, 3), np.uint8)
+    board[:] = CHECKER_COLOURS[0]
+    board[(rows + cols) % 2 == 1] = CHECKER_COLOURS[1]
+    return Image.fromarray(board, "RGB")
 
-    return flatten(image, TRANSPARENT_SHOWN_AS)
+
+def on_checkerboard(image: Image.Image) -> Image.Image:
+    """8-bit RGB, with any transparency shown over the checkerboard (dropping alpha would
+    show what the transparent pixels hide, usually black)."""
+    from ..verify import rgb_or_rgba
+
+    image = rgb_or_rgba(image)
+    if image.mode == "RGB":
+        return image
+    under = checkerboard(image.size).convert("RGBA")
+    return Image.alpha_composite(under, image).convert("RGB")
 
 
 def thumbnail(path: Path, size: int) -> Image.Image | None:
@@ -98,7 +133,7 @@ class Comparison:
     max_change255: int
     budget: Image.Image | None = None
     eps255: float | None = None  # the bound the copy was made with, when known
-    transparent: bool = False  # the photo has transparency (shown over the app's gray)
+    transparent: bool = False  # the photo has transparency (shown over a checkerboard)
 
 
 def amplified_difference(original: Image.Image, protected: Image.Image,
@@ -163,15 +198,9 @@ def compare(original_path: Path, protected_path: Path, max_side: int = 1024,
     difference, max_change = amplified_difference(original, protected)
     images = []
     for image, profile in ((original, icc), (protected, protected_icc), (difference, None)):
-        # colour and alpha shrunk together: Pillow premultiplies RGBA, so the colour under
-        # transparent pixels leaves no dark fringe at their edges (as alpha shrunk apart did)
-        image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-        shown = shown_in_srgb(image.convert("RGB"), profile)
-        if image.mode == "RGBA":  # over the app's light gray, as the thumbnail shows it
-            # (the colour under the transparency is usually black: the copy looked flattened)
-            shown = on_light_background(Image.merge("RGBA", (*shown.convert("RGB").split(),
-                                                             image.getchannel("A"))))
-        images.append(shown)
+        # over the checkerboard, as the thumbnail shows it (the colour under the
+        # transparency is usually black: with the alpha dropped the copy looked flattened)
+        images.append(_shown(image, profile, max_side))
     if budget is not None:  # from the working size to the size shown
         budget = budget.resize(images[0].size, Image.Resampling.BILINEAR)
     return Comparison(*images, max_change255=max_change, budget=budget,

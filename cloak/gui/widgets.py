@@ -416,9 +416,9 @@ class ComparePanel(QWidget):
         eps = comparison.eps255
         if eps is not None and comparison.max_change255 > eps + 0.5:  # a lossy save's
             title += f" (cloak's bound {eps:g}; the rest is the format's own rounding)"
-        if comparison.transparent:  # the gray is not the photo's (a trial took it for so)
-            title += ("; transparent areas are shown gray (the colour stored under them, "
-                      "which an editor may reveal, is protected too)")
+        if comparison.transparent:  # the checkerboard is not the photo's
+            title += ("; transparent areas are shown over a checkerboard (the colour "
+                      "stored under them, which an editor may reveal, is protected too)")
         self.title.setText(title)
         for mode in self.MODES:
             self.button(mode).setEnabled(getattr(comparison, mode) is not None)
