@@ -577,6 +577,24 @@ def matches_record(path: Path, ident: dict | None, refresh: bool = False,
     return same
 
 
+# A manifest entry's fields that must be JSON objects when present (file identities and
+# settings, read with .get); its other fields are compared, never read into.
+ENTRY_OBJECTS = ("src", "dst", "preview", "earlier_preview", "settings")
+
+
+def _sane_entry(entry: object) -> dict | None:
+    """A manifest entry as read, None if it is not an object; fields of the wrong type (a
+    hand-edited or sync-merged record: "src": "x") are dropped, so the entry matches no
+    file and its copy is treated as not made by cloak, where it raised before."""
+    if not isinstance(entry, dict):
+        return None
+    sane = {k: v for k, v in entry.items() if k not in ENTRY_OBJECTS or isinstance(v, dict)}
+    settings = sane.get("settings")
+    if settings is not None and not isinstance(settings.get("metadata", {}), dict):
+        sane["settings"] = {k: v for k, v in settings.items() if k != "metadata"}
+    return sane
+
+
 class Manifest:
     """`OUT/.cloak-manifest.json`: output path (relative to OUT) -> how it was made."""
 
@@ -595,8 +613,8 @@ class Manifest:
             data = json.loads(self.path.read_text(encoding="utf-8"))
             version = data.get("version")
             if version == self.VERSION:
-                self.entries = {k: v for k, v in data.get("photos", {}).items()
-                                if isinstance(v, dict)}
+                self.entries = {k: entry for k, v in data.get("photos", {}).items()
+                                if (entry := _sane_entry(v)) is not None}
                 self.folders = {k: v for k, v in data.get("folders", {}).items()
                                 if isinstance(v, str)}
             elif isinstance(version, int) and version > self.VERSION:

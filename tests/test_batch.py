@@ -1186,6 +1186,25 @@ class TestReviewFixes:
         with pytest.raises(CloakError, match="written by a newer cloak .*version 2"):
             batch.run(batch.plan([photo], newer), newer, tiny_config)
 
+    def test_a_record_with_fields_of_the_wrong_type_does_not_crash_the_run(
+            self, tmp_path, small_photo, tiny_config):
+        """Valid JSON whose entry fields have the wrong type (hand-edited, sync-merged)
+        raised AttributeError on every later run; now such an entry matches no file."""
+        photos = [small_photo(tmp_path / name) for name in ("a.png", "b.png")]
+        out = tmp_path / "out"
+        out.mkdir()
+        (out / "a.png").write_bytes(photos[0].read_bytes())  # a copy the record can't vouch for
+        record = {"version": 1, "photos": {
+            "a.png": {"state": "done", "src": "x", "dst": "y", "settings": {}},
+            "b.png": {"state": "pending", "src": [1], "settings": {"metadata": "all"},
+                      "preview": 3}}}
+        (out / MANIFEST_NAME).write_text(json.dumps(record))
+        result = batch.run(batch.plan(photos, out), out, tiny_config)
+        a, b = result.items
+        assert a.status == FAILED and "pass --overwrite to replace it" in a.message
+        assert b.status == PROTECTED
+        assert (out / "a.png").read_bytes() == photos[0].read_bytes()  # left alone
+
     def test_the_mask_path_as_typed_does_not_count_as_a_setting(
             self, tmp_path, small_photo, tiny_config, monkeypatch):
         photo = small_photo(tmp_path / "a.png")
