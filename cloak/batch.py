@@ -69,6 +69,8 @@ NOT_A_PHOTO = "not a photo cloak reads"
 PACKAGE_SKIPPED = ("a library or app package, not walked (export its photos first, or give "
                    "the package itself)")
 FOLDER_TWICE = "folder already included (named twice)"
+# A folder symlink the walk does not follow (a loop, or a folder walked already)
+LINK_NOT_FOLLOWED = "symlink to a folder "
 # Camera RAW files (a phone's ProRAW / Expert RAW DNG, a camera's own): named in the skip
 # line, since the photo is there but needs developing (Pillow would read only a DNG's
 # small preview)
@@ -152,8 +154,9 @@ class BatchResult:
     def found_no_photos(self) -> bool:
         """Nothing given was a photo: no items, or only files skipped as non-photos, app
         packages not walked (a Mac's Pictures holding only its Photos library), folders
-        named twice and camera RAW files."""
-        return all(i.status == SKIPPED and (i.message.startswith(NOT_A_PHOTO)
+        named twice, folder symlinks not followed and camera RAW files."""
+        return all(i.status == SKIPPED and (i.message.startswith((NOT_A_PHOTO,
+                                                                  LINK_NOT_FOLLOWED))
                                             or i.message in (PACKAGE_SKIPPED, FOLDER_TWICE)
                                             or i.message.endswith(RAW_WHY))
                    for i in self.items)
@@ -236,10 +239,16 @@ def _walk(folder: Path, rel: Path, skip: set[str], suffixes: Sequence[str],
                 continue
             if real in skip:
                 continue
+            if entry.is_symlink() and _holds(real, os.path.realpath(folder)):
+                # a link up to the folder it sits in, or above (`up -> ..`, `/`, `~`):
+                # followed, it would take photos outside the folder named
+                problems.append(Item(path, None, SKIPPED,
+                                     f"{LINK_NOT_FOLLOWED}that holds it ({real}); not followed"))
+                continue
             if key in seen_dirs:
                 if entry.is_symlink():
                     problems.append(Item(path, None, SKIPPED,
-                                         f"symlink to a folder already walked ({real}); "
+                                         f"{LINK_NOT_FOLLOWED}already walked ({real}); "
                                          "not followed"))
                 continue
             seen_dirs.add(key)
@@ -257,6 +266,14 @@ def _walk(folder: Path, rel: Path, skip: set[str], suffixes: Sequence[str],
     if raws:  # one line for the folder: the photos are there, but need developing
         problems.append(Item(folder, None, SKIPPED, RAW_SKIPPED.format(
             n=len(raws), kinds=", ".join(sorted(set(raws))))))
+
+
+def _holds(outer: str, inner: str) -> bool:
+    """Whether real path `outer` is `inner` or a folder above it."""
+    try:
+        return os.path.commonpath([outer, inner]) == outer
+    except ValueError:  # different drives (Windows)
+        return False
 
 
 def _check_source(path: Path) -> str | None:

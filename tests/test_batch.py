@@ -123,6 +123,24 @@ class TestPlan:
         assert statuses["loop.jpg"][0] == FAILED and "symlink" in statuses["loop.jpg"][1]
         assert len(items) == 3
 
+    def test_a_symlink_above_the_folder_named_is_not_followed(self, tmp_path, small_photo):
+        """A link to the input's parent (or `/`, `~`) took every photo under it, outside
+        the folder named, and said nothing (its loop back was met as a plain folder)."""
+        small_photo(tmp_path / "home" / "pics" / "a.png")
+        small_photo(tmp_path / "home" / "private" / "secret.png")
+        os.symlink("..", tmp_path / "home" / "pics" / "up")
+        items = batch.plan([tmp_path / "home" / "pics"], tmp_path / "out")
+        by_name = {Path(i.src).name: i for i in items}
+        assert len(items) == 2 and by_name["a.png"].status == "pending"
+        assert by_name["up"].status == SKIPPED
+        assert by_name["up"].message.startswith("symlink to a folder that holds it")
+        # a folder holding only such a link has no photos: exit 1, as an empty one
+        (tmp_path / "empty").mkdir()
+        os.symlink("../empty", tmp_path / "empty" / "self")
+        only_link = batch.plan([tmp_path / "empty"], tmp_path / "out")
+        assert [i.status for i in only_link] == [SKIPPED]
+        assert batch.BatchResult(only_link).found_no_photos
+
     def test_a_photo_library_package_is_not_walked_unless_given(self, tmp_path, small_photo):
         """~/Pictures holds a macOS Photos library (a folder that is one document): its
         internal originals and thumbnails are not taken as photos; given by itself it is."""
