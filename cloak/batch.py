@@ -530,7 +530,6 @@ def _check_clash(item: Item, inputs_by_path: dict, inputs_by_key: dict, sources:
         item.status = SKIPPED
         item.message = f"same photo as {sources[key].src} (named twice); protected once"
         return
-    sources[key] = item
     dst_real = os.path.realpath(item.dst)
     if dst_real == os.path.realpath(item.src) or (
             item.dst.exists() and _stat_key(item.dst) == key):
@@ -551,6 +550,9 @@ def _check_clash(item: Item, inputs_by_path: dict, inputs_by_key: dict, sources:
                         f"{outputs[_fold(dst_real)].src}; protect this one alone into "
                         "another --out folder")
         return
+    # only a path that will be protected stands for its photo: one refused above leaves
+    # another path to the same file its own chance (not "protected once", never done)
+    sources[key] = item
     outputs[_fold(dst_real)] = item
 
 

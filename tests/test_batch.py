@@ -112,6 +112,18 @@ class TestPlan:
         assert [i.status for i in items] == ["pending", SKIPPED, SKIPPED]
         assert all("named twice" in i.message for i in items[1:])
 
+    def test_a_second_path_to_a_photo_refused_first_is_planned(self, tmp_path, small_photo):
+        """The first path to a photo failed (its output clashed with another's), and the
+        second was skipped as "protected once": the photo was never protected."""
+        small_photo(tmp_path / "x" / "IMG_1.png")
+        photo = small_photo(tmp_path / "y" / "IMG_1.png", index=1)
+        os.symlink(photo, tmp_path / "x" / "y-copy.png")
+        items = batch.plan([tmp_path / "x" / "IMG_1.png", photo, tmp_path / "x" / "y-copy.png"],
+                           tmp_path / "o")
+        assert [i.status for i in items] == ["pending", FAILED, "pending"]
+        assert "is also the output of" in items[1].message
+        assert items[2].dst == tmp_path / "o" / "y-copy.png"
+
     def test_symlink_loop_ends_and_is_reported_once(self, tmp_path, small_photo):
         small_photo(tmp_path / "in" / "sub" / "a.png")
         os.symlink("..", tmp_path / "in" / "sub" / "up")
