@@ -84,6 +84,8 @@ A_PROTECTED_COPY = ("a copy cloak protected already (its metadata says so); prot
                     "again would add a second layer of noise: give the original")
 PROTECTED_COPIES_SKIPPED = ("copies cloak protected already (their metadata says so), not "
                             "protected again: {n}")
+PREVIEW_SKIPPED = (f"{NOT_A_PHOTO}: a preview sheet cloak wrote beside a copy "
+                   f"(*{PREVIEW_SUFFIX}); give the original photo")
 PROTECTED, SKIPPED, FAILED, CANCELLED = "protected", "skipped", "failed", "cancelled"
 
 
@@ -258,7 +260,7 @@ def _walk(folder: Path, rel: Path, skip: set[str], suffixes: Sequence[str],
                 _skip_own_outputs(path, skip, problems)
             _walk(path, rel / entry.name, skip, suffixes, seen_dirs, found, problems,
                   should_stop)
-        elif _is_photo_name(path, suffixes) and not path.name.endswith(PREVIEW_SUFFIX) \
+        elif _is_photo_name(path, suffixes) and not path.name.lower().endswith(PREVIEW_SUFFIX) \
                 and os.path.realpath(path) not in skip:
             found.append((path, rel))
         elif path.suffix.lower() in RAW_SUFFIXES:
@@ -466,6 +468,8 @@ def _plan_one(src: Path, out_dir: Path, suffixes: Sequence[str], seen_dirs: set,
         items.append(Item(src, None, SKIPPED,
                           f"{NOT_A_PHOTO} (suffix {src.suffix or 'none'!r}); "
                           f"supported: {io.SUPPORTED}{raw}"))
+    elif src.name.lower().endswith(PREVIEW_SUFFIX):  # skipped in folders too
+        items.append(Item(src, None, SKIPPED, PREVIEW_SKIPPED))
     elif says_protected(src):
         items.append(Item(src, None, SKIPPED, A_PROTECTED_COPY))
     else:

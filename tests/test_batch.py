@@ -124,6 +124,15 @@ class TestPlan:
         assert "is also the output of" in items[1].message
         assert items[2].dst == tmp_path / "o" / "y-copy.png"
 
+    def test_a_preview_sheet_named_as_a_file_is_not_protected(self, tmp_path, small_photo):
+        """Walks skipped *.preview.png sheets, but one named (`protected/*`) was protected
+        like a photo, into a name that may be another copy's sheet."""
+        sheet = small_photo(tmp_path / "p" / "a.jpg.preview.png")
+        items = batch.plan([sheet], tmp_path / "again")
+        assert [i.status for i in items] == [SKIPPED]
+        assert "preview sheet" in items[0].message
+        assert batch.BatchResult(items).found_no_photos  # only sheets given: exit 1
+
     def test_symlink_loop_ends_and_is_reported_once(self, tmp_path, small_photo):
         small_photo(tmp_path / "in" / "sub" / "a.png")
         os.symlink("..", tmp_path / "in" / "sub" / "up")
