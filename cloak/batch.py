@@ -63,6 +63,11 @@ LOCK_NAME = ".cloak-lock"  # held (flock) by the run writing to OUT
 # still protected, so the line does not begin "skipped" as a skipped photo's does
 OUTPUT_FOLDER_SKIPPED = (f"its {{n}} protected copies are skipped (a cloak output folder: it "
                          f"holds {MANIFEST_NAME}); the other photos in it are protected")
+INSIDE_OUTPUT_FOLDER_SKIPPED = (f"its {{n}} protected copies are skipped (a folder inside a "
+                                f"cloak output folder, whose {MANIFEST_NAME} lists them); "
+                                "the other photos in it are protected")
+A_RECORDED_COPY = ("a copy cloak protected already (the output folder's record lists it); "
+                   "protecting it again would add a second layer of noise: give the original")
 TEMP_GLOB = ".*.cloak-tmp-*"  # the temp files of io.write_atomic
 ALREADY_DONE = "already protected with these settings"
 NOT_A_PHOTO = "not a photo cloak reads"
@@ -199,6 +204,20 @@ def recorded_copies(folder: Path) -> set[str]:
                 else matches_record(path, entry.get("dst"))):
             copies.add(os.path.realpath(path))
     return copies
+
+
+def _recorded_above(real: str, cache: dict[str, set[str] | None]) -> set[str]:
+    """recorded_copies of the nearest output folder above real path `real` (a cloak
+    manifest in a folder that holds it, not `real` itself), or an empty set. `cache`:
+    folder -> its copies (None: no manifest), shared by one plan()."""
+    for parent in Path(real).parents:
+        folder = str(parent)
+        if folder not in cache:
+            cache[folder] = (recorded_copies(parent)
+                             if os.path.isfile(parent / MANIFEST_NAME) else None)
+        if cache[folder] is not None:
+            return cache[folder]
+    return set()
 
 
 def _check_stop(should_stop: Callable[[], bool] | None) -> None:
@@ -415,10 +434,12 @@ def plan(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
     items: list[Item] = []
     seen_dirs: set = set()
     mirrors = Mirrors(_recorded_mirrors(out_dir), out_dir)
+    recorded: dict[str, set[str] | None] = {}  # output folders above the inputs
     for raw in inputs:
         src = Path(raw)
         try:
-            _plan_one(src, out_dir, suffixes, seen_dirs, mirrors, items, should_stop)
+            _plan_one(src, out_dir, suffixes, seen_dirs, mirrors, items, should_stop,
+                      recorded)
         except OSError as exc:  # e.g. a folder on the way that may not be searched
             items.append(Item(src, None, FAILED, f"can't read: {exc.strerror or exc}"))
     _mark_clashes(items, out_dir)
@@ -427,8 +448,10 @@ def plan(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
 
 def _plan_one(src: Path, out_dir: Path, suffixes: Sequence[str], seen_dirs: set,
               mirrors: Mirrors, items: list[Item],
-              should_stop: Callable[[], bool] | None = None) -> None:
-    """plan() for one input path: append its items."""
+              should_stop: Callable[[], bool] | None = None,
+              recorded: dict[str, set[str] | None] | None = None) -> None:
+    """plan() for one input path: append its items. `recorded`: _recorded_above's cache
+    (the copies an output folder above an input lists are skipped, as in that folder)."""
     from . import io
 
     def says_protected(path: Path) -> bool:
@@ -450,6 +473,12 @@ def _plan_one(src: Path, out_dir: Path, suffixes: Sequence[str], seen_dirs: set,
             # itself named as an input (`cloak protect * --out protected`, run again):
             # the copies it lists are never protected again, with or without cloak's note
             _skip_own_outputs(src, skip, problems)
+        inside = {c for c in _recorded_above(real, recorded if recorded is not None else {})
+                  if _holds(real, c)}  # a subfolder of an output folder (`protected/trip`)
+        if inside:
+            skip.update(inside)
+            problems.append(Item(src, None, SKIPPED,
+                                 INSIDE_OUTPUT_FOLDER_SKIPPED.format(n=len(inside))))
         _walk(src, Path(name), skip, suffixes, seen_dirs, found, problems, should_stop)
         copies = {p for p, _ in found if says_protected(p)}  # moved out of an OUT
         if copies:
@@ -472,6 +501,9 @@ def _plan_one(src: Path, out_dir: Path, suffixes: Sequence[str], seen_dirs: set,
         items.append(Item(src, None, SKIPPED, PREVIEW_SKIPPED))
     elif says_protected(src):
         items.append(Item(src, None, SKIPPED, A_PROTECTED_COPY))
+    elif os.path.realpath(src) in _recorded_above(
+            os.path.realpath(src), recorded if recorded is not None else {}):
+        items.append(Item(src, None, SKIPPED, A_RECORDED_COPY))  # one without the note
     else:
         items.append(Item(src, io.output_path_for(src, out_dir)))
 
@@ -486,7 +518,8 @@ def _mark_clashes(items: list[Item], out_dir: Path | None = None) -> None:
     for item in items:
         # a protected copy named as a file is not read, so its own earlier photo's output
         # may be it (`cloak protect shoot/* --out shoot`: a.gif, and a.png, its copy)
-        if item.message != A_PROTECTED_COPY and _check_source(item.src) is None:
+        if item.message not in (A_PROTECTED_COPY, A_RECORDED_COPY) and \
+                _check_source(item.src) is None:
             inputs_by_path[os.path.realpath(item.src)] = item.src
             with contextlib.suppress(OSError):
                 inputs_by_key[_stat_key(item.src)] = item.src

@@ -674,6 +674,27 @@ class TestRun:
         manifest = json.loads((out / MANIFEST_NAME).read_text())
         assert [e["state"] for e in manifest["photos"].values()] == ["done"]
 
+    def test_copies_inside_an_output_folder_are_skipped_when_its_subfolder_is_named(
+            self, tmp_path, small_photo, tiny_config):
+        """Naming OUT skipped the copies its record lists, but naming OUT/holiday (or one
+        of its copies) took a copy without cloak's note (a BMP) as a photo: a second
+        layer of noise. The record above the folder or file named is read too."""
+        small_photo(tmp_path / "holiday" / "a.bmp")
+        out = tmp_path / "prot"
+        first = batch.run(batch.plan([tmp_path / "holiday"], out), out, tiny_config)
+        assert [i.status for i in first.items] == [PROTECTED]
+        copy = out / "holiday" / "a.bmp"
+        mine = small_photo(out / "holiday" / "mine.png", index=2)  # the user's own photo
+        items = batch.plan([out / "holiday"], tmp_path / "again")
+        by_name = {Path(i.src).name: i for i in items}
+        assert by_name["holiday"].status == SKIPPED
+        assert by_name["holiday"].message.startswith("its 1 protected copies are skipped")
+        assert by_name["mine.png"].status == "pending" and "a.bmp" not in by_name
+        [item] = batch.plan([copy], tmp_path / "again")
+        assert item.status == SKIPPED and "record lists it" in item.message
+        [item] = batch.plan([mine], tmp_path / "again")
+        assert item.status == "pending"
+
     def test_a_run_killed_before_recording_its_file_is_redone_only_for_cloaks_file(
             self, tmp_path, small_photo, tiny_config):
         """A `pending` entry with no record of the file (the run was killed): the file at
