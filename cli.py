@@ -277,7 +277,8 @@ def protect(
     def leave_report(message: str) -> None:  # a refused setting leaves this run's report
         if json_path:  # at --json, not an earlier run's
             write_json(json_path, {"out": str(out), "settings": {}, "error": message,
-                                   "interrupted": False, "counts": {}, "files": []})
+                                   "interrupted": False, "counts": {}, "files": []},
+                       on_the_way_out=True)
 
     with reporting_failures(leave_report):
         if any(not p.strip() for p in photos):  # "$PHOTO" unset: not the current folder
@@ -333,7 +334,8 @@ def protect(
                 write_json(json_path, {
                     "out": str(out), "settings": config.fingerprint(),
                     "faces_asked": config.faces, "error": message,
-                    "interrupted": code == 130, "counts": {}, "files": []}, code=code)
+                    "interrupted": code == 130, "counts": {}, "files": []},
+                    on_the_way_out=True)
             if code == 130:
                 raise typer.Exit(130) from None
             fail(message)
@@ -674,16 +676,22 @@ def as_is_means(original, copy) -> str:
             else "the copy as given, already resized")
 
 
-def write_json(json_path: Path, data: dict, code: int = 1) -> None:
+def write_json(json_path: Path, data: dict, code: int = 1, on_the_way_out: bool = False
+               ) -> None:
     """Write --json atomically (a new hidden temp file beside it, then a rename), replacing
     the report a run before left there. A link at the temp file's name is never written
-    through. A failure exits with `code`."""
+    through. A failure exits with `code`; `on_the_way_out` (the report of a run that
+    fails anyway): a failure is a warning, so the run's own error line still follows."""
     from cloak.io import write_atomic
 
     text = json.dumps(data, indent=2).encode("utf-8")
     try:
         write_atomic(json_path, lambda fp: fp.write(text), overwrite=True)
     except CloakError as exc:
+        if on_the_way_out:
+            typer.secho(f"warning: --json: {printable(str(exc))}", fg=typer.colors.YELLOW,
+                        err=True)
+            return
         fail(f"--json: {exc}", code)
 
 
@@ -783,7 +791,8 @@ def verify(
                       if os.path.isdir(photo) and os.path.isdir(protected) else
                       {"kind": "comparison", "original": str(photo),
                        "protected_copy": str(protected), "verdict": None})
-            write_json(json_path, {**report, "error": message, "cloak_version": __version__})
+            write_json(json_path, {**report, "error": message, "cloak_version": __version__},
+                       on_the_way_out=True)
 
     folder_exit = None  # verify_folders' exit code, when two folders were given
     with reporting_failures(leave_report):

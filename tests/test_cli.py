@@ -235,6 +235,19 @@ def test_refused_settings_leave_this_runs_report_at_json(tmp_path, small_photo, 
     assert not (tmp_path / "out").exists()
 
 
+def test_a_report_that_cant_be_written_does_not_hide_the_runs_error(tmp_path, small_photo):
+    """A refused run whose --json can't be written either said only the --json error:
+    the reason the run was refused (here a bad strength) was never printed."""
+    photo = small_photo(tmp_path / "a.png")
+    out = tmp_path / ("x" * 300)  # a name too long to make: the report goes in it
+    result = invoke("protect", photo, "--out", out, "--json", out / "r.json",
+                    "--strength", "bogus")
+    assert result.exit_code == 1, result.output
+    assert "warning: --json:" in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: unknown strength 'bogus'"), result.stderr
+
+
 def broken_png(path: Path) -> Path:
     """A PNG whose second image-data chunk has a type that is not letters: Pillow opens
     it, then raises SyntaxError ("broken PNG file") while decoding."""
