@@ -563,12 +563,17 @@ def test_protected_copies_are_not_protected_again(tmp_path, small_photo, model_d
            "again: 1" in result.stderr
     assert "Done: 1 protected, 2 skipped, 0 failed." in result.stderr
     assert [p.name for p in (tmp_path / "again").rglob("*.png")] == ["new.png"]
-    # with the notes turned off nothing marks a copy: it is taken like any photo
+    # with the notes turned off only its output folder's record knows a copy: named
+    # there it is skipped; moved out of it, it is taken like any photo
     bare = invoke("protect", src, "--out", tmp_path / "bare", *TINY, "--no-ai-notice")
     assert bare.exit_code == 0
-    assert invoke("protect", tmp_path / "bare" / "a.png", "--out", tmp_path / "twice",
+    result = invoke("protect", tmp_path / "bare" / "a.png", "--out", tmp_path / "twice", *TINY)
+    assert result.exit_code == 0 and "the output folder's record lists it" in result.stderr
+    assert not (tmp_path / "twice" / "a.png").exists()
+    (album / "bare.png").write_bytes((tmp_path / "bare" / "a.png").read_bytes())
+    assert invoke("protect", album / "bare.png", "--out", tmp_path / "twice",
                   *TINY).exit_code == 0
-    assert (tmp_path / "twice" / "a.png").is_file()
+    assert (tmp_path / "twice" / "bare.png").is_file()
 
 
 def test_names_of_presets_and_models_are_taken_in_any_case(tmp_path, small_photo,
