@@ -258,8 +258,9 @@ def protect(
     and leaves no partial files.
 
     Exit codes: 0 all photos protected or skipped; 1 bad usage, settings, missing
-    weights or no photos found (nothing done); 2 some photos failed (the rest were done;
-    a single photo that can't be read counts here); 130 interrupted.
+    weights or no photos found (nothing done), or a --json report that could not be
+    written after the run (the photos were written); 2 some photos failed (the rest were
+    done; a single photo that can't be read counts here); 130 interrupted.
 
     Example: cloak protect me.jpg holiday/ --out protected/ --strength medium
     """
@@ -348,9 +349,11 @@ def protect(
     if json_path:  # after the totals: a report that can't be written loses none of them
         # `settings` as run, as each copy's report and the manifest record them (face
         # priority off where the face detector was missing); `faces_asked`: as asked
+        no_photos = ({"error": view.totals(result)}  # as a run that stopped before any
+                     if result.found_no_photos and not result.interrupted else {})  # photo
         write_json(json_path, {"out": str(out),
                                "settings": result.settings or config.fingerprint(),
-                               "faces_asked": config.faces, **result.to_dict()},
+                               "faces_asked": config.faces, **result.to_dict(), **no_photos},
                    code=code or 1)
     if code:
         raise typer.Exit(code)
@@ -671,9 +674,15 @@ def check_out(out: Path) -> None:
 
 def as_is_means(original, copy) -> str:
     """What "as is" is for this pair: a copy of the original's size has not been posted
-    (or was posted unchanged); a smaller one is as it came back from where it was posted."""
-    return ("before posting" if original.size == copy.size
-            else "the copy as given, already resized")
+    (or was posted unchanged); a smaller one is as it came back from where it was posted,
+    or as it was cropped since."""
+    from cloak.verify import crop_offset
+
+    if original.size == copy.size:
+        return "before posting"
+    if crop_offset(original, copy) is not None:
+        return "the copy as given, already cropped"
+    return "the copy as given, already resized"
 
 
 def write_json(json_path: Path, data: dict, code: int = 1, on_the_way_out: bool = False

@@ -53,7 +53,7 @@ from .errors import (
 )
 from .models.weights import DownloadProgress, sha256_of
 from .preview import PREVIEW_SUFFIX, preview_path
-from .report import Report
+from .report import Report, plural
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +61,9 @@ MANIFEST_NAME = ".cloak-manifest.json"
 LOCK_NAME = ".cloak-lock"  # held (flock) by the run writing to OUT
 # said as "FOLDER: its 2 protected copies are skipped ...": the folder's other photos are
 # still protected, so the line does not begin "skipped" as a skipped photo's does
-OUTPUT_FOLDER_SKIPPED = (f"its {{n}} protected copies are skipped (a cloak output folder: it "
+OUTPUT_FOLDER_SKIPPED = (f"its {{copies}} skipped (a cloak output folder: it "
                          f"holds {MANIFEST_NAME}); the other photos in it are protected")
-INSIDE_OUTPUT_FOLDER_SKIPPED = (f"its {{n}} protected copies are skipped (a folder inside a "
+INSIDE_OUTPUT_FOLDER_SKIPPED = (f"its {{copies}} skipped (a folder inside a "
                                 f"cloak output folder, whose {MANIFEST_NAME} lists them); "
                                 "the other photos in it are protected")
 A_RECORDED_COPY = ("a copy cloak protected already (the output folder's record lists it); "
@@ -190,7 +190,12 @@ def _skip_own_outputs(folder: Path, skip: set[str], problems: list[Item]) -> Non
     skip.update(copies)
     if copies:
         problems.append(Item(folder, None, SKIPPED,
-                             OUTPUT_FOLDER_SKIPPED.format(n=len(copies))))
+                             OUTPUT_FOLDER_SKIPPED.format(copies=_protected_copies(len(copies)))))
+
+
+def _protected_copies(count: int) -> str:
+    """"1 protected copy is", "2 protected copies are" (OUTPUT_FOLDER_SKIPPED's words)."""
+    return f"{plural(count, 'protected copy', 'protected copies')} {'is' if count == 1 else 'are'}"
 
 
 def recorded_copies(folder: Path) -> set[str]:
@@ -478,7 +483,8 @@ def _plan_one(src: Path, out_dir: Path, suffixes: Sequence[str], seen_dirs: set,
         if inside:
             skip.update(inside)
             problems.append(Item(src, None, SKIPPED,
-                                 INSIDE_OUTPUT_FOLDER_SKIPPED.format(n=len(inside))))
+                                 INSIDE_OUTPUT_FOLDER_SKIPPED.format(
+                                     copies=_protected_copies(len(inside)))))
         _walk(src, Path(name), skip, suffixes, seen_dirs, found, problems, should_stop)
         copies = {p for p, _ in found if says_protected(p)}  # moved out of an OUT
         if copies:

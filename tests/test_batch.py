@@ -214,7 +214,7 @@ class TestPlan:
         pending = [i.src for i in items if i.status == "pending"]
         assert pending == [photo, mine]
         [skipped] = [i for i in items if i.status == SKIPPED]
-        assert skipped.src == out and "its 1 protected copies" in skipped.message
+        assert skipped.src == out and "its 1 protected copy is" in skipped.message
 
     def test_output_folder_inside_the_input_is_not_walked(self, tmp_path, small_photo):
         small_photo(tmp_path / "in" / "a.png")
@@ -688,7 +688,7 @@ class TestRun:
         items = batch.plan([out / "holiday"], tmp_path / "again")
         by_name = {Path(i.src).name: i for i in items}
         assert by_name["holiday"].status == SKIPPED
-        assert by_name["holiday"].message.startswith("its 1 protected copies are skipped")
+        assert by_name["holiday"].message.startswith("its 1 protected copy is skipped")
         assert by_name["mine.png"].status == "pending" and "a.bmp" not in by_name
         [item] = batch.plan([copy], tmp_path / "again")
         assert item.status == SKIPPED and "record lists it" in item.message
@@ -1383,7 +1383,7 @@ class TestSecondReview:
         assert sorted(i.src for i in items if i.status == "pending") == sorted(
             [replaced, added])
         [note] = [i for i in items if i.status == SKIPPED]
-        assert "its 1 protected copies" in note.message  # trip/a.png, still cloak's
+        assert "its 1 protected copy is" in note.message  # trip/a.png, still cloak's
 
     def test_a_source_edited_in_place_with_its_size_and_time_kept_is_not_done(
             self, tmp_path, small_photo, tiny_config):
@@ -1599,7 +1599,7 @@ def test_a_pending_copy_in_a_folder_once_used_as_out_is_still_skipped(tmp_path, 
     (pictures / MANIFEST_NAME).write_text(json.dumps(manifest))
     items = batch.plan([pictures], tmp_path / "p")
     assert [i.status for i in items] == [SKIPPED]
-    assert "its 1 protected copies" in items[0].message
+    assert "its 1 protected copy is" in items[0].message
 
 
 @pytest.mark.parametrize("jobs", [2, 1])

@@ -534,6 +534,11 @@ def test_a_folder_with_no_photos_exits_1(tmp_path):
     assert "3 camera RAW file(s) (DNG, NEF) not protected: a RAW must be developed first" \
         in result.stderr  # the RAW-only folder says why its photos were not taken
     assert not (tmp_path / "out").exists()
+    # its --json says so too: not read as a successful empty run (a trial)
+    result = invoke("protect", tmp_path / "notes", "--out", tmp_path / "out", *TINY,
+                    "--json", tmp_path / "r.json")
+    assert result.exit_code == 1
+    assert json.loads((tmp_path / "r.json").read_text())["error"].startswith("No photos found")
 
 
 def test_an_empty_out_is_refused_not_taken_as_the_current_folder(tmp_path, small_photo,
@@ -1390,7 +1395,7 @@ def test_an_output_folder_inside_the_input_is_not_said_to_be_skipped_whole(
     small_photo(folder / "b.png", index=1)
     again = invoke("protect", folder, "--out", folder, *TINY)
     assert again.exit_code == 0, again.output
-    assert f"{folder}: its 1 protected copies are skipped (a cloak output folder" in \
+    assert f"{folder}: its 1 protected copy is skipped (a cloak output folder" in \
         again.stderr
     assert "skipped, its" not in again.stderr
     assert (folder / "photos" / "b.png").is_file()
@@ -1408,6 +1413,12 @@ def test_verify_says_what_as_is_means_for_a_copy_that_came_back_smaller(
     assert result.exit_code == 0, result.output
     assert "as is (the copy as given, already resized): " in result.stdout
     assert "before posting" not in result.stdout
+    with Image.open(src) as im:  # trimmed, not resized: a trial found it called resized
+        im.crop((6, 4, 128, 96)).save(tmp_path / "cut.png")
+    result = invoke("verify", src, tmp_path / "cut.png", "--models", "taesd",
+                    "--channels", "as-is")
+    assert result.exit_code == 0, result.output
+    assert "as is (the copy as given, already cropped): " in result.stdout
 
 
 def test_verify_folders_names_the_copies_it_leaves_out(tmp_path, small_photo, model_dir):
