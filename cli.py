@@ -36,6 +36,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
     help="Protect photos against latent-diffusion editing (img2img, inpainting, 'nudify' "
          "apps, face swaps) before you post them.")
 
@@ -1179,10 +1180,19 @@ def gui() -> None:
 
 try:  # newer typer vendors click; TyperException is the base of its ClickException
     from typer import TyperException as UsageErrors
-    from typer._click.exceptions import NoArgsIsHelpError
+    from typer._click.exceptions import NoArgsIsHelpError, UsageError
 except ImportError:
     from click import ClickException as UsageErrors
-    from click.exceptions import NoArgsIsHelpError
+    from click.exceptions import NoArgsIsHelpError, UsageError
+
+
+def command_path_typed() -> str:
+    """"cloak protect" (or verify, gui) as typed, "cloak" without a command: where the
+    parser raised a usage error before it made a context to name it (`--out` last, with
+    no value)."""
+    commands = {c.name or c.callback.__name__ for c in app.registered_commands if c.callback}
+    typed = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+    return "cloak" + (f" {typed}" if typed in commands else "")
 
 
 def names(message: str, path: Path) -> bool:
@@ -1224,11 +1234,11 @@ def main() -> None:
         code = app(standalone_mode=False)
     except UsageErrors as exc:
         ctx = getattr(exc, "ctx", None)
-        if (ctx is not None and hasattr(exc, "format_message")
+        if ((ctx is not None or isinstance(exc, UsageError)) and hasattr(exc, "format_message")
                 and not isinstance(exc, NoArgsIsHelpError)):  # a usage error: one line,
             # as cloak's own errors (click's usage block made it four); bare `cloak`: help
-            typer.echo(f"error: {exc.format_message()} (see: {ctx.command_path} --help)",
-                       err=True)
+            where = ctx.command_path if ctx is not None else command_path_typed()
+            typer.echo(f"error: {exc.format_message()} (see: {where} --help)", err=True)
         else:
             exc.show()
         code = 1 if exc.exit_code == 2 else exc.exit_code  # 2 means "some photos failed"

@@ -368,6 +368,16 @@ def test_usage_error_exits_1(tmp_path):
     out, err = bare.communicate(timeout=60)
     assert "Usage:" in out + err and "error:" not in out + err
     assert line.endswith("cloak protect --help)")  # "python -m cloak protect" here
+    # an option left without its value (the parser's error has no context to name the
+    # command): one line too, with the same pointer, not click's "Error: ..."
+    proc = cloak_process("protect", "a.png", "--out", cwd=tmp_path)
+    _, err = proc.communicate(timeout=60)
+    (line,) = err.strip().splitlines()
+    assert proc.returncode == 1
+    assert line == "error: Option '--out' requires an argument. (see: cloak protect --help)"
+    short = cloak_process("protect", "-h", cwd=tmp_path)  # -h is --help
+    out, _ = short.communicate(timeout=60)
+    assert short.returncode == 0 and "Usage:" in out and "--strength" in out
 
 
 @pytest.fixture
