@@ -49,7 +49,7 @@ from cloak import ProtectConfig, Report
 from cloak import pipeline as pipeline_module
 from cloak.gui import window as window_module
 from cloak.gui.images import amplified_difference, shown_in_srgb, thumbnail
-from cloak.gui.paths import common_folder, expand_paths, unique_destination
+from cloak.gui.paths import common_folder, expand_paths, not_added_note, unique_destination
 from cloak.gui.widgets import ERROR_COLOR, THUMB_SIZE, PhotoRow
 from cloak.gui.window import DropZone, MainWindow
 from cloak.gui.worker import (
@@ -1673,6 +1673,11 @@ class TestReviewFixes:
         small_photo(tmp_path / "out" / "a.jpg.preview.png")
         assert expand_paths([tmp_path / "out"]) == [photo.absolute()]
         assert expand_paths([tmp_path / "out"], tmp_path / "out") == [photo.absolute()]
+        # one dropped by itself is named as not a photo (it was added and protected)
+        sheet = tmp_path / "out" / "a.jpg.preview.png"
+        assert expand_paths([sheet]) == []
+        assert not_added_note([sheet]) == ("not added: 1 file that is not a photo cloak "
+                                           "reads (a.jpg.preview.png)")
 
     def test_cancel_during_a_batch_stops_a_folder_walk_too(self, window, tmp_path,
                                                            small_photo, monkeypatch):

@@ -57,9 +57,11 @@ def not_added_note(paths: Iterable[str | Path], raw_in_folders: Iterable[Path] =
 
 def is_image_file(path: Path) -> bool:
     """True for a visible file whose suffix is a photo format cloak reads (False for one
-    that can't be looked at: Path.is_file raises on a folder that can't be entered)."""
+    that can't be looked at: Path.is_file raises on a folder that can't be entered), and
+    not one of `cloak protect --preview`'s sheets (`a.jpg.preview.png`), as the CLI."""
     return os.path.isfile(path) and not path.name.startswith(".") and \
-        path.suffix.lower() in IMAGE_SUFFIXES
+        path.suffix.lower() in IMAGE_SUFFIXES and \
+        not path.name.lower().endswith(PREVIEW_SUFFIX)
 
 
 def find_photos(paths: Iterable[str | Path], output_dir: Path | None = None,
