@@ -43,6 +43,9 @@ def protect(image: Image.Image, config: ProtectConfig | None = None, *,
     For files (EXIF, ICC, formats, atomic writes) use `protect_file`."""
     from .io import check_size, looks_gray, with_real_alpha
 
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"protect() takes a PIL image, got {type(image).__name__}; for a "
+                        "file use protect_file, for an array pipeline.protect_array")
     config = config or ProtectConfig()
     if image.mode in NOT_TAKEN_MODES:  # F would go to RGB through 8-bit gray: 0 or 1
         raise UnsupportedImageError(
@@ -95,8 +98,13 @@ def check_destination(src: Path, dst: Path, overwrite: bool) -> None:
             raise OutputError(f"output {dst} is the input photo; choose another --out folder")
         exists = os.path.lexists(dst)  # a broken link there too: it is refused
         # now, not by the save after the attack's minutes
+        # a file where a folder of the path should be: the save would fail after the attack
+        in_a_file = next((folder for folder in dst.parents if os.path.lexists(folder)
+                          and not folder.is_dir()), None)
     except OSError as exc:  # a name too long for the disk (a preview's adds 12 bytes)
         raise OutputError(f"can't use the output name {dst}: {exc.strerror or exc}") from exc
+    if in_a_file is not None:
+        raise OutputError(f"can't write {dst}: {in_a_file} is a file, not a folder")
     if exists and not overwrite:
         raise OutputExistsError(dst)
 
@@ -107,6 +115,14 @@ def check_save_options(save_options: dict) -> None:
     if unknown:
         raise TypeError(f"protect_file() got unexpected save options {sorted(unknown)}; "
                         f"it takes {', '.join(sorted(SAVE_OPTIONS))}")
+    from .metadata import MetadataPolicy
+
+    fmt, metadata = save_options.get("format"), save_options.get("metadata")
+    if fmt is not None and not isinstance(fmt, str):
+        raise TypeError(f"format must be a format name such as 'PNG', got {fmt!r}")
+    if metadata is not None and not isinstance(metadata, MetadataPolicy):
+        raise TypeError(f"metadata must be a cloak.metadata.MetadataPolicy, got "
+                        f"{type(metadata).__name__}")
     quality = save_options.get("jpeg_quality")
     if quality is not None and not (isinstance(quality, numbers.Integral) and
                                     not isinstance(quality, bool) and 1 <= quality <= 100):

@@ -25,8 +25,9 @@ Formats (read -> written by default):
   RGB -> YCbCr rounding; grayscale as lossless 4:0:0), via Pillow's own AVIF plugin (libavif), where Pillow has one; the
   rotation stays a flag (irot/imir), as the source stored it. Read at 8 bits.
 - TIFF -> TIFF with the source's lossless compression (JPEG-compressed TIFF -> Deflate).
-  16-bit grayscale stays 16-bit; 16-bit colour TIFF is read and written as 8-bit
-  (Pillow cannot hold 16-bit colour TIFF). Compressed TIFFs keep the IFD0 metadata but
+  16-bit grayscale stays 16-bit; 16-bit colour TIFF is read at 16 bits (with OpenCV)
+  and written as 8-bit (Pillow cannot write 16-bit colour TIFF), so its figures are
+  measured on the copy as written. Compressed TIFFs keep the IFD0 metadata but
   not the Exif sub-IFD (libtiff cannot write it through Pillow).
 - BMP -> BMP (it holds no metadata). GIF -> PNG: GIF's 256-colour palette would erase
   the perturbation.
@@ -207,13 +208,19 @@ class Photo:
 def pixel_limit(max_pixels: int | None = None) -> int:
     """The decompression-bomb limit: `max_pixels`, else env CLOAK_MAX_PIXELS, else 200 MP."""
     if max_pixels is not None:
+        if not max_pixels >= 1:
+            raise ValueError(f"max_pixels must be at least 1, got {max_pixels!r}")
         return int(max_pixels)
     env = os.environ.get("CLOAK_MAX_PIXELS", "").strip().replace("_", "")
     if env:
         try:
-            return int(float(env))
+            limit = float(env)
         except ValueError:
-            log.warning("ignoring CLOAK_MAX_PIXELS=%r: not a number", env)
+            limit = None
+        if limit is not None and 1 <= limit < float("inf"):
+            return int(limit)
+        log.warning("ignoring CLOAK_MAX_PIXELS=%r: not a pixel count (a whole number such "
+                    "as 300000000)", env)
     return MAX_PIXELS
 
 
@@ -656,6 +663,9 @@ def _pixels(image: Image.Image, fp: IO[bytes], path: Path, icc: bytes | None
     if image.format == "TIFF" and mode in ("RGB", "RGBA", "CMYK"):
         bits = image.tag_v2.get(258, (8,))
         if max(bits if isinstance(bits, tuple) else (bits,)) > 8:
+            deep = _tiff16(image, fp, path) if mode != "CMYK" else None
+            if deep is not None:
+                return (*deep, 16, icc)
             log.warning("%s: 16-bit colour TIFF is read and saved as 8-bit", path)
     image = with_real_alpha(image)
     mode = image.mode
@@ -719,6 +729,37 @@ def _png16(fp: IO[bytes], path: Path, colour_type: int
         return data[:, :, 0].copy(), data[:, :, -1].copy() if data.shape[2] in (2, 4) else None
     color = np.ascontiguousarray(data[:, :, 2::-1])
     return color, (data[:, :, 3].copy() if data.shape[2] == 4 else None)
+
+
+def _tiff16(image: Image.Image, fp: IO[bytes], path: Path
+            ) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """A 16-bit RGB(A) TIFF's full samples, decoded with OpenCV (Pillow keeps the top 8
+    bits): (H, W, 3) uint16 colour and (H, W) uint16 alpha or None, in the orientation
+    Pillow leaves them in (it turns a TIFF upright while loading it). None where OpenCV
+    can't read it or reads other pixels than Pillow's top 8 bits (a layout one of them
+    misreads): the caller then takes Pillow's 8 bits."""
+    import cv2
+
+    turn = image.getexif().get(md.ORIENTATION, 1)  # what Pillow's load turns it by
+    image.load()
+    fp.seek(0)
+    try:
+        data = cv2.imdecode(np.frombuffer(fp.read(), np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        return None
+    channels = len(image.getbands())
+    if (data is None or data.dtype != np.uint16 or data.ndim != 3
+            or data.shape[2] != channels):
+        return None
+    samples = np.concatenate([data[:, :, 2::-1], data[:, :, 3:]], axis=2)
+    # OpenCV's TIFF reader turns some orientations itself: the match decides
+    eight = np.asarray(image)  # Pillow's reading, to 8 bits: the same picture
+    for candidate in (samples, to_upright(samples, turn) if turn in range(2, 9) else None):
+        if (candidate is not None and candidate.shape[:2] == eight.shape[:2]
+                and np.abs((candidate >> 8).astype(np.int16) - eight).max() <= 1):
+            colour = np.ascontiguousarray(candidate[:, :, :3])
+            return colour, (candidate[:, :, 3].copy() if channels == 4 else None)
+    return None
 
 
 _SRGB_DATE = struct.pack(">6H", 2026, 1, 1, 0, 0, 0)  # ICC header dateTime, bytes 24-35

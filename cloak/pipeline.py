@@ -238,8 +238,15 @@ def protect_array(rgb: np.ndarray, config: ProtectConfig, *, grayscale: bool = F
     upsampled to full size and bounded there, so every original pixel keeps its detail."""
     start = time.perf_counter()
     report_progress = progress or (lambda fraction, message: None)
-    if rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError(f"rgb must be (H, W, 3), got {rgb.shape}")
+    if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError("rgb must be a (H, W, 3) numpy array, got "
+                         f"{getattr(rgb, 'shape', type(rgb).__name__)}")
+    if not np.issubdtype(rgb.dtype, np.floating):
+        raise ValueError(f"rgb must be floats in [0, 1], got {rgb.dtype} (divide 8-bit "
+                         "pixels by 255)")
+    rgb = rgb.astype(np.float32, copy=False)
+    if not (np.isfinite(rgb).all() and rgb.min() >= 0 and rgb.max() <= 1):
+        raise ValueError("rgb must hold finite values in [0, 1]")
     device = pick_device(config.device)
     generator = torch.Generator(device=device).manual_seed(config.seed)
     report_progress(0.0, "loading models")

@@ -548,6 +548,25 @@ class TestIcc:
             assert out.info["icc_profile"] == SRGB
 
 
+def _tiff_rgb16(path: Path, samples: np.ndarray, orientation: int = 1) -> Path:
+    """An uncompressed 16-bit RGB TIFF with an orientation tag, built byte by byte
+    (Pillow can't write one)."""
+    h, w, _ = samples.shape
+    data = samples.astype("<u2").tobytes()
+    bits_at = 8 + len(data)
+    head = b"II*\x00" + struct.pack("<I", bits_at + 6)
+    entries = [(256, 4, 1, w), (257, 4, 1, h), (258, 3, 3, bits_at), (259, 3, 1, 1),
+               (262, 3, 1, 2), (273, 4, 1, 8), (274, 3, 1, orientation), (277, 3, 1, 3),
+               (278, 4, 1, h), (279, 4, 1, len(data))]
+    ifd = struct.pack("<H", len(entries)) + b"".join(
+        struct.pack("<HHI", tag, kind, count) + (struct.pack("<HH", value, 0)
+                                                 if kind == 3 and count == 1
+                                                 else struct.pack("<I", value))
+        for tag, kind, count, value in entries) + struct.pack("<I", 0)
+    path.write_bytes(head + data + struct.pack("<3H", 16, 16, 16) + ifd)
+    return path
+
+
 class TestAlphaAndDepth:
     @pytest.mark.parametrize("build", [_png_rgba, _png_la, _webp_rgba],
                              ids=lambda b: b.__name__[1:])
@@ -579,6 +598,27 @@ class TestAlphaAndDepth:
         _, dst = roundtrip(_png_gray16(tmp_path))
         with Image.open(dst) as out:
             assert out.mode == "I;16"
+
+    @pytest.mark.parametrize("orientation", [1, 6])
+    def test_16bit_colour_tiff_is_read_at_16_bits(self, tmp_path: Path,
+                                                  orientation: int) -> None:
+        """Pillow keeps the top 8 bits of a 16-bit RGB TIFF; cloak reads all 16 (the L-inf
+        bound and the figures are on the photo's own values), turned as Pillow turns it,
+        and writes the copy as 8-bit TIFF, which counts as a save that moves the pixels."""
+        samples = pixels(dtype=np.uint16)
+        src = _tiff_rgb16(tmp_path / "deep.tif", samples, orientation)
+        photo = io.load_photo(src)
+        assert photo.bit_depth == 16 and photo.mode == "RGB;16"
+        upright = io.to_upright(samples, orientation)
+        assert np.array_equal(np.round(photo.rgb * 65535).astype(np.uint16), upright)
+        with Image.open(src) as im:  # Pillow's own (upright, 8-bit) reading agrees
+            assert np.array_equal(np.asarray(im), (upright >> 8).astype(np.uint8))
+        dst = tmp_path / "out" / "deep.tif"
+        assert io.writes_lossy(photo, dst)
+        io.save_photo(photo, photo.rgb, dst)
+        back = io.load_photo(dst)
+        assert back.bit_depth == 8 and back.orientation == orientation
+        assert np.abs(back.rgb - photo.rgb).max() <= 0.5 / 255 + 1e-6
 
     def test_16bit_to_jpeg_is_8bit(self, tmp_path: Path) -> None:
         photo = io.load_photo(_png_rgb16(tmp_path))
@@ -1396,6 +1436,11 @@ class TestBadInput:
             io.load_photo(path)
         monkeypatch.setenv("CLOAK_MAX_PIXELS", "2000")
         assert io.load_photo(path).size == (40, 32)
+        for nonsense in ("inf", "nan", "0", "-5", "lots"):  # the default, with a warning
+            monkeypatch.setenv("CLOAK_MAX_PIXELS", nonsense)
+            assert io.pixel_limit() == io.MAX_PIXELS
+        with pytest.raises(ValueError, match="at least 1"):
+            io.pixel_limit(0)
         assert Image.MAX_IMAGE_PIXELS == saved  # Pillow's own limit is restored
 
     def test_decompression_bomb_header(self, tmp_path: Path) -> None:

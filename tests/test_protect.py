@@ -712,6 +712,13 @@ class TestLibraryChecksUpFront:
         (tmp_path / "taken.jpg").write_bytes(b"someone's file")
         with pytest.raises(OutputError, match="already exists"):
             attempt(tmp_path / "taken.jpg")
+        with pytest.raises(TypeError, match="format must be a format name"):
+            attempt(tmp_path / "out.jpg", format=("PNG",))
+        with pytest.raises(TypeError, match="MetadataPolicy"):
+            attempt(tmp_path / "out.jpg", metadata={"keep_gps": True})
+        with pytest.raises(OutputError, match=r"taken.jpg is a file, not a folder"):
+            attempt(tmp_path / "taken.jpg" / "out.jpg")  # a file where a folder should be
+        assert (tmp_path / "taken.jpg").read_bytes() == b"someone's file"
         assert calls == [] and not (tmp_path / "out.jpg").exists()
 
     def test_a_folder_no_file_can_be_written_in_fails_before_any_work(
@@ -772,6 +779,22 @@ class TestLibraryChecksUpFront:
             protect(Image.new("RGB", (8, 8)), tiny_config)
         with pytest.raises(UnsupportedImageError, match="extreme aspect ratio"):
             protect(Image.new("RGB", (2000, 20)), tiny_config)
+        with pytest.raises(TypeError, match="takes a PIL image, got ndarray"):
+            protect(np.zeros((64, 64, 3), np.uint8), tiny_config)
+
+    def test_an_array_must_be_floats_in_0_1(self, tiny_config):
+        from cloak.pipeline import protect_array
+
+        rgb = np.full((64, 64, 3), 0.5, np.float32)
+        for bad, why in ((rgb[..., 0], r"\(H, W, 3\) numpy array"),
+                         (rgb.tolist(), "numpy array, got list"),
+                         ((rgb * 255).astype(np.uint8), "divide 8-bit pixels by 255"),
+                         (rgb * 255, r"finite values in \[0, 1\]"),
+                         (np.where(rgb > 0, np.nan, rgb), "finite values")):
+            with pytest.raises(ValueError, match=why):
+                protect_array(bad, tiny_config)
+        out = protect_array(rgb.astype(np.float64), tiny_config).rgb  # float64 is taken
+        assert out.dtype == np.float32 and out.shape == rgb.shape
 
     def test_eps_given_in_255ths_gets_a_hint(self):
         from cloak import ConfigError, ProtectConfig
