@@ -761,18 +761,21 @@ class Manifest:
         write_atomic(self.path, lambda fp: fp.write(text.encode("utf-8")), overwrite=True)
 
 
-def earlier_copy(src: Path, out_dir: Path, settings: dict, also: dict | None = None
-                 ) -> Path | None:
+def earlier_copy(src: Path, out_dir: Path, settings: dict, also: dict | None = None,
+                 skip: Iterable[Path] = ()) -> Path | None:
     """A copy of `src` that cloak wrote into `out_dir` (or a folder in it) before, with
     `settings` (ProtectConfig.fingerprint) or `also` (settings_to_accept), both files
     still as they were then, as the folder's manifest records; None if there is none. The
     desktop app asks this, so a photo it protected in an earlier session is not protected
-    again."""
+    again. `skip`: copies not to offer (the app's own run wrote them from another photo
+    with the same bytes). Of several, the one named after `src` is offered first."""
     try:
         size = os.stat(src).st_size
     except OSError:
         return None  # no record matches a photo that can't be read
+    skipped = {os.path.abspath(path) for path in skip}
     manifest = Manifest(out_dir)
+    found = []
     for key, entry in manifest.entries.items():
         # the size first: a record of thousands of copies is read for every photo of a
         # dropped folder, and only the records of a photo this size can be its copy's
@@ -782,10 +785,12 @@ def earlier_copy(src: Path, out_dir: Path, settings: dict, also: dict | None = N
                 or not _same_settings(entry.get("settings"), settings, also)):
             continue
         dst = out_dir / key
-        if (matches_record(src, entry.get("src")) and _inside(dst.parent, out_dir)
-                and matches_record(dst, entry.get("dst"))):
-            return dst
-    return None
+        if (os.path.abspath(dst) not in skipped and matches_record(src, entry.get("src"))
+                and _inside(dst.parent, out_dir) and matches_record(dst, entry.get("dst"))):
+            if PurePath(key).stem.startswith(src.stem):  # its own name (or "name (1)")
+                return dst
+            found.append(dst)
+    return found[0] if found else None
 
 
 def record_copy(src: Path, dst: Path, settings: dict, verdict: str | None = None,

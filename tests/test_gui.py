@@ -1147,6 +1147,35 @@ class TestProtecting:
             im.rotate(180).save(out / "a.png")
         assert run().dst == out / "a (2).png"
 
+    def test_the_same_photo_twice_in_one_run_gets_a_copy_each(self, qapp, tmp_path,
+                                                             small_photo):
+        """Two byte-identical photos from two folders, one Save-to folder: the second was
+        shown as "already protected in an earlier session" with the first's copy. Each
+        gets its own copy; a later session finds each its own, by name."""
+        from cloak.gui.worker import ALREADY_PROTECTED
+
+        first = small_photo(tmp_path / "x" / "a.png")
+        second = tmp_path / "y" / "b.png"
+        second.parent.mkdir()
+        shutil.copy2(first, second)
+        out = tmp_path / "out"
+
+        def run() -> list[Outcome]:
+            worker = ProtectWorker([Job(0, first, out, chosen=True),
+                                    Job(1, second, out, chosen=True)],
+                                   ProtectConfig(strength="fast", **{**TINY, "measure": False}))
+            outcomes = run_here(worker)
+            assert all(isinstance(o, Outcome) for o in outcomes), outcomes
+            return outcomes
+
+        out.mkdir()
+        made = run()
+        assert [o.dst.name for o in made] == ["a.png", "b.png"]
+        assert [o.status == ALREADY_PROTECTED for o in made] == [False, False]
+        found = run()
+        assert [(o.dst.name, o.status) for o in found] == [("a.png", ALREADY_PROTECTED),
+                                                          ("b.png", ALREADY_PROTECTED)]
+
     def test_a_broken_link_in_the_save_to_folder_keeps_its_name(self, qapp, tmp_path,
                                                                 small_photo):
         src = small_photo(tmp_path / "a.png")

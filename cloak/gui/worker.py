@@ -219,6 +219,9 @@ class ProtectWorker(QObject):
         self._gpu_told = False  # and the one for a GPU this torch build can't run
         self._folder_errors: dict[Path, str] = {}  # output folders found not writable
         self._swept: set[Path] = set()  # Save-to folders cleared of stale temp files
+        # copies this run wrote: a later photo with the same bytes (a duplicate from
+        # another folder) gets its own copy, not "protected in an earlier session"
+        self._made: list[Path] = []
 
     def cancel(self) -> None:
         """Ask the run to stop at the next attack step. Safe from any thread."""
@@ -267,7 +270,8 @@ class ProtectWorker(QObject):
                 self._asked = self.config
                 self.config, self._also_done = settings_to_accept(self.config)
             settings = self.config.fingerprint()
-            earlier = earlier_copy(job.src, job.out_dir, settings, self._also_done)
+            earlier = earlier_copy(job.src, job.out_dir, settings, self._also_done,
+                                   skip=self._made)
             if earlier is not None:  # protected in an earlier session, with these settings
                 emit(self.protected, job.index, Outcome(
                     job.src, earlier, None, ALREADY_PROTECTED, self.config, stamp,
@@ -336,6 +340,7 @@ class ProtectWorker(QObject):
                 # copy could not be read back) it is shown but not recorded: redone later.
                 if is_out_of_memory(exc):
                     record_copy(job.src, Path(written), settings)
+                    self._made.append(Path(written))
                 emit(self.protected, job.index, Outcome(
                     job.src, Path(written), None, "protected, but measuring the saved copy "
                     "failed: " + plain_message(exc), self.config, stamp))
@@ -351,6 +356,7 @@ class ProtectWorker(QObject):
             emit(self.failed, job.index, plain_message(exc))
         else:
             recorded = record_copy(job.src, dst, settings)  # a later session skips it
+            self._made.append(dst)
             posted_db = self._posted_damage(report)
             if recorded and (verdict := copy_verdict(report, posted_db)) is not None:
                 # shown when a later session meets the copy again
