@@ -253,7 +253,7 @@ class TestDropZone:
         assert row.state == PhotoRow.PROTECTED and not window.protect_button.isEnabled()
         window.add_paths([photo])  # the same settings (its folder dropped again): as it is
         assert row.state == PhotoRow.PROTECTED and row.outcome is not None
-        assert window.statusBar().currentMessage() == "those photos are already in the list"
+        assert window.statusBar().currentMessage() == "that photo is already in the list"
         window.strength.setCurrentIndex(window.strength.findData("low"))
         window.add_paths([photo])
         assert row.state == PhotoRow.WAITING and row.outcome is None
@@ -262,6 +262,14 @@ class TestDropZone:
         assert wait_until(lambda: not window.is_running(), 60)
         assert row.state == PhotoRow.PROTECTED and row.outcome.dst.name == "a (1).png"
         assert row.outcome.config.strength == "low"
+        # Protect with yet another strength, the row shown: not its old before/after
+        # while it is protected again (the panel kept showing the old copy)
+        assert wait_until(lambda: window.compare_panel.comparison is not None, 30)
+        window.strength.setCurrentIndex(window.strength.findData("fast"))
+        window.start()
+        assert window.is_running() and window.compare_panel.comparison is None
+        assert wait_until(lambda: not window.is_running(), 60)
+        assert row.outcome.dst.name == "a.png"  # fast again: the first copy, recorded
         # the same settings, another Save-to folder: it waits again, for a copy there
         (tmp_path / "elsewhere").mkdir()  # chosen in the folder dialog: it exists
         window.set_output_dir(tmp_path / "elsewhere")
@@ -343,7 +351,7 @@ class TestDropZone:
         window.add_paths([tmp_path / "photos" / ".." / "photos" / "a.jpg"])
         window.add_paths([tmp_path / "link" / "a.jpg"])
         assert len(window.rows) == 1
-        assert window.statusBar().currentMessage() == "those photos are already in the list"
+        assert window.statusBar().currentMessage() == "that photo is already in the list"
 
     def test_an_add_keys_only_its_new_photos(self, window, tmp_path, small_photo,
                                              monkeypatch):

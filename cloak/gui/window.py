@@ -508,8 +508,9 @@ class MainWindow(QMainWindow):
                                   self._thumb_pixels())
             call.still_wanted = wanted
             self._run_in_background(call)
-        said = (f"added {plural(added, 'photo')}" if added else "those photos are already in the "
-                "list")
+        said = (f"added {plural(added, 'photo')}" if added else
+                "that photo is already in the list" if len(photos) == 1 else
+                "those photos are already in the list")
         self._say(f"{said}; {not_added}" if not_added else said, 8000 if not_added else 5000)
         self._update_buttons()
 
@@ -635,6 +636,8 @@ class MainWindow(QMainWindow):
                 for i in todo]
         for i in todo:
             self.rows[i].set_waiting()
+        if self._compare_wanted in redo:  # protected again: not its old copy meanwhile
+            self.compare_panel.reset()
         self._todo = len(jobs)
         self._done = 0
         self.last_output_dir = None  # until this batch writes a copy
