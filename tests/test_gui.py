@@ -225,6 +225,26 @@ class TestDropZone:
         assert wait_until(lambda: "no photos" in window.statusBar().currentMessage(), 10)
         assert [r.src for r in window.rows.values()] == [a, b]
 
+    def test_a_protected_copy_added_is_named_as_such(self, window, tmp_path, small_photo):
+        """A protected copy given by itself was answered "no photos to add among 1 item;
+        cloak reads JPEG, ..." though it is a JPEG: it is named as cloak's own output,
+        with the original to add instead, also beside a photo that is added."""
+        from cloak.api import protect_file
+
+        original = small_photo(tmp_path / "a.png")
+        copy = tmp_path / "out" / "a.png"
+        protect_file(original, copy, ProtectConfig(strength="fast", **TINY, measure=False))
+        window.add_paths([copy])
+        assert not window.rows
+        assert window.statusBar().currentMessage() == (
+            "no photos to add; not added: 1 protected copy (a.png): cloak's own output; "
+            "add the original photo instead")
+        window.add_paths([original, copy])
+        assert [r.src for r in window.rows.values()] == [original]
+        assert window.statusBar().currentMessage() == (
+            "added 1 photo; not added: 1 protected copy (a.png): cloak's own output; add "
+            "the original photo instead")
+
     def test_hint_says_originals_are_kept_and_to_crop_first(self, qapp):
         from PySide6.QtWidgets import QLabel
 

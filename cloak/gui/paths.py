@@ -26,14 +26,18 @@ def is_raw_file(path: Path) -> bool:
 
 
 def not_added_note(paths: Iterable[str | Path], raw_in_folders: Iterable[Path] = (),
-                   photos: Iterable[Path] = ()) -> str:
+                   photos: Iterable[Path] = (), expanded: bool = False) -> str:
     """What among `paths` (given files; folders are walked, not counted) is not a photo
     cloak reads, in a few words: camera RAW files named as such, since they need
     developing first, `raw_in_folders` (found inside the walked folders) with them; ''
     when every file is one. A RAW file whose twin (the camera's JPEG or HEIC of the same
     name beside it) is among the given files or `photos` (those found) is not named: its
-    photo is in the list."""
+    photo is in the list. `expanded`: `photos` is all that expand_paths found among
+    `paths`, so a given photo file not in it is a protected copy, named as such."""
     paths = [Path(p) for p in paths]
+    photos = list(photos)
+    found = {p.absolute() for p in photos}
+    copies = [p for p in paths if expanded and is_image_file(p) and p.absolute() not in found]
     files = [p for p in paths if not os.path.isdir(p) and not is_image_file(p)]
     twins = {(os.path.abspath(p.parent), p.stem.casefold())
              for p in [*paths, *photos] if is_image_file(p)}
@@ -52,6 +56,10 @@ def not_added_note(paths: Iterable[str | Path], raw_in_folders: Iterable[Path] =
         parts.append(f"{plural(len(other), 'file')} that "
                      f"{'is not a photo' if len(other) == 1 else 'are not photos'} cloak "
                      f"reads ({names})")
+    if copies:
+        names = ", ".join(p.name for p in copies[:2]) + (", ..." if len(copies) > 2 else "")
+        parts.append(f"{plural(len(copies), 'protected copy', 'protected copies')} "
+                     f"({names}): cloak's own output; add the original photo instead")
     return "not added: " + "; ".join(parts) if parts else ""
 
 

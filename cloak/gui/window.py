@@ -400,7 +400,8 @@ class MainWindow(QMainWindow):
             except DecoderBusy:
                 pass  # a decode holds the lock: walk on the pool instead
             else:
-                self._add_photos(photos, given, not_added)
+                self._add_photos(photos, given, not_added_note(paths_given, (), photos,
+                                                               expanded=True))
                 return
         # Through the pool's one thread, behind any walk still running: rows keep the
         # order the photos were given in.
@@ -431,7 +432,7 @@ class MainWindow(QMainWindow):
         self._folder_walks -= walks is not None
         self._update_buttons()
         photos, raw = found or ([], [])
-        not_added = not_added_note(given, raw, photos)
+        not_added = not_added_note(given, raw, photos, expanded=True)
         if generation != self._list_generation or walks not in (None, self._walk_generation):
             if not self._walks_pending:  # no walk left to say "looking for photos…" for
                 if generation == self._list_generation:  # Cancel: say what it did
@@ -838,7 +839,8 @@ class MainWindow(QMainWindow):
 
     @Slot(int)
     def _on_nothing_usable(self, count: int, not_added: str = "") -> None:
-        if not_added and "RAW" in not_added:  # the RAW advice says more than the list
+        if not_added and ("RAW" in not_added or "protected cop" in not_added):
+            # the advice (develop it, add the original) says more than the list
             self._say(f"no photos to add; {not_added}", 8000)
             return
         named = f"; {not_added}" if not_added else ""  # the files, by name
