@@ -52,7 +52,7 @@ def protect(image: Image.Image, config: ProtectConfig | None = None, *,
             f"images in PIL mode {image.mode} are not supported; pass an 8- or 16-bit RGB "
             "or grayscale image")
     check_size(*image.size)  # as protect_file's load: no huge, tiny or sliver images
-    image = with_real_alpha(image)
+    image = with_real_alpha(_with_scaled_key(image))
     deep = image.mode.startswith("I")  # 16-bit (or 32-bit integer) gray
     if deep and "transparency" in image.info:  # PIL has no 16-bit gray + alpha mode
         raise UnsupportedImageError(
@@ -82,6 +82,24 @@ def protect(image: Image.Image, config: ProtectConfig | None = None, *,
         out = out.convert("LA" if grayscale else "RGBA")
         out.putalpha(alpha)
     return ProtectResult(out, result.report)
+
+
+def _with_scaled_key(image: Image.Image) -> Image.Image:
+    """A 2- or 4-bit gray PNG not loaded yet, with its tRNS key scaled as Pillow scales its
+    samples (to 0-255; the key it leaves as stored, so it would match no pixel and the
+    transparency would be lost); any other image as it is. A loaded one no longer says
+    its depth: its key is taken as it is."""
+    key = image.info.get("transparency")
+    if image.format != "PNG" or image.mode != "L" or not isinstance(key, int) or \
+            not image.tile:
+        return image
+    depth = {"L;2": 2, "L;4": 4}.get(image.tile[0].args) if \
+        isinstance(image.tile[0].args, str) else None
+    if depth is None:
+        return image
+    scaled = image.copy()  # the caller's image keeps its own info
+    scaled.info["transparency"] = key * 255 // (2 ** depth - 1)
+    return scaled
 
 
 SAVE_OPTIONS = frozenset({"format", "jpeg_quality", "metadata"})  # io.save_photo's

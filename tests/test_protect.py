@@ -370,6 +370,22 @@ class TestProtectImage:
             alpha = np.asarray(out.getchannel("A"))
             assert out.mode == "RGBA" and (alpha[:8, :8] == 0).all() and alpha.max() == 255
 
+    @pytest.mark.parametrize("bits", [2, 4])
+    def test_a_low_bit_gray_pngs_colour_key_is_kept(self, config, tmp_path, bits):
+        """Pillow scales a 2- or 4-bit gray PNG's samples to 0-255 but not its tRNS key:
+        protect() lost the transparency (the key matched no pixel), as the file loader
+        did not. The caller's image keeps its own key."""
+        top = 2 ** bits - 1
+        levels = (np.arange(48 * 64).reshape(48, 64) % (top + 1)) * (255 // top)
+        Image.fromarray(levels.astype(np.uint8), "L").save(tmp_path / "g.png", bits=bits,
+                                                           transparency=1)
+        with Image.open(tmp_path / "g.png") as image:
+            out = protect(image, config.replace(steps=1)).image
+            assert image.info["transparency"] == 1
+        alpha = np.asarray(out.getchannel("A"))
+        assert out.mode == "LA"
+        assert np.array_equal(alpha == 0, levels == 255 // top)
+
     def test_report_names_device_and_precision(self, config, bf16_env):
         # fp32 forced for the attack step: forced bf16 would run emulated (and slow) on a
         # CPU without it; test_device pins which CPUs report bf16.
