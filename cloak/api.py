@@ -86,9 +86,10 @@ def protect(image: Image.Image, config: ProtectConfig | None = None, *,
 
 def _with_scaled_key(image: Image.Image) -> Image.Image:
     """A 2- or 4-bit gray PNG not loaded yet, with its tRNS key scaled as Pillow scales its
-    samples (to 0-255; the key it leaves as stored, so it would match no pixel and the
-    transparency would be lost); any other image as it is. A loaded one no longer says
+    samples (io.low_bit_gray_key); any other image as it is. A loaded one no longer says
     its depth: its key is taken as it is."""
+    from .io import low_bit_gray_key
+
     key = image.info.get("transparency")
     if image.format != "PNG" or image.mode != "L" or not isinstance(key, int) or \
             not image.tile:
@@ -98,7 +99,7 @@ def _with_scaled_key(image: Image.Image) -> Image.Image:
     if depth is None:
         return image
     scaled = image.copy()  # the caller's image keeps its own info
-    scaled.info["transparency"] = key * 255 // (2 ** depth - 1)
+    scaled.info["transparency"] = low_bit_gray_key(key, depth)
     return scaled
 
 

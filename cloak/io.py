@@ -640,6 +640,12 @@ def with_real_alpha(image: Image.Image) -> Image.Image:
     return image
 
 
+def low_bit_gray_key(key: int, depth: int) -> int:
+    """A 2- or 4-bit gray PNG's tRNS key on the 0-255 scale Pillow gives its samples
+    (Pillow scales the samples but leaves the key as stored: it would match no pixel)."""
+    return key * 255 // (2 ** depth - 1)
+
+
 def _png_header(fp: IO[bytes]) -> tuple[int, int]:
     """(bit depth, colour type) from a PNG's IHDR chunk."""
     fp.seek(0)
@@ -658,8 +664,7 @@ def _pixels(image: Image.Image, fp: IO[bytes], path: Path, icc: bytes | None
             return (*_png16(fp, path, colour_type), 16, icc)
         key = image.info.get("transparency")
         if colour_type == 0 and depth in (2, 4) and isinstance(key, int):
-            # Pillow scales 2- and 4-bit gray samples to 0-255 but not their tRNS key
-            image.info["transparency"] = key * 255 // (2 ** depth - 1)
+            image.info["transparency"] = low_bit_gray_key(key, depth)
     if image.format == "TIFF" and mode in ("RGB", "RGBA", "CMYK"):
         bits = image.tag_v2.get(258, (8,))
         if max(bits if isinstance(bits, tuple) else (bits,)) > 8:
