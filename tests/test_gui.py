@@ -244,6 +244,8 @@ class TestDropZone:
         assert window.statusBar().currentMessage() == (
             "added 1 photo; not added: 1 protected copy (a.png): cloak's own output; add "
             "the original photo instead")
+        # cut off in a narrow window: the whole message is the status bar's tooltip
+        assert window.statusBar().toolTip() == window.statusBar().currentMessage()
 
     def test_hint_says_originals_are_kept_and_to_crop_first(self, qapp):
         from PySide6.QtWidgets import QLabel

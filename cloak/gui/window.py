@@ -271,6 +271,8 @@ class MainWindow(QMainWindow):
     # building -----------------------------------------------------------------------
 
     def _build(self) -> None:
+        # a message longer than the window is wide is cut: hovering shows all of it
+        self.statusBar().messageChanged.connect(self.statusBar().setToolTip)
         self.drop_zone = DropZone()
         self.drop_zone.photos_dropped.connect(self.add_paths)
         self.drop_zone.clicked.connect(self.pick_photos)
