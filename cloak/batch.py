@@ -787,8 +787,9 @@ def earlier_copy(src: Path, out_dir: Path, settings: dict, also: dict | None = N
         dst = out_dir / key
         if (os.path.abspath(dst) not in skipped and matches_record(src, entry.get("src"))
                 and _inside(dst.parent, out_dir) and matches_record(dst, entry.get("dst"))):
-            if PurePath(key).stem.startswith(src.stem):  # its own name (or "name (1)")
-                return dst
+            stem = PurePath(key).stem
+            if stem == src.stem or re.fullmatch(re.escape(src.stem) + r" \(\d+\)", stem):
+                return dst  # its own name, or the app's "name (1)"
             found.append(dst)
     return found[0] if found else None
 
