@@ -123,7 +123,7 @@ def check_destination(src: Path, dst: Path, overwrite: bool) -> None:
     except OSError as exc:  # a name too long for the disk (a preview's adds 12 bytes)
         raise OutputError(f"can't use the output name {dst}: {exc.strerror or exc}") from exc
     if in_a_file is not None:
-        raise OutputError(f"can't write {dst}: {in_a_file} is a file, not a folder")
+        raise OutputError(f"can't write {dst}: {in_a_file} is not a folder")
     if exists and not overwrite:
         raise OutputExistsError(dst)
 

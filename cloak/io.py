@@ -208,8 +208,9 @@ class Photo:
 def pixel_limit(max_pixels: int | None = None) -> int:
     """The decompression-bomb limit: `max_pixels`, else env CLOAK_MAX_PIXELS, else 200 MP."""
     if max_pixels is not None:
-        if not max_pixels >= 1:
-            raise ValueError(f"max_pixels must be at least 1, got {max_pixels!r}")
+        if not 1 <= max_pixels < float("inf"):
+            raise ValueError(f"max_pixels must be a pixel count of at least 1, got "
+                             f"{max_pixels!r}")
         return int(max_pixels)
     env = os.environ.get("CLOAK_MAX_PIXELS", "").strip().replace("_", "")
     if env:
@@ -668,9 +669,16 @@ def _pixels(image: Image.Image, fp: IO[bytes], path: Path, icc: bytes | None
     if image.format == "TIFF" and mode in ("RGB", "RGBA", "CMYK"):
         bits = image.tag_v2.get(258, (8,))
         if max(bits if isinstance(bits, tuple) else (bits,)) > 8:
-            deep = _tiff16(image, fp, path) if mode != "CMYK" else None
+            # not premultiplied alpha (ExtraSamples 1): Pillow's reading unmultiplies it
+            deep = (_tiff16(image, fp, path) if mode != "CMYK" and
+                    image.tag_v2.get(338) not in (1, (1,)) else None)
             if deep is not None:
                 return (*deep, 16, icc)
+            if image.tag_v2.get(284) == 2 and image.tag_v2.get(259, 1) == 1:
+                # uncompressed, one plane a channel: Pillow unpacks its 16-bit planes as
+                # 8-bit ones (a scrambled picture), and OpenCV misreads them too
+                raise _fail(path, "16-bit colour TIFF stored as separate planes is not "
+                            "supported; export a standard (interleaved) TIFF")
             log.warning("%s: 16-bit colour TIFF is read and saved as 8-bit", path)
     image = with_real_alpha(image)
     mode = image.mode

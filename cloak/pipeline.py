@@ -244,7 +244,11 @@ def protect_array(rgb: np.ndarray, config: ProtectConfig, *, grayscale: bool = F
     if not np.issubdtype(rgb.dtype, np.floating):
         raise ValueError(f"rgb must be floats in [0, 1], got {rgb.dtype} (divide 8-bit "
                          "pixels by 255)")
+    if rgb.size == 0:
+        raise ValueError(f"rgb is empty: {rgb.shape}")
     rgb = rgb.astype(np.float32, copy=False)
+    if not rgb.flags.writeable:  # torch warns on a read-only array (nothing is written)
+        rgb = rgb.copy()
     if not (rgb.min() >= 0 and rgb.max() <= 1):  # NaN fails these too
         raise ValueError("rgb must hold finite values in [0, 1]")
     device = pick_device(config.device)

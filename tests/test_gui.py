@@ -1177,15 +1177,18 @@ class TestProtecting:
             im.rotate(180).save(out / "a.png")
         assert run().dst == out / "a (2).png"
 
+    @pytest.mark.parametrize("name, copies", [("b.png", ["a.png", "b.png"]),
+                                              ("a.png", ["a.png", "a (1).png"])])
     def test_the_same_photo_twice_in_one_run_gets_a_copy_each(self, qapp, tmp_path,
-                                                             small_photo):
+                                                             small_photo, name, copies):
         """Two byte-identical photos from two folders, one Save-to folder: the second was
         shown as "already protected in an earlier session" with the first's copy. Each
-        gets its own copy; a later session finds each its own, by name."""
+        gets its own copy; a later session finds each its own (under one name, the first
+        copy is not offered twice)."""
         from cloak.gui.worker import ALREADY_PROTECTED
 
         first = small_photo(tmp_path / "x" / "a.png")
-        second = tmp_path / "y" / "b.png"
+        second = tmp_path / "y" / name
         second.parent.mkdir()
         shutil.copy2(first, second)
         out = tmp_path / "out"
@@ -1200,11 +1203,11 @@ class TestProtecting:
 
         out.mkdir()
         made = run()
-        assert [o.dst.name for o in made] == ["a.png", "b.png"]
+        assert [o.dst.name for o in made] == copies
         assert [o.status == ALREADY_PROTECTED for o in made] == [False, False]
         found = run()
-        assert [(o.dst.name, o.status) for o in found] == [("a.png", ALREADY_PROTECTED),
-                                                          ("b.png", ALREADY_PROTECTED)]
+        assert [(o.dst.name, o.status) for o in found] == [(c, ALREADY_PROTECTED)
+                                                          for c in copies]
 
     def test_a_broken_link_in_the_save_to_folder_keeps_its_name(self, qapp, tmp_path,
                                                                 small_photo):

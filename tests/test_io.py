@@ -548,22 +548,33 @@ class TestIcc:
             assert out.info["icc_profile"] == SRGB
 
 
-def _tiff_rgb16(path: Path, samples: np.ndarray, orientation: int = 1) -> Path:
-    """An uncompressed 16-bit RGB TIFF with an orientation tag, built byte by byte
+def _tiff_rgb16(path: Path, samples: np.ndarray, orientation: int = 1,
+                planar: bool = False, extra: int | None = None) -> Path:
+    """An uncompressed 16-bit RGB (or, with 4 channels, RGBA with ExtraSamples `extra`)
+    TIFF with an orientation tag, interleaved or one plane a channel, built byte by byte
     (Pillow can't write one)."""
-    h, w, _ = samples.shape
-    data = samples.astype("<u2").tobytes()
-    bits_at = 8 + len(data)
-    head = b"II*\x00" + struct.pack("<I", bits_at + 6)
-    entries = [(256, 4, 1, w), (257, 4, 1, h), (258, 3, 3, bits_at), (259, 3, 1, 1),
-               (262, 3, 1, 2), (273, 4, 1, 8), (274, 3, 1, orientation), (277, 3, 1, 3),
-               (278, 4, 1, h), (279, 4, 1, len(data))]
+    h, w, c = samples.shape
+    planes = [np.ascontiguousarray(samples[:, :, i]) for i in range(c)] if planar \
+        else [samples]
+    data = b"".join(p.astype("<u2").tobytes() for p in planes)
+    arrays_at = 8 + len(data)  # BitsPerSample, then (planar) strip offsets and counts
+    arrays = struct.pack(f"<{c}H", *[16] * c)
+    offsets = [8 + i * len(data) // len(planes) for i in range(len(planes))]
+    if planar:
+        arrays += struct.pack(f"<{c}I", *offsets) + struct.pack(f"<{c}I", *[h * w * 2] * c)
+    head = b"II*\x00" + struct.pack("<I", arrays_at + len(arrays))
+    strips = ([(273, 4, c, arrays_at + 2 * c), (279, 4, c, arrays_at + 6 * c)] if planar
+              else [(273, 4, 1, 8), (279, 4, 1, len(data))])
+    entries = sorted([(256, 4, 1, w), (257, 4, 1, h), (258, 3, c, arrays_at), (259, 3, 1, 1),
+                      (262, 3, 1, 2), (274, 3, 1, orientation), (277, 3, 1, c),
+                      (278, 4, 1, h), (284, 3, 1, 2 if planar else 1), *strips]
+                     + ([(338, 3, 1, extra)] if extra is not None else []))
     ifd = struct.pack("<H", len(entries)) + b"".join(
         struct.pack("<HHI", tag, kind, count) + (struct.pack("<HH", value, 0)
                                                  if kind == 3 and count == 1
                                                  else struct.pack("<I", value))
         for tag, kind, count, value in entries) + struct.pack("<I", 0)
-    path.write_bytes(head + data + struct.pack("<3H", 16, 16, 16) + ifd)
+    path.write_bytes(head + data + arrays + ifd)
     return path
 
 
@@ -619,6 +630,22 @@ class TestAlphaAndDepth:
         back = io.load_photo(dst)
         assert back.bit_depth == 8 and back.orientation == orientation
         assert np.abs(back.rgb - photo.rgb).max() <= 0.5 / 255 + 1e-6
+
+    def test_16bit_colour_tiffs_read_wrong_elsewhere(self, tmp_path: Path) -> None:
+        """Premultiplied alpha is read through Pillow (which unmultiplies it), at 8 bits;
+        separate 16-bit planes, which Pillow and OpenCV both misread (a scrambled
+        picture), are refused in one line."""
+        rgba = pixels(channels=4, dtype=np.uint16)
+        rgba[:, :, 3] = 65535  # opaque: premultiplied or not, the same colours
+        photo = io.load_photo(_tiff_rgb16(tmp_path / "pre.tif", rgba, extra=1))
+        assert photo.bit_depth == 8
+        assert np.abs(photo.rgb * 255 - (rgba[:, :, :3] >> 8)).max() <= 1
+        straight = io.load_photo(_tiff_rgb16(tmp_path / "straight.tif", rgba, extra=2))
+        assert straight.bit_depth == 16 and np.array_equal(straight.alpha, rgba[:, :, 3])
+        planar = _tiff_rgb16(tmp_path / "planar.tif", pixels(dtype=np.uint16), planar=True)
+        with pytest.raises(UnsupportedImageError) as exc:
+            io.load_photo(planar)
+        _assert_one_line(exc, planar, "separate planes")
 
     def test_16bit_to_jpeg_is_8bit(self, tmp_path: Path) -> None:
         photo = io.load_photo(_png_rgb16(tmp_path))
@@ -1439,8 +1466,9 @@ class TestBadInput:
         for nonsense in ("inf", "nan", "0", "-5", "lots"):  # the default, with a warning
             monkeypatch.setenv("CLOAK_MAX_PIXELS", nonsense)
             assert io.pixel_limit() == io.MAX_PIXELS
-        with pytest.raises(ValueError, match="at least 1"):
-            io.pixel_limit(0)
+        for nonsense in (0, float("inf")):
+            with pytest.raises(ValueError, match="at least 1"):
+                io.pixel_limit(nonsense)
         assert Image.MAX_IMAGE_PIXELS == saved  # Pillow's own limit is restored
 
     def test_decompression_bomb_header(self, tmp_path: Path) -> None:

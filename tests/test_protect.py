@@ -732,7 +732,7 @@ class TestLibraryChecksUpFront:
             attempt(tmp_path / "out.jpg", format=("PNG",))
         with pytest.raises(TypeError, match="MetadataPolicy"):
             attempt(tmp_path / "out.jpg", metadata={"keep_gps": True})
-        with pytest.raises(OutputError, match=r"taken.jpg is a file, not a folder"):
+        with pytest.raises(OutputError, match=r"taken.jpg is not a folder"):
             attempt(tmp_path / "taken.jpg" / "out.jpg")  # a file where a folder should be
         assert (tmp_path / "taken.jpg").read_bytes() == b"someone's file"
         assert calls == [] and not (tmp_path / "out.jpg").exists()
@@ -806,7 +806,8 @@ class TestLibraryChecksUpFront:
                          (rgb.tolist(), "numpy array, got list"),
                          ((rgb * 255).astype(np.uint8), "divide 8-bit pixels by 255"),
                          (rgb * 255, r"finite values in \[0, 1\]"),
-                         (np.where(rgb > 0, np.nan, rgb), "finite values")):
+                         (np.where(rgb > 0, np.nan, rgb), "finite values"),
+                         (rgb[:0], "rgb is empty")):
             with pytest.raises(ValueError, match=why):
                 protect_array(bad, tiny_config)
         out = protect_array(rgb.astype(np.float64), tiny_config).rgb  # float64 is taken

@@ -219,8 +219,9 @@ class ProtectWorker(QObject):
         self._gpu_told = False  # and the one for a GPU this torch build can't run
         self._folder_errors: dict[Path, str] = {}  # output folders found not writable
         self._swept: set[Path] = set()  # Save-to folders cleared of stale temp files
-        # copies this run wrote: a later photo with the same bytes (a duplicate from
-        # another folder) gets its own copy, not "protected in an earlier session"
+        # copies this run wrote or showed: a later photo with the same bytes (a duplicate
+        # from another folder) gets its own copy, not "protected in an earlier session"
+        # with the first one's
         self._made: list[Path] = []
 
     def cancel(self) -> None:
@@ -273,6 +274,7 @@ class ProtectWorker(QObject):
             earlier = earlier_copy(job.src, job.out_dir, settings, self._also_done,
                                    skip=self._made)
             if earlier is not None:  # protected in an earlier session, with these settings
+                self._made.append(earlier)  # a photo with the same bytes: not this copy
                 emit(self.protected, job.index, Outcome(
                     job.src, earlier, None, ALREADY_PROTECTED, self.config, stamp,
                     recorded_verdict(earlier, job.out_dir)))
