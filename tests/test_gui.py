@@ -1787,7 +1787,8 @@ class TestReviewFixes:
             assert wait_until(lambda: window._walks_pending == 0, 10)
             QApplication.processEvents()
             assert not window.rows, item
-            assert "protected copies" in window.statusBar().currentMessage()
+            message = window.statusBar().currentMessage()
+            assert "protected cop" in message, message
         # the Save-to folder dropped by itself gives the photos kept there (c.png is no
         # copy: the app recorded none there); chosen one by one, photos are taken wherever
         # they are (a folder of one's own called "protected")

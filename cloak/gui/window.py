@@ -272,7 +272,8 @@ class MainWindow(QMainWindow):
 
     def _build(self) -> None:
         # a message longer than the window is wide is cut: hovering shows all of it
-        self.statusBar().messageChanged.connect(self.statusBar().setToolTip)
+        status_bar = self.statusBar()
+        status_bar.messageChanged.connect(lambda message: status_bar.setToolTip(message))
         self.drop_zone = DropZone()
         self.drop_zone.photos_dropped.connect(self.add_paths)
         self.drop_zone.clicked.connect(self.pick_photos)
