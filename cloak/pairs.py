@@ -7,7 +7,8 @@ given alone to protected/a.jpg. So a copy at PROTECTED/REL is paired with ORIGIN
 or, where REL starts with the originals folder's own name, with ORIGINALS/REST: the copy
 of a photo in the folder that was given. A copy whose format changed (a format cloak can't
 write back: GIF -> PNG, MPO or HEIC -> JPEG) is paired with the one photo there that cloak
-writes under the copy's name. A folder inside one that was given pairs with its part of
+writes under the copy's name, or else with the one photo of its name stem there (a copy
+re-saved in another format since). A folder inside one that was given pairs with its part of
 the mirror (`cloak verify holiday/beach protected/`). A copy still without an
 original (its original renamed or moved within ORIGINALS since) is paired by the record
 cloak protect keeps in PROTECTED (batch.Manifest): the original's size and sha256.
@@ -87,10 +88,12 @@ def find_original(originals: Path, name: PurePosixPath, own_name_first: bool = T
                         listings[folder][Path(entry.name).stem].append(Path(entry.path))
             except OSError:
                 pass
-        same_stem = [p for p in listings[folder].get(rel.stem, ())
-                     if writes_as(p, rel.name) and os.path.isfile(p)]
+        photos = [p for p in listings[folder].get(rel.stem, ()) if os.path.isfile(p)]
+        same_stem = [p for p in photos if writes_as(p, rel.name)]
         if len(same_stem) == 1:
             return same_stem[0]
+        if len(photos) == 1:  # the copy re-saved in another format since (a PNG as JPEG)
+            return photos[0]
     return None
 
 

@@ -56,21 +56,21 @@ def touch(path: Path) -> Path:
 
 def test_a_folder_given_to_protect_is_paired_below_its_own_name(tmp_path):
     """protect holiday/ --out protected/ writes protected/holiday/...: the copies pair
-    with holiday/..., a GIF with its copy written as PNG; a copy with no original is
-    listed with None, not paired with a photo of its stem cloak would not write under its
-    name (a TIFF is written as TIFF); hidden files and non-photos are not copies."""
+    with holiday/..., a GIF with its copy written as PNG, a TIFF whose copy was re-saved
+    as JPEG since with the one photo of its stem; a copy with no original is listed with
+    None; hidden files and non-photos are not copies."""
     holiday = tmp_path / "holiday"
     a, b, c = (touch(holiday / "a.jpg"), touch(holiday / "beach" / "b.png"),
                touch(holiday / "c.gif"))
-    touch(holiday / "z.tif")
+    z = touch(holiday / "z.tif")
     out = tmp_path / "protected"
     for name in ("holiday/a.jpg", "holiday/beach/b.png", "holiday/c.png", "holiday/z.jpg",
-                 "holiday/.hidden.jpg", "holiday/notes.txt"):
+                 "holiday/y.jpg", "holiday/.hidden.jpg", "holiday/notes.txt"):
         touch(out / name)
     pairs = pair_folders(holiday, out)
     assert [(p.name, p.original) for p in pairs] == [
         ("holiday/a.jpg", a), ("holiday/beach/b.png", b), ("holiday/c.png", c),
-        ("holiday/z.jpg", None)]
+        ("holiday/y.jpg", None), ("holiday/z.jpg", z)]
     assert pairs[0].copy == out / "holiday" / "a.jpg"
 
 
@@ -515,3 +515,15 @@ def test_folders_given_the_wrong_way_round_get_a_note(tmp_path, small_photo, mod
     assert result.exit_code == 0, result.output
     assert result.stderr.count("the order is the folder of ORIGINALS, then PROTECTED; were "
                                "they swapped?") == 2
+
+
+def test_a_copy_re_saved_in_another_format_pairs_with_the_one_photo_of_its_stem(tmp_path):
+    """dl/d01.jpg (a PNG's copy saved as JPEG by hand, or by a download) pairs with
+    orig/d01.png; with two photos of that stem there it pairs with none (which one?)."""
+    d01 = touch(tmp_path / "orig" / "d01.png")
+    touch(tmp_path / "orig" / "d02.png")
+    touch(tmp_path / "orig" / "d02.webp")
+    touch(tmp_path / "dl" / "d01.jpg")
+    touch(tmp_path / "dl" / "d02.jpg")
+    assert [(p.name, p.original) for p in pair_folders(tmp_path / "orig", tmp_path / "dl")] == [
+        ("d01.jpg", d01), ("d02.jpg", None)]
