@@ -774,6 +774,7 @@ def verify(
     from PIL import Image
 
     from cloak import io
+    from cloak.compression import compression_floor, jpeg_settings
     from cloak.errors import UnsupportedImageError, is_out_of_memory
     from cloak.models import ALL_MODEL_NAMES
     from cloak.verify import (
@@ -883,11 +884,20 @@ def verify(
                         same = ("the copy has the same pixels as the original: it carries no "
                                 "protection (protect the photo first: cloak protect)")
                         colour_note = "; ".join(n for n in (colour_note, same) if n)
+                    cache: dict = {}  # the original's side, for the compression floor too
                     with measuring_bar("measuring") as progress:
                         v = verify_images(original, copy, channels=measured, models=names,
                                           model_dir=md, device=device, progress=progress,
-                                          at_1024=True)
-                    v.note = "; ".join(n for n in (colour_note, v.note) if n) or None
+                                          at_1024=True, clean_cache=cache)
+                    floor, floor_note = None, None
+                    settings = jpeg_settings(protected)
+                    if settings is not None and settings.lossier_than_cloak:
+                        with measuring_bar("measuring the compression alone"):
+                            floor = compression_floor(original, copy, settings, names, md,
+                                                      device, cache, at_1024=True)
+                        floor_note = floor.note()
+                    v.note = "; ".join(n for n in (colour_note, v.note, floor_note)
+                                       if n) or None
                     if v.note:
                         typer.secho(f"note: {printable(v.note)}", fg=typer.colors.YELLOW,
                                     err=True)
@@ -919,7 +929,9 @@ def verify(
                     # not "protected": with one photo that key is the receipt's yes or no
                     result = {"kind": "comparison", "original": str(photo),
                               "protected_copy": str(protected), "models": list(names),
-                              **v.to_dict(), "cloak_version": __version__}
+                              **v.to_dict(),
+                              "compression_floor": floor.to_dict() if floor else None,
+                              "cloak_version": __version__}
         except typer.Exit:  # a fail() within (click's Exit is a RuntimeError): said already
             raise
         except CloakError as exc:

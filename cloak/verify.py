@@ -491,14 +491,19 @@ def verify_images(original: Image.Image, protected: Image.Image,
     if large:
         if progress:
             progress(1.0, f"as-is at {LARGE_EDIT_SIZE} px")
-        xs = metrics.resize_long(_tensor(original), LARGE_EDIT_SIZE).to(dev)
+        key = (LARGE_EDIT_SIZE, str(dev), uses_bf16(dev), model_dir, original.size,
+               fingerprint)
+        if key not in cache:
+            cache[key] = metrics.resize_long(_tensor(original), LARGE_EDIT_SIZE).to(dev), {}
+        xs, references_1024 = cache[key]
         xas = metrics.resize_long(_tensor(protected), LARGE_EDIT_SIZE).to(dev)
         with autocast(dev):
             for n in large:
                 if should_stop is not None and should_stop():
                     raise Cancelled("cancelled")
-                d, _ = metrics.damage_and_shift(nets[n], xs, metrics.clean_reference(
-                    nets[n], xs), xas)
+                if n not in references_1024:
+                    references_1024[n] = metrics.clean_reference(nets[n], xs)
+                d, _ = metrics.damage_and_shift(nets[n], xs, references_1024[n], xas)
                 result.damage_at_1024[n] = round(d, 3)
     return result
 

@@ -1,0 +1,153 @@
+"""How much of a JPEG copy's measured damage its own compression accounts for.
+
+`cloak verify ORIGINAL COPY` measures what the copy does to the autoencoders against what
+the original does. A copy re-saved as a lossy JPEG (by hand, an app, or a platform it was
+downloaded back from) carries compression as well as protection, and at low quality the
+compression alone measures as damage: the original saved at quality 70, unprotected,
+measures up to 2.9 dB on taef2 at 1024 px (README "cloak verify"). So for a JPEG copy
+saved lossier than cloak saves its own (quality 95, 4:4:4 chroma), the original is saved
+with the copy's own quantisation tables and chroma subsampling and measured the same way:
+the floor that compression alone reaches.
+"""
+
+from __future__ import annotations
+
+import functools
+import io as _io
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from PIL import Image, JpegImagePlugin
+
+from .io import decode_own_bytes
+from .report import VERDICTS, shown_db
+
+# cloak writes JPEG at quality 95 with 4:4:4 chroma (io.JPEG_QUALITY): a copy saved at
+# this quality or above, unsubsampled, is taken as saved no lossier than that (dev photos
+# d01, d04 and d17 saved at 95, 4:4:4, measured at most 0.3 dB on any model, even at
+# 1024 px).
+LOSSLESS_ENOUGH_QUALITY = 90
+# the floor is worth a note where it reaches the weakest verdict's threshold ("weak")
+FLOOR_NOTE_DB = min(threshold for _, threshold in VERDICTS)
+SUBSAMPLING_NAMES = {0: "4:4:4", 1: "4:2:2", 2: "4:2:0"}
+
+
+@dataclass(frozen=True)
+class JpegSettings:
+    """How a JPEG file was saved: its quantisation tables (Pillow's `quantization`), its
+    chroma subsampling (0 = 4:4:4, 1 = 4:2:2, 2 = 4:2:0, -1 = other) and the libjpeg
+    quality whose luma table is nearest its own (an estimate for tables a camera or a
+    platform made)."""
+
+    qtables: dict[int, list[int]]
+    subsampling: int
+    quality: int
+
+    @property
+    def lossier_than_cloak(self) -> bool:
+        return self.quality < LOSSLESS_ENOUGH_QUALITY or self.subsampling != 0
+
+    def describe(self) -> str:
+        chroma = SUBSAMPLING_NAMES.get(self.subsampling)
+        return f"about quality {self.quality}" + (f", {chroma} chroma" if chroma else "")
+
+
+@functools.lru_cache(maxsize=1)
+def _libjpeg_luma_tables() -> dict[int, list[int]]:
+    """Pillow's luma quantisation table at each quality 1..100 (in the order Pillow reads
+    tables back, so a file's table compares entry by entry)."""
+    tables = {}
+    for quality in range(1, 101):
+        buf = _io.BytesIO()
+        Image.new("L", (8, 8)).save(buf, "JPEG", quality=quality)
+        buf.seek(0)
+        tables[quality] = list(Image.open(buf).quantization[0])
+    return tables
+
+
+def estimate_quality(luma_table: Sequence[int]) -> int:
+    """The libjpeg quality (1..100) whose luma table is nearest `luma_table` (64 steps)."""
+    tables = _libjpeg_luma_tables()
+    return min(tables, key=lambda q: (sum(abs(a - b) for a, b in zip(tables[q], luma_table)),
+                                      -q))
+
+
+def jpeg_settings(path: str | os.PathLike[str]) -> JpegSettings | None:
+    """How the JPEG at `path` was saved; None for another format (or a file Pillow can't
+    open: the comparison that reads it says why)."""
+    try:
+        with Image.open(path) as img:
+            if not isinstance(img, JpegImagePlugin.JpegImageFile) or not img.quantization:
+                return None
+            qtables = {k: list(v) for k, v in img.quantization.items()}
+            subsampling = JpegImagePlugin.get_sampling(img)
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
+    return JpegSettings(qtables, subsampling, estimate_quality(qtables[0]))
+
+
+def saved_like(img: Image.Image, settings: JpegSettings) -> Image.Image:
+    """`img` (RGB; anything else is converted) saved with `settings`' tables and chroma
+    subsampling, and decoded: RGB, the same size."""
+    buf = _io.BytesIO()
+    options = {"qtables": settings.qtables}
+    if settings.subsampling in SUBSAMPLING_NAMES:
+        options["subsampling"] = settings.subsampling
+    img.convert("RGB").save(buf, "JPEG", **options)
+    buf.seek(0)
+    return decode_own_bytes(buf).convert("RGB")
+
+
+@dataclass
+class CompressionFloor:
+    """What the original measures saved like the copy, unprotected: damage (dB) as is at
+    512 px per model, and at 1024 px for the SDXL/FLUX stand-ins where measured."""
+
+    settings: JpegSettings
+    damage_db: dict[str, float]
+    damage_at_1024: dict[str, float]
+
+    @property
+    def highest_db(self) -> float:
+        return max([*self.damage_db.values(), *self.damage_at_1024.values()])
+
+    def note(self) -> str | None:
+        """A sentence for the report where compression alone reaches a verdict; else None."""
+        if self.highest_db < FLOOR_NOTE_DB:
+            return None
+        worst = max(self.damage_db, key=self.damage_db.get)
+        parts = [f"{worst} {shown_db(self.damage_db[worst])} dB as is"]
+        if self.damage_at_1024:
+            worst_1024 = max(self.damage_at_1024, key=self.damage_at_1024.get)
+            parts.append(f"{worst_1024} {shown_db(self.damage_at_1024[worst_1024])} dB at "
+                         "1024 px")
+        return (f"this copy is a JPEG saved at {self.settings.describe()}; the original "
+                f"saved that way, unprotected, already measures {' and '.join(parts)}: that "
+                "much of these figures is compression, not protection (compare cloak's own "
+                "copy for what protection carries)")
+
+    def to_dict(self) -> dict:
+        return {"jpeg_quality": self.settings.quality,
+                "subsampling": SUBSAMPLING_NAMES.get(self.settings.subsampling, "other"),
+                "damage_db": self.damage_db, "damage_at_1024": self.damage_at_1024}
+
+
+def compression_floor(original: Image.Image, copy: Image.Image, settings: JpegSettings,
+                      models: Sequence[str], model_dir: str | None = None,
+                      device: str | None = None, clean_cache: dict | None = None,
+                      at_1024: bool = False) -> CompressionFloor:
+    """Measure `original` (upright RGB or RGBA) saved like `copy` (the JPEG copy as read,
+    `settings` its file's) against itself, as verify_images measures the copy: matched to
+    the copy's size and crop first, transparency flattened onto white. `clean_cache`: the
+    dict the copy's own verify_images call used, so the original's side is not measured
+    twice."""
+    from .verify import flatten, match_copy, verify_images
+
+    matched, _ = match_copy(original, copy)
+    resaved = saved_like(flatten(matched), settings)
+    measured = verify_images(original, resaved, channels=("as-is",), models=models,
+                             model_dir=model_dir, device=device, clean_cache=clean_cache,
+                             figures=False, at_1024=at_1024)
+    return CompressionFloor(settings, dict(measured.as_is.damage_db),
+                            dict(measured.damage_at_1024))

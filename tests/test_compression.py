@@ -1,0 +1,119 @@
+"""cloak.compression: how much of a JPEG copy's measured damage its own compression
+accounts for (the floor `cloak verify` notes), on real weights and a real photo."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+import cli
+from cloak.compression import (
+    FLOOR_NOTE_DB,
+    compression_floor,
+    estimate_quality,
+    jpeg_settings,
+    saved_like,
+)
+from cloak.verify import verify_images
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli.app, [str(a) for a in args])
+
+
+@pytest.mark.parametrize("quality", [10, 50, 70, 85, 95])
+@pytest.mark.parametrize("subsampling", [0, 2])
+def test_a_jpeg_s_quality_and_chroma_are_read_back(tmp_path, small_photo, quality,
+                                                    subsampling):
+    path = tmp_path / "c.jpg"
+    Image.open(small_photo(tmp_path / "p.png")).save(path, quality=quality,
+                                                     subsampling=subsampling)
+    settings = jpeg_settings(path)
+    assert (settings.quality, settings.subsampling) == (quality, subsampling)
+    # cloak's own JPEG (95, 4:4:4) is the only one here not lossier than cloak's
+    assert settings.lossier_than_cloak == (quality < 95 or subsampling != 0)
+
+
+def test_other_formats_and_unreadable_files_have_no_jpeg_settings(tmp_path, small_photo):
+    assert jpeg_settings(small_photo(tmp_path / "p.png")) is None
+    assert jpeg_settings(small_photo(tmp_path / "p.webp")) is None
+    (tmp_path / "bad.jpg").write_bytes(b"not a jpeg")
+    assert jpeg_settings(tmp_path / "bad.jpg") is None
+    assert jpeg_settings(tmp_path / "missing.jpg") is None
+
+
+def test_a_table_between_two_qualities_takes_the_nearest(tmp_path, small_photo):
+    path = tmp_path / "c.jpg"
+    Image.open(small_photo(tmp_path / "p.png")).save(path, quality=60)
+    table = jpeg_settings(path).qtables[0]
+    assert estimate_quality([v + 1 for v in table]) in (58, 59)  # coarser: lower quality
+
+
+def test_saving_like_a_copy_gives_the_copy_s_own_pixels(tmp_path, small_photo):
+    """The original saved with a JPEG copy's tables and subsampling is that copy, pixel
+    for pixel (same encoder): the floor measures exactly the compression."""
+    original = Image.open(small_photo(tmp_path / "p.png", size=(96, 64))).convert("RGB")
+    path = tmp_path / "c.jpg"
+    original.save(path, quality=40, subsampling=2)
+    resaved = saved_like(original, jpeg_settings(path))
+    assert resaved.size == original.size
+    assert resaved.tobytes() == Image.open(path).convert("RGB").tobytes()
+
+
+def test_the_floor_of_an_unprotected_copy_is_its_whole_damage(tmp_path, small_photo):
+    """An unprotected original saved at quality 40 measures as much damage as its own
+    floor (it is all compression), model by model, at 512 and 1024 px, and the floor is
+    noted; sharing the clean cache with the copy's measurement changes nothing."""
+    original = Image.open(small_photo(tmp_path / "p.png", size=(256, 256))).convert("RGB")
+    path = tmp_path / "c.jpg"
+    original.save(path, quality=40)
+    copy = Image.open(path).convert("RGB")
+    models = ("taesd", "taef2")
+    cache: dict = {}
+    measured = verify_images(original, copy, ("as-is",), models=models, at_1024=True,
+                             clean_cache=cache)
+    floor = compression_floor(original, copy, jpeg_settings(path), models, clean_cache=cache)
+    alone = compression_floor(original, copy, jpeg_settings(path), models)
+    assert floor.damage_db == measured.as_is.damage_db == alone.damage_db
+    assert floor.damage_at_1024 == {}  # asked at 512 only
+    at_1024 = compression_floor(original, copy, jpeg_settings(path), models,
+                                clean_cache=cache, at_1024=True)
+    assert at_1024.damage_at_1024 == measured.damage_at_1024
+    assert at_1024.highest_db >= FLOOR_NOTE_DB, at_1024  # quality 40 does reach a verdict
+    assert "quality 40, 4:2:0 chroma" in at_1024.note()
+    assert "compression, not protection" in at_1024.note()
+
+
+def test_verify_notes_the_floor_of_a_lossy_jpeg_copy_only(tmp_path, small_photo):
+    """cloak verify on an unprotected photo re-saved at quality 40 says how much of its
+    figures compression alone gives, and keeps the floor in --json; cloak's own JPEG
+    copy (quality 95, 4:4:4) is not measured twice."""
+    original = small_photo(tmp_path / "p.png", size=(256, 256))
+    lossy = tmp_path / "lossy.jpg"
+    Image.open(original).save(lossy, quality=40)
+    report = tmp_path / "r.json"
+    result = invoke("verify", original, lossy, "--models", "taef2", "--channels",
+                    "instagram", "--json", report)
+    assert result.exit_code == 0, result.output
+    assert "quality 40" in result.output and "compression, not protection" in result.output
+    data = json.loads(report.read_text())
+    floor = data["compression_floor"]
+    assert (floor["jpeg_quality"], floor["subsampling"]) == (40, "4:2:0")
+    as_is = next(c for c in data["channels"] if c["channel"] == "as-is")
+    assert floor["damage_db"] == as_is["damage_db"]
+    assert floor["damage_at_1024"] == data["damage_at_1024"]
+    assert "compression, not protection" in data["note"]
+
+    own = tmp_path / "protected" / "p.jpg"
+    Image.open(original).save(tmp_path / "p.jpg", quality=95)
+    made = invoke("protect", tmp_path / "p.jpg", "--out", own.parent, "--strength", "fast",
+                  "--steps", "1", "--models", "taesd", "--no-measure")
+    assert made.exit_code == 0, made.output
+    result = invoke("verify", tmp_path / "p.jpg", own, "--models", "taesd", "--channels",
+                    "instagram", "--json", report)
+    assert result.exit_code == 0, result.output
+    assert json.loads(report.read_text())["compression_floor"] is None
+    assert "compression" not in result.output
