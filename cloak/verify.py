@@ -719,6 +719,18 @@ def turned(original: Image.Image, protected: Image.Image) -> tuple[str, str] | N
     return None
 
 
+def looks_gray(img: Image.Image) -> bool:
+    """Whether `img` (any mode) is black and white: a gray mode, or colour channels
+    within 3/255 of one another everywhere (a gray photo saved as a colour JPEG keeps a
+    little chroma noise), judged at long side 256."""
+    if img.mode in ("1", "L", "LA", "I", "I;16", "F"):
+        return True
+    small = img.convert("RGB")
+    small.thumbnail((256, 256))
+    rgb = np.asarray(small, dtype=np.int16)
+    return int(np.abs(rgb - rgb.mean(axis=2, keepdims=True)).max()) <= 3
+
+
 def check_comparable(original: Image.Image, protected: Image.Image) -> float:
     """PSNR (dB) of the two at long side 64; UnsupportedImageError below COMPARABLE_DB,
     where `protected` is not a protected copy of `original` as it is, so every difference
@@ -736,6 +748,12 @@ def check_comparable(original: Image.Image, protected: Image.Image) -> float:
                 f"the copy looks like the original {how}: {advice} and compare again, or "
                 "verify the copy alone, as posted (cloak verify PROTECTED: the "
                 "no-reference receipt)")
+        if looks_gray(protected) and not looks_gray(original):
+            raise UnsupportedImageError(
+                "the copy is black and white and the original in colour: a copy with its "
+                "colour taken out is no longer the copy cloak made, and every difference "
+                "would count as damage; compare the colour copy (or verify this one alone, "
+                "cloak verify PROTECTED: the no-reference receipt)")
         raise UnsupportedImageError(
             f"the two photos differ far more than protection changes a photo (PSNR "
             f"{value:.1f} dB at 64 px; a protected copy stays above {COMPARABLE_DB:g}): "

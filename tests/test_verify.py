@@ -292,6 +292,18 @@ class TestVerdicts:
                 verify_images(photo, copy, channels=("as-is",), models=("taesd",))
 
 
+    def test_a_black_and_white_copy_of_a_colour_photo_is_named_so(self, photo):
+        from cloak import UnsupportedImageError
+        from cloak.verify import looks_gray
+
+        gray = photo.convert("L")
+        for copy in (gray, gray.convert("RGB"), Image.open(_jpeg(gray.convert("RGB"), 90))):
+            assert looks_gray(copy)
+            with pytest.raises(UnsupportedImageError, match="copy is black and white"):
+                verify_images(photo, copy, channels=("as-is",), models=("taesd",))
+        assert not looks_gray(photo)
+
+
 class TestChannels:
     @pytest.mark.parametrize("channel", ["as-is", *SOCIAL_PRESETS, "jpeg50", "down-up",
                                          "blur"])
