@@ -1017,6 +1017,8 @@ def receipt_folder(folder: Path, model_dir: str | None, device: str | None,
                 receipt = receipt_image(image, model_dir, device)
             except (CloakError, OSError, MemoryError, RuntimeError) as exc:
                 why = item_failure(exc, "not enough memory to read it")
+                for said in (f"{path}: ", f"can't read {path}: "):  # named on the line already
+                    why = why[len(said):] if why.startswith(said) else why
                 typer.secho(f"{printable(name)}: not read: {printable(why)}",
                             fg=typer.colors.RED, err=True)
                 rows.append({"name": name, "photo": str(path), "protected": None,
