@@ -1018,7 +1018,7 @@ def receipt_folder(folder: Path, model_dir: str | None, device: str | None,
             except (CloakError, OSError, MemoryError, RuntimeError) as exc:
                 why = item_failure(exc, "not enough memory to read it")
                 for said in (f"{path}: ", f"can't read {path}: "):  # named on the line already
-                    why = why[len(said):] if why.startswith(said) else why
+                    why = why.removeprefix(said)
                 typer.secho(f"{printable(name)}: not read: {printable(why)}",
                             fg=typer.colors.RED, err=True)
                 rows.append({"name": name, "photo": str(path), "protected": None,

@@ -33,24 +33,35 @@ FLOOR_NOTE_DB = min(threshold for _, threshold in VERDICTS)
 SUBSAMPLING_NAMES = {0: "4:4:4", 1: "4:2:2", 2: "4:2:0"}
 
 
+# EXIF orientation -> the turn that shows the stored pixels upright (as cloak reads them)
+UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+           4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+           6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+           8: Image.Transpose.ROTATE_90}
+# ...and the turn back to the stored layout (each is its own inverse but the quarter turns)
+STORED = {**UPRIGHT, 6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270}
+
+
 @dataclass(frozen=True)
 class JpegSettings:
-    """How a JPEG file was saved: its quantisation tables (Pillow's `quantization`), its
-    chroma subsampling (0 = 4:4:4, 1 = 4:2:2, 2 = 4:2:0, -1 = other) and the libjpeg
-    quality whose luma table is nearest its own (an estimate for tables a camera or a
-    platform made)."""
+    """How a JPEG file was saved: its quantisation tables (luma first, then chroma's for a
+    colour file), its chroma subsampling (0 = 4:4:4, 1 = 4:2:2, 2 = 4:2:0; None for a gray
+    file), its EXIF orientation (1 = stored upright) and the libjpeg quality whose luma
+    table is nearest its own (an estimate for tables a camera or a platform made)."""
 
-    qtables: dict[int, list[int]]
-    subsampling: int
+    qtables: list[list[int]]
+    subsampling: int | None
     quality: int
+    orientation: int = 1
 
     @property
     def lossier_than_cloak(self) -> bool:
-        return self.quality < LOSSLESS_ENOUGH_QUALITY or self.subsampling != 0
+        return self.quality < LOSSLESS_ENOUGH_QUALITY or self.subsampling not in (None, 0)
 
     def describe(self) -> str:
         chroma = SUBSAMPLING_NAMES.get(self.subsampling)
-        return f"about quality {self.quality}" + (f", {chroma} chroma" if chroma else "")
+        return f"about quality {self.quality}" + (f", {chroma} chroma" if chroma else
+                                                 ", in gray" if self.subsampling is None else "")
 
 
 @functools.lru_cache(maxsize=1)
@@ -74,29 +85,51 @@ def estimate_quality(luma_table: Sequence[int]) -> int:
 
 
 def jpeg_settings(path: str | os.PathLike[str]) -> JpegSettings | None:
-    """How the JPEG at `path` was saved; None for another format (or a file Pillow can't
-    open: the comparison that reads it says why)."""
+    """How the JPEG at `path` was saved; None for another format, a JPEG whose saving
+    Pillow can't repeat (CMYK, two chroma tables, uncommon subsampling), or a file Pillow
+    can't open (the comparison that reads it says why)."""
     try:
         with Image.open(path) as img:
             if not isinstance(img, JpegImagePlugin.JpegImageFile) or not img.quantization:
                 return None
-            qtables = {k: list(v) for k, v in img.quantization.items()}
-            subsampling = JpegImagePlugin.get_sampling(img)
-    except (OSError, ValueError, Image.DecompressionBombError):
+            # each component's (id, horizontal, vertical sampling, table id)
+            components = list(img.layer)
+            tables = {k: list(v) for k, v in img.quantization.items()}
+            used = [c[3] for c in components]
+            if len(components) not in (1, 3) or any(t not in tables for t in used):
+                return None
+            if len(components) == 3 and used[1] != used[2]:
+                return None
+            subsampling = (JpegImagePlugin.get_sampling(img) if len(components) == 3
+                           else None)
+            orientation = img.getexif().get(0x0112, 1)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return None
-    return JpegSettings(qtables, subsampling, estimate_quality(qtables[0]))
+    if subsampling == -1:
+        return None
+    qtables = [tables[used[0]]] + ([tables[used[1]]] if len(components) == 3 else [])
+    return JpegSettings(qtables, subsampling, estimate_quality(qtables[0]),
+                        orientation if orientation in UPRIGHT else 1)
 
 
 def saved_like(img: Image.Image, settings: JpegSettings) -> Image.Image:
-    """`img` (RGB; anything else is converted) saved with `settings`' tables and chroma
-    subsampling, and decoded: RGB, the same size."""
+    """`img` (upright RGB; anything else is converted) saved as `settings` say (its tables,
+    chroma subsampling, gray or colour, in the file's stored orientation, so the 8 px
+    blocks and the subsampled direction fall where the file's do) and decoded upright:
+    RGB, the same size."""
     buf = _io.BytesIO()
+    stored = img.convert("L" if settings.subsampling is None else "RGB")
+    if settings.orientation in STORED:
+        stored = stored.transpose(STORED[settings.orientation])
     options = {"qtables": settings.qtables}
-    if settings.subsampling in SUBSAMPLING_NAMES:
+    if settings.subsampling is not None:
         options["subsampling"] = settings.subsampling
-    img.convert("RGB").save(buf, "JPEG", **options)
+    stored.save(buf, "JPEG", **options)
     buf.seek(0)
-    return decode_own_bytes(buf).convert("RGB")
+    decoded = decode_own_bytes(buf).convert("RGB")
+    if settings.orientation in UPRIGHT:
+        decoded = decoded.transpose(UPRIGHT[settings.orientation])
+    return decoded
 
 
 @dataclass
@@ -129,7 +162,7 @@ class CompressionFloor:
 
     def to_dict(self) -> dict:
         return {"jpeg_quality": self.settings.quality,
-                "subsampling": SUBSAMPLING_NAMES.get(self.settings.subsampling, "other"),
+                "subsampling": SUBSAMPLING_NAMES.get(self.settings.subsampling, "gray"),
                 "damage_db": self.damage_db, "damage_at_1024": self.damage_at_1024}
 
 
@@ -139,13 +172,17 @@ def compression_floor(original: Image.Image, copy: Image.Image, settings: JpegSe
                       at_1024: bool = False) -> CompressionFloor:
     """Measure `original` (upright RGB or RGBA) saved like `copy` (the JPEG copy as read,
     `settings` its file's) against itself, as verify_images measures the copy: matched to
-    the copy's size and crop first, transparency flattened onto white. `clean_cache`: the
+    the copy's size and crop first, a transparent original flattened the way verify pairs
+    it with the copy (verify.pair_transparency). `clean_cache`: the
     dict the copy's own verify_images call used, so the original's side is not measured
     twice."""
-    from .verify import flatten, match_copy, verify_images
+    from .verify import match_copy, pair_transparency, verify_images
 
     matched, _ = match_copy(original, copy)
-    resaved = saved_like(flatten(matched), settings)
+    # a transparent original flattened the way verify pairs it with this copy (onto
+    # white, onto black, or its alpha dropped)
+    matched, _, _ = pair_transparency(matched, copy)
+    resaved = saved_like(matched.convert("RGB"), settings)
     measured = verify_images(original, resaved, channels=("as-is",), models=models,
                              model_dir=model_dir, device=device, clean_cache=clean_cache,
                              figures=False, at_1024=at_1024)

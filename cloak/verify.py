@@ -736,9 +736,16 @@ def check_comparable(original: Image.Image, protected: Image.Image) -> float:
     where `protected` is not a protected copy of `original` as it is, so every difference
     would count as damage: one saying so for a copy turned 180 degrees or mirrored (or,
     when square, turned by a quarter; see turned), else one for an edit or another
-    photo."""
+    photo. A black and white copy of a colour original is refused at any PSNR (a photo
+    with little colour loses little of it), saying so."""
     from .errors import UnsupportedImageError
 
+    if looks_gray(protected) and not looks_gray(original):  # even with little colour lost
+        raise UnsupportedImageError(
+            "the copy is black and white and the original in colour: a copy with its "
+            "colour taken out is no longer the copy cloak made, and every difference "
+            "would count as damage; compare the colour copy (or verify this one alone, "
+            "cloak verify PROTECTED: the no-reference receipt)")
     value = coarse_psnr(original, protected)
     if value < COMPARABLE_DB:
         found = turned(original, protected)
@@ -748,12 +755,6 @@ def check_comparable(original: Image.Image, protected: Image.Image) -> float:
                 f"the copy looks like the original {how}: {advice} and compare again, or "
                 "verify the copy alone, as posted (cloak verify PROTECTED: the "
                 "no-reference receipt)")
-        if looks_gray(protected) and not looks_gray(original):
-            raise UnsupportedImageError(
-                "the copy is black and white and the original in colour: a copy with its "
-                "colour taken out is no longer the copy cloak made, and every difference "
-                "would count as damage; compare the colour copy (or verify this one alone, "
-                "cloak verify PROTECTED: the no-reference receipt)")
         raise UnsupportedImageError(
             f"the two photos differ far more than protection changes a photo (PSNR "
             f"{value:.1f} dB at 64 px; a protected copy stays above {COMPARABLE_DB:g}): "

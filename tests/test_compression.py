@@ -117,3 +117,83 @@ def test_verify_notes_the_floor_of_a_lossy_jpeg_copy_only(tmp_path, small_photo)
     assert result.exit_code == 0, result.output
     assert json.loads(report.read_text())["compression_floor"] is None
     assert "compression" not in result.output
+
+
+def test_gray_files_read_as_gray_and_cloak_s_own_gray_copy_is_not_lossier(tmp_path,
+                                                                           small_photo):
+    gray = Image.open(small_photo(tmp_path / "p.png")).convert("L")
+    for quality in (95, 60):
+        gray.save(tmp_path / "g.jpg", quality=quality)
+        settings = jpeg_settings(tmp_path / "g.jpg")
+        assert (settings.subsampling, settings.quality, len(settings.qtables)) == (
+            None, quality, 1)
+        assert settings.lossier_than_cloak == (quality == 60)
+        assert settings.describe() == f"about quality {quality}, in gray"
+        assert saved_like(gray, settings).tobytes() == \
+            Image.open(tmp_path / "g.jpg").convert("RGB").tobytes()
+
+
+def test_a_gray_jpeg_whose_table_is_not_number_0_is_read(tmp_path, small_photo):
+    """JPEG allows table ids 0-3; a gray file whose one table is id 1 (its frame header
+    naming it) decodes, and its table is taken from where the component points."""
+    gray = Image.open(small_photo(tmp_path / "p.png")).convert("L")
+    gray.save(tmp_path / "g.jpg", quality=70)
+    data = bytearray((tmp_path / "g.jpg").read_bytes())
+    dqt, sof = data.find(b"\xff\xdb"), data.find(b"\xff\xc0")
+    data[dqt + 4] = 1  # the table's id (low nibble of the byte after the length)
+    data[sof + 12] = 1  # the one component's table id
+    (tmp_path / "t1.jpg").write_bytes(bytes(data))
+    settings = jpeg_settings(tmp_path / "t1.jpg")
+    assert settings.quality == 70 and settings.subsampling is None
+
+
+def test_cmyk_jpegs_get_no_floor(tmp_path, small_photo):
+    Image.open(small_photo(tmp_path / "p.png")).convert("CMYK").save(tmp_path / "c.jpg",
+                                                                      quality=70)
+    assert jpeg_settings(tmp_path / "c.jpg") is None
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+@pytest.mark.parametrize("subsampling", [1, 2])
+def test_a_turned_copy_is_saved_like_the_file_in_its_stored_layout(tmp_path, small_photo,
+                                                                    orientation, subsampling):
+    """A copy stored turned with an EXIF orientation (a phone's) and 4:2:2 or 4:2:0
+    chroma: the upright original saved like it is that copy as read, pixel for pixel
+    (saved upright instead, the subsampling would run the other way and the blocks fall
+    elsewhere)."""
+    from cloak.io import load_photo
+    from cloak.verify import photo_image
+
+    original = Image.open(small_photo(tmp_path / "p.png", size=(100, 60))).convert("RGB")
+    stored = original.transpose({3: Image.Transpose.ROTATE_180,
+                                 6: Image.Transpose.ROTATE_90,
+                                 8: Image.Transpose.ROTATE_270}[orientation])
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / "c.jpg"
+    stored.save(path, quality=60, subsampling=subsampling, exif=exif)
+    copy = photo_image(load_photo(path)).convert("RGB")
+    assert copy.size == original.size
+    settings = jpeg_settings(path)
+    assert settings.orientation == orientation
+    assert saved_like(original, settings).tobytes() == copy.tobytes()
+
+
+@pytest.mark.parametrize("background", [(0, 0, 0), (255, 255, 255)])
+def test_a_transparent_original_is_flattened_as_verify_pairs_it(tmp_path, background,
+                                                                small_photo):
+    """A transparent PNG and its JPEG copy flattened onto black (or white): the floor is
+    the copy's own damage, the original flattened the way verify pairs them."""
+    rgb = Image.open(small_photo(tmp_path / "p.png", size=(256, 256))).convert("RGB")
+    original = rgb.copy()
+    alpha = Image.new("L", rgb.size, 255)
+    alpha.paste(0, (0, 0, 96, 256))
+    original.putalpha(alpha)
+    flat = Image.new("RGB", rgb.size, background)
+    flat.paste(rgb, mask=alpha)
+    path = tmp_path / "c.jpg"
+    flat.save(path, quality=50)
+    copy = Image.open(path).convert("RGB")
+    measured = verify_images(original, copy, ("as-is",), models=("taesd",))
+    floor = compression_floor(original, copy, jpeg_settings(path), ("taesd",))
+    assert floor.damage_db == measured.as_is.damage_db
