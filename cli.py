@@ -1138,6 +1138,7 @@ def measure_pairs(pairs, originals: Path, channels: tuple[str, ...], names: tupl
     """verify_folders' loop: each pair measured and said, its row appended to `rows` and
     its verdict counted in `counts` as it is done (so a Ctrl-C keeps the pairs done)."""
     from cloak import io
+    from cloak.compression import compression_floor, jpeg_settings
     from cloak.verify import in_one_colour_space, photo_image, verify_images
 
     for i, pair in enumerate(pairs, 1):
@@ -1154,13 +1155,19 @@ def measure_pairs(pairs, originals: Path, channels: tuple[str, ...], names: tupl
             original, copy, colour_note = in_one_colour_space(
                 photo_image(loaded[0]), photo_image(loaded[1]), loaded[0].icc_profile,
                 loaded[1].icc_profile)
+            cache: dict = {}  # the original's side, for the compression floor too
             with measuring_bar(f"{i}/{len(pairs)} {printable(pair.name)}") as progress:
                 v = verify_images(original, copy, channels=channels, models=names,
-                                  model_dir=model_dir, device=device, progress=progress)
+                                  model_dir=model_dir, device=device, progress=progress,
+                                  clean_cache=cache)
+                settings = jpeg_settings(pair.copy)
+                floor = (compression_floor(original, copy, settings, names, model_dir,
+                                           device, cache)
+                         if settings is not None and settings.lossier_than_cloak else None)
             swapped = swapped_note(v, pair.original, pair.copy,
                                    "the folder of ORIGINALS, then PROTECTED")
-            v.note = "; ".join(n for n in (pair.note, colour_note, v.note, swapped) if n
-                               ) or None
+            v.note = "; ".join(n for n in (pair.note, colour_note, v.note, swapped,
+                                           floor.note() if floor else None) if n) or None
         except (CloakError, OSError, MemoryError, RuntimeError) as exc:
             why = item_failure(exc, "not enough memory to compare them")
             row["error"] = why
@@ -1181,7 +1188,8 @@ def measure_pairs(pairs, originals: Path, channels: tuple[str, ...], names: tupl
         if v.note:  # named: see above
             typer.secho(f"  note on {printable(pair.name)}: {printable(v.note)}",
                         fg=typer.colors.YELLOW, err=True)
-        rows.append({**row, **v.to_dict()})
+        rows.append({**row, **v.to_dict(),
+                     "compression_floor": floor.to_dict() if floor else None})
 
 
 @app.command(short_help="Open the desktop drag-and-drop app.")

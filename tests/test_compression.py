@@ -197,3 +197,24 @@ def test_a_transparent_original_is_flattened_as_verify_pairs_it(tmp_path, backgr
     measured = verify_images(original, copy, ("as-is",), models=("taesd",))
     floor = compression_floor(original, copy, jpeg_settings(path), ("taesd",))
     assert floor.damage_db == measured.as_is.damage_db
+
+
+def test_the_folder_comparison_measures_each_lossy_copy_s_floor(tmp_path, small_photo):
+    """cloak verify ORIGINALS/ DOWNLOADED/: a copy re-saved as JPEG since (p.png's copy
+    p.jpg, paired by its stem) gets its floor at 512 px, in its row and its note; a copy
+    that is no JPEG gets none."""
+    original = small_photo(tmp_path / "orig" / "p.png", size=(256, 256))
+    small_photo(tmp_path / "orig" / "q.png", size=(256, 256), index=1)
+    (tmp_path / "dl").mkdir()
+    Image.open(original).save(tmp_path / "dl" / "p.jpg", quality=40)
+    Image.open(tmp_path / "orig" / "q.png").save(tmp_path / "dl" / "q.png")
+    report = tmp_path / "r.json"
+    result = invoke("verify", tmp_path / "orig", tmp_path / "dl", "--models", "taef2",
+                    "--channels", "instagram", "--json", report)
+    assert result.exit_code == 0, result.output
+    rows = {row["name"]: row for row in json.loads(report.read_text())["pairs"]}
+    floor = rows["p.jpg"]["compression_floor"]
+    as_is = next(c for c in rows["p.jpg"]["channels"] if c["channel"] == "as-is")
+    assert floor["jpeg_quality"] == 40 and floor["damage_at_1024"] == {}
+    assert floor["damage_db"] == as_is["damage_db"]
+    assert rows["q.png"]["compression_floor"] is None
