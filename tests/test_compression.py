@@ -71,7 +71,7 @@ def test_the_floor_of_an_unprotected_copy_is_its_whole_damage(tmp_path, small_ph
     path = tmp_path / "c.jpg"
     original.save(path, quality=40)
     copy = Image.open(path).convert("RGB")
-    models = ("taesd", "taef2")
+    models = ("taef2",)  # measured at 512 and 1024 px
     cache: dict = {}
     measured = verify_images(original, copy, ("as-is",), models=models, at_1024=True,
                              clean_cache=cache)
