@@ -751,7 +751,9 @@ def verify(
     down; naive: an editor's downscale without antialiasing).
     The verdict (strong >= 3 dB, moderate >= 1.5, weak >= 0.5, else none, on the weakest
     model) is taken on the worst channel. All of that is at 512 px (SD 1.x/2.x's editing
-    size); the SDXL and FLUX stand-ins are also measured at 1024 px, as the photo is.
+    size); the SDXL and FLUX stand-ins are also measured at 1024 px, as the photo is. A
+    copy re-saved as a lossy JPEG since (a download, an app) is also compared with the
+    original saved the same way: a note says so where compression alone reaches 0.5 dB.
 
     With PROTECTED alone: a no-reference receipt (protected or not), which also works on a
     copy downloaded back from a platform. It always uses taesd, the calibrated detector
