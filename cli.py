@@ -886,14 +886,15 @@ def verify(
                         same = ("the copy has the same pixels as the original: it carries no "
                                 "protection (protect the photo first: cloak protect)")
                         colour_note = "; ".join(n for n in (colour_note, same) if n)
-                    cache: dict = {}  # the original's side, for the compression floor too
+                    settings = jpeg_settings(protected)
+                    lossy = settings is not None and settings.lossier_than_cloak
+                    cache = {} if lossy else None  # the original's side, for the floor too
                     with measuring_bar("measuring") as progress:
                         v = verify_images(original, copy, channels=measured, models=names,
                                           model_dir=md, device=device, progress=progress,
                                           at_1024=True, clean_cache=cache)
                     floor, floor_note = None, None
-                    settings = jpeg_settings(protected)
-                    if settings is not None and settings.lossier_than_cloak:
+                    if lossy:
                         with measuring_bar("measuring the compression alone"):
                             floor = compression_floor(original, copy, settings, names, md,
                                                       device, cache, at_1024=True)
@@ -1157,15 +1158,15 @@ def measure_pairs(pairs, originals: Path, channels: tuple[str, ...], names: tupl
             original, copy, colour_note = in_one_colour_space(
                 photo_image(loaded[0]), photo_image(loaded[1]), loaded[0].icc_profile,
                 loaded[1].icc_profile)
-            cache: dict = {}  # the original's side, for the compression floor too
+            settings = jpeg_settings(pair.copy)
+            lossy = settings is not None and settings.lossier_than_cloak
+            cache = {} if lossy else None  # the original's side, for the floor too
             with measuring_bar(f"{i}/{len(pairs)} {printable(pair.name)}") as progress:
                 v = verify_images(original, copy, channels=channels, models=names,
                                   model_dir=model_dir, device=device, progress=progress,
                                   clean_cache=cache)
-                settings = jpeg_settings(pair.copy)
                 floor = (compression_floor(original, copy, settings, names, model_dir,
-                                           device, cache)
-                         if settings is not None and settings.lossier_than_cloak else None)
+                                           device, cache) if lossy else None)
             swapped = swapped_note(v, pair.original, pair.copy,
                                    "the folder of ORIGINALS, then PROTECTED")
             v.note = "; ".join(n for n in (pair.note, colour_note, v.note, swapped,

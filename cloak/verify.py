@@ -725,9 +725,10 @@ def looks_gray(img: Image.Image) -> bool:
     little chroma noise), judged at long side 256."""
     if img.mode in ("1", "L", "LA", "I", "I;16", "F"):
         return True
-    small = img.convert("RGB")
-    small.thumbnail((256, 256))
-    rgb = np.asarray(small, dtype=np.int16)
+    scale = min(1.0, 256 / max(img.size))
+    small = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
+                       Image.BOX)  # shrunk first: no full-size copy of a large photo
+    rgb = np.asarray(small.convert("RGB"), dtype=np.int16)
     return int(np.abs(rgb - rgb.mean(axis=2, keepdims=True)).max()) <= 3
 
 
