@@ -96,7 +96,7 @@ def test_verify_notes_the_floor_of_a_lossy_jpeg_copy_only(tmp_path, small_photo)
     Image.open(original).save(lossy, quality=40)
     report = tmp_path / "r.json"
     result = invoke("verify", original, lossy, "--models", "taef2", "--channels",
-                    "instagram", "--json", report)
+                    "as-is", "--json", report)
     assert result.exit_code == 0, result.output
     assert "quality 40" in result.output and "compression, not protection" in result.output
     data = json.loads(report.read_text())
@@ -113,7 +113,7 @@ def test_verify_notes_the_floor_of_a_lossy_jpeg_copy_only(tmp_path, small_photo)
                   "--steps", "1", "--models", "taesd", "--no-measure")
     assert made.exit_code == 0, made.output
     result = invoke("verify", tmp_path / "p.jpg", own, "--models", "taesd", "--channels",
-                    "instagram", "--json", report)
+                    "as-is", "--json", report)
     assert result.exit_code == 0, result.output
     assert json.loads(report.read_text())["compression_floor"] is None
     assert "compression" not in result.output
@@ -210,7 +210,7 @@ def test_the_folder_comparison_measures_each_lossy_copy_s_floor(tmp_path, small_
     Image.open(tmp_path / "orig" / "q.png").save(tmp_path / "dl" / "q.png")
     report = tmp_path / "r.json"
     result = invoke("verify", tmp_path / "orig", tmp_path / "dl", "--models", "taef2",
-                    "--channels", "instagram", "--json", report)
+                    "--channels", "as-is", "--json", report)
     assert result.exit_code == 0, result.output
     rows = {row["name"]: row for row in json.loads(report.read_text())["pairs"]}
     floor = rows["p.jpg"]["compression_floor"]
