@@ -848,9 +848,25 @@ PRESET_TUNING = frozenset({"working_size", "eot_share", "perceptual_weight", "fl
                            "contrast_ref", "step_start", "both_roundings", "naive_downscale"})
 
 
+# a recorded setting by the option that sets it, as a message names it
+SETTING_OPTIONS = {"strength": "--strength", "eps255": "--eps", "steps": "--steps",
+                   "models": "--models", "view_sizes": "--editor-sizes",
+                   "objective": "--objective", "robust": "--robust", "seed": "--seed",
+                   "mask": "--mask"}
+
+
+def _shown_setting(value) -> str:
+    """A recorded setting as typed: 8.0 as 8, a list as "a,b"."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
 def _settings_change(old: dict, new: dict) -> str:
     """What differs between the settings a copy was made with and this run's, in a few
-    words: "strength medium -> high", "the mask changed", "metadata options changed"
+    words: "--strength medium -> high", "the mask changed", "metadata options changed"
     (named only when not the default, so a key may be on one side only), in terms of the
     options (a preset's inner tuning is not named key by key)."""
     old = _seed_as_recorded_now(old, new)
@@ -873,7 +889,9 @@ def _settings_change(old: dict, new: dict) -> str:
             changed.append("face priority on" if new.get(key) else
                            "face priority off (no face detector)")
         else:
-            changed.append(f"{key} {old.get(key)} -> {new.get(key)}")
+            option = SETTING_OPTIONS.get(key, key)
+            changed.append(f"{option} {_shown_setting(old.get(key))} -> "
+                           f"{_shown_setting(new.get(key))}")
     if tuned and old.get("strength") == new.get("strength"):
         changed.append(f"the {new.get('strength')} preset as another cloak version tuned it")
     return ", ".join(changed[:3]) or "other settings"

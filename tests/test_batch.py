@@ -399,15 +399,18 @@ class TestRun:
         assert again(force=True).status == PROTECTED
         other = tiny_config.replace(steps=2)
         refused = again(other)
-        assert refused.status == FAILED and "other settings (steps 1 -> 2)" in refused.message
+        assert refused.status == FAILED and "other settings (--steps 1 -> 2)" in refused.message
         # another strength is named in the options' terms, not its preset's inner tuning
         fast, medium = (ProtectConfig(strength=s).fingerprint() for s in ("fast", "medium"))
-        assert batch._settings_change(fast, medium) == "strength fast -> medium, steps 4 -> 32"
+        assert batch._settings_change(fast, medium) == (
+            "--strength fast -> medium, --steps 4 -> 32")
+        # in the options' terms and as typed: --eps 8 -> 6, not eps255 8.0 -> 6.0
+        assert batch._settings_change(medium, {**medium, "eps255": 6.0}) == "--eps 8 -> 6"
         retuned = {**medium, "flat_floor": 0.3}  # the same strength, as another cloak made it
         assert batch._settings_change(retuned, medium) == (
             "the medium preset as another cloak version tuned it")
         wider = ProtectConfig(strength="medium", view_sizes=(512, 1024)).fingerprint()
-        assert batch._settings_change(medium, wider) == "view_sizes [512] -> [512, 1024]"
+        assert batch._settings_change(medium, wider) == "--editor-sizes 512 -> 512,1024"
         assert again(other, overwrite=True).status == PROTECTED
         assert again(other).status == SKIPPED
         # a setting recorded on one side only (a non-default metadata policy) is named
