@@ -1075,11 +1075,17 @@ def verify_folders(originals: Path, protected: Path, channels: tuple[str, ...],
     left_out: list[Path] = []  # photos in PROTECTED outside the copies of ORIGINALS
     pairs = pair_folders(originals, protected, unreadable, left_out)
     if not any(pair.original for pair in pairs):
+        from cloak.batch import MANIFEST_NAME
+
+        swapped = ((originals / MANIFEST_NAME).is_file()
+                   and not (protected / MANIFEST_NAME).is_file())
         raise CloakError(
             f"none of the {len(pairs)} photo(s) in {printable(str(protected))} has its "
             f"original in {printable(str(originals))} (by the same path, the path below the "
             "folder's own name, or the contents cloak's record keeps): give the folder "
-            "you protected, then cloak's")
+            "you protected, then cloak's"
+            + (f"; {printable(str(originals))} is the folder cloak protect wrote to, so "
+               "the two look swapped" if swapped else ""))
     fetch_weights(names, model_dir, device)
     rows: list[dict] = []
     counts: dict[str, int] = {}

@@ -516,6 +516,15 @@ def test_folders_given_the_wrong_way_round_get_a_note(tmp_path, small_photo, mod
     assert result.exit_code == 0, result.output
     assert result.stderr.count("the order is the folder of ORIGINALS, then PROTECTED; were "
                                "they swapped?") == 2
+    # the output folder itself first: no pair forms, and its record says which it is
+    result = invoke("verify", out, holiday, "--models", "taesd")
+    assert result.exit_code == 1
+    assert f"{out} is the folder cloak protect wrote to, so the two look swapped" in \
+        result.stderr
+    small_photo(tmp_path / "other" / "z.png")  # a folder without cloak's record
+    result = invoke("verify", tmp_path / "other", holiday, "--models", "taesd")
+    assert result.exit_code == 1 and "has its original in" in result.stderr
+    assert "look swapped" not in result.stderr
 
 
 def test_a_copy_re_saved_in_another_format_pairs_with_the_one_photo_of_its_stem(tmp_path):
