@@ -240,6 +240,56 @@ def pair_transparency(original: Image.Image, protected: Image.Image
         f"{how} to compare them, as the copy seems to be")
 
 
+# The ways a photo is commonly made black and white, each (name, RGB -> L matrix, or None
+# for the lightness (max + min) / 2, which is no matrix): Pillow's and JPEG's Rec. 601
+# luma, Rec. 709 luma (sRGB's primaries), the channels' average, and the lightness some
+# editors' "desaturate" takes.
+GRAY_WAYS = (("as Rec. 601 luma", (0.299, 0.587, 0.114, 0.0)),
+             ("as Rec. 709 luma", (0.2126, 0.7152, 0.0722, 0.0)),
+             ("as the channels' average", (1 / 3, 1 / 3, 1 / 3, 0.0)),
+             ("as lightness, (max + min) / 2", None))
+
+
+def made_gray(img: Image.Image, matrix: tuple[float, ...] | None) -> Image.Image:
+    """`img` (RGB or RGBA) black and white the GRAY_WAYS way `matrix` names, in the same
+    mode (three equal channels; the alpha kept)."""
+    from PIL import ImageChops
+
+    rgb = img.convert("RGB")
+    if matrix is not None:
+        gray = rgb.convert("L", matrix)
+    else:
+        r, g, b = rgb.split()
+        gray = ImageChops.add(ImageChops.lighter(ImageChops.lighter(r, g), b),
+                              ImageChops.darker(ImageChops.darker(r, g), b), scale=2.0)
+    out = Image.merge("RGB", (gray, gray, gray))
+    if img.mode == "RGBA":
+        out.putalpha(img.getchannel("A"))
+    return out
+
+
+def pair_gray(original: Image.Image, protected: Image.Image
+              ) -> tuple[Image.Image, str | None]:
+    """The original as verify compares it with `protected` (the same size; rgb_or_rgba):
+    made black and white the GRAY_WAYS way closest to the copy (PSNR on thumbnails) where
+    the copy is black and white and the original is not, with a note saying so; else
+    itself and None. What protection changed in the brightness survives a black and white
+    copy, and is measured; its colour part is gone."""
+    if not looks_gray(protected) or looks_gray(original):
+        return original, None
+    scale = min(1.0, TURN_CHECK_SIDE / max(original.size))
+    size = (max(1, round(original.width * scale)), max(1, round(original.height * scale)))
+    small, small_copy = (rgb_or_rgba(i).resize(size, Image.BOX).convert("RGB")
+                         for i in (original, protected))
+    copy_luma = _luma(small_copy)
+    how, matrix = max(GRAY_WAYS, key=lambda way: _psnr_luma(
+        _luma(made_gray(small, way[1])), copy_luma))
+    return made_gray(original, matrix), (
+        f"the copy is black and white: it was compared with the original made black and "
+        f"white the way that matches it best ({how}); protection's colour part is gone "
+        "from such a copy, its brightness part is what was measured")
+
+
 def photo_image(photo: Photo) -> Image.Image:
     """The 8-bit image verify compares for a loaded `cloak.io.Photo`: its upright colour
     as RGB, or RGBA with its alpha band (16-bit alpha rounded to 8 bits) when it has one,
@@ -433,7 +483,8 @@ def verify_images(original: Image.Image, protected: Image.Image,
     alpha_note = alpha_note or flat_note
     if alpha_note == TRANSPARENT_PAIR_NOTE and not any(c in SOCIAL_PRESETS for c in channels):
         alpha_note = None  # it is about the posting presets, and none is measured
-    note = "; ".join(n for n in (alpha_note, note) if n) or None
+    original, gray_note = pair_gray(original, protected)
+    note = "; ".join(n for n in (alpha_note, gray_note, note) if n) or None
     check_comparable(original, protected)
     dev = pick_device(device)
     nets = _models(models, model_dir, dev)
@@ -737,16 +788,10 @@ def check_comparable(original: Image.Image, protected: Image.Image) -> float:
     where `protected` is not a protected copy of `original` as it is, so every difference
     would count as damage: one saying so for a copy turned 180 degrees or mirrored (or,
     when square, turned by a quarter; see turned), else one for an edit or another
-    photo. A black and white copy of a colour original is refused at any PSNR (a photo
-    with little colour loses little of it), saying so."""
+    photo. (A black and white copy is compared with the original made black and white
+    first: pair_gray.)"""
     from .errors import UnsupportedImageError
 
-    if looks_gray(protected) and not looks_gray(original):  # even with little colour lost
-        raise UnsupportedImageError(
-            "the copy is black and white and the original in colour: a copy with its "
-            "colour taken out is no longer the copy cloak made, and every difference "
-            "would count as damage; compare the colour copy (or verify this one alone, "
-            "cloak verify PROTECTED: the no-reference receipt)")
     value = coarse_psnr(original, protected)
     if value < COMPARABLE_DB:
         found = turned(original, protected)

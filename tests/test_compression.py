@@ -218,3 +218,18 @@ def test_the_folder_comparison_measures_each_lossy_copy_s_floor(tmp_path, small_
     assert floor["jpeg_quality"] == 40 and floor["damage_at_1024"] == {}
     assert floor["damage_db"] == as_is["damage_db"]
     assert rows["q.png"]["compression_floor"] is None
+
+
+def test_a_black_and_white_jpeg_copy_s_floor_is_its_whole_damage(tmp_path, small_photo):
+    """An unprotected colour photo saved black and white at quality 40 (a gray JPEG):
+    the floor makes the original black and white as verify does, then saves it like
+    the copy, so it measures what the copy does."""
+    original = Image.open(small_photo(tmp_path / "p.png", size=(256, 256))).convert("RGB")
+    path = tmp_path / "g.jpg"
+    original.convert("L").save(path, quality=40)
+    copy = Image.open(path).convert("RGB")
+    measured = verify_images(original, copy, ("as-is",), models=("taesd",))
+    assert "black and white" in measured.note
+    floor = compression_floor(original, copy, jpeg_settings(path), ("taesd",))
+    assert floor.settings.subsampling is None
+    assert floor.damage_db == measured.as_is.damage_db

@@ -292,16 +292,30 @@ class TestVerdicts:
                 verify_images(photo, copy, channels=("as-is",), models=("taesd",))
 
 
-    def test_a_black_and_white_copy_of_a_colour_photo_is_named_so(self, photo):
-        from cloak import UnsupportedImageError
-        from cloak.verify import looks_gray
+    def test_a_black_and_white_copy_is_measured_against_the_original_made_so(self, photo):
+        """A black and white copy (by any of the common ways, stored gray, as RGB or as a
+        JPEG) is compared with the original made black and white the way that matches it,
+        said in the note: an unprotected one measures about nothing (the conversion is
+        not taken for damage), a protected one keeps its brightness part."""
+        from cloak.verify import GRAY_WAYS, looks_gray, made_gray
 
-        gray = photo.convert("L")
-        for copy in (gray, gray.convert("RGB"), Image.open(_jpeg(gray.convert("RGB"), 90))):
-            assert looks_gray(copy)
-            with pytest.raises(UnsupportedImageError, match="copy is black and white"):
-                verify_images(photo, copy, channels=("as-is",), models=("taesd",))
         assert not looks_gray(photo)
+        config = ProtectConfig(strength="fast", models=("taesd",), measure=False)
+        protected = protected_copy(photo, config)
+        for how, matrix in GRAY_WAYS:  # (3.2 to 3.5 dB here, 6.9 in colour)
+            gray = made_gray(protected, matrix)
+            assert looks_gray(gray)
+            v = verify_images(photo, gray, ("as-is",), models=("taesd",))
+            assert "the copy is black and white" in v.note and how in v.note, v.note
+            assert v.as_is.damage_db["taesd"] >= 1.5, (how, v.as_is.damage_db)
+        # the lightness, far from the lumas (compared with a luma, it is refused as
+        # another photo): unprotected, it measures nothing once matched
+        v = verify_images(photo, made_gray(photo, None), ("as-is",), models=("taesd",))
+        assert abs(v.as_is.damage_db["taesd"]) < 0.1, v.as_is.damage_db
+        luma = made_gray(protected, GRAY_WAYS[0][1])
+        for copy in (luma.convert("L"), Image.open(_jpeg(luma, 95))):
+            v = verify_images(photo, copy, ("as-is",), models=("taesd",))
+            assert "black and white" in v.note and v.as_is.damage_db["taesd"] >= 1.5
 
 
 class TestChannels:
