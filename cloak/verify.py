@@ -240,28 +240,30 @@ def pair_transparency(original: Image.Image, protected: Image.Image
         f"{how} to compare them, as the copy seems to be")
 
 
-# The ways a photo is commonly made black and white, each (name, RGB -> L matrix, or None
-# for the lightness (max + min) / 2, which is no matrix): Pillow's and JPEG's Rec. 601
-# luma, Rec. 709 luma (sRGB's primaries), the channels' average, and the lightness some
-# editors' "desaturate" takes.
-GRAY_WAYS = (("as Rec. 601 luma", (0.299, 0.587, 0.114, 0.0)),
-             ("as Rec. 709 luma", (0.2126, 0.7152, 0.0722, 0.0)),
-             ("as the channels' average", (1 / 3, 1 / 3, 1 / 3, 0.0)),
-             ("as lightness, (max + min) / 2", None))
+# The ways a photo is commonly made black and white, each (what the note says, its key
+# for made_gray): Rec. 601 luma (Pillow's convert("L"), JPEG's), Rec. 709 luma (sRGB's
+# primaries), the channels' average, and the lightness (max + min) / 2 that some editors'
+# "desaturate" takes.
+GRAY_WAYS = (("as Rec. 601 luma", "601"), ("as Rec. 709 luma", "709"),
+             ("as the channels' average", "average"),
+             ("as lightness, (max + min) / 2", "lightness"))
+_GRAY_MATRICES = {"709": (0.2126, 0.7152, 0.0722, 0.0), "average": (1 / 3, 1 / 3, 1 / 3, 0.0)}
 
 
-def made_gray(img: Image.Image, matrix: tuple[float, ...] | None) -> Image.Image:
-    """`img` (RGB or RGBA) black and white the GRAY_WAYS way `matrix` names, in the same
-    mode (three equal channels; the alpha kept)."""
+def made_gray(img: Image.Image, way: str) -> Image.Image:
+    """`img` (RGB or RGBA) black and white the GRAY_WAYS `way` ("601", "709", "average"
+    or "lightness"), in the same mode (three equal channels; the alpha kept)."""
     from PIL import ImageChops
 
     rgb = img.convert("RGB")
-    if matrix is not None:
-        gray = rgb.convert("L", matrix)
-    else:
+    if way == "601":
+        gray = rgb.convert("L")
+    elif way == "lightness":
         r, g, b = rgb.split()
         gray = ImageChops.add(ImageChops.lighter(ImageChops.lighter(r, g), b),
                               ImageChops.darker(ImageChops.darker(r, g), b), scale=2.0)
+    else:
+        gray = rgb.convert("L", _GRAY_MATRICES[way])
     out = Image.merge("RGB", (gray, gray, gray))
     if img.mode == "RGBA":
         out.putalpha(img.getchannel("A"))
@@ -282,9 +284,9 @@ def pair_gray(original: Image.Image, protected: Image.Image
     small, small_copy = (rgb_or_rgba(i).resize(size, Image.BOX).convert("RGB")
                          for i in (original, protected))
     copy_luma = _luma(small_copy)
-    how, matrix = max(GRAY_WAYS, key=lambda way: _psnr_luma(
-        _luma(made_gray(small, way[1])), copy_luma))
-    return made_gray(original, matrix), (
+    how, way = max(GRAY_WAYS, key=lambda named: _psnr_luma(
+        _luma(made_gray(small, named[1])), copy_luma))
+    return made_gray(original, way), (
         f"the copy is black and white: it was compared with the original made black and "
         f"white the way that matches it best ({how}); protection's colour part is gone "
         "from such a copy, its brightness part is what was measured")

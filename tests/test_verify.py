@@ -302,17 +302,17 @@ class TestVerdicts:
         assert not looks_gray(photo)
         config = ProtectConfig(strength="fast", models=("taesd",), measure=False)
         protected = protected_copy(photo, config)
-        for how, matrix in GRAY_WAYS:  # (3.2 to 3.5 dB here, 6.9 in colour)
-            gray = made_gray(protected, matrix)
+        for how, way in GRAY_WAYS:  # (3.2 to 3.5 dB here, 6.9 in colour)
+            gray = made_gray(protected, way)
             assert looks_gray(gray)
             v = verify_images(photo, gray, ("as-is",), models=("taesd",))
             assert "the copy is black and white" in v.note and how in v.note, v.note
             assert v.as_is.damage_db["taesd"] >= 1.5, (how, v.as_is.damage_db)
         # the lightness, far from the lumas (compared with a luma, it is refused as
         # another photo): unprotected, it measures nothing once matched
-        v = verify_images(photo, made_gray(photo, None), ("as-is",), models=("taesd",))
+        v = verify_images(photo, made_gray(photo, "lightness"), ("as-is",), models=("taesd",))
         assert abs(v.as_is.damage_db["taesd"]) < 0.1, v.as_is.damage_db
-        luma = made_gray(protected, GRAY_WAYS[0][1])
+        luma = made_gray(protected, "601")
         for copy in (luma.convert("L"), Image.open(_jpeg(luma, 95))):
             v = verify_images(photo, copy, ("as-is",), models=("taesd",))
             assert "black and white" in v.note and v.as_is.damage_db["taesd"] >= 1.5
