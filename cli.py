@@ -1191,9 +1191,12 @@ def measure_pairs(pairs, originals: Path, channels: tuple[str, ...], names: tupl
             continue
         counts[v.verdict] = counts.get(v.verdict, 0) + 1
         weakest = min(v.worst.damage_db, key=v.worst.damage_db.get)
-        say(f"{printable(pair.name)}: {v.verdict} (worst channel {v.worst.channel}: "
-            f"{weakest} {shown_db(v.worst.damage_db[weakest])} dB); as is: "
-            f"{v.verdict_as_is}; PSNR {v.psnr:.1f} dB")
+        # a copy renamed or re-saved since is named with its original, found otherwise
+        against = (f" (original {printable(os.path.relpath(pair.original, originals))})"
+                   if pair.original.name != pair.copy.name else "")
+        say(f"{printable(pair.name)}{against}: {v.verdict} (worst channel "
+            f"{v.worst.channel}: {weakest} {shown_db(v.worst.damage_db[weakest])} dB); "
+            f"as is: {v.verdict_as_is}; PSNR {v.psnr:.1f} dB")
         if v.note:  # named: see above
             typer.secho(f"  note on {printable(pair.name)}: {printable(v.note)}",
                         fg=typer.colors.YELLOW, err=True)
