@@ -202,7 +202,9 @@ def pair_by_record(pairs: list[Pair], originals: Path, entries: dict[str, dict],
     already paired (renamed or moved there since). Where there is none, a changed original
     stays, with a note. Only photos of a recorded size are hashed, each once. A record
     that no longer describes the copy (another size than cloak wrote: replaced since) or
-    that is not well formed is not used. `unreadable` (see photos_under) gets the folders
+    that is not well formed is not used. A copy with no original and no entry of its name
+    (renamed since) is looked up in the record by its own size and sha256. `unreadable`
+    (see photos_under) gets the folders
     under `originals` that could not be searched, where a copy is left without its
     original (once each)."""
     from .batch import matches_record
@@ -221,6 +223,25 @@ def pair_by_record(pairs: list[Pair], originals: Path, entries: dict[str, dict],
     originals_by_name = {pair.name: pair.original for pair in pairs}
     recorded = {pair.name: entry["src"] for pair in pairs
                 if _describes(entry := entries.get(pair.name) or {}, pair.copy)}
+    # a copy renamed since (IMG_1_insta.jpg) has no entry by its name: its own content does
+    by_copy_size: dict[int, list[dict]] = defaultdict(list)
+    for entry in entries.values():
+        dst = entry.get("dst") if isinstance(entry, dict) else None
+        if isinstance(dst, dict) and isinstance(dst.get("sha256"), str) and isinstance(
+                dst.get("size"), int):
+            by_copy_size[dst["size"]].append(entry)
+    for pair in pairs:
+        if pair.original is not None or pair.name in recorded:
+            continue
+        try:
+            size = os.stat(pair.copy).st_size
+        except OSError:
+            continue
+        entry = next((e for e in by_copy_size.get(size, ())
+                      if e["dst"]["sha256"] == content(pair.copy)
+                      and _describes(e, pair.copy)), None)
+        if entry is not None:
+            recorded[pair.name] = entry["src"]
     wanted = {name: ident for name, ident in recorded.items()
               if (original := originals_by_name[name]) is None
               or not matches_record(original, ident, sha256=content)}

@@ -252,6 +252,20 @@ def test_a_renamed_or_moved_original_pairs_by_cloak_s_record(tmp_path, small_pho
     assert "is not the file this copy was made from" in pairs[1].note
 
 
+def test_a_copy_renamed_since_pairs_by_its_own_content_in_the_record(tmp_path, small_photo,
+                                                                     model_dir):
+    """protected/holiday/a.png renamed a_insta.png before posting: cloak's record keeps
+    the copy's size and sha256 too, so it still finds its original; a renamed file of
+    other content does not."""
+    holiday, out = protected_pair_of_photos(tmp_path, small_photo, model_dir)
+    (out / "holiday" / "a.png").rename(out / "holiday" / "a_insta.png")
+    (out / "holiday" / "b.png").rename(out / "holiday" / "b_edit.png")
+    edited = out / "holiday" / "b_edit.png"
+    edited.write_bytes(edited.read_bytes() + b"appended")
+    assert [(p.name, p.original) for p in pair_folders(holiday, out)] == [
+        ("holiday/a_insta.png", holiday / "a.png"), ("holiday/b_edit.png", None)]
+
+
 def test_originals_whose_names_were_swapped_pair_by_content(tmp_path, small_photo, model_dir):
     holiday, out = protected_pair_of_photos(tmp_path, small_photo, model_dir)
     (holiday / "a.png").rename(holiday / "t.png")
