@@ -204,9 +204,8 @@ def pair_by_record(pairs: list[Pair], originals: Path, entries: dict[str, dict],
     that no longer describes the copy (another size than cloak wrote: replaced since) or
     that is not well formed is not used. A copy with no original and no entry of its name
     (renamed since) is looked up in the record by its own size and sha256. `unreadable`
-    (see photos_under) gets the folders
-    under `originals` that could not be searched, where a copy is left without its
-    original (once each)."""
+    (see photos_under) gets the folders under `originals` that could not be searched,
+    where a copy is left without its original (once each)."""
     from .batch import matches_record
     from .models.weights import sha256_of
 

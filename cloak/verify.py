@@ -207,6 +207,13 @@ TRANSPARENT_PAIR_NOTE = (
     "transparency, which an editor that drops it sees")
 
 
+def thumbnail_size(size: tuple[int, int], side: int | None = None) -> tuple[int, int]:
+    """`size` scaled down (never up) to long side `side` (TURN_CHECK_SIDE by default),
+    each side at least 1: what the quick pairing checks compare at."""
+    scale = min(1.0, (side or TURN_CHECK_SIDE) / max(size))
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
 def pair_transparency(original: Image.Image, protected: Image.Image
                       ) -> tuple[Image.Image, Image.Image, str | None]:
     """The two photos (rgb_or_rgba) as verify compares them, and a note saying what was
@@ -226,8 +233,7 @@ def pair_transparency(original: Image.Image, protected: Image.Image
                           else protected), None
     if is_transparent(protected):
         return original, protected, TRANSPARENT_PAIR_NOTE
-    scale = min(1.0, TURN_CHECK_SIDE / max(original.size))
-    size = (max(1, round(original.width * scale)), max(1, round(original.height * scale)))
+    size = thumbnail_size(original.size)
     small, small_copy = resize_keeping_colour(original, size), protected.resize(size, Image.BOX)
 
     def flattened(img: Image.Image, background: tuple[int, int, int] | None) -> Image.Image:
@@ -277,12 +283,11 @@ def pair_gray(original: Image.Image, protected: Image.Image
     the copy is black and white and the original is not, with a note saying so; else
     itself and None. What protection changed in the brightness survives a black and white
     copy, and is measured; its colour part is gone."""
-    if not looks_gray(protected) or looks_gray(original):
-        return original, None
-    scale = min(1.0, TURN_CHECK_SIDE / max(original.size))
-    size = (max(1, round(original.width * scale)), max(1, round(original.height * scale)))
+    size = thumbnail_size(original.size)  # looks_gray's size: it shrinks these no more
     small, small_copy = (rgb_or_rgba(i).resize(size, Image.BOX).convert("RGB")
                          for i in (original, protected))
+    if not looks_gray(small_copy) or looks_gray(small):
+        return original, None
     copy_luma = _luma(small_copy)
     how, way = max(GRAY_WAYS, key=lambda named: _psnr_luma(
         _luma(made_gray(small, named[1])), copy_luma))
@@ -761,9 +766,8 @@ def turned(original: Image.Image, protected: Image.Image) -> tuple[str, str] | N
     copies that do not pair as they are. Both are first scaled to long side TURN_CHECK_SIDE
     (box filter), so each try turns a small image, not the full-size copy."""
     square = protected.width == protected.height
-    scale = min(1.0, TURN_CHECK_SIDE / max(original.size))
-    if scale < 1:
-        size = (max(1, round(original.width * scale)), max(1, round(original.height * scale)))
+    size = thumbnail_size(original.size)
+    if size != original.size:
         original = original.convert("RGB").resize(size, Image.BOX)
         protected = protected.convert("RGB").resize(size, Image.BOX)
     for undo, how, advice in SIZE_KEEPING_TURNS + (SQUARE_TURNS if square else ()):
@@ -778,9 +782,8 @@ def looks_gray(img: Image.Image) -> bool:
     little chroma noise), judged at long side 256."""
     if img.mode in ("1", "L", "LA", "I", "I;16", "F"):
         return True
-    scale = min(1.0, 256 / max(img.size))
-    small = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
-                       Image.BOX)  # shrunk first: no full-size copy of a large photo
+    # shrunk before converting: no full-size copy of a large photo
+    small = img.resize(thumbnail_size(img.size, 256), Image.BOX)
     rgb = np.asarray(small.convert("RGB"), dtype=np.int16)
     return int(np.abs(rgb - rgb.mean(axis=2, keepdims=True)).max()) <= 3
 
