@@ -24,7 +24,10 @@ import cli
 from cloak.batch import MANIFEST_NAME
 from cloak.report import shown_db, verdict_for
 
-TINY = ["--strength", "fast", "--steps", "1", "--models", "taesd", "--no-measure"]
+# The quickest real run: one step of taesd, seen at 128 px (the smallest editing size;
+# fast's 512 cost about ten times more per photo, most of the suite's CLI time).
+TINY = ["--strength", "fast", "--steps", "1", "--models", "taesd", "--editor-sizes", "128",
+        "--no-measure"]
 
 
 def invoke(*args):
@@ -385,10 +388,11 @@ def six_photos(tmp_path, small_photo, model_dir) -> list[Path]:
     return [small_photo(tmp_path / "in" / f"photo {n}.png", index=n) for n in range(6)]
 
 
-# Slow enough that a signal sent after the first photo lands mid-run (six photos), quick
-# enough on a CPU without native bf16 (fp32, one thread: about 2.4 s a step at 384 px).
-# Fast attacks at 512 px now: 2 steps there cost about what 3 did at 384 (pixel count).
-SLOW = ["--strength", "fast", "--steps", "2", "--models", "taesd", "--no-measure"]
+# Slow enough that a signal sent after the first photo lands mid-run (six photos: the
+# other five take seconds), quick enough for the suite: two steps seen at 256 px, a
+# quarter of the pixels of fast's 512.
+SLOW = ["--strength", "fast", "--steps", "2", "--models", "taesd", "--no-measure",
+        "--editor-sizes", "256"]
 
 
 def test_a_reader_that_leaves_early_does_not_stop_the_batch(tmp_path, small_photo,
@@ -507,7 +511,8 @@ def test_each_protected_photo_gets_verifys_word_for_its_damage(tmp_path, small_p
     src = small_photo(tmp_path / "a.png", size=(96, 64))
     report = tmp_path / "r.json"
     result = invoke("protect", src, "--out", tmp_path / "out", "--strength", "fast",
-                    "--steps", "1", "--models", "taesd", "--json", report)
+                    "--steps", "1", "--models", "taesd", "--editor-sizes", "128", "--json",
+                    report)
     assert result.exit_code == 0, result.output
     found = re.search(r"damage dB: taesd -?\d+\.\d \((strong|moderate|weak|none) as saved\)",
                       result.stdout)
@@ -631,7 +636,7 @@ def test_verify_says_when_the_photos_look_swapped(tmp_path, small_photo, model_d
     src = small_photo(tmp_path / "a.png", size=(128, 128))
     out = tmp_path / "out"
     assert invoke("protect", src, "--out", out, "--strength", "fast", "--models", "taesd",
-                  "--no-measure").exit_code == 0
+                  "--editor-sizes", "256", "--no-measure").exit_code == 0
     swapped = invoke("verify", out / "a.png", src, "--models", "taesd", "--channels", "as-is")
     assert swapped.exit_code == 0, swapped.output
     assert "were they swapped?" in swapped.stderr
@@ -1061,7 +1066,7 @@ def test_copies_with_little_protection_get_a_closing_note(tmp_path, small_photo,
     """Copies measured under verify's "weak" as saved (each line says "none as saved")
     are counted once more at the end, with the stronger preset to try."""
     photos = [small_photo(tmp_path / f"{n}.png", size=(64, 64), index=n) for n in range(2)]
-    measured = ["--strength", "fast", "--steps", "1", "--models", "taesd"]
+    measured = ["--strength", "fast", "--steps", "1", "--models", "taesd", "--editor-sizes", "128"]
     result = invoke("protect", *photos, "--out", tmp_path / "out", *measured, "--eps", "1")
     assert result.exit_code == 0, result.output
     feeble = [line for line in result.stdout.splitlines() if "(none as saved)" in line]

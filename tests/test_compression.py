@@ -110,7 +110,7 @@ def test_verify_notes_the_floor_of_a_lossy_jpeg_copy_only(tmp_path, small_photo)
     own = tmp_path / "protected" / "p.jpg"
     Image.open(original).save(tmp_path / "p.jpg", quality=95)
     made = invoke("protect", tmp_path / "p.jpg", "--out", own.parent, "--strength", "fast",
-                  "--steps", "1", "--models", "taesd", "--no-measure")
+                  "--steps", "1", "--models", "taesd", "--editor-sizes", "128", "--no-measure")
     assert made.exit_code == 0, made.output
     result = invoke("verify", tmp_path / "p.jpg", own, "--models", "taesd", "--channels",
                     "as-is", "--json", report)

@@ -74,7 +74,7 @@ def test_cli_preview_writes_a_sheet_showing_the_noise(tmp_path, small_photo, mod
     out = tmp_path / "out"
     result = CliRunner().invoke(cli.app, [
         "protect", str(src), "--out", str(out), "--strength", "fast", "--steps", "2",
-        "--models", "taesd", "--no-measure", "--preview"])
+        "--models", "taesd", "--editor-sizes", "128", "--no-measure", "--preview"])
     assert result.exit_code == 0, result.output
     sheet_path = out / "me.jpg.preview.png"
     assert (out / "me.jpg").is_file() and sheet_path.is_file()
@@ -108,7 +108,8 @@ def test_same_stem_photos_get_their_own_previews_and_overwrite_reaches_them(
     photos = [small_photo(tmp_path / "in" / "me.jpg"), small_photo(tmp_path / "in" / "me.png")]
     out = tmp_path / "out"
     args = ["protect", *map(str, photos), "--out", str(out), "--strength", "fast",
-            "--steps", "1", "--models", "taesd", "--no-measure", "--preview"]
+            "--steps", "1", "--models", "taesd", "--editor-sizes", "128", "--no-measure",
+            "--preview"]
     result = CliRunner().invoke(cli.app, args)
     assert result.exit_code == 0, result.output
     assert {p.name for p in out.iterdir() if not p.name.startswith(".")} == {
