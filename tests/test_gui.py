@@ -267,6 +267,7 @@ class TestDropZone:
         """Protected at fast, then added again and protected at low: the row waits again,
         and the new strength gives a new copy beside the first. Added again with the same
         settings, it stays as it is; after Save to changes, it waits again."""
+        window.settings["measure"] = False  # rows and copies are pinned, not figures
         photo = small_photo(tmp_path / "a.png")
         window.add_paths([photo])
         window.start()
@@ -853,6 +854,7 @@ class TestProtecting:
         exif[tags.Copyright] = "(c) Ada"
         exif[exif_ifd] = {tags.DateTimeOriginal: "2024:05:01 12:00:00"}
         exif[gps] = {1: "N", 2: (52.0, 22.0, 1.5), 3: "E", 4: (4.0, 53.0, 0.0)}
+        window.settings["measure"] = False  # the saved file's tags are what is pinned
         saved = {}
         for name, keep_gps, strip_exif in (("default", False, False), ("gps", True, False),
                                            ("stripped", False, True), ("both", True, True)):
@@ -881,6 +883,7 @@ class TestProtecting:
     def test_output_folder_can_be_the_originals_folder(self, window, tmp_path, small_photo):
         photo = small_photo(tmp_path / "me.jpg")
         before = sha256(photo)
+        window.settings["measure"] = False  # where the copy goes is pinned, not figures
         window.set_output_dir(tmp_path)
         assert window.reset_output.isEnabled()
         window.add_paths([photo])
@@ -918,6 +921,7 @@ class TestProtecting:
     def test_cpu_without_native_bf16_is_told_about_fast(self, window, tmp_path, small_photo,
                                                         bf16_env):
         bf16_env("0")
+        window.settings["measure"] = False  # the note is about the attack's speed
         notes = {}
         for strength in ("medium", "fast"):
             window.statusBar().clearMessage()
@@ -1921,7 +1925,7 @@ class TestReviewFixes:
         from cloak.batch import earlier_copy
 
         photo, out = small_photo(tmp_path / "a.png"), tmp_path / "out"
-        config = ProtectConfig(strength="fast", faces=True, **TINY)
+        config = ProtectConfig(strength="fast", faces=True, measure=False, **TINY)
         worker = ProtectWorker([Job(0, photo, out)], config)
         notices = []
         worker.notice.connect(notices.append)
@@ -2347,6 +2351,7 @@ class TestReviewFixes:
 
         from cloak.gui.worker import BackgroundCall, CallSignals
 
+        window.settings["measure"] = False  # the comparisons are pinned, not figures
         window.add_paths([small_photo(tmp_path / f"{n}.png", index=n) for n in range(3)])
         window.start()
         assert wait_until(lambda: not window.is_running(), 90)
