@@ -990,6 +990,36 @@ def test_gui_entry_point_without_pyside6_is_one_line(tmp_path):
         assert "Traceback" not in done.stderr
 
 
+def test_gui_script_help_prints_usage_and_opens_no_window(tmp_path):
+    """`cloak-gui --help` (or -h) prints its usage and exits 0; any other argument is one
+    error line, exit 2; neither opens a window (no display here: opening one would fail
+    with "no display" instead). The installed script is this function."""
+    from importlib.metadata import entry_points
+
+    scripts = {e.name: e.value for e in entry_points(group="console_scripts")}
+    assert scripts.get("cloak-gui") == "cloak.gui.app:script_main"
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    for args in (["--help"], ["-h"], ["photo.jpg", "--help"]):
+        code = f"import sys; sys.argv = ['cloak-gui', *{args!r}]; " \
+               "from cloak.gui.app import script_main; sys.exit(script_main())"
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              cwd=Path(cli.__file__).parent, env=env, timeout=120,
+                              check=False)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith("usage: cloak-gui") and "cloak protect" in done.stdout
+        assert done.stderr == ""
+    for args in (["photo.jpg"], ["--out", "x"]):
+        code = f"import sys; sys.argv = ['cloak-gui', *{args!r}]; " \
+               "from cloak.gui.app import script_main; sys.exit(script_main())"
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              cwd=Path(cli.__file__).parent, env=env, timeout=120,
+                              check=False)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith(f"error: cloak-gui takes no arguments (got '{args[0]}')")
+        assert len(done.stderr.strip().splitlines()) == 1
+
+
 def test_gui_with_a_pyside6_that_cant_load_says_so(tmp_path):
     """PySide6 installed but missing a system library (libEGL on a bare Linux: loading
     QtWidgets' extension fails with ImportError, not ModuleNotFoundError): the user, who installed

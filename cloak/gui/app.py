@@ -13,6 +13,15 @@ from ..allocator import keep_freed_memory
 LOG_HANDLER_NAME = "cloak-gui-log"  # worker.log_file finds the file by this name
 NEEDS_PYSIDE6 = ("the desktop app needs PySide6: pip install -e '.[gui]' in the cloak "
                  "project (its gui extra)")
+SCRIPT_USAGE = """usage: cloak-gui [-h]
+
+Open cloak's desktop drag-and-drop app (the same as `cloak gui`): drop photos or
+folders on its window, pick a strength and a Save-to folder, press Protect.
+It takes no arguments; for photos named on the command line use
+`cloak protect PHOTOS --out DIR` (see `cloak --help`).
+
+options:
+  -h, --help  show this message and exit"""
 PYSIDE6_BROKEN = ("PySide6 is installed but can't load; on Linux, Qt needs system libraries "
                   "such as libegl1, libgl1 and libxkbcommon0 (install them with the system's "
                   "package manager)")
@@ -116,5 +125,21 @@ def main() -> int:
         stop_logging_to_file()
 
 
+def script_main(argv: list[str] | None = None) -> int:
+    """The `cloak-gui` script: `-h`/`--help` prints its usage (exit 0) and anything else
+    given is refused in one line (exit 2), before a window opens; with nothing given,
+    main(). `argv` defaults to sys.argv[1:]."""
+    args = sys.argv[1:] if argv is None else argv
+    if any(arg in ("-h", "--help") for arg in args):
+        print(SCRIPT_USAGE)
+        return 0
+    if args:
+        print(f"error: cloak-gui takes no arguments (got {args[0]!r}); open it and drop "
+              "photos on its window, or use: cloak protect PHOTOS --out DIR",
+              file=sys.stderr)
+        return 2
+    return main()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script_main())
