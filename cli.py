@@ -132,15 +132,31 @@ DEVICE_HELP = ("Where to compute: auto (a CUDA GPU, then an Apple GPU, then the 
 DEVICE_ENV = "CLOAK_DEVICE"  # cloak.device.DEVICE_ENV (not imported here: that loads torch)
 
 
+def taken_from_environment(parameter: str) -> bool:
+    """Whether the running command's `parameter` (its Python name) took its value from
+    its environment variable, not the command line or its default."""
+    try:  # newer typer vendors click
+        from typer._click.globals import get_current_context
+    except ImportError:
+        from click import get_current_context
+    context = get_current_context(silent=True)
+    source = context.get_parameter_source(parameter) if context else None
+    return source is not None and source.name == "ENVIRONMENT"
+
+
 def check_device(device: str | None) -> str | None:
     """The --device asked for, checked now (one line if this machine lacks it); None for
     auto. Auto skipping a GPU this torch build can't run is said once."""
     from cloak.device import cuda_unusable_reason, pick_device
 
+    typed = device
     device = (device or "").strip().lower() or None
     try:
         picked = pick_device(device)
     except CloakError as exc:
+        if taken_from_environment("device"):  # the user may not know it is set
+            fail(f"{DEVICE_ENV}={typed} (set in the environment; --device overrides it): "
+                 f"{exc}")
         fail(f"--device: {exc}")
     if device in (None, "auto") and picked.type != "cuda" and (
             reason := cuda_unusable_reason()):

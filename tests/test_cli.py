@@ -1060,7 +1060,11 @@ def test_device_is_chosen_by_option_or_environment(tmp_path, small_photo, model_
             result = invoke(*command)
             assert result.exit_code == 1, result.output
             assert result.stderr.strip().splitlines() == [
-                "error: --device: device cuda was asked for, but no CUDA GPU is available"]
+                ("error: CLOAK_DEVICE=cuda (set in the environment; --device overrides it): "
+                 "device cuda was asked for, but no CUDA GPU is available")]
+        result = invoke("protect", photo, "--out", tmp_path / "bad", *TINY, "--device", "cuda")
+        assert result.stderr.strip().splitlines() == [
+            "error: --device: device cuda was asked for, but no CUDA GPU is available"]
     assert not (tmp_path / "bad").exists()
     monkeypatch.setenv("CLOAK_DEVICE", "cpu")
     result = invoke("protect", photo, "--out", tmp_path / "out", *TINY,
