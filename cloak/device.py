@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import platform
 import re
@@ -11,6 +12,8 @@ import re
 import torch
 
 from .errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 DEVICE_ENV = "CLOAK_DEVICE"  # the device the CLI's --device and the app take by default
 
@@ -103,16 +106,29 @@ def pick_device(preference: str | None = None) -> torch.device:
     return device
 
 
+CPU_BF16_ENV = "CLOAK_CPU_BF16"  # 1 or 0: bf16 or fp32 on the CPU, whatever its flags say
+
+
+def cpu_bf16_forced() -> bool | None:
+    """CLOAK_CPU_BF16 as set: True for 1, False for 0; None when unset. Any other value
+    is ignored, with a warning (once a value)."""
+    value = os.environ.get(CPU_BF16_ENV, "").strip()
+    if value in ("0", "1"):
+        return value == "1"
+    if value:
+        _warn_ignored_bf16_setting(value)
+    return None
+
+
 @functools.cache
-def cpu_has_fast_bf16() -> bool:
+def _warn_ignored_bf16_setting(value: str) -> None:
+    log.warning("ignoring %s=%r: use 1 (compute in bf16) or 0 (compute in fp32); the "
+                "CPU's own flags decide", CPU_BF16_ENV, value)
+
+
+def cpu_bf16_in_hardware() -> bool:
     """Whether this CPU computes bf16 natively (x86: AMX or AVX512-BF16; Arm: the BF16
-    extension). Without it oneDNN emulates bf16: on a 2-core AVX2 EPYC one taesdxl attack
-    step at 512x384 took 89.7 s under bf16 autocast against 2.9 s in fp32
-    (benchmarks/precision.md). The environment variable CLOAK_CPU_BF16=1 or 0 overrides
-    the check."""
-    forced = os.environ.get("CLOAK_CPU_BF16", "").strip()
-    if forced in ("0", "1"):
-        return forced == "1"
+    extension), whatever CLOAK_CPU_BF16 says."""
     if platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86"):
         checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
         return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
@@ -120,6 +136,16 @@ def cpu_has_fast_bf16() -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
+
+
+@functools.cache
+def cpu_has_fast_bf16() -> bool:
+    """Whether cloak computes in bf16 on this CPU: where it has native bf16
+    (cpu_bf16_in_hardware), unless CLOAK_CPU_BF16=1 or 0 says otherwise. Without native
+    bf16 oneDNN emulates it: on a 2-core AVX2 EPYC one taesdxl attack step at 512x384
+    took 89.7 s under bf16 autocast against 2.9 s in fp32 (benchmarks/precision.md)."""
+    forced = cpu_bf16_forced()
+    return cpu_bf16_in_hardware() if forced is None else forced
 
 
 @functools.cache
@@ -169,7 +195,8 @@ def describe(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda: {torch.cuda.get_device_name(device)}, {precision}"
     if device.type == "cpu":
-        native = "" if uses_bf16(device) else " (no native bf16)"
+        native = ("" if uses_bf16(device) else f" ({CPU_BF16_ENV}=0)"
+                  if cpu_bf16_forced() is False else " (no native bf16)")
         return (f"cpu: {cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} "
                 f"threads, {precision}{native}")
     return f"{device.type}, {precision}"
@@ -186,6 +213,10 @@ def fp32_cpu_note(device: torch.device, strength: str) -> str | None:
     512 px, 165 s with its damage measured, one run)."""
     if device.type != "cpu" or uses_bf16(device) or strength == "fast":
         return None
+    if cpu_bf16_in_hardware():  # CLOAK_CPU_BF16=0 on a CPU that has it
+        return (f"note: {CPU_BF16_ENV}=0 is set, so cloak computes in fp32, though this "
+                f"CPU has native bf16 (1.5 to 3 times faster); unset {CPU_BF16_ENV} to "
+                "use it.")
     return ("note: this CPU has no native bf16, so cloak computes in fp32. On a 2-core "
             "AVX2 CPU medium took 1.5 to 3 minutes a photo (90 s for a 12 MP photo "
             "without the damage check, 155-165 s for smaller ones with it). The fast preset "

@@ -134,15 +134,19 @@ def small_photo() -> Callable[..., Path]:
 
 @pytest.fixture
 def bf16_env(monkeypatch: pytest.MonkeyPatch):
-    """`bf16_env("0" | "1" | None)`: set CLOAK_CPU_BF16 (None: unset) and forget the
-    cached hardware check, before and after the test."""
+    """`bf16_env("0" | "1" | None, hardware=None)`: set CLOAK_CPU_BF16 (None: unset) and
+    forget the cached check, before and after the test; `hardware` True or False stands
+    in for this CPU's own bf16 flags (None: the real ones)."""
+    from cloak import device
     from cloak.device import cpu_has_fast_bf16
 
-    def set_to(value: str | None) -> None:
+    def set_to(value: str | None, hardware: bool | None = None) -> None:
         if value is None:
             monkeypatch.delenv("CLOAK_CPU_BF16", raising=False)
         else:
             monkeypatch.setenv("CLOAK_CPU_BF16", value)
+        if hardware is not None:
+            monkeypatch.setattr(device, "cpu_bf16_in_hardware", lambda: hardware)
         cpu_has_fast_bf16.cache_clear()
 
     yield set_to

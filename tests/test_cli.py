@@ -149,7 +149,7 @@ def test_same_photo_named_twice_is_protected_once(tmp_path, small_photo, model_d
 
 def test_cpu_without_native_bf16_is_told_about_fast(tmp_path, small_photo, model_dir,
                                                    bf16_env):
-    bf16_env("0")
+    bf16_env(None, hardware=False)
     photo = small_photo(tmp_path / "a.png")
     slow = ["--models", "taesd", "--steps", "1", "--no-measure"]
     medium = invoke("protect", photo, "--out", tmp_path / "m", *slow)

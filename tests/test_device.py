@@ -53,8 +53,10 @@ class TestAutocast:
         assert cpu_has_fast_bf16() == bool({"avx512_bf16", "amx_tile"} & flags)
 
     def test_describe_names_the_precision_in_use(self, bf16_env):
-        bf16_env("0")
+        bf16_env(None, hardware=False)
         assert describe(torch.device("cpu")).endswith("fp32 (no native bf16)")
+        bf16_env("0", hardware=True)
+        assert describe(torch.device("cpu")).endswith("fp32 (CLOAK_CPU_BF16=0)")
         bf16_env("1")
         assert describe(torch.device("cpu")).endswith("bf16 autocast")
 
@@ -182,10 +184,30 @@ class TestPickDevice:
 
 class TestFp32CpuNote:
     def test_cpu_without_native_bf16_gets_a_note_except_at_fast(self, bf16_env):
-        bf16_env("0")
+        for setting in (None, "0"):  # fp32 by the CPU's flags, or also by the setting
+            bf16_env(setting, hardware=False)
+            note = device_mod.fp32_cpu_note(torch.device("cpu"), "medium")
+            assert note.startswith("note: this CPU has no native bf16, so cloak computes "
+                                   "in fp32") and "fast preset" in note
+            assert device_mod.fp32_cpu_note(torch.device("cpu"), "fast") is None
+
+    def test_fp32_forced_on_a_bf16_cpu_names_the_setting(self, bf16_env):
+        """CLOAK_CPU_BF16=0 on a CPU that has bf16: the note names the setting, not a CPU
+        without bf16."""
+        bf16_env("0", hardware=True)
         note = device_mod.fp32_cpu_note(torch.device("cpu"), "medium")
-        assert note and "fp32" in note and "fast preset" in note
-        assert device_mod.fp32_cpu_note(torch.device("cpu"), "fast") is None
+        assert note.startswith("note: CLOAK_CPU_BF16=0 is set, so cloak computes in fp32")
+        assert "no native bf16" not in note and "unset CLOAK_CPU_BF16" in note
+
+    def test_a_setting_other_than_0_or_1_is_ignored_with_a_warning(self, bf16_env, caplog):
+        device_mod._warn_ignored_bf16_setting.cache_clear()
+        for hardware in (False, True):
+            bf16_env("maybe", hardware=hardware)
+            with caplog.at_level("WARNING", logger="cloak.device"):
+                assert device_mod.cpu_has_fast_bf16() is hardware
+        warnings = [r.getMessage() for r in caplog.records if r.name == "cloak.device"]
+        assert warnings == [("ignoring CLOAK_CPU_BF16='maybe': use 1 (compute in bf16) or "
+                             "0 (compute in fp32); the CPU's own flags decide")]  # once
 
     def test_no_note_where_bf16_runs(self, bf16_env):
         bf16_env("1")

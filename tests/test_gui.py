@@ -920,7 +920,7 @@ class TestProtecting:
 
     def test_cpu_without_native_bf16_is_told_about_fast(self, window, tmp_path, small_photo,
                                                         bf16_env):
-        bf16_env("0")
+        bf16_env(None, hardware=False)
         window.settings["measure"] = False  # the note is about the attack's speed
         notes = {}
         for strength in ("medium", "fast"):
@@ -1840,7 +1840,7 @@ class TestReviewFixes:
         from cloak.models import get_spec
         from cloak.models.weights import missing_message
 
-        bf16_env("0")  # the fp32 note is given whatever this machine's CPU has
+        bf16_env(None, hardware=False)  # the fp32 note, whatever this machine's CPU has
         messages = [
             missing_message(get_spec("taesd"), "encoder", "downloads are off"),
             fp32_cpu_note(torch.device("cpu"), "medium"),
