@@ -329,6 +329,22 @@ def _fold(path: str) -> str:
     return unicodedata.normalize("NFC", path).casefold()
 
 
+def _only_spelt_apart(a: str, b: str) -> str:
+    """Why two output paths that _fold makes one are one file, as a clause ("" when they
+    are the same string): they differ only in letter case (IMG_1.JPG, img_1.jpg), or in
+    how an accented letter is encoded (NFC, NFD)."""
+    if a == b:
+        return ""
+    if unicodedata.normalize("NFC", a) == unicodedata.normalize("NFC", b):
+        how = "how accented letters are encoded"
+    elif a.casefold() == b.casefold():
+        how = "letter case"
+    else:
+        how = "letter case and how accented letters are encoded"
+    return (f" (the names differ only in {how}, and are one file on macOS and Windows "
+            "disks)")
+
+
 def _same_file(a: Path, b: Path) -> bool:
     try:
         return os.path.samefile(a, b)
@@ -588,10 +604,11 @@ def _check_clash(item: Item, inputs_by_path: dict, inputs_by_key: dict, sources:
                         "choose another --out folder")
         return
     if _fold(dst_real) in outputs:  # also IMG_1.JPG against img_1.jpg
+        first = outputs[_fold(dst_real)]
         item.status = FAILED
-        item.message = (f"output {item.dst} is also the output of "
-                        f"{outputs[_fold(dst_real)].src}; protect this one alone into "
-                        "another --out folder")
+        item.message = (f"output {item.dst} is also the output of {first.src}"
+                        f"{_only_spelt_apart(os.path.realpath(first.dst), dst_real)}; "
+                        "protect this one alone into another --out folder")
         return
     # only a path that will be protected stands for its photo: one refused above leaves
     # another path to the same file its own chance (not "protected once", never done)

@@ -124,6 +124,32 @@ class TestPlan:
         assert "is also the output of" in items[1].message
         assert items[2].dst == tmp_path / "o" / "y-copy.png"
 
+    def test_outputs_one_in_letter_case_only_say_so(self, tmp_path, small_photo):
+        """IMG_1.JPG and img_1.jpg from two folders: one file on macOS and Windows disks,
+        so the second is refused, and told why the two names are one."""
+        small_photo(tmp_path / "x" / "IMG_1.png")
+        small_photo(tmp_path / "y" / "img_1.png", index=1)
+        small_photo(tmp_path / "z" / "IMG_2.png", index=2)
+        small_photo(tmp_path / "w" / "IMG_2.png", index=3)
+        items = batch.plan([tmp_path / "x" / "IMG_1.png", tmp_path / "y" / "img_1.png",
+                            tmp_path / "z" / "IMG_2.png", tmp_path / "w" / "IMG_2.png"],
+                           tmp_path / "o")
+        assert [i.status for i in items] == ["pending", FAILED, "pending", FAILED]
+        assert items[1].message == (
+            f"output {tmp_path / 'o' / 'img_1.png'} is also the output of "
+            f"{tmp_path / 'x' / 'IMG_1.png'} (the names differ only in letter case, and are "
+            "one file on macOS and Windows disks); protect this one alone into another "
+            "--out folder")
+        assert "differ only" not in items[3].message  # the very same name
+
+    def test_only_spelt_apart_names_the_difference(self):
+        nfc, nfd = "/o/Caf\u00e9.png", "/o/Cafe\u0301.png"
+        assert batch._only_spelt_apart("/o/a.png", "/o/a.png") == ""
+        assert "only in letter case," in batch._only_spelt_apart("/o/A.png", "/o/a.png")
+        assert "only in how accented letters are encoded," in batch._only_spelt_apart(nfc, nfd)
+        assert "only in letter case and how accented" in batch._only_spelt_apart(
+            nfc, nfd.lower())
+
     def test_a_preview_sheet_named_as_a_file_is_not_protected(self, tmp_path, small_photo):
         """Walks skipped *.preview.png sheets, but one named (`protected/*`) was protected
         like a photo, into a name that may be another copy's sheet."""
