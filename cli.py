@@ -1207,8 +1207,9 @@ def measure_pairs(pairs, originals: Path, channels: tuple[str, ...], names: tupl
             continue
         counts[v.verdict] = counts.get(v.verdict, 0) + 1
         weakest = min(v.worst.damage_db, key=v.worst.damage_db.get)
-        # a copy renamed or re-saved since is named with its original, found otherwise
-        against = (f" (original {printable(os.path.relpath(pair.original, originals))})"
+        # a copy renamed or re-saved since is named with its original, found otherwise:
+        # by its path as given (relative to ORIGINALS it read as one under PROTECTED)
+        against = (f" (original {printable(str(pair.original))})"
                    if pair.original.name != pair.copy.name else "")
         say(f"{printable(pair.name)}{against}: {v.verdict} (worst channel "
             f"{v.worst.channel}: {weakest} {shown_db(v.worst.damage_db[weakest])} dB); "

@@ -219,7 +219,7 @@ def test_the_folder_comparison_measures_each_lossy_copy_s_floor(tmp_path, small_
     assert floor["damage_db"] == as_is["damage_db"]
     assert rows["q.png"]["compression_floor"] is None
     # the line of a copy under another name than its original's names the original too
-    assert "p.jpg (original p.png): " in result.stdout and "q.png: " in result.stdout
+    assert f"p.jpg (original {tmp_path / 'orig' / 'p.png'}): " in result.stdout and "q.png: " in result.stdout
     assert "q.png (original" not in result.stdout
 
 

@@ -145,7 +145,8 @@ def test_verify_two_folders_measures_every_pair(tmp_path, small_photo, model_dir
     lines = result.stdout.splitlines()
     assert lines[0].startswith("holiday/a.png: ") and "worst channel" in lines[0]
     # paired by the record with its renamed original, which its line names
-    assert lines[1].startswith("holiday/beach/b.jpg (original beach/renamed.jpg): ")
+    assert lines[1].startswith(
+        f"holiday/beach/b.jpg (original {holiday / 'beach' / 'renamed.jpg'}): ")
     assert lines[2].startswith("holiday/stray.png: not measured, no original")
     data = json.loads(report.read_text())
     assert data["kind"] == "folders" and data["without_original"] == 1
