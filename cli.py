@@ -27,6 +27,7 @@ try:  # torch loads here, for a second or two: a Ctrl-C meanwhile ends as one la
     from cloak.device import fp32_cpu_note, pick_device
     from cloak.io import IMAGE_SUFFIXES
     from cloak.metadata import MetadataPolicy
+    from cloak.preview import PREVIEW_SUFFIX
     from cloak.report import shown_db
 except KeyboardInterrupt:
     sys.stderr.write("Interrupted; nothing was written.\n")
@@ -859,6 +860,10 @@ def verify(
                     raise UnsupportedImageError(
                         f"{printable(str(photo))} was given twice: give the original first, then "
                         "its protected copy")
+                for path in (photo, protected):
+                    if path is not None and os.path.isfile(path) and \
+                            path.name.lower().endswith(PREVIEW_SUFFIX):
+                        raise UnsupportedImageError(preview_sheet_refused(path))
                 # bad paths first
                 loaded = [as_image(p) for p in (photo, protected) if p is not None]
                 images = [image for image, _ in loaded]
@@ -1155,6 +1160,16 @@ def swapped_note(v, first: Path, second: Path, order: str = "ORIGINAL, then PROT
         return (f"the first photo carries cloak's note and the second does not: the order "
                 f"is {order}; were they swapped?")
     return None
+
+
+def preview_sheet_refused(sheet: Path) -> str:
+    """Why verify doesn't measure `sheet`, a --preview sheet, naming the copy it shows."""
+    copy = sheet.with_name(sheet.name[:-len(PREVIEW_SUFFIX)])
+    instead = (f"give the copy itself, {printable(str(copy))}" if copy.is_file()
+               else "give the protected copy itself")
+    return (f"{printable(str(sheet))} is a preview sheet cloak wrote beside a copy (the "
+            f"original and the copy side by side, *{PREVIEW_SUFFIX}), not a photo to "
+            f"measure; {instead}")
 
 
 def measure_pairs(pairs, originals: Path, channels: tuple[str, ...], names: tuple[str, ...],

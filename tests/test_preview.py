@@ -89,6 +89,14 @@ def test_cli_preview_writes_a_sheet_showing_the_noise(tmp_path, small_photo, mod
     shown = change_magnitude(io.load_photo(src).rgb, io.load_photo(out / "me.jpg").rgb,
                              gain=10)
     assert np.abs(change_panel[..., 0] - shown.astype(int)).max() <= 1
+    # verify given the sheet for the copy (or alone) refuses it, naming the copy
+    for args in ([str(src), str(sheet_path)], [str(sheet_path)]):
+        result = CliRunner().invoke(cli.app, ["verify", *args, "--models", "taesd"])
+        assert result.exit_code == 1
+        assert result.stderr.strip().splitlines() == [
+            (f"error: {sheet_path} is a preview sheet cloak wrote beside a copy (the original "
+            "and the copy side by side, *.preview.png), not a photo to measure; give the "
+            f"copy itself, {out / 'me.jpg'}")]
 
 
 def test_an_existing_preview_is_refused_before_any_work(tmp_path, small_photo, tiny_config):
