@@ -517,7 +517,8 @@ def _plan_one(src: Path, out_dir: Path, suffixes: Sequence[str], seen_dirs: set,
                "it as JPEG, HEIC or TIFF and protect that"
                if src.suffix.lower() in RAW_SUFFIXES else "")
         items.append(Item(src, None, SKIPPED,
-                          f"{NOT_A_PHOTO} (suffix {src.suffix or 'none'!r}); "
+                          f"{NOT_A_PHOTO} (" + (f"suffix {src.suffix!r}" if src.suffix
+                                                else "no suffix such as .jpg") + "); "
                           f"supported: {io.SUPPORTED}{raw}"))
     elif src.name.lower().endswith(PREVIEW_SUFFIX):  # skipped in folders too
         items.append(Item(src, None, SKIPPED, PREVIEW_SKIPPED))

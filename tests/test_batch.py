@@ -338,14 +338,19 @@ class TestPlan:
 
     def test_missing_unreadable_and_non_photo_paths(self, tmp_path):
         (tmp_path / "notes.txt").write_text("hello")
+        (tmp_path / "README").write_text("hello")
         (tmp_path / "IMG_1.DNG").write_bytes(b"II*\0")  # a phone's ProRAW: needs developing
         os.mkfifo(tmp_path / "pipe.jpg")
         os.symlink(tmp_path / "gone.jpg", tmp_path / "dangling.jpg")
         items = by_src(batch.plan(
             [tmp_path / "missing.jpg", tmp_path / "notes.txt", tmp_path / "pipe.jpg",
-             tmp_path / "dangling.jpg", tmp_path / "IMG_1.DNG"], tmp_path / "out"))
+             tmp_path / "dangling.jpg", tmp_path / "IMG_1.DNG", tmp_path / "README"],
+            tmp_path / "out"))
         assert items["missing.jpg"].message == "no such file or folder"
-        assert "not a photo" in items["notes.txt"].message
+        assert items["notes.txt"].message.startswith("not a photo cloak reads (suffix '.txt'); ")
+        readme = items.pop("README")
+        assert readme.status == SKIPPED
+        assert readme.message.startswith("not a photo cloak reads (no suffix such as .jpg); ")
         assert "RAW" not in items["notes.txt"].message
         raw = items.pop("IMG_1.DNG")
         assert raw.status == SKIPPED and "camera RAW (DNG) must be developed" in raw.message
