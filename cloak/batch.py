@@ -48,6 +48,7 @@ from .errors import (
     CloakError,
     ModelError,
     OutputError,
+    UnsupportedImageError,
     is_gpu_out_of_memory,
     is_out_of_memory,
 )
@@ -1493,20 +1494,29 @@ def _protect_one(item: Item, config: ProtectConfig, progress, should_stop) -> Re
 
 
 @contextlib.contextmanager
-def _warnings_naming(photo: Path):
+def _warnings_naming(photo: Path | None):
     """Python warnings raised while `photo` is protected here (Pillow's "Corrupt EXIF
-    data"), logged as one line naming the photo, as a --jobs worker's are (its
-    logging.captureWarnings), not as Python's two lines naming Pillow's source file. A
+    data"), logged as one line naming the photo (None: not named, as a --jobs worker's
+    handler names it), not as Python's two lines naming Pillow's source file. None are
+    logged for a photo that turns out unreadable: its failure says what is wrong (a text
+    file named .tif gave "Corrupt EXIF data" above "not an image cloak can read"). A
     filter that turns a warning into an error (decoding_limit's) still does."""
+    unreadable = False
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("default")
         try:
             yield
+        except UnsupportedImageError:
+            unreadable = True
+            raise
         finally:
-            for warning in caught:
+            for warning in [] if unreadable else caught:
                 text = str(warning.message).strip()
-                log.warning("%s: %s", photo,
-                            text.splitlines()[0] if text else warning.category.__name__)
+                text = text.splitlines()[0] if text else warning.category.__name__
+                if photo is None:
+                    log.warning("%s", text)
+                else:
+                    log.warning("%s: %s", photo, text)
 
 
 def _run_here(todo: list[Item], manifest: Manifest, config: ProtectConfig,
@@ -1613,7 +1623,8 @@ def _work(index: int, item: Item, config: ProtectConfig):
             _worker_queue.put((index, fraction))
 
     try:
-        return _protect_one(item, config, progress, _worker_stop.is_set)
+        with _warnings_naming(None):  # _NamePhoto names it
+            return _protect_one(item, config, progress, _worker_stop.is_set)
     except Exception as exc:
         log.debug("%s failed", item.src, exc_info=True)
         # Only our own exceptions are sure to pickle back to the parent.

@@ -1659,6 +1659,24 @@ def test_a_workers_warning_names_its_photo(tmp_path, small_photo, tiny_config, c
     assert "Corrupt EXIF" not in capfd.readouterr().err  # not from the worker itself
 
 
+@pytest.mark.parametrize("jobs", [2, 1])
+def test_an_unreadable_photo_fails_without_pillows_warnings(tmp_path, small_photo,
+                                                            tiny_config, caplog, jobs):
+    """A few bytes named .tif (a TIFF header and no more): Pillow warns "Corrupt EXIF
+    data" and then can't read it; its failure alone is said, not the warning above it."""
+    fake = tmp_path / "in" / "fake.tif"
+    fake.parent.mkdir()
+    fake.write_bytes(b"II*\x00hello, no tiff here")
+    good = small_photo(tmp_path / "in" / "good.png")
+    out = tmp_path / "out"
+    with caplog.at_level("WARNING"):
+        result = batch.run(batch.plan([fake, good], out), out, tiny_config, jobs=jobs)
+    assert result.counts[PROTECTED] == 1 and result.counts[FAILED] == 1
+    [failed] = [i for i in result.items if i.status == FAILED]
+    assert "is named .tif but is not an image cloak can read" in failed.message
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == []
+
+
 def test_running_out_of_memory_is_said_in_plain_words():
     """torch's CPU allocator failing (a real one: 400 TB asked for) is a RuntimeError
     without "out of memory" in it: the photo's line says what happened and what to try,
