@@ -1000,21 +1000,21 @@ def test_gui_script_help_prints_usage_and_opens_no_window(tmp_path):
     assert scripts.get("cloak-gui") == "cloak.gui.app:script_main"
     env = {k: v for k, v in os.environ.items()
            if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
-    for args in (["--help"], ["-h"], ["photo.jpg", "--help"]):
-        code = f"import sys; sys.argv = ['cloak-gui', *{args!r}]; " \
-               "from cloak.gui.app import script_main; sys.exit(script_main())"
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+
+    def cloak_gui(*args: str) -> subprocess.CompletedProcess:
+        code = (f"import sys; sys.argv = ['cloak-gui', *{list(args)!r}]; "
+                "from cloak.gui.app import script_main; sys.exit(script_main())")
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                               cwd=Path(cli.__file__).parent, env=env, timeout=120,
                               check=False)
+
+    for args in (["--help"], ["-h"], ["photo.jpg", "--help"]):
+        done = cloak_gui(*args)
         assert done.returncode == 0, done.stderr
         assert done.stdout.startswith("usage: cloak-gui") and "cloak protect" in done.stdout
         assert done.stderr == ""
     for args in (["photo.jpg"], ["--out", "x"]):
-        code = f"import sys; sys.argv = ['cloak-gui', *{args!r}]; " \
-               "from cloak.gui.app import script_main; sys.exit(script_main())"
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              cwd=Path(cli.__file__).parent, env=env, timeout=120,
-                              check=False)
+        done = cloak_gui(*args)
         assert done.returncode == 2, done.stderr
         assert done.stderr.startswith(f"error: cloak-gui takes no arguments (got '{args[0]}')")
         assert len(done.stderr.strip().splitlines()) == 1
