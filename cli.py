@@ -94,7 +94,8 @@ def reporting_failures(hook):
 
 DEFAULT_VERIFY_MODELS = ("taesd", "taesdxl", "taef1", "taef2")
 ALL_CHANNELS = ("as-is", "instagram", "facebook", "x", "whatsapp", "jpeg95", "jpeg75",
-                "jpeg50", "down-up", "blur", "crop", "grid", "naive")  # verify's, in order
+                "jpeg50", "down-up", "blur", "crop", "grid", "naive")  # cloak.verify's
+# (kept here, not imported: cloak.verify loads torch, which --help need not wait for)
 
 
 def parse_channels(text: str | None) -> tuple[str, ...]:
@@ -814,7 +815,8 @@ def verify(
         if json_path:  # run's report at --json, not an earlier pair's verdict
             report = ({"kind": "receipts", "folder": str(photo), "photos": None}
                       if protected is None and os.path.isdir(photo) else
-                      {"kind": "receipt", "photo": str(photo), "score_db": None}
+                      {"kind": "receipt", "photo": str(photo), "score_db": None,
+                       "protected": None}
                       if protected is None else
                       {"kind": "folders", "originals": str(photo),
                        "protected_folder": str(protected), "pairs": None}

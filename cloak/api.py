@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .config import ProtectConfig
+from .config import ProtectConfig, config_or_default
 from .errors import Cancelled, ConfigError, OutputError, OutputExistsError, UnsupportedImageError
 from .pipeline import Progress, measure_saved, protect_array
 from .report import Report
@@ -46,7 +46,7 @@ def protect(image: Image.Image, config: ProtectConfig | None = None, *,
     if not isinstance(image, Image.Image):
         raise TypeError(f"protect() takes a PIL image, got {type(image).__name__}; for a "
                         "file use protect_file, for an array pipeline.protect_array")
-    config = config or ProtectConfig()
+    config = config_or_default(config)
     if image.mode in NOT_TAKEN_MODES:  # F would go to RGB through 8-bit gray: 0 or 1
         raise UnsupportedImageError(
             f"images in PIL mode {image.mode} are not supported; pass an 8- or 16-bit RGB "
@@ -156,7 +156,7 @@ def protect_file(src: str | Path, dst: str | Path, config: ProtectConfig | None 
     from . import io
 
     start = time.perf_counter()
-    config = config or ProtectConfig()
+    config = config_or_default(config)
     if config.steps == 0:  # protect() takes it (no change: for tests); a file would be
         # marked protected without any protection
         raise ConfigError("steps must be at least 1 to write a protected copy")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import numbers
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,6 +132,30 @@ class ProtectConfig:
         if isinstance(self.models, str):
             object.__setattr__(self, "models", tuple(
                 m.strip() for m in self.models.split(",") if m.strip()))
+        if not isinstance(self.models, (tuple, list)) or not all(
+                isinstance(m, str) for m in self.models):
+            raise ConfigError(f"models must be model names, as a tuple or one string such as "
+                              f"'taesd,taef2', got {self.models!r}")
+        for name in ("robust", "both_roundings", "naive_downscale", "perceptual", "faces",
+                     "allow_download", "measure", "preview"):
+            value = getattr(self, name)
+            if isinstance(value, str) or value not in (True, False):  # numpy's bools too
+                raise ConfigError(f"{name} must be True or False, got {value!r}")
+            object.__setattr__(self, name, bool(value))
+        if self.device is not None:
+            if not isinstance(self.device, str) or not re.fullmatch(
+                    r"auto|cpu|mps|cuda(:\d+)?", self.device.strip().lower() or "auto"):
+                raise ConfigError(f"unknown device {self.device!r}; use auto, cpu, cuda, "
+                                  "cuda:1 or mps")
+            object.__setattr__(self, "device", self.device.strip().lower() or None)
+        if self.metadata is not None and not isinstance(self.metadata, MetadataPolicy):
+            raise ConfigError(f"metadata must be a cloak.metadata.MetadataPolicy (such as "
+                              f"MetadataPolicy.choose(keep_gps=True)), got "
+                              f"{type(self.metadata).__name__}")
+        for name in ("model_dir", "mask_path"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name),
+                                                                   (str, os.PathLike)):
+                raise ConfigError(f"{name} must be a path, got {getattr(self, name)!r}")
         # each model once, in the order given: `taesd,taesd` would double its share of the
         # steps and record settings a later `--models taesd` takes for other ones
         object.__setattr__(self, "models", tuple(dict.fromkeys(self.models)))
@@ -259,3 +285,16 @@ def _file_digest(path: str | None) -> str | None:
         return hashlib.sha256(Path(path).read_bytes()).hexdigest()
     except OSError:
         return None
+
+
+def config_or_default(config: ProtectConfig | None) -> ProtectConfig:
+    """`config`, or ProtectConfig() (medium) for None; a TypeError that shows the way for
+    anything else (a preset's name given as the config: "fast")."""
+    if config is None:
+        return ProtectConfig()
+    if not isinstance(config, ProtectConfig):
+        hint = (f" (for the preset: ProtectConfig(strength={config!r}))"
+                if isinstance(config, str) else "")
+        raise TypeError(f"config must be a cloak.ProtectConfig, got "
+                        f"{type(config).__name__}{hint}")
+    return config

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from . import budget, metrics
 from .attack import protect_pgd
-from .config import ProtectConfig
+from .config import ProtectConfig, config_or_default
 from .device import autocast, pick_device, uses_bf16
 from .errors import Cancelled
 from .models import load_autoencoder
@@ -238,6 +238,7 @@ def protect_array(rgb: np.ndarray, config: ProtectConfig, *, grayscale: bool = F
     upsampled to full size and bounded there, so every original pixel keeps its detail."""
     start = time.perf_counter()
     report_progress = progress or (lambda fraction, message: None)
+    config = config_or_default(config)
     if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError("rgb must be a (H, W, 3) numpy array, got "
                          f"{getattr(rgb, 'shape', type(rgb).__name__)}")

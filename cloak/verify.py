@@ -50,6 +50,7 @@ SOCIAL_PRESETS: dict[str, tuple[int, int]] = {
 # it, centred unless the user moves the frame (Instagram's help centre, as of 2025).
 INSTAGRAM_ASPECT = (3 / 4, 1.91)
 CLEANUPS = ("jpeg95", "jpeg75", "jpeg50", "down-up", "blur", "crop", "grid", "naive")
+ALL_CHANNELS = ("as-is", *SOCIAL_PRESETS, *CLEANUPS)  # every channel verify measures
 # The `naive` clean-up is no edit either: an editor that downscales the photo to 512
 # without antialiasing (bilinear, what cv2.resize and torch's F.interpolate do by
 # default), so each pixel it keeps blends only the 2x2 photo pixels nearest it: it sees
@@ -446,6 +447,14 @@ def _models(names, model_dir, device):
     return {n: load_autoencoder(n, model_dir, device) for n in names}
 
 
+def names_given(names: str | Sequence[str]) -> tuple[str, ...]:
+    """Model or channel names as given: a sequence, or one string 'taesd,taef2' (as
+    ProtectConfig takes models), stripped and lower-cased."""
+    if isinstance(names, str):
+        names = names.split(",")
+    return tuple(n.strip().lower() for n in names if isinstance(n, str) and n.strip())
+
+
 def verify_images(original: Image.Image, protected: Image.Image,
                   channels: Sequence[str] = ("as-is", *SOCIAL_PRESETS, *CLEANUPS),
                   models: Sequence[str] = ALL_MODEL_NAMES, model_dir: str | None = None,
@@ -468,8 +477,16 @@ def verify_images(original: Image.Image, protected: Image.Image,
     Cancelled. `at_1024`: also the damage as the photo is at long side 1024 for the SDXL
     and FLUX stand-ins measured (LARGE_EDITORS; `damage_at_1024`), each round trip about
     4x one at 512."""
+    for image in (original, protected):
+        if not isinstance(image, Image.Image):
+            raise TypeError(f"verify_images() takes two PIL images (such as "
+                            f"Image.open(path)), got {type(image).__name__}")
+    models, channels = names_given(models), names_given(channels)
     if not models:
         raise ConfigError("no autoencoder to measure with; name at least one, e.g. taesd")
+    if unknown := [c for c in channels if c not in ALL_CHANNELS]:
+        raise ConfigError(f"unknown channel {unknown[0]!r}; choose from "
+                          f"{', '.join(ALL_CHANNELS)}")
     original, protected = rgb_or_rgba(original), rgb_or_rgba(protected)
     flat_note = crop_note = None
     if (is_transparent(original) and not is_transparent(protected)

@@ -955,6 +955,19 @@ def test_verify_keeps_its_result_when_the_reader_leaves_or_is_stopped(
         assert data["kind"] == "comparison" and data["cloak_version"] == cli.__version__
 
 
+def test_a_failed_receipt_leaves_protected_null_in_its_json(tmp_path):
+    """A photo alone that can't be read: its --json says so with `protected` null, the
+    field a receipt is read by, as a comparison's says `verdict` null."""
+    fake = tmp_path / "fake.jpg"
+    fake.write_text("not a photo")
+    report = tmp_path / "r.json"
+    result = invoke("verify", fake, "--json", report)
+    assert result.exit_code == 1
+    data = json.loads(report.read_text())
+    assert data["kind"] == "receipt" and data["error"]
+    assert (data["protected"], data["score_db"]) == (None, None)
+
+
 def test_verify_json_into_a_missing_folder_fails_before_measuring(tmp_path, small_photo,
                                                                    model_dir):
     photo = small_photo(tmp_path / "a.png")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from cloak import ProtectConfig
@@ -77,6 +79,32 @@ def test_editing_the_mask_changes_the_fingerprint(tmp_path):
 def test_bad_visibility_map_settings_are_a_config_error(field, value):
     with pytest.raises(ConfigError):
         ProtectConfig(**{field: value})
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("models", None, "models must be model names"),
+    ("models", ("taesd", 3), "models must be model names"),
+    ("faces", "no", "faces must be True or False, got 'no'"),  # a str is always true
+    ("measure", None, "measure must be True or False"),
+    ("robust", 2, "robust must be True or False"),
+    ("device", "gpu", "unknown device 'gpu'; use auto, cpu, cuda, cuda:1 or mps"),
+    ("device", 0, "unknown device 0"),
+    ("metadata", {"keep_gps": True}, "metadata must be a cloak.metadata.MetadataPolicy"),
+    ("model_dir", 3, "model_dir must be a path"),
+])
+def test_fields_of_the_wrong_kind_are_refused_when_made(field, value, message):
+    """Refused when the config is made, not after an attack's minutes (metadata failed at
+    the save; a device at the first photo; faces="no" ran with faces on)."""
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        ProtectConfig(**{field: value})
+
+
+def test_flags_and_device_are_taken_in_their_usual_spellings():
+    import numpy as np
+
+    config = ProtectConfig(faces=np.False_, measure=1, device=" CUDA:1 ")
+    assert (config.faces, config.measure, config.device) == (False, True, "cuda:1")
+    assert ProtectConfig(device="").device is None and ProtectConfig(device="auto").device
 
 
 @pytest.mark.parametrize("field, value, message", [

@@ -144,6 +144,16 @@ class TestLookupAndVerification:
         with pytest.raises(ModelError, match="is a link to .*unmounted.*can't be found"):
             W.resolve(get_spec("taesd"), "encoder", model_dir=mine, allow_download=False)
 
+    def test_a_model_dir_that_is_no_folder_is_refused(self, model_dir, tmp_path,
+                                                      monkeypatch):
+        """As the CLI's --model-dir: a mistyped folder fails, not falls back to
+        $CLOAK_MODEL_DIR (where the weights are found here) with a warning."""
+        monkeypatch.setenv("CLOAK_MODEL_DIR", str(model_dir))
+        (tmp_path / "a-file").write_text("")
+        for wrong in (tmp_path / "missing", tmp_path / "a-file"):
+            with pytest.raises(ModelError, match=f"model_dir {wrong} is not a folder"):
+                W.resolve(get_spec("taesd"), "encoder", model_dir=wrong)
+
     def test_a_model_dir_without_a_file_says_where_it_came_from(self, model_dir, tmp_path,
                                                                 monkeypatch, caplog):
         """--model-dir holding only the encoder: the decoder comes from

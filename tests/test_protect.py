@@ -798,6 +798,22 @@ class TestLibraryChecksUpFront:
         with pytest.raises(TypeError, match="takes a PIL image, got ndarray"):
             protect(np.zeros((64, 64, 3), np.uint8), tiny_config)
 
+    def test_a_config_that_is_no_protectconfig_is_a_type_error(self, tmp_path, small_photo):
+        """A preset's name passed as the config: one TypeError showing the way, before the
+        attack (it was an AttributeError from inside it)."""
+        from cloak import protect, protect_file
+        from cloak.pipeline import protect_array
+
+        photo = small_photo(tmp_path / "a.png")
+        hint = r"config must be a cloak.ProtectConfig, got str \(for the preset: "
+        with pytest.raises(TypeError, match=hint):
+            protect(Image.open(photo), "fast")
+        with pytest.raises(TypeError, match=hint):
+            protect_file(photo, tmp_path / "out" / "a.png", "fast")
+        with pytest.raises(TypeError, match="got dict$"):
+            protect_array(np.zeros((64, 64, 3), np.float32), {"strength": "fast"})
+        assert not (tmp_path / "out").exists()
+
     def test_an_array_must_be_floats_in_0_1(self, tiny_config):
         from cloak.pipeline import protect_array
 

@@ -15,6 +15,7 @@ from cloak.verify import (
     SOCIAL_PRESETS,
     apply_channel,
     fit_for_posting,
+    names_given,
     receipt_image,
     verdict_for,
     verify_images,
@@ -75,6 +76,21 @@ def example_clean_cache() -> dict:
     """verify's clean references of the example, shared by the tests that measure it
     (the cache key holds the pixels, so a test can't be handed another photo's)."""
     return {}
+
+
+def test_arguments_of_the_wrong_kind_say_what_verify_takes(photo):
+    """Paths for images, a channel it lacks, names as one string: a TypeError saying it
+    takes images, a ConfigError naming the channels, and "taesd" read as one name (it was
+    read letter by letter: "unknown model 't'")."""
+    with pytest.raises(TypeError, match="takes two PIL images .* got str"):
+        verify_images("me.jpg", photo)
+    with pytest.raises(ConfigError, match="unknown channel 'tiktok'; choose from as-is, "):
+        verify_images(photo, photo, channels=("as-is", "tiktok"), models=("taesd",))
+    assert names_given("taesd, TAEF2") == ("taesd", "taef2")
+    assert names_given(["as-is", " Instagram "]) == ("as-is", "instagram")
+    result = verify_images(photo, photo, channels="as-is", models="taesd", figures=False)
+    assert [c.channel for c in result.channels] == ["as-is"]
+    assert list(result.channels[0].damage_db) == ["taesd"]
 
 
 def test_damage_alone_skips_the_full_size_figures_and_stops_when_asked(photo):

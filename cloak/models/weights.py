@@ -746,9 +746,14 @@ def load_part(spec: ModelSpec, part: str, path: Path, other_exports: bool = Fals
 
 def resolve(spec: ModelSpec, part: str, model_dir=None, allow_download: bool = True,
             progress: DownloadProgress | None = None) -> Path:
-    """Path to verified weights for (model, part), downloading them if needed."""
-    path = find_local(spec, part, model_dir)
+    """Path to verified weights for (model, part), downloading them if needed. A
+    `model_dir` that is not a folder is a ModelError (as the CLI's --model-dir): a
+    mistyped one would otherwise quietly fall back to other places."""
     chosen = Path(model_dir).expanduser() if model_dir else None
+    if chosen is not None and not chosen.is_dir():
+        raise ModelError(f"model_dir {chosen} is not a folder (or can't be reached); give "
+                         "the folder that holds the weight files")
+    path = find_local(spec, part, model_dir)
     if chosen is not None and (path is None or chosen not in path.parents):
         _warn_once(f"{spec.file_stem(part)} is not in {chosen} (--model-dir); "
                    + (f"using {path}" if path else "looking for it further"))
