@@ -1003,34 +1003,33 @@ def test_gui_entry_point_without_pyside6_is_one_line(tmp_path):
         assert "Traceback" not in done.stderr
 
 
-def test_gui_script_help_prints_usage_and_opens_no_window(tmp_path):
+def test_gui_script_help_prints_usage_and_opens_no_window(capsys, monkeypatch):
     """`cloak-gui --help` (or -h) prints its usage and exits 0; any other argument is one
     error line, exit 2; neither opens a window (no display here: opening one would fail
     with "no display" instead). The installed script is this function."""
     from importlib.metadata import entry_points
 
+    from cloak.gui.app import script_main
+
     scripts = {e.name: e.value for e in entry_points(group="console_scripts")}
     assert scripts.get("cloak-gui") == "cloak.gui.app:script_main"
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
-
-    def cloak_gui(*args: str) -> subprocess.CompletedProcess:
-        code = (f"import sys; sys.argv = ['cloak-gui', *{list(args)!r}]; "
-                "from cloak.gui.app import script_main; sys.exit(script_main())")
-        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              cwd=Path(cli.__file__).parent, env=env, timeout=120,
-                              check=False)
-
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        monkeypatch.delenv(name, raising=False)
     for args in (["--help"], ["-h"], ["photo.jpg", "--help"]):
-        done = cloak_gui(*args)
-        assert done.returncode == 0, done.stderr
-        assert done.stdout.startswith("usage: cloak-gui") and "cloak protect" in done.stdout
-        assert done.stderr == ""
+        assert script_main(args) == 0
+        out, err = capsys.readouterr()
+        assert out.startswith("usage: cloak-gui") and "cloak protect" in out and err == ""
     for args in (["photo.jpg"], ["--out", "x"]):
-        done = cloak_gui(*args)
-        assert done.returncode == 2, done.stderr
-        assert done.stderr.startswith(f"error: cloak-gui takes no arguments (got '{args[0]}')")
-        assert len(done.stderr.strip().splitlines()) == 1
+        assert script_main(args) == 2
+        out, err = capsys.readouterr()
+        assert err.startswith(f"error: cloak-gui takes no arguments (got '{args[0]}')")
+        assert len(err.strip().splitlines()) == 1 and out == ""
+    # as the installed script runs it: its arguments from sys.argv
+    code = ("import sys; sys.argv = ['cloak-gui', '--help']; "
+            "from cloak.gui.app import script_main; sys.exit(script_main())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=Path(cli.__file__).parent, timeout=120, check=False)
+    assert done.returncode == 0 and done.stdout.startswith("usage: cloak-gui"), done.stderr
 
 
 def test_gui_with_a_pyside6_that_cant_load_says_so(tmp_path):
