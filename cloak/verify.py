@@ -456,7 +456,7 @@ def names_given(names: str | Sequence[str]) -> tuple[str, ...]:
 
 
 def verify_images(original: Image.Image, protected: Image.Image,
-                  channels: Sequence[str] = ("as-is", *SOCIAL_PRESETS, *CLEANUPS),
+                  channels: Sequence[str] = ALL_CHANNELS,
                   models: Sequence[str] = ALL_MODEL_NAMES, model_dir: str | None = None,
                   device: str | None = None,
                   progress: Callable[[float, str], None] | None = None,
