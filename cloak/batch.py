@@ -46,7 +46,6 @@ from .config import ProtectConfig, draws_at_random
 from .errors import (
     Cancelled,
     CloakError,
-    ModelError,
     OutputError,
     UnsupportedImageError,
     is_gpu_out_of_memory,
@@ -1089,24 +1088,11 @@ def preload_models(config: ProtectConfig, progress: DownloadProgress | None = No
     follows each download. Returns False when faces are on but the face detector could not
     be found or fetched (face priority is off; a warning is logged), else True."""
     from .device import pick_device
-    from .models import MODELS, load_autoencoder
-    from .models.weights import (
-        WeightsMissing,
-        missing_message,
-        missing_stems,
-        resolve_face_detector,
-    )
+    from .models import load_autoencoders
+    from .models.weights import resolve_face_detector
 
-    device = pick_device(config.device)
-    for name in config.models:
-        try:
-            load_autoencoder(name, config.model_dir, device, config.allow_download, progress)
-        except WeightsMissing as exc:  # offline: every missing file at once, not one a run
-            stems = missing_stems(config.models, config.model_dir) if exc.offline else []
-            if len(stems) < 2:
-                raise
-            raise ModelError(missing_message(MODELS[name], "encoder", exc.why,
-                                             config.model_dir, stems)) from exc
+    load_autoencoders(config.models, config.model_dir, pick_device(config.device),
+                      config.allow_download, progress)
     if config.faces:
         return resolve_face_detector(config.model_dir, config.allow_download,
                                      progress) is not None

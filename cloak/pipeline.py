@@ -18,7 +18,7 @@ from .attack import protect_pgd
 from .config import ProtectConfig, config_or_default
 from .device import autocast, pick_device, uses_bf16
 from .errors import Cancelled
-from .models import load_autoencoder
+from .models import load_autoencoders
 from .models.weights import resolve_face_detector
 from .report import Report
 
@@ -85,8 +85,8 @@ def measure_saved(report: Report, original: np.ndarray, saved: np.ndarray,
     """Measure the report's figures again on the pixels as saved ((H, W, 3) float32 in
     [0, 1] each, upright): a lossy format (JPEG, HEIC) moves them after the attack."""
     device = pick_device(config.device)
-    models = ([load_autoencoder(n, config.model_dir, device, config.allow_download)
-               for n in config.models] if config.measure else [])
+    models = (load_autoencoders(config.models, config.model_dir, device,
+                                config.allow_download) if config.measure else [])
     _measure(report, to_tensor(original), to_tensor(saved), config, models, device,
              should_stop)
 
@@ -255,8 +255,8 @@ def protect_array(rgb: np.ndarray, config: ProtectConfig, *, grayscale: bool = F
     device = pick_device(config.device)
     generator = torch.Generator(device=device).manual_seed(config.seed)
     report_progress(0.0, "loading models")
-    models = [load_autoencoder(n, config.model_dir, device, config.allow_download)
-              for n in config.models]
+    models = load_autoencoders(config.models, config.model_dir, device,
+                               config.allow_download)
 
     x_full = to_tensor(rgb)
     height, width = x_full.shape[-2:]

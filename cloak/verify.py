@@ -32,7 +32,7 @@ from .colour import profile_name, to_srgb
 from .device import autocast, pick_device, uses_bf16
 from .errors import Cancelled, ConfigError
 from .io import Photo, decode_own_bytes
-from .models import ALL_MODEL_NAMES, load_autoencoder
+from .models import ALL_MODEL_NAMES, load_autoencoders
 from .pipeline import to_tensor
 from .report import VERDICTS, verdict_for  # noqa: F401 - VERDICTS is part of verify's API
 
@@ -444,7 +444,7 @@ def _tensor(img: Image.Image) -> torch.Tensor:
 
 
 def _models(names, model_dir, device):
-    return {n: load_autoencoder(n, model_dir, device) for n in names}
+    return dict(zip(names, load_autoencoders(names, model_dir, device), strict=True))
 
 
 def names_given(names: str | Sequence[str]) -> tuple[str, ...]:

@@ -336,6 +336,26 @@ class TestLookupAndVerification:
         with pytest.raises(ModelError, match="weights for taef2 decoder not found"):
             preload_models(ProtectConfig(models=("taesd", "taef2"), faces=False))
 
+    def test_the_library_names_every_missing_file_too(self, model_dir, tmp_path,
+                                                      monkeypatch):
+        """verify_images and protect reached from Python, offline: the same one message as
+        the CLI's (they named the first missing file only)."""
+        from PIL import Image
+
+        from cloak import ProtectConfig, protect
+        from cloak.verify import verify_images
+
+        monkeypatch.setenv("CLOAK_MODEL_DIR", str(tmp_path / "empty"))
+        (tmp_path / "empty").mkdir()
+        monkeypatch.setenv("CLOAK_OFFLINE", "1")
+        monkeypatch.setattr("cloak.models._cache", {})
+        image = Image.new("RGB", (64, 64), "gray")
+        named = "4 files: taesd_encoder, taesd_decoder, taef2_encoder, taef2_decoder"
+        with pytest.raises(ModelError, match=named):
+            verify_images(image, image, channels="as-is", models="taesd,taef2")
+        with pytest.raises(ModelError, match=named):
+            protect(image, ProtectConfig(models=("taesd", "taef2"), faces=False, steps=1))
+
     def test_a_file_that_fails_its_pin_is_not_parsed(self, model_dir, tmp_path,
                                                      monkeypatch):
         """Bytes that are not the pinned file's are refused before torch's unpickler

@@ -6,12 +6,21 @@ import threading
 
 import torch
 
+from ..errors import ModelError
 from .registry import ALL_MODEL_NAMES, MODELS, ModelSpec, get_spec
 from .taesd import TinyAutoencoder
-from .weights import DownloadProgress, fallback_dir, load_verified, search_dirs
+from .weights import (
+    DownloadProgress,
+    WeightsMissing,
+    fallback_dir,
+    load_verified,
+    missing_message,
+    missing_stems,
+    search_dirs,
+)
 
 __all__ = ["ALL_MODEL_NAMES", "MODELS", "ModelSpec", "TinyAutoencoder", "get_spec",
-           "load_autoencoder"]
+           "load_autoencoder", "load_autoencoders"]
 
 _cache: dict[tuple, TinyAutoencoder] = {}
 _lock = threading.Lock()
@@ -40,3 +49,22 @@ def load_autoencoder(name: str, model_dir=None, device: torch.device | str = "cp
             _cache[key] = model.to(device, memory_format=torch.channels_last).eval(
             ).requires_grad_(False)
         return _cache[key]
+
+
+def load_autoencoders(names, model_dir=None, device: torch.device | str = "cpu",
+                      allow_download: bool = True,
+                      progress: DownloadProgress | None = None) -> list[TinyAutoencoder]:
+    """load_autoencoder for each of `names`, in order. With downloads off or no network,
+    one ModelError names every missing file at once (not one a run, as the user puts
+    each in place)."""
+    models = []
+    for name in names:
+        try:
+            models.append(load_autoencoder(name, model_dir, device, allow_download, progress))
+        except WeightsMissing as exc:
+            stems = missing_stems(tuple(names), model_dir) if exc.offline else []
+            if len(stems) < 2:
+                raise
+            raise ModelError(missing_message(MODELS[name], "encoder", exc.why, model_dir,
+                                             stems)) from exc
+    return models
