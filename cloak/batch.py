@@ -1487,16 +1487,15 @@ def _warnings_naming(photo: Path | None):
     logged for a photo that turns out unreadable: its failure says what is wrong (a text
     file named .tif gave "Corrupt EXIF data" above "not an image cloak can read"). A
     filter that turns a warning into an error (decoding_limit's) still does."""
-    unreadable = False
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("default")
         try:
             yield
         except UnsupportedImageError:
-            unreadable = True
+            caught.clear()  # its failure line says it all
             raise
         finally:
-            for warning in [] if unreadable else caught:
+            for warning in caught:
                 text = str(warning.message).strip()
                 text = text.splitlines()[0] if text else warning.category.__name__
                 if photo is None:

@@ -153,9 +153,9 @@ class ProtectConfig:
                               f"MetadataPolicy.choose(keep_gps=True)), got "
                               f"{type(self.metadata).__name__}")
         for name in ("model_dir", "mask_path"):
-            if getattr(self, name) is not None and not isinstance(getattr(self, name),
-                                                                   (str, os.PathLike)):
-                raise ConfigError(f"{name} must be a path, got {getattr(self, name)!r}")
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, (str, os.PathLike)):
+                raise ConfigError(f"{name} must be a path, got {value!r}")
         # each model once, in the order given: `taesd,taesd` would double its share of the
         # steps and record settings a later `--models taesd` takes for other ones
         object.__setattr__(self, "models", tuple(dict.fromkeys(self.models)))
