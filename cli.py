@@ -21,10 +21,9 @@ from typing import Annotated
 
 import typer
 
-try:  # torch loads here, for a second or two: a Ctrl-C meanwhile ends as one later does
+try:  # torch is not among these (--help answers at once); each command imports it
     from cloak import PRESETS, Cancelled, CloakError, ProtectConfig, __version__
     from cloak.allocator import keep_freed_memory
-    from cloak.device import fp32_cpu_note, pick_device
     from cloak.io import IMAGE_SUFFIXES
     from cloak.metadata import MetadataPolicy
     from cloak.preview import PREVIEW_SUFFIX
@@ -68,6 +67,17 @@ def printable(text: str) -> str:
     except UnicodeEncodeError:
         text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return _CONTROL.sub(lambda m: m[0].encode("unicode_escape").decode("ascii"), text)
+
+
+@contextlib.contextmanager
+def loading_libraries():
+    """Around a command's first imports (torch among them: a second or two, before any
+    work): a Ctrl-C meanwhile ends as one before any photo does, with one line and 130."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        typer.secho("Interrupted; nothing was written.", err=True)
+        raise typer.Exit(130) from None
 
 
 _failure_hooks: list = []  # callables told each fail()'s message first (see reporting_failures)
@@ -283,7 +293,9 @@ def protect(
 
     Example: cloak protect me.jpg holiday/ --out protected/ --strength medium
     """
-    from cloak import batch
+    with loading_libraries():
+        from cloak import batch
+        from cloak.device import fp32_cpu_note, pick_device
 
     if not out.strip():  # an unset variable in a script: never the current folder
         fail("--out is empty: give the folder for the protected copies")
@@ -710,17 +722,22 @@ def write_json(json_path: Path, data: dict, code: int = 1, on_the_way_out: bool 
     the report a run before left there. A link at the temp file's name is never written
     through. A failure exits with `code`; `on_the_way_out` (the report of a run that
     fails anyway): a failure is a warning, so the run's own error line still follows."""
+    from cloak.errors import OutputExistsError
     from cloak.io import write_atomic
 
     text = json.dumps(data, indent=2).encode("utf-8")
-    try:
-        write_atomic(json_path, lambda fp: fp.write(text), overwrite=True)
+    try:  # a report is replaced; a file that appeared there during the run is not
+        write_atomic(json_path, lambda fp: fp.write(text), overwrite=is_cloak_report)
     except CloakError as exc:
+        message = str(exc)
+        if isinstance(exc, OutputExistsError):
+            message = (f"{json_path} appeared during the run and is not a cloak report, so "
+                       "it is not replaced; the report was not written")
         if on_the_way_out:
-            typer.secho(f"warning: --json: {printable(str(exc))}", fg=typer.colors.YELLOW,
+            typer.secho(f"warning: --json: {printable(message)}", fg=typer.colors.YELLOW,
                         err=True)
             return
-        fail(f"--json: {exc}", code)
+        fail(f"--json: {message}", code)
 
 
 def fetch_weights(names: tuple[str, ...], model_dir: str | None,
@@ -791,19 +808,20 @@ def verify(
     Examples: cloak verify me.jpg protected/me.jpg;
     cloak verify holiday/ protected/ --channels instagram
     """
-    from PIL import Image
+    with loading_libraries():
+        from PIL import Image
 
-    from cloak import io
-    from cloak.compression import compression_floor, jpeg_settings
-    from cloak.errors import UnsupportedImageError, is_out_of_memory
-    from cloak.models import ALL_MODEL_NAMES
-    from cloak.verify import (
-        RECEIPT_SMALLEST,
-        in_one_colour_space,
-        photo_image,
-        receipt_image,
-        verify_images,
-    )
+        from cloak import io
+        from cloak.compression import compression_floor, jpeg_settings
+        from cloak.errors import UnsupportedImageError, is_out_of_memory
+        from cloak.models import ALL_MODEL_NAMES
+        from cloak.verify import (
+            RECEIPT_SMALLEST,
+            in_one_colour_space,
+            photo_image,
+            receipt_image,
+            verify_images,
+        )
 
     # each model once (`--models taesd,taesd`), in the order given
     names = tuple(dict.fromkeys(m.strip().lower() for m in models.split(",") if m.strip()))

@@ -106,10 +106,11 @@ def _with_scaled_key(image: Image.Image) -> Image.Image:
 SAVE_OPTIONS = frozenset({"format", "jpeg_quality", "metadata"})  # io.save_photo's
 
 
-def check_destination(src: Path, dst: Path, overwrite: bool) -> None:
+def check_destination(src: Path, dst: Path, overwrite) -> None:
     """Refuse to write over the input (by any name: a hard link, another case on a
-    case-insensitive disk), over a folder, or over an existing file without `overwrite`."""
-    from .io import same_file
+    case-insensitive disk), over a folder, or over an existing file `overwrite` does not
+    allow replacing (cloak.io.may_replace)."""
+    from .io import may_replace, same_file
     try:
         if dst.is_dir():
             raise OutputError(f"output {dst} is a folder; give a file name")
@@ -124,7 +125,7 @@ def check_destination(src: Path, dst: Path, overwrite: bool) -> None:
         raise OutputError(f"can't use the output name {dst}: {exc.strerror or exc}") from exc
     if in_a_file is not None:
         raise OutputError(f"can't write {dst}: {in_a_file} is not a folder")
-    if exists and not overwrite:
+    if exists and not may_replace(overwrite, dst):
         raise OutputExistsError(dst)
 
 
@@ -149,10 +150,16 @@ def check_save_options(save_options: dict) -> None:
 
 
 def protect_file(src: str | Path, dst: str | Path, config: ProtectConfig | None = None, *,
-                 overwrite: bool = False, progress: Progress | None = None,
+                 overwrite: bool | Callable[[Path], bool] = False,
+                 progress: Progress | None = None,
                  should_stop: Callable[[], bool] | None = None, **save_options) -> Report:
     """Protect the photo at `src` and write it to `dst` atomically; never touches `src`.
-    The report's `seconds` covers the whole job: loading, protecting, saving, measuring."""
+    The report's `seconds` covers the whole job: loading, protecting, saving, measuring.
+
+    `overwrite`: True replaces a file at `dst` (and at its preview sheet's name); a
+    callable is asked, path by path, whether the file found there may be replaced, before
+    the attack and again as each file is written (a batch run's own earlier copy, not a
+    file that appeared meanwhile)."""
     from . import io
 
     start = time.perf_counter()

@@ -103,10 +103,12 @@ class Item:
     status: str = "pending"  # pending | protected | skipped | failed | cancelled
     message: str = ""  # why it was skipped, failed or not done
     report: Report | None = None
-    replace: bool = False  # run decided the existing dst may be replaced
+    replace: bool = False  # --overwrite or --force: files at dst and its sheet's name go
     # _stamp(dst) when the run itself judged that file its own to redo (not --overwrite):
-    # if the file changes before its turn comes, it is no longer that file.
+    # if the file changes before its turn comes, or before the copy is written over it,
+    # it is no longer that file. Likewise sheet_stamp for cloak's own preview sheet.
     ours_stamp: tuple | None = None
+    sheet_stamp: tuple | None = None
     dst_before: tuple | None = None  # _stamp(dst) when its work began
     folder: tuple[str, str] | None = None  # (mirror name under OUT, input folder's real path)
 
@@ -933,8 +935,9 @@ def _decide(item: Item, entry: dict | None, settings: dict, force: bool,
     if not item.dst.exists():
         # may still replace a file beside it: a preview, asked for with --overwrite, or
         # the sheet cloak wrote for a copy since deleted
-        item.replace = force or overwrite or (
-            preview and sheet.exists() and matches_record(sheet, (entry or {}).get("preview")))
+        item.replace = force or overwrite
+        if preview and not item.replace:
+            _note_own_sheet(item, sheet, (entry or {}).get("preview"))
         return
     pending = entry is not None and entry.get("state") == "pending"
     # The file at dst is the one cloak wrote there (the entry alone does not say so: a
@@ -945,12 +948,15 @@ def _decide(item: Item, entry: dict | None, settings: dict, force: bool,
     ours = (made_here and _same_settings(entry.get("settings"), settings, also)
             and matches_record(item.src, entry.get("src"), refresh=True))
     if ours and pending:  # an interrupted run's file: redone
-        item.replace, item.ours_stamp = True, _stamp(item.dst)
+        item.replace, item.ours_stamp = force or overwrite, _stamp(item.dst)
+        if preview:  # a sheet there is replaced only where it is one cloak recorded
+            _note_own_sheet(item, sheet, entry.get("preview") or entry.get("earlier_preview"))
         return
     if ours and not force:
         if preview and (not sheet.exists() or _older_sheet(sheet, entry)):
             # ours, same settings: redone to write the missing (or a stale) preview
-            item.replace, item.ours_stamp = True, _stamp(item.dst)
+            item.replace, item.ours_stamp = overwrite, _stamp(item.dst)
+            _note_own_sheet(item, sheet, entry.get("earlier_preview"))
             return
         item.status, item.message = SKIPPED, ALREADY_DONE
         return
@@ -1024,7 +1030,7 @@ def _after_another_run(manifest: Manifest, theirs: Manifest, todo: list[Item],
         return todo
     left = []
     for item in todo:
-        item.replace, item.ours_stamp = False, None
+        item.replace, item.ours_stamp, item.sheet_stamp = False, None, None
         _decide_or_fail(item, manifest.get(item.dst), settings, force, overwrite, preview,
                         also)
         if item.status == "pending":
@@ -1032,6 +1038,14 @@ def _after_another_run(manifest: Manifest, theirs: Manifest, todo: list[Item],
         else:
             emit(Event("done", item))
     return left
+
+
+def _note_own_sheet(item: Item, sheet: Path, record: dict | None) -> None:
+    """Let the item's redo replace the preview sheet at `sheet` if it is the one cloak
+    recorded (`record`), as it is now: one that changes before it is written over is
+    kept (and the photo fails, naming it)."""
+    if matches_record(sheet, record):
+        item.sheet_stamp = _stamp(sheet)
 
 
 def _older_sheet(sheet: Path, entry: dict) -> bool:
@@ -1257,9 +1271,14 @@ def _run_locked(items: list[Item], out_dir: Path, config: ProtectConfig,
         for item in items:  # Ctrl-C may come before an item was even looked at
             if item.status == "pending":
                 item.status, item.message = CANCELLED, "not done (interrupted)"
-        # each folder once: 4,900 photos not done in one folder are one scan, not 4,900
-        unfinished = {item.dst.parent for item in todo if item.status != PROTECTED}
-        for folder in unfinished if locked else ():  # a run refused by the lock (another
+        # Temp files an earlier run left (killed while it wrote a copy or the manifest)
+        # go too, even when this run had nothing to do: in OUT, the folders of this
+        # run's photos and of the photos a run left unfinished (pending), whether named
+        # again or not. Each folder once: 4,900 photos in one folder are one scan.
+        left_over = {out_dir} | {item.dst.parent for item in items if item.dst is not None}
+        left_over |= {(out_dir / key).parent for key, entry in manifest.entries.items()
+                      if isinstance(entry, dict) and entry.get("state") == "pending"}
+        for folder in left_over if locked else ():  # a run refused by the lock (another
             # run holds OUT) must not touch that run's temp files
             if folder.is_dir() and _inside(folder, out_dir):
                 _remove_temp_files(folder)
@@ -1345,7 +1364,8 @@ def _stamp(path: Path) -> tuple | None:
 def _begin(item: Item, manifest: Manifest, settings: dict) -> None:
     """Create the output folder and mark the item pending in the manifest."""
     item.dst_before = _stamp(item.dst)
-    if item.ours_stamp is not None and item.dst_before != item.ours_stamp:
+    if (item.ours_stamp is not None and not item.replace  # (--overwrite: replaced anyway)
+            and item.dst_before != item.ours_stamp):
         raise OutputError(f"output {item.dst} was changed while this run was busy with "
                           "other photos; pass --overwrite to replace it")
     if not _inside(item.dst.parent, manifest.out_dir):
@@ -1475,8 +1495,24 @@ def _describe(exc: BaseException) -> str:
 def _protect_one(item: Item, config: ProtectConfig, progress, should_stop) -> Report:
     from .api import protect_file
 
-    return protect_file(item.src, item.dst, config, overwrite=item.replace,
+    return protect_file(item.src, item.dst, config, overwrite=_may_replace(item),
                         progress=progress, should_stop=should_stop)
+
+
+def _may_replace(item: Item):
+    """What protect_file may replace for `item`: anything at its names with --overwrite
+    or --force; else only the files this run judged cloak's own (its earlier copy, its
+    sheet), and only while each is still that file: a file a user puts at either name
+    while the photo is protected is kept (the photo then fails, naming it)."""
+    if item.replace:
+        return True
+    own = {item.dst: item.ours_stamp, preview_path(item.dst): item.sheet_stamp}
+
+    def still_ours(path: Path) -> bool:
+        stamp = own.get(Path(path))
+        return stamp is not None and _stamp(Path(path)) == stamp
+
+    return still_ours
 
 
 @contextlib.contextmanager

@@ -18,13 +18,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .config import CONTRAST_REF, FLAT_FLOOR  # the map's defaults, set with the presets
 from .filters import gaussian_blur2d
 from .metrics import luma
 
 log = logging.getLogger(__name__)
 
-FLAT_FLOOR = 0.1      # budget fraction left in perfectly flat areas
-CONTRAST_REF = 0.1    # local std (on [0, 1]) that earns the full budget
 REGION_GAIN = 1.5     # faces/bodies/mask: budget multiplied by this (capped at 1)
 
 

@@ -256,9 +256,20 @@ def _open_file(path: Path) -> IO[bytes]:
 
 
 def _too_many_pixels(path: Path, pixels: int, limit: int) -> UnsupportedImageError:
-    return _fail(path, f"{pixels / 1e6:.0f} megapixels is over the {limit / 1e6:.0f} MP "
-                       "safety limit against decompression bombs; if the photo is genuine, "
-                       f"raise it with CLOAK_MAX_PIXELS={pixels}")
+    shown, limit_shown = _megapixels_apart(pixels, limit)
+    return _fail(path, f"{shown} megapixels is over the {limit_shown} MP safety limit "
+                       "against decompression bombs; if the photo is genuine, raise it with "
+                       f"CLOAK_MAX_PIXELS={pixels}")
+
+
+def _megapixels_apart(pixels: int, limit: int) -> tuple[str, str]:
+    """Both in megapixels, with the fewest decimals (up to 6) that tell them apart and
+    show the limit above 0: 200.4 over 200.0, not 200 over 200; 0.147 over 0.001."""
+    for decimals in range(7):
+        shown = f"{pixels / 1e6:.{decimals}f}", f"{limit / 1e6:.{decimals}f}"
+        if shown[0] != shown[1] and float(shown[1]) > 0:  # (not a limit of "0.0")
+            return shown
+    return shown
 
 
 class DecoderBusy(Exception):
@@ -494,7 +505,11 @@ def _check_geometry(path: Path, width: int, height: int, limit: int) -> None:
                           f"(each side must be at least {MIN_SIDE} px)")
     ratio = max(width, height) / min(width, height)
     if ratio > MAX_ASPECT:
-        raise _fail(path, f"{width}x{height} px has an extreme aspect ratio ({ratio:.0f}:1); "
+        for decimals in range(1, 7):  # 16.4:1, never "16:1" over 16:1
+            shown = f"{ratio:.{decimals}f}".rstrip("0").rstrip(".")
+            if float(shown) > MAX_ASPECT:
+                break
+        raise _fail(path, f"{width}x{height} px has an extreme aspect ratio ({shown}:1); "
                           f"cloak handles up to {MAX_ASPECT}:1, crop or split it first")
 
 
@@ -1084,14 +1099,14 @@ def _png_cicp_to_write(photo: Photo, policy: md.MetadataPolicy, icc_kept: bool
 
 
 def save_photo(photo: Photo, rgb: np.ndarray, dst: str | os.PathLike[str], *,
-               overwrite: bool = False, format: str | None = None,
+               overwrite: Overwrite = False, format: str | None = None,
                jpeg_quality: int | None = None,
                metadata: md.MetadataPolicy | None = None) -> Path:
     """Write `rgb` ((H, W, 3) float32 in [0, 1], upright, photo.rgb's shape) to `dst`
     atomically, in the source's format, orientation, bit depth and metadata policy.
 
-    Raises OutputError if dst exists (unless `overwrite`), is the source, or can't be
-    written. Returns the path written."""
+    Raises OutputError if dst exists (unless `overwrite` allows replacing it: see
+    may_replace), is the source, or can't be written. Returns the path written."""
     dst = Path(dst)
     rgb = _check_rgb(photo, rgb)
     fmt = _output_format(photo, dst, format)
@@ -1100,7 +1115,7 @@ def save_photo(photo: Photo, rgb: np.ndarray, dst: str | os.PathLike[str], *,
         raise OutputError(f"output {dst} is a folder; give a file name")
     if photo.path is not None and dst.exists() and same_file(dst, photo.path):
         raise OutputError(f"output {dst} is the input photo; choose another output folder")
-    if os.path.lexists(dst) and not overwrite:  # a broken link too
+    if os.path.lexists(dst) and not may_replace(overwrite, dst):  # a broken link too
         raise OutputExistsError(dst)
     encoded = _encode_pixels(photo, rgb, fmt)
     stored = (encoded.image.size if encoded.image is not None
@@ -1223,11 +1238,35 @@ def _temp_file(folder: Path, name: str) -> tuple[Path, int]:
     raise OutputError(f"cannot create a temporary file in {folder}")
 
 
-def _publish(temp: Path, dst: Path, overwrite: bool) -> None:
-    """Move the finished temp file to dst; without `overwrite` never replace a file."""
-    if overwrite:
+# Whether a write may replace a file already at its name: True, False, or a check asked
+# about the file found there at the moment the write is published (see may_replace).
+Overwrite = bool | Callable[[Path], bool]
+
+
+def may_replace(overwrite: Overwrite, path: Path) -> bool:
+    """Whether `overwrite` lets the file now at `path` be replaced. A check (a callable)
+    is asked about that file as it is now: a batch run redoing its own copy replaces the
+    file it wrote, not one a user put at that name while the photo was being protected."""
+    return bool(overwrite(path)) if callable(overwrite) else bool(overwrite)
+
+
+def _publish(temp: Path, dst: Path, overwrite: Overwrite) -> None:
+    """Move the finished temp file to dst. A file already there is replaced only where
+    `overwrite` allows it (may_replace, asked once one is found)."""
+    if overwrite is True:
         os.replace(temp, dst)
         return
+    try:
+        _publish_new(temp, dst)
+    except OutputExistsError:
+        if not callable(overwrite) or not may_replace(overwrite, dst):
+            raise
+        os.replace(temp, dst)  # (a file that appears between the check and here is lost:
+        # the window is this line, not the attack's minutes before it)
+
+
+def _publish_new(temp: Path, dst: Path) -> None:
+    """Move the finished temp file to dst; never replace a file (OutputExistsError)."""
     try:
         os.link(temp, dst)  # atomic and fails if dst appeared meanwhile
     except FileExistsError:
@@ -1297,9 +1336,10 @@ class _WritesChecked:
 
 
 def write_atomic(dst: str | os.PathLike[str], write: Callable[[IO[bytes]], None], *,
-                 overwrite: bool = False) -> Path:
+                 overwrite: Overwrite = False) -> Path:
     """Run `write(fp)` into a hidden temp file in dst's folder, fsync, then move it to
-    dst. On any error the temp file is removed and dst is left as it was."""
+    dst (replacing a file there only where `overwrite` allows: see may_replace). On any
+    error the temp file is removed and dst is left as it was."""
     dst = Path(dst)
     folder = dst.parent
     try:

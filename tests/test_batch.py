@@ -598,6 +598,79 @@ class TestRun:
         [item] = batch.run(batch.plan([other], out), out, with_sheet).items
         assert item.status != PROTECTED and (out / "b.png.preview.png").read_bytes() == b"mine"
 
+    @pytest.mark.parametrize("case", ["copy deleted, sheet kept", "sheet deleted",
+                                      "killed before the record"])
+    def test_a_file_put_at_a_redone_copys_name_meanwhile_is_kept(
+            self, tmp_path, small_photo, tiny_config, case):
+        """A redo cloak decides by itself (no --overwrite) replaces only its own files,
+        as they were when the run looked: a file a user saves at the copy's name while
+        the photo is being protected is kept, and the photo fails naming it (it was
+        replaced when the write came, minutes after the check)."""
+        photo = small_photo(tmp_path / "a.png")
+        out, config = tmp_path / "out", tiny_config.replace(preview=True)
+        copy, sheet = out / "a.png", out / "a.png.preview.png"
+        assert batch.run(batch.plan([photo], out), out, config).counts[PROTECTED] == 1
+        if case == "copy deleted, sheet kept":
+            copy.unlink()
+        elif case == "sheet deleted":
+            sheet.unlink()
+        else:
+            killed_before_recording(out)
+            sheet.unlink()
+
+        def users_save(event: batch.Event) -> None:  # during the attack
+            if event.kind == "progress" and not users_save.done:
+                users_save.done = True
+                copy.unlink(missing_ok=True)
+                copy.write_bytes(b"the user's own edit")
+        users_save.done = False
+        [item] = batch.run(batch.plan([photo], out), out, config, on_event=users_save).items
+        assert users_save.done
+        assert copy.read_bytes() == b"the user's own edit"
+        assert item.status == FAILED and "already exists" in item.message, item.message
+        assert not leftovers(out)
+
+    def test_a_redo_after_a_kill_keeps_a_sheet_cloak_never_recorded(
+            self, tmp_path, small_photo, tiny_config):
+        """A run killed after its copy was written leaves a pending entry with no record
+        of a sheet: a file at the sheet's name is the user's, not replaced by the redo
+        without --overwrite (it was), and replaced with it."""
+        photo = small_photo(tmp_path / "a.png")
+        out, config = tmp_path / "out", tiny_config.replace(preview=True)
+        assert batch.run(batch.plan([photo], out), out, tiny_config).counts[PROTECTED] == 1
+        killed_before_recording(out)
+        sheet = out / "a.png.preview.png"
+        sheet.write_bytes(b"the user's notes")
+        [item] = batch.run(batch.plan([photo], out), out, config).items
+        assert item.status == FAILED and "already exists" in item.message, item.message
+        assert sheet.read_bytes() == b"the user's notes"
+        [item] = batch.run(batch.plan([photo], out), out, config, overwrite=True).items
+        assert item.status == PROTECTED, item.message
+        assert sheet.read_bytes().startswith(b"\x89PNG")
+
+    def test_a_rerun_with_nothing_to_do_removes_temp_files_a_killed_run_left(
+            self, tmp_path, small_photo, tiny_config):
+        """Temp files of a run killed while it wrote (in OUT, a photo's folder, or the
+        folder of a photo no longer named) are removed by the next run even when it
+        skips every photo (they were only removed where there was work)."""
+        photo = small_photo(tmp_path / "trip" / "a.png")
+        gone = small_photo(tmp_path / "old" / "b.png", index=1)
+        out = tmp_path / "out"
+        assert batch.run(batch.plan([photo.parent, gone.parent], out), out,
+                         tiny_config).counts[PROTECTED] == 2
+        manifest = json.loads((out / MANIFEST_NAME).read_text())
+        manifest["photos"]["old/b.png"]["state"] = "pending"  # killed while redoing it
+        (out / MANIFEST_NAME).write_text(json.dumps(manifest))
+        temps = [out / f".{MANIFEST_NAME}.cloak-tmp-0badf00d",
+                 out / "trip" / ".a.png.cloak-tmp-0badf00d",
+                 out / "old" / ".b.png.cloak-tmp-0badf00d"]
+        for temp in temps:
+            temp.write_bytes(b"half a photo")
+        result = batch.run(batch.plan([photo.parent], out), out, tiny_config)
+        assert result.counts[SKIPPED] == 1 and result.counts[PROTECTED] == 0
+        assert [t for t in temps if t.exists()] == []
+        assert (out / "old" / "b.png").is_file()  # the copy itself is left alone
+
     def test_overwrite_never_replaces_a_preview_named_file_beside_the_original(
             self, tmp_path, small_photo, tiny_config):
         """`cloak protect ~/Pictures/a.gif --out ~/Pictures --preview --overwrite` with a
@@ -1041,7 +1114,7 @@ def test_first_use_downloads_report_progress_before_the_photos(tmp_path, small_p
     monkeypatch.delenv("CLOAK_OFFLINE", raising=False)
     monkeypatch.setenv("CLOAK_WEIGHTS_URL", mirror.as_uri())
     monkeypatch.setattr(W, "cache_dir", lambda: tmp_path / "cache")
-    monkeypatch.setattr("cloak.models._cache", {})
+    monkeypatch.setattr("cloak.models.loading._cache", {})
     events = []
     items = batch.plan([small_photo(tmp_path / "a.png")], tmp_path / "out")
     config = ProtectConfig(strength="fast", steps=1, models=("taesd",), working_size=128,

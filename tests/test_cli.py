@@ -65,6 +65,25 @@ def test_help():
         assert option in text
 
 
+def test_help_and_library_import_do_not_load_torch():
+    """`cloak --help`, `cloak protect --help` and `import cloak` answer without loading
+    torch (about a second on a 2-core CPU); a command loads it when it runs."""
+    code = ("import sys, cloak, cli\n"
+            "from cloak import ProtectConfig\n"
+            "from cloak.models import ALL_MODEL_NAMES\n"
+            "ProtectConfig(models=('taesd',))\n"
+            "sys.argv = ['cloak', 'protect', '--help']\n"
+            "try:\n    cli.main()\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
+            "assert 'torch' not in sys.modules, 'torch was loaded'\n"
+            "cloak.protect_file\n"  # the lazy names still resolve
+            "from cloak.models import load_autoencoders, TinyAutoencoder\n"
+            "assert 'torch' in sys.modules\n")
+    result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True,
+                            text=True, cwd=Path(cli.__file__).parent, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "Exit codes" in result.stdout
+
+
 @pytest.mark.parametrize("command", ["protect", "verify"])
 def test_help_reflows_paragraphs_to_the_terminal(command):
     """The docstrings are wrapped at ~90 columns; in an 80-column terminal each paragraph
@@ -1245,6 +1264,31 @@ def test_json_that_names_a_photo_is_refused(tmp_path, small_photo):
     assert sha256(photo) == before
 
 
+def test_json_appearing_during_the_run_is_not_replaced(tmp_path, capsys):
+    """--json is checked before the run and again as the report is written: a file a
+    user saved at that name during the run (minutes of work) is kept, and the run says
+    the report was not written; a report of cloak's there is replaced, and a new name is
+    written."""
+    import typer
+
+    report = {"out": "o", "settings": {}, "files": []}
+    target = tmp_path / "report.json"
+    cli.write_json(target, report)  # nothing there: written
+    assert json.loads(target.read_text()) == report
+    cli.write_json(target, {**report, "out": "again"})  # cloak's own report: replaced
+    assert json.loads(target.read_text())["out"] == "again"
+    target.write_text("the user's notes")  # saved there while the run worked
+    with pytest.raises(typer.Exit) as failed:
+        cli.write_json(target, report, code=1)
+    assert failed.value.exit_code == 1
+    err = capsys.readouterr().err
+    assert "appeared during the run and is not a cloak report" in err and "not written" in err
+    cli.write_json(target, report, on_the_way_out=True)  # a failing run's: a warning
+    assert capsys.readouterr().err.startswith("warning: --json: ")
+    assert target.read_text() == "the user's notes"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]  # no temp file left
+
+
 def test_json_never_replaces_a_file_that_is_not_a_cloak_report(tmp_path, small_photo):
     """--json replaces only a report an earlier run wrote: a user's notes, a raw photo
     with an unknown suffix, or an output folder's own record are refused before work."""
@@ -1537,3 +1581,16 @@ def test_strip_names_reaches_the_copy(tmp_path, small_photo, model_dir):
     with Image.open(copy) as out:
         assert out.getexif().get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.DateTimeOriginal] == \
             "2024:05:01 12:00:00"
+
+
+
+def test_ctrl_c_while_a_command_loads_torch_says_interrupted(capsys):
+    """torch loads inside each command now (a second or two before any work): a Ctrl-C
+    then ends with the line a Ctrl-C before any photo gives, and exit 130 (typer's own
+    handling would end silently)."""
+    import typer
+
+    with pytest.raises(typer.Exit) as stopped, cli.loading_libraries():
+        raise KeyboardInterrupt  # as it lands during an import
+    assert stopped.value.exit_code == 130
+    assert capsys.readouterr().err.strip() == "Interrupted; nothing was written."

@@ -14,6 +14,7 @@ import re
 import shutil
 import sys
 import time
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 
@@ -51,7 +52,7 @@ from cloak.gui import window as window_module
 from cloak.gui.images import amplified_difference, shown_in_srgb, thumbnail
 from cloak.gui.paths import common_folder, expand_paths, not_added_note, unique_destination
 from cloak.gui.widgets import ERROR_COLOR, THUMB_SIZE, PhotoRow
-from cloak.gui.window import DropZone, MainWindow
+from cloak.gui.window import DropZone, MainWindow, local_paths
 from cloak.gui.worker import (
     ALREADY_PROTECTED,
     FACES_OFF_NOTICE,
@@ -587,6 +588,32 @@ class TestHelpers:
         (tmp_path / "a" / "loop").symlink_to(tmp_path, target_is_directory=True)
         assert expand_paths([tmp_path]) == [photo]
 
+    def test_a_free_name_for_a_long_file_name_fits_the_disk(self, tmp_path):
+        """A 255-byte name (the most a disk allows) taken already: "name (1).jpg" would
+        be too long to write, so its stem is cut instead (whole characters)."""
+        long_name = "y" * 251 + ".jpg"
+        (tmp_path / long_name).write_bytes(b"an earlier copy")
+        free = unique_destination(tmp_path, long_name)
+        assert free.name.endswith("y (1).jpg") and len(free.name.encode()) == 255
+        free.write_bytes(b"fits")  # the disk takes it
+        accents = "é" * 125 + ".jpg"  # 254 bytes: cut by whole characters
+        (tmp_path / accents).write_bytes(b"x")
+        assert unique_destination(tmp_path, accents).name == "é" * 123 + " (1).jpg"
+
+    def test_a_dropped_name_that_is_not_utf8_is_the_file_on_disk(self, qapp, tmp_path):
+        """A file manager sends a Latin-1 name's bytes percent-encoded (caf%E9.jpg): the
+        path is that file (as walking its folder finds it), not one with a replacement
+        character that names no file."""
+        photo = tmp_path / os.fsdecode(b"caf\xe9.jpg")
+        photo.write_bytes(b"x")
+        plain = tmp_path / "a b#c é.jpg"
+        plain.write_bytes(b"y")
+        mime = QMimeData()
+        sent = "file://" + urllib.parse.quote_from_bytes(os.fsencode(photo))  # .../caf%E9.jpg
+        mime.setUrls([QUrl.fromEncoded(sent.encode("ascii")), QUrl.fromLocalFile(str(plain)),
+                      QUrl("https://example.org/a.jpg")])
+        assert local_paths(mime) == [photo, plain]
+
     def test_unique_destination_never_clashes(self, tmp_path):
         assert unique_destination(tmp_path, "me.jpg") == tmp_path / "me.jpg"
         (tmp_path / "me.jpg").write_bytes(b"x")
@@ -912,6 +939,9 @@ class TestProtecting:
             window.start()
             assert window.statusBar().currentMessage().startswith("settings problem")
             assert named in window.statusBar().currentMessage()
+            # the app has no device setting: the line says where the device came from
+            assert f"CLOAK_DEVICE={device} (set in the environment)" in \
+                window.statusBar().currentMessage()
             assert not window.is_running() and not (tmp_path / "protected").exists()
         monkeypatch.setenv("CLOAK_DEVICE", "cpu")  # mended: the problem's line goes
         window.start()
@@ -1705,6 +1735,33 @@ class TestReviewFixes:
                       ProtectConfig(strength="fast", measure=False, **TINY)).run()
         assert (default / "0.png").is_file()
 
+    @pytest.mark.usefixtures("model_dir")
+    def test_a_save_to_folder_moved_while_a_photo_is_written_keeps_no_copy_elsewhere(
+            self, qapp, tmp_path, small_photo):
+        """Renamed (or unmounted) while a photo is being protected: the save makes a new
+        folder at its name, so the copy would land apart from the others (or hidden below
+        a mount point) and later photos would pass the folder's check. That copy is
+        removed and the photo fails, and so do the later ones, naming the folder."""
+        out, renamed = tmp_path / "Cloaked", tmp_path / "Renamed"
+        out.mkdir()
+        photos = [small_photo(tmp_path / f"{n}.png", index=n) for n in range(3)]
+        worker = ProtectWorker([Job(n, p, out, chosen=True) for n, p in enumerate(photos)],
+                               ProtectConfig(strength="fast", measure=False, **TINY))
+        protected, failed = [], []
+        worker.protected.connect(lambda i, outcome: protected.append(i))
+        worker.failed.connect(lambda i, message: failed.append((i, message)))
+
+        def rename_during_photo_1(index: int, fraction: float, message: str) -> None:
+            if index == 1 and out.exists() and not renamed.exists():
+                out.rename(renamed)
+        worker.progress.connect(rename_during_photo_1)
+        worker.run()
+        assert protected == [0] and [i for i, _ in failed] == [1, 2], failed
+        assert all(f"the Save-to folder {out} was moved, renamed or unmounted during the run"
+                   in message for _, message in failed), failed
+        assert sorted(p.name for p in renamed.iterdir() if p.suffix == ".png") == ["0.png"]
+        assert not out.exists() or not [p for p in out.iterdir() if p.suffix == ".png"]
+
     def test_looking_for_an_earlier_copy_reads_only_records_of_its_size(
             self, tmp_path, small_photo, monkeypatch):
         """A dropped folder asks, for each photo, whether Save-to's record holds its copy.
@@ -2036,8 +2093,12 @@ class TestReviewFixes:
         worker.progress.connect(lambda i, fraction, message: steps.append((i, message)))
         worker.run()
         assert [i for i, _ in failed] == [0, 1, 2]
-        assert all("No space left on device; free some space or choose another Save-to "
-                   "folder" in message for _, message in failed), failed
+        assert "No space left on device; free some space or choose another Save-to " \
+               "folder" in failed[0][1] and "0.png" in failed[0][1]
+        # the others say it of the folder, not naming the first photo's file
+        assert all(f"the disk holding {full_disk} is full; free some space or choose "
+                   "another Save-to folder" in message and "0.png" not in message
+                   for _, message in failed[1:]), failed
         assert any(i == 0 and m.startswith("step") for i, m in steps)
         assert not any(i > 0 and m.startswith("step") for i, m in steps)
         assert [p.name for p in full_disk.iterdir()] == [".filler"]

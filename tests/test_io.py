@@ -1493,6 +1493,23 @@ class TestBadInput:
             io.load_photo(path)
         _assert_one_line(exc, path, word)
 
+    def test_refusals_never_show_the_limit_as_the_photos_own_figure(
+            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Just over a limit, the figures are shown with the decimals that tell them
+        apart: "16.4:1" over 16:1 (it read "16:1; cloak handles up to 16:1"), and
+        "0.147 megapixels" over a 0.001 MP limit (it read "0 ... over the 0 MP")."""
+        path = save(Image.new("RGB", (640, 39)), tmp_path / "wide.png")
+        with pytest.raises(UnsupportedImageError, match=r"aspect ratio \(16\.4:1\); cloak "
+                                                        r"handles up to 16:1"):
+            io.load_photo(path)
+        path = save(Image.new("RGB", (384, 384)), tmp_path / "a.png")  # 147,456 pixels
+        monkeypatch.setenv("CLOAK_MAX_PIXELS", "1000")
+        with pytest.raises(UnsupportedImageError, match=r"0\.147 megapixels is over the "
+                                                        r"0\.001 MP safety limit"):
+            io.load_photo(path)
+        assert io._megapixels_apart(200_400_000, 200_000_000) == ("200.4", "200.0")
+        assert io._megapixels_apart(250_000_000, 200_000_000) == ("250", "200")
+
     def test_wide_panorama_is_fine(self, tmp_path: Path) -> None:
         assert io.load_photo(save(Image.new("RGB", (256, 16)), tmp_path / "p.png")).size \
             == (256, 16)
@@ -1650,6 +1667,33 @@ class TestAtomicWrite:
                 io.write_atomic(theirs, lands_during_the_write)
             assert theirs.read_bytes() == b"theirs"
             assert not list((tmp_path / "out").glob(".*cloak-tmp*"))
+
+    def test_overwrite_check_is_asked_about_the_file_found_at_the_write(
+            self, tmp_path: Path) -> None:
+        """`overwrite` as a check: with nothing at dst the file is written without
+        replacing anything; a file found there is replaced only if the check, asked
+        about that file when the write is published, says so."""
+        dst = tmp_path / "a.bin"
+        asked = []
+
+        def only_ours(path: Path) -> bool:
+            asked.append(path)
+            return path.read_bytes() == b"ours"
+
+        io.write_atomic(dst, lambda fp: fp.write(b"ours"), overwrite=only_ours)
+        assert dst.read_bytes() == b"ours" and asked == []  # nothing there: not asked
+        io.write_atomic(dst, lambda fp: fp.write(b"ours"), overwrite=only_ours)
+        assert asked == [dst]
+
+        def lands_during_the_write(fp) -> None:
+            dst.write_bytes(b"theirs")
+            fp.write(b"ours")
+
+        with pytest.raises(OutputError, match="already exists"):
+            io.write_atomic(dst, lands_during_the_write, overwrite=only_ours)
+        assert dst.read_bytes() == b"theirs"
+        assert [p.name for p in tmp_path.iterdir()] == ["a.bin"]
+        assert io.may_replace(True, dst) and not io.may_replace(False, dst)
 
     def test_a_failed_overwrite_keeps_the_old_file(self, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:

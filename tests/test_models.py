@@ -323,7 +323,7 @@ class TestLookupAndVerification:
         shutil.copy(model_dir / "taesd_encoder.safetensors", mine)
         monkeypatch.setenv("CLOAK_MODEL_DIR", str(mine))
         monkeypatch.setenv("CLOAK_OFFLINE", "1")
-        monkeypatch.setattr("cloak.models._cache", {})
+        monkeypatch.setattr("cloak.models.loading._cache", {})
         with pytest.raises(ModelError) as info:
             preload_models(ProtectConfig(models=("taesd", "taef2"), faces=False))
         message = str(info.value)
@@ -348,7 +348,7 @@ class TestLookupAndVerification:
         monkeypatch.setenv("CLOAK_MODEL_DIR", str(tmp_path / "empty"))
         (tmp_path / "empty").mkdir()
         monkeypatch.setenv("CLOAK_OFFLINE", "1")
-        monkeypatch.setattr("cloak.models._cache", {})
+        monkeypatch.setattr("cloak.models.loading._cache", {})
         image = Image.new("RGB", (64, 64), "gray")
         named = "4 files: taesd_encoder, taesd_decoder, taef2_encoder, taef2_decoder"
         with pytest.raises(ModelError, match=named):
@@ -387,7 +387,7 @@ class TestLookupAndVerification:
         monkeypatch.setenv("CLOAK_MODEL_DIR", str(tmp_path / "nothing-here"))
         monkeypatch.delenv("CLOAK_OFFLINE", raising=False)
         monkeypatch.setenv("CLOAK_WEIGHTS_URL", mirror.as_uri())
-        monkeypatch.setattr("cloak.models._cache", {})
+        monkeypatch.setattr("cloak.models.loading._cache", {})
         with pytest.raises(ModelError) as info:
             preload_models(ProtectConfig(models=("taesd", "taef2"), faces=False))
         assert str(info.value).startswith("weights for taesd decoder not found")
@@ -450,17 +450,27 @@ class TestDownload:
         assert seen and seen[-1] == path.stat().st_size
         # Unpinned bytes (our re-export of taesd) are accepted by a strict load.
         assert W.resolve(get_spec("taesd"), "decoder").is_file()
-        # An unknown release downloaded is warned about under its cached name, not the
-        # temp file's that its check loaded.
+        # Weights that load strictly, keep the model's fingerprint, but hold other values
+        # (a newer upstream release, a tampered mirror) are not downloaded into the
+        # cache: a server's file is trusted only as the release cloak knows. The same
+        # file in a folder the user gives is theirs to use, with a warning.
         state = W.read_state_dict(mirror / "taesd_encoder.pth")
         state["0.weight"] = state["0.weight"] * 1.01
         torch.save(state, mirror / "taesd_encoder.pth")
         W._warned.clear()
-        with caplog.at_level("WARNING", logger="cloak.models.weights"):
+        with pytest.raises(ModelError, match="holds other values than the release cloak "
+                                             "knows.*--model-dir"):
             W.load_verified(get_spec("taesd"), "encoder")
+        assert not (tmp_path / "cache" / "taesd_encoder.pth").exists()
+        assert not list((tmp_path / "cache").glob(".download-*"))
+        mine = tmp_path / "mine"
+        mine.mkdir()
+        shutil.copy(mirror / "taesd_encoder.pth", mine)
+        with caplog.at_level("WARNING", logger="cloak.models.weights"):
+            W.load_verified(get_spec("taesd"), "encoder", model_dir=mine)
         warned = [r.getMessage() for r in caplog.records if "loads as" in r.getMessage()]
         assert len(warned) == 1 and warned[0].startswith(
-            f"{tmp_path / 'cache' / 'taesd_encoder.pth'} loads as taesd encoder"), warned
+            f"{mine / 'taesd_encoder.pth'} loads as taesd encoder"), warned
         # Second lookup comes from the cache, with the mirror gone.
         shutil.rmtree(mirror)
         assert W.resolve(get_spec("taef2"), "encoder") == path
@@ -586,7 +596,7 @@ class TestDownload:
 
 def test_in_process_cache_follows_cloak_model_dir(model_dir, tmp_path, monkeypatch):
     """A model loaded from $CLOAK_MODEL_DIR is not handed out after it points elsewhere."""
-    monkeypatch.setattr("cloak.models._cache", {})
+    monkeypatch.setattr("cloak.models.loading._cache", {})
     assert load_autoencoder("taesd") is load_autoencoder("taesd")
     monkeypatch.setenv("CLOAK_MODEL_DIR", str(tmp_path / "empty"))
     monkeypatch.setenv("CLOAK_OFFLINE", "1")
@@ -745,6 +755,25 @@ class TestDamagedCopies:
         monkeypatch.setenv("CLOAK_WEIGHTS_URL", mirror.as_uri())
         return mirror
 
+    def test_a_cached_download_with_other_values_is_fetched_again(
+            self, model_dir, tmp_path, monkeypatch, caplog):
+        """A file in the cache under an unpinned name (no sha256 to check it by) that
+        loads as the model but holds other values than the release (replaced, or left by
+        an older cloak that accepted any strict load) is not trusted for ever: it is
+        downloaded again, and the download checked."""
+        self._mirror(model_dir, tmp_path, monkeypatch)
+        cache = tmp_path / "cache"
+        cache.mkdir()
+        state = W.read_state_dict(model_dir / "taesd_decoder.safetensors")
+        state = {k: v * 1.01 if i == 0 else v for i, (k, v) in enumerate(state.items())}
+        torch.save(state, cache / "taesd_decoder.pth")
+        with caplog.at_level("WARNING", logger="cloak.models.weights"):
+            W.load_verified(get_spec("taesd"), "decoder")
+        assert "downloading it again" in caplog.text
+        fetched = W.read_state_dict(cache / "taesd_decoder.pth")
+        assert W.values_digest(W.normalise_keys(fetched, "decoder")) == \
+            W.KNOWN_VALUES["taesd"]["decoder"]
+
     def test_a_damaged_cached_download_is_fetched_again(self, model_dir, tmp_path,
                                                         monkeypatch, caplog):
         self._mirror(model_dir, tmp_path, monkeypatch)
@@ -875,7 +904,7 @@ def test_an_opencv_failure_turns_face_priority_off_for_the_photo(model_dir, monk
 def test_loading_leaves_the_callers_random_state_alone(name, model_dir, monkeypatch):
     """Building a model before its weights are loaded would draw its initial weights from
     torch's global random state, the caller's (`protect()` from a fresh process moved it)."""
-    monkeypatch.setattr("cloak.models._cache", {})  # a real load, not the process's cache
+    monkeypatch.setattr("cloak.models.loading._cache", {})  # a real load, not the process's cache
     torch.manual_seed(1234)
     before = torch.get_rng_state()
     model = load_autoencoder(name)

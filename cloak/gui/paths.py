@@ -186,14 +186,29 @@ def unique_destination(folder: Path, name: str) -> Path:
     """`folder/name`, or `name (1).ext`, `name (2).ext`, ... if that already exists (a link
     counts, even one whose target is gone).
 
-    The app never overwrites: neither originals nor earlier protected copies."""
+    The app never overwrites: neither originals nor earlier protected copies. A name
+    that the " (n)" would make longer than a disk allows (255 bytes) has its stem cut."""
     candidate = folder / name
     stem, suffix = Path(name).stem, Path(name).suffix
     n = 1
     while os.path.lexists(candidate):
-        candidate = folder / f"{stem} ({n}){suffix}"
+        candidate = folder / fitting_name(stem, f" ({n}){suffix}")
         n += 1
     return candidate
+
+
+NAME_MAX = 255  # bytes in one file name on the common disks (ext4, APFS, NTFS in UTF-16)
+
+
+def fitting_name(stem: str, tail: str) -> str:
+    """`stem + tail`, the stem cut (whole characters) so the name fits NAME_MAX bytes as
+    the disk stores it (UTF-8; a name's undecodable bytes kept as they were)."""
+    def size(text: str) -> int:
+        return len(text.encode("utf-8", "surrogateescape"))
+
+    while stem and size(stem + tail) > NAME_MAX:
+        stem = stem[:-1]
+    return stem.rstrip() + tail if stem.rstrip() else stem + tail
 
 
 def common_folder(folders: Iterable[Path], latest: Path) -> Path:

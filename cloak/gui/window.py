@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 
@@ -121,7 +122,18 @@ def local_paths(mime: QMimeData) -> list[Path]:
     """The local files and folders among the dragged URLs (web URLs are ignored)."""
     if not mime.hasUrls():
         return []
-    return [Path(url.toLocalFile()) for url in mime.urls() if url.isLocalFile()]
+    return [local_path(url) for url in mime.urls() if url.isLocalFile()]
+
+
+def local_path(url: QUrl) -> Path:
+    """The path a local file URL names. On Linux and macOS a name is bytes: one that is
+    not UTF-8 (`caf%E9.jpg`, an old camera's or a Windows disk's Latin-1 name) is
+    decoded as Python names such files (os.fsdecode), so it is the file on disk;
+    toLocalFile would put a replacement character in it, naming no file."""
+    if os.name == "posix" and not url.host():
+        encoded = url.path(QUrl.ComponentFormattingOption.FullyEncoded)
+        return Path(os.fsdecode(urllib.parse.unquote_to_bytes(encoded)))
+    return Path(url.toLocalFile())
 
 
 class DropZone(QFrame):
@@ -606,6 +618,20 @@ class MainWindow(QMainWindow):
         return ProtectConfig(strength=self.strength.currentData(), **{
             **chosen, **self.settings, "metadata": policy})
 
+    def _settings_problem(self, exc: CloakError) -> str:
+        """`exc` in the app's words; where the device CLOAK_DEVICE names is the problem,
+        naming the variable (the app has no device setting of its own to point to)."""
+        message = for_the_app(str(exc))
+        device = os.environ.get(DEVICE_ENV, "").strip()
+        if not device or device.lower() == "auto":
+            return message
+        try:  # the window's settings without that device: fine, so the device is it
+            ProtectConfig(strength=self.strength.currentData(), **self.settings)
+        except CloakError:
+            return message
+        return (f"{DEVICE_ENV}={device} (set in the environment): {message}; unset it, or "
+                f"set {DEVICE_ENV}=auto, before starting the app")
+
     def is_running(self) -> bool:
         return self._thread is not None
 
@@ -633,7 +659,7 @@ class MainWindow(QMainWindow):
             config = self.config()
             note = fp32_cpu_note(pick_device(config.device), config.strength)
         except CloakError as exc:
-            self.statusBar().showMessage(f"settings problem: {for_the_app(str(exc))}")
+            self.statusBar().showMessage(f"settings problem: {self._settings_problem(exc)}")
             return
         jobs = [Job(i, self.rows[i].src, self.output_dir or default_output_dir(self.rows[i].src),
                     chosen=self.output_dir is not None)

@@ -73,6 +73,15 @@ class Outcome:
                 or (weakest is not None and verdict_for(weakest) == "none"))
 
 
+def _folder_id(folder: Path) -> tuple[int, int] | None:
+    """(device, inode) of `folder`, or None where it is not there."""
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def recorded_verdict(copy: Path, out_dir: Path) -> str | None:
     """The verdict (verify's word) that `out_dir`'s manifest keeps for the earlier copy
     `copy` (earlier_copy's), or None where it keeps none."""
@@ -218,6 +227,9 @@ class ProtectWorker(QObject):
         self._faces_fetched = False  # the face detector fetched (or tried) this run
         self._gpu_told = False  # and the one for a GPU this torch build can't run
         self._folder_errors: dict[Path, str] = {}  # output folders found not writable
+        # each output folder as first found (device, inode): one renamed, deleted or
+        # unmounted during the run is not taken for the folder made again at its name
+        self._folder_ids: dict[Path, tuple[int, int]] = {}
         self._swept: set[Path] = set()  # Save-to folders cleared of stale temp files
         # copies this run wrote or showed: a later photo with the same bytes (a duplicate
         # from another folder) gets its own copy, not "protected in an earlier session"
@@ -349,14 +361,20 @@ class ProtectWorker(QObject):
                 return
             if isinstance(exc, OutputError) and exc.errno in FOLDER_STOPS:
                 # the probe's empty file fits on a full disk; the photo did not: the
-                # run's other photos going there fail at once, not after their attacks
-                self._folder_errors.setdefault(job.out_dir, (
-                    f"{plain_message(exc)}; free some space or choose another Save-to "
-                    "folder"))
-                emit(self.failed, job.index, self._folder_errors[job.out_dir])
+                # run's other photos going there fail at once, not after their attacks,
+                # each saying so of the folder (not naming this photo's file)
+                state = FOLDER_STOPS[exc.errno]
+                remedy = ("free some space or choose another Save-to folder"
+                          if state == "is full" else "choose a Save-to folder you can "
+                          "write to")
+                self._folder_errors.setdefault(
+                    job.out_dir, f"the disk holding {job.out_dir} {state}; {remedy}")
+                emit(self.failed, job.index, f"{plain_message(exc)}; {remedy}")
                 return
             emit(self.failed, job.index, plain_message(exc))
         else:
+            if self._moved_while_writing(job.out_dir, dst):
+                return
             recorded = record_copy(job.src, dst, settings)  # a later session skips it
             self._made.append(dst)
             posted_db = self._posted_damage(report)
@@ -367,6 +385,25 @@ class ProtectWorker(QObject):
             emit(self.progress, job.index, 1.0, "done")  # the posting check too
             emit(self.protected, job.index, Outcome(job.src, dst, report, status,
                                                     self.config, stamp))
+
+    def _moved_while_writing(self, folder: Path, dst: Path) -> bool:
+        """Whether `folder` was renamed, deleted or unmounted while the photo was being
+        protected, so that the copy `dst` went into a folder made again at its name (on
+        the disk below a mount point, or beside the renamed one). That copy is removed
+        (cloak's own, just written) and the photo fails, as do the run's later photos
+        going there: the copies are not split across two folders without a word."""
+        recorded, now = self._folder_ids.get(folder), _folder_id(folder)
+        if recorded is None or now is None or now == recorded:  # (gone now: it went
+            return False  # after the copy was written into it)
+        try:
+            dst.unlink()
+        except OSError:
+            log.warning("could not remove %s, written after its folder was moved", dst)
+        self._folder_errors[folder] = (
+            f"the Save-to folder {folder} was moved, renamed or unmounted during the run "
+            "(the folder at its name now is another one); choose it again")
+        emit(self.failed, self._current, self._folder_errors[folder])
+        return True
 
     def _make_folder(self, folder: Path, created: list[Path], make: bool = True) -> None:
         """Create the output folder (recorded in `created`; its parent must be there: a
@@ -403,6 +440,13 @@ class ProtectWorker(QObject):
         except OutputError as exc:
             self._folder_errors[folder] = f"{exc}; choose a Save-to folder you can write to"
             raise OutputError(self._folder_errors[folder]) from exc
+        found = _folder_id(folder)
+        if self._folder_ids.setdefault(folder, found) != found:  # moved since its first
+            # photo; the one at its name now was made again (or put there) since
+            self._folder_errors[folder] = (
+                f"the Save-to folder {folder} was moved, renamed or unmounted during the "
+                "run (the folder at its name now is another one); choose it again")
+            raise OutputError(self._folder_errors[folder])
         if folder not in self._swept:  # temp files a force-quit app left there, once a run
             from cloak.batch import remove_stale_temp_files
 

@@ -1,70 +1,23 @@
-"""The tiny autoencoders: registry, architecture and weight loading."""
+"""The tiny autoencoders: registry, architecture and weight loading.
+
+The registry (names, latent channels) loads without torch, so the CLI's --help and the
+settings' checks start in a fraction of a second; the loaders and the architecture
+(cloak/models/loading.py, taesd.py) are imported on first use."""
 
 from __future__ import annotations
 
-import threading
-
-import torch
-
-from ..errors import ModelError
 from .registry import ALL_MODEL_NAMES, MODELS, ModelSpec, get_spec
-from .taesd import TinyAutoencoder
-from .weights import (
-    DownloadProgress,
-    WeightsMissing,
-    fallback_dir,
-    load_verified,
-    missing_message,
-    missing_stems,
-    search_dirs,
-)
 
 __all__ = ["ALL_MODEL_NAMES", "MODELS", "ModelSpec", "TinyAutoencoder", "get_spec",
            "load_autoencoder", "load_autoencoders"]
 
-_cache: dict[tuple, TinyAutoencoder] = {}
-_lock = threading.Lock()
+_LOADED_ON_USE = {"load_autoencoder": "loading", "load_autoencoders": "loading",
+                  "TinyAutoencoder": "taesd"}
 
 
-def load_autoencoder(name: str, model_dir=None, device: torch.device | str = "cpu",
-                     allow_download: bool = True,
-                     progress: DownloadProgress | None = None) -> TinyAutoencoder:
-    """A frozen, eval-mode autoencoder with verified pretrained weights, cached per process
-    for the folders its weights are looked up in (`model_dir`, then $CLOAK_MODEL_DIR, then
-    the user cache), so changing $CLOAK_MODEL_DIR loads from the new folder."""
-    spec = get_spec(name)
-    # the temporary folder for downloads always in the key: it is searched only once it
-    # exists, and a first download made it, which must not read the weights in again
-    folders = [*search_dirs(model_dir), fallback_dir()]
-    key = (name, tuple(dict.fromkeys(str(d.absolute()) for d in folders)), str(device))
-    with _lock:
-        if key not in _cache:
-            with torch.device("meta"):  # no random initialisation (the caller's random
-                # state stays as it was): both parts are replaced by loaded ones
-                model = TinyAutoencoder(spec.latent_channels, spec.use_pool)
-            model.encoder = load_verified(spec, "encoder", model_dir, allow_download, progress)
-            model.decoder = load_verified(spec, "decoder", model_dir, allow_download, progress)
-            # channels_last: measured ~3x faster per attack step on CPU with bf16
-            # (benchmarks/levers.md); inputs keep their own layout and work either way.
-            _cache[key] = model.to(device, memory_format=torch.channels_last).eval(
-            ).requires_grad_(False)
-        return _cache[key]
+def __getattr__(name: str):
+    if name in _LOADED_ON_USE:
+        import importlib
 
-
-def load_autoencoders(names, model_dir=None, device: torch.device | str = "cpu",
-                      allow_download: bool = True,
-                      progress: DownloadProgress | None = None) -> list[TinyAutoencoder]:
-    """load_autoencoder for each of `names`, in order. With downloads off or no network,
-    one ModelError names every missing file at once (not one a run, as the user puts
-    each in place)."""
-    models = []
-    for name in names:
-        try:
-            models.append(load_autoencoder(name, model_dir, device, allow_download, progress))
-        except WeightsMissing as exc:
-            stems = missing_stems(tuple(names), model_dir) if exc.offline else []
-            if len(stems) < 2:
-                raise
-            raise ModelError(missing_message(MODELS[name], "encoder", exc.why, model_dir,
-                                             stems)) from exc
-    return models
+        return getattr(importlib.import_module(f".{_LOADED_ON_USE[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

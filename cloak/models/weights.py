@@ -318,6 +318,11 @@ def verify_file(path: Path) -> bool:
     return True
 
 
+class UnknownRelease(ModelError):
+    """Weights that load as the model but hold other values than the release cloak knows
+    (KNOWN_VALUES): refused for cloak's own downloads and cache copies."""
+
+
 class PinMismatch(ModelError):
     """A file whose name has a pinned sha256 holds other bytes."""
 
@@ -513,9 +518,17 @@ def download(spec: ModelSpec, part: str, progress: DownloadProgress | None = Non
         expected = KNOWN_SHA256.get(target.name)
         if expected and sha256_of(tmp) != expected:
             raise ModelError("the file it sent does not match its pinned sha256")
-        # No pinned hash: accept only what loads strictly into the architecture.
+        # No pinned hash: accept only what loads strictly into the architecture and holds
+        # the published values (a server's file is never trusted on its name alone).
         try:
-            load_part(spec, part, tmp, warn=False)
+            load_part(spec, part, tmp, warn=False, released_only=True)
+        except UnknownRelease as exc:
+            log.debug("download of %s refused: %s", url, exc)
+            raise ModelError(
+                "the file it sent loads as these weights but holds other values than the "
+                "release cloak knows (a newer upstream release, or a foreign file); to use "
+                "it anyway, save it into a folder yourself and give that folder as "
+                "--model-dir") from exc
         except ModelError as exc:  # an HTML page from a proxy, a cut-off file
             log.debug("download of %s refused: %s", url, exc)
             raise ModelError("the file it sent is not these weights (an error page, or a "
@@ -696,7 +709,7 @@ def build_part(spec: ModelSpec, part: str) -> torch.nn.Module:
 
 
 def load_part(spec: ModelSpec, part: str, path: Path, other_exports: bool = False,
-              warn: bool = True) -> torch.nn.Module:
+              warn: bool = True, released_only: bool = False) -> torch.nn.Module:
     """Build (model, part) and load `path` into it strictly.
 
     Weights of another model are refused, whatever the file's name (taesd's and taesdxl's
@@ -706,7 +719,9 @@ def load_part(spec: ModelSpec, part: str, path: Path, other_exports: bool = Fals
     always for cloak's own downloads) it is refused as damaged. A file with no pinned
     sha256 whose values are not the published ones (another release, or damage that
     keeps the fingerprint) loads with a warning, unless not `warn` (a download's check
-    of its temp file: the file is loaded, and warned about, under its own name next)."""
+    of its temp file: the file is loaded, and warned about, under its own name next);
+    with `released_only` (cloak's own downloads and their cache copies) it is refused
+    (UnknownRelease)."""
     if part not in PARTS:
         raise ValueError(f"part must be one of {PARTS}, got {part!r}")
     state, mismatch = _read_checked(path, other_bytes_ok=other_exports)
@@ -726,6 +741,9 @@ def load_part(spec: ModelSpec, part: str, path: Path, other_exports: bool = Fals
             f"{path} holds {holds}'s {part} weights ({MODELS[holds].stands_in_for}), not "
             f"{spec.name}'s ({spec.stands_in_for}); put {spec.name}'s file there "
             f"({UPSTREAM_URL}/{spec.file_stem(part)}.pth)")
+    if released_only and values_digest(state) != KNOWN_VALUES[spec.name][part]:
+        raise UnknownRelease(f"{path} loads as {spec.name} {part} weights but holds other "
+                             "values than the release cloak knows")
     if mismatch is not None:
         # Another export holds the published values, at bf16 or finer: their bf16 digest
         # is the pinned file's. A damaged copy (which can keep the fingerprint) is not.
@@ -796,7 +814,7 @@ def _good_spare(spec: ModelSpec, part: str, damaged: Path
     spare = folder / f"{spec.file_stem(part)}.pth"
     try:
         if spare.is_file():
-            return spare, load_part(spec, part, spare)
+            return spare, load_part(spec, part, spare, released_only=True)
     except ModelError as exc:
         log.debug("the spare copy %s is not usable either: %s", spare, exc)
     return None
@@ -807,12 +825,13 @@ def load_verified(spec: ModelSpec, part: str, model_dir=None, allow_download: bo
     """(model, part) built and loaded from verified weights (resolve, then load_part).
 
     A damaged copy of cloak's own download in the cache, or in the temporary folder for
-    downloads (a pinned sha256 that differs, or a file that no longer loads: a disk error,
-    a half-restored backup) is downloaded again once, where downloads are allowed. A bad
+    downloads (a pinned sha256 that differs, a file that no longer loads: a disk error,
+    a half-restored backup, or values other than the known release) is downloaded again once, where downloads are allowed. A bad
     file in a folder the user chose is reported, never replaced."""
     try:
         path = resolve(spec, part, model_dir, allow_download, progress)
-        return load_part(spec, part, path, other_exports=path.parent not in _own_folders())
+        own = path.parent in _own_folders()  # cloak's download: only the known release
+        return load_part(spec, part, path, other_exports=not own, released_only=own)
     except ModelError as exc:
         own_copy = find_local(spec, part, model_dir)
         own_copies = [folder / f"{spec.file_stem(part)}.pth" for folder in _own_folders()]
