@@ -331,6 +331,39 @@ class TestDropZone:
         window.add_paths([photo])  # unchanged since: as it is
         assert row.state == PhotoRow.PROTECTED
 
+    def test_a_thumbnail_follows_a_photo_edited_after_it_was_added(
+            self, window, tmp_path, small_photo):
+        """A waiting photo replaced on disk (cropped in an editor) and dropped again is
+        "already in the list", but its thumbnail is made again from the file as it is;
+        one edited and not dropped again gets the new thumbnail once it is protected
+        (the copy is made from the file as it is then). Both kept the old picture."""
+        from PIL import Image
+
+        def thumb_size() -> tuple[int, int] | None:
+            pixmap = row.thumb.pixmap()
+            return None if pixmap is None or pixmap.isNull() else (
+                pixmap.width(), pixmap.height())
+
+        window.settings["measure"] = False
+        photo = small_photo(tmp_path / "a.png", size=(64, 48))
+        window.add_paths([photo])
+        (row,) = window.rows.values()
+        assert wait_until(lambda: thumb_size() is not None, 10)
+        wide = thumb_size()
+        assert wide[0] > wide[1]
+        small_photo(photo, size=(40, 64), index=1)  # portrait now
+        window.add_paths([photo])
+        assert window.statusBar().currentMessage() == "that photo is already in the list"
+        assert wait_until(lambda: (thumb_size() or wide)[0] < (thumb_size() or wide)[1], 10)
+        small_photo(photo, size=(64, 40), index=2)  # edited again, not dropped again
+        window.start()
+        assert wait_until(lambda: not window.is_running(), 60)
+        assert row.state == PhotoRow.PROTECTED
+        assert wait_until(lambda: (thumb_size() or (0, 1))[0] > (thumb_size() or (0, 1))[1],
+                          10)
+        with Image.open(row.outcome.dst) as copy:
+            assert copy.size == (64, 40)
+
     def test_a_mixed_drop_adds_the_photos_and_names_what_it_did_not_add(
             self, window, tmp_path, small_photo):
         """JPEG + RAW pairs from a camera, a RAW file alone, and a stray text file: the
@@ -1955,10 +1988,11 @@ class TestReviewFixes:
             outcome.dst
 
     @pytest.mark.usefixtures("model_dir")
-    def test_a_photo_whose_copy_name_cant_be_made_fails_and_the_rest_go_on(
+    def test_a_255_byte_name_whose_copy_exists_gets_a_shorter_free_name(
             self, qapp, tmp_path, small_photo):
-        """A 255-byte name whose copy exists: the next free name ("name (1).png") is too
-        long for the disk. That photo fails with a reason; the next one is protected."""
+        """A 255-byte name whose copy exists: "name (1).png" would be too long for the
+        disk (the photo failed, and could never be protected again), so the stem is cut
+        to fit; the earlier copy is kept and the next photo goes on."""
         long_name = tmp_path / ("p" * 251 + ".png")
         photo = small_photo(long_name)
         out = tmp_path / "out"
@@ -1967,11 +2001,12 @@ class TestReviewFixes:
         other = small_photo(tmp_path / "b.png", index=1)
         worker = ProtectWorker([Job(0, photo, out), Job(1, other, out)],
                                ProtectConfig(strength="fast", **TINY))
-        protected, failed = [], []
-        worker.protected.connect(lambda i, outcome: protected.append(i))
+        protected, failed = {}, []
+        worker.protected.connect(lambda i, outcome: protected.update({i: outcome.dst}))
         worker.failed.connect(lambda i, message: failed.append((i, message)))
         worker.run()
-        assert [i for i, _ in failed] == [0] and protected == [1], failed
+        assert failed == [] and sorted(protected) == [0, 1], failed
+        assert protected[0].name == "p" * 247 + " (1).png" and protected[0].is_file()
         assert (out / long_name.name).read_bytes() == b"an earlier copy"
 
     @pytest.mark.usefixtures("model_dir")

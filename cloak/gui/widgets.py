@@ -147,6 +147,7 @@ class PhotoRow(QWidget):
         super().__init__(parent)
         self.row_id = row_id
         self.src = src
+        self.thumb_stamp: tuple | None = None  # source_stamp of the file its thumbnail shows
         self.setObjectName("photoRow")
         self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground)
         self.setProperty("selected", False)

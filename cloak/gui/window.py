@@ -505,10 +505,10 @@ class MainWindow(QMainWindow):
                 row = listed[key]
                 retry = (failed_before is None
                          or self._failed_at.get(row.row_id, 0) <= failed_before)
+                if self._thumbnail_stale(row):  # edited since (cropped in place, as the
+                    refresh.append(row)  # drop zone advises): shown as it is now
                 if not self.is_running() and ((retry and row.state == PhotoRow.FAILED) or (
                         row.state == PhotoRow.PROTECTED and self._asks_other(row))):
-                    if self._edited_since(row):  # its thumbnail shows the photo as it was
-                        refresh.append(row)
                     row.set_waiting()
                     if self._compare_wanted == row.row_id:  # not its old before/after
                         self.compare_panel.reset()
@@ -520,10 +520,7 @@ class MainWindow(QMainWindow):
             added += 1
         self.photo_list.add_rows(new_rows)
         for row in new_rows + refresh:
-            call = BackgroundCall(self._thumbnails, row.row_id, thumbnail, row.src,
-                                  self._thumb_pixels())
-            call.still_wanted = wanted
-            self._run_in_background(call)
+            self._request_thumbnail(row, wanted)
         said = (f"added {plural(added, 'photo')}" if added else
                 "that photo is already in the list" if len(photos) == 1 else
                 "those photos are already in the list")
@@ -548,6 +545,22 @@ class MainWindow(QMainWindow):
         then.pop("faces", None)
         now.pop("faces", None)
         return then != now
+
+    def _request_thumbnail(self, row: PhotoRow, wanted: Callable[[], bool]) -> None:
+        """Make `row`'s thumbnail in the background, from its photo as it is now (while
+        `wanted()` still says so when its turn comes)."""
+        row.thumb_stamp = source_stamp(row.src)
+        call = BackgroundCall(self._thumbnails, row.row_id, thumbnail, row.src,
+                              self._thumb_pixels())
+        call.still_wanted = wanted
+        self._run_in_background(call)
+
+    @staticmethod
+    def _thumbnail_stale(row: PhotoRow, stamp: tuple | None = None) -> bool:
+        """Whether `row`'s photo (as `stamp` says, else as it is on disk now) differs
+        from the file its thumbnail was made from."""
+        stamp = stamp or source_stamp(row.src)
+        return None not in (stamp, row.thumb_stamp) and stamp != row.thumb_stamp
 
     @staticmethod
     def _edited_since(row: PhotoRow) -> bool:
@@ -739,7 +752,12 @@ class MainWindow(QMainWindow):
     @Slot(int, object)
     def _on_protected(self, row_id: int, outcome: Outcome) -> None:
         self._done += 1
-        self.rows[row_id].set_protected(outcome)
+        row = self.rows[row_id]
+        row.set_protected(outcome)
+        if self._thumbnail_stale(row, outcome.src_stamp):  # edited after it was added:
+            generation = self._list_generation  # the thumbnail shows what was protected
+            self._request_thumbnail(row, lambda: not self._closing
+                                    and self._list_generation == generation)
         self._run_output_dirs.add(outcome.dst.parent)
         self.last_output_dir = common_folder(self._run_output_dirs, outcome.dst.parent)
         if self._compare_wanted is None and self.photo_list.current_row_id() is None:
