@@ -208,7 +208,7 @@ def fitting_name(stem: str, tail: str) -> str:
 
     while stem and size(stem + tail) > NAME_MAX:
         stem = stem[:-1]
-    return stem.rstrip() + tail if stem.rstrip() else stem + tail
+    return (stem.rstrip() or stem) + tail  # not "name  (1).jpg" where the cut left a space
 
 
 def common_folder(folders: Iterable[Path], latest: Path) -> Path:

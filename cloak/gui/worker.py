@@ -73,6 +73,11 @@ class Outcome:
                 or (weakest is not None and verdict_for(weakest) == "none"))
 
 
+def moved_during_the_run(folder: Path) -> str:
+    return (f"the Save-to folder {folder} was moved, renamed or unmounted during the run "
+            "(the folder at its name now is another one); choose it again")
+
+
 def _folder_id(folder: Path) -> tuple[int, int] | None:
     """(device, inode) of `folder`, or None where it is not there."""
     try:
@@ -399,9 +404,7 @@ class ProtectWorker(QObject):
             dst.unlink()
         except OSError:
             log.warning("could not remove %s, written after its folder was moved", dst)
-        self._folder_errors[folder] = (
-            f"the Save-to folder {folder} was moved, renamed or unmounted during the run "
-            "(the folder at its name now is another one); choose it again")
+        self._folder_errors[folder] = moved_during_the_run(folder)
         emit(self.failed, self._current, self._folder_errors[folder])
         return True
 
@@ -443,9 +446,7 @@ class ProtectWorker(QObject):
         found = _folder_id(folder)
         if self._folder_ids.setdefault(folder, found) != found:  # moved since its first
             # photo; the one at its name now was made again (or put there) since
-            self._folder_errors[folder] = (
-                f"the Save-to folder {folder} was moved, renamed or unmounted during the "
-                "run (the folder at its name now is another one); choose it again")
+            self._folder_errors[folder] = moved_during_the_run(folder)
             raise OutputError(self._folder_errors[folder])
         if folder not in self._swept:  # temp files a force-quit app left there, once a run
             from cloak.batch import remove_stale_temp_files
