@@ -504,8 +504,10 @@ class BatchView:
                 f"downloading {event.label}{size}", total=event.total or None)
         self.progress.update(task, completed=event.done)
 
-    def stopping(self) -> None:
-        self.line("Stopping after the current step (Ctrl-C again to stop now)...", err=True)
+    def stopping(self, signum: int = signal.SIGINT) -> None:
+        again = ("Ctrl-C again" if signum == signal.SIGINT
+                 else f"{signal.Signals(signum).name} again, or Ctrl-C,")  # `kill`: no key
+        self.line(f"Stopping after the current step ({again} to stop now)...", err=True)
 
     def on_event(self, event) -> None:
         from cloak import batch
@@ -608,7 +610,7 @@ STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM")
 
 
 @contextlib.contextmanager
-def stop_on_ctrl_c(on_first: Callable[[], None]):
+def stop_on_ctrl_c(on_first: Callable[[int], None]):
     """The first Ctrl-C (or SIGTERM) asks the run to stop cleanly (yields `should_stop`):
     the photo under way is cancelled, the summary and --json report written; the second
     raises KeyboardInterrupt at once."""
@@ -618,7 +620,7 @@ def stop_on_ctrl_c(on_first: Callable[[], None]):
         if stop.is_set():
             raise KeyboardInterrupt
         stop.set()
-        on_first()
+        on_first(signum)
 
     try:
         previous = [(number, signal.signal(number, handler)) for number in STOP_SIGNALS]

@@ -958,6 +958,17 @@ def _decide(item: Item, entry: dict | None, settings: dict, force: bool,
             item.replace, item.ours_stamp = overwrite, _stamp(item.dst)
             _note_own_sheet(item, sheet, entry.get("earlier_preview"))
             return
+        if preview and not matches_record(sheet, entry.get("preview")):
+            # a file at the sheet's name that is not the sheet cloak wrote (replaced or
+            # changed since): not counted as this photo's preview
+            if overwrite:  # made again, the file there replaced
+                item.replace, item.ours_stamp = True, _stamp(item.dst)
+                return
+            item.status = FAILED
+            item.message = (f"{sheet} exists and is not the preview sheet cloak wrote there "
+                            "(it was changed or replaced since); move it away, or pass "
+                            "--overwrite to replace it")
+            return
         item.status, item.message = SKIPPED, ALREADY_DONE
         return
     if (force or overwrite) and not made_here and _same_folder(item.dst.parent,

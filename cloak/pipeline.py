@@ -114,6 +114,14 @@ def upsample(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return torch.from_numpy(out.reshape(size[0], size[1], -1)).permute(2, 0, 1)[None]
 
 
+def alternate_views(step: int, cycle_length: int, views: int) -> int:
+    """protect_pgd's view plan where the steps make fewer rotation cycles than there are
+    editing views (fast's 4 steps, one cycle, with `--editor-sizes 512,1024`): the views
+    take turns step by step, so each is attacked (with one whole cycle each, the views
+    after the first were never reached, and the size asked for was not protected)."""
+    return step % views
+
+
 def naive_downscale(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Bilinear resize of (1, C, H, W) to `size` (h, w) without antialiasing, as
     cv2.resize and torch's F.interpolate do by default: each output pixel blends the 2x2
@@ -286,7 +294,8 @@ def protect_array(rgb: np.ndarray, config: ProtectConfig, *, grayscale: bool = F
                         on_step, should_stop, config.eot_share,
                         config.perceptual_weight if config.perceptual else 0.0,
                         view_size=views, step_start=config.step_start,
-                        delta_kernel=kernel, also_from=also_from)
+                        delta_kernel=kernel, also_from=also_from,
+                        view_plan=None if cycles >= len(views) else alternate_views)
 
     if should_stop is not None and should_stop():  # after the last step: nothing applied
         raise Cancelled("cancelled")

@@ -648,6 +648,26 @@ class TestRun:
         assert item.status == PROTECTED, item.message
         assert sheet.read_bytes().startswith(b"\x89PNG")
 
+    def test_a_sheet_replaced_by_another_file_is_not_counted_as_done(
+            self, tmp_path, small_photo, tiny_config):
+        """With --preview, a photo whose copy is cloak's but whose sheet was replaced by
+        another file was skipped as "already done" (exit 0), leaving a sheet cloak did
+        not write: it fails, naming the file, which is kept; --overwrite makes it again."""
+        photo = small_photo(tmp_path / "a.png")
+        out, config = tmp_path / "out", tiny_config.replace(preview=True)
+        sheet = out / "a.png.preview.png"
+        assert batch.run(batch.plan([photo], out), out, config).counts[PROTECTED] == 1
+        small_photo(sheet, index=2)  # someone's picture under the sheet's name
+        theirs = sha256(sheet)
+        [item] = batch.run(batch.plan([photo], out), out, config).items
+        assert item.status == FAILED, item.message
+        assert "is not the preview sheet cloak wrote there" in item.message
+        assert sha256(sheet) == theirs
+        [item] = batch.run(batch.plan([photo], out), out, config, overwrite=True).items
+        assert item.status == PROTECTED and sha256(sheet) != theirs
+        [item] = batch.run(batch.plan([photo], out), out, config).items
+        assert (item.status, item.message) == (SKIPPED, batch.ALREADY_DONE)
+
     def test_a_rerun_with_nothing_to_do_removes_temp_files_a_killed_run_left(
             self, tmp_path, small_photo, tiny_config):
         """Temp files of a run killed while it wrote (in OUT, a photo's folder, or the

@@ -460,6 +460,8 @@ def test_ctrl_c_stops_cleanly_with_exit_130(tmp_path, six_photos, stop_signal):
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert "Interrupted:" in stderr and "not done" in stderr and "Traceback" not in stderr
+    again = "Ctrl-C again" if stop_signal == "SIGINT" else "SIGTERM again, or Ctrl-C,"
+    assert f"Stopping after the current step ({again} to stop now)" in stderr
     out = tmp_path / "out" / "in"
     assert all(decodes(p) for p in out.glob("*.png"))
     assert not leftovers(tmp_path / "out")

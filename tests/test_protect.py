@@ -497,6 +497,30 @@ class TestEditingViews:
         assert out.shape == rgb.shape and 0 < change.max() <= config.eps + 1e-6
 
 
+    def test_each_editing_size_is_attacked_when_the_steps_make_fewer_cycles(
+            self, model_dir, small_photo, tmp_path):
+        """Fewer rotation cycles than editing views (fast's 4 steps with `--editor-sizes
+        512,1024`; here taesd's cycle of 2 steps, 2 steps, two sizes): the views take
+        turns step by step. With a whole cycle each, the second size was never shown to
+        the models, and the copy came out as without it."""
+        from cloak.device import pick_device
+        from cloak.models import load_autoencoder
+        from cloak.pipeline import protect_array
+
+        config = ProtectConfig(strength="high", steps=2, models=("taesd",), working_size=128,
+                               view_sizes=(128, 256), faces=False, measure=False)
+        with Image.open(small_photo(tmp_path / "a.png", size=(384, 288))) as im:
+            rgb = np.asarray(im.convert("RGB"), dtype=np.float32) / 255
+        net = load_autoencoder("taesd", None, pick_device(config.device))
+        seen = []
+        hook = net.encoder.register_forward_pre_hook(
+            lambda _m, args: seen.append(tuple(args[0].shape[-2:])))
+        try:
+            protect_array(rgb, config)
+        finally:
+            hook.remove()
+        assert seen == [(96, 128), (192, 256)]
+
 class TestRoundTrip:
     """A perturbation made at the attack size is upsampled to the photo's size, and an
     editor downsizes it again: the attack models that round trip as a small blur."""
