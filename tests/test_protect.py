@@ -503,23 +503,11 @@ class TestEditingViews:
         512,1024`; here taesd's cycle of 2 steps, 2 steps, two sizes): the views take
         turns step by step. With a whole cycle each, the second size was never shown to
         the models, and the copy came out as without it."""
-        from cloak.device import pick_device
-        from cloak.models import load_autoencoder
-        from cloak.pipeline import protect_array
-
         config = ProtectConfig(strength="high", steps=2, models=("taesd",), working_size=128,
                                view_sizes=(128, 256), faces=False, measure=False)
         with Image.open(small_photo(tmp_path / "a.png", size=(384, 288))) as im:
             rgb = np.asarray(im.convert("RGB"), dtype=np.float32) / 255
-        net = load_autoencoder("taesd", None, pick_device(config.device))
-        seen = []
-        hook = net.encoder.register_forward_pre_hook(
-            lambda _m, args: seen.append(tuple(args[0].shape[-2:])))
-        try:
-            protect_array(rgb, config)
-        finally:
-            hook.remove()
-        assert seen == [(96, 128), (192, 256)]
+        assert encoder_input_sizes(rgb, config) == [(96, 128), (192, 256)]
 
 class TestRoundTrip:
     """A perturbation made at the attack size is upsampled to the photo's size, and an
@@ -899,3 +887,20 @@ def test_the_json_report_gives_the_word_the_line_gives():
     assert "(weak as saved)" in report.summary() and report.to_dict()["verdict"] == "weak"
     unmeasured = Report(width=8, height=8, eps255=8, psnr=38.0, ssim=0.98, max_change255=8)
     assert unmeasured.to_dict()["verdict"] is None
+
+
+def encoder_input_sizes(rgb, config: ProtectConfig) -> list[tuple[int, int]]:
+    """The (h, w) taesd's encoder sees at each call while protect_array runs `config`."""
+    from cloak.device import pick_device
+    from cloak.models import load_autoencoder
+    from cloak.pipeline import protect_array
+
+    net = load_autoencoder("taesd", None, pick_device(config.device))
+    seen = []
+    hook = net.encoder.register_forward_pre_hook(
+        lambda _m, args: seen.append(tuple(args[0].shape[-2:])))
+    try:
+        protect_array(rgb, config)
+    finally:
+        hook.remove()
+    return seen
