@@ -2213,6 +2213,10 @@ class TestReviewFixes:
         text = row.status.text()
         assert "protected" in text and "Save-to" in text and "Traceback" not in text
         assert "is a file, not a folder" in text  # not "can't create ... (File exists)"
+        # the folder beside the originals is not called the Save-to folder, which is unset
+        assert text.endswith(f"{tmp_path / 'protected'}, the folder for copies of the "
+                             f"photos in {tmp_path}, is a file, not a folder; rename that "
+                             "file or choose a Save-to folder")
 
     @pytest.mark.usefixtures("model_dir")
     def test_the_summary_tells_earlier_copies_apart_and_clear_empties_it(

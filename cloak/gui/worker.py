@@ -419,8 +419,11 @@ class ProtectWorker(QObject):
         if folder in self._folder_errors:
             raise OutputError(self._folder_errors[folder])
         if folder.exists() and not folder.is_dir():
-            self._folder_errors[folder] = (f"the Save-to folder {folder} is a file, not a "
-                                           "folder; choose a Save-to folder")
+            self._folder_errors[folder] = (
+                f"the Save-to folder {folder} is a file, not a folder; choose a Save-to "
+                "folder" if not make else
+                f"{folder}, the folder for copies of the photos in {folder.parent}, is a "
+                "file, not a folder; rename that file or choose a Save-to folder")
             raise OutputError(self._folder_errors[folder])
         if not folder.is_dir() and not make:  # renamed, deleted or unmounted since Protect
             self._folder_errors[folder] = (f"the Save-to folder {folder} is no longer "
