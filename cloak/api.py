@@ -170,7 +170,7 @@ def protect_file(src: str | Path, dst: str | Path, config: ProtectConfig | None 
     check_save_options(save_options)
     if config.metadata is not None:
         save_options.setdefault("metadata", config.metadata)
-    src, dst = Path(src), Path(dst)
+    src, dst = Path(src), io.settled_path(dst)  # new/../x.png names x.png
     check_destination(src, dst, overwrite)
     if dst.parent.is_dir():  # a read-only folder or full disk fails now, not after the attack
         io.check_folder_writable(dst.parent)

@@ -1107,7 +1107,7 @@ def save_photo(photo: Photo, rgb: np.ndarray, dst: str | os.PathLike[str], *,
 
     Raises OutputError if dst exists (unless `overwrite` allows replacing it: see
     may_replace), is the source, or can't be written. Returns the path written."""
-    dst = Path(dst)
+    dst = settled_path(dst)
     rgb = _check_rgb(photo, rgb)
     fmt = _output_format(photo, dst, format)
     policy = metadata or md.MetadataPolicy()
@@ -1196,6 +1196,21 @@ def says_protected_file(path: str | os.PathLike[str], wait: bool = True) -> bool
     except Exception:  # noqa: BLE001 - any file the user may have put there, whatever
         # Pillow raises on it: it is simply not cloak's
         return False
+
+
+def settled_path(path: str | os.PathLike[str]) -> Path:
+    """`path` as it names a file once its missing folders are made. A `..` after a folder
+    that does not exist yet is taken by its letters (`new/../x.png` is `x.png`: the
+    folder would be made, then stepped back out of), so checks made before the write
+    (is this the input photo? is a file there?) see the file the write will replace.
+    The part of the path that exists is kept as given: the system resolves its links."""
+    path = Path(path)
+    existing, rest = Path(), list(path.parts)
+    while rest and os.path.lexists(existing / rest[0]):
+        existing = existing / rest.pop(0)
+    if ".." not in rest:
+        return path
+    return existing / os.path.normpath(os.path.join(*rest))
 
 
 def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:

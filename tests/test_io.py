@@ -1621,7 +1621,22 @@ class TestAtomicWrite:
         photo = io.load_photo(src)
         with pytest.raises(OutputError, match="input"):
             io.save_photo(photo, photo.rgb, src, overwrite=True)
-        assert sha256(src) == before
+        # by a path through a folder that is not there yet and back out of it
+        with pytest.raises(OutputError, match="input"):
+            io.save_photo(photo, photo.rgb, src.parent / "new" / ".." / src.name,
+                          overwrite=True)
+        assert sha256(src) == before and not (src.parent / "new").exists()
+
+    def test_settled_path_takes_dot_dot_after_a_missing_folder_by_its_letters(
+            self, tmp_path: Path) -> None:
+        (tmp_path / "there").mkdir()
+        assert io.settled_path(tmp_path / "new" / ".." / "x.png") == tmp_path / "x.png"
+        assert (io.settled_path(tmp_path / "there" / "new" / "a" / ".." / ".." / "x.png")
+                == tmp_path / "there" / "x.png")
+        # an existing part is kept as given (the system resolves its links); no `..`: as is
+        assert (io.settled_path(tmp_path / "there" / ".." / "x.png")
+                == tmp_path / "there" / ".." / "x.png")
+        assert io.settled_path(tmp_path / "new" / "x.png") == tmp_path / "new" / "x.png"
 
     def test_link_race_is_caught(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         """A file that appears between the check and the move is not replaced."""

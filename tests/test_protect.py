@@ -737,9 +737,18 @@ class TestLibraryChecksUpFront:
         with pytest.raises(OutputError, match="is the input photo"):
             protect_file(src, tmp_path / "hard-link.jpg", tiny_config, overwrite=True,
                          progress=lambda *a: calls.append(a))
+        original = src.read_bytes()
+        # through a folder not made yet and back out of it: the original, by another path
+        with pytest.raises(OutputError, match="is the input photo"):
+            protect_file(src, tmp_path / "new" / ".." / "a.jpg", tiny_config,
+                         overwrite=True, progress=lambda *a: calls.append(a))
+        assert src.read_bytes() == original and not (tmp_path / "new").exists()
         (tmp_path / "taken.jpg").write_bytes(b"someone's file")
         with pytest.raises(OutputError, match="already exists"):
             attempt(tmp_path / "taken.jpg")
+        with pytest.raises(OutputError, match="already exists"):  # before the attack
+            attempt(tmp_path / "new" / "deeper" / ".." / ".." / "taken.jpg")
+        assert not (tmp_path / "new").exists()
         with pytest.raises(TypeError, match="format must be a format name"):
             attempt(tmp_path / "out.jpg", format=("PNG",))
         with pytest.raises(TypeError, match="MetadataPolicy"):
