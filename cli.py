@@ -1173,7 +1173,7 @@ def swapped_note(v, first: Path, second: Path, order: str = "ORIGINAL, then PROT
     given the wrong way round (`order`: how they should be given), else None."""
     from cloak import io
 
-    as_is = v.channels[0].damage_db if v.channels else {}
+    as_is = v.as_is.damage_db if v.as_is else {}
     if as_is and max(as_is.values()) < -0.5:
         return ("the second photo rebuilds better than the first on every model (negative "
                 f"damage): the order is {order}; were they swapped?")

@@ -20,7 +20,7 @@ from .device import autocast, pick_device, uses_bf16
 from .errors import Cancelled
 from .models import load_autoencoders
 from .models.weights import resolve_face_detector
-from .report import Report
+from .report import Report, stored_db
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +75,8 @@ def _measure(report: Report, x_full: torch.Tensor, x_adv: torch.Tensor,
             for name, m in zip(config.models, models):
                 if should_stop is not None and should_stop():
                     return
-                damage[name] = round(metrics.damage_and_shift(
-                    m, xs, metrics.clean_reference(m, xs), xas)[0], 3)
+                damage[name] = stored_db(metrics.damage_and_shift(
+                    m, xs, metrics.clean_reference(m, xs), xas)[0])
         report.damage_db = damage
 
 

@@ -17,6 +17,14 @@ def shown_db(value: float, width: str = "", sign: str = "", places: int = 2) -> 
     return format(math.floor(round(value * scale, 6)) / scale, f"{sign}{width}.{places}f")
 
 
+def stored_db(value: float, places: int = 3) -> float:
+    """A damage figure as reports store it: rounded down to `places` decimals, so that
+    a stored figure gets the verdict its measurement got (2.9996 dB stays "moderate":
+    2.999, not 3.0)."""
+    scale = 10 ** places
+    return math.floor(round(value * scale, 6)) / scale
+
+
 def plural(count: int, noun: str, nouns: str | None = None) -> str:
     """"1 photo", "2 photos" ("copy", "copies" with `nouns`)."""
     return f"{count} {noun if count == 1 else nouns or noun + 's'}"

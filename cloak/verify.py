@@ -34,7 +34,7 @@ from .errors import Cancelled, ConfigError
 from .io import Photo, decode_own_bytes
 from .models import ALL_MODEL_NAMES, load_autoencoders
 from .pipeline import to_tensor
-from .report import VERDICTS, verdict_for  # noqa: F401 - VERDICTS is part of verify's API
+from .report import VERDICTS, stored_db, verdict_for  # noqa: F401 - VERDICTS is part of verify's API
 
 # Approximations of what each platform does to an upload (size cap, JPEG quality): the cap
 # is on the long side, except instagram's (below).
@@ -387,9 +387,9 @@ class Verification:
         return min(self.channels, key=lambda c: c.min_damage_db)
 
     @property
-    def as_is(self) -> ChannelResult:
-        """The "as-is" channel (the first one when it was not measured)."""
-        return next((c for c in self.channels if c.channel == "as-is"), self.channels[0])
+    def as_is(self) -> ChannelResult | None:
+        """The "as-is" channel; None when it was not measured."""
+        return next((c for c in self.channels if c.channel == "as-is"), None)
 
     as_posted = as_is  # its first name: the photo as the user posts it, before posting
 
@@ -399,10 +399,10 @@ class Verification:
         return verdict_for(self.worst.min_damage_db)
 
     @property
-    def verdict_as_is(self) -> str:
+    def verdict_as_is(self) -> str | None:
         """Verdict on the photo as it is, as the user posts it: before any platform's
-        processing (the "as-is" channel)."""
-        return verdict_for(self.as_is.min_damage_db)
+        processing (the "as-is" channel); None when that channel was not measured."""
+        return verdict_for(self.as_is.min_damage_db) if self.as_is else None
 
     verdict_as_posted = verdict_as_is  # its first name, which read as "after posting"
 
@@ -487,6 +487,9 @@ def verify_images(original: Image.Image, protected: Image.Image,
     if unknown := [c for c in channels if c not in ALL_CHANNELS]:
         raise ConfigError(f"unknown channel {unknown[0]!r}; choose from "
                           f"{', '.join(ALL_CHANNELS)}")
+    if not channels:
+        raise ConfigError("no channel to measure; name at least one, e.g. as-is")
+    channels = tuple(dict.fromkeys(channels))  # each measured once
     original, protected = rgb_or_rgba(original), rgb_or_rgba(protected)
     flat_note = crop_note = None
     if (is_transparent(original) and not is_transparent(protected)
@@ -558,7 +561,7 @@ def verify_images(original: Image.Image, protected: Image.Image,
                     if should_stop is not None and should_stop():
                         raise Cancelled("cancelled")
                     d, sh = metrics.damage_and_shift(m, xs, stats[n], xas)
-                    damage[n], shift[n] = round(d, 3), round(sh, 4)
+                    damage[n], shift[n] = stored_db(d), round(sh, 4)
                 measured[both] = damage, shift
         damage, shift = measured[both]
         result.channels.append(ChannelResult(channel, dict(damage), dict(shift)))
@@ -579,7 +582,7 @@ def verify_images(original: Image.Image, protected: Image.Image,
                 if n not in references_1024:
                     references_1024[n] = metrics.clean_reference(nets[n], xs)
                 d, _ = metrics.damage_and_shift(nets[n], xs, references_1024[n], xas)
-                result.damage_at_1024[n] = round(d, 3)
+                result.damage_at_1024[n] = stored_db(d)
     return result
 
 

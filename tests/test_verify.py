@@ -228,6 +228,28 @@ class TestVerdicts:
         with pytest.raises(ConfigError, match="no autoencoder"):
             verify_images(photo, photo, ("as-is",), models=())
 
+    def test_no_channel_is_a_clear_error_and_a_channel_named_twice_is_measured_once(
+            self, photo):
+        for none in ((), ""):
+            with pytest.raises(ConfigError, match="no channel to measure"):
+                verify_images(photo, photo, none, models=("taesd",))
+        twice = verify_images(photo, photo, "as-is,as-is", models=("taesd",), figures=False)
+        assert [c.channel for c in twice.channels] == ["as-is"]
+
+    def test_without_as_is_there_is_no_verdict_as_is(self, photo):
+        """The photo as it is was not measured: its verdict is not another channel's."""
+        v = verify_images(photo, photo, ("jpeg50",), models=("taesd",), figures=False)
+        assert v.as_is is None and v.verdict_as_is is None
+        assert v.to_dict()["verdict_as_is"] is None and v.verdict == "none"
+
+    def test_a_damage_just_under_a_threshold_keeps_its_verdict(self, photo, monkeypatch):
+        """Stored rounded down, as shown and judged: 2.9996 dB is 2.999, "moderate"."""
+        from cloak import metrics
+
+        monkeypatch.setattr(metrics, "damage_and_shift", lambda *a, **k: (2.9996, 0.1))
+        v = verify_images(photo, photo, ("as-is",), models=("taesd",), figures=False)
+        assert v.as_is.damage_db == {"taesd": 2.999} and v.verdict_as_is == "moderate"
+
     def test_thresholds(self):
         assert [verdict_for(d) for d in (5, 2, 0.7, 0.1)] == [
             "strong", "moderate", "weak", "none"]
