@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import numbers
 import os
 import re
@@ -115,7 +116,7 @@ class ProtectConfig:
     metadata: MetadataPolicy | None = None  # what the saved copy keeps; None: the default
 
     def __post_init__(self) -> None:
-        if self.strength not in PRESETS:
+        if not isinstance(self.strength, str) or self.strength not in PRESETS:
             raise ConfigError(
                 f"unknown strength {self.strength!r}; choose from {', '.join(PRESETS)}")
         preset = PRESETS[self.strength]
@@ -186,8 +187,10 @@ class ProtectConfig:
         for name in ("eps", "eot_share", "perceptual_weight", "flat_floor", "contrast_ref",
                      "step_start"):
             value = getattr(self, name)
-            if isinstance(value, numbers.Real) and not isinstance(value, bool):
-                object.__setattr__(self, name, float(value))
+            if (not isinstance(value, numbers.Real) or isinstance(value, bool)
+                    or not math.isfinite(value)):
+                raise ConfigError(f"{name} must be a number, got {value!r}")
+            object.__setattr__(self, name, float(value))
         if self.steps < 0:
             raise ConfigError(f"steps must be >= 0, got {self.steps}")
         if not (_whole(self.seed) and 0 <= self.seed < 2 ** 63):  # None too: runs repeat
@@ -195,6 +198,10 @@ class ProtectConfig:
         if not 128 <= self.working_size <= 2048 or self.working_size % 8:
             raise ConfigError(
                 f"working size must be a multiple of 8 in [128, 2048], got {self.working_size}")
+        if (not isinstance(self.view_sizes, (tuple, list))
+                or not all(_whole(v) for v in self.view_sizes)):
+            raise ConfigError(f"view sizes must be whole numbers, as a tuple such as "
+                              f"(512, 1024), got {self.view_sizes!r}")
         object.__setattr__(self, "view_sizes", tuple(int(v) for v in self.view_sizes))
         for size in self.view_sizes:
             if not 128 <= size <= 2048 or size % 8:

@@ -91,6 +91,15 @@ def test_bad_visibility_map_settings_are_a_config_error(field, value):
     ("device", 0, "unknown device 0"),
     ("metadata", {"keep_gps": True}, "metadata must be a cloak.metadata.MetadataPolicy"),
     ("model_dir", 3, "model_dir must be a path"),
+    ("strength", ["fast"], "unknown strength ['fast']"),
+    ("perceptual_weight", "0.3", "perceptual_weight must be a number, got '0.3'"),
+    ("eot_share", "0.5", "eot_share must be a number"),
+    ("contrast_ref", "x", "contrast_ref must be a number"),
+    ("contrast_ref", float("inf"), "contrast_ref must be a number, got inf"),
+    ("flat_floor", float("nan"), "flat_floor must be a number"),
+    ("view_sizes", 512, "view sizes must be whole numbers, as a tuple"),
+    ("view_sizes", "512", "view sizes must be whole numbers, as a tuple"),  # not 5, 1, 2
+    ("view_sizes", (512.7,), "view sizes must be whole numbers"),  # not cut to 512
 ])
 def test_fields_of_the_wrong_kind_are_refused_when_made(field, value, message):
     """Refused when the config is made, not after an attack's minutes (metadata failed at
