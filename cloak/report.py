@@ -67,8 +67,10 @@ class Report:
         """One line for humans."""
         damage = ", ".join(f"{k} {shown_db(v, places=1)}" for k, v in self.damage_db.items()
                            ) or "not measured"
-        if self.damage_db:  # verify's word for the weakest model, as saved
-            damage += f" ({verdict_for(self.min_damage_db)} as saved)"
+        if self.damage_db:  # verify's word for the weakest model, as saved (a report of
+            # cloak.protect, with no file, is of the pixels: "as is")
+            damage += (f" ({verdict_for(self.min_damage_db)} "
+                       f"{'as saved' if self.dst else 'as is'})")
         change = f"max change {self.max_change255:.0f}/255"
         if self.max_change255 > self.eps255 + 0.5:  # only a lossy (or fewer-bit) save
             # goes past eps

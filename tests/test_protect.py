@@ -892,8 +892,12 @@ def test_the_json_report_gives_the_word_the_line_gives():
     from cloak import Report
 
     report = Report(width=8, height=8, eps255=8, psnr=38.0, ssim=0.98, max_change255=8,
-                    damage_db={"taesd": 2.0, "taef2": 0.7})
+                    damage_db={"taesd": 2.0, "taef2": 0.7}, dst="out/a.png")
     assert "(weak as saved)" in report.summary() and report.to_dict()["verdict"] == "weak"
+    # cloak.protect's report, of pixels no file holds, does not say "as saved"
+    in_memory = Report(width=8, height=8, eps255=8, psnr=38.0, ssim=0.98, max_change255=8,
+                       damage_db={"taesd": 2.0, "taef2": 0.7})
+    assert "(weak as is)" in in_memory.summary()
     unmeasured = Report(width=8, height=8, eps255=8, psnr=38.0, ssim=0.98, max_change255=8)
     assert unmeasured.to_dict()["verdict"] is None
 
