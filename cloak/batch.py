@@ -1232,6 +1232,8 @@ def _run_locked(items: list[Item], out_dir: Path, config: ProtectConfig,
             raise CloakError(str(unwritable)) from unwritable
         if todo:
             def fetched(*download) -> None:
+                if stop():  # a Ctrl-C or SIGTERM: no download goes on (fetch removes
+                    raise KeyboardInterrupt  # the file in flight), none starts
                 emit(download_event(*download))
 
             # With --jobs the workers load their own models: this process only checks

@@ -1152,6 +1152,41 @@ def test_first_use_downloads_report_progress_before_the_photos(tmp_path, small_p
         ["taesd_encoder.pth", "taesd_decoder.pth", W.FACE_DETECTOR])
 
 
+def test_a_stop_during_the_first_use_downloads_starts_no_more_of_them(
+        tmp_path, small_photo, model_dir, monkeypatch):
+    """A Ctrl-C (or SIGTERM) asked for while the weights download: the file in flight is
+    dropped (not cached) and no other download starts; the run ends interrupted, with
+    nothing written. (It went on to fetch every other file first: minutes on a slow link.)"""
+    import shutil
+
+    import torch
+
+    from cloak import ProtectConfig
+    from cloak.models import weights as W
+
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    for part in ("encoder", "decoder"):
+        torch.save(W.read_state_dict(model_dir / f"taesd_{part}.safetensors"),
+                   mirror / f"taesd_{part}.pth")
+    shutil.copy(model_dir / W.FACE_DETECTOR, mirror)
+    monkeypatch.setenv("CLOAK_MODEL_DIR", str(tmp_path / "nothing-here"))
+    monkeypatch.delenv("CLOAK_OFFLINE", raising=False)
+    monkeypatch.setenv("CLOAK_WEIGHTS_URL", mirror.as_uri())
+    monkeypatch.setattr(W, "cache_dir", lambda: tmp_path / "cache")
+    monkeypatch.setattr("cloak.models.loading._cache", {})
+    events = []
+    items = batch.plan([small_photo(tmp_path / "a.png")], tmp_path / "out")
+    config = ProtectConfig(strength="fast", steps=1, models=("taesd",), working_size=128,
+                           measure=False)
+    result = batch.run(items, tmp_path / "out", config, on_event=events.append,
+                       should_stop=lambda: any(e.kind == "download" for e in events))
+    assert result.interrupted and items[0].status == batch.CANCELLED
+    assert {e.label for e in events if e.kind == "download"} == {"taesd_encoder.pth"}
+    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
+    assert not (tmp_path / "out").exists()
+
+
 class TestReviewFixes:
     def test_a_held_output_folder_is_refused_and_its_temp_files_kept(
             self, tmp_path, small_photo, tiny_config):

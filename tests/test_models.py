@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -810,8 +811,14 @@ class TestDamagedCopies:
         cache = tmp_path / "cache"
         cache.mkdir()
         (cache / "taesd_decoder.pth").write_bytes(b"\0" * 4096)
-        with pytest.raises(ModelError, match="can't read weights"):
+        with pytest.raises(ModelError, match="can't read weights") as info:
             W.load_verified(get_spec("taesd"), "decoder")
+        # what to do, with the setting that keeps it from being fetched again named
+        assert str(info.value).endswith(
+            "that copy is cloak's own download, and downloads are off (CLOAK_OFFLINE=1), "
+            "so it is not fetched again: delete it and run with downloads on, or put "
+            "taesd_decoder.safetensors or .pth in a folder and pass --model-dir DIR or set "
+            "CLOAK_MODEL_DIR=DIR")
         assert (cache / "taesd_decoder.pth").read_bytes() == b"\0" * 4096
 
     def test_a_bad_file_in_the_users_folder_is_never_replaced(self, model_dir, tmp_path,
@@ -825,6 +832,11 @@ class TestDamagedCopies:
         with pytest.raises(ModelError, match="sha256.*move it out of that folder"):
             W.load_verified(get_spec("taesd"), "encoder", model_dir=mine)
         assert (mine / "taesd_encoder.safetensors").read_bytes() == bytes(data)
+        # cut in half, or random bytes: not the parser's words, but the pin's advice
+        for damaged in (bytes(data[:len(data) // 2]), os.urandom(4096)):
+            (mine / "taesd_encoder.safetensors").write_bytes(damaged)
+            with pytest.raises(W.PinMismatch, match="corrupt or not the published weights"):
+                W.load_verified(get_spec("taesd"), "encoder", model_dir=mine)
         assert not (tmp_path / "cache" / "taesd_encoder.pth").exists()
 
 

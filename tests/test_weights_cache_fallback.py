@@ -248,6 +248,59 @@ class TestDeadline:
         assert elapsed < 10, elapsed
         assert not list((tmp_path / "cache").glob("*"))
 
+    def test_a_server_that_drips_its_headers_is_given_up_on_at_the_deadline(
+            self, tmp_path, monkeypatch):
+        """The deadline counts from the request: headers sent a byte at a time (each read
+        well within urlopen's timeout) held a download past it for as long as they came."""
+
+        def drip_headers(handler):
+            try:
+                handler.wfile.write(b"HTTP/1.0 200 OK\r\nX-Slow: ")
+                for _ in range(200):  # 10 s of a header that never ends
+                    handler.wfile.write(b"a")
+                    handler.wfile.flush()
+                    time.sleep(0.05)
+            except OSError:
+                pass  # the client hung up
+
+        monkeypatch.setenv("CLOAK_DOWNLOAD_DEADLINE", "0.5")
+        with serving(drip_headers) as base:
+            monkeypatch.setenv("CLOAK_WEIGHTS_URL", base)
+            started = time.monotonic()
+            with pytest.raises(ModelError) as info:
+                W.resolve(get_spec("taef2"), "encoder")
+            elapsed = time.monotonic() - started
+        assert ("the server did not finish answering within 0.5 s; try again or fetch it "
+                f"by hand: {base}/taef2_encoder.pth") in str(info.value)
+        assert elapsed < 5, elapsed
+        assert not list((tmp_path / "cache").glob("*"))
+
+    def test_the_optional_face_detector_is_given_up_on_sooner(self, tmp_path,
+                                                              monkeypatch, caplog):
+        """Its download has its own short deadline (FACE_DETECTOR_DEADLINE_S), not the
+        weights' ten minutes: the photos go on without face priority."""
+
+        def drip(handler):
+            handler.send_response(200)
+            handler.send_header("Content-Length", str(1 << 20))
+            handler.end_headers()
+            try:
+                for _ in range(1 << 10):
+                    handler.wfile.write(bytes(64))
+                    handler.wfile.flush()
+                    time.sleep(0.02)
+            except OSError:
+                pass
+
+        monkeypatch.setattr(W, "FACE_DETECTOR_DEADLINE_S", 0.5)
+        with serving(drip) as base, caplog.at_level("WARNING", logger=LOGGER):
+            monkeypatch.setenv("CLOAK_WEIGHTS_URL", base)
+            started = time.monotonic()
+            assert W.resolve_face_detector() is None
+            elapsed = time.monotonic() - started
+        assert elapsed < 5, elapsed
+        assert "took longer than 0.5 s" in caplog.text and "face priority is off" in caplog.text
+
     def test_a_download_over_http_within_its_deadline_is_kept(self, weights_dir, tmp_path,
                                                               monkeypatch):
         body = (weights_dir / "taef2_encoder.pth").read_bytes()

@@ -22,9 +22,11 @@ import re
 import socket
 import stat
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -164,7 +166,12 @@ def _read_checked(path: Path, other_bytes_ok: bool
         if not other_bytes_ok:
             raise
         mismatch = exc
-    return _parse_state(path, data), mismatch
+    try:
+        return _parse_state(path, data), mismatch
+    except ModelError:
+        if mismatch is not None:  # other bytes that do not even load: damaged, and the
+            raise mismatch from None  # pin's message says what to do about it
+        raise
 
 
 def _looks_like_safetensors(data: bytes) -> bool:
@@ -188,7 +195,9 @@ def _parse_state(path: Path, data: bytes) -> dict[str, torch.Tensor]:
 
             state = load_safetensors(data)
         else:
-            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # torch's multi-line notes on old pickles:
+                warnings.simplefilter("ignore")  # the file loads, or cloak says why not
+                state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt or foreign file; torch's message runs to many lines
         log.debug("can't read %s", path, exc_info=True)
         raise ModelError(f"can't read weights {path}: {_why_unreadable(data, exc)}") from exc
@@ -375,12 +384,56 @@ def download_deadline(total: int = 0) -> float:
                      DOWNLOAD_DEADLINE_MAX_S))
 
 
+def _open_within(url: str, timeout: float, seconds: float) -> http.client.HTTPResponse:
+    """urlopen(url, timeout=timeout), given at most `seconds` for the server's answer (its
+    status line and headers): urlopen's timeout bounds each read only, so headers sent a
+    byte at a time would hold it for ever. Past the limit DownloadTooSlow; a connection
+    answered after it (or after a Ctrl-C here) is closed by the thread that opened it."""
+    box: dict = {}
+    lock, answered = threading.Lock(), threading.Event()
+
+    def open_url() -> None:
+        try:
+            response = urllib.request.urlopen(url, timeout=timeout)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller, raised there
+            box["error"] = exc
+        else:
+            with lock:
+                if box.get("abandoned"):
+                    response.close()
+                else:
+                    box["response"] = response
+        finally:
+            answered.set()
+
+    threading.Thread(target=open_url, name="cloak-download", daemon=True).start()
+    try:
+        if not answered.wait(seconds):
+            with lock:
+                if not answered.is_set():
+                    box["abandoned"] = True
+                    raise DownloadTooSlow(f"the server did not finish answering within "
+                                          f"{seconds:g} s; try again or fetch it by hand: "
+                                          f"{url}")
+    except BaseException:
+        with lock:
+            box["abandoned"] = True
+            if "response" in box:
+                box.pop("response").close()
+        raise
+    if "error" in box:
+        raise box["error"]
+    return box["response"]
+
+
 def fetch(url: str, target: Path, check: Callable[[Path], None],
-          progress: DownloadProgress | None = None, timeout: float = 60) -> Path:
+          progress: DownloadProgress | None = None, timeout: float = 60,
+          deadline: float | None = None) -> Path:
     """Download `url` to `target` atomically: into a temp file beside it, `check`ed (raises
-    on a bad file), then renamed. Raises OSError/URLError/ValueError/ModelError
-    (CacheNotWritable where the temp file can't be made; DownloadTooSlow past
-    download_deadline)."""
+    on a bad file), then renamed. `timeout` bounds each read; `deadline` (default:
+    download_deadline) the whole download, the server's answer included. Raises
+    OSError/URLError/ValueError/ModelError (CacheNotWritable where the temp file can't be
+    made; DownloadTooSlow past the deadline)."""
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale_downloads(target.parent)
@@ -395,9 +448,10 @@ def fetch(url: str, target: Path, check: Callable[[Path], None],
     tmp = Path(tmp_name)
     started = time.monotonic()
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+        with os.fdopen(fd, "wb") as out, _open_within(
+                url, timeout, deadline or download_deadline()) as response:
             total = int(response.headers.get("Content-Length") or 0)
-            allowed = download_deadline(total)
+            allowed = deadline or download_deadline(total)
             # read1: what one read of the socket brings (read() waits for a whole 64 KiB,
             # which a server dripping bytes can make last for hours).
             read = getattr(response, "read1", response.read)
@@ -467,13 +521,14 @@ def _private_fallback_dir() -> Path:
 
 
 def fetch_to_cache(url: str, name: str, check: Callable[[Path], None],
-                   progress: DownloadProgress | None = None, timeout: float = 60) -> Path:
+                   progress: DownloadProgress | None = None, timeout: float = 60,
+                   deadline: float | None = None) -> Path:
     """fetch `url` into the cache folder as `name`. Where that folder can't be created or
     written for want of permission, into fallback_dir() instead (searched on later runs,
     after the cache), saying so once per process; CacheNotWritable where neither can."""
     cache = cache_dir()
     try:
-        return fetch(url, cache / name, check, progress, timeout)
+        return fetch(url, cache / name, check, progress, timeout, deadline)
     except CacheNotWritable as exc:
         if not _not_permitted(exc.__cause__):
             raise
@@ -485,7 +540,7 @@ def fetch_to_cache(url: str, name: str, check: Callable[[Path], None],
                                f"{fallback_dir()} can't be used either "
                                f"({exc.strerror or exc})") from exc
     try:
-        path = fetch(url, folder / name, check, progress, timeout)
+        path = fetch(url, folder / name, check, progress, timeout, deadline)
     except CacheNotWritable as exc:  # a full or read-only temporary folder: both named
         raise CacheNotWritable(f"{refused}, and {exc}") from exc
     problem = _unsafe_folder(folder)  # again: fetch makes the folder if it went meanwhile
@@ -582,19 +637,27 @@ def downloads_off() -> bool:
     return value not in ("", "0", "false", "no", "off")
 
 
+def downloads_off_reason() -> str:
+    """Why nothing is downloaded, naming the setting where it is CLOAK_OFFLINE."""
+    if downloads_off():
+        return f"downloads are off (CLOAK_OFFLINE={os.environ['CLOAK_OFFLINE'].strip()})"
+    return "downloads are off"
+
+
 def face_detector_url() -> str:
     base = os.environ.get("CLOAK_WEIGHTS_URL")
     return f"{base.rstrip('/')}/{FACE_DETECTOR}" if base else FACE_DETECTOR_URL
 
 
-FACE_DETECTOR_TIMEOUT_S = 10  # optional: a slow network should not hold a batch up
+FACE_DETECTOR_TIMEOUT_S = 10  # optional: a slow network should not hold a batch up:
+FACE_DETECTOR_DEADLINE_S = 30  # each read, and the whole download (230 KB)
 _face_detector_failed: set[str] = set()  # addresses that failed in this process
 _warned: set[str] = set()  # warnings already given in this process
 
 
 def retry_face_detector_download() -> None:
     """Let the face detector's download be tried again in this process: the desktop app
-    outlives a failed one (offline then, or past the 10 s limit on a slow network) and
+    outlives a failed one (offline then, or past its time limits on a slow network) and
     tries once a batch, as each CLI run does."""
     _face_detector_failed.clear()
 
@@ -638,7 +701,8 @@ def resolve_face_detector(model_dir=None, allow_download: bool = True,
 
     try:
         return fetch_to_cache(url, FACE_DETECTOR, check, progress,
-                              timeout=FACE_DETECTOR_TIMEOUT_S)
+                              timeout=FACE_DETECTOR_TIMEOUT_S,
+                              deadline=min(FACE_DETECTOR_DEADLINE_S, download_deadline()))
     except (urllib.error.URLError, OSError, TimeoutError, ValueError, ModelError,
             http.client.HTTPException) as exc:
         _face_detector_failed.add(url)
@@ -783,7 +847,7 @@ def resolve(spec: ModelSpec, part: str, model_dir=None, allow_download: bool = T
         verify_file(path)
         return path
     if not allow_download or downloads_off():
-        raise WeightsMissing(spec, part, "downloads are off", model_dir, offline=True)
+        raise WeightsMissing(spec, part, downloads_off_reason(), model_dir, offline=True)
     return download(spec, part, progress, model_dir)
 
 
@@ -846,7 +910,11 @@ def load_verified(spec: ModelSpec, part: str, model_dir=None, allow_download: bo
                         own_copy, exc, spare[0])
             return spare[1]
         if not can_fetch:
-            raise
+            raise ModelError(
+                f"{exc}; that copy is cloak's own download, and {downloads_off_reason()}, "
+                f"so it is not fetched again: delete it and run with downloads on, or put "
+                f"{spec.file_stem(part)}.safetensors or .pth in a folder and pass "
+                "--model-dir DIR or set CLOAK_MODEL_DIR=DIR") from exc
         log.warning("%s is damaged (%s); downloading it again", own_copy, exc)
         damaged = str(exc)
     try:
