@@ -211,9 +211,19 @@ class TestUnwritableCache:
         blocker = tmp_path / "a-file"
         blocker.write_text("not a folder")
         monkeypatch.setattr(W, "cache_dir", lambda: blocker / "cache")
-        with pytest.raises(ModelError, match="cache folder .* is not writable"):
+        with pytest.raises(ModelError) as info:
             W.resolve(get_spec("taef2"), "encoder")
+        # named as what it is (it read "is not writable (File exists)": a permission?)
+        assert (f"the cache folder {blocker / 'cache'} can't be made: {blocker} is a file, "
+                "not a folder") in str(info.value)
         assert not os.path.lexists(W.fallback_dir())
+
+
+def test_a_bare_path_as_the_mirror_address_says_what_it_takes(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLOAK_WEIGHTS_URL", "foo/bar")
+    with pytest.raises(ModelError, match="CLOAK_WEIGHTS_URL takes an address, such as "
+                                         "https://host/folder or file:///path/to/folder"):
+        W.resolve(get_spec("taef2"), "encoder")
 
 
 class TestDeadline:

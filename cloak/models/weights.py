@@ -442,6 +442,13 @@ def fetch(url: str, target: Path, check: Callable[[Path], None],
     except OSError as exc:
         what = ("the temporary folder for downloads" if target.parent == fallback_dir()
                 else "the cache folder")
+        in_the_way = next((folder for folder in (target.parent, *target.parent.parents)
+                           if os.path.lexists(folder) and not folder.is_dir()), None)
+        if in_the_way is not None:  # not a question of permission: say what it is
+            raise CacheNotWritable(
+                f"{what} {target.parent} can't be made: {in_the_way} is a file, not a "
+                "folder (move it away, or keep the weights in a folder of your own with "
+                "--model-dir DIR or CLOAK_MODEL_DIR=DIR)") from exc
         raise CacheNotWritable(f"{what} {target.parent} is not writable "
                                f"({exc.strerror or exc})") from exc
     log.info("downloading %s", url)
@@ -628,6 +635,9 @@ def network_reason(exc: BaseException) -> str:
         return str(reason)
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
+    if isinstance(exc, ValueError) and "unknown url type" in str(exc):  # a bare path
+        return (f"{exc}: CLOAK_WEIGHTS_URL takes an address, such as https://host/folder "
+                "or file:///path/to/folder")
     return str(exc) or type(exc).__name__
 
 
