@@ -12,15 +12,14 @@ VERDICTS = (("strong", 3.0), ("moderate", 1.5), ("weak", 0.5))
 def shown_db(value: float, width: str = "", sign: str = "", places: int = 2) -> str:
     """A figure in dB to `places` decimals, rounded down, as it is judged against the
     verdict's and the receipt's thresholds (2.996 dB is "moderate", so it shows as 2.99,
-    not 3.00). Rounded to 6 places first: 0.29 * 100 is 28.999..., which shows 0.29."""
-    scale = 10 ** places
-    return format(math.floor(round(value * scale, 6)) / scale, f"{sign}{width}.{places}f")
+    not 3.00)."""
+    return format(stored_db(value, places), f"{sign}{width}.{places}f")
 
 
 def stored_db(value: float, places: int = 3) -> float:
     """A damage figure as reports store it: rounded down to `places` decimals, so that
     a stored figure gets the verdict its measurement got (2.9996 dB stays "moderate":
-    2.999, not 3.0)."""
+    2.999, not 3.0). Rounded to 6 places first: 0.29 * 100 is 28.999..., kept as 0.29."""
     scale = 10 ** places
     return math.floor(round(value * scale, 6)) / scale
 
