@@ -2316,6 +2316,25 @@ class TestReviewFixes:
         window.start()
         assert wait_until(lambda: not window.is_running(), 60)
         assert row.outcome.dst == second and row.outcome.config.strength == "low"
+        # a photo that failed is not one waiting: the advice (another strength, then
+        # Protect) still makes new copies, and the failed one is tried again
+        broken = tmp_path / "broken.png"
+        broken.write_text("not a photo")
+        window.add_paths([broken])
+        assert wait_until(lambda: len(window.rows) == 3, 10)
+        window.start()
+        assert wait_until(lambda: not window.is_running(), 60)
+        failed = next(r for r in window.rows.values() if r.src == broken)
+        assert failed.state == PhotoRow.FAILED and row.outcome.config.strength == "low"
+        assert window.protect_button.isEnabled()  # the first row's copy is low's, not fast's
+        assert window.statusBar().currentMessage().endswith(
+            "1 photo protected with other settings: Protect makes new copies with these "
+            "(the earlier ones stay)")
+        window.start()
+        assert wait_until(lambda: not window.is_running(), 60)
+        assert row.outcome.config.strength == "fast" and row.outcome.dst not in (first,
+                                                                                  second)
+        assert failed.state == PhotoRow.FAILED
 
     def test_an_earlier_copy_recorded_as_weak_is_shown_and_counted_so(
             self, window, tmp_path, small_photo):

@@ -902,10 +902,12 @@ class MainWindow(QMainWindow):
     def _protected_otherwise(self) -> set[int]:
         """The rows protected (now or in an earlier session) with other settings than the
         window's now: after the advice to protect at a stronger preset, Protect makes
-        new copies of them with these. None while photos wait (Protect does those, with
-        the new settings, and not the earlier ones again), and never for "Keep location"
-        alone: copies made without the GPS are not made again with it."""
-        if any(row.state in PENDING_STATES for row in self.rows.values()):
+        new copies of them with these. None while new photos wait (Protect does those,
+        with the new settings, and not the earlier ones again; a photo that failed or was
+        cancelled is retried, and blocks nothing: one unreadable file kept the advice
+        from being followed), and never for "Keep location" alone: copies made without
+        the GPS are not made again with it."""
+        if any(row.state == PhotoRow.WAITING for row in self.rows.values()):
             return set()
         try:
             config = self.config()
