@@ -74,12 +74,12 @@ def hold_walks(monkeypatch, released, started=None) -> list[bool]:
     stopped: list[bool] = []
     real_find = window_module.find_photos
 
-    def held_walk(paths, output_dir=None, should_stop=None):
+    def held_walk(paths, output_dir=None, should_stop=None, folders_stop=None):
         if started is not None:
             started.set()
         assert released.wait(30)
-        found = real_find(paths, output_dir, should_stop)
-        stopped.append(should_stop())
+        found = real_find(paths, output_dir, should_stop, folders_stop)
+        stopped.append(should_stop() or bool(folders_stop and folders_stop()))
         return found
 
     monkeypatch.setattr(window_module, "find_photos", held_walk)
@@ -1499,7 +1499,7 @@ class TestReviewFixes:
         cleared = threading.Event()
         real_find = window_module.find_photos
 
-        def walk_after_clear(paths, output_dir=None, should_stop=None):
+        def walk_after_clear(paths, output_dir=None, should_stop=None, folders_stop=None):
             assert cleared.wait(10)
             return real_find(paths, output_dir)  # finds a.png whatever Clear said
 
@@ -1557,6 +1557,27 @@ class TestReviewFixes:
         assert [row.src for row in window.rows.values()] == [photo]
         assert not window.cancel_button.isEnabled()
         assert window.statusBar().currentMessage().startswith("stopped the search for photos")
+
+    def test_cancel_keeps_the_photo_files_dropped_with_a_folder(
+            self, window, tmp_path, small_photo, monkeypatch):
+        """One drop of a photo file and a folder: Cancel stops the folder's search, and
+        the photo file picked with it is still added (the whole drop was dropped)."""
+        import threading
+
+        picked = small_photo(tmp_path / "picked.png", size=(32, 32))
+        for name in ("a", "b"):
+            small_photo(tmp_path / "home" / name / "x.png", size=(16, 16))
+        clicked = threading.Event()
+        stopped = hold_walks(monkeypatch, clicked)
+        window.add_paths([picked, tmp_path / "home"])
+        assert window.cancel_button.isEnabled()
+        window.cancel_button.click()
+        clicked.set()
+        assert wait_until(lambda: window._walks_pending == 0, 10)
+        QApplication.processEvents()
+        assert stopped == [True]
+        assert [row.src for row in window.rows.values()] == [picked]  # none from home
+        assert "stopped the search for photos" in window.statusBar().currentMessage()
 
     @pytest.mark.usefixtures("model_dir")
     def test_a_failure_is_not_reset_by_a_search_that_began_before_its_batch(
@@ -1663,9 +1684,9 @@ class TestReviewFixes:
         gates = [threading.Event(), threading.Event()]
         real_find = window_module.find_photos
 
-        def gated(paths, output_dir=None, should_stop=None):
+        def gated(paths, output_dir=None, should_stop=None, folders_stop=None):
             assert gates[0 if Path(paths[0]).name == "a" else 1].wait(30)
-            return real_find(paths, output_dir, should_stop)
+            return real_find(paths, output_dir, should_stop, folders_stop)
 
         monkeypatch.setattr(window_module, "find_photos", gated)
         window.add_paths([tmp_path / "a"])

@@ -73,18 +73,21 @@ def is_image_file(path: Path) -> bool:
 
 
 def find_photos(paths: Iterable[str | Path], output_dir: Path | None = None,
-                should_stop: Callable[[], bool] | None = None
+                should_stop: Callable[[], bool] | None = None,
+                folders_stop: Callable[[], bool] | None = None
                 ) -> tuple[list[Path], list[Path]]:
     """expand_paths' photos, and the camera RAW files it passed over inside the folders
     it walked (not_added_note names them: a folder of RAW files otherwise adds nothing
     and says only that)."""
     raw: list[Path] = []
-    return expand_paths(paths, output_dir, should_stop, raw_found=raw), raw
+    return expand_paths(paths, output_dir, should_stop, raw_found=raw,
+                        folders_stop=folders_stop), raw
 
 
 def expand_paths(paths: Iterable[str | Path], output_dir: Path | None = None,
                  should_stop: Callable[[], bool] | None = None, wait: bool = True,
-                 raw_found: list[Path] | None = None) -> list[Path]:
+                 raw_found: list[Path] | None = None,
+                 folders_stop: Callable[[], bool] | None = None) -> list[Path]:
     """Photos among `paths`, folders expanded recursively, in order, without duplicates.
 
     Hidden files and earlier outputs are skipped: inside folders, anything in a folder
@@ -98,8 +101,13 @@ def expand_paths(paths: Iterable[str | Path], output_dir: Path | None = None,
     (asked before each file) ends a long walk early, returning what it found so far.
     `wait` False: io.DecoderBusy where a header check would wait for another thread's
     decode (the main thread then walks on the pool instead). `raw_found`: a list that
-    gets the camera RAW files met inside the walked folders (not skipped outputs)."""
+    gets the camera RAW files met inside the walked folders (not skipped outputs).
+    `folders_stop` (asked before each file inside a folder: the app's Cancel) stops the
+    search of folders only: the photos then are the files given among `paths`, none
+    from any folder."""
     found: dict[Path, None] = {}
+    picked: set[Path] = set()  # found as given, not inside a folder
+    folders_stopped = False
     outputs = Path(os.path.realpath(output_dir)) if output_dir else None
 
     def inside_outputs(path: Path) -> bool:
@@ -113,6 +121,8 @@ def expand_paths(paths: Iterable[str | Path], output_dir: Path | None = None,
         real = Path(os.path.realpath(path))
         if is_folder and path.name == OUTPUT_FOLDER_NAME:
             continue  # a dropped `protected` folder
+        if is_folder and folders_stopped:
+            continue
         if is_folder:
             # The Save-to folder's copies are skipped where it lies inside the dropped
             # folder. A dropped folder inside the Save-to folder (Save-to ~/Pictures, drop
@@ -128,6 +138,9 @@ def expand_paths(paths: Iterable[str | Path], output_dir: Path | None = None,
             for child in walk_files(path):
                 if should_stop is not None and should_stop():
                     return list(found)
+                if folders_stop is not None and folders_stop():
+                    folders_stopped = True
+                    break
                 if skip_outputs and inside_outputs(child) or \
                         copies and os.path.realpath(child) in copies or \
                         child.name.lower().endswith(PREVIEW_SUFFIX):  # --preview's sheets
@@ -139,7 +152,8 @@ def expand_paths(paths: Iterable[str | Path], output_dir: Path | None = None,
                     raw_found.append(child)
         elif is_image_file(path) and not is_protected_copy(path, wait):
             found.setdefault(path.absolute(), None)
-    return list(found)
+            picked.add(path.absolute())
+    return [p for p in found if p in picked] if folders_stopped else list(found)
 
 
 def walk_files(folder: Path) -> Iterator[Path]:

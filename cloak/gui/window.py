@@ -429,12 +429,14 @@ class MainWindow(QMainWindow):
                self._failures)
         generation = self._list_generation
 
-        def stale() -> bool:  # the list was cleared, Cancel pressed, or the window closing
-            return (self._closing or self._list_generation != generation
-                    or walks not in (None, self._walk_generation))
+        def stale() -> bool:  # the list was cleared, or the window closing
+            return self._closing or self._list_generation != generation
+
+        def cancelled() -> bool:  # Cancel pressed: the folders' search stops, not the files'
+            return walks not in (None, self._walk_generation)
 
         self._run_in_background(BackgroundCall(
-            self._walks, key, find_photos, list(paths), self.output_dir, stale),
+            self._walks, key, find_photos, list(paths), self.output_dir, stale, cancelled),
             WALK_PRIORITY)
         self._update_buttons()  # Clear list stops a walk (a home folder dropped)
 
@@ -448,14 +450,20 @@ class MainWindow(QMainWindow):
         self._update_buttons()
         photos, raw = found or ([], [])
         not_added = not_added_note(given, raw, photos, expanded=True)
-        if generation != self._list_generation or walks not in (None, self._walk_generation):
+        stopped = "stopped the search for photos; none added from it"
+        if generation != self._list_generation or (walks not in (None, self._walk_generation)
+                                                    and not photos):
             if not self._walks_pending:  # no walk left to say "looking for photos…" for
                 if generation == self._list_generation:  # Cancel: say what it did
-                    self.statusBar().showMessage("stopped the search for photos; none "
-                                                 "added from it", 5000)
+                    self.statusBar().showMessage(stopped, 5000)
                 else:
                     self.statusBar().clearMessage()
             return  # the list was cleared (or Cancel pressed) while this folder was walked
+        if walks not in (None, self._walk_generation):  # Cancel: the photo files picked
+            # with the folders are added (find_photos gave no photo from a folder)
+            self._add_photos(photos, len(photos), f"{stopped} (the folders)",
+                             failed_before=failures)
+            return
         if error:
             self._say(f"could not read the folder: {error}", 8000)
             return
