@@ -1714,6 +1714,7 @@ class TestReviewFixes:
         [row] = window.rows.values()
         assert row.state == PhotoRow.FAILED and "is no longer there" in row.status.text()
         assert "Save-to" not in row.status.text() and not (tmp_path / "card").exists()
+        assert str(photo) not in row.status.text()  # the row names the photo already
 
     def test_a_save_to_folder_gone_since_it_was_chosen_is_not_made_again(
             self, window, tmp_path, small_photo):
@@ -2317,7 +2318,7 @@ class TestReviewFixes:
         window.strength.setCurrentIndex(window.strength.findData("low"))
         assert window.protect_button.isEnabled()
         assert window.statusBar().currentMessage() == (
-            "1 photo protected with other settings: Protect makes new copies with these "
+            "1 photo protected with other settings: Protect makes copies with these "
             "(the earlier ones stay)")
         window.strength.setCurrentIndex(window.strength.findData("fast"))  # changed back
         assert not window.protect_button.isEnabled()
@@ -2348,13 +2349,12 @@ class TestReviewFixes:
         failed = next(r for r in window.rows.values() if r.src == broken)
         assert failed.state == PhotoRow.FAILED and row.outcome.config.strength == "low"
         assert window.protect_button.isEnabled()  # the first row's copy is low's, not fast's
-        assert window.statusBar().currentMessage().endswith(
-            "1 photo protected with other settings: Protect makes new copies with these "
-            "(the earlier ones stay)")
+        assert window._protected_otherwise() == {row.row_id}
         window.start()
         assert wait_until(lambda: not window.is_running(), 60)
-        assert row.outcome.config.strength == "fast" and row.outcome.dst not in (first,
-                                                                                  second)
+        # fast's copy of the first photo was made at the start: it is taken, not made again
+        assert row.outcome.config.strength == "fast" and row.outcome.dst == first
+        assert "already protected earlier, with these settings" in row.status.text()
         assert failed.state == PhotoRow.FAILED
 
     def test_an_earlier_copy_recorded_as_weak_is_shown_and_counted_so(
@@ -2395,7 +2395,7 @@ class TestReviewFixes:
         assert row.status._color.name() == WARN_COLOR
         assert window.summary.text() == "1 already protected (1 with protection mostly lost)"
         message = window.statusBar().currentMessage()
-        assert "1 of 1 copy from an earlier session carries little protection" in message
+        assert "1 of 1 copy made earlier carries little protection" in message
         assert "Strength medium (the default) protects more" in message
         entry["verdict"] = "moderate"
         manifest.write_text(json.dumps(data))

@@ -105,7 +105,7 @@ log = logging.getLogger(__name__)
 DEFAULT_STRENGTH = ProtectConfig.strength  # the library's default preset
 PENDING_STATES = (PhotoRow.WAITING, PhotoRow.CANCELLED, PhotoRow.FAILED)  # Protect runs these
 EARLIER = "already protected"  # the summary's count of copies found from an earlier session
-REDO_NOTE = ("protected with other settings: Protect makes new copies with these (the "
+REDO_NOTE = ("protected with other settings: Protect makes copies with these (the "
              "earlier ones stay)")
 # The pool runs one call at a time; what the user waits on jumps the queue of thumbnails.
 COMPARE_PRIORITY, WALK_PRIORITY = 2, 1
@@ -809,8 +809,8 @@ class MainWindow(QMainWindow):
             which = " and ".join(
                 f"{weak[s]} of {counts[s]} {many if counts[s] > 1 else one}"
                 for s, one, many in ((PhotoRow.PROTECTED, "new copy", "new copies"),
-                                     (EARLIER, "copy from an earlier session",
-                                      "copies from an earlier session")) if weak.get(s))
+                                     (EARLIER, "copy made earlier",
+                                      "copies made earlier")) if weak.get(s))
             verb = "carries" if sum(weak.values()) == 1 else "carry"
             # the advice first: a narrow window's status bar cuts the end off
             self._run_notices.append(

@@ -35,7 +35,7 @@ from .signals import emit
 log = logging.getLogger(__name__)
 
 NAME_ATTEMPTS = 3  # free names tried when another program takes each one meanwhile
-ALREADY_PROTECTED = "already protected in an earlier session, with these settings"
+ALREADY_PROTECTED = "already protected earlier, with these settings"
 PROTECTION_LOST = "protection mostly lost"  # describe()'s words for a "none" verdict
 FACES_OFF_NOTICE = ("Face priority is off: the face detector could not be found or "
                     "downloaded (see the log), so faces get no extra protection")
@@ -300,7 +300,7 @@ class ProtectWorker(QObject):
                 emit(self.failed, job.index, self._weights_error)
                 return
             if not os.path.lexists(job.src):  # not its protected/ folder made for nothing
-                emit(self.failed, job.index, f"{job.src} is no longer there (moved, renamed "
+                emit(self.failed, job.index, "the photo is no longer there (moved, renamed "
                                              "or its disk unplugged); add it again")
                 return
             self._make_folder(job.out_dir, created, make=not job.chosen)
