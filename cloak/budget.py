@@ -28,12 +28,14 @@ REGION_GAIN = 1.5     # faces/bodies/mask: budget multiplied by this (capped at 
 
 
 def local_contrast(x: torch.Tensor, radius: int = 3) -> torch.Tensor:
-    """(1, 3, H, W) in [0, 1] -> (1, 1, H, W) local standard deviation of luminance."""
-    y = luma(x)
+    """(1, 3, H, W) in [0, 1] -> (1, 1, H, W) local standard deviation of luminance.
+    Computed in float64 on the CPU: E[y^2] - E[y]^2 in float32 left a flat bright area a
+    std of up to 1e-3 (0 for black or mid-gray), so equally flat areas got unequal budgets."""
+    y = luma(x.detach().to("cpu", torch.float64))
     k = 2 * radius + 1
     mean = F.avg_pool2d(F.pad(y, [radius] * 4, mode="replicate"), k, stride=1)
     mean_sq = F.avg_pool2d(F.pad(y * y, [radius] * 4, mode="replicate"), k, stride=1)
-    return (mean_sq - mean * mean).clamp_min(0).sqrt()
+    return (mean_sq - mean * mean).clamp_min(0).sqrt().to(x.device, x.dtype)
 
 
 def visibility_map(x: torch.Tensor, floor: float = FLAT_FLOOR,

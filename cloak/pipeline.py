@@ -284,6 +284,10 @@ def protect_array(rgb: np.ndarray, config: ProtectConfig, *, grayscale: bool = F
     # The renderings take whole rotation cycles after the views: a run with no cycle left
     # for one (fast: 4 steps, a cycle of 8) never attacks it, so it is not made.
     cycles = -(-config.steps // len(rotation))
+    if cycles < len(views):  # too few steps for a cycle per view: each editing size at
+        # its nearest grid, the one cloak measures (fast alternating 512x344 and 512x336
+        # step by step attacked taesdxl and taef2 only on the grid it does not measure)
+        views = editing_views((height, width), config.editing_sizes)
     if config.naive_downscale and larger and cycles > len(views):
         size = tuple(x.shape[-2:])
         also_from.append((naive_downscale(x_full, size),

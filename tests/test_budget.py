@@ -30,6 +30,17 @@ class TestVisibilityMap:
         assert float(flat) == pytest.approx(budget.FLAT_FLOOR, abs=0.01)
         assert float(texture) == pytest.approx(1.0, abs=0.01)
 
+    @pytest.mark.parametrize("level", [0, 128, 207, 230, 255])
+    def test_every_flat_colour_gets_the_same_floor(self, level):
+        """Computed in float32, E[y^2] - E[y]^2 left bright flat grays a std of up to
+        1e-3 (a budget of 0.109 for medium's floor of 0.1 at 207, where 128 got 0.1)."""
+        for colour in ((level,) * 3, (level, 0, 0)):
+            x = torch.tensor(colour, dtype=torch.float32).div(255).view(1, 3, 1, 1)
+            contrast = budget.local_contrast(x.expand(1, 3, 32, 32).contiguous())
+            assert float(contrast.max()) < 1e-6, colour  # 1e-3 in float32
+            v = budget.visibility_map(x.expand(1, 3, 32, 32).contiguous())
+            assert float(v.max()) == pytest.approx(budget.FLAT_FLOOR, abs=1e-6), colour
+
     def test_map_is_smooth(self):
         v = budget.visibility_map(half_flat_half_texture())
         # No cell-like jumps: neighbouring pixels differ by a small fraction of the range.

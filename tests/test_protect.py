@@ -509,6 +509,21 @@ class TestEditingViews:
             rgb = np.asarray(im.convert("RGB"), dtype=np.float32) / 255
         assert encoder_input_sizes(rgb, config) == [(96, 128), (192, 256)]
 
+    def test_too_few_steps_for_both_roundings_attack_the_nearest_grid_only(
+            self, model_dir, small_photo, tmp_path):
+        """fast on a 3:2 photo (one rotation cycle, two grids at 512): every step sees the
+        nearest grid, which cloak measures and reports; the rounded-down grid is left to
+        the presets with a cycle for it. Alternating the two step by step gave some
+        models no step at all on the measured grid."""
+        config = ProtectConfig(strength="fast", steps=2, models=("taesd",),
+                               working_size=128, faces=False, measure=False)
+        with Image.open(small_photo(tmp_path / "a.png", size=(384, 256))) as im:
+            rgb = np.asarray(im.convert("RGB"), dtype=np.float32) / 255
+        assert encoder_input_sizes(rgb, config) == [(88, 128)] * 2  # 128x85.3: not 80
+        assert encoder_input_sizes(rgb, config.replace(steps=4)) == [(88, 128), (88, 128),
+                                                                      (80, 128), (80, 128)]
+
+
 class TestRoundTrip:
     """A perturbation made at the attack size is upsampled to the photo's size, and an
     editor downsizes it again: the attack models that round trip as a small blur."""
