@@ -1051,6 +1051,14 @@ def test_gui_script_help_prints_usage_and_opens_no_window(capsys, monkeypatch):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=Path(cli.__file__).parent, timeout=120, check=False)
     assert done.returncode == 0 and done.stdout.startswith("usage: cloak-gui"), done.stderr
+    # its reader gone before it is written (`cloak-gui --help | head -1`): no traceback
+    reader, writer = os.pipe()
+    os.close(reader)
+    with os.fdopen(writer, "w") as closed_pipe:
+        done = subprocess.run([sys.executable, "-c", code], stdout=closed_pipe,
+                              stderr=subprocess.PIPE, text=True, timeout=120, check=False,
+                              cwd=Path(cli.__file__).parent)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
 
 
 def test_gui_with_a_pyside6_that_cant_load_says_so(tmp_path):

@@ -131,7 +131,10 @@ def script_main(argv: list[str] | None = None) -> int:
     main(). `argv` defaults to sys.argv[1:]."""
     args = sys.argv[1:] if argv is None else argv
     if any(arg in ("-h", "--help") for arg in args):
-        print(SCRIPT_USAGE)
+        try:
+            print(SCRIPT_USAGE, flush=True)
+        except BrokenPipeError:  # `cloak-gui --help | head -3`: the reader has enough
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no traceback
         return 0
     if args:
         print(f"error: cloak-gui takes no arguments (got {args[0]!r}); open it and drop "
