@@ -51,7 +51,7 @@ from .errors import (
     is_gpu_out_of_memory,
     is_out_of_memory,
 )
-from .models.weights import DownloadProgress, sha256_of
+from .models.weights import DownloadProgress, sha256_of, stops_downloads
 from .preview import PREVIEW_SUFFIX, preview_path
 from .report import Report, plural
 
@@ -1241,12 +1241,17 @@ def _run_locked(items: list[Item], out_dir: Path, config: ProtectConfig,
             # One photo to do runs here, on the device (pooled as decided below). The
             # autoencoders first: one missing ends the run before a word on faces.
             pooled = jobs > 1 and len(todo) > 1
-            preload_models(dataclasses.replace(config, faces=False,
-                                               device="cpu" if pooled else config.device),
-                           fetched)
-            if also_done is not None:  # the face detector is not on disk: fetched now,
-                # where allowed, as the models are, since there is work to do
-                config = faces_as_found(asked, fetched)
+
+            def stop_here() -> None:  # a stop while a server has not answered yet
+                if stop():
+                    raise KeyboardInterrupt
+
+            with stops_downloads(stop_here):
+                preload_models(dataclasses.replace(
+                    config, faces=False, device="cpu" if pooled else config.device), fetched)
+                if also_done is not None:  # the face detector is not on disk: fetched
+                    # now, where allowed, as the models are, since there is work to do
+                    config = faces_as_found(asked, fetched)
                 settings = config.fingerprint()
             # Everything is fetched, or known missing and reported: the photos (and the
             # --jobs workers, new processes) only look, so nothing is retried per photo.

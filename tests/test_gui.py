@@ -1579,6 +1579,35 @@ class TestReviewFixes:
         assert [row.src for row in window.rows.values()] == [picked]  # none from home
         assert "stopped the search for photos" in window.statusBar().currentMessage()
 
+    def test_cancel_after_a_folder_search_ended_adds_none_of_its_photos(
+            self, window, tmp_path, small_photo, monkeypatch):
+        """Cancel clicked after the walk has found everything, before its result reaches
+        the window: still none of the folder's photos is added (the status bar says so),
+        only the photo file picked with it."""
+        import threading
+
+        picked = small_photo(tmp_path / "picked.png", size=(32, 32))
+        for name in ("a", "b"):
+            small_photo(tmp_path / "home" / name / "x.png", size=(16, 16))
+        walked, clicked = threading.Event(), threading.Event()
+        real_find = window_module.find_photos
+
+        def walk_then_wait(paths, output_dir=None, should_stop=None, folders_stop=None):
+            found = real_find(paths, output_dir, should_stop, folders_stop)
+            walked.set()
+            assert clicked.wait(30)
+            return found
+
+        monkeypatch.setattr(window_module, "find_photos", walk_then_wait)
+        window.add_paths([picked, tmp_path / "home"])
+        assert wait_until(walked.is_set, 10)
+        window.cancel_button.click()
+        clicked.set()
+        assert wait_until(lambda: window._walks_pending == 0, 10)
+        QApplication.processEvents()
+        assert [row.src for row in window.rows.values()] == [picked]
+        assert "none added from it" in window.statusBar().currentMessage()
+
     @pytest.mark.usefixtures("model_dir")
     def test_a_failure_is_not_reset_by_a_search_that_began_before_its_batch(
             self, window, tmp_path, small_photo, monkeypatch):

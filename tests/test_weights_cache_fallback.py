@@ -285,6 +285,45 @@ class TestDeadline:
         assert elapsed < 5, elapsed
         assert not list((tmp_path / "cache").glob("*"))
 
+    def test_a_stop_is_heard_while_the_server_has_not_answered(self, tmp_path,
+                                                               monkeypatch):
+        """The first Ctrl-C (or the app's Cancel) while headers drip in: the progress
+        callback is not called before the answer, so stops_downloads' check is asked in
+        the wait; the download ends at once, with nothing cached."""
+
+        def drip_headers(handler):
+            try:
+                handler.wfile.write(b"HTTP/1.0 200 OK\r\nX-Slow: ")
+                for _ in range(200):
+                    handler.wfile.write(b"a")
+                    handler.wfile.flush()
+                    time.sleep(0.05)
+            except OSError:
+                pass
+
+        asked_at = time.monotonic() + 0.5
+
+        def stop_after_half_a_second() -> None:
+            if time.monotonic() > asked_at:
+                raise KeyboardInterrupt
+
+        with serving(drip_headers) as base:
+            monkeypatch.setenv("CLOAK_WEIGHTS_URL", base)
+            started = time.monotonic()
+            with pytest.raises(KeyboardInterrupt), W.stops_downloads(stop_after_half_a_second):
+                W.resolve(get_spec("taef2"), "encoder")
+            elapsed = time.monotonic() - started
+        assert elapsed < 3, elapsed
+        assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
+
+    def test_a_deadline_past_what_a_wait_can_take_means_no_limit(self, mirror, tmp_path,
+                                                                  monkeypatch):
+        """threading refuses waits over TIMEOUT_MAX (about 292 years): such a
+        CLOAK_DOWNLOAD_DEADLINE downloads as before, not an OverflowError."""
+        monkeypatch.setenv("CLOAK_DOWNLOAD_DEADLINE", "99999999999")
+        path = W.resolve(get_spec("taef2"), "encoder")
+        assert path == tmp_path / "cache" / "taef2_encoder.pth"
+
     def test_the_optional_face_detector_is_given_up_on_sooner(self, tmp_path,
                                                               monkeypatch, caplog):
         """Its download has its own short deadline (FACE_DETECTOR_DEADLINE_S), not the

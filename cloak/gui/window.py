@@ -451,6 +451,10 @@ class MainWindow(QMainWindow):
         photos, raw = found or ([], [])
         not_added = not_added_note(given, raw, photos, expanded=True)
         stopped = "stopped the search for photos; none added from it"
+        if walks not in (None, self._walk_generation):  # Cancel: the photo files picked
+            # alone (a walk that ended before the click found the folders' photos too)
+            picked = {Path(g).absolute() for g in given if not os.path.isdir(g)}
+            photos = [photo for photo in photos if photo in picked]
         if generation != self._list_generation or (walks not in (None, self._walk_generation)
                                                     and not photos):
             if not self._walks_pending:  # no walk left to say "looking for photos…" for
@@ -460,7 +464,7 @@ class MainWindow(QMainWindow):
                     self.statusBar().clearMessage()
             return  # the list was cleared (or Cancel pressed) while this folder was walked
         if walks not in (None, self._walk_generation):  # Cancel: the photo files picked
-            # with the folders are added (find_photos gave no photo from a folder)
+            # with the folders are added, none from the folders
             self._add_photos(photos, len(photos), f"{stopped} (the folders)",
                              failed_before=failures)
             return

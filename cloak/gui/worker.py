@@ -306,25 +306,27 @@ class ProtectWorker(QObject):
             self._make_folder(job.out_dir, created, make=not job.chosen)
             from cloak.api import protect_file
             from cloak.batch import preload_models
+            from cloak.models.weights import stops_downloads
 
-            if self._also_done is not None and not self._faces_fetched:
-                # not on disk: fetched now, where allowed, as there is a photo to protect;
-                # copies record whether face priority ran
-                from cloak.models.weights import retry_face_detector_download
+            with stops_downloads(self._stop_if_cancelled):  # a server yet to answer too
+                if self._also_done is not None and not self._faces_fetched:
+                    # not on disk: fetched now, where allowed, as there is a photo to
+                    # protect; copies record whether face priority ran
+                    from cloak.models.weights import retry_face_detector_download
 
-                self._faces_fetched = True
-                retry_face_detector_download()  # once a batch: the network may be back
-                self.config = faces_as_found(self._asked, self._on_download)
-                settings = self.config.fingerprint()
-                if not self.config.faces:
-                    emit(self.notice, FACES_OFF_NOTICE)
+                    self._faces_fetched = True
+                    retry_face_detector_download()  # once a batch: the network may be back
+                    self.config = faces_as_found(self._asked, self._on_download)
+                    settings = self.config.fingerprint()
+                    if not self.config.faces:
+                        emit(self.notice, FACES_OFF_NOTICE)
 
-            # First use: the weights download here, with their progress on this row.
-            try:
-                preload_models(self.config, self._on_download)
-            except ModelError as exc:
-                self._weights_error = plain_message(exc)
-                raise
+                # First use: the weights download here, with their progress on this row.
+                try:
+                    preload_models(self.config, self._on_download)
+                except ModelError as exc:
+                    self._weights_error = plain_message(exc)
+                    raise
             if not self._gpu_told:  # a GPU too old for this torch build: on the CPU
                 from cloak.device import cuda_unusable_reason
 
@@ -472,9 +474,12 @@ class ProtectWorker(QObject):
             log.exception("checking %s after posting failed", report.dst)
             return None
 
-    def _on_download(self, name: str, done: int, total: int) -> None:
+    def _stop_if_cancelled(self) -> None:
         if self._stop.is_set():  # the download's temp file is removed on the way out
             raise Cancelled("cancelled")
+
+    def _on_download(self, name: str, done: int, total: int) -> None:
+        self._stop_if_cancelled()
         share = f" {100 * done / total:.0f}%" if total else f" {done / 1e6:.1f} MB"
         emit(self.progress, self._current, 0.0, f"downloading {name}{share}")
 

@@ -10,6 +10,7 @@ Weights load only through safetensors or `torch.load(weights_only=True)`.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import errno
 import getpass
 import hashlib
@@ -27,7 +28,7 @@ import time
 import urllib.error
 import urllib.request
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -384,6 +385,23 @@ def download_deadline(total: int = 0) -> float:
                      DOWNLOAD_DEADLINE_MAX_S))
 
 
+_stop_check: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar(
+    "cloak_download_stop_check", default=None)
+
+
+@contextlib.contextmanager
+def stops_downloads(check: Callable[[], None]) -> Iterator[None]:
+    """Within the block (in this thread), a download still waiting for its server's
+    answer calls `check` about every 0.2 s; `check` raises to stop it (KeyboardInterrupt
+    for a Ctrl-C, Cancelled for the app's Cancel). Once the answer is in, the download's
+    progress callback is the place to stop it."""
+    token = _stop_check.set(check)
+    try:
+        yield
+    finally:
+        _stop_check.reset(token)
+
+
 def _open_within(url: str, timeout: float, seconds: float) -> http.client.HTTPResponse:
     """urlopen(url, timeout=timeout), given at most `seconds` for the server's answer (its
     status line and headers): urlopen's timeout bounds each read only, so headers sent a
@@ -407,14 +425,21 @@ def _open_within(url: str, timeout: float, seconds: float) -> http.client.HTTPRe
             answered.set()
 
     threading.Thread(target=open_url, name="cloak-download", daemon=True).start()
+    given_up_at = time.monotonic() + seconds
     try:
-        if not answered.wait(seconds):
-            with lock:
-                if not answered.is_set():
-                    box["abandoned"] = True
-                    raise DownloadTooSlow(f"the server did not finish answering within "
-                                          f"{seconds:g} s; try again or fetch it by hand: "
-                                          f"{url}")
+        # in short waits: a stop asked for meanwhile (stops_downloads) is heard, and no
+        # wait is longer than threading allows (a huge CLOAK_DOWNLOAD_DEADLINE overflowed)
+        while not answered.wait(max(0.0, min(0.2, given_up_at - time.monotonic()))):
+            check = _stop_check.get()
+            if check is not None:
+                check()
+            if time.monotonic() >= given_up_at:
+                with lock:
+                    if not answered.is_set():
+                        box["abandoned"] = True
+                        raise DownloadTooSlow(
+                            f"the server did not finish answering within {seconds:g} s; "
+                            f"try again or fetch it by hand: {url}")
     except BaseException:
         with lock:
             box["abandoned"] = True
