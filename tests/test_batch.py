@@ -1113,15 +1113,13 @@ class TestRun:
         assert not list(out.glob(batch.TEMP_GLOB))
 
 
-def test_first_use_downloads_report_progress_before_the_photos(tmp_path, small_photo,
-                                                               model_dir, monkeypatch):
-    """No weights anywhere but a mirror: the models and the face detector are fetched,
-    checked and cached, each with `download` events, before the `todo` event."""
+def first_use_mirror(tmp_path, model_dir, monkeypatch) -> None:
+    """No weights anywhere but a file:// mirror of taesd's .pth files and the face
+    detector; an empty cache of this test's own, and no models loaded yet."""
     import shutil
 
     import torch
 
-    from cloak import ProtectConfig
     from cloak.models import weights as W
 
     mirror = tmp_path / "mirror"
@@ -1135,6 +1133,16 @@ def test_first_use_downloads_report_progress_before_the_photos(tmp_path, small_p
     monkeypatch.setenv("CLOAK_WEIGHTS_URL", mirror.as_uri())
     monkeypatch.setattr(W, "cache_dir", lambda: tmp_path / "cache")
     monkeypatch.setattr("cloak.models.loading._cache", {})
+
+
+def test_first_use_downloads_report_progress_before_the_photos(tmp_path, small_photo,
+                                                               model_dir, monkeypatch):
+    """No weights anywhere but a mirror: the models and the face detector are fetched,
+    checked and cached, each with `download` events, before the `todo` event."""
+    from cloak import ProtectConfig
+    from cloak.models import weights as W
+
+    first_use_mirror(tmp_path, model_dir, monkeypatch)
     events = []
     items = batch.plan([small_photo(tmp_path / "a.png")], tmp_path / "out")
     config = ProtectConfig(strength="fast", steps=1, models=("taesd",), working_size=128,
@@ -1157,24 +1165,9 @@ def test_a_stop_during_the_first_use_downloads_starts_no_more_of_them(
     """A Ctrl-C (or SIGTERM) asked for while the weights download: the file in flight is
     dropped (not cached) and no other download starts; the run ends interrupted, with
     nothing written. (It went on to fetch every other file first: minutes on a slow link.)"""
-    import shutil
-
-    import torch
-
     from cloak import ProtectConfig
-    from cloak.models import weights as W
 
-    mirror = tmp_path / "mirror"
-    mirror.mkdir()
-    for part in ("encoder", "decoder"):
-        torch.save(W.read_state_dict(model_dir / f"taesd_{part}.safetensors"),
-                   mirror / f"taesd_{part}.pth")
-    shutil.copy(model_dir / W.FACE_DETECTOR, mirror)
-    monkeypatch.setenv("CLOAK_MODEL_DIR", str(tmp_path / "nothing-here"))
-    monkeypatch.delenv("CLOAK_OFFLINE", raising=False)
-    monkeypatch.setenv("CLOAK_WEIGHTS_URL", mirror.as_uri())
-    monkeypatch.setattr(W, "cache_dir", lambda: tmp_path / "cache")
-    monkeypatch.setattr("cloak.models.loading._cache", {})
+    first_use_mirror(tmp_path, model_dir, monkeypatch)
     events = []
     items = batch.plan([small_photo(tmp_path / "a.png")], tmp_path / "out")
     config = ProtectConfig(strength="fast", steps=1, models=("taesd",), working_size=128,

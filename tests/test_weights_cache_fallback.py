@@ -226,6 +226,18 @@ def test_a_bare_path_as_the_mirror_address_says_what_it_takes(tmp_path, monkeypa
         W.resolve(get_spec("taef2"), "encoder")
 
 
+def drip_headers(handler: http.server.BaseHTTPRequestHandler) -> None:
+    """An answer whose headers come a byte every 50 ms and never end (10 s of them)."""
+    try:
+        handler.wfile.write(b"HTTP/1.0 200 OK\r\nX-Slow: ")
+        for _ in range(200):
+            handler.wfile.write(b"a")
+            handler.wfile.flush()
+            time.sleep(0.05)
+    except OSError:
+        pass  # the client hung up
+
+
 class TestDeadline:
     def test_a_server_that_drips_bytes_is_given_up_on_at_the_deadline(self, tmp_path,
                                                                       monkeypatch):
@@ -263,16 +275,6 @@ class TestDeadline:
         """The deadline counts from the request: headers sent a byte at a time (each read
         well within urlopen's timeout) held a download past it for as long as they came."""
 
-        def drip_headers(handler):
-            try:
-                handler.wfile.write(b"HTTP/1.0 200 OK\r\nX-Slow: ")
-                for _ in range(200):  # 10 s of a header that never ends
-                    handler.wfile.write(b"a")
-                    handler.wfile.flush()
-                    time.sleep(0.05)
-            except OSError:
-                pass  # the client hung up
-
         monkeypatch.setenv("CLOAK_DOWNLOAD_DEADLINE", "0.5")
         with serving(drip_headers) as base:
             monkeypatch.setenv("CLOAK_WEIGHTS_URL", base)
@@ -290,16 +292,6 @@ class TestDeadline:
         """The first Ctrl-C (or the app's Cancel) while headers drip in: the progress
         callback is not called before the answer, so stops_downloads' check is asked in
         the wait; the download ends at once, with nothing cached."""
-
-        def drip_headers(handler):
-            try:
-                handler.wfile.write(b"HTTP/1.0 200 OK\r\nX-Slow: ")
-                for _ in range(200):
-                    handler.wfile.write(b"a")
-                    handler.wfile.flush()
-                    time.sleep(0.05)
-            except OSError:
-                pass
 
         asked_at = time.monotonic() + 0.5
 
