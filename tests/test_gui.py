@@ -1471,7 +1471,7 @@ class TestReviewFixes:
         photo = small_photo(tmp_path / "album" / "a.png")
         walking = threading.Event()
 
-        def slow_walk(paths, output_dir, should_stop):
+        def slow_walk(paths, output_dir, should_stop, folders_stop=None):
             walking.set()
             while not should_stop():  # until the window closes
                 time.sleep(0.01)
@@ -1741,7 +1741,7 @@ class TestReviewFixes:
         window.start()
         assert wait_until(lambda: not window.is_running(), 60)
         [row] = window.rows.values()
-        assert row.state == PhotoRow.FAILED and "is no longer there" in row.status.text()
+        assert row.state == PhotoRow.FAILED and "no longer there" in row.status.text()
         assert "Save-to" not in row.status.text() and not (tmp_path / "card").exists()
         assert str(photo) not in row.status.text()  # the row names the photo already
 

@@ -300,7 +300,7 @@ class ProtectWorker(QObject):
                 emit(self.failed, job.index, self._weights_error)
                 return
             if not os.path.lexists(job.src):  # not its protected/ folder made for nothing
-                emit(self.failed, job.index, "the photo is no longer there (moved, renamed "
+                emit(self.failed, job.index, f"{job.src}: no longer there (moved, renamed "
                                              "or its disk unplugged); add it again")
                 return
             self._make_folder(job.out_dir, created, make=not job.chosen)
