@@ -238,6 +238,18 @@ def drip_headers(handler: http.server.BaseHTTPRequestHandler) -> None:
         pass  # the client hung up
 
 
+def failed_download(do_get, monkeypatch, deadline: str = "0.5") -> tuple[str, str, float]:
+    """taef2's encoder fetched from a server answering with `do_get`, under a deadline of
+    `deadline` s, expected to fail: (the server's URL, the error's message, seconds taken)."""
+    monkeypatch.setenv("CLOAK_DOWNLOAD_DEADLINE", deadline)
+    with serving(do_get) as base:
+        monkeypatch.setenv("CLOAK_WEIGHTS_URL", base)
+        started = time.monotonic()
+        with pytest.raises(ModelError) as info:
+            W.resolve(get_spec("taef2"), "encoder")
+        return base, str(info.value), time.monotonic() - started
+
+
 class TestDeadline:
     def test_a_server_that_drips_bytes_is_given_up_on_at_the_deadline(self, tmp_path,
                                                                       monkeypatch):
@@ -257,16 +269,10 @@ class TestDeadline:
             except OSError:
                 pass  # the client hung up
 
-        monkeypatch.setenv("CLOAK_DOWNLOAD_DEADLINE", "0.5")
-        with serving(drip) as base:
-            monkeypatch.setenv("CLOAK_WEIGHTS_URL", base)
-            started = time.monotonic()
-            with pytest.raises(ModelError) as info:
-                W.resolve(get_spec("taef2"), "encoder")
-            elapsed = time.monotonic() - started
+        base, message, elapsed = failed_download(drip, monkeypatch)
         assert ("the download of taef2_encoder.pth took longer than 0.5 s; try again or "
-                f"fetch it by hand: {base}/taef2_encoder.pth") in str(info.value)
-        assert "\n" not in str(info.value)
+                f"fetch it by hand: {base}/taef2_encoder.pth") in message
+        assert "\n" not in message
         assert elapsed < 10, elapsed
         assert not list((tmp_path / "cache").glob("*"))
 
@@ -275,15 +281,9 @@ class TestDeadline:
         """The deadline counts from the request: headers sent a byte at a time (each read
         well within urlopen's timeout) held a download past it for as long as they came."""
 
-        monkeypatch.setenv("CLOAK_DOWNLOAD_DEADLINE", "0.5")
-        with serving(drip_headers) as base:
-            monkeypatch.setenv("CLOAK_WEIGHTS_URL", base)
-            started = time.monotonic()
-            with pytest.raises(ModelError) as info:
-                W.resolve(get_spec("taef2"), "encoder")
-            elapsed = time.monotonic() - started
+        base, message, elapsed = failed_download(drip_headers, monkeypatch)
         assert ("the server did not finish answering within 0.5 s; try again or fetch it "
-                f"by hand: {base}/taef2_encoder.pth") in str(info.value)
+                f"by hand: {base}/taef2_encoder.pth") in message
         assert elapsed < 5, elapsed
         assert not list((tmp_path / "cache").glob("*"))
 
