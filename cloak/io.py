@@ -669,6 +669,12 @@ def _png_header(fp: IO[bytes]) -> tuple[int, int]:
     return head[24], head[25]
 
 
+def _tiff_bits(image: Image.Image, default: int = 8) -> int:
+    """A TIFF's widest BitsPerSample (tag 258), `default` where the tag is missing."""
+    bits = image.tag_v2.get(258, (default,))
+    return max(bits) if isinstance(bits, tuple) else bits
+
+
 def _pixels(image: Image.Image, fp: IO[bytes], path: Path, icc: bytes | None
             ) -> tuple[np.ndarray, np.ndarray | None, int, bytes | None]:
     """Stored-orientation pixels: colour (H, W, 3) or gray (H, W), alpha (H, W) or None,
@@ -682,8 +688,7 @@ def _pixels(image: Image.Image, fp: IO[bytes], path: Path, icc: bytes | None
         if colour_type == 0 and depth in (2, 4) and isinstance(key, int):
             image.info["transparency"] = low_bit_gray_key(key, depth)
     if image.format == "TIFF" and mode in ("RGB", "RGBA", "CMYK"):
-        bits = image.tag_v2.get(258, (8,))
-        if max(bits if isinstance(bits, tuple) else (bits,)) > 8:
+        if _tiff_bits(image) > 8:
             # not premultiplied alpha (ExtraSamples 1): Pillow's reading unmultiplies it
             deep = (_tiff16(image, fp, path) if mode != "CMYK" and
                     image.tag_v2.get(338) not in (1, (1,)) else None)
@@ -709,8 +714,7 @@ def _pixels(image: Image.Image, fp: IO[bytes], path: Path, icc: bytes | None
             if image.tag_v2.get(262) == 0:
                 raise _fail(path, "16-bit gray TIFF stored white-is-zero is not "
                             "supported; export a standard (black-is-zero) copy")
-            bits = image.tag_v2.get(258, (16,))
-            bits = max(bits) if isinstance(bits, tuple) else bits
+            bits = _tiff_bits(image, default=16)
             if bits < 16:
                 raise _fail(path, f"{bits}-bit gray TIFF is not supported; export an 8- or "
                             "16-bit copy")
@@ -721,7 +725,9 @@ def _pixels(image: Image.Image, fp: IO[bytes], path: Path, icc: bytes | None
         return data, alpha, 16, icc
     if mode == "I":
         data = np.asarray(image)
-        if data.min() >= 0 and data.max() <= 65535:
+        # a 32-bit TIFF holding small values is not 16-bit: read so, 0-255 came out black
+        wide = image.format == "TIFF" and _tiff_bits(image) > 16
+        if not wide and data.min() >= 0 and data.max() <= 65535:
             return data.astype(np.uint16), None, 16, icc
         raise _fail(path, "32-bit integer pixels are not supported; export an 8- or 16-bit copy")
     if mode == "F":

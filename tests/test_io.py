@@ -1379,6 +1379,19 @@ class TestBadInput:
         Image.fromarray(ramp).save(tmp_path / "std.tif")
         assert io.load_photo(tmp_path / "std.tif").bit_depth == 16
 
+    def test_a_32_bit_gray_tiff_is_refused_whatever_its_values(self, tmp_path: Path) -> None:
+        """Pillow opens a 32-bit integer gray TIFF as mode "I". One holding 0-255 was
+        taken for 16-bit (its values fit), protected as a nearly black picture and saved as
+        16-bit noise; it is refused like one with larger values."""
+        ramp = (np.arange(48 * 64).reshape(48, 64) % 253).astype(np.int32)
+        for name, values in (("small.tif", ramp), ("large.tif", ramp * 1000)):
+            Image.fromarray(values, "I").save(tmp_path / name)
+            with Image.open(tmp_path / name) as im:
+                assert im.mode == "I" and im.tag_v2[258] == (32,)  # what Pillow makes of it
+            with pytest.raises(UnsupportedImageError) as exc:
+                io.load_photo(tmp_path / name)
+            _assert_one_line(exc, tmp_path / name, "32-bit integer")
+
     def test_a_tiff_that_opens_on_a_preview_is_refused(self, tmp_path: Path) -> None:
         """Only the first image would be protected: a reduced-size preview stored before
         the picture, or a DNG's preview (its RAW data is not an image Pillow shows)."""
