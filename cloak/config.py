@@ -252,8 +252,12 @@ class ProtectConfig:
         return {
             "strength": self.strength, "eps255": round(self.eps255, 4), "steps": self.steps,
             "working_size": self.attack_size, "robust": self.robust,
-            "eot_samples": self.eot_samples, "eot_share": self.eot_share,
-            "perceptual_weight": self.perceptual_weight,
+            # Settings the attack does not use are recorded at their defaults (as the seed
+            # below), so changing one alone does not count as a change: the posting
+            # transforms only with robust, the colour-shift penalty only with the map on.
+            "eot_samples": self.eot_samples if self.robust else 1,
+            "eot_share": self.eot_share if self.robust else Preset.eot_share,
+            "perceptual_weight": self.perceptual_weight if self.perceptual else 0.0,
             "view_sizes": list(self.editing_sizes),
             "flat_floor": self.flat_floor, "contrast_ref": self.contrast_ref,
             "step_start": self.step_start, "both_roundings": self.both_roundings,

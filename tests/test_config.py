@@ -192,6 +192,22 @@ def test_the_seed_is_a_setting_only_where_something_is_drawn():
     assert not ProtectConfig(robust=True, eot_share=0.0).draws_at_random
 
 
+def test_settings_the_attack_leaves_unused_are_not_a_change():
+    """Without robust the posting transforms' count and share are unused, and without the
+    map (perceptual=False) the colour-shift penalty is too (pipeline.protect_array): the
+    output is the same whatever they are, so they must not make a rerun redo the photo."""
+    plain = ProtectConfig(strength="low", perceptual=False)
+    assert plain.perceptual_weight == 0.3  # low's penalty, which the attack then drops
+    assert plain.fingerprint() == plain.replace(perceptual_weight=0.0).fingerprint()
+    assert ProtectConfig().fingerprint() == ProtectConfig(eot_samples=3,
+                                                          eot_share=1.0).fingerprint()
+    robust = ProtectConfig(robust=True)
+    assert robust.fingerprint() != robust.replace(eot_samples=3).fingerprint()
+    assert robust.fingerprint() != robust.replace(eot_share=1.0).fingerprint()
+    low = ProtectConfig(strength="low")
+    assert low.fingerprint() != low.replace(perceptual_weight=0.0).fingerprint()
+
+
 def test_each_model_is_attacked_once_in_the_order_given():
     """`--models taesd,taesd` would double taesd's share of the steps, and record settings
     that a later `--models taesd` counts as other ones."""
