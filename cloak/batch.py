@@ -580,6 +580,15 @@ def _mark_clashes(items: list[Item], out_dir: Path | None = None) -> None:
             item.message = f"can't check output {item.dst}: {exc.strerror or exc}"
 
 
+def _unreadable_anyway(src: Path) -> str | None:
+    """For a photo whose output clashes: the reason it would be refused in any --out
+    folder (an animated GIF beside its still's PNG), which the user needs to hear first:
+    protecting it alone, as the clash advises, would fail for that."""
+    from . import io
+
+    return io.frames_problem(src)
+
+
 def _check_clash(item: Item, inputs_by_path: dict, inputs_by_key: dict, sources: dict,
                  outputs: dict) -> None:
     """_mark_clashes for one pending item."""
@@ -603,13 +612,15 @@ def _check_clash(item: Item, inputs_by_path: dict, inputs_by_key: dict, sources:
         inputs_by_key.get(_stat_key(item.dst)) if item.dst.exists() else None)
     if other is not None:
         item.status = FAILED
-        item.message = (f"output {item.dst} would replace the original {other}; "
+        item.message = (_unreadable_anyway(item.src) or
+                        f"output {item.dst} would replace the original {other}; "
                         "choose another --out folder")
         return
     if _fold(dst_real) in outputs:  # also IMG_1.JPG against img_1.jpg
         first = outputs[_fold(dst_real)]
         item.status = FAILED
-        item.message = (f"output {item.dst} is also the output of {first.src}"
+        item.message = (_unreadable_anyway(item.src) or
+                        f"output {item.dst} is also the output of {first.src}"
                         f"{_only_spelt_apart(os.path.realpath(first.dst), dst_real)}; "
                         "protect this one alone into another --out folder")
         return

@@ -477,6 +477,32 @@ def load_photo(path: str | os.PathLike[str], max_pixels: int | None = None) -> P
         fp.close()
 
 
+def frames_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why load_photo would refuse `path` for holding several pictures (an animated GIF,
+    a multi-page TIFF), read from its header alone; None where it is one picture, or
+    where the file does not open (load_photo says why then)."""
+    path = Path(path)
+    try:
+        fp = _open_file(path)
+    except CloakError:
+        return None
+    try:
+        with decoding_limit(path, pixel_limit()), _open_image(fp, path) as image:
+            frames = _frame_count(image)
+            if frames > 1 and image.format != "MPO":
+                return _frames_refusal(image.format or "?", frames)
+    except Exception:  # noqa: BLE001 - any reading trouble is load_photo's to report
+        return None
+    finally:
+        fp.close()
+    return None
+
+
+def _frames_refusal(source_format: str, frames: int) -> str:
+    return (f"animated or multi-frame {source_format} ({frames} frames) is not supported; "
+            "export the frame you want as a still image")
+
+
 def _frame_count(image: Image.Image) -> int:
     """Frames that are separate pictures (TIFF reduced-resolution previews don't count)."""
     frames = getattr(image, "n_frames", 1)
@@ -517,8 +543,7 @@ def _read(image: Image.Image, fp: IO[bytes], path: Path, limit: int) -> Photo:
     source_format = image.format or "?"
     frames = _frame_count(image)
     if frames > 1 and source_format != "MPO":
-        raise _fail(path, f"animated or multi-frame {source_format} ({frames} frames) is not "
-                          "supported; export the frame you want as a still image")
+        raise _fail(path, _frames_refusal(source_format, frames))
     if source_format == "TIFF":  # what Pillow shows first would be all that is protected
         if 50706 in image.tag_v2:  # DNGVersion: a RAW's small preview, its data unseen
             raise _fail(path, "is a camera RAW (DNG) file: develop it first, and export it "

@@ -321,6 +321,27 @@ class TestPlan:
         assert items["a.gif"].status == FAILED
         assert "protect this one alone into another --out folder" in items["a.gif"].message
 
+    def test_an_animated_gif_beside_its_still_is_told_why_it_fails_everywhere(
+            self, tmp_path, small_photo):
+        """The clash's advice (go alone into another folder) would fail again there, for
+        the frames: the reason that holds in every folder comes first."""
+        shoot = tmp_path / "shoot"
+        shoot.mkdir()
+        with Image.open(small_photo(tmp_path / "src.png")) as im:
+            still = im.convert("P")
+            still.save(shoot / "a.gif", save_all=True,
+                       append_images=[im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+                                      .convert("P")])
+        small_photo(shoot / "a.png", index=1)
+        items = by_src(batch.plan([shoot], tmp_path / "out"))
+        assert items["a.png"].status == "pending"
+        assert items["a.gif"].status == FAILED
+        assert items["a.gif"].message == ("animated or multi-frame GIF (2 frames) is not "
+                                          "supported; export the frame you want as a "
+                                          "still image")
+        assert io.frames_problem(shoot / "a.png") is None
+        assert io.frames_problem(tmp_path / "missing.gif") is None  # load_photo says why
+
     def test_an_output_recorded_as_one_photo_s_stays_its_own(self, tmp_path, small_photo,
                                                              tiny_config):
         """An OUT where a.gif's copy a.png was made (by itself, or by a cloak that let the
