@@ -593,7 +593,7 @@ def _read(image: Image.Image, fp: IO[bytes], path: Path, limit: int) -> Photo:
     xmp = image.info.get("xmp")
     if isinstance(xmp, str):
         xmp = xmp.encode("utf-8")
-    info = _format_info(image)
+    info = _format_info(image, path)
     if source_format == "PNG" and (cicp := png_cicp(fp)):
         info["png_cicp"] = cicp
     if avif_colour and cicp_beyond_srgb(*avif_colour):
@@ -621,7 +621,7 @@ def _stores_dpi(image: Image.Image) -> bool:
     return True
 
 
-def _format_info(image: Image.Image) -> dict[str, Any]:
+def _format_info(image: Image.Image, path: Path) -> dict[str, Any]:
     info: dict[str, Any] = {}
     if image.info.get("progressive") or image.info.get("progression"):
         info["progressive"] = True
@@ -634,8 +634,8 @@ def _format_info(image: Image.Image) -> dict[str, Any]:
         info["nclx_profile"] = image.info["nclx_profile"]
     if image.format == "HEIF" and int(image.info.get("bit_depth") or 8) > 8:
         # pillow-heif's Pillow plugin always decodes HDR HEIF to 8 bits per channel
-        log.warning("%d-bit HEIF is read as 8-bit; the protected copy is 8-bit",
-                    int(image.info["bit_depth"]))
+        log.warning("%s: %d-bit HEIF is read as 8-bit; the protected copy is 8-bit",
+                    path, int(image.info["bit_depth"]))
     if image.format == "PNG":
         text = {k: v for k, v in image.info.items() if isinstance(v, str) and
                 k in PNG_TEXT_RIGHTS | PNG_TEXT_OTHER}
@@ -712,19 +712,18 @@ def _pixels(image: Image.Image, fp: IO[bytes], path: Path, icc: bytes | None
         key = image.info.get("transparency")
         if colour_type == 0 and depth in (2, 4) and isinstance(key, int):
             image.info["transparency"] = low_bit_gray_key(key, depth)
-    if image.format == "TIFF" and mode in ("RGB", "RGBA", "CMYK"):
-        if _tiff_bits(image) > 8:
-            # not premultiplied alpha (ExtraSamples 1): Pillow's reading unmultiplies it
-            deep = (_tiff16(image, fp, path) if mode != "CMYK" and
-                    image.tag_v2.get(338) not in (1, (1,)) else None)
-            if deep is not None:
-                return (*deep, 16, icc)
-            if image.tag_v2.get(284) == 2 and image.tag_v2.get(259, 1) == 1:
-                # uncompressed, one plane a channel: Pillow unpacks its 16-bit planes as
-                # 8-bit ones (a scrambled picture), and OpenCV misreads them too
-                raise _fail(path, "16-bit colour TIFF stored as separate planes is not "
-                            "supported; export a standard (interleaved) TIFF")
-            log.warning("%s: 16-bit colour TIFF is read and saved as 8-bit", path)
+    if image.format == "TIFF" and mode in ("RGB", "RGBA", "CMYK") and _tiff_bits(image) > 8:
+        # not premultiplied alpha (ExtraSamples 1): Pillow's reading unmultiplies it
+        deep = (_tiff16(image, fp, path) if mode != "CMYK" and
+                image.tag_v2.get(338) not in (1, (1,)) else None)
+        if deep is not None:
+            return (*deep, 16, icc)
+        if image.tag_v2.get(284) == 2 and image.tag_v2.get(259, 1) == 1:
+            # uncompressed, one plane a channel: Pillow unpacks its 16-bit planes as
+            # 8-bit ones (a scrambled picture), and OpenCV misreads them too
+            raise _fail(path, "16-bit colour TIFF stored as separate planes is not "
+                        "supported; export a standard (interleaved) TIFF")
+        log.warning("%s: 16-bit colour TIFF is read and saved as 8-bit", path)
     image = with_real_alpha(image)
     mode = image.mode
     if mode == "1":

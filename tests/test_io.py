@@ -477,6 +477,15 @@ class TestAvif:
         with caplog.at_level("WARNING", logger="cloak.io"):
             io._warn_avif_depth(_io.BytesIO(bytes(data)), src)
         assert f"{src}: 10-bit AVIF is read as 8-bit" in caplog.text
+        # a 10-bit HEIC, as some cameras write: its line names it too (a folder's run)
+        deep = (pixels().astype(np.uint16) * 257).astype("<u2")  # 16-bit values, as given
+        heic = tmp_path / "ten.heic"
+        pillow_heif.from_bytes(mode="RGB;16", size=(deep.shape[1], deep.shape[0]),
+                               data=deep.tobytes()).save(heic, quality=90)
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="cloak.io"):
+            assert io.load_photo(heic).bit_depth == 8
+        assert f"{heic}: 10-bit HEIF is read as 8-bit" in caplog.text
 
     def test_colour_tagged_only_as_display_p3_or_hdr_is_carried_or_warned_about(
             self, tmp_path: Path, caplog) -> None:
