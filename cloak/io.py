@@ -596,6 +596,8 @@ def _read(image: Image.Image, fp: IO[bytes], path: Path, limit: int) -> Photo:
     info = _format_info(image, path)
     if source_format == "PNG" and (cicp := png_cicp(fp)):
         info["png_cicp"] = cicp
+    if source_format in ("JPEG", "MPO", "TIFF") and any(iptc := md.iptc_rights(image)):
+        info["iptc_rights"] = iptc
     if avif_colour and cicp_beyond_srgb(*avif_colour):
         info["avif_cicp"] = avif_colour
     photo = Photo(rgb=np.ascontiguousarray(rgb), is_grayscale=gray, path=path,
@@ -1038,7 +1040,8 @@ def _save_options(photo: Photo, fmt: str, policy: md.MetadataPolicy, orientation
     # a PNG copy's Creation Time is a date it keeps too (see md.local_time_carried)
     texts = ((photo.info.get("png_text") or {}).get("Creation Time", ""),) \
         if fmt == "PNG" else ()
-    xmp = md.build_xmp(photo.xmp, photo.exif, policy, __version__, texts=texts)
+    xmp = md.build_xmp(photo.xmp, photo.exif, policy, __version__, texts=texts,
+                       iptc=photo.info.get("iptc_rights", ([], None)))
     options: dict[str, Any] = {}
     if icc and fmt != "BMP":
         options["icc_profile"] = icc

@@ -31,7 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from PIL import ExifTags, Image
+from PIL import ExifTags, Image, IptcImagePlugin
 
 log = logging.getLogger(__name__)
 
@@ -451,6 +451,29 @@ def _xmp_rights(root: ET.Element | None) -> tuple[list[str], str | None]:
     return creators, rights
 
 
+IPTC_BYLINE = (2, 80)  # IPTC-IIM dataset numbers: the photo's creators,
+IPTC_COPYRIGHT = (2, 116)  # and its copyright notice
+
+
+def iptc_rights(image: Image.Image) -> tuple[list[str], str | None]:
+    """By-line entries and the copyright notice of an image's IPTC-IIM block (a JPEG's
+    Photoshop APP13, a TIFF's tag 33723), as _xmp_rights gives an XMP packet's: ([], None)
+    where it has none. The copy writes no IPTC block: these go into its fresh XMP."""
+    try:
+        block = IptcImagePlugin.getiptcinfo(image) or {}
+    except EXIF_ERRORS:  # a damaged block: as if there were none
+        return [], None
+
+    def texts(value: Any) -> list[str]:
+        values = value if isinstance(value, list) else [value]
+        # UTF-8 as current tools write it, else Latin-1 (older ones), as EXIF text is read
+        return [text for v in values if isinstance(v, bytes)
+                and (text := _text(v.decode("latin-1")))]
+
+    notices = texts(block.get(IPTC_COPYRIGHT))
+    return texts(block.get(IPTC_BYLINE)), (notices[0] if notices else None)
+
+
 # Capture date and camera as XMP holds them (NAMESPACES prefix, local name): carried into
 # the fresh packet with the EXIF details (a PNG or WebP export may hold them only here).
 XMP_CAPTURE = (("xmp", "CreateDate"), ("exif", "DateTimeOriginal"),
@@ -606,10 +629,11 @@ def _scrub(root: ET.Element, policy: MetadataPolicy, *, local_time: bool = False
 
 
 def build_xmp(source_xmp: bytes | None, snapshot: ExifSnapshot | None,
-              policy: MetadataPolicy, version: str, *, texts: Iterable[str] = ()
-              ) -> bytes | None:
+              policy: MetadataPolicy, version: str, *, texts: Iterable[str] = (),
+              iptc: tuple[list[str], str | None] = ([], None)) -> bytes | None:
     """The XMP packet for the copy (UTF-8 bytes with xpacket wrapper), or None. `texts`:
-    the dates the copy also keeps elsewhere (a PNG's "Creation Time")."""
+    the dates the copy also keeps elsewhere (a PNG's "Creation Time"). `iptc`: the
+    source's IPTC creators and rights (iptc_rights), taken where XMP and EXIF have none."""
     root = _parse_xmp(source_xmp)
     creators, rights = _xmp_rights(root) if policy.keep_copyright else ([], None)
     if policy.keep_copyright and snapshot is not None:
@@ -618,6 +642,8 @@ def build_xmp(source_xmp: bytes | None, snapshot: ExifSnapshot | None,
         if artist and not creators:
             creators = [artist]
         rights = rights or copyright_
+    if policy.keep_copyright:
+        creators, rights = creators or iptc[0], rights or iptc[1]
     desc = _description(policy, creators, rights, version)
     local = local_time_carried(snapshot, policy, source_xmp, texts)
     if policy.keep_exif and not policy.keep_xmp:

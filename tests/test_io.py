@@ -1142,6 +1142,43 @@ class TestMetadata:
         assert b"Jane Doe; Ed Itor" in packet and b"\x07" not in packet
         assert metadata.says_protected(packet)
 
+    def test_copyright_and_author_held_only_in_iptc_go_into_the_xmp(self, tmp_path: Path
+                                                                    ) -> None:
+        """Older tools (Photoshop's File Info, Photo Mechanic) write the rights as IPTC
+        alone: a JPEG's APP13 block, a TIFF's tag 33723. The copy writes no IPTC block, so
+        its creators and notice go into the XMP (not the caption: free text), unless
+        --strip-names."""
+        from PIL import TiffImagePlugin
+
+        def dataset(number: int, value: bytes) -> bytes:
+            return bytes([0x1C, 2, number]) + struct.pack(">H", len(value)) + value
+
+        iptc = (dataset(0, b"\x00\x04") + dataset(116, "© Ana Núñez".encode())
+                + dataset(80, b"Ana Nunez") + dataset(80, b"Bo Li") + dataset(120, b"at home"))
+        resources = b"8BIM" + struct.pack(">HHI", 0x404, 0, len(iptc)) + iptc + \
+            b"\x00" * (len(iptc) % 2)
+        segment = b"Photoshop 3.0\x00" + resources
+        plain = save(Image.fromarray(pixels()), tmp_path / "plain.jpg", quality=95).read_bytes()
+        jpeg = tmp_path / "iptc.jpg"
+        jpeg.write_bytes(plain[:2] + b"\xff\xed" + struct.pack(">H", len(segment) + 2)
+                         + segment + plain[2:])
+        tags = TiffImagePlugin.ImageFileDirectory_v2()
+        tags[33723], tags.tagtype[33723] = iptc, 7
+        tiff = save(Image.fromarray(pixels()), tmp_path / "iptc.tif", tiffinfo=tags)
+        for src in (jpeg, tiff):
+            photo = io.load_photo(src)
+            dst = io.save_photo(photo, photo.rgb, tmp_path / f"out{src.suffix}")
+            with Image.open(dst) as out:
+                packet = out.info.get("xmp") or out.tag_v2.get(metadata.XMP_TAG)
+            packet = packet if isinstance(packet, bytes) else packet.encode()
+            assert b"<rdf:li>Ana Nunez</rdf:li>" in packet and b"Bo Li" in packet, src
+            assert "© Ana Núñez".encode() in packet and b"at home" not in packet, src
+            anonymous = io.save_photo(photo, photo.rgb, tmp_path / f"anon{src.suffix}",
+                                      metadata=MetadataPolicy(keep_copyright=False))
+            assert b"Ana" not in anonymous.read_bytes()
+        photo = io.load_photo(_tagged_jpeg(tmp_path))  # EXIF names only: as before
+        assert "iptc_rights" not in photo.info
+
     def test_a_resolution_is_kept_only_where_the_file_gives_one(self, tmp_path: Path) -> None:
         """Pillow makes up 1 dpi for a TIFF without resolution tags and 72 dpi for a JPEG
         whose EXIF has none; written into the copy, 1 dpi places a photo at 64 inches."""
