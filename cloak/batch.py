@@ -234,11 +234,14 @@ def _check_stop(should_stop: Callable[[], bool] | None) -> None:
 
 def _walk(folder: Path, rel: Path, skip: set[str], suffixes: Sequence[str],
           seen_dirs: set, found: list[tuple[Path, Path]], problems: list[Item],
-          should_stop: Callable[[], bool] | None = None) -> None:
+          should_stop: Callable[[], bool] | None = None, out_real: str | None = None
+          ) -> None:
     """Depth-first, sorted walk. Hidden entries (.*) are ignored; each real folder is
     entered once, so symlink loops end; paths in `skip` (outputs: folders, and the copies
     an earlier run's manifest lists) are never taken; library and app packages are not
-    entered (io.PACKAGE_SUFFIXES)."""
+    entered (io.PACKAGE_SUFFIXES). `out_real`: the run's --out (real path), met inside
+    the input: its recorded copies are skipped without a line (as its mirror of this
+    folder is), and the user's own photos in it are taken, as when it is named."""
     from .io import PACKAGE_SUFFIXES
 
     _check_stop(should_stop)
@@ -282,10 +285,12 @@ def _walk(folder: Path, rel: Path, skip: set[str], suffixes: Sequence[str],
             seen_dirs.add(key)
             # os.path, not Path.is_file: that raises PermissionError in a folder that
             # can't be searched, which would fail the whole input, not this folder
-            if os.path.isfile(path / MANIFEST_NAME):  # an earlier run's output folder
+            if real == out_real:
+                skip.update(recorded_copies(path))
+            elif os.path.isfile(path / MANIFEST_NAME):  # an earlier run's output folder
                 _skip_own_outputs(path, skip, problems)
             _walk(path, rel / entry.name, skip, suffixes, seen_dirs, found, problems,
-                  should_stop)
+                  should_stop, out_real)
         elif _is_photo_name(path, suffixes) and not path.name.lower().endswith(PREVIEW_SUFFIX) \
                 and os.path.realpath(path) not in skip:
             found.append((path, rel))
@@ -488,8 +493,9 @@ def _plan_one(src: Path, out_dir: Path, suffixes: Sequence[str], seen_dirs: set,
         seen_dirs.add(_stat_key(src))
         real = os.path.realpath(src)
         name = mirrors.name_for(real)
-        # Never walk the outputs: OUT itself, or this folder's mirror inside it.
-        skip = {os.path.realpath(out_dir), os.path.realpath(out_dir / name)}
+        # Never walk this folder's mirror inside OUT (its copies). OUT itself, met
+        # inside this folder, is walked for the user's own photos, as when it is named.
+        skip = {os.path.realpath(out_dir / name)}
         found: list[tuple[Path, Path]] = []
         problems: list[Item] = []
         if os.path.isfile(src / MANIFEST_NAME):  # an earlier run's output folder, or OUT
@@ -503,7 +509,8 @@ def _plan_one(src: Path, out_dir: Path, suffixes: Sequence[str], seen_dirs: set,
             problems.append(Item(src, None, SKIPPED,
                                  INSIDE_OUTPUT_FOLDER_SKIPPED.format(
                                      copies=_protected_copies(len(inside)))))
-        _walk(src, Path(name), skip, suffixes, seen_dirs, found, problems, should_stop)
+        _walk(src, Path(name), skip, suffixes, seen_dirs, found, problems, should_stop,
+              os.path.realpath(out_dir))
         copies = {p for p, _ in found if says_protected(p)}  # moved out of an OUT
         if copies:
             found = [(p, rel) for p, rel in found if p not in copies]

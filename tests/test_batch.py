@@ -242,11 +242,39 @@ class TestPlan:
         [skipped] = [i for i in items if i.status == SKIPPED]
         assert skipped.src == out and "its 1 protected copy is" in skipped.message
 
-    def test_output_folder_inside_the_input_is_not_walked(self, tmp_path, small_photo):
-        small_photo(tmp_path / "in" / "a.png")
-        small_photo(tmp_path / "in" / "out" / "in" / "a.png")  # an earlier run's output
-        items = batch.plan([tmp_path / "in"], tmp_path / "in" / "out")
-        assert [i.src for i in items] == [tmp_path / "in" / "a.png"]
+    def test_output_folder_inside_the_input_is_not_walked_for_its_copies(
+            self, tmp_path, small_photo, tiny_config):
+        """An earlier run's copies in OUT inside the input (its mirror, and copies it
+        recorded elsewhere in OUT) are not taken, even without cloak's note."""
+        a = small_photo(tmp_path / "in" / "a.png")
+        out = tmp_path / "in" / "out"
+        from cloak.metadata import MetadataPolicy
+
+        config = tiny_config.replace(metadata=MetadataPolicy.choose(notices=False))
+        assert batch.run(batch.plan([a], out), out, config
+                         ).counts[PROTECTED] == 1  # out/a.png, outside the folder's mirror
+        assert not io.says_protected_file(out / "a.png")
+        items = batch.plan([tmp_path / "in"], out)
+        assert [i.src for i in items] == [a]
+
+    def test_own_photos_in_an_output_folder_inside_the_input_are_taken(
+            self, tmp_path, small_photo, tiny_config):
+        """`cloak protect t --out t/sub`, where sub already held the user's b.png: it was
+        left out without a word (alone: "No photos found"). It is taken, as in an --out
+        named as an input; the copies the run makes there are not, on a rerun either,
+        and no line is said about them."""
+        folder, out = tmp_path / "t", tmp_path / "t" / "sub"
+        a, b = small_photo(folder / "a.png"), small_photo(out / "b.png", index=1)
+        items = batch.plan([folder], out)
+        assert [(i.src, i.status) for i in items] == [(a, "pending"), (b, "pending")]
+        assert items[1].dst == out / "t" / "sub" / "b.png"
+        assert batch.run(items, out, tiny_config).counts[PROTECTED] == 2
+        again = batch.plan([folder], out)
+        assert [(i.src, i.status) for i in again] == [(a, "pending"), (b, "pending")]
+        assert batch.run(again, out, tiny_config).counts[SKIPPED] == 2
+        alone = tmp_path / "u"
+        c = small_photo(alone / "sub" / "c.png")
+        assert [i.src for i in batch.plan([alone], alone / "sub")] == [c]
 
     def test_output_over_another_input_is_refused(self, tmp_path, small_photo):
         """a.gif's output is a.png: beside an input a.png, it would replace that original
