@@ -692,6 +692,9 @@ def check_model_dir(model_dir: Path | None) -> None:
 def check_out(out: Path) -> None:
     """--out must be a folder, or not exist yet (it is created): then the nearest part of
     its path that exists must be a folder too."""
+    if os.path.islink(out) and not os.path.exists(out):  # a drive not mounted, or gone
+        fail(f"--out {out} is a link to {os.readlink(out)}, which does not exist (or "
+             "can't be reached); connect it, or give another folder")
     if os.path.lexists(out) and not os.path.isdir(out):
         fail(f"--out {out} is a file, not a folder; give a folder for the protected copies")
     if not os.path.lexists(out) and out.suffix.lower() in IMAGE_SUFFIXES:  # --out me_p.jpg

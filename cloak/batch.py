@@ -1318,7 +1318,10 @@ def _run_locked(items: list[Item], out_dir: Path, config: ProtectConfig,
             # run holds OUT) must not touch that run's temp files
             if folder.is_dir() and _inside(folder, out_dir):
                 _remove_temp_files(folder)
-    interrupted = interrupted or any(i.status == CANCELLED for i in items)
+    # A stop asked during the last photo may cut only its figures (a JPEG is kept,
+    # measured or not, once saved): the run was interrupted all the same.
+    interrupted = interrupted or any(i.status == CANCELLED for i in items) or (
+        bool(todo) and stop())
     return BatchResult(items, interrupted, settings=settings)
 
 

@@ -1035,6 +1035,25 @@ class TestRun:
         result = batch.run(batch.plan(photos, out), out, tiny_config)
         assert [i.status for i in result.items] == [SKIPPED, PROTECTED, PROTECTED]
 
+    def test_a_stop_while_the_last_photo_is_measured_is_an_interruption(
+            self, tmp_path, small_photo, tiny_config):
+        """A JPEG is saved, then measured: a Ctrl-C then cut its figures and the run
+        ended as "Done" (exit 0, "interrupted": false in the report)."""
+        photo = small_photo(tmp_path / "a.jpg")
+        out = tmp_path / "out"
+        asked = []
+
+        def on_event(event):
+            if event.kind == "progress" and event.fraction >= 0.92:  # saved, measuring
+                asked.append(True)
+
+        result = batch.run(batch.plan([photo], out), out, tiny_config.replace(measure=True),
+                           on_event=on_event, should_stop=lambda: bool(asked))
+        assert asked and result.interrupted
+        [item] = result.items
+        assert item.status == PROTECTED and item.report.damage_db == {}
+        assert batch.run(batch.plan([photo], out), out, tiny_config).interrupted is False
+
     def test_a_stop_before_any_photo_cancels_them_all(self, tmp_path, small_photo,
                                                       tiny_config):
         photos = [small_photo(tmp_path / "in" / f"{n}.png", index=n) for n in range(2)]

@@ -1183,6 +1183,15 @@ def test_an_out_that_is_a_file_is_refused_before_any_work(tmp_path, small_photo)
     assert result.stderr.strip() == (f"error: --out {tmp_path / 'notes.txt'} is a file, not a "
                                      "folder; give a folder for the protected copies")
     assert (tmp_path / "notes.txt").read_text() == "mine"
+    # a link to a drive not mounted was called "a file" too
+    (tmp_path / "backup").symlink_to(tmp_path / "drive" / "photos")
+    result = invoke("protect", photo, "--out", tmp_path / "backup", *TINY)
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (f"error: --out {tmp_path / 'backup'} is a link to "
+                                     f"{tmp_path / 'drive' / 'photos'}, which does not exist "
+                                     "(or can't be reached); connect it, or give another "
+                                     "folder")
+    assert not (tmp_path / "drive").exists()
 
 
 def test_an_out_named_like_a_photo_is_refused_before_any_work(tmp_path, small_photo):
