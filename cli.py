@@ -1193,8 +1193,8 @@ def preview_sheet_refused(sheet: Path) -> str:
     instead = (f"give the copy itself, {printable(str(copy))}" if copy.is_file()
                else "give the protected copy itself")
     return (f"{printable(str(sheet))} is a preview sheet cloak wrote beside a copy (the "
-            f"original and the copy side by side, *{PREVIEW_SUFFIX}), not a photo to "
-            f"measure; {instead}")
+            f"copy, its change and its budget map side by side, *{PREVIEW_SUFFIX}), not "
+            f"a photo to measure; {instead}")
 
 
 def measure_pairs(pairs, originals: Path, channels: tuple[str, ...], names: tuple[str, ...],

@@ -236,3 +236,38 @@ def test_a_black_and_white_jpeg_copy_s_floor_is_its_whole_damage(tmp_path, small
     floor = compression_floor(original, copy, jpeg_settings(path), ("taesd",))
     assert floor.settings.subsampling is None
     assert floor.damage_db == measured.as_is.damage_db
+
+
+@pytest.mark.parametrize("kind", ["colour", "transparent", "black and white"])
+def test_the_floor_re_saves_the_original_not_the_copy(tmp_path, small_photo, kind):
+    """The tests above give an unprotected copy, whose floor is the copy itself whatever
+    the floor re-saves. Here the copy is changed (±8/255) before its JPEG save: the floor
+    is the original, paired as verify pairs it (flattened onto the copy's black, made
+    black and white), saved like the copy; not the copy, whose damage is larger."""
+    import numpy as np
+
+    rgb = Image.open(small_photo(tmp_path / "p.png", size=(256, 256))).convert("RGB")
+    original, paired = rgb, rgb
+    if kind == "transparent":
+        alpha = Image.new("L", rgb.size, 255)
+        alpha.paste(0, (0, 0, 96, 256))
+        original = rgb.copy()
+        original.putalpha(alpha)
+        paired = Image.new("RGB", rgb.size, (0, 0, 0))
+        paired.paste(rgb, mask=alpha)
+    noise = np.random.default_rng(0).choice([-8, 8], (256, 256, 3))
+    changed = Image.fromarray(np.clip(np.asarray(paired, np.int16) + noise, 0, 255)
+                              .astype(np.uint8))
+    path = tmp_path / "c.jpg"
+    if kind == "black and white":
+        paired = rgb.convert("L")
+        changed = changed.convert("L")
+    changed.save(path, quality=40)
+    copy = Image.open(path).convert("RGB")
+    settings = jpeg_settings(path)
+    measured = verify_images(original, copy, ("as-is",), models=("taesd",))
+    floor = compression_floor(original, copy, settings, ("taesd",))
+    expected = verify_images(original, saved_like(paired.convert("RGB"), settings),
+                             ("as-is",), models=("taesd",))
+    assert floor.damage_db == expected.as_is.damage_db
+    assert floor.damage_db["taesd"] < measured.as_is.damage_db["taesd"] - 0.1

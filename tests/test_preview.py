@@ -94,9 +94,9 @@ def test_cli_preview_writes_a_sheet_showing_the_noise(tmp_path, small_photo, mod
         result = CliRunner().invoke(cli.app, ["verify", *args, "--models", "taesd"])
         assert result.exit_code == 1
         assert result.stderr.strip().splitlines() == [
-            (f"error: {sheet_path} is a preview sheet cloak wrote beside a copy (the original "
-            "and the copy side by side, *.preview.png), not a photo to measure; give the "
-            f"copy itself, {out / 'me.jpg'}")]
+            (f"error: {sheet_path} is a preview sheet cloak wrote beside a copy (the copy, "
+            "its change and its budget map side by side, *.preview.png), not a photo to "
+            f"measure; give the copy itself, {out / 'me.jpg'}")]
 
 
 def test_an_existing_preview_is_refused_before_any_work(tmp_path, small_photo, tiny_config):
