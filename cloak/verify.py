@@ -636,6 +636,18 @@ RESIZE_SLACK_PX = 1
 # stay above this PSNR (44.3 dB at the least over the 25 dev photos at `fast`, eps 8/255,
 # its flattest map), while a brightness edit or another photo falls far below it.
 COMPARABLE_DB = 35.0
+# A photo smaller than that is not averaged down to 64 px (or little), so its change
+# counts nearly in full: cloak's own JPEG copy of a 64 px photo measured 31.5 dB at fast
+# and 27.1 at high (eps 12), 128 px ones 38.4 and 31.3, 192 px 41.6 and 34.4 (d08, d14).
+# The bar starts at SMALL_COMPARABLE_DB at 64 px and rises 10 dB a tenfold in size
+# (the change is smooth, so averaging lowers it less than independent noise), up to
+# COMPARABLE_DB from about 550 px.
+SMALL_COMPARABLE_DB = 25.5
+
+
+def comparable_db(size: tuple[int, int]) -> float:
+    """The coarse PSNR (dB) a protected copy of a photo of `size` (w, h) stays above."""
+    return min(COMPARABLE_DB, SMALL_COMPARABLE_DB + 10 * math.log10(max(1.0, max(size) / 64)))
 
 
 def is_resized(size: tuple[int, int], copy: tuple[int, int]) -> bool:
@@ -779,19 +791,22 @@ SQUARE_TURNS = (
 TURN_CHECK_SIDE = 256
 
 
-def turned(original: Image.Image, protected: Image.Image) -> tuple[str, str] | None:
+def turned(original: Image.Image, protected: Image.Image, bar: float | None = None
+           ) -> tuple[str, str] | None:
     """(what was done, what to do) when `protected` (the original's size) pairs with
     `original` once turned or flipped back, by check_comparable's own measure (coarse
-    PSNR at or above COMPARABLE_DB); None when no such turn makes them pair. Meant for
+    PSNR at or above `bar`, comparable_db of the original's size where None); None when
+    no such turn makes them pair. Meant for
     copies that do not pair as they are. Both are first scaled to long side TURN_CHECK_SIDE
     (box filter), so each try turns a small image, not the full-size copy."""
     square = protected.width == protected.height
+    bar = comparable_db(original.size) if bar is None else bar
     size = thumbnail_size(original.size)
     if size != original.size:
         original = original.convert("RGB").resize(size, Image.BOX)
         protected = protected.convert("RGB").resize(size, Image.BOX)
     for undo, how, advice in SIZE_KEEPING_TURNS + (SQUARE_TURNS if square else ()):
-        if coarse_psnr(original, protected.transpose(undo)) >= COMPARABLE_DB:
+        if coarse_psnr(original, protected.transpose(undo)) >= bar:
             return how, advice
     return None
 
@@ -818,8 +833,9 @@ def check_comparable(original: Image.Image, protected: Image.Image) -> float:
     from .errors import UnsupportedImageError
 
     value = coarse_psnr(original, protected)
-    if value < COMPARABLE_DB:
-        found = turned(original, protected)
+    bar = comparable_db(original.size)
+    if value < bar:
+        found = turned(original, protected, bar)
         if found is not None:
             how, advice = found
             raise UnsupportedImageError(
@@ -828,7 +844,7 @@ def check_comparable(original: Image.Image, protected: Image.Image) -> float:
                 "no-reference receipt)")
         raise UnsupportedImageError(
             f"the two photos differ far more than protection changes a photo (PSNR "
-            f"{value:.1f} dB at 64 px; a protected copy stays above {COMPARABLE_DB:g}): "
+            f"{value:.1f} dB at 64 px; a protected copy stays above {bar:.1f}): "
             "compare a photo with its own protected copy, before any edit (a copy cropped "
             "or edited since: verify it alone, cloak verify PROTECTED, the no-reference "
             "receipt)")

@@ -340,6 +340,32 @@ class TestVerdicts:
                 verify_images(photo, copy, channels=("as-is",), models=("taesd",))
 
 
+    def test_cloak_s_own_copy_of_a_small_photo_is_comparable(self, model_dir):
+        """A 64 px avatar is not averaged down at 64 px: its copy at high (eps 12), as a
+        JPEG, measured 27 dB there and was refused as "another photo" (the app's posting
+        check failed on it too). The bar follows the size; a brighter edit still fails."""
+        import io as _io
+
+        from PIL import ImageEnhance
+
+        from cloak import ProtectConfig, UnsupportedImageError, protect
+        from cloak.verify import COMPARABLE_DB, check_comparable, comparable_db
+
+        path = sorted((model_dir.parent / "photos" / "dev").glob("d08_*"))[0]
+        avatar = Image.open(path).convert("RGB")
+        avatar.thumbnail((64, 64), Image.LANCZOS)
+        out = protect(avatar, ProtectConfig(strength="high", steps=4, models=("taesd",),
+                                            measure=False)).image
+        buffer = _io.BytesIO()
+        out.save(buffer, "JPEG", quality=95, subsampling=0)
+        copy = Image.open(buffer).convert("RGB")
+        assert check_comparable(avatar, copy) < COMPARABLE_DB  # refused before
+        verify_images(avatar, copy, channels=("as-is",), models=("taesd",))
+        with pytest.raises(UnsupportedImageError, match="differ far more"):
+            verify_images(avatar, ImageEnhance.Brightness(avatar).enhance(1.2),
+                          channels=("as-is",), models=("taesd",))
+        assert comparable_db((4000, 3000)) == COMPARABLE_DB == comparable_db((600, 400))
+
     def test_a_black_and_white_copy_is_measured_against_the_original_made_so(self, photo):
         """A black and white copy (by any of the common ways, stored gray, as RGB or as a
         JPEG) is compared with the original made black and white the way that matches it,
