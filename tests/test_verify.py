@@ -351,7 +351,7 @@ class TestVerdicts:
         from cloak import ProtectConfig, UnsupportedImageError, protect
         from cloak.verify import COMPARABLE_DB, check_comparable, comparable_db
 
-        path = sorted((model_dir.parent / "photos" / "dev").glob("d08_*"))[0]
+        path = min((model_dir.parent / "photos" / "dev").glob("d08_*"))
         avatar = Image.open(path).convert("RGB")
         avatar.thumbnail((64, 64), Image.LANCZOS)
         out = protect(avatar, ProtectConfig(strength="high", steps=4, models=("taesd",),
