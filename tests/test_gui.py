@@ -1966,6 +1966,15 @@ class TestReviewFixes:
         QTest.keyClick(window.drop_zone, Qt.Key.Key_Space)
         assert len(asked) == 2 and len(window.rows) == 2
         assert window.drop_zone.accessibleName().startswith("Drop photos")
+        # Enter on the focused Protect starts it (it did nothing: only Space did), and
+        # the focus goes to the list, not on to "Add photos…" (the next key opened it)
+        window.protect_button.setFocus()
+        QTest.keyClick(window.protect_button, Qt.Key.Key_Return)
+        assert window.is_running()
+        assert window.photo_list.hasFocus() or window.photo_list.isAncestorOf(
+            QApplication.focusWidget())
+        window.cancel()
+        assert wait_until(lambda: not window.is_running(), 60)
 
     def test_a_chosen_non_photo_says_no_photos(self, window, tmp_path):
         notes = tmp_path / "notes.txt"

@@ -360,6 +360,10 @@ class MainWindow(QMainWindow):
         # instead of widening the window past a laptop's screen (it sat between the buttons)
         self.summary.setWordWrap(True)
         self.summary.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        for button in (self.protect_button, self.cancel_button, self.open_button,
+                       self.add_photos_button, self.add_folder_button, self.clear_button,
+                       self.change_output, self.reset_output):
+            button.setAutoDefault(True)  # Enter presses the focused button, as Space does
         actions = QHBoxLayout()
         for button in (self.protect_button, self.cancel_button, self.open_button):
             actions.addWidget(button)
@@ -722,7 +726,10 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(for_the_app(note))
         elif not self._walks_pending:  # not a last batch's notice or settings problem
             self.statusBar().clearMessage()
+        pressed = self.protect_button.hasFocus()
         self._update_buttons()
+        if pressed:  # Qt would pass the focus on to "Add photos…", where the next Space
+            self.photo_list.setFocus()  # or Enter opened a file chooser
 
     def cancel(self) -> None:
         """Stop at the next attack step; nothing is written for unfinished photos. A
