@@ -470,6 +470,9 @@ class ProtectWorker(QObject):
             return posting_damage(report, self.config, self._stop.is_set)
         except Cancelled:
             return None
+        except CloakError as exc:  # a refusal in verify's words: one line, no traceback
+            log.warning("%s: not checked after posting: %s", report.dst, exc)
+            return None
         except Exception:
             log.exception("checking %s after posting failed", report.dst)
             return None
