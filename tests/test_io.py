@@ -2360,3 +2360,28 @@ def test_a_png_tagged_by_its_cicp_chunk_keeps_it(
     plain = save(Image.fromarray(pixels()), tmp_path / "plain-src.png")
     with open(plain, "rb") as fp:
         assert io.png_cicp(fp) is None
+
+
+def test_a_copy_s_bytes_are_synced_before_it_takes_its_name(tmp_path: Path, monkeypatch
+                                                             ) -> None:
+    """write_atomic's crash safety: the temp file's data reaches the disk (fsync on its
+    own descriptor) before the rename publishes it, so a power cut never leaves a copy
+    under its name with its data missing."""
+    events: list[tuple[str, str]] = []
+    real_fsync, real_publish = io.os.fsync, io._publish
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def publish(temp: Path, dst: Path, overwrite) -> None:
+        events.append(("publish", str(temp)))
+        real_publish(temp, dst, overwrite)
+
+    monkeypatch.setattr(io.os, "fsync", fsync)
+    monkeypatch.setattr(io, "_publish", publish)
+    dst = io.write_atomic(tmp_path / "a.bin", lambda fp: fp.write(b"data"))
+    assert dst.read_bytes() == b"data"
+    published = next(i for i, (kind, _) in enumerate(events) if kind == "publish")
+    temp = events[published][1]
+    assert ("fsync", temp) in events[:published]
