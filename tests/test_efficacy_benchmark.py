@@ -51,13 +51,16 @@ def test_run_one_protects_and_compares_as_the_product_does(tmp_path, monkeypatch
     """run_one hands the protector cloak.io's pixels with the gray flag `cloak protect`
     passes, writes the copy as the product does, and verifies that file with its
     transparency (verify's note on transparent photos is in the row)."""
-    import functools
-
     from cloak.verify import verify_images
 
     monkeypatch.setattr(efficacy, "CHANNELS", ("as-is", "instagram"))
-    monkeypatch.setattr(efficacy, "verify_images",
-                        functools.partial(verify_images, models=("taesd",)))
+    compared: list[Image.Image] = []
+
+    def verify_recorded(original, protected, *args, **kwargs):
+        compared.append(protected)
+        return verify_images(original, protected, *args, models=("taesd",), **kwargs)
+
+    monkeypatch.setattr(efficacy, "verify_images", verify_recorded)
     asked: list[bool] = []
 
     def protect_fn(rgb, grayscale=False):  # a seeded +-4/255 change, gray where asked
@@ -79,3 +82,7 @@ def test_run_one_protects_and_compares_as_the_product_does(tmp_path, monkeypatch
     assert "transparent" in (rows[1]["note"] or "")
     with Image.open(tmp_path / "out" / "t.png") as written:
         assert written.mode == "RGBA"
+    for src, seen in zip((gray, clear), compared):  # the files as written, not the pixels
+        as_read = efficacy.load_as_verify(tmp_path / "out" / src.name)
+        assert seen.mode == as_read.mode and seen.tobytes() == as_read.tobytes()
+    assert compared[1].mode == "RGBA"
