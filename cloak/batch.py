@@ -75,6 +75,11 @@ PACKAGE_SKIPPED = ("a library or app package, not walked (export its photos firs
                    "the package itself)")
 FOLDER_TWICE = "folder already included (named twice)"
 # A folder symlink the walk does not follow (a loop, or a folder walked already)
+# --out inside an input folder, whose record can't be read: its files are left alone
+# (cloak's copies without its note would be protected again)
+OUTPUT_RECORD_UNREADABLE = (f"not searched: it is this run's output folder, and its "
+                            f"{MANIFEST_NAME} is {{why}}, so cloak's copies in it can't be "
+                            "told from your photos")
 LINK_NOT_FOLLOWED = "symlink to a folder "
 # Camera RAW files (a phone's ProRAW / Expert RAW DNG, a camera's own): named in the skip
 # line, since the photo is there but needs developing (Pillow would read only a DNG's
@@ -241,7 +246,8 @@ def _walk(folder: Path, rel: Path, skip: set[str], suffixes: Sequence[str],
     an earlier run's manifest lists) are never taken; library and app packages are not
     entered (io.PACKAGE_SUFFIXES). `out_real`: the run's --out (real path), met inside
     the input: its recorded copies are skipped without a line (as its mirror of this
-    folder is), and the user's own photos in it are taken, as when it is named."""
+    folder is), and the user's own photos in it are taken, as when it is named; where its
+    manifest is unreadable or a newer cloak's, it is not entered (one SKIPPED item)."""
     from .io import PACKAGE_SUFFIXES
 
     _check_stop(should_stop)
@@ -286,6 +292,11 @@ def _walk(folder: Path, rel: Path, skip: set[str], suffixes: Sequence[str],
             # os.path, not Path.is_file: that raises PermissionError in a folder that
             # can't be searched, which would fail the whole input, not this folder
             if real == out_real:
+                record = Manifest(path).found
+                if record is not None:  # it can't tell cloak's copies from the user's photos
+                    problems.append(Item(path, None, SKIPPED, OUTPUT_RECORD_UNREADABLE.format(
+                        why="from a newer cloak" if record[0] == "newer" else "unreadable")))
+                    continue
                 skip.update(recorded_copies(path))
             elif os.path.isfile(path / MANIFEST_NAME):  # an earlier run's output folder
                 _skip_own_outputs(path, skip, problems)

@@ -257,6 +257,26 @@ class TestPlan:
         items = batch.plan([tmp_path / "in"], out)
         assert [i.src for i in items] == [a]
 
+    def test_output_folder_inside_the_input_with_an_unreadable_record_is_not_entered(
+            self, tmp_path, small_photo, tiny_config):
+        """Its record is what tells cloak's copies (without its note: --no-ai-notice, BMP)
+        from the user's photos; damaged or a newer cloak's, the copies would be protected
+        again, so the folder is left out, with a line saying why."""
+        from cloak.metadata import MetadataPolicy
+
+        a = small_photo(tmp_path / "in" / "a.png")
+        out = tmp_path / "in" / "out"
+        config = tiny_config.replace(metadata=MetadataPolicy.choose(notices=False))
+        assert batch.run(batch.plan([a], out), out, config).counts[PROTECTED] == 1
+        manifest = out / batch.MANIFEST_NAME
+        for record, why in (("{not json", "unreadable"),
+                            ('{"version": 99, "photos": {}}', "from a newer cloak")):
+            manifest.write_text(record)
+            items = batch.plan([tmp_path / "in"], out)
+            assert [i.src for i in items if i.status == "pending"] == [a]
+            [skipped] = [i for i in items if i.status == SKIPPED]
+            assert skipped.src == out and why in skipped.message, skipped.message
+
     def test_own_photos_in_an_output_folder_inside_the_input_are_taken(
             self, tmp_path, small_photo, tiny_config):
         """`cloak protect t --out t/sub`, where sub already held the user's b.png: it was
