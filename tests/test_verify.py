@@ -367,6 +367,9 @@ class TestVerdicts:
             with pytest.raises(UnsupportedImageError, match="differ far more"):
                 verify_images(avatar, edit(avatar).enhance(factor),
                               channels=("as-is",), models=("taesd",))
+        lifted = Image.eval(avatar, lambda v: min(255, v + 13))  # 25.9 dB: over the bar
+        with pytest.raises(UnsupportedImageError, match="differ far more"):
+            verify_images(avatar, lifted, channels=("as-is",), models=("taesd",))
         assert comparable_db((4000, 3000)) == COMPARABLE_DB == comparable_db((600, 400))
 
     def test_a_black_and_white_copy_is_measured_against_the_original_made_so(self, photo):
