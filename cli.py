@@ -557,9 +557,11 @@ class BatchView:
             parts.append(f"{counts[batch.SKIPPED]} skipped"
                          + (f" ({resumed} already done; --force redoes them)" if resumed else ""))
         parts.append(f"{counts[batch.FAILED]} failed")
-        if result.interrupted:
+        if result.interrupted and counts[batch.CANCELLED]:
             return (f"Interrupted: {', '.join(parts)}, {counts[batch.CANCELLED]} not done. "
                     "Run the same command again to finish.")
+        if result.interrupted:  # the stop came as the last photo was saved, or after
+            return f"Interrupted once every photo was done: {', '.join(parts)}."
         if result.found_no_photos:
             from cloak.io import SUPPORTED
 

@@ -449,6 +449,19 @@ def test_sigkill_then_rerun_finishes_with_no_temp_files(tmp_path, six_photos):
     assert [sha256(p) for p in six_photos] == before
 
 
+def test_a_stop_after_every_photo_was_done_asks_for_no_rerun():
+    """A stop that came as the last photo was saved (its figures cut), or after it, left
+    nothing to do: the line said "0 not done. Run the same command again to finish"."""
+    from cloak import batch
+
+    done = [batch.Item(Path(f"{n}.jpg"), Path(f"out/{n}.jpg"), batch.PROTECTED) for n in "ab"]
+    line = cli.BatchView.totals(batch.BatchResult(done, interrupted=True))
+    assert line == "Interrupted once every photo was done: 2 protected, 0 failed."
+    left = done + [batch.Item(Path("c.jpg"), Path("out/c.jpg"), batch.CANCELLED)]
+    line = cli.BatchView.totals(batch.BatchResult(left, interrupted=True))
+    assert line.startswith("Interrupted: 2 protected, 0 failed, 1 not done. Run the same")
+
+
 @pytest.mark.parametrize("stop_signal", ["SIGINT", "SIGTERM"])
 def test_ctrl_c_stops_cleanly_with_exit_130(tmp_path, six_photos, stop_signal):
     """Ctrl-C, and SIGTERM (`kill`, a service manager's or a scheduler's stop), stop after
