@@ -2862,6 +2862,11 @@ def test_progress_reports_do_not_lay_the_whole_list_out_again(window, qapp):
     assert default == "#3c4350"  # the style sheet's #status colour
     row.set_failed("can't read it")
     assert row.status.text() == "failed: can't read it"
+    # the library's line names the file, then its verb: the row names it, "it" stands in
+    row.set_failed(f"{row.src}: is named .jpg but is not an image cloak can read")
+    assert row.status.text() == "failed: it is named .jpg but is not an image cloak can read"
+    row.set_failed(f"{row.src}: too large to load into memory")
+    assert row.status.text() == "failed: it is too large to load into memory"
     assert row.status._color.name() == ERROR_COLOR
     # a text that needs more lines does ask for a new layout: the row grows to show it
     # all (a QLabel's row stayed short, its text cut off), and shrinks back after

@@ -136,6 +136,11 @@ class StatusText(QWidget):
         painter.drawText(self.rect(), self.FLAGS, self._text)
 
 
+# A library message about a file, once the row has stripped its name, starting with its
+# verb ("PATH: is named .png but is not an image ..."): the row says "it" in its place.
+SUBJECTLESS_STARTS = ("is ", "was ", "has ", "holds ", "looks ")
+
+
 class PhotoRow(QWidget):
     """One photo: thumbnail, name, progress bar and a status line in plain words."""
 
@@ -224,7 +229,13 @@ class PhotoRow(QWidget):
         self.status.setToolTip(str(outcome.dst))
 
     def set_failed(self, message: str) -> None:
-        message = message.removeprefix(f"{self.src}: ")  # the row already names the photo
+        named = f"{self.src}: "
+        if message.startswith(named):  # the row already names the photo: "it" stands in
+            message = message.removeprefix(named)
+            if message.startswith(SUBJECTLESS_STARTS):  # "failed: is named .png but ..."
+                message = f"it {message}"
+            elif message.startswith("too "):  # "too large to load in memory"
+                message = f"it is {message}"
         self._show(self.FAILED, f"failed: {message}", 0.0, ERROR_COLOR)
 
     def set_cancelled(self) -> None:
