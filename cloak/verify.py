@@ -862,13 +862,17 @@ def check_comparable(original: Image.Image, protected: Image.Image) -> float:
     from .errors import UnsupportedImageError
 
     value = coarse_psnr(original, protected)
-    bar = comparable_db(original.size)
-    if bar <= value < COMPARABLE_DB:  # a small photo, under the lower bar: tones kept?
+    size_bar = comparable_db(original.size)
+    bar, tones = size_bar, ""
+    if size_bar <= value < COMPARABLE_DB:  # a small photo, under the lower bar: tones kept?
         slope_change, shift = tone_change(original, protected)
         if slope_change > MAX_TONE_SLOPE_CHANGE or shift > MAX_MEAN_SHIFT:
             bar = COMPARABLE_DB
+            tones = (f"PSNR {value:.1f} dB at 64 px, but its brightness or contrast "
+                     f"changed: tone slope off 1 by {slope_change:.2f}, mean moved "
+                     f"{shift * 255:.0f}/255, where protection keeps them")
     if value < bar:
-        found = turned(original, protected, bar)
+        found = turned(original, protected, size_bar)  # (a turned copy's tones: unknown)
         if found is not None:
             how, advice = found
             raise UnsupportedImageError(
@@ -876,8 +880,9 @@ def check_comparable(original: Image.Image, protected: Image.Image) -> float:
                 "verify the copy alone, as posted (cloak verify PROTECTED: the "
                 "no-reference receipt)")
         raise UnsupportedImageError(
-            f"the two photos differ far more than protection changes a photo (PSNR "
-            f"{value:.1f} dB at 64 px; a protected copy stays above {bar:.1f}): "
+            "the two photos differ far more than protection changes a photo ("
+            + (tones or f"PSNR {value:.1f} dB at 64 px; a protected copy stays above "
+               f"{bar:.1f}") + "): "
             "compare a photo with its own protected copy, before any edit (a copy cropped "
             "or edited since: verify it alone, cloak verify PROTECTED, the no-reference "
             "receipt)")
