@@ -78,8 +78,8 @@ FOLDER_TWICE = "folder already included (named twice)"
 # --out inside an input folder, whose record can't be read: its files are left alone
 # (cloak's copies without its note would be protected again)
 OUTPUT_RECORD_UNREADABLE = (f"not searched: it is this run's output folder, and its "
-                            f"{MANIFEST_NAME} is {{why}}, so cloak's copies in it can't be "
-                            "told from your photos")
+                            f"{MANIFEST_NAME} is {{why}} (or a damaged one was set aside "
+                            "there), so cloak's copies in it can't be told from your photos")
 LINK_NOT_FOLLOWED = "symlink to a folder "
 # Camera RAW files (a phone's ProRAW / Expert RAW DNG, a camera's own): named in the skip
 # line, since the photo is there but needs developing (Pillow would read only a DNG's
@@ -232,6 +232,15 @@ def _recorded_above(real: str, cache: dict[str, set[str] | None]) -> set[str]:
     return set()
 
 
+def _set_aside_record(folder: Path) -> bool:
+    """Whether `folder` holds a damaged manifest an earlier run set aside
+    (MANIFEST_NAME.unreadable-TIME): the copies it listed are not in the new record."""
+    try:
+        return any(name.startswith(f"{MANIFEST_NAME}.unreadable-") for name in os.listdir(folder))
+    except OSError:
+        return False
+
+
 def _check_stop(should_stop: Callable[[], bool] | None) -> None:
     if should_stop is not None and should_stop():
         raise Cancelled("stopped while looking for photos")
@@ -292,7 +301,8 @@ def _walk(folder: Path, rel: Path, skip: set[str], suffixes: Sequence[str],
             # os.path, not Path.is_file: that raises PermissionError in a folder that
             # can't be searched, which would fail the whole input, not this folder
             if real == out_real:
-                record = Manifest(path).found
+                record = Manifest(path).found or (
+                    ("unreadable", "set aside") if _set_aside_record(path) else None)
                 if record is not None:  # it can't tell cloak's copies from the user's photos
                     problems.append(Item(path, None, SKIPPED, OUTPUT_RECORD_UNREADABLE.format(
                         why="from a newer cloak" if record[0] == "newer" else "unreadable")))

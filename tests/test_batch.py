@@ -276,6 +276,12 @@ class TestPlan:
             assert [i.src for i in items if i.status == "pending"] == [a]
             [skipped] = [i for i in items if i.status == SKIPPED]
             assert skipped.src == out and why in skipped.message, skipped.message
+        # a run sets the damaged record aside and starts a new one: the next still skips
+        manifest.write_text("{not json")
+        batch.run(batch.plan([tmp_path / "in"], out), out, config)
+        assert list(out.glob(f"{batch.MANIFEST_NAME}.unreadable-*"))
+        items = batch.plan([tmp_path / "in"], out)
+        assert [i.src for i in items if i.status == "pending"] == [a]
 
     def test_own_photos_in_an_output_folder_inside_the_input_are_taken(
             self, tmp_path, small_photo, tiny_config):
