@@ -854,10 +854,10 @@ def looks_gray(img: Image.Image) -> bool:
 def check_comparable(original: Image.Image, protected: Image.Image) -> float:
     """PSNR (dB) of the two at long side 64; UnsupportedImageError below comparable_db
     of the original's size (below COMPARABLE_DB where the copy of a small photo does not
-    keep its tones: tone_change), where `protected` is not a protected copy of `original` as it is, so every difference
-    would count as damage: one saying so for a copy turned 180 degrees or mirrored (or,
-    when square, turned by a quarter; see turned), else one for an edit or another
-    photo. (A black and white copy is compared with the original made black and white
+    keep its tones: tone_change), where `protected` is not a protected copy of
+    `original` as it is, so every difference would count as damage: one saying so for a
+    copy turned 180 degrees or mirrored (or, when square, turned by a quarter; see turned),
+    else one for an edit or another photo. (A black and white copy is compared with the original made black and white
     first: pair_gray.)"""
     from .errors import UnsupportedImageError
 
