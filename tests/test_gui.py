@@ -446,6 +446,27 @@ class TestDropZone:
                                "3 added meanwhile, waiting")
         assert window.minimumSizeHint().width() == before
 
+    def test_the_window_fits_a_small_laptop_screen(self, window):
+        """The drop zone's hint, the strength list, the three metadata switches and six
+        buttons side by side made the window at least 991 px wide (a 1024 px screen, less
+        its frame, could not show it); it fits in 800 x 520 now, with every control
+        still shown whole."""
+        window.add_paths([])
+        hint = window.minimumSizeHint()
+        assert hint.width() <= 800 and hint.height() <= 520, hint
+        window.resize(hint)
+        window.show()
+        QApplication.processEvents()
+        for control in (window.strength, window.change_output, window.reset_output,
+                        window.keep_gps, window.strip_names, window.strip_exif,
+                        window.protect_button, window.cancel_button, window.open_button,
+                        window.add_photos_button, window.add_folder_button,
+                        window.clear_button):
+            assert control.width() >= control.minimumSizeHint().width(), control.text()
+        # the strength list drops down wide enough for its longest entry
+        view = window.strength.view()
+        assert view.minimumWidth() >= view.sizeHintForColumn(0)
+
     def test_raw_files_inside_a_dropped_folder_are_named_too(self, window, tmp_path,
                                                              small_photo):
         """A camera's folder of JPEG + RAW pairs: the JPEGs are added and the RAW files

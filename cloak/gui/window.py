@@ -157,6 +157,7 @@ class DropZone(QFrame):
                       "Crop photos first: cropping after protection removes most of it.")
         hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
         hint.setObjectName("hint")
+        hint.setWordWrap(True)  # on its two lines it set the window's width (~990 px)
         layout = QVBoxLayout(self)
         layout.addStretch()
         layout.addWidget(label)
@@ -298,6 +299,12 @@ class MainWindow(QMainWindow):
                 self.strength.count() - 1, f"{preset.eps255:g}/255, {preset.steps} steps",
                 Qt.ItemDataRole.ToolTipRole)
         self.strength.setCurrentIndex(list(PRESETS).index(DEFAULT_STRENGTH))
+        # sized for "medium — recommended", not for high's long words (the list that
+        # drops down is as wide as its longest entry)
+        self.strength.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.strength.setMinimumContentsLength(22)
+        self.strength.view().setMinimumWidth(self.strength.view().sizeHintForColumn(0) + 24)
         self.strength.setToolTip("Stronger presets protect more, take longer, and change "
                                  "more pixels (still meant to be invisible).")
         self.output_label = QLabel()
@@ -319,20 +326,24 @@ class MainWindow(QMainWindow):
         self.strip_names.setToolTip("Drop the artist, author and copyright names (a camera "
                                     "set up with its owner's name writes it into every "
                                     "photo). The date and camera stay.")
-        metadata = QHBoxLayout()
+        # one switch a line, and the buttons in two rows below: side by side they set the
+        # window's least width to ~1000 px, past a small laptop's screen
+        metadata = QVBoxLayout()
         metadata.addWidget(self.keep_gps)
         metadata.addWidget(self.strip_names)
         metadata.addWidget(self.strip_exif)
-        metadata.addStretch(1)
         options = QGridLayout()
         options.addWidget(QLabel("Strength"), 0, 0)
         options.addWidget(self.strength, 0, 1, 1, 3, Qt.AlignmentFlag.AlignLeft)
         options.addWidget(QLabel("Save to"), 1, 0)
-        options.addWidget(self.output_label, 1, 1)
-        options.addWidget(self.change_output, 1, 2)
-        options.addWidget(self.reset_output, 1, 3)
-        options.addWidget(QLabel("Metadata"), 2, 0)
-        options.addLayout(metadata, 2, 1, 1, 3)
+        options.addWidget(self.output_label, 1, 1, 1, 3)
+        output_buttons = QHBoxLayout()  # under the folder's name, which takes the width
+        output_buttons.addWidget(self.change_output)
+        output_buttons.addWidget(self.reset_output)
+        output_buttons.addStretch(1)
+        options.addLayout(output_buttons, 2, 1, 1, 3)
+        options.addWidget(QLabel("Metadata"), 3, 0, Qt.AlignmentFlag.AlignTop)
+        options.addLayout(metadata, 3, 1, 1, 3)
         options.setColumnStretch(1, 1)
 
         self.photo_list = PhotoList()
@@ -364,18 +375,20 @@ class MainWindow(QMainWindow):
                        self.add_photos_button, self.add_folder_button, self.clear_button,
                        self.change_output, self.reset_output):
             button.setAutoDefault(True)  # Enter presses the focused button, as Space does
+        list_actions = QHBoxLayout()  # above the list they change
+        for button in (self.add_photos_button, self.add_folder_button, self.clear_button):
+            list_actions.addWidget(button)
+        list_actions.addStretch(1)
         actions = QHBoxLayout()
         for button in (self.protect_button, self.cancel_button, self.open_button):
             actions.addWidget(button)
         actions.addStretch(1)
-        actions.addWidget(self.add_photos_button)
-        actions.addWidget(self.add_folder_button)
-        actions.addWidget(self.clear_button)
 
         left = QWidget()
         left_layout = QVBoxLayout(left)
         left_layout.addWidget(self.drop_zone)
         left_layout.addLayout(options)
+        left_layout.addLayout(list_actions)
         left_layout.addWidget(self.photo_list, 1)
         left_layout.addLayout(actions)
         left_layout.addWidget(self.summary)
