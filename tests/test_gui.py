@@ -36,6 +36,7 @@ from PySide6.QtCore import (
     QObject,
     QPoint,
     QPointF,
+    QRect,
     Qt,
     QThread,
     QTimer,
@@ -51,7 +52,7 @@ from cloak import pipeline as pipeline_module
 from cloak.gui import window as window_module
 from cloak.gui.images import amplified_difference, shown_in_srgb, thumbnail
 from cloak.gui.paths import common_folder, expand_paths, not_added_note, unique_destination
-from cloak.gui.widgets import ERROR_COLOR, THUMB_SIZE, PhotoRow
+from cloak.gui.widgets import ERROR_COLOR, THUMB_SIZE, PhotoRow, StatusText
 from cloak.gui.window import DropZone, MainWindow, local_paths
 from cloak.gui.worker import (
     ALREADY_PROTECTED,
@@ -2483,6 +2484,38 @@ class TestReviewFixes:
         row.set_protected(Outcome(Path("/photos/a.jpg"), Path("/photos/protected/a.jpg"),
                                   feeble, describe(feeble, None), ProtectConfig()))
         assert row.status._color.name() == WARN_COLOR
+        row.deleteLater()
+
+    def test_a_long_saved_name_is_shortened_with_an_ellipsis(self, qapp):
+        """A messenger's long file name in "saved as protected/NAME" is one word: word
+        wrapping cut it at the row's edge with no sign that it went on. It is shortened in
+        its middle, and the whole path stays in the tooltip."""
+        report = Report(width=8, height=8, eps255=8, psnr=38.0, ssim=0.98, max_change255=8,
+                        damage_db={"taesd": 4.0}, seconds=1.0)
+        name = "IMG-20261205-WA0012_" + "x" * 120 + "_final.jpg"
+        row = PhotoRow(0, Path(f"/photos/{name}"))
+        row.set_protected(Outcome(Path(f"/photos/{name}"), Path(f"/photos/protected/{name}"),
+                                  report, describe(report, 1.8), ProtectConfig()))
+        row.resize(360, 100)
+        row.show()
+        qapp.processEvents()
+        width = row.status.width()
+        shown = row.status.shown_text(width)
+        metrics = row.status.fontMetrics()
+        assert name in row.status.text() and name not in shown
+        (short,) = [word for word in shown.split() if "…" in word]
+        assert shown.endswith(f"saved as {short}")
+        # the middle goes; the folder, the name's start and the extension stay
+        assert short.startswith("protected/IMG-") and short.endswith("final.jpg")
+        drawn = metrics.boundingRect(QRect(0, 0, width, 1 << 20), StatusText.FLAGS, shown)
+        assert drawn.width() <= width
+        whole = metrics.boundingRect(QRect(0, 0, width, 1 << 20), StatusText.FLAGS,
+                                     row.status.text())
+        assert whole.width() > width  # as it was: the name ran past the row's edge
+        assert row.status.toolTip() == f"/photos/protected/{name}"
+        # a text that fits is drawn as it is
+        row.set_working(0.5, "protecting: step 3 of 32")
+        assert row.status.shown_text(width) == "protecting: step 3 of 32"
         row.deleteLater()
 
     def test_transparent_thumbnail_is_light_and_sharp_on_hidpi(self, qapp, tmp_path):

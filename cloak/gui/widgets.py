@@ -114,8 +114,8 @@ class StatusText(QWidget):
                 self._heights.clear()
             box = QRect(0, 0, max(1, width), 1 << 20)
             metrics = self.fontMetrics()
-            height = max(metrics.height(),
-                         metrics.boundingRect(box, self.FLAGS, self._text).height())
+            height = max(metrics.height(), metrics.boundingRect(
+                box, self.FLAGS, self.shown_text(width)).height())
             self._heights[width] = height
         return height
 
@@ -130,10 +130,24 @@ class StatusText(QWidget):
     def minimumSizeHint(self) -> QSize:
         return QSize(120, self.fontMetrics().height())
 
+    def shown_text(self, width: int) -> str:
+        """The text as drawn `width` px wide: a word wider than that (a long file name in
+        "saved as protected/NAME") shortened in its middle with "…", where word wrapping
+        would cut it at the edge with no sign of it."""
+        metrics = self.fontMetrics()
+
+        def fitted(word: str) -> str:
+            if metrics.horizontalAdvance(word) <= width:
+                return word
+            return metrics.elidedText(word, Qt.TextElideMode.ElideMiddle, max(1, width))
+
+        return "\n".join(" ".join(fitted(word) for word in line.split(" "))
+                         for line in self._text.split("\n"))
+
     def paintEvent(self, event: QPaintEvent) -> None:
         painter = QPainter(self)
         painter.setPen(self._color or self.palette().color(QPalette.ColorRole.WindowText))
-        painter.drawText(self.rect(), self.FLAGS, self._text)
+        painter.drawText(self.rect(), self.FLAGS, self.shown_text(self.width()))
 
 
 # A library message about a file, once the row has stripped its name, starting with its
