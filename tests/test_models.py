@@ -169,6 +169,21 @@ class TestLookupAndVerification:
         assert found.parent == model_dir
         assert f"taesd_decoder is not in {mine} (--model-dir); using {found}" in caplog.text
 
+    def test_files_missing_from_a_model_dir_are_named_in_one_warning(
+            self, model_dir, tmp_path, monkeypatch, caplog):
+        """A --model-dir holding one of the files gave a warning for each of the others
+        (seven, with all four models): loading several models names them all at once."""
+        from cloak.models import load_autoencoders
+
+        mine = tmp_path / "mine"
+        mine.mkdir()
+        shutil.copy(model_dir / "taesd_encoder.safetensors", mine)
+        monkeypatch.setenv("CLOAK_MODEL_DIR", str(model_dir))
+        load_autoencoders(["taesd", "taesdxl"], model_dir=mine)
+        notes = [r.getMessage() for r in caplog.records if "(--model-dir)" in r.getMessage()]
+        assert notes == [f"3 weight files are not in {mine} (--model-dir): taesd_decoder, "
+                         f"taesdxl_encoder, taesdxl_decoder; using them from {model_dir}"]
+
     def test_sha_mismatch_is_refused(self, model_dir, tmp_path, monkeypatch):
         """A damaged copy under a pinned name is refused, though it still loads strictly
         and keeps its fingerprint: its last byte, flipped, is a weight's sign and

@@ -17,6 +17,7 @@ from .weights import (
     load_verified,
     missing_message,
     missing_stems,
+    one_note_for_files_elsewhere,
     search_dirs,
 )
 
@@ -56,13 +57,15 @@ def load_autoencoders(names, model_dir=None, device: torch.device | str = "cpu",
     one ModelError names every missing file at once (not one a run, as the user puts
     each in place)."""
     models = []
-    for name in names:
-        try:
-            models.append(load_autoencoder(name, model_dir, device, allow_download, progress))
-        except WeightsMissing as exc:
-            stems = missing_stems(tuple(names), model_dir) if exc.offline else []
-            if len(stems) < 2:
-                raise
-            raise ModelError(missing_message(MODELS[name], "encoder", exc.why, model_dir,
-                                             stems)) from exc
+    with one_note_for_files_elsewhere():
+        for name in names:
+            try:
+                models.append(load_autoencoder(name, model_dir, device, allow_download,
+                                               progress))
+            except WeightsMissing as exc:
+                stems = missing_stems(tuple(names), model_dir) if exc.offline else []
+                if len(stems) < 2:
+                    raise
+                raise ModelError(missing_message(MODELS[name], "encoder", exc.why,
+                                                 model_dir, stems)) from exc
     return models

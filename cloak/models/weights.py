@@ -703,6 +703,45 @@ def _warn_once(message: str) -> None:
         log.warning(message)
 
 
+# (stem, where it was found or None) for each file not in the chosen --model-dir, while
+# `one_note_for_files_elsewhere` gathers them; None: each is warned about on its own
+_elsewhere: contextvars.ContextVar[list | None] = contextvars.ContextVar(
+    "cloak_files_elsewhere", default=None)
+
+
+def _note_elsewhere(stem: str, chosen: Path, path: Path | None) -> None:
+    gathered = _elsewhere.get()
+    if gathered is not None:
+        gathered.append((stem, chosen, path))
+    else:
+        _warn_once(f"{stem} is not in {chosen} (--model-dir); "
+                   + (f"using {path}" if path else "looking for it further"))
+
+
+@contextlib.contextmanager
+def one_note_for_files_elsewhere() -> Iterator[None]:
+    """Within it, the files not found in the chosen --model-dir are named in one warning
+    at the end, not one each (a folder holding one of the eight files gave seven)."""
+    gathered: list = []
+    token = _elsewhere.set(gathered)
+    try:
+        yield
+    finally:
+        _elsewhere.reset(token)
+        if len(gathered) == 1:
+            _note_elsewhere(*gathered[0])
+        elif gathered:
+            stems = ", ".join(stem for stem, _, _ in gathered)
+            folders = list(dict.fromkeys(str(path.parent) for _, _, path in gathered
+                                         if path is not None))
+            found = (f"using them from {' and '.join(folders)}" if folders else "")
+            if len(folders) and any(path is None for _, _, path in gathered):
+                found += "; looking further for the rest"
+            _warn_once(f"{len(gathered)} weight files are not in {gathered[0][1]} "
+                       f"(--model-dir): {stems}; "
+                       + (found or "looking for them further"))
+
+
 def resolve_face_detector(model_dir=None, allow_download: bool = True,
                           progress: DownloadProgress | None = None) -> Path | None:
     """Path to the YuNet face detector (sha256-checked), downloading it into the cache if
@@ -872,8 +911,7 @@ def resolve(spec: ModelSpec, part: str, model_dir=None, allow_download: bool = T
                          "the folder that holds the weight files")
     path = find_local(spec, part, model_dir)
     if chosen is not None and (path is None or chosen not in path.parents):
-        _warn_once(f"{spec.file_stem(part)} is not in {chosen} (--model-dir); "
-                   + (f"using {path}" if path else "looking for it further"))
+        _note_elsewhere(spec.file_stem(part), chosen, path)
     if path is not None:
         # A folder the user chose may hold another export (load_part checks its pin, and
         # its weights, on the bytes it loads); cloak's own downloads are checked now.
