@@ -181,8 +181,9 @@ class TestLookupAndVerification:
         monkeypatch.setenv("CLOAK_MODEL_DIR", str(model_dir))
         load_autoencoders(["taesd", "taesdxl"], model_dir=mine)
         notes = [r.getMessage() for r in caplog.records if "(--model-dir)" in r.getMessage()]
-        assert notes == [f"3 weight files are not in {mine} (--model-dir): taesd_decoder, "
-                         f"taesdxl_encoder, taesdxl_decoder; using them from {model_dir}"]
+        expected = (f"3 weight files are not in {mine} (--model-dir): taesd_decoder, "
+                    f"taesdxl_encoder, taesdxl_decoder; using them from {model_dir}")
+        assert notes == [expected]
 
     def test_sha_mismatch_is_refused(self, model_dir, tmp_path, monkeypatch):
         """A damaged copy under a pinned name is refused, though it still loads strictly
