@@ -452,7 +452,8 @@ class TestDropZone:
         buttons side by side made the window at least 991 px wide (a 1024 px screen, less
         its frame, could not show it); it fits in 800 x 520 now, with every control
         still shown whole."""
-        window.add_paths([])
+        long_folder = Path("/home/" + "/".join(f"a-long-folder-name-{k:02d}" for k in range(9)))
+        window.set_output_dir(long_folder)
         hint = window.minimumSizeHint()
         assert hint.width() <= 800 and hint.height() <= 520, hint
         window.resize(hint)
@@ -463,7 +464,20 @@ class TestDropZone:
                         window.protect_button, window.cancel_button, window.open_button,
                         window.add_photos_button, window.add_folder_button,
                         window.clear_button):
-            assert control.width() >= control.minimumSizeHint().width(), control.text()
+            least = control.minimumSizeHint()
+            assert control.width() >= least.width(), control.text()
+            assert control.height() >= least.height(), control.text()  # none squashed
+        # the drop zone's wrapped hint is shown whole
+        zone = window.drop_zone
+        assert zone.height() >= zone.layout().totalHeightForWidth(zone.width())
+        # a long Save-to folder: one line, shortened, whole as a tooltip
+        assert window.output_label.height() == window.output_label.fontMetrics().height()
+        assert window.output_label.toolTip() == str(long_folder)
+        # the first size fits the screen's free area (the offscreen screen is 800 px wide)
+        free = window.screen().availableGeometry().size()
+        first = window._first_size()
+        assert first.width() <= max(free.width(), hint.width())
+        assert first.height() <= max(free.height(), hint.height())
         # the strength list drops down wide enough for its longest entry
         view = window.strength.view()
         assert view.minimumWidth() >= view.sizeHintForColumn(0)
@@ -2513,9 +2527,19 @@ class TestReviewFixes:
                                      row.status.text())
         assert whole.width() > width  # as it was: the name ran past the row's edge
         assert row.status.toolTip() == f"/photos/protected/{name}"
-        # a text that fits is drawn as it is
+        # a text that fits is drawn as it is, and so is a long name that wraps at its
+        # hyphens (only what would still run past the edge is shortened)
         row.set_working(0.5, "protecting: step 3 of 32")
         assert row.status.shown_text(width) == "protecting: step 3 of 32"
+        hyphenated = "saved as protected/" + "-".join(f"part{k:02d}" for k in range(12))
+        row.set_working(1.0, hyphenated)
+        assert metrics.horizontalAdvance(hyphenated) > width
+        assert row.status.shown_text(width) == hyphenated
+        # a failed row's whole message is its tooltip
+        row.set_failed(f"could not write /photos/protected/{name}: No space left on device")
+        assert "…" in row.status.shown_text(width)
+        assert row.status.toolTip() == (f"failed: could not write /photos/protected/{name}: "
+                                        "No space left on device")
         row.deleteLater()
 
     def test_transparent_thumbnail_is_light_and_sharp_on_hidpi(self, qapp, tmp_path):

@@ -172,18 +172,34 @@ class TestLookupAndVerification:
     def test_files_missing_from_a_model_dir_are_named_in_one_warning(
             self, model_dir, tmp_path, monkeypatch, caplog):
         """A --model-dir holding one of the files gave a warning for each of the others
-        (seven, with all four models): loading several models names them all at once."""
+        (seven, with all four models): loading several models names them all at once,
+        before any is looked for further, by the folder each comes from, and those found
+        nowhere as such (not "using them")."""
         from cloak.models import load_autoencoders
 
-        mine = tmp_path / "mine"
+        mine, other = tmp_path / "mine", tmp_path / "other"
         mine.mkdir()
+        other.mkdir()
         shutil.copy(model_dir / "taesd_encoder.safetensors", mine)
         monkeypatch.setenv("CLOAK_MODEL_DIR", str(model_dir))
         load_autoencoders(["taesd", "taesdxl"], model_dir=mine)
         notes = [r.getMessage() for r in caplog.records if "(--model-dir)" in r.getMessage()]
-        expected = (f"3 weight files are not in {mine} (--model-dir): taesd_decoder, "
-                    f"taesdxl_encoder, taesdxl_decoder; using them from {model_dir}")
+        expected = (f"3 weight files are not in {mine} (--model-dir): using taesd_decoder, "
+                    f"taesdxl_encoder, taesdxl_decoder from {model_dir}")
         assert notes == [expected]
+
+        # two other folders, and files found nowhere with downloads off: the error
+        # that follows names those; the warning does not say it uses them
+        caplog.clear()
+        shutil.copy(model_dir / "taesd_decoder.safetensors", other)
+        monkeypatch.setenv("CLOAK_MODEL_DIR", str(other))
+        monkeypatch.setenv("CLOAK_OFFLINE", "1")
+        with pytest.raises(ModelError, match="taesdxl_encoder, taesdxl_decoder"):
+            load_autoencoders(["taesd", "taesdxl"], model_dir=mine)
+        notes = [r.getMessage() for r in caplog.records if "(--model-dir)" in r.getMessage()]
+        assert notes == [f"3 weight files are not in {mine} (--model-dir): using "
+                         f"taesd_decoder from {other}; taesdxl_encoder, taesdxl_decoder "
+                         "found nowhere else (downloads are off)"]
 
     def test_sha_mismatch_is_refused(self, model_dir, tmp_path, monkeypatch):
         """A damaged copy under a pinned name is refused, though it still loads strictly

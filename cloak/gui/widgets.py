@@ -79,7 +79,8 @@ class StatusText(QWidget):
         super().__init__(parent)
         self._text = ""
         self._color: QColor | None = None  # None: the style sheet's text colour
-        self._heights: dict[int, int] = {}  # width -> height the text needs there
+        # width -> (the text as drawn there, the height it needs)
+        self._layouts: dict[int, tuple[str, int]] = {}
         policy = QSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
         policy.setHeightForWidth(True)
         self.setSizePolicy(policy)
@@ -95,7 +96,7 @@ class StatusText(QWidget):
             return
         height = self.heightForWidth(self.width())
         if text != self._text:
-            self._heights.clear()
+            self._layouts.clear()
         self._text, self._color = text, new_color
         if self.heightForWidth(self.width()) != height:  # more or fewer lines
             self.updateGeometry()
@@ -105,35 +106,34 @@ class StatusText(QWidget):
         return True
 
     def heightForWidth(self, width: int) -> int:
+        return self._laid_out(width)[1]
+
+    def shown_text(self, width: int) -> str:
+        """The text as drawn `width` px wide: where word wrapping still runs past the edge
+        (a long file name in "saved as protected/NAME", with no space or hyphen to break
+        at), each word wider than the line is shortened in its middle with "…", where it
+        was cut at the edge with no sign of it."""
+        return self._laid_out(width)[0]
+
+    def _laid_out(self, width: int) -> tuple[str, int]:
         # Layouts ask many times per pass, at a few widths, from C++: measuring each time
         # made adding 1,000 rows twice as slow. Kept per width until the text or font
         # changes.
-        height = self._heights.get(width)
-        if height is None:
-            if len(self._heights) > 64:
-                self._heights.clear()
+        laid_out = self._layouts.get(width)
+        if laid_out is None:
+            if len(self._layouts) > 64:
+                self._layouts.clear()
             box = QRect(0, 0, max(1, width), 1 << 20)
             metrics = self.fontMetrics()
-            height = max(metrics.height(), metrics.boundingRect(
-                box, self.FLAGS, self.shown_text(width)).height())
-            self._heights[width] = height
-        return height
+            shown = self._text
+            drawn = metrics.boundingRect(box, self.FLAGS, shown)
+            if drawn.width() > width:
+                shown = self._shortened(width)
+                drawn = metrics.boundingRect(box, self.FLAGS, shown)
+            laid_out = self._layouts[width] = (shown, max(metrics.height(), drawn.height()))
+        return laid_out
 
-    def changeEvent(self, event: QEvent) -> None:
-        if event.type() in (QEvent.Type.FontChange, QEvent.Type.StyleChange):
-            self._heights.clear()
-        super().changeEvent(event)
-
-    def sizeHint(self) -> QSize:
-        return QSize(240, self.heightForWidth(240))
-
-    def minimumSizeHint(self) -> QSize:
-        return QSize(120, self.fontMetrics().height())
-
-    def shown_text(self, width: int) -> str:
-        """The text as drawn `width` px wide: a word wider than that (a long file name in
-        "saved as protected/NAME") shortened in its middle with "…", where word wrapping
-        would cut it at the edge with no sign of it."""
+    def _shortened(self, width: int) -> str:
         metrics = self.fontMetrics()
 
         def fitted(word: str) -> str:
@@ -143,6 +143,17 @@ class StatusText(QWidget):
 
         return "\n".join(" ".join(fitted(word) for word in line.split(" "))
                          for line in self._text.split("\n"))
+
+    def changeEvent(self, event: QEvent) -> None:
+        if event.type() in (QEvent.Type.FontChange, QEvent.Type.StyleChange):
+            self._layouts.clear()
+        super().changeEvent(event)
+
+    def sizeHint(self) -> QSize:
+        return QSize(240, self.heightForWidth(240))
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(120, self.fontMetrics().height())
 
     def paintEvent(self, event: QPaintEvent) -> None:
         painter = QPainter(self)
@@ -251,6 +262,7 @@ class PhotoRow(QWidget):
             elif message.startswith("too "):  # "too large to load in memory"
                 message = f"it is {message}"
         self._show(self.FAILED, f"failed: {message}", 0.0, ERROR_COLOR)
+        self.status.setToolTip(f"failed: {message}")  # whole, where a long path is shortened
 
     def set_cancelled(self) -> None:
         self._show(self.CANCELLED, "cancelled — nothing saved", 0.0)

@@ -19,6 +19,7 @@ from PIL import Image
 from PySide6.QtCore import (
     QMimeData,
     QSettings,
+    QSize,
     Qt,
     QThread,
     QThreadPool,
@@ -73,7 +74,7 @@ from .paths import (
     not_added_note,
 )
 from .signals import emit
-from .widgets import THUMB_SIZE, ComparePanel, PhotoList, PhotoRow
+from .widgets import THUMB_SIZE, ComparePanel, ElidedLabel, PhotoList, PhotoRow
 from .worker import (
     ALREADY_PROTECTED,
     BackgroundCall,
@@ -149,7 +150,6 @@ class DropZone(QFrame):
         self.setAcceptDrops(True)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setCursor(Qt.CursorShape.PointingHandCursor)
-        self.setMinimumHeight(110)
         self.setProperty("hover", False)
         label = QLabel("<b>Drop photos or folders here</b><br>or click to choose photos")
         label.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -163,6 +163,14 @@ class DropZone(QFrame):
         layout.addWidget(label)
         layout.addWidget(hint)
         layout.addStretch()
+
+    def minimumSizeHint(self) -> QSize:
+        """Tall enough for its wrapped hint at its least width: the window's least size
+        is summed from these, and a wrapped label's extra lines are not in it (they took
+        the height of the switches below at the window's least size)."""
+        hint = super().minimumSizeHint()
+        return QSize(hint.width(), max(110, hint.height(),
+                                       self.layout().totalHeightForWidth(hint.width())))
 
     def _set_hover(self, hover: bool) -> None:
         self.setProperty("hover", hover)
@@ -278,8 +286,17 @@ class MainWindow(QMainWindow):
         self._build()
         self.set_output_dir(None)
         self._restore_choices()
-        self.resize(1160, 700)
+        self.resize(self._first_size())
         self.photo_list.setFocus()
+
+    def _first_size(self) -> QSize:
+        """1160 x 700, or the screen's free area where that is smaller (a 1024 x 600
+        netbook, a laptop at 150 % scaling), but not under the window's least size."""
+        wanted = QSize(1160, 700)
+        screen = self.screen()
+        if screen is not None:
+            wanted = wanted.boundedTo(screen.availableGeometry().size())
+        return wanted.expandedTo(self.minimumSizeHint())
 
     # building -----------------------------------------------------------------------
 
@@ -307,13 +324,14 @@ class MainWindow(QMainWindow):
         self.strength.view().setMinimumWidth(self.strength.view().sizeHintForColumn(0) + 24)
         self.strength.setToolTip("Stronger presets protect more, take longer, and change "
                                  "more pixels (still meant to be invisible).")
-        self.output_label = QLabel()
+        # one line, a long folder shortened in its middle (wrapped, a long path took the
+        # height the switches below it need at the window's least size); whole as a tooltip
+        self.output_label = ElidedLabel("")
         self.output_label.setObjectName("hint")
         self.change_output = QPushButton("Change…")
         self.change_output.clicked.connect(self.pick_output_dir)
         self.reset_output = QPushButton("Next to originals")
         self.reset_output.clicked.connect(self.use_default_output_dir)
-        self.output_label.setWordWrap(True)
         # The same switches as the CLI's --keep-gps, --strip-names and --strip-exif
         # (MetadataPolicy.choose).
         self.keep_gps = QCheckBox("Keep location (GPS)")
@@ -623,6 +641,7 @@ class MainWindow(QMainWindow):
         self.output_dir = folder
         self.output_label.setText(str(folder) if folder else
                                   "a “protected” folder next to each photo")
+        self.output_label.setToolTip(self.output_label.text())
         self._remember("output_dir", str(folder) if folder else "")
         self._update_buttons()
 

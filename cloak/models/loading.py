@@ -57,7 +57,7 @@ def load_autoencoders(names, model_dir=None, device: torch.device | str = "cpu",
     one ModelError names every missing file at once (not one a run, as the user puts
     each in place)."""
     models = []
-    with one_note_for_files_elsewhere():
+    with one_note_for_files_elsewhere(names, model_dir, allow_download):
         for name in names:
             try:
                 models.append(load_autoencoder(name, model_dir, device, allow_download,

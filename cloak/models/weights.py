@@ -703,43 +703,58 @@ def _warn_once(message: str) -> None:
         log.warning(message)
 
 
-# (stem, where it was found or None) for each file not in the chosen --model-dir, while
-# `one_note_for_files_elsewhere` gathers them; None: each is warned about on its own
-_elsewhere: contextvars.ContextVar[list | None] = contextvars.ContextVar(
+# the stems already named in one warning by `one_note_for_files_elsewhere` (None: each
+# file not in the chosen --model-dir is warned about on its own, as `resolve` finds it)
+_announced: contextvars.ContextVar[frozenset | None] = contextvars.ContextVar(
     "cloak_files_elsewhere", default=None)
 
 
 def _note_elsewhere(stem: str, chosen: Path, path: Path | None) -> None:
-    gathered = _elsewhere.get()
-    if gathered is not None:
-        gathered.append((stem, chosen, path))
-    else:
-        _warn_once(f"{stem} is not in {chosen} (--model-dir); "
-                   + (f"using {path}" if path else "looking for it further"))
+    if stem in (_announced.get() or ()):
+        return
+    _warn_once(f"{stem} is not in {chosen} (--model-dir); "
+               + (f"using {path}" if path else "looking for it further"))
 
 
 @contextlib.contextmanager
-def one_note_for_files_elsewhere() -> Iterator[None]:
-    """Within it, the files not found in the chosen --model-dir are named in one warning
-    at the end, not one each (a folder holding one of the eight files gave seven)."""
-    gathered: list = []
-    token = _elsewhere.set(gathered)
+def one_note_for_files_elsewhere(names, model_dir, allow_download: bool = True
+                                 ) -> Iterator[None]:
+    """Name the weight files of models `names` that are not in the chosen `model_dir` in
+    one warning, before any is looked for further (a folder holding one of the eight
+    files gave seven warnings): where each was found, grouped by folder, and which are
+    nowhere (downloaded next, or named by the error that follows)."""
+    chosen = Path(model_dir).expanduser() if model_dir else None
+    elsewhere: list[tuple[str, Path | None]] = []
+    if chosen is not None and chosen.is_dir():
+        for spec in filter(None, map(MODELS.get, names)):  # an unknown name: get_spec's
+            for part in PARTS:
+                try:
+                    path = find_local(spec, part, model_dir)
+                except ModelError:  # resolve says it, in its own words
+                    continue
+                if path is None or chosen not in path.parents:
+                    elsewhere.append((spec.file_stem(part), path))
+    if len(elsewhere) > 1:
+        by_folder: dict[Path, list[str]] = {}
+        for stem, path in elsewhere:
+            if path is not None:
+                by_folder.setdefault(path.parent, []).append(stem)
+        found = "; ".join(f"{', '.join(stems)} from {folder}"
+                          for folder, stems in by_folder.items())
+        nowhere = [stem for stem, path in elsewhere if path is None]
+        fetch = (f"downloading {'it' if len(nowhere) == 1 else 'them'}"
+                 if allow_download and not downloads_off() else "downloads are off")
+        _warn_once(f"{len(elsewhere)} weight files are not in {chosen} (--model-dir): "
+                   + "; ".join(
+                       ([f"using {found}"] if found else [])
+                       + ([f"{', '.join(nowhere)} found nowhere else ({fetch})"]
+                          if nowhere else [])))
+    token = _announced.set(frozenset(stem for stem, _ in elsewhere)
+                           if len(elsewhere) > 1 else None)
     try:
         yield
     finally:
-        _elsewhere.reset(token)
-        if len(gathered) == 1:
-            _note_elsewhere(*gathered[0])
-        elif gathered:
-            stems = ", ".join(stem for stem, _, _ in gathered)
-            folders = list(dict.fromkeys(str(path.parent) for _, _, path in gathered
-                                         if path is not None))
-            found = (f"using them from {' and '.join(folders)}" if folders else "")
-            if len(folders) and any(path is None for _, _, path in gathered):
-                found += "; looking further for the rest"
-            _warn_once(f"{len(gathered)} weight files are not in {gathered[0][1]} "
-                       f"(--model-dir): {stems}; "
-                       + (found or "looking for them further"))
+        _announced.reset(token)
 
 
 def resolve_face_detector(model_dir=None, allow_download: bool = True,
@@ -815,7 +830,7 @@ def missing_message(spec: ModelSpec, part: str, why: str, model_dir=None,
                     stems: list[str] | None = None) -> str:
     """One line: which weights are missing (`stems`, default this (model, part)'s file),
     where cloak looked, `why` none was downloaded, and how to supply them."""
-    looked_in = ", ".join(str(folder) for folder in search_dirs(model_dir))
+    looked_in = ", ".join(dict.fromkeys(str(folder) for folder in search_dirs(model_dir)))
     stems = stems or [spec.file_stem(part)]
     if len(stems) == 1:
         return (
