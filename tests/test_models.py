@@ -197,9 +197,10 @@ class TestLookupAndVerification:
         with pytest.raises(ModelError, match="taesdxl_encoder, taesdxl_decoder"):
             load_autoencoders(["taesd", "taesdxl"], model_dir=mine)
         notes = [r.getMessage() for r in caplog.records if "(--model-dir)" in r.getMessage()]
-        assert notes == [f"3 weight files are not in {mine} (--model-dir): using "
-                         f"taesd_decoder from {other}; taesdxl_encoder, taesdxl_decoder "
-                         "found nowhere else (downloads are off)"]
+        expected = (f"3 weight files are not in {mine} (--model-dir): using "
+                    f"taesd_decoder from {other}; taesdxl_encoder, taesdxl_decoder "
+                    "found nowhere else (downloads are off)")
+        assert notes == [expected]
 
     def test_sha_mismatch_is_refused(self, model_dir, tmp_path, monkeypatch):
         """A damaged copy under a pinned name is refused, though it still loads strictly
