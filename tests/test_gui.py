@@ -276,12 +276,16 @@ class TestDropZone:
         assert wait_until(lambda: not window.is_running(), 60)
         (row,) = window.rows.values()
         assert row.state == PhotoRow.PROTECTED and not window.protect_button.isEnabled()
+        # (an add while the pool decodes the row's before/after goes through the pool:
+        # on a slow machine it lands a moment later, hence the waits)
         window.add_paths([photo])  # the same settings (its folder dropped again): as it is
+        assert wait_until(lambda: window.statusBar().currentMessage()
+                          == "that photo is already in the list", 30)
         assert row.state == PhotoRow.PROTECTED and row.outcome is not None
-        assert window.statusBar().currentMessage() == "that photo is already in the list"
         window.strength.setCurrentIndex(window.strength.findData("low"))
         window.add_paths([photo])
-        assert row.state == PhotoRow.WAITING and row.outcome is None
+        assert wait_until(lambda: row.state == PhotoRow.WAITING, 30)
+        assert row.outcome is None
         assert window.protect_button.isEnabled()
         window.start()
         assert wait_until(lambda: not window.is_running(), 60)
@@ -299,7 +303,7 @@ class TestDropZone:
         (tmp_path / "elsewhere").mkdir()  # chosen in the folder dialog: it exists
         window.set_output_dir(tmp_path / "elsewhere")
         window.add_paths([photo])
-        assert row.state == PhotoRow.WAITING
+        assert wait_until(lambda: row.state == PhotoRow.WAITING, 30)
         window.start()
         assert wait_until(lambda: not window.is_running(), 60)
         assert row.outcome.dst == tmp_path / "elsewhere" / "a.png" and row.outcome.dst.is_file()
