@@ -325,8 +325,9 @@ class TestDropZone:
         with Image.open(photo) as im:
             cropped = im.crop((0, 0, 48, 40))
         cropped.save(photo)
-        window.add_paths([photo])
-        assert row.state == PhotoRow.WAITING and window.protect_button.isEnabled()
+        window.add_paths([photo])  # (through the pool while it decodes a before/after)
+        assert wait_until(lambda: row.state == PhotoRow.WAITING, 30)
+        assert window.protect_button.isEnabled()
         assert window.statusBar().currentMessage() == "added 1 photo"
         window.start()
         assert wait_until(lambda: not window.is_running(), 60)
@@ -334,6 +335,8 @@ class TestDropZone:
         with Image.open(row.outcome.dst) as copy:
             assert copy.size == (48, 40)
         window.add_paths([photo])  # unchanged since: as it is
+        assert wait_until(lambda: window.statusBar().currentMessage()
+                          == "that photo is already in the list", 30)
         assert row.state == PhotoRow.PROTECTED
 
     def test_a_thumbnail_follows_a_photo_edited_after_it_was_added(
