@@ -486,8 +486,12 @@ class TestDropZone:
         assert first.width() <= max(free.width(), hint.width())
         assert first.height() <= max(free.height(), hint.height())
         # the strength list drops down wide enough for its longest entry
-        view = window.strength.view()
-        assert view.minimumWidth() >= view.sizeHintForColumn(0)
+        window.strength.showPopup()
+        QApplication.processEvents()
+        longest = max(window.strength.fontMetrics().horizontalAdvance(
+            window.strength.itemText(i)) for i in range(window.strength.count()))
+        assert window.strength.view().width() >= longest
+        window.strength.hidePopup()
 
     def test_raw_files_inside_a_dropped_folder_are_named_too(self, window, tmp_path,
                                                              small_photo):

@@ -317,11 +317,10 @@ class MainWindow(QMainWindow):
                 Qt.ItemDataRole.ToolTipRole)
         self.strength.setCurrentIndex(list(PRESETS).index(DEFAULT_STRENGTH))
         # sized for "medium — recommended", not for high's long words (the list that
-        # drops down is as wide as its longest entry)
+        # drops down still widens to its longest entry)
         self.strength.setSizeAdjustPolicy(
             QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.strength.setMinimumContentsLength(22)
-        self.strength.view().setMinimumWidth(self.strength.view().sizeHintForColumn(0) + 24)
         self.strength.setToolTip("Stronger presets protect more, take longer, and change "
                                  "more pixels (still meant to be invisible).")
         # one line, a long folder shortened in its middle (wrapped, a long path took the
