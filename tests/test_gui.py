@@ -814,6 +814,7 @@ class TestHelpers:
         assert entry["verdict"] == "none"
         window.clear()
         window.add_paths([photo])
+        assert wait_until(lambda: len(window.rows) == 1, 30)  # (an add may go via the pool)
         window.start()
         assert wait_until(lambda: not window.is_running(), 60)
         (row,) = window.rows.values()
@@ -2344,6 +2345,7 @@ class TestReviewFixes:
         assert window.compare_panel.mode == "protected"
         assert window.compare_panel.button("protected").isChecked()
         window.add_paths([done, small_photo(tmp_path / "b.png", size=(70, 50))])
+        assert wait_until(lambda: len(window.rows) == 2, 30)  # (an add may go via the pool)
         window.start()
         assert wait_until(lambda: not window.is_running(), 60)
         assert window.summary.text() == "1 protected, 1 already protected"
@@ -2455,7 +2457,8 @@ class TestReviewFixes:
 
         def protect_again() -> PhotoRow:
             window.clear()
-            window.add_paths([done])
+            window.add_paths([done])  # through the pool while it decodes a before/after
+            assert wait_until(lambda: len(window.rows) == 1, 30)
             window.start()
             assert wait_until(lambda: not window.is_running(), 60)
             (row,) = window.rows.values()
