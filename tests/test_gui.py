@@ -2687,12 +2687,43 @@ def test_the_comparison_title_says_when_the_format_added_to_the_change(qapp):
     line = panel.title.fontMetrics().lineSpacing()
     assert panel.title.fontMetrics().horizontalAdvance(panel.title.text()) > 360
     assert panel.title.heightForWidth(360) >= 2 * line
-    # a messenger's long file name is shortened in the middle, in full as a tooltip
+    panel.deleteLater()
+
+
+def test_a_long_name_in_the_comparison_title_is_shortened_only_where_it_does_not_fit(qapp):
+    """A messenger's long file name takes at most one line of the title, shortened in its
+    middle to the title's width, in full as the tooltip. It was cut at 48 characters
+    whatever the room (stop 54's "left alone"); now a wide panel shows it whole, and a
+    narrower window shortens it again."""
+    from cloak.gui.images import Comparison
+    from cloak.gui.widgets import ComparePanel
+
+    panel = ComparePanel()
+    tile = Image.new("RGB", (8, 8))
     long = "IMG-20240501-WA0012_edited_final_version_for_instagram_story_2.jpg"
+    metrics = panel.title.fontMetrics()
+    panel.resize(metrics.horizontalAdvance(long) + 200, 500)
+    panel.show()
+    QApplication.processEvents()
     panel.show_comparison(long, Comparison(tile, tile, tile, 8, eps255=8))
-    assert panel.title.text() == ("IMG-20240501-WA0012_edi…or_instagram_story_2.jpg — "
-                                  "largest pixel change 8/255")
+    assert panel.title.text() == f"{long} — largest pixel change 8/255"
     assert panel.title.toolTip() == long
+
+    panel.resize(300, 500)
+    QApplication.processEvents()
+    width = panel.title.contentsRect().width()
+    name, rest = panel.title.text().split(" — ")
+    assert rest == "largest pixel change 8/255"
+    assert "…" in name and name.startswith("IMG-") and name.endswith("_2.jpg")
+    assert metrics.horizontalAdvance(name) <= width < metrics.horizontalAdvance(long)
+    assert panel.title.toolTip() == long
+
+    panel.resize(metrics.horizontalAdvance(long) + 200, 500)
+    QApplication.processEvents()
+    assert panel.title.text().startswith(long + " — ")  # whole again where it fits
+    panel.show_loading(long)
+    assert panel.title.text() == f"{long} — loading…"
+    panel.close()
     panel.deleteLater()
 
 

@@ -35,7 +35,6 @@ from .images import Comparison
 from .signals import emit
 from .worker import ALREADY_PROTECTED, PROTECTION_LOST, Outcome
 
-TITLE_NAME_CHARS = 48  # a longer file name is shortened in the comparison's title
 
 THUMB_SIZE = 56
 ERROR_COLOR = "#b3261e"
@@ -397,6 +396,10 @@ class ComparePanel(QWidget):
         self.title = QLabel()
         self.title.setObjectName("panelTitle")
         self.title.setWordWrap(True)  # a long name and the bound's note: not cut mid-word
+        # The name is fitted to the title's width (_lay_out_title), so its own width must
+        # not hold the panel wide: without this a shrinking window kept the shortened name.
+        self.title.setMinimumWidth(1)
+        self._title_name, self._title_rest = "", ""
         self.view = ImageView()
         self.view.setObjectName("compareView")
         self.caption = QLabel()
@@ -432,17 +435,30 @@ class ComparePanel(QWidget):
     def button(self, mode: str) -> QPushButton:
         return self.findChild(QPushButton, f"show_{mode}")
 
-    def _name(self, name: str) -> str:
-        """`name` as the title shows it: a long one shortened in the middle (a camera's
-        or a messenger's long file name wrapped the title to five lines and squeezed the
-        photo), in full as the title's tooltip."""
+    def _show_title(self, name: str, rest: str = "") -> None:
+        """Title the panel `name` + `rest`. The name (a file name) takes at most one line
+        of the title's width, shortened in its middle with "…" where it is longer (a
+        camera's or a messenger's long file name wrapped the title to five lines and
+        squeezed the photo); the whole name is the title's tooltip. `rest` wraps."""
+        self._title_name, self._title_rest = name, rest
         self.title.setToolTip(name)
-        return name if len(name) <= TITLE_NAME_CHARS else (
-            name[:TITLE_NAME_CHARS // 2 - 1] + "…" + name[-(TITLE_NAME_CHARS // 2):])
+        self._lay_out_title()
+
+    def _lay_out_title(self) -> None:
+        width = self.title.contentsRect().width()
+        name = self._title_name
+        if width > 1 and self.title.fontMetrics().horizontalAdvance(name) > width:
+            name = self.title.fontMetrics().elidedText(
+                name, Qt.TextElideMode.ElideMiddle, width)
+        self.title.setText(name + self._title_rest)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._lay_out_title()  # the title's width follows the panel's
 
     def show_loading(self, name: str) -> None:
         self.loading = True
-        self.title.setText(f"{self._name(name)} — loading…")
+        self._show_title(name, " — loading…")
         if self.comparison is None:  # not "Protected photos appear here" under its name
             self.view.setText("loading…")
 
@@ -450,14 +466,14 @@ class ComparePanel(QWidget):
         """Show `comparison` (original, protected, difference, budget) in the current
         mode (the protected copy if that is the budget map and there is none)."""
         self.comparison, self.loading = comparison, False
-        title = f"{self._name(name)} — largest pixel change {comparison.max_change255}/255"
+        rest = f" — largest pixel change {comparison.max_change255}/255"
         eps = comparison.eps255
         if eps is not None and comparison.max_change255 > eps + 0.5:  # a lossy save's
-            title += f" (cloak's bound {eps:g}; the rest is the format's own rounding)"
+            rest += f" (cloak's bound {eps:g}; the rest is the format's own rounding)"
         if comparison.transparent:  # the checkerboard is not the photo's
-            title += ("; transparent areas are shown over a checkerboard (the colour "
-                      "stored under them, which an editor may reveal, is protected too)")
-        self.title.setText(title)
+            rest += ("; transparent areas are shown over a checkerboard (the colour "
+                     "stored under them, which an editor may reveal, is protected too)")
+        self._show_title(name, rest)
         for mode in self.MODES:
             self.button(mode).setEnabled(getattr(comparison, mode) is not None)
         self.set_mode(self.mode if getattr(comparison, self.mode) is not None
@@ -465,7 +481,7 @@ class ComparePanel(QWidget):
 
     def show_error(self, name: str, message: str) -> None:
         self.comparison, self.loading = None, False
-        self.title.setText(self._name(name))
+        self._show_title(name)
         self.view.set_image(None)
         self.view.setText(f"Cannot show this photo: {message}")
         for mode in self.MODES:
