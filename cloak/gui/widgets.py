@@ -35,7 +35,6 @@ from .images import Comparison
 from .signals import emit
 from .worker import ALREADY_PROTECTED, PROTECTION_LOST, Outcome
 
-
 THUMB_SIZE = 56
 ERROR_COLOR = "#b3261e"
 OK_COLOR = "#1b6e3a"
