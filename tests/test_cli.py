@@ -667,7 +667,7 @@ def test_verify_says_when_the_photos_look_swapped(tmp_path, small_photo, model_d
     the first, so every damage figure is negative and the verdict would read "none" for a
     protected photo. It still measures (exit 0) and says the order is probably swapped;
     the right order gets no such note."""
-    src = small_photo(tmp_path / "a.png", size=(128, 128))
+    src = small_photo(tmp_path / "a.png", size=(128, 64))
     out = tmp_path / "out"
     assert invoke("protect", src, "--out", out, "--strength", "fast", "--models", "taesd",
                   "--editor-sizes", "256", "--no-measure").exit_code == 0
@@ -684,7 +684,7 @@ def test_verify_says_swapped_by_cloaks_note_when_the_damage_is_too_small_to(
         tmp_path, small_photo, model_dir):
     """A copy made at eps 1/255 in one step carries too little for negative damage to
     show the order; the note cloak writes in its copies still does."""
-    src = small_photo(tmp_path / "a.png", size=(128, 128))
+    src = small_photo(tmp_path / "a.png", size=(128, 64))
     out = tmp_path / "out"
     assert invoke("protect", src, "--out", out, "--eps", "1", "--steps", "1", "--models",
                   "taesd", "--no-measure").exit_code == 0
@@ -722,11 +722,11 @@ def test_verify_measures_the_channels_asked_for_and_always_as_is(tmp_path, small
     from cloak.verify import CLEANUPS, SOCIAL_PRESETS
 
     assert cli.ALL_CHANNELS == ("as-is", *SOCIAL_PRESETS, *CLEANUPS)
-    src = small_photo(tmp_path / "a.png", size=(128, 128))
+    src = small_photo(tmp_path / "a.png", size=(128, 64))
     copy = tmp_path / "b.png"
     with Image.open(src) as im:
         noisy = np.asarray(im, dtype=np.int16) + np.random.default_rng(0).integers(-4, 5, (
-            128, 128, 3))
+            64, 128, 3))
     Image.fromarray(noisy.clip(0, 255).astype(np.uint8)).save(copy)
     report = tmp_path / "r.json"
     result = invoke("verify", src, copy, "--models", "taesd", "--channels", "JPEG50,blur",

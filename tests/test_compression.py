@@ -1,5 +1,6 @@
 """cloak.compression: how much of a JPEG copy's measured damage its own compression
-accounts for (the floor `cloak verify` notes), on real weights and a real photo."""
+accounts for (the floor `cloak verify` notes), on real weights and a real photo (256x128:
+verify measures it at 512x256, half the round-trip time of a square one)."""
 
 from __future__ import annotations
 
@@ -67,7 +68,7 @@ def test_the_floor_of_an_unprotected_copy_is_its_whole_damage(tmp_path, small_ph
     """An unprotected original saved at quality 40 measures as much damage as its own
     floor (it is all compression), model by model, at 512 and 1024 px, and the floor is
     noted; sharing the clean cache with the copy's measurement changes nothing."""
-    original = Image.open(small_photo(tmp_path / "p.png", size=(256, 256))).convert("RGB")
+    original = Image.open(small_photo(tmp_path / "p.png", size=(256, 128))).convert("RGB")
     path = tmp_path / "c.jpg"
     original.save(path, quality=40)
     copy = Image.open(path).convert("RGB")
@@ -91,7 +92,7 @@ def test_verify_notes_the_floor_of_a_lossy_jpeg_copy_only(tmp_path, small_photo)
     """cloak verify on an unprotected photo re-saved at quality 40 says how much of its
     figures compression alone gives, and keeps the floor in --json; cloak's own JPEG
     copy (quality 95, 4:4:4) is not measured twice."""
-    original = small_photo(tmp_path / "p.png", size=(256, 256))
+    original = small_photo(tmp_path / "p.png", size=(256, 128))
     lossy = tmp_path / "lossy.jpg"
     Image.open(original).save(lossy, quality=40)
     report = tmp_path / "r.json"
@@ -184,10 +185,10 @@ def test_a_transparent_original_is_flattened_as_verify_pairs_it(tmp_path, backgr
                                                                 small_photo):
     """A transparent PNG and its JPEG copy flattened onto black (or white): the floor is
     the copy's own damage, the original flattened the way verify pairs them."""
-    rgb = Image.open(small_photo(tmp_path / "p.png", size=(256, 256))).convert("RGB")
+    rgb = Image.open(small_photo(tmp_path / "p.png", size=(256, 128))).convert("RGB")
     original = rgb.copy()
     alpha = Image.new("L", rgb.size, 255)
-    alpha.paste(0, (0, 0, 96, 256))
+    alpha.paste(0, (0, 0, 96, 128))
     original.putalpha(alpha)
     flat = Image.new("RGB", rgb.size, background)
     flat.paste(rgb, mask=alpha)
@@ -203,8 +204,8 @@ def test_the_folder_comparison_measures_each_lossy_copy_s_floor(tmp_path, small_
     """cloak verify ORIGINALS/ DOWNLOADED/: a copy re-saved as JPEG since (p.png's copy
     p.jpg, paired by its stem) gets its floor at 512 px, in its row and its note; a copy
     that is no JPEG gets none."""
-    original = small_photo(tmp_path / "orig" / "p.png", size=(256, 256))
-    small_photo(tmp_path / "orig" / "q.png", size=(256, 256), index=1)
+    original = small_photo(tmp_path / "orig" / "p.png", size=(256, 128))
+    small_photo(tmp_path / "orig" / "q.png", size=(256, 128), index=1)
     (tmp_path / "dl").mkdir()
     Image.open(original).save(tmp_path / "dl" / "p.jpg", quality=40)
     Image.open(tmp_path / "orig" / "q.png").save(tmp_path / "dl" / "q.png")
@@ -227,7 +228,7 @@ def test_a_black_and_white_jpeg_copy_s_floor_is_its_whole_damage(tmp_path, small
     """An unprotected colour photo saved black and white at quality 40 (a gray JPEG):
     the floor makes the original black and white as verify does, then saves it like
     the copy, so it measures what the copy does."""
-    original = Image.open(small_photo(tmp_path / "p.png", size=(256, 256))).convert("RGB")
+    original = Image.open(small_photo(tmp_path / "p.png", size=(256, 128))).convert("RGB")
     path = tmp_path / "g.jpg"
     original.convert("L").save(path, quality=40)
     copy = Image.open(path).convert("RGB")
@@ -246,16 +247,16 @@ def test_the_floor_re_saves_the_original_not_the_copy(tmp_path, small_photo, kin
     black and white), saved like the copy; not the copy, whose damage is larger."""
     import numpy as np
 
-    rgb = Image.open(small_photo(tmp_path / "p.png", size=(256, 256))).convert("RGB")
+    rgb = Image.open(small_photo(tmp_path / "p.png", size=(256, 128))).convert("RGB")
     original, paired = rgb, rgb
     if kind == "transparent":
         alpha = Image.new("L", rgb.size, 255)
-        alpha.paste(0, (0, 0, 96, 256))
+        alpha.paste(0, (0, 0, 96, 128))
         original = rgb.copy()
         original.putalpha(alpha)
         paired = Image.new("RGB", rgb.size, (0, 0, 0))
         paired.paste(rgb, mask=alpha)
-    noise = np.random.default_rng(0).choice([-8, 8], (256, 256, 3))
+    noise = np.random.default_rng(0).choice([-8, 8], (128, 256, 3))
     changed = Image.fromarray(np.clip(np.asarray(paired, np.int16) + noise, 0, 255)
                               .astype(np.uint8))
     path = tmp_path / "c.jpg"

@@ -24,7 +24,18 @@ from cloak.verify import (
 
 @pytest.fixture
 def photo(model_dir, small_photo, tmp_path) -> Image.Image:
-    return Image.open(small_photo(tmp_path / "p.png", size=(256, 256))).convert("RGB")
+    """A real photo 256x128: wide, so verify measures it at 512x256, half a square's
+    pixels (each autoencoder round trip at 512x512 takes about 1.5 s on a 2-core AVX2
+    CPU, and this file makes hundreds)."""
+    return Image.open(small_photo(tmp_path / "p.png", size=(256, 128))).convert("RGB")
+
+
+def with_noise(img: Image.Image, amplitude: int, seed: int) -> Image.Image:
+    """`img` plus uniform integer noise in [-amplitude, amplitude] (of 255), clipped."""
+    noise = np.random.default_rng(seed).integers(-amplitude, amplitude + 1,
+                                                 (img.height, img.width, 3))
+    return Image.fromarray(np.clip(np.asarray(img, dtype=np.int16) + noise, 0, 255)
+                           .astype(np.uint8))
 
 
 def _jpeg(img: Image.Image, quality: int) -> io.BytesIO:
@@ -42,8 +53,9 @@ def protected_copy(img: Image.Image, config: ProtectConfig) -> Image.Image:
 def damage_by_hand(model_name: str, clean: Image.Image, copy: Image.Image, size: int
                    ) -> float:
     """Damage computed here, not through cloak.metrics (which verify itself uses): both
-    square photos resized to `size` px (bicubic, as verify measures), then
-    PSNR(D(E(x)), x) - PSNR(D(E(x_adv)), x) = 10 log10(mse_adv / mse_clean)."""
+    photos resized to long side `size` px, sides a multiple of 8 (bicubic, antialiased, as
+    verify measures), then PSNR(D(E(x)), x) - PSNR(D(E(x_adv)), x)
+    = 10 log10(mse_adv / mse_clean)."""
     import torch
     import torch.nn.functional as F
 
@@ -53,7 +65,9 @@ def damage_by_hand(model_name: str, clean: Image.Image, copy: Image.Image, size:
     model = load_autoencoder(model_name)
     x, xa = (torch.from_numpy(np.asarray(i, dtype=np.float32) / 255).permute(2, 0, 1)[None]
              for i in (clean, copy))
-    xs, xas = (F.interpolate(i, size=(size, size), mode="bicubic", antialias=True,
+    scale = size / max(clean.size)
+    dims = tuple(max(8, round(side * scale / 8) * 8) for side in (clean.height, clean.width))
+    xs, xas = (F.interpolate(i, size=dims, mode="bicubic", antialias=True,
                              align_corners=False).clamp(0, 1) for i in (x, xa))
     with torch.no_grad(), autocast(torch.device("cpu")):
         recs = [model.decode(model.encode(i)).float().clamp(0, 1) for i in (xs, xas)]
@@ -100,10 +114,7 @@ def test_damage_alone_skips_the_full_size_figures_and_stops_when_asked(photo):
 
     from cloak import Cancelled
 
-    rng = np.random.default_rng(1)
-    noisy = Image.fromarray(np.clip(np.asarray(photo, dtype=np.int16)
-                                    + rng.integers(-6, 7, (256, 256, 3)), 0, 255)
-                            .astype(np.uint8))
+    noisy = with_noise(photo, 6, seed=1)
     full = verify_images(photo, noisy, ("instagram",), models=("taesd",))
     damage_only = verify_images(photo, noisy, ("instagram",), models=("taesd",),
                                 figures=False)
@@ -152,10 +163,7 @@ class TestVerdicts:
         assert verdict_for(min(instagram.damage_db.values())) != "none", v.to_dict()
 
     def test_damage_matches_a_hand_computation_and_the_clean_cache_changes_nothing(self, photo):
-        rng = np.random.default_rng(0)
-        noisy = Image.fromarray(np.clip(np.asarray(photo, dtype=np.int16)
-                                        + rng.integers(-8, 9, (256, 256, 3)), 0, 255)
-                                .astype(np.uint8))
+        noisy = with_noise(photo, 8, seed=0)
         cache: dict = {}
         channels = ("as-is", "jpeg75")
         first = verify_images(photo, noisy, channels, models=("taesd",), clean_cache=cache)
@@ -179,10 +187,7 @@ class TestVerdicts:
         is: one measurement serves all three, with each channel's own figures."""
         from cloak import metrics
 
-        rng = np.random.default_rng(1)
-        noisy = Image.fromarray(np.clip(np.asarray(photo, dtype=np.int16)
-                                        + rng.integers(-8, 9, (256, 256, 3)), 0, 255)
-                                .astype(np.uint8))
+        noisy = with_noise(photo, 8, seed=1)
         calls = {"damage": 0, "reference": 0}
         damage_and_shift, clean_reference = metrics.damage_and_shift, metrics.clean_reference
 
@@ -207,18 +212,11 @@ class TestVerdicts:
     def test_a_shared_clean_cache_never_mixes_up_two_originals(self, photo):
         """Two originals of one size through one cache dict: each is measured against its
         own clean reference (the cache key holds the pixels)."""
-        rng = np.random.default_rng(1)
         other = photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT)  # same size, other pixels
-        noise = rng.integers(-8, 9, (256, 256, 3))
-
-        def noisy(image):
-            return Image.fromarray(np.clip(np.asarray(image, dtype=np.int16) + noise, 0, 255)
-                                   .astype(np.uint8))
-
         cache: dict = {}
-        shared = [verify_images(o, noisy(o), ("as-is",), models=("taesd",), clean_cache=cache)
-                  for o in (photo, other)]
-        alone = [verify_images(o, noisy(o), ("as-is",), models=("taesd",))
+        shared = [verify_images(o, with_noise(o, 8, seed=1), ("as-is",), models=("taesd",),
+                                clean_cache=cache) for o in (photo, other)]
+        alone = [verify_images(o, with_noise(o, 8, seed=1), ("as-is",), models=("taesd",))
                  for o in (photo, other)]
         assert [v.to_dict()["channels"] for v in shared] == [
             v.to_dict()["channels"] for v in alone]
@@ -260,7 +258,7 @@ class TestVerdicts:
     def test_a_copy_of_another_shape_or_turned_is_a_clear_error(self, photo):
         from cloak import UnsupportedImageError
 
-        wide = photo.resize((256, 128))
+        wide = photo  # 256x128
         with pytest.raises(UnsupportedImageError, match="another shape"):
             verify_images(wide, wide.crop((0, 0, 128, 128)))
         with pytest.raises(UnsupportedImageError, match="turned by a quarter"):
@@ -286,13 +284,13 @@ class TestVerdicts:
         left) was taken for a resized one, misaligned, and refused as "differ far more".
         It is compared with the same crop of the original: a clean copy scores about 0,
         and the note says what was cut. A copy resized by a few px is still a resize."""
-        cropped = photo.crop((3, 5, 256, 250))  # 3 px off the left, 5 top, 6 bottom
+        cropped = photo.crop((3, 5, 256, 122))  # 3 px off the left, 5 top, 6 bottom
         for copy in (cropped, Image.open(_jpeg(cropped, 90))):
             result = verify_images(photo, copy, channels=("as-is",), models=("taesd",))
             assert "3 px on the left, 5 px at the top, 6 px at the bottom cut off" in \
                 result.note
             assert abs(result.channels[0].damage_db["taesd"]) < 0.5
-        resized = photo.resize((252, 252), Image.LANCZOS)
+        resized = photo.resize((252, 126), Image.LANCZOS)
         result = verify_images(photo, resized, channels=("as-is",), models=("taesd",))
         assert "resized to the copy's size" in result.note and "cropped" not in result.note
 
@@ -334,15 +332,15 @@ class TestVerdicts:
         from cloak import UnsupportedImageError
 
         brighter = ImageEnhance.Brightness(photo).enhance(1.2)
-        other = Image.open(small_photo(tmp_path / "q.png", size=(256, 256), index=3))
+        other = Image.open(small_photo(tmp_path / "q.png", size=(256, 128), index=3))
         for copy in (brighter, other.convert("RGB")):
             with pytest.raises(UnsupportedImageError, match="differ far more"):
                 verify_images(photo, copy, channels=("as-is",), models=("taesd",))
 
 
     def test_cloak_s_own_copy_of_a_small_photo_is_comparable(self, model_dir):
-        """A 64 px avatar is not averaged down at 64 px: its copy at high (eps 12), as a
-        JPEG, measured 27 dB there and was refused as "another photo" (the app's posting
+        """A 64 px avatar is not averaged down at 64 px: its copy at high (eps 12; at 512 px
+        alone here, to save the 1024 px view's time), as a JPEG, measured 27 dB there and was refused as "another photo" (the app's posting
         check failed on it too). The bar follows the size; a brighter edit still fails."""
         import io as _io
 
@@ -355,7 +353,7 @@ class TestVerdicts:
         avatar = Image.open(path).convert("RGB")
         avatar.thumbnail((64, 64), Image.LANCZOS)
         out = protect(avatar, ProtectConfig(strength="high", steps=4, models=("taesd",),
-                                            measure=False)).image
+                                            view_sizes=(512,), measure=False)).image
         buffer = _io.BytesIO()
         out.save(buffer, "JPEG", quality=95, subsampling=0)
         copy = Image.open(buffer).convert("RGB")
@@ -594,10 +592,7 @@ def test_the_sdxl_and_flux_stand_ins_are_measured_at_1024_too(photo):
     """SDXL and FLUX edit at 1024 px, where a perturbation made at 512 keeps much less:
     with at_1024, verify also measures their stand-ins there (as the photo is), and only
     theirs, against a hand computation at 1024; its verdict is the weakest's there."""
-    rng = np.random.default_rng(1)
-    noisy = Image.fromarray(np.clip(np.asarray(photo, dtype=np.int16)
-                                    + rng.integers(-8, 9, (256, 256, 3)), 0, 255)
-                            .astype(np.uint8))
+    noisy = with_noise(photo, 8, seed=1)
     cache: dict = {}
     v = verify_images(photo, noisy, ("as-is",), models=("taesd", "taesdxl"), at_1024=True,
                       clean_cache=cache)
