@@ -73,7 +73,7 @@ def test_verify_flattens_a_transparent_pair_for_the_posting_presets_only(model_d
     cloak's copies are): as it is, the stored colour of both is compared, hidden pixels
     included; after instagram, the two flattened onto white, where the hidden half is
     white in both."""
-    base = np.asarray(Image.open(small_photo(tmp_path / "p.png", size=(128, 96)))
+    base = np.asarray(Image.open(small_photo(tmp_path / "p.png", size=(128, 64)))
                       .convert("RGB"))
     noise = np.random.default_rng(2).integers(-8, 9, base.shape)
     noisy = np.clip(base.astype(np.int16) + noise, 0, 255).astype(np.uint8)
@@ -224,7 +224,7 @@ def test_a_transparent_original_pairs_with_a_platforms_flattened_copy(model_dir,
 
 
 def test_a_transparent_pair_and_an_opaque_pair_get_the_right_notes(model_dir):
-    original, copy = hidden_black((96, 64))
+    original, copy = hidden_black((96, 48))
     both = verify_images(original, copy, ("as-is", "instagram"), models=("taesd",))
     assert "the photos are transparent" in both.note
     assert "flattened onto white" in both.note
@@ -243,7 +243,7 @@ def test_a_transparent_pair_and_an_opaque_pair_get_the_right_notes(model_dir):
 def test_an_original_whose_copy_dropped_its_transparency_pairs_that_way(model_dir):
     """An editor's convert("RGB") keeps the colour stored under the transparency: the
     original is compared with its alpha dropped, and the note says so."""
-    original, copy = hidden_black((128, 96))
+    original, copy = hidden_black((128, 64))
     v = verify_images(original, copy.convert("RGB"), ("as-is",), models=("taesd",))
     assert "flattened by dropping its transparency" in v.note
     plain = verify_images(original.convert("RGB"), copy.convert("RGB"), ("as-is",),
