@@ -485,7 +485,7 @@ def test_ctrl_c_stops_cleanly_with_exit_130(tmp_path, six_photos, stop_signal):
 
 def test_verify_with_original_prints_channels_and_writes_json(tmp_path, small_photo,
                                                               model_dir):
-    src = small_photo(tmp_path / "a.png", size=(96, 64))
+    src = small_photo(tmp_path / "a.png", size=(96, 48))
     out = tmp_path / "out"
     assert invoke("protect", src, "--out", out, *TINY).exit_code == 0
     report = tmp_path / "v.json"
@@ -524,7 +524,7 @@ def test_verify_with_original_prints_channels_and_writes_json(tmp_path, small_ph
 
 
 def test_verify_measures_the_sdxl_stand_in_at_1024_too(tmp_path, small_photo, model_dir):
-    src = small_photo(tmp_path / "a.png", size=(96, 64))
+    src = small_photo(tmp_path / "a.png", size=(96, 48))
     out = tmp_path / "out"
     assert invoke("protect", src, "--out", out, *TINY).exit_code == 0
     report = tmp_path / "v.json"
@@ -813,7 +813,7 @@ def test_verify_json_is_replaced_by_the_next_run_even_a_refused_one(tmp_path, sm
     """`cloak verify a b --json r.json` twice replaces its own report (it was refused as
     "not a cloak report" once the key became protected_copy); a refused pair leaves this
     run's error, not the earlier pair's verdict; `--json=~/r.json` is the home folder."""
-    src = small_photo(tmp_path / "a.png", size=(96, 64))
+    src = small_photo(tmp_path / "a.png", size=(96, 48))
     out = tmp_path / "out"
     assert invoke("protect", src, "--out", out, *TINY).exit_code == 0
     report = tmp_path / "r.json"
@@ -825,7 +825,7 @@ def test_verify_json_is_replaced_by_the_next_run_even_a_refused_one(tmp_path, sm
     assert data["verdict"] in ("strong", "moderate", "weak", "none")
     assert list(data["channels"][0]["damage_db"]) == ["taesd"]  # named twice, once
     assert result.stdout.splitlines()[2].split() == ["channel", "taesd", "taesd"]
-    other = small_photo(tmp_path / "b.png", size=(96, 64), index=3)
+    other = small_photo(tmp_path / "b.png", size=(96, 48), index=3)
     result = invoke("verify", src, other, "--models", "taesd", "--json", report)
     assert result.exit_code == 1 and "differ far more" in result.stderr
     data = json.loads(report.read_text())
@@ -939,7 +939,7 @@ def test_verify_keeps_its_result_when_the_reader_leaves_or_is_stopped(
     while it measures leaves this run's "interrupted", not the earlier pair's verdict."""
     import cloak.verify
 
-    src = small_photo(tmp_path / "a.png", size=(96, 64))
+    src = small_photo(tmp_path / "a.png", size=(96, 48))
     out = tmp_path / "out"
     assert invoke("protect", src, "--out", out, *TINY).exit_code == 0
     report = tmp_path / "r.json"
