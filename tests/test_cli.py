@@ -726,7 +726,7 @@ def test_verify_measures_the_channels_asked_for_and_always_as_is(tmp_path, small
     copy = tmp_path / "b.png"
     with Image.open(src) as im:
         noisy = np.asarray(im, dtype=np.int16) + np.random.default_rng(0).integers(-4, 5, (
-            64, 128, 3))
+            im.height, im.width, 3))
     Image.fromarray(noisy.clip(0, 255).astype(np.uint8)).save(copy)
     report = tmp_path / "r.json"
     result = invoke("verify", src, copy, "--models", "taesd", "--channels", "JPEG50,blur",

@@ -256,7 +256,7 @@ def test_the_floor_re_saves_the_original_not_the_copy(tmp_path, small_photo, kin
         original.putalpha(alpha)
         paired = Image.new("RGB", rgb.size, (0, 0, 0))
         paired.paste(rgb, mask=alpha)
-    noise = np.random.default_rng(0).choice([-8, 8], (128, 256, 3))
+    noise = np.random.default_rng(0).choice([-8, 8], (rgb.height, rgb.width, 3))
     changed = Image.fromarray(np.clip(np.asarray(paired, np.int16) + noise, 0, 255)
                               .astype(np.uint8))
     path = tmp_path / "c.jpg"

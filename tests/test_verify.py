@@ -52,21 +52,21 @@ def protected_copy(img: Image.Image, config: ProtectConfig) -> Image.Image:
 
 def damage_by_hand(model_name: str, clean: Image.Image, copy: Image.Image, size: int
                    ) -> float:
-    """Damage computed here, not through cloak.metrics (which verify itself uses): both
-    photos resized to long side `size` px, sides a multiple of 8 (bicubic, antialiased, as
-    verify measures), then PSNR(D(E(x)), x) - PSNR(D(E(x_adv)), x)
-    = 10 log10(mse_adv / mse_clean)."""
+    """Damage computed here, not through cloak.metrics' damage functions (which verify
+    itself uses): both photos resized to long side `size` px (the sides from
+    metrics.long_side_dims, as verify sizes them; bicubic, antialiased), then
+    PSNR(D(E(x)), x) - PSNR(D(E(x_adv)), x) = 10 log10(mse_adv / mse_clean)."""
     import torch
     import torch.nn.functional as F
 
     from cloak.device import autocast
+    from cloak.metrics import long_side_dims
     from cloak.models import load_autoencoder
 
     model = load_autoencoder(model_name)
     x, xa = (torch.from_numpy(np.asarray(i, dtype=np.float32) / 255).permute(2, 0, 1)[None]
              for i in (clean, copy))
-    scale = size / max(clean.size)
-    dims = tuple(max(8, round(side * scale / 8) * 8) for side in (clean.height, clean.width))
+    dims = long_side_dims(clean.height, clean.width, size)
     xs, xas = (F.interpolate(i, size=dims, mode="bicubic", antialias=True,
                              align_corners=False).clamp(0, 1) for i in (x, xa))
     with torch.no_grad(), autocast(torch.device("cpu")):
@@ -342,9 +342,10 @@ class TestVerdicts:
 
 
     def test_cloak_s_own_copy_of_a_small_photo_is_comparable(self, model_dir):
-        """A 64 px avatar is not averaged down at 64 px: its copy at high (eps 12; at 512 px
-        alone here, to save the 1024 px view's time), as a JPEG, measured 27 dB there and was refused as "another photo" (the app's posting
-        check failed on it too). The bar follows the size; a brighter edit still fails."""
+        """A 64 px avatar is not averaged down at 64 px: its copy at high (eps 12; made at
+        512 px alone here, to save the 1024 px view's time), as a JPEG, measured 27 dB there
+        and was refused as "another photo" (the app's posting check failed on it too). The
+        bar follows the size; a brighter edit still fails."""
         import io as _io
 
         from PIL import ImageEnhance
