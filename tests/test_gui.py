@@ -1025,6 +1025,7 @@ class TestProtecting:
                 window.statusBar().currentMessage()
             assert not window.is_running() and not (tmp_path / "protected").exists()
         monkeypatch.setenv("CLOAK_DEVICE", "cpu")  # mended: the problem's line goes
+        window.settings["measure"] = False  # the device, not the figures
         window.start()
         assert not window.statusBar().currentMessage().startswith("settings problem")
         assert wait_until(lambda: not window.is_running(), 60)
@@ -1488,6 +1489,7 @@ class TestReviewFixes:
 
     @pytest.mark.usefixtures("model_dir")
     def test_a_failed_photo_can_be_retried(self, window, tmp_path, small_photo):
+        window.settings["measure"] = False  # the row's states, not its figures
         photo = tmp_path / "a.png"
         photo.write_text("not a photo yet")
         window.add_paths([photo])
@@ -1689,6 +1691,7 @@ class TestReviewFixes:
         that: the search's result, back after the batch, leaves the failure shown."""
         import threading
 
+        window.settings["measure"] = False  # the row's states, not its figures
         good = small_photo(tmp_path / "one.png", size=(64, 64))
         bad = tmp_path / "home" / "bad.png"
         bad.parent.mkdir()
@@ -2107,8 +2110,8 @@ class TestReviewFixes:
         out.mkdir()
         (out / long_name.name).write_bytes(b"an earlier copy")
         other = small_photo(tmp_path / "b.png", index=1)
-        worker = ProtectWorker([Job(0, photo, out), Job(1, other, out)],
-                               ProtectConfig(strength="fast", **TINY))
+        worker = ProtectWorker([Job(0, photo, out), Job(1, other, out)],  # names, not figures
+                               ProtectConfig(strength="fast", measure=False, **TINY))
         protected, failed = {}, []
         worker.protected.connect(lambda i, outcome: protected.update({i: outcome.dst}))
         worker.failed.connect(lambda i, message: failed.append((i, message)))
@@ -2197,7 +2200,7 @@ class TestReviewFixes:
         day_and_a_bit = time.time() - 25 * 3600
         os.utime(stale, (day_and_a_bit, day_and_a_bit))
         worker = ProtectWorker([Job(0, small_photo(tmp_path / "a.jpg"), out)],
-                               ProtectConfig(strength="fast", **TINY))
+                               ProtectConfig(strength="fast", measure=False, **TINY))
         worker.run()
         assert not stale.exists() and fresh.exists() and (out / "a.jpg").is_file()
 
@@ -2645,6 +2648,7 @@ class TestReviewFixes:
     @pytest.mark.usefixtures("model_dir")
     def test_selecting_an_unprotected_photo_clears_the_comparison(self, window, tmp_path,
                                                                    small_photo):
+        window.settings["measure"] = False  # the comparison, not the figures
         window.add_paths([small_photo(tmp_path / "a.png")])
         window.start()
         assert wait_until(lambda: not window.is_running(), 60)
