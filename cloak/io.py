@@ -18,7 +18,7 @@ Formats (read -> written by default):
   perturbation. 1-bit images are written as 8-bit grayscale for the same reason.
 - WebP -> lossless WebP (lossy WebP is always 4:2:0 and moved pixels by up to 99/255
   under an 8/255 perturbation; lossless is exact and about 3x the size of lossy q95).
-- HEIC/HEIF -> HEIC, quality 95, 4:4:4 chroma (max error 6-7/255 on real photos), via
+- HEIC/HEIF -> HEIC, quality 95, 4:4:4 chroma, x265 "ultrafast" (max error 5-6/255), via
   pillow-heif; pixels are stored upright (the source's rotation is already applied by
   libheif). Without a HEVC encoder the copy is written as JPEG instead.
 - AVIF -> AVIF, quality 100, 4:4:4 chroma (near-lossless: max error 2/255, from the
@@ -95,6 +95,10 @@ MIN_SIDE = 16
 MAX_ASPECT = 16
 JPEG_QUALITY = 95
 HEIF_QUALITY = 95
+# x265 "ultrafast" (libheif's default is "slow"): at quality 95 4:4:4 about 3x faster than
+# "medium" on 3-8.5 MP photos (8.5 MP: 3.5 s against 10.7 on 2 cores), as close to the
+# unsaved copy, the same damage as saved (benchmarks/heif_preset.md)
+HEIF_PRESET = "ultrafast"
 AVIF_QUALITY = 100  # with 4:4:4: max error 2/255 (q95: 13/255, more than the perturbation)
 AVIF_SPEED = 8  # libaom: 2.5x faster than Pillow's default 6 at q100, same pixels, +1% size
 
@@ -1057,8 +1061,7 @@ def _save_options(photo: Photo, fmt: str, policy: md.MetadataPolicy, orientation
     elif fmt == "WEBP":
         options.update(lossless=True, quality=80, method=4, exact=True)
     elif fmt == "HEIF":
-        # x265 "medium" encodes twice as fast as libheif's default "slow" for +5% size.
-        options.update(quality=HEIF_QUALITY, chroma=444, enc_params={"preset": "medium"})
+        options.update(quality=HEIF_QUALITY, chroma=444, enc_params={"preset": HEIF_PRESET})
         if photo.info.get("nclx_profile") and policy.keep_icc:  # --no-icc: its tag too
             options["nclx_profile"] = photo.info["nclx_profile"]
     elif fmt == "AVIF":
