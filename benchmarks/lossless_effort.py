@@ -1,4 +1,5 @@
-"""How hard cloak's lossless encoders try: PNG's zlib level and lossless WebP's effort.
+"""How hard cloak's lossless encoders try: PNG's zlib level, lossless WebP's effort, and
+TIFF's predictor (horizontal differencing before LZW or deflate).
 
     CLOAK_MODEL_DIR=../shared/models python benchmarks/lossless_effort.py \
         [--photos d25,d18,d10,d01] [--repeats 3] [--table out.md]
@@ -32,6 +33,11 @@ SETTINGS = {  # name -> (Pillow format, save options)
     "WebP lossless q50 m2": ("WEBP", {"lossless": True, "quality": 50, "method": 2}),
     "WebP lossless q25 m1": ("WEBP", {"lossless": True, "quality": 25, "method": 1}),
     "WebP lossless q0 m0": ("WEBP", {"lossless": True, "quality": 0, "method": 0}),
+    "TIFF deflate": ("TIFF", {"compression": "tiff_adobe_deflate"}),
+    "TIFF deflate, predictor 2": ("TIFF", {"compression": "tiff_adobe_deflate",
+                                           "tiffinfo": {317: 2}}),
+    "TIFF LZW": ("TIFF", {"compression": "tiff_lzw"}),
+    "TIFF LZW, predictor 2": ("TIFF", {"compression": "tiff_lzw", "tiffinfo": {317: 2}}),
 }
 
 

@@ -24,7 +24,8 @@ Formats (read -> written by default):
 - AVIF -> AVIF, quality 100, 4:4:4 chroma (near-lossless: max error 2/255, from the
   RGB -> YCbCr rounding; grayscale as lossless 4:0:0), via Pillow's own AVIF plugin (libavif), where Pillow has one; the
   rotation stays a flag (irot/imir), as the source stored it. Read at 8 bits.
-- TIFF -> TIFF with the source's lossless compression (JPEG-compressed TIFF -> Deflate).
+- TIFF -> TIFF with the source's lossless compression (JPEG-compressed TIFF -> Deflate);
+  LZW and Deflate with horizontal differencing (predictor 2).
   16-bit grayscale stays 16-bit; 16-bit colour TIFF is read at 16 bits (with OpenCV)
   and written as 8-bit (Pillow cannot write 16-bit colour TIFF), so its figures are
   measured on the copy as written. Compressed TIFFs keep the IFD0 metadata but
@@ -128,6 +129,8 @@ FORMAT_SUFFIX = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "HEIF": ".heic"
 EXIF_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "TIFF", "AVIF"})
 NO_GRAY = frozenset({"WEBP"})  # written as RGB: WebP has no grayscale mode
 LOSSLESS_TIFF = frozenset({"raw", "tiff_lzw", "tiff_adobe_deflate", "packbits"})
+TIFF_PREDICTED = frozenset({"tiff_lzw", "tiff_adobe_deflate"})
+TIFF_PREDICTOR = 317  # the TIFF tag
 PNG_TEXT_RIGHTS = frozenset({"Author", "Copyright"})
 PNG_TEXT_OTHER = frozenset({"Title", "Description", "Creation Time"})
 PNG_TEXT_PERSONAL = frozenset({"Title", "Description"})  # free text: metadata.PERSONAL_TEXT
@@ -1116,6 +1119,15 @@ def _save_options(photo: Photo, fmt: str, policy: md.MetadataPolicy, orientation
         exif = (md.build_exif(photo.exif, policy, orientation, stored_size=stored_size,
                               max_bytes=md.MAX_JPEG_SEGMENT if fmt == "JPEG" else None)
                 if fmt != "BMP" else None)
+    if fmt == "TIFF" and options["compression"] in TIFF_PREDICTED:
+        # horizontal differencing (libtiff's predictor 2) before LZW or deflate: pixels
+        # exact, files about 40% smaller on photos (benchmarks/lossless_effort.md); Pillow
+        # takes the tag from the EXIF it writes (a `tiffinfo` would replace that EXIF)
+        tags = Image.Exif()
+        if exif:
+            tags.load(exif)
+        tags[TIFF_PREDICTOR] = 2
+        exif = tags
     if exif:
         options["exif"] = exif
     if xmp and fmt in ("JPEG", "WEBP", "HEIF", "AVIF"):
