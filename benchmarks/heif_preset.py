@@ -27,14 +27,17 @@ from pathlib import Path
 
 import numpy as np
 import pillow_heif
-from PIL import Image, ImageOps
+from PIL import Image
 
-from cloak import ProtectConfig, protect
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from efficacy import dev_photos, load_rgb
+from lossless_effort import PHOTOS, add_row, protected_at_fast, write_table
+
+from cloak import ProtectConfig
 from cloak.io import HEIF_QUALITY
 from cloak.verify import verify_images
 
 pillow_heif.register_heif_opener()
-PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "photos" / "dev"
 
 
 def saved_as_heic(image: Image.Image, preset: str) -> tuple[Image.Image, float, int]:
@@ -59,9 +62,8 @@ def whole_photo(presets: list[str], repeats: int) -> None:
 
     folder = Path(tempfile.mkdtemp(prefix="heif-preset-"))
     src = folder / "IMG_12mp.heic"
-    with Image.open(next(PHOTOS.glob("d25_*"))) as opened:
-        ImageOps.exif_transpose(opened).convert("RGB").resize((4032, 3024), Image.LANCZOS) \
-            .save(src, quality=90)
+    load_rgb(dev_photos(PHOTOS, ["d25"])[0]).resize((4032, 3024), Image.LANCZOS).save(
+        src, quality=90)
     config = ProtectConfig(strength="fast", measure=False)
     protect_file(src, folder / "warm-up.heic", config)  # models loaded, caches warm
     seconds: dict[str, list[float]] = {p: [] for p in presets}
@@ -92,14 +94,7 @@ def main() -> None:
         return
     rows = [("| photo | size | preset | encode s | MB | PSNR vs unsaved | largest change /255 "
              "| damage as saved (unsaved) |"), "|---|---|---|---|---|---|---|---|"]
-    for prefix in args.photos.split(","):
-        matches = sorted(PHOTOS.glob(f"{prefix.strip()}_*"))
-        if not matches:
-            sys.exit(f"no dev photo starts with {prefix!r} in {PHOTOS}")
-        path = matches[0]
-        with Image.open(path) as opened:
-            original = ImageOps.exif_transpose(opened).convert("RGB")
-        protected = protect(original, ProtectConfig(strength="fast", measure=False)).image
+    for path, original, protected in protected_at_fast(args.photos):
         cache: dict = {}
         unsaved = verify_images(original, protected, ("as-is",), clean_cache=cache,
                                 figures=False).as_is.damage_db
@@ -109,14 +104,10 @@ def main() -> None:
             psnr = 10 * np.log10(255 ** 2 / max((change ** 2).mean(), 1e-12))
             damage = verify_images(original, back, ("as-is",), clean_cache=cache,
                                    figures=False).as_is.damage_db
-            row = (f"| {path.name} | {original.width}x{original.height} | {preset} | "
-                   f"{seconds:.2f} | {size / 1e6:.2f} | {psnr:.2f} | {np.abs(change).max():.0f} "
-                   f"| {fmt(damage)} ({fmt(unsaved)}) |")
-            rows.append(row)
-            print(row, flush=True)
-    if args.table:
-        args.table.write_text("\n".join(rows) + "\n")
-
+            add_row(rows, f"| {path.name} | {original.width}x{original.height} | {preset} | "
+                          f"{seconds:.2f} | {size / 1e6:.2f} | {psnr:.2f} | "
+                          f"{np.abs(change).max():.0f} | {fmt(damage)} ({fmt(unsaved)}) |")
+    write_table(rows, args.table)
 
 if __name__ == "__main__":
     main()

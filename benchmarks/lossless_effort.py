@@ -20,7 +20,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from efficacy import dev_photos, load_rgb
 
 from cloak import ProtectConfig, protect
 
@@ -49,6 +52,30 @@ def encoded(image: Image.Image, fmt: str, options: dict) -> tuple[bytes, float]:
     return buffer.getvalue(), time.perf_counter() - started
 
 
+def protected_at_fast(prefixes: str):
+    """For each comma-separated dev photo prefix ("d25,d18"): (its path, its upright RGB,
+    that photo protected at `--strength fast`, in memory). Exits on a prefix with no photo."""
+    wanted = [p.strip() for p in prefixes.split(",") if p.strip()]
+    found = {path.name.split("_")[0]: path for path in dev_photos(PHOTOS, wanted)}
+    for prefix in wanted:
+        if prefix not in found:
+            sys.exit(f"no dev photo starts with {prefix!r} in {PHOTOS}")
+        original = load_rgb(found[prefix])
+        yield found[prefix], original, protect(original, ProtectConfig(
+            strength="fast", measure=False)).image
+
+
+def add_row(rows: list[str], row: str) -> None:
+    """Keep a table row and print it at once (a long run shows its progress)."""
+    rows.append(row)
+    print(row, flush=True)
+
+
+def write_table(rows: list[str], path: Path | None) -> None:
+    if path:
+        path.write_text("\n".join(rows) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", default="d25,d18,d10,d01",
@@ -57,13 +84,7 @@ def main() -> None:
     parser.add_argument("--table", type=Path, help="also write the table here (markdown)")
     args = parser.parse_args()
     rows = ["| photo | size | setting | median encode s | MB |", "|---|---|---|---|---|"]
-    for prefix in args.photos.split(","):
-        matches = sorted(PHOTOS.glob(f"{prefix.strip()}_*"))
-        if not matches:
-            sys.exit(f"no dev photo starts with {prefix!r} in {PHOTOS}")
-        with Image.open(matches[0]) as opened:
-            original = ImageOps.exif_transpose(opened).convert("RGB")
-        protected = protect(original, ProtectConfig(strength="fast", measure=False)).image
+    for path, original, protected in protected_at_fast(args.photos):
         pixels = np.asarray(protected)
         for name, (fmt, options) in SETTINGS.items():
             runs = []
@@ -72,14 +93,10 @@ def main() -> None:
                 runs.append(seconds)
             back = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
             if not np.array_equal(back, pixels):
-                sys.exit(f"{name} changed pixels of {matches[0].name}")
-            row = (f"| {matches[0].name} | {original.width}x{original.height} | {name} | "
-                   f"{statistics.median(runs):.2f} | {len(data) / 1e6:.2f} |")
-            rows.append(row)
-            print(row, flush=True)
-    if args.table:
-        args.table.write_text("\n".join(rows) + "\n")
-
+                sys.exit(f"{name} changed pixels of {path.name}")
+            add_row(rows, f"| {path.name} | {original.width}x{original.height} | {name} | "
+                          f"{statistics.median(runs):.2f} | {len(data) / 1e6:.2f} |")
+    write_table(rows, args.table)
 
 if __name__ == "__main__":
     main()

@@ -1115,19 +1115,20 @@ def _save_options(photo: Photo, fmt: str, policy: md.MetadataPolicy, orientation
                             ("GPS position", not policy.strip_gps and src.gps)) if kept))
         exif = md.build_exif(photo.exif, policy, orientation, xmp_for_tiff=xmp,
                              sub_ifds=sub_ifds, stored_size=stored_size, max_bytes=None)
+        if options["compression"] in TIFF_PREDICTED:
+            # horizontal differencing (libtiff's predictor 2) before LZW or deflate: pixels
+            # exact, files 11-60% smaller on dev photos, deflate's encode slower (8 MP:
+            # 2.5 s against 0.7; benchmarks/lossless_effort.md). Pillow takes the tag from
+            # the EXIF it writes (a `tiffinfo` would replace that EXIF).
+            tags = Image.Exif()
+            if exif:
+                tags.load(exif)
+            tags[TIFF_PREDICTOR] = 2
+            exif = tags
     else:
         exif = (md.build_exif(photo.exif, policy, orientation, stored_size=stored_size,
                               max_bytes=md.MAX_JPEG_SEGMENT if fmt == "JPEG" else None)
                 if fmt != "BMP" else None)
-    if fmt == "TIFF" and options["compression"] in TIFF_PREDICTED:
-        # horizontal differencing (libtiff's predictor 2) before LZW or deflate: pixels
-        # exact, files about 40% smaller on photos (benchmarks/lossless_effort.md); Pillow
-        # takes the tag from the EXIF it writes (a `tiffinfo` would replace that EXIF)
-        tags = Image.Exif()
-        if exif:
-            tags.load(exif)
-        tags[TIFF_PREDICTOR] = 2
-        exif = tags
     if exif:
         options["exif"] = exif
     if xmp and fmt in ("JPEG", "WEBP", "HEIF", "AVIF"):
