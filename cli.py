@@ -729,8 +729,8 @@ def write_json(json_path: Path, data: dict, code: int = 1, on_the_way_out: bool 
     the report a run before left there. A link at the temp file's name is never written
     through. A failure exits with `code`; `on_the_way_out` (the report of a run that
     fails anyway): a failure is a warning, so the run's own error line still follows."""
+    from cloak.atomic import write_atomic
     from cloak.errors import OutputExistsError
-    from cloak.io import write_atomic
 
     text = json.dumps(data, indent=2).encode("utf-8")
     try:  # a report is replaced; a file that appeared there during the run is not

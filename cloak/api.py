@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .atomic import check_folder_writable
 from .config import ProtectConfig, config_or_default
 from .errors import Cancelled, ConfigError, OutputError, OutputExistsError, UnsupportedImageError
 from .pipeline import Progress, measure_saved, protect_array
@@ -109,8 +110,9 @@ SAVE_OPTIONS = frozenset({"format", "jpeg_quality", "metadata"})  # io.save_phot
 def check_destination(src: Path, dst: Path, overwrite) -> None:
     """Refuse to write over the input (by any name: a hard link, another case on a
     case-insensitive disk), over a folder, or over an existing file `overwrite` does not
-    allow replacing (cloak.io.may_replace)."""
-    from .io import may_replace, same_file
+    allow replacing (cloak.atomic.may_replace)."""
+    from .atomic import may_replace
+    from .io import same_file
     try:
         if dst.is_dir():
             raise OutputError(f"output {dst} is a folder; give a file name")
@@ -173,7 +175,7 @@ def protect_file(src: str | Path, dst: str | Path, config: ProtectConfig | None 
     src, dst = Path(src), io.settled_path(dst)  # new/../x.png names x.png
     check_destination(src, dst, overwrite)
     if dst.parent.is_dir():  # a read-only folder or full disk fails now, not after the attack
-        io.check_folder_writable(dst.parent)
+        check_folder_writable(dst.parent)
     if config.preview:  # refuse before the work, not after the photo is written
         from .preview import preview_path
 

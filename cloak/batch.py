@@ -68,7 +68,7 @@ INSIDE_OUTPUT_FOLDER_SKIPPED = (f"its {{copies}} skipped (a folder inside a "
                                 "the other photos in it are protected")
 A_RECORDED_COPY = ("a copy cloak protected already (the output folder's record lists it); "
                    "protecting it again would add a second layer of noise: give the original")
-TEMP_GLOB = ".*.cloak-tmp-*"  # the temp files of io.write_atomic
+TEMP_GLOB = ".*.cloak-tmp-*"  # the temp files of atomic.write_atomic
 ALREADY_DONE = "already protected with these settings"
 NOT_A_PHOTO = "not a photo cloak reads"
 PACKAGE_SKIPPED = ("a library or app package, not walked (export its photos first, or give "
@@ -792,7 +792,7 @@ class Manifest:
         """Write atomically, as photos are written. OSError/OutputError if it can't, or if
         the record there is a newer cloak's. A damaged record is first set aside (kept as
         `.cloak-manifest.json.unreadable-TIME`), not replaced."""
-        from .io import write_atomic
+        from .atomic import write_atomic
 
         if self.found is not None:
             kind, detail = self.found

@@ -98,7 +98,7 @@ def preview_sheet(original: np.ndarray, protected: np.ndarray, budget: np.ndarra
 
 
 def save_preview(sheet: Image.Image, dst: str | Path, overwrite: bool = False) -> Path:
-    """Write the sheet as PNG atomically (see cloak.io.write_atomic)."""
-    from .io import write_atomic
+    """Write the sheet as PNG atomically (see cloak.atomic.write_atomic)."""
+    from .atomic import write_atomic
 
     return write_atomic(dst, lambda fp: sheet.save(fp, "PNG"), overwrite=overwrite)

@@ -1921,10 +1921,10 @@ def test_a_ctrl_c_while_a_written_copy_is_synced_keeps_it_as_cloak_s(
     """A second Ctrl-C in the folder sync just after the copy is renamed into place: the
     copy is cloak's, and the next run redoes it instead of refusing it as "not made by
     cloak"."""
-    from cloak import io
+    from cloak import atomic
 
     photo, out = small_photo(tmp_path / "a.png"), tmp_path / "out"
-    real_publish, real_sync, published = io._publish, io._fsync_folder, []
+    real_publish, real_sync, published = atomic._publish, atomic._fsync_folder, []
 
     def publish(temp, dst, overwrite):
         real_publish(temp, dst, overwrite)
@@ -1936,8 +1936,8 @@ def test_a_ctrl_c_while_a_written_copy_is_synced_keeps_it_as_cloak_s(
             raise KeyboardInterrupt
         real_sync(folder)
 
-    monkeypatch.setattr(io, "_publish", publish)
-    monkeypatch.setattr(io, "_fsync_folder", sync)
+    monkeypatch.setattr(atomic, "_publish", publish)
+    monkeypatch.setattr(atomic, "_fsync_folder", sync)
     assert batch.run(batch.plan([photo], out), out, tiny_config).interrupted
     assert "interrupted" in published and (out / "a.png").exists()
     monkeypatch.undo()

@@ -26,7 +26,7 @@ import pytest
 from conftest import PHOTOS, missing
 from PIL import ExifTags, Image, ImageCms, ImageFile, ImageOps, JpegImagePlugin
 
-from cloak import OutputError, UnsupportedImageError, io, metadata
+from cloak import OutputError, UnsupportedImageError, atomic, io, metadata, png16
 from cloak.metadata import DMI_PROHIBITED, MetadataPolicy
 
 GPS, EXIF_IFD = ExifTags.IFD.GPSInfo, ExifTags.IFD.Exif
@@ -152,7 +152,7 @@ def _png_gray16(p: Path) -> Path:
 
 def _png_rgb16(p: Path) -> Path:
     with open(p / "a.png", "wb") as fp:
-        io.write_png16(fp, pixels(dtype=np.uint16), {})
+        png16.write_png16(fp, pixels(dtype=np.uint16), {})
     return p / "a.png"
 
 
@@ -579,7 +579,7 @@ class TestIcc:
 
     def test_16bit_png_keeps_profile(self, tmp_path: Path) -> None:
         with open(tmp_path / "a.png", "wb") as fp:
-            io.write_png16(fp, pixels(dtype=np.uint16), {"icc_profile": SRGB})
+            png16.write_png16(fp, pixels(dtype=np.uint16), {"icc_profile": SRGB})
         _, dst = roundtrip(tmp_path / "a.png")
         with Image.open(dst) as out:
             assert out.info["icc_profile"] == SRGB
@@ -637,7 +637,7 @@ class TestAlphaAndDepth:
 
     def test_16bit_rgba_png_keeps_16bit_alpha(self, tmp_path: Path) -> None:
         with open(tmp_path / "a.png", "wb") as fp:
-            io.write_png16(fp, pixels(channels=4, dtype=np.uint16), {})
+            png16.write_png16(fp, pixels(channels=4, dtype=np.uint16), {})
         photo, dst = roundtrip(tmp_path / "a.png")
         back = io.load_photo(dst)
         assert photo.alpha.dtype == np.uint16 and np.array_equal(back.alpha, photo.alpha)
@@ -1735,7 +1735,7 @@ class TestAtomicWrite:
             Path(b).write_bytes(b"theirs")
             return real_link(a, b)
 
-        monkeypatch.setattr(io.os, "link", link_after_someone_else)
+        monkeypatch.setattr(atomic.os, "link", link_after_someone_else)
         with pytest.raises(OutputError, match="already exists"):
             io.save_photo(photo, photo.rgb, dst)
         assert dst.read_bytes() == b"theirs"
@@ -1747,7 +1747,7 @@ class TestAtomicWrite:
         def refuse(a, b):
             raise PermissionError(errno.EPERM, "Operation not permitted")
 
-        monkeypatch.setattr(io.os, "link", refuse)
+        monkeypatch.setattr(atomic.os, "link", refuse)
 
     def test_a_disk_without_hard_links_is_written_and_never_replaced(
             self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -1761,12 +1761,12 @@ class TestAtomicWrite:
             theirs.write_bytes(b"theirs")  # only the move itself can refuse it now
             fp.write(b"ours")
 
-        for atomic in (True, False):  # renameat2's no-replace, then check-then-rename
-            if not atomic:
-                monkeypatch.setattr(io, "_rename_no_replace", lambda temp, dst: False)
+        for one_step in (True, False):  # renameat2's no-replace, then check-then-rename
+            if not one_step:
+                monkeypatch.setattr(atomic, "_rename_no_replace", lambda temp, dst: False)
             theirs.unlink(missing_ok=True)
             with pytest.raises(OutputError, match="already exists"):
-                io.write_atomic(theirs, lands_during_the_write)
+                atomic.write_atomic(theirs, lands_during_the_write)
             assert theirs.read_bytes() == b"theirs"
             assert not list((tmp_path / "out").glob(".*cloak-tmp*"))
 
@@ -1782,9 +1782,9 @@ class TestAtomicWrite:
             asked.append(path)
             return path.read_bytes() == b"ours"
 
-        io.write_atomic(dst, lambda fp: fp.write(b"ours"), overwrite=only_ours)
+        atomic.write_atomic(dst, lambda fp: fp.write(b"ours"), overwrite=only_ours)
         assert dst.read_bytes() == b"ours" and asked == []  # nothing there: not asked
-        io.write_atomic(dst, lambda fp: fp.write(b"ours"), overwrite=only_ours)
+        atomic.write_atomic(dst, lambda fp: fp.write(b"ours"), overwrite=only_ours)
         assert asked == [dst]
 
         def lands_during_the_write(fp) -> None:
@@ -1792,10 +1792,10 @@ class TestAtomicWrite:
             fp.write(b"ours")
 
         with pytest.raises(OutputError, match="already exists"):
-            io.write_atomic(dst, lands_during_the_write, overwrite=only_ours)
+            atomic.write_atomic(dst, lands_during_the_write, overwrite=only_ours)
         assert dst.read_bytes() == b"theirs"
         assert [p.name for p in tmp_path.iterdir()] == ["a.bin"]
-        assert io.may_replace(True, dst) and not io.may_replace(False, dst)
+        assert atomic.may_replace(True, dst) and not atomic.may_replace(False, dst)
 
     def test_a_failed_overwrite_keeps_the_old_file(self, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
@@ -1834,7 +1834,7 @@ class TestAtomicWrite:
     def test_long_non_ascii_name_gets_a_temp_name_the_disk_accepts(self, tmp_path: Path
                                                                     ) -> None:
         dst = tmp_path / ("写真" * 40 + ".png")  # 244 bytes in UTF-8: a valid name
-        io.write_atomic(dst, lambda fp: fp.write(b"data"))
+        atomic.write_atomic(dst, lambda fp: fp.write(b"data"))
         assert dst.read_bytes() == b"data" and [p.name for p in tmp_path.iterdir()] == [dst.name]
 
     def test_temp_file_is_hidden_next_to_dst(self, tmp_path: Path) -> None:
@@ -1844,7 +1844,7 @@ class TestAtomicWrite:
             seen.extend((tmp_path / "sub").iterdir())
             fp.write(b"data")
 
-        io.write_atomic(tmp_path / "sub" / "f.bin", write)
+        atomic.write_atomic(tmp_path / "sub" / "f.bin", write)
         assert seen[0].parent == tmp_path / "sub"
         assert seen[0].name.startswith(".f.bin.cloak-tmp-")
         assert (tmp_path / "sub" / "f.bin").read_bytes() == b"data"
@@ -2396,7 +2396,7 @@ def test_a_copy_s_bytes_are_synced_before_it_takes_its_name(tmp_path: Path, monk
     own descriptor) before the rename publishes it, so a power cut never leaves a copy
     under its name with its data missing."""
     events: list[tuple[str, str]] = []
-    real_fsync, real_publish = io.os.fsync, io._publish
+    real_fsync, real_publish = atomic.os.fsync, atomic._publish
 
     def fsync(fd: int) -> None:
         events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
@@ -2406,9 +2406,9 @@ def test_a_copy_s_bytes_are_synced_before_it_takes_its_name(tmp_path: Path, monk
         events.append(("publish", str(temp)))
         real_publish(temp, dst, overwrite)
 
-    monkeypatch.setattr(io.os, "fsync", fsync)
-    monkeypatch.setattr(io, "_publish", publish)
-    dst = io.write_atomic(tmp_path / "a.bin", lambda fp: fp.write(b"data"))
+    monkeypatch.setattr(atomic.os, "fsync", fsync)
+    monkeypatch.setattr(atomic, "_publish", publish)
+    dst = atomic.write_atomic(tmp_path / "a.bin", lambda fp: fp.write(b"data"))
     assert dst.read_bytes() == b"data"
     published = next(i for i, (kind, _) in enumerate(events) if kind == "publish")
     temp = events[published][1]

@@ -19,6 +19,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QRunnable, Signal, Slot
 
 from cloak import Cancelled, CloakError, OutputError, ProtectConfig, Report
+from cloak.atomic import check_folder_writable
 from cloak.batch import FOLDER_STOPS  # a full or read-only disk: the folder fails
 from cloak.errors import (
     ModelError,
@@ -26,7 +27,7 @@ from cloak.errors import (
     is_gpu_out_of_memory,
     is_out_of_memory,
 )
-from cloak.io import check_folder_writable, output_path_for
+from cloak.io import output_path_for
 from cloak.report import VERDICTS, verdict_for
 
 from .paths import unique_destination

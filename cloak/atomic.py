@@ -1,0 +1,208 @@
+"""Write a file so that it is either whole at its name or not there at all.
+
+    write_atomic(dst, lambda fp: fp.write(data))     # never replaces a file at dst
+    write_atomic(dst, write, overwrite=True)          # replaces one
+
+The bytes go to a hidden temp file beside dst (`.NAME.cloak-tmp-XXXXXXXX`), are flushed
+and fsynced, and the file is then linked or renamed to dst in one step that fails if a
+file appeared there meanwhile (unless `overwrite` allows replacing it). Any error removes
+the temp file and leaves dst as it was; errors are OutputError (OutputExistsError where
+dst exists).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io as _io
+import os
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from .errors import CloakError, OutputError, OutputExistsError
+
+
+def check_folder_writable(folder: str | os.PathLike[str]) -> None:
+    """Raise OutputError unless a file can be created in `folder`: a hidden probe file is
+    made and removed (a read-only card or share fails here, before the minutes an attack
+    takes; a full disk usually still takes an empty file, and fails on the photo's write,
+    whose OutputError carries the errno)."""
+    folder = Path(folder)
+    try:
+        temp, fd = _temp_file(folder, "write-check")
+    except OSError as exc:
+        raise OutputError(f"can't write in {folder} ({exc.strerror or exc})") from exc
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        temp.unlink()
+
+
+def _temp_file(folder: Path, name: str) -> tuple[Path, int]:
+    """Create a hidden, unique temp file next to the output (umask applies as usual)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        short = name.encode("utf-8", "surrogateescape")[:200].decode("utf-8", "ignore")
+        temp = folder / f".{short}.cloak-tmp-{secrets.token_hex(4)}"  # <= 255 bytes
+        try:
+            return temp, os.open(temp, flags, 0o666)
+        except FileExistsError:
+            continue
+    raise OutputError(f"cannot create a temporary file in {folder}")
+
+
+# Whether a write may replace a file already at its name: True, False, or a check asked
+# about the file found there at the moment the write is published (see may_replace).
+Overwrite = bool | Callable[[Path], bool]
+
+
+def may_replace(overwrite: Overwrite, path: Path) -> bool:
+    """Whether `overwrite` lets the file now at `path` be replaced. A check (a callable)
+    is asked about that file as it is now: a batch run redoing its own copy replaces the
+    file it wrote, not one a user put at that name while the photo was being protected."""
+    return bool(overwrite(path)) if callable(overwrite) else bool(overwrite)
+
+
+def _publish(temp: Path, dst: Path, overwrite: Overwrite) -> None:
+    """Move the finished temp file to dst. A file already there is replaced only where
+    `overwrite` allows it (may_replace, asked once one is found)."""
+    if overwrite is True:
+        os.replace(temp, dst)
+        return
+    try:
+        _publish_new(temp, dst)
+    except OutputExistsError:
+        if not callable(overwrite) or not may_replace(overwrite, dst):
+            raise
+        os.replace(temp, dst)  # (a file that appears between the check and here is lost:
+        # the window is this line, not the attack's minutes before it)
+
+
+def _publish_new(temp: Path, dst: Path) -> None:
+    """Move the finished temp file to dst; never replace a file (OutputExistsError)."""
+    try:
+        os.link(temp, dst)  # atomic and fails if dst appeared meanwhile
+    except FileExistsError:
+        raise OutputExistsError(dst) from None
+    except OSError:  # no hard links here (FAT, exFAT, some network shares)
+        if _rename_no_replace(temp, dst):
+            return
+        if dst.exists():  # no atomic way here: check, then rename (a short window)
+            raise OutputExistsError(dst) from None
+        os.replace(temp, dst)
+        return
+    os.unlink(temp)
+
+
+def _rename_no_replace(temp: Path, dst: Path) -> bool:
+    """Rename temp to dst in one step that fails if dst exists (Linux renameat2 with
+    RENAME_NOREPLACE, macOS renamex_np with RENAME_EXCL, Windows' rename). Raises
+    OutputExistsError if dst exists; False where the system or file system has no such
+    rename (the caller falls back to check-then-rename)."""
+    if os.name == "nt":
+        try:
+            os.rename(temp, dst)  # never replaces on Windows
+        except FileExistsError:
+            raise OutputExistsError(dst) from None
+        return True
+    import errno
+
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+    except (ImportError, OSError):  # a Python built without ctypes: fall back
+        return False
+    src_b, dst_b = os.fsencode(temp), os.fsencode(dst)
+    if hasattr(libc, "renameat2"):
+        at_fdcwd, rename_noreplace = -100, 1
+        result = libc.renameat2(at_fdcwd, src_b, at_fdcwd, dst_b, rename_noreplace)
+    elif hasattr(libc, "renamex_np"):
+        rename_excl = 0x4
+        result = libc.renamex_np(src_b, dst_b, rename_excl)
+    else:
+        return False
+    if result == 0:
+        return True
+    code = ctypes.get_errno()
+    if code == errno.EEXIST:
+        raise OutputExistsError(dst)
+    if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False  # this file system can't: fall back
+    raise OSError(code, os.strerror(code), str(dst))
+
+
+class _WritesChecked:
+    """A file whose bytes all go through its write(): it has no fileno(). Pillow's C
+    encoders write a file descriptor directly and take a short write as success, so a
+    full disk left a truncated JPEG that looked written; Python's buffered write() goes on
+    after a short write and raises when the disk is full."""
+
+    def __init__(self, fp: IO[bytes]):
+        self._fp = fp
+
+    def fileno(self) -> int:
+        raise _io.UnsupportedOperation("fileno")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fp, name)
+
+
+def write_atomic(dst: str | os.PathLike[str], write: Callable[[IO[bytes]], None], *,
+                 overwrite: Overwrite = False) -> Path:
+    """Run `write(fp)` into a hidden temp file in dst's folder, fsync, then move it to
+    dst (replacing a file there only where `overwrite` allows: see may_replace). On any
+    error the temp file is removed and dst is left as it was."""
+    dst = Path(dst)
+    folder = dst.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create folder {folder}: {exc.strerror or exc}") from None
+    try:
+        temp, fd = _temp_file(folder, dst.name)
+    except OSError as exc:
+        error = OutputError(f"cannot write in {folder}: {exc.strerror or exc}")
+        error.errno = exc.errno
+        raise error from None
+    try:
+        with os.fdopen(fd, "wb") as fp:
+            write(_WritesChecked(fp))
+            fp.flush()
+            os.fsync(fp.fileno())
+        _publish(temp, dst, overwrite)
+    except CloakError:
+        temp.unlink(missing_ok=True)
+        raise
+    except OSError as exc:
+        temp.unlink(missing_ok=True)
+        error = OutputError(f"could not write {dst}: {exc.strerror or exc}")
+        error.errno = exc.errno
+        raise error from None
+    except Exception as exc:  # noqa: BLE001 - encoders raise many types; report, clean up
+        temp.unlink(missing_ok=True)
+        raise OutputError(f"could not encode {dst.name}: {exc}") from None
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    try:
+        _fsync_folder(folder)
+    except BaseException as exc:  # a second Ctrl-C here: dst is written, and said so
+        exc.written = str(dst)  # (batch keeps its record of it as cloak's own)
+        raise
+    return dst
+
+
+def _fsync_folder(folder: Path) -> None:
+    if os.name != "posix":
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
