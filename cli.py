@@ -644,7 +644,7 @@ def check_json_path(json_path: Path | None, out: Path | None = None) -> None:
         return
     if json_path.suffix.lower() in IMAGE_SUFFIXES:  # `--json me.jpg`
         fail(f"--json {json_path} names a photo file; give a .json file name")
-    from cloak.batch import LOCK_NAME, MANIFEST_NAME
+    from cloak.manifest import LOCK_NAME, MANIFEST_NAME
 
     if json_path.name in (MANIFEST_NAME, LOCK_NAME):
         fail(f"--json {json_path} is the name of cloak's own record in an output folder; "
@@ -1123,7 +1123,7 @@ def verify_folders(originals: Path, protected: Path, channels: tuple[str, ...],
     left_out: list[Path] = []  # photos in PROTECTED outside the copies of ORIGINALS
     pairs = pair_folders(originals, protected, unreadable, left_out)
     if not any(pair.original for pair in pairs):
-        from cloak.batch import MANIFEST_NAME
+        from cloak.manifest import MANIFEST_NAME
 
         swapped = ((originals / MANIFEST_NAME).is_file()
                    and not (protected / MANIFEST_NAME).is_file())

@@ -71,6 +71,7 @@ from . import metadata as md
 from .atomic import Overwrite, may_replace, write_atomic
 from .errors import CloakError, OutputError, OutputExistsError, UnsupportedImageError
 from .png16 import write_png16
+from .same_path import same_file
 
 log = logging.getLogger(__name__)
 pillow_heif.register_heif_opener()
@@ -1266,12 +1267,3 @@ def settled_path(path: str | os.PathLike[str]) -> Path:
     if ".." not in rest:
         return path
     return existing / os.path.normpath(os.path.join(*rest))
-
-
-def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
-    """Whether two paths name one file (a hard link, another letter case on a
-    case-insensitive disk); False when either can't be looked at."""
-    try:
-        return Path(a).samefile(b)
-    except OSError:
-        return False

@@ -11,7 +11,7 @@ writes under the copy's name, or else with the one photo of its name stem there 
 re-saved in another format since). A folder inside one that was given pairs with its part of
 the mirror (`cloak verify holiday/beach protected/`). A copy still without an
 original (its original renamed or moved within ORIGINALS since) is paired by the record
-cloak protect keeps in PROTECTED (batch.Manifest): the original's size and sha256.
+cloak protect keeps in PROTECTED (manifest.Manifest): the original's size and sha256.
 """
 
 from __future__ import annotations
@@ -107,28 +107,30 @@ def writes_as(original: Path, copy_name: str) -> bool:
 
 def recorded_mirrors(originals: Path, protected: Path, record=None
                      ) -> tuple[str | None, set[str]]:
-    """(the folder inside `protected` that its cloak record (batch.Manifest; `record`, or
+    """(the folder inside `protected` that its cloak record (manifest.Manifest; `record`, or
     read here) names as the mirror of `originals`, or of a folder `originals` is inside
     (then that mirror's matching subfolder, as "holiday/beach"), or None; the mirrors it
     records for other folders that are still there). `cloak protect 2023/Camera
     2024/Camera` mirrors them as `Camera` and `Camera (2)`: with 2024/Camera moved,
     `Camera`'s copies are 2023's, not its. Names a hand-edited record gives that are not
     one plain folder name are passed over (they could point outside `protected`)."""
-    from .batch import Manifest, _is_plain_name, _same_folder_path
+    from .manifest import Manifest
+    from .planning import is_plain_name
+    from .same_path import same_folder_path
 
     record = record if record is not None else Manifest(protected)
     real = os.path.realpath(originals)
     mine, around, others = None, None, set()  # its own mirror, a mirror's subfolder
     for name, folder in record.folders.items():
-        if not _is_plain_name(name) or "\0" in folder:
+        if not is_plain_name(name) or "\0" in folder:
             continue
         recorded = os.path.realpath(folder)
         prefix = recorded.rstrip(os.sep) + os.sep  # in the letter case typed (macOS)
         inside = os.path.relpath(real, real[:len(prefix)]) if (
             real.casefold().startswith(prefix.casefold())
-            and _same_folder_path(recorded, real[:len(prefix)].rstrip(os.sep) or os.sep)
+            and same_folder_path(recorded, real[:len(prefix)].rstrip(os.sep) or os.sep)
         ) else None
-        if _same_folder_path(recorded, real) and (protected / name).is_dir():
+        if same_folder_path(recorded, real) and (protected / name).is_dir():
             mine = mine or name
         elif inside and (protected / name / inside).is_dir():
             around = around or PurePosixPath(name, *Path(inside).parts).as_posix()
@@ -146,9 +148,10 @@ def pair_folders(originals: Path, protected: Path,
     another run, such as one photo protected alone into the same folder). A copy that is
     its own original pairs with none. `unreadable`: see photos_under.
     UnsupportedImageError where the two are one folder, or there is no photo to pair."""
-    from .batch import Manifest, _same_folder_path
+    from .manifest import Manifest
+    from .same_path import same_folder_path
 
-    if _same_folder_path(os.path.realpath(originals), os.path.realpath(protected)):
+    if same_folder_path(os.path.realpath(originals), os.path.realpath(protected)):
         raise UnsupportedImageError(
             f"{originals} was given twice: give the folder of originals first, then the "
             "folder cloak protect wrote their copies to")
@@ -195,7 +198,7 @@ def pair_folders(originals: Path, protected: Path,
 
 def pair_by_record(pairs: list[Pair], originals: Path, entries: dict[str, dict],
                    unreadable: list[OSError] | None = None) -> list[Pair]:
-    """`pairs` checked against cloak's record (`entries`: copy name -> batch.Manifest
+    """`pairs` checked against cloak's record (`entries`: copy name -> manifest.Manifest
     entry, which gives each original's size and sha256). A copy with no original, or whose
     original by path is not the recorded content (edited since, or another photo of that
     name), is paired with the photo under `originals` of the recorded content that is not
@@ -206,7 +209,7 @@ def pair_by_record(pairs: list[Pair], originals: Path, entries: dict[str, dict],
     (renamed since) is looked up in the record by its own size and sha256. `unreadable`
     (see photos_under) gets the folders under `originals` that could not be searched,
     where a copy is left without its original (once each)."""
-    from .batch import matches_record
+    from .manifest import matches_record
     from .models.weights import sha256_of
 
     hashes: dict[Path, str | None] = {}

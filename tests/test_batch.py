@@ -17,7 +17,18 @@ import pytest
 from PIL import Image
 
 from cloak import Cancelled, CloakError, ModelError, ProtectConfig, batch, io
-from cloak.batch import CANCELLED, FAILED, MANIFEST_NAME, PROTECTED, SKIPPED
+from cloak import manifest as manifest_module
+from cloak.batch import CANCELLED, FAILED, PROTECTED, SKIPPED
+from cloak.manifest import (
+    LOCK_NAME,
+    MANIFEST_NAME,
+    Manifest,
+    output_folder_lock,
+    pending_is_ours,
+    settings_change,
+)
+from cloak.planning import A_PROTECTED_COPY, Mirrors, root_mirror_name
+from cloak.same_path import only_spelt_apart
 
 
 def sha256(path: Path) -> str:
@@ -144,10 +155,10 @@ class TestPlan:
 
     def test_only_spelt_apart_names_the_difference(self):
         nfc, nfd = "/o/Caf\u00e9.png", "/o/Cafe\u0301.png"
-        assert batch._only_spelt_apart("/o/a.png", "/o/a.png") == ""
-        assert "only in letter case," in batch._only_spelt_apart("/o/A.png", "/o/a.png")
-        assert "only in how accented letters are encoded," in batch._only_spelt_apart(nfc, nfd)
-        assert "only in letter case and how accented" in batch._only_spelt_apart(
+        assert only_spelt_apart("/o/a.png", "/o/a.png") == ""
+        assert "only in letter case," in only_spelt_apart("/o/A.png", "/o/a.png")
+        assert "only in how accented letters are encoded," in only_spelt_apart(nfc, nfd)
+        assert "only in letter case and how accented" in only_spelt_apart(
             nfc, nfd.lower())
 
     def test_a_preview_sheet_named_as_a_file_is_not_protected(self, tmp_path, small_photo):
@@ -268,7 +279,7 @@ class TestPlan:
         out = tmp_path / "in" / "out"
         config = tiny_config.replace(metadata=MetadataPolicy.choose(notices=False))
         assert batch.run(batch.plan([a], out), out, config).counts[PROTECTED] == 1
-        manifest = out / batch.MANIFEST_NAME
+        manifest = out / MANIFEST_NAME
         for record, why in (("{not json", "unreadable"),
                             ('{"version": 99, "photos": {}}', "from a newer cloak")):
             manifest.write_text(record)
@@ -279,7 +290,7 @@ class TestPlan:
         # a run sets the damaged record aside and starts a new one: the next still skips
         manifest.write_text("{not json")
         batch.run(batch.plan([tmp_path / "in"], out), out, config)
-        assert list(out.glob(f"{batch.MANIFEST_NAME}.unreadable-*"))
+        assert list(out.glob(f"{MANIFEST_NAME}.unreadable-*"))
         items = batch.plan([tmp_path / "in"], out)
         assert [i.src for i in items if i.status == "pending"] == [a]
 
@@ -508,15 +519,15 @@ class TestRun:
         assert refused.status == FAILED and "other settings (--steps 1 -> 2)" in refused.message
         # another strength is named in the options' terms, not its preset's inner tuning
         fast, medium = (ProtectConfig(strength=s).fingerprint() for s in ("fast", "medium"))
-        assert batch._settings_change(fast, medium) == (
+        assert settings_change(fast, medium) == (
             "--strength fast -> medium, --steps 4 -> 32")
         # in the options' terms and as typed: --eps 8 -> 6, not eps255 8.0 -> 6.0
-        assert batch._settings_change(medium, {**medium, "eps255": 6.0}) == "--eps 8 -> 6"
+        assert settings_change(medium, {**medium, "eps255": 6.0}) == "--eps 8 -> 6"
         retuned = {**medium, "flat_floor": 0.3}  # the same strength, as another cloak made it
-        assert batch._settings_change(retuned, medium) == (
+        assert settings_change(retuned, medium) == (
             "the medium preset as another cloak version tuned it")
         wider = ProtectConfig(strength="medium", view_sizes=(512, 1024)).fingerprint()
-        assert batch._settings_change(medium, wider) == "--editor-sizes 512 -> 512,1024"
+        assert settings_change(medium, wider) == "--editor-sizes 512 -> 512,1024"
         assert again(other, overwrite=True).status == PROTECTED
         assert again(other).status == SKIPPED
         # a setting recorded on one side only (a non-default metadata policy) is named
@@ -606,7 +617,7 @@ class TestRun:
         items = batch.run(batch.plan([gif, shoot / "a.png"], shoot), shoot, tiny_config).items
         assert [(i.src.name, i.status, i.message) for i in items] == [
             ("a.gif", SKIPPED, batch.ALREADY_DONE),
-            ("a.png", SKIPPED, batch.A_PROTECTED_COPY)]
+            ("a.png", SKIPPED, A_PROTECTED_COPY)]
 
     def test_overwrite_never_replaces_an_original_beside_the_source(self, tmp_path,
                                                                   small_photo, tiny_config):
@@ -1282,13 +1293,13 @@ class TestReviewFixes:
         out.mkdir()
         live = out / ".b.png.cloak-tmp-1234"  # another run's photo, being written
         live.write_bytes(b"half a photo")
-        with batch.output_folder_lock(out):
+        with output_folder_lock(out):
             with pytest.raises(CloakError, match="another cloak protect is writing"):
                 batch.run(batch.plan([photo], out), out, tiny_config)
             assert live.exists()
         [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
         assert item.status == PROTECTED
-        assert not (out / batch.LOCK_NAME).exists()
+        assert not (out / LOCK_NAME).exists()
 
     def test_a_run_that_loses_the_race_for_a_new_out_keeps_the_winners_temp_files(
             self, tmp_path, small_photo, tiny_config, monkeypatch):
@@ -1304,7 +1315,7 @@ class TestReviewFixes:
         def the_other_run_arrives(config, progress=None):
             load(config, progress)
             out.mkdir()
-            winner.enter_context(batch.output_folder_lock(out))
+            winner.enter_context(output_folder_lock(out))
             live.write_bytes(b"half a photo")
 
         monkeypatch.setattr(batch, "preload_models", the_other_run_arrives)
@@ -1328,9 +1339,9 @@ class TestReviewFixes:
     def test_a_lock_file_that_is_a_link_is_not_followed(self, tmp_path):
         out = tmp_path / "out"
         out.mkdir()
-        (out / batch.LOCK_NAME).symlink_to(tmp_path / "elsewhere.lock")  # dangling
+        (out / LOCK_NAME).symlink_to(tmp_path / "elsewhere.lock")  # dangling
         with pytest.raises(CloakError, match="can't write to output folder"), \
-                batch.output_folder_lock(out):
+                output_folder_lock(out):
             pass
         assert not (tmp_path / "elsewhere.lock").exists()
 
@@ -1541,10 +1552,10 @@ def test_a_folder_named_by_another_string_keeps_its_mirror(tmp_path):
     (tmp_path / "Other").mkdir()
     recorded = {"Photos": str(tmp_path / "Photos")}
     again = str(tmp_path / "Other" / ".." / "Photos")
-    assert batch.Mirrors(recorded, tmp_path / "out").name_for(again) == "Photos"
+    assert Mirrors(recorded, tmp_path / "out").name_for(again) == "Photos"
     other = tmp_path / "elsewhere" / "Photos"
     other.mkdir(parents=True)
-    assert batch.Mirrors(recorded, tmp_path / "out").name_for(str(other)) == "Photos (2)"
+    assert Mirrors(recorded, tmp_path / "out").name_for(str(other)) == "Photos (2)"
 
 
 def test_a_copy_named_in_another_case_is_found_in_its_record(tmp_path, small_photo,
@@ -1562,22 +1573,22 @@ def test_a_copy_named_in_another_case_is_found_in_its_record(tmp_path, small_pho
     os.link(out / "IMG_1.png", out / "img_1.png")  # what such a disk answers
     again = batch.run(batch.plan([typed], out), out, tiny_config)
     assert [i.message for i in again.items] == [batch.ALREADY_DONE]
-    assert set(batch.Manifest(out).entries) == {"IMG_1.png"}
+    assert set(Manifest(out).entries) == {"IMG_1.png"}
     (out / "img_1.png").unlink()
     (out / "img_1.png").write_bytes(b"the user's own file")
     other = batch.run(batch.plan([typed], out), out, tiny_config)
     assert other.items[0].status == FAILED
     assert (out / "img_1.png").read_bytes() == b"the user's own file"
-    assert set(batch.Manifest(out).entries) == {"IMG_1.png"}
+    assert set(Manifest(out).entries) == {"IMG_1.png"}
 
 
 def test_a_file_above_out_takes_no_mirror_name_but_a_file_at_it_does(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "holiday").write_text("the user's own file")
-    assert not batch.Mirrors({}, tmp_path / "notes.txt" / "out")._in_use("holiday")
-    assert batch.Mirrors({}, tmp_path / "out")._in_use("holiday")
-    assert batch.Mirrors({}, tmp_path / "out").name_for(str(tmp_path / "holiday")) \
+    assert not Mirrors({}, tmp_path / "notes.txt" / "out")._in_use("holiday")
+    assert Mirrors({}, tmp_path / "out")._in_use("holiday")
+    assert Mirrors({}, tmp_path / "out").name_for(str(tmp_path / "holiday")) \
         == "holiday (2)"
 
 
@@ -1610,7 +1621,7 @@ def test_a_manifest_can_not_send_a_mirror_outside_out(tmp_path, small_photo, rec
     out = tmp_path / "out"
     out.mkdir()
     real = os.path.realpath(photo.parent)
-    (out / batch.MANIFEST_NAME).write_text(json.dumps({"folders": {recorded: real}}))
+    (out / MANIFEST_NAME).write_text(json.dumps({"folders": {recorded: real}}))
     [item] = batch.plan([photo.parent], out)
     assert item.dst == out / "Camera" / "IMG_1.png"
 
@@ -1684,7 +1695,7 @@ def test_a_copy_written_by_a_worker_that_then_died_is_redone_not_refused(
     out = tmp_path / "out"
     for written, expected in ((made / "a.png", PROTECTED), (photo, FAILED)):
         [item] = batch.plan([photo], out)
-        manifest = batch.Manifest(out)
+        manifest = Manifest(out)
         batch._begin(item, manifest, tiny_config.fingerprint())
         item.dst.write_bytes(written.read_bytes())
         died = batch._lost_worker(cfp.BrokenProcessPool("a child process terminated"),
@@ -1704,7 +1715,7 @@ def test_a_copy_written_by_a_worker_that_then_died_is_redone_not_refused(
     # a stop sent to the whole process group (systemd, Slurm) ends the workers as the run
     # stops: the photo is cancelled, and the copy one had written is still cloak's
     [item] = batch.plan([photo], out)
-    manifest = batch.Manifest(out)
+    manifest = Manifest(out)
     batch._begin(item, manifest, tiny_config.fingerprint())
     item.dst.write_bytes((made / "a.png").read_bytes())
     stopped = threading.Event()
@@ -1806,8 +1817,8 @@ def test_a_chmod_or_restore_costs_one_hash_not_one_per_run(tmp_path, small_photo
     for path in (src, out / "a.png"):
         os.chmod(path, 0o600)
     hashed = []
-    real_sha = batch.sha256_of
-    monkeypatch.setattr(batch, "sha256_of", lambda path: hashed.append(path) or real_sha(path))
+    real_sha = manifest_module.sha256_of
+    monkeypatch.setattr(manifest_module, "sha256_of", lambda path: hashed.append(path) or real_sha(path))
     for expected in ({src, out / "a.png"}, set()):
         hashed.clear()
         [item] = batch.run(batch.plan([src], out), out, tiny_config).items
@@ -1953,8 +1964,8 @@ def test_a_redo_killed_after_writing_a_copy_without_a_note_is_trusted(tmp_path, 
     dst = small_photo(tmp_path / "out" / "a.png")
     old_copy = {"size": 1, "mtime_ns": 1, "ctime_ns": 1, "sha256": "0" * 64}
     no_notes = {"dst": old_copy, "settings": {"metadata": {"cloak_note": False}}}
-    assert batch._pending_is_ours(dst, no_notes)
-    assert not batch._pending_is_ours(dst, {"dst": old_copy, "settings": {}})
+    assert pending_is_ours(dst, no_notes)
+    assert not pending_is_ours(dst, {"dst": old_copy, "settings": {}})
 
 
 def test_a_drive_or_share_root_gets_a_mirror_name_of_its_own(tmp_path):
@@ -1963,13 +1974,13 @@ def test_a_drive_or_share_root_gets_a_mirror_name_of_its_own(tmp_path):
     " (2)". A root is named from its drive or share."""
     from pathlib import PurePosixPath, PureWindowsPath
 
-    assert batch.root_mirror_name(PureWindowsPath("E:\\")) == "E"
-    assert batch.root_mirror_name(PureWindowsPath("\\\\server\\share\\")) == "server-share"
-    assert batch.root_mirror_name(PurePosixPath("/")) == "root"
-    assert batch.root_mirror_name(PurePosixPath("/home/u/Pictures")) == "Pictures"
+    assert root_mirror_name(PureWindowsPath("E:\\")) == "E"
+    assert root_mirror_name(PureWindowsPath("\\\\server\\share\\")) == "server-share"
+    assert root_mirror_name(PurePosixPath("/")) == "root"
+    assert root_mirror_name(PurePosixPath("/home/u/Pictures")) == "Pictures"
     out = tmp_path / "out"
-    assert batch.Mirrors({}, out).name_for("/") == "root"
-    assert batch.Mirrors({"root": "/"}, out).name_for("/") == "root"  # the next run
+    assert Mirrors({}, out).name_for("/") == "root"
+    assert Mirrors({"root": "/"}, out).name_for("/") == "root"  # the next run
 
 
 def test_a_read_only_out_is_checked_by_a_rerun_and_refused_only_with_work(

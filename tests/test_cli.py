@@ -21,7 +21,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import cli
-from cloak.batch import MANIFEST_NAME
+from cloak.manifest import MANIFEST_NAME
 from cloak.report import shown_db, verdict_for
 
 # The quickest real run: one step of taesd, seen at 128 px (the smallest editing size;

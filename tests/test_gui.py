@@ -563,7 +563,7 @@ class TestHelpers:
             self, tmp_path, small_photo):
         """Save-to ~/Pictures holding originals, and ~/Pictures dropped: its photos are
         listed (it added nothing before), but not the copies the app recorded there."""
-        from cloak.batch import record_copy
+        from cloak.manifest import record_copy
 
         pictures = tmp_path / "Pictures"
         original = small_photo(tmp_path / "camera" / "a.jpg")
@@ -1904,7 +1904,7 @@ class TestReviewFixes:
         little it could match: thousands of copies made a re-drop crawl."""
         import json
 
-        from cloak.batch import MANIFEST_NAME, earlier_copy, record_copy
+        from cloak.manifest import MANIFEST_NAME, earlier_copy, record_copy
 
         out = tmp_path / "out"
         done, copy = small_photo(tmp_path / "a.png"), small_photo(out / "a.png")
@@ -2093,7 +2093,7 @@ class TestReviewFixes:
         assert outcome.status.startswith("protected, but measuring the saved copy failed")
         assert "not enough memory" in outcome.status
         # the copy is whole: recorded, so a later session does not protect it again
-        from cloak.batch import earlier_copy
+        from cloak.manifest import earlier_copy
 
         assert earlier_copy(photo, tmp_path / "out", worker.config.fingerprint()) == \
             outcome.dst
@@ -2125,7 +2125,7 @@ class TestReviewFixes:
             self, qapp, tmp_path, small_photo, model_dir, no_face_detector):
         """No face detector: the copy is recorded as made without face priority, so a
         later session with the detector does not take it for a copy made with it."""
-        from cloak.batch import earlier_copy
+        from cloak.manifest import earlier_copy
 
         photo, out = small_photo(tmp_path / "a.png"), tmp_path / "out"
         config = ProtectConfig(strength="fast", faces=True, measure=False, **TINY)

@@ -18,9 +18,9 @@ OUTPUT_FOLDER_NAME = "protected"
 
 
 def is_raw_file(path: Path) -> bool:
-    """True for a camera RAW file by its suffix (cloak.batch.RAW_SUFFIXES): not a photo
+    """True for a camera RAW file by its suffix (cloak.planning.RAW_SUFFIXES): not a photo
     cloak reads, but one the user meant to add."""
-    from cloak.batch import RAW_SUFFIXES
+    from cloak.planning import RAW_SUFFIXES
 
     return path.suffix.lower() in RAW_SUFFIXES
 
@@ -132,7 +132,7 @@ def expand_paths(paths: Iterable[str | Path], output_dir: Path | None = None,
             skip_outputs = bool(outputs) and real in outputs.parents
             copies = set()
             if real == outputs:
-                from cloak.batch import recorded_copies
+                from cloak.manifest import recorded_copies
 
                 copies = recorded_copies(path)
             for child in walk_files(path):

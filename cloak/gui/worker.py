@@ -91,7 +91,7 @@ def _folder_id(folder: Path) -> tuple[int, int] | None:
 def recorded_verdict(copy: Path, out_dir: Path) -> str | None:
     """The verdict (verify's word) that `out_dir`'s manifest keeps for the earlier copy
     `copy` (earlier_copy's), or None where it keeps none."""
-    from cloak.batch import Manifest
+    from cloak.manifest import Manifest
 
     verdict = (Manifest(out_dir).get(copy) or {}).get("verdict")
     return verdict if verdict in (*(name for name, _ in VERDICTS), "none") else None
@@ -278,12 +278,8 @@ class ProtectWorker(QObject):
         stamp = source_stamp(job.src)  # the photo as this copy is made from it
         dst: Path | None = None
         try:
-            from cloak.batch import (
-                earlier_copy,
-                faces_as_found,
-                record_copy,
-                settings_to_accept,
-            )
+            from cloak.batch import faces_as_found, settings_to_accept
+            from cloak.manifest import earlier_copy, record_copy
 
             if self._asked is None:  # once a run: faces as the face detector on disk allows
                 self._asked = self.config

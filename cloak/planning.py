@@ -1,0 +1,498 @@
+"""What a batch run is asked to do: walk the inputs, mirror their tree under OUT, and
+turn every problem found on the way into an Item already failed or skipped.
+
+    items = plan(["me.jpg", "holiday/"], "protected/")
+
+`plan` walks folders (symlinks followed, each real folder once), keeps files whose suffix
+is in `io.IMAGE_SUFFIXES`, and sends `holiday/a/b.jpg` to `protected/holiday/a/b.jpg` and
+`me.jpg` to `protected/me.jpg`. Missing paths, a photo named twice, an output that would
+replace its input, symlink loops, cloak's own copies (listed in an output folder's record,
+or carrying cloak's note in their XMP) and camera RAW files become items that are
+already `failed` or `skipped`, so one bad path never stops the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import stat
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePath
+
+from .errors import Cancelled
+from .manifest import MANIFEST_NAME, Manifest, matches_record, recorded_copies
+from .preview import PREVIEW_SUFFIX
+from .report import Report, plural
+from .same_path import fold, holds, only_spelt_apart, same_folder_path, stat_key
+
+# said as "FOLDER: its 2 protected copies are skipped ...": the folder's other photos are
+# still protected, so the line does not begin "skipped" as a skipped photo's does
+OUTPUT_FOLDER_SKIPPED = (f"its {{copies}} skipped (a cloak output folder: it "
+                         f"holds {MANIFEST_NAME}); the other photos in it are protected")
+INSIDE_OUTPUT_FOLDER_SKIPPED = (f"its {{copies}} skipped (a folder inside a "
+                                f"cloak output folder, whose {MANIFEST_NAME} lists them); "
+                                "the other photos in it are protected")
+A_RECORDED_COPY = ("a copy cloak protected already (the output folder's record lists it); "
+                   "protecting it again would add a second layer of noise: give the original")
+NOT_A_PHOTO = "not a photo cloak reads"
+PACKAGE_SKIPPED = ("a library or app package, not walked (export its photos first, or give "
+                   "the package itself)")
+FOLDER_TWICE = "folder already included (named twice)"
+# --out inside an input folder, whose record can't be read: its files are left alone
+# (cloak's copies without its note would be protected again)
+OUTPUT_RECORD_UNREADABLE = (f"not searched: it is this run's output folder, and its "
+                            f"{MANIFEST_NAME} is {{why}} (or a damaged one was set aside "
+                            "there), so cloak's copies in it can't be told from your photos")
+# A folder symlink the walk does not follow (a loop, or a folder walked already)
+LINK_NOT_FOLLOWED = "symlink to a folder "
+# Camera RAW files (a phone's ProRAW / Expert RAW DNG, a camera's own): named in the skip
+# line, since the photo is there but needs developing (Pillow would read only a DNG's
+# small preview)
+RAW_SUFFIXES = frozenset({".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf",
+                          ".pef", ".srw"})
+RAW_WHY = ("not protected: a RAW must be developed first; export it as JPEG, HEIC or TIFF "
+           "and protect that")
+RAW_SKIPPED = "{n} camera RAW file(s) ({kinds}) " + RAW_WHY
+# A file whose XMP carries cloak's note: protecting it again adds a second layer of noise.
+A_PROTECTED_COPY = ("a copy cloak protected already (its metadata says so); protecting it "
+                    "again would add a second layer of noise: give the original")
+PROTECTED_COPIES_SKIPPED = ("copies cloak protected already (their metadata says so), not "
+                            "protected again: {n}")
+PREVIEW_SKIPPED = (f"{NOT_A_PHOTO}: a preview sheet cloak wrote beside a copy "
+                   f"(*{PREVIEW_SUFFIX}); give the original photo")
+PROTECTED, SKIPPED, FAILED, CANCELLED = "protected", "skipped", "failed", "cancelled"
+
+
+@dataclass
+class Item:
+    """One input path and what happened to it. `dst` is None when there is no output."""
+
+    src: Path
+    dst: Path | None
+    status: str = "pending"  # pending | protected | skipped | failed | cancelled
+    message: str = ""  # why it was skipped, failed or not done
+    report: Report | None = None
+    replace: bool = False  # --overwrite or --force: files at dst and its sheet's name go
+    # file_stamp(dst) when the run itself judged that file its own to redo (not --overwrite):
+    # if the file changes before its turn comes, or before the copy is written over it,
+    # it is no longer that file. Likewise sheet_stamp for cloak's own preview sheet.
+    ours_stamp: tuple | None = None
+    sheet_stamp: tuple | None = None
+    dst_before: tuple | None = None  # file_stamp(dst) when its work began
+    folder: tuple[str, str] | None = None  # (mirror name under OUT, input folder's real path)
+
+    def to_dict(self) -> dict:
+        return {"src": str(self.src), "dst": None if self.dst is None else str(self.dst),
+                "status": self.status,
+                "error": self.message if self.status == FAILED else None,
+                "reason": self.message if self.status in (SKIPPED, CANCELLED) else None,
+                "report": self.report.to_dict() if self.report else None}
+
+
+def _is_photo_name(path: Path, suffixes: Iterable[str]) -> bool:
+    return path.suffix.lower() in suffixes
+
+
+def _skip_own_outputs(folder: Path, skip: set[str], problems: list[Item]) -> None:
+    """`folder` holds a cloak manifest (an earlier run's --out): add the outputs it lists
+    that are still the files cloak wrote to `skip` (real paths), so its protected copies
+    are not protected again while the user's own photos beside them (and in its mirror
+    folders) still are; one SKIPPED item says how many."""
+    copies = recorded_copies(folder)
+    skip.update(copies)
+    if copies:
+        problems.append(Item(folder, None, SKIPPED,
+                             OUTPUT_FOLDER_SKIPPED.format(copies=_protected_copies(len(copies)))))
+
+
+def _protected_copies(count: int) -> str:
+    """"1 protected copy is", "2 protected copies are" (OUTPUT_FOLDER_SKIPPED's words)."""
+    return f"{plural(count, 'protected copy', 'protected copies')} {'is' if count == 1 else 'are'}"
+
+
+def _recorded_above(real: str, cache: dict[str, set[str] | None]) -> set[str]:
+    """recorded_copies of the nearest output folder above real path `real` (a cloak
+    manifest in a folder that holds it, not `real` itself), or an empty set. `cache`:
+    folder -> its copies (None: no manifest), shared by one plan()."""
+    for parent in Path(real).parents:
+        folder = str(parent)
+        if folder not in cache:
+            cache[folder] = (recorded_copies(parent)
+                             if os.path.isfile(parent / MANIFEST_NAME) else None)
+        if cache[folder] is not None:
+            return cache[folder]
+    return set()
+
+
+def _set_aside_record(folder: Path) -> bool:
+    """Whether `folder` holds a damaged manifest an earlier run set aside
+    (MANIFEST_NAME.unreadable-TIME): the copies it listed are not in the new record."""
+    try:
+        return any(name.startswith(f"{MANIFEST_NAME}.unreadable-") for name in os.listdir(folder))
+    except OSError:
+        return False
+
+
+def _check_stop(should_stop: Callable[[], bool] | None) -> None:
+    if should_stop is not None and should_stop():
+        raise Cancelled("stopped while looking for photos")
+
+
+def _walk(folder: Path, rel: Path, skip: set[str], suffixes: Sequence[str],
+          seen_dirs: set, found: list[tuple[Path, Path]], problems: list[Item],
+          should_stop: Callable[[], bool] | None = None, out_real: str | None = None
+          ) -> None:
+    """Depth-first, sorted walk. Hidden entries (.*) are ignored; each real folder is
+    entered once, so symlink loops end; paths in `skip` (outputs: folders, and the copies
+    an earlier run's manifest lists) are never taken; library and app packages are not
+    entered (io.PACKAGE_SUFFIXES). `out_real`: the run's --out (real path), met inside
+    the input: its recorded copies are skipped without a line (as its mirror of this
+    folder is), and the user's own photos in it are taken, as when it is named; where its
+    manifest is unreadable or a newer cloak's, it is not entered (one SKIPPED item)."""
+    from .io import PACKAGE_SUFFIXES
+
+    _check_stop(should_stop)
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError as exc:
+        problems.append(Item(folder, None, FAILED, f"can't read folder: {exc.strerror or exc}"))
+        return
+    raws: list[str] = []  # suffixes of the camera RAW files here
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        path = Path(entry.path)
+        try:
+            is_dir = entry.is_dir()  # follows symlinks
+        except OSError:
+            is_dir = False
+        if is_dir and path.suffix.lower() in PACKAGE_SUFFIXES:
+            problems.append(Item(path, None, SKIPPED, PACKAGE_SKIPPED))
+            continue
+        if is_dir:
+            try:
+                key, real = stat_key(path), os.path.realpath(path)
+            except OSError as exc:
+                problems.append(Item(path, None, FAILED, f"can't read folder: {exc}"))
+                continue
+            if real in skip:
+                continue
+            if entry.is_symlink() and holds(real, os.path.realpath(folder)):
+                # a link up to the folder it sits in, or above (`up -> ..`, `/`, `~`):
+                # followed, it would take photos outside the folder named
+                problems.append(Item(path, None, SKIPPED,
+                                     f"{LINK_NOT_FOLLOWED}that holds it ({real}); not followed"))
+                continue
+            if key in seen_dirs:
+                if entry.is_symlink():
+                    problems.append(Item(path, None, SKIPPED,
+                                         f"{LINK_NOT_FOLLOWED}already walked ({real}); "
+                                         "not followed"))
+                continue
+            seen_dirs.add(key)
+            # os.path, not Path.is_file: that raises PermissionError in a folder that
+            # can't be searched, which would fail the whole input, not this folder
+            if real == out_real:
+                record = Manifest(path).found or (
+                    ("unreadable", "set aside") if _set_aside_record(path) else None)
+                if record is not None:  # it can't tell cloak's copies from the user's photos
+                    problems.append(Item(path, None, SKIPPED, OUTPUT_RECORD_UNREADABLE.format(
+                        why="from a newer cloak" if record[0] == "newer" else "unreadable")))
+                    continue
+                skip.update(recorded_copies(path))
+            elif os.path.isfile(path / MANIFEST_NAME):  # an earlier run's output folder
+                _skip_own_outputs(path, skip, problems)
+            _walk(path, rel / entry.name, skip, suffixes, seen_dirs, found, problems,
+                  should_stop, out_real)
+        elif _is_photo_name(path, suffixes) and not path.name.lower().endswith(PREVIEW_SUFFIX) \
+                and os.path.realpath(path) not in skip:
+            found.append((path, rel))
+        elif path.suffix.lower() in RAW_SUFFIXES:
+            raws.append(path.suffix[1:].upper())
+    if raws:  # one line for the folder: the photos are there, but need developing
+        problems.append(Item(folder, None, SKIPPED, RAW_SKIPPED.format(
+            n=len(raws), kinds=", ".join(sorted(set(raws))))))
+
+
+def _check_source(path: Path) -> str | None:
+    """Why `path` can't be read as a photo file, or None."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        if os.path.islink(path):  # never raises (Path.is_symlink can, with EACCES)
+            return f"broken or looping symlink ({exc.strerror or exc})"
+        if isinstance(exc, (FileNotFoundError, NotADirectoryError)):
+            return "no such file or folder"
+        return f"can't read: {exc.strerror or exc}"
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file"
+    return None
+
+
+class Mirrors:
+    """Which input folder each folder name under OUT mirrors. Recorded in OUT's manifest,
+    so a later run keeps each folder in its own mirror whatever else it is given:
+    `2023/Camera 2024/Camera` -> `Camera`, `Camera (2)`, and a later run of 2024/Camera
+    alone goes to `Camera (2)` again, not into 2023's copies."""
+
+    def __init__(self, recorded: dict[str, str], out_dir: Path | None = None):
+        self.owner = {name.casefold(): real for name, real in recorded.items()}
+        self.names = {real: name for name, real in recorded.items()}
+        self.used: set[str] = set()  # taken in this run, case-folded
+        self.out_dir = out_dir
+
+    def name_for(self, real: str) -> str:
+        """The mirror name for the input folder at real path `real`: the one recorded for
+        it, else its own name, or `name (2)`, ... when that is taken by another folder
+        (case-folded, so two folders never share a mirror on a case-insensitive disk), or
+        by something already in OUT that no run recorded (the user's own `DCIM`, or a
+        subfolder of the very folder being protected: copies never mix with originals)."""
+        recorded = next((name for owner, name in self.names.items()
+                         if same_folder_path(owner, real)), None)
+        if recorded is not None and recorded.casefold() not in self.used:
+            candidate = recorded
+        else:
+            name = root_mirror_name(real)
+            candidate, n = name, 1
+            while candidate.casefold() in self.used or \
+                    not same_folder_path(self.owner.get(candidate.casefold(), real), real) or \
+                    (candidate.casefold() not in self.owner and self._in_use(candidate)):
+                n += 1
+                candidate = f"{name} ({n})"
+        self.used.add(candidate.casefold())
+        return candidate
+
+    def _in_use(self, name: str) -> bool:
+        """Whether OUT/name is something other than nothing or an empty folder."""
+        if self.out_dir is None:
+            return False
+        path = self.out_dir / name
+        try:
+            with os.scandir(path) as entries:
+                return next(entries, None) is not None
+        except OSError:  # a file at OUT/name is in use; a file above OUT is not (no loop)
+            return os.path.lexists(path)
+
+
+def root_mirror_name(real: str | PurePath) -> str:
+    """A folder's own name, or, for a drive or share root that has none (E:\\,
+    \\\\server\\share, /), one from its drive letter or share ("E", "server-share"), else
+    "root": a mirror name of one plain component, so the next run finds it recorded."""
+    path = real if isinstance(real, PurePath) else PurePath(real)
+    if path.name:
+        return path.name
+    drive = "-".join(part for part in re.split(r"[\\/:?]+", path.drive)
+                     if part and part.upper() not in ("UNC", "GLOBALROOT"))
+    return drive or "root"
+
+
+def _recorded_mirrors(out_dir: Path) -> dict[str, str]:
+    """The mirror names OUT's manifest records (none if it has no manifest yet). Only
+    names of one folder directly inside OUT count: a manifest edited or brought from
+    elsewhere ("../backup", "/home/u") can't send outputs outside OUT."""
+    try:
+        data = json.loads((out_dir / MANIFEST_NAME).read_text(encoding="utf-8"))
+        folders = data.get("folders", {}) if isinstance(data, dict) else {}
+        return {k: v for k, v in folders.items()
+                if isinstance(k, str) and isinstance(v, str) and is_plain_name(k)}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def is_plain_name(name: str) -> bool:
+    """Whether `name` is one path component of its own: not empty, ".", ".." or absolute,
+    and without a separator."""
+    return name not in ("", ".", "..") and Path(name).name == name and \
+        not any(sep in name for sep in ("/", "\\", os.sep)) and "\0" not in name
+
+
+def plan(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
+         should_stop: Callable[[], bool] | None = None) -> list[Item]:
+    """Turn files and folders into items (see module docstring), in input order.
+
+    Items are `pending`, or already `failed`/`skipped` with a one-line message.
+    `should_stop` (asked for each folder entered and each file's header read) raises
+    Cancelled: a Ctrl-C need not wait for the walk of a whole share."""
+    from . import io
+
+    out_dir = Path(out_dir)
+    suffixes = tuple(s.lower() for s in io.IMAGE_SUFFIXES)
+    items: list[Item] = []
+    seen_dirs: set = set()
+    mirrors = Mirrors(_recorded_mirrors(out_dir), out_dir)
+    recorded: dict[str, set[str] | None] = {}  # output folders above the inputs
+    for raw in inputs:
+        src = Path(raw)
+        try:
+            _plan_one(src, out_dir, suffixes, seen_dirs, mirrors, items, should_stop,
+                      recorded)
+        except OSError as exc:  # e.g. a folder on the way that may not be searched
+            items.append(Item(src, None, FAILED, f"can't read: {exc.strerror or exc}"))
+    _mark_clashes(items, out_dir)
+    return items
+
+
+def _plan_one(src: Path, out_dir: Path, suffixes: Sequence[str], seen_dirs: set,
+              mirrors: Mirrors, items: list[Item],
+              should_stop: Callable[[], bool] | None = None,
+              recorded: dict[str, set[str] | None] | None = None) -> None:
+    """plan() for one input path: append its items. `recorded`: _recorded_above's cache
+    (the copies an output folder above an input lists are skipped, as in that folder)."""
+    from . import io
+
+    def says_protected(path: Path) -> bool:
+        _check_stop(should_stop)
+        return io.says_protected_file(path)
+
+    if src.is_dir():
+        if stat_key(src) in seen_dirs:
+            items.append(Item(src, None, SKIPPED, FOLDER_TWICE))
+            return
+        seen_dirs.add(stat_key(src))
+        real = os.path.realpath(src)
+        name = mirrors.name_for(real)
+        # Never walk this folder's mirror inside OUT (its copies). OUT itself, met
+        # inside this folder, is walked for the user's own photos, as when it is named.
+        skip = {os.path.realpath(out_dir / name)}
+        found: list[tuple[Path, Path]] = []
+        problems: list[Item] = []
+        if os.path.isfile(src / MANIFEST_NAME):  # an earlier run's output folder, or OUT
+            # itself named as an input (`cloak protect * --out protected`, run again):
+            # the copies it lists are never protected again, with or without cloak's note
+            _skip_own_outputs(src, skip, problems)
+        inside = {c for c in _recorded_above(real, recorded if recorded is not None else {})
+                  if holds(real, c)}  # a subfolder of an output folder (`protected/trip`)
+        if inside:
+            skip.update(inside)
+            problems.append(Item(src, None, SKIPPED,
+                                 INSIDE_OUTPUT_FOLDER_SKIPPED.format(
+                                     copies=_protected_copies(len(inside)))))
+        _walk(src, Path(name), skip, suffixes, seen_dirs, found, problems, should_stop,
+              os.path.realpath(out_dir))
+        copies = {p for p, _ in found if says_protected(p)}  # moved out of an OUT
+        if copies:
+            found = [(p, rel) for p, rel in found if p not in copies]
+            problems.append(Item(src, None, SKIPPED,
+                                 PROTECTED_COPIES_SKIPPED.format(n=len(copies))))
+        items.extend(problems)
+        items.extend(Item(p, io.output_path_for(p, out_dir / rel), folder=(name, real))
+                     for p, rel in found)
+    elif (why := _check_source(src)) is not None:
+        items.append(Item(src, None, FAILED, why))
+    elif not _is_photo_name(src, suffixes):  # a phone export's .MOV or .AAE beside
+        raw = (f"; a camera RAW ({src.suffix[1:].upper()}) must be developed first: export "
+               "it as JPEG, HEIC or TIFF and protect that"
+               if src.suffix.lower() in RAW_SUFFIXES else "")
+        items.append(Item(src, None, SKIPPED,
+                          f"{NOT_A_PHOTO} (" + (f"suffix {src.suffix!r}" if src.suffix
+                                                else "no suffix such as .jpg") + "); "
+                          f"supported: {io.SUPPORTED}{raw}"))
+    elif src.name.lower().endswith(PREVIEW_SUFFIX):  # skipped in folders too
+        items.append(Item(src, None, SKIPPED, PREVIEW_SKIPPED))
+    elif says_protected(src):
+        items.append(Item(src, None, SKIPPED, A_PROTECTED_COPY))
+    elif os.path.realpath(src) in _recorded_above(
+            os.path.realpath(src), recorded if recorded is not None else {}):
+        items.append(Item(src, None, SKIPPED, A_RECORDED_COPY))  # one without the note
+    else:
+        items.append(Item(src, io.output_path_for(src, out_dir)))
+
+
+def _mark_clashes(items: list[Item], out_dir: Path | None = None) -> None:
+    """Fail or skip items that would read the same photo twice, write one output twice,
+    or write over their own input or another one (a.gif's output a.png beside a.png).
+    Of two photos for one output, the one `out_dir`'s record gives it to keeps it, else
+    the one that keeps its name (a.png over a.gif)."""
+    inputs_by_path: dict[str, Path] = {}  # every readable input file, by real path
+    inputs_by_key: dict[tuple[int, int], Path] = {}  # and by (device, inode): hard links
+    for item in items:
+        # a protected copy named as a file is not read, so its own earlier photo's output
+        # may be it (`cloak protect shoot/* --out shoot`: a.gif, and a.png, its copy)
+        if item.message not in (A_PROTECTED_COPY, A_RECORDED_COPY) and \
+                _check_source(item.src) is None:
+            inputs_by_path[os.path.realpath(item.src)] = item.src
+            with contextlib.suppress(OSError):
+                inputs_by_key[stat_key(item.src)] = item.src
+    sources: dict[tuple[int, int], Item] = {}
+    outputs: dict[str, Item] = {}  # by folded real path
+    # A photo that keeps its name claims it before one whose format change lands on it
+    # (a.png's copy is a.png; a.gif's would be too): else a.png failed in every --out.
+    # Where OUT's record already gives that output to one of them, that one keeps it (an
+    # OUT made by a cloak that let a.gif claim it: its copy is not redone for a.png).
+    claims: dict[str, int] = {}
+    for item in items:
+        if item.status == "pending" and item.dst is not None:
+            key = fold(os.path.realpath(item.dst))
+            claims[key] = claims.get(key, 0) + 1
+    record = Manifest(out_dir) if out_dir is not None and any(
+        n > 1 for n in claims.values()) else None
+
+    def order(item: Item) -> tuple[bool, bool]:
+        if item.dst is None:
+            return True, True
+        entry = (record.get(item.dst) if record is not None
+                 and claims.get(fold(os.path.realpath(item.dst)), 0) > 1 else None)
+        recorded = bool(entry) and matches_record(item.src, entry.get("src"))
+        return not recorded, item.dst.name.lower() != item.src.name.lower()
+
+    for item in sorted(items, key=order):
+        if item.status != "pending":
+            continue
+        try:
+            _check_clash(item, inputs_by_path, inputs_by_key, sources, outputs)
+        except OSError as exc:  # the output folder may not be searched (EACCES)
+            item.status = FAILED
+            item.message = f"can't check output {item.dst}: {exc.strerror or exc}"
+
+
+def _unreadable_anyway(src: Path) -> str | None:
+    """For a photo whose output clashes: the reason it would be refused in any --out
+    folder (an animated GIF beside its still's PNG), which the user needs to hear first:
+    protecting it alone, as the clash advises, would fail for that."""
+    from . import io
+
+    return io.frames_problem(src)
+
+
+def _check_clash(item: Item, inputs_by_path: dict, inputs_by_key: dict, sources: dict,
+                 outputs: dict) -> None:
+    """_mark_clashes for one pending item."""
+    why = _check_source(item.src)
+    if why is not None:
+        item.status, item.message = FAILED, why
+        return
+    key = stat_key(item.src)
+    if key in sources:
+        item.status = SKIPPED
+        item.message = f"same photo as {sources[key].src} (named twice); protected once"
+        return
+    dst_real = os.path.realpath(item.dst)
+    if dst_real == os.path.realpath(item.src) or (
+            item.dst.exists() and stat_key(item.dst) == key):
+        item.status = FAILED
+        item.message = (f"output {item.dst} would replace the original; "
+                        "choose another --out folder")
+        return
+    other = inputs_by_path.get(dst_real) or (
+        inputs_by_key.get(stat_key(item.dst)) if item.dst.exists() else None)
+    if other is not None:
+        item.status = FAILED
+        item.message = (_unreadable_anyway(item.src) or
+                        f"output {item.dst} would replace the original {other}; "
+                        "choose another --out folder")
+        return
+    if fold(dst_real) in outputs:  # also IMG_1.JPG against img_1.jpg
+        first = outputs[fold(dst_real)]
+        item.status = FAILED
+        item.message = (_unreadable_anyway(item.src) or
+                        f"output {item.dst} is also the output of {first.src}"
+                        f"{only_spelt_apart(os.path.realpath(first.dst), dst_real)}; "
+                        "protect this one alone into another --out folder")
+        return
+    # only a path that will be protected stands for its photo: one refused above leaves
+    # another path to the same file its own chance (not "protected once", never done)
+    sources[key] = item
+    outputs[fold(dst_real)] = item

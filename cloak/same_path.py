@@ -1,0 +1,83 @@
+"""Whether two paths are one file or folder: by the disk's identity (device and inode,
+samefile), or as a case-insensitive, Unicode-normalising disk (macOS, Windows, exFAT)
+compares names (`fold`). Used to plan a batch and to read its record; no I/O beyond stat
+and realpath."""
+
+from __future__ import annotations
+
+import os
+import unicodedata
+from pathlib import Path
+
+
+def stat_key(path: Path) -> tuple[int, int]:
+    """(device, inode) of the file or folder at `path`: its identity on this machine."""
+    st = path.stat()
+    return st.st_dev, st.st_ino
+
+
+def holds(outer: str, inner: str) -> bool:
+    """Whether real path `outer` is `inner` or a folder above it."""
+    try:
+        return os.path.commonpath([outer, inner]) == outer
+    except ValueError:  # different drives (Windows)
+        return False
+
+
+def same_folder(a: Path, b: Path) -> bool:
+    """Whether `a` and `b` both exist and are one folder (or file) on disk."""
+    try:
+        return a.exists() and b.exists() and stat_key(a) == stat_key(b)
+    except OSError:
+        return False
+
+
+def fold(path: str) -> str:
+    """A path as a case-insensitive, normalising disk (macOS, Windows, exFAT) compares it."""
+    return unicodedata.normalize("NFC", path).casefold()
+
+
+def only_spelt_apart(a: str, b: str) -> str:
+    """Why two output paths that fold makes one are one file, as a clause ("" when they
+    are the same string): they differ only in letter case (IMG_1.JPG, img_1.jpg), or in
+    how an accented letter is encoded (NFC, NFD)."""
+    if a == b:
+        return ""
+    if unicodedata.normalize("NFC", a) == unicodedata.normalize("NFC", b):
+        how = "how accented letters are encoded"
+    elif a.casefold() == b.casefold():
+        how = "letter case"
+    else:
+        how = "letter case and how accented letters are encoded"
+    return (f" (the names differ only in {how}, and are one file on macOS and Windows "
+            "disks)")
+
+
+def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Whether two paths name one file (a hard link, another letter case on a
+    case-insensitive disk); False when either can't be looked at."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def same_folder_path(a: str, b: str) -> bool:
+    """Whether real paths `a` and `b` name one folder: the same string, or (on a disk that
+    ignores case or Unicode form, as macOS's does, where realpath keeps the case typed)
+    the same folder on disk."""
+    if a == b:
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def inside(folder: Path, out_dir: Path) -> bool:
+    """Whether `folder` (existing or not) lies inside OUT once links are followed."""
+    out = os.path.realpath(out_dir)
+    try:
+        return os.path.commonpath([os.path.realpath(folder), out]) == out
+    except ValueError:  # Windows: another drive
+        return False
