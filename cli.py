@@ -104,8 +104,8 @@ def reporting_failures(hook):
 
 DEFAULT_VERIFY_MODELS = ("taesd", "taesdxl", "taef1", "taef2")
 ALL_CHANNELS = ("as-is", "instagram", "facebook", "x", "whatsapp", "jpeg95", "jpeg75",
-                "jpeg50", "down-up", "blur", "crop", "grid", "naive")  # cloak.verify's
-# (kept here, not imported: cloak.verify loads torch, which --help need not wait for)
+                "jpeg50", "down-up", "blur", "crop", "grid", "naive")  # cloak.channels'
+# (kept here, not imported: cloak.channels loads torch, which --help need not wait for)
 
 
 def parse_channels(text: str | None) -> tuple[str, ...]:
@@ -594,7 +594,7 @@ def instagram_crop_note(result) -> str | None:
     """A note when protected photos have a shape Instagram crops (taller than 3:4 or wider
     than 1.91:1): the crop moves the models' grid and takes most of the protection."""
     from cloak import batch
-    from cloak.verify import INSTAGRAM_ASPECT
+    from cloak.channels import INSTAGRAM_ASPECT
 
     lo, hi = INSTAGRAM_ASPECT
     cropped = [i for i in result.items if i.status == batch.PROTECTED and i.report
@@ -714,7 +714,7 @@ def as_is_means(original, copy) -> str:
     """What "as is" is for this pair: a copy of the original's size has not been posted
     (or was posted unchanged); a smaller one is as it came back from where it was posted,
     or as it was cropped since."""
-    from cloak.verify import crop_offset
+    from cloak.comparable import crop_offset
 
     if original.size == copy.size:
         return "before posting"
@@ -819,16 +819,12 @@ def verify(
         from PIL import Image
 
         from cloak import io
+        from cloak.comparable import in_one_colour_space
         from cloak.compression import compression_floor, jpeg_settings
         from cloak.errors import UnsupportedImageError, is_out_of_memory
         from cloak.models import ALL_MODEL_NAMES
-        from cloak.verify import (
-            RECEIPT_SMALLEST,
-            in_one_colour_space,
-            photo_image,
-            receipt_image,
-            verify_images,
-        )
+        from cloak.receipt import RECEIPT_SMALLEST, receipt_image
+        from cloak.verify import photo_image, verify_images
 
     # each model once (`--models taesd,taesd`), in the order given
     names = tuple(dict.fromkeys(m.strip().lower() for m in models.split(",") if m.strip()))
@@ -1045,7 +1041,8 @@ def receipt_folder(folder: Path, model_dir: str | None, device: str | None,
     not be, 130 on Ctrl-C (the photos done are said and kept in --json)."""
     from cloak import io
     from cloak.pairs import photos_under
-    from cloak.verify import RECEIPT_SMALLEST, photo_image, receipt_image
+    from cloak.receipt import RECEIPT_SMALLEST, receipt_image
+    from cloak.verify import photo_image
 
     unreadable: list[OSError] = []
     photos = photos_under(folder, unreadable)
@@ -1205,8 +1202,9 @@ def measure_pairs(pairs, originals: Path, channels: tuple[str, ...], names: tupl
     """verify_folders' loop: each pair measured and said, its row appended to `rows` and
     its verdict counted in `counts` as it is done (so a Ctrl-C keeps the pairs done)."""
     from cloak import io
+    from cloak.comparable import in_one_colour_space
     from cloak.compression import compression_floor, jpeg_settings
-    from cloak.verify import in_one_colour_space, photo_image, verify_images
+    from cloak.verify import photo_image, verify_images
 
     for i, pair in enumerate(pairs, 1):
         row = {"name": pair.name, "original": str(pair.original) if pair.original else None,

@@ -32,10 +32,11 @@ from photoguard import photoguard_encoder_attack
 
 from cloak import ProtectConfig
 from cloak.allocator import keep_freed_memory
+from cloak.channels import CLEANUPS, SOCIAL_PRESETS
 from cloak.device import describe, pick_device
 from cloak.models import ALL_MODEL_NAMES
 from cloak.pipeline import protect_array
-from cloak.verify import CLEANUPS, SOCIAL_PRESETS, ChannelResult, photo_image, verify_images
+from cloak.verify import ChannelResult, photo_image, verify_images
 
 SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".tif", ".tiff", ".bmp"}
 CHANNELS = ("as-is", *SOCIAL_PRESETS, *CLEANUPS)

@@ -24,8 +24,9 @@ from efficacy import dev_photos, load_rgb, pick_variants, to_image
 
 import cloak.pipeline
 from cloak import ProtectConfig
+from cloak.channels import CLEANUPS
 from cloak.models import ALL_MODEL_NAMES
-from cloak.verify import CLEANUPS, verify_images
+from cloak.verify import verify_images
 
 VARIANTS = {
     "sign, step 0.5->0.05 (before)": {"start": 0.5},

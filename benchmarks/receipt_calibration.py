@@ -29,14 +29,13 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from efficacy import SUFFIXES, load_rgb
 
+from cloak.channels import SOCIAL_PRESETS, apply_channel
 from cloak.models import ALL_MODEL_NAMES
-from cloak.verify import (
+from cloak.receipt import (
     RECEIPT_FEATURES,
     RECEIPT_MODEL,
     RECEIPT_SCORE,
     RECEIPT_THRESHOLD_DB,
-    SOCIAL_PRESETS,
-    apply_channel,
     receipt_per_model,
 )
 

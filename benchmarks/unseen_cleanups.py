@@ -33,16 +33,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from efficacy import SUFFIXES, load_rgb
 
 from cloak import metrics
-from cloak.device import autocast, describe, pick_device
-from cloak.models import ALL_MODEL_NAMES, load_autoencoder
-from cloak.verify import (
+from cloak.channels import (
     INSTAGRAM_ASPECT,
     SOCIAL_PRESETS,
-    _tensor,
     apply_channel,
     crop_at_512,
+    image_tensor,
     jpeg_bytes_roundtrip,
 )
+from cloak.device import autocast, describe, pick_device
+from cloak.models import ALL_MODEL_NAMES, load_autoencoder
 
 
 def _reencode(img: Image.Image, fmt: str, **options) -> Image.Image:
@@ -108,8 +108,8 @@ def damage_after(nets: dict, original: Image.Image, protected: Image.Image,
                  base: str = "instagram") -> dict[str, float]:
     """Damage per model after the `base` channel (cloak.verify.apply_channel) and then
     `cleanup`, against the clean photo sent through both."""
-    xs = metrics.resize_long(_tensor(cleanup(apply_channel(original, base))).to(device), 512)
-    xas = metrics.resize_long(_tensor(cleanup(apply_channel(protected, base))).to(device), 512)
+    xs = metrics.resize_long(image_tensor(cleanup(apply_channel(original, base))).to(device), 512)
+    xas = metrics.resize_long(image_tensor(cleanup(apply_channel(protected, base))).to(device), 512)
     out = {}
     with autocast(device):
         for name, net in nets.items():

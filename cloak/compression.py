@@ -173,11 +173,12 @@ def compression_floor(original: Image.Image, copy: Image.Image, settings: JpegSe
     """Measure `original` (upright RGB or RGBA) saved like `copy` (the JPEG copy as read,
     `settings` its file's) against itself, as verify_images measures the copy: matched to
     the copy's size and crop first, a transparent original flattened the way verify pairs
-    it with the copy (verify.pair_transparency), made black and white as a black and white
-    copy is (verify.pair_gray). `clean_cache`: the
+    it with the copy (comparable.pair_transparency), made black and white as a black and white
+    copy is (comparable.pair_gray). `clean_cache`: the
     dict the copy's own verify_images call used, so the original's side is not measured
     twice."""
-    from .verify import match_copy, pair_gray, pair_transparency, verify_images
+    from .comparable import match_copy, pair_gray, pair_transparency
+    from .verify import verify_images
 
     matched, _ = match_copy(original, copy)
     # a transparent original flattened the way verify pairs it with this copy (onto

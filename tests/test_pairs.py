@@ -344,7 +344,7 @@ def test_a_folder_receipt_run_again_replaces_its_report_and_keeps_done_on_ctrl_c
         tmp_path, small_photo, model_dir, monkeypatch):
     """The same --json twice: the first run's report is cloak's, so it is replaced (it was
     refused as "not a cloak report"). Ctrl-C on the second photo keeps the first."""
-    from cloak import verify
+    from cloak import receipt
 
     folder = tmp_path / "downloaded"
     small_photo(folder / "a.png", size=(640, 480))  # at the calibrated size: no note
@@ -354,7 +354,7 @@ def test_a_folder_receipt_run_again_replaces_its_report_and_keeps_done_on_ctrl_c
     first = json.loads(report.read_text())
     assert [row["below_calibrated_size"] for row in first["photos"]] == [False, True]
     assert first["photos"][0]["note"] is None and "96x64" in first["photos"][1]["note"]
-    ctrl_c_on_second_call(monkeypatch, verify, "receipt_image")
+    ctrl_c_on_second_call(monkeypatch, receipt, "receipt_image")
     result = invoke("verify", folder, "--json", report)
     assert result.exit_code == 130, result.output
     assert "interrupted, 1 not reached" in result.stdout

@@ -10,16 +10,10 @@ import pytest
 from PIL import Image
 
 from cloak import ConfigError, ProtectConfig
+from cloak.channels import SOCIAL_PRESETS, apply_channel, fit_for_posting
 from cloak.pipeline import protect_array
-from cloak.verify import (
-    SOCIAL_PRESETS,
-    apply_channel,
-    fit_for_posting,
-    names_given,
-    receipt_image,
-    verdict_for,
-    verify_images,
-)
+from cloak.receipt import receipt_image
+from cloak.verify import names_given, verdict_for, verify_images
 
 
 @pytest.fixture
@@ -298,7 +292,7 @@ class TestVerdicts:
         assert "resized to the copy's size" in result.note and "cropped" not in result.note
 
     def test_is_resized_takes_rounded_sides_and_refuses_crops(self):
-        from cloak.verify import is_resized
+        from cloak.comparable import is_resized
 
         assert is_resized((4032, 3024), (1080, 810))  # exact
         assert is_resized((4000, 2252), (1080, 608))  # 608.04, rounded
@@ -351,7 +345,7 @@ class TestVerdicts:
         from PIL import ImageEnhance
 
         from cloak import ProtectConfig, UnsupportedImageError, protect
-        from cloak.verify import COMPARABLE_DB, check_comparable, comparable_db
+        from cloak.comparable import COMPARABLE_DB, check_comparable, comparable_db
 
         path = min((model_dir.parent / "photos" / "dev").glob("d08_*"))
         avatar = Image.open(path).convert("RGB")
@@ -381,7 +375,7 @@ class TestVerdicts:
         JPEG) is compared with the original made black and white the way that matches it,
         said in the note: an unprotected one measures about nothing (the conversion is
         not taken for damage), a protected one keeps its brightness part."""
-        from cloak.verify import GRAY_WAYS, looks_gray, made_gray
+        from cloak.comparable import GRAY_WAYS, looks_gray, made_gray
 
         assert not looks_gray(photo)
         config = ProtectConfig(strength="fast", models=("taesd",), measure=False)
@@ -501,7 +495,7 @@ class TestReceipt:
 
 
 def test_the_grid_clean_up_is_an_editor_that_rounds_down():
-    from cloak.verify import resize_rounding_down
+    from cloak.channels import resize_rounding_down
 
     three_two = Image.new("RGB", (768, 512))
     assert apply_channel(three_two, "grid").size == (512, 336)  # cloak measures 512x344
@@ -551,7 +545,7 @@ def test_a_display_p3_original_and_its_srgb_download_are_compared_in_srgb(model_
 
     import cli
     from cloak.colour import to_srgb
-    from cloak.verify import in_one_colour_space
+    from cloak.comparable import in_one_colour_space
 
     p3, icc = iphone_photo((496, 640))
     p3.save(tmp_path / "iphone.png", icc_profile=icc)
@@ -584,7 +578,7 @@ def test_a_copy_saved_without_the_originals_profile_is_compared_as_stored(model_
     """`cloak protect --no-icc` keeps the original's Display P3 values and leaves the
     profile out: converting only the original to sRGB would add the very colour shift
     the conversion is for. The two match best as stored, so they are compared so."""
-    from cloak.verify import in_one_colour_space
+    from cloak.comparable import in_one_colour_space
 
     p3, icc = iphone_photo((248, 320))
     original, copy, note = in_one_colour_space(p3, p3.copy(), icc, None)
@@ -645,7 +639,7 @@ def test_a_gray_photo_s_gray_profile_is_applied_when_compared_in_srgb():
     sRGB copy: the original goes through its gray tone curve into sRGB (it was compared as
     stored, while the note said both were in sRGB)."""
     from cloak.colour import to_srgb
-    from cloak.verify import in_one_colour_space
+    from cloak.comparable import in_one_colour_space
 
     icc = gray_icc(1.0)
     original = Image.new("L", (64, 48), 128).convert("RGB")  # as a gray photo is read

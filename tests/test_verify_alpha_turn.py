@@ -8,14 +8,9 @@ import pytest
 from PIL import Image
 
 from cloak import UnsupportedImageError
-from cloak.verify import (
-    SOCIAL_PRESETS,
-    apply_channel,
-    check_comparable,
-    flatten,
-    photo_image,
-    verify_images,
-)
+from cloak.channels import SOCIAL_PRESETS, apply_channel, flatten
+from cloak.comparable import check_comparable
+from cloak.verify import photo_image, verify_images
 
 T = Image.Transpose
 
@@ -142,7 +137,7 @@ def test_a_transparent_original_resized_to_its_copy_keeps_the_colour_under_its_a
     """Pillow resizes RGBA premultiplied, which would blacken the colour stored under
     transparent pixels; the original resized to a smaller copy (match_copy) keeps it, as
     the alpha-dropping channels compare it."""
-    from cloak.verify import match_copy
+    from cloak.comparable import match_copy
 
     rgb = np.asarray(pattern((192, 128)))
     original = transparent(rgb)
@@ -156,7 +151,7 @@ def test_a_transparent_original_resized_to_its_copy_keeps_the_colour_under_its_a
 
 
 def test_an_rgb_image_with_a_colour_key_counts_as_transparent():
-    from cloak.verify import rgb_or_rgba
+    from cloak.channels import rgb_or_rgba
 
     keyed = Image.new("RGB", (4, 4), (10, 20, 30))
     keyed.info["transparency"] = (10, 20, 30)
@@ -169,8 +164,8 @@ def test_an_rgb_image_with_a_colour_key_counts_as_transparent():
 def test_a_large_copy_turned_180_degrees_is_found_at_the_reduced_size(monkeypatch):
     """Above TURN_CHECK_SIDE both are scaled down before the turns are tried: no turn
     is tried on the full-size copy."""
-    from cloak import verify
-    from cloak.verify import TURN_CHECK_SIDE
+    from cloak import comparable
+    from cloak.comparable import TURN_CHECK_SIDE
 
     original = pattern((1200, 800))
     assert max(original.size) > TURN_CHECK_SIDE
@@ -184,7 +179,7 @@ def test_a_large_copy_turned_180_degrees_is_found_at_the_reduced_size(monkeypatc
     monkeypatch.setattr(Image.Image, "transpose", spying)
     copy = protected_like(original).transpose(T.ROTATE_180)
     turned_sizes.clear()
-    assert verify.turned(original, copy) == ("turned 180 degrees", "turn it back")
+    assert comparable.turned(original, copy) == ("turned 180 degrees", "turn it back")
     assert turned_sizes and max(max(size) for size in turned_sizes) <= TURN_CHECK_SIDE
     monkeypatch.undo()
     with pytest.raises(UnsupportedImageError, match="turned 180 degrees: turn it back"):
@@ -269,7 +264,7 @@ def test_an_instagram_cropped_flattened_copy_of_a_transparent_original_pairs(mod
     it: the original is cropped and flattened before it is resized, so a clean copy made
     so is the original's own pixels (resized first, its transparent edges came out
     darker and counted as damage)."""
-    from cloak.verify import INSTAGRAM_ASPECT, crop_to_aspect
+    from cloak.channels import INSTAGRAM_ASPECT, crop_to_aspect
 
     original, _ = hidden_black((96, 160))  # 0.6: taller than Instagram's 3:4
     clean = crop_to_aspect(flatten(original), *INSTAGRAM_ASPECT).resize((72, 96),
@@ -288,7 +283,7 @@ def test_an_instagram_cropped_flattened_copy_of_a_transparent_original_pairs(mod
 def test_an_opaque_original_s_transparent_copy_is_compared_by_its_colour_everywhere():
     """The posting presets flatten a transparent image onto white: a copy alone flattened
     would count the white as damage, so its alpha is dropped, as the other channels do."""
-    from cloak.verify import pair_transparency
+    from cloak.comparable import pair_transparency
 
     rgb = np.random.default_rng(2).integers(0, 256, (64, 96, 3), np.uint8)
     original = Image.fromarray(rgb)
