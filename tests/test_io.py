@@ -26,7 +26,7 @@ import pytest
 from conftest import PHOTOS, missing
 from PIL import ExifTags, Image, ImageCms, ImageFile, ImageOps, JpegImagePlugin
 
-from cloak import OutputError, UnsupportedImageError, atomic, io, metadata, png16
+from cloak import OutputError, UnsupportedImageError, atomic, cicp, io, metadata, png16
 from cloak.metadata import DMI_PROHIBITED, MetadataPolicy
 
 GPS, EXIF_IFD = ExifTags.IFD.GPSInfo, ExifTags.IFD.Exif
@@ -494,7 +494,7 @@ class TestAvif:
         checked on the file's header, as load_photo reads it first.)"""
         src = save(Image.fromarray(pixels()), tmp_path / "a.avif", quality=100)
         with src.open("rb") as fp:
-            assert io.avif_depth(fp) == 8
+            assert cicp.avif_depth(fp) == 8
         with caplog.at_level("WARNING", logger="cloak.io"):
             io.load_photo(src)
         assert "8-bit" not in caplog.text
@@ -525,7 +525,7 @@ class TestAvif:
         data = bytearray(src.read_bytes())
         at = data.find(b"colrnclx")
         with src.open("rb") as fp:
-            assert io.avif_cicp(fp) == (1, 13)  # BT.709 primaries, sRGB curve
+            assert cicp.avif_cicp(fp) == (1, 13)  # BT.709 primaries, sRGB curve
         with caplog.at_level("WARNING", logger="cloak.io"):
             plain = io.load_photo(src)
             io.save_photo(plain, plain.rgb, tmp_path / "plain.jpg")
@@ -544,13 +544,13 @@ class TestAvif:
             assert photo.format == "AVIF" and "CICP" not in caplog.text
             for path, expected in ((kept, (primaries, transfer)), (dropped, (1, 13))):
                 with path.open("rb") as fp:
-                    assert io.avif_cicp(fp) == expected
+                    assert cicp.avif_cicp(fp) == expected
             with Image.open(kept) as out, Image.open(dropped) as plain_copy:
                 # still a valid AVIF, its pixels as written
                 assert np.array_equal(np.asarray(out.convert("RGB")),
                                       np.asarray(plain_copy.convert("RGB")))
             with as_png.open("rb") as fp:
-                assert io.png_cicp(fp) == bytes([primaries, transfer, 0, 1])
+                assert cicp.png_cicp(fp) == bytes([primaries, transfer, 0, 1])
             with caplog.at_level("WARNING", logger="cloak.io"):
                 io.save_photo(photo, photo.rgb, tmp_path / f"out{primaries}.jpg")
             assert f"tagged {named} (an AVIF's CICP tag" in caplog.text
@@ -2348,7 +2348,7 @@ def test_a_heif_tagged_hdr_by_cicp_alone_warns_where_its_copy_cannot_carry_it(
         as_png = io.save_photo(photo, photo.rgb, tmp_path / "out.png")
     assert "CICP" not in caplog.text  # a PNG copy carries it in its cICP chunk
     with open(as_png, "rb") as fp:
-        assert io.png_cicp(fp) == bytes([9, 16, 0, 1])  # as RGB: matrix 0, full range
+        assert cicp.png_cicp(fp) == bytes([9, 16, 0, 1])  # as RGB: matrix 0, full range
     with caplog.at_level("WARNING", logger="cloak.io"):
         io.save_photo(photo, photo.rgb, tmp_path / "out.jpg")
     assert "tagged BT.2020, PQ (HDR) (a HEIF's CICP tag, no ICC profile)" in caplog.text
@@ -2368,8 +2368,8 @@ def test_a_png_tagged_by_its_cicp_chunk_keeps_it(
         cv2.imwrite(str(src), np.ascontiguousarray(pixels(dtype=np.uint16)[:, :, ::-1]))
     else:
         Image.fromarray(pixels()).save(src)
-    cicp = bytes([12, 16, 0, 1])
-    _with_chunks_after_ihdr(src, [(b"cICP", cicp)])
+    tag = bytes([12, 16, 0, 1])
+    _with_chunks_after_ihdr(src, [(b"cICP", tag)])
     photo = io.load_photo(src)
     assert photo.bit_depth == depth
     with caplog.at_level("WARNING", logger="cloak.io"):
@@ -2377,9 +2377,9 @@ def test_a_png_tagged_by_its_cicp_chunk_keeps_it(
         dropped = io.save_photo(photo, photo.rgb, tmp_path / "plain.png",
                                 metadata=MetadataPolicy(keep_icc=False))
     assert "CICP" not in caplog.text
-    for path, expected in ((kept, cicp), (dropped, None)):
+    for path, expected in ((kept, tag), (dropped, None)):
         with open(path, "rb") as fp:
-            assert io.png_cicp(fp) == expected
+            assert cicp.png_cicp(fp) == expected
         with Image.open(path) as out:  # a valid PNG, its pixels as written
             out.load()
     with caplog.at_level("WARNING", logger="cloak.io"):
@@ -2387,7 +2387,7 @@ def test_a_png_tagged_by_its_cicp_chunk_keeps_it(
     assert "tagged Display P3, PQ (HDR) (a PNG's CICP tag, no ICC profile)" in caplog.text
     plain = save(Image.fromarray(pixels()), tmp_path / "plain-src.png")
     with open(plain, "rb") as fp:
-        assert io.png_cicp(fp) is None
+        assert cicp.png_cicp(fp) is None
 
 
 def test_a_copy_s_bytes_are_synced_before_it_takes_its_name(tmp_path: Path, monkeypatch
