@@ -50,10 +50,11 @@ from PySide6.QtWidgets import QApplication
 from cloak import ProtectConfig, Report
 from cloak import pipeline as pipeline_module
 from cloak.gui import window as window_module
+from cloak.gui.drop_zone import DropZone, local_paths
 from cloak.gui.images import amplified_difference, shown_in_srgb, thumbnail
 from cloak.gui.paths import common_folder, expand_paths, not_added_note, unique_destination
 from cloak.gui.widgets import ERROR_COLOR, THUMB_SIZE, PhotoRow, StatusText
-from cloak.gui.window import DropZone, MainWindow, local_paths
+from cloak.gui.window import MainWindow
 from cloak.gui.worker import (
     ALREADY_PROTECTED,
     FACES_OFF_NOTICE,
