@@ -43,6 +43,8 @@ from .errors import (
     is_out_of_memory,
 )
 from .manifest import (
+    LOCK_NAME,
+    MANIFEST_NAME,
     Manifest,
     file_stamp,
     identity,
@@ -355,6 +357,7 @@ def run(items: list[Item], out_dir: str | os.PathLike, config: ProtectConfig, *,
     out_dir = Path(out_dir)
     emit = on_event or (lambda event: None)
     stop = should_stop or (lambda: False)
+    made = _folders_to_make(out_dir)
     with contextlib.ExitStack() as held:
         locked, unwritable = out_dir.is_dir(), None
         if locked:  # before the manifest is read: no other run may change it
@@ -367,8 +370,51 @@ def run(items: list[Item], out_dir: str | os.PathLike, config: ProtectConfig, *,
                                                                  errno.EROFS):
                     raise
                 locked, unwritable = False, exc
-        return _run_locked(items, out_dir, config, held, jobs, force, overwrite, emit, stop,
-                           locked, unwritable)
+        result = _run_locked(items, out_dir, config, held, jobs, force, overwrite, emit,
+                             stop, locked, unwritable)
+        emptied = bool(made) and _forget_empty_record(out_dir)  # still under OUT's lock
+    if emptied:  # the lock file is gone now too
+        _remove_made_folders(made)
+    return result
+
+
+def _folders_to_make(out_dir: Path) -> list[Path]:
+    """OUT and the folders above it that do not exist yet (a run makes them), deepest
+    first."""
+    missing = []
+    for folder in (out_dir, *out_dir.parents):
+        if os.path.lexists(folder):
+            break
+        missing.append(folder)
+    return missing
+
+
+def _forget_empty_record(out_dir: Path) -> bool:
+    """Remove OUT's record where this run made OUT and wrote nothing there (every photo
+    failed, or the run was stopped before the first copy): the record lists no copy and
+    OUT holds nothing else. Call with OUT's lock held. True when it was removed."""
+    try:
+        names = set(os.listdir(out_dir))
+    except OSError:
+        return False
+    record = Manifest(out_dir)
+    if names - {MANIFEST_NAME, LOCK_NAME} or record.entries or record.found is not None:
+        return False
+    try:
+        (out_dir / MANIFEST_NAME).unlink(missing_ok=True)
+    except OSError:
+        return False
+    return True
+
+
+def _remove_made_folders(made: list[Path]) -> None:
+    """Remove the folders a run made (deepest first) where they are still empty: a file
+    that another process put in one since keeps it, and the folders above it."""
+    for folder in made:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def _run_locked(items: list[Item], out_dir: Path, config: ProtectConfig,

@@ -2035,3 +2035,49 @@ def test_a_run_that_started_before_another_made_out_takes_its_copies_as_done(
         batch.run(batch.plan([other], out2), out2, tiny_config)
     assert json.loads((out2 / ".cloak-manifest.json").read_text())["folders"] == {
         "Camera": str(camera)}
+
+
+def test_a_run_that_writes_nothing_leaves_no_folder_it_made(tmp_path, small_photo,
+                                                            tiny_config):
+    """Every photo fails, or the run is stopped before its first copy: the folders the
+    run made for --out (OUT and a missing parent) go again, instead of a folder that
+    holds only an empty record. A folder that was there before keeps what it had, and a
+    run that writes a copy keeps OUT."""
+    bad = tmp_path / "in" / "bad.jpg"
+    bad.parent.mkdir()
+    bad.write_bytes(b"not a photo")
+    out = tmp_path / "new" / "out"
+    result = batch.run(batch.plan([bad], out), out, tiny_config)
+    assert result.counts[FAILED] == 1
+    assert not (tmp_path / "new").exists() and bad.read_bytes() == b"not a photo"
+    there = tmp_path / "there"
+    (there / "mine").mkdir(parents=True)
+    assert batch.run(batch.plan([bad], there), there, tiny_config).counts[FAILED] == 1
+    assert (there / "mine").is_dir()
+    good = small_photo(tmp_path / "in" / "good.png")
+    todo = []  # stopped once OUT is made (the "todo" event), before the first photo
+    stopped = batch.run(batch.plan([good], out), out, tiny_config,
+                        on_event=lambda e: todo.append(e) if e.kind == "todo" else None,
+                        should_stop=lambda: bool(todo))
+    assert todo and stopped.interrupted and stopped.counts[CANCELLED] == 1
+    assert not (tmp_path / "new").exists()
+    result = batch.run(batch.plan([bad, good], out), out, tiny_config)
+    assert result.counts[PROTECTED] == 1 and (out / "good.png").is_file()
+    assert set(json.loads((out / MANIFEST_NAME).read_text())["photos"]) == {"good.png"}
+
+
+def test_a_file_put_in_a_new_out_during_a_run_that_writes_nothing_keeps_it(tmp_path,
+                                                                          tiny_config):
+    """Another program (or the user) saves a file into the OUT this run made while its
+    photos fail: OUT, its record and that file stay."""
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not a photo")
+    out = tmp_path / "out"
+
+    def on_event(event):
+        if event.kind == "done" and event.item.status == FAILED:
+            (out / "theirs.txt").write_text("keep me")
+
+    result = batch.run(batch.plan([bad], out), out, tiny_config, on_event=on_event)
+    assert result.counts[FAILED] == 1
+    assert (out / "theirs.txt").read_text() == "keep me" and (out / MANIFEST_NAME).is_file()
