@@ -372,7 +372,10 @@ def run(items: list[Item], out_dir: str | os.PathLike, config: ProtectConfig, *,
                 locked, unwritable = False, exc
         result = _run_locked(items, out_dir, config, held, jobs, force, overwrite, emit,
                              stop, locked, unwritable)
-        emptied = bool(made) and _forget_empty_record(out_dir)  # still under OUT's lock
+        # still under OUT's lock; `made` names OUT by its absolute path, which must be
+        # the folder the run wrote to (not so for `new/../x` with `new` missing)
+        emptied = (bool(made) and same_folder(out_dir, made[0])
+                   and _forget_empty_record(out_dir))
     if emptied:  # the lock file is gone now too
         _remove_made_folders(made)
     return result
@@ -380,8 +383,9 @@ def run(items: list[Item], out_dir: str | os.PathLike, config: ProtectConfig, *,
 
 def _folders_to_make(out_dir: Path) -> list[Path]:
     """OUT and the folders above it that do not exist yet (a run makes them), deepest
-    first."""
+    first, by their absolute paths (`..` taken as written)."""
     missing = []
+    out_dir = Path(os.path.abspath(out_dir))
     for folder in (out_dir, *out_dir.parents):
         if os.path.lexists(folder):
             break

@@ -2054,6 +2054,11 @@ def test_a_run_that_writes_nothing_leaves_no_folder_it_made(tmp_path, small_phot
     (there / "mine").mkdir(parents=True)
     assert batch.run(batch.plan([bad], there), there, tiny_config).counts[FAILED] == 1
     assert (there / "mine").is_dir()
+    empty = tmp_path / "empty"  # named through a folder that is not there: OUT exists
+    empty.mkdir()
+    through = tmp_path / "missing" / ".." / "empty"
+    assert batch.run(batch.plan([bad], through), through, tiny_config).counts[FAILED] == 1
+    assert empty.is_dir()
     good = small_photo(tmp_path / "in" / "good.png")
     todo = []  # stopped once OUT is made (the "todo" event), before the first photo
     stopped = batch.run(batch.plan([good], out), out, tiny_config,
