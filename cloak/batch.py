@@ -370,13 +370,14 @@ def run(items: list[Item], out_dir: str | os.PathLike, config: ProtectConfig, *,
                                                                  errno.EROFS):
                     raise
                 locked, unwritable = False, exc
+        had_record = os.path.lexists(out_dir / MANIFEST_NAME)  # (under OUT's lock)
         result = _run_locked(items, out_dir, config, held, jobs, force, overwrite, emit,
                              stop, locked, unwritable)
         # still under OUT's lock; `made` names OUT by its absolute path, which must be
         # the folder the run wrote to (not so for `new/../x` with `new` missing)
-        emptied = (bool(made) and same_folder(out_dir, made[0])
-                   and _forget_empty_record(out_dir))
-    if emptied:  # the lock file is gone now too
+        made_out = bool(made) and same_folder(out_dir, made[0])
+        emptied = (made_out or not had_record) and _forget_empty_record(out_dir, made_out)
+    if emptied and made_out:  # the lock file is gone now too
         _remove_made_folders(made)
     return result
 
@@ -393,16 +394,18 @@ def _folders_to_make(out_dir: Path) -> list[Path]:
     return missing
 
 
-def _forget_empty_record(out_dir: Path) -> bool:
-    """Remove OUT's record where this run made OUT and wrote nothing there (every photo
-    failed, or the run was stopped before the first copy): the record lists no copy and
-    OUT holds nothing else. Call with OUT's lock held. True when it was removed."""
+def _forget_empty_record(out_dir: Path, made_out: bool) -> bool:
+    """Remove the record this run wrote in OUT where it wrote no copy (every photo
+    failed, or the run was stopped before the first copy): the record lists no copy, and
+    where the run made OUT (`made_out`), OUT holds nothing else. Call with OUT's lock
+    held, and only where OUT had no record before the run. True when it was removed."""
     try:
         names = set(os.listdir(out_dir))
     except OSError:
         return False
     record = Manifest(out_dir)
-    if names - {MANIFEST_NAME, LOCK_NAME} or record.entries or record.found is not None:
+    if (made_out and names - {MANIFEST_NAME, LOCK_NAME}) or record.entries \
+            or record.found is not None:
         return False
     try:
         (out_dir / MANIFEST_NAME).unlink(missing_ok=True)

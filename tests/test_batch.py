@@ -2041,8 +2041,9 @@ def test_a_run_that_writes_nothing_leaves_no_folder_it_made(tmp_path, small_phot
                                                             tiny_config):
     """Every photo fails, or the run is stopped before its first copy: the folders the
     run made for --out (OUT and a missing parent) go again, instead of a folder that
-    holds only an empty record. A folder that was there before keeps what it had, and a
-    run that writes a copy keeps OUT."""
+    holds only an empty record. A folder that was there before keeps what it had, with
+    no empty record added (one already there stays), and a run that writes a copy keeps
+    OUT."""
     bad = tmp_path / "in" / "bad.jpg"
     bad.parent.mkdir()
     bad.write_bytes(b"not a photo")
@@ -2053,7 +2054,7 @@ def test_a_run_that_writes_nothing_leaves_no_folder_it_made(tmp_path, small_phot
     there = tmp_path / "there"
     (there / "mine").mkdir(parents=True)
     assert batch.run(batch.plan([bad], there), there, tiny_config).counts[FAILED] == 1
-    assert (there / "mine").is_dir()
+    assert os.listdir(there) == ["mine"]  # and no empty record beside it
     empty = tmp_path / "empty"  # named through a folder that is not there: OUT exists
     empty.mkdir()
     through = tmp_path / "missing" / ".." / "empty"
@@ -2068,6 +2069,9 @@ def test_a_run_that_writes_nothing_leaves_no_folder_it_made(tmp_path, small_phot
     assert not (tmp_path / "new").exists()
     result = batch.run(batch.plan([bad, good], out), out, tiny_config)
     assert result.counts[PROTECTED] == 1 and (out / "good.png").is_file()
+    assert set(json.loads((out / MANIFEST_NAME).read_text())["photos"]) == {"good.png"}
+    # OUT's record from that run stays when a later run writes nothing
+    assert batch.run(batch.plan([bad], out), out, tiny_config).counts[FAILED] == 1
     assert set(json.loads((out / MANIFEST_NAME).read_text())["photos"]) == {"good.png"}
 
 
