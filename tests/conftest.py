@@ -20,18 +20,6 @@ def _shared_folder() -> Path:
     return beside
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    """Under pytest-xdist (`-n N`), each worker takes its share of the cores for torch:
-    N workers with every core's worth of threads each would fight over the CPU."""
-    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
-    if workers:
-        import torch
-
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
-            else os.cpu_count() or 1
-        torch.set_num_threads(max(1, cores // int(workers)))
-
-
 SHARED = _shared_folder()
 MODELS = SHARED / "models"
 PHOTOS = SHARED / "photos" / "dev"
