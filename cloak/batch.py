@@ -54,7 +54,7 @@ from .manifest import (
     same_settings,
     settings_change,
 )
-from .models.weights import DownloadProgress, stops_downloads
+from .models.fetch import DownloadProgress, stops_downloads
 from .planning import (
     CANCELLED,
     FAILED,

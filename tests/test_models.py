@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from cloak.errors import ConfigError, ModelError
+from cloak.models import fetch as F
 from cloak.models import load_autoencoder
 from cloak.models import weights as W
 from cloak.models.registry import MODELS, get_spec
@@ -610,13 +611,13 @@ class TestDownload:
 
         no_dns = urllib.error.URLError(socket.gaierror(-3, "Temporary failure in name "
                                                           "resolution"))
-        assert W.network_reason(no_dns) == ("no network, or an unknown host: Temporary "
+        assert F.network_reason(no_dns) == ("no network, or an unknown host: Temporary "
                                             "failure in name resolution")
         refused = urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))
-        assert W.network_reason(refused) == "Connection refused"
+        assert F.network_reason(refused) == "Connection refused"
         gone = urllib.error.HTTPError("http://x/a.pth", 404, "Not Found", {}, None)
-        assert W.network_reason(gone) == "HTTP 404 Not Found"
-        assert W.network_reason(TimeoutError("timed out")) == "timed out"
+        assert F.network_reason(gone) == "HTTP 404 Not Found"
+        assert F.network_reason(TimeoutError("timed out")) == "timed out"
 
     def test_unwritable_cache_gives_one_clear_line(self, tmp_path, monkeypatch):
         blocker = tmp_path / "a-file"
@@ -682,10 +683,10 @@ class TestFaceDetector:
         assert W.resolve_face_detector() is None
         for off in ("1", "true", "yes", "on", "offline"):
             monkeypatch.setenv("CLOAK_OFFLINE", off)
-            assert W.downloads_off(), off
+            assert F.downloads_off(), off
         for on in ("", "0", "false", "no", "off"):
             monkeypatch.setenv("CLOAK_OFFLINE", on)
-            assert not W.downloads_off(), on
+            assert not F.downloads_off(), on
 
     def test_a_local_copy_with_other_bytes_is_skipped_with_one_warning(
             self, model_dir, tmp_path, monkeypatch, caplog):
@@ -768,7 +769,7 @@ def test_a_killed_downloads_temp_file_is_swept_and_a_live_one_kept(model_dir, tm
     stale, live = cache / ".download-old.pth", cache / ".download-new.pth"
     for path in (stale, live):
         path.write_bytes(b"half a file")
-    hours_ago = time.time() - 2 * W.STALE_DOWNLOAD_S
+    hours_ago = time.time() - 2 * F.STALE_DOWNLOAD_S
     os.utime(stale, (hours_ago, hours_ago))
     mirror = tmp_path / "mirror"
     mirror.mkdir()

@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from cloak.errors import ModelError
+from cloak.models import fetch as F
 from cloak.models import weights as W
 from cloak.models.registry import get_spec
 
@@ -35,6 +36,7 @@ def private_folders(tmp_path, monkeypatch):
     (tmp_path / "tmp").mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     monkeypatch.setattr(W, "_warned", set())
+    monkeypatch.setattr(F, "_warned", set())
     monkeypatch.setattr(W, "_face_detector_failed", set())
     monkeypatch.setenv("CLOAK_MODEL_DIR", str(tmp_path / "nothing-here"))
     monkeypatch.delenv("CLOAK_OFFLINE", raising=False)
@@ -302,7 +304,7 @@ class TestDeadline:
         with serving(drip_headers) as base:
             monkeypatch.setenv("CLOAK_WEIGHTS_URL", base)
             started = time.monotonic()
-            with pytest.raises(KeyboardInterrupt), W.stops_downloads(stop_after_half_a_second):
+            with pytest.raises(KeyboardInterrupt), F.stops_downloads(stop_after_half_a_second):
                 W.resolve(get_spec("taef2"), "encoder")
             elapsed = time.monotonic() - started
         assert elapsed < 3, elapsed
@@ -360,16 +362,16 @@ class TestDeadline:
         assert W.sha256_of(path) == W.KNOWN_SHA256["taef2_encoder.pth"]
 
     def test_the_deadline_is_generous_and_can_be_set(self, monkeypatch, caplog):
-        assert W.download_deadline() == W.download_deadline(5_000_000) == 600
-        assert W.download_deadline(100_000_000) == 10_000  # 10 kB/s for a big file
-        assert W.download_deadline(10 ** 15) == W.DOWNLOAD_DEADLINE_MAX_S
+        assert F.download_deadline() == F.download_deadline(5_000_000) == 600
+        assert F.download_deadline(100_000_000) == 10_000  # 10 kB/s for a big file
+        assert F.download_deadline(10 ** 15) == F.DOWNLOAD_DEADLINE_MAX_S
         monkeypatch.setenv("CLOAK_DOWNLOAD_DEADLINE", " 90 ")
-        assert W.download_deadline(100_000_000) == 90
+        assert F.download_deadline(100_000_000) == 90
         bad = ("soon", "0", "-5", "inf", "nan")
-        with caplog.at_level("WARNING", logger=LOGGER):
+        with caplog.at_level("WARNING", logger="cloak.models.fetch"):
             for value in bad:
                 monkeypatch.setenv("CLOAK_DOWNLOAD_DEADLINE", value)
-                assert W.download_deadline() == 600, value
+                assert F.download_deadline() == 600, value
         for value in bad:
             assert f"ignoring CLOAK_DOWNLOAD_DEADLINE={value!r}" in caplog.text
 

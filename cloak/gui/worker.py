@@ -303,7 +303,7 @@ class ProtectWorker(QObject):
             self._make_folder(job.out_dir, created, make=not job.chosen)
             from cloak.api import protect_file
             from cloak.batch import preload_models
-            from cloak.models.weights import stops_downloads
+            from cloak.models.fetch import stops_downloads
 
             with stops_downloads(self._stop_if_cancelled):  # a server yet to answer too
                 if self._also_done is not None and not self._faces_fetched:

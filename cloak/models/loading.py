@@ -8,10 +8,10 @@ import threading
 import torch
 
 from ..errors import ModelError
+from .fetch import DownloadProgress
 from .registry import MODELS, get_spec
 from .taesd import TinyAutoencoder
 from .weights import (
-    DownloadProgress,
     WeightsMissing,
     fallback_dir,
     load_verified,

@@ -1,0 +1,252 @@
+"""Download one file over HTTP (or from a file:// address), atomically and within time
+limits: each read has a timeout, and the whole download a deadline (download_deadline),
+the server's answer included; a stop asked for while the server has not answered is heard
+(stops_downloads). Also: why a download failed, in words, and the CLOAK_OFFLINE switch.
+What is fetched, and where it goes, is weights.py's business.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import errno
+import http.client
+import logging
+import math
+import os
+import socket
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+DownloadProgress = Callable[[str, int, int], None]  # (file name, bytes done, bytes total)
+_warned: set[str] = set()  # warnings already given in this process
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        log.warning(message)
+
+
+class CacheNotWritable(OSError):
+    """The cache folder can't be created or written."""
+
+
+class DownloadTooSlow(TimeoutError):
+    """A download went on past its deadline (download_deadline)."""
+
+
+DOWNLOAD_DEADLINE_S = 600  # the least time a download is given in all, however small
+DOWNLOAD_MIN_RATE = 10_000  # bytes/s: a bigger file gets the time to come at this rate,
+DOWNLOAD_DEADLINE_MAX_S = 6 * 3600  # up to this (a server's Content-Length is its word)
+
+
+def download_deadline(total: int = 0) -> float:
+    """Seconds one download of `total` bytes (0: size not said) may take in all:
+    $CLOAK_DOWNLOAD_DEADLINE where set, else DOWNLOAD_DEADLINE_S, or the time the file
+    takes at DOWNLOAD_MIN_RATE where that is longer. urlopen's timeout bounds each read
+    only, so a server that drips bytes would otherwise hold a download for ever."""
+    value = os.environ.get("CLOAK_DOWNLOAD_DEADLINE", "").strip()
+    if value:
+        try:
+            seconds = float(value)
+        except ValueError:
+            seconds = math.nan
+        if 0 < seconds < math.inf:
+            return seconds
+        _warn_once(f"ignoring CLOAK_DOWNLOAD_DEADLINE={value!r}: not a number of seconds "
+                   "above 0")
+    return float(min(max(DOWNLOAD_DEADLINE_S, math.ceil(total / DOWNLOAD_MIN_RATE)),
+                     DOWNLOAD_DEADLINE_MAX_S))
+
+
+_stop_check: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar(
+    "cloak_download_stop_check", default=None)
+
+
+@contextlib.contextmanager
+def stops_downloads(check: Callable[[], None]) -> Iterator[None]:
+    """Within the block (in this thread), a download still waiting for its server's
+    answer calls `check` about every 0.2 s; `check` raises to stop it (KeyboardInterrupt
+    for a Ctrl-C, Cancelled for the app's Cancel). Once the answer is in, the download's
+    progress callback is the place to stop it."""
+    token = _stop_check.set(check)
+    try:
+        yield
+    finally:
+        _stop_check.reset(token)
+
+
+def _open_within(url: str, timeout: float, seconds: float) -> http.client.HTTPResponse:
+    """urlopen(url, timeout=timeout), given at most `seconds` for the server's answer (its
+    status line and headers): urlopen's timeout bounds each read only, so headers sent a
+    byte at a time would hold it for ever. Past the limit DownloadTooSlow; a connection
+    answered after it (or after a Ctrl-C here) is closed by the thread that opened it."""
+    box: dict = {}
+    lock, answered = threading.Lock(), threading.Event()
+
+    def open_url() -> None:
+        try:
+            response = urllib.request.urlopen(url, timeout=timeout)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller, raised there
+            box["error"] = exc
+        else:
+            with lock:
+                if box.get("abandoned"):
+                    response.close()
+                else:
+                    box["response"] = response
+        finally:
+            answered.set()
+
+    threading.Thread(target=open_url, name="cloak-download", daemon=True).start()
+    given_up_at = time.monotonic() + seconds
+    try:
+        # in short waits: a stop asked for meanwhile (stops_downloads) is heard, and no
+        # wait is longer than threading allows (a huge CLOAK_DOWNLOAD_DEADLINE overflowed)
+        while not answered.wait(max(0.0, min(0.2, given_up_at - time.monotonic()))):
+            check = _stop_check.get()
+            if check is not None:
+                check()
+            if time.monotonic() >= given_up_at:
+                with lock:
+                    if not answered.is_set():
+                        box["abandoned"] = True
+                        raise DownloadTooSlow(
+                            f"the server did not finish answering within {seconds:g} s; "
+                            f"try again or fetch it by hand: {url}")
+    except BaseException:
+        with lock:
+            box["abandoned"] = True
+            if "response" in box:
+                box.pop("response").close()
+        raise
+    if "error" in box:
+        raise box["error"]
+    return box["response"]
+
+
+def fetch(url: str, target: Path, check: Callable[[Path], None],
+          progress: DownloadProgress | None = None, timeout: float = 60,
+          deadline: float | None = None, what: str = "the cache folder") -> Path:
+    """Download `url` to `target` atomically: into a temp file beside it, `check`ed (raises
+    on a bad file), then renamed. `timeout` bounds each read; `deadline` (default:
+    download_deadline) the whole download, the server's answer included. Raises
+    OSError/URLError/ValueError/ModelError (CacheNotWritable where the temp file can't be
+    made, naming target's folder as `what`; DownloadTooSlow past the deadline)."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_downloads(target.parent)
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".download-",
+                                        suffix=target.suffix)
+    except OSError as exc:
+        in_the_way = next((folder for folder in (target.parent, *target.parent.parents)
+                           if os.path.lexists(folder) and not folder.is_dir()), None)
+        if in_the_way is not None:  # not a question of permission: say what it is
+            raise CacheNotWritable(
+                f"{what} {target.parent} can't be made: {in_the_way} is a file, not a "
+                "folder (move it away, or keep the weights in a folder of your own with "
+                "--model-dir DIR or CLOAK_MODEL_DIR=DIR)") from exc
+        raise CacheNotWritable(f"{what} {target.parent} is not writable "
+                               f"({exc.strerror or exc})") from exc
+    log.info("downloading %s", url)
+    tmp = Path(tmp_name)
+    started = time.monotonic()
+    try:
+        with os.fdopen(fd, "wb") as out, _open_within(
+                url, timeout, deadline or download_deadline()) as response:
+            total = int(response.headers.get("Content-Length") or 0)
+            allowed = deadline or download_deadline(total)
+            # read1: what one read of the socket brings (read() waits for a whole 64 KiB,
+            # which a server dripping bytes can make last for hours).
+            read = getattr(response, "read1", response.read)
+            done = 0
+            if progress:
+                progress(target.name, 0, total)
+            while chunk := read(1 << 16):
+                out.write(chunk)
+                done += len(chunk)
+                if progress:
+                    progress(target.name, done, total)
+                if time.monotonic() - started > allowed:
+                    raise DownloadTooSlow(
+                        f"the download of {target.name} took longer than {allowed:g} s; "
+                        f"try again or fetch it by hand: {url}")
+            out.flush()
+            os.fsync(out.fileno())  # on disk before the rename: no empty cache file after a crash
+        if total and done != total:
+            raise OSError(f"the download ended early ({done} of {total} bytes)")
+        check(tmp)
+        with contextlib.suppress(OSError):  # some mounts (exFAT, CIFS) refuse a chmod
+            os.chmod(tmp, 0o644)  # public files: mkstemp's 0600 kept others out of the cache
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+STALE_DOWNLOAD_S = 3600  # a temp file this old belongs to a download that was killed
+
+
+def _remove_stale_downloads(folder: Path) -> None:
+    """Remove `.download-*` temp files a killed download left (not ones a download in
+    another process may be writing now: those are younger than STALE_DOWNLOAD_S)."""
+    now = time.time()
+    for path in folder.glob(".download-*"):
+        try:
+            if now - path.stat().st_mtime > STALE_DOWNLOAD_S:
+                path.unlink()
+        except OSError:
+            pass
+
+
+def no_network(exc: BaseException) -> bool:
+    """Whether a download failed for want of a network (no DNS, no route, refused, timed
+    out), not on an answer about this one file (an HTTP 404, a mirror folder without it)."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return False
+    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    return isinstance(reason, (socket.gaierror, TimeoutError, ConnectionError)) or (
+        isinstance(reason, OSError) and reason.errno in (errno.ENETUNREACH,
+                                                         errno.EHOSTUNREACH))
+
+
+def network_reason(exc: BaseException) -> str:
+    """Why a download failed, in words: urllib's `<urlopen error [Errno -3] Temporary
+    failure in name resolution>` as `no network, or an unknown host: Temporary failure in name
+    resolution`, an HTTP error as `HTTP 404 Not Found`."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code} {exc.reason}".strip()
+    if isinstance(exc, urllib.error.URLError):
+        reason = exc.reason
+        if isinstance(reason, OSError) and reason.strerror:
+            if isinstance(reason, socket.gaierror):
+                return f"no network, or an unknown host: {reason.strerror}"
+            return reason.strerror
+        return str(reason)
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    if isinstance(exc, ValueError) and "unknown url type" in str(exc):  # a bare path
+        return (f"{exc}: CLOAK_WEIGHTS_URL takes an address, such as https://host/folder "
+                "or file:///path/to/folder")
+    return str(exc) or type(exc).__name__
+
+
+def downloads_off() -> bool:
+    """CLOAK_OFFLINE set to anything but 0/false/no/off turns every download off."""
+    value = os.environ.get("CLOAK_OFFLINE", "").strip().lower()
+    return value not in ("", "0", "false", "no", "off")
+
+
+def downloads_off_reason() -> str:
+    """Why nothing is downloaded, naming the setting where it is CLOAK_OFFLINE."""
+    if downloads_off():
+        return f"downloads are off (CLOAK_OFFLINE={os.environ['CLOAK_OFFLINE'].strip()})"
+    return "downloads are off"
