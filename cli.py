@@ -24,6 +24,7 @@ import typer
 try:  # torch is not among these (--help answers at once); each command imports it
     from cloak import PRESETS, Cancelled, CloakError, ProtectConfig, __version__
     from cloak.allocator import keep_freed_memory
+    from cloak.channel_list import ALL_CHANNELS
     from cloak.io import IMAGE_SUFFIXES
     from cloak.metadata import MetadataPolicy
     from cloak.preview import PREVIEW_SUFFIX
@@ -103,9 +104,6 @@ def reporting_failures(hook):
 
 
 DEFAULT_VERIFY_MODELS = ("taesd", "taesdxl", "taef1", "taef2")
-ALL_CHANNELS = ("as-is", "instagram", "facebook", "x", "whatsapp", "jpeg95", "jpeg75",
-                "jpeg50", "down-up", "blur", "crop", "grid", "naive")  # cloak.channels'
-# (kept here, not imported: cloak.channels loads torch, which --help need not wait for)
 
 
 def parse_channels(text: str | None) -> tuple[str, ...]:
@@ -594,7 +592,7 @@ def instagram_crop_note(result) -> str | None:
     """A note when protected photos have a shape Instagram crops (taller than 3:4 or wider
     than 1.91:1): the crop moves the models' grid and takes most of the protection."""
     from cloak import batch
-    from cloak.channels import INSTAGRAM_ASPECT
+    from cloak.channel_list import INSTAGRAM_ASPECT
 
     lo, hi = INSTAGRAM_ASPECT
     cropped = [i for i in result.items if i.status == batch.PROTECTED and i.report

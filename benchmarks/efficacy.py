@@ -32,7 +32,7 @@ from photoguard import photoguard_encoder_attack
 
 from cloak import ProtectConfig
 from cloak.allocator import keep_freed_memory
-from cloak.channels import CLEANUPS, SOCIAL_PRESETS
+from cloak.channel_list import CLEANUPS, SOCIAL_PRESETS
 from cloak.device import describe, pick_device
 from cloak.models import ALL_MODEL_NAMES
 from cloak.pipeline import protect_array

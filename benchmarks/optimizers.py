@@ -24,7 +24,7 @@ from efficacy import dev_photos, load_rgb, pick_variants, to_image
 
 import cloak.pipeline
 from cloak import ProtectConfig
-from cloak.channels import CLEANUPS
+from cloak.channel_list import CLEANUPS
 from cloak.models import ALL_MODEL_NAMES
 from cloak.verify import verify_images
 

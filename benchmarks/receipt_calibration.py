@@ -29,7 +29,8 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from efficacy import SUFFIXES, load_rgb
 
-from cloak.channels import SOCIAL_PRESETS, apply_channel
+from cloak.channel_list import SOCIAL_PRESETS
+from cloak.channels import apply_channel
 from cloak.models import ALL_MODEL_NAMES
 from cloak.receipt import (
     RECEIPT_FEATURES,

@@ -33,14 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from efficacy import SUFFIXES, load_rgb
 
 from cloak import metrics
-from cloak.channels import (
-    INSTAGRAM_ASPECT,
-    SOCIAL_PRESETS,
-    apply_channel,
-    crop_at_512,
-    image_tensor,
-    jpeg_bytes_roundtrip,
-)
+from cloak.channel_list import INSTAGRAM_ASPECT, SOCIAL_PRESETS
+from cloak.channels import apply_channel, crop_at_512, image_tensor, jpeg_bytes_roundtrip
 from cloak.device import autocast, describe, pick_device
 from cloak.models import ALL_MODEL_NAMES, load_autoencoder
 

@@ -15,24 +15,10 @@ import torch
 from PIL import Image, ImageFilter
 
 from . import metrics
+from .channel_list import INSTAGRAM_ASPECT, SOCIAL_PRESETS
 from .io import decode_own_bytes
 from .pipeline import to_tensor
 
-# Approximations of what each platform does to an upload (size cap, JPEG quality): the cap
-# is on the long side, except instagram's (below).
-# Platforms change these without notice; treat them as typical, not exact.
-SOCIAL_PRESETS: dict[str, tuple[int, int]] = {
-    "instagram": (1080, 80),
-    "facebook": (2048, 85),
-    "x": (4096, 85),
-    "whatsapp": (1600, 75),
-}
-# Instagram caps the *width* at 1080 px (a 3:4 portrait posts at 1080x1440) and takes
-# aspect ratios from 3:4 (tall) to 1.91:1 (wide); a photo outside that range is cropped to
-# it, centred unless the user moves the frame (Instagram's help centre, as of 2025).
-INSTAGRAM_ASPECT = (3 / 4, 1.91)
-CLEANUPS = ("jpeg95", "jpeg75", "jpeg50", "down-up", "blur", "crop", "grid", "naive")
-ALL_CHANNELS = ("as-is", *SOCIAL_PRESETS, *CLEANUPS)  # every channel verify measures
 # The `naive` clean-up is no edit either: an editor that downscales the photo to 512
 # without antialiasing (bilinear, what cv2.resize and torch's F.interpolate do by
 # default), so each pixel it keeps blends only the 2x2 photo pixels nearest it: it sees

@@ -15,8 +15,8 @@ import torch
 from PIL import Image
 
 from . import metrics
+from .channel_list import INSTAGRAM_ASPECT
 from .channels import (
-    INSTAGRAM_ASPECT,
     crop_to_aspect,
     flatten,
     image_tensor,

@@ -21,14 +21,8 @@ import torch
 from PIL import Image
 
 from . import metrics
-from .channels import (
-    ALL_CHANNELS,
-    SOCIAL_PRESETS,
-    apply_channel,
-    image_tensor,
-    is_transparent,
-    rgb_or_rgba,
-)
+from .channel_list import ALL_CHANNELS, SOCIAL_PRESETS
+from .channels import apply_channel, image_tensor, is_transparent, rgb_or_rgba
 from .comparable import (
     TRANSPARENT_PAIR_NOTE,
     check_comparable,

@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from cloak import ConfigError, ProtectConfig
-from cloak.channels import SOCIAL_PRESETS, apply_channel, fit_for_posting
+from cloak.channel_list import SOCIAL_PRESETS
+from cloak.channels import apply_channel, fit_for_posting
 from cloak.pipeline import protect_array
 from cloak.receipt import receipt_image
 from cloak.verify import names_given, verdict_for, verify_images

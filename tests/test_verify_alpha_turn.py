@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 from cloak import UnsupportedImageError
-from cloak.channels import SOCIAL_PRESETS, apply_channel, flatten
+from cloak.channel_list import SOCIAL_PRESETS
+from cloak.channels import apply_channel, flatten
 from cloak.comparable import check_comparable
 from cloak.verify import photo_image, verify_images
 
@@ -264,7 +265,8 @@ def test_an_instagram_cropped_flattened_copy_of_a_transparent_original_pairs(mod
     it: the original is cropped and flattened before it is resized, so a clean copy made
     so is the original's own pixels (resized first, its transparent edges came out
     darker and counted as damage)."""
-    from cloak.channels import INSTAGRAM_ASPECT, crop_to_aspect
+    from cloak.channel_list import INSTAGRAM_ASPECT
+    from cloak.channels import crop_to_aspect
 
     original, _ = hidden_black((96, 160))  # 0.6: taller than Instagram's 3:4
     clean = crop_to_aspect(flatten(original), *INSTAGRAM_ASPECT).resize((72, 96),
