@@ -344,6 +344,30 @@ class TestDeadline:
         assert elapsed < 5, elapsed
         assert "took longer than 0.5 s" in caplog.text and "face priority is off" in caplog.text
 
+    def test_a_404_leaves_no_connection_open(self, monkeypatch, caplog):
+        """A server without the face detector (HTTP 404, with a page): the run goes on
+        without it, saying so, and the 404's connection is closed, not left for the
+        garbage collector (which said "unclosed <socket.socket ...>" in the CLI's output)."""
+        import gc
+        import warnings
+
+        def not_found(handler):
+            page = b"<html>no such file</html>"
+            handler.send_response(404)
+            handler.send_header("Content-Length", str(len(page)))
+            handler.end_headers()
+            handler.wfile.write(page)
+
+        with serving(not_found) as base, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            monkeypatch.setenv("CLOAK_WEIGHTS_URL", base)
+            with caplog.at_level("WARNING", logger=LOGGER):
+                assert W.resolve_face_detector() is None
+            gc.collect()
+        assert "HTTP 404" in caplog.text and "face priority is off" in caplog.text
+        unclosed = [w for w in caught if issubclass(w.category, ResourceWarning)]
+        assert not unclosed, [str(w.message) for w in unclosed]
+
     def test_a_download_over_http_within_its_deadline_is_kept(self, weights_dir, tmp_path,
                                                               monkeypatch):
         body = (weights_dir / "taef2_encoder.pth").read_bytes()

@@ -96,6 +96,10 @@ def _open_within(url: str, timeout: float, seconds: float) -> http.client.HTTPRe
         try:
             response = urllib.request.urlopen(url, timeout=timeout)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller, raised there
+            if isinstance(exc, urllib.error.HTTPError):
+                # its code and reason stay; the connection it holds goes now (left open,
+                # it was reported as "unclosed socket" when collected, after a 404)
+                exc.close()
             box["error"] = exc
         else:
             with lock:
