@@ -370,7 +370,9 @@ def run(items: list[Item], out_dir: str | os.PathLike, config: ProtectConfig, *,
                                                                  errno.EROFS):
                     raise
                 locked, unwritable = False, exc
-        had_record = os.path.lexists(out_dir / MANIFEST_NAME)  # (under OUT's lock)
+        # read under OUT's lock where OUT exists (where it does not, there is no record,
+        # and one another run writes meanwhile is taken in by _after_another_run)
+        had_record = os.path.lexists(out_dir / MANIFEST_NAME)
         result = _run_locked(items, out_dir, config, held, jobs, force, overwrite, emit,
                              stop, locked, unwritable)
         # still under OUT's lock; `made` names OUT by its absolute path, which must be
