@@ -409,6 +409,38 @@ def damaged_decoder_in(folder: Path, weights_dir: Path) -> Path:
     return folder
 
 
+class TestFailedDownloadLeavesNoFolder:
+    def test_a_failed_download_leaves_no_empty_cache_folder_it_made(self, tmp_path):
+        """No mirror holds the file: the cache folder (and its parent) the download made
+        are removed again, not left empty in the user's cache."""
+        cache = tmp_path / "cache"
+        with pytest.raises(ModelError, match="taef2"):
+            W.resolve(get_spec("taef2"), "encoder")
+        assert not cache.exists()
+
+    def test_a_failed_download_keeps_a_cache_folder_that_was_there(self, tmp_path):
+        cache = tmp_path / "cache"
+        cache.mkdir()
+        (cache / "notes.txt").write_text("mine")
+        with pytest.raises(ModelError, match="taef2"):
+            W.resolve(get_spec("taef2"), "encoder")
+        assert sorted(p.name for p in cache.iterdir()) == ["notes.txt"]
+
+    def test_only_the_folders_it_made_are_removed(self, tmp_path):
+        """An empty folder that was there before the download stays; the empty ones the
+        download made inside it go."""
+        there = tmp_path / "there"
+        there.mkdir()
+        target = there / "made" / "deeper" / "file.pth"
+        with pytest.raises(OSError):
+            F.fetch((tmp_path / "no-such-file").as_uri(), target, lambda path: None)
+        assert there.is_dir() and list(there.iterdir()) == []
+
+    def test_a_successful_download_keeps_its_folder(self, mirror, tmp_path):
+        path = W.resolve(get_spec("taef2"), "encoder")
+        assert path.parent == tmp_path / "cache" and path.is_file()
+
+
 class TestDamagedCacheCopy:
     def test_a_damaged_copy_in_a_read_only_cache_uses_the_good_spare_not_a_download(
             self, weights_dir, mirror, tmp_path, read_only_folder, caplog):

@@ -145,12 +145,15 @@ def fetch(url: str, target: Path, check: Callable[[Path], None],
     download_deadline) the whole download, the server's answer included. Raises
     OSError/URLError/ValueError/ModelError (CacheNotWritable where the temp file can't be
     made, naming target's folder as `what`; DownloadTooSlow past the deadline)."""
+    made = [folder for folder in (target.parent, *target.parent.parents)
+            if not os.path.lexists(folder)]  # innermost first: removed again on a failure
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale_downloads(target.parent)
         fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".download-",
                                         suffix=target.suffix)
     except OSError as exc:
+        _remove_empty(made)
         in_the_way = next((folder for folder in (target.parent, *target.parent.parents)
                            if os.path.lexists(folder) and not folder.is_dir()), None)
         if in_the_way is not None:  # not a question of permission: say what it is
@@ -163,6 +166,7 @@ def fetch(url: str, target: Path, check: Callable[[Path], None],
     log.info("downloading %s", url)
     tmp = Path(tmp_name)
     started = time.monotonic()
+    fetched = False
     try:
         with os.fdopen(fd, "wb") as out, _open_within(
                 url, timeout, deadline or download_deadline()) as response:
@@ -191,9 +195,22 @@ def fetch(url: str, target: Path, check: Callable[[Path], None],
         with contextlib.suppress(OSError):  # some mounts (exFAT, CIFS) refuse a chmod
             os.chmod(tmp, 0o644)  # public files: mkstemp's 0600 kept others out of the cache
         os.replace(tmp, target)
+        fetched = True
     finally:
         tmp.unlink(missing_ok=True)
+        if not fetched:
+            _remove_empty(made)
     return target
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove `folders` (innermost first) that are empty: the ones a failed download made,
+    so it leaves no empty cache folder behind. One that holds anything stays."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (another download got there), or not ours to remove
+            return
 
 
 STALE_DOWNLOAD_S = 3600  # a temp file this old belongs to a download that was killed
