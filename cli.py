@@ -817,12 +817,8 @@ def verify(
         from PIL import Image
 
         from cloak import io
-        from cloak.comparable import in_one_colour_space
-        from cloak.compression import compression_floor, jpeg_settings
         from cloak.errors import UnsupportedImageError, is_out_of_memory
-        from cloak.models import ALL_MODEL_NAMES
-        from cloak.receipt import RECEIPT_SMALLEST, receipt_image
-        from cloak.verify import photo_image, verify_images
+        from cloak.verify import photo_image
 
     # each model once (`--models taesd,taesd`), in the order given
     names = tuple(dict.fromkeys(m.strip().lower() for m in models.split(",") if m.strip()))
@@ -887,96 +883,14 @@ def verify(
                         raise UnsupportedImageError(preview_sheet_refused(path))
                 # bad paths first
                 loaded = [as_image(p) for p in (photo, protected) if p is not None]
-                images = [image for image, _ in loaded]
                 fetch_weights(names if protected is not None else ("taesd",), md, device)
                 if protected is None:
-                    receipt = receipt_image(images[0], md, device)
-                    notes = []  # said on stderr, and kept in --json
-                    if channels is not None or names != DEFAULT_VERIFY_MODELS:
-                        notes.append("--channels and --models are for the comparison with the "
-                                     "original (cloak verify ORIGINAL PROTECTED); a photo alone "
-                                     "gets the receipt, which always uses taesd")
-                        typer.secho(f"note: {notes[-1]}", fg=typer.colors.YELLOW, err=True)
-                    score = shown_db(receipt.score_db, sign="+")
-                    threshold = shown_db(receipt.threshold_db, sign="+")
-                    say(f"{printable(str(photo))}: {receipt.label} {score} dB "
-                        f"(threshold {threshold}; above means protected)")
-                    if max(images[0].size) < RECEIPT_SMALLEST:
-                        notes.append(f"the photo is {images[0].width}x{images[0].height}; the "
-                                     f"receipt was calibrated on photos of {RECEIPT_SMALLEST} px "
-                                     "and larger, so this score is less reliable")
-                        typer.secho(f"note: {notes[-1]}", fg=typer.colors.YELLOW, err=True)
-                    say("receipt: " + ("protection detected" if receipt.protected
-                                              else "no protection detected")
-                               + " (a hint, not proof, and no measure of its strength: compare "
-                               "with the original for figures)")
-                    if not receipt.protected and io.says_protected_file(photo):
-                        notes.append("this file carries cloak's note, so cloak made it; the "
-                                     "receipt often misses copies made at fast or low (README, "
-                                     "cloak verify): compare it with the original to measure "
-                                     "what it carries")
-                        typer.secho(f"note: {notes[-1]}", fg=typer.colors.YELLOW, err=True)
-                    result = {"kind": "receipt", "photo": str(photo), **receipt.to_dict(),
-                              "below_calibrated_size": max(images[0].size) < RECEIPT_SMALLEST,
-                              "note": "; ".join(notes) or None, "cloak_version": __version__}
+                    result = receipt_one(photo, loaded[0][0], md, device,
+                                         channels is not None
+                                         or names != DEFAULT_VERIFY_MODELS)
                 else:
-                    (original, original_icc), (copy, copy_icc) = loaded
-                    original, copy, colour_note = in_one_colour_space(original, copy, original_icc,
-                                                                      copy_icc)
-                    if original.size == copy.size and original.convert("RGB").tobytes() == \
-                            copy.convert("RGB").tobytes():
-                        same = ("the copy has the same pixels as the original: it carries no "
-                                "protection (protect the photo first: cloak protect)")
-                        colour_note = "; ".join(n for n in (colour_note, same) if n)
-                    settings = jpeg_settings(protected)
-                    lossy = settings is not None and settings.lossier_than_cloak
-                    cache = {} if lossy else None  # the original's side, for the floor too
-                    with measuring_bar("measuring") as progress:
-                        v = verify_images(original, copy, channels=measured, models=names,
-                                          model_dir=md, device=device, progress=progress,
-                                          at_1024=True, clean_cache=cache)
-                    floor, floor_note = None, None
-                    if lossy:
-                        with measuring_bar("measuring the compression alone"):
-                            floor = compression_floor(original, copy, settings, names, md,
-                                                      device, cache, at_1024=True)
-                        floor_note = floor.note()
-                    v.note = "; ".join(n for n in (colour_note, v.note, floor_note)
-                                       if n) or None
-                    if v.note:
-                        typer.secho(f"note: {printable(v.note)}", fg=typer.colors.YELLOW,
-                                    err=True)
-                    swapped = swapped_note(v, photo, protected)
-                    if swapped:
-                        typer.secho(f"note: {swapped}", fg=typer.colors.YELLOW, err=True)
-                        v.note = "; ".join(n for n in (v.note, swapped) if n)  # and in --json
-                    say(f"invisibility: PSNR {v.psnr:.1f} dB, SSIM {v.ssim:.3f}, "
-                               f"max change {v.max_change255:.0f}/255")
-                    say(f"{'':<10} {'damage dB':^{9 * len(names) - 1}}   latent shift")
-                    say(f"{'channel':<10} " + " ".join(f"{n:>8}" for n in names) + "   "
-                               + " ".join(f"{n:>8}" for n in names))
-                    for ch in v.channels:
-                        say(f"{ch.channel:<10} " + " ".join(
-                            shown_db(ch.damage_db[n], ">8") for n in names) + "   " + " ".join(
-                            f"{ch.latent_shift[n]:>8.2f}" for n in names))
-                    only = (f"; on {', '.join(names)} only" if set(names) != set(ALL_MODEL_NAMES)
-                            else "")
-                    say(f"verdict: {v.verdict} (worst channel: {v.worst.channel}{only}); "
-                               f"as is ({as_is_means(original, copy)}): "
-                               f"{v.verdict_as_is}")
-                    if v.damage_at_1024:
-                        say(
-                            "at 1024 px, SDXL and FLUX's editing size (as it is): "
-                            + ", ".join(f"{n} {shown_db(d)}"
-                                        for n, d in v.damage_at_1024.items())
-                            + f" dB: {v.verdict_at_1024} (the table and verdict above are at "
-                            "512 px, SD 1.x/2.x's)")
-                    # not "protected": with one photo that key is the receipt's yes or no
-                    result = {"kind": "comparison", "original": str(photo),
-                              "protected_copy": str(protected), "models": list(names),
-                              **v.to_dict(),
-                              "compression_floor": floor.to_dict() if floor else None,
-                              "cloak_version": __version__}
+                    result = compare_one(photo, protected, loaded, measured, names, md,
+                                         device)
         except typer.Exit:  # a fail() within (click's Exit is a RuntimeError): said already
             raise
         except CloakError as exc:
@@ -1003,6 +917,105 @@ def verify(
         return
     if json_path:
         write_json(json_path, result)
+
+
+def receipt_one(photo: Path, image, model_dir: str | None, device: str | None,
+                comparison_options: bool) -> dict:
+    """verify with one photo: its receipt (taesd's no-reference score) said, notes on
+    stderr, and its --json report returned. `comparison_options`: --channels or --models
+    was given, which only a comparison with the original uses."""
+    from cloak import io
+    from cloak.receipt import RECEIPT_SMALLEST, receipt_image
+
+    receipt = receipt_image(image, model_dir, device)
+    notes = []  # said on stderr, and kept in --json
+
+    def note(text: str) -> None:
+        notes.append(text)
+        typer.secho(f"note: {text}", fg=typer.colors.YELLOW, err=True)
+
+    if comparison_options:
+        note("--channels and --models are for the comparison with the original (cloak "
+             "verify ORIGINAL PROTECTED); a photo alone gets the receipt, which always uses "
+             "taesd")
+    score = shown_db(receipt.score_db, sign="+")
+    threshold = shown_db(receipt.threshold_db, sign="+")
+    say(f"{printable(str(photo))}: {receipt.label} {score} dB "
+        f"(threshold {threshold}; above means protected)")
+    small = max(image.size) < RECEIPT_SMALLEST
+    if small:
+        note(f"the photo is {image.width}x{image.height}; the receipt was calibrated on "
+             f"photos of {RECEIPT_SMALLEST} px and larger, so this score is less reliable")
+    say("receipt: " + ("protection detected" if receipt.protected else "no protection detected")
+        + " (a hint, not proof, and no measure of its strength: compare with the original "
+        "for figures)")
+    if not receipt.protected and io.says_protected_file(photo):
+        note("this file carries cloak's note, so cloak made it; the receipt often misses "
+             "copies made at fast or low (README, cloak verify): compare it with the "
+             "original to measure what it carries")
+    return {"kind": "receipt", "photo": str(photo), **receipt.to_dict(),
+            "below_calibrated_size": small, "note": "; ".join(notes) or None,
+            "cloak_version": __version__}
+
+
+def compare_one(photo: Path, protected: Path, loaded: list, channels: tuple[str, ...],
+                names: tuple[str, ...], model_dir: str | None, device: str | None) -> dict:
+    """verify with an original and its copy (`loaded`: each one's image and ICC profile):
+    the figures said, at 512 px and, for the SDXL and FLUX stand-ins, 1024; notes on
+    stderr; and the --json report returned."""
+    from cloak.comparable import in_one_colour_space
+    from cloak.compression import compression_floor, jpeg_settings
+    from cloak.models import ALL_MODEL_NAMES
+    from cloak.verify import verify_images
+
+    (original, original_icc), (copy, copy_icc) = loaded
+    original, copy, colour_note = in_one_colour_space(original, copy, original_icc, copy_icc)
+    if original.size == copy.size and \
+            original.convert("RGB").tobytes() == copy.convert("RGB").tobytes():
+        same = ("the copy has the same pixels as the original: it carries no protection "
+                "(protect the photo first: cloak protect)")
+        colour_note = "; ".join(n for n in (colour_note, same) if n)
+    settings = jpeg_settings(protected)
+    lossy = settings is not None and settings.lossier_than_cloak
+    cache = {} if lossy else None  # the original's side, for the floor too
+    with measuring_bar("measuring") as progress:
+        v = verify_images(original, copy, channels=channels, models=names,
+                          model_dir=model_dir, device=device, progress=progress,
+                          at_1024=True, clean_cache=cache)
+    floor = None
+    if lossy:
+        with measuring_bar("measuring the compression alone"):
+            floor = compression_floor(original, copy, settings, names, model_dir, device,
+                                      cache, at_1024=True)
+    v.note = "; ".join(n for n in (colour_note, v.note, floor.note() if floor else None)
+                       if n) or None
+    if v.note:
+        typer.secho(f"note: {printable(v.note)}", fg=typer.colors.YELLOW, err=True)
+    swapped = swapped_note(v, photo, protected)
+    if swapped:
+        typer.secho(f"note: {swapped}", fg=typer.colors.YELLOW, err=True)
+        v.note = "; ".join(n for n in (v.note, swapped) if n)  # and in --json
+    say(f"invisibility: PSNR {v.psnr:.1f} dB, SSIM {v.ssim:.3f}, "
+        f"max change {v.max_change255:.0f}/255")
+    say(f"{'':<10} {'damage dB':^{9 * len(names) - 1}}   latent shift")
+    say(f"{'channel':<10} " + " ".join(f"{n:>8}" for n in names) + "   "
+        + " ".join(f"{n:>8}" for n in names))
+    for ch in v.channels:
+        say(f"{ch.channel:<10} " + " ".join(shown_db(ch.damage_db[n], ">8") for n in names)
+            + "   " + " ".join(f"{ch.latent_shift[n]:>8.2f}" for n in names))
+    only = f"; on {', '.join(names)} only" if set(names) != set(ALL_MODEL_NAMES) else ""
+    say(f"verdict: {v.verdict} (worst channel: {v.worst.channel}{only}); "
+        f"as is ({as_is_means(original, copy)}): {v.verdict_as_is}")
+    if v.damage_at_1024:
+        say("at 1024 px, SDXL and FLUX's editing size (as it is): "
+            + ", ".join(f"{n} {shown_db(d)}" for n, d in v.damage_at_1024.items())
+            + f" dB: {v.verdict_at_1024} (the table and verdict above are at 512 px, "
+            "SD 1.x/2.x's)")
+    # not "protected": with one photo that key is the receipt's yes or no
+    return {"kind": "comparison", "original": str(photo), "protected_copy": str(protected),
+            "models": list(names), **v.to_dict(),
+            "compression_floor": floor.to_dict() if floor else None,
+            "cloak_version": __version__}
 
 
 def item_failure(exc: BaseException, out_of_memory: str) -> str:
