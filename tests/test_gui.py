@@ -398,6 +398,41 @@ class TestDropZone:
         assert "no photos to add among 1 item; not added: 1 file that is not a photo " \
             "cloak reads (notes.txt)" in message, message  # the file named (a trial)
 
+    def test_a_file_that_cannot_be_read_says_why_once_added(self, window, tmp_path,
+                                                             small_photo):
+        """An empty .jpg and a text file named .png showed "?" and "waiting" until Protect
+        was pressed: their rows now say why at once, in cloak's words, and the photo
+        beside them waits. Protect tries them again (and they fail again, saying why)."""
+        photo = small_photo(tmp_path / "a.png", size=(48, 40))
+        empty = tmp_path / "empty.jpg"
+        empty.write_bytes(b"")
+        renamed = tmp_path / "notes.png"
+        renamed.write_text("not a photo")
+        window.add_paths([photo, empty, renamed])
+        rows = {row.src.name: row for row in window.rows.values()}
+        assert wait_until(lambda: rows["empty.jpg"].state == PhotoRow.FAILED
+                          and rows["notes.png"].state == PhotoRow.FAILED, 30)
+        assert rows["empty.jpg"].status.text() == (
+            "can't be protected: the file is empty (0 bytes)")
+        assert rows["notes.png"].status.text().startswith(
+            "can't be protected: it is named .png but is not an image cloak can read")
+        assert wait_until(lambda: rows["a.png"].thumb.pixmap() is not None
+                          and not rows["a.png"].thumb.pixmap().isNull(), 30)
+        assert rows["a.png"].state == PhotoRow.WAITING
+        window.settings["measure"] = False
+        window.start()
+        assert wait_until(lambda: not window.is_running(), 60)
+        assert rows["a.png"].state == PhotoRow.PROTECTED
+        assert rows["empty.jpg"].state == PhotoRow.FAILED
+        assert rows["empty.jpg"].status.text() == "failed: the file is empty (0 bytes)"
+        # added again: one still unreadable says why again; one mended since waits, shown
+        small_photo(empty, size=(48, 40), index=1)
+        window.add_paths([empty, renamed])
+        assert wait_until(lambda: rows["empty.jpg"].has_thumbnail()
+                          and rows["notes.png"].state == PhotoRow.FAILED, 30)
+        assert rows["empty.jpg"].state == PhotoRow.WAITING
+        assert rows["notes.png"].status.text().startswith("can't be protected: it is named")
+
     def test_an_empty_folder_is_named_when_nothing_is_added(self, window, tmp_path):
         """An empty folder, or one of notes only, gave the same line as a lone text file,
         naming nothing (a trial)."""
@@ -2735,14 +2770,20 @@ def test_a_long_name_in_the_comparison_title_is_shortened_only_where_it_does_not
 def test_a_thumbnail_never_decodes_a_format_cloak_does_not_read(tmp_path):
     """A file named .jpg is decoded only as a format cloak reads, whatever its content says
     (PostScript content would reach Ghostscript): a PPM here, which Pillow would decode.
-    The app shows no thumbnail (and the protect step says why)."""
-    from cloak.gui.images import thumbnail
+    The app shows no thumbnail, and its row says why."""
+    from cloak.gui.images import thumbnail, thumbnail_or_why
 
     fake = tmp_path / "photo.jpg"
     Image.new("RGB", (16, 16), "red").save(fake, "PPM")
     with Image.open(fake) as anything_goes:
         assert anything_goes.format == "PPM"
     assert thumbnail(fake, 32) is None
+    shown, why = thumbnail_or_why(fake, 32)  # the row says why (as the protect step will)
+    assert shown is None
+    assert why == (f"{fake}: is named .jpg but is not an image cloak can read (damaged, "
+                   "or another kind of file renamed)")
+    assert thumbnail_or_why(tmp_path / "nowhere.png", 32) == (
+        None, f"{tmp_path / 'nowhere.png'}: no such file")
 
 
 def test_a_cmyk_photo_is_shown_through_its_profile_as_cloak_reads_it(tmp_path):

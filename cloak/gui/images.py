@@ -13,7 +13,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cloak import io  # also registers the HEIC/HEIF opener with Pillow
 from cloak.colour import to_srgb
-from cloak.errors import UnsupportedImageError
+from cloak.errors import CloakError, UnsupportedImageError
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +120,22 @@ def thumbnail(path: Path, size: int) -> Image.Image | None:
     except (OSError, UnidentifiedImageError, ValueError, UnsupportedImageError) as exc:
         log.debug("no thumbnail for %s: %s", path, exc)
         return None
+
+
+def thumbnail_or_why(path: Path, size: int) -> tuple[Image.Image | None, str | None]:
+    """(thumbnail, None); where no thumbnail can be made, (None, why the photo can't be
+    protected, in cloak's own words: "PATH: the file is empty (0 bytes)"), or (None, None)
+    where the protection reads the file after all (the preview alone could not show it)."""
+    image = thumbnail(path, size)
+    if image is not None:
+        return image, None
+    try:
+        io.load_photo(path)  # only for a file the preview failed on: damaged, most often
+    except CloakError as exc:
+        return None, str(exc)
+    except (OSError, MemoryError, ValueError) as exc:  # the protect step says it then
+        log.debug("%s: no reason found for the missing thumbnail: %s", path, exc)
+    return None, None
 
 
 @dataclass

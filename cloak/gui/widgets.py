@@ -215,6 +215,11 @@ class PhotoRow(QWidget):
             emit(self.clicked, self.row_id)
         super().mousePressEvent(event)
 
+    def has_thumbnail(self) -> bool:
+        """Whether the row shows its photo (not "?", nor nothing yet)."""
+        pixmap = self.thumb.pixmap()
+        return pixmap is not None and not pixmap.isNull()
+
     def set_thumbnail(self, image: Image.Image | None) -> None:
         if image is None:
             self.thumb.setText("?")
@@ -251,16 +256,30 @@ class PhotoRow(QWidget):
                    WARN_COLOR if outcome.protection_lost else OK_COLOR)
         self.status.setToolTip(str(outcome.dst))
 
-    def set_failed(self, message: str) -> None:
+    def _about_it(self, message: str) -> str:
+        """A library message about this photo without its path, which the row shows:
+        "it" stands in ("PATH: is named .png but ..." -> "it is named .png but ...")."""
         named = f"{self.src}: "
-        if message.startswith(named):  # the row already names the photo: "it" stands in
+        if message.startswith(named):
             message = message.removeprefix(named)
             if message.startswith(SUBJECTLESS_STARTS):  # "failed: is named .png but ..."
                 message = f"it {message}"
             elif message.startswith("too "):  # "too large to load in memory"
                 message = f"it is {message}"
+        return message
+
+    def set_failed(self, message: str) -> None:
+        message = self._about_it(message)
         self._show(self.FAILED, f"failed: {message}", 0.0, ERROR_COLOR)
         self.status.setToolTip(f"failed: {message}")  # whole, where a long path is shortened
+
+    def set_unreadable(self, message: str) -> None:
+        """Failed before any work: the file can't be read as a photo (found when its
+        thumbnail was made), so the user need not press Protect to learn it. Protect
+        tries it again, as any failed photo (it may have been mended meanwhile)."""
+        message = self._about_it(message)
+        self._show(self.FAILED, f"can't be protected: {message}", 0.0, ERROR_COLOR)
+        self.status.setToolTip(f"can't be protected: {message}")
 
     def set_cancelled(self) -> None:
         self._show(self.CANCELLED, "cancelled — nothing saved", 0.0)

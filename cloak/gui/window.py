@@ -14,7 +14,6 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from PIL import Image
 from PySide6.QtCore import (
     QSettings,
     QSize,
@@ -58,7 +57,7 @@ from cloak.metadata import MetadataPolicy
 from cloak.report import plural
 
 from .drop_zone import DropZone
-from .images import Comparison, compare, thumbnail
+from .images import Comparison, compare, thumbnail_or_why
 from .paths import (
     IMAGE_SUFFIXES,
     SUPPORTED,
@@ -438,8 +437,10 @@ class MainWindow(QMainWindow):
                 row = listed[key]
                 retry = (failed_before is None
                          or self._failed_at.get(row.row_id, 0) <= failed_before)
-                if self._thumbnail_stale(row):  # edited since (cropped in place, as the
-                    refresh.append(row)  # drop zone advises): shown as it is now
+                if self._thumbnail_stale(row) or not row.has_thumbnail():  # edited since
+                    # (cropped in place, as the drop zone advises; or mended, where it
+                    # could not be read): shown, or said unreadable, as it is now
+                    refresh.append(row)
                 if not self.is_running() and ((retry and row.state == PhotoRow.FAILED) or (
                         row.state == PhotoRow.PROTECTED and self._asks_other(row))):
                     row.set_waiting()
@@ -483,7 +484,7 @@ class MainWindow(QMainWindow):
         """Make `row`'s thumbnail in the background, from its photo as it is now (while
         `wanted()` still says so when its turn comes)."""
         row.thumb_stamp = source_stamp(row.src)
-        call = BackgroundCall(self._thumbnails, row.row_id, thumbnail, row.src,
+        call = BackgroundCall(self._thumbnails, row.row_id, thumbnail_or_why, row.src,
                               self._thumb_pixels())
         call.still_wanted = wanted
         self._run_in_background(call)
@@ -817,9 +818,14 @@ class MainWindow(QMainWindow):
             self.compare_panel.show_comparison(row.src.name, comparison)
 
     @Slot(object, object, str)
-    def _on_thumbnail(self, row_id: int, image: Image.Image | None, _error: str) -> None:
-        if row_id in self.rows:
-            self.rows[row_id].set_thumbnail(image)
+    def _on_thumbnail(self, row_id: int, made: tuple | None, _error: str) -> None:
+        if row_id not in self.rows:
+            return
+        row = self.rows[row_id]
+        image, why = made or (None, None)
+        row.set_thumbnail(image)
+        if why and row.state == PhotoRow.WAITING:  # not one protected or running since
+            row.set_unreadable(why)
 
     @Slot(int)
     def _on_nothing_usable(self, count: int, not_added: str = "") -> None:
