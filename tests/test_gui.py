@@ -401,17 +401,24 @@ class TestDropZone:
     def test_a_file_that_cannot_be_read_says_why_once_added(self, window, tmp_path,
                                                              small_photo):
         """An empty .jpg and a text file named .png showed "?" and "waiting" until Protect
-        was pressed: their rows now say why at once, in cloak's words, and the photo
-        beside them waits. Protect tries them again (and they fail again, saying why)."""
+        was pressed, a two-page TIFF its first page and "waiting": their rows now say why
+        at once, in cloak's words, and the photo beside them waits. Protect tries them again (and they fail again, saying why)."""
         photo = small_photo(tmp_path / "a.png", size=(48, 40))
         empty = tmp_path / "empty.jpg"
         empty.write_bytes(b"")
         renamed = tmp_path / "notes.png"
         renamed.write_text("not a photo")
-        window.add_paths([photo, empty, renamed])
+        pages = tmp_path / "scan.tiff"
+        with Image.open(photo) as first:
+            first.save(pages, save_all=True, append_images=[first.rotate(90)])
+        window.add_paths([photo, empty, renamed, pages])
         rows = {row.src.name: row for row in window.rows.values()}
-        assert wait_until(lambda: rows["empty.jpg"].state == PhotoRow.FAILED
-                          and rows["notes.png"].state == PhotoRow.FAILED, 30)
+        assert wait_until(lambda: all(rows[name].state == PhotoRow.FAILED
+                                      for name in ("empty.jpg", "notes.png", "scan.tiff")), 30)
+        assert rows["scan.tiff"].has_thumbnail()  # its first page, and why it can't be done
+        assert rows["scan.tiff"].status.text() == (
+            "can't be protected: animated or multi-frame TIFF (2 frames) is not supported; "
+            "export the frame you want as a still image")
         assert rows["empty.jpg"].status.text() == (
             "can't be protected: the file is empty (0 bytes)")
         assert rows["notes.png"].status.text().startswith(

@@ -123,12 +123,13 @@ def thumbnail(path: Path, size: int) -> Image.Image | None:
 
 
 def thumbnail_or_why(path: Path, size: int) -> tuple[Image.Image | None, str | None]:
-    """(thumbnail, None); where no thumbnail can be made, (None, why the photo can't be
-    protected, in cloak's own words: "PATH: the file is empty (0 bytes)"), or (None, None)
-    where the protection reads the file after all (the preview alone could not show it)."""
+    """(thumbnail or None, why the photo can't be protected or None), the reason in
+    cloak's own words ("PATH: the file is empty (0 bytes)"). A file that holds several
+    pictures (an animated GIF, a multi-page TIFF) gets its first as the thumbnail, and the
+    reason; (None, None) where the protection reads a file the preview could not show."""
     image = thumbnail(path, size)
     if image is not None:
-        return image, None
+        return image, io.frames_problem(path)  # the header alone: no second decode
     try:
         io.load_photo(path)  # only for a file the preview failed on: damaged, most often
     except CloakError as exc:
