@@ -402,17 +402,18 @@ def load_photo(path: str | os.PathLike[str], max_pixels: int | None = None) -> P
         fp.close()
 
 
-def frames_problem(path: str | os.PathLike[str]) -> str | None:
+def frames_problem(path: str | os.PathLike[str], wait: bool = True) -> str | None:
     """Why load_photo would refuse `path` for holding several pictures (an animated GIF,
     a multi-page TIFF), read from its header alone; None where it is one picture, or
-    where the file does not open (load_photo says why then)."""
+    where the file does not open (load_photo says why then). `wait` False: None at once
+    where another thread is decoding a photo (decoding_limit's lock)."""
     path = Path(path)
     try:
         fp = _open_file(path)
     except CloakError:
         return None
     try:
-        with decoding_limit(path, pixel_limit()), _open_image(fp, path) as image:
+        with decoding_limit(path, pixel_limit(), wait), _open_image(fp, path) as image:
             frames = _frame_count(image)
             if frames > 1 and image.format != "MPO":
                 return _frames_refusal(image.format or "?", frames)

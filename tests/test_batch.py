@@ -406,6 +406,10 @@ class TestPlan:
                                           "still image")
         assert io.frames_problem(shoot / "a.png") is None
         assert io.frames_problem(tmp_path / "missing.gif") is None  # load_photo says why
+        # without waiting (the app's thumbnails): no answer while a photo is decoded
+        with io.decoding_limit(shoot / "a.png", io.pixel_limit()):
+            assert io.frames_problem(shoot / "a.gif", wait=False) is None
+        assert io.frames_problem(shoot / "a.gif", wait=False) == items["a.gif"].message
 
     def test_an_output_recorded_as_one_photo_s_stays_its_own(self, tmp_path, small_photo,
                                                              tiny_config):

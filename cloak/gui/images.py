@@ -126,10 +126,12 @@ def thumbnail_or_why(path: Path, size: int) -> tuple[Image.Image | None, str | N
     """(thumbnail or None, why the photo can't be protected or None), the reason in
     cloak's own words ("PATH: the file is empty (0 bytes)"). A file that holds several
     pictures (an animated GIF, a multi-page TIFF) gets its first as the thumbnail, and the
-    reason; (None, None) where the protection reads a file the preview could not show."""
+    reason; (None, None) where the protection reads a file the preview could not show.
+    The frames are counted only where no other thread is decoding (a batch's photo: the
+    thumbnails, one at a time, would wait seconds behind it); the protect step says why."""
     image = thumbnail(path, size)
-    if image is not None:
-        return image, io.frames_problem(path)  # the header alone: no second decode
+    if image is not None:  # the header alone: no second decode
+        return image, io.frames_problem(path, wait=False)
     try:
         io.load_photo(path)  # only for a file the preview failed on: damaged, most often
     except CloakError as exc:
