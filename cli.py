@@ -970,11 +970,7 @@ def compare_one(photo: Path, protected: Path, loaded: list, channels: tuple[str,
 
     (original, original_icc), (copy, copy_icc) = loaded
     original, copy, colour_note = in_one_colour_space(original, copy, original_icc, copy_icc)
-    if original.size == copy.size and \
-            original.convert("RGB").tobytes() == copy.convert("RGB").tobytes():
-        same = ("the copy has the same pixels as the original: it carries no protection "
-                "(protect the photo first: cloak protect)")
-        colour_note = "; ".join(n for n in (colour_note, same) if n)
+    colour_note = "; ".join(n for n in (colour_note, same_pixels_note(original, copy)) if n)
     settings = jpeg_settings(protected)
     lossy = settings is not None and settings.lossier_than_cloak
     cache = {} if lossy else None  # the original's side, for the floor too
@@ -1180,6 +1176,16 @@ def verify_folders(originals: Path, protected: Path, channels: tuple[str, ...],
     return 130 if interrupted else 2 if failed else 0
 
 
+def same_pixels_note(original, copy) -> str | None:
+    """A note where the copy holds the original's very pixels (the original copied over, or
+    named twice under two names): its verdict "none" is no failure of the protection."""
+    if original.size == copy.size and \
+            original.convert("RGB").tobytes() == copy.convert("RGB").tobytes():
+        return ("the copy has the same pixels as the original: it carries no protection "
+                "(protect the photo first: cloak protect)")
+    return None
+
+
 def swapped_note(v, first: Path, second: Path, order: str = "ORIGINAL, then PROTECTED"
                  ) -> str | None:
     """A note where the verify result `v` of `first` against `second` looks like the two
@@ -1242,7 +1248,8 @@ def measure_pairs(pairs, originals: Path, channels: tuple[str, ...], names: tupl
                                            device, cache) if lossy else None)
             swapped = swapped_note(v, pair.original, pair.copy,
                                    "the folder of ORIGINALS, then PROTECTED")
-            v.note = "; ".join(n for n in (pair.note, colour_note, v.note, swapped,
+            v.note = "; ".join(n for n in (pair.note, colour_note,
+                                           same_pixels_note(original, copy), v.note, swapped,
                                            floor.note() if floor else None) if n) or None
         except (CloakError, OSError, MemoryError, RuntimeError) as exc:
             why = item_failure(exc, "not enough memory to compare them")

@@ -168,6 +168,28 @@ def test_verify_two_folders_measures_every_pair(tmp_path, small_photo, model_dir
     assert lines[3].startswith("2 pair(s) measured: ") and "1 copy(ies) without" in lines[3]
 
 
+def test_a_copy_with_the_originals_very_pixels_gets_a_note(tmp_path, small_photo,
+                                                           model_dir):
+    """An original copied over its protected copy (by hand, or a sync that went the wrong
+    way) measured "none" with no word of why in a folder comparison; it gets the note a
+    single pair gets, on stderr and in --json. The protected pair beside it gets none."""
+    holiday = tmp_path / "holiday"
+    small_photo(holiday / "a.png", size=(96, 64))
+    small_photo(holiday / "b.png", size=(96, 64), index=1)
+    out = tmp_path / "protected"
+    assert invoke("protect", holiday, "--out", out, *TINY).exit_code == 0
+    shutil.copy(holiday / "b.png", out / "holiday" / "b.png")
+    report = tmp_path / "v.json"
+    result = invoke("verify", holiday, out, "--models", "taesd", "--channels", "as-is",
+                    "--json", report)
+    assert result.exit_code == 0, result.output
+    said = "the copy has the same pixels as the original: it carries no protection"
+    assert f"note on holiday/b.png: {said}" in result.stderr
+    assert "note on holiday/a.png" not in result.stderr
+    notes = {p["name"]: p["note"] or "" for p in json.loads(report.read_text())["pairs"]}
+    assert said in notes["holiday/b.png"] and said not in notes["holiday/a.png"]
+
+
 def test_verify_folders_fails_a_pair_it_cannot_read_and_goes_on(tmp_path, small_photo,
                                                                 model_dir):
     holiday = tmp_path / "holiday"
