@@ -127,8 +127,10 @@ def thumbnail_or_why(path: Path, size: int) -> tuple[Image.Image | None, str | N
     cloak's own words ("PATH: the file is empty (0 bytes)"). A file that holds several
     pictures (an animated GIF, a multi-page TIFF) gets its first as the thumbnail, and the
     reason; (None, None) where the protection reads a file the preview could not show.
-    The frames are counted only where no other thread is decoding (a batch's photo: the
-    thumbnails, one at a time, would wait seconds behind it); the protect step says why."""
+    The frames, asked of every photo, are counted only where no other thread is decoding
+    (a batch's photo: the thumbnails, one at a time, would wait seconds behind it; the
+    protect step says why then). The reason for a file the preview failed on (rare) is
+    load_photo's, which does wait for such a decode."""
     image = thumbnail(path, size)
     if image is not None:  # the header alone: no second decode
         return image, io.frames_problem(path, wait=False)
