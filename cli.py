@@ -963,34 +963,21 @@ def compare_one(photo: Path, protected: Path, loaded: list, channels: tuple[str,
     """verify with an original and its copy (`loaded`: each one's image and ICC profile):
     the figures said, at 512 px and, for the SDXL and FLUX stand-ins, 1024; notes on
     stderr; and the --json report returned."""
-    from cloak.comparable import in_one_colour_space
-    from cloak.compression import compression_floor, jpeg_settings
+    from cloak.compare import compare_copy, join_notes, swapped_note
     from cloak.models import ALL_MODEL_NAMES
-    from cloak.verify import verify_images
 
     (original, original_icc), (copy, copy_icc) = loaded
-    original, copy, colour_note = in_one_colour_space(original, copy, original_icc, copy_icc)
-    colour_note = "; ".join(n for n in (colour_note, same_pixels_note(original, copy)) if n)
-    settings = jpeg_settings(protected)
-    lossy = settings is not None and settings.lossier_than_cloak
-    cache = {} if lossy else None  # the original's side, for the floor too
     with measuring_bar("measuring") as progress:
-        v = verify_images(original, copy, channels=channels, models=names,
-                          model_dir=model_dir, device=device, progress=progress,
-                          at_1024=True, clean_cache=cache)
-    floor = None
-    if lossy:
-        with measuring_bar("measuring the compression alone"):
-            floor = compression_floor(original, copy, settings, names, model_dir, device,
-                                      cache, at_1024=True)
-    v.note = "; ".join(n for n in (colour_note, v.note, floor.note() if floor else None)
-                       if n) or None
+        compared = compare_copy(original, copy, original_icc, copy_icc, protected, channels,
+                                names, model_dir, device, at_1024=True, progress=progress)
+    v, floor, original, copy = (compared.verification, compared.floor, compared.original,
+                                compared.copy)
     if v.note:
         typer.secho(f"note: {printable(v.note)}", fg=typer.colors.YELLOW, err=True)
     swapped = swapped_note(v, photo, protected)
     if swapped:
         typer.secho(f"note: {swapped}", fg=typer.colors.YELLOW, err=True)
-        v.note = "; ".join(n for n in (v.note, swapped) if n)  # and in --json
+        v.note = join_notes(v.note, swapped)  # and in --json
     say(f"invisibility: PSNR {v.psnr:.1f} dB, SSIM {v.ssim:.3f}, "
         f"max change {v.max_change255:.0f}/255")
     say(f"{'':<10} {'damage dB':^{9 * len(names) - 1}}   latent shift")
@@ -1176,33 +1163,6 @@ def verify_folders(originals: Path, protected: Path, channels: tuple[str, ...],
     return 130 if interrupted else 2 if failed else 0
 
 
-def same_pixels_note(original, copy) -> str | None:
-    """A note where the copy holds the original's very pixels (the original copied over, or
-    named twice under two names): its verdict "none" is no failure of the protection."""
-    if original.size == copy.size and \
-            original.convert("RGB").tobytes() == copy.convert("RGB").tobytes():
-        return ("the copy has the same pixels as the original: it carries no protection "
-                "(protect the photo first: cloak protect)")
-    return None
-
-
-def swapped_note(v, first: Path, second: Path, order: str = "ORIGINAL, then PROTECTED"
-                 ) -> str | None:
-    """A note where the verify result `v` of `first` against `second` looks like the two
-    given the wrong way round (`order`: how they should be given), else None."""
-    from cloak import io
-
-    as_is = v.as_is.damage_db if v.as_is else {}
-    if as_is and max(as_is.values()) < -0.5:
-        return ("the second photo rebuilds better than the first on every model (negative "
-                f"damage): the order is {order}; were they swapped?")
-    if io.says_protected_file(first) and not io.says_protected_file(second):
-        # a copy made at fast or low may carry too little for the sign to show
-        return (f"the first photo carries cloak's note and the second does not: the order "
-                f"is {order}; were they swapped?")
-    return None
-
-
 def preview_sheet_refused(sheet: Path) -> str:
     """Why verify doesn't measure `sheet`, a --preview sheet, naming the copy it shows."""
     copy = sheet.with_name(sheet.name[:-len(PREVIEW_SUFFIX)])
@@ -1219,9 +1179,8 @@ def measure_pairs(pairs, originals: Path, channels: tuple[str, ...], names: tupl
     """verify_folders' loop: each pair measured and said, its row appended to `rows` and
     its verdict counted in `counts` as it is done (so a Ctrl-C keeps the pairs done)."""
     from cloak import io
-    from cloak.comparable import in_one_colour_space
-    from cloak.compression import compression_floor, jpeg_settings
-    from cloak.verify import photo_image, verify_images
+    from cloak.compare import compare_copy, join_notes, swapped_note
+    from cloak.verify import photo_image
 
     for i, pair in enumerate(pairs, 1):
         row = {"name": pair.name, "original": str(pair.original) if pair.original else None,
@@ -1234,23 +1193,14 @@ def measure_pairs(pairs, originals: Path, channels: tuple[str, ...], names: tupl
             continue
         try:
             loaded = [io.load_photo(path) for path in (pair.original, pair.copy)]
-            original, copy, colour_note = in_one_colour_space(
-                photo_image(loaded[0]), photo_image(loaded[1]), loaded[0].icc_profile,
-                loaded[1].icc_profile)
-            settings = jpeg_settings(pair.copy)
-            lossy = settings is not None and settings.lossier_than_cloak
-            cache = {} if lossy else None  # the original's side, for the floor too
             with measuring_bar(f"{i}/{len(pairs)} {printable(pair.name)}") as progress:
-                v = verify_images(original, copy, channels=channels, models=names,
-                                  model_dir=model_dir, device=device, progress=progress,
-                                  clean_cache=cache)
-                floor = (compression_floor(original, copy, settings, names, model_dir,
-                                           device, cache) if lossy else None)
-            swapped = swapped_note(v, pair.original, pair.copy,
-                                   "the folder of ORIGINALS, then PROTECTED")
-            v.note = "; ".join(n for n in (pair.note, colour_note,
-                                           same_pixels_note(original, copy), v.note, swapped,
-                                           floor.note() if floor else None) if n) or None
+                compared = compare_copy(photo_image(loaded[0]), photo_image(loaded[1]),
+                                        loaded[0].icc_profile, loaded[1].icc_profile,
+                                        pair.copy, channels, names, model_dir, device,
+                                        progress=progress)
+            v, floor = compared.verification, compared.floor
+            v.note = join_notes(pair.note, v.note, swapped_note(
+                v, pair.original, pair.copy, "the folder of ORIGINALS, then PROTECTED"))
         except (CloakError, OSError, MemoryError, RuntimeError) as exc:
             why = item_failure(exc, "not enough memory to compare them")
             row["error"] = why

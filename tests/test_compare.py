@@ -1,0 +1,104 @@
+"""cloak.compare: one photo against its copy, as both forms of `cloak verify` measure it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image
+
+from cloak.compare import compare_copy, join_notes, same_pixels_note, swapped_note
+
+ONE_MODEL = {"channels": ("as-is",), "models": ("taesd",)}
+SAME = "the copy has the same pixels as the original"
+
+
+def _image(small_photo, path: Path) -> Image.Image:
+    with Image.open(small_photo(path, size=(96, 64))) as im:
+        return im.convert("RGB")
+
+
+def test_join_notes_leaves_out_the_empty_ones():
+    assert join_notes(None, "a", "", "b") == "a; b"
+    assert join_notes(None, "") is None
+
+
+def test_same_pixels_note_only_for_the_very_same_pixels(tmp_path, small_photo):
+    original = _image(small_photo, tmp_path / "a.png")
+    assert SAME in same_pixels_note(original, original.copy())
+    changed = original.copy()
+    changed.putpixel((0, 0), tuple(255 - v for v in changed.getpixel((0, 0))))
+    assert same_pixels_note(original, changed) is None
+    assert same_pixels_note(original, original.resize((48, 32))) is None
+
+
+def test_a_png_copy_with_the_originals_pixels_gets_the_note_and_no_floor(
+        tmp_path, small_photo, model_dir):
+    original = _image(small_photo, tmp_path / "a.png")
+    copy_path = tmp_path / "copy.png"
+    original.save(copy_path)
+    told = []
+    compared = compare_copy(original, Image.open(copy_path).convert("RGB"), None, None,
+                            copy_path, **ONE_MODEL, progress=lambda f, what: told.append(what))
+    assert compared.floor is None  # a PNG is no lossier than cloak's copy
+    assert SAME in compared.verification.note
+    assert compared.verification.verdict == "none"
+    assert told and "the compression alone" not in told
+
+
+def test_a_jpeg_saved_lossier_than_cloak_gets_its_floor_and_its_note_last(
+        tmp_path, small_photo, model_dir):
+    """A copy re-saved at quality 60 is measured against what that compression alone does
+    to the original; the floor's note follows the copy's own notes."""
+    original = _image(small_photo, tmp_path / "a.png")
+    copy_path = tmp_path / "copy.jpg"
+    original.save(copy_path, quality=60)
+    told = []
+    compared = compare_copy(original, Image.open(copy_path).convert("RGB"), None, None,
+                            copy_path, **ONE_MODEL, progress=lambda f, what: told.append(what))
+    assert compared.floor is not None
+    assert set(compared.floor.damage_db) == {"taesd"}
+    assert told[-1] == "the compression alone"
+    floor_note = compared.floor.note()
+    if floor_note:
+        assert compared.verification.note.endswith(floor_note)
+
+
+def test_swapped_note_on_a_protected_file_given_first(tmp_path, small_photo, model_dir):
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    photo = small_photo(tmp_path / "a.png", size=(96, 64))
+    out = tmp_path / "out"
+    ran = CliRunner().invoke(app, ["protect", str(photo), "--out", str(out), "--strength",
+                                   "fast", "--steps", "1", "--models", "taesd",
+                                   "--no-measure"])
+    assert ran.exit_code == 0, ran.output
+    copy_path = out / "a.png"
+    compared = compare_copy(Image.open(copy_path).convert("RGB"),
+                            Image.open(photo).convert("RGB"), None, None, photo,
+                            **ONE_MODEL)
+    said = swapped_note(compared.verification, copy_path, photo)
+    assert said is not None and "were they swapped?" in said
+    right_way = compare_copy(Image.open(photo).convert("RGB"),
+                             Image.open(copy_path).convert("RGB"), None, None, copy_path,
+                             **ONE_MODEL)
+    assert swapped_note(right_way.verification, photo, copy_path) is None
+
+
+def test_a_copy_without_the_originals_profile_is_compared_with_a_note_first(
+        tmp_path, small_photo, model_dir):
+    """The original tagged sRGB, its copy untagged (a platform's): the two are brought into
+    one colour space, and the note saying so comes before the copy's other notes."""
+    from PIL import ImageCms
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    original = _image(small_photo, tmp_path / "a.png")
+    copy_path = tmp_path / "copy.png"
+    original.save(copy_path)
+    compared = compare_copy(original, Image.open(copy_path).convert("RGB"), srgb, None,
+                            copy_path, **ONE_MODEL)
+    note = compared.verification.note
+    assert note.startswith("the two photos have different colour profiles")
+    assert SAME in note and note.index(SAME) > 0
+    assert compared.original.size == compared.copy.size == original.size
