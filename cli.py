@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import re
 import signal
@@ -183,6 +184,15 @@ STRENGTH_HELP = "Preset: " + "; ".join(
     "'weak' or 'none' on every photo; medium is the protection to post with.")
 
 
+def eps_in_range(value: float | None) -> float | None:
+    """--eps as given, refused unless a number from 1 to 32 (click's own range check read
+    "nan" as over the top of the range)."""
+    if value is not None and not 1 <= value <= 32:  # NaN fails it too
+        what = "not a number" if math.isnan(value) else f"{value:g} is out of range"
+        raise typer.BadParameter(f"{what}: give 1 to 32 (/255)", param_hint="'--eps'")
+    return value
+
+
 @app.command(short_help="Protect photos; write protected copies to --out.")
 def protect(
     photos: Annotated[list[str], typer.Argument(
@@ -191,7 +201,7 @@ def protect(
         "--out", "-o", metavar="DIR", help="Folder for the protected copies.")],
     strength: Annotated[str, typer.Option(metavar="PRESET", help=STRENGTH_HELP)] = "medium",
     eps: Annotated[float | None, typer.Option(
-        min=1, max=32, metavar="N", help="Override the L-inf budget, in /255 (1 to 32; an 8-bit photo "
+        metavar="N", callback=lambda value: eps_in_range(value), help="Override the L-inf budget, in /255 (1 to 32; an 8-bit photo "
         "can't change by less than 1).")] = None,
     steps: Annotated[int | None, typer.Option(
         min=1, metavar="N", help="Override the number of attack steps.")] = None,
@@ -370,7 +380,7 @@ def protect(
                 raise typer.Exit(130) from None
             fail(message)
     typer.echo(view.totals(result), err=True)
-    for note in (instagram_crop_note(result), little_protection_note(result, config.strength)):
+    for note in (instagram_crop_note(result), little_protection_note(result, config)):
         if note:
             typer.secho(note, fg=typer.colors.YELLOW, err=True)
     code = (130 if result.interrupted else 2 if result.counts[batch.FAILED]
@@ -570,9 +580,10 @@ class BatchView:
 STRONGER = {"fast": "medium (the default)", "low": "medium (the default)", "medium": "high"}
 
 
-def little_protection_note(result, strength: str) -> str | None:
+def little_protection_note(result, config) -> str | None:
     """A note when copies written in this run measured under verify's "weak" on their
-    weakest model as saved ("none as saved" on their own lines), with what to try."""
+    weakest model as saved ("none as saved" on their own lines), with what to try: first
+    the preset's own steps and budget where `config` (the run's ProtectConfig) set fewer."""
     from cloak import batch
     from cloak.report import VERDICTS, verdict_for
 
@@ -581,8 +592,19 @@ def little_protection_note(result, strength: str) -> str | None:
     feeble = [i for i in written if verdict_for(i.report.min_damage_db) == "none"]
     if not feeble:
         return None
-    advice = (f"--strength {STRONGER[strength]} protects more, at more time" if strength
-              in STRONGER else "small or very flat photos hold less protection")
+    strength = config.strength
+    preset = PRESETS[strength]
+    cut = [f"--{name} {given:g} (the preset's {own:g})" for name, given, own in (
+        ("steps", config.steps, preset.steps), ("eps", (config.eps or 0) * 255, preset.eps255))
+        if given and given < own - 1e-6]
+    if cut:
+        advice = (f"{' and '.join(cut)} gave them less: leave "
+                  f"{'them' if len(cut) > 1 else 'it'} out"
+                  + (f", or try --strength {STRONGER[strength]}" if strength in STRONGER
+                     else ""))
+    else:
+        advice = (f"--strength {STRONGER[strength]} protects more, at more time" if strength
+                  in STRONGER else "small or very flat photos hold less protection")
     return (f"note: {len(feeble)} of {len(written)} copies carry little measurable "
             f"protection as saved (under {VERDICTS[-1][1]} dB on their weakest model, e.g. "
             f"{printable(feeble[0].src.name)}): {advice}.")

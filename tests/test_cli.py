@@ -190,11 +190,15 @@ def test_bad_settings_exit_1_with_one_line(tmp_path, small_photo, model_dir):
     assert not (tmp_path / "out").exists()
     result = invoke("protect", photo, "--out", tmp_path / "out", "--jobs", "0")
     assert result.exit_code == 1 and "--jobs must be at least 1" in result.stderr
-    for option, value in (("--eps", "0.5"), ("--eps", "40"), ("--steps", "0")):
+    for option, value in (("--eps", "0.5"), ("--eps", "40"), ("--eps", "nan"),
+                          ("--steps", "0")):
         result = invoke("protect", photo, "--out", tmp_path / "out", option, value)
         # A usage error: click's code 2 here, which cli.main turns into 1 (see
         # test_usage_error_exits_1).
         assert result.exit_code == 2 and f"Invalid value for '{option}'" in result.stderr
+        if option == "--eps":  # NaN was refused as "less than or equal to 32"
+            assert ("not a number" in result.stderr) == (value == "nan")
+            assert "give 1 to 32" in result.stderr
     result = invoke("protect", photo, "--out", tmp_path / "out", "--editor-sizes", "512,big")
     assert result.exit_code == 1 and "--editor-sizes takes whole numbers" in result.stderr
     result = invoke("protect", photo, "--out", tmp_path / "out", "--editor-sizes", "500")
@@ -1158,10 +1162,41 @@ def test_copies_with_little_protection_get_a_closing_note(tmp_path, small_photo,
     assert feeble, result.stdout  # at eps 1/255 and one step
     name = Path(feeble[0].split(" -> ")[0]).name
     assert (f"note: {len(feeble)} of 2 copies carry little measurable protection as saved "
-            f"(under 0.5 dB on their weakest model, e.g. {name}): --strength medium (the "
-            "default) protects more") in " ".join(result.stderr.split())
+            f"(under 0.5 dB on their weakest model, e.g. {name}): --steps 1 (the preset's 4) "
+            "and --eps 1 (the preset's 8) gave them less: leave them out, or try --strength "
+            "medium (the default).") in " ".join(result.stderr.split())
     result = invoke("protect", *photos, "--out", tmp_path / "out2", *TINY)  # not measured
     assert result.exit_code == 0 and "little measurable" not in result.stderr
+
+
+@pytest.mark.parametrize(("settings", "advice"), [
+    ({}, "--strength medium (the default) protects more, at more time."),
+    ({"steps": 2}, "--steps 2 (the preset's 4) gave them less: leave it out, or try "
+                   "--strength medium (the default)."),
+    ({"steps": 9, "eps": 9 / 255}, "--strength medium (the default) protects more"),
+    ({"strength": "high", "eps": 4 / 255}, "--eps 4 (the preset's 12) gave them less: "
+                                           "leave it out."),
+    ({"strength": "high"}, "small or very flat photos hold less protection."),
+])
+def test_the_little_protection_note_names_the_overrides_that_cut_the_preset(settings,
+                                                                            advice):
+    """The closing note's advice names a --steps or --eps below the preset's first (the
+    run's own cut, not the preset, left the copy weak), and only those below it."""
+    from cli import little_protection_note
+    from cloak import ProtectConfig
+    from cloak.batch import PROTECTED, BatchResult
+    from cloak.planning import Item
+    from cloak.report import Report
+
+    report = Report(width=64, height=64, eps255=8, psnr=40, ssim=0.99, max_change255=8,
+                    damage_db={"taesd": 0.1})
+    result = BatchResult([Item(Path("a.png"), Path("out/a.png"), PROTECTED, report=report)])
+    config = ProtectConfig(**{"strength": "fast", **settings})
+    note = little_protection_note(result, config)
+    assert note.startswith("note: 1 of 1 copies carry little measurable protection")
+    assert note.endswith(advice) if advice.endswith(".") else advice in note
+    if "steps" not in settings or settings["steps"] >= 4:
+        assert "--steps" not in note
 
 
 def test_a_second_run_into_the_same_out_is_refused_while_the_first_works(tmp_path,
