@@ -1045,6 +1045,28 @@ class TestProtecting:
         assert sha256(photo) == before
         assert window.last_output_dir == tmp_path
 
+    def test_open_output_folder_stays_on_after_a_batch_that_writes_nothing(
+            self, window, tmp_path, small_photo):
+        """A later batch that writes no copy (its one photo can't be read) greyed out "Open
+        output folder" though the first batch's copies were still there to show."""
+        out = tmp_path / "out"
+        out.mkdir()
+        window.settings["measure"] = False
+        window.set_output_dir(out)
+        window.add_paths([small_photo(tmp_path / "me.png")])
+        window.start()
+        assert wait_until(lambda: not window.is_running(), 60)
+        assert window.open_button.isEnabled() and window.last_output_dir == out
+        bad = tmp_path / "bad.jpg"
+        bad.write_text("not a photo")
+        window.add_paths([bad])
+        assert wait_until(lambda: not window._walks_pending, 10)
+        window.start()
+        assert wait_until(lambda: not window.is_running(), 60)
+        assert {row.src.name: row.state for row in window.rows.values()}["bad.jpg"] == \
+            PhotoRow.FAILED
+        assert window.open_button.isEnabled() and window.last_output_dir == out
+
     def test_cloak_device_picks_the_apps_device_too(self, window, tmp_path, small_photo,
                                                      monkeypatch):
         """CLOAK_DEVICE, which the CLI's --device defaults to, is how an app user moves off a

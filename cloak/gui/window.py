@@ -618,7 +618,8 @@ class MainWindow(QMainWindow):
             self.compare_panel.reset()
         self._todo = len(jobs)
         self._done = 0
-        self.last_output_dir = None  # until this batch writes a copy
+        # last_output_dir stays the last batch's until this one writes a copy: a batch
+        # that writes none (cancelled, or only unreadable photos) leaves it to show
         self._run_notices = []  # shown again when the batch ends
         self._run_ids = set(todo)  # the summary at the end counts this batch's photos
         self._run_output_dirs = set()
