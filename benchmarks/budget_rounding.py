@@ -11,6 +11,7 @@ pixels end up over their budget (never by more than half a step).
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -45,4 +46,8 @@ def main(prefixes: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or ["d01", "d12"])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("photos", nargs="*", default=["d01", "d12"],
+                        help="dev photo prefixes (default d01 d12)")
+    main(parser.parse_args().photos)

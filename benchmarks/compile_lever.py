@@ -9,6 +9,7 @@ compile warm-up. Prints the figures (recorded in benchmarks/levers.md).
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 
@@ -51,4 +52,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     main()

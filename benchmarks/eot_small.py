@@ -13,6 +13,7 @@ q75 and q50; the pixels before the save are measured, as in benchmarks/optimizer
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import sys
 import time
@@ -41,8 +42,14 @@ def jpeg_only(x, generator, lo: float = 60, hi: float = 90):
 
 
 def main() -> None:
-    photos = dev_photos(Path("../shared/photos/dev"), sys.argv[1].split(","))
-    names = sys.argv[2].split("|") if len(sys.argv) > 2 else list(VARIANTS)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("photos", help="dev photo prefixes, comma-separated (d02,d07)")
+    parser.add_argument("variants", nargs="?", default="|".join(VARIANTS),
+                        help=f"variants, |-separated, of: {', '.join(VARIANTS)}")
+    args = parser.parse_args()
+    photos = dev_photos(Path("../shared/photos/dev"), args.photos.split(","))
+    names = args.variants.split("|")
     cloak.attack.random_posting = jpeg_only  # what protect_pgd draws when robust
     cache: dict = {}
     for label in names:

@@ -10,6 +10,7 @@ on the grid that rounds down (verify's `grid` channel), on the pixels before the
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import sys
 from pathlib import Path
@@ -45,7 +46,11 @@ def medians(rows: list[dict[str, float]]) -> str:
 
 
 def main() -> None:
-    photos = photos_with_two_grids(int(sys.argv[1]) if len(sys.argv) > 1 else 4)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("count", nargs="?", type=int, default=4,
+                        help="how many dev photos with two grids (default 4)")
+    photos = photos_with_two_grids(parser.parse_args().count)
     nearest_only = pipeline.editing_views
     variants = {
         "nearest grid only (now)": nearest_only,

@@ -18,6 +18,7 @@ pixels as they would be saved, before any lossy encoding).
 
 from __future__ import annotations
 
+import argparse
 import math
 import statistics
 import sys
@@ -78,4 +79,8 @@ def main(prefixes: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or ["d01", "d08", "d12", "d24"])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("photos", nargs="*", default=["d01", "d08", "d12", "d24"],
+                        help="dev photo prefixes (default d01 d08 d12 d24)")
+    main(parser.parse_args().photos)

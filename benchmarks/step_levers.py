@@ -1,5 +1,7 @@
 """More attack levers at --strength medium, each measured against cloak's own attack
-on the same photo, seed and visibility map (none kept; see attack_levers.md):
+on the same photo, seed and visibility map (none kept; see attack_levers.md). Medium here
+is medium as those tables were measured: one editing grid and no naive-downscale rendering
+(MEDIUM_THEN; the product's medium took both since):
 
 - `l2-capK`: steps along the gradient normalised to unit RMS (steepest ascent per unit of
   MSE, so per dB of PSNR) instead of its sign, bounded by K times medium's per-pixel map and
@@ -113,12 +115,23 @@ def models_when(indices: str):
     return lambda step, steps, cycle, index, share: str(index) in indices
 
 
+# Medium as the tables in attack_levers.md were measured (2026-11-29 and 30): one editing
+# grid (the nearest rounding) and no naive-downscale rendering. Medium took both since
+# (config.Preset.both_roundings, naive_downscale); the stand-in below covers the loop of
+# that time only, so its "medium" row is medium without them, as the tables' was.
+MEDIUM_THEN = {"both_roundings": False, "naive_downscale": False}
+
+
 def lever_pgd(lever: dict):
     """A stand-in for attack.protect_pgd (medium's settings: no EOT, no penalty)."""
 
     def pgd(x, models, eps_map, steps, generator, objective="e2e", robust=False,
             eot_samples=1, rotation=None, on_step=None, should_stop=None, eot_share=1.0,
-            perceptual_weight=0.0, view_size=None, step_start=0.25, delta_kernel=None):
+            perceptual_weight=0.0, view_size=None, step_start=0.25, delta_kernel=None,
+            also_from=(), view_plan=None, also_view=None, init=None):
+        if also_from or view_plan is not None or also_view is not None or init is not None:
+            raise SystemExit("step_levers covers medium as its tables were measured: one "
+                             "rendering, whole cycles, a zero start (see MEDIUM_THEN)")
         x = x.contiguous(memory_format=torch.channels_last)
         cap = eps_map * lever.get("cap", 1.0)
         sizes = [view_size] if view_size is None or isinstance(view_size, int) else view_size
@@ -376,7 +389,8 @@ def main() -> None:
                 objectives.reconstruction_error = reconstruction_error
             pipeline.protect_pgd = lever_pgd(lever)
             start = time.perf_counter()
-            result = pipeline.protect_array(rgb, ProtectConfig(strength="medium", steps=steps))
+            result = pipeline.protect_array(rgb, ProtectConfig(strength="medium", steps=steps,
+                                                               **MEDIUM_THEN))
             report = result.report
             if args.save:
                 (args.save / variant).mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,6 @@ N ("as-is"), D ("grid") and V ("naive"), and on the worst of the three per photo
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import statistics
 import sys
@@ -61,8 +60,14 @@ def protect_with_plan(rgb: np.ndarray, plan: str, down_size: tuple[int, int]) ->
     """Medium's output (H, W, 3) uint8 with the rendering of each step given by `plan`."""
     _, view_plan, naive_at_down = PLANS[plan]
     original = pipeline.protect_pgd
-    pipeline.protect_pgd = functools.partial(
-        attack.protect_pgd, view_plan=view_plan, also_view=down_size if naive_at_down else None)
+    also_view = down_size if naive_at_down else None
+
+    def with_plan(*args, **kwargs):  # the plan over the pipeline's own (which passes
+        # view_plan=None, as a partial's keyword would be overridden)
+        return attack.protect_pgd(*args, **{**kwargs, "view_plan": view_plan,
+                                            "also_view": also_view})
+
+    pipeline.protect_pgd = with_plan
     try:
         # plan D drops the separate D view: its naive rendering is seen at D instead
         config = ProtectConfig(measure=False, both_roundings=not naive_at_down)
