@@ -128,10 +128,14 @@ def lever_pgd(lever: dict):
     def pgd(x, models, eps_map, steps, generator, objective="e2e", robust=False,
             eot_samples=1, rotation=None, on_step=None, should_stop=None, eot_share=1.0,
             perceptual_weight=0.0, view_size=None, step_start=0.25, delta_kernel=None,
-            also_from=(), view_plan=None, also_view=None, init=None):
+            also_from=(), view_plan=None, also_view=None, init=None, momentum=0.0,
+            luma_only=False, decoder_reuse=0):
         if also_from or view_plan is not None or also_view is not None or init is not None:
             raise SystemExit("step_levers covers medium as its tables were measured: one "
                              "rendering, whole cycles, a zero start (see MEDIUM_THEN)")
+        if momentum or luma_only or decoder_reuse:
+            raise SystemExit("step_levers' stand-in makes plain sign steps in colour, each "
+                             "with the decoder (no momentum, luma_only or decoder_reuse)")
         x = x.contiguous(memory_format=torch.channels_last)
         cap = eps_map * lever.get("cap", 1.0)
         sizes = [view_size] if view_size is None or isinstance(view_size, int) else view_size

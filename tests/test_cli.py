@@ -1171,11 +1171,11 @@ def test_copies_with_little_protection_get_a_closing_note(tmp_path, small_photo,
 
 @pytest.mark.parametrize(("settings", "advice"), [
     ({}, "--strength medium (the default) protects more, at more time."),
-    ({"steps": 2}, "--steps 2 (the preset's 4) gave them less: leave it out, or try "
-                   "--strength medium (the default)."),
+    ({"steps": 2}, ("--steps 2 (the preset's 4) gave them less: leave it out, or try "
+                    "--strength medium (the default).")),
     ({"steps": 9, "eps": 9 / 255}, "--strength medium (the default) protects more"),
-    ({"strength": "high", "eps": 4 / 255}, "--eps 4 (the preset's 12) gave them less: "
-                                           "leave it out."),
+    ({"strength": "high", "eps": 4 / 255}, ("--eps 4 (the preset's 12) gave them less: "
+                                            "leave it out.")),
     ({"strength": "high"}, "small or very flat photos hold less protection."),
 ])
 def test_the_little_protection_note_names_the_overrides_that_cut_the_preset(settings,
