@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .atomic import check_folder_writable
+from .atomic import check_folder_writable, overwrite_flag
 from .config import ProtectConfig, config_or_default
 from .errors import Cancelled, ConfigError, OutputError, OutputExistsError, UnsupportedImageError
 from .pipeline import Progress, measure_saved, protect_array
@@ -166,6 +166,7 @@ def protect_file(src: str | Path, dst: str | Path, config: ProtectConfig | None 
 
     start = time.perf_counter()
     config = config_or_default(config)
+    overwrite = overwrite_flag(overwrite)  # read one way before the attack and after it
     if config.steps == 0:  # protect() takes it (no change: for tests); a file would be
         # marked protected without any protection
         raise ConfigError("steps must be at least 1 to write a protected copy")

@@ -56,6 +56,19 @@ def _temp_file(folder: Path, name: str) -> tuple[Path, int]:
 Overwrite = bool | Callable[[Path], bool]
 
 
+def overwrite_flag(overwrite) -> Overwrite:
+    """`overwrite` as write_atomic takes it: True or False (numpy's bools and 1 or 0 too,
+    as plain bools) or a callable as it is. Anything else is a TypeError: a truthy "no"
+    must not replace a file, and a check before the attack that reads it one way must not
+    meet a write after it that reads it another."""
+    if callable(overwrite):
+        return overwrite
+    if isinstance(overwrite, str) or overwrite not in (True, False):
+        raise TypeError(f"overwrite must be True, False or a callable (path -> bool), got "
+                        f"{overwrite!r}")
+    return bool(overwrite)
+
+
 def may_replace(overwrite: Overwrite, path: Path) -> bool:
     """Whether `overwrite` lets the file now at `path` be replaced. A check (a callable)
     is asked about that file as it is now: a batch run redoing its own copy replaces the
@@ -153,6 +166,7 @@ def write_atomic(dst: str | os.PathLike[str], write: Callable[[IO[bytes]], None]
     """Run `write(fp)` into a hidden temp file in dst's folder, fsync, then move it to
     dst (replacing a file there only where `overwrite` allows: see may_replace). On any
     error the temp file is removed and dst is left as it was."""
+    overwrite = overwrite_flag(overwrite)
     dst = Path(dst)
     folder = dst.parent
     try:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
-import dataclasses
 import errno
 import json
 import logging
@@ -322,7 +321,7 @@ def faces_as_found(config: ProtectConfig, progress: DownloadProgress | None = No
 
     if config.faces and resolve_face_detector(
             config.model_dir, config.allow_download and allow_download, progress) is None:
-        return dataclasses.replace(config, faces=False)
+        return config.replace(faces=False)
     return config
 
 
@@ -488,15 +487,15 @@ def _run_locked(items: list[Item], out_dir: Path, config: ProtectConfig,
                     raise KeyboardInterrupt
 
             with stops_downloads(stop_here):
-                preload_models(dataclasses.replace(
-                    config, faces=False, device="cpu" if pooled else config.device), fetched)
+                preload_models(config.replace(
+                    faces=False, device="cpu" if pooled else config.device), fetched)
                 if also_done is not None:  # the face detector is not on disk: fetched
                     # now, where allowed, as the models are, since there is work to do
                     config = faces_as_found(asked, fetched)
                 settings = config.fingerprint()
             # Everything is fetched, or known missing and reported: the photos (and the
             # --jobs workers, new processes) only look, so nothing is retried per photo.
-            config = dataclasses.replace(config, allow_download=False)
+            config = config.replace(allow_download=False)
             try:  # fail now, not after the first photo, if OUT is not writable
                 if not locked:
                     # OUT did not exist when this run began; another run may have made it

@@ -16,6 +16,7 @@ from PIL import Image, ImageFilter
 
 from . import metrics
 from .channel_list import INSTAGRAM_ASPECT, SOCIAL_PRESETS
+from .errors import UnsupportedImageError
 from .io import decode_own_bytes
 from .pipeline import to_tensor
 
@@ -122,13 +123,37 @@ POSTING_BACKGROUND = (255, 255, 255)
 
 def rgb_or_rgba(img: Image.Image) -> Image.Image:
     """`img` as 8-bit RGB, or RGBA when it carries transparency (an alpha band, a palette's
-    or a colour key's); `img` itself when it is already either."""
+    or a colour key's); `img` itself when it is already either. 16-bit gray (I;16, or I
+    holding 16-bit levels) is rounded to 8 bits as cloak.io reads such a file; float and
+    other colour spaces (F, LAB, HSV) raise UnsupportedImageError."""
     if img.mode == "RGBA" or (img.mode == "RGB" and "transparency" not in img.info):
         return img
+    if img.mode in ("F", "LAB", "HSV"):  # Pillow's convert would clip or misread them
+        raise UnsupportedImageError(
+            f"images in PIL mode {img.mode} are not supported; pass an 8- or 16-bit RGB "
+            "or grayscale image")
+    if img.mode.startswith("I"):
+        return _gray16_to_8(img)
     bands = img.getbands()
     if "A" in bands or "a" in bands or "transparency" in img.info:
         return img.convert("RGBA")
     return img.convert("RGB")
+
+
+def _gray16_to_8(img: Image.Image) -> Image.Image:
+    """A 16-bit gray image (mode I;16*, or I holding 0-65535) as 8-bit RGB, or RGBA where
+    its colour key marks a transparent level; Pillow's own convert clips at 255 instead."""
+    levels = np.asarray(img).astype(np.int64)
+    if levels.size and (levels.min() < 0 or levels.max() > 65535):
+        raise UnsupportedImageError("32-bit integer pixels are not supported; pass an 8- or "
+                                    "16-bit image")
+    gray = Image.fromarray(((levels * 255 + 32767) // 65535).astype(np.uint8), "L")
+    key = img.info.get("transparency")
+    if not isinstance(key, int):
+        return gray.convert("RGB")
+    out = gray.convert("RGBA")
+    out.putalpha(Image.fromarray(np.where(levels == key, 0, 255).astype(np.uint8), "L"))
+    return out
 
 
 def resize_keeping_colour(img: Image.Image, size: tuple[int, int]) -> Image.Image:

@@ -114,6 +114,10 @@ class ProtectConfig:
     measure: bool = True
     preview: bool = False  # also write NAME.EXT.preview.png beside each output (no pixel change)
     metadata: MetadataPolicy | None = None  # what the saved copy keeps; None: the default
+    # The fields above filled from the strength preset (None as given): `replace` gives
+    # them back to the preset, so another strength brings its own numbers.
+    from_preset: frozenset[str] = dataclasses.field(
+        default=frozenset(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.strength, str) or self.strength not in PRESETS:
@@ -130,9 +134,10 @@ class ProtectConfig:
             "step_start": preset.step_start, "both_roundings": preset.both_roundings,
             "naive_downscale": preset.naive_downscale,
         }
-        for name, value in defaults.items():
-            if getattr(self, name) is None:
-                object.__setattr__(self, name, value)
+        filled = [name for name in defaults if getattr(self, name) is None]
+        for name in filled:
+            object.__setattr__(self, name, defaults[name])
+        object.__setattr__(self, "from_preset", frozenset(filled))
         if isinstance(self.models, str):
             object.__setattr__(self, "models", tuple(
                 m.strip() for m in self.models.split(",") if m.strip()))
@@ -160,6 +165,11 @@ class ProtectConfig:
             value = getattr(self, name)
             if value is not None and not isinstance(value, (str, os.PathLike)):
                 raise ConfigError(f"{name} must be a path, got {value!r}")
+            if value is not None:  # a Path as the text the report and record keep (JSON)
+                value = os.fspath(value)
+                if not isinstance(value, str):  # a bytes path
+                    raise ConfigError(f"{name} must be a path as text, got {value!r}")
+                object.__setattr__(self, name, value)
         # each model once, in the order given: `taesd,taesd` would double its share of the
         # steps and record settings a later `--models taesd` takes for other ones
         object.__setattr__(self, "models", tuple(dict.fromkeys(self.models)))
@@ -245,7 +255,13 @@ class ProtectConfig:
         return max(self.working_size, *self.editing_sizes)
 
     def replace(self, **changes) -> ProtectConfig:
-        return dataclasses.replace(self, **changes)
+        """A copy with `changes`; the fields that came from the strength preset come from
+        the new one's preset (ProtectConfig(strength="fast").replace(strength="high") has
+        high's steps, not fast's), those given keep their values."""
+        if "from_preset" in changes:
+            raise TypeError("from_preset is kept by ProtectConfig itself")
+        unset = {name: None for name in self.from_preset if name not in changes}
+        return dataclasses.replace(self, **unset, **changes)
 
     def fingerprint(self) -> dict:
         """The settings that change the output file (used for resume and reports)."""

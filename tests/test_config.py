@@ -216,3 +216,32 @@ def test_each_model_is_attacked_once_in_the_order_given():
         ProtectConfig(models=("taesd",)).fingerprint()
     with pytest.raises(ConfigError, match="unknown model 'sd'"):
         ProtectConfig(models=("taesd", "sd"))
+
+
+def test_replace_with_another_strength_takes_that_presets_numbers():
+    """replace(strength=...) kept the first preset's steps, budget and sizes (a config
+    labelled high ran, and was recorded as, high with fast's 4 steps)."""
+    moved = ProtectConfig(strength="fast").replace(strength="high")
+    assert moved == ProtectConfig(strength="high")
+    assert (moved.steps, moved.eps255, moved.view_sizes) == (64, 12.0, (512, 1024))
+    assert moved.fingerprint() == ProtectConfig(strength="high").fingerprint()
+    # what was given stays given, through any number of replaces
+    given = ProtectConfig(strength="fast", steps=7).replace(seed=3).replace(strength="high")
+    assert (given.steps, given.eps255) == (7, 12.0)
+    later = ProtectConfig(strength="fast").replace(steps=9).replace(strength="medium")
+    assert later == ProtectConfig(strength="medium", steps=9)
+    with pytest.raises(TypeError):
+        ProtectConfig().replace(from_preset=frozenset())
+
+
+def test_a_path_object_is_kept_as_text(tmp_path):
+    """A pathlib.Path as mask_path was kept as it was: the report and the batch record,
+    both JSON, then failed on it (every photo of a batch)."""
+    import json
+    from pathlib import Path
+
+    config = ProtectConfig(mask_path=Path("mask.png"), model_dir=tmp_path)
+    assert config.mask_path == "mask.png" and config.model_dir == str(tmp_path)
+    json.dumps(config.fingerprint())
+    with pytest.raises(ConfigError, match="mask_path must be a path"):
+        ProtectConfig(mask_path=b"mask.png")

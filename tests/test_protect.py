@@ -229,6 +229,26 @@ class TestProtectFile:
         with pytest.raises(OutputError, match="is the input"):
             protect_file(src, src, config, overwrite=True)
 
+    def test_overwrite_is_read_one_way_before_the_attack_and_after(self, tiny_config,
+                                                                    small_photo, tmp_path):
+        """numpy's True passed the check before the attack as a yes, then the save (which
+        replaced a file only for `is True`) refused it after the attack's minutes. It is a
+        yes throughout now; a value that is no bool at all is refused before any work."""
+        src = small_photo(tmp_path / "a.png")
+        dst = tmp_path / "b.png"
+        for yes in (np.True_, 1):
+            dst.write_bytes(b"mine")
+            protect_file(src, dst, tiny_config, overwrite=yes)
+            assert dst.read_bytes()[:4] == b"\x89PNG"
+        dst.write_bytes(b"mine")
+        for odd in ("no", 2, None):
+            with pytest.raises(TypeError, match="overwrite must be True, False or a callable"):
+                protect_file(src, dst, tiny_config, overwrite=odd)
+        protect_file(src, tmp_path / "c.png", tiny_config, overwrite=np.False_)
+        with pytest.raises(OutputError, match="already exists"):
+            protect_file(src, dst, tiny_config, overwrite=np.False_)
+        assert dst.read_bytes() == b"mine"
+
     def test_a_broken_link_at_the_output_is_refused_before_the_attack(self, config,
                                                                        small_photo, tmp_path):
         """A link to nothing under the output's name exists as a name: refused at once, as

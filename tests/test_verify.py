@@ -104,6 +104,33 @@ def test_arguments_of_the_wrong_kind_say_what_verify_takes(photo):
     assert list(result.channels[0].damage_db) == ["taesd"]
 
 
+def test_a_16_bit_gray_pair_is_measured_as_the_files_are(tmp_path, small_photo,
+                                                          tiny_config):
+    """Pillow's I;16 images went through its convert to RGB, which clips at 255: a 16-bit
+    gray photo and cloak's own 16-bit copy of it were refused as "differ far more than
+    protection changes a photo". They are read as cloak.io reads the files (verify's CLI)."""
+    from cloak import io as cloak_io
+    from cloak import protect_file
+    from cloak.errors import UnsupportedImageError
+    from cloak.verify import photo_image
+
+    with Image.open(small_photo(tmp_path / "rgb.png", size=(96, 64))) as im:
+        gray = np.asarray(im.convert("L")).astype(np.uint16) * 257
+    src = tmp_path / "g16.png"
+    Image.fromarray(gray).save(src)
+    dst = tmp_path / "out" / "g16.png"
+    protect_file(src, dst, tiny_config)
+    opened = [Image.open(p) for p in (src, dst)]
+    assert [im.mode for im in opened] == ["I;16", "I;16"]
+    as_opened = verify_images(*opened, channels="as-is", models="taesd")
+    as_read = verify_images(*[photo_image(cloak_io.load_photo(p)) for p in (src, dst)],
+                            channels="as-is", models="taesd")
+    assert as_opened.psnr == as_read.psnr > 30
+    assert as_opened.channels[0].damage_db == as_read.channels[0].damage_db
+    with pytest.raises(UnsupportedImageError, match="PIL mode F"):
+        verify_images(opened[0].convert("F"), opened[1], channels="as-is", models="taesd")
+
+
 def test_damage_alone_skips_the_full_size_figures_and_stops_when_asked(photo):
     """figures=False (the app's check after posting): the same damage, no full-size PSNR,
     SSIM or largest change; should_stop ends it between models with Cancelled."""

@@ -187,13 +187,12 @@ def budget_image(rgb: np.ndarray, config, size: tuple[int, int] | None = None
     gray image of `size` (w, h; None: the working size), white = most; None if it can't
     be made (no face detector here: the map is then left out, not shown without its
     faces)."""
-    import dataclasses
 
     from cloak.errors import CloakError
     from cloak.pipeline import budget_of
 
     try:
-        budget = budget_of(rgb, dataclasses.replace(config, allow_download=False))
+        budget = budget_of(rgb, config.replace(allow_download=False))
     except CloakError as exc:
         log.info("no budget map to show: %s", exc)
         return None

@@ -864,8 +864,8 @@ class MainWindow(QMainWindow):
                 # as the user chose it: a run turns face priority off where the detector
                 # is missing, and downloads off once the weights are fetched; "Keep
                 # location" is not a reason to make copies again
-                judged[id(made)] = dataclasses.replace(
-                    made, faces=config.faces, allow_download=config.allow_download,
+                judged[id(made)] = made.replace(
+                    faces=config.faces, allow_download=config.allow_download,
                     metadata=dataclasses.replace(made.metadata or MetadataPolicy(),
                                                  strip_gps=config.metadata.strip_gps)
                 ) != config
