@@ -169,10 +169,14 @@ class ProtectConfig:
                 value = os.fspath(value)
                 if not isinstance(value, str):  # a bytes path
                     raise ConfigError(f"{name} must be a path as text, got {value!r}")
+                if not value.strip():  # was taken as "not given": the other places searched
+                    raise ConfigError(f"{name} is empty: give a path, or None")
                 object.__setattr__(self, name, value)
         # each model once, in the order given: `taesd,taesd` would double its share of the
-        # steps and record settings a later `--models taesd` takes for other ones
-        object.__setattr__(self, "models", tuple(dict.fromkeys(self.models)))
+        # steps and record settings a later `--models taesd` takes for other ones; any
+        # case, as verify_images and the CLI take them ("TAESD")
+        object.__setattr__(self, "models", tuple(dict.fromkeys(
+            m.strip().lower() for m in self.models)))
         if not self.models:
             raise ConfigError("at least one model is needed")
         for name in self.models:

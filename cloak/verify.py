@@ -128,12 +128,16 @@ def models_by_name(names, model_dir, device):
     return dict(zip(names, load_autoencoders(names, model_dir, device), strict=True))
 
 
-def names_given(names: str | Sequence[str]) -> tuple[str, ...]:
+def names_given(names: str | Sequence[str], what: str = "names") -> tuple[str, ...]:
     """Model or channel names as given: a sequence, or one string 'taesd,taef2' (as
-    ProtectConfig takes models), stripped and lower-cased."""
+    ProtectConfig takes models), stripped and lower-cased. Anything else (a number, None,
+    a list holding one) is a TypeError that says what `what` takes."""
     if isinstance(names, str):
         names = names.split(",")
-    return tuple(n.strip().lower() for n in names if isinstance(n, str) and n.strip())
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+        raise TypeError(f"{what} must be names: a list of strings, or one string such as "
+                        f"'taesd,taef2', got {names!r}")
+    return tuple(n.strip().lower() for n in names if n.strip())
 
 
 def verify_images(original: Image.Image, protected: Image.Image,
@@ -162,7 +166,7 @@ def verify_images(original: Image.Image, protected: Image.Image,
         if not isinstance(image, Image.Image):
             raise TypeError(f"verify_images() takes two PIL images (such as "
                             f"Image.open(path)), got {type(image).__name__}")
-    models, channels = names_given(models), names_given(channels)
+    models, channels = names_given(models, "models"), names_given(channels, "channels")
     if not models:
         raise ConfigError("no autoencoder to measure with; name at least one, e.g. taesd")
     if unknown := [c for c in channels if c not in ALL_CHANNELS]:

@@ -245,3 +245,11 @@ def test_a_path_object_is_kept_as_text(tmp_path):
     json.dumps(config.fingerprint())
     with pytest.raises(ConfigError, match="mask_path must be a path"):
         ProtectConfig(mask_path=b"mask.png")
+    for name in ("mask_path", "model_dir"):  # an empty one was taken as none given
+        with pytest.raises(ConfigError, match=f"{name} is empty"):
+            ProtectConfig(**{name: ""})
+
+
+def test_model_names_in_any_case_as_verify_takes_them():
+    assert ProtectConfig(models="TAESD, taef2").models == ("taesd", "taef2")
+    assert ProtectConfig(models=("TaeSD", "taesd")).models == ("taesd",)
