@@ -365,6 +365,7 @@ class TestDeadline:
                 assert W.resolve_face_detector() is None
             gc.collect()
         assert "HTTP 404" in caplog.text and "face priority is off" in caplog.text
+        assert f"HTTP 404 Not Found: {base}" in caplog.text  # the address it tried
         unclosed = [w for w in caught if issubclass(w.category, ResourceWarning)]
         assert not unclosed, [str(w.message) for w in unclosed]
 

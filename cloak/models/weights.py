@@ -582,7 +582,8 @@ def resolve_face_detector(model_dir=None, allow_download: bool = True,
     except (urllib.error.URLError, OSError, TimeoutError, ValueError, ModelError,
             http.client.HTTPException) as exc:
         _face_detector_failed.add(url)
-        why = exc if isinstance(exc, ModelError) else network_reason(exc)
+        # the address too: a mirror's missing file said only "No such file or directory"
+        why = exc if isinstance(exc, ModelError) else f"{network_reason(exc)}: {url}"
         _warn_once(f"face detector not available ({why}); face priority is off. Put "
                    f"{FACE_DETECTOR} in --model-dir or CLOAK_MODEL_DIR to turn it on")
         return None
