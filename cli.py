@@ -201,7 +201,7 @@ def protect(
         "--out", "-o", metavar="DIR", help="Folder for the protected copies.")],
     strength: Annotated[str, typer.Option(metavar="PRESET", help=STRENGTH_HELP)] = "medium",
     eps: Annotated[float | None, typer.Option(
-        metavar="N", callback=lambda value: eps_in_range(value), help="Override the L-inf budget, in /255 (1 to 32; an 8-bit photo "
+        metavar="N", callback=eps_in_range, help="Override the L-inf budget, in /255 (1 to 32; an 8-bit photo "
         "can't change by less than 1).")] = None,
     steps: Annotated[int | None, typer.Option(
         min=1, metavar="N", help="Override the number of attack steps.")] = None,
@@ -990,8 +990,10 @@ def compare_one(photo: Path, protected: Path, loaded: list, channels: tuple[str,
 
     (original, original_icc), (copy, copy_icc) = loaded
     with measuring_bar("measuring") as progress:
-        compared = compare_copy(original, copy, original_icc, copy_icc, protected, channels,
-                                names, model_dir, device, at_1024=True, progress=progress)
+        compared = compare_copy(original, copy, original_icc=original_icc,
+                                copy_icc=copy_icc, copy_path=protected, channels=channels,
+                                models=names, model_dir=model_dir, device=device,
+                                at_1024=True, progress=progress)
     v, floor, original, copy = (compared.verification, compared.floor, compared.original,
                                 compared.copy)
     if v.note:
@@ -1216,10 +1218,11 @@ def measure_pairs(pairs, originals: Path, channels: tuple[str, ...], names: tupl
         try:
             loaded = [io.load_photo(path) for path in (pair.original, pair.copy)]
             with measuring_bar(f"{i}/{len(pairs)} {printable(pair.name)}") as progress:
-                compared = compare_copy(photo_image(loaded[0]), photo_image(loaded[1]),
-                                        loaded[0].icc_profile, loaded[1].icc_profile,
-                                        pair.copy, channels, names, model_dir, device,
-                                        progress=progress)
+                compared = compare_copy(
+                    photo_image(loaded[0]), photo_image(loaded[1]),
+                    original_icc=loaded[0].icc_profile, copy_icc=loaded[1].icc_profile,
+                    copy_path=pair.copy, channels=channels, models=names,
+                    model_dir=model_dir, device=device, progress=progress)
             v, floor = compared.verification, compared.floor
             v.note = join_notes(pair.note, v.note, swapped_note(
                 v, pair.original, pair.copy, "the folder of ORIGINALS, then PROTECTED"))

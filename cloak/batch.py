@@ -353,6 +353,10 @@ def run(items: list[Item], out_dir: str | os.PathLike, config: ProtectConfig, *,
     dropped without leaving a file, and the rest are marked `cancelled`.
     Raises CloakError only before any photo is processed (bad output folder, missing
     weights)."""
+    for name, flag in (("force", force), ("overwrite", overwrite)):
+        if isinstance(flag, str) or flag not in (True, False):  # a truthy "no" is no yes
+            raise TypeError(f"{name} must be True or False, got {flag!r}")
+    force, overwrite = bool(force), bool(overwrite)
     out_dir = Path(out_dir)
     emit = on_event or (lambda event: None)
     stop = should_stop or (lambda: False)

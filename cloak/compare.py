@@ -27,7 +27,7 @@ class Comparison:
     copy: Image.Image
 
 
-def compare_copy(original: Image.Image, copy: Image.Image, original_icc: bytes | None,
+def compare_copy(original: Image.Image, copy: Image.Image, *, original_icc: bytes | None,
                  copy_icc: bytes | None, copy_path: Path, channels: Sequence[str],
                  models: Sequence[str], model_dir: str | None = None,
                  device: str | None = None, at_1024: bool = False,

@@ -114,10 +114,6 @@ class ProtectConfig:
     measure: bool = True
     preview: bool = False  # also write NAME.EXT.preview.png beside each output (no pixel change)
     metadata: MetadataPolicy | None = None  # what the saved copy keeps; None: the default
-    # The fields above filled from the strength preset (None as given): `replace` gives
-    # them back to the preset, so another strength brings its own numbers.
-    from_preset: frozenset[str] = dataclasses.field(
-        default=frozenset(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.strength, str) or self.strength not in PRESETS:
@@ -137,7 +133,10 @@ class ProtectConfig:
         filled = [name for name in defaults if getattr(self, name) is None]
         for name in filled:
             object.__setattr__(self, name, defaults[name])
-        object.__setattr__(self, "from_preset", frozenset(filled))
+        # The fields filled from the preset (None as given), kept beside the fields (not
+        # one: no part of equality, asdict or repr): `replace` gives them back to the
+        # preset, so another strength brings its own numbers.
+        object.__setattr__(self, "_from_preset", frozenset(filled))
         if isinstance(self.models, str):
             object.__setattr__(self, "models", tuple(
                 m.strip() for m in self.models.split(",") if m.strip()))
@@ -261,10 +260,9 @@ class ProtectConfig:
     def replace(self, **changes) -> ProtectConfig:
         """A copy with `changes`; the fields that came from the strength preset come from
         the new one's preset (ProtectConfig(strength="fast").replace(strength="high") has
-        high's steps, not fast's), those given keep their values."""
-        if "from_preset" in changes:
-            raise TypeError("from_preset is kept by ProtectConfig itself")
-        unset = {name: None for name in self.from_preset if name not in changes}
+        high's steps, not fast's), those given keep their values, even a value equal to
+        the preset's (ProtectConfig(strength="fast", steps=4) keeps 4 steps)."""
+        unset = {name: None for name in self._from_preset if name not in changes}
         return dataclasses.replace(self, **unset, **changes)
 
     def fingerprint(self) -> dict:

@@ -68,7 +68,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from . import __version__
 from . import metadata as md
-from .atomic import Overwrite, may_replace, write_atomic
+from .atomic import Overwrite, may_replace, overwrite_flag, write_atomic
 from .cicp import (
     avif_cicp,
     avif_depth,
@@ -1076,6 +1076,7 @@ def save_photo(photo: Photo, rgb: np.ndarray, dst: str | os.PathLike[str], *,
 
     Raises OutputError if dst exists (unless `overwrite` allows replacing it: see
     may_replace), is the source, or can't be written. Returns the path written."""
+    overwrite = overwrite_flag(overwrite)  # one reading, before the encode and at the write
     dst = settled_path(dst)
     rgb = _check_rgb(photo, rgb)
     fmt = _output_format(photo, dst, format)

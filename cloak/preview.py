@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from .atomic import Overwrite
+
 PREVIEW_SUFFIX = ".preview.png"
 LABEL_HEIGHT = 18
 ZOOM_TO = 128  # a photo smaller than this on its short side is zoomed by whole pixels
@@ -97,8 +99,9 @@ def preview_sheet(original: np.ndarray, protected: np.ndarray, budget: np.ndarra
     return sheet
 
 
-def save_preview(sheet: Image.Image, dst: str | Path, overwrite: bool = False) -> Path:
-    """Write the sheet as PNG atomically (see cloak.atomic.write_atomic)."""
+def save_preview(sheet: Image.Image, dst: str | Path, overwrite: Overwrite = False) -> Path:
+    """Write the sheet as PNG atomically (see cloak.atomic.write_atomic; `overwrite` as
+    there: True, False or a check of the file found)."""
     from .atomic import write_atomic
 
     return write_atomic(dst, lambda fp: sheet.save(fp, "PNG"), overwrite=overwrite)

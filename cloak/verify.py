@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -129,15 +129,18 @@ def models_by_name(names, model_dir, device):
 
 
 def names_given(names: str | Sequence[str], what: str = "names") -> tuple[str, ...]:
-    """Model or channel names as given: a sequence, or one string 'taesd,taef2' (as
-    ProtectConfig takes models), stripped and lower-cased. Anything else (a number, None,
-    a list holding one) is a TypeError that says what `what` takes."""
+    """Model or channel names as given: strings (any iterable of them but a dict), or one
+    string 'taesd,taef2' (as ProtectConfig takes models), stripped and lower-cased.
+    Anything else (a number, None, a list holding one) is a TypeError that says what
+    `what` takes."""
     if isinstance(names, str):
         names = names.split(",")
-    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
-        raise TypeError(f"{what} must be names: a list of strings, or one string such as "
-                        f"'taesd,taef2', got {names!r}")
-    return tuple(n.strip().lower() for n in names if n.strip())
+    if isinstance(names, Iterable) and not isinstance(names, (bytes, dict)):
+        names = tuple(names)  # a generator is read once
+        if all(isinstance(n, str) for n in names):
+            return tuple(n.strip().lower() for n in names if n.strip())
+    raise TypeError(f"{what} must be names: strings (a list or tuple), or one string such "
+                    f"as 'taesd,taef2', got {names!r}")
 
 
 def verify_images(original: Image.Image, protected: Image.Image,

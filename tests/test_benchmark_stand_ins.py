@@ -20,10 +20,13 @@ import view_plans
 from cloak import attack
 
 
-def test_step_levers_stand_in_takes_every_keyword_of_protect_pgd():
-    own = set(inspect.signature(attack.protect_pgd).parameters)
-    stand_in = set(inspect.signature(step_levers.lever_pgd({})).parameters)
-    assert own <= stand_in, f"missing: {sorted(own - stand_in)}"
+def test_step_levers_stand_in_takes_what_protect_pgd_takes():
+    """Every keyword, and the ones the pipeline passes by position in the same order."""
+    own = list(inspect.signature(attack.protect_pgd).parameters)
+    stand_in = list(inspect.signature(step_levers.lever_pgd({})).parameters)
+    assert set(own) <= set(stand_in), f"missing: {sorted(set(own) - set(stand_in))}"
+    positional = own[:own.index("perceptual_weight") + 1]  # pipeline.protect_array's
+    assert stand_in[:len(positional)] == positional
 
 
 def test_view_plans_hands_each_plan_to_the_attack(monkeypatch, model_dir):

@@ -37,8 +37,9 @@ def test_a_png_copy_with_the_originals_pixels_gets_the_note_and_no_floor(
     copy_path = tmp_path / "copy.png"
     original.save(copy_path)
     told = []
-    compared = compare_copy(original, Image.open(copy_path).convert("RGB"), None, None,
-                            copy_path, **ONE_MODEL, progress=lambda f, what: told.append(what))
+    compared = compare_copy(original, Image.open(copy_path).convert("RGB"), original_icc=None,
+                            copy_icc=None, copy_path=copy_path, **ONE_MODEL,
+                            progress=lambda f, what: told.append(what))
     assert compared.floor is None  # a PNG is no lossier than cloak's copy
     assert SAME in compared.verification.note
     assert compared.verification.verdict == "none"
@@ -47,20 +48,25 @@ def test_a_png_copy_with_the_originals_pixels_gets_the_note_and_no_floor(
 
 def test_a_jpeg_saved_lossier_than_cloak_gets_its_floor_and_its_note_last(
         tmp_path, small_photo, model_dir):
-    """A copy re-saved at quality 60 is measured against what that compression alone does
-    to the original; the floor's note follows the copy's own notes."""
+    """A copy re-saved at quality 60 (and without the original's profile) is measured
+    against what that compression alone does to the original; the colour note comes
+    first, the floor's note last."""
+    from PIL import ImageCms
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     original = _image(small_photo, tmp_path / "a.png")
     copy_path = tmp_path / "copy.jpg"
     original.save(copy_path, quality=60)
     told = []
-    compared = compare_copy(original, Image.open(copy_path).convert("RGB"), None, None,
-                            copy_path, **ONE_MODEL, progress=lambda f, what: told.append(what))
+    compared = compare_copy(original, Image.open(copy_path).convert("RGB"), original_icc=srgb,
+                            copy_icc=None, copy_path=copy_path, **ONE_MODEL,
+                            progress=lambda f, what: told.append(what))
     assert compared.floor is not None
     assert set(compared.floor.damage_db) == {"taesd"}
     assert told[-1] == "the compression alone"
-    floor_note = compared.floor.note()
-    if floor_note:
-        assert compared.verification.note.endswith(floor_note)
+    floor_note, note = compared.floor.note(), compared.verification.note
+    assert floor_note and note.endswith(floor_note) and note != floor_note
+    assert note.startswith("the two photos have different colour profiles")
 
 
 def test_swapped_note_on_a_protected_file_given_first(tmp_path, small_photo, model_dir):
@@ -76,13 +82,13 @@ def test_swapped_note_on_a_protected_file_given_first(tmp_path, small_photo, mod
     assert ran.exit_code == 0, ran.output
     copy_path = out / "a.png"
     compared = compare_copy(Image.open(copy_path).convert("RGB"),
-                            Image.open(photo).convert("RGB"), None, None, photo,
-                            **ONE_MODEL)
+                            Image.open(photo).convert("RGB"), original_icc=None,
+                            copy_icc=None, copy_path=photo, **ONE_MODEL)
     said = swapped_note(compared.verification, copy_path, photo)
     assert said is not None and "were they swapped?" in said
     right_way = compare_copy(Image.open(photo).convert("RGB"),
-                             Image.open(copy_path).convert("RGB"), None, None, copy_path,
-                             **ONE_MODEL)
+                             Image.open(copy_path).convert("RGB"), original_icc=None,
+                             copy_icc=None, copy_path=copy_path, **ONE_MODEL)
     assert swapped_note(right_way.verification, photo, copy_path) is None
 
 
@@ -96,8 +102,8 @@ def test_a_copy_without_the_originals_profile_is_compared_with_a_note_first(
     original = _image(small_photo, tmp_path / "a.png")
     copy_path = tmp_path / "copy.png"
     original.save(copy_path)
-    compared = compare_copy(original, Image.open(copy_path).convert("RGB"), srgb, None,
-                            copy_path, **ONE_MODEL)
+    compared = compare_copy(original, Image.open(copy_path).convert("RGB"), original_icc=srgb,
+                            copy_icc=None, copy_path=copy_path, **ONE_MODEL)
     note = compared.verification.note
     assert note.startswith("the two photos have different colour profiles")
     assert SAME in note and note.index(SAME) > 0

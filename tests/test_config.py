@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
@@ -230,8 +231,14 @@ def test_replace_with_another_strength_takes_that_presets_numbers():
     assert (given.steps, given.eps255) == (7, 12.0)
     later = ProtectConfig(strength="fast").replace(steps=9).replace(strength="medium")
     assert later == ProtectConfig(strength="medium", steps=9)
-    with pytest.raises(TypeError):
-        ProtectConfig().replace(from_preset=frozenset())
+    # given, though equal to the preset's: kept (the two configs are equal meanwhile)
+    assert ProtectConfig(strength="fast", steps=4) == ProtectConfig(strength="fast")
+    assert ProtectConfig(strength="fast", steps=4).replace(strength="high").steps == 4
+    assert "_from_preset" not in dataclasses.asdict(moved)
+    import pickle
+
+    assert pickle.loads(pickle.dumps(ProtectConfig(strength="fast"))).replace(
+        strength="high").steps == 64  # as a --jobs worker gets it
 
 
 def test_a_path_object_is_kept_as_text(tmp_path):

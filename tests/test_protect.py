@@ -248,6 +248,19 @@ class TestProtectFile:
         with pytest.raises(OutputError, match="already exists"):
             protect_file(src, dst, tiny_config, overwrite=np.False_)
         assert dst.read_bytes() == b"mine"
+        # the library's other doors read it the same way, before any work
+        from cloak import batch, io
+        from cloak.preview import save_preview
+
+        photo = io.load_photo(src)
+        with pytest.raises(TypeError, match="overwrite must be True, False or a callable"):
+            io.save_photo(photo, photo.rgb, dst, overwrite="no")
+        with pytest.raises(TypeError, match="overwrite must be True, False or a callable"):
+            save_preview(Image.new("RGB", (8, 8)), dst, overwrite="no")
+        for flag in ("force", "overwrite"):
+            with pytest.raises(TypeError, match=f"{flag} must be True or False"):
+                batch.run([], tmp_path / "out", tiny_config, **{flag: "no"})
+        assert dst.read_bytes() == b"mine"
 
     def test_a_broken_link_at_the_output_is_refused_before_the_attack(self, config,
                                                                        small_photo, tmp_path):

@@ -98,11 +98,13 @@ def test_arguments_of_the_wrong_kind_say_what_verify_takes(photo):
     with pytest.raises(ConfigError, match="unknown channel 'tiktok'; choose from as-is, "):
         verify_images(photo, photo, channels=("as-is", "tiktok"), models=("taesd",))
     for models in (5, None, ["taesd", 5]):  # "'int' object is not iterable", or ignored
-        with pytest.raises(TypeError, match="models must be names: a list of strings"):
+        with pytest.raises(TypeError, match="models must be names: strings"):
             verify_images(photo, photo, channels="as-is", models=models)
     with pytest.raises(TypeError, match="channels must be names"):
         verify_images(photo, photo, channels=None, models="taesd")
     assert names_given("taesd, TAEF2") == ("taesd", "taef2")
+    assert names_given(n for n in ("TAESD", "taef1")) == ("taesd", "taef1")
+    assert names_given({"taesd": 1}.keys()) == ("taesd",)
     assert names_given(["as-is", " Instagram "]) == ("as-is", "instagram")
     result = verify_images(photo, photo, channels="as-is", models="taesd", figures=False)
     assert [c.channel for c in result.channels] == ["as-is"]

@@ -55,14 +55,13 @@ def _open_upright(path: Path, max_side: int | None) -> Image.Image:
                 # EXIF orientation and ICC profile stay in image.info).
                 image.thumbnail((2 * max_side, 2 * max_side), Image.Resampling.BOX)
         upright = ImageOps.exif_transpose(image)
-        if upright.mode.startswith("I"):  # 16/32-bit gray: RGB conversion clips, so scale
-            upright = upright.convert("I").point(lambda v: v * (1 / 257))
         if upright.mode == "CMYK":  # through its profile, as the protection reads it (a
             # CMYK profile is no use to shown_in_srgb, and the plain formula shifts colours)
             rgb = Image.fromarray(io.from_cmyk(upright, path, image.info.get("icc_profile"))[0])
         else:
             from ..verify import rgb_or_rgba
 
+            # (16-bit gray scaled to 8 bits there: Pillow's own RGB conversion clips it)
             return _shown(rgb_or_rgba(upright), image.info.get("icc_profile"), max_side)
     if max_side:
         rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)

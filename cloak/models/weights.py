@@ -582,8 +582,11 @@ def resolve_face_detector(model_dir=None, allow_download: bool = True,
     except (urllib.error.URLError, OSError, TimeoutError, ValueError, ModelError,
             http.client.HTTPException) as exc:
         _face_detector_failed.add(url)
-        # the address too: a mirror's missing file said only "No such file or directory"
-        why = exc if isinstance(exc, ModelError) else f"{network_reason(exc)}: {url}"
+        # the address too, unless the reason names it: a mirror's missing file said
+        # only "No such file or directory"
+        reason = network_reason(exc)
+        why = exc if isinstance(exc, ModelError) else (
+            reason if url in reason else f"{reason}: {url}")
         _warn_once(f"face detector not available ({why}); face priority is off. Put "
                    f"{FACE_DETECTOR} in --model-dir or CLOAK_MODEL_DIR to turn it on")
         return None
