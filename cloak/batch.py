@@ -387,13 +387,15 @@ def run(items: list[Item], out_dir: str | os.PathLike, config: ProtectConfig, *,
     return result
 
 
-def _folders_to_make(out_dir: Path) -> list[Path]:
+def _folders_to_make(out_dir: Path, below: Path | None = None) -> list[Path]:
     """OUT and the folders above it that do not exist yet (a run makes them), deepest
-    first, by their absolute paths (`..` taken as written)."""
+    first, by their absolute paths (`..` taken as written); with `below`, only those
+    below that folder (a copy's folders under OUT)."""
     missing = []
     out_dir = Path(os.path.abspath(out_dir))
+    stop = Path(os.path.abspath(below)) if below is not None else None
     for folder in (out_dir, *out_dir.parents):
-        if os.path.lexists(folder):
+        if folder == stop or os.path.lexists(folder):
             break
         missing.append(folder)
     return missing
@@ -544,6 +546,12 @@ def _run_locked(items: list[Item], out_dir: Path, config: ProtectConfig,
             # run holds OUT) must not touch that run's temp files
             if folder.is_dir() and inside(folder, out_dir):
                 _remove_temp_files(folder)
+        # the folders made for copies that were not written (failed, stopped), where
+        # still empty: a folder input's mirror is made before its first photo's attack
+        made = {folder for item in items for folder in item.made_folders}
+        for folder in sorted(made, key=lambda f: len(f.parts), reverse=True):
+            with contextlib.suppress(OSError):  # not empty: a copy, or another's file
+                folder.rmdir()
     # A stop asked during the last photo may cut only its figures (a JPEG is kept,
     # measured or not, once saved): the run was interrupted all the same.
     interrupted = interrupted or any(i.status == CANCELLED for i in items) or (
@@ -562,6 +570,7 @@ def _begin(item: Item, manifest: Manifest, settings: dict) -> None:
         # a folder under OUT that is a link to elsewhere: copies are written under OUT only
         raise OutputError(f"folder {item.dst.parent} is a link to outside {manifest.out_dir}; "
                           "cloak writes only inside the output folder")
+    item.made_folders = tuple(_folders_to_make(item.dst.parent, below=manifest.out_dir))
     try:
         item.dst.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -83,6 +83,9 @@ class Item:
     sheet_stamp: tuple | None = None
     dst_before: tuple | None = None  # file_stamp(dst) when its work began
     folder: tuple[str, str] | None = None  # (mirror name under OUT, input folder's real path)
+    # the folders under OUT its work made for its copy (deepest first): a run that writes
+    # no copy into them removes them again where they are still empty
+    made_folders: tuple[Path, ...] = ()
 
     def to_dict(self) -> dict:
         return {"src": str(self.src), "dst": None if self.dst is None else str(self.dst),
@@ -466,8 +469,14 @@ def _check_clash(item: Item, inputs_by_path: dict, inputs_by_key: dict, sources:
         return
     key = stat_key(item.src)
     if key in sources:
-        item.status = SKIPPED
-        item.message = f"same photo as {sources[key].src} (named twice); protected once"
+        first = sources[key]
+        # its own output is never written (None, as for a folder named twice); the
+        # message says where the photo's one copy goes, and by which other path where
+        # it was named by another (a file named alone and in its folder: the same path)
+        item.status, item.dst = SKIPPED, None
+        same = ("named twice" if str(first.src) == str(item.src)
+                else f"the same photo as {first.src}")
+        item.message = f"{same}; protected once, into {first.dst}"
         return
     dst_real = os.path.realpath(item.dst)
     if dst_real == os.path.realpath(item.src) or (

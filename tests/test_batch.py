@@ -121,7 +121,12 @@ class TestPlan:
         os.symlink(photo, tmp_path / "in" / "link.png")
         items = batch.plan([tmp_path / "in", photo], tmp_path / "out")
         assert [i.status for i in items] == ["pending", SKIPPED, SKIPPED]
-        assert all("named twice" in i.message for i in items[1:])
+        # where the one copy goes, not an output of its own never written (--json named
+        # out/in/link.png and out/a.png, neither made), nor the same path twice in a line
+        into = f"protected once, into {tmp_path / 'out' / 'in' / 'a.png'}"
+        assert items[1].message == f"the same photo as {photo}; {into}"
+        assert items[2].message == f"named twice; {into}"
+        assert [i.dst for i in items[1:]] == [None, None]
 
     def test_a_second_path_to_a_photo_refused_first_is_planned(self, tmp_path, small_photo):
         """The first path to a photo failed (its output clashed with another's), and the
@@ -2077,6 +2082,41 @@ def test_a_run_that_writes_nothing_leaves_no_folder_it_made(tmp_path, small_phot
     # OUT's record from that run stays when a later run writes nothing
     assert batch.run(batch.plan([bad], out), out, tiny_config).counts[FAILED] == 1
     assert set(json.loads((out / MANIFEST_NAME).read_text())["photos"]) == {"good.png"}
+
+
+def test_a_folders_mirror_made_for_a_copy_never_written_goes_too(tmp_path, small_photo,
+                                                                  tiny_config):
+    """A folder given as the input: its mirror under OUT is made before its first photo's
+    attack, and stayed (empty, with the record beside it, so OUT stayed too) when that
+    photo failed or the run was stopped during it. It goes now, and OUT with it where the
+    run made OUT; a mirror that holds a copy stays."""
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "bad.png").write_bytes(b"not a photo")  # fails when protected
+    out = tmp_path / "out"
+    result = batch.run(batch.plan([folder], out), out, tiny_config)
+    assert result.counts[FAILED] == 1
+    assert not out.exists()
+    there = tmp_path / "there"  # OUT there before the run: it stays, as it was
+    (there / "mine").mkdir(parents=True)
+    assert batch.run(batch.plan([folder], there), there, tiny_config).counts[FAILED] == 1
+    assert os.listdir(there) == ["mine"]
+    (folder / "sub" / "bad.png").unlink()
+    small_photo(folder / "sub" / "good.png")
+    started = []  # stopped during the photo's attack, after its folder was made
+    stopped = batch.run(batch.plan([folder], out), out, tiny_config,
+                        on_event=lambda e: started.append(e) if e.kind == "start" else None,
+                        should_stop=lambda: bool(started))
+    assert started and stopped.counts[CANCELLED] == 1
+    assert not out.exists()
+    small_photo(folder / "other" / "good.png")
+    (folder / "other" / "bad.png").write_bytes(b"not a photo")
+    (folder / "worse").mkdir()
+    (folder / "worse" / "bad.png").write_bytes(b"not a photo")
+    result = batch.run(batch.plan([folder], out), out, tiny_config)
+    assert result.counts == {PROTECTED: 2, FAILED: 2, SKIPPED: 0, CANCELLED: 0}
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == [
+        MANIFEST_NAME, "in", "in/other", "in/other/good.png", "in/sub", "in/sub/good.png"]
 
 
 def test_a_file_put_in_a_new_out_during_a_run_that_writes_nothing_keeps_it(tmp_path,
