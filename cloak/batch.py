@@ -387,15 +387,13 @@ def run(items: list[Item], out_dir: str | os.PathLike, config: ProtectConfig, *,
     return result
 
 
-def _folders_to_make(out_dir: Path, below: Path | None = None) -> list[Path]:
+def _folders_to_make(out_dir: Path) -> list[Path]:
     """OUT and the folders above it that do not exist yet (a run makes them), deepest
-    first, by their absolute paths (`..` taken as written); with `below`, only those
-    below that folder (a copy's folders under OUT)."""
+    first, by their absolute paths (`..` taken as written)."""
     missing = []
     out_dir = Path(os.path.abspath(out_dir))
-    stop = Path(os.path.abspath(below)) if below is not None else None
     for folder in (out_dir, *out_dir.parents):
-        if folder == stop or os.path.lexists(folder):
+        if os.path.lexists(folder):
             break
         missing.append(folder)
     return missing
@@ -552,11 +550,37 @@ def _run_locked(items: list[Item], out_dir: Path, config: ProtectConfig,
         for folder in sorted(made, key=lambda f: len(f.parts), reverse=True):
             with contextlib.suppress(OSError):  # not empty: a copy, or another's file
                 folder.rmdir()
+                _forget_mirror(manifest, folder)
     # A stop asked during the last photo may cut only its figures (a JPEG is kept,
     # measured or not, once saved): the run was interrupted all the same.
     interrupted = interrupted or any(i.status == CANCELLED for i in items) or (
         bool(todo) and stop())
     return BatchResult(items, interrupted, settings=settings)
+
+
+def _forget_mirror(manifest: Manifest, folder: Path) -> None:
+    """After `folder`, a mirror's top folder (OUT/name) that a run made and removed again
+    (no copy went in), the record gives up the name where it lists no copy under it: a
+    folder of the user's made there later is theirs, not taken for cloak's mirror."""
+    name = folder.name
+    if folder.parent != manifest.out_dir or name not in manifest.folders:
+        return
+    if any(key == name or key.startswith(name + "/") for key in manifest.entries):
+        return
+    del manifest.folders[name]
+    manifest.save()
+
+
+def _folders_made_for(folder: Path, out_dir: Path) -> list[Path]:
+    """`folder` (a copy's, under `out_dir`) and its parents below `out_dir` that do not
+    exist yet, deepest first, as written (not made absolute: `link/../out` is not `out`
+    where `link` leads elsewhere)."""
+    missing = []
+    for each in (folder, *folder.parents):
+        if each == out_dir or os.path.lexists(each):
+            break
+        missing.append(each)
+    return missing
 
 
 def _begin(item: Item, manifest: Manifest, settings: dict) -> None:
@@ -570,7 +594,7 @@ def _begin(item: Item, manifest: Manifest, settings: dict) -> None:
         # a folder under OUT that is a link to elsewhere: copies are written under OUT only
         raise OutputError(f"folder {item.dst.parent} is a link to outside {manifest.out_dir}; "
                           "cloak writes only inside the output folder")
-    item.made_folders = tuple(_folders_to_make(item.dst.parent, below=manifest.out_dir))
+    item.made_folders = tuple(_folders_made_for(item.dst.parent, manifest.out_dir))
     try:
         item.dst.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

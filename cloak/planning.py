@@ -471,12 +471,13 @@ def _check_clash(item: Item, inputs_by_path: dict, inputs_by_key: dict, sources:
     if key in sources:
         first = sources[key]
         # its own output is never written (None, as for a folder named twice); the
-        # message says where the photo's one copy goes, and by which other path where
-        # it was named by another (a file named alone and in its folder: the same path)
+        # message says which copy the photo is taken for (whether that is written, the
+        # first path's own line says), and by which other path where it was named by
+        # another (a file named alone and in its folder: the same path)
         item.status, item.dst = SKIPPED, None
         same = ("named twice" if str(first.src) == str(item.src)
                 else f"the same photo as {first.src}")
-        item.message = f"{same}; protected once, into {first.dst}"
+        item.message = f"{same}; taken once, for {first.dst}"
         return
     dst_real = os.path.realpath(item.dst)
     if dst_real == os.path.realpath(item.src) or (

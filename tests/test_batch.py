@@ -123,7 +123,7 @@ class TestPlan:
         assert [i.status for i in items] == ["pending", SKIPPED, SKIPPED]
         # where the one copy goes, not an output of its own never written (--json named
         # out/in/link.png and out/a.png, neither made), nor the same path twice in a line
-        into = f"protected once, into {tmp_path / 'out' / 'in' / 'a.png'}"
+        into = f"taken once, for {tmp_path / 'out' / 'in' / 'a.png'}"
         assert items[1].message == f"the same photo as {photo}; {into}"
         assert items[2].message == f"named twice; {into}"
         assert [i.dst for i in items[1:]] == [None, None]
@@ -2117,6 +2117,28 @@ def test_a_folders_mirror_made_for_a_copy_never_written_goes_too(tmp_path, small
     assert result.counts == {PROTECTED: 2, FAILED: 2, SKIPPED: 0, CANCELLED: 0}
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == [
         MANIFEST_NAME, "in", "in/other", "in/other/good.png", "in/sub", "in/sub/good.png"]
+
+
+def test_a_mirror_removed_again_gives_up_its_name_in_the_record(tmp_path, small_photo,
+                                                                tiny_config):
+    """OUT keeps its record (it lists a copy), and a folder input whose photos all failed
+    had its mirror removed: the record still named that mirror, so a folder the user made
+    later at that name was written into as cloak's own. The name is given up with it."""
+    out = tmp_path / "out"
+    assert batch.run(batch.plan([small_photo(tmp_path / "one.png")], out), out,
+                     tiny_config).counts[PROTECTED] == 1
+    folder = tmp_path / "A" / "in"
+    folder.mkdir(parents=True)
+    (folder / "bad.png").write_bytes(b"not a photo")
+    assert batch.run(batch.plan([folder], out), out, tiny_config).counts[FAILED] == 1
+    assert not (out / "in").exists()
+    assert "in" not in json.loads((out / MANIFEST_NAME).read_text()).get("folders", {})
+    mine = small_photo(out / "in" / "mine.png", index=2)  # the user's own, made since
+    (folder / "bad.png").unlink()
+    small_photo(folder / "good.png")
+    [item] = batch.run(batch.plan([folder], out), out, tiny_config).items
+    assert item.status == PROTECTED and item.dst == out / "in (2)" / "good.png"
+    assert sorted(p.name for p in (out / "in").iterdir()) == [mine.name]
 
 
 def test_a_file_put_in_a_new_out_during_a_run_that_writes_nothing_keeps_it(tmp_path,
