@@ -47,6 +47,7 @@ naming the file; Pillow's LOAD_TRUNCATED_IMAGES is left False.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import io as _io
 import logging
@@ -82,6 +83,8 @@ from .png16 import write_png16
 from .same_path import same_file
 
 log = logging.getLogger(__name__)
+# the most XMP one JPEG APP1 segment holds (65533 bytes less the XMP name, as Pillow checks)
+MAX_JPEG_XMP = 65533 - len(b"http://ns.adobe.com/xap/1.0/\x00")
 pillow_heif.register_heif_opener()
 
 # AVIF needs a Pillow built with libavif (13.0's wheels are); without one, .avif files
@@ -968,6 +971,14 @@ def _save_options(photo: Photo, fmt: str, policy: md.MetadataPolicy, orientation
         if fmt == "PNG" else ()
     xmp = md.build_xmp(photo.xmp, photo.exif, policy, __version__, texts=texts,
                        iptc=photo.info.get("iptc_rights", ([], None)))
+    if fmt == "JPEG" and xmp and len(xmp) > MAX_JPEG_XMP:
+        # one APP1 segment holds it (Pillow refused it when saving, after the attack): a
+        # packet that long is the source's creator and rights text (a PNG's, say); the
+        # copy keeps cloak's notice without them (EXIF's own copyright is kept as set)
+        log.warning("%s: its XMP creator and rights (%d bytes) do not fit a JPEG; the "
+                    "copy keeps cloak's notice without them", photo.path, len(xmp))
+        xmp = md.build_xmp(photo.xmp, photo.exif, dataclasses.replace(
+            policy, keep_copyright=False, keep_xmp=False), __version__, texts=texts)
     options: dict[str, Any] = {}
     if icc and fmt != "BMP":
         options["icc_profile"] = icc

@@ -3076,3 +3076,21 @@ def test_progress_reports_do_not_lay_the_whole_list_out_again(window, qapp):
     assert wait_until(lambda: row.height() == height, 2)
     row.set_waiting()
     assert row.status._color is None
+
+
+def test_enter_on_a_view_button_switches_the_view_as_space_does(qapp):
+    """The README says Tab to a button, then Space or Enter: on the before/after view's
+    buttons only Space worked."""
+    from cloak.gui.images import Comparison
+    from cloak.gui.widgets import ComparePanel
+
+    panel = ComparePanel()
+    panel.show()
+    tile = Image.new("RGB", (16, 12), (200, 10, 10))
+    panel.show_comparison("x.jpg", Comparison(tile, tile, tile, 0, budget=tile))
+    for mode, key in (("original", Qt.Key.Key_Return), ("difference", Qt.Key.Key_Enter),
+                      ("protected", Qt.Key.Key_Space)):
+        panel.button(mode).setFocus()
+        QTest.keyClick(panel.button(mode), key)
+        assert panel.mode == mode
+    panel.deleteLater()

@@ -1170,6 +1170,36 @@ class TestMetadata:
         assert b"Jane Doe; Ed Itor" in packet and b"\x07" not in packet
         assert metadata.says_protected(packet)
 
+    def test_rights_too_long_for_a_jpeg_segment_leave_the_notice(self, tmp_path: Path,
+                                                                 caplog) -> None:
+        """A PNG's XMP rights of 70 KB, written as a JPEG (a PNG named .jpg): Pillow refused
+        the packet when saving ("XMP data is too long"), after the attack's work. The copy
+        is written, with cloak's notice and without that text, and a warning says so."""
+        from PIL.PngImagePlugin import PngInfo
+
+        rights = "All rights reserved. " * 3500
+        xmp = ('<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta '
+               'xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/'
+               '22-rdf-syntax-ns#"><rdf:Description rdf:about="" xmlns:dc="http://purl.org/'
+               'dc/elements/1.1/"><dc:rights><rdf:Alt><rdf:li xml:lang="x-default">'
+               f'{rights}</rdf:li></rdf:Alt></dc:rights></rdf:Description></rdf:RDF>'
+               '</x:xmpmeta><?xpacket end="w"?>')
+        info = PngInfo()
+        info.add_itxt("XML:com.adobe.xmp", xmp)
+        src = tmp_path / "long.jpg"
+        Image.fromarray(pixels()).save(src, "PNG", pnginfo=info)
+        photo = io.load_photo(src)
+        with caplog.at_level("WARNING"):
+            dst = io.save_photo(photo, photo.rgb, tmp_path / "out" / "long.jpg")
+        assert "do not fit a JPEG" in caplog.text
+        with Image.open(dst) as out:
+            assert out.format == "JPEG"
+            packet = out.info["xmp"]
+        assert metadata.says_protected(packet) and b"All rights reserved" not in packet
+        small = io.save_photo(photo, photo.rgb, tmp_path / "out" / "long.png")  # PNG holds it
+        with Image.open(small) as out:
+            assert b"All rights reserved" in out.info["xmp"]
+
     def test_copyright_and_author_held_only_in_iptc_go_into_the_xmp(self, tmp_path: Path
                                                                     ) -> None:
         """Older tools (Photoshop's File Info, Photo Mechanic) write the rights as IPTC

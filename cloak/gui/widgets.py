@@ -430,6 +430,7 @@ class ComparePanel(QWidget):
             button.setCheckable(True)
             button.setObjectName(f"show_{mode}")
             button.setEnabled(False)
+            button.setAutoDefault(True)  # Enter switches the view, as Space does
             self.buttons.addButton(button)
             button.clicked.connect(self._on_toggle)
             toggles.addWidget(button)
