@@ -63,10 +63,17 @@ def overwrite_flag(overwrite) -> Overwrite:
     meet a write after it that reads it another."""
     if callable(overwrite):
         return overwrite
-    if isinstance(overwrite, str) or overwrite not in (True, False):
-        raise TypeError(f"overwrite must be True, False or a callable (path -> bool), got "
-                        f"{overwrite!r}")
-    return bool(overwrite)
+    return plain_flag(overwrite, "overwrite", " or a callable (path -> bool)")
+
+
+def plain_flag(value, name: str, or_else: str = "") -> bool:
+    """`value` as a bool where it is one (numpy's bools, 1 and 0 too); anything else
+    (a truthy "no", 2, None) is a TypeError naming `name` (and what else it takes,
+    `or_else`)."""
+    if isinstance(value, str) or value not in (True, False):
+        takes = f"True, False{or_else}" if or_else else "True or False"
+        raise TypeError(f"{name} must be {takes}, got {value!r}")
+    return bool(value)
 
 
 def may_replace(overwrite: Overwrite, path: Path) -> bool:

@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .atomic import plain_flag
 from .config import ProtectConfig
 from .errors import (
     Cancelled,
@@ -353,10 +354,7 @@ def run(items: list[Item], out_dir: str | os.PathLike, config: ProtectConfig, *,
     dropped without leaving a file, and the rest are marked `cancelled`.
     Raises CloakError only before any photo is processed (bad output folder, missing
     weights)."""
-    for name, flag in (("force", force), ("overwrite", overwrite)):
-        if isinstance(flag, str) or flag not in (True, False):  # a truthy "no" is no yes
-            raise TypeError(f"{name} must be True or False, got {flag!r}")
-    force, overwrite = bool(force), bool(overwrite)
+    force, overwrite = plain_flag(force, "force"), plain_flag(overwrite, "overwrite")
     out_dir = Path(out_dir)
     emit = on_event or (lambda event: None)
     stop = should_stop or (lambda: False)

@@ -17,7 +17,7 @@ from PIL import Image, ImageFilter
 from . import metrics
 from .channel_list import INSTAGRAM_ASPECT, SOCIAL_PRESETS
 from .errors import UnsupportedImageError
-from .io import decode_own_bytes
+from .io import decode_own_bytes, to_8bit
 from .pipeline import to_tensor
 
 # The `naive` clean-up is no edit either: an editor that downscales the photo to 512
@@ -147,7 +147,7 @@ def _gray16_to_8(img: Image.Image) -> Image.Image:
     if levels.size and (levels.min() < 0 or levels.max() > 65535):
         raise UnsupportedImageError("32-bit integer pixels are not supported; pass an 8- or "
                                     "16-bit image")
-    gray = Image.fromarray(((levels * 255 + 32767) // 65535).astype(np.uint8), "L")
+    gray = Image.fromarray(to_8bit(levels), "L")
     key = img.info.get("transparency")
     if not isinstance(key, int):
         return gray.convert("RGB")

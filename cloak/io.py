@@ -83,8 +83,6 @@ from .png16 import write_png16
 from .same_path import same_file
 
 log = logging.getLogger(__name__)
-# the most XMP one JPEG APP1 segment holds (65533 bytes less the XMP name, as Pillow checks)
-MAX_JPEG_XMP = 65533 - len(b"http://ns.adobe.com/xap/1.0/\x00")
 pillow_heif.register_heif_opener()
 
 # AVIF needs a Pillow built with libavif (13.0's wheels are); without one, .avif files
@@ -914,11 +912,17 @@ def _quantise(values: np.ndarray, depth: int) -> np.ndarray:
     return out
 
 
+def to_8bit(levels: np.ndarray) -> np.ndarray:
+    """16-bit levels (any integer array in [0, 65535]) as uint8, rounded to the nearest of
+    the 256 (the 8-bit level v is 257 v at 16 bits)."""
+    return ((levels.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+
+
 def _alpha_at(alpha: np.ndarray | None, depth: int) -> np.ndarray | None:
     if alpha is None or (alpha.dtype == np.uint16) == (depth == 16):
         return alpha
     if depth == 8:
-        return ((alpha.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+        return to_8bit(alpha)
     return alpha.astype(np.uint16) * 257
 
 
@@ -971,7 +975,7 @@ def _save_options(photo: Photo, fmt: str, policy: md.MetadataPolicy, orientation
         if fmt == "PNG" else ()
     xmp = md.build_xmp(photo.xmp, photo.exif, policy, __version__, texts=texts,
                        iptc=photo.info.get("iptc_rights", ([], None)))
-    if fmt == "JPEG" and xmp and len(xmp) > MAX_JPEG_XMP:
+    if fmt == "JPEG" and xmp and len(xmp) > md.MAX_JPEG_XMP:
         # one APP1 segment holds it (Pillow refused it when saving, after the attack): a
         # packet that long is the source's creator and rights text (a PNG's, say); the
         # copy keeps cloak's notice without them (EXIF's own copyright is kept as set)

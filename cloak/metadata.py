@@ -162,6 +162,8 @@ NAMESPACES = {"x": X_NS, "rdf": RDF_NS, "dc": DC_NS, "plus": PLUS_NS, "cloak": C
 EXIF_ERRORS = (OSError, ValueError, TypeError, KeyError, IndexError, OverflowError,
                SyntaxError, struct.error)
 MAX_JPEG_SEGMENT = 65533 - len(b"Exif\x00\x00")
+# the most XMP one JPEG APP1 segment holds (65533 bytes less the XMP name, as Pillow checks)
+MAX_JPEG_XMP = 65533 - len(b"http://ns.adobe.com/xap/1.0/\x00")
 CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 for _prefix, _uri in NAMESPACES.items():  # readable prefixes instead of ns0, ns1...
     ET.register_namespace(_prefix, _uri)

@@ -34,7 +34,7 @@ from .comparable import (
 )
 from .device import autocast, pick_device, uses_bf16
 from .errors import Cancelled, ConfigError
-from .io import Photo
+from .io import Photo, to_8bit
 from .models import ALL_MODEL_NAMES, load_autoencoders
 from .report import VERDICTS, stored_db, verdict_for  # noqa: F401 - VERDICTS is part of verify's API
 
@@ -48,7 +48,7 @@ def photo_image(photo: Photo) -> Image.Image:
         return Image.fromarray(rgb, "RGB")
     alpha = photo.alpha
     if alpha.dtype != np.uint8:  # 16-bit: as cloak.io writes it at 8 bits
-        alpha = ((alpha.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+        alpha = to_8bit(alpha)
     return Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
 
 
