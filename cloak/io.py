@@ -116,6 +116,7 @@ AVIF_SPEED = 8  # libaom: 2.5x faster than Pillow's default 6 at q100, same pixe
 # level 3 writes an 8-bit PNG 1.5-3.8x faster than Pillow's 6 for 8-10% more bytes;
 # lossless WebP at quality 25, method 1 2.0-5.2x faster than 80 and 4 for 0-5% more
 PNG_COMPRESS_LEVEL = 3
+PNG_XMP_KEYWORD = "XML:com.adobe.xmp"  # the iTXt (or tEXt/zTXt) keyword of XMP in a PNG
 WEBP_LOSSLESS_EFFORT = {"quality": 25, "method": 1}
 
 HEIF_WRITABLE = bool(pillow_heif.libheif_info().get("HEIF"))
@@ -517,9 +518,7 @@ def _read(image: Image.Image, fp: IO[bytes], path: Path, limit: int) -> Photo:
     rgb /= np.float32(2 ** depth - 1)  # in place: one float copy at a time (1.2 GB at 100 MP)
     if gray:
         rgb = np.repeat(rgb[:, :, None], 3, axis=2)
-    xmp = image.info.get("xmp")
-    if isinstance(xmp, str):
-        xmp = xmp.encode("utf-8")
+    xmp = xmp_packet(image)
     info = _format_info(image, path)
     if source_format == "PNG" and (cicp := png_cicp(fp)):
         info["png_cicp"] = cicp
@@ -1024,7 +1023,7 @@ def _save_options(photo: Photo, fmt: str, policy: md.MetadataPolicy, orientation
                     and not (policy.strip_serials and key in PNG_TEXT_PERSONAL)):
                 pnginfo.add_itxt(key, value)
         if xmp:
-            pnginfo.add_itxt("XML:com.adobe.xmp", xmp.decode("utf-8"))
+            pnginfo.add_itxt(PNG_XMP_KEYWORD, xmp.decode("utf-8"))
         if not options.get("icc_profile"):  # an ICC profile, when kept, says it all
             for kind, data in png_colour_chunks(photo.info.get("png_colour", {})):
                 pnginfo.add(kind, data)
@@ -1163,6 +1162,18 @@ def _warn_colour_lost(photo: Photo, named: str, fmt: str) -> None:
                 "HDR photo flat)", photo.path, named, article, photo.format, fmt)
 
 
+def xmp_packet(image: Image.Image) -> bytes | None:
+    """The photo's XMP packet as bytes, or None. Pillow reads it from a PNG's iTXt chunk,
+    as the XMP spec asks; a PNG from some tools keeps it in a tEXt or zTXt chunk of the
+    same keyword instead, which Pillow leaves among the text chunks."""
+    xmp = image.info.get("xmp")
+    if not xmp and image.format == "PNG":
+        xmp = image.info.get(PNG_XMP_KEYWORD)
+    if isinstance(xmp, str):
+        xmp = xmp.encode("utf-8")
+    return xmp or None
+
+
 def says_protected_file(path: str | os.PathLike[str], wait: bool = True) -> bool:
     """Whether the image file at `path` carries cloak's note in its XMP (a copy cloak
     wrote, unless its notices were turned off). False for a file that can't be read as
@@ -1175,7 +1186,7 @@ def says_protected_file(path: str | os.PathLike[str], wait: bool = True) -> bool
             # only the XMP is read: Pillow's EXIF warnings come when the photo is loaded
             warnings.simplefilter("ignore", UserWarning)
             with Image.open(path, formats=READ_FORMATS) as image:
-                return md.says_protected(image.info.get("xmp"))
+                return md.says_protected(xmp_packet(image))
     except DecoderBusy:
         raise
     except Exception:  # noqa: BLE001 - any file the user may have put there, whatever

@@ -24,7 +24,7 @@ import numpy as np
 import pillow_heif
 import pytest
 from conftest import PHOTOS, missing
-from PIL import ExifTags, Image, ImageCms, ImageFile, ImageOps, JpegImagePlugin
+from PIL import ExifTags, Image, ImageCms, ImageFile, ImageOps, JpegImagePlugin, PngImagePlugin
 
 from cloak import OutputError, UnsupportedImageError, atomic, cicp, io, metadata, png16
 from cloak.metadata import DMI_PROHIBITED, MetadataPolicy
@@ -2443,3 +2443,31 @@ def test_a_copy_s_bytes_are_synced_before_it_takes_its_name(tmp_path: Path, monk
     published = next(i for i, (kind, _) in enumerate(events) if kind == "publish")
     temp = events[published][1]
     assert ("fsync", temp) in events[:published]
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_xmp_in_a_png_text_chunk_is_read_as_xmp(tmp_path: Path, compressed: bool) -> None:
+    """Some tools put a PNG's XMP in a tEXt or zTXt chunk, not the iTXt the XMP spec asks
+    for: its rights are still carried into the copy, and a copy so re-saved still reads as
+    cloak's."""
+    rights = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf='
+              b'"http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
+              b'xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:rights><rdf:Alt>'
+              b'<rdf:li xml:lang="x-default">(c) Ann Text</rdf:li></rdf:Alt></dc:rights>'
+              b'</rdf:Description></rdf:RDF></x:xmpmeta>')
+
+    def as_text_chunk(xmp: bytes, path: Path) -> Path:
+        info = PngImagePlugin.PngInfo()
+        info.add_text("XML:com.adobe.xmp", xmp.decode("utf-8"), zip=compressed)
+        Image.fromarray(pixels()).save(path, pnginfo=info)
+        return path
+
+    photo = io.load_photo(as_text_chunk(rights, tmp_path / "a.png"))
+    assert photo.xmp == rights
+    copy = io.save_photo(photo, photo.rgb, tmp_path / "out.png")
+    with Image.open(copy) as out:
+        assert b"(c) Ann Text" in out.info["xmp"]
+        packet = out.info["xmp"]
+    assert io.says_protected_file(copy)
+    resaved = as_text_chunk(packet, tmp_path / "resaved.png")
+    assert io.says_protected_file(resaved)
