@@ -542,10 +542,8 @@ class BatchView:
                 self.finished += 1
             if item.status == batch.PROTECTED:
                 self.line(f"{item.src} -> {item.dst}: {item.report.summary()}")
-            elif item.status == batch.FAILED:  # io's messages name the file already
-                text = item.message if names(item.message, item.src) else (
-                    f"{item.src}: {item.message}")
-                self.line(text, err=True, color="red")
+            elif item.status == batch.FAILED:
+                self.line(item.failure(), err=True, color="red")
             elif item.status == batch.SKIPPED and item.message != batch.ALREADY_DONE:
                 says_itself = item.message.startswith("its ")  # OUTPUT_FOLDER_SKIPPED
                 self.line(f"{item.src}: {'' if says_itself else 'skipped, '}{item.message}",
@@ -1277,12 +1275,6 @@ def command_path_typed() -> str:
     commands = {c.name or c.callback.__name__ for c in app.registered_commands if c.callback}
     typed = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
     return "cloak" + (f" {typed}" if typed in commands else "")
-
-
-def names(message: str, path: Path) -> bool:
-    """Whether `message` names `path` itself, not just a longer path ending in it
-    (`../x/IMG_1.jpg` does not name `IMG_1.jpg`)."""
-    return re.search(rf"(?<![\w/\\.-]){re.escape(str(path))}(?![\w/\\-])", message) is not None
 
 
 def mute(stream) -> None:

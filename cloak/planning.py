@@ -87,12 +87,25 @@ class Item:
     # no copy into them removes them again where they are still empty
     made_folders: tuple[Path, ...] = ()
 
+    def failure(self) -> str:
+        """The message of a failed photo, naming it: the library's own messages about a
+        file start with its name, and the batch's ("output X exists ...") get it here."""
+        if names_path(self.message, self.src):
+            return self.message
+        return f"{self.src}: {self.message}"
+
     def to_dict(self) -> dict:
         return {"src": str(self.src), "dst": None if self.dst is None else str(self.dst),
                 "status": self.status,
-                "error": self.message if self.status == FAILED else None,
+                "error": self.failure() if self.status == FAILED else None,
                 "reason": self.message if self.status in (SKIPPED, CANCELLED) else None,
                 "report": self.report.to_dict() if self.report else None}
+
+
+def names_path(message: str, path: Path) -> bool:
+    """Whether `message` names `path` itself, not just a longer path ending in it
+    (`../x/IMG_1.jpg` does not name `IMG_1.jpg`)."""
+    return re.search(rf"(?<![\w/\\.-]){re.escape(str(path))}(?![\w/\\-])", message) is not None
 
 
 def _is_photo_name(path: Path, suffixes: Iterable[str]) -> bool:

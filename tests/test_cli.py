@@ -127,6 +127,11 @@ def test_folder_run_mirrors_reports_bad_files_and_writes_json(tmp_path, small_ph
     assert files["a.png"]["report"]["width"] == 64
     assert files["a.png"]["dst"] == str(out / "my photos" / "a.png")
     assert files["text.jpg"]["status"] == "failed" and files["text.jpg"]["error"]
+    # every failed photo's error names it, as its line on the console does: the library's
+    # messages start with the path, and the batch's own ("output X exists ...") get it
+    for entry in summary["files"]:
+        if entry["status"] == "failed":
+            assert entry["error"].startswith(entry["src"]), entry
     assert summary["settings"]["steps"] == 1
     # A rerun replaces the report (it skips what is done), leaving no temp file beside it.
     again = invoke("protect", folder, "--out", out, "--json", report, *TINY)
@@ -1658,3 +1663,21 @@ def test_ctrl_c_while_a_command_loads_torch_says_interrupted(capsys):
         raise KeyboardInterrupt  # as it lands during an import
     assert stopped.value.exit_code == 130
     assert capsys.readouterr().err.strip() == "Interrupted; nothing was written."
+
+
+def test_a_batch_failure_in_json_names_its_photo_as_the_console_does(tmp_path, small_photo,
+                                                                     model_dir):
+    """A failure the batch itself finds (a file of the user's at the copy's name) reads in
+    --json as on the console, starting with the photo's path, as io's messages do."""
+    src = small_photo(tmp_path / "x.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "x.png").write_bytes(b"the user's own file")
+    report = tmp_path / "r.json"
+    result = invoke("protect", src, "--out", out, "--json", report, *TINY)
+    assert result.exit_code == 2, result.output
+    (entry,) = json.loads(report.read_text())["files"]
+    assert entry["status"] == "failed" and "not made by cloak" in entry["error"]
+    assert entry["error"].startswith(f"{src}: output ")
+    assert entry["error"] in result.stderr
+    assert (out / "x.png").read_bytes() == b"the user's own file"
