@@ -105,16 +105,21 @@ def step_size(step: int, steps: int, start: float = 0.5, end: float = 0.05) -> f
     return start + (end - start) * step / (steps - 1)
 
 
-def uses_eot(step: int, cycle: int, share: float, steps: int | None = None) -> bool:
+def uses_eot(step: int, cycle: int, share: float, steps: int | None = None,
+             renderings: int = 1) -> bool:
     """Whether `step` draws posting transforms: whole rotation cycles of length `cycle`
     alternate so that a `share` in [0, 1] of them do (0.5: every other cycle, so each
     model is attacked both as the photo is and as it will be posted). Given the run's
     `steps`, a run too short for any such cycle (fast's 4 steps, low's 3 cycles at a
-    quarter share) draws them on its last cycle, so a share > 0 is never a no-op."""
-    cycle = max(1, cycle)
-    k = step // cycle
+    quarter share) draws them on its last cycle, so a share > 0 is never a no-op.
+    `renderings` > 1 (the views the attack takes in turn, one whole cycle each): the share
+    is of each rendering's own cycles, so every one is attacked as posted, where counting
+    all cycles together would land every such cycle on one rendering (a quarter share
+    with 2 or 4 of them)."""
+    cycle, renderings = max(1, cycle), max(1, renderings)
+    k = step // cycle // renderings
     if steps is not None and share > 0:
-        last = (steps - 1) // cycle
+        last = (steps - 1) // cycle // renderings
         if not any(_eot_cycle(j, share) for j in range(last + 1)):
             return k == last
     return _eot_cycle(k, share)
@@ -213,7 +218,7 @@ def protect_pgd(x: torch.Tensor, models: Sequence, eps_map: torch.Tensor, steps:
         if should_stop is not None and should_stop():
             raise Cancelled("cancelled")
         index = schedule[step % len(schedule)]
-        eot = robust and uses_eot(step, len(schedule), eot_share, steps)
+        eot = robust and uses_eot(step, len(schedule), eot_share, steps, len(losses))
         view_index = (view_plan(step, len(schedule), len(losses)) if view_plan
                       else (step // len(schedule)) % len(losses))
         if not 0 <= view_index < len(losses):

@@ -121,6 +121,40 @@ class TestProtectPGD:
         assert all(uses_eot(s, 8, 0.25, 4) for s in range(4))
         assert not any(uses_eot(s, 8, 0.0, 4) for s in range(4))
 
+    def test_posting_transforms_reach_every_view_in_turn(self, setup, monkeypatch):
+        """With a quarter share and two views (both_roundings' grids), the cycles that
+        draw posting transforms take both views, not one of them every time."""
+        from cloak import attack
+
+        x, models = setup
+        seen: list[tuple[tuple[int, int], bool]] = []
+        drawn = [False]
+        loss_fn = attack._loss_fn
+
+        def recording_loss(objective, models_, x_, view=None):
+            loss = loss_fn(objective, models_, x_, view)
+            if view is None:  # the inner loss, on what a view has already resized
+                return loss
+
+            def recorded(index, x_adv):
+                seen.append((view, drawn[0]))
+                drawn[0] = False
+                return loss(index, x_adv)
+            return recorded
+
+        def recording_posting(x_adv, generator):
+            drawn[0] = True
+            return x_adv
+
+        monkeypatch.setattr(attack, "_loss_fn", recording_loss)
+        monkeypatch.setattr(attack, "random_posting", recording_posting)
+        views = [(64, 64), (56, 56)]
+        run(x, models, steps=8, robust=True, eot_share=0.25, view_size=views)
+        assert len(seen) == 8
+        assert {view for view, eot in seen if eot} == set(views)
+        assert sum(eot for _, eot in seen) == 2  # a quarter of the 8 one-model cycles
+        assert uses_eot_grouped(0.25, steps=8, renderings=2) == [False] * 6 + [True] * 2
+
     def test_perceptual_weight_cuts_low_frequency_colour_shift(self, setup):
         x, models = setup
         plain, _ = run(x, models, steps=8, robust=False)
@@ -242,3 +276,9 @@ class TestAlsoFrom:
         x, models = setup
         with pytest.raises(ValueError, match="shaped like x"):
             run(x, models, also_from=[(x[..., :32, :], None)])
+
+
+def uses_eot_grouped(share: float, steps: int, renderings: int) -> list[bool]:
+    from cloak.attack import uses_eot
+
+    return [uses_eot(s, 1, share, steps, renderings) for s in range(steps)]
