@@ -218,5 +218,6 @@ def apply_channel(img: Image.Image, channel: str) -> Image.Image:
 
 
 def image_tensor(img: Image.Image) -> torch.Tensor:
-    """A PIL image's colour as (1, 3, H, W) float32 in [0, 1] (its alpha, if any, dropped)."""
-    return to_tensor(np.asarray(img.convert("RGB"), dtype=np.float32) / 255)
+    """A PIL image's colour as (1, 3, H, W) float32 in [0, 1] (its alpha, if any, dropped).
+    16-bit gray is scaled from its 16 bits (see rgb_or_rgba), not clipped at 255."""
+    return to_tensor(np.asarray(rgb_or_rgba(img).convert("RGB"), dtype=np.float32) / 255)

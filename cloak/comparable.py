@@ -329,7 +329,7 @@ def coarse_psnr(original: Image.Image, protected: Image.Image) -> float:
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
 
     def coarse(image: Image.Image) -> torch.Tensor:
-        return image_tensor(image.convert("RGB").resize(size, Image.BOX))
+        return image_tensor(rgb_or_rgba(image).convert("RGB").resize(size, Image.BOX))
 
     return metrics.psnr(coarse(protected), coarse(original))
 

@@ -138,6 +138,20 @@ def test_a_16_bit_gray_pair_is_measured_as_the_files_are(tmp_path, small_photo,
         verify_images(opened[0].convert("F"), opened[1], channels="as-is", models="taesd")
 
 
+def test_the_receipt_of_a_16_bit_gray_image_is_that_of_its_8_bit_levels(tmp_path,
+                                                                        small_photo):
+    """receipt_image (and receipt_per_model) given a PIL I;16 image read it as cloak.io
+    does, not through Pillow's convert to RGB, which clips it at 255 (all white)."""
+    from cloak.comparable import coarse_psnr
+
+    with Image.open(small_photo(tmp_path / "rgb.png", size=(96, 64))) as im:
+        gray8 = im.convert("L")
+    gray16 = Image.fromarray(np.asarray(gray8).astype(np.uint16) * 257)
+    assert gray16.mode == "I;16"
+    assert receipt_image(gray16).score_db == receipt_image(gray8).score_db
+    assert coarse_psnr(gray16, gray8) == coarse_psnr(gray8, gray8) > 60
+
+
 def test_damage_alone_skips_the_full_size_figures_and_stops_when_asked(photo):
     """figures=False (the app's check after posting): the same damage, no full-size PSNR,
     SSIM or largest change; should_stop ends it between models with Cancelled."""
