@@ -267,17 +267,21 @@ class ProtectConfig:
 
     def fingerprint(self) -> dict:
         """The settings that change the output file (used for resume and reports)."""
+        preset = PRESETS[self.strength]
         return {
             "strength": self.strength, "eps255": round(self.eps255, 4), "steps": self.steps,
             "working_size": self.attack_size, "robust": self.robust,
             # Settings the attack does not use are recorded at their defaults (as the seed
             # below), so changing one alone does not count as a change: the posting
-            # transforms only with robust, the colour-shift penalty only with the map on.
-            "eot_samples": self.eot_samples if self.robust else 1,
+            # transforms only with robust (their number only where a share of cycles
+            # draws them), the colour-shift penalty and the visibility map's shape only
+            # with the map on (at the preset's own values, as earlier runs recorded them).
+            "eot_samples": self.eot_samples if self.robust and self.eot_share > 0 else 1,
             "eot_share": self.eot_share if self.robust else Preset.eot_share,
             "perceptual_weight": self.perceptual_weight if self.perceptual else 0.0,
             "view_sizes": list(self.editing_sizes),
-            "flat_floor": self.flat_floor, "contrast_ref": self.contrast_ref,
+            "flat_floor": self.flat_floor if self.perceptual else preset.flat_floor,
+            "contrast_ref": self.contrast_ref if self.perceptual else preset.contrast_ref,
             "step_start": self.step_start, "both_roundings": self.both_roundings,
             # Named only when on: a run with it off keeps the fingerprint of the runs made
             # before it existed, so their outputs still count as done.

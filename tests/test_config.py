@@ -207,6 +207,13 @@ def test_settings_the_attack_leaves_unused_are_not_a_change():
     assert robust.fingerprint() != robust.replace(eot_share=1.0).fingerprint()
     low = ProtectConfig(strength="low")
     assert low.fingerprint() != low.replace(perceptual_weight=0.0).fingerprint()
+    # without the map the budget is uniform, so the map's shape is unused too; and with
+    # robust but no share of cycles drawing transforms, so is their count
+    assert plain.fingerprint() == plain.replace(flat_floor=0.5, contrast_ref=0.2).fingerprint()
+    assert ProtectConfig().fingerprint() != ProtectConfig(flat_floor=0.5).fingerprint()
+    never = ProtectConfig(robust=True, eot_share=0.0)
+    assert never.fingerprint() == never.replace(eot_samples=3).fingerprint()
+    assert never.fingerprint() != robust.fingerprint()
 
 
 def test_each_model_is_attacked_once_in_the_order_given():
