@@ -148,7 +148,7 @@ def check_save_options(save_options: dict) -> None:
     quality = save_options.get("jpeg_quality")
     if quality is not None and not (isinstance(quality, numbers.Integral) and
                                     not isinstance(quality, bool) and 1 <= quality <= 100):
-        raise OutputError(f"JPEG quality must be a whole number in [1, 100], got {quality!r}")
+        raise ConfigError(f"JPEG quality must be a whole number in [1, 100], got {quality!r}")
 
 
 def protect_file(src: str | Path, dst: str | Path, config: ProtectConfig | None = None, *,

@@ -78,7 +78,7 @@ from .cicp import (
     png_cicp,
     with_avif_cicp,
 )
-from .errors import CloakError, OutputError, OutputExistsError, UnsupportedImageError
+from .errors import CloakError, ConfigError, OutputError, OutputExistsError, UnsupportedImageError
 from .png16 import write_png16
 from .same_path import same_file
 
@@ -991,7 +991,7 @@ def _save_options(photo: Photo, fmt: str, policy: md.MetadataPolicy, orientation
     if fmt == "JPEG":
         quality = JPEG_QUALITY if jpeg_quality is None else int(jpeg_quality)
         if not 1 <= quality <= 100:
-            raise OutputError(f"JPEG quality must be in [1, 100], got {quality}")
+            raise ConfigError(f"JPEG quality must be in [1, 100], got {quality}")
         options.update(quality=quality, subsampling=0, optimize=True,
                        progressive=bool(photo.info.get("progressive")))
     elif fmt == "WEBP":

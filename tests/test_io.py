@@ -26,7 +26,7 @@ import pytest
 from conftest import PHOTOS, missing
 from PIL import ExifTags, Image, ImageCms, ImageFile, ImageOps, JpegImagePlugin, PngImagePlugin
 
-from cloak import OutputError, UnsupportedImageError, atomic, cicp, io, metadata, png16
+from cloak import ConfigError, OutputError, UnsupportedImageError, atomic, cicp, io, metadata, png16
 from cloak.metadata import DMI_PROHIBITED, MetadataPolicy
 
 GPS, EXIF_IFD = ExifTags.IFD.GPSInfo, ExifTags.IFD.Exif
@@ -743,7 +743,7 @@ class TestOutputFormat:
         photo = io.load_photo(tmp_path / "a.jpg")
         low = io.save_photo(photo, photo.rgb, tmp_path / "low.jpg", jpeg_quality=60)
         assert low.stat().st_size < high.stat().st_size
-        with pytest.raises(OutputError, match="quality"):
+        with pytest.raises(ConfigError, match="quality"):  # a setting, not the output
             io.save_photo(photo, photo.rgb, tmp_path / "bad.jpg", jpeg_quality=0)
 
     @pytest.mark.parametrize("name,expected", [("a.gif", "a.png"), ("b.MPO", "b.jpg"),

@@ -775,7 +775,7 @@ class TestLibraryChecksUpFront:
 
         with pytest.raises(TypeError, match=r"unexpected save options \['quality'\]"):
             attempt(tmp_path / "out.jpg", quality=90)  # the name is jpeg_quality
-        with pytest.raises(OutputError, match="JPEG quality must be a whole number"):
+        with pytest.raises(ConfigError, match="JPEG quality must be a whole number"):
             attempt(tmp_path / "out.jpg", jpeg_quality=0)
         (tmp_path / "folder.jpg").mkdir()
         with pytest.raises(OutputError, match="is a folder"):
