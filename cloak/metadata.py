@@ -145,7 +145,18 @@ XMP_IDENTIFYING = frozenset({"SerialNumber", "LensSerialNumber", "BodySerialNumb
                              "DocumentAncestors"})
 # Dropped from every kept packet: orientation follows the pixels, the notices are re-added,
 # and an embedded preview (xmp:Thumbnails, xmpGImg) would carry the unprotected photo.
-XMP_ALWAYS_DROPPED = frozenset({"Orientation", "DataMining", "Thumbnails", "PageInfo"})
+# A motion photo's video (GCamera/Container) is not in the copy: pointers to it would
+# send a viewer to bytes that are not there.
+XMP_ALWAYS_DROPPED = frozenset({"Orientation", "DataMining", "Thumbnails", "PageInfo",
+                                "MicroVideo", "MicroVideoVersion", "MicroVideoOffset",
+                                "MicroVideoPresentationTimestampUs", "MotionPhoto",
+                                "MotionPhotoVersion", "MotionPhotoPresentationTimestampUs",
+                                "Directory"})
+# Base64 data held in a packet: Google's GImage:Data (a portrait's unedited photo) and
+# GDepth:Data, xmpGImg:image, and whatever else a camera app embeds. Any value with a run
+# of 64 such characters (no word is that long) and 256 in all is dropped from a kept packet.
+BASE64_RUN = re.compile(r"[A-Za-z0-9+/]{64,}")
+BASE64_VALUE = re.compile(r"[A-Za-z0-9+/=\s]{256,}")
 # Place names that locate the photo as precisely as GPS does, and the time zone (a region
 # of the world); dropped with GPS.
 XMP_PLACE = frozenset({"City", "State", "Country", "CountryCode", "Location", "Sublocation",
@@ -591,9 +602,16 @@ def _description(policy: MetadataPolicy, creators: list[str], rights: str | None
     return desc
 
 
+def embedded_data(text: str | None) -> bool:
+    """Whether an XMP value is embedded base64 data (an image, a depth map), not text."""
+    return bool(text) and BASE64_VALUE.fullmatch(text.strip()) is not None and \
+        BASE64_RUN.search(text) is not None
+
+
 def _scrub(root: ET.Element, policy: MetadataPolicy, *, local_time: bool = False) -> None:
-    """Drop GPS, identifying IDs, orientation, old notices and dc rights from a packet,
-    and, with the GPS, the time zones of its dates (`local_time`: see date_without_zone)."""
+    """Drop GPS, identifying IDs, orientation, old notices, dc rights and embedded data
+    (previews, depth maps, a motion photo's video pointers) from a packet, and, with the
+    GPS, the time zones of its dates (`local_time`: see date_without_zone)."""
     def unwanted(name: str) -> bool:
         ns, _, local = name[1:].partition("}") if name.startswith("{") else ("", "", name)
         if ns == DC_NS and local in ("creator", "rights"):
@@ -612,7 +630,7 @@ def _scrub(root: ET.Element, policy: MetadataPolicy, *, local_time: bool = False
         return date_without_zone(text, local_time_carried=local_time)
 
     for parent in root.iter():
-        for key in [k for k in parent.attrib if unwanted(k)]:
+        for key in [k for k, v in parent.attrib.items() if unwanted(k) or embedded_data(v)]:
             del parent.attrib[key]
         for key, value in list(parent.attrib.items()):
             if (changed := zoneless(value)) != value:
@@ -620,7 +638,8 @@ def _scrub(root: ET.Element, policy: MetadataPolicy, *, local_time: bool = False
                     del parent.attrib[key]
                 else:
                     parent.attrib[key] = changed
-        for child in [c for c in parent if unwanted(c.tag)]:
+        for child in [c for c in parent if unwanted(c.tag) or (
+                len(c) == 0 and embedded_data(c.text))]:
             parent.remove(child)
         for child in [c for c in parent if len(c) == 0]:
             if (changed := zoneless(child.text)) != child.text:

@@ -7,6 +7,7 @@ only by the class at the end (load and save of each, about 13 s).
 
 from __future__ import annotations
 
+import base64
 import errno
 import hashlib
 import io as _io
@@ -1038,6 +1039,38 @@ class TestMetadata:
             assert b"CLEANPREVIEWBASE64" not in xmp  # a preview of the unprotected photo
             assert b"(c) Bob" in xmp and DMI_PROHIBITED.encode() in xmp
             assert (b"Beach" in xmp) == title
+
+    def test_a_kept_packet_loses_embedded_images_and_video_pointers(self, tmp_path: Path
+                                                                     ) -> None:
+        """keep_xmp: a portrait's unedited photo (GImage:Data, as an attribute) and its
+        depth map (GDepth:Data, as an element, base64 in lines) would carry the
+        unprotected photo; a motion photo's pointers name a video the copy lacks. Text
+        and a long description are kept."""
+        preview = _io.BytesIO()
+        Image.fromarray(pixels()).save(preview, "JPEG")
+        data = base64.b64encode(preview.getvalue()).decode()
+        lines = "\n".join(data[i:i + 76] for i in range(0, len(data), 76))
+        description = " ".join(["a long caption of many words"] * 20)
+        source = (
+            '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf='
+            '"http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
+            'xmlns:GImage="http://ns.google.com/photos/1.0/image/" '
+            'xmlns:GDepth="http://ns.google.com/photos/1.0/depthmap/" '
+            'xmlns:GCamera="http://ns.google.com/photos/1.0/camera/" '
+            'xmlns:dc="http://purl.org/dc/elements/1.1/" '
+            f'GImage:Mime="image/jpeg" GImage:Data="{data}" GCamera:MicroVideo="1" '
+            f'GCamera:MicroVideoOffset="123456"><GDepth:Data>{lines}</GDepth:Data>'
+            f'<dc:description><rdf:Alt><rdf:li xml:lang="x-default">{description}</rdf:li>'
+            '</rdf:Alt></dc:description></rdf:Description></rdf:RDF></x:xmpmeta>')
+        src = save(Image.fromarray(pixels()), tmp_path / "p.jpg", xmp=source.encode())
+        photo = io.load_photo(src)
+        kept = io.save_photo(photo, photo.rgb, tmp_path / "kept.jpg",
+                             metadata=MetadataPolicy(keep_xmp=True))
+        with Image.open(kept) as out:
+            xmp = out.info["xmp"]
+        assert data[:64].encode() not in xmp and lines[:64].encode() not in xmp
+        assert b"MicroVideo" not in xmp
+        assert description.encode() in xmp and b"image/jpeg" in xmp
 
     def test_a_copy_stored_turned_says_its_own_size(self, tmp_path: Path) -> None:
         """A sideways-stored camera JPEG (Orientation 6, 40x32 stored) written as HEIC is
