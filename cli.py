@@ -815,9 +815,9 @@ def verify(
     copy re-saved as a lossy JPEG since (a download, an app) is also compared with the
     original saved the same way: a note says so where compression alone reaches 0.5 dB.
 
-    With PROTECTED alone: a no-reference receipt (protected or not), which also works on a
-    copy downloaded back from a platform. It always uses taesd, the calibrated detector
-    (--models is for the comparison with the original).
+    With PROTECTED alone: a no-reference receipt (protected or not; can't tell under
+    500 px), which also works on a copy downloaded back from a platform. It always uses
+    taesd, the calibrated detector (--models is for the comparison with the original).
 
     With a folder alone: the receipt of every photo in it (copies downloaded back
     from a platform, say), one line each and how many were called protected.
@@ -962,14 +962,20 @@ def receipt_one(photo: Path, image, model_dir: str | None, device: str | None,
     threshold = shown_db(receipt.threshold_db, sign="+")
     say(f"{printable(str(photo))}: {receipt.label} {score} dB "
         f"(threshold {threshold}; above means protected)")
-    small = max(image.size) < RECEIPT_SMALLEST
+    small = not receipt.decided
     if small:
-        note(f"the photo is {image.width}x{image.height}; the receipt was calibrated on "
-             f"photos of {RECEIPT_SMALLEST} px and larger, so this score is less reliable")
-    say("receipt: " + ("protection detected" if receipt.protected else "no protection detected")
-        + " (a hint, not proof, and no measure of its strength: compare with the original "
-        "for figures)")
-    if not receipt.protected and io.says_protected_file(photo):
+        why = (f"the photo is {image.width}x{image.height}, under the {RECEIPT_SMALLEST} px "
+               "the receipt was calibrated on (upscaled to be scored, a clean small photo "
+               "scores as a protected one does)")
+        notes.append(why)  # in --json too; said on the receipt's own line
+        say(f"receipt: can't tell: {why}; compare it with the original to measure what "
+            "it carries")
+    else:
+        say("receipt: " + ("protection detected" if receipt.protected else
+                           "no protection detected")
+            + " (a hint, not proof, and no measure of its strength: compare with the "
+            "original for figures)")
+    if receipt.protected is False and io.says_protected_file(photo):
         note("this file carries cloak's note, so cloak made it; the receipt often misses "
              "copies made at fast or low (README, cloak verify): compare it with the "
              "original to measure what it carries")
@@ -1088,16 +1094,17 @@ def receipt_folder(folder: Path, model_dir: str | None, device: str | None,
                 rows.append({"name": name, "photo": str(path), "protected": None,
                              "score_db": None, "error": why})
                 continue
-            small = max(image.size) < RECEIPT_SMALLEST
+            small = not receipt.decided
             notes = []
             if small:
                 notes.append(f"{image.width}x{image.height}, under the {RECEIPT_SMALLEST} px "
-                             "the receipt was calibrated on: less reliable")
-            if not receipt.protected and io.says_protected_file(path):
+                             "the receipt was calibrated on")
+            if receipt.protected is False and io.says_protected_file(path):
                 notes.append("it carries cloak's note, so cloak made it: the receipt often "
                              "misses copies made at fast or low")
-            say(f"{printable(name)}: " + ("protection detected" if receipt.protected else
-                                          "no protection detected")
+            verdict = {True: "protection detected", False: "no protection detected",
+                       None: "can't tell"}[receipt.protected]
+            say(f"{printable(name)}: {verdict}"
                 + f" ({receipt.label} {shown_db(receipt.score_db, sign='+')} dB; threshold "
                   f"{shown_db(receipt.threshold_db, sign='+')})"
                 + "".join(f"; {n}" for n in notes))
@@ -1108,16 +1115,22 @@ def receipt_folder(folder: Path, model_dir: str | None, device: str | None,
     rows += unsearched_rows(unreadable, folder, photo=None)
     found = sum(1 for row in rows if row.get("protected"))
     read = sum(1 for row in rows if "error" not in row)
+    undecided = sum(1 for row in rows if row.get("below_calibrated_size"))
+    decided = read - undecided
     failed = len(rows) - read
-    say((f"protection detected in {found} of {read} photo(s) (a hint, not proof, and no "
-         "measure of its strength: compare with the originals for figures)" if read else
+    say((f"protection detected in {found} of {decided} photo(s) (a hint, not proof, and no "
+         "measure of its strength: compare with the originals for figures)" if decided else
+         "no photo large enough for the receipt to tell" if read else
          "no photo could be read")
+        + (f"; {undecided} too small to tell (under {RECEIPT_SMALLEST} px)"
+           if undecided and decided else "")
         + (f"; {failed} not read" if failed else "")
         + (f"; interrupted, {len(photos) + len(unreadable) - len(rows)} not reached"
            if interrupted else ""))
     if json_path:
         write_json(json_path, {"kind": "receipts", "folder": str(folder), "photos": rows,
-                               "detected": found, "read": read, "failed": failed,
+                               "detected": found, "read": read, "undecided": undecided,
+                               "failed": failed,
                                "interrupted": interrupted, "cloak_version": __version__})
     return 130 if interrupted else 2 if failed else 0
 

@@ -771,18 +771,20 @@ def test_verify_says_an_untouched_copy_carries_no_protection(tmp_path, small_pho
     assert "verdict: none" in result.stdout
 
 
-def test_the_receipt_is_called_a_hint_and_small_photos_get_a_note(tmp_path, small_photo,
-                                                                   model_dir):
+def test_the_receipt_is_called_a_hint_and_small_photos_get_no_decision(tmp_path, small_photo,
+                                                                        model_dir):
     report = tmp_path / "r.json"
     small = invoke("verify", small_photo(tmp_path / "thumb.png", size=(200, 150)),
                    "--json", report)
     assert small.exit_code == 0, small.output
-    assert "a hint, not proof" in small.stdout
-    assert "calibrated on photos of 500 px and larger" in small.stderr
-    # the caveat is in the report too, not only on the screen
-    assert "calibrated on photos of 500 px and larger" in json.loads(report.read_text())["note"]
+    assert "receipt: can't tell: the photo is 200x150, under the 500 px" in small.stdout
+    assert "protection detected" not in small.stdout
+    # the reason is in the report too, not only on the screen
+    data = json.loads(report.read_text())
+    assert data["protected"] is None and "under the 500 px" in data["note"]
     large = invoke("verify", small_photo(tmp_path / "big.png", size=(640, 480)))
-    assert large.exit_code == 0 and "calibrated on" not in large.stderr
+    assert large.exit_code == 0 and "calibrated on" not in large.output
+    assert "a hint, not proof" in large.stdout
 
 
 def test_verify_receipt_on_a_clean_photo(tmp_path, model_dir):

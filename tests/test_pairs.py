@@ -335,9 +335,10 @@ def test_verify_a_folder_alone_gives_each_photo_its_receipt(tmp_path, small_phot
                                                             model_dir):
     """Copies downloaded back, no originals: each photo's receipt on its own line, the
     same as `cloak verify PHOTO` gives it; a file that can't be read is said and the
-    run exits 2; --json keeps every photo's row."""
+    run exits 2; --json keeps every photo's row. A photo under the receipt's calibrated
+    size gets its score and "can't tell", and is not counted among those decided."""
     folder = tmp_path / "downloaded"
-    small_photo(folder / "a.png", size=(96, 64))
+    small_photo(folder / "a.png", size=(640, 480))
     small_photo(folder / "sub" / "b.jpg", size=(96, 64), index=1)
     (folder / "c.png").write_bytes(b"not a png")
     report = tmp_path / "r.json"
@@ -347,9 +348,12 @@ def test_verify_a_folder_alone_gives_each_photo_its_receipt(tmp_path, small_phot
     assert [line.split(":")[0] for line in lines[:2]] == ["a.png", "sub/b.jpg"]
     said = next(line for line in result.output.splitlines() if "c.png: not read" in line)
     assert str(folder) not in said, said  # named once, by its name in the folder
-    assert lines[-1].startswith("protection detected in ") and "of 2 photo(s)" in lines[-1]
+    assert lines[-1].startswith("protection detected in ") and "of 1 photo(s)" in lines[-1]
+    assert "; 1 too small to tell (under 500 px); 1 not read" in lines[-1]
+    assert lines[1].startswith("sub/b.jpg: can't tell (")
     data = json.loads(report.read_text())
     assert data["kind"] == "receipts" and data["read"] == 2 and data["failed"] == 1
+    assert data["undecided"] == 1 and data["photos"][2]["protected"] is None
     assert [row["name"] for row in data["photos"]] == ["a.png", "c.png", "sub/b.jpg"]
     for row in (data["photos"][0], data["photos"][2]):
         alone = tmp_path / f"{row['name'].replace('/', '_')}.json"
@@ -357,7 +361,8 @@ def test_verify_a_folder_alone_gives_each_photo_its_receipt(tmp_path, small_phot
         single = json.loads(alone.read_text())
         assert (row["score_db"], row["protected"]) == (single["score_db"],
                                                        single["protected"])
-        assert row["below_calibrated_size"] is single["below_calibrated_size"] is True
+        assert row["below_calibrated_size"] is single["below_calibrated_size"] is (
+            row["name"] == "sub/b.jpg")
     failed = data["photos"][1]  # the same keys, empty, as a read photo's row
     assert (failed["protected"], failed["score_db"]) == (None, None) and failed["error"]
 
