@@ -379,10 +379,10 @@ def protect(
             if code == 130:
                 raise typer.Exit(130) from None
             fail(message)
-    typer.echo(view.totals(result), err=True)
+    say(view.totals(result), err=True)
     for note in (instagram_crop_note(result), little_protection_note(result, config)):
         if note:
-            typer.secho(note, fg=typer.colors.YELLOW, err=True)
+            say(note, err=True, color=typer.colors.YELLOW)
     code = (130 if result.interrupted else 2 if result.counts[batch.FAILED]
             else 1 if result.found_no_photos else 0)  # nothing was done
     if json_path:  # after the totals: a report that can't be written loses none of them
@@ -1302,18 +1302,21 @@ def mute(stream) -> None:
         pass
 
 
-def say(text: str) -> None:
-    """One line of a result on stdout (verify's): a reader that has gone (`| head`) costs
-    the lines, not the result or its --json report, and a name in a script the output's
-    code page lacks (Windows, redirected to a file) is escaped instead of failing."""
+def say(text: str, err: bool = False, color: str | None = None) -> None:
+    """One line of a result on stdout (verify's), or on stderr with `err` (protect's
+    totals and notes): a reader that has gone (`| head`) costs the lines, not the result,
+    its exit code or its --json report, and a name in a script the output's code page
+    lacks (Windows, redirected to a file) is escaped instead of failing."""
+    stream = sys.stderr if err else sys.stdout
     try:
         try:
-            typer.echo(text)
+            typer.secho(text, fg=color, err=err)
         except UnicodeEncodeError:
-            encoding = getattr(sys.stdout, "encoding", None) or "ascii"
-            typer.echo(text.encode(encoding, "backslashreplace").decode(encoding))
+            encoding = getattr(stream, "encoding", None) or "ascii"
+            typer.secho(text.encode(encoding, "backslashreplace").decode(encoding), fg=color,
+                        err=err)
     except BrokenPipeError:
-        mute(sys.stdout)
+        mute(stream)
 
 
 def main() -> None:

@@ -411,6 +411,24 @@ def test_usage_error_exits_1(tmp_path):
     assert short.returncode == 0 and "Usage:" in out and "--strength" in out
 
 
+def test_a_reader_of_both_streams_that_leaves_costs_no_report_and_no_exit_code(
+        tmp_path, small_photo, model_dir):
+    """`cloak protect in --out out --json r.json 2>&1 | head -1`: the totals line met the
+    closed pipe on stderr, and the run that protected every photo exited 1 without its
+    report."""
+    for n in range(3):
+        small_photo(tmp_path / "in" / f"photo {n}.png", index=n)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "cloak", "protect", "in", "--out", "out",
+                             "--json", "r.json", *TINY], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert first_line(proc)
+    proc.stdout.close()
+    assert proc.wait(timeout=300) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["counts"]["protected"] == 3
+
+
 @pytest.fixture
 def six_photos(tmp_path, small_photo, model_dir) -> list[Path]:
     return [small_photo(tmp_path / "in" / f"photo {n}.png", index=n) for n in range(6)]
