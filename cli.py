@@ -171,8 +171,8 @@ def check_device(device: str | None) -> str | None:
         fail(f"--device: {exc}")
     if device in (None, "auto") and picked.type != "cuda" and (
             reason := cuda_unusable_reason()):
-        typer.secho(f"note: {reason} (--device cpu silences this)", fg=typer.colors.YELLOW,
-                    err=True)
+        say(f"note: {reason} (--device cpu silences this)", color=typer.colors.YELLOW,
+            err=True)
     return None if device == "auto" else device
 
 
@@ -328,8 +328,8 @@ def protect(
             fail(f"--jobs must be at least 1, got {jobs}")
         cores = batch.usable_cores()
         if jobs > cores:  # each job is a process holding the models: more only costs memory
-            typer.secho(f"--jobs {jobs} is more than the {cores} cores this run may use; "
-                        f"using {cores}", fg=typer.colors.YELLOW, err=True)
+            say(f"--jobs {jobs} is more than the {cores} cores this run may use; "
+                f"using {cores}", color=typer.colors.YELLOW, err=True)
             jobs = cores
         check_out(out)
         check_model_dir(model_dir)
@@ -952,7 +952,7 @@ def receipt_one(photo: Path, image, model_dir: str | None, device: str | None,
 
     def note(text: str) -> None:
         notes.append(text)
-        typer.secho(f"note: {text}", fg=typer.colors.YELLOW, err=True)
+        say(f"note: {text}", color=typer.colors.YELLOW, err=True)
 
     if comparison_options:
         note("--channels and --models are for the comparison with the original (cloak "
@@ -1001,10 +1001,10 @@ def compare_one(photo: Path, protected: Path, loaded: list, channels: tuple[str,
     v, floor, original, copy = (compared.verification, compared.floor, compared.original,
                                 compared.copy)
     if v.note:
-        typer.secho(f"note: {printable(v.note)}", fg=typer.colors.YELLOW, err=True)
+        say(f"note: {printable(v.note)}", color=typer.colors.YELLOW, err=True)
     swapped = swapped_note(v, photo, protected)
     if swapped:
-        typer.secho(f"note: {swapped}", fg=typer.colors.YELLOW, err=True)
+        say(f"note: {swapped}", color=typer.colors.YELLOW, err=True)
         v.note = join_notes(v.note, swapped)  # and in --json
     say(f"invisibility: PSNR {v.psnr:.1f} dB, SSIM {v.ssim:.3f}, "
         f"max change {v.max_change255:.0f}/255")
@@ -1048,8 +1048,8 @@ def unsearched_rows(unreadable: list[OSError], folder: Path, **blank) -> list[di
     rows = []
     for exc in unreadable:
         where = exc.filename or folder
-        typer.secho(f"{printable(str(where))}: not searched: {exc.strerror or exc}",
-                    fg=typer.colors.RED, err=True)
+        say(f"{printable(str(where))}: not searched: {exc.strerror or exc}",
+            color=typer.colors.RED, err=True)
         rows.append({"name": str(where), **blank,
                      "error": f"folder not searched: {exc.strerror or exc}"})
     return rows
@@ -1073,9 +1073,9 @@ def receipt_folder(folder: Path, model_dir: str | None, device: str | None,
         raise CloakError(f"no photos in {printable(str(folder))} (looked in its subfolders "
                          f"too){why}")
     if options_given:
-        typer.secho("note: --channels and --models are for the comparison with the "
-                    "originals (cloak verify ORIGINALS/ PROTECTED/); photos alone get the "
-                    "receipt, which always uses taesd", fg=typer.colors.YELLOW, err=True)
+        say("note: --channels and --models are for the comparison with the "
+            "originals (cloak verify ORIGINALS/ PROTECTED/); photos alone get the "
+            "receipt, which always uses taesd", color=typer.colors.YELLOW, err=True)
     fetch_weights(("taesd",), model_dir, device)
     rows: list[dict] = []
     interrupted = False
@@ -1089,8 +1089,8 @@ def receipt_folder(folder: Path, model_dir: str | None, device: str | None,
                 why = item_failure(exc, "not enough memory to read it")
                 for said in (f"{path}: ", f"can't read {path}: "):  # named on the line already
                     why = why.removeprefix(said)
-                typer.secho(f"{printable(name)}: not read: {printable(why)}",
-                            fg=typer.colors.RED, err=True)
+                say(f"{printable(name)}: not read: {printable(why)}",
+                    color=typer.colors.RED, err=True)
                 rows.append({"name": name, "photo": str(path), "protected": None,
                              "score_db": None, "error": why})
                 continue
@@ -1182,11 +1182,11 @@ def verify_folders(originals: Path, protected: Path, channels: tuple[str, ...],
            if interrupted else ""))
     if left_out:  # the folder's copies are in its mirror; these came from other runs
         mirror = os.path.commonpath([str(pair.copy.parent) for pair in pairs])
-        typer.secho(f"note: {len(left_out)} other photo(s) in {printable(str(protected))}, "
-                    f"outside {printable(mirror)} where this folder's copies are, were not "
-                    f"measured (such as {printable(str(left_out[0]))}: another run's copy?); "
-                    "verify such a copy with its original: cloak verify ORIGINAL COPY",
-                    fg=typer.colors.YELLOW, err=True)
+        say(f"note: {len(left_out)} other photo(s) in {printable(str(protected))}, "
+            f"outside {printable(mirror)} where this folder's copies are, were not "
+            f"measured (such as {printable(str(left_out[0]))}: another run's copy?); "
+            "verify such a copy with its original: cloak verify ORIGINAL COPY",
+            color=typer.colors.YELLOW, err=True)
     if json_path:
         write_json(json_path, {"kind": "folders", "originals": str(originals),
                                "protected_folder": str(protected), "models": list(names),
@@ -1240,13 +1240,13 @@ def measure_pairs(pairs, originals: Path, channels: tuple[str, ...], names: tupl
         except (CloakError, OSError, MemoryError, RuntimeError) as exc:
             why = item_failure(exc, "not enough memory to compare them")
             row["error"] = why
-            typer.secho(f"{printable(pair.name)}: not measured: {printable(why)}",
-                        fg=typer.colors.RED, err=True)
+            say(f"{printable(pair.name)}: not measured: {printable(why)}",
+                color=typer.colors.RED, err=True)
             if pair.note:  # most likely why the two differ (named: stderr may not
                 # interleave with a redirected stdout line by line)
                 row["note"] = pair.note
-                typer.secho(f"  note on {printable(pair.name)}: {printable(pair.note)}",
-                            fg=typer.colors.YELLOW, err=True)
+                say(f"  note on {printable(pair.name)}: {printable(pair.note)}",
+                    color=typer.colors.YELLOW, err=True)
             rows.append(row)
             continue
         counts[v.verdict] = counts.get(v.verdict, 0) + 1
@@ -1259,8 +1259,8 @@ def measure_pairs(pairs, originals: Path, channels: tuple[str, ...], names: tupl
             f"{v.worst.channel}: {weakest} {shown_db(v.worst.damage_db[weakest])} dB); "
             f"as is: {v.verdict_as_is}; PSNR {v.psnr:.1f} dB")
         if v.note:  # named: see above
-            typer.secho(f"  note on {printable(pair.name)}: {printable(v.note)}",
-                        fg=typer.colors.YELLOW, err=True)
+            say(f"  note on {printable(pair.name)}: {printable(v.note)}",
+                color=typer.colors.YELLOW, err=True)
         rows.append({**row, **v.to_dict(),
                      "compression_floor": floor.to_dict() if floor else None})
 

@@ -429,6 +429,24 @@ def test_a_reader_of_both_streams_that_leaves_costs_no_report_and_no_exit_code(
     assert report["counts"]["protected"] == 3
 
 
+def test_verify_s_notes_meet_a_reader_that_left_as_its_figures_do(tmp_path, small_photo,
+                                                                  model_dir):
+    """`cloak verify A B --json r.json 2>&1 | head -1`: a note on stderr after the reader
+    has gone costs that line, not the report or the exit code."""
+    import shutil
+
+    src = small_photo(tmp_path / "a.png", size=(64, 64))
+    shutil.copy(src, tmp_path / "copy.png")  # the same pixels: a note on stderr
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "cloak", "verify", "a.png", "copy.png",
+                             "--models", "taesd", "--channels", "as-is", "--json", "r.json"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    proc.stdout.close()  # gone before the first line (`| head -0`)
+    assert proc.wait(timeout=300) == 0
+    assert "same pixels" in json.loads((tmp_path / "r.json").read_text())["note"]
+
+
 @pytest.fixture
 def six_photos(tmp_path, small_photo, model_dir) -> list[Path]:
     return [small_photo(tmp_path / "in" / f"photo {n}.png", index=n) for n in range(6)]
