@@ -304,7 +304,7 @@ def match_copy(original: Image.Image, protected: Image.Image
         return original.crop((left, top, left + pw, top + ph)), (
             f"{sizes}: the copy is the original cropped ({cut} cut off), so it is compared "
             "with the same crop of the original; a crop after protecting removes much of "
-            "the protection (the crop channel measures it)")
+            "the protection (verify's crop channel measures it)")
     if is_resized((ow, oh), (pw, ph)):
         note = (f"{sizes}: the original was resized to the copy's size to compare them "
                 "(a copy downloaded back from a platform is smaller)")
