@@ -154,14 +154,17 @@ def check_save_options(save_options: dict) -> None:
 def protect_file(src: str | Path, dst: str | Path, config: ProtectConfig | None = None, *,
                  overwrite: bool | Callable[[Path], bool] = False,
                  progress: Progress | None = None,
-                 should_stop: Callable[[], bool] | None = None, **save_options) -> Report:
+                 should_stop: Callable[[], bool] | None = None, make_folders: bool = True,
+                 **save_options) -> Report:
     """Protect the photo at `src` and write it to `dst` atomically; never touches `src`.
     The report's `seconds` covers the whole job: loading, protecting, saving, measuring.
 
     `overwrite`: True replaces a file at `dst` (and at its preview sheet's name); a
     callable is asked, path by path, whether the file found there may be replaced, before
     the attack and again as each file is written (a batch run's own earlier copy, not a
-    file that appeared meanwhile)."""
+    file that appeared meanwhile). `make_folders` False: dst's folder is not made, nor
+    made again where it went during the attack (OutputError, errno ENOENT: an app's
+    chosen Save-to folder, deleted or unmounted meanwhile)."""
     from . import io
 
     start = time.perf_counter()
@@ -200,7 +203,8 @@ def protect_file(src: str | Path, dst: str | Path, config: ProtectConfig | None 
                            figures=not lossy)
     if should_stop is not None and should_stop():  # a cancel while figures were measured
         raise Cancelled("cancelled")
-    written = io.save_photo(photo, result.rgb, dst, overwrite=overwrite, **save_options)
+    written = io.save_photo(photo, result.rgb, dst, overwrite=overwrite,
+                            make_folders=make_folders, **save_options)
     try:
         saved = result.rgb  # the pixels written: a lossy format's as it encoded them
         if lossy:
@@ -216,7 +220,7 @@ def protect_file(src: str | Path, dst: str | Path, config: ProtectConfig | None 
             report_progress(0.97, "writing the preview")
             sheet = preview_sheet(photo.rgb, saved, result.budget)
             result.report.preview = str(save_preview(sheet, preview_path(written),
-                                                     overwrite))
+                                                     overwrite, make_folders=make_folders))
     except BaseException as exc:
         # The copy is written: say so to the caller (a batch run keeps it as its own,
         # to redo; a file that appeared at dst without this is someone else's).

@@ -13,6 +13,7 @@ dst exists).
 from __future__ import annotations
 
 import contextlib
+import errno
 import io as _io
 import os
 import secrets
@@ -169,13 +170,21 @@ class _WritesChecked:
 
 
 def write_atomic(dst: str | os.PathLike[str], write: Callable[[IO[bytes]], None], *,
-                 overwrite: Overwrite = False) -> Path:
+                 overwrite: Overwrite = False, make_folders: bool = True) -> Path:
     """Run `write(fp)` into a hidden temp file in dst's folder, fsync, then move it to
     dst (replacing a file there only where `overwrite` allows: see may_replace). On any
-    error the temp file is removed and dst is left as it was."""
+    error the temp file is removed and dst is left as it was. `make_folders` False: dst's
+    folder must be there (an app's chosen Save-to folder, which is never made again: one
+    deleted or unmounted since is an OutputError with errno ENOENT or ENOTDIR)."""
     overwrite = overwrite_flag(overwrite)
     dst = Path(dst)
     folder = dst.parent
+    if not make_folders and not folder.is_dir():
+        gone = not os.path.lexists(folder)
+        error = OutputError(f"the folder {folder} is " + (
+            "no longer there" if gone else "not a folder"))
+        error.errno = errno.ENOENT if gone else errno.ENOTDIR
+        raise error
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -1084,9 +1084,10 @@ def _png_cicp_to_write(photo: Photo, policy: md.MetadataPolicy, icc_kept: bool
 def save_photo(photo: Photo, rgb: np.ndarray, dst: str | os.PathLike[str], *,
                overwrite: Overwrite = False, format: str | None = None,
                jpeg_quality: int | None = None,
-               metadata: md.MetadataPolicy | None = None) -> Path:
+               metadata: md.MetadataPolicy | None = None, make_folders: bool = True) -> Path:
     """Write `rgb` ((H, W, 3) float32 in [0, 1], upright, photo.rgb's shape) to `dst`
     atomically, in the source's format, orientation, bit depth and metadata policy.
+    `make_folders`: as in cloak.atomic.write_atomic.
 
     Raises OutputError if dst exists (unless `overwrite` allows replacing it: see
     may_replace), is the source, or can't be written. Returns the path written."""
@@ -1127,7 +1128,7 @@ def save_photo(photo: Photo, rgb: np.ndarray, dst: str | os.PathLike[str], *,
         else:
             encoded.image.save(fp, fmt, **options)
 
-    write_atomic(dst, write, overwrite=overwrite)
+    write_atomic(dst, write, overwrite=overwrite, make_folders=make_folders)
     log.info("wrote %s (%s)", dst, fmt)
     return dst
 

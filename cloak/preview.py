@@ -99,9 +99,11 @@ def preview_sheet(original: np.ndarray, protected: np.ndarray, budget: np.ndarra
     return sheet
 
 
-def save_preview(sheet: Image.Image, dst: str | Path, overwrite: Overwrite = False) -> Path:
-    """Write the sheet as PNG atomically (see cloak.atomic.write_atomic; `overwrite` as
-    there: True, False or a check of the file found)."""
+def save_preview(sheet: Image.Image, dst: str | Path, overwrite: Overwrite = False, *,
+                 make_folders: bool = True) -> Path:
+    """Write the sheet as PNG atomically (see cloak.atomic.write_atomic; `overwrite` and
+    `make_folders` as there: True, False or a check of the file found)."""
     from .atomic import write_atomic
 
-    return write_atomic(dst, lambda fp: sheet.save(fp, "PNG"), overwrite=overwrite)
+    return write_atomic(dst, lambda fp: sheet.save(fp, "PNG"), overwrite=overwrite,
+                        make_folders=make_folders)

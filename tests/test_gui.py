@@ -1957,10 +1957,61 @@ class TestReviewFixes:
         worker.progress.connect(rename_during_photo_1)
         worker.run()
         assert protected == [0] and [i for i, _ in failed] == [1, 2], failed
+        assert all(f"the Save-to folder {out} is no longer there; choose it again"
+                   in message for _, message in failed), failed
+        assert sorted(p.name for p in renamed.iterdir() if p.suffix == ".png") == ["0.png"]
+        # not made again by the save (an empty one let the next Protect write into it)
+        assert not out.exists()
+
+    @pytest.mark.usefixtures("model_dir")
+    def test_a_save_to_folder_put_back_while_a_photo_is_written_keeps_no_copy_there(
+            self, qapp, tmp_path, small_photo):
+        """A folder at the name again by the time the copy is saved (a mount point left
+        behind by an unmounted disk): the copy written there is removed and the photo
+        fails, and so do the later ones, naming the folder."""
+        out, renamed = tmp_path / "Cloaked", tmp_path / "Renamed"
+        out.mkdir()
+        photos = [small_photo(tmp_path / f"{n}.png", index=n) for n in range(3)]
+        worker = ProtectWorker([Job(n, p, out, chosen=True) for n, p in enumerate(photos)],
+                               ProtectConfig(strength="fast", measure=False, **TINY))
+        protected, failed = [], []
+        worker.protected.connect(lambda i, outcome: protected.append(i))
+        worker.failed.connect(lambda i, message: failed.append((i, message)))
+
+        def swap_during_photo_1(index: int, fraction: float, message: str) -> None:
+            if index == 1 and not renamed.exists():
+                out.rename(renamed)
+                out.mkdir()  # the mount point, on the disk below
+        worker.progress.connect(swap_during_photo_1)
+        worker.run()
+        assert protected == [0] and [i for i, _ in failed] == [1, 2], failed
         assert all(f"the Save-to folder {out} was moved, renamed or unmounted during the run"
                    in message for _, message in failed), failed
         assert sorted(p.name for p in renamed.iterdir() if p.suffix == ".png") == ["0.png"]
-        assert not out.exists() or not [p for p in out.iterdir() if p.suffix == ".png"]
+        assert not [p for p in out.iterdir() if p.suffix == ".png"]
+
+    @pytest.mark.usefixtures("model_dir")
+    def test_a_default_protected_folder_deleted_during_a_batch_is_made_again(
+            self, qapp, tmp_path, small_photo):
+        """Save to left on "next to originals": the user clears protected/ while photos
+        are protected. It was never chosen, so it is made again and the later photos
+        are protected, not failed with "choose it again"."""
+        default = tmp_path / "protected"
+        photos = [small_photo(tmp_path / f"{n}.png", index=n) for n in range(3)]
+        worker = ProtectWorker([Job(n, p, default) for n, p in enumerate(photos)],
+                               ProtectConfig(strength="fast", measure=False, **TINY))
+        protected, failed = [], []
+        worker.protected.connect(lambda i, outcome: (
+            protected.append(i), i == 0 and shutil.rmtree(default)))
+        worker.failed.connect(lambda i, message: failed.append((i, message)))
+
+        def delete_during_photo_2(index: int, fraction: float, message: str) -> None:
+            if index == 2 and (default / "1.png").exists():
+                shutil.rmtree(default)
+        worker.progress.connect(delete_during_photo_2)
+        worker.run()
+        assert protected == [0, 1, 2] and not failed, failed
+        assert sorted(p.name for p in default.iterdir() if p.suffix == ".png") == ["2.png"]
 
     def test_looking_for_an_earlier_copy_reads_only_records_of_its_size(
             self, tmp_path, small_photo, monkeypatch):

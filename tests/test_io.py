@@ -2504,3 +2504,19 @@ def test_xmp_in_a_png_text_chunk_is_read_as_xmp(tmp_path: Path, compressed: bool
     assert io.says_protected_file(copy)
     resaved = as_text_chunk(packet, tmp_path / "resaved.png")
     assert io.says_protected_file(resaved)
+
+
+def test_write_atomic_without_make_folders_makes_no_folder(tmp_path: Path) -> None:
+    """make_folders=False (an app's chosen Save-to folder): a folder that is not there, or
+    is a file now, is an OutputError saying which (errno ENOENT / ENOTDIR), and nothing is
+    made; by default the folders are made."""
+    gone = tmp_path / "gone" / "a.bin"
+    with pytest.raises(OutputError, match="is no longer there") as info:
+        atomic.write_atomic(gone, lambda fp: fp.write(b"x"), make_folders=False)
+    assert info.value.errno == errno.ENOENT and not gone.parent.exists()
+    (tmp_path / "file").write_bytes(b"mine")
+    with pytest.raises(OutputError, match="is not a folder") as info:
+        atomic.write_atomic(tmp_path / "file" / "a.bin", lambda fp: fp.write(b"x"),
+                            make_folders=False)
+    assert info.value.errno == errno.ENOTDIR and (tmp_path / "file").read_bytes() == b"mine"
+    assert atomic.write_atomic(gone, lambda fp: fp.write(b"x")).read_bytes() == b"x"

@@ -7,6 +7,7 @@ nothing is written for it, and the photos after it are reported as cancelled.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -335,9 +336,11 @@ class ProtectWorker(QObject):
                 dst = unique_destination(job.out_dir,
                                          output_path_for(job.src, job.out_dir).name)
                 try:
+                    # a chosen Save-to folder gone during the attack is not made again
                     report = protect_file(job.src, dst, self.config, overwrite=False,
                                           progress=self._on_progress,
-                                          should_stop=self._stop.is_set)
+                                          should_stop=self._stop.is_set,
+                                          make_folders=not job.chosen)
                     break
                 except OutputExistsError as exc:
                     if attempt == NAME_ATTEMPTS or Path(exc.path) != dst:
@@ -363,6 +366,16 @@ class ProtectWorker(QObject):
                     job.src, Path(written), None, "protected, but measuring the saved copy "
                     "failed: " + plain_message(exc), self.config, stamp))
                 return
+            if job.chosen and isinstance(exc, OutputError) and exc.errno in (
+                    errno.ENOENT, errno.ENOTDIR) and not job.out_dir.is_dir():
+                # deleted, renamed or unmounted during its attack (protect_file made
+                # nothing): this photo and the run's later ones going there fail
+                self._folder_errors[job.out_dir] = (
+                    f"the Save-to folder {job.out_dir} is no longer there; choose it again"
+                    if exc.errno == errno.ENOENT else f"the Save-to folder {job.out_dir} is "
+                    "a file now, not a folder; choose a Save-to folder")
+                emit(self.failed, job.index, self._folder_errors[job.out_dir])
+                return
             if isinstance(exc, OutputError) and exc.errno in FOLDER_STOPS:
                 # the probe's empty file fits on a full disk; the photo did not: the
                 # run's other photos going there fail at once, not after their attacks,
@@ -377,7 +390,7 @@ class ProtectWorker(QObject):
                 return
             emit(self.failed, job.index, plain_message(exc))
         else:
-            if self._moved_while_writing(job.out_dir, dst):
+            if job.chosen and self._moved_while_writing(job.out_dir, dst):
                 return
             recorded = record_copy(job.src, dst, settings)  # a later session skips it
             self._made.append(dst)
@@ -446,7 +459,9 @@ class ProtectWorker(QObject):
             self._folder_errors[folder] = f"{exc}; choose a Save-to folder you can write to"
             raise OutputError(self._folder_errors[folder]) from exc
         found = _folder_id(folder)
-        if self._folder_ids.setdefault(folder, found) != found:  # moved since its first
+        if make:  # a default protected/ folder deleted since is simply made again
+            self._folder_ids[folder] = found
+        elif self._folder_ids.setdefault(folder, found) != found:  # moved since its first
             # photo; the one at its name now was made again (or put there) since
             self._folder_errors[folder] = moved_during_the_run(folder)
             raise OutputError(self._folder_errors[folder])
