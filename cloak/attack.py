@@ -112,17 +112,24 @@ def uses_eot(step: int, cycle: int, share: float, steps: int | None = None,
     model is attacked both as the photo is and as it will be posted). Given the run's
     `steps`, a run too short for any such cycle (fast's 4 steps, low's 3 cycles at a
     quarter share) draws them on its last cycle, so a share > 0 is never a no-op.
-    `renderings` > 1 (the views the attack takes in turn, one whole cycle each): the share
-    is of each rendering's own cycles, so every one is attacked as posted, where counting
-    all cycles together would land every such cycle on one rendering (a quarter share
-    with 2 or 4 of them)."""
-    cycle, renderings = max(1, cycle), max(1, renderings)
-    k = step // cycle // renderings
-    if steps is not None and share > 0:
-        last = (steps - 1) // cycle // renderings
-        if not any(_eot_cycle(j, share) for j in range(last + 1)):
-            return k == last
-    return _eot_cycle(k, share)
+    `renderings` > 1 (with `steps`: the views the attack takes in turn, one whole cycle
+    each): as many cycles draw, spread over the renderings, where taking them in the
+    run's order would land every one on the same rendering (a quarter share with 2 or 4
+    of them): the share is taken over the cycles ordered by rendering, then by round."""
+    cycle = max(1, cycle)
+    k = step // cycle
+    if steps is None:
+        return _eot_cycle(k, share)
+    cycles = (steps - 1) // cycle + 1
+    views = max(1, min(renderings, cycles))
+    rounds = -(-cycles // views)
+
+    def by_rendering(j: int) -> int:  # cycle j is rendering j % views's round j // views
+        return (j % views) * rounds + j // views
+
+    if share > 0 and not any(_eot_cycle(by_rendering(j), share) for j in range(cycles)):
+        return k == cycles - 1
+    return _eot_cycle(by_rendering(k), share)
 
 
 def _eot_cycle(k: int, share: float) -> bool:

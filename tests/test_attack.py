@@ -155,6 +155,24 @@ class TestProtectPGD:
         assert sum(eot for _, eot in seen) == 2  # a quarter of the 8 one-model cycles
         assert uses_eot_grouped(0.25, steps=8, renderings=2) == [False] * 6 + [True] * 2
 
+    @pytest.mark.parametrize("steps, cycle, renderings", [
+        (24, 4, 3), (24, 8, 3), (64, 4, 4), (64, 8, 4), (32, 4, 2), (4, 4, 2), (32, 8, 4)])
+    def test_spreading_posting_transforms_over_views_keeps_their_share(
+            self, steps, cycle, renderings):
+        """As many steps draw as a quarter share of the run's cycles gives (low's and
+        high's --robust; the first spread took a quarter of each view's cycles and, with
+        the short-run rule, drew on every step of low), on as many renderings as there
+        are such cycles."""
+        from cloak.attack import uses_eot
+
+        spread = [uses_eot(s, cycle, 0.25, steps, renderings) for s in range(steps)]
+        in_order = [uses_eot(s, cycle, 0.25, steps) for s in range(steps)]
+        assert sum(spread) == sum(in_order) < steps or steps <= cycle
+        drawing = {s // cycle for s in range(steps) if spread[s]}
+        assert all(spread[c * cycle:(c + 1) * cycle] == [True] * len(
+            spread[c * cycle:(c + 1) * cycle]) for c in drawing)  # whole cycles
+        assert len({c % renderings for c in drawing}) == min(len(drawing), renderings)
+
     def test_perceptual_weight_cuts_low_frequency_colour_shift(self, setup):
         x, models = setup
         plain, _ = run(x, models, steps=8, robust=False)
