@@ -1995,7 +1995,8 @@ class TestReviewFixes:
             self, qapp, tmp_path, small_photo):
         """Save to left on "next to originals": the user clears protected/ while photos
         are protected. It was never chosen, so it is made again and the later photos
-        are protected, not failed with "choose it again"."""
+        are protected, not failed with "choose it again". The photo whose copy was being
+        saved as it went fails (the save makes no folder), saying so."""
         default = tmp_path / "protected"
         photos = [small_photo(tmp_path / f"{n}.png", index=n) for n in range(3)]
         worker = ProtectWorker([Job(n, p, default) for n, p in enumerate(photos)],
@@ -2010,8 +2011,38 @@ class TestReviewFixes:
                 shutil.rmtree(default)
         worker.progress.connect(delete_during_photo_2)
         worker.run()
-        assert protected == [0, 1, 2] and not failed, failed
-        assert sorted(p.name for p in default.iterdir() if p.suffix == ".png") == ["2.png"]
+        assert protected == [0, 1] and [i for i, _ in failed] == [2], failed
+        assert "went while this photo was protected" in failed[0][1]
+        assert "protect it again" in failed[0][1]
+        assert not default.exists()  # the save made nothing
+        again = ProtectWorker([Job(0, photos[2], default)],
+                              ProtectConfig(strength="fast", measure=False, **TINY))
+        again.run()
+        assert (default / "2.png").is_file()
+
+    @pytest.mark.usefixtures("model_dir")
+    def test_a_photos_folder_renamed_during_its_photo_gets_no_copy_at_its_old_path(
+            self, qapp, tmp_path, small_photo):
+        """The photos' own folder renamed (or its disk unmounted) while a photo is
+        protected, Save to "next to originals": the save must not make album/protected/
+        again at the old path (a stray folder, or one on the disk below a mount point)."""
+        album, moved = tmp_path / "album", tmp_path / "album2"
+        photos = [small_photo(album / f"{n}.png", index=n) for n in range(2)]
+        worker = ProtectWorker([Job(n, p, album / "protected") for n, p in enumerate(photos)],
+                               ProtectConfig(strength="fast", measure=False, **TINY))
+        protected, failed = [], []
+        worker.protected.connect(lambda i, outcome: protected.append(i))
+        worker.failed.connect(lambda i, message: failed.append((i, message)))
+
+        def rename_during_photo_1(index: int, fraction: float, message: str) -> None:
+            if index == 1 and not moved.exists():
+                album.rename(moved)
+        worker.progress.connect(rename_during_photo_1)
+        worker.run()
+        assert protected == [0] and [i for i, _ in failed] == [1], failed
+        assert not album.exists()
+        assert sorted(p.name for p in (moved / "protected").iterdir()) == [
+            ".cloak-manifest.json", "0.png"]
 
     def test_looking_for_an_earlier_copy_reads_only_records_of_its_size(
             self, tmp_path, small_photo, monkeypatch):

@@ -336,11 +336,12 @@ class ProtectWorker(QObject):
                 dst = unique_destination(job.out_dir,
                                          output_path_for(job.src, job.out_dir).name)
                 try:
-                    # a chosen Save-to folder gone during the attack is not made again
+                    # made above: one gone during the attack is not made again by the
+                    # save (nor the path to it: a renamed or unmounted photos' folder)
                     report = protect_file(job.src, dst, self.config, overwrite=False,
                                           progress=self._on_progress,
                                           should_stop=self._stop.is_set,
-                                          make_folders=not job.chosen)
+                                          make_folders=False)
                     break
                 except OutputExistsError as exc:
                     if attempt == NAME_ATTEMPTS or Path(exc.path) != dst:
@@ -366,10 +367,16 @@ class ProtectWorker(QObject):
                     job.src, Path(written), None, "protected, but measuring the saved copy "
                     "failed: " + plain_message(exc), self.config, stamp))
                 return
-            if job.chosen and isinstance(exc, OutputError) and exc.errno in (
+            if isinstance(exc, OutputError) and exc.errno in (
                     errno.ENOENT, errno.ENOTDIR) and not job.out_dir.is_dir():
                 # deleted, renamed or unmounted during its attack (protect_file made
-                # nothing): this photo and the run's later ones going there fail
+                # nothing). A chosen Save-to folder fails the run's later photos going
+                # there too; a default protected/ folder is made again for them.
+                if not job.chosen:
+                    emit(self.failed, job.index, f"the folder {job.out_dir} went while this "
+                         "photo was protected (deleted, moved, or its disk unplugged), so "
+                         "its copy was not written; protect it again")
+                    return
                 self._folder_errors[job.out_dir] = (
                     f"the Save-to folder {job.out_dir} is no longer there; choose it again"
                     if exc.errno == errno.ENOENT else f"the Save-to folder {job.out_dir} is "
