@@ -1168,8 +1168,15 @@ def xmp_packet(image: Image.Image) -> bytes | None:
     as the XMP spec asks; a PNG from some tools keeps it in a tEXt or zTXt chunk of the
     same keyword instead, which Pillow leaves among the text chunks."""
     xmp = image.info.get("xmp")
-    if not xmp and image.format == "PNG":
-        xmp = image.info.get(PNG_XMP_KEYWORD)
+    if not xmp and image.format == "PNG" and isinstance(
+            text := image.info.get(PNG_XMP_KEYWORD), str):
+        # Pillow decodes tEXt and zTXt as Latin-1: their bytes back, the packet's UTF-8
+        raw = text.encode("latin-1", "replace")
+        try:
+            raw.decode("utf-8")
+            xmp = raw
+        except UnicodeDecodeError:  # Latin-1 text after all
+            xmp = text
     if isinstance(xmp, str):
         xmp = xmp.encode("utf-8")
     return xmp or None

@@ -2483,15 +2483,17 @@ def test_xmp_in_a_png_text_chunk_is_read_as_xmp(tmp_path: Path, compressed: bool
     """Some tools put a PNG's XMP in a tEXt or zTXt chunk, not the iTXt the XMP spec asks
     for: its rights are still carried into the copy, and a copy so re-saved still reads as
     cloak's."""
-    rights = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf='
-              b'"http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
-              b'xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:rights><rdf:Alt>'
-              b'<rdf:li xml:lang="x-default">(c) Ann Text</rdf:li></rdf:Alt></dc:rights>'
-              b'</rdf:Description></rdf:RDF></x:xmpmeta>')
+    rights = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf='
+              '"http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
+              'xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:rights><rdf:Alt>'
+              '<rdf:li xml:lang="x-default">© Jürgen Text</rdf:li></rdf:Alt></dc:rights>'
+              '</rdf:Description></rdf:RDF></x:xmpmeta>').encode("utf-8")
 
     def as_text_chunk(xmp: bytes, path: Path) -> Path:
+        """The packet's own UTF-8 bytes in the chunk (Pillow's add_text would encode a
+        str as Latin-1)."""
         info = PngImagePlugin.PngInfo()
-        info.add_text("XML:com.adobe.xmp", xmp.decode("utf-8"), zip=compressed)
+        info.add_text("XML:com.adobe.xmp", xmp, zip=compressed)
         Image.fromarray(pixels()).save(path, pnginfo=info)
         return path
 
@@ -2499,7 +2501,7 @@ def test_xmp_in_a_png_text_chunk_is_read_as_xmp(tmp_path: Path, compressed: bool
     assert photo.xmp == rights
     copy = io.save_photo(photo, photo.rgb, tmp_path / "out.png")
     with Image.open(copy) as out:
-        assert b"(c) Ann Text" in out.info["xmp"]
+        assert "© Jürgen Text".encode("utf-8") in out.info["xmp"]
         packet = out.info["xmp"]
     assert io.says_protected_file(copy)
     resaved = as_text_chunk(packet, tmp_path / "resaved.png")
