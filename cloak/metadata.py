@@ -151,7 +151,14 @@ XMP_ALWAYS_DROPPED = frozenset({"Orientation", "DataMining", "Thumbnails", "Page
                                 "MicroVideo", "MicroVideoVersion", "MicroVideoOffset",
                                 "MicroVideoPresentationTimestampUs", "MotionPhoto",
                                 "MotionPhotoVersion", "MotionPhotoPresentationTimestampUs",
-                                "Directory"})
+                                "Directory", "HasExtendedXMP"})
+# Google's depth map and portrait descriptors (their data is in JPEG extended XMP, which
+# the copy never carries, or in the packet, dropped below) and its container's items: a
+# kept packet would describe images the copy does not have.
+XMP_DROPPED_NAMESPACES = frozenset({"http://ns.google.com/photos/1.0/depthmap/",
+                                    "http://ns.google.com/photos/1.0/image/",
+                                    "http://ns.google.com/photos/1.0/container/",
+                                    "http://ns.google.com/photos/1.0/container/item/"})
 # Base64 data held in a packet: Google's GImage:Data (a portrait's unedited photo) and
 # GDepth:Data, xmpGImg:image, and whatever else a camera app embeds. Any value with a run
 # of 64 such characters (no word is that long) and 256 in all is dropped from a kept packet.
@@ -616,7 +623,7 @@ def _scrub(root: ET.Element, policy: MetadataPolicy, *, local_time: bool = False
         ns, _, local = name[1:].partition("}") if name.startswith("{") else ("", "", name)
         if ns == DC_NS and local in ("creator", "rights"):
             return True  # re-added by _description according to the policy
-        if ns == CLOAK_NS:
+        if ns == CLOAK_NS or ns in XMP_DROPPED_NAMESPACES:
             return True
         return bool((policy.strip_gps and XMP_GPS.match(local)) or
                     (policy.strip_serials and local in XMP_IDENTIFYING) or
