@@ -1108,6 +1108,10 @@ def save_photo(photo: Photo, rgb: np.ndarray, dst: str | os.PathLike[str], *,
     options = _save_options(photo, fmt, policy, encoded.orientation, jpeg_quality, stored)
     if format is None:
         _warn_misnamed(photo, fmt)
+    if fmt == "TIFF" and _output_depth(photo, fmt) < photo.bit_depth:
+        log.warning("%s: the copy is an 8-bit TIFF where the original has 16 bits a sample "
+                    "(Pillow writes 16-bit TIFF in gray without alpha only); a 16-bit PNG "
+                    "of the original would get a 16-bit copy", photo.path or dst)
     cicp = cicp_of(photo)
     named = cicp_beyond_srgb(*cicp) if cicp else None
     carried = fmt in ("PNG", "AVIF") or (fmt == "HEIF" and photo.info.get("nclx_profile"))

@@ -649,11 +649,12 @@ class TestAlphaAndDepth:
             assert out.mode == "I;16"
 
     @pytest.mark.parametrize("orientation", [1, 6])
-    def test_16bit_colour_tiff_is_read_at_16_bits(self, tmp_path: Path,
-                                                  orientation: int) -> None:
+    def test_16bit_colour_tiff_is_read_at_16_bits(self, tmp_path: Path, orientation: int,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
         """Pillow keeps the top 8 bits of a 16-bit RGB TIFF; cloak reads all 16 (the L-inf
         bound and the figures are on the photo's own values), turned as Pillow turns it,
-        and writes the copy as 8-bit TIFF, which counts as a save that moves the pixels."""
+        and writes the copy as 8-bit TIFF, which counts as a save that moves the pixels,
+        with a warning (it was silent, where the README promises the bit depth kept)."""
         samples = pixels(dtype=np.uint16)
         src = _tiff_rgb16(tmp_path / "deep.tif", samples, orientation)
         photo = io.load_photo(src)
@@ -664,9 +665,15 @@ class TestAlphaAndDepth:
             assert np.array_equal(np.asarray(im), (upright >> 8).astype(np.uint8))
         dst = tmp_path / "out" / "deep.tif"
         assert io.writes_lossy(photo, dst)
-        io.save_photo(photo, photo.rgb, dst)
+        with caplog.at_level("WARNING", logger="cloak.io"):
+            io.save_photo(photo, photo.rgb, dst)
+        assert "the copy is an 8-bit TIFF where the original has 16 bits" in caplog.text
         back = io.load_photo(dst)
         assert back.bit_depth == 8 and back.orientation == orientation
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="cloak.io"):  # an 8-bit TIFF: no word
+            io.save_photo(back, back.rgb, tmp_path / "out" / "again.tif")
+        assert "8-bit TIFF" not in caplog.text
         assert np.abs(back.rgb - photo.rgb).max() <= 0.5 / 255 + 1e-6
 
     def test_16bit_colour_tiffs_read_wrong_elsewhere(self, tmp_path: Path) -> None:
