@@ -105,6 +105,26 @@ def _with_scaled_key(image: Image.Image) -> Image.Image:
 
 
 SAVE_OPTIONS = frozenset({"format", "jpeg_quality", "metadata"})  # io.save_photo's
+# For protect_file's progress: one attack step (at 512 px) takes about as long as 10 MP of
+# the work at full resolution (applying the change, measuring it, encoding, reading a lossy
+# copy back). fast on a 12 MP photo, 2-core CPU: 4 steps 2.4 s, the rest 0.8 s; 1.05 s a
+# step and about 1 s for the rest on a slower one (benchmarks/speed_avx512.md, stop 61).
+PIXELS_PER_STEP = 10_000_000
+# Points in the work after the attack, as shares of it: saving, measuring a lossy copy as
+# saved, writing the preview sheet.
+SAVED_AT, MEASURING_SAVED_AT, PREVIEW_AT = 0.3, 0.6, 0.9
+
+
+def attack_share(steps: int, pixels: int) -> float:
+    """The share in [0.1, 0.9] of protect_file's progress bar its attack takes, for a
+    photo of `pixels` pixels: at 100 MP the work at full resolution takes most of the
+    time (a fixed 0.9 left the bar's estimate at a few seconds for 30-40 s there)."""
+    return min(0.9, max(0.1, steps / (steps + pixels / PIXELS_PER_STEP + 0.5)))
+
+
+def after_attack(share: float, point: float) -> float:
+    """The progress fraction of `point` (a share of the work after the attack)."""
+    return share + (1 - share) * point
 
 
 def check_destination(src: Path, dst: Path, overwrite) -> None:
@@ -190,11 +210,14 @@ def protect_file(src: str | Path, dst: str | Path, config: ProtectConfig | None 
     # figures are measured on the file as written, not on the pixels before the save.
     lossy = io.writes_lossy(photo, dst, save_options.get("format"))
     report_progress = progress or (lambda fraction, message: None)
-    # "done" (1.0) only once the file is written: the attack and its figures take 90%
-    share = 0.9
+    # "done" (1.0) only once the file is written; the attack's share follows the photo's
+    # size. protect_array gives its attack 0.9 and the full-resolution work after it 0.1.
+    share = attack_share(config.steps, photo.rgb.shape[0] * photo.rgb.shape[1])
 
     def attack_progress(fraction: float, message: str) -> None:
-        report_progress(share * fraction, "saving" if message == "done" else message)
+        done = (share * fraction / 0.9 if fraction <= 0.9 else
+                after_attack(share, SAVED_AT * (fraction - 0.9) / 0.1))
+        report_progress(done, "saving" if message == "done" else message)
 
     # a black-and-white photo stored in colour gets a gray change too (colour speckle
     # would show on it), and stays a colour file
@@ -210,14 +233,14 @@ def protect_file(src: str | Path, dst: str | Path, config: ProtectConfig | None 
         if lossy:
             # the file's own pixels replace the attack's (written; 1.2 GB at 100 MP)
             saved = result.rgb = None
-            report_progress(0.92, "measuring the saved photo")
+            report_progress(after_attack(share, MEASURING_SAVED_AT), "measuring the saved photo")
             saved = io.load_photo(written).rgb
             measure_saved(result.report, photo.rgb, saved, config, should_stop)
         result.report.src, result.report.dst = str(src), str(written)
         if config.preview:
             from .preview import preview_path, preview_sheet, save_preview
 
-            report_progress(0.97, "writing the preview")
+            report_progress(after_attack(share, PREVIEW_AT), "writing the preview")
             sheet = preview_sheet(photo.rgb, saved, result.budget)
             result.report.preview = str(save_preview(sheet, preview_path(written),
                                                      overwrite, make_folders=make_folders))

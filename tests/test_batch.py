@@ -1085,12 +1085,15 @@ class TestRun:
             self, tmp_path, small_photo, tiny_config):
         """A JPEG is saved, then measured: a Ctrl-C then cut its figures and the run
         ended as "Done" (exit 0, "interrupted": false in the report)."""
+        from cloak.api import MEASURING_SAVED_AT, after_attack, attack_share
+
         photo = small_photo(tmp_path / "a.jpg")
         out = tmp_path / "out"
         asked = []
+        measuring = after_attack(attack_share(tiny_config.steps, 64 * 48), MEASURING_SAVED_AT)
 
         def on_event(event):
-            if event.kind == "progress" and event.fraction >= 0.92:  # saved, measuring
+            if event.kind == "progress" and event.fraction >= measuring:  # saved, measuring
                 asked.append(True)
 
         result = batch.run(batch.plan([photo], out), out, tiny_config.replace(measure=True),

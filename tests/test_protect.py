@@ -451,6 +451,28 @@ class TestProtectImage:
         fractions = [f for f, _ in marks]
         assert fractions == sorted(fractions) and fractions[-1] == 1.0
 
+    def test_a_large_photo_s_bar_leaves_room_for_the_work_after_the_attack(self):
+        """At 100 MP the full-resolution work takes most of fast's time: a fixed 0.9 for
+        the attack left the bar's estimate at a few seconds for 30-40 s."""
+        from cloak.api import attack_share
+
+        assert attack_share(4, 100_000_000) < 0.3 < attack_share(4, 12_000_000) < 0.75
+        assert attack_share(32, 12_000_000) == 0.9 and attack_share(4, 10**10) == 0.1
+
+    def test_protect_file_s_progress_rises_to_done_past_its_attack(self, tmp_path,
+                                                                   small_photo, tiny_config):
+        from cloak.api import attack_share
+
+        src = small_photo(tmp_path / "a.jpg", size=(64, 48))
+        marks: list[tuple[float, str]] = []
+        protect_file(src, tmp_path / "out" / "a.jpg", tiny_config.replace(measure=True),
+                     progress=lambda f, m: marks.append((f, m)))
+        fractions = [f for f, _ in marks]
+        assert fractions == sorted(fractions) and marks[-1] == (1.0, "done")
+        last_step = next(f for f, m in marks if m == f"step {tiny_config.steps}/{tiny_config.steps}")
+        assert last_step == pytest.approx(attack_share(tiny_config.steps, 64 * 48))
+        assert any(m == "measuring the saved photo" and f > last_step for f, m in marks)
+
     def test_zero_steps_changes_nothing(self, config):
         img = Image.fromarray(np.random.default_rng(1).integers(0, 255, (48, 64, 3),
                                                                   dtype=np.uint8))
