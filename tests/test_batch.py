@@ -18,6 +18,7 @@ from PIL import Image
 
 from cloak import Cancelled, CloakError, ModelError, ProtectConfig, batch, io
 from cloak import manifest as manifest_module
+from cloak.api import MEASURING_SAVED_AT, SAVED_AT, after_attack, attack_share
 from cloak.batch import CANCELLED, FAILED, PROTECTED, SKIPPED
 from cloak.manifest import (
     LOCK_NAME,
@@ -1085,12 +1086,10 @@ class TestRun:
             self, tmp_path, small_photo, tiny_config):
         """A JPEG is saved, then measured: a Ctrl-C then cut its figures and the run
         ended as "Done" (exit 0, "interrupted": false in the report)."""
-        from cloak.api import MEASURING_SAVED_AT, after_attack, attack_share
-
         photo = small_photo(tmp_path / "a.jpg")
         out = tmp_path / "out"
         asked = []
-        measuring = after_attack(attack_share(tiny_config.steps, 64 * 48), MEASURING_SAVED_AT)
+        measuring = progress_at(tiny_config, MEASURING_SAVED_AT)
 
         def on_event(event):
             if event.kind == "progress" and event.fraction >= measuring:  # saved, measuring
@@ -1116,10 +1115,11 @@ class TestRun:
                                                      tiny_config):
         photos = [small_photo(tmp_path / f"{n}.png", index=n) for n in range(2)]
         out = tmp_path / "out"
+        saving = progress_at(tiny_config, SAVED_AT)
 
         def on_event(event):
             if (event.kind == "progress" and event.item.src == photos[1]
-                    and event.fraction >= 0.9):  # the attack is done, nothing saved yet
+                    and event.fraction >= saving):  # the attack is done, nothing saved yet
                 raise KeyboardInterrupt
 
         result = batch.run(batch.plan(photos, out), out, tiny_config, on_event=on_event)
@@ -1152,9 +1152,10 @@ class TestRun:
         still says it is cloak's, so the rerun redoes it instead of refusing it."""
         photo = small_photo(tmp_path / "a.jpg")
         out = tmp_path / "out"
+        measuring = progress_at(tiny_config, MEASURING_SAVED_AT)
 
         def on_event(event):
-            if event.kind == "progress" and event.fraction >= 0.92:  # saved, now measuring
+            if event.kind == "progress" and event.fraction >= measuring:  # saved, measuring
                 raise KeyboardInterrupt
 
         result = batch.run(batch.plan([photo], out), out, tiny_config, on_event=on_event)
@@ -2159,3 +2160,10 @@ def test_a_file_put_in_a_new_out_during_a_run_that_writes_nothing_keeps_it(tmp_p
     result = batch.run(batch.plan([bad], out), out, tiny_config, on_event=on_event)
     assert result.counts[FAILED] == 1
     assert (out / "theirs.txt").read_text() == "keep me" and (out / MANIFEST_NAME).is_file()
+
+
+def progress_at(config, point: float, pixels: int = 64 * 48) -> float:
+    """The fraction protect_file reports at `point` of the work after its attack
+    (cloak.api.SAVED_AT: saving; MEASURING_SAVED_AT: a lossy copy measured), for a photo
+    of `pixels` (small_photo's default 64x48)."""
+    return after_attack(attack_share(config.steps, pixels), point)

@@ -461,7 +461,7 @@ class TestProtectImage:
 
     def test_protect_file_s_progress_rises_to_done_past_its_attack(self, tmp_path,
                                                                    small_photo, tiny_config):
-        from cloak.api import attack_share
+        from cloak.api import SAVED_AT, after_attack, attack_share
 
         src = small_photo(tmp_path / "a.jpg", size=(64, 48))
         marks: list[tuple[float, str]] = []
@@ -472,6 +472,8 @@ class TestProtectImage:
         last_step = next(f for f, m in marks if m == f"step {tiny_config.steps}/{tiny_config.steps}")
         assert last_step == pytest.approx(attack_share(tiny_config.steps, 64 * 48))
         assert any(m == "measuring the saved photo" and f > last_step for f, m in marks)
+        # "saving" is exactly the point a caller may watch for (no float drift below it)
+        assert (after_attack(last_step, SAVED_AT), "saving") in marks
 
     def test_zero_steps_changes_nothing(self, config):
         img = Image.fromarray(np.random.default_rng(1).integers(0, 255, (48, 64, 3),
