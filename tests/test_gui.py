@@ -54,7 +54,7 @@ from cloak.gui.drop_zone import DropZone, local_paths
 from cloak.gui.images import amplified_difference, shown_in_srgb, thumbnail
 from cloak.gui.paths import common_folder, expand_paths, not_added_note, unique_destination
 from cloak.gui.widgets import ERROR_COLOR, THUMB_SIZE, PhotoRow, StatusText
-from cloak.gui.window import MainWindow
+from cloak.gui.window import REDO_NOTE, MainWindow
 from cloak.gui.worker import (
     ALREADY_PROTECTED,
     FACES_OFF_NOTICE,
@@ -2591,7 +2591,11 @@ class TestReviewFixes:
         assert wait_until(lambda: not window.is_running(), 60)
         # fast's copy of the first photo was made at the start: it is taken, not made again
         assert row.outcome.config.strength == "fast" and row.outcome.dst == first
-        assert "already protected earlier, with these settings" in row.status.text()
+        assert "already protected earlier, with the settings chosen then" in row.status.text()
+        # another strength chosen: the row stays true, the status bar says what changed
+        window.strength.setCurrentIndex(window.strength.findData("low"))
+        assert "with these settings" not in row.status.text()
+        assert window.statusBar().currentMessage().endswith(REDO_NOTE)
         assert failed.state == PhotoRow.FAILED
 
     def test_an_earlier_copy_recorded_as_weak_is_shown_and_counted_so(
