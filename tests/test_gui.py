@@ -329,7 +329,8 @@ class TestDropZone:
         window.add_paths([photo])  # (through the pool while it decodes a before/after)
         assert wait_until(lambda: row.state == PhotoRow.WAITING, 30)
         assert window.protect_button.isEnabled()
-        assert window.statusBar().currentMessage() == "added 1 photo"
+        # not "added 1 photo": the list has the one row it had
+        assert window.statusBar().currentMessage() == "1 photo in the list already waits again"
         window.start()
         assert wait_until(lambda: not window.is_running(), 60)
         assert row.state == PhotoRow.PROTECTED and row.outcome.dst.name == "a (1).png"
@@ -2078,11 +2079,22 @@ class TestReviewFixes:
         small_photo(tmp_path / "out" / "a.jpg.preview.png")
         assert expand_paths([tmp_path / "out"]) == [photo.absolute()]
         assert expand_paths([tmp_path / "out"], tmp_path / "out") == [photo.absolute()]
-        # one dropped by itself is named as not a photo (it was added and protected)
+        # one dropped by itself is named as what it is (it was added and protected)
         sheet = tmp_path / "out" / "a.jpg.preview.png"
         assert expand_paths([sheet]) == []
-        assert not_added_note([sheet]) == ("not added: 1 file that is not a photo cloak "
-                                           "reads (a.jpg.preview.png)")
+        assert not_added_note([sheet]) == (
+            "not added: 1 preview sheet (a.jpg.preview.png): made by cloak protect "
+            "--preview; add the original photo instead")
+
+    def test_a_hidden_photo_dropped_is_said_to_be_hidden_not_no_photo(self, tmp_path,
+                                                                     small_photo):
+        """`.holiday.jpg` dropped alone read "1 file that is not a photo cloak reads": it
+        is a JPEG, passed over for its leading dot, as the CLI's walk does."""
+        hidden = small_photo(tmp_path / ".holiday.jpg")
+        assert expand_paths([hidden]) == []
+        assert not_added_note([hidden]) == (
+            "not added: 1 hidden file (.holiday.jpg): a name starting with a dot is passed "
+            "over; rename it without the dot to add it")
 
     def test_cancel_during_a_batch_stops_a_folder_walk_too(self, window, tmp_path,
                                                            small_photo, monkeypatch):

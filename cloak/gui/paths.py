@@ -42,7 +42,11 @@ def not_added_note(paths: Iterable[str | Path], raw_in_folders: Iterable[Path] =
     twins = {(os.path.abspath(p.parent), p.stem.casefold())
              for p in [*paths, *photos] if is_image_file(p)}
     raw = [p for p in files if is_raw_file(p)]
-    other = [p for p in files if p not in raw]
+    # a photo's name, passed over as a hidden file or as a --preview sheet: said as such
+    hidden = [p for p in files if p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
+              and os.path.isfile(p)]
+    sheets = [p for p in files if p.name.lower().endswith(PREVIEW_SUFFIX) and p not in hidden]
+    other = [p for p in files if p not in raw and p not in hidden and p not in sheets]
     raw = [p for p in dict.fromkeys([*raw, *raw_in_folders])  # a folder dropped twice
            if (os.path.abspath(p.parent), p.stem.casefold()) not in twins]
     parts = []
@@ -56,6 +60,14 @@ def not_added_note(paths: Iterable[str | Path], raw_in_folders: Iterable[Path] =
         parts.append(f"{plural(len(other), 'file')} that "
                      f"{'is not a photo' if len(other) == 1 else 'are not photos'} cloak "
                      f"reads ({names})")
+    if hidden:
+        names = ", ".join(p.name for p in hidden[:2]) + (", ..." if len(hidden) > 2 else "")
+        parts.append(f"{plural(len(hidden), 'hidden file')} ({names}): a name starting "
+                     "with a dot is passed over; rename it without the dot to add it")
+    if sheets:
+        names = ", ".join(p.name for p in sheets[:2]) + (", ..." if len(sheets) > 2 else "")
+        parts.append(f"{plural(len(sheets), 'preview sheet')} ({names}): made by cloak "
+                     "protect --preview; add the original photo instead")
     if copies:
         names = ", ".join(p.name for p in copies[:2]) + (", ..." if len(copies) > 2 else "")
         parts.append(f"{plural(len(copies), 'protected copy', 'protected copies')} "

@@ -420,7 +420,7 @@ class MainWindow(QMainWindow):
         # by the file itself: the same photo reached by another path (a link to its
         # folder, "photos/../photos/a.jpg") is listed once, not protected twice
         listed = self._listed
-        added = 0
+        added = again = 0  # new rows; listed rows put back to wait (failed, or edited)
         generation = self._list_generation
 
         def wanted() -> bool:  # a thumbnail cleared (or closing) before its turn is not
@@ -446,7 +446,7 @@ class MainWindow(QMainWindow):
                     row.set_waiting()
                     if self._compare_wanted == row.row_id:  # not its old before/after
                         self.compare_panel.reset()
-                    added += 1
+                    again += 1  # not a new row: said apart from those added
                 continue
             row_id, self._next_id = self._next_id, self._next_id + 1
             new_rows.append(PhotoRow(row_id, src))
@@ -455,9 +455,12 @@ class MainWindow(QMainWindow):
         self.photo_list.add_rows(new_rows)
         for row in new_rows + refresh:
             self._request_thumbnail(row, wanted)
-        said = (f"added {plural(added, 'photo')}" if added else
-                "that photo is already in the list" if len(photos) == 1 else
-                "those photos are already in the list")
+        said = "; ".join(
+            [f"added {plural(added, 'photo')}"] * bool(added)
+            + [f"{plural(again, 'photo')} in the list already "
+               f"{'waits' if again == 1 else 'wait'} again"] * bool(again)) or (
+            "that photo is already in the list" if len(photos) == 1 else
+            "those photos are already in the list")
         self._say(f"{said}; {not_added}" if not_added else said, 8000 if not_added else 5000)
         self._update_buttons()
 
@@ -830,7 +833,8 @@ class MainWindow(QMainWindow):
 
     @Slot(int)
     def _on_nothing_usable(self, count: int, not_added: str = "") -> None:
-        if not_added and ("RAW" in not_added or "protected cop" in not_added):
+        if not_added and any(kind in not_added for kind in (
+                "RAW", "protected cop", "hidden file", "preview sheet")):
             # the advice (develop it, add the original) says more than the list
             self._say(f"no photos to add; {not_added}", 8000)
             return
