@@ -211,14 +211,16 @@ def protect(
         metavar="NAME", help="e2e (reconstruction error), latent (untargeted latent push) or encoder "
              "(PhotoGuard latent target).")] = "e2e",
     seed: Annotated[int, typer.Option(
-        metavar="N", help="Seed for what is drawn at random (--robust's posting transforms, --objective "
+        min=0, max=2 ** 63 - 1,
+        metavar="N", help="Seed (0 to 2^63-1) for what is drawn at random (--robust's posting transforms, --objective "
              "latent's start); runs with the same settings give identical output on the same "
              "machine (CPU) at the same thread count (--jobs 2 can differ from --jobs 1 on a "
              "few pixels). The default attack draws nothing, so the seed changes nothing "
              "there.")] = 0,
     mask: Annotated[Path | None, typer.Option(
         metavar="MASK", help="Mask image: white = protect most. Draw it on the photo as shown (same "
-             "shape; any size): a mask of another shape is refused.")] = None,
+             "shape; any size): a photo of another shape fails with a line saying so, and "
+             "the others go on.")] = None,
     model_dir: Annotated[Path | None, typer.Option(
         metavar="DIR", help=MODEL_DIR_HELP)] = None,
     device: Annotated[str | None, typer.Option(
@@ -815,7 +817,7 @@ def verify(
     copy re-saved as a lossy JPEG since (a download, an app) is also compared with the
     original saved the same way: a note says so where compression alone reaches 0.5 dB.
 
-    With PROTECTED alone: a no-reference receipt (protected or not; can't tell under
+    With one photo alone: a no-reference receipt (protected or not; can't tell under
     500 px), which also works on a copy downloaded back from a platform. It always uses
     taesd, the calibrated detector (--models is for the comparison with the original).
 

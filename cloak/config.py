@@ -215,7 +215,10 @@ class ProtectConfig:
                 or not all(_whole(v) for v in self.view_sizes)):
             raise ConfigError(f"view sizes must be whole numbers, as a tuple such as "
                               f"(512, 1024), got {self.view_sizes!r}")
-        object.__setattr__(self, "view_sizes", tuple(int(v) for v in self.view_sizes))
+        # each size once, in the order given: 512,512 attacks as 512 does (the same copy),
+        # and must not record settings that a later --editor-sizes 512 counts as others
+        object.__setattr__(self, "view_sizes",
+                           tuple(dict.fromkeys(int(v) for v in self.view_sizes)))
         for size in self.view_sizes:
             if not 128 <= size <= 2048 or size % 8:
                 raise ConfigError(

@@ -89,11 +89,11 @@ def pick_device(preference: str | None = None) -> torch.device:
     try:
         device = torch.device(preference)
     except RuntimeError as exc:
-        raise ConfigError(f"unknown device {preference!r}; use auto, cpu, cuda or mps") from exc
+        raise ConfigError(f"unknown device {preference!r}; use auto, cpu, cuda (or cuda:N) or mps") from exc
     if device.type not in ("cpu", "cuda", "mps"):  # torch knows meta, xpu, hpu...: cloak not
-        raise ConfigError(f"unknown device {preference!r}; use auto, cpu, cuda or mps")
+        raise ConfigError(f"unknown device {preference!r}; use auto, cpu, cuda (or cuda:N) or mps")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device cuda was asked for, but no CUDA GPU is available")
+        raise ConfigError(f"device {preference} was asked for, but no CUDA GPU is available")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
         raise ConfigError(f"device {preference} was asked for, but this machine has "
                           f"{torch.cuda.device_count()} CUDA GPU(s), numbered from 0")

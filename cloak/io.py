@@ -243,9 +243,15 @@ def pixel_limit(max_pixels: int | None = None) -> int:
             limit = None
         if limit is not None and 1 <= limit < float("inf"):
             return int(limit)
-        log.warning("ignoring CLOAK_MAX_PIXELS=%r: not a pixel count (a whole number such "
-                    "as 300000000)", env)
+        _warn_ignored_max_pixels(env)
     return MAX_PIXELS
+
+
+@functools.cache
+def _warn_ignored_max_pixels(value: str) -> None:
+    """Once a process for a value (the limit is read for every photo, several times)."""
+    log.warning("ignoring CLOAK_MAX_PIXELS=%r: not a pixel count (a whole number such as "
+                "300000000)", value)
 
 
 def _fail(path: Path, problem: str) -> UnsupportedImageError:

@@ -1150,7 +1150,7 @@ def test_device_is_chosen_by_option_or_environment(tmp_path, small_photo, model_
     result = invoke("protect", photo, "--out", tmp_path / "bad", *TINY, "--device", "gpu9000")
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines() == [
-        "error: --device: unknown device 'gpu9000'; use auto, cpu, cuda or mps"]
+        "error: --device: unknown device 'gpu9000'; use auto, cpu, cuda (or cuda:N) or mps"]
     if not torch.cuda.is_available():
         monkeypatch.setenv("CLOAK_DEVICE", "cuda")
         for command in (("protect", photo, "--out", tmp_path / "bad", *TINY),
@@ -1719,3 +1719,16 @@ def test_a_batch_failure_in_json_names_its_photo_as_the_console_does(tmp_path, s
     assert entry["error"].startswith(f"{src}: output ")
     assert entry["error"] in result.stderr
     assert (out / "x.png").read_bytes() == b"the user's own file"
+
+
+def test_a_seed_out_of_range_is_refused_as_the_option_it_is(tmp_path, small_photo):
+    """--seed -5 read "error: seed must be a whole number in [0, 2^63)", naming no option,
+    where --seed abc names --seed: both are the option's usage errors now (exit 1)."""
+    small_photo(tmp_path / "a.png")
+    for seed in ("-5", str(2 ** 63), "abc"):
+        proc = cloak_process("protect", "a.png", "--out", "o", "--seed", seed, cwd=tmp_path)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 1, err
+        (line,) = err.strip().splitlines()
+        assert line.startswith("error: Invalid value for '--seed': "), line
+    assert not (tmp_path / "o").exists()

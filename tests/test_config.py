@@ -267,3 +267,11 @@ def test_a_path_object_is_kept_as_text(tmp_path):
 def test_model_names_in_any_case_as_verify_takes_them():
     assert ProtectConfig(models="TAESD, taef2").models == ("taesd", "taef2")
     assert ProtectConfig(models=("TaeSD", "taesd")).models == ("taesd",)
+
+
+def test_an_editing_size_given_twice_is_taken_once():
+    """--editor-sizes 512,512 attacks as 512 does (the same copy): recorded so, a rerun
+    with 512 refused the copy as "made with other settings"."""
+    assert ProtectConfig(view_sizes=(512, 1024, 512)).view_sizes == (512, 1024)
+    assert ProtectConfig(view_sizes=(512, 512)).fingerprint() == \
+        ProtectConfig(view_sizes=(512,)).fingerprint()

@@ -170,13 +170,16 @@ class TestPickDevice:
     def test_a_device_torch_knows_but_cloak_does_not_is_refused(self, name):
         """torch.device takes these; a model moved there crashed with a traceback (xpu on
         a build without it) or "ran" without weights (meta)."""
-        with pytest.raises(ConfigError, match="use auto, cpu, cuda or mps"):
+        with pytest.raises(ConfigError, match=r"use auto, cpu, cuda \(or cuda:N\) or mps"):
             pick_device(name)
 
     def test_a_missing_gpu_is_a_clear_error(self):
         if not torch.cuda.is_available():
             with pytest.raises(ConfigError, match="no CUDA GPU"):
                 pick_device("cuda")
+            # the device asked for, as typed ("device cuda" lost the index)
+            with pytest.raises(ConfigError, match="device cuda:1 was asked for"):
+                pick_device("cuda:1")
         if not torch.backends.mps.is_available():
             with pytest.raises(ConfigError, match="no Apple GPU"):
                 pick_device("mps")

@@ -2554,3 +2554,13 @@ def test_write_atomic_without_make_folders_makes_no_folder(tmp_path: Path) -> No
                             make_folders=False)
     assert info.value.errno == errno.ENOTDIR and (tmp_path / "file").read_bytes() == b"mine"
     assert atomic.write_atomic(gone, lambda fp: fp.write(b"x")).read_bytes() == b"x"
+
+
+def test_a_bad_cloak_max_pixels_is_warned_about_once(monkeypatch: pytest.MonkeyPatch,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """The limit is read several times a photo: a bad value printed its warning each time
+    (twice for one photo, four times for two)."""
+    monkeypatch.setenv("CLOAK_MAX_PIXELS", "abc-once")
+    with caplog.at_level("WARNING", logger="cloak.io"):
+        assert [io.pixel_limit() for _ in range(3)] == [io.MAX_PIXELS] * 3
+    assert caplog.text.count("ignoring CLOAK_MAX_PIXELS='abc-once'") == 1

@@ -198,10 +198,17 @@ class TestLookupAndVerification:
         with pytest.raises(ModelError, match="taesdxl_encoder, taesdxl_decoder"):
             load_autoencoders(["taesd", "taesdxl"], model_dir=mine)
         notes = [r.getMessage() for r in caplog.records if "(--model-dir)" in r.getMessage()]
-        expected = (f"3 weight files are not in {mine} (--model-dir): using "
-                    f"taesd_decoder from {other}; taesdxl_encoder, taesdxl_decoder "
-                    "found nowhere else (downloads are off)")
-        assert notes == [expected]
+        expected = (f"1 weight file is not in {mine} (--model-dir): using "
+                    f"taesd_decoder from {other}")
+        assert notes == [expected]  # the missing two once, on the error's line alone
+
+        # nothing found elsewhere, downloads off: the error's one line says it all
+        caplog.clear()
+        (tmp_path / "alone").mkdir()
+        monkeypatch.setenv("CLOAK_MODEL_DIR", str(tmp_path / "alone"))
+        with pytest.raises(ModelError, match="taesdxl_encoder, taesdxl_decoder"):
+            load_autoencoders(["taesdxl"], model_dir=tmp_path / "alone")
+        assert not [r for r in caplog.records if "(--model-dir)" in r.getMessage()]
 
     def test_sha_mismatch_is_refused(self, model_dir, tmp_path, monkeypatch):
         """A damaged copy under a pinned name is refused, though it still loads strictly

@@ -455,12 +455,12 @@ class MainWindow(QMainWindow):
         self.photo_list.add_rows(new_rows)
         for row in new_rows + refresh:
             self._request_thumbnail(row, wanted)
+        waits = "waits" if again == 1 else "wait"
         said = "; ".join(
             [f"added {plural(added, 'photo')}"] * bool(added)
-            + [f"{plural(again, 'photo')} in the list already "
-               f"{'waits' if again == 1 else 'wait'} again"] * bool(again)) or (
-            "that photo is already in the list" if len(photos) == 1 else
-            "those photos are already in the list")
+            + [f"{plural(again, 'photo')} in the list already {waits} again"] * bool(again)
+        ) or ("that photo is already in the list" if len(photos) == 1 else
+              "those photos are already in the list")
         self._say(f"{said}; {not_added}" if not_added else said, 8000 if not_added else 5000)
         self._update_buttons()
 

@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ModelError
+from ..report import plural
 from .fetch import (
     CacheNotWritable,
     DownloadProgress,
@@ -528,14 +529,18 @@ def one_note_for_files_elsewhere(names, model_dir, allow_download: bool = True
                 by_folder.setdefault(path.parent, []).append(stem)
         found = "; ".join(f"{', '.join(stems)} from {folder}"
                           for folder, stems in by_folder.items())
-        nowhere = [stem for stem, path in elsewhere if path is None]
-        fetch = (f"downloading {'it' if len(nowhere) == 1 else 'them'}"
-                 if allow_download and not downloads_off() else "downloads are off")
-        _warn_once(f"{len(elsewhere)} weight files are not in {chosen} (--model-dir): "
-                   + "; ".join(
-                       ([f"using {found}"] if found else [])
-                       + ([f"{', '.join(nowhere)} found nowhere else ({fetch})"]
-                          if nowhere else [])))
+        # those found nowhere, with downloads off, are named by the error that follows
+        # (one line naming every missing file): said here only where they download
+        downloading = allow_download and not downloads_off()
+        nowhere = [stem for stem, path in elsewhere if path is None] if downloading else []
+        told = sum(1 for _, path in elsewhere if path is not None) + len(nowhere)
+        fetch = f"downloading {'it' if len(nowhere) == 1 else 'them'}"
+        if told:
+            _warn_once(f"{plural(told, 'weight file')} {'is' if told == 1 else 'are'} not "
+                       f"in {chosen} (--model-dir): " + "; ".join(
+                           ([f"using {found}"] if found else [])
+                           + ([f"{', '.join(nowhere)} found nowhere else ({fetch})"]
+                              if nowhere else [])))
     token = _announced.set(frozenset(stem for stem, _ in elsewhere)
                            if len(elsewhere) > 1 else None)
     try:
