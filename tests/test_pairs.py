@@ -394,7 +394,7 @@ def test_a_folder_of_copies_that_cant_be_listed_is_a_failure_not_silence(
     """A subfolder that can't be listed (EACCES simulated: CI runs as root) is named and
     the run exits 2, where it was passed over in silence."""
     folder = tmp_path / "downloaded"
-    small_photo(folder / "a.png", size=(96, 64))
+    small_photo(folder / "a.png", size=(640, 480))  # large enough to be told
     small_photo(folder / "locked" / "b.png", size=(96, 64))
     lock_folder(folder / "locked")
     result = invoke("verify", folder)
