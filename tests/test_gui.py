@@ -1937,12 +1937,16 @@ class TestReviewFixes:
         assert (default / "0.png").is_file()
 
     @pytest.mark.usefixtures("model_dir")
+    @pytest.mark.parametrize("put_back", [False, True])
     def test_a_save_to_folder_moved_while_a_photo_is_written_keeps_no_copy_elsewhere(
-            self, qapp, tmp_path, small_photo):
-        """Renamed (or unmounted) while a photo is being protected: the save makes a new
+            self, qapp, tmp_path, small_photo, put_back):
+        """Renamed (or unmounted) while a photo is being protected: the save made a new
         folder at its name, so the copy would land apart from the others (or hidden below
-        a mount point) and later photos would pass the folder's check. That copy is
-        removed and the photo fails, and so do the later ones, naming the folder."""
+        a mount point) and later photos would pass the folder's check. The save makes no
+        folder: the photo fails, and so do the later ones, naming the folder, which is
+        not made again. `put_back`: a folder is at the name again by the time the copy is
+        saved (the mount point an unmounted disk leaves): the copy written there is
+        removed, and the photos fail as moved."""
         out, renamed = tmp_path / "Cloaked", tmp_path / "Renamed"
         out.mkdir()
         photos = [small_photo(tmp_path / f"{n}.png", index=n) for n in range(3)]
@@ -1952,44 +1956,21 @@ class TestReviewFixes:
         worker.protected.connect(lambda i, outcome: protected.append(i))
         worker.failed.connect(lambda i, message: failed.append((i, message)))
 
-        def rename_during_photo_1(index: int, fraction: float, message: str) -> None:
-            if index == 1 and out.exists() and not renamed.exists():
-                out.rename(renamed)
-        worker.progress.connect(rename_during_photo_1)
-        worker.run()
-        assert protected == [0] and [i for i, _ in failed] == [1, 2], failed
-        assert all(f"the Save-to folder {out} is no longer there; choose it again"
-                   in message for _, message in failed), failed
-        assert sorted(p.name for p in renamed.iterdir() if p.suffix == ".png") == ["0.png"]
-        # not made again by the save (an empty one let the next Protect write into it)
-        assert not out.exists()
-
-    @pytest.mark.usefixtures("model_dir")
-    def test_a_save_to_folder_put_back_while_a_photo_is_written_keeps_no_copy_there(
-            self, qapp, tmp_path, small_photo):
-        """A folder at the name again by the time the copy is saved (a mount point left
-        behind by an unmounted disk): the copy written there is removed and the photo
-        fails, and so do the later ones, naming the folder."""
-        out, renamed = tmp_path / "Cloaked", tmp_path / "Renamed"
-        out.mkdir()
-        photos = [small_photo(tmp_path / f"{n}.png", index=n) for n in range(3)]
-        worker = ProtectWorker([Job(n, p, out, chosen=True) for n, p in enumerate(photos)],
-                               ProtectConfig(strength="fast", measure=False, **TINY))
-        protected, failed = [], []
-        worker.protected.connect(lambda i, outcome: protected.append(i))
-        worker.failed.connect(lambda i, message: failed.append((i, message)))
-
-        def swap_during_photo_1(index: int, fraction: float, message: str) -> None:
+        def move_during_photo_1(index: int, fraction: float, message: str) -> None:
             if index == 1 and not renamed.exists():
                 out.rename(renamed)
-                out.mkdir()  # the mount point, on the disk below
-        worker.progress.connect(swap_during_photo_1)
+                if put_back:
+                    out.mkdir()  # the mount point, on the disk below
+        worker.progress.connect(move_during_photo_1)
         worker.run()
         assert protected == [0] and [i for i, _ in failed] == [1, 2], failed
-        assert all(f"the Save-to folder {out} was moved, renamed or unmounted during the run"
-                   in message for _, message in failed), failed
+        said = (f"the Save-to folder {out} was moved, renamed or unmounted during the run"
+                if put_back else f"the Save-to folder {out} is no longer there; choose it again")
+        assert all(said in message for _, message in failed), failed
         assert sorted(p.name for p in renamed.iterdir() if p.suffix == ".png") == ["0.png"]
-        assert not [p for p in out.iterdir() if p.suffix == ".png"]
+        # not made again by the save (an empty one let the next Protect write into it)
+        assert (not [p for p in out.iterdir() if p.suffix == ".png"]) if put_back \
+            else not out.exists()
 
     @pytest.mark.usefixtures("model_dir")
     def test_a_default_protected_folder_deleted_during_a_batch_is_made_again(

@@ -1069,12 +1069,7 @@ class TestMetadata:
             f'GCamera:MicroVideoOffset="123456"><GDepth:Data>{lines}</GDepth:Data>'
             f'<dc:description><rdf:Alt><rdf:li xml:lang="x-default">{description}</rdf:li>'
             '</rdf:Alt></dc:description></rdf:Description></rdf:RDF></x:xmpmeta>')
-        src = save(Image.fromarray(pixels()), tmp_path / "p.jpg", xmp=source.encode())
-        photo = io.load_photo(src)
-        kept = io.save_photo(photo, photo.rgb, tmp_path / "kept.jpg",
-                             metadata=MetadataPolicy(keep_xmp=True))
-        with Image.open(kept) as out:
-            xmp = out.info["xmp"]
+        xmp = kept_packet(tmp_path, source)
         assert data[:64].encode() not in xmp and lines[:64].encode() not in xmp
         assert b"MicroVideo" not in xmp and b"GImage" not in xmp
         assert description.encode() in xmp
@@ -1095,12 +1090,7 @@ class TestMetadata:
             'GDepth:Mime="image/jpeg" GImage:Mime="image/jpeg" '
             'xmpNote:HasExtendedXMP="A1B2C3D4E5F6" photoshop:Headline="Portrait"/>'
             '</rdf:RDF></x:xmpmeta>')
-        src = save(Image.fromarray(pixels()), tmp_path / "p.jpg", xmp=source.encode())
-        photo = io.load_photo(src)
-        kept = io.save_photo(photo, photo.rgb, tmp_path / "kept.jpg",
-                             metadata=MetadataPolicy(keep_xmp=True))
-        with Image.open(kept) as out:
-            xmp = out.info["xmp"]
+        xmp = kept_packet(tmp_path, source)
         assert b"GDepth" not in xmp and b"GImage" not in xmp and b"A1B2C3D4E5F6" not in xmp
         assert b"Portrait" in xmp
 
@@ -2564,3 +2554,14 @@ def test_a_bad_cloak_max_pixels_is_warned_about_once(monkeypatch: pytest.MonkeyP
     with caplog.at_level("WARNING", logger="cloak.io"):
         assert [io.pixel_limit() for _ in range(3)] == [io.MAX_PIXELS] * 3
     assert caplog.text.count("ignoring CLOAK_MAX_PIXELS='abc-once'") == 1
+
+
+def kept_packet(tmp_path: Path, source: str) -> bytes:
+    """The XMP packet of a JPEG copy, MetadataPolicy(keep_xmp=True), of a JPEG whose
+    packet is `source`."""
+    src = save(Image.fromarray(pixels()), tmp_path / "p.jpg", xmp=source.encode())
+    photo = io.load_photo(src)
+    kept = io.save_photo(photo, photo.rgb, tmp_path / "kept.jpg",
+                         metadata=MetadataPolicy(keep_xmp=True))
+    with Image.open(kept) as out:
+        return out.info["xmp"]
