@@ -121,15 +121,12 @@ def uses_eot(step: int, cycle: int, share: float, steps: int | None = None,
     if steps is None:
         return _eot_cycle(k, share)
     cycles = (steps - 1) // cycle + 1
-    views = max(1, min(renderings, cycles))
-    rounds = -(-cycles // views)
-
-    def by_rendering(j: int) -> int:  # cycle j is rendering j % views's round j // views
-        return (j % views) * rounds + j // views
-
-    if share > 0 and not any(_eot_cycle(by_rendering(j), share) for j in range(cycles)):
+    views = max(1, renderings)
+    # cycle j attacks rendering j % views in its round j // views: its rank in that order
+    by_rendering = sorted(range(cycles), key=lambda j: (j % views, j // views))
+    if share > 0 and not any(_eot_cycle(i, share) for i in range(cycles)):
         return k == cycles - 1
-    return _eot_cycle(by_rendering(k), share)
+    return _eot_cycle(by_rendering.index(k), share)
 
 
 def _eot_cycle(k: int, share: float) -> bool:

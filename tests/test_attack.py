@@ -156,18 +156,23 @@ class TestProtectPGD:
         assert uses_eot_grouped(0.25, steps=8, renderings=2) == [False] * 6 + [True] * 2
 
     @pytest.mark.parametrize("steps, cycle, renderings", [
-        (24, 4, 3), (24, 8, 3), (64, 4, 4), (64, 8, 4), (32, 4, 2), (4, 4, 2), (32, 8, 4)])
+        (24, 4, 3), (24, 8, 3), (64, 4, 4), (64, 8, 4), (32, 4, 2), (4, 4, 2), (32, 8, 4),
+        (64, 8, 5), (32, 5, 3), (64, 4, 5)])  # uneven splits: high --robust at 10:7 is 8/5
     def test_spreading_posting_transforms_over_views_keeps_their_share(
             self, steps, cycle, renderings):
-        """As many steps draw as a quarter share of the run's cycles gives (low's and
-        high's --robust; the first spread took a quarter of each view's cycles and, with
-        the short-run rule, drew on every step of low), on as many renderings as there
-        are such cycles."""
+        """As many cycles draw as the share of the run's cycles gives (low's and high's
+        --robust; the first spread took a quarter of each view's cycles and, with the
+        short-run rule, drew on every cycle of low; the second lost cycles where the
+        renderings split the cycles unevenly: 1 of 2 for high --robust on a 10:7 photo),
+        on as many renderings as there are such cycles."""
         from cloak.attack import uses_eot
 
+        cycles = range(0, steps, cycle)  # each cycle's first step (the last may be short)
+        for share in (0.25, 0.1, 0.3, 0.5, 0.75):
+            counts = [sum(uses_eot(s, cycle, share, steps, n) for s in cycles)
+                      for n in (renderings, 1)]
+            assert counts[0] == counts[1], (share, counts)
         spread = [uses_eot(s, cycle, 0.25, steps, renderings) for s in range(steps)]
-        in_order = [uses_eot(s, cycle, 0.25, steps) for s in range(steps)]
-        assert sum(spread) == sum(in_order) < steps or steps <= cycle
         drawing = {s // cycle for s in range(steps) if spread[s]}
         assert all(spread[c * cycle:(c + 1) * cycle] == [True] * len(
             spread[c * cycle:(c + 1) * cycle]) for c in drawing)  # whole cycles
