@@ -210,6 +210,18 @@ class TestLookupAndVerification:
             load_autoencoders(["taesdxl"], model_dir=tmp_path / "alone")
         assert not [r for r in caplog.records if "(--model-dir)" in r.getMessage()]
 
+        # another file failing first (a damaged one) does not leave them unnamed
+        damaged = tmp_path / "damaged"
+        damaged.mkdir()
+        data = bytearray((model_dir / "taesd_encoder.safetensors").read_bytes())
+        data[-1] ^= 0xFF
+        (damaged / "taesd_encoder.safetensors").write_bytes(bytes(data))
+        shutil.copy(model_dir / "taesd_decoder.safetensors", damaged)
+        monkeypatch.setenv("CLOAK_MODEL_DIR", str(damaged))
+        with pytest.raises(ModelError, match=r"also missing, with downloads off: "
+                                             r"taesdxl_encoder, taesdxl_decoder$"):
+            load_autoencoders(["taesd", "taesdxl"], model_dir=tmp_path / "alone")
+
     def test_sha_mismatch_is_refused(self, model_dir, tmp_path, monkeypatch):
         """A damaged copy under a pinned name is refused, though it still loads strictly
         and keeps its fingerprint: its last byte, flipped, is a weight's sign and

@@ -8,7 +8,7 @@ import threading
 import torch
 
 from ..errors import ModelError
-from .fetch import DownloadProgress
+from .fetch import DownloadProgress, downloads_off
 from .registry import MODELS, get_spec
 from .taesd import TinyAutoencoder
 from .weights import (
@@ -68,4 +68,14 @@ def load_autoencoders(names, model_dir=None, device: torch.device | str = "cpu",
                     raise
                 raise ModelError(missing_message(MODELS[name], "encoder", exc.why,
                                                  model_dir, stems)) from exc
+            except ModelError as exc:  # a damaged file, say: with downloads off, the files
+                # missing too are named here (one_note_for_files_elsewhere leaves them to
+                # the error), so the user puts everything right at once
+                if allow_download and not downloads_off():
+                    raise
+                stems = missing_stems(tuple(n for n in names if n in MODELS), model_dir)
+                if not stems:
+                    raise
+                raise ModelError(f"{exc}; also missing, with downloads off: "
+                                 f"{', '.join(stems)}") from exc
     return models
