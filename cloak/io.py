@@ -461,7 +461,7 @@ def _check_geometry(path: Path, width: int, height: int, limit: int) -> None:
     if width * height > limit:
         raise _too_many_pixels(path, width * height, limit)
     if min(width, height) < MIN_SIDE:
-        raise _fail(path, f"{width}x{height} px is too small to protect "
+        raise _fail(path, f"{width}x{height} px is too small for cloak "
                           f"(each side must be at least {MIN_SIDE} px)")
     ratio = max(width, height) / min(width, height)
     if ratio > MAX_ASPECT:

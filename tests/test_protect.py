@@ -888,7 +888,7 @@ class TestLibraryChecksUpFront:
     def test_an_image_in_memory_gets_the_size_checks_of_a_file(self, tiny_config):
         from cloak import UnsupportedImageError, protect
 
-        with pytest.raises(UnsupportedImageError, match="too small to protect"):
+        with pytest.raises(UnsupportedImageError, match="too small for cloak"):
             protect(Image.new("RGB", (8, 8)), tiny_config)
         with pytest.raises(UnsupportedImageError, match="extreme aspect ratio"):
             protect(Image.new("RGB", (2000, 20)), tiny_config)
