@@ -215,9 +215,12 @@ def protect_file(src: str | Path, dst: str | Path, config: ProtectConfig | None 
     share = attack_share(config.steps, photo.rgb.shape[0] * photo.rgb.shape[1])
 
     def attack_progress(fraction: float, message: str) -> None:
-        done = (share * fraction / 0.9 if fraction <= 0.9 else  # its end: exactly saving's
-                after_attack(share, SAVED_AT * min(1.0, (fraction - 0.9) / 0.1)
-                             if fraction < 1 else SAVED_AT))
+        if fraction <= 0.9:
+            done = share * fraction / 0.9
+        elif fraction < 1:
+            done = after_attack(share, SAVED_AT * (fraction - 0.9) / 0.1)
+        else:  # exactly saving's point, which a caller may watch for
+            done = after_attack(share, SAVED_AT)
         report_progress(done, "saving" if message == "done" else message)
 
     # a black-and-white photo stored in colour gets a gray change too (colour speckle

@@ -110,23 +110,28 @@ def uses_eot(step: int, cycle: int, share: float, steps: int | None = None,
     """Whether `step` draws posting transforms: whole rotation cycles of length `cycle`
     alternate so that a `share` in [0, 1] of them do (0.5: every other cycle, so each
     model is attacked both as the photo is and as it will be posted). Given the run's
-    `steps`, a run too short for any such cycle (fast's 4 steps, low's 3 cycles at a
-    quarter share) draws them on its last cycle, so a share > 0 is never a no-op.
-    `renderings` > 1 (with `steps`: the views the attack takes in turn, one whole cycle
+    `steps`, see eot_cycles (which the attack asks once a run)."""
+    cycle = max(1, cycle)
+    if steps is None:
+        return _eot_cycle(step // cycle, share)
+    return step // cycle in eot_cycles(steps, cycle, share, renderings)
+
+
+def eot_cycles(steps: int, cycle: int, share: float, renderings: int = 1) -> frozenset[int]:
+    """The rotation cycles (of length `cycle`) of a `steps`-step run that draw posting
+    transforms: a `share` of them. A run too short for any such cycle (fast's 4 steps,
+    low's 3 cycles at a quarter share) draws them on its last cycle, so a share > 0 is
+    never a no-op. `renderings` > 1 (the views the attack takes in turn, one whole cycle
     each): as many cycles draw, spread over the renderings, where taking them in the
     run's order would land every one on the same rendering (a quarter share with 2 or 4
-    of them): the share is taken over the cycles ordered by rendering, then by round."""
-    cycle = max(1, cycle)
-    k = step // cycle
-    if steps is None:
-        return _eot_cycle(k, share)
-    cycles = (steps - 1) // cycle + 1
+    of them): each cycle's rank in the order by rendering, then round, decides."""
+    cycles = (steps - 1) // max(1, cycle) + 1
     views = max(1, renderings)
-    # cycle j attacks rendering j % views in its round j // views: its rank in that order
     by_rendering = sorted(range(cycles), key=lambda j: (j % views, j // views))
-    if share > 0 and not any(_eot_cycle(i, share) for i in range(cycles)):
-        return k == cycles - 1
-    return _eot_cycle(by_rendering.index(k), share)
+    drawing = frozenset(j for rank, j in enumerate(by_rendering) if _eot_cycle(rank, share))
+    if share > 0 and not drawing:
+        return frozenset({cycles - 1})
+    return drawing
 
 
 def _eot_cycle(k: int, share: float) -> bool:
@@ -217,12 +222,14 @@ def protect_pgd(x: torch.Tensor, models: Sequence, eps_map: torch.Tensor, steps:
         delta = torch.maximum(torch.minimum(init.to(x), eps_map), -eps_map)
         delta = ((x + delta).clamp(0, 1) - x).contiguous(memory_format=torch.channels_last)
     schedule = list(rotation) if rotation else list(range(len(models)))
+    # the cycles that draw posting transforms, decided once for the run
+    drawing = eot_cycles(steps, len(schedule), eot_share, len(losses)) if robust else frozenset()
     velocity = torch.zeros_like(x) if momentum > 0 else None
     for step in range(steps):
         if should_stop is not None and should_stop():
             raise Cancelled("cancelled")
         index = schedule[step % len(schedule)]
-        eot = robust and uses_eot(step, len(schedule), eot_share, steps, len(losses))
+        eot = step // len(schedule) in drawing
         view_index = (view_plan(step, len(schedule), len(losses)) if view_plan
                       else (step // len(schedule)) % len(losses))
         if not 0 <= view_index < len(losses):

@@ -56,23 +56,28 @@ def not_added_note(paths: Iterable[str | Path], raw_in_folders: Iterable[Path] =
                      f"{'it' if len(raw) == 1 else 'them'} first, export as JPEG, HEIC or "
                      "TIFF and add that")
     if other:
-        names = ", ".join(p.name for p in other[:2]) + (", ..." if len(other) > 2 else "")
+        names = first_names(other)
         parts.append(f"{plural(len(other), 'file')} that "
                      f"{'is not a photo' if len(other) == 1 else 'are not photos'} cloak "
                      f"reads ({names})")
     if hidden:
-        names = ", ".join(p.name for p in hidden[:2]) + (", ..." if len(hidden) > 2 else "")
+        names = first_names(hidden)
         parts.append(f"{plural(len(hidden), 'hidden file')} ({names}): a name starting "
                      "with a dot is passed over; rename it without the dot to add it")
     if sheets:
-        names = ", ".join(p.name for p in sheets[:2]) + (", ..." if len(sheets) > 2 else "")
+        names = first_names(sheets)
         parts.append(f"{plural(len(sheets), 'preview sheet')} ({names}): made by cloak "
                      "protect --preview; add the original photo instead")
     if copies:
-        names = ", ".join(p.name for p in copies[:2]) + (", ..." if len(copies) > 2 else "")
+        names = first_names(copies)
         parts.append(f"{plural(len(copies), 'protected copy', 'protected copies')} "
                      f"({names}): cloak's own output; add the original photo instead")
     return "not added: " + "; ".join(parts) if parts else ""
+
+
+def first_names(paths: list[Path]) -> str:
+    """The first two of `paths` by name, and "..." where there are more."""
+    return ", ".join(p.name for p in paths[:2]) + (", ..." if len(paths) > 2 else "")
 
 
 def is_image_file(path: Path) -> bool:

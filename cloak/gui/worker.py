@@ -76,6 +76,14 @@ class Outcome:
                 or (weakest is not None and verdict_for(weakest) == "none"))
 
 
+def no_longer_there(folder: Path) -> str:
+    return f"the Save-to folder {folder} is no longer there; choose it again"
+
+
+def not_a_folder(folder: Path) -> str:
+    return f"the Save-to folder {folder} is a file, not a folder; choose a Save-to folder"
+
+
 def moved_during_the_run(folder: Path) -> str:
     return (f"the Save-to folder {folder} was moved, renamed or unmounted during the run "
             "(the folder at its name now is another one); choose it again")
@@ -379,9 +387,7 @@ class ProtectWorker(QObject):
                          "its copy was not written; protect it again")
                     return
                 self._folder_errors[job.out_dir] = (
-                    f"the Save-to folder {job.out_dir} is no longer there; choose it again"
-                    if exc.errno == errno.ENOENT else f"the Save-to folder {job.out_dir} is "
-                    "a file now, not a folder; choose a Save-to folder")
+                    no_longer_there if exc.errno == errno.ENOENT else not_a_folder)(job.out_dir)
                 emit(self.failed, job.index, self._folder_errors[job.out_dir])
                 return
             if isinstance(exc, OutputError) and exc.errno in FOLDER_STOPS:
@@ -440,21 +446,18 @@ class ProtectWorker(QObject):
             raise OutputError(self._folder_errors[folder])
         if folder.exists() and not folder.is_dir():
             self._folder_errors[folder] = (
-                f"the Save-to folder {folder} is a file, not a folder; choose a Save-to "
-                "folder" if not make else
+                not_a_folder(folder) if not make else
                 f"{folder}, the folder for copies of the photos in {folder.parent}, is a "
                 "file, not a folder; rename that file or choose a Save-to folder")
             raise OutputError(self._folder_errors[folder])
         if not folder.is_dir() and not make:  # renamed, deleted or unmounted since Protect
-            self._folder_errors[folder] = (f"the Save-to folder {folder} is no longer "
-                                           "there; choose it again")
+            self._folder_errors[folder] = no_longer_there(folder)
             raise OutputError(self._folder_errors[folder])
         if not folder.is_dir():
             try:
                 folder.mkdir()
             except FileNotFoundError as exc:
-                self._folder_errors[folder] = (f"the Save-to folder {folder} is no longer "
-                                               "there; choose it again")
+                self._folder_errors[folder] = no_longer_there(folder)
                 raise OutputError(self._folder_errors[folder]) from exc
             except OSError as exc:
                 raise OutputError(f"can't create the folder {folder} "
@@ -467,10 +470,9 @@ class ProtectWorker(QObject):
             self._folder_errors[folder] = f"{exc}; choose a Save-to folder you can write to"
             raise OutputError(self._folder_errors[folder]) from exc
         found = _folder_id(folder)
-        if make:  # a default protected/ folder deleted since is simply made again
-            self._folder_ids[folder] = found
-        elif self._folder_ids.setdefault(folder, found) != found:  # moved since its first
-            # photo; the one at its name now was made again (or put there) since
+        # a chosen folder moved since its first photo: the one at its name now was made
+        # again (or put there) since; a default protected/ deleted since is made again
+        if not make and self._folder_ids.setdefault(folder, found) != found:
             self._folder_errors[folder] = moved_during_the_run(folder)
             raise OutputError(self._folder_errors[folder])
         if folder not in self._swept:  # temp files a force-quit app left there, once a run
