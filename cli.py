@@ -28,6 +28,7 @@ try:  # torch is not among these (--help answers at once); each command imports 
     from cloak.channel_list import ALL_CHANNELS
     from cloak.io import IMAGE_SUFFIXES
     from cloak.metadata import MetadataPolicy
+    from cloak.models.registry import ALL_MODEL_NAMES
     from cloak.preview import PREVIEW_SUFFIX
     from cloak.report import shown_db
 except KeyboardInterrupt:
@@ -104,7 +105,7 @@ def reporting_failures(hook):
             _failure_hooks.remove(hook)
 
 
-DEFAULT_VERIFY_MODELS = ("taesd", "taesdxl", "taef1", "taef2")
+DEFAULT_VERIFY_MODELS = ALL_MODEL_NAMES
 
 
 def parse_channels(text: str | None) -> tuple[str, ...]:
@@ -206,7 +207,7 @@ def protect(
     steps: Annotated[int | None, typer.Option(
         min=1, metavar="N", help="Override the number of attack steps.")] = None,
     models: Annotated[str, typer.Option(
-        metavar="NAMES", help="Autoencoders to attack, comma-separated.")] = "taesd,taesdxl,taef1,taef2",
+        metavar="NAMES", help="Autoencoders to attack, comma-separated.")] = ",".join(ALL_MODEL_NAMES),
     objective: Annotated[str, typer.Option(
         metavar="NAME", help="e2e (reconstruction error), latent (untargeted latent push) or encoder "
              "(PhotoGuard latent target).")] = "e2e",
@@ -839,7 +840,7 @@ def verify(
         from PIL import Image
 
         from cloak import io
-        from cloak.errors import UnsupportedImageError, is_out_of_memory
+        from cloak.errors import UnsupportedImageError, is_out_of_memory, out_of_memory_message
         from cloak.verify import photo_image
 
     # each model once (`--models taesd,taesd`), in the order given
@@ -924,8 +925,8 @@ def verify(
             if not is_out_of_memory(exc):
                 leave_report(f"unexpected error ({type(exc).__name__}: {exc})")
                 raise
-            fail("not enough memory to compare these photos at full size; compare a smaller "
-                 "copy of both (the same size)")
+            fail(out_of_memory_message(exc, "to compare these photos at full size",
+                                       "compare a smaller copy of both (the same size)"))
         except KeyboardInterrupt:
             leave_report("interrupted")  # not an earlier pair's verdict in its place
             typer.secho("Interrupted; no figures were written.", err=True)
@@ -1031,17 +1032,19 @@ def compare_one(photo: Path, protected: Path, loaded: list, channels: tuple[str,
             "cloak_version": __version__}
 
 
-def item_failure(exc: BaseException, out_of_memory: str) -> str:
+def item_failure(exc: BaseException, what: str, smaller: str) -> str:
     """The one-line reason one photo (or pair) of a folder run failed with `exc`, a
-    CloakError, OSError or out-of-memory error (said as `out_of_memory`); any other
-    RuntimeError is a bug and is raised again."""
-    from cloak.errors import is_out_of_memory
+    CloakError, OSError or out-of-memory error (cloak.errors.out_of_memory_message, with
+    `what` and `smaller`); any other RuntimeError is a bug and is raised again."""
+    from cloak.errors import is_out_of_memory, out_of_memory_message
 
     if isinstance(exc, (MemoryError, RuntimeError)) and not is_out_of_memory(exc):
         raise exc
     if isinstance(exc, OSError) and exc.filename:
         return f"can't read {exc.filename}: {exc.strerror or exc}"
-    return str(exc) if isinstance(exc, (CloakError, OSError)) else out_of_memory
+    if isinstance(exc, (CloakError, OSError)):
+        return str(exc)
+    return out_of_memory_message(exc, what, smaller)
 
 
 def unsearched_rows(unreadable: list[OSError], folder: Path, **blank) -> list[dict]:
@@ -1088,7 +1091,7 @@ def receipt_folder(folder: Path, model_dir: str | None, device: str | None,
                 image = photo_image(io.load_photo(path))
                 receipt = receipt_image(image, model_dir, device)
             except (CloakError, OSError, MemoryError, RuntimeError) as exc:
-                why = item_failure(exc, "not enough memory to read it")
+                why = item_failure(exc, "to read it", "check a smaller copy")
                 for said in (f"{path}: ", f"can't read {path}: "):  # named on the line already
                     why = why.removeprefix(said)
                 say(f"{printable(name)}: not read: {printable(why)}",
@@ -1240,7 +1243,7 @@ def measure_pairs(pairs, originals: Path, channels: tuple[str, ...], names: tupl
             v.note = join_notes(pair.note, v.note, swapped_note(
                 v, pair.original, pair.copy, "the folder of ORIGINALS, then PROTECTED"))
         except (CloakError, OSError, MemoryError, RuntimeError) as exc:
-            why = item_failure(exc, "not enough memory to compare them")
+            why = item_failure(exc, "to compare them", "compare a smaller copy of both")
             row["error"] = why
             say(f"{printable(pair.name)}: not measured: {printable(why)}",
                 color=typer.colors.RED, err=True)

@@ -97,7 +97,7 @@ def tiled(tile: torch.Tensor, height: int, width: int, top: int = 0, left: int =
 
 def default_when(step: int, steps: int, cycle: int, index: int, share: float) -> bool:
     """A share of the rotation cycles, alternating (as attack.uses_eot)."""
-    return uses_eot(step, cycle, share)
+    return uses_eot(step, cycle, share, steps)
 
 
 def first_when(step: int, steps: int, cycle: int, index: int, share: float) -> bool:
@@ -201,7 +201,7 @@ def lever_pgd(lever: dict):
                             return t[..., dy:dy + t.shape[-2] - 8, dx:dx + t.shape[-1] - 8]
                     loss = objectives.reconstruction_error(models[index], view(x_adv), view(x))
                 elif lever.get("jpeg_share") and uses_eot(step, len(schedule),
-                                                         lever["jpeg_share"]):
+                                                         lever["jpeg_share"], steps):
                     quality = random.Random(step).uniform(70, 90)
                     loss = objectives.reconstruction_error(
                         models[index], model_view(jpeg_round_trip(x_adv, quality)),

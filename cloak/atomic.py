@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from .errors import CloakError, OutputError, OutputExistsError
+from .errors import CloakError, OutputError, OutputExistsError, raised_by_cloak
 
 
 def check_folder_writable(folder: str | os.PathLike[str]) -> None:
@@ -209,8 +209,10 @@ def write_atomic(dst: str | os.PathLike[str], write: Callable[[IO[bytes]], None]
         error = OutputError(f"could not write {dst}: {exc.strerror or exc}")
         error.errno = exc.errno
         raise error from None
-    except Exception as exc:  # noqa: BLE001 - encoders raise many types; report, clean up
+    except Exception as exc:
         temp.unlink(missing_ok=True)
+        if isinstance(exc, MemoryError) or raised_by_cloak(exc):
+            raise  # said as out of memory, or as cloak's bug, by the caller
         raise OutputError(f"could not encode {dst.name}: {exc}") from None
     except BaseException:
         temp.unlink(missing_ok=True)

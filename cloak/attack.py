@@ -105,16 +105,12 @@ def step_size(step: int, steps: int, start: float = 0.5, end: float = 0.05) -> f
     return start + (end - start) * step / (steps - 1)
 
 
-def uses_eot(step: int, cycle: int, share: float, steps: int | None = None,
-             renderings: int = 1) -> bool:
-    """Whether `step` draws posting transforms: whole rotation cycles of length `cycle`
-    alternate so that a `share` in [0, 1] of them do (0.5: every other cycle, so each
-    model is attacked both as the photo is and as it will be posted). Given the run's
-    `steps`, see eot_cycles (which the attack asks once a run)."""
-    cycle = max(1, cycle)
-    if steps is None:
-        return _eot_cycle(step // cycle, share)
-    return step // cycle in eot_cycles(steps, cycle, share, renderings)
+def uses_eot(step: int, cycle: int, share: float, steps: int, renderings: int = 1) -> bool:
+    """Whether `step` of a `steps`-step run draws posting transforms: whole rotation
+    cycles of length `cycle` alternate so that a `share` in [0, 1] of them do (0.5: every
+    other cycle, so each model is attacked both as the photo is and as it will be
+    posted); see eot_cycles, which the attack asks once a run."""
+    return step // max(1, cycle) in eot_cycles(steps, cycle, share, renderings)
 
 
 def eot_cycles(steps: int, cycle: int, share: float, renderings: int = 1) -> frozenset[int]:

@@ -39,8 +39,8 @@ from .errors import (
     CloakError,
     OutputError,
     UnsupportedImageError,
-    is_gpu_out_of_memory,
     is_out_of_memory,
+    out_of_memory_message,
 )
 from .manifest import (
     LOCK_NAME,
@@ -705,11 +705,8 @@ def _describe(exc: BaseException) -> str:
         return f"can't read or write{where}: {exc.strerror or exc}"
     if is_out_of_memory(exc):
         # every preset but high attacks at 512 px: a lower one needs no less memory
-        if is_gpu_out_of_memory(exc):
-            return ("not enough GPU memory to protect this photo; close other programs "
-                    "using the GPU, or use --device cpu")
-        return ("not enough memory to protect this photo; close other programs, or protect "
-                "a smaller copy (--strength high needs the most)")
+        return out_of_memory_message(exc, "to protect this photo", "protect a smaller copy "
+                                     "(--strength high needs the most)")
     return f"unexpected error ({type(exc).__name__}: {exc}); please report it"
 
 

@@ -143,7 +143,7 @@ def load_user_mask(path: str | Path, height: int, width: int, check_aspect: bool
         aspect_height, aspect_width = height, width
     from PIL import Image, ImageOps
 
-    from .errors import UnsupportedImageError
+    from .errors import UnsupportedImageError, raised_by_cloak
     from .io import DECODE_ERRORS, READ_FORMATS, decoding_limit, pixel_limit
 
     try:  # a mask over cloak's pixel limit fails as a photo would (no traceback)
@@ -158,6 +158,8 @@ def load_user_mask(path: str | Path, height: int, width: int, check_aspect: bool
         if tiff:  # outside the lock: read as a photo is (load_photo takes it itself)
             img = _tiff_values(Path(path))
     except DECODE_ERRORS as exc:  # Pillow raises SyntaxError, struct.error... on damage
+        if raised_by_cloak(exc):  # cloak's own bug, not damage in the mask
+            raise
         raise UnsupportedImageError(f"can't read mask {path}: {exc}") from exc
     slack = MASK_ASPECT_TOLERANCE + 1 / min(img.width, img.height)
     if check_aspect and abs((img.width / img.height) / (aspect_width / aspect_height) - 1) > \

@@ -61,3 +61,32 @@ def is_gpu_out_of_memory(exc: BaseException) -> bool:
     text = str(exc).lower()
     return is_out_of_memory(exc) and any(
         words in text for words in ("cuda", "hip", "mps backend", "gpu"))
+
+
+def out_of_memory_message(exc: BaseException, what: str, smaller: str,
+                          cpu_switch: str = "use --device cpu") -> str:
+    """The one line for an out-of-memory `exc` (is_out_of_memory) while doing `what`
+    ("to protect this photo"): on a GPU, the CPU (`cpu_switch`) is the advice; else
+    closing other programs, or `smaller` ("protect a smaller copy")."""
+    if is_gpu_out_of_memory(exc):
+        return (f"not enough GPU memory {what}; close other programs using the GPU, "
+                f"or {cpu_switch}")
+    return f"not enough memory {what}; close other programs, or {smaller}"
+
+
+def raised_by_cloak(exc: BaseException) -> bool:
+    """Whether `exc` is a programming error (TypeError, KeyError, IndexError,
+    AttributeError, NameError) raised in cloak's own code rather than in a decoder or
+    encoder it calls: such an error is cloak's bug to report, not damage in the user's
+    file."""
+    if not isinstance(exc, (TypeError, KeyError, IndexError, AttributeError, NameError)):
+        return False
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parent
+    return package in Path(tb.tb_frame.f_code.co_filename).resolve().parents

@@ -78,7 +78,14 @@ from .cicp import (
     png_cicp,
     with_avif_cicp,
 )
-from .errors import CloakError, ConfigError, OutputError, OutputExistsError, UnsupportedImageError
+from .errors import (
+    CloakError,
+    ConfigError,
+    OutputError,
+    OutputExistsError,
+    UnsupportedImageError,
+    raised_by_cloak,
+)
 from .png16 import write_png16
 from .same_path import same_file
 
@@ -400,6 +407,8 @@ def load_photo(path: str | os.PathLike[str], max_pixels: int | None = None) -> P
     except MemoryError:
         raise _fail(path, "too large to load into memory") from None
     except DECODE_ERRORS as exc:  # Pillow/libheif decoders raise many types on bad data
+        if raised_by_cloak(exc):  # cloak's own bug, not damage in the file: reported so
+            raise
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if "truncated" in detail.lower():  # Pillow's "image file is truncated (40 bytes
             # not processed)" says again what the line says: the file ends too soon
@@ -648,7 +657,7 @@ def _pixels(image: Image.Image, fp: IO[bytes], path: Path, icc: bytes | None
             image.info["transparency"] = low_bit_gray_key(key, depth)
     if image.format == "TIFF" and mode in ("RGB", "RGBA", "CMYK") and _tiff_bits(image) > 8:
         # not premultiplied alpha (ExtraSamples 1): Pillow's reading unmultiplies it
-        deep = (_tiff16(image, fp, path) if mode != "CMYK" and
+        deep = (_tiff16(image, fp) if mode != "CMYK" and
                 image.tag_v2.get(338) not in (1, (1,)) else None)
         if deep is not None:
             return (*deep, 16, icc)
@@ -723,7 +732,7 @@ def _png16(fp: IO[bytes], path: Path, colour_type: int
     return color, (data[:, :, 3].copy() if data.shape[2] == 4 else None)
 
 
-def _tiff16(image: Image.Image, fp: IO[bytes], path: Path
+def _tiff16(image: Image.Image, fp: IO[bytes]
             ) -> tuple[np.ndarray, np.ndarray | None] | None:
     """A 16-bit RGB(A) TIFF's full samples, decoded with OpenCV (Pillow keeps the top 8
     bits): (H, W, 3) uint16 colour and (H, W) uint16 alpha or None, in the orientation

@@ -188,8 +188,9 @@ def clean_reference(model, xs: torch.Tensor) -> tuple[torch.Tensor, float]:
 @torch.no_grad()
 def damage_and_shift(model, xs: torch.Tensor, clean: tuple[torch.Tensor, float],
                      xas: torch.Tensor) -> tuple[float, float]:
-    """Damage (dB, see damage_db) and relative latent shift (see latent_shift) of the
-    protected xas against the clean xs, both at the measuring size, sharing the encodes."""
+    """Damage (dB, see damage_db) and relative latent shift ||E(xas) - E(xs)|| / ||E(xs)||
+    of the protected xas against the clean xs, both at the measuring size, sharing the
+    encodes."""
     z, clean_psnr = clean
     za = model.encode(xas)
     damage = clean_psnr - psnr(model.decode(za).float().clamp(0, 1), xs)
@@ -203,11 +204,3 @@ def damage_db(model, x: torch.Tensor, x_adv: torch.Tensor, size: int = 512) -> f
     `size`. Higher is stronger protection; ~0 means none."""
     xs, xas = resize_long(x, size), resize_long(x_adv, size)
     return damage_and_shift(model, xs, clean_reference(model, xs), xas)[0]
-
-
-@torch.no_grad()
-def latent_shift(model, x: torch.Tensor, x_adv: torch.Tensor, size: int = 512) -> float:
-    """Relative latent change ||E(x_adv) - E(x)|| / ||E(x)|| at long side `size`."""
-    z = model.encode(resize_long(x, size)).float()
-    za = model.encode(resize_long(x_adv, size)).float()
-    return float((za - z).norm() / z.norm().clamp_min(1e-8))

@@ -109,10 +109,10 @@ class TestProtectPGD:
     def test_eot_share_alternates_whole_cycles(self):
         from cloak.attack import uses_eot
 
-        assert [uses_eot(s, 4, 0.5) for s in range(16)] == [False] * 4 + [True] * 4 + \
+        assert [uses_eot(s, 4, 0.5, 16) for s in range(16)] == [False] * 4 + [True] * 4 + \
             [False] * 4 + [True] * 4
-        assert not any(uses_eot(s, 4, 0.0) for s in range(16))
-        assert all(uses_eot(s, 4, 1.0) for s in range(16))
+        assert not any(uses_eot(s, 4, 0.0, 16) for s in range(16))
+        assert all(uses_eot(s, 4, 1.0, 16) for s in range(16))
         # medium's share (a quarter) over 4 cycles: the fourth
         assert [uses_eot(s, 8, 0.25, 32) for s in range(0, 32, 8)] == [False] * 3 + [True]
         # runs too short for a quarter of their cycles still draw, on their last cycle:

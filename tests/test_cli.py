@@ -1732,3 +1732,39 @@ def test_a_seed_out_of_range_is_refused_as_the_option_it_is(tmp_path, small_phot
         (line,) = err.strip().splitlines()
         assert line.startswith("error: Invalid value for '--seed': "), line
     assert not (tmp_path / "o").exists()
+
+
+def test_a_bug_in_cloaks_reader_is_reported_as_a_bug_not_as_a_corrupt_photo(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A KeyError raised in cloak's own chunk reader made `cloak protect` say "good.png:
+    the image data is truncated or corrupt ('cICP')" of a good photo; it is cloak's bug,
+    said so, and the photo is left as it was."""
+    import cloak.io
+
+    photo = tmp_path / "good.png"
+    Image.new("RGB", (64, 48), (120, 80, 40)).save(photo)
+    before = sha256(photo)
+    scope: dict = {}
+    exec(compile("def png_cicp(fp, max_chunks=4096):\n    return {}['cICP']\n",  # noqa: S102
+                 cloak.io.__file__, "exec"), scope)  # as if in cloak's own file
+    monkeypatch.setattr(cloak.io, "png_cicp", scope["png_cicp"])
+    result = invoke("protect", photo, "--out", tmp_path / "out", *TINY)
+    assert result.exit_code == 2
+    assert "unexpected error (KeyError: 'cICP'); please report it" in result.output
+    assert "corrupt" not in result.output and sha256(photo) == before
+
+
+def test_verify_out_of_memory_on_a_gpu_advises_the_cpu():
+    """verify's folder rows said "not enough memory to compare them" of a GPU's memory
+    too, and a pair's line "compare a smaller copy of both" (the photos are resized before
+    the models see them): on a GPU the advice is the CPU, as protect's is."""
+    gpu = RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    cpu = MemoryError()
+    on_gpu = cli.item_failure(gpu, "to compare them", "compare a smaller copy of both")
+    assert on_gpu == ("not enough GPU memory to compare them; close other programs using "
+                      "the GPU, or use --device cpu")
+    assert cli.item_failure(cpu, "to compare them", "compare a smaller copy of both") == (
+        "not enough memory to compare them; close other programs, or compare a smaller "
+        "copy of both")
+    with pytest.raises(RuntimeError, match="shape mismatch"):  # a bug is raised again
+        cli.item_failure(RuntimeError("shape mismatch"), "to compare them", "")

@@ -2565,3 +2565,55 @@ def kept_packet(tmp_path: Path, source: str) -> bytes:
                          metadata=MetadataPolicy(keep_xmp=True))
     with Image.open(kept) as out:
         return out.info["xmp"]
+
+
+def in_cloaks_code(source: str, name: str):
+    """The function `name` defined by `source`, compiled as if it were cloak's own code
+    (its frames name a file of the cloak package), as a bug of cloak's would raise."""
+    scope: dict = {}
+    exec(compile(source, io.__file__, "exec"), scope)  # noqa: S102 - the test's own text
+    return scope[name]
+
+
+def test_cloaks_own_bug_while_reading_is_not_called_damage(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch):
+    """A KeyError in cloak's own chunk reader (not in Pillow's decoder) said "the image
+    data is truncated or corrupt ('cICP')": the user's good file blamed for cloak's bug.
+    It is raised as it is now (the CLI says "unexpected error ... please report it"),
+    while the same type from Pillow's decoding of a damaged file still names the file."""
+    path = tmp_path / "good.png"
+    Image.new("RGB", (64, 48), (120, 80, 40)).save(path)
+    monkeypatch.setattr(io, "png_cicp", in_cloaks_code(
+        "def png_cicp(fp, max_chunks=4096):\n    return {}['cICP']\n", "png_cicp"))
+    with pytest.raises(KeyError, match="cICP"):
+        io.load_photo(path)
+    monkeypatch.undo()
+
+    def decoder_fails(self, *args, **kwargs):  # a decoder's own error, outside cloak
+        raise KeyError("bad table")
+
+    monkeypatch.setattr(Image.Image, "load", decoder_fails)
+    with pytest.raises(UnsupportedImageError, match=r"good\.png.*corrupt.*bad table"):
+        io.load_photo(path)
+
+
+def test_write_atomic_leaves_memory_and_cloaks_bugs_to_the_caller(tmp_path: Path) -> None:
+    """An encoder out of memory said "could not encode a.png: " (no reason), and a bug in
+    cloak's own writer "could not encode a.png: list index out of range": both are raised
+    as they are now (said as out of memory, or as a bug, by the batch), with no temporary
+    file left; an encoder's own error is still an OutputError naming the file."""
+    def out_of_memory(fp):
+        raise MemoryError
+
+    buggy_writer = in_cloaks_code("def write(fp):\n    return [][0]\n", "write")
+
+    def encoder_refuses(fp):
+        raise ValueError("unknown raw mode")
+
+    with pytest.raises(MemoryError):
+        atomic.write_atomic(tmp_path / "a.png", out_of_memory)
+    with pytest.raises(IndexError):
+        atomic.write_atomic(tmp_path / "a.png", buggy_writer)
+    with pytest.raises(OutputError, match=r"could not encode a\.png: unknown raw mode"):
+        atomic.write_atomic(tmp_path / "a.png", encoder_refuses)
+    assert list(tmp_path.iterdir()) == []

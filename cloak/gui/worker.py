@@ -25,8 +25,8 @@ from cloak.batch import FOLDER_STOPS  # a full or read-only disk: the folder fai
 from cloak.errors import (
     ModelError,
     OutputExistsError,
-    is_gpu_out_of_memory,
     is_out_of_memory,
+    out_of_memory_message,
 )
 from cloak.io import output_path_for
 from cloak.report import VERDICTS, verdict_for
@@ -198,11 +198,9 @@ def plain_message(exc: Exception) -> str:
     if isinstance(exc, CloakError):
         return for_the_app(str(exc))
     if is_out_of_memory(exc):
-        if is_gpu_out_of_memory(exc):
-            return ("not enough GPU memory for this photo; close other programs using "
-                    "the GPU, or set CLOAK_DEVICE=cpu before starting the app")
-        return ("not enough memory for this photo; close other programs, or protect a "
-                "smaller copy (strength High needs the most)")
+        return out_of_memory_message(exc, "for this photo", "protect a smaller copy "
+                                     "(strength High needs the most)",
+                                     "set CLOAK_DEVICE=cpu before starting the app")
     if isinstance(exc, OSError) and exc.strerror:
         return f"could not read or write the file ({exc.strerror})"
     where = log_file()
