@@ -841,7 +841,7 @@ def verify(
 
         from cloak import io
         from cloak.errors import UnsupportedImageError, is_out_of_memory, out_of_memory_message
-        from cloak.verify import photo_image
+        from cloak.verify import colour_profile, photo_image
 
     # each model once (`--models taesd,taesd`), in the order given
     names = tuple(dict.fromkeys(m.strip().lower() for m in models.split(",") if m.strip()))
@@ -872,7 +872,7 @@ def verify(
 
         def as_image(path: Path) -> tuple[Image.Image, bytes | None]:
             photo = io.load_photo(path)
-            return photo_image(photo), photo.icc_profile  # RGBA when it has alpha
+            return photo_image(photo), colour_profile(photo)  # RGBA when it has alpha
 
         try:
             for name in names:
@@ -1220,7 +1220,7 @@ def measure_pairs(pairs, originals: Path, channels: tuple[str, ...], names: tupl
     its verdict counted in `counts` as it is done (so a Ctrl-C keeps the pairs done)."""
     from cloak import io
     from cloak.compare import compare_copy, join_notes, swapped_note
-    from cloak.verify import photo_image
+    from cloak.verify import colour_profile, photo_image
 
     for i, pair in enumerate(pairs, 1):
         row = {"name": pair.name, "original": str(pair.original) if pair.original else None,
@@ -1236,7 +1236,7 @@ def measure_pairs(pairs, originals: Path, channels: tuple[str, ...], names: tupl
             with measuring_bar(f"{i}/{len(pairs)} {printable(pair.name)}") as progress:
                 compared = compare_copy(
                     photo_image(loaded[0]), photo_image(loaded[1]),
-                    original_icc=loaded[0].icc_profile, copy_icc=loaded[1].icc_profile,
+                    original_icc=colour_profile(loaded[0]), copy_icc=colour_profile(loaded[1]),
                     copy_path=pair.copy, channels=channels, models=names,
                     model_dir=model_dir, device=device, progress=progress)
             v, floor = compared.verification, compared.floor

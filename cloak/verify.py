@@ -23,6 +23,7 @@ from PIL import Image
 from . import metrics
 from .channel_list import ALL_CHANNELS, SOCIAL_PRESETS
 from .channels import apply_channel, image_tensor, is_transparent, rgb_or_rgba
+from .cicp_icc import icc_for_cicp
 from .comparable import (
     TRANSPARENT_PAIR_NOTE,
     check_comparable,
@@ -34,7 +35,7 @@ from .comparable import (
 )
 from .device import autocast, pick_device, uses_bf16
 from .errors import Cancelled, ConfigError
-from .io import Photo, to_8bit
+from .io import Photo, cicp_of, to_8bit
 from .models import ALL_MODEL_NAMES, load_autoencoders
 from .report import VERDICTS, stored_db, verdict_for  # noqa: F401 - VERDICTS is part of verify's API
 
@@ -50,6 +51,16 @@ def photo_image(photo: Photo) -> Image.Image:
     if alpha.dtype != np.uint8:  # 16-bit: as cloak.io writes it at 8 bits
         alpha = to_8bit(alpha)
     return Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
+
+
+def colour_profile(photo: Photo) -> bytes | None:
+    """The ICC profile verify reads a loaded photo's values through: its own, else the one
+    its CICP tag names (cicp_icc: a Display P3 HEIC from an iPhone, a cICP PNG), else None
+    (sRGB, or an HDR tag no profile holds)."""
+    if photo.icc_profile:
+        return photo.icc_profile
+    cicp = cicp_of(photo)
+    return icc_for_cicp(*cicp) if cicp else None
 
 
 @dataclass

@@ -715,3 +715,43 @@ def test_a_gray_photo_s_gray_profile_is_applied_when_compared_in_srgb():
     assert converted.getpixel((0, 0)) == (188, 188, 188)
     assert np.array_equal(np.asarray(copy), np.asarray(download))  # sRGB already
     assert "compared in sRGB" in note
+
+
+def test_a_cicp_tagged_display_p3_original_is_compared_in_srgb_too(model_dir, tmp_path):
+    """A PNG whose Display P3 is said by a cICP chunk (no ICC profile), against its sRGB
+    download: verify took the tag for no profile, compared them as stored, and called
+    an unprotected copy "moderate" (2.3 dB). The tag's colours now get a profile
+    (cicp_icc), which converts as Apple's own Display P3 profile does, to a level."""
+    import json
+    import struct
+    import zlib
+
+    from typer.testing import CliRunner
+
+    import cli
+    from cloak.cicp_icc import icc_for_cicp
+    from cloak.colour import to_srgb
+
+    p3, apple_icc = iphone_photo((496, 640))
+    ours = icc_for_cicp(12, 13)
+    gap = np.abs(np.asarray(to_srgb(p3, ours), np.int16)
+                 - np.asarray(to_srgb(p3, apple_icc), np.int16))
+    assert gap.max() <= 1 and np.abs(np.asarray(to_srgb(p3, ours), np.int16)
+                                     - np.asarray(p3, np.int16)).max() > 20
+    assert icc_for_cicp(1, 13) is None and icc_for_cicp(9, 16) is None  # sRGB; HDR
+
+    p3.save(tmp_path / "tagged.png")
+    raw = (tmp_path / "tagged.png").read_bytes()
+    cicp = bytes([12, 13, 0, 1])
+    chunk = struct.pack(">I", 4) + b"cICP" + cicp + struct.pack(">I", zlib.crc32(b"cICP" + cicp))
+    (tmp_path / "tagged.png").write_bytes(raw[:33] + chunk + raw[33:])  # after IHDR
+    to_srgb(p3, apple_icc).save(tmp_path / "download.jpg", quality=95)
+    result = CliRunner().invoke(cli.app, [
+        "verify", str(tmp_path / "tagged.png"), str(tmp_path / "download.jpg"),
+        "--models", "taesd", "--channels", "as-is", "--json", str(tmp_path / "v.json")])
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "v.json").read_text())
+    assert "Display P3 (from the photo's CICP tag)" in data["note"]
+    assert "compared in sRGB" in data["note"]
+    assert abs(data["channels"][0]["damage_db"]["taesd"]) < 0.2
+    assert data["verdict"] == "none"
