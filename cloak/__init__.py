@@ -12,16 +12,20 @@ from .errors import (
 from .report import Report
 
 __all__ = ["PRESETS", "Cancelled", "CloakError", "ConfigError", "ModelError", "OutputError",
-           "ProtectConfig", "Report", "UnsupportedImageError", "protect", "protect_file"]
+           "ProtectConfig", "Report", "UnsupportedImageError", "protect", "protect_file", "verify_files"]
 __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-    """protect and protect_file load torch: imported on first use, so `import cloak` (and
-    the CLI's --help) does not wait for it."""
+    """protect, protect_file and verify_files load torch: imported on first use, so
+    `import cloak` (and the CLI's --help) does not wait for it."""
     if name in ("protect", "protect_file"):
         from . import api
 
         return getattr(api, name)
+    if name == "verify_files":
+        from .compare import verify_files
+
+        return verify_files
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 

@@ -11,7 +11,9 @@ from pathlib import Path
 from PIL import Image
 
 from . import verify
+from .channel_list import ALL_CHANNELS
 from .compression import CompressionFloor, compression_floor, jpeg_settings
+from .models.registry import ALL_MODEL_NAMES
 from .verify import Verification
 
 
@@ -59,6 +61,25 @@ def compare_copy(original: Image.Image, copy: Image.Image, *, original_icc: byte
     verification.note = join_notes(colour_note, same_pixels_note(original, copy),
                                    verification.note, floor.note() if floor else None)
     return Comparison(verification, floor, original, copy)
+
+
+def verify_files(original: str | Path, copy: str | Path,
+                 channels: Sequence[str] = ALL_CHANNELS,
+                 models: Sequence[str] = ALL_MODEL_NAMES, model_dir: str | None = None,
+                 device: str | None = None, at_1024: bool = False,
+                 progress: Callable[[float, str], None] | None = None) -> Comparison:
+    """`cloak verify ORIGINAL COPY` from Python: both files read as cloak reads a photo
+    (upright, CMYK and 16-bit converted, with the colour profile or CICP tag each
+    carries), then compare_copy. verify_images, which takes images, compares their
+    values as given (upright sRGB)."""
+    from .io import load_photo
+
+    first, second = load_photo(original), load_photo(copy)
+    return compare_copy(verify.photo_image(first), verify.photo_image(second),
+                        original_icc=verify.colour_profile(first),
+                        copy_icc=verify.colour_profile(second), copy_path=Path(copy),
+                        channels=channels, models=models, model_dir=model_dir,
+                        device=device, at_1024=at_1024, progress=progress)
 
 
 def join_notes(*notes: str | None) -> str | None:

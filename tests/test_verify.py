@@ -755,3 +755,23 @@ def test_a_cicp_tagged_display_p3_original_is_compared_in_srgb_too(model_dir, tm
     assert "compared in sRGB" in data["note"]
     assert abs(data["channels"][0]["damage_db"]["taesd"]) < 0.2
     assert data["verdict"] == "none"
+
+
+def test_verify_files_reads_both_photos_as_the_cli_does(model_dir, tmp_path):
+    """The README's Python check, verify_images(Image.open(a), Image.open(b)), compares
+    stored values: a Display P3 original against its unprotected sRGB download read as
+    damage (the colour shift). cloak.verify_files reads both files as `cloak verify`
+    does, profiles included, and finds none."""
+    import cloak
+    from cloak.colour import to_srgb
+
+    p3, icc = iphone_photo((496, 640))
+    p3.save(tmp_path / "iphone.png", icc_profile=icc)
+    to_srgb(p3, icc).save(tmp_path / "download.jpg", quality=95)
+    with Image.open(tmp_path / "iphone.png") as a, Image.open(tmp_path / "download.jpg") as b:
+        raw = verify_images(a, b, ("as-is",), models=("taesd",))
+    assert raw.channels[0].damage_db["taesd"] > 0.2
+    checked = cloak.verify_files(tmp_path / "iphone.png", tmp_path / "download.jpg",
+                                 channels=("as-is",), models=("taesd",)).verification
+    assert abs(checked.channels[0].damage_db["taesd"]) < 0.1
+    assert "compared in sRGB" in checked.note and checked.verdict == "none"
