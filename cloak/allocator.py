@@ -27,15 +27,17 @@ MMAP_THRESHOLD = 1 << 30  # blocks up to 1 GiB come from the reusable heap
 TRIM_THRESHOLD = 2**31 - 1  # largest value mallopt takes: never shrink the heap
 
 _applied: bool | None = None
+OFF_WORDS = ("0", "false", "no", "off")  # as CLOAK_OFFLINE reads them
 
 
 def keep_freed_memory() -> bool:
-    """Set glibc's mmap and trim thresholds once per process. True when they are set."""
+    """Set glibc's mmap and trim thresholds once per process (unless
+    CLOAK_KEEP_FREED_MEMORY is 0, false, no or off). True when they are set."""
     global _applied
     if _applied is not None:
         return _applied
     _applied = False
-    if os.environ.get("CLOAK_KEEP_FREED_MEMORY", "1") == "0":
+    if os.environ.get("CLOAK_KEEP_FREED_MEMORY", "").strip().lower() in OFF_WORDS:
         return False
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False

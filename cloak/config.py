@@ -153,8 +153,8 @@ class ProtectConfig:
         if self.device is not None:
             if not isinstance(self.device, str) or not re.fullmatch(
                     r"auto|cpu|mps|cuda(:\d+)?", self.device.strip().lower() or "auto"):
-                raise ConfigError(f"unknown device {self.device!r}; use auto, cpu, cuda, "
-                                  "cuda:1 or mps")
+                raise ConfigError(f"unknown device {self.device!r}; use auto, cpu, cuda "
+                                  "(or cuda:N) or mps")
             object.__setattr__(self, "device", self.device.strip().lower() or None)
         if self.metadata is not None and not isinstance(self.metadata, MetadataPolicy):
             raise ConfigError(f"metadata must be a cloak.metadata.MetadataPolicy (such as "

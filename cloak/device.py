@@ -90,7 +90,8 @@ def pick_device(preference: str | None = None) -> torch.device:
         device = torch.device(preference)
     except RuntimeError as exc:
         raise ConfigError(f"unknown device {preference!r}; use auto, cpu, cuda (or cuda:N) or mps") from exc
-    if device.type not in ("cpu", "cuda", "mps"):  # torch knows meta, xpu, hpu...: cloak not
+    if device.type not in ("cpu", "cuda", "mps") or (  # torch knows meta, xpu...: cloak not
+            device.type != "cuda" and device.index is not None):  # cpu:0 (ProtectConfig's rule)
         raise ConfigError(f"unknown device {preference!r}; use auto, cpu, cuda (or cuda:N) or mps")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {preference} was asked for, but no CUDA GPU is available")

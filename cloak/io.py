@@ -64,7 +64,7 @@ from typing import IO, Any
 
 import numpy as np
 import pillow_heif
-from PIL import Image, ImageCms, ImageFile, UnidentifiedImageError, features
+from PIL import Image, ImageCms, ImageFile, PngImagePlugin, UnidentifiedImageError, features
 from PIL.PngImagePlugin import PngInfo
 
 from . import __version__
@@ -159,6 +159,10 @@ DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, RuntimeError, Index
 # Formats cloak writes without an alpha channel: Pillow writes a 32-bit BMP that neither it
 # nor most viewers read back as transparent (a plain BI_RGB header).
 NO_ALPHA = frozenset({"JPEG", "BMP"})
+# A PNG chunk's unpacked size cloak accepts (Pillow's MAX_TEXT_CHUNK is 1 MB): a camera's
+# ICC profile or a phone's XMP with its depth map can pass 1 MB; the total Pillow allows
+# for a file's text chunks (MAX_TEXT_MEMORY, 64 MB) still holds.
+MAX_PNG_TEXT = 16 << 20
 _open_lock = threading.Lock()  # guards the temporary change of Image.MAX_IMAGE_PIXELS
 
 
@@ -316,15 +320,19 @@ class DecoderBusy(Exception):
 def decoding_limit(path: Path, limit: int, wait: bool = True):
     """Pillow's decompression-bomb limit set to ours (restored afterwards) while a photo
     is opened and decoded: TIFF checks it again when it loads, so it must hold for both.
-    One thread at a time (a lock: the limit is Pillow's global); `wait` False raises
+    A PNG's compressed chunk (an iCCP profile, a zTXt or iTXt XMP) may unpack to
+    MAX_PNG_TEXT bytes, not Pillow's 1 MB, which refused valid photos as corrupt.
+    One thread at a time (a lock: the limits are Pillow's globals); `wait` False raises
     DecoderBusy instead of waiting for another thread's decode (seconds for a big photo)."""
     if not _open_lock.acquire(blocking=wait):
         raise DecoderBusy(str(path))
+    saved_text = PngImagePlugin.MAX_TEXT_CHUNK
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             saved = Image.MAX_IMAGE_PIXELS
             Image.MAX_IMAGE_PIXELS = limit
+            PngImagePlugin.MAX_TEXT_CHUNK = max(saved_text, MAX_PNG_TEXT)
             try:
                 yield
             except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -334,6 +342,7 @@ def decoding_limit(path: Path, limit: int, wait: bool = True):
             finally:
                 Image.MAX_IMAGE_PIXELS = saved
     finally:
+        PngImagePlugin.MAX_TEXT_CHUNK = saved_text
         _open_lock.release()
 
 

@@ -52,8 +52,10 @@ def test_keep_freed_memory_serves_big_blocks_from_a_kept_heap():
 
 
 @glibc_only
-def test_opt_out_leaves_glibc_defaults():
-    applied, mapped, _ = probe("0")
+@pytest.mark.parametrize("off", ["0", "false", " Off "])
+def test_opt_out_leaves_glibc_defaults(off):
+    """Turned off by the words CLOAK_OFFLINE takes too ("false" was taken as on)."""
+    applied, mapped, _ = probe(off)
     assert not applied
     assert mapped >= 64 << 20  # glibc's default: a 64 MiB block is its own mmap
 

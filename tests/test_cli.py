@@ -1151,6 +1151,13 @@ def test_device_is_chosen_by_option_or_environment(tmp_path, small_photo, model_
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines() == [
         "error: --device: unknown device 'gpu9000'; use auto, cpu, cuda (or cuda:N) or mps"]
+    # cpu:0, which torch takes, failed later at ProtectConfig, without naming the variable
+    monkeypatch.setenv("CLOAK_DEVICE", "cpu:0")
+    result = invoke("protect", photo, "--out", tmp_path / "bad", *TINY)
+    assert result.exit_code == 1 and result.stderr.strip().splitlines() == [
+        "error: CLOAK_DEVICE=cpu:0 (set in the environment; --device overrides it): unknown "
+        "device 'cpu:0'; use auto, cpu, cuda (or cuda:N) or mps"]
+    monkeypatch.delenv("CLOAK_DEVICE")
     if not torch.cuda.is_available():
         monkeypatch.setenv("CLOAK_DEVICE", "cuda")
         for command in (("protect", photo, "--out", tmp_path / "bad", *TINY),

@@ -88,7 +88,7 @@ def test_bad_visibility_map_settings_are_a_config_error(field, value):
     ("faces", "no", "faces must be True or False, got 'no'"),  # a str is always true
     ("measure", None, "measure must be True or False"),
     ("robust", 2, "robust must be True or False"),
-    ("device", "gpu", "unknown device 'gpu'; use auto, cpu, cuda, cuda:1 or mps"),
+    ("device", "gpu", "unknown device 'gpu'; use auto, cpu, cuda (or cuda:N) or mps"),
     ("device", 0, "unknown device 0"),
     ("metadata", {"keep_gps": True}, "metadata must be a cloak.metadata.MetadataPolicy"),
     ("model_dir", 3, "model_dir must be a path"),

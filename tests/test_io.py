@@ -2617,3 +2617,19 @@ def test_write_atomic_leaves_memory_and_cloaks_bugs_to_the_caller(tmp_path: Path
     with pytest.raises(OutputError, match=r"could not encode a\.png: unknown raw mode"):
         atomic.write_atomic(tmp_path / "a.png", encoder_refuses)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_png_whose_profile_unpacks_past_a_megabyte_is_read_and_kept(tmp_path: Path):
+    """Pillow refuses a compressed PNG chunk that unpacks past 1 MB (MAX_TEXT_CHUNK): a
+    valid photo with a 1.2 MB ICC profile was refused as "truncated or corrupt". It is
+    read, its profile kept byte for byte in the copy, and Pillow's own limit is as it
+    was afterwards."""
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    big = profile + bytes(1_200_000)  # an over-long profile: its tags come first
+    path = tmp_path / "big_icc.png"
+    Image.new("RGB", (64, 48), (90, 120, 150)).save(path, icc_profile=big)
+    limit = PngImagePlugin.MAX_TEXT_CHUNK
+    photo = io.load_photo(path)
+    assert photo.icc_profile == big and PngImagePlugin.MAX_TEXT_CHUNK == limit
+    copy = io.save_photo(photo, photo.rgb, tmp_path / "out" / "big_icc.png")
+    assert io.load_photo(copy).icc_profile == big

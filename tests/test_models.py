@@ -915,6 +915,20 @@ class TestModelDirVariable:
         # The one-line error lists where it looked.
         assert f"looked in {tmp_path / 'typo'}, {tmp_path / 'cache'}" in str(info.value)
 
+    def test_an_unknown_users_home_is_a_folder_not_found_not_a_crash(self, tmp_path,
+                                                                     monkeypatch, caplog):
+        """`~nouser/x` (no such user): pathlib's expanduser raised "Could not determine
+        home directory" as a traceback, from the variable and from model_dir; the path
+        is now taken as written, which is no folder, and said so."""
+        monkeypatch.setattr(W, "_warned", set())
+        monkeypatch.setenv("CLOAK_MODEL_DIR", "~nouser-cloak/x")
+        with pytest.raises(ModelError, match="looked in ~nouser-cloak/x"):
+            W.resolve(get_spec("taesd"), "encoder", allow_download=False)
+        assert "CLOAK_MODEL_DIR=~nouser-cloak/x is not a folder" in caplog.text
+        monkeypatch.delenv("CLOAK_MODEL_DIR")
+        with pytest.raises(ModelError, match="~nouser-cloak/x is not a folder"):
+            load_autoencoder("taesd", model_dir="~nouser-cloak/x", device="cpu")
+
 
 def test_opencv_is_quiet_while_detecting_and_as_it_was_after(model_dir, monkeypatch):
     """The detector's per-photo DNN warning is muted while it runs; the process's own

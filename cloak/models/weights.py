@@ -127,9 +127,9 @@ def search_dirs(model_dir: str | os.PathLike | None = None) -> list[Path]:
     fallback_dir() comes last, and only where it exists (and is safe: _unsafe_folder)."""
     dirs = []
     if model_dir:
-        dirs.append(Path(model_dir).expanduser())
+        dirs.append(Path(os.path.expanduser(model_dir)))
     if os.environ.get("CLOAK_MODEL_DIR"):
-        from_env = Path(os.environ["CLOAK_MODEL_DIR"]).expanduser()
+        from_env = Path(os.path.expanduser(os.environ["CLOAK_MODEL_DIR"]))
         if not from_env.is_dir():
             _warn_once(f"CLOAK_MODEL_DIR={os.environ['CLOAK_MODEL_DIR']} is not a folder; "
                        "no weights are found there")
@@ -511,7 +511,7 @@ def one_note_for_files_elsewhere(names, model_dir, allow_download: bool = True
     one warning, before any is looked for further (a folder holding one of the eight
     files gave seven warnings): where each was found, grouped by folder, and which are
     nowhere (downloaded next, or named by the error that follows)."""
-    chosen = Path(model_dir).expanduser() if model_dir else None
+    chosen = Path(os.path.expanduser(model_dir)) if model_dir else None
     elsewhere: list[tuple[str, Path | None]] = []
     if chosen is not None and chosen.is_dir():
         for spec in filter(None, map(MODELS.get, names)):  # an unknown name: get_spec's
@@ -716,7 +716,7 @@ def resolve(spec: ModelSpec, part: str, model_dir=None, allow_download: bool = T
     """Path to verified weights for (model, part), downloading them if needed. A
     `model_dir` that is not a folder is a ModelError (as the CLI's --model-dir): a
     mistyped one would otherwise quietly fall back to other places."""
-    chosen = Path(model_dir).expanduser() if model_dir else None
+    chosen = Path(os.path.expanduser(model_dir)) if model_dir else None
     if chosen is not None and not chosen.is_dir():
         raise ModelError(f"model_dir {chosen} is not a folder (or can't be reached); give "
                          "the folder that holds the weight files")
