@@ -1155,8 +1155,8 @@ def test_device_is_chosen_by_option_or_environment(tmp_path, small_photo, model_
     monkeypatch.setenv("CLOAK_DEVICE", "cpu:0")
     result = invoke("protect", photo, "--out", tmp_path / "bad", *TINY)
     assert result.exit_code == 1 and result.stderr.strip().splitlines() == [
-        "error: CLOAK_DEVICE=cpu:0 (set in the environment; --device overrides it): unknown "
-        "device 'cpu:0'; use auto, cpu, cuda (or cuda:N) or mps"]
+        ("error: CLOAK_DEVICE=cpu:0 (set in the environment; --device overrides it): unknown "
+        "device 'cpu:0'; use auto, cpu, cuda (or cuda:N) or mps")]
     monkeypatch.delenv("CLOAK_DEVICE")
     if not torch.cuda.is_available():
         monkeypatch.setenv("CLOAK_DEVICE", "cuda")
