@@ -58,6 +58,7 @@ class TestPriorities:
         # The face gets REGION_GAIN (1.5x, capped at the full budget) over the same texture.
         assert float(with_face[face].mean()) >= 1.3 * float(plain[face].mean())
         assert float(with_face[face].mean()) > float(with_face[far].mean())
+        assert float(with_face.max()) <= 1.0  # a share of eps: the gain stays in the budget
 
     def test_user_mask_moves_the_budget(self):
         x = half_flat_half_texture()

@@ -679,8 +679,12 @@ def test_names_of_presets_and_models_are_taken_in_any_case(tmp_path, small_photo
                                                           model_dir):
     src = small_photo(tmp_path / "a.png")
     result = invoke("protect", src, "--out", tmp_path / "out", "--strength", "FAST",
-                    "--steps", "1", "--models", "TAESD", "--no-measure")
+                    "--steps", "1", "--models", "TAESD", "--no-measure",
+                    "--json", tmp_path / "run.json")
     assert result.exit_code == 0, result.output
+    settings = json.loads((tmp_path / "run.json").read_text())["settings"]
+    assert settings["strength"] == "fast" and settings["models"] == ["taesd"]
+    assert settings["step_start"] == 0.5  # fast's own, not medium's 0.25
 
 
 def test_editor_sizes_are_checked_under_their_own_name(tmp_path, small_photo):

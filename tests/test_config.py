@@ -65,6 +65,16 @@ def test_step_start_comes_from_the_preset_and_changes_the_fingerprint():
     assert ProtectConfig().fingerprint() != ProtectConfig(step_start=0.5).fingerprint()
 
 
+def test_the_models_order_and_both_roundings_change_the_fingerprint():
+    """The attack takes the models in the order given (taesd,taesdxl and taesdxl,taesd
+    made copies up to 8 levels apart), and both_roundings changes its views: a resume
+    must not take a copy made either other way for this one."""
+    first = ProtectConfig(models=("taesd", "taesdxl")).fingerprint()
+    assert first != ProtectConfig(models=("taesdxl", "taesd")).fingerprint()
+    assert first["models"] == ["taesd", "taesdxl"]
+    assert ProtectConfig().fingerprint() != ProtectConfig(both_roundings=False).fingerprint()
+
+
 def test_editing_the_mask_changes_the_fingerprint(tmp_path):
     mask = tmp_path / "mask.png"
     mask.write_bytes(b"first mask")
