@@ -29,6 +29,7 @@ try:  # torch is not among these (--help answers at once); each command imports 
     from cloak.io import IMAGE_SUFFIXES
     from cloak.metadata import MetadataPolicy
     from cloak.models.registry import ALL_MODEL_NAMES
+    from cloak.naming import name_photos, naming
     from cloak.preview import PREVIEW_SUFFIX
     from cloak.report import shown_db
 except KeyboardInterrupt:
@@ -471,7 +472,7 @@ class BatchView:
         if self.progress.live.is_started:  # a terminal: warnings print above the bar
             root = logging.getLogger()
             self._log_handlers = root.handlers[:]
-            root.handlers = [_LinesHandler(self)]
+            root.handlers = [name_photos(_LinesHandler(self))]
 
     def __exit__(self, *exc) -> None:
         self.close()
@@ -871,7 +872,7 @@ def verify(
         device = check_device(device)
 
         def as_image(path: Path) -> tuple[Image.Image, bytes | None]:
-            photo = io.load_photo(path)
+            photo = load_named(path)
             return photo_image(photo), colour_profile(photo)  # RGBA when it has alpha
 
         try:
@@ -1032,6 +1033,14 @@ def compare_one(photo: Path, protected: Path, loaded: list, channels: tuple[str,
             "cloak_version": __version__}
 
 
+def load_named(path: Path):
+    """cloak.io.load_photo(path), its warnings (a corrupt EXIF block) naming the photo."""
+    from cloak import io
+
+    with naming(path):
+        return io.load_photo(path)
+
+
 def item_failure(exc: BaseException, what: str, smaller: str) -> str:
     """The one-line reason one photo (or pair) of a folder run failed with `exc`, a
     CloakError, OSError or out-of-memory error (cloak.errors.out_of_memory_message, with
@@ -1088,7 +1097,7 @@ def receipt_folder(folder: Path, model_dir: str | None, device: str | None,
         for path in photos:
             name = "/".join(path.relative_to(folder).parts)
             try:
-                image = photo_image(io.load_photo(path))
+                image = photo_image(load_named(path))
                 receipt = receipt_image(image, model_dir, device)
             except (CloakError, OSError, MemoryError, RuntimeError) as exc:
                 why = item_failure(exc, "to read it", "check a smaller copy")
@@ -1218,7 +1227,6 @@ def measure_pairs(pairs, originals: Path, channels: tuple[str, ...], names: tupl
                   counts: dict[str, int]) -> None:
     """verify_folders' loop: each pair measured and said, its row appended to `rows` and
     its verdict counted in `counts` as it is done (so a Ctrl-C keeps the pairs done)."""
-    from cloak import io
     from cloak.compare import compare_copy, join_notes, swapped_note
     from cloak.verify import colour_profile, photo_image
 
@@ -1232,7 +1240,7 @@ def measure_pairs(pairs, originals: Path, channels: tuple[str, ...], names: tupl
             rows.append(row)
             continue
         try:
-            loaded = [io.load_photo(path) for path in (pair.original, pair.copy)]
+            loaded = [load_named(path) for path in (pair.original, pair.copy)]
             with measuring_bar(f"{i}/{len(pairs)} {printable(pair.name)}") as progress:
                 compared = compare_copy(
                     photo_image(loaded[0]), photo_image(loaded[1]),
@@ -1326,6 +1334,8 @@ def say(text: str, err: bool = False, color: str | None = None) -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    for handler in logging.getLogger().handlers:  # a photo's warnings name it (naming)
+        name_photos(handler)
     keep_freed_memory()  # glibc: reuse freed pages across attack steps (cloak/allocator.py)
     try:
         code = app(standalone_mode=False)

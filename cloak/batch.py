@@ -27,7 +27,6 @@ import queue
 import signal
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +37,6 @@ from .errors import (
     Cancelled,
     CloakError,
     OutputError,
-    UnsupportedImageError,
     is_out_of_memory,
     out_of_memory_message,
 )
@@ -55,6 +53,7 @@ from .manifest import (
     settings_change,
 )
 from .models.fetch import DownloadProgress, stops_downloads
+from .naming import name_photos, naming
 from .planning import (
     CANCELLED,
     FAILED,
@@ -733,31 +732,6 @@ def _may_replace(item: Item):
     return still_ours
 
 
-@contextlib.contextmanager
-def _warnings_naming(photo: Path | None):
-    """Python warnings raised while `photo` is protected here (Pillow's "Corrupt EXIF
-    data"), logged as one line naming the photo (None: not named, as a --jobs worker's
-    handler names it), not as Python's two lines naming Pillow's source file. None are
-    logged for a photo that turns out unreadable: its failure says what is wrong (a text
-    file named .tif gave "Corrupt EXIF data" above "not an image cloak can read"). A
-    filter that turns a warning into an error (decoding_limit's) still does."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("default")
-        try:
-            yield
-        except UnsupportedImageError:
-            caught.clear()  # its failure line says it all
-            raise
-        finally:
-            for warning in caught:
-                text = str(warning.message).strip()
-                text = text.splitlines()[0] if text else warning.category.__name__
-                if photo is None:
-                    log.warning("%s", text)
-                else:
-                    log.warning("%s: %s", photo, text)
-
-
 def _run_here(todo: list[Item], manifest: Manifest, config: ProtectConfig,
               emit: Callable[[Event], None], stop: Callable[[], bool]) -> None:
     settings = config.fingerprint()
@@ -768,7 +742,7 @@ def _run_here(todo: list[Item], manifest: Manifest, config: ProtectConfig,
         previous = manifest.get(item.dst)
         try:
             _begin(item, manifest, settings)
-            with _warnings_naming(item.src):
+            with naming(item.src):
                 outcome = _protect_one(
                     item, config, lambda f, _m, item=item: emit(Event("progress", item, f)),
                     stop)
@@ -805,24 +779,15 @@ def _exit_with_parent() -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
-_worker_photo = ""  # in a worker: the photo it protects now, named in its log lines
-
-
-class _NamePhoto(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.photo = _worker_photo
-        return True
-
-
 class _ToParent(logging.Handler):
     """In a worker: a log record goes to the parent through the progress queue, as
-    (None, level, "PHOTO: message"); _drain logs it there."""
+    (None, level, "PHOTO: message", named by NamePhoto); _drain logs it there."""
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             # one line, as the parent prints it (a captured warning adds its source line)
             text = (record.getMessage().strip().splitlines() or [""])[0]
-            _worker_queue.put((None, record.levelno, f"{record.photo}: {text}"))
+            _worker_queue.put((None, record.levelno, text))
         except Exception:  # noqa: BLE001 - logging must never raise (handleError reports it)
             self.handleError(record)
 
@@ -837,9 +802,7 @@ def _init_worker(threads: int, stop_event, progress_queue) -> None:
     _worker_stop, _worker_queue = stop_event, progress_queue
     # Warnings (EXIF, faces...) go to the parent, which prints them as its own (above its
     # progress bar, names escaped); each names its photo, as several workers interleave.
-    handler = _ToParent()
-    handler.addFilter(_NamePhoto())
-    logging.getLogger().addHandler(handler)
+    logging.getLogger().addHandler(name_photos(_ToParent()))
     logging.getLogger().setLevel(logging.WARNING)
     logging.captureWarnings(True)  # Pillow's "Corrupt EXIF data" too, with its photo
     import torch
@@ -852,8 +815,6 @@ def _init_worker(threads: int, stop_event, progress_queue) -> None:
 
 def _work(index: int, item: Item, config: ProtectConfig):
     """Runs in a worker: returns a Report or the exception (never raises)."""
-    global _worker_photo
-    _worker_photo = str(item.src)
     last = [0.0]
 
     def progress(fraction: float, _message: str) -> None:
@@ -862,7 +823,7 @@ def _work(index: int, item: Item, config: ProtectConfig):
             _worker_queue.put((index, fraction))
 
     try:
-        with _warnings_naming(None):  # _NamePhoto names it
+        with naming(item.src):
             return _protect_one(item, config, progress, _worker_stop.is_set)
     except Exception as exc:
         log.debug("%s failed", item.src, exc_info=True)

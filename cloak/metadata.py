@@ -428,16 +428,20 @@ def _text(value: Any) -> str | None:
     return value or None
 
 
-def _parse_xmp(xmp: bytes | None) -> ET.Element | None:
+def _parse_xmp(xmp: bytes | None, quiet: bool = False) -> ET.Element | None:
+    """The packet's XML root, or None where there is none or it is refused (warned about,
+    unless `quiet`: a second reading of the packet build_xmp reads and warns about)."""
     if not xmp:
         return None
     if b"<!DOCTYPE" in xmp or b"<!ENTITY" in xmp:  # XMP has no use for either (XXE, bombs)
-        log.warning("ignoring an XMP packet that declares a DTD or entities")
+        if not quiet:
+            log.warning("ignoring an XMP packet that declares a DTD or entities")
         return None
     try:
         return ET.fromstring(xmp.strip(b"\x00 \r\n\t"))
     except (ET.ParseError, LookupError, ValueError) as exc:  # LookupError: unknown encoding
-        log.warning("ignoring unreadable XMP packet: %s", exc)
+        if not quiet:
+            log.warning("ignoring unreadable XMP packet: %s", exc)
         return None
 
 
@@ -582,7 +586,7 @@ def local_time_carried(snapshot: ExifSnapshot | None, policy: MetadataPolicy,
             any(snapshot.exif.get(tag) for tag in EXIF_LOCAL_DATES)
             or snapshot.base.get(ExifTags.Base.DateTime)):
         return True
-    root = _parse_xmp(source_xmp)
+    root = _parse_xmp(source_xmp, quiet=True)  # build_xmp says why one is refused
     if root is None:
         return False
     values = [v for node in root.iter() for v in (*node.attrib.values(), node.text or "")]

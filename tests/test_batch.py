@@ -14,7 +14,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from cloak import Cancelled, CloakError, ModelError, ProtectConfig, batch, io
 from cloak import manifest as manifest_module
@@ -1882,20 +1882,32 @@ def test_a_workers_warning_names_its_photo(tmp_path, small_photo, tiny_config, c
     photo it is about (Pillow's warning on a malformed EXIF block here), and goes to the
     parent, which prints it as its own (above the progress bar, names escaped), not
     straight onto the terminal from the worker. With one job (the default) too: one line
-    naming the photo, not Python's two naming Pillow's source file."""
+    naming the photo, not Python's two naming Pillow's source file. cloak's own warnings
+    too (an unreadable XMP packet), which named no photo with one job, and said twice."""
+    from cloak.naming import name_photos
+
+    name_photos(caplog.handler)  # as the CLI's handlers are given it
     good = small_photo(tmp_path / "in" / "good.png")
     odd = tmp_path / "in" / "odd.jpg"
     with Image.open(small_photo(tmp_path / "odd.png", index=1)) as im:
         im.convert("RGB").save(odd, exif=b"Exif\x00\x00II*\x00\xff\xff\xff\x7f")
+    broken_xmp = tmp_path / "in" / "xmp.png"
+    with Image.open(small_photo(tmp_path / "xmp_src.png", index=2)) as im:
+        info = PngImagePlugin.PngInfo()
+        info.add_itxt("XML:com.adobe.xmp", "<x:xmpmeta xmlns:x='adobe:ns:meta/'>")
+        im.save(broken_xmp, pnginfo=info)
     out = tmp_path / "out"
     with caplog.at_level("WARNING"):
-        result = batch.run(batch.plan([good, odd], out), out, tiny_config, jobs=jobs)
-    assert result.counts[PROTECTED] == 2
+        result = batch.run(batch.plan([good, odd, broken_xmp], out), out, tiny_config,
+                           jobs=jobs)
+    assert result.counts[PROTECTED] == 3
     [record] = [r for r in caplog.records if "Corrupt EXIF" in r.getMessage()]
-    assert record.levelname == "WARNING" and record.name == "cloak.batch"
+    assert record.levelname == "WARNING" and record.name.startswith("cloak.")
     assert record.getMessage().startswith(f"{odd}: "), record.getMessage()
     assert "\n" not in record.getMessage()  # one line (a captured warning adds its source)
     assert "Corrupt EXIF" not in capfd.readouterr().err  # not from the worker itself
+    [xmp] = [r.getMessage() for r in caplog.records if "XMP" in r.getMessage()]
+    assert xmp.startswith(f"{broken_xmp}: ignoring unreadable XMP packet"), xmp
 
 
 @pytest.mark.parametrize("jobs", [2, 1])

@@ -1779,3 +1779,20 @@ def test_verify_out_of_memory_on_a_gpu_advises_the_cpu():
         "copy of both")
     with pytest.raises(RuntimeError, match="shape mismatch"):  # a bug is raised again
         cli.item_failure(RuntimeError("shape mismatch"), "to compare them", "")
+
+
+def test_verify_names_the_photo_a_warning_is_about(tmp_path, small_photo, model_dir, caplog):
+    """verify printed Pillow's warning on a malformed EXIF block as Python's two lines
+    naming Pillow's source file, with no word of which photo (a folder's lines could not
+    be told apart); it is one line naming the photo, as protect's."""
+    from cloak.naming import name_photos
+
+    name_photos(caplog.handler)  # as main() gives the CLI's handler
+    odd = tmp_path / "odd.jpg"
+    with Image.open(small_photo(tmp_path / "src.png", (96, 64))) as im:
+        im.convert("RGB").save(odd, exif=b"Exif\x00\x00II*\x00\xff\xff\xff\x7f")
+    with caplog.at_level("WARNING"):
+        result = invoke("verify", odd, "--models", "taesd")
+    assert result.exit_code == 0, result.output
+    [line] = [r.getMessage() for r in caplog.records if "Corrupt EXIF" in r.getMessage()]
+    assert line.startswith(f"{odd}: Corrupt EXIF data") and "\n" not in line
