@@ -1280,7 +1280,12 @@ def measure_pairs(pairs, originals: Path, channels: tuple[str, ...], names: tupl
 
 @app.command(short_help="Open the desktop drag-and-drop app.")
 def gui() -> None:
-    """Open the desktop drag-and-drop app (needs the gui extra: `pip install -e '.[gui]'`)."""
+    """Open the desktop drag-and-drop app (needs the gui extra: `pip install -e '.[gui]'`).
+
+    The app has no options: set these before it starts. CLOAK_MODEL_DIR=DIR: the folder
+    of the weight files (else the user cache, else a download on first use; CLOAK_OFFLINE=1
+    turns downloads off). CLOAK_DEVICE=cpu, cuda, cuda:N or mps: where to compute (auto:
+    cuda, then mps, then cpu). CLOAK_MAX_PIXELS=N: the largest photo read, in pixels (200 MP by default)."""
     from cloak.gui.app import main as gui_main  # says itself when PySide6 is missing
 
     sys.exit(gui_main())

@@ -84,6 +84,17 @@ def test_help_and_library_import_do_not_load_torch():
     assert "Exit codes" in result.stdout
 
 
+def test_gui_help_names_the_settings_the_app_takes_from_the_environment():
+    """The app has no --device or --model-dir (README): its help named neither of the
+    variables that stand in for them."""
+    result = CliRunner(env={"COLUMNS": "100"}).invoke(cli.app, ["gui", "--help"])
+    assert result.exit_code == 0
+    text = " ".join(result.stdout.split())
+    for setting in ("CLOAK_MODEL_DIR=DIR", "CLOAK_DEVICE=cpu, cuda, cuda:N or mps",
+                    "CLOAK_OFFLINE=1", "CLOAK_MAX_PIXELS=N"):
+        assert setting in text, setting
+
+
 @pytest.mark.parametrize("command", ["protect", "verify"])
 def test_help_reflows_paragraphs_to_the_terminal(command):
     """The docstrings are wrapped at ~90 columns; in an 80-column terminal each paragraph
