@@ -619,6 +619,29 @@ def png_colour_chunks(colour: dict[str, Any]) -> list[tuple[bytes, bytes]]:
     return chunks
 
 
+SRGB_GAMMA = 0.45455  # a PNG's gAMA for sRGB's curve, as Pillow reads it
+SRGB_CHROMATICITY = (0.3127, 0.329, 0.64, 0.33, 0.30, 0.60, 0.15, 0.06)  # white, R, G, B
+
+
+def png_colour_beyond_srgb(colour: dict[str, Any]) -> str | None:
+    """What a PNG's gAMA and cHRM (read as png_colour, no sRGB chunk) set beyond sRGB's
+    ("gamma 1", "other primaries"), or None where they set sRGB's, or an sRGB chunk says it."""
+    if not colour or "srgb" in colour:
+        return None
+    parts = []
+    try:
+        gamma = float(colour.get("gamma", SRGB_GAMMA))
+        if abs(gamma - SRGB_GAMMA) > 0.005:
+            parts.append(f"gamma {1 / gamma:.3g}" if gamma > 0 else "gamma")
+        chromaticity = colour.get("chromaticity")
+        if chromaticity is not None and len(chromaticity) == 8 and any(
+                abs(float(a) - b) > 0.005 for a, b in zip(chromaticity, SRGB_CHROMATICITY)):
+            parts.append("other primaries")
+    except (TypeError, ValueError):
+        return None
+    return " and ".join(parts) or None
+
+
 def with_real_alpha(image: Image.Image) -> Image.Image:
     """A palette image as RGB or RGBA, a colour key (PNG tRNS on 1/L/RGB, a gray GIF's
     transparent index) as a real alpha band (LA or RGBA), premultiplied RGBa/La as
@@ -1142,6 +1165,11 @@ def save_photo(photo: Photo, rgb: np.ndarray, dst: str | os.PathLike[str], *,
     to_carry = named and not photo.icc_profile and policy.keep_icc
     if to_carry and not carried:
         _warn_colour_lost(photo, named, fmt)
+    tagged = png_colour_beyond_srgb(photo.info.get("png_colour", {}))
+    if tagged and fmt != "PNG" and not photo.icc_profile and policy.keep_icc:
+        log.warning("%s: its PNG colour chunks (gAMA/cHRM, no ICC profile) set %s, not "
+                    "sRGB's, which a %s copy can't carry: the copy will show other tones "
+                    "or colours", photo.path or dst, tagged, fmt)
 
     def write(fp: IO[bytes]) -> None:
         if encoded.samples is not None:

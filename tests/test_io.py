@@ -2370,6 +2370,32 @@ def test_png_gamma_chromaticity_and_srgb_chunks_are_kept(tmp_path: Path, depth: 
         assert out.info["srgb"] == 1
 
 
+def test_a_jpeg_copy_of_a_gamma_tagged_png_says_the_tones_are_lost(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A PNG named .jpg whose gAMA (1.0, linear) and cHRM (BT.2020) set its tones: the
+    JPEG copy can't carry them and showed brighter with no word (its cICP twin warned).
+    A PNG whose chunks say sRGB's, or a PNG copy, gets no warning."""
+    chroma = (0.3127, 0.329, 0.708, 0.292, 0.17, 0.797, 0.131, 0.046)
+    src = save(Image.fromarray(pixels()), tmp_path / "linear.png")
+    _with_chunks_after_ihdr(src, [(b"gAMA", struct.pack(">I", 100000)),
+                                  (b"cHRM", struct.pack(">8I", *(round(v * 1e5)
+                                                                 for v in chroma)))])
+    photo = io.load_photo(src)
+    with caplog.at_level("WARNING", logger="cloak.io"):
+        io.save_photo(photo, photo.rgb, tmp_path / "copy.png")
+        assert "gAMA" not in caplog.text
+        io.save_photo(photo, photo.rgb, tmp_path / "copy.jpg")
+    assert "set gamma 1 and other primaries, not sRGB's, which a JPEG copy can't carry" \
+        in caplog.text
+    caplog.clear()
+    plain = save(Image.fromarray(pixels()), tmp_path / "plain.png")
+    _with_chunks_after_ihdr(plain, [(b"gAMA", struct.pack(">I", 45455))])
+    photo = io.load_photo(plain)
+    with caplog.at_level("WARNING", logger="cloak.io"):
+        io.save_photo(photo, photo.rgb, tmp_path / "plain.jpg")
+    assert "gAMA" not in caplog.text
+
+
 def test_only_a_jpeg_copy_is_held_to_one_segment_of_exif(tmp_path: Path) -> None:
     """The 64 KB limit is JPEG's: a PNG (or WebP, HEIF, AVIF, TIFF) copy keeps a large
     user comment with --keep-serials, the date and exposure with it; a JPEG copy drops
