@@ -78,6 +78,7 @@ from .cicp import (
     png_cicp,
     with_avif_cicp,
 )
+from .colour import profile_name
 from .errors import (
     CloakError,
     ConfigError,
@@ -517,6 +518,8 @@ def _read(image: Image.Image, fp: IO[bytes], path: Path, limit: int) -> Photo:
     xmp_turn = (image.getexif().get(md.ORIENTATION, 1)
                 if source_format == "TIFF" and md.ORIENTATION not in image.tag_v2 else 1)
     icc = image.info.get("icc_profile") or None
+    if source_format == "BMP" and icc is None:
+        icc = bmp_profile(fp)  # Pillow does not read a V5 header's profile
     avif_colour = None
     if source_format == "AVIF":
         _warn_avif_depth(fp, path)
@@ -617,6 +620,31 @@ def png_colour_chunks(colour: dict[str, Any]) -> list[tuple[bytes, bytes]]:
     except (ValueError, TypeError, OverflowError, struct.error):  # a value no PNG holds
         return []
     return chunks
+
+
+BMP_V5_HEADER = 124
+BMP_PROFILE_EMBEDDED = b"DEBM"  # the CSType 'MBED', a little-endian DWORD
+
+
+def bmp_profile(fp: IO[bytes], limit: int = 16 << 20) -> bytes | None:
+    """The ICC profile a BMP's BITMAPV5HEADER embeds (CSType 'MBED': its offset from the
+    header's start and its size), or None (another header, a linked or no profile, or
+    one past the file's end or over `limit` bytes)."""
+    at = fp.tell()
+    try:
+        fp.seek(14)
+        header = fp.read(BMP_V5_HEADER)
+        if len(header) < BMP_V5_HEADER or struct.unpack("<I", header[:4])[0] < BMP_V5_HEADER \
+                or header[56:60] != BMP_PROFILE_EMBEDDED:
+            return None
+        offset, size = struct.unpack("<II", header[112:120])
+        if not 0 < size <= limit:
+            return None
+        fp.seek(14 + offset)
+        profile = fp.read(size)
+        return profile if len(profile) == size else None
+    finally:
+        fp.seek(at)
 
 
 SRGB_GAMMA = 0.45455  # a PNG's gAMA for sRGB's curve, as Pillow reads it
@@ -1166,6 +1194,10 @@ def save_photo(photo: Photo, rgb: np.ndarray, dst: str | os.PathLike[str], *,
     if to_carry and not carried:
         _warn_colour_lost(photo, named, fmt)
     tagged = png_colour_beyond_srgb(photo.info.get("png_colour", {}))
+    if fmt == "BMP" and photo.icc_profile and policy.keep_icc:
+        log.warning("%s: its colour profile (%s) is left out of the BMP copy (cloak writes "
+                    "BMPs without one): viewers show it as sRGB; a PNG copy would keep it",
+                    photo.path or dst, profile_name(photo.icc_profile))
     if tagged and fmt != "PNG" and not photo.icc_profile and policy.keep_icc:
         log.warning("%s: its PNG colour chunks (gAMA/cHRM, no ICC profile) set %s, not "
                     "sRGB's, which a %s copy can't carry: the copy will show other tones "

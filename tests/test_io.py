@@ -2695,3 +2695,44 @@ def test_a_png_whose_profile_unpacks_past_a_megabyte_is_read_and_kept(tmp_path: 
     assert photo.icc_profile == big and PngImagePlugin.MAX_TEXT_CHUNK == limit
     copy = io.save_photo(photo, photo.rgb, tmp_path / "out" / "big_icc.png")
     assert io.load_photo(copy).icc_profile == big
+
+
+def v5_bmp(path: Path, rgb: np.ndarray, profile: bytes) -> Path:
+    """A 24-bit BMP with a BITMAPV5HEADER embedding `profile` (CSType 'MBED'), made from
+    Pillow's own BMP (which has the 40-byte header) by widening its header."""
+    buffer = _io.BytesIO()
+    Image.fromarray(rgb).save(buffer, "BMP")
+    data = buffer.getvalue()
+    info = data[14:54]  # BITMAPINFOHEADER
+    pixels_at = struct.unpack("<I", data[10:14])[0]
+    rows = data[pixels_at:]
+    header = bytearray(124)
+    header[:40] = info
+    header[:4] = struct.pack("<I", 124)
+    header[56:60] = b"DEBM"  # LCS 'MBED'
+    header[108:112] = struct.pack("<I", 4)  # LCS_GM_IMAGES
+    header[112:120] = struct.pack("<II", 124 + len(rows), len(profile))  # after the pixels
+    start = 14 + 124
+    body = bytes(header) + rows + profile
+    path.write_bytes(b"BM" + struct.pack("<IHHI", 14 + len(body), 0, 0, start) + body)
+    return path
+
+
+def test_a_bmps_embedded_profile_is_read_and_its_loss_said(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A V5 BMP embedding a colour profile: Pillow does not read it, so the BMP copy lost
+    it with no word (and verify took its values for sRGB). It is read (photo.icc_profile,
+    kept by a PNG copy), and the BMP copy, written without one, says so."""
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    src = v5_bmp(tmp_path / "wide.bmp", pixels(), profile)
+    photo = io.load_photo(src)
+    assert photo.icc_profile == profile
+    assert np.array_equal(np.round(photo.rgb * 255).astype(np.uint8), pixels())
+    with caplog.at_level("WARNING", logger="cloak.io"):
+        io.save_photo(photo, photo.rgb, tmp_path / "copy.bmp")
+    assert "its colour profile (sRGB" in caplog.text and "left out of the BMP copy" in \
+        caplog.text
+    assert io.load_photo(io.save_photo(photo, photo.rgb, tmp_path / "copy.png")
+                         ).icc_profile == profile
+    plain = save(Image.fromarray(pixels()), tmp_path / "plain.bmp")
+    assert io.load_photo(plain).icc_profile is None
