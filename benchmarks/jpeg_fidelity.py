@@ -22,9 +22,9 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cloak import transforms  # noqa: E402
-from cloak.io import load_photo  # noqa: E402
-from cloak.jpeg import jpeg_round_trip  # noqa: E402
+from cloak import transforms
+from cloak.io import load_photo
+from cloak.jpeg import jpeg_round_trip
 
 QUALITIES = (50, 75, 95)
 CROP = 512
@@ -75,8 +75,8 @@ def main() -> None:
             kornia[q].append(psnr(transforms.jpeg(x, q, impl="kornia"), real))
         print(path.name, " ".join(f"q{q} {ours[q][-1]:.1f}/{kornia[q][-1]:.1f}"
                                    for q in QUALITIES), flush=True)
-    rows = ["| quality | cloak min / median / max (dB) | kornia min / median / max (dB) | "
-            "photos where cloak's is closer |", "|---|---|---|---|"]
+    rows = [("| quality | cloak min / median / max (dB) | kornia min / median / max (dB) | "
+            "photos where cloak's is closer |"), "|---|---|---|---|"]
     for q in QUALITIES:
         closer = sum(a > b for a, b in zip(ours[q], kornia[q], strict=True))
         rows.append(f"| {q} | {min(ours[q]):.1f} / {statistics.median(ours[q]):.1f} / "
