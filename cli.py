@@ -216,8 +216,8 @@ def protect(
         min=0, max=2 ** 63 - 1,
         metavar="N", help="Seed (0 to 2^63-1) for what is drawn at random (--robust's posting transforms, --objective "
              "latent's start); runs with the same settings give identical output on the same "
-             "machine (CPU) at the same thread count (--jobs 2 can differ from --jobs 1 on a "
-             "few pixels). The default attack draws nothing, so the seed changes nothing "
+             "machine (CPU) at the same thread count (--jobs 2 gives each photo fewer threads "
+             "than --jobs 1, and so another copy). The default attack draws nothing, so the seed changes nothing "
              "there.")] = 0,
     mask: Annotated[Path | None, typer.Option(
         metavar="MASK", help="Mask image: white = protect most. Draw it on the photo as shown (same "

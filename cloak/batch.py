@@ -335,6 +335,22 @@ def settings_to_accept(config: ProtectConfig) -> tuple[ProtectConfig, dict | Non
     return local, (config.fingerprint() if local is not config else None)
 
 
+@contextlib.contextmanager
+def _torch_threads(threads: int | None):
+    """torch's CPU thread count set to `threads` (None: left as it is) while held."""
+    if threads is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def usable_cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -521,7 +537,10 @@ def _run_locked(items: list[Item], out_dir: Path, config: ProtectConfig,
             if todo and folder.is_dir() and inside(folder, out_dir):
                 _remove_temp_files(folder)
         if not (jobs > 1 and len(todo) > 1):  # as `pooled` above
-            _run_here(todo, manifest, config, emit, stop)
+            # a last photo of a --jobs N run (one left, or resumed with one left) gets
+            # a worker's cores/N threads, so its copy is the one the pool would make
+            with _torch_threads(max(1, usable_cores() // jobs) if jobs > 1 else None):
+                _run_here(todo, manifest, config, emit, stop)
         else:
             _run_pool(todo, manifest, config, jobs, emit, stop)
     except KeyboardInterrupt:

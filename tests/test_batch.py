@@ -2179,3 +2179,31 @@ def progress_at(config, point: float, pixels: int = 64 * 48) -> float:
     (cloak.api.SAVED_AT: saving; MEASURING_SAVED_AT: a lossy copy measured), for a photo
     of `pixels` (small_photo's default 64x48)."""
     return after_attack(attack_share(config.steps, pixels), point)
+
+
+def test_a_lone_photo_of_a_jobs_run_gets_a_workers_threads(tmp_path, small_photo,
+                                                            tiny_config, monkeypatch):
+    """--jobs N gives each photo cores/N torch threads; a run with one photo to do (or
+    resumed with one left) ran it here with all of them, and the thread count changes a
+    copy's bytes (64% of a photo's pixels after fast's 4 steps): the same command gave
+    other bytes by batch size. The lone photo gets cores/N now; the count is put back."""
+    import torch
+
+    monkeypatch.setattr(batch, "usable_cores", lambda: 4)
+    seen = []
+    protect_one = batch._protect_one
+
+    def counting(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return protect_one(*args, **kwargs)
+
+    monkeypatch.setattr(batch, "_protect_one", counting)
+    before = torch.get_num_threads()
+    photo = small_photo(tmp_path / "in" / "a.png")
+    out = tmp_path / "out"
+    result = batch.run(batch.plan([photo], out), out, tiny_config, jobs=4)
+    assert result.counts[PROTECTED] == 1
+    assert seen == [1] and torch.get_num_threads() == before
+    seen.clear()
+    batch.run(batch.plan([small_photo(tmp_path / "in" / "b.png")], out), out, tiny_config)
+    assert seen == [before]  # one job: the process's own count, unchanged
