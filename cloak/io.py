@@ -156,7 +156,7 @@ PNG_TEXT_PERSONAL = frozenset({"Title", "Description"})  # free text: metadata.P
 
 # What Pillow's and libheif's decoders raise on broken or truncated data.
 DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, RuntimeError, IndexError,
-                 TypeError, KeyError, struct.error, zlib.error)
+                 TypeError, KeyError, OverflowError, struct.error, zlib.error)
 # Formats cloak writes without an alpha channel: Pillow writes a 32-bit BMP that neither it
 # nor most viewers read back as transparent (a plain BI_RGB header).
 NO_ALPHA = frozenset({"JPEG", "BMP"})
@@ -1194,7 +1194,8 @@ def save_photo(photo: Photo, rgb: np.ndarray, dst: str | os.PathLike[str], *,
     if to_carry and not carried:
         _warn_colour_lost(photo, named, fmt)
     tagged = png_colour_beyond_srgb(photo.info.get("png_colour", {}))
-    if fmt == "BMP" and photo.icc_profile and policy.keep_icc:
+    if fmt == "BMP" and photo.icc_profile and policy.keep_icc and not \
+            profile_name(photo.icc_profile).lower().startswith("srgb"):  # shown as sRGB
         log.warning("%s: its colour profile (%s) is left out of the BMP copy (cloak writes "
                     "BMPs without one): viewers show it as sRGB; a PNG copy would keep it",
                     photo.path or dst, profile_name(photo.icc_profile))

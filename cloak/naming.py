@@ -64,9 +64,9 @@ def naming(photo: str | Path) -> Iterator[None]:
                 caught.clear()  # its failure line says it all
                 raise
             finally:
-                for warning in caught:
+                for warning in caught:  # named here (for any handler), not again
                     text = str(warning.message).strip()
-                    log.warning("%s", text.splitlines()[0] if text
-                                else warning.category.__name__)
+                    log.warning("%s: %s", photo, text.splitlines()[0] if text
+                                else warning.category.__name__, extra={"cloak_named": True})
     finally:
         _photo.reset(token)

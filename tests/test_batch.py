@@ -2207,3 +2207,27 @@ def test_a_lone_photo_of_a_jobs_run_gets_a_workers_threads(tmp_path, small_photo
     seen.clear()
     batch.run(batch.plan([small_photo(tmp_path / "in" / "b.png")], out), out, tiny_config)
     assert seen == [before]  # one job: the process's own count, unchanged
+
+
+def test_batch_run_from_python_names_the_photo_of_pillows_warning(tmp_path, small_photo,
+                                                                   tiny_config, caplog):
+    """A program calling batch.run with its own logging (no NamePhoto filter on its
+    handlers) got Pillow's warning without the photo's name after cloak/naming.py took
+    over; the caught warning is named where it is logged, once."""
+    from cloak.naming import name_photos
+
+    odd = tmp_path / "in" / "odd.jpg"
+    odd.parent.mkdir()
+    with Image.open(small_photo(tmp_path / "odd.png")) as im:
+        im.convert("RGB").save(odd, exif=b"Exif\x00\x00II*\x00\xff\xff\xff\x7f")
+    out = tmp_path / "out"
+    with caplog.at_level("WARNING"):
+        batch.run(batch.plan([odd], out), out, tiny_config)
+    [line] = [r.getMessage() for r in caplog.records if "Corrupt EXIF" in r.getMessage()]
+    assert line.startswith(f"{odd}: Corrupt EXIF")
+    name_photos(caplog.handler)  # the CLI's handlers: still named once
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        batch.run(batch.plan([odd], tmp_path / "again"), tmp_path / "again", tiny_config)
+    [line] = [r.getMessage() for r in caplog.records if "Corrupt EXIF" in r.getMessage()]
+    assert line.startswith(f"{odd}: Corrupt EXIF") and line.count(str(odd)) == 1

@@ -807,6 +807,19 @@ class TestHelpers:
         assert difference.mean() < 3
         assert np.asarray(shown)[:40, :, 0].mean() > 150  # red on top
 
+    def test_thumbnail_of_a_png_with_a_profile_past_a_megabyte(self, tmp_path):
+        """cloak protects a PNG whose profile unpacks past Pillow's 1 MB; the app showed
+        it with no thumbnail and no reason. It is read under cloak's allowance."""
+        from PIL import ImageCms, PngImagePlugin
+
+        profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+        Image.new("RGB", (64, 48), (200, 40, 40)).save(
+            tmp_path / "big.png", icc_profile=profile + bytes(1_200_000))
+        limit = PngImagePlugin.MAX_TEXT_CHUNK
+        shown = thumbnail(tmp_path / "big.png", 32)
+        assert shown is not None and shown.size == (32, 24)
+        assert np.asarray(shown)[12, 16, 0] > 150 and PngImagePlugin.MAX_TEXT_CHUNK == limit
+
     def test_thumbnail_of_16bit_gray_keeps_its_tones(self, tmp_path):
         """Pillow's RGB conversion clips 16-bit gray at 255 (a white thumbnail)."""
         ramp = np.linspace(0, 65535, 64 * 32).reshape(32, 64).astype(np.uint16)

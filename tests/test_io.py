@@ -25,7 +25,16 @@ import numpy as np
 import pillow_heif
 import pytest
 from conftest import PHOTOS, missing
-from PIL import ExifTags, Image, ImageCms, ImageFile, ImageOps, JpegImagePlugin, PngImagePlugin
+from PIL import (
+    ExifTags,
+    Image,
+    ImageCms,
+    ImageFile,
+    ImageOps,
+    JpegImagePlugin,
+    PngImagePlugin,
+    TiffImagePlugin,
+)
 
 from cloak import ConfigError, OutputError, UnsupportedImageError, atomic, cicp, io, metadata, png16
 from cloak.metadata import DMI_PROHIBITED, MetadataPolicy
@@ -2722,17 +2731,41 @@ def test_a_bmps_embedded_profile_is_read_and_its_loss_said(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A V5 BMP embedding a colour profile: Pillow does not read it, so the BMP copy lost
     it with no word (and verify took its values for sRGB). It is read (photo.icc_profile,
-    kept by a PNG copy), and the BMP copy, written without one, says so."""
-    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    kept by a PNG copy), and the BMP copy, written without one, says so (not of an sRGB
+    profile, which viewers assume without one)."""
+    from cloak.cicp_icc import icc_for_cicp
+
+    profile = icc_for_cicp(12, 13)  # Display P3
     src = v5_bmp(tmp_path / "wide.bmp", pixels(), profile)
     photo = io.load_photo(src)
     assert photo.icc_profile == profile
     assert np.array_equal(np.round(photo.rgb * 255).astype(np.uint8), pixels())
     with caplog.at_level("WARNING", logger="cloak.io"):
         io.save_photo(photo, photo.rgb, tmp_path / "copy.bmp")
-    assert "its colour profile (sRGB" in caplog.text and "left out of the BMP copy" in \
-        caplog.text
+    assert "its colour profile (Display P3" in caplog.text and "left out of the BMP copy" \
+        in caplog.text
+    caplog.clear()
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    photo_srgb = io.load_photo(v5_bmp(tmp_path / "srgb.bmp", pixels(), srgb))
+    assert photo_srgb.icc_profile == srgb
+    with caplog.at_level("WARNING", logger="cloak.io"):
+        io.save_photo(photo_srgb, photo_srgb.rgb, tmp_path / "srgb_copy.bmp")
+    assert "left out" not in caplog.text
     assert io.load_photo(io.save_photo(photo, photo.rgb, tmp_path / "copy.png")
                          ).icc_profile == profile
     plain = save(Image.fromarray(pixels()), tmp_path / "plain.bmp")
     assert io.load_photo(plain).icc_profile is None
+
+
+def test_a_tiff_with_an_infinite_subfile_type_is_refused_as_corrupt(tmp_path: Path):
+    """A TIFF whose NewSubfileType tag is a float infinity: int() of it raised
+    OverflowError, said as "unexpected error ... please report it" (a traceback in
+    verify), where the file is what is wrong."""
+    ifd = TiffImagePlugin.ImageFileDirectory_v2()
+    ifd[254] = float("inf")
+    ifd.tagtype[254] = 11  # FLOAT
+    path = tmp_path / "odd.tif"
+    Image.fromarray(pixels()).save(path, tiffinfo=ifd)
+    with pytest.raises(UnsupportedImageError, match=r"odd\.tif: the image data is truncated "
+                       r"or corrupt \(cannot convert float infinity"):
+        io.load_photo(path)

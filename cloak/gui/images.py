@@ -30,10 +30,13 @@ def open_upright(path: Path, max_side: int | None = None) -> Image.Image:
     """The photo at `path` as upright 8-bit RGB, at most `max_side` px on its long side.
     Pillow's decompression-bomb limit (twice 89.5 MP refused) is cloak's (200 MP) here: a
     photo Pillow refuses is opened again under io.decoding_limit, whose lock the others
-    don't wait for (the worker holds it while it decodes a photo)."""
+    don't wait for (the worker holds it while it decodes a photo). So is a PNG whose
+    profile or XMP unpacks past Pillow's 1 MB (decoding_limit allows more)."""
     try:
         return _open_upright(path, max_side)
-    except Image.DecompressionBombError:
+    except (Image.DecompressionBombError, ValueError) as exc:
+        if isinstance(exc, ValueError) and "MAX_TEXT_CHUNK" not in str(exc):
+            raise
         with io.decoding_limit(Path(path), io.pixel_limit()):
             return _open_upright(path, max_side)
 
@@ -207,12 +210,14 @@ def compare(original_path: Path, protected_path: Path, max_side: int = 1024,
     the stored values, then all three are downscaled for display, the photos converted to
     sRGB from their colour profiles (shown_in_srgb). With `config` (the ProtectConfig the
     copy was made with), also the budget map it gave the original."""
+    from ..verify import colour_profile  # an ICC profile, or the one a CICP tag names
+
     original_photo = io.load_photo(original_path)
-    original, icc = as_image(original_photo), original_photo.icc_profile
+    original, icc = as_image(original_photo), colour_profile(original_photo)
     budget = None if config is None else budget_image(original_photo.rgb, config)
     del original_photo
     protected_photo = io.load_photo(protected_path)
-    protected, protected_icc = as_image(protected_photo), protected_photo.icc_profile
+    protected, protected_icc = as_image(protected_photo), colour_profile(protected_photo)
     del protected_photo
     difference, max_change = amplified_difference(original, protected)
     images = []
