@@ -133,10 +133,11 @@ def _decide(item: Item, entry: dict | None, settings: dict, force: bool,
     `preview`: previews are asked for, so a done photo without one is done again. A copy
     made with `also` (settings_to_accept) counts as made with `settings`."""
     sheet = preview_path(item.dst)
-    if (preview and (force or overwrite) and sheet.exists()
+    if (preview and sheet.exists()
             and same_folder(item.dst.parent, item.src.parent)
             and not matches_record(sheet, (entry or {}).get("preview"))):
-        # --out is the photo's own folder, and a file there has the preview's name
+        # --out is the photo's own folder, and a file there has the preview's name: said
+        # so with or without --overwrite (the generic "pass --overwrite" would be refused)
         item.status = FAILED
         item.message = (f"{sheet} exists beside the original and is not a preview cloak "
                         "wrote there, so it is not replaced even with --overwrite; move it "

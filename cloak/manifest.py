@@ -10,10 +10,12 @@ the same OUT while one writes there.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
 import re
+import stat
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path, PurePath
@@ -28,6 +30,20 @@ log = logging.getLogger(__name__)
 
 MANIFEST_NAME = ".cloak-manifest.json"
 LOCK_NAME = ".cloak-lock"  # held (flock) by the run writing to OUT
+
+
+def read_record(path: Path):
+    """The JSON a record file at `path` holds. FileNotFoundError where there is none;
+    another OSError, or ValueError, where it can't be read: not a regular file (a FIFO
+    would block the run forever; a folder), or not JSON (damaged, or nested too deep for
+    the parser: RecursionError)."""
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError("not a regular file")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise ValueError("nested too deep to be a cloak record") from None
 
 
 def recorded_copies(folder: Path) -> set[str]:
@@ -64,7 +80,7 @@ def matches_record(path: Path, ident: dict | None, refresh: bool = False,
         return False
     try:
         st = path.stat()
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL in the name
         return False
     if st.st_size != ident.get("size"):
         return False
@@ -114,16 +130,18 @@ class Manifest:
         self.found: tuple[str, object] | None = None
         self._by_fold: dict[str, str] | None = None  # fold(key) -> key, built when needed
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
+            data = read_record(self.path)
             version = data.get("version")
             if version == self.VERSION:
+                # a NUL in a name would fail every path made of it (ValueError)
                 self.entries = {k: entry for k, v in data.get("photos", {}).items()
-                                if (entry := _sane_entry(v)) is not None}
+                                if "\0" not in k and (entry := _sane_entry(v)) is not None}
                 self.folders = {k: v for k, v in data.get("folders", {}).items()
                                 if isinstance(v, str)}
             elif isinstance(version, int) and version > self.VERSION:
                 self.found = ("newer", version)
             else:
+                log.warning("ignoring unreadable %s (record version %r)", self.path, version)
                 self.found = ("unreadable", f"record version {version!r}")
         except (FileNotFoundError, NotADirectoryError):
             pass
@@ -372,6 +390,11 @@ def output_folder_lock(out_dir: Path):
             # O_NOFOLLOW: a lock "file" that is a link pointing elsewhere is not followed
             fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
         except OSError as exc:
+            if exc.errno in (errno.EISDIR, errno.ELOOP):  # a folder or a link at its name:
+                # the folder is writable, the lock's name is taken
+                raise OutputError(f"can't write to output folder {out_dir}: its lock file "
+                                  f"{path} is a {'folder' if exc.errno == errno.EISDIR else 'symlink'}"
+                                  "; remove it (no cloak run is using it)") from exc
             raise OutputError(f"can't write to output folder {out_dir}: "
                               f"{exc.strerror or exc}") from exc
         if not _try_lock(fd):

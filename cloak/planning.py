@@ -14,7 +14,6 @@ already `failed` or `skipped`, so one bad path never stops the rest.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import stat
@@ -23,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 
 from .errors import Cancelled
-from .manifest import MANIFEST_NAME, Manifest, matches_record, recorded_copies
+from .manifest import MANIFEST_NAME, Manifest, matches_record, read_record, recorded_copies
 from .preview import PREVIEW_SUFFIX
 from .report import Report, plural
 from .same_path import fold, holds, only_spelt_apart, same_folder_path, stat_key
@@ -46,6 +45,14 @@ FOLDER_TWICE = "folder already included (named twice)"
 OUTPUT_RECORD_UNREADABLE = (f"not searched: it is this run's output folder, and its "
                             f"{MANIFEST_NAME} is {{why}} (or a damaged one was set aside "
                             "there), so cloak's copies in it can't be told from your photos")
+EARLIER_RECORD_UNREADABLE = (f"not searched: it is a cloak output folder whose "
+                             f"{MANIFEST_NAME} is {{why}} (or a damaged one was set aside "
+                             "there), so cloak's copies in it can't be told from your "
+                             "photos; protect the originals instead")
+INSIDE_RECORD_UNREADABLE = (f"skipped: it is inside a cloak output folder whose "
+                            f"{MANIFEST_NAME} is {{why}} (or a damaged one was set aside "
+                            "there), so it can't be told from cloak's copies; protect the "
+                            "original instead")
 # A folder symlink the walk does not follow (a loop, or a folder walked already)
 LINK_NOT_FOLLOWED = "symlink to a folder "
 # Camera RAW files (a phone's ProRAW / Expert RAW DNG, a camera's own): named in the skip
@@ -112,16 +119,33 @@ def _is_photo_name(path: Path, suffixes: Iterable[str]) -> bool:
     return path.suffix.lower() in suffixes
 
 
-def _skip_own_outputs(folder: Path, skip: set[str], problems: list[Item]) -> None:
+def record_trouble(folder: Path) -> str | None:
+    """Why `folder`'s record can't say which files in it are cloak's copies ("unreadable",
+    "from a newer cloak"; also where a damaged one was set aside there, whose copies the
+    new record lacks), or None."""
+    found = Manifest(folder).found
+    if found is not None:
+        return "from a newer cloak" if found[0] == "newer" else "unreadable"
+    return "unreadable" if _set_aside_record(folder) else None
+
+
+def _skip_own_outputs(folder: Path, skip: set[str], problems: list[Item]) -> bool:
     """`folder` holds a cloak manifest (an earlier run's --out): add the outputs it lists
     that are still the files cloak wrote to `skip` (real paths), so its protected copies
     are not protected again while the user's own photos beside them (and in its mirror
-    folders) still are; one SKIPPED item says how many."""
+    folders) still are; one SKIPPED item says how many. False (and a SKIPPED item saying
+    why) where its record can't tell its copies from the user's photos: the folder is not
+    searched then, as a copy without cloak's note (a BMP, --no-ai-notice) would be
+    protected again."""
+    if (why := record_trouble(folder)) is not None:
+        problems.append(Item(folder, None, SKIPPED, EARLIER_RECORD_UNREADABLE.format(why=why)))
+        return False
     copies = recorded_copies(folder)
     skip.update(copies)
     if copies:
         problems.append(Item(folder, None, SKIPPED,
                              OUTPUT_FOLDER_SKIPPED.format(copies=_protected_copies(len(copies)))))
+    return True
 
 
 def _protected_copies(count: int) -> str:
@@ -129,15 +153,16 @@ def _protected_copies(count: int) -> str:
     return f"{plural(count, 'protected copy', 'protected copies')} {'is' if count == 1 else 'are'}"
 
 
-def _recorded_above(real: str, cache: dict[str, set[str] | None]) -> set[str]:
+def _recorded_above(real: str, cache: dict[str, set[str] | str | None]) -> set[str] | str:
     """recorded_copies of the nearest output folder above real path `real` (a cloak
-    manifest in a folder that holds it, not `real` itself), or an empty set. `cache`:
-    folder -> its copies (None: no manifest), shared by one plan()."""
+    manifest in a folder that holds it, not `real` itself), or an empty set; where that
+    folder's record can't tell its copies from the user's photos, why (record_trouble).
+    `cache`: folder -> its copies or trouble (None: no manifest), shared by one plan()."""
     for parent in Path(real).parents:
         folder = str(parent)
         if folder not in cache:
-            cache[folder] = (recorded_copies(parent)
-                             if os.path.isfile(parent / MANIFEST_NAME) else None)
+            cache[folder] = None if not os.path.lexists(parent / MANIFEST_NAME) else (
+                record_trouble(parent) or recorded_copies(parent))
         if cache[folder] is not None:
             return cache[folder]
     return set()
@@ -219,8 +244,9 @@ def _walk(folder: Path, rel: Path, skip: set[str], suffixes: Sequence[str],
                         why="from a newer cloak" if record[0] == "newer" else "unreadable")))
                     continue
                 skip.update(recorded_copies(path))
-            elif os.path.isfile(path / MANIFEST_NAME):  # an earlier run's output folder
-                _skip_own_outputs(path, skip, problems)
+            elif os.path.lexists(path / MANIFEST_NAME) and not _skip_own_outputs(
+                    path, skip, problems):  # an earlier run's output folder
+                continue
             _walk(path, rel / entry.name, skip, suffixes, seen_dirs, found, problems,
                   should_stop, out_real)
         elif _is_photo_name(path, suffixes) and not path.name.lower().endswith(PREVIEW_SUFFIX) \
@@ -310,7 +336,7 @@ def _recorded_mirrors(out_dir: Path) -> dict[str, str]:
     names of one folder directly inside OUT count: a manifest edited or brought from
     elsewhere ("../backup", "/home/u") can't send outputs outside OUT."""
     try:
-        data = json.loads((out_dir / MANIFEST_NAME).read_text(encoding="utf-8"))
+        data = read_record(out_dir / MANIFEST_NAME)
         folders = data.get("folders", {}) if isinstance(data, dict) else {}
         return {k: v for k, v in folders.items()
                 if isinstance(k, str) and isinstance(v, str) and is_plain_name(k)}
@@ -339,7 +365,7 @@ def plan(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
     items: list[Item] = []
     seen_dirs: set = set()
     mirrors = Mirrors(_recorded_mirrors(out_dir), out_dir)
-    recorded: dict[str, set[str] | None] = {}  # output folders above the inputs
+    recorded: dict[str, set[str] | str | None] = {}  # output folders above the inputs
     for raw in inputs:
         src = Path(raw)
         try:
@@ -354,7 +380,7 @@ def plan(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
 def _plan_one(src: Path, out_dir: Path, suffixes: Sequence[str], seen_dirs: set,
               mirrors: Mirrors, items: list[Item],
               should_stop: Callable[[], bool] | None = None,
-              recorded: dict[str, set[str] | None] | None = None) -> None:
+              recorded: dict[str, set[str] | str | None] | None = None) -> None:
     """plan() for one input path: append its items. `recorded`: _recorded_above's cache
     (the copies an output folder above an input lists are skipped, as in that folder)."""
     from . import io
@@ -375,13 +401,19 @@ def _plan_one(src: Path, out_dir: Path, suffixes: Sequence[str], seen_dirs: set,
         skip = {os.path.realpath(out_dir / name)}
         found: list[tuple[Path, Path]] = []
         problems: list[Item] = []
-        if os.path.isfile(src / MANIFEST_NAME):  # an earlier run's output folder, or OUT
-            # itself named as an input (`cloak protect * --out protected`, run again):
-            # the copies it lists are never protected again, with or without cloak's note
-            _skip_own_outputs(src, skip, problems)
-        inside = {c for c in _recorded_above(real, recorded if recorded is not None else {})
-                  if holds(real, c)}  # a subfolder of an output folder (`protected/trip`)
-        if inside:
+        if os.path.lexists(src / MANIFEST_NAME) and not _skip_own_outputs(
+                src, skip, problems):  # an earlier run's output folder, or OUT itself
+            # named as an input (`cloak protect * --out protected`, run again): the
+            # copies it lists are never protected again, with or without cloak's note;
+            # where its record can't be read, the folder is not searched
+            items.extend(problems)
+            return
+        above = _recorded_above(real, recorded if recorded is not None else {})
+        if isinstance(above, str):  # inside an output folder whose record can't be read
+            items.append(Item(src, None, SKIPPED, INSIDE_RECORD_UNREADABLE.format(why=above)))
+            return
+        inside = {c for c in above if holds(real, c)}  # a subfolder of an output folder
+        if inside:  # (`protected/trip`)
             skip.update(inside)
             problems.append(Item(src, None, SKIPPED,
                                  INSIDE_OUTPUT_FOLDER_SKIPPED.format(
@@ -410,8 +442,10 @@ def _plan_one(src: Path, out_dir: Path, suffixes: Sequence[str], seen_dirs: set,
         items.append(Item(src, None, SKIPPED, PREVIEW_SKIPPED))
     elif says_protected(src):
         items.append(Item(src, None, SKIPPED, A_PROTECTED_COPY))
-    elif os.path.realpath(src) in _recorded_above(
-            os.path.realpath(src), recorded if recorded is not None else {}):
+    elif isinstance(above := _recorded_above(
+            os.path.realpath(src), recorded if recorded is not None else {}), str):
+        items.append(Item(src, None, SKIPPED, INSIDE_RECORD_UNREADABLE.format(why=above)))
+    elif os.path.realpath(src) in above:
         items.append(Item(src, None, SKIPPED, A_RECORDED_COPY))  # one without the note
     else:
         items.append(Item(src, io.output_path_for(src, out_dir)))

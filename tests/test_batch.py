@@ -803,6 +803,11 @@ class TestRun:
         [item] = batch.run(batch.plan([gif], folder), folder, config, overwrite=True).items
         assert item.status == FAILED and "is not a preview cloak wrote" in item.message
         assert theirs.read_bytes() == b"someone's file" and not (folder / "a.png").exists()
+        # without --overwrite too (it said "pass --overwrite", which is then refused)
+        [item] = batch.run(batch.plan([gif], folder), folder, config).items
+        assert item.status == FAILED and "move it away" in item.message
+        assert "pass --overwrite" not in item.message
+        assert theirs.read_bytes() == b"someone's file" and not (folder / "a.png").exists()
         theirs.unlink()
         [item] = batch.run(batch.plan([gif], folder), folder, config).items
         assert item.status == PROTECTED and theirs.is_file()
@@ -2231,3 +2236,85 @@ def test_batch_run_from_python_names_the_photo_of_pillows_warning(tmp_path, smal
         batch.run(batch.plan([odd], tmp_path / "again"), tmp_path / "again", tiny_config)
     [line] = [r.getMessage() for r in caplog.records if "Corrupt EXIF" in r.getMessage()]
     assert line.startswith(f"{odd}: Corrupt EXIF") and line.count(str(odd)) == 1
+
+
+@pytest.mark.parametrize("damage", ["newer", "cut", "nested"])
+def test_an_earlier_output_folder_with_an_unusable_record_is_not_protected_again(
+        tmp_path, small_photo, tiny_config, damage):
+    """A BMP copy carries no cloak note: only its folder's record tells it from the
+    user's photos. With that record from a newer cloak, cut short (a sync client), or
+    nested too deep to parse (which raised RecursionError), the copy was protected again
+    (a second layer of noise), found in a folder, as the folder named, or named alone."""
+    photo = tmp_path / "src" / "x.bmp"
+    with Image.open(small_photo(tmp_path / "x.png")) as im:
+        photo.parent.mkdir()
+        im.save(photo)
+    earlier = tmp_path / "P"
+    assert batch.run(batch.plan([photo], earlier), earlier, tiny_config).counts[PROTECTED] == 1
+    record = earlier / MANIFEST_NAME
+    text = record.read_text()
+    if damage == "newer":
+        data = json.loads(text)
+        data["version"] = 2
+        record.write_text(json.dumps(data))
+    elif damage == "cut":
+        record.write_text(text[:len(text) // 2])
+    else:
+        record.write_text('{"version": 1, "photos": ' + "[" * 5000 + "]" * 5000 + "}")
+    before = record.read_bytes()
+    copy = earlier / "x.bmp"
+    for inputs in ([tmp_path], [earlier], [copy]):
+        items = batch.plan(inputs, tmp_path / "again")
+        assert not any(i.status == "pending" and i.src == copy for i in items), inputs
+        assert any(i.status == SKIPPED and "can't be told from" in i.message for i in items)
+    assert record.read_bytes() == before  # an earlier folder's record is left as it was
+
+
+def test_odd_records_are_read_without_a_crash_a_hang_or_silence(tmp_path, small_photo,
+                                                                  tiny_config, caplog):
+    """A name with a NUL in an OUT's record raised ValueError ("embedded null byte") out
+    of plan(); a FIFO at the record's name blocked the run forever; a record without a
+    version was set aside without a word (every copy then "not made by cloak")."""
+    import threading
+
+    out = tmp_path / "out"
+    photo = small_photo(tmp_path / "in" / "a.png")
+    assert batch.run(batch.plan([photo], out), out, tiny_config).counts[PROTECTED] == 1
+    record = out / MANIFEST_NAME
+    data = json.loads(record.read_text())
+    [entry] = data["photos"].values()
+    data["photos"]["in/x\u0000.png"] = entry
+    record.write_text(json.dumps(data))
+    items = batch.plan([out, photo], tmp_path / "next")
+    assert {i.src.name for i in items if i.status == "pending"} == {"a.png"}
+
+    del data["version"]
+    record.write_text(json.dumps(data))
+    with caplog.at_level("WARNING", logger="cloak.manifest"):
+        assert manifest_module.Manifest(out).found == ("unreadable", "record version None")
+    assert f"ignoring unreadable {record} (record version None)" in caplog.text
+
+    record.unlink()
+    os.mkfifo(record)
+    seen = []
+    reader = threading.Thread(target=lambda: seen.append(manifest_module.Manifest(out).found),
+                              daemon=True)
+    reader.start()
+    reader.join(10)
+    assert not reader.is_alive() and seen == [("unreadable", "not a regular file")]
+
+
+def test_a_folder_or_link_at_the_lock_name_is_named(tmp_path, small_photo, tiny_config):
+    """A folder (or a symlink) where OUT's lock file goes said "can't write to output
+    folder OUT: Is a directory" of a writable folder, never naming the lock file."""
+    photo = small_photo(tmp_path / "in" / "a.png")
+    out = tmp_path / "out"
+    (out / LOCK_NAME).mkdir(parents=True)
+    with pytest.raises(CloakError, match=r"its lock file .*\.cloak-lock is a folder; "
+                                         r"remove it"):
+        batch.run(batch.plan([photo], out), out, tiny_config)
+    (out / LOCK_NAME).rmdir()
+    (out / LOCK_NAME).symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(CloakError, match=r"\.cloak-lock is a symlink; remove it"):
+        batch.run(batch.plan([photo], out), out, tiny_config)
+    assert not (tmp_path / "elsewhere").exists()
