@@ -135,7 +135,8 @@ def _decide(item: Item, entry: dict | None, settings: dict, force: bool,
     sheet = preview_path(item.dst)
     if (preview and sheet.exists()
             and same_folder(item.dst.parent, item.src.parent)
-            and not matches_record(sheet, (entry or {}).get("preview"))):
+            and not any(matches_record(sheet, (entry or {}).get(key))
+                        for key in ("preview", "earlier_preview"))):
         # --out is the photo's own folder, and a file there has the preview's name: said
         # so with or without --overwrite (the generic "pass --overwrite" would be refused)
         item.status = FAILED

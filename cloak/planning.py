@@ -46,12 +46,11 @@ OUTPUT_RECORD_UNREADABLE = (f"not searched: it is this run's output folder, and 
                             f"{MANIFEST_NAME} is {{why}} (or a damaged one was set aside "
                             "there), so cloak's copies in it can't be told from your photos")
 EARLIER_RECORD_UNREADABLE = (f"not searched: it is a cloak output folder whose "
-                             f"{MANIFEST_NAME} is {{why}} (or a damaged one was set aside "
-                             "there), so cloak's copies in it can't be told from your "
-                             "photos; protect the originals instead")
-INSIDE_RECORD_UNREADABLE = (f"skipped: it is inside a cloak output folder whose "
-                            f"{MANIFEST_NAME} is {{why}} (or a damaged one was set aside "
-                            "there), so it can't be told from cloak's copies; protect the "
+                             f"{MANIFEST_NAME} is {{why}}, so cloak's copies in it can't be "
+                             "told from your photos; protect the originals instead (or "
+                             "move the record away, once the copies are gone)")
+INSIDE_RECORD_UNREADABLE = (f"inside a cloak output folder whose {MANIFEST_NAME} is "
+                            "{why}, so it can't be told from cloak's copies; protect the "
                             "original instead")
 # A folder symlink the walk does not follow (a loop, or a folder walked already)
 LINK_NOT_FOLLOWED = "symlink to a folder "
@@ -120,13 +119,14 @@ def _is_photo_name(path: Path, suffixes: Iterable[str]) -> bool:
 
 
 def record_trouble(folder: Path) -> str | None:
-    """Why `folder`'s record can't say which files in it are cloak's copies ("unreadable",
-    "from a newer cloak"; also where a damaged one was set aside there, whose copies the
-    new record lacks), or None."""
+    """Why `folder`'s record (a file there) can't say which files in it are cloak's
+    copies ("unreadable", "from a newer cloak"), or None. A damaged record a run has set
+    aside, with a good one written since, is no trouble here: that folder is searched
+    (its later record lists the copies made since)."""
     found = Manifest(folder).found
-    if found is not None:
-        return "from a newer cloak" if found[0] == "newer" else "unreadable"
-    return "unreadable" if _set_aside_record(folder) else None
+    if found is None:
+        return None
+    return "from a newer cloak" if found[0] == "newer" else "unreadable"
 
 
 def _skip_own_outputs(folder: Path, skip: set[str], problems: list[Item]) -> bool:
@@ -153,16 +153,22 @@ def _protected_copies(count: int) -> str:
     return f"{plural(count, 'protected copy', 'protected copies')} {'is' if count == 1 else 'are'}"
 
 
-def _recorded_above(real: str, cache: dict[str, set[str] | str | None]) -> set[str] | str:
+def _recorded_above(real: str, cache: dict[str, set[str] | str | None],
+                    out_real: str | None = None) -> set[str] | str:
     """recorded_copies of the nearest output folder above real path `real` (a cloak
     manifest in a folder that holds it, not `real` itself), or an empty set; where that
-    folder's record can't tell its copies from the user's photos, why (record_trouble).
-    `cache`: folder -> its copies or trouble (None: no manifest), shared by one plan()."""
+    folder's record can't tell its copies from the user's photos, why (record_trouble),
+    unless it is this run's output folder (`out_real`), whose damaged record the run sets
+    aside (an empty set then, as its copies are not known). `cache`: folder -> its copies
+    or trouble (None: no manifest), shared by one plan()."""
     for parent in Path(real).parents:
         folder = str(parent)
         if folder not in cache:
-            cache[folder] = None if not os.path.lexists(parent / MANIFEST_NAME) else (
+            cache[folder] = None if not os.path.isfile(parent / MANIFEST_NAME) else (
                 record_trouble(parent) or recorded_copies(parent))
+        if isinstance(cache[folder], str) and out_real is not None and \
+                same_folder_path(folder, out_real):
+            return set()
         if cache[folder] is not None:
             return cache[folder]
     return set()
@@ -244,7 +250,7 @@ def _walk(folder: Path, rel: Path, skip: set[str], suffixes: Sequence[str],
                         why="from a newer cloak" if record[0] == "newer" else "unreadable")))
                     continue
                 skip.update(recorded_copies(path))
-            elif os.path.lexists(path / MANIFEST_NAME) and not _skip_own_outputs(
+            elif os.path.isfile(path / MANIFEST_NAME) and not _skip_own_outputs(
                     path, skip, problems):  # an earlier run's output folder
                 continue
             _walk(path, rel / entry.name, skip, suffixes, seen_dirs, found, problems,
@@ -401,14 +407,15 @@ def _plan_one(src: Path, out_dir: Path, suffixes: Sequence[str], seen_dirs: set,
         skip = {os.path.realpath(out_dir / name)}
         found: list[tuple[Path, Path]] = []
         problems: list[Item] = []
-        if os.path.lexists(src / MANIFEST_NAME) and not _skip_own_outputs(
+        if os.path.isfile(src / MANIFEST_NAME) and not _skip_own_outputs(
                 src, skip, problems):  # an earlier run's output folder, or OUT itself
             # named as an input (`cloak protect * --out protected`, run again): the
             # copies it lists are never protected again, with or without cloak's note;
             # where its record can't be read, the folder is not searched
             items.extend(problems)
             return
-        above = _recorded_above(real, recorded if recorded is not None else {})
+        above = _recorded_above(real, recorded if recorded is not None else {},
+                                os.path.realpath(out_dir))
         if isinstance(above, str):  # inside an output folder whose record can't be read
             items.append(Item(src, None, SKIPPED, INSIDE_RECORD_UNREADABLE.format(why=above)))
             return
@@ -443,7 +450,8 @@ def _plan_one(src: Path, out_dir: Path, suffixes: Sequence[str], seen_dirs: set,
     elif says_protected(src):
         items.append(Item(src, None, SKIPPED, A_PROTECTED_COPY))
     elif isinstance(above := _recorded_above(
-            os.path.realpath(src), recorded if recorded is not None else {}), str):
+            os.path.realpath(src), recorded if recorded is not None else {},
+            os.path.realpath(out_dir)), str):
         items.append(Item(src, None, SKIPPED, INSIDE_RECORD_UNREADABLE.format(why=above)))
     elif os.path.realpath(src) in above:
         items.append(Item(src, None, SKIPPED, A_RECORDED_COPY))  # one without the note

@@ -2318,3 +2318,63 @@ def test_a_folder_or_link_at_the_lock_name_is_named(tmp_path, small_photo, tiny_
     with pytest.raises(CloakError, match=r"\.cloak-lock is a symlink; remove it"):
         batch.run(batch.plan([photo], out), out, tiny_config)
     assert not (tmp_path / "elsewhere").exists()
+
+
+@pytest.mark.parametrize("state", ["done", "pending"])
+def test_cloaks_earlier_sheet_beside_the_original_is_still_its_own(tmp_path, state):
+    """--out the photo's folder: the sheet a first --preview run wrote, kept in the
+    record as earlier_preview after a redo without --preview, is cloak's, and asking for
+    a preview again redoes the photo; the check for a user's file at the sheet's name
+    (now made without --overwrite too) took it for the user's."""
+    from cloak.manifest import identity
+    from cloak.planning import Item
+
+    src, dst = tmp_path / "a.gif", tmp_path / "a.png"
+    Image.new("RGB", (16, 16), "red").save(src)
+    Image.new("RGB", (16, 16), "blue").save(dst)
+    sheet = tmp_path / "a.png.preview.png"
+    Image.new("RGB", (32, 16), "green").save(sheet)
+    settings = {"strength": "fast"}
+    entry = {"state": state, "src": identity(src), "dst": identity(dst),
+             "settings": settings, "earlier_preview": identity(sheet)}
+    item = Item(src, dst)
+    batch._decide(item, entry, settings, force=False, overwrite=False, preview=True)
+    assert item.status == "pending" and item.sheet_stamp is not None, item.message
+
+
+def test_a_damaged_record_above_blocks_neither_its_own_run_nor_a_later_one(
+        tmp_path, small_photo):
+    """Pictures holds a damaged record: `cloak protect Pictures/2024 --out Pictures` is
+    the run that sets it aside, so its inputs under Pictures are planned; once set
+    aside, with a good record written, later runs search Pictures again (the first
+    version of this stop's rule refused them forever). A dangling link at a subfolder's
+    record name hides nothing above it."""
+    pictures = tmp_path / "Pictures"
+    a = small_photo(pictures / "2023" / "a.png")
+    b = small_photo(pictures / "2024" / "b.png", index=1)
+    (pictures / MANIFEST_NAME).write_text('{"version": 1, "photos": {')  # cut short
+    items = batch.plan([pictures / "2024"], pictures)
+    assert [i.src for i in items if i.status == "pending"] == [b]
+    Manifest(pictures).set(pictures / "x.png", None)  # a save: sets it aside, a new record
+    assert any(p.name.startswith(f"{MANIFEST_NAME}.unreadable-") for p in pictures.iterdir())
+    for inputs in ([pictures], [pictures / "2024"], [b]):
+        planned = {i.src for i in batch.plan(inputs, tmp_path / "elsewhere")
+                   if i.status == "pending"}
+        assert b in planned and (a in planned) == (inputs == [pictures]), inputs
+
+
+def test_a_dangling_link_at_a_subfolders_record_name_hides_nothing_above(
+        tmp_path, small_photo, tiny_config):
+    """A BMP copy (no cloak note) in a mirror folder of OUT, whose record lists it; a
+    dangling link named like a record in that mirror folder stopped the search for the
+    record above, and the copy was planned as a photo of the user's."""
+    photo = tmp_path / "src" / "c.bmp"
+    photo.parent.mkdir()
+    with Image.open(small_photo(tmp_path / "c.png")) as im:
+        im.save(photo)
+    out = tmp_path / "Out"
+    assert batch.run(batch.plan([photo.parent], out), out, tiny_config).counts[PROTECTED] == 1
+    [copy] = out.rglob("c.bmp")
+    (copy.parent / MANIFEST_NAME).symlink_to(tmp_path / "nowhere")
+    [item] = batch.plan([copy], tmp_path / "elsewhere")
+    assert item.status == SKIPPED and "the output folder's record lists it" in item.message
