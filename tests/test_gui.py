@@ -820,6 +820,26 @@ class TestHelpers:
         assert shown is not None and shown.size == (32, 24)
         assert np.asarray(shown)[12, 16, 0] > 150 and PngImagePlugin.MAX_TEXT_CHUNK == limit
 
+    def test_thumbnail_of_a_cicp_tagged_display_p3_png_is_shown_in_srgb(self, tmp_path):
+        """A PNG whose cICP chunk says Display P3 (no ICC profile) was shown as its
+        stored values (muted), where verify and the before/after read its colours
+        through the profile the tag names; the thumbnail does too."""
+        import struct
+        import zlib
+
+        from cloak.cicp_icc import icc_for_cicp
+        from cloak.colour import to_srgb
+
+        stored = Image.new("RGB", (32, 16), (234, 51, 35))  # sRGB's red, in P3 values
+        stored.save(tmp_path / "p3.png")
+        raw = (tmp_path / "p3.png").read_bytes()
+        tag = bytes([12, 13, 0, 1])
+        chunk = struct.pack(">I", 4) + b"cICP" + tag + struct.pack(">I", zlib.crc32(b"cICP" + tag))
+        (tmp_path / "p3.png").write_bytes(raw[:33] + chunk + raw[33:])
+        shown = np.asarray(thumbnail(tmp_path / "p3.png", 32), np.int16)
+        expected = np.asarray(to_srgb(stored, icc_for_cicp(12, 13)), np.int16)
+        assert np.abs(shown - expected).max() <= 1 and shown[8, 16, 0] >= 250
+
     def test_thumbnail_of_16bit_gray_keeps_its_tones(self, tmp_path):
         """Pillow's RGB conversion clips 16-bit gray at 255 (a white thumbnail)."""
         ramp = np.linspace(0, 65535, 64 * 32).reshape(32, 64).astype(np.uint16)

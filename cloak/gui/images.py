@@ -65,10 +65,31 @@ def _open_upright(path: Path, max_side: int | None) -> Image.Image:
             from ..verify import rgb_or_rgba
 
             # (16-bit gray scaled to 8 bits there: Pillow's own RGB conversion clips it)
-            return _shown(rgb_or_rgba(upright), image.info.get("icc_profile"), max_side)
+            return _shown(rgb_or_rgba(upright), image.info.get("icc_profile")
+                          or _cicp_profile(image, path), max_side)
     if max_side:
         rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     return rgb
+
+
+def _cicp_profile(image: Image.Image, path: Path) -> bytes | None:
+    """The ICC profile a photo's CICP tag names (cloak.cicp_icc: a Display P3 HEIC's nclx,
+    an AVIF's, a PNG's cICP chunk), as verify reads it; None without one, or for sRGB's."""
+    from cloak.cicp import avif_cicp, png_cicp
+    from cloak.cicp_icc import icc_for_cicp
+
+    nclx = image.info.get("nclx_profile") or {}
+    cicp = None
+    if nclx:
+        cicp = nclx.get("color_primaries"), nclx.get("transfer_characteristics")
+    elif image.format in ("PNG", "AVIF"):
+        try:
+            with open(path, "rb") as fp:
+                found = png_cicp(fp) if image.format == "PNG" else avif_cicp(fp)
+        except OSError:
+            return None
+        cicp = tuple(found[:2]) if found else None
+    return icc_for_cicp(*cicp) if cicp else None
 
 
 def _shown(image: Image.Image, icc_profile: bytes | None, max_side: int | None
