@@ -48,12 +48,27 @@ def name_photos(handler: logging.Handler) -> logging.Handler:
 
 
 @contextlib.contextmanager
+def about(photo: str | Path) -> Iterator[None]:
+    """Log records within, on this thread, are about `photo` (see NamePhoto); Python
+    warnings are left to logging.captureWarnings, which logs each on the thread that
+    raised it. For a process with several threads decoding photos (the app):
+    `naming`'s catch_warnings swaps the warning handler of the whole process, and would
+    name a warning another thread raised after this thread's photo."""
+    token = _photo.set(str(photo))
+    try:
+        yield
+    finally:
+        _photo.reset(token)
+
+
+@contextlib.contextmanager
 def naming(photo: str | Path) -> Iterator[None]:
     """Log records within are about `photo` (see NamePhoto), and Python warnings raised
     within are logged as one line each, not as Python's two lines naming Pillow's source
     file. None are logged for a photo that turns out unreadable: its failure says what is
     wrong (a text file named .tif gave "Corrupt EXIF data" above "not an image cloak can
-    read"). A filter that turns a warning into an error (decoding_limit's) still does."""
+    read"). A filter that turns a warning into an error (decoding_limit's) still does.
+    One thread at a time (catch_warnings is the process's): see `about` for threads."""
     token = _photo.set(str(photo))
     try:
         with warnings.catch_warnings(record=True) as caught:

@@ -3206,3 +3206,39 @@ def test_enter_on_a_view_button_switches_the_view_as_space_does(qapp):
         QTest.keyClick(panel.button(mode), key)
         assert panel.mode == mode
     panel.deleteLater()
+
+
+def test_the_apps_log_names_the_photo_a_warning_is_about(window, tmp_path, monkeypatch):
+    """The app's log named no photo in cloak's own warnings, and Pillow's "Corrupt EXIF
+    data" never reached it (Python's two lines on stderr instead). With the log set up
+    as main() sets it (a NamePhoto filter, warnings captured into logging), each line
+    names the photo the worker thread protects, and only that one."""
+    import logging
+
+    from PIL import PngImagePlugin
+
+    from cloak.gui.app import log_to_file, stop_logging_to_file
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    bad_exif, dtd = tmp_path / "badexif.jpg", tmp_path / "xmp.png"
+    photo = Image.new("RGB", (128, 96), (120, 90, 60))
+    photo.save(bad_exif, quality=90, exif=b"Exif\x00\x00II*\x00\xff\xff\xff\x7f")
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("XML:com.adobe.xmp",
+                  '<!DOCTYPE x [<!ENTITY a "b">]><x:xmpmeta xmlns:x="adobe:ns:meta/"/>')
+    photo.save(dtd, pnginfo=info)
+    path = log_to_file()
+    logging.captureWarnings(True)
+    try:
+        window.add_paths([bad_exif, dtd])
+        assert wait_until(lambda: len(window.rows) == 2, 30)
+        window.start()
+        assert wait_until(lambda: not window.is_running(), 120)
+    finally:
+        logging.captureWarnings(False)
+        stop_logging_to_file()
+    lines = [line for line in path.read_text().splitlines() if "WARNING" in line]
+    exif_lines = [line for line in lines if "Corrupt EXIF" in line]
+    assert exif_lines and all(f"{bad_exif}: " in line for line in exif_lines), lines
+    dtd_lines = [line for line in lines if "declares a DTD" in line]
+    assert dtd_lines and all(f"{dtd}: " in line for line in dtd_lines), lines

@@ -9,6 +9,7 @@ from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
 from ..allocator import keep_freed_memory
+from ..naming import name_photos
 
 LOG_HANDLER_NAME = "cloak-gui-log"  # worker.log_file finds the file by this name
 NEEDS_PYSIDE6 = ("the desktop app needs PySide6: pip install -e '.[gui]' in the cloak "
@@ -69,7 +70,7 @@ def log_to_file() -> Path | None:
     handler.set_name(LOG_HANDLER_NAME)
     handler.setLevel(logging.WARNING)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger().addHandler(handler)
+    logging.getLogger().addHandler(name_photos(handler))  # "PHOTO: ..." (naming.about)
     return path
 
 
@@ -85,6 +86,8 @@ def main() -> int:
     """Open the cloak window and run until it is closed; returns the exit code (1, with
     one line on stderr, when PySide6 is not installed)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        name_photos(handler)
     try:
         from PySide6.QtCore import QEvent, QSettings
         from PySide6.QtWidgets import QApplication
@@ -106,6 +109,8 @@ def main() -> int:
         print(f"error: {reason}", file=sys.stderr)
         return 1
     log_to_file()
+    # Pillow's "Corrupt EXIF data" into the log, named by the thread's photo (about)
+    logging.captureWarnings(True)
     keep_freed_memory()
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("cloak")
@@ -123,6 +128,7 @@ def main() -> int:
             app.sendPostedEvents(None, QEvent.Type.DeferredDelete)
             app.shutdown()
         stop_logging_to_file()
+        logging.captureWarnings(False)
 
 
 def script_main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from cloak import io  # also registers the HEIC/HEIF opener with Pillow
 from cloak.colour import to_srgb
 from cloak.errors import CloakError, UnsupportedImageError
+from cloak.naming import about
 
 log = logging.getLogger(__name__)
 
@@ -137,9 +138,11 @@ def on_checkerboard(image: Image.Image) -> Image.Image:
 
 
 def thumbnail(path: Path, size: int) -> Image.Image | None:
-    """A small upright preview, or None if the file is not a readable image."""
+    """A small upright preview, or None if the file is not a readable image. Warnings
+    while it is read name `path` in the log (naming.about)."""
     try:
-        return open_upright(path, size)
+        with about(path):
+            return open_upright(path, size)
     except (OSError, UnidentifiedImageError, ValueError, UnsupportedImageError) as exc:
         log.debug("no thumbnail for %s: %s", path, exc)
         return None
@@ -154,16 +157,17 @@ def thumbnail_or_why(path: Path, size: int) -> tuple[Image.Image | None, str | N
     (a batch's photo: the thumbnails, one at a time, would wait seconds behind it; the
     protect step says why then). The reason for a file the preview failed on (rare) is
     load_photo's, which does wait for such a decode."""
-    image = thumbnail(path, size)
-    if image is not None:  # the header alone: no second decode
-        return image, io.frames_problem(path, wait=False)
-    try:
-        io.load_photo(path)  # only for a file the preview failed on: damaged, most often
-    except CloakError as exc:
-        return None, str(exc)
-    except (OSError, MemoryError, ValueError) as exc:  # the protect step says it then
-        log.debug("%s: no reason found for the missing thumbnail: %s", path, exc)
-    return None, None
+    with about(path):  # its warnings name it (the frames' count reads the header)
+        image = thumbnail(path, size)
+        if image is not None:  # the header alone: no second decode
+            return image, io.frames_problem(path, wait=False)
+        try:
+            io.load_photo(path)  # only for a file the preview failed on: damaged, mostly
+        except CloakError as exc:
+            return None, str(exc)
+        except (OSError, MemoryError, ValueError) as exc:  # the protect step says it then
+            log.debug("%s: no reason found for the missing thumbnail: %s", path, exc)
+        return None, None
 
 
 @dataclass
@@ -233,11 +237,13 @@ def compare(original_path: Path, protected_path: Path, max_side: int = 1024,
     copy was made with), also the budget map it gave the original."""
     from ..verify import colour_profile  # an ICC profile, or the one a CICP tag names
 
-    original_photo = io.load_photo(original_path)
+    with about(original_path):
+        original_photo = io.load_photo(original_path)
     original, icc = as_image(original_photo), colour_profile(original_photo)
     budget = None if config is None else budget_image(original_photo.rgb, config)
     del original_photo
-    protected_photo = io.load_photo(protected_path)
+    with about(protected_path):
+        protected_photo = io.load_photo(protected_path)
     protected, protected_icc = as_image(protected_photo), colour_profile(protected_photo)
     del protected_photo
     difference, max_change = amplified_difference(original, protected)

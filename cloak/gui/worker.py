@@ -29,6 +29,7 @@ from cloak.errors import (
     out_of_memory_message,
 )
 from cloak.io import output_path_for
+from cloak.naming import about
 from cloak.report import VERDICTS, verdict_for
 
 from .paths import unique_destination
@@ -267,7 +268,8 @@ class ProtectWorker(QObject):
                     emit(self.cancelled, job.index)
                     continue
                 try:
-                    self._protect_one(job, created)
+                    with about(job.src):  # its warnings name it, in the app's log
+                        self._protect_one(job, created)
                 except Exception as exc:  # a failure in its own error handling (an odd
                     # path that can't even be checked): that photo fails, the rest go on
                     log.exception("protecting %s failed", job.src)
