@@ -139,7 +139,8 @@ def parse_sizes(text: str | None) -> tuple[int, ...] | None:
 
 
 MODEL_DIR_HELP = ("Folder with the weight files (searched first; then $CLOAK_MODEL_DIR, then "
-                  "the user cache, then a download on first use).")
+                  "the user cache, then a download on first use, which CLOAK_OFFLINE=1 "
+                  "turns off).")
 DEVICE_HELP = ("Where to compute: auto (a CUDA GPU, then an Apple GPU, then the CPU), cpu, "
                "cuda, cuda:1 or mps.")
 DEVICE_ENV = "CLOAK_DEVICE"  # cloak.device.DEVICE_ENV (not imported here: that loads torch)

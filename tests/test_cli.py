@@ -93,6 +93,9 @@ def test_gui_help_names_the_settings_the_app_takes_from_the_environment():
     for setting in ("CLOAK_MODEL_DIR=DIR", "CLOAK_DEVICE=cpu, cuda, cuda:N or mps",
                     "CLOAK_OFFLINE=1", "CLOAK_MAX_PIXELS=N"):
         assert setting in text, setting
+    for command in ("protect", "verify"):  # beside --model-dir's "download on first use"
+        result = CliRunner(env={"COLUMNS": "100"}).invoke(cli.app, [command, "--help"])
+        assert "which CLOAK_OFFLINE=1 turns off" in " ".join(result.stdout.split())
 
 
 @pytest.mark.parametrize("command", ["protect", "verify"])
