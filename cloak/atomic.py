@@ -209,7 +209,7 @@ def write_atomic(dst: str | os.PathLike[str], write: Callable[[IO[bytes]], None]
         error = OutputError(f"could not write {dst}: {exc.strerror or exc}")
         error.errno = exc.errno
         raise error from None
-    except Exception as exc:
+    except Exception as exc:  # encoders raise many types: report them, and clean up
         temp.unlink(missing_ok=True)
         if isinstance(exc, MemoryError) or raised_by_cloak(exc):
             raise  # said as out of memory, or as cloak's bug, by the caller

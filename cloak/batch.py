@@ -353,6 +353,11 @@ def _torch_threads(threads: int | None):
         torch.set_num_threads(before)
 
 
+def threads_per_job(jobs: int) -> int:
+    """Torch threads for each photo of a `jobs`-wide run: the usable cores shared out."""
+    return max(1, usable_cores() // jobs)
+
+
 def usable_cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -541,7 +546,7 @@ def _run_locked(items: list[Item], out_dir: Path, config: ProtectConfig,
         if not (jobs > 1 and len(todo) > 1):  # as `pooled` above
             # a last photo of a --jobs N run (one left, or resumed with one left) gets
             # a worker's cores/N threads, so its copy is the one the pool would make
-            with _torch_threads(max(1, usable_cores() // jobs) if jobs > 1 else None):
+            with _torch_threads(threads_per_job(jobs) if jobs > 1 else None):
                 _run_here(todo, manifest, config, emit, stop)
         else:
             _run_pool(todo, manifest, config, jobs, emit, stop)
@@ -860,7 +865,7 @@ def _run_pool(todo: list[Item], manifest: Manifest, config: ProtectConfig, jobs:
               emit: Callable[[Event], None], stop: Callable[[], bool]) -> None:
     ctx = multiprocessing.get_context("spawn")  # fork after torch has threads is unsafe
     stop_event, progress_queue = ctx.Event(), ctx.Queue()
-    threads = max(1, usable_cores() // jobs)
+    threads = threads_per_job(jobs)
     settings = config.fingerprint()
 
     def new_pool() -> cf.ProcessPoolExecutor:

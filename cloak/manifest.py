@@ -46,12 +46,12 @@ def read_record(path: Path):
         raise ValueError("nested too deep to be a cloak record") from None
 
 
-def recorded_copies(folder: Path) -> set[str]:
-    """Real paths of the copies `folder`'s manifest lists that are still the files cloak
-    wrote: a new original that has since taken a listed name (another camera's
-    IMG_0001.jpg) is the user's photo."""
+def recorded_copies(folder: Path, record: Manifest | None = None) -> set[str]:
+    """Real paths of the copies `folder`'s manifest (`record`, if read already) lists that
+    are still the files cloak wrote: a new original that has since taken a listed name
+    (another camera's IMG_0001.jpg) is the user's photo."""
     copies = set()
-    for rel, entry in Manifest(folder).entries.items():
+    for rel, entry in (record or Manifest(folder)).entries.items():
         path = folder / rel
         if (pending_is_ours(path, entry) if entry.get("state") == "pending"
                 else matches_record(path, entry.get("dst"))):

@@ -20,11 +20,6 @@ log = logging.getLogger(__name__)
 _photo: contextvars.ContextVar[str | None] = contextvars.ContextVar("cloak_photo", default=None)
 
 
-def current_photo() -> str | None:
-    """The photo named by the innermost `naming`, or None outside one."""
-    return _photo.get()
-
-
 class NamePhoto(logging.Filter):
     """A handler's filter: a record logged within `naming(photo)` reads "PHOTO: message"
     (once, however many handlers carry the filter; a message that already starts with the
@@ -69,19 +64,15 @@ def naming(photo: str | Path) -> Iterator[None]:
     wrong (a text file named .tif gave "Corrupt EXIF data" above "not an image cloak can
     read"). A filter that turns a warning into an error (decoding_limit's) still does.
     One thread at a time (catch_warnings is the process's): see `about` for threads."""
-    token = _photo.set(str(photo))
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("default")
-            try:
-                yield
-            except UnsupportedImageError:
-                caught.clear()  # its failure line says it all
-                raise
-            finally:
-                for warning in caught:  # named here (for any handler), not again
-                    text = str(warning.message).strip()
-                    log.warning("%s: %s", photo, text.splitlines()[0] if text
-                                else warning.category.__name__, extra={"cloak_named": True})
-    finally:
-        _photo.reset(token)
+    with about(photo), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        try:
+            yield
+        except UnsupportedImageError:
+            caught.clear()  # its failure line says it all
+            raise
+        finally:
+            for warning in caught:  # named here (for any handler), not again
+                text = str(warning.message).strip()
+                log.warning("%s: %s", photo, text.splitlines()[0] if text
+                            else warning.category.__name__, extra={"cloak_named": True})

@@ -118,15 +118,21 @@ def _is_photo_name(path: Path, suffixes: Iterable[str]) -> bool:
     return path.suffix.lower() in suffixes
 
 
-def record_trouble(folder: Path) -> str | None:
-    """Why `folder`'s record (a file there) can't say which files in it are cloak's
-    copies ("unreadable", "from a newer cloak"), or None. A damaged record a run has set
-    aside, with a good one written since, is no trouble here: that folder is searched
-    (its later record lists the copies made since)."""
-    found = Manifest(folder).found
+def record_trouble(found: tuple[str, object] | None) -> str | None:
+    """Why a record whose Manifest.found is `found` can't say which files in its folder
+    are cloak's copies ("unreadable", "from a newer cloak"), or None."""
     if found is None:
         return None
     return "from a newer cloak" if found[0] == "newer" else "unreadable"
+
+
+def copies_or_trouble(folder: Path) -> set[str] | str:
+    """recorded_copies of `folder` (a record file there), or record_trouble's reason,
+    reading the record once. A damaged record a run has set aside, with a good one
+    written since, is no trouble here: that folder is searched (its later record lists
+    the copies made since)."""
+    record = Manifest(folder)
+    return record_trouble(record.found) or recorded_copies(folder, record)
 
 
 def _skip_own_outputs(folder: Path, skip: set[str], problems: list[Item]) -> bool:
@@ -137,10 +143,11 @@ def _skip_own_outputs(folder: Path, skip: set[str], problems: list[Item]) -> boo
     why) where its record can't tell its copies from the user's photos: the folder is not
     searched then, as a copy without cloak's note (a BMP, --no-ai-notice) would be
     protected again."""
-    if (why := record_trouble(folder)) is not None:
-        problems.append(Item(folder, None, SKIPPED, EARLIER_RECORD_UNREADABLE.format(why=why)))
+    copies = copies_or_trouble(folder)
+    if isinstance(copies, str):
+        problems.append(Item(folder, None, SKIPPED,
+                             EARLIER_RECORD_UNREADABLE.format(why=copies)))
         return False
-    copies = recorded_copies(folder)
     skip.update(copies)
     if copies:
         problems.append(Item(folder, None, SKIPPED,
@@ -164,8 +171,8 @@ def _recorded_above(real: str, cache: dict[str, set[str] | str | None],
     for parent in Path(real).parents:
         folder = str(parent)
         if folder not in cache:
-            cache[folder] = None if not os.path.isfile(parent / MANIFEST_NAME) else (
-                record_trouble(parent) or recorded_copies(parent))
+            cache[folder] = (copies_or_trouble(parent)
+                             if os.path.isfile(parent / MANIFEST_NAME) else None)
         if isinstance(cache[folder], str) and out_real is not None and \
                 same_folder_path(folder, out_real):
             return set()
@@ -243,13 +250,14 @@ def _walk(folder: Path, rel: Path, skip: set[str], suffixes: Sequence[str],
             # os.path, not Path.is_file: that raises PermissionError in a folder that
             # can't be searched, which would fail the whole input, not this folder
             if real == out_real:
-                record = Manifest(path).found or (
-                    ("unreadable", "set aside") if _set_aside_record(path) else None)
-                if record is not None:  # it can't tell cloak's copies from the user's photos
-                    problems.append(Item(path, None, SKIPPED, OUTPUT_RECORD_UNREADABLE.format(
-                        why="from a newer cloak" if record[0] == "newer" else "unreadable")))
+                record = Manifest(path)
+                trouble = record_trouble(record.found) or (
+                    "unreadable" if _set_aside_record(path) else None)
+                if trouble is not None:  # it can't tell cloak's copies from the user's photos
+                    problems.append(Item(path, None, SKIPPED,
+                                         OUTPUT_RECORD_UNREADABLE.format(why=trouble)))
                     continue
-                skip.update(recorded_copies(path))
+                skip.update(recorded_copies(path, record))
             elif os.path.isfile(path / MANIFEST_NAME) and not _skip_own_outputs(
                     path, skip, problems):  # an earlier run's output folder
                 continue
