@@ -26,6 +26,13 @@ try:  # torch is not among these (--help answers at once); each command imports 
     from cloak import PRESETS, Cancelled, CloakError, ProtectConfig, __version__
     from cloak.allocator import keep_freed_memory
     from cloak.channel_list import ALL_CHANNELS
+    from cloak.config import (
+        EDITING_SIZES,
+        EPS255_RANGE,
+        SEED_LIMIT,
+        STRONGER,
+        editing_size_ok,
+    )
     from cloak.io import IMAGE_SUFFIXES
     from cloak.metadata import MetadataPolicy
     from cloak.models.registry import ALL_MODEL_NAMES
@@ -131,10 +138,11 @@ def parse_sizes(text: str | None) -> tuple[int, ...] | None:
         fail(f"--editor-sizes takes whole numbers separated by commas, got {text!r}")
     if not sizes:  # an unset shell variable: not "no sizes", which would drop the preset's
         fail(f"--editor-sizes needs at least one size, such as 512 or 512,1024; got {text!r}")
+    low, high, multiple = EDITING_SIZES
     for size in sizes:
-        if not 128 <= size <= 2048 or size % 8:
-            fail(f"--editor-sizes: each size must be a multiple of 8 from 128 to 2048 "
-                 f"(editors resize to multiples of 8), got {size}")
+        if not editing_size_ok(size):
+            fail(f"--editor-sizes: each size must be a multiple of {multiple} from {low} to "
+                 f"{high} (editors resize to multiples of 8), got {size}")
     return sizes
 
 
@@ -190,9 +198,10 @@ STRENGTH_HELP = "Preset: " + "; ".join(
 def eps_in_range(value: float | None) -> float | None:
     """--eps as given, refused unless a number from 1 to 32 (click's own range check read
     "nan" as over the top of the range)."""
-    if value is not None and not 1 <= value <= 32:  # NaN fails it too
+    low, high = EPS255_RANGE
+    if value is not None and not low <= value <= high:  # NaN fails it too
         what = "not a number" if math.isnan(value) else f"{value:g} is out of range"
-        raise typer.BadParameter(f"{what}: give 1 to 32 (/255)", param_hint="'--eps'")
+        raise typer.BadParameter(f"{what}: give {low} to {high} (/255)", param_hint="'--eps'")
     return value
 
 
@@ -214,7 +223,7 @@ def protect(
         metavar="NAME", help="e2e (reconstruction error), latent (untargeted latent push) or encoder "
              "(PhotoGuard latent target).")] = "e2e",
     seed: Annotated[int, typer.Option(
-        min=0, max=2 ** 63 - 1,
+        min=0, max=SEED_LIMIT - 1,
         metavar="N", help="Seed (0 to 2^63-1) for what is drawn at random (--robust's posting transforms, --objective "
              "latent's start); runs with the same settings give identical output on the same "
              "machine (CPU) at the same thread count (--jobs 2 gives each photo fewer threads "
@@ -308,7 +317,6 @@ def protect(
     """
     with loading_libraries():
         from cloak import batch
-        from cloak.device import fp32_cpu_note, pick_device
 
     if not out.strip():  # an unset variable in a script: never the current folder
         fail("--out is empty: give the folder for the protected copies")
@@ -321,21 +329,11 @@ def protect(
 
     def leave_report(message: str) -> None:  # a refused setting leaves this run's report
         if json_path:  # at --json, not an earlier run's
-            write_json(json_path, {"out": str(out), "settings": {}, "error": message,
-                                   "interrupted": False, "counts": {}, "files": []},
-                       on_the_way_out=True)
+            write_json(json_path, failed_run_report(out, {}, message), on_the_way_out=True)
 
     with reporting_failures(leave_report):
-        if any(not p.strip() for p in photos):  # "$PHOTO" unset: not the current folder
-            fail("a PHOTOS argument is empty (an unset variable?): name the photos or folders")
-        photos = [Path(p) for p in photos]
-        if jobs < 1:
-            fail(f"--jobs must be at least 1, got {jobs}")
-        cores = batch.usable_cores()
-        if jobs > cores:  # each job is a process holding the models: more only costs memory
-            say(f"--jobs {jobs} is more than the {cores} cores this run may use; "
-                f"using {cores}", color=typer.colors.YELLOW, err=True)
-            jobs = cores
+        photos = photo_paths(photos)
+        jobs = jobs_within_cores(jobs, batch.usable_cores())
         check_out(out)
         check_model_dir(model_dir)
         device = check_device(device)
@@ -354,6 +352,49 @@ def protect(
                     keep_icc=icc, notices=ai_notice, strip_names=strip_names))
         except CloakError as exc:
             fail(str(exc))
+    result = run_protect_batch(photos, out, config, json_path, jobs=jobs, force=force,
+                               overwrite=overwrite)
+    code = exit_code(result)
+    if json_path:  # after the totals: a report that can't be written loses none of them
+        write_json(json_path, finished_run_report(out, result, config), code=code or 1)
+    if code:
+        raise typer.Exit(code)
+
+
+def photo_paths(photos: list[str]) -> list[Path]:
+    """PHOTOS as paths; an empty argument (an unset "$PHOTO") fails rather than meaning
+    the current folder."""
+    if any(not p.strip() for p in photos):
+        fail("a PHOTOS argument is empty (an unset variable?): name the photos or folders")
+    return [Path(p) for p in photos]
+
+
+def jobs_within_cores(jobs: int, cores: int) -> int:
+    """--jobs, at most `cores` (each job is a process holding the models: more only costs
+    memory; said once)."""
+    if jobs < 1:
+        fail(f"--jobs must be at least 1, got {jobs}")
+    if jobs > cores:
+        say(f"--jobs {jobs} is more than the {cores} cores this run may use; "
+            f"using {cores}", color=typer.colors.YELLOW, err=True)
+    return min(jobs, cores)
+
+
+def failed_run_report(out: Path, settings: dict, message: str, *, faces_asked=None,
+                      interrupted: bool = False) -> dict:
+    """The --json report of a run that stopped before any photo: its error, no files."""
+    asked = {} if faces_asked is None else {"faces_asked": faces_asked}
+    return {"out": str(out), "settings": settings, **asked, "error": message,
+            "interrupted": interrupted, "counts": {}, "files": []}
+
+
+def run_protect_batch(photos: list[Path], out: Path, config, json_path: Path | None, *,
+                      jobs: int, force: bool, overwrite: bool):
+    """Plan and run the batch under the progress view, then print the totals and notes.
+    A failure or Ctrl-C before any photo leaves its --json report and exits (1 or 130)."""
+    from cloak import batch
+    from cloak.device import fp32_cpu_note, pick_device
+
     view = BatchView()
     # said once there is work to do (not on a rerun that skips every photo)
     view.slow_note = fp32_cpu_note(pick_device(config.device), config.strength)  # device: auto
@@ -365,42 +406,52 @@ def protect(
                                should_stop=should_stop)
         except (CloakError, OSError, KeyboardInterrupt) as exc:  # before any photo
             view.close()
-            interrupted = isinstance(exc, (KeyboardInterrupt, Cancelled))  # Cancelled: the
-            if interrupted:  # walk, stopped by a first Ctrl-C
-                message = "interrupted; nothing was written"
-                typer.secho("Interrupted; nothing was written.", err=True)
-            elif isinstance(exc, CloakError):
-                message = str(exc)
-            else:  # a path the library did not expect to be unreadable
-                where = f" {exc.filename}" if exc.filename else ""
-                message = f"can't read or write{where}: {exc.strerror or exc}"
-            code = 130 if interrupted else 1
-            if json_path:  # this run's report, not an earlier run's left in its place
-                write_json(json_path, {
-                    "out": str(out), "settings": config.fingerprint(),
-                    "faces_asked": config.faces, "error": message,
-                    "interrupted": code == 130, "counts": {}, "files": []},
-                    on_the_way_out=True)
-            if code == 130:
-                raise typer.Exit(130) from None
-            fail(message)
+            stopped_before_any_photo(exc, out, config, json_path)
     say(view.totals(result), err=True)
     for note in (instagram_crop_note(result), little_protection_note(result, config)):
         if note:
             say(note, err=True, color=typer.colors.YELLOW)
-    code = (130 if result.interrupted else 2 if result.counts[batch.FAILED]
-            else 1 if result.found_no_photos else 0)  # nothing was done
-    if json_path:  # after the totals: a report that can't be written loses none of them
-        # `settings` as run, as each copy's report and the manifest record them (face
-        # priority off where the face detector was missing); `faces_asked`: as asked
-        no_photos = ({"error": view.totals(result)}  # as a run that stopped before any
-                     if result.found_no_photos and not result.interrupted else {})  # photo
-        write_json(json_path, {"out": str(out),
-                               "settings": result.settings or config.fingerprint(),
-                               "faces_asked": config.faces, **result.to_dict(), **no_photos},
-                   code=code or 1)
-    if code:
-        raise typer.Exit(code)
+    return result
+
+
+def stopped_before_any_photo(exc: BaseException, out: Path, config,
+                             json_path: Path | None) -> None:
+    """Exit for a batch that stopped before any photo: 130 for Ctrl-C (the walk's
+    Cancelled included), else 1 with one line; its --json report says why."""
+    interrupted = isinstance(exc, (KeyboardInterrupt, Cancelled))
+    if interrupted:
+        message = "interrupted; nothing was written"
+        typer.secho("Interrupted; nothing was written.", err=True)
+    elif isinstance(exc, CloakError):
+        message = str(exc)
+    else:  # a path the library did not expect to be unreadable
+        where = f" {exc.filename}" if exc.filename else ""
+        message = f"can't read or write{where}: {exc.strerror or exc}"
+    if json_path:  # this run's report, not an earlier run's left in its place
+        write_json(json_path, failed_run_report(
+            out, config.fingerprint(), message, faces_asked=config.faces,
+            interrupted=interrupted), on_the_way_out=True)
+    if interrupted:
+        raise typer.Exit(130) from None
+    fail(message)
+
+
+def exit_code(result) -> int:
+    """protect's exit code: 130 interrupted, 2 some photo failed, 1 no photos found."""
+    from cloak import batch
+
+    return (130 if result.interrupted else 2 if result.counts[batch.FAILED]
+            else 1 if result.found_no_photos else 0)
+
+
+def finished_run_report(out: Path, result, config) -> dict:
+    """The --json report of a run that reached its photos. `settings` as run, as each
+    copy's report and the manifest record them (face priority off where the face detector
+    was missing); `faces_asked`: as asked."""
+    no_photos = ({"error": BatchView.totals(result)}  # as a run that stopped before any
+                 if result.found_no_photos and not result.interrupted else {})  # photo
+    return {"out": str(out), "settings": result.settings or config.fingerprint(),
+            "faces_asked": config.faces, **result.to_dict(), **no_photos}
 
 
 @contextlib.contextmanager
@@ -580,7 +631,6 @@ class BatchView:
         return "Done: " + ", ".join(parts) + "."
 
 
-STRONGER = {"fast": "medium (the default)", "low": "medium (the default)", "medium": "high"}
 
 
 def little_protection_note(result, config) -> str | None:
@@ -839,11 +889,7 @@ def verify(
     cloak verify holiday/ protected/ --channels instagram
     """
     with loading_libraries():
-        from PIL import Image
-
-        from cloak import io
-        from cloak.errors import UnsupportedImageError, is_out_of_memory, out_of_memory_message
-        from cloak.verify import colour_profile, photo_image
+        from cloak.errors import is_out_of_memory, out_of_memory_message
 
     # each model once (`--models taesd,taesd`), in the order given
     names = tuple(dict.fromkeys(m.strip().lower() for m in models.split(",") if m.strip()))
@@ -853,17 +899,8 @@ def verify(
 
     def leave_report(message: str) -> None:  # a refused or failed verify leaves this
         if json_path:  # run's report at --json, not an earlier pair's verdict
-            report = ({"kind": "receipts", "folder": str(photo), "photos": None}
-                      if protected is None and os.path.isdir(photo) else
-                      {"kind": "receipt", "photo": str(photo), "score_db": None,
-                       "protected": None}
-                      if protected is None else
-                      {"kind": "folders", "originals": str(photo),
-                       "protected_folder": str(protected), "pairs": None}
-                      if os.path.isdir(photo) and os.path.isdir(protected) else
-                      {"kind": "comparison", "original": str(photo),
-                       "protected_copy": str(protected), "verdict": None})
-            write_json(json_path, {**report, "error": message, "cloak_version": __version__},
+            write_json(json_path, {**verify_report_skeleton(photo, protected),
+                                   "error": message, "cloak_version": __version__},
                        on_the_way_out=True)
 
     folder_exit = None  # verify_folders' exit code, when two folders were given
@@ -871,11 +908,8 @@ def verify(
         measured = parse_channels(channels)
         check_model_dir(model_dir)
         device = check_device(device)
-
-        def as_image(path: Path) -> tuple[Image.Image, bytes | None]:
-            photo = load_named(path)
-            return photo_image(photo), colour_profile(photo)  # RGBA when it has alpha
-
+        # the receipt says when --models or --channels, which it ignores, were given
+        ignored_options = channels is not None or names != DEFAULT_VERIFY_MODELS
         try:
             for name in names:
                 ProtectConfig(models=(name,))  # validates the model name
@@ -883,39 +917,15 @@ def verify(
             # photo's own load then says why
             folders = [p for p in (photo, protected) if p is not None and os.path.isdir(p)]
             if folders and protected is None:
-                folder_exit = receipt_folder(photo, md, device, json_path,
-                                             channels is not None
-                                             or names != DEFAULT_VERIFY_MODELS)
+                folder_exit = receipt_folder(photo, md, device, json_path, ignored_options)
             elif len(folders) == 1:
-                other = protected if folders[0] == photo else photo
-                if not os.path.lexists(other):  # a typo: says it is missing (or unreachable)
-                    io.load_photo(other)
-                raise UnsupportedImageError(
-                    f"{printable(str(folders[0]))} is a folder and the other a file: give two "
-                    "photos (the original, then its protected copy), or two folders (the "
-                    "originals, then the folder cloak protect wrote to)")
+                refuse_folder_and_file(folders[0], protected if folders[0] == photo else photo)
             elif folders:
                 folder_exit = verify_folders(photo, protected, measured, names, md, device,
                                              json_path)
             else:
-                if protected is not None and io.same_file(photo, protected):
-                    raise UnsupportedImageError(
-                        f"{printable(str(photo))} was given twice: give the original first, then "
-                        "its protected copy")
-                for path in (photo, protected):
-                    if path is not None and os.path.isfile(path) and \
-                            path.name.lower().endswith(PREVIEW_SUFFIX):
-                        raise UnsupportedImageError(preview_sheet_refused(path))
-                # bad paths first
-                loaded = [as_image(p) for p in (photo, protected) if p is not None]
-                fetch_weights(names if protected is not None else ("taesd",), md, device)
-                if protected is None:
-                    result = receipt_one(photo, loaded[0][0], md, device,
-                                         channels is not None
-                                         or names != DEFAULT_VERIFY_MODELS)
-                else:
-                    result = compare_one(photo, protected, loaded, measured, names, md,
-                                         device)
+                result = verify_photo_files(photo, protected, measured, names, md, device,
+                                            ignored_options)
         except typer.Exit:  # a fail() within (click's Exit is a RuntimeError): said already
             raise
         except CloakError as exc:
@@ -942,6 +952,61 @@ def verify(
         return
     if json_path:
         write_json(json_path, result)
+
+
+def verify_report_skeleton(photo: Path, protected: Path | None) -> dict:
+    """The --json report of a verify that failed, by what was given: its kind and inputs,
+    with no figures."""
+    if protected is None and os.path.isdir(photo):
+        return {"kind": "receipts", "folder": str(photo), "photos": None}
+    if protected is None:
+        return {"kind": "receipt", "photo": str(photo), "score_db": None, "protected": None}
+    if os.path.isdir(photo) and os.path.isdir(protected):
+        return {"kind": "folders", "originals": str(photo), "protected_folder": str(protected),
+                "pairs": None}
+    return {"kind": "comparison", "original": str(photo), "protected_copy": str(protected),
+            "verdict": None}
+
+
+def refuse_folder_and_file(folder: Path, other: Path) -> None:
+    """verify given a folder and a file: a missing file is said first (a typo), then the
+    mismatch."""
+    from cloak import io
+    from cloak.errors import UnsupportedImageError
+
+    if not os.path.lexists(other):  # says it is missing (or unreachable)
+        io.load_photo(other)
+    raise UnsupportedImageError(
+        f"{printable(str(folder))} is a folder and the other a file: give two photos (the "
+        "original, then its protected copy), or two folders (the originals, then the "
+        "folder cloak protect wrote to)")
+
+
+def verify_photo_files(photo: Path, protected: Path | None, measured: tuple[str, ...],
+                       names: tuple[str, ...], model_dir: str | None, device: str | None,
+                       ignored_options: bool) -> dict:
+    """verify of one photo (its receipt) or of a photo and its protected copy: the
+    report. Bad paths are said before any weights are fetched."""
+    from cloak import io
+    from cloak.errors import UnsupportedImageError
+    from cloak.verify import colour_profile, photo_image
+
+    if protected is not None and io.same_file(photo, protected):
+        raise UnsupportedImageError(f"{printable(str(photo))} was given twice: give the "
+                                    "original first, then its protected copy")
+    for path in (photo, protected):
+        if path is not None and os.path.isfile(path) and \
+                path.name.lower().endswith(PREVIEW_SUFFIX):
+            raise UnsupportedImageError(preview_sheet_refused(path))
+    loaded = []
+    for path in (photo, protected):
+        if path is not None:
+            named = load_named(path)  # RGBA when it has alpha
+            loaded.append((photo_image(named), colour_profile(named)))
+    fetch_weights(names if protected is not None else ("taesd",), model_dir, device)
+    if protected is None:
+        return receipt_one(photo, loaded[0][0], model_dir, device, ignored_options)
+    return compare_one(photo, protected, loaded, measured, names, model_dir, device)
 
 
 def receipt_one(photo: Path, image, model_dir: str | None, device: str | None,

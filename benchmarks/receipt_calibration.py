@@ -6,7 +6,7 @@
 `--protected` is a folder of protected copies named like the clean photos (the efficacy
 benchmark writes them to bench_out/<preset>/). For every photo, clean and protected, as
 posted and after the `instagram` preset, it computes the no-reference features of
-cloak.verify.RECEIPT_FEATURES for each autoencoder. Each candidate score (a feature of one
+cloak.receipt.RECEIPT_FEATURES for each autoencoder. Each candidate score (a feature of one
 model, or averaged over the four) gets the threshold with the best accuracy over all of
 them; the table (benchmarks/receipt.md) gives the false-alarm rate on clean photos and the
 detection rate on protected ones per channel, and a leave-one-photo-out accuracy (the

@@ -7,12 +7,14 @@ from .errors import (
                      ConfigError,
                      ModelError,
                      OutputError,
+                     OutputExistsError,
                      UnsupportedImageError,
 )
 from .report import Report
 
 __all__ = ["PRESETS", "Cancelled", "CloakError", "ConfigError", "ModelError", "OutputError",
-           "ProtectConfig", "Report", "UnsupportedImageError", "protect", "protect_file", "verify_files"]
+           "OutputExistsError", "ProtectConfig", "Report", "UnsupportedImageError", "protect",
+           "protect_file", "verify_files"]
 __version__ = "0.1.0"
 
 
@@ -28,4 +30,9 @@ def __getattr__(name: str):
 
         return verify_files
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The lazily imported names too (tab completion shows cloak.protect)."""
+    return sorted({*globals(), *__all__})
 

@@ -199,7 +199,7 @@ def protect_file(src: str | Path, dst: str | Path, config: ProtectConfig | None 
     src, dst = Path(src), io.settled_path(dst)  # new/../x.png names x.png
     check_destination(src, dst, overwrite)
     if dst.parent.is_dir():  # a read-only folder or full disk fails now, not after the attack
-        check_folder_writable(dst.parent)
+        check_folder_writable(dst.parent, dst.name)
     if config.preview:  # refuse before the work, not after the photo is written
         from .preview import preview_path
 

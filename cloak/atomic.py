@@ -17,6 +17,7 @@ import errno
 import io as _io
 import os
 import secrets
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -24,16 +25,36 @@ from typing import IO, Any
 from .errors import CloakError, OutputError, OutputExistsError, raised_by_cloak
 
 
-def check_folder_writable(folder: str | os.PathLike[str]) -> None:
+def check_folder_writable(folder: str | os.PathLike[str], name: str | None = None) -> None:
     """Raise OutputError unless a file can be created in `folder`: a hidden probe file is
     made and removed (a read-only card or share fails here, before the minutes an attack
     takes; a full disk usually still takes an empty file, and fails on the photo's write,
-    whose OutputError carries the errno)."""
+    whose OutputError carries the errno). With `name` (the output's file name), a second
+    probe bears the temp name that write_atomic will use for it: a name the disk refuses
+    (`:` or `?` on a FAT or exFAT card or a Windows disk) or a path over Windows' length
+    limit fails here too, said as such, not as an unwritable folder after the attack."""
     folder = Path(folder)
     try:
         temp, fd = _temp_file(folder, "write-check")
     except OSError as exc:
         raise OutputError(f"can't write in {folder} ({exc.strerror or exc})") from exc
+    _remove_probe(temp, fd)
+    if name is None:
+        return
+    try:
+        temp, fd = _temp_file(folder, name)
+    except OSError as exc:
+        error = OutputError(
+            f"can't write a file named {name} in {folder} ({exc.strerror or exc}), though "
+            "the folder takes other files: this disk may not allow a character in the name "
+            '(FAT, exFAT and Windows disks refuse : * ? " < > |) or a path this long; '
+            "rename the photo, or choose a folder on another disk or a shorter path")
+        error.errno = exc.errno
+        raise error from exc
+    _remove_probe(temp, fd)
+
+
+def _remove_probe(temp: Path, fd: int) -> None:
     os.close(fd)
     with contextlib.suppress(OSError):
         temp.unlink()
@@ -84,23 +105,46 @@ def may_replace(overwrite: Overwrite, path: Path) -> bool:
     return bool(overwrite(path)) if callable(overwrite) else bool(overwrite)
 
 
+# Windows refuses to replace or rename a file another program holds open without
+# delete sharing (antivirus scanning a new file, the search indexer, a sync client, another
+# cloak reading the record): such holds last moments, so a rename is tried again there.
+RENAME_TRIES = 5 if os.name == "nt" else 1
+RENAME_RETRY_WAIT_S = 0.25
+
+
+def _renaming(rename: Callable[[Path, Path], None], temp: Path, dst: Path) -> None:
+    """rename(temp, dst), tried up to RENAME_TRIES times while it is refused with
+    PermissionError (Windows: a file briefly held open elsewhere)."""
+    for attempt in range(1, RENAME_TRIES + 1):
+        try:
+            rename(temp, dst)
+            return
+        except PermissionError:
+            if attempt == RENAME_TRIES:
+                raise
+            time.sleep(RENAME_RETRY_WAIT_S)
+
+
 def _publish(temp: Path, dst: Path, overwrite: Overwrite) -> None:
     """Move the finished temp file to dst. A file already there is replaced only where
     `overwrite` allows it (may_replace, asked once one is found)."""
     if overwrite is True:
-        os.replace(temp, dst)
+        _renaming(os.replace, temp, dst)
         return
     try:
         _publish_new(temp, dst)
     except OutputExistsError:
         if not callable(overwrite) or not may_replace(overwrite, dst):
             raise
-        os.replace(temp, dst)  # (a file that appears between the check and here is lost:
-        # the window is this line, not the attack's minutes before it)
+        _renaming(os.replace, temp, dst)  # (a file that appears between the check and
+        # here is lost: the window is this line, not the attack's minutes before it)
 
 
 def _publish_new(temp: Path, dst: Path) -> None:
     """Move the finished temp file to dst; never replace a file (OutputExistsError)."""
+    if os.name == "nt":  # a rename never replaces there, and leaves no second name to
+        _rename_no_replace(temp, dst)  # remove (which a program holding it open blocks)
+        return
     try:
         os.link(temp, dst)  # atomic and fails if dst appeared meanwhile
     except FileExistsError:
@@ -112,7 +156,10 @@ def _publish_new(temp: Path, dst: Path) -> None:
             raise OutputExistsError(dst) from None
         os.replace(temp, dst)
         return
-    os.unlink(temp)
+    # dst is whole now: a temp name that can't be removed (held open elsewhere) must not
+    # make the write look failed; a later run's sweep of stale temp files removes it
+    with contextlib.suppress(OSError):
+        os.unlink(temp)
 
 
 def _rename_no_replace(temp: Path, dst: Path) -> bool:
@@ -122,7 +169,7 @@ def _rename_no_replace(temp: Path, dst: Path) -> bool:
     rename (the caller falls back to check-then-rename)."""
     if os.name == "nt":
         try:
-            os.rename(temp, dst)  # never replaces on Windows
+            _renaming(os.rename, temp, dst)  # never replaces on Windows
         except FileExistsError:
             raise OutputExistsError(dst) from None
         return True

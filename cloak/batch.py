@@ -69,7 +69,7 @@ from .planning import (
 )
 from .preview import preview_path
 from .report import Report
-from .same_path import inside, same_folder, same_folder_path
+from .same_path import fold, inside, same_folder, same_folder_path
 
 log = logging.getLogger(__name__)
 TEMP_GLOB = ".*.cloak-tmp-*"  # the temp files of atomic.write_atomic
@@ -237,9 +237,9 @@ def _after_another_run(manifest: Manifest, theirs: Manifest, todo: list[Item],
     and wrote into it after this one planned (`theirs`: OUT's manifest now; merged into
     `manifest`): a copy the other run made as asked is done, not "already exists".
     CloakError where the other run mirrors another folder under a name this run uses."""
-    mine_by_fold = {name.casefold(): folder for name, folder in manifest.folders.items()}
-    for name, folder in theirs.folders.items():  # (one mirror on a disk that ignores case)
-        mine = mine_by_fold.get(name.casefold())
+    mine_by_fold = {fold(name): folder for name, folder in manifest.folders.items()}
+    for name, folder in theirs.folders.items():  # (one mirror on a disk that folds names)
+        mine = mine_by_fold.get(fold(name))
         if mine is not None and not same_folder_path(os.path.realpath(mine),
                                                       os.path.realpath(folder)):
             raise CloakError(f"another cloak protect run wrote to {manifest.out_dir} as this "
@@ -479,16 +479,8 @@ def _run_locked(items: list[Item], out_dir: Path, config: ProtectConfig,
 
         load_user_mask(config.mask_path, 8, 8, check_aspect=False)
     try:
-        for item in items:
-            if item.status == "pending":
-                if stop():
-                    raise KeyboardInterrupt
-                _decide_or_fail(item, manifest.get(item.dst), settings, force, overwrite,
-                                config.preview, also_done)
-            if item.status == "pending":
-                todo.append(item)
-            else:
-                emit(Event("done", item))
+        todo = _decide_all(items, manifest, settings, force, overwrite, config.preview,
+                           also_done, emit, stop)
         if locked and json.dumps(manifest.entries, sort_keys=True) != identities:
             with contextlib.suppress(OSError, OutputError):  # times brought up to date
                 manifest.save()  # (matches_record refresh); a failure only costs a rehash
@@ -553,32 +545,59 @@ def _run_locked(items: list[Item], out_dir: Path, config: ProtectConfig,
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        for item in items:  # Ctrl-C may come before an item was even looked at
-            if item.status == "pending":
-                item.status, item.message = CANCELLED, "not done (interrupted)"
-        # Temp files an earlier run left (killed while it wrote a copy or the manifest)
-        # go too, even when this run had nothing to do: in OUT, the folders of this
-        # run's photos and of the photos a run left unfinished (pending), whether named
-        # again or not. Each folder once: 4,900 photos in one folder are one scan.
-        left_over = {out_dir} | {item.dst.parent for item in items if item.dst is not None}
-        left_over |= {(out_dir / key).parent for key, entry in manifest.entries.items()
-                      if isinstance(entry, dict) and entry.get("state") == "pending"}
-        for folder in left_over if locked else ():  # a run refused by the lock (another
-            # run holds OUT) must not touch that run's temp files
-            if folder.is_dir() and inside(folder, out_dir):
-                _remove_temp_files(folder)
-        # the folders made for copies that were not written (failed, stopped), where
-        # still empty: a folder input's mirror is made before its first photo's attack
-        made = {folder for item in items for folder in item.made_folders}
-        for folder in sorted(made, key=lambda f: len(f.parts), reverse=True):
-            with contextlib.suppress(OSError):  # not empty: a copy, or another's file
-                folder.rmdir()
-                _forget_mirror(manifest, folder)
+        _clean_up_after_run(items, manifest, out_dir, locked)
     # A stop asked during the last photo may cut only its figures (a JPEG is kept,
     # measured or not, once saved): the run was interrupted all the same.
     interrupted = interrupted or any(i.status == CANCELLED for i in items) or (
         bool(todo) and stop())
     return BatchResult(items, interrupted, settings=settings)
+
+
+def _decide_all(items: list[Item], manifest: Manifest, settings: dict, force: bool,
+                overwrite: bool, preview: bool, also: dict | None,
+                emit: Callable[[Event], None], stop: Callable[[], bool]) -> list[Item]:
+    """The pending items still to protect, each decided against OUT's record and files
+    (see _decide); the others are said done. A stop raises KeyboardInterrupt."""
+    todo = []
+    for item in items:
+        if item.status == "pending":
+            if stop():
+                raise KeyboardInterrupt
+            _decide_or_fail(item, manifest.get(item.dst), settings, force, overwrite,
+                            preview, also)
+        if item.status == "pending":
+            todo.append(item)
+        else:
+            emit(Event("done", item))
+    return todo
+
+
+def _clean_up_after_run(items: list[Item], manifest: Manifest, out_dir: Path,
+                        locked: bool) -> None:
+    """After a run, however it ended: items never reached are cancelled, stale temp
+    files in OUT go (only under OUT's lock), and folders made for copies never written
+    go where still empty."""
+    for item in items:  # Ctrl-C may come before an item was even looked at
+        if item.status == "pending":
+            item.status, item.message = CANCELLED, "not done (interrupted)"
+    # Temp files an earlier run left (killed while it wrote a copy or the manifest)
+    # go too, even when this run had nothing to do: in OUT, the folders of this
+    # run's photos and of the photos a run left unfinished (pending), whether named
+    # again or not. Each folder once: 4,900 photos in one folder are one scan.
+    left_over = {out_dir} | {item.dst.parent for item in items if item.dst is not None}
+    left_over |= {(out_dir / key).parent for key, entry in manifest.entries.items()
+                  if isinstance(entry, dict) and entry.get("state") == "pending"}
+    for folder in left_over if locked else ():  # a run refused by the lock (another
+        # run holds OUT) must not touch that run's temp files
+        if folder.is_dir() and inside(folder, out_dir):
+            _remove_temp_files(folder)
+    # the folders made for copies that were not written (failed, stopped), where
+    # still empty: a folder input's mirror is made before its first photo's attack
+    made = {folder for item in items for folder in item.made_folders}
+    for folder in sorted(made, key=lambda f: len(f.parts), reverse=True):
+        with contextlib.suppress(OSError):  # not empty: a copy, or another's file
+            folder.rmdir()
+            _forget_mirror(manifest, folder)
 
 
 def _forget_mirror(manifest: Manifest, folder: Path) -> None:

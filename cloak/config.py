@@ -81,6 +81,23 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+# The ranges a config takes (the CLI names its flags in the same checks, from these):
+EPS255_RANGE = (1, 32)  # the budget in /255: under 1 an 8-bit photo can't change at all
+SEED_LIMIT = 2 ** 63  # seeds are whole numbers from 0 to SEED_LIMIT - 1
+EDITING_SIZES = (128, 2048, 8)  # editing sizes (long side, px): from, to, a multiple of
+
+
+def editing_size_ok(size: int) -> bool:
+    """Whether `size` is an editing size a config takes (EDITING_SIZES)."""
+    low, high, multiple = EDITING_SIZES
+    return low <= size <= high and size % multiple == 0
+
+
+# The strength that protects more than each, as the CLI's --strength and the app's
+# Strength box name it
+STRONGER = {"fast": "medium (the default)", "low": "medium (the default)", "medium": "high"}
+
+
 @dataclass(frozen=True)
 class ProtectConfig:
     """Everything that decides a protection run. `eps` is on the [0, 1] scale.
@@ -185,11 +202,12 @@ class ProtectConfig:
         # eps below 1/255 rounds to no change at all in an 8-bit photo (whole steps only)
         if not isinstance(self.eps, numbers.Real) or isinstance(self.eps, bool):
             raise ConfigError(f"eps must be a number on the [0, 1] scale, got {self.eps!r}")
-        if not 1 / 255 - 1e-9 <= self.eps <= 32 / 255:
+        low, high = EPS255_RANGE
+        if not low / 255 - 1e-9 <= self.eps <= high / 255:
             hint = (f" (on the [0, 1] scale: did you mean eps={self.eps:g}/255?)"
-                    if 1 <= self.eps <= 32 else "")
+                    if low <= self.eps <= high else "")
             raise ConfigError(
-                f"eps must be in [1, 32]/255, got {self.eps * 255:.3g}/255{hint}")
+                f"eps must be in [{low}, {high}]/255, got {self.eps * 255:.3g}/255{hint}")
         for name in ("steps", "eot_samples", "working_size"):
             if not _whole(getattr(self, name)):
                 raise ConfigError(f"{name} must be a whole number, got {getattr(self, name)!r}")
@@ -206,11 +224,12 @@ class ProtectConfig:
             object.__setattr__(self, name, float(value))
         if self.steps < 0:
             raise ConfigError(f"steps must be >= 0, got {self.steps}")
-        if not (_whole(self.seed) and 0 <= self.seed < 2 ** 63):  # None too: runs repeat
+        if not (_whole(self.seed) and 0 <= self.seed < SEED_LIMIT):  # None too: runs repeat
             raise ConfigError(f"seed must be a whole number in [0, 2^63), got {self.seed!r}")
-        if not 128 <= self.working_size <= 2048 or self.working_size % 8:
-            raise ConfigError(
-                f"working size must be a multiple of 8 in [128, 2048], got {self.working_size}")
+        low, high, multiple = EDITING_SIZES
+        if not editing_size_ok(self.working_size):
+            raise ConfigError(f"working size must be a multiple of {multiple} in [{low}, "
+                              f"{high}], got {self.working_size}")
         if (not isinstance(self.view_sizes, (tuple, list))
                 or not all(_whole(v) for v in self.view_sizes)):
             raise ConfigError(f"view sizes must be whole numbers, as a tuple such as "
@@ -220,9 +239,9 @@ class ProtectConfig:
         object.__setattr__(self, "view_sizes",
                            tuple(dict.fromkeys(int(v) for v in self.view_sizes)))
         for size in self.view_sizes:
-            if not 128 <= size <= 2048 or size % 8:
-                raise ConfigError(
-                    f"view sizes must be multiples of 8 in [128, 2048], got {size}")
+            if not editing_size_ok(size):
+                raise ConfigError(f"view sizes must be multiples of {multiple} in [{low}, "
+                                  f"{high}], got {size}")
         if not 0 <= self.perceptual_weight <= 10:
             raise ConfigError(
                 f"perceptual weight must be in [0, 10], got {self.perceptual_weight}")

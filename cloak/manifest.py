@@ -413,9 +413,24 @@ def output_folder_lock(out_dir: Path):
     try:
         yield
     finally:
+        _release_lock(path, fd)
+
+
+# Whether a file still open can be removed (POSIX); Windows refuses, so there the lock is
+# closed first and then removed, which fails (harmlessly) where another run opened it since.
+REMOVES_OPEN_FILES = os.name != "nt"
+
+
+def _release_lock(path: Path, fd: int) -> None:
+    """Remove the lock file and let go of it (its lock goes with the descriptor)."""
+    if REMOVES_OPEN_FILES:
         with contextlib.suppress(OSError):
             path.unlink()  # while still locked: a run that opened it retries (above)
         os.close(fd)
+        return
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        path.unlink()
 
 
 def _try_lock(fd: int) -> bool:

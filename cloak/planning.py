@@ -295,30 +295,31 @@ class Mirrors:
     alone goes to `Camera (2)` again, not into 2023's copies."""
 
     def __init__(self, recorded: dict[str, str], out_dir: Path | None = None):
-        self.owner = {name.casefold(): real for name, real in recorded.items()}
+        self.owner = {fold(name): real for name, real in recorded.items()}
         self.names = {real: name for name, real in recorded.items()}
-        self.used: set[str] = set()  # taken in this run, case-folded
+        self.used: set[str] = set()  # taken in this run, folded (same_path.fold)
         self.out_dir = out_dir
 
     def name_for(self, real: str) -> str:
         """The mirror name for the input folder at real path `real`: the one recorded for
         it, else its own name, or `name (2)`, ... when that is taken by another folder
-        (case-folded, so two folders never share a mirror on a case-insensitive disk), or
+        (case-folded and NFC-normalised, so two folders never share a mirror on a disk that
+        folds case or accents' encoding), or
         by something already in OUT that no run recorded (the user's own `DCIM`, or a
         subfolder of the very folder being protected: copies never mix with originals)."""
         recorded = next((name for owner, name in self.names.items()
                          if same_folder_path(owner, real)), None)
-        if recorded is not None and recorded.casefold() not in self.used:
+        if recorded is not None and fold(recorded) not in self.used:
             candidate = recorded
         else:
             name = root_mirror_name(real)
             candidate, n = name, 1
-            while candidate.casefold() in self.used or \
-                    not same_folder_path(self.owner.get(candidate.casefold(), real), real) or \
-                    (candidate.casefold() not in self.owner and self._in_use(candidate)):
+            while fold(candidate) in self.used or \
+                    not same_folder_path(self.owner.get(fold(candidate), real), real) or \
+                    (fold(candidate) not in self.owner and self._in_use(candidate)):
                 n += 1
                 candidate = f"{name} ({n})"
-        self.used.add(candidate.casefold())
+        self.used.add(fold(candidate))
         return candidate
 
     def _in_use(self, name: str) -> bool:

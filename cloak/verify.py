@@ -37,7 +37,7 @@ from .device import autocast, pick_device, uses_bf16
 from .errors import Cancelled, ConfigError
 from .io import Photo, cicp_of, to_8bit
 from .models import ALL_MODEL_NAMES, load_autoencoders
-from .report import VERDICTS, stored_db, verdict_for  # noqa: F401 - VERDICTS is part of verify's API
+from .report import stored_db, verdict_for
 
 
 def photo_image(photo: Photo) -> Image.Image:
@@ -180,6 +180,38 @@ def verify_images(original: Image.Image, protected: Image.Image,
         if not isinstance(image, Image.Image):
             raise TypeError(f"verify_images() takes two PIL images (such as "
                             f"Image.open(path)), got {type(image).__name__}")
+    models, channels = _checked_names(models, channels)
+    original, protected, note = aligned_pair(original, protected, channels)
+    dev = pick_device(device)
+    nets = models_by_name(models, model_dir, dev)
+    if figures:
+        x, x_adv = image_tensor(original), image_tensor(protected)
+        result = Verification(psnr=metrics.psnr(x_adv, x), ssim=metrics.ssim(x_adv, x),
+                              max_change255=float((x_adv - x).abs().max() * 255), note=note)
+        del x, x_adv
+    else:
+        result = Verification(psnr=math.nan, ssim=math.nan, max_change255=math.nan, note=note)
+    result.device, result.precision = str(dev), "bf16" if uses_bf16(dev) else "fp32"
+    cache = {} if clean_cache is None else clean_cache
+    # the alpha too: the posting presets' side of a transparent original depends on it
+    fingerprint = (hashlib.blake2b(original.mode.encode() + original.tobytes(),
+                                   digest_size=16).digest()
+                   if clean_cache is not None else None)
+    stop = should_stop or (lambda: False)
+    result.channels = _channel_results(original, protected, channels, nets, dev, model_dir,
+                                       cache, fingerprint, progress, stop)
+    if at_1024 and (large := [n for n in nets if n in LARGE_EDITORS]):
+        if progress:
+            progress(1.0, f"as-is at {LARGE_EDIT_SIZE} px")
+        result.damage_at_1024 = _damage_at_1024(
+            original, protected, {n: nets[n] for n in large}, dev, model_dir, cache,
+            fingerprint, stop)
+    return result
+
+
+def _checked_names(models, channels) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """verify_images' models and channels as names (see names_given), each channel once;
+    ConfigError for none or an unknown channel (an unknown model is said as it loads)."""
     models, channels = names_given(models, "models"), names_given(channels, "channels")
     if not models:
         raise ConfigError("no autoencoder to measure with; name at least one, e.g. taesd")
@@ -188,7 +220,15 @@ def verify_images(original: Image.Image, protected: Image.Image,
                           f"{', '.join(ALL_CHANNELS)}")
     if not channels:
         raise ConfigError("no channel to measure; name at least one, e.g. as-is")
-    channels = tuple(dict.fromkeys(channels))  # each measured once
+    return models, tuple(dict.fromkeys(channels))
+
+
+def aligned_pair(original: Image.Image, protected: Image.Image, channels: Sequence[str]
+                 ) -> tuple[Image.Image, Image.Image, str | None]:
+    """The original made comparable with its protected copy (both RGB or RGBA): resized to
+    a copy downloaded back at another size, cropped as Instagram crops, flattened as a
+    platform flattened the copy, gray where the copy is; with a note on what was done
+    (None: nothing). UnsupportedImageError for a copy that can't be the original's."""
     original, protected = rgb_or_rgba(original), rgb_or_rgba(protected)
     flat_note = crop_note = None
     if (is_transparent(original) and not is_transparent(protected)
@@ -212,27 +252,23 @@ def verify_images(original: Image.Image, protected: Image.Image,
     original, gray_note = pair_gray(original, protected)
     note = "; ".join(n for n in (alpha_note, gray_note, note) if n) or None
     check_comparable(original, protected)
-    dev = pick_device(device)
-    nets = models_by_name(models, model_dir, dev)
-    if figures:
-        x, x_adv = image_tensor(original), image_tensor(protected)
-        result = Verification(psnr=metrics.psnr(x_adv, x), ssim=metrics.ssim(x_adv, x),
-                              max_change255=float((x_adv - x).abs().max() * 255), note=note)
-        del x, x_adv
-    else:
-        result = Verification(psnr=math.nan, ssim=math.nan, max_change255=math.nan, note=note)
-    result.device, result.precision = str(dev), "bf16" if uses_bf16(dev) else "fp32"
-    cache = {} if clean_cache is None else clean_cache
-    # the alpha too: the posting presets' side of a transparent original depends on it
-    fingerprint = (hashlib.blake2b(original.mode.encode() + original.tobytes(),
-                                   digest_size=16).digest()
-                   if clean_cache is not None else None)
+    return original, protected, note
+
+
+def _channel_results(original: Image.Image, protected: Image.Image,
+                     channels: tuple[str, ...], nets: dict, dev: torch.device,
+                     model_dir: str | None, cache: dict, fingerprint: bytes | None,
+                     progress: Callable[[float, str], None] | None,
+                     should_stop: Callable[[], bool]) -> list[ChannelResult]:
+    """Each channel's damage and latent shift per model, at 512 px. `cache` keeps the
+    original's side by channel (see verify_images' clean_cache)."""
     # Channels that hand the models the same pixels (on a photo under 512 px, the grid
     # and naive channels are the photo as it is) are measured once: each measurement is
     # two autoencoder round trips per model, each at 512x512 about 0.55 s on a 2-core
     # CPU with native bf16, 1.5 s on a 2-core AVX2 one (fp32).
     references: dict[bytes, dict] = {}  # original's side, by its pixels
     measured: dict[tuple[bytes, bytes], tuple[dict, dict]] = {}  # by both sides' pixels
+    results = []
     for i, channel in enumerate(channels):
         if progress:
             progress(i / len(channels), channel)
@@ -258,32 +294,36 @@ def verify_images(original: Image.Image, protected: Image.Image,
             if both not in measured:
                 damage, shift = {}, {}
                 for n, m in nets.items():
-                    if should_stop is not None and should_stop():
+                    if should_stop():
                         raise Cancelled("cancelled")
                     d, sh = metrics.damage_and_shift(m, xs, stats[n], xas)
                     damage[n], shift[n] = stored_db(d), round(sh, 4)
                 measured[both] = damage, shift
         damage, shift = measured[both]
-        result.channels.append(ChannelResult(channel, dict(damage), dict(shift)))
-    large = [n for n in nets if n in LARGE_EDITORS] if at_1024 else []
-    if large:
-        if progress:
-            progress(1.0, f"as-is at {LARGE_EDIT_SIZE} px")
-        key = (LARGE_EDIT_SIZE, str(dev), uses_bf16(dev), model_dir, original.size,
-               fingerprint)
-        if key not in cache:
-            cache[key] = metrics.resize_long(image_tensor(original), LARGE_EDIT_SIZE).to(dev), {}
-        xs, references_1024 = cache[key]
-        xas = metrics.resize_long(image_tensor(protected), LARGE_EDIT_SIZE).to(dev)
-        with autocast(dev):
-            for n in large:
-                if should_stop is not None and should_stop():
-                    raise Cancelled("cancelled")
-                if n not in references_1024:
-                    references_1024[n] = metrics.clean_reference(nets[n], xs)
-                d, _ = metrics.damage_and_shift(nets[n], xs, references_1024[n], xas)
-                result.damage_at_1024[n] = stored_db(d)
-    return result
+        results.append(ChannelResult(channel, dict(damage), dict(shift)))
+    return results
+
+
+def _damage_at_1024(original: Image.Image, protected: Image.Image, nets: dict,
+                    dev: torch.device, model_dir: str | None, cache: dict,
+                    fingerprint: bytes | None, should_stop: Callable[[], bool]
+                    ) -> dict[str, float]:
+    """The damage as the photo is at long side LARGE_EDIT_SIZE, per model in `nets`."""
+    key = (LARGE_EDIT_SIZE, str(dev), uses_bf16(dev), model_dir, original.size, fingerprint)
+    if key not in cache:
+        cache[key] = metrics.resize_long(image_tensor(original), LARGE_EDIT_SIZE).to(dev), {}
+    xs, references = cache[key]
+    xas = metrics.resize_long(image_tensor(protected), LARGE_EDIT_SIZE).to(dev)
+    damage = {}
+    with autocast(dev):
+        for n, net in nets.items():
+            if should_stop():
+                raise Cancelled("cancelled")
+            if n not in references:
+                references[n] = metrics.clean_reference(net, xs)
+            d, _ = metrics.damage_and_shift(net, xs, references[n], xas)
+            damage[n] = stored_db(d)
+    return damage
 
 
 def _digest(t: torch.Tensor) -> bytes:

@@ -1319,6 +1319,36 @@ class TestReviewFixes:
         assert item.status == PROTECTED
         assert not (out / LOCK_NAME).exists()
 
+    def test_the_lock_file_goes_where_an_open_file_cannot_be_removed(
+            self, tmp_path, monkeypatch):
+        """Windows refuses to remove a file that is still open: the lock was removed
+        while held, so every output folder kept a `.cloak-lock`, and a run that wrote
+        nothing could not remove the folder it made. Simulated: a file this process has
+        open refuses unlink, as on Windows."""
+        def open_here(path: Path) -> bool:
+            fds = Path("/proc/self/fd")
+            return any(os.path.realpath(fd) == os.path.realpath(path) for fd in fds.iterdir())
+
+        real_unlink = Path.unlink
+
+        def windows_unlink(self, missing_ok=False):
+            if open_here(self):
+                raise PermissionError(13, "The process cannot access the file because it "
+                                          "is being used by another process")
+            return real_unlink(self, missing_ok=missing_ok)
+
+        monkeypatch.setattr(Path, "unlink", windows_unlink)
+        monkeypatch.setattr(manifest_module, "REMOVES_OPEN_FILES", False)
+        out = tmp_path / "out"
+        out.mkdir()
+        with output_folder_lock(out):
+            assert (out / LOCK_NAME).exists()
+        assert not (out / LOCK_NAME).exists()
+        monkeypatch.setattr(manifest_module, "REMOVES_OPEN_FILES", True)  # POSIX's order
+        with output_folder_lock(out):  # shown failing under the simulation
+            pass
+        assert (out / LOCK_NAME).exists()
+
     def test_a_run_that_loses_the_race_for_a_new_out_keeps_the_winners_temp_files(
             self, tmp_path, small_photo, tiny_config, monkeypatch):
         """Two runs start before OUT exists; the other one makes it and locks it while
@@ -1574,6 +1604,21 @@ def test_a_folder_named_by_another_string_keeps_its_mirror(tmp_path):
     other = tmp_path / "elsewhere" / "Photos"
     other.mkdir(parents=True)
     assert Mirrors(recorded, tmp_path / "out").name_for(str(other)) == "Photos (2)"
+
+
+def test_folders_whose_names_differ_only_in_accent_encoding_get_two_mirrors(tmp_path):
+    """`2023/Café` (NFD, as an old Mac disk stores it) and `2024/Café` (NFC) are one
+    folder name on macOS and Windows: they shared one mirror (names were only
+    case-folded), so same-named photos in them clashed and the rest were mixed."""
+    nfd, nfc = "Cafe\u0301", "Caf\xe9"
+    first, second = tmp_path / "2023" / nfd, tmp_path / "2024" / nfc
+    for folder in (first, second):
+        folder.mkdir(parents=True)
+    mirrors = Mirrors({}, tmp_path / "out")
+    assert mirrors.name_for(str(first)) == nfd
+    assert mirrors.name_for(str(second)) == f"{nfc} (2)"
+    recorded = {nfd: str(first)}  # a later run of the NFC folder alone: not into 2023's
+    assert Mirrors(recorded, tmp_path / "out").name_for(str(second)) == f"{nfc} (2)"
 
 
 def test_a_copy_named_in_another_case_is_found_in_its_record(tmp_path, small_photo,

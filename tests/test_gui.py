@@ -462,6 +462,20 @@ class TestDropZone:
         assert len(window.rows) == 1
         assert window.statusBar().currentMessage() == "that photo is already in the list"
 
+    def test_one_photo_by_two_spellings_is_listed_once(self, window, tmp_path,
+                                                       small_photo):
+        """macOS hands a dropped file's name over NFC-normalised, while a folder's walk
+        gives it as the disk stores it (often NFD): the same photo, dropped both ways, was
+        listed (and protected) twice. A hard link stands in for a disk that answers both
+        spellings with one file; two different files are still two rows."""
+        photo = small_photo(tmp_path / "trip" / "Cafe\u0301.png")
+        os.link(photo, tmp_path / "trip" / "Caf\xe9.png")
+        window.add_paths([photo])  # as a folder's walk finds it
+        window.add_paths([tmp_path / "trip" / "Caf\xe9.png"])  # as macOS drops it
+        assert len(window.rows) == 1
+        window.add_paths([small_photo(tmp_path / "trip" / "other.png")])
+        assert len(window.rows) == 2
+
     def test_an_add_keys_only_its_new_photos(self, window, tmp_path, small_photo,
                                              monkeypatch):
         """Each add took the real path of every row already listed (thousands of rows made

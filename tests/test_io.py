@@ -1900,6 +1900,54 @@ class TestAtomicWrite:
             assert theirs.read_bytes() == b"theirs"
             assert not list((tmp_path / "out").glob(".*cloak-tmp*"))
 
+    def test_a_temp_name_that_cannot_be_removed_after_the_link_is_no_failure(
+            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """On Windows a file another program holds open (antivirus scanning a new file,
+        a sync client) can't be deleted: the copy, whole at its name, was reported as
+        failed, and the next run refused it as not cloak's. The stale temp name is left
+        for a later run's sweep."""
+        real_unlink = os.unlink
+
+        def held_open(path, *args, **kwargs):
+            if ".cloak-tmp-" in os.fspath(path):
+                raise PermissionError(13, "The process cannot access the file because it "
+                                          "is being used by another process")
+            return real_unlink(path, *args, **kwargs)
+
+        monkeypatch.setattr(atomic.os, "unlink", held_open)
+        dst = atomic.write_atomic(tmp_path / "a.bin", lambda fp: fp.write(b"ours"))
+        assert dst.read_bytes() == b"ours"
+
+    def test_a_rename_refused_for_a_moment_is_tried_again(
+            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Windows refuses to replace a file another program has open for a moment (an
+        indexer, antivirus, another cloak reading the record): one refusal stopped a
+        whole batch. Where renames are tried again (Windows), a passing hold is waited
+        out; one that lasts still fails, and leaves no temp file."""
+        monkeypatch.setattr(atomic, "RENAME_TRIES", 3)
+        monkeypatch.setattr(atomic, "RENAME_RETRY_WAIT_S", 0)
+        real_replace, refusals = os.replace, []
+
+        def held_for(times: int):
+            def replace(a, b):
+                if len(refusals) < times:
+                    refusals.append(b)
+                    raise PermissionError(13, "Access is denied")
+                return real_replace(a, b)
+            return replace
+
+        dst = tmp_path / "record.json"
+        dst.write_bytes(b"old")
+        monkeypatch.setattr(atomic.os, "replace", held_for(2))
+        atomic.write_atomic(dst, lambda fp: fp.write(b"new"), overwrite=True)
+        assert dst.read_bytes() == b"new" and len(refusals) == 2
+        refusals.clear()
+        monkeypatch.setattr(atomic.os, "replace", held_for(3))
+        with pytest.raises(OutputError, match="Access is denied"):
+            atomic.write_atomic(dst, lambda fp: fp.write(b"newer"), overwrite=True)
+        assert dst.read_bytes() == b"new" and len(refusals) == 3
+        assert not list(tmp_path.glob(".*cloak-tmp*"))
+
     def test_overwrite_check_is_asked_about_the_file_found_at_the_write(
             self, tmp_path: Path) -> None:
         """`overwrite` as a check: with nothing at dst the file is written without

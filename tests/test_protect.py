@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import subprocess
@@ -848,6 +849,32 @@ class TestLibraryChecksUpFront:
             protect_file(src, locked / "a.png", tiny_config,
                          progress=lambda *a: calls.append(a))
         assert calls == [] and list(locked.iterdir()) == []
+
+    def test_a_name_the_disk_refuses_fails_before_any_work(
+            self, tiny_config, small_photo, tmp_path, monkeypatch):
+        """A FAT or exFAT card (or a Windows disk) refuses `:` and `?` in names, and
+        Windows a path over 260 characters: the photo was attacked in full, then failed
+        as "cannot write in FOLDER", a folder that takes other files. Simulated: the
+        disk refuses any name with a `?`, as exfat-fuse does (ENOENT)."""
+        from cloak import atomic, protect_file
+
+        real_open = os.open
+
+        def fat_open(path, *args, **kwargs):
+            if "?" in os.path.basename(os.fspath(path)):
+                raise FileNotFoundError(errno.ENOENT, "No such file or directory")
+            return real_open(path, *args, **kwargs)
+
+        monkeypatch.setattr(atomic.os, "open", fat_open)
+        src, card = small_photo(tmp_path / "a?b.png"), tmp_path / "card"
+        card.mkdir()
+        calls = []
+        with pytest.raises(OutputError, match=r"can't write a file named a\?b.png in .*"
+                                              r"may not allow a character in the name"):
+            protect_file(src, card / "a?b.png", tiny_config,
+                         progress=lambda *a: calls.append(a))
+        assert calls == [] and list(card.iterdir()) == []
+        protect_file(src, card / "a-b.png", tiny_config)  # the folder takes other names
 
     def test_numpy_numbers_make_a_json_report(self, tiny_config, small_photo, tmp_path):
         import json

@@ -51,6 +51,7 @@ from PySide6.QtWidgets import (
 
 from cloak import PRESETS, CloakError, ProtectConfig
 from cloak.allocator import release_freed_memory
+from cloak.config import STRONGER
 from cloak.device import DEVICE_ENV, fp32_cpu_note, pick_device
 from cloak.io import DecoderBusy
 from cloak.metadata import MetadataPolicy
@@ -83,13 +84,20 @@ from .worker import (
 
 
 def same_photo_key(path: Path) -> str:
-    """What tells two listed paths apart: the file they reach (links and ".." resolved,
-    the letter case folded where the file system folds it)."""
-    return os.path.normcase(os.path.realpath(path))
+    """What tells two listed paths apart: the file they reach (its device and inode, so
+    two spellings of one name on a disk that folds case or accents' encoding are one
+    photo: macOS hands a dropped file's name over NFC-normalised, a folder's walk gives it
+    as stored); where it can't be read, the path with links and ".." resolved and the
+    letter case folded where the system folds it."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return os.path.normcase(os.path.realpath(path))
+    if not st.st_ino:  # a file system without inode numbers
+        return os.path.normcase(os.path.realpath(path))
+    return f"file {st.st_dev}:{st.st_ino}"
 
 
-# the strength that protects more than each, named as the app's Strength box names it
-STRONGER = {"fast": "medium (the default)", "low": "medium (the default)", "medium": "high"}
 # What each preset is for, in the Strength menu (its budget and steps in a tooltip)
 STRENGTH_WORDS = {"fast": "quickest, light protection",
                   "low": "least visible, light protection",

@@ -21,3 +21,8 @@ def __getattr__(name: str):
 
         return getattr(importlib.import_module(f".{_LOADED_ON_USE[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The names loaded on first use too (tab completion shows them)."""
+    return sorted({*globals(), *__all__})
