@@ -1346,7 +1346,8 @@ def measure_pairs(pairs, originals: Path, channels: tuple[str, ...], names: tupl
 
 @app.command(short_help="Open the desktop drag-and-drop app.")
 def gui() -> None:
-    """Open the desktop drag-and-drop app (needs the gui extra: `pip install -e '.[gui]'`).
+    """Open the desktop drag-and-drop app (needs PySide6: the gui extra,
+    `pip install -e '.[gui]'` in a checkout, or `pip install PySide6-Essentials`).
 
     The app has no options: set these before it starts. CLOAK_MODEL_DIR=DIR: the folder
     of the weight files (else the user cache, else a download on first use; CLOAK_OFFLINE=1

@@ -70,8 +70,12 @@ def find_faces(rgb_uint8: np.ndarray, detector_path: Path | None) -> list[tuple[
         return []
     try:
         import cv2
-    except ImportError:
+    except ModuleNotFoundError:
         log.warning("opencv is not installed; face priority is off")
+        return []
+    except ImportError as exc:  # installed, but built against another numpy, say
+        log.warning("opencv is installed but fails to import (%s); face priority is off "
+                    "(reinstall opencv-python-headless>=5.0)", exc)
         return []
     import hashlib
 
@@ -96,8 +100,11 @@ def find_faces(rgb_uint8: np.ndarray, detector_path: Path | None) -> list[tuple[
                                                  np.zeros(0, np.uint8), (w, h), 0.7, 0.3, 5000)
             _, faces = detector.detect(np.ascontiguousarray(rgb_uint8[..., ::-1]))
     except cv2.error as exc:  # an OpenCV build without this DNN path, or a size it refuses
-        log.warning("the face detector failed (%s); face priority is off for this photo",
-                    str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else exc)
+        lines = [line for line in str(exc).splitlines() if line.strip(" >")]
+        log.warning("the face detector failed in OpenCV %s (%s); face priority is off for "
+                    "this photo (the YuNet detector needs OpenCV 5)",
+                    getattr(cv2, "__version__", "?"),
+                    lines[-1].strip()[:200] if lines else type(exc).__name__)
         return []
     if faces is None:
         return []

@@ -34,7 +34,11 @@ def jpeg(x: torch.Tensor, quality: float, impl: str = "fast") -> torch.Tensor:
         return jpeg_round_trip(x, quality)
     if impl != "kornia":
         raise ValueError(f"unknown JPEG implementation {impl!r}; use 'fast' or 'kornia'")
-    import kornia
+    try:
+        import kornia
+    except ImportError as exc:  # the dev extra's: cloak itself never needs it
+        raise ImportError("impl='kornia' needs kornia (pip install kornia, or the project's "
+                          "dev extra); impl='fast' does not") from exc
 
     q = torch.tensor([float(quality)], device=x.device)
     return kornia.enhance.jpeg_codec_differentiable(x.float(), q).clamp(0, 1)

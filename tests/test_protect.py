@@ -177,6 +177,28 @@ class TestProtectFile:
         protect_file(src, tmp_path / "o2" / "a.jpg", config.replace(robust=True, eot_share=1.0))
         assert sha(tmp_path / "o1" / "a.jpg") == sha(tmp_path / "o2" / "a.jpg")
 
+    def test_protect_and_verify_run_without_kornia(self, model_dir, small_photo, tmp_path):
+        """kornia is the dev extra's (the tests' reference), not an install's: a protect
+        through every posting transform (--robust), its measurement and a comparison run
+        in a process where importing kornia fails."""
+        src = small_photo(tmp_path / "a.png", size=(320, 256))
+        script = (
+            "import sys; sys.modules['kornia'] = None  # import kornia: ImportError\n"
+            "from PIL import Image\n"
+            "from cloak import ProtectConfig, protect_file, verify_files\n"
+            "cfg = ProtectConfig(strength='fast', steps=2, models=('taesd',), robust=True, "
+            "eot_share=1.0, working_size=128)\n"
+            "report = protect_file(sys.argv[1], sys.argv[2], cfg)\n"
+            "assert report.damage_db, report\n"
+            "print(verify_files(sys.argv[1], sys.argv[2], models=('taesd',), "
+            "channels=('as-is', 'instagram'))"
+            ".verification.verdict)\n")
+        done = subprocess.run([sys.executable, "-c", script, str(src), str(tmp_path / "b.png")],
+                              check=False, capture_output=True, text=True,
+                              env={**os.environ, "CLOAK_MODEL_DIR": str(model_dir)})
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() in ("strong", "moderate", "weak", "none")
+
     def test_same_seed_identical_bytes_across_processes_on_a_photo_above_attack_size(
             self, config, small_photo, tmp_path):
         """The path a real photo takes: the round-trip filter is fitted (the photo is larger

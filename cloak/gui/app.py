@@ -12,8 +12,9 @@ from ..allocator import keep_freed_memory
 from ..naming import name_photos
 
 LOG_HANDLER_NAME = "cloak-gui-log"  # worker.log_file finds the file by this name
-NEEDS_PYSIDE6 = ("the desktop app needs PySide6: pip install -e '.[gui]' in the cloak "
-                 "project (its gui extra)")
+NEEDS_PYSIDE6 = ("the desktop app needs PySide6: pip install 'PySide6-Essentials>=6.6,"
+                 "!=6.12.0' (or, in a checkout of the cloak project, pip install -e "
+                 "'.[gui]')")
 SCRIPT_USAGE = """usage: cloak-gui [-h]
 
 Open cloak's desktop drag-and-drop app (the same as `cloak gui`): drop photos or

@@ -283,13 +283,15 @@ class ProtectWorker(QObject):
             emit(self.finished)
 
     def _protect_one(self, job: Job, created: list[Path]) -> None:
+        """Protect one photo to a free name in its folder, telling its row: protected
+        (or already, in an earlier session), failed, or cancelled."""
         self._current = job.index
         emit(self.started, job.index)
         stamp = source_stamp(job.src)  # the photo as this copy is made from it
-        dst: Path | None = None
+        settings: dict = {}
         try:
-            from cloak.batch import faces_as_found, settings_to_accept
-            from cloak.manifest import earlier_copy, record_copy
+            from cloak.batch import settings_to_accept
+            from cloak.manifest import earlier_copy
 
             if self._asked is None:  # once a run: faces as the face detector on disk allows
                 self._asked = self.config
@@ -311,111 +313,134 @@ class ProtectWorker(QObject):
                                              "or its disk unplugged); add it again")
                 return
             self._make_folder(job.out_dir, created, make=not job.chosen)
-            from cloak.api import protect_file
-            from cloak.batch import preload_models
-            from cloak.models.fetch import stops_downloads
-
-            with stops_downloads(self._stop_if_cancelled):  # a server yet to answer too
-                if self._also_done is not None and not self._faces_fetched:
-                    # not on disk: fetched now, where allowed, as there is a photo to
-                    # protect; copies record whether face priority ran
-                    from cloak.models.weights import retry_face_detector_download
-
-                    self._faces_fetched = True
-                    retry_face_detector_download()  # once a batch: the network may be back
-                    self.config = faces_as_found(self._asked, self._on_download)
-                    settings = self.config.fingerprint()
-                    if not self.config.faces:
-                        emit(self.notice, FACES_OFF_NOTICE)
-
-                # First use: the weights download here, with their progress on this row.
-                try:
-                    preload_models(self.config, self._on_download)
-                except ModelError as exc:
-                    self._weights_error = plain_message(exc)
-                    raise
-            if not self._gpu_told:  # a GPU too old for this torch build: on the CPU
-                from cloak.device import cuda_unusable_reason
-
-                self._gpu_told = True
-                if self.config.device is None and (reason := cuda_unusable_reason()):
-                    emit(self.notice, reason[0].upper() + reason[1:] + ".")
-            for attempt in range(1, NAME_ATTEMPTS + 1):
-                # GIF -> .png, MPO -> .jpg, ...: the suffix names the format written
-                dst = unique_destination(job.out_dir,
-                                         output_path_for(job.src, job.out_dir).name)
-                try:
-                    # made above: one gone during the attack is not made again by the
-                    # save (nor the path to it: a renamed or unmounted photos' folder)
-                    report = protect_file(job.src, dst, self.config, overwrite=False,
-                                          progress=self._on_progress,
-                                          should_stop=self._stop.is_set,
-                                          make_folders=False)
-                    break
-                except OutputExistsError as exc:
-                    if attempt == NAME_ATTEMPTS or Path(exc.path) != dst:
-                        raise
-                    # Another program (a second window, a CLI run) took the free name
-                    # while this photo was protected: the next free one is used instead.
-                    log.info("%s was taken meanwhile; protecting again to the next name", dst)
+            settings = self._prepare_models()
+            report, dst = self._protect_to_free_name(job)
         except Cancelled:
             emit(self.cancelled, job.index)
-        except Exception as exc:  # every failure belongs on its photo's row
-            if not isinstance(exc, CloakError):
-                log.exception("protecting %s failed", job.src)
-            written = getattr(exc, "written", None)
-            if written is not None:
-                # protect_file wrote the copy, then a later step failed. After out of
-                # memory in the lossy copy's measuring the copy is whole, and recorded, so
-                # a later session does not protect it again; after another failure (the
-                # copy could not be read back) it is shown but not recorded: redone later.
-                if is_out_of_memory(exc):
-                    record_copy(job.src, Path(written), settings)
-                    self._made.append(Path(written))
-                emit(self.protected, job.index, Outcome(
-                    job.src, Path(written), None, "protected, but measuring the saved copy "
-                    "failed: " + plain_message(exc), self.config, stamp))
-                return
-            if isinstance(exc, OutputError) and exc.errno in (
-                    errno.ENOENT, errno.ENOTDIR) and not job.out_dir.is_dir():
-                # deleted, renamed or unmounted during its attack (protect_file made
-                # nothing). A chosen Save-to folder fails the run's later photos going
-                # there too; a default protected/ folder is made again for them.
-                if not job.chosen:
-                    emit(self.failed, job.index, f"the folder {job.out_dir} went while this "
-                         "photo was protected (deleted, moved, or its disk unplugged), so "
-                         "its copy was not written; protect it again")
-                    return
-                self._folder_errors[job.out_dir] = (
-                    no_longer_there if exc.errno == errno.ENOENT else not_a_folder)(job.out_dir)
-                emit(self.failed, job.index, self._folder_errors[job.out_dir])
-                return
-            if isinstance(exc, OutputError) and exc.errno in FOLDER_STOPS:
-                # the probe's empty file fits on a full disk; the photo did not: the
-                # run's other photos going there fail at once, not after their attacks,
-                # each saying so of the folder (not naming this photo's file)
-                state = FOLDER_STOPS[exc.errno]
-                remedy = ("free some space or choose another Save-to folder"
-                          if state == "is full" else "choose a Save-to folder you can "
-                          "write to")
-                self._folder_errors.setdefault(
-                    job.out_dir, f"the disk holding {job.out_dir} {state}; {remedy}")
-                emit(self.failed, job.index, f"{plain_message(exc)}; {remedy}")
-                return
-            emit(self.failed, job.index, plain_message(exc))
+        except Exception as exc:  # noqa: BLE001 - every failure belongs on its photo's
+            self._failed(job, exc, settings, stamp)  # row (_failed logs any not cloak's)
         else:
-            if job.chosen and self._moved_while_writing(job.out_dir, dst):
+            self._finished(job, dst, report, settings, stamp)
+
+    def _prepare_models(self) -> dict:
+        """Fetch what the run needs (the face detector once a batch, where it is not on
+        disk; the autoencoders on first use, their progress on the photo's row) and say
+        once that a GPU too old for this torch build is passed over. Returns the settings
+        the copies are made and recorded with."""
+        from cloak.batch import faces_as_found, preload_models
+        from cloak.models.fetch import stops_downloads
+
+        with stops_downloads(self._stop_if_cancelled):  # a server yet to answer too
+            if self._also_done is not None and not self._faces_fetched:
+                # not on disk: fetched now, where allowed, as there is a photo to
+                # protect; copies record whether face priority ran
+                from cloak.models.weights import retry_face_detector_download
+
+                self._faces_fetched = True
+                retry_face_detector_download()  # once a batch: the network may be back
+                self.config = faces_as_found(self._asked, self._on_download)
+                if not self.config.faces:
+                    emit(self.notice, FACES_OFF_NOTICE)
+            try:
+                preload_models(self.config, self._on_download)
+            except ModelError as exc:
+                self._weights_error = plain_message(exc)
+                raise
+        if not self._gpu_told:  # a GPU too old for this torch build: on the CPU
+            from cloak.device import cuda_unusable_reason
+
+            self._gpu_told = True
+            if self.config.device is None and (reason := cuda_unusable_reason()):
+                emit(self.notice, reason[0].upper() + reason[1:] + ".")
+        return self.config.fingerprint()
+
+    def _protect_to_free_name(self, job: Job) -> tuple[Report, Path]:
+        """protect_file to the next free name in the photo's folder; a name another
+        program takes during the attack is given up for the next one (NAME_ATTEMPTS)."""
+        from cloak.api import protect_file
+
+        for attempt in range(1, NAME_ATTEMPTS + 1):
+            # GIF -> .png, MPO -> .jpg, ...: the suffix names the format written
+            dst = unique_destination(job.out_dir, output_path_for(job.src, job.out_dir).name)
+            try:
+                # made already: one gone during the attack is not made again by the
+                # save (nor the path to it: a renamed or unmounted photos' folder)
+                report = protect_file(job.src, dst, self.config, overwrite=False,
+                                      progress=self._on_progress,
+                                      should_stop=self._stop.is_set, make_folders=False)
+                return report, dst
+            except OutputExistsError as exc:
+                if attempt == NAME_ATTEMPTS or Path(exc.path) != dst:
+                    raise
+                # Another program (a second window, a CLI run) took the free name
+                # while this photo was protected: the next free one is used instead.
+                log.info("%s was taken meanwhile; protecting again to the next name", dst)
+        raise AssertionError("unreachable")  # the last attempt returns or raises
+
+    def _failed(self, job: Job, exc: Exception, settings: dict, stamp) -> None:
+        """Tell the photo's row why it failed; a folder that can't take copies fails the
+        run's later photos going there at once (_folder_errors)."""
+        from cloak.manifest import record_copy
+
+        if not isinstance(exc, CloakError):
+            log.exception("protecting %s failed", job.src)
+        written = getattr(exc, "written", None)
+        if written is not None:
+            # protect_file wrote the copy, then a later step failed. After out of
+            # memory in the lossy copy's measuring the copy is whole, and recorded, so
+            # a later session does not protect it again; after another failure (the
+            # copy could not be read back) it is shown but not recorded: redone later.
+            if is_out_of_memory(exc):
+                record_copy(job.src, Path(written), settings)
+                self._made.append(Path(written))
+            emit(self.protected, job.index, Outcome(
+                job.src, Path(written), None, "protected, but measuring the saved copy "
+                "failed: " + plain_message(exc), self.config, stamp))
+            return
+        if isinstance(exc, OutputError) and exc.errno in (
+                errno.ENOENT, errno.ENOTDIR) and not job.out_dir.is_dir():
+            # deleted, renamed or unmounted during its attack (protect_file made
+            # nothing). A chosen Save-to folder fails the run's later photos going
+            # there too; a default protected/ folder is made again for them.
+            if not job.chosen:
+                emit(self.failed, job.index, f"the folder {job.out_dir} went while this "
+                     "photo was protected (deleted, moved, or its disk unplugged), so "
+                     "its copy was not written; protect it again")
                 return
-            recorded = record_copy(job.src, dst, settings)  # a later session skips it
-            self._made.append(dst)
-            posted_db = self._posted_damage(report)
-            if recorded and (verdict := copy_verdict(report, posted_db)) is not None:
-                # shown when a later session meets the copy again
-                record_copy(job.src, dst, settings, verdict, entry=recorded)
-            status = describe(report, posted_db)
-            emit(self.progress, job.index, 1.0, "done")  # the posting check too
-            emit(self.protected, job.index, Outcome(job.src, dst, report, status,
-                                                    self.config, stamp))
+            self._folder_errors[job.out_dir] = (
+                no_longer_there if exc.errno == errno.ENOENT else not_a_folder)(job.out_dir)
+            emit(self.failed, job.index, self._folder_errors[job.out_dir])
+            return
+        if isinstance(exc, OutputError) and exc.errno in FOLDER_STOPS:
+            # the probe's empty file fits on a full disk; the photo did not: the
+            # run's other photos going there fail at once, not after their attacks,
+            # each saying so of the folder (not naming this photo's file)
+            state = FOLDER_STOPS[exc.errno]
+            remedy = ("free some space or choose another Save-to folder"
+                      if state == "is full" else "choose a Save-to folder you can "
+                      "write to")
+            self._folder_errors.setdefault(
+                job.out_dir, f"the disk holding {job.out_dir} {state}; {remedy}")
+            emit(self.failed, job.index, f"{plain_message(exc)}; {remedy}")
+            return
+        emit(self.failed, job.index, plain_message(exc))
+
+    def _finished(self, job: Job, dst: Path, report: Report, settings: dict, stamp) -> None:
+        """Record the copy (a later session skips it, with its verdict) and show it."""
+        from cloak.manifest import record_copy
+
+        if job.chosen and self._moved_while_writing(job.out_dir, dst):
+            return
+        recorded = record_copy(job.src, dst, settings)  # a later session skips it
+        self._made.append(dst)
+        posted_db = self._posted_damage(report)
+        if recorded and (verdict := copy_verdict(report, posted_db)) is not None:
+            # shown when a later session meets the copy again
+            record_copy(job.src, dst, settings, verdict, entry=recorded)
+        status = describe(report, posted_db)
+        emit(self.progress, job.index, 1.0, "done")  # the posting check too
+        emit(self.protected, job.index, Outcome(job.src, dst, report, status,
+                                                self.config, stamp))
 
     def _moved_while_writing(self, folder: Path, dst: Path) -> bool:
         """Whether `folder` was renamed, deleted or unmounted while the photo was being
