@@ -24,10 +24,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from PIL import Image
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from efficacy import SUFFIXES, load_rgb
+from efficacy import SUFFIXES, load_as_verify, load_rgb, saved_output
 
 from cloak.channel_list import SOCIAL_PRESETS
 from cloak.channels import apply_channel
@@ -93,8 +91,7 @@ def main() -> None:
     elif only:
         raw = json.loads(raw_path.read_text())
         for name, kinds in raw.items():
-            with Image.open(args.protected / (Path(name).stem + ".png")) as im:
-                protected = im.convert("RGB")
+            protected = load_as_verify(saved_output(args.protected, name)).convert("RGB")
             for kind, img in (("clean", load_rgb(args.clean / name)), ("protected", protected)):
                 kinds[kind].update({ch: receipt_per_model(apply_channel(img, ch))
                                     for ch in only})
@@ -102,17 +99,26 @@ def main() -> None:
         raw_path.write_text(json.dumps(raw, indent=1))
     else:
         raw = {}  # photo -> kind -> channel -> model -> feature -> dB
+        missing = []
         for path in sorted(args.clean.iterdir()):
-            protected_path = args.protected / (path.stem + ".png")
-            if path.suffix.lower() not in SUFFIXES or not protected_path.is_file():
+            if path.suffix.lower() not in SUFFIXES:
                 continue
-            with Image.open(protected_path) as im:
-                protected = im.convert("RGB")
+            protected_path = saved_output(args.protected, path.name)
+            if not protected_path.is_file():
+                missing.append(path.name)
+                continue
+            protected = load_as_verify(protected_path).convert("RGB")
             raw[path.name] = {
                 kind: {ch: receipt_per_model(apply_channel(img, ch)) for ch in REPORT_CHANNELS}
                 for kind, img in (("clean", load_rgb(path)), ("protected", protected))}
             print(path.name, flush=True)
+        if missing:
+            print(f"no protected copy in {args.protected} of: {', '.join(missing)}",
+                  file=sys.stderr)
         raw_path.write_text(json.dumps(raw, indent=1))
+    if not raw:
+        sys.exit(f"no photo of {args.clean} has a protected copy in {args.protected}; "
+                 "run benchmarks/efficacy.py first")
 
     candidates = [(f, m) for f in RECEIPT_FEATURES for m in ("mean", *ALL_MODEL_NAMES)]
 

@@ -16,10 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from efficacy import SUFFIXES, load_rgb
+from efficacy import SUFFIXES, load_as_verify, load_rgb, saved_output
 
 from cloak import metrics
 from cloak.device import autocast, pick_device
@@ -39,15 +38,18 @@ def main() -> None:
     nets = {n: load_autoencoder(n, device=device) for n in ALL_MODEL_NAMES}
     damage = {(s, m): [] for s in SIZES for m in ALL_MODEL_NAMES}
     names = []
+    missing = []
     for path in sorted(args.clean.iterdir()):
-        protected_path = args.protected / (path.stem + ".png")
-        if path.suffix.lower() not in SUFFIXES or not protected_path.is_file():
+        if path.suffix.lower() not in SUFFIXES:
+            continue
+        protected_path = saved_output(args.protected, path.name)
+        if not protected_path.is_file():
+            missing.append(path.name)
             continue
         original = load_rgb(path)
         if max(original.size) < max(SIZES):
             continue
-        with Image.open(protected_path) as im:
-            protected = im.convert("RGB")
+        protected = load_as_verify(protected_path).convert("RGB")
         x, xa = (to_tensor(np.asarray(i, dtype=np.float32) / 255).to(device)
                  for i in (original, protected))
         with torch.no_grad(), autocast(device):
@@ -57,6 +59,12 @@ def main() -> None:
         names.append(path.name)
         print(path.name, {f"{s}/{m}": round(damage[s, m][-1], 2)
                           for s in SIZES for m in ALL_MODEL_NAMES}, flush=True)
+    if missing:
+        print(f"no protected copy in {args.protected} of: {', '.join(missing)}",
+              file=sys.stderr)
+    if not names:
+        sys.exit(f"no photo of {args.clean} of at least {max(SIZES)} px has a protected "
+                 f"copy in {args.protected}; run benchmarks/efficacy.py first")
     lines = ["## Damage at the SD size (512) and the SDXL/FLUX size (1024)", "",
              (f"Protected copies from `{args.protected}` of the {len(names)} dev photos with a "
              "long side of at least 1024 px. Median (worst) damage in dB. Command: "

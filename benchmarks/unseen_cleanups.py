@@ -30,7 +30,7 @@ import torch
 from PIL import Image, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from efficacy import SUFFIXES, load_rgb
+from efficacy import SUFFIXES, load_as_verify, load_rgb, saved_output
 
 from cloak import metrics
 from cloak.channel_list import INSTAGRAM_ASPECT, SOCIAL_PRESETS
@@ -115,7 +115,8 @@ def damage_after(nets: dict, original: Image.Image, protected: Image.Image,
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--protected", default="bench_out/medium",
-                    help="Folder of protected PNGs named after the originals (efficacy.py).")
+                    help="Folder of protected copies as efficacy.py saves them (named after the "
+                         "originals, in their own format; older runs' PNGs too).")
     ap.add_argument("--photos", default="../shared/photos/dev")
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--only", default="", help="Photo name prefixes, comma-separated (d08,d14).")
@@ -132,24 +133,32 @@ def main() -> None:
         sys.exit(f"unknown clean-up {unknown[0]!r}; choose from {', '.join(CLEANUPS)}")
     protected_dir = Path(args.protected)
     pairs = []
+    missing = []
     for path in sorted(Path(args.photos).iterdir()):
-        copy = protected_dir / (path.stem + ".png")
-        if path.suffix.lower() in SUFFIXES and copy.exists():
+        if path.suffix.lower() not in SUFFIXES:
+            continue
+        copy = saved_output(protected_dir, path.name)
+        if copy.is_file():
             pairs.append((path, copy))
+        else:
+            missing.append(path.name)
     if args.only:
         pairs = [p for p in pairs if p[0].name.split("_")[0] in args.only.split(",")]
     if args.limit:
         pairs = pairs[: args.limit]
+    if missing and not args.only:
+        print(f"no protected copy in {protected_dir} of: {', '.join(missing)}",
+              file=sys.stderr)
     if not pairs:
-        sys.exit(f"no protected copies in {protected_dir}; run benchmarks/efficacy.py first")
+        sys.exit(f"no protected copies in {protected_dir} of the photos in {args.photos} "
+                 "(as efficacy.py names them); run benchmarks/efficacy.py first")
 
     device = pick_device(None)
     nets = {n: load_autoencoder(n, None, device) for n in ALL_MODEL_NAMES}
     rows = []
     for k, (path, copy) in enumerate(pairs, 1):
         original = load_rgb(path)
-        with Image.open(copy) as img:
-            protected = img.convert("RGB")
+        protected = load_as_verify(copy).convert("RGB")  # upright, as cloak reads it
         row = {"name": path.name, "damage_db": {}}
         for cname in chosen:
             row["damage_db"][cname] = damage_after(
@@ -174,7 +183,8 @@ def main() -> None:
              "as-is": "the protected photo as it is"}.get(
         args.base, f"the photo after `{args.base}`")
     command = "CLOAK_MODEL_DIR=../shared/models python benchmarks/unseen_cleanups.py" + "".join(
-        f" --{k} {v}" for k, v in (("protected", args.protected), ("only", args.only),
+        f" --{k} {v}" for k, v in (("protected", args.protected), ("photos", args.photos),
+                                  ("only", args.only), ("limit", args.limit),
                                   ("base", args.base), ("cleanups", args.cleanups),
                                   ("table", args.table))
         if v and v != ap.get_default(k))
