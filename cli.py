@@ -22,6 +22,8 @@ from typing import Annotated
 
 import typer
 
+NOTHING_WRITTEN = "Interrupted; nothing was written."  # a Ctrl-C before any photo
+
 try:  # torch is not among these (--help answers at once); each command imports it
     from cloak import PRESETS, Cancelled, CloakError, ProtectConfig, __version__
     from cloak.allocator import keep_freed_memory
@@ -40,7 +42,7 @@ try:  # torch is not among these (--help answers at once); each command imports 
     from cloak.preview import PREVIEW_SUFFIX
     from cloak.report import shown_db
 except KeyboardInterrupt:
-    sys.stderr.write("Interrupted; nothing was written.\n")
+    sys.stderr.write(NOTHING_WRITTEN + "\n")
     sys.exit(130)
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -87,7 +89,7 @@ def loading_libraries():
     try:
         yield
     except KeyboardInterrupt:
-        typer.secho("Interrupted; nothing was written.", err=True)
+        typer.secho(NOTHING_WRITTEN, err=True)
         raise typer.Exit(130) from None
 
 
@@ -421,7 +423,7 @@ def stopped_before_any_photo(exc: BaseException, out: Path, config,
     interrupted = isinstance(exc, (KeyboardInterrupt, Cancelled))
     if interrupted:
         message = "interrupted; nothing was written"
-        typer.secho("Interrupted; nothing was written.", err=True)
+        typer.secho(NOTHING_WRITTEN, err=True)
     elif isinstance(exc, CloakError):
         message = str(exc)
     else:  # a path the library did not expect to be unreadable

@@ -2998,7 +2998,7 @@ def test_selecting_a_row_restyles_only_the_two_rows_that_change(qapp, monkeypatc
     photo_list = PhotoList()
     rows = [PhotoRow(i, Path(f"/photos/{i}.jpg")) for i in range(50)]
     for row in rows:
-        photo_list.add_row(row)
+        photo_list.add_rows([row])
     restyled = []
     set_selected = PhotoRow.set_selected
 

@@ -305,9 +305,6 @@ class PhotoList(QScrollArea):
         self._layout.addStretch()
         self.setWidget(column)
 
-    def add_row(self, row: PhotoRow) -> None:
-        self.add_rows([row])
-
     def add_rows(self, rows: list[PhotoRow]) -> None:
         """Append rows at the bottom. The column is hidden while they go in: shown, it
         laid itself out again as each row's own layout settled, so adding n rows cost
