@@ -115,10 +115,10 @@ def main() -> None:
         if missing:
             print(f"no protected copy in {args.protected} of: {', '.join(missing)}",
                   file=sys.stderr)
+        if not raw:  # before writing: an earlier run's scores are not replaced by none
+            sys.exit(f"no photo of {args.clean} has a protected copy in {args.protected}; "
+                     "run benchmarks/efficacy.py first")
         raw_path.write_text(json.dumps(raw, indent=1))
-    if not raw:
-        sys.exit(f"no photo of {args.clean} has a protected copy in {args.protected}; "
-                 "run benchmarks/efficacy.py first")
 
     candidates = [(f, m) for f in RECEIPT_FEATURES for m in ("mean", *ALL_MODEL_NAMES)]
 

@@ -37,7 +37,7 @@ from .device import autocast, pick_device, uses_bf16
 from .errors import Cancelled, ConfigError
 from .io import Photo, cicp_of, to_8bit
 from .models import ALL_MODEL_NAMES, load_autoencoders
-from .report import stored_db, verdict_for
+from .report import VERDICTS, stored_db, verdict_for  # noqa: F401 - VERDICTS is part of verify's API
 
 
 def photo_image(photo: Photo) -> Image.Image:

@@ -463,17 +463,23 @@ class TestDropZone:
         assert window.statusBar().currentMessage() == "that photo is already in the list"
 
     def test_one_photo_by_two_spellings_is_listed_once(self, window, tmp_path,
-                                                       small_photo):
+                                                       small_photo, monkeypatch):
         """macOS hands a dropped file's name over NFC-normalised, while a folder's walk
         gives it as the disk stores it (often NFD): the same photo, dropped both ways, was
         listed (and protected) twice. A hard link stands in for a disk that answers both
-        spellings with one file; two different files are still two rows."""
+        spellings with one file; two different files are still two rows, and a photo
+        saved over by an editor (a new inode) and added again is still one."""
+        monkeypatch.setattr(window_module, "NAMES_FOLD_ACCENTS", True)  # as on macOS
         photo = small_photo(tmp_path / "trip" / "Cafe\u0301.png")
         os.link(photo, tmp_path / "trip" / "Caf\xe9.png")
         window.add_paths([photo])  # as a folder's walk finds it
         window.add_paths([tmp_path / "trip" / "Caf\xe9.png"])  # as macOS drops it
         assert len(window.rows) == 1
         window.add_paths([small_photo(tmp_path / "trip" / "other.png")])
+        assert len(window.rows) == 2
+        edited = small_photo(tmp_path / "edited.png")
+        os.replace(edited, tmp_path / "trip" / "other.png")  # a new inode at its name
+        window.add_paths([tmp_path / "trip" / "other.png"])
         assert len(window.rows) == 2
 
     def test_an_add_keys_only_its_new_photos(self, window, tmp_path, small_photo,
@@ -2211,7 +2217,13 @@ class TestReviewFixes:
         assert window.is_running()
         assert window.photo_list.hasFocus() or window.photo_list.isAncestorOf(
             QApplication.focusWidget())
-        window.cancel()
+        # Enter on the focused Cancel: the focus goes to the list, not round to the drop
+        # zone (where the next Space opened a file chooser)
+        window.cancel_button.setFocus()
+        QTest.keyClick(window.cancel_button, Qt.Key.Key_Return)
+        assert not window.drop_zone.hasFocus() and window.photo_list.hasFocus()
+        QTest.keyClick(QApplication.focusWidget(), Qt.Key.Key_Space)
+        assert len(asked) == 2
         assert wait_until(lambda: not window.is_running(), 60)
 
     def test_a_chosen_non_photo_says_no_photos(self, window, tmp_path):

@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import sys
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 
@@ -82,20 +84,21 @@ from .worker import (
     source_stamp,
 )
 
+# Whether the system's disks take two encodings of an accented name (NFC, NFD) as one
+# name: macOS hands a dropped file's name over NFC-normalised, while a folder's walk gives
+# it as stored (often NFD); Windows' NTFS, though it keeps both apart, is met through
+# the same dialogs. Linux disks keep them apart.
+NAMES_FOLD_ACCENTS = sys.platform in ("darwin", "win32")
+
 
 def same_photo_key(path: Path) -> str:
-    """What tells two listed paths apart: the file they reach (its device and inode, so
-    two spellings of one name on a disk that folds case or accents' encoding are one
-    photo: macOS hands a dropped file's name over NFC-normalised, a folder's walk gives it
-    as stored); where it can't be read, the path with links and ".." resolved and the
-    letter case folded where the system folds it."""
-    try:
-        st = os.stat(path)
-    except (OSError, ValueError):
-        return os.path.normcase(os.path.realpath(path))
-    if not st.st_ino:  # a file system without inode numbers
-        return os.path.normcase(os.path.realpath(path))
-    return f"file {st.st_dev}:{st.st_ino}"
+    """What tells two listed paths apart: the path with links and ".." resolved, the
+    letter case folded where the system folds it, and (macOS, Windows) accented letters
+    in one encoding. A path, not the file's inode: an editor's save gives the photo a new
+    inode (the same photo added again after an edit is one row), and a deleted photo's
+    inode may be reused by a new one."""
+    key = os.path.normcase(os.path.realpath(path))
+    return unicodedata.normalize("NFC", key) if NAMES_FOLD_ACCENTS else key
 
 
 # What each preset is for, in the Strength menu (its budget and steps in a tooltip)
@@ -673,6 +676,8 @@ class MainWindow(QMainWindow):
         if self._worker is not None:
             self._worker.cancel()
             self.summary.setText("cancelling…")
+            if self.cancel_button.hasFocus():  # Qt would pass the focus on, round to the
+                self.photo_list.setFocus()  # drop zone, where the next Space opened a chooser
             self.cancel_button.setEnabled(False)
 
     def open_output_folder(self) -> None:
