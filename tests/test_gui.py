@@ -2226,6 +2226,20 @@ class TestReviewFixes:
         assert len(asked) == 2
         assert wait_until(lambda: not window.is_running(), 60)
 
+    def test_each_option_label_names_its_control(self, window, tmp_path):
+        """A screen reader read the Strength box by its value alone ("medium —
+        recommended, combo box") and "Change…" with no word of the Save-to folder: the
+        labels were tied to nothing."""
+        assert window.strength_label.buddy() is window.strength
+        assert window.output_title.buddy() is window.change_output
+        assert window.metadata_title.buddy() is window.keep_gps
+        window.set_output_dir(tmp_path / "copies")
+        assert window.change_output.accessibleName() == "Change the Save-to folder"
+        assert str(tmp_path / "copies") in window.change_output.accessibleDescription()
+        row = PhotoRow(0, tmp_path / "a.jpg")  # its bar is read as a percentage
+        row.bar.setValue(400)
+        assert row.bar.text() == "40%" and row.bar.accessibleName() == "progress of a.jpg"
+
     def test_a_chosen_non_photo_says_no_photos(self, window, tmp_path):
         notes = tmp_path / "notes.txt"
         notes.write_text("hello")

@@ -247,16 +247,24 @@ class MainWindow(QMainWindow):
         metadata.addWidget(self.strip_names)
         metadata.addWidget(self.strip_exif)
         options = QGridLayout()
-        options.addWidget(QLabel("Strength"), 0, 0)
+        # each label names its control to a screen reader (a combo box is read by its
+        # value alone otherwise); Alt+S goes to the strength
+        self.strength_label = QLabel("&Strength")
+        self.strength_label.setBuddy(self.strength)
+        self.output_title = QLabel("Save to")
+        self.output_title.setBuddy(self.change_output)
+        self.metadata_title = QLabel("Metadata")
+        self.metadata_title.setBuddy(self.keep_gps)
+        options.addWidget(self.strength_label, 0, 0)
         options.addWidget(self.strength, 0, 1, 1, 3, Qt.AlignmentFlag.AlignLeft)
-        options.addWidget(QLabel("Save to"), 1, 0)
+        options.addWidget(self.output_title, 1, 0)
         options.addWidget(self.output_label, 1, 1, 1, 3)
         output_buttons = QHBoxLayout()  # under the folder's name, which takes the width
         output_buttons.addWidget(self.change_output)
         output_buttons.addWidget(self.reset_output)
         output_buttons.addStretch(1)
         options.addLayout(output_buttons, 2, 1, 1, 3)
-        options.addWidget(QLabel("Metadata"), 3, 0, Qt.AlignmentFlag.AlignTop)
+        options.addWidget(self.metadata_title, 3, 0, Qt.AlignmentFlag.AlignTop)
         options.addLayout(metadata, 3, 1, 1, 3)
         options.setColumnStretch(1, 1)
 
@@ -543,6 +551,10 @@ class MainWindow(QMainWindow):
         self.output_label.setText(str(folder) if folder else
                                   "a “protected” folder next to each photo")
         self.output_label.setToolTip(self.output_label.text())
+        # the folder's name can't take the focus: its button says it to a screen reader
+        self.change_output.setAccessibleName("Change the Save-to folder")
+        self.change_output.setAccessibleDescription(
+            f"protected copies go to {self.output_label.text()}")
         self._remember("output_dir", str(folder) if folder else "")
         self._update_buttons()
 
