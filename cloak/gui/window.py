@@ -12,7 +12,6 @@ import dataclasses
 import logging
 import os
 import sys
-import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 
@@ -58,6 +57,7 @@ from cloak.device import DEVICE_ENV, fp32_cpu_note, pick_device
 from cloak.io import DecoderBusy
 from cloak.metadata import MetadataPolicy
 from cloak.report import plural
+from cloak.same_path import fold
 
 from .drop_zone import DropZone
 from .images import Comparison, compare, thumbnail_or_why
@@ -84,10 +84,9 @@ from .worker import (
     source_stamp,
 )
 
-# Whether the system's disks take two encodings of an accented name (NFC, NFD) as one
-# name: macOS hands a dropped file's name over NFC-normalised, while a folder's walk gives
-# it as stored (often NFD); Windows' NTFS, though it keeps both apart, is met through
-# the same dialogs. Linux disks keep them apart.
+# Whether the system's disks take names that differ only in letter case or in how an
+# accented letter is encoded (NFC, NFD) as one name (same_path.fold): macOS hands a
+# dropped file's name over NFC-normalised, while a folder's walk gives it as stored.
 NAMES_FOLD_ACCENTS = sys.platform in ("darwin", "win32")
 
 
@@ -97,8 +96,8 @@ def same_photo_key(path: Path) -> str:
     in one encoding. A path, not the file's inode: an editor's save gives the photo a new
     inode (the same photo added again after an edit is one row), and a deleted photo's
     inode may be reused by a new one."""
-    key = os.path.normcase(os.path.realpath(path))
-    return unicodedata.normalize("NFC", key) if NAMES_FOLD_ACCENTS else key
+    real = os.path.realpath(path)
+    return fold(real) if NAMES_FOLD_ACCENTS else os.path.normcase(real)
 
 
 # What each preset is for, in the Strength menu (its budget and steps in a tooltip)
