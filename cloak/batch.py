@@ -316,15 +316,34 @@ def preload_models(config: ProtectConfig, progress: DownloadProgress | None = No
 def faces_as_found(config: ProtectConfig, progress: DownloadProgress | None = None,
                    allow_download: bool = True) -> ProtectConfig:
     """`config` as it will run: with faces off where they are on but the face detector
-    can't be found (or, where allowed, fetched; a failure is logged). Copies are recorded
-    with the settings that made them, so a copy made without face priority is not taken,
-    once the detector is there, for one made with it."""
+    can't be found (or, where allowed, fetched; a failure is logged) or can't run here
+    (OpenCV missing, or one that can't run YuNet: logged where `allow_download`). Copies
+    are recorded with the settings that made them, so a copy made without face priority
+    is not taken, once the detector is there and runs, for one made with it."""
+    from .budget import face_detection_fails
     from .models.weights import resolve_face_detector
 
-    if config.faces and resolve_face_detector(
-            config.model_dir, config.allow_download and allow_download, progress) is None:
+    if not config.faces:
+        return config
+    detector = resolve_face_detector(config.model_dir,
+                                     config.allow_download and allow_download, progress)
+    if detector is None:
+        return config.replace(faces=False)
+    why = face_detection_fails(detector)
+    if why is not None:
+        if allow_download:  # not a rerun only deciding what is done
+            _warn_face_detection(why)
         return config.replace(faces=False)
     return config
+
+
+def _warn_face_detection(why: str) -> None:
+    if why not in _warned_face_detection:  # once a process, as the detector's own
+        _warned_face_detection.add(why)
+        log.warning("%s; face priority is off", why)
+
+
+_warned_face_detection: set[str] = set()
 
 
 def settings_to_accept(config: ProtectConfig) -> tuple[ProtectConfig, dict | None]:

@@ -65,18 +65,43 @@ def _opencv_errors_only(cv2):
 
 def find_faces(rgb_uint8: np.ndarray, detector_path: Path | None) -> list[tuple[float, ...]]:
     """Face boxes (x, y, w, h) in pixels of `rgb_uint8` (H, W, 3), via YuNet/OpenCV.
-    Returns [] when the detector or OpenCV is unavailable."""
-    if detector_path is None or not Path(detector_path).is_file():
+    Returns [] when the detector or OpenCV is unavailable (a warning says why)."""
+    boxes, why = _detect(rgb_uint8, detector_path)
+    if boxes is None:
+        if why:
+            log.warning("%s; face priority is off for this photo", why)
         return []
+    return boxes
+
+
+def face_detection_fails(detector_path: Path | None) -> str | None:
+    """Why the face detector at `detector_path` can't run in this process (OpenCV missing
+    or failing to import, a file that is not YuNet, an OpenCV that can't run it), or None
+    when it runs. Found by detecting on a small gray image, once per path and process: a
+    run turns face priority off for every photo, and records it off, when this fails."""
+    if detector_path is None or not Path(detector_path).is_file():
+        return "face detector not found"
+    key = str(detector_path)
+    if key not in _probed:
+        _probed[key] = _detect(np.full((48, 64, 3), 128, np.uint8), Path(detector_path))[1]
+    return _probed[key]
+
+
+_probed: dict[str, str | None] = {}
+
+
+def _detect(rgb_uint8: np.ndarray, detector_path: Path | None
+            ) -> tuple[list[tuple[float, ...]] | None, str | None]:
+    """find_faces' boxes, or None and why not (None: no detector was given)."""
+    if detector_path is None or not Path(detector_path).is_file():
+        return None, None
     try:
         import cv2
     except ModuleNotFoundError:
-        log.warning("opencv is not installed; face priority is off")
-        return []
+        return None, "opencv is not installed"
     except ImportError as exc:  # installed, but built against another numpy, say
-        log.warning("opencv is installed but fails to import (%s); face priority is off "
-                    "(reinstall opencv-python-headless>=5.0)", exc)
-        return []
+        return None, (f"opencv is installed but fails to import ({exc}; reinstall "
+                      "opencv-python-headless>=5.0)")
     import hashlib
 
     from .models.registry import FACE_DETECTOR, KNOWN_SHA256
@@ -86,13 +111,9 @@ def find_faces(rgb_uint8: np.ndarray, detector_path: Path | None) -> list[tuple[
     try:
         model = Path(detector_path).read_bytes()
     except OSError as exc:
-        log.warning("can't read the face detector %s (%s); face priority is off",
-                    detector_path, exc.strerror or exc)
-        return []
+        return None, f"can't read the face detector {detector_path} ({exc.strerror or exc})"
     if hashlib.sha256(model).hexdigest() != KNOWN_SHA256[FACE_DETECTOR]:
-        log.warning("%s is not the published YuNet detector (sha256 differs); face "
-                    "priority is off", detector_path)
-        return []
+        return None, f"{detector_path} is not the published YuNet detector (sha256 differs)"
     h, w = rgb_uint8.shape[:2]
     try:
         with _opencv_errors_only(cv2):
@@ -101,14 +122,13 @@ def find_faces(rgb_uint8: np.ndarray, detector_path: Path | None) -> list[tuple[
             _, faces = detector.detect(np.ascontiguousarray(rgb_uint8[..., ::-1]))
     except cv2.error as exc:  # an OpenCV build without this DNN path, or a size it refuses
         lines = [line for line in str(exc).splitlines() if line.strip(" >")]
-        log.warning("the face detector failed in OpenCV %s (%s); face priority is off for "
-                    "this photo (the YuNet detector needs OpenCV 5)",
-                    getattr(cv2, "__version__", "?"),
-                    lines[-1].strip()[:200] if lines else type(exc).__name__)
-        return []
+        return None, (f"the face detector failed in OpenCV "
+                      f"{getattr(cv2, '__version__', '?')} "
+                      f"({lines[-1].strip()[:200] if lines else type(exc).__name__}; "
+                      "the YuNet detector needs OpenCV 5)")
     if faces is None:
-        return []
-    return [tuple(float(v) for v in f[:4]) for f in faces]
+        return [], None
+    return [tuple(float(v) for v in f[:4]) for f in faces], None
 
 
 def person_mask(boxes: list[tuple[float, ...]], height: int, width: int) -> torch.Tensor:

@@ -578,6 +578,39 @@ class TestRun:
         (no_face_detector / "yunet_n_dynamic.onnx").unlink()
         assert (again().status, again().message) == (SKIPPED, batch.ALREADY_DONE)
 
+    def test_an_opencv_that_cannot_run_the_detector_records_face_priority_off(
+            self, tmp_path, small_photo, tiny_config, model_dir, monkeypatch, caplog):
+        """The detector is on disk but this OpenCV can't run it (a 4.x build, say): the
+        copy is made without face priority and recorded so (one warning for the run),
+        not recorded as made with it. A rerun with that OpenCV skips it; once OpenCV
+        runs the detector, the rerun names the change instead of calling the copy done."""
+        import cv2
+
+        photo, out = small_photo(tmp_path / "a.png"), tmp_path / "out"
+        faces = tiny_config.replace(faces=True)
+        create = cv2.FaceDetectorYN.create
+
+        def refuse(*args, **kwargs):
+            raise cv2.error("OpenCV(4.x) net_impl.cpp: unsupported layer")
+
+        def again() -> batch.Item:
+            [item] = batch.run(batch.plan([photo], out), out, faces).items
+            return item
+
+        monkeypatch.setattr(cv2.FaceDetectorYN, "create", refuse)
+        monkeypatch.setattr("cloak.budget._probed", {})
+        monkeypatch.setattr("cloak.batch._warned_face_detection", set())
+        assert again().status == PROTECTED
+        entry = json.loads((out / MANIFEST_NAME).read_text())["photos"]["a.png"]
+        assert entry["settings"]["faces"] is False
+        assert caplog.text.count("face priority is off") == 1
+        assert (again().status, again().message) == (SKIPPED, batch.ALREADY_DONE)
+        monkeypatch.setattr(cv2.FaceDetectorYN, "create", create)
+        monkeypatch.setattr("cloak.budget._probed", {})  # a new process, OpenCV mended
+        refused = again()
+        assert refused.status == FAILED and \
+            "other settings (face priority on)" in refused.message
+
     def test_the_result_carries_the_settings_as_run(self, tmp_path, small_photo,
                                                     tiny_config, no_face_detector):
         """Faces asked for, no face detector: the result's settings are those the copy

@@ -41,8 +41,8 @@ NAME_ATTEMPTS = 3  # free names tried when another program takes each one meanwh
 # true whatever is chosen later: the status bar says when a setting chosen since differs
 ALREADY_PROTECTED = "already protected earlier, with the settings chosen then"
 PROTECTION_LOST = "protection mostly lost"  # describe()'s words for a "none" verdict
-FACES_OFF_NOTICE = ("Face priority is off: the face detector could not be found or "
-                    "downloaded (see the log), so faces get no extra protection")
+FACES_OFF_NOTICE = ("Face priority is off: the face detector could not be found, "
+                    "downloaded or run (see the log), so faces get no extra protection")
 
 
 @dataclass(frozen=True)
