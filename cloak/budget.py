@@ -63,14 +63,13 @@ def _opencv_errors_only(cv2):
         log_api.setLogLevel(previous)
 
 
-def find_faces(rgb_uint8: np.ndarray, detector_path: Path | None) -> list[tuple[float, ...]]:
-    """Face boxes (x, y, w, h) in pixels of `rgb_uint8` (H, W, 3), via YuNet/OpenCV.
-    Returns [] when the detector or OpenCV is unavailable (a warning says why)."""
+def find_faces(rgb_uint8: np.ndarray, detector_path: Path | None
+               ) -> list[tuple[float, ...]] | None:
+    """Face boxes (x, y, w, h) in pixels of `rgb_uint8` (H, W, 3), via YuNet/OpenCV ([]:
+    none found). None when no detector is given, or it can't run (a warning says why)."""
     boxes, why = _detect(rgb_uint8, detector_path)
-    if boxes is None:
-        if why:
-            log.warning("%s; face priority is off for this photo", why)
-        return []
+    if why:
+        log.warning("%s; face priority is off for this photo", why)
     return boxes
 
 

@@ -205,11 +205,11 @@ def rotation_for(names: tuple[str, ...]) -> list[int]:
 
 
 def working_budget(x: torch.Tensor, full_size: tuple[int, int], config: ProtectConfig
-                   ) -> tuple[torch.Tensor, list]:
+                   ) -> tuple[torch.Tensor, list | None]:
     """The share of eps each pixel of the working image x ((1, 3, h, w) in [0, 1]) may
     use, (1, 1, h, w) in [0, 1] (visibility map, faces and the user's mask, as `config`
-    asks), and the face boxes found. `full_size` (H, W): the photo's, for the mask's
-    shape check."""
+    asks), and the face boxes found (None: faces asked for, but the face detector could
+    not be found or run). `full_size` (H, W): the photo's, for the mask's shape check."""
     faces = []
     if config.faces:
         x_u8 = (to_array(x) * 255).round().astype(np.uint8)
@@ -217,7 +217,7 @@ def working_budget(x: torch.Tensor, full_size: tuple[int, int], config: ProtectC
         faces = budget.find_faces(x_u8, detector)
     user_mask = (budget.load_user_mask(config.mask_path, *x.shape[-2:], shape_of=full_size)
                  if config.mask_path else None)
-    allowed = budget.budget_map(x, perceptual=config.perceptual, face_boxes=faces,
+    allowed = budget.budget_map(x, perceptual=config.perceptual, face_boxes=faces or [],
                                 flat_floor=config.flat_floor, contrast_ref=config.contrast_ref,
                                 user_mask=user_mask)
     return allowed, faces
@@ -323,9 +323,11 @@ def protect_array(rgb: np.ndarray, config: ProtectConfig, *, grayscale: bool = F
     del delta_full
     report = Report(width=int(width), height=int(height), eps255=config.eps255,
                     psnr=0.0, ssim=0.0, max_change255=0.0,
-                    faces=len(faces), device=str(device),
+                    faces=len(faces or []), device=str(device),
                     precision="bf16" if uses_bf16(device) else "fp32",
-                    settings=config.fingerprint())
+                    # as made: face priority off where it could not run for this photo
+                    settings=(config if faces is not None else config.replace(faces=False)
+                              ).fingerprint())
     if figures:  # False: the caller measures the saved file instead (measure_saved)
         if config.measure:
             report_progress(0.95, "measuring protection")

@@ -747,7 +747,7 @@ class TestFaceDetector:
         data = bytearray(checked.read_bytes())
         data[-100] ^= 0xFF  # another file under the checked name
         checked.write_bytes(bytes(data))
-        assert find_faces(rgb, checked) == []
+        assert find_faces(rgb, checked) is None
         assert "sha256 differs" in caplog.text
 
 
@@ -976,7 +976,7 @@ def test_an_opencv_failure_turns_face_priority_off_for_the_photo(model_dir, monk
     rgb = np.round(load_photo(example).rgb * 255).astype(np.uint8)  # one face, found
     # by the real detector (test_the_real_detector_finds_the_astronaut)
     monkeypatch.setattr(cv2.FaceDetectorYN, "create", refuse)
-    assert find_faces(rgb, W.resolve_face_detector(allow_download=False)) == []
+    assert find_faces(rgb, W.resolve_face_detector(allow_download=False)) is None
     assert "face priority is off for this photo" in caplog.text
 
 

@@ -1042,3 +1042,25 @@ def encoder_input_sizes(rgb, config: ProtectConfig) -> list[tuple[int, int]]:
     finally:
         hook.remove()
     return seen
+
+
+def test_the_report_names_face_priority_as_it_ran(tiny_config, monkeypatch):
+    """Faces asked for: the report's settings say face priority on where the detector ran
+    (the astronaut's face found), and off where this OpenCV could not run it, as the copy
+    was made."""
+    import cv2
+
+    example = Path(__file__).resolve().parent.parent / "examples" / "astronaut.jpg"
+    with Image.open(example) as im:
+        image = im.convert("RGB").resize((128, 128))
+    faces = tiny_config.replace(faces=True)
+    ran = protect(image, faces).report
+    assert ran.settings["faces"] is True and ran.faces == 1
+
+    def refuse(*args, **kwargs):
+        raise cv2.error("OpenCV(4.x) net_impl.cpp: unsupported layer")
+
+    monkeypatch.setattr(cv2.FaceDetectorYN, "create", refuse)
+    failed = protect(image, faces).report
+    assert failed.settings["faces"] is False and failed.faces == 0
+    assert failed.settings == tiny_config.fingerprint()
