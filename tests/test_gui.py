@@ -557,6 +557,63 @@ class TestDropZone:
         assert window.strength.view().width() >= longest
         window.strength.hidePopup()
 
+    def test_at_large_fonts_the_window_fits_the_screen_and_every_control_is_reachable(
+            self, qapp, tmp_path, small_photo):
+        """At 24 pt (a low-vision user's setting) the window's least size was 1526 x 912,
+        past the 800 x 800 screen, and Protect sat off its bottom edge. Now each pane
+        scrolls: the window fits the screen's free area, and tabbing to a control
+        scrolls it into the window's view. At the usual font nothing scrolls at the
+        least size (test_the_window_fits_a_small_laptop_screen)."""
+        free = qapp.primaryScreen().availableGeometry().size()
+        usual = qapp.font()
+        large = qapp.font()
+        large.setPointSizeF(24)
+        qapp.setFont(large)
+        win = MainWindow(settings=TINY)
+        try:
+            hint = win.minimumSizeHint()
+            assert hint.width() <= free.width() and hint.height() <= free.height(), hint
+            win.resize(hint)
+            win.show()
+            QApplication.processEvents()
+            assert win.left_pane.verticalScrollBar().maximum() > 0  # it does scroll
+            view = win.left_pane.viewport()
+            shown = QRect(view.mapTo(win, QPoint(0, 0)), view.size())
+            assert win.rect().contains(shown)
+            win.add_paths([small_photo(tmp_path / "a.png")])  # Protect is enabled
+            assert wait_until(lambda: win.protect_button.isEnabled(), 10)
+            win.activateWindow()
+            win.drop_zone.setFocus()
+            reached = set()
+            for _ in range(30):  # Tab through the pane, as a keyboard user does
+                QTest.keyClick(QApplication.focusWidget(), Qt.Key.Key_Tab)
+                control = QApplication.focusWidget()
+                if not win.left_pane.widget().isAncestorOf(control):
+                    continue
+                reached.add(control)
+                where = QRect(control.mapTo(win, QPoint(0, 0)), control.size())
+                seen = where.intersected(shown)  # whole, or as much as the pane can show
+                assert seen.width() >= min(where.width(), shown.width()) - 1 and \
+                    seen.height() >= min(where.height(), shown.height()) - 1, control
+            assert {win.strength, win.keep_gps, win.strip_exif, win.add_photos_button,
+                    win.protect_button} <= reached
+        finally:
+            win.shutdown()
+            win.deleteLater()
+            QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+            qapp.setFont(usual)
+        win = MainWindow(settings=TINY)
+        try:  # the usual font: shown whole at the least size, no scroll bar
+            win.resize(win.minimumSizeHint())
+            win.show()
+            QApplication.processEvents()
+            assert win.left_pane.verticalScrollBar().maximum() == 0
+            assert win.right_pane.horizontalScrollBar().maximum() == 0
+        finally:
+            win.shutdown()
+            win.deleteLater()
+            QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+
     def test_raw_files_inside_a_dropped_folder_are_named_too(self, window, tmp_path,
                                                              small_photo):
         """A camera's folder of JPEG + RAW pairs: the JPEGs are added and the RAW files

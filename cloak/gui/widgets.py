@@ -287,6 +287,32 @@ class PhotoRow(QWidget):
         self._show(self.CANCELLED, "cancelled — nothing saved", 0.0)
 
 
+class ScrollingPane(QScrollArea):
+    """`content` shown whole where the screen has room for its least size; at large
+    fonts (a low-vision user's 20 pt, a laptop at 200 %), where that is past `width_share`
+    of the screen's free width or most of its height, it scrolls instead of making the
+    window larger than the screen (the controls at its bottom, Protect among them, were
+    then out of reach). Tabbing to a control scrolls it into view."""
+
+    HEIGHT_SHARE = 0.8  # the rest: the window's frame, title and status bars
+
+    def __init__(self, content: QWidget, width_share: float) -> None:
+        super().__init__()
+        self.width_share = width_share
+        self.setWidget(content)
+        self.setWidgetResizable(True)
+        self.setFrameShape(QScrollArea.Shape.NoFrame)
+
+    def minimumSizeHint(self) -> QSize:
+        least = self.widget().minimumSizeHint()
+        screen = self.screen()
+        if screen is None:
+            return least
+        free = screen.availableGeometry().size()
+        return least.boundedTo(QSize(int(free.width() * self.width_share),
+                                     int(free.height() * self.HEIGHT_SHARE)))
+
+
 class PhotoList(QScrollArea):
     """The photo rows, by id, in a scrolling column; click (or Up/Down) selects one."""
 

@@ -72,7 +72,14 @@ from .paths import (
     not_added_note,
 )
 from .signals import emit
-from .widgets import THUMB_SIZE, ComparePanel, ElidedLabel, PhotoList, PhotoRow
+from .widgets import (
+    THUMB_SIZE,
+    ComparePanel,
+    ElidedLabel,
+    PhotoList,
+    PhotoRow,
+    ScrollingPane,
+)
 from .worker import (
     ALREADY_PROTECTED,
     BackgroundCall,
@@ -315,9 +322,12 @@ class MainWindow(QMainWindow):
         left_layout.addWidget(self.summary)
 
         self.compare_panel = ComparePanel()
+        # each pane scrolls where large fonts make it larger than its share of the screen
+        self.left_pane = ScrollingPane(left, width_share=0.45)
+        self.right_pane = ScrollingPane(self.compare_panel, width_share=0.5)
         splitter = QSplitter()
-        splitter.addWidget(left)
-        splitter.addWidget(self.compare_panel)
+        splitter.addWidget(self.left_pane)
+        splitter.addWidget(self.right_pane)
         splitter.setStretchFactor(0, 1)
         splitter.setStretchFactor(1, 1)
         splitter.setSizes([600, 560])
