@@ -246,8 +246,9 @@ def protect_file(src: str | Path, dst: str | Path, config: ProtectConfig | None 
 
             report_progress(after_attack(share, PREVIEW_AT), "writing the preview")
             sheet = preview_sheet(photo.rgb, saved, result.budget)
-            result.report.preview = str(save_preview(sheet, preview_path(written),
-                                                     overwrite, make_folders=make_folders))
+            result.report.preview = str(save_preview(
+                sheet, preview_path(written), overwrite, make_folders=make_folders,
+                private_like=photo.path))  # it shows the photo: as private as it
     except BaseException as exc:
         # The copy is written: say so to the caller (a batch run keeps it as its own,
         # to redo; a file that appeared at dst without this is someone else's).

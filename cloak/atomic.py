@@ -8,6 +8,11 @@ and fsynced, and the file is then linked or renamed to dst in one step that fail
 file appeared there meanwhile (unless `overwrite` allows replacing it). Any error removes
 the temp file and leaves dst as it was; errors are OutputError (OutputExistsError where
 dst exists).
+
+Permissions: a new file is readable by no one its `private_like` file (the original
+photo) is not readable by, as `cp` would make it (the umask applies as ever); a file
+replaced at dst passes its own permissions on (a manifest the user made private stays
+private), no wider than that.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import errno
 import io as _io
 import os
 import secrets
+import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -60,17 +66,47 @@ def _remove_probe(temp: Path, fd: int) -> None:
         temp.unlink()
 
 
-def _temp_file(folder: Path, name: str) -> tuple[Path, int]:
-    """Create a hidden, unique temp file next to the output (umask applies as usual)."""
+def _temp_file(folder: Path, name: str, mode: int = 0o666) -> tuple[Path, int]:
+    """Create a hidden, unique temp file next to the output, with `mode` (the umask
+    applies as usual)."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     for _ in range(100):
         short = name.encode("utf-8", "surrogateescape")[:200].decode("utf-8", "ignore")
         temp = folder / f".{short}.cloak-tmp-{secrets.token_hex(4)}"  # <= 255 bytes
         try:
-            return temp, os.open(temp, flags, 0o666)
+            return temp, os.open(temp, flags, mode)
         except FileExistsError:
             continue
     raise OutputError(f"cannot create a temporary file in {folder}")
+
+
+def mode_like(original: str | os.PathLike[str] | None, dir_mode: bool = False) -> int:
+    """The permission bits for a file (or, `dir_mode`, a folder) made from `original`:
+    the owner's full use; group and others only where the original lets them read it.
+    The umask then applies. None, or an original that can't be read: 0o666 (0o777)."""
+    full = 0o777 if dir_mode else 0o666
+    if original is None:
+        return full
+    try:
+        bits = stat.S_IMODE(os.stat(original).st_mode)
+    except (OSError, ValueError):
+        return full
+    mode = full & 0o700
+    for reads, class_bits in ((stat.S_IRGRP, 0o070), (stat.S_IROTH, 0o007)):
+        if bits & reads:
+            mode |= full & class_bits
+    return mode
+
+
+def _keep_replaced_mode(fd: int, dst: Path, at_most: int) -> None:
+    """Give the temp file (`fd`) the permissions of the regular file it will replace at
+    `dst`, no wider than `at_most`. Nothing there, or no fchmod (Windows): as made."""
+    if not hasattr(os, "fchmod"):
+        return
+    with contextlib.suppress(OSError):
+        info = os.lstat(dst)
+        if stat.S_ISREG(info.st_mode):
+            os.fchmod(fd, stat.S_IMODE(info.st_mode) & at_most & 0o777)
 
 
 # Whether a write may replace a file already at its name: True, False, or a check asked
@@ -217,12 +253,15 @@ class _WritesChecked:
 
 
 def write_atomic(dst: str | os.PathLike[str], write: Callable[[IO[bytes]], None], *,
-                 overwrite: Overwrite = False, make_folders: bool = True) -> Path:
+                 overwrite: Overwrite = False, make_folders: bool = True,
+                 private_like: str | os.PathLike[str] | None = None) -> Path:
     """Run `write(fp)` into a hidden temp file in dst's folder, fsync, then move it to
     dst (replacing a file there only where `overwrite` allows: see may_replace). On any
     error the temp file is removed and dst is left as it was. `make_folders` False: dst's
     folder must be there (an app's chosen Save-to folder, which is never made again: one
-    deleted or unmounted since is an OutputError with errno ENOENT or ENOTDIR)."""
+    deleted or unmounted since is an OutputError with errno ENOENT or ENOTDIR).
+    `private_like`: the file dst is made from (the original photo), for its permissions
+    (see mode_like); a file replaced at dst passes on its own, no wider."""
     overwrite = overwrite_flag(overwrite)
     dst = Path(dst)
     folder = dst.parent
@@ -237,12 +276,14 @@ def write_atomic(dst: str | os.PathLike[str], write: Callable[[IO[bytes]], None]
     except OSError as exc:
         raise OutputError(f"cannot create folder {folder}: {exc.strerror or exc}") from None
     try:
-        temp, fd = _temp_file(folder, dst.name)
+        mode = mode_like(private_like)
+        temp, fd = _temp_file(folder, dst.name, mode)
     except OSError as exc:
         error = OutputError(f"cannot write in {folder}: {exc.strerror or exc}")
         error.errno = exc.errno
         raise error from None
     try:
+        _keep_replaced_mode(fd, dst, mode)  # before a byte is written
         with os.fdopen(fd, "wb") as fp:
             write(_WritesChecked(fp))
             fp.flush()

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .atomic import plain_flag
+from .atomic import mode_like, plain_flag
 from .config import ProtectConfig
 from .errors import (
     Cancelled,
@@ -644,6 +644,17 @@ def _folders_made_for(folder: Path, out_dir: Path) -> list[Path]:
     return missing
 
 
+def _make_folders_like(made: tuple[Path, ...], source: Path) -> None:
+    """Make the folders `made` (a copy's folder and its missing parents, deepest first),
+    each readable by no one its counterpart in the mirrored tree (`source`, the photo's
+    folder, and its parents) is not readable by (atomic.mode_like): a private folder's
+    mirror is private too. The umask applies."""
+    sources = [source, *source.parents]
+    for depth in reversed(range(len(made))):
+        like = sources[depth] if depth < len(sources) else None
+        made[depth].mkdir(mode=mode_like(like, dir_mode=True), exist_ok=True)
+
+
 def _begin(item: Item, manifest: Manifest, settings: dict) -> None:
     """Create the output folder and mark the item pending in the manifest."""
     item.dst_before = file_stamp(item.dst)
@@ -657,6 +668,7 @@ def _begin(item: Item, manifest: Manifest, settings: dict) -> None:
                           "cloak writes only inside the output folder")
     item.made_folders = tuple(_folders_made_for(item.dst.parent, manifest.out_dir))
     try:
+        _make_folders_like(item.made_folders, item.src.parent)
         item.dst.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"can't create folder {item.dst.parent}: "

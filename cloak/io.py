@@ -1217,7 +1217,8 @@ def save_photo(photo: Photo, rgb: np.ndarray, dst: str | os.PathLike[str], *,
         else:
             encoded.image.save(fp, fmt, **options)
 
-    write_atomic(dst, write, overwrite=overwrite, make_folders=make_folders)
+    write_atomic(dst, write, overwrite=overwrite, make_folders=make_folders,
+                 private_like=photo.path)  # a private photo's copy is private too
     log.info("wrote %s (%s)", dst, fmt)
     return dst
 

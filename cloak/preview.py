@@ -100,10 +100,10 @@ def preview_sheet(original: np.ndarray, protected: np.ndarray, budget: np.ndarra
 
 
 def save_preview(sheet: Image.Image, dst: str | Path, overwrite: Overwrite = False, *,
-                 make_folders: bool = True) -> Path:
-    """Write the sheet as PNG atomically (see cloak.atomic.write_atomic; `overwrite` and
-    `make_folders` as there: True, False or a check of the file found)."""
+                 make_folders: bool = True, private_like: str | Path | None = None) -> Path:
+    """Write the sheet as PNG atomically (see cloak.atomic.write_atomic; `overwrite`,
+    `make_folders` and `private_like`, the original photo, as there)."""
     from .atomic import write_atomic
 
     return write_atomic(dst, lambda fp: sheet.save(fp, "PNG"), overwrite=overwrite,
-                        make_folders=make_folders)
+                        make_folders=make_folders, private_like=private_like)

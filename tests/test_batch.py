@@ -477,6 +477,43 @@ class TestPlan:
 
 
 class TestRun:
+    @pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+    def test_a_private_folders_copies_are_private(self, tmp_path, small_photo,
+                                                  tiny_config):
+        """`cloak protect tree --out out` under umask 022, tree/priv 0700 holding a 0600
+        photo: its mirror folder, copy and preview were 755/644, readable by every user
+        of the machine (`cp -r` keeps them 700/600). A public folder's stay as the umask
+        makes them; the record, made private by its user, stays private over a rerun."""
+        private = small_photo(tmp_path / "tree" / "priv" / "a.png")
+        public = small_photo(tmp_path / "tree" / "pub" / "b.png", index=1)
+        private.chmod(0o600)
+        private.parent.chmod(0o700)
+        public.chmod(0o644)
+        public.parent.chmod(0o755)
+        out, config = tmp_path / "out", tiny_config.replace(preview=True)
+        before = os.umask(0o022)
+        try:
+            result = batch.run(batch.plan([tmp_path / "tree"], out), out, config)
+            assert result.counts[PROTECTED] == 2
+
+            def mode(path: Path) -> int:
+                return path.stat().st_mode & 0o777
+
+            mirror = out / "tree"
+            assert [mode(p) for p in (mirror / "priv", mirror / "priv" / "a.png",
+                                      mirror / "priv" / "a.png.preview.png")] == [
+                0o700, 0o600, 0o600]
+            assert [mode(p) for p in (mirror / "pub", mirror / "pub" / "b.png",
+                                      mirror / "pub" / "b.png.preview.png")] == [
+                0o755, 0o644, 0o644]
+            (out / MANIFEST_NAME).chmod(0o600)
+            again = batch.run(batch.plan([tmp_path / "tree"], out), out, config, force=True)
+            assert again.counts[PROTECTED] == 2
+            assert mode(out / MANIFEST_NAME) == 0o600
+            assert mode(mirror / "priv" / "a.png") == 0o600
+        finally:
+            os.umask(before)
+
     def test_protects_mirrors_and_records_a_manifest(self, tmp_path, small_photo,
                                                      tiny_config):
         src = [small_photo(tmp_path / "in" / "a.png"),

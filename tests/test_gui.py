@@ -1043,6 +1043,27 @@ class TestHelpers:
 
 @pytest.mark.usefixtures("model_dir")
 class TestProtecting:
+    @pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+    def test_a_private_folders_copies_are_private(self, window, tmp_path, small_photo):
+        """Next to originals in a 0700 folder, a 0600 photo's `protected` folder and copy
+        were 755 and 644 under umask 022, readable by every user of the machine."""
+        folder = tmp_path / "private"
+        photo = small_photo(folder / "a.png")
+        photo.chmod(0o600)
+        folder.chmod(0o700)
+        before = os.umask(0o022)
+        try:
+            window.add_paths([photo])
+            window.start()
+            assert wait_until(lambda: not window.is_running(), 60)
+        finally:
+            os.umask(before)
+        [row] = window.rows.values()
+        assert row.state == PhotoRow.PROTECTED
+        assert row.outcome.dst == folder / "protected" / "a.png"
+        assert (folder / "protected").stat().st_mode & 0o777 == 0o700
+        assert row.outcome.dst.stat().st_mode & 0o777 == 0o600
+
     def test_protects_keeps_originals_and_shows_errors_on_their_row(
             self, window, tmp_path, small_photo, monkeypatch):
         one, two = small_photo(tmp_path / "one.jpg"), small_photo(tmp_path / "two.png", index=1)

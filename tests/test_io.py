@@ -2075,6 +2075,68 @@ class TestAtomicWrite:
             io.save_photo(photo, photo.rgb, blocker / "sub" / "a.png")
 
 
+@pytest.fixture
+def umask_022():
+    """The usual umask (files 644) while the test runs."""
+    before = os.umask(0o022)
+    yield
+    os.umask(before)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+class TestPermissions:
+    """A copy is readable by no one the original is not readable by (as `cp` makes it),
+    and a replaced file keeps the permissions it had: under the usual umask 022 a 0600
+    photo's copy was 0644, readable by every user of the machine, and a manifest made
+    0600 by its user was 0644 again after the next run."""
+
+    def test_a_private_photos_copy_is_private(self, tmp_path, umask_022):
+        src = _png(tmp_path)
+        src.chmod(0o600)
+        photo = io.load_photo(src)
+        copy = io.save_photo(photo, photo.rgb, tmp_path / "out" / "a.png")
+        assert copy.stat().st_mode & 0o777 == 0o600
+        src.chmod(0o640)  # the group may read it: so may it read the copy
+        assert io.save_photo(photo, photo.rgb, tmp_path / "out" / "b.png"
+                             ).stat().st_mode & 0o777 == 0o640
+        src.chmod(0o644)  # the umask still applies to a readable photo's copy
+        assert io.save_photo(photo, photo.rgb, tmp_path / "out" / "c.png"
+                             ).stat().st_mode & 0o777 == 0o644
+        os.umask(0o077)
+        assert io.save_photo(photo, photo.rgb, tmp_path / "out" / "d.png"
+                             ).stat().st_mode & 0o777 == 0o600
+
+    def test_a_replaced_file_keeps_its_permissions_no_wider_than_the_photos(
+            self, tmp_path, umask_022):
+        record = tmp_path / "record.json"
+        record.write_bytes(b"old")
+        record.chmod(0o600)
+        atomic.write_atomic(record, lambda fp: fp.write(b"new"), overwrite=True)
+        assert record.read_bytes() == b"new" and record.stat().st_mode & 0o777 == 0o600
+        record.chmod(0o664)  # wider than the umask, by its user's choice: kept too
+        atomic.write_atomic(record, lambda fp: fp.write(b"newer"), overwrite=True)
+        assert record.stat().st_mode & 0o777 == 0o664
+        src = _png(tmp_path)
+        photo = io.load_photo(src)
+        copy = io.save_photo(photo, photo.rgb, tmp_path / "copy.png")
+        assert copy.stat().st_mode & 0o777 == 0o644
+        src.chmod(0o600)  # made private since: the copy replacing the old one is too
+        io.save_photo(photo, photo.rgb, copy, overwrite=True)
+        assert copy.stat().st_mode & 0o777 == 0o600
+
+    def test_mode_like(self, tmp_path):
+        original = tmp_path / "a"
+        original.write_bytes(b"")
+        for bits, file_mode, folder_mode in ((0o600, 0o600, 0o700), (0o400, 0o600, 0o700),
+                                             (0o640, 0o660, 0o770), (0o604, 0o606, 0o707),
+                                             (0o644, 0o666, 0o777)):
+            original.chmod(bits)
+            assert atomic.mode_like(original) == file_mode, oct(bits)
+            assert atomic.mode_like(original, dir_mode=True) == folder_mode, oct(bits)
+        assert atomic.mode_like(None) == 0o666
+        assert atomic.mode_like(tmp_path / "gone") == 0o666
+
+
 class TestModule:
     def test_suffixes_are_lower_case_and_readable(self) -> None:
         assert all(s == s.lower() and s.startswith(".") for s in io.IMAGE_SUFFIXES)

@@ -20,7 +20,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QRunnable, Signal, Slot
 
 from cloak import Cancelled, CloakError, OutputError, ProtectConfig, Report
-from cloak.atomic import check_folder_writable
+from cloak.atomic import check_folder_writable, mode_like
 from cloak.batch import FOLDER_STOPS  # a full or read-only disk: the folder fails
 from cloak.errors import (
     ModelError,
@@ -479,8 +479,8 @@ class ProtectWorker(QObject):
             self._folder_errors[folder] = no_longer_there(folder)
             raise OutputError(self._folder_errors[folder])
         if not folder.is_dir():
-            try:
-                folder.mkdir()
+            try:  # as private as the originals' folder
+                folder.mkdir(mode=mode_like(folder.parent, dir_mode=True))
             except FileNotFoundError as exc:
                 self._folder_errors[folder] = no_longer_there(folder)
                 raise OutputError(self._folder_errors[folder]) from exc
