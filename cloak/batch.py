@@ -25,6 +25,7 @@ import multiprocessing.connection
 import os
 import queue
 import signal
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -170,6 +171,8 @@ def _decide(item: Item, entry: dict | None, settings: dict, force: bool,
             item.replace, item.ours_stamp = overwrite, file_stamp(item.dst)
             _note_own_sheet(item, sheet, entry.get("earlier_preview"))
             return
+        if preview and _unrecorded_own_sheet(sheet, entry):
+            entry["preview"] = identity(sheet)  # recorded from now on
         if preview and not matches_record(sheet, entry.get("preview")):
             # a file at the sheet's name that is not the sheet cloak wrote (replaced or
             # changed since): not counted as this photo's preview
@@ -273,6 +276,30 @@ def _older_sheet(sheet: Path, entry: dict) -> bool:
     none of its own (the copy was redone without --preview since) but the one it left,
     and that is the file there (not the user's own file of that name)."""
     return not entry.get("preview") and matches_record(sheet, entry.get("earlier_preview"))
+
+
+# A cloak from before 1 Dec 2026 recorded no preview sheet; the one it wrote followed
+# its copy within this long (the saved copy of a large photo measured first).
+UNRECORDED_SHEET_WINDOW_NS = 15 * 60 * 10**9
+
+
+def _unrecorded_own_sheet(sheet: Path, entry: dict) -> bool:
+    """Whether `sheet` is the preview that a cloak from before sheets were recorded
+    wrote with the entry's copy: the entry records no sheet at all, and the file there
+    was written, and last changed (its ctime: a file put there later, even by `cp -p`,
+    has a later one), in the minutes after the copy was."""
+    if "preview" in entry or "earlier_preview" in entry:
+        return False
+    copy = entry.get("dst") if isinstance(entry.get("dst"), dict) else {}
+    made = copy.get("mtime_ns")
+    try:
+        st = sheet.stat()
+    except OSError:
+        return False
+    if not isinstance(made, int) or not stat.S_ISREG(st.st_mode):
+        return False
+    return made <= st.st_mtime_ns <= max(st.st_mtime_ns, st.st_ctime_ns) <= \
+        made + UNRECORDED_SHEET_WINDOW_NS
 
 
 def _remove_temp_files(folder: Path, older_than: float | None = None) -> None:

@@ -308,6 +308,10 @@ PRESET_TUNING = frozenset({"working_size", "eot_share", "perceptual_weight", "fl
                            "contrast_ref", "step_start", "both_roundings", "naive_downscale"})
 
 
+# recorded only where set (so records made before they existed still match)
+NAMED_WHEN_SET = frozenset({"metadata", "naive_downscale"})
+
+
 # a recorded setting by the option that sets it, as a message names it
 SETTING_OPTIONS = {"strength": "--strength", "eps255": "--eps", "steps": "--steps",
                    "models": "--models", "view_sizes": "--editor-sizes",
@@ -338,8 +342,8 @@ def settings_change(old: dict, new: dict) -> str:
             continue
         if key == "working_size" and sized:  # the largest editing size: follows from them
             continue
-        if key in PRESET_TUNING:
-            tuned = True
+        if key in PRESET_TUNING or (key not in old and key not in NAMED_WHEN_SET):
+            tuned = True  # (a setting an older cloak did not record: it did not have it)
         elif key == "mask_sha256":
             changed.append("the mask changed" if old.get(key) and new.get(key)
                            else "a mask added" if new.get(key) else "the mask left out")
@@ -347,7 +351,7 @@ def settings_change(old: dict, new: dict) -> str:
             changed.append("metadata options (--keep-gps, --strip-exif...) changed")
         elif key == "faces":  # off only where the face detector could not be found
             changed.append("face priority on" if new.get(key) else
-                           "face priority off (no face detector)")
+                           "face priority off (its detector missing or failing)")
         else:
             option = SETTING_OPTIONS.get(key, key)
             changed.append(f"{option} {_shown_setting(old.get(key))} -> "

@@ -294,11 +294,14 @@ class Mirrors:
     `2023/Camera 2024/Camera` -> `Camera`, `Camera (2)`, and a later run of 2024/Camera
     alone goes to `Camera (2)` again, not into 2023's copies."""
 
-    def __init__(self, recorded: dict[str, str], out_dir: Path | None = None):
+    def __init__(self, recorded: dict[str, str], out_dir: Path | None = None,
+                 unrecorded: dict[str, list[tuple[str, dict]]] | None = None):
         self.owner = {fold(name): real for name, real in recorded.items()}
         self.names = {real: name for name, real in recorded.items()}
         self.used: set[str] = set()  # taken in this run, folded (same_path.fold)
         self.out_dir = out_dir
+        # a record from before mirrors were recorded: folder name -> its copies' entries
+        self.unrecorded = {fold(name): copies for name, copies in (unrecorded or {}).items()}
 
     def name_for(self, real: str) -> str:
         """The mirror name for the input folder at real path `real`: the one recorded for
@@ -313,6 +316,8 @@ class Mirrors:
             candidate = recorded
         else:
             name = root_mirror_name(real)
+            if fold(name) not in self.owner and self._made_by_an_older_run(name, real):
+                self.owner[fold(name)], self.names[real] = real, name
             candidate, n = name, 1
             while fold(candidate) in self.used or \
                     not same_folder_path(self.owner.get(fold(candidate), real), real) or \
@@ -321,6 +326,25 @@ class Mirrors:
                 candidate = f"{name} ({n})"
         self.used.add(fold(candidate))
         return candidate
+
+    def _made_by_an_older_run(self, name: str, real: str) -> bool:
+        """Whether OUT/name is the mirror of the folder `real` that a cloak from before
+        mirrors were recorded made: its record lists copies there, and one of them (of
+        the first few) was made from the photo at the same place in `real`, by its
+        recorded size and times, else sha256. Such a folder was taken for the user's own,
+        and every photo protected again into `name (2)`."""
+        for below, source in self.unrecorded.get(fold(name), [])[:5]:
+            rel = PurePath(below)
+            folder = Path(real, *rel.parts[:-1])
+            try:
+                with os.scandir(folder) as entries:
+                    sources = [Path(e.path) for e in entries
+                               if Path(e.name).stem == rel.stem and e.is_file()]
+            except OSError:
+                continue
+            if any(matches_record(path, source) for path in sources):
+                return True
+        return False
 
     def _in_use(self, name: str) -> bool:
         """Whether OUT/name is something other than nothing or an empty folder."""
@@ -359,6 +383,26 @@ def _recorded_mirrors(out_dir: Path) -> dict[str, str]:
         return {}
 
 
+def _unrecorded_mirrors(out_dir: Path) -> dict[str, list[tuple[str, dict]]]:
+    """For a manifest written before mirror folders were recorded (entries, but no
+    "folders"): each folder directly inside OUT its entries sit in -> [(the copy's path
+    below it, its photo's recorded identity)]. Else {}."""
+    try:
+        data = read_record(out_dir / MANIFEST_NAME)
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict) or "folders" in data or \
+            not isinstance(data.get("photos"), dict):
+        return {}
+    found: dict[str, list[tuple[str, dict]]] = {}
+    for key, entry in data["photos"].items():
+        first, _, below = key.partition("/") if isinstance(key, str) else ("", "", "")
+        if below and is_plain_name(first) and isinstance(entry, dict) and \
+                isinstance(entry.get("src"), dict):
+            found.setdefault(first, []).append((below, entry["src"]))
+    return found
+
+
 def is_plain_name(name: str) -> bool:
     """Whether `name` is one path component of its own: not empty, ".", ".." or absolute,
     and without a separator."""
@@ -379,7 +423,7 @@ def plan(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
     suffixes = tuple(s.lower() for s in io.IMAGE_SUFFIXES)
     items: list[Item] = []
     seen_dirs: set = set()
-    mirrors = Mirrors(_recorded_mirrors(out_dir), out_dir)
+    mirrors = Mirrors(_recorded_mirrors(out_dir), out_dir, _unrecorded_mirrors(out_dir))
     recorded: dict[str, set[str] | str | None] = {}  # output folders above the inputs
     for raw in inputs:
         src = Path(raw)

@@ -575,6 +575,11 @@ class TestRun:
             "the medium preset as another cloak version tuned it")
         wider = ProtectConfig(strength="medium", view_sizes=(512, 1024)).fingerprint()
         assert settings_change(medium, wider) == "--editor-sizes 512 -> 512,1024"
+        # a setting a cloak before 25 Nov did not record is that version's tuning, not
+        # an option the user changed ("--editor-sizes None -> 512")
+        older = {k: v for k, v in fast.items() if k != "view_sizes"}
+        assert settings_change(older, fast) == (
+            "the fast preset as another cloak version tuned it")
         assert again(other, overwrite=True).status == PROTECTED
         assert again(other).status == SKIPPED
         # a setting recorded on one side only (a non-default metadata policy) is named
@@ -739,6 +744,36 @@ class TestRun:
         [item] = batch.run(batch.plan([photo], out), out, config).items
         assert item.status == FAILED and "already exists" in item.message
         assert (out / "a.png.preview.png").read_bytes() == b"someone's file"
+
+    def test_a_sheet_an_older_cloak_did_not_record_is_its_own(self, tmp_path,
+                                                              small_photo, tiny_config):
+        """A --preview batch made by a cloak before 1 Dec (its record names no sheet), run
+        again as it was: every photo failed, its sheet said to be "changed or replaced
+        since", though nothing had changed. The sheet written with the copy is taken as
+        cloak's (and recorded from then on); a file put there long after the copy still
+        is not."""
+        photo = small_photo(tmp_path / "a.png")
+        out, config = tmp_path / "out", tiny_config.replace(preview=True)
+        sheet = out / "a.png.preview.png"
+        assert batch.run(batch.plan([photo], out), out, config).counts[PROTECTED] == 1
+
+        def as_the_older_cloak_recorded() -> None:
+            record = json.loads((out / MANIFEST_NAME).read_text())
+            del record["photos"]["a.png"]["preview"]
+            (out / MANIFEST_NAME).write_text(json.dumps(record))
+
+        as_the_older_cloak_recorded()
+        [item] = batch.run(batch.plan([photo], out), out, config).items
+        assert (item.status, item.message) == (SKIPPED, batch.ALREADY_DONE)
+        entry = json.loads((out / MANIFEST_NAME).read_text())["photos"]["a.png"]
+        assert entry["preview"]["sha256"] == sha256(sheet)
+        as_the_older_cloak_recorded()
+        hour_ago = time.time() - 3600  # the copy made an hour before the file there
+        os.utime(out / "a.png", (hour_ago, hour_ago))
+        before = sheet.read_bytes()
+        [item] = batch.run(batch.plan([photo], out), out, config).items
+        assert item.status == FAILED and "not the preview sheet" in item.message
+        assert sheet.read_bytes() == before
 
     def test_a_sheet_left_from_before_a_redo_without_preview_is_made_again(
             self, tmp_path, small_photo, tiny_config):
@@ -1744,6 +1779,34 @@ def test_a_folder_keeps_its_mirror_in_later_runs(tmp_path, small_photo, tiny_con
     c = small_photo(tmp_path / "2025" / "Camera" / "IMG_1.png", index=2)
     [third] = batch.plan([c.parent], out)
     assert third.dst == out / "Camera (3)" / "IMG_1.png"
+
+
+def test_a_mirror_made_before_mirrors_were_recorded_is_still_the_folders_own(
+        tmp_path, small_photo, tiny_config):
+    """A record from a cloak before 30 Nov lists the copies in `out/Camera/` but has no
+    "folders": the rerun took `Camera/` for a folder of the user's own and protected
+    every photo again into `Camera (2)/`, saying nothing. Now a mirror whose recorded
+    copies were made from this folder's photos is its own (and recorded from then on);
+    another folder of that name still gets `Camera (2)`."""
+    photo = small_photo(tmp_path / "2023" / "Camera" / "IMG_1.png")
+    small_photo(tmp_path / "2023" / "Camera" / "sub" / "IMG_2.png", index=1)
+    out = tmp_path / "out"
+    first = batch.run(batch.plan([photo.parent], out), out, tiny_config)
+    assert first.counts[PROTECTED] == 2
+    record = json.loads((out / MANIFEST_NAME).read_text())
+    del record["folders"]  # as the older cloak wrote it
+    (out / MANIFEST_NAME).write_text(json.dumps(record))
+    other = small_photo(tmp_path / "2024" / "Camera" / "IMG_1.png", index=2)
+    [theirs] = batch.plan([other.parent], out)
+    assert theirs.dst == out / "Camera (2)" / "IMG_1.png"
+    again = batch.run(batch.plan([photo.parent], out), out, tiny_config)
+    assert [i.message for i in again.items] == [batch.ALREADY_DONE] * 2
+    assert sorted(p.name for p in out.iterdir()) == [MANIFEST_NAME, "Camera"]
+    small_photo(photo.parent / "IMG_3.png", index=3)  # a photo added: a run that saves
+    added = batch.run(batch.plan([photo.parent], out), out, tiny_config)
+    assert added.counts[PROTECTED] == 1 and (out / "Camera" / "IMG_3.png").is_file()
+    assert json.loads((out / MANIFEST_NAME).read_text())["folders"] == {
+        "Camera": os.path.realpath(photo.parent)}
 
 
 @pytest.mark.parametrize("recorded", ["../backup", "/tmp/elsewhere", "a/b", "..", ""])
