@@ -7,6 +7,7 @@ Library errors (CloakError) become one clear line and exit code 1, with no trace
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import math
@@ -89,7 +90,7 @@ def loading_libraries():
     try:
         yield
     except KeyboardInterrupt:
-        typer.secho(NOTHING_WRITTEN, err=True)
+        say(NOTHING_WRITTEN, err=True)
         raise typer.Exit(130) from None
 
 
@@ -99,7 +100,7 @@ _failure_hooks: list = []  # callables told each fail()'s message first (see rep
 def fail(message: str, code: int = 1) -> None:
     while _failure_hooks:  # each hook once: one that fails itself does not loop
         _failure_hooks.pop()(message)
-    typer.secho(f"error: {printable(message)}", fg=typer.colors.RED, err=True)
+    say(f"error: {printable(message)}", err=True, color=typer.colors.RED)
     raise typer.Exit(code)
 
 
@@ -423,7 +424,7 @@ def stopped_before_any_photo(exc: BaseException, out: Path, config,
     interrupted = isinstance(exc, (KeyboardInterrupt, Cancelled))
     if interrupted:
         message = "interrupted; nothing was written"
-        typer.secho(NOTHING_WRITTEN, err=True)
+        say(NOTHING_WRITTEN, err=True)
     elif isinstance(exc, CloakError):
         message = str(exc)
     else:  # a path the library did not expect to be unreadable
@@ -550,14 +551,14 @@ class BatchView:
                 encoding = getattr(stream, "encoding", None) or "ascii"
                 self._print(text.encode(encoding, "backslashreplace").decode(encoding),
                             err, color)
-        except BrokenPipeError:
+        except OSError:  # the reader gone (EPIPE), a full disk, a terminal closed (EIO)
             mute(stream)
 
     def _print(self, text: str, err: bool, color: str | None) -> None:
         if self.progress.live.is_started and (err or sys.stdout.isatty()):
             self.console.print(text, style=color, markup=False, soft_wrap=True)
         else:
-            typer.secho(text, fg=color, err=err)
+            typer.secho(text, fg=coloured(color), err=err)
 
     def downloading(self, event) -> None:
         """A bar per weight file fetched on first use; a line where there is no terminal."""
@@ -816,8 +817,8 @@ def write_json(json_path: Path, data: dict, code: int = 1, on_the_way_out: bool 
             message = (f"{json_path} appeared during the run and is not a cloak report, so "
                        "it is not replaced; the report was not written")
         if on_the_way_out:
-            typer.secho(f"warning: --json: {printable(message)}", fg=typer.colors.YELLOW,
-                        err=True)
+            say(f"warning: --json: {printable(message)}", err=True,
+                color=typer.colors.YELLOW)
             return
         fail(f"--json: {message}", code)
 
@@ -943,7 +944,7 @@ def verify(
                                        "compare a smaller copy of both (the same size)"))
         except KeyboardInterrupt:
             leave_report("interrupted")  # not an earlier pair's verdict in its place
-            typer.secho("Interrupted; no figures were written.", err=True)
+            say("Interrupted; no figures were written.", err=True)
             raise typer.Exit(130) from None
         except Exception as exc:  # a bug: its traceback follows, and --json says so too
             leave_report(f"unexpected error ({type(exc).__name__}: {exc})")
@@ -1377,6 +1378,11 @@ def command_path_typed() -> str:
     return "cloak" + (f" {typed}" if typed in commands else "")
 
 
+# an output that can't be written: its reader gone, a full disk, a closed terminal
+OUTPUT_GONE = frozenset({errno.EPIPE, errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC),
+                         errno.EIO, errno.EBADF})
+
+
 def mute(stream) -> None:
     """Send what is left for `stream` (whose reader has gone) to the null device, so that
     neither later lines nor Python's flush at exit raise BrokenPipeError again (as the
@@ -1389,20 +1395,29 @@ def mute(stream) -> None:
         pass
 
 
+def coloured(color: str | None) -> str | None:
+    """`color`, or None where the user asks for no colour: NO_COLOR set (no-color.org),
+    or TERM=dumb (rich's bars and lines follow the same two)."""
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return None
+    return color
+
+
 def say(text: str, err: bool = False, color: str | None = None) -> None:
     """One line of a result on stdout (verify's), or on stderr with `err` (protect's
     totals and notes): a reader that has gone (`| head`) costs the lines, not the result,
-    its exit code or its --json report, and a name in a script the output's code page
+    its exit code or its --json report (as does any output that can't be written: a log
+    on a full disk, a terminal closed), and a name in a script the output's code page
     lacks (Windows, redirected to a file) is escaped instead of failing."""
     stream = sys.stderr if err else sys.stdout
     try:
         try:
-            typer.secho(text, fg=color, err=err)
+            typer.secho(text, fg=coloured(color), err=err)
         except UnicodeEncodeError:
             encoding = getattr(stream, "encoding", None) or "ascii"
-            typer.secho(text.encode(encoding, "backslashreplace").decode(encoding), fg=color,
-                        err=err)
-    except BrokenPipeError:
+            typer.secho(text.encode(encoding, "backslashreplace").decode(encoding),
+                        fg=coloured(color), err=err)
+    except OSError:  # the reader gone (EPIPE), a full disk (ENOSPC), a closed terminal
         mute(stream)
 
 
@@ -1425,8 +1440,11 @@ def main() -> None:
         code = 1 if exc.exit_code == 2 else exc.exit_code  # 2 means "some photos failed"
     except typer.Abort:
         code = 130
-    except BrokenPipeError:  # `cloak verify ... | head -1`: the reader has what it wanted
+    except OSError as exc:  # `cloak --help | head -1`: the reader has what it wanted
+        if exc.errno not in OUTPUT_GONE:  # (or --help > /dev/full)
+            raise
         mute(sys.stdout)
+        mute(sys.stderr)
         code = 1
     sys.exit(code if isinstance(code, int) else 0)
 

@@ -23,6 +23,7 @@ import io as _io
 import os
 import secrets
 import stat
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -71,7 +72,9 @@ def _temp_file(folder: Path, name: str, mode: int = 0o666) -> tuple[Path, int]:
     applies as usual)."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     for _ in range(100):
-        short = name.encode("utf-8", "surrogateescape")[:200].decode("utf-8", "ignore")
+        # cut in the bytes the disk stores, in the encoding names have here (ASCII under
+        # PYTHONUTF8=0 LC_ALL=C: a UTF-8 cut made "café" a name it can't encode)
+        short = os.fsencode(name)[:200].decode(sys.getfilesystemencoding(), "ignore")
         temp = folder / f".{short}.cloak-tmp-{secrets.token_hex(4)}"  # <= 255 bytes
         try:
             return temp, os.open(temp, flags, mode)

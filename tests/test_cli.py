@@ -488,6 +488,56 @@ def test_a_reader_that_leaves_early_does_not_stop_the_batch(tmp_path, small_phot
     assert len(list((tmp_path / "out" / "in").glob("*.png"))) == 3
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("full", ["stdout", "stderr"])
+def test_an_output_that_cant_be_written_does_not_stop_the_batch(tmp_path, small_photo,
+                                                                 model_dir, full):
+    """`cloak protect ... > log` with the log's disk full (ENOSPC; a closed terminal
+    gives EIO): the first line that failed ended the batch after its first photo, and
+    --json said "can't read or write: No space left on device" with no files. The lines
+    are lost, not the photos, the exit code or the report."""
+    small_photo(tmp_path / "in" / "a.png")
+    (tmp_path / "in" / "b.jpg").write_text("not a photo")  # a failure line on stderr
+    small_photo(tmp_path / "in" / "c.png", index=1)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with open("/dev/full", "w") as disk_full:
+        done = subprocess.run(
+            [sys.executable, "-m", "cloak", "protect", "in", "--out", "out", *TINY,
+             "--json", "r.json"], check=False, cwd=tmp_path, env=env, timeout=300, text=True,
+            stdout=disk_full if full == "stdout" else subprocess.PIPE,
+            stderr=disk_full if full == "stderr" else subprocess.PIPE)
+    assert done.returncode == 2, done.stderr  # one photo failed, as it did
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["counts"]["protected"] == 2 and report["counts"]["failed"] == 1
+    assert sorted(p.name for p in (tmp_path / "out" / "in").glob("*.png")) == [
+        "a.png", "c.png"]
+    assert "Traceback" not in (done.stderr or "")
+    with open("/dev/full", "w") as disk_full:  # --help too: no traceback, exit 1
+        helped = subprocess.run([sys.executable, "-m", "cloak", "--help"], check=False, env=env,
+                                stdout=disk_full, stderr=subprocess.PIPE, text=True,
+                                timeout=120)
+    assert helped.returncode == 1 and "Traceback" not in helped.stderr, helped.stderr
+
+
+def test_no_color_and_a_dumb_terminal_get_no_colour(monkeypatch):
+    """NO_COLOR (no-color.org) or TERM=dumb: the error, warning and totals lines, which
+    carried ANSI colour codes on a terminal while the bars followed NO_COLOR, are plain."""
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    assert cli.coloured("red") == "red"
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert cli.coloured("red") is None
+    monkeypatch.setenv("NO_COLOR", "")  # set but empty: colour, as no-color.org says
+    monkeypatch.setenv("TERM", "dumb")
+    assert cli.coloured("red") is None
+    seen = []
+    monkeypatch.setattr(cli.typer, "secho", lambda text, fg=None, err=False: seen.append(fg))
+    with pytest.raises(cli.typer.Exit):
+        cli.fail("bad input")
+    cli.say("Done: 1 protected", err=True, color="green")
+    assert seen == [None, None]
+
+
 def test_sigkill_then_rerun_finishes_with_no_temp_files(tmp_path, six_photos):
     before = [sha256(p) for p in six_photos]
     proc = cloak_process("protect", "in", "--out", "out", *SLOW, cwd=tmp_path)

@@ -2015,6 +2015,26 @@ class TestAtomicWrite:
         atomic.write_atomic(dst, lambda fp: fp.write(b"data"))
         assert dst.read_bytes() == b"data" and [p.name for p in tmp_path.iterdir()] == [dst.name]
 
+    @pytest.mark.skipif(os.name != "posix", reason="a POSIX locale")
+    def test_a_utf8_name_is_written_where_names_are_ascii(self, tmp_path: Path) -> None:
+        """Under PYTHONUTF8=0 LC_ALL=C names are ASCII (other bytes held as surrogates):
+        the temp name was cut as UTF-8, which made "café" a name the OS call can't
+        encode, and every such photo failed as "unexpected error ... please report it"."""
+        import subprocess
+        import sys
+
+        script = ("import os, sys; from cloak import atomic; "
+                  "print(sys.getfilesystemencoding()); "
+                  "atomic.write_atomic(os.path.join(sys.argv[1], os.fsdecode("
+                  "b'caf\\xc3\\xa9.bin')), lambda fp: fp.write(b'ours'))")
+        env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+        done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=False, env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == "ascii"  # the locale this is about
+        with open(os.path.join(os.fsencode(tmp_path), b"caf\xc3\xa9.bin"), "rb") as fp:
+            assert fp.read() == b"ours"
+
     def test_temp_file_is_hidden_next_to_dst(self, tmp_path: Path) -> None:
         seen = []
 
