@@ -255,15 +255,19 @@ def earlier_copy(src: Path, out_dir: Path, settings: dict, also: dict | None = N
 
 
 def record_copy(src: Path, dst: Path, settings: dict, verdict: str | None = None,
-                entry: dict | None = None) -> dict | None:
+                entry: dict | None = None, src_identity: dict | None = None) -> dict | None:
     """Record in the manifest of `dst`'s folder that cloak wrote `dst` from `src` with
     `settings` (the desktop app's copies, for earlier_copy), and the `verdict` (verify's
-    word) its protection was given, where known. `entry`: what an earlier call returned,
-    recorded again with the verdict (neither file is read again). Returns the entry
-    recorded; None, and nothing recorded, when a `cloak protect` run holds the folder or
-    the manifest can't be written: the copy is then simply protected again next time."""
+    word) its protection was given, where known. `src_identity`: `identity(src)` as it
+    was read before the copy was made (a photo edited during the attack is then not
+    taken for the one the copy was made from); None: read now. `entry`: what an earlier
+    call returned, recorded again with the verdict (neither file is read again). Returns
+    the entry recorded; None, and nothing recorded, when a `cloak protect` run holds the
+    folder or the manifest can't be written: the copy is then simply protected again
+    next time."""
     try:
-        entry = dict(entry) if entry else {"state": "done", "src": identity(src),
+        entry = dict(entry) if entry else {"state": "done",
+                                           "src": src_identity or identity(src),
                                            "settings": settings, "dst": identity(dst)}
         if verdict:
             entry["verdict"] = verdict

@@ -1299,6 +1299,37 @@ class TestProtecting:
             assert out.format == "PNG" and out.size == (64, 48)
         assert "after Instagram-style posting" in outcome.status
 
+    def test_a_photo_edited_during_its_attack_is_not_taken_for_its_copys(
+            self, qapp, tmp_path, small_photo, model_dir):
+        """The user saves a crop over the photo while its copy is made: the copy was
+        recorded with the photo as it was after the attack (the crop), so a later
+        session said the cropped photo was "already protected", offering a copy that
+        still shows what was cropped away. The photo is recorded as it was read."""
+        from cloak.manifest import earlier_copy
+
+        photo = small_photo(tmp_path / "a.png", size=(96, 96))
+        config = ProtectConfig(strength="fast", **TINY)
+        worker = ProtectWorker([Job(0, photo, tmp_path / "out")], config)
+        edited = []
+
+        def crop_during_the_attack(i, fraction, message):
+            if not edited and 0 < fraction < 0.9:
+                with Image.open(photo) as im:
+                    im.crop((0, 0, 64, 64)).save(photo)
+                edited.append(fraction)
+
+        worker.progress.connect(crop_during_the_attack)
+        (outcome,) = run_here(worker)
+        assert isinstance(outcome, Outcome) and edited, outcome
+        with Image.open(outcome.dst) as copy:
+            assert copy.size == (96, 96)  # made from the photo before the crop
+        assert earlier_copy(photo, tmp_path / "out", worker.config.fingerprint()) is None
+        again = ProtectWorker([Job(0, photo, tmp_path / "out")], config)
+        (second,) = run_here(again)
+        assert second.status != ALREADY_PROTECTED and second.dst != outcome.dst
+        with Image.open(second.dst) as copy:
+            assert copy.size == (64, 64)
+
     def test_the_check_after_posting_is_shown_and_stops_on_cancel(
             self, qapp, tmp_path, small_photo, model_dir):
         """The row says the check after posting is running (it is no longer "done" for

@@ -108,6 +108,16 @@ def recorded_verdict(copy: Path, out_dir: Path) -> str | None:
     return verdict if verdict in (*(name for name, _ in VERDICTS), "none") else None
 
 
+def _identity_or_none(path: Path) -> dict | None:
+    """manifest.identity(path), or None where it can't be read (protect_file says why)."""
+    from cloak.manifest import identity
+
+    try:
+        return identity(path)
+    except OSError:
+        return None
+
+
 def source_stamp(path: Path) -> tuple[int, int] | None:
     """(size, modification time in ns) of the photo at `path`, or None where it can't be
     read: whether it was edited (cropped, say) since its copy was made."""
@@ -289,6 +299,7 @@ class ProtectWorker(QObject):
         emit(self.started, job.index)
         stamp = source_stamp(job.src)  # the photo as this copy is made from it
         settings: dict = {}
+        source: dict | None = None
         try:
             from cloak.batch import settings_to_accept
             from cloak.manifest import earlier_copy
@@ -314,13 +325,16 @@ class ProtectWorker(QObject):
                 return
             self._make_folder(job.out_dir, created, make=not job.chosen)
             settings = self._prepare_models()
+            source = _identity_or_none(job.src)  # the photo the copy is made from, as
+            # recorded: one edited during the attack is not this copy's (the CLI too)
             report, dst = self._protect_to_free_name(job)
         except Cancelled:
             emit(self.cancelled, job.index)
         except Exception as exc:  # noqa: BLE001 - every failure belongs on its photo's
-            self._failed(job, exc, settings, stamp)  # row (_failed logs any not cloak's)
+            # row (_failed logs any not cloak's)
+            self._failed(job, exc, settings, stamp, source)
         else:
-            self._finished(job, dst, report, settings, stamp)
+            self._finished(job, dst, report, settings, stamp, source)
 
     def _prepare_models(self) -> dict:
         """Fetch what the run needs (the face detector once a batch, where it is not on
@@ -377,7 +391,8 @@ class ProtectWorker(QObject):
                 log.info("%s was taken meanwhile; protecting again to the next name", dst)
         raise AssertionError("unreachable")  # the last attempt returns or raises
 
-    def _failed(self, job: Job, exc: Exception, settings: dict, stamp) -> None:
+    def _failed(self, job: Job, exc: Exception, settings: dict, stamp,
+                source: dict | None = None) -> None:
         """Tell the photo's row why it failed; a folder that can't take copies fails the
         run's later photos going there at once (_folder_errors)."""
         from cloak.manifest import record_copy
@@ -391,7 +406,7 @@ class ProtectWorker(QObject):
             # a later session does not protect it again; after another failure (the
             # copy could not be read back) it is shown but not recorded: redone later.
             if is_out_of_memory(exc):
-                record_copy(job.src, Path(written), settings)
+                record_copy(job.src, Path(written), settings, src_identity=source)
                 self._made.append(Path(written))
             emit(self.protected, job.index, Outcome(
                 job.src, Path(written), None, "protected, but measuring the saved copy "
@@ -425,13 +440,16 @@ class ProtectWorker(QObject):
             return
         emit(self.failed, job.index, plain_message(exc))
 
-    def _finished(self, job: Job, dst: Path, report: Report, settings: dict, stamp) -> None:
-        """Record the copy (a later session skips it, with its verdict) and show it."""
+    def _finished(self, job: Job, dst: Path, report: Report, settings: dict, stamp,
+                  source: dict | None = None) -> None:
+        """Record the copy (a later session skips it, with its verdict) and show it.
+        `source`: the photo's identity read before the attack (None: read now)."""
         from cloak.manifest import record_copy
 
         if job.chosen and self._moved_while_writing(job.out_dir, dst):
             return
-        recorded = record_copy(job.src, dst, settings)  # a later session skips it
+        # a later session skips it
+        recorded = record_copy(job.src, dst, settings, src_identity=source)
         self._made.append(dst)
         posted_db = self._posted_damage(report)
         if recorded and (verdict := copy_verdict(report, posted_db)) is not None:
