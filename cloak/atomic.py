@@ -31,6 +31,11 @@ from typing import IO, Any
 
 from .errors import CloakError, OutputError, OutputExistsError, raised_by_cloak
 
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
+
 
 def check_folder_writable(folder: str | os.PathLike[str], name: str | None = None) -> None:
     """Raise OutputError unless a file can be created in `folder`: a hidden probe file is
@@ -81,6 +86,36 @@ def _temp_file(folder: Path, name: str, mode: int = 0o666) -> tuple[Path, int]:
         except FileExistsError:
             continue
     raise OutputError(f"cannot create a temporary file in {folder}")
+
+
+def _hold(fd: int) -> None:
+    """Lock the temp file open at `fd` (flock, released when it is closed) where the
+    system has flock: `in_use` then tells it from one a killed run left."""
+    if fcntl is not None:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def in_use(temp: str | os.PathLike[str]) -> bool:
+    """Whether the temp file `temp` is one a write_atomic, in this process or another
+    (the desktop app writing into a folder a `cloak protect` run sweeps), is still
+    writing: it holds its lock. False for one a killed run left, or where there is no
+    flock (Windows: a file held open can't be removed there anyway)."""
+    if fcntl is None:
+        return False
+    try:
+        fd = os.open(temp, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return False
 
 
 def mode_like(original: str | os.PathLike[str] | None, dir_mode: bool = False) -> int:
@@ -286,12 +321,15 @@ def write_atomic(dst: str | os.PathLike[str], write: Callable[[IO[bytes]], None]
         error.errno = exc.errno
         raise error from None
     try:
+        _hold(fd)  # until published: another run's sweep of temp files passes it over
         _keep_replaced_mode(fd, dst, mode)  # before a byte is written
         with os.fdopen(fd, "wb") as fp:
             write(_WritesChecked(fp))
             fp.flush()
             os.fsync(fp.fileno())
-        _publish(temp, dst, overwrite)
+            if os.name == "nt":  # a file held open can't be renamed there
+                fp.close()
+            _publish(temp, dst, overwrite)
     except CloakError:
         temp.unlink(missing_ok=True)
         raise

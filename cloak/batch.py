@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .atomic import mode_like, plain_flag
+from .atomic import in_use, mode_like, plain_flag
 from .config import ProtectConfig
 from .errors import (
     Cancelled,
@@ -310,6 +310,8 @@ def _remove_temp_files(folder: Path, older_than: float | None = None) -> None:
     for path in folder.glob(TEMP_GLOB):
         try:
             if cutoff is not None and path.lstat().st_mtime > cutoff:
+                continue
+            if in_use(path):  # being written (the desktop app saving into this folder)
                 continue
             path.unlink()
             log.info("removed stale temp file %s", path)

@@ -2556,3 +2556,39 @@ def test_a_dangling_link_at_a_subfolders_record_name_hides_nothing_above(
     (copy.parent / MANIFEST_NAME).symlink_to(tmp_path / "nowhere")
     [item] = batch.plan([copy], tmp_path / "elsewhere")
     assert item.status == SKIPPED and "the output folder's record lists it" in item.message
+
+
+def test_a_run_s_sweep_passes_over_a_temp_file_still_being_written(tmp_path, small_photo,
+                                                                    model_dir):
+    """The desktop app saves into a folder as a `cloak protect` run into that folder
+    starts or ends: the run's sweep of leftover temp files removed the app's file in
+    the middle of its write, and the app's photo failed after its whole attack ("could
+    not write ...: No such file or directory"). A temp file being written is locked and
+    passed over; one a killed run left is still removed."""
+    import subprocess
+    import sys
+
+    from cloak import atomic
+
+    photo = small_photo(tmp_path / "a.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    killed = out / ".b.png.cloak-tmp-0badf00d"
+    killed.write_bytes(b"left by a killed run")
+    runs = []
+
+    def write(fp) -> None:
+        fp.write(b"half")
+        # a whole `cloak protect` run into the folder meanwhile
+        runs.append(subprocess.run(
+            [sys.executable, "-m", "cloak", "protect", str(photo), "--out", str(out),
+             "--strength", "fast", "--steps", "1", "--models", "taesd", "--no-measure",
+             "--editor-sizes", "128"], check=False, capture_output=True,
+            text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}))
+        fp.write(b" and whole")
+
+    atomic.write_atomic(out / "c.png", write)
+    assert runs[0].returncode == 0 and "1 protected" in runs[0].stderr, runs[0].stderr
+    assert (out / "c.png").read_bytes() == b"half and whole"
+    assert not killed.exists()
+    assert leftovers(out) == []
