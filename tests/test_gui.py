@@ -3152,6 +3152,47 @@ def test_selecting_a_row_restyles_only_the_two_rows_that_change(qapp, monkeypatc
     photo_list.deleteLater()
 
 
+def test_the_list_says_which_photo_is_selected_and_shows_it_by_more_than_a_tint(qapp):
+    """Up and Down move the selection while the list keeps the focus: a screen reader
+    heard nothing, as the list's name never changed; and the selected row was shown by a
+    pale blue tint alone, lost to many colour-blind users and on dim screens. The list's
+    name now says which photo is selected, where, and how it stands (as that changes),
+    and the selected row has a dark bar along its left edge."""
+    from PySide6.QtGui import QColor
+
+    from cloak.gui.widgets import PhotoList
+    from cloak.gui.window import STYLE_SHEET
+
+    photo_list = PhotoList()
+    photo_list.setStyleSheet(STYLE_SHEET)
+    assert photo_list.accessibleName() == "Photos, none added"
+    rows = [PhotoRow(i, Path(f"/photos/{name}")) for i, name in enumerate(
+        ("a.jpg", "b.jpg", "c.jpg"))]
+    photo_list.add_rows(rows)
+    assert photo_list.accessibleName() == "Photos, 3 photos; Up and Down select one"
+    photo_list.resize(400, 300)
+    photo_list.show()
+    QTest.keyClick(photo_list, Qt.Key.Key_Down)
+    assert photo_list.accessibleName() == "Photos, 1 of 3 selected: a.jpg: waiting"
+    QTest.keyClick(photo_list, Qt.Key.Key_Down)
+    assert photo_list.accessibleName() == "Photos, 2 of 3 selected: b.jpg: waiting"
+    rows[1].set_working(0.5, "step 2/4")  # the selected photo's progress is heard
+    assert photo_list.accessibleName() == "Photos, 2 of 3 selected: b.jpg: step 2/4"
+    rows[2].set_working(0.5, "step 1/4")  # another row's is not
+    assert photo_list.accessibleName() == "Photos, 2 of 3 selected: b.jpg: step 2/4"
+    QApplication.processEvents()
+
+    def left_edge_lightness(row: PhotoRow) -> int:
+        image = row.grab().toImage()
+        return QColor(image.pixel(1, image.height() // 2)).lightness()
+
+    selected, other = left_edge_lightness(rows[1]), left_edge_lightness(rows[0])
+    assert other > 200 and selected < 120, (selected, other)  # dark on white: not a hue
+    photo_list.remove_all()
+    assert photo_list.accessibleName() == "Photos, none added"
+    photo_list.deleteLater()
+
+
 def test_a_large_turned_tiff_still_gets_its_thumbnail(tmp_path):
     """Pillow turns a TIFF upright while loading it: shrinking it first with a box taken
     from its stored size failed ("box can't exceed") and left no thumbnail."""

@@ -31,6 +31,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from cloak.report import plural
+
 from .images import Comparison
 from .signals import emit
 from .worker import ALREADY_PROTECTED, PROTECTION_LOST, Outcome
@@ -170,6 +172,7 @@ class PhotoRow(QWidget):
     WAITING, WORKING, PROTECTED, FAILED, CANCELLED = (
         "waiting", "working", "protected", "failed", "cancelled")
     clicked = Signal(int)  # row id
+    described = Signal()  # its accessible name (the photo and where it stands) changed
 
     def __init__(self, row_id: int, src: Path, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -239,6 +242,7 @@ class PhotoRow(QWidget):
         # what a screen reader says for the row: the photo and where it stands
         self.setAccessibleName(f"{self.src.name}: {status}")
         self.bar.setValue(round(1000 * fraction))
+        emit(self.described)
 
     def set_waiting(self) -> None:
         self.outcome = None  # added again: its earlier copy is no longer what it shows
@@ -332,6 +336,7 @@ class PhotoList(QScrollArea):
         self._layout.setSpacing(0)
         self._layout.addStretch()
         self.setWidget(column)
+        self._describe(None)
 
     def add_rows(self, rows: list[PhotoRow]) -> None:
         """Append rows at the bottom. The column is hidden while they go in: shown, it
@@ -346,8 +351,10 @@ class PhotoList(QScrollArea):
             self.rows[row.row_id] = row
             self._layout.insertWidget(self._layout.count() - 1, row)
             row.clicked.connect(self.set_current)
+            row.described.connect(lambda row_id=row.row_id: self._describe(row_id))
         column.show()
         self.verticalScrollBar().setValue(scrolled)
+        self._describe(self._current)
 
     def row_ids(self) -> list[int]:
         """Row ids in display order."""
@@ -364,13 +371,34 @@ class PhotoList(QScrollArea):
                 self.rows[rid].set_selected(rid == row_id)
         self._current = row_id
         self.ensureWidgetVisible(self.rows[row_id])
+        self._describe(row_id)
         emit(self.current_changed, row_id)
+
+    def _describe(self, row_id: int | None) -> None:
+        """The list's accessible name says which photo is selected, where it is in the
+        list and where it stands ("Photos, 2 of 5 selected: b.jpg: protected ..."): the
+        list keeps the keyboard focus as Up and Down move the selection, so a screen
+        reader announces this name's change, not a row's. A row not selected changes
+        nothing."""
+        if row_id is not None and row_id != self._current:
+            return
+        ids = self.row_ids()
+        if self._current is None or self._current not in self.rows:
+            name = (f"Photos, {plural(len(ids), 'photo')}; Up and Down select one"
+                    if ids else "Photos, none added")
+        else:
+            row = self.rows[self._current]
+            name = (f"Photos, {ids.index(self._current) + 1} of {len(ids)} selected: "
+                    f"{row.accessibleName()}")
+        if name != self.accessibleName():
+            self.setAccessibleName(name)
 
     def remove_all(self) -> None:
         for row in self.rows.values():
             row.deleteLater()
         self.rows.clear()
         self._current = None
+        self._describe(None)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
         ids = self.row_ids()

@@ -1049,7 +1049,8 @@ STYLE_SHEET = """
 #panelTitle { font-weight: bold; }
 #photoColumn { background: white; }
 #photoRow { border-bottom: 1px solid #e3e6ec; }
-#photoRow[selected="true"] { background: #dde7fb; }
+#photoRow[selected="true"] { background: #dde7fb; border-left: 4px solid #1f4fb8; }
+#photoRow[selected="false"] { border-left: 4px solid transparent; }
 #compareView { background: #20232a; color: #c9ced8; border-radius: 6px; }
 QPushButton#primary { font-weight: bold; }
 """
