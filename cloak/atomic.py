@@ -103,8 +103,11 @@ def in_use(temp: str | os.PathLike[str]) -> bool:
     flock (Windows: a file held open can't be removed there anyway)."""
     if fcntl is None:
         return False
-    try:
-        fd = os.open(temp, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    try:  # (not a FIFO of that name: opening one would wait for a writer forever)
+        if not stat.S_ISREG(os.lstat(temp).st_mode):
+            return False
+        fd = os.open(temp, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) |
+                     getattr(os, "O_NONBLOCK", 0))
     except OSError:
         return False
     try:

@@ -137,7 +137,8 @@ def _decide(item: Item, entry: dict | None, settings: dict, force: bool,
     if (preview and sheet.exists()
             and same_folder(item.dst.parent, item.src.parent)
             and not any(matches_record(sheet, (entry or {}).get(key))
-                        for key in ("preview", "earlier_preview"))):
+                        for key in ("preview", "earlier_preview"))
+            and not (entry is not None and _unrecorded_own_sheet(sheet, entry))):
         # --out is the photo's own folder, and a file there has the preview's name: said
         # so with or without --overwrite (the generic "pass --overwrite" would be refused)
         item.status = FAILED

@@ -312,10 +312,6 @@ PRESET_TUNING = frozenset({"working_size", "eot_share", "perceptual_weight", "fl
                            "contrast_ref", "step_start", "both_roundings", "naive_downscale"})
 
 
-# recorded only where set (so records made before they existed still match)
-NAMED_WHEN_SET = frozenset({"metadata", "naive_downscale"})
-
-
 # a recorded setting by the option that sets it, as a message names it
 SETTING_OPTIONS = {"strength": "--strength", "eps255": "--eps", "steps": "--steps",
                    "models": "--models", "view_sizes": "--editor-sizes",
@@ -346,8 +342,8 @@ def settings_change(old: dict, new: dict) -> str:
             continue
         if key == "working_size" and sized:  # the largest editing size: follows from them
             continue
-        if key in PRESET_TUNING or (key not in old and key not in NAMED_WHEN_SET):
-            tuned = True  # (a setting an older cloak did not record: it did not have it)
+        if key in PRESET_TUNING:
+            tuned = True
         elif key == "mask_sha256":
             changed.append("the mask changed" if old.get(key) and new.get(key)
                            else "a mask added" if new.get(key) else "the mask left out")
@@ -356,6 +352,8 @@ def settings_change(old: dict, new: dict) -> str:
         elif key == "faces":  # off only where the face detector could not be found
             changed.append("face priority on" if new.get(key) else
                            "face priority off (its detector missing or failing)")
+        elif key not in old:  # an option the cloak that made the copy did not have:
+            tuned = True  # its version's tuning, not a change the user made
         else:
             option = SETTING_OPTIONS.get(key, key)
             changed.append(f"{option} {_shown_setting(old.get(key))} -> "

@@ -316,12 +316,16 @@ class Mirrors:
             candidate = recorded
         else:
             name = root_mirror_name(real)
-            if fold(name) not in self.owner and self._made_by_an_older_run(name, real):
-                self.owner[fold(name)], self.names[real] = real, name
             candidate, n = name, 1
-            while fold(candidate) in self.used or \
-                    not same_folder_path(self.owner.get(fold(candidate), real), real) or \
-                    (fold(candidate) not in self.owner and self._in_use(candidate)):
+            while True:
+                key = fold(candidate)
+                if key not in self.used and key not in self.owner and \
+                        self._made_by_an_older_run(candidate, real):
+                    self.owner[key], self.names[real] = real, candidate
+                if key not in self.used and \
+                        same_folder_path(self.owner.get(key, real), real) and \
+                        (key in self.owner or not self._in_use(candidate)):
+                    break
                 n += 1
                 candidate = f"{name} ({n})"
         self.used.add(fold(candidate))
@@ -384,21 +388,24 @@ def _recorded_mirrors(out_dir: Path) -> dict[str, str]:
 
 
 def _unrecorded_mirrors(out_dir: Path) -> dict[str, list[tuple[str, dict]]]:
-    """For a manifest written before mirror folders were recorded (entries, but no
-    "folders"): each folder directly inside OUT its entries sit in -> [(the copy's path
-    below it, its photo's recorded identity)]. Else {}."""
+    """The mirrors OUT's manifest lists copies in but names no folder for (made by a
+    cloak from before mirror folders were recorded, whether or not a later run recorded
+    others since): each such folder directly inside OUT -> [(the copy's path below it,
+    its photo's recorded identity)]."""
     try:
         data = read_record(out_dir / MANIFEST_NAME)
     except (OSError, ValueError):
         return {}
-    if not isinstance(data, dict) or "folders" in data or \
-            not isinstance(data.get("photos"), dict):
+    if not isinstance(data, dict) or not isinstance(data.get("photos"), dict):
         return {}
+    folders = data.get("folders")
+    named = {fold(k) for k in folders if isinstance(k, str)} if isinstance(
+        folders, dict) else set()
     found: dict[str, list[tuple[str, dict]]] = {}
     for key, entry in data["photos"].items():
         first, _, below = key.partition("/") if isinstance(key, str) else ("", "", "")
-        if below and is_plain_name(first) and isinstance(entry, dict) and \
-                isinstance(entry.get("src"), dict):
+        if below and is_plain_name(first) and fold(first) not in named and \
+                isinstance(entry, dict) and isinstance(entry.get("src"), dict):
             found.setdefault(first, []).append((below, entry["src"]))
     return found
 

@@ -580,6 +580,10 @@ class TestRun:
         older = {k: v for k, v in fast.items() if k != "view_sizes"}
         assert settings_change(older, fast) == (
             "the fast preset as another cloak version tuned it")
+        # a mask added is still said so to a record from before masks were hashed
+        unhashed = {k: v for k, v in older.items() if k != "mask_sha256"}
+        assert settings_change(unhashed, {**fast, "mask_sha256": "ab12"}) == (
+            "a mask added, the fast preset as another cloak version tuned it")
         assert again(other, overwrite=True).status == PROTECTED
         assert again(other).status == SKIPPED
         # a setting recorded on one side only (a non-default metadata policy) is named
@@ -774,6 +778,18 @@ class TestRun:
         [item] = batch.run(batch.plan([photo], out), out, config).items
         assert item.status == FAILED and "not the preview sheet" in item.message
         assert sheet.read_bytes() == before
+        # --out the photos' own folder (a.gif's copy a.png beside it): the same
+        gif = tmp_path / "shoot" / "a.gif"
+        gif.parent.mkdir()
+        with Image.open(photo) as im:
+            im.convert("RGB").save(gif)
+        [item] = batch.run(batch.plan([gif], gif.parent), gif.parent, config).items
+        assert item.status == PROTECTED
+        record = json.loads((gif.parent / MANIFEST_NAME).read_text())
+        del record["photos"]["a.png"]["preview"]
+        (gif.parent / MANIFEST_NAME).write_text(json.dumps(record))
+        [item] = batch.run(batch.plan([gif], gif.parent), gif.parent, config).items
+        assert (item.status, item.message) == (SKIPPED, batch.ALREADY_DONE)
 
     def test_a_sheet_left_from_before_a_redo_without_preview_is_made_again(
             self, tmp_path, small_photo, tiny_config):
@@ -1802,11 +1818,35 @@ def test_a_mirror_made_before_mirrors_were_recorded_is_still_the_folders_own(
     again = batch.run(batch.plan([photo.parent], out), out, tiny_config)
     assert [i.message for i in again.items] == [batch.ALREADY_DONE] * 2
     assert sorted(p.name for p in out.iterdir()) == [MANIFEST_NAME, "Camera"]
+    # a newer run's record of another folder does not hide the older mirror
+    shots = small_photo(tmp_path / "Screenshots" / "s.png", index=4).parent
+    assert batch.run(batch.plan([shots], out), out, tiny_config).counts[PROTECTED] == 1
+    assert set(json.loads((out / MANIFEST_NAME).read_text())["folders"]) == {"Screenshots"}
+    again = batch.run(batch.plan([photo.parent], out), out, tiny_config)
+    assert [i.message for i in again.items] == [batch.ALREADY_DONE] * 2
     small_photo(photo.parent / "IMG_3.png", index=3)  # a photo added: a run that saves
     added = batch.run(batch.plan([photo.parent], out), out, tiny_config)
     assert added.counts[PROTECTED] == 1 and (out / "Camera" / "IMG_3.png").is_file()
     assert json.loads((out / MANIFEST_NAME).read_text())["folders"] == {
-        "Camera": os.path.realpath(photo.parent)}
+        "Camera": os.path.realpath(photo.parent), "Screenshots": os.path.realpath(shots)}
+
+
+def test_an_older_runs_second_mirror_of_a_name_is_still_its_folders(
+        tmp_path, small_photo, tiny_config):
+    """An older cloak made `Camera/` and `Camera (2)/` for 2023/Camera and 2024/Camera
+    and recorded no mirrors: 2024/Camera alone went to `Camera (3)/`."""
+    a = small_photo(tmp_path / "2023" / "Camera" / "IMG_1.png")
+    b = small_photo(tmp_path / "2024" / "Camera" / "IMG_1.png", index=1)
+    out = tmp_path / "out"
+    assert batch.run(batch.plan([a.parent, b.parent], out), out,
+                     tiny_config).counts[PROTECTED] == 2
+    record = json.loads((out / MANIFEST_NAME).read_text())
+    del record["folders"]
+    (out / MANIFEST_NAME).write_text(json.dumps(record))
+    [later] = batch.plan([b.parent], out)
+    assert later.dst == out / "Camera (2)" / "IMG_1.png"
+    [first] = batch.plan([a.parent], out)
+    assert first.dst == out / "Camera" / "IMG_1.png"
 
 
 @pytest.mark.parametrize("recorded", ["../backup", "/tmp/elsewhere", "a/b", "..", ""])
@@ -2592,3 +2632,22 @@ def test_a_run_s_sweep_passes_over_a_temp_file_still_being_written(tmp_path, sma
     assert (out / "c.png").read_bytes() == b"half and whole"
     assert not killed.exists()
     assert leftovers(out) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_a_fifo_named_as_a_temp_file_does_not_hang_the_sweep(tmp_path):
+    """A FIFO bearing a temp file's name: opening it to see whether a write holds it
+    waited for a writer forever (a run hung, deaf to SIGTERM). It is no write's, and is
+    swept as before."""
+    import subprocess
+    import sys
+
+    fifo = tmp_path / ".b.png.cloak-tmp-0badf00d"
+    os.mkfifo(fifo)
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; from pathlib import Path; from cloak import "
+         "atomic, batch; print(atomic.in_use(sys.argv[1])); "
+         "batch._remove_temp_files(Path(sys.argv[1]).parent)", str(fifo)],
+        check=False, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "False", done.stderr
+    assert not os.path.lexists(fifo)
