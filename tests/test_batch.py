@@ -2644,10 +2644,11 @@ def test_a_fifo_named_as_a_temp_file_does_not_hang_the_sweep(tmp_path):
 
     fifo = tmp_path / ".b.png.cloak-tmp-0badf00d"
     os.mkfifo(fifo)
+    script = ("import sys; from pathlib import Path; from cloak import atomic, batch; "
+              "print(atomic.in_use(sys.argv[1])); "
+              "batch._remove_temp_files(Path(sys.argv[1]).parent)")
     done = subprocess.run(
-        [sys.executable, "-c", "import sys; from pathlib import Path; from cloak import "
-         "atomic, batch; print(atomic.in_use(sys.argv[1])); "
-         "batch._remove_temp_files(Path(sys.argv[1]).parent)", str(fifo)],
+        [sys.executable, "-c", script, str(fifo)],
         check=False, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "False", done.stderr
     assert not os.path.lexists(fifo)
