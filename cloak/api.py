@@ -249,11 +249,11 @@ def protect_file(src: str | Path, dst: str | Path, config: ProtectConfig | None 
             result.report.preview = str(save_preview(
                 sheet, preview_path(written), overwrite, make_folders=make_folders,
                 private_like=photo.path))  # it shows the photo: as private as it
+        result.report.seconds = time.perf_counter() - start
+        report_progress(1.0, "done")  # a caller's callback that raises here too
     except BaseException as exc:
         # The copy is written: say so to the caller (a batch run keeps it as its own,
         # to redo; a file that appeared at dst without this is someone else's).
         exc.written = str(written)
         raise
-    result.report.seconds = time.perf_counter() - start
-    report_progress(1.0, "done")
     return result.report

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -50,17 +51,30 @@ def visibility_map(x: torch.Tensor, floor: float = FLAT_FLOOR,
 @contextlib.contextmanager
 def _opencv_errors_only(cv2):
     """OpenCV's log at errors only while cloak runs the detector (its DNN backend prints a
-    harmless warning per photo otherwise), then back to the level the process had."""
+    harmless warning per photo otherwise), then back to the level the process had. The
+    level is the process's: threads detecting at once share one quiet spell, the level
+    saved by the first in and put back by the last out (each saving its own, a thread
+    that came in second saved the quiet level and left it for good)."""
     log_api = getattr(cv2.utils, "logging", None)
     if log_api is None or not hasattr(log_api, "getLogLevel"):
         yield
         return
-    previous = log_api.getLogLevel()
-    log_api.setLogLevel(log_api.LOG_LEVEL_ERROR)
+    with _quiet_lock:
+        if _quiet["users"] == 0:
+            _quiet["before"] = log_api.getLogLevel()
+            log_api.setLogLevel(log_api.LOG_LEVEL_ERROR)
+        _quiet["users"] += 1
     try:
         yield
     finally:
-        log_api.setLogLevel(previous)
+        with _quiet_lock:
+            _quiet["users"] -= 1
+            if _quiet["users"] == 0:
+                log_api.setLogLevel(_quiet["before"])
+
+
+_quiet_lock = threading.Lock()
+_quiet = {"users": 0, "before": None}
 
 
 def find_faces(rgb_uint8: np.ndarray, detector_path: Path | None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,9 +64,9 @@ def naming(photo: str | Path) -> Iterator[None]:
     file. None are logged for a photo that turns out unreadable: its failure says what is
     wrong (a text file named .tif gave "Corrupt EXIF data" above "not an image cloak can
     read"). A filter that turns a warning into an error (decoding_limit's) still does.
-    One thread at a time (catch_warnings is the process's): see `about` for threads."""
-    with about(photo), warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("default")
+    Threads may each hold one (two batch runs at once): a warning goes to the photo of
+    the thread that raised it, and one raised outside any is shown as it would be."""
+    with about(photo), _collecting() as caught:
         try:
             yield
         except UnsupportedImageError:
@@ -76,3 +77,51 @@ def naming(photo: str | Path) -> Iterator[None]:
                 text = str(warning.message).strip()
                 log.warning("%s: %s", photo, text.splitlines()[0] if text
                             else warning.category.__name__, extra={"cloak_named": True})
+
+
+# The warnings the thread (or task) in `naming` has raised; None outside it.
+_caught: contextvars.ContextVar[list | None] = contextvars.ContextVar(
+    "cloak_warnings", default=None)
+_hold_lock = threading.Lock()
+_held: dict = {"users": 0, "catch": None, "shown_before": None}
+
+
+@contextlib.contextmanager
+def _collecting() -> Iterator[list]:
+    """A list the warnings raised within, on this thread, are put in (not shown). The
+    process's warning filters and hook (module state) are taken over once, by the first
+    in, each warning shown once per place while held ("default"), and given back by the
+    last out: a catch_warnings per thread gave back another thread's hook, and every
+    later warning of the host process went into a list no one read."""
+    caught: list = []
+    token = _caught.set(caught)
+    with _hold_lock:
+        if _held["users"] == 0:
+            catch = warnings.catch_warnings()
+            catch.__enter__()
+            warnings.simplefilter("default")
+            _held.update(catch=catch, shown_before=warnings.showwarning)
+            warnings.showwarning = _to_its_photo
+        _held["users"] += 1
+    try:
+        yield caught
+    finally:
+        _caught.reset(token)
+        with _hold_lock:
+            _held["users"] -= 1
+            if _held["users"] == 0:
+                _held["catch"].__exit__(None, None, None)
+                _held.update(catch=None, shown_before=None)
+
+
+def _to_its_photo(message, category, filename, lineno, file=None, line=None) -> None:
+    """warnings.showwarning while `_collecting` holds: into the raising thread's list, or
+    shown as before for a thread outside `naming`."""
+    caught = _caught.get()
+    if caught is not None:
+        caught.append(warnings.WarningMessage(message, category, filename, lineno, file,
+                                              line))
+        return
+    shown_before = _held["shown_before"] or warnings.showwarning
+    if shown_before is not _to_its_photo:
+        shown_before(message, category, filename, lineno, file, line)

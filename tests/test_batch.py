@@ -2652,3 +2652,62 @@ def test_a_fifo_named_as_a_temp_file_does_not_hang_the_sweep(tmp_path):
         check=False, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "False", done.stderr
     assert not os.path.lexists(fifo)
+
+
+def test_photos_named_on_two_threads_at_once_leave_pythons_warnings_as_they_were():
+    """Two batch runs on two threads (a web service): each photo's catch_warnings swapped
+    the process's warning hook, and when they ended out of order the hook left in place
+    was a list no one read; every later warning of the host vanished, and one raised
+    meanwhile on another thread was named after a photo. Each warning now goes to the
+    photo of the thread that raised it; the host's are shown; the hook comes back."""
+    import threading
+    import warnings
+
+    from cloak.naming import naming
+
+    shown = []
+
+    def host_hook(message, category, filename, lineno, file=None, line=None):
+        shown.append(str(message))
+
+    real_hook = warnings.showwarning
+    warnings.showwarning = host_hook
+    a_in, b_in, a_out, host_warned = (threading.Event() for _ in range(4))
+    caught: dict = {}
+
+    def photo_a() -> None:
+        with naming("a.jpg"):
+            a_in.set()
+            b_in.wait(10)
+            host_warned.wait(10)
+            warnings.warn("a's own")
+        a_out.set()
+
+    def photo_b() -> None:
+        a_in.wait(10)
+        with naming("b.jpg"):
+            b_in.set()
+            a_out.wait(10)  # a ends first
+            warnings.warn("b's own")
+
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            logged = []
+            patch.setattr("cloak.naming.log.warning",
+                          lambda text, photo, message, **_: logged.append((photo, message)))
+            threads = [threading.Thread(target=photo_a), threading.Thread(target=photo_b)]
+            for thread in threads:
+                thread.start()
+            b_in.wait(10)
+            warnings.warn("the host's, meanwhile")  # on this thread, in no naming()
+            host_warned.set()
+            for thread in threads:
+                thread.join(30)
+            caught["logged"] = sorted(logged)
+        assert caught["logged"] == [("a.jpg", "a's own"), ("b.jpg", "b's own")]
+        assert shown == ["the host's, meanwhile"]
+        assert warnings.showwarning is host_hook  # given back
+        warnings.warn("the host's, after")
+        assert shown == ["the host's, meanwhile", "the host's, after"]
+    finally:
+        warnings.showwarning = real_hook

@@ -959,6 +959,48 @@ def test_opencv_is_quiet_while_detecting_and_as_it_was_after(model_dir, monkeypa
         logging_api.setLogLevel(previous)
 
 
+def test_threads_detecting_at_once_leave_opencv_s_log_level_as_it_was():
+    """Two threads detecting faces at once (protect() in a web service): each saved the
+    level it found, so the second saved the first's quiet level and, ending last, left
+    OpenCV's log at errors only for the whole process. The first in saves it, the last
+    out puts it back, and it stays quiet until then."""
+    import threading
+
+    import cv2
+
+    from cloak.budget import _opencv_errors_only
+
+    log_api = cv2.utils.logging
+    previous = log_api.getLogLevel()
+    log_api.setLogLevel(log_api.LOG_LEVEL_WARNING)
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+    seen = []
+
+    def first() -> None:
+        with _opencv_errors_only(cv2):
+            a_in.set()
+            b_in.wait(10)
+        a_out.set()
+
+    def second() -> None:
+        a_in.wait(10)
+        with _opencv_errors_only(cv2):
+            b_in.set()
+            a_out.wait(10)  # the first has left; this one still detects
+            seen.append(log_api.getLogLevel())
+
+    try:
+        threads = [threading.Thread(target=first), threading.Thread(target=second)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert seen == [log_api.LOG_LEVEL_ERROR]
+        assert log_api.getLogLevel() == log_api.LOG_LEVEL_WARNING
+    finally:
+        log_api.setLogLevel(previous)
+
+
 def test_an_opencv_failure_turns_face_priority_off_for_the_photo(model_dir, monkeypatch,
                                                                  caplog):
     """cv2.error from the detector (an OpenCV build without this DNN path) costs the

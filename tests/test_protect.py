@@ -1064,3 +1064,20 @@ def test_the_report_names_face_priority_as_it_ran(tiny_config, monkeypatch):
     failed = protect(image, faces).report
     assert failed.settings["faces"] is False and failed.faces == 0
     assert failed.settings == tiny_config.fingerprint()
+
+
+def test_a_progress_callback_that_raises_at_done_still_says_the_copy_is_written(
+        tmp_path, small_photo, tiny_config):
+    """The caller's progress callback raised at "done" (a closed UI): the exception did
+    not carry `written`, so a batch run took the copy on disk for someone else's and the
+    rerun refused it ("not made by cloak")."""
+    photo = small_photo(tmp_path / "a.png")
+
+    def closed_ui(fraction: float, message: str) -> None:
+        if message == "done":
+            raise RuntimeError("UI gone")
+
+    with pytest.raises(RuntimeError, match="UI gone") as raised:
+        protect_file(photo, tmp_path / "out" / "a.png", tiny_config, progress=closed_ui)
+    assert raised.value.written == str(tmp_path / "out" / "a.png")
+    assert (tmp_path / "out" / "a.png").is_file()
