@@ -102,9 +102,9 @@ def _folder_id(folder: Path) -> tuple[int, int] | None:
 def recorded_verdict(copy: Path, out_dir: Path) -> str | None:
     """The verdict (verify's word) that `out_dir`'s manifest keeps for the earlier copy
     `copy` (earlier_copy's), or None where it keeps none."""
-    from cloak.manifest import Manifest
+    from cloak.manifest import read_only
 
-    verdict = (Manifest(out_dir).get(copy) or {}).get("verdict")
+    verdict = (read_only(out_dir).get(copy) or {}).get("verdict")
     return verdict if verdict in (*(name for name, _ in VERDICTS), "none") else None
 
 
@@ -259,7 +259,7 @@ class ProtectWorker(QObject):
         # copies this run wrote or showed: a later photo with the same bytes (a duplicate
         # from another folder) gets its own copy, not "protected in an earlier session"
         # with the first one's
-        self._made: list[Path] = []
+        self._made: set[str] = set()  # absolute paths of this run's copies
 
     def cancel(self) -> None:
         """Ask the run to stop at the next attack step. Safe from any thread."""
@@ -311,7 +311,8 @@ class ProtectWorker(QObject):
             earlier = earlier_copy(job.src, job.out_dir, settings, self._also_done,
                                    skip=self._made)
             if earlier is not None:  # protected in an earlier session, with these settings
-                self._made.append(earlier)  # a photo with the same bytes: not this copy
+                # a photo with the same bytes: not this copy
+                self._made.add(os.path.abspath(earlier))
                 emit(self.protected, job.index, Outcome(
                     job.src, earlier, None, ALREADY_PROTECTED, self.config, stamp,
                     recorded_verdict(earlier, job.out_dir)))
@@ -407,7 +408,7 @@ class ProtectWorker(QObject):
             # copy could not be read back) it is shown but not recorded: redone later.
             if is_out_of_memory(exc):
                 record_copy(job.src, Path(written), settings, src_identity=source)
-                self._made.append(Path(written))
+                self._made.add(os.path.abspath(written))
             emit(self.protected, job.index, Outcome(
                 job.src, Path(written), None, "protected, but measuring the saved copy "
                 "failed: " + plain_message(exc), self.config, stamp))
@@ -450,7 +451,7 @@ class ProtectWorker(QObject):
             return
         # a later session skips it
         recorded = record_copy(job.src, dst, settings, src_identity=source)
-        self._made.append(dst)
+        self._made.add(os.path.abspath(dst))
         posted_db = self._posted_damage(report)
         if recorded and (verdict := copy_verdict(report, posted_db)) is not None:
             # shown when a later session meets the copy again
