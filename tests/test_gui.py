@@ -62,6 +62,7 @@ from cloak.gui.worker import (
     Job,
     Outcome,
     ProtectWorker,
+    copy_verdict,
     describe,
 )
 from cloak.report import shown_db
@@ -2035,7 +2036,7 @@ class TestReviewFixes:
         share.rmdir()
         window.start()
         assert not window.is_running() and not share.exists()
-        assert (f"the Save-to folder {share} can't be found (deleted, or on a disk or share "
+        assert (f"the Save-to folder {share} can't be reached (deleted, or on a disk or share "
                 "not connected?): choose it again") in window.statusBar().currentMessage()
         share.parent.joinpath("photos").write_text("a file now")  # a trial's wrong path
         window.start()
@@ -2851,6 +2852,33 @@ class TestReviewFixes:
         assert row.status._color.name() == OK_COLOR
         assert window.summary.text() == "1 already protected"
 
+    @pytest.mark.usefixtures("model_dir")
+    def test_a_copy_is_recorded_with_its_verdict_as_saved_before_the_posting_check(
+            self, qapp, tmp_path, small_photo, monkeypatch):
+        """The copy was recorded without a verdict until the check after posting ended:
+        an app killed during that check (SIGTERM at logout: no handler runs) left the
+        record without one, and the next session showed a copy with protection mostly
+        lost as fine. The record a kill there would leave holds the verdict as saved."""
+        import cloak.gui.worker as worker_module
+
+        photo = small_photo(tmp_path / "a.png")
+        seen = []
+
+        def record_as_a_kill_would_leave_it(report, config, should_stop) -> float | None:
+            """The record as it stands during the check; the check itself ends."""
+            record = json.loads((tmp_path / "out" / ".cloak-manifest.json").read_text())
+            (entry,) = record["photos"].values()
+            seen.append((entry.get("verdict"), copy_verdict(report, None)))
+            return None
+
+        monkeypatch.setattr(worker_module, "posting_damage", record_as_a_kill_would_leave_it)
+        worker = ProtectWorker([Job(0, photo, tmp_path / "out")],
+                               ProtectConfig(strength="fast", **TINY))
+        (outcome,) = run_here(worker)
+        assert isinstance(outcome, Outcome), outcome
+        (recorded, as_saved), = seen
+        assert as_saved is not None and recorded == as_saved
+
     def test_a_copy_with_protection_lost_is_not_shown_in_green(self, qapp):
         """Written, but the check after posting found it gone: the row says so in amber,
         not in the colour of a good result."""
@@ -2926,6 +2954,89 @@ class TestReviewFixes:
         row.set_thumbnail(image)
         # 112 device pixels fill the 56 px frame (at ratio 2 on a HiDPI screen), not spill
         assert row.thumb.pixmap().deviceIndependentSize().width() == THUMB_SIZE
+
+    def test_a_save_to_folder_that_cant_be_used_is_said_so_at_launch_and_refused(
+            self, qapp, tmp_path, small_photo, monkeypatch):
+        """A Save-to folder that is a NAS share's or USB disk's own mount point stays an
+        empty folder once unmounted: copies went, hidden, to the disk below, which
+        vanish when it is mounted again. A file was said "can't be reached"; a hand-edited
+        relative path was taken from wherever the app was started. Each is refused at
+        Protect and said as what it is at launch."""
+        from PySide6.QtCore import QSettings
+
+        store = tmp_path / "settings.ini"
+
+        def settings() -> QSettings:
+            return QSettings(str(store), QSettings.Format.IniFormat)
+
+        nas = tmp_path / "nas"
+        nas.mkdir()
+        mounted = {str(nas)}
+        real_ismount = os.path.ismount
+        monkeypatch.setattr(window_module.os.path, "ismount",
+                            lambda p: os.fspath(p) in mounted or real_ismount(p))
+        first = MainWindow(settings=TINY, store=settings)
+        first.set_output_dir(nas)  # chosen while the share is mounted
+        assert first.output_mount == str(nas)
+        first.add_paths([small_photo(tmp_path / "a.png")])
+        mounted.clear()  # unmounted: the empty mount point is all that is left
+        first.start()
+        assert not first.is_running()
+        assert "its disk or share" in first.statusBar().currentMessage()
+        first.close()
+        again = MainWindow(settings=TINY, store=settings)  # the next launch
+        assert again.output_dir == nas
+        assert f"the Save-to folder {nas} can't be reached (its disk or share" in \
+            again.statusBar().currentMessage()
+        again.close()
+        assert list(nas.iterdir()) == []  # nothing written below the mount point
+        for value, said in ((tmp_path / "a.png", "is a file, not a folder"),
+                            ("rel/out", "is not a full path")):
+            QSettings(str(store), QSettings.Format.IniFormat).setValue("output_dir",
+                                                                      str(value))
+            later = MainWindow(settings=TINY, store=settings)
+            assert said in later.statusBar().currentMessage(), value
+            later.add_paths([tmp_path / "a.png"])
+            later.start()
+            assert not later.is_running() and said in later.statusBar().currentMessage()
+            later.close()
+            later.deleteLater()
+        for window in (first, again):
+            window.deleteLater()
+        QTest.qWait(10)
+
+    def test_choices_that_cant_be_kept_are_said_so_once(self, qapp, tmp_path):
+        """A settings file that can't be read or written (here a folder in its place; a
+        read-only file does the same for a user who is not root): the choices were
+        silently lost at the next launch. The app works on, and says once that they
+        hold for this session."""
+        from PySide6.QtCore import QSettings
+
+        store = tmp_path / "settings.ini"
+        store.mkdir()
+
+        def settings() -> QSettings:
+            return QSettings(str(store), QSettings.Format.IniFormat)
+
+        window = MainWindow(settings=TINY, store=settings)
+        try:
+            said = window.statusBar().currentMessage()
+            assert "your choices can't be read" in said and "this session only" in said
+            window.statusBar().clearMessage()
+            window.strength.setCurrentIndex(window.strength.findData("fast"))
+            assert window.strength.currentData() == "fast"  # works on
+            assert window.statusBar().currentMessage() == ""  # said once a session
+        finally:
+            window.close()
+            window.deleteLater()
+        fresh = MainWindow(settings=TINY, store=lambda: QSettings(
+            str(tmp_path / "ok.ini"), QSettings.Format.IniFormat))
+        try:  # a store that works says nothing
+            fresh.strength.setCurrentIndex(fresh.strength.findData("fast"))
+            assert "choices" not in fresh.statusBar().currentMessage()
+        finally:
+            fresh.close()
+            fresh.deleteLater()
 
     def test_choices_are_remembered_between_launches(self, qapp, tmp_path):
         from PySide6.QtCore import QSettings

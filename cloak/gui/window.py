@@ -126,6 +126,38 @@ COMPARE_SIDE = 1024  # long side of the before/after images shown
 SYNC_ADD_LIMIT = 20  # more files than this are checked on the pool (each header is read)
 
 
+def mount_point_of(folder: Path) -> str:
+    """The mount point `folder` is on, where it is not the root's ("" for a folder on the
+    system disk, or one that can't be looked at): a NAS share or a USB disk's own folder
+    stays an empty folder once unmounted, and copies saved there would go, hidden, to the
+    disk below."""
+    try:
+        path = os.path.abspath(folder)
+        while not os.path.ismount(path):
+            parent = os.path.dirname(path)
+            if parent == path:
+                return ""
+            path = parent
+    except (OSError, ValueError):
+        return ""
+    return "" if os.path.dirname(path) == path else path
+
+
+def save_to_problem(folder: Path, mount: str = "") -> str | None:
+    """Why copies can't be saved in the chosen Save-to `folder` now (None: they can):
+    not a full path (a hand-edited setting: its place would depend on where the app was
+    started), a file, not there, or on `mount`, its mount point when chosen, unmounted
+    since. Never raises (a share that is down)."""
+    if not os.path.isabs(folder):
+        return "is not a full path"
+    if not os.path.isdir(folder):
+        return ("is a file, not a folder" if os.path.exists(folder) else
+                "can't be reached (deleted, or on a disk or share not connected?)")
+    if mount and not os.path.ismount(mount):
+        return f"can't be reached (its disk or share, {mount}, is not connected)"
+    return None
+
+
 def open_folder(folder: Path) -> bool:
     """Show `folder` in the system file manager."""
     return QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
@@ -147,7 +179,9 @@ class MainWindow(QMainWindow):
         # Qt's teardown at exit and crashed the interpreter.
         self.store = store
         self._restoring = True  # until _restore_choices: building sets no remembered value
+        self._said_choices = False  # that the remembered choices can't be kept
         self.output_dir: Path | None = None  # None: a `protected` folder next to each photo
+        self.output_mount = ""  # the mount point the Save-to folder was on when chosen
         self.last_output_dir: Path | None = None  # what "Open output folder" opens
         self._run_output_dirs: set[Path] = set()  # where the last batch wrote
         self._run_ids: set[int] = set()  # the rows of the last batch
@@ -554,9 +588,13 @@ class MainWindow(QMainWindow):
         if folder:
             self.set_output_dir(Path(folder))
 
-    def set_output_dir(self, folder: Path | None) -> None:
-        """Where protected copies go; None means a `protected` folder next to each photo."""
+    def set_output_dir(self, folder: Path | None, mount: str | None = None) -> None:
+        """Where protected copies go; None means a `protected` folder next to each photo.
+        `mount`: the mount point the folder was on when it was chosen (remembered; by
+        default found now), so one unmounted since is refused, not written below."""
         self.output_dir = folder
+        self.output_mount = mount if mount is not None else (
+            mount_point_of(folder) if folder is not None else "")
         self.output_label.setText(str(folder) if folder else
                                   "a “protected” folder next to each photo")
         self.output_label.setToolTip(self.output_label.text())
@@ -565,6 +603,7 @@ class MainWindow(QMainWindow):
         self.change_output.setAccessibleDescription(
             f"protected copies go to {self.output_label.text()}")
         self._remember("output_dir", str(folder) if folder else "")
+        self._remember("output_mount", self.output_mount)
         self._update_buttons()
 
     def use_default_output_dir(self) -> None:
@@ -629,11 +668,11 @@ class MainWindow(QMainWindow):
         if not todo:
             self.statusBar().showMessage("drop some photos first", 5000)
             return
-        if self.output_dir is not None and not os.path.isdir(self.output_dir):
+        what = (save_to_problem(self.output_dir, self.output_mount)
+                if self.output_dir is not None else None)
+        if what is not None:
             # gone since it was chosen (deleted, or a share no longer mounted: its copies
             # would land hidden on the disk below the mount point)
-            what = ("is a file, not a folder" if os.path.exists(self.output_dir) else
-                    "can't be found (deleted, or on a disk or share not connected?)")
             self.statusBar().showMessage(f"the Save-to folder {self.output_dir} {what}: "
                                          "choose it again (Change…, or Next to originals)",
                                          8000)
@@ -961,6 +1000,20 @@ class MainWindow(QMainWindow):
             store = self.store()
             store.setValue(key, value)
             store.sync()
+            if store.status() != QSettings.Status.NoError:
+                self._choices_not_kept(store, "saved")
+
+    def _choices_not_kept(self, store: QSettings, what: str) -> None:
+        """Say once a session that the remembered choices can't be `what` (saved, read):
+        the app works on with this session's choices."""
+        if self._said_choices:
+            return
+        self._said_choices = True
+        message = (f"your choices can't be {what} ({store.fileName()}: "
+                   f"{'not writable' if what == 'saved' else 'unreadable'}); they hold for "
+                   "this session only")
+        log.warning("%s", message)
+        self.statusBar().showMessage(message, 10000)
 
     def _restore_choices(self) -> None:
         """Put back the strength, Save-to folder and "Remove camera details" of the last
@@ -972,17 +1025,20 @@ class MainWindow(QMainWindow):
         try:
             if self.store is not None:
                 store = self.store()
+                if store.status() == QSettings.Status.AccessError:
+                    self._choices_not_kept(store, "read")
                 index = self.strength.findData(store.value("strength", DEFAULT_STRENGTH))
                 if index >= 0:
                     self.strength.setCurrentIndex(index)
                 folder = str(store.value("output_dir", "") or "")
                 if folder:
-                    self.set_output_dir(Path(folder))
-                    if not os.path.isdir(folder):  # never raises (a share that is down)
+                    mount = str(store.value("output_mount", "") or "")
+                    self.set_output_dir(Path(folder), mount)
+                    what = save_to_problem(Path(folder), mount)
+                    if what is not None:
                         self.statusBar().showMessage(
-                            f"the Save-to folder {folder} can't be reached (a disk or share "
-                            "not connected?): connect it, or choose another (Change…, or "
-                            "Next to originals)")
+                            f"the Save-to folder {folder} {what}: connect it, or choose "
+                            "another (Change…, or Next to originals)")
                 # "Keep location" starts off at every launch: ticked once for one trip's
                 # photos, it must not put the next session's home photos' position in
                 # their copies. "Remove camera details" only removes more: remembered.
