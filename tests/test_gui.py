@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import sys
 import time
 import urllib.parse
@@ -1661,6 +1662,40 @@ def test_the_app_in_its_own_process_exits_cleanly(tmp_path):
                               env=env, timeout=120, check=False)
         assert done.returncode == 0, done.stderr
         assert "malformed" not in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_closes_the_app_as_its_close_button_does(tmp_path, signum):
+    """Ctrl-C in the terminal that started `cloak gui` was ignored (Python's handler never
+    ran while Qt's loop waited), and SIGTERM (a logout, `kill`) ended it at once, its
+    window never closed. Both now close the window: exit 0, no traceback."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from PySide6.QtCore import QTimer\n"
+            "from PySide6.QtWidgets import QApplication\n"
+            "run = QApplication.exec\n"
+            "def announced(*_):\n"
+            "    QTimer.singleShot(0, lambda: print('up', flush=True))\n"
+            "    return run()\n"
+            "QApplication.exec = announced\n"
+            "from cloak.gui.app import main\n"
+            "sys.exit(main())\n")
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "HOME": str(tmp_path),
+           "XDG_CONFIG_HOME": str(tmp_path / "config"), "XDG_STATE_HOME": str(tmp_path / "s")}
+    app = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert app.stdout.readline().strip() == "up"  # its loop is running
+        app.send_signal(signum)
+        assert app.wait(timeout=30) == 0, app.stderr.read()
+        assert "Traceback" not in app.stderr.read()
+    finally:
+        if app.poll() is None:
+            app.kill()
+            app.wait()
 
 
 class TestReviewFixes:

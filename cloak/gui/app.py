@@ -119,9 +119,12 @@ def main() -> int:
     # Strength, Save-to folder and metadata switches are kept between launches.
     window = MainWindow(store=lambda: QSettings("cloak", "cloak"))
     window.show()
+    listening = close_on_signals(window)
     try:
         return app.exec()
     finally:
+        if listening is not None:
+            listening.stop()
         window.shutdown()  # cancels and joins a running batch
         window.deleteLater()
         del window
@@ -130,6 +133,31 @@ def main() -> int:
             app.shutdown()
         stop_logging_to_file()
         logging.captureWarnings(False)
+
+
+def close_on_signals(window):
+    """Ctrl-C in the terminal that started the app, or SIGTERM (a logout, `kill`), closes
+    the window as its close button does: a running batch stops after its current step and
+    what it finished is kept. Ctrl-C was ignored (Python's handler never ran while Qt's
+    loop waited) and SIGTERM ended the process at once. Returns the timer that lets
+    Python run its handlers (None off the main thread, where handlers can't be set)."""
+    import signal
+    import threading
+
+    from PySide6.QtCore import QTimer
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def close(signum, frame) -> None:
+        QTimer.singleShot(0, window.close)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, close)
+    timer = QTimer(window)
+    timer.timeout.connect(lambda: None)  # Python code runs, so its handlers do
+    timer.start(200)
+    return timer
 
 
 def script_main(argv: list[str] | None = None) -> int:
