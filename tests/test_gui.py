@@ -1638,6 +1638,29 @@ def test_the_log_file_a_rollover_starts_is_private_too(tmp_path):
     assert "9.jpg" in path.read_text(encoding="utf-8")
 
 
+def app_script(once_running: str) -> str:
+    """Python source that runs the app's main() (its own QApplication, as `cloak gui`)
+    and, once Qt's loop runs, the statement `once_running` (QTimer and QApplication
+    imported)."""
+    return ("import sys\n"
+            "from PySide6.QtCore import QTimer\n"
+            "from PySide6.QtWidgets import QApplication\n"
+            "run = QApplication.exec\n"
+            "def running(*_):\n"
+            f"    {once_running}\n"
+            "    return run()\n"
+            "QApplication.exec = running\n"
+            "from cloak.gui.app import main\n"
+            "sys.exit(main())\n")
+
+
+def app_env(tmp_path: Path) -> dict:
+    """The environment for an app process: offscreen, its settings and log in tmp_path."""
+    return {**os.environ, "QT_QPA_PLATFORM": "offscreen", "HOME": str(tmp_path),
+            "XDG_CONFIG_HOME": str(tmp_path / "config"),
+            "XDG_STATE_HOME": str(tmp_path / "s")}
+
+
 def test_the_app_in_its_own_process_exits_cleanly(tmp_path):
     """`cloak-gui` opened and closed, three times: exit code 0, no Qt complaint. (Before
     the app shut its QApplication down itself, Python's exit freed Qt objects in an order
@@ -1645,18 +1668,8 @@ def test_the_app_in_its_own_process_exits_cleanly(tmp_path):
     import subprocess
     import sys
 
-    code = ("import sys\n"
-            "from PySide6.QtCore import QTimer\n"
-            "from PySide6.QtWidgets import QApplication\n"
-            "run = QApplication.exec\n"
-            "def soon(*_):\n"
-            "    QTimer.singleShot(300, QApplication.quit)\n"
-            "    return run()\n"
-            "QApplication.exec = soon\n"
-            "from cloak.gui.app import main\n"
-            "sys.exit(main())\n")
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "HOME": str(tmp_path),
-           "XDG_CONFIG_HOME": str(tmp_path / "config"), "XDG_STATE_HOME": str(tmp_path / "s")}
+    code = app_script("QTimer.singleShot(300, QApplication.quit)")
+    env = app_env(tmp_path)
     for _ in range(3):
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                               env=env, timeout=120, check=False)
@@ -1673,20 +1686,9 @@ def test_ctrl_c_or_sigterm_closes_the_app_as_its_close_button_does(tmp_path, sig
     import subprocess
     import sys
 
-    code = ("import sys\n"
-            "from PySide6.QtCore import QTimer\n"
-            "from PySide6.QtWidgets import QApplication\n"
-            "run = QApplication.exec\n"
-            "def announced(*_):\n"
-            "    QTimer.singleShot(0, lambda: print('up', flush=True))\n"
-            "    return run()\n"
-            "QApplication.exec = announced\n"
-            "from cloak.gui.app import main\n"
-            "sys.exit(main())\n")
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "HOME": str(tmp_path),
-           "XDG_CONFIG_HOME": str(tmp_path / "config"), "XDG_STATE_HOME": str(tmp_path / "s")}
+    code = app_script("QTimer.singleShot(0, lambda: print('up', flush=True))")
     app = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True, env=env)
+                           stderr=subprocess.PIPE, text=True, env=app_env(tmp_path))
     try:
         assert app.stdout.readline().strip() == "up"  # its loop is running
         app.send_signal(signum)
