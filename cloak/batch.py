@@ -351,7 +351,7 @@ def faces_as_found(config: ProtectConfig, progress: DownloadProgress | None = No
     are recorded with the settings that made them, so a copy made without face priority
     is not taken, once the detector is there and runs, for one made with it."""
     from .budget import face_detection_fails
-    from .models.weights import resolve_face_detector
+    from .models.weights import _warn_once, resolve_face_detector
 
     if not config.faces:
         return config
@@ -362,18 +362,9 @@ def faces_as_found(config: ProtectConfig, progress: DownloadProgress | None = No
     why = face_detection_fails(detector)
     if why is not None:
         if allow_download:  # not a rerun only deciding what is done
-            _warn_face_detection(why)
+            _warn_once(f"{why}; face priority is off")  # once a process, as the others
         return config.replace(faces=False)
     return config
-
-
-def _warn_face_detection(why: str) -> None:
-    if why not in _warned_face_detection:  # once a process, as the detector's own
-        _warned_face_detection.add(why)
-        log.warning("%s; face priority is off", why)
-
-
-_warned_face_detection: set[str] = set()
 
 
 def settings_to_accept(config: ProtectConfig) -> tuple[ProtectConfig, dict | None]:

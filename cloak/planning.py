@@ -374,29 +374,33 @@ def root_mirror_name(real: str | PurePath) -> str:
     return drive or "root"
 
 
-def _recorded_mirrors(out_dir: Path) -> dict[str, str]:
-    """The mirror names OUT's manifest records (none if it has no manifest yet). Only
-    names of one folder directly inside OUT count: a manifest edited or brought from
-    elsewhere ("../backup", "/home/u") can't send outputs outside OUT."""
-    try:
-        data = read_record(out_dir / MANIFEST_NAME)
-        folders = data.get("folders", {}) if isinstance(data, dict) else {}
-        return {k: v for k, v in folders.items()
-                if isinstance(k, str) and isinstance(v, str) and is_plain_name(k)}
-    except (OSError, ValueError, AttributeError):
-        return {}
-
-
-def _unrecorded_mirrors(out_dir: Path) -> dict[str, list[tuple[str, dict]]]:
-    """The mirrors OUT's manifest lists copies in but names no folder for (made by a
-    cloak from before mirror folders were recorded, whether or not a later run recorded
-    others since): each such folder directly inside OUT -> [(the copy's path below it,
-    its photo's recorded identity)]."""
+def _read_out_record(out_dir: Path) -> dict:
+    """OUT's manifest as read, for its mirrors ({} if it has none or can't be read):
+    read once a plan."""
     try:
         data = read_record(out_dir / MANIFEST_NAME)
     except (OSError, ValueError):
         return {}
-    if not isinstance(data, dict) or not isinstance(data.get("photos"), dict):
+    return data if isinstance(data, dict) else {}
+
+
+def _recorded_mirrors(data: dict) -> dict[str, str]:
+    """The mirror names OUT's manifest (`data`, as read) records. Only names of one
+    folder directly inside OUT count: a manifest edited or brought from elsewhere
+    ("../backup", "/home/u") can't send outputs outside OUT."""
+    folders = data.get("folders", {})
+    if not isinstance(folders, dict):
+        return {}
+    return {k: v for k, v in folders.items()
+            if isinstance(k, str) and isinstance(v, str) and is_plain_name(k)}
+
+
+def _unrecorded_mirrors(data: dict) -> dict[str, list[tuple[str, dict]]]:
+    """The mirrors OUT's manifest (`data`, as read) lists copies in but names no folder
+    for (made by a cloak from before mirror folders were recorded, whether or not a later
+    run recorded others since): each such folder directly inside OUT -> [(the copy's
+    path below it, its photo's recorded identity)]."""
+    if not isinstance(data.get("photos"), dict):
         return {}
     folders = data.get("folders")
     named = {fold(k) for k in folders if isinstance(k, str)} if isinstance(
@@ -430,7 +434,8 @@ def plan(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
     suffixes = tuple(s.lower() for s in io.IMAGE_SUFFIXES)
     items: list[Item] = []
     seen_dirs: set = set()
-    mirrors = Mirrors(_recorded_mirrors(out_dir), out_dir, _unrecorded_mirrors(out_dir))
+    record = _read_out_record(out_dir)
+    mirrors = Mirrors(_recorded_mirrors(record), out_dir, _unrecorded_mirrors(record))
     recorded: dict[str, set[str] | str | None] = {}  # output folders above the inputs
     for raw in inputs:
         src = Path(raw)

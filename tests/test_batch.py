@@ -645,7 +645,7 @@ class TestRun:
 
         monkeypatch.setattr(cv2.FaceDetectorYN, "create", refuse)
         monkeypatch.setattr("cloak.budget._probed", {})
-        monkeypatch.setattr("cloak.batch._warned_face_detection", set())
+        monkeypatch.setattr("cloak.models.weights._warned", set())
         assert again().status == PROTECTED
         entry = json.loads((out / MANIFEST_NAME).read_text())["photos"]["a.png"]
         assert entry["settings"]["faces"] is False

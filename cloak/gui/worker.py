@@ -449,9 +449,8 @@ class ProtectWorker(QObject):
 
         if job.chosen and self._moved_while_writing(job.out_dir, dst):
             return
-        # a later session skips it
-        # with its verdict as saved, known now: an app killed during the posting check
-        # (SIGTERM at logout) left the copy recorded with none, shown as fine later
+        # a later session skips it; with its verdict as saved, known now: an app killed
+        # during the posting check left the copy recorded with none, shown as fine later
         recorded = record_copy(job.src, dst, settings, copy_verdict(report, None),
                                src_identity=source)
         self._made.add(os.path.abspath(dst))
