@@ -720,9 +720,9 @@ def check_json_path(json_path: Path | None, out: Path | None = None) -> None:
         return
     if json_path.suffix.lower() in IMAGE_SUFFIXES:  # `--json me.jpg`
         fail(f"--json {json_path} names a photo file; give a .json file name")
-    from cloak.manifest import LOCK_NAME, MANIFEST_NAME
+    from cloak.manifest import JOURNAL_NAME, LOCK_NAME, MANIFEST_NAME
 
-    if json_path.name in (MANIFEST_NAME, LOCK_NAME):
+    if json_path.name in (MANIFEST_NAME, JOURNAL_NAME, LOCK_NAME):
         fail(f"--json {json_path} is the name of cloak's own record in an output folder; "
              "give another file name, such as report.json")
     folder = json_path.parent

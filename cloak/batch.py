@@ -42,6 +42,7 @@ from .errors import (
     out_of_memory_message,
 )
 from .manifest import (
+    JOURNAL_NAME,
     LOCK_NAME,
     MANIFEST_NAME,
     Manifest,
@@ -469,10 +470,11 @@ def _forget_empty_record(out_dir: Path, made_out: bool) -> bool:
     except OSError:
         return False
     record = Manifest(out_dir)
-    if (made_out and names - {MANIFEST_NAME, LOCK_NAME}) or record.entries \
+    if (made_out and names - {MANIFEST_NAME, JOURNAL_NAME, LOCK_NAME}) or record.entries \
             or record.found is not None:
         return False
     try:
+        (out_dir / JOURNAL_NAME).unlink(missing_ok=True)
         (out_dir / MANIFEST_NAME).unlink(missing_ok=True)
     except OSError:
         return False
@@ -631,6 +633,9 @@ def _clean_up_after_run(items: list[Item], manifest: Manifest, out_dir: Path,
         # run holds OUT) must not touch that run's temp files
         if folder.is_dir() and inside(folder, out_dir):
             _remove_temp_files(folder)
+    if locked:  # the journal folded into the record: a finished run leaves the record
+        with contextlib.suppress(OSError, CloakError):  # (what fails stays in the journal)
+            manifest.compact()
     # the folders made for copies that were not written (failed, stopped), where
     # still empty: a folder input's mirror is made before its first photo's attack
     made = {folder for item in items for folder in item.made_folders}

@@ -2,15 +2,20 @@
 
 For each copy it keeps the source's and the copy's identity (size, mtime, ctime, sha256)
 and the settings fingerprint it was protected with, so a rerun skips what is done,
-redoes what changed, and never takes a user's file for one of cloak's copies. It is
-rewritten atomically after each photo; `output_folder_lock` keeps a second run out of
-the same OUT while one writes there.
+redoes what changed, and never takes a user's file for one of cloak's copies. Each
+change to one photo's entry is appended to a journal beside it
+(`OUT/.cloak-manifest.journal`, one JSON line each), which every reader folds in; the
+record is rewritten whole, atomically, and the journal removed, when the journal has
+grown as large as the record and when a run ends (rewriting it twice per photo made a
+long run's saves grow with the square of its photos). `output_folder_lock` keeps a
+second run out of the same OUT while one writes there.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import logging
 import os
@@ -30,7 +35,9 @@ log = logging.getLogger(__name__)
 
 
 MANIFEST_NAME = ".cloak-manifest.json"
+JOURNAL_NAME = ".cloak-manifest.journal"  # changes since the record was last written
 LOCK_NAME = ".cloak-lock"  # held (flock) by the run writing to OUT
+JOURNAL_VERSION = 1
 
 
 def read_record(path: Path):
@@ -38,13 +45,58 @@ def read_record(path: Path):
     another OSError, or ValueError, where it can't be read: not a regular file (a FIFO
     would block the run forever; a folder), or not JSON (damaged, or nested too deep for
     the parser: RecursionError)."""
+    return read_record_and_sha256(path)[0]
+
+
+def read_record_and_sha256(path: Path) -> tuple[object, str]:
+    """read_record, and the sha256 of the bytes it was read from (which a journal names)."""
     st = os.stat(path)
     if not stat.S_ISREG(st.st_mode):
         raise ValueError("not a regular file")
+    raw = path.read_bytes()
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(raw.decode("utf-8")), hashlib.sha256(raw).hexdigest()
     except RecursionError:
         raise ValueError("nested too deep to be a cloak record") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8 text ({exc.reason})") from None
+
+
+def journal_changes(out_dir: Path, record_sha256: str) -> list[tuple[str, dict | None]] | None:
+    """The changes OUT's journal holds, in order: (name in the record, entry, or None where
+    the entry was removed). None where there is no journal, or it is not one of the record
+    whose sha256 is `record_sha256` (left from before the record was last rewritten, or
+    brought from elsewhere: it is ignored). A line cut short by a kill, or damaged, is
+    skipped; each change is on a line of its own."""
+    path = Path(out_dir) / JOURNAL_NAME
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
+        lines = path.read_bytes().split(b"\n")
+    except OSError:
+        return None
+    try:
+        header = json.loads(lines[0])
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(header, dict) or header.get("journal") != JOURNAL_VERSION or \
+            header.get("record_sha256") != record_sha256:
+        return None
+    changes = []
+    for line in lines[1:]:
+        if not line.strip():
+            continue
+        try:
+            change = json.loads(line)
+        except (ValueError, RecursionError):
+            log.info("skipped a damaged line of %s", path)
+            continue
+        if not isinstance(change, dict) or not isinstance(change.get("name"), str) or \
+                "\0" in change["name"]:
+            continue
+        entry = change.get("entry")
+        changes.append((change["name"], None if entry is None else _sane_entry(entry)))
+    return changes
 
 
 def recorded_copies(folder: Path, record: Manifest | None = None) -> set[str]:
@@ -130,8 +182,14 @@ class Manifest:
         # newer cloak's record (refused), ("unreadable", why) for a damaged one (set aside)
         self.found: tuple[str, object] | None = None
         self._by_fold: dict[str, str] | None = None  # fold(key) -> key, built when needed
+        # The sha256 of the record on disk as this object last read or wrote it (None:
+        # none yet), and whether the journal there is this record's, to append to.
+        self._record_sha256: str | None = None
+        self._journal_open = False
+        self._journal_bytes = 0  # appended since the record was last written
+        self._record_bytes = 0
         try:
-            data = read_record(self.path)
+            data, sha = read_record_and_sha256(self.path)
             version = data.get("version")
             if version == self.VERSION:
                 # a NUL in a name would fail every path made of it (ValueError)
@@ -139,6 +197,9 @@ class Manifest:
                                 if "\0" not in k and (entry := _sane_entry(v)) is not None}
                 self.folders = {k: v for k, v in data.get("folders", {}).items()
                                 if isinstance(v, str)}
+                self._record_sha256 = sha
+                self._record_bytes = os.stat(self.path).st_size
+                self._fold_in_journal()
             elif isinstance(version, int) and version > self.VERSION:
                 self.found = ("newer", version)
             else:
@@ -149,6 +210,19 @@ class Manifest:
         except (OSError, ValueError, AttributeError) as exc:
             log.warning("ignoring unreadable %s (%s)", self.path, exc)
             self.found = ("unreadable", str(exc))
+
+    def _fold_in_journal(self) -> None:
+        changes = journal_changes(self.out_dir, self._record_sha256)
+        if changes is None:
+            return
+        for name, entry in changes:
+            if entry is None:
+                self.entries.pop(name, None)
+            else:
+                self.entries[name] = entry
+        self._journal_open = True
+        with contextlib.suppress(OSError):
+            self._journal_bytes = os.stat(self.out_dir / JOURNAL_NAME).st_size
 
     def merge(self, other: Manifest) -> None:
         """Add `other`'s entries and mirror names that this one lacks (this run's own
@@ -181,6 +255,10 @@ class Manifest:
         return self.entries.get(self.key(dst))
 
     def set(self, dst: Path, entry: dict | None) -> None:
+        """Record `entry` for the copy at `dst` (None: forget it), on disk before this
+        returns: appended to the journal, or the record rewritten (see save) where there
+        is none on disk yet, or the journal has grown as large as the record. Raises as
+        save does."""
         key = self.key(dst)
         if entry is None:
             self.entries.pop(key, None)
@@ -188,12 +266,49 @@ class Manifest:
             self.entries[key] = entry
             if self._by_fold is not None:
                 self._by_fold[fold(key)] = key
-        self.save()
+        if self.found is not None or self._record_sha256 is None or \
+                self._journal_bytes > max(self._record_bytes, JOURNAL_MIN_BYTES):
+            self.save()
+        else:
+            self._append({"name": key, "entry": entry})
+
+    def _append(self, change: dict) -> None:
+        """Append `change` to the journal, made (with its header) where this object has
+        not written it since the record: one OS write, then fsync. Where the journal this
+        object appended to is gone, the record is written whole instead."""
+        path = self.out_dir / JOURNAL_NAME
+        line = ("\n" + json.dumps(change, separators=(",", ":"))).encode("utf-8")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
+        if not self._journal_open:
+            header = {"journal": JOURNAL_VERSION, "record_sha256": self._record_sha256}
+            line = json.dumps(header, separators=(",", ":")).encode("utf-8") + line
+            flags |= os.O_TRUNC
+        try:
+            mode = stat.S_IMODE(os.stat(self.path).st_mode)  # the record's readers
+        except OSError:
+            mode = 0o644
+        if self._journal_open:
+            flags &= ~os.O_CREAT
+        try:
+            fd = os.open(path, flags, mode)
+        except FileNotFoundError:  # another writer folded it into the record since
+            self.save()
+            return
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OutputError(f"{path} is not a regular file")
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self._journal_open = True
+        self._journal_bytes += len(line)
 
     def save(self) -> None:
-        """Write atomically, as photos are written. OSError/OutputError if it can't, or if
-        the record there is a newer cloak's. A damaged record is first set aside (kept as
-        `.cloak-manifest.json.unreadable-TIME`), not replaced."""
+        """Write the whole record atomically, and remove the journal it now holds.
+        OSError/OutputError if it can't, or if the record there is a newer cloak's. A
+        damaged record is first set aside (kept as `.cloak-manifest.json.unreadable-TIME`),
+        not replaced."""
         from .atomic import write_atomic
 
         if self.found is not None:
@@ -218,21 +333,42 @@ class Manifest:
             data["folders"] = self.folders
         # Compact: rewritten twice per photo, and 5,000 photos' entries took 0.20 s to
         # encode indented, 0.06 s so (a 3.7 MB file instead of 4.9 MB).
-        text = json.dumps(data, separators=(",", ":"))
-        write_atomic(self.path, lambda fp: fp.write(text.encode("utf-8")), overwrite=True)
+        raw = json.dumps(data, separators=(",", ":")).encode("utf-8")
+        write_atomic(self.path, lambda fp: fp.write(raw), overwrite=True)
+        self._record_sha256 = hashlib.sha256(raw).hexdigest()
+        self._record_bytes = len(raw)
+        self._journal_open, self._journal_bytes = False, 0
+        # the journal left is ignored from now on (it names the record before this one),
+        # and truncated by the next append where it can't be removed
+        with contextlib.suppress(FileNotFoundError):
+            (self.out_dir / JOURNAL_NAME).unlink()
+
+    def compact(self) -> None:
+        """Fold the journal into the record (save), where this object wrote or read one."""
+        if self._journal_open:
+            self.save()
+
+
+JOURNAL_MIN_BYTES = 256 * 1024  # a journal smaller than this is not folded in mid-run
 
 
 def read_only(out_dir: Path) -> Manifest:
     """OUT's manifest, for reading only: parsed again only when the file changed (its
-    device, inode, size and times; save() replaces it whole). The app asks for each photo
-    of a dropped folder whether it was protected before: parsing a 3,000-entry record two
-    or three times per photo took 402 s to reopen a folder of 3,000 protected photos."""
+    device, inode, size and times, and those of its journal; save() replaces it whole).
+    The app asks for each photo of a dropped folder whether it was protected before:
+    parsing a 3,000-entry record two or three times per photo took 402 s to reopen a
+    folder of 3,000 protected photos."""
     path = Path(out_dir) / MANIFEST_NAME
     try:
         st = os.stat(path)
         stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     except OSError:
         stamp = None
+    try:  # appended to since (the journal)
+        st = os.stat(Path(out_dir) / JOURNAL_NAME)
+        stamp = stamp and (*stamp, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    except OSError:
+        pass
     key = os.path.abspath(path)
     with _read_lock:
         cached = _read_cache.get(key)
@@ -312,6 +448,18 @@ def record_copy(src: Path, dst: Path, settings: dict, verdict: str | None = None
     except (OSError, CloakError) as exc:
         log.info("did not record %s in its folder's manifest: %s", dst, exc)
         return None
+
+
+def fold_journal(out_dir: Path) -> None:
+    """Take OUT's journal into its record (Manifest.compact), as a writer that recorded
+    copies one at a time (the desktop app) ends: OUT is left with its record alone. Nothing
+    where a `cloak protect` run holds OUT (it folds it as it ends) or the record can't be
+    written (every reader takes the journal in all the same)."""
+    try:
+        with output_folder_lock(out_dir):
+            Manifest(out_dir).compact()
+    except (OSError, CloakError) as exc:
+        log.info("left the journal of %s as it is: %s", out_dir, exc)
 
 
 # Fingerprint keys that name a setting without changing it: the mask's path as typed

@@ -22,7 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 
 from .errors import Cancelled
-from .manifest import MANIFEST_NAME, Manifest, matches_record, read_record, recorded_copies
+from .manifest import (
+    MANIFEST_NAME,
+    Manifest,
+    journal_changes,
+    matches_record,
+    read_record_and_sha256,
+    recorded_copies,
+)
 from .preview import PREVIEW_SUFFIX
 from .report import Report, plural
 from .same_path import fold, holds, only_spelt_apart, same_folder_path, stat_key
@@ -378,10 +385,19 @@ def _read_out_record(out_dir: Path) -> dict:
     """OUT's manifest as read, for its mirrors ({} if it has none or can't be read):
     read once a plan."""
     try:
-        data = read_record(out_dir / MANIFEST_NAME)
+        data, sha = read_record_and_sha256(out_dir / MANIFEST_NAME)
     except (OSError, ValueError):
         return {}
-    return data if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        return {}
+    photos = data.get("photos")
+    if isinstance(photos, dict):  # with the changes its journal holds
+        for name, entry in journal_changes(out_dir, sha) or ():
+            if entry is None:
+                photos.pop(name, None)
+            else:
+                photos[name] = entry
+    return data
 
 
 def _recorded_mirrors(data: dict) -> dict[str, str]:

@@ -21,6 +21,7 @@ from cloak import manifest as manifest_module
 from cloak.api import MEASURING_SAVED_AT, SAVED_AT, after_attack, attack_share
 from cloak.batch import CANCELLED, FAILED, PROTECTED, SKIPPED
 from cloak.manifest import (
+    JOURNAL_NAME,
     LOCK_NAME,
     MANIFEST_NAME,
     Manifest,
@@ -1610,8 +1611,10 @@ class TestReviewFixes:
 
         def on_event(event):
             if event.kind == "done" and event.item.src == photos[0]:
-                manifest.unlink()  # a folder where the manifest goes: every save fails
-                (manifest / "x").mkdir(parents=True)
+                # folders where the record and its journal go: every save fails
+                for record in (manifest, out / JOURNAL_NAME):
+                    record.unlink(missing_ok=True)
+                    (record / "x").mkdir(parents=True)
 
         result = batch.run(batch.plan(photos, out), out, tiny_config, on_event=on_event)
         assert [i.status for i in result.items] == [PROTECTED, FAILED, FAILED]
@@ -2711,3 +2714,120 @@ def test_photos_named_on_two_threads_at_once_leave_pythons_warnings_as_they_were
         assert shown == ["the host's, meanwhile", "the host's, after"]
     finally:
         warnings.showwarning = real_hook
+
+
+class TestJournal:
+    """A run appends each photo's entry to OUT's journal rather than rewriting the whole
+    record twice a photo (which grew with the square of a long run's photos); every
+    reader folds the journal in, so a killed run is recognised as before."""
+
+    @staticmethod
+    def entry(n: int) -> dict:
+        return {"state": "done", "src": {"size": n, "mtime_ns": n, "sha256": "a" * 64},
+                "settings": {"strength": "fast"}}
+
+    def test_a_run_appends_rather_than_rewriting_the_record_each_photo(
+            self, tmp_path, small_photo, tiny_config):
+        photos = [small_photo(tmp_path / "in" / f"{n}.png", index=n) for n in range(3)]
+        out = tmp_path / "out"
+        seen = []
+
+        def on_event(event):
+            if event.kind == "done":
+                record = (out / MANIFEST_NAME).stat()
+                seen.append(((record.st_ino, record.st_mtime_ns),
+                             (out / JOURNAL_NAME).is_file()))
+
+        result = batch.run(batch.plan(photos, out), out, tiny_config, on_event=on_event)
+        assert [i.status for i in result.items] == [PROTECTED] * 3
+        assert len(seen) == 3 and all(journal for _, journal in seen)
+        assert len({record for record, _ in seen}) == 1  # not rewritten once a photo
+        assert not (out / JOURNAL_NAME).exists()  # folded in as the run ended
+        photos_recorded = json.loads((out / MANIFEST_NAME).read_text())["photos"]
+        assert sorted(photos_recorded) == ["0.png", "1.png", "2.png"]
+        assert {e["state"] for e in photos_recorded.values()} == {"done"}
+
+    def test_a_killed_runs_journal_is_read_with_its_record(self, tmp_path):
+        out = tmp_path / "out"
+        out.mkdir()
+        record = Manifest(out)
+        record.set(out / "a.png", self.entry(1))  # no record yet: written whole
+        record.set(out / "b.png", self.entry(2))
+        record.set(out / "a.png", None)
+        record.set(out / "c.png", self.entry(3))
+        assert sorted(json.loads((out / MANIFEST_NAME).read_text())["photos"]) == ["a.png"]
+        again = Manifest(out)
+        assert sorted(again.entries) == ["b.png", "c.png"]
+        assert again.entries["c.png"] == self.entry(3)
+        again.set(out / "d.png", self.entry(4))  # appended to the same journal
+        assert sorted(Manifest(out).entries) == ["b.png", "c.png", "d.png"]
+        again.compact()
+        assert not (out / JOURNAL_NAME).exists()
+        assert sorted(json.loads((out / MANIFEST_NAME).read_text())["photos"]) == [
+            "b.png", "c.png", "d.png"]
+
+    def test_a_line_cut_short_by_a_kill_loses_only_itself(self, tmp_path):
+        out = tmp_path / "out"
+        out.mkdir()
+        record = Manifest(out)
+        record.set(out / "a.png", self.entry(1))
+        record.set(out / "b.png", self.entry(2))
+        with open(out / JOURNAL_NAME, "ab") as journal:
+            journal.write(b'\n{"name":"x.png","entry":{"sta')  # killed mid-write
+        record = Manifest(out)
+        record.set(out / "c.png", self.entry(3))
+        assert sorted(Manifest(out).entries) == ["a.png", "b.png", "c.png"]
+
+    def test_a_journal_of_another_record_is_ignored(self, tmp_path):
+        """One left after the record was rewritten (its removal failed), or one brought
+        from another folder, names another record, and changes nothing."""
+        out, other = tmp_path / "out", tmp_path / "other"
+        for folder in (out, other):
+            folder.mkdir()
+            Manifest(folder).set(folder / "a.png", self.entry(1))
+        Manifest(other).set(other / "b.png", self.entry(2))
+        (out / JOURNAL_NAME).write_bytes((other / JOURNAL_NAME).read_bytes())
+        (out / MANIFEST_NAME).write_text(
+            (out / MANIFEST_NAME).read_text().replace('"size":1', '"size":5'))
+        assert sorted(Manifest(out).entries) == ["a.png"]
+        assert sorted(Manifest(other).entries) == ["a.png", "b.png"]
+        record = Manifest(out)
+        record.set(out / "c.png", self.entry(3))  # starts a journal of its own
+        assert sorted(Manifest(out).entries) == ["a.png", "c.png"]
+
+    def test_the_record_is_rewritten_once_the_journal_is_as_large(self, tmp_path,
+                                                                   monkeypatch):
+        monkeypatch.setattr(manifest_module, "JOURNAL_MIN_BYTES", 0)
+        out = tmp_path / "out"
+        out.mkdir()
+        record = Manifest(out)
+        rewrites = 0
+        for n in range(40):
+            before = (out / MANIFEST_NAME).stat().st_ino if n else None
+            record.set(out / f"{n}.png", self.entry(n))
+            rewrites += (out / MANIFEST_NAME).stat().st_ino != before
+        assert 2 < rewrites < 20  # doubling: about log2(40) + 1, not 40
+        assert sorted(Manifest(out).entries, key=lambda k: int(k[:-4])) == [
+            f"{n}.png" for n in range(40)]
+
+    def test_a_cached_read_sees_what_was_appended(self, tmp_path):
+        out = tmp_path / "out"
+        out.mkdir()
+        Manifest(out).set(out / "a.png", self.entry(1))
+        assert sorted(manifest_module.read_only(out).entries) == ["a.png"]
+        Manifest(out).set(out / "b.png", self.entry(2))
+        assert sorted(manifest_module.read_only(out).entries) == ["a.png", "b.png"]
+
+    def test_a_record_left_as_another_writer_folded_it_is_not_lost(self, tmp_path):
+        """Two writers of one OUT in turn (the app records each copy afresh): the first
+        finds the journal it appended to gone and rewrites the record instead."""
+        out = tmp_path / "out"
+        out.mkdir()
+        first = Manifest(out)
+        first.set(out / "a.png", self.entry(1))
+        first.set(out / "b.png", self.entry(2))
+        second = Manifest(out)
+        second.set(out / "c.png", self.entry(3))
+        second.compact()
+        first.set(out / "d.png", self.entry(4))
+        assert {"a.png", "b.png", "d.png"} <= set(Manifest(out).entries)

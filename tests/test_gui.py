@@ -1700,6 +1700,30 @@ def test_ctrl_c_or_sigterm_closes_the_app_as_its_close_button_does(tmp_path, sig
             app.wait()
 
 
+def test_a_session_appends_each_copy_and_leaves_the_record_alone(qapp, tmp_path,
+                                                                   small_photo, model_dir):
+    """Each copy's entry (and its verdict) is appended to the folder's journal rather
+    than the whole record being rewritten; the session ends with the journal folded
+    into the record, so the folder holds the record alone."""
+    from cloak.manifest import JOURNAL_NAME, MANIFEST_NAME
+
+    out = tmp_path / "out"
+    photos = [small_photo(tmp_path / f"{n}.png", index=n) for n in range(3)]
+    config = ProtectConfig(strength="fast", faces=False, measure=False, **TINY)
+    worker = ProtectWorker([Job(n, p, out) for n, p in enumerate(photos)], config)
+    records = []
+    worker.protected.connect(lambda i, outcome: records.append(
+        ((out / MANIFEST_NAME).stat().st_ino, (out / JOURNAL_NAME).exists())))
+    outcomes = run_here(worker)
+    assert [o.status for o in outcomes].count(ALREADY_PROTECTED) == 0
+    assert len(records) == 3 and records[1][1] and records[2][1]
+    assert len({ino for ino, _ in records}) == 1  # written once, then appended to
+    assert sorted(p.name for p in out.iterdir()) == [MANIFEST_NAME, "0.png", "1.png",
+                                                    "2.png"]
+    recorded = json.loads((out / MANIFEST_NAME).read_text())["photos"]
+    assert sorted(recorded) == ["0.png", "1.png", "2.png"]
+
+
 class TestReviewFixes:
     """What a user hit in the app: cancel while weights download, retrying a failed photo,
     clearing during a folder walk, protected copies dropped again, CLI wording, sharp and

@@ -29,6 +29,7 @@ from cloak.errors import (
     out_of_memory_message,
 )
 from cloak.io import output_path_for
+from cloak.manifest import fold_journal
 from cloak.naming import about
 from cloak.report import VERDICTS, verdict_for
 
@@ -260,6 +261,7 @@ class ProtectWorker(QObject):
         # from another folder) gets its own copy, not "protected in an earlier session"
         # with the first one's
         self._made: set[str] = set()  # absolute paths of this run's copies
+        self._recorded_in: set[Path] = set()  # folders whose record this run appended to
 
     def cancel(self) -> None:
         """Ask the run to stop at the next attack step. Safe from any thread."""
@@ -290,6 +292,8 @@ class ProtectWorker(QObject):
                     folder.rmdir()
                 except OSError:
                     pass
+            for folder in self._recorded_in:  # each copy's entry was appended: the
+                fold_journal(folder)  # folder is left with its record alone
             emit(self.finished)
 
     def _protect_one(self, job: Job, created: list[Path]) -> None:
@@ -408,6 +412,7 @@ class ProtectWorker(QObject):
             # copy could not be read back) it is shown but not recorded: redone later.
             if is_out_of_memory(exc):
                 record_copy(job.src, Path(written), settings, src_identity=source)
+                self._recorded_in.add(Path(written).parent)
                 self._made.add(os.path.abspath(written))
             emit(self.protected, job.index, Outcome(
                 job.src, Path(written), None, "protected, but measuring the saved copy "
@@ -453,6 +458,7 @@ class ProtectWorker(QObject):
         # during the posting check left the copy recorded with none, shown as fine later
         recorded = record_copy(job.src, dst, settings, copy_verdict(report, None),
                                src_identity=source)
+        self._recorded_in.add(dst.parent)
         self._made.add(os.path.abspath(dst))
         posted_db = self._posted_damage(report)
         if recorded and (verdict := copy_verdict(report, posted_db)) is not None:
