@@ -1485,10 +1485,11 @@ def test_json_never_replaces_a_file_that_is_not_a_cloak_report(tmp_path, small_p
     assert notes.read_text() == "my notes" and raw.read_bytes() == b"II*\x00 raw bytes"
     result = invoke("verify", photo, "--json", notes)
     assert result.exit_code == 1 and "is not a cloak report" in result.stderr
-    result = invoke("protect", photo, "--out", tmp_path / "out", "--json",
-                    tmp_path / "out" / ".cloak-manifest.json", *TINY)
-    assert result.exit_code == 1 and "cloak's own record" in result.stderr
-    assert not (tmp_path / "out").exists()
+    for record in (".cloak-manifest.json", ".cloak-manifest.journal"):
+        result = invoke("protect", photo, "--out", tmp_path / "out", "--json",
+                        tmp_path / "out" / record, *TINY)
+        assert result.exit_code == 1 and "cloak's own record" in result.stderr
+        assert not (tmp_path / "out").exists()
 
 
 def test_a_file_name_that_is_not_utf8_is_printed_escaped(tmp_path, small_photo, model_dir):
