@@ -95,7 +95,10 @@ def journal_changes(out_dir: Path, record_sha256: str) -> list[tuple[str, dict |
                 "\0" in change["name"]:
             continue
         entry = change.get("entry")
-        changes.append((change["name"], None if entry is None else _sane_entry(entry)))
+        if entry is None:
+            changes.append((change["name"], None))
+        elif (sane := _sane_entry(entry)) is not None:  # (not an object: skipped)
+            changes.append((change["name"], sane))
     return changes
 
 
@@ -278,7 +281,9 @@ class Manifest:
         object appended to is gone, the record is written whole instead."""
         path = self.out_dir / JOURNAL_NAME
         line = ("\n" + json.dumps(change, separators=(",", ":"))).encode("utf-8")
-        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
+        # not following a link at its name, nor waiting for a reader of a FIFO there
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0) | \
+            getattr(os, "O_NONBLOCK", 0)
         if not self._journal_open:
             header = {"journal": JOURNAL_VERSION, "record_sha256": self._record_sha256}
             line = json.dumps(header, separators=(",", ":")).encode("utf-8") + line

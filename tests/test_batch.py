@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, PngImagePlugin
 
-from cloak import Cancelled, CloakError, ModelError, ProtectConfig, batch, io
+from cloak import Cancelled, CloakError, ModelError, OutputError, ProtectConfig, batch, io
 from cloak import manifest as manifest_module
 from cloak.api import MEASURING_SAVED_AT, SAVED_AT, after_attack, attack_share
 from cloak.batch import CANCELLED, FAILED, PROTECTED, SKIPPED
@@ -2831,3 +2831,24 @@ class TestJournal:
         second.compact()
         first.set(out / "d.png", self.entry(4))
         assert {"a.png", "b.png", "d.png"} <= set(Manifest(out).entries)
+
+    def test_an_entry_that_is_not_an_object_in_the_journal_removes_nothing(self, tmp_path):
+        out = tmp_path / "out"
+        out.mkdir()
+        record = Manifest(out)
+        record.set(out / "a.png", self.entry(1))
+        record.set(out / "b.png", self.entry(2))
+        with open(out / JOURNAL_NAME, "ab") as journal:
+            journal.write(b'\n{"name":"a.png","entry":"damaged"}')
+        assert sorted(Manifest(out).entries) == ["a.png", "b.png"]
+
+    @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX FIFOs")
+    def test_a_fifo_at_the_journals_name_fails_the_write_without_a_hang(self, tmp_path):
+        out = tmp_path / "out"
+        out.mkdir()
+        record = Manifest(out)
+        record.set(out / "a.png", self.entry(1))  # the record, written whole
+        os.mkfifo(out / JOURNAL_NAME)
+        assert sorted(Manifest(out).entries) == ["a.png"]  # read: passed over
+        with pytest.raises((OSError, OutputError)):  # ENXIO: no reader, no wait
+            record.set(out / "b.png", self.entry(2))
