@@ -184,8 +184,19 @@ def load_user_mask(path: str | Path, height: int, width: int, check_aspect: bool
     from PIL import Image, ImageOps
 
     from .errors import UnsupportedImageError, raised_by_cloak
-    from .io import DECODE_ERRORS, READ_FORMATS, decoding_limit, pixel_limit
+    from .io import (
+        DECODE_ERRORS,
+        READ_FORMATS,
+        check_can_open,
+        decode_problem,
+        decoding_limit,
+        pixel_limit,
+    )
 
+    try:  # missing, a folder, a FIFO (which would hang the open), empty: said as for a photo
+        check_can_open(path)
+    except UnsupportedImageError as exc:
+        raise UnsupportedImageError(f"can't read mask {exc}") from None
     try:  # a mask over cloak's pixel limit fails as a photo would (no traceback)
         with decoding_limit(Path(path), pixel_limit()), \
                 Image.open(path, formats=READ_FORMATS) as img:
@@ -200,7 +211,7 @@ def load_user_mask(path: str | Path, height: int, width: int, check_aspect: bool
     except DECODE_ERRORS as exc:  # Pillow raises SyntaxError, struct.error... on damage
         if raised_by_cloak(exc):  # cloak's own bug, not damage in the mask
             raise
-        raise UnsupportedImageError(f"can't read mask {path}: {exc}") from exc
+        raise UnsupportedImageError(f"can't read mask {path}: {decode_problem(exc)}") from exc
     slack = MASK_ASPECT_TOLERANCE + 1 / min(img.width, img.height)
     if check_aspect and abs((img.width / img.height) / (aspect_width / aspect_height) - 1) > \
             slack:

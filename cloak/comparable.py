@@ -289,13 +289,21 @@ def match_copy(original: Image.Image, protected: Image.Image
     the same box of it when the copy is the original with its edges trimmed (crop_offset);
     resized to the copy's size when the copy is the original resized (a copy downloaded
     back from a platform), or Instagram's centre crop of it resized, with a note saying
-    so. UnsupportedImageError for a copy turned by a quarter or cropped otherwise."""
+    so. UnsupportedImageError for a copy turned by a quarter or cropped otherwise, or
+    larger than the original (more pixels: given the other way round?)."""
     from .errors import UnsupportedImageError
 
     (ow, oh), (pw, ph) = original.size, protected.size
     if (ow, oh) == (pw, ph):
         return original, None
     sizes = f"the original is {ow}x{oh} and the copy {pw}x{ph}"
+    if pw * ph > ow * oh:  # enlarging the original would blur it, and the blur would read
+        # as the copy's protection (an unprotected photo and a smaller copy of it, given
+        # the other way round, measured "strong")
+        raise UnsupportedImageError(
+            f"{sizes}: the copy is larger than the original, so they can't be compared; "
+            "were they given the other way round? Give the original first, then its "
+            "protected copy (at its own size, or smaller as a platform serves it)")
     if (found := crop_offset(original, protected)) is not None:
         left, top = found
         cut = ", ".join(f"{n} px {where}" for n, where in (

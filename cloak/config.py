@@ -8,6 +8,7 @@ import math
 import numbers
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -340,8 +341,10 @@ def _file_digest(path: str | None) -> str | None:
     if not path:
         return None
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would wait for a writer
+            return None
         return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL in the name
         return None
 
 

@@ -273,7 +273,7 @@ def _fail(path: Path, problem: str) -> UnsupportedImageError:
 def _open_file(path: Path) -> IO[bytes]:
     """Open `path` for reading, turning file-system errors into one clear line."""
     try:  # not Path.exists(): it raises PermissionError where a folder can't be searched
-        is_folder = stat.S_ISDIR(os.stat(path).st_mode)
+        mode = os.stat(path).st_mode
     except (FileNotFoundError, NotADirectoryError):
         raise _fail(path, "no such file") from None
     except PermissionError:
@@ -281,8 +281,10 @@ def _open_file(path: Path) -> IO[bytes]:
             from None
     except OSError as exc:  # a symlink loop, a name too long...
         raise _fail(path, f"cannot read the file ({exc.strerror or exc})") from None
-    if is_folder:
+    if stat.S_ISDIR(mode):
         raise _fail(path, "is a folder, not a photo")
+    if not stat.S_ISREG(mode):  # opening a FIFO would wait for a writer forever
+        raise _fail(path, "not a regular file (a pipe, socket or device); give a photo file")
     try:
         fp = open(path, "rb")  # noqa: SIM115 - closed by load_photo
         size = os.fstat(fp.fileno()).st_size
@@ -419,14 +421,27 @@ def load_photo(path: str | os.PathLike[str], max_pixels: int | None = None) -> P
     except DECODE_ERRORS as exc:  # Pillow/libheif decoders raise many types on bad data
         if raised_by_cloak(exc):  # cloak's own bug, not damage in the file: reported so
             raise
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "truncated" in detail.lower():  # Pillow's "image file is truncated (40 bytes
-            # not processed)" says again what the line says: the file ends too soon
-            raise _fail(path, "the image data is truncated (the file ends too soon: a "
-                        "copy or download that did not finish?)") from None
-        raise _fail(path, f"the image data is truncated or corrupt ({detail})") from None
+        raise _fail(path, decode_problem(exc)) from None
     finally:
         fp.close()
+
+
+def decode_problem(exc: BaseException) -> str:
+    """What a decoder's exception on a file's data means, in a user's words."""
+    if isinstance(exc, UnidentifiedImageError):
+        return "not an image cloak can read (damaged, or another kind of file renamed)"
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if "truncated" in detail.lower():  # Pillow's "image file is truncated (40 bytes not
+        # processed)" says again what the line says: the file ends too soon
+        return ("the image data is truncated (the file ends too soon: a copy or download "
+                "that did not finish?)")
+    return f"the image data is truncated or corrupt ({detail})"
+
+
+def check_can_open(path: str | os.PathLike[str]) -> None:
+    """UnsupportedImageError, naming `path`, where it is not a file with data that can be
+    opened (missing, a folder, a pipe, empty, not readable), as load_photo says it."""
+    _open_file(Path(path)).close()
 
 
 def frames_problem(path: str | os.PathLike[str], wait: bool = True) -> str | None:

@@ -772,7 +772,7 @@ def test_a_missing_mask_is_said_before_the_outputs_made_with_it_are_judged(
     result = invoke("protect", src, "--out", tmp_path / "out", *TINY, "--mask", mask)
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines() == [
-        f"error: can't read mask {mask}: [Errno 2] No such file or directory: '{mask}'"]
+        f"error: can't read mask {mask}: no such file"]
 
 
 def test_verify_says_when_the_photos_look_swapped(tmp_path, small_photo, model_dir):
@@ -1861,3 +1861,25 @@ def test_verify_names_the_photo_a_warning_is_about(tmp_path, small_photo, model_
     assert result.exit_code == 0, result.output
     [line] = [r.getMessage() for r in caplog.records if "Corrupt EXIF" in r.getMessage()]
     assert line.startswith(f"{odd}: Corrupt EXIF data") and "\n" not in line
+
+
+def test_a_mask_that_cant_be_read_is_said_in_plain_words(tmp_path, small_photo, model_dir):
+    """Not Python's or Pillow's own text ("[Errno 21] Is a directory", "cannot identify
+    image file"): the words a photo of the same kind gets. A FIFO is refused, not waited
+    on forever."""
+    photo = small_photo(tmp_path / "a.png")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "notes.png").write_text("my notes")
+    expected = {"folder": "is a folder, not a photo", "empty.png": "the file is empty",
+                "notes.png": "not an image cloak can read"}
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "pipe.png")
+        expected["pipe.png"] = "not a regular file"
+    for name, words in expected.items():
+        result = invoke("protect", photo, "--out", tmp_path / "out", *TINY,
+                        "--mask", tmp_path / name)
+        assert result.exit_code == 1, result.output
+        assert result.stderr.startswith(f"error: can't read mask {tmp_path / name}: {words}"), \
+            result.stderr
+        assert "Errno" not in result.stderr and "cannot identify" not in result.stderr

@@ -2899,3 +2899,19 @@ def test_a_tiff_with_an_infinite_subfile_type_is_refused_as_corrupt(tmp_path: Pa
     with pytest.raises(UnsupportedImageError, match=r"odd\.tif: the image data is truncated "
                        r"or corrupt \(cannot convert float infinity"):
         io.load_photo(path)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX FIFOs")
+def test_a_fifo_given_as_a_photo_is_refused_not_waited_on(tmp_path, model_dir):
+    """`cloak verify fifo.jpg` (and protect_file from Python) opened the FIFO and waited for
+    a writer forever; it is refused at once, as `cloak protect` does."""
+    import subprocess
+    import sys
+
+    fifo = tmp_path / "fifo.jpg"
+    os.mkfifo(fifo)
+    with pytest.raises(UnsupportedImageError, match="not a regular file"):
+        io.load_photo(fifo)
+    done = subprocess.run([sys.executable, "-m", "cloak", "verify", str(fifo)],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 1 and "not a regular file" in done.stderr, done.stderr
