@@ -1080,3 +1080,46 @@ def test_weights_missing_comes_back_whole_from_a_jobs_worker(tmp_path):
     back = pickle.loads(pickle.dumps(exc))
     assert type(back) is W.WeightsMissing and str(back) == str(exc)
     assert (back.why, back.model_dir, back.offline) == ("downloads are off", tmp_path, True)
+
+
+class TestWeightFileWords:
+    """A weight file of the user's that does not load is said in plain words, with what to
+    do: not Python's exception name, a bare number, or torch's own (cut-off) message."""
+
+    @pytest.fixture
+    def mine(self, tmp_path, model_dir, monkeypatch):
+        monkeypatch.setenv("CLOAK_OFFLINE", "1")
+        folder = tmp_path / "mine"
+        folder.mkdir()
+        (folder / "taesd_decoder.safetensors").symlink_to(
+            model_dir / "taesd_decoder.safetensors")
+        return folder
+
+    def refusal(self, folder, part: str = "encoder") -> str:
+        with pytest.raises(ModelError) as caught:
+            W.load_verified(get_spec("taesd"), part, model_dir=folder)
+        return str(caught.value)
+
+    @pytest.mark.parametrize("content, words", [
+        (b"", "the file is empty (0 bytes)"),
+        (b"hello world", "not a weights file (damaged, or another kind of file")])
+    def test_an_unreadable_file_is_said_plainly_with_what_to_do(self, mine, content, words):
+        (mine / "taesd_encoder.pth").write_bytes(content)
+        message = self.refusal(mine)
+        assert f"can't read weights {mine / 'taesd_encoder.pth'}: {words}" in message
+        assert message.endswith("or move it out of that folder so cloak looks in the next "
+                                "one (or downloads it)")
+        assert "taesd_encoder.pth)" in message  # the address to get it from
+        assert "EOFError" not in message and ": 101" not in message
+
+    def test_another_models_or_parts_file_is_named(self, mine, model_dir):
+        (mine / "taesd_encoder.pth").symlink_to(model_dir / "taef1_encoder.safetensors")
+        message = self.refusal(mine)
+        assert "it holds taef1's encoder weights" in message
+        assert "put taesd's encoder file there" in message
+        assert "size mismatch" not in message and "state_dict" not in message
+        (mine / "taesd_decoder.safetensors").unlink()
+        (mine / "taesd_decoder.safetensors").symlink_to(model_dir / "taesd_encoder.safetensors")
+        message = self.refusal(mine, "decoder")
+        assert "it holds taesd's encoder weights" in message, message
+        assert "Missing key" not in message

@@ -207,9 +207,11 @@ def _parse_state(path: Path, data: bytes) -> dict[str, torch.Tensor]:
                 state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt or foreign file; torch's message runs to many lines
         log.debug("can't read %s", path, exc_info=True)
-        raise ModelError(f"can't read weights {path}: {_why_unreadable(data, exc)}") from exc
+        raise UnreadableWeights(f"can't read weights {path}: {_why_unreadable(data, exc)}"
+                                ) from exc
     if not isinstance(state, dict):
-        raise ModelError(f"{path} does not hold a state dict")
+        raise UnreadableWeights(f"can't read weights {path}: it holds no named tensors "
+                                "(not a weights file)")
     return {k: v.float() for k, v in state.items() if isinstance(v, torch.Tensor)}
 
 
@@ -228,6 +230,8 @@ def values_digest(state: dict[str, torch.Tensor]) -> str:
 def _why_unreadable(data: bytes, exc: Exception) -> str:
     """What a weights file that failed to load is, in a few words, from its first bytes:
     a web page saved in its place, a cut-off download, or a file of another kind."""
+    if not data:
+        return "the file is empty (0 bytes)"
     head = data[:512].lstrip().lower()
     if head.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head", b"<!--")):
         return ("a web page, not weights (saved from the site's page? download the raw "
@@ -239,7 +243,7 @@ def _why_unreadable(data: bytes, exc: Exception) -> str:
         return "not a plain weights file (refused by torch.load(weights_only=True))"
     if data[:4] == b"PK\x03\x04":  # torch's zip format, but it would not load
         return "damaged or cut off (its download may have stopped early); get it again"
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    return "not a weights file (damaged, or another kind of file saved under this name)"
 
 
 def normalise_keys(state: dict[str, torch.Tensor], part: str) -> dict[str, torch.Tensor]:
@@ -332,6 +336,11 @@ def verify_file(path: Path) -> bool:
         raise ModelError(f"can't read weights {path}: {exc.strerror or exc}") from exc
     check_pinned(path, actual)
     return True
+
+
+class UnreadableWeights(ModelError):
+    """A weight file that does not load as this (model, part): damaged, another kind of
+    file, or the weights of something cloak does not know."""
 
 
 class UnknownRelease(ModelError):
@@ -682,8 +691,17 @@ def load_part(spec: ModelSpec, part: str, path: Path, other_exports: bool = Fals
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        short = re.sub(r"\s+", " ", str(exc))[:300]
-        raise ModelError(f"{path} is not {spec.name} {part} weights: {short}") from exc
+        log.debug("%s does not load as %s %s", path, spec.name, part, exc_info=True)
+        other = _known_part_of(state, (spec.name, part))
+        if other is not None:
+            name, other_part = other
+            raise ModelError(
+                f"{path} is not {spec.name} {part} weights: it holds {name}'s {other_part} "
+                f"weights ({MODELS[name].stands_in_for}); put {spec.name}'s {part} file "
+                f"there ({UPSTREAM_URL}/{spec.file_stem(part)}.pth)") from exc
+        raise UnreadableWeights(
+            f"{path} is not {spec.name} {part} weights: its tensors have other names or "
+            "shapes (another model's file, or a damaged one)") from exc
     holds = identify(state, part)
     if holds is not None and holds != spec.name:
         raise ModelError(
@@ -709,6 +727,23 @@ def load_part(spec: ModelSpec, part: str, path: Path, other_exports: bool = Fals
                    "release cloak knows (another version, or a damaged copy): protection "
                    "is made and measured against them as they are")
     return module.eval().requires_grad_(False)
+
+
+def _known_part_of(state: dict[str, torch.Tensor], besides: tuple[str, str]
+                   ) -> tuple[str, str] | None:
+    """The (model, part) of the known ones, other than `besides`, whose layout `state`
+    loads into strictly (another part's or model's file saved under a weight file's
+    name), or None."""
+    for name in MODELS:
+        for part in PARTS:
+            if (name, part) == besides:
+                continue
+            try:
+                build_part(MODELS[name], part).load_state_dict(state, strict=True)
+            except RuntimeError:
+                continue
+            return name, part
+    return None
 
 
 def resolve(spec: ModelSpec, part: str, model_dir=None, allow_download: bool = True,
@@ -784,6 +819,11 @@ def load_verified(spec: ModelSpec, part: str, model_dir=None, allow_download: bo
         own_copy = find_local(spec, part, model_dir)
         own_copies = [folder / f"{spec.file_stem(part)}.pth" for folder in _own_folders()]
         if own_copy not in own_copies:
+            if isinstance(exc, UnreadableWeights):  # a user's file: what to do about it
+                raise ModelError(
+                    f"{exc}; put the published file there ({download_url(spec, part)}), "
+                    "or move it out of that folder so cloak looks in the next one (or "
+                    "downloads it)") from exc
             raise
         can_fetch = allow_download and not downloads_off()
         spare = (None if can_fetch and _can_write(own_copy.parent)
