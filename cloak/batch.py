@@ -130,7 +130,8 @@ class BatchResult:
 
 
 def _decide(item: Item, entry: dict | None, settings: dict, force: bool,
-            overwrite: bool, preview: bool = False, also: dict | None = None) -> None:
+            overwrite: bool, preview: bool = False, also: dict | None = None,
+            record_unreadable: bool = False) -> None:
     """Skip, refuse or clear an item for work, from its output and manifest entry.
     `preview`: previews are asked for, so a done photo without one is done again. A copy
     made with `also` (settings_to_accept) counts as made with `settings`."""
@@ -204,6 +205,14 @@ def _decide(item: Item, entry: dict | None, settings: dict, force: bool,
     beside = not made_here and same_folder(item.dst.parent, item.src.parent)
     remedy = ("move it away or choose another --out folder" if beside
               else "pass --overwrite to replace it")
+    if entry is None and record_unreadable:  # cloak's record of OUT can't be read
+        item.status = FAILED
+        item.message = (f"output {item.dst} exists, and cloak's record of that folder "
+                        f"({MANIFEST_NAME}) can't be read, so cloak can't tell whether it "
+                        "made it; " + ("move it away or choose another --out folder"
+                                      if beside else "pass --overwrite to replace it, or "
+                                      "choose another --out folder"))
+        return
     if entry is None:  # perhaps a photo of the user's own: another folder is the advice
         item.status = FAILED
         item.message = (f"output {item.dst} exists and was not made by cloak (it may be a "
@@ -225,11 +234,12 @@ def _decide(item: Item, entry: dict | None, settings: dict, force: bool,
 
 
 def _decide_or_fail(item: Item, entry: dict | None, settings: dict, force: bool,
-                    overwrite: bool, preview: bool, also: dict | None) -> None:
+                    overwrite: bool, preview: bool, also: dict | None,
+                    record_unreadable: bool = False) -> None:
     """_decide, where an output that can't be looked at (a name too long for its
     preview) fails its own photo alone."""
     try:
-        _decide(item, entry, settings, force, overwrite, preview, also)
+        _decide(item, entry, settings, force, overwrite, preview, also, record_unreadable)
     except OSError as exc:
         item.status = FAILED
         item.message = f"can't check its output {item.dst}: {exc.strerror or exc}"
@@ -606,7 +616,8 @@ def _decide_all(items: list[Item], manifest: Manifest, settings: dict, force: bo
             if stop():
                 raise KeyboardInterrupt
             _decide_or_fail(item, manifest.get(item.dst), settings, force, overwrite,
-                            preview, also)
+                            preview, also, record_unreadable=manifest.found is not None
+                            and manifest.found[0] == "unreadable")
         if item.status == "pending":
             todo.append(item)
         else:

@@ -206,13 +206,20 @@ class Manifest:
             elif isinstance(version, int) and version > self.VERSION:
                 self.found = ("newer", version)
             else:
-                log.warning("ignoring unreadable %s (record version %r)", self.path, version)
-                self.found = ("unreadable", f"record version {version!r}")
+                self._unreadable(f"record version {version!r}")
         except (FileNotFoundError, NotADirectoryError):
             pass
-        except (OSError, ValueError, AttributeError) as exc:
-            log.warning("ignoring unreadable %s (%s)", self.path, exc)
-            self.found = ("unreadable", str(exc))
+        except json.JSONDecodeError:
+            self._unreadable("not valid JSON: damaged, or cut off")
+        except OSError as exc:
+            self._unreadable(exc.strerror or str(exc))
+        except (ValueError, AttributeError) as exc:
+            self._unreadable(str(exc) if isinstance(exc, ValueError) else "not a cloak record")
+
+    def _unreadable(self, why: str) -> None:
+        log.warning("cloak's record %s can't be read (%s); the copies already in that folder "
+                    "can't be recognised as cloak's", self.path, why)
+        self.found = ("unreadable", why)
 
     def _fold_in_journal(self) -> None:
         changes = journal_changes(self.out_dir, self._record_sha256)
@@ -312,7 +319,8 @@ class Manifest:
     def save(self) -> None:
         """Write the whole record atomically, and remove the journal it now holds.
         OSError/OutputError if it can't, or if the record there is a newer cloak's. A
-        damaged record is first set aside (kept as `.cloak-manifest.json.unreadable-TIME`),
+        damaged record is first set aside (kept as `.cloak-manifest.json.unreadable-TIME`, TIME
+        in UTC),
         not replaced."""
         from .atomic import write_atomic
 
@@ -322,7 +330,8 @@ class Manifest:
                 raise OutputError(
                     f"{self.path} was written by a newer cloak (record version {detail}); "
                     "use that cloak for this folder, or choose another --out")
-            stamp, n = time.strftime("%Y%m%d-%H%M%S"), 1
+            # UTC, said so (Z): names set aside under two time zones sort in order
+            stamp, n = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()), 1
             aside = self.path.with_name(f"{MANIFEST_NAME}.unreadable-{stamp}")
             while aside.exists():
                 n += 1

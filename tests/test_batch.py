@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 import contextlib
 import hashlib
 import json
@@ -1661,6 +1662,9 @@ class TestReviewFixes:
         assert [i.status for i in result.items] == [PROTECTED]
         (aside,) = out.glob(f"{MANIFEST_NAME}.unreadable-*")
         assert aside.read_text() == '{"version": 1, "photos": {"x.png": '
+        # the time it was set aside, in UTC and said so (one local time has no zone)
+        stamp = aside.name.removeprefix(f"{MANIFEST_NAME}.unreadable-")
+        assert abs(calendar.timegm(time.strptime(stamp, "%Y%m%dT%H%M%SZ")) - time.time()) < 120
         assert "a.png" in json.loads((out / MANIFEST_NAME).read_text())["photos"]
         assert f"kept as {aside.name}" in caplog.text
 
@@ -2513,7 +2517,8 @@ def test_odd_records_are_read_without_a_crash_a_hang_or_silence(tmp_path, small_
     record.write_text(json.dumps(data))
     with caplog.at_level("WARNING", logger="cloak.manifest"):
         assert manifest_module.Manifest(out).found == ("unreadable", "record version None")
-    assert f"ignoring unreadable {record} (record version None)" in caplog.text
+    assert f"cloak's record {record} can't be read (record version None); the copies " \
+        "already in that folder can't be recognised as cloak's" in caplog.text
 
     record.unlink()
     os.mkfifo(record)
@@ -2852,3 +2857,24 @@ class TestJournal:
         assert sorted(Manifest(out).entries) == ["a.png"]  # read: passed over
         with pytest.raises((OSError, OutputError)):  # ENXIO: no reader, no wait
             record.set(out / "b.png", self.entry(2))
+
+
+def test_a_copy_in_a_folder_whose_record_is_damaged_is_not_called_the_users(
+        tmp_path, small_photo, tiny_config, caplog):
+    """A record damaged since (a sync client cut it off): cloak's own copy was said to be
+    "not made by cloak (it may be a photo of yours)", after a warning in JSON parser text
+    ("Expecting value: line 1 column 1 (char 0)")."""
+    out = tmp_path / "out"
+    photo = small_photo(tmp_path / "in" / "a.png")
+    assert batch.run(batch.plan([photo], out), out, tiny_config).counts[PROTECTED] == 1
+    (out / MANIFEST_NAME).write_text("garbage{")
+    with caplog.at_level("WARNING", logger="cloak.manifest"):
+        result = batch.run(batch.plan([photo], out), out, tiny_config)
+    [item] = result.items
+    assert item.status == FAILED
+    assert item.message == (
+        f"output {out / 'a.png'} exists, and cloak's record of that folder "
+        f"({MANIFEST_NAME}) can't be read, so cloak can't tell whether it made it; pass "
+        "--overwrite to replace it, or choose another --out folder")
+    assert "not valid JSON: damaged, or cut off" in caplog.text
+    assert "Expecting value" not in caplog.text

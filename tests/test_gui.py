@@ -3633,5 +3633,8 @@ def test_the_apps_log_names_the_photo_a_warning_is_about(window, tmp_path, monke
     lines = [line for line in path.read_text().splitlines() if "WARNING" in line]
     exif_lines = [line for line in lines if "Corrupt EXIF" in line]
     assert exif_lines and all(f"{bad_exif}: " in line for line in exif_lines), lines
+    # each line's time says its zone: 2026-12-06 19:30:12+0000 WARNING ...
+    assert all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[+-]\d{4} WARNING ", line)
+               for line in lines), lines
     dtd_lines = [line for line in lines if "declares a DTD" in line]
     assert dtd_lines and all(f"{dtd}: " in line for line in dtd_lines), lines

@@ -70,7 +70,8 @@ def log_to_file() -> Path | None:
         return None
     handler.set_name(LOG_HANDLER_NAME)
     handler.setLevel(logging.WARNING)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(logging.Formatter(  # the local time with its zone (+0100)
+        "%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%Y-%m-%d %H:%M:%S%z"))
     logging.getLogger().addHandler(name_photos(handler))  # "PHOTO: ..." (naming.about)
     return path
 
