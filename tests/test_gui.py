@@ -343,6 +343,31 @@ class TestDropZone:
                           == "that photo is already in the list", 30)
         assert row.state == PhotoRow.PROTECTED
 
+    def test_a_photo_edited_in_place_with_its_size_and_time_kept_waits_again(
+            self, window, tmp_path, small_photo):
+        """Edited in place, its size and modification time kept (`exiftool -P`, `touch
+        -r`): only its ctime moved. The app compared size and mtime, so the row stayed
+        "protected" with the copy of the photo as it was; the CLI's record checks the
+        ctime too."""
+        from PIL import Image
+
+        window.settings["measure"] = False
+        photo = small_photo(tmp_path / "a.bmp")  # a BMP: the same size after any edit
+        window.add_paths([photo])
+        window.start()
+        assert wait_until(lambda: not window.is_running(), 60)
+        (row,) = window.rows.values()
+        assert row.state == PhotoRow.PROTECTED
+        before = os.stat(photo)
+        with Image.open(photo) as im:
+            im.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(photo)
+        os.utime(photo, ns=(before.st_atime_ns, before.st_mtime_ns))
+        after = os.stat(photo)
+        assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+        window.add_paths([photo])
+        assert wait_until(lambda: row.state == PhotoRow.WAITING, 30)
+        assert window.statusBar().currentMessage() == "1 photo in the list already waits again"
+
     def test_a_thumbnail_follows_a_photo_edited_after_it_was_added(
             self, window, tmp_path, small_photo):
         """A waiting photo replaced on disk (cropped in an editor) and dropped again is

@@ -65,7 +65,7 @@ class Outcome:
     report: Report | None  # None: the copy was written, measuring it then failed
     status: str
     config: ProtectConfig | None = None  # what it was protected with (its budget map)
-    src_stamp: tuple[int, int] | None = None  # source_stamp of the photo it was made from
+    src_stamp: tuple[int, int, int] | None = None  # source_stamp of the photo it was made from
     # an earlier session's copy: the verdict its folder's record keeps (None: none kept)
     recorded_verdict: str | None = None
 
@@ -119,14 +119,17 @@ def _identity_or_none(path: Path) -> dict | None:
         return None
 
 
-def source_stamp(path: Path) -> tuple[int, int] | None:
-    """(size, modification time in ns) of the photo at `path`, or None where it can't be
-    read: whether it was edited (cropped, say) since its copy was made."""
+def source_stamp(path: Path) -> tuple[int, int, int] | None:
+    """(size, modification time, change time; in ns) of the photo at `path`, or None where
+    it can't be read: whether it was edited (cropped, say) since its copy was made. The
+    change time moves with an edit in place that keeps the size and the modification
+    time (`exiftool -P`); a chmod moves it too, and the earlier copy is then found again
+    by its sha256 (earlier_copy), not protected twice."""
     try:
         st = os.stat(path)
     except OSError:
         return None
-    return st.st_size, st.st_mtime_ns
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
 # Share of a photo's progress bar at which its posting check starts (seconds of work on a
