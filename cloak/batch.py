@@ -298,8 +298,12 @@ UNRECORDED_SHEET_WINDOW_NS = 15 * 60 * 10**9
 def _unrecorded_own_sheet(sheet: Path, entry: dict) -> bool:
     """Whether `sheet` is the preview that a cloak from before sheets were recorded
     wrote with the entry's copy: the entry records no sheet at all, and the file there
-    was written, and last changed (its ctime: a file put there later, even by `cp -p`,
-    has a later one), in the minutes after the copy was."""
+    was written within minutes of the copy (either side: `cp -r` writes both anew, in
+    either order), and last changed (its ctime: a file put there later, even by `cp -p`,
+    has a later one) within minutes of the copy's writing, or of the copy's own last
+    change where that is late too (the folder copied with its times kept, `cp -a`, or
+    restored from a backup: the entry's times are brought up to date by matches_record
+    first)."""
     if "preview" in entry or "earlier_preview" in entry:
         return False
     copy = entry.get("dst") if isinstance(entry.get("dst"), dict) else {}
@@ -310,8 +314,13 @@ def _unrecorded_own_sheet(sheet: Path, entry: dict) -> bool:
         return False
     if not isinstance(made, int) or not stat.S_ISREG(st.st_mode):
         return False
-    return made <= st.st_mtime_ns <= max(st.st_mtime_ns, st.st_ctime_ns) <= \
-        made + UNRECORDED_SHEET_WINDOW_NS
+    window = UNRECORDED_SHEET_WINDOW_NS
+    if not made - window <= st.st_mtime_ns <= made + window:
+        return False
+    changed = copy.get("ctime_ns")  # the copy's, as it is now
+    return st.st_ctime_ns <= made + window or (
+        isinstance(changed, int) and changed > made + window
+        and abs(st.st_ctime_ns - changed) <= window)
 
 
 def _remove_temp_files(folder: Path, older_than: float | None = None) -> None:

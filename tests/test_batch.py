@@ -793,6 +793,35 @@ class TestRun:
         [item] = batch.run(batch.plan([gif], gif.parent), gif.parent, config).items
         assert (item.status, item.message) == (SKIPPED, batch.ALREADY_DONE)
 
+    @pytest.mark.parametrize("copy_times", [True, False], ids=["cp -a", "cp -r"])
+    def test_an_older_cloaks_sheet_is_its_own_in_a_copied_folder(
+            self, tmp_path, small_photo, tiny_config, copy_times):
+        """The older cloak's folder made an hour ago, then copied (`cp -a`, a backup
+        restored: times kept, the change times new; `cp -r`: all times new, the sheet's
+        perhaps a moment before its photo's): each sheet was "changed or replaced since",
+        each photo failed, as the sheet was last changed long after its copy was made."""
+        import shutil
+
+        photo = small_photo(tmp_path / "a.png")
+        out, config = tmp_path / "out", tiny_config.replace(preview=True)
+        assert batch.run(batch.plan([photo], out), out, config).counts[PROTECTED] == 1
+        record = json.loads((out / MANIFEST_NAME).read_text())
+        del record["photos"]["a.png"]["preview"]  # as a cloak before 1 Dec recorded
+        hour_ago = time.time_ns() - 3600 * 10**9
+        os.utime(out / "a.png", ns=(hour_ago, hour_ago))
+        os.utime(out / "a.png.preview.png", ns=(hour_ago + 10**9, hour_ago + 10**9))
+        record["photos"]["a.png"]["dst"]["mtime_ns"] = hour_ago
+        record["photos"]["a.png"]["dst"]["ctime_ns"] = hour_ago
+        (out / MANIFEST_NAME).write_text(json.dumps(record))
+        copied = tmp_path / "copied"
+        shutil.copytree(out, copied, copy_function=shutil.copy2 if copy_times else shutil.copy)
+        if not copy_times:  # the sheet copied a moment before its photo
+            now = time.time_ns()
+            os.utime(copied / "a.png.preview.png", ns=(now - 10**6, now - 10**6))
+            os.utime(copied / "a.png", ns=(now, now))
+        [item] = batch.run(batch.plan([photo], copied), copied, config).items
+        assert (item.status, item.message) == (SKIPPED, batch.ALREADY_DONE), item.message
+
     def test_a_sheet_left_from_before_a_redo_without_preview_is_made_again(
             self, tmp_path, small_photo, tiny_config):
         """--preview, then --force without it (the copy is new, its old sheet stays), then
