@@ -630,6 +630,8 @@ class BatchView:
         if result.found_no_photos:
             from cloak.io import SUPPORTED
 
+            if any(SUPPORTED in (item.message or "") for item in result.items):
+                return "No photos found."  # a skipped file's line said what cloak reads
             return f"No photos found (cloak reads {SUPPORTED})."
         return "Done: " + ", ".join(parts) + "."
 

@@ -275,7 +275,11 @@ def _open_file(path: Path) -> IO[bytes]:
     try:  # not Path.exists(): it raises PermissionError where a folder can't be searched
         mode = os.stat(path).st_mode
     except (FileNotFoundError, NotADirectoryError):
-        raise _fail(path, "no such file") from None
+        try:  # said as `cloak protect` says it
+            raise _fail(path, f"is a link to {os.readlink(path)}, which does not exist"
+                        ) from None
+        except OSError:
+            raise _fail(path, "no such file") from None
     except PermissionError:
         raise _fail(path, "permission denied (a folder on its path can't be searched)") \
             from None

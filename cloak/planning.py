@@ -14,6 +14,7 @@ already `failed` or `skipped`, so one bad path never stops the rest.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import stat
@@ -286,12 +287,19 @@ def _check_source(path: Path) -> str | None:
         st = path.stat()
     except OSError as exc:
         if os.path.islink(path):  # never raises (Path.is_symlink can, with EACCES)
-            return f"broken or looping symlink ({exc.strerror or exc})"
+            if isinstance(exc, (FileNotFoundError, NotADirectoryError)):
+                try:
+                    return f"is a link to {os.readlink(path)}, which does not exist"
+                except OSError:
+                    pass
+            if exc.errno == errno.ELOOP:
+                return "is a link that leads back to itself (a loop of links)"
+            return f"is a link that can't be followed ({exc.strerror or exc})"
         if isinstance(exc, (FileNotFoundError, NotADirectoryError)):
             return "no such file or folder"
         return f"can't read: {exc.strerror or exc}"
     if not stat.S_ISREG(st.st_mode):
-        return "not a regular file"
+        return "not a regular file (a pipe, socket or device)"
     return None
 
 

@@ -186,7 +186,8 @@ class TestPlan:
         statuses = {Path(i.src).name: (i.status, i.message) for i in items}
         assert statuses["a.png"][0] == "pending"
         assert statuses["up"][0] == SKIPPED and "not followed" in statuses["up"][1]
-        assert statuses["loop.jpg"][0] == FAILED and "symlink" in statuses["loop.jpg"][1]
+        assert statuses["loop.jpg"] == (
+            FAILED, "is a link that leads back to itself (a loop of links)")
         assert len(items) == 3
 
     def test_a_symlink_above_the_folder_named_is_not_followed(self, tmp_path, small_photo):
@@ -453,8 +454,10 @@ class TestPlan:
         raw = items.pop("IMG_1.DNG")
         assert raw.status == SKIPPED and "camera RAW (DNG) must be developed" in raw.message
         assert items["notes.txt"].status == SKIPPED  # as in folders: a phone export's .AAE
-        assert items["pipe.jpg"].message == "not a regular file"  # never opened: it would hang
-        assert "symlink" in items["dangling.jpg"].message
+        assert items["pipe.jpg"].message == (  # never opened: it would hang
+            "not a regular file (a pipe, socket or device)")
+        assert items["dangling.jpg"].message == (
+            f"is a link to {tmp_path / 'gone.jpg'}, which does not exist")
         del items["notes.txt"]
         assert all(i.status == FAILED for i in items.values())
 
@@ -475,7 +478,7 @@ class TestPlan:
         items = by_src(planned[0])
         assert items["a.png"].status == "pending"
         assert items["pipe.jpg"].status == FAILED
-        assert items["pipe.jpg"].message == "not a regular file"
+        assert items["pipe.jpg"].message == "not a regular file (a pipe, socket or device)"
 
 
 class TestRun:

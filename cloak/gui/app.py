@@ -163,8 +163,8 @@ def close_on_signals(window):
 
 def script_main(argv: list[str] | None = None) -> int:
     """The `cloak-gui` script: `-h`/`--help` prints its usage (exit 0) and anything else
-    given is refused in one line (exit 2), before a window opens; with nothing given,
-    main(). `argv` defaults to sys.argv[1:]."""
+    given is refused in one line (exit 1, as `cloak gui` does), before a window opens;
+    with nothing given, main(). `argv` defaults to sys.argv[1:]."""
     args = sys.argv[1:] if argv is None else argv
     if any(arg in ("-h", "--help") for arg in args):
         try:
@@ -176,7 +176,7 @@ def script_main(argv: list[str] | None = None) -> int:
         print(f"error: cloak-gui takes no arguments (got {args[0]!r}); open it and drop "
               "photos on its window, or use: cloak protect PHOTOS --out DIR",
               file=sys.stderr)
-        return 2
+        return 1  # (2 means some photos failed)
     return main()
 
 
