@@ -295,21 +295,26 @@ class Manifest:
             header = {"journal": JOURNAL_VERSION, "record_sha256": self._record_sha256}
             line = json.dumps(header, separators=(",", ":")).encode("utf-8") + line
             flags |= os.O_TRUNC
-        try:
-            mode = stat.S_IMODE(os.stat(self.path).st_mode)  # the record's readers
+        try:  # the record's readers and writers (a group's shared folder), and its owner
+            mode = stat.S_IMODE(os.stat(self.path).st_mode) | 0o600  # (a 0444 record)
         except OSError:
             mode = 0o644
         if self._journal_open:
             flags &= ~os.O_CREAT
         try:
             fd = os.open(path, flags, mode)
-        except FileNotFoundError:  # another writer folded it into the record since
+        except (FileNotFoundError, PermissionError):  # another writer folded it into the
+            # record since; or another user's journal (a shared folder) this one can't
+            # write, where the record is replaced, as before there was a journal
             self.save()
             return
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
                 raise OutputError(f"{path} is not a regular file")
-            os.write(fd, line)
+            if not self._journal_open and st.st_uid == _uid():
+                os.fchmod(fd, mode)  # as the record, whatever the umask took away
+            _write_all(fd, line, st.st_size if self._journal_open else 0)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -364,6 +369,26 @@ class Manifest:
 
 
 JOURNAL_MIN_BYTES = 256 * 1024  # a journal smaller than this is not folded in mid-run
+
+
+def _uid() -> int | None:
+    return os.getuid() if hasattr(os, "getuid") else None
+
+
+def _write_all(fd: int, data: bytes, size_before: int) -> None:
+    """Write all of `data` at the end of the file `fd`; on a short write (a disk that
+    fills mid-line) cut the file back to `size_before` and raise OSError (ENOSPC)."""
+    done = 0
+    try:
+        while done < len(data):
+            written = os.write(fd, data[done:])
+            if written <= 0:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            done += written
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, size_before)
+        raise
 
 
 def read_only(out_dir: Path) -> Manifest:

@@ -2891,6 +2891,72 @@ class TestJournal:
             record.set(out / "b.png", self.entry(2))
 
 
+    def test_the_journal_takes_the_records_permissions_whatever_the_umask(self, tmp_path):
+        """A group's shared folder (record 0664): a journal made under umask 022 was 0644,
+        and the group's other member could no longer record there. A read-only record
+        (0444, restored from read-only media) gave a journal its owner could not append
+        to again: the run stopped at its second photo."""
+        out = tmp_path / "out"
+        out.mkdir()
+        record = Manifest(out)
+        record.set(out / "a.png", self.entry(1))
+        old_umask = os.umask(0o022)
+        try:
+            for mode, expected in ((0o664, 0o664), (0o444, 0o644), (0o600, 0o600)):
+                (out / JOURNAL_NAME).unlink(missing_ok=True)
+                record = Manifest(out)
+                os.chmod(out / MANIFEST_NAME, mode)
+                record.set(out / "b.png", self.entry(2))
+                assert (out / JOURNAL_NAME).stat().st_mode & 0o777 == expected, oct(mode)
+        finally:
+            os.umask(old_umask)
+
+    def test_a_journal_this_user_cannot_write_gives_way_to_the_whole_record(
+            self, tmp_path, monkeypatch):
+        """Another user's journal in a shared folder (a permission error, which root never
+        meets: simulated): the record is written whole, as before the journal."""
+        out = tmp_path / "out"
+        out.mkdir()
+        record = Manifest(out)
+        record.set(out / "a.png", self.entry(1))
+        record.set(out / "b.png", self.entry(2))
+        real_open = os.open
+
+        def refused(path, *args, **kwargs):
+            if str(path).endswith(JOURNAL_NAME):
+                raise PermissionError(13, "Permission denied", str(path))
+            return real_open(path, *args, **kwargs)
+
+        monkeypatch.setattr(manifest_module.os, "open", refused)
+        record.set(out / "c.png", self.entry(3))
+        monkeypatch.undo()
+        assert not (out / JOURNAL_NAME).exists()
+        assert sorted(json.loads((out / MANIFEST_NAME).read_text())["photos"]) == [
+            "a.png", "b.png", "c.png"]
+
+    def test_a_line_cut_short_by_a_full_disk_fails_the_write(self, small_disk):
+        """A disk that fills mid-line: os.write wrote part of it and set() returned as if
+        the change were recorded (the cut line is skipped when read)."""
+        out = small_disk / "out"
+        out.mkdir()
+        record = Manifest(out)
+        record.set(out / "a.png", self.entry(1))
+        record.set(out / "b.png", self.entry(2))  # the journal, in its first page
+        size = (out / JOURNAL_NAME).stat().st_size
+        fd = os.open(small_disk / "filler", os.O_WRONLY | os.O_CREAT)
+        try:
+            while os.write(fd, b"\0" * 4096):
+                pass
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        big = dict(self.entry(3), note="x" * 9000)
+        with pytest.raises(OSError):
+            record.set(out / "c.png", big)
+        assert (out / JOURNAL_NAME).stat().st_size == size  # the part written taken back
+        assert sorted(Manifest(out).entries) == ["a.png", "b.png"]
+
 def test_a_copy_in_a_folder_whose_record_is_damaged_is_not_called_the_users(
         tmp_path, small_photo, tiny_config, caplog):
     """A record damaged since (a sync client cut it off): cloak's own copy was said to be
@@ -2910,3 +2976,4 @@ def test_a_copy_in_a_folder_whose_record_is_damaged_is_not_called_the_users(
         "--overwrite to replace it, or choose another --out folder")
     assert "not valid JSON: damaged, or cut off" in caplog.text
     assert "Expecting value" not in caplog.text
+
