@@ -283,6 +283,22 @@ def crop_offset(original: Image.Image, protected: Image.Image) -> tuple[int, int
     return best if as_crop >= as_resize + CROP_BETTER_DB else None
 
 
+def shrink_larger_copy(original: Image.Image, protected: Image.Image
+                       ) -> tuple[Image.Image, str | None]:
+    """`protected` as it can be compared with `original`: shrunk to the original's size
+    where it is the original's shape with more pixels (a platform enlarges a photo
+    narrower than 320 px), with a note; else as it is. Enlarging the original instead
+    would blur it, and the blur would read as protection (an unprotected photo and a
+    smaller copy of it, given the other way round, measured "strong")."""
+    (ow, oh), (pw, ph) = original.size, protected.size
+    if pw * ph <= ow * oh or not is_resized((pw, ph), (ow, oh)):
+        return protected, None
+    return resize_keeping_colour(rgb_or_rgba(protected), (ow, oh)), (
+        f"the copy is {pw}x{ph}, larger than the original ({ow}x{oh}): it was shrunk to the "
+        "original's size to compare them (a platform enlarges a small photo; or were they "
+        "given the other way round?)")
+
+
 def match_copy(original: Image.Image, protected: Image.Image
                ) -> tuple[Image.Image, str | None]:
     """The original as it can be compared with `protected`: itself when the sizes agree;
@@ -290,7 +306,8 @@ def match_copy(original: Image.Image, protected: Image.Image
     resized to the copy's size when the copy is the original resized (a copy downloaded
     back from a platform), or Instagram's centre crop of it resized, with a note saying
     so. UnsupportedImageError for a copy turned by a quarter or cropped otherwise, or
-    larger than the original (more pixels: given the other way round?)."""
+    with more pixels than the original in another shape (given the other way round?;
+    one of its shape is shrunk first: shrink_larger_copy)."""
     from .errors import UnsupportedImageError
 
     (ow, oh), (pw, ph) = original.size, protected.size
@@ -299,11 +316,12 @@ def match_copy(original: Image.Image, protected: Image.Image
     sizes = f"the original is {ow}x{oh} and the copy {pw}x{ph}"
     if pw * ph > ow * oh:  # enlarging the original would blur it, and the blur would read
         # as the copy's protection (an unprotected photo and a smaller copy of it, given
-        # the other way round, measured "strong")
+        # the other way round, measured "strong"); a copy enlarged with the original's
+        # shape is shrunk back first (shrink_larger_copy)
         raise UnsupportedImageError(
-            f"{sizes}: the copy is larger than the original, so they can't be compared; "
-            "were they given the other way round? Give the original first, then its "
-            "protected copy (at its own size, or smaller as a platform serves it)")
+            f"{sizes}: the copy is larger than the original and of another shape, so they "
+            "can't be compared; were they given the other way round? Give the original "
+            "first, then its protected copy")
     if (found := crop_offset(original, protected)) is not None:
         left, top = found
         cut = ", ".join(f"{n} px {where}" for n, where in (

@@ -32,6 +32,7 @@ from .comparable import (
     match_copy,
     pair_gray,
     pair_transparency,
+    shrink_larger_copy,
 )
 from .device import autocast, pick_device, uses_bf16
 from .errors import Cancelled, ConfigError
@@ -230,6 +231,7 @@ def aligned_pair(original: Image.Image, protected: Image.Image, channels: Sequen
     platform flattened the copy, gray where the copy is; with a note on what was done
     (None: nothing). UnsupportedImageError for a copy that can't be the original's."""
     original, protected = rgb_or_rgba(original), rgb_or_rgba(protected)
+    protected, larger_note = shrink_larger_copy(original, protected)
     flat_note = crop_note = None
     if (is_transparent(original) and not is_transparent(protected)
             and original.size != protected.size):
@@ -250,7 +252,7 @@ def aligned_pair(original: Image.Image, protected: Image.Image, channels: Sequen
     if alpha_note == TRANSPARENT_PAIR_NOTE and not any(c in SOCIAL_PRESETS for c in channels):
         alpha_note = None  # it is about the posting presets, and none is measured
     original, gray_note = pair_gray(original, protected)
-    note = "; ".join(n for n in (alpha_note, gray_note, note) if n) or None
+    note = "; ".join(n for n in (alpha_note, gray_note, larger_note or note) if n) or None
     check_comparable(original, protected)
     return original, protected, note
 

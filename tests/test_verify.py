@@ -310,18 +310,25 @@ class TestVerdicts:
         with pytest.raises(UnsupportedImageError, match="turned by a quarter"):
             verify_images(wide, wide.transpose(Image.Transpose.ROTATE_90))
 
-    def test_a_copy_larger_than_its_original_is_refused_not_called_strong(self, photo):
+    def test_a_copy_larger_than_its_original_is_shrunk_not_called_strong(self, photo):
         """An unprotected photo and a smaller copy of it, given the other way round: the
         small one was enlarged to compare them, its blur measured as "strong"
-        protection. A copy with more pixels than the original is refused, saying so."""
+        protection. A larger copy of the original's shape (a platform enlarges a photo
+        under 320 px wide) is shrunk to the original's size instead, with a note; one of
+        another shape is refused."""
         from cloak import UnsupportedImageError
 
         smaller = photo.resize((128, 64), Image.LANCZOS)
-        with pytest.raises(UnsupportedImageError, match="larger than the original.*other "
-                                                        "way round"):
-            verify_images(smaller, photo, channels=("as-is",), models=("taesd",))
-        result = verify_images(photo, smaller, channels=("as-is",), models=("taesd",))
-        assert result.verdict_as_is in ("none", "weak")  # the right way round: no damage
+        for original, copy in ((smaller, photo), (photo, smaller)):
+            result = verify_images(original, copy, channels=("as-is",), models=("taesd",))
+            assert result.verdict_as_is in ("none", "weak"), result  # nothing protected
+        result = verify_images(smaller, photo, channels=("as-is",), models=("taesd",))
+        assert "the copy is 256x128, larger than the original (128x64): it was shrunk" in \
+            result.note
+        with pytest.raises(UnsupportedImageError, match="larger than the original and of "
+                                                        "another shape"):
+            verify_images(smaller, photo.crop((0, 0, 200, 128)), channels=("as-is",),
+                          models=("taesd",))
 
     def test_a_copy_cropped_a_little_is_not_taken_for_a_resized_one(self, photo):
         """Cropped by 0.8% of its height, then halved: its shape is within 1% of the
