@@ -136,6 +136,10 @@ def _decide(item: Item, entry: dict | None, settings: dict, force: bool,
     `preview`: previews are asked for, so a done photo without one is done again. A copy
     made with `also` (settings_to_accept) counts as made with `settings`."""
     sheet = preview_path(item.dst)
+    if preview and entry is not None and isinstance(entry.get("dst"), dict):
+        # the copy's times as they are now, where it is the copy recorded (a folder
+        # copied with its times kept, `cp -a`): what an older sheet is judged by
+        matches_record(item.dst, entry["dst"], refresh=True)
     if (preview and sheet.exists()
             and same_folder(item.dst.parent, item.src.parent)
             and not any(matches_record(sheet, (entry or {}).get(key))

@@ -796,17 +796,22 @@ class TestRun:
         [item] = batch.run(batch.plan([gif], gif.parent), gif.parent, config).items
         assert (item.status, item.message) == (SKIPPED, batch.ALREADY_DONE)
 
+    @pytest.mark.parametrize("beside", [False, True], ids=["out", "beside the originals"])
     @pytest.mark.parametrize("copy_times", [True, False], ids=["cp -a", "cp -r"])
     def test_an_older_cloaks_sheet_is_its_own_in_a_copied_folder(
-            self, tmp_path, small_photo, tiny_config, copy_times):
+            self, tmp_path, small_photo, tiny_config, copy_times, beside):
         """The older cloak's folder made an hour ago, then copied (`cp -a`, a backup
         restored: times kept, the change times new; `cp -r`: all times new, the sheet's
         perhaps a moment before its photo's): each sheet was "changed or replaced since",
         each photo failed, as the sheet was last changed long after its copy was made."""
         import shutil
 
-        photo = small_photo(tmp_path / "a.png")
         out, config = tmp_path / "out", tiny_config.replace(preview=True)
+        photo = out / "a.gif" if beside else tmp_path / "a.png"  # a.gif's copy a.png
+        with Image.open(small_photo(tmp_path / "a.png")) as im:
+            if beside:
+                out.mkdir()
+                im.convert("RGB").save(photo)
         assert batch.run(batch.plan([photo], out), out, config).counts[PROTECTED] == 1
         record = json.loads((out / MANIFEST_NAME).read_text())
         del record["photos"]["a.png"]["preview"]  # as a cloak before 1 Dec recorded
@@ -822,6 +827,8 @@ class TestRun:
             now = time.time_ns()
             os.utime(copied / "a.png.preview.png", ns=(now - 10**6, now - 10**6))
             os.utime(copied / "a.png", ns=(now, now))
+        if beside:
+            photo = copied / "a.gif"
         [item] = batch.run(batch.plan([photo], copied), copied, config).items
         assert (item.status, item.message) == (SKIPPED, batch.ALREADY_DONE), item.message
 
