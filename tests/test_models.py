@@ -1123,3 +1123,15 @@ class TestWeightFileWords:
         message = self.refusal(mine, "decoder")
         assert "it holds taesd's encoder weights" in message, message
         assert "Missing key" not in message
+        # one layout, two models (taesd, taesdxl): told apart by the weights' fingerprint
+        (mine / "taef1_encoder.pth").symlink_to(model_dir / "taesdxl_encoder.safetensors")
+        with pytest.raises(ModelError, match="it holds taesdxl's encoder weights"):
+            W.load_verified(get_spec("taef1"), "encoder", model_dir=mine)
+
+    def test_a_photo_saved_as_weights_is_another_kind_of_file(self, mine):
+        """torch says "Weights only load failed" of any data that is not its zip: that
+        read as a pickle holding code, not as a photo saved under the weights' name."""
+        from PIL import Image
+
+        Image.new("RGB", (8, 8)).save(mine / "taesd_encoder.pth", format="JPEG")
+        assert "not a weights file (damaged, or another kind of file" in self.refusal(mine)

@@ -239,7 +239,9 @@ def _why_unreadable(data: bytes, exc: Exception) -> str:
     if head.startswith(b"version https://git-lfs"):
         return ("a Git LFS pointer, not the weights (a clone made without git-lfs): run "
                 "`git lfs pull` in that clone, or download the file itself")
-    if "Weights only load failed" in str(exc):  # torch's advice to drop it is unsafe
+    if "Weights only load failed" in str(exc) and "Unsupported global" in str(exc):
+        # a pickle that holds more than tensors (torch's advice to drop the check is
+        # unsafe); torch says "Weights only load failed" of a photo's bytes too
         return "not a plain weights file (refused by torch.load(weights_only=True))"
     if data[:4] == b"PK\x03\x04":  # torch's zip format, but it would not load
         return "damaged or cut off (its download may have stopped early); get it again"
@@ -694,11 +696,9 @@ def load_part(spec: ModelSpec, part: str, path: Path, other_exports: bool = Fals
         log.debug("%s does not load as %s %s", path, spec.name, part, exc_info=True)
         other = _known_part_of(state, (spec.name, part))
         if other is not None:
-            name, other_part = other
             raise ModelError(
-                f"{path} is not {spec.name} {part} weights: it holds {name}'s {other_part} "
-                f"weights ({MODELS[name].stands_in_for}); put {spec.name}'s {part} file "
-                f"there ({UPSTREAM_URL}/{spec.file_stem(part)}.pth)") from exc
+                f"{path} is not {spec.name} {part} weights: it holds {other}; put "
+                f"{spec.name}'s {part} file there ({download_url(spec, part)})") from exc
         raise UnreadableWeights(
             f"{path} is not {spec.name} {part} weights: its tensors have other names or "
             "shapes (another model's file, or a damaged one)") from exc
@@ -729,11 +729,13 @@ def load_part(spec: ModelSpec, part: str, path: Path, other_exports: bool = Fals
     return module.eval().requires_grad_(False)
 
 
-def _known_part_of(state: dict[str, torch.Tensor], besides: tuple[str, str]
-                   ) -> tuple[str, str] | None:
-    """The (model, part) of the known ones, other than `besides`, whose layout `state`
-    loads into strictly (another part's or model's file saved under a weight file's
-    name), or None."""
+def _known_part_of(state: dict[str, torch.Tensor], besides: tuple[str, str]) -> str | None:
+    """What `state` holds, said for a user ("taef1's encoder weights (FLUX.1 VAE)"), where
+    it loads strictly into a known (model, part) other than `besides` (another part's or
+    model's file saved under a weight file's name); None where it fits none. Models of
+    one layout (taesd and taesdxl) are told apart by their fingerprints (identify), or
+    named together where it matches neither's."""
+    fits: list[tuple[str, str]] = []
     for name in MODELS:
         for part in PARTS:
             if (name, part) == besides:
@@ -742,8 +744,16 @@ def _known_part_of(state: dict[str, torch.Tensor], besides: tuple[str, str]
                 build_part(MODELS[name], part).load_state_dict(state, strict=True)
             except RuntimeError:
                 continue
-            return name, part
-    return None
+            fits.append((name, part))
+    for part in dict.fromkeys(p for _, p in fits):
+        holds = identify(state, part)
+        if holds is not None and (holds, part) in fits:
+            return f"{holds}'s {part} weights ({MODELS[holds].stands_in_for})"
+    if not fits:
+        return None
+    names = " or ".join(f"{name}'s" for name, _ in fits)
+    return f"{names} {fits[0][1]} weights, of another release" if len(
+        {p for _, p in fits}) == 1 else f"the weights of another model ({names})"
 
 
 def resolve(spec: ModelSpec, part: str, model_dir=None, allow_download: bool = True,
