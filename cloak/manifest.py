@@ -174,7 +174,12 @@ def _sane_entry(entry: object) -> dict | None:
 class Manifest:
     """`OUT/.cloak-manifest.json`: output path (relative to OUT) -> how it was made."""
 
+    # A record as a run or an app session leaves it, whole: the version every cloak reads.
+    # While a journal may extend it (a run or session going on, or killed), it is written
+    # as JOURNALED_VERSION, which a cloak from before the journal refuses as a newer
+    # cloak's record rather than reading it without the journal's copies.
     VERSION = 1
+    JOURNALED_VERSION = 2
 
     def __init__(self, out_dir: Path):
         self.out_dir = out_dir
@@ -191,10 +196,11 @@ class Manifest:
         self._journal_open = False
         self._journal_bytes = 0  # appended since the record was last written
         self._record_bytes = 0
+        self._version_on_disk: int | None = None
         try:
             data, sha = read_record_and_sha256(self.path)
             version = data.get("version")
-            if version == self.VERSION:
+            if version in (self.VERSION, self.JOURNALED_VERSION):
                 # a NUL in a name would fail every path made of it (ValueError)
                 self.entries = {k: entry for k, v in data.get("photos", {}).items()
                                 if "\0" not in k and (entry := _sane_entry(v)) is not None}
@@ -202,8 +208,9 @@ class Manifest:
                                 if isinstance(v, str)}
                 self._record_sha256 = sha
                 self._record_bytes = os.stat(self.path).st_size
+                self._version_on_disk = version
                 self._fold_in_journal()
-            elif isinstance(version, int) and version > self.VERSION:
+            elif isinstance(version, int) and version > self.JOURNALED_VERSION:
                 self.found = ("newer", version)
             else:
                 self._unreadable(f"record version {version!r}")
@@ -303,9 +310,10 @@ class Manifest:
             flags &= ~os.O_CREAT
         try:
             fd = os.open(path, flags, mode)
-        except (FileNotFoundError, PermissionError):  # another writer folded it into the
-            # record since; or another user's journal (a shared folder) this one can't
-            # write, where the record is replaced, as before there was a journal
+        except OSError:  # another writer folded it into the record since; another
+            # user's journal (a shared folder) this one can't write; a folder, a FIFO
+            # (ENXIO) or a link at its name: the record is replaced whole, as before
+            # there was a journal
             self.save()
             return
         try:
@@ -321,8 +329,9 @@ class Manifest:
         self._journal_open = True
         self._journal_bytes += len(line)
 
-    def save(self) -> None:
-        """Write the whole record atomically, and remove the journal it now holds.
+    def save(self, final: bool = False) -> None:
+        """Write the whole record atomically, and remove the journal it now holds: as
+        JOURNALED_VERSION, or, `final` (compact: a run or session ending), as VERSION.
         OSError/OutputError if it can't, or if the record there is a newer cloak's. A
         damaged record is first set aside (kept as `.cloak-manifest.json.unreadable-TIME`, TIME
         in UTC),
@@ -347,7 +356,8 @@ class Manifest:
                             "started (copies made before it count as not made by cloak)",
                             self.path, detail, aside.name)
             self.found = None
-        data = {"version": self.VERSION, "photos": self.entries}
+        version = self.VERSION if final else self.JOURNALED_VERSION
+        data = {"version": version, "photos": self.entries}
         if self.folders:
             data["folders"] = self.folders
         # Compact: rewritten twice per photo, and 5,000 photos' entries took 0.20 s to
@@ -357,15 +367,18 @@ class Manifest:
         self._record_sha256 = hashlib.sha256(raw).hexdigest()
         self._record_bytes = len(raw)
         self._journal_open, self._journal_bytes = False, 0
+        self._version_on_disk = version
         # the journal left is ignored from now on (it names the record before this one),
-        # and truncated by the next append where it can't be removed
-        with contextlib.suppress(FileNotFoundError):
+        # and truncated by the next append where it can't be removed (a folder at its
+        # name, a file made immutable: the record is then written whole each time)
+        with contextlib.suppress(OSError):
             (self.out_dir / JOURNAL_NAME).unlink()
 
     def compact(self) -> None:
-        """Fold the journal into the record (save), where this object wrote or read one."""
-        if self._journal_open:
-            self.save()
+        """Fold the journal into the record and write it as VERSION (save), where this
+        object wrote or read a journal, or the record on disk may have one."""
+        if self._journal_open or self._version_on_disk == self.JOURNALED_VERSION:
+            self.save(final=True)
 
 
 JOURNAL_MIN_BYTES = 256 * 1024  # a journal smaller than this is not folded in mid-run

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, PngImagePlugin
 
-from cloak import Cancelled, CloakError, ModelError, OutputError, ProtectConfig, batch, io
+from cloak import Cancelled, CloakError, ModelError, ProtectConfig, batch, io
 from cloak import manifest as manifest_module
 from cloak.api import MEASURING_SAVED_AT, SAVED_AT, after_attack, attack_share
 from cloak.batch import CANCELLED, FAILED, PROTECTED, SKIPPED
@@ -1709,16 +1709,16 @@ class TestReviewFixes:
 
         newer = tmp_path / "newer"
         newer.mkdir()
-        record = '{"version": 2, "photos": {}, "journal": "a.jsonl"}'
+        record = '{"version": 3, "photos": {}, "journal": "a.jsonl"}'
         (newer / MANIFEST_NAME).write_text(record)
-        with pytest.raises(CloakError, match="written by a newer cloak .*version 2"):
+        with pytest.raises(CloakError, match="written by a newer cloak .*version 3"):
             batch.run(batch.plan([photo], newer), newer, tiny_config)
         assert (newer / MANIFEST_NAME).read_text() == record
         assert not (newer / "a.png").exists()
         # its copies already there: still that one line, not "not made by cloak" per photo
         # (whose --overwrite advice would only reach the same refusal)
         (newer / "a.png").write_bytes(photo.read_bytes())
-        with pytest.raises(CloakError, match="written by a newer cloak .*version 2"):
+        with pytest.raises(CloakError, match="written by a newer cloak .*version 3"):
             batch.run(batch.plan([photo], newer), newer, tiny_config)
 
     def test_a_record_with_fields_of_the_wrong_type_does_not_crash_the_run(
@@ -2519,7 +2519,7 @@ def test_an_earlier_output_folder_with_an_unusable_record_is_not_protected_again
     text = record.read_text()
     if damage == "newer":
         data = json.loads(text)
-        data["version"] = 2
+        data["version"] = 3
         record.write_text(json.dumps(data))
     elif damage == "cut":
         record.write_text(text[:len(text) // 2])
@@ -2781,9 +2781,15 @@ class TestJournal:
                 record = (out / MANIFEST_NAME).stat()
                 seen.append(((record.st_ino, record.st_mtime_ns),
                              (out / JOURNAL_NAME).is_file()))
+                # while a journal extends it, a cloak from before the journal refuses it
+                # (a newer cloak's record), rather than reading it without the journal
+                versions.add(json.loads((out / MANIFEST_NAME).read_text())["version"])
 
+        versions: set[int] = set()
         result = batch.run(batch.plan(photos, out), out, tiny_config, on_event=on_event)
         assert [i.status for i in result.items] == [PROTECTED] * 3
+        assert versions == {Manifest.JOURNALED_VERSION}
+        assert json.loads((out / MANIFEST_NAME).read_text())["version"] == Manifest.VERSION
         assert len(seen) == 3 and all(journal for _, journal in seen)
         assert len({record for record, _ in seen}) == 1  # not rewritten once a photo
         assert not (out / JOURNAL_NAME).exists()  # folded in as the run ended
@@ -2887,15 +2893,16 @@ class TestJournal:
         assert sorted(Manifest(out).entries) == ["a.png", "b.png"]
 
     @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX FIFOs")
-    def test_a_fifo_at_the_journals_name_fails_the_write_without_a_hang(self, tmp_path):
+    def test_a_fifo_at_the_journals_name_is_passed_over_without_a_hang(self, tmp_path):
         out = tmp_path / "out"
         out.mkdir()
         record = Manifest(out)
         record.set(out / "a.png", self.entry(1))  # the record, written whole
         os.mkfifo(out / JOURNAL_NAME)
         assert sorted(Manifest(out).entries) == ["a.png"]  # read: passed over
-        with pytest.raises((OSError, OutputError)):  # ENXIO: no reader, no wait
-            record.set(out / "b.png", self.entry(2))
+        record.set(out / "b.png", self.entry(2))  # ENXIO, at once: the record written whole
+        assert sorted(json.loads((out / MANIFEST_NAME).read_text())["photos"]) == [
+            "a.png", "b.png"]
 
 
     def test_the_journal_takes_the_records_permissions_whatever_the_umask(self, tmp_path):
@@ -2984,3 +2991,19 @@ def test_a_copy_in_a_folder_whose_record_is_damaged_is_not_called_the_users(
     assert "not valid JSON: damaged, or cut off" in caplog.text
     assert "Expecting value" not in caplog.text
 
+
+
+def test_a_journal_that_cant_be_removed_does_not_stop_a_run(tmp_path, small_photo,
+                                                            tiny_config):
+    """A folder (or an immutable file) at the journal's name: removing it as the record
+    was rewritten raised, and the run was refused, "can't write to output folder OUT: Is
+    a directory", the folder itself writable. The journal is an aid: the record is
+    written whole instead, and the run goes on."""
+    out = tmp_path / "out"
+    photos = [small_photo(tmp_path / "in" / f"{n}.png", index=n) for n in range(2)]
+    assert batch.run(batch.plan(photos[:1], out), out, tiny_config).counts[PROTECTED] == 1
+    (out / JOURNAL_NAME).mkdir()
+    result = batch.run(batch.plan(photos, out), out, tiny_config)
+    assert [i.status for i in result.items] == [SKIPPED, PROTECTED], result.items
+    record = json.loads((out / MANIFEST_NAME).read_text())
+    assert sorted(record["photos"]) == ["0.png", "1.png"] and record["version"] == 1
