@@ -116,8 +116,11 @@ def recorded_copies(folder: Path, record: Manifest | None = None) -> set[str]:
 
 
 def identity(path: Path) -> dict:
-    """What the record keeps of the file at `path`: size, mtime, ctime (ns) and sha256."""
+    """What the record keeps of the file at `path`: size, mtime, ctime (ns) and sha256.
+    OSError where it is not a regular file (hashing a FIFO would wait for a writer)."""
     st = path.stat()
+    if not stat.S_ISREG(st.st_mode):
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns,
             "sha256": sha256_of(path)}
 

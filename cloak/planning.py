@@ -281,7 +281,7 @@ def _walk(folder: Path, rel: Path, skip: set[str], suffixes: Sequence[str],
             n=len(raws), kinds=", ".join(sorted(set(raws))))))
 
 
-def _check_source(path: Path) -> str | None:
+def source_problem(path: Path) -> str | None:
     """Why `path` can't be read as a photo file, or None."""
     try:
         st = path.stat()
@@ -524,7 +524,7 @@ def _plan_one(src: Path, out_dir: Path, suffixes: Sequence[str], seen_dirs: set,
         items.extend(problems)
         items.extend(Item(p, io.output_path_for(p, out_dir / rel), folder=(name, real))
                      for p, rel in found)
-    elif (why := _check_source(src)) is not None:
+    elif (why := source_problem(src)) is not None:
         items.append(Item(src, None, FAILED, why))
     elif not _is_photo_name(src, suffixes):  # a phone export's .MOV or .AAE beside
         raw = (f"; a camera RAW ({src.suffix[1:].upper()}) must be developed first: export "
@@ -559,7 +559,7 @@ def _mark_clashes(items: list[Item], out_dir: Path | None = None) -> None:
         # a protected copy named as a file is not read, so its own earlier photo's output
         # may be it (`cloak protect shoot/* --out shoot`: a.gif, and a.png, its copy)
         if item.message not in (A_PROTECTED_COPY, A_RECORDED_COPY) and \
-                _check_source(item.src) is None:
+                source_problem(item.src) is None:
             inputs_by_path[os.path.realpath(item.src)] = item.src
             with contextlib.suppress(OSError):
                 inputs_by_key[stat_key(item.src)] = item.src
@@ -607,7 +607,7 @@ def _unreadable_anyway(src: Path) -> str | None:
 def _check_clash(item: Item, inputs_by_path: dict, inputs_by_key: dict, sources: dict,
                  outputs: dict) -> None:
     """_mark_clashes for one pending item."""
-    why = _check_source(item.src)
+    why = source_problem(item.src)
     if why is not None:
         item.status, item.message = FAILED, why
         return

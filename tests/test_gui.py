@@ -3663,3 +3663,60 @@ def test_the_apps_log_names_the_photo_a_warning_is_about(window, tmp_path, monke
                for line in lines), lines
     dtd_lines = [line for line in lines if "declares a DTD" in line]
     assert dtd_lines and all(f"{dtd}: " in line for line in dtd_lines), lines
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX links and FIFOs")
+def test_a_link_to_nowhere_or_a_pipe_named_as_a_photo_is_said_as_such(tmp_path):
+    """Dropped, a `.jpg` that is a link to nowhere, or a pipe, was "a file that is not a
+    photo cloak reads ...; cloak reads JPEG ...", which a .jpg contradicts. The app says
+    why it can't be read, in the words `cloak protect` uses."""
+    from cloak.gui.paths import not_added_note
+
+    os.symlink(tmp_path / "gone.jpg", tmp_path / "dangling.jpg")
+    os.mkfifo(tmp_path / "pipe.jpg")
+    (tmp_path / "notes.txt").write_text("notes")
+    note = not_added_note([tmp_path / "dangling.jpg", tmp_path / "pipe.jpg",
+                           tmp_path / "notes.txt"])
+    assert note == (
+        f"not added: 1 file that is not a photo cloak reads (notes.txt); dangling.jpg: is a "
+        f"link to {tmp_path / 'gone.jpg'}, which does not exist; pipe.jpg: not a regular "
+        "file (a pipe, socket or device)")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX FIFOs")
+def test_a_listed_photo_replaced_by_a_pipe_is_refused_not_waited_on():
+    """The app reads a photo's identity before protecting it: a photo replaced by a FIFO
+    after it was listed held the worker in open() forever (Cancel and closing could not
+    end it). A file that is not a regular one has no identity to read."""
+    import tempfile
+    import threading
+
+    from cloak.gui.worker import _identity_or_none
+
+    with tempfile.TemporaryDirectory() as folder:
+        fifo = Path(folder) / "a.jpg"
+        os.mkfifo(fifo)
+        found = []
+        reader = threading.Thread(target=lambda: found.append(_identity_or_none(fifo)),
+                                  daemon=True)
+        reader.start()
+        reader.join(10)
+        if reader.is_alive():  # let it go: a writer opens the FIFO
+            with open(fifo, "wb"):
+                pass
+        assert found == [None]
+
+
+def test_a_photo_over_the_pixel_limit_is_advised_in_the_apps_words(window, tmp_path,
+                                                                    monkeypatch):
+    """Added, a photo over the pixel limit said the CLI's "raise it with
+    CLOAK_MAX_PIXELS=..."; protected, the app's "set CLOAK_MAX_PIXELS=... before starting
+    the app". Both say the app's now."""
+    photo = tmp_path / "big.png"
+    Image.new("RGB", (300, 200)).save(photo)
+    monkeypatch.setenv("CLOAK_MAX_PIXELS", "50000")
+    window.add_paths([photo])
+    assert wait_until(lambda: len(window.rows) == 1, 30)
+    (row,) = window.rows.values()
+    assert wait_until(lambda: "CLOAK_MAX_PIXELS" in row.status.toolTip(), 30)
+    assert "before starting the app" in row.status.toolTip(), row.status.toolTip()

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from cloak.io import IMAGE_SUFFIXES, PACKAGE_SUFFIXES, SUPPORTED  # case-insensitive
+from cloak.planning import source_problem  # why a named file can't be read, as the CLI says
 from cloak.preview import PREVIEW_SUFFIX  # `cloak protect --preview`'s sheets
 from cloak.report import plural
 
@@ -47,6 +48,11 @@ def not_added_note(paths: Iterable[str | Path], raw_in_folders: Iterable[Path] =
               and os.path.isfile(p)]
     sheets = [p for p in files if p.name.lower().endswith(PREVIEW_SUFFIX) and p not in hidden]
     other = [p for p in files if p not in raw and p not in hidden and p not in sheets]
+    # named as a photo but no file that can be read (a link to nowhere, a pipe): why, in
+    # the words `cloak protect` uses, not "not a photo cloak reads"
+    broken = [(p, why) for p in other if p.suffix.lower() in IMAGE_SUFFIXES
+              and (why := source_problem(p)) is not None]
+    other = [p for p in other if p not in {b for b, _ in broken}]
     raw = [p for p in dict.fromkeys([*raw, *raw_in_folders])  # a folder dropped twice
            if (os.path.abspath(p.parent), p.stem.casefold()) not in twins]
     parts = []
@@ -60,6 +66,9 @@ def not_added_note(paths: Iterable[str | Path], raw_in_folders: Iterable[Path] =
         parts.append(f"{plural(len(other), 'file')} that "
                      f"{'is not a photo' if len(other) == 1 else 'are not photos'} cloak "
                      f"reads ({names})")
+    parts += [f"{p.name}: {why}" for p, why in broken[:2]]
+    if len(broken) > 2:
+        parts.append(f"{plural(len(broken) - 2, 'other file')} that can't be read")
     if hidden:
         names = first_names(hidden)
         parts.append(f"{plural(len(hidden), 'hidden file')} ({names}): a name starting "

@@ -902,7 +902,7 @@ class MainWindow(QMainWindow):
         image, why = made or (None, None)
         row.set_thumbnail(image)
         if why and row.state == PhotoRow.WAITING:  # not one protected or running since
-            row.set_unreadable(why)
+            row.set_unreadable(for_the_app(why))  # as its failure would say it
 
     @Slot(int)
     def _on_nothing_usable(self, count: int, not_added: str = "") -> None:
