@@ -3720,3 +3720,24 @@ def test_a_photo_over_the_pixel_limit_is_advised_in_the_apps_words(window, tmp_p
     (row,) = window.rows.values()
     assert wait_until(lambda: "CLOAK_MAX_PIXELS" in row.status.toolTip(), 30)
     assert "before starting the app" in row.status.toolTip(), row.status.toolTip()
+
+
+def test_a_copy_that_cant_be_shown_is_said_whole_and_by_name(window, tmp_path, small_photo):
+    """The before/after panel's message ran on one line, 1,022 px in a 371 px view, cut at
+    both ends, with no tooltip, and named the copy by its full path. It wraps, its tooltip
+    holds it whole, and it says which file it means."""
+    window.settings["measure"] = False
+    photo = small_photo(tmp_path / "a.jpg")
+    window.add_paths([photo])
+    window.start()
+    assert wait_until(lambda: not window.is_running(), 60)
+    (row,) = window.rows.values()
+    row.outcome.dst.write_text("garbage")
+    window.compare_panel.comparison = None
+    window.show_comparison(row.row_id)
+    view = window.compare_panel.view
+    assert wait_until(lambda: view.text().startswith("Cannot show"), 30)
+    assert view.text().startswith("Cannot show this photo: the protected copy a.jpg: is "
+                                  "named .jpg but is not an image cloak can read"), view.text()
+    assert str(tmp_path) not in view.text()
+    assert view.wordWrap() and view.toolTip() == view.text()

@@ -419,12 +419,20 @@ class ImageView(QLabel):
         self.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
         self.setMinimumSize(200, 160)
+        self.setWordWrap(True)  # a message shown instead of a photo: whole, on lines
 
     def set_image(self, image: Image.Image | None) -> None:
         self._pixmap = None if image is None else QPixmap.fromImage(to_qimage(image))
         if self._pixmap is None:
             self.clear()
+        self.setToolTip("")
         self._rescale()
+
+    def set_message(self, text: str) -> None:
+        """Show `text` instead of a photo, wrapped, and whole in the tooltip too."""
+        self.set_image(None)
+        self.setText(text)
+        self.setToolTip(text)
 
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
@@ -554,8 +562,7 @@ class ComparePanel(QWidget):
     def show_error(self, name: str, message: str) -> None:
         self.comparison, self.loading = None, False
         self._show_title(name)
-        self.view.set_image(None)
-        self.view.setText(f"Cannot show this photo: {message}")
+        self.view.set_message(f"Cannot show this photo: {message}" if message else "")
         for mode in self.MODES:
             self.button(mode).setEnabled(False)
 

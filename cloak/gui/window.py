@@ -126,6 +126,17 @@ COMPARE_SIDE = 1024  # long side of the before/after images shown
 SYNC_ADD_LIMIT = 20  # more files than this are checked on the pool (each header is read)
 
 
+def _about_the_pair(message: str, outcome: Outcome) -> str:
+    """A library message about the original or its copy, naming which it is in words, not
+    by its full path ("PATH: is named .jpg but ..." -> "the protected copy a.jpg: is named
+    .jpg but ...")."""
+    for path, what in ((outcome.dst, f"the protected copy {outcome.dst.name}"),
+                       (outcome.src, f"the original {outcome.src.name}")):
+        if path is not None and message.startswith(f"{path}: "):
+            return f"{what}: {message.removeprefix(f'{path}: ')}"
+    return message
+
+
 def mount_point_of(folder: Path) -> str:
     """The mount point `folder` is on, where it is not the root's ("" for a folder on the
     system disk, or one that can't be looked at): a NAS share or a USB disk's own folder
@@ -890,7 +901,7 @@ class MainWindow(QMainWindow):
         if row_id != self._compare_wanted or row is None or row.outcome is not outcome:
             return  # the user has moved on to another photo, or it was added again since
         if comparison is None:
-            self.compare_panel.show_error(row.src.name, error)
+            self.compare_panel.show_error(row.src.name, _about_the_pair(error, outcome))
         else:
             self.compare_panel.show_comparison(row.src.name, comparison)
 
