@@ -68,6 +68,7 @@ from .planning import (
     SKIPPED,
     Item,
     plan,  # noqa: F401 - batch's API is plan(), then run()
+    set_aside_record,
 )
 from .preview import preview_path
 from .report import Report
@@ -209,11 +210,13 @@ def _decide(item: Item, entry: dict | None, settings: dict, force: bool,
     beside = not made_here and same_folder(item.dst.parent, item.src.parent)
     remedy = ("move it away or choose another --out folder" if beside
               else "pass --overwrite to replace it")
-    if entry is None and record_unreadable:  # cloak's record of OUT can't be read
+    if entry is None and record_unreadable:  # cloak's record of OUT can't be read (or
+        # an earlier one could not, and was set aside)
         item.status = FAILED
         item.message = (f"output {item.dst} exists, and cloak's record of that folder "
-                        f"({MANIFEST_NAME}) can't be read, so cloak can't tell whether it "
-                        "made it; " + ("move it away or choose another --out folder"
+                        f"({MANIFEST_NAME}) can't be read, or an earlier one could not "
+                        f"(kept as {MANIFEST_NAME}.unreadable-TIME), so cloak can't tell "
+                        "whether it made it; " + ("move it away or choose another --out folder"
                                       if beside else "pass --overwrite to replace it, or "
                                       "choose another --out folder"))
         return
@@ -624,13 +627,16 @@ def _decide_all(items: list[Item], manifest: Manifest, settings: dict, force: bo
     """The pending items still to protect, each decided against OUT's record and files
     (see _decide); the others are said done. A stop raises KeyboardInterrupt."""
     todo = []
+    # OUT's record can't be read, or one that could not was set aside by an earlier run:
+    # a copy there that the record does not list may still be cloak's
+    unreadable = (manifest.found is not None and manifest.found[0] == "unreadable") or \
+        set_aside_record(manifest.out_dir)
     for item in items:
         if item.status == "pending":
             if stop():
                 raise KeyboardInterrupt
             _decide_or_fail(item, manifest.get(item.dst), settings, force, overwrite,
-                            preview, also, record_unreadable=manifest.found is not None
-                            and manifest.found[0] == "unreadable")
+                            preview, also, record_unreadable=unreadable)
         if item.status == "pending":
             todo.append(item)
         else:

@@ -189,7 +189,7 @@ def _recorded_above(real: str, cache: dict[str, set[str] | str | None],
     return set()
 
 
-def _set_aside_record(folder: Path) -> bool:
+def set_aside_record(folder: Path) -> bool:
     """Whether `folder` holds a damaged manifest an earlier run set aside
     (MANIFEST_NAME.unreadable-TIME): the copies it listed are not in the new record."""
     try:
@@ -260,7 +260,7 @@ def _walk(folder: Path, rel: Path, skip: set[str], suffixes: Sequence[str],
             if real == out_real:
                 record = Manifest(path)
                 trouble = record_trouble(record.found) or (
-                    "unreadable" if _set_aside_record(path) else None)
+                    "unreadable" if set_aside_record(path) else None)
                 if trouble is not None:  # it can't tell cloak's copies from the user's photos
                     problems.append(Item(path, None, SKIPPED,
                                          OUTPUT_RECORD_UNREADABLE.format(why=trouble)))

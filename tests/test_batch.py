@@ -2984,12 +2984,19 @@ def test_a_copy_in_a_folder_whose_record_is_damaged_is_not_called_the_users(
         result = batch.run(batch.plan([photo], out), out, tiny_config)
     [item] = result.items
     assert item.status == FAILED
-    assert item.message == (
-        f"output {out / 'a.png'} exists, and cloak's record of that folder "
-        f"({MANIFEST_NAME}) can't be read, so cloak can't tell whether it made it; pass "
-        "--overwrite to replace it, or choose another --out folder")
+    said = (f"output {out / 'a.png'} exists, and cloak's record of that folder "
+            f"({MANIFEST_NAME}) can't be read, or an earlier one could not (kept as "
+            f"{MANIFEST_NAME}.unreadable-TIME), so cloak can't tell whether it made it; "
+            "pass --overwrite to replace it, or choose another --out folder")
+    assert item.message == said
     assert "not valid JSON: damaged, or cut off" in caplog.text
     assert "Expecting value" not in caplog.text
+    # once a run with another photo has set the damaged record aside, the same
+    other = small_photo(tmp_path / "in" / "b.png", index=1)
+    result = batch.run(batch.plan([other], out), out, tiny_config)
+    assert result.counts[PROTECTED] == 1 and list(out.glob(f"{MANIFEST_NAME}.unreadable-*"))
+    [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
+    assert (item.status, item.message) == (FAILED, said)
 
 
 

@@ -3741,3 +3741,26 @@ def test_a_copy_that_cant_be_shown_is_said_whole_and_by_name(window, tmp_path, s
                                   "named .jpg but is not an image cloak can read"), view.text()
     assert str(tmp_path) not in view.text()
     assert view.wordWrap() and view.toolTip() == view.text()
+
+
+def test_a_damaged_record_in_the_save_to_folder_is_told(qapp, tmp_path, small_photo,
+                                                       model_dir):
+    """The Save-to folder's record cut short (a sync client): the app saved the photo
+    again as "a (1).jpg" beside its earlier copy and said why only in its log. It says so
+    in a notice (the status bar), once a run."""
+    from cloak.manifest import MANIFEST_NAME
+
+    out = tmp_path / "out"
+    photo = small_photo(tmp_path / "a.jpg")
+    config = ProtectConfig(strength="fast", faces=False, measure=False, **TINY)
+    (first,) = run_here(ProtectWorker([Job(0, photo, out)], config))
+    record = out / MANIFEST_NAME
+    record.write_text(record.read_text()[:20])
+    worker = ProtectWorker([Job(0, photo, out)], config)
+    notices = []
+    worker.notice.connect(notices.append)
+    (second,) = run_here(worker)
+    assert second.dst.name == "a (1).jpg"
+    assert len(notices) == 1 and notices[0].startswith(
+        f"The record of cloak's copies in {out} can't be read (not valid JSON: damaged, or "
+        "cut off): copies made there before can't be recognised"), notices

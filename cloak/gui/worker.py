@@ -535,6 +535,21 @@ class ProtectWorker(QObject):
 
             self._swept.add(folder)
             remove_stale_temp_files(folder)
+            self._tell_if_record_damaged(folder)
+
+    def _tell_if_record_damaged(self, folder: Path) -> None:
+        """A notice where the folder's record of cloak's copies can't be read: its copies
+        from earlier sessions can't be recognised, so photos are saved again beside them
+        (`name (1)`); the record is set aside as the first copy is recorded. The CLI
+        refuses such a folder's copies, saying so; the app said it only in its log."""
+        from cloak.manifest import MANIFEST_NAME, read_only
+
+        found = read_only(folder).found
+        if found is not None and found[0] == "unreadable":
+            emit(self.notice, f"The record of cloak's copies in {folder} can't be read "
+                 f"({found[1]}): copies made there before can't be recognised, so photos "
+                 "protected before are saved again beside them, as \"name (1)\"; the "
+                 f"damaged record is kept as {MANIFEST_NAME}.unreadable-TIME.")
 
     def _posted_damage(self, report: Report) -> float | None:
         """posting_damage(); the copy is written already, so a failed check only leaves
