@@ -2123,11 +2123,13 @@ class TestReviewFixes:
         window.start()
         assert not window.is_running() and not share.exists()
         assert (f"the Save-to folder {share} can't be reached (deleted, or on a disk or share "
-                "not connected?): choose it again") in window.statusBar().currentMessage()
+                "not connected?): connect it, or choose it again") in \
+            window.statusBar().currentMessage()
         share.parent.joinpath("photos").write_text("a file now")  # a trial's wrong path
         window.start()
         assert not window.is_running()
-        assert (f"the Save-to folder {share} is a file, not a folder: choose it again"
+        # (choosing that file "again" would not help)
+        assert (f"the Save-to folder {share} is a file, not a folder: choose a folder"
                 in window.statusBar().currentMessage())
         assert share.read_text() == "a file now"
 
@@ -3082,6 +3084,7 @@ class TestReviewFixes:
                                                                       str(value))
             later = MainWindow(settings=TINY, store=settings)
             assert said in later.statusBar().currentMessage(), value
+            assert "connect it" not in later.statusBar().currentMessage()  # not a share
             later.add_paths([tmp_path / "a.png"])
             later.start()
             assert not later.is_running() and said in later.statusBar().currentMessage()
@@ -3754,6 +3757,7 @@ def test_a_damaged_record_in_the_save_to_folder_is_told(qapp, tmp_path, small_ph
     photo = small_photo(tmp_path / "a.jpg")
     config = ProtectConfig(strength="fast", faces=False, measure=False, **TINY)
     (first,) = run_here(ProtectWorker([Job(0, photo, out)], config))
+    assert first.dst.name == "a.jpg"
     record = out / MANIFEST_NAME
     record.write_text(record.read_text()[:20])
     worker = ProtectWorker([Job(0, photo, out)], config)

@@ -169,6 +169,15 @@ def save_to_problem(folder: Path, mount: str = "") -> str | None:
     return None
 
 
+def save_to_advice(problem: str) -> str:
+    """What to do about a Save-to folder's `problem` (save_to_problem's)."""
+    if problem.startswith("is a file"):
+        return "choose a folder (Change…, or Next to originals)"
+    if problem.startswith("can't be reached"):
+        return "connect it, or choose it again (Change…, or Next to originals)"
+    return "choose it again (Change…, or Next to originals)"
+
+
 def open_folder(folder: Path) -> bool:
     """Show `folder` in the system file manager."""
     return QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
@@ -685,8 +694,7 @@ class MainWindow(QMainWindow):
             # gone since it was chosen (deleted, or a share no longer mounted: its copies
             # would land hidden on the disk below the mount point)
             self.statusBar().showMessage(f"the Save-to folder {self.output_dir} {what}: "
-                                         "choose it again (Change…, or Next to originals)",
-                                         8000)
+                                         f"{save_to_advice(what)}", 8000)
             return
         try:
             config = self.config()
@@ -1048,8 +1056,7 @@ class MainWindow(QMainWindow):
                     what = save_to_problem(Path(folder), mount)
                     if what is not None:
                         self.statusBar().showMessage(
-                            f"the Save-to folder {folder} {what}: connect it, or choose "
-                            "another (Change…, or Next to originals)")
+                            f"the Save-to folder {folder} {what}: {save_to_advice(what)}")
                 # "Keep location" starts off at every launch: ticked once for one trip's
                 # photos, it must not put the next session's home photos' position in
                 # their copies. "Remove camera details" only removes more: remembered.
