@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import functools
 import io as _io
 import logging
@@ -284,6 +285,9 @@ def _open_file(path: Path) -> IO[bytes]:
         raise _fail(path, "permission denied (a folder on its path can't be searched)") \
             from None
     except OSError as exc:  # a symlink loop, a name too long...
+        if exc.errno == errno.ELOOP:  # said as `cloak protect` says it
+            raise _fail(path, "is a link that leads back to itself (a loop of links)"
+                        ) from None
         raise _fail(path, f"cannot read the file ({exc.strerror or exc})") from None
     if stat.S_ISDIR(mode):
         raise _fail(path, "is a folder, not a photo")

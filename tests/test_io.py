@@ -2915,3 +2915,18 @@ def test_a_fifo_given_as_a_photo_is_refused_not_waited_on(tmp_path, model_dir):
     done = subprocess.run([sys.executable, "-m", "cloak", "verify", str(fifo)],
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 1 and "not a regular file" in done.stderr, done.stderr
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX links")
+def test_links_given_as_photos_are_said_as_protect_says_them(tmp_path):
+    """verify (and --mask) said "no such file" of a link to nowhere and "cannot read the
+    file (Too many levels of symbolic links)" of a loop, where protect names the link."""
+    os.symlink(tmp_path / "gone.jpg", tmp_path / "dangling.jpg")
+    os.symlink(tmp_path / "loop2.jpg", tmp_path / "loop1.jpg")
+    os.symlink(tmp_path / "loop1.jpg", tmp_path / "loop2.jpg")
+    with pytest.raises(UnsupportedImageError, match=r"dangling.jpg: is a link to .*gone.jpg, "
+                                                    "which does not exist"):
+        io.load_photo(tmp_path / "dangling.jpg")
+    with pytest.raises(UnsupportedImageError, match=r"loop1.jpg: is a link that leads back "
+                                                    r"to itself \(a loop of links\)"):
+        io.load_photo(tmp_path / "loop1.jpg")
