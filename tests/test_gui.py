@@ -3735,8 +3735,9 @@ def test_a_copy_that_cant_be_shown_is_said_whole_and_by_name(window, tmp_path, s
     window.start()
     assert wait_until(lambda: not window.is_running(), 60)
     (row,) = window.rows.values()
+    # the before/after the window loads of itself once the photo is done: let it land
+    assert wait_until(lambda: not window.compare_panel.loading, 30)
     row.outcome.dst.write_text("garbage")
-    window.compare_panel.comparison = None
     window.show_comparison(row.row_id)
     view = window.compare_panel.view
     assert wait_until(lambda: view.text().startswith("Cannot show"), 30)
