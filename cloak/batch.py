@@ -663,9 +663,6 @@ def _clean_up_after_run(items: list[Item], manifest: Manifest, out_dir: Path,
         # run holds OUT) must not touch that run's temp files
         if folder.is_dir() and inside(folder, out_dir):
             _remove_temp_files(folder)
-    if locked:  # the journal folded into the record: a finished run leaves the record
-        with contextlib.suppress(OSError, CloakError):  # (what fails stays in the journal)
-            manifest.compact()
     # the folders made for copies that were not written (failed, stopped), where
     # still empty: a folder input's mirror is made before its first photo's attack
     made = {folder for item in items for folder in item.made_folders}
@@ -673,6 +670,10 @@ def _clean_up_after_run(items: list[Item], manifest: Manifest, out_dir: Path,
         with contextlib.suppress(OSError):  # not empty: a copy, or another's file
             folder.rmdir()
             _forget_mirror(manifest, folder)
+    if locked:  # last, after any save above: a finished run leaves the record whole, as
+        # every cloak reads it (version 1), its journal folded in
+        with contextlib.suppress(OSError, CloakError):  # (what fails stays in the journal)
+            manifest.compact()
 
 
 def _forget_mirror(manifest: Manifest, folder: Path) -> None:
