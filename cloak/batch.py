@@ -68,7 +68,7 @@ from .planning import (
     SKIPPED,
     Item,
     plan,  # noqa: F401 - batch's API is plan(), then run()
-    set_aside_record,
+    set_aside_time,
 )
 from .preview import preview_path
 from .report import Report
@@ -238,6 +238,14 @@ def _decide(item: Item, entry: dict | None, settings: dict, force: bool,
         why = "was made from another photo of that name, or an earlier version of this one"
     item.status = FAILED
     item.message = f"output {item.dst} exists and {why}; {remedy}"
+
+
+def _changed_before(path: Path, when_ns: int) -> bool:
+    """Whether the file at `path` was last changed (ctime) at or before `when_ns`."""
+    try:
+        return os.lstat(path).st_ctime_ns <= when_ns
+    except (OSError, ValueError):
+        return False
 
 
 def _decide_or_fail(item: Item, entry: dict | None, settings: dict, force: bool,
@@ -628,15 +636,18 @@ def _decide_all(items: list[Item], manifest: Manifest, settings: dict, force: bo
     (see _decide); the others are said done. A stop raises KeyboardInterrupt."""
     todo = []
     # OUT's record can't be read, or one that could not was set aside by an earlier run:
-    # a copy there that the record does not list may still be cloak's
-    unreadable = (manifest.found is not None and manifest.found[0] == "unreadable") or \
-        set_aside_record(manifest.out_dir)
+    # a copy there that the record does not list may still be cloak's (if it was there
+    # before the record was set aside)
+    unreadable = manifest.found is not None and manifest.found[0] == "unreadable"
+    set_aside_at = None if unreadable else set_aside_time(manifest.out_dir)
     for item in items:
         if item.status == "pending":
             if stop():
                 raise KeyboardInterrupt
             _decide_or_fail(item, manifest.get(item.dst), settings, force, overwrite,
-                            preview, also, record_unreadable=unreadable)
+                            preview, also, record_unreadable=unreadable or (
+                                set_aside_at is not None
+                                and _changed_before(item.dst, set_aside_at)))
         if item.status == "pending":
             todo.append(item)
         else:

@@ -192,10 +192,22 @@ def _recorded_above(real: str, cache: dict[str, set[str] | str | None],
 def set_aside_record(folder: Path) -> bool:
     """Whether `folder` holds a damaged manifest an earlier run set aside
     (MANIFEST_NAME.unreadable-TIME): the copies it listed are not in the new record."""
+    return set_aside_time(folder) is not None
+
+
+def set_aside_time(folder: Path) -> int | None:
+    """When (ctime, ns) the last damaged manifest in `folder` was set aside
+    (MANIFEST_NAME.unreadable-TIME: renamed then), or None where none was. A file there
+    last changed after it can't be one of the copies it listed."""
+    times = []
     try:
-        return any(name.startswith(f"{MANIFEST_NAME}.unreadable-") for name in os.listdir(folder))
+        for name in os.listdir(folder):
+            if name.startswith(f"{MANIFEST_NAME}.unreadable-"):
+                with contextlib.suppress(OSError):
+                    times.append(os.lstat(os.path.join(folder, name)).st_ctime_ns)
     except OSError:
-        return False
+        return None
+    return max(times, default=None)
 
 
 def _check_stop(should_stop: Callable[[], bool] | None) -> None:

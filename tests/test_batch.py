@@ -3000,6 +3000,14 @@ def test_a_copy_in_a_folder_whose_record_is_damaged_is_not_called_the_users(
     assert result.counts[PROTECTED] == 1 and list(out.glob(f"{MANIFEST_NAME}.unreadable-*"))
     [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
     assert (item.status, item.message) == (FAILED, said)
+    # a file put in OUT after that record was set aside can't be one it listed: the
+    # user's own photo is still said to be possibly theirs
+    time.sleep(0.05)  # (a later change time than the setting aside, on any clock)
+    mine = small_photo(tmp_path / "elsewhere" / "mine.png", index=2)
+    (out / "mine.png").write_bytes(mine.read_bytes())
+    [item] = batch.run(batch.plan([mine], out), out, tiny_config).items
+    assert item.status == FAILED and "was not made by cloak (it may be a photo of yours)" \
+        in item.message, item.message
 
 
 
