@@ -177,11 +177,23 @@ def compression_floor(original: Image.Image, copy: Image.Image, settings: JpegSe
     copy is (comparable.pair_gray). `clean_cache`: the
     dict the copy's own verify_images call used, so the original's side is not measured
     twice."""
-    from .comparable import match_copy, pair_gray, pair_transparency, shrink_larger_copy
+    from .channels import resize_keeping_colour
+    from .comparable import (
+        match_copy,
+        pair_gray,
+        pair_transparency,
+        rgb_or_rgba,
+        shrink_larger_copy,
+    )
     from .verify import verify_images
 
-    copy, _ = shrink_larger_copy(original, copy)  # as verify_images pairs them
-    matched, _ = match_copy(original, copy)
+    if shrink_larger_copy(original, copy)[1] is not None:
+        # the copy is the original enlarged, then saved (a platform enlarges a small
+        # photo): so is the original here, before it is saved like it; verify_images
+        # shrinks both back the same way
+        matched = resize_keeping_colour(rgb_or_rgba(original), copy.size)
+    else:
+        matched, _ = match_copy(original, copy)
     # a transparent original flattened the way verify pairs it with this copy (onto
     # white, onto black, or its alpha dropped), and made black and white as it is
     matched, _, _ = pair_transparency(matched, copy)

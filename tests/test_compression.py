@@ -272,3 +272,19 @@ def test_the_floor_re_saves_the_original_not_the_copy(tmp_path, small_photo, kin
                              ("as-is",), models=("taesd",))
     assert floor.damage_db == expected.as_is.damage_db
     assert floor.damage_db["taesd"] < measured.as_is.damage_db["taesd"] - 0.1
+
+
+def test_the_floor_of_an_enlarged_unprotected_copy_is_its_whole_damage(tmp_path, small_photo):
+    """A small photo enlarged (as a platform enlarges one under 320 px wide), then saved
+    at quality 40: verify shrinks the copy back, and the floor must be the original
+    treated the same way, not the original saved at its own size (that said 1.85 dB of a
+    0.38 dB copy was compression)."""
+    original = Image.open(small_photo(tmp_path / "p.png", size=(128, 64))).convert("RGB")
+    path = tmp_path / "big.jpg"
+    original.resize((256, 128), Image.LANCZOS).save(path, quality=40)
+    copy = Image.open(path).convert("RGB")
+    models = ("taesd",)
+    measured = verify_images(original, copy, ("as-is",), models=models)
+    assert "it was shrunk to the original's size" in measured.note
+    floor = compression_floor(original, copy, jpeg_settings(path), models)
+    assert floor.damage_db == measured.as_is.damage_db, (floor, measured.as_is)

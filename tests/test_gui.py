@@ -3745,6 +3745,9 @@ def test_a_copy_that_cant_be_shown_is_said_whole_and_by_name(window, tmp_path, s
                                   "named .jpg but is not an image cloak can read"), view.text()
     assert str(tmp_path) not in view.text()
     assert view.wordWrap() and view.toolTip() == view.text()
+    # loading another photo next: not this one's error as its tooltip
+    window.compare_panel.show_loading("b.jpg")
+    assert view.text() == "loading…" and view.toolTip() == "loading…"
 
 
 def test_a_damaged_record_in_the_save_to_folder_is_told(qapp, tmp_path, small_photo,

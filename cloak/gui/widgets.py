@@ -540,7 +540,7 @@ class ComparePanel(QWidget):
         self.loading = True
         self._show_title(name, " — loading…")
         if self.comparison is None:  # not "Protected photos appear here" under its name
-            self.view.setText("loading…")
+            self.view.set_message("loading…")  # (not the last photo's error as its tooltip)
 
     def show_comparison(self, name: str, comparison: Comparison) -> None:
         """Show `comparison` (original, protected, difference, budget) in the current
