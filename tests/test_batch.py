@@ -2819,14 +2819,19 @@ class TestJournal:
         assert sorted(json.loads((out / MANIFEST_NAME).read_text())["photos"]) == [
             "b.png", "c.png", "d.png"]
 
-    def test_a_line_cut_short_by_a_kill_loses_only_itself(self, tmp_path):
+    def two_appended(self, tmp_path: Path, line: bytes) -> Path:
+        """OUT with a.png written whole, b.png appended, then `line` as written there."""
         out = tmp_path / "out"
         out.mkdir()
         record = Manifest(out)
         record.set(out / "a.png", self.entry(1))
         record.set(out / "b.png", self.entry(2))
         with open(out / JOURNAL_NAME, "ab") as journal:
-            journal.write(b'\n{"name":"x.png","entry":{"sta')  # killed mid-write
+            journal.write(line)
+        return out
+
+    def test_a_line_cut_short_by_a_kill_loses_only_itself(self, tmp_path):
+        out = self.two_appended(tmp_path, b'\n{"name":"x.png","entry":{"sta')  # killed
         record = Manifest(out)
         record.set(out / "c.png", self.entry(3))
         assert sorted(Manifest(out).entries) == ["a.png", "b.png", "c.png"]
@@ -2886,13 +2891,7 @@ class TestJournal:
         assert {"a.png", "b.png", "d.png"} <= set(Manifest(out).entries)
 
     def test_an_entry_that_is_not_an_object_in_the_journal_removes_nothing(self, tmp_path):
-        out = tmp_path / "out"
-        out.mkdir()
-        record = Manifest(out)
-        record.set(out / "a.png", self.entry(1))
-        record.set(out / "b.png", self.entry(2))
-        with open(out / JOURNAL_NAME, "ab") as journal:
-            journal.write(b'\n{"name":"a.png","entry":"damaged"}')
+        out = self.two_appended(tmp_path, b'\n{"name":"a.png","entry":"damaged"}')
         assert sorted(Manifest(out).entries) == ["a.png", "b.png"]
 
     @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX FIFOs")

@@ -165,6 +165,17 @@ def run_here(worker: ProtectWorker) -> list:
     return events
 
 
+def protect_one(window, photo: Path) -> PhotoRow:
+    """Protect `photo` alone in `window` (not measured) and return its row, whatever its
+    outcome."""
+    window.settings["measure"] = False
+    window.add_paths([photo])
+    window.start()
+    assert wait_until(lambda: not window.is_running(), 60)
+    (row,) = window.rows.values()
+    return row
+
+
 def drop(widget, paths_or_urls: list, actions=Qt.DropAction.CopyAction,
          modifiers=Qt.KeyboardModifier.NoModifier) -> tuple[bool, QDropEvent]:
     """Deliver a real drag-enter and drop of these URLs (the source allowing `actions`,
@@ -318,12 +329,8 @@ class TestDropZone:
         said "already in the list", the row kept its old copy and Protect stayed off."""
         from PIL import Image
 
-        window.settings["measure"] = False
         photo = small_photo(tmp_path / "a.png")
-        window.add_paths([photo])
-        window.start()
-        assert wait_until(lambda: not window.is_running(), 60)
-        (row,) = window.rows.values()
+        row = protect_one(window, photo)
         assert row.state == PhotoRow.PROTECTED
         with Image.open(photo) as im:
             cropped = im.crop((0, 0, 48, 40))
@@ -351,12 +358,8 @@ class TestDropZone:
         ctime too."""
         from PIL import Image
 
-        window.settings["measure"] = False
         photo = small_photo(tmp_path / "a.bmp")  # a BMP: the same size after any edit
-        window.add_paths([photo])
-        window.start()
-        assert wait_until(lambda: not window.is_running(), 60)
-        (row,) = window.rows.values()
+        row = protect_one(window, photo)
         assert row.state == PhotoRow.PROTECTED
         before = os.stat(photo)
         with Image.open(photo) as im:
@@ -2824,12 +2827,8 @@ class TestReviewFixes:
         assert window.strength.itemText(medium) == "medium — recommended"
         assert window.strength.itemData(medium, Qt.ItemDataRole.ToolTipRole) == \
             "8/255, 32 steps"
-        window.settings["measure"] = False
         photo = small_photo(tmp_path / "a.png")
-        window.add_paths([photo])
-        window.start()
-        assert wait_until(lambda: not window.is_running(), 60)
-        (row,) = window.rows.values()
+        row = protect_one(window, photo)
         first = row.outcome.dst
         assert row.state == PhotoRow.PROTECTED and not window.protect_button.isEnabled()
         # the before/after shows the first copy, and its row is highlighted (a trial)
@@ -3729,12 +3728,7 @@ def test_a_copy_that_cant_be_shown_is_said_whole_and_by_name(window, tmp_path, s
     """The before/after panel's message ran on one line, 1,022 px in a 371 px view, cut at
     both ends, with no tooltip, and named the copy by its full path. It wraps, its tooltip
     holds it whole, and it says which file it means."""
-    window.settings["measure"] = False
-    photo = small_photo(tmp_path / "a.jpg")
-    window.add_paths([photo])
-    window.start()
-    assert wait_until(lambda: not window.is_running(), 60)
-    (row,) = window.rows.values()
+    row = protect_one(window, small_photo(tmp_path / "a.jpg"))
     # the before/after the window loads of itself once the photo is done: let it land
     assert wait_until(lambda: not window.compare_panel.loading, 30)
     row.outcome.dst.write_text("garbage")
