@@ -1751,7 +1751,7 @@ class TestBadInput:
         (tmp_path / "b.jpg").symlink_to(tmp_path / "a.jpg")
         with pytest.raises(UnsupportedImageError) as exc:
             io.load_photo(tmp_path / "a.jpg")
-        _assert_one_line(exc, tmp_path / "a.jpg", "symbolic links")
+        _assert_one_line(exc, tmp_path / "a.jpg", "a loop of links")
 
     def test_directory(self, tmp_path: Path) -> None:
         (path := tmp_path / "dir.jpg").mkdir()
