@@ -3766,3 +3766,50 @@ def test_a_damaged_record_in_the_save_to_folder_is_told(qapp, tmp_path, small_ph
     assert len(notices) == 1 and notices[0].startswith(
         f"The record of cloak's copies in {out} can't be read (not valid JSON: damaged, or "
         "cut off): copies made there before can't be recognised"), notices
+
+
+def test_a_listed_photo_that_cant_be_reached_is_not_called_gone(tmp_path, monkeypatch):
+    """A listed photo whose folder can no longer be searched (a permission changed since
+    it was listed) failed as "no longer there (moved, renamed ...); add it again", and
+    adding it again led to "not a photo cloak reads". It is said as a permission problem.
+    Root is never denied here, so the denial is simulated for that one path."""
+    from cloak.gui.worker import _gone_or_unreadable
+
+    photo = tmp_path / "a.jpg"
+    assert _gone_or_unreadable(photo).startswith("no longer there")  # really gone
+    photo.write_bytes(b"x")
+    assert _gone_or_unreadable(photo) is None
+    real_lstat = os.lstat
+
+    def denied(path, *args, **kwargs):
+        if os.fspath(path) == os.fspath(photo):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_lstat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "lstat", denied)
+    assert _gone_or_unreadable(photo).startswith(
+        "permission denied (a folder on its path can't be searched)")
+
+
+def test_a_save_to_folder_below_one_that_cant_be_searched_is_not_called_gone(
+        tmp_path, monkeypatch):
+    """The Save-to folder on a path whose folder can't be searched was "can't be reached
+    (deleted, or on a disk or share not connected?)". Simulated as above (root)."""
+    from cloak.gui.window import save_to_problem
+
+    folder = tmp_path / "copies"
+    folder.mkdir()
+    assert save_to_problem(folder) is None
+    (tmp_path / "file").write_text("x")
+    assert save_to_problem(tmp_path / "file") == "is a file, not a folder"
+    assert save_to_problem(tmp_path / "gone").startswith("can't be reached")
+    real_stat = os.stat
+
+    def denied(path, *args, **kwargs):
+        if os.fspath(path) == os.fspath(folder):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", denied)
+    assert save_to_problem(folder) == (
+        "can't be opened (permission denied on a folder on its path)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import stat
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -161,9 +162,14 @@ def save_to_problem(folder: Path, mount: str = "") -> str | None:
     since. Never raises (a share that is down)."""
     if not os.path.isabs(folder):
         return "is not a full path"
-    if not os.path.isdir(folder):
-        return ("is a file, not a folder" if os.path.exists(folder) else
-                "can't be reached (deleted, or on a disk or share not connected?)")
+    try:
+        is_folder = stat.S_ISDIR(os.stat(folder).st_mode)
+    except PermissionError:  # not "deleted": a folder on its path can't be searched
+        return "can't be opened (permission denied on a folder on its path)"
+    except (OSError, ValueError):
+        return "can't be reached (deleted, or on a disk or share not connected?)"
+    if not is_folder:
+        return "is a file, not a folder"
     if mount and not os.path.ismount(mount):
         return f"can't be reached (its disk or share, {mount}, is not connected)"
     return None

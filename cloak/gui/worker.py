@@ -109,6 +109,20 @@ def recorded_verdict(copy: Path, out_dir: Path) -> str | None:
     return verdict if verdict in (*(name for name, _ in VERDICTS), "none") else None
 
 
+def _gone_or_unreadable(path: Path) -> str | None:
+    """Why a listed photo can't be protected now, found before any work: gone (moved,
+    renamed, its disk unplugged), or its folder no longer searchable (a permission that
+    changed since it was listed, said as such, not as gone); None where it is there."""
+    try:
+        os.lstat(path)
+    except PermissionError:
+        return ("permission denied (a folder on its path can't be searched); allow "
+                "reading it, or move the photo, and add it again")
+    except (OSError, ValueError):
+        return "no longer there (moved, renamed or its disk unplugged); add it again"
+    return None
+
+
 def _identity_or_none(path: Path) -> dict | None:
     """manifest.identity(path), or None where it can't be read (protect_file says why)."""
     from cloak.manifest import identity
@@ -327,9 +341,8 @@ class ProtectWorker(QObject):
             if self._weights_error is not None:  # no download attempt (and wait) per photo
                 emit(self.failed, job.index, self._weights_error)
                 return
-            if not os.path.lexists(job.src):  # not its protected/ folder made for nothing
-                emit(self.failed, job.index, f"{job.src}: no longer there (moved, renamed "
-                                             "or its disk unplugged); add it again")
+            if (gone := _gone_or_unreadable(job.src)) is not None:  # not its protected/
+                emit(self.failed, job.index, f"{job.src}: {gone}")  # folder made for nothing
                 return
             self._make_folder(job.out_dir, created, make=not job.chosen)
             settings = self._prepare_models()
