@@ -3768,6 +3768,19 @@ def test_a_damaged_record_in_the_save_to_folder_is_told(qapp, tmp_path, small_ph
         "cut off): copies made there before can't be recognised"), notices
 
 
+def deny(monkeypatch, call: str, denied_path: Path) -> None:
+    """os.`call` (stat, lstat) raises PermissionError for `denied_path` alone, as for a
+    user a folder on its path can't be searched for (root is never denied)."""
+    real = getattr(os, call)
+
+    def denied(path, *args, **kwargs):
+        if os.fspath(path) == os.fspath(denied_path):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, call, denied)
+
+
 def test_a_listed_photo_that_cant_be_reached_is_not_called_gone(tmp_path, monkeypatch):
     """A listed photo whose folder can no longer be searched (a permission changed since
     it was listed) failed as "no longer there (moved, renamed ...); add it again", and
@@ -3779,14 +3792,7 @@ def test_a_listed_photo_that_cant_be_reached_is_not_called_gone(tmp_path, monkey
     assert _gone_or_unreadable(photo).startswith("no longer there")  # really gone
     photo.write_bytes(b"x")
     assert _gone_or_unreadable(photo) is None
-    real_lstat = os.lstat
-
-    def denied(path, *args, **kwargs):
-        if os.fspath(path) == os.fspath(photo):
-            raise PermissionError(13, "Permission denied", os.fspath(path))
-        return real_lstat(path, *args, **kwargs)
-
-    monkeypatch.setattr(os, "lstat", denied)
+    deny(monkeypatch, "lstat", photo)
     assert _gone_or_unreadable(photo).startswith(
         "permission denied (a folder on its path can't be searched)")
 
@@ -3803,13 +3809,6 @@ def test_a_save_to_folder_below_one_that_cant_be_searched_is_not_called_gone(
     (tmp_path / "file").write_text("x")
     assert save_to_problem(tmp_path / "file") == "is a file, not a folder"
     assert save_to_problem(tmp_path / "gone").startswith("can't be reached")
-    real_stat = os.stat
-
-    def denied(path, *args, **kwargs):
-        if os.fspath(path) == os.fspath(folder):
-            raise PermissionError(13, "Permission denied", os.fspath(path))
-        return real_stat(path, *args, **kwargs)
-
-    monkeypatch.setattr(os, "stat", denied)
+    deny(monkeypatch, "stat", folder)
     assert save_to_problem(folder) == (
         "can't be opened (permission denied on a folder on its path)")
