@@ -137,12 +137,13 @@ def _decide(item: Item, entry: dict | None, settings: dict, force: bool,
     `preview`: previews are asked for, so a done photo without one is done again. A copy
     made with `also` (settings_to_accept) counts as made with `settings`."""
     sheet = preview_path(item.dst)
-    if preview and entry is not None and isinstance(entry.get("dst"), dict):
+    beside_sheet = preview and sheet.exists() and same_folder(item.dst.parent,
+                                                               item.src.parent)
+    if beside_sheet and entry is not None and isinstance(entry.get("dst"), dict):
         # the copy's times as they are now, where it is the copy recorded (a folder
         # copied with its times kept, `cp -a`): what an older sheet is judged by
         matches_record(item.dst, entry["dst"], refresh=True)
-    if (preview and sheet.exists()
-            and same_folder(item.dst.parent, item.src.parent)
+    if (beside_sheet
             and not any(matches_record(sheet, (entry or {}).get(key))
                         for key in ("preview", "earlier_preview"))
             and not (entry is not None and _unrecorded_own_sheet(sheet, entry))):
@@ -216,9 +217,8 @@ def _decide(item: Item, entry: dict | None, settings: dict, force: bool,
         item.message = (f"output {item.dst} exists, and cloak's record of that folder "
                         f"({MANIFEST_NAME}) can't be read, or an earlier one could not "
                         f"(kept as {MANIFEST_NAME}.unreadable-TIME), so cloak can't tell "
-                        "whether it made it; " + ("move it away or choose another --out folder"
-                                      if beside else "pass --overwrite to replace it, or "
-                                      "choose another --out folder"))
+                        "whether it made it; " + (remedy if beside else
+                                                  f"{remedy}, or choose another --out folder"))
         return
     if entry is None:  # perhaps a photo of the user's own: another folder is the advice
         item.status = FAILED

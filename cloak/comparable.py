@@ -283,6 +283,12 @@ def crop_offset(original: Image.Image, protected: Image.Image) -> tuple[int, int
     return best if as_crop >= as_resize + CROP_BETTER_DB else None
 
 
+def is_enlarged(original_size: tuple[int, int], copy_size: tuple[int, int]) -> bool:
+    """Whether a copy of `copy_size` (w, h) is the original's shape with more pixels."""
+    (ow, oh), (pw, ph) = original_size, copy_size
+    return pw * ph > ow * oh and is_resized((pw, ph), (ow, oh))
+
+
 def shrink_larger_copy(original: Image.Image, protected: Image.Image
                        ) -> tuple[Image.Image, str | None]:
     """`protected` as it can be compared with `original`: shrunk to the original's size
@@ -291,7 +297,7 @@ def shrink_larger_copy(original: Image.Image, protected: Image.Image
     would blur it, and the blur would read as protection (an unprotected photo and a
     smaller copy of it, given the other way round, measured "strong")."""
     (ow, oh), (pw, ph) = original.size, protected.size
-    if pw * ph <= ow * oh or not is_resized((pw, ph), (ow, oh)):
+    if not is_enlarged(original.size, protected.size):
         return protected, None
     return resize_keeping_colour(rgb_or_rgba(protected), (ow, oh)), (
         f"the copy is {pw}x{ph}, larger than the original ({ow}x{oh}): it was shrunk to the "

@@ -178,16 +178,10 @@ def compression_floor(original: Image.Image, copy: Image.Image, settings: JpegSe
     dict the copy's own verify_images call used, so the original's side is not measured
     twice."""
     from .channels import resize_keeping_colour
-    from .comparable import (
-        match_copy,
-        pair_gray,
-        pair_transparency,
-        rgb_or_rgba,
-        shrink_larger_copy,
-    )
+    from .comparable import is_enlarged, match_copy, pair_gray, pair_transparency, rgb_or_rgba
     from .verify import verify_images
 
-    if shrink_larger_copy(original, copy)[1] is not None:
+    if is_enlarged(original.size, copy.size):
         # the copy is the original enlarged, then saved (a platform enlarges a small
         # photo): so is the original here, before it is saved like it; verify_images
         # shrinks both back the same way

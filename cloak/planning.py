@@ -26,6 +26,7 @@ from .errors import Cancelled
 from .manifest import (
     MANIFEST_NAME,
     Manifest,
+    apply_changes,
     journal_changes,
     matches_record,
     read_record_and_sha256,
@@ -412,11 +413,7 @@ def _read_out_record(out_dir: Path) -> dict:
         return {}
     photos = data.get("photos")
     if isinstance(photos, dict):  # with the changes its journal holds
-        for name, entry in journal_changes(out_dir, sha) or ():
-            if entry is None:
-                photos.pop(name, None)
-            else:
-                photos[name] = entry
+        apply_changes(photos, journal_changes(out_dir, sha) or ())
     return data
 
 
