@@ -149,6 +149,18 @@ def parse_sizes(text: str | None) -> tuple[int, ...] | None:
     return sizes
 
 
+def parse_models(text: str) -> tuple[str, ...]:
+    """'taesd, TAEF1,taesd' -> ('taesd', 'taef1'): each once, in the order given; an
+    unknown or missing name fails naming --models (the library's refusal didn't say which
+    option it was about)."""
+    names = tuple(dict.fromkeys(m.strip().lower() for m in text.split(",") if m.strip()))
+    unknown = [m for m in names if m not in ALL_MODEL_NAMES]
+    if unknown or not names:
+        what = f"unknown model {unknown[0]!r}" if unknown else f"no model named in {text!r}"
+        fail(f"--models: {what}; choose from {', '.join(ALL_MODEL_NAMES)} (comma-separated)")
+    return names
+
+
 MODEL_DIR_HELP = ("Folder with the weight files (searched first; then $CLOAK_MODEL_DIR, then "
                   "the user cache, then a download on first use, which CLOAK_OFFLINE=1 "
                   "turns off).")
@@ -343,8 +355,7 @@ def protect(
         try:
             config = ProtectConfig(
                 strength=strength.strip().lower(), eps=None if eps is None else eps / 255,
-                steps=steps, models=tuple(m.strip().lower() for m in models.split(",")
-                                          if m.strip()),
+                steps=steps, models=parse_models(models),
                 objective=objective.strip().lower(), seed=seed,
                 mask_path=str(mask) if mask else None,
                 model_dir=str(model_dir) if model_dir else None, device=device,
@@ -896,8 +907,6 @@ def verify(
     with loading_libraries():
         from cloak.errors import is_out_of_memory, out_of_memory_message
 
-    # each model once (`--models taesd,taesd`), in the order given
-    names = tuple(dict.fromkeys(m.strip().lower() for m in models.split(",") if m.strip()))
     md = str(model_dir) if model_dir else None
     json_path = Path(os.path.expanduser(json_path)) if json_path else None  # `--json=~/r`
     check_json_path(json_path)
@@ -911,13 +920,12 @@ def verify(
     folder_exit = None  # verify_folders' exit code, when two folders were given
     with reporting_failures(leave_report):
         measured = parse_channels(channels)
+        names = parse_models(models)
         check_model_dir(model_dir)
         device = check_device(device)
         # the receipt says when --models or --channels, which it ignores, were given
         ignored_options = channels is not None or names != DEFAULT_VERIFY_MODELS
         try:
-            for name in names:
-                ProtectConfig(models=(name,))  # validates the model name
             # os.path.isdir: False (not an error) for a path that can't be reached; the
             # photo's own load then says why
             folders = [p for p in (photo, protected) if p is not None and os.path.isdir(p)]

@@ -232,6 +232,19 @@ def test_bad_settings_exit_1_with_one_line(tmp_path, small_photo, model_dir):
     assert not (tmp_path / "out").exists()
 
 
+def test_an_unknown_model_is_refused_naming_the_option(tmp_path, small_photo, model_dir):
+    """`--models sd15` said "unknown model 'sd15'" without naming the option it came from
+    (the library's words); protect and verify both name --models and what it takes."""
+    photo = small_photo(tmp_path / "a.png")
+    for args in (("protect", photo, "--out", tmp_path / "out"), ("verify", photo, photo),
+                 ("verify", photo)):
+        result = invoke(*args, "--models", "taesd, SD15")
+        assert result.exit_code == 1, result.output
+        assert result.stderr == ("error: --models: unknown model 'sd15'; choose from taesd, "
+                                 "taesdxl, taef1, taef2 (comma-separated)\n")
+    assert not (tmp_path / "out").exists()
+
+
 def test_an_empty_photos_argument_is_refused_not_the_current_folder(tmp_path, small_photo,
                                                                     model_dir, monkeypatch):
     """`cloak protect "$PHOTO" --out protected` with PHOTO unset passes "": Path("") is
@@ -270,7 +283,9 @@ def test_refused_settings_leave_this_runs_report_at_json(tmp_path, small_photo, 
     for bad, message in ((["--strength", "extreme"], "unknown strength 'extreme'"),
                          (["--jobs", "0"], "--jobs must be at least 1"),
                          (["--editor-sizes", "500"], "each size must be a multiple of 8"),
-                         (["--model-dir", tmp_path / "nowhere"], "is not a folder")):
+                         (["--model-dir", tmp_path / "nowhere"], "is not a folder"),
+                         (["--models", "taesd,sd15"], "--models: unknown model 'sd15'"),
+                         (["--models", ","], "--models: no model named in ','")):
         report.write_text(json.dumps(earlier))
         result = invoke("protect", photo, "--out", tmp_path / "out", "--json", report, *bad)
         assert result.exit_code == 1 and message in result.stderr, result.output
