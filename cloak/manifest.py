@@ -282,7 +282,8 @@ class Manifest:
     def set(self, dst: Path, entry: dict | None) -> None:
         """Record `entry` for the copy at `dst` (None: forget it), on disk before this
         returns: appended to the journal, or the record rewritten (see save) where there
-        is none on disk yet, or the journal has grown as large as the record. Raises as
+        is none on disk yet or it is not JOURNALED_VERSION, or the journal has grown as
+        large as the record. Raises as
         save does."""
         key = self.key(dst)
         if entry is None:
@@ -291,7 +292,11 @@ class Manifest:
             self.entries[key] = entry
             if self._by_fold is not None:
                 self._by_fold[fold(key)] = key
+        # a record on disk as VERSION (a finished run's, for the app's first copy) is
+        # first rewritten as JOURNALED_VERSION: a cloak from before the journal would read
+        # it without the journal's copies, then replace it, and those copies were lost
         if self.found is not None or self._record_sha256 is None or \
+                self._version_on_disk != self.JOURNALED_VERSION or \
                 self._journal_bytes > max(self._record_bytes, JOURNAL_MIN_BYTES):
             self.save()
         else:

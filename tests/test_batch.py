@@ -26,8 +26,10 @@ from cloak.manifest import (
     LOCK_NAME,
     MANIFEST_NAME,
     Manifest,
+    fold_journal,
     output_folder_lock,
     pending_is_ours,
+    record_copy,
     settings_change,
 )
 from cloak.planning import A_PROTECTED_COPY, Mirrors, root_mirror_name
@@ -2818,6 +2820,30 @@ class TestJournal:
         assert not (out / JOURNAL_NAME).exists()
         assert sorted(json.loads((out / MANIFEST_NAME).read_text())["photos"]) == [
             "b.png", "c.png", "d.png"]
+
+    def test_an_app_copy_into_a_finished_runs_folder_marks_the_record_journaled(
+            self, tmp_path, small_photo):
+        """The app's first copy into a folder a finished run left (its record VERSION)
+        was appended to a journal beside that record as it was: the app killed there, a
+        cloak from before the journal read the record without the copy, called the copy
+        not cloak's and replaced the record, and the copy's entry was lost for good."""
+        out = tmp_path / "out"
+        out.mkdir()
+        Manifest(out).set(out / "a.png", self.entry(1))
+        Manifest(out).compact()  # as a run leaves it
+        assert json.loads((out / MANIFEST_NAME).read_text())["version"] == Manifest.VERSION
+        photos = [small_photo(tmp_path / f"{n}.png", index=n) for n in range(2)]
+        copies = [small_photo(out / f"{n}.png", index=n + 5) for n in range(2)]
+        for photo, copy in zip(photos, copies):
+            assert record_copy(photo, copy, {"strength": "fast"})
+            on_disk = json.loads((out / MANIFEST_NAME).read_text())
+            assert on_disk["version"] == Manifest.JOURNALED_VERSION
+        assert "0.png" in on_disk["photos"] and (out / JOURNAL_NAME).is_file()  # appended
+        assert sorted(Manifest(out).entries) == ["0.png", "1.png", "a.png"]
+        fold_journal(out)  # as the app's session ends: whole, as VERSION again
+        on_disk = json.loads((out / MANIFEST_NAME).read_text())
+        assert on_disk["version"] == Manifest.VERSION and not (out / JOURNAL_NAME).exists()
+        assert sorted(on_disk["photos"]) == ["0.png", "1.png", "a.png"]
 
     def two_appended(self, tmp_path: Path, line: bytes) -> Path:
         """OUT with a.png written whole, b.png appended, then `line` as written there."""
