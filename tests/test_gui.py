@@ -480,6 +480,49 @@ class TestDropZone:
             "no photos to add"), 10)
         assert "none in empty;" in window.statusBar().currentMessage()
 
+    def test_a_folder_that_cant_be_read_is_named_not_called_empty(
+            self, window, tmp_path, small_photo, monkeypatch):
+        """A folder the user may not open read as "none in locked" (or, inside a dropped
+        folder, said nothing: its photos were simply not listed), and one that can be
+        listed but not entered (its files can't be opened) the same; `cloak protect` says
+        "can't read folder". Root is never denied here, so the denials are simulated."""
+        small_photo(tmp_path / "locked" / "a.png")
+        listed = small_photo(tmp_path / "open" / "b.png")
+        small_photo(tmp_path / "open" / "sub" / "c.png")
+        small_photo(tmp_path / "open" / "nox" / "d.png")
+        real_scandir, real_stat = os.scandir, os.stat
+        shut = {os.fspath(tmp_path / "locked"), os.fspath(tmp_path / "open" / "sub")}
+
+        def scandir(path="."):
+            if os.fspath(path) in shut:
+                raise PermissionError(13, "Permission denied", os.fspath(path))
+            return real_scandir(path)
+
+        def stat(path, *args, **kwargs):  # "nox" lists, but nothing in it can be reached
+            if os.path.dirname(os.fspath(path)) == os.fspath(tmp_path / "open" / "nox"):
+                raise PermissionError(13, "Permission denied", os.fspath(path))
+            return real_stat(path, *args, **kwargs)
+
+        monkeypatch.setattr(os, "scandir", scandir)
+        monkeypatch.setattr(os, "stat", stat)
+        window.add_paths([tmp_path / "locked"])
+        assert wait_until(lambda: window.statusBar().currentMessage().startswith(
+            "no photos to add"), 10)
+        said = window.statusBar().currentMessage()
+        assert said == ("no photos to add; not added: can't read folder locked: "
+                        "Permission denied"), said
+        window.add_paths([tmp_path / "open"])
+        assert wait_until(lambda: window.statusBar().currentMessage().startswith(
+            "added"), 10)
+        said = window.statusBar().currentMessage()
+        assert said == ("added 1 photo; not added: can't read 2 folders (nox, sub): "
+                        "Permission denied"), said
+        assert [row.src for row in window.rows.values()] == [listed]
+        # a photo in it chosen by itself: why, without the list of formats cloak reads
+        window.add_paths([tmp_path / "open" / "nox" / "d.png"])
+        said = window.statusBar().currentMessage()
+        assert said == "no photos to add; not added: d.png: can't read: Permission denied"
+
     def test_the_same_photo_by_another_path_is_listed_once(self, window, tmp_path,
                                                           small_photo):
         """"photos/../photos/a.jpg" and a link to the folder reach one file: it was listed
@@ -1843,7 +1886,7 @@ class TestReviewFixes:
             walking.set()
             while not should_stop():  # until the window closes
                 time.sleep(0.01)
-            return [photo], []
+            return [photo], [], []
 
         monkeypatch.setattr(window_module, "find_photos", slow_walk)
         window.add_paths([tmp_path / "album"])
@@ -2457,6 +2500,56 @@ class TestReviewFixes:
         QTest.keyClick(QApplication.focusWidget(), Qt.Key.Key_Space)
         assert len(asked) == 2
         assert wait_until(lambda: not window.is_running(), 60)
+
+    def test_one_photo_can_be_taken_off_the_list(self, window, tmp_path, small_photo):
+        """A photo added by mistake could only go with the whole list (Clear list):
+        Delete in the list, or the row's menu, takes the selected one off, and it can be
+        added again; not while a batch runs."""
+        photos = [small_photo(tmp_path / f"{n}.png", index=n) for n in range(3)]
+        window.show()
+        window.add_paths(photos)
+        first, second, third = window.rows
+        window.photo_list.set_current(second)
+        window.photo_list.setFocus()
+        QTest.keyClick(window.photo_list, Qt.Key.Key_Delete)
+        assert list(window.rows) == [first, third]
+        assert window.photo_list.current_row_id() == third
+        assert "removed 1.png" in window.statusBar().currentMessage()
+        (remove,) = window.photo_list.row_menu(third).actions()  # a right click's menu
+        assert remove.text() == "Remove from list"
+        remove.trigger()
+        assert list(window.rows) == [first] and window.photo_list.current_row_id() == first
+        window.add_paths([photos[1]])  # not "already in the list" (on the pool, where a
+        assert wait_until(lambda: len(window.rows) == 2, 10)  # thumbnail is decoding)
+        assert [r.src.name for r in window.rows.values()] == ["0.png", "1.png"]
+        window.settings["measure"] = False
+        window.start()
+        assert window.is_running()
+        QTest.keyClick(window.photo_list, Qt.Key.Key_Delete)
+        assert len(window.rows) == 2  # not during a batch, and said why
+        assert "once the batch ends" in window.statusBar().currentMessage()
+        assert wait_until(lambda: not window.is_running(), 60)
+        assert {r.state for r in window.rows.values()} == {PhotoRow.PROTECTED}
+        QTest.keyClick(window.photo_list, Qt.Key.Key_Delete)
+        QTest.keyClick(window.photo_list, Qt.Key.Key_Delete)
+        assert not window.rows and not window.protect_button.isEnabled()
+        assert window.photo_list.accessibleName() == "Photos, none added"
+
+    def test_tab_reaches_controls_not_the_scrolling_panes(self, window, tmp_path,
+                                                          small_photo):
+        """Each side of the window scrolls at large fonts (ScrollingPane): as a scroll
+        area it was a Tab stop of its own, twice a cycle, shown by nothing and unnamed."""
+        window.add_paths([small_photo(tmp_path / "a.png")])
+        window.show()
+        window.activateWindow()
+        assert QTest.qWaitForWindowActive(window, 2000)
+        window.drop_zone.setFocus()
+        reached = []
+        for _ in range(40):
+            QTest.keyClick(QApplication.focusWidget(), Qt.Key.Key_Tab)
+            reached.append(QApplication.focusWidget())
+        assert window.left_pane not in reached and window.right_pane not in reached
+        assert {window.strength, window.protect_button, window.photo_list} <= set(reached)
 
     def test_each_option_label_names_its_control(self, window, tmp_path):
         """A screen reader read the Strength box by its value alone ("medium —
@@ -3399,7 +3492,8 @@ def test_the_list_says_which_photo_is_selected_and_shows_it_by_more_than_a_tint(
     rows = [PhotoRow(i, Path(f"/photos/{name}")) for i, name in enumerate(
         ("a.jpg", "b.jpg", "c.jpg"))]
     photo_list.add_rows(rows)
-    assert photo_list.accessibleName() == "Photos, 3 photos; Up and Down select one"
+    assert photo_list.accessibleName() == ("Photos, 3 photos; Up and Down select one, "
+                                           "Delete takes it off the list")
     photo_list.resize(400, 300)
     photo_list.show()
     QTest.keyClick(photo_list, Qt.Key.Key_Down)
@@ -3420,6 +3514,64 @@ def test_the_list_says_which_photo_is_selected_and_shows_it_by_more_than_a_tint(
     assert other > 200 and selected < 120, (selected, other)  # dark on white: not a hue
     photo_list.remove_all()
     assert photo_list.accessibleName() == "Photos, none added"
+    photo_list.deleteLater()
+
+
+def test_the_list_moves_by_page_and_to_either_end_and_delete_asks_to_remove(
+        qapp, monkeypatch):
+    """Only Up and Down moved the selection: the last of 2,000 rows took 1,999 presses,
+    and Home, End, Page Up and Page Down scrolled the view, leaving the selection (and
+    what a screen reader hears) behind. Delete, Backspace and a right click did nothing."""
+    from PySide6.QtGui import QContextMenuEvent
+
+    from cloak.gui.widgets import PhotoList
+
+    photo_list = PhotoList()
+    rows = [PhotoRow(i, Path(f"/photos/{i}.jpg")) for i in range(40)]
+    photo_list.add_rows(rows)
+    photo_list.resize(400, 300)
+    photo_list.show()
+    QApplication.processEvents()
+    page = photo_list.rows_per_page()
+    assert 1 < page < 40
+    QTest.keyClick(photo_list, Qt.Key.Key_End)
+    assert photo_list.current_row_id() == 39
+    assert photo_list.accessibleName().startswith("Photos, 40 of 40 selected: 39.jpg")
+    QTest.keyClick(photo_list, Qt.Key.Key_PageUp)
+    assert photo_list.current_row_id() == 39 - page
+    QTest.keyClick(photo_list, Qt.Key.Key_Home)
+    assert photo_list.current_row_id() == 0
+    QTest.keyClick(photo_list, Qt.Key.Key_PageDown)
+    assert photo_list.current_row_id() == page
+    QTest.keyClick(photo_list, Qt.Key.Key_Up)
+    assert photo_list.current_row_id() == page - 1
+    asked = []
+    photo_list.remove_requested.connect(asked.append)
+    QTest.keyClick(photo_list, Qt.Key.Key_Delete)
+    QTest.keyClick(photo_list, Qt.Key.Key_Backspace)
+    assert asked == [page - 1] * 2 and len(photo_list.rows) == 40  # the window removes
+    photo_list.remove_row(page - 1)  # the one after it is selected
+    assert photo_list.current_row_id() == page and len(photo_list.rows) == 39
+    assert photo_list.accessibleName().startswith(f"Photos, {page} of 39 selected")
+    photo_list.remove_row(39)
+    photo_list.set_current(38)
+    photo_list.remove_row(38)  # the last: the one before it
+    assert photo_list.current_row_id() == 37
+    # a right click on a row selects that row and shows its menu (not run here: it
+    # would wait for a click), whose one action asks for that row's removal
+    shown = []
+    monkeypatch.setattr(PhotoList, "show_menu",
+                        lambda self, menu, where: shown.append(menu.actions()))
+    row = photo_list.rows[5]
+    photo_list.ensureWidgetVisible(row)
+    QApplication.processEvents()
+    where = row.status.rect().center()  # on a label inside the row
+    QApplication.sendEvent(row.status, QContextMenuEvent(
+        QContextMenuEvent.Reason.Mouse, where, row.status.mapToGlobal(where)))
+    assert photo_list.current_row_id() == 5 and len(shown) == 1
+    (remove,) = shown[0]
+    remove.trigger()
+    assert asked[-1] == 5
     photo_list.deleteLater()
 
 

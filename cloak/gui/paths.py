@@ -27,14 +27,17 @@ def is_raw_file(path: Path) -> bool:
 
 
 def not_added_note(paths: Iterable[str | Path], raw_in_folders: Iterable[Path] = (),
-                   photos: Iterable[Path] = (), expanded: bool = False) -> str:
+                   photos: Iterable[Path] = (), expanded: bool = False,
+                   unreadable_folders: Iterable[tuple[Path, str]] = ()) -> str:
     """What among `paths` (given files; folders are walked, not counted) is not a photo
     cloak reads, in a few words: camera RAW files named as such, since they need
     developing first, `raw_in_folders` (found inside the walked folders) with them; ''
     when every file is one. A RAW file whose twin (the camera's JPEG or HEIC of the same
     name beside it) is among the given files or `photos` (those found) is not named: its
     photo is in the list. `expanded`: `photos` is all that expand_paths found among
-    `paths`, so a given photo file not in it is a protected copy, named as such."""
+    `paths`, so a given photo file not in it is a protected copy, named as such.
+    `unreadable_folders`: the (folder, why) the walk could not read, named first (a folder
+    the user may not open otherwise read as one with no photos in it)."""
     paths = [Path(p) for p in paths]
     photos = list(photos)
     found = {p.absolute() for p in photos}
@@ -56,6 +59,11 @@ def not_added_note(paths: Iterable[str | Path], raw_in_folders: Iterable[Path] =
     raw = [p for p in dict.fromkeys([*raw, *raw_in_folders])  # a folder dropped twice
            if (os.path.abspath(p.parent), p.stem.casefold()) not in twins]
     parts = []
+    denied = list(dict.fromkeys(folder for folder, _ in unreadable_folders))
+    if denied:
+        why = dict(unreadable_folders)[denied[0]]
+        parts.append(f"can't read folder {denied[0].name or denied[0]}: {why}" if len(denied) == 1
+                     else f"can't read {len(denied)} folders ({first_names(denied)}): {why}")
     if raw:
         kinds = ", ".join(sorted({p.suffix.upper().lstrip(".") for p in raw}))
         parts.append(f"{plural(len(raw), 'camera RAW file')} ({kinds}): develop "
@@ -101,19 +109,22 @@ def is_image_file(path: Path) -> bool:
 def find_photos(paths: Iterable[str | Path], output_dir: Path | None = None,
                 should_stop: Callable[[], bool] | None = None,
                 folders_stop: Callable[[], bool] | None = None
-                ) -> tuple[list[Path], list[Path]]:
-    """expand_paths' photos, and the camera RAW files it passed over inside the folders
-    it walked (not_added_note names them: a folder of RAW files otherwise adds nothing
-    and says only that)."""
+                ) -> tuple[list[Path], list[Path], list[tuple[Path, str]]]:
+    """expand_paths' photos, the camera RAW files it passed over inside the folders it
+    walked (not_added_note names them: a folder of RAW files otherwise adds nothing and
+    says only that), and the folders it could not read, with why (named too: a folder
+    the user may not open read as one with no photos in it)."""
     raw: list[Path] = []
+    unreadable: list[tuple[Path, str]] = []
     return expand_paths(paths, output_dir, should_stop, raw_found=raw,
-                        folders_stop=folders_stop), raw
+                        folders_stop=folders_stop, unreadable=unreadable), raw, unreadable
 
 
 def expand_paths(paths: Iterable[str | Path], output_dir: Path | None = None,
                  should_stop: Callable[[], bool] | None = None, wait: bool = True,
                  raw_found: list[Path] | None = None,
-                 folders_stop: Callable[[], bool] | None = None) -> list[Path]:
+                 folders_stop: Callable[[], bool] | None = None,
+                 unreadable: list[tuple[Path, str]] | None = None) -> list[Path]:
     """Photos among `paths`, folders expanded recursively, in order, without duplicates.
 
     Hidden files and earlier outputs are skipped: inside folders, anything in a folder
@@ -130,7 +141,8 @@ def expand_paths(paths: Iterable[str | Path], output_dir: Path | None = None,
     gets the camera RAW files met inside the walked folders (not skipped outputs).
     `folders_stop` (asked before each file inside a folder: the app's Cancel) stops the
     search of folders only: the photos then are the files given among `paths`, none
-    from any folder."""
+    from any folder. `unreadable`: a list that gets each folder that could not be read
+    (listed, or its photos looked at), with why."""
     found: dict[Path, None] = {}
     picked: set[Path] = set()  # found as given, not inside a folder
     folders_stopped = False
@@ -161,7 +173,7 @@ def expand_paths(paths: Iterable[str | Path], output_dir: Path | None = None,
                 from cloak.manifest import recorded_copies
 
                 copies = recorded_copies(path)
-            for child in walk_files(path):
+            for child in walk_files(path, unreadable):
                 if should_stop is not None and should_stop():
                     return list(found)
                 if folders_stop is not None and folders_stop():
@@ -173,6 +185,11 @@ def expand_paths(paths: Iterable[str | Path], output_dir: Path | None = None,
                     continue
                 if is_image_file(child) and not is_protected_copy(child, wait):
                     found.setdefault(child.absolute(), None)
+                elif unreadable is not None and child.suffix.lower() in IMAGE_SUFFIXES \
+                        and (why := folder_denies(child)) is not None:
+                    # a folder that can be listed but not entered: no file in it opens
+                    if not unreadable or unreadable[-1][0] != child.parent:
+                        unreadable.append((child.parent, why))
                 elif raw_found is not None and is_raw_file(child) and \
                         not child.name.startswith("."):
                     raw_found.append(child)
@@ -182,16 +199,32 @@ def expand_paths(paths: Iterable[str | Path], output_dir: Path | None = None,
     return [p for p in found if p in picked] if folders_stopped else list(found)
 
 
-def walk_files(folder: Path) -> Iterator[Path]:
+def folder_denies(path: Path) -> str | None:
+    """Why the file at `path` can't be reached through its folder (a folder that can be
+    listed but not entered: Permission denied), or None."""
+    try:
+        os.stat(path)
+    except PermissionError as exc:
+        return exc.strerror or str(exc)
+    except OSError:
+        return None
+    return None
+
+
+def walk_files(folder: Path, unreadable: list[tuple[Path, str]] | None = None
+               ) -> Iterator[Path]:
     """Files under `folder`, one folder at a time (nothing listed ahead, so a walk that is
     stopped stops at once), in sorted order: each folder's entries by name, a subfolder's
     files where its name falls. Hidden entries, folders named `protected` and library or
     app packages (io.PACKAGE_SUFFIXES) are not entered; links to folders are not followed
-    (a link can loop); unreadable folders give nothing."""
+    (a link can loop); unreadable folders give nothing, and are appended to `unreadable`
+    (with why) where it is given."""
     try:
         with os.scandir(folder) as listing:
             entries = sorted(listing, key=lambda entry: entry.name)
-    except OSError:
+    except OSError as exc:
+        if unreadable is not None:
+            unreadable.append((folder, exc.strerror or str(exc)))
         return
     for entry in entries:
         if entry.name.startswith("."):
@@ -203,7 +236,7 @@ def walk_files(folder: Path) -> Iterator[Path]:
         if is_folder:
             if entry.name != OUTPUT_FOLDER_NAME and \
                     Path(entry.name).suffix.lower() not in PACKAGE_SUFFIXES:
-                yield from walk_files(Path(entry.path))
+                yield from walk_files(Path(entry.path), unreadable)
         else:
             yield Path(entry.path)
 

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import ClassVar
 
 from PIL import Image
-from PySide6.QtCore import QEvent, QRect, QSize, Qt, Signal, Slot
+from PySide6.QtCore import QEvent, QPoint, QRect, QSize, Qt, Signal, Slot
 from PySide6.QtGui import (
     QColor,
+    QContextMenuEvent,
     QImage,
     QKeyEvent,
     QMouseEvent,
@@ -23,6 +24,7 @@ from PySide6.QtWidgets import (
     QButtonGroup,
     QHBoxLayout,
     QLabel,
+    QMenu,
     QProgressBar,
     QPushButton,
     QScrollArea,
@@ -306,6 +308,9 @@ class ScrollingPane(QScrollArea):
         self.setWidget(content)
         self.setWidgetResizable(True)
         self.setFrameShape(QScrollArea.Shape.NoFrame)
+        # not a Tab stop of its own (a scroll area's default): it took the focus twice
+        # in each Tab cycle, unseen and, to a screen reader, an unnamed "client"
+        self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
 
     def minimumSizeHint(self) -> QSize:
         least = self.widget().minimumSizeHint()
@@ -318,9 +323,12 @@ class ScrollingPane(QScrollArea):
 
 
 class PhotoList(QScrollArea):
-    """The photo rows, by id, in a scrolling column; click (or Up/Down) selects one."""
+    """The photo rows, by id, in a scrolling column; click (or Up/Down, Home/End, Page
+    Up/Down) selects one; Delete or Backspace, or a row's menu (right click), asks for
+    its removal."""
 
     current_changed = Signal(int)  # the id of the newly selected row
+    remove_requested = Signal(int)  # the id of the selected row, on Delete or Backspace
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -384,14 +392,33 @@ class PhotoList(QScrollArea):
             return
         ids = self.row_ids()
         if self._current is None or self._current not in self.rows:
-            name = (f"Photos, {plural(len(ids), 'photo')}; Up and Down select one"
-                    if ids else "Photos, none added")
+            name = (f"Photos, {plural(len(ids), 'photo')}; Up and Down select one, "
+                    "Delete takes it off the list" if ids else "Photos, none added")
         else:
             row = self.rows[self._current]
             name = (f"Photos, {ids.index(self._current) + 1} of {len(ids)} selected: "
                     f"{row.accessibleName()}")
         if name != self.accessibleName():
             self.setAccessibleName(name)
+
+    def remove_row(self, row_id: int) -> None:
+        """Take the row out of the list; where it was selected, the one after it (or
+        before it, the last removed) is selected instead."""
+        ids = self.row_ids()
+        if row_id not in self.rows:
+            return
+        row = self.rows.pop(row_id)
+        self._layout.removeWidget(row)
+        row.deleteLater()
+        if self._current != row_id:
+            self._describe(self._current)
+            return
+        self._current = None
+        rest = self.row_ids()
+        if rest:
+            self.set_current(rest[min(ids.index(row_id), len(rest) - 1)])
+        else:
+            self._describe(None)
 
     def remove_all(self) -> None:
         for row in self.rows.values():
@@ -400,13 +427,60 @@ class PhotoList(QScrollArea):
         self._current = None
         self._describe(None)
 
+    def row_menu(self, row_id: int) -> QMenu:
+        """The menu of the row `row_id` (a right click on it): Remove from list."""
+        menu = QMenu(self)
+        remove = menu.addAction("Remove from list")
+        remove.setShortcut(Qt.Key.Key_Delete)  # shown beside it: the list's own key
+        remove.triggered.connect(lambda: emit(self.remove_requested, row_id))
+        return menu
+
+    def contextMenuEvent(self, event: QContextMenuEvent) -> None:
+        """A right click on a row (or the menu key, on the selected one) selects it and
+        shows its menu."""
+        if event.reason() == QContextMenuEvent.Reason.Mouse:
+            under = self.widget().childAt(self.widget().mapFrom(self.viewport(),
+                                                                 event.pos()))
+            while under is not None and not isinstance(under, PhotoRow):
+                under = under.parentWidget()
+            row_id = under.row_id if under is not None else None
+        else:
+            row_id = self._current
+        if row_id not in self.rows:
+            return
+        self.set_current(row_id)
+        menu = self.row_menu(row_id)
+        self.show_menu(menu, event.globalPos())
+        menu.deleteLater()
+
+    def show_menu(self, menu: QMenu, where: QPoint) -> None:
+        """Show `menu` at `where` (global) until it is closed or an action chosen."""
+        menu.exec(where)
+
+    def rows_per_page(self) -> int:
+        """How many rows the list shows at once (at least 1): Page Up/Down's step."""
+        if not self.rows:
+            return 1
+        height = next(iter(self.rows.values())).sizeHint().height()
+        return max(1, self.viewport().height() // max(1, height) - 1)
+
     def keyPressEvent(self, event: QKeyEvent) -> None:
         ids = self.row_ids()
-        step = {Qt.Key.Key_Up: -1, Qt.Key.Key_Down: 1}.get(event.key())
+        key = event.key()
+        if key in (Qt.Key.Key_Delete, Qt.Key.Key_Backspace) and self._current in ids:
+            emit(self.remove_requested, self._current)
+            return
+        page = self.rows_per_page()
+        step = {Qt.Key.Key_Up: -1, Qt.Key.Key_Down: 1, Qt.Key.Key_PageUp: -page,
+                Qt.Key.Key_PageDown: page, Qt.Key.Key_Home: -len(ids),
+                Qt.Key.Key_End: len(ids)}.get(key)
         if step is None or not ids:
             super().keyPressEvent(event)
             return
-        index = ids.index(self._current) + step if self._current in ids else 0
+        if self._current in ids:
+            index = ids.index(self._current) + step
+        else:  # nothing selected yet: the first row (End: the last)
+            index = len(ids) - 1 if key == Qt.Key.Key_End else 0
         self.set_current(ids[max(0, min(index, len(ids) - 1))])
 
 

@@ -337,6 +337,7 @@ class MainWindow(QMainWindow):
         self.photo_list = PhotoList()
         self.rows = self.photo_list.rows  # row id -> PhotoRow
         self.photo_list.current_changed.connect(self._on_current_changed)
+        self.photo_list.remove_requested.connect(self.remove_row)
 
         self.protect_button = QPushButton("Protect")
         self.protect_button.setObjectName("primary")
@@ -450,14 +451,17 @@ class MainWindow(QMainWindow):
 
     @Slot(object, object, str)
     def _on_walked(self, key: tuple[int, int, int, tuple[str, ...], int],
-                   found: tuple[list[Path], list[Path]] | None, error: str) -> None:
-        """A walk's (photos, camera RAW files in the folders) from find_photos."""
+                   found: tuple[list[Path], list[Path], list[tuple[Path, str]]] | None,
+                   error: str) -> None:
+        """A walk's (photos, camera RAW files in the folders, folders it could not read)
+        from find_photos."""
         generation, walks, count, given, failures = key
         self._walks_pending -= 1
         self._folder_walks -= walks is not None
         self._update_buttons()
-        photos, raw = found or ([], [])
-        not_added = not_added_note(given, raw, photos, expanded=True)
+        photos, raw, unreadable = found or ([], [], [])
+        not_added = not_added_note(given, raw, photos, expanded=True,
+                                   unreadable_folders=unreadable)
         stopped = "stopped the search for photos; none added from it"
         if walks not in (None, self._walk_generation):  # Cancel: the photo files picked
             # alone (a walk that ended before the click found the folders' photos too)
@@ -479,7 +483,9 @@ class MainWindow(QMainWindow):
         if error:
             self._say(f"could not read the folder: {error}", 8000)
             return
-        folders = [Path(g).name or g for g in given if os.path.isdir(g)]
+        denied = {folder for folder, _ in unreadable}  # said so already, not "none in"
+        folders = [Path(g).name or g for g in given
+                   if os.path.isdir(g) and Path(g) not in denied]
         if not photos and folders:  # say which folders held none (an empty one, say)
             inside = (f"none in {', '.join(folders[:2])}"
                       + (f" and {len(folders) - 2} other folder(s)" if len(folders) > 2 else ""))
@@ -634,6 +640,29 @@ class MainWindow(QMainWindow):
 
     def use_default_output_dir(self) -> None:
         self.set_output_dir(None)
+
+    @Slot(int)
+    def remove_row(self, row_id: int) -> None:
+        """Take one photo off the list (a photo added by mistake: Delete in the list, or
+        its row's menu), only while nothing is being protected; the one after it is
+        selected instead."""
+        if row_id not in self.rows:
+            return
+        if self.is_running():
+            self.statusBar().showMessage("a photo can be taken off the list once the "
+                                         "batch ends (or is cancelled)", 5000)
+            return
+        row = self.rows[row_id]
+        for key in [k for k, listed in self._listed.items() if listed is row]:
+            del self._listed[key]  # added again, it is listed again
+        self._failed_at.pop(row_id, None)
+        self._run_ids.discard(row_id)
+        if self._compare_wanted == row_id:
+            self._compare_wanted = None
+            self.compare_panel.reset("protected")
+        self.photo_list.remove_row(row_id)  # selects the next row: its comparison shows
+        self.statusBar().showMessage(f"removed {row.src.name} from the list", 3000)
+        self._update_buttons()
 
     def clear(self) -> None:
         """Remove every row, and stop the folder walks still looking for photos (only
@@ -932,7 +961,7 @@ class MainWindow(QMainWindow):
     @Slot(int)
     def _on_nothing_usable(self, count: int, not_added: str = "") -> None:
         if not_added and any(kind in not_added for kind in (
-                "RAW", "protected cop", "hidden file", "preview sheet")):
+                "RAW", "protected cop", "hidden file", "preview sheet", "can't read")):
             # the advice (develop it, add the original) says more than the list
             self._say(f"no photos to add; {not_added}", 8000)
             return
