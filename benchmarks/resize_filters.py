@@ -66,10 +66,17 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--table", type=Path, default=Path("benchmarks/resize_filters.md"))
     args = ap.parse_args()
-    device = pick_device()
-    models = {n: load_autoencoder(n, None, device) for n in ALL_MODEL_NAMES}
+    for folder, what in ((args.photos, "--photos"), (args.protected, "--protected")):
+        if not folder.is_dir():
+            sys.exit(f"{what}: no folder {folder}" + (
+                "; run benchmarks/efficacy.py first (it writes the protected copies)"
+                if what == "--protected" else ""))
     originals = {p.stem: p for p in args.photos.iterdir() if p.suffix.lower() in SUFFIXES}
     protected = sorted(p for p in args.protected.iterdir() if p.stem in originals)
+    if not protected:
+        sys.exit(f"no protected copies in {args.protected} of the photos in {args.photos}")
+    device = pick_device()
+    models = {n: load_autoencoder(n, None, device) for n in ALL_MODEL_NAMES}
     if args.limit:
         protected = protected[: args.limit]
     rows: dict[str, dict] = {}

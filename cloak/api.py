@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import numbers
 import os
 import time
@@ -181,8 +182,9 @@ def protect_file(src: str | Path, dst: str | Path, config: ProtectConfig | None 
 
     `overwrite`: True replaces a file at `dst` (and at its preview sheet's name); a
     callable is asked, path by path, whether the file found there may be replaced, before
-    the attack and again as each file is written (a batch run's own earlier copy, not a
-    file that appeared meanwhile). `make_folders` False: dst's folder is not made, nor
+    the attack and again (more than once) as each file is written (a batch run's own
+    earlier copy, not a file that appeared meanwhile): a quick check that answers the same
+    each time, not a prompt. `make_folders` False: dst's folder is not made, nor
     made again where it went during the attack (OutputError, errno ENOENT: an app's
     chosen Save-to folder, deleted or unmounted meanwhile)."""
     from . import io
@@ -200,6 +202,12 @@ def protect_file(src: str | Path, dst: str | Path, config: ProtectConfig | None 
     check_destination(src, dst, overwrite)
     if dst.parent.is_dir():  # a read-only folder or full disk fails now, not after the attack
         check_folder_writable(dst.parent, dst.name)
+    elif not make_folders:  # a folder that was never there fails now too, said so (the
+        # save's words are for a folder that went during the attack)
+        error = OutputError(f"the folder {dst.parent} is not there (make_folders is False: "
+                            "it is not made)")
+        error.errno = errno.ENOENT
+        raise error
     if config.preview:  # refuse before the work, not after the photo is written
         from .preview import preview_path
 

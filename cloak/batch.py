@@ -8,8 +8,9 @@ on the way are items already failed or skipped. `run` keeps OUT's record
 (cloak.manifest, `OUT/.cloak-manifest.json`): a photo whose output is already there,
 made from the same source with the same settings, is skipped; `force` redoes it. An
 output that exists for any other reason is left alone unless `overwrite` (or `force`) is
-given. Outputs are written atomically and the record is rewritten (atomically) after
-each photo, so a run killed at any moment resumes where it stopped. With jobs > 1 each
+given. Outputs are written atomically and each photo's entry is appended to the record's
+journal (`OUT/.cloak-manifest.journal`, folded into the record as the run ends), so a run
+killed at any moment resumes where it stopped. With jobs > 1 each
 photo runs in a worker process. Progress goes to `on_event`; the library prints nothing.
 """
 

@@ -13,6 +13,7 @@ from PIL import Image
 from . import verify
 from .channel_list import ALL_CHANNELS
 from .compression import CompressionFloor, compression_floor, jpeg_settings
+from .errors import UnsupportedImageError
 from .models.registry import ALL_MODEL_NAMES
 from .verify import Verification
 
@@ -52,14 +53,23 @@ def compare_copy(original: Image.Image, copy: Image.Image, *, original_icc: byte
                                         model_dir=model_dir, device=device,
                                         progress=progress, at_1024=at_1024,
                                         clean_cache=cache)
-    floor = None
-    if lossy:
+    floor, floor_note = None, None
+    same = same_pixels_note(original, copy)
+    if lossy and not same:  # a copy that is the original has no compression of its own
         if progress is not None:
             progress(1.0, "the compression alone")
-        floor = compression_floor(original, copy, settings, models, model_dir, device,
-                                  cache, at_1024=at_1024)
-    verification.note = join_notes(colour_note, same_pixels_note(original, copy),
-                                   verification.note, floor.note() if floor else None)
+        try:
+            floor = compression_floor(original, copy, settings, models, model_dir, device,
+                                      cache, at_1024=at_1024)
+        except UnsupportedImageError:  # the original saved like the copy is further from
+            # it than a protected copy can be (fine noise, a tiny photo at 4:2:0): the copy
+            # was measured; its figures are the compression's as much as protection's
+            floor_note = ("saved as this JPEG copy is, the original alone changes more "
+                          "than protection changes a photo: these figures are mostly "
+                          "compression, not protection")
+        else:
+            floor_note = floor.note()
+    verification.note = join_notes(colour_note, same, verification.note, floor_note)
     return Comparison(verification, floor, original, copy)
 
 

@@ -108,3 +108,41 @@ def test_a_copy_without_the_originals_profile_is_compared_with_a_note_first(
     assert note.startswith("the two photos have different colour profiles")
     assert SAME in note and note.index(SAME) > 0
     assert compared.original.size == compared.copy.size == original.size
+
+
+def test_a_jpeg_copy_that_is_the_original_gets_no_floor(tmp_path, model_dir):
+    """Two copies of one fine-noise JPEG (4:2:0, so "lossier than cloak"): the floor's own
+    measurement, the original against its re-save, was refused as "the two photos differ
+    far more than protection changes a photo", and so the pair, which has the very same
+    pixels. A copy that is the original has no compression of its own to measure."""
+    import numpy as np
+
+    noise = np.random.default_rng(0).integers(0, 256, (96, 128, 3), dtype=np.uint8)
+    copy_path = tmp_path / "copy.jpg"
+    Image.fromarray(noise).save(copy_path, quality=90)
+    photo = Image.open(copy_path).convert("RGB")
+    compared = compare_copy(photo, photo.copy(), original_icc=None, copy_icc=None,
+                            copy_path=copy_path, **ONE_MODEL)
+    assert compared.floor is None and compared.verification.verdict == "none"
+    assert compared.verification.note.startswith(SAME)
+
+
+def test_a_floor_that_cant_be_measured_is_a_note_not_a_failed_pair(
+        tmp_path, small_photo, model_dir, monkeypatch):
+    """Where the original saved like the copy is refused by verify's own check (fine
+    noise at 4:2:0), the copy, measured already, keeps its figures, with a note."""
+    from cloak import compare
+    from cloak.errors import UnsupportedImageError
+
+    def refused(*args, **kwargs):
+        raise UnsupportedImageError("the two photos differ far more than protection changes")
+
+    monkeypatch.setattr(compare, "compression_floor", refused)
+    original = _image(small_photo, tmp_path / "a.png")
+    copy_path = tmp_path / "copy.jpg"
+    original.save(copy_path, quality=60)
+    compared = compare_copy(original, Image.open(copy_path).convert("RGB"), original_icc=None,
+                            copy_icc=None, copy_path=copy_path, **ONE_MODEL)
+    assert compared.floor is None and compared.verification.as_is is not None
+    assert compared.verification.note.endswith("these figures are mostly compression, "
+                                               "not protection")

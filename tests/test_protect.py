@@ -57,6 +57,18 @@ class TestProtectFile:
             protect_file(src, dst, tiny_config.replace(preview=True))
         assert not any((tmp_path / "out").iterdir())
 
+    def test_a_folder_not_there_without_make_folders_fails_before_the_attack(
+            self, tiny_config, small_photo, tmp_path):
+        """make_folders=False into a folder that was never there ran the whole attack,
+        then failed as "is no longer there" (the words for a folder gone meanwhile)."""
+        src = small_photo(tmp_path / "a.png")
+        seen = []
+        with pytest.raises(OutputError, match="folder .*nofolder is not there") as info:
+            protect_file(src, tmp_path / "nofolder" / "a.png", tiny_config,
+                         make_folders=False, progress=lambda done, what: seen.append(what))
+        assert info.value.errno == errno.ENOENT
+        assert seen == [] and not (tmp_path / "nofolder").exists()
+
     @pytest.mark.parametrize("kind", ["webp", "tif", "bmp", "png16"])
     def test_linf_after_saving_in_each_lossless_format(self, tiny_config, small_photo,
                                                        tmp_path, kind):
