@@ -18,7 +18,7 @@ import stat
 import sys
 import threading
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated
 
 import typer
@@ -833,6 +833,7 @@ def write_json(json_path: Path, data: dict, code: int = 1, on_the_way_out: bool 
             say(f"warning: --json: {printable(message)}", err=True,
                 color=typer.colors.YELLOW)
             return
+        _failure_hooks.clear()  # not the report again, into the same place, as a warning
         fail(f"--json: {message}", code)
 
 
@@ -904,20 +905,42 @@ def verify(
     Examples: cloak verify me.jpg protected/me.jpg;
     cloak verify holiday/ protected/ --channels instagram
     """
-    with loading_libraries():
-        from cloak.errors import is_out_of_memory, out_of_memory_message
-
-    md = str(model_dir) if model_dir else None
     json_path = Path(os.path.expanduser(json_path)) if json_path else None  # `--json=~/r`
-    check_json_path(json_path)
 
     def leave_report(message: str) -> None:  # a refused or failed verify leaves this
         if json_path:  # run's report at --json, not an earlier pair's verdict
-            write_json(json_path, {**verify_report_skeleton(photo, protected),
-                                   "error": message, "cloak_version": __version__},
-                       on_the_way_out=True)
+            skeleton = verify_report_skeleton(photo, protected)
+            if "interrupted" in skeleton:  # a folder's, as its full report says it
+                skeleton["interrupted"] = message == "interrupted"
+            write_json(json_path, {**skeleton, "error": message,
+                                   "cloak_version": __version__}, on_the_way_out=True)
 
-    folder_exit = None  # verify_folders' exit code, when two folders were given
+    try:  # a Ctrl-C while the checks load their libraries (a second): as one later on
+        check_json_path(json_path)
+        folder_exit, result = run_verify(photo, protected, channels, models, model_dir,
+                                         device, json_path, leave_report)
+    except KeyboardInterrupt:
+        leave_report("interrupted")  # not an earlier pair's verdict in its place
+        say("Interrupted; no figures were written.", err=True)
+        raise typer.Exit(130) from None
+    if folder_exit is not None:  # verify_folders wrote its own report
+        if folder_exit:
+            raise typer.Exit(folder_exit)
+        return
+    if json_path:
+        write_json(json_path, result)
+
+
+def run_verify(photo: Path, protected: Path | None, channels: str | None, models: str,
+               model_dir: Path | None, device: str | None, json_path: Path | None,
+               leave_report) -> tuple[int | None, dict | None]:
+    """verify's work once --json is checked: (the folder form's exit code, None), having
+    written its own report, or (None, a pair's or a photo's report). A refused or failed
+    run calls `leave_report(message)` and exits."""
+    from cloak.errors import is_out_of_memory, out_of_memory_message
+
+    md = str(model_dir) if model_dir else None
+    folder_exit, result = None, None  # verify_folders' exit code, when two folders were given
     with reporting_failures(leave_report):
         measured = parse_channels(channels)
         names = parse_models(models)
@@ -953,30 +976,23 @@ def verify(
             fail(out_of_memory_message(exc, "to compare these photos at full size",
                                        "compare a smaller copy of both (the same size)"))
         except KeyboardInterrupt:
-            leave_report("interrupted")  # not an earlier pair's verdict in its place
-            say("Interrupted; no figures were written.", err=True)
-            raise typer.Exit(130) from None
+            raise  # (verify's own: the report says so, then one line and 130)
         except Exception as exc:  # a bug: its traceback follows, and --json says so too
             leave_report(f"unexpected error ({type(exc).__name__}: {exc})")
             raise
-    if folder_exit is not None:  # verify_folders wrote its own report
-        if folder_exit:
-            raise typer.Exit(folder_exit)
-        return
-    if json_path:
-        write_json(json_path, result)
+    return folder_exit, result
 
 
 def verify_report_skeleton(photo: Path, protected: Path | None) -> dict:
     """The --json report of a verify that failed, by what was given: its kind and inputs,
-    with no figures."""
+    with no figures (a folder's: no rows, and whether it was interrupted)."""
     if protected is None and os.path.isdir(photo):
-        return {"kind": "receipts", "folder": str(photo), "photos": None}
+        return {"kind": "receipts", "folder": str(photo), "photos": [], "interrupted": False}
     if protected is None:
         return {"kind": "receipt", "photo": str(photo), "score_db": None, "protected": None}
     if os.path.isdir(photo) and os.path.isdir(protected):
         return {"kind": "folders", "originals": str(photo), "protected_folder": str(protected),
-                "pairs": None}
+                "pairs": [], "interrupted": False}
     return {"kind": "comparison", "original": str(photo), "protected_copy": str(protected),
             "verdict": None}
 
@@ -1137,13 +1153,17 @@ def item_failure(exc: BaseException, what: str, smaller: str) -> str:
 
 def unsearched_rows(unreadable: list[OSError], folder: Path, **blank) -> list[dict]:
     """Each folder that could not be listed (cloak.pairs.photos_under's `unreadable`),
-    said on stderr, as a failed --json row (`blank`: the row's other keys)."""
+    said on stderr, as a failed --json row (`blank`: the row's other keys, as the other
+    rows have them), named as they are: relative to `folder`, where it is inside it."""
     rows = []
     for exc in unreadable:
-        where = exc.filename or folder
-        say(f"{printable(str(where))}: not searched: {exc.strerror or exc}",
+        where = os.fspath(exc.filename or folder)
+        inside = os.path.relpath(where, folder)
+        name = (PurePosixPath(*Path(inside).parts).as_posix()
+                if inside != os.curdir and not inside.startswith(os.pardir) else where)
+        say(f"{printable(name)}: not searched: {exc.strerror or exc}",
             color=typer.colors.RED, err=True)
-        rows.append({"name": str(where), **blank,
+        rows.append({"name": name, **blank,
                      "error": f"folder not searched: {exc.strerror or exc}"})
     return rows
 
@@ -1205,7 +1225,7 @@ def receipt_folder(folder: Path, model_dir: str | None, device: str | None,
                          "below_calibrated_size": small, "note": "; ".join(notes) or None})
     except KeyboardInterrupt:
         interrupted = True
-    rows += unsearched_rows(unreadable, folder, photo=None)
+    rows += unsearched_rows(unreadable, folder, photo=None, protected=None, score_db=None)
     found = sum(1 for row in rows if row.get("protected"))
     read = sum(1 for row in rows if "error" not in row)
     undecided = sum(1 for row in rows if row.get("below_calibrated_size"))
@@ -1220,12 +1240,14 @@ def receipt_folder(folder: Path, model_dir: str | None, device: str | None,
         + (f"; {failed} not read" if failed else "")
         + (f"; interrupted, {len(photos) + len(unreadable) - len(rows)} not reached"
            if interrupted else ""))
-    if json_path:
+    code = 130 if interrupted else 2 if failed else 0
+    if json_path:  # one that can't be written keeps the run's own code, where it has one
         write_json(json_path, {"kind": "receipts", "folder": str(folder), "photos": rows,
                                "detected": found, "read": read, "undecided": undecided,
-                               "failed": failed,
-                               "interrupted": interrupted, "cloak_version": __version__})
-    return 130 if interrupted else 2 if failed else 0
+                               "failed": failed, "interrupted": interrupted,
+                               **({"error": "interrupted"} if interrupted else {}),
+                               "cloak_version": __version__}, code=code or 1)
+    return code
 
 
 def verify_folders(originals: Path, protected: Path, channels: tuple[str, ...],
@@ -1261,7 +1283,8 @@ def verify_folders(originals: Path, protected: Path, channels: tuple[str, ...],
         interrupted = False
     except KeyboardInterrupt:  # the pairs measured so far are kept, and said so
         interrupted = True
-    rows += unsearched_rows(unreadable, protected, original=None, protected_copy=None)
+    rows += unsearched_rows(unreadable, protected, original=None, protected_copy=None,
+                            verdict=None)
     failed = sum(1 for row in rows if row.get("error") not in (None, "no original found"))
     alone = sum(1 for row in rows if row.get("error") == "no original found")
     measured = sum(counts.values())
@@ -1280,15 +1303,17 @@ def verify_folders(originals: Path, protected: Path, channels: tuple[str, ...],
             f"measured (such as {printable(str(left_out[0]))}: another run's copy?); "
             "verify such a copy with its original: cloak verify ORIGINAL COPY",
             color=typer.colors.YELLOW, err=True)
-    if json_path:
+    code = 130 if interrupted else 2 if failed else 0
+    if json_path:  # one that can't be written keeps the run's own code, where it has one
         write_json(json_path, {"kind": "folders", "originals": str(originals),
                                "protected_folder": str(protected), "models": list(names),
                                "channels": list(channels), "pairs": rows,
                                "verdicts": counts, "without_original": alone,
                                "failed": failed, "interrupted": interrupted,
+                               **({"error": "interrupted"} if interrupted else {}),
                                "left_out": [str(photo) for photo in left_out],
-                               "cloak_version": __version__})
-    return 130 if interrupted else 2 if failed else 0
+                               "cloak_version": __version__}, code=code or 1)
+    return code
 
 
 def preview_sheet_refused(sheet: Path) -> str:
@@ -1312,6 +1337,15 @@ def measure_pairs(pairs, originals: Path, channels: tuple[str, ...], names: tupl
     for i, pair in enumerate(pairs, 1):
         row = {"name": pair.name, "original": str(pair.original) if pair.original else None,
                "protected_copy": str(pair.copy), "verdict": None}  # as one pair's --json
+        if pair.original is None and pair.unreachable is not None:  # not "none there"
+            exc = pair.unreachable
+            where = os.path.dirname(exc.filename) if exc.filename else str(originals)
+            why = f"its original's folder {printable(where)} can't be read: {exc.strerror or exc}"
+            row["error"] = f"original not reached: {why}"
+            say(f"{printable(pair.name)}: not measured, {why}", color=typer.colors.RED,
+                err=True)
+            rows.append(row)
+            continue
         if pair.original is None:
             row["error"] = "no original found"
             say(f"{printable(pair.name)}: not measured, no original of it in "
@@ -1331,6 +1365,10 @@ def measure_pairs(pairs, originals: Path, channels: tuple[str, ...], names: tupl
                 v, pair.original, pair.copy, "the folder of ORIGINALS, then PROTECTED"))
         except (CloakError, OSError, MemoryError, RuntimeError) as exc:
             why = item_failure(exc, "to compare them", "compare a smaller copy of both")
+            for path, which in ((pair.copy, "the copy"), (pair.original, "the original")):
+                for said in (f"{path}: ", f"can't read {path}: "):  # the copy is named on
+                    if why.startswith(said):  # the line already: which of the two it is
+                        why = f"{which}: {why.removeprefix(said)}"
             row["error"] = why
             say(f"{printable(pair.name)}: not measured: {printable(why)}",
                 color=typer.colors.RED, err=True)

@@ -35,6 +35,9 @@ class Pair:
     copy: Path
     original: Path | None
     note: str | None = None  # where the original is not the content cloak's record gives
+    # where there is none: why its original's place could not be looked in (a folder the
+    # user may not open), not "no original"
+    unreachable: OSError | None = None
 
 
 def is_photo_name(name: str) -> bool:
@@ -60,13 +63,16 @@ def photos_under(folder: Path, unreadable: list[OSError] | None = None) -> list[
 
 
 def find_original(originals: Path, name: PurePosixPath, own_name_first: bool = True,
-                  listings: dict[Path, dict[str, list[Path]]] | None = None) -> Path | None:
+                  listings: dict[Path, dict[str, list[Path]]] | None = None,
+                  denied: list[OSError] | None = None) -> Path | None:
     """The original of the copy at PROTECTED/`name` in the folder `originals`, or None.
     `own_name_first`: a `name` that starts with the originals folder's own name (its real
     one: `.` or a link names another; in any letter case a disk that ignores case takes)
     is first looked for without it (the folder given to cloak protect, mirrored under its
     name). `listings`: a cache of each folder's photos by name stem, kept by the caller so
-    a folder of renamed photos is listed once, not once per copy."""
+    a folder of renamed photos is listed once, not once per copy. `denied`: gets the
+    PermissionError of a place it could not look in (a folder on the path that can't be
+    searched), where it finds none."""
     tries = [name]
     real = Path(os.path.realpath(originals))
     if own_name_first and len(name.parts) > 1 and (
@@ -77,6 +83,13 @@ def find_original(originals: Path, name: PurePosixPath, own_name_first: bool = T
         path = originals.joinpath(*rel.parts)
         if os.path.isfile(path):  # Path.is_file raises on EACCES/EPERM before Python 3.13
             return path
+        if denied is not None:
+            try:
+                os.stat(path)
+            except PermissionError as exc:
+                denied.append(exc)
+            except OSError:
+                pass
     listings = {} if listings is None else listings
     for rel in tries:  # the same photo in a format cloak writes as another
         folder = originals.joinpath(*rel.parent.parts)
@@ -169,13 +182,16 @@ def pair_folders(originals: Path, protected: Path,
     for copy in copies:
         within = PurePosixPath(*copy.relative_to(root).parts)
         name = PurePosixPath(mirror, within) if mirror else within
+        denied: list[OSError] = []
         if mirror:
-            original = find_original(originals, within, False, listings)
+            original = find_original(originals, within, False, listings, denied)
         else:  # not below a mirror the record gives to another folder that is still there
-            original = find_original(originals, name, name.parts[0] not in others, listings)
+            original = find_original(originals, name, name.parts[0] not in others, listings,
+                                     denied)
         if original is not None and same_file(original, copy):  # PROTECTED holds ORIGINALS
             original = None
-        pairs.append(Pair(str(name), copy, original))
+        pairs.append(Pair(str(name), copy, original,
+                          unreachable=denied[0] if original is None and denied else None))
     if mirror and left_out is not None:
         # strays only: photos outside every mirror the record names (a photo protected
         # alone lands at the top); the rest of a mirror verified in part, and other
@@ -272,7 +288,7 @@ def pair_by_record(pairs: list[Pair], originals: Path, entries: dict[str, dict],
                 same_size.remove(match)
                 claimed.add(os.path.realpath(match))
                 pair = Pair(pair.name, pair.copy, match)
-            elif pair.original is not None:
+            elif pair.original is not None:  # (one unreachable keeps why: `pair` as it is)
                 pair = Pair(pair.name, pair.copy, pair.original, note=(
                     f"{pair.original} is not the file this copy was made from (its size or "
                     "sha256 differs from cloak's record): edited since, or another photo "
@@ -283,7 +299,10 @@ def pair_by_record(pairs: list[Pair], originals: Path, entries: dict[str, dict],
               else p for p in paired]
     if unreadable is not None and any(p.name in wanted and p.original is None
                                       for p in paired):  # where it could have been
-        known = {e.filename for e in unreadable}
+        # (not the folders a copy's line names already, as its original's place)
+        known = {e.filename for e in unreadable} | {
+            os.path.dirname(p.unreachable.filename) for p in paired
+            if p.original is None and p.unreachable is not None and p.unreachable.filename}
         unreadable += [e for e in searched if e.filename not in known]
     return paired
 

@@ -327,6 +327,7 @@ def test_ctrl_c_keeps_the_pairs_measured_so_far(tmp_path, small_photo, model_dir
     assert "1 pair(s) measured" in result.stdout
     assert "interrupted, 1 not reached" in result.stdout
     data = json.loads(report.read_text())
+    assert data["error"] == "interrupted"
     assert data["interrupted"] is True and [p["name"] for p in data["pairs"]] == [
         "holiday/a.png"]
 
@@ -387,6 +388,51 @@ def test_a_folder_receipt_run_again_replaces_its_report_and_keeps_done_on_ctrl_c
     assert "interrupted, 1 not reached" in result.stdout
     data = json.loads(report.read_text())
     assert data["interrupted"] is True and [r["name"] for r in data["photos"]] == ["a.png"]
+    assert data["error"] == "interrupted"  # as every verify's report says a Ctrl-C
+
+
+def test_a_ctrl_c_as_verify_starts_replaces_the_earlier_report(
+        tmp_path, small_photo, model_dir, monkeypatch):
+    """A Ctrl-C in verify's first second (checking --json loads torch) ended with no line
+    and left the earlier run's verdict at --json, to be read as this run's."""
+    folder = tmp_path / "downloaded"
+    small_photo(folder / "a.png", size=(96, 64))
+    report = tmp_path / "r.json"
+    assert invoke("verify", folder, "--json", report).exit_code == 0
+
+    def ctrl_c(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "check_json_path", ctrl_c)
+    for given in ((folder,), (folder, folder / "a.png"), (folder / "a.png", folder / "a.png"),
+                  (folder, tmp_path)):
+        result = invoke("verify", *given, "--json", report)
+        assert result.exit_code == 130, result.output
+        assert result.stderr == "Interrupted; no figures were written.\n"
+        data = json.loads(report.read_text())
+        assert data["error"] == "interrupted" and data.get("interrupted", True) is True
+        assert data.get("photos", data.get("pairs", [])) == []  # a list, as a run's
+
+
+def test_a_folder_reports_failure_to_write_json_once_keeping_its_exit_code(
+        tmp_path, small_photo, model_dir, monkeypatch):
+    """A file that appeared at --json during a folder verify with a failed photo: exit 1
+    instead of 2, and the failure said twice (a warning, then the error)."""
+    folder = tmp_path / "downloaded"
+    small_photo(folder / "a.png", size=(96, 64))
+    (folder / "broken.png").write_bytes(b"not a png")
+    report = tmp_path / "r.json"
+    real = cli.unsearched_rows
+
+    def and_a_file_appears(*args, **kwargs):  # as the run ends: someone else's file
+        report.write_text('{"mine": 1}')
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cli, "unsearched_rows", and_a_file_appears)
+    result = invoke("verify", folder, "--json", report)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.count("appeared during the run") == 1
+    assert json.loads(report.read_text()) == {"mine": 1}
 
 
 def test_a_folder_of_copies_that_cant_be_listed_is_a_failure_not_silence(
@@ -401,6 +447,14 @@ def test_a_folder_of_copies_that_cant_be_listed_is_a_failure_not_silence(
     assert result.exit_code == 2, result.output
     assert "locked: not searched: Permission denied" in result.output
     assert "protection detected in" in result.stdout and "1 not read" in result.stdout
+    # its --json row has every other row's keys, and is named as they are (relative)
+    report = tmp_path / "r.json"
+    assert invoke("verify", folder, "--json", report).exit_code == 2
+    rows = json.loads(report.read_text())["photos"]
+    assert [set(row) >= {"name", "photo", "protected", "score_db"}
+            for row in rows] == [True, True]
+    assert rows[1]["name"] == "locked" and rows[1]["protected"] is None
+    assert rows[1]["error"] == "folder not searched: Permission denied"
 
 
 def test_a_fifo_named_like_a_photo_is_not_a_photo(tmp_path):
@@ -474,7 +528,9 @@ def test_an_originals_folder_that_cant_be_searched_fails_its_pairs_only(tmp_path
     pairs = pair_folders(holiday, out, unreadable)
     assert [(p.name, p.original) for p in pairs] == [
         ("holiday/a.jpg", a), ("holiday/private/b.jpg", None)]
-    assert [e.filename for e in unreadable] == [str(holiday / "private")]
+    # named once, on the pair it costs (the search by content met it too)
+    assert pairs[1].unreachable.filename == str(holiday / "private" / "b.jpg")
+    assert unreadable == []
 
 
 def test_a_folder_inside_a_protected_one_pairs_with_its_part_of_the_mirror(tmp_path):
@@ -582,3 +638,31 @@ def test_a_copy_re_saved_in_another_format_pairs_with_the_one_photo_of_its_stem(
     touch(tmp_path / "dl" / "d02.jpg")
     assert [(p.name, p.original) for p in pair_folders(tmp_path / "orig", tmp_path / "dl")] == [
         ("d01.jpg", d01), ("d02.jpg", None)]
+
+
+def test_a_copy_whose_originals_folder_cant_be_read_is_not_called_without_one(
+        tmp_path, small_photo, model_dir, lock_folder):
+    """An originals subfolder the user may not open: its copy was "not measured, no
+    original of it", counted as without an original, and (with cloak's record) the same
+    folder then said "not searched" too. It is said once, as its folder's permission, and
+    counted as not measured (exit 2)."""
+    holiday, out = protected_pair_of_photos(tmp_path, small_photo, model_dir)
+    small_photo(holiday / "locked" / "c.png", index=2)
+    result = invoke("protect", holiday, "--out", out, *TINY)
+    assert result.exit_code == 0, result.output
+    lock_folder(holiday / "locked")
+    (pair_c,) = [p for p in pair_folders(holiday, out) if p.name == "holiday/locked/c.png"]
+    assert pair_c.original is None and pair_c.unreachable.strerror == "Permission denied"
+    report = tmp_path / "v.json"
+    result = invoke("verify", holiday, out, "--models", "taesd", "--channels", "as-is",
+                    "--json", report)
+    assert result.exit_code == 2, result.output
+    assert (f"holiday/locked/c.png: not measured, its original's folder "
+            f"{holiday / 'locked'} can't be read: Permission denied") in result.stderr
+    assert "not searched" not in result.stderr and "no original" not in result.output
+    assert result.stdout.splitlines()[-1].endswith("; 1 not measured")
+    data = json.loads(report.read_text())
+    assert data["without_original"] == 0 and data["failed"] == 1
+    (row,) = [p for p in data["pairs"] if p.get("error")]
+    assert row["name"] == "holiday/locked/c.png"
+    assert row["error"].startswith("original not reached: its original's folder")
