@@ -1158,7 +1158,10 @@ def unsearched_rows(unreadable: list[OSError], folder: Path, **blank) -> list[di
     rows = []
     for exc in unreadable:
         where = os.fspath(exc.filename or folder)
-        inside = os.path.relpath(where, folder)
+        try:
+            inside = os.path.relpath(where, folder)
+        except ValueError:  # another drive (Windows): no relative name
+            inside = os.pardir
         name = (PurePosixPath(*Path(inside).parts).as_posix()
                 if inside != os.curdir and not inside.startswith(os.pardir) else where)
         say(f"{printable(name)}: not searched: {exc.strerror or exc}",
@@ -1263,6 +1266,11 @@ def verify_folders(originals: Path, protected: Path, channels: tuple[str, ...],
     unreadable: list[OSError] = []
     left_out: list[Path] = []  # photos in PROTECTED outside the copies of ORIGINALS
     pairs = pair_folders(originals, protected, unreadable, left_out)
+    shut = next((pair.unreachable for pair in pairs if pair.unreachable), None)
+    if not any(pair.original for pair in pairs) and shut is not None:  # not "given wrong"
+        raise CloakError(
+            f"can't read {printable(str(shut.filename))}, where the originals of the photos "
+            f"in {printable(str(protected))} are: {shut.strerror or shut}")
     if not any(pair.original for pair in pairs):
         from cloak.manifest import MANIFEST_NAME
 
@@ -1339,8 +1347,8 @@ def measure_pairs(pairs, originals: Path, channels: tuple[str, ...], names: tupl
                "protected_copy": str(pair.copy), "verdict": None}  # as one pair's --json
         if pair.original is None and pair.unreachable is not None:  # not "none there"
             exc = pair.unreachable
-            where = os.path.dirname(exc.filename) if exc.filename else str(originals)
-            why = f"its original's folder {printable(where)} can't be read: {exc.strerror or exc}"
+            why = (f"its original's folder {printable(str(exc.filename or originals))} "
+                   f"can't be read: {exc.strerror or exc}")
             row["error"] = f"original not reached: {why}"
             say(f"{printable(pair.name)}: not measured, {why}", color=typer.colors.RED,
                 err=True)

@@ -36,7 +36,7 @@ class Pair:
     original: Path | None
     note: str | None = None  # where the original is not the content cloak's record gives
     # where there is none: why its original's place could not be looked in (a folder the
-    # user may not open), not "no original"
+    # user may not open, its `filename`), not "no original"
     unreachable: OSError | None = None
 
 
@@ -87,7 +87,7 @@ def find_original(originals: Path, name: PurePosixPath, own_name_first: bool = T
             try:
                 os.stat(path)
             except PermissionError as exc:
-                denied.append(exc)
+                denied.append(_locked_folder(originals, path, exc))
             except OSError:
                 pass
     listings = {} if listings is None else listings
@@ -108,6 +108,22 @@ def find_original(originals: Path, name: PurePosixPath, own_name_first: bool = T
         if len(photos) == 1:  # the copy re-saved in another format since (a PNG as JPEG)
             return photos[0]
     return None
+
+
+def _locked_folder(originals: Path, path: Path, exc: PermissionError) -> PermissionError:
+    """`exc` (the PermissionError of reaching `path`, under `originals`) as the folder that
+    can't be searched: the deepest one above `path` that can still be looked at (for
+    `orig/locked/sub/a.jpg` with `locked` shut, `orig/locked`, not `orig/locked/sub`)."""
+    folder = path.parent
+    for above in reversed(path.relative_to(originals).parents[:-1]):  # top down
+        try:
+            os.stat(originals / above)
+        except PermissionError:
+            folder = (originals / above).parent
+            break
+        except OSError:
+            break
+    return PermissionError(exc.errno, exc.strerror, os.fspath(folder))
 
 
 def writes_as(original: Path, copy_name: str) -> bool:
@@ -301,8 +317,8 @@ def pair_by_record(pairs: list[Pair], originals: Path, entries: dict[str, dict],
                                       for p in paired):  # where it could have been
         # (not the folders a copy's line names already, as its original's place)
         known = {e.filename for e in unreadable} | {
-            os.path.dirname(p.unreachable.filename) for p in paired
-            if p.original is None and p.unreachable is not None and p.unreachable.filename}
+            p.unreachable.filename for p in paired
+            if p.original is None and p.unreachable is not None}
         unreadable += [e for e in searched if e.filename not in known]
     return paired
 

@@ -490,7 +490,7 @@ class TestDropZone:
         listed = small_photo(tmp_path / "open" / "b.png")
         small_photo(tmp_path / "open" / "sub" / "c.png")
         small_photo(tmp_path / "open" / "nox" / "d.png")
-        real_scandir, real_stat = os.scandir, os.stat
+        real_scandir = os.scandir
         shut = {os.fspath(tmp_path / "locked"), os.fspath(tmp_path / "open" / "sub")}
 
         def scandir(path="."):
@@ -498,13 +498,18 @@ class TestDropZone:
                 raise PermissionError(13, "Permission denied", os.fspath(path))
             return real_scandir(path)
 
-        def stat(path, *args, **kwargs):  # "nox" lists, but nothing in it can be reached
-            if os.path.dirname(os.fspath(path)) == os.fspath(tmp_path / "open" / "nox"):
-                raise PermissionError(13, "Permission denied", os.fspath(path))
-            return real_stat(path, *args, **kwargs)
+        def reaching(real, follows: bool):  # "nox" lists, but nothing in it is reached
+            def call(path, *args, **kwargs):  # (nor through a link to it: stat follows)
+                if not isinstance(path, int):
+                    where = os.path.realpath(path) if follows else os.fspath(path)
+                    if os.path.dirname(where) == os.fspath(tmp_path / "open" / "nox"):
+                        raise PermissionError(13, "Permission denied", os.fspath(path))
+                return real(path, *args, **kwargs)
+            return call
 
         monkeypatch.setattr(os, "scandir", scandir)
-        monkeypatch.setattr(os, "stat", stat)
+        monkeypatch.setattr(os, "stat", reaching(os.stat, True))
+        monkeypatch.setattr(os, "lstat", reaching(os.lstat, False))
         window.add_paths([tmp_path / "locked"])
         assert wait_until(lambda: window.statusBar().currentMessage().startswith(
             "no photos to add"), 10)
@@ -522,6 +527,15 @@ class TestDropZone:
         window.add_paths([tmp_path / "open" / "nox" / "d.png"])
         said = window.statusBar().currentMessage()
         assert said == "no photos to add; not added: d.png: can't read: Permission denied"
+        # a link in a readable folder to a photo in a shut one is not its folder's problem
+        # (the folder holding the link was named "can't read")
+        linked = tmp_path / "links"
+        linked.mkdir()
+        (linked / "d.png").symlink_to(tmp_path / "open" / "nox" / "d.png")
+        small_photo(linked / "e.png", index=4)
+        window.add_paths([linked])
+        assert wait_until(lambda: "e.png" in {r.src.name for r in window.rows.values()}, 10)
+        assert "can't read" not in window.statusBar().currentMessage()
 
     def test_the_same_photo_by_another_path_is_listed_once(self, window, tmp_path,
                                                           small_photo):
@@ -2530,10 +2544,33 @@ class TestReviewFixes:
         assert "once the batch ends" in window.statusBar().currentMessage()
         assert wait_until(lambda: not window.is_running(), 60)
         assert {r.state for r in window.rows.values()} == {PhotoRow.PROTECTED}
+        assert window.summary.text() == "2 protected"
         QTest.keyClick(window.photo_list, Qt.Key.Key_Delete)
+        assert window.summary.text() == "1 protected"  # the batch's rows still listed
         QTest.keyClick(window.photo_list, Qt.Key.Key_Delete)
         assert not window.rows and not window.protect_button.isEnabled()
+        assert window.summary.text() == ""  # as Clear list leaves it
         assert window.photo_list.accessibleName() == "Photos, none added"
+
+    def test_taking_a_photo_off_keeps_saying_a_search_goes_on(
+            self, window, tmp_path, small_photo, monkeypatch):
+        """A photo taken off the list while a dropped folder is still searched: the status
+        bar said only "removed", then nothing, as if the search had ended."""
+        import threading
+
+        photo = small_photo(tmp_path / "a.png")
+        small_photo(tmp_path / "album" / "b.png", index=1)
+        window.add_paths([photo])
+        released = threading.Event()
+        hold_walks(monkeypatch, released)
+        window.add_paths([tmp_path / "album"])
+        window.photo_list.set_current(next(iter(window.rows)))
+        QTest.keyClick(window.photo_list, Qt.Key.Key_Delete)
+        assert not window.rows
+        assert window.statusBar().currentMessage() == (
+            "removed a.png from the list; still looking for photos…")
+        released.set()
+        assert wait_until(lambda: len(window.rows) == 1, 10)
 
     def test_tab_reaches_controls_not_the_scrolling_panes(self, window, tmp_path,
                                                           small_photo):

@@ -531,7 +531,7 @@ def test_an_originals_folder_that_cant_be_searched_fails_its_pairs_only(tmp_path
     assert [(p.name, p.original) for p in pairs] == [
         ("holiday/a.jpg", a), ("holiday/private/b.jpg", None)]
     # named once, on the pair it costs (the search by content met it too)
-    assert pairs[1].unreachable.filename == str(holiday / "private" / "b.jpg")
+    assert pairs[1].unreachable.filename == str(holiday / "private")
     assert unreadable == []
 
 
@@ -650,21 +650,48 @@ def test_a_copy_whose_originals_folder_cant_be_read_is_not_called_without_one(
     counted as not measured (exit 2)."""
     holiday, out = protected_pair_of_photos(tmp_path, small_photo, model_dir)
     small_photo(holiday / "locked" / "c.png", index=2)
+    small_photo(holiday / "locked" / "sub" / "d.png", index=3)  # below it: the same folder
     result = invoke("protect", holiday, "--out", out, *TINY)
     assert result.exit_code == 0, result.output
     lock_folder(holiday / "locked")
-    (pair_c,) = [p for p in pair_folders(holiday, out) if p.name == "holiday/locked/c.png"]
-    assert pair_c.original is None and pair_c.unreachable.strerror == "Permission denied"
+    pairs = {p.name: p for p in pair_folders(holiday, out)}
+    for name in ("holiday/locked/c.png", "holiday/locked/sub/d.png"):
+        assert pairs[name].original is None
+        assert pairs[name].unreachable.strerror == "Permission denied"
+        assert pairs[name].unreachable.filename == str(holiday / "locked")  # the one shut
     report = tmp_path / "v.json"
     result = invoke("verify", holiday, out, "--models", "taesd", "--channels", "as-is",
                     "--json", report)
     assert result.exit_code == 2, result.output
-    assert (f"holiday/locked/c.png: not measured, its original's folder "
-            f"{holiday / 'locked'} can't be read: Permission denied") in result.stderr
+    for name in ("holiday/locked/c.png", "holiday/locked/sub/d.png"):
+        assert (f"{name}: not measured, its original's folder {holiday / 'locked'} can't "
+                "be read: Permission denied") in result.stderr
     assert "not searched" not in result.stderr and "no original" not in result.output
-    assert result.stdout.splitlines()[-1].endswith("; 1 not measured")
+    assert result.stdout.splitlines()[-1].endswith("; 2 not measured")
     data = json.loads(report.read_text())
-    assert data["without_original"] == 0 and data["failed"] == 1
-    (row,) = [p for p in data["pairs"] if p.get("error")]
-    assert row["name"] == "holiday/locked/c.png"
-    assert row["error"].startswith("original not reached: its original's folder")
+    assert data["without_original"] == 0 and data["failed"] == 2
+    assert [row["name"] for row in data["pairs"] if row.get("error")] == [
+        "holiday/locked/c.png", "holiday/locked/sub/d.png"]
+    assert all(row["error"].startswith("original not reached: its original's folder")
+               for row in data["pairs"] if row.get("error"))
+    # every original shut away: said so, not "give the folder you protected"
+    result = invoke("verify", holiday / "locked", out / "holiday" / "locked", "--models",
+                    "taesd", "--channels", "as-is")
+    assert result.exit_code == 1, result.output
+    assert result.stderr == (
+        f"error: can't read {holiday / 'locked'}, where the originals of the photos in "
+        f"{out / 'holiday' / 'locked'} are: Permission denied\n")
+
+
+def test_a_folder_not_searched_on_another_drive_is_named_whole(monkeypatch):
+    """A folder under ORIGINALS on another drive than PROTECTED (Windows): no relative
+    name exists (os.path.relpath raises ValueError), so it is named whole."""
+    import os
+
+    def other_drive(path, start=os.curdir):
+        raise ValueError("path is on mount 'D:', start on mount 'E:'")
+
+    monkeypatch.setattr(os.path, "relpath", other_drive)
+    (row,) = cli.unsearched_rows([PermissionError(13, "Permission denied", "/d/locked")],
+                                 Path("/e/protected"), verdict=None)
+    assert row["name"] == "/d/locked" and row["verdict"] is None

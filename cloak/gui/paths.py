@@ -201,9 +201,10 @@ def expand_paths(paths: Iterable[str | Path], output_dir: Path | None = None,
 
 def folder_denies(path: Path) -> str | None:
     """Why the file at `path` can't be reached through its folder (a folder that can be
-    listed but not entered: Permission denied), or None."""
+    listed but not entered: Permission denied), or None. Not followed where it is a link
+    (one into a folder elsewhere is not its own folder's problem)."""
     try:
-        os.stat(path)
+        os.lstat(path)
     except PermissionError as exc:
         return exc.strerror or str(exc)
     except OSError:

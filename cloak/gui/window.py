@@ -656,12 +656,17 @@ class MainWindow(QMainWindow):
         for key in [k for k, listed in self._listed.items() if listed is row]:
             del self._listed[key]  # added again, it is listed again
         self._failed_at.pop(row_id, None)
-        self._run_ids.discard(row_id)
         if self._compare_wanted == row_id:
             self._compare_wanted = None
             self.compare_panel.reset("protected")
         self.photo_list.remove_row(row_id)  # selects the next row: its comparison shows
-        self.statusBar().showMessage(f"removed {row.src.name} from the list", 3000)
+        if row_id in self._run_ids:  # the last batch's counts, without it (none: cleared,
+            self._run_ids.discard(row_id)  # as Clear list does)
+            if self._run_ids:
+                self._count_batch()
+            else:
+                self.summary.clear()
+        self._say(f"removed {row.src.name} from the list", 3000)
         self._update_buttons()
 
     def clear(self) -> None:
@@ -850,20 +855,7 @@ class MainWindow(QMainWindow):
         self._thread.deleteLater()
         self._worker = self._thread = None
         release_freed_memory()  # the app stays open: not its peak memory until it quits
-        # a photo found protected in an earlier session is counted as that, not as new
-        states = [EARLIER if row.outcome is not None
-                  and row.outcome.status == ALREADY_PROTECTED else row.state
-                  for i, row in self.rows.items() if i in self._run_ids]
-        counts = {s: states.count(s) for s in (PhotoRow.PROTECTED, EARLIER,
-                                               PhotoRow.FAILED, PhotoRow.CANCELLED)
-                  if states.count(s)}
-        waiting = sum(row.state == PhotoRow.WAITING for i, row in self.rows.items()
-                      if i not in self._run_ids)
-        weak = self._weak_copies()
-        self.summary.setText(", ".join(
-            f"{n} {s}" + (f" ({weak[s]} with protection mostly lost)" if weak.get(s) else "")
-            for s, n in counts.items())
-            + (f"; {waiting} added meanwhile, waiting" if waiting else ""))
+        counts, weak = self._count_batch()
         self._update_buttons()
         if weak:  # as the CLI's closing note: the count alone read as "all protected"
             stronger = STRONGER.get(self.strength.currentData())
@@ -884,6 +876,25 @@ class MainWindow(QMainWindow):
         emit(self.batch_finished)
         if self._close_when_stopped:  # closed mid-batch: the worker has stopped now
             QTimer.singleShot(0, self, self.close)
+
+    def _count_batch(self) -> tuple[dict[str, int], dict[str, int]]:
+        """The last batch's rows still listed, counted by how each ended (a photo found
+        protected in an earlier session as EARLIER, not as new), and those of them with
+        little protection (_weak_copies); the summary line says both."""
+        states = [EARLIER if row.outcome is not None
+                  and row.outcome.status == ALREADY_PROTECTED else row.state
+                  for i, row in self.rows.items() if i in self._run_ids]
+        counts = {s: states.count(s) for s in (PhotoRow.PROTECTED, EARLIER,
+                                               PhotoRow.FAILED, PhotoRow.CANCELLED)
+                  if states.count(s)}
+        waiting = sum(row.state == PhotoRow.WAITING for i, row in self.rows.items()
+                      if i not in self._run_ids)
+        weak = self._weak_copies()
+        self.summary.setText(", ".join(
+            f"{n} {s}" + (f" ({weak[s]} with protection mostly lost)" if weak.get(s) else "")
+            for s, n in counts.items())
+            + (f"; {waiting} added meanwhile, waiting" if waiting else ""))
+        return counts, weak
 
     def _weak_copies(self) -> dict[str, int]:
         """This batch's copies whose weakest model keeps under verify's "weak" (0.5 dB),
