@@ -1141,16 +1141,22 @@ def _save_options(photo: Photo, fmt: str, policy: md.MetadataPolicy, orientation
                             ("GPS position", not policy.strip_gps and src.gps)) if kept))
         exif = md.build_exif(photo.exif, policy, orientation, xmp_for_tiff=xmp,
                              sub_ifds=sub_ifds, stored_size=stored_size, max_bytes=None)
+        # Pillow's TIFF writer takes EXIF bytes apart into tags, reading text as latin-1
+        # and writing it back as ASCII with "?" for the rest ("José" came out "Jos??",
+        # compressed or not): given the tags, with IFD0's text as its bytes, it keeps them
+        tags = Image.Exif()
+        if exif:
+            tags.load(exif)
+        for tag, value in list(tags.items()):
+            if isinstance(value, str):
+                tags[tag] = md.exif_text_bytes(value)
         if options["compression"] in TIFF_PREDICTED:
             # horizontal differencing (libtiff's predictor 2) before LZW or deflate: pixels
             # exact, files 11-60% smaller on dev photos, deflate's encode slower (8 MP:
             # 2.5 s against 0.7; benchmarks/lossless_effort.md). Pillow takes the tag from
             # the EXIF it writes (a `tiffinfo` would replace that EXIF).
-            tags = Image.Exif()
-            if exif:
-                tags.load(exif)
             tags[TIFF_PREDICTOR] = 2
-            exif = tags
+        exif = tags if len(tags) else None
     else:
         exif = (md.build_exif(photo.exif, policy, orientation, stored_size=stored_size,
                               max_bytes=md.MAX_JPEG_SEGMENT if fmt == "JPEG" else None)

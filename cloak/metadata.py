@@ -345,7 +345,7 @@ def build_exif(snapshot: ExifSnapshot | None, policy: MetadataPolicy, orientatio
     for tag in list(out):  # IFD0's text tags (Artist, Copyright, Make...), which Pillow
         # types as ASCII; in the sub-IFDs bytes would be typed BYTE, so those keep "?"
         if isinstance(out[tag], str):
-            out[tag] = _writable(out[tag])
+            out[tag] = exif_text_bytes(out[tag])
     if xmp_for_tiff:
         out[XMP_TAG] = xmp_for_tiff
     if not len(out):
@@ -402,7 +402,7 @@ def exif_string(value: str) -> str:
         return value
 
 
-def _writable(value: str) -> str | bytes:
+def exif_text_bytes(value: str) -> str | bytes:
     """EXIF text as Pillow must be given it to write it back unchanged: text that is not
     plain ASCII as its original bytes (Pillow writes a str as ASCII, with "?" for every
     other character)."""

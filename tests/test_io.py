@@ -1394,11 +1394,13 @@ class TestMetadata:
             assert T.Orientation not in out.tag_v2
             assert out.size == (pixels().shape[1], pixels().shape[0])
 
-    @pytest.mark.parametrize("suffix", [".jpg", ".png"])
+    @pytest.mark.parametrize("suffix", [".jpg", ".png", ".tif"])
     def test_non_ascii_rights_survive_in_exif_and_xmp(self, tmp_path: Path,
                                                       suffix: str) -> None:
         """Lightroom, exiftool and phones write EXIF text as UTF-8: "© 2024 José Müller"
-        must not come out as "?? 2024 Jos?? M??ller" (EXIF) or "Â© 2024 JosÃ©" (XMP)."""
+        must not come out as "?? 2024 Jos?? M??ller" (EXIF) or "Â© 2024 JosÃ©" (XMP). A
+        TIFF copy had it so, compressed or not: Pillow's TIFF writer took the EXIF bytes
+        apart and wrote the text back as ASCII."""
         src = _tagged_jpeg(tmp_path, Copyright="© 2024 José Müller".encode(),
                            Artist="José Müller".encode())
         photo = io.load_photo(src)
@@ -1411,6 +1413,12 @@ class TestMetadata:
         assert exif[T.Artist].encode("latin-1").decode() == "José Müller"
         packet = packet if isinstance(packet, bytes) else packet.encode()
         assert "José Müller".encode() in packet and "JosÃ©".encode() not in packet
+        if suffix == ".tif":  # (deflate, from a JPEG) and as an uncompressed TIFF's copy
+            photo.info["compression"] = "raw"
+            dst = io.save_photo(photo, photo.rgb, tmp_path / "raw.tif")
+            with Image.open(dst) as out:
+                assert out.info["compression"] == "raw"
+                assert out.getexif()[T.Artist].encode("latin-1").decode() == "José Müller"
 
     def test_a_tiff_pillow_cannot_open_is_simply_not_a_protected_copy(self, tmp_path: Path
                                                                        ) -> None:
