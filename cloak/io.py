@@ -341,6 +341,10 @@ def decoding_limit(path: Path, limit: int, wait: bool = True):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # a TIFF's IPTC block as Photoshop and exiftool store it (LONGs): Pillow warns
+            # on each photo, yet it is read whole (metadata.iptc_rights)
+            warnings.filterwarnings("ignore", r"Metadata Warning, tag 33723 had too many",
+                                    UserWarning)
             saved = Image.MAX_IMAGE_PIXELS
             Image.MAX_IMAGE_PIXELS = limit
             PngImagePlugin.MAX_TEXT_CHUNK = max(saved_text, MAX_PNG_TEXT)
