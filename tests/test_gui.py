@@ -510,16 +510,17 @@ class TestDropZone:
         monkeypatch.setattr(os, "scandir", scandir)
         monkeypatch.setattr(os, "stat", reaching(os.stat, True))
         monkeypatch.setattr(os, "lstat", reaching(os.lstat, False))
-        window.add_paths([tmp_path / "locked"])
-        assert wait_until(lambda: window.statusBar().currentMessage().startswith(
-            "no photos to add"), 10)
-        said = window.statusBar().currentMessage()
+
+        def said_after_adding(folder: Path, starting: str) -> str:  # once its walk ends
+            window.add_paths([folder])
+            assert wait_until(lambda: window.statusBar().currentMessage().startswith(
+                starting), 10)
+            return window.statusBar().currentMessage()
+
+        said = said_after_adding(tmp_path / "locked", "no photos to add")
         assert said == ("no photos to add; not added: can't read folder locked: "
                         "Permission denied"), said
-        window.add_paths([tmp_path / "open"])
-        assert wait_until(lambda: window.statusBar().currentMessage().startswith(
-            "added"), 10)
-        said = window.statusBar().currentMessage()
+        said = said_after_adding(tmp_path / "open", "added")
         assert said == ("added 1 photo; not added: can't read 2 folders (nox, sub): "
                         "Permission denied"), said
         assert [row.src for row in window.rows.values()] == [listed]
