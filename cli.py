@@ -1083,6 +1083,27 @@ def receipt_one(photo: Path, image, model_dir: str | None, device: str | None,
             "cloak_version": __version__}
 
 
+# what a channel that takes most of a copy's protection is, in a user's words
+LOSSY_GEOMETRY = {"crop": "a crop of a few pixels", "grid": "an editor that rounds its "
+                  "size down", "naive": "a resize without smoothing"}
+
+
+def weak_verdict_advice(v) -> str | None:
+    """What to do about a weak (or no) verdict (a Verification), where the copy carries
+    more as it is: verify said "weak" and left a user there. None for moderate or strong,
+    and where even as it is the copy carries none (a photo never protected: its own
+    notes say so)."""
+    if v.verdict not in ("weak", "none") or v.verdict_as_is in (None, "none"):
+        return None
+    stronger = "protect the original again with --strength high, which keeps more"
+    if v.worst.channel in LOSSY_GEOMETRY and v.verdict_as_is in ("moderate", "strong"):
+        return (f"most of this copy's protection is lost to {LOSSY_GEOMETRY[v.worst.channel]} "
+                f"({v.worst.channel}; as it is, it is {v.verdict_as_is}): post it as it is, "
+                "and crop or resize before protecting, not after; or " + stronger)
+    return (f"to make it stronger, {stronger} (at more time); small or very flat photos "
+            "hold less")
+
+
 def compare_one(photo: Path, protected: Path, loaded: list, channels: tuple[str, ...],
                 names: tuple[str, ...], model_dir: str | None, device: str | None) -> dict:
     """verify with an original and its copy (`loaded`: each one's image and ICC profile):
@@ -1121,6 +1142,9 @@ def compare_one(photo: Path, protected: Path, loaded: list, channels: tuple[str,
             + ", ".join(f"{n} {shown_db(d)}" for n, d in v.damage_at_1024.items())
             + f" dB: {v.verdict_at_1024} (the table and verdict above are at 512 px, "
             "SD 1.x/2.x's)")
+    advice = weak_verdict_advice(v)
+    if advice:
+        say(f"note: {advice}", color=typer.colors.YELLOW, err=True)
     # not "protected": with one photo that key is the receipt's yes or no
     return {"kind": "comparison", "original": str(photo), "protected_copy": str(protected),
             "models": list(names), **v.to_dict(),

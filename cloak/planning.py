@@ -309,6 +309,10 @@ def source_problem(path: Path) -> str | None:
                 return "is a link that leads back to itself (a loop of links)"
             return f"is a link that can't be followed ({exc.strerror or exc})"
         if isinstance(exc, (FileNotFoundError, NotADirectoryError)):
+            if any(c in path.name for c in "*?["):  # `cloak protect *.JPG` matching none
+                return ("no such file or folder: no file matches this pattern (a shell "
+                        "passes one that matches nothing on as it is; check the name's "
+                        "letter case, or give the folder)")
             return "no such file or folder"
         return f"can't read: {exc.strerror or exc}"
     if not stat.S_ISREG(st.st_mode):

@@ -445,9 +445,13 @@ class TestPlan:
         os.symlink(tmp_path / "gone.jpg", tmp_path / "dangling.jpg")
         items = by_src(batch.plan(
             [tmp_path / "missing.jpg", tmp_path / "notes.txt", tmp_path / "pipe.jpg",
-             tmp_path / "dangling.jpg", tmp_path / "IMG_1.DNG", tmp_path / "README"],
-            tmp_path / "out"))
+             tmp_path / "dangling.jpg", tmp_path / "IMG_1.DNG", tmp_path / "README",
+             tmp_path / "*.JPG"], tmp_path / "out"))
         assert items["missing.jpg"].message == "no such file or folder"
+        # `cloak protect *.JPG` where none matched: the shell passed the pattern on as it is
+        assert items.pop("*.JPG").message.startswith(
+            "no such file or folder: no file matches this pattern (a shell passes one that "
+            "matches nothing on as it is")
         assert items["notes.txt"].message.startswith("not a photo cloak reads (suffix '.txt'); ")
         readme = items.pop("README")
         assert readme.status == SKIPPED

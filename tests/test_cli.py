@@ -1902,3 +1902,26 @@ def test_a_mask_that_cant_be_read_is_said_in_plain_words(tmp_path, small_photo, 
         assert result.stderr.startswith(f"error: can't read mask {tmp_path / name}: {words}"), \
             result.stderr
         assert "Errno" not in result.stderr and "cannot identify" not in result.stderr
+
+
+def test_a_weak_verdict_says_what_to_do():
+    """`cloak verify` said "verdict: weak (worst channel: crop)" at the recommended preset
+    and stopped there; protect and the app give advice for such copies. The note names a
+    crop after protecting where the copy carries more as it is, else a stronger preset;
+    none for moderate or strong, nor for a copy with no protection even as it is."""
+    from types import SimpleNamespace
+
+    def verification(verdict, as_is, channel):
+        return SimpleNamespace(verdict=verdict, verdict_as_is=as_is,
+                               worst=SimpleNamespace(channel=channel))
+
+    crop = cli.weak_verdict_advice(verification("weak", "moderate", "crop"))
+    assert crop.startswith("most of this copy's protection is lost to a crop of a few "
+                           "pixels (crop; as it is, it is moderate): post it as it is, and "
+                           "crop or resize before protecting, not after")
+    assert crop.endswith("protect the original again with --strength high, which keeps more")
+    posted = cli.weak_verdict_advice(verification("weak", "weak", "instagram"))
+    assert posted.startswith("to make it stronger, protect the original again with "
+                             "--strength high")
+    assert cli.weak_verdict_advice(verification("moderate", "strong", "crop")) is None
+    assert cli.weak_verdict_advice(verification("none", "none", "as-is")) is None

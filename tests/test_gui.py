@@ -59,12 +59,14 @@ from cloak.gui.window import REDO_NOTE, MainWindow
 from cloak.gui.worker import (
     ALREADY_PROTECTED,
     FACES_OFF_NOTICE,
+    WEIGHTS_MISSING_NOTICE,
     CallSignals,
     Job,
     Outcome,
     ProtectWorker,
     copy_verdict,
     describe,
+    faces_off_notice,
 )
 from cloak.report import shown_db
 
@@ -1527,7 +1529,7 @@ class TestProtecting:
         window.add_paths([small_photo(tmp_path / "a.png")])
         window.start()
         assert wait_until(lambda: not window.is_running(), 60)
-        assert window.statusBar().currentMessage() == FACES_OFF_NOTICE
+        assert window.statusBar().currentMessage() == faces_off_notice()
         (row,) = window.rows.values()
         assert row.state == PhotoRow.PROTECTED
 
@@ -2696,6 +2698,30 @@ class TestReviewFixes:
         assert protected[0].name == "p" * 247 + " (1).png" and protected[0].is_file()
         assert (out / long_name.name).read_bytes() == b"an earlier copy"
 
+    def test_missing_weights_are_the_batchs_notice_not_the_face_detector(
+            self, qapp, tmp_path, small_photo, no_face_detector, monkeypatch):
+        """No weights for taesdxl and no face detector: the one notice for the window named
+        the face detector ("Face priority is off ... (see the log)"), which changed
+        nothing, while every row failed for the weights. The weights are the notice; the
+        face detector's absence is said (with where the log is) only where the models
+        load."""
+        from cloak.gui import worker as worker_module
+
+        photos = [small_photo(tmp_path / f"{n}.png", index=n) for n in range(2)]
+        config = ProtectConfig(strength="fast", faces=True, measure=False,
+                               **{**TINY, "models": ("taesd", "taesdxl")})
+        worker = ProtectWorker([Job(i, p, tmp_path / "out") for i, p in enumerate(photos)],
+                               config)
+        notices, failed = [], []
+        worker.notice.connect(notices.append)
+        worker.failed.connect(lambda i, message: failed.append(message))
+        worker.run()
+        assert len(failed) == 2 and len(notices) == 1
+        assert notices[0] == WEIGHTS_MISSING_NOTICE + failed[0]
+        assert "taesdxl" in failed[0] and FACES_OFF_NOTICE not in notices[0]
+        monkeypatch.setattr(worker_module, "log_file", lambda: "/home/me/cloak-gui.log")
+        assert faces_off_notice() == FACES_OFF_NOTICE + " (why: see /home/me/cloak-gui.log)"
+
     @pytest.mark.usefixtures("model_dir")
     def test_copies_made_without_face_priority_are_redone_once_it_is_there(
             self, qapp, tmp_path, small_photo, model_dir, no_face_detector):
@@ -2709,7 +2735,7 @@ class TestReviewFixes:
         notices = []
         worker.notice.connect(notices.append)
         worker.run()
-        assert worker.config.faces is False and FACES_OFF_NOTICE in notices
+        assert worker.config.faces is False and faces_off_notice() in notices
         assert earlier_copy(photo, out, config.fingerprint()) is None
         (no_face_detector / "yunet_n_dynamic.onnx").symlink_to(
             model_dir / "yunet_n_dynamic.onnx")

@@ -43,7 +43,16 @@ NAME_ATTEMPTS = 3  # free names tried when another program takes each one meanwh
 ALREADY_PROTECTED = "already protected earlier, with the settings chosen then"
 PROTECTION_LOST = "protection mostly lost"  # describe()'s words for a "none" verdict
 FACES_OFF_NOTICE = ("Face priority is off: the face detector could not be found, "
-                    "downloaded or run (see the log), so faces get no extra protection")
+                    "downloaded or run, so faces get no extra protection")
+WEIGHTS_MISSING_NOTICE = "No photo can be protected until the models are there: "
+
+
+def faces_off_notice() -> str:
+    """FACES_OFF_NOTICE, with where the log that says why is (a desktop user was sent to
+    "the log" with no word of where it is)."""
+    where = log_file()
+    return FACES_OFF_NOTICE + (f" (why: see {where})" if where else
+                               " (run cloak gui from a terminal to see why)")
 
 
 @dataclass(frozen=True)
@@ -265,6 +274,7 @@ class ProtectWorker(QObject):
         self._stop = threading.Event()
         self._current = -1
         self._weights_error: str | None = None  # weights missing: the same for every photo
+        self._faces_off_unsaid = False  # no face detector: said once the models load
         self._asked: ProtectConfig | None = None  # config as asked (faces on or off)
         self._also_done: dict | None = None  # settings_to_accept: copies made as asked
         self._faces_fetched = False  # the face detector fetched (or tried) this run
@@ -374,13 +384,18 @@ class ProtectWorker(QObject):
                 self._faces_fetched = True
                 retry_face_detector_download()  # once a batch: the network may be back
                 self.config = faces_as_found(self._asked, self._on_download)
-                if not self.config.faces:
-                    emit(self.notice, FACES_OFF_NOTICE)
+                self._faces_off_unsaid = not self.config.faces
             try:
                 preload_models(self.config, self._on_download)
             except ModelError as exc:
+                # the batch's one blocker, said for the window (each row says it too),
+                # not the face detector's absence, which then changes nothing
                 self._weights_error = plain_message(exc)
+                emit(self.notice, WEIGHTS_MISSING_NOTICE + self._weights_error)
                 raise
+            if self._faces_off_unsaid:  # the models are there: the copies lack only that
+                self._faces_off_unsaid = False
+                emit(self.notice, faces_off_notice())
         if not self._gpu_told:  # a GPU too old for this torch build: on the CPU
             from cloak.device import cuda_unusable_reason
 
