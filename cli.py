@@ -1059,9 +1059,12 @@ def receipt_one(photo: Path, image, model_dir: str | None, device: str | None,
              "taesd")
     score = shown_db(receipt.score_db, sign="+")
     threshold = shown_db(receipt.threshold_db, sign="+")
-    say(f"{printable(str(photo))}: {receipt.label} {score} dB "
-        f"(threshold {threshold}; above means protected)")
     small = not receipt.decided
+    # under the calibrated size the threshold decides nothing: not "above means protected"
+    # on the line before "can't tell" (a clean small photo scores above it)
+    say(f"{printable(str(photo))}: {receipt.label} {score} dB "
+        + (f"(threshold {threshold}, which decides nothing at this size)" if small else
+           f"(threshold {threshold}; above means protected)"))
     if small:
         why = (f"the photo is {image.width}x{image.height}, under the {RECEIPT_SMALLEST} px "
                "the receipt was calibrated on (upscaled to be scored, a clean small photo "

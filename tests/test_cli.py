@@ -902,6 +902,9 @@ def test_the_receipt_is_called_a_hint_and_small_photos_get_no_decision(tmp_path,
     assert small.exit_code == 0, small.output
     assert "receipt: can't tell: the photo is 200x150, under the 500 px" in small.stdout
     assert "protection detected" not in small.stdout
+    # the score's line does not say what its threshold means at sizes it decides at
+    assert "above means protected" not in small.stdout
+    assert "which decides nothing at this size)" in small.stdout.splitlines()[0]
     # the reason is in the report too, not only on the screen
     data = json.loads(report.read_text())
     assert data["protected"] is None and "under the 500 px" in data["note"]
