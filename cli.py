@@ -975,8 +975,6 @@ def run_verify(photo: Path, protected: Path | None, channels: str | None, models
                 raise
             fail(out_of_memory_message(exc, "to compare these photos at full size",
                                        "compare a smaller copy of both (the same size)"))
-        except KeyboardInterrupt:
-            raise  # (verify's own: the report says so, then one line and 130)
         except Exception as exc:  # a bug: its traceback follows, and --json says so too
             leave_report(f"unexpected error ({type(exc).__name__}: {exc})")
             raise
@@ -1163,6 +1161,15 @@ def load_named(path: Path):
         return io.load_photo(path)
 
 
+def without_path(why: str, path: Path) -> str | None:
+    """`why` (a failure's words) without the `path` it starts with ("PATH: ..." or "can't
+    read PATH: ...": the line names the photo already), or None where it names none."""
+    for said in (f"{path}: ", f"can't read {path}: "):
+        if why.startswith(said):
+            return why.removeprefix(said)
+    return None
+
+
 def item_failure(exc: BaseException, what: str, smaller: str) -> str:
     """The one-line reason one photo (or pair) of a folder run failed with `exc`, a
     CloakError, OSError or out-of-memory error (cloak.errors.out_of_memory_message, with
@@ -1230,8 +1237,7 @@ def receipt_folder(folder: Path, model_dir: str | None, device: str | None,
                 receipt = receipt_image(image, model_dir, device)
             except (CloakError, OSError, MemoryError, RuntimeError) as exc:
                 why = item_failure(exc, "to read it", "check a smaller copy")
-                for said in (f"{path}: ", f"can't read {path}: "):  # named on the line already
-                    why = why.removeprefix(said)
+                why = without_path(why, path) or why  # named on the line already
                 say(f"{printable(name)}: not read: {printable(why)}",
                     color=typer.colors.RED, err=True)
                 rows.append({"name": name, "photo": str(path), "protected": None,
@@ -1293,12 +1299,12 @@ def verify_folders(originals: Path, protected: Path, channels: tuple[str, ...],
     unreadable: list[OSError] = []
     left_out: list[Path] = []  # photos in PROTECTED outside the copies of ORIGINALS
     pairs = pair_folders(originals, protected, unreadable, left_out)
-    shut = next((pair.unreachable for pair in pairs if pair.unreachable), None)
-    if not any(pair.original for pair in pairs) and shut is not None:  # not "given wrong"
-        raise CloakError(
-            f"can't read {printable(str(shut.filename))}, where the originals of the photos "
-            f"in {printable(str(protected))} are: {shut.strerror or shut}")
     if not any(pair.original for pair in pairs):
+        shut = next((pair.unreachable for pair in pairs if pair.unreachable), None)
+        if shut is not None:  # the right folder, which can't be read: not "given wrong"
+            raise CloakError(
+                f"can't read {printable(str(shut.filename))}, where the originals of the "
+                f"photos in {printable(str(protected))} are: {shut.strerror or shut}")
         from cloak.manifest import MANIFEST_NAME
 
         swapped = ((originals / MANIFEST_NAME).is_file()
@@ -1401,9 +1407,9 @@ def measure_pairs(pairs, originals: Path, channels: tuple[str, ...], names: tupl
         except (CloakError, OSError, MemoryError, RuntimeError) as exc:
             why = item_failure(exc, "to compare them", "compare a smaller copy of both")
             for path, which in ((pair.copy, "the copy"), (pair.original, "the original")):
-                for said in (f"{path}: ", f"can't read {path}: "):  # the copy is named on
-                    if why.startswith(said):  # the line already: which of the two it is
-                        why = f"{which}: {why.removeprefix(said)}"
+                if (rest := without_path(why, path)) is not None:  # the copy is named on
+                    why = f"{which}: {rest}"  # the line already: which of the two it is
+                    break
             row["error"] = why
             say(f"{printable(pair.name)}: not measured: {printable(why)}",
                 color=typer.colors.RED, err=True)

@@ -283,8 +283,7 @@ class Manifest:
         """Record `entry` for the copy at `dst` (None: forget it), on disk before this
         returns: appended to the journal, or the record rewritten (see save) where there
         is none on disk yet or it is not JOURNALED_VERSION, or the journal has grown as
-        large as the record. Raises as
-        save does."""
+        large as the record. Raises as save does."""
         key = self.key(dst)
         if entry is None:
             self.entries.pop(key, None)
@@ -295,8 +294,7 @@ class Manifest:
         # a record on disk as VERSION (a finished run's, for the app's first copy) is
         # first rewritten as JOURNALED_VERSION: a cloak from before the journal would read
         # it without the journal's copies, then replace it, and those copies were lost
-        if self.found is not None or self._record_sha256 is None or \
-                self._version_on_disk != self.JOURNALED_VERSION or \
+        if self.found is not None or self._version_on_disk != self.JOURNALED_VERSION or \
                 self._journal_bytes > max(self._record_bytes, JOURNAL_MIN_BYTES):
             self.save()
         else:

@@ -207,8 +207,8 @@ def folder_denies(path: Path) -> str | None:
         os.lstat(path)
     except PermissionError as exc:
         return exc.strerror or str(exc)
-    except OSError:
-        return None
+    except OSError:  # gone meanwhile: not a permission
+        pass
     return None
 
 

@@ -274,7 +274,6 @@ class ProtectWorker(QObject):
         self._stop = threading.Event()
         self._current = -1
         self._weights_error: str | None = None  # weights missing: the same for every photo
-        self._faces_off_unsaid = False  # no face detector: said once the models load
         self._asked: ProtectConfig | None = None  # config as asked (faces on or off)
         self._also_done: dict | None = None  # settings_to_accept: copies made as asked
         self._faces_fetched = False  # the face detector fetched (or tried) this run
@@ -375,6 +374,7 @@ class ProtectWorker(QObject):
         from cloak.batch import faces_as_found, preload_models
         from cloak.models.fetch import stops_downloads
 
+        faces_off = False  # no face detector: said once the models are there
         with stops_downloads(self._stop_if_cancelled):  # a server yet to answer too
             if self._also_done is not None and not self._faces_fetched:
                 # not on disk: fetched now, where allowed, as there is a photo to
@@ -384,7 +384,7 @@ class ProtectWorker(QObject):
                 self._faces_fetched = True
                 retry_face_detector_download()  # once a batch: the network may be back
                 self.config = faces_as_found(self._asked, self._on_download)
-                self._faces_off_unsaid = not self.config.faces
+                faces_off = not self.config.faces
             try:
                 preload_models(self.config, self._on_download)
             except ModelError as exc:
@@ -393,8 +393,7 @@ class ProtectWorker(QObject):
                 self._weights_error = plain_message(exc)
                 emit(self.notice, WEIGHTS_MISSING_NOTICE + self._weights_error)
                 raise
-            if self._faces_off_unsaid:  # the models are there: the copies lack only that
-                self._faces_off_unsaid = False
+            if faces_off:  # the models are there: the copies lack only that
                 emit(self.notice, faces_off_notice())
         if not self._gpu_told:  # a GPU too old for this torch build: on the CPU
             from cloak.device import cuda_unusable_reason
