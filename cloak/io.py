@@ -1273,17 +1273,23 @@ def _warn_misnamed(photo: Photo, fmt: str) -> None:
     size = ("lossless, so several times larger" if photo.format in LOSSY_FORMATS
             and fmt not in LOSSY_OUTPUTS else "lossy" if fmt in LOSSY_OUTPUTS
             and photo.format not in LOSSY_FORMATS else None)
-    log.warning("%s is named %s but holds a %s image: its copy is written as %s, as the "
-                "name says%s; rename the photo %s for a %s copy", photo.path,
-                photo.path.suffix, photo.format, fmt, f" ({size})" if size else "",
-                FORMAT_SUFFIX.get(target, ".png"), target)
+    log.warning("%s is named %s but holds %s image: its copy is written as %s, as the "
+                "name says%s; rename the photo %s for %s copy", photo.path,
+                photo.path.suffix, _with_article(photo.format), fmt,
+                f" ({size})" if size else "", FORMAT_SUFFIX.get(target, ".png"),
+                _with_article(target))
+
+
+def _with_article(format_name: str) -> str:
+    """'a JPEG', 'an AVIF', 'an MPO': the article as the format's name is said."""
+    return f"{'an' if format_name[:1] in 'AEIMO' else 'a'} {format_name}"
 
 
 def _warn_colour_lost(photo: Photo, named: str, fmt: str) -> None:
-    article = "an" if photo.format == "AVIF" else "a"
-    log.warning("%s: its colours are tagged %s (%s %s's CICP tag, no ICC profile), "
-                "which a %s copy can't carry: the copy's colours will look duller (an "
-                "HDR photo flat)", photo.path, named, article, photo.format, fmt)
+    log.warning("%s: its colours are tagged %s (%s's CICP tag, no ICC profile), "
+                "which %s copy can't carry: the copy's colours will look duller (an "
+                "HDR photo flat)", photo.path, named, _with_article(photo.format),
+                _with_article(fmt))
 
 
 def xmp_packet(image: Image.Image) -> bytes | None:

@@ -33,8 +33,16 @@ def same_folder(a: Path, b: Path) -> bool:
 
 
 def fold(path: str) -> str:
-    """A path as a case-insensitive, normalising disk (macOS, Windows, exFAT) compares it."""
-    return unicodedata.normalize("NFC", path).casefold()
+    """A path as a case-insensitive, normalising disk (macOS, Windows, exFAT) compares it:
+    NFC, then each letter to its one-letter capital. A letter whose capital is two
+    (ß -> SS, the ligature ﬁ -> FI) stays as it is, as such disks keep it: Straße.jpg and
+    Strasse.jpg are two files there."""
+    return "".join(_capital(letter) for letter in unicodedata.normalize("NFC", path))
+
+
+def _capital(letter: str) -> str:
+    capital = letter.upper()
+    return capital if len(capital) == 1 else letter
 
 
 def only_spelt_apart(a: str, b: str) -> str:
@@ -45,7 +53,7 @@ def only_spelt_apart(a: str, b: str) -> str:
         return ""
     if unicodedata.normalize("NFC", a) == unicodedata.normalize("NFC", b):
         how = "how accented letters are encoded"
-    elif a.casefold() == b.casefold():
+    elif "".join(map(_capital, a)) == "".join(map(_capital, b)):
         how = "letter case"
     else:
         how = "letter case and how accented letters are encoded"

@@ -33,7 +33,7 @@ from cloak.manifest import (
     settings_change,
 )
 from cloak.planning import A_PROTECTED_COPY, Mirrors, root_mirror_name
-from cloak.same_path import only_spelt_apart
+from cloak.same_path import fold, only_spelt_apart
 
 
 def sha256(path: Path) -> str:
@@ -162,6 +162,20 @@ class TestPlan:
             "one file on macOS and Windows disks); protect this one alone into another "
             "--out folder")
         assert "differ only" not in items[3].message  # the very same name
+
+    def test_names_a_disk_keeps_apart_are_both_planned(self, tmp_path, small_photo):
+        """Straße.png and Strasse.png are two files on every disk (a case-insensitive one
+        maps a letter to one capital: ß stays ß), but casefold made them one, so the
+        second was refused as "differ only in letter case"."""
+        small_photo(tmp_path / "x" / "Stra\u00dfe.png")
+        small_photo(tmp_path / "x" / "Strasse.png", index=1)
+        small_photo(tmp_path / "x" / "\ufb01sh.png", index=2)  # the ligature ﬁ
+        small_photo(tmp_path / "x" / "fish.png", index=3)
+        items = batch.plan([tmp_path / "x" / name for name in
+                            ("Stra\u00dfe.png", "Strasse.png", "\ufb01sh.png", "fish.png")],
+                           tmp_path / "o")
+        assert [i.status for i in items] == ["pending"] * 4
+        assert fold("Stra\u00dfe.JPG") == fold("STRA\u00dfe.jpg") != fold("Strasse.jpg")
 
     def test_only_spelt_apart_names_the_difference(self):
         nfc, nfd = "/o/Caf\u00e9.png", "/o/Cafe\u0301.png"

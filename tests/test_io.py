@@ -2317,8 +2317,10 @@ def test_a_photo_whose_name_and_content_disagree_is_said_so(
     gif = save(Image.fromarray(pixels()).convert("P"), tmp_path / "c.gif")
     gif_named_png = save(Image.fromarray(pixels()).convert("P"), tmp_path / "d.png", "GIF")
     jpeg_named_webp = save(Image.fromarray(pixels()), tmp_path / "e.webp", "JPEG")
+    avif_named_png = save(Image.fromarray(pixels()), tmp_path / "f.png", "AVIF")
     with caplog.at_level("WARNING", logger="cloak.io"):
-        for src in (jpeg_named_png, png_named_jpg, gif, gif_named_png, jpeg_named_webp):
+        for src in (jpeg_named_png, png_named_jpg, gif, gif_named_png, jpeg_named_webp,
+                    avif_named_png):
             photo = io.load_photo(src)
             io.save_photo(photo, photo.rgb, io.output_path_for(src, tmp_path / "out"))
     assert (f"{jpeg_named_png} is named .png but holds a JPEG image: its copy is written as "
@@ -2330,6 +2332,10 @@ def test_a_photo_whose_name_and_content_disagree_is_said_so(
     assert "d.png" not in caplog.text  # a GIF's copy is a PNG whatever its name
     assert (f"{jpeg_named_webp} is named .webp but holds a JPEG image: its copy is written "
             "as WEBP, as the name says (lossless, so several times larger)") in caplog.text
+    # "an AVIF", not "a AVIF"
+    assert (f"{avif_named_png} is named .png but holds an AVIF image: its copy is written "
+            "as PNG, as the name says (lossless, so several times larger); rename the photo "
+            ".avif for an AVIF copy") in caplog.text
 
 
 def _xmp_dates(**dates: str) -> bytes:
