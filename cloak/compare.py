@@ -80,16 +80,20 @@ def verify_files(original: str | Path, copy: str | Path,
                  progress: Callable[[float, str], None] | None = None) -> Comparison:
     """`cloak verify ORIGINAL COPY` from Python: both files read as cloak reads a photo
     (upright, CMYK and 16-bit converted, with the colour profile or CICP tag each
-    carries), then compare_copy. verify_images, which takes images, compares their
-    values as given (upright sRGB)."""
+    carries), then compare_copy, with the note the command gives where the two look
+    given the wrong way round. verify_images, which takes images, compares their values
+    as given (upright sRGB)."""
     from .io import load_photo
 
     first, second = load_photo(original), load_photo(copy)
-    return compare_copy(verify.photo_image(first), verify.photo_image(second),
-                        original_icc=verify.colour_profile(first),
-                        copy_icc=verify.colour_profile(second), copy_path=Path(copy),
-                        channels=channels, models=models, model_dir=model_dir,
-                        device=device, at_1024=at_1024, progress=progress)
+    compared = compare_copy(verify.photo_image(first), verify.photo_image(second),
+                            original_icc=verify.colour_profile(first),
+                            copy_icc=verify.colour_profile(second), copy_path=Path(copy),
+                            channels=channels, models=models, model_dir=model_dir,
+                            device=device, at_1024=at_1024, progress=progress)
+    v = compared.verification
+    v.note = join_notes(v.note, swapped_note(v, Path(original), Path(copy)))
+    return compared
 
 
 def join_notes(*notes: str | None) -> str | None:

@@ -810,6 +810,13 @@ def test_verify_says_when_the_photos_look_swapped(tmp_path, small_photo, model_d
     right = invoke("verify", src, out / "a.png", "--models", "taesd", "--channels", "as-is")
     assert right.exit_code == 0 and "swapped" not in right.stderr
     assert "as is (before posting): none" not in right.stdout
+    # cloak.verify_files "returns its figures with the notes": this one too
+    import cloak
+
+    api = cloak.verify_files(out / "a.png", src, channels=("as-is",), models=("taesd",))
+    assert api.verification.verdict == "none" and "were they swapped?" in api.verification.note
+    api = cloak.verify_files(src, out / "a.png", channels=("as-is",), models=("taesd",))
+    assert "swapped" not in (api.verification.note or "")
 
 
 def test_verify_says_swapped_by_cloaks_note_when_the_damage_is_too_small_to(
