@@ -451,7 +451,8 @@ def run(items: list[Item], out_dir: str | os.PathLike, config: ProtectConfig, *,
     threads each. `should_stop` (or Ctrl-C) stops the run cleanly: the photo in progress is
     dropped without leaving a file, and the rest are marked `cancelled`.
     Raises CloakError only before any photo is processed (bad output folder, missing
-    weights)."""
+    weights). An exception `on_event` raises ends the run and reaches the caller as it
+    is (the photo in progress dropped as at a Ctrl-C, the photos done kept)."""
     force, overwrite = plain_flag(force, "force"), plain_flag(overwrite, "overwrite")
     out_dir = Path(out_dir)
     emit = on_event or (lambda event: None)
@@ -601,12 +602,14 @@ def _run_locked(items: list[Item], out_dir: Path, config: ProtectConfig,
                                               emit)
                 manifest.save()
             except OSError as exc:
-                raise CloakError(f"can't write to output folder {out_dir}: "
-                                 f"{exc.strerror or exc}") from exc
+                raise _output_error(f"can't write to output folder {out_dir}: "
+                                    f"{exc.strerror or exc}", exc.errno) from exc
             except OutputError as exc:  # the lock's own words say the folder already
-                raise CloakError(str(exc) if str(exc).startswith("can't write to output")
-                                 else f"can't write to output folder {out_dir}: {exc}"
-                                 ) from exc
+                # (an OutputError as when OUT existed: one `except` catches both)
+                raise _output_error(
+                    str(exc) if str(exc).startswith("can't write to output")
+                    else f"can't write to output folder {out_dir}: {exc}", exc.errno
+                ) from exc
         emit(Event("todo", total=len(todo)))
         for folder in {out_dir} | {item.dst.parent for item in todo}:
             # under OUT's lock: no other run's temp files (and none outside OUT)
@@ -628,6 +631,12 @@ def _run_locked(items: list[Item], out_dir: Path, config: ProtectConfig,
     interrupted = interrupted or any(i.status == CANCELLED for i in items) or (
         bool(todo) and stop())
     return BatchResult(items, interrupted, settings=settings)
+
+
+def _output_error(message: str, code: int | None) -> OutputError:
+    error = OutputError(message)
+    error.errno = code
+    return error
 
 
 def _decide_all(items: list[Item], manifest: Manifest, settings: dict, force: bool,
@@ -885,16 +894,29 @@ def _run_here(todo: list[Item], manifest: Manifest, config: ProtectConfig,
             return
         emit(Event("start", item))
         previous = manifest.get(item.dst)
+        raised_by_caller: list[BaseException] = []
+
+        def progress(fraction: float, _message: str, item: Item = item,
+                     raised_by_caller: list[BaseException] = raised_by_caller) -> None:
+            try:
+                emit(Event("progress", item, fraction))
+            except BaseException as exc:
+                raised_by_caller.append(exc)
+                raise
+
         try:
             _begin(item, manifest, settings)
             with naming(item.src):
-                outcome = _protect_one(
-                    item, config, lambda f, _m, item=item: emit(Event("progress", item, f)),
-                    stop)
+                outcome = _protect_one(item, config, progress, stop)
         except KeyboardInterrupt as exc:
             _abandon(item, manifest, previous, exc)
             raise
         except Exception as exc:  # one bad photo must not end the batch
+            if any(exc is theirs for theirs in raised_by_caller):
+                # the caller's on_event raised: their error to see, not this photo's
+                # failure (nor cloak's bug to report); the photo is dropped as at Ctrl-C
+                _abandon(item, manifest, previous, exc)
+                raise
             log.debug("%s failed", item.src, exc_info=True)
             outcome = exc
         stop_here = _record(item, manifest, previous, outcome)

@@ -89,7 +89,7 @@ from .errors import (
     raised_by_cloak,
 )
 from .png16 import write_png16
-from .same_path import same_file
+from .same_path import NUL_IN_NAME, holds_nul, same_file
 
 log = logging.getLogger(__name__)
 pillow_heif.register_heif_opener()
@@ -273,6 +273,8 @@ def _fail(path: Path, problem: str) -> UnsupportedImageError:
 
 def _open_file(path: Path) -> IO[bytes]:
     """Open `path` for reading, turning file-system errors into one clear line."""
+    if holds_nul(path):
+        raise _fail(path, NUL_IN_NAME)
     try:  # not Path.exists(): it raises PermissionError where a folder can't be searched
         mode = os.stat(path).st_mode
     except (FileNotFoundError, NotADirectoryError):

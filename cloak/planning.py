@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
-from .errors import Cancelled
+from .errors import Cancelled, OutputError
 from .manifest import (
     MANIFEST_NAME,
     Manifest,
@@ -34,7 +34,15 @@ from .manifest import (
 )
 from .preview import PREVIEW_SUFFIX
 from .report import Report, plural
-from .same_path import fold, holds, only_spelt_apart, same_folder_path, stat_key
+from .same_path import (
+    NUL_IN_NAME,
+    fold,
+    holds,
+    holds_nul,
+    only_spelt_apart,
+    same_folder_path,
+    stat_key,
+)
 
 # said as "FOLDER: its 2 protected copies are skipped ...": the folder's other photos are
 # still protected, so the line does not begin "skipped" as a skipped photo's does
@@ -296,6 +304,8 @@ def _walk(folder: Path, rel: Path, skip: set[str], suffixes: Sequence[str],
 
 def source_problem(path: Path) -> str | None:
     """Why `path` can't be read as a photo file, or None."""
+    if holds_nul(path):
+        return NUL_IN_NAME
     try:
         st = path.stat()
     except OSError as exc:
@@ -467,6 +477,9 @@ def plan(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
     Cancelled: a Ctrl-C need not wait for the walk of a whole share."""
     from . import io
 
+    if holds_nul(out_dir):
+        raise OutputError(f"can't use the output folder {os.fspath(out_dir)!r}: "
+                          f"{NUL_IN_NAME}")
     out_dir = Path(out_dir)
     suffixes = tuple(s.lower() for s in io.IMAGE_SUFFIXES)
     items: list[Item] = []
@@ -476,6 +489,9 @@ def plan(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
     recorded: dict[str, set[str] | str | None] = {}  # output folders above the inputs
     for raw in inputs:
         src = Path(raw)
+        if holds_nul(src):
+            items.append(Item(src, None, FAILED, f"can't read: {NUL_IN_NAME}"))
+            continue
         try:
             _plan_one(src, out_dir, suffixes, seen_dirs, mirrors, items, should_stop,
                       recorded)

@@ -9,6 +9,14 @@ import os
 import unicodedata
 from pathlib import Path
 
+NUL_IN_NAME = "its name holds a NUL character, which no file name can"
+
+
+def holds_nul(path: str | os.PathLike[str]) -> bool:
+    """Whether `path` has a NUL character (from code, never a shell): every call on it
+    raises a bare ValueError."""
+    return "\0" in os.fspath(path)
+
 
 def stat_key(path: Path) -> tuple[int, int]:
     """(device, inode) of the file or folder at `path`: its identity on this machine."""

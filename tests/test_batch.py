@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, PngImagePlugin
 
-from cloak import Cancelled, CloakError, ModelError, ProtectConfig, batch, io
+from cloak import Cancelled, CloakError, ModelError, OutputError, ProtectConfig, batch, io
 from cloak import manifest as manifest_module
 from cloak.api import MEASURING_SAVED_AT, SAVED_AT, after_attack, attack_share
 from cloak.batch import CANCELLED, FAILED, PROTECTED, SKIPPED
@@ -1167,6 +1167,27 @@ class TestRun:
         [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
         assert item.status == PROTECTED, item.message
 
+    def test_an_error_in_the_callers_on_event_reaches_the_caller(
+            self, tmp_path, small_photo, tiny_config):
+        """An exception from the embedder's own on_event at a progress event was taken
+        for the photo's: it failed with "unexpected error (...); please report it", asking
+        them to report their bug to cloak, and the run went on. Now it ends the run and
+        reaches them, as one raised at "start" or "done" did; the photo done is kept,
+        the one in progress dropped, and a rerun does only that one."""
+        photos = [small_photo(tmp_path / f"{name}.png", index=i)
+                  for i, name in enumerate("ab")]
+        out = tmp_path / "out"
+
+        def callers_bug(event: batch.Event) -> None:
+            if event.kind == "progress" and event.item.src.name == "b.png":
+                raise ValueError("the caller's bug")
+
+        with pytest.raises(ValueError, match="the caller's bug"):
+            batch.run(batch.plan(photos, out), out, tiny_config, on_event=callers_bug)
+        assert sorted(p.name for p in out.iterdir()) == sorted(["a.png", MANIFEST_NAME])
+        again = batch.run(batch.plan(photos, out), out, tiny_config)
+        assert [i.status for i in again.items] == [SKIPPED, PROTECTED]
+
     def test_a_file_that_appears_before_a_cancel_is_not_taken_for_ours(
             self, tmp_path, small_photo, tiny_config):
         photo = small_photo(tmp_path / "a.png")
@@ -1494,7 +1515,7 @@ class TestReviewFixes:
         live = out / ".b.png.cloak-tmp-1234"  # another run's photo, being written
         live.write_bytes(b"half a photo")
         with output_folder_lock(out):
-            with pytest.raises(CloakError, match="another cloak protect is writing"):
+            with pytest.raises(OutputError, match="another cloak protect is writing"):
                 batch.run(batch.plan([photo], out), out, tiny_config)
             assert live.exists()
         [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
@@ -1550,7 +1571,8 @@ class TestReviewFixes:
 
         monkeypatch.setattr(batch, "preload_models", the_other_run_arrives)
         with winner:
-            with pytest.raises(CloakError, match="another cloak protect is writing"):
+            # an OutputError, as when OUT was there before the run: one `except` for both
+            with pytest.raises(OutputError, match="another cloak protect is writing"):
                 batch.run(batch.plan([photo], out), out, tiny_config)
             assert live.exists()
 

@@ -1093,3 +1093,27 @@ def test_a_progress_callback_that_raises_at_done_still_says_the_copy_is_written(
         protect_file(photo, tmp_path / "out" / "a.png", tiny_config, progress=closed_ui)
     assert raised.value.written == str(tmp_path / "out" / "a.png")
     assert (tmp_path / "out" / "a.png").is_file()
+
+
+def test_a_nul_character_in_a_name_is_a_cloak_error(tmp_path, small_photo):
+    """A NUL in a path (only code can pass one) raised a bare "ValueError: embedded null
+    byte" from protect_file, batch.plan and verify_files, where the README promises every
+    error is a CloakError: each now names the path and why."""
+    import cloak
+    from cloak import batch
+
+    src = small_photo(tmp_path / "a.png")
+    nul_src, nul_dst = str(src).replace("a.png", "a\0.png"), tmp_path / "o" / "b\0.png"
+    with pytest.raises(OutputError, match="output name .*holds a NUL character"):
+        protect_file(src, nul_dst)
+    with pytest.raises(UnsupportedImageError, match="holds a NUL character"):
+        protect_file(nul_src, tmp_path / "o" / "b.png")
+    with pytest.raises(UnsupportedImageError, match="holds a NUL character"):
+        cloak.verify_files(nul_src, src)
+    with pytest.raises(OutputError, match="output folder .*holds a NUL character"):
+        batch.plan([src], str(tmp_path / "o\0"))
+    items = batch.plan([nul_src, src], tmp_path / "o")
+    assert [(i.status, i.message) for i in items] == [
+        ("failed", "can't read: its name holds a NUL character, which no file name can"),
+        ("pending", "")]
+    assert not (tmp_path / "o").exists()
