@@ -169,16 +169,22 @@ DEVICE_HELP = ("Where to compute: auto (a CUDA GPU, then an Apple GPU, then the 
 DEVICE_ENV = "CLOAK_DEVICE"  # cloak.device.DEVICE_ENV (not imported here: that loads torch)
 
 
-def taken_from_environment(parameter: str) -> bool:
-    """Whether the running command's `parameter` (its Python name) took its value from
-    its environment variable, not the command line or its default."""
+def parameter_source(parameter: str) -> str | None:
+    """Where the running command's `parameter` (its Python name) took its value from:
+    "COMMANDLINE", "ENVIRONMENT", "DEFAULT"...; None outside a command."""
     try:  # newer typer vendors click
         from typer._click.globals import get_current_context
     except ImportError:
         from click import get_current_context
     context = get_current_context(silent=True)
     source = context.get_parameter_source(parameter) if context else None
-    return source is not None and source.name == "ENVIRONMENT"
+    return source.name if source is not None else None
+
+
+def taken_from_environment(parameter: str) -> bool:
+    """Whether the running command's `parameter` took its value from its environment
+    variable, not the command line or its default."""
+    return parameter_source(parameter) == "ENVIRONMENT"
 
 
 def check_device(device: str | None) -> str | None:
@@ -259,7 +265,7 @@ def protect(
              "never replaced.")] = False,
     force: Annotated[bool, typer.Option(
         help="Protect again photos already protected with these settings; "
-             "implies --overwrite.")] = False,
+             "implies --overwrite (and is refused with --no-overwrite).")] = False,
     jobs: Annotated[int, typer.Option(
         "--jobs", "-j", metavar="N", help="Photos protected in parallel, each in its own process with "
                              "cores/N threads. On an idle 2-core machine 1 is fastest "
@@ -347,6 +353,10 @@ def protect(
             write_json(json_path, failed_run_report(out, {}, message), on_the_way_out=True)
 
     with reporting_failures(leave_report):
+        if force and not overwrite and parameter_source("overwrite") == "COMMANDLINE":
+            # --no-overwrite typed for safety: never ignored
+            fail("--force replaces the files at the copies' names (it implies --overwrite), "
+                 "so it can't be given with --no-overwrite: drop one of them")
         photos = photo_paths(photos)
         jobs = jobs_within_cores(jobs, batch.usable_cores())
         check_out(out)

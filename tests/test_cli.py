@@ -168,6 +168,29 @@ def test_rerun_skips_done_photos_and_force_redoes_them(tmp_path, small_photo, mo
     assert stronger.exit_code == 2 and "--overwrite" in stronger.stderr
 
 
+def test_force_with_no_overwrite_typed_is_refused_not_ignored(tmp_path, small_photo,
+                                                              model_dir):
+    """--force implies --overwrite, and an explicit --no-overwrite (typed for safety) was
+    read as the default: the user's own file at the copy's name was replaced without a
+    word. Now the pair is refused before anything is read or written."""
+    photo = small_photo(tmp_path / "a.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    theirs = small_photo(out / "a.png", index=1)
+    before = sha256(theirs)
+    report = tmp_path / "r.json"
+    refused = invoke("protect", photo, "--out", out, "--force", "--no-overwrite",
+                     "--json", report, *TINY)
+    assert refused.exit_code == 1
+    assert refused.stderr.strip() == (
+        "error: --force replaces the files at the copies' names (it implies --overwrite), "
+        "so it can't be given with --no-overwrite: drop one of them")
+    assert sha256(theirs) == before and sorted(p.name for p in out.iterdir()) == ["a.png"]
+    assert "--no-overwrite" in json.loads(report.read_text())["error"]
+    forced = invoke("protect", photo, "--out", out, "--force", *TINY)  # as --help says
+    assert forced.exit_code == 0 and sha256(theirs) != before
+
+
 def test_out_equal_to_the_photos_folder_never_touches_originals(tmp_path, small_photo,
                                                                 model_dir):
     photos = [small_photo(tmp_path / f"{n}.png", index=n) for n in range(2)]
