@@ -78,6 +78,7 @@ from .same_path import fold, inside, same_folder, same_folder_path
 log = logging.getLogger(__name__)
 TEMP_GLOB = ".*.cloak-tmp-*"  # the temp files of atomic.write_atomic
 ALREADY_DONE = "already protected with these settings"
+THE_MASK = "the --mask file, not a photo to protect"
 
 
 @dataclass
@@ -542,6 +543,8 @@ def _run_locked(items: list[Item], out_dir: Path, config: ProtectConfig,
     for item in items:  # saved with the manifest: later runs keep these mirrors
         if item.folder is not None:
             manifest.folders.setdefault(*item.folder)
+    if config.mask_path:
+        _leave_out_the_mask(items, config.mask_path)
     asked = config
     if any(item.status == "pending" for item in items):
         config, also_done = settings_to_accept(config)
@@ -631,6 +634,16 @@ def _run_locked(items: list[Item], out_dir: Path, config: ProtectConfig,
     interrupted = interrupted or any(i.status == CANCELLED for i in items) or (
         bool(todo) and stop())
     return BatchResult(items, interrupted, settings=settings)
+
+
+def _leave_out_the_mask(items: list[Item], mask_path: str) -> None:
+    """The --mask file met among the photos (it sits in a folder given): skipped, not
+    protected as a photo (it matches its own shape, so it was, into OUT)."""
+    from .io import same_file
+
+    for item in items:
+        if item.status == "pending" and same_file(item.src, mask_path):
+            item.status, item.message = SKIPPED, THE_MASK
 
 
 def _output_error(message: str, code: int | None) -> OutputError:

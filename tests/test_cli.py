@@ -1915,6 +1915,23 @@ def test_verify_names_the_photo_a_warning_is_about(tmp_path, small_photo, model_
     assert line.startswith(f"{odd}: Corrupt EXIF data") and "\n" not in line
 
 
+def test_the_mask_in_a_folder_given_is_not_protected_as_a_photo(tmp_path, small_photo,
+                                                               model_dir):
+    """A --mask kept beside the photos (in the folder given) matched its own shape, so
+    it was protected into OUT as one more photo, costing its time. It is skipped, said
+    so; the photos are protected with it."""
+    folder = tmp_path / "in"
+    small_photo(folder / "a.png", size=(96, 64))
+    Image.new("L", (96, 64), 255).save(folder / "mask.png")
+    out = tmp_path / "out"
+    result = invoke("protect", folder, "--out", out, "--mask", folder / "mask.png", *TINY)
+    assert result.exit_code == 0, result.output
+    assert f"{folder / 'mask.png'}: skipped, the --mask file, not a photo to protect" \
+        in result.stderr
+    assert "1 protected, 1 skipped, 0 failed" in result.stderr
+    assert sorted(p.name for p in (out / "in").iterdir()) == ["a.png"]
+
+
 def test_a_mask_that_cant_be_read_is_said_in_plain_words(tmp_path, small_photo, model_dir):
     """Not Python's or Pillow's own text ("[Errno 21] Is a directory", "cannot identify
     image file"): the words a photo of the same kind gets. A FIFO is refused, not waited
