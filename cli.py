@@ -299,7 +299,8 @@ def protect(
         "--keep-serials",
         help="Keep camera/lens serial numbers, owner name, image unique ID and free-text "
              "notes (description, comments, keywords; all dropped by default). The maker "
-             "note is never kept.", rich_help_panel="Metadata")] = False,
+             "note is never kept. Not with --strip-exif, which drops them.",
+        rich_help_panel="Metadata")] = False,
     strip_names: Annotated[bool, typer.Option(
         "--strip-names",
         help="Drop the artist, author, creator and copyright names (kept by default: a "
@@ -357,6 +358,9 @@ def protect(
             # --no-overwrite typed for safety: never ignored
             fail("--force replaces the files at the copies' names (it implies --overwrite), "
                  "so it can't be given with --no-overwrite: drop one of them")
+        if keep_serials and strip_exif:  # never ignored without a word
+            fail("--keep-serials can't be given with --strip-exif, which drops the serial "
+                 "numbers and notes it would keep: drop one of them")
         photos = photo_paths(photos)
         jobs = jobs_within_cores(jobs, batch.usable_cores())
         check_out(out)

@@ -103,6 +103,9 @@ PLACE_HINTS = frozenset({
     ExifTags.Base.TimeZoneOffset, ExifTags.Base.OffsetTime, ExifTags.Base.OffsetTimeOriginal,
     ExifTags.Base.OffsetTimeDigitized, ExifTags.Base.Pressure, ExifTags.Base.WaterDepth,
 })
+# The GPS block's capture moment (UTC): GPSTimeStamp, GPSDateStamp. Kept with the GPS only
+# while the capture date is (not with --strip-exif --keep-gps).
+GPS_MOMENT = frozenset({0x07, 0x1D})
 # Dates as cloak reads them, whole strings only (a loose parser kept "12.00.00 +0530"):
 # ISO 8601 (XMP's, its basic form, EXIF's colons, week and ordinal dates) with its zone
 # last, and RFC 2822 (a PNG's Creation Time) with its zone and an optional comment
@@ -213,7 +216,14 @@ class MetadataPolicy:
                notices: bool = True, strip_names: bool = False) -> MetadataPolicy:
         """The policy behind the user-facing switches (CLI flags, the app's check boxes);
         all at their defaults gives MetadataPolicy(). `strip_names` drops the artist,
-        author, creator and copyright names alone (the date and camera stay)."""
+        author, creator and copyright names alone (the date and camera stay).
+        `keep_serials` with `strip_exif` raises ConfigError: the serials and notes are
+        EXIF that strip_exif drops (it was ignored without a word)."""
+        if keep_serials and strip_exif:
+            from .errors import ConfigError
+
+            raise ConfigError("keep_serials can't be given with strip_exif, which drops the "
+                              "serial numbers and notes it would keep")
         base = cls.minimal() if strip_exif else cls()
         return dataclasses.replace(
             base, strip_gps=not keep_gps, strip_serials=not keep_serials, keep_icc=keep_icc,
@@ -341,7 +351,10 @@ def build_exif(snapshot: ExifSnapshot | None, policy: MetadataPolicy, orientatio
             colour[INTEROP_IFD] = {INTEROP_INDEX: src.interop[INTEROP_INDEX]}
         out[EXIF_IFD] = colour
     if sub_ifds and src.gps and not policy.strip_gps:  # its own switch, with or without EXIF
-        out[GPS_IFD] = dict(src.gps)
+        # the position; without the camera details, not the GPS's own UTC date and time
+        # (the capture moment to the second, which --strip-exif drops)
+        out[GPS_IFD] = {tag: value for tag, value in src.gps.items()
+                        if policy.keep_exif or tag not in GPS_MOMENT}
     for tag in list(out):  # IFD0's text tags (Artist, Copyright, Make...), which Pillow
         # types as ASCII; in the sub-IFDs bytes would be typed BYTE, so those keep "?"
         if isinstance(out[tag], str):

@@ -191,6 +191,19 @@ def test_force_with_no_overwrite_typed_is_refused_not_ignored(tmp_path, small_ph
     assert forced.exit_code == 0 and sha256(theirs) != before
 
 
+def test_keep_serials_with_strip_exif_is_refused_not_ignored(tmp_path, small_photo):
+    """--strip-exif drops the serials and notes --keep-serials keeps: the pair wrote the
+    same bytes as --strip-exif alone, said nothing, and a rerun with one flag less
+    failed as "other settings". Now refused before any photo is read."""
+    photo = small_photo(tmp_path / "a.png")
+    refused = invoke("protect", photo, "--out", tmp_path / "out", "--strip-exif",
+                     "--keep-serials", *TINY)
+    assert refused.exit_code == 1 and not (tmp_path / "out").exists()
+    assert refused.stderr.strip() == (
+        "error: --keep-serials can't be given with --strip-exif, which drops the serial "
+        "numbers and notes it would keep: drop one of them")
+
+
 def test_out_equal_to_the_photos_folder_never_touches_originals(tmp_path, small_photo,
                                                                 model_dir):
     photos = [small_photo(tmp_path / f"{n}.png", index=n) for n in range(2)]

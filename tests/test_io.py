@@ -1033,13 +1033,27 @@ class TestMetadata:
         """MetadataPolicy.choose: the CLI flags and the app's boxes. All at their defaults
         is the default policy; the location switch holds with camera details removed."""
         assert MetadataPolicy.choose() == MetadataPolicy()
-        photo = io.load_photo(_tagged_jpeg(tmp_path, Orientation=6))
+        tags = exif_with(Orientation=6)
+        tags[GPS] = {1: "N", 2: (52.0, 22.0, 1.5), 3: "E", 4: (4.0, 53.0, 0.0),
+                     7: (10.0, 34.0, 56.0), 0x1D: "2024:05:01"}
+        src = save(Image.fromarray(pixels()), tmp_path / "m.jpg", exif=tags.tobytes())
+        photo = io.load_photo(src)
         policy = MetadataPolicy.choose(keep_gps=True, strip_exif=True)
         dst = io.save_photo(photo, photo.rgb, tmp_path / "gps.jpg", metadata=policy)
         with Image.open(dst) as out:
             exif = out.getexif()
             assert exif.get_ifd(GPS)[1] == "N"
             assert not exif.get_ifd(EXIF_IFD) and T.Copyright not in exif
+            # the GPS's UTC date and time are the capture moment --strip-exif drops
+            assert 7 not in exif.get_ifd(GPS) and 0x1D not in exif.get_ifd(GPS)
+        kept = io.save_photo(photo, photo.rgb, tmp_path / "all.jpg",
+                             metadata=MetadataPolicy.choose(keep_gps=True))
+        with Image.open(kept) as out:
+            assert out.getexif().get_ifd(GPS)[0x1D] == "2024:05:01"
+        # the serials are camera details --strip-exif drops: the pair is refused, not
+        # ignored (it was, and a rerun took it for other settings)
+        with pytest.raises(ConfigError, match="keep_serials can't be given with strip_exif"):
+            MetadataPolicy.choose(keep_serials=True, strip_exif=True)
 
     def test_source_xmp_is_replaced_or_scrubbed(self, tmp_path: Path) -> None:
         source = (
