@@ -46,6 +46,7 @@ from .manifest import (
     JOURNAL_NAME,
     LOCK_NAME,
     MANIFEST_NAME,
+    SHEETS_RECORDED,
     Manifest,
     file_stamp,
     identity,
@@ -314,15 +315,17 @@ UNRECORDED_SHEET_WINDOW_NS = 15 * 60 * 10**9
 
 def _unrecorded_own_sheet(sheet: Path, entry: dict) -> bool:
     """Whether `sheet` is the preview that a cloak from before sheets were recorded
-    wrote with the entry's copy: the entry records no sheet at all, and the file there
+    wrote with the entry's copy: the entry records no sheet at all, was written by such
+    a cloak (no SHEETS_RECORDED mark: this one's entry without a sheet has none, and a
+    user's file at the name made within minutes was taken for it), and the file there
     was written within minutes of the copy (either side: `cp -r` writes both anew, in
     either order), and last changed (its ctime: a file put there later, even by `cp -p`,
     has a later one) within minutes of the copy's writing, or of the copy's own last
     change where that is late too (the folder copied with its times kept, `cp -a`, or
     restored from a backup: the entry's times are brought up to date by matches_record
     first)."""
-    if "preview" in entry or "earlier_preview" in entry:
-        return False
+    if "preview" in entry or "earlier_preview" in entry or entry.get(SHEETS_RECORDED):
+        return False  # recorded, or this cloak's entry, which records every sheet
     copy = entry.get("dst") if isinstance(entry.get("dst"), dict) else {}
     made = copy.get("mtime_ns")
     try:
@@ -764,14 +767,16 @@ def _begin(item: Item, manifest: Manifest, settings: dict) -> None:
     except OSError as exc:
         raise OutputError(f"can't create folder {item.dst.parent}: "
                           f"{exc.strerror or exc}") from exc
-    entry = {"state": "pending", "src": identity(item.src), "settings": settings}
+    entry = {"state": "pending", "src": identity(item.src), "settings": settings,
+             SHEETS_RECORDED: True}
     previous = manifest.get(item.dst)
     if previous and previous.get("dst") and matches_record(item.dst, previous["dst"]):
         # a redo (--force, a missing preview): until it writes, the file there is still
         # the copy cloak wrote before, and a killed redo must find it so
         entry["dst"] = previous["dst"]
     earlier_sheet = (previous or {}).get("preview") or (previous or {}).get("earlier_preview")
-    if earlier_sheet:  # a redo without --preview leaves cloak's sheet of the earlier copy
+    if earlier_sheet:  # cloak's sheet of the earlier copy, removed once the new copy is
+        # written without one (kept if this redo fails: the earlier copy stays too)
         entry["earlier_preview"] = earlier_sheet
     manifest.set(item.dst, entry)
 
@@ -787,6 +792,14 @@ def _finish(item: Item, manifest: Manifest, previous: dict | None, outcome) -> N
         if outcome.preview and os.path.isfile(outcome.preview):  # its sheet is cloak's too
             entry["preview"] = identity(Path(outcome.preview))
             entry.pop("earlier_preview", None)
+        elif _older_sheet(sheet := preview_path(item.dst), entry):
+            # redone without --preview: the sheet of the copy just replaced (its change
+            # and budget map, other settings) would stand beside this one as its own
+            try:
+                sheet.unlink(missing_ok=True)
+                entry.pop("earlier_preview", None)
+            except OSError as exc:  # still recorded: a later --preview run replaces it
+                log.info("could not remove %s, the earlier copy's sheet: %s", sheet, exc)
         manifest.set(item.dst, entry)
         return
     _abandon(item, manifest, previous, outcome)

@@ -168,6 +168,10 @@ def matches_record(path: Path, ident: dict | None, refresh: bool = False,
 # A manifest entry's fields that must be JSON objects when present (file identities and
 # settings, read with .get); its other fields are compared, never read into.
 ENTRY_OBJECTS = ("src", "dst", "preview", "earlier_preview", "settings")
+# An entry's mark that the cloak writing it records every sheet it writes ("preview"): a
+# file at the sheet's name of an entry so marked that the entry does not list is not
+# cloak's. Entries without it (before 1 Dec) are judged by the file's times.
+SHEETS_RECORDED = "sheets_recorded"
 
 
 def _sane_entry(entry: object) -> dict | None:
@@ -500,7 +504,8 @@ def record_copy(src: Path, dst: Path, settings: dict, verdict: str | None = None
     try:
         entry = dict(entry) if entry else {"state": "done",
                                            "src": src_identity or identity(src),
-                                           "settings": settings, "dst": identity(dst)}
+                                           "settings": settings, "dst": identity(dst),
+                                           SHEETS_RECORDED: True}
         if verdict:
             entry["verdict"] = verdict
         with output_folder_lock(dst.parent):

@@ -25,6 +25,7 @@ from cloak.manifest import (
     JOURNAL_NAME,
     LOCK_NAME,
     MANIFEST_NAME,
+    SHEETS_RECORDED,
     Manifest,
     fold_journal,
     output_folder_lock,
@@ -789,6 +790,7 @@ class TestRun:
         def as_the_older_cloak_recorded() -> None:
             record = json.loads((out / MANIFEST_NAME).read_text())
             del record["photos"]["a.png"]["preview"]
+            record["photos"]["a.png"].pop(SHEETS_RECORDED, None)
             (out / MANIFEST_NAME).write_text(json.dumps(record))
 
         as_the_older_cloak_recorded()
@@ -812,6 +814,7 @@ class TestRun:
         assert item.status == PROTECTED
         record = json.loads((gif.parent / MANIFEST_NAME).read_text())
         del record["photos"]["a.png"]["preview"]
+        del record["photos"]["a.png"][SHEETS_RECORDED]
         (gif.parent / MANIFEST_NAME).write_text(json.dumps(record))
         [item] = batch.run(batch.plan([gif], gif.parent), gif.parent, config).items
         assert (item.status, item.message) == (SKIPPED, batch.ALREADY_DONE)
@@ -835,6 +838,7 @@ class TestRun:
         assert batch.run(batch.plan([photo], out), out, config).counts[PROTECTED] == 1
         record = json.loads((out / MANIFEST_NAME).read_text())
         del record["photos"]["a.png"]["preview"]  # as a cloak before 1 Dec recorded
+        del record["photos"]["a.png"][SHEETS_RECORDED]
         hour_ago = time.time_ns() - 3600 * 10**9
         os.utime(out / "a.png", ns=(hour_ago, hour_ago))
         os.utime(out / "a.png.preview.png", ns=(hour_ago + 10**9, hour_ago + 10**9))
@@ -854,19 +858,28 @@ class TestRun:
 
     def test_a_sheet_left_from_before_a_redo_without_preview_is_made_again(
             self, tmp_path, small_photo, tiny_config):
-        """--preview, then --force without it (the copy is new, its old sheet stays), then
-        --preview again: the photo is not "already done" beside a sheet of another copy;
-        the sheet is made again."""
+        """--preview, then --force without it: the new copy's old sheet (another copy's
+        change and budget map) stood beside it without a word; it goes with the copy it
+        showed. A redo that fails keeps it, as it keeps that copy. --preview again makes
+        the sheet again."""
         photo = small_photo(tmp_path / "a.png")
         out, with_sheet = tmp_path / "out", tiny_config.replace(preview=True)
         sheet = out / "a.png.preview.png"
         assert batch.run(batch.plan([photo], out), out, with_sheet).counts[PROTECTED] == 1
-        old = sheet.stat().st_ino
+        old = sha256(sheet)
+
+        seen: list[str] = []  # a redo stopped half-way
+        stopped = batch.run(batch.plan([photo], out), out, tiny_config, force=True,
+                            on_event=lambda event: seen.append(event.kind),
+                            should_stop=lambda: "progress" in seen)
+        assert stopped.interrupted and sha256(sheet) == old  # the earlier copy's, kept
         [item] = batch.run(batch.plan([photo], out), out, tiny_config, force=True).items
-        assert item.status == PROTECTED and sheet.stat().st_ino == old  # left as it was
+        assert item.status == PROTECTED and not sheet.exists()
+        assert "earlier_preview" not in json.loads(
+            (out / MANIFEST_NAME).read_text())["photos"]["a.png"]
         [item] = batch.run(batch.plan([photo], out), out, with_sheet).items
         assert item.status == PROTECTED, item.message
-        assert sheet.stat().st_ino != old
+        assert sheet.exists()
         [item] = batch.run(batch.plan([photo], out), out, with_sheet).items
         assert (item.status, item.message) == (SKIPPED, batch.ALREADY_DONE)
         # a file of that name cloak did not write is the user's: never replaced unasked
@@ -907,6 +920,27 @@ class TestRun:
         assert copy.read_bytes() == b"the user's own edit"
         assert item.status == FAILED and "already exists" in item.message, item.message
         assert not leftovers(out)
+
+    def test_a_users_file_at_the_sheets_name_soon_after_the_copy_is_not_cloaks(
+            self, tmp_path, small_photo, tiny_config):
+        """A copy made without --preview, then a file of the user's saved at its sheet's
+        name within minutes: a --preview rerun took it for a sheet an older cloak wrote
+        and did not record (its entry records no sheet either), skipped the photo as done
+        and recorded the file as its sheet, which a later redo replaced unasked. This
+        cloak's entries say they record every sheet: the file is the user's."""
+        photo = small_photo(tmp_path / "a.png")
+        out, with_sheet = tmp_path / "out", tiny_config.replace(preview=True)
+        assert batch.run(batch.plan([photo], out), out, tiny_config).counts[PROTECTED] == 1
+        notes = out / "a.png.preview.png"
+        notes.write_text("my notes")
+        [item] = batch.run(batch.plan([photo], out), out, with_sheet).items
+        assert item.status == FAILED and "not the preview sheet cloak wrote" in item.message
+        assert "preview" not in json.loads(
+            (out / MANIFEST_NAME).read_text())["photos"]["a.png"]
+        (out / "a.png").unlink()
+        [item] = batch.run(batch.plan([photo], out), out, with_sheet).items
+        assert item.status == FAILED and "already exists" in item.message, item.message
+        assert notes.read_text() == "my notes"
 
     def test_a_redo_after_a_kill_keeps_a_sheet_cloak_never_recorded(
             self, tmp_path, small_photo, tiny_config):
