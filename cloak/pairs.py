@@ -285,23 +285,35 @@ def pair_by_record(pairs: list[Pair], originals: Path, entries: dict[str, dict],
              if pair.original and pair.name not in wanted}
     sizes = {ident["size"] for ident in wanted.values()}
     candidates: dict[int, list[Path]] = defaultdict(list)  # by size, in walk order
+    everyone: dict[int, list[Path]] = defaultdict(list)  # the same, taken ones too
     searched: list[OSError] = []  # folders it could not look in
     for path in photos_under(originals, searched):
         try:
             size = path.stat().st_size
         except OSError:
             continue
-        if size in sizes and os.path.realpath(path) not in taken:
-            candidates[size].append(path)
+        if size in sizes:
+            everyone[size].append(path)
+            if os.path.realpath(path) not in taken:
+                candidates[size].append(path)
     paired, claimed = [], set()
+
+    def the_original(among: list[Path], ident: dict, copy: Path) -> Path | None:
+        return next((c for c in among if content(c) == ident["sha256"]
+                     and not same_file(c, copy)), None)
+
     for pair in pairs:
         if pair.name in wanted:
             ident = wanted[pair.name]
             same_size = candidates[ident["size"]]
-            match = next((c for c in same_size if content(c) == ident["sha256"]
-                          and not same_file(c, pair.copy)), None)
+            match = the_original(same_size, ident, pair.copy)
             if match is not None:
                 same_size.remove(match)
+            else:  # none left unpaired: the one another copy of it has (a second copy,
+                # a_insta.png beside a.png; a copy renamed, then made again): the very
+                # contents cloak's record keeps, so it is this copy's original too
+                match = the_original(everyone[ident["size"]], ident, pair.copy)
+            if match is not None:
                 claimed.add(os.path.realpath(match))
                 pair = Pair(pair.name, pair.copy, match)
             elif pair.original is not None:  # (one unreachable keeps why: `pair` as it is)

@@ -486,6 +486,22 @@ def test_an_original_moved_onto_another_s_name_is_not_given_to_both(tmp_path, sm
         ("holiday/a.png", holiday / "b.png"), ("holiday/b.png", None)]
 
 
+def test_two_copies_of_one_photo_share_its_original(tmp_path, small_photo, model_dir):
+    """a.png's copy, and a second copy of it made for posting (a_insta.png): the record
+    led each to holiday/a.png, but an original was given to one copy only, so the second
+    was "no original of it" (as were a renamed copy and the copy made again after it).
+    Paired by path, two copies already shared one; by the record they do too."""
+    import shutil
+
+    holiday, out = protected_pair_of_photos(tmp_path, small_photo, model_dir)
+    shutil.copy2(out / "holiday" / "a.png", out / "holiday" / "a_insta.png")
+    (out / "holiday" / "b.png").rename(out / "holiday" / "b_posted.png")
+    pairs = {p.name: p.original for p in pair_folders(holiday, out)}
+    assert pairs == {"holiday/a.png": holiday / "a.png",
+                     "holiday/a_insta.png": holiday / "a.png",
+                     "holiday/b_posted.png": holiday / "b.png"}
+
+
 def test_a_pair_refused_as_too_different_still_says_the_original_changed(
         tmp_path, small_photo, model_dir):
     holiday = tmp_path / "holiday"
@@ -522,6 +538,7 @@ def test_an_originals_folder_that_cant_be_searched_fails_its_pairs_only(tmp_path
     by content names it."""
     holiday, out = tmp_path / "holiday", tmp_path / "protected"
     a, b = touch(holiday / "a.jpg"), touch(holiday / "private" / "b.jpg")
+    b.write_bytes(b"another photo")  # not a.jpg's bytes: a.jpg would be its original too
     copy_a, copy_b = touch(out / "holiday" / "a.jpg"), touch(out / "holiday" / "private" / "b.jpg")
     record(out, {"holiday": str(holiday)}, {"holiday/a.jpg": (a, copy_a),
                                            "holiday/private/b.jpg": (b, copy_b)})
