@@ -225,7 +225,28 @@ def pair_folders(originals: Path, protected: Path,
                 left_out.extend(photos_under(Path(entry.path), []))
             elif is_photo_name(entry.name):
                 left_out.append(Path(entry.path))
-    return pair_by_record(pairs, originals, record.entries, unreadable)
+    entries = record.entries if record.path.is_file() else entries_above(protected)
+    return pair_by_record(pairs, originals, entries, unreadable)
+
+
+def entries_above(folder: Path) -> dict[str, dict]:
+    """The entries of the nearest cloak record above `folder` (`folder` inside an output
+    folder: OUT/holiday given as PROTECTED) that name copies in `folder`, keyed as the
+    copies are named from `folder`; {} where no record is above it."""
+    from .manifest import MANIFEST_NAME, Manifest
+    from .same_path import fold
+
+    real = Path(os.path.realpath(folder))
+    for parent in real.parents:
+        if os.path.isfile(parent / MANIFEST_NAME):
+            below = [fold(part) for part in real.relative_to(parent).parts]
+            entries = {}
+            for key, entry in Manifest(parent).entries.items():
+                parts = PurePosixPath(key).parts
+                if len(parts) > len(below) and [fold(p) for p in parts[:len(below)]] == below:
+                    entries[PurePosixPath(*parts[len(below):]).as_posix()] = entry
+            return entries
+    return {}
 
 
 def pair_by_record(pairs: list[Pair], originals: Path, entries: dict[str, dict],

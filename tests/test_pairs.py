@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 import cli
 from cloak import UnsupportedImageError
-from cloak.pairs import pair_folders, photos_under
+from cloak.pairs import entries_above, pair_folders, photos_under
 
 # the quickest real run: one step of taesd, seen at 128 px (the smallest editing size)
 TINY = ["--strength", "fast", "--steps", "1", "--models", "taesd", "--editor-sizes", "128",
@@ -500,6 +500,22 @@ def test_two_copies_of_one_photo_share_its_original(tmp_path, small_photo, model
     assert pairs == {"holiday/a.png": holiday / "a.png",
                      "holiday/a_insta.png": holiday / "a.png",
                      "holiday/b_posted.png": holiday / "b.png"}
+
+
+def test_a_mirror_given_as_protected_uses_the_record_above_it(tmp_path, small_photo,
+                                                             model_dir):
+    """`cloak verify holiday protected/holiday` (the folder the help calls PROTECTED):
+    its record is one folder up, and was not read, so an original edited since was
+    measured without the note that it is another file, and a renamed one was not found
+    ("none has its original"), where `verify holiday protected` did both."""
+    holiday, out = protected_pair_of_photos(tmp_path, small_photo, model_dir)
+    small_photo(holiday / "a.png", index=3)  # another photo saved under its name
+    (holiday / "b.png").rename(holiday / "b renamed.png")
+    pairs = {p.name: p for p in pair_folders(holiday, out / "holiday")}
+    assert pairs["a.png"].original == holiday / "a.png"
+    assert "is not the file this copy was made from" in pairs["a.png"].note
+    assert pairs["b.png"].original == holiday / "b renamed.png"
+    assert entries_above(tmp_path / "elsewhere") == {}
 
 
 def test_a_pair_refused_as_too_different_still_says_the_original_changed(
