@@ -574,7 +574,7 @@ def _read(image: Image.Image, fp: IO[bytes], path: Path, limit: int) -> Photo:
     rgb /= np.float32(2 ** depth - 1)  # in place: one float copy at a time (1.2 GB at 100 MP)
     if gray:
         rgb = np.repeat(rgb[:, :, None], 3, axis=2)
-    xmp = xmp_packet(image)
+    xmp = xmp_packet(image, fp)
     info = _format_info(image, path)
     if source_format == "PNG" and (cicp := png_cicp(fp)):
         info["png_cicp"] = cicp
@@ -1294,11 +1294,15 @@ def _warn_colour_lost(photo: Photo, named: str, fmt: str) -> None:
                 _with_article(fmt))
 
 
-def xmp_packet(image: Image.Image) -> bytes | None:
+def xmp_packet(image: Image.Image, fp: IO[bytes] | None = None) -> bytes | None:
     """The photo's XMP packet as bytes, or None. Pillow reads it from a PNG's iTXt chunk,
     as the XMP spec asks; a PNG from some tools keeps it in a tEXt or zTXt chunk of the
-    same keyword instead, which Pillow leaves among the text chunks."""
+    same keyword instead, which Pillow leaves among the text chunks. A GIF's (its "XMP
+    DataXMP" application extension) Pillow only locates: it is read from `fp` (the
+    image's file, by default its own)."""
     xmp = image.info.get("xmp")
+    if not xmp and image.format == "GIF":
+        xmp = _gif_xmp(image, fp or getattr(image, "fp", None))
     if not xmp and image.format == "PNG" and isinstance(
             text := image.info.get(PNG_XMP_KEYWORD), str):
         # Pillow decodes tEXt and zTXt as Latin-1: their bytes back, the packet's UTF-8
@@ -1311,6 +1315,33 @@ def xmp_packet(image: Image.Image) -> bytes | None:
     if isinstance(xmp, str):
         xmp = xmp.encode("utf-8")
     return xmp or None
+
+
+GIF_XMP_LIMIT = 4 << 20  # bytes: an XMP packet longer than this is not read from a GIF
+
+
+def _gif_xmp(image: Image.Image, fp: IO[bytes] | None) -> bytes | None:
+    """The XMP packet of a GIF's "XMP DataXMP" extension, which Pillow gives as (its
+    identifier, the offset of its data): the packet runs from there to its
+    `<?xpacket end=...?>` (a "magic trailer" of 258 bytes follows, which makes the
+    packet's bytes readable as GIF sub-blocks). None where there is none or it is cut."""
+    extension = image.info.get("extension")
+    if not (isinstance(extension, tuple) and len(extension) == 2
+            and extension[0] == b"XMP DataXMP" and isinstance(extension[1], int)
+            and fp is not None):
+        return None
+    try:
+        where = fp.tell()
+        try:
+            fp.seek(extension[1])
+            data = fp.read(GIF_XMP_LIMIT)
+        finally:
+            fp.seek(where)
+    except (OSError, ValueError):  # a closed file
+        return None
+    end = data.find(b"<?xpacket end=")
+    close = data.find(b"?>", end) if end >= 0 else -1
+    return data[:close + 2] if close >= 0 and data.startswith(b"<?xpacket") else None
 
 
 def says_protected_file(path: str | os.PathLike[str], wait: bool = True) -> bool:

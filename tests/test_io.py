@@ -790,6 +790,27 @@ class TestOutputFormat:
         with pytest.raises(OutputError, match="GIF"):
             io.save_photo(photo, photo.rgb, tmp_path / "x.png", format="gif")
 
+    def test_a_gifs_xmp_creator_and_rights_reach_its_png_copy(self, tmp_path: Path) -> None:
+        """Pillow only locates a GIF's XMP (its "XMP DataXMP" application extension), and
+        the copy lost its creator and rights, kept from every other format."""
+        gif = _gif(tmp_path)
+        data = gif.read_bytes()
+        flags = data[10]
+        at = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)  # after the colour table
+        packet = (b"<?xpacket begin='' id='W5M0MpCehiHzreSzNTczkc9d'?><x:xmpmeta "
+                  b'xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/'
+                  b'22-rdf-syntax-ns#"><rdf:Description xmlns:dc="http://purl.org/dc/elements'
+                  b'/1.1/"><dc:creator><rdf:Seq><rdf:li>Dan Example</rdf:li></rdf:Seq>'
+                  b'</dc:creator></rdf:Description></rdf:RDF></x:xmpmeta>'
+                  b"<?xpacket end='w'?>")
+        trailer = bytes([1, *range(255, -1, -1), 0])  # the XMP spec's "magic trailer"
+        gif.write_bytes(data[:at] + b"!\xff\x0bXMP DataXMP" + packet + trailer + data[at:])
+        photo = io.load_photo(gif)
+        assert photo.xmp == packet
+        dst = io.save_photo(photo, photo.rgb, tmp_path / "out.png")
+        with Image.open(dst) as out:
+            assert b"Dan Example" in out.info["xmp"]
+
     def test_palette_becomes_rgba_png(self, tmp_path: Path) -> None:
         _, dst = roundtrip(_png_palette_transparent(tmp_path))
         with Image.open(dst) as out:
