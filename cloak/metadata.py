@@ -517,13 +517,20 @@ XMP_CAPTURE = (("xmp", "CreateDate"), ("exif", "DateTimeOriginal"),
                ("photoshop", "DateCreated"), ("tiff", "Make"), ("tiff", "Model"))
 
 
-def _xmp_capture(root: ET.Element | None) -> dict[str, str]:
-    """{"{uri}Local": text} of the XMP_CAPTURE properties a source packet holds, as an
-    attribute of an rdf:Description or a simple element."""
+# The position as XMP holds it: carried into the fresh packet with --keep-gps where the
+# photo has no EXIF GPS (a PNG or WebP export may hold it only here), as the date above.
+XMP_POSITION = (("exif", "GPSLatitude"), ("exif", "GPSLongitude"), ("exif", "GPSAltitude"),
+                ("exif", "GPSAltitudeRef"))
+
+
+def _xmp_capture(root: ET.Element | None,
+                 properties: tuple[tuple[str, str], ...] = XMP_CAPTURE) -> dict[str, str]:
+    """{"{uri}Local": text} of the `properties` (XMP_CAPTURE) a source packet holds, as
+    an attribute of an rdf:Description or a simple element."""
     found: dict[str, str] = {}
     if root is None:
         return found
-    for prefix, local in XMP_CAPTURE:
+    for prefix, local in properties:
         key = f"{{{NAMESPACES[prefix]}}}{local}"
         for node in root.iter():
             text = node.get(key) if node.tag == f"{{{RDF_NS}}}Description" else None
@@ -698,6 +705,9 @@ def build_xmp(source_xmp: bytes | None, snapshot: ExifSnapshot | None,
                 text = date_without_zone(text, local_time_carried=local)
             if text is not None:
                 desc.set(key, text)
+    if not policy.strip_gps and not policy.keep_xmp and not (snapshot and snapshot.gps):
+        for key, text in _xmp_capture(root, XMP_POSITION).items():  # (with or without
+            desc.set(key, text)  # EXIF, as the EXIF GPS is)
     if policy.keep_xmp and root is not None and root.find(f".//{{{RDF_NS}}}RDF") is not None:
         _scrub(root, policy, local_time=local)
         rdf = root if root.tag == f"{{{RDF_NS}}}RDF" else root.find(f".//{{{RDF_NS}}}RDF")

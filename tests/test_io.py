@@ -1076,6 +1076,30 @@ class TestMetadata:
         with pytest.raises(ConfigError, match="keep_serials can't be given with strip_exif"):
             MetadataPolicy.choose(keep_serials=True, strip_exif=True)
 
+    def test_keep_gps_keeps_a_position_held_only_in_xmp(self, tmp_path: Path) -> None:
+        """A PNG or WebP export may hold its position only in XMP: --keep-gps lost it
+        without a word (while keeping the time zone, a weaker hint of the place), where
+        the date held there is carried. Not kept by default, nor beside an EXIF GPS."""
+        source = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org'
+                  b'/1999/02/22-rdf-syntax-ns#"><rdf:Description xmlns:exif="http://ns.adobe'
+                  b'.com/exif/1.0/" exif:GPSLatitude="48,51.498N" exif:GPSLongitude='
+                  b'"2,17.67E" exif:DateTimeOriginal="2024-05-01T12:34:56+02:00"/>'
+                  b'</rdf:RDF></x:xmpmeta>')
+        chunks = PngImagePlugin.PngInfo()
+        chunks.add_itxt("XML:com.adobe.xmp", source.decode())
+        src = save(Image.fromarray(pixels()), tmp_path / "x.png", pnginfo=chunks)
+        photo = io.load_photo(src)
+        assert photo.xmp == source
+        for policy, kept in ((MetadataPolicy.choose(keep_gps=True), True),
+                             (MetadataPolicy.choose(keep_gps=True, strip_exif=True), True),
+                             (MetadataPolicy.choose(), False)):
+            dst = io.save_photo(photo, photo.rgb, tmp_path / "out.png", metadata=policy)
+            with Image.open(dst) as out:
+                xmp = out.info["xmp"]
+            assert (b'GPSLatitude="48,51.498N"' in xmp) == kept, policy
+            assert (b'GPSLongitude="2,17.67E"' in xmp) == kept
+            dst.unlink()
+
     def test_source_xmp_is_replaced_or_scrubbed(self, tmp_path: Path) -> None:
         source = (
             b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf='
