@@ -543,9 +543,14 @@ def _run_locked(items: list[Item], out_dir: Path, config: ProtectConfig,
     if manifest.found is not None and manifest.found[0] == "newer":
         manifest.save()  # refused, naming the version, before any photo's own verdict
         # (each existing copy would read "not made by cloak ... pass --overwrite")
+    folders = dict(manifest.folders)
     for item in items:  # saved with the manifest: later runs keep these mirrors
         if item.folder is not None:
-            manifest.folders.setdefault(*item.folder)
+            name, real = item.folder
+            if not os.path.isdir(manifest.folders.get(name, "")):
+                # new, or its folder gone from the place recorded and found here
+                # (planning.Mirrors): recorded at its new place
+                manifest.folders[name] = real
     if config.mask_path:
         _leave_out_the_mask(items, config.mask_path)
     asked = config
@@ -565,7 +570,9 @@ def _run_locked(items: list[Item], out_dir: Path, config: ProtectConfig,
     try:
         todo = _decide_all(items, manifest, settings, force, overwrite, config.preview,
                            also_done, emit, stop)
-        if locked and json.dumps(manifest.entries, sort_keys=True) != identities:
+        if locked and (json.dumps(manifest.entries, sort_keys=True) != identities
+                       or any(manifest.folders[name] != folder  # a mirror's folder moved
+                              for name, folder in folders.items())):
             with contextlib.suppress(OSError, OutputError):  # times brought up to date
                 manifest.save()  # (matches_record refresh); a failure only costs a rehash
         if todo and unwritable is not None:

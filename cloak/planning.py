@@ -337,13 +337,17 @@ class Mirrors:
     alone goes to `Camera (2)` again, not into 2023's copies."""
 
     def __init__(self, recorded: dict[str, str], out_dir: Path | None = None,
-                 unrecorded: dict[str, list[tuple[str, dict]]] | None = None):
+                 unrecorded: dict[str, list[tuple[str, dict]]] | None = None,
+                 copies: dict[str, list[tuple[str, dict]]] | None = None):
         self.owner = {fold(name): real for name, real in recorded.items()}
         self.names = {real: name for name, real in recorded.items()}
         self.used: set[str] = set()  # taken in this run, folded (same_path.fold)
         self.out_dir = out_dir
         # a record from before mirrors were recorded: folder name -> its copies' entries
         self.unrecorded = {fold(name): copies for name, copies in (unrecorded or {}).items()}
+        # the recorded mirrors' copies, the same way: a mirror whose folder is gone from
+        # its recorded place (a drive mounted elsewhere, E: become F:) is found again
+        self.copies = {fold(name): listed for name, listed in (copies or {}).items()}
 
     def name_for(self, real: str) -> str:
         """The mirror name for the input folder at real path `real`: the one recorded for
@@ -362,7 +366,13 @@ class Mirrors:
             while True:
                 key = fold(candidate)
                 if key not in self.used and key not in self.owner and \
-                        self._made_by_an_older_run(candidate, real):
+                        _made_from(self.unrecorded.get(key, []), real):
+                    self.owner[key], self.names[real] = real, candidate
+                elif key not in self.used and key in self.owner and \
+                        not os.path.isdir(self.owner[key]) and \
+                        _made_from(self.copies.get(key, []), real):
+                    # its folder moved here: the mirror is this folder's from now on
+                    self.names.pop(self.owner[key], None)
                     self.owner[key], self.names[real] = real, candidate
                 if key not in self.used and \
                         same_folder_path(self.owner.get(key, real), real) and \
@@ -372,25 +382,6 @@ class Mirrors:
                 candidate = f"{name} ({n})"
         self.used.add(fold(candidate))
         return candidate
-
-    def _made_by_an_older_run(self, name: str, real: str) -> bool:
-        """Whether OUT/name is the mirror of the folder `real` that a cloak from before
-        mirrors were recorded made: its record lists copies there, and one of them (of
-        the first few) was made from the photo at the same place in `real`, by its
-        recorded size and times, else sha256. Such a folder was taken for the user's own,
-        and every photo protected again into `name (2)`."""
-        for below, source in self.unrecorded.get(fold(name), [])[:5]:
-            rel = PurePath(below)
-            folder = Path(real, *rel.parts[:-1])
-            try:
-                with os.scandir(folder) as entries:
-                    sources = [Path(e.path) for e in entries
-                               if Path(e.name).stem == rel.stem and e.is_file()]
-            except OSError:
-                continue
-            if any(matches_record(path, source) for path in sources):
-                return True
-        return False
 
     def _in_use(self, name: str) -> bool:
         """Whether OUT/name is something other than nothing or an empty folder."""
@@ -402,6 +393,27 @@ class Mirrors:
                 return next(entries, None) is not None
         except OSError:  # a file at OUT/name is in use; a file above OUT is not (no loop)
             return os.path.lexists(path)
+
+
+def _made_from(copies: list[tuple[str, dict]], real: str) -> bool:
+    """Whether a mirror whose record lists `copies` ([(the copy's path below the mirror,
+    its photo's recorded identity)]) is the mirror of the folder `real`: one of them (of
+    the first few) was made from the photo at the same place in `real`, by its recorded
+    size and times, else sha256. A mirror a cloak from before mirrors were recorded
+    made, or whose folder has moved since, was taken for another folder's, and every
+    photo protected again into `name (2)`."""
+    for below, source in copies[:5]:
+        rel = PurePath(below)
+        folder = Path(real, *rel.parts[:-1])
+        try:
+            with os.scandir(folder) as entries:
+                sources = [Path(e.path) for e in entries
+                           if Path(e.name).stem == rel.stem and e.is_file()]
+        except OSError:
+            continue
+        if any(matches_record(path, source) for path in sources):
+            return True
+    return False
 
 
 def root_mirror_name(real: str | PurePath) -> str:
@@ -442,11 +454,13 @@ def _recorded_mirrors(data: dict) -> dict[str, str]:
             if isinstance(k, str) and isinstance(v, str) and is_plain_name(k)}
 
 
-def _unrecorded_mirrors(data: dict) -> dict[str, list[tuple[str, dict]]]:
+def _unrecorded_mirrors(data: dict, recorded: bool = False
+                        ) -> dict[str, list[tuple[str, dict]]]:
     """The mirrors OUT's manifest (`data`, as read) lists copies in but names no folder
     for (made by a cloak from before mirror folders were recorded, whether or not a later
     run recorded others since): each such folder directly inside OUT -> [(the copy's
-    path below it, its photo's recorded identity)]."""
+    path below it, its photo's recorded identity)]. `recorded`: the mirrors it names a
+    folder for instead, the same way."""
     if not isinstance(data.get("photos"), dict):
         return {}
     folders = data.get("folders")
@@ -455,7 +469,7 @@ def _unrecorded_mirrors(data: dict) -> dict[str, list[tuple[str, dict]]]:
     found: dict[str, list[tuple[str, dict]]] = {}
     for key, entry in data["photos"].items():
         first, _, below = key.partition("/") if isinstance(key, str) else ("", "", "")
-        if below and is_plain_name(first) and fold(first) not in named and \
+        if below and is_plain_name(first) and (fold(first) in named) == recorded and \
                 isinstance(entry, dict) and isinstance(entry.get("src"), dict):
             found.setdefault(first, []).append((below, entry["src"]))
     return found
@@ -485,7 +499,8 @@ def plan(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
     items: list[Item] = []
     seen_dirs: set = set()
     record = _read_out_record(out_dir)
-    mirrors = Mirrors(_recorded_mirrors(record), out_dir, _unrecorded_mirrors(record))
+    mirrors = Mirrors(_recorded_mirrors(record), out_dir, _unrecorded_mirrors(record),
+                      _unrecorded_mirrors(record, recorded=True))
     recorded: dict[str, set[str] | str | None] = {}  # output folders above the inputs
     for raw in inputs:
         src = Path(raw)

@@ -8,6 +8,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import shutil
 import signal
 import struct
 import time
@@ -1849,6 +1850,33 @@ def test_a_folder_named_by_another_string_keeps_its_mirror(tmp_path):
     assert Mirrors(recorded, tmp_path / "out").name_for(str(other)) == "Photos (2)"
 
 
+def test_a_drive_mounted_elsewhere_keeps_its_mirror(tmp_path, small_photo, tiny_config):
+    """disk/Trip protected into disk/protected, then the disk mounted at another place
+    (E: become F:, /media/a become /media/b): the record's Trip names a folder that is
+    gone, so the rerun took "Trip" for another folder's and protected every photo again
+    into "Trip (2)". The copies there were made from the photos at the same places in
+    the folder given, so the mirror is its own (recorded at its new place); a folder
+    of other photos under that name still gets "Trip (2)"."""
+    disk = tmp_path / "disk1"
+    photos = [small_photo(disk / "Trip" / f"{name}.png", index=i)
+              for i, name in enumerate("ab")]
+    out = disk / "protected"
+    assert batch.run(batch.plan([photos[0].parent], out), out,
+                     tiny_config).counts[PROTECTED] == 2
+    moved = tmp_path / "disk2"
+    disk.rename(moved)
+    out = moved / "protected"
+    again = batch.run(batch.plan([moved / "Trip"], out), out, tiny_config)
+    assert [i.status for i in again.items] == [SKIPPED, SKIPPED]
+    assert [i.dst.parent.name for i in again.items] == ["Trip", "Trip"]
+    record = json.loads((out / MANIFEST_NAME).read_text())
+    assert record["folders"] == {"Trip": str(moved / "Trip")}
+    other = small_photo(tmp_path / "other" / "Trip" / "c.png", index=2)
+    shutil.rmtree(moved / "Trip")
+    [item] = batch.plan([other.parent], out)
+    assert item.dst == out / "Trip (2)" / "c.png"
+
+
 def test_folders_whose_names_differ_only_in_accent_encoding_get_two_mirrors(tmp_path):
     """`2023/Café` (NFD, as an old Mac disk stores it) and `2024/Café` (NFC) are one
     folder name on macOS and Windows: they shared one mirror (names were only
@@ -3026,6 +3054,35 @@ class TestJournal:
                 assert (out / JOURNAL_NAME).stat().st_mode & 0o777 == expected, oct(mode)
         finally:
             os.umask(old_umask)
+
+    def test_a_read_only_record_is_replaced_on_windows_too(self, tmp_path, small_photo,
+                                                           tiny_config, monkeypatch):
+        """Windows refuses to replace a file marked read-only (POSIX replaces by the
+        folder's permission alone): a record restored from read-only media stopped every
+        run there ("could not write .cloak-manifest.json: Access is denied"), and a copy
+        marked so could not be redone with --force. Simulated: a replace that refuses a
+        destination without write permission, as Windows does."""
+        from cloak import atomic
+
+        real_replace = os.replace
+
+        def windows_replace(src, dst):
+            if os.path.exists(dst) and not os.stat(dst).st_mode & 0o200:
+                raise PermissionError(13, "Access is denied", str(dst))
+            real_replace(src, dst)
+
+        monkeypatch.setattr(atomic.os, "replace", windows_replace)
+        monkeypatch.setattr(atomic, "REPLACE_CLEARS_READ_ONLY", True, raising=False)
+        out = tmp_path / "out"
+        a, b = (small_photo(tmp_path / f"{n}.png", index=i) for i, n in enumerate("ab"))
+        assert batch.run(batch.plan([a], out), out, tiny_config).counts[PROTECTED] == 1
+        os.chmod(out / MANIFEST_NAME, 0o444)
+        os.chmod(out / "a.png", 0o444)
+        assert batch.run(batch.plan([b], out), out, tiny_config).counts[PROTECTED] == 1
+        [item] = batch.run(batch.plan([a], out), out, tiny_config, force=True).items
+        assert item.status == PROTECTED, item.message
+        assert sorted(json.loads((out / MANIFEST_NAME).read_text())["photos"]) == [
+            "a.png", "b.png"]
 
     def test_a_journal_this_user_cannot_write_gives_way_to_the_whole_record(
             self, tmp_path, monkeypatch):
