@@ -202,18 +202,35 @@ def _renaming(rename: Callable[[Path, Path], None], temp: Path, dst: Path) -> No
             time.sleep(RENAME_RETRY_WAIT_S)
 
 
+# Windows refuses to replace a file marked read-only (a record restored from a disc or
+# read-only media, a copy the user marked so) where POSIX replaces by the folder's
+# permission alone: there the mark is taken off the file being replaced first, so a
+# replace cloak may make succeeds on both.
+REPLACE_CLEARS_READ_ONLY = os.name == "nt"
+
+
+def _replace(temp: Path, dst: Path) -> None:
+    """os.replace(temp, dst), over a file marked read-only too (REPLACE_CLEARS_READ_ONLY)."""
+    if REPLACE_CLEARS_READ_ONLY:
+        with contextlib.suppress(OSError):  # (nothing there: the replace says the rest)
+            mode = os.stat(dst).st_mode
+            if stat.S_ISREG(mode) and not mode & stat.S_IWRITE:
+                os.chmod(dst, stat.S_IMODE(mode) | stat.S_IWRITE)
+    os.replace(temp, dst)
+
+
 def _publish(temp: Path, dst: Path, overwrite: Overwrite) -> None:
     """Move the finished temp file to dst. A file already there is replaced only where
     `overwrite` allows it (may_replace, asked once one is found)."""
     if overwrite is True:
-        _renaming(os.replace, temp, dst)
+        _renaming(_replace, temp, dst)
         return
     try:
         _publish_new(temp, dst)
     except OutputExistsError:
         if not callable(overwrite) or not may_replace(overwrite, dst):
             raise
-        _renaming(os.replace, temp, dst)  # (a file that appears between the check and
+        _renaming(_replace, temp, dst)  # (a file that appears between the check and
         # here is lost: the window is this line, not the attack's minutes before it)
 
 
