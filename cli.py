@@ -913,8 +913,9 @@ def verify(
     given to cloak protect, by the path below its name), one line each and a count of the
     verdicts; --json keeps every pair's figures. The 1024 px measurement is left out.
 
-    Exit codes: 0 measured (whatever the verdict); 1 bad input or missing weights; 2
-    (folders) some photos or pairs could not be measured; 130 interrupted.
+    Exit codes: 0 measured (whatever the verdict; with folders, a copy with no original
+    is listed and not measured); 1 bad input or missing weights; 2 (folders) some photos
+    or pairs could not be read or measured; 130 interrupted.
 
     Examples: cloak verify me.jpg protected/me.jpg;
     cloak verify holiday/ protected/ --channels instagram
@@ -1160,6 +1161,7 @@ def compare_one(photo: Path, protected: Path, loaded: list, channels: tuple[str,
     advice = weak_verdict_advice(v)
     if advice:
         say(f"note: {advice}", color=typer.colors.YELLOW, err=True)
+        v.note = join_notes(v.note, advice)  # and in --json, as every note printed
     # not "protected": with one photo that key is the receipt's yes or no
     return {"kind": "comparison", "original": str(photo), "protected_copy": str(protected),
             "models": list(names), **v.to_dict(),
@@ -1236,10 +1238,11 @@ def receipt_folder(folder: Path, model_dir: str | None, device: str | None,
         why = f" ({unreadable[0].strerror or unreadable[0]})" if unreadable else ""
         raise CloakError(f"no photos in {printable(str(folder))} (looked in its subfolders "
                          f"too){why}")
-    if options_given:
-        say("note: --channels and --models are for the comparison with the "
-            "originals (cloak verify ORIGINALS/ PROTECTED/); photos alone get the "
-            "receipt, which always uses taesd", color=typer.colors.YELLOW, err=True)
+    ignored = ("--channels and --models are for the comparison with the originals (cloak "
+               "verify ORIGINALS/ PROTECTED/); photos alone get the receipt, which always "
+               "uses taesd") if options_given else None
+    if ignored:  # said on stderr, and kept in --json
+        say(f"note: {ignored}", color=typer.colors.YELLOW, err=True)
     fetch_weights(("taesd",), model_dir, device)
     rows: list[dict] = []
     interrupted = False
@@ -1295,6 +1298,7 @@ def receipt_folder(folder: Path, model_dir: str | None, device: str | None,
         write_json(json_path, {"kind": "receipts", "folder": str(folder), "photos": rows,
                                "detected": found, "read": read, "undecided": undecided,
                                "failed": failed, "interrupted": interrupted,
+                               "note": ignored,
                                **({"error": "interrupted"} if interrupted else {}),
                                "cloak_version": __version__}, code=code or 1)
     return code

@@ -830,7 +830,8 @@ def test_a_missing_mask_is_said_before_the_outputs_made_with_it_are_judged(
         f"error: can't read mask {mask}: no such file"]
 
 
-def test_verify_says_when_the_photos_look_swapped(tmp_path, small_photo, model_dir):
+def test_verify_says_when_the_photos_look_swapped(tmp_path, small_photo, model_dir,
+                                                  monkeypatch):
     """`cloak verify PROTECTED ORIGINAL`: every model rebuilds the second photo better than
     the first, so every damage figure is negative and the verdict would read "none" for a
     protected photo. It still measures (exit 0) and says the order is probably swapped;
@@ -846,6 +847,16 @@ def test_verify_says_when_the_photos_look_swapped(tmp_path, small_photo, model_d
     right = invoke("verify", src, out / "a.png", "--models", "taesd", "--channels", "as-is")
     assert right.exit_code == 0 and "swapped" not in right.stderr
     assert "as is (before posting): none" not in right.stdout
+
+    # the advice a weak verdict prints is in --json's note too, as every note printed
+    # (it was left out; which verdicts get it: test_a_weak_verdict_says_what_to_do)
+    report = tmp_path / "v.json"
+    monkeypatch.setattr(cli, "weak_verdict_advice", lambda v: f"advice for {v.verdict}")
+    result = invoke("verify", src, out / "a.png", "--models", "taesd", "--channels",
+                    "as-is", "--json", report)
+    verdict = json.loads(report.read_text())["verdict"]
+    assert f"note: advice for {verdict}" in result.stderr
+    assert f"advice for {verdict}" in json.loads(report.read_text())["note"]
     # cloak.verify_files "returns its figures with the notes": this one too
     import cloak
 
@@ -890,6 +901,14 @@ def test_verify_a_photo_alone_says_channels_and_models_are_not_used(tmp_path, sm
     assert "--channels and --models" in data["note"]
     plain = invoke("verify", src)
     assert plain.exit_code == 0 and "--channels" not in plain.stderr
+    # a folder of photos alone: the same note, in its --json too (it was left out)
+    folder_report = tmp_path / "f.json"
+    result = invoke("verify", tmp_path, "--models", "taesd", "--json", folder_report)
+    assert result.exit_code == 0 and "--channels and --models are for" in result.stderr
+    data = json.loads(folder_report.read_text())
+    assert data["kind"] == "receipts" and "--channels and --models" in data["note"]
+    invoke("verify", tmp_path, "--json", folder_report)
+    assert json.loads(folder_report.read_text())["note"] is None
 
 
 def test_verify_measures_the_channels_asked_for_and_always_as_is(tmp_path, small_photo,
