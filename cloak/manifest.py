@@ -114,14 +114,47 @@ def apply_changes(entries: dict, changes: Iterable[tuple[str, dict | None]]) -> 
 def recorded_copies(folder: Path, record: Manifest | None = None) -> set[str]:
     """Real paths of the copies `folder`'s manifest (`record`, if read already) lists that
     are still the files cloak wrote: a new original that has since taken a listed name
-    (another camera's IMG_0001.jpg) is the user's photo."""
+    (another camera's IMG_0001.jpg) is the user's photo. A done copy renamed since, or
+    copied under another name, in its own folder (a_insta.png beside a.png) is one too, by
+    its recorded size and sha256: without cloak's note (a BMP, --no-ai-notice) it was
+    protected again. Only files of a recorded size are hashed."""
     copies = set()
+    by_size: dict[Path, dict[int, list[dict]]] = {}  # folder -> size -> recorded copies
     for rel, entry in (record or Manifest(folder)).entries.items():
         path = folder / rel
         if (pending_is_ours(path, entry) if entry.get("state") == "pending"
                 else matches_record(path, entry.get("dst"))):
             copies.add(os.path.realpath(path))
+        ident = entry.get("dst")
+        if entry.get("state") == "done" and isinstance(ident, dict) and \
+                isinstance(ident.get("size"), int) and isinstance(ident.get("sha256"), str):
+            by_size.setdefault(path.parent, {}).setdefault(ident["size"], []).append(ident)
+    for place, sizes in by_size.items():
+        copies.update(_same_contents_in(place, sizes, copies))
     return copies
+
+
+def _same_contents_in(folder: Path, sizes: dict[int, list[dict]], known: set[str]
+                      ) -> set[str]:
+    """Real paths of the files directly in `folder`, not in `known`, whose size and
+    sha256 are a recorded copy's (`sizes`: size -> those copies' identities)."""
+    found = set()
+    try:
+        with os.scandir(folder) as entries:
+            files = [(Path(e.path), e.stat().st_size) for e in entries
+                     if e.is_file(follow_symlinks=False) and not e.name.startswith(".")]
+    except OSError:
+        return found
+    for path, size in files:
+        if size not in sizes or (real := os.path.realpath(path)) in known:
+            continue
+        try:
+            content = sha256_of(path)
+        except OSError:
+            continue
+        if any(ident["sha256"] == content for ident in sizes[size]):
+            found.add(real)
+    return found
 
 
 def identity(path: Path) -> dict:

@@ -2735,6 +2735,29 @@ def test_a_damaged_record_above_blocks_neither_its_own_run_nor_a_later_one(
         assert b in planned and (a in planned) == (inputs == [pictures]), inputs
 
 
+def test_a_copy_renamed_in_its_output_folder_is_not_protected_again(
+        tmp_path, small_photo, tiny_config):
+    """A BMP copy (no cloak note) renamed for posting (cup_posted.bmp), and a second
+    copy of another made under another name: the record lists each by its size and
+    sha256, but only its name was looked at, so both were protected again (a second
+    layer of noise) when the output folder was given as photos. A photo of the user's
+    of the same size there is still protected."""
+    import shutil
+
+    cup = small_photo(tmp_path / "pics" / "cup.bmp")
+    tea = small_photo(tmp_path / "pics" / "tea.bmp", index=1)
+    out = tmp_path / "out"
+    assert batch.run(batch.plan([cup.parent], out), out, tiny_config).counts[PROTECTED] == 2
+    (out / "pics" / "cup.bmp").rename(out / "pics" / "cup_posted.bmp")
+    shutil.copy(out / "pics" / "tea.bmp", out / "pics" / "tea_insta.bmp")
+    mine = small_photo(out / "pics" / "mine.bmp", index=2)  # the user's, the same size
+    assert mine.stat().st_size == (out / "pics" / "tea.bmp").stat().st_size
+    planned = batch.plan([out], tmp_path / "again")
+    assert [i.src.name for i in planned if i.status == "pending"] == ["mine.bmp"]
+    [single] = batch.plan([out / "pics" / "cup_posted.bmp"], tmp_path / "again")
+    assert single.status == SKIPPED and "record lists it" in single.message
+
+
 def test_a_dangling_link_at_a_subfolders_record_name_hides_nothing_above(
         tmp_path, small_photo, tiny_config):
     """A BMP copy (no cloak note) in a mirror folder of OUT, whose record lists it; a
