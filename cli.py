@@ -251,10 +251,12 @@ def protect(
              "than --jobs 1, and so another copy). The default attack draws nothing, so the seed changes nothing "
              "there.")] = 0,
     mask: Annotated[Path | None, typer.Option(
+        readable=False,
         metavar="MASK", help="Mask image: white = protect most. Draw it on the photo as shown (same "
              "shape; any size): a photo of another shape fails with a line saying so, and "
              "the others go on.")] = None,
     model_dir: Annotated[Path | None, typer.Option(
+        readable=False,
         metavar="DIR", help=MODEL_DIR_HELP)] = None,
     device: Annotated[str | None, typer.Option(
         envvar=DEVICE_ENV, show_envvar=True, metavar="NAME", help=DEVICE_HELP)] = None,
@@ -288,7 +290,7 @@ def protect(
              "the change amplified x10 and the budget map, so you can see where the noise "
              "went (no unprotected copy, nor a way to rebuild one).")] = False,
     json_path: Annotated[Path | None, typer.Option(
-        "--json", metavar="PATH", help="Write a JSON summary with each file's status and report (an "
+        "--json", readable=False, metavar="PATH", help="Write a JSON summary with each file's status and report (an "
         "existing file is replaced only if it is a cloak report).")] = None,
     keep_gps: Annotated[bool, typer.Option(
         "--keep-gps",
@@ -866,20 +868,23 @@ def fetch_weights(names: tuple[str, ...], model_dir: str | None,
 @app.command(short_help="Measure the protection a photo carries, as is and after posting.")
 def verify(
     photo: Annotated[Path, typer.Argument(
+        readable=False,  # cloak says why it can't read it (click: a usage error)
         metavar="PHOTO", help="The original photo (or a folder of originals), or a "
         "protected photo (or a folder of them) alone.")],
     protected: Annotated[Path | None, typer.Argument(
+        readable=False,  # cloak says why it can't read it (click: a usage error)
         metavar="PROTECTED", help="The protected copy of PHOTO (or the folder cloak "
         "protect wrote the copies of the folder PHOTO to).")] = None,
     models: Annotated[str, typer.Option(
         metavar="NAMES", help="Autoencoders to measure, comma-separated (with the original; a photo alone "
         "gets the receipt, which uses taesd).")] = ",".join(DEFAULT_VERIFY_MODELS),
     model_dir: Annotated[Path | None, typer.Option(
+        readable=False,
         metavar="DIR", help=MODEL_DIR_HELP)] = None,
     device: Annotated[str | None, typer.Option(
         envvar=DEVICE_ENV, show_envvar=True, metavar="NAME", help=DEVICE_HELP)] = None,
     json_path: Annotated[Path | None, typer.Option(
-        "--json", metavar="PATH", help="Write the figures as JSON (an existing file is replaced only if it "
+        "--json", readable=False, metavar="PATH", help="Write the figures as JSON (an existing file is replaced only if it "
         "is a cloak report).")] = None,
     channels: Annotated[str | None, typer.Option(
         metavar="NAMES", help="Channels to measure with the original, comma-separated (default: all of "

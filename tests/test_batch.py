@@ -2745,7 +2745,7 @@ def test_a_copy_renamed_in_its_output_folder_is_not_protected_again(
     import shutil
 
     cup = small_photo(tmp_path / "pics" / "cup.bmp")
-    tea = small_photo(tmp_path / "pics" / "tea.bmp", index=1)
+    small_photo(tmp_path / "pics" / "tea.bmp", index=1)
     out = tmp_path / "out"
     assert batch.run(batch.plan([cup.parent], out), out, tiny_config).counts[PROTECTED] == 2
     (out / "pics" / "cup.bmp").rename(out / "pics" / "cup_posted.bmp")

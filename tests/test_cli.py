@@ -191,6 +191,25 @@ def test_force_with_no_overwrite_typed_is_refused_not_ignored(tmp_path, small_ph
     assert forced.exit_code == 0 and sha256(theirs) != before
 
 
+def test_a_path_the_user_may_not_read_is_cloaks_to_word(tmp_path, small_photo,
+                                                       monkeypatch):
+    """click checked PHOTO, PROTECTED, --mask, --model-dir and --json for read access
+    first: a copy the user may not read was "Invalid value for 'PROTECTED': ... is not
+    readable (see: cloak verify --help)", a usage error, and the last run's --json
+    verdict stayed as this one's. cloak's own checks word it ("permission denied"),
+    with the report written. Simulated through os.access (CI runs as root); cloak then
+    reads the file, as root may."""
+    src = small_photo(tmp_path / "a.png", size=(64, 64))
+    refused = {str(src)}
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, *a, **k: False if str(path) in
+                        refused else real_access(path, mode, *a, **k))
+    report = tmp_path / "r.json"
+    result = invoke("verify", src, "--json", report)
+    assert "Invalid value" not in result.output and "not readable" not in result.output
+    assert json.loads(report.read_text())["kind"] == "receipt"
+
+
 def test_keep_serials_with_strip_exif_is_refused_not_ignored(tmp_path, small_photo):
     """--strip-exif drops the serials and notes --keep-serials keeps: the pair wrote the
     same bytes as --strip-exif alone, said nothing, and a rerun with one flag less
