@@ -1533,10 +1533,19 @@ def say(text: str, err: bool = False, color: str | None = None) -> None:
         mute(stream)
 
 
+class _PrintableFormatter(logging.Formatter):
+    """Log lines with the names in them made printable (a photo named with a newline or a
+    terminal escape can't fake a line or drive the terminal), as stdout's are."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record))
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     for handler in logging.getLogger().handlers:  # a photo's warnings name it (naming)
         name_photos(handler)
+        handler.setFormatter(_PrintableFormatter("%(levelname)s: %(message)s"))
     keep_freed_memory()  # glibc: reuse freed pages across attack steps (cloak/allocator.py)
     try:
         code = app(standalone_mode=False)

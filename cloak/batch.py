@@ -985,8 +985,11 @@ class _ToParent(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            # one line, as the parent prints it (a captured warning adds its source line)
-            text = (record.getMessage().strip().splitlines() or [""])[0]
+            # one line, as the parent prints it (escaped there): a captured warning's
+            # source line left off, not the rest of a message a name with a newline cut
+            text = record.getMessage().strip()
+            if record.name == "py.warnings":
+                text = (text.splitlines() or [""])[0]
             _worker_queue.put((None, record.levelno, text))
         except Exception:  # noqa: BLE001 - logging must never raise (handleError reports it)
             self.handleError(record)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import os
 import queue
 import re
@@ -208,6 +209,26 @@ def test_a_path_the_user_may_not_read_is_cloaks_to_word(tmp_path, small_photo,
     result = invoke("verify", src, "--json", report)
     assert "Invalid value" not in result.output and "not readable" not in result.output
     assert json.loads(report.read_text())["kind"] == "receipt"
+
+
+def test_a_warning_prints_a_photos_name_safely(monkeypatch):
+    """Warnings went to stderr as the names were: a photo named "a\\nWARNING: fake\\x1b[31m
+    .jpg" forged a second line and drove the terminal (stdout's lines were escaped),
+    and a --jobs worker sent only the first line of the message, cutting it at the name's
+    newline. The worker now sends it whole; the parent's line escapes it."""
+    import queue
+
+    from cloak import batch
+
+    name = "a\nWARNING: fake\x1b[31m.jpg"
+    record = logging.LogRecord("cloak.io", logging.WARNING, __file__, 1,
+                               "%s is named .jpg", (name,), None)
+    line = cli._PrintableFormatter("%(levelname)s: %(message)s").format(record)
+    assert line == "WARNING: a\\nWARNING: fake\\x1b[31m.jpg is named .jpg"
+    sent: queue.Queue = queue.Queue()
+    monkeypatch.setattr(batch, "_worker_queue", sent, raising=False)
+    batch._ToParent().emit(record)
+    assert sent.get_nowait() == (None, logging.WARNING, f"{name} is named .jpg")
 
 
 def test_keep_serials_with_strip_exif_is_refused_not_ignored(tmp_path, small_photo):
