@@ -767,6 +767,11 @@ def _begin(item: Item, manifest: Manifest, settings: dict) -> None:
         # a folder under OUT that is a link to elsewhere: copies are written under OUT only
         raise OutputError(f"folder {item.dst.parent} is a link to outside {manifest.out_dir}; "
                           "cloak writes only inside the output folder")
+    from .io import check_can_open
+
+    # a photo the user may not read, said as protect_file says it (its identity below
+    # read it first: "can't read or write", and its folders made for nothing)
+    check_can_open(item.src)
     item.made_folders = tuple(_folders_made_for(item.dst.parent, manifest.out_dir))
     try:
         _make_folders_like(item.made_folders, item.src.parent)

@@ -2735,6 +2735,31 @@ def test_a_damaged_record_above_blocks_neither_its_own_run_nor_a_later_one(
         assert b in planned and (a in planned) == (inputs == [pictures]), inputs
 
 
+def test_a_photo_the_user_may_not_read_is_said_so(tmp_path, small_photo, tiny_config,
+                                                  monkeypatch):
+    """A photo of mode 000: its identity was read first, so it failed as "can't read or
+    write a.png: Permission denied" (protect_file, and so the app, says "permission
+    denied (cannot read the file)"), after its folders were made. Simulated: opening it
+    is refused, as for a user who may not read it (CI runs as root)."""
+    import builtins
+
+    photo = small_photo(tmp_path / "in" / "sub" / "a.png")
+    out = tmp_path / "out"
+    items = batch.plan([photo.parent.parent], out)
+    real_open = builtins.open
+
+    def refusing(file, *args, **kwargs):
+        if isinstance(file, (str, os.PathLike)) and Path(file) == photo:
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", refusing)
+    [item] = batch.run(items, out, tiny_config).items
+    assert (item.status, item.message) == (
+        FAILED, f"{photo}: permission denied (cannot read the file)")
+    assert not (out / "in" / "sub").exists()
+
+
 def test_a_copy_renamed_in_its_output_folder_is_not_protected_again(
         tmp_path, small_photo, tiny_config):
     """A BMP copy (no cloak note) renamed for posting (cup_posted.bmp), and a second
