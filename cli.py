@@ -41,7 +41,7 @@ try:  # torch is not among these (--help answers at once); each command imports 
     from cloak.models.registry import ALL_MODEL_NAMES
     from cloak.naming import name_photos, naming
     from cloak.preview import PREVIEW_SUFFIX
-    from cloak.report import shown_db
+    from cloak.report import plural, shown_db
 except KeyboardInterrupt:
     sys.stderr.write(NOTHING_WRITTEN + "\n")
     sys.exit(130)
@@ -706,7 +706,8 @@ def instagram_crop_note(result) -> str | None:
                and not lo <= i.report.width / i.report.height <= hi]
     if not cropped:
         return None
-    return (f"note: {len(cropped)} photo(s) are taller than 3:4 or wider than 1.91:1 (e.g. "
+    return (f"note: {plural(len(cropped), 'photo')} {'is' if len(cropped) == 1 else 'are'} "
+            "taller than 3:4 or wider than 1.91:1 (e.g. "
             f"{printable(cropped[0].src.name)}). Instagram crops such photos, which removes most of the "
             "protection: to post them there, crop them to 3:4 or 4:5 first, then protect them.")
 

@@ -1388,7 +1388,7 @@ def test_a_shape_instagram_crops_gets_a_note(tmp_path, small_photo, model_dir):
     square = small_photo(tmp_path / "square.png", size=(64, 64))
     result = invoke("protect", tall, square, "--out", tmp_path / "out", *TINY)
     assert result.exit_code == 0
-    assert "note: 1 photo(s) are taller than 3:4" in result.stderr and "tall.png" in result.stderr
+    assert "note: 1 photo is taller than 3:4" in result.stderr and "tall.png" in result.stderr
     result = invoke("protect", square, "--out", tmp_path / "out2", *TINY)
     assert result.exit_code == 0 and "Instagram crops" not in result.stderr
 

@@ -3384,6 +3384,24 @@ def test_loading_a_comparison_does_not_say_to_select_a_photo(qapp):
     panel.deleteLater()
 
 
+def test_a_photo_named_like_markup_is_shown_by_its_name(qapp):
+    """A photo named "<font size=7 color=red>holiday.jpg" showed as a large red
+    "holiday.jpg" in the comparison's title (a QLabel reads text that looks like HTML as
+    HTML), and a message naming it likewise: both are plain text now."""
+    from PySide6.QtCore import Qt
+
+    from cloak.gui.widgets import ComparePanel
+
+    panel = ComparePanel()
+    name = "<font size=7 color=red>holiday.jpg"
+    panel.show_loading(name)
+    assert panel.title.text() == f"{name} — loading…"
+    assert panel.title.textFormat() == Qt.TextFormat.PlainText
+    panel.view.set_message(f"Cannot show this photo: {name}: damaged")
+    assert panel.view.textFormat() == Qt.TextFormat.PlainText
+    panel.deleteLater()
+
+
 def test_the_comparison_title_says_when_the_format_added_to_the_change(qapp):
     """A JPEG copy's largest change can pass cloak's bound: the title says the rest is the
     format's rounding. Within the bound, or with the bound unknown, it says nothing."""

@@ -494,6 +494,9 @@ class ImageView(QLabel):
         self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
         self.setMinimumSize(200, 160)
         self.setWordWrap(True)  # a message shown instead of a photo: whole, on lines
+        # the message names the photo: "<b>x.jpg" is a name, not markup (Qt's AutoText
+        # showed it bold, without the tag)
+        self.setTextFormat(Qt.TextFormat.PlainText)
 
     def set_image(self, image: Image.Image | None) -> None:
         self._pixmap = None if image is None else QPixmap.fromImage(to_qimage(image))
@@ -549,6 +552,7 @@ class ComparePanel(QWidget):
         self.title = QLabel()
         self.title.setObjectName("panelTitle")
         self.title.setWordWrap(True)  # a long name and the bound's note: not cut mid-word
+        self.title.setTextFormat(Qt.TextFormat.PlainText)  # the photo's name, as it is
         # The name is fitted to the title's width (_lay_out_title), so its own width must
         # not hold the panel wide: without this a shrinking window kept the shortened name.
         self.title.setMinimumWidth(1)
