@@ -454,8 +454,7 @@ def _recorded_mirrors(data: dict) -> dict[str, str]:
             if isinstance(k, str) and isinstance(v, str) and is_plain_name(k)}
 
 
-def _unrecorded_mirrors(data: dict, recorded: bool = False
-                        ) -> dict[str, list[tuple[str, dict]]]:
+def _mirror_copies(data: dict, recorded: bool = False) -> dict[str, list[tuple[str, dict]]]:
     """The mirrors OUT's manifest (`data`, as read) lists copies in but names no folder
     for (made by a cloak from before mirror folders were recorded, whether or not a later
     run recorded others since): each such folder directly inside OUT -> [(the copy's
@@ -499,8 +498,8 @@ def plan(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
     items: list[Item] = []
     seen_dirs: set = set()
     record = _read_out_record(out_dir)
-    mirrors = Mirrors(_recorded_mirrors(record), out_dir, _unrecorded_mirrors(record),
-                      _unrecorded_mirrors(record, recorded=True))
+    mirrors = Mirrors(_recorded_mirrors(record), out_dir, _mirror_copies(record),
+                      _mirror_copies(record, recorded=True))
     recorded: dict[str, set[str] | str | None] = {}  # output folders above the inputs
     for raw in inputs:
         src = Path(raw)
