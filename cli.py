@@ -1538,8 +1538,9 @@ class _PrintableFormatter(logging.Formatter):
     """Log lines with the names in them made printable (a photo named with a newline or a
     terminal escape can't fake a line or drive the terminal), as stdout's are."""
 
-    def format(self, record: logging.LogRecord) -> str:
-        return printable(super().format(record))
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        # the line alone: a traceback after it (log.exception) keeps its lines
+        return printable(super().formatMessage(record))
 
 
 def main() -> None:

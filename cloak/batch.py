@@ -74,7 +74,7 @@ from .planning import (
 )
 from .preview import preview_path
 from .report import Report
-from .same_path import fold, inside, same_folder, same_folder_path
+from .same_path import NUL_IN_NAME, fold, holds_nul, inside, same_folder, same_folder_path
 
 log = logging.getLogger(__name__)
 TEMP_GLOB = ".*.cloak-tmp-*"  # the temp files of atomic.write_atomic
@@ -458,6 +458,9 @@ def run(items: list[Item], out_dir: str | os.PathLike, config: ProtectConfig, *,
     weights). An exception `on_event` raises ends the run and reaches the caller as it
     is (the photo in progress dropped as at a Ctrl-C, the photos done kept)."""
     force, overwrite = plain_flag(force, "force"), plain_flag(overwrite, "overwrite")
+    if holds_nul(out_dir):
+        raise OutputError(f"can't use the output folder {os.fspath(out_dir)!r}: "
+                          f"{NUL_IN_NAME}")
     out_dir = Path(out_dir)
     emit = on_event or (lambda event: None)
     stop = should_stop or (lambda: False)
@@ -1101,7 +1104,8 @@ def _run_pool(todo: list[Item], manifest: Manifest, config: ProtectConfig, jobs:
                 except (cf.BrokenExecutor, cf.CancelledError) as exc:
                     outcome = _lost_worker(exc, stop_event, stop)
                 record(item, previous, outcome)
-    except KeyboardInterrupt:
+    except BaseException:  # a Ctrl-C, or an exception the caller's on_event raised:
+        # the photos running stop, each recorded as it ends (dropped, or done if written)
         stop_event.set()
         for future, (item, previous) in running.items():
             try:

@@ -140,15 +140,17 @@ def _same_contents_in(folder: Path, sizes: dict[int, list[dict]], known: set[str
     sha256 are a recorded copy's (`sizes`: size -> those copies' identities)."""
     found = set()
     try:
-        with os.scandir(folder) as entries:
-            files = [(Path(e.path), e.stat().st_size) for e in entries
-                     if e.is_file(follow_symlinks=False) and not e.name.startswith(".")]
+        with os.scandir(folder) as listing:
+            entries = [e for e in listing
+                       if e.is_file(follow_symlinks=False) and not e.name.startswith(".")]
     except OSError:
         return found
-    for path, size in files:
-        if size not in sizes or (real := os.path.realpath(path)) in known:
-            continue
-        try:
+    for entry in entries:
+        path = Path(entry.path)
+        try:  # (one gone meanwhile costs itself only)
+            size = entry.stat().st_size
+            if size not in sizes or (real := os.path.realpath(path)) in known:
+                continue
             content = sha256_of(path)
         except OSError:
             continue
@@ -203,7 +205,8 @@ def matches_record(path: Path, ident: dict | None, refresh: bool = False,
 ENTRY_OBJECTS = ("src", "dst", "preview", "earlier_preview", "settings")
 # An entry's mark that the cloak writing it records every sheet it writes ("preview"): a
 # file at the sheet's name of an entry so marked that the entry does not list is not
-# cloak's. Entries without it (before 1 Dec) are judged by the file's times.
+# cloak's. Entries without it (written before 7 Dec, among them those of the cloaks
+# before 1 Dec that recorded no sheet) are judged by the file's times.
 SHEETS_RECORDED = "sheets_recorded"
 
 

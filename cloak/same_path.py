@@ -45,7 +45,9 @@ def fold(path: str) -> str:
     NFC, then each letter to its one-letter capital. A letter whose capital is two
     (ß -> SS, the ligature ﬁ -> FI) stays as it is, as such disks keep it: Straße.jpg and
     Strasse.jpg are two files there."""
-    return "".join(_capital(letter) for letter in unicodedata.normalize("NFC", path))
+    nfc = unicodedata.normalize("NFC", path)
+    capitals = nfc.upper()  # at once where no letter's capital is two (nearly every name)
+    return capitals if len(capitals) == len(nfc) else "".join(map(_capital, nfc))
 
 
 def _capital(letter: str) -> str:

@@ -1223,6 +1223,20 @@ class TestRun:
         again = batch.run(batch.plan(photos, out), out, tiny_config)
         assert [i.status for i in again.items] == [SKIPPED, PROTECTED]
 
+        def callers_bug_at_once(event: batch.Event) -> None:
+            if event.kind == "progress":
+                raise ValueError("the caller's bug")
+
+        # --jobs 2: the progress comes to the parent's loop, which left the photos
+        # running recorded "pending" (a --force redo's done entry lost with them)
+        with pytest.raises(ValueError, match="the caller's bug"):
+            batch.run(batch.plan(photos, out), out, tiny_config, jobs=2, force=True,
+                      on_event=callers_bug_at_once)
+        record = json.loads((out / MANIFEST_NAME).read_text())["photos"]
+        assert {entry["state"] for entry in record.values()} == {"done"}
+        again = batch.run(batch.plan(photos, out), out, tiny_config)
+        assert [i.status for i in again.items] == [SKIPPED, SKIPPED]
+
     def test_a_file_that_appears_before_a_cancel_is_not_taken_for_ours(
             self, tmp_path, small_photo, tiny_config):
         photo = small_photo(tmp_path / "a.png")

@@ -225,6 +225,16 @@ def test_a_warning_prints_a_photos_name_safely(monkeypatch):
                                "%s is named .jpg", (name,), None)
     line = cli._PrintableFormatter("%(levelname)s: %(message)s").format(record)
     assert line == "WARNING: a\\nWARNING: fake\\x1b[31m.jpg is named .jpg"
+    try:  # a traceback after the line keeps its own lines (the app's "please report")
+        raise ZeroDivisionError("division by zero")
+    except ZeroDivisionError:
+        import sys
+
+        failed = logging.LogRecord("cloak.gui", logging.ERROR, __file__, 1, "%s failed",
+                                   (name,), sys.exc_info())
+    lines = cli._PrintableFormatter("%(levelname)s: %(message)s").format(failed)
+    assert lines.splitlines()[0] == "ERROR: a\\nWARNING: fake\\x1b[31m.jpg failed"
+    assert lines.splitlines()[1] == "Traceback (most recent call last):"
     sent: queue.Queue = queue.Queue()
     monkeypatch.setattr(batch, "_worker_queue", sent, raising=False)
     batch._ToParent().emit(record)

@@ -1095,7 +1095,7 @@ def test_a_progress_callback_that_raises_at_done_still_says_the_copy_is_written(
     assert (tmp_path / "out" / "a.png").is_file()
 
 
-def test_a_nul_character_in_a_name_is_a_cloak_error(tmp_path, small_photo):
+def test_a_nul_character_in_a_name_is_a_cloak_error(tmp_path, small_photo, tiny_config):
     """A NUL in a path (only code can pass one) raised a bare "ValueError: embedded null
     byte" from protect_file, batch.plan and verify_files, where the README promises every
     error is a CloakError: each now names the path and why."""
@@ -1117,3 +1117,5 @@ def test_a_nul_character_in_a_name_is_a_cloak_error(tmp_path, small_photo):
         ("failed", "can't read: its name holds a NUL character, which no file name can"),
         ("pending", "")]
     assert not (tmp_path / "o").exists()
+    with pytest.raises(OutputError, match="output folder .*holds a NUL character"):
+        batch.run(items, str(tmp_path / "o\0"), tiny_config)
