@@ -585,7 +585,7 @@ class BatchView:
         if self.progress.live.is_started and (err or sys.stdout.isatty()):
             self.console.print(text, style=color, markup=False, soft_wrap=True)
         else:
-            typer.secho(text, fg=coloured(color), err=err)
+            echo_coloured(text, color, err)
 
     def downloading(self, event) -> None:
         """A bar per weight file fetched on first use; a line where there is no terminal."""
@@ -1516,6 +1516,17 @@ def coloured(color: str | None) -> str | None:
     return color
 
 
+def echo_coloured(text: str, color: str | None, err: bool) -> None:
+    """One line in `color` where colour is used (coloured), else plain: click's style
+    ends even an uncoloured line with a reset code (ESC[0m), which a terminal that asked
+    for no colour (TERM=dumb, NO_COLOR) showed on every line."""
+    fg = coloured(color)
+    if fg is None:
+        typer.echo(text, err=err)
+    else:
+        typer.secho(text, fg=fg, err=err)
+
+
 def say(text: str, err: bool = False, color: str | None = None) -> None:
     """One line of a result on stdout (verify's), or on stderr with `err` (protect's
     totals and notes): a reader that has gone (`| head`) costs the lines, not the result,
@@ -1525,11 +1536,11 @@ def say(text: str, err: bool = False, color: str | None = None) -> None:
     stream = sys.stderr if err else sys.stdout
     try:
         try:
-            typer.secho(text, fg=coloured(color), err=err)
+            echo_coloured(text, color, err)
         except UnicodeEncodeError:
             encoding = getattr(stream, "encoding", None) or "ascii"
-            typer.secho(text.encode(encoding, "backslashreplace").decode(encoding),
-                        fg=coloured(color), err=err)
+            echo_coloured(text.encode(encoding, "backslashreplace").decode(encoding), color,
+                          err)
     except OSError:  # the reader gone (EPIPE), a full disk (ENOSPC), a closed terminal
         mute(stream)
 

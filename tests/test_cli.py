@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import typer
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -239,6 +240,29 @@ def test_a_warning_prints_a_photos_name_safely(monkeypatch):
     monkeypatch.setattr(batch, "_worker_queue", sent, raising=False)
     batch._ToParent().emit(record)
     assert sent.get_nowait() == (None, logging.WARNING, f"{name} is named .jpg")
+
+
+def test_no_colour_asked_means_no_escape_codes_on_a_terminal(monkeypatch, capsys):
+    """TERM=dumb or NO_COLOR: every line still ended with ESC[0m on a terminal (click's
+    style adds a reset even without a colour; only a pipe had it stripped), shown as
+    "^[[0m" in an Emacs shell or a CI log viewer. Simulated: output kept as to a
+    terminal."""
+    import importlib
+
+    echo_module = importlib.import_module(typer.echo.__module__)
+    monkeypatch.setattr(echo_module, "should_strip_ansi", lambda *a, **k: False)
+    for variable, value in (("TERM", "dumb"), ("NO_COLOR", "1")):
+        with monkeypatch.context() as env:
+            env.setenv(variable, value)
+            cli.say("Done: 1 protected.", err=True, color="yellow")
+            cli.say("invisibility: PSNR 37.5 dB")
+            captured = capsys.readouterr()
+            assert captured.err == "Done: 1 protected.\n", variable
+            assert captured.out == "invisibility: PSNR 37.5 dB\n", variable
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    cli.say("Done: 1 protected.", err=True, color="yellow")
+    assert "\x1b[33m" in capsys.readouterr().err  # colour where it is wanted
 
 
 def test_keep_serials_with_strip_exif_is_refused_not_ignored(tmp_path, small_photo):
