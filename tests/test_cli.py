@@ -242,29 +242,6 @@ def test_a_warning_prints_a_photos_name_safely(monkeypatch):
     assert sent.get_nowait() == (None, logging.WARNING, f"{name} is named .jpg")
 
 
-def test_no_colour_asked_means_no_escape_codes_on_a_terminal(monkeypatch, capsys):
-    """TERM=dumb or NO_COLOR: every line still ended with ESC[0m on a terminal (click's
-    style adds a reset even without a colour; only a pipe had it stripped), shown as
-    "^[[0m" in an Emacs shell or a CI log viewer. Simulated: output kept as to a
-    terminal."""
-    import importlib
-
-    echo_module = importlib.import_module(typer.echo.__module__)
-    monkeypatch.setattr(echo_module, "should_strip_ansi", lambda *a, **k: False)
-    for variable, value in (("TERM", "dumb"), ("NO_COLOR", "1")):
-        with monkeypatch.context() as env:
-            env.setenv(variable, value)
-            cli.say("Done: 1 protected.", err=True, color="yellow")
-            cli.say("invisibility: PSNR 37.5 dB")
-            captured = capsys.readouterr()
-            assert captured.err == "Done: 1 protected.\n", variable
-            assert captured.out == "invisibility: PSNR 37.5 dB\n", variable
-    monkeypatch.delenv("NO_COLOR", raising=False)
-    monkeypatch.setenv("TERM", "xterm")
-    cli.say("Done: 1 protected.", err=True, color="yellow")
-    assert "\x1b[33m" in capsys.readouterr().err  # colour where it is wanted
-
-
 def test_keep_serials_with_strip_exif_is_refused_not_ignored(tmp_path, small_photo):
     """--strip-exif drops the serials and notes --keep-serials keeps: the pair wrote the
     same bytes as --strip-exif alone, said nothing, and a rerun with one flag less
@@ -644,9 +621,14 @@ def test_an_output_that_cant_be_written_does_not_stop_the_batch(tmp_path, small_
     assert helped.returncode == 1 and "Traceback" not in helped.stderr, helped.stderr
 
 
-def test_no_color_and_a_dumb_terminal_get_no_colour(monkeypatch):
+def test_no_color_and_a_dumb_terminal_get_no_colour(monkeypatch, capsys):
     """NO_COLOR (no-color.org) or TERM=dumb: the error, warning and totals lines, which
-    carried ANSI colour codes on a terminal while the bars followed NO_COLOR, are plain."""
+    carried ANSI colour codes on a terminal while the bars followed NO_COLOR, are plain,
+    and carry no code at all: click's style ended even an uncoloured line with a reset
+    (ESC[0m), shown as "^[[0m" in an Emacs shell or a CI log viewer. Simulated: output
+    kept as to a terminal (only a pipe had the codes stripped)."""
+    import importlib
+
     monkeypatch.delenv("NO_COLOR", raising=False)
     monkeypatch.setenv("TERM", "xterm")
     assert cli.coloured("red") == "red"
@@ -655,12 +637,21 @@ def test_no_color_and_a_dumb_terminal_get_no_colour(monkeypatch):
     monkeypatch.setenv("NO_COLOR", "")  # set but empty: colour, as no-color.org says
     monkeypatch.setenv("TERM", "dumb")
     assert cli.coloured("red") is None
-    seen = []
-    monkeypatch.setattr(cli.typer, "secho", lambda text, fg=None, err=False: seen.append(fg))
-    with pytest.raises(cli.typer.Exit):
-        cli.fail("bad input")
+    echo_module = importlib.import_module(typer.echo.__module__)
+    monkeypatch.setattr(echo_module, "should_strip_ansi", lambda *a, **k: False)
+    for variable, value in (("TERM", "dumb"), ("NO_COLOR", "1")):
+        with monkeypatch.context() as env:
+            env.setenv(variable, value)
+            with pytest.raises(cli.typer.Exit):
+                cli.fail("bad input")
+            cli.say("Done: 1 protected", err=True, color="green")
+            cli.say("invisibility: PSNR 37.5 dB")
+            captured = capsys.readouterr()
+            assert captured.err == "error: bad input\nDone: 1 protected\n", variable
+            assert captured.out == "invisibility: PSNR 37.5 dB\n", variable
+    monkeypatch.setenv("TERM", "xterm")
     cli.say("Done: 1 protected", err=True, color="green")
-    assert seen == [None, None]
+    assert "\x1b[32m" in capsys.readouterr().err  # colour where it is wanted
 
 
 def test_sigkill_then_rerun_finishes_with_no_temp_files(tmp_path, six_photos):
