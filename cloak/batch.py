@@ -1015,6 +1015,14 @@ def _init_worker(threads: int, stop_event, progress_queue) -> None:
     # progress bar, names escaped); each names its photo, as several workers interleave.
     logging.getLogger().addHandler(name_photos(_ToParent()))
     logging.getLogger().setLevel(logging.WARNING)
+    from .io import pixel_limit
+
+    io_log = logging.getLogger("cloak.io")  # a bad CLOAK_MAX_PIXELS: the parent said so
+    io_log.disabled = True  # once; each worker's first read of it (cached) is silent
+    try:
+        pixel_limit()
+    finally:
+        io_log.disabled = False
     logging.captureWarnings(True)  # Pillow's "Corrupt EXIF data" too, with its photo
     import torch
 

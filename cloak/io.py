@@ -264,7 +264,8 @@ def pixel_limit(max_pixels: int | None = None) -> int:
 def _warn_ignored_max_pixels(value: str) -> None:
     """Once a process for a value (the limit is read for every photo, several times)."""
     log.warning("ignoring CLOAK_MAX_PIXELS=%r: not a pixel count (a whole number such as "
-                "300000000)", value)
+                "300000000)", value, extra={"cloak_named": True})  # the setting's, not
+    # the photo's being read when it is first looked at (naming would prefix its name)
 
 
 def _fail(path: Path, problem: str) -> UnsupportedImageError:

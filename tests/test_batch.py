@@ -2774,6 +2774,21 @@ def test_a_photo_the_user_may_not_read_is_said_so(tmp_path, small_photo, tiny_co
     assert not (out / "in" / "sub").exists()
 
 
+def test_a_bad_cloak_max_pixels_is_said_once_as_the_settings(
+        tmp_path, small_photo, tiny_config, monkeypatch, caplog):
+    """A bad CLOAK_MAX_PIXELS was warned about with the first photo's name in front (it
+    is first read while that photo is named), and once more by each --jobs worker."""
+    photos = [small_photo(tmp_path / f"{n}.png", index=i) for i, n in enumerate("ab")]
+    monkeypatch.setenv("CLOAK_MAX_PIXELS", "abc-jobs")
+    out = tmp_path / "out"
+    with caplog.at_level("WARNING"):
+        result = batch.run(batch.plan(photos, out), out, tiny_config, jobs=2)
+    assert result.counts[PROTECTED] == 2
+    said = [r.getMessage() for r in caplog.records if "CLOAK_MAX_PIXELS" in r.getMessage()]
+    assert said == ["ignoring CLOAK_MAX_PIXELS='abc-jobs': not a pixel count (a whole "
+                    "number such as 300000000)"]
+
+
 def test_a_copy_renamed_in_its_output_folder_is_not_protected_again(
         tmp_path, small_photo, tiny_config):
     """A BMP copy (no cloak note) renamed for posting (cup_posted.bmp), and a second
