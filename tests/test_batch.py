@@ -2785,8 +2785,8 @@ def test_a_bad_cloak_max_pixels_is_said_once_as_the_settings(
         result = batch.run(batch.plan(photos, out), out, tiny_config, jobs=2)
     assert result.counts[PROTECTED] == 2
     said = [r.getMessage() for r in caplog.records if "CLOAK_MAX_PIXELS" in r.getMessage()]
-    assert said == ["ignoring CLOAK_MAX_PIXELS='abc-jobs': not a pixel count (a whole "
-                    "number such as 300000000)"]
+    assert said == [("ignoring CLOAK_MAX_PIXELS='abc-jobs': not a pixel count (a whole "
+                     "number such as 300000000)")]
 
 
 def test_a_copy_renamed_in_its_output_folder_is_not_protected_again(

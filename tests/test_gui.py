@@ -3387,7 +3387,7 @@ def test_loading_a_comparison_does_not_say_to_select_a_photo(qapp):
 def test_a_photo_named_like_markup_is_shown_by_its_name(qapp):
     """A photo named "<font size=7 color=red>holiday.jpg" showed as a large red
     "holiday.jpg" in the comparison's title (a QLabel reads text that looks like HTML as
-    HTML), and a message naming it likewise: both are plain text now."""
+    HTML), and a message naming it likewise, tooltips too: all show the name now."""
     from PySide6.QtCore import Qt
 
     from cloak.gui.widgets import ComparePanel
@@ -3399,6 +3399,16 @@ def test_a_photo_named_like_markup_is_shown_by_its_name(qapp):
     assert panel.title.textFormat() == Qt.TextFormat.PlainText
     panel.view.set_message(f"Cannot show this photo: {name}: damaged")
     assert panel.view.textFormat() == Qt.TextFormat.PlainText
+    # and its tooltips, which Qt reads as HTML when they look like it: escaped rich
+    # text, so the name shows as it is; a tooltip that can't be HTML is left alone
+    from PySide6.QtGui import QTextDocument
+
+    for tip in (panel.view.toolTip(), panel.title.toolTip()):
+        document = QTextDocument()
+        document.setHtml(tip)
+        assert name in document.toPlainText(), tip
+    panel.view.set_message("Cannot show this photo: a.jpg: damaged")
+    assert panel.view.toolTip() == "Cannot show this photo: a.jpg: damaged"
     panel.deleteLater()
 
 

@@ -3,6 +3,7 @@ before/after comparison panel. They only display what they are given."""
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import ClassVar
 
@@ -20,6 +21,7 @@ from PySide6.QtGui import (
     QPixmap,
     QResizeEvent,
 )
+from PySide6.QtGui import Qt as QtGuiQt  # its text functions (mightBeRichText)
 from PySide6.QtWidgets import (
     QButtonGroup,
     QHBoxLayout,
@@ -52,6 +54,15 @@ def to_qimage(image: Image.Image) -> QImage:
     return QImage(data, rgba.width, rgba.height, 4 * rgba.width,
                   QImage.Format.Format_RGBA8888).copy()
 
+
+
+def plain_tooltip(text: str) -> str:
+    """`text` as a tooltip shows it letter for letter: Qt reads a tooltip that looks like
+    HTML (a photo named "<b>x.jpg", a folder "/tmp/<b>Trip") as HTML, so such a text goes
+    escaped, as rich text; any other is left as it is."""
+    if not QtGuiQt.mightBeRichText(text):
+        return text
+    return "<qt>" + html.escape(text).replace("\n", "<br>") + "</qt>"
 
 
 class ElidedLabel(QLabel):
@@ -192,7 +203,7 @@ class PhotoRow(QWidget):
         self.thumb.setObjectName("thumb")
         self.name = ElidedLabel(src.name)
         self.name.setObjectName("photoName")
-        self.name.setToolTip(str(src))
+        self.name.setToolTip(plain_tooltip(str(src)))
         self.bar = QProgressBar()
         self.bar.setRange(0, 1000)
         self.bar.setFormat("%p%")  # what a screen reader says of it: "40%", not "400"
@@ -262,7 +273,7 @@ class PhotoRow(QWidget):
         where = "its copy:" if outcome.status == ALREADY_PROTECTED else "saved as"  # then
         self._show(self.PROTECTED, f"{status}\n{where} {shown}", 1.0,
                    WARN_COLOR if outcome.protection_lost else OK_COLOR)
-        self.status.setToolTip(str(outcome.dst))
+        self.status.setToolTip(plain_tooltip(str(outcome.dst)))
 
     def _about_it(self, message: str) -> str:
         """A library message about this photo without its path, which the row shows:
@@ -279,7 +290,7 @@ class PhotoRow(QWidget):
     def set_failed(self, message: str) -> None:
         message = self._about_it(message)
         self._show(self.FAILED, f"failed: {message}", 0.0, ERROR_COLOR)
-        self.status.setToolTip(f"failed: {message}")  # whole, where a long path is shortened
+        self.status.setToolTip(plain_tooltip(f"failed: {message}"))  # whole, where a long path is shortened
 
     def set_unreadable(self, message: str) -> None:
         """Failed before any work: the file can't be read as a photo (found when its
@@ -287,7 +298,7 @@ class PhotoRow(QWidget):
         tries it again, as any failed photo (it may have been mended meanwhile)."""
         message = self._about_it(message)
         self._show(self.FAILED, f"can't be protected: {message}", 0.0, ERROR_COLOR)
-        self.status.setToolTip(f"can't be protected: {message}")
+        self.status.setToolTip(plain_tooltip(f"can't be protected: {message}"))
 
     def set_cancelled(self) -> None:
         self._show(self.CANCELLED, "cancelled — nothing saved", 0.0)
@@ -509,7 +520,7 @@ class ImageView(QLabel):
         """Show `text` instead of a photo, wrapped, and whole in the tooltip too."""
         self.set_image(None)
         self.setText(text)
-        self.setToolTip(text)
+        self.setToolTip(plain_tooltip(text))
 
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
@@ -599,7 +610,7 @@ class ComparePanel(QWidget):
         camera's or a messenger's long file name wrapped the title to five lines and
         squeezed the photo); the whole name is the title's tooltip. `rest` wraps."""
         self._title_name, self._title_rest = name, rest
-        self.title.setToolTip(name)
+        self.title.setToolTip(plain_tooltip(name))
         self._lay_out_title()
 
     def _lay_out_title(self) -> None:

@@ -80,6 +80,7 @@ from .widgets import (
     PhotoList,
     PhotoRow,
     ScrollingPane,
+    plain_tooltip,
 )
 from .worker import (
     ALREADY_PROTECTED,
@@ -266,7 +267,8 @@ class MainWindow(QMainWindow):
     def _build(self) -> None:
         # a message longer than the window is wide is cut: hovering shows all of it
         status_bar = self.statusBar()
-        status_bar.messageChanged.connect(lambda message: status_bar.setToolTip(message))
+        status_bar.messageChanged.connect(
+            lambda message: status_bar.setToolTip(plain_tooltip(message)))
         self.drop_zone = DropZone()
         self.drop_zone.photos_dropped.connect(self.add_paths)
         self.drop_zone.clicked.connect(self.pick_photos)
@@ -629,7 +631,7 @@ class MainWindow(QMainWindow):
             mount_point_of(folder) if folder is not None else "")
         self.output_label.setText(str(folder) if folder else
                                   "a “protected” folder next to each photo")
-        self.output_label.setToolTip(self.output_label.text())
+        self.output_label.setToolTip(plain_tooltip(self.output_label.text()))
         # the folder's name can't take the focus: its button says it to a screen reader
         self.change_output.setAccessibleName("Change the Save-to folder")
         self.change_output.setAccessibleDescription(
