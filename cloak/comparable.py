@@ -33,6 +33,11 @@ FLATTENINGS = (("onto white", (255, 255, 255)), ("onto black", (0, 0, 0)),
 
 
 # pair_transparency's note for a pair that both keep their transparency (cloak's copies do)
+WHITE = (255, 255, 255)
+HIDDEN_COLOUR_NOTE = (
+    "the copy keeps the transparency but not the colour stored under it (cleared by an "
+    "encoder or optimiser, as WebP's is by default): both were compared flattened onto "
+    "white, as they show")
 TRANSPARENT_PAIR_NOTE = (
     "the photos are transparent: the posting presets compare them flattened onto white, as "
     "a platform shows them; every other channel compares the colour stored under the "
@@ -52,7 +57,9 @@ def pair_transparency(original: Image.Image, protected: Image.Image
     done with transparency, or None when neither is transparent.
 
     - Both transparent (cloak's copy keeps the alpha bit for bit): unchanged; the posting
-      presets flatten both onto white (apply_channel), which the note says.
+      presets flatten both onto white (apply_channel), which the note says. Where the
+      colour under the transparency was cleared since (the pair would be refused as
+      another photo, but shows the same), both are flattened onto white here.
     - A transparent original and an opaque copy (a platform's flattened copy): the original
       is flattened the way that pairs best with the copy (coarse PSNR at 64 px, scored on
       thumbnails, so only the choice is flattened at full size): onto white, onto black,
@@ -64,6 +71,13 @@ def pair_transparency(original: Image.Image, protected: Image.Image
         return original, (protected.convert("RGB") if is_transparent(protected)
                           else protected), None
     if is_transparent(protected):
+        bar = comparable_db(original.size)
+        if coarse_psnr(original, protected) < bar and coarse_psnr(
+                flatten(original, WHITE), flatten(protected, WHITE)) >= bar:
+            # transparent still, but the colour under the transparency cleared (a WebP
+            # encoder, a PNG optimiser, a resize): what shows is the same, what is
+            # hidden is not, and the pair was refused as another photo
+            return flatten(original, WHITE), flatten(protected, WHITE), HIDDEN_COLOUR_NOTE
         return original, protected, TRANSPARENT_PAIR_NOTE
     size = thumbnail_size(original.size)
     small, small_copy = resize_keeping_colour(original, size), protected.resize(size, Image.BOX)

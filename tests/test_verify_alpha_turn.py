@@ -219,6 +219,32 @@ def test_a_transparent_original_pairs_with_a_platforms_flattened_copy(model_dir,
     assert v.psnr == as_flat.psnr
 
 
+@pytest.mark.parametrize("downloaded", ["cleared", "resized"])
+def test_a_transparent_copy_whose_hidden_colour_was_cleared_pairs(model_dir, downloaded):
+    """A copy still transparent, but with the colour under its transparency cleared (a
+    WebP encoder does it by default, a PNG optimiser, a resize): every pixel that shows
+    is the same, yet the pair was refused as "differ far more than protection changes a
+    photo" (the hidden colours were compared). Both are compared flattened onto white
+    now, as they show, and the note says why."""
+    size = (160, 120)
+    original = transparent(np.asarray(pattern(size)))
+    cleared = np.asarray(transparent(np.asarray(protected_like(pattern(size))))).copy()
+    cleared[cleared[..., 3] == 0, :3] = 0
+    copy = Image.fromarray(cleared, "RGBA")
+    if downloaded == "resized":
+        copy = copy.resize((80, 60), Image.BOX)
+    with pytest.raises(UnsupportedImageError, match="differ far more"):
+        check_comparable(original, copy.resize(size, Image.BOX))  # what was compared
+    v = verify_images(original, copy, ("as-is",), models=("taesd",))
+    assert "not the colour stored under it" in v.note and "flattened onto white" in v.note
+    if downloaded == "cleared":
+        flat = verify_images(flatten(original), flatten(copy), ("as-is",), models=("taesd",))
+        assert v.channels[0].damage_db == flat.channels[0].damage_db and v.psnr == flat.psnr
+    kept = verify_images(original, transparent(np.asarray(protected_like(pattern(size)))),
+                         ("as-is",), models=("taesd",))
+    assert kept.note is None  # the colour kept: compared as before
+
+
 def test_a_transparent_pair_and_an_opaque_pair_get_the_right_notes(model_dir):
     original, copy = hidden_black((96, 48))
     both = verify_images(original, copy, ("as-is", "instagram"), models=("taesd",))
