@@ -33,15 +33,16 @@ FLATTENINGS = (("onto white", (255, 255, 255)), ("onto black", (0, 0, 0)),
 
 
 # pair_transparency's note for a pair that both keep their transparency (cloak's copies do)
-WHITE = (255, 255, 255)
-HIDDEN_COLOUR_NOTE = (
-    "the copy keeps the transparency but not the colour stored under it (cleared by an "
-    "encoder or optimiser, as WebP's is by default): both were compared flattened onto "
-    "white, as they show")
 TRANSPARENT_PAIR_NOTE = (
     "the photos are transparent: the posting presets compare them flattened onto white, as "
     "a platform shows them; every other channel compares the colour stored under the "
     "transparency, which an editor that drops it sees")
+# and for such a pair whose copy lost the colour under its transparency
+HIDDEN_COLOUR_NOTE = (
+    "the copy keeps the transparency but not the colour stored under it (cleared by an "
+    "encoder or optimiser, as WebP's is by default): both were compared flattened onto "
+    "white, as they show")
+WHITE = (255, 255, 255)
 
 
 def thumbnail_size(size: tuple[int, int], side: int | None = None) -> tuple[int, int]:
