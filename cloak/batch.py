@@ -69,12 +69,13 @@ from .planning import (
     RAW_WHY,
     SKIPPED,
     Item,
+    output_folder,
     plan,  # noqa: F401 - batch's API is plan(), then run()
     set_aside_time,
 )
 from .preview import preview_path
 from .report import Report
-from .same_path import NUL_IN_NAME, fold, holds_nul, inside, same_folder, same_folder_path
+from .same_path import fold, inside, same_folder, same_folder_path
 
 log = logging.getLogger(__name__)
 TEMP_GLOB = ".*.cloak-tmp-*"  # the temp files of atomic.write_atomic
@@ -458,10 +459,7 @@ def run(items: list[Item], out_dir: str | os.PathLike, config: ProtectConfig, *,
     weights). An exception `on_event` raises ends the run and reaches the caller as it
     is (the photo in progress dropped as at a Ctrl-C, the photos done kept)."""
     force, overwrite = plain_flag(force, "force"), plain_flag(overwrite, "overwrite")
-    if holds_nul(out_dir):
-        raise OutputError(f"can't use the output folder {os.fspath(out_dir)!r}: "
-                          f"{NUL_IN_NAME}")
-    out_dir = Path(out_dir)
+    out_dir = output_folder(out_dir)
     emit = on_event or (lambda event: None)
     stop = should_stop or (lambda: False)
     made = _folders_to_make(out_dir)

@@ -481,6 +481,15 @@ def is_plain_name(name: str) -> bool:
         not any(sep in name for sep in ("/", "\\", os.sep)) and "\0" not in name
 
 
+def output_folder(out_dir: str | os.PathLike) -> Path:
+    """`out_dir` as a Path; OutputError where no folder can have its name (a NUL in it,
+    which only code can pass, and on which every call raises a bare ValueError)."""
+    if holds_nul(out_dir):
+        raise OutputError(f"can't use the output folder {os.fspath(out_dir)!r}: "
+                          f"{NUL_IN_NAME}")
+    return Path(out_dir)
+
+
 def plan(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
          should_stop: Callable[[], bool] | None = None) -> list[Item]:
     """Turn files and folders into items (see module docstring), in input order.
@@ -490,10 +499,7 @@ def plan(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
     Cancelled: a Ctrl-C need not wait for the walk of a whole share."""
     from . import io
 
-    if holds_nul(out_dir):
-        raise OutputError(f"can't use the output folder {os.fspath(out_dir)!r}: "
-                          f"{NUL_IN_NAME}")
-    out_dir = Path(out_dir)
+    out_dir = output_folder(out_dir)
     suffixes = tuple(s.lower() for s in io.IMAGE_SUFFIXES)
     items: list[Item] = []
     seen_dirs: set = set()
