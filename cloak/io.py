@@ -89,7 +89,14 @@ from .errors import (
     raised_by_cloak,
 )
 from .png16 import write_png16
-from .same_path import NUL_IN_NAME, holds_nul, same_file
+from .same_path import (
+    LINK_LOOP,
+    NUL_IN_NAME,
+    PATTERN_MATCHED_NOTHING,
+    holds_nul,
+    looks_like_pattern,
+    same_file,
+)
 
 log = logging.getLogger(__name__)
 pillow_heif.register_heif_opener()
@@ -283,14 +290,14 @@ def _open_file(path: Path) -> IO[bytes]:
             raise _fail(path, f"is a link to {os.readlink(path)}, which does not exist"
                         ) from None
         except OSError:
-            raise _fail(path, "no such file") from None
+            raise _fail(path, PATTERN_MATCHED_NOTHING if looks_like_pattern(path)
+                        else "no such file") from None
     except PermissionError:
         raise _fail(path, "permission denied (a folder on its path can't be searched)") \
             from None
     except OSError as exc:  # a symlink loop, a name too long...
         if exc.errno == errno.ELOOP:  # said as `cloak protect` says it
-            raise _fail(path, "is a link that leads back to itself (a loop of links)"
-                        ) from None
+            raise _fail(path, LINK_LOOP) from None
         raise _fail(path, f"cannot read the file ({exc.strerror or exc})") from None
     if stat.S_ISDIR(mode):
         raise _fail(path, "is a folder, not a photo")

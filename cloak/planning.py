@@ -35,10 +35,13 @@ from .manifest import (
 from .preview import PREVIEW_SUFFIX
 from .report import Report, plural
 from .same_path import (
+    LINK_LOOP,
     NUL_IN_NAME,
+    PATTERN_MATCHED_NOTHING,
     fold,
     holds,
     holds_nul,
+    looks_like_pattern,
     only_spelt_apart,
     same_folder_path,
     stat_key,
@@ -316,13 +319,11 @@ def source_problem(path: Path) -> str | None:
                 except OSError:
                     pass
             if exc.errno == errno.ELOOP:
-                return "is a link that leads back to itself (a loop of links)"
+                return LINK_LOOP
             return f"is a link that can't be followed ({exc.strerror or exc})"
         if isinstance(exc, (FileNotFoundError, NotADirectoryError)):
-            if any(c in path.name for c in "*?["):  # `cloak protect *.JPG` matching none
-                return ("no such file or folder: no file matches this pattern (a shell "
-                        "passes one that matches nothing on as it is; check the name's "
-                        "letter case, or give the folder)")
+            if looks_like_pattern(path):
+                return PATTERN_MATCHED_NOTHING
             return "no such file or folder"
         return f"can't read: {exc.strerror or exc}"
     if not stat.S_ISREG(st.st_mode):

@@ -10,6 +10,16 @@ import unicodedata
 from pathlib import Path
 
 NUL_IN_NAME = "its name holds a NUL character, which no file name can"
+LINK_LOOP = "is a link that leads back to itself (a loop of links)"
+PATTERN_MATCHED_NOTHING = (
+    "no such file or folder: no file matches this pattern (a shell passes one that "
+    "matches nothing on as it is; check the name's letter case, or give the folder)")
+
+
+def looks_like_pattern(path: str | os.PathLike[str]) -> bool:
+    """Whether the last part of `path` holds a shell pattern's `*`, `?` or `[`: a
+    `cloak protect *.JPG` that matched nothing reaches cloak as it was typed."""
+    return any(c in os.path.basename(os.fspath(path)) for c in "*?[")
 
 
 def holds_nul(path: str | os.PathLike[str]) -> bool:

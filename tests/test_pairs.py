@@ -309,6 +309,15 @@ def test_a_protected_folder_that_does_not_exist_is_named(tmp_path, small_photo):
     assert result.exit_code == 1 and "protcted: no such file" in result.output
 
 
+def test_a_shell_pattern_that_matched_nothing_is_said_as_protect_says_it(tmp_path):
+    """`cloak verify protected/*.JPG` where the copies are .jpg: the shell passes the
+    pattern on as it is, and verify said only "no such file"."""
+    result = invoke("verify", tmp_path / "IMG_*.JPG")
+    assert result.exit_code == 1
+    assert "IMG_*.JPG: no such file or folder: no file matches this pattern" in result.output
+    assert "check the name's letter case" in result.output
+
+
 def test_ctrl_c_keeps_the_pairs_measured_so_far(tmp_path, small_photo, model_dir,
                                                 monkeypatch):
     """Ctrl-C on the second pair: the first pair's line and --json row are kept, the
