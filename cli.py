@@ -12,7 +12,6 @@ import json
 import logging
 import math
 import os
-import re
 import signal
 import stat
 import sys
@@ -39,14 +38,12 @@ try:  # torch is not among these (--help answers at once); each command imports 
     from cloak.io import IMAGE_SUFFIXES
     from cloak.metadata import MetadataPolicy
     from cloak.models.registry import ALL_MODEL_NAMES
-    from cloak.naming import name_photos, naming
+    from cloak.naming import PrintableFormatter, name_photos, naming, printable
     from cloak.preview import PREVIEW_SUFFIX
     from cloak.report import plural, shown_db
 except KeyboardInterrupt:
     sys.stderr.write(NOTHING_WRITTEN + "\n")
     sys.exit(130)
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, rich_markup_mode=None,
@@ -69,18 +66,6 @@ def _options(version: Annotated[bool, typer.Option(
         help="Print cloak's version and exit.")] = False) -> None:
     """Protect photos against latent-diffusion editing (img2img, inpainting, 'nudify'
     apps, face swaps) before you post them."""
-
-
-def printable(text: str) -> str:
-    """`text` safe to print: a file name that is not valid UTF-8 (its bytes held as lone
-    surrogates) shows them as \\xNN escapes instead of stopping the run, and control
-    characters in it (a newline, a terminal escape) as escapes too, so a name can't fake
-    a line of output or drive the terminal. Every caller prints one line."""
-    try:
-        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    except UnicodeEncodeError:
-        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return _CONTROL.sub(lambda m: m[0].encode("unicode_escape").decode("ascii"), text)
 
 
 @contextlib.contextmanager
@@ -1545,20 +1530,11 @@ def say(text: str, err: bool = False, color: str | None = None) -> None:
         mute(stream)
 
 
-class _PrintableFormatter(logging.Formatter):
-    """Log lines with the names in them made printable (a photo named with a newline or a
-    terminal escape can't fake a line or drive the terminal), as stdout's are."""
-
-    def formatMessage(self, record: logging.LogRecord) -> str:
-        # the line alone: a traceback after it (log.exception) keeps its lines
-        return printable(super().formatMessage(record))
-
-
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     for handler in logging.getLogger().handlers:  # a photo's warnings name it (naming)
         name_photos(handler)
-        handler.setFormatter(_PrintableFormatter("%(levelname)s: %(message)s"))
+        handler.setFormatter(PrintableFormatter("%(levelname)s: %(message)s"))
     keep_freed_memory()  # glibc: reuse freed pages across attack steps (cloak/allocator.py)
     try:
         code = app(standalone_mode=False)

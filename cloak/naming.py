@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
+import re
 import threading
 import warnings
 from collections.abc import Iterator
@@ -17,6 +18,31 @@ from pathlib import Path
 from .errors import UnsupportedImageError
 
 log = logging.getLogger(__name__)
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """`text` safe to print: a file name that is not valid UTF-8 (its bytes held as lone
+    surrogates) shows them as \\xNN escapes instead of stopping the run, and control
+    characters in it (a newline, a terminal escape) as escapes too, so a name can't fake
+    a line of output or drive the terminal. Every caller prints one line."""
+    try:
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return _CONTROL.sub(lambda m: m[0].encode("unicode_escape").decode("ascii"), text)
+
+
+class PrintableFormatter(logging.Formatter):
+    """Log lines with the names in them made printable (a photo named with a newline or a
+    terminal escape can't fake a line or drive the terminal), as stdout's are: for the
+    CLI's stderr, the app's stderr and the app's log file."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        # the line alone: a traceback after it (log.exception) keeps its lines
+        return printable(super().formatMessage(record))
+
 
 _photo: contextvars.ContextVar[str | None] = contextvars.ContextVar("cloak_photo", default=None)
 

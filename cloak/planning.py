@@ -180,7 +180,7 @@ def _protected_copies(count: int) -> str:
     return f"{plural(count, 'protected copy', 'protected copies')} {'is' if count == 1 else 'are'}"
 
 
-def _recorded_above(real: str, cache: dict[str, set[str] | str | None],
+def recorded_above(real: str, cache: dict[str, set[str] | str | None],
                     out_real: str | None = None) -> set[str] | str:
     """recorded_copies of the nearest output folder above real path `real` (a cloak
     manifest in a folder that holds it, not `real` itself), or an empty set; where that
@@ -526,7 +526,7 @@ def _plan_one(src: Path, out_dir: Path, suffixes: Sequence[str], seen_dirs: set,
               mirrors: Mirrors, items: list[Item],
               should_stop: Callable[[], bool] | None = None,
               recorded: dict[str, set[str] | str | None] | None = None) -> None:
-    """plan() for one input path: append its items. `recorded`: _recorded_above's cache
+    """plan() for one input path: append its items. `recorded`: recorded_above's cache
     (the copies an output folder above an input lists are skipped, as in that folder)."""
     from . import io
 
@@ -553,7 +553,7 @@ def _plan_one(src: Path, out_dir: Path, suffixes: Sequence[str], seen_dirs: set,
             # where its record can't be read, the folder is not searched
             items.extend(problems)
             return
-        above = _recorded_above(real, recorded if recorded is not None else {},
+        above = recorded_above(real, recorded if recorded is not None else {},
                                 os.path.realpath(out_dir))
         if isinstance(above, str):  # inside an output folder whose record can't be read
             items.append(Item(src, None, SKIPPED, INSIDE_RECORD_UNREADABLE.format(why=above)))
@@ -588,7 +588,7 @@ def _plan_one(src: Path, out_dir: Path, suffixes: Sequence[str], seen_dirs: set,
         items.append(Item(src, None, SKIPPED, PREVIEW_SKIPPED))
     elif says_protected(src):
         items.append(Item(src, None, SKIPPED, A_PROTECTED_COPY))
-    elif isinstance(above := _recorded_above(
+    elif isinstance(above := recorded_above(
             os.path.realpath(src), recorded if recorded is not None else {},
             os.path.realpath(out_dir)), str):
         items.append(Item(src, None, SKIPPED, INSIDE_RECORD_UNREADABLE.format(why=above)))

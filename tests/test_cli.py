@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 
 import cli
 from cloak.manifest import MANIFEST_NAME
+from cloak.naming import PrintableFormatter
 from cloak.report import shown_db, verdict_for
 
 # The quickest real run: one step of taesd, seen at 128 px (the smallest editing size;
@@ -224,7 +225,7 @@ def test_a_warning_prints_a_photos_name_safely(monkeypatch):
     name = "a\nWARNING: fake\x1b[31m.jpg"
     record = logging.LogRecord("cloak.io", logging.WARNING, __file__, 1,
                                "%s is named .jpg", (name,), None)
-    line = cli._PrintableFormatter("%(levelname)s: %(message)s").format(record)
+    line = PrintableFormatter("%(levelname)s: %(message)s").format(record)
     assert line == "WARNING: a\\nWARNING: fake\\x1b[31m.jpg is named .jpg"
     try:  # a traceback after the line keeps its own lines (the app's "please report")
         raise ZeroDivisionError("division by zero")
@@ -233,7 +234,7 @@ def test_a_warning_prints_a_photos_name_safely(monkeypatch):
 
         failed = logging.LogRecord("cloak.gui", logging.ERROR, __file__, 1, "%s failed",
                                    (name,), sys.exc_info())
-    lines = cli._PrintableFormatter("%(levelname)s: %(message)s").format(failed)
+    lines = PrintableFormatter("%(levelname)s: %(message)s").format(failed)
     assert lines.splitlines()[0] == "ERROR: a\\nWARNING: fake\\x1b[31m.jpg failed"
     assert lines.splitlines()[1] == "Traceback (most recent call last):"
     sent: queue.Queue = queue.Queue()

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import sys
 import time
 import urllib.parse
@@ -782,7 +783,29 @@ class TestHelpers:
         assert record_copy(original, copy, {"strength": "fast"})
         mine = small_photo(pictures / "b.jpg")
         assert expand_paths([pictures], pictures) == [mine]
-        assert expand_paths([pictures]) == [copy, mine]  # another Save-to: all are photos
+        assert expand_paths([pictures]) == [mine]  # another Save-to: still its record's copy
+
+    def test_a_recorded_copy_without_cloaks_note_is_not_added_again(self, tmp_path,
+                                                                   small_photo):
+        """A BMP copy carries no note: the app listed it as a photo once its `protected`
+        folder was renamed (and when the copy was dropped alone), and protected it again,
+        a second layer of noise. `cloak protect` skips both (the folder's record lists it)."""
+        from cloak.manifest import MANIFEST_NAME, record_copy
+
+        trip = tmp_path / "Trip"
+        original = small_photo(trip / "x.bmp")
+        archive = trip / "protected-2025"  # the app's `protected`, renamed by the user
+        copy = small_photo(archive / "x.bmp", size=(70, 50))
+        assert record_copy(original, copy, {"strength": "fast"})
+        mine = small_photo(archive / "y.bmp")  # the user's own photo beside the copies
+        assert expand_paths([trip]) == [mine, original]  # walked by name
+        assert expand_paths([copy]) == []
+        assert "1 protected copy (x.bmp)" in not_added_note([copy], expanded=True)
+        assert expand_paths([archive / "sub"]) == [] and expand_paths([mine]) == [mine]
+        # a record that can't be read can't tell copies from photos: none is added
+        (archive / MANIFEST_NAME).write_text("{ not json")
+        assert expand_paths([trip]) == [original]
+        assert expand_paths([copy, mine]) == []
 
     def test_a_folder_inside_the_save_to_folder_still_gives_its_photos(self, tmp_path,
                                                                        small_photo):
@@ -3909,6 +3932,54 @@ def test_the_apps_log_names_the_photo_a_warning_is_about(window, tmp_path, monke
                for line in lines), lines
     dtd_lines = [line for line in lines if "declares a DTD" in line]
     assert dtd_lines and all(f"{dtd}: " in line for line in dtd_lines), lines
+
+
+FORGING_NAME = "/photos/x\n\x1b[31mERROR: forged line\x1b[0m.jpg"
+ESCAPED_NAME = "/photos/x\\n\\x1b[31mERROR: forged line\\x1b[0m.jpg"
+
+
+def test_the_apps_log_file_escapes_a_photos_name(tmp_path, monkeypatch):
+    """The log file wrote a name holding a newline and a terminal escape as it was: a
+    forged second line, and colours in a `tail -f` (the CLI's stderr escaped them)."""
+    import logging
+
+    from cloak.gui.app import log_to_file, stop_logging_to_file
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    path = log_to_file()
+    try:
+        logging.getLogger("cloak.io").warning("%s is named .jpg but holds a PNG", FORGING_NAME)
+    finally:
+        stop_logging_to_file()
+    lines = path.read_text().splitlines()
+    assert len(lines) == 1 and "\x1b" not in lines[0], lines
+    assert lines[0].endswith(f"WARNING cloak.io: {ESCAPED_NAME} is named .jpg but holds a PNG")
+
+
+def test_the_cloak_gui_entry_point_escapes_a_photos_name_on_stderr(tmp_path):
+    """`cloak gui` (cli.main) escaped names in its stderr lines; `cloak-gui` (app.main's
+    own logging set-up) printed them raw. Run as the entry point runs, with a warning
+    logged once the window is up."""
+    script = f"""
+import logging, sys
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+from cloak.gui.app import script_main
+app = QApplication([])
+def fire():
+    logging.getLogger("cloak.io").warning("%s is named .jpg but holds a PNG", {FORGING_NAME!r})
+    for widget in QApplication.topLevelWidgets():
+        widget.close()
+QTimer.singleShot(300, fire)
+sys.exit(script_main([]))
+"""
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_STATE_HOME": str(tmp_path),
+           "XDG_CONFIG_HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", script], check=False, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if "forged" in line]
+    assert lines == [f"WARNING: {ESCAPED_NAME} is named .jpg but holds a PNG"], done.stderr
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX links and FIFOs")

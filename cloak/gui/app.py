@@ -9,7 +9,7 @@ from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
 from ..allocator import keep_freed_memory
-from ..naming import name_photos
+from ..naming import PrintableFormatter, name_photos
 
 LOG_HANDLER_NAME = "cloak-gui-log"  # worker.log_file finds the file by this name
 NEEDS_PYSIDE6 = ("the desktop app needs PySide6: pip install 'PySide6-Essentials>=6.6,"
@@ -70,7 +70,7 @@ def log_to_file() -> Path | None:
         return None
     handler.set_name(LOG_HANDLER_NAME)
     handler.setLevel(logging.WARNING)
-    handler.setFormatter(logging.Formatter(  # the local time with its zone (+0100)
+    handler.setFormatter(PrintableFormatter(  # the local time with its zone (+0100)
         "%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%Y-%m-%d %H:%M:%S%z"))
     logging.getLogger().addHandler(name_photos(handler))  # "PHOTO: ..." (naming.about)
     return path
@@ -88,8 +88,9 @@ def main() -> int:
     """Open the cloak window and run until it is closed; returns the exit code (1, with
     one line on stderr, when PySide6 is not installed)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    for handler in logging.getLogger().handlers:
+    for handler in logging.getLogger().handlers:  # as `cloak gui` (cli.main) sets them
         name_photos(handler)
+        handler.setFormatter(PrintableFormatter("%(levelname)s: %(message)s"))
     try:
         from PySide6.QtCore import QEvent, QSettings
         from PySide6.QtWidgets import QApplication

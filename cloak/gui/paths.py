@@ -129,8 +129,10 @@ def expand_paths(paths: Iterable[str | Path], output_dir: Path | None = None,
 
     Hidden files and earlier outputs are skipped: inside folders, anything in a folder
     named `protected` (the default Save-to folder) or in `output_dir` (the chosen one,
-    where it lies inside the dropped folder); a dropped `protected` folder; in a dropped
-    `output_dir`, the copies its manifest records; any file that says it is a protected
+    where it lies inside the dropped folder); a dropped `protected` folder; the copies
+    the manifest of an output folder at or above a file records (in a dropped
+    `output_dir`, or in an output folder renamed since), and every file inside one whose
+    manifest can't be read; any file that says it is a protected
     copy (is_protected_copy, which reads its header: call
     this off the main thread for many files). So protected copies are not protected again,
     while a Save-to folder that holds originals still takes photos chosen from it, and a
@@ -143,14 +145,25 @@ def expand_paths(paths: Iterable[str | Path], output_dir: Path | None = None,
     search of folders only: the photos then are the files given among `paths`, none
     from any folder. `unreadable`: a list that gets each folder that could not be read
     (listed, or its photos looked at), with why."""
+    from cloak.planning import recorded_above
+
     found: dict[Path, None] = {}
     picked: set[Path] = set()  # found as given, not inside a folder
     folders_stopped = False
     outputs = Path(os.path.realpath(output_dir)) if output_dir else None
+    records: dict[str, set[str] | str | None] = {}  # recorded_above's, for this call
 
     def inside_outputs(path: Path) -> bool:
         real = Path(os.path.realpath(path))
         return bool(outputs and (real == outputs or outputs in real.parents))
+
+    def recorded_copy(path: Path) -> bool:
+        """Listed as a copy by the record of a cloak output folder above `path` (a BMP
+        copy carries no note; its folder renamed, or the file dropped alone), or inside
+        one whose record can't tell copies from photos: not protected again, as the CLI."""
+        real = os.path.realpath(path)
+        above = recorded_above(real, records, str(outputs) if outputs else None)
+        return isinstance(above, str) or real in above
 
     for path in map(Path, paths):
         is_folder = os.path.isdir(path)
@@ -168,11 +181,6 @@ def expand_paths(paths: Iterable[str | Path], output_dir: Path | None = None,
             # Save-to folder dropped itself gives its originals, not the copies its
             # manifest records (nor those whose header says so).
             skip_outputs = bool(outputs) and real in outputs.parents
-            copies = set()
-            if real == outputs:
-                from cloak.manifest import recorded_copies
-
-                copies = recorded_copies(path)
             for child in walk_files(path, unreadable):
                 if should_stop is not None and should_stop():
                     return list(found)
@@ -180,10 +188,10 @@ def expand_paths(paths: Iterable[str | Path], output_dir: Path | None = None,
                     folders_stopped = True
                     break
                 if skip_outputs and inside_outputs(child) or \
-                        copies and os.path.realpath(child) in copies or \
                         child.name.lower().endswith(PREVIEW_SUFFIX):  # --preview's sheets
                     continue
-                if is_image_file(child) and not is_protected_copy(child, wait):
+                if is_image_file(child) and not is_protected_copy(child, wait) and \
+                        not recorded_copy(child):
                     found.setdefault(child.absolute(), None)
                 elif unreadable is not None and child.suffix.lower() in IMAGE_SUFFIXES \
                         and (why := folder_denies(child)) is not None:
@@ -193,7 +201,8 @@ def expand_paths(paths: Iterable[str | Path], output_dir: Path | None = None,
                 elif raw_found is not None and is_raw_file(child) and \
                         not child.name.startswith("."):
                     raw_found.append(child)
-        elif is_image_file(path) and not is_protected_copy(path, wait):
+        elif is_image_file(path) and not is_protected_copy(path, wait) and \
+                not recorded_copy(path):
             found.setdefault(path.absolute(), None)
             picked.add(path.absolute())
     return [p for p in found if p in picked] if folders_stopped else list(found)
