@@ -9,6 +9,7 @@ import gc
 import hashlib
 import inspect
 import json
+import logging
 import os
 import re
 import shutil
@@ -3795,6 +3796,28 @@ def test_the_apps_signals_leave_pythons_true_alive(qapp, monkeypatch):
     assert received == list(range(3000))
     assert through_emit == list(range(3000))  # each report went through signals.emit
     assert abs(sys.getrefcount(True) - before) < 300
+
+
+def test_a_comparison_that_fails_with_cloaks_reason_logs_no_traceback(tmp_path, caplog):
+    """Choosing a row whose copy was deleted showed the reason in the panel, and wrote a
+    WARNING with a full traceback to the app's log each time: it read as a crash. An
+    unexpected error keeps its traceback (the log is where it is reported from)."""
+    from cloak.gui.worker import BackgroundCall
+    from cloak.io import load_photo
+
+    signals = CallSignals()
+    errors = []
+    signals.done.connect(lambda key, result, error: errors.append(error))
+    with caplog.at_level(logging.INFO, logger="cloak.gui.worker"):
+        BackgroundCall(signals, 0, load_photo, tmp_path / "gone.jpg").run()
+    assert errors == [f"{tmp_path / 'gone.jpg'}: no such file"]
+    assert [(r.levelno, r.exc_info) for r in caplog.records] == [(logging.INFO, None)]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="cloak.gui.worker"):
+        BackgroundCall(signals, 1, int, "x").run()
+    assert "unexpected error (ValueError)" in errors[1]
+    assert [r.levelno for r in caplog.records] == [logging.WARNING]
+    assert caplog.records[0].exc_info is not None
 
 
 @IMMORTAL_TRUE

@@ -635,7 +635,12 @@ class BackgroundCall(QRunnable):
         try:
             result = self.fn(*self.args)
         except Exception as exc:  # shown to the user, in plain words
-            log.warning("background call %s failed", self.fn.__name__, exc_info=True)
+            if isinstance(exc, CloakError):  # a copy deleted, a photo that can't be
+                # read: the panel says it; a traceback in the log file, each time the
+                # row was chosen, read as a crash
+                log.info("background call %s: %s", self.fn.__name__, exc)
+            else:
+                log.warning("background call %s failed", self.fn.__name__, exc_info=True)
             emit(self.signals.done, self.key, None, plain_message(exc))
         else:
             emit(self.signals.done, self.key, result, "")
