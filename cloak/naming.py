@@ -70,13 +70,14 @@ def name_photos(handler: logging.Handler) -> logging.Handler:
 
 
 @contextlib.contextmanager
-def about(photo: str | Path) -> Iterator[None]:
-    """Log records within, on this thread, are about `photo` (see NamePhoto); Python
+def about(photo: str | Path | None) -> Iterator[None]:
+    """Log records within, on this thread, are about `photo` (see NamePhoto; None: about
+    no photo, for the batch's own work inside a photo's, such as fetching models); Python
     warnings are left to logging.captureWarnings, which logs each on the thread that
     raised it. For a process with several threads decoding photos (the app):
     `naming`'s catch_warnings swaps the warning handler of the whole process, and would
     name a warning another thread raised after this thread's photo."""
-    token = _photo.set(str(photo))
+    token = _photo.set(None if photo is None else str(photo))
     try:
         yield
     finally:

@@ -1557,6 +1557,30 @@ class TestProtecting:
         (row,) = window.rows.values()
         assert row.state == PhotoRow.PROTECTED
 
+    def test_the_face_detectors_log_line_is_the_batchs_in_the_apps_terms(
+            self, window, tmp_path, small_photo, no_face_detector, monkeypatch):
+        """The notice sends the user to the log, whose line read "PHOTO: face detector
+        ... not found ...; Put it in --model-dir or CLOAK_MODEL_DIR": filed under the
+        first photo though it is the batch's, with a flag the app does not have."""
+        from cloak.gui.app import log_to_file, stop_logging_to_file
+        from cloak.models import weights
+
+        monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+        monkeypatch.setenv("CLOAK_OFFLINE", "1")
+        monkeypatch.setattr(weights, "_warned", set())  # said once a process
+        window.settings = {**TINY, "faces": True, "measure": False}
+        photo = small_photo(tmp_path / "a.png")
+        window.add_paths([photo])
+        path = log_to_file()
+        try:
+            window.start()
+            assert wait_until(lambda: not window.is_running(), 60)
+        finally:
+            stop_logging_to_file()
+        (line,) = [line for line in path.read_text().splitlines() if "face detector" in line]
+        assert "cloak.models.weights: face detector yunet" in line and str(photo) not in line
+        assert "--model-dir" not in line and "in the folder CLOAK_MODEL_DIR names" in line
+
     def test_the_window_says_when_the_gpu_is_too_old_for_torch(self, window, tmp_path,
                                                                 small_photo, model_dir,
                                                                 monkeypatch):
@@ -2649,6 +2673,17 @@ class TestReviewFixes:
             fp32_cpu_note(torch.device("cpu"), "medium"),
             "output /x/a.jpg already exists; pass --overwrite to replace it",
             "output /x/a.jpg is the input photo; choose another --out folder",
+            # the cache's, the disk's and the record's advice, and the log's lines
+            ("cache folder /c can't be made: /c is a file, not a folder (move it away, or "
+            "keep the weights in a folder of your own with --model-dir DIR or "
+            "CLOAK_MODEL_DIR=DIR)"),
+            ("the disk holding /x is full (free some space, or choose another --out, and "
+            "run again to do the rest)"),
+            ("to use it anyway, save it into a folder yourself and give that folder as "
+            "--model-dir"),
+            "taesd_decoder is not in /w (--model-dir); using /c/taesd_decoder.safetensors",
+            ("face detector not available (timed out); face priority is off. Put "
+            "yunet_n_dynamic.onnx in --model-dir or CLOAK_MODEL_DIR to turn it on"),
         ]
         for message in messages:
             shown = for_the_app(message)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..allocator import keep_freed_memory
 from ..naming import PrintableFormatter, name_photos
+from .wording import in_app_wording
 
 LOG_HANDLER_NAME = "cloak-gui-log"  # worker.log_file finds the file by this name
 NEEDS_PYSIDE6 = ("the desktop app needs PySide6: pip install 'PySide6-Essentials>=6.6,"
@@ -72,7 +73,7 @@ def log_to_file() -> Path | None:
     handler.setLevel(logging.WARNING)
     handler.setFormatter(PrintableFormatter(  # the local time with its zone (+0100)
         "%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%Y-%m-%d %H:%M:%S%z"))
-    logging.getLogger().addHandler(name_photos(handler))  # "PHOTO: ..." (naming.about)
+    logging.getLogger().addHandler(in_app_wording(name_photos(handler)))  # "PHOTO: ..."
     return path
 
 
@@ -89,7 +90,7 @@ def main() -> int:
     one line on stderr, when PySide6 is not installed)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     for handler in logging.getLogger().handlers:  # as `cloak gui` (cli.main) sets them
-        name_photos(handler)
+        in_app_wording(name_photos(handler))
         handler.setFormatter(PrintableFormatter("%(levelname)s: %(message)s"))
     try:
         from PySide6.QtCore import QEvent, QSettings

@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from cloak.report import VERDICTS, verdict_for
 
 from .paths import unique_destination
 from .signals import emit
+from .wording import for_the_app
 
 log = logging.getLogger(__name__)
 
@@ -209,28 +209,6 @@ def describe(report: Report, posted_db: float | None = None) -> str:
             f"PSNR {report.psnr:.1f} dB ({report.seconds:.1f} s)")
 
 
-# Library messages are written for the command line; the app has no flags. Each pair is
-# (CLI wording, what the app's user can do instead).
-APP_WORDING: tuple[tuple[str, str], ...] = (
-    (r"pass --model-dir DIR or set CLOAK_MODEL_DIR=DIR",
-     "set CLOAK_MODEL_DIR=DIR before starting the app"),
-    (r"in --model-dir or CLOAK_MODEL_DIR", "in the folder CLOAK_MODEL_DIR names"),
-    (r"pass --overwrite to replace it", "the app never replaces a file"),
-    (r"choose another --out folder", "choose another Save-to folder"),
-    (r"into another --out folder", "into another Save-to folder"),
-    (r"\(--strength fast\)", "(Strength: fast)"),
-    (r"use --device cpu", "set CLOAK_DEVICE=cpu before starting the app"),
-    (r"raise it with (CLOAK_MAX_PIXELS=\d+)", r"set \1 before starting the app"),
-)
-
-
-def for_the_app(message: str) -> str:
-    """`message` with its command-line advice (flags) put in the app's terms."""
-    for cli, app in APP_WORDING:
-        message = re.sub(cli, app, message)
-    return message
-
-
 def plain_message(exc: Exception) -> str:
     """A short, plain-words reason for a failed photo."""
     if isinstance(exc, CloakError):
@@ -375,7 +353,8 @@ class ProtectWorker(QObject):
         from cloak.models.fetch import stops_downloads
 
         faces_off = False  # no face detector: said once the models are there
-        with stops_downloads(self._stop_if_cancelled):  # a server yet to answer too
+        # the batch's, not the photo's: its log lines (the face detector's) name no photo
+        with about(None), stops_downloads(self._stop_if_cancelled):
             if self._also_done is not None and not self._faces_fetched:
                 # not on disk: fetched now, where allowed, as there is a photo to
                 # protect; copies record whether face priority ran
