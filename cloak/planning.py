@@ -476,10 +476,12 @@ def _mirror_copies(data: dict, recorded: bool = False) -> dict[str, list[tuple[s
 
 
 def is_plain_name(name: str) -> bool:
-    """Whether `name` is one path component of its own: not empty, ".", ".." or absolute,
-    and without a separator."""
+    """Whether `name` is one path component of its own on this system: not empty, ".",
+    ".." or absolute, and without a separator ("/", and "\\" on Windows: elsewhere a
+    folder may be named `Trip\\2024`, whose mirror was not found again, so each run
+    protected it into a new `Trip\\2024 (2)`)."""
     return name not in ("", ".", "..") and Path(name).name == name and \
-        not any(sep in name for sep in ("/", "\\", os.sep)) and "\0" not in name
+        not any(sep in name for sep in ("/", os.sep, os.altsep) if sep) and "\0" not in name
 
 
 def output_folder(out_dir: str | os.PathLike) -> Path:

@@ -4,6 +4,7 @@ cloak protect wrote to (cloak.pairs, no pixels read), and the command on real we
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -316,6 +317,24 @@ def test_a_shell_pattern_that_matched_nothing_is_said_as_protect_says_it(tmp_pat
     assert result.exit_code == 1
     assert "IMG_*.JPG: no such file or folder: no file matches this pattern" in result.output
     assert "check the name's letter case" in result.output
+
+
+@pytest.mark.skipif(os.sep == "\\", reason="a backslash separates folders on Windows")
+def test_a_folder_named_with_a_backslash_is_resumed_and_verified_once(tmp_path, small_photo,
+                                                                     model_dir):
+    """`Trip\\2024` (a Windows zip unpacked on Linux or macOS) is one folder here. Its
+    recorded mirror was passed over as a path, so each run protected it again into
+    `Trip\\2024 (2)`, `(3)`..., and verify measured every one of them."""
+    trip = tmp_path / "Trip\\2024"
+    small_photo(trip / "p.png")
+    out = tmp_path / "protected"
+    for _ in range(2):
+        result = invoke("protect", trip, "--out", out, "--model-dir", model_dir, *TINY)
+        assert result.exit_code == 0, result.output
+    assert "0 protected, 1 skipped" in result.output, result.output
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == \
+        ["Trip\\2024"]
+    assert [p.name for p in pair_folders(trip, out)] == ["Trip\\2024/p.png"]
 
 
 def test_ctrl_c_keeps_the_pairs_measured_so_far(tmp_path, small_photo, model_dir,
