@@ -627,7 +627,7 @@ def _run_locked(items: list[Item], out_dir: Path, config: ProtectConfig,
         emit(Event("todo", total=len(todo)))
         for folder in {out_dir} | {item.dst.parent for item in todo}:
             # under OUT's lock: no other run's temp files (and none outside OUT)
-            if todo and folder.is_dir() and inside(folder, out_dir):
+            if todo and os.path.isdir(folder) and inside(folder, out_dir):
                 _remove_temp_files(folder)
         if not (jobs > 1 and len(todo) > 1):  # as `pooled` above
             # a last photo of a --jobs N run (one left, or resumed with one left) gets
@@ -706,7 +706,7 @@ def _clean_up_after_run(items: list[Item], manifest: Manifest, out_dir: Path,
                   if isinstance(entry, dict) and entry.get("state") == "pending"}
     for folder in left_over if locked else ():  # a run refused by the lock (another
         # run holds OUT) must not touch that run's temp files
-        if folder.is_dir() and inside(folder, out_dir):
+        if os.path.isdir(folder) and inside(folder, out_dir):
             _remove_temp_files(folder)
     # the folders made for copies that were not written (failed, stopped), where
     # still empty: a folder input's mirror is made before its first photo's attack

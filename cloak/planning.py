@@ -38,6 +38,7 @@ from .same_path import (
     LINK_LOOP,
     NUL_IN_NAME,
     PATTERN_MATCHED_NOTHING,
+    fitting_name,
     fold,
     holds,
     holds_nul,
@@ -379,8 +380,8 @@ class Mirrors:
                         same_folder_path(self.owner.get(key, real), real) and \
                         (key in self.owner or not self._in_use(candidate)):
                     break
-                n += 1
-                candidate = f"{name} ({n})"
+                n += 1  # a 253-byte folder name's "(2)" would not fit the disk
+                candidate = fitting_name(name, f" ({n})")
         self.used.add(fold(candidate))
         return candidate
 

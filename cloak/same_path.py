@@ -109,3 +109,17 @@ def inside(folder: Path, out_dir: Path) -> bool:
         return os.path.commonpath([os.path.realpath(folder), out]) == out
     except ValueError:  # Windows: another drive
         return False
+
+
+NAME_MAX = 255  # bytes in one file name on the common disks (ext4, APFS, NTFS in UTF-16)
+
+
+def fitting_name(stem: str, tail: str) -> str:
+    """`stem + tail`, the stem cut (whole characters) so the name fits NAME_MAX bytes as
+    the disk stores it (UTF-8; a name's undecodable bytes kept as they were)."""
+    def size(text: str) -> int:
+        return len(text.encode("utf-8", "surrogateescape"))
+
+    while stem and size(stem + tail) > NAME_MAX:
+        stem = stem[:-1]
+    return (stem.rstrip() or stem) + tail  # not "name  (1).jpg" where the cut left a space

@@ -2073,3 +2073,40 @@ def test_a_weak_verdict_says_what_to_do():
                              "--strength high")
     assert cli.weak_verdict_advice(verification("moderate", "strong", "crop")) is None
     assert cli.weak_verdict_advice(verification("none", "none", "as-is")) is None
+
+
+def test_names_too_long_for_the_disk_fail_their_photo_alone(tmp_path, small_photo, model_dir):
+    """Two folders of one 253-byte name: the second's mirror `NAME (2)` (257 bytes) and a
+    deep tree whose copies' path passes PATH_MAX each stopped the whole run: "error: can't
+    read or write ...: File name too long", exit 1, the other photos unreported (and
+    --json listing none, though one was written). The mirror name is cut to fit; the
+    deep photo fails on its own line, and the run goes on."""
+    name = "z" * 253
+    first = small_photo(tmp_path / "X" / name / "p.png")
+    second = small_photo(tmp_path / "Y" / name / "p.png")
+    out = tmp_path / "out"
+    result = invoke("protect", first.parent, second.parent, "--out", out, "--model-dir",
+                    model_dir, *TINY)
+    assert result.exit_code == 0, result.output
+    cut = "z" * 251 + " (2)"
+    assert (out / name / "p.png").is_file() and (out / cut / "p.png").is_file()
+    again = invoke("protect", first.parent, second.parent, "--out", out, "--model-dir",
+                   model_dir, *TINY)
+    assert "0 protected, 2 skipped" in again.output, again.output
+    # a tree whose copies would lie past PATH_MAX (4,096 bytes here), beside a short one
+    limit = os.pathconf(tmp_path, "PC_PATH_MAX")
+    deep = tmp_path / "D"
+    while len(os.fsencode(deep)) < limit - 300:
+        deep /= "d" * 200
+    shallow = small_photo(tmp_path / "D" / "q.png")
+    too_deep = small_photo(deep / "p.png")
+    long_out = tmp_path / ("P" * 200)
+    report = tmp_path / "run.json"
+    result = invoke("protect", tmp_path / "D", "--out", long_out, "--json", report,
+                    "--model-dir", model_dir, *TINY)
+    assert result.exit_code == 2, result.output
+    assert "Done: 1 protected, 1 failed." in result.output
+    assert f"{too_deep}: " in result.output and "File name too long" in result.output
+    assert (long_out / "D" / "q.png").is_file() and shallow.is_file()
+    files = json.loads(report.read_text())["files"]
+    assert sorted(f["status"] for f in files) == ["failed", "protected"]

@@ -10,6 +10,7 @@ from cloak.io import IMAGE_SUFFIXES, PACKAGE_SUFFIXES, SUPPORTED  # case-insensi
 from cloak.planning import source_problem  # why a named file can't be read, as the CLI says
 from cloak.preview import PREVIEW_SUFFIX  # `cloak protect --preview`'s sheets
 from cloak.report import plural
+from cloak.same_path import fitting_name  # a name cut to fit the disk's 255 bytes
 
 __all__ = ["IMAGE_SUFFIXES", "SUPPORTED", "common_folder", "default_output_dir",
            "expand_paths", "find_photos", "is_image_file", "is_raw_file", "not_added_note",
@@ -278,20 +279,6 @@ def unique_destination(folder: Path, name: str) -> Path:
         candidate = folder / fitting_name(stem, f" ({n}){suffix}")
         n += 1
     return candidate
-
-
-NAME_MAX = 255  # bytes in one file name on the common disks (ext4, APFS, NTFS in UTF-16)
-
-
-def fitting_name(stem: str, tail: str) -> str:
-    """`stem + tail`, the stem cut (whole characters) so the name fits NAME_MAX bytes as
-    the disk stores it (UTF-8; a name's undecodable bytes kept as they were)."""
-    def size(text: str) -> int:
-        return len(text.encode("utf-8", "surrogateescape"))
-
-    while stem and size(stem + tail) > NAME_MAX:
-        stem = stem[:-1]
-    return (stem.rstrip() or stem) + tail  # not "name  (1).jpg" where the cut left a space
 
 
 def common_folder(folders: Iterable[Path], latest: Path) -> Path:
