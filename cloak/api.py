@@ -134,10 +134,13 @@ def check_destination(src: Path, dst: Path, overwrite) -> None:
     allow replacing (cloak.atomic.may_replace)."""
     from .atomic import may_replace
     from .io import same_file
-    from .same_path import NUL_IN_NAME, holds_nul
+    from .same_path import NUL_IN_NAME, holds_nul, name_too_long
 
     if holds_nul(dst):
         raise OutputError(f"can't use the output name {os.fspath(dst)!r}: {NUL_IN_NAME}")
+    if name_too_long(dst):  # its folder yet to be made: no stat below says so
+        raise OutputError(f"can't use the output name {dst}: "
+                          f"{os.strerror(errno.ENAMETOOLONG)}")
     try:
         if dst.is_dir():
             raise OutputError(f"output {dst} is a folder; give a file name")

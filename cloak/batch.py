@@ -259,9 +259,10 @@ def _decide_or_fail(item: Item, entry: dict | None, settings: dict, force: bool,
     preview) fails its own photo alone."""
     try:
         _decide(item, entry, settings, force, overwrite, preview, also, record_unreadable)
-    except OSError as exc:
+    except OSError as exc:  # named as the call named it: the sheet, not the copy
         item.status = FAILED
-        item.message = f"can't check its output {item.dst}: {exc.strerror or exc}"
+        named = Path(exc.filename) if isinstance(exc.filename, str) else item.dst
+        item.message = f"can't check its output {named}: {exc.strerror or exc}"
 
 
 def _after_another_run(manifest: Manifest, theirs: Manifest, todo: list[Item],

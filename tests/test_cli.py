@@ -2110,3 +2110,17 @@ def test_names_too_long_for_the_disk_fail_their_photo_alone(tmp_path, small_phot
     assert (long_out / "D" / "q.png").is_file() and shallow.is_file()
     files = json.loads(report.read_text())["files"]
     assert sorted(f["status"] for f in files) == ["failed", "protected"]
+
+
+def test_a_preview_sheet_name_too_long_is_named_as_the_sheet(tmp_path, small_photo,
+                                                              model_dir):
+    """A 250-byte photo name, with --preview: its sheet's name (262 bytes) can't be made.
+    A second run blamed the copy ("can't check its output ....jpg"), whose name fits."""
+    photo = small_photo(tmp_path / "A" / ("x" * 246 + ".png"))
+    small_photo(tmp_path / "A" / "b.png")  # protected: its folder is there on the rerun
+    out = tmp_path / "out"
+    for _ in range(2):
+        result = invoke("protect", photo.parent, "--out", out, "--preview", "--model-dir",
+                        model_dir, *TINY)
+        assert result.exit_code == 2, result.output
+        assert f"{photo.name}.preview.png: File name too long" in result.output, result.output

@@ -1119,3 +1119,33 @@ def test_a_nul_character_in_a_name_is_a_cloak_error(tmp_path, small_photo, tiny_
     assert not (tmp_path / "o").exists()
     with pytest.raises(OutputError, match="output folder .*holds a NUL character"):
         batch.run(items, str(tmp_path / "o\0"), tiny_config)
+
+
+def test_a_name_too_long_in_a_folder_yet_to_be_made_is_refused_before_the_attack(
+        tmp_path, small_photo, tiny_config, monkeypatch):
+    """protect_file(src, "new/<256 bytes>.jpg") ran the whole attack, then failed to save
+    ("could not write ...: File name too long"): stat says ENAMETOOLONG only where the
+    folder exists. So did a name whose preview sheet (12 bytes more) would not fit, and a
+    path past PATH_MAX. Each is refused before any work."""
+    from cloak import api
+
+    src = small_photo(tmp_path / "a.png")
+    attacked = []
+    monkeypatch.setattr(api, "protect_array", lambda *a, **k: attacked.append(1))
+    for dst in (tmp_path / "new" / ("w" * 252 + ".jpg"),
+                tmp_path / "new" / ("d" * 256) / "a.jpg"):
+        with pytest.raises(OutputError, match="can't use the output name .*File name too long"):
+            protect_file(src, dst, tiny_config)
+    sheet_too_long = tmp_path / "new" / ("w" * 246 + ".jpg")  # 250 bytes: its sheet 262
+    with pytest.raises(OutputError, match=r"\.preview\.png: File name too long"):
+        protect_file(src, sheet_too_long, tiny_config.replace(preview=True))
+    deep = tmp_path / "new"
+    while len(os.fsencode(deep)) < os.pathconf(tmp_path, "PC_PATH_MAX"):
+        deep /= "d" * 200
+    with pytest.raises(OutputError, match="File name too long"):
+        protect_file(src, deep / "a.jpg", tiny_config)
+    assert attacked == [] and not (tmp_path / "new").exists()
+    monkeypatch.undo()
+    fits = tmp_path / "new" / ("w" * 251 + ".jpg")  # 255 bytes: the disk takes it
+    protect_file(src, fits, tiny_config)
+    assert fits.is_file()
