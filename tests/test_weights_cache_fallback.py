@@ -530,3 +530,130 @@ def test_a_temporary_folder_that_cannot_be_written_is_named_as_such(
     assert f"the cache folder {tmp_path / 'cache'} is not writable" in said
     assert f"the temporary folder for downloads {fallback} is not writable" in said
     assert f"the cache folder {fallback}" not in said
+
+
+class TestWhatAServerSends:
+    """What a wrong address or a broken mirror sends is refused in words that say so."""
+
+    def test_a_server_sending_far_more_than_a_weights_file_is_stopped(self, tmp_path,
+                                                                      monkeypatch):
+        """200 MB of zeros for a 2.5 MB file filled a small disk, and the error blamed the
+        disk ("No space left on device"); with no length given it went on to the deadline.
+        Now the offer, and the bytes read past the cap, are refused at once."""
+        monkeypatch.setattr(F, "MAX_DOWNLOAD_BYTES", 1 << 20)
+
+        def offer_too_much(handler):
+            handler.send_response(200)
+            handler.send_header("Content-Length", str(200_000_000))
+            handler.end_headers()
+
+        def send_too_much(handler):  # no length: read until the cap
+            handler.send_response(200)
+            handler.end_headers()
+            with contextlib.suppress(OSError):
+                for _ in range(64):
+                    handler.wfile.write(bytes(1 << 16))
+
+        _, message, _ = failed_download(offer_too_much, monkeypatch, deadline="60")
+        assert "the server offers 200.0 MB for taef2_encoder.pth, a file of a few MB" in message
+        _, message, _ = failed_download(send_too_much, monkeypatch, deadline="60")
+        assert "the server sent more than 1 MB for taef2_encoder.pth" in message
+        assert not (tmp_path / "cache").exists()
+
+    def test_a_length_that_is_not_a_number_is_taken_as_none(self, weights_dir, tmp_path,
+                                                            monkeypatch):
+        """`Content-Length: abc` failed the download with "invalid literal for int()"."""
+        body = (weights_dir / "taef2_encoder.pth").read_bytes()
+
+        def send(handler):
+            handler.send_response(200)
+            handler.send_header("Content-Length", "abc")
+            handler.end_headers()
+            handler.wfile.write(body)
+            handler.close_connection = True
+
+        monkeypatch.setenv("CLOAK_DOWNLOAD_DEADLINE", "60")
+        with serving(send) as base:
+            monkeypatch.setenv("CLOAK_WEIGHTS_URL", base)
+            path = W.resolve(get_spec("taef2"), "encoder")
+        assert W.sha256_of(path) == W.KNOWN_SHA256["taef2_encoder.pth"]
+
+    def test_a_redirect_loop_is_said_on_one_line(self, monkeypatch):
+        def loop(handler):
+            handler.send_response(302)
+            handler.send_header("Location", handler.path)
+            handler.end_headers()
+
+        _, message, _ = failed_download(loop, monkeypatch, deadline="60")
+        assert "HTTP 302" in message and "\n" not in message
+
+    def test_a_folder_where_the_file_goes_is_named_not_downloaded_each_run(
+            self, mirror, tmp_path):
+        """The download worked, then the rename failed on a folder of the file's name:
+        "download ... failed (Is a directory)", and the next run downloaded it again."""
+        (tmp_path / "cache" / "taef2_encoder.pth").mkdir(parents=True)
+        with pytest.raises(ModelError) as info:
+            W.resolve(get_spec("taef2"), "encoder")
+        assert ("holds a folder named taef2_encoder.pth, where the downloaded file goes: "
+                "move it away") in str(info.value)
+        assert "download from" not in str(info.value)
+
+    def test_a_full_disk_is_named(self, mirror, tmp_path, monkeypatch):
+        """ENOSPC while writing said only "No space left on device", naming no disk."""
+        import errno as errno_module
+
+        real_fdopen = os.fdopen
+
+        class FullDisk:
+            def __init__(self, handle):
+                self.handle = handle
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                self.handle.close()
+
+            def write(self, data):
+                raise OSError(errno_module.ENOSPC, os.strerror(errno_module.ENOSPC))
+
+            def __getattr__(self, name):
+                return getattr(self.handle, name)
+
+        monkeypatch.setattr(F.os, "fdopen", lambda fd, mode: FullDisk(real_fdopen(fd, mode)))
+        with pytest.raises(ModelError) as info:
+            W.resolve(get_spec("taef2"), "encoder")
+        assert f"{tmp_path / 'cache'} is on a full disk (No space left on device)" in \
+            str(info.value)
+        assert not (tmp_path / "cache").exists()
+
+    def test_a_temp_file_a_killed_download_left_is_swept_once_all_is_cached(
+            self, mirror, tmp_path, monkeypatch):
+        """Only a download swept the cache's stale `.download-*` files: once every file was
+        cached, one a killed download left stayed for good."""
+        W.resolve(get_spec("taef2"), "encoder")
+        stale = tmp_path / "cache" / ".download-x1y2z3.pth"
+        stale.write_bytes(b"half a download")
+        long_ago = time.time() - F.STALE_DOWNLOAD_S - 60
+        os.utime(stale, (long_ago, long_ago))
+        young = tmp_path / "cache" / ".download-a1b2c3.pth"  # another process's, now
+        young.write_bytes(b"being written")
+        monkeypatch.setattr(W, "_swept", set(), raising=False)  # a new process
+        W.resolve(get_spec("taef2"), "encoder")
+        assert not stale.exists() and young.exists()
+
+
+def test_a_damaged_download_is_said_to_be_possibly_damaged(weights_dir, tmp_path,
+                                                           monkeypatch):
+    """A one-bit flip in an unpinned file (taesd: checked by its values) was put as "a newer
+    upstream release, or a foreign file", with advice to use it anyway."""
+    data = bytearray((weights_dir / "taesd_encoder.safetensors").read_bytes())
+    data[-100] ^= 0x01
+    folder = tmp_path / "mirror"
+    folder.mkdir()
+    (folder / "taesd_encoder.pth").write_bytes(bytes(data))
+    monkeypatch.setenv("CLOAK_WEIGHTS_URL", folder.as_uri())
+    with pytest.raises(ModelError) as info:
+        W.resolve(get_spec("taesd"), "encoder")
+    assert "a copy damaged on the way or on the server" in str(info.value)
+    assert "try again later or from another mirror" in str(info.value)

@@ -43,6 +43,15 @@ class DownloadTooSlow(TimeoutError):
     """A download went on past its deadline (download_deadline)."""
 
 
+class DownloadTooLarge(OSError):
+    """A server sent (or offered) more than MAX_DOWNLOAD_BYTES: not the file asked for."""
+
+
+# Every file cloak fetches is a few MB (MODELS.md: under 3 MB each); a server sending more
+# is a wrong address or a broken mirror, which filled the disk before the check ran.
+MAX_DOWNLOAD_BYTES = 64 << 20
+
+
 DOWNLOAD_DEADLINE_S = 600  # the least time a download is given in all, however small
 DOWNLOAD_MIN_RATE = 10_000  # bytes/s: a bigger file gets the time to come at this rate,
 DOWNLOAD_DEADLINE_MAX_S = 6 * 3600  # up to this (a server's Content-Length is its word)
@@ -145,11 +154,14 @@ def fetch(url: str, target: Path, check: Callable[[Path], None],
     download_deadline) the whole download, the server's answer included. Raises
     OSError/URLError/ValueError/ModelError (CacheNotWritable where the temp file can't be
     made, naming target's folder as `what`; DownloadTooSlow past the deadline)."""
+    if os.path.isdir(target):  # the rename would fail after each run's download
+        raise CacheNotWritable(f"{what} {target.parent} holds a folder named {target.name}, "
+                               "where the downloaded file goes: move it away")
     made = [folder for folder in (target.parent, *target.parent.parents)
             if not os.path.lexists(folder)]  # innermost first: removed again on a failure
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_downloads(target.parent)
+        remove_stale_downloads(target.parent)
         fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".download-",
                                         suffix=target.suffix)
     except OSError as exc:
@@ -170,7 +182,9 @@ def fetch(url: str, target: Path, check: Callable[[Path], None],
     try:
         with os.fdopen(fd, "wb") as out, _open_within(
                 url, timeout, deadline or download_deadline()) as response:
-            total = int(response.headers.get("Content-Length") or 0)
+            total = _declared_length(response)
+            if total > MAX_DOWNLOAD_BYTES:
+                raise DownloadTooLarge(_too_large(target.name, f"offers {total / 1e6:.1f} MB"))
             allowed = deadline or download_deadline(total)
             # read1: what one read of the socket brings (read() waits for a whole 64 KiB,
             # which a server dripping bytes can make last for hours).
@@ -179,8 +193,19 @@ def fetch(url: str, target: Path, check: Callable[[Path], None],
             if progress:
                 progress(target.name, 0, total)
             while chunk := read(1 << 16):
-                out.write(chunk)
                 done += len(chunk)
+                if done > MAX_DOWNLOAD_BYTES:
+                    raise DownloadTooLarge(_too_large(
+                        target.name, f"sent more than {MAX_DOWNLOAD_BYTES >> 20} MB"))
+                try:
+                    out.write(chunk)
+                except OSError as exc:
+                    if exc.errno == errno.ENOSPC:  # which disk: the message named none
+                        raise CacheNotWritable(
+                            f"{what} {target.parent} is on a full disk ({exc.strerror}); "
+                            "free some space, or keep the weights in a folder of your own "
+                            "with --model-dir DIR or CLOAK_MODEL_DIR=DIR") from exc
+                    raise
                 if progress:
                     progress(target.name, done, total)
                 if time.monotonic() - started > allowed:
@@ -203,6 +228,20 @@ def fetch(url: str, target: Path, check: Callable[[Path], None],
     return target
 
 
+def _declared_length(response) -> int:
+    """The Content-Length the server gave, or 0 where it gave none or one that is not a
+    number (urllib's "invalid literal for int()" was the whole message)."""
+    try:
+        return max(0, int(response.headers.get("Content-Length") or 0))
+    except ValueError:
+        return 0
+
+
+def _too_large(name: str, how_much: str) -> str:
+    return (f"the server {how_much} for {name}, a file of a few MB (a wrong address, or a "
+            "broken mirror?)")
+
+
 def _remove_empty(folders: list[Path]) -> None:
     """Remove `folders` (innermost first) that are empty: the ones a failed download made,
     so it leaves no empty cache folder behind. One that holds anything stays."""
@@ -216,9 +255,11 @@ def _remove_empty(folders: list[Path]) -> None:
 STALE_DOWNLOAD_S = 3600  # a temp file this old belongs to a download that was killed
 
 
-def _remove_stale_downloads(folder: Path) -> None:
+def remove_stale_downloads(folder: Path) -> None:
     """Remove `.download-*` temp files a killed download left (not ones a download in
-    another process may be writing now: those are younger than STALE_DOWNLOAD_S)."""
+    another process may be writing now: those are younger than STALE_DOWNLOAD_S). Each
+    download does, and weights.resolve once a process for a folder it reads from (once
+    every file is cached, nothing is downloaded to sweep them)."""
     now = time.time()
     for path in folder.glob(".download-*"):
         try:
@@ -243,8 +284,8 @@ def network_reason(exc: BaseException) -> str:
     """Why a download failed, in words: urllib's `<urlopen error [Errno -3] Temporary
     failure in name resolution>` as `no network, or an unknown host: Temporary failure in name
     resolution`, an HTTP error as `HTTP 404 Not Found`."""
-    if isinstance(exc, urllib.error.HTTPError):
-        return f"HTTP {exc.code} {exc.reason}".strip()
+    if isinstance(exc, urllib.error.HTTPError):  # one line: urllib's redirect loop has 3
+        return " ".join(f"HTTP {exc.code} {exc.reason}".split())
     if isinstance(exc, urllib.error.URLError):
         reason = exc.reason
         if isinstance(reason, OSError) and reason.strerror:

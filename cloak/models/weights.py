@@ -40,6 +40,7 @@ from .fetch import (
     fetch,
     network_reason,
     no_network,
+    remove_stale_downloads,
 )
 from .registry import (
     FACE_DETECTOR,
@@ -457,9 +458,10 @@ def download(spec: ModelSpec, part: str, progress: DownloadProgress | None = Non
             log.debug("download of %s refused: %s", url, exc)
             raise ModelError(
                 "the file it sent loads as these weights but holds other values than the "
-                "release cloak knows (a newer upstream release, or a foreign file); to use "
-                "it anyway, save it into a folder yourself and give that folder as "
-                "--model-dir") from exc
+                "release cloak knows (a copy damaged on the way or on the server, a newer "
+                "upstream release, or a foreign file); try again later or from another "
+                "mirror (CLOAK_WEIGHTS_URL), or, where you trust the file, save it into a "
+                "folder yourself and give that folder as --model-dir") from exc
         except ModelError as exc:  # an HTML page from a proxy, a cut-off file
             log.debug("download of %s refused: %s", url, exc)
             raise ModelError("the file it sent is not these weights (an error page, or a "
@@ -756,6 +758,9 @@ def _known_part_of(state: dict[str, torch.Tensor], besides: tuple[str, str]) -> 
         {p for _, p in fits}) == 1 else f"the weights of another model ({names})"
 
 
+_swept: set[Path] = set()  # cloak's own folders resolve swept in this process
+
+
 def resolve(spec: ModelSpec, part: str, model_dir=None, allow_download: bool = True,
             progress: DownloadProgress | None = None) -> Path:
     """Path to verified weights for (model, part), downloading them if needed. A
@@ -774,6 +779,9 @@ def resolve(spec: ModelSpec, part: str, model_dir=None, allow_download: bool = T
         if path.parent not in _own_folders():
             return path
         verify_file(path)
+        if path.parent not in _swept:  # a download killed before: its temp file goes
+            _swept.add(path.parent)
+            remove_stale_downloads(path.parent)
         return path
     if not allow_download or downloads_off():
         raise WeightsMissing(spec, part, downloads_off_reason(), model_dir, offline=True)
