@@ -943,7 +943,8 @@ def run_verify(photo: Path, protected: Path | None, channels: str | None, models
     """verify's work once --json is checked: (the folder form's exit code, None), having
     written its own report, or (None, a pair's or a photo's report). A refused or failed
     run calls `leave_report(message)` and exits."""
-    from cloak.errors import is_out_of_memory, out_of_memory_message
+    from cloak.errors import UnsupportedImageError, is_out_of_memory, out_of_memory_message
+    from cloak.same_path import PATTERN_MATCHED_NOTHING, looks_like_pattern
 
     md = str(model_dir) if model_dir else None
     folder_exit, result = None, None  # verify_folders' exit code, when two folders were given
@@ -955,6 +956,12 @@ def run_verify(photo: Path, protected: Path | None, channels: str | None, models
         # the receipt says when --models or --channels, which it ignores, were given
         ignored_options = channels is not None or names != DEFAULT_VERIFY_MODELS
         try:
+            for given in (photo, protected):  # `cloak verify protected/*.JPG`, none .JPG:
+                # the shell passes the pattern on as typed (said as protect says it)
+                if given is not None and looks_like_pattern(given) and \
+                        not os.path.lexists(given):
+                    raise UnsupportedImageError(
+                        f"{printable(str(given))}: {PATTERN_MATCHED_NOTHING}")
             # os.path.isdir: False (not an error) for a path that can't be reached; the
             # photo's own load then says why
             folders = [p for p in (photo, protected) if p is not None and os.path.isdir(p)]

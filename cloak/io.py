@@ -92,9 +92,7 @@ from .png16 import write_png16
 from .same_path import (
     LINK_LOOP,
     NUL_IN_NAME,
-    PATTERN_MATCHED_NOTHING,
     holds_nul,
-    looks_like_pattern,
     same_file,
 )
 
@@ -290,8 +288,7 @@ def _open_file(path: Path) -> IO[bytes]:
             raise _fail(path, f"is a link to {os.readlink(path)}, which does not exist"
                         ) from None
         except OSError:
-            raise _fail(path, PATTERN_MATCHED_NOTHING if looks_like_pattern(path)
-                        else "no such file") from None
+            raise _fail(path, "no such file") from None
     except PermissionError:
         raise _fail(path, "permission denied (a folder on its path can't be searched)") \
             from None

@@ -182,7 +182,7 @@ def _protected_copies(count: int) -> str:
 
 
 def recorded_above(real: str, cache: dict[str, set[str] | str | None],
-                    out_real: str | None = None) -> set[str] | str:
+                   out_real: str | None = None) -> set[str] | str:
     """recorded_copies of the nearest output folder above real path `real` (a cloak
     manifest in a folder that holds it, not `real` itself), or an empty set; where that
     folder's record can't tell its copies from the user's photos, why (record_trouble),
@@ -557,7 +557,7 @@ def _plan_one(src: Path, out_dir: Path, suffixes: Sequence[str], seen_dirs: set,
             items.extend(problems)
             return
         above = recorded_above(real, recorded if recorded is not None else {},
-                                os.path.realpath(out_dir))
+                               os.path.realpath(out_dir))
         if isinstance(above, str):  # inside an output folder whose record can't be read
             items.append(Item(src, None, SKIPPED, INSIDE_RECORD_UNREADABLE.format(why=above)))
             return

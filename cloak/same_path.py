@@ -129,20 +129,25 @@ def name_too_long(path: str | os.PathLike[str]) -> bool:
     """Whether `path` (existing or not) has a part longer than its disk allows, or is as a
     whole longer than the system's path limit: what stat says (ENAMETOOLONG) only where
     its folder exists; a folder yet to be made said it after the attack's minutes. The
-    limits are the nearest existing folder's (NAME_MAX, and none for the whole path,
-    where the system can't say)."""
+    limits are the nearest existing folder's, and the whole path is measured as given (a
+    relative one from a deep current folder is short to the system). Where the system
+    can't say (Windows: no pathconf), a part may hold 255 UTF-16 units (NTFS), and the
+    whole path is not measured."""
+    given = os.fsencode(path)
     path = Path(os.path.abspath(path))
     base = next((folder for folder in path.parents if os.path.isdir(folder)), None)
+    below = path.relative_to(base).parts if base is not None else path.parts
+    if not hasattr(os, "pathconf"):
+        return any(len(part.encode("utf-16-le", "surrogatepass")) // 2 > NAME_MAX
+                   for part in below)
     name_max, path_max = NAME_MAX, None
-    if base is not None and hasattr(os, "pathconf"):  # not on Windows
+    if base is not None:
         try:  # -1: no limit that the system knows
             name_max = os.pathconf(base, "PC_NAME_MAX")
             path_max = os.pathconf(base, "PC_PATH_MAX")
         except (OSError, ValueError):
             pass
-        name_max = name_max if name_max > 0 else NAME_MAX
-        path_max = path_max if path_max and path_max > 0 else None
-    below = path.relative_to(base).parts if base is not None else path.parts
+    name_max = name_max if name_max > 0 else NAME_MAX
     if any(len(os.fsencode(part)) > name_max for part in below):
         return True
-    return path_max is not None and len(os.fsencode(path)) >= path_max
+    return path_max is not None and 0 < path_max <= len(given)

@@ -70,6 +70,7 @@ from cloak.gui.worker import (
     describe,
     faces_off_notice,
 )
+from cloak.io import DecoderBusy
 from cloak.report import shown_db
 
 TINY = {"steps": 2, "models": ("taesd",), "working_size": 128}
@@ -484,6 +485,26 @@ class TestDropZone:
             "no photos to add"), 10)
         assert "none in empty;" in window.statusBar().currentMessage()
 
+    def test_a_folder_whose_record_cant_be_read_is_named_with_why(self, window, tmp_path,
+                                                                  small_photo):
+        """A damaged (or newer) record can't tell cloak's copies from the user's photos, so
+        none is added, as the CLI: the window said "none in Holiday; cloak reads JPEG,
+        PNG..." of a folder of PNGs, and called a photo dropped alone "cloak's own
+        output"."""
+        from cloak.manifest import MANIFEST_NAME
+
+        photo = small_photo(tmp_path / "Holiday" / "a.png")
+        (tmp_path / "Holiday" / MANIFEST_NAME).write_text("{ damaged")
+        why = ("Holiday: .cloak-manifest.json there is unreadable, so cloak's copies can't "
+               "be told from your photos (move it away once the copies are gone)")
+        for dropped in (tmp_path / "Holiday", photo):
+            window.add_paths([dropped])
+            assert wait_until(lambda: window.statusBar().currentMessage().startswith(
+                "no photos to add"), 10)
+            said = window.statusBar().currentMessage()
+            assert said == f"no photos to add; not added: can't read folder {why}", said
+        assert not window.rows
+
     def test_a_folder_that_cant_be_read_is_named_not_called_empty(
             self, window, tmp_path, small_photo, monkeypatch):
         """A folder the user may not open read as "none in locked" (or, inside a dropped
@@ -803,10 +824,26 @@ class TestHelpers:
         assert expand_paths([copy]) == []
         assert "1 protected copy (x.bmp)" in not_added_note([copy], expanded=True)
         assert expand_paths([archive / "sub"]) == [] and expand_paths([mine]) == [mine]
-        # a record that can't be read can't tell copies from photos: none is added
+        # a record that can't be read can't tell copies from photos: none is added, and
+        # the folder is named with why (not "none in", nor the user's photo as a copy)
         (archive / MANIFEST_NAME).write_text("{ not json")
-        assert expand_paths([trip]) == [original]
-        assert expand_paths([copy, mine]) == []
+        unreadable: list = []
+        assert expand_paths([trip], unreadable=unreadable) == [original]
+        assert unreadable == [(archive, (".cloak-manifest.json there is unreadable, so "
+                               "cloak's copies can't be told from your photos (move it "
+                               "away once the copies are gone)"))]
+        unreadable.clear()
+        assert expand_paths([copy, mine], unreadable=unreadable) == []
+        note = not_added_note([copy, mine], photos=[], expanded=True,
+                              unreadable_folders=unreadable)
+        assert note.startswith("not added: can't read folder protected-2025: "
+                               ".cloak-manifest.json there is unreadable"), note
+        assert "protected cop" not in note
+        # the window's quick add of a few files (wait False) hashes no record's copies on
+        # its own thread: it is sent to the pool's walk
+        with pytest.raises(DecoderBusy):
+            expand_paths([mine], wait=False)
+        assert expand_paths([original], wait=False) == [original]  # no record above
 
     def test_a_folder_inside_the_save_to_folder_still_gives_its_photos(self, tmp_path,
                                                                        small_photo):

@@ -317,6 +317,11 @@ def test_a_shell_pattern_that_matched_nothing_is_said_as_protect_says_it(tmp_pat
     assert result.exit_code == 1
     assert "IMG_*.JPG: no such file or folder: no file matches this pattern" in result.output
     assert "check the name's letter case" in result.output
+    # a real name with brackets, gone (the app's thumbnail, the API): no shell advice
+    from cloak.io import load_photo
+
+    with pytest.raises(UnsupportedImageError, match=r"Beach \[1\]\.png: no such file$"):
+        load_photo(tmp_path / "Beach [1].png")
 
 
 @pytest.mark.skipif(os.sep == "\\", reason="a backslash separates folders on Windows")

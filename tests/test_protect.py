@@ -1149,3 +1149,24 @@ def test_a_name_too_long_in_a_folder_yet_to_be_made_is_refused_before_the_attack
     fits = tmp_path / "new" / ("w" * 251 + ".jpg")  # 255 bytes: the disk takes it
     protect_file(src, fits, tiny_config)
     assert fits.is_file()
+
+
+def test_name_too_long_measures_the_path_as_given_and_utf16_without_pathconf(
+        tmp_path, monkeypatch):
+    """From a current folder deeper than PATH_MAX, a relative `a.png` is short to the
+    system, and was refused (its absolute form measured). Where the system has no
+    pathconf (Windows), a part may hold 255 UTF-16 units (NTFS): 100 CJK letters (300
+    bytes of UTF-8) were refused."""
+    from cloak.same_path import name_too_long
+
+    monkeypatch.chdir(tmp_path)
+    limit = os.pathconf(tmp_path, "PC_PATH_MAX")
+    while len(os.fsencode(os.getcwd())) <= limit:
+        os.mkdir("d" * 200)
+        os.chdir("d" * 200)
+    assert not name_too_long("a.png") and not name_too_long("out/a.png")
+    assert name_too_long("out/" + "w" * 256 + ".png")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delattr(os, "pathconf")
+    assert not name_too_long(tmp_path / "new" / ("日" * 100 + ".jpg"))
+    assert name_too_long(tmp_path / "new" / ("日" * 252 + ".jpg"))

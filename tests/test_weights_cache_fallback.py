@@ -598,8 +598,10 @@ class TestWhatAServerSends:
                 "move it away") in str(info.value)
         assert "download from" not in str(info.value)
 
-    def test_a_full_disk_is_named(self, mirror, tmp_path, monkeypatch):
-        """ENOSPC while writing said only "No space left on device", naming no disk."""
+    @pytest.mark.parametrize("fails_at", ["write", "flush"])
+    def test_a_full_disk_is_named(self, mirror, tmp_path, monkeypatch, fails_at):
+        """ENOSPC said only "No space left on device", naming no disk: while writing, or
+        (the last bytes, still buffered) at the flush before the rename."""
         import errno as errno_module
 
         real_fdopen = os.fdopen
@@ -614,11 +616,11 @@ class TestWhatAServerSends:
             def __exit__(self, *exc):
                 self.handle.close()
 
-            def write(self, data):
+            def full(self, *args):
                 raise OSError(errno_module.ENOSPC, os.strerror(errno_module.ENOSPC))
 
             def __getattr__(self, name):
-                return getattr(self.handle, name)
+                return self.full if name == fails_at else getattr(self.handle, name)
 
         monkeypatch.setattr(F.os, "fdopen", lambda fd, mode: FullDisk(real_fdopen(fd, mode)))
         with pytest.raises(ModelError) as info:

@@ -17,6 +17,10 @@ __all__ = ["IMAGE_SUFFIXES", "SUPPORTED", "common_folder", "default_output_dir",
            "unique_destination"]
 
 OUTPUT_FOLDER_NAME = "protected"
+# a folder under a cloak record that can't say which files are its copies (as the CLI's
+# planning.EARLIER_RECORD_UNREADABLE): none is added, the user's photos beside them neither
+RECORD_TROUBLE = (".cloak-manifest.json there is {why}, so cloak's copies can't be told "
+                  "from your photos (move it away once the copies are gone)")
 
 
 def is_raw_file(path: Path) -> bool:
@@ -41,8 +45,14 @@ def not_added_note(paths: Iterable[str | Path], raw_in_folders: Iterable[Path] =
     the user may not open otherwise read as one with no photos in it)."""
     paths = [Path(p) for p in paths]
     photos = list(photos)
+    unreadable_folders = list(unreadable_folders)
     found = {p.absolute() for p in photos}
-    copies = [p for p in paths if expanded and is_image_file(p) and p.absolute() not in found]
+    from cloak.manifest import MANIFEST_NAME
+
+    # a folder named for its record (RECORD_TROUBLE): the files under it are not copies
+    troubled = [Path(f) for f, _ in unreadable_folders if os.path.isfile(Path(f) / MANIFEST_NAME)]
+    copies = [p for p in paths if expanded and is_image_file(p) and p.absolute() not in found
+              and not any(f in Path(os.path.realpath(p)).parents for f in troubled)]
     files = [p for p in paths if not os.path.isdir(p) and not is_image_file(p)]
     twins = {(os.path.abspath(p.parent), p.stem.casefold())
              for p in [*paths, *photos] if is_image_file(p)}
@@ -133,19 +143,22 @@ def expand_paths(paths: Iterable[str | Path], output_dir: Path | None = None,
     where it lies inside the dropped folder); a dropped `protected` folder; the copies
     the manifest of an output folder at or above a file records (in a dropped
     `output_dir`, or in an output folder renamed since), and every file inside one whose
-    manifest can't be read; any file that says it is a protected
-    copy (is_protected_copy, which reads its header: call
-    this off the main thread for many files). So protected copies are not protected again,
-    while a Save-to folder that holds originals still takes photos chosen from it, and a
-    folder dropped from inside the Save-to folder still gives its photos. `should_stop`
-    (asked before each file) ends a long walk early, returning what it found so far.
-    `wait` False: io.DecoderBusy where a header check would wait for another thread's
-    decode (the main thread then walks on the pool instead). `raw_found`: a list that
+    manifest can't be read; any file that says it is a protected copy (is_protected_copy,
+    which reads its header: call this off the main thread for many files). So protected
+    copies are not protected again, while a Save-to folder that holds originals still
+    takes photos chosen from it, and a folder dropped from inside the Save-to folder still
+    gives its photos. `should_stop` (asked before each file) ends a long walk early,
+    returning what it found so far. `wait` False: io.DecoderBusy where a header check
+    would wait for another thread's decode, or a record lies above a file (telling its
+    copies may hash each): the main thread then walks on the pool instead. `raw_found`: a
+    list that
     gets the camera RAW files met inside the walked folders (not skipped outputs).
     `folders_stop` (asked before each file inside a folder: the app's Cancel) stops the
     search of folders only: the photos then are the files given among `paths`, none
     from any folder. `unreadable`: a list that gets each folder that could not be read
     (listed, or its photos looked at), with why."""
+    from cloak.io import DecoderBusy
+    from cloak.manifest import MANIFEST_NAME
     from cloak.planning import recorded_above
 
     found: dict[Path, None] = {}
@@ -161,10 +174,20 @@ def expand_paths(paths: Iterable[str | Path], output_dir: Path | None = None,
     def recorded_copy(path: Path) -> bool:
         """Listed as a copy by the record of a cloak output folder above `path` (a BMP
         copy carries no note; its folder renamed, or the file dropped alone), or inside
-        one whose record can't tell copies from photos: not protected again, as the CLI."""
+        one whose record can't tell copies from photos (that folder is appended to
+        `unreadable`, with why): not protected again, as the CLI. `wait` False: DecoderBusy
+        where a record lies above (telling its copies may hash every one of them)."""
         real = os.path.realpath(path)
+        if not wait and any(os.path.isfile(folder / MANIFEST_NAME)
+                            for folder in Path(real).parents):
+            raise DecoderBusy(real)
         above = recorded_above(real, records, str(outputs) if outputs else None)
-        return isinstance(above, str) or real in above
+        if isinstance(above, str):
+            folder = next(f for f in Path(real).parents if os.path.isfile(f / MANIFEST_NAME))
+            if unreadable is not None and folder not in {f for f, _ in unreadable}:
+                unreadable.append((folder, RECORD_TROUBLE.format(why=above)))
+            return True
+        return real in above
 
     for path in map(Path, paths):
         is_folder = os.path.isdir(path)

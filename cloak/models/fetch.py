@@ -50,6 +50,7 @@ class DownloadTooLarge(OSError):
 # Every file cloak fetches is a few MB (MODELS.md: under 3 MB each); a server sending more
 # is a wrong address or a broken mirror, which filled the disk before the check ran.
 MAX_DOWNLOAD_BYTES = 64 << 20
+DISK_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))  # a quota too
 
 
 DOWNLOAD_DEADLINE_S = 600  # the least time a download is given in all, however small
@@ -180,40 +181,40 @@ def fetch(url: str, target: Path, check: Callable[[Path], None],
     started = time.monotonic()
     fetched = False
     try:
-        with os.fdopen(fd, "wb") as out, _open_within(
-                url, timeout, deadline or download_deadline()) as response:
-            total = _declared_length(response)
-            if total > MAX_DOWNLOAD_BYTES:
-                raise DownloadTooLarge(_too_large(target.name, f"offers {total / 1e6:.1f} MB"))
-            allowed = deadline or download_deadline(total)
-            # read1: what one read of the socket brings (read() waits for a whole 64 KiB,
-            # which a server dripping bytes can make last for hours).
-            read = getattr(response, "read1", response.read)
-            done = 0
-            if progress:
-                progress(target.name, 0, total)
-            while chunk := read(1 << 16):
-                done += len(chunk)
-                if done > MAX_DOWNLOAD_BYTES:
-                    raise DownloadTooLarge(_too_large(
-                        target.name, f"sent more than {MAX_DOWNLOAD_BYTES >> 20} MB"))
-                try:
-                    out.write(chunk)
-                except OSError as exc:
-                    if exc.errno == errno.ENOSPC:  # which disk: the message named none
-                        raise CacheNotWritable(
-                            f"{what} {target.parent} is on a full disk ({exc.strerror}); "
-                            "free some space, or keep the weights in a folder of your own "
-                            "with --model-dir DIR or CLOAK_MODEL_DIR=DIR") from exc
-                    raise
+        try:
+            with os.fdopen(fd, "wb") as out, _open_within(
+                    url, timeout, deadline or download_deadline()) as response:
+                total = _declared_length(response)
+                if total > MAX_DOWNLOAD_BYTES:
+                    raise DownloadTooLarge(_too_large(target.name, f"offers {total / 1e6:.1f} MB"))
+                allowed = deadline or download_deadline(total)
+                # read1: what one read of the socket brings (read() waits for a whole 64 KiB,
+                # which a server dripping bytes can make last for hours).
+                read = getattr(response, "read1", response.read)
+                done = 0
                 if progress:
-                    progress(target.name, done, total)
-                if time.monotonic() - started > allowed:
-                    raise DownloadTooSlow(
-                        f"the download of {target.name} took longer than {allowed:g} s; "
-                        f"try again or fetch it by hand: {url}")
-            out.flush()
-            os.fsync(out.fileno())  # on disk before the rename: no empty cache file after a crash
+                    progress(target.name, 0, total)
+                while chunk := read(1 << 16):
+                    done += len(chunk)
+                    if done > MAX_DOWNLOAD_BYTES:
+                        raise DownloadTooLarge(_too_large(
+                            target.name, f"sent more than {MAX_DOWNLOAD_BYTES >> 20} MB"))
+                    out.write(chunk)
+                    if progress:
+                        progress(target.name, done, total)
+                    if time.monotonic() - started > allowed:
+                        raise DownloadTooSlow(
+                            f"the download of {target.name} took longer than {allowed:g} s; "
+                            f"try again or fetch it by hand: {url}")
+                out.flush()
+                os.fsync(out.fileno())  # on disk before the rename: no empty cache file after a crash
+        except OSError as exc:  # a write, the flush or the close: which disk is full
+            if exc.errno in DISK_FULL:
+                raise CacheNotWritable(
+                    f"{what} {target.parent} is on a full disk ({exc.strerror}); free some "
+                    "space, or keep the weights in a folder of your own with --model-dir "
+                    "DIR or CLOAK_MODEL_DIR=DIR") from exc
+            raise
         if total and done != total:
             raise OSError(f"the download ended early ({done} of {total} bytes)")
         check(tmp)
@@ -228,7 +229,7 @@ def fetch(url: str, target: Path, check: Callable[[Path], None],
     return target
 
 
-def _declared_length(response) -> int:
+def _declared_length(response: http.client.HTTPResponse) -> int:
     """The Content-Length the server gave, or 0 where it gave none or one that is not a
     number (urllib's "invalid literal for int()" was the whole message)."""
     try:
