@@ -653,19 +653,17 @@ def pending_is_ours(dst: Path, entry: dict) -> bool:
     stopped run wrote: the file it recorded (when it stopped, or an earlier run's copy a
     redo was about to replace), or, for a run killed before it could record one (or a
     redo killed once it had replaced that copy), a file that carries cloak's note. A file
-    put there by someone else after the run stopped is neither. Copies that carry no note
-    (BMP, or notices turned off) can't be told apart: there the entry is trusted, as
-    before such checks."""
+    put there by someone else after the run stopped is neither. A copy that carries no
+    note (BMP, or notices turned off), written in the instant between its rename and its
+    record, can't be told from a user's file put there since: it is not taken for cloak's
+    (the entry was trusted, and a user's BMP at that name replaced without --overwrite)."""
     if not dst.is_file():
         return False
     from .io import says_protected_file
 
     if entry.get("dst") and matches_record(dst, entry["dst"], refresh=True):
         return True
-    if says_protected_file(dst):  # also a redo killed once it replaced that copy
-        return True
-    metadata = (entry.get("settings") or {}).get("metadata") or {}
-    return dst.suffix.lower() in (".bmp", ".dib") or metadata.get("cloak_note") is False
+    return says_protected_file(dst)  # also a redo killed once it replaced that copy
 
 
 @contextlib.contextmanager

@@ -2368,16 +2368,28 @@ def test_a_ctrl_c_while_a_written_copy_is_synced_keeps_it_as_cloak_s(
     assert item.status == PROTECTED, item.message
 
 
-def test_a_redo_killed_after_writing_a_copy_without_a_note_is_trusted(tmp_path, small_photo):
-    """A --force redo of a copy made without cloak's note (--no-ai-notice), killed once it
-    replaced the copy: the record names the old copy, the new one carries no note; the
-    entry is trusted, as the docstring says. A file with no note where notes were on is
-    still not taken for cloak's."""
-    dst = small_photo(tmp_path / "out" / "a.png")
+def test_a_file_without_a_note_at_a_killed_runs_name_is_not_taken_for_cloaks(
+        tmp_path, small_photo, tiny_config):
+    """A run killed before it recorded its copy leaves the entry pending. A BMP (or a
+    --no-ai-notice copy) carries no note, so the entry was trusted: a BMP of the user's
+    put at that name since was replaced without --overwrite. Neither is taken for
+    cloak's now; the file there is kept, and the photo fails with the way to redo it."""
+    photo, out = small_photo(tmp_path / "in" / "p.bmp"), tmp_path / "out"
+    batch.run(batch.plan([photo], out), out, tiny_config)
+    record = json.loads((out / MANIFEST_NAME).read_text())
+    entry = record["photos"]["p.bmp"]
+    entry["state"] = "pending"  # as a kill between the copy's rename and its record
+    entry.pop("dst")
+    (out / MANIFEST_NAME).write_text(json.dumps(record))
+    mine = small_photo(tmp_path / "mine.bmp", index=1).read_bytes()
+    (out / "p.bmp").write_bytes(mine)  # the user's own file, put there since
+    [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
+    assert item.status == FAILED and "--overwrite" in item.message, item.message
+    assert (out / "p.bmp").read_bytes() == mine
     old_copy = {"size": 1, "mtime_ns": 1, "ctime_ns": 1, "sha256": "0" * 64}
     no_notes = {"dst": old_copy, "settings": {"metadata": {"cloak_note": False}}}
-    assert pending_is_ours(dst, no_notes)
-    assert not pending_is_ours(dst, {"dst": old_copy, "settings": {}})
+    assert not pending_is_ours(out / "p.bmp", no_notes)
+    assert not pending_is_ours(out / "p.bmp", {"dst": old_copy, "settings": {}})
 
 
 def test_a_drive_or_share_root_gets_a_mirror_name_of_its_own(tmp_path):
