@@ -352,7 +352,13 @@ class Manifest:
         if not self._journal_open:
             header = {"journal": JOURNAL_VERSION, "record_sha256": self._record_sha256}
             line = json.dumps(header, separators=(",", ":")).encode("utf-8") + line
-            flags |= os.O_TRUNC
+            # a new file, not the one at the name truncated: that may be a hard link (a
+            # `cp -al` backup of OUT, or a user's file linked there), whose other names
+            # were written through
+            with contextlib.suppress(OSError):  # (a link, a FIFO, a folder: kept, and
+                if stat.S_ISREG(os.lstat(path).st_mode):  # the record written whole)
+                    os.unlink(path)
+            flags |= os.O_EXCL
         try:  # the record's readers and writers (a group's shared folder), and its owner
             mode = stat.S_IMODE(os.stat(self.path).st_mode) | 0o600  # (a 0444 record)
         except OSError:
@@ -371,12 +377,18 @@ class Manifest:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 raise OutputError(f"{path} is not a regular file")
+            if st.st_nlink > 1:  # linked elsewhere since this object made it: not
+                os.close(fd)  # written through; the record is replaced whole instead
+                fd = -1
+                self.save()
+                return
             if not self._journal_open and st.st_uid == _uid():
                 os.fchmod(fd, mode)  # as the record, whatever the umask took away
             _write_all(fd, line, st.st_size if self._journal_open else 0)
             os.fsync(fd)
         finally:
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
         self._journal_open = True
         self._journal_bytes += len(line)
 

@@ -3112,6 +3112,35 @@ class TestJournal:
         assert sorted(Manifest(out).entries) == ["a.png", "b.png"]
 
     @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX FIFOs")
+    def test_a_hard_link_at_the_journals_name_is_not_written_through(self, tmp_path):
+        """The journal was opened in place (O_NOFOLLOW refuses a symlink, not a hard link):
+        a `cp -al` backup of OUT made after a killed session got the next session's
+        entries, and a user's file linked at the journal's name was truncated and
+        overwritten with JSON. Files outside OUT are left as they were."""
+        out = tmp_path / "out"
+        out.mkdir()
+        record = Manifest(out)
+        record.set(out / "a.png", self.entry(1))  # the record, written whole
+        record.set(out / "b.png", self.entry(2))  # the journal, started
+        backup = tmp_path / "backup"
+        backup.mkdir()
+        os.link(out / JOURNAL_NAME, backup / JOURNAL_NAME)  # `cp -al out backup`
+        os.link(out / MANIFEST_NAME, backup / MANIFEST_NAME)
+        kept = (backup / JOURNAL_NAME).read_bytes()
+        record.set(out / "c.png", self.entry(3))  # appended, by the one that made it
+        again = Manifest(out)  # the next session's
+        again.set(out / "d.png", self.entry(4))
+        assert (backup / JOURNAL_NAME).read_bytes() == kept
+        assert sorted(Manifest(backup).entries) == ["a.png", "b.png"]
+        assert sorted(Manifest(out).entries) == ["a.png", "b.png", "c.png", "d.png"]
+        notes = tmp_path / "notes.txt"  # a user's file, linked at the name
+        notes.write_text("my thesis notes\n")
+        (out / JOURNAL_NAME).unlink()
+        os.link(notes, out / JOURNAL_NAME)
+        Manifest(out).set(out / "e.png", self.entry(5))
+        assert notes.read_text() == "my thesis notes\n"
+        assert "e.png" in Manifest(out).entries
+
     def test_a_fifo_at_the_journals_name_is_passed_over_without_a_hang(self, tmp_path):
         out = tmp_path / "out"
         out.mkdir()
