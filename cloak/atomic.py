@@ -213,7 +213,7 @@ def _replace(temp: Path, dst: Path) -> None:
     """os.replace(temp, dst), over a file marked read-only too (REPLACE_CLEARS_READ_ONLY)."""
     if REPLACE_CLEARS_READ_ONLY:
         with contextlib.suppress(OSError):  # (nothing there: the replace says the rest)
-            mode = os.stat(dst).st_mode
+            mode = os.lstat(dst).st_mode  # a link's own: its target, outside OUT, is kept
             if stat.S_ISREG(mode) and not mode & stat.S_IWRITE:
                 os.chmod(dst, stat.S_IMODE(mode) | stat.S_IWRITE)
     os.replace(temp, dst)

@@ -452,8 +452,9 @@ def _recorded_mirrors(data: dict) -> dict[str, str]:
     folders = data.get("folders", {})
     if not isinstance(folders, dict):
         return {}
-    return {k: v for k, v in folders.items()
-            if isinstance(k, str) and isinstance(v, str) and is_plain_name(k)}
+    return {k: v for k, v in folders.items()  # a NUL in a value: every call on it raises
+            if isinstance(k, str) and isinstance(v, str) and is_plain_name(k)
+            and not holds_nul(v)}
 
 
 def _mirror_copies(data: dict, recorded: bool = False) -> dict[str, list[tuple[str, dict]]]:
@@ -471,7 +472,8 @@ def _mirror_copies(data: dict, recorded: bool = False) -> dict[str, list[tuple[s
     for key, entry in data["photos"].items():
         first, _, below = key.partition("/") if isinstance(key, str) else ("", "", "")
         if below and is_plain_name(first) and (fold(first) in named) == recorded and \
-                isinstance(entry, dict) and isinstance(entry.get("src"), dict):
+                not holds_nul(below) and isinstance(entry, dict) and \
+                isinstance(entry.get("src"), dict):
             found.setdefault(first, []).append((below, entry["src"]))
     return found
 

@@ -10,6 +10,7 @@ import multiprocessing
 import os
 import shutil
 import signal
+import stat
 import struct
 import time
 import zlib
@@ -3185,7 +3186,7 @@ class TestJournal:
         real_replace = os.replace
 
         def windows_replace(src, dst):
-            if os.path.exists(dst) and not os.stat(dst).st_mode & 0o200:
+            if os.path.lexists(dst) and not os.lstat(dst).st_mode & 0o200:  # the name's own
                 raise PermissionError(13, "Access is denied", str(dst))
             real_replace(src, dst)
 
@@ -3201,6 +3202,16 @@ class TestJournal:
         assert item.status == PROTECTED, item.message
         assert sorted(json.loads((out / MANIFEST_NAME).read_text())["photos"]) == [
             "a.png", "b.png"]
+        # a link at the copy's name to a read-only file outside OUT: the link is
+        # replaced (--overwrite), and its target keeps its read-only mark (it lost it)
+        theirs = small_photo(tmp_path / "theirs.png", index=2)
+        os.chmod(theirs, 0o444)
+        (out / "a.png").unlink()
+        (out / "a.png").symlink_to(theirs)
+        [item] = batch.run(batch.plan([a], out), out, tiny_config, overwrite=True).items
+        assert item.status == PROTECTED, item.message
+        assert stat.S_IMODE(theirs.stat().st_mode) == 0o444
+        assert not (out / "a.png").is_symlink()
 
     def test_a_journal_this_user_cannot_write_gives_way_to_the_whole_record(
             self, tmp_path, monkeypatch):
@@ -3299,3 +3310,19 @@ def test_a_journal_that_cant_be_removed_does_not_stop_a_run(tmp_path, small_phot
     assert [i.status for i in result.items] == [SKIPPED, PROTECTED], result.items
     record = json.loads((out / MANIFEST_NAME).read_text())
     assert sorted(record["photos"]) == ["0.png", "1.png"] and record["version"] == 1
+
+
+@pytest.mark.parametrize("record", [
+    {"version": 1, "photos": {}, "folders": {"in": "/tmp\u0000x"}},
+    {"version": 1, "photos": {"in/a\u0000b/x.png": {"state": "done", "src": {"size": 1}}}},
+])
+def test_a_nul_in_a_records_mirror_data_is_passed_over(tmp_path, small_photo, tiny_config,
+                                                       record):
+    """A record edited (or damaged) to hold a NUL in a mirror's folder, or in a photo key
+    below a mirror, stopped `cloak protect` with a traceback ("ValueError: embedded null
+    byte"): such entries are ignored, as a NUL in a photo key at the top already was."""
+    photo, out = small_photo(tmp_path / "in" / "a.png"), tmp_path / "out"
+    out.mkdir()
+    (out / MANIFEST_NAME).write_text(json.dumps(record))
+    [item] = batch.run(batch.plan([photo.parent], out), out, tiny_config).items
+    assert item.status == PROTECTED, item.message
