@@ -185,7 +185,9 @@ def _decide(item: Item, entry: dict | None, settings: dict, force: bool,
             _note_own_sheet(item, sheet, entry.get("earlier_preview"))
             return
         if preview and _unrecorded_own_sheet(sheet, entry):
-            entry["preview"] = identity(sheet)  # recorded from now on
+            # recorded from now on, as taken by its times alone: counted as this copy's
+            # sheet, never replaced or removed unasked (a user's file may fit the times)
+            entry["preview"] = {**identity(sheet), ADOPTED: True}
         if preview and not matches_record(sheet, entry.get("preview")):
             # a file at the sheet's name that is not the sheet cloak wrote (replaced or
             # changed since): not counted as this photo's preview
@@ -299,7 +301,7 @@ def _note_own_sheet(item: Item, sheet: Path, record: dict | None) -> None:
     """Let the item's redo replace the preview sheet at `sheet` if it is the one cloak
     recorded (`record`), as it is now: one that changes before it is written over is
     kept (and the photo fails, naming it)."""
-    if matches_record(sheet, record):
+    if matches_record(sheet, record) and not record.get(ADOPTED):
         item.sheet_stamp = file_stamp(sheet)
 
 
@@ -313,6 +315,7 @@ def _older_sheet(sheet: Path, entry: dict) -> bool:
 # A cloak from before 1 Dec 2026 recorded no preview sheet; the one it wrote followed
 # its copy within this long (the saved copy of a large photo measured first).
 UNRECORDED_SHEET_WINDOW_NS = 15 * 60 * 10**9
+ADOPTED = "adopted"  # a sheet's record made from its times alone (_unrecorded_own_sheet)
 
 
 def _unrecorded_own_sheet(sheet: Path, entry: dict) -> bool:
@@ -789,8 +792,9 @@ def _begin(item: Item, manifest: Manifest, settings: dict) -> None:
         # the copy cloak wrote before, and a killed redo must find it so
         entry["dst"] = previous["dst"]
     earlier_sheet = (previous or {}).get("preview") or (previous or {}).get("earlier_preview")
-    if earlier_sheet:  # cloak's sheet of the earlier copy, removed once the new copy is
-        # written without one (kept if this redo fails: the earlier copy stays too)
+    if earlier_sheet and not earlier_sheet.get(ADOPTED):  # cloak's sheet of the earlier
+        # copy, removed once the new copy is written without one (kept if this redo
+        # fails: the earlier copy stays too)
         entry["earlier_preview"] = earlier_sheet
     manifest.set(item.dst, entry)
 

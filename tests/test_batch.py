@@ -821,6 +821,30 @@ class TestRun:
         [item] = batch.run(batch.plan([gif], gif.parent), gif.parent, config).items
         assert (item.status, item.message) == (SKIPPED, batch.ALREADY_DONE)
 
+    def test_a_sheet_taken_by_its_times_alone_is_never_removed_or_replaced_unasked(
+            self, tmp_path, small_photo, tiny_config):
+        """An older cloak's entry (no sheet recorded, no mark), and a user's file saved at
+        the sheet's name within minutes of the copy: a --preview rerun takes it for the
+        sheet by its times (counted as done), and a --force redo without --preview then
+        deleted it as the earlier copy's sheet. Adopted so, it is left alone: a --preview
+        run then names it, and needs --overwrite (or --force) to replace it."""
+        photo = small_photo(tmp_path / "a.png")
+        out, with_sheet = tmp_path / "out", tiny_config.replace(preview=True)
+        assert batch.run(batch.plan([photo], out), out, tiny_config).counts[PROTECTED] == 1
+        record = json.loads((out / MANIFEST_NAME).read_text())
+        del record["photos"]["a.png"][SHEETS_RECORDED]  # as an older cloak's entry
+        (out / MANIFEST_NAME).write_text(json.dumps(record))
+        mine = out / "a.png.preview.png"
+        mine.write_bytes(small_photo(tmp_path / "other.png", index=1).read_bytes())
+        kept = mine.read_bytes()
+        [item] = batch.run(batch.plan([photo], out), out, with_sheet).items
+        assert (item.status, item.message) == (SKIPPED, batch.ALREADY_DONE)
+        [item] = batch.run(batch.plan([photo], out), out, tiny_config, force=True).items
+        assert item.status == PROTECTED and mine.read_bytes() == kept
+        [item] = batch.run(batch.plan([photo], out), out, with_sheet).items
+        assert item.status == FAILED and "--overwrite" in item.message, item.message
+        assert mine.read_bytes() == kept
+
     @pytest.mark.parametrize("beside", [False, True], ids=["out", "beside the originals"])
     @pytest.mark.parametrize("copy_times", [True, False], ids=["cp -a", "cp -r"])
     def test_an_older_cloaks_sheet_is_its_own_in_a_copied_folder(
