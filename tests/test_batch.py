@@ -1131,15 +1131,20 @@ class TestRun:
     def test_a_crash_between_rename_and_manifest_is_redone_not_refused(self, tmp_path,
                                                                        small_photo,
                                                                        tiny_config, suffix):
-        """Killed after the output's rename but before the manifest said "done": the file
-        is ours (it carries cloak's note; a BMP, which carries none, is trusted as before),
-        so a rerun redoes it."""
+        """Killed after the output's rename but before the manifest said "done": a file
+        that carries cloak's note is ours, so a rerun redoes it. A BMP carries none, and
+        can't be told from a user's file put there since: it needs --overwrite (it was
+        trusted, and a user's BMP replaced unasked)."""
         photo = small_photo(tmp_path / f"a{suffix}")
         out = tmp_path / "out"
         [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
         assert item.status == PROTECTED
         killed_before_recording(out)
         [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
+        if suffix == ".bmp":
+            assert item.status == FAILED and "pass --overwrite" in item.message
+            [item] = batch.run(batch.plan([photo], out), out, tiny_config,
+                               overwrite=True).items
         assert item.status == PROTECTED, item.message
         manifest = json.loads((out / MANIFEST_NAME).read_text())
         assert [e["state"] for e in manifest["photos"].values()] == ["done"]

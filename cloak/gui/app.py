@@ -9,8 +9,8 @@ from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
 from ..allocator import keep_freed_memory
-from ..naming import PrintableFormatter, name_photos
-from .wording import in_app_wording
+from ..naming import name_photos
+from .wording import AppFormatter
 
 LOG_HANDLER_NAME = "cloak-gui-log"  # worker.log_file finds the file by this name
 NEEDS_PYSIDE6 = ("the desktop app needs PySide6: pip install 'PySide6-Essentials>=6.6,"
@@ -71,9 +71,9 @@ def log_to_file() -> Path | None:
         return None
     handler.set_name(LOG_HANDLER_NAME)
     handler.setLevel(logging.WARNING)
-    handler.setFormatter(PrintableFormatter(  # the local time with its zone (+0100)
+    handler.setFormatter(AppFormatter(  # the local time with its zone (+0100)
         "%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%Y-%m-%d %H:%M:%S%z"))
-    logging.getLogger().addHandler(in_app_wording(name_photos(handler)))  # "PHOTO: ..."
+    logging.getLogger().addHandler(name_photos(handler))  # "PHOTO: ..." (naming.about)
     return path
 
 
@@ -89,9 +89,20 @@ def main() -> int:
     """Open the cloak window and run until it is closed; returns the exit code (1, with
     one line on stderr, when PySide6 is not installed)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    for handler in logging.getLogger().handlers:  # as `cloak gui` (cli.main) sets them
-        in_app_wording(name_photos(handler))
-        handler.setFormatter(PrintableFormatter("%(levelname)s: %(message)s"))
+    formatters = {}  # each handler's own, given back as the app ends (a caller's, in tests)
+    for handler in logging.getLogger().handlers:
+        name_photos(handler)
+        formatters[handler] = handler.formatter
+        handler.setFormatter(AppFormatter("%(levelname)s: %(message)s"))
+    try:
+        return _run_app()
+    finally:
+        for handler, formatter in formatters.items():
+            handler.setFormatter(formatter)
+
+
+def _run_app() -> int:
+    """main's work, once its stderr lines are set up."""
     try:
         from PySide6.QtCore import QEvent, QSettings
         from PySide6.QtWidgets import QApplication

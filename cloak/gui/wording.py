@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 import re
 
+from ..naming import PrintableFormatter
+
 # Each pair: (CLI wording, a regular expression; what the app's user can do instead)
 APP_WORDING: tuple[tuple[str, str], ...] = (
     (r"pass --model-dir DIR or set CLOAK_MODEL_DIR=DIR",
@@ -32,21 +34,12 @@ def for_the_app(message: str) -> str:
     return message
 
 
-class AppWording(logging.Filter):
-    """A handler's filter: cloak's log lines (the face detector's "put it in --model-dir
-    or CLOAK_MODEL_DIR") in the app's terms, as its rows say them."""
+class AppFormatter(PrintableFormatter):
+    """The app's log lines (its stderr and its log file): names made printable, and
+    cloak's own lines (the face detector's "put it in --model-dir or CLOAK_MODEL_DIR") in
+    the app's terms, as its rows say them. The record is left as it is, for any other
+    handler."""
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.name.split(".")[0] == "cloak":
-            text = record.getMessage()
-            shown = for_the_app(text)
-            if shown != text:
-                record.msg, record.args = shown, ()
-        return True
-
-
-def in_app_wording(handler: logging.Handler) -> logging.Handler:
-    """`handler`, given the AppWording filter (once)."""
-    if not any(isinstance(f, AppWording) for f in handler.filters):
-        handler.addFilter(AppWording())
-    return handler
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        line = super().formatMessage(record)
+        return for_the_app(line) if record.name.split(".")[0] == "cloak" else line
