@@ -43,6 +43,7 @@ from .same_path import (
     holds,
     holds_nul,
     looks_like_pattern,
+    name_fits,
     only_spelt_apart,
     same_folder_path,
     stat_key,
@@ -482,9 +483,11 @@ def is_plain_name(name: str) -> bool:
     """Whether `name` is one path component of its own on this system: not empty, ".",
     ".." or absolute, and without a separator ("/", and "\\" on Windows: elsewhere a
     folder may be named `Trip\\2024`, whose mirror was not found again, so each run
-    protected it into a new `Trip\\2024 (2)`)."""
+    protected it into a new `Trip\\2024 (2)`), and short enough for a disk (a record naming
+    a 300-byte mirror failed every run into its OUT)."""
     return name not in ("", ".", "..") and Path(name).name == name and \
-        not any(sep in name for sep in ("/", os.sep, os.altsep) if sep) and "\0" not in name
+        not any(sep in name for sep in ("/", os.sep, os.altsep) if sep) and \
+        "\0" not in name and name_fits(name)
 
 
 def output_folder(out_dir: str | os.PathLike) -> Path:

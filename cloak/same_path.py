@@ -114,6 +114,14 @@ def inside(folder: Path, out_dir: Path) -> bool:
 NAME_MAX = 255  # bytes in one file name on the common disks (ext4, APFS, NTFS in UTF-16)
 
 
+def name_fits(name: str) -> bool:
+    """Whether `name` fits one file name on the common disks: NAME_MAX bytes as stored
+    (UTF-8), or, on Windows, as many UTF-16 units (NTFS)."""
+    if os.name == "nt":
+        return len(name.encode("utf-16-le", "surrogatepass")) // 2 <= NAME_MAX
+    return len(os.fsencode(name)) <= NAME_MAX
+
+
 def fitting_name(stem: str, tail: str) -> str:
     """`stem + tail`, the stem cut (whole characters) so the name fits NAME_MAX bytes as
     the disk stores it (UTF-8; a name's undecodable bytes kept as they were)."""

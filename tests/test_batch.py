@@ -3344,14 +3344,18 @@ def test_a_journal_that_cant_be_removed_does_not_stop_a_run(tmp_path, small_phot
 @pytest.mark.parametrize("record", [
     {"version": 1, "photos": {}, "folders": {"in": "/tmp\u0000x"}},
     {"version": 1, "photos": {"in/a\u0000b/x.png": {"state": "done", "src": {"size": 1}}}},
-])
+    {"version": 1, "photos": {}, "folders": {"z" * 300: "IN"}},
+], ids=["nul in a folder", "nul in a key", "a mirror name too long"])
 def test_a_nul_in_a_records_mirror_data_is_passed_over(tmp_path, small_photo, tiny_config,
                                                        record):
     """A record edited (or damaged) to hold a NUL in a mirror's folder, or in a photo key
     below a mirror, stopped `cloak protect` with a traceback ("ValueError: embedded null
-    byte"): such entries are ignored, as a NUL in a photo key at the top already was."""
+    byte"), and one naming a 300-byte mirror for the folder failed every run ("File name
+    too long"): such entries are ignored, as a NUL in a photo key at the top already was."""
     photo, out = small_photo(tmp_path / "in" / "a.png"), tmp_path / "out"
     out.mkdir()
+    record["folders"] = {k: os.path.realpath(photo.parent) if v == "IN" else v
+                         for k, v in record.get("folders", {}).items()}
     (out / MANIFEST_NAME).write_text(json.dumps(record))
     [item] = batch.run(batch.plan([photo.parent], out), out, tiny_config).items
     assert item.status == PROTECTED, item.message
