@@ -122,7 +122,7 @@ def recorded_copies(folder: Path, record: Manifest | None = None) -> set[str]:
     by_size: dict[Path, dict[int, list[dict]]] = {}  # folder -> size -> recorded copies
     for rel, entry in (record or Manifest(folder)).entries.items():
         path = folder / rel
-        if (pending_is_ours(path, entry) if entry.get("state") == "pending"
+        if (pending_may_be_ours(path, entry) if entry.get("state") == "pending"
                 else matches_record(path, entry.get("dst"))):
             copies.add(os.path.realpath(path))
         ident = entry.get("dst")
@@ -676,6 +676,18 @@ def pending_is_ours(dst: Path, entry: dict) -> bool:
     if entry.get("dst") and matches_record(dst, entry["dst"], refresh=True):
         return True
     return says_protected_file(dst)  # also a redo killed once it replaced that copy
+
+
+def pending_may_be_ours(dst: Path, entry: dict) -> bool:
+    """pending_is_ours, for skipping rather than replacing: a copy without cloak's note
+    (BMP, or notices turned off) at the name is taken for cloak's too, so it is never
+    protected again (two layers of noise); a user's file there is then left alone, not
+    replaced (pending_is_ours decides that)."""
+    if pending_is_ours(dst, entry):
+        return True
+    metadata = (entry.get("settings") or {}).get("metadata") or {}
+    return dst.is_file() and (dst.suffix.lower() in (".bmp", ".dib")
+                              or metadata.get("cloak_note") is False)
 
 
 @contextlib.contextmanager

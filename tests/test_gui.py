@@ -1776,14 +1776,37 @@ def test_main_returns_an_exit_code(qapp, tmp_path, monkeypatch):
             widget.close()
         qapp.quit()
 
+    before = [(h, h.formatter) for h in logging.getLogger().handlers]
     QTimer.singleShot(50, close_all)
     assert main() == 0
+    # the caller's handlers get their own formatters back (the app's rewords lines)
+    assert [(h, h.formatter) for h in logging.getLogger().handlers] == before
     log_path = tmp_path / "state" / "cloak" / "log" / "cloak-gui.log"
     assert log_path.is_file()
     assert log_path.stat().st_mode & 0o777 == 0o600  # it names the user's photos' paths
     from cloak.gui.app import LOG_HANDLER_NAME
 
     assert not any(h.get_name() == LOG_HANDLER_NAME for h in logging.getLogger().handlers)
+
+
+def test_the_apps_log_rewords_cloaks_lines_only():
+    """The app's formatter puts cloak's CLI advice in the app's terms, leaves any other
+    library's line as it is, and changes no record (other handlers read it as logged)."""
+    import logging
+
+    from cloak.gui.wording import AppFormatter
+
+    def record(name: str) -> logging.LogRecord:
+        return logging.LogRecord(name, logging.WARNING, __file__, 1, "%s is not in /w "
+                                 "(--model-dir)", ("taesd_decoder",), None)
+
+    formatter = AppFormatter("%(levelname)s: %(message)s")
+    ours = record("cloak.models.weights")
+    assert formatter.format(ours) == \
+        "WARNING: taesd_decoder is not in /w (CLOAK_MODEL_DIR)"
+    assert ours.getMessage() == "taesd_decoder is not in /w (--model-dir)"
+    for name in ("PIL.Image", "cloakroom"):
+        assert formatter.format(record(name)).endswith("(--model-dir)")
 
 
 def test_the_log_file_a_rollover_starts_is_private_too(tmp_path):
