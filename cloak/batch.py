@@ -54,6 +54,7 @@ from .manifest import (
     output_folder_lock,
     pending_is_ours,
     same_settings,
+    same_stamp,
     settings_change,
 )
 from .models.fetch import DownloadProgress, stops_downloads
@@ -765,7 +766,7 @@ def _begin(item: Item, manifest: Manifest, settings: dict) -> None:
     """Create the output folder and mark the item pending in the manifest."""
     item.dst_before = file_stamp(item.dst)
     if (item.ours_stamp is not None and not item.replace  # (--overwrite: replaced anyway)
-            and item.dst_before != item.ours_stamp):
+            and not same_stamp(item.dst_before, item.ours_stamp)):
         raise OutputError(f"output {item.dst} was changed while this run was busy with "
                           "other photos; pass --overwrite to replace it")
     if not inside(item.dst.parent, manifest.out_dir):
@@ -871,7 +872,7 @@ def _abandon(item: Item, manifest: Manifest, previous: dict | None,
     what it was."""
     written = getattr(outcome, "written", None)
     if isinstance(outcome, (WorkerDied, WorkerStopped)) and \
-            file_stamp(item.dst) not in (None, item.dst_before):
+            (now := file_stamp(item.dst)) is not None and not same_stamp(now, item.dst_before):
         # it may have died after writing its copy (the pool ends every worker when one
         # dies; a stop sent to the whole process group ends them all): the entry stays
         # pending, and the next run tells by cloak's note whether the file there is
@@ -925,7 +926,7 @@ def _may_replace(item: Item):
 
     def still_ours(path: Path) -> bool:
         stamp = own.get(Path(path))
-        return stamp is not None and file_stamp(Path(path)) == stamp
+        return stamp is not None and same_stamp(file_stamp(Path(path)), stamp)
 
     return still_ours
 

@@ -382,8 +382,12 @@ class Manifest:
                 fd = -1
                 self.save()
                 return
-            if not self._journal_open and st.st_uid == _uid():
-                os.fchmod(fd, mode)  # as the record, whatever the umask took away
+            if not self._journal_open and st.st_uid == _uid() and hasattr(os, "fchmod"):
+                # as the record, whatever the umask took away; a FAT card's driver may
+                # refuse any chmod (ENOSYS: every photo of the run failed on it), and
+                # Windows has no fchmod before Python 3.13
+                with contextlib.suppress(OSError):
+                    os.fchmod(fd, mode)
             _write_all(fd, line, st.st_size if self._journal_open else 0)
             os.fsync(fd)
         finally:
@@ -768,9 +772,20 @@ def _try_lock(fd: int) -> bool:
 
 
 def file_stamp(path: Path) -> tuple | None:
-    """(inode, size, mtime) of the file at `path`, or None: tells whether it was written."""
+    """(inode, size, mtime, ctime) of the file at `path`, or None: tells whether it was
+    written (compare two with same_stamp)."""
     try:
         st = path.stat()
     except OSError:
         return None
-    return st.st_ino, st.st_size, st.st_mtime_ns
+    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def same_stamp(a: tuple | None, b: tuple | None) -> bool:
+    """Whether two file_stamps are of one unchanged file: the same size and mtime, and the
+    same inode or, where the disk gives a file a new inode number once its cache lets it
+    go (FAT and exFAT through FUSE: a rerun refused cloak's own copies as "changed while
+    this run was busy"), the same ctime. None matches only None."""
+    if a is None or b is None:
+        return a is b
+    return a[1:3] == b[1:3] and (a[0] == b[0] or a[3] == b[3])

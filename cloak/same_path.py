@@ -45,9 +45,36 @@ def holds(outer: str, inner: str) -> bool:
 def same_folder(a: Path, b: Path) -> bool:
     """Whether `a` and `b` both exist and are one folder (or file) on disk."""
     try:
-        return a.exists() and b.exists() and stat_key(a) == stat_key(b)
+        return a.exists() and b.exists() and (stat_key(a) == stat_key(b)
+                                              or spelt_as_one(a, b))
     except OSError:
         return False
+
+
+def spelt_as_one(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Whether `a` and `b`, both there, are one file or folder spelt in two letter cases
+    (or Unicode forms) on a disk that ignores them, where the disk does not say so by its
+    identity: FAT and exFAT through FUSE give each spelling its own inode number, and an
+    `--out` typed `pics` for the card's `Pics` replaced the original photo. Each part
+    that is spelt apart must be the only entry of its folder that folds to it (a disk
+    that keeps case holds both), and the two must agree in device, size and mtime."""
+    real_a, real_b = os.path.realpath(a), os.path.realpath(b)
+    if real_a == real_b or fold(real_a) != fold(real_b):
+        return real_a == real_b
+    try:
+        st_a, st_b = os.stat(real_a), os.stat(real_b)
+        if (st_a.st_dev, st_a.st_size, st_a.st_mtime_ns) != \
+                (st_b.st_dev, st_b.st_size, st_b.st_mtime_ns):
+            return False
+        parts_a, parts_b = Path(real_a).parts, Path(real_b).parts
+        for depth, (part_a, part_b) in enumerate(zip(parts_a, parts_b)):
+            if part_a != part_b:
+                folder = Path(*parts_a[:depth])
+                if sum(fold(name) == fold(part_a) for name in os.listdir(folder)) != 1:
+                    return False
+    except (OSError, ValueError):
+        return False
+    return len(parts_a) == len(parts_b)
 
 
 def fold(path: str) -> str:
@@ -85,7 +112,7 @@ def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
     """Whether two paths name one file (a hard link, another letter case on a
     case-insensitive disk); False when either can't be looked at."""
     try:
-        return os.path.samefile(a, b)
+        return os.path.samefile(a, b) or spelt_as_one(a, b)
     except OSError:
         return False
 
@@ -97,7 +124,7 @@ def same_folder_path(a: str, b: str) -> bool:
     if a == b:
         return True
     try:
-        return os.path.samefile(a, b)
+        return os.path.samefile(a, b) or spelt_as_one(a, b)
     except OSError:
         return False
 

@@ -3377,3 +3377,69 @@ def test_a_nul_in_a_records_mirror_data_is_passed_over(tmp_path, small_photo, ti
     (out / MANIFEST_NAME).write_text(json.dumps(record))
     [item] = batch.run(batch.plan([photo.parent], out), out, tiny_config).items
     assert item.status == PROTECTED, item.message
+
+
+def test_a_card_whose_driver_refuses_chmod_still_takes_the_record(
+        tmp_path, small_photo, tiny_config, monkeypatch):
+    """A FAT32 card through fusefat refuses every chmod (ENOSYS): the journal's fchmod
+    stopped the run at its first photo ("can't update .cloak-manifest.json (Function not
+    implemented)"), and the app recorded only a session's first copy."""
+    import errno as errno_module
+
+    def refused(*args):
+        raise OSError(errno_module.ENOSYS, os.strerror(errno_module.ENOSYS))
+
+    monkeypatch.setattr(os, "fchmod", refused)
+    photos = [small_photo(tmp_path / "in" / f"{n}.png", index=n) for n in range(3)]
+    out = tmp_path / "out"
+    result = batch.run(batch.plan(photos, out), out, tiny_config)
+    assert result.counts[PROTECTED] == 3, [i.message for i in result.items]
+    assert sorted(Manifest(out).entries) == ["0.png", "1.png", "2.png"]
+
+
+def test_a_stamp_is_the_same_file_when_only_its_inode_number_or_ctime_moved():
+    """FAT and exFAT through FUSE give a file a new inode number once the kernel's cache
+    lets it go: a rerun refused cloak's own copies as "changed while this run was busy".
+    A chmod moves only the ctime. Size or mtime moved, or both inode and ctime, is
+    another file (or the file written)."""
+    from cloak.manifest import same_stamp
+
+    stamp = (7, 100, 5_000, 6_000)
+    assert same_stamp(stamp, stamp) and same_stamp(None, None)
+    assert same_stamp(stamp, (8, 100, 5_000, 6_000))  # a new inode number, same ctime
+    assert same_stamp(stamp, (7, 100, 5_000, 6_500))  # chmod-ed
+    assert not same_stamp(stamp, (8, 100, 5_000, 6_500))  # another file, renamed in
+    assert not same_stamp(stamp, (7, 101, 5_000, 6_000))
+    assert not same_stamp(stamp, (7, 100, 5_001, 6_000))
+    assert not same_stamp(stamp, None) and not same_stamp(None, stamp)
+
+
+def test_two_spellings_of_one_card_folder_are_one_where_the_disk_ignores_case(
+        tmp_path, monkeypatch):
+    """exFAT and FAT cards through FUSE give `Pics/beach.jpg` and `pics/beach.jpg` two
+    inode numbers though they are one file: `--out card/pics` for the photos in
+    `card/Pics`, with --overwrite, replaced each original with its copy ("output is the
+    input photo" needs them to be one). Simulated here on a disk that keeps case: two
+    folders of the same contents and times, whose listing shows one spelling only where
+    the disk would (a case-keeping disk lists both: then they are two)."""
+    from cloak.same_path import same_file, same_folder, spelt_as_one
+
+    for name in ("Pics", "pics"):
+        photo = tmp_path / "card" / name / "beach.jpg"
+        photo.parent.mkdir(parents=True)
+        photo.write_bytes(b"the same bytes")
+        os.utime(photo, ns=(1_000_000_000, 1_000_000_000))
+        os.utime(photo.parent, ns=(1_000_000_000, 1_000_000_000))  # one folder's, there
+    a, b = tmp_path / "card" / "Pics" / "beach.jpg", tmp_path / "card" / "pics" / "beach.jpg"
+    assert not same_file(a, b) and not spelt_as_one(a, b)  # both listed: two files
+    real_listdir = os.listdir
+    monkeypatch.setattr(os, "listdir", lambda folder=".": [
+        n for n in real_listdir(folder) if n != "pics"])  # as a case-ignoring disk lists
+    assert same_file(a, b) and same_folder(a.parent, b.parent)
+    from cloak.api import check_destination
+
+    with pytest.raises(OutputError, match="is the input photo"):
+        check_destination(a, b, overwrite=True)  # `--out card/pics --overwrite`
+    os.utime(b, ns=(2_000_000_000, 2_000_000_000))
+    assert not same_file(a, b)  # another mtime: another file
+    assert not same_file(a, tmp_path / "card" / "Pics" / "other.jpg")

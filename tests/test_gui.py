@@ -2383,13 +2383,24 @@ class TestReviewFixes:
         worker.protected.connect(lambda i, outcome: protected.append(i))
         worker.failed.connect(lambda i, message: failed.append((i, message)))
 
+        def open_on(folder: Path) -> bool:  # a descriptor of this process held on it
+            fds = Path("/proc/self/fd")
+            return any(os.path.realpath(fd) == str(folder) for fd in fds.iterdir())
+
+        held = []
+
         def move_during_photo_1(index: int, fraction: float, message: str) -> None:
             if index == 1 and not renamed.exists():
+                held.append(open_on(out))
                 out.rename(renamed)
                 if put_back:
                     out.mkdir()  # the mount point, on the disk below
         worker.progress.connect(move_during_photo_1)
         worker.run()
+        # held open while the run writes there (a FAT card's driver gives a folder let
+        # go a new inode number: every photo failed as "moved"), and let go at its end
+        if os.path.isdir("/proc/self/fd"):
+            assert held == [True] and not open_on(renamed) and not open_on(out)
         assert protected == [0] and [i for i, _ in failed] == [1, 2], failed
         said = (f"the Save-to folder {out} was moved, renamed or unmounted during the run"
                 if put_back else f"the Save-to folder {out} is no longer there; choose it again")

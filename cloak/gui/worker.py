@@ -7,6 +7,7 @@ nothing is written for it, and the photos after it are reported as cancelled.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -260,6 +261,10 @@ class ProtectWorker(QObject):
         # each output folder as first found (device, inode): one renamed, deleted or
         # unmounted during the run is not taken for the folder made again at its name
         self._folder_ids: dict[Path, tuple[int, int]] = {}
+        # and held open for the run: a FAT or exFAT card's driver gives a folder a new
+        # inode number once the kernel's cache lets it go (each photo then failed as
+        # "moved during the run", its copy removed); one held keeps its number
+        self._held: list[int] = []
         self._swept: set[Path] = set()  # Save-to folders cleared of stale temp files
         # copies this run wrote or showed: a later photo with the same bytes (a duplicate
         # from another folder) gets its own copy, not "protected in an earlier session"
@@ -298,6 +303,8 @@ class ProtectWorker(QObject):
                     pass
             for folder in self._recorded_in:  # each copy's entry was appended: the
                 fold_journal(folder)  # folder is left with its record alone
+            while self._held:
+                os.close(self._held.pop())
             emit(self.finished)
 
     def _protect_one(self, job: Job, created: list[Path]) -> None:
@@ -478,6 +485,13 @@ class ProtectWorker(QObject):
         emit(self.protected, job.index, Outcome(job.src, dst, report, status,
                                                 self.config, stamp))
 
+    def _hold(self, folder: Path) -> None:
+        """Keep `folder` open until the run ends (not where the system can't open a folder:
+        Windows keeps a folder's identity anyway)."""
+        if hasattr(os, "O_DIRECTORY"):
+            with contextlib.suppress(OSError):
+                self._held.append(os.open(folder, os.O_RDONLY | os.O_DIRECTORY))
+
     def _moved_while_writing(self, folder: Path, dst: Path) -> bool:
         """Whether `folder` was renamed, deleted or unmounted while the photo was being
         protected, so that the copy `dst` went into a folder made again at its name (on
@@ -530,6 +544,8 @@ class ProtectWorker(QObject):
         except OutputError as exc:
             self._folder_errors[folder] = f"{exc}; choose a Save-to folder you can write to"
             raise OutputError(self._folder_errors[folder]) from exc
+        if not make and folder not in self._folder_ids:
+            self._hold(folder)
         found = _folder_id(folder)
         # a chosen folder moved since its first photo: the one at its name now was made
         # again (or put there) since; a default protected/ deleted since is made again
