@@ -105,7 +105,7 @@ def only_spelt_apart(a: str, b: str) -> str:
     else:
         how = "letter case and how accented letters are encoded"
     return (f" (the names differ only in {how}, and are one file on macOS and Windows "
-            "disks)")
+            "disks and on memory cards)")
 
 
 def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:

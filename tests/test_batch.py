@@ -163,8 +163,8 @@ class TestPlan:
         assert items[1].message == (
             f"output {tmp_path / 'o' / 'img_1.png'} is also the output of "
             f"{tmp_path / 'x' / 'IMG_1.png'} (the names differ only in letter case, and are "
-            "one file on macOS and Windows disks); protect this one alone into another "
-            "--out folder")
+            "one file on macOS and Windows disks and on memory cards); protect this one "
+            "alone into another --out folder")
         assert "differ only" not in items[3].message  # the very same name
 
     def test_names_a_disk_keeps_apart_are_both_planned(self, tmp_path, small_photo):
