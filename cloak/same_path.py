@@ -1,7 +1,9 @@
-"""Whether two paths are one file or folder: by the disk's identity (device and inode,
-samefile), or as a case-insensitive, Unicode-normalising disk (macOS, Windows, exFAT)
-compares names (`fold`). Used to plan a batch and to read its record; no I/O beyond stat
-and realpath."""
+"""Paths and names: whether two paths are one file or folder, by the disk's identity
+(device and inode, samefile), or as a case-insensitive, Unicode-normalising disk (macOS,
+Windows, exFAT) compares names (`fold`, `spelt_as_one`); whether a name fits a disk
+(`name_fits`, `name_too_long`); and the words for a path that can't be read. Used to plan
+a batch, to check an output and to read a record; no I/O beyond stat, realpath, a
+folder's listing and pathconf."""
 
 from __future__ import annotations
 
