@@ -6,8 +6,13 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from cloak.io import IMAGE_SUFFIXES, PACKAGE_SUFFIXES, SUPPORTED  # case-insensitive
-from cloak.planning import source_problem  # why a named file can't be read, as the CLI says
+# the suffixes (compared case-insensitively); DecoderBusy: a header check that would wait
+from cloak.io import IMAGE_SUFFIXES, PACKAGE_SUFFIXES, SUPPORTED, DecoderBusy
+from cloak.manifest import MANIFEST_NAME
+from cloak.planning import (
+    recorded_above,  # the copies a record above a file lists
+    source_problem,  # why a named file can't be read, as the CLI says
+)
 from cloak.preview import PREVIEW_SUFFIX  # `cloak protect --preview`'s sheets
 from cloak.report import plural
 from cloak.same_path import fitting_name  # a name cut to fit the disk's 255 bytes
@@ -47,8 +52,6 @@ def not_added_note(paths: Iterable[str | Path], raw_in_folders: Iterable[Path] =
     photos = list(photos)
     unreadable_folders = list(unreadable_folders)
     found = {p.absolute() for p in photos}
-    from cloak.manifest import MANIFEST_NAME
-
     # a folder named for its record (RECORD_TROUBLE): the files under it are not copies
     troubled = [Path(f) for f, _ in unreadable_folders if os.path.isfile(Path(f) / MANIFEST_NAME)]
     copies = [p for p in paths if expanded and is_image_file(p) and p.absolute() not in found
@@ -151,16 +154,12 @@ def expand_paths(paths: Iterable[str | Path], output_dir: Path | None = None,
     returning what it found so far. `wait` False: io.DecoderBusy where a header check
     would wait for another thread's decode, or a record lies above a file (telling its
     copies may hash each): the main thread then walks on the pool instead. `raw_found`: a
-    list that
-    gets the camera RAW files met inside the walked folders (not skipped outputs).
+    list that gets the camera RAW files met inside the walked folders (not skipped
+    outputs).
     `folders_stop` (asked before each file inside a folder: the app's Cancel) stops the
     search of folders only: the photos then are the files given among `paths`, none
     from any folder. `unreadable`: a list that gets each folder that could not be read
     (listed, or its photos looked at), with why."""
-    from cloak.io import DecoderBusy
-    from cloak.manifest import MANIFEST_NAME
-    from cloak.planning import recorded_above
-
     found: dict[Path, None] = {}
     picked: set[Path] = set()  # found as given, not inside a folder
     folders_stopped = False
