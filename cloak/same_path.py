@@ -125,8 +125,8 @@ def same_folder_path(a: str, b: str) -> bool:
     the same folder on disk."""
     if a == b:
         return True
-    try:
-        return os.path.samefile(a, b) or spelt_as_one(a, b)
+    try:  # fold first: a plan asks this of each input folder against every recorded one
+        return os.path.samefile(a, b) or (fold(a) == fold(b) and spelt_as_one(a, b))
     except OSError:
         return False
 
