@@ -494,15 +494,29 @@ class TestDropZone:
         from cloak.manifest import MANIFEST_NAME
 
         photo = small_photo(tmp_path / "Holiday" / "a.png")
+        small_photo(tmp_path / "Holiday" / "sub" / "b.png")
         (tmp_path / "Holiday" / MANIFEST_NAME).write_text("{ damaged")
-        why = ("Holiday: .cloak-manifest.json there is unreadable, so cloak's copies can't "
-               "be told from your photos (move it away once the copies are gone)")
-        for dropped in (tmp_path / "Holiday", photo):
-            window.add_paths([dropped])
+        (tmp_path / "Later" / MANIFEST_NAME).parent.mkdir()
+        small_photo(tmp_path / "Later" / "c.png")
+        (tmp_path / "Later" / MANIFEST_NAME).write_text('{"version": 99, "photos": {}}')
+
+        def why(folder: str, what: str) -> str:
+            return (f"{folder} holds a cloak record (.cloak-manifest.json) that is {what}, "
+                    "so cloak's copies there can't be told from your photos: add the "
+                    "originals instead (or move the record away once the copies are gone)")
+        # a folder, a photo in it, or a folder inside it: the record named, not "none in
+        # sub" nor the photo as cloak's copy; two records, each with its own reason
+        for dropped, said_why in (
+                ([tmp_path / "Holiday"], why("Holiday", "unreadable")),
+                ([photo], why("Holiday", "unreadable")),
+                ([tmp_path / "Holiday" / "sub"], why("Holiday", "unreadable")),
+                ([tmp_path / "Holiday", tmp_path / "Later"],
+                 f"{why('Holiday', 'unreadable')}; {why('Later', 'from a newer cloak')}")):
+            window.add_paths(dropped)
             assert wait_until(lambda: window.statusBar().currentMessage().startswith(
                 "no photos to add"), 10)
             said = window.statusBar().currentMessage()
-            assert said == f"no photos to add; not added: can't read folder {why}", said
+            assert said == f"no photos to add; not added: {said_why}", said
         assert not window.rows
 
     def test_a_folder_that_cant_be_read_is_named_not_called_empty(
@@ -833,15 +847,16 @@ class TestHelpers:
         (archive / MANIFEST_NAME).write_text("{ not json")
         unreadable: list = []
         assert expand_paths([trip], unreadable=unreadable) == [original]
-        assert unreadable == [(archive, (".cloak-manifest.json there is unreadable, so "
-                               "cloak's copies can't be told from your photos (move it "
-                               "away once the copies are gone)"))]
+        assert unreadable == [(archive, (
+            "holds a cloak record (.cloak-manifest.json) that is unreadable, so cloak's "
+            "copies there can't be told from your photos: add the originals instead (or "
+            "move the record away once the copies are gone)"))]
         unreadable.clear()
         assert expand_paths([copy, mine], unreadable=unreadable) == []
         note = not_added_note([copy, mine], photos=[], expanded=True,
                               unreadable_folders=unreadable)
-        assert note.startswith("not added: can't read folder protected-2025: "
-                               ".cloak-manifest.json there is unreadable"), note
+        assert note.startswith("not added: protected-2025 holds a cloak record "
+                               "(.cloak-manifest.json) that is unreadable"), note
         assert "protected cop" not in note
         # the window's quick add of a few files (wait False) hashes no record's copies on
         # its own thread: it is sent to the pool's walk

@@ -555,7 +555,8 @@ class TestWhatAServerSends:
                     handler.wfile.write(bytes(1 << 16))
 
         _, message, _ = failed_download(offer_too_much, monkeypatch, deadline="60")
-        assert "the server offers 200.0 MB for taef2_encoder.pth, a file of a few MB" in message
+        assert ("the server offers 200.0 MB for taef2_encoder.pth, far more than that file "
+                "holds: check the address in CLOAK_WEIGHTS_URL") in message
         _, message, _ = failed_download(send_too_much, monkeypatch, deadline="60")
         assert "the server sent more than 1 MB for taef2_encoder.pth" in message
         assert not (tmp_path / "cache").exists()

@@ -24,8 +24,9 @@ __all__ = ["IMAGE_SUFFIXES", "SUPPORTED", "common_folder", "default_output_dir",
 OUTPUT_FOLDER_NAME = "protected"
 # a folder under a cloak record that can't say which files are its copies (as the CLI's
 # planning.EARLIER_RECORD_UNREADABLE): none is added, the user's photos beside them neither
-RECORD_TROUBLE = (".cloak-manifest.json there is {why}, so cloak's copies can't be told "
-                  "from your photos (move it away once the copies are gone)")
+RECORD_TROUBLE = ("holds a cloak record (.cloak-manifest.json) that is {why}, so cloak's "
+                  "copies there can't be told from your photos: add the originals instead "
+                  "(or move the record away once the copies are gone)")
 
 
 def is_raw_file(path: Path) -> bool:
@@ -72,8 +73,10 @@ def not_added_note(paths: Iterable[str | Path], raw_in_folders: Iterable[Path] =
     other = [p for p in other if p not in {b for b, _ in broken}]
     raw = [p for p in dict.fromkeys([*raw, *raw_in_folders])  # a folder dropped twice
            if (os.path.abspath(p.parent), p.stem.casefold()) not in twins]
-    parts = []
-    denied = list(dict.fromkeys(folder for folder, _ in unreadable_folders))
+    parts = [f"{folder.name or folder} {why}"  # each with its own reason
+             for folder, why in dict(unreadable_folders).items() if folder in troubled]
+    denied = list(dict.fromkeys(folder for folder, _ in unreadable_folders
+                                if folder not in troubled))
     if denied:
         why = dict(unreadable_folders)[denied[0]]
         parts.append(f"can't read folder {denied[0].name or denied[0]}: {why}" if len(denied) == 1

@@ -56,6 +56,7 @@ from cloak.allocator import release_freed_memory
 from cloak.config import STRONGER
 from cloak.device import DEVICE_ENV, fp32_cpu_note, pick_device
 from cloak.io import DecoderBusy
+from cloak.manifest import MANIFEST_NAME
 from cloak.metadata import MetadataPolicy
 from cloak.report import plural
 from cloak.same_path import fold
@@ -486,8 +487,15 @@ class MainWindow(QMainWindow):
             self._say(f"could not read the folder: {error}", 8000)
             return
         denied = {folder for folder, _ in unreadable}  # said so already, not "none in"
+
+        def said_already(folder: Path) -> bool:  # or one with a record in it or above
+            real = Path(os.path.realpath(folder))
+            return folder in denied or any(
+                record == real or record in real.parents or real in record.parents
+                for record in denied if os.path.isfile(record / MANIFEST_NAME))
+
         folders = [Path(g).name or g for g in given
-                   if os.path.isdir(g) and Path(g) not in denied]
+                   if os.path.isdir(g) and not said_already(Path(g))]
         if not photos and folders:  # say which folders held none (an empty one, say)
             inside = (f"none in {', '.join(folders[:2])}"
                       + (f" and {len(folders) - 2} other folder(s)" if len(folders) > 2 else ""))
@@ -974,7 +982,8 @@ class MainWindow(QMainWindow):
     @Slot(int)
     def _on_nothing_usable(self, count: int, not_added: str = "") -> None:
         if not_added and any(kind in not_added for kind in (
-                "RAW", "protected cop", "hidden file", "preview sheet", "can't read")):
+                "RAW", "protected cop", "hidden file", "preview sheet", "can't read",
+                "holds a cloak record")):
             # the advice (develop it, add the original) says more than the list
             self._say(f"no photos to add; {not_added}", 8000)
             return

@@ -239,8 +239,8 @@ def _declared_length(response: http.client.HTTPResponse) -> int:
 
 
 def _too_large(name: str, how_much: str) -> str:
-    return (f"the server {how_much} for {name}, a file of a few MB (a wrong address, or a "
-            "broken mirror?)")
+    return (f"the server {how_much} for {name}, far more than that file holds: check the "
+            "address in CLOAK_WEIGHTS_URL, or try another mirror")
 
 
 def _remove_empty(folders: list[Path]) -> None:
