@@ -2,7 +2,8 @@
 unreadable EXIF block, an XMP packet refused) and Python warnings (Pillow's "Corrupt EXIF
 data") are about that photo: a handler given the NamePhoto filter prints them as
 "PHOTO: message", in one process (`cloak protect`, `cloak verify`) as in a --jobs worker,
-where several photos' lines interleave."""
+where several photos' lines interleave. And such lines made safe to print (`printable`,
+PrintableFormatter): a name can't fake a line or drive the terminal."""
 
 from __future__ import annotations
 

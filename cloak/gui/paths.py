@@ -185,8 +185,10 @@ def expand_paths(paths: Iterable[str | Path], output_dir: Path | None = None,
             raise DecoderBusy(real)
         above = recorded_above(real, records, str(outputs) if outputs else None)
         if isinstance(above, str):
-            folder = next(f for f in Path(real).parents if os.path.isfile(f / MANIFEST_NAME))
-            if unreadable is not None and folder not in {f for f, _ in unreadable}:
+            folder = next((f for f in Path(real).parents
+                           if os.path.isfile(f / MANIFEST_NAME)), None)  # (moved since)
+            if unreadable is not None and folder is not None and \
+                    folder not in {f for f, _ in unreadable}:
                 unreadable.append((folder, RECORD_TROUBLE.format(why=above)))
             return True
         return real in above
