@@ -134,13 +134,19 @@ def check_destination(src: Path, dst: Path, overwrite) -> None:
     allow replacing (cloak.atomic.may_replace)."""
     from .atomic import may_replace
     from .io import same_file
-    from .same_path import NUL_IN_NAME, holds_nul, name_too_long
+    from .same_path import (
+        NAME_TOO_LONG_ADVICE,
+        NUL_IN_NAME,
+        holds_nul,
+        name_too_long,
+        output_reason,
+    )
 
     if holds_nul(dst):
         raise OutputError(f"can't use the output name {os.fspath(dst)!r}: {NUL_IN_NAME}")
     if name_too_long(dst):  # its folder yet to be made: no stat below says so
         raise OutputError(f"can't use the output name {dst}: "
-                          f"{os.strerror(errno.ENAMETOOLONG)}")
+                          f"{os.strerror(errno.ENAMETOOLONG)}; {NAME_TOO_LONG_ADVICE}")
     try:
         if dst.is_dir():
             raise OutputError(f"output {dst} is a folder; give a file name")
@@ -152,7 +158,7 @@ def check_destination(src: Path, dst: Path, overwrite) -> None:
         in_a_file = next((folder for folder in dst.parents if os.path.lexists(folder)
                           and not folder.is_dir()), None)
     except OSError as exc:  # a name too long for the disk (a preview's adds 12 bytes)
-        raise OutputError(f"can't use the output name {dst}: {exc.strerror or exc}") from exc
+        raise OutputError(f"can't use the output name {dst}: {output_reason(exc)}") from exc
     if in_a_file is not None:
         raise OutputError(f"can't write {dst}: {in_a_file} is not a folder")
     if exists and not may_replace(overwrite, dst):

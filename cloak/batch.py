@@ -76,7 +76,7 @@ from .planning import (
 )
 from .preview import preview_path
 from .report import Report
-from .same_path import fold, inside, same_folder, same_folder_path
+from .same_path import fold, inside, output_reason, same_folder, same_folder_path
 
 log = logging.getLogger(__name__)
 TEMP_GLOB = ".*.cloak-tmp-*"  # the temp files of atomic.write_atomic
@@ -265,7 +265,7 @@ def _decide_or_fail(item: Item, entry: dict | None, settings: dict, force: bool,
     except OSError as exc:  # named as the call named it: the sheet, not the copy
         item.status = FAILED
         named = Path(exc.filename) if isinstance(exc.filename, str) else item.dst
-        item.message = f"can't check its output {named}: {exc.strerror or exc}"
+        item.message = f"can't check its output {named}: {output_reason(exc)}"
 
 
 def _after_another_run(manifest: Manifest, theirs: Manifest, todo: list[Item],
@@ -900,7 +900,7 @@ def _describe(exc: BaseException) -> str:
         return str(exc)
     if isinstance(exc, OSError):
         where = f" {exc.filename}" if exc.filename else ""
-        return f"can't read or write{where}: {exc.strerror or exc}"
+        return f"can't read or write{where}: {output_reason(exc)}"
     if is_out_of_memory(exc):
         # every preset but high attacks at 512 px: a lower one needs no less memory
         return out_of_memory_message(exc, "to protect this photo", "protect a smaller copy "

@@ -45,6 +45,7 @@ from .same_path import (
     looks_like_pattern,
     name_fits,
     only_spelt_apart,
+    output_reason,
     same_folder_path,
     stat_key,
 )
@@ -650,7 +651,7 @@ def _mark_clashes(items: list[Item], out_dir: Path | None = None) -> None:
             _check_clash(item, inputs_by_path, inputs_by_key, sources, outputs)
         except OSError as exc:  # the output folder may not be searched (EACCES)
             item.status = FAILED
-            item.message = f"can't check output {item.dst}: {exc.strerror or exc}"
+            item.message = f"can't check output {item.dst}: {output_reason(exc)}"
 
 
 def _unreadable_anyway(src: Path) -> str | None:

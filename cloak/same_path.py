@@ -7,6 +7,7 @@ folder's listing and pathconf."""
 
 from __future__ import annotations
 
+import errno
 import os
 import unicodedata
 from pathlib import Path
@@ -160,6 +161,18 @@ def fitting_name(stem: str, tail: str) -> str:
     while stem and size(stem + tail) > NAME_MAX:
         stem = stem[:-1]
     return (stem.rstrip() or stem) + tail  # not "name  (1).jpg" where the cut left a space
+
+
+NAME_TOO_LONG_ADVICE = ("give the photo a shorter name, or choose another --out folder "
+                        "with a shorter path")
+
+
+def output_reason(exc: OSError) -> str:
+    """Why an output path failed, in words: the system's (`exc.strerror`), with what to do
+    where the name or path is too long for the disk (ENAMETOOLONG)."""
+    reason = exc.strerror or str(exc)
+    return (f"{reason}; {NAME_TOO_LONG_ADVICE}" if exc.errno == errno.ENAMETOOLONG
+            else reason)
 
 
 def name_too_long(path: str | os.PathLike[str]) -> bool:

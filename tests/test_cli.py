@@ -2107,6 +2107,7 @@ def test_names_too_long_for_the_disk_fail_their_photo_alone(tmp_path, small_phot
     assert result.exit_code == 2, result.output
     assert "Done: 1 protected, 1 failed." in result.output
     assert f"{too_deep}: " in result.output and "File name too long" in result.output
+    assert "give the photo a shorter name, or choose another --out folder" in result.output
     assert (long_out / "D" / "q.png").is_file() and shallow.is_file()
     files = json.loads(report.read_text())["files"]
     assert sorted(f["status"] for f in files) == ["failed", "protected"]
@@ -2123,4 +2124,5 @@ def test_a_preview_sheet_name_too_long_is_named_as_the_sheet(tmp_path, small_pho
         result = invoke("protect", photo.parent, "--out", out, "--preview", "--model-dir",
                         model_dir, *TINY)
         assert result.exit_code == 2, result.output
-        assert f"{photo.name}.preview.png: File name too long" in result.output, result.output
+        assert f"{photo.name}.preview.png: File name too long; give the photo a shorter " \
+               "name" in result.output, result.output

@@ -2757,6 +2757,7 @@ class TestReviewFixes:
         from cloak.gui.worker import for_the_app, plain_message
         from cloak.models import get_spec
         from cloak.models.weights import missing_message
+        from cloak.same_path import NAME_TOO_LONG_ADVICE
 
         bf16_env(None, hardware=False)  # the fp32 note, whatever this machine's CPU has
         messages = [
@@ -2775,12 +2776,14 @@ class TestReviewFixes:
             "taesd_decoder is not in /w (--model-dir); using /c/taesd_decoder.safetensors",
             ("face detector not available (timed out); face priority is off. Put "
             "yunet_n_dynamic.onnx in --model-dir or CLOAK_MODEL_DIR to turn it on"),
+            f"can't use the output name /x/a.jpg: File name too long; {NAME_TOO_LONG_ADVICE}",
         ]
         for message in messages:
             shown = for_the_app(message)
             assert "--" not in shown, shown
         assert "CLOAK_MODEL_DIR" in for_the_app(messages[0])
         assert "(Strength: fast)" in for_the_app(messages[1])
+        assert "choose another Save-to folder with a shorter path" in for_the_app(messages[-1])
         # out of memory: advice that can help (every strength but High attacks at 512)
         on_gpu = plain_message(RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"))
         assert "GPU memory" in on_gpu and "CLOAK_DEVICE=cpu" in on_gpu

@@ -513,8 +513,9 @@ class TestDownload:
         torch.save(state, mirror / "taesd_encoder.pth")
         W._warned.clear()
         with pytest.raises(ModelError, match="holds other values than the release cloak "
-                                             "knows.*--model-dir"):
+                                             "knows.*--model-dir") as info:
             W.load_verified(get_spec("taesd"), "encoder")
+        assert str(info.value).count("--model-dir") == 1, str(info.value)  # advised once
         assert not (tmp_path / "cache" / "taesd_encoder.pth").exists()
         assert not list((tmp_path / "cache").glob(".download-*"))
         mine = tmp_path / "mine"

@@ -1134,10 +1134,12 @@ def test_a_name_too_long_in_a_folder_yet_to_be_made_is_refused_before_the_attack
     monkeypatch.setattr(api, "protect_array", lambda *a, **k: attacked.append(1))
     for dst in (tmp_path / "new" / ("w" * 252 + ".jpg"),
                 tmp_path / "new" / ("d" * 256) / "a.jpg"):
-        with pytest.raises(OutputError, match="can't use the output name .*File name too long"):
+        with pytest.raises(OutputError, match="can't use the output name .*File name too long"
+                                              "; give the photo a shorter name, or choose "
+                                              "another --out folder with a shorter path"):
             protect_file(src, dst, tiny_config)
     sheet_too_long = tmp_path / "new" / ("w" * 246 + ".jpg")  # 250 bytes: its sheet 262
-    with pytest.raises(OutputError, match=r"\.preview\.png: File name too long"):
+    with pytest.raises(OutputError, match=r"\.preview\.png: File name too long; give the "):
         protect_file(src, sheet_too_long, tiny_config.replace(preview=True))
     deep = tmp_path / "new"
     while len(os.fsencode(deep)) < os.pathconf(tmp_path, "PC_PATH_MAX"):

@@ -587,6 +587,10 @@ class TestWhatAServerSends:
 
         _, message, _ = failed_download(loop, monkeypatch, deadline="60")
         assert "HTTP 302" in message and "\n" not in message
+        # in words, not urllib's "would lead to an infinite loop. The last 30x error ..."
+        assert "failed (HTTP 302: the server sent redirect after redirect, never the " \
+               "file)" in message
+        assert "30x" not in message
 
     def test_a_folder_where_the_file_goes_is_named_not_downloaded_each_run(
             self, mirror, tmp_path):
@@ -628,6 +632,9 @@ class TestWhatAServerSends:
             W.resolve(get_spec("taef2"), "encoder")
         assert f"{tmp_path / 'cache'} is on a full disk (No space left on device)" in \
             str(info.value)
+        # the advice said once: the full disk's own, not again by the missing-weights line
+        assert str(info.value).count("--model-dir") == 1, str(info.value)
+        assert str(info.value).endswith("/taef2_encoder.pth)")
         assert not (tmp_path / "cache").exists()
 
     def test_a_temp_file_a_killed_download_left_is_swept_once_all_is_cached(

@@ -285,7 +285,10 @@ def network_reason(exc: BaseException) -> str:
     """Why a download failed, in words: urllib's `<urlopen error [Errno -3] Temporary
     failure in name resolution>` as `no network, or an unknown host: Temporary failure in name
     resolution`, an HTTP error as `HTTP 404 Not Found`."""
-    if isinstance(exc, urllib.error.HTTPError):  # one line: urllib's redirect loop has 3
+    if isinstance(exc, urllib.error.HTTPError):
+        if "infinite loop" in str(exc.reason):  # urllib's 3 lines: a loop, or 10 redirects
+            return (f"HTTP {exc.code}: the server sent redirect after redirect, never the "
+                    "file")
         return " ".join(f"HTTP {exc.code} {exc.reason}".split())
     if isinstance(exc, urllib.error.URLError):
         reason = exc.reason

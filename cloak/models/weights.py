@@ -641,11 +641,18 @@ def missing_message(spec: ModelSpec, part: str, why: str, model_dir=None,
     where cloak looked, `why` none was downloaded, and how to supply them."""
     looked_in = ", ".join(dict.fromkeys(str(folder) for folder in search_dirs(model_dir)))
     stems = stems or [spec.file_stem(part)]
+    said = "--model-dir" in why  # a full disk, a damaged download: `why` gave the advice
     if len(stems) == 1:
+        if said:
+            return (f"weights for {spec.name} {part} not found (looked in {looked_in}) and "
+                    f"{why} (files: {UPSTREAM_URL}/{stems[0]}.pth)")
         return (
             f"weights for {spec.name} {part} not found (looked in {looked_in}) and {why}. "
             f"Put {stems[0]}.safetensors or .pth in a folder and pass --model-dir DIR "
             f"or set CLOAK_MODEL_DIR=DIR (files: {UPSTREAM_URL}/{stems[0]}.pth)")
+    if said:
+        return (f"weights not found for {len(stems)} files: {', '.join(stems)} (looked in "
+                f"{looked_in}) and {why} (files: {UPSTREAM_URL}/NAME.pth)")
     return (
         f"weights not found for {len(stems)} files: {', '.join(stems)} (looked in "
         f"{looked_in}) and {why}. Put each as NAME.safetensors or NAME.pth in a folder and "
