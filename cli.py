@@ -961,7 +961,7 @@ def run_verify(photo: Path, protected: Path | None, channels: str | None, models
                 if given is not None and looks_like_pattern(given) and \
                         not os.path.lexists(given):
                     raise UnsupportedImageError(
-                        f"{printable(str(given))}: {PATTERN_MATCHED_NOTHING}")
+                        f"{given}: {PATTERN_MATCHED_NOTHING}")
             # os.path.isdir: False (not an error) for a path that can't be reached; the
             # photo's own load then says why
             folders = [p for p in (photo, protected) if p is not None and os.path.isdir(p)]
@@ -1017,7 +1017,7 @@ def refuse_folder_and_file(folder: Path, other: Path) -> None:
     if not os.path.lexists(other):  # says it is missing (or unreachable)
         io.load_photo(other)
     raise UnsupportedImageError(
-        f"{printable(str(folder))} is a folder and the other a file: give two photos (the "
+        f"{folder} is a folder and the other a file: give two photos (the "
         "original, then its protected copy), or two folders (the originals, then the "
         "folder cloak protect wrote to)")
 
@@ -1032,7 +1032,7 @@ def verify_photo_files(photo: Path, protected: Path | None, measured: tuple[str,
     from cloak.verify import colour_profile, photo_image
 
     if protected is not None and io.same_file(photo, protected):
-        raise UnsupportedImageError(f"{printable(str(photo))} was given twice: give the "
+        raise UnsupportedImageError(f"{photo} was given twice: give the "
                                     "original first, then its protected copy")
     for path in (photo, protected):
         if path is not None and os.path.isfile(path) and \
@@ -1234,7 +1234,7 @@ def receipt_folder(folder: Path, model_dir: str | None, device: str | None,
     photos = photos_under(folder, unreadable)
     if not photos:
         why = f" ({unreadable[0].strerror or unreadable[0]})" if unreadable else ""
-        raise CloakError(f"no photos in {printable(str(folder))} (looked in its subfolders "
+        raise CloakError(f"no photos in {folder} (looked in its subfolders "
                          f"too){why}")
     ignored = ("--channels and --models are for the comparison with the originals (cloak "
                "verify ORIGINALS/ PROTECTED/); photos alone get the receipt, which always "
@@ -1319,18 +1319,18 @@ def verify_folders(originals: Path, protected: Path, channels: tuple[str, ...],
         shut = next((pair.unreachable for pair in pairs if pair.unreachable), None)
         if shut is not None:  # the right folder, which can't be read: not "given wrong"
             raise CloakError(
-                f"can't read {printable(str(shut.filename))}, where the originals of the "
-                f"photos in {printable(str(protected))} are: {shut.strerror or shut}")
+                f"can't read {shut.filename}, where the originals of the "
+                f"photos in {protected} are: {shut.strerror or shut}")
         from cloak.manifest import MANIFEST_NAME
 
         swapped = ((originals / MANIFEST_NAME).is_file()
                    and not (protected / MANIFEST_NAME).is_file())
         raise CloakError(
-            f"none of the {len(pairs)} photo(s) in {printable(str(protected))} has its "
-            f"original in {printable(str(originals))} (by the same path, the path below the "
+            f"none of the {len(pairs)} photo(s) in {protected} has its "
+            f"original in {originals} (by the same path, the path below the "
             "folder's own name, or the contents cloak's record keeps): give the folder "
             "you protected, then cloak's"
-            + (f"; {printable(str(originals))} is the folder cloak protect wrote to, so "
+            + (f"; {originals} is the folder cloak protect wrote to, so "
                "the two look swapped" if swapped else ""))
     fetch_weights(names, model_dir, device)
     rows: list[dict] = []
@@ -1376,9 +1376,9 @@ def verify_folders(originals: Path, protected: Path, channels: tuple[str, ...],
 def preview_sheet_refused(sheet: Path) -> str:
     """Why verify doesn't measure `sheet`, a --preview sheet, naming the copy it shows."""
     copy = sheet.with_name(sheet.name[:-len(PREVIEW_SUFFIX)])
-    instead = (f"give the copy itself, {printable(str(copy))}" if copy.is_file()
+    instead = (f"give the copy itself, {copy}" if copy.is_file()
                else "give the protected copy itself")
-    return (f"{printable(str(sheet))} is a preview sheet cloak wrote beside a copy (the "
+    return (f"{sheet} is a preview sheet cloak wrote beside a copy (the "
             f"copy, its change and its budget map side by side, *{PREVIEW_SUFFIX}), not "
             f"a photo to measure; {instead}")
 
@@ -1396,11 +1396,11 @@ def measure_pairs(pairs, originals: Path, channels: tuple[str, ...], names: tupl
                "protected_copy": str(pair.copy), "verdict": None}  # as one pair's --json
         if pair.original is None and pair.unreachable is not None:  # not "none there"
             exc = pair.unreachable
-            why = (f"its original's folder {printable(str(exc.filename or originals))} "
+            why = (f"its original's folder {exc.filename or originals} "
                    f"can't be read: {exc.strerror or exc}")
             row["error"] = f"original not reached: {why}"
-            say(f"{printable(pair.name)}: not measured, {why}", color=typer.colors.RED,
-                err=True)
+            say(f"{printable(pair.name)}: not measured, {printable(why)}",
+                color=typer.colors.RED, err=True)
             rows.append(row)
             continue
         if pair.original is None:

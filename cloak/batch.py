@@ -39,6 +39,7 @@ from .errors import (
     Cancelled,
     CloakError,
     OutputError,
+    OutputExistsError,
     is_out_of_memory,
     out_of_memory_message,
 )
@@ -262,10 +263,30 @@ def _decide_or_fail(item: Item, entry: dict | None, settings: dict, force: bool,
     preview) fails its own photo alone."""
     try:
         _decide(item, entry, settings, force, overwrite, preview, also, record_unreadable)
+        if item.status == "pending" and item.replace and _beside(item):
+            # --out the photo's own folder: --overwrite or --force replace only what was
+            # judged here, as it is now; a file that comes meanwhile may be another
+            # original (a sync client, a camera import), never replaced
+            item.replace = False
+            item.ours_stamp = file_stamp(item.dst)
+            item.sheet_stamp = file_stamp(preview_path(item.dst)) if preview else None
     except OSError as exc:  # named as the call named it: the sheet, not the copy
         item.status = FAILED
         named = Path(exc.filename) if isinstance(exc.filename, str) else item.dst
         item.message = f"can't check its output {named}: {output_reason(exc)}"
+
+
+def _beside(item: Item) -> bool:
+    """Whether `item`'s copy goes into its original's own folder (--out that folder)."""
+    return same_folder(item.dst.parent, item.src.parent)
+
+
+def came_beside(path: Path) -> str:
+    """The failure of a photo whose output name `path`, beside the original, holds a file
+    that came (or changed) while the run was busy."""
+    return (f"{path} exists beside the original and came or changed while this run was "
+            "busy, so it is not replaced even with --overwrite (it may be another "
+            "original); move it away or choose another --out folder")
 
 
 def _after_another_run(manifest: Manifest, theirs: Manifest, todo: list[Item],
@@ -767,6 +788,8 @@ def _begin(item: Item, manifest: Manifest, settings: dict) -> None:
     item.dst_before = file_stamp(item.dst)
     if (item.ours_stamp is not None and not item.replace  # (--overwrite: replaced anyway)
             and not same_stamp(item.dst_before, item.ours_stamp)):
+        if _beside(item):
+            raise OutputError(came_beside(item.dst))
         raise OutputError(f"output {item.dst} was changed while this run was busy with "
                           "other photos; pass --overwrite to replace it")
     if not inside(item.dst.parent, manifest.out_dir):
@@ -824,6 +847,9 @@ def _finish(item: Item, manifest: Manifest, previous: dict | None, outcome) -> N
     _abandon(item, manifest, previous, outcome)
     if isinstance(outcome, Cancelled):
         item.status, item.message = CANCELLED, "not done (interrupted)"
+    elif isinstance(outcome, OutputExistsError) and _beside(item):
+        # not "pass --overwrite": beside the original, that would not replace it either
+        item.status, item.message = FAILED, came_beside(Path(outcome.path))
     else:
         item.status, item.message = FAILED, _describe(outcome)
 

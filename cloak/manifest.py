@@ -29,7 +29,7 @@ from pathlib import Path, PurePath
 from .config import draws_at_random
 from .errors import CloakError, OutputError
 from .models.weights import sha256_of
-from .same_path import fold, inside, same_file
+from .same_path import PathSet, fold, inside, same_file
 
 log = logging.getLogger(__name__)
 
@@ -111,14 +111,16 @@ def apply_changes(entries: dict, changes: Iterable[tuple[str, dict | None]]) -> 
             entries[name] = entry
 
 
-def recorded_copies(folder: Path, record: Manifest | None = None) -> set[str]:
+def recorded_copies(folder: Path, record: Manifest | None = None) -> PathSet:
     """Real paths of the copies `folder`'s manifest (`record`, if read already) lists that
     are still the files cloak wrote: a new original that has since taken a listed name
     (another camera's IMG_0001.jpg) is the user's photo. A done copy renamed since, or
     copied under another name, in its own folder (a_insta.png beside a.png) is one too, by
     its recorded size and sha256: without cloak's note (a BMP, --no-ai-notice) it was
-    protected again. Only files of a recorded size are hashed."""
-    copies = set()
+    protected again. Only files of a recorded size are hashed. A copy is found by its
+    identity on disk too (PathSet): a folder's listing may spell it otherwise than the
+    record (NFD on HFS+, another letter case)."""
+    copies = PathSet()
     by_size: dict[Path, dict[int, list[dict]]] = {}  # folder -> size -> recorded copies
     for rel, entry in (record or Manifest(folder)).entries.items():
         path = folder / rel
@@ -134,7 +136,7 @@ def recorded_copies(folder: Path, record: Manifest | None = None) -> set[str]:
     return copies
 
 
-def _same_contents_in(folder: Path, sizes: dict[int, list[dict]], known: set[str]
+def _same_contents_in(folder: Path, sizes: dict[int, list[dict]], known: PathSet
                       ) -> set[str]:
     """Real paths of the files directly in `folder`, not in `known`, whose size and
     sha256 are a recorded copy's (`sizes`: size -> those copies' identities)."""
@@ -782,10 +784,11 @@ def file_stamp(path: Path) -> tuple | None:
 
 
 def same_stamp(a: tuple | None, b: tuple | None) -> bool:
-    """Whether two file_stamps are of one unchanged file: the same size and mtime, and the
-    same inode or, where the disk gives a file a new inode number once its cache lets it
-    go (FAT and exFAT through FUSE: a rerun refused cloak's own copies as "changed while
-    this run was busy"), the same ctime. None matches only None."""
+    """Whether two file_stamps are of one unchanged file: the same size, mtime and ctime
+    (an in-place edit that keeps size and mtime, as `exiftool -P` does, moves the ctime).
+    The inode number is not compared: FAT and exFAT through FUSE give a file a new one
+    once the kernel's cache lets it go (a rerun refused cloak's own copies as "changed
+    while this run was busy"). None matches only None."""
     if a is None or b is None:
         return a is b
-    return a[1:3] == b[1:3] and (a[0] == b[0] or a[3] == b[3])
+    return a[1:] == b[1:]

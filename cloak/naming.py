@@ -20,14 +20,19 @@ from .errors import UnsupportedImageError
 
 log = logging.getLogger(__name__)
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# control characters; the bidirectional controls (a right-to-left override shows the
+# rest of a line reversed); the line and paragraph separators (a line break where text
+# is laid out by Unicode, as the app's labels are)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
 
 
 def printable(text: str) -> str:
     """`text` safe to print: a file name that is not valid UTF-8 (its bytes held as lone
     surrogates) shows them as \\xNN escapes instead of stopping the run, and control
     characters in it (a newline, a terminal escape) as escapes too, so a name can't fake
-    a line of output or drive the terminal. Every caller prints one line."""
+    a line of output or drive the terminal, and bidirectional controls and line
+    separators, so it can't reverse the rest of a line or break it. Every caller prints
+    one line."""
     try:
         text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     except UnicodeEncodeError:

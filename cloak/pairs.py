@@ -264,6 +264,7 @@ def pair_by_record(pairs: list[Pair], originals: Path, entries: dict[str, dict],
     where a copy is left without its original (once each)."""
     from .manifest import matches_record
     from .models.weights import sha256_of
+    from .same_path import fold
 
     hashes: dict[Path, str | None] = {}
 
@@ -275,9 +276,24 @@ def pair_by_record(pairs: list[Pair], originals: Path, entries: dict[str, dict],
                 hashes[path] = None
         return hashes[path]
 
+    by_fold: dict[str, str] = {}
+
+    def entry_of(pair: Pair) -> dict:
+        """The record's entry of the copy, by its name, or by the name in another letter
+        case or Unicode form (HFS+ lists `Été` in NFD, the record keeps it as typed) where
+        that entry is of this very file."""
+        entry = entries.get(pair.name)
+        if entry is not None:
+            return entry
+        if not by_fold:
+            by_fold.update((fold(key), key) for key in entries)
+        entry = entries.get(by_fold.get(fold(pair.name), ""))
+        return entry if isinstance(entry, dict) and _describes(entry, pair.copy) and \
+            matches_record(pair.copy, entry["dst"], sha256=content) else {}
+
     originals_by_name = {pair.name: pair.original for pair in pairs}
     recorded = {pair.name: entry["src"] for pair in pairs
-                if _describes(entry := entries.get(pair.name) or {}, pair.copy)}
+                if _describes(entry := entry_of(pair), pair.copy)}
     # a copy renamed since (IMG_1_insta.jpg) has no entry by its name: its own content does
     by_copy_size: dict[int, list[dict]] = defaultdict(list)
     for entry in entries.values():

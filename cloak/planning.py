@@ -38,6 +38,7 @@ from .same_path import (
     LINK_LOOP,
     NUL_IN_NAME,
     PATTERN_MATCHED_NOTHING,
+    PathSet,
     fitting_name,
     fold,
     holds,
@@ -158,7 +159,7 @@ def copies_or_trouble(folder: Path) -> set[str] | str:
     return record_trouble(record.found) or recorded_copies(folder, record)
 
 
-def _skip_own_outputs(folder: Path, skip: set[str], problems: list[Item]) -> bool:
+def _skip_own_outputs(folder: Path, skip: PathSet, problems: list[Item]) -> bool:
     """`folder` holds a cloak manifest (an earlier run's --out): add the outputs it lists
     that are still the files cloak wrote to `skip` (real paths), so its protected copies
     are not protected again while the user's own photos beside them (and in its mirror
@@ -183,8 +184,8 @@ def _protected_copies(count: int) -> str:
     return f"{plural(count, 'protected copy', 'protected copies')} {'is' if count == 1 else 'are'}"
 
 
-def recorded_above(real: str, cache: dict[str, set[str] | str | None],
-                   out_real: str | None = None) -> set[str] | str:
+def recorded_above(real: str, cache: dict[str, PathSet | str | None],
+                   out_real: str | None = None) -> PathSet | str:
     """recorded_copies of the nearest output folder above real path `real` (a cloak
     manifest in a folder that holds it, not `real` itself), or an empty set; where that
     folder's record can't tell its copies from the user's photos, why (record_trouble),
@@ -198,10 +199,10 @@ def recorded_above(real: str, cache: dict[str, set[str] | str | None],
                              if os.path.isfile(parent / MANIFEST_NAME) else None)
         if isinstance(cache[folder], str) and out_real is not None and \
                 same_folder_path(folder, out_real):
-            return set()
+            return PathSet()
         if cache[folder] is not None:
             return cache[folder]
-    return set()
+    return PathSet()
 
 
 def set_aside_record(folder: Path) -> bool:
@@ -230,7 +231,7 @@ def _check_stop(should_stop: Callable[[], bool] | None) -> None:
         raise Cancelled("stopped while looking for photos")
 
 
-def _walk(folder: Path, rel: Path, skip: set[str], suffixes: Sequence[str],
+def _walk(folder: Path, rel: Path, skip: PathSet, suffixes: Sequence[str],
           seen_dirs: set, found: list[tuple[Path, Path]], problems: list[Item],
           should_stop: Callable[[], bool] | None = None, out_real: str | None = None
           ) -> None:
@@ -284,7 +285,8 @@ def _walk(folder: Path, rel: Path, skip: set[str], suffixes: Sequence[str],
             seen_dirs.add(key)
             # os.path, not Path.is_file: that raises PermissionError in a folder that
             # can't be searched, which would fail the whole input, not this folder
-            if real == out_real:
+            if out_real is not None and same_folder_path(real, out_real):  # (spelt
+                # otherwise on a macOS disk, or reached through a bind mount)
                 record = Manifest(path)
                 trouble = record_trouble(record.found) or (
                     "unreadable" if set_aside_record(path) else None)
@@ -516,7 +518,7 @@ def plan(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
     record = _read_out_record(out_dir)
     mirrors = Mirrors(_recorded_mirrors(record), out_dir, _mirror_copies(record),
                       _mirror_copies(record, recorded=True))
-    recorded: dict[str, set[str] | str | None] = {}  # output folders above the inputs
+    recorded: dict[str, PathSet | str | None] = {}  # output folders above the inputs
     for raw in inputs:
         src = Path(raw)
         if holds_nul(src):
@@ -534,7 +536,7 @@ def plan(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
 def _plan_one(src: Path, out_dir: Path, suffixes: Sequence[str], seen_dirs: set,
               mirrors: Mirrors, items: list[Item],
               should_stop: Callable[[], bool] | None = None,
-              recorded: dict[str, set[str] | str | None] | None = None) -> None:
+              recorded: dict[str, PathSet | str | None] | None = None) -> None:
     """plan() for one input path: append its items. `recorded`: recorded_above's cache
     (the copies an output folder above an input lists are skipped, as in that folder)."""
     from . import io
@@ -552,7 +554,7 @@ def _plan_one(src: Path, out_dir: Path, suffixes: Sequence[str], seen_dirs: set,
         name = mirrors.name_for(real)
         # Never walk this folder's mirror inside OUT (its copies). OUT itself, met
         # inside this folder, is walked for the user's own photos, as when it is named.
-        skip = {os.path.realpath(out_dir / name)}
+        skip = PathSet([os.path.realpath(out_dir / name)])
         found: list[tuple[Path, Path]] = []
         problems: list[Item] = []
         if os.path.isfile(src / MANIFEST_NAME) and not _skip_own_outputs(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import unicodedata
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 NUL_IN_NAME = "its name holds a NUL character, which no file name can"
@@ -35,6 +36,53 @@ def stat_key(path: Path) -> tuple[int, int]:
     """(device, inode) of the file or folder at `path`: its identity on this machine."""
     st = path.stat()
     return st.st_dev, st.st_ino
+
+
+class PathSet:
+    """Real paths of files and folders (a plan's outputs, a record's copies). A path is a
+    member where its string is one, or where it is one of them on disk (device and inode,
+    as each was when added): macOS keeps a path's spelling as typed, so a copy listed by
+    its folder in NFD (HFS+) or in another letter case is not the string its record
+    gives; nor is a folder reached through a bind mount. Such a copy was protected again,
+    each run one folder deeper."""
+
+    def __init__(self, paths: Iterable[str] = ()) -> None:
+        self._paths: set[str] = set()
+        self._keys: set[tuple[int, int]] = set()
+        self.update(paths)
+
+    def add(self, real: str) -> None:
+        self._paths.add(real)
+        try:
+            st = os.stat(real)
+        except (OSError, ValueError):  # gone, or a NUL in it: its string alone
+            return
+        self._keys.add((st.st_dev, st.st_ino))
+
+    def update(self, paths: Iterable[str]) -> None:
+        if isinstance(paths, PathSet):
+            self._paths |= paths._paths
+            self._keys |= paths._keys
+            return
+        for real in paths:
+            self.add(real)
+
+    def __contains__(self, real: object) -> bool:
+        if real in self._paths:
+            return True
+        if not self._keys or not isinstance(real, str):
+            return False
+        try:
+            st = os.stat(real)
+        except (OSError, ValueError):
+            return False
+        return (st.st_dev, st.st_ino) in self._keys
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._paths)
+
+    def __len__(self) -> int:
+        return len(self._paths)
 
 
 def holds(outer: str, inner: str) -> bool:

@@ -762,6 +762,54 @@ class TestRun:
         [item] = batch.run(batch.plan([gif], other), other, tiny_config, overwrite=True).items
         assert item.status == PROTECTED
 
+    @pytest.mark.parametrize("flags", [{"overwrite": True}, {"force": True}],
+                             ids=["--overwrite", "--force"])
+    @pytest.mark.parametrize("when", ["appears", "replaces cloak's copy",
+                                      "sheet appears"])
+    def test_a_file_that_comes_beside_the_original_during_the_run_is_never_replaced(
+            self, tmp_path, small_photo, tiny_config, flags, when):
+        """--out the photos' own folder, with --overwrite or --force: a file beside the
+        original cloak never made is never replaced, but only one there as the run
+        began was refused. One that came meanwhile (a sync client, a camera import: at
+        the copy's name, or in place of cloak's own copy, or at the sheet's name) was
+        replaced without a word. It is kept; the photo fails, naming it."""
+        folder = tmp_path / "Pictures"
+        gif = folder / "a.gif"
+        with Image.open(small_photo(tmp_path / "src.png", index=1)) as im:
+            folder.mkdir()
+            im.save(gif)
+        png, sheet = folder / "a.png", folder / "a.png.preview.png"
+        config = tiny_config.replace(preview=when == "sheet appears")
+        earlier = tiny_config.replace(working_size=136)  # other settings: redone, not skipped
+        if when == "replaces cloak's copy":
+            assert batch.run(batch.plan([gif], folder), folder,
+                             earlier).counts[PROTECTED] == 1
+        target = sheet if when == "sheet appears" else png
+        mine = small_photo(tmp_path / "mine.png", index=2).read_bytes()
+
+        def users_file_arrives(event: batch.Event) -> None:  # during the attack
+            if event.kind == "progress" and not users_file_arrives.done:
+                users_file_arrives.done = True
+                target.unlink(missing_ok=True)
+                target.write_bytes(mine)
+        users_file_arrives.done = False
+        [item] = batch.run(batch.plan([gif], folder), folder, config,
+                           on_event=users_file_arrives, **flags).items
+        assert users_file_arrives.done
+        assert target.read_bytes() == mine
+        assert item.status == FAILED, item.message
+        assert f"{target} exists beside the original" in item.message, item.message
+        assert "--overwrite to replace" not in item.message
+        assert leftovers(folder) == [gif]  # the original alone: no temp file left
+        # with nothing arriving, the same run writes as before: cloak's own files go
+        target.unlink()
+        if when == "replaces cloak's copy":
+            assert batch.run(batch.plan([gif], folder), folder,
+                             earlier).counts[PROTECTED] == 1
+        [item] = batch.run(batch.plan([gif], folder), folder, config, **flags).items
+        assert item.status == PROTECTED, item.message
+        assert png.read_bytes() != mine
+
     def test_a_copy_deleted_by_hand_is_made_again_beside_its_old_preview(
             self, tmp_path, small_photo, tiny_config):
         """The sheet cloak wrote for a copy the user then deleted does not block making the
@@ -955,6 +1003,43 @@ class TestRun:
         assert copy.read_bytes() == b"the user's own edit"
         assert item.status == FAILED and "already exists" in item.message, item.message
         assert not leftovers(out)
+
+    @pytest.mark.parametrize("when", ["before the run", "during the run"])
+    def test_an_in_place_edit_keeping_size_and_mtime_is_kept(
+            self, tmp_path, small_photo, tiny_config, when):
+        """An edit of cloak's copy in place that keeps its size and mtime (`exiftool -P`,
+        an editor restoring the time) moves only the ctime: made before a --preview
+        rerun, that rerun refused to redo the copy; made while the rerun was busy, its
+        redo replaced the edit. Both keep it now."""
+        photo = small_photo(tmp_path / "a.png")
+        out = tmp_path / "out"
+        copy, sheet = out / "a.png", out / "a.png.preview.png"
+        config = tiny_config.replace(preview=True)
+        assert batch.run(batch.plan([photo], out), out, config).counts[PROTECTED] == 1
+        sheet.unlink()  # the rerun redoes the copy to make its sheet again
+
+        def edit_in_place() -> bytes:
+            before = copy.stat()
+            data = bytearray(copy.read_bytes())
+            data[-20] ^= 0xFF  # same size
+            with open(copy, "r+b") as handle:
+                handle.write(data)
+            os.utime(copy, ns=(before.st_atime_ns, before.st_mtime_ns))
+            assert (copy.stat().st_ino, copy.stat().st_size, copy.stat().st_mtime_ns) == (
+                before.st_ino, before.st_size, before.st_mtime_ns)
+            return bytes(data)
+
+        edited: list[bytes] = []
+        if when == "before the run":
+            edited.append(edit_in_place())
+
+        def users_edit(event: batch.Event) -> None:  # during the attack
+            if event.kind == "progress" and not edited:
+                edited.append(edit_in_place())
+        [item] = batch.run(batch.plan([photo], out), out, config, on_event=users_edit).items
+        assert copy.read_bytes() == edited[0]
+        assert item.status == FAILED, item.message
+        assert str(copy) in item.message, item.message
 
     def test_a_users_file_at_the_sheets_name_soon_after_the_copy_is_not_cloaks(
             self, tmp_path, small_photo, tiny_config):
@@ -3397,21 +3482,87 @@ def test_a_card_whose_driver_refuses_chmod_still_takes_the_record(
     assert sorted(Manifest(out).entries) == ["0.png", "1.png", "2.png"]
 
 
-def test_a_stamp_is_the_same_file_when_only_its_inode_number_or_ctime_moved():
+def test_a_stamp_is_the_same_file_when_only_its_inode_number_moved():
     """FAT and exFAT through FUSE give a file a new inode number once the kernel's cache
     lets it go: a rerun refused cloak's own copies as "changed while this run was busy".
-    A chmod moves only the ctime. Size or mtime moved, or both inode and ctime, is
-    another file (or the file written)."""
+    Size, mtime or ctime moved is another file, or the file written: an in-place edit
+    that keeps size and mtime (`exiftool -P`) moves the ctime alone, and was taken for
+    the same file (a chmod moves it too: refused, and --overwrite replaces it)."""
     from cloak.manifest import same_stamp
 
     stamp = (7, 100, 5_000, 6_000)
     assert same_stamp(stamp, stamp) and same_stamp(None, None)
     assert same_stamp(stamp, (8, 100, 5_000, 6_000))  # a new inode number, same ctime
-    assert same_stamp(stamp, (7, 100, 5_000, 6_500))  # chmod-ed
+    assert not same_stamp(stamp, (7, 100, 5_000, 6_500))  # edited in place, or chmod-ed
     assert not same_stamp(stamp, (8, 100, 5_000, 6_500))  # another file, renamed in
     assert not same_stamp(stamp, (7, 101, 5_000, 6_000))
     assert not same_stamp(stamp, (7, 100, 5_001, 6_000))
     assert not same_stamp(stamp, None) and not same_stamp(None, stamp)
+
+
+def test_a_recorded_copy_is_known_by_its_identity_not_only_its_spelling(tmp_path):
+    """HFS+ lists a name in NFD; the record (and a path typed) spell it in NFC: the walk's
+    path of a recorded copy was not the string recorded_copies gave, so the copy was
+    protected again (one folder deeper each run) and counted twice ("its 3 protected
+    copies", 2 there). Here two spellings of one file are its name and a hard link."""
+    from cloak.manifest import Manifest, identity, recorded_copies
+    from cloak.same_path import PathSet
+
+    out = tmp_path / "out"
+    out.mkdir()
+    copy = out / "a.png"
+    copy.write_bytes(b"cloak's copy")
+    other = out / "b.png"
+    other.write_bytes(b"the user's photo")
+    record = Manifest(out)
+    record.set(copy, {"state": "done", "src": {}, "dst": identity(copy)})
+    spelt_otherwise = out / "a-listed.png"
+    os.link(copy, spelt_otherwise)  # one file, a second spelling
+    copies = recorded_copies(out)
+    assert len(copies) == 1, list(copies)  # not counted again by its other spelling
+    assert str(spelt_otherwise) in copies and os.path.realpath(copy) in copies
+    assert str(other) not in copies and str(out / "gone.png") not in copies
+    both = PathSet([str(copy)])
+    both.update(PathSet([str(other)]))
+    assert str(spelt_otherwise) in both and str(other) in both and len(both) == 2
+
+
+def test_an_output_folder_reached_by_another_path_is_this_runs(tmp_path, small_photo,
+                                                               model_dir):
+    """The photos' folder named by one path, --out inside it by another to the same
+    folder (macOS's NFC typed for an NFD name; here a bind mount): the rerun took OUT
+    for another run's output folder ("its 2 protected copies are skipped ...; the other
+    photos in it are protected") and counted a skip too many."""
+    import subprocess
+
+    real, bound = tmp_path / "real", tmp_path / "bound"
+    for n in range(2):
+        small_photo(real / "Trip" / f"{n}.png", index=n)
+    bound.mkdir()
+    try:
+        mounted = subprocess.run(["mount", "--bind", str(real), str(bound)],
+                                 check=False, capture_output=True).returncode == 0
+    except OSError:  # no mount command
+        mounted = False
+    if not mounted:
+        pytest.skip("no bind mount here (needs root)")
+    try:
+        out = bound / "Trip" / "protected"
+        args = [str(real / "Trip"), "--out", str(out), "--model-dir", str(model_dir),
+                "--strength", "fast", "--steps", "1", "--models", "taesd", "--no-measure",
+                "--no-ai-notice"]
+        from typer.testing import CliRunner
+
+        import cli
+
+        first = CliRunner().invoke(cli.app, ["protect", *args])
+        assert "Done: 2 protected, 0 failed." in first.output, first.output
+        again = CliRunner().invoke(cli.app, ["protect", *args])
+        assert again.exit_code == 0, again.output
+        assert "Done: 0 protected, 2 skipped (2 already done" in again.output, again.output
+        assert "cloak output folder" not in again.output, again.output
+    finally:
+        subprocess.run(["umount", str(bound)], check=True)
 
 
 def test_two_spellings_of_one_card_folder_are_one_where_the_disk_ignores_case(

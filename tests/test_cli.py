@@ -1004,6 +1004,27 @@ def test_verify_refuses_one_file_given_twice(tmp_path, small_photo, model_dir):
     assert "verdict" not in result.stdout and "Traceback" not in result.output
 
 
+def test_verify_json_names_a_refused_photo_as_it_is(tmp_path, small_photo, model_dir):
+    """A name with a newline (and a byte that is not UTF-8) given twice: --json's "error"
+    held it escaped for a terminal ("a\\nb\\xff.jpg", backslashes and all) beside the
+    real name in "original"; JSON has its own escaping. The terminal's line escapes it."""
+    name = os.fsdecode(b"a\nb\xff.png")
+    src = small_photo(tmp_path / name, size=(64, 64))
+    report = tmp_path / "r.json"
+    result = invoke("verify", src, src, "--json", report)
+    assert result.exit_code == 1
+    written = json.loads(report.read_text(encoding="utf-8", errors="surrogateescape"))
+    assert written["error"].startswith(f"{src} was given twice"), ascii(written["error"])
+    assert "a\\nb\\xff.png was given twice" in result.stderr, result.stderr
+    folder = tmp_path / "in\nfolder"
+    folder.mkdir()
+    result = invoke("verify", folder, src, "--json", report)
+    assert result.exit_code == 1
+    assert json.loads(report.read_text(encoding="utf-8", errors="surrogateescape"))[
+        "error"].startswith(f"{folder} is a folder and the other a file")
+    assert "in\\nfolder is a folder" in result.stderr, result.stderr
+
+
 def test_verify_says_an_untouched_copy_carries_no_protection(tmp_path, small_photo,
                                                              model_dir):
     """A plain copy of the photo (never protected) printed a table of 0.00 and "verdict:
@@ -1663,6 +1684,20 @@ def test_a_file_name_with_control_characters_prints_on_one_line(tmp_path, small_
     (line,) = result.stdout.strip().splitlines()
     assert "two\\nlines \\x1b[31mred [/x].png" in line and "\x1b" not in line
     assert (tmp_path / "out" / "in" / name).is_file()
+
+
+def test_a_name_with_bidi_controls_or_line_separators_is_escaped():
+    """U+202E (right-to-left override) reached the terminal as it was: a terminal that
+    lays out bidirectional text showed the rest of the line reversed, arrows and figures
+    too ("holiday\u202egnp.jpg" reads as a .png); U+2028 and U+2029 break a line where
+    text is laid out by Unicode (the app's labels). Each is escaped; letters, emoji and
+    the joiner within an emoji sequence are not."""
+    for raw, shown in [("holiday\u202egnp.jpg", "holiday\\u202egnp.jpg"),
+                       ("a\u2066b\u2069\u200f.png", "a\\u2066b\\u2069\\u200f.png"),
+                       ("beach\u2028FAKE\u2029.jpg", "beach\\u2028FAKE\\u2029.jpg"),
+                       ("caf\u00e9 \U0001f468\u200d\U0001f469.jpg",
+                        "caf\u00e9 \U0001f468\u200d\U0001f469.jpg")]:
+        assert cli.printable(raw) == shown
 
 
 def test_the_progress_bar_shows_a_name_that_looks_like_markup():

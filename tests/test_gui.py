@@ -3565,6 +3565,39 @@ def test_a_photo_named_like_markup_is_shown_by_its_name(qapp):
     panel.deleteLater()
 
 
+def test_a_name_that_breaks_lines_is_shown_escaped_on_one_line(window, tmp_path):
+    """A photo named "holiday\nfailed: it is not a photo.jpg", protected, showed a second,
+    green line "failed: it is not a photo.jpg" under "saved as ..." in its row, its name
+    split in two; U+2028 did the same, and U+202E reversed the rest of a line. The rows,
+    the comparison's title, a failure and the status bar show such names escaped, as the
+    command line does."""
+    from cloak.gui.widgets import ComparePanel
+
+    report = Report(width=8, height=8, eps255=8, psnr=38.0, ssim=0.98, max_change255=8,
+                    damage_db={"taesd": 5.0}, seconds=1.0)
+    for name, shown in [("holiday\nfailed: it is not a photo.jpg",
+                         "holiday\\nfailed: it is not a photo.jpg"),
+                        ("beach\u2028FAKE LINE.jpg", "beach\\u2028FAKE LINE.jpg"),
+                        ("holiday\u202egnp.jpg", "holiday\\u202egnp.jpg")]:
+        src = tmp_path / name
+        row = PhotoRow(0, src)
+        assert row.name.text() == shown
+        row.set_protected(Outcome(src, tmp_path / "out" / name, report,
+                                  describe(report, None), ProtectConfig()))
+        status = row.status.text()
+        assert status.count("\n") == 1 and status.endswith(f"saved as out/{shown}"), status
+        assert shown in row.accessibleName() and name not in row.accessibleName()
+        row.set_failed(f"{src}: can't read {src}")
+        assert row.status.text() == f"failed: can't read {tmp_path}/{shown}"
+        row.deleteLater()
+        panel = ComparePanel()
+        panel.show_loading(name)
+        assert panel.title.text() == f"{shown} — loading…"
+        panel.deleteLater()
+        window.statusBar().showMessage(f"removed {name} from the list")
+        assert window.statusBar().currentMessage() == f"removed {shown} from the list"
+
+
 def test_the_comparison_title_says_when_the_format_added_to_the_change(qapp):
     """A JPEG copy's largest change can pass cloak's bound: the title says the rest is the
     format's rounding. Within the bound, or with the bound unknown, it says nothing."""

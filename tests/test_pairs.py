@@ -280,6 +280,35 @@ def test_a_renamed_or_moved_original_pairs_by_cloak_s_record(tmp_path, small_pho
     assert "is not the file this copy was made from" in pairs[1].note
 
 
+def test_a_copy_listed_in_another_unicode_form_is_found_in_the_record(tmp_path, small_photo,
+                                                                     model_dir):
+    """HFS+ lists `Été.png` decomposed (NFD); the record keeps the name as it was typed
+    (NFC): looked up by the name listed, the copy had no record, so an original edited
+    since was measured as the copy's, with no note. Simulated on a disk that keeps both:
+    the copy and its original renamed to their NFD spelling after the run."""
+    import unicodedata
+
+    nfc = unicodedata.normalize("NFC", "\u00c9t\u00e9.png")
+    nfd = unicodedata.normalize("NFD", nfc)
+    holiday, out = tmp_path / "holiday", tmp_path / "protected"
+    small_photo(holiday / nfc)
+    result = invoke("protect", holiday, "--out", out, "--model-dir", model_dir, *TINY)
+    assert result.exit_code == 0, result.output
+    (holiday / nfc).rename(holiday / nfd)
+    (out / "holiday" / nfc).rename(out / "holiday" / nfd)
+    [pair] = pair_folders(holiday, out)
+    assert (pair.original, pair.note) == (holiday / nfd, None)  # the same file: no note
+    edited = holiday / nfd
+    edited.write_bytes(edited.read_bytes() + b"edited since")
+    [pair] = pair_folders(holiday, out)
+    assert pair.original == edited
+    assert pair.note and "is not the file this copy was made from" in pair.note
+    # another copy of that name's other spelling is not this record's
+    (out / "holiday" / nfd).write_bytes((out / "holiday" / nfd).read_bytes() + b"x")
+    [pair] = pair_folders(holiday, out)
+    assert pair.note is None
+
+
 def test_a_copy_renamed_since_pairs_by_its_own_content_in_the_record(tmp_path, small_photo,
                                                                      model_dir):
     """protected/holiday/a.png renamed a_insta.png before posting: cloak's record keeps

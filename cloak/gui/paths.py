@@ -15,7 +15,7 @@ from cloak.planning import (
 )
 from cloak.preview import PREVIEW_SUFFIX  # `cloak protect --preview`'s sheets
 from cloak.report import plural
-from cloak.same_path import fitting_name  # a name cut to fit the disk's 255 bytes
+from cloak.same_path import PathSet, fitting_name  # a name cut to fit the 255 bytes
 
 __all__ = ["IMAGE_SUFFIXES", "SUPPORTED", "common_folder", "default_output_dir",
            "expand_paths", "find_photos", "is_image_file", "is_raw_file", "not_added_note",
@@ -167,7 +167,7 @@ def expand_paths(paths: Iterable[str | Path], output_dir: Path | None = None,
     picked: set[Path] = set()  # found as given, not inside a folder
     folders_stopped = False
     outputs = Path(os.path.realpath(output_dir)) if output_dir else None
-    records: dict[str, set[str] | str | None] = {}  # recorded_above's, for this call
+    records: dict[str, PathSet | str | None] = {}  # recorded_above's, for this call
 
     def inside_outputs(path: Path) -> bool:
         real = Path(os.path.realpath(path))

@@ -31,10 +31,12 @@ from PySide6.QtWidgets import (
     QPushButton,
     QScrollArea,
     QSizePolicy,
+    QStatusBar,
     QVBoxLayout,
     QWidget,
 )
 
+from cloak.naming import printable
 from cloak.report import plural
 
 from .images import Comparison
@@ -63,6 +65,14 @@ def plain_tooltip(text: str) -> str:
     if not QtGuiQt.mightBeRichText(text):
         return text
     return "<qt>" + html.escape(text).replace("\n", "<br>") + "</qt>"
+
+
+class PrintableStatusBar(QStatusBar):
+    """A status bar that shows each message on one line, the names in it escaped as the
+    command line prints them (a name's newline, U+2028 or right-to-left override)."""
+
+    def showMessage(self, message: str, timeout: int = 0) -> None:
+        super().showMessage(printable(message), timeout)
 
 
 class ElidedLabel(QLabel):
@@ -201,13 +211,15 @@ class PhotoRow(QWidget):
         self.thumb.setFixedSize(THUMB_SIZE, THUMB_SIZE)
         self.thumb.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.thumb.setObjectName("thumb")
-        self.name = ElidedLabel(src.name)
+        # names escaped as the command line prints them: a name's newline (or U+2028, or
+        # a right-to-left override) faked a line of the row, or reversed it
+        self.name = ElidedLabel(printable(src.name))
         self.name.setObjectName("photoName")
-        self.name.setToolTip(plain_tooltip(str(src)))
+        self.name.setToolTip(plain_tooltip(printable(str(src))))
         self.bar = QProgressBar()
         self.bar.setRange(0, 1000)
         self.bar.setFormat("%p%")  # what a screen reader says of it: "40%", not "400"
-        self.bar.setAccessibleName(f"progress of {src.name}")
+        self.bar.setAccessibleName(f"progress of {printable(src.name)}")
         self.bar.setTextVisible(False)
         self.bar.setFixedHeight(6)
         self.status = StatusText()
@@ -253,7 +265,7 @@ class PhotoRow(QWidget):
         self.status.setToolTip("")  # set_protected names its copy; no other state has one
         self.status.set_text(status, color)
         # what a screen reader says for the row: the photo and where it stands
-        self.setAccessibleName(f"{self.src.name}: {status}")
+        self.setAccessibleName(f"{printable(self.src.name)}: {status}")
         self.bar.setValue(round(1000 * fraction))
         emit(self.described)
 
@@ -262,18 +274,18 @@ class PhotoRow(QWidget):
         self._show(self.WAITING, "waiting", 0.0)
 
     def set_working(self, fraction: float, message: str) -> None:
-        self._show(self.WORKING, message, fraction)
+        self._show(self.WORKING, printable(message), fraction)
 
     def set_protected(self, outcome: Outcome) -> None:
         self.outcome = outcome
-        shown = Path(outcome.dst.parent.name) / outcome.dst.name
+        shown = printable(str(Path(outcome.dst.parent.name) / outcome.dst.name))
         status = outcome.status
         if outcome.recorded_verdict == "none":  # an earlier copy's record says so
             status += f"; that copy: {PROTECTION_LOST}"
         where = "its copy:" if outcome.status == ALREADY_PROTECTED else "saved as"  # then
         self._show(self.PROTECTED, f"{status}\n{where} {shown}", 1.0,
                    WARN_COLOR if outcome.protection_lost else OK_COLOR)
-        self.status.setToolTip(plain_tooltip(str(outcome.dst)))
+        self.status.setToolTip(plain_tooltip(printable(str(outcome.dst))))
 
     def _about_it(self, message: str) -> str:
         """A library message about this photo without its path, which the row shows:
@@ -288,7 +300,7 @@ class PhotoRow(QWidget):
         return message
 
     def set_failed(self, message: str) -> None:
-        message = self._about_it(message)
+        message = printable(self._about_it(message))
         self._show(self.FAILED, f"failed: {message}", 0.0, ERROR_COLOR)
         self.status.setToolTip(plain_tooltip(f"failed: {message}"))  # whole, where a long path is shortened
 
@@ -296,7 +308,7 @@ class PhotoRow(QWidget):
         """Failed before any work: the file can't be read as a photo (found when its
         thumbnail was made), so the user need not press Protect to learn it. Protect
         tries it again, as any failed photo (it may have been mended meanwhile)."""
-        message = self._about_it(message)
+        message = printable(self._about_it(message))
         self._show(self.FAILED, f"can't be protected: {message}", 0.0, ERROR_COLOR)
         self.status.setToolTip(plain_tooltip(f"can't be protected: {message}"))
 
@@ -609,6 +621,7 @@ class ComparePanel(QWidget):
         of the title's width, shortened in its middle with "…" where it is longer (a
         camera's or a messenger's long file name wrapped the title to five lines and
         squeezed the photo); the whole name is the title's tooltip. `rest` wraps."""
+        name = printable(name)  # one line: a name's newline, U+2028, or bidi control
         self._title_name, self._title_rest = name, rest
         self.title.setToolTip(plain_tooltip(name))
         self._lay_out_title()
@@ -651,7 +664,8 @@ class ComparePanel(QWidget):
     def show_error(self, name: str, message: str) -> None:
         self.comparison, self.loading = None, False
         self._show_title(name)
-        self.view.set_message(f"Cannot show this photo: {message}" if message else "")
+        self.view.set_message(f"Cannot show this photo: {printable(message)}" if message
+                              else "")
         for mode in self.MODES:
             self.button(mode).setEnabled(False)
 

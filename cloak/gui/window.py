@@ -80,6 +80,7 @@ from .widgets import (
     ElidedLabel,
     PhotoList,
     PhotoRow,
+    PrintableStatusBar,
     ScrollingPane,
     plain_tooltip,
 )
@@ -267,6 +268,7 @@ class MainWindow(QMainWindow):
 
     def _build(self) -> None:
         # a message longer than the window is wide is cut: hovering shows all of it
+        self.setStatusBar(PrintableStatusBar())
         status_bar = self.statusBar()
         status_bar.messageChanged.connect(
             lambda message: status_bar.setToolTip(plain_tooltip(message)))
