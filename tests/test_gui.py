@@ -3115,6 +3115,8 @@ class TestReviewFixes:
         leaves it alone; one found outside Out is not taken as what is now asked."""
         out, src = tmp_path / "Out", tmp_path / "trip" / "a.jpg"
         window.set_output_dir(out)
+        (out / "trip").mkdir(parents=True)
+        (out / "trip" / "a.jpg").write_bytes(b"the copy")  # there: a copy deleted is not
         row = PhotoRow(0, src)
         row.set_protected(Outcome(src, out / "trip" / "a.jpg", None, ALREADY_PROTECTED,
                                   window.config()))
@@ -3563,6 +3565,38 @@ def test_a_photo_named_like_markup_is_shown_by_its_name(qapp):
     panel.view.set_message("Cannot show this photo: a.jpg: damaged")
     assert panel.view.toolTip() == "Cannot show this photo: a.jpg: damaged"
     panel.deleteLater()
+
+
+@pytest.mark.parametrize("how", ["copy deleted", "Save-to changed"])
+def test_a_protected_photo_without_its_copy_where_it_would_go_is_protected_again(
+        window, tmp_path, small_photo, how):
+    """A photo protected, then its copy deleted (or the Save-to folder changed): adding it
+    again said "that photo is already in the list", its row still said "saved as
+    out/a.png", and Protect stayed off ("drop some photos first"), though `cloak protect`
+    makes the copy again. Protect is on, and makes it."""
+    photo = small_photo(tmp_path / "a.png")
+    window.set_output_dir(tmp_path / "A")
+    (tmp_path / "A").mkdir()
+    row = protect_one(window, photo)
+    assert row.state == PhotoRow.PROTECTED and not window.protect_button.isEnabled()
+    if how == "copy deleted":
+        row.outcome.dst.unlink()
+        window.add_paths([photo])  # added again: waits, as a photo never protected
+        assert wait_until(lambda: row.state == PhotoRow.WAITING, 10), row.state
+        where = tmp_path / "A"
+    else:
+        (tmp_path / "B").mkdir()
+        window.set_output_dir(tmp_path / "B")
+        where = tmp_path / "B"
+        assert window.statusBar().currentMessage() == (
+            "1 photo protected into another folder: Protect makes copies in this one (the "
+            "earlier ones stay)")
+    assert window.protect_button.isEnabled()
+    window.start()
+    assert wait_until(lambda: not window.is_running(), 60)
+    assert row.state == PhotoRow.PROTECTED, row.status.text()
+    assert row.outcome.dst == where / "a.png" and row.outcome.dst.is_file()
+    assert not window.protect_button.isEnabled()
 
 
 def test_a_name_that_breaks_lines_is_shown_escaped_on_one_line(window, tmp_path):

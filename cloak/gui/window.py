@@ -577,12 +577,7 @@ class MainWindow(QMainWindow):
         (cropped in place, as the drop zone advises, and added again)."""
         if row.outcome is None or row.outcome.config is None:
             return True
-        if self._edited_since(row):
-            return True
-        folder = os.path.abspath(self.output_dir or default_output_dir(row.src))
-        parent = os.path.abspath(row.outcome.dst.parent)
-        if parent != folder and not (row.outcome.status == ALREADY_PROTECTED  # found in a
-                                     and parent.startswith(folder + os.sep)):  # subfolder
+        if self._edited_since(row) or self._copy_not_there(row):
             return True
         then, now = row.outcome.config.fingerprint(), self.config().fingerprint()
         then.pop("faces", None)
@@ -604,6 +599,16 @@ class MainWindow(QMainWindow):
         from the file its thumbnail was made from."""
         stamp = stamp or source_stamp(row.src)
         return None not in (stamp, row.thumb_stamp) and stamp != row.thumb_stamp
+
+    def _copy_not_there(self, row: PhotoRow) -> bool:
+        """Whether a protected `row`'s copy is not where Protect would put it now: deleted
+        since, or the Save-to folder changed (`cloak protect` makes it again)."""
+        folder = os.path.abspath(self.output_dir or default_output_dir(row.src))
+        parent = os.path.abspath(row.outcome.dst.parent)
+        if parent != folder and not (row.outcome.status == ALREADY_PROTECTED  # found in a
+                                     and parent.startswith(folder + os.sep)):  # subfolder
+            return True
+        return not os.path.lexists(row.outcome.dst)
 
     @staticmethod
     def _edited_since(row: PhotoRow) -> bool:
@@ -649,6 +654,13 @@ class MainWindow(QMainWindow):
         self._remember("output_dir", str(folder) if folder else "")
         self._remember("output_mount", self.output_mount)
         self._update_buttons()
+        if not self._restoring and not self.is_running():
+            elsewhere = [i for i in self._protected_otherwise()
+                         if self._copy_not_there(self.rows[i])]
+            if elsewhere:
+                self.statusBar().showMessage(
+                    f"{plural(len(elsewhere), 'photo')} protected into another folder: "
+                    "Protect makes copies in this one (the earlier ones stay)")
 
     def use_default_output_dir(self) -> None:
         self.set_output_dir(None)
@@ -1005,7 +1017,9 @@ class MainWindow(QMainWindow):
         with the new settings, and not the earlier ones again; a photo that failed or was
         cancelled is retried, and blocks nothing: one unreadable file kept the advice
         from being followed), and never for "Keep location" alone: copies made without
-        the GPS are not made again with it."""
+        the GPS are not made again with it. So are those whose copy is not where Protect
+        would put it now (deleted since, or the Save-to folder changed), as `cloak
+        protect` makes it again."""
         if any(row.state == PhotoRow.WAITING for row in self.rows.values()):
             return set()
         try:
@@ -1028,7 +1042,8 @@ class MainWindow(QMainWindow):
 
         return {i for i, row in self.rows.items()
                 if row.state == PhotoRow.PROTECTED and row.outcome is not None
-                and row.outcome.config is not None and chosen_otherwise(row.outcome.config)}
+                and row.outcome.config is not None
+                and (chosen_otherwise(row.outcome.config) or self._copy_not_there(row))}
 
     @Slot()
     def _settings_changed(self) -> None:
