@@ -788,10 +788,16 @@ def _begin(item: Item, manifest: Manifest, settings: dict) -> None:
     item.dst_before = file_stamp(item.dst)
     if (item.ours_stamp is not None and not item.replace  # (--overwrite: replaced anyway)
             and not same_stamp(item.dst_before, item.ours_stamp)):
-        if _beside(item):
+        recorded = (manifest.get(item.dst) or {}).get("dst")
+        if item.dst_before is None:  # deleted meanwhile: nothing there to keep
+            item.ours_stamp = None
+        elif isinstance(recorded, dict) and matches_record(item.dst, recorded):
+            item.ours_stamp = item.dst_before  # still cloak's copy (chmod-ed, touched)
+        elif _beside(item):
             raise OutputError(came_beside(item.dst))
-        raise OutputError(f"output {item.dst} was changed while this run was busy with "
-                          "other photos; pass --overwrite to replace it")
+        else:
+            raise OutputError(f"output {item.dst} was changed while this run was busy "
+                              "with other photos; pass --overwrite to replace it")
     if not inside(item.dst.parent, manifest.out_dir):
         # a folder under OUT that is a link to elsewhere: copies are written under OUT only
         raise OutputError(f"folder {item.dst.parent} is a link to outside {manifest.out_dir}; "

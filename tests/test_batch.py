@@ -810,6 +810,49 @@ class TestRun:
         assert item.status == PROTECTED, item.message
         assert png.read_bytes() != mine
 
+    @pytest.mark.parametrize("meanwhile", ["deleted", "chmod-ed", "replaced"])
+    def test_cloaks_own_copy_beside_the_original_changed_before_its_turn(
+            self, tmp_path, small_photo, tiny_config, meanwhile):
+        """--out the photos' own folder, --force: while a.gif is protected, b.gif's
+        earlier copy b.png (cloak's) is deleted, or chmod-ed: b was refused as a file that
+        "exists beside the original and came or changed" (the first fix of the stop
+        judged by the stamp alone), and the copy was not made. Either is made now; a file
+        of the user's in its place is still kept."""
+        folder = tmp_path / "Pictures"
+        folder.mkdir()
+        gifs = []
+        for n in range(2):
+            with Image.open(small_photo(tmp_path / f"{n}.png", index=n)) as im:
+                im.save(folder / f"{'ab'[n]}.gif")
+            gifs.append(folder / f"{'ab'[n]}.gif")
+        assert batch.run(batch.plan(gifs, folder), folder,
+                         tiny_config).counts[PROTECTED] == 2
+        copy = folder / "b.png"
+        mine = small_photo(tmp_path / "mine.png", index=2).read_bytes()
+
+        def change_bs_copy(event: batch.Event) -> None:  # while a.gif is protected
+            if event.kind == "progress" and event.item.src.name == "a.gif" and \
+                    not change_bs_copy.done:
+                change_bs_copy.done = True
+                if meanwhile == "deleted":
+                    copy.unlink()
+                elif meanwhile == "chmod-ed":
+                    copy.chmod(0o600)
+                else:
+                    copy.unlink()
+                    copy.write_bytes(mine)
+        change_bs_copy.done = False
+        items = batch.run(batch.plan(gifs, folder), folder, tiny_config, force=True,
+                          on_event=change_bs_copy).items
+        assert change_bs_copy.done
+        b = next(i for i in items if i.src.name == "b.gif")
+        if meanwhile == "replaced":
+            assert b.status == FAILED and f"{copy} exists beside the original" in b.message
+            assert copy.read_bytes() == mine
+        else:
+            assert b.status == PROTECTED, b.message
+            assert copy.is_file() and copy.read_bytes() != mine
+
     def test_a_copy_deleted_by_hand_is_made_again_beside_its_old_preview(
             self, tmp_path, small_photo, tiny_config):
         """The sheet cloak wrote for a copy the user then deleted does not block making the

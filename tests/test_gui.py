@@ -3581,6 +3581,8 @@ def test_a_protected_photo_without_its_copy_where_it_would_go_is_protected_again
     assert row.state == PhotoRow.PROTECTED and not window.protect_button.isEnabled()
     if how == "copy deleted":
         row.outcome.dst.unlink()
+        window.set_output_dir(tmp_path / "A")  # chosen again: not "another folder"
+        assert "another folder" not in window.statusBar().currentMessage()
         window.add_paths([photo])  # added again: waits, as a photo never protected
         assert wait_until(lambda: row.state == PhotoRow.WAITING, 10), row.state
         where = tmp_path / "A"
@@ -3630,6 +3632,16 @@ def test_a_name_that_breaks_lines_is_shown_escaped_on_one_line(window, tmp_path)
         panel.deleteLater()
         window.statusBar().showMessage(f"removed {name} from the list")
         assert window.statusBar().currentMessage() == f"removed {shown} from the list"
+        row = PhotoRow(1, src)
+        row.set_working(0.5, f"reading {name}")
+        assert row.status.text() == f"reading {shown}"
+        row.deleteLater()
+        panel = ComparePanel()
+        panel.show_error(name, f"{name}: damaged")
+        assert panel.view.text() == f"Cannot show this photo: {shown}: damaged"
+        panel.deleteLater()
+        window.set_output_dir(tmp_path / name)  # the Save-to folder's label
+        assert window.output_label.text() == f"{tmp_path}/{shown}"
 
 
 def test_the_comparison_title_says_when_the_format_added_to_the_change(qapp):

@@ -58,6 +58,7 @@ from cloak.device import DEVICE_ENV, fp32_cpu_note, pick_device
 from cloak.io import DecoderBusy
 from cloak.manifest import MANIFEST_NAME
 from cloak.metadata import MetadataPolicy
+from cloak.naming import printable
 from cloak.report import plural
 from cloak.same_path import fold
 
@@ -603,12 +604,15 @@ class MainWindow(QMainWindow):
     def _copy_not_there(self, row: PhotoRow) -> bool:
         """Whether a protected `row`'s copy is not where Protect would put it now: deleted
         since, or the Save-to folder changed (`cloak protect` makes it again)."""
+        return self._goes_elsewhere(row) or not os.path.lexists(row.outcome.dst)
+
+    def _goes_elsewhere(self, row: PhotoRow) -> bool:
+        """Whether a protected `row`'s copy would now go to another folder than the one
+        it is in (the Save-to folder changed since)."""
         folder = os.path.abspath(self.output_dir or default_output_dir(row.src))
         parent = os.path.abspath(row.outcome.dst.parent)
-        if parent != folder and not (row.outcome.status == ALREADY_PROTECTED  # found in a
-                                     and parent.startswith(folder + os.sep)):  # subfolder
-            return True
-        return not os.path.lexists(row.outcome.dst)
+        return parent != folder and not (row.outcome.status == ALREADY_PROTECTED  # found
+                                         and parent.startswith(folder + os.sep))  # below
 
     @staticmethod
     def _edited_since(row: PhotoRow) -> bool:
@@ -644,7 +648,7 @@ class MainWindow(QMainWindow):
         self.output_dir = folder
         self.output_mount = mount if mount is not None else (
             mount_point_of(folder) if folder is not None else "")
-        self.output_label.setText(str(folder) if folder else
+        self.output_label.setText(printable(str(folder)) if folder else
                                   "a “protected” folder next to each photo")
         self.output_label.setToolTip(plain_tooltip(self.output_label.text()))
         # the folder's name can't take the focus: its button says it to a screen reader
@@ -656,7 +660,7 @@ class MainWindow(QMainWindow):
         self._update_buttons()
         if not self._restoring and not self.is_running():
             elsewhere = [i for i in self._protected_otherwise()
-                         if self._copy_not_there(self.rows[i])]
+                         if self._goes_elsewhere(self.rows[i])]
             if elsewhere:
                 self.statusBar().showMessage(
                     f"{plural(len(elsewhere), 'photo')} protected into another folder: "
