@@ -24,6 +24,7 @@ from pathlib import Path, PurePosixPath
 from .errors import UnsupportedImageError
 from .io import IMAGE_SUFFIXES, PACKAGE_SUFFIXES, SUFFIX_FORMAT, output_path_for, same_file
 from .preview import PREVIEW_SUFFIX
+from .same_path import fold, same_folder_path
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ def find_original(originals: Path, name: PurePosixPath, own_name_first: bool = T
     tries = [name]
     real = Path(os.path.realpath(originals))
     if own_name_first and len(name.parts) > 1 and (
-            name.parts[0] == real.name or (name.parts[0].casefold() == real.name.casefold()
+            name.parts[0] == real.name or (fold(name.parts[0]) == fold(real.name)
                                            and same_file(real.parent / name.parts[0], real))):
         tries.insert(0, PurePosixPath(*name.parts[1:]))
     for rel in tries:
@@ -145,7 +146,6 @@ def recorded_mirrors(originals: Path, protected: Path, record=None
     one plain folder name are passed over (they could point outside `protected`)."""
     from .manifest import Manifest
     from .planning import is_plain_name
-    from .same_path import same_folder_path
 
     record = record if record is not None else Manifest(protected)
     real = os.path.realpath(originals)
@@ -154,10 +154,12 @@ def recorded_mirrors(originals: Path, protected: Path, record=None
         if not is_plain_name(name) or "\0" in folder:
             continue
         recorded = os.path.realpath(folder)
-        prefix = recorded.rstrip(os.sep) + os.sep  # in the letter case typed (macOS)
-        inside = os.path.relpath(real, real[:len(prefix)]) if (
-            real.casefold().startswith(prefix.casefold())
-            and same_folder_path(recorded, real[:len(prefix)].rstrip(os.sep) or os.sep)
+        # real's folder at the recorded one's depth, in the letter case and Unicode form
+        # typed (macOS keeps them): the recorded folder on disk, or one below it
+        head = str(Path(*Path(real).parts[:len(Path(recorded).parts)]))
+        inside = os.path.relpath(real, head) if (
+            len(Path(real).parts) > len(Path(recorded).parts)
+            and fold(head) == fold(recorded) and same_folder_path(recorded, head)
         ) else None
         if same_folder_path(recorded, real) and (protected / name).is_dir():
             mine = mine or name
@@ -178,7 +180,6 @@ def pair_folders(originals: Path, protected: Path,
     its own original pairs with none. `unreadable`: see photos_under.
     UnsupportedImageError where the two are one folder, or there is no photo to pair."""
     from .manifest import Manifest
-    from .same_path import same_folder_path
 
     if same_folder_path(os.path.realpath(originals), os.path.realpath(protected)):
         raise UnsupportedImageError(
@@ -212,15 +213,18 @@ def pair_folders(originals: Path, protected: Path,
         # strays only: photos outside every mirror the record names (a photo protected
         # alone lands at the top); the rest of a mirror verified in part, and other
         # folders' mirrors, are copies of their own originals, and are not walked again
-        mirrors = {os.path.normcase(PurePosixPath(name).parts[0])
+        mirrors = {PurePosixPath(name).parts[0]
                    for name in record.folders if PurePosixPath(name).parts}
+        by_fold = {fold(name): name for name in mirrors}
         try:
             entries = sorted(os.scandir(protected), key=lambda e: e.name)
         except OSError:
             entries = []
         for entry in entries:
-            if entry.name.startswith(".") or os.path.normcase(entry.name) in mirrors:
-                continue
+            if entry.name.startswith(".") or entry.name in mirrors or (
+                    fold(entry.name) in by_fold and same_folder_path(
+                        entry.path, os.path.join(protected, by_fold[fold(entry.name)]))):
+                continue  # a mirror (listed in NFD by HFS+, recorded as typed)
             if entry.is_dir():
                 left_out.extend(photos_under(Path(entry.path), []))
             elif is_photo_name(entry.name):
@@ -234,7 +238,6 @@ def entries_above(folder: Path) -> dict[str, dict]:
     folder: OUT/holiday given as PROTECTED) that name copies in `folder`, keyed as the
     copies are named from `folder`; {} where no record is above it."""
     from .manifest import MANIFEST_NAME, Manifest
-    from .same_path import fold
 
     real = Path(os.path.realpath(folder))
     for parent in real.parents:
@@ -264,7 +267,6 @@ def pair_by_record(pairs: list[Pair], originals: Path, entries: dict[str, dict],
     where a copy is left without its original (once each)."""
     from .manifest import matches_record
     from .models.weights import sha256_of
-    from .same_path import fold
 
     hashes: dict[Path, str | None] = {}
 

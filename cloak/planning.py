@@ -42,6 +42,7 @@ from .same_path import (
     fitting_name,
     fold,
     holds,
+    holds_as_spelt,
     holds_nul,
     looks_like_pattern,
     name_fits,
@@ -569,7 +570,8 @@ def _plan_one(src: Path, out_dir: Path, suffixes: Sequence[str], seen_dirs: set,
         if isinstance(above, str):  # inside an output folder whose record can't be read
             items.append(Item(src, None, SKIPPED, INSIDE_RECORD_UNREADABLE.format(why=above)))
             return
-        inside = {c for c in above if holds(real, c)}  # a subfolder of an output folder
+        # a subfolder of an output folder (its name perhaps spelt as the record does not)
+        inside = {c for c in above if holds_as_spelt(real, c)}
         if inside:  # (`protected/trip`)
             skip.update(inside)
             problems.append(Item(src, None, SKIPPED,

@@ -93,6 +93,20 @@ def holds(outer: str, inner: str) -> bool:
         return False
 
 
+def holds_as_spelt(outer: str, inner: str) -> bool:
+    """holds(outer, inner), where `inner`'s folders may be spelt otherwise than `outer`'s
+    (a record's NFC name for a folder HFS+ lists in NFD, or another letter case on a disk
+    that ignores case): its part at `outer`'s depth is then asked whether it is `outer`'s
+    folder on disk."""
+    if holds(outer, inner):
+        return True
+    outer_parts, inner_parts = Path(outer).parts, Path(inner).parts
+    if len(inner_parts) < len(outer_parts):
+        return False
+    head = str(Path(*inner_parts[:len(outer_parts)]))
+    return fold(head) == fold(outer) and same_folder_path(outer, head)
+
+
 def same_folder(a: Path, b: Path) -> bool:
     """Whether `a` and `b` both exist and are one folder (or file) on disk."""
     try:

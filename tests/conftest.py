@@ -235,3 +235,36 @@ def _small_disk(folder: Path, fill: bool) -> Iterator[Path]:
         yield folder
     finally:
         subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+@pytest.fixture
+def spelt_as_the_disk_lists(monkeypatch: pytest.MonkeyPatch) -> Callable[[Path, str], Path]:
+    """`spelt_as_the_disk_lists(folder, listed)`: make `folder` (a folder of files) one
+    folder under two spellings, as a disk that normalises names has it (HFS+ lists `Été`
+    in NFD; APFS and exFAT ignore case): `folder` is renamed to `listed`, and `folder`'s
+    own spelling stays reachable as a twin whose files are hard links of the listed one's,
+    with its times, which os.listdir no longer shows (same_path.spelt_as_one then takes the
+    two for one, as on such a disk). Returns the listed path."""
+
+    def spell(folder: Path, listed: str) -> Path:
+        listed_path = folder.with_name(listed)
+        folder.rename(listed_path)
+        folder.mkdir()
+        for child in listed_path.iterdir():
+            os.link(child, folder / child.name)
+        st = listed_path.stat()
+        os.utime(folder, ns=(st.st_atime_ns, st.st_mtime_ns))
+        real_listdir = os.listdir
+        parent, hidden = os.path.realpath(folder.parent), folder.name
+
+        def as_listed(path=".") -> list:
+            names = real_listdir(path)
+            if isinstance(path, (str, os.PathLike)) and not isinstance(path, bytes) and \
+                    os.path.realpath(path) == parent:
+                names = [n for n in names if n != hidden]
+            return names
+
+        monkeypatch.setattr(os, "listdir", as_listed)
+        return listed_path
+
+    return spell

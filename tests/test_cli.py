@@ -1004,6 +1004,31 @@ def test_verify_refuses_one_file_given_twice(tmp_path, small_photo, model_dir):
     assert "verdict" not in result.stdout and "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("spelling", ["NFD", "letter case"])
+def test_a_mirror_given_in_another_spelling_is_known_as_cloaks_copies(
+        tmp_path, small_photo, model_dir, spelling, spelt_as_the_disk_lists):
+    """`cloak protect OUT/Été --out OUT2`, the folder typed (or tab-completed) in NFD on an
+    HFS+ disk, or in another letter case on APFS, where OUT's record spells it as first
+    typed: a copy without cloak's note (a BMP, --no-ai-notice) was protected again ("1
+    protected"); typed as the record spells it, it was skipped. Simulated: the mirror
+    reachable under both spellings, listed in the other one only."""
+    import unicodedata
+
+    nfc = unicodedata.normalize("NFC", "\u00c9t\u00e9")
+    other = unicodedata.normalize("NFD", nfc) if spelling == "NFD" else nfc.upper()
+    photos, out = tmp_path / nfc, tmp_path / "out"
+    small_photo(photos / "a.png")
+    result = invoke("protect", photos, "--out", out, "--no-ai-notice", "--model-dir",
+                    model_dir, *TINY)
+    assert result.exit_code == 0, result.output
+    listed = spelt_as_the_disk_lists(out / nfc, other)
+    again = invoke("protect", listed, "--out", tmp_path / "out2", "--model-dir", model_dir,
+                   *TINY)
+    assert "0 protected" in again.output, again.output
+    assert "1 protected copy is skipped" in again.output, again.output
+    assert not (tmp_path / "out2").exists()
+
+
 def test_verify_json_names_a_refused_photo_as_it_is(tmp_path, small_photo, model_dir):
     """A name with a newline (and a byte that is not UTF-8) given twice: --json's "error"
     held it escaped for a terminal ("a\\nb\\xff.jpg", backslashes and all) beside the

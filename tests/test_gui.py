@@ -3601,6 +3601,35 @@ def test_a_protected_photo_without_its_copy_where_it_would_go_is_protected_again
     assert not window.protect_button.isEnabled()
 
 
+def test_the_save_to_folder_spelt_otherwise_is_the_same_folder(
+        window, tmp_path, small_photo, spelt_as_the_disk_lists):
+    """On a macOS disk `Sortie` may be typed, remembered or dropped in NFC and listed in
+    NFD (or in another letter case): choosing the same Save-to folder so said "1 photo
+    protected into another folder" and turned Protect on; a dropped folder holding the
+    Save-to folder, spelt otherwise, had the user's own photo in Save-to listed to protect
+    beside the new one. Simulated: the folder reachable under both spellings."""
+    import unicodedata
+
+    nfc = unicodedata.normalize("NFC", "Sortie \u00e9t\u00e9")
+    trip = tmp_path / "trip"
+    save_to = trip / nfc
+    save_to.mkdir(parents=True)
+    small_photo(save_to / "mine.png", index=1)  # the user's own photo in Save-to
+    window.set_output_dir(save_to)
+    row = protect_one(window, small_photo(trip / "a.png"))
+    assert row.state == PhotoRow.PROTECTED and row.outcome.dst == save_to / "a.png"
+    listed = spelt_as_the_disk_lists(save_to, unicodedata.normalize("NFD", nfc))
+    window.set_output_dir(listed)
+    assert "another folder" not in window.statusBar().currentMessage()
+    assert not window.protect_button.isEnabled()
+    window.set_output_dir(save_to)  # as first typed: Save-to inside the dropped folder
+    window.clear()
+    window.add_paths([trip])
+    assert wait_until(lambda: window._walks_pending == 0 and window.rows, 30)
+    assert sorted(r.src.name for r in window.rows.values()) == ["a.png"], [
+        str(r.src) for r in window.rows.values()]
+
+
 def test_a_name_that_breaks_lines_is_shown_escaped_on_one_line(window, tmp_path):
     """A photo named "holiday\nfailed: it is not a photo.jpg", protected, showed a second,
     green line "failed: it is not a photo.jpg" under "saved as ..." in its row, its name

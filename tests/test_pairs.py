@@ -312,6 +312,35 @@ def test_a_copy_listed_in_another_unicode_form_is_found_in_the_record(tmp_path, 
     assert pair.note is None
 
 
+def test_folders_spelt_otherwise_on_disk_pair_and_are_not_left_out(
+        tmp_path, small_photo, model_dir, spelt_as_the_disk_lists):
+    """On an HFS+ disk the mirror `Été` made by `cloak protect Été --out protected` is
+    listed in NFD, the record keeps it as typed (NFC): verify measured its copies, then
+    said "2 other photo(s) in protected ... were not measured (such as .../Été/a.png:
+    another run's copy?)"; and with the record gone, ORIGINALS typed in NFC paired no
+    copy ("none of the 2 photo(s) ... has its original"). Simulated: each folder reachable
+    under both spellings, listed in NFD only."""
+    import unicodedata
+
+    nfc = unicodedata.normalize("NFC", "\u00c9t\u00e9")
+    nfd = unicodedata.normalize("NFD", nfc)
+    originals, out = tmp_path / nfc, tmp_path / "protected"
+    for n in range(2):
+        small_photo(originals / f"{'ab'[n]}.png", index=n)
+    result = invoke("protect", originals, "--out", out, "--model-dir", model_dir, *TINY)
+    assert result.exit_code == 0, result.output
+    spelt_as_the_disk_lists(out / nfc, nfd)
+    spelt_as_the_disk_lists(originals, nfd)  # typed NFC still reaches it (the twin)
+    left_out: list[Path] = []
+    pairs = pair_folders(originals, out, left_out=left_out)
+    assert [p.original is not None for p in pairs] == [True, True], pairs
+    assert left_out == []
+    (out / ".cloak-manifest.json").unlink()  # copied elsewhere without the hidden record
+    pairs = pair_folders(originals, out)
+    originals_found = sorted(p.original.name for p in pairs if p.original is not None)
+    assert originals_found == ["a.png", "a.png", "b.png", "b.png"], pairs  # each spelling
+
+
 def test_a_copy_renamed_since_pairs_by_its_own_content_in_the_record(tmp_path, small_photo,
                                                                      model_dir):
     """protected/holiday/a.png renamed a_insta.png before posting: cloak's record keeps

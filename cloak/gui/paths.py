@@ -15,7 +15,7 @@ from cloak.planning import (
 )
 from cloak.preview import PREVIEW_SUFFIX  # `cloak protect --preview`'s sheets
 from cloak.report import plural
-from cloak.same_path import PathSet, fitting_name  # a name cut to fit the 255 bytes
+from cloak.same_path import PathSet, fitting_name, holds_as_spelt, same_folder_path
 
 __all__ = ["IMAGE_SUFFIXES", "SUPPORTED", "common_folder", "default_output_dir",
            "expand_paths", "find_photos", "is_image_file", "is_raw_file", "not_added_note",
@@ -169,9 +169,8 @@ def expand_paths(paths: Iterable[str | Path], output_dir: Path | None = None,
     outputs = Path(os.path.realpath(output_dir)) if output_dir else None
     records: dict[str, PathSet | str | None] = {}  # recorded_above's, for this call
 
-    def inside_outputs(path: Path) -> bool:
-        real = Path(os.path.realpath(path))
-        return bool(outputs and (real == outputs or outputs in real.parents))
+    def inside_outputs(path: Path) -> bool:  # (as spelt on disk: NFD on HFS+, any case)
+        return bool(outputs) and holds_as_spelt(str(outputs), os.path.realpath(path))
 
     def recorded_copy(path: Path) -> bool:
         """Listed as a copy by the record of a cloak output folder above `path` (a BMP
@@ -208,7 +207,8 @@ def expand_paths(paths: Iterable[str | Path], output_dir: Path | None = None,
             # ~/Pictures/Holiday) holds originals: the app writes flat into Save-to. The
             # Save-to folder dropped itself gives its originals, not the copies its
             # manifest records (nor those whose header says so).
-            skip_outputs = bool(outputs) and real in outputs.parents
+            skip_outputs = bool(outputs) and holds_as_spelt(str(real), str(outputs)) \
+                and not same_folder_path(str(real), str(outputs))  # (above it, not it)
             for child in walk_files(path, unreadable):
                 if should_stop is not None and should_stop():
                     return list(found)

@@ -60,7 +60,7 @@ from cloak.manifest import MANIFEST_NAME
 from cloak.metadata import MetadataPolicy
 from cloak.naming import printable
 from cloak.report import plural
-from cloak.same_path import fold
+from cloak.same_path import fold, holds_as_spelt, same_folder_path
 
 from .drop_zone import DropZone
 from .images import Comparison, compare, thumbnail_or_why
@@ -611,8 +611,10 @@ class MainWindow(QMainWindow):
         it is in (the Save-to folder changed since)."""
         folder = os.path.abspath(self.output_dir or default_output_dir(row.src))
         parent = os.path.abspath(row.outcome.dst.parent)
-        return parent != folder and not (row.outcome.status == ALREADY_PROTECTED  # found
-                                         and parent.startswith(folder + os.sep))  # below
+        if parent == folder or same_folder_path(parent, folder):  # (spelt otherwise)
+            return False
+        return not (row.outcome.status == ALREADY_PROTECTED  # found below it
+                    and holds_as_spelt(folder, parent))
 
     @staticmethod
     def _edited_since(row: PhotoRow) -> bool:
