@@ -75,7 +75,7 @@ from .planning import (
     plan,  # noqa: F401 - batch's API is plan(), then run()
     set_aside_time,
 )
-from .preview import preview_path
+from .preview import is_cloak_sheet, preview_path
 from .report import Report
 from .same_path import fold, inside, output_reason, same_folder, same_folder_path
 
@@ -177,8 +177,11 @@ def _decide(item: Item, entry: dict | None, settings: dict, force: bool,
             and matches_record(item.src, entry.get("src"), refresh=True))
     if ours and pending:  # an interrupted run's file: redone
         item.replace, item.ours_stamp = force or overwrite, file_stamp(item.dst)
-        if preview:  # a sheet there is replaced only where it is one cloak recorded
+        if preview:  # a sheet there is replaced only where it is one cloak recorded, or
+            # one a run killed before recording it wrote (it carries cloak's mark)
             _note_own_sheet(item, sheet, entry.get("preview") or entry.get("earlier_preview"))
+            if item.sheet_stamp is None and is_cloak_sheet(sheet):
+                item.sheet_stamp = file_stamp(sheet)
         return
     if ours and not force:
         if preview and (not sheet.exists() or _older_sheet(sheet, entry)):

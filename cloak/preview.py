@@ -21,6 +21,9 @@ from PIL import Image, ImageDraw
 from .atomic import Overwrite
 
 PREVIEW_SUFFIX = ".preview.png"
+# A sheet's PNG text: what a run killed between writing a sheet and recording it left is
+# told from a user's file at that name (the photo's copy has cloak's note for that).
+SHEET_MARK_KEY, SHEET_MARK = "Software", "cloak preview sheet"
 LABEL_HEIGHT = 18
 ZOOM_TO = 128  # a photo smaller than this on its short side is zoomed by whole pixels
 
@@ -103,7 +106,22 @@ def save_preview(sheet: Image.Image, dst: str | Path, overwrite: Overwrite = Fal
                  make_folders: bool = True, private_like: str | Path | None = None) -> Path:
     """Write the sheet as PNG atomically (see cloak.atomic.write_atomic; `overwrite`,
     `make_folders` and `private_like`, the original photo, as there)."""
+    from PIL.PngImagePlugin import PngInfo
+
     from .atomic import write_atomic
 
-    return write_atomic(dst, lambda fp: sheet.save(fp, "PNG"), overwrite=overwrite,
-                        make_folders=make_folders, private_like=private_like)
+    mark = PngInfo()
+    mark.add_text(SHEET_MARK_KEY, SHEET_MARK)  # a killed run's sheet is known as cloak's
+    return write_atomic(dst, lambda fp: sheet.save(fp, "PNG", pnginfo=mark),
+                        overwrite=overwrite, make_folders=make_folders,
+                        private_like=private_like)
+
+
+def is_cloak_sheet(path: str | Path) -> bool:
+    """Whether the file at `path` is a preview sheet cloak wrote (a PNG with cloak's mark);
+    False for any other file, or one that can't be read."""
+    try:
+        with Image.open(path) as image:
+            return image.format == "PNG" and image.info.get(SHEET_MARK_KEY) == SHEET_MARK
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return False

@@ -1084,6 +1084,34 @@ class TestRun:
         assert item.status == FAILED, item.message
         assert str(copy) in item.message, item.message
 
+    def test_a_run_killed_after_writing_the_sheet_is_resumed(
+            self, tmp_path, small_photo, tiny_config):
+        """A --preview run killed after the photo's sheet was written, before its record:
+        the rerun (the same command) said "output ....preview.png already exists; pass
+        --overwrite to replace it" and failed (exit 2), though the sheet was the killed
+        run's. A sheet carries cloak's mark, so the redo replaces it; a PNG of the user's
+        at that name still stops it."""
+        photo = small_photo(tmp_path / "a.png")
+        out, config = tmp_path / "out", tiny_config.replace(preview=True)
+        sheet = out / "a.png.preview.png"
+        assert batch.run(batch.plan([photo], out), out, config).counts[PROTECTED] == 1
+        killed_before_recording(out)  # the copy and its sheet there, neither recorded
+        record = json.loads((out / MANIFEST_NAME).read_text())
+        del record["photos"]["a.png"]["preview"]
+        (out / MANIFEST_NAME).write_text(json.dumps(record))
+        [item] = batch.run(batch.plan([photo], out), out, config).items
+        assert item.status == PROTECTED, item.message
+        assert sheet.is_file() and "preview" in json.loads(
+            (out / MANIFEST_NAME).read_text())["photos"]["a.png"]
+        killed_before_recording(out)
+        record = json.loads((out / MANIFEST_NAME).read_text())
+        del record["photos"]["a.png"]["preview"]
+        (out / MANIFEST_NAME).write_text(json.dumps(record))
+        mine = small_photo(tmp_path / "mine.png", index=1).read_bytes()
+        sheet.write_bytes(mine)  # the user's own PNG at the sheet's name
+        [item] = batch.run(batch.plan([photo], out), out, config).items
+        assert item.status == FAILED and sheet.read_bytes() == mine, item.message
+
     def test_a_users_file_at_the_sheets_name_soon_after_the_copy_is_not_cloaks(
             self, tmp_path, small_photo, tiny_config):
         """A copy made without --preview, then a file of the user's saved at its sheet's
