@@ -189,6 +189,7 @@ def protect_file(src: str | Path, dst: str | Path, config: ProtectConfig | None 
                  overwrite: bool | Callable[[Path], bool] = False,
                  progress: Progress | None = None,
                  should_stop: Callable[[], bool] | None = None, make_folders: bool = True,
+                 on_written: Callable[[Path], None] | None = None,
                  **save_options) -> Report:
     """Protect the photo at `src` and write it to `dst` atomically; never touches `src`.
     The report's `seconds` covers the whole job: loading, protecting, saving, measuring.
@@ -199,7 +200,9 @@ def protect_file(src: str | Path, dst: str | Path, config: ProtectConfig | None 
     earlier copy, not a file that appeared meanwhile): a quick check that answers the same
     each time, not a prompt. `make_folders` False: dst's folder is not made, nor
     made again where it went during the attack (OutputError, errno ENOENT: an app's
-    chosen Save-to folder, deleted or unmounted meanwhile)."""
+    chosen Save-to folder, deleted or unmounted meanwhile). `on_written(path)`: called
+    with the copy's path as soon as it is written, before it is measured (a caller
+    records it then: a process killed while a large copy is measured leaves it known)."""
     from . import io
 
     start = time.perf_counter()
@@ -254,6 +257,8 @@ def protect_file(src: str | Path, dst: str | Path, config: ProtectConfig | None 
     written = io.save_photo(photo, result.rgb, dst, overwrite=overwrite,
                             make_folders=make_folders, **save_options)
     try:
+        if on_written is not None:
+            on_written(written)
         saved = result.rgb  # the pixels written: a lossy format's as it encoded them
         if lossy:
             # the file's own pixels replace the attack's (written; 1.2 GB at 100 MP)

@@ -2830,6 +2830,50 @@ class TestReviewFixes:
             outcome.dst
 
     @pytest.mark.usefixtures("model_dir")
+    def test_an_app_killed_after_writing_a_copy_finds_it_next_session(
+            self, qapp, tmp_path, small_photo, monkeypatch):
+        """The app killed after a copy was written, while it was measured (a JPEG's
+        figures come from the written file: seconds at full size), before it was recorded:
+        the next session did not know the copy, and wrote "a (1).jpg" beside it. The copy
+        is recorded as soon as it is written; the figures follow."""
+        import cloak.api
+
+        class Killed(BaseException):  # as SIGKILL: no code after it runs
+            pass
+
+        def killed(*args, **kwargs):
+            raise Killed
+
+        monkeypatch.setattr(cloak.api, "measure_saved", killed)
+        photo = small_photo(tmp_path / "a.jpg")
+        config = ProtectConfig(strength="fast", **TINY)
+        worker = ProtectWorker([Job(0, photo, tmp_path / "out")], config)
+        with pytest.raises(Killed):
+            worker.run()
+        assert (tmp_path / "out" / "a.jpg").is_file()
+        monkeypatch.undo()
+        again = ProtectWorker([Job(0, photo, tmp_path / "out")], config)
+        protected = []
+        again.protected.connect(lambda i, outcome: protected.append(outcome))
+        again.run()
+        [outcome] = protected
+        assert outcome.status == ALREADY_PROTECTED and outcome.dst == tmp_path / "out" / "a.jpg"
+        assert sorted(p.name for p in (tmp_path / "out").iterdir()
+                      if not p.name.startswith(".")) == ["a.jpg"]
+        # a copy that could not be read back (not whole, perhaps) is not taken as done
+        from cloak.manifest import earlier_copy
+
+        def unreadable(*args, **kwargs):
+            raise OSError("the copy could not be read back")
+
+        monkeypatch.setattr(cloak.api, "measure_saved", unreadable)
+        other = small_photo(tmp_path / "b.jpg", index=1)
+        failing = ProtectWorker([Job(0, other, tmp_path / "out")], config)
+        failing.run()
+        assert (tmp_path / "out" / "b.jpg").is_file()
+        assert earlier_copy(other, tmp_path / "out", failing.config.fingerprint()) is None
+
+    @pytest.mark.usefixtures("model_dir")
     def test_a_255_byte_name_whose_copy_exists_gets_a_shorter_free_name(
             self, qapp, tmp_path, small_photo):
         """A 255-byte name whose copy exists: "name (1).png" would be too long for the
