@@ -943,11 +943,27 @@ def _describe(exc: BaseException) -> str:
     return f"unexpected error ({type(exc).__name__}: {exc}); please report it"
 
 
-def _protect_one(item: Item, config: ProtectConfig, progress, should_stop) -> Report:
+def _protect_one(item: Item, config: ProtectConfig, progress, should_stop,
+                 on_written: Callable[[Path], None] | None = None) -> Report:
     from .api import protect_file
 
     return protect_file(item.src, item.dst, config, overwrite=_may_replace(item),
-                        progress=progress, should_stop=should_stop)
+                        progress=progress, should_stop=should_stop, on_written=on_written)
+
+
+def _record_written(item: Item, manifest: Manifest, path: str | Path) -> None:
+    """Give `item`'s pending entry the identity of its copy the moment it is written,
+    before it is measured and its sheet made (seconds): a run killed meanwhile left a copy
+    without cloak's note (a BMP, --no-ai-notice) that the next run could not tell from a
+    user's file, and refused ("pass --overwrite"). Best effort: _record says a record that
+    can't be written."""
+    entry = manifest.get(item.dst)
+    if not entry or entry.get("state") != "pending":
+        return
+    try:
+        manifest.set(item.dst, {**entry, "dst": identity(Path(path))})
+    except (OSError, CloakError) as exc:
+        log.debug("could not record %s as written: %s", path, exc)
 
 
 def _may_replace(item: Item):
@@ -987,7 +1003,9 @@ def _run_here(todo: list[Item], manifest: Manifest, config: ProtectConfig,
         try:
             _begin(item, manifest, settings)
             with naming(item.src):
-                outcome = _protect_one(item, config, progress, stop)
+                outcome = _protect_one(
+                    item, config, progress, stop,
+                    lambda path, item=item: _record_written(item, manifest, path))
         except KeyboardInterrupt as exc:
             _abandon(item, manifest, previous, exc)
             raise
@@ -1082,7 +1100,8 @@ def _work(index: int, item: Item, config: ProtectConfig):
 
     try:
         with naming(item.src):
-            return _protect_one(item, config, progress, _worker_stop.is_set)
+            return _protect_one(item, config, progress, _worker_stop.is_set,
+                                lambda path: _worker_queue.put((index, "written", str(path))))
     except Exception as exc:
         log.debug("%s failed", item.src, exc_info=True)
         # Only our own exceptions are sure to pickle back to the parent.
@@ -1143,7 +1162,8 @@ def _run_pool(todo: list[Item], manifest: Manifest, config: ProtectConfig, jobs:
             if not running:
                 break
             finished, _ = cf.wait(running, timeout=0.1, return_when=cf.FIRST_COMPLETED)
-            _drain(progress_queue, todo, emit)
+            _drain(progress_queue, todo, emit,
+                   written=lambda item, path: _record_written(item, manifest, path))
             for future in finished:
                 item, previous = running.pop(future)
                 try:
@@ -1205,10 +1225,12 @@ def _children_ignore_ctrl_c():
 
 
 def _drain(progress_queue, todo: list[Item], emit: Callable[[Event], None],
-           logs_only: bool = False) -> None:
+           logs_only: bool = False,
+           written: Callable[[Item, str], None] | None = None) -> None:
     """What the workers sent: progress reports (index, fraction) become `progress`
-    events (not with `logs_only`: the run is over), and their log records (None, level,
-    message) are logged here, where the CLI prints them."""
+    events (not with `logs_only`: the run is over), a copy written (index, "written",
+    path) goes to `written`, and their log records (None, level, message) are logged
+    here, where the CLI prints them."""
     while True:
         try:
             message = progress_queue.get_nowait()
@@ -1216,5 +1238,8 @@ def _drain(progress_queue, todo: list[Item], emit: Callable[[Event], None],
             return
         if message[0] is None:
             log.log(message[1], "%s", message[2])
+        elif len(message) == 3:
+            if written is not None:
+                written(todo[message[0]], message[2])
         elif not logs_only:
             emit(Event("progress", todo[message[0]], message[1]))

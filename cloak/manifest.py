@@ -683,9 +683,11 @@ def pending_is_ours(dst: Path, entry: dict) -> bool:
     redo was about to replace), or, for a run killed before it could record one (or a
     redo killed once it had replaced that copy), a file that carries cloak's note. A file
     put there by someone else after the run stopped is neither. A copy that carries no
-    note (BMP, or notices turned off), written in the instant between its rename and its
-    record, can't be told from a user's file put there since: it is not taken for cloak's
-    (the entry was trusted, and a user's BMP at that name replaced without --overwrite)."""
+    note (BMP, or notices turned off) is recorded the moment it is written (before it is
+    measured or its sheet made: batch._record_written); one killed in the instant between
+    its rename and that record can't be told from a user's file put there since: it is
+    not taken for cloak's (the entry was trusted, and a user's BMP at that name replaced
+    without --overwrite)."""
     if not dst.is_file():
         return False
     from .io import says_protected_file

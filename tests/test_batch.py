@@ -1112,6 +1112,43 @@ class TestRun:
         [item] = batch.run(batch.plan([photo], out), out, config).items
         assert item.status == FAILED and sheet.read_bytes() == mine, item.message
 
+    @pytest.mark.parametrize("jobs", [1, 2])
+    def test_a_copy_without_a_note_killed_before_its_record_is_resumed(
+            self, tmp_path, small_photo, tiny_config, monkeypatch, jobs):
+        """A BMP copy (no cloak note) written, then the run killed while its sheet was
+        made (or a large copy measured), before its record: the rerun could not tell it
+        from a user's BMP and refused it ("exists and may not be cloak's ...; pass
+        --overwrite"). Its identity is recorded the moment it is written."""
+        from cloak import preview
+
+        photo = small_photo(tmp_path / "a.bmp")
+        out, config = tmp_path / "out", tiny_config.replace(preview=True)
+        copy = out / "a.bmp"
+
+        class Killed(BaseException):  # as SIGKILL: nothing after it runs
+            pass
+
+        def killed(*args, **kwargs):
+            raise Killed
+
+        if jobs == 1:
+            monkeypatch.setattr(preview, "save_preview", killed)
+            with pytest.raises(Killed):
+                batch.run(batch.plan([photo], out), out, config)
+        else:  # a worker process: killed (with the run) once its copy is written
+            def kill_on_written(event: batch.Event) -> None:
+                entry = Manifest(out).get(copy) if copy.exists() else None
+                if entry and entry.get("dst"):
+                    raise Killed
+            with pytest.raises(Killed):
+                batch.run(batch.plan([photo], out), out, config, jobs=2,
+                          on_event=kill_on_written)
+            assert Manifest(out).get(copy).get("state") == "pending"
+        assert copy.is_file()
+        monkeypatch.undo()
+        [item] = batch.run(batch.plan([photo], out), out, config).items
+        assert item.status == PROTECTED, item.message
+
     def test_a_users_file_at_the_sheets_name_soon_after_the_copy_is_not_cloaks(
             self, tmp_path, small_photo, tiny_config):
         """A copy made without --preview, then a file of the user's saved at its sheet's
