@@ -3308,9 +3308,11 @@ class TestReviewFixes:
         seen = []
 
         def record_as_a_kill_would_leave_it(report, config, should_stop) -> float | None:
-            """The record as it stands during the check; the check itself ends."""
-            record = json.loads((tmp_path / "out" / ".cloak-manifest.json").read_text())
-            (entry,) = record["photos"].values()
+            """The record as it stands during the check (its file and its journal, as a
+            later session reads them); the check itself ends."""
+            from cloak.manifest import Manifest
+
+            (entry,) = Manifest(tmp_path / "out").entries.values()
             seen.append((entry.get("verdict"), copy_verdict(report, None)))
             return None
 

@@ -496,9 +496,9 @@ class ProtectWorker(QObject):
             return
         # a later session skips it; with its verdict as saved, known now: an app killed
         # during the posting check left the copy recorded with none, shown as fine later
-        recorded = record_copy(job.src, dst, settings, copy_verdict(report, None),
-                               src_identity=source,
-                               entry=self._written_entries.pop(dst, None))
+        early, as_saved = self._written_entries.pop(dst, None), copy_verdict(report, None)
+        recorded = early if early is not None and as_saved is None else record_copy(
+            job.src, dst, settings, as_saved, src_identity=source, entry=early)
         self._recorded_in.add(dst.parent)
         self._made.add(os.path.abspath(dst))
         posted_db = self._posted_damage(report)
