@@ -913,7 +913,9 @@ def _abandon(item: Item, manifest: Manifest, previous: dict | None,
         # pending, and the next run tells by cloak's note whether the file there is
         # cloak's, as after a killed run
         entry = manifest.get(item.dst)
-        if entry is not None:
+        if entry is not None and not (isinstance(entry.get("dst"), dict) and
+                                      matches_record(item.dst, entry["dst"])):
+            # (kept where it is the copy now there: recorded as it was written)
             entry.pop("dst", None)
             manifest.set(item.dst, entry)
         return

@@ -571,17 +571,6 @@ def record_copy(src: Path, dst: Path, settings: dict, verdict: str | None = None
         return None
 
 
-def forget_copy(dst: Path) -> None:
-    """Take `dst` out of its folder's record (record_copy's entry for a copy that turned
-    out not to be whole: a later session makes it again). Nothing where a `cloak protect`
-    run holds the folder or the record can't be written."""
-    try:
-        with output_folder_lock(dst.parent):
-            Manifest(dst.parent).set(dst, None)
-    except (OSError, CloakError) as exc:
-        log.info("could not take %s out of its folder's manifest: %s", dst, exc)
-
-
 def fold_journal(out_dir: Path) -> None:
     """Take OUT's journal into its record (Manifest.compact), as a writer that recorded
     copies one at a time (the desktop app) ends: OUT is left with its record alone. Nothing

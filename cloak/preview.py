@@ -13,6 +13,8 @@ file unasked.
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -121,6 +123,8 @@ def is_cloak_sheet(path: str | Path) -> bool:
     """Whether the file at `path` is a preview sheet cloak wrote (a PNG with cloak's mark);
     False for any other file, or one that can't be read."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO's open() would wait forever
+            return False
         with Image.open(path) as image:
             return image.format == "PNG" and image.info.get(SHEET_MARK_KEY) == SHEET_MARK
     except (OSError, ValueError, Image.DecompressionBombError):

@@ -1112,9 +1112,8 @@ class TestRun:
         [item] = batch.run(batch.plan([photo], out), out, config).items
         assert item.status == FAILED and sheet.read_bytes() == mine, item.message
 
-    @pytest.mark.parametrize("jobs", [1, 2])
     def test_a_copy_without_a_note_killed_before_its_record_is_resumed(
-            self, tmp_path, small_photo, tiny_config, monkeypatch, jobs):
+            self, tmp_path, small_photo, tiny_config, monkeypatch):
         """A BMP copy (no cloak note) written, then the run killed while its sheet was
         made (or a large copy measured), before its record: the rerun could not tell it
         from a user's BMP and refused it ("exists and may not be cloak's ...; pass
@@ -1131,23 +1130,73 @@ class TestRun:
         def killed(*args, **kwargs):
             raise Killed
 
-        if jobs == 1:
-            monkeypatch.setattr(preview, "save_preview", killed)
-            with pytest.raises(Killed):
-                batch.run(batch.plan([photo], out), out, config)
-        else:  # a worker process: killed (with the run) once its copy is written
-            def kill_on_written(event: batch.Event) -> None:
-                entry = Manifest(out).get(copy) if copy.exists() else None
-                if entry and entry.get("dst"):
-                    raise Killed
-            with pytest.raises(Killed):
-                batch.run(batch.plan([photo], out), out, config, jobs=2,
-                          on_event=kill_on_written)
-            assert Manifest(out).get(copy).get("state") == "pending"
-        assert copy.is_file()
+        monkeypatch.setattr(preview, "save_preview", killed)
+        with pytest.raises(Killed):
+            batch.run(batch.plan([photo], out), out, config)
+        assert copy.is_file() and Manifest(out).get(copy)["state"] == "pending"
         monkeypatch.undo()
         [item] = batch.run(batch.plan([photo], out), out, config).items
         assert item.status == PROTECTED, item.message
+
+    def test_a_copy_written_in_a_worker_is_recorded_as_the_parent_drains_its_queue(
+            self, tmp_path, small_photo):
+        """With --jobs the copy is written in a worker process: its "written" message,
+        drained from the progress queue, records the copy's identity in the pending entry
+        (the parent's record), as the in-process run does at once. A message for a photo
+        already done is passed over."""
+        import queue as queue_module
+
+        out = tmp_path / "out"
+        copy = small_photo(out / "a.bmp")
+        manifest = Manifest(out)
+        item = batch.Item(tmp_path / "a.bmp", copy)
+        manifest.set(copy, {"state": "pending", "src": {}, "settings": {}})
+        messages = queue_module.Queue()
+        messages.put((0, "written", str(copy)))
+        seen = []
+        batch._drain(messages, [item], seen.append,
+                     written=lambda item, path: batch._record_written(item, manifest, path))
+        assert Manifest(out).get(copy)["dst"]["sha256"] == identity(copy)["sha256"]
+        assert seen == []  # not a progress report
+        manifest.set(copy, {"state": "done", "src": {}, "settings": {}})
+        messages.put((0, "written", str(copy)))
+        batch._drain(messages, [item], seen.append,
+                     written=lambda item, path: batch._record_written(item, manifest, path))
+        assert "dst" not in Manifest(out).get(copy)
+
+    def test_a_fifo_at_a_pending_photos_sheet_name_does_not_hang_the_run(
+            self, tmp_path, small_photo, tiny_config):
+        """A FIFO at the sheet's name of a photo a killed run left pending: the resumed run
+        opened it to look for cloak's sheet mark and waited forever (SIGTERM did not end
+        it). It is no sheet of cloak's: the photo fails at once, naming it."""
+        photo = small_photo(tmp_path / "a.png")
+        out, config = tmp_path / "out", tiny_config.replace(preview=True)
+        sheet = out / "a.png.preview.png"
+        assert batch.run(batch.plan([photo], out), out, config).counts[PROTECTED] == 1
+        killed_before_recording(out)
+        sheet.unlink()
+        os.mkfifo(sheet)
+        [item] = batch.run(batch.plan([photo], out), out, config).items
+        assert item.status == FAILED and str(sheet) in item.message, item.message
+
+    def test_a_copy_recorded_as_written_stays_known_when_its_worker_dies(
+            self, tmp_path, small_photo, tiny_config):
+        """A --jobs worker killed (out of memory) after its copy was written and recorded
+        as written: the run's clean-up took the copy's identity out of the pending entry,
+        so a BMP copy was refused next run as "may not be cloak's"."""
+        photo = small_photo(tmp_path / "a.bmp")
+        out = tmp_path / "out"
+        assert batch.run(batch.plan([photo], out), out, tiny_config).counts[PROTECTED] == 1
+        manifest = Manifest(out)
+        copy = out / "a.bmp"
+        [item] = batch.plan([photo], out)
+        previous = manifest.get(copy)
+        item.dst_before = None  # the copy appeared during its work
+        manifest.set(copy, {**previous, "state": "pending", "dst": identity(copy)})
+        batch._abandon(item, manifest, previous, batch.WorkerDied("worker died"))
+        assert Manifest(out).get(copy)["dst"]["sha256"] == identity(copy)["sha256"]
+        [again] = batch.run(batch.plan([photo], out), out, tiny_config).items
+        assert again.status == PROTECTED, again.message  # redone, not refused
 
     def test_a_users_file_at_the_sheets_name_soon_after_the_copy_is_not_cloaks(
             self, tmp_path, small_photo, tiny_config):

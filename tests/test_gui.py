@@ -2456,6 +2456,35 @@ class TestReviewFixes:
         assert (default / "2.png").is_file()
 
     @pytest.mark.usefixtures("model_dir")
+    def test_a_users_file_in_a_folder_made_at_a_moved_save_tos_name_is_kept(
+            self, qapp, tmp_path, small_photo, monkeypatch):
+        """The chosen Save-to folder renamed while a copy was measured, and a new folder
+        made at its name holding the user's own a.jpg: the copy moved away with the
+        renamed folder, and the worker, removing "the copy written into a folder made
+        again", deleted the user's file. Only the very file written is removed."""
+        import cloak.api
+
+        photo = small_photo(tmp_path / "a.jpg")
+        out, renamed = tmp_path / "out", tmp_path / "out-renamed"
+        out.mkdir()
+        real_measure = cloak.api.measure_saved
+
+        def moved_while_measured(*args, **kwargs):
+            out.rename(renamed)
+            out.mkdir()
+            (out / "a.jpg").write_bytes(b"the user's own file")
+            return real_measure(*args, **kwargs)
+
+        monkeypatch.setattr(cloak.api, "measure_saved", moved_while_measured)
+        worker = ProtectWorker([Job(0, photo, out, chosen=True)],
+                               ProtectConfig(strength="fast", **TINY))
+        failed = []
+        worker.failed.connect(lambda i, message: failed.append(message))
+        worker.run()
+        assert len(failed) == 1, failed  # the folder moved during the run: said so
+        assert (out / "a.jpg").read_bytes() == b"the user's own file"
+
+    @pytest.mark.usefixtures("model_dir")
     def test_a_photos_folder_renamed_during_its_photo_gets_no_copy_at_its_old_path(
             self, qapp, tmp_path, small_photo):
         """The photos' own folder renamed (or its disk unmounted) while a photo is
@@ -2828,50 +2857,6 @@ class TestReviewFixes:
 
         assert earlier_copy(photo, tmp_path / "out", worker.config.fingerprint()) == \
             outcome.dst
-
-    @pytest.mark.usefixtures("model_dir")
-    def test_an_app_killed_after_writing_a_copy_finds_it_next_session(
-            self, qapp, tmp_path, small_photo, monkeypatch):
-        """The app killed after a copy was written, while it was measured (a JPEG's
-        figures come from the written file: seconds at full size), before it was recorded:
-        the next session did not know the copy, and wrote "a (1).jpg" beside it. The copy
-        is recorded as soon as it is written; the figures follow."""
-        import cloak.api
-
-        class Killed(BaseException):  # as SIGKILL: no code after it runs
-            pass
-
-        def killed(*args, **kwargs):
-            raise Killed
-
-        monkeypatch.setattr(cloak.api, "measure_saved", killed)
-        photo = small_photo(tmp_path / "a.jpg")
-        config = ProtectConfig(strength="fast", **TINY)
-        worker = ProtectWorker([Job(0, photo, tmp_path / "out")], config)
-        with pytest.raises(Killed):
-            worker.run()
-        assert (tmp_path / "out" / "a.jpg").is_file()
-        monkeypatch.undo()
-        again = ProtectWorker([Job(0, photo, tmp_path / "out")], config)
-        protected = []
-        again.protected.connect(lambda i, outcome: protected.append(outcome))
-        again.run()
-        [outcome] = protected
-        assert outcome.status == ALREADY_PROTECTED and outcome.dst == tmp_path / "out" / "a.jpg"
-        assert sorted(p.name for p in (tmp_path / "out").iterdir()
-                      if not p.name.startswith(".")) == ["a.jpg"]
-        # a copy that could not be read back (not whole, perhaps) is not taken as done
-        from cloak.manifest import earlier_copy
-
-        def unreadable(*args, **kwargs):
-            raise OSError("the copy could not be read back")
-
-        monkeypatch.setattr(cloak.api, "measure_saved", unreadable)
-        other = small_photo(tmp_path / "b.jpg", index=1)
-        failing = ProtectWorker([Job(0, other, tmp_path / "out")], config)
-        failing.run()
-        assert (tmp_path / "out" / "b.jpg").is_file()
-        assert earlier_copy(other, tmp_path / "out", failing.config.fingerprint()) is None
 
     @pytest.mark.usefixtures("model_dir")
     def test_a_255_byte_name_whose_copy_exists_gets_a_shorter_free_name(

@@ -32,6 +32,7 @@ from cloak.io import output_path_for
 from cloak.manifest import fold_journal
 from cloak.naming import about
 from cloak.report import VERDICTS, verdict_for
+from cloak.same_path import stat_key
 
 from .paths import unique_destination
 from .signals import emit
@@ -270,8 +271,7 @@ class ProtectWorker(QObject):
         # from another folder) gets its own copy, not "protected in an earlier session"
         # with the first one's
         self._made: set[str] = set()  # absolute paths of this run's copies
-        # copies recorded as they were written (_record_written), until their end
-        self._written_entries: dict[Path, dict | None] = {}
+        self._written: dict[Path, tuple[int, int]] = {}  # each copy's identity as written
         self._recorded_in: set[Path] = set()  # folders whose record this run appended to
 
     def cancel(self) -> None:
@@ -344,7 +344,7 @@ class ProtectWorker(QObject):
             settings = self._prepare_models()
             source = _identity_or_none(job.src)  # the photo the copy is made from, as
             # recorded: one edited during the attack is not this copy's (the CLI too)
-            report, dst = self._protect_to_free_name(job, settings, source)
+            report, dst = self._protect_to_free_name(job)
         except Cancelled:
             emit(self.cancelled, job.index)
         except Exception as exc:  # noqa: BLE001 - every failure belongs on its photo's
@@ -391,11 +391,9 @@ class ProtectWorker(QObject):
                 emit(self.notice, reason[0].upper() + reason[1:] + ".")
         return self.config.fingerprint()
 
-    def _protect_to_free_name(self, job: Job, settings: dict, source: dict | None
-                              ) -> tuple[Report, Path]:
+    def _protect_to_free_name(self, job: Job) -> tuple[Report, Path]:
         """protect_file to the next free name in the photo's folder; a name another
-        program takes during the attack is given up for the next one (NAME_ATTEMPTS).
-        The copy is recorded as soon as it is written (_record_written)."""
+        program takes during the attack is given up for the next one (NAME_ATTEMPTS)."""
         from cloak.api import protect_file
 
         for attempt in range(1, NAME_ATTEMPTS + 1):
@@ -404,10 +402,10 @@ class ProtectWorker(QObject):
             try:
                 # made already: one gone during the attack is not made again by the
                 # save (nor the path to it: a renamed or unmounted photos' folder)
-                report = protect_file(
-                    job.src, dst, self.config, overwrite=False, progress=self._on_progress,
-                    should_stop=self._stop.is_set, make_folders=False,
-                    on_written=lambda path: self._record_written(job, path, settings, source))
+                report = protect_file(job.src, dst, self.config, overwrite=False,
+                                      progress=self._on_progress,
+                                      should_stop=self._stop.is_set, make_folders=False,
+                                      on_written=self._note_written)
                 return report, dst
             except OutputExistsError as exc:
                 if attempt == NAME_ATTEMPTS or Path(exc.path) != dst:
@@ -417,19 +415,6 @@ class ProtectWorker(QObject):
                 log.info("%s was taken meanwhile; protecting again to the next name", dst)
         raise AssertionError("unreachable")  # the last attempt returns or raises
 
-    def _record_written(self, job: Job, dst: Path, settings: dict, source: dict | None
-                        ) -> None:
-        """Record the copy `dst` the moment it is written, before it is measured (seconds
-        for a large JPEG): an app killed meanwhile left it unknown, and the next session
-        wrote "a (1).jpg" beside it. Not where a chosen Save-to folder was moved during
-        the write (_finished removes that copy)."""
-        from cloak.manifest import record_copy
-
-        folder = dst.parent
-        if job.chosen and self._folder_ids.get(folder) not in (None, _folder_id(folder)):
-            return
-        self._written_entries[dst] = record_copy(job.src, dst, settings, src_identity=source)
-
     def _failed(self, job: Job, exc: Exception, settings: dict, stamp,
                 source: dict | None = None) -> None:
         """Tell the photo's row why it failed; a folder that can't take copies fails the
@@ -438,22 +423,16 @@ class ProtectWorker(QObject):
 
         if not isinstance(exc, CloakError):
             log.exception("protecting %s failed", job.src)
-        from cloak.manifest import forget_copy
-
         written = getattr(exc, "written", None)
         if written is not None:
             # protect_file wrote the copy, then a later step failed. After out of
             # memory in the lossy copy's measuring the copy is whole, and recorded, so
             # a later session does not protect it again; after another failure (the
             # copy could not be read back) it is shown but not recorded: redone later.
-            early = self._written_entries.pop(Path(written), None)
             if is_out_of_memory(exc):
-                if early is None:
-                    record_copy(job.src, Path(written), settings, src_identity=source)
+                record_copy(job.src, Path(written), settings, src_identity=source)
                 self._recorded_in.add(Path(written).parent)
                 self._made.add(os.path.abspath(written))
-            elif early is not None:  # not whole, perhaps: not taken as done later
-                forget_copy(Path(written))
             emit(self.protected, job.index, Outcome(
                 job.src, Path(written), None, "protected, but measuring the saved copy "
                 "failed: " + plain_message(exc), self.config, stamp))
@@ -496,9 +475,8 @@ class ProtectWorker(QObject):
             return
         # a later session skips it; with its verdict as saved, known now: an app killed
         # during the posting check left the copy recorded with none, shown as fine later
-        early, as_saved = self._written_entries.pop(dst, None), copy_verdict(report, None)
-        recorded = early if early is not None and as_saved is None else record_copy(
-            job.src, dst, settings, as_saved, src_identity=source, entry=early)
+        recorded = record_copy(job.src, dst, settings, copy_verdict(report, None),
+                               src_identity=source)
         self._recorded_in.add(dst.parent)
         self._made.add(os.path.abspath(dst))
         posted_db = self._posted_damage(report)
@@ -517,6 +495,14 @@ class ProtectWorker(QObject):
             with contextlib.suppress(OSError):
                 self._held.append(os.open(folder, os.O_RDONLY | os.O_DIRECTORY))
 
+    def _note_written(self, path: Path) -> None:
+        """Keep the identity of the copy just written (protect_file's on_written): a file
+        at its name later is removed as cloak's only where it is that very file."""
+        try:
+            self._written[Path(path)] = stat_key(Path(path))
+        except OSError:
+            pass
+
     def _moved_while_writing(self, folder: Path, dst: Path) -> bool:
         """Whether `folder` was renamed, deleted or unmounted while the photo was being
         protected, so that the copy `dst` went into a folder made again at its name (on
@@ -526,8 +512,10 @@ class ProtectWorker(QObject):
         recorded, now = self._folder_ids.get(folder), _folder_id(folder)
         if recorded is None or now is None or now == recorded:  # (gone now: it went
             return False  # after the copy was written into it)
-        try:
-            dst.unlink()
+        try:  # only the copy written: a file of the user's in a folder made since at
+            # that name (the copy moved away with the renamed one) is theirs
+            if stat_key(dst) == self._written.pop(dst, None):
+                dst.unlink()
         except OSError:
             log.warning("could not remove %s, written after its folder was moved", dst)
         self._folder_errors[folder] = moved_during_the_run(folder)
