@@ -250,8 +250,11 @@ def spelt_as_the_disk_lists(monkeypatch: pytest.MonkeyPatch) -> Callable[[Path, 
         listed_path = folder.with_name(listed)
         folder.rename(listed_path)
         folder.mkdir()
-        for child in listed_path.iterdir():
-            os.link(child, folder / child.name)
+        for child in listed_path.iterdir():  # (a subfolder: reached through a link)
+            if child.is_dir():
+                (folder / child.name).symlink_to(child, target_is_directory=True)
+            else:
+                os.link(child, folder / child.name)
         st = listed_path.stat()
         os.utime(folder, ns=(st.st_atime_ns, st.st_mtime_ns))
         real_listdir = os.listdir

@@ -341,6 +341,26 @@ def test_folders_spelt_otherwise_on_disk_pair_and_are_not_left_out(
     assert originals_found == ["a.png", "a.png", "b.png", "b.png"], pairs  # each spelling
 
 
+def test_a_subfolder_of_originals_spelt_otherwise_finds_its_part_of_the_mirror(
+        tmp_path, small_photo, model_dir, spelt_as_the_disk_lists):
+    """`cloak verify Été/sub OUT`, `Été` typed in NFD (as HFS+ lists it) where the record
+    names the folder protected as typed then (NFC): its part of the mirror, `Été/sub`,
+    was not found (the recorded folder was compared by a string prefix whose length NFD
+    changes), so no copy had its original."""
+    import unicodedata
+
+    nfc = unicodedata.normalize("NFC", "\u00c9t\u00e9")
+    nfd = unicodedata.normalize("NFD", nfc)
+    originals, out = tmp_path / nfc, tmp_path / "protected"
+    small_photo(originals / "sub" / "a.png")
+    small_photo(originals / "b.png", index=1)
+    result = invoke("protect", originals, "--out", out, "--model-dir", model_dir, *TINY)
+    assert result.exit_code == 0, result.output
+    listed = spelt_as_the_disk_lists(originals, nfd)
+    [pair] = pair_folders(listed / "sub", out)
+    assert pair.original == listed / "sub" / "a.png", pair
+
+
 def test_a_copy_renamed_since_pairs_by_its_own_content_in_the_record(tmp_path, small_photo,
                                                                      model_dir):
     """protected/holiday/a.png renamed a_insta.png before posting: cloak's record keeps
