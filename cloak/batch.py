@@ -836,8 +836,8 @@ def _finish(item: Item, manifest: Manifest, previous: dict | None, outcome) -> N
     """Record an outcome: a Report, or an exception."""
     if isinstance(outcome, Report):
         item.status, item.report = PROTECTED, outcome
-        entry = manifest.get(item.dst)
-        entry.update(state="done", dst=identity(item.dst))
+        entry = manifest.get(item.dst)  # (hashed once: as written, _record_written)
+        entry.update(state="done", dst=identity(item.dst, entry.get("dst")))
         if (verdict := outcome.to_dict()["verdict"]) is not None:  # as saved
             entry["verdict"] = verdict
         if outcome.preview and os.path.isfile(outcome.preview):  # its sheet is cloak's too

@@ -161,14 +161,19 @@ def _same_contents_in(folder: Path, sizes: dict[int, list[dict]], known: PathSet
     return found
 
 
-def identity(path: Path) -> dict:
+def identity(path: Path, known: dict | None = None) -> dict:
     """What the record keeps of the file at `path`: size, mtime, ctime (ns) and sha256.
-    OSError where it is not a regular file (hashing a FIFO would wait for a writer)."""
+    OSError where it is not a regular file (hashing a FIFO would wait for a writer).
+    `known`: an identity taken earlier, whose sha256 is reused where size and times say
+    the file is unchanged (a copy recorded as written, recorded again as done)."""
     st = path.stat()
     if not stat.S_ISREG(st.st_mode):
         raise OSError(errno.EINVAL, "not a regular file", str(path))
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns,
-            "sha256": sha256_of(path)}
+    times = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns}
+    if isinstance(known, dict) and isinstance(known.get("sha256"), str) and \
+            all(known.get(key) == value for key, value in times.items()):
+        return {**times, "sha256": known["sha256"]}
+    return {**times, "sha256": sha256_of(path)}
 
 
 def matches_record(path: Path, ident: dict | None, refresh: bool = False,

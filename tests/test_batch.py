@@ -1164,6 +1164,28 @@ class TestRun:
                      written=lambda item, path: batch._record_written(item, manifest, path))
         assert "dst" not in Manifest(out).get(copy)
 
+    def test_a_copy_recorded_as_written_is_not_hashed_again_when_done(
+            self, tmp_path, small_photo, tiny_config, monkeypatch):
+        """The copy's sha256, taken as it was written (_record_written), is reused when
+        the photo is recorded as done (its size and times unchanged): each copy is hashed
+        once. A file whose times moved is hashed again."""
+        from cloak import manifest as manifest_module
+
+        hashed: list[Path] = []
+        real_sha256 = manifest_module.sha256_of
+        monkeypatch.setattr(manifest_module, "sha256_of",
+                            lambda path: hashed.append(Path(path)) or real_sha256(path))
+        photo = small_photo(tmp_path / "a.png")
+        out = tmp_path / "out"
+        assert batch.run(batch.plan([photo], out), out, tiny_config).counts[PROTECTED] == 1
+        assert hashed.count(out / "a.png") == 1, hashed
+        known = Manifest(out).get(out / "a.png")["dst"]
+        assert identity(out / "a.png", known) == known
+        os.utime(out / "a.png", ns=(1, 1))
+        again = identity(out / "a.png", known)
+        assert again["mtime_ns"] == 1 and again["sha256"] == known["sha256"]
+        assert hashed.count(out / "a.png") == 2
+
     def test_a_fifo_at_a_pending_photos_sheet_name_does_not_hang_the_run(
             self, tmp_path, small_photo, tiny_config):
         """A FIFO at the sheet's name of a photo a killed run left pending: the resumed run

@@ -611,7 +611,7 @@ class MainWindow(QMainWindow):
         it is in (the Save-to folder changed since)."""
         folder = os.path.abspath(self.output_dir or default_output_dir(row.src))
         parent = os.path.abspath(row.outcome.dst.parent)
-        if parent == folder or same_folder_path(parent, folder):  # (spelt otherwise)
+        if same_folder_path(parent, folder):  # (the same string, or spelt otherwise)
             return False
         return not (row.outcome.status == ALREADY_PROTECTED  # found below it
                     and holds_as_spelt(folder, parent))

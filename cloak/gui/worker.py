@@ -471,7 +471,8 @@ class ProtectWorker(QObject):
         `source`: the photo's identity read before the attack (None: read now)."""
         from cloak.manifest import record_copy
 
-        if job.chosen and self._moved_while_writing(job.out_dir, dst):
+        written = self._written.pop(dst, None)  # its identity as written
+        if job.chosen and self._moved_while_writing(job.out_dir, dst, written):
             return
         # a later session skips it; with its verdict as saved, known now: an app killed
         # during the posting check left the copy recorded with none, shown as fine later
@@ -503,18 +504,20 @@ class ProtectWorker(QObject):
         except OSError:
             pass
 
-    def _moved_while_writing(self, folder: Path, dst: Path) -> bool:
+    def _moved_while_writing(self, folder: Path, dst: Path,
+                             written: tuple[int, int] | None) -> bool:
         """Whether `folder` was renamed, deleted or unmounted while the photo was being
         protected, so that the copy `dst` went into a folder made again at its name (on
         the disk below a mount point, or beside the renamed one). That copy is removed
-        (cloak's own, just written) and the photo fails, as do the run's later photos
-        going there: the copies are not split across two folders without a word."""
+        (cloak's own, just written: the file whose identity is `written`, not another at
+        its name) and the photo fails, as do the run's later photos going there: the
+        copies are not split across two folders without a word."""
         recorded, now = self._folder_ids.get(folder), _folder_id(folder)
         if recorded is None or now is None or now == recorded:  # (gone now: it went
             return False  # after the copy was written into it)
         try:  # only the copy written: a file of the user's in a folder made since at
             # that name (the copy moved away with the renamed one) is theirs
-            if stat_key(dst) == self._written.pop(dst, None):
+            if stat_key(dst) == written:
                 dst.unlink()
         except OSError:
             log.warning("could not remove %s, written after its folder was moved", dst)
