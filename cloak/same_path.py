@@ -54,10 +54,9 @@ class PathSet:
     def add(self, real: str) -> None:
         self._paths.add(real)
         try:
-            st = os.stat(real)
+            self._keys.add(stat_key(Path(real)))
         except (OSError, ValueError):  # gone, or a NUL in it: its string alone
-            return
-        self._keys.add((st.st_dev, st.st_ino))
+            pass
 
     def update(self, paths: Iterable[str]) -> None:
         if isinstance(paths, PathSet):
@@ -73,10 +72,9 @@ class PathSet:
         if not self._keys or not isinstance(real, str):
             return False
         try:
-            st = os.stat(real)
+            return stat_key(Path(real)) in self._keys
         except (OSError, ValueError):
             return False
-        return (st.st_dev, st.st_ino) in self._keys
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._paths)
