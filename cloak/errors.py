@@ -26,6 +26,11 @@ class OutputError(CloakError):
     errno: int | None = None
 
 
+class FolderInUseError(OutputError):
+    """Another cloak (a `cloak protect` run, or a moment of another app window's record)
+    holds the output folder's lock."""
+
+
 class OutputExistsError(OutputError):
     """A file is already at the output's name and `overwrite` was not given; `path` is
     that name. A batch run takes this to mean the file there is not its own."""

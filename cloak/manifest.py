@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path, PurePath
 
 from .config import draws_at_random
-from .errors import CloakError, OutputError
+from .errors import CloakError, FolderInUseError, OutputError
 from .models.weights import sha256_of
 from .same_path import PathSet, fold, inside, same_file
 
@@ -37,6 +37,13 @@ log = logging.getLogger(__name__)
 MANIFEST_NAME = ".cloak-manifest.json"
 JOURNAL_NAME = ".cloak-manifest.journal"  # changes since the record was last written
 LOCK_NAME = ".cloak-lock"  # held (flock) by the run writing to OUT
+
+# How long the app's record writes wait for the folder's lock (another window's write
+# holds it for milliseconds; a `cloak protect` run, for its whole run) and how often
+# they ask for it meanwhile.
+RECORD_LOCK_WAIT_S = 2.0
+LOCK_POLL_S = 0.02
+
 JOURNAL_VERSION = 1
 
 
@@ -549,25 +556,82 @@ def earlier_copy(src: Path, out_dir: Path, settings: dict, also: dict | None = N
     return found[0] if found else None
 
 
+def unfinished_copy(src: Path, out_dir: Path, settings: dict, also: dict | None = None,
+                    skip: Iterable[Path] = ()) -> Path | None:
+    """A copy of `src` in `out_dir` itself that an earlier session wrote with `settings`
+    (or `also`) and never recorded as done: the app or a `cloak protect` run was killed (a
+    logout, a crash) while it was measured. The file there must still be the one written
+    (pending_is_ours); the desktop app then protects the photo again to that name rather
+    than beside it as `name (1)`. None when there is none, or while a `cloak protect` run
+    holds the folder (its unfinished entries are its work in progress). `skip`: as for
+    earlier_copy."""
+    try:
+        size = os.stat(src).st_size
+    except OSError:
+        return None
+    skipped = skip if isinstance(skip, (set, frozenset)) else {
+        os.path.abspath(path) for path in skip}
+    for key, entry in read_only(out_dir).entries.items():
+        recorded, dst = entry.get("src"), out_dir / key
+        if (entry.get("state") != "pending" or not isinstance(recorded, dict)
+                or recorded.get("size") != size or dst.parent != out_dir
+                or os.path.abspath(dst) in skipped
+                or not same_settings(entry.get("settings"), settings, also)):
+            continue
+        stem = PurePath(key).stem
+        if (stem == src.stem or re.fullmatch(re.escape(src.stem) + r" \(\d+\)", stem)) \
+                and matches_record(src, recorded) and pending_is_ours(dst, entry):
+            try:  # not a run's work in progress: no run holds the folder
+                with output_folder_lock(out_dir):
+                    return dst
+            except (OSError, CloakError) as exc:
+                log.debug("%s is left to the run writing to %s: %s", dst, out_dir, exc)
+                return None
+    return None
+
+
+def record_written(src: Path, dst: Path, settings: dict, src_identity: dict | None = None,
+                   wait_s: float = RECORD_LOCK_WAIT_S) -> dict | None:
+    """Record in `dst`'s folder that the copy `dst` of `src` was just written, before it
+    is measured (an unfinished, `pending` entry holding its identity): an app killed
+    before record_copy is redone to that name next session (unfinished_copy), and any
+    reader knows the file is cloak's. Returns the entry; None where it can't be recorded
+    (a `cloak protect` run holds the folder past `wait_s`, the record can't be written)."""
+    try:
+        entry = {"state": "pending", "src": src_identity or identity(src),
+                 "settings": settings, "dst": identity(dst), SHEETS_RECORDED: True}
+        with output_folder_lock(dst.parent, wait_s):
+            Manifest(dst.parent).set(dst, entry)
+        return entry
+    except (OSError, CloakError) as exc:
+        log.info("did not record %s as written in its folder's manifest: %s", dst, exc)
+        return None
+
+
 def record_copy(src: Path, dst: Path, settings: dict, verdict: str | None = None,
-                entry: dict | None = None, src_identity: dict | None = None) -> dict | None:
+                entry: dict | None = None, src_identity: dict | None = None,
+                written: dict | None = None, wait_s: float = RECORD_LOCK_WAIT_S
+                ) -> dict | None:
     """Record in the manifest of `dst`'s folder that cloak wrote `dst` from `src` with
     `settings` (the desktop app's copies, for earlier_copy), and the `verdict` (verify's
     word) its protection was given, where known. `src_identity`: `identity(src)` as it
     was read before the copy was made (a photo edited during the attack is then not
     taken for the one the copy was made from); None: read now. `entry`: what an earlier
-    call returned, recorded again with the verdict (neither file is read again). Returns
+    call returned, recorded again with the verdict (neither file is read again).
+    `written`: the copy's identity as record_written took it (its sha256 is reused where
+    the file is unchanged). Returns
     the entry recorded; None, and nothing recorded, when a `cloak protect` run holds the
-    folder or the manifest can't be written: the copy is then simply protected again
-    next time."""
+    folder (past `wait_s`: another app window's record holds it for milliseconds) or the
+    manifest can't be written: the copy is then simply protected again next time."""
     try:
         entry = dict(entry) if entry else {"state": "done",
                                            "src": src_identity or identity(src),
-                                           "settings": settings, "dst": identity(dst),
+                                           "settings": settings,
+                                           "dst": identity(dst, written),
                                            SHEETS_RECORDED: True}
         if verdict:
             entry["verdict"] = verdict
-        with output_folder_lock(dst.parent):
+        with output_folder_lock(dst.parent, wait_s):
             manifest = Manifest(dst.parent)
             manifest.set(dst, entry)
         return entry
@@ -582,10 +646,22 @@ def fold_journal(out_dir: Path) -> None:
     where a `cloak protect` run holds OUT (it folds it as it ends) or the record can't be
     written (every reader takes the journal in all the same)."""
     try:
-        with output_folder_lock(out_dir):
+        with output_folder_lock(out_dir, RECORD_LOCK_WAIT_S):
             Manifest(out_dir).compact()
     except (OSError, CloakError) as exc:
         log.info("left the journal of %s as it is: %s", out_dir, exc)
+
+
+def folder_in_use(out_dir: Path) -> bool:
+    """Whether another cloak holds `out_dir`'s lock now (a `cloak protect` run writing
+    there); False where it is free or can't be locked at all."""
+    try:
+        with output_folder_lock(out_dir):
+            return False
+    except FolderInUseError:
+        return True
+    except (OSError, CloakError):
+        return False
 
 
 # Fingerprint keys that name a setting without changing it: the mask's path as typed
@@ -704,13 +780,15 @@ def pending_may_be_ours(dst: Path, entry: dict) -> bool:
 
 
 @contextlib.contextmanager
-def output_folder_lock(out_dir: Path):
+def output_folder_lock(out_dir: Path, wait_s: float = 0.0):
     """Hold `OUT/.cloak-lock` for a run: a second `cloak protect` writing to the same
     folder at the same time would delete the first one's temp files and lose its manifest
     entries, so it is refused (OutputError). The lock goes with the process, even when
     it is killed; the lock file is removed when the run ends (a killed run leaves it,
-    empty, for the next one to reuse)."""
+    empty, for the next one to reuse). `wait_s`: how long a lock held elsewhere is waited
+    for (the desktop app's writers each hold it for one entry, milliseconds)."""
     path = out_dir / LOCK_NAME
+    deadline = time.monotonic() + wait_s
     for _ in range(3):  # the file may be removed by the run that held it, between steps
         try:
             # O_NOFOLLOW: a lock "file" that is a link pointing elsewhere is not followed
@@ -723,10 +801,12 @@ def output_folder_lock(out_dir: Path):
                                   "; remove it (no cloak run is using it)") from exc
             raise OutputError(f"can't write to output folder {out_dir}: "
                               f"{exc.strerror or exc}") from exc
-        if not _try_lock(fd):
-            os.close(fd)
-            raise OutputError(f"another cloak protect is writing to {out_dir}; wait for "
-                              "it to finish, or choose another --out folder")
+        while not _try_lock(fd):
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                raise FolderInUseError(f"another cloak protect is writing to {out_dir}; wait "
+                                  "for it to finish, or choose another --out folder")
+            time.sleep(LOCK_POLL_S)
         try:  # locked the file that is still there, not one its holder just removed
             if os.stat(path).st_ino == os.fstat(fd).st_ino:
                 break
@@ -734,7 +814,7 @@ def output_folder_lock(out_dir: Path):
             pass
         os.close(fd)
     else:
-        raise OutputError(f"another cloak protect is writing to {out_dir}; wait for it "
+        raise FolderInUseError(f"another cloak protect is writing to {out_dir}; wait for it "
                           "to finish, or choose another --out folder")
     try:
         yield

@@ -170,6 +170,28 @@ def run_here(worker: ProtectWorker) -> list:
     return events
 
 
+class Killed(BaseException):
+    """The app's process ending where it is raised (a logout, a crash): no handler of
+    the worker's catches it."""
+
+
+def kill_after_writing(monkeypatch, worker_module) -> None:
+    """End the worker (Killed) the moment protect_file has written a copy and told the
+    worker so, before the copy is measured or recorded as done."""
+    real = worker_module.ProtectWorker._note_written
+
+    def note_then_die(self, path, *args):
+        real(self, path, *args)
+        raise Killed
+
+    monkeypatch.setattr(worker_module.ProtectWorker, "_note_written", note_then_die)
+
+
+def visible_names(folder: Path) -> list[str]:
+    """The names in `folder` a user sees (not cloak's record and lock)."""
+    return [p.name for p in folder.iterdir() if not p.name.startswith(".")]
+
+
 def protect_one(window, photo: Path) -> PhotoRow:
     """Protect `photo` alone in `window` (not measured) and return its row, whatever its
     outcome."""
@@ -2505,8 +2527,94 @@ class TestReviewFixes:
         worker.run()
         assert protected == [0] and [i for i, _ in failed] == [1], failed
         assert not album.exists()
-        assert sorted(p.name for p in (moved / "protected").iterdir()) == [
-            ".cloak-manifest.json", "0.png"]
+        # (the record's journal is left unfolded: the run's folder moved away from it)
+        assert sorted(visible_names(moved / "protected")) == ["0.png"]
+        assert (moved / "protected" / ".cloak-manifest.json").is_file()
+
+    def test_an_unfinished_copy_is_offered_only_as_it_was_written(
+            self, tmp_path, small_photo):
+        """unfinished_copy offers a copy recorded as written (record_written) and never
+        recorded as done, for its photo with its settings, while it is the file written,
+        and not while a `cloak protect` run holds the folder (its work in progress); a
+        copy recorded as done is earlier_copy's, not this."""
+        from cloak.manifest import (
+            earlier_copy,
+            output_folder_lock,
+            record_copy,
+            record_written,
+            unfinished_copy,
+        )
+
+        out = tmp_path / "out"
+        photo, copy = small_photo(tmp_path / "a.png"), small_photo(out / "a.png", index=1)
+        fast = {"strength": "fast"}
+        assert record_written(photo, copy, fast)
+        assert unfinished_copy(photo, out, fast) == copy
+        assert earlier_copy(photo, out, fast) is None
+        assert unfinished_copy(photo, out, {"strength": "high"}) is None
+        assert unfinished_copy(small_photo(tmp_path / "b.png", index=2), out, fast) is None
+        assert unfinished_copy(photo, out, fast, skip={os.path.abspath(copy)}) is None
+        with output_folder_lock(out):
+            assert unfinished_copy(photo, out, fast) is None
+        small_photo(out / "a.png", index=3)  # replaced since (no cloak note either)
+        assert unfinished_copy(photo, out, fast) is None
+        small_photo(out / "a.png", index=1)
+        assert record_written(photo, copy, fast)
+        assert record_copy(photo, copy, fast)
+        assert unfinished_copy(photo, out, fast) is None
+        assert earlier_copy(photo, out, fast) == copy
+
+    def test_a_record_write_waits_for_another_windows_moment_of_the_lock(
+            self, tmp_path, small_photo):
+        """Two windows saving to one folder each hold its lock for a moment per record
+        write: a write that met the other's moment gave up at once, its copy unrecorded,
+        and the next session made `name (1)` beside it (1 to 3 of 24 photos). It waits."""
+        import threading
+
+        from cloak.manifest import earlier_copy, output_folder_lock, record_copy
+
+        out = tmp_path / "out"
+        photo, copy = small_photo(tmp_path / "a.png"), small_photo(out / "a.png", index=1)
+        fast = {"strength": "fast"}
+        held = threading.Event()
+
+        def other_windows_write() -> None:
+            with output_folder_lock(out):
+                held.set()
+                time.sleep(0.3)
+
+        other = threading.Thread(target=other_windows_write)
+        other.start()
+        assert held.wait(10)
+        try:
+            assert record_copy(photo, copy, fast) is not None
+        finally:
+            other.join()
+        assert earlier_copy(photo, out, fast) == copy
+
+    @pytest.mark.usefixtures("model_dir")
+    def test_copies_saved_while_a_cli_run_holds_the_folder_are_said_unrecorded(
+            self, qapp, tmp_path, small_photo):
+        """A `cloak protect` run holds its folder for its whole run: the app's copies
+        saved there meanwhile can't be recorded, and a later session protects those
+        photos again. The status bar says so, once."""
+        from cloak.manifest import earlier_copy, output_folder_lock
+
+        out = tmp_path / "out"
+        out.mkdir()
+        photos = [small_photo(tmp_path / f"{n}.png", index=n) for n in range(2)]
+        config = ProtectConfig(strength="fast", measure=False, **TINY)
+        worker = ProtectWorker([Job(n, p, out, chosen=True) for n, p in enumerate(photos)],
+                               config)
+        notices = []
+        worker.notice.connect(notices.append)
+        with output_folder_lock(out):  # the CLI run's
+            outcomes = run_here(worker)
+        assert [o.dst for o in outcomes] == [out / "0.png", out / "1.png"], outcomes
+        said = [n for n in notices if "cloak protect run is writing to" in n]
+        assert len(said) == 1 and str(out) in said[0], notices
+        assert all(earlier_copy(p, out, worker.config.fingerprint()) is None
+                   for p in photos)
 
     def test_looking_for_an_earlier_copy_reads_only_records_of_its_size(
             self, tmp_path, small_photo, monkeypatch):
@@ -2631,13 +2739,14 @@ class TestReviewFixes:
         small_photo(tmp_path / "protected" / "b.png")
         window.set_output_dir(tmp_path / "out")
         small_photo(tmp_path / "out" / "c.png")
-        for item in (copy, tmp_path / "protected", tmp_path / "elsewhere"):
+        for item, said in ((copy, "protected cop"), (tmp_path / "elsewhere", "protected cop"),
+                           (tmp_path / "protected", "taken for cloak's copies")):
             window.add_paths([item])
             assert wait_until(lambda: window._walks_pending == 0, 10)
             QApplication.processEvents()
             assert not window.rows, item
             message = window.statusBar().currentMessage()
-            assert "protected cop" in message, message
+            assert said in message, message
         # the Save-to folder dropped by itself gives the photos kept there (c.png is no
         # copy: the app recorded none there); chosen one by one, photos are taken wherever
         # they are (a folder of one's own called "protected")
@@ -2647,6 +2756,39 @@ class TestReviewFixes:
         assert [row.src for row in window.rows.values()] == [tmp_path / "out" / "c.png"]
         window.add_paths([tmp_path / "out" / "c.png", tmp_path / "protected" / "b.png"])
         assert len(window.rows) == 2
+
+    @pytest.mark.usefixtures("model_dir")
+    def test_a_folder_named_protected_that_gives_no_photos_says_why(
+            self, window, tmp_path, small_photo):
+        """A folder of one's own named `protected` is skipped (the app's copies folder has
+        that name): dropping it, or a folder whose photos are all in one, said "none in
+        protected", as if it held no photos. It says it was skipped, and how to add its
+        photos; one holding cloak's record is said to hold copies. A Save-to folder named
+        `protected` dropped by itself gives the photos kept there, as any Save-to folder."""
+        def dropped(item: Path) -> str:
+            window.add_paths([item])
+            assert wait_until(lambda: window._walks_pending == 0, 10)
+            QApplication.processEvents()
+            return window.statusBar().currentMessage()
+
+        mine = small_photo(tmp_path / "trip" / "protected" / "a.jpg")
+        for item in (mine.parent, tmp_path / "trip"):
+            message = dropped(item)
+            assert not window.rows, item
+            assert "taken for cloak's copies and skipped" in message, message
+            assert "select the photos in it, or rename it" in message, message
+        copies = tmp_path / "album" / "protected"
+        worker = ProtectWorker([Job(0, small_photo(tmp_path / "album" / "b.png"), copies)],
+                               ProtectConfig(strength="fast", measure=False, **TINY))
+        assert isinstance(run_here(worker)[0], Outcome)
+        message = dropped(copies)
+        assert "it holds cloak's copies; add the original photos instead" in message, message
+        assert "none in" not in message
+        assert "taken for" not in dropped(tmp_path / "album")  # its protected/ is cloak's
+        assert [row.src for row in window.rows.values()] == [tmp_path / "album" / "b.png"]
+        window.set_output_dir(mine.parent)  # Save to: trip/protected
+        dropped(mine.parent)
+        assert [row.src for row in window.rows.values()][1:] == [mine]
 
     def test_photos_can_be_added_from_the_keyboard(self, window, tmp_path, small_photo,
                                                    monkeypatch):
@@ -3308,6 +3450,52 @@ class TestReviewFixes:
         assert isinstance(outcome, Outcome), outcome
         (recorded, as_saved), = seen
         assert as_saved is not None and recorded == as_saved
+
+    @pytest.mark.usefixtures("model_dir")
+    def test_a_copy_written_by_an_app_killed_before_recording_it_is_redone_at_its_name(
+            self, qapp, tmp_path, small_photo, monkeypatch):
+        """The copy is written seconds before it is recorded (it is measured first): an
+        app killed then (a logout, a crash) left a copy no record named, and the next
+        session protected the photo again beside it as `a (1).png`. The copy is recorded
+        as unfinished the moment it is written, and the next session protects the photo
+        again to that name; the one after finds it done."""
+        import cloak.gui.worker as worker_module
+
+        photo = small_photo(tmp_path / "a.png")
+        out = tmp_path / "out"
+        config = ProtectConfig(strength="fast", **TINY)
+        kill_after_writing(monkeypatch, worker_module)
+        with pytest.raises(Killed):
+            run_here(ProtectWorker([Job(0, photo, out)], config))
+        monkeypatch.undo()
+        assert sorted(visible_names(out)) == ["a.png"]
+        (outcome,) = run_here(ProtectWorker([Job(0, photo, out)], config))
+        assert isinstance(outcome, Outcome), outcome
+        assert outcome.dst == out / "a.png" and outcome.report is not None
+        assert sorted(visible_names(out)) == ["a.png"]
+        (again,) = run_here(ProtectWorker([Job(0, photo, out)], config))
+        assert again.status == ALREADY_PROTECTED and again.dst == out / "a.png"
+
+    @pytest.mark.usefixtures("model_dir")
+    def test_a_file_put_at_a_killed_apps_copys_name_is_kept(
+            self, qapp, tmp_path, small_photo, monkeypatch):
+        """The unfinished record names the copy by its identity: a file the user put at
+        its name after the app was killed is theirs, and the photo's copy goes beside it."""
+        import cloak.gui.worker as worker_module
+
+        photo = small_photo(tmp_path / "a.png")
+        out = tmp_path / "out"
+        config = ProtectConfig(strength="fast", **TINY)
+        kill_after_writing(monkeypatch, worker_module)
+        with pytest.raises(Killed):
+            run_here(ProtectWorker([Job(0, photo, out)], config))
+        monkeypatch.undo()
+        theirs = small_photo(tmp_path / "elsewhere" / "a.png", index=3).read_bytes()
+        (out / "a.png").write_bytes(theirs)
+        (outcome,) = run_here(ProtectWorker([Job(0, photo, out)], config))
+        assert isinstance(outcome, Outcome), outcome
+        assert outcome.dst == out / "a (1).png"
+        assert (out / "a.png").read_bytes() == theirs
 
     def test_a_copy_with_protection_lost_is_not_shown_in_green(self, qapp):
         """Written, but the check after posting found it gone: the row says so in amber,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 # the suffixes (compared case-insensitively); DecoderBusy: a header check that would wait
 from cloak.io import IMAGE_SUFFIXES, PACKAGE_SUFFIXES, SUPPORTED, DecoderBusy
-from cloak.manifest import MANIFEST_NAME
+from cloak.manifest import JOURNAL_NAME, MANIFEST_NAME
 from cloak.planning import (
     recorded_above,  # the copies a record above a file lists
     source_problem,  # why a named file can't be read, as the CLI says
@@ -19,7 +19,7 @@ from cloak.same_path import PathSet, fitting_name, holds_as_spelt, same_folder_p
 
 __all__ = ["IMAGE_SUFFIXES", "SUPPORTED", "common_folder", "default_output_dir",
            "expand_paths", "find_photos", "is_image_file", "is_raw_file", "not_added_note",
-           "unique_destination"]
+           "skipped_as_output", "unique_destination"]
 
 OUTPUT_FOLDER_NAME = "protected"
 # a folder under a cloak record that can't say which files are its copies (as the CLI's
@@ -146,7 +146,8 @@ def expand_paths(paths: Iterable[str | Path], output_dir: Path | None = None,
 
     Hidden files and earlier outputs are skipped: inside folders, anything in a folder
     named `protected` (the default Save-to folder) or in `output_dir` (the chosen one,
-    where it lies inside the dropped folder); a dropped `protected` folder; the copies
+    where it lies inside the dropped folder); a dropped `protected` folder, unless it is
+    the Save-to folder (skipped_as_output says why, for the status bar); the copies
     the manifest of an output folder at or above a file records (in a dropped
     `output_dir`, or in an output folder renamed since), and every file inside one whose
     manifest can't be read; any file that says it is a protected copy (is_protected_copy,
@@ -197,8 +198,9 @@ def expand_paths(paths: Iterable[str | Path], output_dir: Path | None = None,
         if not is_folder and should_stop is not None and should_stop():  # thousands of
             return list(found)  # files dropped (a folder asks before each of its files)
         real = Path(os.path.realpath(path))
-        if is_folder and path.name == OUTPUT_FOLDER_NAME:
-            continue  # a dropped `protected` folder
+        if is_folder and path.name == OUTPUT_FOLDER_NAME and not (
+                outputs and same_folder_path(str(real), str(outputs))):
+            continue  # a dropped `protected` folder (not the Save-to folder: see below)
         if is_folder and folders_stopped:
             continue
         if is_folder:
@@ -234,6 +236,28 @@ def expand_paths(paths: Iterable[str | Path], output_dir: Path | None = None,
             found.setdefault(path.absolute(), None)
             picked.add(path.absolute())
     return [p for p in found if p in picked] if folders_stopped else list(found)
+
+
+def skipped_as_output(folder: Path, output_dir: Path | None = None) -> str | None:
+    """Why a dropped `folder` that gave no photos may yet hold some, or None: it is named
+    `protected` (taken for an earlier session's copies, and skipped, unless it is the
+    Save-to folder `output_dir`), or holds a folder so named, which was skipped. One
+    holding cloak's record is said to hold copies; one without, to be taken for that."""
+    def has_record(place: Path) -> bool:
+        return any(os.path.isfile(place / name) for name in (MANIFEST_NAME, JOURNAL_NAME))
+
+    if folder.name == OUTPUT_FOLDER_NAME and not (
+            output_dir and same_folder_path(os.path.realpath(folder),
+                                            os.path.realpath(output_dir))):
+        if has_record(folder):
+            return "it holds cloak's copies; add the original photos instead"
+        return (f"a folder named {OUTPUT_FOLDER_NAME} is taken for cloak's copies and "
+                "skipped; select the photos in it, or rename it, to add them")
+    inner = folder / OUTPUT_FOLDER_NAME
+    if os.path.isdir(inner) and not has_record(inner):
+        return (f"its {OUTPUT_FOLDER_NAME} folder is taken for cloak's copies and "
+                "skipped; select the photos in it, or rename it, to add them")
+    return None
 
 
 def folder_denies(path: Path) -> str | None:

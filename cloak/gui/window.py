@@ -66,6 +66,7 @@ from .drop_zone import DropZone
 from .images import Comparison, compare, thumbnail_or_why
 from .paths import (
     IMAGE_SUFFIXES,
+    OUTPUT_FOLDER_NAME,
     SUPPORTED,
     common_folder,
     default_output_dir,
@@ -73,6 +74,7 @@ from .paths import (
     find_photos,
     is_image_file,
     not_added_note,
+    skipped_as_output,
 )
 from .signals import emit
 from .widgets import (
@@ -497,11 +499,21 @@ class MainWindow(QMainWindow):
                 record == real or record in real.parents or real in record.parents
                 for record in denied if os.path.isfile(record / MANIFEST_NAME))
 
-        folders = [Path(g).name or g for g in given
-                   if os.path.isdir(g) and not said_already(Path(g))]
+        folders = [Path(g) for g in given if os.path.isdir(g) and not said_already(Path(g))]
         if not photos and folders:  # say which folders held none (an empty one, say)
-            inside = (f"none in {', '.join(folders[:2])}"
-                      + (f" and {len(folders) - 2} other folder(s)" if len(folders) > 2 else ""))
+            # and why one may hold photos yet (a folder of one's own named "protected")
+            skipped = [(f, why) for f in folders
+                       if (why := skipped_as_output(f, self.output_dir)) is not None]
+            empty = [f.name or str(f) for f in folders if f not in dict(skipped)]
+            parts = [f"none added from {f.name or f}: {why}" for f, why in skipped[:1]]
+            if len(skipped) > 1:
+                parts.append(f"none from {len(skipped) - 1} other folder(s) holding a "
+                             f"{OUTPUT_FOLDER_NAME} folder")
+            if empty:
+                parts.append(f"none in {', '.join(empty[:2])}"
+                             + (f" and {len(empty) - 2} other folder(s)" if len(empty) > 2
+                                else ""))
+            inside = "; ".join(parts)
             not_added = f"{not_added}; {inside}" if not_added else inside
         self._add_photos(photos, count, not_added, failed_before=failures)
 
@@ -1003,7 +1015,8 @@ class MainWindow(QMainWindow):
     def _on_nothing_usable(self, count: int, not_added: str = "") -> None:
         if not_added and any(kind in not_added for kind in (
                 "RAW", "protected cop", "hidden file", "preview sheet", "can't read",
-                "holds a cloak record")):
+                "holds a cloak record", "taken for cloak's copies",
+                "holds cloak's copies")):
             # the advice (develop it, add the original) says more than the list
             self._say(f"no photos to add; {not_added}", 8000)
             return

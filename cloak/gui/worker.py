@@ -272,7 +272,11 @@ class ProtectWorker(QObject):
         # with the first one's
         self._made: set[str] = set()  # absolute paths of this run's copies
         self._written: dict[Path, tuple[int, int]] = {}  # each copy's identity as written
+        self._identities: dict[Path, dict] = {}  # and as recorded then (its sha256)
         self._recorded_in: set[Path] = set()  # folders whose record this run appended to
+        # folders a `cloak protect` run was found writing to: its copies there are not
+        # recorded (said once); later records there do not wait for the lock
+        self._run_holds: set[Path] = set()
 
     def cancel(self) -> None:
         """Ask the run to stop at the next attack step. Safe from any thread."""
@@ -344,7 +348,7 @@ class ProtectWorker(QObject):
             settings = self._prepare_models()
             source = _identity_or_none(job.src)  # the photo the copy is made from, as
             # recorded: one edited during the attack is not this copy's (the CLI too)
-            report, dst = self._protect_to_free_name(job)
+            report, dst = self._protect_to_free_name(job, settings, source)
         except Cancelled:
             emit(self.cancelled, job.index)
         except Exception as exc:  # noqa: BLE001 - every failure belongs on its photo's
@@ -391,25 +395,40 @@ class ProtectWorker(QObject):
                 emit(self.notice, reason[0].upper() + reason[1:] + ".")
         return self.config.fingerprint()
 
-    def _protect_to_free_name(self, job: Job) -> tuple[Report, Path]:
+    def _protect_to_free_name(self, job: Job, settings: dict, source: dict | None
+                              ) -> tuple[Report, Path]:
         """protect_file to the next free name in the photo's folder; a name another
-        program takes during the attack is given up for the next one (NAME_ATTEMPTS)."""
+        program takes during the attack is given up for the next one (NAME_ATTEMPTS).
+        A copy an earlier session wrote and never recorded as done (killed while it
+        was measured) is protected again at its own name, while it is still that file.
+        `settings` and `source` (the photo's identity) are recorded with the copy."""
         from cloak.api import protect_file
+        from cloak.manifest import file_stamp, same_stamp, unfinished_copy
 
+        again = unfinished_copy(job.src, job.out_dir, settings, self._also_done,
+                                skip=self._made)
         for attempt in range(1, NAME_ATTEMPTS + 1):
-            # GIF -> .png, MPO -> .jpg, ...: the suffix names the format written
-            dst = unique_destination(job.out_dir, output_path_for(job.src, job.out_dir).name)
+            overwrite = False
+            if again is not None:  # replaced only while it is still that earlier copy
+                dst, stamp = again, file_stamp(again)
+                overwrite = lambda path, stamp=stamp: (
+                    same_stamp(file_stamp(Path(path)), stamp))
+            else:  # GIF -> .png, MPO -> .jpg, ...: the suffix names the format written
+                dst = unique_destination(job.out_dir,
+                                         output_path_for(job.src, job.out_dir).name)
             try:
                 # made already: one gone during the attack is not made again by the
                 # save (nor the path to it: a renamed or unmounted photos' folder)
-                report = protect_file(job.src, dst, self.config, overwrite=False,
-                                      progress=self._on_progress,
-                                      should_stop=self._stop.is_set, make_folders=False,
-                                      on_written=self._note_written)
+                report = protect_file(
+                    job.src, dst, self.config, overwrite=overwrite,
+                    progress=self._on_progress, should_stop=self._stop.is_set,
+                    make_folders=False,
+                    on_written=lambda path: self._note_written(path, job, settings, source))
                 return report, dst
             except OutputExistsError as exc:
                 if attempt == NAME_ATTEMPTS or Path(exc.path) != dst:
                     raise
+                again = None  # (the earlier copy was changed meanwhile: kept)
                 # Another program (a second window, a CLI run) took the free name
                 # while this photo was protected: the next free one is used instead.
                 log.info("%s was taken meanwhile; protecting again to the next name", dst)
@@ -428,9 +447,14 @@ class ProtectWorker(QObject):
             # protect_file wrote the copy, then a later step failed. After out of
             # memory in the lossy copy's measuring the copy is whole, and recorded, so
             # a later session does not protect it again; after another failure (the
-            # copy could not be read back) it is shown but not recorded: redone later.
+            # copy could not be read back) it is shown, and recorded as unfinished
+            # only (_note_written): a later session protects it again to its name.
+            self._written.pop(Path(written), None)
+            as_recorded = self._identities.pop(Path(written), None)
             if is_out_of_memory(exc):
-                record_copy(job.src, Path(written), settings, src_identity=source)
+                self._check_recorded(Path(written), record_copy(
+                    job.src, Path(written), settings, src_identity=source,
+                    written=as_recorded, wait_s=self._lock_wait(Path(written).parent)))
                 self._recorded_in.add(Path(written).parent)
                 self._made.add(os.path.abspath(written))
             emit(self.protected, job.index, Outcome(
@@ -472,18 +496,21 @@ class ProtectWorker(QObject):
         from cloak.manifest import record_copy
 
         written = self._written.pop(dst, None)  # its identity as written
+        as_recorded = self._identities.pop(dst, None)
         if job.chosen and self._moved_while_writing(job.out_dir, dst, written):
             return
         # a later session skips it; with its verdict as saved, known now: an app killed
         # during the posting check left the copy recorded with none, shown as fine later
-        recorded = record_copy(job.src, dst, settings, copy_verdict(report, None),
-                               src_identity=source)
+        recorded = self._check_recorded(dst, record_copy(
+            job.src, dst, settings, copy_verdict(report, None), src_identity=source,
+            written=as_recorded, wait_s=self._lock_wait(dst.parent)))
         self._recorded_in.add(dst.parent)
         self._made.add(os.path.abspath(dst))
         posted_db = self._posted_damage(report)
         if recorded and (verdict := copy_verdict(report, posted_db)) is not None:
             # shown when a later session meets the copy again
-            record_copy(job.src, dst, settings, verdict, entry=recorded)
+            record_copy(job.src, dst, settings, verdict, entry=recorded,
+                        wait_s=self._lock_wait(dst.parent))
         status = describe(report, posted_db)
         emit(self.progress, job.index, 1.0, "done")  # the posting check too
         emit(self.protected, job.index, Outcome(job.src, dst, report, status,
@@ -496,13 +523,49 @@ class ProtectWorker(QObject):
             with contextlib.suppress(OSError):
                 self._held.append(os.open(folder, os.O_RDONLY | os.O_DIRECTORY))
 
-    def _note_written(self, path: Path) -> None:
+    def _note_written(self, path: Path, job: Job, settings: dict,
+                      source: dict | None) -> None:
         """Keep the identity of the copy just written (protect_file's on_written): a file
-        at its name later is removed as cloak's only where it is that very file."""
+        at its name later is removed as cloak's only where it is that very file. And
+        record it as written, unfinished (record_written), before it is measured: an app
+        killed meanwhile (a logout) protects the photo again to that name next session,
+        not beside it as `name (1)`. Not where its folder was moved meanwhile (the copy is
+        then removed, and no record is left in a folder made since at that name)."""
+        from cloak.manifest import record_written
+
         try:
             self._written[Path(path)] = stat_key(Path(path))
         except OSError:
-            pass
+            return
+        folder = job.out_dir
+        if job.chosen and self._folder_ids.get(folder) not in (None, _folder_id(folder)):
+            return
+        entry = self._check_recorded(Path(path), record_written(
+            job.src, Path(path), settings, source, wait_s=self._lock_wait(folder)))
+        if entry is not None:
+            self._recorded_in.add(Path(path).parent)
+            self._identities[Path(path)] = entry["dst"]
+
+    def _lock_wait(self, folder: Path) -> float:
+        """How long a record write into `folder` waits for its lock: none where a `cloak
+        protect` run was found writing there (it holds the lock for its whole run)."""
+        from cloak.manifest import RECORD_LOCK_WAIT_S
+
+        return 0.0 if folder in self._run_holds else RECORD_LOCK_WAIT_S
+
+    def _check_recorded(self, copy: Path, entry: dict | None) -> dict | None:
+        """`entry` (a record write's result); where it is None because a `cloak protect`
+        run is writing to the copy's folder, say so once: its copies there are not
+        recorded, and a later session protects those photos again."""
+        from cloak.manifest import folder_in_use
+
+        folder = copy.parent
+        if entry is None and folder not in self._run_holds and folder_in_use(folder):
+            self._run_holds.add(folder)
+            emit(self.notice, f"A cloak protect run is writing to {folder}: the copies "
+                 "saved there meanwhile can't be recorded, so a later session protects "
+                 "those photos again")
+        return entry
 
     def _moved_while_writing(self, folder: Path, dst: Path,
                              written: tuple[int, int] | None) -> bool:
