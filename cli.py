@@ -416,6 +416,9 @@ def run_protect_batch(photos: list[Path], out: Path, config, json_path: Path | N
     with view, stop_on_ctrl_c(view.stopping) as should_stop:
         try:
             items = batch.plan(photos, out, should_stop)
+            if (clash := json_clash(json_path, out, items)) is not None:
+                view.close()  # refused before any work, as check_json_path refuses
+                fail(clash)
             result = batch.run(items, out, config, jobs=jobs, force=force,
                                overwrite=overwrite, on_event=view.on_event,
                                should_stop=should_stop)
@@ -687,14 +690,45 @@ def instagram_crop_note(result) -> str | None:
     from cloak.channel_list import INSTAGRAM_ASPECT
 
     lo, hi = INSTAGRAM_ASPECT
-    cropped = [i for i in result.items if i.status == batch.PROTECTED and i.report
-               and not lo <= i.report.width / i.report.height <= hi]
+    protected = [i for i in result.items if i.status == batch.PROTECTED and i.report]
+    tall = [i for i in protected if i.report.width / i.report.height < lo]
+    wide = [i for i in protected if i.report.width / i.report.height > hi]
+    cropped = tall + wide
     if not cropped:
         return None
+    if tall and wide:
+        shape = "taller than 3:4 or wider than 1.91:1"
+        crop = "crop tall ones to 3:4 or 4:5 and wide ones to 1.91:1 or narrower"
+    elif tall:
+        shape, crop = "taller than 3:4", "crop them to 3:4 or 4:5"
+    else:
+        shape, crop = "wider than 1.91:1", "crop them to 1.91:1 or narrower"
     return (f"note: {plural(len(cropped), 'photo')} {'is' if len(cropped) == 1 else 'are'} "
-            "taller than 3:4 or wider than 1.91:1 (e.g. "
-            f"{printable(cropped[0].src.name)}). Instagram crops such photos, which removes most of the "
-            "protection: to post them there, crop them to 3:4 or 4:5 first, then protect them.")
+            f"{shape} (e.g. {printable(cropped[0].src.name)}). Instagram crops such photos, "
+            f"which removes most of the protection: to post them there, {crop} first, then "
+            "protect them.")
+
+
+def json_clash(json_path: Path | None, out: Path, items) -> str | None:
+    """Why --json can't be written where it points, known only once the run is planned:
+    it names --out or a folder the run writes copies into (made by the run, so not there
+    when check_json_path looked); None where it is free of them."""
+    if not json_path:
+        return None
+    target = os.path.abspath(json_path)
+    folders = {os.path.abspath(out)}
+    for item in items:
+        if item.dst is not None:
+            folder = Path(os.path.abspath(item.dst.parent))
+            while str(folder) not in folders and folder != folder.parent:
+                folders.add(str(folder))
+                folder = folder.parent
+    if target not in folders:
+        return None
+    what = "the --out folder" if target == os.path.abspath(out) else \
+        "a folder this run writes copies into"
+    return (f"--json {json_path} is {what}; give a file name, such as "
+            f"{Path(out) / 'report.json'}")
 
 
 # Ctrl-C, and the polite stop of `kill`, a service manager or a scheduler's time limit

@@ -1465,6 +1465,22 @@ def test_a_shape_instagram_crops_gets_a_note(tmp_path, small_photo, model_dir):
     assert result.exit_code == 0 and "Instagram crops" not in result.stderr
 
 
+def test_the_instagram_note_gives_a_wide_photo_a_wide_crop(tmp_path, small_photo, model_dir):
+    """A 3:1 panorama was told to crop to 3:4 or 4:5, a portrait shape: each direction
+    gets its own crop, and both are said when both are there."""
+    wide = small_photo(tmp_path / "pano.png", size=(96, 32))
+    tall = small_photo(tmp_path / "tall.png", size=(64, 96))
+    result = invoke("protect", wide, "--out", tmp_path / "out", *TINY)
+    assert result.exit_code == 0, result.output
+    assert "note: 1 photo is wider than 1.91:1 (e.g. pano.png)" in result.stderr
+    assert "crop them to 1.91:1 or narrower first" in result.stderr
+    assert "3:4" not in result.stderr
+    result = invoke("protect", wide, tall, "--out", tmp_path / "out2", *TINY)
+    assert result.exit_code == 0, result.output
+    assert "2 photos are taller than 3:4 or wider than 1.91:1" in result.stderr
+    assert "crop tall ones to 3:4 or 4:5 and wide ones to 1.91:1 or narrower" in result.stderr
+
+
 def test_copies_with_little_protection_get_a_closing_note(tmp_path, small_photo, model_dir):
     """Copies measured under verify's "weak" as saved (each line says "none as saved")
     are counted once more at the end, with the stronger preset to try."""
@@ -1605,6 +1621,23 @@ def test_json_may_go_into_the_out_folder_the_run_creates(tmp_path, small_photo, 
                     tmp_path / "p3" / "a.png", *TINY)  # still not a photo's name
     assert result.exit_code == 1 and "names a photo file" in result.stderr
     assert not (tmp_path / "p3").exists()
+
+
+def test_json_naming_a_folder_the_run_makes_is_refused_before_any_work(
+        tmp_path, small_photo, model_dir):
+    """--json naming --out (not there yet) or a folder the run mirrors into it was taken,
+    every photo protected, and then the report refused as a file that "appeared during
+    the run". Refused before any work, naming a file to give instead."""
+    small_photo(tmp_path / "holiday" / "a.png")
+    for out, report, what in ((tmp_path / "p", tmp_path / "p", "the --out folder"),
+                              (tmp_path / "q", tmp_path / "q" / "holiday",
+                               "a folder this run writes copies into")):
+        result = invoke("protect", tmp_path / "holiday", "--out", out, "--json", report,
+                        *TINY)
+        assert result.exit_code == 1, result.output
+        assert f"--json {report} is {what}; give a file name, such as " \
+            f"{out / 'report.json'}" in result.stderr
+        assert not out.exists() and "appeared" not in result.stderr
 
 
 def test_a_report_that_cant_be_written_keeps_the_totals_and_exit_code(
