@@ -1183,14 +1183,17 @@ def compare_one(photo: Path, protected: Path, loaded: list, channels: tuple[str,
         say(f"{ch.channel:<10} " + " ".join(shown_db(ch.damage_db[n], ">8") for n in names)
             + "   " + " ".join(f"{ch.latent_shift[n]:>8.2f}" for n in names))
     only = f"; on {', '.join(names)} only" if set(names) != set(ALL_MODEL_NAMES) else ""
+    said_of_compression = " (all of it compression: see the note)" \
+        if compared.all_compression else ""
     say(f"verdict: {v.verdict} (worst channel: {v.worst.channel}{only}); "
-        f"as is ({as_is_means(original, copy)}): {v.verdict_as_is}")
+        f"as is ({as_is_means(original, copy)}): {v.verdict_as_is}{said_of_compression}")
     if v.damage_at_1024:
         say("at 1024 px, SDXL and FLUX's editing size (as it is): "
             + ", ".join(f"{n} {shown_db(d)}" for n, d in v.damage_at_1024.items())
-            + f" dB: {v.verdict_at_1024} (the table and verdict above are at 512 px, "
-            "SD 1.x/2.x's)")
-    advice = weak_verdict_advice(v)
+            + f" dB: {v.verdict_at_1024}{said_of_compression} (the table and verdict "
+            "above are at 512 px, SD 1.x/2.x's)")
+    # (not "protect it again" where the figures are all compression: the note says why)
+    advice = None if compared.all_compression else weak_verdict_advice(v)
     if advice:
         say(f"note: {advice}", color=typer.colors.YELLOW, err=True)
         v.note = join_notes(v.note, advice)  # and in --json, as every note printed
@@ -1198,7 +1201,7 @@ def compare_one(photo: Path, protected: Path, loaded: list, channels: tuple[str,
     return {"kind": "comparison", "original": str(photo), "protected_copy": str(protected),
             "models": list(names), **v.to_dict(),
             "compression_floor": floor.to_dict() if floor else None,
-            "cloak_version": __version__}
+            "all_compression": compared.all_compression, "cloak_version": __version__}
 
 
 def load_named(path: Path):
@@ -1472,18 +1475,22 @@ def measure_pairs(pairs, originals: Path, channels: tuple[str, ...], names: tupl
             continue
         counts[v.verdict] = counts.get(v.verdict, 0) + 1
         weakest = min(v.worst.damage_db, key=v.worst.damage_db.get)
-        # a copy renamed or re-saved since is named with its original, found otherwise:
-        # by its path as given (relative to ORIGINALS it read as one under PROTECTED)
+        # a copy renamed, moved or re-saved since is named with its original, found
+        # otherwise: by its path as given (relative to ORIGINALS it read as one under
+        # PROTECTED)
         against = (f" (original {printable(str(pair.original))})"
-                   if pair.original.name != pair.copy.name else "")
+                   if pair.original.name != pair.copy.name or pair.by_record else "")
+        all_compression = " (all of it compression: see the note)" \
+            if compared.all_compression else ""
         say(f"{printable(pair.name)}{against}: {v.verdict} (worst channel "
             f"{v.worst.channel}: {weakest} {shown_db(v.worst.damage_db[weakest])} dB); "
-            f"as is: {v.verdict_as_is}; PSNR {v.psnr:.1f} dB")
+            f"as is: {v.verdict_as_is}{all_compression}; PSNR {v.psnr:.1f} dB")
         if v.note:  # named: see above
             say(f"  note on {printable(pair.name)}: {printable(v.note)}",
                 color=typer.colors.YELLOW, err=True)
         rows.append({**row, **v.to_dict(),
-                     "compression_floor": floor.to_dict() if floor else None})
+                     "compression_floor": floor.to_dict() if floor else None,
+                     "all_compression": compared.all_compression})
 
 
 @app.command(short_help="Open the desktop drag-and-drop app.")

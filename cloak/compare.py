@@ -29,6 +29,12 @@ class Comparison:
     original: Image.Image
     copy: Image.Image
 
+    @property
+    def all_compression(self) -> bool:
+        """Whether the copy's figures are all its JPEG compression's (ALL_COMPRESSION_NOTE):
+        its verdict then says nothing of protection."""
+        return self.floor is not None and self.floor.accounts_for(self.verification)
+
 
 def compare_copy(original: Image.Image, copy: Image.Image, *, original_icc: bytes | None,
                  copy_icc: bytes | None, copy_path: Path, channels: Sequence[str],
@@ -68,7 +74,7 @@ def compare_copy(original: Image.Image, copy: Image.Image, *, original_icc: byte
                           "than protection changes a photo: these figures are mostly "
                           "compression, not protection")
         else:
-            floor_note = floor.note()
+            floor_note = floor.note(floor.accounts_for(verification))
     verification.note = join_notes(colour_note, same, verification.note, floor_note)
     return Comparison(verification, floor, original, copy)
 

@@ -30,6 +30,10 @@ from .report import VERDICTS, shown_db
 LOSSLESS_ENOUGH_QUALITY = 90
 # the floor is worth a note where it reaches the weakest verdict's threshold ("weak")
 FLOOR_NOTE_DB = min(threshold for _, threshold in VERDICTS)
+# a copy measuring no more than its floor plus this on every model carries nothing
+# measurable beyond its compression (an unprotected photo re-saved measures its floor to
+# the hundredth; a protected one re-saved at quality 70 measured well above it)
+BEYOND_FLOOR_DB = 0.25
 SUBSAMPLING_NAMES = {0: "4:4:4", 1: "4:2:2", 2: "4:2:0"}
 
 
@@ -145,8 +149,9 @@ class CompressionFloor:
     def highest_db(self) -> float:
         return max([*self.damage_db.values(), *self.damage_at_1024.values()])
 
-    def note(self) -> str | None:
-        """A sentence for the report where compression alone reaches a verdict; else None."""
+    def note(self, accounts_for_all: bool = False) -> str | None:
+        """A sentence for the report where compression alone reaches a verdict; else None.
+        `accounts_for_all`: the copy measures no more than this floor (accounts_for)."""
         if self.highest_db < FLOOR_NOTE_DB:
             return None
         worst = max(self.damage_db, key=self.damage_db.get)
@@ -155,10 +160,29 @@ class CompressionFloor:
             worst_1024 = max(self.damage_at_1024, key=self.damage_at_1024.get)
             parts.append(f"{worst_1024} {shown_db(self.damage_at_1024[worst_1024])} dB at "
                          "1024 px")
+        if accounts_for_all:
+            return (f"this copy is a JPEG saved at {self.settings.describe()} and measures "
+                    "no more than the original saved that way, unprotected, on every model "
+                    f"({' and '.join(parts)}): all of these figures are compression, and "
+                    "the copy carries no protection beyond it (if it was protected, the "
+                    "re-saving took it: post cloak's own copy instead)")
         return (f"this copy is a JPEG saved at {self.settings.describe()}; the original "
                 f"saved that way, unprotected, already measures {' and '.join(parts)}: that "
                 "much of these figures is compression, not protection (compare cloak's own "
                 "copy for what protection carries)")
+
+    def accounts_for(self, verification) -> bool:
+        """Whether the copy's figures (a verify.Verification: its as-is damage at 512 px
+        and, where both are measured, at 1024) are all compression: no model measures
+        more than this floor plus BEYOND_FLOOR_DB, and the floor reaches a verdict."""
+        as_is = verification.as_is
+        if as_is is None or self.highest_db < FLOOR_NOTE_DB:
+            return False
+        pairs = [(as_is.damage_db.get(name), floor) for name, floor in self.damage_db.items()]
+        pairs += [(verification.damage_at_1024.get(name), floor)
+                  for name, floor in self.damage_at_1024.items()]
+        return all(measured is not None and measured <= floor + BEYOND_FLOOR_DB
+                   for measured, floor in pairs)
 
     def to_dict(self) -> dict:
         return {"jpeg_quality": self.settings.quality,

@@ -39,6 +39,9 @@ class Pair:
     # where there is none: why its original's place could not be looked in (a folder the
     # user may not open, its `filename`), not "no original"
     unreachable: OSError | None = None
+    # found by cloak's record (the content it keeps), not at the copy's own path: the
+    # original is named on the copy's line
+    by_record: bool = False
 
 
 def is_photo_name(name: str) -> bool:
@@ -262,7 +265,9 @@ def pair_by_record(pairs: list[Pair], originals: Path, entries: dict[str, dict],
     stays, with a note. Only photos of a recorded size are hashed, each once. A record
     that no longer describes the copy (another size than cloak wrote: replaced since) or
     that is not well formed is not used. A copy with no original and no entry of its name
-    (renamed since) is looked up in the record by its own size and sha256. `unreadable`
+    (renamed since), or whose name's entry is not of it (renamed onto another copy's
+    name, two copies' names swapped), is looked up in the record by its own size and
+    sha256. `unreadable`
     (see photos_under) gets the folders under `originals` that could not be searched,
     where a copy is left without its original (once each)."""
     from .manifest import matches_record
@@ -304,7 +309,10 @@ def pair_by_record(pairs: list[Pair], originals: Path, entries: dict[str, dict],
                 dst.get("size"), int):
             by_copy_size[dst["size"]].append(entry)
     for pair in pairs:
-        if pair.original is not None or pair.name in recorded:
+        # (one with an original by path is looked up too where the entry of its name is
+        # not of this file: a copy renamed onto another copy's name, or two swapped)
+        if pair.name in recorded or (pair.original is not None
+                                     and not isinstance(entries.get(pair.name), dict)):
             continue
         try:
             size = os.stat(pair.copy).st_size
@@ -354,7 +362,8 @@ def pair_by_record(pairs: list[Pair], originals: Path, entries: dict[str, dict],
                 match = the_original(everyone[ident["size"]], ident, pair.copy)
             if match is not None:
                 claimed.add(os.path.realpath(match))
-                pair = Pair(pair.name, pair.copy, match)
+                pair = Pair(pair.name, pair.copy, match, by_record=not (
+                    pair.original is not None and same_file(match, pair.original)))
             elif pair.original is not None:  # (one unreachable keeps why: `pair` as it is)
                 pair = Pair(pair.name, pair.copy, pair.original, note=(
                     f"{pair.original} is not the file this copy was made from (its size or "

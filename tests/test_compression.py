@@ -99,14 +99,20 @@ def test_verify_notes_the_floor_of_a_lossy_jpeg_copy_only(tmp_path, small_photo)
     result = invoke("verify", original, lossy, "--models", "taef2", "--channels",
                     "as-is", "--json", report)
     assert result.exit_code == 0, result.output
-    assert "quality 40" in result.output and "compression, not protection" in result.output
+    # an unprotected copy is all compression: said so, on the verdict's line too, and
+    # not told to "protect the original again" as if it carried some protection
+    assert "quality 40" in result.output and "all of these figures are compression" \
+        in result.output
+    assert "(all of it compression: see the note)" in result.stdout
+    assert "protect the original again" not in result.output
     data = json.loads(report.read_text())
     floor = data["compression_floor"]
     assert (floor["jpeg_quality"], floor["subsampling"]) == (40, "4:2:0")
     as_is = next(c for c in data["channels"] if c["channel"] == "as-is")
     assert floor["damage_db"] == as_is["damage_db"]
     assert floor["damage_at_1024"] == data["damage_at_1024"]
-    assert "compression, not protection" in data["note"]
+    assert "all of these figures are compression" in data["note"]
+    assert data["all_compression"] is True
 
     own = tmp_path / "protected" / "p.jpg"
     Image.open(original).save(tmp_path / "p.jpg", quality=95)
@@ -117,7 +123,39 @@ def test_verify_notes_the_floor_of_a_lossy_jpeg_copy_only(tmp_path, small_photo)
                     "as-is", "--json", report)
     assert result.exit_code == 0, result.output
     assert json.loads(report.read_text())["compression_floor"] is None
+    assert json.loads(report.read_text())["all_compression"] is False
     assert "compression" not in result.output
+
+
+def test_a_copy_is_all_compression_only_where_no_model_measures_above_its_floor(
+        tmp_path, small_photo):
+    """accounts_for: every model's damage as is (and at 1024 px where the floor has it)
+    no more than the floor's plus BEYOND_FLOOR_DB, and a floor that reaches a verdict. A
+    protected copy re-saved at quality 70 measured 4.15 dB on taesd over a 0.66 floor."""
+    from types import SimpleNamespace
+
+    from cloak.compression import BEYOND_FLOOR_DB, CompressionFloor
+
+    path = tmp_path / "c.jpg"
+    Image.open(small_photo(tmp_path / "p.png")).save(path, quality=70)
+    floor = CompressionFloor(jpeg_settings(path), {"taesd": 0.66, "taef2": 2.5},
+                             {"taef2": 3.8})
+
+    def copy(taesd: float, taef2: float, at_1024: float | None = 3.8):
+        return SimpleNamespace(as_is=SimpleNamespace(damage_db={"taesd": taesd,
+                                                                "taef2": taef2}),
+                               damage_at_1024={} if at_1024 is None else {"taef2": at_1024})
+
+    assert floor.accounts_for(copy(0.66, 2.5))
+    assert floor.accounts_for(copy(0.66 + BEYOND_FLOOR_DB, 2.4))
+    assert not floor.accounts_for(copy(4.15, 2.5))  # protection on one model is enough
+    assert not floor.accounts_for(copy(0.66, 2.5, at_1024=4.5))
+    assert not floor.accounts_for(copy(0.66, 2.5, at_1024=None))  # not measured there
+    assert not floor.accounts_for(SimpleNamespace(as_is=None, damage_at_1024={}))
+    low = CompressionFloor(jpeg_settings(path), {"taesd": 0.2}, {})  # under any verdict
+    assert not low.accounts_for(copy(0.2, 0.0))
+    assert "all of these figures are compression" in floor.note(True)
+    assert "compression, not protection" in floor.note(False)
 
 
 def test_gray_files_read_as_gray_and_cloak_s_own_gray_copy_is_not_lossier(tmp_path,

@@ -384,6 +384,48 @@ def test_originals_whose_names_were_swapped_pair_by_content(tmp_path, small_phot
         ("holiday/a.png", holiday / "b.png", None), ("holiday/b.png", holiday / "a.png", None)]
 
 
+def test_copies_whose_names_were_swapped_or_taken_pair_by_content(tmp_path, small_photo,
+                                                                   model_dir):
+    """The copies' names swapped (or one copy renamed onto another's name): each was
+    paired with the original of its name, by path, and refused as "another shape" or
+    measured against the wrong photo without a word. The record of the name is not of
+    the file there, so the copy is looked up by its own content, and its line names the
+    original it was measured against."""
+    holiday, out = protected_pair_of_photos(tmp_path, small_photo, model_dir)
+    copies = out / "holiday"
+    (copies / "a.png").rename(copies / "t.png")
+    (copies / "b.png").rename(copies / "a.png")
+    (copies / "t.png").rename(copies / "b.png")
+    assert [(p.name, p.original, p.by_record) for p in pair_folders(holiday, out)] == [
+        ("holiday/a.png", holiday / "b.png", True), ("holiday/b.png", holiday / "a.png", True)]
+    (copies / "a.png").unlink()  # b's copy (now at a.png's name) gone; a's onto b's name
+    assert [(p.name, p.original) for p in pair_folders(holiday, out)] == [
+        ("holiday/b.png", holiday / "a.png")]
+    result = invoke("verify", holiday, out, "--channels", "as-is", "--models", "taesd",
+                    "--model-dir", model_dir)
+    assert result.exit_code == 0, result.output
+    assert f"holiday/b.png (original {holiday / 'a.png'}): " in result.stdout
+
+
+def test_a_copy_moved_into_a_subfolder_names_the_original_it_was_measured_against(
+        tmp_path, small_photo, model_dir):
+    """A copy moved into protected/holiday/posted/ pairs with holiday/a.png by the record;
+    its line named no original, as if there were a holiday/posted/a.png."""
+    holiday, out = protected_pair_of_photos(tmp_path, small_photo, model_dir)
+    (out / "holiday" / "b.png").unlink()
+    (out / "holiday" / "posted").mkdir()
+    (out / "holiday" / "a.png").rename(out / "holiday" / "posted" / "a.png")
+    result = invoke("verify", holiday, out, "--channels", "as-is", "--models", "taesd",
+                    "--model-dir", model_dir)
+    assert result.exit_code == 0, result.output
+    assert f"holiday/posted/a.png (original {holiday / 'a.png'}): " in result.stdout
+    (out / "holiday" / "posted" / "a.png").rename(out / "holiday" / "a.png")
+    result = invoke("verify", holiday, out, "--channels", "as-is", "--models", "taesd",
+                    "--model-dir", model_dir)
+    assert result.exit_code == 0, result.output
+    assert "holiday/a.png: " in result.stdout and "original" not in result.stdout
+
+
 def test_a_protected_folder_that_does_not_exist_is_named(tmp_path, small_photo):
     folder = tmp_path / "holiday"
     small_photo(folder / "a.png")
