@@ -640,13 +640,13 @@ def record_copy(src: Path, dst: Path, settings: dict, verdict: str | None = None
         return None
 
 
-def fold_journal(out_dir: Path) -> None:
+def fold_journal(out_dir: Path, wait_s: float = RECORD_LOCK_WAIT_S) -> None:
     """Take OUT's journal into its record (Manifest.compact), as a writer that recorded
     copies one at a time (the desktop app) ends: OUT is left with its record alone. Nothing
     where a `cloak protect` run holds OUT (it folds it as it ends) or the record can't be
     written (every reader takes the journal in all the same)."""
     try:
-        with output_folder_lock(out_dir, RECORD_LOCK_WAIT_S):
+        with output_folder_lock(out_dir, wait_s):
             Manifest(out_dir).compact()
     except (OSError, CloakError) as exc:
         log.info("left the journal of %s as it is: %s", out_dir, exc)

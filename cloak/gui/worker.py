@@ -308,7 +308,8 @@ class ProtectWorker(QObject):
                 except OSError:
                     pass
             for folder in self._recorded_in:  # each copy's entry was appended: the
-                fold_journal(folder)  # folder is left with its record alone
+                # folder is left with its record alone
+                fold_journal(folder, self._lock_wait(folder))
             while self._held:
                 os.close(self._held.pop())
             emit(self.finished)
