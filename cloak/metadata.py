@@ -253,7 +253,7 @@ def snapshot_exif(image: Image.Image) -> ExifSnapshot | None:
         if not exif:
             return None
         base = {tag: value for tag, value in exif.items() if tag not in (EXIF_IFD, GPS_IFD)}
-        if ORIENTATION in base and not _orientation_in_exif(image):
+        if ORIENTATION in base and not orientation_in_exif(image):
             # Pillow fills a missing EXIF Orientation from the XMP packet; viewers and
             # browsers read only EXIF's, so the original shows as stored: so must the copy
             del base[ORIENTATION]
@@ -276,7 +276,7 @@ def snapshot_exif(image: Image.Image) -> ExifSnapshot | None:
     return ExifSnapshot(base, subs[EXIF_IFD], subs[GPS_IFD], interop)
 
 
-def _orientation_in_exif(image: Image.Image) -> bool:
+def orientation_in_exif(image: Image.Image) -> bool:
     """Whether the file's own EXIF (or TIFF tags) has an Orientation, rather than one that
     Pillow's getexif() took from XMP's tiff:Orientation."""
     if image.format == "TIFF":

@@ -4518,6 +4518,51 @@ def test_a_photo_over_the_pixel_limit_is_advised_in_the_apps_words(window, tmp_p
     assert "before starting the app" in row.status.toolTip(), row.status.toolTip()
 
 
+def test_a_photo_edited_since_its_copy_gets_no_before_after(window, tmp_path, small_photo):
+    """The original brightened, cropped or turned in place after its copy was made: the
+    before/after showed the edit as the protection (a white difference, "largest pixel
+    change 42/255 ... the format's own rounding" for a lossless PNG; a cropped photo's
+    copy stretched to fit). It says the photo changed since, and how to protect it as it
+    is now; a difference of two sizes is refused rather than stretched."""
+    from cloak.gui.window import EDITED_SINCE
+
+    photo = small_photo(tmp_path / "a.png", size=(96, 64))
+    row = protect_one(window, photo)
+    assert wait_until(lambda: not window.compare_panel.loading, 30)
+    assert window.compare_panel.comparison is not None
+    view = window.compare_panel.view
+    for edit in (lambda im: im.point(lambda v: min(255, v + 40)),
+                 lambda im: im.crop((0, 0, 80, 64))):
+        time.sleep(0.02)  # (a new mtime)
+        edit(Image.open(photo).convert("RGB")).save(photo)
+        window.show_comparison(row.row_id)
+        assert wait_until(lambda: not window.compare_panel.loading, 30)
+        assert window.compare_panel.comparison is None
+        assert view.text() == f"Cannot show this photo: {EDITED_SINCE}", view.text()
+    with pytest.raises(ValueError, match="the photo is 80x64 and its protected copy 96x64"):
+        amplified_difference(Image.open(photo), Image.open(row.outcome.dst))
+
+
+def test_a_thumbnail_is_not_turned_by_an_orientation_only_its_xmp_gives(tmp_path):
+    """cloak (and viewers) read the EXIF Orientation alone: a photo whose only
+    orientation is XMP's tiff:Orientation is protected, compared and saved as stored. The
+    thumbnail followed Pillow, which turns it by the XMP too: a landscape thumbnail of a
+    portrait photo and copy."""
+    xmp = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/'
+           b'1999/02/22-rdf-syntax-ns#"><rdf:Description xmlns:tiff="http://ns.adobe.com/'
+           b'tiff/1.0/" tiff:Orientation="6"/></rdf:RDF></x:xmpmeta>')
+    photo = tmp_path / "a.jpg"
+    Image.new("RGB", (64, 96), (120, 60, 30)).save(photo, xmp=xmp)
+    assert Image.open(photo).getexif().get(0x0112) == 6  # Pillow's reading of the XMP
+    shown = thumbnail(photo, 48)
+    assert shown.size == (32, 48), shown.size  # portrait, as stored
+    rotated = tmp_path / "b.jpg"  # a real EXIF orientation still turns it
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.new("RGB", (64, 96), (120, 60, 30)).save(rotated, exif=exif)
+    assert thumbnail(rotated, 48).size == (48, 32)
+
+
 def test_a_copy_that_cant_be_shown_is_said_whole_and_by_name(window, tmp_path, small_photo):
     """The before/after panel's message ran on one line, 1,022 px in a 371 px view, cut at
     both ends, with no tooltip, and named the copy by its full path. It wraps, its tooltip

@@ -58,7 +58,7 @@ def _open_upright(path: Path, max_side: int | None) -> Image.Image:
                 # conversion, which would each copy a 48 MP photo (done in place: the
                 # EXIF orientation and ICC profile stay in image.info).
                 image.thumbnail((2 * max_side, 2 * max_side), Image.Resampling.BOX)
-        upright = ImageOps.exif_transpose(image)
+        upright = exif_upright(image)
         if upright.mode == "CMYK":  # through its profile, as the protection reads it (a
             # CMYK profile is no use to shown_in_srgb, and the plain formula shifts colours)
             rgb = Image.fromarray(io.from_cmyk(upright, path, image.info.get("icc_profile"))[0])
@@ -71,6 +71,21 @@ def _open_upright(path: Path, max_side: int | None) -> Image.Image:
     if max_side:
         rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     return rgb
+
+
+def exif_upright(image: Image.Image) -> Image.Image:
+    """`image` turned as its EXIF Orientation says, as cloak reads photos (and viewers
+    show them): not by an orientation given only in its XMP, which Pillow's getexif() and
+    exif_transpose also follow (the thumbnail was turned where the copy and the comparison
+    are not). A TIFF is turned by Pillow as it loads (an XMP-only one too), a HEIF by
+    pillow-heif: those are left to Pillow."""
+    from cloak.metadata import ORIENTATION, orientation_in_exif
+
+    if image.format not in ("TIFF", "HEIF") and ORIENTATION in image.getexif() and \
+            not orientation_in_exif(image):
+        image.load()
+        return image  # shown as stored, as its copy is
+    return ImageOps.exif_transpose(image)
 
 
 def _cicp_profile(image: Image.Image, path: Path) -> bytes | None:
@@ -186,9 +201,14 @@ class Comparison:
 
 def amplified_difference(original: Image.Image, protected: Image.Image,
                          gain: float = DIFF_GAIN) -> tuple[Image.Image, int]:
-    """|protected - original| x gain, clipped to [0, 255], and the largest change in /255."""
+    """|protected - original| x gain, clipped to [0, 255], and the largest change in /255.
+    ValueError where the two differ in size: one was cropped, turned or resized since the
+    copy was made, and a difference taken after stretching one would show that, not the
+    protection."""
     if protected.size != original.size:
-        protected = protected.resize(original.size, Image.Resampling.LANCZOS)
+        raise ValueError(f"the photo is {original.width}x{original.height} and its "
+                         f"protected copy {protected.width}x{protected.height}: one was "
+                         "cropped, turned or resized since the copy was made")
     a = np.asarray(original.convert("RGB"), dtype=np.int16)
     b = np.asarray(protected.convert("RGB"), dtype=np.int16)
     diff = np.abs(b - a)

@@ -133,6 +133,12 @@ COMPARE_SIDE = 1024  # long side of the before/after images shown
 SYNC_ADD_LIMIT = 20  # more files than this are checked on the pool (each header is read)
 
 
+# the before/after of a photo changed on disk since its copy was made
+EDITED_SINCE = ("the photo changed since its copy was made (edited, cropped or turned), "
+                "so a comparison would show that change, not the protection; add it again "
+                "to protect it as it is now")
+
+
 def _about_the_pair(message: str, outcome: Outcome) -> str:
     """A library message about the original or its copy, naming which it is in words, not
     by its full path ("PATH: is named .jpg but ..." -> "the protected copy a.jpg: is named
@@ -968,6 +974,9 @@ class MainWindow(QMainWindow):
         if row.outcome is None:  # not protected (yet): no earlier photo's comparison
             self.compare_panel.reset()
             return
+        if self._edited_since(row):  # the difference would show the edit as protection
+            self.compare_panel.show_error(row.src.name, EDITED_SINCE)
+            return
         self.compare_panel.show_loading(row.src.name)
         # A comparison that is no longer wanted when its turn comes is skipped, so arrowing
         # through 30 photos decodes 1 or 2 of them, not 30. (The pool owns its runnables:
@@ -996,7 +1005,9 @@ class MainWindow(QMainWindow):
         row = self.rows.get(row_id)
         if row_id != self._compare_wanted or row is None or row.outcome is not outcome:
             return  # the user has moved on to another photo, or it was added again since
-        if comparison is None:
+        if self._edited_since(row):  # (changed while it was loaded)
+            self.compare_panel.show_error(row.src.name, EDITED_SINCE)
+        elif comparison is None:
             self.compare_panel.show_error(row.src.name, _about_the_pair(error, outcome))
         else:
             self.compare_panel.show_comparison(row.src.name, comparison)
