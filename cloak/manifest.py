@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import re
+import socket
 import stat
 import threading
 import time
@@ -560,10 +561,12 @@ def unfinished_copy(src: Path, out_dir: Path, settings: dict, also: dict | None 
                     skip: Iterable[Path] = ()) -> Path | None:
     """A copy of `src` in `out_dir` itself that an earlier session wrote with `settings`
     (or `also`) and never recorded as done: the app or a `cloak protect` run was killed (a
-    logout, a crash) while it was measured. The file there must still be the one written
-    (pending_is_ours); the desktop app then protects the photo again to that name rather
-    than beside it as `name (1)`. None when there is none, or while a `cloak protect` run
-    holds the folder (its unfinished entries are its work in progress). `skip`: as for
+    logout, a crash) while it was measured. The file there must still be the one written,
+    by its recorded identity (not one edited in place since, though it still carries
+    cloak's note); the desktop app then protects the photo again to that name rather
+    than beside it as `name (1)`. None when there is none, while a `cloak protect` run
+    holds the folder, or while the app session that wrote it may still be running
+    (writer_may_be_alive: its entries are its work in progress). `skip`: as for
     earlier_copy."""
     try:
         size = os.stat(src).st_size
@@ -579,8 +582,11 @@ def unfinished_copy(src: Path, out_dir: Path, settings: dict, also: dict | None 
                 or not same_settings(entry.get("settings"), settings, also)):
             continue
         stem = PurePath(key).stem
+        # the very file written (its identity: not a copy edited in place since, which
+        # still carries cloak's note), by a session no longer running
         if (stem == src.stem or re.fullmatch(re.escape(src.stem) + r" \(\d+\)", stem)) \
-                and matches_record(src, recorded) and pending_is_ours(dst, entry):
+                and matches_record(src, recorded) and isinstance(entry.get("dst"), dict) \
+                and matches_record(dst, entry["dst"]) and not writer_may_be_alive(entry):
             try:  # not a run's work in progress: no run holds the folder
                 with output_folder_lock(out_dir):
                     return dst
@@ -588,6 +594,40 @@ def unfinished_copy(src: Path, out_dir: Path, settings: dict, also: dict | None 
                 log.debug("%s is left to the run writing to %s: %s", dst, out_dir, exc)
                 return None
     return None
+
+
+# An unfinished entry's note of the process that wrote it (the desktop app's): a session
+# still running (another window measuring its copy) is not taken for a killed one.
+WRITER = "writer"
+
+
+def this_writer() -> dict:
+    """This process, as an unfinished entry records its writer: its pid and host."""
+    return {"pid": os.getpid(), "host": socket.gethostname()}
+
+
+def writer_may_be_alive(entry: dict) -> bool:
+    """Whether the process that wrote an unfinished `entry` may still be running (so its
+    copy is its work in progress): True for one of another host (a shared folder), or
+    where the system can't tell (Windows); False for an entry that names none (a
+    `cloak protect` run's: that one holds the folder's lock while it runs) and for this
+    process's own (one batch at a time: one left unfinished was given up)."""
+    writer = entry.get(WRITER)
+    if not isinstance(writer, dict):
+        return False
+    pid = writer.get("pid")
+    if writer.get("host") != socket.gethostname() or os.name == "nt" or \
+            not isinstance(pid, int) or pid <= 0:
+        return True
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)  # (signal 0: asks only whether it exists)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: it exists
+        return True
+    return True
 
 
 def record_written(src: Path, dst: Path, settings: dict, src_identity: dict | None = None,
@@ -599,7 +639,8 @@ def record_written(src: Path, dst: Path, settings: dict, src_identity: dict | No
     (a `cloak protect` run holds the folder past `wait_s`, the record can't be written)."""
     try:
         entry = {"state": "pending", "src": src_identity or identity(src),
-                 "settings": settings, "dst": identity(dst), SHEETS_RECORDED: True}
+                 "settings": settings, "dst": identity(dst), SHEETS_RECORDED: True,
+                 WRITER: this_writer()}
         with output_folder_lock(dst.parent, wait_s):
             Manifest(dst.parent).set(dst, entry)
         return entry

@@ -127,6 +127,39 @@ def test_verify_notes_the_floor_of_a_lossy_jpeg_copy_only(tmp_path, small_photo)
     assert "compression" not in result.output
 
 
+def test_a_weak_copy_that_is_all_compression_gets_no_protect_again_advice(tmp_path):
+    """The helper's case: d08 at 240x300 (JPEG 92), never protected, re-saved at quality
+    70, read "weak" on taesd (0.65 dB, its floor 0.66) and was told to "protect the
+    original again with --strength high". That advice is for a copy that carries some
+    protection; this one carries none beyond compression. The folder comparison's row
+    keeps `all_compression` too."""
+    from conftest import PHOTOS, missing
+
+    source = PHOTOS / "d08_face_recognition_obama.jpg"
+    if not source.is_file():
+        missing(f"no {source}")
+    originals, copies = tmp_path / "originals", tmp_path / "copies"
+    originals.mkdir()
+    copies.mkdir()
+    Image.open(source).convert("RGB").resize((240, 300), Image.Resampling.LANCZOS).save(
+        originals / "p.jpg", quality=92)
+    Image.open(originals / "p.jpg").save(copies / "p.jpg", quality=70)
+    report = tmp_path / "r.json"
+    result = invoke("verify", originals / "p.jpg", copies / "p.jpg", "--models", "taesd",
+                    "--channels", "as-is", "--json", report)
+    assert result.exit_code == 0, result.output
+    data = json.loads(report.read_text())
+    assert data["verdict"] == "weak" and data["all_compression"] is True, data
+    assert "(all of it compression: see the note)" in result.stdout
+    assert "protect the original again" not in result.output
+    result = invoke("verify", originals, copies, "--models", "taesd", "--channels", "as-is",
+                    "--json", report)
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(report.read_text())["pairs"]
+    assert row["all_compression"] is True
+    assert "(all of it compression: see the note)" in result.stdout
+
+
 def test_a_copy_is_all_compression_only_where_no_model_measures_above_its_floor(
         tmp_path, small_photo):
     """accounts_for: every model's damage as is (and at 1024 px where the floor has it)

@@ -2564,6 +2564,94 @@ class TestReviewFixes:
         assert unfinished_copy(photo, out, fast) is None
         assert earlier_copy(photo, out, fast) == copy
 
+    def test_an_unfinished_copy_is_only_its_own_photos_in_the_folder_itself(
+            self, tmp_path, small_photo):
+        """unfinished_copy offers a copy named after the photo (`a.png`, `a (2).png`),
+        recorded from this very photo (not another of its size and name), and in the
+        Save-to folder itself (the app writes flat), not one in a folder below it."""
+        from cloak.manifest import Manifest, identity, record_written, unfinished_copy
+
+        out = tmp_path / "out"
+        photo = small_photo(tmp_path / "a.png")
+        fast = {"strength": "fast"}
+        numbered = small_photo(out / "a (2).png", index=1)
+        assert record_written(photo, numbered, fast)
+        assert unfinished_copy(photo, out, fast) == numbered
+        numbered.unlink()
+        other_name = small_photo(out / "b.png", index=1)
+        assert record_written(photo, other_name, fast)
+        assert unfinished_copy(photo, out, fast) is None
+        twin = tmp_path / "elsewhere" / "a.png"  # another photo: same size, same name
+        twin.parent.mkdir()
+        data = bytearray(photo.read_bytes())
+        data[-20] ^= 0xFF
+        twin.write_bytes(bytes(data))
+        other_name.unlink()
+        copy = small_photo(out / "a.png", index=1)
+        assert record_written(photo, copy, fast)
+        assert unfinished_copy(twin, out, fast) is None
+        copy.unlink()
+        below = small_photo(out / "sub" / "a.png", index=1)
+        Manifest(out).set(below, {"state": "pending", "src": identity(photo),
+                                  "settings": fast, "dst": identity(below)})
+        assert unfinished_copy(photo, out, fast) is None
+
+    @pytest.mark.usefixtures("model_dir")
+    def test_a_file_put_at_an_unfinished_copys_name_during_its_redo_is_kept(
+            self, qapp, tmp_path, small_photo, monkeypatch):
+        """The redo replaces the earlier copy only while it is still that file: one the
+        user puts at its name while the photo is protected again is kept, and the copy
+        goes to `a (1).png`."""
+        import cloak.gui.worker as worker_module
+
+        photo = small_photo(tmp_path / "a.png")
+        out = tmp_path / "out"
+        config = ProtectConfig(strength="fast", **TINY)
+        kill_after_writing(monkeypatch, worker_module)
+        with pytest.raises(Killed):
+            run_here(ProtectWorker([Job(0, photo, out)], config))
+        monkeypatch.undo()
+        theirs = small_photo(tmp_path / "theirs.png", index=3).read_bytes()
+        worker = ProtectWorker([Job(0, photo, out)], config)
+
+        def put_theirs(index: int, fraction: float, message: str) -> None:
+            if (out / "a.png").read_bytes() != theirs:
+                (out / "a.png").write_bytes(theirs)
+        worker.progress.connect(put_theirs)
+        (outcome,) = run_here(worker)
+        assert isinstance(outcome, Outcome), outcome
+        assert outcome.dst == out / "a (1).png"
+        assert (out / "a.png").read_bytes() == theirs
+
+    def test_an_unfinished_copy_of_a_session_still_running_is_not_offered(
+            self, tmp_path, small_photo, monkeypatch):
+        """Another app session still measuring the copy it wrote (its entry unfinished,
+        the folder's lock free between its writes) is not a killed one: its copy was
+        replaced under it by a second session protecting the same photo. Offered once
+        that process is gone; never for a writer on another host (a shared folder)."""
+        import socket
+
+        import cloak.manifest as manifest_module
+        from cloak.manifest import record_written, unfinished_copy
+
+        out = tmp_path / "out"
+        photo, copy = small_photo(tmp_path / "a.png"), small_photo(out / "a.png", index=1)
+        fast = {"strength": "fast"}
+        other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        try:
+            monkeypatch.setattr(manifest_module, "this_writer", lambda: {
+                "pid": other.pid, "host": socket.gethostname()})
+            assert record_written(photo, copy, fast)
+            assert unfinished_copy(photo, out, fast) is None  # still running
+        finally:
+            other.kill()
+            other.wait()
+        assert unfinished_copy(photo, out, fast) == copy  # gone: killed
+        monkeypatch.setattr(manifest_module, "this_writer", lambda: {
+            "pid": os.getpid(), "host": socket.gethostname() + "-nas"})
+        assert record_written(photo, copy, fast)
+        assert unfinished_copy(photo, out, fast) is None
+
     def test_a_record_write_waits_for_another_windows_moment_of_the_lock(
             self, tmp_path, small_photo):
         """Two windows saving to one folder each hold its lock for a moment per record
@@ -3475,6 +3563,41 @@ class TestReviewFixes:
         assert sorted(visible_names(out)) == ["a.png"]
         (again,) = run_here(ProtectWorker([Job(0, photo, out)], config))
         assert again.status == ALREADY_PROTECTED and again.dst == out / "a.png"
+
+    @pytest.mark.usefixtures("model_dir")
+    def test_a_killed_apps_copy_edited_in_place_is_kept(
+            self, qapp, tmp_path, small_photo, monkeypatch):
+        """An edit of the unfinished copy that keeps its metadata (most editors keep a
+        PNG's text chunks) still carries cloak's note: it was taken for cloak's copy and
+        replaced. The copy is judged by the identity recorded as it was written."""
+        import hashlib
+
+        from PIL import ImageDraw, PngImagePlugin
+
+        import cloak.gui.worker as worker_module
+
+        photo = small_photo(tmp_path / "a.png")
+        out = tmp_path / "out"
+        config = ProtectConfig(strength="fast", **TINY)
+        kill_after_writing(monkeypatch, worker_module)
+        with pytest.raises(Killed):
+            run_here(ProtectWorker([Job(0, photo, out)], config))
+        monkeypatch.undo()
+        with Image.open(out / "a.png") as written:
+            kept = PngImagePlugin.PngInfo()
+            for key, value in written.text.items():
+                kept.add_itxt(key, value)
+            edited = written.convert("RGB")
+        ImageDraw.Draw(edited).rectangle((0, 0, 20, 20), fill=(255, 0, 0))
+        edited.save(out / "a.png", pnginfo=kept)
+        from cloak.io import says_protected_file
+
+        assert says_protected_file(out / "a.png")  # the note kept
+        theirs = hashlib.sha256((out / "a.png").read_bytes()).hexdigest()
+        (outcome,) = run_here(ProtectWorker([Job(0, photo, out)], config))
+        assert isinstance(outcome, Outcome), outcome
+        assert outcome.dst == out / "a (1).png"
+        assert hashlib.sha256((out / "a.png").read_bytes()).hexdigest() == theirs
 
     @pytest.mark.usefixtures("model_dir")
     def test_a_file_put_at_a_killed_apps_copys_name_is_kept(

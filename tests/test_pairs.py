@@ -407,6 +407,26 @@ def test_copies_whose_names_were_swapped_or_taken_pair_by_content(tmp_path, smal
     assert f"holiday/b.png (original {holiday / 'a.png'}): " in result.stdout
 
 
+def test_swapped_copies_of_one_size_pair_by_content(tmp_path, small_photo, model_dir):
+    """Two BMP copies of one size (same dimensions: same bytes count) with their names
+    swapped: the record's entry of each name passed as the file's by its size, and each
+    copy was refused against the other's original (PSNR 9.0 dB). The entry is the file's
+    only where its times or its sha256 say so."""
+    holiday = tmp_path / "holiday"
+    small_photo(holiday / "a.bmp", size=(96, 72))
+    small_photo(holiday / "b.bmp", size=(96, 72), index=1)
+    out = tmp_path / "protected"
+    result = invoke("protect", holiday, "--out", out, "--model-dir", model_dir, *TINY)
+    assert result.exit_code == 0, result.output
+    copies = out / "holiday"
+    assert (copies / "a.bmp").stat().st_size == (copies / "b.bmp").stat().st_size
+    (copies / "a.bmp").rename(copies / "t.bmp")
+    (copies / "b.bmp").rename(copies / "a.bmp")
+    (copies / "t.bmp").rename(copies / "b.bmp")
+    assert [(p.name, p.original, p.by_record) for p in pair_folders(holiday, out)] == [
+        ("holiday/a.bmp", holiday / "b.bmp", True), ("holiday/b.bmp", holiday / "a.bmp", True)]
+
+
 def test_a_copy_moved_into_a_subfolder_names_the_original_it_was_measured_against(
         tmp_path, small_photo, model_dir):
     """A copy moved into protected/holiday/posted/ pairs with holiday/a.png by the record;
