@@ -57,6 +57,7 @@ from .manifest import (
     same_settings,
     same_stamp,
     settings_change,
+    writer_may_be_alive,
 )
 from .models.fetch import DownloadProgress, stops_downloads
 from .naming import name_photos, naming
@@ -175,6 +176,12 @@ def _decide(item: Item, entry: dict | None, settings: dict, force: bool,
         else matches_record(item.dst, entry.get("dst"), refresh=True))
     ours = (made_here and same_settings(entry.get("settings"), settings, also)
             and matches_record(item.src, entry.get("src"), refresh=True))
+    if ours and pending and writer_may_be_alive(entry):  # the app's, still measuring it
+        item.status = FAILED
+        item.message = (f"output {item.dst} is being made by a cloak app session that is "
+                        "still running; wait for it to finish, or choose another --out "
+                        "folder")
+        return
     if ours and pending:  # an interrupted run's file: redone
         item.replace, item.ours_stamp = force or overwrite, file_stamp(item.dst)
         if preview:  # a sheet there is replaced only where it is one cloak recorded, or

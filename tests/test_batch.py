@@ -1459,6 +1459,39 @@ class TestRun:
         assert item.status == FAILED and "may not be cloak's" in item.message
         assert sha256(out / "a.png") == theirs
 
+    def test_an_app_sessions_copy_still_being_measured_is_not_redone(
+            self, tmp_path, small_photo, tiny_config):
+        """The desktop app records its copy as written, unfinished, and measures it: a
+        `cloak protect` run into that folder meanwhile took the entry for a killed run's
+        and replaced the copy under the app. An entry whose writer is still running is
+        refused, saying so; once that process is gone, the copy is redone."""
+        import subprocess
+        import sys
+
+        photo = small_photo(tmp_path / "a.png")
+        out = tmp_path / "out"
+        [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
+        assert item.status == PROTECTED
+        record = json.loads((out / MANIFEST_NAME).read_text())
+        [entry] = record["photos"].values()
+        app = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        try:
+            import socket
+
+            entry.update(state="pending", writer={"pid": app.pid,
+                                                  "host": socket.gethostname()})
+            (out / MANIFEST_NAME).write_text(json.dumps(record))
+            before = sha256(out / "a.png")
+            [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
+            assert item.status == FAILED, item.message
+            assert "being made by a cloak app session that is still running" in item.message
+            assert sha256(out / "a.png") == before
+        finally:
+            app.kill()
+            app.wait()
+        [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
+        assert item.status == PROTECTED, item.message
+
     def test_a_killed_redo_finds_the_copy_it_was_replacing(self, tmp_path, small_photo,
                                                           tiny_config):
         """--force begins by marking the photo pending; killed then, the copy there is
