@@ -300,10 +300,12 @@ def pair_by_record(pairs: list[Pair], originals: Path, entries: dict[str, dict],
 
     originals_by_name = {pair.name: pair.original for pair in pairs}
     # the entry of its name, where it is of this very file (size, times, else sha256: two
-    # copies of one size swapped are not each other's)
+    # copies of one size swapped are not each other's; by size alone where the record
+    # keeps no sha256 of it)
     recorded = {pair.name: entry["src"] for pair in pairs
                 if _describes(entry := entry_of(pair), pair.copy)
-                and matches_record(pair.copy, entry["dst"], sha256=content)}
+                and (not isinstance(entry["dst"].get("sha256"), str)
+                     or matches_record(pair.copy, entry["dst"], sha256=content))}
     # a copy renamed since (IMG_1_insta.jpg) has no entry by its name: its own content does
     by_copy_size: dict[int, list[dict]] = defaultdict(list)
     for entry in entries.values():
