@@ -310,6 +310,51 @@ class TestDeadline:
         assert elapsed < 3, elapsed
         assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
 
+    @pytest.mark.parametrize("stop", [KeyboardInterrupt, "cancelled"])
+    def test_a_stop_is_heard_while_the_server_stalls_mid_file(self, tmp_path, monkeypatch,
+                                                             stop):
+        """Half the file, then silence: each read waits up to urlopen's 60 s timeout, and
+        the progress callback (where a stop was heard once data flowed) is not called, so
+        Cancel, the window's close and a Ctrl-C went unheard for a minute, and the run
+        then ended as a failed download (exit 1, not 130). The stop is heard at once, as
+        itself, with nothing cached."""
+        from cloak.errors import Cancelled
+
+        release = threading.Event()
+
+        def half_then_silence(handler):
+            handler.send_response(200)
+            handler.send_header("Content-Length", str(1 << 20))
+            handler.end_headers()
+            try:
+                handler.wfile.write(bytes(1 << 19))
+                handler.wfile.flush()
+            except OSError:
+                return
+            release.wait(30)  # silent, the connection held open
+
+        raised = KeyboardInterrupt if stop is KeyboardInterrupt else Cancelled
+        half_sent = []
+
+        def progress(name: str, done: int, total: int) -> None:
+            if done >= 1 << 19:
+                half_sent.append(time.monotonic())
+
+        def stop_once_half_is_in() -> None:
+            if half_sent and time.monotonic() > half_sent[0] + 0.3:
+                raise raised("cancelled") if raised is Cancelled else raised
+
+        try:
+            with serving(half_then_silence) as base:
+                monkeypatch.setenv("CLOAK_WEIGHTS_URL", base)
+                with pytest.raises(raised), F.stops_downloads(stop_once_half_is_in):
+                    W.resolve(get_spec("taef2"), "encoder", progress=progress)
+                stopped = time.monotonic()
+        finally:
+            release.set()
+        assert half_sent and stopped - half_sent[0] < 3, stopped - half_sent[0]
+        assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
+
     def test_a_deadline_past_what_a_wait_can_take_means_no_limit(self, mirror, tmp_path,
                                                                   monkeypatch):
         """threading refuses waits over TIMEOUT_MAX (about 292 years): such a

@@ -147,6 +147,52 @@ def _open_within(url: str, timeout: float, seconds: float) -> http.client.HTTPRe
     return box["response"]
 
 
+def _socket_of(response) -> socket.socket | None:
+    """The connection an urlopen response reads from (an HTTP or HTTPS one), or None (a
+    file:// URL's, which never waits on a server)."""
+    sock = getattr(getattr(getattr(response, "fp", None), "raw", None), "_sock", None)
+    return sock if isinstance(sock, socket.socket) else None
+
+
+@contextlib.contextmanager
+def _hears_stops(response) -> Iterator[None]:
+    """While a response's body is read: a stop asked for (stops_downloads' check, asked
+    every 0.2 s from a watcher thread) shuts its connection, so a read waiting on a server
+    gone silent mid-file returns at once, not after its timeout (60 s of Cancel, window
+    close and Ctrl-C unheard); the stop itself (Cancelled, KeyboardInterrupt) is then
+    raised here, from the check, not the read's error."""
+    check, sock = _stop_check.get(), _socket_of(response)
+    if check is None or sock is None:
+        yield
+        return
+    finished, heard = threading.Event(), threading.Event()
+
+    def watch() -> None:
+        while not finished.wait(0.2):
+            try:
+                check()
+            except BaseException:  # noqa: BLE001 - a stop asked for: the reader raises it
+                heard.set()
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                return
+
+    watcher = threading.Thread(target=watch, name="cloak-download-stop", daemon=True)
+    watcher.start()
+    try:
+        yield
+    except BaseException:
+        finished.set()
+        watcher.join()
+        if heard.is_set():
+            check()  # raises the stop
+        raise
+    finished.set()
+    watcher.join()
+    if heard.is_set():  # the read ended (the connection shut) as a stop was asked
+        check()
+
+
 def fetch(url: str, target: Path, check: Callable[[Path], None],
           progress: DownloadProgress | None = None, timeout: float = 60,
           deadline: float | None = None, what: str = "the cache folder") -> Path:
@@ -194,18 +240,19 @@ def fetch(url: str, target: Path, check: Callable[[Path], None],
                 done = 0
                 if progress:
                     progress(target.name, 0, total)
-                while chunk := read(1 << 16):
-                    done += len(chunk)
-                    if done > MAX_DOWNLOAD_BYTES:
-                        raise DownloadTooLarge(_too_large(
-                            target.name, f"sent more than {MAX_DOWNLOAD_BYTES >> 20} MB"))
-                    out.write(chunk)
-                    if progress:
-                        progress(target.name, done, total)
-                    if time.monotonic() - started > allowed:
-                        raise DownloadTooSlow(
-                            f"the download of {target.name} took longer than {allowed:g} s; "
-                            f"try again or fetch it by hand: {url}")
+                with _hears_stops(response):
+                    while chunk := read(1 << 16):
+                        done += len(chunk)
+                        if done > MAX_DOWNLOAD_BYTES:
+                            raise DownloadTooLarge(_too_large(
+                                target.name, f"sent more than {MAX_DOWNLOAD_BYTES >> 20} MB"))
+                        out.write(chunk)
+                        if progress:
+                            progress(target.name, done, total)
+                        if time.monotonic() - started > allowed:
+                            raise DownloadTooSlow(
+                                f"the download of {target.name} took longer than "
+                                f"{allowed:g} s; try again or fetch it by hand: {url}")
                 out.flush()
                 os.fsync(out.fileno())  # on disk before the rename: no empty cache file after a crash
         except OSError as exc:  # a write, the flush or the close: which disk is full
