@@ -649,6 +649,24 @@ def record_written(src: Path, dst: Path, settings: dict, src_identity: dict | No
         return None
 
 
+def give_up_unfinished(dst: Path, wait_s: float = RECORD_LOCK_WAIT_S) -> None:
+    """Drop this process's name from `dst`'s unfinished entry (record_written's) as the app
+    session that wrote it stops working on it unfinished (its measuring failed, a cancel,
+    the batch's end): the copy is then a killed session's to a later session or a
+    `cloak protect` run, which redo it, not one in progress that they must leave alone.
+    Best effort."""
+    try:
+        with output_folder_lock(dst.parent, wait_s):
+            manifest = Manifest(dst.parent)
+            entry = manifest.get(dst)
+            if entry and entry.get("state") == "pending" and \
+                    entry.get(WRITER) == this_writer():
+                entry.pop(WRITER)
+                manifest.set(dst, entry)
+    except (OSError, CloakError) as exc:
+        log.info("left %s's record as it is: %s", dst, exc)
+
+
 def record_copy(src: Path, dst: Path, settings: dict, verdict: str | None = None,
                 entry: dict | None = None, src_identity: dict | None = None,
                 written: dict | None = None, wait_s: float = RECORD_LOCK_WAIT_S

@@ -3089,6 +3089,30 @@ class TestReviewFixes:
             outcome.dst
 
     @pytest.mark.usefixtures("model_dir")
+    def test_a_copy_whose_measuring_failed_is_left_unfinished_by_no_one(
+            self, qapp, tmp_path, small_photo, monkeypatch):
+        """A copy read back for its figures that fails (not for memory) is shown and left
+        recorded as unfinished, to be made again. Its entry named the session that wrote
+        it while that session stayed open, so a `cloak protect` run into the folder
+        refused the photo as "being made by a cloak app session that is still running".
+        The session gives it up as its batch ends: its name leaves the entry."""
+        import cloak.api
+        from cloak.manifest import MANIFEST_NAME, Manifest
+
+        def unreadable(*args, **kwargs):
+            raise OSError(5, "Input/output error")
+
+        monkeypatch.setattr(cloak.api, "measure_saved", unreadable)
+        photo = small_photo(tmp_path / "a.jpg")
+        out = tmp_path / "out"
+        (outcome,) = run_here(ProtectWorker([Job(0, photo, out)],
+                                            ProtectConfig(strength="fast", **TINY)))
+        assert outcome.status.startswith("protected, but measuring the saved copy failed")
+        entry = Manifest(out).get(out / "a.jpg")
+        assert entry["state"] == "pending" and "writer" not in entry, entry
+        assert (out / MANIFEST_NAME).is_file()
+
+    @pytest.mark.usefixtures("model_dir")
     def test_a_255_byte_name_whose_copy_exists_gets_a_shorter_free_name(
             self, qapp, tmp_path, small_photo):
         """A 255-byte name whose copy exists: "name (1).png" would be too long for the

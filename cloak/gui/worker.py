@@ -29,7 +29,7 @@ from cloak.errors import (
     out_of_memory_message,
 )
 from cloak.io import output_path_for
-from cloak.manifest import fold_journal
+from cloak.manifest import fold_journal, give_up_unfinished
 from cloak.naming import about
 from cloak.report import VERDICTS, verdict_for
 from cloak.same_path import stat_key
@@ -307,6 +307,9 @@ class ProtectWorker(QObject):
                     folder.rmdir()
                 except OSError:
                     pass
+            for copy in list(self._identities):  # copies recorded as written and not
+                # as done (measuring failed, a cancel): no longer this session's work
+                give_up_unfinished(copy, self._lock_wait(copy.parent))
             for folder in self._recorded_in:  # each copy's entry was appended: the
                 # folder is left with its record alone
                 fold_journal(folder, self._lock_wait(folder))
@@ -451,8 +454,9 @@ class ProtectWorker(QObject):
             # copy could not be read back) it is shown, and recorded as unfinished
             # only (_note_written): a later session protects it again to its name.
             self._written.pop(Path(written), None)
-            as_recorded = self._identities.pop(Path(written), None)
+            as_recorded = self._identities.get(Path(written))
             if is_out_of_memory(exc):
+                self._identities.pop(Path(written), None)
                 self._check_recorded(Path(written), record_copy(
                     job.src, Path(written), settings, src_identity=source,
                     written=as_recorded, wait_s=self._lock_wait(Path(written).parent)))
@@ -497,7 +501,7 @@ class ProtectWorker(QObject):
         from cloak.manifest import record_copy
 
         written = self._written.pop(dst, None)  # its identity as written
-        as_recorded = self._identities.pop(dst, None)
+        as_recorded = self._identities.get(dst)
         if job.chosen and self._moved_while_writing(job.out_dir, dst, written):
             return
         # a later session skips it; with its verdict as saved, known now: an app killed
@@ -505,6 +509,8 @@ class ProtectWorker(QObject):
         recorded = self._check_recorded(dst, record_copy(
             job.src, dst, settings, copy_verdict(report, None), src_identity=source,
             written=as_recorded, wait_s=self._lock_wait(dst.parent)))
+        if recorded:  # (not: its unfinished entry is given up as the batch ends)
+            self._identities.pop(dst, None)
         self._recorded_in.add(dst.parent)
         self._made.add(os.path.abspath(dst))
         posted_db = self._posted_damage(report)
