@@ -176,11 +176,14 @@ def _decide(item: Item, entry: dict | None, settings: dict, force: bool,
         else matches_record(item.dst, entry.get("dst"), refresh=True))
     ours = (made_here and same_settings(entry.get("settings"), settings, also)
             and matches_record(item.src, entry.get("src"), refresh=True))
-    if ours and pending and writer_may_be_alive(entry):  # the app's, still measuring it
+    if ours and pending and not (force or overwrite) and writer_may_be_alive(entry):
+        # the app's, still measuring it (or so it seems: a pid reused, a host renamed)
+        writer = entry.get("writer") or {}
         item.status = FAILED
-        item.message = (f"output {item.dst} is being made by a cloak app session that is "
-                        "still running; wait for it to finish, or choose another --out "
-                        "folder")
+        item.message = (f"output {item.dst} is being made by a cloak app session that may "
+                        f"still be running (process {writer.get('pid')} on "
+                        f"{writer.get('host')}); wait for it to finish, or pass --overwrite "
+                        "to make it again if that session is not running")
         return
     if ours and pending:  # an interrupted run's file: redone
         item.replace, item.ours_stamp = force or overwrite, file_stamp(item.dst)

@@ -602,22 +602,49 @@ WRITER = "writer"
 
 
 def this_writer() -> dict:
-    """This process, as an unfinished entry records its writer: its pid and host."""
-    return {"pid": os.getpid(), "host": socket.gethostname()}
+    """This process, as an unfinished entry records its writer: its pid and host, and on
+    Linux its pid namespace (a sandbox's pid 1 is not another's) and start time (a pid
+    reused since is not it)."""
+    writer = {"pid": os.getpid(), "host": socket.gethostname()}
+    if (namespace := _pid_namespace()) is not None:
+        writer["ns"] = namespace
+    if (started := _start_time(os.getpid())) is not None:
+        writer["started"] = started
+    return writer
+
+
+def _pid_namespace() -> int | None:
+    """This process's pid namespace (Linux), or None."""
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return None
+
+
+def _start_time(pid: int) -> int | None:
+    """When process `pid` started, in clock ticks since boot (Linux /proc), or None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat_file:
+            fields = stat_file.read().rsplit(b")", 1)[1].split()
+        return int(fields[19])  # starttime, the stat's 22nd field
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def writer_may_be_alive(entry: dict) -> bool:
     """Whether the process that wrote an unfinished `entry` may still be running (so its
-    copy is its work in progress): True for one of another host (a shared folder), or
-    where the system can't tell (Windows); False for an entry that names none (a
-    `cloak protect` run's: that one holds the folder's lock while it runs) and for this
-    process's own (one batch at a time: one left unfinished was given up)."""
+    copy is its work in progress): True for one of another host (a shared folder) or
+    another pid namespace, or where the system can't tell (Windows); False for an entry
+    that names none (a `cloak protect` run's: that one holds the folder's lock while it
+    runs), for this process's own (one batch at a time: one left unfinished was given
+    up), and for a pid that is gone or now another process's (its start time differs)."""
     writer = entry.get(WRITER)
     if not isinstance(writer, dict):
         return False
     pid = writer.get("pid")
     if writer.get("host") != socket.gethostname() or os.name == "nt" or \
-            not isinstance(pid, int) or pid <= 0:
+            not isinstance(pid, int) or pid <= 0 or \
+            writer.get("ns", _pid_namespace()) != _pid_namespace():
         return True
     if pid == os.getpid():
         return False
@@ -626,8 +653,9 @@ def writer_may_be_alive(entry: dict) -> bool:
     except ProcessLookupError:
         return False
     except OSError:  # another user's process: it exists
-        return True
-    return True
+        pass
+    started = writer.get("started")
+    return not (isinstance(started, int) and _start_time(pid) not in (None, started))
 
 
 def record_written(src: Path, dst: Path, settings: dict, src_identity: dict | None = None,

@@ -1463,32 +1463,53 @@ class TestRun:
             self, tmp_path, small_photo, tiny_config):
         """The desktop app records its copy as written, unfinished, and measures it: a
         `cloak protect` run into that folder meanwhile took the entry for a killed run's
-        and replaced the copy under the app. An entry whose writer is still running is
-        refused, saying so; once that process is gone, the copy is redone."""
+        and replaced the copy under it. An entry whose writer is still running is
+        refused, naming it, with --overwrite for a session that is not running (a pid
+        seen alive may be another process's: --overwrite and --force go past it); a pid
+        now another process's (its start time differs) is a killed session's: redone."""
         import subprocess
         import sys
+
+        from cloak.manifest import this_writer
 
         photo = small_photo(tmp_path / "a.png")
         out = tmp_path / "out"
         [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
         assert item.status == PROTECTED
-        record = json.loads((out / MANIFEST_NAME).read_text())
-        [entry] = record["photos"].values()
+
+        def unfinished_by(writer: dict) -> None:
+            record = json.loads((out / MANIFEST_NAME).read_text())
+            [entry] = record["photos"].values()
+            entry.update(state="pending", writer=writer)
+            (out / MANIFEST_NAME).write_text(json.dumps(record))
+
         app = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
         try:
-            import socket
+            import cloak.manifest as manifest_module
 
-            entry.update(state="pending", writer={"pid": app.pid,
-                                                  "host": socket.gethostname()})
-            (out / MANIFEST_NAME).write_text(json.dumps(record))
+            alive = {**this_writer(), "pid": app.pid}
+            started = manifest_module._start_time(app.pid)
+            if started is not None:
+                alive["started"] = started
+            unfinished_by(alive)
             before = sha256(out / "a.png")
             [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
             assert item.status == FAILED, item.message
-            assert "being made by a cloak app session that is still running" in item.message
+            assert (f"is being made by a cloak app session that may still be running "
+                    f"(process {app.pid} on {alive['host']}); wait for it to finish, or "
+                    "pass --overwrite") in item.message
             assert sha256(out / "a.png") == before
+            [item] = batch.run(batch.plan([photo], out), out, tiny_config,
+                               overwrite=True).items
+            assert item.status == PROTECTED, item.message
+            if started is not None:  # Linux: the pid's start time tells a reused pid
+                unfinished_by({**alive, "started": started + 1})
+                [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
+                assert item.status == PROTECTED, item.message
         finally:
             app.kill()
             app.wait()
+        unfinished_by(alive)  # gone now
         [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
         assert item.status == PROTECTED, item.message
 

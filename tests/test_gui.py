@@ -2651,6 +2651,11 @@ class TestReviewFixes:
             "pid": os.getpid(), "host": socket.gethostname() + "-nas"})
         assert record_written(photo, copy, fast)
         assert unfinished_copy(photo, out, fast) is None
+        # a sandbox's own pid namespace (Flatpak): its pid 1 is not this process's
+        monkeypatch.setattr(manifest_module, "this_writer", lambda: {
+            "pid": os.getpid(), "host": socket.gethostname(), "ns": -1})
+        assert record_written(photo, copy, fast)
+        assert unfinished_copy(photo, out, fast) is None
 
     def test_a_record_write_waits_for_another_windows_moment_of_the_lock(
             self, tmp_path, small_photo):
@@ -3094,8 +3099,8 @@ class TestReviewFixes:
         """A copy read back for its figures that fails (not for memory) is shown and left
         recorded as unfinished, to be made again. Its entry named the session that wrote
         it while that session stayed open, so a `cloak protect` run into the folder
-        refused the photo as "being made by a cloak app session that is still running".
-        The session gives it up as its batch ends: its name leaves the entry."""
+        refused the photo as "being made by a cloak app session that may still be
+        running". The session gives it up as its batch ends: its name leaves the entry."""
         import cloak.api
         from cloak.manifest import MANIFEST_NAME, Manifest
 
