@@ -4695,6 +4695,58 @@ def test_a_photo_edited_since_its_copy_gets_no_before_after(window, tmp_path, sm
         amplified_difference(Image.open(photo), Image.open(row.outcome.dst))
 
 
+def test_a_photo_only_touched_or_chmod_ed_still_gets_its_before_after(
+        window, tmp_path, small_photo):
+    """Its times moved, its contents did not (a chmod, a touch, a sync client's xattrs):
+    the record's sha256 of the photo says it is the one the copy was made from, and the
+    before/after is shown, not "the photo changed since"."""
+    photo = small_photo(tmp_path / "a.png", size=(96, 64))
+    row = protect_one(window, photo)
+    assert wait_until(lambda: not window.compare_panel.loading, 30)
+    os.chmod(photo, 0o600)
+    os.utime(photo, (1_000_000_000, 1_000_000_000))
+    assert window._edited_since(row)  # by its times
+    window.show_comparison(row.row_id)
+    assert wait_until(lambda: window.compare_panel.comparison is not None, 30)
+
+
+def test_the_edited_check_is_made_as_asked_and_as_the_comparison_lands(
+        window, tmp_path, small_photo, monkeypatch):
+    """Edited before the click: said at once, nothing loaded. Edited while its
+    before/after was being loaded (its decode takes seconds at 48 MP): said as it lands,
+    not shown."""
+    from cloak.gui.window import EDITED_SINCE
+
+    photo = small_photo(tmp_path / "a.png", size=(96, 64))
+    row = protect_one(window, photo)
+    assert wait_until(lambda: not window.compare_panel.loading, 30)
+    time.sleep(0.02)
+    Image.open(photo).convert("RGB").point(lambda v: min(255, v + 40)).save(photo)
+    window.show_comparison(row.row_id)
+    assert not window.compare_panel.loading  # said at once, not loaded
+    assert window.compare_panel.view.text() == f"Cannot show this photo: {EDITED_SINCE}"
+    photo2 = small_photo(tmp_path / "b.png", size=(96, 64), index=1)
+    window.add_paths([photo2])
+    window.start()
+    assert wait_until(lambda: not window.is_running(), 60)
+    (row2,) = [r for r in window.rows.values() if r.src == photo2]
+    assert row2.outcome is not None
+    assert wait_until(lambda: not window.compare_panel.loading, 30)
+    real_compare = window_module.compare
+
+    def edited_while_loading(src, *args, **kwargs):
+        made = real_compare(src, *args, **kwargs)
+        Image.open(src).convert("RGB").point(lambda v: min(255, v + 40)).save(src)
+        return made
+
+    monkeypatch.setattr(window_module, "compare", edited_while_loading)
+    window.show_comparison(row2.row_id)
+    assert window.compare_panel.loading
+    assert wait_until(lambda: not window.compare_panel.loading, 30)
+    assert window.compare_panel.comparison is None
+    assert window.compare_panel.view.text() == f"Cannot show this photo: {EDITED_SINCE}"
+
+
 def test_a_thumbnail_is_not_turned_by_an_orientation_only_its_xmp_gives(tmp_path):
     """cloak (and viewers) read the EXIF Orientation alone: a photo whose only
     orientation is XMP's tiff:Orientation is protected, compared and saved as stored. The
@@ -4713,6 +4765,14 @@ def test_a_thumbnail_is_not_turned_by_an_orientation_only_its_xmp_gives(tmp_path
     exif[0x0112] = 6
     Image.new("RGB", (64, 96), (120, 60, 30)).save(rotated, exif=exif)
     assert thumbnail(rotated, 48).size == (48, 32)
+    # a TIFF, which Pillow turns as it loads it (by its XMP too): that turn undone
+    tiff = tmp_path / "c.tif"
+    Image.new("RGB", (64, 96), (120, 60, 30)).save(tiff, tiffinfo={700: xmp})  # XMP's tag
+    assert Image.open(tiff).getexif().get(0x0112) == 6
+    assert thumbnail(tiff, 48).size == (32, 48)
+    tagged = tmp_path / "d.tif"
+    Image.new("RGB", (64, 96), (120, 60, 30)).save(tagged, exif=exif)
+    assert thumbnail(tagged, 48).size == (48, 32)
 
 
 def test_a_copy_that_cant_be_shown_is_said_whole_and_by_name(window, tmp_path, small_photo):

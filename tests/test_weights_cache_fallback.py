@@ -310,9 +310,10 @@ class TestDeadline:
         assert elapsed < 3, elapsed
         assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
 
+    @pytest.mark.parametrize("chunked", [False, True])
     @pytest.mark.parametrize("stop", [KeyboardInterrupt, "cancelled"])
     def test_a_stop_is_heard_while_the_server_stalls_mid_file(self, tmp_path, monkeypatch,
-                                                             stop):
+                                                             stop, chunked):
         """Half the file, then silence: each read waits up to urlopen's 60 s timeout, and
         the progress callback (where a stop was heard once data flowed) is not called, so
         Cancel, the window's close and a Ctrl-C went unheard for a minute, and the run
@@ -323,11 +324,17 @@ class TestDeadline:
         release = threading.Event()
 
         def half_then_silence(handler):
+            if chunked:  # no length: the shut connection reads as a cut-off body
+                handler.protocol_version = "HTTP/1.1"
             handler.send_response(200)
-            handler.send_header("Content-Length", str(1 << 20))
+            if chunked:
+                handler.send_header("Transfer-Encoding", "chunked")
+            else:
+                handler.send_header("Content-Length", str(1 << 20))
             handler.end_headers()
             try:
-                handler.wfile.write(bytes(1 << 19))
+                half = bytes(1 << 19)
+                handler.wfile.write(b"%x\r\n%s\r\n" % (len(half), half) if chunked else half)
                 handler.wfile.flush()
             except OSError:
                 return

@@ -77,11 +77,16 @@ def exif_upright(image: Image.Image) -> Image.Image:
     """`image` turned as its EXIF Orientation says, as cloak reads photos (and viewers
     show them): not by an orientation given only in its XMP, which Pillow's getexif() and
     exif_transpose also follow (the thumbnail was turned where the copy and the comparison
-    are not). A TIFF is turned by Pillow as it loads (an XMP-only one too), a HEIF by
-    pillow-heif: those are left to Pillow."""
+    are not). Pillow turns a TIFF as it loads it, by an XMP-only orientation too: that
+    turn is undone, as cloak.io undoes it. A HEIF is turned by pillow-heif: left so."""
+    from cloak.compression import STORED
     from cloak.metadata import ORIENTATION, orientation_in_exif
 
-    if image.format not in ("TIFF", "HEIF") and ORIENTATION in image.getexif() and \
+    if image.format == "TIFF":
+        xmp_turn = 1 if ORIENTATION in image.tag_v2 else image.getexif().get(ORIENTATION, 1)
+        upright = ImageOps.exif_transpose(image)
+        return upright.transpose(STORED[xmp_turn]) if xmp_turn in STORED else upright
+    if image.format != "HEIF" and ORIENTATION in image.getexif() and \
             not orientation_in_exif(image):
         image.load()
         return image  # shown as stored, as its copy is

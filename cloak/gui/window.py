@@ -634,6 +634,20 @@ class MainWindow(QMainWindow):
         return not (row.outcome.status == ALREADY_PROTECTED  # found below it
                     and holds_as_spelt(folder, parent))
 
+    def _changed_since(self, row: PhotoRow) -> bool:
+        """_edited_since, for what the photo holds: one only chmod-ed or touched (a sync
+        client's, a backup tool's xattrs) still has the contents its copy's record keeps
+        (its sha256, read where the times moved): its before/after is shown."""
+        if not self._edited_since(row):
+            return False
+        from cloak.manifest import matches_record, read_only
+
+        try:
+            source = (read_only(row.outcome.dst.parent).get(row.outcome.dst) or {}).get("src")
+        except (OSError, CloakError):
+            source = None
+        return not (isinstance(source, dict) and matches_record(row.src, source))
+
     @staticmethod
     def _edited_since(row: PhotoRow) -> bool:
         """Whether `row`'s photo changed on disk since its copy was made."""
@@ -974,7 +988,7 @@ class MainWindow(QMainWindow):
         if row.outcome is None:  # not protected (yet): no earlier photo's comparison
             self.compare_panel.reset()
             return
-        if self._edited_since(row):  # the difference would show the edit as protection
+        if self._changed_since(row):  # the difference would show the edit as protection
             self.compare_panel.show_error(row.src.name, EDITED_SINCE)
             return
         self.compare_panel.show_loading(row.src.name)
@@ -1005,7 +1019,7 @@ class MainWindow(QMainWindow):
         row = self.rows.get(row_id)
         if row_id != self._compare_wanted or row is None or row.outcome is not outcome:
             return  # the user has moved on to another photo, or it was added again since
-        if self._edited_since(row):  # (changed while it was loaded)
+        if self._changed_since(row):  # (changed while it was loaded)
             self.compare_panel.show_error(row.src.name, EDITED_SINCE)
         elif comparison is None:
             self.compare_panel.show_error(row.src.name, _about_the_pair(error, outcome))
