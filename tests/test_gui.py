@@ -187,6 +187,22 @@ def kill_after_writing(monkeypatch, worker_module) -> None:
     monkeypatch.setattr(worker_module.ProtectWorker, "_note_written", note_then_die)
 
 
+def killed_after_writing(tmp_path: Path, small_photo, monkeypatch
+                         ) -> tuple[Path, Path, ProtectConfig]:
+    """A photo `a.png` protected by a worker killed (kill_after_writing) once its copy
+    `out/a.png` was written: (the photo, out, the config), the kill undone."""
+    import cloak.gui.worker as worker_module
+
+    photo = small_photo(tmp_path / "a.png")
+    out = tmp_path / "out"
+    config = ProtectConfig(strength="fast", **TINY)
+    kill_after_writing(monkeypatch, worker_module)
+    with pytest.raises(Killed):
+        run_here(ProtectWorker([Job(0, photo, out)], config))
+    monkeypatch.undo()
+    return photo, out, config
+
+
 def visible_names(folder: Path) -> list[str]:
     """The names in `folder` a user sees (not cloak's record and lock)."""
     return [p.name for p in folder.iterdir() if not p.name.startswith(".")]
@@ -2602,15 +2618,7 @@ class TestReviewFixes:
         """The redo replaces the earlier copy only while it is still that file: one the
         user puts at its name while the photo is protected again is kept, and the copy
         goes to `a (1).png`."""
-        import cloak.gui.worker as worker_module
-
-        photo = small_photo(tmp_path / "a.png")
-        out = tmp_path / "out"
-        config = ProtectConfig(strength="fast", **TINY)
-        kill_after_writing(monkeypatch, worker_module)
-        with pytest.raises(Killed):
-            run_here(ProtectWorker([Job(0, photo, out)], config))
-        monkeypatch.undo()
+        photo, out, config = killed_after_writing(tmp_path, small_photo, monkeypatch)
         theirs = small_photo(tmp_path / "theirs.png", index=3).read_bytes()
         worker = ProtectWorker([Job(0, photo, out)], config)
 
@@ -3576,15 +3584,7 @@ class TestReviewFixes:
         session protected the photo again beside it as `a (1).png`. The copy is recorded
         as unfinished the moment it is written, and the next session protects the photo
         again to that name; the one after finds it done."""
-        import cloak.gui.worker as worker_module
-
-        photo = small_photo(tmp_path / "a.png")
-        out = tmp_path / "out"
-        config = ProtectConfig(strength="fast", **TINY)
-        kill_after_writing(monkeypatch, worker_module)
-        with pytest.raises(Killed):
-            run_here(ProtectWorker([Job(0, photo, out)], config))
-        monkeypatch.undo()
+        photo, out, config = killed_after_writing(tmp_path, small_photo, monkeypatch)
         assert sorted(visible_names(out)) == ["a.png"]
         (outcome,) = run_here(ProtectWorker([Job(0, photo, out)], config))
         assert isinstance(outcome, Outcome), outcome
@@ -3603,15 +3603,7 @@ class TestReviewFixes:
 
         from PIL import ImageDraw, PngImagePlugin
 
-        import cloak.gui.worker as worker_module
-
-        photo = small_photo(tmp_path / "a.png")
-        out = tmp_path / "out"
-        config = ProtectConfig(strength="fast", **TINY)
-        kill_after_writing(monkeypatch, worker_module)
-        with pytest.raises(Killed):
-            run_here(ProtectWorker([Job(0, photo, out)], config))
-        monkeypatch.undo()
+        photo, out, config = killed_after_writing(tmp_path, small_photo, monkeypatch)
         with Image.open(out / "a.png") as written:
             kept = PngImagePlugin.PngInfo()
             for key, value in written.text.items():
@@ -3633,15 +3625,7 @@ class TestReviewFixes:
             self, qapp, tmp_path, small_photo, monkeypatch):
         """The unfinished record names the copy by its identity: a file the user put at
         its name after the app was killed is theirs, and the photo's copy goes beside it."""
-        import cloak.gui.worker as worker_module
-
-        photo = small_photo(tmp_path / "a.png")
-        out = tmp_path / "out"
-        config = ProtectConfig(strength="fast", **TINY)
-        kill_after_writing(monkeypatch, worker_module)
-        with pytest.raises(Killed):
-            run_here(ProtectWorker([Job(0, photo, out)], config))
-        monkeypatch.undo()
+        photo, out, config = killed_after_writing(tmp_path, small_photo, monkeypatch)
         theirs = small_photo(tmp_path / "elsewhere" / "a.png", index=3).read_bytes()
         (out / "a.png").write_bytes(theirs)
         (outcome,) = run_here(ProtectWorker([Job(0, photo, out)], config))
