@@ -232,31 +232,38 @@ def pair_folders(originals: Path, protected: Path,
                 left_out.extend(photos_under(Path(entry.path), []))
             elif is_photo_name(entry.name):
                 left_out.append(Path(entry.path))
-    entries = record.entries if record.path.is_file() else entries_above(protected)
-    return pair_by_record(pairs, originals, entries, unreadable)
+    if record.path.is_file():
+        entries = every = record.entries
+    else:
+        entries, every = entries_above(protected)
+    return pair_by_record(pairs, originals, entries, unreadable, every)
 
 
-def entries_above(folder: Path) -> dict[str, dict]:
+def entries_above(folder: Path) -> tuple[dict[str, dict], dict[str, dict]]:
     """The entries of the nearest cloak record above `folder` (`folder` inside an output
     folder: OUT/holiday given as PROTECTED) that name copies in `folder`, keyed as the
-    copies are named from `folder`; {} where no record is above it."""
+    copies are named from `folder`, and all that record's entries (a copy moved in from
+    another of its folders is found by its contents among them); ({}, {}) where no
+    record is above it."""
     from .manifest import MANIFEST_NAME, Manifest
 
     real = Path(os.path.realpath(folder))
     for parent in real.parents:
         if os.path.isfile(parent / MANIFEST_NAME):
             below = [fold(part) for part in real.relative_to(parent).parts]
+            every = Manifest(parent).entries
             entries = {}
-            for key, entry in Manifest(parent).entries.items():
+            for key, entry in every.items():
                 parts = PurePosixPath(key).parts
                 if len(parts) > len(below) and [fold(p) for p in parts[:len(below)]] == below:
                     entries[PurePosixPath(*parts[len(below):]).as_posix()] = entry
-            return entries
-    return {}
+            return entries, every
+    return {}, {}
 
 
 def pair_by_record(pairs: list[Pair], originals: Path, entries: dict[str, dict],
-                   unreadable: list[OSError] | None = None) -> list[Pair]:
+                   unreadable: list[OSError] | None = None,
+                   every: dict[str, dict] | None = None) -> list[Pair]:
     """`pairs` checked against cloak's record (`entries`: copy name -> manifest.Manifest
     entry, which gives each original's size and sha256). A copy with no original, or whose
     original by path is not the recorded content (edited since, or another photo of that
@@ -267,7 +274,10 @@ def pair_by_record(pairs: list[Pair], originals: Path, entries: dict[str, dict],
     that is not well formed is not used. A copy with no original and no entry of its name
     (renamed since), or whose name's entry is not of it (renamed onto another copy's
     name, two copies' names swapped), is looked up in the record by its own size and
-    sha256. `unreadable`
+    sha256; so is one with no entry of its name but an original by path (moved into
+    another folder holding a photo of its name or stem), among `every` entry of the
+    record (default `entries`: a copy moved in from a folder of the record above
+    PROTECTED). `unreadable`
     (see photos_under) gets the folders under `originals` that could not be searched,
     where a copy is left without its original (once each)."""
     from .manifest import matches_record
@@ -308,16 +318,16 @@ def pair_by_record(pairs: list[Pair], originals: Path, entries: dict[str, dict],
                      or matches_record(pair.copy, entry["dst"], sha256=content))}
     # a copy renamed since (IMG_1_insta.jpg) has no entry by its name: its own content does
     by_copy_size: dict[int, list[dict]] = defaultdict(list)
-    for entry in entries.values():
+    for entry in (entries if every is None else every).values():
         dst = entry.get("dst") if isinstance(entry, dict) else None
         if isinstance(dst, dict) and isinstance(dst.get("sha256"), str) and isinstance(
                 dst.get("size"), int):
             by_copy_size[dst["size"]].append(entry)
     for pair in pairs:
-        # (one with an original by path is looked up too where the entry of its name is
-        # not of this file: a copy renamed onto another copy's name, or two swapped)
-        if pair.name in recorded or (pair.original is not None
-                                     and not isinstance(entries.get(pair.name), dict)):
+        # (one with an original by path too: a copy renamed onto another copy's name, two
+        # swapped, or moved beside another photo of its name; only copies of a recorded
+        # copy's size are hashed)
+        if pair.name in recorded:
             continue
         try:
             size = os.stat(pair.copy).st_size

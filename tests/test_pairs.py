@@ -198,7 +198,8 @@ def test_verify_folders_fails_a_pair_it_cannot_read_and_goes_on(tmp_path, small_
     out = tmp_path / "protected"
     assert invoke("protect", holiday, "--out", out, *TINY).exit_code == 0
     (holiday / "z.png").write_bytes(b"not a png")  # its copy pairs, but can't be read
-    shutil.copy(out / "holiday" / "a.png", out / "holiday" / "z.png")
+    # (a photo of its own: a second copy of a.png's would be found a.png's by its contents)
+    small_photo(out / "holiday" / "z.png", size=(64, 48), index=1)
     result = invoke("verify", holiday, out, "--models", "taesd", "--channels", "as-is")
     assert result.exit_code == 2, result.output
     # which of the two could not be read (the copy is named on the line already)
@@ -425,6 +426,53 @@ def test_swapped_copies_of_one_size_pair_by_content(tmp_path, small_photo, model
     (copies / "t.bmp").rename(copies / "b.bmp")
     assert [(p.name, p.original, p.by_record) for p in pair_folders(holiday, out)] == [
         ("holiday/a.bmp", holiday / "b.bmp", True), ("holiday/b.bmp", holiday / "a.bmp", True)]
+
+
+def test_a_copy_moved_beside_another_photo_of_its_name_pairs_by_content(
+        tmp_path, small_photo, model_dir):
+    """A copy filed into another folder that holds a later photo of its name (or of its
+    stem in another format) had an original by path there and no record entry by its new
+    name: it was measured against that other photo, "strong" where its own pair is
+    "moderate", with no note. Its own contents find it in the record."""
+    holiday = tmp_path / "holiday"
+    small_photo(holiday / "a" / "IMG_1.png")
+    small_photo(holiday / "a" / "x.png", index=2)
+    out = tmp_path / "protected"
+    result = invoke("protect", holiday, "--out", out, "--model-dir", model_dir, *TINY)
+    assert result.exit_code == 0, result.output
+    small_photo(holiday / "b" / "IMG_1.png", index=1)  # a later shot, another folder
+    small_photo(holiday / "b" / "x.webp", index=3)  # its stem, another format
+    (out / "holiday" / "b").mkdir()
+    for name in ("IMG_1.png", "x.png"):
+        (out / "holiday" / "a" / name).rename(out / "holiday" / "b" / name)
+    pairs = {p.name: p for p in pair_folders(holiday, out)}
+    assert pairs["holiday/b/IMG_1.png"].original == holiday / "a" / "IMG_1.png"
+    assert pairs["holiday/b/x.png"].original == holiday / "a" / "x.png"
+    assert pairs["holiday/b/x.png"].by_record
+
+
+def test_a_mirror_subfolder_given_as_protected_finds_a_copy_swapped_in_from_another(
+        tmp_path, small_photo, model_dir):
+    """`cloak verify holiday/x protected/holiday/x`: the record above it was read for the
+    copies below the folder given only, so a copy swapped in from protected/holiday/y
+    (one size, one name: a burst's BMPs) was measured against x's photo without a word,
+    where `verify holiday protected` paired it right. It is looked up in the whole record,
+    and, its original not under the ORIGINALS given, its line says the photo there is not
+    the one it was made from."""
+    holiday = tmp_path / "holiday"
+    small_photo(holiday / "x" / "p.bmp", size=(96, 72))
+    small_photo(holiday / "y" / "p.bmp", size=(96, 72), index=1)
+    out = tmp_path / "protected"
+    result = invoke("protect", holiday, "--out", out, "--model-dir", model_dir, *TINY)
+    assert result.exit_code == 0, result.output
+    copies = out / "holiday"
+    (copies / "x" / "p.bmp").rename(tmp_path / "t.bmp")
+    (copies / "y" / "p.bmp").rename(copies / "x" / "p.bmp")
+    (tmp_path / "t.bmp").rename(copies / "y" / "p.bmp")
+    [pair] = pair_folders(holiday / "x", copies / "x")
+    assert pair.note and "is not the file this copy was made from" in pair.note, pair
+    [pair] = pair_folders(holiday / "y", copies / "x")  # its own photo's folder: found
+    assert pair.original == holiday / "y" / "p.bmp"
 
 
 def test_a_copy_moved_into_a_subfolder_names_the_original_it_was_measured_against(
@@ -691,7 +739,7 @@ def test_a_mirror_given_as_protected_uses_the_record_above_it(tmp_path, small_ph
     assert pairs["a.png"].original == holiday / "a.png"
     assert "is not the file this copy was made from" in pairs["a.png"].note
     assert pairs["b.png"].original == holiday / "b renamed.png"
-    assert entries_above(tmp_path / "elsewhere") == {}
+    assert entries_above(tmp_path / "elsewhere") == ({}, {})
 
 
 def test_a_pair_refused_as_too_different_still_says_the_original_changed(
