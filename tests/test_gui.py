@@ -2631,6 +2631,49 @@ class TestReviewFixes:
         assert outcome.dst == out / "a (1).png"
         assert (out / "a.png").read_bytes() == theirs
 
+    @pytest.mark.usefixtures("model_dir")
+    def test_a_copy_another_window_is_measuring_is_left_to_it(
+            self, qapp, tmp_path, small_photo, monkeypatch):
+        """Two windows of one app process (their unfinished entries name the same process)
+        protecting one photo into one folder: the second took the first's copy, written
+        and still being measured, for a killed session's and replaced it under it. A copy
+        a worker of this process has in hand is not offered; the second writes
+        `a (1).png`."""
+        import threading
+
+        import cloak.gui.worker as worker_module
+
+        photo = small_photo(tmp_path / "a.png")
+        out = tmp_path / "out"
+        config = ProtectConfig(strength="fast", **TINY)
+        written, release = threading.Event(), threading.Event()
+        real = worker_module.ProtectWorker._note_written
+
+        def first_measures_slowly(self, path, *args):
+            real(self, path, *args)
+            if threading.current_thread().name == "first":
+                written.set()
+                release.wait(60)
+
+        monkeypatch.setattr(worker_module.ProtectWorker, "_note_written",
+                            first_measures_slowly)
+        outcomes = {}
+        first = threading.Thread(name="first", target=lambda: outcomes.update(
+            first=run_here(ProtectWorker([Job(0, photo, out)], config))))
+        first.start()
+        try:
+            assert written.wait(120)
+            held = (out / "a.png").stat().st_ino
+            (second,) = run_here(ProtectWorker([Job(0, photo, out)], config))
+            assert (out / "a.png").stat().st_ino == held
+        finally:
+            release.set()
+            first.join(120)
+        assert isinstance(second, Outcome) and second.dst == out / "a (1).png", second
+        (mine,) = outcomes["first"]
+        assert mine.dst == out / "a.png"
+        assert not worker_module.IN_HAND
+
     def test_an_unfinished_copy_of_a_session_still_running_is_not_offered(
             self, tmp_path, small_photo, monkeypatch):
         """Another app session still measuring the copy it wrote (its entry unfinished,

@@ -41,6 +41,11 @@ from .wording import for_the_app
 log = logging.getLogger(__name__)
 
 NAME_ATTEMPTS = 3  # free names tried when another program takes each one meanwhile
+# copies written and not yet done with by any worker of this process (absolute paths): an
+# unfinished entry names this process as its writer, so another window's worker would
+# take a copy still being measured for a killed session's (unfinished_copy)
+IN_HAND: set[str] = set()
+IN_HAND_LOCK = threading.Lock()
 # true whatever is chosen later: the status bar says when a setting chosen since differs
 ALREADY_PROTECTED = "already protected earlier, with the settings chosen then"
 PROTECTION_LOST = "protection mostly lost"  # describe()'s words for a "none" verdict
@@ -277,6 +282,7 @@ class ProtectWorker(QObject):
         # folders a `cloak protect` run was found writing to: its copies there are not
         # recorded (said once); later records there do not wait for the lock
         self._run_holds: set[Path] = set()
+        self._in_hand: set[str] = set()  # this photo's copy, while in IN_HAND
 
     def cancel(self) -> None:
         """Ask the run to stop at the next attack step. Safe from any thread."""
@@ -318,6 +324,15 @@ class ProtectWorker(QObject):
             emit(self.finished)
 
     def _protect_one(self, job: Job, created: list[Path]) -> None:
+        """_protect_photo; the copy it wrote is in hand (IN_HAND) until it ends."""
+        try:
+            self._protect_photo(job, created)
+        finally:
+            with IN_HAND_LOCK:
+                IN_HAND.difference_update(self._in_hand)
+            self._in_hand.clear()
+
+    def _protect_photo(self, job: Job, created: list[Path]) -> None:
         """Protect one photo to a free name in its folder, telling its row: protected
         (or already, in an earlier session), failed, or cancelled."""
         self._current = job.index
@@ -409,8 +424,9 @@ class ProtectWorker(QObject):
         from cloak.api import protect_file
         from cloak.manifest import file_stamp, same_stamp, unfinished_copy
 
-        again = unfinished_copy(job.src, job.out_dir, settings, self._also_done,
-                                skip=self._made)
+        with IN_HAND_LOCK:  # not a copy another window of this app is measuring
+            skip = self._made | IN_HAND
+        again = unfinished_copy(job.src, job.out_dir, settings, self._also_done, skip=skip)
         for attempt in range(1, NAME_ATTEMPTS + 1):
             overwrite = False
             if again is not None:  # replaced only while it is still that earlier copy
@@ -540,6 +556,9 @@ class ProtectWorker(QObject):
         then removed, and no record is left in a folder made since at that name)."""
         from cloak.manifest import record_written
 
+        with IN_HAND_LOCK:
+            IN_HAND.add(os.path.abspath(path))
+        self._in_hand.add(os.path.abspath(path))
         try:
             self._written[Path(path)] = stat_key(Path(path))
         except OSError:
