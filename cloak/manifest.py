@@ -550,11 +550,17 @@ def earlier_copy(src: Path, out_dir: Path, settings: dict, also: dict | None = N
         dst = out_dir / key
         if (os.path.abspath(dst) not in skipped and matches_record(src, entry.get("src"))
                 and inside(dst.parent, out_dir) and matches_record(dst, entry.get("dst"))):
-            stem = PurePath(key).stem
-            if stem == src.stem or re.fullmatch(re.escape(src.stem) + r" \(\d+\)", stem):
+            if named_after(key, src):
                 return dst  # its own name, or the app's "name (1)"
             found.append(dst)
     return found[0] if found else None
+
+
+def named_after(key: str, src: Path) -> bool:
+    """Whether the copy a record names `key` is named after the photo `src`: its own stem,
+    or the app's `stem (1)`, `stem (2)`, ..."""
+    stem = PurePath(key).stem
+    return stem == src.stem or bool(re.fullmatch(re.escape(src.stem) + r" \(\d+\)", stem))
 
 
 def unfinished_copy(src: Path, out_dir: Path, settings: dict, also: dict | None = None,
@@ -581,11 +587,10 @@ def unfinished_copy(src: Path, out_dir: Path, settings: dict, also: dict | None 
                 or os.path.abspath(dst) in skipped
                 or not same_settings(entry.get("settings"), settings, also)):
             continue
-        stem = PurePath(key).stem
         # the very file written (its identity: not a copy edited in place since, which
         # still carries cloak's note), by a session no longer running
-        if (stem == src.stem or re.fullmatch(re.escape(src.stem) + r" \(\d+\)", stem)) \
-                and matches_record(src, recorded) and isinstance(entry.get("dst"), dict) \
+        if named_after(key, src) and matches_record(src, recorded) \
+                and isinstance(entry.get("dst"), dict) \
                 and matches_record(dst, entry["dst"]) and not writer_may_be_alive(entry):
             try:  # not a run's work in progress: no run holds the folder
                 with output_folder_lock(out_dir):

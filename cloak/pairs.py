@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath
 from .errors import UnsupportedImageError
 from .io import IMAGE_SUFFIXES, PACKAGE_SUFFIXES, SUFFIX_FORMAT, output_path_for, same_file
 from .preview import PREVIEW_SUFFIX
-from .same_path import fold, same_folder_path
+from .same_path import fold, holds_as_spelt, same_folder_path
 
 
 @dataclass(frozen=True)
@@ -157,13 +157,11 @@ def recorded_mirrors(originals: Path, protected: Path, record=None
         if not is_plain_name(name) or "\0" in folder:
             continue
         recorded = os.path.realpath(folder)
-        # real's folder at the recorded one's depth, in the letter case and Unicode form
-        # typed (macOS keeps them): the recorded folder on disk, or one below it
-        head = str(Path(*Path(real).parts[:len(Path(recorded).parts)]))
-        inside = os.path.relpath(real, head) if (
-            len(Path(real).parts) > len(Path(recorded).parts)
-            and fold(head) == fold(recorded) and same_folder_path(recorded, head)
-        ) else None
+        # below the recorded folder, its path perhaps spelt otherwise (macOS keeps the
+        # letter case and Unicode form typed): relative to real's part at that depth
+        depth = len(Path(recorded).parts)
+        inside = os.path.relpath(real, str(Path(*Path(real).parts[:depth]))) if (
+            len(Path(real).parts) > depth and holds_as_spelt(recorded, real)) else None
         if same_folder_path(recorded, real) and (protected / name).is_dir():
             mine = mine or name
         elif inside and (protected / name / inside).is_dir():
