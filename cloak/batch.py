@@ -72,6 +72,7 @@ from .planning import (
     RAW_WHY,
     SKIPPED,
     Item,
+    mark_sheet_clashes,
     output_folder,
     plan,  # noqa: F401 - batch's API is plan(), then run()
     set_aside_time,
@@ -499,6 +500,8 @@ def run(items: list[Item], out_dir: str | os.PathLike, config: ProtectConfig, *,
     is (the photo in progress dropped as at a Ctrl-C, the photos done kept)."""
     force, overwrite = plain_flag(force, "force"), plain_flag(overwrite, "overwrite")
     out_dir = output_folder(out_dir)
+    if config.preview:  # a copy named as another's sheet: refused before any work
+        mark_sheet_clashes(items)
     emit = on_event or (lambda event: None)
     stop = should_stop or (lambda: False)
     made = _folders_to_make(out_dir)

@@ -32,7 +32,7 @@ from .manifest import (
     read_record_and_sha256,
     recorded_copies,
 )
-from .preview import PREVIEW_SUFFIX
+from .preview import PREVIEW_SUFFIX, preview_path
 from .report import Report, plural
 from .same_path import (
     LINK_LOOP,
@@ -656,6 +656,23 @@ def _mark_clashes(items: list[Item], out_dir: Path | None = None) -> None:
         except OSError as exc:  # the output folder may not be searched (EACCES)
             item.status = FAILED
             item.message = f"can't check output {item.dst}: {output_reason(exc)}"
+
+
+def mark_sheet_clashes(items: list[Item]) -> None:
+    """With --preview: fail a pending item whose copy would take another's preview sheet
+    name (a.jpg.preview.gif's copy, a.jpg.preview.png, is a.jpg's sheet): one would
+    replace the other within the run. The photo the sheet is for keeps its sheet."""
+    sheets = {fold(os.path.realpath(preview_path(item.dst))): item for item in items
+              if item.status == "pending" and item.dst is not None}
+    for item in items:
+        if item.status != "pending" or item.dst is None:
+            continue
+        owner = sheets.get(fold(os.path.realpath(item.dst)))
+        if owner is not None and owner is not item:
+            item.status = FAILED
+            item.message = (f"output {item.dst} is also the name of the preview sheet of "
+                            f"{owner.src} (--preview); protect this one alone into another "
+                            "--out folder, or without --preview")
 
 
 def _unreadable_anyway(src: Path) -> str | None:

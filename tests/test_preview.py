@@ -139,6 +139,31 @@ def test_same_stem_photos_get_their_own_previews_and_overwrite_reaches_them(
         sheet.load()
 
 
+def test_a_copy_named_as_another_photos_sheet_is_refused_before_any_work(
+        tmp_path, small_photo, model_dir):
+    """a.jpg.preview.gif's copy is a.jpg.preview.png, a.jpg's sheet: with --overwrite one
+    silently replaced the other (the run said both were protected); without it a.jpg
+    failed on a file this very run had written. The GIF is refused up front; a.jpg keeps
+    its copy and its sheet, in either order and from a folder."""
+    photo = small_photo(tmp_path / "in" / "a.jpg")
+    gif = tmp_path / "in" / "a.jpg.preview.gif"
+    Image.open(small_photo(tmp_path / "g.png", index=1)).convert("P").save(gif)
+    tiny = ["--strength", "fast", "--steps", "1", "--models", "taesd", "--editor-sizes",
+            "128", "--no-measure", "--preview"]
+    for n, inputs in enumerate(([gif, photo], [tmp_path / "in"])):
+        out = tmp_path / f"out{n}"
+        result = CliRunner().invoke(cli.app, ["protect", *map(str, inputs), "--out",
+                                              str(out), *tiny, "--overwrite"])
+        assert result.exit_code == 2, result.output
+        assert "is also the name of the preview sheet of" in result.output
+        assert "1 protected, 1 failed" in result.output
+        folder = out if n == 0 else out / "in"
+        assert {p.name for p in folder.iterdir() if not p.name.startswith(".")} == {
+            "a.jpg", "a.jpg.preview.png"}
+        with Image.open(folder / "a.jpg.preview.png") as sheet:  # a.jpg's sheet, not
+            assert sheet.width > 2 * Image.open(photo).width  # the GIF's copy
+
+
 def test_labels_fit_on_a_tall_photo_and_a_tiny_one_is_zoomed():
     """A 1:16 photo's panels were 32 px wide and a 16x16 photo's 16 px: every label cut
     off, and the tiny photo's noise too small to see. Panels are now as wide as their
