@@ -219,6 +219,18 @@ def protect_one(window, photo: Path) -> PhotoRow:
     return row
 
 
+def test_a_failed_row_names_a_photo_whose_name_is_not_utf8(window, tmp_path):
+    """b"bad\\xffname.jpg": the worker's failure crossed to the window as a Qt string,
+    which dropped the byte, so the row named another file (".../badname.jpg: is named")
+    with its whole path; the row says it as it did before Protect."""
+    bad = Path(os.fsdecode(os.fsencode(tmp_path) + b"/bad\xffname.jpg"))
+    bad.write_bytes(b"not a photo")
+    row = protect_one(window, bad)
+    assert row.state == PhotoRow.FAILED
+    assert row.status.text() == ("failed: it is named .jpg but is not an image cloak can "
+                                 "read (damaged, or another kind of file renamed)")
+
+
 def drop(widget, paths_or_urls: list, actions=Qt.DropAction.CopyAction,
          modifiers=Qt.KeyboardModifier.NoModifier) -> tuple[bool, QDropEvent]:
     """Deliver a real drag-enter and drop of these URLs (the source allowing `actions`,

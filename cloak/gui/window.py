@@ -463,7 +463,7 @@ class MainWindow(QMainWindow):
             WALK_PRIORITY)
         self._update_buttons()  # Clear list stops a walk (a home folder dropped)
 
-    @Slot(object, object, str)
+    @Slot(object, object, object)
     def _on_walked(self, key: tuple[int, int, int, tuple[str, ...], int],
                    found: tuple[list[Path], list[Path], list[tuple[Path, str]]] | None,
                    error: str) -> None:
@@ -870,7 +870,7 @@ class MainWindow(QMainWindow):
 
     # worker signals -----------------------------------------------------------------
 
-    @Slot(str)
+    @Slot(object)
     def _on_notice(self, text: str) -> None:
         self._run_notices.append(text)
         self.statusBar().showMessage(text)
@@ -881,7 +881,7 @@ class MainWindow(QMainWindow):
         if self._worker is None or not self._worker.is_cancelled():  # keep "cancelling…"
             self.summary.setText(f"protecting {self._done + 1} of {self._todo}…")
 
-    @Slot(int, float, str)
+    @Slot(int, float, object)
     def _on_progress(self, row_id: int, fraction: float, message: str) -> None:
         self.rows[row_id].set_working(fraction, message)
 
@@ -901,7 +901,7 @@ class MainWindow(QMainWindow):
         elif self._compare_wanted is None or self.photo_list.current_row_id() == row_id:
             self.show_comparison(row_id)
 
-    @Slot(int, str)
+    @Slot(int, object)
     def _on_failed(self, row_id: int, message: str) -> None:
         self._done += 1
         self._failures += 1
@@ -1012,7 +1012,7 @@ class MainWindow(QMainWindow):
         if not self._closing:
             self._pool.start(call, priority)
 
-    @Slot(object, object, str)
+    @Slot(object, object, object)
     def _on_comparison(self, key: tuple[int, Outcome], comparison: Comparison | None,
                        error: str) -> None:
         row_id, outcome = key
@@ -1026,7 +1026,7 @@ class MainWindow(QMainWindow):
         else:
             self.compare_panel.show_comparison(row.src.name, comparison)
 
-    @Slot(object, object, str)
+    @Slot(object, object, object)
     def _on_thumbnail(self, row_id: int, made: tuple | None, _error: str) -> None:
         if row_id not in self.rows:
             return

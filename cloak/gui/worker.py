@@ -244,13 +244,13 @@ def log_file() -> str | None:
 class ProtectWorker(QObject):
     """Protects `jobs` one after another with `config`; never overwrites a file."""
 
-    started = Signal(int)                # index: this photo is now being protected
-    progress = Signal(int, float, str)   # index, fraction in [0, 1], what is happening
-    protected = Signal(int, object)      # index, Outcome
-    failed = Signal(int, str)            # index, message in plain words
-    cancelled = Signal(int)              # index: not protected because of cancel
-    finished = Signal()                  # the whole batch is over (done or cancelled)
-    notice = Signal(str)                 # something the user should know about the run
+    started = Signal(int)                  # index: this photo is now being protected
+    progress = Signal(int, float, object)  # index, fraction in [0, 1], what is happening
+    protected = Signal(int, object)        # index, Outcome
+    failed = Signal(int, object)           # index, message in plain words
+    cancelled = Signal(int)                # index: not protected because of cancel
+    finished = Signal()                    # the whole batch is over (done or cancelled)
+    notice = Signal(object)                # something the user should know about the run
 
     def __init__(self, jobs: list[Job], config: ProtectConfig) -> None:
         super().__init__()
@@ -714,7 +714,7 @@ class ProtectWorker(QObject):
 class CallSignals(QObject):
     """Carries results from pool threads back to the window's thread."""
 
-    done = Signal(object, object, str)  # key, result, error ("" when the call worked)
+    done = Signal(object, object, object)  # key, result, error ("" when the call worked)
 
 
 class BackgroundCall(QRunnable):
