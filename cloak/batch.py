@@ -40,6 +40,7 @@ from .errors import (
     CloakError,
     OutputError,
     OutputExistsError,
+    OutputFolderGoneError,
     is_out_of_memory,
     out_of_memory_message,
 )
@@ -117,6 +118,9 @@ class BatchResult:
     # copies with: as run, so faces off where they were asked for but the face detector
     # could not be found (faces_as_found); the config as given when no photo was looked at
     settings: dict | None = None
+    # OUT was removed, moved or replaced while the run wrote to it: the run stopped
+    # writing there (OutputFolderGoneError), and left the folder at that name alone
+    out_folder_gone: bool = False
 
     def __post_init__(self) -> None:
         self.counts = {s: sum(i.status == s for i in self.items)
@@ -523,9 +527,11 @@ def run(items: list[Item], out_dir: str | os.PathLike, config: ProtectConfig, *,
         result = _run_locked(items, out_dir, config, held, jobs, force, overwrite, emit,
                              stop, locked, unwritable)
         # still under OUT's lock; `made` names OUT by its absolute path, which must be
-        # the folder the run wrote to (not so for `new/../x` with `new` missing)
+        # the folder the run wrote to (not so for `new/../x` with `new` missing); not a
+        # folder made at OUT's name by another run since this one's went
         made_out = bool(made) and same_folder(out_dir, made[0])
-        emptied = (made_out or not had_record) and _forget_empty_record(out_dir, made_out)
+        emptied = not result.out_folder_gone and (made_out or not had_record) and \
+            _forget_empty_record(out_dir, made_out)
     if emptied and made_out:  # the lock file is gone now too
         _remove_made_folders(made)
     return result
@@ -583,6 +589,8 @@ def _run_locked(items: list[Item], out_dir: Path, config: ProtectConfig,
     `unwritable`: OUT can't be written (read-only): refused where there is work, before
     any model is loaded or fetched."""
     manifest = Manifest(out_dir)
+    if locked:  # the folder this run's lock guards: nothing is written in another
+        manifest.hold()
     if manifest.found is not None and manifest.found[0] == "newer":
         manifest.save()  # refused, naming the version, before any photo's own verdict
         # (each existing copy would read "not made by cloak ... pass --overwrite")
@@ -652,6 +660,7 @@ def _run_locked(items: list[Item], out_dir: Path, config: ProtectConfig,
                     # and written its manifest meanwhile: lock, then keep its entries.
                     out_dir.mkdir(parents=True, exist_ok=True)
                     held.enter_context(output_folder_lock(out_dir))
+                    manifest.hold()
                     locked = True
                     todo = _after_another_run(manifest, Manifest(out_dir), todo, settings,
                                               force, overwrite, config.preview, also_done,
@@ -686,7 +695,8 @@ def _run_locked(items: list[Item], out_dir: Path, config: ProtectConfig,
     # measured or not, once saved): the run was interrupted all the same.
     interrupted = interrupted or any(i.status == CANCELLED for i in items) or (
         bool(todo) and stop())
-    return BatchResult(items, interrupted, settings=settings)
+    return BatchResult(items, interrupted, settings=settings,
+                       out_folder_gone=not manifest.still_held())
 
 
 def _leave_out_the_mask(items: list[Item], mask_path: str) -> None:
@@ -743,6 +753,8 @@ def _clean_up_after_run(items: list[Item], manifest: Manifest, out_dir: Path,
     # go too, even when this run had nothing to do: in OUT, the folders of this
     # run's photos and of the photos a run left unfinished (pending), whether named
     # again or not. Each folder once: 4,900 photos in one folder are one scan.
+    if locked and not manifest.still_held():  # OUT went (another run's folder may be
+        return  # at its name now): nothing there is this run's to remove or rewrite
     left_over = {out_dir} | {item.dst.parent for item in items if item.dst is not None}
     left_over |= {(out_dir / key).parent for key, entry in manifest.entries.items()
                   if isinstance(entry, dict) and entry.get("state") == "pending"}
@@ -800,7 +812,9 @@ def _make_folders_like(made: tuple[Path, ...], source: Path) -> None:
 
 
 def _begin(item: Item, manifest: Manifest, settings: dict) -> None:
-    """Create the output folder and mark the item pending in the manifest."""
+    """Create the output folder and mark the item pending in the manifest
+    (OutputFolderGoneError where OUT is no longer the folder the run locked)."""
+    manifest.check_held()
     item.dst_before = file_stamp(item.dst)
     if (item.ours_stamp is not None and not item.replace  # (--overwrite: replaced anyway)
             and not same_stamp(item.dst_before, item.ours_stamp)):
@@ -890,16 +904,32 @@ def _record(item: Item, manifest: Manifest, previous: dict | None, outcome) -> s
     it."""
     try:
         _finish(item, manifest, previous, outcome)
+    except OutputFolderGoneError as exc:
+        item.status, item.message = FAILED, str(exc)
+        _take_back_stray_copy(item)
+        return f"the output folder {manifest.out_dir} went during the run"
     except (OSError, CloakError) as exc:
         why = getattr(exc, "strerror", None) or exc
         done = "protected, but " if isinstance(outcome, Report) else ""
         item.status, item.message = FAILED, (
             f"{done}can't update {manifest.path} ({why}); the run stopped here")
         return f"{manifest.path} can't be updated"
+    if isinstance(outcome, OutputFolderGoneError):  # _begin's, or the copy's save
+        return f"the output folder {manifest.out_dir} went during the run"
     if isinstance(outcome, OutputError) and outcome.errno in FOLDER_STOPS:  # a write
         return (f"the disk holding {item.dst.parent} {FOLDER_STOPS[outcome.errno]} (free "
                 "some space, or choose another --out, and run again to do the rest)")
     return None
+
+
+def _take_back_stray_copy(item: Item) -> None:
+    """Remove the copy this run wrote for `item` into a folder at OUT's name that is no
+    longer the one it locked (made again there, by another run, during the attack): not
+    left for that run to refuse as "not made by cloak". Only while it is that very file."""
+    if item.written_stamp is not None and same_stamp(file_stamp(item.dst),
+                                                     item.written_stamp):
+        with contextlib.suppress(OSError):
+            item.dst.unlink()
 
 
 def _not_started(items: Iterable[Item], why: str, emit: Callable[[Event], None]) -> None:
@@ -962,8 +992,11 @@ def _protect_one(item: Item, config: ProtectConfig, progress, should_stop,
                  on_written: Callable[[Path], None] | None = None) -> Report:
     from .api import protect_file
 
+    # its folder was made by _begin: one removed during the attack is not made again
+    # (OUT with it, as a folder no lock of this run's guards)
     return protect_file(item.src, item.dst, config, overwrite=_may_replace(item),
-                        progress=progress, should_stop=should_stop, on_written=on_written)
+                        progress=progress, should_stop=should_stop, on_written=on_written,
+                        make_folders=False)
 
 
 def _record_written(item: Item, manifest: Manifest, path: str | Path) -> None:
@@ -972,6 +1005,8 @@ def _record_written(item: Item, manifest: Manifest, path: str | Path) -> None:
     without cloak's note (a BMP, --no-ai-notice) that the next run could not tell from a
     user's file, and refused ("pass --overwrite"). Best effort: _record says a record that
     can't be written."""
+    if os.path.abspath(path) == os.path.abspath(item.dst):
+        item.written_stamp = file_stamp(item.dst)
     entry = manifest.get(item.dst)
     if not entry or entry.get("state") != "pending":
         return

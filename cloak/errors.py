@@ -31,6 +31,11 @@ class FolderInUseError(OutputError):
     holds the output folder's lock."""
 
 
+class OutputFolderGoneError(OutputError):
+    """The output folder a run locked was removed, moved or replaced while it ran: its
+    lock no longer guards the folder at that name, so the run writes nothing more."""
+
+
 class OutputExistsError(OutputError):
     """A file is already at the output's name and `overwrite` was not given; `path` is
     that name. A batch run takes this to mean the file there is not its own."""

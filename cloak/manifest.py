@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path, PurePath
 
 from .config import draws_at_random
-from .errors import CloakError, FolderInUseError, OutputError
+from .errors import CloakError, FolderInUseError, OutputError, OutputFolderGoneError
 from .models.weights import sha256_of
 from .same_path import PathSet, fold, inside, same_file
 
@@ -264,6 +264,9 @@ class Manifest:
         self._journal_bytes = 0  # appended since the record was last written
         self._record_bytes = 0
         self._version_on_disk: int | None = None
+        # (device, inode) of the folder a run locked (hold): the record is written only
+        # while that folder is still at out_dir, never into one made there since
+        self.held: tuple[int, int] | None = None
         try:
             data, sha = read_record_and_sha256(self.path)
             version = data.get("version")
@@ -355,10 +358,45 @@ class Manifest:
         else:
             self._append({"name": key, "entry": entry})
 
+    def hold(self) -> None:
+        """Mark out_dir, as it is now, as the folder this object's run has locked:
+        check_held refuses it from then on once another folder (or none) is there."""
+        try:
+            st = os.stat(self.out_dir)
+            self.held = (st.st_dev, st.st_ino)
+        except OSError:  # gone already: nothing is written there
+            self.held = (-1, -1)
+
+    def still_held(self) -> bool:
+        """Whether check_held passes."""
+        try:
+            self.check_held()
+        except OutputFolderGoneError:
+            return False
+        return True
+
+    def check_held(self) -> None:
+        """OutputFolderGoneError where hold() was called and out_dir is no longer that
+        folder (removed, moved away, or made again by another run, whose lock is then
+        not this run's)."""
+        if self.held is None:
+            return
+        try:
+            st = os.stat(self.out_dir)
+            same = (st.st_dev, st.st_ino) == self.held
+        except OSError:
+            same = False
+        if not same:
+            raise OutputFolderGoneError(
+                f"the output folder {self.out_dir} was removed, moved or replaced while "
+                "this run wrote to it; nothing more is written there (run again to "
+                "protect the rest)")
+
     def _append(self, change: dict) -> None:
         """Append `change` to the journal, made (with its header) where this object has
         not written it since the record: one OS write, then fsync. Where the journal this
         object appended to is gone, the record is written whole instead."""
+        self.check_held()
         path = self.out_dir / JOURNAL_NAME
         line = ("\n" + json.dumps(change, separators=(",", ":"))).encode("utf-8")
         # not following a link at its name, nor waiting for a reader of a FIFO there
@@ -419,6 +457,7 @@ class Manifest:
         TIME in UTC), not replaced."""
         from .atomic import write_atomic
 
+        self.check_held()
         if self.found is not None:
             kind, detail = self.found
             if kind == "newer":
@@ -923,7 +962,11 @@ def _release_lock(path: Path, fd: int) -> None:
     """Remove the lock file and let go of it (its lock goes with the descriptor)."""
     if REMOVES_OPEN_FILES:
         with contextlib.suppress(OSError):
-            path.unlink()  # while still locked: a run that opened it retries (above)
+            st, held = os.stat(path), os.fstat(fd)
+            # only this lock's file: where OUT was removed and made again meanwhile, the
+            # file at its name is another run's lock, which would then guard nothing
+            if (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino):
+                path.unlink()  # while still locked: a run that opened it retries (above)
         os.close(fd)
         return
     os.close(fd)

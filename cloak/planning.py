@@ -113,6 +113,7 @@ class Item:
     ours_stamp: tuple | None = None
     sheet_stamp: tuple | None = None
     dst_before: tuple | None = None  # file_stamp(dst) when its work began
+    written_stamp: tuple | None = None  # file_stamp(dst) as this run wrote its copy
     folder: tuple[str, str] | None = None  # (mirror name under OUT, input folder's real path)
     # the folders under OUT its work made for its copy (deepest first): a run that writes
     # no copy into them removes them again where they are still empty

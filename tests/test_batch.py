@@ -1912,6 +1912,57 @@ def test_a_stop_during_the_first_use_downloads_starts_no_more_of_them(
     assert not (tmp_path / "out").exists()
 
 
+class TestOutputFolderGone:
+    """OUT removed while a run wrote to it, and made again by another run (which locked
+    the new folder): the first run's lock was on the removed folder's lock file, so it
+    went on writing copies and its whole record into the other run's folder (whose
+    record then lost entries, and whose copies it refused as "not made by cloak"), and
+    removed the other run's lock file as it ended."""
+
+    @staticmethod
+    def _another_run_takes(out: Path, held: contextlib.ExitStack) -> None:
+        shutil.rmtree(out)
+        out.mkdir()
+        (out / "theirs.txt").write_text("another run's")
+        held.enter_context(output_folder_lock(out))
+
+    def test_between_photos_nothing_more_is_written_there(self, tmp_path, small_photo,
+                                                          tiny_config):
+        photos = [small_photo(tmp_path / "in" / f"p{i}.png", index=i) for i in range(3)]
+        out = tmp_path / "out"
+        with contextlib.ExitStack() as other:
+            def on_event(event) -> None:
+                if event.kind == "done" and event.item.src == photos[0]:
+                    self._another_run_takes(out, other)
+
+            result = batch.run(batch.plan(photos, out), out, tiny_config,
+                               on_event=on_event)
+            assert result.out_folder_gone
+            assert [i.status for i in result.items] == [PROTECTED, FAILED, FAILED]
+            assert "was removed, moved or replaced while this run wrote to it" in \
+                result.items[1].message
+            assert result.items[2].message == (
+                f"not started: the output folder {out} went during the run")
+            # the other run's folder as it left it, its lock file still there
+            assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME, "theirs.txt"]
+
+    def test_a_copy_written_into_the_new_folder_is_taken_back(self, tmp_path, small_photo,
+                                                              tiny_config):
+        photos = [small_photo(tmp_path / "in" / f"p{i}.png", index=i) for i in range(2)]
+        out = tmp_path / "out"
+        with contextlib.ExitStack() as other:
+            def on_event(event) -> None:  # during the second photo's attack
+                if event.kind == "progress" and event.item.src == photos[1] \
+                        and not (out / "theirs.txt").exists():
+                    self._another_run_takes(out, other)
+
+            result = batch.run(batch.plan(photos, out), out, tiny_config,
+                               on_event=on_event)
+            assert [i.status for i in result.items] == [PROTECTED, FAILED]
+            assert "was removed, moved or replaced" in result.items[1].message
+            assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME, "theirs.txt"]
+
+
 class TestReviewFixes:
     def test_a_held_output_folder_is_refused_and_its_temp_files_kept(
             self, tmp_path, small_photo, tiny_config):
