@@ -231,6 +231,30 @@ def test_a_failed_row_names_a_photo_whose_name_is_not_utf8(window, tmp_path):
                                  "read (damaged, or another kind of file renamed)")
 
 
+def test_what_a_copy_could_not_keep_is_said_on_its_row(window, tmp_path, small_photo):
+    """The CLI prints the library's warnings about a copy (a JPEG named .png written as a
+    PNG several times larger; elsewhere a colour profile, 16 bits or GPS left out); the
+    app sent them only to its log, which a desktop user never reads: its row said
+    "protected" and nothing more. Now the row says it, without the path it shows, and
+    the status bar points to it as the batch ends."""
+    misnamed = tmp_path / "misnamed.png"
+    Image.open(small_photo(tmp_path / "a.jpg")).save(misnamed, format="JPEG")
+    row = protect_one(window, misnamed)
+    assert row.state == PhotoRow.PROTECTED
+    status, saved_as, note = row.status.text().split("\n")
+    assert status.startswith("protected") and saved_as.startswith("saved as ")
+    assert note.startswith("note: it is named .png but holds a JPEG image: its copy is "
+                           "written as PNG")
+    assert note in row.status.toolTip()
+    assert window.statusBar().currentMessage().endswith(
+        "1 copy has a note on what it could not keep of the photo: see its row.")
+    # a photo cloak keeps whole: no note
+    window.clear()
+    row = protect_one(window, small_photo(tmp_path / "b.jpg"))
+    assert "note:" not in row.status.text()
+    assert "note" not in window.statusBar().currentMessage()
+
+
 def drop(widget, paths_or_urls: list, actions=Qt.DropAction.CopyAction,
          modifiers=Qt.KeyboardModifier.NoModifier) -> tuple[bool, QDropEvent]:
     """Deliver a real drag-enter and drop of these URLs (the source allowing `actions`,

@@ -283,9 +283,12 @@ class PhotoRow(QWidget):
         if outcome.recorded_verdict == "none":  # an earlier copy's record says so
             status += f"; that copy: {PROTECTION_LOST}"
         where = "its copy:" if outcome.status == ALREADY_PROTECTED else "saved as"  # then
-        self._show(self.PROTECTED, f"{status}\n{where} {shown}", 1.0,
+        # what the copy could not keep (a colour profile, 16 bits, GPS): the CLI prints
+        # it, and a desktop user reads no log
+        notes = "".join(f"\nnote: {printable(note)}" for note in outcome.notes)
+        self._show(self.PROTECTED, f"{status}\n{where} {shown}{notes}", 1.0,
                    WARN_COLOR if outcome.protection_lost else OK_COLOR)
-        self.status.setToolTip(plain_tooltip(printable(str(outcome.dst))))
+        self.status.setToolTip(plain_tooltip(printable(str(outcome.dst)) + notes))
 
     def _about_it(self, message: str) -> str:
         """A library message about this photo without its path, which the row shows:

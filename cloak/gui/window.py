@@ -933,6 +933,13 @@ class MainWindow(QMainWindow):
                  if stronger else "") + f"{which} {verb} little protection (under 0.5 dB on "
                 "the weakest model, as saved or after Instagram-style posting)"
                 + ("" if stronger else "; small or very flat photos hold less") + ".")
+        noted = sum(bool(row.outcome.notes) for i, row in self.rows.items()
+                    if i in self._run_ids and row.outcome is not None)
+        if noted:  # a row scrolled out of sight: its note said where the user looks
+            self._run_notices.append(
+                f"{plural(noted, 'copy', 'copies')} {'has a note' if noted == 1 else 'have notes'}"
+                f" on what {'it' if noted == 1 else 'they'} could not keep of the photo: "
+                f"see {'its row' if noted == 1 else 'their rows'}.")
         if self._run_notices:  # a message shown since may have replaced them
             self.statusBar().showMessage(" ".join(self._run_notices))
         emit(self.batch_finished)

@@ -35,6 +35,7 @@ from cloak.report import VERDICTS, verdict_for
 from cloak.same_path import stat_key
 
 from .paths import unique_destination
+from .photo_notes import about_the_photo, photo_notes
 from .signals import emit
 from .wording import for_the_app
 
@@ -84,6 +85,8 @@ class Outcome:
     src_stamp: tuple[int, int, int] | None = None  # source_stamp of the photo it was made from
     # an earlier session's copy: the verdict its folder's record keeps (None: none kept)
     recorded_verdict: str | None = None
+    # what the copy could not keep, as cloak warned while making it (photo_notes)
+    notes: tuple[str, ...] = ()
 
     @property
     def protection_lost(self) -> bool:
@@ -340,6 +343,7 @@ class ProtectWorker(QObject):
         stamp = source_stamp(job.src)  # the photo as this copy is made from it
         settings: dict = {}
         source: dict | None = None
+        notes: list[str] = []
         try:
             from cloak.batch import settings_to_accept
             from cloak.manifest import earlier_copy
@@ -367,14 +371,16 @@ class ProtectWorker(QObject):
             settings = self._prepare_models()
             source = _identity_or_none(job.src)  # the photo the copy is made from, as
             # recorded: one edited during the attack is not this copy's (the CLI too)
-            report, dst = self._protect_to_free_name(job, settings, source)
+            with photo_notes(notes):  # said on its row, not only in the log
+                report, dst = self._protect_to_free_name(job, settings, source)
         except Cancelled:
             emit(self.cancelled, job.index)
         except Exception as exc:  # noqa: BLE001 - every failure belongs on its photo's
             # row (_failed logs any not cloak's)
             self._failed(job, exc, settings, stamp, source)
         else:
-            self._finished(job, dst, report, settings, stamp, source)
+            self._finished(job, dst, report, settings, stamp, source,
+                           tuple(about_the_photo(note, job.src) for note in notes))
 
     def _prepare_models(self) -> dict:
         """Fetch what the run needs (the face detector once a batch, where it is not on
@@ -511,9 +517,10 @@ class ProtectWorker(QObject):
         emit(self.failed, job.index, plain_message(exc))
 
     def _finished(self, job: Job, dst: Path, report: Report, settings: dict, stamp,
-                  source: dict | None = None) -> None:
+                  source: dict | None = None, notes: tuple[str, ...] = ()) -> None:
         """Record the copy (a later session skips it, with its verdict) and show it.
-        `source`: the photo's identity read before the attack (None: read now)."""
+        `source`: the photo's identity read before the attack (None: read now); `notes`:
+        what the copy could not keep, shown on its row."""
         from cloak.manifest import record_copy
 
         written = self._written.pop(dst, None)  # its identity as written
@@ -537,7 +544,7 @@ class ProtectWorker(QObject):
         status = describe(report, posted_db)
         emit(self.progress, job.index, 1.0, "done")  # the posting check too
         emit(self.protected, job.index, Outcome(job.src, dst, report, status,
-                                                self.config, stamp))
+                                                self.config, stamp, notes=notes))
 
     def _hold(self, folder: Path) -> None:
         """Keep `folder` open until the run ends (not where the system can't open a folder:
