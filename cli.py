@@ -731,14 +731,16 @@ def json_clash(json_path: Path | None, out: Path, items) -> str | None:
             f"{Path(out) / 'report.json'}")
 
 
-# Ctrl-C, and the polite stop of `kill`, a service manager or a scheduler's time limit
-STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM")
+# Ctrl-C, the polite stop of `kill`, a service manager or a scheduler's time limit, and
+# the terminal closed (SIGHUP: by default it ended the run where it stood, a redo's record
+# left saying the copy there was made with the new settings)
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
                      if hasattr(signal, name))
 
 
 @contextlib.contextmanager
 def stop_on_ctrl_c(on_first: Callable[[int], None]):
-    """The first Ctrl-C (or SIGTERM) asks the run to stop cleanly (yields `should_stop`):
+    """The first Ctrl-C (or SIGTERM, SIGHUP) asks the run to stop cleanly (yields `should_stop`):
     the photo under way is cancelled, the summary and --json report written; the second
     raises KeyboardInterrupt at once."""
     stop = threading.Event()

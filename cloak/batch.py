@@ -45,14 +45,17 @@ from .errors import (
     out_of_memory_message,
 )
 from .manifest import (
+    BEFORE,
     JOURNAL_NAME,
     LOCK_NAME,
     MANIFEST_NAME,
     SHEETS_RECORDED,
     Manifest,
+    as_settled,
     file_stamp,
     identity,
     matches_record,
+    named_after,
     output_folder_lock,
     pending_is_ours,
     same_settings,
@@ -264,6 +267,56 @@ def _decide(item: Item, entry: dict | None, settings: dict, force: bool,
         why = "was made from another photo of that name, or an earlier version of this one"
     item.status = FAILED
     item.message = f"output {item.dst} exists and {why}; {remedy}"
+
+
+def _recorded_above(item: Item, manifest: Manifest) -> tuple[Path, dict] | None:
+    """For an output OUT's own record does not list, where a file is at its name: the
+    output folder above OUT whose record does (OUT one of its mirror folders, as the
+    desktop app's Save-to or `--out OUT/holiday`), and that entry as it stands."""
+    from .manifest import entry_above
+
+    try:
+        if item.dst is None or not item.dst.exists():
+            return None
+    except OSError:
+        return None
+    found = entry_above(item.dst, manifest.out_dir)
+    return None if found is None else (found[0], as_settled(found[1], item.dst))
+
+
+def _done_under_another_name(item: Item, manifest: Manifest, settings: dict,
+                             also: dict | None, force: bool) -> None:
+    """Where the file at `item`'s output name is not a copy of this photo (another photo
+    of that name's, or a user's), and OUT's record holds a copy of this photo with these
+    settings beside it under the desktop app's name for it (`a (1).jpg`), still as
+    written: the photo is done (skipped), not refused with advice to pass --overwrite,
+    which replaced the other photo's copy with a second copy of this one. With --force
+    it is refused: a redo would replace that other file."""
+    from .manifest import earlier_copy
+
+    if item.status not in ("pending", FAILED) or item.dst is None:
+        return
+    entry = manifest.get(item.dst)
+    try:
+        if not item.dst.exists() or (entry is not None and matches_record(
+                item.src, entry.get("src"))):
+            return
+    except OSError:
+        return
+    copy = earlier_copy(item.src, manifest.out_dir, settings, also,
+                        skip={os.path.abspath(item.dst)})
+    if copy is None or not same_folder(copy.parent, item.dst.parent) \
+            or not named_after(copy.name, item.src):
+        return
+    if not force:
+        item.status, item.message = SKIPPED, f"{ALREADY_DONE} (its copy: {copy.name})"
+        item.replace = False
+        return
+    item.status = FAILED
+    item.message = (f"this photo's copy is {copy}, and {item.dst} is not a copy of it "
+                    "(another photo of that name's, or a file of yours), so --force does "
+                    f"not replace it; remove {copy.name} to make it again, or protect this "
+                    "photo into another --out folder")
 
 
 def _changed_before(path: Path, when_ns: int) -> bool:
@@ -730,10 +783,24 @@ def _decide_all(items: list[Item], manifest: Manifest, settings: dict, force: bo
         if item.status == "pending":
             if stop():
                 raise KeyboardInterrupt
-            _decide_or_fail(item, manifest.get(item.dst), settings, force, overwrite,
+            # (a redo killed before it wrote: the copy there as it was, done)
+            entry = as_settled(manifest.get(item.dst), item.dst)
+            above = (_recorded_above(item, manifest) if entry is None
+                     and not (force or overwrite) else None)
+            _decide_or_fail(item, entry if above is None else above[1], settings,
+                            force, overwrite,
                             preview, also, record_unreadable=unreadable or (
                                 set_aside_at is not None
                                 and _changed_before(item.dst, set_aside_at)))
+            if above is not None and item.status != SKIPPED:
+                # any work on it belongs to that folder's record: not begun from here
+                item.status = FAILED
+                item.message = (f"output {item.dst} exists and is a copy recorded in "
+                                f"{above[0]}, a cloak output folder above this one; "
+                                f"protect into --out {above[0]} to make it again there, "
+                                "or pass --overwrite to replace it here")
+            if item.status != SKIPPED:
+                _done_under_another_name(item, manifest, settings, also, force)
         if item.status == "pending":
             todo.append(item)
         else:
@@ -815,6 +882,7 @@ def _begin(item: Item, manifest: Manifest, settings: dict) -> None:
     """Create the output folder and mark the item pending in the manifest
     (OutputFolderGoneError where OUT is no longer the folder the run locked)."""
     manifest.check_held()
+    item.begun_ns = time.time_ns()
     item.dst_before = file_stamp(item.dst)
     if (item.ours_stamp is not None and not item.replace  # (--overwrite: replaced anyway)
             and not same_stamp(item.dst_before, item.ours_stamp)):
@@ -851,6 +919,11 @@ def _begin(item: Item, manifest: Manifest, settings: dict) -> None:
         # a redo (--force, a missing preview): until it writes, the file there is still
         # the copy cloak wrote before, and a killed redo must find it so
         entry["dst"] = previous["dst"]
+        done = as_settled(previous, item.dst)  # (a redo of a redo killed before it wrote)
+        if done is not None and done.get("state") == "done":
+            # what that copy is, kept till the new copy is written: a redo killed before
+            # then leaves it as it was, still done with its own settings (as_settled)
+            entry[BEFORE] = {k: v for k, v in done.items() if k != BEFORE}
     earlier_sheet = (previous or {}).get("preview") or (previous or {}).get("earlier_preview")
     if earlier_sheet and not earlier_sheet.get(ADOPTED):  # cloak's sheet of the earlier
         # copy, removed once the new copy is written without one (kept if this redo
@@ -864,6 +937,7 @@ def _finish(item: Item, manifest: Manifest, previous: dict | None, outcome) -> N
     if isinstance(outcome, Report):
         item.status, item.report = PROTECTED, outcome
         entry = manifest.get(item.dst)  # (hashed once: as written, _record_written)
+        entry.pop(BEFORE, None)
         entry.update(state="done", dst=identity(item.dst, entry.get("dst")))
         if (verdict := outcome.to_dict()["verdict"]) is not None:  # as saved
             entry["verdict"] = verdict
@@ -906,7 +980,7 @@ def _record(item: Item, manifest: Manifest, previous: dict | None, outcome) -> s
         _finish(item, manifest, previous, outcome)
     except OutputFolderGoneError as exc:
         item.status, item.message = FAILED, str(exc)
-        _take_back_stray_copy(item)
+        _take_back_stray_copy(item, outcome)
         return f"the output folder {manifest.out_dir} went during the run"
     except (OSError, CloakError) as exc:
         why = getattr(exc, "strerror", None) or exc
@@ -922,14 +996,22 @@ def _record(item: Item, manifest: Manifest, previous: dict | None, outcome) -> s
     return None
 
 
-def _take_back_stray_copy(item: Item) -> None:
+def _take_back_stray_copy(item: Item, outcome=None) -> None:
     """Remove the copy this run wrote for `item` into a folder at OUT's name that is no
     longer the one it locked (made again there, by another run, during the attack): not
-    left for that run to refuse as "not made by cloak". Only while it is that very file."""
-    if item.written_stamp is not None and same_stamp(file_stamp(item.dst),
-                                                     item.written_stamp):
+    left for that run to refuse as "not made by cloak". Only while it is that very file;
+    and its preview sheet (a Report's `preview`), where it is cloak's and was written
+    since the photo began."""
+    if item.written_stamp is None or not same_stamp(file_stamp(item.dst),
+                                                    item.written_stamp):
+        return
+    with contextlib.suppress(OSError):
+        item.dst.unlink()
+    sheet = getattr(outcome, "preview", None)
+    if sheet and item.begun_ns is not None:
         with contextlib.suppress(OSError):
-            item.dst.unlink()
+            if os.lstat(sheet).st_ctime_ns >= item.begun_ns and is_cloak_sheet(Path(sheet)):
+                os.unlink(sheet)
 
 
 def _not_started(items: Iterable[Item], why: str, emit: Callable[[Event], None]) -> None:
@@ -937,6 +1019,17 @@ def _not_started(items: Iterable[Item], why: str, emit: Callable[[Event], None])
         item.status = FAILED
         item.message = f"not started: {why}"
         emit(Event("done", item))
+
+
+def _abandon_unless_gone(item: Item, manifest: Manifest, previous: dict | None,
+                         outcome: BaseException) -> None:
+    """_abandon on the way out of a run (a Ctrl-C, the caller's exception), which goes on
+    out as it was: OUT gone meanwhile (nothing more is written there) does not replace it
+    with OutputFolderGoneError. The copy written, if any, is taken back as _record does."""
+    try:
+        _abandon(item, manifest, previous, outcome)
+    except OutputFolderGoneError:
+        _take_back_stray_copy(item)
 
 
 def _abandon(item: Item, manifest: Manifest, previous: dict | None,
@@ -1010,8 +1103,9 @@ def _record_written(item: Item, manifest: Manifest, path: str | Path) -> None:
     entry = manifest.get(item.dst)
     if not entry or entry.get("state") != "pending":
         return
-    try:
-        manifest.set(item.dst, {**entry, "dst": identity(Path(path))})
+    try:  # the copy it replaced is gone: its entry too
+        manifest.set(item.dst, {**{k: v for k, v in entry.items() if k != BEFORE},
+                                "dst": identity(Path(path))})
     except (OSError, CloakError) as exc:
         log.debug("could not record %s as written: %s", path, exc)
 
@@ -1057,13 +1151,13 @@ def _run_here(todo: list[Item], manifest: Manifest, config: ProtectConfig,
                     item, config, progress, stop,
                     lambda path, item=item: _record_written(item, manifest, path))
         except KeyboardInterrupt as exc:
-            _abandon(item, manifest, previous, exc)
+            _abandon_unless_gone(item, manifest, previous, exc)
             raise
         except Exception as exc:  # one bad photo must not end the batch
             if any(exc is theirs for theirs in raised_by_caller):
                 # the caller's on_event raised: their error to see, not this photo's
                 # failure (nor cloak's bug to report); the photo is dropped as at Ctrl-C
-                _abandon(item, manifest, previous, exc)
+                _abandon_unless_gone(item, manifest, previous, exc)
                 raise
             log.debug("%s failed", item.src, exc_info=True)
             outcome = exc
@@ -1116,6 +1210,8 @@ def _init_worker(threads: int, stop_event, progress_queue) -> None:
     # broken pool's other workers with it, and a service manager's stop of the whole
     # group ends them while the parent stops the run.)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "SIGHUP"):  # the terminal closed: the parent stops the run too
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     _exit_with_parent()
     _worker_stop, _worker_queue = stop_event, progress_queue
     # Warnings (EXIF, faces...) go to the parent, which prints them as its own (above its

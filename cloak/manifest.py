@@ -24,7 +24,7 @@ import socket
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path, PurePath
 
 from .config import draws_at_random
@@ -217,12 +217,28 @@ def matches_record(path: Path, ident: dict | None, refresh: bool = False,
 
 # A manifest entry's fields that must be JSON objects when present (file identities and
 # settings, read with .get); its other fields are compared, never read into.
-ENTRY_OBJECTS = ("src", "dst", "preview", "earlier_preview", "settings")
+ENTRY_OBJECTS = ("src", "dst", "preview", "earlier_preview", "settings", "before")
+# A redo's pending entry keeps the done entry of the copy it replaces ("before"), until
+# the new copy is written: a redo killed before that (SIGKILL, a crash, a power cut) left
+# the earlier copy, untouched, recorded as made with the redo's settings (see as_settled)
+BEFORE = "before"
 # An entry's mark that the cloak writing it records every sheet it writes ("preview"): a
 # file at the sheet's name of an entry so marked that the entry does not list is not
 # cloak's. Entries without it (written before 7 Dec, among them those of the cloaks
 # before 1 Dec that recorded no sheet) are judged by the file's times.
 SHEETS_RECORDED = "sheets_recorded"
+
+
+def as_settled(entry: dict | None, dst: Path) -> dict | None:
+    """`entry` (dst's, as recorded), or, where it is a redo's pending entry and the file at
+    `dst` is still the copy the redo was to replace (killed before it wrote), the done
+    entry of that copy: what the file there is."""
+    if not entry or entry.get("state") != "pending":
+        return entry
+    before = _sane_entry(entry.get(BEFORE))
+    if before and before.get("state") == "done" and matches_record(dst, before.get("dst")):
+        return before
+    return entry
 
 
 def _sane_entry(entry: object) -> dict | None:
@@ -576,23 +592,65 @@ def earlier_copy(src: Path, out_dir: Path, settings: dict, also: dict | None = N
         return None  # no record matches a photo that can't be read
     skipped = skip if isinstance(skip, (set, frozenset)) else {
         os.path.abspath(path) for path in skip}
-    manifest = read_only(out_dir)
     found = []
-    for key, entry in manifest.entries.items():
-        # the size first: a record of thousands of copies is read for every photo of a
-        # dropped folder, and only the records of a photo this size can be its copy's
-        recorded = entry.get("src")
-        if (not isinstance(recorded, dict) or recorded.get("size") != size
-                or entry.get("state") != "done"
-                or not same_settings(entry.get("settings"), settings, also)):
-            continue
-        dst = out_dir / key
-        if (os.path.abspath(dst) not in skipped and matches_record(src, entry.get("src"))
-                and inside(dst.parent, out_dir) and matches_record(dst, entry.get("dst"))):
-            if named_after(key, src):
-                return dst  # its own name, or the app's "name (1)"
-            found.append(dst)
+    for base, entries, under in _records_reaching(out_dir):
+        for key, entry in entries:
+            # the size first: a record of thousands of copies is read for every photo of
+            # a dropped folder, and only the records of a photo this size can be its copy's
+            recorded = entry.get("src")
+            if not isinstance(recorded, dict) or recorded.get("size") != size or \
+                    not under(key):
+                continue
+            if entry.get("state") == "pending" and isinstance(entry.get(BEFORE), dict):
+                entry = as_settled(entry, base / key)  # a redo killed before it wrote
+                recorded = entry.get("src")
+            if (not isinstance(recorded, dict) or recorded.get("size") != size
+                    or entry.get("state") != "done"
+                    or not same_settings(entry.get("settings"), settings, also)):
+                continue
+            dst = base / key
+            if (os.path.abspath(dst) not in skipped
+                    and matches_record(src, entry.get("src"))
+                    and inside(dst.parent, out_dir)
+                    and matches_record(dst, entry.get("dst"))):
+                if named_after(key, src):
+                    return dst  # its own name, or the app's "name (1)"
+                found.append(dst)
     return found[0] if found else None
+
+
+def entry_above(dst: Path, out_dir: Path) -> tuple[Path, dict] | None:
+    """Where `out_dir` is a folder inside another output folder (a `cloak protect` run's
+    OUT, `out_dir` one of its mirror folders, OUT/holiday): that folder and its record's
+    entry for the copy at `dst` (in `out_dir`); None where there is none."""
+    for base, _entries, _under in _records_reaching(out_dir):
+        if base is out_dir:
+            continue
+        real_dst = Path(os.path.realpath(dst.parent)) / dst.name
+        entry = read_only(base).get(real_dst)
+        return (base, entry) if entry is not None else None
+    return None
+
+
+def _records_reaching(out_dir: Path) -> Iterator[
+        tuple[Path, Iterable[tuple[str, dict]], Callable[[str], bool]]]:
+    """The records that may list copies in `out_dir`, as (the folder its keys are under,
+    its entries, whether a key is under `out_dir`): `out_dir`'s own, then the nearest
+    record above it (a `cloak protect` run's OUT, where `out_dir` is one of its mirror
+    folders, OUT/holiday)."""
+    yield out_dir, read_only(out_dir).entries.items(), lambda key: True
+    real = Path(os.path.realpath(out_dir))
+    for parent in real.parents:
+        if os.path.isfile(parent / MANIFEST_NAME):
+            below = [fold(part) for part in real.relative_to(parent).parts]
+
+            def under(key: str, below=below) -> bool:
+                parts = PurePath(key).parts
+                return len(parts) > len(below) and \
+                    [fold(part) for part in parts[:len(below)]] == below
+
+            yield parent, read_only(parent).entries.items(), under
+            return
 
 
 def named_after(key: str, src: Path) -> bool:

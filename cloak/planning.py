@@ -114,6 +114,7 @@ class Item:
     sheet_stamp: tuple | None = None
     dst_before: tuple | None = None  # file_stamp(dst) when its work began
     written_stamp: tuple | None = None  # file_stamp(dst) as this run wrote its copy
+    begun_ns: int | None = None  # time.time_ns() as its work began (_begin)
     folder: tuple[str, str] | None = None  # (mirror name under OUT, input folder's real path)
     # the folders under OUT its work made for its copy (deepest first): a run that writes
     # no copy into them removes them again where they are still empty

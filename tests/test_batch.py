@@ -1516,7 +1516,9 @@ class TestRun:
     def test_a_killed_redo_finds_the_copy_it_was_replacing(self, tmp_path, small_photo,
                                                           tiny_config):
         """--force begins by marking the photo pending; killed then, the copy there is
-        still the one cloak wrote before, and a plain rerun redoes it."""
+        still the one cloak wrote before: a plain rerun takes it for that copy, done (it
+        was refused as not cloak's before the pending entry kept its identity; then
+        redone), and the same command again redoes it."""
         photo = small_photo(tmp_path / "a.bmp")
         out = tmp_path / "out"
         [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
@@ -1533,6 +1535,8 @@ class TestRun:
         [entry] = manifest["photos"].values()
         assert entry["state"] == "pending" and entry["dst"]
         [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
+        assert (item.status, item.message) == (SKIPPED, batch.ALREADY_DONE)
+        [item] = batch.run(batch.plan([photo], out), out, tiny_config, force=True).items
         assert item.status == PROTECTED, item.message
 
     def test_a_redo_killed_after_replacing_the_copy_is_redone_not_refused(
@@ -1926,10 +1930,13 @@ class TestOutputFolderGone:
         (out / "theirs.txt").write_text("another run's")
         held.enter_context(output_folder_lock(out))
 
+    @pytest.mark.parametrize("out_there", [False, True])
     def test_between_photos_nothing_more_is_written_there(self, tmp_path, small_photo,
-                                                          tiny_config):
+                                                          tiny_config, out_there):
         photos = [small_photo(tmp_path / "in" / f"p{i}.png", index=i) for i in range(3)]
         out = tmp_path / "out"
+        if out_there:  # locked as the run begins (else as it makes OUT)
+            out.mkdir()
         with contextlib.ExitStack() as other:
             def on_event(event) -> None:
                 if event.kind == "done" and event.item.src == photos[0]:
@@ -1948,6 +1955,7 @@ class TestOutputFolderGone:
 
     def test_a_copy_written_into_the_new_folder_is_taken_back(self, tmp_path, small_photo,
                                                               tiny_config):
+        """With its preview sheet: the other run then failed on it ("already exists")."""
         photos = [small_photo(tmp_path / "in" / f"p{i}.png", index=i) for i in range(2)]
         out = tmp_path / "out"
         with contextlib.ExitStack() as other:
@@ -1956,11 +1964,159 @@ class TestOutputFolderGone:
                         and not (out / "theirs.txt").exists():
                     self._another_run_takes(out, other)
 
-            result = batch.run(batch.plan(photos, out), out, tiny_config,
-                               on_event=on_event)
+            result = batch.run(batch.plan(photos, out), out,
+                               tiny_config.replace(preview=True), on_event=on_event)
             assert [i.status for i in result.items] == [PROTECTED, FAILED]
             assert "was removed, moved or replaced" in result.items[1].message
             assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME, "theirs.txt"]
+
+    def test_a_folder_removed_is_not_made_again(self, tmp_path, small_photo, tiny_config):
+        """OUT removed during a photo's attack, and no other run: its copy is not saved
+        into a folder made again at that name (its photo said "protected, but can't
+        update" the record, for a copy not kept)."""
+        photos = [small_photo(tmp_path / "in" / f"p{i}.png", index=i) for i in range(2)]
+        out = tmp_path / "out"
+
+        def on_event(event) -> None:
+            if event.kind == "progress" and event.item.src == photos[1] and out.exists():
+                shutil.rmtree(out)
+
+        result = batch.run(batch.plan(photos, out), out, tiny_config, on_event=on_event)
+        assert [i.status for i in result.items] == [PROTECTED, FAILED]
+        assert "was removed, moved or replaced" in result.items[1].message
+        assert not result.items[1].message.startswith("protected, but")
+        assert not out.exists()
+
+    def test_a_ctrl_c_after_the_folder_went_is_still_a_ctrl_c(self, tmp_path, small_photo,
+                                                              tiny_config):
+        """The photo under way was dropped by writing its record, which raised
+        OutputFolderGoneError in place of the stop: the run raised it (the CLI then said
+        no photo was done, exit 1) instead of returning an interrupted result."""
+        photos = [small_photo(tmp_path / "in" / f"p{i}.png", index=i) for i in range(2)]
+        out = tmp_path / "out"
+
+        def on_event(event) -> None:
+            if event.kind == "progress" and event.item.src == photos[1]:
+                shutil.rmtree(out)
+                raise KeyboardInterrupt
+
+        result = batch.run(batch.plan(photos, out), out, tiny_config, on_event=on_event)
+        assert result.interrupted and result.out_folder_gone
+        assert [i.status for i in result.items] == [PROTECTED, CANCELLED]
+
+
+class TestDoneUnderTheAppsName:
+    """The desktop app saved 2023/a.jpg as OUT/a.jpg and 2024/a.jpg as OUT/a (1).jpg, each
+    recorded. `cloak protect 2024/a.jpg --out OUT` then refused it ("exists and was made
+    from another photo of that name ...; pass --overwrite to replace it"), and following
+    that advice replaced 2023's copy with a second copy of 2024's photo."""
+
+    @staticmethod
+    def _as_the_app_saved(tmp_path, small_photo, config) -> tuple[Path, Path, Path]:
+        from cloak import protect_file
+
+        first = small_photo(tmp_path / "2023" / "a.png")
+        second = small_photo(tmp_path / "2024" / "a.png", index=1)
+        out = tmp_path / "out"
+        for photo, name in ((first, "a.png"), (second, "a (1).png")):
+            protect_file(photo, out / name, config)
+            assert record_copy(photo, out / name, config.fingerprint(), "strong")
+        return first, second, out
+
+    def test_the_photo_is_done_and_the_other_photos_copy_kept(self, tmp_path, small_photo,
+                                                               tiny_config):
+        first, second, out = self._as_the_app_saved(tmp_path, small_photo, tiny_config)
+        theirs = (out / "a.png").read_bytes()
+        for flags in ({}, {"overwrite": True}):
+            (item,) = batch.run(batch.plan([second], out), out, tiny_config, **flags).items
+            assert item.status == SKIPPED, item.message
+            assert item.message == "already protected with these settings (its copy: a (1).png)"
+            assert (out / "a.png").read_bytes() == theirs
+        (item,) = batch.run(batch.plan([second], out), out, tiny_config, force=True).items
+        assert item.status == FAILED
+        assert item.message.startswith(f"this photo's copy is {out / 'a (1).png'}, and "
+                                       f"{out / 'a.png'} is not a copy of it")
+        assert (out / "a.png").read_bytes() == theirs
+        # the photo whose copy is at its own name is done as ever
+        (item,) = batch.run(batch.plan([first], out), out, tiny_config).items
+        assert (item.status, item.message) == (SKIPPED, "already protected with these settings")
+
+
+class _Killed(BaseException):
+    """The process ending where it is raised (SIGKILL, a crash): no handler catches it."""
+
+
+def test_a_redo_killed_before_it_wrote_leaves_its_copy_done(tmp_path, small_photo,
+                                                            tiny_config, monkeypatch):
+    """A redo with other settings (--overwrite) killed during its attack left the copy
+    there untouched, yet recorded as pending with the redo's settings: a rerun with the
+    copy's own settings said it "was made with other settings (--steps 2 -> 1)", which is
+    false, and the app made `a (1).png` beside it. The copy is now still done as made."""
+    from cloak.manifest import earlier_copy
+
+    photo = small_photo(tmp_path / "a.png")
+    out = tmp_path / "out"
+    assert batch.run(batch.plan([photo], out), out, tiny_config).items[0].status == PROTECTED
+    copy = (out / "a.png").read_bytes()
+    redo = tiny_config.replace(steps=2)
+
+    def killed(*args, **kwargs):
+        raise _Killed
+
+    monkeypatch.setattr(batch, "_protect_one", killed)
+    with pytest.raises(_Killed):
+        batch.run(batch.plan([photo], out), out, redo, overwrite=True)
+    monkeypatch.undo()
+    assert Manifest(out).get(out / "a.png")["state"] == "pending"  # as a kill leaves it
+    (item,) = batch.run(batch.plan([photo], out), out, tiny_config).items
+    assert (item.status, item.message) == (SKIPPED, batch.ALREADY_DONE)
+    assert earlier_copy(photo, out, tiny_config.fingerprint()) == out / "a.png"  # the app
+    assert (out / "a.png").read_bytes() == copy
+    # the redo's own command, run again, makes it again; the entry then is the new copy's
+    (item,) = batch.run(batch.plan([photo], out), out, redo, overwrite=True).items
+    assert item.status == PROTECTED and (out / "a.png").read_bytes() != copy
+    entry = Manifest(out).get(out / "a.png")
+    assert entry["state"] == "done" and "before" not in entry
+    assert entry["settings"] == redo.fingerprint()
+
+
+class TestAMirrorFolderAsOutput:
+    """`cloak protect holiday --out OUT` wrote OUT/holiday/a.png, recorded in OUT's record.
+    The app with Save-to OUT/holiday, or `cloak protect holiday/a.png --out OUT/holiday`,
+    read only OUT/holiday's own record: the app saved `a (1).png` beside the copy, and the
+    CLI refused it as "not made by cloak (it may be a photo of yours)"."""
+
+    @staticmethod
+    def _protected_as_a_folder(tmp_path, small_photo, config) -> tuple[Path, Path]:
+        photo = small_photo(tmp_path / "holiday" / "a.png")
+        out = tmp_path / "out"
+        result = batch.run(batch.plan([tmp_path / "holiday"], out), out, config)
+        assert result.counts[PROTECTED] == 1 and (out / "holiday" / "a.png").is_file()
+        return photo, out
+
+    def test_the_app_finds_the_copy(self, tmp_path, small_photo, tiny_config):
+        from cloak.manifest import earlier_copy
+
+        photo, out = self._protected_as_a_folder(tmp_path, small_photo, tiny_config)
+        settings = tiny_config.fingerprint()
+        assert earlier_copy(photo, out / "holiday", settings) == out / "holiday" / "a.png"
+        assert earlier_copy(photo, out / "holiday", tiny_config.replace(steps=2)
+                            .fingerprint()) is None  # other settings: not that copy
+
+    def test_the_cli_skips_it_or_says_whose_it_is(self, tmp_path, small_photo, tiny_config):
+        photo, out = self._protected_as_a_folder(tmp_path, small_photo, tiny_config)
+        mirror = out / "holiday"
+        copy = (mirror / "a.png").read_bytes()
+        (item,) = batch.run(batch.plan([photo], mirror), mirror, tiny_config).items
+        assert (item.status, item.message) == (SKIPPED, batch.ALREADY_DONE)
+        (item,) = batch.run(batch.plan([photo], mirror), mirror,
+                            tiny_config.replace(steps=2)).items
+        assert item.status == FAILED
+        assert item.message == (
+            f"output {mirror / 'a.png'} exists and is a copy recorded in {out}, a cloak "
+            f"output folder above this one; protect into --out {out} to make it again "
+            "there, or pass --overwrite to replace it here")
+        assert (mirror / "a.png").read_bytes() == copy
 
 
 class TestReviewFixes:

@@ -688,10 +688,11 @@ def test_a_stop_after_every_photo_was_done_asks_for_no_rerun():
     assert line.startswith("Interrupted: 2 protected, 0 failed, 1 not done. Run the same")
 
 
-@pytest.mark.parametrize("stop_signal", ["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("stop_signal", ["SIGINT", "SIGTERM", "SIGHUP"])
 def test_ctrl_c_stops_cleanly_with_exit_130(tmp_path, six_photos, stop_signal):
-    """Ctrl-C, and SIGTERM (`kill`, a service manager's or a scheduler's stop), stop after
-    the photo under way with the summary and the --json report."""
+    """Ctrl-C, SIGTERM (`kill`, a service manager's or a scheduler's stop) and SIGHUP (the
+    terminal closed: it ended the run where it stood, leaving a redo's record wrong) stop
+    after the photo under way with the summary and the --json report."""
     proc = cloak_process("protect", "in", "--out", "out", "--json", "run.json", *SLOW,
                          cwd=tmp_path)
     assert " -> " in first_line(proc)
@@ -699,7 +700,7 @@ def test_ctrl_c_stops_cleanly_with_exit_130(tmp_path, six_photos, stop_signal):
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert "Interrupted:" in stderr and "not done" in stderr and "Traceback" not in stderr
-    again = "Ctrl-C again" if stop_signal == "SIGINT" else "SIGTERM again, or Ctrl-C,"
+    again = "Ctrl-C again" if stop_signal == "SIGINT" else f"{stop_signal} again, or Ctrl-C,"
     assert f"Stopping after the current step ({again} to stop now)" in stderr
     out = tmp_path / "out" / "in"
     assert all(decodes(p) for p in out.glob("*.png"))

@@ -231,6 +231,20 @@ def test_a_failed_row_names_a_photo_whose_name_is_not_utf8(window, tmp_path):
                                  "read (damaged, or another kind of file renamed)")
 
 
+def test_a_notice_names_a_folder_whose_name_is_not_utf8(window, tmp_path, small_photo):
+    """The run's notices crossed to the window as Qt strings, which dropped a byte that is
+    not UTF-8: "The record of cloak's copies in …/save can't be read" named another
+    folder. The notice keeps the name, shown with the byte escaped, as rows show it."""
+    out = Path(os.fsdecode(os.fsencode(tmp_path) + b"/sav\xffe"))
+    out.mkdir()
+    (out / ".cloak-manifest.json").write_text("{cut off")
+    window.set_output_dir(out)
+    row = protect_one(window, small_photo(tmp_path / "a.jpg"))
+    assert row.state == PhotoRow.PROTECTED
+    assert f"The record of cloak's copies in {tmp_path}/sav\\xffe can't be read" in \
+        window.statusBar().currentMessage()
+
+
 def test_what_a_copy_could_not_keep_is_said_on_its_row(window, tmp_path, small_photo):
     """The CLI prints the library's warnings about a copy (a JPEG named .png written as a
     PNG several times larger; elsewhere a colour profile, 16 bits or GPS left out); the
@@ -253,6 +267,47 @@ def test_what_a_copy_could_not_keep_is_said_on_its_row(window, tmp_path, small_p
     row = protect_one(window, small_photo(tmp_path / "b.jpg"))
     assert "note:" not in row.status.text()
     assert "note" not in window.statusBar().currentMessage()
+
+
+def test_a_rows_notes_are_its_copys_own(window, tmp_path, small_photo):
+    """The damaged record of the photo's folder was warned about while the copy was
+    recorded as written: the row took it for a note on the copy, with the record's whole
+    path, and the status bar counted the copy as one that could not keep something (the
+    record is the status bar's own notice)."""
+    photo = small_photo(tmp_path / "a.jpg")
+    (tmp_path / "protected").mkdir()
+    (tmp_path / "protected" / ".cloak-manifest.json").write_text("{cut off")
+    row = protect_one(window, photo)
+    assert row.state == PhotoRow.PROTECTED
+    assert "note:" not in row.status.text()
+    message = window.statusBar().currentMessage()
+    assert "can't be read" in message and "could not keep" not in message
+
+
+def test_photo_notes_keep_this_threads_warnings_about_the_copy(tmp_path):
+    """Only the warnings of the thread protecting the photo, from the modules that say
+    what a copy keeps: not another photo's thumbnail's (another thread), nor the
+    record's or the models'."""
+    import logging
+    import threading
+
+    from cloak.gui.photo_notes import about_the_photo, photo_notes
+
+    src = tmp_path / "a.jpg"
+    notes: list[str] = []
+    with photo_notes(notes):
+        logging.getLogger("cloak.io").warning("%s: its colour profile is left out", src)
+        logging.getLogger("cloak.io").warning("%s: its colour profile is left out", src)
+        logging.getLogger("cloak.manifest").warning("the record can't be read")
+        elsewhere = threading.Thread(target=lambda: logging.getLogger("cloak.io").warning(
+            "%s: 16-bit colour TIFF is read and saved as 8-bit", tmp_path / "b.tif"))
+        elsewhere.start()
+        elsewhere.join()
+        logging.getLogger("cloak.metadata").warning("ignoring unreadable EXIF: bad")
+    logging.getLogger("cloak.io").warning("after: not gathered")
+    assert notes == [f"{src}: its colour profile is left out", "ignoring unreadable EXIF: bad"]
+    assert about_the_photo(notes[0], src) == "its colour profile is left out"
+    assert about_the_photo(f"{src} is named .png but holds", src) == "it is named .png but holds"
 
 
 def drop(widget, paths_or_urls: list, actions=Qt.DropAction.CopyAction,

@@ -11,9 +11,14 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+# The modules whose warnings are about what a copy keeps of its photo (not the folder's
+# record, the models or the device: the app says those in its status bar)
+ABOUT_THE_COPY = ("cloak.io", "cloak.metadata")
+
 
 class _Gathered(logging.Handler):
-    """Keeps the text of each warning (or worse) logged by one thread, once."""
+    """Keeps the text of each warning (or worse) about a copy (ABOUT_THE_COPY) logged by
+    one thread, once."""
 
     def __init__(self, thread_id: int, into: list[str]) -> None:
         super().__init__(logging.WARNING)
@@ -21,8 +26,8 @@ class _Gathered(logging.Handler):
         self.messages = into
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.thread != self.thread_id:  # another photo's thumbnail, a comparison
-            return
+        if record.thread != self.thread_id or record.name not in ABOUT_THE_COPY:
+            return  # another photo's thumbnail or comparison; the record, the models
         try:
             text = record.getMessage()
         except Exception:  # noqa: BLE001 - a malformed log call: the log has it

@@ -872,6 +872,7 @@ class MainWindow(QMainWindow):
 
     @Slot(object)
     def _on_notice(self, text: str) -> None:
+        text = printable(text)  # a folder named in bytes that are not UTF-8: \xNN
         self._run_notices.append(text)
         self.statusBar().showMessage(text)
 
