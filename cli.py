@@ -367,6 +367,10 @@ def protect(
                     keep_icc=icc, notices=ai_notice, strip_names=strip_names))
         except CloakError as exc:
             fail(str(exc))
+    from cloak.pipeline import not_attacked
+
+    if (missed := not_attacked(config)) is not None:  # a model or size left out unseen
+        say(f"Note: {missed}.", color=typer.colors.YELLOW, err=True)
     result = run_protect_batch(photos, out, config, json_path, jobs=jobs, force=force,
                                overwrite=overwrite)
     code = exit_code(result)
@@ -752,7 +756,12 @@ def stop_on_ctrl_c(on_first: Callable[[int], None]):
         on_first(signum)
 
     try:
-        previous = [(number, signal.signal(number, handler)) for number in STOP_SIGNALS]
+        # SIGHUP, where the run was started ignoring it, stays ignored: `nohup cloak
+        # protect …` goes on after its terminal closes, as the user asked (SIGINT is taken
+        # whatever: a shell starts background jobs with it ignored)
+        previous = [(number, signal.signal(number, handler)) for number in STOP_SIGNALS
+                    if number != getattr(signal, "SIGHUP", None)
+                    or signal.getsignal(number) is not signal.SIG_IGN]
     except ValueError:  # not the main thread: plain KeyboardInterrupt semantics
         yield stop.is_set
         return

@@ -285,13 +285,15 @@ def _recorded_above(item: Item, manifest: Manifest) -> tuple[Path, dict] | None:
 
 
 def _done_under_another_name(item: Item, manifest: Manifest, settings: dict,
-                             also: dict | None, force: bool) -> None:
+                             also: dict | None, force: bool, overwrite: bool,
+                             preview: bool, items: list[Item]) -> None:
     """Where the file at `item`'s output name is not a copy of this photo (another photo
     of that name's, or a user's), and OUT's record holds a copy of this photo with these
     settings beside it under the desktop app's name for it (`a (1).jpg`), still as
-    written: the photo is done (skipped), not refused with advice to pass --overwrite,
-    which replaced the other photo's copy with a second copy of this one. With --force
-    it is refused: a redo would replace that other file."""
+    written: that copy is the photo's output, decided again there (done, so skipped; a
+    missing --preview sheet or --force redo it there). Before, the photo was refused with
+    advice to pass --overwrite, which replaced the other photo's copy with a second copy
+    of this one. Not where another photo of this run is to be written at that name."""
     from .manifest import earlier_copy
 
     if item.status not in ("pending", FAILED) or item.dst is None:
@@ -308,15 +310,15 @@ def _done_under_another_name(item: Item, manifest: Manifest, settings: dict,
     if copy is None or not same_folder(copy.parent, item.dst.parent) \
             or not named_after(copy.name, item.src):
         return
-    if not force:
-        item.status, item.message = SKIPPED, f"{ALREADY_DONE} (its copy: {copy.name})"
-        item.replace = False
+    taken = fold(os.path.realpath(copy))
+    if any(other is not item and other.dst is not None and other.status == "pending"
+           and fold(os.path.realpath(other.dst)) == taken for other in items):
         return
-    item.status = FAILED
-    item.message = (f"this photo's copy is {copy}, and {item.dst} is not a copy of it "
-                    "(another photo of that name's, or a file of yours), so --force does "
-                    f"not replace it; remove {copy.name} to make it again, or protect this "
-                    "photo into another --out folder")
+    item.dst = item.dst.with_name(copy.name)  # as OUT's record names it, under OUT
+    item.status, item.message = "pending", ""
+    item.replace, item.ours_stamp, item.sheet_stamp = False, None, None
+    _decide_or_fail(item, as_settled(manifest.get(item.dst), item.dst), settings, force,
+                    overwrite, preview, also)
 
 
 def _changed_before(path: Path, when_ns: int) -> bool:
@@ -792,15 +794,19 @@ def _decide_all(items: list[Item], manifest: Manifest, settings: dict, force: bo
                             preview, also, record_unreadable=unreadable or (
                                 set_aside_at is not None
                                 and _changed_before(item.dst, set_aside_at)))
-            if above is not None and item.status != SKIPPED:
-                # any work on it belongs to that folder's record: not begun from here
+            if above is not None and item.status != SKIPPED and matches_record(
+                    item.dst, above[1].get("dst")):
+                # cloak's copy there, other settings (or a redo asked for): any work on it
+                # belongs to that folder's record, not begun from here (a file changed
+                # since keeps _decide's words: "is not the file cloak wrote there")
                 item.status = FAILED
                 item.message = (f"output {item.dst} exists and is a copy recorded in "
                                 f"{above[0]}, a cloak output folder above this one; "
                                 f"protect into --out {above[0]} to make it again there, "
                                 "or pass --overwrite to replace it here")
             if item.status != SKIPPED:
-                _done_under_another_name(item, manifest, settings, also, force)
+                _done_under_another_name(item, manifest, settings, also, force,
+                                         overwrite, preview, items)
         if item.status == "pending":
             todo.append(item)
         else:

@@ -621,26 +621,26 @@ def earlier_copy(src: Path, out_dir: Path, settings: dict, also: dict | None = N
 
 def entry_above(dst: Path, out_dir: Path) -> tuple[Path, dict] | None:
     """Where `out_dir` is a folder inside another output folder (a `cloak protect` run's
-    OUT, `out_dir` one of its mirror folders, OUT/holiday): that folder and its record's
-    entry for the copy at `dst` (in `out_dir`); None where there is none."""
+    OUT, `out_dir` one of its mirror folders, OUT/holiday): the nearest such folder whose
+    record has an entry for the copy at `dst` (in `out_dir`), and that entry; None where
+    there is none."""
+    real_dst = Path(os.path.realpath(dst.parent)) / dst.name
     for base, _entries, _under in _records_reaching(out_dir):
-        if base is out_dir:
-            continue
-        real_dst = Path(os.path.realpath(dst.parent)) / dst.name
-        entry = read_only(base).get(real_dst)
-        return (base, entry) if entry is not None else None
+        if base is not out_dir and (entry := read_only(base).get(real_dst)) is not None:
+            return base, entry
     return None
 
 
 def _records_reaching(out_dir: Path) -> Iterator[
         tuple[Path, Iterable[tuple[str, dict]], Callable[[str], bool]]]:
     """The records that may list copies in `out_dir`, as (the folder its keys are under,
-    its entries, whether a key is under `out_dir`): `out_dir`'s own, then the nearest
-    record above it (a `cloak protect` run's OUT, where `out_dir` is one of its mirror
-    folders, OUT/holiday)."""
+    its entries, whether a key is under `out_dir`): `out_dir`'s own, then each record
+    above it, nearest first (a `cloak protect` run's OUT, where `out_dir` is one of its
+    mirror folders, OUT/holiday)."""
     yield out_dir, read_only(out_dir).entries.items(), lambda key: True
     real = Path(os.path.realpath(out_dir))
-    for parent in real.parents:
+    for parent in real.parents:  # each record above (the app's Save-to OUT/holiday may
+        # hold one of its own between OUT and a folder below it)
         if os.path.isfile(parent / MANIFEST_NAME):
             below = [fold(part) for part in real.relative_to(parent).parts]
 
@@ -650,7 +650,6 @@ def _records_reaching(out_dir: Path) -> Iterator[
                     [fold(part) for part in parts[:len(below)]] == below
 
             yield parent, read_only(parent).entries.items(), under
-            return
 
 
 def named_after(key: str, src: Path) -> bool:

@@ -572,10 +572,11 @@ def date_without_zone(text: str, *, local_time_carried: bool) -> str | None:
     ("Z", "GMT", "+00:00") beside a local time would give the offset away as their
     difference: it is dropped (None) when `local_time_carried`, else kept without its zone.
     A date in a form cloak can't read (a named zone such as "PDT", a Unix time, "GMT+05:30")
-    is dropped; text without a digit comes back as is."""
+    is dropped, and so is text without a digit, which is no date but free text in a date's
+    field ("Sunday evening at Grandma's, Springfield": a place, kept before)."""
     text = text.strip()
     if not any(c.isdigit() for c in text):
-        return text
+        return None
     found = _date_and_zone(text)
     if found is None:
         return None

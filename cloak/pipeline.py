@@ -204,6 +204,36 @@ def rotation_for(names: tuple[str, ...]) -> list[int]:
     return order
 
 
+def not_attacked(config: ProtectConfig) -> str | None:
+    """What `config`'s steps never reach, said for the user, or None: each step attacks
+    one model (rotation_for's order) and, with fewer steps than a cycle per editing size,
+    one size in turn, so `--steps 3` over four models never attacks the fourth (the copy
+    is the same as without it, its editors get only what transfers from the others)."""
+    rotation = rotation_for(config.models)
+    reached = {config.models[i] for i in rotation[:config.steps]}
+    models = [name for name in config.models if name not in reached]
+    sizes = config.editing_sizes
+    cycles = -(-config.steps // len(rotation))
+    missed_sizes = list(sizes[config.steps:]) if cycles < len(sizes) else []
+    parts = []
+    if models:
+        one = len(models) == 1
+        parts.append(f"{', '.join(models)} {'is' if one else 'are'} not attacked (only "
+                     f"{config.steps} of the {len(config.models)} models "
+                     f"{'gets' if config.steps == 1 else 'get'} a step; "
+                     f"{'its' if one else 'their'} editors get only what carries over "
+                     "from the others)")
+    if missed_sizes:
+        parts.append(f"the editing size{'s' if len(missed_sizes) > 1 else ''} "
+                     f"{', '.join(map(str, missed_sizes))} "
+                     f"{'is' if len(missed_sizes) == 1 else 'are'} not attacked")
+    if not parts:
+        return None
+    needed = max(len(config.models) if models else 0, len(sizes) if missed_sizes else 0)
+    return (f"with --steps {config.steps}, " + "; ".join(parts)
+            + f": give --steps {needed} or more to attack each")
+
+
 def working_budget(x: torch.Tensor, full_size: tuple[int, int], config: ProtectConfig
                    ) -> tuple[torch.Tensor, list | None]:
     """The share of eps each pixel of the working image x ((1, 3, h, w) in [0, 1]) may

@@ -2027,57 +2027,51 @@ class TestDoneUnderTheAppsName:
                                                                tiny_config):
         first, second, out = self._as_the_app_saved(tmp_path, small_photo, tiny_config)
         theirs = (out / "a.png").read_bytes()
+        apps = (out / "a (1).png").read_bytes()
         for flags in ({}, {"overwrite": True}):
             (item,) = batch.run(batch.plan([second], out), out, tiny_config, **flags).items
-            assert item.status == SKIPPED, item.message
-            assert item.message == "already protected with these settings (its copy: a (1).png)"
+            assert (item.status, item.message) == (SKIPPED, batch.ALREADY_DONE)
+            assert item.dst == out / "a (1).png"  # --json names its copy, not a.png
             assert (out / "a.png").read_bytes() == theirs
+        # --preview makes its missing sheet, and --force makes it again, at its copy
+        (item,) = batch.run(batch.plan([second], out), out,
+                            tiny_config.replace(preview=True)).items
+        assert item.status == PROTECTED and (out / "a (1).png.preview.png").is_file()
         (item,) = batch.run(batch.plan([second], out), out, tiny_config, force=True).items
-        assert item.status == FAILED
-        assert item.message.startswith(f"this photo's copy is {out / 'a (1).png'}, and "
-                                       f"{out / 'a.png'} is not a copy of it")
+        assert item.status == PROTECTED and item.dst == out / "a (1).png"
         assert (out / "a.png").read_bytes() == theirs
+        assert (out / "a (1).png").read_bytes() == apps  # the same photo, made again
         # the photo whose copy is at its own name is done as ever
         (item,) = batch.run(batch.plan([first], out), out, tiny_config).items
         assert (item.status, item.message) == (SKIPPED, "already protected with these settings")
 
+    def test_only_this_photos_copy_beside_it_under_its_name(self, tmp_path, small_photo,
+                                                            tiny_config):
+        """Not a copy of it under another name, nor one in another folder, nor where the
+        file at its own name is its own copy (other settings: refused as ever)."""
+        from cloak import protect_file
 
-class _Killed(BaseException):
-    """The process ending where it is raised (SIGKILL, a crash): no handler catches it."""
-
-
-def test_a_redo_killed_before_it_wrote_leaves_its_copy_done(tmp_path, small_photo,
-                                                            tiny_config, monkeypatch):
-    """A redo with other settings (--overwrite) killed during its attack left the copy
-    there untouched, yet recorded as pending with the redo's settings: a rerun with the
-    copy's own settings said it "was made with other settings (--steps 2 -> 1)", which is
-    false, and the app made `a (1).png` beside it. The copy is now still done as made."""
-    from cloak.manifest import earlier_copy
-
-    photo = small_photo(tmp_path / "a.png")
-    out = tmp_path / "out"
-    assert batch.run(batch.plan([photo], out), out, tiny_config).items[0].status == PROTECTED
-    copy = (out / "a.png").read_bytes()
-    redo = tiny_config.replace(steps=2)
-
-    def killed(*args, **kwargs):
-        raise _Killed
-
-    monkeypatch.setattr(batch, "_protect_one", killed)
-    with pytest.raises(_Killed):
-        batch.run(batch.plan([photo], out), out, redo, overwrite=True)
-    monkeypatch.undo()
-    assert Manifest(out).get(out / "a.png")["state"] == "pending"  # as a kill leaves it
-    (item,) = batch.run(batch.plan([photo], out), out, tiny_config).items
-    assert (item.status, item.message) == (SKIPPED, batch.ALREADY_DONE)
-    assert earlier_copy(photo, out, tiny_config.fingerprint()) == out / "a.png"  # the app
-    assert (out / "a.png").read_bytes() == copy
-    # the redo's own command, run again, makes it again; the entry then is the new copy's
-    (item,) = batch.run(batch.plan([photo], out), out, redo, overwrite=True).items
-    assert item.status == PROTECTED and (out / "a.png").read_bytes() != copy
-    entry = Manifest(out).get(out / "a.png")
-    assert entry["state"] == "done" and "before" not in entry
-    assert entry["settings"] == redo.fingerprint()
+        photo = small_photo(tmp_path / "2024" / "a.png", index=1)
+        out = tmp_path / "out"
+        small_photo(out / "a.png", index=2)  # the user's own file at its name
+        settings = tiny_config.fingerprint()
+        for name in ("b.png", "sub/a (1).png"):
+            protect_file(photo, out / name, tiny_config)
+            assert record_copy(photo, out / name, settings, "strong")
+        # listed in OUT's own record, as a mirror's copies are
+        Manifest(out).set(out / "sub" / "a (1).png",
+                          Manifest(out / "sub").get(out / "sub" / "a (1).png"))
+        (out / "sub" / MANIFEST_NAME).unlink()
+        (item,) = batch.run(batch.plan([photo], out), out, tiny_config).items
+        assert item.status == FAILED and item.dst == out / "a.png"
+        assert "was not made by cloak" in item.message
+        own = tmp_path / "own"  # its own copy at its name, other settings, and one
+        protect_file(photo, own / "a.png", tiny_config.replace(steps=2))  # beside it
+        assert record_copy(photo, own / "a.png", tiny_config.replace(steps=2).fingerprint())
+        protect_file(photo, own / "a (1).png", tiny_config)
+        assert record_copy(photo, own / "a (1).png", settings)
+        (item,) = batch.run(batch.plan([photo], own), own, tiny_config).items
+        assert item.status == FAILED and "was made with other settings" in item.message
 
 
 class TestAMirrorFolderAsOutput:
@@ -2117,6 +2111,32 @@ class TestAMirrorFolderAsOutput:
             f"output folder above this one; protect into --out {out} to make it again "
             "there, or pass --overwrite to replace it here")
         assert (mirror / "a.png").read_bytes() == copy
+        small_photo(mirror / "a.png", index=3)  # a file of the user's at its name now:
+        (item,) = batch.run(batch.plan([photo], mirror), mirror, tiny_config).items
+        assert item.status == FAILED  # not called a copy recorded in OUT
+        assert "is not the file cloak wrote there" in item.message
+
+    def test_a_record_between_hides_none_above_it(self, tmp_path, small_photo, tiny_config):
+        """The app saved a photo into OUT/holiday (its own record there): a copy OUT's
+        record lists in OUT/holiday/2019 was no longer found."""
+        from cloak import protect_file
+        from cloak.manifest import earlier_copy
+
+        photo = small_photo(tmp_path / "holiday" / "2019" / "a.png")
+        out = tmp_path / "out"
+        assert batch.run(batch.plan([tmp_path / "holiday"], out), out,
+                         tiny_config).counts[PROTECTED] == 1
+        other = small_photo(tmp_path / "b.png", index=1)
+        protect_file(other, out / "holiday" / "b.png", tiny_config)
+        assert record_copy(other, out / "holiday" / "b.png", tiny_config.fingerprint())
+        folder = out / "holiday" / "2019"
+        assert earlier_copy(photo, folder, tiny_config.fingerprint()) == folder / "a.png"
+        (item,) = batch.run(batch.plan([photo], folder), folder, tiny_config).items
+        assert (item.status, item.message) == (SKIPPED, batch.ALREADY_DONE)
+        # a copy OUT lists in another of its folders is not one in this folder
+        (out / "holiday" / "2020").mkdir()
+        assert earlier_copy(photo, out / "holiday" / "2020", tiny_config.fingerprint()) \
+            is None
 
 
 class TestReviewFixes:

@@ -10,6 +10,7 @@ import logging
 import os
 import queue
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -708,6 +709,54 @@ def test_ctrl_c_stops_cleanly_with_exit_130(tmp_path, six_photos, stop_signal):
     summary = json.loads((tmp_path / "run.json").read_text())
     assert summary["interrupted"] and summary["counts"]["cancelled"] >= 1
     assert summary["counts"]["protected"] == len(list(out.glob("*.png")))
+
+
+def test_steps_too_few_for_every_model_or_size_are_said(tmp_path, small_photo, model_dir):
+    """Each step attacks one model, and with few steps one editing size in turn: `--steps
+    3` over four models never attacked taef2, and nothing said so (the copy was the one
+    made without it, and the record named all four)."""
+    from cloak import ProtectConfig
+    from cloak.pipeline import not_attacked
+
+    assert not_attacked(ProtectConfig(strength="fast", steps=3)) == (
+        "with --steps 3, taef2 is not attacked (only 3 of the 4 models get a step; its "
+        "editors get only what carries over from the others): give --steps 4 or more to "
+        "attack each")
+    assert not_attacked(ProtectConfig(strength="fast", steps=1, models=("taesd",),
+                                      view_sizes=(512, 1024))) == (
+        "with --steps 1, the editing size 1024 is not attacked: give --steps 2 or more to "
+        "attack each")
+    for preset in ("fast", "low", "medium", "high"):  # every preset reaches all of them
+        assert not_attacked(ProtectConfig(strength=preset)) is None
+    assert not_attacked(ProtectConfig(strength="fast", steps=4,
+                                      view_sizes=(512, 1024))) is None
+    src = small_photo(tmp_path / "a.png")
+    result = invoke("protect", src, "--out", tmp_path / "out", "--strength", "fast",
+                    "--steps", "1", "--models", "taesd,taef2", "--editor-sizes", "128",
+                    "--no-measure")
+    assert result.exit_code == 0, result.output
+    assert ("Note: with --steps 1, taef2 is not attacked (only 1 of the 2 models gets a "
+            "step; its editors get only what carries over from the others): give --steps "
+            "2 or more to attack each.") in result.output
+    assert "Note:" not in invoke("protect", src, "--out", tmp_path / "out2", *TINY).output
+
+
+def test_a_run_under_nohup_goes_on_after_sighup(tmp_path, six_photos):
+    """SIGHUP stops a run cleanly, but one started ignoring it (`nohup cloak protect …`,
+    the user logging out) goes on, as asked: it was stopped, its photos left not done."""
+    nohup = shutil.which("nohup")
+    if nohup is None:
+        pytest.skip("no nohup on this system")
+    proc = subprocess.Popen(
+        [nohup, sys.executable, "-m", "cloak", "protect", "in", "--out", "out", *SLOW],
+        cwd=tmp_path, env={**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"},
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert " -> " in first_line(proc)
+    proc.send_signal(signal.SIGHUP)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    assert "Interrupted" not in stderr
+    assert len(list((tmp_path / "out" / "in").glob("*.png"))) == 6
 
 
 def test_verify_with_original_prints_channels_and_writes_json(tmp_path, small_photo,
