@@ -311,10 +311,16 @@ def _done_under_another_name(item: Item, manifest: Manifest, settings: dict,
             or not named_after(copy.name, item.src):
         return
     taken = fold(os.path.realpath(copy))
-    if any(other is not item and other.dst is not None and other.status == "pending"
+    if any(other is not item and other.dst is not None  # whatever it was decided: one
            and fold(os.path.realpath(other.dst)) == taken for other in items):
+        return  # told to pass --overwrite for that name is not to find it done
+    named = item.dst.with_name(copy.name)  # as OUT's record names it, under OUT
+    if manifest.get(named) is None:  # listed by a record above OUT (OUT one of its
+        # mirror folders): done there; any work on it belongs to that record
+        if not (force or preview):
+            item.dst, item.status, item.message = named, SKIPPED, ALREADY_DONE
         return
-    item.dst = item.dst.with_name(copy.name)  # as OUT's record names it, under OUT
+    item.dst = named
     item.status, item.message = "pending", ""
     item.replace, item.ours_stamp, item.sheet_stamp = False, None, None
     _decide_or_fail(item, as_settled(manifest.get(item.dst), item.dst), settings, force,

@@ -2045,6 +2045,38 @@ class TestDoneUnderTheAppsName:
         (item,) = batch.run(batch.plan([first], out), out, tiny_config).items
         assert (item.status, item.message) == (SKIPPED, "already protected with these settings")
 
+    def test_not_where_another_photo_of_the_run_is_named_for_that_copy(
+            self, tmp_path, small_photo, tiny_config):
+        """2025/a (1).png is another photo, given in the same run: it is told to pass
+        --overwrite for out/a (1).png, so 2024/a.png is not found done there (it was, in
+        one order of the inputs only; the advised --overwrite rerun then wrote 2024's
+        photo over 2023's copy)."""
+        _, second, out = self._as_the_app_saved(tmp_path, small_photo, tiny_config)
+        third = small_photo(tmp_path / "2025" / "a (1).png", index=2)
+        files = {p: p.read_bytes() for p in (out / "a.png", out / "a (1).png")}
+        for order in ([third, second], [second, third]):
+            items = batch.run(batch.plan(order, out), out, tiny_config).items
+            assert [i.status for i in items] == [FAILED, FAILED]
+            assert {i.src: i.dst for i in items} == {second: out / "a.png",
+                                                    third: out / "a (1).png"}
+            assert all(p.read_bytes() == data for p, data in files.items())
+
+    def test_a_copy_listed_by_the_record_above(self, tmp_path, small_photo, tiny_config):
+        """OUT/holiday's copies listed only in OUT's record: `a (1).png`, this photo's, is
+        done (it was called "not made by cloak", as OUT/holiday's own record has no
+        entry for it)."""
+        photo = small_photo(tmp_path / "holiday" / "a.png")
+        (tmp_path / "holiday" / "a (1).png").write_bytes(photo.read_bytes())
+        out = tmp_path / "out"
+        assert batch.run(batch.plan([tmp_path / "holiday"], out), out,
+                         tiny_config).counts[PROTECTED] == 2
+        mirror = out / "holiday"
+        small_photo(mirror / "a.png", index=3)  # a file of the user's at its own name
+        (item,) = batch.run(batch.plan([photo], mirror), mirror, tiny_config).items
+        assert (item.status, item.message) == (SKIPPED, batch.ALREADY_DONE)
+        assert item.dst == mirror / "a (1).png"
+        assert not (mirror / MANIFEST_NAME).exists()  # nothing recorded there for it
+
     def test_only_this_photos_copy_beside_it_under_its_name(self, tmp_path, small_photo,
                                                             tiny_config):
         """Not a copy of it under another name, nor one in another folder, nor where the
@@ -2072,6 +2104,44 @@ class TestDoneUnderTheAppsName:
         assert record_copy(photo, own / "a (1).png", settings)
         (item,) = batch.run(batch.plan([photo], own), own, tiny_config).items
         assert item.status == FAILED and "was made with other settings" in item.message
+
+
+class _Killed(BaseException):
+    """The process ending where it is raised (SIGKILL, a crash): no handler catches it."""
+
+
+def test_a_redo_killed_before_it_wrote_leaves_its_copy_done(tmp_path, small_photo,
+                                                            tiny_config, monkeypatch):
+    """A redo with other settings (--overwrite) killed during its attack left the copy
+    there untouched, yet recorded as pending with the redo's settings: a rerun with the
+    copy's own settings said it "was made with other settings (--steps 2 -> 1)", which is
+    false, and the app made `a (1).png` beside it. The copy is now still done as made."""
+    from cloak.manifest import earlier_copy
+
+    photo = small_photo(tmp_path / "a.png")
+    out = tmp_path / "out"
+    assert batch.run(batch.plan([photo], out), out, tiny_config).items[0].status == PROTECTED
+    copy = (out / "a.png").read_bytes()
+    redo = tiny_config.replace(steps=2)
+
+    def killed(*args, **kwargs):
+        raise _Killed
+
+    monkeypatch.setattr(batch, "_protect_one", killed)
+    with pytest.raises(_Killed):
+        batch.run(batch.plan([photo], out), out, redo, overwrite=True)
+    monkeypatch.undo()
+    assert Manifest(out).get(out / "a.png")["state"] == "pending"  # as a kill leaves it
+    (item,) = batch.run(batch.plan([photo], out), out, tiny_config).items
+    assert (item.status, item.message) == (SKIPPED, batch.ALREADY_DONE)
+    assert earlier_copy(photo, out, tiny_config.fingerprint()) == out / "a.png"  # the app
+    assert (out / "a.png").read_bytes() == copy
+    # the redo's own command, run again, makes it again; the entry then is the new copy's
+    (item,) = batch.run(batch.plan([photo], out), out, redo, overwrite=True).items
+    assert item.status == PROTECTED and (out / "a.png").read_bytes() != copy
+    entry = Manifest(out).get(out / "a.png")
+    assert entry["state"] == "done" and "before" not in entry
+    assert entry["settings"] == redo.fingerprint()
 
 
 class TestAMirrorFolderAsOutput:
