@@ -638,18 +638,29 @@ def _records_reaching(out_dir: Path) -> Iterator[
     above it, nearest first (a `cloak protect` run's OUT, where `out_dir` is one of its
     mirror folders, OUT/holiday)."""
     yield out_dir, read_only(out_dir).entries.items(), lambda key: True
-    real = Path(os.path.realpath(out_dir))
-    for parent in real.parents:  # each record above (the app's Save-to OUT/holiday may
-        # hold one of its own between OUT and a folder below it)
+    # each record above (the app's Save-to OUT/holiday may hold one of its own between OUT
+    # and a folder below it)
+    for parent, below in records_above(out_dir):
+        yield parent, read_only(parent).entries.items(), \
+            lambda key, below=below: key_below(key, below) is not None
+
+
+def records_above(folder: Path) -> Iterator[tuple[Path, list[str]]]:
+    """Each folder above `folder` (by its real path) that holds a cloak record, nearest
+    first, with `folder`'s path below it as folded parts (for key_below)."""
+    real = Path(os.path.realpath(folder))
+    for parent in real.parents:
         if os.path.isfile(parent / MANIFEST_NAME):
-            below = [fold(part) for part in real.relative_to(parent).parts]
+            yield parent, [fold(part) for part in real.relative_to(parent).parts]
 
-            def under(key: str, below=below) -> bool:
-                parts = PurePath(key).parts
-                return len(parts) > len(below) and \
-                    [fold(part) for part in parts[:len(below)]] == below
 
-            yield parent, read_only(parent).entries.items(), under
+def key_below(key: str, below: list[str]) -> str | None:
+    """A record's `key`, named from the folder `below` (records_above's parts) where the
+    copy it names is in that folder or one inside it, else None."""
+    parts = PurePath(key).parts
+    if len(parts) > len(below) and [fold(part) for part in parts[:len(below)]] == below:
+        return PurePath(*parts[len(below):]).as_posix()
+    return None
 
 
 def named_after(key: str, src: Path) -> bool:

@@ -243,19 +243,15 @@ def entries_above(folder: Path) -> tuple[dict[str, dict], dict[str, dict]]:
     copies are named from `folder`, and all that record's entries (a copy moved in from
     another of its folders is found by its contents among them); ({}, {}) where no
     record is above it."""
-    from .manifest import MANIFEST_NAME, Manifest
+    from .manifest import Manifest, key_below, records_above
 
-    real = Path(os.path.realpath(folder))
-    for parent in real.parents:
-        if os.path.isfile(parent / MANIFEST_NAME):
-            below = [fold(part) for part in real.relative_to(parent).parts]
-            every = Manifest(parent).entries
-            entries = {}
-            for key, entry in every.items():
-                parts = PurePosixPath(key).parts
-                if len(parts) > len(below) and [fold(p) for p in parts[:len(below)]] == below:
-                    entries[PurePosixPath(*parts[len(below):]).as_posix()] = entry
-            return entries, every
+    for parent, below in records_above(folder):
+        every = Manifest(parent).entries
+        entries = {}
+        for key, entry in every.items():
+            if (name := key_below(key, below)) is not None:
+                entries[name] = entry
+        return entries, every
     return {}, {}
 
 
