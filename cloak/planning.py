@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import re
 import stat
@@ -96,6 +97,8 @@ PREVIEW_SKIPPED = (f"{NOT_A_PHOTO}: a preview sheet cloak wrote beside a copy "
                    f"(*{PREVIEW_SUFFIX}); give the original photo")
 PROTECTED, SKIPPED, FAILED, CANCELLED = "protected", "skipped", "failed", "cancelled"
 
+
+log = logging.getLogger(__name__)
 
 @dataclass
 class Item:
@@ -367,6 +370,8 @@ class Mirrors:
         subfolder of the very folder being protected: copies never mix with originals)."""
         recorded = next((name for owner, name in self.names.items()
                          if same_folder_path(owner, real)), None)
+        if recorded is None:
+            recorded = self._renamed_from(real)
         if recorded is not None and fold(recorded) not in self.used:
             candidate = recorded
         else:
@@ -391,6 +396,28 @@ class Mirrors:
                 candidate = fitting_name(name, f" ({n})")
         self.used.add(fold(candidate))
         return candidate
+
+    def _renamed_from(self, real: str) -> str | None:
+        """The recorded mirror of a folder gone from its recorded place whose copies were
+        made from the photos at the same places in `real`: the folder was renamed
+        (`Trip` become `Trip 2026`), or moved and renamed. Its photos were protected
+        again into a new mirror, hours for a large folder, and every copy kept twice.
+        The mirror is `real`'s from now on (said where its name is not `real`'s);
+        None where there is no such mirror."""
+        for key, owner in list(self.owner.items()):
+            if key in self.used or os.path.isdir(owner) or \
+                    not _made_from(self.copies.get(key, []), real):
+                continue
+            name = self.names.pop(owner, None)
+            if name is None:
+                continue
+            self.owner[key], self.names[real] = real, name
+            if key != fold(root_mirror_name(real)):
+                log.warning("%s: protected before as %s (renamed or moved since); its "
+                            "copies are in %s, and its new photos go there too", real, owner,
+                            self.out_dir / name if self.out_dir is not None else name)
+            return name
+        return None
 
     def _in_use(self, name: str) -> bool:
         """Whether OUT/name is something other than nothing or an empty folder."""

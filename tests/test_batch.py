@@ -6,6 +6,7 @@ import calendar
 import contextlib
 import hashlib
 import json
+import logging
 import multiprocessing
 import os
 import shutil
@@ -4124,3 +4125,38 @@ def test_two_spellings_of_one_card_folder_are_one_where_the_disk_ignores_case(
     os.utime(b, ns=(2_000_000_000, 2_000_000_000))
     assert not same_file(a, b)  # another mtime: another file
     assert not same_file(a, tmp_path / "card" / "Pics" / "other.jpg")
+
+
+def test_a_renamed_folder_keeps_its_mirror(tmp_path, small_photo, tiny_config, caplog):
+    """Trip protected, then renamed `Trip 2026`: the record's Trip names a folder that is
+    gone, and the new name had no mirror, so every photo was protected again into
+    `Trip 2026/` (hours for a large folder) and each copy kept twice. The copies in
+    `Trip/` were made from the photos at the same places in the folder given: its photos
+    are done, its new photo goes there too, and a line says where. A copy of the folder
+    (the old one still there) gets a mirror of its own."""
+    photos = [small_photo(tmp_path / "Trip" / f"{name}.png", index=i)
+              for i, name in enumerate("ab")]
+    out = tmp_path / "protected"
+    assert batch.run(batch.plan([photos[0].parent], out), out,
+                     tiny_config).counts[PROTECTED] == 2
+    renamed = tmp_path / "Trip 2026"
+    shutil.copytree(tmp_path / "Trip", tmp_path / "copied")
+    (tmp_path / "Trip").rename(renamed)
+    small_photo(renamed / "c.png", index=2)
+    with caplog.at_level(logging.WARNING, logger="cloak.planning"):
+        again = batch.run(batch.plan([renamed], out), out, tiny_config)
+    assert [(i.status, i.dst.relative_to(out).as_posix()) for i in again.items] == [
+        (SKIPPED, "Trip/a.png"), (SKIPPED, "Trip/b.png"), (PROTECTED, "Trip/c.png")]
+    [said] = [r.getMessage() for r in caplog.records if r.name == "cloak.planning"]
+    assert said == (f"{renamed}: protected before as {tmp_path / 'Trip'} (renamed or moved "
+                    f"since); its copies are in {out / 'Trip'}, and its new photos go "
+                    "there too")
+    assert not (out / "Trip 2026").exists()
+    assert json.loads((out / MANIFEST_NAME).read_text())["folders"] == {
+        "Trip": str(renamed)}
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="cloak.planning"):
+        [a, b] = batch.plan([tmp_path / "copied"], out)  # Trip is renamed's now
+        assert [i.dst for i in (a, b)] == [out / "copied" / "a.png", out / "copied" / "b.png"]
+        assert [i.dst for i in batch.plan([renamed], out)][:1] == [out / "Trip" / "a.png"]
+    assert not caplog.records
