@@ -405,8 +405,8 @@ class Mirrors:
         The mirror is `real`'s from now on (said where its name is not `real`'s);
         None where there is no such mirror."""
         for key, owner in list(self.owner.items()):
-            if key in self.used or os.path.isdir(owner) or \
-                    not _made_from(self.copies.get(key, []), real):
+            if key in self.used or not _made_from(self.copies.get(key, []), real) or \
+                    os.path.isdir(owner):  # (looked at last: it may be a share offline)
                 continue
             name = self.names.pop(owner, None)
             if name is None:
