@@ -367,10 +367,6 @@ def protect(
                     keep_icc=icc, notices=ai_notice, strip_names=strip_names))
         except CloakError as exc:
             fail(str(exc))
-    from cloak.pipeline import not_attacked
-
-    if (missed := not_attacked(config)) is not None:  # a model or size left out unseen
-        say(f"Note: {missed}.", color=typer.colors.YELLOW, err=True)
     result = run_protect_batch(photos, out, config, json_path, jobs=jobs, force=force,
                                overwrite=overwrite)
     code = exit_code(result)
@@ -413,10 +409,14 @@ def run_protect_batch(photos: list[Path], out: Path, config, json_path: Path | N
     A failure or Ctrl-C before any photo leaves its --json report and exits (1 or 130)."""
     from cloak import batch
     from cloak.device import fp32_cpu_note, pick_device
+    from cloak.pipeline import not_attacked
 
     view = BatchView()
     # said once there is work to do (not on a rerun that skips every photo)
-    view.slow_note = fp32_cpu_note(pick_device(config.device), config.strength)  # device: auto
+    missed = not_attacked(config)  # a model or editing size left out unseen
+    view.work_notes = [note for note in (
+        missed and f"Note: {missed}.",
+        fp32_cpu_note(pick_device(config.device), config.strength)) if note]  # device: auto
     with view, stop_on_ctrl_c(view.stopping) as should_stop:
         try:
             items = batch.plan(photos, out, should_stop)
@@ -532,7 +532,7 @@ class BatchView:
             redirect_stdout=False, redirect_stderr=False,
             disable=not self.console.is_terminal)
         self.task = None
-        self.slow_note: str | None = None  # said at "todo" when there are photos to protect
+        self.work_notes: list[str] = []  # said at "todo" when there are photos to protect
         self.preparing_label = preparing
         self.preparing = None  # "looking for photos": finding and checking them, until todo
         self.downloads: dict[str, int] = {}  # weight file -> its download's task
@@ -605,8 +605,8 @@ class BatchView:
             if self.preparing is not None:
                 self.progress.remove_task(self.preparing)
                 self.preparing = None
-            if self.slow_note and event.total:
-                self.line(self.slow_note, err=True, color="yellow")
+            for note in self.work_notes if event.total else ():
+                self.line(note, err=True, color="yellow")
             self.task = self.progress.add_task("protecting", total=event.total)
         elif event.kind == "start":
             self.running[id(item)] = 0.0

@@ -738,6 +738,11 @@ def test_steps_too_few_for_every_model_or_size_are_said(tmp_path, small_photo, m
     assert ("Note: with --steps 1, taef2 is not attacked (only 1 of the 2 models gets a "
             "step; its editors get only what carries over from the others): give --steps "
             "2 or more to attack each.") in result.output
+    again = invoke("protect", src, "--out", tmp_path / "out", "--strength", "fast",
+                   "--steps", "1", "--models", "taesd,taef2", "--editor-sizes", "128",
+                   "--no-measure")  # a rerun with nothing to do: no note on what it did not
+    assert again.exit_code == 0 and "1 already done" in again.output, again.output
+    assert "Note:" not in again.output
     assert "Note:" not in invoke("protect", src, "--out", tmp_path / "out2", *TINY).output
 
 
