@@ -58,6 +58,7 @@ from .manifest import (
     named_after,
     output_folder_lock,
     pending_is_ours,
+    read_only,
     same_settings,
     same_stamp,
     settings_change,
@@ -81,7 +82,7 @@ from .planning import (
     plan,  # noqa: F401 - batch's API is plan(), then run()
     set_aside_time,
 )
-from .preview import is_cloak_sheet, preview_path
+from .preview import PREVIEW_SUFFIX, is_cloak_sheet, preview_path
 from .report import Report
 from .same_path import fold, inside, output_reason, same_folder, same_folder_path
 
@@ -282,6 +283,53 @@ def _recorded_above(item: Item, manifest: Manifest) -> tuple[Path, dict] | None:
         return None
     found = entry_above(item.dst, manifest.out_dir)
     return None if found is None else (found[0], as_settled(found[1], item.dst))
+
+
+def _sheet_for(dst: Path, manifest: Manifest) -> Path | None:
+    """The copy in OUT whose --preview sheet is the file at `dst` (the copy of a photo
+    named `a.jpg.preview.gif` is `a.jpg.preview.png`, a.jpg's sheet): listed as that
+    copy's sheet in OUT's record, or carrying cloak's sheet mark beside that copy. It was
+    called "not made by cloak (it may be a photo of yours)", and --overwrite, as advised,
+    replaced the sheet. None for any other file, or none there."""
+    if not dst.name.endswith(PREVIEW_SUFFIX) or not dst.exists():
+        return None
+    copy = dst.with_name(dst.name.removesuffix(PREVIEW_SUFFIX))
+    entry = manifest.get(copy) or {}
+    if any(matches_record(dst, entry.get(key)) for key in ("preview", "earlier_preview")):
+        return copy
+    return copy if os.path.isfile(copy) and is_cloak_sheet(dst) else None
+
+
+def _is_a_copy(path: Path, manifest: Manifest) -> bool:
+    """Whether the file at `path` is a copy OUT's record lists, as written (a photo named
+    `a.jpg.preview.gif` protected before: its copy has a.jpg's --preview sheet's name)."""
+    entry = manifest.get(path)
+    return entry is not None and matches_record(path, entry.get("dst"))
+
+
+def _made_again_above(dst: Path, base: Path, entry: dict, settings: dict,
+                      also: dict | None) -> str:
+    """Why the copy at `dst`, listed in the record of the output folder `base` above
+    OUT, is not made again here (made with other settings than `settings`, or a redo
+    asked for), and the command that makes it again there: its folder into `--out
+    base` (the photo alone into `--out base` would go to base/NAME, not to its mirror)."""
+    listed = f"listed in the record of {base}, a cloak output folder above this one"
+    other = not same_settings(entry.get("settings"), settings, also)
+    if other:  # refused there too, unless --overwrite
+        why = (f"output {dst} exists and was made with other settings "
+               f"({settings_change(entry.get('settings') or {}, settings)}); it is a "
+               f"copy {listed}")
+    else:
+        why = f"output {dst} is a copy {listed}, made again only there"
+    try:
+        mirror = Path(os.path.realpath(dst.parent)).relative_to(base).parts[0]
+    except (ValueError, IndexError):
+        mirror = None
+    folder = read_only(base).folders.get(mirror) if mirror else None
+    asked = " with --overwrite" if other else ""
+    again = (f"protect {folder} into --out {base}{asked} to make it again there" if folder
+             else f"run the command that made it again, with --out {base}{asked}")
+    return f"{why}: {again}, or pass --overwrite to replace it here"
 
 
 def _done_under_another_name(item: Item, manifest: Manifest, settings: dict,
@@ -793,6 +841,14 @@ def _decide_all(items: list[Item], manifest: Manifest, settings: dict, force: bo
                 raise KeyboardInterrupt
             # (a redo killed before it wrote: the copy there as it was, done)
             entry = as_settled(manifest.get(item.dst), item.dst)
+            if entry is None and (copy := _sheet_for(item.dst, manifest)) is not None:
+                item.status = FAILED
+                item.message = (f"output {item.dst} is the preview sheet cloak made for "
+                                f"the copy {copy}, so it is not replaced even with "
+                                "--overwrite; protect this photo into another --out "
+                                "folder, or rename it")
+                emit(Event("done", item))
+                continue
             above = (_recorded_above(item, manifest) if entry is None
                      and not (force or overwrite) else None)
             _decide_or_fail(item, entry if above is None else above[1], settings,
@@ -800,16 +856,23 @@ def _decide_all(items: list[Item], manifest: Manifest, settings: dict, force: bo
                             preview, also, record_unreadable=unreadable or (
                                 set_aside_at is not None
                                 and _changed_before(item.dst, set_aside_at)))
-            if above is not None and item.status != SKIPPED and matches_record(
-                    item.dst, above[1].get("dst")):
-                # cloak's copy there, other settings (or a redo asked for): any work on it
-                # belongs to that folder's record, not begun from here (a file changed
-                # since keeps _decide's words: "is not the file cloak wrote there")
+            if preview and item.status == "pending" and _is_a_copy(
+                    sheet := preview_path(item.dst), manifest):
                 item.status = FAILED
-                item.message = (f"output {item.dst} exists and is a copy recorded in "
-                                f"{above[0]}, a cloak output folder above this one; "
-                                f"protect into --out {above[0]} to make it again there, "
-                                "or pass --overwrite to replace it here")
+                item.message = (f"its preview sheet's name, {sheet}, is another photo's "
+                                "protected copy, so it is not replaced even with "
+                                "--overwrite; protect this photo without --preview, or into "
+                                "another --out folder")
+            if above is not None and item.status != SKIPPED and matches_record(
+                    item.dst, above[1].get("dst")) and (item.status == "pending" or not
+                                                        same_settings(above[1].get(
+                                                            "settings"), settings, also)):
+                # cloak's copy there, other settings (or a redo asked for, to write its
+                # --preview sheet): any work on it belongs to that folder's record, not
+                # begun from here (a file changed since, or another photo's copy, keeps
+                # _decide's words)
+                item.status = FAILED
+                item.message = _made_again_above(item.dst, *above, settings, also)
             if item.status != SKIPPED:
                 _done_under_another_name(item, manifest, settings, also, force,
                                          overwrite, preview, items)

@@ -38,6 +38,7 @@ from cloak.manifest import (
     settings_change,
 )
 from cloak.planning import A_PROTECTED_COPY, Mirrors, root_mirror_name
+from cloak.preview import preview_path
 from cloak.same_path import fold, only_spelt_apart
 
 
@@ -2176,12 +2177,33 @@ class TestAMirrorFolderAsOutput:
         assert (item.status, item.message) == (SKIPPED, batch.ALREADY_DONE)
         (item,) = batch.run(batch.plan([photo], mirror), mirror,
                             tiny_config.replace(steps=2)).items
-        assert item.status == FAILED
-        assert item.message == (
-            f"output {mirror / 'a.png'} exists and is a copy recorded in {out}, a cloak "
-            f"output folder above this one; protect into --out {out} to make it again "
-            "there, or pass --overwrite to replace it here")
+        assert item.status == FAILED  # why, and a command that makes it again there:
+        assert item.message == (  # (`--out OUT` with the photo alone wrote OUT/a.png)
+            f"output {mirror / 'a.png'} exists and was made with other settings (--steps 1 "
+            f"-> 2); it is a copy listed in the record of {out}, a cloak output folder "
+            f"above this one: protect {photo.parent} into --out {out} with --overwrite to "
+            "make it again there, or pass --overwrite to replace it here")
         assert (mirror / "a.png").read_bytes() == copy
+        (item,) = batch.run(batch.plan([photo], mirror), mirror,
+                            tiny_config.replace(preview=True)).items  # a redo, for its sheet
+        assert item.status == FAILED and item.message.startswith(
+            f"output {mirror / 'a.png'} is a copy listed in the record of {out}, a cloak "
+            f"output folder above this one, made again only there: protect {photo.parent}")
+        other = small_photo(tmp_path / "other" / "a.png", index=2)  # another photo's
+        (item,) = batch.run(batch.plan([other], mirror), mirror, tiny_config).items
+        assert item.status == FAILED and "was made from another photo of that name" in \
+            item.message and "make it again there" not in item.message
+        assert (mirror / "a.png").read_bytes() == copy
+        again = batch.run(batch.plan([photo.parent], out), out, tiny_config.replace(steps=2),
+                          overwrite=True)  # the advice, followed
+        assert [(i.status, i.dst) for i in again.items] == [(PROTECTED, mirror / "a.png")]
+        sheet = tiny_config.replace(steps=2, preview=True)
+        (item,) = batch.run(batch.plan([photo], mirror), mirror, sheet).items
+        assert item.status == FAILED and "made again only there" in item.message
+        again = batch.run(batch.plan([photo.parent], out), out, sheet)  # followed: no
+        assert [i.status for i in again.items] == [PROTECTED]  # --overwrite needed
+        assert preview_path(mirror / "a.png").is_file()
+        copy = (mirror / "a.png").read_bytes()
         small_photo(mirror / "a.png", index=3)  # a file of the user's at its name now:
         (item,) = batch.run(batch.plan([photo], mirror), mirror, tiny_config).items
         assert item.status == FAILED  # not called a copy recorded in OUT

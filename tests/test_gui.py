@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -46,7 +47,13 @@ from PySide6.QtCore import (
     QUrl,
     Slot,
 )
-from PySide6.QtGui import QDesktopServices, QDragEnterEvent, QDropEvent
+from PySide6.QtGui import (
+    QAccessible,
+    QAccessibleActionInterface,
+    QDesktopServices,
+    QDragEnterEvent,
+    QDropEvent,
+)
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
@@ -3062,6 +3069,72 @@ class TestReviewFixes:
         QTest.keyClick(QApplication.focusWidget(), Qt.Key.Key_Space)
         assert len(asked) == 2
         assert wait_until(lambda: not window.is_running(), 60)
+
+    def test_cancel_turned_off_by_itself_hands_the_focus_to_the_list(
+            self, window, tmp_path, small_photo, monkeypatch):
+        """Cancel, focused from the keyboard, turns off as the batch (or a folder's
+        search, cancelled) ends by itself: Qt passed the focus on round the Tab order to
+        the drop zone, and the Space meant for Cancel opened the file chooser."""
+        asked = []
+        monkeypatch.setattr(window_module.QFileDialog, "getOpenFileNames",
+                            lambda *args, **kwargs: (asked.append(args[1]), ([], ""))[1])
+        window.show()
+        window.activateWindow()
+        assert QTest.qWaitForWindowActive(window, 2000)
+        window.add_paths([small_photo(tmp_path / "a.png")])
+        window.start()
+        window.cancel_button.setFocus()
+        assert wait_until(lambda: not window.is_running(), 60)
+        assert window.photo_list.hasFocus() and not window.cancel_button.isEnabled()
+        QTest.keyClick(QApplication.focusWidget(), Qt.Key.Key_Space)
+        released = threading.Event()
+        hold_walks(monkeypatch, released)
+        album = tmp_path / "album"
+        small_photo(album / "b.png", index=1)
+        window.add_paths([album])
+        window.cancel_button.setFocus()
+        QTest.keyClick(window.cancel_button, Qt.Key.Key_Space)  # the search, stopped
+        released.set()
+        assert wait_until(lambda: not window._walks_pending, 10)
+        assert window.photo_list.hasFocus() and not window.cancel_button.isEnabled()
+        QTest.keyClick(QApplication.focusWidget(), Qt.Key.Key_Space)
+        assert asked == []
+
+    def test_the_list_shows_when_it_has_the_keyboard_focus(self, window, tmp_path,
+                                                           small_photo):
+        """The window puts the focus on the list (at launch, after Protect and Cancel),
+        where Delete removes a photo, yet it was drawn the same with the focus as
+        without it: a keyboard user could not see where the keys would act."""
+        window.show()
+        window.activateWindow()
+        assert QTest.qWaitForWindowActive(window, 2000)
+        window.add_paths([small_photo(tmp_path / "a.png")])
+        window.photo_list.setFocus()
+        assert wait_until(window.photo_list.hasFocus, 2)
+        focused = window.photo_list.grab().toImage()
+        window.clear_button.setFocus()
+        assert wait_until(lambda: not window.photo_list.hasFocus(), 2)
+        assert window.photo_list.grab().toImage() != focused
+
+    def test_assistive_technology_can_press_the_drop_zone(self, window, monkeypatch):
+        """To a screen reader the drop zone was a frame (role Border) that could only be
+        focused: VoiceOver's activate, Switch Control or voice control could not open the
+        photo chooser with it, as a click, Space or Enter does."""
+        zone = QAccessible.queryAccessibleInterface(window.drop_zone)
+        assert zone.role() == QAccessible.Role.Button
+        assert zone.text(QAccessible.Text.Name) == window.drop_zone.accessibleName()
+        actions = zone.actionInterface()
+        press = QAccessibleActionInterface.pressAction()
+        assert press in actions.actionNames()
+        asked = []  # the file chooser, its answer faked (a real one waits for a person)
+        monkeypatch.setattr(window_module.QFileDialog, "getOpenFileNames",
+                            lambda *args, **kwargs: (asked.append(args[1]), ([], ""))[1])
+        actions.doAction(press)
+        assert asked == ["Choose photos to protect"]
+        other = QAccessible.queryAccessibleInterface(window.protect_button)
+        assert other.role() == QAccessible.Role.Button  # the rest described by Qt itself
+        assert QAccessible.queryAccessibleInterface(window.photo_list).role() != \
+            QAccessible.Role.Button
 
     def test_one_photo_can_be_taken_off_the_list(self, window, tmp_path, small_photo):
         """A photo added by mistake could only go with the whole list (Clear list):

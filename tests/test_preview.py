@@ -164,6 +164,39 @@ def test_a_copy_named_as_another_photos_sheet_is_refused_before_any_work(
             assert sheet.width > 2 * Image.open(photo).width  # the GIF's copy
 
 
+
+def test_a_copy_named_as_a_sheet_made_in_an_earlier_run_is_refused(
+        tmp_path, small_photo, model_dir):
+    """The same clash over two runs, either way round. a.jpg with --preview first: the
+    GIF's run called a.jpg's sheet "not made by cloak (it may be a photo of yours)", and
+    --overwrite, as advised, replaced it. The GIF first: a.jpg's --preview run said to
+    pass --overwrite, which replaced the GIF's protected copy with a sheet. Both are
+    refused now, even with --overwrite and --force, and the file there stays."""
+    photo = small_photo(tmp_path / "in" / "a.jpg")
+    gif = tmp_path / "in" / "a.jpg.preview.gif"
+    Image.open(small_photo(tmp_path / "g.png", index=1)).convert("P").save(gif)
+    tiny = ["--strength", "fast", "--steps", "1", "--models", "taesd", "--editor-sizes",
+            "128", "--no-measure"]
+
+    def protect(src, out, *more):
+        return CliRunner().invoke(cli.app, ["protect", str(src), "--out", str(out), *tiny,
+                                            *more])
+
+    for first, then, more in ((photo, gif, ()), (gif, photo, ("--preview",))):
+        out = tmp_path / f"out-{first.suffix[1:]}"
+        made = protect(first, out, "--preview")
+        assert made.exit_code == 0, made.output
+        there = (out / "a.jpg.preview.png").read_bytes()
+        for asked in ((), ("--overwrite",), ("--force",)):
+            result = protect(then, out, *more, *asked)
+            assert result.exit_code == 2 and "0 protected, 1 failed" in result.output
+            assert "even with --overwrite" in result.output, result.output
+            assert "not made by cloak" not in result.output
+            assert (out / "a.jpg.preview.png").read_bytes() == there
+    result = protect(photo, tmp_path / "out-gif")  # without --preview: no clash
+    assert result.exit_code == 0 and "1 protected" in result.output
+
+
 def test_labels_fit_on_a_tall_photo_and_a_tiny_one_is_zoomed():
     """A 1:16 photo's panels were 32 px wide and a 16x16 photo's 16 px: every label cut
     off, and the tiny photo's noise too small to see. Panels are now as wide as their

@@ -5,12 +5,16 @@ decides what is a photo and what to do with it.
 
 from __future__ import annotations
 
+import functools
 import os
 import urllib.parse
 from pathlib import Path
 
-from PySide6.QtCore import QMimeData, QSize, Qt, QUrl, Signal
+from PySide6.QtCore import QMimeData, QObject, QSize, Qt, QUrl, Signal
 from PySide6.QtGui import (
+    QAccessible,
+    QAccessibleActionInterface,
+    QAccessibleInterface,
     QDragEnterEvent,
     QDragLeaveEvent,
     QDragMoveEvent,
@@ -18,7 +22,7 @@ from PySide6.QtGui import (
     QKeyEvent,
     QMouseEvent,
 )
-from PySide6.QtWidgets import QFrame, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QAccessibleWidget, QFrame, QLabel, QVBoxLayout, QWidget
 
 from .paths import SUPPORTED
 from .signals import emit
@@ -42,6 +46,36 @@ def local_path(url: QUrl) -> Path:
     return Path(url.toLocalFile())
 
 
+class _DropZoneAccess(QAccessibleWidget):
+    """The drop zone as assistive technology sees it: a button whose Press opens the
+    photo chooser, as a click, Space or Enter does. As a frame it could only be focused,
+    so VoiceOver's activate, Switch Control or voice control could not press it."""
+
+    def __init__(self, zone: DropZone) -> None:
+        super().__init__(zone, QAccessible.Role.Button)
+
+    def actionNames(self) -> list[str]:
+        return [QAccessibleActionInterface.pressAction(),
+                QAccessibleActionInterface.setFocusAction()]
+
+    def doAction(self, name: str) -> None:
+        if name == QAccessibleActionInterface.pressAction():
+            emit(self.widget().clicked)
+        else:
+            super().doAction(name)
+
+
+def _accessible(key: str, obj: QObject) -> QAccessibleInterface | None:
+    """QAccessible's factory: the drop zone's interface (Qt owns it, and deletes it with
+    the zone); None for the rest, which Qt describes itself."""
+    return _DropZoneAccess(obj) if isinstance(obj, DropZone) else None
+
+
+@functools.cache  # once a process: Qt asks every factory installed, in turn
+def _install_accessible_factory() -> None:
+    QAccessible.installFactory(_accessible)
+
+
 class DropZone(QFrame):
     """Accepts dropped photos and folders, or a click to pick photos; only emits signals."""
 
@@ -50,6 +84,7 @@ class DropZone(QFrame):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        _install_accessible_factory()
         self.setObjectName("dropZone")
         self.setAccessibleName("Drop photos or folders here, or press Space to choose photos")
         self.setAcceptDrops(True)

@@ -363,6 +363,7 @@ class PhotoList(QScrollArea):
         self.setWidgetResizable(True)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setObjectName("photoList")  # its frame shows the keyboard focus (STYLE_SHEET)
         column = QWidget()
         column.setObjectName("photoColumn")
         self._layout = QVBoxLayout(column)

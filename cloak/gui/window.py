@@ -841,10 +841,7 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(for_the_app(note))
         elif not self._walks_pending:  # not a last batch's notice or settings problem
             self.statusBar().clearMessage()
-        pressed = self.protect_button.hasFocus()
-        self._update_buttons()
-        if pressed:  # Qt would pass the focus on to "Add photos…", where the next Space
-            self.photo_list.setFocus()  # or Enter opened a file chooser
+        self._update_buttons()  # Protect, pressed from the keyboard: the focus to the list
 
     def cancel(self) -> None:
         """Stop at the next attack step; nothing is written for unfinished photos. A
@@ -857,9 +854,7 @@ class MainWindow(QMainWindow):
         if self._worker is not None:
             self._worker.cancel()
             self.summary.setText("cancelling…")
-            if self.cancel_button.hasFocus():  # Qt would pass the focus on, round to the
-                self.photo_list.setFocus()  # drop zone, where the next Space opened a chooser
-            self.cancel_button.setEnabled(False)
+            self._enable(self.cancel_button, False)
 
     def open_output_folder(self) -> None:
         folder = self.last_output_dir or self.output_dir
@@ -1114,17 +1109,27 @@ class MainWindow(QMainWindow):
         running = self.is_running()
         pending = not running and (any(r.state in PENDING_STATES for r in self.rows.values())
                                    or bool(self._protected_otherwise()))
-        self.protect_button.setEnabled(pending)
+        enable = self._enable
+        enable(self.protect_button, pending)
         # a folder dropped by mistake can be stopped without clearing the list
         cancelling = running and self._worker is not None and self._worker.is_cancelled()
-        self.cancel_button.setEnabled((running and not cancelling) or self._folder_walks > 0)
-        self.open_button.setEnabled(self.last_output_dir is not None and not running)
-        self.clear_button.setEnabled((bool(self.rows) or self._walks_pending > 0)
-                                     and not running)
+        enable(self.cancel_button, (running and not cancelling) or self._folder_walks > 0)
+        enable(self.open_button, self.last_output_dir is not None and not running)
+        enable(self.clear_button, (bool(self.rows) or self._walks_pending > 0)
+               and not running)
         for control in (self.strength, self.keep_gps, self.strip_names, self.strip_exif):
-            control.setEnabled(not running)
-        self.change_output.setEnabled(not running)
-        self.reset_output.setEnabled(self.output_dir is not None and not running)
+            enable(control, not running)
+        enable(self.change_output, not running)
+        enable(self.reset_output, self.output_dir is not None and not running)
+
+    def _enable(self, control: QWidget, on: bool) -> None:
+        """Turn `control` on or off. One turned off while it has the keyboard focus
+        (Cancel as a batch or a folder search ends by itself) hands the focus to the photo
+        list: Qt passed it on round the Tab order, often to the drop zone, where the Space
+        the user meant for Cancel opened a file chooser."""
+        if not on and control.hasFocus():
+            self.photo_list.setFocus()
+        control.setEnabled(on)
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         self.drop_zone.dragEnterEvent(event)
@@ -1248,6 +1253,8 @@ STYLE_SHEET = """
 #thumb { background: #eceff4; border-radius: 4px; }
 #panelTitle { font-weight: bold; }
 #photoColumn { background: white; }
+#photoList { border: 2px solid #d5dae3; }
+#photoList:focus { border-color: #2f6fed; }
 #photoRow { border-bottom: 1px solid #e3e6ec; }
 #photoRow[selected="true"] { background: #dde7fb; border-left: 4px solid #1f4fb8; }
 #photoRow[selected="false"] { border-left: 4px solid transparent; }
