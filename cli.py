@@ -41,6 +41,7 @@ try:  # torch is not among these (--help answers at once); each command imports 
     from cloak.naming import PrintableFormatter, name_photos, naming, printable
     from cloak.preview import PREVIEW_SUFFIX
     from cloak.report import plural, shown_db
+    from cloak.same_path import holds
 except KeyboardInterrupt:
     sys.stderr.write(NOTHING_WRITTEN + "\n")
     sys.exit(130)
@@ -370,7 +371,14 @@ def protect(
     result = run_protect_batch(photos, out, config, json_path, jobs=jobs, force=force,
                                overwrite=overwrite)
     code = exit_code(result)
-    if json_path:  # after the totals: a report that can't be written loses none of them
+    if json_path and result.out_folder_gone and holds(os.path.abspath(out),
+                                                      os.path.abspath(json_path)):
+        # "nothing more is written there": not the report either (OUT made again for it,
+        # or another run's OUT that has taken its place)
+        say(f"warning: --json: the report is not written: {printable(str(json_path))} is "
+            "inside the output folder, which was removed during the run", err=True,
+            color=typer.colors.YELLOW)
+    elif json_path:  # after the totals: a report that can't be written loses none of them
         write_json(json_path, finished_run_report(out, result, config), code=code or 1)
     if code:
         raise typer.Exit(code)

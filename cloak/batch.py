@@ -1056,7 +1056,8 @@ def _record(item: Item, manifest: Manifest, previous: dict | None, outcome) -> s
     except OutputFolderGoneError as exc:
         item.status, item.message = FAILED, str(exc)
         _take_back_stray_copy(item, outcome)
-        return f"the output folder {manifest.out_dir} went during the run"
+        return (f"the output folder {manifest.out_dir} was removed, moved or replaced "
+                "during the run")
     except (OSError, CloakError) as exc:
         why = getattr(exc, "strerror", None) or exc
         done = "protected, but " if isinstance(outcome, Report) else ""
@@ -1064,7 +1065,8 @@ def _record(item: Item, manifest: Manifest, previous: dict | None, outcome) -> s
             f"{done}can't update {manifest.path} ({why}); the run stopped here")
         return f"{manifest.path} can't be updated"
     if isinstance(outcome, OutputFolderGoneError):  # _begin's, or the copy's save
-        return f"the output folder {manifest.out_dir} went during the run"
+        return (f"the output folder {manifest.out_dir} was removed, moved or replaced "
+                "during the run")
     if isinstance(outcome, OutputError) and outcome.errno in FOLDER_STOPS:  # a write
         return (f"the disk holding {item.dst.parent} {FOLDER_STOPS[outcome.errno]} (free "
                 "some space, or choose another --out, and run again to do the rest)")

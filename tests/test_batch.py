@@ -1951,7 +1951,8 @@ class TestOutputFolderGone:
             assert "was removed, moved or replaced while this run wrote to it" in \
                 result.items[1].message
             assert result.items[2].message == (
-                f"not started: the output folder {out} went during the run")
+                f"not started: the output folder {out} was removed, moved or replaced "
+                "during the run")
             # the other run's folder as it left it, its lock file still there
             assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME, "theirs.txt"]
 

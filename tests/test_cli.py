@@ -2274,3 +2274,30 @@ def test_a_preview_sheet_name_too_long_is_named_as_the_sheet(tmp_path, small_pho
         assert result.exit_code == 2, result.output
         assert f"{photo.name}.preview.png: File name too long; give the photo a shorter " \
                "name" in result.output, result.output
+
+
+def test_no_report_is_written_into_an_output_folder_removed_during_the_run(
+        tmp_path, small_photo, model_dir, monkeypatch):
+    """`--json OUT/report.json`, OUT removed after the first photo: the run said "nothing
+    more is written there", then made OUT again to write the report into it (or into
+    another run's OUT at that name). A report elsewhere is still written."""
+    photos = [small_photo(tmp_path / "in" / f"p{i}.png", index=i) for i in range(2)]
+    seen = cli.BatchView.on_event
+
+    def removing_out(view, event):
+        seen(view, event)
+        if event.kind == "done" and event.item.src == photos[0] and out.exists():
+            shutil.rmtree(out)
+
+    monkeypatch.setattr(cli.BatchView, "on_event", removing_out)
+    for out, report in ((tmp_path / "out", tmp_path / "out" / "report.json"),
+                        (tmp_path / "out2", tmp_path / "report.json")):
+        result = invoke("protect", *photos, "--out", out, "--json", report, *TINY)
+        assert result.exit_code == 2, result.output
+        assert "was removed, moved or replaced while this run wrote to it" in result.output
+        assert not out.exists()
+        if report.parent == out:
+            assert ("--json: the report is not written: " in result.output
+                    and "inside the output folder, which was removed" in result.output)
+        else:
+            assert json.loads(report.read_text())["counts"]["failed"] == 1
