@@ -876,6 +876,9 @@ def _decide_all(items: list[Item], manifest: Manifest, settings: dict, force: bo
             if item.status != SKIPPED:
                 _done_under_another_name(item, manifest, settings, also, force,
                                          overwrite, preview, items)
+        elif item.shares_output:  # its copy may be the app's `a (1).jpg`, done
+            _done_under_another_name(item, manifest, settings, also, force, overwrite,
+                                     preview, items)
         if item.status == "pending":
             todo.append(item)
         else:

@@ -122,6 +122,9 @@ class Item:
     # the folders under OUT its work made for its copy (deepest first): a run that writes
     # no copy into them removes them again where they are still empty
     made_folders: tuple[Path, ...] = ()
+    # refused as another input's output name (`2023/a.jpg`, `2024/a.jpg` into one OUT):
+    # its copy may be the desktop app's `a (1).jpg` beside it, done (batch)
+    shares_output: bool = False
 
     def failure(self) -> str:
         """The message of a failed photo, naming it: the library's own messages about a
@@ -750,6 +753,7 @@ def _check_clash(item: Item, inputs_by_path: dict, inputs_by_key: dict, sources:
     if fold(dst_real) in outputs:  # also IMG_1.JPG against img_1.jpg
         first = outputs[fold(dst_real)]
         item.status = FAILED
+        item.shares_output = True
         item.message = (_unreadable_anyway(item.src) or
                         f"output {item.dst} is also the output of {first.src}"
                         f"{only_spelt_apart(os.path.realpath(first.dst), dst_real)}; "

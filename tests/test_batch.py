@@ -2048,6 +2048,28 @@ class TestDoneUnderTheAppsName:
         (item,) = batch.run(batch.plan([first], out), out, tiny_config).items
         assert (item.status, item.message) == (SKIPPED, "already protected with these settings")
 
+    def test_both_photos_in_one_run_are_done(self, tmp_path, small_photo, tiny_config):
+        """`cloak protect 2023/a.png 2024/a.png --out OUT`: 2024's was refused as it was
+        planned ("out/a.png is also the output of 2023/a.png; protect this one alone into
+        another --out folder"), exit 2, though both were done; alone it was found done at
+        `a (1).png`. --force makes each again at its own copy."""
+        first, second, out = self._as_the_app_saved(tmp_path, small_photo, tiny_config)
+        files = {p: p.read_bytes() for p in (out / "a.png", out / "a (1).png")}
+        for order in ([first, second], [second, first]):
+            items = batch.run(batch.plan(order, out), out, tiny_config).items
+            assert {i.src: (i.status, i.dst) for i in items} == {
+                first: (SKIPPED, out / "a.png"), second: (SKIPPED, out / "a (1).png")}
+            assert all(p.read_bytes() == data for p, data in files.items())
+        items = batch.run(batch.plan([first, second], out), out, tiny_config,
+                          force=True).items
+        assert [(i.status, i.dst) for i in items] == [(PROTECTED, out / "a.png"),
+                                                      (PROTECTED, out / "a (1).png")]
+        assert all(p.read_bytes() == data for p, data in files.items())  # each its own
+        other = small_photo(tmp_path / "2025" / "a.png", index=2)  # no copy of its own:
+        items = batch.run(batch.plan([first, other], out), out, tiny_config).items
+        assert [i.status for i in items] == [SKIPPED, FAILED]  # still refused
+        assert "is also the output of" in items[1].message
+
     def test_not_where_another_photo_of_the_run_is_named_for_that_copy(
             self, tmp_path, small_photo, tiny_config):
         """2025/a (1).png is another photo, given in the same run: it is told to pass
