@@ -204,8 +204,11 @@ def protect_file(src: str | Path, dst: str | Path, config: ProtectConfig | None 
     with the copy's path as soon as it is written, before it is measured (a caller
     records it then: a process killed while a large copy is measured leaves it known)."""
     from . import io
+    from .same_path import path_argument
 
     start = time.perf_counter()
+    src = path_argument(src, "protect_file", "src")
+    dst = path_argument(dst, "protect_file", "dst")
     config = config_or_default(config)
     overwrite = overwrite_flag(overwrite)  # read one way before the attack and after it
     if config.steps == 0:  # protect() takes it (no change: for tests); a file would be

@@ -90,7 +90,10 @@ def verify_files(original: str | Path, copy: str | Path,
     given the wrong way round. verify_images, which takes images, compares their values
     as given (upright sRGB)."""
     from .io import load_photo
+    from .same_path import path_argument
 
+    original = path_argument(original, "verify_files", "original")
+    copy = path_argument(copy, "verify_files", "copy")
     first, second = load_photo(original), load_photo(copy)
     compared = compare_copy(verify.photo_image(first), verify.photo_image(second),
                             original_icc=verify.colour_profile(first),

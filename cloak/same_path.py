@@ -20,6 +20,19 @@ PATTERN_MATCHED_NOTHING = (
     "matches nothing on as it is; check the name's letter case, or give the folder)")
 
 
+def path_argument(value: object, function: str, argument: str) -> Path:
+    """`value` as a Path, for the library's functions that take a file: a str or an
+    os.PathLike that gives one. Anything else is a TypeError naming `function` and its
+    `argument` (pathlib's own named neither, and said bytes were taken where they were
+    not)."""
+    if isinstance(value, str) or (isinstance(value, os.PathLike)
+                                  and isinstance(os.fspath(value), str)):
+        return Path(value)
+    hint = "; decode it with os.fsdecode() first" if isinstance(value, bytes) else ""
+    raise TypeError(f"{function}() takes {argument} as a path (a str or pathlib.Path), "
+                    f"got {type(value).__name__}{hint}")
+
+
 def looks_like_pattern(path: str | os.PathLike[str]) -> bool:
     """Whether the last part of `path` holds a shell pattern's `*`, `?` or `[`: a
     `cloak protect *.JPG` that matched nothing reaches cloak as it was typed."""

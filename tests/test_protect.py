@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -971,6 +972,29 @@ class TestLibraryChecksUpFront:
         with pytest.raises(TypeError, match="got dict$"):
             protect_array(np.zeros((64, 64, 3), np.float32), {"strength": "fast"})
         assert not (tmp_path / "out").exists()
+
+    def test_a_path_of_the_wrong_kind_is_a_type_error_naming_the_argument(
+            self, tmp_path, small_photo, tiny_config):
+        """None or bytes where protect_file or verify_files take a path: pathlib's own
+        TypeError named neither function nor argument, and said bytes were taken where
+        they were not. A str or a Path works as ever."""
+        from cloak import protect_file, verify_files
+
+        photo = small_photo(tmp_path / "a.png")
+        out = tmp_path / "out" / "a.png"
+        for args, said in (((None, out), ("protect_file() takes src as a path (a str or "
+                                          "pathlib.Path), got NoneType")),
+                           ((str(photo), None), "protect_file() takes dst as a path"),
+                           ((bytes(photo), out), "got bytes; decode it with os.fsdecode()")):
+            with pytest.raises(TypeError, match=re.escape(said)):
+                protect_file(*args, tiny_config)
+        assert not out.parent.exists()
+        with pytest.raises(TypeError, match=re.escape(
+                "verify_files() takes original as a path (a str or pathlib.Path), got int")):
+            verify_files(3, photo)
+        with pytest.raises(TypeError, match=re.escape("verify_files() takes copy as a path")):
+            verify_files(photo, None)
+        assert protect_file(str(photo), out, tiny_config).psnr > 30
 
     def test_an_array_must_be_floats_in_0_1(self, tiny_config):
         from cloak.pipeline import protect_array
