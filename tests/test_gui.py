@@ -268,7 +268,8 @@ def test_what_a_copy_could_not_keep_is_said_on_its_row(window, tmp_path, small_p
                            "written as PNG")
     assert note in row.status.toolTip()
     assert window.statusBar().currentMessage().endswith(
-        "1 copy has a note on what it could not keep of the photo: see its row.")
+        "1 copy has a note on how it was saved (what a format could not keep, or the "
+        "format itself): see its row.")
     # a photo cloak keeps whole: no note
     window.clear()
     row = protect_one(window, small_photo(tmp_path / "b.jpg"))

@@ -934,8 +934,9 @@ class MainWindow(QMainWindow):
         if noted:  # a row scrolled out of sight: its note said where the user looks
             self._run_notices.append(
                 f"{plural(noted, 'copy', 'copies')} {'has a note' if noted == 1 else 'have notes'}"
-                f" on what {'it' if noted == 1 else 'they'} could not keep of the photo: "
-                f"see {'its row' if noted == 1 else 'their rows'}.")
+                f" on how {'it was' if noted == 1 else 'they were'} saved (what a format "
+                f"could not keep, or the format itself): see "
+                f"{'its row' if noted == 1 else 'their rows'}.")
         if self._run_notices:  # a message shown since may have replaced them
             self.statusBar().showMessage(" ".join(self._run_notices))
         emit(self.batch_finished)
