@@ -472,19 +472,32 @@ def says_protected(xmp: bytes | str | None) -> bool:
         for element in root.iter())
 
 
-def _xmp_rights(root: ET.Element | None) -> tuple[list[str], str | None]:
-    """dc:creator entries and the x-default dc:rights text of a source packet."""
+def _own_descriptions(root: ET.Element | None) -> list[ET.Element]:
+    """The rdf:Descriptions of a packet that describe the photo itself: those directly
+    in its rdf:RDF. A Description nested in a property is another resource's: a document
+    placed into the photo (xmpMM:Pantry, Adobe's), an ancestor, a person or place shown
+    (Iptc4xmpExt:LocationShown); its creator, rights, date, camera and position were taken
+    for the photo's."""
     if root is None:
-        return [], None
-    creators = [li.text.strip() for li in root.iter(f"{{{DC_NS}}}creator")
-                for li in li.iter(f"{{{RDF_NS}}}li") if li.text and li.text.strip()]
+        return []
+    rdfs = [root] if root.tag == f"{{{RDF_NS}}}RDF" else root.iter(f"{{{RDF_NS}}}RDF")
+    return [desc for rdf in rdfs for desc in rdf.findall(f"{{{RDF_NS}}}Description")]
+
+
+def _xmp_rights(root: ET.Element | None) -> tuple[list[str], str | None]:
+    """dc:creator entries and the x-default dc:rights text of a source packet, the
+    photo's own (_own_descriptions)."""
+    creators: list[str] = []
     rights = None
     lang = f"{{{XML_NS}}}lang"
-    for node in root.iter(f"{{{DC_NS}}}rights"):
-        items = [li for li in node.iter(f"{{{RDF_NS}}}li") if li.text and li.text.strip()]
-        chosen = next((li for li in items if li.get(lang) == "x-default"),
-                      items[0] if items else None)  # the default language, else the first
-        rights = chosen.text.strip() if chosen is not None else None
+    for desc in _own_descriptions(root):
+        creators += [li.text.strip() for node in desc.findall(f"{{{DC_NS}}}creator")
+                     for li in node.iter(f"{{{RDF_NS}}}li") if li.text and li.text.strip()]
+        for node in desc.findall(f"{{{DC_NS}}}rights"):
+            items = [li for li in node.iter(f"{{{RDF_NS}}}li") if li.text and li.text.strip()]
+            chosen = next((li for li in items if li.get(lang) == "x-default"),
+                          items[0] if items else None)  # the default language, else the first
+            rights = rights or (chosen.text.strip() if chosen is not None else None)
     return creators, rights
 
 
@@ -525,17 +538,18 @@ XMP_POSITION = (("exif", "GPSLatitude"), ("exif", "GPSLongitude"), ("exif", "GPS
 
 def _xmp_capture(root: ET.Element | None,
                  properties: tuple[tuple[str, str], ...] = XMP_CAPTURE) -> dict[str, str]:
-    """{"{uri}Local": text} of the `properties` (XMP_CAPTURE) a source packet holds, as
-    an attribute of an rdf:Description or a simple element."""
+    """{"{uri}Local": text} of the `properties` (XMP_CAPTURE) a source packet holds for
+    the photo itself (_own_descriptions), as an attribute of its rdf:Description or a
+    simple element in it."""
     found: dict[str, str] = {}
-    if root is None:
-        return found
+    descriptions = _own_descriptions(root)
     for prefix, local in properties:
         key = f"{{{NAMESPACES[prefix]}}}{local}"
-        for node in root.iter():
-            text = node.get(key) if node.tag == f"{{{RDF_NS}}}Description" else None
-            if text is None and node.tag == key and len(node) == 0:
-                text = node.text
+        for desc in descriptions:
+            element = desc.find(key)
+            text = desc.get(key)
+            if text is None and element is not None and len(element) == 0:
+                text = element.text
             text = _text(text) if text else None
             if text and len(text) <= 64:
                 found[key] = text

@@ -1250,6 +1250,47 @@ class TestMetadata:
                              metadata=MetadataPolicy.choose(strip_exif=True))
         assert b"2024-05-01" not in bare.read_bytes()
 
+    def test_only_the_photos_own_xmp_gives_its_creator_date_camera_and_place(
+            self, tmp_path: Path) -> None:
+        """A Description nested in a property describes another resource: a document
+        placed into the photo (Adobe's xmpMM:Pantry), a place shown in it. Its creator was
+        added to the photo's, its rights replaced the photo's own notice, its camera and
+        date were stamped on the copy, and with --keep-gps its position became the
+        copy's. Only the photo's own Description gives them now."""
+        from PIL.PngImagePlugin import PngInfo
+
+        packet = (
+            '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf='
+            '"http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
+            'xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmlns:exif="http://ns.adobe.com/exif/1.0/" '
+            'xmlns:tiff="http://ns.adobe.com/tiff/1.0/" xmlns:dc="http://purl.org/dc/elements/1.1/" '
+            'xmlns:xmpMM="http://ns.adobe.com/xap/1.0/mm/" xmlns:Iptc4xmpExt='
+            '"http://iptc.org/std/Iptc4xmpExt/2008-02-29/" tiff:Model="Mine">'
+            '<dc:creator><rdf:Seq><rdf:li>Me Poster</rdf:li></rdf:Seq></dc:creator>'
+            '<dc:rights><rdf:Alt><rdf:li xml:lang="x-default">(c) Me</rdf:li></rdf:Alt>'
+            '</dc:rights><xmpMM:Pantry><rdf:Bag><rdf:li><rdf:Description tiff:Make="Other" '
+            'xmp:CreateDate="1987-06-05T00:00:00" exif:GPSLatitude="40,41.0N">'
+            '<dc:creator><rdf:Seq><rdf:li>Eve Third</rdf:li></rdf:Seq></dc:creator>'
+            '<dc:rights><rdf:Alt><rdf:li xml:lang="x-default">(c) Agency</rdf:li></rdf:Alt>'
+            '</dc:rights></rdf:Description></rdf:li></rdf:Bag></xmpMM:Pantry>'
+            '<Iptc4xmpExt:LocationShown><rdf:Bag><rdf:li><rdf:Description>'
+            '<exif:GPSLongitude>73,59.0W</exif:GPSLongitude></rdf:Description></rdf:li>'
+            '</rdf:Bag></Iptc4xmpExt:LocationShown></rdf:Description></rdf:RDF></x:xmpmeta>')
+        info = PngInfo()
+        info.add_itxt("XML:com.adobe.xmp", packet)
+        photo = io.load_photo(save(Image.fromarray(pixels()), tmp_path / "src.png",
+                                   pnginfo=info))
+        for policy in (MetadataPolicy(), MetadataPolicy.choose(keep_gps=True)):
+            dst = io.save_photo(photo, photo.rgb, tmp_path / "out.png", metadata=policy)
+            with Image.open(dst) as out:
+                xmp = out.info["xmp"]
+            xmp = xmp.encode() if isinstance(xmp, str) else xmp
+            assert b">Me Poster<" in xmp and b">(c) Me<" in xmp
+            assert b'tiff:Model="Mine"' in xmp  # the photo's own camera, still carried
+            for theirs in (b"Eve Third", b"Agency", b"Other", b"1987", b"40,41", b"73,59"):
+                assert theirs not in xmp, (theirs, policy)
+            dst.unlink()
+
     @pytest.mark.parametrize("suffix", [".jpg", ".png", ".webp"])
     def test_free_text_and_foreign_blocks_are_not_posted(self, tmp_path: Path,
                                                          suffix: str) -> None:
