@@ -274,7 +274,7 @@ def protect_file(src: str | Path, dst: str | Path, config: ProtectConfig | None 
             from .preview import preview_path, preview_sheet, save_preview
 
             report_progress(after_attack(share, PREVIEW_AT), "writing the preview")
-            sheet = preview_sheet(photo.rgb, saved, result.budget)
+            sheet = preview_sheet(photo.rgb, saved, result.budget, alpha=photo.alpha)
             result.report.preview = str(save_preview(
                 sheet, preview_path(written), overwrite, make_folders=make_folders,
                 private_like=photo.path))  # it shows the photo: as private as it

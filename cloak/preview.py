@@ -69,11 +69,32 @@ def _panel(img: Image.Image, size: tuple[int, int], label: str,
     return panel
 
 
+def _checkerboard(size: tuple[int, int], square: int = 8) -> Image.Image:
+    """An RGBA light-gray checkerboard of `size`: where a photo is transparent, as image
+    editors show it."""
+    ys, xs = np.indices((size[1], size[0]))
+    light = ((ys // square + xs // square) % 2).astype(bool)
+    board = np.where(light, 255, 204).astype(np.uint8)
+    return Image.fromarray(np.dstack([board] * 3 + [np.full_like(board, 255)]), "RGBA")
+
+
+def _opacity(alpha: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """(H, W) alpha, uint8 or uint16 -> (shape) bool: where the photo shows anything
+    (sampled by nearest neighbour to `shape`)."""
+    ys = np.arange(shape[0]) * alpha.shape[0] // shape[0]
+    xs = np.arange(shape[1]) * alpha.shape[1] // shape[1]
+    return alpha[ys[:, None], xs[None, :]] > 0
+
+
 def preview_sheet(original: np.ndarray, protected: np.ndarray, budget: np.ndarray | None,
-                  panel: int = 512, gain: float = 10.0) -> Image.Image:
-    """original, protected: (H, W, 3) float in [0, 1]; budget: (h, w) in [0, 1] or None.
+                  panel: int = 512, gain: float = 10.0,
+                  alpha: np.ndarray | None = None) -> Image.Image:
+    """original, protected: (H, W, 3) float in [0, 1]; budget: (h, w) in [0, 1] or None;
+    alpha: the photo's (H, W) alpha (uint8, or uint16 for 16 bits) or None.
     Returns one RGB image with the panels side by side (the original only through the
-    size of the change, which does not give it back)."""
+    size of the change, which does not give it back). Where the photo is transparent the
+    sheet shows what it shows: a checkerboard, no change and no budget (colour kept
+    under full transparency, an erased name, was drawn as plain as the rest)."""
     h, w = original.shape[:2]
     # larger photos shrink to `panel`; a small one is zoomed by whole pixels (NEAREST)
     # until its short side reaches ZOOM_TO, so its noise can be seen at all
@@ -86,9 +107,19 @@ def preview_sheet(original: np.ndarray, protected: np.ndarray, budget: np.ndarra
     stride = max(1, int(1 / scale))
     change = change_magnitude(original[::stride, ::stride], protected[::stride, ::stride],
                               gain)
+    shown = _to_image(protected)
+    if alpha is not None:
+        change[~_opacity(alpha, change.shape)] = 0
+        budget = None if budget is None else np.where(_opacity(alpha, budget.shape),
+                                                      budget, 0)
+        # resized as RGBA, which Pillow weights by alpha: no hidden colour at the edges
+        shown.putalpha(Image.fromarray(
+            (alpha >> 8).astype(np.uint8) if alpha.dtype == np.uint16 else alpha, "L"))
+        shown = Image.alpha_composite(
+            _checkerboard(size), shown.resize(size, Image.NEAREST if scale > 1
+                                              else Image.LANCZOS))
     panels = [
-        _panel(_to_image(protected), size, "protected",
-               Image.NEAREST if scale > 1 else Image.LANCZOS),
+        _panel(shown, size, "protected", Image.NEAREST if scale > 1 else Image.LANCZOS),
         _panel(Image.fromarray(change, "L"), size, f"change x{gain:g} (black = none)",
                Image.NEAREST),
     ]

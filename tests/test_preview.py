@@ -216,3 +216,39 @@ def test_labels_fit_on_a_tall_photo_and_a_tiny_one_is_zoomed():
     panel = np.asarray(tiny)[LABEL_HEIGHT:, :128]  # the first panel: the photo, 128 px
     block = panel[:8, :8]
     assert (block == block[0, 0]).all()  # one photo pixel, 8x8 screen pixels
+
+
+def test_colour_kept_under_full_transparency_is_not_drawn(tmp_path, small_photo, model_dir):
+    """An RGBA photo whose left half was erased (alpha 0) but keeps its colour there, as
+    some editors leave it: the sheet drew the hidden half (an erased name, say) as plainly
+    as the rest, and its change and budget panels traced it. It shows a checkerboard
+    there now, no change and no budget; the copy keeps its alpha as it was."""
+    from cloak import ProtectConfig, protect_file
+
+    with Image.open(small_photo(tmp_path / "p.png", size=(96, 64))) as im:
+        rgba = np.asarray(im.convert("RGB")).copy()
+    rgba[:, :48] = (255, 0, 0)  # hidden red under alpha 0
+    alpha = np.full((64, 96), 255, np.uint8)
+    alpha[:, :48] = 0
+    src = tmp_path / "erased.png"
+    Image.fromarray(np.dstack([rgba, alpha]), "RGBA").save(src)
+    config = ProtectConfig(strength="fast", steps=1, models=("taesd",), working_size=128,
+                           faces=False, measure=False, preview=True)
+    out = tmp_path / "out" / "erased.png"
+    protect_file(src, out, config)
+    with Image.open(out) as copy:
+        assert (np.asarray(copy)[:, :48, 3] == 0).all()  # kept, as it was
+    with Image.open(preview_path(out)) as sheet:
+        pixels = np.asarray(sheet.convert("RGB")).astype(int)
+    zoom = 2  # 64 px tall: zoomed by whole pixels to 128
+    hidden = pixels[LABEL_HEIGHT:, : 48 * zoom]
+    assert not ((hidden[..., 0] > 200) & (hidden[..., 1] < 80)).any()  # no red at all
+    assert set(np.unique(hidden)) <= {204, 255}  # the checkerboard alone
+    panel = 96 * zoom  # each panel as wide as the zoomed photo (its label is shorter)
+    change = pixels[LABEL_HEIGHT:, panel: panel + 48 * zoom]
+    assert (change == 0).all()  # no change drawn where nothing shows
+    shown = pixels[LABEL_HEIGHT:, 48 * zoom + 4: 96 * zoom - 4]
+    assert not set(np.unique(shown)) <= {204, 255}  # the visible half is drawn
+    direct = preview_sheet(np.zeros((64, 96, 3)), np.zeros((64, 96, 3)) + 0.5, None,
+                           alpha=(alpha.astype(np.uint16) * 257))  # 16-bit alpha too
+    assert np.asarray(direct)[LABEL_HEIGHT + 4, 4].tolist() in ([204] * 3, [255] * 3)
