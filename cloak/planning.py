@@ -405,22 +405,25 @@ class Mirrors:
         made from the photos at the same places in `real`: the folder was renamed
         (`Trip` become `Trip 2026`), or moved and renamed. Its photos were protected
         again into a new mirror, hours for a large folder, and every copy kept twice.
-        The mirror is `real`'s from now on (said where its name is not `real`'s);
-        None where there is no such mirror."""
-        for key, owner in list(self.owner.items()):
-            if key in self.used or not _made_from(self.copies.get(key, []), real) or \
-                    os.path.isdir(owner):  # (looked at last: it may be a share offline)
-                continue
-            name = self.names.pop(owner, None)
-            if name is None:
-                continue
-            self.owner[key], self.names[real] = real, name
-            if key != fold(root_mirror_name(real)):
-                log.warning("%s: protected before as %s (renamed or moved since); its "
-                            "copies are in %s, and its new photos go there too", real, owner,
-                            self.out_dir / name if self.out_dir is not None else name)
-            return name
-        return None
+        Every copy looked at must have its photo at the same place in `real` (a folder
+        holding one photo of a gone or offline one, a selection copied from it, is not
+        it), and only one gone mirror may fit (two folders of the same photos, both
+        renamed, can't be told apart). The mirror is `real`'s from now on (said where its
+        name is not `real`'s); None where there is no such mirror."""
+        fits = [(key, owner) for key, owner in self.owner.items()
+                if key not in self.used and owner in self.names
+                and _made_from(self.copies.get(key, []), real, every=True)
+                and not os.path.isdir(owner)]  # (looked at last: a share may be offline)
+        if len(fits) != 1:
+            return None
+        [(key, owner)] = fits
+        name = self.names.pop(owner)
+        self.owner[key], self.names[real] = real, name
+        if key != fold(root_mirror_name(real)):
+            log.warning("%s: protected before as %s (renamed or moved since); its copies "
+                        "are in %s, and its new photos go there too", real, owner,
+                        self.out_dir / name if self.out_dir is not None else name)
+        return name
 
     def _in_use(self, name: str) -> bool:
         """Whether OUT/name is something other than nothing or an empty folder."""
@@ -434,13 +437,15 @@ class Mirrors:
             return os.path.lexists(path)
 
 
-def _made_from(copies: list[tuple[str, dict]], real: str) -> bool:
+def _made_from(copies: list[tuple[str, dict]], real: str, every: bool = False) -> bool:
     """Whether a mirror whose record lists `copies` ([(the copy's path below the mirror,
     its photo's recorded identity)]) is the mirror of the folder `real`: one of them (of
-    the first few) was made from the photo at the same place in `real`, by its recorded
-    size and times, else sha256. A mirror a cloak from before mirrors were recorded
-    made, or whose folder has moved since, was taken for another folder's, and every
-    photo protected again into `name (2)`."""
+    the first few; `every`: each of them) was made from the photo at the same place in
+    `real`, by its recorded size and times, else sha256. A mirror a cloak from before
+    mirrors were recorded made, or whose folder has moved since, was taken for another
+    folder's, and every photo protected again into `name (2)`."""
+    if every:
+        return bool(copies) and all(_made_from([copy], real) for copy in copies[:5])
     for below, source in copies[:5]:
         rel = PurePath(below)
         folder = Path(real, *rel.parts[:-1])

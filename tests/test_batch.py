@@ -2564,7 +2564,8 @@ def test_a_folder_named_by_another_string_keeps_its_mirror(tmp_path):
     assert Mirrors(recorded, tmp_path / "out").name_for(str(other)) == "Photos (2)"
 
 
-def test_a_drive_mounted_elsewhere_keeps_its_mirror(tmp_path, small_photo, tiny_config):
+def test_a_drive_mounted_elsewhere_keeps_its_mirror(tmp_path, small_photo, tiny_config,
+                                                      caplog):
     """disk/Trip protected into disk/protected, then the disk mounted at another place
     (E: become F:, /media/a become /media/b): the record's Trip names a folder that is
     gone, so the rerun took "Trip" for another folder's and protected every photo again
@@ -2580,7 +2581,9 @@ def test_a_drive_mounted_elsewhere_keeps_its_mirror(tmp_path, small_photo, tiny_
     moved = tmp_path / "disk2"
     disk.rename(moved)
     out = moved / "protected"
-    again = batch.run(batch.plan([moved / "Trip"], out), out, tiny_config)
+    with caplog.at_level(logging.WARNING, logger="cloak.planning"):
+        again = batch.run(batch.plan([moved / "Trip"], out), out, tiny_config)
+    assert not caplog.records  # the same name: nothing renamed to say
     assert [i.status for i in again.items] == [SKIPPED, SKIPPED]
     assert [i.dst.parent.name for i in again.items] == ["Trip", "Trip"]
     record = json.loads((out / MANIFEST_NAME).read_text())
@@ -4205,3 +4208,40 @@ def test_a_renamed_folder_keeps_its_mirror(tmp_path, small_photo, tiny_config, c
         assert [i.dst for i in (a, b)] == [out / "copied" / "a.png", out / "copied" / "b.png"]
         assert [i.dst for i in batch.plan([renamed], out)][:1] == [out / "Trip" / "a.png"]
     assert not caplog.records
+
+
+def test_a_folder_with_part_of_a_gone_folders_photos_gets_its_own_mirror(
+        tmp_path, small_photo, tiny_config, caplog):
+    """One photo copied from Trip into Selection beside one of its own, and Trip's drive
+    unplugged: Selection took Trip's mirror ("protected before as Trip"), its own b.png
+    was refused as "made from another photo", and --overwrite, as advised, replaced
+    Trip's copy. Every copy looked at must have its photo at the same place. Two gone
+    folders of the same photos, both renamed, can't be told apart: neither is taken."""
+    drive = tmp_path / "drive"
+    photos = [small_photo(drive / "Trip" / f"{name}.png", index=i)
+              for i, name in enumerate("abc")]
+    out = tmp_path / "protected"
+    assert batch.run(batch.plan([drive / "Trip"], out), out,
+                     tiny_config).counts[PROTECTED] == 3
+    selection = tmp_path / "Selection"
+    selection.mkdir()
+    shutil.copy2(photos[0], selection / "a.png")
+    small_photo(selection / "b.png", index=5)
+    drive.rename(tmp_path / "drive unplugged")
+    with caplog.at_level(logging.WARNING, logger="cloak.planning"):
+        items = batch.run(batch.plan([selection], out), out, tiny_config).items
+    assert [(i.status, i.dst.parent.name) for i in items] == [(PROTECTED, "Selection")] * 2
+    assert not caplog.records
+    (tmp_path / "drive unplugged").rename(drive)
+    again = batch.run(batch.plan([drive / "Trip"], out), out, tiny_config)
+    assert [i.status for i in again.items] == [SKIPPED] * 3
+    twins = [tmp_path / name for name in ("A", "B")]
+    for folder in twins:
+        small_photo(folder / "x.png", index=7)
+    out = tmp_path / "twins"
+    batch.run(batch.plan(twins, out), out, tiny_config)
+    for folder in twins:
+        folder.rename(folder.with_name(folder.name + "2"))
+    names = [i.dst.parent.name for i in batch.plan(
+        [tmp_path / "B2", tmp_path / "A2"], out)]
+    assert names == ["B2", "A2"]  # not each the other's mirror
