@@ -55,7 +55,7 @@ from PySide6.QtGui import (
     QDropEvent,
 )
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QLineEdit
 
 from cloak import ProtectConfig, Report
 from cloak import pipeline as pipeline_module
@@ -3100,6 +3100,19 @@ class TestReviewFixes:
         assert window.photo_list.hasFocus() and not window.cancel_button.isEnabled()
         QTest.keyClick(QApplication.focusWidget(), Qt.Key.Key_Space)
         assert asked == []
+        # the user switches to another window while the batch runs, and comes back
+        window.add_paths([small_photo(tmp_path / "c.png", index=2)])
+        window.start()
+        window.cancel_button.setFocus()
+        other = QLineEdit()
+        other.show()
+        other.activateWindow()
+        assert QTest.qWaitForWindowActive(other, 2000) and window.is_running()
+        assert wait_until(lambda: not window.is_running(), 60)
+        window.activateWindow()
+        assert QTest.qWaitForWindowActive(window, 2000)
+        assert window.photo_list.hasFocus(), QApplication.focusWidget()
+        other.close()
 
     def test_the_list_shows_when_it_has_the_keyboard_focus(self, window, tmp_path,
                                                            small_photo):

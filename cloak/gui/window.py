@@ -1127,8 +1127,10 @@ class MainWindow(QMainWindow):
         """Turn `control` on or off. One turned off while it has the keyboard focus
         (Cancel as a batch or a folder search ends by itself) hands the focus to the photo
         list: Qt passed it on round the Tab order, often to the drop zone, where the Space
-        the user meant for Cancel opened a file chooser."""
-        if not on and control.hasFocus():
+        the user meant for Cancel opened a file chooser. So where the window is not the
+        active one (the user switched away during a long batch): the control it gives
+        the focus back to when it is."""
+        if not on and (control.hasFocus() or self.focusWidget() is control):
             self.photo_list.setFocus()
         control.setEnabled(on)
 
