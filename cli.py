@@ -371,13 +371,14 @@ def protect(
     result = run_protect_batch(photos, out, config, json_path, jobs=jobs, force=force,
                                overwrite=overwrite)
     code = exit_code(result)
-    if json_path and result.out_folder_gone and holds(os.path.abspath(out),
-                                                      os.path.abspath(json_path)):
+    if json_path and result.out_folder_gone and any(
+            holds(spelt(out), spelt(json_path)) for spelt in (os.path.abspath,
+                                                             os.path.realpath)):
         # "nothing more is written there": not the report either (OUT made again for it,
-        # or another run's OUT that has taken its place)
+        # or another run's OUT that has taken its place), however the two are spelt
         say(f"warning: --json: the report is not written: {printable(str(json_path))} is "
-            "inside the output folder, which was removed during the run", err=True,
-            color=typer.colors.YELLOW)
+            "inside the output folder, which was removed, moved or replaced during the "
+            "run", err=True, color=typer.colors.YELLOW)
     elif json_path:  # after the totals: a report that can't be written loses none of them
         write_json(json_path, finished_run_report(out, result, config), code=code or 1)
     if code:

@@ -2287,17 +2287,24 @@ def test_no_report_is_written_into_an_output_folder_removed_during_the_run(
     def removing_out(view, event):
         seen(view, event)
         if event.kind == "done" and event.item.src == photos[0] and out.exists():
-            shutil.rmtree(out)
+            shutil.rmtree(os.path.realpath(out))
 
     monkeypatch.setattr(cli.BatchView, "on_event", removing_out)
+    for name in ("real", "real2"):  # OUT and --json spelt otherwise, through a link
+        (tmp_path / name).mkdir()
+        (tmp_path / f"link{name[4:]}").symlink_to(tmp_path / name)
     for out, report in ((tmp_path / "out", tmp_path / "out" / "report.json"),
+                        (tmp_path / "link", tmp_path / "real" / "report.json"),
+                        (tmp_path / "real2", tmp_path / "link2" / "report.json"),
                         (tmp_path / "out2", tmp_path / "report.json")):
         result = invoke("protect", *photos, "--out", out, "--json", report, *TINY)
         assert result.exit_code == 2, result.output
         assert "was removed, moved or replaced while this run wrote to it" in result.output
-        assert not out.exists()
-        if report.parent == out:
+        assert not os.path.exists(out)
+        if report.parent != tmp_path:
+            assert not report.exists()
             assert ("--json: the report is not written: " in result.output
-                    and "inside the output folder, which was removed" in result.output)
+                    and "inside the output folder, which was removed, moved or replaced "
+                    "during the run" in result.output), result.output
         else:
             assert json.loads(report.read_text())["counts"]["failed"] == 1
