@@ -708,8 +708,8 @@ def mark_sheet_clashes(items: list[Item]) -> None:
         if owner is not None and owner is not item:
             item.status = FAILED
             item.message = (f"output {item.dst} is also the name of the preview sheet of "
-                            f"{owner.src} (--preview); protect this one alone into another "
-                            "--out folder, or without --preview")
+                            f"{owner.src} (--preview); protect this one into another --out "
+                            "folder, or rename it")
 
 
 def _unreadable_anyway(src: Path) -> str | None:

@@ -2232,6 +2232,20 @@ class TestAMirrorFolderAsOutput:
         assert item.status == FAILED  # not called a copy recorded in OUT
         assert "is not the file cloak wrote there" in item.message
 
+    def test_from_a_folder_inside_a_mirror_the_advice_names_the_mirrors_folder(
+            self, tmp_path, small_photo, tiny_config):
+        """`--out OUT/holiday/2019`: the command that makes the copy again there is the
+        mirror's folder (holiday) into OUT, not the subfolder's."""
+        photo = small_photo(tmp_path / "holiday" / "2019" / "a.png")
+        out = tmp_path / "out"
+        batch.run(batch.plan([tmp_path / "holiday"], out), out, tiny_config)
+        inner = out / "holiday" / "2019"
+        (item,) = batch.run(batch.plan([photo], inner), inner,
+                            tiny_config.replace(steps=2)).items
+        assert item.status == FAILED and item.message.endswith(
+            f"protect {tmp_path / 'holiday'} into --out {out} with --overwrite to make it "
+            "again there, or pass --overwrite to replace it here")
+
     def test_a_record_between_hides_none_above_it(self, tmp_path, small_photo, tiny_config):
         """The app saved a photo into OUT/holiday (its own record there): a copy OUT's
         record lists in OUT/holiday/2019 was no longer found."""

@@ -252,3 +252,57 @@ def test_colour_kept_under_full_transparency_is_not_drawn(tmp_path, small_photo,
     direct = preview_sheet(np.zeros((64, 96, 3)), np.zeros((64, 96, 3)) + 0.5, None,
                            alpha=(alpha.astype(np.uint16) * 257))  # 16-bit alpha too
     assert np.asarray(direct)[LABEL_HEIGHT + 4, 4].tolist() in ([204] * 3, [255] * 3)
+
+
+def test_a_sheet_is_known_by_its_record_or_by_its_mark_beside_its_copy(
+        tmp_path, small_photo, tiny_config):
+    """What batch._sheet_for takes for another copy's sheet (refused even with
+    --overwrite), and what _is_a_copy takes for another photo's copy: the sheet the
+    record lists for a copy (as its sheet, or the one a redo will replace), else a file
+    with cloak's sheet mark beside that copy; a copy as the record lists it, not a file
+    put at its name since."""
+    from cloak import batch
+    from cloak.batch import _is_a_copy, _sheet_for
+    from cloak.manifest import Manifest, identity
+
+    out = tmp_path / "out"
+    batch.run(batch.plan([small_photo(tmp_path / "a.png")], out), out,
+              tiny_config.replace(preview=True))
+    copy, sheet = out / "a.png", preview_path(out / "a.png")
+    manifest = Manifest(out)
+    assert _sheet_for(sheet, manifest) == copy  # recorded, and marked
+    assert _sheet_for(copy, manifest) is None  # not a sheet's name
+    entry = manifest.get(copy)
+    listed = dict(entry)
+    manifest.entries.pop(manifest.key(copy))
+    assert _sheet_for(sheet, manifest) == copy  # the record lost: its mark, beside it
+    plain = tmp_path / "plain.png"
+    Image.new("RGB", (8, 8)).save(plain)
+    sheet.write_bytes(plain.read_bytes())  # no mark: the record alone says so
+    assert _sheet_for(sheet, manifest) is None
+    for key in ("preview", "earlier_preview"):
+        manifest.entries[manifest.key(copy)] = {
+            **{k: v for k, v in listed.items() if k not in ("preview", "earlier_preview")},
+            key: identity(sheet)}
+        assert _sheet_for(sheet, manifest) == copy, key
+    manifest.entries.pop(manifest.key(copy))
+    with Image.open(plain) as im:  # marked, but its copy gone: nobody's sheet
+        im.save(sheet, pnginfo=_cloak_mark())
+    assert _sheet_for(sheet, manifest) == copy
+    copy.rename(tmp_path / "moved.png")
+    assert _sheet_for(sheet, manifest) is None
+    (tmp_path / "moved.png").rename(copy)
+    manifest.entries[manifest.key(copy)] = listed
+    assert _is_a_copy(copy, manifest)
+    copy.write_bytes(plain.read_bytes())  # the user's file at its name now
+    assert not _is_a_copy(copy, manifest) and not _is_a_copy(sheet, manifest)
+
+
+def _cloak_mark():
+    from PIL.PngImagePlugin import PngInfo
+
+    from cloak.preview import SHEET_MARK, SHEET_MARK_KEY
+
+    info = PngInfo()
+    info.add_text(SHEET_MARK_KEY, SHEET_MARK)
+    return info

@@ -988,6 +988,12 @@ class TestLibraryChecksUpFront:
                            ((bytes(photo), out), "got bytes; decode it with os.fsdecode()")):
             with pytest.raises(TypeError, match=re.escape(said)):
                 protect_file(*args, tiny_config)
+        class BytesPath:  # an os.PathLike that gives bytes: pathlib's unnamed error
+            def __fspath__(self) -> bytes:
+                return bytes(photo)
+
+        with pytest.raises(TypeError, match=re.escape("protect_file() takes src as a path")):
+            protect_file(BytesPath(), out, tiny_config)
         assert not out.parent.exists()
         with pytest.raises(TypeError, match=re.escape(
                 "verify_files() takes original as a path (a str or pathlib.Path), got int")):
