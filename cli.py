@@ -3,6 +3,8 @@
 Each command validates its arguments, builds a config, calls the library and prints.
 Library errors (CloakError) become one clear line and exit code 1, with no traceback.
 """
+# cloak-command-line-module: the `cloak` command runs this file only where it says so
+# (cloak/__main__.py: another package's cli.py installed over it is never run)
 
 from __future__ import annotations
 

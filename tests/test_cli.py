@@ -1510,6 +1510,31 @@ def test_python_m_cloak_runs_cloaks_app_even_beside_another_cli_py(tmp_path):
     assert "protect" in done.stdout and "verify" in done.stdout
 
 
+
+def test_the_cloak_command_runs_only_cloaks_own_cli_py(tmp_path, capsys):
+    """`cli.py` is a common name: another package installed its own over cloak's in
+    site-packages (pip replaces it without a word), and `cloak protect` ran that
+    program, protecting nothing, with exit code 0. The command now runs the file only
+    where it carries cloak's mark, and says what to do otherwise."""
+    from cloak.__main__ import CLI_MARK, main
+
+    theirs = tmp_path / "cli.py"
+    theirs.write_text("def main():\n    print('othertool: this is not cloak')\n")
+    with pytest.raises(SystemExit) as stopped:
+        main(theirs)
+    assert str(stopped.value) == (
+        f"error: {theirs} is not cloak's command-line module (another package installed "
+        "its own cli.py over it); reinstall cloak (pip install --force-reinstall --no-deps "
+        "cloak)")
+    assert "othertool" not in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="command-line module is missing"):
+        main(tmp_path / "gone" / "cli.py")
+    assert CLI_MARK in Path(cli.__file__).read_text()[:2000]  # cloak's own carries it
+    entry = "import sys; from cloak.__main__ import main; sys.argv = ['cloak', '--version']; main()"
+    done = subprocess.run([sys.executable, "-c", entry], capture_output=True, text=True,
+                          timeout=120, check=False)  # as the console script calls it
+    assert done.returncode == 0 and done.stdout.startswith("cloak "), done.stderr
+
 def test_a_shape_instagram_crops_gets_a_note(tmp_path, small_photo, model_dir):
     tall = small_photo(tmp_path / "tall.png", size=(64, 96))  # 2:3, taller than 3:4
     square = small_photo(tmp_path / "square.png", size=(64, 64))

@@ -13,7 +13,7 @@ from ..naming import name_photos
 from .wording import AppFormatter
 
 LOG_HANDLER_NAME = "cloak-gui-log"  # worker.log_file finds the file by this name
-NEEDS_PYSIDE6 = ("the desktop app needs PySide6: pip install 'PySide6-Essentials>=6.6,"
+NEEDS_PYSIDE6 = ("the desktop app needs PySide6: pip install 'PySide6-Essentials>=6.7,"
                  "!=6.12.0' (or, in a checkout of the cloak project, pip install -e "
                  "'.[gui]')")
 SCRIPT_USAGE = """usage: cloak-gui [-h]
