@@ -404,9 +404,9 @@ class Manifest:
             same = False
         if not same:
             raise OutputFolderGoneError(
-                f"the output folder {self.out_dir} was removed, moved or replaced while "
-                "this run wrote to it; nothing more is written there (run again to "
-                "protect the rest)")
+                f"the output folder {self.out_dir} was removed, moved or replaced during "
+                "this run; nothing more is written there (run again to do what is not "
+                "done)")
 
     def _append(self, change: dict) -> None:
         """Append `change` to the journal, made (with its header) where this object has

@@ -1948,7 +1948,7 @@ class TestOutputFolderGone:
                                on_event=on_event)
             assert result.out_folder_gone
             assert [i.status for i in result.items] == [PROTECTED, FAILED, FAILED]
-            assert "was removed, moved or replaced while this run wrote to it" in \
+            assert "was removed, moved or replaced during this run" in \
                 result.items[1].message
             assert result.items[2].message == (
                 f"not started: the output folder {out} was removed, moved or replaced "

@@ -2324,7 +2324,7 @@ def test_no_report_is_written_into_an_output_folder_removed_during_the_run(
                         (tmp_path / "out2", tmp_path / "report.json")):
         result = invoke("protect", *photos, "--out", out, "--json", report, *TINY)
         assert result.exit_code == 2, result.output
-        assert "was removed, moved or replaced while this run wrote to it" in result.output
+        assert "was removed, moved or replaced during this run" in result.output
         assert not os.path.exists(out)
         if report.parent != tmp_path:
             assert not report.exists()
