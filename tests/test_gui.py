@@ -3079,12 +3079,22 @@ class TestReviewFixes:
         asked = []
         monkeypatch.setattr(window_module.QFileDialog, "getOpenFileNames",
                             lambda *args, **kwargs: (asked.append(args[1]), ([], ""))[1])
+        go_on = threading.Event()  # each photo's attack waits for the test: the batch
+        real_protect_pgd = pipeline_module.protect_pgd  # is still running when it looks
+
+        def held(*args, **kwargs):
+            assert go_on.wait(30)
+            return real_protect_pgd(*args, **kwargs)
+
+        monkeypatch.setattr(pipeline_module, "protect_pgd", held)
         window.show()
         window.activateWindow()
         assert QTest.qWaitForWindowActive(window, 2000)
         window.add_paths([small_photo(tmp_path / "a.png")])
         window.start()
         window.cancel_button.setFocus()
+        assert window.cancel_button.hasFocus()
+        go_on.set()
         assert wait_until(lambda: not window.is_running(), 60)
         assert window.photo_list.hasFocus() and not window.cancel_button.isEnabled()
         QTest.keyClick(QApplication.focusWidget(), Qt.Key.Key_Space)
@@ -3101,13 +3111,16 @@ class TestReviewFixes:
         QTest.keyClick(QApplication.focusWidget(), Qt.Key.Key_Space)
         assert asked == []
         # the user switches to another window while the batch runs, and comes back
+        go_on.clear()
         window.add_paths([small_photo(tmp_path / "c.png", index=2)])
         window.start()
         window.cancel_button.setFocus()
+        assert window.cancel_button.hasFocus()
         other = QLineEdit()
         other.show()
         other.activateWindow()
         assert QTest.qWaitForWindowActive(other, 2000) and window.is_running()
+        go_on.set()
         assert wait_until(lambda: not window.is_running(), 60)
         window.activateWindow()
         assert QTest.qWaitForWindowActive(window, 2000)
