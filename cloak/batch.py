@@ -23,6 +23,7 @@ import json
 import logging
 import multiprocessing
 import multiprocessing.connection
+import numbers
 import os
 import queue
 import signal
@@ -34,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .atomic import in_use, mode_like, plain_flag
-from .config import ProtectConfig
+from .config import ProtectConfig, config_or_default
 from .errors import (
     Cancelled,
     CloakError,
@@ -84,7 +85,7 @@ from .planning import (
 )
 from .preview import PREVIEW_SUFFIX, is_cloak_sheet, preview_path
 from .report import Report
-from .same_path import fold, inside, output_reason, same_folder, same_folder_path
+from .same_path import fold, holds, inside, output_reason, same_folder, same_folder_path
 
 log = logging.getLogger(__name__)
 TEMP_GLOB = ".*.cloak-tmp-*"  # the temp files of atomic.write_atomic
@@ -612,7 +613,14 @@ def run(items: list[Item], out_dir: str | os.PathLike, config: ProtectConfig, *,
     weights). An exception `on_event` raises ends the run and reaches the caller as it
     is (the photo in progress dropped as at a Ctrl-C, the photos done kept)."""
     force, overwrite = plain_flag(force, "force"), plain_flag(overwrite, "overwrite")
+    config = config_or_default(config)
     out_dir = output_folder(out_dir)
+    items = _items_to_run(items, out_dir)
+    if isinstance(jobs, bool) or not isinstance(jobs, numbers.Integral) or jobs < 1:
+        raise TypeError(f"jobs must be a whole number of at least 1, got {jobs!r}")
+    for name, given in (("on_event", on_event), ("should_stop", should_stop)):
+        if given is not None and not callable(given):
+            raise TypeError(f"{name} must be a function or None, got {type(given).__name__}")
     if config.preview:  # a copy named as another's sheet: refused before any work
         mark_sheet_clashes(items)
     emit = on_event or (lambda event: None)
@@ -644,6 +652,34 @@ def run(items: list[Item], out_dir: str | os.PathLike, config: ProtectConfig, *,
     if emptied and made_out:  # the lock file is gone now too
         _remove_made_folders(made)
     return result
+
+
+def _items_to_run(items: Iterable[Item], out_dir: Path) -> list[Item]:
+    """`items` as a list (a generator was used up by the first look at it, and the run
+    did nothing, said as success), checked: plan()'s items, none run before (a second
+    run of a list reported the first's counts as its own, and its cancelled photos were
+    never resumed: plan again), each going into `out_dir` (planned for another OUT, each
+    failed as "a link to outside")."""
+    if isinstance(items, (str, os.PathLike)) or not isinstance(items, Iterable):
+        raise TypeError(f"run() takes the items batch.plan() made, got "
+                        f"{type(items).__name__}: run(plan(inputs, out), out, config)")
+    items = list(items)
+    for item in items:
+        if not isinstance(item, Item):
+            raise TypeError(f"run() takes the items batch.plan() made, got a "
+                            f"{type(item).__name__} among them: run(plan(inputs, out), "
+                            "out, config)")
+        if item.status in (PROTECTED, CANCELLED):
+            raise ValueError("these items were run before: plan them again to run them "
+                             "again (batch.plan; the photos done are skipped, the rest "
+                             "protected)")
+        if item.dst is not None and not any(
+                holds(spelt(out_dir), spelt(item.dst)) for spelt in (os.path.abspath,
+                                                                     os.path.realpath)):
+            raise ValueError(f"these items were planned for another output folder "
+                             f"({item.dst} is not in {out_dir}): plan them for this one "
+                             "(batch.plan(inputs, out))")
+    return items
 
 
 def _folders_to_make(out_dir: Path) -> list[Path]:

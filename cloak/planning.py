@@ -549,6 +549,8 @@ def plan(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
     Cancelled: a Ctrl-C need not wait for the walk of a whole share."""
     from . import io
 
+    if isinstance(inputs, (str, os.PathLike)):  # one path: not its letters ("." among
+        inputs = [inputs]  # them walked the current folder, "/" the whole disk)
     out_dir = output_folder(out_dir)
     suffixes = tuple(s.lower() for s in io.IMAGE_SUFFIXES)
     items: list[Item] = []

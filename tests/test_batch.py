@@ -9,6 +9,7 @@ import json
 import logging
 import multiprocessing
 import os
+import re
 import shutil
 import signal
 import stat
@@ -4259,3 +4260,40 @@ def test_a_folder_with_part_of_a_gone_folders_photos_gets_its_own_mirror(
     names = [i.dst.parent.name for i in batch.plan(
         [tmp_path / "B2", tmp_path / "A2"], out)]
     assert names == ["B2", "A2"]  # not each the other's mirror
+
+
+def test_run_and_plan_check_what_a_python_caller_gives_them(tmp_path, small_photo,
+                                                            tiny_config):
+    """cloak.batch as the README's "From Python" calls it, given what a developer may
+    pass: one path as a str (its letters were planned: "." walked the current folder,
+    "/" the whole disk); the items as a generator (used up unseen: nothing done, said as
+    success); a list run before (its counts reported again as this run's, its cancelled
+    photos never resumed); items planned for another OUT (each failed as "a link to
+    outside"); a preset's name, paths or a str where a config, items or jobs go (deep
+    AttributeErrors)."""
+    photo = small_photo(tmp_path / "me.png")
+    out = tmp_path / "out"
+    for one in (str(photo), photo):
+        [item] = batch.plan(one, out)
+        assert (item.src, item.dst, item.status) == (Path(one), out / "me.png", "pending")
+    items = batch.plan([photo], out)
+    result = batch.run((i for i in items if i.status == "pending"), out, tiny_config)
+    assert result.counts[PROTECTED] == 1 and items[0].status == PROTECTED
+    with pytest.raises(ValueError, match="these items were run before: plan them again"):
+        batch.run(items, out, tiny_config)
+    with pytest.raises(ValueError, match="planned for another output folder"):
+        batch.run(batch.plan([photo], out), tmp_path / "elsewhere", tiny_config)
+    assert not (tmp_path / "elsewhere").exists()
+    fresh = batch.plan([photo], out)
+    preset = "config must be a cloak.ProtectConfig, got str (for the preset: ProtectConfig("
+    takes = "run() takes the items batch.plan() made, got "
+    for args, kwargs, said in (
+            ((fresh, out, "fast"), {}, preset + "strength='fast'))"),
+            (([str(photo)], out, tiny_config), {}, takes + "a str among them"),
+            ((str(photo), out, tiny_config), {}, takes + "str"),
+            ((fresh, out, tiny_config), {"jobs": "2"}, "jobs must be a whole number"),
+            ((fresh, out, tiny_config), {"on_event": 5}, "on_event must be a function"),
+            ((fresh, out, tiny_config), {"should_stop": True}, "should_stop must be a")):
+        with pytest.raises(TypeError, match=re.escape(said)):
+            batch.run(*args, **kwargs)
+    assert [i.status for i in batch.run(fresh, out, tiny_config).items] == [SKIPPED]
