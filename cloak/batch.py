@@ -604,7 +604,9 @@ def run(items: list[Item], out_dir: str | os.PathLike, config: ProtectConfig, *,
         jobs: int = 1, force: bool = False, overwrite: bool = False,
         on_event: Callable[[Event], None] | None = None,
         should_stop: Callable[[], bool] | None = None) -> BatchResult:
-    """Protect the pending items (see module docstring).
+    """Protect the pending items (see module docstring). `items`: what plan() made for
+    this `out_dir` (any iterable), not run before: to resume, plan again (ValueError
+    otherwise; TypeError for arguments of the wrong kind).
 
     `jobs` > 1 runs photos in that many processes with `usable_cores() // jobs` torch
     threads each. `should_stop` (or Ctrl-C) stops the run cleanly: the photo in progress is
