@@ -11,6 +11,7 @@ import base64
 import errno
 import hashlib
 import io as _io
+import logging
 import os
 import select
 import shutil
@@ -2359,6 +2360,42 @@ class TestHostileMetadata:
             assert packet and metadata.DMI_PROHIBITED.encode() in packet
             assert metadata.says_protected(packet)
             assert b"ENTITY" not in packet and b"aaaaaaaaaa" not in packet
+
+    def test_an_xmp_packet_of_millions_of_elements_is_not_built(self, caplog):
+        """A 74 KB PNG whose packet inflates to 16 MB of empty elements (with cloak's
+        namespace in it): each was built whole as a tree, holding the app's window 2.6 s
+        a photo as it looked for cloak's note, and a run 1.2 GB more. The packet is read
+        no further than MAX_XMP_ELEMENTS, and ignored; one within it is read as ever."""
+        def packet(elements: int) -> bytes:
+            return (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf='
+                    b'"http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description '
+                    b'xmlns:cloak="' + metadata.CLOAK_NS.encode() + b'" cloak:Protected='
+                    b'"True">' + b"<a/>" * elements + b"</rdf:Description></rdf:RDF>"
+                    b"</x:xmpmeta>")
+
+        within = packet(metadata.MAX_XMP_ELEMENTS - 10)
+        assert metadata.says_protected(within)
+        read = []
+        real = metadata.ET.XMLPullParser
+
+        class Counting(real):  # how much of the bomb is read before it is given up
+            def feed(self, data):
+                read.append(len(data))
+                return super().feed(data)
+
+        metadata.ET.XMLPullParser = Counting
+        try:
+            bomb = packet(4_000_000)  # 16 MB
+            with caplog.at_level(logging.WARNING, logger="cloak.metadata"):
+                assert not metadata.says_protected(bomb)
+                built = metadata.build_xmp(bomb, None, MetadataPolicy(), "test")
+        finally:
+            metadata.ET.XMLPullParser = real
+        # each of the three reads (the note, the copy's packet, its dates) stops at
+        # about 4 bytes an element: under a quarter of the 16 MB in all
+        assert sum(read) < len(bomb) // 4
+        assert built and b"<a" not in built  # cloak's own notices only
+        assert "ignoring an XMP packet of more than 200000 elements" in caplog.text
 
 
 def _png_xmp(xmp: bytes):
