@@ -2397,6 +2397,42 @@ class TestHostileMetadata:
         assert built and b"<a" not in built  # cloak's own notices only
         assert "ignoring an XMP packet of more than 200000 elements" in caplog.text
 
+    def test_a_jpeg_of_thousands_of_empty_scans_is_refused_before_it_decodes(
+            self, tmp_path: Path) -> None:
+        """libjpeg decodes each scan over the whole picture and sets no limit: 20,000
+        empty AC scans (31 bytes each, 683 KB in all) took 27 s to verify, 100,000 about
+        five minutes. More than MAX_JPEG_SCANS is refused at once; an ordinary progressive
+        JPEG (ten scans), one with an EXIF thumbnail, and the dev photos load."""
+        buffer = _io.BytesIO()
+        Image.fromarray(pixels()).save(buffer, "JPEG", progressive=True, quality=90)
+        data = buffer.getvalue()
+        assert io.jpeg_scan_count(data) == 10
+        at, scans = 2, []  # the segments, to find an AC scan to repeat
+        while data[at + 1] != 0xD9:
+            end = at + 2 + struct.unpack(">H", data[at + 2:at + 4])[0]
+            if data[at + 1] == 0xDA:
+                while not (data[end] == 0xFF and data[end + 1] != 0
+                           and not 0xD0 <= data[end + 1] <= 0xD7):
+                    end += 1
+                scans.append(data[at:end])
+            at = end
+        ac = scans[-1]
+        bomb = tmp_path / "bomb.jpg"
+        bomb.write_bytes(data[:-2] + ac * (io.MAX_JPEG_SCANS + 1) + data[-2:])
+        with pytest.raises(UnsupportedImageError, match=(
+                f"is a JPEG of {io.MAX_JPEG_SCANS + 11} scans .*refused as a "
+                "decompression bomb")):
+            io.load_photo(bomb)
+        ordinary = tmp_path / "ok.jpg"
+        ordinary.write_bytes(data[:-2] + ac * 5 + data[-2:])  # 15 scans: read as ever
+        assert io.load_photo(ordinary).rgb.shape[:2] == pixels().shape[:2]
+        exif = Image.Exif()
+        exif[ExifTags.Base.Make] = "Cam"
+        thumbed = save(Image.fromarray(pixels()), tmp_path / "t.jpg", exif=exif)
+        assert io.jpeg_scan_count(thumbed.read_bytes()) == 1
+        for photo in sorted(PHOTOS.glob("*.jp*g")):
+            assert io.jpeg_scan_count(photo.read_bytes()) <= 20, photo.name
+
 
 def _png_xmp(xmp: bytes):
     from PIL.PngImagePlugin import PngInfo
