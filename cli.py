@@ -43,7 +43,7 @@ try:  # torch is not among these (--help answers at once); each command imports 
     from cloak.naming import PrintableFormatter, name_photos, naming, printable
     from cloak.preview import PREVIEW_SUFFIX
     from cloak.report import plural, shown_db
-    from cloak.same_path import inside
+    from cloak.same_path import holds
 except KeyboardInterrupt:
     sys.stderr.write(NOTHING_WRITTEN + "\n")
     sys.exit(130)
@@ -373,7 +373,9 @@ def protect(
     result = run_protect_batch(photos, out, config, json_path, jobs=jobs, force=force,
                                overwrite=overwrite)
     code = exit_code(result)
-    if json_path and result.out_folder_gone and inside(json_path, out):
+    if json_path and result.out_folder_gone and any(
+            holds(spelt(out), spelt(json_path)) for spelt in (os.path.abspath,
+                                                             os.path.realpath)):
         # "nothing more is written there": not the report either (OUT made again for it,
         # or another run's OUT that has taken its place), however the two are spelt
         say(f"warning: --json: the report is not written: {printable(str(json_path))} is "

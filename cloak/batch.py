@@ -85,7 +85,7 @@ from .planning import (
 )
 from .preview import PREVIEW_SUFFIX, is_cloak_sheet, preview_path
 from .report import Report
-from .same_path import fold, inside, output_reason, same_folder, same_folder_path
+from .same_path import fold, holds, inside, output_reason, same_folder, same_folder_path
 
 log = logging.getLogger(__name__)
 TEMP_GLOB = ".*.cloak-tmp-*"  # the temp files of atomic.write_atomic
@@ -675,7 +675,9 @@ def _items_to_run(items: Iterable[Item], out_dir: Path) -> list[Item]:
             raise ValueError("these items were run before: plan them again to run them "
                              "again (batch.plan; the photos done are skipped, the rest "
                              "protected)")
-        if item.dst is not None and not inside(item.dst, out_dir):
+        if item.dst is not None and not any(
+                holds(spelt(out_dir), spelt(item.dst)) for spelt in (os.path.abspath,
+                                                                     os.path.realpath)):
             raise ValueError(f"these items were planned for another output folder "
                              f"({item.dst} is not in {out_dir}): plan them for this one "
                              "(batch.plan(inputs, out))")
