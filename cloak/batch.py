@@ -675,6 +675,9 @@ def _items_to_run(items: Iterable[Item], out_dir: Path) -> list[Item]:
             raise ValueError("these items were run before: plan them again to run them "
                              "again (batch.plan; the photos done are skipped, the rest "
                              "protected)")
+        # as typed or as real (same_path.inside, real paths alone, took an item whose
+        # folder under OUT is a link to elsewhere for another OUT's: that photo is refused
+        # by the run itself, "not written through", not the whole run here)
         if item.dst is not None and not any(
                 holds(spelt(out_dir), spelt(item.dst)) for spelt in (os.path.abspath,
                                                                      os.path.realpath)):
