@@ -551,7 +551,7 @@ def jpeg_scan_count(data: bytes) -> int:
     return data.count(b"\xff\xda", at, len(data) if end < 0 else end)
 
 
-def _check_jpeg_scans(fp: IO[bytes], path: Path) -> None:
+def check_jpeg_scans(fp: IO[bytes], path: Path) -> None:
     """Refuse a JPEG of more than MAX_JPEG_SCANS scans: libjpeg decodes each over the
     whole image and sets no limit, so 20,000 empty scans in 683 KB took 27 s to verify
     and 100,000 about five minutes (a photo has about ten)."""
@@ -581,7 +581,7 @@ def _read(image: Image.Image, fp: IO[bytes], path: Path, limit: int) -> Photo:
     width, height = image.size
     _check_geometry(path, width, height, limit)
     if source_format in ("JPEG", "MPO"):
-        _check_jpeg_scans(fp, path)
+        check_jpeg_scans(fp, path)
     if source_format == "PNG":
         # Reading a PNG's EXIF decodes every pixel first (eXIf may follow the image
         # data); a decode error there must fail the photo, not pass as unreadable EXIF

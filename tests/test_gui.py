@@ -4341,6 +4341,24 @@ def test_a_thumbnail_never_decodes_a_format_cloak_does_not_read(tmp_path):
         None, f"{tmp_path / 'nowhere.png'}: no such file")
 
 
+def test_a_thumbnail_refuses_a_jpeg_of_thousands_of_scans_as_the_protection_does(tmp_path):
+    """Even a thumbnail decodes every scan: one of 20,000 empty scans (318 KB) took 67 s
+    on a thumbnail thread, then showed as a photo to protect. It is refused at once now,
+    its row saying why; an ordinary progressive JPEG still gets its thumbnail."""
+    from test_io import jpeg_of_empty_scans
+
+    from cloak import io
+    from cloak.gui.images import thumbnail, thumbnail_or_why
+
+    bomb = jpeg_of_empty_scans(tmp_path / "bomb.jpg", io.MAX_JPEG_SCANS + 1)
+    assert thumbnail(bomb, 32) is None
+    shown, why = thumbnail_or_why(bomb, 32)
+    assert shown is None
+    assert why.startswith(f"{bomb}: is a JPEG of {io.MAX_JPEG_SCANS + 11} scans")
+    ordinary = jpeg_of_empty_scans(tmp_path / "ok.jpg", 5)
+    shown, why = thumbnail_or_why(ordinary, 32)
+    assert shown is not None and why is None
+
 def test_a_cmyk_photo_is_shown_through_its_profile_as_cloak_reads_it(tmp_path):
     """The before/after view shows a CMYK photo in the colours the protection reads (its
     CMYK profile to sRGB), not Pillow's plain CMYK formula, which shifts them: otherwise

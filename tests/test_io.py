@@ -2403,28 +2403,14 @@ class TestHostileMetadata:
         empty AC scans (31 bytes each, 683 KB in all) took 27 s to verify, 100,000 about
         five minutes. More than MAX_JPEG_SCANS is refused at once; an ordinary progressive
         JPEG (ten scans), one with an EXIF thumbnail, and the dev photos load."""
-        buffer = _io.BytesIO()
-        Image.fromarray(pixels()).save(buffer, "JPEG", progressive=True, quality=90)
-        data = buffer.getvalue()
-        assert io.jpeg_scan_count(data) == 10
-        at, scans = 2, []  # the segments, to find an AC scan to repeat
-        while data[at + 1] != 0xD9:
-            end = at + 2 + struct.unpack(">H", data[at + 2:at + 4])[0]
-            if data[at + 1] == 0xDA:
-                while not (data[end] == 0xFF and data[end + 1] != 0
-                           and not 0xD0 <= data[end + 1] <= 0xD7):
-                    end += 1
-                scans.append(data[at:end])
-            at = end
-        ac = scans[-1]
-        bomb = tmp_path / "bomb.jpg"
-        bomb.write_bytes(data[:-2] + ac * (io.MAX_JPEG_SCANS + 1) + data[-2:])
+        bomb = jpeg_of_empty_scans(tmp_path / "bomb.jpg", io.MAX_JPEG_SCANS + 1)
+        assert io.jpeg_scan_count(bomb.read_bytes()) == io.MAX_JPEG_SCANS + 11
         with pytest.raises(UnsupportedImageError, match=(
                 f"is a JPEG of {io.MAX_JPEG_SCANS + 11} scans .*refused as a "
                 "decompression bomb")):
             io.load_photo(bomb)
-        ordinary = tmp_path / "ok.jpg"
-        ordinary.write_bytes(data[:-2] + ac * 5 + data[-2:])  # 15 scans: read as ever
+        ordinary = jpeg_of_empty_scans(tmp_path / "ok.jpg", 5)  # 15 scans: read as ever
+        assert io.jpeg_scan_count(ordinary.read_bytes()) == 15
         assert io.load_photo(ordinary).rgb.shape[:2] == pixels().shape[:2]
         exif = Image.Exif()
         exif[ExifTags.Base.Make] = "Cam"
@@ -2432,6 +2418,26 @@ class TestHostileMetadata:
         assert io.jpeg_scan_count(thumbed.read_bytes()) == 1
         for photo in sorted(PHOTOS.glob("*.jp*g")):
             assert io.jpeg_scan_count(photo.read_bytes()) <= 20, photo.name
+
+
+def jpeg_of_empty_scans(path: Path, extra: int) -> Path:
+    """A progressive JPEG of pixels() (ten scans) with its last AC scan repeated `extra`
+    times more (a few bytes each: it refines nothing), written to `path`."""
+    buffer = _io.BytesIO()
+    Image.fromarray(pixels()).save(buffer, "JPEG", progressive=True, quality=90)
+    data = buffer.getvalue()
+    assert io.jpeg_scan_count(data) == 10
+    at, scans = 2, []  # the segments, to find an AC scan to repeat
+    while data[at + 1] != 0xD9:
+        end = at + 2 + struct.unpack(">H", data[at + 2:at + 4])[0]
+        if data[at + 1] == 0xDA:
+            while not (data[end] == 0xFF and data[end + 1] != 0
+                       and not 0xD0 <= data[end + 1] <= 0xD7):
+                end += 1
+            scans.append(data[at:end])
+        at = end
+    path.write_bytes(data[:-2] + scans[-1] * extra + data[-2:])
+    return path
 
 
 def _png_xmp(xmp: bytes):

@@ -48,6 +48,8 @@ def _open_upright(path: Path, max_side: int | None) -> Image.Image:
         # its own in-memory re-encodes (on another thread, in the app).
         if image.width * image.height > io.pixel_limit():
             raise ValueError(f"{image.width}x{image.height} is over the pixel limit")
+        if image.format in ("JPEG", "MPO"):  # even a thumbnail decodes every scan: a
+            io.check_jpeg_scans(image.fp, path)  # bomb of 20,000 took 67 s (refused)
         if max_side:
             image.draft("RGB", (max_side, max_side))  # fast JPEG downscale on decode
             # (not TIFF: Pillow turns a TIFF upright while loading it, after the box
