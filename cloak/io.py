@@ -530,25 +530,31 @@ def _check_geometry(path: Path, width: int, height: int, limit: int) -> None:
 
 
 def jpeg_scan_count(data: bytes) -> int:
-    """The scans of a JPEG's first image (`data` its bytes): the SOS markers from its
-    first to its end marker. A marker can't occur inside entropy-coded data (0xFF there
-    is followed by 0x00 or a restart marker), so they are counted as they are found; the
-    segments before the first scan (EXIF, ICC, XMP: any bytes) are stepped over by their
-    lengths."""
-    at = 2  # after SOI
-    while at + 4 <= len(data):
+    """The scans of a JPEG's first image (`data` its bytes), up to its end marker, read
+    as libjpeg reads them: each segment (EXIF, ICC, a comment: any bytes, an end marker's
+    among them) stepped over by its length; a scan's entropy-coded data up to the next
+    marker (0xFF there is followed by 0x00 or a restart marker); fill bytes and stray
+    bytes between segments passed one by one."""
+    at, scans, size = 2, 0, len(data)  # after SOI
+    while at + 1 < size:
         if data[at] != 0xFF or data[at + 1] == 0xFF:  # stray byte, or fill before a marker
             at += 1
             continue
         marker = data[at + 1]
-        if marker == 0xDA:  # the first scan
+        if marker == 0xD9:  # the end of the first image (an MPO's others follow)
             break
-        if marker == 0x01 or 0xD0 <= marker <= 0xD9:  # standalone markers
+        if marker in (0x00, 0x01) or 0xD0 <= marker <= 0xD8:  # standalone markers
             at += 2
             continue
         at += 2 + int.from_bytes(data[at + 2:at + 4], "big")
-    end = data.find(b"\xff\xd9", at)
-    return data.count(b"\xff\xda", at, len(data) if end < 0 else end)
+        if marker == 0xDA:
+            scans += 1
+            while (at := data.find(b"\xff", at)) >= 0 and at + 1 < size and (
+                    data[at + 1] == 0x00 or 0xD0 <= data[at + 1] <= 0xD7):
+                at += 2  # a stuffed 0xFF, or a restart marker: still the scan's data
+            if at < 0:
+                break
+    return scans
 
 
 def check_jpeg_scans(fp: IO[bytes], path: Path) -> None:

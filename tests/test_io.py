@@ -1291,6 +1291,24 @@ class TestMetadata:
             for theirs in (b"Eve Third", b"Agency", b"Other", b"1987", b"40,41", b"73,59"):
                 assert theirs not in xmp, (theirs, policy)
             dst.unlink()
+        # two Descriptions of the photo itself (a packet may split its properties): the
+        # first notice is the one carried, never both
+        rights = ('<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/">'
+                  '<dc:rights><rdf:Alt><rdf:li xml:lang="x-default">{}</rdf:li></rdf:Alt>'
+                  '</dc:rights></rdf:Description>')
+        split = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf='
+                 '"http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+                 + rights.format("(c) First") + rights.format("(c) Second")
+                 + '</rdf:RDF></x:xmpmeta>')
+        info = PngInfo()
+        info.add_itxt("XML:com.adobe.xmp", split)
+        photo = io.load_photo(save(Image.fromarray(pixels()), tmp_path / "split.png",
+                                   pnginfo=info))
+        dst = io.save_photo(photo, photo.rgb, tmp_path / "split-out.png")
+        with Image.open(dst) as out:
+            xmp = out.info["xmp"]
+        xmp = xmp.encode() if isinstance(xmp, str) else xmp
+        assert b">(c) First<" in xmp and b"(c) Second" not in xmp
 
     @pytest.mark.parametrize("suffix", [".jpg", ".png", ".webp"])
     def test_free_text_and_foreign_blocks_are_not_posted(self, tmp_path: Path,
@@ -2418,6 +2436,40 @@ class TestHostileMetadata:
         assert io.jpeg_scan_count(thumbed.read_bytes()) == 1
         for photo in sorted(PHOTOS.glob("*.jp*g")):
             assert io.jpeg_scan_count(photo.read_bytes()) <= 20, photo.name
+
+    def test_scans_are_counted_as_libjpeg_reads_them_whatever_lies_between(
+            self, tmp_path: Path, monkeypatch) -> None:
+        """A comment between scans holding the bytes FF D9 (an end marker's) stopped the
+        count at one: 20,000 empty scans behind it were decoded (68 s at 1600x1200).
+        Segments are stepped over by their length, as libjpeg does; fill bytes and a TEM
+        marker before them change nothing; an MPO's second picture is not its first's
+        (counted once: 10, not 20), and an MPO is checked as a JPEG is."""
+        bomb = jpeg_of_empty_scans(tmp_path / "plain.jpg", 20_000)
+        data = bomb.read_bytes()
+        first_scan = data.index(b"\xff\xda")
+        after_first = data.index(b"\xff\xda", first_scan + 2)  # (empty: no FF in between)
+        hidden = tmp_path / "hidden.jpg"
+        hidden.write_bytes(data[:after_first] + b"\xff\xfe\x00\x04\xff\xd9"
+                           + data[after_first:])
+        for path in (bomb, hidden):
+            assert io.jpeg_scan_count(path.read_bytes()) == 20_010, path.name
+            with pytest.raises(UnsupportedImageError, match="of 20010 scans"):
+                io.load_photo(path)
+        ordinary = jpeg_of_empty_scans(tmp_path / "ok.jpg", 0).read_bytes()
+        dqt = ordinary.index(b"\xff\xdb")
+        padded = (ordinary[:dqt] + b"\xff\xff" + ordinary[dqt:first_scan] + b"\xff\x01"
+                  + ordinary[first_scan:])
+        assert io.jpeg_scan_count(padded) == 10
+        buffer = _io.BytesIO()
+        Image.fromarray(pixels()).save(buffer, "MPO", save_all=True, progressive=True,
+                                       append_images=[Image.fromarray(pixels(seed=1))])
+        mpo = tmp_path / "pair.mpo"
+        mpo.write_bytes(buffer.getvalue())
+        assert io.jpeg_scan_count(mpo.read_bytes()) == 10
+        assert io.load_photo(mpo).format == "MPO"
+        monkeypatch.setattr(io, "MAX_JPEG_SCANS", 9)
+        with pytest.raises(UnsupportedImageError, match="of 10 scans"):
+            io.load_photo(mpo)
 
 
 def jpeg_of_empty_scans(path: Path, extra: int) -> Path:
