@@ -3126,6 +3126,18 @@ class TestReviewFixes:
         assert QTest.qWaitForWindowActive(window, 2000)
         assert window.photo_list.hasFocus(), QApplication.focusWidget()
         other.close()
+        # Cancel pressed from the keyboard during a batch: it turns itself off at once
+        go_on.clear()
+        window.add_paths([small_photo(tmp_path / "d.png", index=3)])
+        window.start()
+        window.cancel_button.setFocus()
+        QTest.keyClick(window.cancel_button, Qt.Key.Key_Space)
+        assert not window.cancel_button.isEnabled()
+        assert window.photo_list.hasFocus(), QApplication.focusWidget()
+        QTest.keyClick(QApplication.focusWidget(), Qt.Key.Key_Space)
+        go_on.set()
+        assert wait_until(lambda: not window.is_running(), 60)
+        assert asked == []
 
     def test_the_list_shows_when_it_has_the_keyboard_focus(self, window, tmp_path,
                                                            small_photo):
@@ -3734,6 +3746,30 @@ class TestReviewFixes:
         assert window.statusBar().currentMessage().endswith(REDO_NOTE)
         assert failed.state == PhotoRow.FAILED
 
+    def test_a_deleted_copy_is_said_deleted_not_protected_otherwise(
+            self, window, tmp_path, small_photo):
+        """The copy deleted after the run, a setting changed and changed back: the status
+        bar said the photo was "protected with other settings ... (the earlier ones
+        stay)", where no setting differed and no copy stayed. It says the copy is gone
+        and Protect makes it again. Protect, off after the run, is on again as soon as
+        the user is back in the window (from the file manager the copy was deleted in),
+        not only once a setting is touched."""
+        window.settings["measure"] = False
+        row = protect_one(window, small_photo(tmp_path / "a.png"))
+        assert not window.protect_button.isEnabled()
+        row.outcome.dst.unlink()
+        assert not window.protect_button.isEnabled()  # not told yet
+        window.show()
+        window.activateWindow()  # the user back from the file manager
+        assert QTest.qWaitForWindowActive(window, 5000)
+        assert window.protect_button.isEnabled()
+        window.strip_exif.setChecked(not window.strip_exif.isChecked())
+        assert window.statusBar().currentMessage().endswith(REDO_NOTE)
+        window.strip_exif.setChecked(not window.strip_exif.isChecked())  # back
+        said = window.statusBar().currentMessage()
+        assert said == "1 protected copy is no longer there: Protect makes it again", said
+        assert window.protect_button.isEnabled()
+
     def test_an_earlier_copy_recorded_as_weak_is_shown_and_counted_so(
             self, window, tmp_path, small_photo):
         """A photo found protected in an earlier session was shown and counted as fine,
@@ -3993,6 +4029,52 @@ class TestReviewFixes:
         for window in (first, again):
             window.deleteLater()
         QTest.qWait(10)
+
+    def test_a_share_unmounted_after_protect_is_clicked_gets_no_copies_below_it(
+            self, qapp, tmp_path, small_photo, monkeypatch):
+        """The share unmounted after Protect was clicked and before its first copy was
+        written (while earlier copies were being found, say): the copies and the record
+        went, hidden, to the disk below the empty mount point, each row "protected". The
+        window hands each job the mount point; the worker refuses one unmounted since.
+        A remembered folder with no remembered mount point (settings kept before there
+        was one) has it found at launch, not taken as the system disk's."""
+        from PySide6.QtCore import QSettings
+
+        nas = tmp_path / "nas"
+        nas.mkdir()
+        mounted = {str(nas)}
+        real_ismount = os.path.ismount
+        monkeypatch.setattr(window_module.os.path, "ismount",
+                            lambda p: os.fspath(p) in mounted or real_ismount(p))
+        photos = [small_photo(tmp_path / f"p{i}.png", index=i) for i in range(2)]
+        config = ProtectConfig(strength="fast", **{**TINY, "measure": False})
+        mounted.clear()  # unmounted between the click and the worker's first write
+        outcomes = run_here(ProtectWorker(
+            [Job(i, p, nas, chosen=True, mount=str(nas)) for i, p in enumerate(photos)],
+            config))
+        assert outcomes == [(f"the Save-to folder {nas} can't be reached (its disk or "
+                             f"share, {nas}, is not connected): connect it, or choose it "
+                             "again")] * 2, outcomes
+        assert list(nas.iterdir()) == []
+        mounted.add(str(nas))  # mounted: written as ever
+        (made,) = run_here(ProtectWorker([Job(0, photos[0], nas, chosen=True,
+                                              mount=str(nas))], config))
+        assert isinstance(made, Outcome) and made.dst == nas / "p0.png"
+        store = tmp_path / "settings.ini"
+        QSettings(str(store), QSettings.Format.IniFormat).setValue("output_dir", str(nas))
+        window = MainWindow(settings=dict(TINY),
+                            store=lambda: QSettings(str(store), QSettings.Format.IniFormat))
+        try:
+            assert window.output_mount == str(nas)  # found now: no output_mount kept
+            window.add_paths([photos[1]])
+            assert wait_until(lambda: len(window.rows) == 1, 10)
+            window.start()
+            assert window.is_running()
+            assert [job.mount for job in window._worker.jobs] == [str(nas)]
+            assert wait_until(lambda: not window.is_running(), 60)
+        finally:
+            window.shutdown()
+            window.deleteLater()
 
     def test_choices_that_cant_be_kept_are_said_so_once(self, qapp, tmp_path):
         """A settings file that can't be read or written (here a folder in its place; a
@@ -4946,6 +5028,28 @@ def test_a_photo_only_touched_or_chmod_ed_still_gets_its_before_after(
     assert wait_until(lambda: window.compare_panel.comparison is not None, 30)
 
 
+def test_a_photo_moved_away_since_its_copy_is_said_gone_not_edited(
+        window, tmp_path, small_photo):
+    """The original moved away (or deleted) after its copy was made: its before/after
+    said "the photo changed since ... (edited, cropped or turned) ... add it again to
+    protect it as it is now", of a photo no longer there. It says it is gone, and so
+    where the photo went while its before/after was loaded."""
+    from cloak.gui.window import EDITED_SINCE
+
+    photo = small_photo(tmp_path / "a.png", size=(96, 64))
+    row = protect_one(window, photo)
+    assert wait_until(lambda: not window.compare_panel.loading, 30)
+    assert window.compare_panel.comparison is not None
+    photo.rename(tmp_path / "elsewhere.png")
+    window.show_comparison(row.row_id)
+    said = window.compare_panel.view.text()
+    assert said == ("Cannot show this photo: the original a.png: no longer there (moved, "
+                    "renamed or its disk unplugged); add it again"), said
+    assert EDITED_SINCE not in said
+    (tmp_path / "elsewhere.png").rename(photo)  # back: shown again
+    window.show_comparison(row.row_id)
+    assert wait_until(lambda: window.compare_panel.comparison is not None, 30)
+
 def test_the_edited_check_is_made_as_asked_and_as_the_comparison_lands(
         window, tmp_path, small_photo, monkeypatch):
     """Edited before the click: said at once, nothing loaded. Edited while its
@@ -5073,14 +5177,14 @@ def test_a_listed_photo_that_cant_be_reached_is_not_called_gone(tmp_path, monkey
     it was listed) failed as "no longer there (moved, renamed ...); add it again", and
     adding it again led to "not a photo cloak reads". It is said as a permission problem.
     Root is never denied here, so the denial is simulated for that one path."""
-    from cloak.gui.worker import _gone_or_unreadable
+    from cloak.gui.worker import gone_or_unreadable
 
     photo = tmp_path / "a.jpg"
-    assert _gone_or_unreadable(photo).startswith("no longer there")  # really gone
+    assert gone_or_unreadable(photo).startswith("no longer there")  # really gone
     photo.write_bytes(b"x")
-    assert _gone_or_unreadable(photo) is None
+    assert gone_or_unreadable(photo) is None
     deny(monkeypatch, "lstat", photo)
-    assert _gone_or_unreadable(photo).startswith(
+    assert gone_or_unreadable(photo).startswith(
         "permission denied (a folder on its path can't be searched)")
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import (
+    QEvent,
     QSettings,
     QSize,
     Qt,
@@ -95,6 +96,7 @@ from .worker import (
     Outcome,
     ProtectWorker,
     for_the_app,
+    gone_or_unreadable,
     source_stamp,
 )
 
@@ -634,6 +636,15 @@ class MainWindow(QMainWindow):
         return not (row.outcome.status == ALREADY_PROTECTED  # found below it
                     and holds_as_spelt(folder, parent))
 
+    def _why_no_comparison(self, row: PhotoRow) -> str | None:
+        """Why a protected `row`'s before/after can't be shown now, found before it is
+        made: its photo moved away (not "edited", which advised adding it again from
+        where it no longer is) or changed since its copy was made (the difference would
+        show the edit as protection)."""
+        if (gone := gone_or_unreadable(row.src)) is not None:
+            return f"the original {row.src.name}: {gone}"
+        return EDITED_SINCE if self._changed_since(row) else None
+
     def _changed_since(self, row: PhotoRow) -> bool:
         """_edited_since, for what the photo holds: one only chmod-ed or touched (a sync
         client's, a backup tool's xattrs) still has the contents its copy's record keeps
@@ -805,7 +816,7 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(f"settings problem: {self._settings_problem(exc)}")
             return
         jobs = [Job(i, self.rows[i].src, self.output_dir or default_output_dir(self.rows[i].src),
-                    chosen=self.output_dir is not None)
+                    chosen=self.output_dir is not None, mount=self.output_mount)
                 for i in todo]
         for i in todo:
             self.rows[i].set_waiting()
@@ -992,8 +1003,8 @@ class MainWindow(QMainWindow):
         if row.outcome is None:  # not protected (yet): no earlier photo's comparison
             self.compare_panel.reset()
             return
-        if self._changed_since(row):  # the difference would show the edit as protection
-            self.compare_panel.show_error(row.src.name, EDITED_SINCE)
+        if (why := self._why_no_comparison(row)) is not None:
+            self.compare_panel.show_error(row.src.name, why)
             return
         self.compare_panel.show_loading(row.src.name)
         # A comparison that is no longer wanted when its turn comes is skipped, so arrowing
@@ -1023,8 +1034,8 @@ class MainWindow(QMainWindow):
         row = self.rows.get(row_id)
         if row_id != self._compare_wanted or row is None or row.outcome is not outcome:
             return  # the user has moved on to another photo, or it was added again since
-        if self._changed_since(row):  # (changed while it was loaded)
-            self.compare_panel.show_error(row.src.name, EDITED_SINCE)
+        if (why := self._why_no_comparison(row)) is not None:  # (while it was loaded)
+            self.compare_panel.show_error(row.src.name, why)
         elif comparison is None:
             self.compare_panel.show_error(row.src.name, _about_the_pair(error, outcome))
         else:
@@ -1058,7 +1069,7 @@ class MainWindow(QMainWindow):
     def _on_current_changed(self, row_id: int) -> None:
         self.show_comparison(row_id)
 
-    def _protected_otherwise(self) -> set[int]:
+    def _protected_otherwise(self, settings_only: bool = False) -> set[int]:
         """The rows protected (now or in an earlier session) with other settings than the
         window's now: after the advice to protect at a stronger preset, Protect makes
         new copies of them with these. None while new photos wait (Protect does those,
@@ -1067,7 +1078,8 @@ class MainWindow(QMainWindow):
         from being followed), and never for "Keep location" alone: copies made without
         the GPS are not made again with it. So are those whose copy is not where Protect
         would put it now (deleted since, or the Save-to folder changed), as `cloak
-        protect` makes it again."""
+        protect` makes it again; `settings_only`: not those, unless their settings
+        differ too."""
         if any(row.state == PhotoRow.WAITING for row in self.rows.values()):
             return set()
         try:
@@ -1091,7 +1103,8 @@ class MainWindow(QMainWindow):
         return {i for i, row in self.rows.items()
                 if row.state == PhotoRow.PROTECTED and row.outcome is not None
                 and row.outcome.config is not None
-                and (chosen_otherwise(row.outcome.config) or self._copy_not_there(row))}
+                and (chosen_otherwise(row.outcome.config)
+                     or (not settings_only and self._copy_not_there(row)))}
 
     @Slot()
     def _settings_changed(self) -> None:
@@ -1100,9 +1113,16 @@ class MainWindow(QMainWindow):
         if self.is_running() or self._restoring:
             return
         self._update_buttons()
-        if redo := self._protected_otherwise():
+        if redo := self._protected_otherwise(settings_only=True):
             self.statusBar().showMessage(
                 f"{plural(len(redo), 'photo')} {REDO_NOTE}")
+        elif gone := [i for i in self._protected_otherwise()  # (settings as they were)
+                      if not self._goes_elsewhere(self.rows[i])]:
+            one = len(gone) == 1  # deleted since: not "other settings", none differ
+            self.statusBar().showMessage(
+                f"{plural(len(gone), 'protected copy', 'protected copies')} "
+                f"{'is' if one else 'are'} no longer there: Protect makes "
+                f"{'it' if one else 'them'} again")
         elif self.statusBar().currentMessage().endswith(REDO_NOTE):  # changed back
             self.statusBar().clearMessage()
 
@@ -1184,10 +1204,12 @@ class MainWindow(QMainWindow):
                 if index >= 0:
                     self.strength.setCurrentIndex(index)
                 folder = str(store.value("output_dir", "") or "")
-                if folder:
-                    mount = str(store.value("output_mount", "") or "")
+                if folder:  # its mount point as remembered; found now where none was
+                    # (settings kept before it was): unmounted since, that is refused
+                    mount = (str(store.value("output_mount", "") or "")
+                             if store.contains("output_mount") else None)
                     self.set_output_dir(Path(folder), mount)
-                    what = save_to_problem(Path(folder), mount)
+                    what = save_to_problem(Path(folder), self.output_mount)
                     if what is not None:
                         self.statusBar().showMessage(
                             f"the Save-to folder {folder} {what}: {save_to_advice(what)}")
@@ -1206,6 +1228,14 @@ class MainWindow(QMainWindow):
             box.toggled.connect(self._settings_changed)
         self.strip_exif.toggled.connect(lambda on: self._remember("strip_exif", on))
         self.strip_names.toggled.connect(lambda on: self._remember("strip_names", on))
+
+    def changeEvent(self, event: QEvent) -> None:
+        """Back in the window (from a file manager, where a protected copy was deleted):
+        Protect is on again for those, as a change of setting would show."""
+        super().changeEvent(event)
+        if (event.type() == QEvent.Type.ActivationChange and self.isActiveWindow()
+                and not getattr(self, "_closing", True) and not self.is_running()):
+            self._update_buttons()
 
     def closeEvent(self, event: QCloseEvent) -> None:
         """Closed while a batch runs, the window cancels it and stays open, responsive,

@@ -71,6 +71,10 @@ class Job:
     src: Path
     out_dir: Path
     chosen: bool = False  # out_dir is the user's Save-to folder: it must be there, never made
+    # the mount point the chosen folder was on when it was chosen ("" for the system
+    # disk's): unmounted since (after Protect was clicked), the empty folder left at its
+    # place is not written to: the copies would go, hidden, to the disk below
+    mount: str = ""
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,11 @@ def moved_during_the_run(folder: Path) -> str:
             "(the folder at its name now is another one); choose it again")
 
 
+def not_connected(folder: Path, mount: str) -> str:
+    return (f"the Save-to folder {folder} can't be reached (its disk or share, {mount}, is "
+            "not connected): connect it, or choose it again")
+
+
 def _folder_id(folder: Path) -> tuple[int, int] | None:
     """(device, inode) of `folder`, or None where it is not there."""
     try:
@@ -128,7 +137,7 @@ def recorded_verdict(copy: Path, out_dir: Path) -> str | None:
     return verdict if verdict in (*(name for name, _ in VERDICTS), "none") else None
 
 
-def _gone_or_unreadable(path: Path) -> str | None:
+def gone_or_unreadable(path: Path) -> str | None:
     """Why a listed photo can't be protected now, found before any work: gone (moved,
     renamed, its disk unplugged), or its folder no longer searchable (a permission that
     changed since it was listed, said as such, not as gone); None where it is there."""
@@ -364,10 +373,10 @@ class ProtectWorker(QObject):
             if self._weights_error is not None:  # no download attempt (and wait) per photo
                 emit(self.failed, job.index, self._weights_error)
                 return
-            if (gone := _gone_or_unreadable(job.src)) is not None:  # not its protected/
+            if (gone := gone_or_unreadable(job.src)) is not None:  # not its protected/
                 emit(self.failed, job.index, f"{job.src}: {gone}")  # folder made for nothing
                 return
-            self._make_folder(job.out_dir, created, make=not job.chosen)
+            self._make_folder(job.out_dir, created, make=not job.chosen, mount=job.mount)
             settings = self._prepare_models()
             source = _identity_or_none(job.src)  # the photo the copy is made from, as
             # recorded: one edited during the attack is not this copy's (the CLI too)
@@ -621,15 +630,21 @@ class ProtectWorker(QObject):
         emit(self.failed, self._current, self._folder_errors[folder])
         return True
 
-    def _make_folder(self, folder: Path, created: list[Path], make: bool = True) -> None:
+    def _make_folder(self, folder: Path, created: list[Path], make: bool = True,
+                     mount: str = "") -> None:
         """Create the output folder (recorded in `created`; its parent must be there: a
         chosen Save-to folder on a share that is not mounted is not made on the disk
         below) and check that files can be written there, or fail naming it: before the
         attack, not after it, and at once (remembered) for the run's other photos going
         there. `make=False` (the user's Save-to folder) never creates it: one renamed,
         deleted or unmounted during the batch fails its photos rather than being made
-        again (the copies split across two folders, or hidden below a mount point)."""
+        again (the copies split across two folders, or hidden below a mount point); nor
+        is one written to whose `mount` (its Job's) is no longer mounted."""
         if folder in self._folder_errors:
+            raise OutputError(self._folder_errors[folder])
+        if not make and mount and not os.path.ismount(mount):  # (after its first photo,
+            # its identity, held open, says so too: this covers the time before it)
+            self._folder_errors[folder] = not_connected(folder, mount)
             raise OutputError(self._folder_errors[folder])
         if folder.exists() and not folder.is_dir():
             self._folder_errors[folder] = (
