@@ -4262,6 +4262,49 @@ def test_a_folder_with_part_of_a_gone_folders_photos_gets_its_own_mirror(
     assert names == ["B2", "A2"]  # not each the other's mirror
 
 
+def test_a_copy_of_a_folder_still_there_gets_its_own_mirror(tmp_path, small_photo,
+                                                             tiny_config, caplog):
+    """Trip protected, then copied whole to `Trip copy`, Trip itself kept: every copy in
+    Trip's mirror was made from a photo at the same place in the copy, but Trip is still
+    there, so it was not renamed. Taken for renamed, the copy's photos went into Trip's
+    mirror (said "renamed or moved since"), and the mirror became the copy's: Trip's own
+    next run protected every photo again into `Trip (2)`."""
+    photos = [small_photo(tmp_path / "Trip" / f"{name}.png", index=i)
+              for i, name in enumerate("ab")]
+    out = tmp_path / "protected"
+    assert batch.run(batch.plan([photos[0].parent], out), out,
+                     tiny_config).counts[PROTECTED] == 2
+    shutil.copytree(tmp_path / "Trip", tmp_path / "Trip copy")
+    with caplog.at_level(logging.WARNING, logger="cloak.planning"):
+        dsts = [i.dst for i in batch.plan([tmp_path / "Trip copy"], out)]
+    assert dsts == [out / "Trip copy" / "a.png", out / "Trip copy" / "b.png"]
+    assert not [r for r in caplog.records if "renamed or moved since" in r.getMessage()]
+
+
+def test_a_gone_folder_whose_mirror_has_no_copy_is_not_taken_for_a_renamed_one(
+        tmp_path, small_photo, tiny_config, caplog):
+    """A run of A and B stopped after A's photo: B's mirror is recorded with no copy in
+    it. With B deleted since, any other folder (C, none of its photos B's) passed "every
+    copy in the mirror was made from a photo here", there being none, and took B's
+    mirror: C's copies went into `B/`, said as "protected before as B (renamed or moved
+    since)"."""
+    folders = [small_photo(tmp_path / name / f"{name.lower()}.png", index=i).parent
+               for i, name in enumerate("AB")]
+    out = tmp_path / "protected"
+    done = []
+    result = batch.run(batch.plan(folders, out), out, tiny_config,
+                       on_event=lambda e: e.kind == "done" and done.append(e.item),
+                       should_stop=lambda: bool(done))
+    assert [i.status for i in result.items] == [PROTECTED, CANCELLED]
+    assert set(json.loads((out / MANIFEST_NAME).read_text())["folders"]) == {"A", "B"}
+    shutil.rmtree(folders[1])
+    small_photo(tmp_path / "C" / "c.png", index=2)
+    with caplog.at_level(logging.WARNING, logger="cloak.planning"):
+        [item] = batch.plan([tmp_path / "C"], out)
+    assert item.dst == out / "C" / "c.png"
+    assert not caplog.records
+
+
 def test_run_and_plan_check_what_a_python_caller_gives_them(tmp_path, small_photo,
                                                             tiny_config):
     """cloak.batch as the README's "From Python" calls it, given what a developer may
@@ -4281,19 +4324,44 @@ def test_run_and_plan_check_what_a_python_caller_gives_them(tmp_path, small_phot
     assert result.counts[PROTECTED] == 1 and items[0].status == PROTECTED
     with pytest.raises(ValueError, match="these items were run before: plan them again"):
         batch.run(items, out, tiny_config)
+    stopped = batch.plan([photo], tmp_path / "stopped")
+    assert [i.status for i in batch.run(stopped, tmp_path / "stopped", tiny_config,
+                                        should_stop=lambda: True).items] == [CANCELLED]
+    with pytest.raises(ValueError, match="these items were run before: plan them again"):
+        batch.run(stopped, tmp_path / "stopped", tiny_config)  # cancelled: never resumed
     with pytest.raises(ValueError, match="planned for another output folder"):
         batch.run(batch.plan([photo], out), tmp_path / "elsewhere", tiny_config)
     assert not (tmp_path / "elsewhere").exists()
     fresh = batch.plan([photo], out)
     preset = "config must be a cloak.ProtectConfig, got str (for the preset: ProtectConfig("
     takes = "run() takes the items batch.plan() made, got "
+    whole = "jobs must be a whole number of at least 1, got "
     for args, kwargs, said in (
             ((fresh, out, "fast"), {}, preset + "strength='fast'))"),
             (([str(photo)], out, tiny_config), {}, takes + "a str among them"),
             ((str(photo), out, tiny_config), {}, takes + "str"),
             ((fresh, out, tiny_config), {"jobs": "2"}, "jobs must be a whole number"),
+            ((fresh, out, tiny_config), {"jobs": 0}, whole + "0"),
+            ((fresh, out, tiny_config), {"jobs": True}, whole + "True"),
             ((fresh, out, tiny_config), {"on_event": 5}, "on_event must be a function"),
             ((fresh, out, tiny_config), {"should_stop": True}, "should_stop must be a")):
         with pytest.raises(TypeError, match=re.escape(said)):
             batch.run(*args, **kwargs)
     assert [i.status for i in batch.run(fresh, out, tiny_config).items] == [SKIPPED]
+
+
+def test_items_planned_for_out_by_a_link_to_it_run_into_it_by_either_name(
+        tmp_path, small_photo, tiny_config):
+    """OUT named through a link for plan() and by its real path for run(), or the other
+    way round (`~/Pictures/protected` a link to a second disk): one folder, whose items
+    must not be refused as "planned for another output folder"."""
+    real = tmp_path / "real"
+    real.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    for index, (planned, given, name) in enumerate(((link, real, "a.png"),
+                                                    (real, link, "b.png"))):
+        photo = small_photo(tmp_path / "in" / name, index=index)
+        [item] = batch.run(batch.plan([photo], planned), given, tiny_config).items
+        assert (item.status, item.dst) == (PROTECTED, planned / name), item.message
+        assert decodes(real / name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -357,6 +358,61 @@ class TestLookupAndVerification:
         torch.save({"hook": print}, code)
         with pytest.raises(ModelError, match=r"not a plain weights file \(refused"):
             W.read_state_dict(code)
+
+        class RunsACommand:  # torch words this refusal otherwise ("unsupported GLOBAL
+            def __reduce__(self):  # posix.system whose module posix is blocked"): it was
+                return (os.system, ("true",))  # called "damaged or cut off"
+
+        torch.save({"x": RunsACommand()}, code)
+        with pytest.raises(ModelError, match=r"not a plain weights file \(refused"):
+            W.read_state_dict(code)
+
+    def test_what_is_no_weights_file_at_a_weights_name_is_named(self, model_dir, tmp_path):
+        """A folder, a named pipe or a link to a device at a weight file's name was passed
+        over unsaid ("weights ... not found"), a link to /dev/zero was "a link to
+        /dev/zero, which can't be found"; a pipe read directly would wait for a writer,
+        and a file of gigabytes was read whole before its sha256 refused it. Each is
+        named for what it is, before it is read."""
+        mine = tmp_path / "mine"
+        mine.mkdir()
+        name = mine / "taesd_encoder.safetensors"
+
+        def found_instead() -> str:
+            with pytest.raises(ModelError) as info:
+                W.resolve(get_spec("taesd"), "encoder", model_dir=mine, allow_download=False)
+            return str(info.value)
+
+        advice = "not a weights file: move it away (cloak then looks in the next place"
+        name.mkdir()
+        assert found_instead().startswith(f"{name} is a folder, {advice}")
+        name.rmdir()
+        os.mkfifo(name)
+        assert found_instead().startswith(f"{name} is a named pipe, {advice}")
+        with pytest.raises(ModelError, match="is a named pipe, not a weights file"):
+            W.read_state_dict(name)  # at once: not opened
+        name.unlink()
+        name.symlink_to("/dev/zero")
+        assert found_instead().startswith(f"{name} (a link to /dev/zero) is a device, {advice}")
+        name.unlink()
+        with open(name, "wb") as huge:  # sparse: 65 MB on paper
+            huge.truncate(65 << 20)
+        with pytest.raises(ModelError, match=r"it is 65 MB, where the weights are a few MB"):
+            W.read_state_dict(name)
+
+    def test_weights_holding_values_that_are_not_numbers_are_refused(self, model_dir,
+                                                                     tmp_path):
+        """One NaN tensor in an unpinned encoder file made every gradient NaN: the copy
+        came out unchanged ("max change 0/255"), was reported and recorded as protected,
+        and measuring it crashed. It is refused as it loads."""
+        state = W.read_state_dict(model_dir / "taesd_encoder.safetensors")
+        key = next(k for k in sorted(state) if state[k].numel() > 100)
+        state[key] = state[key] * float("nan")
+        damaged = tmp_path / "taesd_encoder.pth"
+        torch.save(state, damaged)
+        with pytest.raises(ModelError, match=(
+                f"can't use weights {damaged}: {re.escape(key)} holds values that are not "
+                r"numbers \(NaN or infinite: a damaged file\)")):
+            W.load_part(get_spec("taesd"), "encoder", damaged)
 
     def test_offline_without_weights_says_what_is_missing(self, tmp_path, monkeypatch):
         monkeypatch.setenv("CLOAK_MODEL_DIR", str(tmp_path / "empty"))

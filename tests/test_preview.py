@@ -254,6 +254,34 @@ def test_colour_kept_under_full_transparency_is_not_drawn(tmp_path, small_photo,
     assert np.asarray(direct)[LABEL_HEIGHT + 4, 4].tolist() in ([204] * 3, [255] * 3)
 
 
+def test_a_half_transparent_16_bit_photo_is_drawn_half_over_the_checkerboard():
+    """A 16-bit PNG's alpha of 0x8000 (half transparent, a soft shadow) is 128 in 8 bits:
+    cut to its low byte instead, it read as 0, and the photo panel showed the bare
+    checkerboard, as if nothing were there."""
+    photo = np.zeros((64, 96, 3), np.float32)  # black, half over the checkerboard
+    alpha = np.full((64, 96), 0x8000, np.uint16)
+    sheet = np.asarray(preview_sheet(photo, photo, None, alpha=alpha)).astype(int)
+    shown = sheet[LABEL_HEIGHT:, : 96 * 2]  # zoomed 2x, to 128 px tall
+    # neither the bare checkerboard (204, 255) nor the black photo: each square halved
+    assert ((shown > 90) & (shown < 140)).all(), np.unique(shown)
+
+
+def test_no_budget_is_drawn_where_the_photo_is_fully_transparent():
+    """The budget map traced the erased half of a photo (alpha 0) as plainly as the rest:
+    a shape nobody sees, drawn on a sheet that sits beside the copy. It is black (no
+    budget) there now, as the change panel is."""
+    photo = np.full((64, 96, 3), 0.5, np.float32)
+    alpha = np.full((64, 96), 255, np.uint8)
+    alpha[:, :48] = 0
+    sheet = np.asarray(preview_sheet(photo, photo, np.ones((64, 96), np.float32),
+                                     alpha=alpha)).astype(int)
+    panel = 96 * 2  # zoomed 2x; each panel as wide as the photo (its label is shorter)
+    assert sheet.shape[1] == 3 * panel
+    budget = sheet[LABEL_HEIGHT:, 2 * panel:]
+    assert (budget[:, : 48 * 2] == 0).all()  # erased: no budget
+    assert (budget[:, 48 * 2:] == 255).all()  # shown: the whole budget
+
+
 def test_a_sheet_is_known_by_its_record_or_by_its_mark_beside_its_copy(
         tmp_path, small_photo, tiny_config):
     """What batch._sheet_for takes for another copy's sheet (refused even with

@@ -647,13 +647,17 @@ class TestWhatAServerSends:
     def test_a_folder_where_the_file_goes_is_named_not_downloaded_each_run(
             self, mirror, tmp_path):
         """The download worked, then the rename failed on a folder of the file's name:
-        "download ... failed (Is a directory)", and the next run downloaded it again."""
-        (tmp_path / "cache" / "taef2_encoder.pth").mkdir(parents=True)
+        "download ... failed (Is a directory)", and the next run downloaded it again. The
+        folder is named before any download (where the download would put the file, as
+        in any folder searched, the search found it and said nothing of it)."""
+        folder = tmp_path / "cache" / "taef2_encoder.pth"
+        folder.mkdir(parents=True)
         with pytest.raises(ModelError) as info:
             W.resolve(get_spec("taef2"), "encoder")
-        assert ("holds a folder named taef2_encoder.pth, where the downloaded file goes: "
-                "move it away") in str(info.value)
-        assert "download from" not in str(info.value)
+        assert str(info.value) == (f"{folder} is a folder, not a weights file: move it away "
+                                   "(cloak then looks in the next place, or downloads the "
+                                   "file)")
+        assert [p.name for p in (tmp_path / "cache").iterdir()] == ["taef2_encoder.pth"]
 
     @pytest.mark.parametrize("fails_at", ["write", "flush"])
     def test_a_full_disk_is_named(self, mirror, tmp_path, monkeypatch, fails_at):

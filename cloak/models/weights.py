@@ -32,6 +32,7 @@ import torch
 from ..errors import ModelError
 from ..report import plural
 from .fetch import (
+    MAX_DOWNLOAD_BYTES,
     CacheNotWritable,
     DownloadProgress,
     download_deadline,
@@ -164,6 +165,13 @@ def _read_checked(path: Path, other_bytes_ok: bool
     sha256 differs from the bytes, the PinMismatch (raised at once, before the bytes are
     parsed, unless `other_bytes_ok`)."""
     try:
+        found = os.stat(path)
+        if not stat.S_ISREG(found.st_mode):  # a fifo would wait for a writer forever
+            raise ModelError(_not_weights(path, found))
+        if found.st_size > MAX_DOWNLOAD_BYTES:  # read whole, it would take that memory
+            raise UnreadableWeights(
+                f"can't read weights {path}: it is {found.st_size >> 20} MB, where the "
+                "weights are a few MB (not a weights file)")
         data = path.read_bytes()
     except OSError as exc:
         raise ModelError(f"can't read weights {path}: {exc.strerror or exc}") from exc
@@ -180,6 +188,18 @@ def _read_checked(path: Path, other_bytes_ok: bool
         if mismatch is not None:  # other bytes that do not even load: damaged, and the
             raise mismatch from None  # pin's message says what to do about it
         raise
+
+
+def _not_weights(path: Path, found: os.stat_result) -> str:
+    """What to say of `path` (`found` its stat), at a weight file's name but not a file:
+    "PATH is a folder, not a weights file: move it away ..."."""
+    mode = found.st_mode
+    kind = ("a folder" if stat.S_ISDIR(mode) else "a named pipe" if stat.S_ISFIFO(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+    link = f" (a link to {os.readlink(path)})" if os.path.islink(path) else ""
+    return (f"{path}{link} is {kind}, not a weights file: move it away (cloak then looks "
+            "in the next place, or downloads the file)")
 
 
 def _looks_like_safetensors(data: bytes) -> bool:
@@ -240,7 +260,7 @@ def _why_unreadable(data: bytes, exc: Exception) -> str:
     if head.startswith(b"version https://git-lfs"):
         return ("a Git LFS pointer, not the weights (a clone made without git-lfs): run "
                 "`git lfs pull` in that clone, or download the file itself")
-    if "Weights only load failed" in str(exc) and "Unsupported global" in str(exc):
+    if "Weights only load failed" in str(exc) and "unsupported global" in str(exc).lower():
         # a pickle that holds more than tensors (torch's advice to drop the check is
         # unsafe); torch says "Weights only load failed" of a photo's bytes too
         return "not a plain weights file (refused by torch.load(weights_only=True))"
@@ -318,10 +338,13 @@ def find_local(spec: ModelSpec, part: str, model_dir=None) -> Path | None:
             try:
                 if candidate.is_file():
                     return candidate
-                if candidate.is_symlink():  # a link whose target is gone (a drive not mounted)
+                if candidate.is_symlink() and not candidate.exists():  # its target gone
+                    # (a drive not mounted)
                     raise ModelError(f"{candidate} is a link to {os.readlink(candidate)}, "
                                      "which can't be found; mount or restore it, or remove "
                                      "the link so cloak looks in the next place")
+                if candidate.exists():  # a folder, a pipe, a device: not skipped unsaid
+                    raise ModelError(_not_weights(candidate, candidate.stat()))
             except OSError as exc:  # a folder we may not search (EACCES)
                 raise ModelError(f"can't look for weights in {folder}: "
                                  f"{exc.strerror or exc}") from exc
@@ -698,6 +721,11 @@ def load_part(spec: ModelSpec, part: str, path: Path, other_exports: bool = Fals
         state = normalise_keys(state, part)
     except ValueError as exc:
         raise ModelError(f"{path} is not {spec.name} {part} weights: {exc}") from exc
+    if broken := [key for key, value in state.items() if not torch.isfinite(value).all()]:
+        # NaN weights gave every gradient NaN: the copy came out unchanged, "protected"
+        raise UnreadableWeights(
+            f"can't use weights {path}: {broken[0]} holds values that are not numbers "
+            "(NaN or infinite: a damaged file)")
     module = build_part(spec, part)
     try:
         module.load_state_dict(state, strict=True)
