@@ -17,7 +17,7 @@ from . import budget, metrics
 from .attack import protect_pgd
 from .config import ProtectConfig, config_or_default
 from .device import autocast, pick_device, uses_bf16
-from .errors import Cancelled
+from .errors import Cancelled, ModelError
 from .models import load_autoencoders
 from .models.weights import resolve_face_detector
 from .report import Report, stored_db
@@ -333,6 +333,11 @@ def protect_array(rgb: np.ndarray, config: ProtectConfig, *, grayscale: bool = F
 
     if should_stop is not None and should_stop():  # after the last step: nothing applied
         raise Cancelled("cancelled")
+    if config.steps and eps_map.any() and not (delta.any() and torch.isfinite(delta).all()):
+        # weights that give no gradient (all zero, another release's damaged copy): the
+        # copy came out as the photo, reported and recorded as protected
+        raise ModelError(f"the attack made no change: the models ({', '.join(config.models)})"
+                         " gave it no gradient to follow (damaged weights?); nothing saved")
     report_progress(0.9, "applying at full resolution")
     delta_full = upsample(delta.float().cpu(), (height, width))
     eps_full = upsample(eps_map.float().cpu(), (height, width)).clamp_(0, config.eps)

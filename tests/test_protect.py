@@ -49,6 +49,32 @@ class TestProtectFile:
         assert report.max_change255 <= config.eps255 + 1e-6
         assert set(report.damage_db) == {"taesd", "taef2"}
 
+    def test_weights_that_give_no_gradient_save_nothing(self, model_dir, tiny_config,
+                                                        small_photo, tmp_path, monkeypatch):
+        """An encoder file of zeros (unpinned name: it loads with a warning) gives the
+        attack no gradient: the copy came out as the photo ("max change 0/255"), reported
+        and recorded as protected, and a later run skipped it as done. Nothing is saved,
+        and the error says why."""
+        from cloak.errors import ModelError
+        from cloak.models.weights import read_state_dict
+
+        zeros = tmp_path / "weights"
+        zeros.mkdir()
+        state = read_state_dict(model_dir / "taesd_encoder.safetensors")
+        torch.save({k: torch.zeros_like(v) for k, v in state.items()},
+                   zeros / "taesd_encoder.pth")
+        (zeros / "taesd_decoder.safetensors").symlink_to(model_dir / "taesd_decoder.safetensors")
+        monkeypatch.setattr("cloak.models.loading._cache", {})
+        src = small_photo(tmp_path / "a.png")
+        with pytest.raises(ModelError, match=re.escape(
+                "the attack made no change: the models (taesd) gave it no gradient to "
+                "follow (damaged weights?); nothing saved")):
+            protect_file(src, tmp_path / "out" / "a.png",
+                         tiny_config.replace(model_dir=str(zeros)))
+        assert not (tmp_path / "out" / "a.png").exists()
+        report = protect_file(src, tmp_path / "out" / "a.png", tiny_config)  # the real ones
+        assert report.max_change255 > 0
+
     def test_a_preview_name_too_long_for_the_disk_is_one_clear_error(
             self, tiny_config, small_photo, tmp_path):
         src = small_photo(tmp_path / "a.png")
