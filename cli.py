@@ -352,7 +352,7 @@ def protect(
             fail("--keep-serials can't be given with --strip-exif, which drops the serial "
                  "numbers and notes it would keep: drop one of them")
         photos = photo_paths(photos)
-        jobs = jobs_within_cores(jobs, batch.usable_cores())
+        jobs = jobs_within_cores(jobs, batch.max_jobs())
         check_out(out)
         check_model_dir(model_dir)
         device = check_device(device)
@@ -396,13 +396,18 @@ def photo_paths(photos: list[str]) -> list[Path]:
 
 
 def jobs_within_cores(jobs: int, cores: int) -> int:
-    """--jobs, at most `cores` (each job is a process holding the models: more only costs
-    memory; said once)."""
+    """--jobs, at most `cores` (batch.max_jobs: each job is a process holding the models,
+    more only costs memory; said once)."""
     if jobs < 1:
         fail(f"--jobs must be at least 1, got {jobs}")
     if jobs > cores:
-        say(f"--jobs {jobs} is more than the {cores} cores this run may use; "
-            f"using {cores}", color=typer.colors.YELLOW, err=True)
+        from cloak.batch import WINDOWS_MAX_JOBS
+
+        limit = (f"{cores}, the most worker processes Python runs on Windows"
+                 if sys.platform == "win32" and cores == WINDOWS_MAX_JOBS
+                 else f"the {cores} cores this run may use")
+        say(f"--jobs {jobs} is more than {limit}; using {cores}",
+            color=typer.colors.YELLOW, err=True)
     return min(jobs, cores)
 
 

@@ -28,6 +28,7 @@ import os
 import queue
 import signal
 import stat
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -598,6 +599,17 @@ def usable_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:
         return os.cpu_count() or 1
+
+
+# Python's process pool takes at most this many workers on Windows (ValueError above)
+WINDOWS_MAX_JOBS = 61
+
+
+def max_jobs() -> int:
+    """The most `jobs` worth running here: the usable cores (each job a process holding
+    the models: more only costs memory), and on Windows at most WINDOWS_MAX_JOBS."""
+    cores = usable_cores()
+    return min(cores, WINDOWS_MAX_JOBS) if sys.platform == "win32" else cores
 
 
 def run(items: list[Item], out_dir: str | os.PathLike, config: ProtectConfig, *,
@@ -1381,6 +1393,8 @@ def _work(index: int, item: Item, config: ProtectConfig):
 
 def _run_pool(todo: list[Item], manifest: Manifest, config: ProtectConfig, jobs: int,
               emit: Callable[[Event], None], stop: Callable[[], bool]) -> None:
+    if sys.platform == "win32":  # (a caller's jobs over it: the pool would refuse them)
+        jobs = min(jobs, WINDOWS_MAX_JOBS)
     ctx = multiprocessing.get_context("spawn")  # fork after torch has threads is unsafe
     stop_event, progress_queue = ctx.Event(), ctx.Queue()
     threads = threads_per_job(jobs)

@@ -177,11 +177,13 @@ def only_spelt_apart(a: str, b: str) -> str:
     if unicodedata.normalize("NFC", a) == unicodedata.normalize("NFC", b):
         how = "how accented letters are encoded"
     elif "".join(map(_capital, a)) == "".join(map(_capital, b)):
-        how = "letter case"
+        return (" (the names differ only in letter case, and are one file on macOS and "
+                "Windows disks and on memory cards)")
     else:
         how = "letter case and how accented letters are encoded"
-    return (f" (the names differ only in {how}, and are one file on macOS and Windows "
-            "disks and on memory cards)")
+    # Windows and memory cards keep either encoding apart (NTFS and FAT compare names
+    # as stored); macOS's disks take them as one
+    return f" (the names differ only in {how}, and are one file on macOS disks)"
 
 
 def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:

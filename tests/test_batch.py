@@ -191,6 +191,10 @@ class TestPlan:
         assert "only in how accented letters are encoded," in only_spelt_apart(nfc, nfd)
         assert "only in letter case and how accented" in only_spelt_apart(
             nfc, nfd.lower())
+        # NTFS and memory cards keep the two encodings apart: one file on macOS alone
+        assert only_spelt_apart(nfc, nfd).endswith("and are one file on macOS disks)")
+        assert only_spelt_apart("/o/A.png", "/o/a.png").endswith(
+            "one file on macOS and Windows disks and on memory cards)")
 
     def test_a_preview_sheet_named_as_a_file_is_not_protected(self, tmp_path, small_photo):
         """Walks skipped *.preview.png sheets, but one named (`protected/*`) was protected

@@ -1912,6 +1912,20 @@ def test_more_jobs_than_cores_uses_the_cores(tmp_path, small_photo, model_dir):
     assert f"using {batch.usable_cores()}" in result.stderr
 
 
+def test_on_windows_jobs_stop_at_the_most_workers_its_pool_takes(monkeypatch, capsys):
+    """Python's process pool refuses more than 61 workers on Windows: `--jobs 62` on a
+    64-core Windows machine ended in a traceback ("max_workers must be <= 61"), nothing
+    protected. It uses 61, saying why. (Windows simulated: sys.platform, 64 cores.)"""
+    from cloak import batch
+
+    monkeypatch.setattr(batch, "usable_cores", lambda: 64)
+    assert batch.max_jobs() == 64  # elsewhere: the cores
+    monkeypatch.setattr(sys, "platform", "win32")
+    assert batch.max_jobs() == batch.WINDOWS_MAX_JOBS == 61
+    assert cli.jobs_within_cores(62, batch.max_jobs()) == 61
+    assert ("--jobs 62 is more than 61, the most worker processes Python runs on Windows; "
+            "using 61") in capsys.readouterr().err
+
 def test_warnings_print_above_the_progress_bar_and_logging_is_restored():
     import io
     import logging

@@ -103,13 +103,14 @@ from .worker import (
 # Whether the system's disks take names that differ only in letter case or in how an
 # accented letter is encoded (NFC, NFD) as one name (same_path.fold): macOS hands a
 # dropped file's name over NFC-normalised, while a folder's walk gives it as stored.
-NAMES_FOLD_ACCENTS = sys.platform in ("darwin", "win32")
+# Not Windows: NTFS keeps the two encodings apart (two photos; normcase folds the case).
+NAMES_FOLD_ACCENTS = sys.platform == "darwin"
 
 
 def same_photo_key(path: Path) -> str:
     """What tells two listed paths apart: the path with links and ".." resolved, the
-    letter case folded where the system folds it, and (macOS, Windows) accented letters
-    in one encoding. A path, not the file's inode: an editor's save gives the photo a new
+    letter case folded where the system folds it, and (macOS) accented letters in one
+    encoding. A path, not the file's inode: an editor's save gives the photo a new
     inode (the same photo added again after an edit is one row), and a deleted photo's
     inode may be reused by a new one."""
     real = os.path.realpath(path)
