@@ -733,8 +733,47 @@ def _pid_namespace() -> int | None:
         return None
 
 
+ON_WINDOWS = os.name == "nt"
+
+
+def _windows_process(pid: int) -> tuple[bool, int] | None:
+    """(whether process `pid` is running, when it was created: 100 ns ticks since 1601)
+    as Windows says; (False, 0) where no process has that id, None where Windows can't
+    be asked (a protected process, or not Windows). os.kill(pid, 0) would end it there."""
+    try:
+        import ctypes
+        from ctypes import wintypes
+
+        kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+        kernel32.OpenProcess.restype = wintypes.HANDLE
+        kernel32.OpenProcess.argtypes = (wintypes.DWORD, wintypes.BOOL, wintypes.DWORD)
+        kernel32.GetExitCodeProcess.argtypes = (wintypes.HANDLE,
+                                                ctypes.POINTER(wintypes.DWORD))
+        kernel32.GetProcessTimes.argtypes = ((wintypes.HANDLE,)
+                                             + (ctypes.POINTER(wintypes.FILETIME),) * 4)
+        kernel32.CloseHandle.argtypes = (wintypes.HANDLE,)
+        handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+        if not handle:  # ERROR_INVALID_PARAMETER: no such process (else: access denied)
+            return (False, 0) if ctypes.get_last_error() == 87 else None
+        try:
+            code, times = wintypes.DWORD(), [wintypes.FILETIME() for _ in range(4)]
+            if not (kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
+                    and kernel32.GetProcessTimes(handle, *map(ctypes.byref, times))):
+                return None
+            created = times[0].dwHighDateTime << 32 | times[0].dwLowDateTime
+            return code.value == 259, created  # STILL_ACTIVE
+        finally:
+            kernel32.CloseHandle(handle)
+    except (AttributeError, ImportError, OSError, TypeError, ValueError):
+        return None
+
+
 def _start_time(pid: int) -> int | None:
-    """When process `pid` started, in clock ticks since boot (Linux /proc), or None."""
+    """When process `pid` started: in clock ticks since boot (Linux /proc), 100 ns ticks
+    since 1601 (Windows); None where that can't be found."""
+    if ON_WINDOWS:
+        found = _windows_process(pid)
+        return found[1] if found is not None and found[0] else None
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat_file:
             fields = stat_file.read().rsplit(b")", 1)[1].split()
@@ -746,7 +785,7 @@ def _start_time(pid: int) -> int | None:
 def writer_may_be_alive(entry: dict) -> bool:
     """Whether the process that wrote an unfinished `entry` may still be running (so its
     copy is its work in progress): True for one of another host (a shared folder) or
-    another pid namespace, or where the system can't tell (Windows); False for an entry
+    another pid namespace, or where the system can't tell; False for an entry
     that names none (a `cloak protect` run's: that one holds the folder's lock while it
     runs), for this process's own (one batch at a time: one left unfinished was given
     up), and for a pid that is gone or now another process's (its start time differs)."""
@@ -754,19 +793,25 @@ def writer_may_be_alive(entry: dict) -> bool:
     if not isinstance(writer, dict):
         return False
     pid = writer.get("pid")
-    if writer.get("host") != socket.gethostname() or os.name == "nt" or \
+    if writer.get("host") != socket.gethostname() or \
             not isinstance(pid, int) or pid <= 0 or \
             writer.get("ns", _pid_namespace()) != _pid_namespace():
         return True
     if pid == os.getpid():
         return False
+    started = writer.get("started")
+    if ON_WINDOWS:  # (an app killed there left its copy "being made" for every later run)
+        found = _windows_process(pid)
+        if found is None:  # can't tell
+            return True
+        running, created = found
+        return running and not (isinstance(started, int) and created != started)
     try:
         os.kill(pid, 0)  # (signal 0: asks only whether it exists)
     except ProcessLookupError:
         return False
     except OSError:  # another user's process: it exists
         pass
-    started = writer.get("started")
     return not (isinstance(started, int) and _start_time(pid) not in (None, started))
 
 

@@ -1520,6 +1520,29 @@ class TestRun:
         [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
         assert item.status == PROTECTED, item.message
 
+    def test_on_windows_a_writer_is_judged_by_what_windows_says_of_its_process(
+            self, monkeypatch):
+        """Windows was taken as "can't tell": an app killed there while measuring left its
+        copy "being made" for every later `cloak protect` (failed until --overwrite).
+        Windows is asked (OpenProcess, its exit code and creation time): gone, or its
+        pid now another process's, is a killed session's; running, or a process Windows
+        won't open, may be the writer. (Windows simulated: what it answers is given.)"""
+        import socket
+
+        import cloak.manifest as manifest_module
+
+        assert manifest_module._windows_process(os.getpid()) is None  # not Windows here
+        entry = {"state": "pending", "writer": {"pid": 4242, "host": socket.gethostname(),
+                                                "started": 1000}}
+        monkeypatch.setattr(manifest_module, "ON_WINDOWS", True)
+        for answer, alive in (((False, 0), False), ((True, 1000), True),
+                              ((True, 999), False), (None, True)):
+            monkeypatch.setattr(manifest_module, "_windows_process", lambda pid, said=answer: said)
+            assert manifest_module.writer_may_be_alive(entry) is alive, answer
+        monkeypatch.setattr(manifest_module, "_windows_process",
+                            lambda pid: (True, 555) if pid == os.getpid() else None)
+        assert manifest_module.this_writer()["started"] == 555  # recorded as compared
+
     def test_a_killed_redo_finds_the_copy_it_was_replacing(self, tmp_path, small_photo,
                                                           tiny_config):
         """--force begins by marking the photo pending; killed then, the copy there is
