@@ -254,6 +254,11 @@ def _sane_entry(entry: object) -> dict | None:
     return sane
 
 
+# the unreadable records warned about (Manifest._unreadable): each once as it is
+_UNREADABLE_SAID: set[tuple] = set()
+_UNREADABLE_LOCK = threading.Lock()
+
+
 class Manifest:
     """`OUT/.cloak-manifest.json`: output path (relative to OUT) -> how it was made."""
 
@@ -310,8 +315,17 @@ class Manifest:
             self._unreadable(str(exc) if isinstance(exc, ValueError) else "not a cloak record")
 
     def _unreadable(self, why: str) -> None:
-        log.warning("cloak's record %s can't be read (%s); the copies already in that folder "
-                    "can't be recognised as cloak's", self.path, why)
+        try:  # said once for the record as it is (a run reads it to plan, then to run)
+            found = os.stat(self.path)
+            said = (os.path.abspath(self.path), why, found.st_size, found.st_mtime_ns)
+        except OSError:
+            said = (os.path.abspath(self.path), why)
+        with _UNREADABLE_LOCK:
+            first = said not in _UNREADABLE_SAID
+            _UNREADABLE_SAID.add(said)
+        if first:
+            log.warning("cloak's record %s can't be read (%s); the copies already in that "
+                        "folder can't be recognised as cloak's", self.path, why)
         self.found = ("unreadable", why)
 
     def _fold_in_journal(self) -> None:
