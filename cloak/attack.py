@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from . import metrics, objectives
 from .device import autocast
-from .errors import Cancelled
+from .errors import Cancelled, ModelError
 from .transforms import random_posting
 
 StepCallback = Callable[[int, int], None]  # (steps done, steps total)
@@ -221,6 +221,7 @@ def protect_pgd(x: torch.Tensor, models: Sequence, eps_map: torch.Tensor, steps:
     # the cycles that draw posting transforms, decided once for the run
     drawing = eot_cycles(steps, len(schedule), eot_share, len(losses)) if robust else frozenset()
     velocity = torch.zeros_like(x) if momentum > 0 else None
+    followed = False  # a step had a gradient to follow (one of zeros or NaN: none)
     for step in range(steps):
         if should_stop is not None and should_stop():
             raise Cancelled("cancelled")
@@ -246,6 +247,7 @@ def protect_pgd(x: torch.Tensor, models: Sequence, eps_map: torch.Tensor, steps:
             with autocast(x.device):
                 loss = losses[view_index](index, x_adv)
             grad += torch.autograd.grad(loss, delta)[0]
+        followed = followed or bool(grad.any() and torch.isfinite(grad).all())
         if perceptual_weight > 0 and step > 0:
             penalty = torch.autograd.grad(objectives.low_frequency_energy(delta), delta)[0]
             grad = (grad / grad.abs().mean().clamp_min(1e-12)
@@ -261,4 +263,10 @@ def protect_pgd(x: torch.Tensor, models: Sequence, eps_map: torch.Tensor, steps:
             delta = (x + delta).clamp(0, 1) - x
         if on_step is not None:
             on_step(step + 1, steps)
+    if steps and not followed:  # (the latent objective's start noise would pass for a change)
+        raise NoGradient("the attack found no gradient to follow in any step")
     return delta.detach()
+
+
+class NoGradient(ModelError):
+    """No step of an attack had a gradient to follow (weights of zeros, or damaged)."""

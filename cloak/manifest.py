@@ -254,9 +254,16 @@ def _sane_entry(entry: object) -> dict | None:
     return sane
 
 
-# the unreadable records warned about (Manifest._unreadable): each once as it is
+# the unreadable records warned about (Manifest._unreadable) in this run: each once as
+# it is (batch.plan reads OUT's record, then run reads it again)
 _UNREADABLE_SAID: set[tuple] = set()
 _UNREADABLE_LOCK = threading.Lock()
+
+
+def new_run_of_warnings() -> None:
+    """A new run begins (planning.plan): its damaged records are said again."""
+    with _UNREADABLE_LOCK:
+        _UNREADABLE_SAID.clear()
 
 
 class Manifest:

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from . import budget, metrics
-from .attack import protect_pgd
+from .attack import NoGradient, protect_pgd
 from .config import ProtectConfig, config_or_default
 from .device import autocast, pick_device, uses_bf16
 from .errors import Cancelled, ModelError
@@ -323,21 +323,26 @@ def protect_array(rgb: np.ndarray, config: ProtectConfig, *, grayscale: bool = F
         also_from.append((naive_downscale(x_full, size),
                           round_trip_kernel((height, width), size, down=naive_downscale)))
     on_step(0, config.steps)  # the attack starts: "loading models" is over
-    delta = protect_pgd(x, models, eps_map, config.steps, generator, config.objective,
-                        config.robust, config.eot_samples, rotation,
-                        on_step, should_stop, config.eot_share,
-                        config.perceptual_weight if config.perceptual else 0.0,
-                        view_size=views, step_start=config.step_start,
-                        delta_kernel=kernel, also_from=also_from,
-                        view_plan=None if cycles >= len(views) else alternate_views)
+    # Weights that give no gradient (all zero, a damaged copy of another release): the
+    # copy came out as the photo (or the latent objective's start noise), reported and
+    # recorded as protected. It fails, saving nothing.
+    no_change = (f"the attack made no change: the models ({', '.join(config.models)}) gave "
+                 "it no gradient to follow (damaged weights?); nothing saved")
+    try:
+        delta = protect_pgd(x, models, eps_map, config.steps, generator, config.objective,
+                            config.robust, config.eot_samples, rotation,
+                            on_step, should_stop, config.eot_share,
+                            config.perceptual_weight if config.perceptual else 0.0,
+                            view_size=views, step_start=config.step_start,
+                            delta_kernel=kernel, also_from=also_from,
+                            view_plan=None if cycles >= len(views) else alternate_views)
+    except NoGradient:
+        raise ModelError(no_change) from None
 
     if should_stop is not None and should_stop():  # after the last step: nothing applied
         raise Cancelled("cancelled")
     if config.steps and eps_map.any() and not (delta.any() and torch.isfinite(delta).all()):
-        # weights that give no gradient (all zero, another release's damaged copy): the
-        # copy came out as the photo, reported and recorded as protected
-        raise ModelError(f"the attack made no change: the models ({', '.join(config.models)})"
-                         " gave it no gradient to follow (damaged weights?); nothing saved")
+        raise ModelError(no_change)
     report_progress(0.9, "applying at full resolution")
     delta_full = upsample(delta.float().cpu(), (height, width))
     eps_full = upsample(eps_map.float().cpu(), (height, width)).clamp_(0, config.eps)

@@ -30,6 +30,7 @@ from .manifest import (
     apply_changes,
     journal_changes,
     matches_record,
+    new_run_of_warnings,
     read_record_and_sha256,
     recorded_copies,
 )
@@ -555,6 +556,7 @@ def plan(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
     suffixes = tuple(s.lower() for s in io.IMAGE_SUFFIXES)
     items: list[Item] = []
     seen_dirs: set = set()
+    new_run_of_warnings()  # a damaged record is said once a run (plan, then run, read it)
     record = _read_out_record(out_dir)
     mirrors = Mirrors(_recorded_mirrors(record), out_dir, _mirror_copies(record),
                       _mirror_copies(record, recorded=True))

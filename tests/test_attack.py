@@ -251,10 +251,13 @@ class TestDeltaKernel:
         blurred, eps_map = run(x, models, steps=3, delta_kernel=blur)
         assert not torch.equal(plain, blurred)
         assert bool((blurred.abs() <= eps_map + 1e-7).all())
-        # The models see only the filtered delta: through a zero filter they see none, the
-        # gradient is zero and the sign step leaves delta at exactly zero.
-        blind, _ = run(x, models, steps=3, delta_kernel=torch.zeros(1, 1, 3, 3))
-        assert torch.count_nonzero(blind) == 0
+        # The models see only the filtered delta: through a zero filter they see none and
+        # the gradient is zero in every step, which the attack refuses (a copy unchanged,
+        # or the latent objective's start noise, is no protection)
+        from cloak.attack import NoGradient
+
+        with pytest.raises(NoGradient, match="no gradient to follow in any step"):
+            run(x, models, steps=3, delta_kernel=torch.zeros(1, 1, 3, 3))
 
 
 class TestAlsoFrom:

@@ -193,6 +193,7 @@ class TestPlan:
             nfc, nfd.lower())
         # NTFS and memory cards keep the two encodings apart: one file on macOS alone
         assert only_spelt_apart(nfc, nfd).endswith("and are one file on macOS disks)")
+        assert only_spelt_apart(nfc, nfd.lower()).endswith("and are one file on macOS disks)")
         assert only_spelt_apart("/o/A.png", "/o/a.png").endswith(
             "one file on macOS and Windows disks and on memory cards)")
 
@@ -1542,6 +1543,8 @@ class TestRun:
         monkeypatch.setattr(manifest_module, "_windows_process",
                             lambda pid: (True, 555) if pid == os.getpid() else None)
         assert manifest_module.this_writer()["started"] == 555  # recorded as compared
+        monkeypatch.setattr(manifest_module, "_windows_process", lambda pid: (False, 0))
+        assert manifest_module._start_time(4242) is None  # gone: no start time
 
     def test_a_killed_redo_finds_the_copy_it_was_replacing(self, tmp_path, small_photo,
                                                           tiny_config):

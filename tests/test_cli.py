@@ -1915,13 +1915,17 @@ def test_more_jobs_than_cores_uses_the_cores(tmp_path, small_photo, model_dir):
 def test_an_unreadable_record_is_warned_about_once_a_run(tmp_path, small_photo, model_dir,
                                                         caplog):
     """The run reads OUT's record to plan and again to run: a damaged one printed the
-    same WARNING twice. Once a run; a record damaged otherwise later is said again."""
+    same WARNING twice. Once a run: the next run (here in the same process, as a Python
+    caller's would be) says it again, as it does a record damaged otherwise since."""
     photo = small_photo(tmp_path / "a.png")
     out = tmp_path / "out"
     assert invoke("protect", photo, "--out", out, *TINY).exit_code == 0
     for damage, said in (('{"trunc', "can't be read (not valid JSON"),
-                         ('{"version": "x"}', "can't be read (record version 'x')")):
-        (out / ".cloak-manifest.json").write_text(damage)
+                         (None, "can't be read (not valid JSON"),  # as it was: said again
+                         ('{"version": "x"}', "can't be read (record version 'x')"),
+                         ('{"version": "y"}', "can't be read (record version 'y')")):
+        if damage is not None:
+            (out / ".cloak-manifest.json").write_text(damage)
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="cloak.manifest"):
             assert invoke("protect", photo, "--out", out, *TINY).exit_code == 2

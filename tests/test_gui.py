@@ -3769,6 +3769,11 @@ class TestReviewFixes:
         said = window.statusBar().currentMessage()
         assert said == "1 protected copy is no longer there: Protect makes it again", said
         assert window.protect_button.isEnabled()
+        (tmp_path / "elsewhere").mkdir()  # a copy for another folder: not "no longer
+        window.set_output_dir(tmp_path / "elsewhere")  # there" (it never was there)
+        window.strip_exif.setChecked(not window.strip_exif.isChecked())
+        window.strip_exif.setChecked(not window.strip_exif.isChecked())
+        assert "no longer there" not in window.statusBar().currentMessage()
 
     def test_an_earlier_copy_recorded_as_weak_is_shown_and_counted_so(
             self, window, tmp_path, small_photo):
@@ -4423,7 +4428,8 @@ def test_a_thumbnail_never_decodes_a_format_cloak_does_not_read(tmp_path):
         None, f"{tmp_path / 'nowhere.png'}: no such file")
 
 
-def test_a_thumbnail_refuses_a_jpeg_of_thousands_of_scans_as_the_protection_does(tmp_path):
+def test_a_thumbnail_refuses_a_jpeg_of_thousands_of_scans_as_the_protection_does(
+        tmp_path, monkeypatch):
     """Even a thumbnail decodes every scan: one of 20,000 empty scans (318 KB) took 67 s
     on a thumbnail thread, then showed as a photo to protect. It is refused at once now,
     its row saying why; an ordinary progressive JPEG still gets its thumbnail."""
@@ -4440,6 +4446,12 @@ def test_a_thumbnail_refuses_a_jpeg_of_thousands_of_scans_as_the_protection_does
     ordinary = jpeg_of_empty_scans(tmp_path / "ok.jpg", 5)
     shown, why = thumbnail_or_why(ordinary, 32)
     assert shown is not None and why is None
+    pair = tmp_path / "pair.mpo"  # an MPO is a JPEG here too (10 scans over a limit of 9)
+    Image.new("RGB", (64, 48), "teal").save(pair, "MPO", save_all=True, progressive=True,
+                                             append_images=[Image.new("RGB", (64, 48))])
+    assert thumbnail(pair, 32) is not None
+    monkeypatch.setattr(io, "MAX_JPEG_SCANS", 9)
+    assert thumbnail(pair, 32) is None
 
 def test_a_cmyk_photo_is_shown_through_its_profile_as_cloak_reads_it(tmp_path):
     """The before/after view shows a CMYK photo in the colours the protection reads (its

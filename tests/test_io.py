@@ -2455,7 +2455,12 @@ class TestHostileMetadata:
             assert io.jpeg_scan_count(path.read_bytes()) == 20_010, path.name
             with pytest.raises(UnsupportedImageError, match="of 20010 scans"):
                 io.load_photo(path)
+        # garbage between segments: libjpeg passes "FF 00" by, not as a segment's length
+        garbage = data[:after_first] + b"\xff\x00\x40\x00" + data[after_first:]
+        assert io.jpeg_scan_count(garbage) == 20_010
         ordinary = jpeg_of_empty_scans(tmp_path / "ok.jpg", 0).read_bytes()
+        # cut off inside a scan's data, with no 0xFF after it: one scan, and an end
+        assert io.jpeg_scan_count(ordinary[:ordinary.index(b"\xff\xda") + 40]) == 1
         dqt = ordinary.index(b"\xff\xdb")
         padded = (ordinary[:dqt] + b"\xff\xff" + ordinary[dqt:first_scan] + b"\xff\x01"
                   + ordinary[first_scan:])

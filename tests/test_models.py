@@ -404,15 +404,16 @@ class TestLookupAndVerification:
         """One NaN tensor in an unpinned encoder file made every gradient NaN: the copy
         came out unchanged ("max change 0/255"), was reported and recorded as protected,
         and measuring it crashed. It is refused as it loads."""
-        state = W.read_state_dict(model_dir / "taesd_encoder.safetensors")
-        key = next(k for k in sorted(state) if state[k].numel() > 100)
-        state[key] = state[key] * float("nan")
-        damaged = tmp_path / "taesd_encoder.pth"
-        torch.save(state, damaged)
-        with pytest.raises(ModelError, match=(
-                f"can't use weights {damaged}: {re.escape(key)} holds values that are not "
-                r"numbers \(NaN or infinite: a damaged file\)")):
-            W.load_part(get_spec("taesd"), "encoder", damaged)
+        for bad in (float("nan"), float("inf")):
+            state = W.read_state_dict(model_dir / "taesd_encoder.safetensors")
+            key = next(k for k in sorted(state) if state[k].numel() > 100)
+            state[key] = state[key] * bad
+            damaged = tmp_path / "taesd_encoder.pth"
+            torch.save(state, damaged)
+            with pytest.raises(ModelError, match=(
+                    f"can't use weights {damaged}: {re.escape(key)} holds values that are "
+                    r"not numbers \(NaN or infinite: a damaged file\)")):
+                W.load_part(get_spec("taesd"), "encoder", damaged)
 
     def test_offline_without_weights_says_what_is_missing(self, tmp_path, monkeypatch):
         monkeypatch.setenv("CLOAK_MODEL_DIR", str(tmp_path / "empty"))

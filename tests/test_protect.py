@@ -66,14 +66,22 @@ class TestProtectFile:
         (zeros / "taesd_decoder.safetensors").symlink_to(model_dir / "taesd_decoder.safetensors")
         monkeypatch.setattr("cloak.models.loading._cache", {})
         src = small_photo(tmp_path / "a.png")
-        with pytest.raises(ModelError, match=re.escape(
-                "the attack made no change: the models (taesd) gave it no gradient to "
-                "follow (damaged weights?); nothing saved")):
-            protect_file(src, tmp_path / "out" / "a.png",
-                         tiny_config.replace(model_dir=str(zeros)))
-        assert not (tmp_path / "out" / "a.png").exists()
+        for objective in ("e2e", "latent"):  # (latent starts from noise: no change either)
+            with pytest.raises(ModelError, match=re.escape(
+                    "the attack made no change: the models (taesd) gave it no gradient to "
+                    "follow (damaged weights?); nothing saved")):
+                protect_file(src, tmp_path / "out" / "a.png",
+                             tiny_config.replace(model_dir=str(zeros), objective=objective))
+            assert not (tmp_path / "out" / "a.png").exists()
         report = protect_file(src, tmp_path / "out" / "a.png", tiny_config)  # the real ones
         assert report.max_change255 > 0
+        import cloak.pipeline as pipeline_module  # an attack that ends in NaN: no change
+
+        monkeypatch.setattr(pipeline_module, "protect_pgd",
+                            lambda x, *args, **kwargs: torch.full_like(x, float("nan")))
+        with pytest.raises(ModelError, match="the attack made no change"):
+            protect_file(src, tmp_path / "out" / "b.png", tiny_config)
+        assert not (tmp_path / "out" / "b.png").exists()
 
     def test_a_preview_name_too_long_for_the_disk_is_one_clear_error(
             self, tiny_config, small_photo, tmp_path):
