@@ -210,6 +210,17 @@ def killed_after_writing(tmp_path: Path, small_photo, monkeypatch
     return photo, out, config
 
 
+def simulated_mount(monkeypatch, folder: Path) -> set[str]:
+    """Make `folder` and take it for a mount point (os.path.ismount) while its path is in
+    the set returned: clear the set to unmount it, leaving the empty folder a share or USB
+    disk leaves behind."""
+    folder.mkdir()
+    mounted = {str(folder)}
+    real_ismount = os.path.ismount
+    monkeypatch.setattr(os.path, "ismount",
+                        lambda p: os.fspath(p) in mounted or real_ismount(p))
+    return mounted
+
 def visible_names(folder: Path) -> list[str]:
     """The names in `folder` a user sees (not cloak's record and lock)."""
     return [p.name for p in folder.iterdir() if not p.name.startswith(".")]
@@ -3999,11 +4010,7 @@ class TestReviewFixes:
             return QSettings(str(store), QSettings.Format.IniFormat)
 
         nas = tmp_path / "nas"
-        nas.mkdir()
-        mounted = {str(nas)}
-        real_ismount = os.path.ismount
-        monkeypatch.setattr(window_module.os.path, "ismount",
-                            lambda p: os.fspath(p) in mounted or real_ismount(p))
+        mounted = simulated_mount(monkeypatch, nas)
         first = MainWindow(settings=TINY, store=settings)
         first.set_output_dir(nas)  # chosen while the share is mounted
         assert first.output_mount == str(nas)
@@ -4046,11 +4053,7 @@ class TestReviewFixes:
         from PySide6.QtCore import QSettings
 
         nas = tmp_path / "nas"
-        nas.mkdir()
-        mounted = {str(nas)}
-        real_ismount = os.path.ismount
-        monkeypatch.setattr(window_module.os.path, "ismount",
-                            lambda p: os.fspath(p) in mounted or real_ismount(p))
+        mounted = simulated_mount(monkeypatch, nas)
         photos = [small_photo(tmp_path / f"p{i}.png", index=i) for i in range(2)]
         config = ProtectConfig(strength="fast", **{**TINY, "measure": False})
         mounted.clear()  # unmounted between the click and the worker's first write

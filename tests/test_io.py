@@ -1300,14 +1300,7 @@ class TestMetadata:
                  '"http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
                  + rights.format("(c) First") + rights.format("(c) Second")
                  + '</rdf:RDF></x:xmpmeta>')
-        info = PngInfo()
-        info.add_itxt("XML:com.adobe.xmp", split)
-        photo = io.load_photo(save(Image.fromarray(pixels()), tmp_path / "split.png",
-                                   pnginfo=info))
-        dst = io.save_photo(photo, photo.rgb, tmp_path / "split-out.png")
-        with Image.open(dst) as out:
-            xmp = out.info["xmp"]
-        xmp = xmp.encode() if isinstance(xmp, str) else xmp
+        xmp = xmp_of_its_copy(tmp_path / "split", split)
         assert b">(c) First<" in xmp and b"(c) Second" not in xmp
 
     @pytest.mark.parametrize("suffix", [".jpg", ".png", ".webp"])
@@ -2495,6 +2488,17 @@ def jpeg_of_empty_scans(path: Path, extra: int) -> Path:
         at = end
     path.write_bytes(data[:-2] + scans[-1] * extra + data[-2:])
     return path
+
+
+def xmp_of_its_copy(folder: Path, packet: str) -> bytes:
+    """The XMP of cloak's PNG copy of a PNG holding `packet` (made in `folder`)."""
+    folder.mkdir(exist_ok=True)
+    photo = io.load_photo(save(Image.fromarray(pixels()), folder / "src.png",
+                               pnginfo=_png_xmp(packet.encode())))
+    dst = io.save_photo(photo, photo.rgb, folder / "out.png")
+    with Image.open(dst) as out:
+        xmp = out.info["xmp"]
+    return xmp.encode() if isinstance(xmp, str) else xmp
 
 
 def _png_xmp(xmp: bytes):
