@@ -554,6 +554,7 @@ class BatchView:
         self.downloads: dict[str, int] = {}  # weight file -> its download's task
         self.finished = 0
         self.running: dict[int, float] = {}  # id(item) -> fraction done
+        self._paused = False  # the bar taken off the terminal for a line to a pipe
 
     def __enter__(self) -> None:
         self.progress.start()
@@ -568,6 +569,7 @@ class BatchView:
         self.close()
 
     def close(self) -> None:
+        self._paused = False
         self.progress.stop()
         if getattr(self, "_log_handlers", None) is not None:
             logging.getLogger().handlers = self._log_handlers
@@ -578,6 +580,8 @@ class BatchView:
         batch: the rest of its lines go nowhere, and the photos are still protected."""
         text = printable(text)
         stream = sys.stderr if err else sys.stdout
+        if stream is None:  # closed (`>&-`): its lines go nowhere, the photos go on
+            return
         try:
             try:
                 self._print(text, err, color)
@@ -590,10 +594,24 @@ class BatchView:
             mute(stream)
 
     def _print(self, text: str, err: bool, color: str | None) -> None:
+        if self._paused and err:  # (a line to the bar's terminal: the bar back first)
+            self.resume_bar()
         if self.progress.live.is_started and (err or sys.stdout.isatty()):
             self.console.print(text, style=color, markup=False, soft_wrap=True)
         else:
+            if self.progress.live.is_started:  # stdout a pipe that may reach this
+                # terminal too (`| tee log`): the bar is taken off it first, or the line
+                # is written after the bar, on its row; it comes back with the next
+                # photo's first step, once the reader has written the line
+                self.progress.stop()
+                self._paused = True
             echo_coloured(text, color, err)
+
+    def resume_bar(self) -> None:
+        """The bar back on the terminal, after a line to a piped stdout took it off."""
+        if self._paused:
+            self._paused = False
+            self.progress.start()
 
     def downloading(self, event) -> None:
         """A bar per weight file fetched on first use; a line where there is no terminal."""
@@ -614,6 +632,8 @@ class BatchView:
     def on_event(self, event) -> None:
         from cloak import batch
 
+        if event.kind in ("progress", "download"):  # (not the next photo's start, at
+            self.resume_bar()  # once: the reader may not have written the line yet)
         item = event.item
         if event.kind == "download":
             self.downloading(event)

@@ -1962,6 +1962,38 @@ def test_warnings_print_above_the_progress_bar_and_logging_is_restored():
     assert logging.getLogger().handlers == before
 
 
+def test_a_result_line_to_a_pipe_takes_the_bar_off_the_terminal_first(monkeypatch):
+    """stdout piped (`| tee log`) while the bar is on the terminal: each result line was
+    written after the bar, on its row, behind a stale count. The bar is taken off the
+    terminal before the line and comes back with the next photo's first step (not at
+    once: the reader writes the line meanwhile). With stdout closed (`>&-`) its lines
+    go nowhere: it was a traceback after the first photo, the rest unprotected."""
+    import io
+
+    from rich.console import Console
+
+    from cloak import batch
+
+    terminal, pipe = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stdout", pipe)  # not a terminal
+    view = cli.BatchView(Console(file=terminal, force_terminal=True, width=80))
+    item = batch.Item(Path("a.png"), Path("out/a.png"), "pending")
+    with view:
+        view.on_event(batch.Event("todo", total=2))
+        view.on_event(batch.Event("start", item))
+        assert view.progress.live.is_started
+        view.line("a.png -> out/a.png: PSNR 40.0 dB")
+        assert pipe.getvalue() == "a.png -> out/a.png: PSNR 40.0 dB\n"
+        assert not view.progress.live.is_started  # off the terminal before the line
+        view.on_event(batch.Event("start", item))  # the next photo: not yet
+        assert not view.progress.live.is_started
+        view.on_event(batch.Event("progress", item, fraction=0.1))
+        assert view.progress.live.is_started  # its first step: back
+        monkeypatch.setattr(sys, "stdout", None)  # closed
+        view.line("b.png -> out/b.png: PSNR 40.0 dB")
+        view.line("a warning", err=True)
+    assert "a warning" in terminal.getvalue()
+
 def test_protect_options_reach_the_settings_and_the_file(tmp_path, small_photo,
                                                         model_dir):
     """Each attack option, as typed, is what the run used (its --json settings), and
