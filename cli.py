@@ -814,6 +814,9 @@ def check_json_path(json_path: Path | None, out: Path | None = None) -> None:
     where a folder can't be searched.)"""
     if not json_path:
         return
+    if os.fspath(json_path) == "-":  # the usual "to stdout", which the lines take here
+        fail("--json - would write a file named '-' (the report is not printed); give a "
+             "file name, such as report.json")
     if json_path.suffix.lower() in IMAGE_SUFFIXES:  # `--json me.jpg`
         fail(f"--json {json_path} names a photo file; give a .json file name")
     from cloak.manifest import JOURNAL_NAME, LOCK_NAME, MANIFEST_NAME

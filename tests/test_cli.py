@@ -1962,6 +1962,19 @@ def test_warnings_print_above_the_progress_bar_and_logging_is_restored():
     assert logging.getLogger().handlers == before
 
 
+def test_json_dash_is_refused_not_written_as_a_file_named_dash(tmp_path, small_photo,
+                                                             model_dir, monkeypatch):
+    """`--json -`, the usual "to stdout", wrote a file named `-` in the current folder,
+    silently. It is refused before any work, for protect and verify alike."""
+    photo = small_photo(tmp_path / "a.png")
+    monkeypatch.chdir(tmp_path)
+    for args in (("protect", photo, "--out", tmp_path / "out", *TINY),
+                 ("verify", photo, "--models", "taesd")):
+        result = invoke(*args, "--json", "-")
+        assert result.exit_code == 1, result.output
+        assert "--json - would write a file named '-'" in result.stderr
+    assert not (tmp_path / "-").exists() and not (tmp_path / "out").exists()
+
 def test_a_result_line_to_a_pipe_takes_the_bar_off_the_terminal_first(monkeypatch):
     """stdout piped (`| tee log`) while the bar is on the terminal: each result line was
     written after the bar, on its row, behind a stale count. The bar is taken off the
