@@ -57,7 +57,7 @@ from PySide6.QtGui import (
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QLineEdit
 
-from cloak import ProtectConfig, Report
+from cloak import ProtectConfig, Report, io
 from cloak import pipeline as pipeline_module
 from cloak.gui import window as window_module
 from cloak.gui.drop_zone import DropZone, local_paths
@@ -4644,6 +4644,26 @@ def test_a_large_turned_tiff_still_gets_its_thumbnail(tmp_path):
     assert shown is not None and shown.size == (60, 100)
 
 
+@pytest.mark.parametrize("mode", ["L", "RGBA", "CMYK", "I;16"])
+def test_an_uncompressed_tiff_turned_a_quarter_gets_its_picture_as_thumbnail(tmp_path, mode):
+    """Pillow maps a named uncompressed TIFF's pixels straight from the file (gray, RGBA,
+    CMYK, 16-bit gray), at its turned size: one with orientation 6 gave a sheared
+    thumbnail (stripes, landscape) of a portrait photo and its upright before/after."""
+    stored = np.zeros((60, 100), np.uint8)
+    stored[:, :50] = 200  # left half light: on top once turned (orientation 6)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    image = Image.fromarray(stored)
+    image = (Image.fromarray(stored.astype(np.uint16) * 257) if mode == "I;16"
+             else image.convert(mode))
+    image.save(tmp_path / "side.tif", exif=exif.tobytes())  # uncompressed
+    shown = thumbnail(tmp_path / "side.tif", 100)
+    assert shown is not None and shown.size == (60, 100)
+    gray = np.asarray(shown.convert("L"), dtype=np.int16)
+    upright = io.load_photo(tmp_path / "side.tif").rgb[..., 0] * 255
+    assert np.abs(gray - upright).max() <= 2  # the picture, as protected
+
+
 class EventCounter(QObject):
     """Counts events of one type, on widgets of `kind` if given, as an event filter."""
 
@@ -5064,6 +5084,89 @@ def test_a_photo_moved_away_since_its_copy_is_said_gone_not_edited(
     (tmp_path / "elsewhere.png").rename(photo)  # back: shown again
     window.show_comparison(row.row_id)
     assert wait_until(lambda: window.compare_panel.comparison is not None, 30)
+
+
+def test_a_copy_edited_since_cloak_made_it_gets_no_before_after(window, tmp_path,
+                                                                small_photo):
+    """The protected copy brightened in an editor (its size kept) after cloak made it:
+    the before/after showed the edit as the protection ("largest pixel change 47/255
+    (cloak's bound 8; the rest is the format's own rounding)" of a lossless PNG). Its
+    folder's record says what cloak wrote: the change is said instead. Only touched, it
+    is still shown; turned, it is said the same way."""
+    from cloak.gui.window import COPY_EDITED_SINCE
+
+    photo = small_photo(tmp_path / "a.png", size=(96, 64))
+    row = protect_one(window, photo)
+    assert wait_until(lambda: not window.compare_panel.loading, 30)
+    assert window.compare_panel.comparison is not None
+    copy = row.outcome.dst
+    os.utime(copy, (1_000_000_000, 1_000_000_000))  # touched: the same contents
+    window.show_comparison(row.row_id)
+    assert wait_until(lambda: window.compare_panel.comparison is not None, 30)
+    view = window.compare_panel.view
+    for edit in (lambda im: im.point(lambda v: min(255, v + 40)),
+                 lambda im: im.transpose(Image.Transpose.ROTATE_90)):
+        time.sleep(0.02)  # (a new mtime)
+        edit(Image.open(copy).convert("RGB")).save(copy)
+        window.show_comparison(row.row_id)
+        assert wait_until(lambda: not window.compare_panel.loading, 30)
+        assert window.compare_panel.comparison is None
+        assert view.text() == f"Cannot show this photo: {COPY_EDITED_SINCE}", view.text()
+
+
+def test_a_pair_of_two_sizes_is_said_in_plain_words(window, tmp_path, small_photo):
+    """A copy turned after cloak made it, where no record says what cloak wrote (its
+    folder's record gone): "unexpected error (ValueError); details are in the log", and
+    a traceback in the log, for a reason the difference already gives in words."""
+    from cloak.manifest import JOURNAL_NAME, MANIFEST_NAME
+
+    photo = small_photo(tmp_path / "a.png", size=(96, 64))
+    row = protect_one(window, photo)
+    assert wait_until(lambda: not window.compare_panel.loading, 30)
+    copy = row.outcome.dst
+    for name in (MANIFEST_NAME, JOURNAL_NAME):
+        (copy.parent / name).unlink(missing_ok=True)
+    Image.open(copy).convert("RGB").transpose(Image.Transpose.ROTATE_90).save(copy)
+    window.show_comparison(row.row_id)
+    assert wait_until(lambda: not window.compare_panel.loading, 30)
+    said = window.compare_panel.view.text()
+    assert said == ("Cannot show this photo: the photo is 96x64 and its protected copy "
+                    "64x96: one was cropped, turned or resized since the copy was made"), said
+
+
+def test_nothing_of_the_last_photo_is_shown_while_the_next_one_loads(
+        window, tmp_path, small_photo, monkeypatch):
+    """While a photo's before/after loads (seconds at 24 MP), the panel kept the photo
+    shown before under the new one's name, "b.png — loading…", its views still to be
+    chosen: its difference passed for this one's."""
+    photos = [small_photo(tmp_path / f"{n}.png", size=(96, 64), index=i)
+              for i, n in enumerate("ab")]
+    window.settings["measure"] = False
+    window.add_paths(photos)
+    window.start()
+    assert wait_until(lambda: not window.is_running(), 60)
+    first, second = sorted(window.rows.values(), key=lambda r: r.src.name)
+    window.show_comparison(first.row_id)
+    panel = window.compare_panel
+    assert wait_until(lambda: panel.comparison is not None, 30)
+    assert panel.button("difference").isEnabled()
+    release = threading.Event()
+    real_compare = window_module.compare
+
+    def slow_compare(*args, **kwargs):
+        release.wait(30)
+        return real_compare(*args, **kwargs)
+
+    monkeypatch.setattr(window_module, "compare", slow_compare)
+    window.show_comparison(second.row_id)
+    try:
+        assert panel.loading and panel.title.text().startswith("b.png")
+        assert panel.comparison is None and panel.view.text() == "loading…"
+        assert not any(panel.button(mode).isEnabled() for mode in panel.MODES)
+    finally:
+        release.set()
+    assert wait_until(lambda: panel.comparison is not None, 30)
+    assert panel.button("difference").isEnabled()
 
 def test_the_edited_check_is_made_as_asked_and_as_the_comparison_lands(
         window, tmp_path, small_photo, monkeypatch):

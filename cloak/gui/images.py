@@ -43,7 +43,11 @@ def open_upright(path: Path, max_side: int | None = None) -> Image.Image:
 
 
 def _open_upright(path: Path, max_side: int | None) -> Image.Image:
-    with Image.open(path, formats=io.READ_FORMATS) as image:  # never EPS, PSD... by content
+    # From an open file, as cloak.io reads photos, not by name: Pillow maps a named
+    # uncompressed TIFF's pixels (8-bit gray, RGBA, CMYK, 16-bit gray) straight from the
+    # file at its turned size, and one turned 90 degrees by its orientation was sheared.
+    with open(path, "rb") as fp, \
+            Image.open(fp, formats=io.READ_FORMATS) as image:  # never EPS, PSD... by content
         # Checked here too: io lifts Pillow's global limit for a moment while it decodes
         # its own in-memory re-encodes (on another thread, in the app).
         if image.width * image.height > io.pixel_limit():
@@ -206,14 +210,18 @@ class Comparison:
     transparent: bool = False  # the photo has transparency (shown over a checkerboard)
 
 
+class SizesDiffer(CloakError, ValueError):
+    """A photo and its protected copy are of different sizes: no difference to show."""
+
+
 def amplified_difference(original: Image.Image, protected: Image.Image,
                          gain: float = DIFF_GAIN) -> tuple[Image.Image, int]:
     """|protected - original| x gain, clipped to [0, 255], and the largest change in /255.
-    ValueError where the two differ in size: one was cropped, turned or resized since the
+    SizesDiffer where the two differ in size: one was cropped, turned or resized since the
     copy was made, and a difference taken after stretching one would show that, not the
-    protection."""
+    protection (a reason in plain words, not the app's "unexpected error")."""
     if protected.size != original.size:
-        raise ValueError(f"the photo is {original.width}x{original.height} and its "
+        raise SizesDiffer(f"the photo is {original.width}x{original.height} and its "
                          f"protected copy {protected.width}x{protected.height}: one was "
                          "cropped, turned or resized since the copy was made")
     a = np.asarray(original.convert("RGB"), dtype=np.int16)

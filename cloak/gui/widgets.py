@@ -643,10 +643,14 @@ class ComparePanel(QWidget):
         self._lay_out_title()  # the title's width follows the panel's
 
     def show_loading(self, name: str) -> None:
-        self.loading = True
+        """Say `name`'s before/after is on its way. Nothing of the photo shown before stays
+        under its name, and no view can be chosen until it comes (a 24 MP photo takes
+        seconds: the last photo's pictures, and its difference, passed for this one's)."""
+        self.comparison, self.loading = None, True
         self._show_title(name, " — loading…")
-        if self.comparison is None:  # not "Protected photos appear here" under its name
-            self.view.set_message("loading…")  # (not the last photo's error as its tooltip)
+        self.view.set_message("loading…")  # (not the last photo's error as its tooltip)
+        for mode in self.MODES:
+            self.button(mode).setEnabled(False)
 
     def show_comparison(self, name: str, comparison: Comparison) -> None:
         """Show `comparison` (original, protected, difference, budget) in the current

@@ -140,6 +140,9 @@ SYNC_ADD_LIMIT = 20  # more files than this are checked on the pool (each header
 EDITED_SINCE = ("the photo changed since its copy was made (edited, cropped or turned), "
                 "so a comparison would show that change, not the protection; add it again "
                 "to protect it as it is now")
+# ... and of a copy changed since cloak wrote it (brightened, turned in a viewer)
+COPY_EDITED_SINCE = ("the protected copy changed since cloak made it (edited, cropped or "
+                     "turned), so a comparison would show that change, not the protection")
 
 
 def _about_the_pair(message: str, outcome: Outcome) -> str:
@@ -644,7 +647,25 @@ class MainWindow(QMainWindow):
         show the edit as protection)."""
         if (gone := gone_or_unreadable(row.src)) is not None:
             return f"the original {row.src.name}: {gone}"
-        return EDITED_SINCE if self._changed_since(row) else None
+        if self._changed_since(row):
+            return EDITED_SINCE
+        return COPY_EDITED_SINCE if self._copy_changed_since(row) else None
+
+    @staticmethod
+    def _copy_changed_since(row: PhotoRow) -> bool:
+        """Whether a protected `row`'s copy is no longer the file cloak wrote, as its
+        folder's record keeps it (size and times, else its sha256): the difference would
+        show the user's edit as the protection. False where no record says (a copy gone
+        is said as its loading fails)."""
+        from cloak.manifest import matches_record, read_only
+
+        dst = row.outcome.dst
+        try:
+            ident = (read_only(dst.parent).get(dst) or {}).get("dst")
+        except (OSError, CloakError):
+            return False
+        return (isinstance(ident, dict) and os.path.lexists(dst)
+                and not matches_record(dst, ident))
 
     def _changed_since(self, row: PhotoRow) -> bool:
         """_edited_since, for what the photo holds: one only chmod-ed or touched (a sync
