@@ -92,6 +92,13 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
+def refuse_empty(option: str, value: str | None, advice: str) -> None:
+    """An option given as "" (an unset variable in a script) is refused: not read as the
+    current folder ("can't read mask .: is a folder")."""
+    if value is not None and not value.strip():
+        fail(f"{option} is empty: {advice}")
+
+
 @contextlib.contextmanager
 def reporting_failures(hook):
     """Within this block, a fail() first calls hook(message): a refused setting still
@@ -238,8 +245,7 @@ def protect(
              "machine (CPU) at the same thread count (--jobs 2 gives each photo fewer threads "
              "than --jobs 1, and so another copy). The default attack draws nothing, so the seed changes nothing "
              "there.")] = 0,
-    mask: Annotated[Path | None, typer.Option(
-        readable=False,
+    mask: Annotated[str | None, typer.Option(  # str: typer reads "" as Path(".")
         metavar="MASK", help="Mask image: white = protect most. Draw it on the photo as shown (same "
              "shape; any size): a photo of another shape fails with a line saying so, and "
              "the others go on.")] = None,
@@ -277,8 +283,8 @@ def protect(
         help="Also write NAME.EXT.preview.png beside each output: protected, the size of "
              "the change amplified x10 and the budget map, so you can see where the noise "
              "went (no unprotected copy, nor a way to rebuild one).")] = False,
-    json_path: Annotated[Path | None, typer.Option(
-        "--json", readable=False, metavar="PATH", help="Write a JSON summary with each file's status and report (an "
+    json_path: Annotated[str | None, typer.Option(  # str: typer reads "" as Path(".")
+        "--json", metavar="PATH", help="Write a JSON summary with each file's status and report (an "
         "existing file is replaced only if it is a cloak report).")] = None,
     keep_gps: Annotated[bool, typer.Option(
         "--keep-gps",
@@ -332,6 +338,8 @@ def protect(
 
     if not out.strip():  # an unset variable in a script: never the current folder
         fail("--out is empty: give the folder for the protected copies")
+    refuse_empty("--mask", mask, "give the mask image, or leave --mask out")
+    refuse_empty("--json", json_path, "give the report's file name, or leave --json out")
     # `--out=~/protected`: the shell leaves a ~ after `=` as it is; a folder named "~"
     # in the current folder is never what was meant (nor for --json and --mask)
     out = Path(os.path.expanduser(out))
@@ -953,8 +961,8 @@ def verify(
         metavar="DIR", help=MODEL_DIR_HELP)] = None,
     device: Annotated[str | None, typer.Option(
         envvar=DEVICE_ENV, show_envvar=True, metavar="NAME", help=DEVICE_HELP)] = None,
-    json_path: Annotated[Path | None, typer.Option(
-        "--json", readable=False, metavar="PATH", help="Write the figures as JSON (an existing file is replaced only if it "
+    json_path: Annotated[str | None, typer.Option(  # str: typer reads "" as Path(".")
+        "--json", metavar="PATH", help="Write the figures as JSON (an existing file is replaced only if it "
         "is a cloak report).")] = None,
     channels: Annotated[str | None, typer.Option(
         metavar="NAMES", help="Channels to measure with the original, comma-separated (default: all of "
@@ -995,6 +1003,7 @@ def verify(
     Examples: cloak verify me.jpg protected/me.jpg;
     cloak verify holiday/ protected/ --channels instagram
     """
+    refuse_empty("--json", json_path, "give the report's file name, or leave --json out")
     json_path = Path(os.path.expanduser(json_path)) if json_path else None  # `--json=~/r`
 
     def leave_report(message: str) -> None:  # a refused or failed verify leaves this

@@ -165,6 +165,15 @@ def check_destination(src: Path, dst: Path, overwrite) -> None:
         raise OutputExistsError(dst)
 
 
+def check_not_the_mask(dst: Path, mask_path: str | None) -> None:
+    """Refuse to write over the mask the protection reads, whatever `overwrite` says."""
+    from .io import same_file
+
+    if mask_path and same_file(dst, mask_path):
+        raise OutputError(f"output {dst} is the mask file ({mask_path}); write the copy "
+                          "elsewhere")
+
+
 def check_save_options(save_options: dict) -> None:
     """Save options are checked before the attack, not after its minutes of work."""
     unknown = set(save_options) - SAVE_OPTIONS
@@ -219,6 +228,7 @@ def protect_file(src: str | Path, dst: str | Path, config: ProtectConfig | None 
         save_options.setdefault("metadata", config.metadata)
     src, dst = Path(src), io.settled_path(dst)  # new/../x.png names x.png
     check_destination(src, dst, overwrite)
+    check_not_the_mask(dst, config.mask_path)
     if dst.parent.is_dir():  # a read-only folder or full disk fails now, not after the attack
         check_folder_writable(dst.parent, dst.name)
     elif not make_folders:  # a folder that was never there fails now too, said so (the
@@ -231,6 +241,7 @@ def protect_file(src: str | Path, dst: str | Path, config: ProtectConfig | None 
         from .preview import preview_path
 
         check_destination(src, preview_path(dst), overwrite)
+        check_not_the_mask(preview_path(dst), config.mask_path)
     photo = io.load_photo(src)
     io.check_writable(photo, dst, save_options.get("format"))  # before the attack
     # A lossy format (JPEG, HEIC) moves the pixels again when it encodes them, so its

@@ -766,6 +766,7 @@ def _run_locked(items: list[Item], out_dir: Path, config: ProtectConfig,
                 manifest.folders[name] = real
     if config.mask_path:
         _leave_out_the_mask(items, config.mask_path)
+        _spare_the_mask(items, config.mask_path, config.preview)
     asked = config
     if any(item.status == "pending" for item in items):
         config, also_done = settings_to_accept(config)
@@ -869,6 +870,25 @@ def _leave_out_the_mask(items: list[Item], mask_path: str) -> None:
     for item in items:
         if item.status == "pending" and same_file(item.src, mask_path):
             item.status, item.message = SKIPPED, THE_MASK
+
+
+def _spare_the_mask(items: list[Item], mask_path: str, preview: bool) -> None:
+    """Fail a photo whose copy (or its --preview sheet) would be written over the --mask
+    file: the mask is read by the run, never replaced, whatever --overwrite or --force
+    allow (it was, and the run's later photos were protected with the copy as their
+    mask, recorded as made with the mask)."""
+    from .io import same_file
+
+    for item in items:
+        if item.status != "pending" or item.dst is None:
+            continue
+        for what, path in (("output", item.dst),
+                           ("preview sheet", preview_path(item.dst) if preview else None)):
+            if path is not None and same_file(path, mask_path):
+                item.status = FAILED
+                item.message = (f"its {what} {path} would replace the --mask file; "
+                                "choose another --out folder, or keep the mask elsewhere")
+                break
 
 
 def _output_error(message: str, code: int | None) -> OutputError:

@@ -187,6 +187,8 @@ def load_user_mask(path: str | Path, height: int, width: int, check_aspect: bool
     from .io import (
         DECODE_ERRORS,
         READ_FORMATS,
+        _frame_count,
+        _frames_refusal,
         check_can_open,
         decode_problem,
         decoding_limit,
@@ -200,6 +202,11 @@ def load_user_mask(path: str | Path, height: int, width: int, check_aspect: bool
     try:  # a mask over cloak's pixel limit fails as a photo would (no traceback)
         with decoding_limit(Path(path), pixel_limit()), \
                 Image.open(path, formats=READ_FORMATS) as img:
+            # an animated GIF or APNG as a mask: refused as a photo is (only its first
+            # frame was read, unsaid), and as a multi-page TIFF mask already was
+            if (frames := _frame_count(img)) > 1 and img.format != "MPO":
+                raise UnsupportedImageError(f"can't read mask {path}: "
+                                            f"{_frames_refusal(img.format or '?', frames)}")
             # a float TIFF (which cloak reads as a mask only) keeps Pillow's turn
             tiff = img.format == "TIFF" and img.mode != "F"
             if img.format == "TIFF" and not tiff:
@@ -207,7 +214,10 @@ def load_user_mask(path: str | Path, height: int, width: int, check_aspect: bool
             elif not tiff:
                 img = _upright_values(img, Path(path))
         if tiff:  # outside the lock: read as a photo is (load_photo takes it itself)
-            img = _tiff_values(Path(path))
+            try:
+                img = _tiff_values(Path(path))
+            except UnsupportedImageError as exc:  # "PATH: truncated": the mask's, said so
+                raise UnsupportedImageError(f"can't read mask {exc}") from None
     except DECODE_ERRORS as exc:  # Pillow raises SyntaxError, struct.error... on damage
         if raised_by_cloak(exc):  # cloak's own bug, not damage in the mask
             raise

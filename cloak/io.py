@@ -414,11 +414,49 @@ def _open_image(fp: IO[bytes], path: Path) -> Image.Image:
             return Image.open(fp, formats=("AVIF",))
         return Image.open(fp, formats=READ_FORMATS)
     except UnidentifiedImageError:
+        if (layout := unread_tiff_layout(fp)) is not None:  # a good TIFF Pillow can't read
+            raise _fail(path, f"{layout} pixels are not supported; export an 8- or 16-bit "
+                              "copy") from None
         if path.suffix.lower() in IMAGE_SUFFIXES:  # named as a photo cloak reads: the name
             # is right and the content is not (a damaged file, or another kind of file)
             raise _fail(path, f"is named {path.suffix} but is not an image cloak can read "
                               "(damaged, or another kind of file renamed)") from None
         raise _fail(path, f"not an image cloak can read (supported: {SUPPORTED})") from None
+
+
+def unread_tiff_layout(fp: IO[bytes]) -> str | None:
+    """For a classic TIFF whose first image holds float samples or more than 16 bits a
+    sample (a 32-bit float RGB export, which Pillow does not identify at all), its
+    layout in words ("32-bit float"); None for any other file, or a TIFF whose header
+    can't be read (damaged: said so)."""
+    try:
+        fp.seek(0)
+        head = fp.read(8)
+        order = {b"II*\0": "<", b"MM\0*": ">"}.get(head[:4])
+        if order is None:
+            return None
+        fp.seek(struct.unpack(order + "I", head[4:8])[0])
+        (count,) = struct.unpack(order + "H", fp.read(2))
+        entries = fp.read(12 * min(count, 4096))
+        found = {}
+        for i in range(0, len(entries) - 11, 12):
+            tag, kind, n = struct.unpack(order + "HHI", entries[i:i + 8])
+            if tag in (258, 339) and kind == 3 and n >= 1:  # SHORT: BitsPerSample, SampleFormat
+                if n <= 2:  # the first value inline
+                    found[tag] = struct.unpack(order + "H", entries[i + 8:i + 10])[0]
+                else:
+                    where = fp.tell()
+                    fp.seek(struct.unpack(order + "I", entries[i + 8:i + 12])[0])
+                    found[tag] = struct.unpack(order + "H", fp.read(2))[0]
+                    fp.seek(where)
+    except (OSError, struct.error, ValueError):
+        return None
+    bits, sample_format = found.get(258), found.get(339, 1)
+    if bits is None:
+        return None
+    if sample_format == 3:
+        return f"{bits}-bit float"
+    return f"{bits}-bit" if bits > 16 else None
 
 
 def load_photo(path: str | os.PathLike[str], max_pixels: int | None = None) -> Photo:

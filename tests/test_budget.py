@@ -142,6 +142,28 @@ class TestPriorities:
         Image.fromarray(rgba, "RGBA").save(tmp_path / "mask.png")
         assert float(budget.load_user_mask(tmp_path / "mask.png", 64, 64).max()) == 1
 
+    def test_a_mask_of_several_pictures_is_refused_and_a_tiff_masks_damage_named_so(
+            self, tmp_path):
+        """An animated GIF (or APNG) mask was read by its first frame alone, unsaid, where
+        the same file as a photo is refused. A TIFF mask's damage was said as a photo's
+        ("error: m.tif: the image data is truncated"), not as the mask's."""
+        from cloak.errors import UnsupportedImageError
+
+        frames = [Image.new("L", (64, 64), value) for value in (255, 0)]
+        frames[0].save(tmp_path / "m.gif", save_all=True, append_images=frames[1:])
+        frames[0].save(tmp_path / "m.png", save_all=True, append_images=frames[1:])
+        for name, kind in (("m.gif", "GIF"), ("m.png", "PNG")):
+            with pytest.raises(UnsupportedImageError, match=(
+                    f"^can't read mask {tmp_path / name}: animated or multi-frame {kind} "
+                    r"\(2 frames\)")):
+                budget.load_user_mask(tmp_path / name, 64, 64)
+        frames[0].save(tmp_path / "m.tif")
+        whole = (tmp_path / "m.tif").read_bytes()
+        (tmp_path / "m.tif").write_bytes(whole[: len(whole) // 2])
+        with pytest.raises(UnsupportedImageError,
+                           match=f"^can't read mask {tmp_path / 'm.tif'}: the image data"):
+            budget.load_user_mask(tmp_path / "m.tif", 64, 64)
+
     def test_a_mask_whose_white_vanishes_at_the_working_size_is_refused(self, tmp_path):
         """A speck of white on a big mask averages away at the size cloak works at: as
         good as black there. The batch's early check (8x8, readability only) takes it."""

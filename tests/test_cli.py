@@ -2283,6 +2283,74 @@ def test_the_mask_in_a_folder_given_is_not_protected_as_a_photo(tmp_path, small_
     assert sorted(p.name for p in (out / "in").iterdir()) == ["a.png"]
 
 
+@pytest.mark.parametrize("allow", ["--overwrite", "--force"])
+def test_the_mask_at_a_copys_name_is_never_replaced(tmp_path, small_photo, model_dir, allow):
+    """The --mask kept in the folder used as --out, at a photo's output name (or its
+    --preview sheet's): "pass --overwrite to replace it" was the advice, and --overwrite
+    (or --force) replaced the mask with the copy, and protected the run's later photos
+    with that copy as their mask, recorded as made with the mask. The photo is refused,
+    the mask kept, and the others protected with it."""
+    a = small_photo(tmp_path / "a.png", size=(96, 64))
+    b = small_photo(tmp_path / "b.png", size=(96, 64), index=1)
+    out = tmp_path / "out"
+    out.mkdir()
+    left = np.zeros((64, 96), np.uint8)
+    left[:, :48] = 255
+    for name in ("a.png", "c.png.preview.png"):
+        Image.fromarray(left).save(out / name)
+    mask_bytes = (out / "a.png").read_bytes()
+    result = invoke("protect", a, b, "--out", out, "--mask", out / "a.png", allow, *TINY)
+    assert result.exit_code == 2, result.output
+    assert (f"{a}: its output {out / 'a.png'} would replace the --mask file; choose another "
+            "--out folder, or keep the mask elsewhere") in result.stderr
+    assert (out / "a.png").read_bytes() == mask_bytes
+    Image.fromarray(left).save(tmp_path / "mask.png")  # the same mask, elsewhere
+    again = invoke("protect", b, "--out", tmp_path / "control", "--mask",
+                   tmp_path / "mask.png", *TINY)
+    assert again.exit_code == 0, again.output
+    assert (out / "b.png").read_bytes() == (tmp_path / "control" / "b.png").read_bytes()
+    c = small_photo(tmp_path / "c.png", size=(96, 64), index=2)
+    sheet = out / "c.png.preview.png"
+    result = invoke("protect", c, "--out", out, "--mask", sheet, "--preview", allow, *TINY)
+    assert result.exit_code == 2, result.output
+    assert f"its preview sheet {sheet} would replace the --mask file" in result.stderr
+    assert sheet.read_bytes() == mask_bytes and not (out / "c.png").exists()
+
+
+def test_the_mask_is_never_replaced_by_protect_file(tmp_path, small_photo, model_dir):
+    """The API's one photo: a copy (or its sheet) at the mask's name is refused before
+    the work, whatever `overwrite` says."""
+    from cloak import ProtectConfig, protect_file
+    from cloak.errors import OutputError
+
+    photo = small_photo(tmp_path / "a.png", size=(96, 64))
+    mask = tmp_path / "x.png.preview.png"  # also x.png's sheet's name
+    Image.new("L", (96, 64), 255).save(mask)
+    before = mask.read_bytes()
+    config = ProtectConfig(strength="fast", steps=1, models=("taesd",), mask_path=str(mask),
+                           measure=False)
+    with pytest.raises(OutputError, match="is the mask file"):
+        protect_file(photo, mask, config, overwrite=True)
+    with pytest.raises(OutputError, match="x.png.preview.png is the mask file"):
+        protect_file(photo, tmp_path / "x.png", config.replace(preview=True), overwrite=True)
+    assert mask.read_bytes() == before and not (tmp_path / "x.png").exists()
+
+
+def test_an_empty_mask_or_json_is_refused_not_read_as_this_folder(tmp_path, small_photo):
+    """`--mask "$MASK"` with MASK unset: typer read "" as the current folder ("can't read
+    mask .: is a folder"); so for --json ("--json . is a folder")."""
+    photo = small_photo(tmp_path / "a.png")
+    for option, words in (("--mask", "give the mask image"),
+                          ("--json", "give the report's file name")):
+        result = invoke("protect", photo, "--out", tmp_path / "out", option, "", *TINY)
+        assert result.exit_code == 1, result.output
+        assert result.stderr.startswith(f"error: {option} is empty: {words}"), result.stderr
+    result = invoke("verify", photo, "--json", " ")
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith("error: --json is empty"), result.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_mask_that_cant_be_read_is_said_in_plain_words(tmp_path, small_photo, model_dir):
     """Not Python's or Pillow's own text ("[Errno 21] Is a directory", "cannot identify
     image file"): the words a photo of the same kind gets. A FIFO is refused, not waited

@@ -3180,6 +3180,29 @@ def test_a_tiff_with_an_infinite_subfile_type_is_refused_as_corrupt(tmp_path: Pa
         io.load_photo(path)
 
 
+def test_a_float_or_32_bit_colour_tiff_is_named_so_not_called_damaged(tmp_path: Path):
+    """A 32-bit float RGB TIFF (a 32-bit HDR export), which Pillow does not identify, was
+    "not an image cloak can read (damaged, or another kind of file renamed)": a good
+    photo, called broken. Its layout is said, as a float gray TIFF's is; a TIFF
+    damaged in its first image is still said to be damaged."""
+    import cv2
+
+    rgb = np.random.default_rng(0).random((32, 40, 3), dtype=np.float32)
+    cv2.imwrite(str(tmp_path / "float.tif"), rgb)
+    cv2.imwrite(str(tmp_path / "int32.tif"), (rgb * 1e6).astype(np.int32))
+    for name, layout in (("float.tif", "32-bit float"), ("int32.tif", "32-bit")):
+        with pytest.raises(UnsupportedImageError, match=(
+                f"{name}: {layout} pixels are not supported; export an 8- or 16-bit copy")):
+            io.load_photo(tmp_path / name)
+    Image.fromarray(pixels()).save(tmp_path / "damaged.tif")
+    data = bytearray((tmp_path / "damaged.tif").read_bytes())
+    data[4:8] = struct.pack("<I", len(data) + 100)  # its first image's tags: past the end
+    (tmp_path / "damaged.tif").write_bytes(bytes(data))
+    with pytest.raises(UnsupportedImageError, match="damaged.tif: is named .tif but is not an "
+                       "image cloak can read .damaged"):
+        io.load_photo(tmp_path / "damaged.tif")
+
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX FIFOs")
 def test_a_fifo_given_as_a_photo_is_refused_not_waited_on(tmp_path, model_dir):
     """`cloak verify fifo.jpg` (and protect_file from Python) opened the FIFO and waited for
