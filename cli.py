@@ -99,6 +99,15 @@ def refuse_empty(option: str, value: str | None, advice: str) -> None:
         fail(f"{option} is empty: {advice}")
 
 
+def refuse_json_dash(json_path: str | None) -> None:
+    """`--json -`, the usual "to stdout" (which the lines take here), is refused as typed:
+    it would write a file named '-'. `--json ./-` names that file on purpose (as a Path,
+    both are "-")."""
+    if json_path == "-":
+        fail("--json - would write a file named '-' (the report is not printed); give a "
+             "file name, such as report.json")
+
+
 @contextlib.contextmanager
 def reporting_failures(hook):
     """Within this block, a fail() first calls hook(message): a refused setting still
@@ -340,6 +349,7 @@ def protect(
         fail("--out is empty: give the folder for the protected copies")
     refuse_empty("--mask", mask, "give the mask image, or leave --mask out")
     refuse_empty("--json", json_path, "give the report's file name, or leave --json out")
+    refuse_json_dash(json_path)
     # `--out=~/protected`: the shell leaves a ~ after `=` as it is; a folder named "~"
     # in the current folder is never what was meant (nor for --json and --mask)
     out = Path(os.path.expanduser(out))
@@ -822,9 +832,6 @@ def check_json_path(json_path: Path | None, out: Path | None = None) -> None:
     where a folder can't be searched.)"""
     if not json_path:
         return
-    if os.fspath(json_path) == "-":  # the usual "to stdout", which the lines take here
-        fail("--json - would write a file named '-' (the report is not printed); give a "
-             "file name, such as report.json")
     if json_path.suffix.lower() in IMAGE_SUFFIXES:  # `--json me.jpg`
         fail(f"--json {json_path} names a photo file; give a .json file name")
     from cloak.manifest import JOURNAL_NAME, LOCK_NAME, MANIFEST_NAME
@@ -1004,6 +1011,7 @@ def verify(
     cloak verify holiday/ protected/ --channels instagram
     """
     refuse_empty("--json", json_path, "give the report's file name, or leave --json out")
+    refuse_json_dash(json_path)
     json_path = Path(os.path.expanduser(json_path)) if json_path else None  # `--json=~/r`
 
     def leave_report(message: str) -> None:  # a refused or failed verify leaves this

@@ -1974,6 +1974,11 @@ def test_json_dash_is_refused_not_written_as_a_file_named_dash(tmp_path, small_p
         assert result.exit_code == 1, result.output
         assert "--json - would write a file named '-'" in result.stderr
     assert not (tmp_path / "-").exists() and not (tmp_path / "out").exists()
+    # `./-` names that file on purpose: it was refused too ("--json - would write ...")
+    result = invoke("verify", photo, "--models", "taesd", "--json", "./-")
+    assert "would write a file named" not in result.output
+    assert json.loads((tmp_path / "-").read_text())["kind"]
+
 
 def test_a_result_line_to_a_pipe_takes_the_bar_off_the_terminal_first(monkeypatch):
     """stdout piped (`| tee log`) while the bar is on the terminal: each result line was
@@ -2002,10 +2007,23 @@ def test_a_result_line_to_a_pipe_takes_the_bar_off_the_terminal_first(monkeypatc
         assert not view.progress.live.is_started
         view.on_event(batch.Event("progress", item, fraction=0.1))
         assert view.progress.live.is_started  # its first step: back
+        view.line("b.png -> out/b.png: PSNR 40.0 dB")
+        assert not view.progress.live.is_started
+        view.line("c.png: failed, damaged", err=True)  # stderr is the bar's: back, above it
+        assert view.progress.live.is_started and "c.png: failed" in terminal.getvalue()
+
+        class Terminal(io.StringIO):
+            def isatty(self) -> bool:
+                return True
+
+        monkeypatch.setattr(sys, "stdout", Terminal())  # a terminal: printed above the bar
+        view.line("d.png -> out/d.png: PSNR 40.0 dB")
+        assert view.progress.live.is_started and "d.png -> out" in terminal.getvalue()
         monkeypatch.setattr(sys, "stdout", None)  # closed
         view.line("b.png -> out/b.png: PSNR 40.0 dB")
         view.line("a warning", err=True)
     assert "a warning" in terminal.getvalue()
+
 
 def test_protect_options_reach_the_settings_and_the_file(tmp_path, small_photo,
                                                         model_dir):

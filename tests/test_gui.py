@@ -4084,6 +4084,28 @@ class TestReviewFixes:
             window.shutdown()
             window.deleteLater()
 
+    def test_a_save_to_folder_reached_by_a_link_keeps_its_mount_point(
+            self, tmp_path, monkeypatch):
+        """~/nas -> /mnt/nas chosen as Save-to: ismount is False for the link itself, so
+        no mount point was kept, and once the share was unmounted the copies would go,
+        hidden, to the disk below it. The link is followed to the share's mount point."""
+        from cloak.gui.window import mount_point_of, save_to_problem
+
+        nas = tmp_path / "mnt" / "nas"
+        nas.parent.mkdir()
+        mounted = simulated_mount(monkeypatch, nas)
+        (nas / "copies").mkdir()
+        link = tmp_path / "nas-link"
+        link.symlink_to(nas)
+        for chosen in (link, link / "copies"):
+            assert mount_point_of(chosen) == str(nas)
+        kept = mount_point_of(link / "copies")  # as the folder is chosen
+        mounted.clear()  # the share unmounted: its empty folder is left
+        (nas / "copies").rmdir()
+        nas.joinpath("copies").mkdir()  # (a folder of that name on the disk below)
+        assert save_to_problem(link / "copies", kept) == (
+            f"can't be reached (its disk or share, {nas}, is not connected)")
+
     def test_choices_that_cant_be_kept_are_said_so_once(self, qapp, tmp_path):
         """A settings file that can't be read or written (here a folder in its place; a
         read-only file does the same for a user who is not root): the choices were

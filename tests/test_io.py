@@ -2465,6 +2465,23 @@ class TestHostileMetadata:
         mpo.write_bytes(buffer.getvalue())
         assert io.jpeg_scan_count(mpo.read_bytes()) == 10
         assert io.load_photo(mpo).format == "MPO"
+        # a second picture over 64 KB: past the first's end marker nothing is counted
+        # (read as a segment, FF D9's "length" would be the next FF D8's, 65,496 bytes)
+        noise = np.random.default_rng(0).integers(0, 256, (600, 800, 3), dtype=np.uint8)
+        buffer = _io.BytesIO()
+        Image.fromarray(noise).save(buffer, "MPO", save_all=True, progressive=True,
+                                    append_images=[Image.fromarray(noise[::-1])])
+        big = buffer.getvalue()
+        second = big.index(b"\xff\xd8", 2)
+        assert big[second + 65_536:].count(b"\xff\xda") > 1  # scans beyond that jump
+        assert io.jpeg_scan_count(big) == 10
+        # cut off just after a 0xFF of its scan's data (a stuffed FF 00): one scan, and
+        # no reading past the end
+        baseline = _io.BytesIO()
+        Image.fromarray(noise).save(baseline, "JPEG", quality=95)
+        data = baseline.getvalue()
+        assert io.jpeg_scan_count(data[:data.index(b"\xff\x00",
+                                                   data.index(b"\xff\xda")) + 1]) == 1
         monkeypatch.setattr(io, "MAX_JPEG_SCANS", 9)
         with pytest.raises(UnsupportedImageError, match="of 10 scans"):
             io.load_photo(mpo)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +26,27 @@ def private_cache(tmp_path, monkeypatch):
     """Each test gets its own empty user cache."""
     monkeypatch.setattr(W, "cache_dir", lambda: tmp_path / "cache")
 
+
+
+@contextlib.contextmanager
+def pipe_opened_by_a_writer_after(fifo: Path, seconds: float):
+    """While in the block, open the FIFO `fifo` for writing (and close it) after
+    `seconds`: code that wrongly opens it to read then reads an empty file and its test
+    fails, where it would otherwise wait for a writer forever (the suite hung)."""
+    done = threading.Event()
+
+    def release() -> None:
+        if not done.wait(seconds):
+            with contextlib.suppress(OSError):  # no reader: nothing waits on it
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+    writer = threading.Thread(target=release, daemon=True)
+    writer.start()
+    try:
+        yield
+    finally:
+        done.set()
+        writer.join()
 
 class TestRealWeights:
     @pytest.mark.parametrize("name", list(MODELS))
@@ -387,9 +410,10 @@ class TestLookupAndVerification:
         assert found_instead().startswith(f"{name} is a folder, {advice}")
         name.rmdir()
         os.mkfifo(name)
-        assert found_instead().startswith(f"{name} is a named pipe, {advice}")
-        with pytest.raises(ModelError, match="is a named pipe, not a weights file"):
-            W.read_state_dict(name)  # at once: not opened
+        with pipe_opened_by_a_writer_after(name, 20):  # a read that waits fails, not hangs
+            assert found_instead().startswith(f"{name} is a named pipe, {advice}")
+            with pytest.raises(ModelError, match="is a named pipe, not a weights file"):
+                W.read_state_dict(name)  # at once: not opened
         name.unlink()
         name.symlink_to("/dev/zero")
         assert found_instead().startswith(f"{name} (a link to /dev/zero) is a device, {advice}")

@@ -160,9 +160,10 @@ def mount_point_of(folder: Path) -> str:
     """The mount point `folder` is on, where it is not the root's ("" for a folder on the
     system disk, or one that can't be looked at): a NAS share or a USB disk's own folder
     stays an empty folder once unmounted, and copies saved there would go, hidden, to the
-    disk below."""
+    disk below. Links on its path are followed (ismount is False for a link itself:
+    ~/nas -> /mnt/nas was taken for a folder on the system disk)."""
     try:
-        path = os.path.abspath(folder)
+        path = os.path.realpath(folder)
         while not os.path.ismount(path):
             parent = os.path.dirname(path)
             if parent == path:
