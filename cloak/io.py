@@ -1213,9 +1213,10 @@ def _save_options(photo: Photo, fmt: str, policy: md.MetadataPolicy, orientation
                     photo.exif, policy, photo.xmp, texts))
                 if value is None:
                     continue
-            if (key in PNG_TEXT_RIGHTS and policy.keep_copyright) or (
+            if ((key in PNG_TEXT_RIGHTS and policy.keep_copyright) or (
                     key in PNG_TEXT_OTHER and policy.keep_exif
-                    and not (policy.strip_serials and key in PNG_TEXT_PERSONAL)):
+                    and not (policy.strip_serials and key in PNG_TEXT_PERSONAL))) \
+                    and not md.holds_picture_data(value):  # words, not a hidden picture
                 pnginfo.add_itxt(key, value)
         if xmp:
             pnginfo.add_itxt(PNG_XMP_KEYWORD, xmp.decode("utf-8"))

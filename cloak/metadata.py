@@ -163,10 +163,21 @@ XMP_DROPPED_NAMESPACES = frozenset({"http://ns.google.com/photos/1.0/depthmap/",
                                     "http://ns.google.com/photos/1.0/container/",
                                     "http://ns.google.com/photos/1.0/container/item/"})
 # Base64 data held in a packet: Google's GImage:Data (a portrait's unedited photo) and
-# GDepth:Data, xmpGImg:image, and whatever else a camera app embeds. Any value with a run
-# of 64 such characters (no word is that long) and 256 in all is dropped from a kept packet.
-BASE64_RUN = re.compile(r"[A-Za-z0-9+/]{64,}")
-BASE64_VALUE = re.compile(r"[A-Za-z0-9+/=\s]{256,}")
+# GDepth:Data, xmpGImg:image, and whatever else a camera app embeds. A value of base64
+# characters alone (either alphabet), whose runs of 40 or more (no word is that long; a
+# line of wrapped base64 is) make 64 in all, mixing capitals, small letters and digits, is
+# dropped from a kept packet, as is a data:
+# URI; so is such a value in EXIF, rights text or a PNG text chunk (holds_picture_data).
+BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{40,}")
+BASE64_VALUE = re.compile(r"[A-Za-z0-9+/_=\s-]+")
+DATA_URI = re.compile(r"\s*data:[^,]*,", re.IGNORECASE)
+# The 8-byte character code before an EXIF UNDEFINED text (UserComment, GPS methods)
+EXIF_CHARACTER_CODES = (b"ASCII\0\0\0", b"UNICODE\0", b"JIS\0\0\0\0\0", bytes(8))
+# A picture file's own start, wherever a metadata value holds one: JPEG, PNG, GIF, WebP,
+# HEIF/AVIF, TIFF
+PICTURE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a",
+                      b"WEBPVP8", b"ftypheic", b"ftypheix", b"ftypmif1", b"ftypavif",
+                      b"II*\x00", b"MM\x00*")
 # Place names that locate the photo as precisely as GPS does, and the time zone (a region
 # of the world); dropped with GPS.
 XMP_PLACE = frozenset({"City", "State", "Country", "CountryCode", "Location", "Sublocation",
@@ -295,6 +306,21 @@ def orientation_in_exif(image: Image.Image) -> bool:
     return ORIENTATION in own
 
 
+def _without_pictures(values: dict[int, Any], ifd: str) -> dict[int, Any]:
+    """`values` (one IFD's tags) less any that holds picture data (holds_picture_data):
+    a camera writes none there, and an unprotected copy of the photo hidden in a tag
+    (DeviceSettingDescription, a GPS processing method, a vendor's tag) was copied byte
+    for byte."""
+    kept = {}
+    for tag, value in values.items():
+        if holds_picture_data(value):
+            log.warning("its %s tag 0x%04X holds picture data, not a setting (an unprotected "
+                        "copy of the photo?): left out of the protected copy", ifd, tag)
+        else:
+            kept[tag] = value
+    return kept
+
+
 def build_exif(snapshot: ExifSnapshot | None, policy: MetadataPolicy, orientation: int,
                *, xmp_for_tiff: bytes | None = None, sub_ifds: bool = True,
                stored_size: tuple[int, int] | None = None,
@@ -313,10 +339,11 @@ def build_exif(snapshot: ExifSnapshot | None, policy: MetadataPolicy, orientatio
     out = Image.Exif()
     src = snapshot or ExifSnapshot({}, {}, {}, {})
     rights = (ARTIST, COPYRIGHT, ExifTags.Base.XPAuthor)
-    for tag, value in src.base.items():
-        if tag in IFD0_KEEP and (policy.keep_copyright if tag in rights else policy.keep_exif) \
-                and not (policy.strip_serials and tag in PERSONAL_TEXT):
-            out[tag] = value
+    for tag, value in _without_pictures({
+            tag: value for tag, value in src.base.items()
+            if tag in IFD0_KEEP and (policy.keep_copyright if tag in rights else policy.keep_exif)
+            and not (policy.strip_serials and tag in PERSONAL_TEXT)}, "IFD0").items():
+        out[tag] = value
     out[ORIENTATION] = orientation
     if orientation == 1 and ORIENTATION not in src.base:
         del out[ORIENTATION]
@@ -331,6 +358,7 @@ def build_exif(snapshot: ExifSnapshot | None, policy: MetadataPolicy, orientatio
                         not policy.strip_serials or
                         (tag in EXIF_IFD_STANDARD and tag not in IDENTIFYING
                          and tag not in PERSONAL_TEXT))}
+        exif_ifd = _without_pictures(exif_ifd, "Exif")
         if stored_size is not None:
             for tag, value in zip((PIXEL_X, PIXEL_Y), stored_size, strict=True):
                 if tag in exif_ifd:
@@ -353,8 +381,8 @@ def build_exif(snapshot: ExifSnapshot | None, policy: MetadataPolicy, orientatio
     if sub_ifds and src.gps and not policy.strip_gps:  # its own switch, with or without EXIF
         # the position; without the camera details, not the GPS's own UTC date and time
         # (the capture moment to the second, which --strip-exif drops)
-        out[GPS_IFD] = {tag: value for tag, value in src.gps.items()
-                        if policy.keep_exif or tag not in GPS_MOMENT}
+        out[GPS_IFD] = _without_pictures({tag: value for tag, value in src.gps.items()
+                                          if policy.keep_exif or tag not in GPS_MOMENT}, "GPS")
     for tag in list(out):  # IFD0's text tags (Artist, Copyright, Make...), which Pillow
         # types as ASCII; in the sub-IFDs bytes would be typed BYTE, so those keep "?"
         if isinstance(out[tag], str):
@@ -667,9 +695,38 @@ def _description(policy: MetadataPolicy, creators: list[str], rights: str | None
 
 
 def embedded_data(text: str | None) -> bool:
-    """Whether an XMP value is embedded base64 data (an image, a depth map), not text."""
-    return bool(text) and BASE64_VALUE.fullmatch(text.strip()) is not None and \
-        BASE64_RUN.search(text) is not None
+    """Whether an XMP value is embedded data (an image, a depth map), not text: a data:
+    URI, or base64 (either alphabet, in one run or wrapped in lines)."""
+    if not text:
+        return False
+    if DATA_URI.match(text):
+        return True
+    if BASE64_VALUE.fullmatch(text) is None:
+        return False
+    runs = "".join(BASE64_RUN.findall(text))
+    # data's base64 mixes capitals, small letters and digits ("xxxx...", a line of one
+    # character, is not data)
+    return len(runs) >= 64 and all(re.search(kind, runs) for kind in ("[A-Z]", "[a-z]", "[0-9]"))
+
+
+def holds_picture_data(value: Any) -> bool:
+    """Whether a metadata value (EXIF bytes or text, a PNG text chunk, rights text)
+    carries a picture rather than a setting or words: a picture file's start anywhere in
+    it, or base64 data (embedded_data). The photo's own unprotected pixels hidden there
+    would pass to the copy and hand an editor a clean source."""
+    if isinstance(value, (tuple, list)):
+        return any(holds_picture_data(item) for item in value)
+    if isinstance(value, str):
+        raw = value.encode("utf-8", "surrogateescape")
+    elif isinstance(value, (bytes, bytearray)):
+        raw = bytes(value)
+    else:
+        return False
+    if raw[:8] in EXIF_CHARACTER_CODES:  # a UserComment's, a GPS method's: then the text
+        raw = raw[8:]
+    return (any(signature in raw for signature in PICTURE_SIGNATURES)
+            # (UTF-16 text read byte by byte: its zero bytes dropped)
+            or embedded_data(raw.decode("latin-1").replace("\0", "")))
 
 
 def _scrub(root: ET.Element, policy: MetadataPolicy, *, local_time: bool = False) -> None:
@@ -729,6 +786,9 @@ def build_xmp(source_xmp: bytes | None, snapshot: ExifSnapshot | None,
         rights = rights or copyright_
     if policy.keep_copyright:
         creators, rights = creators or iptc[0], rights or iptc[1]
+    # names and a notice, not data: a picture hidden in one is the photo unprotected
+    creators = [name for name in creators if not holds_picture_data(name)]
+    rights = None if rights is not None and holds_picture_data(rights) else rights
     desc = _description(policy, creators, rights, version)
     local = local_time_carried(snapshot, policy, source_xmp, texts)
     if policy.keep_exif and not policy.keep_xmp:

@@ -1180,6 +1180,82 @@ class TestMetadata:
         assert data[:64].encode() not in xmp and lines[:64].encode() not in xmp
         assert b"X-100" in xmp and b"A walk" in xmp  # the packet's text is kept
 
+    def test_a_kept_packet_loses_wrapped_base64_and_data_uris(self, tmp_path: Path) -> None:
+        """The unprotected photo as base64 in lines of 60 (under the run of 64 the rule
+        looked for), in the URL-safe alphabet, and as a data: URI passed a kept packet;
+        prose, IDs and a short hash still pass."""
+        preview = _io.BytesIO()
+        Image.fromarray(pixels()).save(preview, "JPEG")
+        data = base64.b64encode(preview.getvalue()).decode()
+        wrapped = "\n".join(data[i:i + 60] for i in range(0, len(data), 60))
+        url_safe = base64.urlsafe_b64encode(preview.getvalue()).decode()
+        source = (
+            '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf='
+            '"http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
+            'xmlns:vendor="http://example.com/vendor/1.0/" '
+            f'vendor:Uri="data:image/jpeg;base64,{data}" vendor:Safe="{url_safe}" '
+            'vendor:Id="xmp.did:0f3c2a1b-77aa" vendor:Hash="9f86d081884c7d659a2feaa0c55ad015">'
+            f'<vendor:Thumb>{wrapped}</vendor:Thumb><vendor:Note>'
+            f'{" ".join(["Sunset over the bay"] * 20)}</vendor:Note>'
+            '</rdf:Description></rdf:RDF></x:xmpmeta>')
+        xmp = kept_packet(tmp_path, source)
+        for held in (data, wrapped, url_safe):
+            assert held[:40].encode() not in xmp
+        assert b"data:image" not in xmp
+        assert b"xmp.did:0f3c2a1b-77aa" in xmp and b"9f86d081884c7d659a2feaa0c55ad015" in xmp
+        assert b"Sunset over the bay Sunset" in xmp
+
+    def test_no_kept_exif_tag_or_rights_text_carries_a_picture(self, tmp_path: Path,
+                                                               caplog) -> None:
+        """The unprotected photo held, whole, in a standard Exif tag (DeviceSettingDescription),
+        in a GPS tag kept with --keep-gps, in the XMP rights and in a PNG Author chunk as
+        base64: each passed to the copy byte for byte (no limit but a JPEG's segment). Each
+        is left out, the EXIF one with a warning; the camera's settings and real rights
+        text stay."""
+        from PIL.PngImagePlugin import PngInfo
+
+        original = _io.BytesIO()
+        Image.fromarray(pixels()).save(original, "JPEG", quality=95)
+        picture = original.getvalue()
+        as_text = base64.b64encode(picture).decode()
+        exif = Image.Exif()
+        exif[ExifTags.Base.Make] = "Cam"
+        exif.get_ifd(ExifTags.IFD.Exif)[0xA40B] = picture  # DeviceSettingDescription
+        exif.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.ExposureTime] = 1 / 125
+        exif.get_ifd(ExifTags.IFD.GPSInfo)[0x1B] = b"ASCII\0\0\0" + as_text.encode()
+        xmp = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/'
+               '1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" xmlns:dc="http://'
+               'purl.org/dc/elements/1.1/"><dc:rights><rdf:Alt><rdf:li xml:lang="x-default">'
+               f'{as_text}</rdf:li></rdf:Alt></dc:rights><dc:creator><rdf:Seq><rdf:li>Ann'
+               '</rdf:li></rdf:Seq></dc:creator></rdf:Description></rdf:RDF></x:xmpmeta>')
+        info = PngInfo()
+        info.add_itxt("Author", as_text)
+        info.add_itxt("Copyright", "(c) Ann")
+        sources = [save(Image.fromarray(pixels()), tmp_path / "p.png", exif=exif.tobytes(),
+                        pnginfo=info)]
+        for suffix, options in ((".webp", {"lossless": True}), (".tif", {}), (".jpg", {})):
+            sources.append(save(Image.fromarray(pixels()), tmp_path / f"p{suffix}",
+                                exif=exif.tobytes(), xmp=xmp.encode(), **options))
+        policy = MetadataPolicy(strip_gps=False)
+        for src in sources:
+            photo = io.load_photo(src)
+            with caplog.at_level("WARNING"):
+                dst = io.save_photo(photo, photo.rgb, tmp_path / "out" / src.name,
+                                    metadata=policy)
+            held = dst.read_bytes()
+            assert picture not in held and as_text[:64].encode() not in held, src.name
+            assert "Exif tag 0xA40B holds picture data" in caplog.text, src.name
+            assert "GPS tag 0x001B holds picture data" in caplog.text, src.name
+            caplog.clear()
+            with Image.open(dst) as copy:
+                kept = copy.getexif()
+                assert kept[ExifTags.Base.Make] == "Cam", src.name
+                assert ExifTags.Base.ExposureTime in kept.get_ifd(ExifTags.IFD.Exif), src.name
+                if copy.format == "PNG":
+                    assert copy.text.get("Copyright") == "(c) Ann"
+                elif src.suffix != ".tif":  # (Pillow writes no XMP into a TIFF)
+                    assert b"<rdf:li>Ann</rdf:li>" in copy.info["xmp"], src.name
+
     def test_a_kept_packet_loses_the_descriptors_of_extended_xmp_data(self, tmp_path: Path
                                                                       ) -> None:
         """A Google portrait keeps its depth map and unedited photo in JPEG extended XMP
