@@ -99,8 +99,7 @@ def journal_changes(out_dir: Path, record_sha256: str) -> list[tuple[str, dict |
         except (ValueError, RecursionError):
             log.info("skipped a damaged line of %s", path)
             continue
-        if not isinstance(change, dict) or not isinstance(change.get("name"), str) or \
-                "\0" in change["name"]:
+        if not isinstance(change, dict) or not usable_name(change.get("name")):
             continue
         entry = change.get("entry")
         if entry is None:
@@ -108,6 +107,28 @@ def journal_changes(out_dir: Path, record_sha256: str) -> list[tuple[str, dict |
         elif (sane := _sane_entry(entry)) is not None:  # (not an object: skipped)
             changes.append((change["name"], sane))
     return changes
+
+
+def encodable(text: str) -> bool:
+    """Whether `text` can be a path on this system: no NUL, which fails every path made of
+    it, and no lone surrogate the file system's encoding refuses ("\\ud800", valid JSON;
+    UnicodeEncodeError from every os call given it). A name read on Linux that is not
+    UTF-8 (a surrogate-escaped byte) passes: it is the file's name."""
+    try:
+        os.fsencode(text)
+    except UnicodeEncodeError:
+        return False
+    return "\0" not in text
+
+
+def usable_name(name: object) -> bool:
+    """Whether `name`, a record's key, names a file inside the record's folder: a
+    relative path, encodable, with no ".." (a foreign record's "../zz/a.png" or "/home/a"
+    made cloak take a photo in another folder for a protected copy, and skip it)."""
+    if not isinstance(name, str) or not name or not encodable(name):
+        return False
+    parts = PurePath(name.replace("\\", "/")).parts  # (Windows reads \\ as / too)
+    return not (os.path.isabs(name) or name.startswith(("/", "\\")) or ".." in parts)
 
 
 def apply_changes(entries: dict, changes: Iterable[tuple[str, dict | None]]) -> None:
@@ -299,11 +320,10 @@ class Manifest:
             data, sha = read_record_and_sha256(self.path)
             version = data.get("version")
             if version in (self.VERSION, self.JOURNALED_VERSION):
-                # a NUL in a name would fail every path made of it (ValueError)
                 self.entries = {k: entry for k, v in data.get("photos", {}).items()
-                                if "\0" not in k and (entry := _sane_entry(v)) is not None}
+                                if usable_name(k) and (entry := _sane_entry(v)) is not None}
                 self.folders = {k: v for k, v in data.get("folders", {}).items()
-                                if isinstance(v, str)}
+                                if isinstance(v, str) and encodable(k) and encodable(v)}
                 self._record_sha256 = sha
                 self._record_bytes = os.stat(self.path).st_size
                 self._version_on_disk = version
@@ -818,8 +838,8 @@ def writer_may_be_alive(entry: dict) -> bool:
             not isinstance(pid, int) or pid <= 0 or \
             writer.get("ns", _pid_namespace()) != _pid_namespace():
         return True
-    if pid == os.getpid():
-        return False
+    if pid == os.getpid() or pid >= 2 ** 32:  # (no system's process ids reach 2**32: a
+        return False  # made-up record's, which os.kill refused with an OverflowError)
     started = writer.get("started")
     if ON_WINDOWS:  # (an app killed there left its copy "being made" for every later run)
         found = _windows_process(pid)
@@ -829,7 +849,7 @@ def writer_may_be_alive(entry: dict) -> bool:
         return running and not (isinstance(started, int) and created != started)
     try:
         os.kill(pid, 0)  # (signal 0: asks only whether it exists)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # (over pid_t's range: none such)
         return False
     except OSError:  # another user's process: it exists
         pass

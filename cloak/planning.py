@@ -28,6 +28,7 @@ from .manifest import (
     MANIFEST_NAME,
     Manifest,
     apply_changes,
+    encodable,
     journal_changes,
     matches_record,
     new_run_of_warnings,
@@ -515,7 +516,7 @@ def _mirror_copies(data: dict, recorded: bool = False) -> dict[str, list[tuple[s
     for key, entry in data["photos"].items():
         first, _, below = key.partition("/") if isinstance(key, str) else ("", "", "")
         if below and is_plain_name(first) and (fold(first) in named) == recorded and \
-                not holds_nul(below) and isinstance(entry, dict) and \
+                encodable(below) and isinstance(entry, dict) and \
                 isinstance(entry.get("src"), dict):
             found.setdefault(first, []).append((below, entry["src"]))
     return found
@@ -529,7 +530,7 @@ def is_plain_name(name: str) -> bool:
     a 300-byte mirror failed every run into its OUT)."""
     return name not in ("", ".", "..") and Path(name).name == name and \
         not any(sep in name for sep in ("/", os.sep, os.altsep) if sep) and \
-        "\0" not in name and name_fits(name)
+        encodable(name) and name_fits(name)  # (no NUL, no lone surrogate: "\\ud800")
 
 
 def output_folder(out_dir: str | os.PathLike) -> Path:

@@ -1546,6 +1546,69 @@ class TestRun:
         monkeypatch.setattr(manifest_module, "_windows_process", lambda pid: (False, 0))
         assert manifest_module._start_time(4242) is None  # gone: no start time
 
+    def test_a_foreign_records_names_outside_its_folder_speak_for_no_photo(
+            self, tmp_path, small_photo):
+        """A record that came with a downloaded folder, one entry's name "../zz/x.png"
+        (or an absolute one) with the size and sha256 of the user's zz/a.png: that photo,
+        in another folder, was taken for a protected copy and skipped, unsaid. A record
+        speaks only for the files inside its folder."""
+        photos = tmp_path / "Photos"
+        a = small_photo(photos / "zz" / "a.png", index=0)
+        small_photo(photos / "pack" / "p.png", index=1)
+        ident = manifest_module.identity(a)
+        for name in ("../zz/whatever.png", str(a), "..\\zz\\a.png"):
+            (photos / "pack" / ".cloak-manifest.json").write_text(json.dumps(
+                {"version": 1, "photos": {name: {
+                    "state": "done", "src": {}, "settings": {},
+                    "dst": {"size": ident["size"], "sha256": ident["sha256"]}}}}))
+            items = batch.plan([photos], tmp_path / "protected")
+            assert {i.src.name: i.status for i in items} == {
+                "a.png": "pending", "p.png": "pending"}, [(i.src, i.message) for i in items]
+
+    def test_a_record_holding_a_name_no_path_can_hold_is_read_without_it(
+            self, tmp_path, small_photo, tiny_config):
+        """"\\ud800" (a lone surrogate: valid JSON; a Windows name can hold one) in a
+        record's name or mirror folder crashed every run into that OUT, and every walk of
+        it, with a UnicodeEncodeError traceback. The entry is left out; the rest is read."""
+        photo = small_photo(tmp_path / "in" / "a.png")
+        out = tmp_path / "out"
+        out.mkdir()
+        (out / ".cloak-manifest.json").write_text(json.dumps({
+            "version": 1, "folders": {"x": "/tmp/\ud800", "\ud800": str(tmp_path)},
+            "photos": {"\ud800/x.png": {"state": "done", "src": {}, "settings": {},
+                                         "dst": {"size": 5, "sha256": "ab"}},
+                       "ok.png": {"state": "done", "src": {}, "settings": {},
+                                  "dst": {"size": 5, "sha256": "ab"}}}}))
+        record = manifest_module.Manifest(out)
+        assert list(record.entries) == ["ok.png"] and record.folders == {}
+        [item] = batch.run(batch.plan([photo], out), out, tiny_config).items
+        assert item.status == PROTECTED, item.message
+        items = batch.plan([out, photo.parent], tmp_path / "again")  # OUT walked as input
+        assert [i.src.name for i in items if i.status == "pending"] == ["a.png"]
+
+    def test_a_writer_pid_no_system_has_is_a_dead_writers(self, tmp_path, small_photo,
+                                                          tiny_config):
+        """An unfinished entry whose writer pid is 10**30 (a record made by hand, or
+        damaged): os.kill raised OverflowError, a traceback that ended the whole run, its
+        other photos unprotected (the app failed the photo, "unexpected error")."""
+        import socket
+
+        for pid in (2 ** 31, 2 ** 32, 10 ** 30):
+            entry = {"state": "pending", "writer": {"pid": pid, "host": socket.gethostname()}}
+            assert manifest_module.writer_may_be_alive(entry) is False, pid
+        photos = [small_photo(tmp_path / f"{n}.png", index=i) for i, n in enumerate("ab")]
+        out = tmp_path / "out"
+        batch.run(batch.plan(photos[:1], out), out, tiny_config)
+        record = json.loads((out / ".cloak-manifest.json").read_text())
+        record["photos"]["a.png"].update(state="pending", writer={
+            "pid": 10 ** 30, "host": socket.gethostname()})
+        (out / ".cloak-manifest.json").write_text(json.dumps(record))
+        (out / ".cloak-manifest.journal").unlink(missing_ok=True)
+        items = batch.run(batch.plan(photos, out), out, tiny_config).items
+        # a.png's unfinished copy, of a writer gone, is made again; b.png is protected
+        assert [item.status for item in items] == [PROTECTED, PROTECTED], \
+            [(i.status, i.message) for i in items]
+
     def test_a_killed_redo_finds_the_copy_it_was_replacing(self, tmp_path, small_photo,
                                                           tiny_config):
         """--force begins by marking the photo pending; killed then, the copy there is
