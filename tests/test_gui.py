@@ -5262,6 +5262,10 @@ def test_a_copy_that_cant_be_shown_is_said_whole_and_by_name(window, tmp_path, s
     row = protect_one(window, small_photo(tmp_path / "a.jpg"))
     # the before/after the window loads of itself once the photo is done: let it land
     assert wait_until(lambda: not window.compare_panel.loading, 30)
+    from cloak.manifest import JOURNAL_NAME, MANIFEST_NAME
+
+    for name in (MANIFEST_NAME, JOURNAL_NAME):  # no record to say the copy changed since
+        (row.outcome.dst.parent / name).unlink(missing_ok=True)  # (a message of its own)
     row.outcome.dst.write_text("garbage")
     window.show_comparison(row.row_id)
     view = window.compare_panel.view
