@@ -5045,6 +5045,19 @@ def test_a_photo_over_the_pixel_limit_is_advised_in_the_apps_words(window, tmp_p
     assert "before starting the app" in row.status.toolTip(), row.status.toolTip()
 
 
+def said_after_edits(window, row: PhotoRow, edited: Path, reshape, words: str) -> None:
+    """Brighten `edited` (row's photo or its copy) in place, then `reshape` it (crop or
+    turn): after each, the row's before/after is not shown, and `words` say why."""
+    view = window.compare_panel.view
+    for edit in (lambda im: im.point(lambda v: min(255, v + 40)), reshape):
+        time.sleep(0.02)  # (a new mtime)
+        edit(Image.open(edited).convert("RGB")).save(edited)
+        window.show_comparison(row.row_id)
+        assert wait_until(lambda: not window.compare_panel.loading, 30)
+        assert window.compare_panel.comparison is None
+        assert view.text() == f"Cannot show this photo: {words}", view.text()
+
+
 def test_a_photo_edited_since_its_copy_gets_no_before_after(window, tmp_path, small_photo):
     """The original brightened, cropped or turned in place after its copy was made: the
     before/after showed the edit as the protection (a white difference, "largest pixel
@@ -5057,15 +5070,7 @@ def test_a_photo_edited_since_its_copy_gets_no_before_after(window, tmp_path, sm
     row = protect_one(window, photo)
     assert wait_until(lambda: not window.compare_panel.loading, 30)
     assert window.compare_panel.comparison is not None
-    view = window.compare_panel.view
-    for edit in (lambda im: im.point(lambda v: min(255, v + 40)),
-                 lambda im: im.crop((0, 0, 80, 64))):
-        time.sleep(0.02)  # (a new mtime)
-        edit(Image.open(photo).convert("RGB")).save(photo)
-        window.show_comparison(row.row_id)
-        assert wait_until(lambda: not window.compare_panel.loading, 30)
-        assert window.compare_panel.comparison is None
-        assert view.text() == f"Cannot show this photo: {EDITED_SINCE}", view.text()
+    said_after_edits(window, row, photo, lambda im: im.crop((0, 0, 80, 64)), EDITED_SINCE)
     with pytest.raises(ValueError, match="the photo is 80x64 and its protected copy 96x64"):
         amplified_difference(Image.open(photo), Image.open(row.outcome.dst))
 
@@ -5125,15 +5130,8 @@ def test_a_copy_edited_since_cloak_made_it_gets_no_before_after(window, tmp_path
     os.utime(copy, (1_000_000_000, 1_000_000_000))  # touched: the same contents
     window.show_comparison(row.row_id)
     assert wait_until(lambda: window.compare_panel.comparison is not None, 30)
-    view = window.compare_panel.view
-    for edit in (lambda im: im.point(lambda v: min(255, v + 40)),
-                 lambda im: im.transpose(Image.Transpose.ROTATE_90)):
-        time.sleep(0.02)  # (a new mtime)
-        edit(Image.open(copy).convert("RGB")).save(copy)
-        window.show_comparison(row.row_id)
-        assert wait_until(lambda: not window.compare_panel.loading, 30)
-        assert window.compare_panel.comparison is None
-        assert view.text() == f"Cannot show this photo: {COPY_EDITED_SINCE}", view.text()
+    said_after_edits(window, row, copy, lambda im: im.transpose(Image.Transpose.ROTATE_90),
+                     COPY_EDITED_SINCE)
 
 
 def test_a_pair_of_two_sizes_is_said_in_plain_words(window, tmp_path, small_photo):
