@@ -127,8 +127,9 @@ def usable_name(name: object) -> bool:
     made cloak take a photo in another folder for a protected copy, and skip it)."""
     if not isinstance(name, str) or not name or not encodable(name):
         return False
-    parts = PurePath(name.replace("\\", "/")).parts  # (Windows reads \\ as / too)
-    return not (os.path.isabs(name) or name.startswith(("/", "\\")) or ".." in parts)
+    # as this system splits a path: "\\" is a separator on Windows, and a plain character
+    # in a Linux or macOS name (a Windows zip's "\\photos\\IMG_1.png"), which cloak records
+    return not (os.path.isabs(name) or ".." in PurePath(name).parts)
 
 
 def apply_changes(entries: dict, changes: Iterable[tuple[str, dict | None]]) -> None:

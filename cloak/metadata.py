@@ -165,8 +165,9 @@ XMP_DROPPED_NAMESPACES = frozenset({"http://ns.google.com/photos/1.0/depthmap/",
 # Base64 data held in a packet: Google's GImage:Data (a portrait's unedited photo) and
 # GDepth:Data, xmpGImg:image, and whatever else a camera app embeds. A value of base64
 # characters alone (either alphabet), whose runs of 40 or more (no word is that long; a
-# line of wrapped base64 is) make 64 in all, mixing capitals, small letters and digits, is
-# dropped from a kept packet, as is a data:
+# line of wrapped base64 is) make 256 in all, mixing capitals, small letters and digits,
+# is dropped from a kept packet (a long file name or path is one run, under 256), as is a
+# data:
 # URI; so is such a value in EXIF, rights text or a PNG text chunk (holds_picture_data).
 BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{40,}")
 BASE64_VALUE = re.compile(r"[A-Za-z0-9+/_=\s-]+")
@@ -175,9 +176,10 @@ DATA_URI = re.compile(r"\s*data:[^,]*,", re.IGNORECASE)
 EXIF_CHARACTER_CODES = (b"ASCII\0\0\0", b"UNICODE\0", b"JIS\0\0\0\0\0", bytes(8))
 # A picture file's own start, wherever a metadata value holds one: JPEG, PNG, GIF, WebP,
 # HEIF/AVIF, TIFF
-PICTURE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a",
-                      b"WEBPVP8", b"ftypheic", b"ftypheix", b"ftypmif1", b"ftypavif",
-                      b"II*\x00", b"MM\x00*")
+PICTURE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"II*\x00", b"MM\x00*")
+# ... and those that are words too ("our old GIF89a animation"): looked for in bytes only
+PICTURE_WORD_SIGNATURES = (b"GIF87a", b"GIF89a", b"WEBPVP8", b"ftypheic", b"ftypheix",
+                           b"ftypmif1", b"ftypavif")
 # Place names that locate the photo as precisely as GPS does, and the time zone (a region
 # of the world); dropped with GPS.
 XMP_PLACE = frozenset({"City", "State", "Country", "CountryCode", "Location", "Sublocation",
@@ -304,6 +306,20 @@ def orientation_in_exif(image: Image.Image) -> bool:
     own = Image.Exif()
     own.load(raw)
     return ORIENTATION in own
+
+
+def _numbers_hold_a_picture(numbers: tuple[int, ...] | list[int]) -> bool:
+    """Whether an EXIF array of numbers, written as 1-, 2- or 4-byte values in either byte
+    order, spells a picture file's start (a JPEG stored as a SHORT[] SubjectArea)."""
+    for width in (1, 2, 4):
+        if all(-(1 << (8 * width - 1)) <= n < (1 << (8 * width)) for n in numbers):
+            mask = (1 << (8 * width)) - 1
+            for order in ("big", "little"):
+                raw = b"".join((n & mask).to_bytes(width, order) for n in numbers)
+                if any(signature in raw for signature in
+                       PICTURE_SIGNATURES + PICTURE_WORD_SIGNATURES):
+                    return True
+    return False
 
 
 def _without_pictures(values: dict[int, Any], ifd: str) -> dict[int, Any]:
@@ -706,7 +722,7 @@ def embedded_data(text: str | None) -> bool:
     runs = "".join(BASE64_RUN.findall(text))
     # data's base64 mixes capitals, small letters and digits ("xxxx...", a line of one
     # character, is not data)
-    return len(runs) >= 64 and all(re.search(kind, runs) for kind in ("[A-Z]", "[a-z]", "[0-9]"))
+    return len(runs) >= 256 and all(re.search(kind, runs) for kind in ("[A-Z]", "[a-z]", "[0-9]"))
 
 
 def holds_picture_data(value: Any) -> bool:
@@ -715,16 +731,20 @@ def holds_picture_data(value: Any) -> bool:
     it, or base64 data (embedded_data). The photo's own unprotected pixels hidden there
     would pass to the copy and hand an editor a clean source."""
     if isinstance(value, (tuple, list)):
+        if len(value) >= 16 and all(isinstance(item, int) for item in value):
+            return _numbers_hold_a_picture(value)  # a SHORT[] or LONG[] array's bytes
         return any(holds_picture_data(item) for item in value)
     if isinstance(value, str):
         raw = value.encode("utf-8", "surrogateescape")
+        signatures = PICTURE_SIGNATURES
     elif isinstance(value, (bytes, bytearray)):
         raw = bytes(value)
+        signatures = PICTURE_SIGNATURES + PICTURE_WORD_SIGNATURES
     else:
         return False
     if raw[:8] in EXIF_CHARACTER_CODES:  # a UserComment's, a GPS method's: then the text
         raw = raw[8:]
-    return (any(signature in raw for signature in PICTURE_SIGNATURES)
+    return (any(signature in raw for signature in signatures)
             # (UTF-16 text read byte by byte: its zero bytes dropped)
             or embedded_data(raw.decode("latin-1").replace("\0", "")))
 

@@ -1556,14 +1556,41 @@ class TestRun:
         a = small_photo(photos / "zz" / "a.png", index=0)
         small_photo(photos / "pack" / "p.png", index=1)
         ident = manifest_module.identity(a)
-        for name in ("../zz/whatever.png", str(a), "..\\zz\\a.png"):
-            (photos / "pack" / ".cloak-manifest.json").write_text(json.dumps(
-                {"version": 1, "photos": {name: {
-                    "state": "done", "src": {}, "settings": {},
-                    "dst": {"size": ident["size"], "sha256": ident["sha256"]}}}}))
+        entry = {"state": "done", "src": {}, "settings": {},
+                 "dst": {"size": ident["size"], "sha256": ident["sha256"]}}
+        record = photos / "pack" / ".cloak-manifest.json"
+        for name, journaled in (("../zz/whatever.png", False), (str(a), False),
+                                ("../zz/whatever.png", True)):
+            if journaled:  # the name in the record's journal instead
+                record.write_text(json.dumps({"version": 2, "photos": {}}))
+                sha = hashlib.sha256(record.read_bytes()).hexdigest()
+                (photos / "pack" / ".cloak-manifest.journal").write_text(
+                    json.dumps({"journal": 1, "record_sha256": sha}) + "\n"
+                    + json.dumps({"name": name, "entry": entry}) + "\n")
+                assert manifest_module.journal_changes(photos / "pack", sha) == []
+            else:
+                record.write_text(json.dumps({"version": 1, "photos": {name: entry}}))
             items = batch.plan([photos], tmp_path / "protected")
             assert {i.src.name: i.status for i in items} == {
                 "a.png": "pending", "p.png": "pending"}, [(i.src, i.message) for i in items]
+
+    @pytest.mark.skipif(os.name == "nt", reason="a backslash in a name: not on Windows")
+    def test_a_name_holding_backslashes_is_its_own_record_entry(self, tmp_path, small_photo,
+                                                               tiny_config):
+        """A Windows zip unpacked on Linux leaves names such as "\\photos\\IMG_1.png" and
+        "b..\\..\\c.png": cloak recorded their copies, then took those names for paths
+        leaving the record's folder on the next run, and its own copies for the user's
+        ("exists and was not made by cloak ... pass --overwrite")."""
+        folder = tmp_path / "in"
+        photos = [small_photo(folder / name, index=i)
+                  for i, name in enumerate(("\\photos\\IMG_1.png", "b..\\..\\c.png"))]
+        out = tmp_path / "out"
+        first = batch.run(batch.plan([photos[0], folder], out), out, tiny_config).items
+        assert [i.status for i in first if i.status != SKIPPED] == [PROTECTED, PROTECTED]
+        again = batch.run(batch.plan([photos[0], folder], out), out, tiny_config).items
+        twice = f"named twice; taken once, for {out / photos[0].name}"
+        assert {(i.status, i.message) for i in again} <= {
+            (SKIPPED, batch.ALREADY_DONE), (SKIPPED, twice)}, [(i.src, i.message) for i in again]
 
     def test_a_record_holding_a_name_no_path_can_hold_is_read_without_it(
             self, tmp_path, small_photo, tiny_config):

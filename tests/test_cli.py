@@ -2354,6 +2354,22 @@ def test_the_mask_is_never_replaced_by_protect_file(tmp_path, small_photo, model
     assert mask.read_bytes() == before and not (tmp_path / "x.png").exists()
 
 
+def test_a_tilde_the_shell_left_in_mask_and_json_is_the_home_folder(
+        tmp_path, small_photo, model_dir, monkeypatch):
+    """`--mask=~/m.png --json=~/r.json`: the shell leaves a ~ after = as it is; it means
+    the home folder (as README says), not a folder named "~"."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    Image.new("L", (64, 48), 255).save(tmp_path / "home" / "m.png")
+    monkeypatch.chdir(tmp_path)
+    photo = small_photo(tmp_path / "a.png")
+    result = invoke("protect", photo, "--out", tmp_path / "out", "--mask=~/m.png",
+                    "--json=~/r.json", *TINY)
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "home" / "r.json").read_text())
+    assert report["settings"]["mask_sha256"] and not (tmp_path / "~").exists()
+
+
 def test_an_empty_mask_or_json_is_refused_not_read_as_this_folder(tmp_path, small_photo):
     """`--mask "$MASK"` with MASK unset: typer read "" as the current folder ("can't read
     mask .: is a folder"); so for --json ("--json . is a folder")."""

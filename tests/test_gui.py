@@ -5134,6 +5134,27 @@ def test_a_copy_edited_since_cloak_made_it_gets_no_before_after(window, tmp_path
                      COPY_EDITED_SINCE)
 
 
+def test_a_copy_in_a_mirror_folder_edited_since_is_said_so_too(window, tmp_path,
+                                                                small_photo):
+    """`cloak protect photos --out OUT` put the copy in OUT/photos/holiday, listed in OUT's
+    record; the app saving to OUT finds it protected earlier. Edited since, it was shown
+    as the protection: the check read only the copy's own folder's record."""
+    from cloak import batch
+    from cloak.gui.window import COPY_EDITED_SINCE
+    from cloak.gui.worker import ALREADY_PROTECTED
+
+    photo = small_photo(tmp_path / "photos" / "holiday" / "a.png", size=(96, 64))
+    out = tmp_path / "OUT"
+    window.settings["measure"] = False
+    window.set_output_dir(out)  # (made with the app's settings: found, not made again)
+    batch.run(batch.plan([tmp_path / "photos"], out), out, window.config())
+    row = protect_one(window, photo)
+    assert row.outcome.status == ALREADY_PROTECTED
+    assert row.outcome.dst == out / "photos" / "holiday" / "a.png"
+    said_after_edits(window, row, row.outcome.dst,
+                     lambda im: im.transpose(Image.Transpose.ROTATE_90), COPY_EDITED_SINCE)
+
+
 def test_a_pair_of_two_sizes_is_said_in_plain_words(window, tmp_path, small_photo):
     """A copy turned after cloak made it, where no record says what cloak wrote (its
     folder's record gone): "unexpected error (ValueError); details are in the log", and

@@ -1205,6 +1205,35 @@ class TestMetadata:
         assert b"xmp.did:0f3c2a1b-77aa" in xmp and b"9f86d081884c7d659a2feaa0c55ad015" in xmp
         assert b"Sunset over the bay Sunset" in xmp
 
+    def test_what_holds_picture_data_and_what_is_words(self) -> None:
+        """holds_picture_data: a picture's bytes (as bytes, UTF-16 text after a character
+        code, or numbers of a SHORT[] array), its base64 (of 256 characters and more, in one
+        run or in lines), a data: URI; not a long file name or path, IDs, hashes, a
+        sentence naming "GIF89a" (each dropped as picture data, an Artist with one)."""
+        jpeg = _io.BytesIO()
+        Image.fromarray(pixels()).save(jpeg, "JPEG")
+        data = jpeg.getvalue()
+        png = _io.BytesIO()
+        Image.fromarray(pixels()).save(png, "PNG")
+        text = base64.b64encode(data).decode()
+        pictures = [data, png.getvalue(), b"xx" + png.getvalue()[:16],
+                    b"UNICODE\0" + text.encode("utf-16-le"), text,
+                    "\n".join(text[i:i + 60] for i in range(0, len(text), 60)),
+                    "data:image/png;base64,AAAA", tuple(data[:64]),
+                    tuple(int.from_bytes(data[i:i + 2], "big") for i in range(0, 64, 2)),
+                    ("Ann", text)]
+        for value in pictures:
+            assert metadata.holds_picture_data(value), str(value)[:60]
+        words = ["IMG_" + "SummerHolidayAtTheLakeHouseWithGrandmaAndGrandpa2019Final" * 1,
+                 "/Users/JohnSmith/Pictures/Exports/Family_2019/Summer_Holiday_Lake-House",
+                 "Frame 3 taken from our old GIF89a animation of the cat",
+                 "xmp.did:0f3c2a1b-77aa-4c1e-9d2b-3f2504e04f89",
+                 "9f86d081884c7d659a2feaa0c55ad0159f86d081884c7d659a2feaa0c55ad015",
+                 b"ASCII\0\0\0GPS", "NETWORK", b"UNICODE\0" + "Zoë".encode("utf-16-le"),
+                 (1, 2, 3, 4), tuple(range(64)), "x" * 5000]
+        for value in words:
+            assert not metadata.holds_picture_data(value), value
+
     def test_no_kept_exif_tag_or_rights_text_carries_a_picture(self, tmp_path: Path,
                                                                caplog) -> None:
         """The unprotected photo held, whole, in a standard Exif tag (DeviceSettingDescription),
@@ -1220,6 +1249,7 @@ class TestMetadata:
         as_text = base64.b64encode(picture).decode()
         exif = Image.Exif()
         exif[ExifTags.Base.Make] = "Cam"
+        exif[ExifTags.Base.Artist] = as_text  # IFD0, kept by default
         exif.get_ifd(ExifTags.IFD.Exif)[0xA40B] = picture  # DeviceSettingDescription
         exif.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.ExposureTime] = 1 / 125
         exif.get_ifd(ExifTags.IFD.GPSInfo)[0x1B] = b"ASCII\0\0\0" + as_text.encode()
@@ -1227,7 +1257,8 @@ class TestMetadata:
                '1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" xmlns:dc="http://'
                'purl.org/dc/elements/1.1/"><dc:rights><rdf:Alt><rdf:li xml:lang="x-default">'
                f'{as_text}</rdf:li></rdf:Alt></dc:rights><dc:creator><rdf:Seq><rdf:li>Ann'
-               '</rdf:li></rdf:Seq></dc:creator></rdf:Description></rdf:RDF></x:xmpmeta>')
+               f'</rdf:li><rdf:li>{as_text}</rdf:li></rdf:Seq></dc:creator></rdf:Description>'
+               '</rdf:RDF></x:xmpmeta>')
         info = PngInfo()
         info.add_itxt("Author", as_text)
         info.add_itxt("Copyright", "(c) Ann")
@@ -1246,6 +1277,7 @@ class TestMetadata:
             assert picture not in held and as_text[:64].encode() not in held, src.name
             assert "Exif tag 0xA40B holds picture data" in caplog.text, src.name
             assert "GPS tag 0x001B holds picture data" in caplog.text, src.name
+            assert "IFD0 tag 0x013B holds picture data" in caplog.text, src.name
             caplog.clear()
             with Image.open(dst) as copy:
                 kept = copy.getexif()

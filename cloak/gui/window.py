@@ -174,6 +174,20 @@ def mount_point_of(folder: Path) -> str:
     return "" if os.path.dirname(path) == path else path
 
 
+def record_of_copy(dst: Path) -> dict:
+    """The record's entry for the protected copy `dst`: its own folder's, else the nearest
+    record above that lists it (a copy `cloak protect` made in a mirror folder,
+    OUT/holiday/a.png, found by the app saving to OUT); {} where none does, or none can
+    be read."""
+    from cloak.manifest import entry_above, read_only
+
+    try:
+        return (read_only(dst.parent).get(dst)
+                or (entry_above(dst, dst.parent) or (None, {}))[1] or {})
+    except (OSError, CloakError):
+        return {}
+
+
 def save_to_problem(folder: Path, mount: str = "") -> str | None:
     """Why copies can't be saved in the chosen Save-to `folder` now (None: they can):
     not a full path (a hand-edited setting: its place would depend on where the app was
@@ -658,13 +672,10 @@ class MainWindow(QMainWindow):
         folder's record keeps it (size and times, else its sha256): the difference would
         show the user's edit as the protection. False where no record says (a copy gone
         is said as its loading fails)."""
-        from cloak.manifest import matches_record, read_only
+        from cloak.manifest import matches_record
 
         dst = row.outcome.dst
-        try:
-            ident = (read_only(dst.parent).get(dst) or {}).get("dst")
-        except (OSError, CloakError):
-            return False
+        ident = record_of_copy(dst).get("dst")
         return (isinstance(ident, dict) and os.path.lexists(dst)
                 and not matches_record(dst, ident))
 
@@ -674,12 +685,9 @@ class MainWindow(QMainWindow):
         (its sha256, read where the times moved): its before/after is shown."""
         if not self._edited_since(row):
             return False
-        from cloak.manifest import matches_record, read_only
+        from cloak.manifest import matches_record
 
-        try:
-            source = (read_only(row.outcome.dst.parent).get(row.outcome.dst) or {}).get("src")
-        except (OSError, CloakError):
-            source = None
+        source = record_of_copy(row.outcome.dst).get("src")
         return not (isinstance(source, dict) and matches_record(row.src, source))
 
     @staticmethod
