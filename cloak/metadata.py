@@ -167,8 +167,8 @@ XMP_DROPPED_NAMESPACES = frozenset({"http://ns.google.com/photos/1.0/depthmap/",
 # characters alone (either alphabet), whose runs of 40 or more (no word is that long; a
 # line of wrapped base64 is) make 256 in all, mixing capitals, small letters and digits,
 # is dropped from a kept packet (a long file name or path is one run, under 256), as is a
-# data:
-# URI; so is such a value in EXIF, rights text or a PNG text chunk (holds_picture_data).
+# data: URI; so is such a value in EXIF, rights text or a PNG text chunk
+# (holds_picture_data).
 BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{40,}")
 BASE64_VALUE = re.compile(r"[A-Za-z0-9+/_=\s-]+")
 DATA_URI = re.compile(r"\s*data:[^,]*,", re.IGNORECASE)
@@ -735,7 +735,7 @@ def holds_picture_data(value: Any) -> bool:
             return _numbers_hold_a_picture(value)  # a SHORT[] or LONG[] array's bytes
         return any(holds_picture_data(item) for item in value)
     if isinstance(value, str):
-        raw = value.encode("utf-8", "surrogateescape")
+        raw = value.encode("utf-8", "surrogatepass")  # (any lone surrogate: no error)
         signatures = PICTURE_SIGNATURES
     elif isinstance(value, (bytes, bytearray)):
         raw = bytes(value)
