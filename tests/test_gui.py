@@ -5132,6 +5132,12 @@ def test_a_copy_edited_since_cloak_made_it_gets_no_before_after(window, tmp_path
     assert wait_until(lambda: window.compare_panel.comparison is not None, 30)
     said_after_edits(window, row, copy, lambda im: im.transpose(Image.Transpose.ROTATE_90),
                      COPY_EDITED_SINCE)
+    copy.unlink()  # deleted: said gone as its loading fails, not "changed since"
+    window.show_comparison(row.row_id)
+    assert wait_until(lambda: not window.compare_panel.loading, 30)
+    said = window.compare_panel.view.text()
+    assert said.startswith("Cannot show this photo: the protected copy a.png: ") and \
+        COPY_EDITED_SINCE not in said, said
 
 
 def test_a_copy_in_a_mirror_folder_edited_since_is_said_so_too(window, tmp_path,

@@ -1219,7 +1219,9 @@ class TestMetadata:
         pictures = [data, png.getvalue(), b"xx" + png.getvalue()[:16],
                     b"UNICODE\0" + text.encode("utf-16-le"), text,
                     "\n".join(text[i:i + 60] for i in range(0, len(text), 60)),
-                    "data:image/png;base64,AAAA", tuple(data[:64]),
+                    "data:image/png;base64,AAAA", tuple(data[:64]), b"\0II*\0\x08\0",
+                    b"MM\0*\0\0\0\x08", b"RIFF\x10\0\0\0WEBPVP8L", b"\0\0\0\x18ftypheic",
+                    b"\0\0\0\x1cftypavif", b"GIF89a\x28\0",
                     tuple(int.from_bytes(data[i:i + 2], "big") for i in range(0, 64, 2)),
                     ("Ann", text)]
         for value in pictures:
