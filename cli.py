@@ -345,8 +345,7 @@ def protect(
     with loading_libraries():
         from cloak import batch
 
-    if not out.strip():  # an unset variable in a script: never the current folder
-        fail("--out is empty: give the folder for the protected copies")
+    refuse_empty("--out", out, "give the folder for the protected copies")
     refuse_empty("--mask", mask, "give the mask image, or leave --mask out")
     refuse_empty("--json", json_path, "give the report's file name, or leave --json out")
     refuse_json_dash(json_path)

@@ -182,10 +182,12 @@ def record_of_copy(dst: Path) -> dict:
     from cloak.manifest import entry_above, read_only
 
     try:
-        return (read_only(dst.parent).get(dst)
-                or (entry_above(dst, dst.parent) or (None, {}))[1] or {})
+        entry = read_only(dst.parent).get(dst)
+        if entry is None and (above := entry_above(dst, dst.parent)) is not None:
+            entry = above[1]
     except (OSError, CloakError):
         return {}
+    return entry or {}
 
 
 def save_to_problem(folder: Path, mount: str = "") -> str | None:
@@ -669,7 +671,7 @@ class MainWindow(QMainWindow):
     @staticmethod
     def _copy_changed_since(row: PhotoRow) -> bool:
         """Whether a protected `row`'s copy is no longer the file cloak wrote, as its
-        folder's record keeps it (size and times, else its sha256): the difference would
+        record keeps it (size and times, else its sha256; record_of_copy): the difference would
         show the user's edit as the protection. False where no record says (a copy gone
         is said as its loading fails)."""
         from cloak.manifest import matches_record
