@@ -220,6 +220,23 @@ class TestUnwritableCache:
                 "not a folder") in str(info.value)
         assert not os.path.lexists(W.fallback_dir())
 
+    @pytest.mark.skipif(not hasattr(os, "symlink"), reason="symbolic links")
+    def test_a_cache_folder_linked_to_a_drive_not_mounted_is_said_to_be_a_link(
+            self, tmp_path, monkeypatch):
+        """A cache folder that is a link to a place gone (a drive not mounted) was "a file,
+        not a folder (move it away ...)": moving it away throws the user's link out. It
+        is named as a link to what can't be found, and nothing is made at its target."""
+        link = tmp_path / "models"
+        gone = tmp_path / "drive" / "cloak-models"
+        link.symlink_to(gone, target_is_directory=True)
+        monkeypatch.setattr(W, "cache_dir", lambda: link)
+        with pytest.raises(ModelError) as info:
+            W.resolve(get_spec("taef2"), "encoder")
+        assert (f"the cache folder {link} can't be made: {link} is a link to {gone}, which "
+                "can't be found (a drive not mounted?); mount or restore it") in str(info.value)
+        assert "is a file" not in str(info.value)
+        assert link.is_symlink() and not os.path.lexists(tmp_path / "drive")
+
 
 def test_a_bare_path_as_the_mirror_address_says_what_it_takes(tmp_path, monkeypatch):
     monkeypatch.setenv("CLOAK_WEIGHTS_URL", "foo/bar")
@@ -362,6 +379,53 @@ class TestDeadline:
         assert half_sent and stopped - half_sent[0] < 3, stopped - half_sent[0]
         assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
 
+    def test_a_server_silent_mid_file_is_given_up_on_at_the_deadline(self, tmp_path,
+                                                                      monkeypatch):
+        """Half the file, then silence, and no stop asked for: each read waited its whole
+        60 s timeout before the deadline was looked at, so CLOAK_DOWNLOAD_DEADLINE=1 gave
+        up after a minute, as "failed (timed out)". The read's wait is cut to the time
+        left: the deadline's own message, at the deadline."""
+        release = threading.Event()
+
+        def half_then_silence(handler):
+            handler.send_response(200)
+            handler.send_header("Content-Length", str(1 << 20))
+            handler.end_headers()
+            with contextlib.suppress(OSError):
+                handler.wfile.write(bytes(1 << 19))
+                handler.wfile.flush()
+                release.wait(30)  # silent, the connection held open
+
+        try:
+            base, message, elapsed = failed_download(half_then_silence, monkeypatch, "1")
+        finally:
+            release.set()
+        assert ("the download of taef2_encoder.pth took longer than 1 s; try again or "
+                f"fetch it by hand: {base}/taef2_encoder.pth") in message
+        assert elapsed < 10, elapsed
+        assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
+
+    def test_a_chunked_download_cut_off_says_it_ended_early(self, tmp_path, monkeypatch):
+        """A chunked answer (no Content-Length) whose connection closes mid-file was
+        "failed (IncompleteRead(0 bytes read))", a Python object, though 64 KiB had come.
+        It is said as a cut-off Content-Length download is, with what arrived."""
+
+        def one_chunk_then_close(handler):
+            handler.protocol_version = "HTTP/1.1"
+            handler.send_response(200)
+            handler.send_header("Transfer-Encoding", "chunked")
+            handler.end_headers()
+            chunk = bytes(1 << 16)
+            handler.wfile.write(b"%x\r\n%s\r\n%x\r\n" % (len(chunk), chunk, 1 << 20))
+            handler.wfile.flush()
+            handler.close_connection = True  # the next chunk promised, never sent
+
+        base, message, _ = failed_download(one_chunk_then_close, monkeypatch, "30")
+        assert (f"download from {base}/taef2_encoder.pth failed (the download ended early "
+                f"(the connection closed after {1 << 16} bytes))") in message
+        assert "IncompleteRead" not in message
+        assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
+
     def test_a_deadline_past_what_a_wait_can_take_means_no_limit(self, mirror, tmp_path,
                                                                   monkeypatch):
         """threading refuses waits over TIMEOUT_MAX (about 292 years): such a
@@ -488,6 +552,29 @@ class TestFailedDownloadLeavesNoFolder:
         with pytest.raises(OSError):
             F.fetch((tmp_path / "no-such-file").as_uri(), target, lambda path: None)
         assert there.is_dir() and list(there.iterdir()) == []
+
+    def test_a_folder_another_downloads_failure_removes_midway_is_made_again(
+            self, mirror, tmp_path, monkeypatch):
+        """Two first runs at once: one whose download fails removes the empty cache
+        folders it found missing, which the other made meanwhile. Between the other's
+        mkdir and its temp file, that failed it as "the cache folder ... is not writable
+        (No such file or directory)" (2 runs in 2,000, racing). The folder is made
+        again."""
+        cache = tmp_path / "cache"
+        sweep = F.remove_stale_downloads
+        removed = []
+
+        def sweep_then_lose_the_folder(folder: Path) -> None:
+            sweep(folder)
+            if not removed:  # the other process's _remove_empty, just now
+                removed.append(folder)
+                folder.rmdir()
+
+        monkeypatch.setattr(F, "remove_stale_downloads", sweep_then_lose_the_folder)
+        path = W.resolve(get_spec("taef2"), "encoder")
+        assert removed == [cache]
+        assert path == cache / "taef2_encoder.pth" and path.is_file()
+        assert W.sha256_of(path) == W.KNOWN_SHA256["taef2_encoder.pth"]
 
     def test_a_successful_download_keeps_its_folder(self, mirror, tmp_path):
         path = W.resolve(get_spec("taef2"), "encoder")

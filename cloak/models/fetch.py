@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import socket
+import stat
 import tempfile
 import threading
 import time
@@ -207,21 +208,10 @@ def fetch(url: str, target: Path, check: Callable[[Path], None],
     made = [folder for folder in (target.parent, *target.parent.parents)
             if not os.path.lexists(folder)]  # innermost first: removed again on a failure
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_downloads(target.parent)
-        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".download-",
-                                        suffix=target.suffix)
+        fd, tmp_name = _temp_file_beside(target)
     except OSError as exc:
         _remove_empty(made)
-        in_the_way = next((folder for folder in (target.parent, *target.parent.parents)
-                           if os.path.lexists(folder) and not folder.is_dir()), None)
-        if in_the_way is not None:  # not a question of permission: say what it is
-            raise CacheNotWritable(
-                f"{what} {target.parent} can't be made: {in_the_way} is a file, not a "
-                "folder (move it away, or keep the weights in a folder of your own with "
-                "--model-dir DIR or CLOAK_MODEL_DIR=DIR)") from exc
-        raise CacheNotWritable(f"{what} {target.parent} is not writable "
-                               f"({exc.strerror or exc})") from exc
+        raise _cache_refused(target.parent, what, exc) from exc
     log.info("downloading %s", url)
     tmp = Path(tmp_name)
     started = time.monotonic()
@@ -240,8 +230,35 @@ def fetch(url: str, target: Path, check: Callable[[Path], None],
                 done = 0
                 if progress:
                     progress(target.name, 0, total)
+                sock = _socket_of(response)
+
+                def next_chunk() -> bytes:
+                    """One read, its timeout cut to the time left: a server gone silent
+                    mid-file held the download `timeout` s past its deadline."""
+                    left = allowed - (time.monotonic() - started)
+                    if left <= 0:
+                        raise too_slow()
+                    cut = sock is not None and left < timeout  # the deadline comes first
+                    if cut:
+                        sock.settimeout(left)
+                    try:
+                        return read(1 << 16)
+                    except TimeoutError as exc:
+                        if cut:
+                            raise too_slow() from exc
+                        raise
+                    except http.client.IncompleteRead as exc:  # chunked, cut off: said
+                        # as a Content-Length one's is, not "IncompleteRead(0 bytes read)"
+                        raise OSError(f"the download ended early (the connection closed "
+                                      f"after {done} bytes)") from exc
+
+                def too_slow() -> DownloadTooSlow:
+                    return DownloadTooSlow(f"the download of {target.name} took longer than "
+                                           f"{allowed:g} s; try again or fetch it by hand: "
+                                           f"{url}")
+
                 with _hears_stops(response):
-                    while chunk := read(1 << 16):
+                    while chunk := next_chunk():
                         done += len(chunk)
                         if done > MAX_DOWNLOAD_BYTES:
                             raise DownloadTooLarge(_too_large(
@@ -250,9 +267,7 @@ def fetch(url: str, target: Path, check: Callable[[Path], None],
                         if progress:
                             progress(target.name, done, total)
                         if time.monotonic() - started > allowed:
-                            raise DownloadTooSlow(
-                                f"the download of {target.name} took longer than "
-                                f"{allowed:g} s; try again or fetch it by hand: {url}")
+                            raise too_slow()
                 out.flush()
                 os.fsync(out.fileno())  # on disk before the rename: no empty cache file after a crash
         except OSError as exc:  # a write, the flush or the close: which disk is full
@@ -274,6 +289,47 @@ def fetch(url: str, target: Path, check: Callable[[Path], None],
         if not fetched:
             _remove_empty(made)
     return target
+
+
+def _temp_file_beside(target: Path, tries: int = 3) -> tuple[int, str]:
+    """mkstemp in target's folder, made where missing; stale temp files there swept. A
+    folder removed between the mkdir and the mkstemp (another process's failed first
+    download removing the empty folders it thought its own) is made again."""
+    for attempt in range(tries):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_downloads(target.parent)
+        try:
+            return tempfile.mkstemp(dir=target.parent, prefix=".download-",
+                                    suffix=target.suffix)
+        except FileNotFoundError:
+            if attempt == tries - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _cache_refused(folder: Path, what: str, exc: OSError) -> CacheNotWritable:
+    """Why `folder` (`what`: "the cache folder") can't take a download, in words: a file
+    or a link to nothing in the way of one of its folders, or the OSError's reason."""
+    for above in (folder, *folder.parents):
+        try:
+            if stat.S_ISDIR(os.stat(above).st_mode):
+                continue
+        except (FileNotFoundError, NotADirectoryError):  # not there (under a file, or
+            # made by no one yet), or a link to nothing
+            if not os.path.islink(above):
+                continue
+            return CacheNotWritable(
+                f"{what} {folder} can't be made: {above} is a link to "
+                f"{os.readlink(above)}, which can't be found (a drive not mounted?); "
+                "mount or restore it, or keep the weights in a folder of your own with "
+                "--model-dir DIR or CLOAK_MODEL_DIR=DIR")
+        except OSError:  # one we may not look into: the OSError's own reason below
+            break
+        return CacheNotWritable(
+            f"{what} {folder} can't be made: {above} is a file, not a folder (move it "
+            "away, or keep the weights in a folder of your own with --model-dir DIR or "
+            "CLOAK_MODEL_DIR=DIR)")
+    return CacheNotWritable(f"{what} {folder} is not writable ({exc.strerror or exc})")
 
 
 def _declared_length(response: http.client.HTTPResponse) -> int:
