@@ -414,9 +414,8 @@ def _open_image(fp: IO[bytes], path: Path) -> Image.Image:
             return Image.open(fp, formats=("AVIF",))
         return Image.open(fp, formats=READ_FORMATS)
     except UnidentifiedImageError:
-        if (layout := unread_tiff_layout(fp)) is not None:  # a good TIFF Pillow can't read
-            raise _fail(path, f"{layout} pixels are not supported; export an 8- or 16-bit "
-                              "copy") from None
+        if (reason := unread_tiff_layout(fp)) is not None:  # a good TIFF Pillow can't read
+            raise _fail(path, reason) from None
         if path.suffix.lower() in IMAGE_SUFFIXES:  # named as a photo cloak reads: the name
             # is right and the content is not (a damaged file, or another kind of file)
             raise _fail(path, f"is named {path.suffix} but is not an image cloak can read "
@@ -424,11 +423,14 @@ def _open_image(fp: IO[bytes], path: Path) -> Image.Image:
         raise _fail(path, f"not an image cloak can read (supported: {SUPPORTED})") from None
 
 
+FLOAT_ADVICE = "export an 8- or 16-bit integer copy"  # "16-bit" alone: a half float too
+
+
 def unread_tiff_layout(fp: IO[bytes]) -> str | None:
-    """For a classic TIFF whose first image holds float samples or more than 16 bits a
-    sample (a 32-bit float RGB export, which Pillow does not identify at all), its
-    layout in words ("32-bit float"); None for any other file, or a TIFF whose header
-    can't be read (damaged: said so)."""
+    """For a classic TIFF whose first image Pillow does not identify though its layout is
+    a good one (a 32-bit float RGB export, a half float, 16-bit gray with transparency),
+    why it is refused, in words, with what to export instead; None for any other file,
+    or a TIFF whose header can't be read (damaged: said so)."""
     try:
         fp.seek(0)
         head = fp.read(8)
@@ -441,7 +443,8 @@ def unread_tiff_layout(fp: IO[bytes]) -> str | None:
         found = {}
         for i in range(0, len(entries) - 11, 12):
             tag, kind, n = struct.unpack(order + "HHI", entries[i:i + 8])
-            if tag in (258, 339) and kind == 3 and n >= 1:  # SHORT: BitsPerSample, SampleFormat
+            # SHORT: BitsPerSample, SamplesPerPixel, SampleFormat
+            if tag in (258, 277, 339) and kind == 3 and n >= 1:
                 if n <= 2:  # the first value inline
                     found[tag] = struct.unpack(order + "H", entries[i + 8:i + 10])[0]
                 else:
@@ -451,12 +454,17 @@ def unread_tiff_layout(fp: IO[bytes]) -> str | None:
                     fp.seek(where)
     except (OSError, struct.error, ValueError):
         return None
-    bits, sample_format = found.get(258), found.get(339, 1)
+    bits, samples, sample_format = found.get(258), found.get(277, 1), found.get(339, 1)
     if bits is None:
         return None
     if sample_format == 3:
-        return f"{bits}-bit float"
-    return f"{bits}-bit" if bits > 16 else None
+        return f"{bits}-bit float pixels are not supported; {FLOAT_ADVICE}"
+    if bits > 16:
+        return f"{bits}-bit pixels are not supported; export an 8- or 16-bit copy"
+    if bits == 16 and samples == 2:
+        return ("16-bit gray pixels with transparency are not supported; export an 8-bit "
+                "copy, or a 16-bit one without transparency")
+    return None
 
 
 def load_photo(path: str | os.PathLike[str], max_pixels: int | None = None) -> Photo:
@@ -878,7 +886,7 @@ def _pixels(image: Image.Image, fp: IO[bytes], path: Path, icc: bytes | None
             return data.astype(np.uint16), None, 16, icc
         raise _fail(path, "32-bit integer pixels are not supported; export an 8- or 16-bit copy")
     if mode == "F":
-        raise _fail(path, "32-bit float pixels are not supported; export an 8- or 16-bit copy")
+        raise _fail(path, f"32-bit float pixels are not supported; {FLOAT_ADVICE}")
     if mode == "CMYK":
         return from_cmyk(image, path, icc)
     if mode in ("RGBA", "RGBa"):

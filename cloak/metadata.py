@@ -171,7 +171,10 @@ XMP_DROPPED_NAMESPACES = frozenset({"http://ns.google.com/photos/1.0/depthmap/",
 # (holds_picture_data).
 BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{40,}")
 BASE64_VALUE = re.compile(r"[A-Za-z0-9+/_=\s-]+")
-DATA_URI = re.compile(r"\s*data:[^,]*,", re.IGNORECASE)
+# RFC 2397's form: "data:" [type/subtype] *(";" param) ","; no space before the comma,
+# so a credit such as "Data: OpenStreetMap contributors, ODbL" is words, kept
+DATA_URI = re.compile(r"\s*data:(?:[\w.+-]+/[\w.+-]+)?(?:;[\w.+-]+(?:=[^;,\s]*)?)*,",
+                      re.IGNORECASE)
 # The 8-byte character code before an EXIF UNDEFINED text (UserComment, GPS methods)
 EXIF_CHARACTER_CODES = (b"ASCII\0\0\0", b"UNICODE\0", b"JIS\0\0\0\0\0", bytes(8))
 # A picture file's own start, wherever a metadata value holds one: JPEG, PNG, GIF, WebP,

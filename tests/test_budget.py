@@ -164,6 +164,20 @@ class TestPriorities:
                            match=f"^can't read mask {tmp_path / 'm.tif'}: the image data"):
             budget.load_user_mask(tmp_path / "m.tif", 64, 64)
 
+    def test_a_phones_two_picture_jpeg_mask_is_read_by_its_primary_picture(self, tmp_path):
+        """An MPO (a phone's .jpg with a second, depth or preview picture) is one photo
+        with an extra, not an animation: as a mask it is read, by its first picture, as
+        the same file is read as a photo."""
+        white_left = np.zeros((64, 64), np.uint8)
+        white_left[:, :32] = 255
+        second = Image.new("RGB", (64, 64), (255, 255, 255))
+        Image.fromarray(white_left).convert("RGB").save(
+            tmp_path / "mask.jpg", "MPO", save_all=True, append_images=[second])
+        with Image.open(tmp_path / "mask.jpg") as img:
+            assert img.format == "MPO" and img.n_frames == 2
+        mask = budget.load_user_mask(tmp_path / "mask.jpg", 64, 64)
+        assert float(mask[..., :, :24].min()) > 0.9 and float(mask[..., :, 40:].max()) < 0.1
+
     def test_a_mask_whose_white_vanishes_at_the_working_size_is_refused(self, tmp_path):
         """A speck of white on a big mask averages away at the size cloak works at: as
         good as black there. The batch's early check (8x8, readability only) takes it."""

@@ -36,6 +36,7 @@ from PIL import (
     JpegImagePlugin,
     PngImagePlugin,
     TiffImagePlugin,
+    UnidentifiedImageError,
 )
 
 from cloak import ConfigError, OutputError, UnsupportedImageError, atomic, cicp, io, metadata, png16
@@ -1216,7 +1217,16 @@ class TestMetadata:
         png = _io.BytesIO()
         Image.fromarray(pixels()).save(png, "PNG")
         text = base64.b64encode(data).decode()
-        pictures = [data, png.getvalue(), b"xx" + png.getvalue()[:16],
+        thumbnail = _io.BytesIO()  # an 8x8 JPEG: its base64 is 800-odd characters
+        Image.fromarray(pixels()[:8, :8]).save(thumbnail, "JPEG")
+        thumbnail_text = base64.b64encode(thumbnail.getvalue()).decode()
+        assert 256 < len(thumbnail_text) < 1024
+        pictures = [data, thumbnail_text, "DATA:image/jpeg;base64," + text,
+                    "\n   data:image/png;base64,AAAA", "data:,AAAA",
+                    "data:application/octet-stream;name=depth.bin;base64,AAAA",
+                    struct.unpack(">16I", data[:64]),  # a LONG[] array
+                    struct.unpack(">32h", data[:64]),  # an SSHORT[] one (starts below 0)
+                    tuple(int.from_bytes(data[i:i + 2], "little") for i in range(0, 64, 2)), png.getvalue(), b"xx" + png.getvalue()[:16],
                     b"UNICODE\0" + text.encode("utf-16-le"), text,
                     "\n".join(text[i:i + 60] for i in range(0, len(text), 60)),
                     "data:image/png;base64,AAAA", tuple(data[:64]), b"\0II*\0\x08\0",
@@ -1232,7 +1242,10 @@ class TestMetadata:
                  "xmp.did:0f3c2a1b-77aa-4c1e-9d2b-3f2504e04f89",
                  "9f86d081884c7d659a2feaa0c55ad0159f86d081884c7d659a2feaa0c55ad015",
                  b"ASCII\0\0\0GPS", "NETWORK", b"UNICODE\0" + "Zoë".encode("utf-16-le"),
-                 (1, 2, 3, 4), tuple(range(64)), "x" * 5000]
+                 (1, 2, 3, 4), tuple(range(64)), "x" * 5000,
+                 # credits, not data: URIs (both were dropped from EXIF and XMP rights)
+                 "Data: OpenStreetMap contributors, ODbL", "Map data:OSM, ODbL",
+                 "Data:OSM,ODbL", "data: see www.example.org/terms, 2024"]
         for value in words:
             assert not metadata.holds_picture_data(value), value
 
@@ -1252,6 +1265,8 @@ class TestMetadata:
         exif = Image.Exif()
         exif[ExifTags.Base.Make] = "Cam"
         exif[ExifTags.Base.Artist] = as_text  # IFD0, kept by default
+        credit = "Data: OpenStreetMap contributors, ODbL"  # was taken for a data: URI
+        exif[ExifTags.Base.Copyright] = credit
         exif.get_ifd(ExifTags.IFD.Exif)[0xA40B] = picture  # DeviceSettingDescription
         exif.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.ExposureTime] = 1 / 125
         exif.get_ifd(ExifTags.IFD.GPSInfo)[0x1B] = b"ASCII\0\0\0" + as_text.encode()
@@ -1284,6 +1299,7 @@ class TestMetadata:
             with Image.open(dst) as copy:
                 kept = copy.getexif()
                 assert kept[ExifTags.Base.Make] == "Cam", src.name
+                assert kept[ExifTags.Base.Copyright] == credit, src.name
                 assert ExifTags.Base.ExposureTime in kept.get_ifd(ExifTags.IFD.Exif), src.name
                 if copy.format == "PNG":
                     assert copy.text.get("Copyright") == "(c) Ann"
@@ -3317,9 +3333,11 @@ def test_a_float_or_32_bit_colour_tiff_is_named_so_not_called_damaged(tmp_path: 
     rgb = np.random.default_rng(0).random((32, 40, 3), dtype=np.float32)
     cv2.imwrite(str(tmp_path / "float.tif"), rgb)
     cv2.imwrite(str(tmp_path / "int32.tif"), (rgb * 1e6).astype(np.int32))
-    for name, layout in (("float.tif", "32-bit float"), ("int32.tif", "32-bit")):
-        with pytest.raises(UnsupportedImageError, match=(
-                f"{name}: {layout} pixels are not supported; export an 8- or 16-bit copy")):
+    for name, advice in (("float.tif", ("32-bit float pixels are not supported; export an "
+                                       "8- or 16-bit integer copy")),
+                         ("int32.tif", ("32-bit pixels are not supported; export an 8- or "
+                                       "16-bit copy"))):
+        with pytest.raises(UnsupportedImageError, match=f"{name}: {advice}$"):
             io.load_photo(tmp_path / name)
     Image.fromarray(pixels()).save(tmp_path / "damaged.tif")
     data = bytearray((tmp_path / "damaged.tif").read_bytes())
@@ -3328,6 +3346,58 @@ def test_a_float_or_32_bit_colour_tiff_is_named_so_not_called_damaged(tmp_path: 
     with pytest.raises(UnsupportedImageError, match="damaged.tif: is named .tif but is not an "
                        "image cloak can read .damaged"):
         io.load_photo(tmp_path / "damaged.tif")
+
+
+def plain_tiff(path: Path, samples: int, bits: int, sample_format: int | None,
+               dtype: str) -> Path:
+    """A 32x24 uncompressed little-endian TIFF, written tag by tag (for layouts Pillow and
+    OpenCV won't write): `samples` channels of `bits` each, SampleFormat `sample_format`
+    (None: no such tag, meaning unsigned integers)."""
+    width, height = 32, 24
+    pixels_bytes = np.zeros((height, width, samples), dtype=dtype).tobytes()
+    tags = {256: [width], 257: [height], 258: [bits] * samples, 259: [1],
+            262: [2 if samples >= 3 else 1], 277: [samples], 278: [height]}
+    if sample_format is not None:
+        tags[339] = [sample_format] * samples
+    count = len(tags) + 2  # and StripOffsets, StripByteCounts (LONGs)
+    arrays_at = 8 + 2 + 12 * count + 4
+    arrays, entries = b"", []
+    for tag, values in sorted(tags.items()):
+        if len(values) <= 2:
+            entries.append(struct.pack("<HHI", tag, 3, len(values))
+                           + struct.pack(f"<{len(values)}H", *values).ljust(4, b"\0"))
+        else:
+            entries.append(struct.pack("<HHII", tag, 3, len(values), arrays_at + len(arrays)))
+            arrays += struct.pack(f"<{len(values)}H", *values)
+    strip_at = arrays_at + len(arrays)
+    entries += [struct.pack("<HHII", 273, 4, 1, strip_at),
+                struct.pack("<HHII", 279, 4, 1, len(pixels_bytes))]
+    entries.sort(key=lambda entry: struct.unpack("<H", entry[:2]))
+    path.write_bytes(b"II*\0" + struct.pack("<IH", 8, count) + b"".join(entries)
+                     + struct.pack("<I", 0) + arrays + pixels_bytes)
+    return path
+
+
+@pytest.mark.parametrize(("samples", "bits", "sample_format", "dtype", "said"), [
+    # a half float, gray and RGB: "export an 8- or 16-bit copy" read as "a 16-bit one
+    # will do", for a file that is 16-bit already
+    (1, 16, 3, "<f2", ("16-bit float pixels are not supported; export an 8- or 16-bit "
+                      "integer copy")),
+    (3, 16, 3, "<f2", ("16-bit float pixels are not supported; export an 8- or 16-bit "
+                      "integer copy")),
+    (2, 32, 3, "<f4", ("32-bit float pixels are not supported; export an 8- or 16-bit "
+                      "integer copy")),  # its two BitsPerSample values held in the tag
+    # 16-bit gray with transparency (no SampleFormat tag: integers) was "damaged"
+    (2, 16, None, "<u2", ("16-bit gray pixels with transparency are not supported; export "
+                         "an 8-bit copy, or a 16-bit one without transparency")),
+])
+def test_a_tiff_layout_pillow_does_not_read_is_named_not_called_damaged(
+        tmp_path: Path, samples, bits, sample_format, dtype, said):
+    path = plain_tiff(tmp_path / "layout.tif", samples, bits, sample_format, dtype)
+    with pytest.raises(UnidentifiedImageError):
+        Image.open(path)  # what this test is about: Pillow can't read it
+    with pytest.raises(UnsupportedImageError, match=f"layout.tif: {said}$"):
+        io.load_photo(path)
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX FIFOs")
