@@ -139,20 +139,23 @@ def writes_as(original: Path, copy_name: str) -> bool:
 
 
 def recorded_mirrors(originals: Path, protected: Path, record=None
-                     ) -> tuple[str | None, set[str]]:
+                     ) -> tuple[str | None, set[str], dict[str, PurePosixPath]]:
     """(the folder inside `protected` that its cloak record (manifest.Manifest; `record`, or
     read here) names as the mirror of `originals`, or of a folder `originals` is inside
     (then that mirror's matching subfolder, as "holiday/beach"), or None; the mirrors it
-    records for other folders that are still there). `cloak protect 2023/Camera
+    records for other folders that are still there; of those, the ones whose folder is
+    inside `originals`, with its path below `originals`). `cloak protect 2023/Camera
     2024/Camera` mirrors them as `Camera` and `Camera (2)`: with 2024/Camera moved,
-    `Camera`'s copies are 2023's, not its. Names a hand-edited record gives that are not
-    one plain folder name are passed over (they could point outside `protected`)."""
+    `Camera`'s copies are 2023's, not its; `cloak verify 2024 OUT` finds `Camera (2)`'s
+    originals in 2024/Camera. Names a hand-edited record gives that are not one plain
+    folder name are passed over (they could point outside `protected`)."""
     from .manifest import Manifest
     from .planning import is_plain_name
 
     record = record if record is not None else Manifest(protected)
     real = os.path.realpath(originals)
     mine, around, others = None, None, set()  # its own mirror, a mirror's subfolder
+    below: dict[str, PurePosixPath] = {}  # another's mirror, of a folder in `originals`
     for name, folder in record.folders.items():
         if not is_plain_name(name) or "\0" in folder:
             continue
@@ -168,7 +171,10 @@ def recorded_mirrors(originals: Path, protected: Path, record=None
             around = around or PurePosixPath(name, *Path(inside).parts).as_posix()
         elif os.path.isdir(folder):
             others.add(name)
-    return mine or around, others
+            depth = len(Path(real).parts)
+            if len(Path(recorded).parts) > depth and holds_as_spelt(real, recorded):
+                below[name] = PurePosixPath(*Path(recorded).parts[depth:])
+    return mine or around, others, below
 
 
 def pair_folders(originals: Path, protected: Path,
@@ -188,7 +194,7 @@ def pair_folders(originals: Path, protected: Path,
             "folder cloak protect wrote their copies to")
 
     record = Manifest(protected)
-    mirror, others = recorded_mirrors(originals, protected, record)
+    mirror, others, below = recorded_mirrors(originals, protected, record)
     root = protected / mirror if mirror else protected
     unreadable = [] if unreadable is None else unreadable
     copies = photos_under(root, unreadable)
@@ -201,11 +207,25 @@ def pair_folders(originals: Path, protected: Path,
         within = PurePosixPath(*copy.relative_to(root).parts)
         name = PurePosixPath(mirror, within) if mirror else within
         denied: list[OSError] = []
+        top = name.parts[0]
         if mirror:
             original = find_original(originals, within, False, listings, denied)
-        else:  # not below a mirror the record gives to another folder that is still there
-            original = find_original(originals, name, name.parts[0] not in others, listings,
-                                     denied)
+        elif top in below and len(name.parts) > 1:  # the mirror of a folder in ORIGINALS
+            # (`verify 2024 OUT`, 2024/Camera mirrored as `Camera (2)`): there, not at
+            # 2024/Camera (2), nor at 2024/Camera for `Camera`, another folder's mirror
+            original = find_original(originals, PurePosixPath(*below[top].parts,
+                                                              *name.parts[1:]),
+                                     False, listings, denied)
+        elif top in others:  # the mirror of another folder, still there: a photo here
+            # is its copy's original only where it holds the content the record gives
+            # (`verify B/holiday OUT`, B/holiday a copy of the recorded A/holiday), not
+            # another photo of the same name
+            original = find_original(originals, name, True, listings, denied)
+            if original is not None and not _made_from(original, record.entries.get(
+                    str(name))):
+                original = None
+        else:
+            original = find_original(originals, name, True, listings, denied)
         if original is not None and same_file(original, copy):  # PROTECTED holds ORIGINALS
             original = None
         pairs.append(Pair(str(name), copy, original,
@@ -390,6 +410,16 @@ def pair_by_record(pairs: list[Pair], originals: Path, entries: dict[str, dict],
             if p.original is None and p.unreachable is not None}
         unreadable += [e for e in searched if e.filename not in known]
     return paired
+
+
+def _made_from(original: Path, entry) -> bool:
+    """Whether a Manifest `entry` records `original`'s content (size and sha256) as its
+    copy's source."""
+    from .manifest import matches_record
+
+    src = entry.get("src") if isinstance(entry, dict) else None
+    return isinstance(src, dict) and isinstance(src.get("sha256"), str) and \
+        matches_record(original, src)
 
 
 def _describes(entry: dict, copy: Path) -> bool:

@@ -792,6 +792,46 @@ def test_an_originals_folder_that_cant_be_searched_fails_its_pairs_only(tmp_path
     assert unreadable == []
 
 
+def test_a_copy_of_the_recorded_folder_pairs_where_it_holds_the_recorded_photos(tmp_path):
+    """protect A/holiday, then verify B/holiday OUT, B/holiday a copy of A/holiday (a
+    backup), A still there: `holiday` is A's mirror, so B's photos were looked for at
+    B/holiday/holiday/... only, and a copy changed since (replaced by the unprotected
+    photo, re-saved by a download), which the record no longer describes, had "no
+    original": an unprotected copy went unflagged. A photo of B that holds the recorded
+    content is its original; one of the same name and other content is not."""
+    first, backup, out = tmp_path / "A" / "holiday", tmp_path / "B" / "holiday", tmp_path / "out"
+    a, b = touch(first / "a.jpg"), touch(first / "b.jpg")
+    b.write_bytes(b"another photo")
+    copy_a, copy_b = touch(out / "holiday" / "a.jpg"), touch(out / "holiday" / "b.jpg")
+    record(out, {"holiday": str(first)}, {"holiday/a.jpg": (a, copy_a),
+                                         "holiday/b.jpg": (b, copy_b)})
+    same_a = touch(backup / "a.jpg")  # a's very bytes
+    touch(backup / "b.jpg")  # b.jpg's name, a's bytes: not b's original
+    copy_a.write_bytes(b"the unprotected photo, put in its copy's place")
+    copy_b.write_bytes(b"the copy, re-saved since")
+    assert [(p.name, p.original) for p in pair_folders(backup, out)] == [
+        ("holiday/a.jpg", same_a), ("holiday/b.jpg", None)]
+
+
+def test_a_recorded_folder_inside_originals_pairs_with_its_own_mirror(tmp_path):
+    """protect A/trip B/trip (mirrors trip, trip (2)), then verify B OUT: trip (2)'s copies
+    had no original (looked for at B/trip (2)/...), and trip's (A's) were paired with
+    B/trip's photos of the same names, which the record gives to trip (2). trip (2) pairs
+    with B/trip; trip, A's mirror, with nothing in B."""
+    a_trip, b_trip, out = tmp_path / "A" / "trip", tmp_path / "B" / "trip", tmp_path / "out"
+    a = touch(a_trip / "a.jpg")
+    b = touch(b_trip / "a.jpg")
+    b.write_bytes(b"B's own photo a.jpg")
+    copy_a, copy_b = touch(out / "trip" / "a.jpg"), touch(out / "trip (2)" / "a.jpg")
+    record(out, {"trip": str(a_trip), "trip (2)": str(b_trip)},
+           {"trip/a.jpg": (a, copy_a), "trip (2)/a.jpg": (b, copy_b)})
+    copy_b.write_bytes(b"B's copy, re-saved since")  # the record no longer describes it
+    assert [(p.name, p.original) for p in pair_folders(tmp_path / "B", out)] == [
+        ("trip/a.jpg", None), ("trip (2)/a.jpg", b)]
+    assert [(p.name, p.original) for p in pair_folders(tmp_path / "A", out)] == [
+        ("trip/a.jpg", a), ("trip (2)/a.jpg", None)]
+
+
 def test_a_folder_inside_a_protected_one_pairs_with_its_part_of_the_mirror(tmp_path):
     """protect holiday --out protected, then verify holiday/beach protected: the beach
     copies pair by path, and no other copy is listed."""
