@@ -12,6 +12,7 @@ markdown table of medians, with the attack's seconds per photo, and writes it to
 from __future__ import annotations
 
 import argparse
+import shlex
 import statistics
 import sys
 import time
@@ -84,8 +85,10 @@ def main() -> None:
     table = "\n".join([
         "## The fast preset: attack size against editing size", "",
         (f"Photos: {', '.join(p.name for p in paths)}. Machine: "
-        f"{describe(pick_device(None))}. Command: `CLOAK_MODEL_DIR=../shared/models python "
-        f"benchmarks/fast_preset.py --photos {args.photos}`. Medians; damage in dB at long "
+        f"{describe(pick_device(None))}. Command (as given, every option kept): "
+        f"`CLOAK_MODEL_DIR=../shared/models "
+        f"{shlex.join(['python', 'benchmarks/fast_preset.py', *sys.argv[1:]])}`. "
+        "Medians; damage in dB at long "
         f"side 512, {' / '.join(ALL_MODEL_NAMES)}; seconds are protect_array's (attack, "
         "full-size step, no damage measuring)."), "",
         ("| variant | PSNR | SSIM | as-is damage | after instagram | worst as-is (any photo, "

@@ -13,7 +13,8 @@ detection rate on protected ones per channel, and a leave-one-photo-out accuracy
 threshold picked without the photo, in both its versions and channels, then tested on it),
 which is the honest estimate for photos not seen here. A second table gives the receipt in
 use (cloak.verify's score and threshold) after every social preset. Raw scores go to
-<protected>/receipt_scores.json.
+<protected>/receipt_scores.json (written there, into the --protected folder; --from-json
+reads them back). Two photos at least: the leave-one-out needs another to pick on.
 """
 
 from __future__ import annotations
@@ -99,14 +100,19 @@ def main() -> None:
         raw_path.write_text(json.dumps(raw, indent=1))
     else:
         raw = {}  # photo -> kind -> channel -> model -> feature -> dB
-        missing = []
+        missing, pairs = [], []
         for path in sorted(args.clean.iterdir()):
             if path.suffix.lower() not in SUFFIXES:
                 continue
             protected_path = saved_output(args.protected, path.name)
             if not protected_path.is_file():
                 missing.append(path.name)
-                continue
+            else:
+                pairs.append((path, protected_path))
+        if len(pairs) == 1:  # before minutes of scoring: leave-one-out needs another photo
+            sys.exit(f"only one photo of {args.clean} ({pairs[0][0].name}) has a protected "
+                     f"copy in {args.protected}: the leave-one-out accuracy needs two or more")
+        for path, protected_path in pairs:
             protected = load_as_verify(protected_path).convert("RGB")
             raw[path.name] = {
                 kind: {ch: receipt_per_model(apply_channel(img, ch)) for ch in REPORT_CHANNELS}
@@ -120,6 +126,9 @@ def main() -> None:
                      "run benchmarks/efficacy.py first")
         raw_path.write_text(json.dumps(raw, indent=1))
 
+    if len(raw) < 2:  # scores read back (--from-json, --channels) of one photo
+        sys.exit(f"{raw_path} holds the scores of {len(raw)} photo(s): the leave-one-out "
+                 "accuracy needs two or more")
     candidates = [(f, m) for f in RECEIPT_FEATURES for m in ("mean", *ALL_MODEL_NAMES)]
 
     def score(entry: dict, feature: str, model: str) -> float:

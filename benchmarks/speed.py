@@ -29,6 +29,7 @@ import itertools
 import json
 import os
 import resource
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -272,11 +273,10 @@ def main() -> None:
 
     machine = f"{describe(pick_device())}, torch {torch.__version__}"
     md = ["## Speed (12 MP = 4000x3000 JPEG)", "",
-          (f"Command: `CLOAK_MODEL_DIR=../shared/models python benchmarks/speed.py "
-           f"--repeats {args.repeats} --batch {args.batch}"
-           f"{f' --reference-repeats {args.reference_repeats}' if args.reference_repeats else ''}"
-           f"{' --untuned' if args.untuned else ''}"
-           f"{f' --table {args.table}' if args.table != DEFAULT_TABLE else ''}`. "
+          # the command as given, every option kept (one rebuilt from a few dropped
+          # --presets, --photo, --no-reference, and re-ran another benchmark)
+          (f"Command: `CLOAK_MODEL_DIR=../shared/models "
+           f"{shlex.join(['python', 'benchmarks/speed.py', *sys.argv[1:]])}`. "
            f"Machine: {machine}."), "",
           ("| run | median wall s (runs) | peak RSS MB | instagram damage dB (worst model) "
            "| PSNR | phases (median s) |"), "|---|---|---|---|---|---|"]
