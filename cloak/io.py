@@ -464,6 +464,9 @@ def unread_tiff_layout(fp: IO[bytes]) -> str | None:
     if bits == 16 and samples == 2:
         return ("16-bit gray pixels with transparency are not supported; export an 8-bit "
                 "copy, or a 16-bit one without transparency")
+    if samples > 4:  # extra channels (spot colours, masks) beside the colour ones
+        return (f"pixels of {samples} channels are not supported; export an RGB or RGBA "
+                "copy")
     return None
 
 

@@ -171,10 +171,11 @@ XMP_DROPPED_NAMESPACES = frozenset({"http://ns.google.com/photos/1.0/depthmap/",
 # (holds_picture_data).
 BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{40,}")
 BASE64_VALUE = re.compile(r"[A-Za-z0-9+/_=\s-]+")
-# RFC 2397's form: "data:" [type/subtype] *(";" param) ","; no space before the comma,
-# so a credit such as "Data: OpenStreetMap contributors, ODbL" is words, kept
-DATA_URI = re.compile(r"\s*data:(?:[\w.+-]+/[\w.+-]+)?(?:;[\w.+-]+(?:=[^;,\s]*)?)*,",
-                      re.IGNORECASE)
+# "data:", then up to the comma a media type and parameters with no space (RFC 2397's
+# form, and the loose ones browsers take: "data:image;base64,"), or anything that names
+# base64 (spaces too: "data: image/png ;base64,"); a credit such as "Data: OpenStreetMap
+# contributors, ODbL" is words, kept
+DATA_URI = re.compile(r"\s*data:(?:[^,\s]*|[^,]*;\s*base64\s*),", re.IGNORECASE)
 # The 8-byte character code before an EXIF UNDEFINED text (UserComment, GPS methods)
 EXIF_CHARACTER_CODES = (b"ASCII\0\0\0", b"UNICODE\0", b"JIS\0\0\0\0\0", bytes(8))
 # A picture file's own start, wherever a metadata value holds one: JPEG, PNG, GIF, WebP,

@@ -1223,6 +1223,11 @@ class TestMetadata:
         assert 256 < len(thumbnail_text) < 1024
         pictures = [data, thumbnail_text, "DATA:image/jpeg;base64," + text,
                     "\n   data:image/png;base64,AAAA", "data:,AAAA",
+                    # loose forms a browser still shows: no subtype, a wildcard, none
+                    "data:image;base64,AAAA", "data:image/*;base64,AAAA",
+                    "data:;base64,AAAA", "data:image/svg+xml;charset=utf-8;base64,AAAA",
+                    "data: image/png;base64,AAAA", "data:image/png ;base64,AAAA",
+                    "data:image/png;name=my photo.png;base64,AAAA",
                     "data:application/octet-stream;name=depth.bin;base64,AAAA",
                     struct.unpack(">16I", data[:64]),  # a LONG[] array
                     struct.unpack(">32h", data[:64]),  # an SSHORT[] one (starts below 0)
@@ -1245,7 +1250,7 @@ class TestMetadata:
                  (1, 2, 3, 4), tuple(range(64)), "x" * 5000,
                  # credits, not data: URIs (both were dropped from EXIF and XMP rights)
                  "Data: OpenStreetMap contributors, ODbL", "Map data:OSM, ODbL",
-                 "Data:OSM,ODbL", "data: see www.example.org/terms, 2024"]
+                 "data: see www.example.org/terms, 2024", "Data: Base64 Inc, 2024"]
         for value in words:
             assert not metadata.holds_picture_data(value), value
 
@@ -3390,6 +3395,7 @@ def plain_tiff(path: Path, samples: int, bits: int, sample_format: int | None,
     # 16-bit gray with transparency (no SampleFormat tag: integers) was "damaged"
     (2, 16, None, "<u2", ("16-bit gray pixels with transparency are not supported; export "
                          "an 8-bit copy, or a 16-bit one without transparency")),
+    (5, 16, None, "<u2", "pixels of 5 channels are not supported; export an RGB or RGBA copy"),
 ])
 def test_a_tiff_layout_pillow_does_not_read_is_named_not_called_damaged(
         tmp_path: Path, samples, bits, sample_format, dtype, said):

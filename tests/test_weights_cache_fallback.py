@@ -221,6 +221,20 @@ class TestUnwritableCache:
         assert not os.path.lexists(W.fallback_dir())
 
     @pytest.mark.skipif(not hasattr(os, "symlink"), reason="symbolic links")
+    def test_a_cache_folder_in_a_loop_of_links_says_why_it_cant_be_made(self, tmp_path,
+                                                                      monkeypatch):
+        """A folder on the cache's path that can't be looked at (a loop of links here;
+        a folder the user may not search elsewhere) gives its reason, as a
+        CacheNotWritable, not an OSError from the look itself."""
+        loop = tmp_path / "loop"
+        loop.symlink_to(loop)
+        monkeypatch.setattr(W, "cache_dir", lambda: loop / "cache")
+        with pytest.raises(ModelError) as info:
+            W.resolve(get_spec("taef2"), "encoder")
+        assert (f"the cache folder {loop / 'cache'} is not writable (Too many levels of "
+                "symbolic links)") in str(info.value)
+
+    @pytest.mark.skipif(not hasattr(os, "symlink"), reason="symbolic links")
     def test_a_cache_folder_linked_to_a_drive_not_mounted_is_said_to_be_a_link(
             self, tmp_path, monkeypatch):
         """A cache folder that is a link to a place gone (a drive not mounted) was "a file,
@@ -404,6 +418,37 @@ class TestDeadline:
                 f"fetch it by hand: {base}/taef2_encoder.pth") in message
         assert elapsed < 10, elapsed
         assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
+
+    def test_a_stall_after_data_flowed_ends_at_the_deadline_not_the_reads_timeout(
+            self, tmp_path):
+        """The deadline longer than a read's timeout (as by default: 600 s against 60 s):
+        data flows for a while, then the server goes silent with less time left than a
+        read's timeout. The read waits only the time left, and the deadline's message is
+        given at the deadline (a full timeout's wait ended past it, as "timed out")."""
+        release = threading.Event()
+
+        def drip_then_silence(handler):
+            handler.send_response(200)
+            handler.send_header("Content-Length", str(1 << 20))
+            handler.end_headers()
+            with contextlib.suppress(OSError):
+                for _ in range(12):  # 1.2 s of data
+                    handler.wfile.write(bytes(1 << 10))
+                    handler.wfile.flush()
+                    time.sleep(0.1)
+                release.wait(30)
+
+        try:
+            with serving(drip_then_silence) as base:
+                started = time.monotonic()
+                with pytest.raises(F.DownloadTooSlow, match="took longer than 2 s"):
+                    F.fetch(f"{base}/taef2_encoder.pth", tmp_path / "c" / "taef2_encoder.pth",
+                            lambda path: None, timeout=1.5, deadline=2)
+                elapsed = time.monotonic() - started
+        finally:
+            release.set()
+        assert elapsed < 2.8, elapsed  # not 1.2 s of data + a 1.5 s timeout's wait
+        assert not list((tmp_path / "c").glob("*"))
 
     def test_a_chunked_download_cut_off_says_it_ended_early(self, tmp_path, monkeypatch):
         """A chunked answer (no Content-Length) whose connection closes mid-file was
