@@ -283,6 +283,25 @@ def failed_download(do_get, monkeypatch, deadline: str = "0.5") -> tuple[str, st
         return base, str(info.value), time.monotonic() - started
 
 
+def data_then_silence(release: threading.Event, pieces: int, piece: int, pause: float = 0
+                      ) -> Callable[[http.server.BaseHTTPRequestHandler], None]:
+    """An answer promising 1 MiB that sends `pieces` of `piece` bytes, `pause` s apart, then
+    holds the connection open, silent, until `release` is set (30 s at most)."""
+
+    def answer(handler: http.server.BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(1 << 20))
+        handler.end_headers()
+        with contextlib.suppress(OSError):  # the client hung up
+            for _ in range(pieces):
+                handler.wfile.write(bytes(piece))
+                handler.wfile.flush()
+                time.sleep(pause)
+            release.wait(30)
+
+    return answer
+
+
 class TestDeadline:
     def test_a_server_that_drips_bytes_is_given_up_on_at_the_deadline(self, tmp_path,
                                                                       monkeypatch):
@@ -400,18 +419,9 @@ class TestDeadline:
         up after a minute, as "failed (timed out)". The read's wait is cut to the time
         left: the deadline's own message, at the deadline."""
         release = threading.Event()
-
-        def half_then_silence(handler):
-            handler.send_response(200)
-            handler.send_header("Content-Length", str(1 << 20))
-            handler.end_headers()
-            with contextlib.suppress(OSError):
-                handler.wfile.write(bytes(1 << 19))
-                handler.wfile.flush()
-                release.wait(30)  # silent, the connection held open
-
         try:
-            base, message, elapsed = failed_download(half_then_silence, monkeypatch, "1")
+            base, message, elapsed = failed_download(
+                data_then_silence(release, pieces=1, piece=1 << 19), monkeypatch, "1")
         finally:
             release.set()
         assert ("the download of taef2_encoder.pth took longer than 1 s; try again or "
@@ -426,20 +436,9 @@ class TestDeadline:
         read's timeout. The read waits only the time left, and the deadline's message is
         given at the deadline (a full timeout's wait ended past it, as "timed out")."""
         release = threading.Event()
-
-        def drip_then_silence(handler):
-            handler.send_response(200)
-            handler.send_header("Content-Length", str(1 << 20))
-            handler.end_headers()
-            with contextlib.suppress(OSError):
-                for _ in range(12):  # 1.2 s of data
-                    handler.wfile.write(bytes(1 << 10))
-                    handler.wfile.flush()
-                    time.sleep(0.1)
-                release.wait(30)
-
-        try:
-            with serving(drip_then_silence) as base:
+        try:  # 1.2 s of data
+            with serving(data_then_silence(release, pieces=12, piece=1 << 10,
+                                           pause=0.1)) as base:
                 started = time.monotonic()
                 with pytest.raises(F.DownloadTooSlow, match="took longer than 2 s"):
                     F.fetch(f"{base}/taef2_encoder.pth", tmp_path / "c" / "taef2_encoder.pth",
