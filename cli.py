@@ -1184,14 +1184,16 @@ def receipt_one(photo: Path, image, model_dir: str | None, device: str | None,
         say(f"receipt: can't tell: {why}; compare it with the original to measure what "
             "it carries")
     else:
-        say("receipt: " + ("protection detected" if receipt.protected else
-                           "no protection detected")
-            + " (a hint, not proof, and no measure of its strength: compare with the "
-            "original for figures)")
+        say("receipt: " + ("protection detected (a hint, not proof: a soft or enlarged "
+                           "photo, never protected, can read so too; and no measure of "
+                           "its strength" if receipt.protected else
+                           "no protection detected (a hint, not proof, and no measure of "
+                           "its strength")
+            + ": compare with the original for figures)")
     if receipt.protected is False and io.says_protected_file(photo):
         note("this file carries cloak's note, so cloak made it; the receipt often misses "
-             "copies made at fast or low (README, cloak verify): compare it with the "
-             "original to measure what it carries")
+             "copies made at fast or low, and gray, text or very smooth photos (README, "
+             "cloak verify): compare it with the original to measure what it carries")
     return {"kind": "receipt", "photo": str(photo), **receipt.to_dict(),
             "below_calibrated_size": small, "note": "; ".join(notes) or None,
             "cloak_version": __version__}

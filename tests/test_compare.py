@@ -148,3 +148,27 @@ def test_a_floor_that_cant_be_measured_is_a_note_not_a_failed_pair(
     assert compared.floor is None and compared.verification.as_is is not None
     assert compared.verification.note.endswith("these figures are mostly compression, "
                                                "not protection")
+
+
+def test_no_swap_hint_where_cloaks_note_shows_the_order_is_right(tmp_path):
+    """A flat grey photo protected in one step at fast rebuilt better than its original
+    (damage -1.03 dB): "were they swapped?", though the copy carries cloak's note and the
+    original not. The note settles the order: no hint; given the other way round, the
+    hint stays."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from cloak import io
+
+    original = tmp_path / "grey.png"
+    Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(original)
+    photo = io.load_photo(original)
+    copy = io.save_photo(photo, photo.rgb, tmp_path / "out" / "grey.png")
+    assert io.says_protected_file(copy) and not io.says_protected_file(original)
+    rebuilds_better = SimpleNamespace(as_is=SimpleNamespace(damage_db={"taesd": -1.03}))
+    assert swapped_note(rebuilds_better, original, copy) is None
+    assert "were they swapped?" in swapped_note(rebuilds_better, copy, original)
+    plain = tmp_path / "plain.png"  # neither carries the note: the sign still tells
+    Image.fromarray(np.full((64, 64, 3), 127, np.uint8)).save(plain)
+    assert "negative damage" in swapped_note(rebuilds_better, original, plain)

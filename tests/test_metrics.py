@@ -50,3 +50,34 @@ def test_change_stats_matches_float64_numpy(band_rows):
     diff = a.double().numpy() - b.double().numpy()
     assert mse == pytest.approx(float((diff ** 2).mean()), rel=1e-9)
     assert largest == pytest.approx(float(abs(diff).max()), abs=1e-7)
+
+
+def test_damage_counts_each_round_trip_at_most_the_ceiling(model_dir, small_photo, tmp_path):
+    """An all-black photo rebuilds at 96 dB; its copy changed by 1/255 at 44 dB, which
+    looks the same: the plain difference of the two, "50 dB, strong", graded the flattest
+    photos highest. Each round trip counts at most ROUND_TRIP_CEILING_DB, so that copy has
+    no damage; a real photo (which rebuilds far below the ceiling) keeps the plain
+    difference."""
+    import numpy as np
+    from PIL import Image
+
+    from cloak.models import load_autoencoder
+
+    net = load_autoencoder("taesd", model_dir)
+    black = torch.zeros(1, 3, 96, 128)
+    speckled = black.clone()
+    speckled[..., ::2, ::2] = 1 / 255  # 1/255 on a quarter of the pixels
+    _, clean_psnr = metrics.clean_reference(net, metrics.resize_long(black, 512))
+    assert clean_psnr > metrics.ROUND_TRIP_CEILING_DB + 20  # what made the 50 dB
+    assert metrics.damage_db(net, black, speckled) < 1.0
+    with Image.open(small_photo(tmp_path / "p.png", size=(128, 96))) as im:
+        photo = torch.from_numpy(np.asarray(im.convert("RGB"), np.float32) / 255)
+    x = photo.permute(2, 0, 1)[None]
+    x_adv = (x + 8 / 255 * torch.sign(torch.randn_like(x))).clamp(0, 1)
+    xs, xas = metrics.resize_long(x, 512), metrics.resize_long(x_adv, 512)
+    _, clean_psnr = metrics.clean_reference(net, xs)
+    assert clean_psnr < metrics.ROUND_TRIP_CEILING_DB
+    with torch.no_grad():
+        rebuilt = net.decode(net.encode(xas)).float().clamp(0, 1)
+    plain = clean_psnr - metrics.psnr(rebuilt, xs)
+    assert metrics.damage_db(net, x, x_adv) == pytest.approx(plain, abs=1e-3)
